@@ -106,6 +106,11 @@ func (p *Problem[T]) KeyLimit(h, i int) int {
 	return max(l, 0)
 }
 
+// ErrUnsupported is wrapped by the error a method returns for a problem
+// outside its domain (for example entries too large for a polynomial of
+// reasonable degree). The caller can then choose another method.
+var ErrUnsupported = errors.New("method does not apply to this input")
+
 // ErrBadProblem is wrapped by every error Validate returns.
 var ErrBadProblem = errors.New("invalid attention problem")
 

@@ -1,0 +1,256 @@
+// Package attntest is the conformance suite every attention method runs, as
+// gonum's testblas is for BLAS implementations: the same shapes, masks,
+// scales and extreme inputs, all checked against a float64 reference with
+// the project's error contract
+//
+//	|T_ij - Att_ij| <= (Eps + floor) * max_l |V_lj|
+//
+// where Eps is the method's error target (0 for exact methods) and floor is
+// the rounding allowance of the element type.
+package attntest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/internal/reference"
+)
+
+// Config says how a method is judged.
+type Config struct {
+	// Eps is passed to the method as Problem.Eps and is the error it must
+	// meet on top of the rounding floors below. 0 for exact methods.
+	Eps float64
+	// Floor64 and Floor32 are rounding allowances relative to max_l |V_lj|;
+	// zero values mean 1e-10 and 3e-5.
+	Floor64, Floor32 float64
+	// AllowUnsupported lets the method decline a case by returning an error
+	// wrapping attn.ErrUnsupported; the case is then logged, not failed.
+	// Exact methods leave it false: they must handle everything.
+	AllowUnsupported bool
+}
+
+// Case is one conformance input, described by how to generate it.
+type Case struct {
+	Name              string
+	Heads, N, M, D, E int
+	Scale             float64 // 0: 1/sqrt(D)
+	Causal            bool
+	KeyLens           []int
+	// QScale, KScale and VScale multiply standard normal entries; 0 means 1.
+	QScale, KScale, VScale float64
+	// Shape, if set, rewrites the generated inputs (e.g. duplicate keys).
+	Shape func(r *rand.Rand, p *attn.Problem[float64])
+}
+
+// Cases returns the standard conformance inputs.
+func Cases() []Case {
+	return []Case{
+		{Name: "1x1x1", Heads: 1, N: 1, M: 1, D: 1, E: 1},
+		{Name: "square", Heads: 1, N: 64, M: 64, D: 16, E: 16},
+		{Name: "ragged-tiles", Heads: 1, N: 67, M: 259, D: 7, E: 3},
+		{Name: "cross", Heads: 1, N: 5, M: 300, D: 16, E: 9},
+		{Name: "more-queries", Heads: 1, N: 300, M: 7, D: 4, E: 5},
+		{Name: "batched", Heads: 6, N: 33, M: 41, D: 8, E: 8},
+		{Name: "wide-values", Heads: 2, N: 20, M: 513, D: 3, E: 40},
+		{Name: "causal", Heads: 2, N: 130, M: 130, D: 8, E: 8, Causal: true},
+		{Name: "causal-decode", Heads: 3, N: 4, M: 600, D: 8, E: 6, Causal: true},
+		{Name: "causal-more-queries", Heads: 1, N: 90, M: 70, D: 8, E: 8, Causal: true},
+		{Name: "padding", Heads: 4, N: 20, M: 300, D: 8, E: 4, KeyLens: []int{300, 1, 0, 257}},
+		{Name: "padding-causal", Heads: 2, N: 50, M: 80, D: 5, E: 4, Causal: true, KeyLens: []int{40, 80}},
+		{Name: "tiny-scale", Heads: 1, N: 40, M: 90, D: 16, E: 8, Scale: 1e-6},
+		{Name: "paper-scale", Heads: 1, N: 40, M: 90, D: 16, E: 8, Scale: 1.0 / 16},
+		{Name: "large-logits", Heads: 2, N: 40, M: 300, D: 16, E: 8, QScale: 1e4, KScale: 1e4},
+		{Name: "large-values", Heads: 1, N: 40, M: 300, D: 8, E: 8, VScale: 1e6},
+		{Name: "identical-keys", Heads: 1, N: 30, M: 200, D: 8, E: 8, Shape: identicalKeys},
+		{Name: "dominant-key", Heads: 1, N: 30, M: 200, D: 8, E: 8, Shape: dominantKey},
+		{Name: "far-keys", Heads: 1, N: 30, M: 200, D: 8, E: 8, Shape: farKeys},
+		{Name: "one-hot-values", Heads: 1, N: 30, M: 200, D: 8, E: 8, Shape: oneHotValues},
+	}
+}
+
+func identicalKeys(_ *rand.Rand, p *attn.Problem[float64]) {
+	for j := 1; j < p.Heads*p.M; j++ {
+		copy(p.K[j*p.D:(j+1)*p.D], p.K[:p.D])
+	}
+}
+
+func dominantKey(r *rand.Rand, p *attn.Problem[float64]) {
+	// Key 0 points along every query's direction far more than the others.
+	for h := range p.Heads {
+		for i := range p.N {
+			copy(p.Q[(h*p.N+i)*p.D:], p.Q[h*p.N*p.D:h*p.N*p.D+p.D])
+		}
+		for t := range p.D {
+			p.K[h*p.M*p.D+t] = 8 * p.Q[h*p.N*p.D+t]
+		}
+	}
+	_ = r
+}
+
+func farKeys(_ *rand.Rand, p *attn.Problem[float64]) {
+	// A common offset far from the origin: the softmax is unchanged only if
+	// the method handles the shift well.
+	for j := range p.Heads * p.M {
+		for t := range p.D {
+			p.K[j*p.D+t] += 50
+		}
+	}
+}
+
+func oneHotValues(r *rand.Rand, p *attn.Problem[float64]) {
+	clear(p.V)
+	for j := range p.Heads * p.M {
+		p.V[j*p.E+r.IntN(p.E)] = 1
+	}
+}
+
+// Generate builds the float64 problem a case describes.
+func (c Case) Generate(seed uint64) *attn.Problem[float64] {
+	r := rand.New(rand.NewPCG(seed, 0x5eed))
+	or1 := func(x float64) float64 {
+		if x == 0 {
+			return 1
+		}
+		return x
+	}
+	fill := func(n int, s float64) []float64 {
+		x := make([]float64, n)
+		for i := range x {
+			x[i] = s * r.NormFloat64()
+		}
+		return x
+	}
+	p := &attn.Problem[float64]{
+		Heads: c.Heads, N: c.N, M: c.M, D: c.D, E: c.E,
+		Q:      fill(c.Heads*c.N*c.D, or1(c.QScale)),
+		K:      fill(c.Heads*c.M*c.D, or1(c.KScale)),
+		V:      fill(c.Heads*c.M*c.E, or1(c.VScale)),
+		Scale:  c.Scale,
+		Causal: c.Causal, KeyLens: c.KeyLens,
+	}
+	if p.Scale == 0 {
+		p.Scale = 1 / math.Sqrt(float64(c.D))
+	}
+	if c.Shape != nil {
+		c.Shape(r, p)
+	}
+	return p
+}
+
+// To32 converts a problem to float32. The float32 problem is what the
+// reference then sees, so rounding of the inputs is not counted as error.
+func To32(p *attn.Problem[float64]) *attn.Problem[float32] {
+	conv := func(x []float64) []float32 {
+		y := make([]float32, len(x))
+		for i, v := range x {
+			y[i] = float32(v)
+		}
+		return y
+	}
+	return &attn.Problem[float32]{
+		Heads: p.Heads, N: p.N, M: p.M, D: p.D, E: p.E,
+		Q: conv(p.Q), K: conv(p.K), V: conv(p.V),
+		Scale: p.Scale, Causal: p.Causal, KeyLens: p.KeyLens, Eps: p.Eps,
+	}
+}
+
+// Run runs every conformance case for both element types.
+func Run(t *testing.T, m attn.Method, cfg Config) {
+	for _, c := range Cases() {
+		t.Run(c.Name, func(t *testing.T) { RunCase(t, m, cfg, c, 1) })
+	}
+	t.Run("cancelled", func(t *testing.T) { checkCancelled(t, m, cfg) })
+}
+
+// RunCase checks one case with the given seed in float64 and float32.
+func RunCase(t *testing.T, m attn.Method, cfg Config, c Case, seed uint64) {
+	t.Helper()
+	p64 := c.Generate(seed)
+	p64.Eps = cfg.Eps
+	if err := p64.Validate(); err != nil {
+		t.Fatalf("case %s is invalid: %v", c.Name, err)
+	}
+	floor64, floor32 := cfg.Floor64, cfg.Floor32
+	if floor64 == 0 {
+		floor64 = 1e-10
+	}
+	if floor32 == 0 {
+		floor32 = 3e-5
+	}
+	if err := Check(m, p64, cfg.Eps+floor64, cfg.AllowUnsupported); err != nil {
+		t.Errorf("float64: %v", err)
+	}
+	if err := Check(m, To32(p64), cfg.Eps+floor32, cfg.AllowUnsupported); err != nil {
+		t.Errorf("float32: %v", err)
+	}
+}
+
+// Check runs m on p and compares every output entry and log-sum-exp with
+// the float64 reference. tol is relative to max_l |V_lj| for outputs; the
+// log-sum-exp must be within log(1+tol) plus rounding of the reference.
+// An ErrUnsupported from the method passes when allowUnsupported is set.
+func Check[T attn.Float](m attn.Method, p *attn.Problem[T], tol float64, allowUnsupported bool) error {
+	out := attn.NewOutput(p)
+	st, err := attn.Forward(context.Background(), m, p, out)
+	if err != nil {
+		if allowUnsupported && errors.Is(err, attn.ErrUnsupported) {
+			return nil
+		}
+		return fmt.Errorf("%s failed: %w", m.Name(), err)
+	}
+	if st.ErrorBound > tol {
+		return fmt.Errorf("%s reports error bound %g above the target %g", m.Name(), st.ErrorBound, tol)
+	}
+	want, wantLSE := reference.Attention(p)
+	for h := range p.Heads {
+		colMax := attn.ColumnMaxAbs(p, h, p.KeyLen(h))
+		for i := range p.N {
+			row := h*p.N + i
+			for j := range p.E {
+				got, ref := float64(out.O[row*p.E+j]), want[row*p.E+j]
+				if !(math.Abs(got-ref) <= tol*colMax[j]) {
+					return fmt.Errorf("head %d row %d col %d: got %g, reference %g: error %.3g > %.3g * max|V_col| = %.3g",
+						h, i, j, got, ref, math.Abs(got-ref), tol, tol*colMax[j])
+				}
+			}
+			got, ref := out.LSE[row], wantLSE[row]
+			if math.IsInf(ref, -1) {
+				if !math.IsInf(got, -1) {
+					return fmt.Errorf("head %d row %d has no valid key: log-sum-exp %g, want -Inf", h, i, got)
+				}
+				continue
+			}
+			if lseTol := math.Log1p(tol) + 1e-6*math.Abs(ref)*roundingOf[T](); !(math.Abs(got-ref) <= lseTol) {
+				return fmt.Errorf("head %d row %d: log-sum-exp %g, reference %g (tolerance %.3g)", h, i, got, ref, lseTol)
+			}
+		}
+	}
+	return nil
+}
+
+// roundingOf is the unit roundoff of T relative to float32's, so a
+// log-sum-exp of size L may be off by about L times it.
+func roundingOf[T attn.Float]() float64 {
+	var x T
+	if _, ok := any(x).(float32); ok {
+		return 1
+	}
+	return 1e-9
+}
+
+func checkCancelled(t *testing.T, m attn.Method, cfg Config) {
+	p := Case{Heads: 4, N: 256, M: 256, D: 8, E: 8}.Generate(3)
+	p.Eps = cfg.Eps
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := m.Forward64(ctx, p, attn.NewOutput(p))
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("with a cancelled context %s returned %v, want context.Canceled", m.Name(), err)
+	}
+}
