@@ -1,0 +1,86 @@
+package fastattn
+
+import (
+	"math"
+	"slices"
+)
+
+// Merge combines results computed over disjoint sets of keys for the same
+// queries into the result over their union, exactly, through the rows'
+// log-sum-exps (as xformers' merge_attentions does):
+//
+//	LSE = log sum_p exp(LSE_p),  Out = sum_p exp(LSE_p - LSE) Out_p.
+//
+// So keys can be split across workers or machines. The merged error bound is
+// the largest of the parts': each part's bound is relative to its own value
+// columns, which the union's bound dominates. Rows with no key in any part
+// stay zero with LSE -Inf.
+func Merge[T Float](parts ...*Result[T]) (*Result[T], error) {
+	if len(parts) == 0 {
+		return nil, invalid("Merge needs at least one result")
+	}
+	first := parts[0]
+	for i, r := range parts {
+		if r == nil {
+			return nil, invalid("Merge: result %d is nil", i)
+		}
+		if !slices.Equal(r.Out.Shape, first.Out.Shape) || !slices.Equal(r.LSE.Shape, first.LSE.Shape) {
+			return nil, invalid("Merge: result %d has output shape %v, result 0 has %v; parts must cover the same queries", i, r.Out.Shape, first.Out.Shape)
+		}
+		if err := r.Out.check("merged output"); err != nil {
+			return nil, err
+		}
+		if err := r.LSE.check("merged LSE"); err != nil {
+			return nil, err
+		}
+	}
+	rows := len(first.LSE.Data)
+	if rows == 0 || len(first.Out.Data)%rows != 0 {
+		return nil, invalid("Merge: %d output values do not split into %d rows", len(first.Out.Data), rows)
+	}
+	e := len(first.Out.Data) / rows
+	out := make([]T, len(first.Out.Data))
+	lse := make([]float64, rows)
+	acc := make([]float64, e)
+	for i := range rows {
+		mx := math.Inf(-1)
+		for _, r := range parts {
+			mx = max(mx, r.LSE.Data[i])
+		}
+		if math.IsInf(mx, -1) {
+			lse[i] = mx
+			continue
+		}
+		clear(acc)
+		var sum float64
+		for _, r := range parts {
+			w := math.Exp(r.LSE.Data[i] - mx)
+			sum += w
+			for c, x := range r.Out.Data[i*e : (i+1)*e] {
+				acc[c] += w * float64(x)
+			}
+		}
+		for c := range acc {
+			out[i*e+c] = T(acc[c] / sum)
+		}
+		lse[i] = mx + math.Log(sum)
+	}
+	rep := first.Report
+	rep.Method = "merge"
+	rep.Reason = ""
+	rep.Seconds, rep.Flops, rep.GFlops, rep.M = 0, 0, 0, 0
+	for _, r := range parts {
+		rep.Seconds += r.Report.Seconds
+		rep.Flops += r.Report.Flops
+		rep.M += r.Report.M
+		rep.ErrorBound = max(rep.ErrorBound, r.Report.ErrorBound)
+	}
+	if rep.Seconds > 0 {
+		rep.GFlops = rep.Flops / rep.Seconds / 1e9
+	}
+	return &Result[T]{
+		Out:    Tensor[T]{Data: out, Shape: slices.Clone(first.Out.Shape)},
+		LSE:    Tensor[float64]{Data: lse, Shape: slices.Clone(first.LSE.Shape)},
+		Report: rep,
+	}, nil
+}
