@@ -49,12 +49,12 @@ func (t Tensor[T]) check(name string) error {
 	n := 1
 	for _, s := range t.Shape {
 		if s < 0 {
-			return fmt.Errorf("fastattn: %s has a negative dimension in shape %v", name, t.Shape)
+			return fmt.Errorf("%s has a negative dimension in shape %v", name, t.Shape)
 		}
 		n *= s
 	}
 	if n != len(t.Data) {
-		return fmt.Errorf("fastattn: %s has shape %v (%d elements) but %d data values", name, t.Shape, n, len(t.Data))
+		return fmt.Errorf("%s has shape %v (%d elements) but %d data values", name, t.Shape, n, len(t.Data))
 	}
 	return nil
 }
@@ -147,8 +147,16 @@ func Methods() []string {
 var ErrInvalidInput = errors.New("invalid input")
 
 func invalid(format string, args ...any) error {
-	return fmt.Errorf("fastattn: %w: %s", ErrInvalidInput, fmt.Sprintf(format, args...))
+	return inputError{fmt.Errorf(format, args...)}
 }
+
+// inputError is an error in the caller's input: it matches ErrInvalidInput
+// under errors.Is without repeating "invalid input" in every message.
+type inputError struct{ err error }
+
+func (e inputError) Error() string        { return "fastattn: " + e.err.Error() }
+func (e inputError) Unwrap() error        { return e.err }
+func (e inputError) Is(target error) bool { return target == ErrInvalidInput }
 
 // Attend computes attention of q (..., n, d) against k (..., m, d) and
 // v (..., m, e). The leading dimensions of the three must be equal. It
@@ -200,7 +208,7 @@ func problem[T Float](q, k, v Tensor[T], opts Options) (*attn.Problem[T], []int,
 			return nil, nil, invalid("%s has rank %d (shape %v); use (n, d), (heads, n, d) or (batch, heads, n, d)", t.name, r, t.t.Shape)
 		}
 		if err := t.t.check(t.name); err != nil {
-			return nil, nil, fmt.Errorf("%w: %w", ErrInvalidInput, err)
+			return nil, nil, inputError{err}
 		}
 	}
 	if len(q.Shape) != len(k.Shape) || len(q.Shape) != len(v.Shape) {
@@ -244,7 +252,7 @@ func problem[T Float](q, k, v Tensor[T], opts Options) (*attn.Problem[T], []int,
 		Scale: scale, Causal: opts.Causal, KeyLens: keyLens, Eps: eps,
 	}
 	if err := p.Validate(); err != nil {
-		return nil, nil, fmt.Errorf("fastattn: %w: %w", ErrInvalidInput, err)
+		return nil, nil, inputError{err}
 	}
 	return p, lead, nil
 }

@@ -112,7 +112,7 @@ func (p *Problem[T]) KeyLimit(h, i int) int {
 var ErrUnsupported = errors.New("method does not apply to this input")
 
 // ErrBadProblem is wrapped by every error Validate returns.
-var ErrBadProblem = errors.New("invalid attention problem")
+var ErrBadProblem = errors.New("invalid input")
 
 // Validate checks sizes, the scale, key lengths and Eps, and that every
 // input entry is finite. Methods may assume a validated problem.

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+
+	"github.com/fastattn/fastattn"
+	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/internal/reference"
+)
+
+// workload is a generated attention input: Gaussian Q, K, V with the given
+// entry scales, laid out (heads, n, d).
+type workload struct {
+	heads, n, m, d, e int
+	qkScale           float64 // standard deviation of Q and K entries
+	seed              uint64
+}
+
+func (w workload) tensors32() (q, k, v fastattn.Tensor[float32]) {
+	q64, k64, v64 := w.tensors64()
+	return to32(q64), to32(k64), to32(v64)
+}
+
+func (w workload) tensors64() (q, k, v fastattn.Tensor[float64]) {
+	r := rand.New(rand.NewPCG(w.seed, 17))
+	gen := func(rows, cols int, s float64) fastattn.Tensor[float64] {
+		x := make([]float64, w.heads*rows*cols)
+		for i := range x {
+			x[i] = s * r.NormFloat64()
+		}
+		return fastattn.Tensor[float64]{Data: x, Shape: []int{w.heads, rows, cols}}
+	}
+	s := w.qkScale
+	if s == 0 {
+		s = 1
+	}
+	return gen(w.n, w.d, s), gen(w.m, w.d, s), gen(w.m, w.e, 1)
+}
+
+func to32(t fastattn.Tensor[float64]) fastattn.Tensor[float32] {
+	x := make([]float32, len(t.Data))
+	for i, v := range t.Data {
+		x[i] = float32(v)
+	}
+	return fastattn.Tensor[float32]{Data: x, Shape: t.Shape}
+}
+
+// sampledError compares rows of a result with the float64 reference on a
+// sample of query rows (every row for small inputs) and returns the largest
+// |T_ij - Att_ij| / max_l |V_lj|: the quantity the error contract bounds.
+func sampledError[T fastattn.Float](q, k, v fastattn.Tensor[T], opts fastattn.Options, out []T, samples int) float64 {
+	heads, n, d := q.Shape[0], q.Shape[1], q.Shape[2]
+	m, e := k.Shape[1], v.Shape[2]
+	p := &attn.Problem[T]{Heads: heads, N: n, M: m, D: d, E: e, Q: q.Data, K: k.Data, V: v.Data,
+		Scale: opts.Scale, Causal: opts.Causal}
+	if p.Scale == 0 {
+		p.Scale = 1 / math.Sqrt(float64(d))
+	}
+	r := rand.New(rand.NewPCG(99, 1))
+	var worst float64
+	for h := range heads {
+		rows := make([]int, 0, samples)
+		if n <= samples {
+			for i := range n {
+				rows = append(rows, i)
+			}
+		} else {
+			rows = append(rows, 0, n-1)
+			for len(rows) < samples {
+				rows = append(rows, r.IntN(n))
+			}
+		}
+		ref, _ := reference.Rows(p, h, rows)
+		colMax := attn.ColumnMaxAbs(p, h, m)
+		for s, i := range rows {
+			for j := range e {
+				err := math.Abs(float64(out[(h*n+i)*e+j]) - ref[s*e+j])
+				if colMax[j] > 0 {
+					worst = max(worst, err/colMax[j])
+				}
+			}
+		}
+	}
+	return worst
+}
+
+// attendTimed runs Attend reps times and returns the fastest run's result.
+func attendTimed[T fastattn.Float](ctx context.Context, q, k, v fastattn.Tensor[T], opts fastattn.Options, reps int) (*fastattn.Result[T], error) {
+	var best *fastattn.Result[T]
+	for range max(reps, 1) {
+		res, err := fastattn.Attend(ctx, q, k, v, opts)
+		if err != nil {
+			return nil, err
+		}
+		if best == nil || res.Report.Seconds < best.Report.Seconds {
+			best = res
+		}
+	}
+	return best, nil
+}
