@@ -1,0 +1,304 @@
+//go:build amd64 && !purego
+
+package kernels
+
+import (
+	"math"
+	"sync"
+)
+
+// Dispatch levels, in increasing order of capability.
+const (
+	levelGo     = iota // portable Go
+	levelAVX2          // AVX2 + FMA, 16 YMM registers
+	levelAVX512        // AVX-512F, 32 ZMM registers and mask registers
+)
+
+var (
+	// maxLevel is what this CPU and OS support.
+	maxLevel = detectLevel()
+	// level is the one in use: maxLevel, unless a test lowers it.
+	level = maxLevel
+)
+
+func levelName(l int) string {
+	return [...]string{"go", "avx2", "avx512"}[l]
+}
+
+// detectLevel reads CPUID and XCR0 as golang.org/x/sys/cpu does: AVX2 needs
+// AVX, AVX2, FMA and the OS saving YMM state; AVX-512 also needs AVX512F
+// and the OS saving the opmask and ZMM state.
+func detectLevel() int {
+	maxID, _, _, _ := cpuid(0, 0)
+	if maxID < 7 {
+		return levelGo
+	}
+	_, _, ecx1, _ := cpuid(1, 0)
+	const (
+		fma     = 1 << 12
+		osxsave = 1 << 27
+		avx     = 1 << 28
+	)
+	if ecx1&(fma|osxsave|avx) != fma|osxsave|avx {
+		return levelGo
+	}
+	xcr0, _ := xgetbv()
+	if xcr0&6 != 6 { // SSE and AVX state
+		return levelGo
+	}
+	_, ebx7, _, _ := cpuid(7, 0)
+	const (
+		avx2    = 1 << 5
+		avx512f = 1 << 16
+	)
+	if ebx7&avx2 == 0 {
+		return levelGo
+	}
+	if ebx7&avx512f != 0 && xcr0&0xe0 == 0xe0 {
+		return levelAVX512
+	}
+	return levelAVX2
+}
+
+// kern is the signature of every GEMM microkernel: see _asm/main.go.
+type kern[T float32 | float64] func(k int, a *T, lda int, b *T, ldb int, c *T, ldc int, tail int, acc int)
+
+// gemmKernels is one microkernel family: mr x nr blocks of C, nr = nv*w.
+type gemmKernels[T float32 | float64] struct {
+	mr, nr, w int
+	full      []kern[T]   // [rows-1]: full nr columns
+	part      [][]kern[T] // [vectors-1][rows-1]: last vector masked to tail lanes
+	tb        int         // block size of trans
+	trans     func(kb int, b *T, ldb int, dst *T, ldd int)
+}
+
+// pick returns the kernels for a block of nb <= nr columns and the number
+// of lanes of its last vector.
+func (g *gemmKernels[T]) pick(nb int) ([]kern[T], int) {
+	if nb == g.nr {
+		return g.full, g.w
+	}
+	nv := (nb + g.w - 1) / g.w
+	return g.part[nv-1], nb - (nv-1)*g.w
+}
+
+// Cache blocking. The driver loops are
+//
+//	for each kc-slice of k:
+//	  (NT: pack B's n x kc slice, nc columns at a time, into nr-wide panels)
+//	  for each mcBlock rows of A:
+//	    for each nr columns: for each mr rows: microkernel
+//
+// so the kc x nr panel of B stays in L1 across a column of microkernels
+// and the mcBlock x kc block of A in L2.
+const (
+	kcBlock = 256
+	mcBlock = 192 // multiple of every mr
+	ncBlock = 512 // NT packing: columns of B packed at once (multiple of every nr)
+)
+
+func gemmNT32(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
+	switch {
+	case level == levelGo || !ntOK(m, n, k, len(a), lda, len(b), ldb, len(c), ldc):
+		gemmNTGo(m, n, k, a, lda, b, ldb, c, ldc)
+	case level == levelAVX512:
+		gemmNTAsm(&gemmF32AVX512, &pool32, m, n, k, a, lda, b, ldb, c, ldc)
+	default:
+		gemmNTAsm(&gemmF32AVX2, &pool32, m, n, k, a, lda, b, ldb, c, ldc)
+	}
+}
+
+func gemmNT64(m, n, k int, a []float64, lda int, b []float64, ldb int, c []float64, ldc int) {
+	switch {
+	case level == levelGo || !ntOK(m, n, k, len(a), lda, len(b), ldb, len(c), ldc):
+		gemmNTGo(m, n, k, a, lda, b, ldb, c, ldc)
+	case level == levelAVX512:
+		gemmNTAsm(&gemmF64AVX512, &pool64, m, n, k, a, lda, b, ldb, c, ldc)
+	default:
+		gemmNTAsm(&gemmF64AVX2, &pool64, m, n, k, a, lda, b, ldb, c, ldc)
+	}
+}
+
+func gemmNN32(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
+	switch {
+	case level == levelGo || !nnOK(m, n, k, len(a), lda, len(b), ldb, len(c), ldc):
+		gemmNNGo(m, n, k, a, lda, b, ldb, c, ldc)
+	case level == levelAVX512:
+		gemmNNAsm(&gemmF32AVX512, m, n, k, a, lda, b, ldb, c, ldc)
+	default:
+		gemmNNAsm(&gemmF32AVX2, m, n, k, a, lda, b, ldb, c, ldc)
+	}
+}
+
+func gemmNN64(m, n, k int, a []float64, lda int, b []float64, ldb int, c []float64, ldc int) {
+	switch {
+	case level == levelGo || !nnOK(m, n, k, len(a), lda, len(b), ldb, len(c), ldc):
+		gemmNNGo(m, n, k, a, lda, b, ldb, c, ldc)
+	case level == levelAVX512:
+		gemmNNAsm(&gemmF64AVX512, m, n, k, a, lda, b, ldb, c, ldc)
+	default:
+		gemmNNAsm(&gemmF64AVX2, m, n, k, a, lda, b, ldb, c, ldc)
+	}
+}
+
+// ntOK and nnOK report whether the assembly may run: a non-empty product
+// whose operands lie inside their slices. Anything else goes to the
+// portable code, which then does or panics exactly as it always did.
+func ntOK(m, n, k, la, lda, lb, ldb, lc, ldc int) bool {
+	return m > 0 && n > 0 && k > 0 && lda >= 0 && ldb >= 0 && ldc >= n &&
+		la >= (m-1)*lda+k && lb >= (n-1)*ldb+k && lc >= (m-1)*ldc+n
+}
+
+func nnOK(m, n, k, la, lda, lb, ldb, lc, ldc int) bool {
+	return m > 0 && n > 0 && k > 0 && lda >= 0 && ldb >= 0 && ldc >= n &&
+		la >= (m-1)*lda+k && lb >= (k-1)*ldb+n && lc >= (m-1)*ldc+n
+}
+
+// gemmNNAsm computes C += A B with the microkernels reading B in place.
+func gemmNNAsm[T float32 | float64](g *gemmKernels[T], m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int) {
+	for p0 := 0; p0 < k; p0 += kcBlock {
+		kc := min(kcBlock, k-p0)
+		for i0 := 0; i0 < m; i0 += mcBlock {
+			i1 := min(i0+mcBlock, m)
+			for j := 0; j < n; j += g.nr {
+				kr, tail := g.pick(min(g.nr, n-j))
+				bp := &b[p0*ldb+j]
+				for i := i0; i < i1; i += g.mr {
+					kr[min(g.mr, i1-i)-1](kc, &a[i*lda+p0], lda, bp, ldb, &c[i*ldc+j], ldc, tail, 1)
+				}
+			}
+		}
+	}
+}
+
+// gemmNTAsm computes C = A B^T: B's rows are transposed into zero-padded
+// kc x nr panels, which the same microkernels as gemmNNAsm then read.
+func gemmNTAsm[T float32 | float64](g *gemmKernels[T], pool *sync.Pool, m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int) {
+	ncMax := min(ncBlock, (n+g.nr-1)/g.nr*g.nr)
+	bufp := getBuf[T](pool, min(kcBlock, k)*ncMax)
+	buf := *bufp
+	for p0 := 0; p0 < k; p0 += kcBlock {
+		kc := min(kcBlock, k-p0)
+		acc := 0
+		if p0 > 0 {
+			acc = 1
+		}
+		for j0 := 0; j0 < n; j0 += ncBlock {
+			nc := min(ncBlock, n-j0)
+			packNT(g, nc, kc, b[j0*ldb+p0:], ldb, buf)
+			for i0 := 0; i0 < m; i0 += mcBlock {
+				i1 := min(i0+mcBlock, m)
+				for j := 0; j < nc; j += g.nr {
+					kr, tail := g.pick(min(g.nr, nc-j))
+					bp := &buf[j*kc]
+					for i := i0; i < i1; i += g.mr {
+						kr[min(g.mr, i1-i)-1](kc, &a[i*lda+p0], lda, bp, g.nr, &c[i*ldc+j0+j], ldc, tail, acc)
+					}
+				}
+			}
+		}
+	}
+	pool.Put(bufp)
+}
+
+// packNT writes the transpose of B's first nc rows (kc entries each) as
+// panels of nr columns: panel q holds B rows q*nr.. at dst[q*kc*nr:], entry
+// (p, jj) at p*nr + jj, with rows past nc as zeros.
+func packNT[T float32 | float64](g *gemmKernels[T], nc, kc int, b []T, ldb int, dst []T) {
+	nr, tb := g.nr, g.tb
+	kb := kc / tb
+	for j := 0; j < nc; j += nr {
+		panel := dst[j*kc : (j+nr)*kc]
+		for jj := 0; jj < nr; jj += tb {
+			r0 := j + jj
+			if r0+tb <= nc {
+				if kb > 0 {
+					g.trans(kb, &b[r0*ldb], ldb, &panel[jj], nr)
+				}
+				for r := range tb {
+					br := b[(r0+r)*ldb : (r0+r)*ldb+kc]
+					for p := kb * tb; p < kc; p++ {
+						panel[p*nr+jj+r] = br[p]
+					}
+				}
+				continue
+			}
+			for r := range tb {
+				if r0+r < nc {
+					br := b[(r0+r)*ldb : (r0+r)*ldb+kc]
+					for p, v := range br {
+						panel[p*nr+jj+r] = v
+					}
+				} else {
+					for p := range kc {
+						panel[p*nr+jj+r] = 0
+					}
+				}
+			}
+		}
+	}
+}
+
+var pool32, pool64 sync.Pool
+
+// getBuf returns a pooled slice of length n; return it with pool.Put.
+func getBuf[T float32 | float64](pool *sync.Pool, n int) *[]T {
+	if p, _ := pool.Get().(*[]T); p != nil && cap(*p) >= n {
+		*p = (*p)[:n]
+		return p
+	}
+	s := make([]T, n)
+	return &s
+}
+
+func expShiftSum32(x []float32, scale, shift float32) float32 {
+	switch {
+	case len(x) == 0:
+		return 0
+	case level == levelAVX512:
+		return expShiftSumF32AVX512(&x[0], len(x), scale, shift)
+	case level == levelAVX2:
+		return expShiftSumF32AVX2(&x[0], len(x), scale, shift)
+	}
+	return expShiftSum32Go(x, scale, shift)
+}
+
+func expShiftSum64(x []float64, scale, shift float64) float64 {
+	switch {
+	case len(x) == 0:
+		return 0
+	case level == levelAVX512:
+		return expShiftSumF64AVX512(&x[0], len(x), scale, shift)
+	case level == levelAVX2:
+		return expShiftSumF64AVX2(&x[0], len(x), scale, shift)
+	}
+	return expShiftSum64Go(x, scale, shift)
+}
+
+func max32(x []float32) float32 {
+	if level == levelGo || len(x) < 8 {
+		return maxGo(x)
+	}
+	m, nan := maxF32AVX2(&x[0], len(x))
+	if nan {
+		return float32(math.NaN())
+	}
+	if m == 0 { // the max builtin prefers +0 to -0; VMAXPS does not
+		return maxGo(x)
+	}
+	return m
+}
+
+func max64(x []float64) float64 {
+	if level == levelGo || len(x) < 4 {
+		return maxGo(x)
+	}
+	m, nan := maxF64AVX2(&x[0], len(x))
+	if nan {
+		return math.NaN()
+	}
+	if m == 0 {
+		return maxGo(x)
+	}
+	return m
+}

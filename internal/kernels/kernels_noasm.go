@@ -1,0 +1,42 @@
+//go:build !amd64 || purego
+
+package kernels
+
+func gemmNT32(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
+	gemmNTGo(m, n, k, a, lda, b, ldb, c, ldc)
+}
+
+func gemmNT64(m, n, k int, a []float64, lda int, b []float64, ldb int, c []float64, ldc int) {
+	gemmNTGo(m, n, k, a, lda, b, ldb, c, ldc)
+}
+
+func gemmNN32(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
+	gemmNNGo(m, n, k, a, lda, b, ldb, c, ldc)
+}
+
+func gemmNN64(m, n, k int, a []float64, lda int, b []float64, ldb int, c []float64, ldc int) {
+	gemmNNGo(m, n, k, a, lda, b, ldb, c, ldc)
+}
+
+func expShiftSum32(x []float32, scale, shift float32) float32 {
+	return expShiftSum32Go(x, scale, shift)
+}
+
+func expShiftSum64(x []float64, scale, shift float64) float64 {
+	return expShiftSum64Go(x, scale, shift)
+}
+
+func max32(x []float32) float32 { return maxGo(x) }
+func max64(x []float64) float64 { return maxGo(x) }
+
+// Dispatch levels; only levelGo exists without assembly.
+const (
+	levelGo = iota
+	levelAVX2
+	levelAVX512
+)
+
+// maxLevel and level mirror the amd64 dispatch so tests are portable.
+var maxLevel, level = levelGo, levelGo
+
+func levelName(l int) string { return "go" }
