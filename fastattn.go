@@ -124,10 +124,14 @@ type Result[T Float] struct {
 	Report Report
 }
 
-// methods maps names to implementations.
+// methods maps names to implementations. Each method other than exact
+// registers itself from a file of its own (methods_NAME.go).
 var methods = map[string]attn.Method{
 	"exact": exact.Method{},
 }
+
+// registerMethod adds a method; called from init functions.
+func registerMethod(m attn.Method) { methods[m.Name()] = m }
 
 // DefaultMethod is used when Options.Method is empty.
 const DefaultMethod = "exact"

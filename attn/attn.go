@@ -178,3 +178,35 @@ func ColumnMaxAbs[T Float](p *Problem[T], h, rows int) []float64 {
 	}
 	return c
 }
+
+// Gradients receives the gradients of a scalar loss with respect to the
+// inputs, each shaped like its input: DQ like Q, DK like K, DV like V.
+type Gradients[T Float] struct {
+	DQ, DK, DV []T
+}
+
+// NewGradients allocates Gradients sized for p.
+func NewGradients[T Float](p *Problem[T]) *Gradients[T] {
+	return &Gradients[T]{DQ: make([]T, len(p.Q)), DK: make([]T, len(p.K)), DV: make([]T, len(p.V))}
+}
+
+// Differentiable is a Method that also computes gradients. Backward gets
+// the forward's output (O and LSE, as its own Forward produced them) and dO,
+// the loss gradient with respect to O (Heads*N*E), and fills g. Keys masked
+// out (padding, causal) get zero gradients.
+type Differentiable interface {
+	Method
+	Backward32(ctx context.Context, p *Problem[float32], out *Output[float32], dO []float32, g *Gradients[float32]) (Stats, error)
+	Backward64(ctx context.Context, p *Problem[float64], out *Output[float64], dO []float64, g *Gradients[float64]) (Stats, error)
+}
+
+// Backward calls the Backward method of m that matches T.
+func Backward[T Float](ctx context.Context, m Differentiable, p *Problem[T], out *Output[T], dO []T, g *Gradients[T]) (Stats, error) {
+	switch p := any(p).(type) {
+	case *Problem[float32]:
+		return m.Backward32(ctx, p, any(out).(*Output[float32]), any(dO).([]float32), any(g).(*Gradients[float32]))
+	case *Problem[float64]:
+		return m.Backward64(ctx, p, any(out).(*Output[float64]), any(dO).([]float64), any(g).(*Gradients[float64]))
+	}
+	return Stats{}, fmt.Errorf("attn: unsupported element type %T", p)
+}

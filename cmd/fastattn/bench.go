@@ -11,6 +11,10 @@ import (
 	"github.com/fastattn/fastattn"
 )
 
+func init() {
+	register(command{"bench", "time a method over a grid of sizes and report GFLOP/s", benchCmd})
+}
+
 func benchCmd(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("bench", "bench [--n 1024,4096,16384] [--d 16,64,128] [--dtype float32,float64] [--causal] [--heads H] [--reps R]", stdout)
 	nList := fs.String("n", "1024,4096", "sequence lengths (n = m), comma-separated")

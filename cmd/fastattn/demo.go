@@ -18,6 +18,13 @@ type demoCase struct {
 	reason string
 }
 
+func init() {
+	register(command{"demo", "run every method on built-in data and compare with a float64 reference", demoCmd})
+}
+
+// extraDemoCases lets each method's file add its own demo rows.
+var extraDemoCases []func(quick bool) []demoCase
+
 func demoCases(quick bool) []demoCase {
 	n := 2048
 	if quick {
@@ -26,13 +33,17 @@ func demoCases(quick bool) []demoCase {
 	self := workload{heads: 8, n: n, m: n, d: 64, e: 64, seed: 1}
 	decode := workload{heads: 8, n: 16, m: 4 * n, d: 64, e: 64, seed: 2}
 	hot := workload{heads: 2, n: n / 2, m: n / 2, d: 16, e: 16, qkScale: 300, seed: 3}
-	return []demoCase{
+	cases := []demoCase{
 		{"self-attention", self, "float32", fastattn.Options{Method: "exact"}, ""},
 		{"self-attention", self, "float64", fastattn.Options{Method: "exact"}, ""},
 		{"causal", self, "float32", fastattn.Options{Method: "exact", Causal: true}, ""},
 		{"decode (cross)", decode, "float32", fastattn.Options{Method: "exact", Causal: true}, ""},
 		{"huge logits", hot, "float32", fastattn.Options{Method: "exact"}, ""},
 	}
+	for _, extra := range extraDemoCases {
+		cases = append(cases, extra(quick)...)
+	}
+	return cases
 }
 
 func demoCmd(args []string, stdout, stderr io.Writer) error {

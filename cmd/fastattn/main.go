@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 )
 
@@ -23,12 +24,17 @@ type command struct {
 	run           func(args []string, stdout, stderr io.Writer) error
 }
 
+// registry holds the subcommands; each file registers its own in init, so
+// adding a command touches no shared file.
+var registry []command
+
+func register(c command) { registry = append(registry, c) }
+
+// commands returns the subcommands in alphabetical order.
 func commands() []command {
-	return []command{
-		{"run", "compute attention of Q, K, V .npy files into an output .npy", runCmd},
-		{"demo", "run every method on built-in data and compare with a float64 reference", demoCmd},
-		{"bench", "time exact attention over a grid of sizes and report GFLOP/s", benchCmd},
-	}
+	cs := slices.Clone(registry)
+	slices.SortFunc(cs, func(a, b command) int { return strings.Compare(a.name, b.name) })
+	return cs
 }
 
 func main() {

@@ -13,6 +13,10 @@ import (
 	"github.com/fastattn/fastattn/internal/npyfile"
 )
 
+func init() {
+	register(command{"run", "compute attention of Q, K, V .npy files into an output .npy", runCmd})
+}
+
 func runCmd(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("run", "run --q Q.npy --k K.npy --v V.npy --out OUT.npy [flags]", stdout)
 	var qPath, kPath, vPath, outPath, lsePath, reportPath string

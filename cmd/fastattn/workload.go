@@ -14,8 +14,10 @@ import (
 // entry scales, laid out (heads, n, d).
 type workload struct {
 	heads, n, m, d, e int
-	qkScale           float64 // standard deviation of Q and K entries
-	seed              uint64
+	qkScale           float64 // standard deviation of Q and K entries (0 means 1)
+	// uniform, if set, draws Q and K entries uniformly from [-qkScale, qkScale].
+	uniform bool
+	seed    uint64
 }
 
 func (w workload) tensors32() (q, k, v fastattn.Tensor[float32]) {
@@ -25,10 +27,14 @@ func (w workload) tensors32() (q, k, v fastattn.Tensor[float32]) {
 
 func (w workload) tensors64() (q, k, v fastattn.Tensor[float64]) {
 	r := rand.New(rand.NewPCG(w.seed, 17))
-	gen := func(rows, cols int, s float64) fastattn.Tensor[float64] {
+	gen := func(rows, cols int, s float64, uniform bool) fastattn.Tensor[float64] {
 		x := make([]float64, w.heads*rows*cols)
 		for i := range x {
-			x[i] = s * r.NormFloat64()
+			if uniform {
+				x[i] = s * (2*r.Float64() - 1)
+			} else {
+				x[i] = s * r.NormFloat64()
+			}
 		}
 		return fastattn.Tensor[float64]{Data: x, Shape: []int{w.heads, rows, cols}}
 	}
@@ -36,7 +42,7 @@ func (w workload) tensors64() (q, k, v fastattn.Tensor[float64]) {
 	if s == 0 {
 		s = 1
 	}
-	return gen(w.n, w.d, s), gen(w.m, w.d, s), gen(w.m, w.e, 1)
+	return gen(w.n, w.d, s, w.uniform), gen(w.m, w.d, s, w.uniform), gen(w.m, w.e, 1, false)
 }
 
 func to32(t fastattn.Tensor[float64]) fastattn.Tensor[float32] {
