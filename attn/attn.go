@@ -210,3 +210,36 @@ func Backward[T Float](ctx context.Context, m Differentiable, p *Problem[T], out
 	}
 	return Stats{}, fmt.Errorf("attn: unsupported element type %T", p)
 }
+
+// Estimate is a method's prediction of what a call would cost.
+type Estimate struct {
+	// Seconds is the predicted wall time on this class of machine (2 cores,
+	// AVX2): flop counts scaled by the method's measured throughput, so
+	// methods with different inner loops compare fairly.
+	Seconds float64
+	// Bytes is the predicted peak working memory beyond inputs and output.
+	Bytes float64
+	// Reason explains the estimate in a sentence for reports, e.g.
+	// "beta = 0.9, degree 5, rank 1287".
+	Reason string
+}
+
+// Planner is implemented by methods that can predict their cost before
+// running. Estimate returns an error wrapping ErrUnsupported, with a message
+// naming the cause, when the method cannot meet p.Eps on p at all. Estimates
+// must be cheap: O(size of the inputs) at most.
+type Planner interface {
+	Estimate32(p *Problem[float32]) (Estimate, error)
+	Estimate64(p *Problem[float64]) (Estimate, error)
+}
+
+// EstimateCost calls the Estimate method of m that matches T.
+func EstimateCost[T Float](m Planner, p *Problem[T]) (Estimate, error) {
+	switch p := any(p).(type) {
+	case *Problem[float32]:
+		return m.Estimate32(p)
+	case *Problem[float64]:
+		return m.Estimate64(p)
+	}
+	return Estimate{}, fmt.Errorf("attn: unsupported element type %T", p)
+}
