@@ -5,6 +5,7 @@ package kernels
 import (
 	"math"
 	"sync"
+	"unsafe"
 )
 
 // Dispatch levels, in increasing order of capability.
@@ -82,19 +83,27 @@ func (g *gemmKernels[T]) pick(nb int) ([]kern[T], int) {
 	return g.part[nv-1], nb - (nv-1)*g.w
 }
 
-// Cache blocking. The driver loops are
+// Cache blocking, as in BLIS: the driver loops are
 //
-//	for each kc-slice of k:
-//	  (NT: pack B's n x kc slice, nc columns at a time, into nr-wide panels)
-//	  for each mcBlock rows of A:
-//	    for each nr columns: for each mr rows: microkernel
+//	for each ncBlock columns of C:
+//	  for each kcBlock-slice of k:
+//	    pack B's kc x nc block into nr-wide panels (NT always, transposing;
+//	    NN only for large m, where the copy pays off: else the microkernels
+//	    read B in place)
+//	    for each mcBlock rows of A:
+//	      (copy the mc x kc block of A to a buffer whose row stride does not
+//	      alias in L1, when A's stride would)
+//	      for each nr columns: for each mr rows: microkernel
 //
-// so the kc x nr panel of B stays in L1 across a column of microkernels
-// and the mcBlock x kc block of A in L2.
+// so a kc x nr panel of B stays in L1 across a column of microkernels and
+// the mc x kc block of A in L2.
 const (
 	kcBlock = 256
 	mcBlock = 192 // multiple of every mr
-	ncBlock = 512 // NT packing: columns of B packed at once (multiple of every nr)
+	ncBlock = 512 // multiple of every nr
+
+	// packNNRows is the least m for which GemmNN packs B.
+	packNNRows = 2 * mcBlock
 )
 
 func gemmNT32(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
@@ -102,9 +111,9 @@ func gemmNT32(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float
 	case level == levelGo || !ntOK(m, n, k, len(a), lda, len(b), ldb, len(c), ldc):
 		gemmNTGo(m, n, k, a, lda, b, ldb, c, ldc)
 	case level == levelAVX512:
-		gemmNTAsm(&gemmF32AVX512, &pool32, m, n, k, a, lda, b, ldb, c, ldc)
+		gemmAsm(&gemmF32AVX512, &pool32, true, m, n, k, a, lda, b, ldb, c, ldc)
 	default:
-		gemmNTAsm(&gemmF32AVX2, &pool32, m, n, k, a, lda, b, ldb, c, ldc)
+		gemmAsm(&gemmF32AVX2, &pool32, true, m, n, k, a, lda, b, ldb, c, ldc)
 	}
 }
 
@@ -113,9 +122,9 @@ func gemmNT64(m, n, k int, a []float64, lda int, b []float64, ldb int, c []float
 	case level == levelGo || !ntOK(m, n, k, len(a), lda, len(b), ldb, len(c), ldc):
 		gemmNTGo(m, n, k, a, lda, b, ldb, c, ldc)
 	case level == levelAVX512:
-		gemmNTAsm(&gemmF64AVX512, &pool64, m, n, k, a, lda, b, ldb, c, ldc)
+		gemmAsm(&gemmF64AVX512, &pool64, true, m, n, k, a, lda, b, ldb, c, ldc)
 	default:
-		gemmNTAsm(&gemmF64AVX2, &pool64, m, n, k, a, lda, b, ldb, c, ldc)
+		gemmAsm(&gemmF64AVX2, &pool64, true, m, n, k, a, lda, b, ldb, c, ldc)
 	}
 }
 
@@ -124,9 +133,9 @@ func gemmNN32(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float
 	case level == levelGo || !nnOK(m, n, k, len(a), lda, len(b), ldb, len(c), ldc):
 		gemmNNGo(m, n, k, a, lda, b, ldb, c, ldc)
 	case level == levelAVX512:
-		gemmNNAsm(&gemmF32AVX512, m, n, k, a, lda, b, ldb, c, ldc)
+		gemmAsm(&gemmF32AVX512, &pool32, false, m, n, k, a, lda, b, ldb, c, ldc)
 	default:
-		gemmNNAsm(&gemmF32AVX2, m, n, k, a, lda, b, ldb, c, ldc)
+		gemmAsm(&gemmF32AVX2, &pool32, false, m, n, k, a, lda, b, ldb, c, ldc)
 	}
 }
 
@@ -135,9 +144,9 @@ func gemmNN64(m, n, k int, a []float64, lda int, b []float64, ldb int, c []float
 	case level == levelGo || !nnOK(m, n, k, len(a), lda, len(b), ldb, len(c), ldc):
 		gemmNNGo(m, n, k, a, lda, b, ldb, c, ldc)
 	case level == levelAVX512:
-		gemmNNAsm(&gemmF64AVX512, m, n, k, a, lda, b, ldb, c, ldc)
+		gemmAsm(&gemmF64AVX512, &pool64, false, m, n, k, a, lda, b, ldb, c, ldc)
 	default:
-		gemmNNAsm(&gemmF64AVX2, m, n, k, a, lda, b, ldb, c, ldc)
+		gemmAsm(&gemmF64AVX2, &pool64, false, m, n, k, a, lda, b, ldb, c, ldc)
 	}
 }
 
@@ -154,51 +163,85 @@ func nnOK(m, n, k, la, lda, lb, ldb, lc, ldc int) bool {
 		la >= (m-1)*lda+k && lb >= (k-1)*ldb+n && lc >= (m-1)*ldc+n
 }
 
-// gemmNNAsm computes C += A B with the microkernels reading B in place.
-func gemmNNAsm[T float32 | float64](g *gemmKernels[T], m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int) {
-	for p0 := 0; p0 < k; p0 += kcBlock {
-		kc := min(kcBlock, k-p0)
-		for i0 := 0; i0 < m; i0 += mcBlock {
-			i1 := min(i0+mcBlock, m)
-			for j := 0; j < n; j += g.nr {
-				kr, tail := g.pick(min(g.nr, n-j))
-				bp := &b[p0*ldb+j]
-				for i := i0; i < i1; i += g.mr {
-					kr[min(g.mr, i1-i)-1](kc, &a[i*lda+p0], lda, bp, ldb, &c[i*ldc+j], ldc, tail, 1)
-				}
-			}
-		}
+// gemmAsm computes C = A B^T (nt) or C += A B (!nt) with the microkernels
+// of g; see the blocking above.
+func gemmAsm[T float32 | float64](g *gemmKernels[T], pool *sync.Pool, nt bool, m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int) {
+	var zero T
+	size := int(unsafe.Sizeof(zero))
+	packB := nt || m >= packNNRows
+	// Rows of A whose stride is a multiple of 2 KiB fall into few L1
+	// sets; copy A when the copy is reused across enough columns.
+	copyA := (lda*size)%2048 == 0 && n > 2*g.nr && m > g.mr
+	kcMax := min(kcBlock, k)
+	var bbuf, abuf []T
+	var bp, ap *[]T
+	if packB {
+		bp = getBuf[T](pool, kcMax*min(ncBlock, (n+g.nr-1)/g.nr*g.nr))
+		bbuf = *bp
 	}
-}
-
-// gemmNTAsm computes C = A B^T: B's rows are transposed into zero-padded
-// kc x nr panels, which the same microkernels as gemmNNAsm then read.
-func gemmNTAsm[T float32 | float64](g *gemmKernels[T], pool *sync.Pool, m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int) {
-	ncMax := min(ncBlock, (n+g.nr-1)/g.nr*g.nr)
-	bufp := getBuf[T](pool, min(kcBlock, k)*ncMax)
-	buf := *bufp
-	for p0 := 0; p0 < k; p0 += kcBlock {
-		kc := min(kcBlock, k-p0)
-		acc := 0
-		if p0 > 0 {
-			acc = 1
-		}
-		for j0 := 0; j0 < n; j0 += ncBlock {
-			nc := min(ncBlock, n-j0)
-			packNT(g, nc, kc, b[j0*ldb+p0:], ldb, buf)
+	ldA := lda
+	if copyA {
+		ldA = (kcMax+15)/16*16 + 16
+		ap = getBuf[T](pool, min(mcBlock, m)*ldA)
+		abuf = *ap
+	}
+	for j0 := 0; j0 < n; j0 += ncBlock {
+		nc := min(ncBlock, n-j0)
+		for p0 := 0; p0 < k; p0 += kcBlock {
+			kc := min(kcBlock, k-p0)
+			acc := 1
+			if nt && p0 == 0 {
+				acc = 0
+			}
+			if nt {
+				packNT(g, nc, kc, b[j0*ldb+p0:], ldb, bbuf)
+			} else if packB {
+				packNN(g, nc, kc, b[p0*ldb+j0:], ldb, bbuf)
+			}
 			for i0 := 0; i0 < m; i0 += mcBlock {
 				i1 := min(i0+mcBlock, m)
+				as, ao := a, i0*lda+p0
+				if copyA {
+					for i := i0; i < i1; i++ {
+						copy(abuf[(i-i0)*ldA:(i-i0)*ldA+kc], a[i*lda+p0:i*lda+p0+kc])
+					}
+					as, ao = abuf, 0
+				}
 				for j := 0; j < nc; j += g.nr {
 					kr, tail := g.pick(min(g.nr, nc-j))
-					bp := &buf[j*kc]
+					pb, ld := (*T)(nil), g.nr
+					if packB {
+						pb = &bbuf[j*kc]
+					} else {
+						pb, ld = &b[p0*ldb+j0+j], ldb
+					}
 					for i := i0; i < i1; i += g.mr {
-						kr[min(g.mr, i1-i)-1](kc, &a[i*lda+p0], lda, bp, g.nr, &c[i*ldc+j0+j], ldc, tail, acc)
+						kr[min(g.mr, i1-i)-1](kc, &as[ao+(i-i0)*ldA], ldA, pb, ld, &c[i*ldc+j0+j], ldc, tail, acc)
 					}
 				}
 			}
 		}
 	}
-	pool.Put(bufp)
+	if bp != nil {
+		pool.Put(bp)
+	}
+	if ap != nil {
+		pool.Put(ap)
+	}
+}
+
+// packNN copies B's kc x nc block into panels of nr columns: panel q holds
+// columns q*nr.. at dst[q*kc*nr:], entry (p, jj) at p*nr + jj. Columns past
+// nc are left as they are: the microkernels mask them off.
+func packNN[T float32 | float64](g *gemmKernels[T], nc, kc int, b []T, ldb int, dst []T) {
+	nr := g.nr
+	for j := 0; j < nc; j += nr {
+		nb := min(nr, nc-j)
+		panel := dst[j*kc : j*kc+kc*nr]
+		for p := range kc {
+			copy(panel[p*nr:p*nr+nb], b[p*ldb+j:p*ldb+j+nb])
+		}
+	}
 }
 
 // packNT writes the transpose of B's first nc rows (kc entries each) as

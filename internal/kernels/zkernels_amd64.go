@@ -66,10 +66,10 @@ func gemmF32AVX2_6x2m(k int, a *float32, lda int, b *float32, ldb int, c *float3
 
 var gemmF32AVX2 = gemmKernels[float32]{
 	mr: 6, nr: 16, w: 8, tb: 8, trans: transpose8x8F32,
-	full: []kern[float32]{gemmF32AVX2_1x2, gemmF32AVX2_2x2, gemmF32AVX2_3x2, gemmF32AVX2_4x2, gemmF32AVX2_5x2, gemmF32AVX2_6x2, },
+	full: []kern[float32]{gemmF32AVX2_1x2, gemmF32AVX2_2x2, gemmF32AVX2_3x2, gemmF32AVX2_4x2, gemmF32AVX2_5x2, gemmF32AVX2_6x2},
 	part: [][]kern[float32]{
-		{gemmF32AVX2_1x1m, gemmF32AVX2_2x1m, gemmF32AVX2_3x1m, gemmF32AVX2_4x1m, gemmF32AVX2_5x1m, gemmF32AVX2_6x1m, },
-		{gemmF32AVX2_1x2m, gemmF32AVX2_2x2m, gemmF32AVX2_3x2m, gemmF32AVX2_4x2m, gemmF32AVX2_5x2m, gemmF32AVX2_6x2m, },
+		{gemmF32AVX2_1x1m, gemmF32AVX2_2x1m, gemmF32AVX2_3x1m, gemmF32AVX2_4x1m, gemmF32AVX2_5x1m, gemmF32AVX2_6x1m},
+		{gemmF32AVX2_1x2m, gemmF32AVX2_2x2m, gemmF32AVX2_3x2m, gemmF32AVX2_4x2m, gemmF32AVX2_5x2m, gemmF32AVX2_6x2m},
 	},
 }
 
@@ -129,10 +129,10 @@ func gemmF64AVX2_6x2m(k int, a *float64, lda int, b *float64, ldb int, c *float6
 
 var gemmF64AVX2 = gemmKernels[float64]{
 	mr: 6, nr: 8, w: 4, tb: 4, trans: transpose4x4F64,
-	full: []kern[float64]{gemmF64AVX2_1x2, gemmF64AVX2_2x2, gemmF64AVX2_3x2, gemmF64AVX2_4x2, gemmF64AVX2_5x2, gemmF64AVX2_6x2, },
+	full: []kern[float64]{gemmF64AVX2_1x2, gemmF64AVX2_2x2, gemmF64AVX2_3x2, gemmF64AVX2_4x2, gemmF64AVX2_5x2, gemmF64AVX2_6x2},
 	part: [][]kern[float64]{
-		{gemmF64AVX2_1x1m, gemmF64AVX2_2x1m, gemmF64AVX2_3x1m, gemmF64AVX2_4x1m, gemmF64AVX2_5x1m, gemmF64AVX2_6x1m, },
-		{gemmF64AVX2_1x2m, gemmF64AVX2_2x2m, gemmF64AVX2_3x2m, gemmF64AVX2_4x2m, gemmF64AVX2_5x2m, gemmF64AVX2_6x2m, },
+		{gemmF64AVX2_1x1m, gemmF64AVX2_2x1m, gemmF64AVX2_3x1m, gemmF64AVX2_4x1m, gemmF64AVX2_5x1m, gemmF64AVX2_6x1m},
+		{gemmF64AVX2_1x2m, gemmF64AVX2_2x2m, gemmF64AVX2_3x2m, gemmF64AVX2_4x2m, gemmF64AVX2_5x2m, gemmF64AVX2_6x2m},
 	},
 }
 
@@ -246,10 +246,10 @@ func gemmF32AVX512_12x2m(k int, a *float32, lda int, b *float32, ldb int, c *flo
 
 var gemmF32AVX512 = gemmKernels[float32]{
 	mr: 12, nr: 32, w: 16, tb: 8, trans: transpose8x8F32,
-	full: []kern[float32]{gemmF32AVX512_1x2, gemmF32AVX512_2x2, gemmF32AVX512_3x2, gemmF32AVX512_4x2, gemmF32AVX512_5x2, gemmF32AVX512_6x2, gemmF32AVX512_7x2, gemmF32AVX512_8x2, gemmF32AVX512_9x2, gemmF32AVX512_10x2, gemmF32AVX512_11x2, gemmF32AVX512_12x2, },
+	full: []kern[float32]{gemmF32AVX512_1x2, gemmF32AVX512_2x2, gemmF32AVX512_3x2, gemmF32AVX512_4x2, gemmF32AVX512_5x2, gemmF32AVX512_6x2, gemmF32AVX512_7x2, gemmF32AVX512_8x2, gemmF32AVX512_9x2, gemmF32AVX512_10x2, gemmF32AVX512_11x2, gemmF32AVX512_12x2},
 	part: [][]kern[float32]{
-		{gemmF32AVX512_1x1m, gemmF32AVX512_2x1m, gemmF32AVX512_3x1m, gemmF32AVX512_4x1m, gemmF32AVX512_5x1m, gemmF32AVX512_6x1m, gemmF32AVX512_7x1m, gemmF32AVX512_8x1m, gemmF32AVX512_9x1m, gemmF32AVX512_10x1m, gemmF32AVX512_11x1m, gemmF32AVX512_12x1m, },
-		{gemmF32AVX512_1x2m, gemmF32AVX512_2x2m, gemmF32AVX512_3x2m, gemmF32AVX512_4x2m, gemmF32AVX512_5x2m, gemmF32AVX512_6x2m, gemmF32AVX512_7x2m, gemmF32AVX512_8x2m, gemmF32AVX512_9x2m, gemmF32AVX512_10x2m, gemmF32AVX512_11x2m, gemmF32AVX512_12x2m, },
+		{gemmF32AVX512_1x1m, gemmF32AVX512_2x1m, gemmF32AVX512_3x1m, gemmF32AVX512_4x1m, gemmF32AVX512_5x1m, gemmF32AVX512_6x1m, gemmF32AVX512_7x1m, gemmF32AVX512_8x1m, gemmF32AVX512_9x1m, gemmF32AVX512_10x1m, gemmF32AVX512_11x1m, gemmF32AVX512_12x1m},
+		{gemmF32AVX512_1x2m, gemmF32AVX512_2x2m, gemmF32AVX512_3x2m, gemmF32AVX512_4x2m, gemmF32AVX512_5x2m, gemmF32AVX512_6x2m, gemmF32AVX512_7x2m, gemmF32AVX512_8x2m, gemmF32AVX512_9x2m, gemmF32AVX512_10x2m, gemmF32AVX512_11x2m, gemmF32AVX512_12x2m},
 	},
 }
 
@@ -363,10 +363,10 @@ func gemmF64AVX512_12x2m(k int, a *float64, lda int, b *float64, ldb int, c *flo
 
 var gemmF64AVX512 = gemmKernels[float64]{
 	mr: 12, nr: 16, w: 8, tb: 4, trans: transpose4x4F64,
-	full: []kern[float64]{gemmF64AVX512_1x2, gemmF64AVX512_2x2, gemmF64AVX512_3x2, gemmF64AVX512_4x2, gemmF64AVX512_5x2, gemmF64AVX512_6x2, gemmF64AVX512_7x2, gemmF64AVX512_8x2, gemmF64AVX512_9x2, gemmF64AVX512_10x2, gemmF64AVX512_11x2, gemmF64AVX512_12x2, },
+	full: []kern[float64]{gemmF64AVX512_1x2, gemmF64AVX512_2x2, gemmF64AVX512_3x2, gemmF64AVX512_4x2, gemmF64AVX512_5x2, gemmF64AVX512_6x2, gemmF64AVX512_7x2, gemmF64AVX512_8x2, gemmF64AVX512_9x2, gemmF64AVX512_10x2, gemmF64AVX512_11x2, gemmF64AVX512_12x2},
 	part: [][]kern[float64]{
-		{gemmF64AVX512_1x1m, gemmF64AVX512_2x1m, gemmF64AVX512_3x1m, gemmF64AVX512_4x1m, gemmF64AVX512_5x1m, gemmF64AVX512_6x1m, gemmF64AVX512_7x1m, gemmF64AVX512_8x1m, gemmF64AVX512_9x1m, gemmF64AVX512_10x1m, gemmF64AVX512_11x1m, gemmF64AVX512_12x1m, },
-		{gemmF64AVX512_1x2m, gemmF64AVX512_2x2m, gemmF64AVX512_3x2m, gemmF64AVX512_4x2m, gemmF64AVX512_5x2m, gemmF64AVX512_6x2m, gemmF64AVX512_7x2m, gemmF64AVX512_8x2m, gemmF64AVX512_9x2m, gemmF64AVX512_10x2m, gemmF64AVX512_11x2m, gemmF64AVX512_12x2m, },
+		{gemmF64AVX512_1x1m, gemmF64AVX512_2x1m, gemmF64AVX512_3x1m, gemmF64AVX512_4x1m, gemmF64AVX512_5x1m, gemmF64AVX512_6x1m, gemmF64AVX512_7x1m, gemmF64AVX512_8x1m, gemmF64AVX512_9x1m, gemmF64AVX512_10x1m, gemmF64AVX512_11x1m, gemmF64AVX512_12x1m},
+		{gemmF64AVX512_1x2m, gemmF64AVX512_2x2m, gemmF64AVX512_3x2m, gemmF64AVX512_4x2m, gemmF64AVX512_5x2m, gemmF64AVX512_6x2m, gemmF64AVX512_7x2m, gemmF64AVX512_8x2m, gemmF64AVX512_9x2m, gemmF64AVX512_10x2m, gemmF64AVX512_11x2m, gemmF64AVX512_12x2m},
 	},
 }
 
@@ -393,4 +393,3 @@ func maxF32AVX2(x *float32, n int) (m float32, nan bool)
 
 //go:noescape
 func maxF64AVX2(x *float64, n int) (m float64, nan bool)
-

@@ -20,11 +20,11 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
+	"go/format"
 	"log"
 	"math"
 	"os"
 	"path/filepath"
-	"strings"
 )
 
 type isa struct {
@@ -105,7 +105,11 @@ func main() {
 	if err := os.WriteFile(filepath.Join(*out, "zkernels_amd64.s"), s.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(*out, "zkernels_amd64.go"), gs.Bytes(), 0o644); err != nil {
+	src, err := format.Source(gs.Bytes())
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(*out, "zkernels_amd64.go"), src, 0o644); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -790,5 +794,3 @@ func genMax(dt dtype) {
 	emit("VZEROUPPER")
 	emit("RET\n")
 }
-
-var _ = strings.Join
