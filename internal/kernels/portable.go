@@ -8,49 +8,52 @@ import "math"
 // handle, and the reference the assembly is tested against.
 
 // gemmNTGo is the portable C = A B^T: every entry is a dot product of two
-// contiguous rows. Four rows of B are taken at once so each load of A
-// feeds four products.
+// contiguous rows. Blocks of two rows of A by four rows of B are computed
+// together, so each load feeds two to four products.
 func gemmNTGo[T float32 | float64](m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int) {
-	for i := range m {
-		ar := a[i*lda : i*lda+k]
-		cr := c[i*ldc : i*ldc+n]
+	i := 0
+	for ; i+2 <= m; i += 2 {
+		x0 := a[i*lda : i*lda+k]
+		x1 := a[(i+1)*lda : (i+1)*lda+k]
+		c0 := c[i*ldc : i*ldc+n]
+		c1 := c[(i+1)*ldc : (i+1)*ldc+n]
 		j := 0
 		for ; j+4 <= n; j += 4 {
-			cr[j], cr[j+1], cr[j+2], cr[j+3] = dot4(ar,
-				b[j*ldb:j*ldb+k], b[(j+1)*ldb:(j+1)*ldb+k],
-				b[(j+2)*ldb:(j+2)*ldb+k], b[(j+3)*ldb:(j+3)*ldb+k])
+			y0 := b[j*ldb : j*ldb+k]
+			y1 := b[(j+1)*ldb : (j+1)*ldb+k]
+			y2 := b[(j+2)*ldb : (j+2)*ldb+k]
+			y3 := b[(j+3)*ldb : (j+3)*ldb+k]
+			var s00, s01, s02, s03, s10, s11, s12, s13 T
+			x1 := x1[:len(x0)]
+			y0, y1, y2, y3 = y0[:len(x0)], y1[:len(x0)], y2[:len(x0)], y3[:len(x0)]
+			for p, u := range x0 {
+				v := x1[p]
+				w0, w1, w2, w3 := y0[p], y1[p], y2[p], y3[p]
+				s00 += u * w0
+				s01 += u * w1
+				s02 += u * w2
+				s03 += u * w3
+				s10 += v * w0
+				s11 += v * w1
+				s12 += v * w2
+				s13 += v * w3
+			}
+			c0[j], c0[j+1], c0[j+2], c0[j+3] = s00, s01, s02, s03
+			c1[j], c1[j+1], c1[j+2], c1[j+3] = s10, s11, s12, s13
 		}
 		for ; j < n; j++ {
+			y := b[j*ldb : j*ldb+k]
+			c0[j] = dot(x0, y)
+			c1[j] = dot(x1, y)
+		}
+	}
+	if i < m {
+		ar := a[i*lda : i*lda+k]
+		cr := c[i*ldc : i*ldc+n]
+		for j := range n {
 			cr[j] = dot(ar, b[j*ldb:j*ldb+k])
 		}
 	}
-}
-
-// dot4 returns the dot products of x with y0..y3, each with two
-// accumulators.
-func dot4[T float32 | float64](x, y0, y1, y2, y3 []T) (T, T, T, T) {
-	y0, y1, y2, y3 = y0[:len(x)], y1[:len(x)], y2[:len(x)], y3[:len(x)]
-	var s0, s1, s2, s3, t0, t1, t2, t3 T
-	i := 0
-	for ; i+2 <= len(x); i += 2 {
-		u, v := x[i], x[i+1]
-		s0 += u * y0[i]
-		t0 += v * y0[i+1]
-		s1 += u * y1[i]
-		t1 += v * y1[i+1]
-		s2 += u * y2[i]
-		t2 += v * y2[i+1]
-		s3 += u * y3[i]
-		t3 += v * y3[i+1]
-	}
-	if i < len(x) {
-		u := x[i]
-		s0 += u * y0[i]
-		s1 += u * y1[i]
-		s2 += u * y2[i]
-		s3 += u * y3[i]
-	}
-	return s0 + t0, s1 + t1, s2 + t2, s3 + t3
 }
 
 func dot[T float32 | float64](x, y []T) T {
@@ -69,12 +72,45 @@ func dot[T float32 | float64](x, y []T) T {
 	return (s0 + s1) + (s2 + s3)
 }
 
-// gemmNNGo is the portable C += A B as rank-four updates of C's rows, which
-// streams B's rows contiguously and loads and stores each C entry once per
-// four rows of B. Groups of four zero entries of A (masked probabilities)
-// are skipped.
+// gemmNNGo is the portable C += A B as rank-four updates of pairs of C's
+// rows: B's rows stream contiguously, and each load of B feeds two rows of
+// C while each load and store of C covers four rows of B. Groups of zero
+// entries of A (masked probabilities) are skipped.
 func gemmNNGo[T float32 | float64](m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int) {
-	for i := range m {
+	i := 0
+	for ; i+2 <= m; i += 2 {
+		c0 := c[i*ldc : i*ldc+n]
+		c1 := c[(i+1)*ldc : (i+1)*ldc+n]
+		r0 := a[i*lda : i*lda+k]
+		r1 := a[(i+1)*lda : (i+1)*lda+k]
+		p := 0
+		for ; p+4 <= k; p += 4 {
+			a00, a01, a02, a03 := r0[p], r0[p+1], r0[p+2], r0[p+3]
+			a10, a11, a12, a13 := r1[p], r1[p+1], r1[p+2], r1[p+3]
+			if a00 == 0 && a01 == 0 && a02 == 0 && a03 == 0 && a10 == 0 && a11 == 0 && a12 == 0 && a13 == 0 {
+				continue
+			}
+			b0 := b[p*ldb : p*ldb+n]
+			b1 := b[(p+1)*ldb : (p+1)*ldb+n]
+			b2 := b[(p+2)*ldb : (p+2)*ldb+n]
+			b3 := b[(p+3)*ldb : (p+3)*ldb+n]
+			c1 := c1[:len(c0)]
+			for j := range c0 {
+				v0, v1, v2, v3 := b0[j], b1[j], b2[j], b3[j]
+				c0[j] += a00*v0 + a01*v1 + a02*v2 + a03*v3
+				c1[j] += a10*v0 + a11*v1 + a12*v2 + a13*v3
+			}
+		}
+		for ; p < k; p++ {
+			a0, a1 := r0[p], r1[p]
+			br := b[p*ldb : p*ldb+n]
+			for j := range c0 {
+				c0[j] += a0 * br[j]
+				c1[j] += a1 * br[j]
+			}
+		}
+	}
+	if i < m {
 		cr := c[i*ldc : i*ldc+n]
 		ar := a[i*lda : i*lda+k]
 		p := 0
@@ -93,9 +129,6 @@ func gemmNNGo[T float32 | float64](m, n, k int, a []T, lda int, b []T, ldb int, 
 		}
 		for ; p < k; p++ {
 			av := ar[p]
-			if av == 0 {
-				continue
-			}
 			br := b[p*ldb : p*ldb+n]
 			for j := range cr {
 				cr[j] += av * br[j]
@@ -105,9 +138,10 @@ func gemmNNGo[T float32 | float64](m, n, k int, a []T, lda int, b []T, ldb int, 
 }
 
 // expShiftSum32Go computes each float32 exponential in float64 arithmetic:
-// x = k ln2 + r with |r| <= ln2/2, e^r by its degree-8 Taylor polynomial
-// (relative error below 3e-10), then 2^k through the exponent bits; the
-// final rounding to float32 makes the result faithful (within 1 ulp).
+// x = (32k + j) ln2/32 + r with |r| <= ln2/64, so e^x = 2^k 2^(j/32) e^r,
+// with 2^(j/32) from a table and e^r from its degree-4 Taylor polynomial
+// (relative error below 2e-12); the final rounding to float32 makes the
+// result faithful (within 1 ulp).
 func expShiftSum32Go(x []float32, scale, shift float32) float32 {
 	var sum float32
 	for j, v := range x {
@@ -117,6 +151,14 @@ func expShiftSum32Go(x []float32, scale, shift float32) float32 {
 	}
 	return sum
 }
+
+// exp2Tab[j] = 2^(j/32).
+var exp2Tab = func() (t [32]float64) {
+	for j := range t {
+		t[j] = math.Exp2(float64(j) / 32)
+	}
+	return t
+}()
 
 func exp32(v float32) float32 {
 	x := float64(v)
@@ -129,12 +171,16 @@ func exp32(v float32) float32 {
 	if x > 89 {
 		return float32(math.Inf(1))
 	}
-	const magic = 0x1.8p52 // adding it rounds to an integer
-	kd := x*math.Log2E + magic
-	k := kd - magic
-	r := x - k*math.Ln2
-	p := 1 + r*(1+r*(1.0/2+r*(1.0/6+r*(1.0/24+r*(1.0/120+r*(1.0/720+r*(1.0/5040+r*(1.0/40320))))))))
-	return float32(p * math.Float64frombits(uint64(int64(k)+1023)<<52))
+	const (
+		magic = 0x1.8p52 // adding it rounds to an integer
+		inv   = 32 / math.Ln2
+		ln2   = math.Ln2 / 32
+	)
+	kf := x*inv + magic - magic
+	k := int64(kf)
+	r := x - kf*ln2
+	p := 1 + r*(1+r*(1.0/2+r*(1.0/6+r*(1.0/24))))
+	return float32(p * exp2Tab[k&31] * math.Float64frombits(uint64((k>>5)+1023)<<52))
 }
 
 // expShiftSum64Go uses math.Exp.
