@@ -1,0 +1,294 @@
+package poly
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+
+	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/internal/kernels"
+	"github.com/fastattn/fastattn/internal/reference"
+	"github.com/fastattn/fastattn/polyexp"
+)
+
+func newScratch(r, e1, d int) *scratch {
+	return &scratch{
+		feat: make([]float64, r*keyBlock), vblock: make([]float64, keyBlock*e1),
+		moments: make([]float64, r*e1), h: make([]float64, queryBlock*r),
+		y: make([]float64, queryBlock*e1), w: make([]float64, d), fw: make([]float64, r),
+	}
+}
+
+// parallelBlocks runs work for blocks b0..b1-1 on the workers, each with its
+// own scratch, then calls reduce once per worker's scratch.
+func (run *runner[T]) parallelBlocks(ctx context.Context, b0, b1 int, work func(s *scratch, b int), reduce func(s *scratch), r int) {
+	workers := max(min(run.workers, b1-b0), 1)
+	e1 := run.p.E + 1
+	scratches := make([]*scratch, workers)
+	var next atomic.Int64
+	next.Store(int64(b0))
+	var wg sync.WaitGroup
+	for w := range workers {
+		scratches[w] = newScratch(r, e1, run.p.D)
+		wg.Add(1)
+		go func(s *scratch) {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				b := int(next.Add(1) - 1)
+				if b >= b1 {
+					return
+				}
+				work(s, b)
+			}
+		}(scratches[w])
+	}
+	wg.Wait()
+	if reduce != nil {
+		for _, s := range scratches {
+			reduce(s)
+		}
+	}
+}
+
+// addMoments adds sum_j u_j^alpha [v_j, 1] over keys j0..j1-1 to dst
+// (r x (e+1)): the features of the block as an r x bs matrix times the
+// block's values, one GEMM.
+func (hk *headKeys[T]) addMoments(s *scratch, j0, j1 int, dst []float64) {
+	bs := j1 - j0
+	e1 := hk.e + 1
+	f := s.feat[:hk.r*bs]
+	for j := range bs {
+		f[j] = 1
+	}
+	m := hk.mono
+	for a := 1; a < hk.r; a++ {
+		row := f[a*bs : (a+1)*bs]
+		par := f[int(m.parent[a])*bs : int(m.parent[a])*bs+bs]
+		u := hk.ut[int(m.vari[a])*hk.L+j0 : int(m.vari[a])*hk.L+j1]
+		for j := range row {
+			row[j] = par[j] * u[j]
+		}
+	}
+	vb := s.vblock[:bs*e1]
+	for j := range bs {
+		for c, v := range hk.vals[(j0+j)*hk.e : (j0+j+1)*hk.e] {
+			vb[j*e1+c] = float64(v)
+		}
+		vb[j*e1+hk.e] = 1
+	}
+	kernels.GemmNN64(hk.r, e1, bs, f, bs, vb, e1, dst, e1)
+}
+
+// queryRows computes the given rows of head h from key moments over keys
+// [0, cEnd) (nil moments for none) plus the keys [cEnd, limit_i) of each
+// row added exactly (causal attention's diagonal block).
+func (run *runner[T]) queryRows(ctx context.Context, h int, hp *headPlan, hk *headKeys[T], polys map[int]polyexp.Approx, rows []int, moments []float64, cEnd int) error {
+	p := run.p
+	var failed atomic.Value
+	var flops atomic.Uint64 // in units of 1 flop
+	blocks := (len(rows) + queryBlock - 1) / queryBlock
+	run.parallelBlocks(ctx, 0, blocks, func(s *scratch, b int) {
+		blk := rows[b*queryBlock : min((b+1)*queryBlock, len(rows))]
+		var live []int
+		for _, i := range blk {
+			if p.KeyLimit(h, i) == 0 {
+				run.finishEmpty(h, i)
+			} else {
+				live = append(live, i)
+			}
+		}
+		// Rows of one degree share a GEMM against a prefix of the moments.
+		byDegree := map[int][]int{}
+		for _, i := range live {
+			byDegree[hp.degree[i]] = append(byDegree[hp.degree[i]], i)
+		}
+		for g, group := range byDegree {
+			if err := run.degreeGroup(s, h, hp, hk, polys[g], group, moments, cEnd, &flops); err != nil {
+				failed.Store(err)
+				return
+			}
+		}
+	}, nil, hk.r)
+	run.mu.Lock()
+	run.flops += float64(flops.Load())
+	run.mu.Unlock()
+	if err, ok := failed.Load().(error); ok {
+		return err
+	}
+	return ctx.Err()
+}
+
+func (run *runner[T]) degreeGroup(s *scratch, h int, hp *headPlan, hk *headKeys[T], a polyexp.Approx, group []int, moments []float64, cEnd int, flops *atomic.Uint64) error {
+	p := run.p
+	d, e, e1 := p.D, p.E, p.E+1
+	rg := Rank(d, a.Degree)
+	m := hk.mono
+	// Query features: c_|alpha| (|alpha|!/alpha!) w^alpha with w = s R q,
+	// so that sum_alpha H_alpha u^alpha = P(s q.(k - mu)).
+	hbuf := s.h[:len(group)*rg]
+	for k, i := range group {
+		q := p.Q[(h*p.N+i)*d : (h*p.N+i+1)*d]
+		for t := range d {
+			s.w[t] = p.Scale * hp.radius * float64(q[t])
+		}
+		row := hbuf[k*rg : (k+1)*rg]
+		m.eval(s.w, row, rg)
+		for al := range rg {
+			row[al] *= a.Coeffs[m.degree[al]] * m.multi[al]
+		}
+	}
+	y := s.y[:len(group)*e1]
+	clear(y)
+	if moments != nil {
+		kernels.GemmNN64(len(group), e1, rg, hbuf, rg, moments, e1, y, e1)
+	}
+	var f uint64 = uint64(len(group) * rg * (2*e1 + 3))
+	for k, i := range group {
+		yr := y[k*e1 : (k+1)*e1]
+		limit := p.KeyLimit(h, i)
+		if limit > cEnd {
+			// Exact terms exp(s q.(k - mu)) for the diagonal block.
+			q := p.Q[(h*p.N+i)*d : (h*p.N+i+1)*d]
+			for t := range d {
+				s.w[t] = p.Scale * hp.radius * float64(q[t])
+			}
+			for j := cEnd; j < limit; j++ {
+				var x float64
+				for t := range d {
+					x += s.w[t] * hk.ut[t*hk.L+j]
+				}
+				ex := math.Exp(x)
+				for c, v := range hk.vals[j*e : (j+1)*e] {
+					yr[c] += ex * float64(v)
+				}
+				yr[e] += ex
+			}
+			f += uint64((limit - cEnd) * (2*d + 2*e + 2))
+		}
+		den := yr[e]
+		if !(den > 0) || math.IsInf(den, 0) {
+			return fmt.Errorf("poly: internal error: row %d of head %d has denominator %g", i, h, den)
+		}
+		o := run.out.O[(h*p.N+i)*e : (h*p.N+i+1)*e]
+		for c := range e {
+			o[c] = T(yr[c] / den)
+		}
+		var qmu float64
+		q := p.Q[(h*p.N+i)*d : (h*p.N+i+1)*d]
+		for t := range d {
+			qmu += float64(q[t]) * hp.mu[t]
+		}
+		run.out.LSE[h*p.N+i] = p.Scale*qmu + math.Log(den)
+	}
+	flops.Add(f)
+	return nil
+}
+
+// finishEmpty writes the result of a row with no valid key.
+func (run *runner[T]) finishEmpty(h, i int) {
+	p := run.p
+	clear(run.out.O[(h*p.N+i)*p.E : (h*p.N+i+1)*p.E])
+	run.out.LSE[h*p.N+i] = math.Inf(-1)
+}
+
+// causal computes a causal head: rows whose keys end inside key block b use
+// the moments of blocks 0..b-1 (a prefix sum) and add block b's keys
+// exactly. Blocks are processed in waves of one block per worker, so at most
+// a few moment matrices are alive at once.
+func (run *runner[T]) causal(ctx context.Context, h int, hp *headPlan, hk *headKeys[T], polys map[int]polyexp.Approx) error {
+	p := run.p
+	e1 := p.E + 1
+	size := hk.r * e1
+	rowsOf := map[int][]int{}
+	lastBlock := 0
+	for i := range p.N {
+		if lim := p.KeyLimit(h, i); lim == 0 {
+			run.finishEmpty(h, i)
+		} else {
+			b := (lim - 1) / keyBlock // the block holding key lim-1
+			rowsOf[b] = append(rowsOf[b], i)
+			lastBlock = max(lastBlock, b)
+		}
+	}
+	prefix := make([]float64, size)
+	wave := max(run.workers, 1)
+	blockMoments := make([][]float64, wave)
+	prefixes := make([][]float64, wave)
+	for w := range wave {
+		blockMoments[w] = make([]float64, size)
+		prefixes[w] = make([]float64, size)
+	}
+	for w0 := 0; w0 <= lastBlock; w0 += wave {
+		w1 := min(w0+wave, lastBlock+1)
+		for w := range w1 - w0 {
+			clear(blockMoments[w])
+		}
+		run.parallelBlocks(ctx, w0, w1, func(s *scratch, b int) {
+			hk.addMoments(s, b*keyBlock, min((b+1)*keyBlock, hk.L), blockMoments[b-w0])
+		}, nil, hk.r)
+		copy(prefixes[0], prefix)
+		for b := w0 + 1; b < w1; b++ {
+			copy(prefixes[b-w0], prefixes[b-w0-1])
+			addTo(prefixes[b-w0], blockMoments[b-w0-1])
+		}
+		for b := w0; b < w1; b++ {
+			if len(rowsOf[b]) == 0 {
+				continue
+			}
+			var mom []float64
+			if b > 0 {
+				mom = prefixes[b-w0]
+			}
+			if err := run.queryRows(ctx, h, hp, hk, polys, rowsOf[b], mom, b*keyBlock); err != nil {
+				return err
+			}
+		}
+		copy(prefix, prefixes[w1-1-w0])
+		addTo(prefix, blockMoments[w1-1-w0])
+	}
+	run.mu.Lock()
+	run.flops += 2 * float64(lastBlock+1) * float64(size) // the prefix sums
+	run.mu.Unlock()
+	return ctx.Err()
+}
+
+// sampleCheck recomputes a few rows per head exactly and returns the
+// largest observed |T_ij - Att_ij| / max_l |V_lj|; a row above the
+// certified bound is an error, never a warning.
+func sampleCheck[T attn.Float](p *attn.Problem[T], out *attn.Output[T], bound float64, perHead int) (float64, int, error) {
+	if perHead < 0 {
+		return 0, 0, nil
+	}
+	if perHead == 0 {
+		perHead = 4
+	}
+	r := rand.New(rand.NewPCG(uint64(p.N), uint64(p.M)))
+	var observed float64
+	count := 0
+	for h := range p.Heads {
+		rows := []int{0, p.N - 1}
+		for len(rows) < perHead {
+			rows = append(rows, r.IntN(p.N))
+		}
+		rows = rows[:min(perHead, len(rows))]
+		ref, _ := reference.Rows(p, h, rows)
+		colMax := attn.ColumnMaxAbs(p, h, p.KeyLen(h))
+		for k, i := range rows {
+			count++
+			for c := range p.E {
+				if colMax[c] == 0 {
+					continue
+				}
+				err := math.Abs(float64(out.O[(h*p.N+i)*p.E+c])-ref[k*p.E+c]) / colMax[c]
+				observed = max(observed, err)
+				if err > bound*(1+1e-9) {
+					return observed, count, fmt.Errorf("poly: sampled row %d of head %d has error %.3g above the certified bound %.3g: this is a bug, please report it", i, h, err, bound)
+				}
+			}
+		}
+	}
+	return observed, count, nil
+}

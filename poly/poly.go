@@ -1,0 +1,483 @@
+// Package poly is polynomial-method attention (Alman & Song, NeurIPS 2023,
+// Algorithm 1): when every logit s q.k lies in [-beta, beta], a polynomial P
+// with |P(x) - e^x| <= eps_A e^x there makes exp(s Q K^T) the product of two
+// thin matrices, and attention costs O((n + m) r e) instead of O(n m e),
+// with r = C(d+g, g) monomials of degree <= g.
+//
+// How this implementation keeps the error certified and the rank small:
+//
+//   - Keys are centred (k -> k - mu, which leaves softmax unchanged) and
+//     normalised by R = max_j |k_j - mu|, so each query row i has its own
+//     range beta_i = s |q_i| R by Cauchy-Schwarz, usually far below the
+//     worst case s d B^2.
+//   - Key-side features are plain monomials u^alpha of u = (k - mu)/R, in
+//     graded order; the query side carries the polynomial's coefficients and
+//     the multinomial factors. So every query row uses the lowest degree its
+//     own beta_i allows, reading a prefix of the same key moments.
+//   - Everything after reading the inputs is float64, and the rounding error
+//     is bounded and charged: see bound.
+//
+// Causal attention sums key moments over prefixes of key blocks and adds the
+// diagonal block's keys exactly.
+package poly
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"runtime"
+	"sync"
+
+	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/polyexp"
+)
+
+// Method is polynomial-method attention. Its zero value is ready to use.
+type Method struct {
+	// Workers caps the goroutines used; 0 means GOMAXPROCS.
+	Workers int
+	// MemoryBudget caps the working memory in bytes (key moments and
+	// feature blocks); 0 means DefaultMemoryBudget.
+	MemoryBudget float64
+	// AllowExpensive runs the method even where it costs more flops than
+	// exact attention (experiments and tests); by default such inputs are
+	// refused with an error wrapping attn.ErrUnsupported.
+	AllowExpensive bool
+	// SampleRows is how many rows per head are recomputed exactly after the
+	// run to measure the observed error (a violation of the bound is an
+	// error); 0 means 4, negative means none.
+	SampleRows int
+}
+
+// DefaultMemoryBudget is the working-memory cap when Method.MemoryBudget is 0.
+const DefaultMemoryBudget = 2 << 30
+
+// MinEps32 and MinEps64 are the smallest error targets honoured for each
+// element type: below them the final rounding of the output to the element
+// type (or float64 rounding inside) would use up the budget.
+const (
+	MinEps32 = 1e-6
+	MinEps64 = 1e-12
+)
+
+const (
+	keyBlock   = 256 // keys per feature block
+	queryBlock = 128 // query rows per block
+	// polyShare of eps goes to the polynomial's relative error eps_A (which
+	// costs 2 eps_A / (1 - eps_A) by Lemma 3.6); the rest covers rounding.
+	polyShare = 0.45
+	// maxDegree bounds the degree considered; the rank explodes long before.
+	maxDegree = 40
+)
+
+// Name returns "poly".
+func (Method) Name() string { return "poly" }
+
+// Forward32 computes float32 attention (internally float64).
+func (m Method) Forward32(ctx context.Context, p *attn.Problem[float32], out *attn.Output[float32]) (attn.Stats, error) {
+	return forward(ctx, m, p, out, MinEps32, 0x1p-24)
+}
+
+// Forward64 computes float64 attention.
+func (m Method) Forward64(ctx context.Context, p *attn.Problem[float64], out *attn.Output[float64]) (attn.Stats, error) {
+	return forward(ctx, m, p, out, MinEps64, 0x1p-53)
+}
+
+func (m Method) workers() int {
+	if m.Workers > 0 {
+		return m.Workers
+	}
+	return runtime.GOMAXPROCS(0)
+}
+
+// unsupported wraps attn.ErrUnsupported with a message.
+func unsupported(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", attn.ErrUnsupported, fmt.Sprintf(format, args...))
+}
+
+// headPlan is what one head needs before any feature is built: the key
+// centre and radius, each row's range and degree.
+type headPlan struct {
+	keys   int       // valid keys L
+	mu     []float64 // key centre
+	radius float64   // R >= max_j |k_j - mu|, rounded up
+	beta   []float64 // per row: s |q_i| R, rounded up
+	degree []int     // per row
+}
+
+// planHead centres the keys of head h and picks each row's degree.
+func planHead[T attn.Float](p *attn.Problem[T], h int, deg *degreeTable) (*headPlan, error) {
+	L := p.KeyLen(h)
+	hp := &headPlan{keys: L, beta: make([]float64, p.N), degree: make([]int, p.N)}
+	if L == 0 {
+		return hp, nil
+	}
+	keys := p.K[h*p.M*p.D : (h*p.M+L)*p.D]
+	hp.mu, hp.radius = enclosingBall(keys, p.D)
+	q := p.Q[h*p.N*p.D : (h+1)*p.N*p.D]
+	for i := range p.N {
+		var nq float64
+		for _, x := range q[i*p.D : (i+1)*p.D] {
+			nq += float64(x) * float64(x)
+		}
+		b := p.Scale * math.Sqrt(nq) * hp.radius * (1 + 1e-12)
+		g, err := deg.degreeFor(b)
+		if err != nil {
+			return nil, err
+		}
+		hp.beta[i], hp.degree[i] = b, g
+	}
+	return hp, nil
+}
+
+// enclosingBall returns a centre mu and R >= max_j |k_j - mu| (rounded up):
+// the better of the mean and a few Badoiu-Clarkson steps towards the
+// farthest key, which approach the smallest enclosing ball.
+func enclosingBall[T attn.Float](keys []T, d int) ([]float64, float64) {
+	L := len(keys) / d
+	mean := make([]float64, d)
+	for j := range L {
+		for t, x := range keys[j*d : (j+1)*d] {
+			mean[t] += float64(x)
+		}
+	}
+	for t := range mean {
+		mean[t] /= float64(L)
+	}
+	farthest := func(c []float64) (int, float64) {
+		best, bestD := 0, -1.0
+		for j := range L {
+			var s float64
+			for t, x := range keys[j*d : (j+1)*d] {
+				diff := float64(x) - c[t]
+				s += diff * diff
+			}
+			if s > bestD {
+				best, bestD = j, s
+			}
+		}
+		return best, math.Sqrt(bestD)
+	}
+	bestC := append([]float64(nil), mean...)
+	_, bestR := farthest(mean)
+	c := append([]float64(nil), mean...)
+	for it := 1; it <= 16 && L > 1; it++ {
+		j, r := farthest(c)
+		if r < bestR {
+			bestR = r
+			copy(bestC, c)
+		}
+		for t, x := range keys[j*d : (j+1)*d] {
+			c[t] += (float64(x) - c[t]) / float64(it+1)
+		}
+	}
+	if _, r := farthest(c); r < bestR {
+		bestR = r
+		copy(bestC, c)
+	}
+	// Round up so that |k - mu| <= R holds for the exact values.
+	return bestC, bestR*(1+1e-12) + math.SmallestNonzeroFloat64
+}
+
+// degreeTable maps a row's beta to the lowest certified degree for eps_A,
+// through thresholds computed once (polyexp.DegreeFor per row would cost
+// microseconds per row), and caches the polynomials.
+type degreeTable struct {
+	epsA    float64
+	maxBeta []float64 // maxBeta[g]: largest beta certified at degree <= g
+	approx  map[int]polyexp.Approx
+	mu      sync.Mutex
+}
+
+func newDegreeTable(epsA float64) *degreeTable {
+	return &degreeTable{epsA: epsA, approx: map[int]polyexp.Approx{}}
+}
+
+func (t *degreeTable) degreeFor(beta float64) (int, error) {
+	for g := 0; ; g++ {
+		if g == len(t.maxBeta) {
+			if g > maxDegree {
+				break
+			}
+			t.maxBeta = append(t.maxBeta, t.threshold(g))
+		}
+		if beta <= t.maxBeta[g] {
+			return g, nil
+		}
+	}
+	return 0, unsupported("the logits reach |s q.k| <= beta = %.3g, which needs a polynomial of degree above %d for eps_A = %.2g; use --method exact (or anytemp for small d)", beta, maxDegree, t.epsA)
+}
+
+// threshold finds the largest beta whose certified degree is <= g by
+// bisection (DegreeFor is monotone in beta).
+func (t *degreeTable) threshold(g int) float64 {
+	ok := func(b float64) bool {
+		d, err := polyexp.DegreeFor(b, t.epsA)
+		return err == nil && d <= g
+	}
+	lo, hi := 0.0, 1.0
+	if !ok(lo) {
+		return -1
+	}
+	for ok(hi) && hi < 1e3 {
+		lo, hi = hi, 2*hi
+	}
+	for range 60 {
+		mid := (lo + hi) / 2
+		if ok(mid) {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return lo
+}
+
+// polynomial returns a certified polynomial of degree <= g on [-beta, beta].
+func (t *degreeTable) polynomial(g int) (polyexp.Approx, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if a, ok := t.approx[g]; ok {
+		return a, nil
+	}
+	a, err := polyexp.Symmetric(t.maxBeta[g], t.epsA)
+	if err != nil {
+		return a, unsupported("%v", err)
+	}
+	if a.Degree > g {
+		return a, fmt.Errorf("poly: internal error: degree %d certified for beta %g, table says %d", a.Degree, t.maxBeta[g], g)
+	}
+	t.approx[g] = a
+	return a, nil
+}
+
+// bound is the a priori entrywise error bound, relative to max_l |V_lj|,
+// for a row using polynomial a on [-beta, beta] with L keys, rank r and
+// output rounding unit uOut. With eps_A the polynomial's relative error and
+// f the relative rounding error of the float64 sums (terms with relative
+// error gamma_{K} each, K = 2g + 8 roundings along a term's path, summed
+// over L keys and r features, each sum at most AbsSum * e^beta times the
+// smallest possible denominator L e^-beta):
+//
+//	|T - Att| <= 2 eps_A / (1 - eps_A) + 2 f / (1 - eps_A - f) + 2 uOut
+//
+// The first term is Lemma 3.6 (weights perturbed by at most
+// (1+eps_A)/(1-eps_A)); the second perturbs numerator and denominator by f;
+// the last is the conversion to the output type.
+func bound(a polyexp.Approx, L, r int, uOut float64) float64 {
+	const u = 0x1p-53
+	k := float64(2*a.Degree+8+L+r) * u
+	gamma := k / (1 - k)
+	f := gamma * a.AbsSum * math.Exp(a.Radius)
+	e := a.RelErr
+	return 2*e/(1-e) + 2*f/(1-e-f) + 2*uOut
+}
+
+func forward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], out *attn.Output[T], minEps, uOut float64) (attn.Stats, error) {
+	if err := ctx.Err(); err != nil {
+		return attn.Stats{}, err
+	}
+	if p.Eps < minEps {
+		return attn.Stats{}, unsupported("eps = %g is below the smallest error this method certifies for %s (%g); use --method exact", p.Eps, typeName[T](), minEps)
+	}
+	deg := newDegreeTable(polyShare * p.Eps)
+	run := &runner[T]{p: p, out: out, deg: deg, workers: m.workers(), uOut: uOut,
+		details: map[string]any{}, degreeRows: map[int]int{}}
+	plans := make([]*headPlan, p.Heads)
+	for h := range p.Heads {
+		hp, err := planHead(p, h, deg)
+		if err != nil {
+			return attn.Stats{}, err
+		}
+		plans[h] = hp
+	}
+	if err := run.checkCost(plans, m.MemoryBudget, m.AllowExpensive); err != nil {
+		return attn.Stats{}, err
+	}
+	for h, hp := range plans {
+		if err := ctx.Err(); err != nil {
+			return attn.Stats{}, err
+		}
+		if err := run.head(ctx, h, hp); err != nil {
+			return attn.Stats{}, err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return attn.Stats{}, err
+	}
+	if run.bound > p.Eps {
+		return attn.Stats{}, unsupported("the certified bound %.3g exceeds eps = %g (beta = %.3g, rounding dominates); raise eps or use --method exact", run.bound, p.Eps, run.maxBeta)
+	}
+	observed, rows, err := sampleCheck(p, out, run.bound, m.SampleRows)
+	if err != nil {
+		return attn.Stats{}, err
+	}
+	run.details["beta_max"] = run.maxBeta
+	run.details["degree_max"] = run.maxDegree
+	run.details["rank_max"] = Rank(p.D, run.maxDegree)
+	run.details["rows_per_degree"] = run.degreeRows
+	run.details["eps_a"] = deg.epsA
+	run.details["observed_error"] = observed
+	run.details["sampled_rows"] = rows
+	return attn.Stats{Flops: run.flops, ErrorBound: run.bound, Details: run.details}, nil
+}
+
+func typeName[T attn.Float]() string {
+	var x T
+	if _, ok := any(x).(float32); ok {
+		return "float32"
+	}
+	return "float64"
+}
+
+// runner carries one call's state across heads.
+type runner[T attn.Float] struct {
+	p          *attn.Problem[T]
+	out        *attn.Output[T]
+	deg        *degreeTable
+	workers    int
+	uOut       float64
+	mu         sync.Mutex // guards the statistics below
+	flops      float64
+	bound      float64
+	maxBeta    float64
+	maxDegree  int
+	degreeRows map[int]int
+	details    map[string]any
+}
+
+// Cost returns the floating-point operations of the method for given
+// sizes: key moments 2 L r (e+1), query products 2 sum_i r_i (e+1), plus
+// building the features.
+func Cost(keys int, ranks []int, e int, maxRank int) float64 {
+	c := float64(keys) * float64(maxRank) * float64(2*(e+1)+1)
+	for _, r := range ranks {
+		c += float64(r) * float64(2*(e+1)+3)
+	}
+	return c
+}
+
+// checkCost refuses inputs where the method would not pay or not fit.
+func (run *runner[T]) checkCost(plans []*headPlan, budget float64, allowExpensive bool) error {
+	p := run.p
+	if budget == 0 {
+		budget = DefaultMemoryBudget
+	}
+	var polyFlops, exactFlops float64
+	maxG, maxB := 0, 0.0
+	for h, hp := range plans {
+		ranks := make([]int, p.N)
+		g := 0
+		for i, d := range hp.degree {
+			ranks[i] = Rank(p.D, d)
+			g = max(g, d)
+			maxB = max(maxB, hp.beta[i])
+			exactFlops += 2 * float64(p.KeyLimit(h, i)) * float64(p.D+p.E)
+		}
+		maxG = max(maxG, g)
+		polyFlops += Cost(hp.keys, ranks, p.E, Rank(p.D, g))
+	}
+	r := RankFloat(p.D, maxG)
+	mem := 8 * r * (float64(p.E+1)*float64(2*run.workers+2) + float64(run.workers)*(keyBlock+queryBlock))
+	if mem > budget {
+		return unsupported("beta = %.3g needs degree %d and rank r = C(d+g, g) = %.3g in d = %d, about %.3g GB of working memory (budget %.3g GB); use --method exact",
+			maxB, maxG, r, p.D, mem/1e9, budget/1e9)
+	}
+	if polyFlops > exactFlops && !allowExpensive {
+		return unsupported("beta = %.3g needs degree %d and rank r = %.0f in d = %d: %.3g flops, more than exact attention's %.3g; use --method exact",
+			maxB, maxG, r, p.D, polyFlops, exactFlops)
+	}
+	return nil
+}
+
+// head computes every row of head h.
+func (run *runner[T]) head(ctx context.Context, h int, hp *headPlan) error {
+	p := run.p
+	e1 := p.E + 1
+	if hp.keys == 0 {
+		for i := range p.N {
+			run.finishEmpty(h, i)
+		}
+		return nil
+	}
+	g := 0
+	for _, d := range hp.degree {
+		g = max(g, d)
+	}
+	mono := newMonomials(p.D, g)
+	r := len(mono.parent)
+	// Normalised keys u_j = (k_j - mu) / R, stored variable-major so a
+	// feature row over a block of keys is a contiguous product.
+	L := hp.keys
+	ut := make([]float64, p.D*L)
+	keys := p.K[h*p.M*p.D:]
+	for j := range L {
+		for t := range p.D {
+			ut[t*L+j] = (float64(keys[j*p.D+t]) - hp.mu[t]) / hp.radius
+		}
+	}
+	polys := map[int]polyexp.Approx{}
+	for _, d := range hp.degree {
+		if _, ok := polys[d]; !ok {
+			a, err := run.deg.polynomial(d)
+			if err != nil {
+				return err
+			}
+			polys[d] = a
+		}
+	}
+	var hb float64
+	for _, d := range hp.degree {
+		hb = max(hb, bound(polys[d], L, Rank(p.D, d), run.uOut))
+	}
+	run.mu.Lock()
+	run.bound = max(run.bound, hb)
+	run.maxDegree = max(run.maxDegree, g)
+	for i, d := range hp.degree {
+		run.maxBeta = max(run.maxBeta, hp.beta[i])
+		run.degreeRows[d]++
+	}
+	run.flops += float64(L) * float64(r) * float64(2*e1+1)
+	run.mu.Unlock()
+
+	hk := &headKeys[T]{ut: ut, L: L, mono: mono, r: r, vals: p.V[h*p.M*p.E:], e: p.E}
+	if !p.Causal {
+		moments := make([]float64, r*e1)
+		run.parallelBlocks(ctx, 0, (L+keyBlock-1)/keyBlock, func(scratch *scratch, b int) {
+			hk.addMoments(scratch, b*keyBlock, min((b+1)*keyBlock, L), scratch.moments)
+		}, func(s *scratch) { addTo(moments, s.moments) }, r)
+		rows := make([]int, p.N)
+		for i := range rows {
+			rows[i] = i
+		}
+		return run.queryRows(ctx, h, hp, hk, polys, rows, moments, L)
+	}
+	return run.causal(ctx, h, hp, hk, polys)
+}
+
+// headKeys is one head's keys prepared for features.
+type headKeys[T attn.Float] struct {
+	ut   []float64 // d x L normalised keys, variable-major
+	L    int
+	mono *monomials
+	r    int
+	vals []T // the head's values, m x e
+	e    int
+}
+
+func addTo(dst, src []float64) {
+	for i, v := range src {
+		dst[i] += v
+	}
+}
+
+// scratch is one worker's buffers.
+type scratch struct {
+	feat    []float64 // r x keyBlock features, monomial-major
+	vblock  []float64 // keyBlock x (e+1) values with a column of ones
+	moments []float64 // r x (e+1) partial key moments
+	h       []float64 // queryBlock x r query features
+	y       []float64 // queryBlock x (e+1) results
+	w       []float64 // d scaled query
+	fw      []float64 // r monomials of w
+}
