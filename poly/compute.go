@@ -106,7 +106,11 @@ func (run *runner[T]) queryRows(ctx context.Context, h int, hp *headPlan, hk *he
 			byDegree[hp.degree[i]] = append(byDegree[hp.degree[i]], i)
 		}
 		for g, group := range byDegree {
-			if err := run.degreeGroup(s, h, hp, hk, polys[g], group, moments, cEnd, &flops); err != nil {
+			mom, from := moments, cEnd
+			if g == exactRow {
+				mom, from = nil, 0
+			}
+			if err := run.degreeGroup(s, h, hp, hk, polys[g], group, mom, from, &flops); err != nil {
 				failed.Store(err)
 				return
 			}
@@ -130,6 +134,9 @@ func (run *runner[T]) degreeGroup(s *scratch, h int, hp *headPlan, hk *headKeys[
 	// so that sum_alpha H_alpha u^alpha = P(s q.(k - mu)).
 	hbuf := s.h[:len(group)*rg]
 	for k, i := range group {
+		if moments == nil {
+			break // no moments to read: every key is added exactly below
+		}
 		q := p.Q[(h*p.N+i)*d : (h*p.N+i+1)*d]
 		for t := range d {
 			s.w[t] = p.Scale * hp.radius * float64(q[t])
@@ -145,7 +152,10 @@ func (run *runner[T]) degreeGroup(s *scratch, h int, hp *headPlan, hk *headKeys[
 	if moments != nil {
 		kernels.GemmNN64(len(group), e1, rg, hbuf, rg, moments, e1, y, e1)
 	}
-	var f uint64 = uint64(len(group) * rg * (2*e1 + 3))
+	var f uint64
+	if moments != nil {
+		f = uint64(len(group) * rg * (2*e1 + 3))
+	}
 	for k, i := range group {
 		yr := y[k*e1 : (k+1)*e1]
 		limit := p.KeyLimit(h, i)

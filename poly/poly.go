@@ -102,8 +102,13 @@ type headPlan struct {
 	mu     []float64 // key centre
 	radius float64   // R >= max_j |k_j - mu|, rounded up
 	beta   []float64 // per row: s |q_i| R, rounded up
-	degree []int     // per row
+	degree []int     // per row; exactRow for rows computed exactly
 }
+
+// exactRow marks a row computed exactly: a few rows whose range needs a
+// higher degree than the rest would otherwise raise the rank of every key's
+// features, and computing them directly is cheaper.
+const exactRow = -1
 
 // planHead centres the keys of head h and picks each row's degree.
 func planHead[T attn.Float](p *attn.Problem[T], h int, deg *degreeTable) (*headPlan, error) {
@@ -127,7 +132,40 @@ func planHead[T attn.Float](p *attn.Problem[T], h int, deg *degreeTable) (*headP
 		}
 		hp.beta[i], hp.degree[i] = b, g
 	}
+	hp.capDegree(p.D, p.E)
 	return hp, nil
+}
+
+// capDegree picks the degree cap that minimises the head's flops: key
+// moments cost about 2 L r_cap (e+1), each row of degree g <= cap costs
+// 2 r_g (e+1), and each row above the cap costs 2 L (d+e) exactly.
+func (hp *headPlan) capDegree(d, e int) {
+	count := map[int]int{}
+	gmax := 0
+	for _, g := range hp.degree {
+		count[g]++
+		gmax = max(gmax, g)
+	}
+	best, bestCost := gmax, math.Inf(1)
+	L := float64(hp.keys)
+	for capG := gmax; capG >= 0; capG-- {
+		cost := 2 * L * RankFloat(d, capG) * float64(e+1)
+		for g, c := range count {
+			if g <= capG {
+				cost += 2 * float64(c) * RankFloat(d, g) * float64(e+1)
+			} else {
+				cost += 2 * float64(c) * L * float64(d+e)
+			}
+		}
+		if cost < bestCost {
+			best, bestCost = capG, cost
+		}
+	}
+	for i, g := range hp.degree {
+		if g > best {
+			hp.degree[i] = exactRow
+		}
+	}
 }
 
 // enclosingBall returns a centre mu and R >= max_j |k_j - mu| (rounded up):
@@ -316,6 +354,7 @@ func forward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], ou
 	run.details["degree_max"] = run.maxDegree
 	run.details["rank_max"] = Rank(p.D, run.maxDegree)
 	run.details["rows_per_degree"] = run.degreeRows
+	run.details["exact_rows"] = run.exactRows
 	run.details["eps_a"] = deg.epsA
 	run.details["observed_error"] = observed
 	run.details["sampled_rows"] = rows
@@ -343,6 +382,7 @@ type runner[T attn.Float] struct {
 	maxBeta    float64
 	maxDegree  int
 	degreeRows map[int]int
+	exactRows  int
 	details    map[string]any
 }
 
@@ -369,10 +409,15 @@ func (run *runner[T]) checkCost(plans []*headPlan, budget float64, allowExpensiv
 		ranks := make([]int, p.N)
 		g := 0
 		for i, d := range hp.degree {
+			rowExact := 2 * float64(p.KeyLimit(h, i)) * float64(p.D+p.E)
+			exactFlops += rowExact
+			maxB = max(maxB, hp.beta[i])
+			if d == exactRow {
+				polyFlops += rowExact
+				continue
+			}
 			ranks[i] = Rank(p.D, d)
 			g = max(g, d)
-			maxB = max(maxB, hp.beta[i])
-			exactFlops += 2 * float64(p.KeyLimit(h, i)) * float64(p.D+p.E)
 		}
 		maxG = max(maxG, g)
 		polyFlops += Cost(hp.keys, ranks, p.E, Rank(p.D, g))
@@ -418,7 +463,7 @@ func (run *runner[T]) head(ctx context.Context, h int, hp *headPlan) error {
 	}
 	polys := map[int]polyexp.Approx{}
 	for _, d := range hp.degree {
-		if _, ok := polys[d]; !ok {
+		if _, ok := polys[d]; !ok && d != exactRow {
 			a, err := run.deg.polynomial(d)
 			if err != nil {
 				return err
@@ -428,14 +473,20 @@ func (run *runner[T]) head(ctx context.Context, h int, hp *headPlan) error {
 	}
 	var hb float64
 	for _, d := range hp.degree {
-		hb = max(hb, bound(polys[d], L, Rank(p.D, d), run.uOut))
+		if d != exactRow {
+			hb = max(hb, bound(polys[d], L, Rank(p.D, d), run.uOut))
+		}
 	}
 	run.mu.Lock()
 	run.bound = max(run.bound, hb)
 	run.maxDegree = max(run.maxDegree, g)
 	for i, d := range hp.degree {
 		run.maxBeta = max(run.maxBeta, hp.beta[i])
-		run.degreeRows[d]++
+		if d == exactRow {
+			run.exactRows++
+		} else {
+			run.degreeRows[d]++
+		}
 	}
 	run.flops += float64(L) * float64(r) * float64(2*e1+1)
 	run.mu.Unlock()
