@@ -311,6 +311,18 @@ func bound(a polyexp.Approx, L, r int, uOut float64) float64 {
 	return 2*e/(1-e) + 2*f/(1-e-f) + 2*uOut
 }
 
+// exactBound is the rounding bound for a row computed directly in float64:
+// each exponent s q.(k - mu) is a d-term dot product of size <= beta, so
+// exp of it is off by a relative gamma_d beta plus exp's own rounding; the
+// L-term sums add gamma_L relative to the sums of absolute values, which
+// are at most D and D max|V|.
+func exactBound(beta float64, L, d int, uOut float64) float64 {
+	const u = 0x1p-53
+	k := float64(L+d+4) * u
+	f := k / (1 - k) * (2 + beta)
+	return 2*f/(1-f) + 2*uOut
+}
+
 func forward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], out *attn.Output[T], minEps, uOut float64) (attn.Stats, error) {
 	if err := ctx.Err(); err != nil {
 		return attn.Stats{}, err
@@ -472,8 +484,10 @@ func (run *runner[T]) head(ctx context.Context, h int, hp *headPlan) error {
 		}
 	}
 	var hb float64
-	for _, d := range hp.degree {
-		if d != exactRow {
+	for i, d := range hp.degree {
+		if d == exactRow {
+			hb = max(hb, exactBound(hp.beta[i], L, p.D, run.uOut))
+		} else {
 			hb = max(hb, bound(polys[d], L, Rank(p.D, d), run.uOut))
 		}
 	}
