@@ -80,7 +80,9 @@ type Options struct {
 	// head (batch*heads entries). nil means every key is valid.
 	KeyLengths []int
 
-	// Method names the algorithm: "exact", or "" for the default. See Methods.
+	// Method names the algorithm: "exact", "poly", ..., "auto" to let the
+	// planner pick the fastest that meets Eps, or "" for DefaultMethod.
+	// See Methods.
 	Method string
 
 	// Eps is the entrywise error target of approximate methods, relative to
@@ -170,13 +172,18 @@ func Attend[T Float](ctx context.Context, q, k, v Tensor[T], opts Options) (*Res
 	if err != nil {
 		return nil, err
 	}
-	name := opts.Method
+	name, reason := opts.Method, ""
 	if name == "" {
-		name = DefaultMethod
+		name, reason = DefaultMethod, "default method"
+	}
+	if name == Auto {
+		if name, reason, err = choose(p); err != nil {
+			return nil, err
+		}
 	}
 	m, ok := methods[name]
 	if !ok {
-		return nil, invalid("unknown method %q; choose one of %v", name, Methods())
+		return nil, invalid("unknown method %q; choose one of %v or %s", name, Methods(), Auto)
 	}
 	out := attn.NewOutput(p)
 	start := time.Now()
@@ -190,10 +197,7 @@ func Attend[T Float](ctx context.Context, q, k, v Tensor[T], opts Options) (*Res
 		Batch: p.Heads, N: p.N, M: p.M, D: p.D, E: p.E,
 		Scale: p.Scale, Causal: p.Causal, Eps: p.Eps,
 		Seconds: secs, Flops: st.Flops, GFlops: st.Flops / secs / 1e9,
-		ErrorBound: st.ErrorBound, Details: st.Details,
-	}
-	if opts.Method == "" {
-		rep.Reason = "default method"
+		ErrorBound: st.ErrorBound, Details: st.Details, Reason: reason,
 	}
 	return &Result[T]{
 		Out:    Tensor[T]{Data: out.O, Shape: append(slices.Clone(lead), p.N, p.E)},

@@ -409,9 +409,23 @@ func Cost(keys int, ranks []int, e int, maxRank int) float64 {
 	return c
 }
 
+// costs is what checkCost computes about a planned call.
+type costs struct {
+	polyFlops, exactFlops, memory float64
+	maxDegree                     int
+	maxBeta, rank                 float64
+}
+
 // checkCost refuses inputs where the method would not pay or not fit.
 func (run *runner[T]) checkCost(plans []*headPlan, budget float64, allowExpensive bool) error {
-	p := run.p
+	_, err := assessCost(run.p, plans, run.workers, budget, allowExpensive)
+	return err
+}
+
+// assessCost estimates flops and memory of the planned call and returns an
+// error wrapping attn.ErrUnsupported if it would not fit the memory budget
+// or (unless allowExpensive) would cost more flops than exact attention.
+func assessCost[T attn.Float](p *attn.Problem[T], plans []*headPlan, workers int, budget float64, allowExpensive bool) (costs, error) {
 	if budget == 0 {
 		budget = DefaultMemoryBudget
 	}
@@ -435,16 +449,17 @@ func (run *runner[T]) checkCost(plans []*headPlan, budget float64, allowExpensiv
 		polyFlops += Cost(hp.keys, ranks, p.E, Rank(p.D, g))
 	}
 	r := RankFloat(p.D, maxG)
-	mem := 8 * r * (float64(p.E+1)*float64(2*run.workers+2) + float64(run.workers)*(keyBlock+queryBlock))
+	mem := 8 * r * (float64(p.E+1)*float64(2*workers+2) + float64(workers)*(keyBlock+queryBlock))
+	c := costs{polyFlops: polyFlops, exactFlops: exactFlops, memory: mem, maxDegree: maxG, maxBeta: maxB, rank: r}
 	if mem > budget {
-		return unsupported("beta = %.3g needs degree %d and rank r = C(d+g, g) = %.3g in d = %d, about %.3g GB of working memory (budget %.3g GB); use --method exact",
+		return c, unsupported("beta = %.3g needs degree %d and rank r = C(d+g, g) = %.3g in d = %d, about %.3g GB of working memory (budget %.3g GB); use --method exact",
 			maxB, maxG, r, p.D, mem/1e9, budget/1e9)
 	}
 	if polyFlops > exactFlops && !allowExpensive {
-		return unsupported("beta = %.3g needs degree %d and rank r = %.0f in d = %d: %.3g flops, more than exact attention's %.3g; use --method exact",
+		return c, unsupported("beta = %.3g needs degree %d and rank r = %.0f in d = %d: %.3g flops, more than exact attention's %.3g; use --method exact",
 			maxB, maxG, r, p.D, polyFlops, exactFlops)
 	}
-	return nil
+	return c, nil
 }
 
 // head computes every row of head h.

@@ -19,7 +19,7 @@ type attnFlags struct {
 }
 
 func (a *attnFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&a.method, "method", "", "attention method: "+strings.Join(fastattn.Methods(), ", ")+" (default "+fastattn.DefaultMethod+")")
+	fs.StringVar(&a.method, "method", fastattn.Auto, "attention method: "+strings.Join(fastattn.Methods(), ", ")+", or auto (the fastest predicted to meet --eps)")
 	fs.StringVar(&a.scale, "scale", "1/sqrt(d)", "logit scale: a positive number, 1/sqrt(d) (PyTorch's default) or 1/d (the papers')")
 	fs.BoolVar(&a.causal, "causal", false, "causal mask, aligned bottom-right: query i sees keys j <= i + m - n")
 	fs.StringVar(&a.keyLengths, "key-lengths", "", "valid keys per batch element or per head, comma-separated (the rest are padding)")

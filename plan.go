@@ -1,0 +1,39 @@
+package fastattn
+
+import (
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/fastattn/fastattn/attn"
+)
+
+// Auto is the method name that lets the planner choose.
+const Auto = "auto"
+
+// choose picks, among the methods that can estimate their cost, the one
+// predicted fastest that meets the problem's eps, and explains the choice.
+// Exact attention always qualifies, so a choice always exists.
+func choose[T Float](p *attn.Problem[T]) (string, string, error) {
+	best, bestSec := "", math.Inf(1)
+	var notes []string
+	for _, name := range Methods() {
+		pl, ok := methods[name].(attn.Planner)
+		if !ok {
+			continue
+		}
+		est, err := attn.EstimateCost(pl, p)
+		if err != nil {
+			notes = append(notes, fmt.Sprintf("%s does not apply (%s)", name, strings.TrimPrefix(err.Error(), attn.ErrUnsupported.Error()+": ")))
+			continue
+		}
+		notes = append(notes, fmt.Sprintf("%s ~%.3g s (%s)", name, est.Seconds, est.Reason))
+		if est.Seconds < bestSec {
+			best, bestSec = name, est.Seconds
+		}
+	}
+	if best == "" {
+		return "", "", fmt.Errorf("fastattn: no method can estimate this input: %s", strings.Join(notes, "; "))
+	}
+	return best, fmt.Sprintf("auto chose %s, predicted fastest at eps = %g: %s", best, p.Eps, strings.Join(notes, "; ")), nil
+}

@@ -1,0 +1,50 @@
+package poly
+
+import (
+	"fmt"
+
+	"github.com/fastattn/fastattn/attn"
+)
+
+// Throughput constants of the cost model, measured with the benchmark in
+// this package on the project's 2-core AVX2/AVX-512 machine: flops per
+// second of the whole method (float64 GEMMs and feature building), and the
+// fixed cost of certifying the polynomials (320-bit construction).
+const (
+	flopsPerSecond = 8e9
+	setupSeconds   = 3e-3
+)
+
+// Estimate32 predicts the cost on a float32 problem.
+func (m Method) Estimate32(p *attn.Problem[float32]) (attn.Estimate, error) {
+	return estimate(m, p, MinEps32)
+}
+
+// Estimate64 predicts the cost on a float64 problem.
+func (m Method) Estimate64(p *attn.Problem[float64]) (attn.Estimate, error) {
+	return estimate(m, p, MinEps64)
+}
+
+func estimate[T attn.Float](m Method, p *attn.Problem[T], minEps float64) (attn.Estimate, error) {
+	if p.Eps < minEps {
+		return attn.Estimate{}, unsupported("eps = %g is below this method's floor %g for %s", p.Eps, minEps, typeName[T]())
+	}
+	deg := newDegreeTable(polyShare * p.Eps)
+	plans := make([]*headPlan, p.Heads)
+	for h := range p.Heads {
+		hp, err := planHead(p, h, deg)
+		if err != nil {
+			return attn.Estimate{}, err
+		}
+		plans[h] = hp
+	}
+	c, err := assessCost(p, plans, m.workers(), m.MemoryBudget, m.AllowExpensive)
+	if err != nil {
+		return attn.Estimate{}, err
+	}
+	return attn.Estimate{
+		Seconds: c.polyFlops/flopsPerSecond + setupSeconds,
+		Bytes:   c.memory,
+		Reason:  fmt.Sprintf("beta = %.3g, degree <= %d, rank <= %.0f: %.3g flops", c.maxBeta, c.maxDegree, c.rank, c.polyFlops),
+	}, nil
+}
