@@ -57,3 +57,7 @@ func Max32(x []float32) float32 { return max32(x) }
 // Max64 returns the largest element of x, or -Inf for an empty x. Like the
 // max builtin it returns NaN if any element is NaN.
 func Max64(x []float64) float64 { return max64(x) }
+
+// Implementation names the kernels in use on this machine: "avx512",
+// "avx2" (AVX2 and FMA) or "go" (portable), for reports and benchmarks.
+func Implementation() string { return levelName(level) }

@@ -1,6 +1,7 @@
 package kernels
 
 import (
+	"flag"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -374,5 +375,45 @@ func TestMaxLevels(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+var exp32All = flag.Bool("exp32all", false, "check the float32 exponential on every float32 in [-87, 0] (slow)")
+
+// TestExp32Exhaustive checks every float32 argument in [-87, 0] when run
+// with -exp32all.
+func TestExp32Exhaustive(t *testing.T) {
+	if !*exp32All {
+		t.Skip("run with -exp32all")
+	}
+	lim := math.Float32bits(87)
+	const chunk = 1 << 16
+	buf := make([]float32, chunk)
+	for _, l := range levels() {
+		var worst int64
+		var worstX float32
+		for u0 := uint32(0); u0 <= lim; u0 += chunk {
+			n := min(chunk, int(lim-u0)+1)
+			for i := range n {
+				buf[i] = -math.Float32frombits(u0 + uint32(i))
+			}
+			atLevel(t, l, func() { ExpShiftSum32(buf[:n], 1, 0) })
+			for i := range n {
+				x := -math.Float32frombits(u0 + uint32(i))
+				if d := ulp32(buf[i], float32(math.Exp(float64(x)))); d > worst {
+					worst, worstX = d, x
+				}
+			}
+		}
+		t.Logf("%s: float32 exp max error %d ulp (at %g) over all of [-87, 0]", levelName(l), worst, worstX)
+		if worst > 2 {
+			t.Errorf("%s: float32 exp error %d ulp at %g", levelName(l), worst, worstX)
+		}
+	}
+}
+
+func TestImplementation(t *testing.T) {
+	if got, want := Implementation(), levelName(maxLevel); got != want {
+		t.Fatalf("Implementation() = %q, want %q", got, want)
 	}
 }
