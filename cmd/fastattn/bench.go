@@ -4,78 +4,214 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/fastattn/fastattn"
 )
 
 func init() {
-	register(command{"bench", "time a method over a grid of sizes and report GFLOP/s", benchCmd})
+	register(command{"bench", "time methods against exact attention over a grid of sizes: seconds, GFLOP/s, ratios, log-log slopes", benchCmd})
+}
+
+// benchConfig is one parsed bench invocation.
+type benchConfig struct {
+	methods   []string
+	ns, ds    []int
+	types     []string
+	dist      string
+	entry     float64
+	scale     string
+	eps       float64
+	causal    bool
+	heads     int
+	reps      int
+	exactRows int
 }
 
 func benchCmd(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("bench", "bench [--n 1024,4096,16384] [--d 16,64,128] [--dtype float32,float64] [--causal] [--heads H] [--reps R]", stdout)
+	fs := newFlagSet("bench", "bench [--methods exact,poly] [--n 1024,4096] [--d 64] [--dtype float32,float64] [--entries normal:1] [--scale 1/sqrt(d)] [--eps 1e-3] [--exact-rows R]", stdout)
+	methods := fs.String("methods", "exact", "methods to time, comma-separated; exact (the baseline of the ratios) is always timed")
 	nList := fs.String("n", "1024,4096", "sequence lengths (n = m), comma-separated")
 	dList := fs.String("d", "64", "head dimensions (d = e), comma-separated")
 	dtypes := fs.String("dtype", "float32,float64", "element types, comma-separated")
+	entries := fs.String("entries", "normal:1", "distribution of Q and K entries: normal:SIGMA or uniform:B (uniform on [-B, B]); V is standard normal")
+	scale := fs.String("scale", "1/sqrt(d)", "logit scale: a number, 1/sqrt(d) or 1/d")
+	eps := fs.Float64("eps", fastattn.DefaultEps, "error target of approximate methods")
 	causal := fs.Bool("causal", false, "causal mask")
 	heads := fs.Int("heads", 1, "heads per run")
 	reps := fs.Int("reps", 3, "runs per size; the fastest is reported")
-	method := fs.String("method", "exact", "method to time")
+	exactRows := fs.Int("exact-rows", 8192, "above this n, exact attention is timed on this many query rows and scaled by n/rows (its cost is linear in rows); 0 times every row")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	ns, err := parseInts("n", *nList)
-	if err != nil {
+	cfg := benchConfig{scale: *scale, eps: *eps, causal: *causal, heads: *heads, reps: *reps, exactRows: *exactRows}
+	var err error
+	if cfg.ns, err = parseInts("n", *nList); err != nil {
 		return err
 	}
-	ds, err := parseInts("d", *dList)
-	if err != nil {
+	if cfg.ds, err = parseInts("d", *dList); err != nil {
 		return err
 	}
-	if *heads < 1 || *reps < 1 {
-		return usagef("--heads and --reps must be positive")
+	cfg.methods = []string{"exact"}
+	for _, m := range strings.Split(*methods, ",") {
+		m = strings.TrimSpace(m)
+		if m == "exact" || m == "" {
+			continue
+		}
+		if !slices.Contains(fastattn.Methods(), m) && m != fastattn.Auto {
+			return usagef("--methods: unknown method %q; choose from %v", m, fastattn.Methods())
+		}
+		cfg.methods = append(cfg.methods, m)
 	}
-	types := strings.Split(*dtypes, ",")
-	for _, t := range types {
+	cfg.types = strings.Split(*dtypes, ",")
+	for _, t := range cfg.types {
 		if t != "float32" && t != "float64" {
 			return usagef("--dtype takes float32 and/or float64, got %q", t)
 		}
 	}
+	dist, val, ok := strings.Cut(*entries, ":")
+	cfg.entry, err = strconv.ParseFloat(val, 64)
+	if !ok || (dist != "normal" && dist != "uniform") || err != nil || !(cfg.entry > 0) {
+		return usagef("--entries must be normal:SIGMA or uniform:B with a positive number, got %q", *entries)
+	}
+	cfg.dist = dist
+	if cfg.heads < 1 || cfg.reps < 1 || cfg.exactRows < 0 {
+		return usagef("--heads and --reps must be positive, --exact-rows non-negative")
+	}
+	if cfg.causal && cfg.exactRows > 0 {
+		cfg.exactRows = 0 // causal rows differ in cost: time them all
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	fmt.Fprintf(stdout, "fastattn bench: %s attention, %s, fastest of %d runs; GFLOP/s counts 2nm(d+e) flops\n", *method, plural(*heads, "head"), *reps)
-	// Fixed-width rows, printed as each size finishes.
-	fmt.Fprintf(stdout, "%8s %5s %8s %7s %10s %9s\n", "n", "d", "dtype", "causal", "seconds", "GFLOP/s")
-	for _, d := range ds {
-		for _, n := range ns {
-			for _, t := range types {
-				w := workload{heads: *heads, n: n, m: n, d: d, e: d, seed: uint64(n + d)}
-				opts := fastattn.Options{Method: *method, Causal: *causal}
-				var rep fastattn.Report
-				if t == "float32" {
-					q, k, v := w.tensors32()
-					rep, err = benchOne(ctx, q, k, v, opts, *reps)
-				} else {
-					q, k, v := w.tensors64()
-					rep, err = benchOne(ctx, q, k, v, opts, *reps)
-				}
+	return runBench(ctx, cfg, stdout)
+}
+
+// benchRow is one size's measurements.
+type benchRow struct {
+	n       int
+	seconds map[string]float64
+	note    map[string]string
+}
+
+func runBench(ctx context.Context, cfg benchConfig, stdout io.Writer) error {
+	fmt.Fprintf(stdout, "fastattn bench: %s, Q and K entries %s:%g, scale %s, eps %g, causal %v; fastest of %d runs of the library call\n",
+		plural(cfg.heads, "head"), cfg.dist, cfg.entry, cfg.scale, cfg.eps, cfg.causal, cfg.reps)
+	fmt.Fprintln(stdout, "GFLOP/s counts exact attention's 2nm(d+e) flops; x = exact's time / the method's; * = exact timed on sampled rows and scaled")
+	for _, d := range cfg.ds {
+		for _, t := range cfg.types {
+			header := fmt.Sprintf("%8s %5s %8s %12s %9s", "n", "d", "dtype", "exact (s)", "GFLOP/s")
+			for _, m := range cfg.methods[1:] {
+				header += fmt.Sprintf(" %12s %8s %10s", m+" (s)", "x", "bound")
+			}
+			fmt.Fprintln(stdout, header)
+			var rows []benchRow
+			for _, n := range cfg.ns {
+				row, line, err := benchSize(ctx, cfg, n, d, t)
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(stdout, "%8d %5d %8s %7v %10.4f %9.1f\n", n, d, t, *causal, rep.Seconds, rep.GFlops)
+				rows = append(rows, row)
+				fmt.Fprintln(stdout, line)
+			}
+			if len(rows) >= 2 {
+				fmt.Fprintf(stdout, "%s log-log slope of time in n (least squares over the sizes above):", strings.Repeat(" ", 2))
+				for _, m := range cfg.methods {
+					fmt.Fprintf(stdout, "  %s %.2f", m, slope(rows, m))
+				}
+				fmt.Fprintln(stdout)
 			}
 		}
 	}
 	return nil
 }
 
-func benchOne[T fastattn.Float](ctx context.Context, q, k, v fastattn.Tensor[T], opts fastattn.Options, reps int) (fastattn.Report, error) {
-	res, err := attendTimed(ctx, q, k, v, opts, reps)
+func benchSize(ctx context.Context, cfg benchConfig, n, d int, dtype string) (benchRow, string, error) {
+	w := workload{heads: cfg.heads, n: n, m: n, d: d, e: d, qkScale: cfg.entry, uniform: cfg.dist == "uniform", seed: uint64(n + d)}
+	af := attnFlags{scale: cfg.scale, causal: cfg.causal, eps: cfg.eps}
+	opts, err := af.options(d)
 	if err != nil {
-		return fastattn.Report{}, err
+		return benchRow{}, "", err
 	}
-	return res.Report, nil
+	if dtype == "float32" {
+		q, k, v := w.tensors32()
+		return benchMethods(ctx, cfg, q, k, v, opts, n, d, dtype)
+	}
+	q, k, v := w.tensors64()
+	return benchMethods(ctx, cfg, q, k, v, opts, n, d, dtype)
+}
+
+func benchMethods[T fastattn.Float](ctx context.Context, cfg benchConfig, q, k, v fastattn.Tensor[T], opts fastattn.Options, n, d int, dtype string) (benchRow, string, error) {
+	row := benchRow{n: n, seconds: map[string]float64{}, note: map[string]string{}}
+	// Exact, on sampled rows when n is large.
+	eq, factor := q, 1.0
+	if cfg.exactRows > 0 && n > cfg.exactRows {
+		eq = firstRows(q, cfg.exactRows)
+		factor = float64(n) / float64(cfg.exactRows)
+		row.note["exact"] = "*"
+	}
+	opts.Method = "exact"
+	res, err := attendTimed(ctx, eq, k, v, opts, cfg.reps)
+	if err != nil {
+		return row, "", err
+	}
+	row.seconds["exact"] = res.Report.Seconds * factor
+	line := fmt.Sprintf("%8d %5d %8s %11.4g%1s %9.1f", n, d, dtype, row.seconds["exact"], row.note["exact"], res.Report.GFlops)
+	for _, m := range cfg.methods[1:] {
+		opts.Method = m
+		res, err := attendTimed(ctx, q, k, v, opts, cfg.reps)
+		if err != nil {
+			line += fmt.Sprintf(" %12s %8s %10s", "n/a", "", "")
+			row.note[m] = err.Error()
+			continue
+		}
+		row.seconds[m] = res.Report.Seconds
+		line += fmt.Sprintf(" %12.4g %7.1fx %10.2g", res.Report.Seconds, row.seconds["exact"]/res.Report.Seconds, res.Report.ErrorBound)
+	}
+	return row, line, nil
+}
+
+// firstRows keeps the first rows query rows of every head.
+func firstRows[T fastattn.Float](q fastattn.Tensor[T], rows int) fastattn.Tensor[T] {
+	s := q.Shape
+	n, d := s[len(s)-2], s[len(s)-1]
+	heads := len(q.Data) / (n * d)
+	data := make([]T, 0, heads*rows*d)
+	for h := range heads {
+		data = append(data, q.Data[h*n*d:h*n*d+rows*d]...)
+	}
+	shape := slices.Clone(s)
+	shape[len(s)-2] = rows
+	return fastattn.Tensor[T]{Data: data, Shape: shape}
+}
+
+// slope fits log(seconds) = a + slope log(n) by least squares.
+func slope(rows []benchRow, method string) float64 {
+	var xs, ys []float64
+	for _, r := range rows {
+		if s, ok := r.seconds[method]; ok && s > 0 {
+			xs = append(xs, math.Log(float64(r.n)))
+			ys = append(ys, math.Log(s))
+		}
+	}
+	if len(xs) < 2 {
+		return math.NaN()
+	}
+	var mx, my float64
+	for i := range xs {
+		mx += xs[i]
+		my += ys[i]
+	}
+	mx /= float64(len(xs))
+	my /= float64(len(xs))
+	var sxy, sxx float64
+	for i := range xs {
+		sxy += (xs[i] - mx) * (ys[i] - my)
+		sxx += (xs[i] - mx) * (xs[i] - mx)
+	}
+	return sxy / sxx
 }
