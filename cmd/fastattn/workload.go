@@ -106,3 +106,8 @@ func attendTimed[T fastattn.Float](ctx context.Context, q, k, v fastattn.Tensor[
 	}
 	return best, nil
 }
+
+// fastattnTensor wraps a flat float64 slice for to32.
+func fastattnTensor(x []float64) fastattn.Tensor[float64] {
+	return fastattn.Tensor[float64]{Data: x, Shape: []int{len(x)}}
+}
