@@ -1,0 +1,211 @@
+package exact
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"runtime"
+	"slices"
+	"testing"
+
+	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/attn/attntest"
+)
+
+func TestGradConformance(t *testing.T) {
+	attntest.RunGrad(t, Method{}, attntest.GradConfig{})
+}
+
+// TestBackwardWorkers checks that the split over workers (one, two, many
+// more than cores) changes nothing beyond the order of dQ's additions.
+func TestBackwardWorkers(t *testing.T) {
+	for _, c := range []attntest.Case{
+		{Name: "heads", Heads: 5, N: 70, M: 300, D: 8, E: 5},
+		{Name: "causal", Heads: 2, N: 200, M: 200, D: 4, E: 4, Causal: true},
+		{Name: "padding", Heads: 3, N: 30, M: 400, D: 4, E: 4, KeyLens: []int{400, 129, 0}},
+	} {
+		p := c.Generate(5)
+		dO := attntest.GradOutput(p, 6)
+		out := attn.NewOutput(p)
+		if _, err := (Method{}).Forward64(context.Background(), p, out); err != nil {
+			t.Fatal(err)
+		}
+		var first *attn.Gradients[float64]
+		for _, w := range []int{1, 2, 7} {
+			g := attn.NewGradients(p)
+			if _, err := (Method{Workers: w}).Backward64(context.Background(), p, out, dO, g); err != nil {
+				t.Fatal(err)
+			}
+			if first == nil {
+				first = g
+				continue
+			}
+			// dK and dV are computed by one worker each: bit for bit equal.
+			if !slices.Equal(g.DK, first.DK) || !slices.Equal(g.DV, first.DV) {
+				t.Errorf("%s: dK or dV differ between 1 and %d workers", c.Name, w)
+			}
+			for i := range g.DQ {
+				if d := g.DQ[i] - first.DQ[i]; d > 1e-12 || d < -1e-12 {
+					t.Fatalf("%s: dQ[%d] = %g with %d workers, %g with one", c.Name, i, g.DQ[i], w, first.DQ[i])
+				}
+			}
+		}
+	}
+}
+
+// TestBackwardRejectsBadSizes checks the size checks of Backward.
+func TestBackwardRejectsBadSizes(t *testing.T) {
+	p := attntest.Case{Heads: 2, N: 3, M: 4, D: 2, E: 2}.Generate(1)
+	out := attn.NewOutput(p)
+	if _, err := (Method{}).Forward64(context.Background(), p, out); err != nil {
+		t.Fatal(err)
+	}
+	g := attn.NewGradients(p)
+	if _, err := (Method{}).Backward64(context.Background(), p, out, make([]float64, 5), g); err == nil {
+		t.Error("short dO accepted")
+	}
+	g.DK = g.DK[:3]
+	if _, err := (Method{}).Backward64(context.Background(), p, out, make([]float64, 12), g); err == nil {
+		t.Error("short DK accepted")
+	}
+}
+
+// TestBackwardMemoryIsLinear checks that no n x m matrix is formed: the
+// bytes a backward call allocates are per-worker tiles plus O(n d).
+func TestBackwardMemoryIsLinear(t *testing.T) {
+	n := 6000
+	if testing.Short() {
+		n = 2000
+	}
+	p := attntest.To32(attntest.Case{Heads: 1, N: n, M: n, D: 2, E: 2}.Generate(2))
+	out := attn.NewOutput(p)
+	if _, err := (Method{}).Forward32(context.Background(), p, out); err != nil {
+		t.Fatal(err)
+	}
+	dO := make([]float32, n*2)
+	for i := range dO {
+		dO[i] = 1
+	}
+	g := attn.NewGradients(p)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	if _, err := (Method{}).Backward32(context.Background(), p, out, dO, g); err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&after)
+	allocated := after.TotalAlloc - before.TotalAlloc
+	workers := uint64(runtime.GOMAXPROCS(0))
+	tiles := 4 * bwdQueryTile * bwdKeyTile * 8
+	limit := (workers+1)*uint64(tiles) + (workers+2)*uint64(n)*2*12 + 8*uint64(n)
+	if allocated > limit || allocated > uint64(n)*uint64(n)/8 {
+		t.Fatalf("allocated %d bytes for n = m = %d (limit %d; n*m*4 = %d)", allocated, n, limit, 4*n*n)
+	}
+	t.Logf("n = m = %d: %d bytes allocated", n, allocated)
+}
+
+// BenchmarkBackward times the forward pass alone and forward plus backward
+// at the sizes of BenchmarkForward, in the same run, reporting the ratio
+// (forward+backward)/forward as "x_fwd" on the fwd+bwd rows. With -short
+// it keeps to n <= 4096.
+func BenchmarkBackward(b *testing.B) {
+	for _, d := range []int{16, 64, 128} {
+		for _, n := range []int{1024, 4096, 16384} {
+			if testing.Short() && n > 4096 {
+				continue
+			}
+			p64 := attntest.Case{Heads: 1, N: n, M: n, D: d, E: d}.Generate(1)
+			p32 := attntest.To32(p64)
+			var fwd32, fwd64 float64
+			b.Run(fmt.Sprintf("float32/d=%d/n=%d/fwd", d, n), func(b *testing.B) { fwd32 = benchFwdBwd(b, p32, false, 0) })
+			b.Run(fmt.Sprintf("float32/d=%d/n=%d/fwd+bwd", d, n), func(b *testing.B) { benchFwdBwd(b, p32, true, fwd32) })
+			b.Run(fmt.Sprintf("float64/d=%d/n=%d/fwd", d, n), func(b *testing.B) { fwd64 = benchFwdBwd(b, p64, false, 0) })
+			b.Run(fmt.Sprintf("float64/d=%d/n=%d/fwd+bwd", d, n), func(b *testing.B) { benchFwdBwd(b, p64, true, fwd64) })
+		}
+	}
+}
+
+// benchFwdBwd returns seconds per iteration; with fwdSecs > 0 it reports
+// the ratio to it.
+func benchFwdBwd[T attn.Float](b *testing.B, p *attn.Problem[T], withBackward bool, fwdSecs float64) float64 {
+	ctx := context.Background()
+	out := attn.NewOutput(p)
+	g := attn.NewGradients(p)
+	dO := make([]T, p.Heads*p.N*p.E)
+	for i := range dO {
+		dO[i] = T(float64(i%7) - 3)
+	}
+	var flops float64
+	for b.Loop() {
+		st, err := attn.Forward(ctx, Method{}, p, out)
+		if err != nil {
+			b.Fatal(err)
+		}
+		flops = st.Flops
+		if withBackward {
+			st, err := attn.Backward(ctx, Method{}, p, out, dO, g)
+			if err != nil {
+				b.Fatal(err)
+			}
+			flops += st.Flops
+		}
+	}
+	secs := b.Elapsed().Seconds() / float64(b.N)
+	b.ReportMetric(flops/secs/1e9, "GFLOP/s")
+	if fwdSecs > 0 {
+		b.ReportMetric(secs/fwdSecs, "x_fwd")
+	}
+	return secs
+}
+
+// wrongGrad is exact attention with a slightly wrong backward pass: the
+// suite must notice.
+type wrongGrad struct {
+	Method
+	tensor int     // 0, 1, 2: dQ, dK, dV
+	rel    float64 // error added to one entry, relative to the largest
+}
+
+func (w wrongGrad) Backward64(ctx context.Context, p *attn.Problem[float64], out *attn.Output[float64], dO []float64, g *attn.Gradients[float64]) (attn.Stats, error) {
+	st, err := w.Method.Backward64(ctx, p, out, dO, g)
+	x := [][]float64{g.DQ, g.DK, g.DV}[w.tensor]
+	var big float64
+	for _, v := range x {
+		big = max(big, math.Abs(v))
+	}
+	x[len(x)/2] += w.rel * big
+	return st, err
+}
+
+// TestGradSuiteCatchesErrors checks that the reference comparison and the
+// finite differences each catch an error of 1e-5 of the gradient's largest
+// entry in one entry.
+func TestGradSuiteCatchesErrors(t *testing.T) {
+	c := attntest.GradCases()[4] // fd-batched
+	p := c.Generate(1)
+	dO := attntest.GradOutput(p, 2)
+	for x := range 3 {
+		m := wrongGrad{tensor: x, rel: 1e-5}
+		if _, err := attntest.CheckGrad(m, p, dO, 1e-9, false); err == nil {
+			t.Errorf("the reference comparison missed an error in %s", []string{"dQ", "dK", "dV"}[x])
+		}
+		if _, err := attntest.CheckGradFD(m, p, dO, 1e-6, false, false); err == nil {
+			t.Errorf("finite differences missed an error in %s", []string{"dQ", "dK", "dV"}[x])
+		}
+	}
+}
+
+// TestReferenceGradient checks the oracle itself: exact's backward against
+// finite differences of the float64 reference attention (not of exact's
+// forward), on every small case.
+func TestReferenceGradient(t *testing.T) {
+	for _, c := range attntest.GradCases() {
+		if c.N*c.M > 1000 {
+			continue // the naive forward is slow under 5 x entries evaluations
+		}
+		p := c.Generate(1)
+		if _, err := attntest.CheckGradFD(Method{}, p, attntest.GradOutput(p, 2), 1e-6, true, false); err != nil {
+			t.Errorf("%s: %v", c.Name, err)
+		}
+	}
+}
