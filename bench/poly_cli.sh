@@ -18,13 +18,14 @@ time_run() {
   "$dir/fastattn" run --q "$dir/q.npy" --k "$dir/k.npy" --v "$dir/v.npy" --out "$dir/o_$1.npy" \
     --method "$1" --scale 1/d --eps 1e-3 --report "$dir/r_$1.json" >/dev/null
   end=$(date +%s.%N)
-  echo "$end - $start" | bc -l
+  awk -v a="$start" -v b="$end" 'BEGIN { print b - a }'
 }
+minimum() { awk -v a="$1" -v b="$2" 'BEGIN { print (a < b) ? a : b }'; }
 best_exact=1e9; best_poly=1e9
 for rep in 1 2; do
-  t=$(time_run exact); best_exact=$(echo "if ($t < $best_exact) $t else $best_exact" | bc -l)
-  t=$(time_run poly);  best_poly=$(echo "if ($t < $best_poly) $t else $best_poly" | bc -l)
+  best_exact=$(minimum "$(time_run exact)" "$best_exact")
+  best_poly=$(minimum "$(time_run poly)" "$best_poly")
 done
 printf "n = %d, d = 8, float32, end to end on the command line (best of 2):\n" "$n"
-printf "  exact %.3f s, poly %.3f s, ratio %.1fx\n" "$best_exact" "$best_poly" "$(echo "$best_exact / $best_poly" | bc -l)"
+awk -v e="$best_exact" -v p="$best_poly" 'BEGIN { printf "  exact %.3f s, poly %.3f s, ratio %.1fx\n", e, p, e / p }'
 grep -E '"(error_bound|method)"' "$dir/r_poly.json" | tr -d ' \n'; echo
