@@ -1,0 +1,457 @@
+package anytemp
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/internal/reference"
+)
+
+// Method is any-temperature attention (Gupta et al., 2025) for small or
+// low-rank head dimension. Its zero value is ready to use.
+type Method struct {
+	// Workers caps the goroutines used; 0 means GOMAXPROCS.
+	Workers int
+	// Samples is the number of rows per call recomputed exactly and checked
+	// against the bound (a violation is an error); 0 means DefaultSamples,
+	// a negative value none.
+	Samples int
+	// NoReduce disables the low-rank reduction (all d dimensions are kept).
+	NoReduce bool
+}
+
+// DefaultSamples is the number of rows per call checked against the
+// float64 reference when Method.Samples is 0.
+const DefaultSamples = 4
+
+// Name returns "anytemp".
+func (Method) Name() string { return "anytemp" }
+
+// Forward32 computes float32 attention (internally in float64).
+func (m Method) Forward32(ctx context.Context, p *attn.Problem[float32], out *attn.Output[float32]) (attn.Stats, error) {
+	return forward(ctx, m, p, out, true)
+}
+
+// Forward64 computes float64 attention.
+func (m Method) Forward64(ctx context.Context, p *attn.Problem[float64], out *attn.Output[float64]) (attn.Stats, error) {
+	return forward(ctx, m, p, out, false)
+}
+
+func (m Method) workers() int {
+	if m.Workers > 0 {
+		return m.Workers
+	}
+	return runtime.GOMAXPROCS(0)
+}
+
+// minTreeBlock is the smallest key block that gets a tree in the causal
+// decomposition; shorter ranges (the tail of a prefix) are summed key by key.
+const minTreeBlock = 64
+
+// headRun is one head ready to compute: reduced data, parameters, and for
+// non-causal problems the tree over all its keys and the row order.
+type headRun[T attn.Float] struct {
+	hd    *head
+	pr    *params
+	v     []T // the head's values, original order (m x e)
+	tree  *tree[T]
+	order []int32
+}
+
+// plan prepares the heads and the budget: the part of Forward before any
+// row is computed. Estimate uses it too on a sample.
+func plan[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], f32 bool) ([]*headRun[T], *budget, error) {
+	if err := checkEps(p.Eps, f32); err != nil {
+		return nil, nil, err
+	}
+	allowance := rankAllowance(p.Eps, f32)
+	hs := make([]*head, p.Heads)
+	parallelFor(ctx, m.workers(), p.Heads, func(h int) {
+		hs[h] = prepare(p, h, allowance, !m.NoReduce)
+	})
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	var theta, kBase float64
+	lMax := 1
+	for _, hd := range hs {
+		theta = max(theta, hd.theta)
+		lMax = max(lMax, hd.l)
+		g, mo := degreeFor(hd.r, p.E)
+		kBase = max(kBase, kNodeBase(hd.r, g, mo))
+	}
+	b, err := newBudget(p.Eps, f32, theta, lMax, kBase)
+	if err != nil {
+		return nil, nil, err
+	}
+	runs := make([]*headRun[T], p.Heads)
+	mos := map[int]*monomials{}
+	for h, hd := range hs {
+		g, mo := degreeFor(hd.r, p.E)
+		if old, ok := mos[hd.r]; ok && old.maxDeg >= g {
+			mo = old
+		} else {
+			mos[hd.r] = mo
+		}
+		runs[h] = &headRun[T]{hd: hd, pr: newParams(hd.r, p.E, g, mo, b), v: p.V[h*p.M*p.E : (h+1)*p.M*p.E]}
+	}
+	return runs, b, nil
+}
+
+func forward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], out *attn.Output[T], f32 bool) (attn.Stats, error) {
+	if err := p.Validate(); err != nil {
+		return attn.Stats{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return attn.Stats{}, err
+	}
+	runs, b, err := plan(ctx, m, p, f32)
+	if err != nil {
+		return attn.Stats{}, err
+	}
+	workers := m.workers()
+	var depth int
+	if !p.Causal {
+		// One tree per head; heads in parallel, a lone head's tree built
+		// with parallel recursion.
+		parallelFor(ctx, workers, p.Heads, func(h int) {
+			hr := runs[h]
+			if hr.hd.l > 0 {
+				hr.tree = buildTree(hr.hd, hr.v, p.E, 0, hr.hd.l, hr.pr.g, hr.pr.mo, p.Heads < workers)
+			}
+			hr.order = rowOrder(hr.hd.q, p.N, hr.hd.r)
+		})
+		for _, hr := range runs {
+			if hr.tree != nil {
+				depth = max(depth, hr.tree.depth)
+			}
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return attn.Stats{}, err
+	}
+
+	// Work items: chunks of rows of one head.
+	type item struct{ h, a, b int }
+	var items []item
+	chunk := 64
+	if p.Causal {
+		// Each causal chunk rebuilds the blocks of its first prefix, so
+		// fewer, longer chunks: about 4 per worker over all heads.
+		per := max(1, (4*workers+p.Heads-1)/p.Heads)
+		chunk = max(minTreeBlock, (p.N+per-1)/per)
+	}
+	for h := range p.Heads {
+		for a := 0; a < p.N; a += chunk {
+			items = append(items, item{h, a, min(a+chunk, p.N)})
+		}
+	}
+	var next atomic.Int64
+	var mu sync.Mutex
+	var total counters
+	var causalDepth atomic.Int64
+	var wg sync.WaitGroup
+	for range min(workers, len(items)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var c counters
+			defer func() { mu.Lock(); total.add(&c); mu.Unlock() }()
+			for ctx.Err() == nil {
+				k := int(next.Add(1) - 1)
+				if k >= len(items) {
+					return
+				}
+				it := items[k]
+				hr := runs[it.h]
+				rc := newRowCtx(hr.pr)
+				if p.Causal {
+					d := causalRows(rc, p, hr, out, it.a, it.b)
+					for {
+						old := causalDepth.Load()
+						if int64(d) <= old || causalDepth.CompareAndSwap(old, int64(d)) {
+							break
+						}
+					}
+				} else {
+					plainRows(rc, p, hr, out, it.a, it.b)
+				}
+				c.add(&rc.c)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return attn.Stats{}, err
+	}
+	if p.Causal {
+		depth = int(causalDepth.Load())
+	}
+	st := stats(p, runs, b, &total, depth)
+	if err := sampleCheck(p, out, b, m.Samples, st); err != nil {
+		return st, err
+	}
+	return st, nil
+}
+
+// plainRows computes rows order[a:b] of a head without causal mask.
+func plainRows[T attn.Float](rc *rowCtx, p *attn.Problem[T], hr *headRun[T], out *attn.Output[T], a, b int) {
+	hd := hr.hd
+	r, e, h := hd.r, p.E, hd.h
+	var trees []*tree[T]
+	if hr.tree != nil {
+		trees = []*tree[T]{hr.tree}
+	}
+	for _, i32 := range hr.order[a:b] {
+		i := int(i32)
+		row := h*p.N + i
+		o := out.O[row*e : (row+1)*e]
+		if hd.l == 0 {
+			clear(o)
+			out.LSE[row] = math.Inf(-1)
+			continue
+		}
+		rc.start(hd.q[i*r:(i+1)*r], p.Scale, hd.l)
+		if r != 1 || !runCells1D(rc, trees, nil, []T(nil)) {
+			runTree(rc, hr.tree)
+		}
+		finish(rc, o, &out.LSE[row], hd.lseShift[i])
+	}
+}
+
+// blockSet is the causal decomposition of a prefix [0, lim) of one head's
+// keys: aligned power-of-two blocks of at least minTreeBlock keys, each
+// with its own tree, plus a tail of fewer than minTreeBlock keys summed
+// directly. Advancing lim reuses the blocks that stay (a binary counter:
+// each block is built once per carry), so a chunk of consecutive rows
+// costs O(L log^2 L) to build at worst.
+type blockSet[T attn.Float] struct {
+	hr     *headRun[T]
+	e      int
+	blocks []block[T]
+	lim    int
+	depth  int
+}
+
+type block[T attn.Float] struct {
+	start, size int
+	tr          *tree[T]
+}
+
+func (bs *blockSet[T]) advance(lim int) {
+	if lim == bs.lim {
+		return
+	}
+	bs.lim = lim
+	al := lim / minTreeBlock * minTreeBlock
+	var want []block[T]
+	pos := 0
+	for bit := 62; bit >= 0; bit-- {
+		size := 1 << bit
+		if size < minTreeBlock || al&size == 0 {
+			continue
+		}
+		want = append(want, block[T]{start: pos, size: size})
+		pos += size
+	}
+	for i := range want {
+		for _, old := range bs.blocks {
+			if old.start == want[i].start && old.size == want[i].size {
+				want[i].tr = old.tr
+			}
+		}
+		if want[i].tr == nil {
+			hr := bs.hr
+			want[i].tr = buildTree(hr.hd, hr.v, bs.e, want[i].start, want[i].size, hr.pr.g, hr.pr.mo, false)
+			bs.depth = max(bs.depth, want[i].tr.depth)
+		}
+	}
+	bs.blocks = want
+}
+
+// causalRows computes rows a..b-1 of a head with the causal mask; it
+// returns the deepest tree built.
+func causalRows[T attn.Float](rc *rowCtx, p *attn.Problem[T], hr *headRun[T], out *attn.Output[T], a, b int) int {
+	hd := hr.hd
+	r, e, h := hd.r, p.E, hd.h
+	bs := &blockSet[T]{hr: hr, e: e}
+	var trees []*tree[T]
+	type ordered struct {
+		ub float64
+		tr *tree[T]
+	}
+	var ord []ordered
+	for i := a; i < b; i++ {
+		row := h*p.N + i
+		o := out.O[row*e : (row+1)*e]
+		lim := p.KeyLimit(h, i)
+		if lim == 0 {
+			clear(o)
+			out.LSE[row] = math.Inf(-1)
+			continue
+		}
+		bs.advance(lim)
+		tail := bs.lim / minTreeBlock * minTreeBlock
+		tailK, tailV := hd.k[tail*r:lim*r], hr.v[tail*e:lim*e]
+		rc.start(hd.q[i*r:(i+1)*r], p.Scale, lim)
+		trees = trees[:0]
+		for _, bl := range bs.blocks {
+			trees = append(trees, bl.tr)
+		}
+		if r == 1 && runCells1D(rc, trees, tailK, tailV) {
+			finish(rc, o, &out.LSE[row], hd.lseShift[i])
+			continue
+		}
+		// Blocks by decreasing upper bound, so the first finds the maximum.
+		ord = ord[:0]
+		for _, tr := range trees {
+			ord = append(ord, ordered{rootBound(rc, tr), tr})
+		}
+		for x := 1; x < len(ord); x++ {
+			for y := x; y > 0 && ord[y].ub > ord[y-1].ub; y-- {
+				ord[y], ord[y-1] = ord[y-1], ord[y]
+			}
+		}
+		brute(rc, tailK, tailV)
+		for _, ob := range ord {
+			runTree(rc, ob.tr)
+		}
+		finish(rc, o, &out.LSE[row], hd.lseShift[i])
+	}
+	return bs.depth
+}
+
+// parallelFor runs f(0..n-1) on up to workers goroutines.
+func parallelFor(ctx context.Context, workers, n int, f func(int)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(workers, n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				f(i)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// stats builds the report.
+func stats[T attn.Float](p *attn.Problem[T], runs []*headRun[T], b *budget, c *counters, depth int) attn.Stats {
+	var rMax, rankLo int
+	var rankErr, lambda float64
+	sides := map[string]bool{}
+	rankLo = math.MaxInt
+	for _, hr := range runs {
+		rMax = max(rMax, hr.hd.r)
+		rankLo = min(rankLo, hr.hd.r)
+		rankErr = max(rankErr, hr.hd.rankErr)
+		lambda = max(lambda, hr.hd.lambdaMax)
+		sides[hr.hd.side] = true
+	}
+	side := ""
+	for _, s := range []string{"none", "keys", "queries"} {
+		if sides[s] {
+			if side != "" {
+				side += "+"
+			}
+			side += s
+		}
+	}
+	rows := max(c.rows, 1)
+	pr := runs[0].pr
+	return attn.Stats{
+		Flops:      float64(c.flops),
+		ErrorBound: b.bound,
+		Details: map[string]any{
+			"effective_dim":       rMax,
+			"effective_dim_min":   rankLo,
+			"reduction":           side,
+			"rank_error":          rankErr,
+			"window_width":        b.window(b.lMax),
+			"tree_depth":          depth,
+			"nodes_visited":       c.visited,
+			"nodes_expanded":      c.expanded,
+			"nodes_pruned":        c.pruned,
+			"keys_brute_forced":   c.brute,
+			"keys_in_expansions":  c.expandedKeys,
+			"keys_dropped":        c.dropped,
+			"cells":               c.cells,
+			"rows_by_cells":       c.cellRows,
+			"visited_per_row":     float64(c.visited) / float64(rows),
+			"max_visited_per_row": c.maxVisitedPerRow,
+			"max_degree":          pr.g,
+			"max_degree_used":     c.maxDegreeUsed,
+			"rho_cap":             b.rhoCap,
+			"eps_taylor":          b.epsT,
+			"eps_drop":            b.epsDrop,
+			"exponent_error":      b.theta,
+			"logit_magnitude":     lambda,
+			"eta":                 b.eta,
+			"a_priori_bound":      b.bound,
+		},
+	}
+}
+
+// sampleCheck recomputes a few rows with the float64 reference and fails
+// if one violates the bound. It records the observed error in st.
+func sampleCheck[T attn.Float](p *attn.Problem[T], out *attn.Output[T], b *budget, samples int, st attn.Stats) error {
+	if samples == 0 {
+		samples = DefaultSamples
+	}
+	if samples < 0 {
+		return nil
+	}
+	total := p.Heads * p.N
+	var worst float64
+	checked := 0
+	for s := range min(samples, total) {
+		// Spread over heads and rows deterministically: first, last, and
+		// evenly spaced rows with an odd stride.
+		idx := int((uint64(s)*0x9e3779b97f4a7c15 + uint64(total)/2) % uint64(total))
+		if s == 0 {
+			idx = total - 1
+		}
+		h, i := idx/p.N, idx%p.N
+		lim := p.KeyLimit(h, i)
+		ref, _ := reference.Rows(p, h, []int{i})
+		colMax := attn.ColumnMaxAbs(p, h, p.KeyLen(h))
+		// The reference's own rounding: its logits (uncentred) and sums.
+		var q1, kInf float64
+		for t := range p.D {
+			q1 += math.Abs(float64(p.Q[(h*p.N+i)*p.D+t]))
+		}
+		for j := range lim {
+			for t := range p.D {
+				kInf = max(kInf, math.Abs(float64(p.K[(h*p.M+j)*p.D+t])))
+			}
+		}
+		refSlack := gamma(float64(2*lim+4*p.D+64)) * (1 + 4*p.Scale*q1*kInf)
+		row := h*p.N + i
+		for c := range p.E {
+			got := float64(out.O[row*p.E+c])
+			err := math.Abs(got - ref[c])
+			if colMax[c] > 0 {
+				worst = max(worst, err/colMax[c])
+			}
+			if !(err <= (b.bound+refSlack)*colMax[c]) {
+				return fmt.Errorf("anytemp: sampled row %d of head %d violates the bound: column %d off by %.3g, bound %.3g * max|V_col| = %.3g",
+					i, h, c, err, b.bound, b.bound*colMax[c])
+			}
+		}
+		checked++
+	}
+	st.Details["sampled_rows"] = checked
+	st.Details["sampled_error"] = worst
+	return nil
+}

@@ -1,0 +1,69 @@
+package anytemp
+
+// monomials lists the multi-indices alpha in r dimensions with
+// |alpha| <= maxDeg in graded order (all of degree 0, then 1, ...), so the
+// terms of degree <= g are a prefix: upTo[g] of them.
+//
+// Each alpha other than 0 is built from a parent alpha - e_dim[a], dim being
+// its last non-zero coordinate, so a table of monomials x^alpha (or of
+// Taylor coefficients y^alpha / alpha!) costs one multiplication per term.
+type monomials struct {
+	r, maxDeg int
+	upTo      []int // upTo[g] = number of alpha with |alpha| <= g
+	parent    []int32
+	dim       []int32
+	pow       []int32 // alpha_dim: the exponent of dim in alpha (for 1/alpha!)
+}
+
+func newMonomials(r, maxDeg int) *monomials {
+	mo := &monomials{r: r, maxDeg: maxDeg, upTo: make([]int, maxDeg+1)}
+	type mi struct {
+		exp  []int32
+		last int
+	}
+	cur := []mi{{exp: make([]int32, r), last: 0}}
+	mo.parent = append(mo.parent, -1)
+	mo.dim = append(mo.dim, -1)
+	mo.pow = append(mo.pow, 0)
+	mo.upTo[0] = 1
+	start := 0 // index of cur[0] in the global list
+	for g := 1; g <= maxDeg; g++ {
+		var next []mi
+		nextStart := len(mo.parent)
+		for pi, b := range cur {
+			for t := b.last; t < r; t++ {
+				e := append([]int32(nil), b.exp...)
+				e[t]++
+				next = append(next, mi{exp: e, last: t})
+				mo.parent = append(mo.parent, int32(start+pi))
+				mo.dim = append(mo.dim, int32(t))
+				mo.pow = append(mo.pow, e[t])
+			}
+		}
+		cur, start = next, nextStart
+		mo.upTo[g] = len(mo.parent)
+	}
+	return mo
+}
+
+// terms returns the number of multi-indices of degree <= g.
+func (mo *monomials) terms(g int) int { return mo.upTo[g] }
+
+// coefficients fills c (length terms(g)) with y^alpha / alpha!, the
+// coefficients of the multivariate Taylor expansion
+// exp(y.x) = sum_alpha y^alpha/alpha! x^alpha.
+func (mo *monomials) coefficients(y []float64, g int, c []float64) {
+	c[0] = 1
+	for a := 1; a < mo.upTo[g]; a++ {
+		t := mo.dim[a]
+		c[a] = c[mo.parent[a]] * y[t] / float64(mo.pow[a])
+	}
+}
+
+// powers fills x (length terms(g)) with x^alpha for the point w.
+func (mo *monomials) powers(w []float64, g int, x []float64) {
+	x[0] = 1
+	for a := 1; a < mo.upTo[g]; a++ {
+		x[a] = x[mo.parent[a]] * w[mo.dim[a]]
+	}
+}

@@ -1,0 +1,219 @@
+package anytemp
+
+import (
+	"math"
+
+	"gonum.org/v1/gonum/mat"
+
+	"github.com/fastattn/fastattn/attn"
+)
+
+// head is one head's problem rewritten for the method: keys centred on
+// their mean (a per-row constant shift of the logits, undone in the LSE)
+// and, when Q or K has low numerical rank, both projected on r <= d
+// orthonormal directions W, the projection's effect on every exponent
+// being bounded by rankErr.
+type head struct {
+	h, n, l, r int
+	side       string    // "none", "keys" or "queries": which matrix's rank was used
+	q          []float64 // n*r reduced queries (unscaled)
+	k          []float64 // l*r reduced centred keys, original order
+	lseShift   []float64 // n: s q_i.mu, added back to each row's LSE
+	kMax       float64   // max_j |k'_j|_inf
+	rankErr    float64   // max_i of the bound on |s q_i.(k_j - mu) - s q'_i.k'_j| from the projection
+	theta      float64   // max_i of the exponent error bound (rankErr + rounding)
+	lambdaMax  float64   // max_i s |q'_i|_1 kMax, the logit magnitude
+}
+
+// prepare builds head h of p. allowance is the largest rank-truncation
+// error the budget accepts; reduce=false keeps all d dimensions.
+func prepare[T attn.Float](p *attn.Problem[T], h int, allowance float64, reduce bool) *head {
+	n, d, l := p.N, p.D, p.KeyLen(h)
+	hd := &head{h: h, n: n, l: l, side: "none"}
+	q := make([]float64, n*d)
+	for i, x := range p.Q[h*n*d : (h+1)*n*d] {
+		q[i] = float64(x)
+	}
+	mu := make([]float64, d)
+	kc := make([]float64, l*d)
+	keys := p.K[h*p.M*d:]
+	for j := range l {
+		for t := range d {
+			mu[t] += float64(keys[j*d+t])
+		}
+	}
+	if l > 0 {
+		for t := range d {
+			mu[t] /= float64(l)
+		}
+	}
+	var rk float64 // max |k_j - mu|_2
+	for j := range l {
+		var s2 float64
+		for t := range d {
+			x := float64(keys[j*d+t]) - mu[t]
+			kc[j*d+t] = x
+			s2 += x * x
+		}
+		rk = max(rk, math.Sqrt(s2))
+	}
+	hd.lseShift = make([]float64, n)
+	qn := make([]float64, n) // |q_i|_2
+	var qmax float64
+	for i := range n {
+		var dot, s2 float64
+		for t := range d {
+			dot += q[i*d+t] * mu[t]
+			s2 += q[i*d+t] * q[i*d+t]
+		}
+		hd.lseShift[i] = p.Scale * dot
+		qn[i] = math.Sqrt(s2)
+		qmax = max(qmax, qn[i])
+	}
+	s := p.Scale
+	// Rounding of the projection itself (W^T q, W^T k, the residuals).
+	slack := gamma(float64(2*d+8)) * s * qmax * (math.Sqrt(float64(d)) + 1) * rk
+
+	hd.r = d
+	var w *mat.Dense // d x r, nil for the identity
+	if reduce && d >= 2 && l > 0 {
+		w = hd.lowRank(q, kc, qn, qmax, rk, s, d, allowance-slack)
+	}
+	if w == nil {
+		hd.r = d
+		hd.q, hd.k = q, kc
+	} else {
+		hd.rankErr += slack
+		hd.q = project(q, n, d, w)
+		hd.k = project(kc, l, d, w)
+	}
+	r := hd.r
+	for _, x := range hd.k {
+		hd.kMax = max(hd.kMax, math.Abs(x))
+	}
+	for i := range n {
+		var q1 float64
+		for t := range r {
+			q1 += math.Abs(hd.q[i*r+t])
+		}
+		lam := s * q1 * hd.kMax
+		hd.lambdaMax = max(hd.lambdaMax, lam)
+	}
+	// Exponent error, absolute, common to every weight of a row:
+	//   centring, scaling and the r-term dot product   gamma(r+2) Lambda
+	//   the accumulation base (base0 + k ln 2)          u (5 Lambda + 300)
+	//   x - base, node bounds, 1-D cell boundaries      u (3 Lambda + t + 100), t <= 60
+	// which gamma(r+12) (Lambda + 400) covers.
+	hd.theta = hd.rankErr + gamma(float64(r+12))*(hd.lambdaMax+400)
+	return hd
+}
+
+// lowRank looks for the smallest r < d such that projecting the keys (or
+// the queries) on their top r principal directions shifts no exponent by
+// more than allowance, and returns W (d x r), or nil. The bound is checked
+// on the actual residuals, so the accuracy of the eigenvectors does not
+// matter for the guarantee.
+func (hd *head) lowRank(q, kc, qn []float64, qmax, rk, s float64, d int, allowance float64) *mat.Dense {
+	if !(allowance > 0) {
+		return nil
+	}
+	n, l := hd.n, hd.l
+	eig := func(x []float64, rows int) ([]float64, *mat.Dense, bool) {
+		var g mat.SymDense
+		g.SymOuterK(1, mat.NewDense(rows, d, x).T())
+		var es mat.EigenSym
+		if !es.Factorize(&g, true) {
+			return nil, nil, false
+		}
+		var v mat.Dense
+		es.VectorsTo(&v)
+		return es.Values(nil), &v, true
+	}
+	top := func(v *mat.Dense, r int) *mat.Dense {
+		return mat.DenseCopyOf(v.Slice(0, d, d-r, d))
+	}
+	tail := func(vals []float64, r int) float64 {
+		var t float64
+		for _, x := range vals[:d-r] {
+			t += max(x, 0)
+		}
+		return t
+	}
+	kVals, kVecs, kOK := eig(kc, l)
+	qVals, qVecs, qOK := eig(q, n)
+	for r := 1; r < d; r++ {
+		best := math.Inf(1)
+		var bestW *mat.Dense
+		side := ""
+		// Keys: |s q.(k - W W^T k)| <= s |q| |k_perp|.
+		if kOK && s*qmax*math.Sqrt(tail(kVals, r)/float64(l)) <= allowance {
+			w := top(kVecs, r)
+			perp := maxResidual(kc, l, d, w)
+			if e := s * qmax * perp; e <= allowance && e < best {
+				best, bestW, side = e, w, "keys"
+			}
+		}
+		// Queries: |s (q - W W^T q).k| <= s |q_perp| |k - mu|.
+		if qOK && s*rk*math.Sqrt(tail(qVals, r)/float64(n)) <= allowance {
+			w := top(qVecs, r)
+			perp := maxResidual(q, n, d, w)
+			if e := s * perp * rk; e <= allowance && e < best {
+				best, bestW, side = e, w, "queries"
+			}
+		}
+		if bestW != nil {
+			hd.r, hd.side, hd.rankErr = r, side, best
+			return bestW
+		}
+	}
+	return nil
+}
+
+// maxResidual returns max_i |x_i - W W^T x_i|_2 over the rows of x.
+func maxResidual(x []float64, rows, d int, w *mat.Dense) float64 {
+	_, r := w.Dims()
+	c := make([]float64, r)
+	var worst float64
+	for i := range rows {
+		xi := x[i*d : (i+1)*d]
+		for a := range r {
+			var s float64
+			for t := range d {
+				s += w.At(t, a) * xi[t]
+			}
+			c[a] = s
+		}
+		var s2 float64
+		for t := range d {
+			y := xi[t]
+			for a := range r {
+				y -= w.At(t, a) * c[a]
+			}
+			s2 += y * y
+		}
+		worst = max(worst, math.Sqrt(s2))
+	}
+	return worst
+}
+
+// project returns x W (rows x r).
+func project(x []float64, rows, d int, w *mat.Dense) []float64 {
+	_, r := w.Dims()
+	out := make([]float64, rows*r)
+	wt := make([]float64, d*r)
+	for t := range d {
+		for a := range r {
+			wt[t*r+a] = w.At(t, a)
+		}
+	}
+	for i := range rows {
+		xi := x[i*d : (i+1)*d]
+		o := out[i*r : (i+1)*r]
+		for t, xv := range xi {
+			for a := range r {
+				o[a] += xv * wt[t*r+a]
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,453 @@
+package anytemp
+
+import (
+	"math"
+	"slices"
+
+	"github.com/fastattn/fastattn/attn"
+)
+
+// counters are what a worker tallies for the report.
+type counters struct {
+	rows, cellRows          int64
+	visited, expanded       int64
+	pruned, dropped         int64
+	brute, expandedKeys     int64
+	cells, maxDegreeUsed    int64
+	flops, maxVisitedPerRow int64
+	shifts                  int64
+}
+
+func (c *counters) add(o *counters) {
+	c.rows += o.rows
+	c.cellRows += o.cellRows
+	c.visited += o.visited
+	c.expanded += o.expanded
+	c.pruned += o.pruned
+	c.dropped += o.dropped
+	c.brute += o.brute
+	c.expandedKeys += o.expandedKeys
+	c.cells += o.cells
+	c.flops += o.flops
+	c.shifts += o.shifts
+	c.maxDegreeUsed = max(c.maxDegreeUsed, o.maxDegreeUsed)
+	c.maxVisitedPerRow = max(c.maxVisitedPerRow, o.maxVisitedPerRow)
+}
+
+// params are the per-head constants of the traversal.
+type params struct {
+	r, e   int
+	g      int
+	mo     *monomials
+	b      *budget
+	rhoMax []float64 // rhoMax[deg]: widest node expandable at degree deg
+	cut    []float64 // cut[deg]: fewest keys for which expanding beats brute force
+	delta  float64   // 1-D cell width in logit units, 2 ln(1 + epsT)
+}
+
+func newParams(r, e, g int, mo *monomials, b *budget) *params {
+	pr := &params{r: r, e: e, g: g, mo: mo, b: b}
+	pr.rhoMax = taylorRho(b.epsT, b.rhoCap, g)
+	pr.cut = make([]float64, g+1)
+	for d := range pr.cut {
+		pr.cut[d] = float64(mo.terms(d)*(e+1)) / float64(r+e+12)
+	}
+	pr.delta = 2 * math.Log1p(b.epsT)
+	return pr
+}
+
+func (pr *params) degree(rho float64) int {
+	for d, m := range pr.rhoMax {
+		if rho <= m {
+			return d
+		}
+	}
+	return -1
+}
+
+type entry struct {
+	i       int32
+	xz, rho float64
+}
+
+// rowCtx is one worker's state for the row being computed: the scaled
+// query, the running lower bound mcur on the row's largest logit, and the
+// sums N and D relative to the accumulation base exp(base).
+type rowCtx struct {
+	*params
+	sq, aq []float64 // s q', |s q'|
+	coef   []float64 // Taylor coefficients (s q')^alpha / alpha!
+	t      float64   // window width
+	mcur   float64
+
+	started      bool
+	base0, base  float64
+	baseK        int
+	sum          float64
+	acc, tmp     []float64
+	cand         []float64 // key of the largest logit seen: a warm start for the next row
+	haveCand     bool
+	stack        []entry
+	visitedStart int64
+	c            counters
+}
+
+func newRowCtx(pr *params) *rowCtx {
+	return &rowCtx{
+		params: pr,
+		sq:     make([]float64, pr.r), aq: make([]float64, pr.r),
+		coef: make([]float64, pr.mo.terms(pr.g)),
+		acc:  make([]float64, pr.e), tmp: make([]float64, pr.e+1),
+		cand: make([]float64, pr.r),
+	}
+}
+
+// start begins row q (reduced, unscaled) attending to keys keys.
+func (rc *rowCtx) start(q []float64, s float64, keys int) {
+	for t, x := range q {
+		rc.sq[t] = s * x
+		rc.aq[t] = math.Abs(s * x)
+	}
+	rc.mo.coefficients(rc.sq, rc.g, rc.coef)
+	rc.t = rc.b.window(keys)
+	rc.mcur = math.Inf(-1)
+	if rc.haveCand {
+		rc.mcur = dot(rc.sq, rc.cand)
+	}
+	rc.started = false
+	rc.sum = 0
+	clear(rc.acc)
+	rc.visitedStart = rc.c.visited
+	rc.c.rows++
+}
+
+func dot(a, b []float64) float64 {
+	var s float64
+	for t, x := range a {
+		s += x * b[t]
+	}
+	return s
+}
+
+// weight returns exp(x - base), moving the base up by a whole number of
+// ln 2 (rescaling the sums by an exact power of two) when x is far above
+// it, so no weight overflows and rescaling adds no rounding.
+func (rc *rowCtx) weight(x float64) float64 {
+	if !rc.started {
+		rc.started = true
+		rc.base0, rc.base, rc.baseK = x, x, 0
+	} else if x-rc.base > 16 {
+		k := int(math.Ceil((x - 8 - rc.base0) / math.Ln2))
+		sh := k - rc.baseK
+		rc.sum = math.Ldexp(rc.sum, -sh)
+		for c := range rc.acc {
+			rc.acc[c] = math.Ldexp(rc.acc[c], -sh)
+		}
+		rc.baseK = k
+		rc.base = rc.base0 + float64(k)*math.Ln2
+		rc.c.shifts++
+	}
+	return math.Exp(x - rc.base)
+}
+
+// finish writes the row's output and LSE (shift is s q.mu).
+func finish[T attn.Float](rc *rowCtx, o []T, lse *float64, shift float64) {
+	v := rc.c.visited - rc.visitedStart
+	rc.c.maxVisitedPerRow = max(rc.c.maxVisitedPerRow, v)
+	if !rc.started || !(rc.sum > 0) {
+		clear(o)
+		*lse = math.Inf(-1)
+		return
+	}
+	inv := 1 / rc.sum
+	for c, a := range rc.acc {
+		o[c] = T(a * inv)
+	}
+	*lse = rc.base + math.Log(rc.sum) + shift
+}
+
+// rootBound returns the upper bound of s q.k over a tree.
+func rootBound[T attn.Float](rc *rowCtx, tr *tree[T]) float64 {
+	r := rc.r
+	return dot(rc.sq, tr.centre[:r]) + dot(rc.aq, tr.half[:r])
+}
+
+// runTree adds the keys of tr to the row: branch and bound for the
+// maximum, nodes below the window dropped, narrow nodes expanded, leaves
+// summed key by key.
+func runTree[T attn.Float](rc *rowCtx, tr *tree[T]) {
+	r, e := rc.r, rc.e
+	rc.stack = append(rc.stack[:0], entry{0, dot(rc.sq, tr.centre[:r]), dot(rc.aq, tr.half[:r])})
+	for len(rc.stack) > 0 {
+		en := rc.stack[len(rc.stack)-1]
+		rc.stack = rc.stack[:len(rc.stack)-1]
+		i := int(en.i)
+		rc.c.visited++
+		lo, hi := int(tr.lo[i]), int(tr.hi[i])
+		cnt := hi - lo
+		if cnt == 0 {
+			continue
+		}
+		if en.xz+en.rho < rc.mcur-rc.t {
+			rc.c.pruned++
+			rc.c.dropped += int64(cnt)
+			continue
+		}
+		if lb := en.xz - en.rho; lb > rc.mcur {
+			rc.mcur = lb
+		}
+		if g := rc.degree(en.rho); g >= 0 && float64(cnt) >= rc.cut[g] {
+			expand(rc, tr, i, g, en.xz, cnt)
+			continue
+		}
+		if i >= tr.firstLeaf {
+			brute(rc, tr.keys[lo*r:hi*r], tr.vals[lo*e:hi*e])
+			continue
+		}
+		a, b := 2*i+1, 2*i+2
+		ea := entry{int32(a), dot(rc.sq, tr.centre[a*r:(a+1)*r]), dot(rc.aq, tr.half[a*r:(a+1)*r])}
+		eb := entry{int32(b), dot(rc.sq, tr.centre[b*r:(b+1)*r]), dot(rc.aq, tr.half[b*r:(b+1)*r])}
+		rc.c.flops += int64(8 * r)
+		if ea.xz+ea.rho > eb.xz+eb.rho {
+			ea, eb = eb, ea
+		}
+		rc.stack = append(rc.stack, ea, eb) // the better child is popped first
+	}
+}
+
+// expand adds node i through its moments: exp(s q.z) times
+// sum_{|alpha|<=g} (s q)^alpha/alpha! sum_j (k_j - z)^alpha (v_j, 1).
+func expand[T attn.Float](rc *rowCtx, tr *tree[T], i, g int, xz float64, cnt int) {
+	mom := tr.moments(i)
+	w := rc.e + 1
+	nt := rc.mo.terms(g)
+	tmp := rc.tmp
+	clear(tmp)
+	for a, c := range rc.coef[:nt] {
+		row := mom[a*w : (a+1)*w]
+		for col, m := range row {
+			tmp[col] += c * m
+		}
+	}
+	f := rc.weight(xz)
+	rc.sum += f * tmp[rc.e]
+	for col := range rc.acc {
+		rc.acc[col] += f * tmp[col]
+	}
+	rc.c.expanded++
+	rc.c.expandedKeys += int64(cnt)
+	rc.c.flops += int64(2 * nt * w)
+	rc.c.maxDegreeUsed = max(rc.c.maxDegreeUsed, int64(g))
+}
+
+// brute adds keys one by one (keys: c*r reduced, vals: c*e).
+func brute[T attn.Float](rc *rowCtx, keys []float64, vals []T) {
+	r, e := rc.r, rc.e
+	n := len(keys) / r
+	for j := range n {
+		k := keys[j*r : (j+1)*r]
+		x := dot(rc.sq, k)
+		if x < rc.mcur-rc.t {
+			rc.c.dropped++
+			continue
+		}
+		if x > rc.mcur {
+			rc.mcur = x
+			copy(rc.cand, k)
+			rc.haveCand = true
+		}
+		f := rc.weight(x)
+		rc.sum += f
+		v := vals[j*e : (j+1)*e]
+		for c, vc := range v {
+			rc.acc[c] += f * float64(vc)
+		}
+	}
+	rc.c.brute += int64(n)
+	rc.c.flops += int64(n * 2 * (r + e))
+}
+
+// cellCut is the largest number of 1-D cells for which a row uses the
+// cell method rather than the tree.
+var cellCut = 64.0
+
+// forceCells makes every 1-D row use cells (tests use the cell method as
+// a reference for the tree).
+var forceCells = false
+
+// runCells1D computes a row of a 1-D problem by the paper's illustration:
+// the relevance window below the exact maximum M cut into cells of width
+// delta = 2 ln(1 + epsT) in logit; every key of a cell gets the weight of
+// the cell's logarithmic midpoint (relative error <= epsT), and a cell's
+// count and value sum come from prefix sums, so each non-empty cell costs
+// one binary search. It returns false, having done nothing, when the tree
+// would be cheaper (more than cellCut cells).
+func runCells1D[T attn.Float](rc *rowCtx, trees []*tree[T], tailK []float64, tailV []T) bool {
+	sq := rc.sq[0]
+	m := math.Inf(-1)
+	for _, tr := range trees {
+		if tr.n > 0 {
+			m = max(m, sq*tr.keys[0], sq*tr.keys[tr.n-1])
+		}
+	}
+	for _, k := range tailK {
+		m = max(m, sq*k)
+	}
+	lowest := m - rc.t
+	// Window counts.
+	var inWindow int
+	for _, tr := range trees {
+		a, b := windowRange(tr, sq, lowest)
+		inWindow += b - a
+	}
+	nCells := min(float64(inWindow), math.Ceil(rc.t/rc.delta)+1)
+	if !forceCells && nCells > cellCut {
+		return false
+	}
+	rc.c.cellRows++
+	rc.mcur = m
+	e := rc.e
+	if sq == 0 {
+		// Every logit is 0: plain sums, no cells.
+		f := rc.weight(0)
+		for _, tr := range trees {
+			rc.sum += f * float64(tr.n)
+			for c := range e {
+				rc.acc[c] += f * tr.rangeSum(0, tr.n, c)
+			}
+		}
+	} else {
+		for _, tr := range trees {
+			a, b := windowRange(tr, sq, lowest)
+			rc.c.dropped += int64(tr.n - (b - a))
+			cellsWalk(rc, tr, sq, m, a, b)
+		}
+	}
+	brute(rc, tailK, tailV)
+	return true
+}
+
+// windowRange returns the index range [a, b) of the sorted keys of tr
+// whose logit sq*k is >= lowest.
+func windowRange[T attn.Float](tr *tree[T], sq, lowest float64) (int, int) {
+	switch {
+	case sq > 0:
+		lim := lowest / sq
+		return sortSearch(tr.keys, func(k float64) bool { return k >= lim }), tr.n
+	case sq < 0:
+		lim := lowest / sq
+		return 0, sortSearch(tr.keys, func(k float64) bool { return k > lim })
+	}
+	return 0, tr.n
+}
+
+func sortSearch(keys []float64, f func(float64) bool) int {
+	lo, hi := 0, len(keys)
+	for lo < hi {
+		h := int(uint(lo+hi) >> 1)
+		if !f(keys[h]) {
+			lo = h + 1
+		} else {
+			hi = h
+		}
+	}
+	return lo
+}
+
+// cellsWalk sums the window [a, b) of tr cell by cell, from the key with
+// the largest logit down.
+func cellsWalk[T attn.Float](rc *rowCtx, tr *tree[T], sq, m float64, a, b int) {
+	e := rc.e
+	delta := rc.delta
+	keys := tr.keys
+	if sq > 0 {
+		p := b - 1
+		for p >= a {
+			x := sq * keys[p]
+			c := math.Floor((m - x) / delta)
+			lower := (m - (c+1)*delta) / sq // keys > lower are in the cell
+			q := a + sortSearch(keys[a:p], func(k float64) bool { return k > lower })
+			addCell(rc, tr, m-(c+0.5)*delta, q, p+1, e)
+			p = q - 1
+		}
+		return
+	}
+	p := a
+	for p < b {
+		x := sq * keys[p]
+		c := math.Floor((m - x) / delta)
+		upper := (m - (c+1)*delta) / sq // keys < upper are in the cell
+		q := p + 1 + sortSearch(keys[p+1:b], func(k float64) bool { return k >= upper })
+		addCell(rc, tr, m-(c+0.5)*delta, p, q, e)
+		p = q
+	}
+}
+
+func addCell[T attn.Float](rc *rowCtx, tr *tree[T], rep float64, a, b, e int) {
+	f := rc.weight(rep)
+	rc.sum += f * float64(b-a)
+	for c := range e {
+		rc.acc[c] += f * tr.rangeSum(a, b, c)
+	}
+	rc.c.cells++
+	rc.c.brute += 0
+	rc.c.flops += int64(2*e + 40)
+}
+
+// rowOrder returns the rows of a head in an order that keeps queries of
+// similar direction together (kd order of q'/|q'|), so each row's warm
+// start, the previous row's best key, is close to its maximum.
+func rowOrder(q []float64, n, r int) []int32 {
+	dir := make([]float64, n*r)
+	for i := range n {
+		var s2 float64
+		for t := range r {
+			s2 += q[i*r+t] * q[i*r+t]
+		}
+		if s2 > 0 {
+			inv := 1 / math.Sqrt(s2)
+			for t := range r {
+				dir[i*r+t] = q[i*r+t] * inv
+			}
+		}
+	}
+	order := make([]int32, n)
+	for i := range order {
+		order[i] = int32(i)
+	}
+	var rec func(ids []int32)
+	rec = func(ids []int32) {
+		if len(ids) <= 32 {
+			return
+		}
+		dim, widest := 0, -1.0
+		for t := range r {
+			a, b := math.Inf(1), math.Inf(-1)
+			for _, i := range ids {
+				x := dir[int(i)*r+t]
+				a, b = min(a, x), max(b, x)
+			}
+			if b-a > widest {
+				dim, widest = t, b-a
+			}
+		}
+		if widest <= 0 {
+			return
+		}
+		slices.SortFunc(ids, func(x, y int32) int {
+			a, b := dir[int(x)*r+dim], dir[int(y)*r+dim]
+			switch {
+			case a < b:
+				return -1
+			case a > b:
+				return 1
+			}
+			return 0
+		})
+		mid := len(ids) / 2
+		rec(ids[:mid])
+		rec(ids[mid:])
+	}
+	rec(order)
+	return order
+}

@@ -1,0 +1,333 @@
+package anytemp
+
+import (
+	"math"
+	"sync"
+	"sync/atomic"
+
+	"github.com/fastattn/fastattn/attn"
+)
+
+// leafSize is the largest number of keys in a leaf: leaves are summed key
+// by key (brute force) unless a low-degree expansion is cheaper.
+const leafSize = 16
+
+// sumBlock is the block length of the blocked summation of node moments:
+// the rounding bound of a moment of a node of c keys is then
+// gamma(sumBlock + c/sumBlock) instead of gamma(c).
+const sumBlock = 128
+
+// momentBudget caps terms(G) * (e+1), the float64s stored per node whose
+// moments are used: the degree G of a tree is the largest with
+// terms(G) * (e+1) <= momentBudget and G <= maxDegree(r).
+const momentBudget = 4096
+
+// maxDegree is the largest expansion degree per dimension.
+func maxDegree(r int) int {
+	switch r {
+	case 1:
+		return 24
+	case 2:
+		return 14
+	case 3:
+		return 9
+	case 4:
+		return 7
+	case 5, 6:
+		return 5
+	}
+	return 3
+}
+
+// degreeFor returns the degree G used for trees of dimension r with e
+// value columns, and the monomial table.
+func degreeFor(r, e int) (int, *monomials) {
+	g := maxDegree(r)
+	mo := newMonomials(r, g)
+	for g > 0 && mo.terms(g)*(e+1) > momentBudget {
+		g--
+	}
+	return g, mo
+}
+
+// kNodeBase is the operation count, apart from the blocked summation, in
+// the rounding bound of a node's expansion: monomials and coefficients
+// (g+1 products each), k - z, the sum over terms, the exponential factor.
+func kNodeBase(r, g int, mo *monomials) float64 {
+	return float64(2*g+r+16) + float64(mo.terms(g))
+}
+
+// tree is a kd-tree over the keys of one block (a contiguous range of one
+// head's keys), stored in an implicit complete binary layout: node i has
+// children 2i+1 and 2i+2, every leaf is at depth depth and holds the keys
+// lo[i]..hi[i]-1 of the tree order. Boxes are tight bounding boxes given
+// as centre and half-widths (rounded outwards).
+type tree[T attn.Float] struct {
+	r, e, n   int
+	depth     int
+	firstLeaf int
+	keys      []float64 // n*r, tree order
+	vals      []T       // n*e, tree order
+	lo, hi    []int32
+	centre    []float64 // nodes*r
+	half      []float64 // nodes*r
+	g         int       // moment degree
+	mo        *monomials
+	mom       []atomic.Pointer[[]float64]
+
+	// r == 1 only: keys sorted ascending, with double-double prefix sums
+	// of the values: sum_{l<j} v_l = preHi[j] + preLo[j] (per column).
+	preHi, preLo []float64
+}
+
+// buildTree builds the tree over keys start..start+count-1 of hd, with
+// values from v (the head's m x e values).
+func buildTree[T attn.Float](hd *head, v []T, e, start, count, g int, mo *monomials, parallel bool) *tree[T] {
+	r := hd.r
+	tr := &tree[T]{r: r, e: e, n: count, g: g, mo: mo}
+	for (count+(1<<tr.depth)-1)>>tr.depth > leafSize {
+		tr.depth++
+	}
+	nodes := (1 << (tr.depth + 1)) - 1
+	tr.firstLeaf = (1 << tr.depth) - 1
+	tr.lo = make([]int32, nodes)
+	tr.hi = make([]int32, nodes)
+	tr.centre = make([]float64, nodes*r)
+	tr.half = make([]float64, nodes*r)
+	tr.mom = make([]atomic.Pointer[[]float64], nodes)
+	tr.keys = make([]float64, count*r)
+	copy(tr.keys, hd.k[start*r:(start+count)*r])
+	perm := make([]int32, count)
+	for i := range perm {
+		perm[i] = int32(start + i)
+	}
+	tr.split(0, 0, count, perm, parallel)
+	tr.vals = make([]T, count*e)
+	for i, j := range perm {
+		copy(tr.vals[i*e:(i+1)*e], v[int(j)*e:int(j+1)*e])
+	}
+	tr.boxes()
+	if r == 1 {
+		tr.prefixSums()
+	}
+	return tr
+}
+
+// split partitions keys lo..hi-1 for node i at the median of the widest
+// coordinate, recursively.
+func (tr *tree[T]) split(i, lo, hi int, perm []int32, parallel bool) {
+	tr.lo[i], tr.hi[i] = int32(lo), int32(hi)
+	if i >= tr.firstLeaf {
+		return
+	}
+	r := tr.r
+	dim, widest := 0, -1.0
+	for t := range r {
+		a, b := math.Inf(1), math.Inf(-1)
+		for j := lo; j < hi; j++ {
+			x := tr.keys[j*r+t]
+			a, b = min(a, x), max(b, x)
+		}
+		if b-a > widest {
+			dim, widest = t, b-a
+		}
+	}
+	mid := lo + (hi-lo)/2
+	if widest > 0 {
+		tr.selectKth(lo, hi, mid, dim, perm)
+	}
+	if parallel && hi-lo > 1<<15 {
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() { defer wg.Done(); tr.split(2*i+1, lo, mid, perm, true) }()
+		tr.split(2*i+2, mid, hi, perm, true)
+		wg.Wait()
+		return
+	}
+	tr.split(2*i+1, lo, mid, perm, parallel)
+	tr.split(2*i+2, mid, hi, perm, parallel)
+}
+
+func (tr *tree[T]) swap(a, b int, perm []int32) {
+	r := tr.r
+	for t := range r {
+		tr.keys[a*r+t], tr.keys[b*r+t] = tr.keys[b*r+t], tr.keys[a*r+t]
+	}
+	perm[a], perm[b] = perm[b], perm[a]
+}
+
+// selectKth reorders keys lo..hi-1 so that key k has the k-th smallest
+// coordinate dim, the ones before it are <= and the ones after are >=.
+func (tr *tree[T]) selectKth(lo, hi, k, dim int, perm []int32) {
+	r := tr.r
+	x := func(j int) float64 { return tr.keys[j*r+dim] }
+	hi--
+	for hi > lo {
+		// Median of three as the pivot, Hoare partition.
+		m := lo + (hi-lo)/2
+		if x(m) < x(lo) {
+			tr.swap(m, lo, perm)
+		}
+		if x(hi) < x(lo) {
+			tr.swap(hi, lo, perm)
+		}
+		if x(hi) < x(m) {
+			tr.swap(hi, m, perm)
+		}
+		pivot := x(m)
+		i, j := lo, hi
+		for i <= j {
+			for x(i) < pivot {
+				i++
+			}
+			for x(j) > pivot {
+				j--
+			}
+			if i <= j {
+				tr.swap(i, j, perm)
+				i++
+				j--
+			}
+		}
+		switch {
+		case k <= j:
+			hi = j
+		case k >= i:
+			lo = i
+		default:
+			return
+		}
+	}
+}
+
+// boxes computes bounding boxes bottom-up. Half-widths are rounded up so
+// that |k_t - centre_t| <= half_t holds in exact arithmetic for every key.
+func (tr *tree[T]) boxes() {
+	r := tr.r
+	nodes := len(tr.lo)
+	bmin := make([]float64, nodes*r)
+	bmax := make([]float64, nodes*r)
+	for i := nodes - 1; i >= 0; i-- {
+		a, b := bmin[i*r:(i+1)*r], bmax[i*r:(i+1)*r]
+		if i >= tr.firstLeaf {
+			for t := range r {
+				a[t], b[t] = math.Inf(1), math.Inf(-1)
+			}
+			for j := tr.lo[i]; j < tr.hi[i]; j++ {
+				for t := range r {
+					x := tr.keys[int(j)*r+t]
+					a[t], b[t] = min(a[t], x), max(b[t], x)
+				}
+			}
+		} else {
+			l, rt := 2*i+1, 2*i+2
+			for t := range r {
+				a[t] = min(bmin[l*r+t], bmin[rt*r+t])
+				b[t] = max(bmax[l*r+t], bmax[rt*r+t])
+			}
+		}
+		for t := range r {
+			if a[t] > b[t] { // empty node: a zero box at the origin
+				tr.centre[i*r+t], tr.half[i*r+t] = 0, 0
+				continue
+			}
+			c := 0.5 * (a[t] + b[t])
+			tr.centre[i*r+t] = c
+			tr.half[i*r+t] = max(b[t]-c, c-a[t]) * (1 + 4*u64)
+		}
+	}
+	if r == 1 {
+		// Leaves are ordered, their keys not yet: sort each leaf.
+		for i := tr.firstLeaf; i < nodes; i++ {
+			lo, hi := int(tr.lo[i]), int(tr.hi[i])
+			for j := lo + 1; j < hi; j++ {
+				for k := j; k > lo && tr.keys[k] < tr.keys[k-1]; k-- {
+					tr.keys[k], tr.keys[k-1] = tr.keys[k-1], tr.keys[k]
+					e := tr.e
+					for c := range e {
+						tr.vals[k*e+c], tr.vals[(k-1)*e+c] = tr.vals[(k-1)*e+c], tr.vals[k*e+c]
+					}
+				}
+			}
+		}
+	}
+}
+
+// prefixSums builds double-double prefix sums of the values (r == 1).
+func (tr *tree[T]) prefixSums() {
+	e := tr.e
+	tr.preHi = make([]float64, (tr.n+1)*e)
+	tr.preLo = make([]float64, (tr.n+1)*e)
+	for j := range tr.n {
+		for c := range e {
+			s, err := twoSum(tr.preHi[j*e+c], float64(tr.vals[j*e+c]))
+			lo := tr.preLo[j*e+c] + err
+			tr.preHi[(j+1)*e+c], tr.preLo[(j+1)*e+c] = fastTwoSum(s, lo)
+		}
+	}
+}
+
+// rangeSum returns sum_{a<=l<b} v_lc from the prefix sums, accurate to a
+// few units in the last place of the result (plus ~L^2 u^2 of the total).
+func (tr *tree[T]) rangeSum(a, b, c int) float64 {
+	e := tr.e
+	s, err := twoSum(tr.preHi[b*e+c], -tr.preHi[a*e+c])
+	return s + (err + (tr.preLo[b*e+c] - tr.preLo[a*e+c]))
+}
+
+func twoSum(a, b float64) (float64, float64) {
+	s := a + b
+	bb := s - a
+	return s, (a - (s - bb)) + (b - bb)
+}
+
+func fastTwoSum(a, b float64) (float64, float64) {
+	s := a + b
+	return s, b - (s - a)
+}
+
+// moments returns node i's moments about its centre z, computed on first
+// use: for each alpha with |alpha| <= g (graded order) the e+1 numbers
+// sum_j (k_j - z)^alpha v_jc (c < e) and sum_j (k_j - z)^alpha (c = e).
+// Workers racing on the same node compute identical slices; one is kept.
+func (tr *tree[T]) moments(i int) []float64 {
+	if p := tr.mom[i].Load(); p != nil {
+		return *p
+	}
+	m := tr.computeMoments(i)
+	tr.mom[i].CompareAndSwap(nil, &m)
+	return *tr.mom[i].Load()
+}
+
+func (tr *tree[T]) computeMoments(i int) []float64 {
+	r, e, g := tr.r, tr.e, tr.g
+	nt := tr.mo.terms(g)
+	w := e + 1
+	out := make([]float64, nt*w)
+	blk := make([]float64, nt*w)
+	mono := make([]float64, nt)
+	x := make([]float64, r)
+	z := tr.centre[i*r : (i+1)*r]
+	lo, hi := int(tr.lo[i]), int(tr.hi[i])
+	for j := lo; j < hi; j++ {
+		for t := range r {
+			x[t] = tr.keys[j*r+t] - z[t]
+		}
+		tr.mo.powers(x, g, mono)
+		v := tr.vals[j*e : (j+1)*e]
+		for a, m := range mono {
+			row := blk[a*w : (a+1)*w]
+			for c, vc := range v {
+				row[c] += m * float64(vc)
+			}
+			row[e] += m
+		}
+		if (j-lo)%sumBlock == sumBlock-1 || j == hi-1 {
+			for a, x := range blk {
+				out[a] += x
+			}
+			clear(blk)
+		}
+	}
+	return out
+}
