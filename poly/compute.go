@@ -18,21 +18,38 @@ func newScratch(r, e1, d int) *scratch {
 	return &scratch{
 		feat: make([]float64, r*keyBlock), vblock: make([]float64, keyBlock*e1),
 		moments: make([]float64, r*e1), h: make([]float64, queryBlock*r),
-		y: make([]float64, queryBlock*e1), w: make([]float64, d), fw: make([]float64, r),
+		y: make([]float64, queryBlock*e1), w: make([]float64, queryBlock*d),
+		scores: make([]float64, queryBlock*keyBlock),
 	}
+}
+
+// scratchFor returns n worker scratches for rank r, reusing the runner's
+// (causal attention calls parallelBlocks once per key block). Scratch
+// moments are cleared; the other buffers are overwritten before use.
+func (run *runner[T]) scratchFor(n, r int) []*scratch {
+	e1 := run.p.E + 1
+	if run.scratchRank < r {
+		run.scratches, run.scratchRank = nil, r
+	}
+	for len(run.scratches) < n {
+		run.scratches = append(run.scratches, newScratch(r, e1, run.p.D))
+	}
+	for _, s := range run.scratches[:n] {
+		s.moments = s.moments[:r*e1]
+		clear(s.moments)
+	}
+	return run.scratches[:n]
 }
 
 // parallelBlocks runs work for blocks b0..b1-1 on the workers, each with its
 // own scratch, then calls reduce once per worker's scratch.
 func (run *runner[T]) parallelBlocks(ctx context.Context, b0, b1 int, work func(s *scratch, b int), reduce func(s *scratch), r int) {
 	workers := max(min(run.workers, b1-b0), 1)
-	e1 := run.p.E + 1
-	scratches := make([]*scratch, workers)
+	scratches := run.scratchFor(workers, r)
 	var next atomic.Int64
 	next.Store(int64(b0))
 	var wg sync.WaitGroup
 	for w := range workers {
-		scratches[w] = newScratch(r, e1, run.p.D)
 		wg.Add(1)
 		go func(s *scratch) {
 			defer wg.Done()
@@ -72,14 +89,45 @@ func (hk *headKeys[T]) addMoments(s *scratch, j0, j1 int, dst []float64) {
 			row[j] = par[j] * u[j]
 		}
 	}
-	vb := s.vblock[:bs*e1]
-	for j := range bs {
+	kernels.GemmNN64(hk.r, e1, bs, f, bs, hk.valueBlock(s, j0, j1), e1, dst, e1)
+}
+
+// valueBlock returns the values of keys j0..j1-1 as float64 rows with a
+// trailing 1, so one product gives both numerators and the denominator.
+func (hk *headKeys[T]) valueBlock(s *scratch, j0, j1 int) []float64 {
+	e1 := hk.e + 1
+	vb := s.vblock[:(j1-j0)*e1]
+	for j := range j1 - j0 {
 		for c, v := range hk.vals[(j0+j)*hk.e : (j0+j+1)*hk.e] {
 			vb[j*e1+c] = float64(v)
 		}
 		vb[j*e1+hk.e] = 1
 	}
-	kernels.GemmNN64(hk.r, e1, bs, f, bs, vb, e1, dst, e1)
+	return vb
+}
+
+// addExact adds sum_j exp(w_k . u_j) [v_j, 1] over keys from..limit-1 of each
+// row k of the group to y, tile by tile as exact attention does: the range
+// of every exponent is within [-beta_i, beta_i], so no shift is needed.
+func (hk *headKeys[T]) addExact(s *scratch, w []float64, limits []int, from int, y []float64) {
+	cnt, d, e1 := len(limits), len(w)/len(limits), hk.e+1
+	end := 0
+	for _, l := range limits {
+		end = max(end, l)
+	}
+	for j0 := from; j0 < end; j0 += keyBlock {
+		j1 := min(j0+keyBlock, end)
+		bs := j1 - j0
+		sc := s.scores[:cnt*bs]
+		kernels.GemmNT64(cnt, bs, d, w, d, hk.uk[j0*d:], d, sc, bs)
+		for k, l := range limits {
+			row := sc[k*bs : (k+1)*bs]
+			valid := min(max(l-j0, 0), bs)
+			kernels.ExpShiftSum64(row[:valid], 1, 0)
+			clear(row[valid:])
+		}
+		kernels.GemmNN64(cnt, e1, bs, sc, bs, hk.valueBlock(s, j0, j1), e1, y, e1)
+	}
 }
 
 // queryRows computes the given rows of head h from key moments over keys
@@ -130,54 +178,40 @@ func (run *runner[T]) degreeGroup(s *scratch, h int, hp *headPlan, hk *headKeys[
 	d, e, e1 := p.D, p.E, p.E+1
 	rg := Rank(d, a.Degree)
 	m := hk.mono
-	// Query features: c_|alpha| (|alpha|!/alpha!) w^alpha with w = s R q,
-	// so that sum_alpha H_alpha u^alpha = P(s q.(k - mu)).
-	hbuf := s.h[:len(group)*rg]
+	// w = s R q per row: the exponent is w . u for normalised keys u.
+	w := s.w[:len(group)*d]
+	limits := make([]int, len(group))
+	exactFlops := 0
 	for k, i := range group {
-		if moments == nil {
-			break // no moments to read: every key is added exactly below
-		}
 		q := p.Q[(h*p.N+i)*d : (h*p.N+i+1)*d]
 		for t := range d {
-			s.w[t] = p.Scale * hp.radius * float64(q[t])
+			w[k*d+t] = p.Scale * hp.radius * float64(q[t])
 		}
-		row := hbuf[k*rg : (k+1)*rg]
-		m.eval(s.w, row, rg)
-		for al := range rg {
-			row[al] *= a.Coeffs[m.degree[al]] * m.multi[al]
-		}
+		limits[k] = p.KeyLimit(h, i)
+		exactFlops += max(limits[k]-cEnd, 0) * (2*d + 2*e1 + 1)
 	}
 	y := s.y[:len(group)*e1]
 	clear(y)
+	var f uint64 = uint64(exactFlops)
 	if moments != nil {
+		// Query features c_|alpha| (|alpha|!/alpha!) w^alpha, so that
+		// sum_alpha H_alpha u^alpha = P(s q.(k - mu)).
+		hbuf := s.h[:len(group)*rg]
+		for k := range group {
+			row := hbuf[k*rg : (k+1)*rg]
+			m.eval(w[k*d:(k+1)*d], row, rg)
+			for al := range rg {
+				row[al] *= a.Coeffs[m.degree[al]] * m.multi[al]
+			}
+		}
 		kernels.GemmNN64(len(group), e1, rg, hbuf, rg, moments, e1, y, e1)
+		f += uint64(len(group) * rg * (2*e1 + 3))
 	}
-	var f uint64
-	if moments != nil {
-		f = uint64(len(group) * rg * (2*e1 + 3))
+	if exactFlops > 0 {
+		hk.addExact(s, w, limits, cEnd, y)
 	}
 	for k, i := range group {
 		yr := y[k*e1 : (k+1)*e1]
-		limit := p.KeyLimit(h, i)
-		if limit > cEnd {
-			// Exact terms exp(s q.(k - mu)) for the diagonal block.
-			q := p.Q[(h*p.N+i)*d : (h*p.N+i+1)*d]
-			for t := range d {
-				s.w[t] = p.Scale * hp.radius * float64(q[t])
-			}
-			for j := cEnd; j < limit; j++ {
-				var x float64
-				for t := range d {
-					x += s.w[t] * hk.ut[t*hk.L+j]
-				}
-				ex := math.Exp(x)
-				for c, v := range hk.vals[j*e : (j+1)*e] {
-					yr[c] += ex * float64(v)
-				}
-				yr[e] += ex
-			}
-			f += uint64((limit - cEnd) * (2*d + 2*e + 2))
-		}
 		den := yr[e]
 		if !(den > 0) || math.IsInf(den, 0) {
 			return fmt.Errorf("poly: internal error: row %d of head %d has denominator %g", i, h, den)

@@ -313,12 +313,13 @@ func bound(a polyexp.Approx, L, r int, uOut float64) float64 {
 
 // exactBound is the rounding bound for a row computed directly in float64:
 // each exponent s q.(k - mu) is a d-term dot product of size <= beta, so
-// exp of it is off by a relative gamma_d beta plus exp's own rounding; the
+// exp of it is off by a relative gamma_d beta plus exp's own error (the SIMD
+// exp is within 1e-15, under 10 units of 2^-53); the
 // L-term sums add gamma_L relative to the sums of absolute values, which
 // are at most D and D max|V|.
 func exactBound(beta float64, L, d int, uOut float64) float64 {
 	const u = 0x1p-53
-	k := float64(L+d+4) * u
+	k := float64(L+d+14) * u
 	f := k / (1 - k) * (2 + beta)
 	return 2*f/(1-f) + 2*uOut
 }
@@ -396,6 +397,9 @@ type runner[T attn.Float] struct {
 	degreeRows map[int]int
 	exactRows  int
 	details    map[string]any
+	// scratches are the workers' buffers, sized for scratchRank.
+	scratches   []*scratch
+	scratchRank int
 }
 
 // Cost returns the floating-point operations of the method for given
@@ -482,10 +486,12 @@ func (run *runner[T]) head(ctx context.Context, h int, hp *headPlan) error {
 	// feature row over a block of keys is a contiguous product.
 	L := hp.keys
 	ut := make([]float64, p.D*L)
+	uk := make([]float64, L*p.D)
 	keys := p.K[h*p.M*p.D:]
 	for j := range L {
 		for t := range p.D {
-			ut[t*L+j] = (float64(keys[j*p.D+t]) - hp.mu[t]) / hp.radius
+			u := (float64(keys[j*p.D+t]) - hp.mu[t]) / hp.radius
+			ut[t*L+j], uk[j*p.D+t] = u, u
 		}
 	}
 	polys := map[int]polyexp.Approx{}
@@ -520,7 +526,7 @@ func (run *runner[T]) head(ctx context.Context, h int, hp *headPlan) error {
 	run.flops += float64(L) * float64(r) * float64(2*e1+1)
 	run.mu.Unlock()
 
-	hk := &headKeys[T]{ut: ut, L: L, mono: mono, r: r, vals: p.V[h*p.M*p.E:], e: p.E}
+	hk := &headKeys[T]{ut: ut, uk: uk, L: L, mono: mono, r: r, vals: p.V[h*p.M*p.E:], e: p.E}
 	if !p.Causal {
 		moments := make([]float64, r*e1)
 		run.parallelBlocks(ctx, 0, (L+keyBlock-1)/keyBlock, func(scratch *scratch, b int) {
@@ -538,6 +544,7 @@ func (run *runner[T]) head(ctx context.Context, h int, hp *headPlan) error {
 // headKeys is one head's keys prepared for features.
 type headKeys[T attn.Float] struct {
 	ut   []float64 // d x L normalised keys, variable-major
+	uk   []float64 // L x d the same, key-major, for exact tiles
 	L    int
 	mono *monomials
 	r    int
@@ -558,6 +565,6 @@ type scratch struct {
 	moments []float64 // r x (e+1) partial key moments
 	h       []float64 // queryBlock x r query features
 	y       []float64 // queryBlock x (e+1) results
-	w       []float64 // d scaled query
-	fw      []float64 // r monomials of w
+	w       []float64 // queryBlock x d scaled queries
+	scores  []float64 // queryBlock x keyBlock exponents, for keys added exactly
 }
