@@ -1,0 +1,387 @@
+package fastattn
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/exact"
+	"github.com/fastattn/fastattn/internal/reference"
+)
+
+// Grads is the output of Gradient: the gradients of a scalar loss with
+// respect to Q, K and V, each shaped like its input and in its dtype.
+type Grads[T Float] struct {
+	DQ, DK, DV Tensor[T]
+	Report     GradReport
+}
+
+// GradReport describes one Gradient call.
+type GradReport struct {
+	Method string `json:"method"`
+	DType  string `json:"dtype"`
+	// Batch is the product of the leading dimensions (batch*heads).
+	Batch  int     `json:"batch_heads"`
+	N      int     `json:"n"`
+	M      int     `json:"m"`
+	D      int     `json:"d"`
+	E      int     `json:"e"`
+	Scale  float64 `json:"scale"`
+	Causal bool    `json:"causal"`
+	Eps    float64 `json:"eps"`
+	// Seconds, Flops and GFlops are the backward pass's.
+	Seconds float64 `json:"seconds"`
+	Flops   float64 `json:"flops"`
+	GFlops  float64 `json:"gflops_per_second"`
+	// ForwardSeconds is the forward pass's time when ForwardBackward ran it.
+	ForwardSeconds float64 `json:"forward_seconds,omitempty"`
+	// Observed is, for approximate methods, the gradients' measured error
+	// against the exact gradient on sampled rows; nil for exact methods.
+	Observed *GradCheck `json:"observed_error,omitempty"`
+	// Reason says why this method was chosen.
+	Reason  string         `json:"reason,omitempty"`
+	Details map[string]any `json:"details,omitempty"`
+}
+
+// GradCheck is the observed error of an approximate gradient. For each of
+// dQ, dK and dV it is
+//
+//	max |G - G_exact| / max(max |G_exact|, max |G|)
+//
+// over the sampled rows: the largest error relative to the gradient's
+// largest entry there (taking the larger of the two, so that the figure is
+// finite and at most 2 however wrong G is). dQ is checked on sampled query
+// rows, dK and dV on sampled key rows, of up to GradCheckHeads heads.
+type GradCheck struct {
+	DQ float64 `json:"dq"`
+	DK float64 `json:"dk"`
+	DV float64 `json:"dv"`
+	// Heads are the sampled heads (indices into the flattened leading
+	// dimensions); QueryRows and KeyRows are the rows sampled in each.
+	Heads     []int `json:"heads"`
+	QueryRows int   `json:"query_rows"`
+	KeyRows   int   `json:"key_rows"`
+	// Seconds is the time the check took. The exact dK and dV rows of a
+	// key need every query's exact log-sum-exp and output, so the check
+	// runs one exact float64 forward pass over each sampled head.
+	Seconds float64 `json:"seconds"`
+}
+
+// GradCheckHeads and GradCheckRows bound the sample the observed gradient
+// error is measured on: rows per head, for queries and for keys.
+const (
+	GradCheckHeads = 2
+	GradCheckRows  = 8
+)
+
+// DifferentiableMethods lists the methods Gradient accepts: those with a
+// backward pass.
+func DifferentiableMethods() []string {
+	var names []string
+	for _, n := range Methods() {
+		if _, ok := methods[n].(attn.Differentiable); ok {
+			names = append(names, n)
+		}
+	}
+	return names
+}
+
+// Gradient computes the gradients of a scalar loss with respect to q, k and
+// v, given the forward result res of Attend on the same inputs and options
+// and dOut, the loss gradient with respect to res.Out (shaped like it).
+// Keys masked out by padding or the causal mask get zero gradients.
+//
+// The method is the one that computed res (res.Report.Method); opts.Method
+// may name it too but must then agree. A method without a backward pass
+// gives an error matching ErrInvalidInput and attn.ErrUnsupported. For an
+// approximate method the report carries the observed error against the
+// exact gradient on sampled rows (see GradCheck, which costs one exact
+// forward pass over GradCheckHeads heads).
+func Gradient[T Float](ctx context.Context, q, k, v Tensor[T], res *Result[T], dOut Tensor[T], opts Options) (*Grads[T], error) {
+	p, lead, err := problem(q, k, v, opts)
+	if err != nil {
+		return nil, err
+	}
+	name, err := gradMethod(p, res, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkForward(p, lead, res, dOut); err != nil {
+		return nil, err
+	}
+	dm, ok := methods[name].(attn.Differentiable)
+	if !ok {
+		return nil, inputError{fmt.Errorf("%w: method %q has no backward pass; methods with gradients: %v", attn.ErrUnsupported, name, DifferentiableMethods())}
+	}
+	out := &attn.Output[T]{O: res.Out.Data, LSE: res.LSE.Data}
+	g := attn.NewGradients(p)
+	start := time.Now()
+	st, err := attn.Backward(ctx, dm, p, out, dOut.Data, g)
+	if err != nil {
+		return nil, fmt.Errorf("fastattn: %s backward: %w", name, err)
+	}
+	secs := time.Since(start).Seconds()
+	for _, x := range []struct {
+		name string
+		g    []T
+	}{{"dQ", g.DQ}, {"dK", g.DK}, {"dV", g.DV}} {
+		if i := attn.FirstNonFinite(x.g); i >= 0 {
+			return nil, fmt.Errorf("fastattn: %s backward produced a non-finite %s entry %v at flat index %d", name, x.name, x.g[i], i)
+		}
+	}
+	rep := GradReport{
+		Method: name, DType: dtypeName[T](),
+		Batch: p.Heads, N: p.N, M: p.M, D: p.D, E: p.E,
+		Scale: p.Scale, Causal: p.Causal, Eps: p.Eps,
+		Seconds: secs, Flops: st.Flops, GFlops: st.Flops / secs / 1e9,
+		Reason: res.Report.Reason, Details: st.Details,
+	}
+	if name != (exact.Method{}).Name() {
+		chk, err := checkGradient(ctx, p, dOut.Data, g)
+		if err != nil {
+			return nil, err
+		}
+		rep.Observed = chk
+	}
+	return &Grads[T]{
+		DQ:     Tensor[T]{Data: g.DQ, Shape: slices.Clone(q.Shape)},
+		DK:     Tensor[T]{Data: g.DK, Shape: slices.Clone(k.Shape)},
+		DV:     Tensor[T]{Data: g.DV, Shape: slices.Clone(v.Shape)},
+		Report: rep,
+	}, nil
+}
+
+// ForwardBackward runs Attend and then Gradient on its result: attention
+// and the gradients of the loss whose gradient with respect to the output
+// is dOut. With Method "auto" the planner's choice is kept only if it has a
+// backward pass; otherwise exact attention is used, and the report's
+// Reason says so.
+func ForwardBackward[T Float](ctx context.Context, q, k, v, dOut Tensor[T], opts Options) (*Result[T], *Grads[T], error) {
+	if opts.Method == Auto {
+		p, _, err := problem(q, k, v, opts)
+		if err != nil {
+			return nil, nil, err
+		}
+		name, reason, err := choose(p)
+		if err != nil {
+			return nil, nil, err
+		}
+		if _, ok := methods[name].(attn.Differentiable); !ok {
+			name, reason = DefaultMethod, reason+"; "+name+" has no backward pass, so "+DefaultMethod+" runs instead"
+		}
+		opts.Method = name
+		res, err := Attend(ctx, q, k, v, opts)
+		if err != nil {
+			return nil, nil, err
+		}
+		res.Report.Reason = reason
+		g, err := forwardBackwardGrad(ctx, q, k, v, res, dOut, opts)
+		return res, g, err
+	}
+	if opts.Method != "" {
+		if _, ok := methods[opts.Method]; ok {
+			if _, ok := methods[opts.Method].(attn.Differentiable); !ok {
+				// Refuse before spending a forward pass.
+				return nil, nil, inputError{fmt.Errorf("%w: method %q has no backward pass; methods with gradients: %v", attn.ErrUnsupported, opts.Method, DifferentiableMethods())}
+			}
+		}
+	}
+	res, err := Attend(ctx, q, k, v, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	g, err := forwardBackwardGrad(ctx, q, k, v, res, dOut, opts)
+	return res, g, err
+}
+
+func forwardBackwardGrad[T Float](ctx context.Context, q, k, v Tensor[T], res *Result[T], dOut Tensor[T], opts Options) (*Grads[T], error) {
+	g, err := Gradient(ctx, q, k, v, res, dOut, opts)
+	if err != nil {
+		return nil, err
+	}
+	g.Report.ForwardSeconds = res.Report.Seconds
+	return g, nil
+}
+
+// gradMethod picks the method whose backward applies to res and checks
+// that res was computed with the options given.
+func gradMethod[T Float](p *attn.Problem[T], res *Result[T], opts Options) (string, error) {
+	if res == nil {
+		return "", invalid("Gradient needs the forward result; got nil")
+	}
+	rep := res.Report
+	name := opts.Method
+	if rep.Method != "" {
+		if name != "" && name != Auto && name != rep.Method {
+			return "", invalid("the forward result was computed by %q but opts.Method is %q", rep.Method, name)
+		}
+		name = rep.Method
+		if rep.Scale != 0 && rep.Scale != p.Scale {
+			return "", invalid("the forward result was computed with scale %g but the options give %g", rep.Scale, p.Scale)
+		}
+		if rep.Causal != p.Causal {
+			return "", invalid("the forward result was computed with causal = %v but the options give %v", rep.Causal, p.Causal)
+		}
+		if rep.ErrorBound != 0 && rep.Eps != 0 && rep.Eps != p.Eps {
+			return "", invalid("the forward result was computed with eps %g but the options give %g", rep.Eps, p.Eps)
+		}
+		if rep.Batch != 0 && (rep.Batch != p.Heads || rep.N != p.N || rep.M != p.M || rep.D != p.D || rep.E != p.E) {
+			return "", invalid("the forward result is for %d heads, n=%d m=%d d=%d e=%d, but the inputs have %d heads, n=%d m=%d d=%d e=%d",
+				rep.Batch, rep.N, rep.M, rep.D, rep.E, p.Heads, p.N, p.M, p.D, p.E)
+		}
+	}
+	switch name {
+	case "":
+		name = DefaultMethod
+	case Auto:
+		return "", invalid("opts.Method is %q but the forward result does not say which method computed it (Report.Method is empty)", Auto)
+	}
+	if _, ok := methods[name]; !ok {
+		return "", invalid("unknown method %q; choose one of %v", name, Methods())
+	}
+	return name, nil
+}
+
+// checkForward checks the forward result and dOut against the problem.
+func checkForward[T Float](p *attn.Problem[T], lead []int, res *Result[T], dOut Tensor[T]) error {
+	outShape := append(slices.Clone(lead), p.N, p.E)
+	lseShape := append(slices.Clone(lead), p.N)
+	if err := dOut.check("dO"); err != nil {
+		return inputError{err}
+	}
+	if !slices.Equal(dOut.Shape, outShape) {
+		return invalid("dO has shape %v but the output has shape %v; the loss gradient is shaped like the output", dOut.Shape, outShape)
+	}
+	if err := res.Out.check("the forward output"); err != nil {
+		return inputError{err}
+	}
+	if !slices.Equal(res.Out.Shape, outShape) {
+		return invalid("the forward output has shape %v but these inputs give %v", res.Out.Shape, outShape)
+	}
+	if err := res.LSE.check("the forward log-sum-exp"); err != nil {
+		return inputError{err}
+	}
+	if !slices.Equal(res.LSE.Shape, lseShape) {
+		return invalid("the forward log-sum-exp has shape %v but these inputs give %v", res.LSE.Shape, lseShape)
+	}
+	if i := attn.FirstNonFinite(dOut.Data); i >= 0 {
+		return invalid("dO has a non-finite value %v at flat index %d", dOut.Data[i], i)
+	}
+	if i := attn.FirstNonFinite(res.Out.Data); i >= 0 {
+		return invalid("the forward output has a non-finite value %v at flat index %d", res.Out.Data[i], i)
+	}
+	for h := range p.Heads {
+		for i := range p.N {
+			if l := res.LSE.Data[h*p.N+i]; p.KeyLimit(h, i) > 0 && (math.IsNaN(l) || math.IsInf(l, 0)) {
+				return invalid("the forward log-sum-exp of row %d is %v, but the row has valid keys", h*p.N+i, l)
+			}
+		}
+	}
+	return nil
+}
+
+// checkGradient measures g against the exact gradient on sampled rows of
+// up to GradCheckHeads heads.
+func checkGradient[T Float](ctx context.Context, p *attn.Problem[T], dO []T, g *attn.Gradients[T]) (*GradCheck, error) {
+	start := time.Now()
+	r := rand.New(rand.NewPCG(uint64(p.Heads*p.N), uint64(p.M)))
+	heads := []int{0}
+	if p.Heads > 1 {
+		heads = append(heads, p.Heads-1)
+	}
+	heads = heads[:min(len(heads), GradCheckHeads)]
+	chk := &GradCheck{Heads: heads}
+	var errs, sizes [3]float64 // max |G - G_exact|, max of max |G|, max |G_exact|
+	for _, h := range heads {
+		sub, dO64 := headProblem(p, dO, h)
+		out := attn.NewOutput(sub)
+		if _, err := (exact.Method{}).Forward64(ctx, sub, out); err != nil {
+			return nil, fmt.Errorf("fastattn: checking the gradient: %w", err)
+		}
+		qRows := sampleRows(r, p.N, GradCheckRows)
+		kRows := sampleRows(r, max(p.KeyLimit(h, p.N-1), 1), GradCheckRows)
+		chk.QueryRows, chk.KeyRows = len(qRows), len(kRows)
+		dq := reference.GradientQueryRows(sub, dO64, 0, qRows)
+		dk, dv := reference.GradientKeyRows(sub, dO64, 0, out.LSE, out.O, kRows)
+		for x, c := range []struct {
+			got, want []float64
+		}{
+			{rowsOf(g.DQ[h*p.N*p.D:], p.D, qRows), dq},
+			{rowsOf(g.DK[h*p.M*p.D:], p.D, kRows), dk},
+			{rowsOf(g.DV[h*p.M*p.E:], p.E, kRows), dv},
+		} {
+			for i, w := range c.want {
+				errs[x] = max(errs[x], math.Abs(c.got[i]-w))
+				sizes[x] = max(sizes[x], math.Abs(c.got[i]), math.Abs(w))
+			}
+		}
+	}
+	rel := func(x int) float64 {
+		if errs[x] == 0 {
+			return 0
+		}
+		return errs[x] / sizes[x]
+	}
+	chk.DQ, chk.DK, chk.DV = rel(0), rel(1), rel(2)
+	chk.Seconds = time.Since(start).Seconds()
+	return chk, nil
+}
+
+// headProblem copies head h of p, and its dO, to a one-head float64 problem.
+func headProblem[T Float](p *attn.Problem[T], dO []T, h int) (*attn.Problem[float64], []float64) {
+	conv := func(x []T) []float64 {
+		y := make([]float64, len(x))
+		for i, v := range x {
+			y[i] = float64(v)
+		}
+		return y
+	}
+	sub := &attn.Problem[float64]{
+		Heads: 1, N: p.N, M: p.M, D: p.D, E: p.E,
+		Q:     conv(p.Q[h*p.N*p.D : (h+1)*p.N*p.D]),
+		K:     conv(p.K[h*p.M*p.D : (h+1)*p.M*p.D]),
+		V:     conv(p.V[h*p.M*p.E : (h+1)*p.M*p.E]),
+		Scale: p.Scale, Causal: p.Causal, Eps: p.Eps,
+	}
+	if p.KeyLens != nil {
+		sub.KeyLens = []int{p.KeyLens[h]}
+	}
+	return sub, conv(dO[h*p.N*p.E : (h+1)*p.N*p.E])
+}
+
+// sampleRows returns up to k distinct rows of 0..n-1: the first, the last
+// and random others, in increasing order.
+func sampleRows(r *rand.Rand, n, k int) []int {
+	if n <= k {
+		rows := make([]int, n)
+		for i := range rows {
+			rows[i] = i
+		}
+		return rows
+	}
+	set := map[int]bool{0: true, n - 1: true}
+	for len(set) < k {
+		set[r.IntN(n)] = true
+	}
+	rows := make([]int, 0, k)
+	for i := range set {
+		rows = append(rows, i)
+	}
+	slices.Sort(rows)
+	return rows
+}
+
+// rowsOf gathers rows of a row-major matrix with the given row length.
+func rowsOf[T Float](x []T, cols int, rows []int) []float64 {
+	out := make([]float64, 0, len(rows)*cols)
+	for _, i := range rows {
+		for _, v := range x[i*cols : (i+1)*cols] {
+			out = append(out, float64(v))
+		}
+	}
+	return out
+}
