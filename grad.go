@@ -115,7 +115,7 @@ func Gradient[T Float](ctx context.Context, q, k, v Tensor[T], res *Result[T], d
 	}
 	dm, ok := methods[name].(attn.Differentiable)
 	if !ok {
-		return nil, inputError{fmt.Errorf("%w: method %q has no backward pass; methods with gradients: %v", attn.ErrUnsupported, name, DifferentiableMethods())}
+		return nil, inputError{noBackward(name)}
 	}
 	out := &attn.Output[T]{O: res.Out.Data, LSE: res.LSE.Data}
 	g := attn.NewGradients(p)
@@ -186,7 +186,7 @@ func ForwardBackward[T Float](ctx context.Context, q, k, v, dOut Tensor[T], opts
 		if _, ok := methods[opts.Method]; ok {
 			if _, ok := methods[opts.Method].(attn.Differentiable); !ok {
 				// Refuse before spending a forward pass.
-				return nil, nil, inputError{fmt.Errorf("%w: method %q has no backward pass; methods with gradients: %v", attn.ErrUnsupported, opts.Method, DifferentiableMethods())}
+				return nil, nil, inputError{noBackward(opts.Method)}
 			}
 		}
 	}
@@ -245,6 +245,16 @@ func gradMethod[T Float](p *attn.Problem[T], res *Result[T], opts Options) (stri
 	}
 	return name, nil
 }
+
+// noBackward is the error for a method without a backward pass; it wraps
+// attn.ErrUnsupported.
+type noBackward string
+
+func (n noBackward) Error() string {
+	return fmt.Sprintf("method %q has no backward pass; methods with gradients: %v", string(n), DifferentiableMethods())
+}
+
+func (noBackward) Unwrap() error { return attn.ErrUnsupported }
 
 // checkForward checks the forward result and dOut against the problem.
 func checkForward[T Float](p *attn.Problem[T], lead []int, res *Result[T], dOut Tensor[T]) error {

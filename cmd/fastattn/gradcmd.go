@@ -1,0 +1,188 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+
+	"github.com/fastattn/fastattn"
+	"github.com/fastattn/fastattn/internal/npyfile"
+)
+
+func init() {
+	register(command{"grad", "gradients dQ, dK, dV of attention for a loss gradient dO, from .npy files", gradCmd})
+}
+
+// gradReport is what --report writes: the backward pass's report, with the
+// forward pass's under "forward".
+type gradReport struct {
+	fastattn.GradReport
+	Forward fastattn.Report `json:"forward"`
+}
+
+func gradCmd(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("grad", "grad --q Q.npy --k K.npy --v V.npy --dout DO.npy --dq DQ.npy --dk DK.npy --dv DV.npy [flags]", stdout)
+	var qPath, kPath, vPath, doPath, dqPath, dkPath, dvPath, reportPath string
+	fs.StringVar(&qPath, "q", "", "queries: (n, d), (heads, n, d) or (batch, heads, n, d), float32 or float64")
+	fs.StringVar(&kPath, "k", "", "keys: (..., m, d), same leading shape and dtype as Q")
+	fs.StringVar(&vPath, "v", "", "values: (..., m, e), same leading shape and dtype as Q")
+	fs.StringVar(&doPath, "dout", "", "loss gradient with respect to the attention output: (..., n, e), Q's dtype")
+	fs.StringVar(&dqPath, "dq", "", "output file for dL/dQ, shaped like Q")
+	fs.StringVar(&dkPath, "dk", "", "output file for dL/dK, shaped like K")
+	fs.StringVar(&dvPath, "dv", "", "output file for dL/dV, shaped like V")
+	fs.StringVar(&reportPath, "report", "", "optional JSON report: method, seconds, observed_error (approximate methods), forward: {...}")
+	var af attnFlags
+	af.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	outs := []struct{ name, val string }{{"dq", dqPath}, {"dk", dkPath}, {"dv", dvPath}, {"report", reportPath}}
+	for _, f := range append([]struct{ name, val string }{{"q", qPath}, {"k", kPath}, {"v", vPath}, {"dout", doPath}}, outs[:3]...) {
+		if f.val == "" {
+			return usagef("--%s is required", f.name)
+		}
+	}
+	seen := map[string]string{}
+	for _, f := range outs {
+		if f.val == "" {
+			continue
+		}
+		abs, err := filepath.Abs(f.val)
+		if err != nil {
+			return err
+		}
+		if other, ok := seen[abs]; ok {
+			return usagef("--%s and --%s name the same file %s", other, f.name, f.val)
+		}
+		seen[abs] = f.name
+		if st, err := os.Stat(f.val); err == nil && st.IsDir() {
+			return usagef("--%s %s is a directory", f.name, f.val)
+		}
+	}
+	in := make([]npyfile.Array, 4)
+	for i, p := range []string{qPath, kPath, vPath, doPath} {
+		a, err := npyfile.Read(p)
+		if err != nil {
+			return err
+		}
+		in[i] = a
+	}
+	for i, name := range []string{"K", "V", "dO"} {
+		if in[i+1].DType() != in[0].DType() {
+			return fmt.Errorf("Q is %s but %s is %s; convert all four to one dtype", in[0].DType(), name, in[i+1].DType())
+		}
+	}
+	d := 1
+	if s := in[0].Shape; len(s) > 0 {
+		d = max(s[len(s)-1], 1)
+	}
+	opts, err := af.options(d)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	paths := [4]string{dqPath, dkPath, dvPath, reportPath}
+	var rep gradReport
+	if in[0].F32 != nil {
+		rep, err = gradFiles(ctx, [4]npyTensor[float32]{{in[0].Shape, in[0].F32}, {in[1].Shape, in[1].F32}, {in[2].Shape, in[2].F32}, {in[3].Shape, in[3].F32}}, opts, paths)
+	} else {
+		rep, err = gradFiles(ctx, [4]npyTensor[float64]{{in[0].Shape, in[0].F64}, {in[1].Shape, in[1].F64}, {in[2].Shape, in[2].F64}, {in[3].Shape, in[3].F64}}, opts, paths)
+	}
+	if err != nil {
+		return err
+	}
+	line := fmt.Sprintf("%s gradients, %s, %s x %d rows: forward %.3f s, backward %.3f s (%.2f GFLOP/s)",
+		rep.Method, rep.DType, plural(rep.Batch, "head"), rep.N, rep.Forward.Seconds, rep.Seconds, rep.GFlops)
+	if o := rep.Observed; o != nil {
+		line += fmt.Sprintf(", observed error vs exact on %s: dQ %.3g, dK %.3g, dV %.3g", plural(len(o.Heads)*(o.QueryRows+o.KeyRows), "sampled row"), o.DQ, o.DK, o.DV)
+	}
+	fmt.Fprintln(stdout, line)
+	return nil
+}
+
+type npyTensor[T fastattn.Float] struct {
+	shape []int
+	data  []T
+}
+
+func (a npyTensor[T]) tensor() fastattn.Tensor[T] {
+	return fastattn.Tensor[T]{Data: a.data, Shape: a.shape}
+}
+
+// gradFiles computes attention and its gradients and writes dQ, dK, dV and
+// the report (if paths[3] is set), all or none.
+func gradFiles[T fastattn.Float](ctx context.Context, in [4]npyTensor[T], opts fastattn.Options, paths [4]string) (gradReport, error) {
+	res, g, err := fastattn.ForwardBackward(ctx, in[0].tensor(), in[1].tensor(), in[2].tensor(), in[3].tensor(), opts)
+	if err != nil {
+		if errors.Is(err, fastattn.ErrInvalidInput) {
+			return gradReport{}, usageError{err}
+		}
+		return gradReport{}, err
+	}
+	rep := gradReport{GradReport: g.Report, Forward: res.Report}
+	files := []pendingFile{
+		{paths[0], func(w io.Writer) error { return npyfile.Encode(w, g.DQ.Shape, g.DQ.Data) }},
+		{paths[1], func(w io.Writer) error { return npyfile.Encode(w, g.DK.Shape, g.DK.Data) }},
+		{paths[2], func(w io.Writer) error { return npyfile.Encode(w, g.DV.Shape, g.DV.Data) }},
+	}
+	if paths[3] != "" {
+		b, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			return gradReport{}, err
+		}
+		files = append(files, pendingFile{paths[3], func(w io.Writer) error {
+			_, err := w.Write(append(b, '\n'))
+			return err
+		}})
+	}
+	return rep, writeAll(files)
+}
+
+// pendingFile is an output file and how to fill it.
+type pendingFile struct {
+	path string
+	fill func(io.Writer) error
+}
+
+// writeAll writes every file to a temporary file beside it and renames them
+// into place only once all are complete, so a failure (a full disk, a
+// missing directory) leaves none of them behind.
+func writeAll(files []pendingFile) error {
+	tmps := make([]string, 0, len(files))
+	defer func() {
+		for _, t := range tmps {
+			os.Remove(t) // no-op once renamed
+		}
+	}()
+	for _, f := range files {
+		tmp, err := os.CreateTemp(filepath.Dir(f.path), "."+filepath.Base(f.path)+".*.tmp")
+		if err != nil {
+			return err
+		}
+		tmps = append(tmps, tmp.Name())
+		if err := f.fill(tmp); err != nil {
+			tmp.Close()
+			return fmt.Errorf("writing %s: %w", f.path, err)
+		}
+		if err := tmp.Close(); err != nil {
+			return fmt.Errorf("writing %s: %w", f.path, err)
+		}
+	}
+	var failed []string
+	for i, f := range files {
+		if err := os.Rename(tmps[i], f.path); err != nil {
+			failed = append(failed, f.path)
+		}
+	}
+	if failed != nil {
+		return fmt.Errorf("could not move %s into place", strings.Join(failed, ", "))
+	}
+	return nil
+}
