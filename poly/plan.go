@@ -32,7 +32,7 @@ func estimate[T attn.Float](m Method, p *attn.Problem[T], minEps float64) (attn.
 	deg := newDegreeTable(polyShare * p.Eps)
 	plans := make([]*headPlan, p.Heads)
 	for h := range p.Heads {
-		hp, err := planHead(p, h, deg)
+		hp, err := planHead(p, h, deg, 0)
 		if err != nil {
 			return attn.Estimate{}, err
 		}

@@ -110,8 +110,11 @@ type headPlan struct {
 // features, and computing them directly is cheaper.
 const exactRow = -1
 
-// planHead centres the keys of head h and picks each row's degree.
-func planHead[T attn.Float](p *attn.Problem[T], h int, deg *degreeTable) (*headPlan, error) {
+// planHead centres the keys of head h and picks each row's degree: the
+// lowest certified for its range, plus bump (the backward pass adds one, so
+// that P' approximates e^x as well as P does: the derivative of a degree-g
+// approximation is only as good as one of degree g-1).
+func planHead[T attn.Float](p *attn.Problem[T], h int, deg *degreeTable, bump int) (*headPlan, error) {
 	L := p.KeyLen(h)
 	hp := &headPlan{keys: L, beta: make([]float64, p.N), degree: make([]int, p.N)}
 	if L == 0 {
@@ -119,6 +122,9 @@ func planHead[T attn.Float](p *attn.Problem[T], h int, deg *degreeTable) (*headP
 	}
 	keys := p.K[h*p.M*p.D : (h*p.M+L)*p.D]
 	hp.mu, hp.radius = enclosingBall(keys, p.D)
+	if testCentre != nil {
+		hp.mu, hp.radius = testCentre, radiusAbout(keys, p.D, testCentre)
+	}
 	q := p.Q[h*p.N*p.D : (h+1)*p.N*p.D]
 	for i := range p.N {
 		var nq float64
@@ -130,9 +136,17 @@ func planHead[T attn.Float](p *attn.Problem[T], h int, deg *degreeTable) (*headP
 		if err != nil {
 			return nil, err
 		}
+		if bump > 0 {
+			g += bump
+			if err := deg.extend(g); err != nil {
+				return nil, err
+			}
+		}
 		hp.beta[i], hp.degree[i] = b, g
 	}
-	hp.capDegree(p.D, p.E)
+	if !testNoExactRows {
+		hp.capDegree(p.D, p.E)
+	}
 	return hp, nil
 }
 
@@ -166,6 +180,34 @@ func (hp *headPlan) capDegree(d, e int) {
 			hp.degree[i] = exactRow
 		}
 	}
+}
+
+// testCentre, when set by a test, replaces the computed key centre, so
+// finite differences see the function the backward pass differentiates
+// (the gradient holds the centre constant).
+var testCentre []float64
+
+// testForwardBump, set by tests, raises the forward's degrees as the
+// backward pass does, so finite differences of the forward check the
+// backward exactly.
+var testForwardBump int
+
+// testNoExactRows, set by tests, keeps every row on the polynomial path
+// (small test inputs would otherwise be computed exactly, being cheaper).
+var testNoExactRows bool
+
+// radiusAbout returns max_j |k_j - c|, rounded up.
+func radiusAbout[T attn.Float](keys []T, d int, c []float64) float64 {
+	var best float64
+	for j := range len(keys) / d {
+		var s float64
+		for t, x := range keys[j*d : (j+1)*d] {
+			diff := float64(x) - c[t]
+			s += diff * diff
+		}
+		best = max(best, s)
+	}
+	return radiusFloor(c, math.Sqrt(best)*(1+1e-12))
 }
 
 // enclosingBall returns a centre mu and R >= max_j |k_j - mu| (rounded up):
@@ -214,7 +256,18 @@ func enclosingBall[T attn.Float](keys []T, d int) ([]float64, float64) {
 		copy(bestC, c)
 	}
 	// Round up so that |k - mu| <= R holds for the exact values.
-	return bestC, bestR*(1+1e-12) + math.SmallestNonzeroFloat64
+	return bestC, radiusFloor(bestC, bestR*(1+1e-12))
+}
+
+// radiusFloor keeps R away from zero (identical keys): any R >= max |k - mu|
+// is valid, a floor of 1e-9 (1 + |mu|) changes beta negligibly, and the
+// backward pass divides by R.
+func radiusFloor(mu []float64, r float64) float64 {
+	var m float64
+	for _, x := range mu {
+		m = max(m, math.Abs(x))
+	}
+	return max(r, 1e-9*(1+m))
 }
 
 // degreeTable maps a row's beta to the lowest certified degree for eps_A,
@@ -244,6 +297,17 @@ func (t *degreeTable) degreeFor(beta float64) (int, error) {
 		}
 	}
 	return 0, unsupported("the logits reach |s q.k| <= beta = %.3g, which needs a polynomial of degree above %d for eps_A = %.2g; use --method exact (or anytemp for small d)", beta, maxDegree, t.epsA)
+}
+
+// extend computes the thresholds up to degree g.
+func (t *degreeTable) extend(g int) error {
+	if g > maxDegree {
+		return unsupported("degree %d exceeds the largest considered (%d); use --method exact", g, maxDegree)
+	}
+	for len(t.maxBeta) <= g {
+		t.maxBeta = append(t.maxBeta, t.threshold(len(t.maxBeta)))
+	}
+	return nil
 }
 
 // threshold finds the largest beta whose certified degree is <= g by
@@ -336,7 +400,7 @@ func forward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], ou
 		details: map[string]any{}, degreeRows: map[int]int{}}
 	plans := make([]*headPlan, p.Heads)
 	for h := range p.Heads {
-		hp, err := planHead(p, h, deg)
+		hp, err := planHead(p, h, deg, testForwardBump)
 		if err != nil {
 			return attn.Stats{}, err
 		}
@@ -476,6 +540,33 @@ func (run *runner[T]) head(ctx context.Context, h int, hp *headPlan) error {
 		}
 		return nil
 	}
+	hk, polys, err := run.prepare(h, hp)
+	if err != nil {
+		return err
+	}
+	L, r := hk.L, hk.r
+	run.mu.Lock()
+	run.flops += float64(L) * float64(r) * float64(2*e1+1)
+	run.mu.Unlock()
+	if !p.Causal {
+		moments := make([]float64, r*e1)
+		run.parallelBlocks(ctx, 0, (L+keyBlock-1)/keyBlock, func(scratch *scratch, b int) {
+			hk.addMoments(scratch, b*keyBlock, min((b+1)*keyBlock, L), scratch.moments)
+		}, func(s *scratch) { addTo(moments, s.moments) }, r)
+		rows := make([]int, p.N)
+		for i := range rows {
+			rows[i] = i
+		}
+		return run.queryRows(ctx, h, hp, hk, polys, rows, moments, L)
+	}
+	return run.causal(ctx, h, hp, hk, polys)
+}
+
+// prepare normalises the keys of head h (which must have some), builds the
+// monomial table and the polynomials its rows need, and records the head's
+// bound and statistics.
+func (run *runner[T]) prepare(h int, hp *headPlan) (*headKeys[T], map[int]polyexp.Approx, error) {
+	p := run.p
 	g := 0
 	for _, d := range hp.degree {
 		g = max(g, d)
@@ -499,7 +590,7 @@ func (run *runner[T]) head(ctx context.Context, h int, hp *headPlan) error {
 		if _, ok := polys[d]; !ok && d != exactRow {
 			a, err := run.deg.polynomial(d)
 			if err != nil {
-				return err
+				return nil, nil, err
 			}
 			polys[d] = a
 		}
@@ -523,22 +614,8 @@ func (run *runner[T]) head(ctx context.Context, h int, hp *headPlan) error {
 			run.degreeRows[d]++
 		}
 	}
-	run.flops += float64(L) * float64(r) * float64(2*e1+1)
 	run.mu.Unlock()
-
-	hk := &headKeys[T]{ut: ut, uk: uk, L: L, mono: mono, r: r, vals: p.V[h*p.M*p.E:], e: p.E}
-	if !p.Causal {
-		moments := make([]float64, r*e1)
-		run.parallelBlocks(ctx, 0, (L+keyBlock-1)/keyBlock, func(scratch *scratch, b int) {
-			hk.addMoments(scratch, b*keyBlock, min((b+1)*keyBlock, L), scratch.moments)
-		}, func(s *scratch) { addTo(moments, s.moments) }, r)
-		rows := make([]int, p.N)
-		for i := range rows {
-			rows[i] = i
-		}
-		return run.queryRows(ctx, h, hp, hk, polys, rows, moments, L)
-	}
-	return run.causal(ctx, h, hp, hk, polys)
+	return &headKeys[T]{ut: ut, uk: uk, L: L, mono: mono, r: r, vals: p.V[h*p.M*p.E:], e: p.E}, polys, nil
 }
 
 // headKeys is one head's keys prepared for features.

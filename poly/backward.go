@@ -1,0 +1,415 @@
+package poly
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sync"
+
+	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/internal/kernels"
+	"github.com/fastattn/fastattn/polyexp"
+)
+
+// Backward32 computes the gradient of the polynomial approximation itself
+// (not of exact attention) with respect to Q, K and V; see backward.
+func (m Method) Backward32(ctx context.Context, p *attn.Problem[float32], out *attn.Output[float32], dO []float32, g *attn.Gradients[float32]) (attn.Stats, error) {
+	return backward(ctx, m, p, dO, g, MinEps32, 0x1p-24)
+}
+
+// Backward64 computes the gradient of the polynomial approximation.
+func (m Method) Backward64(ctx context.Context, p *attn.Problem[float64], out *attn.Output[float64], dO []float64, g *attn.Gradients[float64]) (attn.Stats, error) {
+	return backward(ctx, m, p, dO, g, MinEps64, 0x1p-53)
+}
+
+// backward differentiates T_i = y_i[:e] / y_i[e], y_i = H_i C (+ exact
+// terms), in O((n + m) r e) like the forward (ALGORITHMS.md section 5):
+//
+//	dy_i = [dO_i / w_i, -(dO_i . T_i) / w_i]      (w_i = y_i[e])
+//	dH_i = C dy_i,  dC = sum_i H_i^T dy_i,  dF_j = dC [v_j, 1],  dV_j = F_j^T dC
+//
+// then through the monomial recurrences to w_i = s R q_i and u_j = (k_j - mu)/R.
+// The key centre mu is held constant: exact attention does not depend on
+// it, and R cancels in w . u. Causal attention runs the key blocks forwards
+// (prefix moments, each row's dy) and then backwards (suffix sums of
+// H^T dy, which is what a key block's moments receive).
+//
+// The forward's out is not needed: the pass recomputes y to get w_i.
+func backward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], dO []T, g *attn.Gradients[T], minEps, uOut float64) (attn.Stats, error) {
+	if err := ctx.Err(); err != nil {
+		return attn.Stats{}, err
+	}
+	if p.Eps < minEps {
+		return attn.Stats{}, unsupported("eps = %g is below the smallest error this method certifies for %s (%g); use --method exact", p.Eps, typeName[T](), minEps)
+	}
+	deg := newDegreeTable(polyShare * p.Eps)
+	run := &runner[T]{p: p, deg: deg, workers: m.workers(), uOut: uOut,
+		details: map[string]any{}, degreeRows: map[int]int{}}
+	plans := make([]*headPlan, p.Heads)
+	for h := range p.Heads {
+		hp, err := planHead(p, h, deg, 1)
+		if err != nil {
+			return attn.Stats{}, err
+		}
+		plans[h] = hp
+	}
+	if err := run.checkCost(plans, m.MemoryBudget, m.AllowExpensive); err != nil {
+		return attn.Stats{}, err
+	}
+	clear(g.DQ)
+	clear(g.DK)
+	clear(g.DV)
+	for h, hp := range plans {
+		if err := ctx.Err(); err != nil {
+			return attn.Stats{}, err
+		}
+		if hp.keys == 0 {
+			continue
+		}
+		if err := run.headBackward(ctx, h, hp, dO, g); err != nil {
+			return attn.Stats{}, err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return attn.Stats{}, err
+	}
+	run.details["beta_max"] = run.maxBeta
+	run.details["degree_max"] = run.maxDegree
+	run.details["rank_max"] = Rank(p.D, run.maxDegree)
+	run.details["exact_rows"] = run.exactRows
+	// The forward's bound holds for T; the gradient is that of the
+	// approximation, whose distance to the true gradient is measured by the
+	// caller, not bounded here.
+	return attn.Stats{Flops: 2 * run.flops, Details: run.details}, nil
+}
+
+// gradState is one head's backward accumulators.
+type gradState[T attn.Float] struct {
+	hk    *headKeys[T]
+	hp    *headPlan
+	polys map[int]polyexp.Approx
+	h     int
+	dO    []T
+	dy    []float64 // N x (e+1): each row's dy
+	// Per-worker key accumulators for terms added exactly, and the sum of
+	// H_i^T dy_i of the rows processed, reduced after each parallel step.
+	mu   sync.Mutex
+	dU   []float64 // L x d, gradient with respect to u
+	dV   []float64 // L x e
+	dSum []float64 // r x (e+1)
+}
+
+func (run *runner[T]) headBackward(ctx context.Context, h int, hp *headPlan, dO []T, g *attn.Gradients[T]) error {
+	p := run.p
+	hk, polys, err := run.prepare(h, hp)
+	if err != nil {
+		return err
+	}
+	L, r, e1 := hk.L, hk.r, p.E+1
+	st := &gradState[T]{hk: hk, hp: hp, polys: polys, h: h, dO: dO,
+		dy: make([]float64, p.N*e1), dU: make([]float64, L*p.D), dV: make([]float64, L*p.E)}
+	run.mu.Lock()
+	run.flops += float64(L) * float64(r) * float64(2*e1+1)
+	run.mu.Unlock()
+
+	// Forward: moments (all keys, or prefixes of key blocks), each row's y,
+	// dy, dq and its exact terms.
+	var rowsOf [][]int // rows whose moments end at block b (causal) or all rows
+	if p.Causal {
+		for i := range p.N {
+			if lim := p.KeyLimit(h, i); lim > 0 {
+				b := (lim - 1) / keyBlock
+				for len(rowsOf) <= b {
+					rowsOf = append(rowsOf, nil)
+				}
+				rowsOf[b] = append(rowsOf[b], i)
+			}
+		}
+	} else {
+		all := make([]int, p.N)
+		for i := range all {
+			all[i] = i
+		}
+		rowsOf = [][]int{all}
+	}
+	moments := make([]float64, r*e1)
+	if !p.Causal {
+		run.parallelBlocks(ctx, 0, (L+keyBlock-1)/keyBlock, func(s *scratch, b int) {
+			hk.addMoments(s, b*keyBlock, min((b+1)*keyBlock, L), s.moments)
+		}, func(s *scratch) { addTo(moments, s.moments) }, r)
+	}
+	sRows := make([][]float64, len(rowsOf)) // per block: sum of H^T dy (causal only)
+	for b, rows := range rowsOf {
+		cEnd, mom := L, moments
+		if p.Causal {
+			cEnd = b * keyBlock
+			if b == 0 {
+				mom = nil
+			}
+		}
+		st.dSum = make([]float64, r*e1)
+		if err := run.rowsBackward(ctx, st, rows, mom, cEnd, g.DQ); err != nil {
+			return err
+		}
+		sRows[b] = st.dSum
+		if p.Causal && b*keyBlock < L {
+			s := run.scratchFor(1, r)[0]
+			hk.addMoments(s, b*keyBlock, min((b+1)*keyBlock, L), moments)
+		}
+	}
+	// Backward over the keys: the moments of key block b were read by every
+	// row whose block is after b (causal), or by every row.
+	if !p.Causal {
+		run.keysBackward(ctx, st, 0, L, sRows[0])
+	} else {
+		suffix := make([]float64, r*e1)
+		for b := len(rowsOf) - 1; b >= 0; b-- {
+			if b*keyBlock < L {
+				run.keysBackward(ctx, st, b*keyBlock, min((b+1)*keyBlock, L), suffix)
+			}
+			addTo(suffix, sRows[b])
+		}
+	}
+	// dK = dU / R; dV as accumulated. Padding keys keep zero gradients.
+	dk := g.DK[h*p.M*p.D:]
+	dv := g.DV[h*p.M*p.E:]
+	for j := range L * p.D {
+		dk[j] = T(st.dU[j] / hp.radius)
+	}
+	for j := range L * p.E {
+		dv[j] = T(st.dV[j])
+	}
+	return ctx.Err()
+}
+
+// rowsBackward processes rows whose moments cover keys [0, cEnd) (mom nil
+// for none) and whose keys [cEnd, limit_i) are exact terms: it writes dQ,
+// stores dy and accumulates H^T dy into st.dSum and the exact terms'
+// key gradients into st.dU, st.dV.
+func (run *runner[T]) rowsBackward(ctx context.Context, st *gradState[T], rows []int, mom []float64, cEnd int, dq []T) error {
+	var failed error
+	var fmu sync.Mutex
+	blocks := (len(rows) + queryBlock - 1) / queryBlock
+	run.parallelBlocks(ctx, 0, blocks, func(s *scratch, b int) {
+		blk := rows[b*queryBlock : min((b+1)*queryBlock, len(rows))]
+		byDegree := map[int][]int{}
+		for _, i := range blk {
+			if run.p.KeyLimit(st.h, i) > 0 {
+				byDegree[st.hp.degree[i]] = append(byDegree[st.hp.degree[i]], i)
+			}
+		}
+		for gdeg, group := range byDegree {
+			m, from := mom, cEnd
+			if gdeg == exactRow {
+				m, from = nil, 0
+			}
+			if err := run.groupBackward(s, st, st.polys[gdeg], group, m, from, dq); err != nil {
+				fmu.Lock()
+				failed = err
+				fmu.Unlock()
+				return
+			}
+		}
+	}, nil, st.hk.r)
+	if failed != nil {
+		return failed
+	}
+	return ctx.Err()
+}
+
+func (run *runner[T]) groupBackward(s *scratch, st *gradState[T], a polyexp.Approx, group []int, mom []float64, cEnd int, dq []T) error {
+	p, hk, hp, h := run.p, st.hk, st.hp, st.h
+	d, e, e1 := p.D, p.E, p.E+1
+	cnt := len(group)
+	rg := 1
+	if mom != nil {
+		rg = Rank(d, a.Degree)
+	}
+	mono := hk.mono
+	w := s.w[:cnt*d]
+	limits := make([]int, cnt)
+	for k, i := range group {
+		q := p.Q[(h*p.N+i)*d : (h*p.N+i+1)*d]
+		for t := range d {
+			w[k*d+t] = p.Scale * hp.radius * float64(q[t])
+		}
+		limits[k] = p.KeyLimit(h, i)
+	}
+	// Recompute y = H C + exact terms.
+	y := s.y[:cnt*e1]
+	clear(y)
+	feats := make([]float64, cnt*rg) // monomials w^alpha, before coefficients
+	hbuf := s.h[:cnt*rg]
+	if mom != nil {
+		for k := range cnt {
+			mono.eval(w[k*d:(k+1)*d], feats[k*rg:(k+1)*rg], rg)
+			for al := range rg {
+				hbuf[k*rg+al] = feats[k*rg+al] * a.Coeffs[mono.degree[al]] * mono.multi[al]
+			}
+		}
+		kernels.GemmNN64(cnt, e1, rg, hbuf, rg, mom, e1, y, e1)
+	}
+	hk.addExact(s, w, limits, cEnd, y)
+	// dy from dO, T and w.
+	dy := make([]float64, cnt*e1)
+	for k, i := range group {
+		yr := y[k*e1 : (k+1)*e1]
+		den := yr[e]
+		if !(den > 0) || math.IsInf(den, 0) {
+			return fmt.Errorf("poly: internal error: row %d of head %d has denominator %g", i, h, den)
+		}
+		do := st.dO[(h*p.N+i)*e : (h*p.N+i+1)*e]
+		var dot float64
+		for c := range e {
+			dot += float64(do[c]) * yr[c] / den
+			dy[k*e1+c] = float64(do[c]) / den
+		}
+		dy[k*e1+e] = -dot / den
+		copy(st.dy[i*e1:(i+1)*e1], dy[k*e1:(k+1)*e1])
+	}
+	dw := make([]float64, cnt*d)
+	if mom != nil {
+		// dH = dy C^T, then dG = dH * coefficients, then back through the
+		// monomial recurrence G_a = G_parent(a) * w_t(a).
+		dH := make([]float64, cnt*rg)
+		kernels.GemmNT64(cnt, rg, e1, dy, e1, mom, e1, dH, rg)
+		for k := range cnt {
+			dG := dH[k*rg : (k+1)*rg]
+			G := feats[k*rg : (k+1)*rg]
+			wk := w[k*d : (k+1)*d]
+			dwk := dw[k*d : (k+1)*d]
+			for al := range rg {
+				dG[al] *= a.Coeffs[mono.degree[al]] * mono.multi[al]
+			}
+			for al := rg - 1; al >= 1; al-- {
+				par, t := mono.parent[al], mono.vari[al]
+				dG[par] += dG[al] * wk[t]
+				dwk[t] += dG[al] * G[par]
+			}
+		}
+		// dSum += H^T dy.
+		ht := make([]float64, rg*cnt)
+		for k := range cnt {
+			for al := range rg {
+				ht[al*cnt+k] = hbuf[k*rg+al]
+			}
+		}
+		part := make([]float64, rg*e1)
+		kernels.GemmNN64(rg, e1, cnt, ht, cnt, dy, e1, part, e1)
+		st.mu.Lock()
+		addTo(st.dSum[:rg*e1], part)
+		st.mu.Unlock()
+	}
+	run.exactBackward(s, st, w, limits, cEnd, dy, dw)
+	for k, i := range group {
+		for t := range d {
+			dq[(h*p.N+i)*d+t] = T(dw[k*d+t] * p.Scale * hp.radius)
+		}
+	}
+	return nil
+}
+
+// exactBackward differentiates the exact terms exp(w_k . u_j) [v_j, 1] for
+// keys from..limit_k-1: dx = p (dy . [v_j, 1]), dw_k += dx u_j, du_j += dx w_k,
+// dv_j += p dy_k[:e].
+func (run *runner[T]) exactBackward(s *scratch, st *gradState[T], w []float64, limits []int, from int, dy, dw []float64) {
+	hk := st.hk
+	cnt, d, e, e1 := len(limits), run.p.D, run.p.E, run.p.E+1
+	end := 0
+	for _, l := range limits {
+		end = max(end, l)
+	}
+	for j0 := from; j0 < end; j0 += keyBlock {
+		j1 := min(j0+keyBlock, end)
+		bs := j1 - j0
+		pm := make([]float64, cnt*bs)
+		kernels.GemmNT64(cnt, bs, d, w, d, hk.uk[j0*d:], d, pm, bs)
+		for k, l := range limits {
+			row := pm[k*bs : (k+1)*bs]
+			valid := min(max(l-j0, 0), bs)
+			kernels.ExpShiftSum64(row[:valid], 1, 0)
+			clear(row[valid:])
+		}
+		dp := make([]float64, cnt*bs)
+		kernels.GemmNT64(cnt, bs, e1, dy, e1, hk.valueBlock(s, j0, j1), e1, dp, bs)
+		for x := range dp {
+			dp[x] *= pm[x] // dx
+		}
+		kernels.GemmNN64(cnt, d, bs, dp, bs, hk.uk[j0*d:], d, dw, d)
+		// Key side: du = dx^T w, dv = p^T dy[:, :e].
+		dxt := make([]float64, bs*cnt)
+		pt := make([]float64, bs*cnt)
+		for k := range cnt {
+			for j := range bs {
+				dxt[j*cnt+k] = dp[k*bs+j]
+				pt[j*cnt+k] = pm[k*bs+j]
+			}
+		}
+		du := make([]float64, bs*d)
+		dv := make([]float64, bs*e)
+		kernels.GemmNN64(bs, d, cnt, dxt, cnt, w, d, du, d)
+		kernels.GemmNN64(bs, e, cnt, pt, cnt, dy, e1, dv, e)
+		st.mu.Lock()
+		addTo(st.dU[j0*d:j1*d], du)
+		addTo(st.dV[j0*e:j1*e], dv)
+		st.mu.Unlock()
+	}
+}
+
+// keysBackward adds the gradients that keys j0..j1-1 receive through their
+// moments, given S = the sum of H_i^T dy_i over the rows that read them.
+func (run *runner[T]) keysBackward(ctx context.Context, st *gradState[T], j0, j1 int, S []float64) {
+	hk := st.hk
+	r, d, e, e1 := hk.r, run.p.D, run.p.E, run.p.E+1
+	st1 := make([]float64, e1*r) // S^T
+	for a := range r {
+		for c := range e1 {
+			st1[c*r+a] = S[a*e1+c]
+		}
+	}
+	blocks := (j1 - j0 + keyBlock - 1) / keyBlock
+	run.parallelBlocks(ctx, 0, blocks, func(s *scratch, b int) {
+		k0 := j0 + b*keyBlock
+		k1 := min(k0+keyBlock, j1)
+		bs := k1 - k0
+		// Features F (r x bs) as in addMoments.
+		f := s.feat[:r*bs]
+		for j := range bs {
+			f[j] = 1
+		}
+		m := hk.mono
+		for a := 1; a < r; a++ {
+			par := int(m.parent[a])
+			u := hk.ut[int(m.vari[a])*hk.L+k0 : int(m.vari[a])*hk.L+k1]
+			for j := range bs {
+				f[a*bs+j] = f[par*bs+j] * u[j]
+			}
+		}
+		// dF = S [v, 1]^T; dV^T = S^T F.
+		dF := make([]float64, r*bs)
+		kernels.GemmNT64(r, bs, e1, S, e1, hk.valueBlock(s, k0, k1), e1, dF, bs)
+		dvt := make([]float64, e1*bs)
+		kernels.GemmNN64(e1, bs, r, st1, r, f, bs, dvt, bs)
+		// Back through F_a = F_parent(a) * u_t(a).
+		dut := make([]float64, d*bs)
+		for a := r - 1; a >= 1; a-- {
+			par, t := int(m.parent[a]), int(m.vari[a])
+			u := hk.ut[t*hk.L+k0 : t*hk.L+k1]
+			for j := range bs {
+				g := dF[a*bs+j]
+				dF[par*bs+j] += g * u[j]
+				dut[t*bs+j] += g * f[par*bs+j]
+			}
+		}
+		st.mu.Lock()
+		for j := range bs {
+			for t := range d {
+				st.dU[(k0+j)*d+t] += dut[t*bs+j]
+			}
+			for c := range e {
+				st.dV[(k0+j)*e+c] += dvt[c*bs+j]
+			}
+		}
+		st.mu.Unlock()
+	}, nil, r)
+}
