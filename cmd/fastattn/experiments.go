@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fastattn/fastattn/experiments"
+)
+
+func init() {
+	register(command{"transition", "experiment: where the polynomial method stops paying, B*(n) against sqrt(log n)", transitionCmd})
+	register(command{"scaling", "experiment: time against n for every method, log-log slopes and speed-up over exact", scalingCmd})
+}
+
+// progressBar draws a one-line progress bar on w: redrawn in place on a
+// terminal, one line per tenth of the work otherwise (logs, CI).
+type progressBar struct {
+	w        io.Writer
+	tty      bool
+	start    time.Time
+	lastTick int
+}
+
+func newProgressBar(w io.Writer) *progressBar {
+	tty := false
+	if f, ok := w.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			tty = true
+		}
+	}
+	return &progressBar{w: w, tty: tty, start: time.Now(), lastTick: -1}
+}
+
+func (p *progressBar) update(done, total int, label string) {
+	if total <= 0 {
+		return
+	}
+	frac := float64(done) / float64(total)
+	const width = 30
+	fill := int(frac * width)
+	elapsed := time.Since(p.start).Seconds()
+	eta := ""
+	if done > 0 && done < total {
+		eta = fmt.Sprintf(" eta %s", fmtSeconds(elapsed/frac-elapsed))
+	}
+	line := fmt.Sprintf("[%s%s] %3d%% %d/%d %s %s%s", strings.Repeat("#", fill), strings.Repeat(".", width-fill),
+		int(frac*100), done, total, fmtSeconds(elapsed), label, eta)
+	if p.tty {
+		fmt.Fprintf(p.w, "\r\033[K%s", line)
+		if done == total {
+			fmt.Fprintln(p.w)
+		}
+		return
+	}
+	if tick := int(frac * 10); tick != p.lastTick || done == total {
+		p.lastTick = tick
+		fmt.Fprintln(p.w, line)
+	}
+}
+
+func fmtSeconds(s float64) string {
+	if s < 60 {
+		return fmt.Sprintf("%.0fs", s)
+	}
+	return fmt.Sprintf("%dm%02ds", int(s)/60, int(s)%60)
+}
+
+// parseFloats parses a comma-separated list of positive numbers.
+func parseFloats(flagName, s string) ([]float64, error) {
+	var out []float64
+	for _, f := range strings.Split(s, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || !(v > 0) || math.IsInf(v, 0) {
+			return nil, usagef("--%s must be comma-separated positive numbers, got %q", flagName, s)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// parseLogRange parses "LO-HI" (powers of two) into exponents.
+func parseLogRange(flagName, s string) ([]int, error) {
+	lo, hi, ok := strings.Cut(s, "-")
+	a, err1 := strconv.Atoi(strings.TrimSpace(lo))
+	b, err2 := strconv.Atoi(strings.TrimSpace(hi))
+	if !ok || err1 != nil || err2 != nil || a < 1 || b < a || b > 40 {
+		return nil, usagef("--%s must be LO-HI with 1 <= LO <= HI <= 40 (n = 2^LO .. 2^HI), got %q", flagName, s)
+	}
+	var ks []int
+	for k := a; k <= b; k++ {
+		ks = append(ks, k)
+	}
+	return ks, nil
+}
+
+func experimentOut(out string) error {
+	if fi, err := os.Stat(out); err == nil && !fi.IsDir() {
+		return usagef("--out %s exists and is not a directory", out)
+	}
+	return os.MkdirAll(out, 0o755)
+}
+
+func transitionCmd(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("transition", "transition [--quick] --out DIR [flags]", stdout)
+	quick := fs.Bool("quick", false, "small sizes: measured up to n = 2^13, modelled up to 2^26 (about a minute)")
+	out := fs.String("out", "", "output directory for transition.csv, crossover.csv and the plots (required)")
+	cs := fs.String("c", "", "d = ceil(c log2 n); comma-separated values of c (default 0.5,1)")
+	ns := fs.String("logn", "", "n = 2^LO .. 2^HI, as LO-HI (default 8-30, quick 8-26)")
+	measured := fs.Int("measure-up-to", 0, "run sizes up to 2^K, model beyond (default 16, quick 13)")
+	maxSec := fs.Float64("max-seconds", 0, "longest predicted single run (default 60, quick 5)")
+	seed := fs.Uint64("seed", 1, "random seed")
+	noProgress := fs.Bool("no-progress", false, "no progress bar on stderr")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *out == "" {
+		return usagef("--out is required")
+	}
+	cfg := experiments.FullTransition()
+	if *quick {
+		cfg = experiments.QuickTransition()
+	}
+	cfg.Seed = *seed
+	var err error
+	if *cs != "" {
+		if cfg.Cs, err = parseFloats("c", *cs); err != nil {
+			return err
+		}
+	}
+	if *ns != "" {
+		if cfg.LogNs, err = parseLogRange("logn", *ns); err != nil {
+			return err
+		}
+	}
+	if *measured != 0 {
+		cfg.MaxMeasuredLogN = *measured
+	}
+	if *maxSec != 0 {
+		if !(*maxSec > 0) {
+			return usagef("--max-seconds must be positive")
+		}
+		cfg.MaxSeconds = *maxSec
+	}
+	if err := experimentOut(*out); err != nil {
+		return err
+	}
+	if !*noProgress {
+		cfg.Progress = newProgressBar(stderr).update
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	res, err := experiments.RunTransition(ctx, cfg)
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return fmt.Errorf("interrupted; nothing written")
+		}
+		return err
+	}
+	files, err := res.Write(*out)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "transition: %d points (%d measured) in %s; cost model: poly %.3g flop/s + %.3g s setup (%d runs), exact %.3g flop/s (%d runs)\n",
+		len(res.Rows), countMeasured(res), fmtSeconds(res.Elapsed), res.PolyRate.PerSecond, res.PolyRate.Setup, res.PolyRate.Points, res.ExactRate.PerSecond, res.ExactRate.Points)
+	fmt.Fprintf(stdout, "%-5s %-6s %4s %9s %9s %8s %9s\n", "c", "n", "d", "B*", "B*/√ln n", "degree", "measured")
+	for _, c := range res.Crossovers {
+		m := "-"
+		if !math.IsNaN(c.XMeasured) {
+			m = fmt.Sprintf("%.3f", c.XMeasured)
+		}
+		fmt.Fprintf(stdout, "%-5g 2^%-4d %4d %9.3f %9.3f %8d %9s\n", c.C, int(math.Round(math.Log2(float64(c.N)))), c.D, c.BStar, c.XStar, c.DegreeStar, m)
+	}
+	fmt.Fprintf(stdout, "wrote %s\n", strings.Join(files, ", "))
+	return nil
+}
+
+func countMeasured(res *experiments.TransitionResult) int {
+	k := 0
+	for _, r := range res.Rows {
+		if r.PolySource == experiments.Measured {
+			k++
+		}
+	}
+	return k
+}

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+
+	"github.com/fastattn/fastattn"
+	"github.com/fastattn/fastattn/experiments"
+)
+
+func scalingCmd(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("scaling", "scaling [--quick] --out DIR [flags]", stdout)
+	quick := fs.Bool("quick", false, "n up to 2^15 (about a minute)")
+	out := fs.String("out", "", "output directory for scaling.csv, slopes.csv and the plots (required)")
+	ns := fs.String("logn", "", "n = 2^LO .. 2^HI, as LO-HI (default 10-20, quick 10-15)")
+	methods := fs.String("methods", "", "methods besides exact, comma-separated (default: all of "+strings.Join(fastattn.Methods(), ", ")+")")
+	maxSec := fs.Float64("max-seconds", 0, "a method stops growing n after a run longer than a quarter of this (default 60, quick 10)")
+	seed := fs.Uint64("seed", 1, "random seed")
+	noProgress := fs.Bool("no-progress", false, "no progress bar on stderr")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *out == "" {
+		return usagef("--out is required")
+	}
+	cfg := experiments.FullScaling()
+	if *quick {
+		cfg = experiments.QuickScaling()
+	}
+	cfg.Seed = *seed
+	var err error
+	if *ns != "" {
+		if cfg.LogNs, err = parseLogRange("logn", *ns); err != nil {
+			return err
+		}
+	}
+	if *methods != "" {
+		cfg.Methods = []string{"exact"}
+		for _, m := range strings.Split(*methods, ",") {
+			m = strings.TrimSpace(m)
+			if !slices.Contains(fastattn.Methods(), m) {
+				return usagef("--methods: unknown method %q; choose from %v", m, fastattn.Methods())
+			}
+			if m != "exact" {
+				cfg.Methods = append(cfg.Methods, m)
+			}
+		}
+	}
+	if *maxSec != 0 {
+		if !(*maxSec > 0) {
+			return usagef("--max-seconds must be positive")
+		}
+		cfg.MaxSeconds = *maxSec
+	}
+	if err := experimentOut(*out); err != nil {
+		return err
+	}
+	if !*noProgress {
+		cfg.Progress = newProgressBar(stderr).update
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	res, err := experiments.RunScaling(ctx, cfg)
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return fmt.Errorf("interrupted; nothing written")
+		}
+		return err
+	}
+	files, err := res.Write(*out)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "scaling: %d runs in %s\n", len(res.Rows), fmtSeconds(res.Elapsed))
+	fmt.Fprintf(stdout, "%-14s %-8s %6s %7s  %s\n", "family", "method", "slope", "points", "speed-up over exact at the largest n")
+	for _, s := range res.Slopes {
+		sp := "-"
+		for _, r := range res.Rows {
+			if r.Family == s.Family && r.Method == s.Method && s.Method != "exact" && r.Source == experiments.Measured && !math.IsNaN(r.Speedup) {
+				sp = fmt.Sprintf("%.3gx at n = %d", r.Speedup, r.N)
+			}
+		}
+		slope := "-"
+		if !math.IsNaN(s.Slope) {
+			slope = fmt.Sprintf("%.2f", s.Slope)
+		}
+		fmt.Fprintf(stdout, "%-14s %-8s %6s %7d  %s\n", s.Family, s.Method, slope, s.Points, sp)
+	}
+	fmt.Fprintf(stdout, "wrote %s\n", strings.Join(files, ", "))
+	return nil
+}

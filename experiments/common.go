@@ -1,0 +1,211 @@
+// Package experiments runs the measurements behind EXPERIMENTS.md: the
+// sharp transition of polynomial-method attention at entry bound
+// B ~ sqrt(log n) (Alman & Song, Theorems 1.3 and 1.4) and the scaling of
+// every attention method with n. Each experiment returns its rows, writes
+// CSV files and plots (PNG and SVG, gonum/plot), and reports progress
+// through a callback so the command line can draw a progress bar.
+//
+// Measurements that would take too long are replaced by a cost model
+// calibrated on the measured runs (seconds = a + flops / rate, fitted per
+// method), and every such row is marked "model" rather than "measured".
+package experiments
+
+import (
+	"context"
+	"encoding/csv"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/exact"
+	"github.com/fastattn/fastattn/internal/npyfile"
+)
+
+// Progress is told after each step: done of total steps, and what ran.
+type Progress func(done, total int, label string)
+
+// Source says where a time comes from.
+const (
+	Measured = "measured"
+	// Sampled marks exact attention timed on a subset of the query rows and
+	// scaled by n/rows (its cost is linear in the number of rows).
+	Sampled = "measured-rows"
+	Model   = "model"
+)
+
+// input is one generated attention problem (one head, float64).
+type input struct {
+	n, d, e int
+	q, k, v []float64
+}
+
+// signInput draws Q and K with entries +-b (random signs, so every entry
+// attains the bound and |q| = |k| = b sqrt(d)), V uniform on [-1, 1].
+func signInput(r *rand.Rand, n, d, e int, b float64) *input {
+	in := &input{n: n, d: d, e: e, q: make([]float64, n*d), k: make([]float64, n*d), v: make([]float64, n*e)}
+	for _, x := range [][]float64{in.q, in.k} {
+		for i := range x {
+			if r.Uint64()&1 == 0 {
+				x[i] = b
+			} else {
+				x[i] = -b
+			}
+		}
+	}
+	for i := range in.v {
+		in.v[i] = 2*r.Float64() - 1
+	}
+	return in
+}
+
+// uniformInput draws Q and K uniform on [-b, b], V uniform on [-1, 1].
+func uniformInput(r *rand.Rand, n, d, e int, b float64) *input {
+	in := &input{n: n, d: d, e: e, q: make([]float64, n*d), k: make([]float64, n*d), v: make([]float64, n*e)}
+	for _, x := range [][]float64{in.q, in.k} {
+		for i := range x {
+			x[i] = b * (2*r.Float64() - 1)
+		}
+	}
+	for i := range in.v {
+		in.v[i] = 2*r.Float64() - 1
+	}
+	return in
+}
+
+// problem returns the attention problem on the first rows queries (all if
+// rows <= 0 or rows >= n).
+func (in *input) problem(scale, eps float64, rows int) *attn.Problem[float64] {
+	if rows <= 0 || rows > in.n {
+		rows = in.n
+	}
+	return &attn.Problem[float64]{Heads: 1, N: rows, M: in.n, D: in.d, E: in.e,
+		Q: in.q[:rows*in.d], K: in.k, V: in.v, Scale: scale, Eps: eps}
+}
+
+// timeExact times exact attention of in on at most rows query rows (all if
+// rows <= 0) and returns the seconds scaled to all n rows, the flops for all
+// rows, the output of the rows computed and whether rows were sampled.
+func timeExact(ctx context.Context, in *input, scale float64, rows int) (sec, flops float64, out []float64, sampled bool, err error) {
+	p := in.problem(scale, 0, rows)
+	o := attn.NewOutput(p)
+	start := time.Now()
+	st, err := exact.Method{}.Forward64(ctx, p, o)
+	if err != nil {
+		return 0, 0, nil, false, err
+	}
+	sec = time.Since(start).Seconds()
+	f := float64(in.n) / float64(p.N)
+	return sec * f, st.Flops * f, o.O, p.N < in.n, nil
+}
+
+// maxError returns max |got - want| / max_l |V_lj| over the rows of want.
+func maxError(got, want, v []float64, e int) float64 {
+	colMax := make([]float64, e)
+	for i, x := range v {
+		colMax[i%e] = max(colMax[i%e], math.Abs(x))
+	}
+	var worst float64
+	for i, w := range want {
+		if c := colMax[i%e]; c > 0 {
+			worst = max(worst, math.Abs(got[i]-w)/c)
+		}
+	}
+	return worst
+}
+
+// fitLine fits y = a + b x by least squares and returns a, b.
+func fitLine(x, y []float64) (a, b float64) {
+	n := float64(len(x))
+	if len(x) == 0 {
+		return math.NaN(), math.NaN()
+	}
+	var sx, sy, sxx, sxy float64
+	for i := range x {
+		sx += x[i]
+		sy += y[i]
+		sxx += x[i] * x[i]
+		sxy += x[i] * y[i]
+	}
+	den := n*sxx - sx*sx
+	if den == 0 {
+		return sy / n, 0
+	}
+	b = (n*sxy - sx*sy) / den
+	return (sy - b*sx) / n, b
+}
+
+// rate is a fitted cost model seconds = Setup + Flops / PerSecond.
+type rate struct {
+	Setup, PerSecond float64
+	Points           int
+}
+
+// fitRate fits seconds = a + flops/r with a >= 0 to measured runs; with no
+// runs it returns the fallback.
+func fitRate(flops, secs []float64, fallback rate) rate {
+	// Runs under 10 ms measure overheads more than throughput; leave them
+	// out when there are enough longer ones.
+	var lf, ls []float64
+	for i, s := range secs {
+		if s >= 0.01 {
+			lf, ls = append(lf, flops[i]), append(ls, s)
+		}
+	}
+	if len(lf) >= 2 {
+		flops, secs = lf, ls
+	}
+	if len(flops) == 0 {
+		return fallback
+	}
+	if len(flops) == 1 {
+		return rate{Setup: fallback.Setup, PerSecond: flops[0] / math.Max(secs[0]-fallback.Setup, 1e-9), Points: 1}
+	}
+	a, b := fitLine(flops, secs)
+	if !(b > 0) {
+		var f, s float64
+		for i := range flops {
+			f += flops[i]
+			s += secs[i]
+		}
+		return rate{PerSecond: f / s, Points: len(flops)}
+	}
+	if a < 0 {
+		// Refit through the origin.
+		var fx, fy float64
+		for i := range flops {
+			fx += flops[i] * flops[i]
+			fy += flops[i] * secs[i]
+		}
+		return rate{PerSecond: fx / fy, Points: len(flops)}
+	}
+	return rate{Setup: a, PerSecond: 1 / b, Points: len(flops)}
+}
+
+func (r rate) seconds(flops float64) float64 { return r.Setup + flops/r.PerSecond }
+
+// writeCSV writes rows (the first is the header) atomically.
+func writeCSV(path string, rows [][]string) error {
+	return npyfile.WriteAtomic(path, func(w io.Writer) error {
+		cw := csv.NewWriter(w)
+		if err := cw.WriteAll(rows); err != nil {
+			return err
+		}
+		cw.Flush()
+		return cw.Error()
+	})
+}
+
+func ftoa(x float64) string {
+	if math.IsNaN(x) {
+		return ""
+	}
+	return strconv.FormatFloat(x, 'g', 6, 64)
+}
+
+func itoa(x int) string { return strconv.Itoa(x) }
+
+func log2Label(n int) string { return fmt.Sprintf("2^%d", int(math.Round(math.Log2(float64(n))))) }
