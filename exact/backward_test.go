@@ -10,6 +10,7 @@ import (
 
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/attn/attntest"
+	"github.com/fastattn/fastattn/internal/reference"
 )
 
 func TestGradConformance(t *testing.T) {
@@ -206,6 +207,71 @@ func TestReferenceGradient(t *testing.T) {
 		p := c.Generate(1)
 		if _, err := attntest.CheckGradFD(Method{}, p, attntest.GradOutput(p, 2), 1e-6, true, false); err != nil {
 			t.Errorf("%s: %v", c.Name, err)
+		}
+	}
+}
+
+// TestBackwardLargeSampled checks a problem large enough for every flush
+// and many tiles against the reference on sampled rows, in both types.
+func TestBackwardLargeSampled(t *testing.T) {
+	n := 1500
+	if testing.Short() {
+		n = 700
+	}
+	for _, causal := range []bool{false, true} {
+		p64 := attntest.Case{Heads: 2, N: n, M: n + 37, D: 16, E: 8, Causal: causal}.Generate(9)
+		dO := attntest.GradOutput(p64, 10)
+		checkSampled(t, p64, dO, 1e-12)
+		dO32 := make([]float32, len(dO))
+		for i, v := range dO {
+			dO32[i] = float32(v)
+		}
+		checkSampled(t, attntest.To32(p64), dO32, 1e-5)
+	}
+}
+
+func checkSampled[T attn.Float](t *testing.T, p *attn.Problem[T], dO []T, tol float64) {
+	t.Helper()
+	out := attn.NewOutput(p)
+	if _, err := attn.Forward(context.Background(), Method{}, p, out); err != nil {
+		t.Fatal(err)
+	}
+	g := attn.NewGradients(p)
+	if _, err := attn.Backward(context.Background(), Method{}, p, out, dO, g); err != nil {
+		t.Fatal(err)
+	}
+	rows := []int{0, 1, 63, 64, 255, 256, 257, 700 - 1, p.N - 1}
+	keys := []int{0, 127, 128, 511, 512, 640, p.M - 1}
+	for h := range p.Heads {
+		lse, o := make([]float64, p.N), make([]float64, p.N*p.E)
+		for i := range p.N {
+			reference.Row(p, h, i, o[i*p.E:(i+1)*p.E], &lse[i])
+		}
+		dq := reference.GradientQueryRows(p, dO, h, rows)
+		dk, dv := reference.GradientKeyRows(p, dO, h, lse, o, keys)
+		for _, c := range []struct {
+			name  string
+			got   []T
+			cols  int
+			rows  []int
+			want  []float64
+			first int
+		}{
+			{"dQ", g.DQ, p.D, rows, dq, h * p.N},
+			{"dK", g.DK, p.D, keys, dk, h * p.M},
+			{"dV", g.DV, p.E, keys, dv, h * p.M},
+		} {
+			var errMax, big float64
+			for r, i := range c.rows {
+				for x := range c.cols {
+					w := c.want[r*c.cols+x]
+					errMax = max(errMax, math.Abs(float64(c.got[(c.first+i)*c.cols+x])-w))
+					big = max(big, math.Abs(w))
+				}
+			}
+			if errMax > tol*big {
+				t.Errorf("%T causal=%v head %d: %s error %g, largest entry %g", T(0), p.Causal, h, c.name, errMax, big)
+			}
 		}
 	}
 }
