@@ -1,9 +1,10 @@
 module github.com/fastattn/fastattn
 
-go 1.26
+go 1.26.0
 
 require (
 	codeberg.org/sbinet/npyio v0.14.0
+	golang.org/x/sys v0.49.0
 	gonum.org/v1/gonum v0.17.0
 	gonum.org/v1/plot v0.17.0
 )

@@ -6,6 +6,8 @@ import (
 	"math"
 	"sync"
 	"unsafe"
+
+	"golang.org/x/sys/cpu"
 )
 
 // Dispatch levels, in increasing order of capability.
@@ -26,36 +28,14 @@ func levelName(l int) string {
 	return [...]string{"go", "avx2", "avx512"}[l]
 }
 
-// detectLevel reads CPUID and XCR0 as golang.org/x/sys/cpu does: AVX2 needs
-// AVX, AVX2, FMA and the OS saving YMM state; AVX-512 also needs AVX512F
-// and the OS saving the opmask and ZMM state.
+// detectLevel asks golang.org/x/sys/cpu, which checks both the CPUID
+// feature bits and that the OS saves the register state (XCR0): AVX2 needs
+// AVX2 and FMA; AVX-512 needs AVX512F on top.
 func detectLevel() int {
-	maxID, _, _, _ := cpuid(0, 0)
-	if maxID < 7 {
+	switch {
+	case !cpu.X86.HasAVX2 || !cpu.X86.HasFMA:
 		return levelGo
-	}
-	_, _, ecx1, _ := cpuid(1, 0)
-	const (
-		fma     = 1 << 12
-		osxsave = 1 << 27
-		avx     = 1 << 28
-	)
-	if ecx1&(fma|osxsave|avx) != fma|osxsave|avx {
-		return levelGo
-	}
-	xcr0, _ := xgetbv()
-	if xcr0&6 != 6 { // SSE and AVX state
-		return levelGo
-	}
-	_, ebx7, _, _ := cpuid(7, 0)
-	const (
-		avx2    = 1 << 5
-		avx512f = 1 << 16
-	)
-	if ebx7&avx2 == 0 {
-		return levelGo
-	}
-	if ebx7&avx512f != 0 && xcr0&0xe0 == 0xe0 {
+	case cpu.X86.HasAVX512F:
 		return levelAVX512
 	}
 	return levelAVX2

@@ -5,12 +5,6 @@
 package kernels
 
 //go:noescape
-func cpuid(eaxArg, ecxArg uint32) (eax, ebx, ecx, edx uint32)
-
-//go:noescape
-func xgetbv() (eax, edx uint32)
-
-//go:noescape
 func gemmF32AVX2_1x2(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
 
 //go:noescape

@@ -373,25 +373,6 @@ DATA e64magic<>+48(SB)/8, $0x43300000000003ff
 DATA e64magic<>+56(SB)/8, $0x43300000000003ff
 GLOBL e64magic<>(SB), RODATA|NOPTR, $64
 
-// func cpuid(eaxArg, ecxArg uint32) (eax, ebx, ecx, edx uint32)
-TEXT ·cpuid(SB), NOSPLIT, $0-24
-	MOVL eaxArg+0(FP), AX
-	MOVL ecxArg+4(FP), CX
-	CPUID
-	MOVL AX, eax+8(FP)
-	MOVL BX, ebx+12(FP)
-	MOVL CX, ecx+16(FP)
-	MOVL DX, edx+20(FP)
-	RET
-
-// func xgetbv() (eax, edx uint32)
-TEXT ·xgetbv(SB), NOSPLIT, $0-8
-	MOVL $0, CX
-	XGETBV
-	MOVL AX, eax+0(FP)
-	MOVL DX, edx+4(FP)
-	RET
-
 // func gemmF32AVX2_1x2(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
 TEXT ·gemmF32AVX2_1x2(SB), NOSPLIT, $0-72
 	MOVQ k+0(FP), CX

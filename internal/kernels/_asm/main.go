@@ -1,7 +1,7 @@
 // Command asmgen writes fastattn's amd64 assembly kernels and their Go
 // declarations:
 //
-//	zkernels_amd64.s   GEMM microkernels, B-panel transposes, exp, max, cpuid
+//	zkernels_amd64.s   GEMM microkernels, B-panel transposes, exp, max
 //	zkernels_amd64.go  the matching Go declarations and kernel tables
 //
 // Run it from internal/kernels with `go generate` (see gen.go there), or
@@ -89,7 +89,6 @@ func main() {
 	fmt.Fprintf(&gs, "//go:build amd64 && !purego\n\npackage kernels\n\n")
 
 	genData()
-	genCPUID()
 	for _, c := range configs {
 		genGemmFamily(c)
 	}
@@ -189,30 +188,6 @@ func genData() {
 	}
 	data64("e64half", 0.5)
 	data64("e64magic", 1<<52+1023)
-}
-
-// ---------------------------------------------------------------- cpuid
-
-func genCPUID() {
-	fmt.Fprintf(&s, "// func cpuid(eaxArg, ecxArg uint32) (eax, ebx, ecx, edx uint32)\n")
-	fmt.Fprintf(&s, "TEXT ·cpuid(SB), NOSPLIT, $0-24\n")
-	emit("MOVL eaxArg+0(FP), AX")
-	emit("MOVL ecxArg+4(FP), CX")
-	emit("CPUID")
-	emit("MOVL AX, eax+8(FP)")
-	emit("MOVL BX, ebx+12(FP)")
-	emit("MOVL CX, ecx+16(FP)")
-	emit("MOVL DX, edx+20(FP)")
-	emit("RET\n")
-	fmt.Fprintf(&s, "// func xgetbv() (eax, edx uint32)\n")
-	fmt.Fprintf(&s, "TEXT ·xgetbv(SB), NOSPLIT, $0-8\n")
-	emit("MOVL $0, CX")
-	emit("XGETBV")
-	emit("MOVL AX, eax+0(FP)")
-	emit("MOVL DX, edx+4(FP)")
-	emit("RET\n")
-	fmt.Fprintf(&gs, "//go:noescape\nfunc cpuid(eaxArg, ecxArg uint32) (eax, ebx, ecx, edx uint32)\n\n")
-	fmt.Fprintf(&gs, "//go:noescape\nfunc xgetbv() (eax, edx uint32)\n\n")
 }
 
 // ---------------------------------------------------------------- GEMM
