@@ -83,11 +83,52 @@ func backward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], d
 	return attn.Stats{Flops: 2 * run.flops, Details: run.details}, nil
 }
 
+// gradScratch holds one worker's backward buffers, allocated on first use
+// for rank r (the backward pass would otherwise allocate megabytes per
+// block of rows, and the garbage collector would dominate).
+type gradScratch struct {
+	feats, dH, ht   []float64 // queryBlock x r (ht transposed)
+	part            []float64 // r x (e+1)
+	dy, dw          []float64 // queryBlock x (e+1), queryBlock x d
+	pm, dp, dxt, pt []float64 // queryBlock x keyBlock
+	du, dv          []float64 // keyBlock x d, keyBlock x e
+	dF, dvt, dut    []float64 // r x keyBlock, (e+1) x keyBlock, d x keyBlock
+	limits          []int
+}
+
+func (s *scratch) gradBuffers(r, d, e int) *gradScratch {
+	if s.grad != nil && len(s.grad.feats) >= queryBlock*r {
+		return s.grad
+	}
+	e1 := e + 1
+	s.grad = &gradScratch{
+		feats: make([]float64, queryBlock*r), dH: make([]float64, queryBlock*r), ht: make([]float64, queryBlock*r),
+		part: make([]float64, r*e1), dy: make([]float64, queryBlock*e1), dw: make([]float64, queryBlock*d),
+		pm: make([]float64, queryBlock*keyBlock), dp: make([]float64, queryBlock*keyBlock),
+		dxt: make([]float64, queryBlock*keyBlock), pt: make([]float64, queryBlock*keyBlock),
+		du: make([]float64, keyBlock*d), dv: make([]float64, keyBlock*e),
+		dF: make([]float64, r*keyBlock), dvt: make([]float64, e1*keyBlock), dut: make([]float64, d*keyBlock),
+		limits: make([]int, queryBlock),
+	}
+	return s.grad
+}
+
+// coefficients returns c_|alpha| (|alpha|!/alpha!) for the first r
+// monomials: the query-side weights of polynomial a.
+func coefficients(m *monomials, a polyexp.Approx, r int) []float64 {
+	c := make([]float64, r)
+	for al := range r {
+		c[al] = a.Coeffs[m.degree[al]] * m.multi[al]
+	}
+	return c
+}
+
 // gradState is one head's backward accumulators.
 type gradState[T attn.Float] struct {
 	hk    *headKeys[T]
 	hp    *headPlan
 	polys map[int]polyexp.Approx
+	coefs map[int][]float64 // per degree: coefficients(mono, polys[g], rank)
 	h     int
 	dO    []T
 	dy    []float64 // N x (e+1): each row's dy
@@ -106,8 +147,11 @@ func (run *runner[T]) headBackward(ctx context.Context, h int, hp *headPlan, dO 
 		return err
 	}
 	L, r, e1 := hk.L, hk.r, p.E+1
-	st := &gradState[T]{hk: hk, hp: hp, polys: polys, h: h, dO: dO,
+	st := &gradState[T]{hk: hk, hp: hp, polys: polys, h: h, dO: dO, coefs: map[int][]float64{},
 		dy: make([]float64, p.N*e1), dU: make([]float64, L*p.D), dV: make([]float64, L*p.E)}
+	for g, a := range polys {
+		st.coefs[g] = coefficients(hk.mono, a, Rank(p.D, g))
+	}
 	run.mu.Lock()
 	run.flops += float64(L) * float64(r) * float64(2*e1+1)
 	run.mu.Unlock()
@@ -203,7 +247,7 @@ func (run *runner[T]) rowsBackward(ctx context.Context, st *gradState[T], rows [
 			if gdeg == exactRow {
 				m, from = nil, 0
 			}
-			if err := run.groupBackward(s, st, st.polys[gdeg], group, m, from, dq); err != nil {
+			if err := run.groupBackward(s, st, gdeg, group, m, from, dq); err != nil {
 				fmu.Lock()
 				failed = err
 				fmu.Unlock()
@@ -217,17 +261,19 @@ func (run *runner[T]) rowsBackward(ctx context.Context, st *gradState[T], rows [
 	return ctx.Err()
 }
 
-func (run *runner[T]) groupBackward(s *scratch, st *gradState[T], a polyexp.Approx, group []int, mom []float64, cEnd int, dq []T) error {
+func (run *runner[T]) groupBackward(s *scratch, st *gradState[T], degree int, group []int, mom []float64, cEnd int, dq []T) error {
 	p, hk, hp, h := run.p, st.hk, st.hp, st.h
 	d, e, e1 := p.D, p.E, p.E+1
 	cnt := len(group)
+	gs := s.gradBuffers(hk.r, d, e)
 	rg := 1
+	coef := st.coefs[degree]
 	if mom != nil {
-		rg = Rank(d, a.Degree)
+		rg = len(coef)
 	}
 	mono := hk.mono
 	w := s.w[:cnt*d]
-	limits := make([]int, cnt)
+	limits := gs.limits[:cnt]
 	for k, i := range group {
 		q := p.Q[(h*p.N+i)*d : (h*p.N+i+1)*d]
 		for t := range d {
@@ -238,20 +284,21 @@ func (run *runner[T]) groupBackward(s *scratch, st *gradState[T], a polyexp.Appr
 	// Recompute y = H C + exact terms.
 	y := s.y[:cnt*e1]
 	clear(y)
-	feats := make([]float64, cnt*rg) // monomials w^alpha, before coefficients
+	feats := gs.feats[:cnt*rg] // monomials w^alpha, before coefficients
 	hbuf := s.h[:cnt*rg]
 	if mom != nil {
 		for k := range cnt {
-			mono.eval(w[k*d:(k+1)*d], feats[k*rg:(k+1)*rg], rg)
-			for al := range rg {
-				hbuf[k*rg+al] = feats[k*rg+al] * a.Coeffs[mono.degree[al]] * mono.multi[al]
+			fk, hk := feats[k*rg:(k+1)*rg], hbuf[k*rg:(k+1)*rg]
+			mono.eval(w[k*d:(k+1)*d], fk, rg)
+			for al, c := range coef {
+				hk[al] = fk[al] * c
 			}
 		}
 		kernels.GemmNN64(cnt, e1, rg, hbuf, rg, mom, e1, y, e1)
 	}
 	hk.addExact(s, w, limits, cEnd, y)
 	// dy from dO, T and w.
-	dy := make([]float64, cnt*e1)
+	dy := gs.dy[:cnt*e1]
 	for k, i := range group {
 		yr := y[k*e1 : (k+1)*e1]
 		den := yr[e]
@@ -267,34 +314,38 @@ func (run *runner[T]) groupBackward(s *scratch, st *gradState[T], a polyexp.Appr
 		dy[k*e1+e] = -dot / den
 		copy(st.dy[i*e1:(i+1)*e1], dy[k*e1:(k+1)*e1])
 	}
-	dw := make([]float64, cnt*d)
+	dw := gs.dw[:cnt*d]
+	clear(dw)
 	if mom != nil {
 		// dH = dy C^T, then dG = dH * coefficients, then back through the
 		// monomial recurrence G_a = G_parent(a) * w_t(a).
-		dH := make([]float64, cnt*rg)
+		dH := gs.dH[:cnt*rg]
 		kernels.GemmNT64(cnt, rg, e1, dy, e1, mom, e1, dH, rg)
+		parent, vari := mono.parent[:rg], mono.vari[:rg]
 		for k := range cnt {
 			dG := dH[k*rg : (k+1)*rg]
 			G := feats[k*rg : (k+1)*rg]
 			wk := w[k*d : (k+1)*d]
 			dwk := dw[k*d : (k+1)*d]
-			for al := range rg {
-				dG[al] *= a.Coeffs[mono.degree[al]] * mono.multi[al]
+			for al, c := range coef {
+				dG[al] *= c
 			}
 			for al := rg - 1; al >= 1; al-- {
-				par, t := mono.parent[al], mono.vari[al]
-				dG[par] += dG[al] * wk[t]
-				dwk[t] += dG[al] * G[par]
+				par, t := parent[al], vari[al]
+				g := dG[al]
+				dG[par] += g * wk[t]
+				dwk[t] += g * G[par]
 			}
 		}
 		// dSum += H^T dy.
-		ht := make([]float64, rg*cnt)
+		ht := gs.ht[:rg*cnt]
 		for k := range cnt {
-			for al := range rg {
-				ht[al*cnt+k] = hbuf[k*rg+al]
+			for al, x := range hbuf[k*rg : (k+1)*rg] {
+				ht[al*cnt+k] = x
 			}
 		}
-		part := make([]float64, rg*e1)
+		part := gs.part[:rg*e1]
+		clear(part)
 		kernels.GemmNN64(rg, e1, cnt, ht, cnt, dy, e1, part, e1)
 		st.mu.Lock()
 		addTo(st.dSum[:rg*e1], part)
@@ -315,6 +366,7 @@ func (run *runner[T]) groupBackward(s *scratch, st *gradState[T], a polyexp.Appr
 func (run *runner[T]) exactBackward(s *scratch, st *gradState[T], w []float64, limits []int, from int, dy, dw []float64) {
 	hk := st.hk
 	cnt, d, e, e1 := len(limits), run.p.D, run.p.E, run.p.E+1
+	gs := s.gradBuffers(hk.r, d, e)
 	end := 0
 	for _, l := range limits {
 		end = max(end, l)
@@ -322,7 +374,7 @@ func (run *runner[T]) exactBackward(s *scratch, st *gradState[T], w []float64, l
 	for j0 := from; j0 < end; j0 += keyBlock {
 		j1 := min(j0+keyBlock, end)
 		bs := j1 - j0
-		pm := make([]float64, cnt*bs)
+		pm := gs.pm[:cnt*bs]
 		kernels.GemmNT64(cnt, bs, d, w, d, hk.uk[j0*d:], d, pm, bs)
 		for k, l := range limits {
 			row := pm[k*bs : (k+1)*bs]
@@ -330,23 +382,23 @@ func (run *runner[T]) exactBackward(s *scratch, st *gradState[T], w []float64, l
 			kernels.ExpShiftSum64(row[:valid], 1, 0)
 			clear(row[valid:])
 		}
-		dp := make([]float64, cnt*bs)
+		dp := gs.dp[:cnt*bs]
 		kernels.GemmNT64(cnt, bs, e1, dy, e1, hk.valueBlock(s, j0, j1), e1, dp, bs)
 		for x := range dp {
 			dp[x] *= pm[x] // dx
 		}
 		kernels.GemmNN64(cnt, d, bs, dp, bs, hk.uk[j0*d:], d, dw, d)
 		// Key side: du = dx^T w, dv = p^T dy[:, :e].
-		dxt := make([]float64, bs*cnt)
-		pt := make([]float64, bs*cnt)
+		dxt, pt := gs.dxt[:bs*cnt], gs.pt[:bs*cnt]
 		for k := range cnt {
 			for j := range bs {
 				dxt[j*cnt+k] = dp[k*bs+j]
 				pt[j*cnt+k] = pm[k*bs+j]
 			}
 		}
-		du := make([]float64, bs*d)
-		dv := make([]float64, bs*e)
+		du, dv := gs.du[:bs*d], gs.dv[:bs*e]
+		clear(du)
+		clear(dv)
 		kernels.GemmNN64(bs, d, cnt, dxt, cnt, w, d, du, d)
 		kernels.GemmNN64(bs, e, cnt, pt, cnt, dy, e1, dv, e)
 		st.mu.Lock()
@@ -386,19 +438,22 @@ func (run *runner[T]) keysBackward(ctx context.Context, st *gradState[T], j0, j1
 			}
 		}
 		// dF = S [v, 1]^T; dV^T = S^T F.
-		dF := make([]float64, r*bs)
+		gs := s.gradBuffers(r, d, e)
+		dF := gs.dF[:r*bs]
 		kernels.GemmNT64(r, bs, e1, S, e1, hk.valueBlock(s, k0, k1), e1, dF, bs)
-		dvt := make([]float64, e1*bs)
+		dvt := gs.dvt[:e1*bs]
+		clear(dvt)
 		kernels.GemmNN64(e1, bs, r, st1, r, f, bs, dvt, bs)
 		// Back through F_a = F_parent(a) * u_t(a).
-		dut := make([]float64, d*bs)
+		dut := gs.dut[:d*bs]
+		clear(dut)
 		for a := r - 1; a >= 1; a-- {
 			par, t := int(m.parent[a]), int(m.vari[a])
 			u := hk.ut[t*hk.L+k0 : t*hk.L+k1]
-			for j := range bs {
-				g := dF[a*bs+j]
-				dF[par*bs+j] += g * u[j]
-				dut[t*bs+j] += g * f[par*bs+j]
+			ga, gp, fp, ut := dF[a*bs:(a+1)*bs], dF[par*bs:(par+1)*bs], f[par*bs:(par+1)*bs], dut[t*bs:(t+1)*bs]
+			for j, g := range ga {
+				gp[j] += g * u[j]
+				ut[j] += g * fp[j]
 			}
 		}
 		st.mu.Lock()

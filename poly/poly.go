@@ -644,4 +644,5 @@ type scratch struct {
 	y       []float64 // queryBlock x (e+1) results
 	w       []float64 // queryBlock x d scaled queries
 	scores  []float64 // queryBlock x keyBlock exponents, for keys added exactly
+	grad    *gradScratch
 }

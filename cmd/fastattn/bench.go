@@ -31,6 +31,7 @@ type benchConfig struct {
 	heads     int
 	reps      int
 	exactRows int
+	grad      bool
 }
 
 func benchCmd(args []string, stdout, stderr io.Writer) error {
@@ -45,11 +46,12 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	causal := fs.Bool("causal", false, "causal mask")
 	heads := fs.Int("heads", 1, "heads per run")
 	reps := fs.Int("reps", 3, "runs per size; the fastest is reported")
+	grad := fs.Bool("grad", false, "time forward plus backward (gradients for a random dO) instead of forward alone")
 	exactRows := fs.Int("exact-rows", 8192, "above this n, exact attention is timed on this many query rows and scaled by n/rows (its cost is linear in rows); 0 times every row")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg := benchConfig{scale: *scale, eps: *eps, causal: *causal, heads: *heads, reps: *reps, exactRows: *exactRows}
+	cfg := benchConfig{scale: *scale, eps: *eps, causal: *causal, heads: *heads, reps: *reps, exactRows: *exactRows, grad: *grad}
 	var err error
 	if cfg.ns, err = parseInts("n", *nList); err != nil {
 		return err
@@ -99,8 +101,12 @@ type benchRow struct {
 }
 
 func runBench(ctx context.Context, cfg benchConfig, stdout io.Writer) error {
-	fmt.Fprintf(stdout, "fastattn bench: %s, Q and K entries %s:%g, scale %s, eps %g, causal %v; fastest of %d runs of the library call\n",
-		plural(cfg.heads, "head"), cfg.dist, cfg.entry, cfg.scale, cfg.eps, cfg.causal, cfg.reps)
+	what := "forward"
+	if cfg.grad {
+		what = "forward + backward (the backward's sampled error check not timed)"
+	}
+	fmt.Fprintf(stdout, "fastattn bench: %s, %s, Q and K entries %s:%g, scale %s, eps %g, causal %v; fastest of %d runs of the library call\n",
+		what, plural(cfg.heads, "head"), cfg.dist, cfg.entry, cfg.scale, cfg.eps, cfg.causal, cfg.reps)
 	fmt.Fprintln(stdout, "GFLOP/s counts exact attention's 2nm(d+e) flops; x = exact's time / the method's; * = exact timed on sampled rows and scaled")
 	for _, d := range cfg.ds {
 		for _, t := range cfg.types {
@@ -155,24 +161,53 @@ func benchMethods[T fastattn.Float](ctx context.Context, cfg benchConfig, q, k, 
 		row.note["exact"] = "*"
 	}
 	opts.Method = "exact"
-	res, err := attendTimed(ctx, eq, k, v, opts, cfg.reps)
+	secs, res, err := timeMethod(ctx, cfg, eq, k, v, opts)
 	if err != nil {
 		return row, "", err
 	}
-	row.seconds["exact"] = res.Report.Seconds * factor
-	line := fmt.Sprintf("%8d %5d %8s %11.4g%1s %9.1f", n, d, dtype, row.seconds["exact"], row.note["exact"], res.Report.GFlops)
+	row.seconds["exact"] = secs * factor
+	line := fmt.Sprintf("%8d %5d %8s %11.4g%1s %9.1f", n, d, dtype, row.seconds["exact"], row.note["exact"], res.Report.Flops/secs/1e9)
 	for _, m := range cfg.methods[1:] {
 		opts.Method = m
-		res, err := attendTimed(ctx, q, k, v, opts, cfg.reps)
+		secs, res, err := timeMethod(ctx, cfg, q, k, v, opts)
 		if err != nil {
 			line += fmt.Sprintf(" %12s %8s %10s", "n/a", "", "")
 			row.note[m] = err.Error()
 			continue
 		}
-		row.seconds[m] = res.Report.Seconds
-		line += fmt.Sprintf(" %12.4g %7.1fx %10.2g", res.Report.Seconds, row.seconds["exact"]/res.Report.Seconds, res.Report.ErrorBound)
+		row.seconds[m] = secs
+		line += fmt.Sprintf(" %12.4g %7.1fx %10.2g", secs, row.seconds["exact"]/secs, res.Report.ErrorBound)
 	}
 	return row, line, nil
+}
+
+// timeMethod returns the fastest of cfg.reps runs: the forward's seconds,
+// or with cfg.grad forward plus backward for a fixed random dO.
+func timeMethod[T fastattn.Float](ctx context.Context, cfg benchConfig, q, k, v fastattn.Tensor[T], opts fastattn.Options) (float64, *fastattn.Result[T], error) {
+	if !cfg.grad {
+		res, err := attendTimed(ctx, q, k, v, opts, cfg.reps)
+		if err != nil {
+			return 0, nil, err
+		}
+		return res.Report.Seconds, res, nil
+	}
+	dOut := fastattn.Tensor[T]{Data: make([]T, len(q.Data)/q.Shape[len(q.Shape)-1]*v.Shape[len(v.Shape)-1]), Shape: slices.Clone(q.Shape)}
+	dOut.Shape[len(dOut.Shape)-1] = v.Shape[len(v.Shape)-1]
+	for i := range dOut.Data {
+		dOut.Data[i] = T(math.Sin(float64(i)))
+	}
+	best := math.Inf(1)
+	var bestRes *fastattn.Result[T]
+	for range cfg.reps {
+		res, g, err := fastattn.ForwardBackward(ctx, q, k, v, dOut, opts)
+		if err != nil {
+			return 0, nil, err
+		}
+		if s := res.Report.Seconds + g.Report.Seconds; s < best {
+			best, bestRes = s, res
+		}
+	}
+	return best, bestRes, nil
 }
 
 // firstRows keeps the first rows query rows of every head.
