@@ -49,6 +49,9 @@ func (m Method) workers() int {
 	return runtime.GOMAXPROCS(0)
 }
 
+// debugHook, when set by a test, sees the heads after the rows are done.
+var debugHook func(any)
+
 // minTreeBlock is the smallest key block that gets a tree in the causal
 // decomposition; shorter ranges (the tail of a prefix) are summed key by key.
 const minTreeBlock = 64
@@ -82,7 +85,7 @@ func plan[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], f32 b
 	for _, hd := range hs {
 		theta = max(theta, hd.theta)
 		lMax = max(lMax, hd.l)
-		g, mo := degreeFor(hd.r, p.E)
+		g, mo := degreeFor(hd.r, p.E, true)
 		kBase = max(kBase, kNodeBase(hd.r, g, mo))
 	}
 	b, err := newBudget(p.Eps, f32, theta, lMax, kBase)
@@ -90,15 +93,20 @@ func plan[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], f32 b
 		return nil, nil, err
 	}
 	runs := make([]*headRun[T], p.Heads)
-	mos := map[int]*monomials{}
+	type key struct {
+		r    int
+		wide bool
+	}
+	mos := map[key]*params{}
 	for h, hd := range hs {
-		g, mo := degreeFor(hd.r, p.E)
-		if old, ok := mos[hd.r]; ok && old.maxDeg >= g {
-			mo = old
-		} else {
-			mos[hd.r] = mo
+		k := key{hd.r, hd.wideWindows(p.Scale, b.window(hd.l))}
+		pr, ok := mos[k]
+		if !ok {
+			g, mo := degreeFor(hd.r, p.E, k.wide)
+			pr = newParams(hd.r, p.E, g, mo, b)
+			mos[k] = pr
 		}
-		runs[h] = &headRun[T]{hd: hd, pr: newParams(hd.r, p.E, g, mo, b), v: p.V[h*p.M*p.E : (h+1)*p.M*p.E]}
+		runs[h] = &headRun[T]{hd: hd, pr: pr, v: p.V[h*p.M*p.E : (h+1)*p.M*p.E]}
 	}
 	return runs, b, nil
 }
@@ -192,7 +200,20 @@ func forward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], ou
 	if p.Causal {
 		depth = int(causalDepth.Load())
 	}
+	if debugHook != nil {
+		debugHook(any(runs))
+	}
 	st := stats(p, runs, b, &total, depth)
+	var mn, mf int64
+	for _, hr := range runs {
+		if hr.tree != nil {
+			mn += hr.tree.momNodes.Load()
+			mf += hr.tree.momFlops.Load()
+		}
+	}
+	st.Details["moment_nodes"] = mn
+	st.Details["moment_flops"] = mf
+	st.Flops += float64(mf)
 	if err := sampleCheck(p, out, b, m.Samples, st); err != nil {
 		return st, err
 	}

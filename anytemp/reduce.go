@@ -20,6 +20,7 @@ type head struct {
 	k          []float64 // l*r reduced centred keys, original order
 	lseShift   []float64 // n: s q_i.mu, added back to each row's LSE
 	kMax       float64   // max_j |k'_j|_inf
+	kRad       float64   // max_j |k'_j|_2
 	rankErr    float64   // max_i of the bound on |s q_i.(k_j - mu) - s q'_i.k'_j| from the projection
 	theta      float64   // max_i of the exponent error bound (rankErr + rounding)
 	lambdaMax  float64   // max_i s |q'_i|_1 kMax, the logit magnitude
@@ -88,8 +89,13 @@ func prepare[T attn.Float](p *attn.Problem[T], h int, allowance float64, reduce 
 		hd.k = project(kc, l, d, w)
 	}
 	r := hd.r
-	for _, x := range hd.k {
-		hd.kMax = max(hd.kMax, math.Abs(x))
+	for j := range l {
+		var s2 float64
+		for _, x := range hd.k[j*r : (j+1)*r] {
+			hd.kMax = max(hd.kMax, math.Abs(x))
+			s2 += x * x
+		}
+		hd.kRad = max(hd.kRad, math.Sqrt(s2))
 	}
 	for i := range n {
 		var q1 float64
@@ -216,4 +222,27 @@ func project(x []float64, rows, d int, w *mat.Dense) []float64 {
 		}
 	}
 	return out
+}
+
+// wideWindows tells whether the typical row's relevance window (width t in
+// logit) covers much of the range of its logits, about 2 s |q'| R: low
+// temperature, where rows expand many nodes.
+func (hd *head) wideWindows(s, t float64) bool {
+	if hd.n == 0 || hd.l == 0 {
+		return true
+	}
+	r := hd.r
+	step := max(1, hd.n/256)
+	var sum float64
+	var cnt int
+	for i := 0; i < hd.n; i += step {
+		var s2 float64
+		for _, x := range hd.q[i*r : (i+1)*r] {
+			s2 += x * x
+		}
+		spread := 2 * s * math.Sqrt(s2) * hd.kRad
+		sum += min(1, t/max(spread, 1e-300))
+		cnt++
+	}
+	return sum/float64(cnt) >= 0.3
 }

@@ -76,6 +76,7 @@ type entry struct {
 type rowCtx struct {
 	*params
 	sq, aq []float64 // s q', |s q'|
+	qn     float64   // |s q'|_2
 	coef   []float64 // Taylor coefficients (s q')^alpha / alpha!
 	t      float64   // window width
 	mcur   float64
@@ -108,6 +109,7 @@ func (rc *rowCtx) start(q []float64, s float64, keys int) {
 		rc.sq[t] = s * x
 		rc.aq[t] = math.Abs(s * x)
 	}
+	rc.qn = math.Sqrt(dot(rc.sq, rc.sq)) * (1 + float64(2*len(q)+8)*u64)
 	rc.mo.coefficients(rc.sq, rc.g, rc.coef)
 	rc.t = rc.b.window(keys)
 	rc.mcur = math.Inf(-1)
@@ -169,7 +171,15 @@ func finish[T attn.Float](rc *rowCtx, o []T, lse *float64, shift float64) {
 // rootBound returns the upper bound of s q.k over a tree.
 func rootBound[T attn.Float](rc *rowCtx, tr *tree[T]) float64 {
 	r := rc.r
-	return dot(rc.sq, tr.centre[:r]) + dot(rc.aq, tr.half[:r])
+	return dot(rc.sq, tr.centre[:r]) + nodeRho(rc, tr, 0)
+}
+
+// nodeRho bounds |s q.(k - z)| and sum_t |s q_t| |k_t - z_t| over the keys
+// of node i: the box gives sum_t |s q_t| h_t, the ball |s q|_2 R
+// (Cauchy-Schwarz); both hold, so the smaller does.
+func nodeRho[T attn.Float](rc *rowCtx, tr *tree[T], i int) float64 {
+	r := rc.r
+	return min(dot(rc.aq, tr.half[i*r:(i+1)*r]), rc.qn*tr.rad[i])
 }
 
 // runTree adds the keys of tr to the row: branch and bound for the
@@ -177,7 +187,7 @@ func rootBound[T attn.Float](rc *rowCtx, tr *tree[T]) float64 {
 // summed key by key.
 func runTree[T attn.Float](rc *rowCtx, tr *tree[T]) {
 	r, e := rc.r, rc.e
-	rc.stack = append(rc.stack[:0], entry{0, dot(rc.sq, tr.centre[:r]), dot(rc.aq, tr.half[:r])})
+	rc.stack = append(rc.stack[:0], entry{0, dot(rc.sq, tr.centre[:r]), nodeRho(rc, tr, 0)})
 	for len(rc.stack) > 0 {
 		en := rc.stack[len(rc.stack)-1]
 		rc.stack = rc.stack[:len(rc.stack)-1]
@@ -205,8 +215,8 @@ func runTree[T attn.Float](rc *rowCtx, tr *tree[T]) {
 			continue
 		}
 		a, b := 2*i+1, 2*i+2
-		ea := entry{int32(a), dot(rc.sq, tr.centre[a*r:(a+1)*r]), dot(rc.aq, tr.half[a*r:(a+1)*r])}
-		eb := entry{int32(b), dot(rc.sq, tr.centre[b*r:(b+1)*r]), dot(rc.aq, tr.half[b*r:(b+1)*r])}
+		ea := entry{int32(a), dot(rc.sq, tr.centre[a*r:(a+1)*r]), nodeRho(rc, tr, a)}
+		eb := entry{int32(b), dot(rc.sq, tr.centre[b*r:(b+1)*r]), nodeRho(rc, tr, b)}
 		rc.c.flops += int64(8 * r)
 		if ea.xz+ea.rho > eb.xz+eb.rho {
 			ea, eb = eb, ea
@@ -221,13 +231,11 @@ func expand[T attn.Float](rc *rowCtx, tr *tree[T], i, g int, xz float64, cnt int
 	mom := tr.moments(i)
 	w := rc.e + 1
 	nt := rc.mo.terms(g)
+	stride := rc.mo.terms(tr.g)
 	tmp := rc.tmp
-	clear(tmp)
-	for a, c := range rc.coef[:nt] {
-		row := mom[a*w : (a+1)*w]
-		for col, m := range row {
-			tmp[col] += c * m
-		}
+	coef := rc.coef[:nt]
+	for col := range w {
+		tmp[col] = dotU(coef, mom[col*stride:col*stride+nt])
 	}
 	f := rc.weight(xz)
 	rc.sum += f * tmp[rc.e]

@@ -22,32 +22,31 @@ const sumBlock = 128
 // terms(G) * (e+1) <= momentBudget and G <= maxDegree(r).
 const momentBudget = 4096
 
-// maxDegree is the largest expansion degree per dimension.
-func maxDegree(r int) int {
-	switch r {
-	case 1:
-		return 24
-	case 2:
-		return 14
-	case 3:
-		return 9
-	case 4:
-		return 7
-	case 5, 6:
-		return 5
+// maxDegree is the largest expansion degree per dimension, for wide
+// windows (low temperature: most rows expand many nodes, so a high degree,
+// which lets wider nodes be expanded, pays) and for narrow ones (high
+// temperature: few rows expand, and computing moments of high degree for
+// the nodes they touch would dominate).
+func maxDegree(r int, wide bool) int {
+	hi := []int{0, 24, 12, 9, 7, 5, 5}
+	lo := []int{0, 12, 8, 5, 4, 3, 3}
+	if r >= len(hi) {
+		return 3
 	}
-	return 3
+	if wide {
+		return hi[r]
+	}
+	return lo[r]
 }
 
 // degreeFor returns the degree G used for trees of dimension r with e
 // value columns, and the monomial table.
-func degreeFor(r, e int) (int, *monomials) {
-	g := maxDegree(r)
-	mo := newMonomials(r, g)
-	for g > 0 && mo.terms(g)*(e+1) > momentBudget {
+func degreeFor(r, e int, wide bool) (int, *monomials) {
+	g := maxDegree(r, wide)
+	for g > 0 && newMonomials(r, g).terms(g)*(e+1) > momentBudget {
 		g--
 	}
-	return g, mo
+	return g, newMonomials(r, g)
 }
 
 // kNodeBase is the operation count, apart from the blocked summation, in
@@ -71,9 +70,12 @@ type tree[T attn.Float] struct {
 	lo, hi    []int32
 	centre    []float64 // nodes*r
 	half      []float64 // nodes*r
+	rad       []float64 // nodes: max_j |k_j - centre|_2 (rounded up)
 	g         int       // moment degree
 	mo        *monomials
 	mom       []atomic.Pointer[[]float64]
+	momNodes  atomic.Int64 // nodes whose moments were computed
+	momFlops  atomic.Int64
 
 	// r == 1 only: keys sorted ascending, with double-double prefix sums
 	// of the values: sum_{l<j} v_l = preHi[j] + preLo[j] (per column).
@@ -94,6 +96,7 @@ func buildTree[T attn.Float](hd *head, v []T, e, start, count, g int, mo *monomi
 	tr.hi = make([]int32, nodes)
 	tr.centre = make([]float64, nodes*r)
 	tr.half = make([]float64, nodes*r)
+	tr.rad = make([]float64, nodes)
 	tr.mom = make([]atomic.Pointer[[]float64], nodes)
 	tr.keys = make([]float64, count*r)
 	copy(tr.keys, hd.k[start*r:(start+count)*r])
@@ -236,6 +239,21 @@ func (tr *tree[T]) boxes() {
 			tr.half[i*r+t] = max(b[t]-c, c-a[t]) * (1 + 4*u64)
 		}
 	}
+	// Ball radii about the box centres, from the keys: a node's keys lie
+	// in the intersection of its box and its ball.
+	for i := range nodes {
+		z := tr.centre[i*r : (i+1)*r]
+		var r2 float64
+		for j := tr.lo[i]; j < tr.hi[i]; j++ {
+			var s2 float64
+			for t := range r {
+				x := tr.keys[int(j)*r+t] - z[t]
+				s2 += x * x
+			}
+			r2 = max(r2, s2)
+		}
+		tr.rad[i] = math.Sqrt(r2) * (1 + float64(4*r+16)*u64)
+	}
 	if r == 1 {
 		// Leaves are ordered, their keys not yet: sort each leaf.
 		for i := tr.firstLeaf; i < nodes; i++ {
@@ -287,40 +305,42 @@ func fastTwoSum(a, b float64) (float64, float64) {
 }
 
 // moments returns node i's moments about its centre z, computed on first
-// use: for each alpha with |alpha| <= g (graded order) the e+1 numbers
-// sum_j (k_j - z)^alpha v_jc (c < e) and sum_j (k_j - z)^alpha (c = e).
+// use, column-major: mom[c*terms(g) + a] is sum_j (k_j - z)^alpha_a v_jc
+// for c < e and sum_j (k_j - z)^alpha_a for c = e, alpha in graded order.
 // Workers racing on the same node compute identical slices; one is kept.
 func (tr *tree[T]) moments(i int) []float64 {
 	if p := tr.mom[i].Load(); p != nil {
 		return *p
 	}
 	m := tr.computeMoments(i)
-	tr.mom[i].CompareAndSwap(nil, &m)
+	if tr.mom[i].CompareAndSwap(nil, &m) {
+		tr.momNodes.Add(1)
+		tr.momFlops.Add(int64(tr.hi[i]-tr.lo[i]) * int64(len(m)) * 2)
+	}
 	return *tr.mom[i].Load()
 }
 
 func (tr *tree[T]) computeMoments(i int) []float64 {
 	r, e, g := tr.r, tr.e, tr.g
 	nt := tr.mo.terms(g)
-	w := e + 1
-	out := make([]float64, nt*w)
-	blk := make([]float64, nt*w)
+	out := make([]float64, nt*(e+1))
+	blk := make([]float64, nt*(e+1))
 	mono := make([]float64, nt)
 	x := make([]float64, r)
 	z := tr.centre[i*r : (i+1)*r]
 	lo, hi := int(tr.lo[i]), int(tr.hi[i])
+	cnt := blk[e*nt : (e+1)*nt]
 	for j := lo; j < hi; j++ {
 		for t := range r {
 			x[t] = tr.keys[j*r+t] - z[t]
 		}
 		tr.mo.powers(x, g, mono)
 		v := tr.vals[j*e : (j+1)*e]
+		for c, vc := range v {
+			axpy(blk[c*nt:(c+1)*nt], mono, float64(vc))
+		}
 		for a, m := range mono {
-			row := blk[a*w : (a+1)*w]
-			for c, vc := range v {
-				row[c] += m * float64(vc)
-			}
-			row[e] += m
+			cnt[a] += m
 		}
 		if (j-lo)%sumBlock == sumBlock-1 || j == hi-1 {
 			for a, x := range blk {
@@ -330,4 +350,37 @@ func (tr *tree[T]) computeMoments(i int) []float64 {
 		}
 	}
 	return out
+}
+
+// axpy adds a*x to y (len(x) == len(y)).
+func axpy(y, x []float64, a float64) {
+	x = x[:len(y)]
+	k := 0
+	for ; k+4 <= len(y); k += 4 {
+		y[k] += a * x[k]
+		y[k+1] += a * x[k+1]
+		y[k+2] += a * x[k+2]
+		y[k+3] += a * x[k+3]
+	}
+	for ; k < len(y); k++ {
+		y[k] += a * x[k]
+	}
+}
+
+// dotU is a dot product with four partial sums (the rounding bound
+// gamma(n) holds for any order of summation).
+func dotU(a, b []float64) float64 {
+	b = b[:len(a)]
+	var s0, s1, s2, s3 float64
+	k := 0
+	for ; k+4 <= len(a); k += 4 {
+		s0 += a[k] * b[k]
+		s1 += a[k+1] * b[k+1]
+		s2 += a[k+2] * b[k+2]
+		s3 += a[k+3] * b[k+3]
+	}
+	for ; k < len(a); k++ {
+		s0 += a[k] * b[k]
+	}
+	return (s0 + s1) + (s2 + s3)
 }
