@@ -169,7 +169,15 @@ func forward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], ou
 		go func() {
 			defer wg.Done()
 			var c counters
-			defer func() { mu.Lock(); total.add(&c); mu.Unlock() }()
+			ctxs := map[*params]*rowCtx{}
+			defer func() {
+				for _, rc := range ctxs {
+					c.add(&rc.c)
+				}
+				mu.Lock()
+				total.add(&c)
+				mu.Unlock()
+			}()
 			for ctx.Err() == nil {
 				k := int(next.Add(1) - 1)
 				if k >= len(items) {
@@ -177,7 +185,12 @@ func forward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], ou
 				}
 				it := items[k]
 				hr := runs[it.h]
-				rc := newRowCtx(hr.pr)
+				rc := ctxs[hr.pr]
+				if rc == nil {
+					rc = newRowCtx(hr.pr)
+					ctxs[hr.pr] = rc
+				}
+				rc.haveCand = false
 				if p.Causal {
 					d := causalRows(rc, p, hr, out, it.a, it.b)
 					for {
@@ -189,7 +202,6 @@ func forward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], ou
 				} else {
 					plainRows(rc, p, hr, out, it.a, it.b)
 				}
-				c.add(&rc.c)
 			}
 		}()
 	}

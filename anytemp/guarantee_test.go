@@ -451,3 +451,20 @@ func TestMonomials(t *testing.T) {
 		t.Fatalf("terms(12) in 3-D = %d, want C(15,3) = 455", mo.terms(12))
 	}
 }
+
+func TestPowers2D(t *testing.T) {
+	mo := newMonomials(2, 9)
+	w := []float64{0.7, -1.3}
+	got := make([]float64, mo.terms(9))
+	mo.powers(w, 9, got)
+	want := make([]float64, len(got))
+	want[0] = 1
+	for a := 1; a < len(want); a++ {
+		want[a] = want[mo.parent[a]] * w[mo.dim[a]]
+	}
+	for a := range got {
+		if math.Abs(got[a]-want[a]) > 1e-12*math.Abs(want[a]) {
+			t.Fatalf("term %d: %g, want %g", a, got[a], want[a])
+		}
+	}
+}

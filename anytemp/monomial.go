@@ -63,6 +63,22 @@ func (mo *monomials) coefficients(y []float64, g int, c []float64) {
 // powers fills x (length terms(g)) with x^alpha for the point w.
 func (mo *monomials) powers(w []float64, g int, x []float64) {
 	x[0] = 1
+	if mo.r == 2 {
+		// Degree k is (k,0), (k-1,1), ..., (0,k), after degree k-1.
+		a, b := w[0], w[1]
+		prev := 0
+		for k := 1; k <= g; k++ {
+			cur := prev + k
+			src := x[prev : prev+k]
+			dst := x[cur : cur+k+1]
+			for j, v := range src {
+				dst[j] = v * a
+			}
+			dst[k] = src[k-1] * b
+			prev = cur
+		}
+		return
+	}
 	for a := 1; a < mo.upTo[g]; a++ {
 		x[a] = x[mo.parent[a]] * w[mo.dim[a]]
 	}

@@ -57,6 +57,9 @@ func newParams(r, e, g int, mo *monomials, b *budget) *params {
 }
 
 func (pr *params) degree(rho float64) int {
+	if rho > pr.rhoMax[len(pr.rhoMax)-1] {
+		return -1
+	}
 	for d, m := range pr.rhoMax {
 		if rho <= m {
 			return d
@@ -135,6 +138,13 @@ func dot(a, b []float64) float64 {
 // ln 2 (rescaling the sums by an exact power of two) when x is far above
 // it, so no weight overflows and rescaling adds no rounding.
 func (rc *rowCtx) weight(x float64) float64 {
+	if rc.started && x-rc.base <= 16 {
+		return math.Exp(x - rc.base)
+	}
+	return rc.weightSlow(x)
+}
+
+func (rc *rowCtx) weightSlow(x float64) float64 {
 	if !rc.started {
 		rc.started = true
 		rc.base0, rc.base, rc.baseK = x, x, 0
@@ -252,15 +262,27 @@ func expand[T attn.Float](rc *rowCtx, tr *tree[T], i, g int, xz float64, cnt int
 func brute[T attn.Float](rc *rowCtx, keys []float64, vals []T) {
 	r, e := rc.r, rc.e
 	n := len(keys) / r
+	lowest := rc.mcur - rc.t
 	for j := range n {
 		k := keys[j*r : (j+1)*r]
-		x := dot(rc.sq, k)
-		if x < rc.mcur-rc.t {
+		var x float64
+		switch r {
+		case 1:
+			x = rc.sq[0] * k[0]
+		case 2:
+			x = rc.sq[0]*k[0] + rc.sq[1]*k[1]
+		case 3:
+			x = rc.sq[0]*k[0] + rc.sq[1]*k[1] + rc.sq[2]*k[2]
+		default:
+			x = dot(rc.sq, k)
+		}
+		if x < lowest {
 			rc.c.dropped++
 			continue
 		}
 		if x > rc.mcur {
 			rc.mcur = x
+			lowest = x - rc.t
 			copy(rc.cand, k)
 			rc.haveCand = true
 		}
@@ -403,59 +425,50 @@ func addCell[T attn.Float](rc *rowCtx, tr *tree[T], rep float64, a, b, e int) {
 }
 
 // rowOrder returns the rows of a head in an order that keeps queries of
-// similar direction together (kd order of q'/|q'|), so each row's warm
-// start, the previous row's best key, is close to its maximum.
+// similar direction together (a Morton order of the quantised q'/|q'|,
+// then |q'|), so each row's warm start, the previous row's best key, is
+// close to its maximum.
 func rowOrder(q []float64, n, r int) []int32 {
-	dir := make([]float64, n*r)
+	bits := 60 / max(r, 1)
+	if bits > 20 {
+		bits = 20
+	}
+	scale := float64(uint64(1)<<bits - 1)
+	type kv struct {
+		key uint64
+		i   int32
+	}
+	keys := make([]kv, n)
 	for i := range n {
 		var s2 float64
 		for t := range r {
 			s2 += q[i*r+t] * q[i*r+t]
 		}
+		inv := 0.0
 		if s2 > 0 {
-			inv := 1 / math.Sqrt(s2)
-			for t := range r {
-				dir[i*r+t] = q[i*r+t] * inv
-			}
+			inv = 1 / math.Sqrt(s2)
 		}
-	}
-	order := make([]int32, n)
-	for i := range order {
-		order[i] = int32(i)
-	}
-	var rec func(ids []int32)
-	rec = func(ids []int32) {
-		if len(ids) <= 32 {
-			return
-		}
-		dim, widest := 0, -1.0
+		var key uint64
 		for t := range r {
-			a, b := math.Inf(1), math.Inf(-1)
-			for _, i := range ids {
-				x := dir[int(i)*r+t]
-				a, b = min(a, x), max(b, x)
-			}
-			if b-a > widest {
-				dim, widest = t, b-a
+			c := uint64((q[i*r+t]*inv + 1) * 0.5 * scale)
+			for b := range bits {
+				key |= (c >> b & 1) << (b*r + t)
 			}
 		}
-		if widest <= 0 {
-			return
-		}
-		slices.SortFunc(ids, func(x, y int32) int {
-			a, b := dir[int(x)*r+dim], dir[int(y)*r+dim]
-			switch {
-			case a < b:
-				return -1
-			case a > b:
-				return 1
-			}
-			return 0
-		})
-		mid := len(ids) / 2
-		rec(ids[:mid])
-		rec(ids[mid:])
+		keys[i] = kv{key, int32(i)}
 	}
-	rec(order)
+	slices.SortFunc(keys, func(a, b kv) int {
+		switch {
+		case a.key < b.key:
+			return -1
+		case a.key > b.key:
+			return 1
+		}
+		return int(a.i - b.i)
+	})
+	order := make([]int32, n)
+	for i, k := range keys {
+		order[i] = k.i
+	}
 	return order
 }
