@@ -61,3 +61,70 @@ func Max64(x []float64) float64 { return max64(x) }
 // Implementation names the kernels in use on this machine: "avx512",
 // "avx2" (AVX2 and FMA) or "go" (portable), for reports and benchmarks.
 func Implementation() string { return levelName(level) }
+
+// PackedNT is a matrix B (n x k) prepared for repeated products
+// C = A B[j0:j0+nb]^T with different A. GemmNT transposes its B into
+// register-block panels on every call; a PackedNT does that once, so a B
+// that is multiplied many times (the keys of one attention head, against
+// every tile of queries) is read in the microkernels' layout directly.
+//
+// Usage: Reset, then Pack every row (disjoint row ranges may be packed by
+// different goroutines at once), then any number of GemmNT calls, which
+// may also run concurrently. On the portable path (see Implementation)
+// nothing is copied: the PackedNT refers to b, so b must not change while
+// the PackedNT is in use. The zero value is an empty PackedNT.
+type PackedNT[T float32 | float64] struct {
+	n, k int
+	b    []T // B itself, row stride ldb
+	ldb  int
+	lvl  int // dispatch level chosen at Reset
+	nr   int // panel width; 0 when B is used in place
+	data []T // ceil(n/nr) panels of nr x k: row j, column p at (j/nr)*nr*k + p*nr + j%nr
+}
+
+// Reset prepares p for the n x k matrix b with row stride ldb, reusing
+// p's storage when it is large enough. It panics if b is too short.
+func (p *PackedNT[T]) Reset(n, k int, b []T, ldb int) {
+	if n < 0 || k < 0 || (n > 0 && k > 0 && (ldb < k || len(b) < (n-1)*ldb+k)) {
+		panic("kernels: PackedNT.Reset: bad dimensions")
+	}
+	p.n, p.k, p.b, p.ldb = n, k, b, ldb
+	p.nr = 0
+	p.lvl = level
+	if n > 0 && k > 0 {
+		packedSetup(p)
+	}
+}
+
+// Align is the multiple that row offsets passed to Pack and GemmNT must
+// be: the panel width of the kernels chosen at Reset (1 when B is used in
+// place).
+func (p *PackedNT[T]) Align() int { return max(p.nr, 1) }
+
+// Pack lays out rows j0 <= j < j1 of B. j0 must be a multiple of Align,
+// and j1 a multiple of Align or n.
+func (p *PackedNT[T]) Pack(j0, j1 int) {
+	if j0 < 0 || j1 > p.n || j0 > j1 || j0%p.Align() != 0 || (j1%p.Align() != 0 && j1 != p.n) {
+		panic("kernels: PackedNT.Pack: bad row range")
+	}
+	if p.nr > 0 && j1 > j0 {
+		packedPack(p, j0, j1)
+	}
+}
+
+// GemmNT sets C = A B[j0:j0+nb]^T, with A m x k and C m x nb, as GemmNT32
+// or GemmNT64 would with B's rows j0.. . j0 must be a multiple of Align
+// and j0+nb <= n; rows j0..j0+nb-1 must have been packed.
+func (p *PackedNT[T]) GemmNT(m, j0, nb int, a []T, lda int, c []T, ldc int) {
+	if j0 < 0 || nb < 0 || j0+nb > p.n || j0%p.Align() != 0 {
+		panic("kernels: PackedNT.GemmNT: bad row range")
+	}
+	if p.nr > 0 && packedGemm(p, m, j0, nb, a, lda, c, ldc) {
+		return
+	}
+	if nb == 0 {
+		gemmNTGo(m, 0, p.k, a, lda, p.b, p.ldb, c, ldc)
+		return
+	}
+	gemmNTGo(m, nb, p.k, a, lda, p.b[j0*p.ldb:], p.ldb, c, ldc)
+}

@@ -91,9 +91,9 @@ func gemmNT32(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float
 	case level == levelGo || !ntOK(m, n, k, len(a), lda, len(b), ldb, len(c), ldc):
 		gemmNTGo(m, n, k, a, lda, b, ldb, c, ldc)
 	case level == levelAVX512:
-		gemmAsm(&gemmF32AVX512, &pool32, true, m, n, k, a, lda, b, ldb, c, ldc)
+		gemmAsm(&gemmF32AVX512, &pool32, true, nil, m, n, k, a, lda, b, ldb, c, ldc)
 	default:
-		gemmAsm(&gemmF32AVX2, &pool32, true, m, n, k, a, lda, b, ldb, c, ldc)
+		gemmAsm(&gemmF32AVX2, &pool32, true, nil, m, n, k, a, lda, b, ldb, c, ldc)
 	}
 }
 
@@ -102,9 +102,9 @@ func gemmNT64(m, n, k int, a []float64, lda int, b []float64, ldb int, c []float
 	case level == levelGo || !ntOK(m, n, k, len(a), lda, len(b), ldb, len(c), ldc):
 		gemmNTGo(m, n, k, a, lda, b, ldb, c, ldc)
 	case level == levelAVX512:
-		gemmAsm(&gemmF64AVX512, &pool64, true, m, n, k, a, lda, b, ldb, c, ldc)
+		gemmAsm(&gemmF64AVX512, &pool64, true, nil, m, n, k, a, lda, b, ldb, c, ldc)
 	default:
-		gemmAsm(&gemmF64AVX2, &pool64, true, m, n, k, a, lda, b, ldb, c, ldc)
+		gemmAsm(&gemmF64AVX2, &pool64, true, nil, m, n, k, a, lda, b, ldb, c, ldc)
 	}
 }
 
@@ -113,9 +113,9 @@ func gemmNN32(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float
 	case level == levelGo || !nnOK(m, n, k, len(a), lda, len(b), ldb, len(c), ldc):
 		gemmNNGo(m, n, k, a, lda, b, ldb, c, ldc)
 	case level == levelAVX512:
-		gemmAsm(&gemmF32AVX512, &pool32, false, m, n, k, a, lda, b, ldb, c, ldc)
+		gemmAsm(&gemmF32AVX512, &pool32, false, nil, m, n, k, a, lda, b, ldb, c, ldc)
 	default:
-		gemmAsm(&gemmF32AVX2, &pool32, false, m, n, k, a, lda, b, ldb, c, ldc)
+		gemmAsm(&gemmF32AVX2, &pool32, false, nil, m, n, k, a, lda, b, ldb, c, ldc)
 	}
 }
 
@@ -124,9 +124,9 @@ func gemmNN64(m, n, k int, a []float64, lda int, b []float64, ldb int, c []float
 	case level == levelGo || !nnOK(m, n, k, len(a), lda, len(b), ldb, len(c), ldc):
 		gemmNNGo(m, n, k, a, lda, b, ldb, c, ldc)
 	case level == levelAVX512:
-		gemmAsm(&gemmF64AVX512, &pool64, false, m, n, k, a, lda, b, ldb, c, ldc)
+		gemmAsm(&gemmF64AVX512, &pool64, false, nil, m, n, k, a, lda, b, ldb, c, ldc)
 	default:
-		gemmAsm(&gemmF64AVX2, &pool64, false, m, n, k, a, lda, b, ldb, c, ldc)
+		gemmAsm(&gemmF64AVX2, &pool64, false, nil, m, n, k, a, lda, b, ldb, c, ldc)
 	}
 }
 
@@ -144,11 +144,13 @@ func nnOK(m, n, k, la, lda, lb, ldb, lc, ldc int) bool {
 }
 
 // gemmAsm computes C = A B^T (nt) or C += A B (!nt) with the microkernels
-// of g; see the blocking above.
-func gemmAsm[T float32 | float64](g *gemmKernels[T], pool *sync.Pool, nt bool, m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int) {
+// of g; see the blocking above. A non-nil pre is B^T already packed (nt
+// only): panels of nr rows of B holding all k columns, panel q at
+// pre[q*nr*k:], entry (p, jj) at p*nr + jj (see PackedNT); b is then unused.
+func gemmAsm[T float32 | float64](g *gemmKernels[T], pool *sync.Pool, nt bool, pre []T, m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int) {
 	var zero T
 	size := int(unsafe.Sizeof(zero))
-	packB := nt || m >= packNNRows
+	packB := pre == nil && (nt || m >= packNNRows)
 	// Rows of A whose stride is a multiple of 2 KiB fall into few L1
 	// sets; copy A when the copy is reused across enough columns.
 	copyA := (lda*size)%2048 == 0 && n > 2*g.nr && m > g.mr
@@ -173,7 +175,9 @@ func gemmAsm[T float32 | float64](g *gemmKernels[T], pool *sync.Pool, nt bool, m
 			if nt && p0 == 0 {
 				acc = 0
 			}
-			if nt {
+			if pre != nil {
+				// already packed
+			} else if nt {
 				packNT(g, nc, kc, b[j0*ldb+p0:], ldb, bbuf)
 			} else if packB {
 				packNN(g, nc, kc, b[p0*ldb+j0:], ldb, bbuf)
@@ -190,7 +194,9 @@ func gemmAsm[T float32 | float64](g *gemmKernels[T], pool *sync.Pool, nt bool, m
 				for j := 0; j < nc; j += g.nr {
 					kr, tail := g.pick(min(g.nr, nc-j))
 					pb, ld := (*T)(nil), g.nr
-					if packB {
+					if pre != nil {
+						pb = &pre[(j0+j)*k+p0*g.nr]
+					} else if packB {
 						pb = &bbuf[j*kc]
 					} else {
 						pb, ld = &b[p0*ldb+j0+j], ldb
@@ -324,4 +330,69 @@ func max64(x []float64) float64 {
 		return maxGo(x)
 	}
 	return m
+}
+
+// family returns the GEMM microkernels of level l for T, or nil for the
+// portable level.
+func family[T float32 | float64](l int) *gemmKernels[T] {
+	var zero T
+	switch any(zero).(type) {
+	case float32:
+		switch l {
+		case levelAVX512:
+			return any(&gemmF32AVX512).(*gemmKernels[T])
+		case levelAVX2:
+			return any(&gemmF32AVX2).(*gemmKernels[T])
+		}
+	case float64:
+		switch l {
+		case levelAVX512:
+			return any(&gemmF64AVX512).(*gemmKernels[T])
+		case levelAVX2:
+			return any(&gemmF64AVX2).(*gemmKernels[T])
+		}
+	}
+	return nil
+}
+
+func pool[T float32 | float64]() *sync.Pool {
+	var zero T
+	if _, ok := any(zero).(float32); ok {
+		return &pool32
+	}
+	return &pool64
+}
+
+// packedSetup picks the panel width of p.lvl's kernels and sizes the
+// panels; at the portable level B stays in place.
+func packedSetup[T float32 | float64](p *PackedNT[T]) {
+	g := family[T](p.lvl)
+	if g == nil {
+		return
+	}
+	p.nr = g.nr
+	size := (p.n + g.nr - 1) / g.nr * g.nr * p.k
+	if cap(p.data) < size {
+		p.data = make([]T, size)
+	}
+	p.data = p.data[:size]
+}
+
+// packedPack transposes rows j0..j1-1 into their panels: the same panels
+// GemmNT builds per call, here with all k columns at once.
+func packedPack[T float32 | float64](p *PackedNT[T], j0, j1 int) {
+	g := family[T](p.lvl)
+	packNT(g, j1-j0, p.k, p.b[j0*p.ldb:], p.ldb, p.data[j0*p.k:])
+}
+
+// packedGemm runs the microkernels on the packed panels; it returns false
+// for arguments the assembly does not take (empty products, short slices),
+// which the caller sends to the portable code.
+func packedGemm[T float32 | float64](p *PackedNT[T], m, j0, nb int, a []T, lda int, c []T, ldc int) bool {
+	k := p.k
+	if !ntOK(m, nb, k, len(a), lda, (nb-1)*k+k, k, len(c), ldc) {
+		return false
+	}
+	gemmAsm(family[T](p.lvl), pool[T](), true, p.data[j0*k:], m, nb, k, a, lda, nil, 0, c, ldc)
+	return true
 }
