@@ -86,20 +86,41 @@ func (in *input) problem(scale, eps float64, rows int) *attn.Problem[float64] {
 		Q: in.q[:rows*in.d], K: in.k, V: in.v, Scale: scale, Eps: eps}
 }
 
+// longRun is the time beyond which a run is not repeated: other load then
+// matters little relative to the run itself.
+const longRun = 5.0
+
+// exactTiming is exact attention timed on some of the query rows.
+type exactTiming struct {
+	// Seconds and Flops are scaled to all n rows; Raw is the time taken.
+	Seconds, Flops, Raw float64
+	// Out holds the output of the rows computed.
+	Out     []float64
+	Sampled bool
+}
+
 // timeExact times exact attention of in on at most rows query rows (all if
-// rows <= 0) and returns the seconds scaled to all n rows, the flops for all
-// rows, the output of the rows computed and whether rows were sampled.
-func timeExact(ctx context.Context, in *input, scale float64, rows int) (sec, flops float64, out []float64, sampled bool, err error) {
+// rows <= 0) and scales the time to all n rows (its cost is linear in rows).
+// The fastest of reps runs counts: other load on the machine only slows a
+// run down.
+func timeExact(ctx context.Context, in *input, scale float64, rows, reps int) (exactTiming, error) {
 	p := in.problem(scale, 0, rows)
 	o := attn.NewOutput(p)
-	start := time.Now()
-	st, err := exact.Method{}.Forward64(ctx, p, o)
-	if err != nil {
-		return 0, 0, nil, false, err
+	raw := math.Inf(1)
+	var st attn.Stats
+	for range max(reps, 1) {
+		start := time.Now()
+		var err error
+		if st, err = (exact.Method{}).Forward64(ctx, p, o); err != nil {
+			return exactTiming{}, err
+		}
+		raw = min(raw, time.Since(start).Seconds())
+		if raw > longRun {
+			break
+		}
 	}
-	sec = time.Since(start).Seconds()
 	f := float64(in.n) / float64(p.N)
-	return sec * f, st.Flops * f, o.O, p.N < in.n, nil
+	return exactTiming{Seconds: raw * f, Flops: st.Flops * f, Raw: raw, Out: o.O, Sampled: p.N < in.n}, nil
 }
 
 // maxError returns max |got - want| / max_l |V_lj| over the rows of want.
@@ -144,43 +165,34 @@ type rate struct {
 	Points           int
 }
 
-// fitRate fits seconds = a + flops/r with a >= 0 to measured runs; with no
-// runs it returns the fallback.
+// fitRate fits seconds = a + flops/r, a >= 0, to measured runs by least
+// squares on the relative error (weights 1/seconds^2), so that small runs
+// pin down the fixed cost and large runs the rate; with no runs it returns
+// the fallback.
 func fitRate(flops, secs []float64, fallback rate) rate {
-	// Runs under 10 ms measure overheads more than throughput; leave them
-	// out when there are enough longer ones.
-	var lf, ls []float64
-	for i, s := range secs {
-		if s >= 0.01 {
-			lf, ls = append(lf, flops[i]), append(ls, s)
-		}
-	}
-	if len(lf) >= 2 {
-		flops, secs = lf, ls
-	}
 	if len(flops) == 0 {
 		return fallback
 	}
 	if len(flops) == 1 {
 		return rate{Setup: fallback.Setup, PerSecond: flops[0] / math.Max(secs[0]-fallback.Setup, 1e-9), Points: 1}
 	}
-	a, b := fitLine(flops, secs)
-	if !(b > 0) {
-		var f, s float64
-		for i := range flops {
-			f += flops[i]
-			s += secs[i]
-		}
-		return rate{PerSecond: f / s, Points: len(flops)}
+	// Minimise sum w (s - a - b f)^2 with w = 1/s^2.
+	var sw, swf, sws, swff, swfs float64
+	for i, f := range flops {
+		w := 1 / (secs[i] * secs[i])
+		sw += w
+		swf += w * f
+		sws += w * secs[i]
+		swff += w * f * f
+		swfs += w * f * secs[i]
 	}
-	if a < 0 {
-		// Refit through the origin.
-		var fx, fy float64
-		for i := range flops {
-			fx += flops[i] * flops[i]
-			fy += flops[i] * secs[i]
-		}
-		return rate{PerSecond: fx / fy, Points: len(flops)}
+	den := sw*swff - swf*swf
+	b := (sw*swfs - swf*sws) / den
+	a := (sws - b*swf) / sw
+	if !(den > 0) || !(b > 0) || a < 0 {
+		// Through the origin: minimise sum w (s - b f)^2.
+		b = swfs / swff
+		a = 0
 	}
 	return rate{Setup: a, PerSecond: 1 / b, Points: len(flops)}
 }

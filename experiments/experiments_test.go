@@ -86,7 +86,7 @@ func TestModelMatchesPoly(t *testing.T) {
 	}{{2048, 4, 0.5}, {4096, 5, 1}, {4096, 6, 1.3}, {2048, 3, 2}} {
 		eps := 1 / float64(c.n)
 		row := TransitionRow{N: c.n, D: c.d, E: c.d, Eps: eps, B: c.b}
-		if err := runPoly(context.Background(), 1, 9, 1, c.b, eps, &row); err != nil {
+		if err := runPoly(context.Background(), 1, 9, 1, c.b, eps, 1, &row); err != nil {
 			t.Fatal(err)
 		}
 		g, _ := modelDegree(c.b*c.b, eps)

@@ -85,6 +85,9 @@ func scalingCmd(args []string, stdout, stderr io.Writer) error {
 		for _, r := range res.Rows {
 			if r.Family == s.Family && r.Method == s.Method && s.Method != "exact" && r.Source == experiments.Measured && !math.IsNaN(r.Speedup) {
 				sp = fmt.Sprintf("%.3gx at n = %d", r.Speedup, r.N)
+				if exactSource(res, r.Family, r.N) == experiments.Model {
+					sp += " (exact modelled)"
+				}
 			}
 		}
 		slope := "-"
@@ -95,4 +98,13 @@ func scalingCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "wrote %s\n", strings.Join(files, ", "))
 	return nil
+}
+
+func exactSource(res *experiments.ScalingResult, family string, n int) string {
+	for _, r := range res.Rows {
+		if r.Family == family && r.Method == "exact" && r.N == n {
+			return r.Source
+		}
+	}
+	return ""
 }
