@@ -110,7 +110,7 @@ func newBudget(eps float64, float32Out bool, theta float64, lMax int, kNodeBase 
 	b := &budget{eps: eps, theta: theta, lMax: lMax}
 	b.outErr = outputError(eps, float32Out)
 	b.etaTarget = etaTargetFor(eps, b.outErr)
-	b.kNode = kNodeBase + math.Ceil(float64(lMax)/sumBlock) + sumBlock
+	b.kNode = kNodeBase
 	acc := gamma(float64(lMax) + 16)
 	fixed := math.Expm1(theta) + 4*u64*math.Exp(theta) + 1.01*acc
 	if !(fixed <= 0.5*b.etaTarget) {

@@ -86,7 +86,7 @@ func plan[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], f32 b
 		theta = max(theta, hd.theta)
 		lMax = max(lMax, hd.l)
 		g, mo := degreeFor(hd.r, p.E, true)
-		kBase = max(kBase, kNodeBase(hd.r, g, mo))
+		kBase = max(kBase, kNodeBase(hd.r, g, mo, hd.l))
 	}
 	b, err := newBudget(p.Eps, f32, theta, lMax, kBase)
 	if err != nil {

@@ -1,5 +1,7 @@
 package anytemp
 
+import "fmt"
+
 // monomials lists the multi-indices alpha in r dimensions with
 // |alpha| <= maxDeg in graded order (all of degree 0, then 1, ...), so the
 // terms of degree <= g are a prefix: upTo[g] of them.
@@ -13,6 +15,9 @@ type monomials struct {
 	parent    []int32
 	dim       []int32
 	pow       []int32 // alpha_dim: the exponent of dim in alpha (for 1/alpha!)
+	exps      []int32 // exps[a*r+t] = alpha_t
+	down      []int32 // down[t*terms+a] = index of alpha - e_t, or -1
+	binom     [][]float64
 }
 
 func newMonomials(r, maxDeg int) *monomials {
@@ -43,7 +48,76 @@ func newMonomials(r, maxDeg int) *monomials {
 		cur, start = next, nextStart
 		mo.upTo[g] = len(mo.parent)
 	}
+	nt := len(mo.parent)
+	mo.exps = make([]int32, nt*r)
+	for a := 1; a < nt; a++ {
+		copy(mo.exps[a*r:(a+1)*r], mo.exps[int(mo.parent[a])*r:int(mo.parent[a]+1)*r])
+		mo.exps[a*r+int(mo.dim[a])]++
+	}
+	index := map[string]int32{}
+	keyOf := func(e []int32) string { return fmt.Sprint(e) }
+	for a := range nt {
+		index[keyOf(mo.exps[a*r:(a+1)*r])] = int32(a)
+	}
+	mo.down = make([]int32, r*nt)
+	e := make([]int32, r)
+	for t := range r {
+		for a := range nt {
+			copy(e, mo.exps[a*r:(a+1)*r])
+			mo.down[t*nt+a] = -1
+			if e[t] > 0 {
+				e[t]--
+				mo.down[t*nt+a] = index[keyOf(e)]
+			}
+		}
+	}
+	mo.binom = make([][]float64, maxDeg+1)
+	for n := range mo.binom {
+		mo.binom[n] = make([]float64, n+1)
+		mo.binom[n][0], mo.binom[n][n] = 1, 1
+		for k := 1; k < n; k++ {
+			mo.binom[n][k] = mo.binom[n-1][k-1] + mo.binom[n-1][k]
+		}
+	}
 	return mo
+}
+
+// translate rewrites moments about a centre z (column-major, cols columns
+// of stride terms(g)) as moments about z - a, in place:
+// sum_j (k_j - z + a)^alpha = sum_{beta <= alpha} C(alpha, beta) a^(alpha-beta) sum_j (k_j - z)^beta,
+// one coordinate at a time. pw is scratch of length g+1.
+func (mo *monomials) translate(m []float64, cols, g int, a, pw []float64) {
+	nt := mo.upTo[g]
+	r := mo.r
+	for t := range r {
+		if a[t] == 0 {
+			continue
+		}
+		pw[0] = 1
+		for k := 1; k <= g; k++ {
+			pw[k] = pw[k-1] * a[t]
+		}
+		down := mo.down[t*len(mo.parent):]
+		for c := range cols {
+			col := m[c*nt : (c+1)*nt]
+			// Higher indices first: alpha - k e_t comes earlier in the
+			// graded order, so it still holds the old value.
+			for al := nt - 1; al > 0; al-- {
+				at := int(mo.exps[al*r+t])
+				if at == 0 {
+					continue
+				}
+				b := mo.binom[at]
+				s := col[al]
+				j := al
+				for k := 1; k <= at; k++ {
+					j = int(down[j])
+					s += b[k] * pw[k] * col[j]
+				}
+				col[al] = s
+			}
+		}
+	}
 }
 
 // terms returns the number of multi-indices of degree <= g.

@@ -69,8 +69,8 @@ func (pr *params) degree(rho float64) int {
 }
 
 type entry struct {
-	i       int32
-	xz, rho float64
+	i            int32
+	xz, rho, rhb float64 // centre logit, box bound, branch-and-bound radius
 }
 
 // rowCtx is one worker's state for the row being computed: the scaled
@@ -181,15 +181,25 @@ func finish[T attn.Float](rc *rowCtx, o []T, lse *float64, shift float64) {
 // rootBound returns the upper bound of s q.k over a tree.
 func rootBound[T attn.Float](rc *rowCtx, tr *tree[T]) float64 {
 	r := rc.r
-	return dot(rc.sq, tr.centre[:r]) + nodeRho(rc, tr, 0)
+	_, bound := nodeRho(rc, tr, 0)
+	return dot(rc.sq, tr.centre[:r]) + bound
 }
 
-// nodeRho bounds |s q.(k - z)| and sum_t |s q_t| |k_t - z_t| over the keys
-// of node i: the box gives sum_t |s q_t| h_t, the ball |s q|_2 R
-// (Cauchy-Schwarz); both hold, so the smaller does.
-func nodeRho[T attn.Float](rc *rowCtx, tr *tree[T], i int) float64 {
+// nodeRho returns two bounds for node i: box = sum_t |s q_t| h_t, which
+// bounds sum_t |s q_t| |k_t - z_t| and so |s q.(k - z)| and every monomial
+// sum of the expansion (it decides expansions), and the tighter
+// min(box, |s q|_2 R) for the branch and bound (R the node's ball radius;
+// Cauchy-Schwarz).
+func nodeRho[T attn.Float](rc *rowCtx, tr *tree[T], i int) (box, bound float64) {
 	r := rc.r
-	return min(dot(rc.aq, tr.half[i*r:(i+1)*r]), rc.qn*tr.rad[i])
+	box = dot(rc.aq, tr.half[i*r:(i+1)*r])
+	return box, min(box, rc.qn*tr.rad[i])
+}
+
+func mkEntry[T attn.Float](rc *rowCtx, tr *tree[T], i int) entry {
+	r := rc.r
+	box, bound := nodeRho(rc, tr, i)
+	return entry{int32(i), dot(rc.sq, tr.centre[i*r:(i+1)*r]), box, bound}
 }
 
 // runTree adds the keys of tr to the row: branch and bound for the
@@ -197,7 +207,7 @@ func nodeRho[T attn.Float](rc *rowCtx, tr *tree[T], i int) float64 {
 // summed key by key.
 func runTree[T attn.Float](rc *rowCtx, tr *tree[T]) {
 	r, e := rc.r, rc.e
-	rc.stack = append(rc.stack[:0], entry{0, dot(rc.sq, tr.centre[:r]), nodeRho(rc, tr, 0)})
+	rc.stack = append(rc.stack[:0], mkEntry(rc, tr, 0))
 	for len(rc.stack) > 0 {
 		en := rc.stack[len(rc.stack)-1]
 		rc.stack = rc.stack[:len(rc.stack)-1]
@@ -208,12 +218,12 @@ func runTree[T attn.Float](rc *rowCtx, tr *tree[T]) {
 		if cnt == 0 {
 			continue
 		}
-		if en.xz+en.rho < rc.mcur-rc.t {
+		if en.xz+en.rhb < rc.mcur-rc.t {
 			rc.c.pruned++
 			rc.c.dropped += int64(cnt)
 			continue
 		}
-		if lb := en.xz - en.rho; lb > rc.mcur {
+		if lb := en.xz - en.rhb; lb > rc.mcur {
 			rc.mcur = lb
 		}
 		if g := rc.degree(en.rho); g >= 0 && float64(cnt) >= rc.cut[g] {
@@ -225,10 +235,9 @@ func runTree[T attn.Float](rc *rowCtx, tr *tree[T]) {
 			continue
 		}
 		a, b := 2*i+1, 2*i+2
-		ea := entry{int32(a), dot(rc.sq, tr.centre[a*r:(a+1)*r]), nodeRho(rc, tr, a)}
-		eb := entry{int32(b), dot(rc.sq, tr.centre[b*r:(b+1)*r]), nodeRho(rc, tr, b)}
+		ea, eb := mkEntry(rc, tr, a), mkEntry(rc, tr, b)
 		rc.c.flops += int64(8 * r)
-		if ea.xz+ea.rho > eb.xz+eb.rho {
+		if ea.xz+ea.rhb > eb.xz+eb.rhb {
 			ea, eb = eb, ea
 		}
 		rc.stack = append(rc.stack, ea, eb) // the better child is popped first
@@ -434,11 +443,9 @@ func rowOrder(q []float64, n, r int) []int32 {
 		bits = 20
 	}
 	scale := float64(uint64(1)<<bits - 1)
-	type kv struct {
-		key uint64
-		i   int32
-	}
-	keys := make([]kv, n)
+	// key in the high 32 bits (bits*r <= 60, keep the top 32), row in
+	// the low 32: one sort of integers.
+	keys := make([]uint64, n)
 	for i := range n {
 		var s2 float64
 		for t := range r {
@@ -455,20 +462,12 @@ func rowOrder(q []float64, n, r int) []int32 {
 				key |= (c >> b & 1) << (b*r + t)
 			}
 		}
-		keys[i] = kv{key, int32(i)}
+		keys[i] = key>>(bits*r-min(bits*r, 32))<<32 | uint64(i)
 	}
-	slices.SortFunc(keys, func(a, b kv) int {
-		switch {
-		case a.key < b.key:
-			return -1
-		case a.key > b.key:
-			return 1
-		}
-		return int(a.i - b.i)
-	})
+	slices.Sort(keys)
 	order := make([]int32, n)
 	for i, k := range keys {
-		order[i] = k.i
+		order[i] = int32(uint32(k))
 	}
 	return order
 }

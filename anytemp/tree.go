@@ -12,11 +12,6 @@ import (
 // by key (brute force) unless a low-degree expansion is cheaper.
 const leafSize = 16
 
-// sumBlock is the block length of the blocked summation of node moments:
-// the rounding bound of a moment of a node of c keys is then
-// gamma(sumBlock + c/sumBlock) instead of gamma(c).
-const sumBlock = 128
-
 // momentBudget caps terms(G) * (e+1), the float64s stored per node whose
 // moments are used: the degree G of a tree is the largest with
 // terms(G) * (e+1) <= momentBudget and G <= maxDegree(r).
@@ -49,11 +44,14 @@ func degreeFor(r, e int, wide bool) (int, *monomials) {
 	return g, newMonomials(r, g)
 }
 
-// kNodeBase is the operation count, apart from the blocked summation, in
-// the rounding bound of a node's expansion: monomials and coefficients
-// (g+1 products each), k - z, the sum over terms, the exponential factor.
-func kNodeBase(r, g int, mo *monomials) float64 {
-	return float64(2*g+r+16) + float64(mo.terms(g))
+// kNodeBase is the operation count in the rounding bound of a node's
+// expansion: leaf moments summed directly (leafSize terms, g+1 products
+// per monomial, k - z), then translated up to depth log2(l) levels (r
+// passes of at most g+2 operations each), the Taylor coefficients (g+1
+// products), the sum over terms and the exponential factor.
+func kNodeBase(r, g int, mo *monomials, l int) float64 {
+	depth := math.Ceil(math.Log2(float64(max(l, 2)))) + 1
+	return float64(leafSize+2*g+r+16) + depth*float64(r*(g+3)) + float64(mo.terms(g))
 }
 
 // tree is a kd-tree over the keys of one block (a contiguous range of one
@@ -239,20 +237,37 @@ func (tr *tree[T]) boxes() {
 			tr.half[i*r+t] = max(b[t]-c, c-a[t]) * (1 + 4*u64)
 		}
 	}
-	// Ball radii about the box centres, from the keys: a node's keys lie
-	// in the intersection of its box and its ball.
-	for i := range nodes {
+	// Ball radii about the box centres: from the keys at the leaves, then
+	// R_p <= max_c |z_c - z_p| + R_c up the tree. A node's keys lie in
+	// the intersection of its box and its ball.
+	for i := nodes - 1; i >= 0; i-- {
 		z := tr.centre[i*r : (i+1)*r]
-		var r2 float64
-		for j := tr.lo[i]; j < tr.hi[i]; j++ {
-			var s2 float64
-			for t := range r {
-				x := tr.keys[int(j)*r+t] - z[t]
-				s2 += x * x
+		var rad float64
+		if i >= tr.firstLeaf {
+			var r2 float64
+			for j := tr.lo[i]; j < tr.hi[i]; j++ {
+				var s2 float64
+				for t := range r {
+					x := tr.keys[int(j)*r+t] - z[t]
+					s2 += x * x
+				}
+				r2 = max(r2, s2)
 			}
-			r2 = max(r2, s2)
+			rad = math.Sqrt(r2)
+		} else {
+			for _, c := range []int{2*i + 1, 2*i + 2} {
+				if tr.hi[c] == tr.lo[c] {
+					continue
+				}
+				var s2 float64
+				for t := range r {
+					x := tr.centre[c*r+t] - z[t]
+					s2 += x * x
+				}
+				rad = max(rad, math.Sqrt(s2)+tr.rad[c])
+			}
 		}
-		tr.rad[i] = math.Sqrt(r2) * (1 + float64(4*r+16)*u64)
+		tr.rad[i] = rad * (1 + float64(4*r+16)*u64)
 	}
 	if r == 1 {
 		// Leaves are ordered, their keys not yet: sort each leaf.
@@ -315,21 +330,22 @@ func (tr *tree[T]) moments(i int) []float64 {
 	m := tr.computeMoments(i)
 	if tr.mom[i].CompareAndSwap(nil, &m) {
 		tr.momNodes.Add(1)
-		tr.momFlops.Add(int64(tr.hi[i]-tr.lo[i]) * int64(len(m)) * 2)
 	}
 	return *tr.mom[i].Load()
 }
 
 func (tr *tree[T]) computeMoments(i int) []float64 {
+	if i < tr.firstLeaf && tr.hi[i]-tr.lo[i] > 4*leafSize {
+		return tr.mergeMoments(i)
+	}
 	r, e, g := tr.r, tr.e, tr.g
 	nt := tr.mo.terms(g)
 	out := make([]float64, nt*(e+1))
-	blk := make([]float64, nt*(e+1))
 	mono := make([]float64, nt)
 	x := make([]float64, r)
 	z := tr.centre[i*r : (i+1)*r]
 	lo, hi := int(tr.lo[i]), int(tr.hi[i])
-	cnt := blk[e*nt : (e+1)*nt]
+	cnt := out[e*nt : (e+1)*nt]
 	for j := lo; j < hi; j++ {
 		for t := range r {
 			x[t] = tr.keys[j*r+t] - z[t]
@@ -337,18 +353,43 @@ func (tr *tree[T]) computeMoments(i int) []float64 {
 		tr.mo.powers(x, g, mono)
 		v := tr.vals[j*e : (j+1)*e]
 		for c, vc := range v {
-			axpy(blk[c*nt:(c+1)*nt], mono, float64(vc))
+			axpy(out[c*nt:(c+1)*nt], mono, float64(vc))
 		}
 		for a, m := range mono {
 			cnt[a] += m
 		}
-		if (j-lo)%sumBlock == sumBlock-1 || j == hi-1 {
-			for a, x := range blk {
-				out[a] += x
-			}
-			clear(blk)
+	}
+	tr.momFlops.Add(int64(hi-lo) * int64(nt*(2*e+3)))
+	return out
+}
+
+// mergeMoments computes an internal node's moments from its children's
+// (computed first if needed), each translated from the child's centre to
+// the node's: a few thousand operations instead of a pass over the keys.
+// Since a child's box lies in its parent's, every term of the translation
+// is bounded by the parent's monomial bound: no cancellation.
+func (tr *tree[T]) mergeMoments(i int) []float64 {
+	r, e, g := tr.r, tr.e, tr.g
+	nt := tr.mo.terms(g)
+	out := make([]float64, nt*(e+1))
+	buf := make([]float64, nt*(e+1))
+	a := make([]float64, r)
+	pw := make([]float64, g+1)
+	z := tr.centre[i*r : (i+1)*r]
+	for _, c := range []int{2*i + 1, 2*i + 2} {
+		if tr.hi[c] == tr.lo[c] {
+			continue
+		}
+		copy(buf, tr.moments(c))
+		for t := range r {
+			a[t] = tr.centre[c*r+t] - z[t]
+		}
+		tr.mo.translate(buf, e+1, g, a, pw)
+		for k, x := range buf {
+			out[k] += x
 		}
 	}
+	tr.momFlops.Add(int64(2 * 2 * r * (e + 1) * nt * (g + 3) / 3))
 	return out
 }
 
