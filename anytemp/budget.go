@@ -59,6 +59,11 @@ type budget struct {
 
 	eta   float64 // certified eta
 	bound float64 // certified bound on |T - Att| / max|V|
+
+	// keyScale multiplies the number of keys in the window width: the
+	// planner's pilot runs on a sample of the keys with the window of the
+	// full problem. 1 in Forward.
+	keyScale float64
 }
 
 // maxRhoCap caps the radius of an expansion: beyond it the degrees grow
@@ -146,7 +151,7 @@ func (b *budget) certify() {
 // window is t = ln(L / epsDrop): keys more than t below the row's maximum
 // logit carry at most epsDrop of D together.
 func (b *budget) window(keys int) float64 {
-	return math.Log(float64(max(keys, 1)) / b.epsDrop)
+	return math.Log(float64(max(keys, 1)) * max(b.keyScale, 1) / b.epsDrop)
 }
 
 // taylorRho returns rhoMax[g] for g = 0..maxDeg: the largest rho <= rhoCap

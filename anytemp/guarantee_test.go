@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/fastattn/fastattn/attn"
@@ -466,5 +467,29 @@ func TestPowers2D(t *testing.T) {
 		if math.Abs(got[a]-want[a]) > 1e-12*math.Abs(want[a]) {
 			t.Fatalf("term %d: %g, want %g", a, got[a], want[a])
 		}
+	}
+}
+
+func TestEstimate(t *testing.T) {
+	var _ attn.Planner = Method{}
+	// A rank-3 input in d = 64 is estimated as 3-dimensional; a full-rank
+	// one in d = 16 is declined.
+	p := gen{n: 300, m: 2000, d: 64, e: 8, scale: 1, shape: lowRank(3, 0)}.make(3)
+	p.Eps = 1e-3
+	est, err := Method{}.Estimate64(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !(est.Seconds > 0) || !strings.Contains(est.Reason, "effective dim 3") {
+		t.Errorf("rank-3 estimate: %+v", est)
+	}
+	p = gen{n: 300, m: 2000, d: 16, e: 8, qk: 1, scale: 0.25}.make(4)
+	p.Eps = 1e-3
+	if _, err := (Method{}).Estimate32(attntest.To32(p)); !errors.Is(err, attn.ErrUnsupported) {
+		t.Errorf("full-rank d = 16: %v, want ErrUnsupported", err)
+	}
+	p.Eps = 1e-8
+	if _, err := (Method{}).Estimate32(attntest.To32(p)); !errors.Is(err, attn.ErrUnsupported) {
+		t.Errorf("eps 1e-8 in float32: %v, want ErrUnsupported", err)
 	}
 }

@@ -16,6 +16,7 @@ type counters struct {
 	cells, maxDegreeUsed    int64
 	flops, maxVisitedPerRow int64
 	shifts                  int64
+	expTerms                int64 // sum over expansions of terms * (e+1)
 }
 
 func (c *counters) add(o *counters) {
@@ -30,6 +31,7 @@ func (c *counters) add(o *counters) {
 	c.cells += o.cells
 	c.flops += o.flops
 	c.shifts += o.shifts
+	c.expTerms += o.expTerms
 	c.maxDegreeUsed = max(c.maxDegreeUsed, o.maxDegreeUsed)
 	c.maxVisitedPerRow = max(c.maxVisitedPerRow, o.maxVisitedPerRow)
 }
@@ -42,11 +44,14 @@ type params struct {
 	b      *budget
 	rhoMax []float64 // rhoMax[deg]: widest node expandable at degree deg
 	cut    []float64 // cut[deg]: fewest keys for which expanding beats brute force
-	delta  float64   // 1-D cell width in logit units, 2 ln(1 + epsT)
+	// countScale multiplies node counts in the expansion rule (the
+	// planner's pilot, on a sample of the keys); 1 in Forward.
+	countScale float64
+	delta      float64 // 1-D cell width in logit units, 2 ln(1 + epsT)
 }
 
 func newParams(r, e, g int, mo *monomials, b *budget) *params {
-	pr := &params{r: r, e: e, g: g, mo: mo, b: b}
+	pr := &params{r: r, e: e, g: g, mo: mo, b: b, countScale: 1}
 	pr.rhoMax = taylorRho(b.epsT, b.rhoCap, g)
 	pr.cut = make([]float64, g+1)
 	for d := range pr.cut {
@@ -226,7 +231,7 @@ func runTree[T attn.Float](rc *rowCtx, tr *tree[T]) {
 		if lb := en.xz - en.rhb; lb > rc.mcur {
 			rc.mcur = lb
 		}
-		if g := rc.degree(en.rho); g >= 0 && float64(cnt) >= rc.cut[g] {
+		if g := rc.degree(en.rho); g >= 0 && float64(cnt)*rc.countScale >= rc.cut[g] {
 			expand(rc, tr, i, g, en.xz, cnt)
 			continue
 		}
@@ -262,6 +267,7 @@ func expand[T attn.Float](rc *rowCtx, tr *tree[T], i, g int, xz float64, cnt int
 		rc.acc[col] += f * tmp[col]
 	}
 	rc.c.expanded++
+	rc.c.expTerms += int64(nt * w)
 	rc.c.expandedKeys += int64(cnt)
 	rc.c.flops += int64(2 * nt * w)
 	rc.c.maxDegreeUsed = max(rc.c.maxDegreeUsed, int64(g))
