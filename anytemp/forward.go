@@ -64,6 +64,38 @@ type headRun[T attn.Float] struct {
 	v     []T // the head's values, original order (m x e)
 	tree  *tree[T]
 	order []int32
+
+	// Causal: trees of the large aligned blocks, shared by the chunks of
+	// rows (each is built once, by the first chunk that needs it).
+	mu     sync.Mutex
+	shared map[[2]int]*sharedBlock[T]
+}
+
+// sharedBlockMin is the smallest block shared between chunks of rows.
+const sharedBlockMin = 4096
+
+type sharedBlock[T attn.Float] struct {
+	once sync.Once
+	tr   *tree[T]
+}
+
+// block returns the tree of keys start..start+size-1, shared if large.
+func (hr *headRun[T]) block(e, start, size int) *tree[T] {
+	if size < sharedBlockMin {
+		return buildTree(hr.hd, hr.v, e, start, size, hr.pr.g, hr.pr.mo, false)
+	}
+	hr.mu.Lock()
+	if hr.shared == nil {
+		hr.shared = map[[2]int]*sharedBlock[T]{}
+	}
+	sb := hr.shared[[2]int{start, size}]
+	if sb == nil {
+		sb = &sharedBlock[T]{}
+		hr.shared[[2]int{start, size}] = sb
+	}
+	hr.mu.Unlock()
+	sb.once.Do(func() { sb.tr = buildTree(hr.hd, hr.v, e, start, size, hr.pr.g, hr.pr.mo, false) })
+	return sb.tr
 }
 
 // plan prepares the heads and the budget: the part of Forward before any
@@ -222,6 +254,12 @@ func forward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], ou
 			mn += hr.tree.momNodes.Load()
 			mf += hr.tree.momFlops.Load()
 		}
+		for _, sb := range hr.shared {
+			if sb.tr != nil {
+				mn += sb.tr.momNodes.Load()
+				mf += sb.tr.momFlops.Load()
+			}
+		}
 	}
 	st.Details["moment_nodes"] = mn
 	st.Details["moment_flops"] = mf
@@ -300,7 +338,7 @@ func (bs *blockSet[T]) advance(lim int) {
 		}
 		if want[i].tr == nil {
 			hr := bs.hr
-			want[i].tr = buildTree(hr.hd, hr.v, bs.e, want[i].start, want[i].size, hr.pr.g, hr.pr.mo, false)
+			want[i].tr = hr.block(bs.e, want[i].start, want[i].size)
 			bs.depth = max(bs.depth, want[i].tr.depth)
 		}
 	}

@@ -36,7 +36,7 @@ func main() {
 	eps := flag.Float64("eps", 1e-3, "error target")
 	exactFull := flag.Int("exact-full", 65536, "largest n at which exact runs on every row")
 	exactRows := flag.Int("exact-rows", 1024, "rows exact runs on above -exact-full")
-	capSec := flag.Float64("cap", 60, "skip larger n for a (d, scale) once anytemp took longer than this")
+	capSec := flag.Float64("cap", 60, "skip larger n for a (d, scale) once 16x the last anytemp time exceeds this")
 	reps := flag.Int("reps", 2, "repetitions (the fastest is kept)")
 	flag.Parse()
 	ds, ss, ns := ints(*dList), floats(*sList), ints(*nList)
@@ -89,8 +89,10 @@ func main() {
 					det["visited_per_row"], det["effective_dim"], toF(det["moment_flops"]), fmt.Sprintf("deg %v, depth %v", det["max_degree"], det["tree_depth"]))
 				ptsA = append(ptsA, point{float64(n), ta})
 				ptsX = append(ptsX, point{float64(n), tx})
-				if ta > *capSec {
-					fmt.Printf("   (larger n skipped for d = %d, scale %g: anytemp took %.0f s)\n", d, s, ta)
+				// Skip larger sizes once quadratic growth (16x per 4x n)
+				// from here would pass the cap.
+				if ta*16 > *capSec && n != ns[len(ns)-1] {
+					fmt.Printf("   (larger n skipped for d = %d, scale %g: anytemp took %.1f s at n = %d, up to 16x that at 4n exceeds -cap %g s)\n", d, s, ta, n, *capSec)
 					break
 				}
 			}
