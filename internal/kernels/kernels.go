@@ -58,6 +58,18 @@ func Max32(x []float32) float32 { return max32(x) }
 // max builtin it returns NaN if any element is NaN.
 func Max64(x []float64) float64 { return max64(x) }
 
+// Accumulate32 sets dst[i] = alpha*dst[i] + float64(src[i]) for every i
+// (len(src) must equal len(dst)): how attention adds a float32 tile of
+// P V into its float64 accumulator, rescaled by the change of the running
+// max. The assembly rounds alpha*dst[i] + src[i] once (a fused
+// multiply-add); with alpha = 1 both paths are exact additions.
+func Accumulate32(dst []float64, alpha float64, src []float32) {
+	if len(src) != len(dst) {
+		panic("kernels: Accumulate32: lengths differ")
+	}
+	accumulate32(dst, alpha, src)
+}
+
 // Implementation names the kernels in use on this machine: "avx512",
 // "avx2" (AVX2 and FMA) or "go" (portable), for reports and benchmarks.
 func Implementation() string { return levelName(level) }

@@ -304,6 +304,17 @@ func expShiftSum64(x []float64, scale, shift float64) float64 {
 	return expShiftSum64Go(x, scale, shift)
 }
 
+func accumulate32(dst []float64, alpha float64, src []float32) {
+	n := len(dst)
+	if level == levelGo || n < 4 {
+		accumulate32Go(dst, alpha, src)
+		return
+	}
+	body := n &^ 3
+	accumulateAVX2(&dst[0], &src[0], body, alpha)
+	accumulate32Go(dst[body:], alpha, src[body:])
+}
+
 func max32(x []float32) float32 {
 	if level == levelGo || len(x) < 8 {
 		return maxGo(x)

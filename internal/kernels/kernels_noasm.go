@@ -26,6 +26,10 @@ func expShiftSum64(x []float64, scale, shift float64) float64 {
 	return expShiftSum64Go(x, scale, shift)
 }
 
+func accumulate32(dst []float64, alpha float64, src []float32) {
+	accumulate32Go(dst, alpha, src)
+}
+
 func max32(x []float32) float32 { return maxGo(x) }
 func max64(x []float64) float64 { return maxGo(x) }
 

@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -127,4 +128,38 @@ func TestPackedNTPanics(t *testing.T) {
 			f()
 		}()
 	}
+}
+
+// TestAccumulate32 checks every level against float64 arithmetic, for
+// lengths around the vector blocks, alpha = 1 (exact sums) and not.
+func TestAccumulate32(t *testing.T) {
+	r := rand.New(rand.NewPCG(15, 16))
+	for _, n := range []int{0, 1, 3, 4, 5, 15, 16, 17, 33, 64, 100} {
+		for _, alpha := range []float64{1, 0, 0.375, 1e-300} {
+			dst0 := randSlice(r, n)
+			src := to32(randSlice(r, n))
+			defer releaseGuarded()
+			for _, l := range levels() {
+				atLevel(t, l, func() {
+					dst := guarded(dst0)
+					Accumulate32(dst, alpha, guarded(src))
+					for i := range dst {
+						want := alpha*dst0[i] + float64(src[i])
+						if alpha == 1 && dst[i] != want {
+							t.Fatalf("%s n=%d alpha=1: %d: %g, want %g", levelName(l), n, i, dst[i], want)
+						}
+						if math.Abs(dst[i]-want) > 1e-15*(math.Abs(want)+math.Abs(alpha*dst0[i])) {
+							t.Fatalf("%s n=%d alpha=%g: %d: %g, want %g", levelName(l), n, alpha, i, dst[i], want)
+						}
+					}
+				})
+			}
+		}
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("no panic for different lengths")
+		}
+	}()
+	Accumulate32(make([]float64, 3), 1, make([]float32, 4))
 }

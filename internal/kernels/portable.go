@@ -201,3 +201,16 @@ func maxGo[T float32 | float64](x []T) T {
 	}
 	return m
 }
+
+func accumulate32Go(dst []float64, alpha float64, src []float32) {
+	src = src[:len(dst)]
+	if alpha == 1 {
+		for i, v := range src {
+			dst[i] += float64(v)
+		}
+		return
+	}
+	for i, v := range src {
+		dst[i] = alpha*dst[i] + float64(v)
+	}
+}

@@ -387,3 +387,6 @@ func maxF32AVX2(x *float32, n int) (m float32, nan bool)
 
 //go:noescape
 func maxF64AVX2(x *float64, n int) (m float64, nan bool)
+
+//go:noescape
+func accumulateAVX2(dst *float64, src *float32, n int, alpha float64)

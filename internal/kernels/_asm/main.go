@@ -100,6 +100,7 @@ func main() {
 	}
 	genMax(f32)
 	genMax(f64)
+	genAccumulate()
 
 	if err := os.WriteFile(filepath.Join(*out, "zkernels_amd64.s"), s.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
@@ -766,6 +767,52 @@ func genMax(dt dtype) {
 	emit("VMOVMSK%s Y2, AX", sf)
 	emit("TESTL AX, AX")
 	emit("SETNE nan+%d(FP)", nanOff)
+	emit("VZEROUPPER")
+	emit("RET\n")
+}
+
+// genAccumulate writes accumulateAVX2(dst *float64, src *float32, n int,
+// alpha float64): dst[i] = alpha*dst[i] + float64(src[i]) (one FMA) for
+// i < n, n a multiple of 4; the caller does the tail.
+func genAccumulate() {
+	fmt.Fprintf(&s, "// func accumulateAVX2(dst *float64, src *float32, n int, alpha float64)\n")
+	fmt.Fprintf(&s, "TEXT ·accumulateAVX2(SB), NOSPLIT, $0-32\n")
+	fmt.Fprintf(&gs, "//go:noescape\nfunc accumulateAVX2(dst *float64, src *float32, n int, alpha float64)\n\n")
+	emit("MOVQ dst+0(FP), DI")
+	emit("MOVQ src+8(FP), SI")
+	emit("MOVQ n+16(FP), CX")
+	emit("VBROADCASTSD alpha+24(FP), Y15")
+	label("acc16")
+	emit("CMPQ CX, $16")
+	emit("JLT acc4")
+	for i := 0; i < 4; i++ {
+		emit("VCVTPS2PD %d(SI), Y%d", 16*i, 4+i)
+	}
+	for i := 0; i < 4; i++ {
+		emit("VMOVUPD %d(DI), Y%d", 32*i, i)
+	}
+	for i := 0; i < 4; i++ {
+		emit("VFMADD213PD Y%d, Y15, Y%d", 4+i, i)
+	}
+	for i := 0; i < 4; i++ {
+		emit("VMOVUPD Y%d, %d(DI)", i, 32*i)
+	}
+	emit("ADDQ $64, SI")
+	emit("ADDQ $128, DI")
+	emit("SUBQ $16, CX")
+	emit("JMP acc16")
+	label("acc4")
+	emit("CMPQ CX, $4")
+	emit("JLT accdone")
+	emit("VCVTPS2PD (SI), Y4")
+	emit("VMOVUPD (DI), Y0")
+	emit("VFMADD213PD Y4, Y15, Y0")
+	emit("VMOVUPD Y0, (DI)")
+	emit("ADDQ $16, SI")
+	emit("ADDQ $32, DI")
+	emit("SUBQ $4, CX")
+	emit("JMP acc4")
+	label("accdone")
 	emit("VZEROUPPER")
 	emit("RET\n")
 }
