@@ -368,16 +368,15 @@ func attend[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T], st 
 		pv := st.pv[:rows*e]
 		clear(pv)
 		k.gemmNN(rows, e, cols, s, scoreStride, vals[j0*e:], e, pv, e)
+		pv32, is32 := any(pv).([]float32)
 		for r := range rows {
-			a, v := acc[r*e:(r+1)*e], pv[r*e:(r+1)*e]
-			if alpha := st.alpha[r]; alpha != 1 {
-				for c := range a {
-					a[c] = a[c]*alpha + float64(v[c])
-				}
+			a, alpha := acc[r*e:(r+1)*e], st.alpha[r]
+			if is32 {
+				kernels.Accumulate32(a, alpha, pv32[r*e:(r+1)*e])
 				continue
 			}
-			for c := range a {
-				a[c] += float64(v[c])
+			for c, v := range pv[r*e : (r+1)*e] {
+				a[c] = a[c]*alpha + float64(v)
 			}
 		}
 	}

@@ -2,32 +2,82 @@ package exact
 
 import (
 	"fmt"
+	"unsafe"
 
 	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/internal/kernels"
 )
 
-// Measured throughput of the exact method (2nm(d+e) flops per second) on
-// the project's 2-core machine with the SIMD kernels, used by the planner.
+// The cost model: exact attention's time is
+//
+//	pairs * pairSeconds + flops / flopsPerSecond + K,V bytes / streamBytesPerSecond
+//
+// where pairs = sum over rows of the keys they attend and flops = 2 pairs
+// (d + e). The first term is the per-score work (row max, exp, masking,
+// and the GEMMs' short inner loops at small d), the second the two GEMMs,
+// the third one pass over the keys and values, which is what bounds
+// decoding (a few query rows against many keys). The constants were fitted
+// to `fastattn bench` on the project's 2-core AMD EPYC (Zen 4) machine,
+// both cores, n = m = 4096, d = e from 4 to 128, with the SIMD kernels
+// (avx512), and for the portable kernels (purego or other architectures).
+// The machine is shared with other jobs, so they are typical figures, not
+// best ones.
 const (
-	flopsPerSecond32 = 40e9
-	flopsPerSecond64 = 20e9
+	flopsPerSecond32 = 150e9
+	flopsPerSecond64 = 70e9
+	pairSeconds32    = 0.4e-9
+	pairSeconds64    = 0.9e-9
+
+	portableFlopsPerSecond32 = 6e9
+	portableFlopsPerSecond64 = 5e9
+	portablePairSeconds32    = 4e-9
+	portablePairSeconds64    = 6e-9
+
+	streamBytesPerSecond = 13e9
 )
+
+// rates are one element type's constants of the cost model.
+type rates struct{ flops, pair float64 }
+
+func ratesFor32() rates {
+	if kernels.Implementation() == "go" {
+		return rates{portableFlopsPerSecond32, portablePairSeconds32}
+	}
+	return rates{flopsPerSecond32, pairSeconds32}
+}
+
+func ratesFor64() rates {
+	if kernels.Implementation() == "go" {
+		return rates{portableFlopsPerSecond64, portablePairSeconds64}
+	}
+	return rates{flopsPerSecond64, pairSeconds64}
+}
 
 // Estimate32 predicts the cost on a float32 problem.
 func (Method) Estimate32(p *attn.Problem[float32]) (attn.Estimate, error) {
-	return estimate(p, flopsPerSecond32), nil
+	return estimate(p, ratesFor32()), nil
 }
 
 // Estimate64 predicts the cost on a float64 problem.
 func (Method) Estimate64(p *attn.Problem[float64]) (attn.Estimate, error) {
-	return estimate(p, flopsPerSecond64), nil
+	return estimate(p, ratesFor64()), nil
 }
 
-func estimate[T attn.Float](p *attn.Problem[T], rate float64) attn.Estimate {
+// estimate applies the cost model. Memory is the workers' tiles plus the
+// packed keys.
+func estimate[T attn.Float](p *attn.Problem[T], r rates) attn.Estimate {
 	f := Flops(p)
+	var zero T
+	size := float64(unsafe.Sizeof(zero))
+	kv := float64(p.Heads) * float64(p.M) * float64(p.D+p.E) * size
+	pl := makePlan(p, 0)
+	bytes := float64(pl.workers) * (float64(queryTile*scoreStride)*size + float64(queryTile*p.E)*(size+8))
+	if pl.pack {
+		bytes += min(float64(packBudget), float64(p.Heads)*float64(p.M)*float64(p.D)*size)
+	}
 	return attn.Estimate{
-		Seconds: f / rate,
-		Bytes:   float64(queryTile*keyTile*8) * 4,
+		Seconds: f/float64(2*(p.D+p.E))*r.pair + f/r.flops + kv/streamBytesPerSecond,
+		Bytes:   bytes,
 		Reason:  fmt.Sprintf("%.3g flops", f),
 	}
 }
