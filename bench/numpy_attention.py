@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""Time fastattn's exact attention against blocked NumPy attention, alternately,
+on the same inputs, and print the time ratio, GFLOP/s and the fraction of the
+float32 GEMM peak of NumPy's BLAS measured in the same run.
+
+Run it through bench/numpy_compare.sh, which builds the CLI and makes sure
+NumPy runs on OpenBLAS. Directly:
+
+    /usr/bin/python3 bench/numpy_attention.py --fastattn PATH [--n 4096,16384]
+        [--d 64,128] [--dtype float32,float64] [--reps 3] [--block 512]
+
+For every size and type it writes Q, K, V (standard normal, scale 1/sqrt(d))
+as .npy files, then repeats `reps` times: `fastattn run --method exact` on the
+files, then NumPy on the same arrays. fastattn's time is the library call as
+`fastattn run` reports it (reading and writing the .npy files excluded); the
+process's wall time is shown too. NumPy's time is its attention computation
+(arrays already in memory). The ratio column is fastattn / NumPy of the
+fastest runs; "pairs" is the median of the per-repetition ratios. Once per
+size it also runs `fastattn bench --methods exact` (the library call inside
+one process, fastest of --reps, on inputs of its own) for a second fastattn
+figure. GFLOP/s count 4nmd flops (2nmd for Q K^T, 2nmd for P V).
+
+NumPy attention: for each block of query rows, S = (scale Q_blk) @ K.T,
+subtract the row max, exp in place, row sums, (P @ V) / sums. OpenBLAS uses
+every core for the two products; the exp and the reductions are NumPy's
+single-threaded loops.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+
+def blas_library():
+    """The BLAS shared library this process has mapped (after importing NumPy)."""
+    libs = set()
+    with open("/proc/self/maps") as f:
+        for line in f:
+            path = line.split()[-1]
+            name = os.path.basename(path)
+            if "blas" in name and ".so" in name:
+                libs.add(os.path.realpath(path))
+    return sorted(libs)
+
+
+def numpy_attention(q, k, v, scale, block):
+    n, e = q.shape[0], v.shape[1]
+    out = np.empty((n, e), dtype=q.dtype)
+    kt = k.T
+    scale = q.dtype.type(scale)
+    for i in range(0, n, block):
+        s = (q[i:i + block] * scale) @ kt
+        s -= s.max(axis=1, keepdims=True)
+        np.exp(s, out=s)
+        sums = s.sum(axis=1, keepdims=True)
+        o = s @ v
+        o /= sums
+        out[i:i + block] = o
+    return out
+
+
+def gemm_peak(dtype, size=4096, reps=3):
+    """Best GFLOP/s of np.dot on two size x size matrices."""
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((size, size)).astype(dtype)
+    b = rng.standard_normal((size, size)).astype(dtype)
+    np.dot(a, b)
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        np.dot(a, b)
+        best = min(best, time.perf_counter() - t)
+    return 2 * size**3 / best / 1e9
+
+
+def run_fastattn(exe, tmp):
+    report = os.path.join(tmp, "report.json")
+    args = [exe, "run", "--method", "exact", "--scale", "1/sqrt(d)",
+            "--q", os.path.join(tmp, "q.npy"), "--k", os.path.join(tmp, "k.npy"), "--v", os.path.join(tmp, "v.npy"),
+            "--out", os.path.join(tmp, "o.npy"), "--report", report]
+    t = time.perf_counter()
+    subprocess.run(args, check=True, capture_output=True)
+    wall = time.perf_counter() - t
+    with open(report) as f:
+        rep = json.load(f)
+    assert rep["method"] == "exact", rep
+    return rep["seconds"], wall
+
+
+def run_fastattn_bench(exe, n, d, dtype, reps):
+    """Seconds of `fastattn bench --methods exact`: library call, fastest of reps."""
+    out = subprocess.run([exe, "bench", "--methods", "exact", "--n", str(n), "--d", str(d), "--dtype", dtype,
+                          "--exact-rows", "0", "--reps", str(reps)], check=True, capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        f = line.split()
+        if len(f) >= 4 and f[0] == str(n) and f[1] == str(d) and f[2] == dtype:
+            return float(f[3])
+    raise RuntimeError("no result line in fastattn bench output:\n" + out)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--fastattn", required=True, help="path to the fastattn binary")
+    ap.add_argument("--n", default="4096,16384", help="sequence lengths (n = m)")
+    ap.add_argument("--d", default="64,128", help="head dimensions (d = e)")
+    ap.add_argument("--dtype", default="float32,float64")
+    ap.add_argument("--reps", type=int, default=3, help="alternating repetitions per size")
+    ap.add_argument("--block", type=int, default=512, help="query rows per NumPy block")
+    ap.add_argument("--no-bench", action="store_true", help="skip `fastattn bench`")
+    ap.add_argument("--any-blas", action="store_true", help="run even if NumPy is not on OpenBLAS")
+    args = ap.parse_args()
+
+    libs = blas_library()
+    if not any("openblas" in lib for lib in libs) and not args.any_blas:
+        sys.exit(f"NumPy is not running on OpenBLAS (mapped: {libs or 'none'}); "
+                 "run bench/numpy_compare.sh, or pass --any-blas")
+    threads = os.cpu_count()
+    print(f"NumPy {np.__version__} on {', '.join(os.path.basename(l) for l in libs)}; {threads} cores; "
+          f"NumPy block {args.block} rows; {args.reps} alternating repetitions; fastattn = `fastattn run` library-call time")
+    ns = [int(x) for x in args.n.split(",")]
+    ds = [int(x) for x in args.d.split(",")]
+    dtypes = args.dtype.split(",")
+
+    peaks = [gemm_peak(np.float32)]
+    rows = []
+    head = (f"{'n':>6} {'d':>4} {'dtype':>8} {'numpy s':>9} {'fastattn s':>10} {'ratio':>6} {'pairs':>6} "
+            f"{'numpy GF/s':>10} {'fa GF/s':>8} {'fa wall s':>9} {'fa bench s':>10} {'max err':>8}")
+    print(head)
+    with tempfile.TemporaryDirectory() as tmp:
+        for dtype in dtypes:
+            for d in ds:
+                for n in ns:
+                    rng = np.random.default_rng(n + d)
+                    q, k, v = (rng.standard_normal((n, d)).astype(dtype) for _ in range(3))
+                    for name, x in (("q", q), ("k", k), ("v", v)):
+                        np.save(os.path.join(tmp, name + ".npy"), x)
+                    scale = 1 / np.sqrt(d)
+                    numpy_attention(q[:64], k, v, scale, args.block)  # warm up OpenBLAS threads
+                    fa, fa_wall, npt, pairs = [], [], [], []
+                    ref = None
+                    for _ in range(args.reps):
+                        s, w = run_fastattn(args.fastattn, tmp)
+                        t = time.perf_counter()
+                        ref = numpy_attention(q, k, v, scale, args.block)
+                        t = time.perf_counter() - t
+                        fa.append(s)
+                        fa_wall.append(w)
+                        npt.append(t)
+                        pairs.append(s / t)
+                    got = np.load(os.path.join(tmp, "o.npy"))
+                    err = float(np.max(np.abs(got.astype(np.float64) - ref)) / np.max(np.abs(v)))
+                    bench = float("nan") if args.no_bench else run_fastattn_bench(args.fastattn, n, d, dtype, args.reps)
+                    peaks.append(gemm_peak(np.float32))
+                    flops = 4.0 * n * n * d
+                    r = dict(n=n, d=d, dtype=dtype, numpy=min(npt), fa=min(fa), ratio=min(fa) / min(npt),
+                             pairs=statistics.median(pairs), np_gf=flops / min(npt) / 1e9, fa_gf=flops / min(fa) / 1e9,
+                             fa_wall=min(fa_wall), bench=bench, err=err)
+                    rows.append(r)
+                    print(f"{n:>6} {d:>4} {dtype:>8} {r['numpy']:>9.4f} {r['fa']:>10.4f} {r['ratio']:>6.2f} {r['pairs']:>6.2f} "
+                          f"{r['np_gf']:>10.1f} {r['fa_gf']:>8.1f} {r['fa_wall']:>9.3f} {r['bench']:>10.4f} {err:>8.1e}",
+                          flush=True)
+    peak = max(peaks)
+    print(f"\nfloat32 GEMM peak of NumPy's BLAS in this run (np.dot, 4096^3, best of {3 * len(peaks)}): {peak:.1f} GFLOP/s "
+          f"(per measurement: {', '.join(f'{p:.0f}' for p in peaks)})")
+    print("\n| n | d | dtype | NumPy (s) | fastattn (s) | ratio | NumPy GFLOP/s | fastattn GFLOP/s | fastattn / f32 GEMM peak |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        print(f"| {r['n']} | {r['d']} | {r['dtype']} | {r['numpy']:.3f} | {r['fa']:.3f} | {r['ratio']:.2f} | "
+              f"{r['np_gf']:.0f} | {r['fa_gf']:.0f} | {r['fa_gf'] / peak:.0%} |")
+
+
+if __name__ == "__main__":
+    main()
