@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/fastattn/fastattn"
+	"github.com/fastattn/fastattn/anytemp"
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/internal/reference"
 )
@@ -51,8 +52,8 @@ func main() {
 	}
 	fmt.Printf("anytemp vs exact, end to end (fastattn.Attend), float32, e = d, softmax scale 1, eps = %g, Q,K ~ N(0, scale^2), V ~ N(0,1)\n", *eps)
 	fmt.Printf("exact: all rows up to n = %d, above that %d sampled rows scaled by n/%d (marked *)\n\n", *exactFull, *exactRows, *exactRows)
-	fmt.Printf("%2s %6s %8s %11s %12s %9s %10s %9s %8s %6s %8s %s\n",
-		"d", "scale", "n", "anytemp s", "exact s", "speedup", "max err", "bound", "visit/r", "r_eff", "moments", "notes")
+	fmt.Printf("%2s %6s %8s %11s %12s %9s %10s %9s %8s %6s %8s %9s %s\n",
+		"d", "scale", "n", "anytemp s", "exact s", "speedup", "max err", "bound", "visit/r", "r_eff", "moments", "planner s", "notes")
 	type point struct{ n, t float64 }
 	for _, d := range ds {
 		for _, s := range ss {
@@ -84,9 +85,14 @@ func main() {
 				}
 				errMax := sampledError(q, k, v, best.Out.Data, n, d, 16)
 				det := best.Report.Details
-				fmt.Printf("%2d %6g %8d %11.4f %11.3f%s %8.1fx %10.2g %9.2g %8.1f %6v %8.2g %s\n",
+				est := math.NaN()
+				pp := &attn.Problem[float32]{Heads: 1, N: n, M: n, D: d, E: d, Q: q.Data, K: k.Data, V: v.Data, Scale: 1, Eps: *eps}
+				if e, err := (anytemp.Method{}).Estimate32(pp); err == nil {
+					est = e.Seconds
+				}
+				fmt.Printf("%2d %6g %8d %11.4f %11.3f%s %8.1fx %10.2g %9.2g %8.1f %6v %8.2g %9.3g %s\n",
 					d, s, n, ta, tx, mark, tx/ta, errMax, best.Report.ErrorBound,
-					det["visited_per_row"], det["effective_dim"], toF(det["moment_flops"]), fmt.Sprintf("deg %v, depth %v", det["max_degree"], det["tree_depth"]))
+					det["visited_per_row"], det["effective_dim"], toF(det["moment_flops"]), est, fmt.Sprintf("deg %v, depth %v", det["max_degree"], det["tree_depth"]))
 				ptsA = append(ptsA, point{float64(n), ta})
 				ptsX = append(ptsX, point{float64(n), tx})
 				// Skip larger sizes once quadratic growth (16x per 4x n)
