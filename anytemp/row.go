@@ -85,8 +85,9 @@ type rowCtx struct {
 	*params
 	sq, aq []float64 // s q', |s q'|
 	qn     float64   // |s q'|_2
-	coef   []float64 // Taylor coefficients (s q')^alpha / alpha!
-	t      float64   // window width
+	coef   []float64 // Taylor coefficients (s q')^alpha / alpha!, on first use
+	coefOK bool
+	t      float64 // window width
 	mcur   float64
 
 	started      bool
@@ -118,7 +119,7 @@ func (rc *rowCtx) start(q []float64, s float64, keys int) {
 		rc.aq[t] = math.Abs(s * x)
 	}
 	rc.qn = math.Sqrt(dot(rc.sq, rc.sq)) * (1 + float64(2*len(q)+8)*u64)
-	rc.mo.coefficients(rc.sq, rc.g, rc.coef)
+	rc.coefOK = false
 	rc.t = rc.b.window(keys)
 	rc.mcur = math.Inf(-1)
 	if rc.haveCand {
@@ -197,14 +198,26 @@ func rootBound[T attn.Float](rc *rowCtx, tr *tree[T]) float64 {
 // Cauchy-Schwarz).
 func nodeRho[T attn.Float](rc *rowCtx, tr *tree[T], i int) (box, bound float64) {
 	r := rc.r
-	box = dot(rc.aq, tr.half[i*r:(i+1)*r])
-	return box, min(box, rc.qn*tr.rad[i])
+	nd := tr.nd[i*(2*r+1) : (i+1)*(2*r+1)]
+	box = dot(rc.aq, nd[r:2*r])
+	return box, min(box, rc.qn*nd[2*r])
 }
 
 func mkEntry[T attn.Float](rc *rowCtx, tr *tree[T], i int) entry {
+	switch rc.r {
+	case 2:
+		nd := tr.nd[i*5 : i*5+5]
+		box := rc.aq[0]*nd[2] + rc.aq[1]*nd[3]
+		return entry{int32(i), rc.sq[0]*nd[0] + rc.sq[1]*nd[1], box, min(box, rc.qn*nd[4])}
+	case 3:
+		nd := tr.nd[i*7 : i*7+7]
+		box := rc.aq[0]*nd[3] + rc.aq[1]*nd[4] + rc.aq[2]*nd[5]
+		return entry{int32(i), rc.sq[0]*nd[0] + rc.sq[1]*nd[1] + rc.sq[2]*nd[2], box, min(box, rc.qn*nd[6])}
+	}
 	r := rc.r
-	box, bound := nodeRho(rc, tr, i)
-	return entry{int32(i), dot(rc.sq, tr.centre[i*r:(i+1)*r]), box, bound}
+	nd := tr.nd[i*(2*r+1) : (i+1)*(2*r+1)]
+	box := dot(rc.aq, nd[r:2*r])
+	return entry{int32(i), dot(rc.sq, nd[:r]), box, min(box, rc.qn*nd[2*r])}
 }
 
 // runTree adds the keys of tr to the row: branch and bound for the
@@ -257,6 +270,10 @@ func expand[T attn.Float](rc *rowCtx, tr *tree[T], i, g int, xz float64, cnt int
 	nt := rc.mo.terms(g)
 	stride := rc.mo.terms(tr.g)
 	tmp := rc.tmp
+	if !rc.coefOK {
+		rc.mo.coefficients(rc.sq, rc.g, rc.coef)
+		rc.coefOK = true
+	}
 	coef := rc.coef[:nt]
 	for col := range w {
 		tmp[col] = dotU(coef, mom[col*stride:col*stride+nt])

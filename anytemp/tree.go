@@ -69,6 +69,7 @@ type tree[T attn.Float] struct {
 	centre    []float64 // nodes*r
 	half      []float64 // nodes*r
 	rad       []float64 // nodes: max_j |k_j - centre|_2 (rounded up)
+	nd        []float64 // nodes*(2r+1): centre, half, rad packed for the traversal
 	g         int       // moment degree
 	mo        *monomials
 	mom       []atomic.Pointer[[]float64]
@@ -108,6 +109,13 @@ func buildTree[T attn.Float](hd *head, v []T, e, start, count, g int, mo *monomi
 		copy(tr.vals[i*e:(i+1)*e], v[int(j)*e:int(j+1)*e])
 	}
 	tr.boxes()
+	tr.nd = make([]float64, nodes*(2*r+1))
+	for i := range nodes {
+		nd := tr.nd[i*(2*r+1) : (i+1)*(2*r+1)]
+		copy(nd[:r], tr.centre[i*r:(i+1)*r])
+		copy(nd[r:2*r], tr.half[i*r:(i+1)*r])
+		nd[2*r] = tr.rad[i]
+	}
 	if r == 1 {
 		tr.prefixSums()
 	}
