@@ -167,7 +167,7 @@ func taylorRho(epsT, rhoCap float64, maxDeg int) []float64 {
 		}
 		target := math.Log(epsT)
 		if f(rhoCap) <= target {
-			out[g] = rhoCap
+			out[g] = rhoCap * (1 - 1e-12)
 			continue
 		}
 		lo, hi := 0.0, rhoCap
@@ -179,7 +179,9 @@ func taylorRho(epsT, rhoCap float64, maxDeg int) []float64 {
 				hi = mid
 			}
 		}
-		out[g] = lo
+		// A relative margin for the rounding of the computed rho
+		// (sum of r products, far below 1e-12 relative).
+		out[g] = lo * (1 - 1e-12)
 	}
 	return out
 }
