@@ -91,13 +91,13 @@ func estimate[T attn.Float](m Method, p *attn.Problem[T], f32 bool) (attn.Estima
 	build := heads * (CostBuild*lf*levels + CostBuild*n*math.Log2(n+1)/4)
 	moments := heads * CostMomentFlop * pc.momentFlops
 	if p.Causal {
-		// Each row walks about half of log2(L/64) blocks; each chunk of
-		// rows rebuilds the blocks of its prefix.
+		// Each row walks about half of log2(L/64) blocks (most pruned at
+		// the root); each chunk of rows builds its small blocks.
 		blocks := math.Max(1, 0.5*math.Log2(lf/minTreeBlock))
-		rows *= 1 + 0.3*blocks
+		rows *= 1 + 0.1*blocks
 		chunks := math.Max(1, math.Min(n/minTreeBlock, math.Ceil(4*workers/heads)))
-		build *= 1 + 0.5*chunks
-		moments *= 1 + 0.3*blocks
+		build *= 1 + 0.15*chunks // large blocks are shared between chunks
+		moments *= 1 + 0.1*blocks
 	}
 	secs := (rows+moments)/workers + build/math.Min(workers, 1.5)
 	nodes := 2 * lf / leafSize * 2
