@@ -17,7 +17,9 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/fastattn/fastattn/attn"
@@ -221,3 +223,20 @@ func ftoa(x float64) string {
 func itoa(x int) string { return strconv.Itoa(x) }
 
 func log2Label(n int) string { return fmt.Sprintf("2^%d", int(math.Round(math.Log2(float64(n))))) }
+
+// loadAverage returns the one-minute load average (Linux), or NaN.
+func loadAverage() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return math.NaN()
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return math.NaN()
+	}
+	v, err := strconv.ParseFloat(f[0], 64)
+	if err != nil {
+		return math.NaN()
+	}
+	return v
+}

@@ -177,3 +177,21 @@ func TestFitting(t *testing.T) {
 		t.Errorf("beta for degree 5: %g", b)
 	}
 }
+
+func TestSlopeIsRobust(t *testing.T) {
+	fam := Family{Name: "f"}
+	var rows []ScalingRow
+	for k := 10; k <= 16; k++ {
+		sec := 1e-2 * math.Pow(2, 2*float64(k-10))
+		if k == 14 {
+			sec *= 5 // one run slowed down by other load
+		}
+		rows = append(rows, ScalingRow{Family: "f", Method: "m", N: 1 << k, Seconds: sec, Source: Measured})
+	}
+	if s := fitSlope(rows, fam, "m"); math.Abs(s.Slope-2) > 1e-9 || s.Points != 6 {
+		t.Errorf("slope %+v, want 2 from 6 points despite the outlier", s)
+	}
+	if !(loadAverage() >= 0) && !math.IsNaN(loadAverage()) {
+		t.Error("load average")
+	}
+}

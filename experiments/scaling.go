@@ -79,7 +79,10 @@ type ScalingRow struct {
 	// ObservedError is max |T - Att| / max|V| on the exact rows.
 	ObservedError float64
 	Speedup       float64
-	Note          string
+	// Load is the machine's one-minute load average when the run ended:
+	// runs on a loaded machine are slower.
+	Load float64
+	Note string
 }
 
 // Slope is a fitted log-log slope of time against n.
@@ -138,7 +141,7 @@ func RunScaling(ctx context.Context, cfg ScalingConfig) (*ScalingResult, error) 
 				exactSec, exactOut = et.Seconds, et.Out
 				exFlops, exSecs = append(exFlops, et.Flops), append(exSecs, et.Seconds)
 				res.Rows = append(res.Rows, ScalingRow{Family: fam.Name, Method: "exact", N: n, D: fam.D, E: fam.E,
-					Seconds: et.Seconds, Source: src, Flops: et.Flops, Speedup: 1, ObservedError: math.NaN()})
+					Seconds: et.Seconds, Source: src, Flops: et.Flops, Speedup: 1, ObservedError: math.NaN(), Load: loadAverage()})
 				stopped["exact"] = et.Raw > cfg.MaxSeconds/4
 			} else {
 				// Beyond the time limit: the cost model fitted on the
@@ -179,6 +182,7 @@ func RunScaling(ctx context.Context, cfg ScalingConfig) (*ScalingResult, error) 
 						row.Speedup = exactSec / row.Seconds
 					}
 					stopped[m] = row.Seconds > cfg.MaxSeconds/4
+					row.Load = loadAverage()
 					res.Rows = append(res.Rows, row)
 				case errors.Is(err, attn.ErrUnsupported) || errors.Is(err, fastattn.ErrInvalidInput):
 					row.Source, row.Note = "declined", err.Error()
@@ -198,11 +202,13 @@ func RunScaling(ctx context.Context, cfg ScalingConfig) (*ScalingResult, error) 
 	return res, nil
 }
 
-// fitSlope fits log2(seconds) against log2(n) over the method's four
+// fitSlope fits log2(seconds) against log2(n) over the method's six
 // largest measured runs that took at least 5 ms (smaller ones measure
 // overhead), or its last three runs if fewer qualify: the asymptotic slope.
+// The estimate is Theil-Sen's (the median of the slopes between pairs of
+// points), so that one run slowed down by other load on the machine does
+// not tilt it.
 func fitSlope(rows []ScalingRow, fam Family, method string) Slope {
-	var xs, ys []float64
 	var all []ScalingRow
 	for _, r := range rows {
 		if r.Family == fam.Name && r.Method == method && (r.Source == Measured || r.Source == Sampled) && r.Seconds > 0 {
@@ -213,24 +219,38 @@ func fitSlope(rows []ScalingRow, fam Family, method string) Slope {
 	if len(use) < 3 {
 		use = all[max(0, len(all)-3):]
 	}
-	use = use[max(0, len(use)-4):]
+	use = use[max(0, len(use)-6):]
 	s := Slope{Family: fam.Name, Method: method, Slope: math.NaN(), Points: len(use), Expect: fam.Expect}
-	for _, r := range use {
-		xs, ys = append(xs, math.Log2(float64(r.N))), append(ys, math.Log2(r.Seconds))
+	if len(use) < 2 {
+		return s
 	}
-	if len(use) >= 2 {
-		_, s.Slope = fitLine(xs, ys)
-		s.NMin, s.NMax = use[0].N, use[len(use)-1].N
+	var slopes []float64
+	for i := range use {
+		for j := i + 1; j < len(use); j++ {
+			dx := math.Log2(float64(use[j].N)) - math.Log2(float64(use[i].N))
+			slopes = append(slopes, (math.Log2(use[j].Seconds)-math.Log2(use[i].Seconds))/dx)
+		}
 	}
+	s.Slope = median(slopes)
+	s.NMin, s.NMax = use[0].N, use[len(use)-1].N
 	return s
+}
+
+func median(x []float64) float64 {
+	y := slices.Clone(x)
+	slices.Sort(y)
+	if len(y)%2 == 1 {
+		return y[len(y)/2]
+	}
+	return (y[len(y)/2-1] + y[len(y)/2]) / 2
 }
 
 // Write saves scaling.csv, slopes.csv and one log-log plot per family.
 func (res *ScalingResult) Write(dir string) ([]string, error) {
-	rows := [][]string{{"family", "method", "n", "d", "e", "seconds", "source", "flops", "error_bound", "observed_error", "speedup_over_exact", "note"}}
+	rows := [][]string{{"family", "method", "n", "d", "e", "seconds", "source", "flops", "error_bound", "observed_error", "speedup_over_exact", "load_average", "note"}}
 	for _, r := range res.Rows {
 		rows = append(rows, []string{r.Family, r.Method, itoa(r.N), itoa(r.D), itoa(r.E), ftoa(r.Seconds), r.Source, ftoa(r.Flops),
-			ftoa(r.ErrorBound), ftoa(r.ObservedError), ftoa(r.Speedup), r.Note})
+			ftoa(r.ErrorBound), ftoa(r.ObservedError), ftoa(r.Speedup), ftoa(r.Load), r.Note})
 	}
 	files := []string{filepath.Join(dir, "scaling.csv"), filepath.Join(dir, "slopes.csv")}
 	if err := writeCSV(files[0], rows); err != nil {
