@@ -106,8 +106,9 @@ func plan[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], f32 b
 	}
 	allowance := rankAllowance(p.Eps, f32)
 	hs := make([]*head, p.Heads)
+	perHead := max(1, m.workers()/p.Heads)
 	parallelFor(ctx, m.workers(), p.Heads, func(h int) {
-		hs[h] = prepare(p, h, allowance, !m.NoReduce)
+		hs[h] = prepare(p, h, allowance, !m.NoReduce, perHead)
 	})
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err

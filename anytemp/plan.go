@@ -21,6 +21,7 @@ const (
 	CostCell       = 90e-9  // per 1-D cell (binary search, prefix sums)
 	CostMomentFlop = 0.7e-9 // per flop of node moments
 	CostBuild      = 30e-9  // per key and tree level (partition, boxes), plus row order
+	CostReduce     = 0.6e-9 // per row x d x d of Q and K: Gram matrices, projection (d >= 2)
 )
 
 // MaxPlanDim is the largest effective dimension for which Estimate
@@ -100,6 +101,9 @@ func estimate[T attn.Float](m Method, p *attn.Problem[T], f32 bool) (attn.Estima
 		moments *= 1 + 0.1*blocks
 	}
 	secs := (rows+moments)/workers + build/math.Min(workers, 1.5)
+	if p.D >= 2 && !m.NoReduce {
+		secs += heads * CostReduce * (n + lf) * float64(p.D*p.D) / workers
+	}
 	nodes := 2 * lf / leafSize * 2
 	bytes := heads * (lf*(float64(pc.r)*8+float64(p.E)*sizeOf[T]()+4) + nodes*float64(2*pc.r+3)*8)
 	bytes += heads * pc.momentFlops / 4 // moments kept

@@ -2,6 +2,7 @@ package anytemp
 
 import (
 	"math"
+	"sync"
 
 	"gonum.org/v1/gonum/mat"
 
@@ -24,13 +25,14 @@ type head struct {
 	rankErr    float64   // max_i of the bound on |s q_i.(k_j - mu) - s q'_i.k'_j| from the projection
 	theta      float64   // max_i of the exponent error bound (rankErr + rounding)
 	lambdaMax  float64   // max_i s |q'_i|_1 kMax, the logit magnitude
+	workers    int       // goroutines for the Gram matrices
 }
 
 // prepare builds head h of p. allowance is the largest rank-truncation
 // error the budget accepts; reduce=false keeps all d dimensions.
-func prepare[T attn.Float](p *attn.Problem[T], h int, allowance float64, reduce bool) *head {
+func prepare[T attn.Float](p *attn.Problem[T], h int, allowance float64, reduce bool, workers int) *head {
 	n, d, l := p.N, p.D, p.KeyLen(h)
-	hd := &head{h: h, n: n, l: l, side: "none"}
+	hd := &head{h: h, n: n, l: l, side: "none", workers: workers}
 	q := make([]float64, n*d)
 	for i, x := range p.Q[h*n*d : (h+1)*n*d] {
 		q[i] = float64(x)
@@ -125,10 +127,9 @@ func (hd *head) lowRank(q, kc, qn []float64, qmax, rk, s float64, d int, allowan
 	}
 	n, l := hd.n, hd.l
 	eig := func(x []float64, rows int) ([]float64, *mat.Dense, bool) {
-		var g mat.SymDense
-		g.SymOuterK(1, mat.NewDense(rows, d, x).T())
+		g := gram(x, rows, d, hd.workers)
 		var es mat.EigenSym
-		if !es.Factorize(&g, true) {
+		if !es.Factorize(g, true) {
 			return nil, nil, false
 		}
 		var v mat.Dense
@@ -145,8 +146,14 @@ func (hd *head) lowRank(q, kc, qn []float64, qmax, rk, s float64, d int, allowan
 		}
 		return t
 	}
-	kVals, kVecs, kOK := eig(kc, l)
-	qVals, qVecs, qOK := eig(q, n)
+	var kVals, qVals []float64
+	var kVecs, qVecs *mat.Dense
+	var kOK, qOK bool
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); kVals, kVecs, kOK = eig(kc, l) }()
+	qVals, qVecs, qOK = eig(q, n)
+	wg.Wait()
 	for r := 1; r < d; r++ {
 		best := math.Inf(1)
 		var bestW *mat.Dense
@@ -245,4 +252,32 @@ func (hd *head) wideWindows(s, t float64) bool {
 		cnt++
 	}
 	return sum/float64(cnt) >= 0.3
+}
+
+// gram returns x^T x (x is rows x d), summed over row blocks computed in
+// parallel.
+func gram(x []float64, rows, d, workers int) *mat.SymDense {
+	parts := max(1, min(workers, rows/4096))
+	gs := make([]*mat.SymDense, parts)
+	var wg sync.WaitGroup
+	for w := range parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a, b := w*rows/parts, (w+1)*rows/parts
+			var g mat.SymDense
+			if b > a {
+				g.SymOuterK(1, mat.NewDense(b-a, d, x[a*d:b*d]).T())
+			} else {
+				g = *mat.NewSymDense(d, nil)
+			}
+			gs[w] = &g
+		}()
+	}
+	wg.Wait()
+	out := gs[0]
+	for _, g := range gs[1:] {
+		out.AddSym(out, g)
+	}
+	return out
 }
