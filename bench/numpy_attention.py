@@ -15,7 +15,11 @@ files, then NumPy on the same arrays. fastattn's time is the library call as
 `fastattn run` reports it (reading and writing the .npy files excluded); the
 process's wall time is shown too. NumPy's time is its attention computation
 (arrays already in memory). The ratio column is fastattn / NumPy of the
-fastest runs; "pairs" is the median of the per-repetition ratios. Once per
+fastest runs; "pairs" is the median of the per-repetition ratios. The
+float32 GEMM peak (np.dot of two 4096 x 4096 matrices, best of 3) is measured
+before the first size and after each one; each size is compared with the
+larger of the two measurements next to it (same load) and with the run's
+best. Once per
 size it also runs `fastattn bench --methods exact` (the library call inside
 one process, fastest of --reps, on inputs of its own) for a second fastattn
 figure. GFLOP/s count 4nmd flops (2nmd for Q K^T, 2nmd for P V).
@@ -130,7 +134,7 @@ def main():
     peaks = [gemm_peak(np.float32)]
     rows = []
     head = (f"{'n':>6} {'d':>4} {'dtype':>8} {'numpy s':>9} {'fastattn s':>10} {'ratio':>6} {'pairs':>6} "
-            f"{'numpy GF/s':>10} {'fa GF/s':>8} {'fa wall s':>9} {'fa bench s':>10} {'max err':>8}")
+            f"{'numpy GF/s':>10} {'fa GF/s':>8} {'peak32':>6} {'fa/peak':>7} {'fa wall s':>9} {'fa bench s':>10} {'max err':>8}")
     print(head)
     with tempfile.TemporaryDirectory() as tmp:
         for dtype in dtypes:
@@ -158,21 +162,26 @@ def main():
                     bench = float("nan") if args.no_bench else run_fastattn_bench(args.fastattn, n, d, dtype, args.reps)
                     peaks.append(gemm_peak(np.float32))
                     flops = 4.0 * n * n * d
+                    # The peak measured next to this size (before and after
+                    # it), under the same load as its timings.
+                    local = max(peaks[-2:])
                     r = dict(n=n, d=d, dtype=dtype, numpy=min(npt), fa=min(fa), ratio=min(fa) / min(npt),
                              pairs=statistics.median(pairs), np_gf=flops / min(npt) / 1e9, fa_gf=flops / min(fa) / 1e9,
-                             fa_wall=min(fa_wall), bench=bench, err=err)
+                             fa_wall=min(fa_wall), bench=bench, err=err, peak=local)
                     rows.append(r)
                     print(f"{n:>6} {d:>4} {dtype:>8} {r['numpy']:>9.4f} {r['fa']:>10.4f} {r['ratio']:>6.2f} {r['pairs']:>6.2f} "
-                          f"{r['np_gf']:>10.1f} {r['fa_gf']:>8.1f} {r['fa_wall']:>9.3f} {r['bench']:>10.4f} {err:>8.1e}",
+                          f"{r['np_gf']:>10.1f} {r['fa_gf']:>8.1f} {local:>6.0f} {r['fa_gf'] / local:>7.0%} "
+                          f"{r['fa_wall']:>9.3f} {r['bench']:>10.4f} {err:>8.1e}",
                           flush=True)
     peak = max(peaks)
     print(f"\nfloat32 GEMM peak of NumPy's BLAS in this run (np.dot, 4096^3, best of {3 * len(peaks)}): {peak:.1f} GFLOP/s "
           f"(per measurement: {', '.join(f'{p:.0f}' for p in peaks)})")
-    print("\n| n | d | dtype | NumPy (s) | fastattn (s) | ratio | NumPy GFLOP/s | fastattn GFLOP/s | fastattn / f32 GEMM peak |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("\n| n | d | dtype | NumPy (s) | fastattn (s) | ratio (best) | ratio (median pair) | NumPy GFLOP/s | "
+          "fastattn GFLOP/s | f32 GEMM peak next to it | fastattn / that peak | fastattn / run's peak |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        print(f"| {r['n']} | {r['d']} | {r['dtype']} | {r['numpy']:.3f} | {r['fa']:.3f} | {r['ratio']:.2f} | "
-              f"{r['np_gf']:.0f} | {r['fa_gf']:.0f} | {r['fa_gf'] / peak:.0%} |")
+        print(f"| {r['n']} | {r['d']} | {r['dtype']} | {r['numpy']:.3f} | {r['fa']:.3f} | {r['ratio']:.2f} | {r['pairs']:.2f} | "
+              f"{r['np_gf']:.0f} | {r['fa_gf']:.0f} | {r['peak']:.0f} | {r['fa_gf'] / r['peak']:.0%} | {r['fa_gf'] / peak:.0%} |")
 
 
 if __name__ == "__main__":
