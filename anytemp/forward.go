@@ -225,7 +225,7 @@ func forward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], ou
 				}
 				rc.haveCand = false
 				if p.Causal {
-					d := causalRows(rc, p, hr, out, it.a, it.b)
+					d := causalRows(ctx, rc, p, hr, out, it.a, it.b)
 					for {
 						old := causalDepth.Load()
 						if int64(d) <= old || causalDepth.CompareAndSwap(old, int64(d)) {
@@ -348,7 +348,7 @@ func (bs *blockSet[T]) advance(lim int) {
 
 // causalRows computes rows a..b-1 of a head with the causal mask; it
 // returns the deepest tree built.
-func causalRows[T attn.Float](rc *rowCtx, p *attn.Problem[T], hr *headRun[T], out *attn.Output[T], a, b int) int {
+func causalRows[T attn.Float](ctx context.Context, rc *rowCtx, p *attn.Problem[T], hr *headRun[T], out *attn.Output[T], a, b int) int {
 	hd := hr.hd
 	r, e, h := hd.r, p.E, hd.h
 	bs := &blockSet[T]{hr: hr, e: e}
@@ -359,6 +359,9 @@ func causalRows[T attn.Float](rc *rowCtx, p *attn.Problem[T], hr *headRun[T], ou
 	}
 	var ord []ordered
 	for i := a; i < b; i++ {
+		if (i-a)%64 == 63 && ctx.Err() != nil {
+			return bs.depth
+		}
 		row := h*p.N + i
 		o := out.O[row*e : (row+1)*e]
 		lim := p.KeyLimit(h, i)

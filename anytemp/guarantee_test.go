@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/attn/attntest"
@@ -491,5 +492,69 @@ func TestEstimate(t *testing.T) {
 	p.Eps = 1e-8
 	if _, err := (Method{}).Estimate32(attntest.To32(p)); !errors.Is(err, attn.ErrUnsupported) {
 		t.Errorf("eps 1e-8 in float32: %v, want ErrUnsupported", err)
+	}
+}
+
+// TestCausalLarge exercises prefixes made of several trees with
+// expansions in them (and shared large blocks).
+func TestCausalLarge(t *testing.T) {
+	n := 6000
+	if testing.Short() {
+		n = 1500
+	}
+	for _, d := range []int{1, 2, 3} {
+		for _, qk := range []float64{0.5, 2, 10} {
+			g := gen{heads: 1, n: n, m: n, d: d, e: 2, qk: qk, scale: 1, causal: true}
+			t.Run(fmt.Sprintf("d=%d/qk=%g", d, qk), func(t *testing.T) {
+				p := g.make(uint64(d*10) + uint64(qk))
+				p.Eps = 1e-3
+				// Check a sample of rows against the reference (every row
+				// would be quadratic in the test).
+				out := attn.NewOutput(p)
+				st, err := Method{}.Forward64(context.Background(), p, out)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var rows []int
+				for i := 0; i < n; i += 37 {
+					rows = append(rows, i)
+				}
+				rows = append(rows, n-1)
+				want, wantLSE := reference.Rows(p, 0, rows)
+				colMax := attn.ColumnMaxAbs(p, 0, p.M)
+				for s, i := range rows {
+					for c := range p.E {
+						if err := math.Abs(out.O[i*p.E+c] - want[s*p.E+c]); err > st.ErrorBound*colMax[c] {
+							t.Fatalf("row %d col %d: error %g > %g", i, c, err, st.ErrorBound*colMax[c])
+						}
+					}
+					if math.Abs(out.LSE[i]-wantLSE[s]) > math.Log1p(st.ErrorBound)+1e-12*math.Abs(wantLSE[s]) {
+						t.Fatalf("row %d: LSE %g, want %g", i, out.LSE[i], wantLSE[s])
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestCancelMidRun cancels a long run after it started.
+func TestCancelMidRun(t *testing.T) {
+	for _, causal := range []bool{false, true} {
+		p := gen{heads: 1, n: 30000, m: 30000, d: 3, e: 2, qk: 1, scale: 1, causal: causal}.make(5)
+		cancelMidRun(t, p)
+	}
+}
+
+func cancelMidRun(t *testing.T, p *attn.Problem[float64]) {
+	p.Eps = 1e-3
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { time.Sleep(50 * time.Millisecond); cancel() }()
+	start := time.Now()
+	_, err := Method{}.Forward64(ctx, p, attn.NewOutput(p))
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v after %v, want context.Canceled", err, time.Since(start))
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Errorf("cancellation took %v", el)
 	}
 }
