@@ -146,3 +146,23 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	}
 }
+
+// TestHeadGroups lowers the packed-key budget so heads are packed and
+// computed a few at a time, with and without split-K.
+func TestHeadGroups(t *testing.T) {
+	old := packBudget
+	defer func() { packBudget = old }()
+	cases := []attntest.Case{
+		{Name: "heads", Heads: 5, N: 2*queryTile + 3, M: 300, D: 8, E: 8},
+		{Name: "heads-causal-padding", Heads: 3, N: 2*queryTile + 1, M: 400, D: 8, E: 4, Causal: true, KeyLens: []int{400, 150, 0}},
+		{Name: "heads-split", Heads: 3, N: queryTile + 1, M: 3000, D: 8, E: 8},
+	}
+	for _, budget := range []int{1, 300 * 8 * 8 * 2} { // one head per group; two float64 heads per group
+		packBudget = budget
+		for _, c := range cases {
+			t.Run(fmt.Sprintf("%s/budget=%d", c.Name, budget), func(t *testing.T) {
+				attntest.RunCase(t, Method{Workers: 3}, attntest.Config{}, c, 4)
+			})
+		}
+	}
+}
