@@ -369,6 +369,11 @@ func attend[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T], st 
 		clear(pv)
 		k.gemmNN(rows, e, cols, s, scoreStride, vals[j0*e:], e, pv, e)
 		pv32, is32 := any(pv).([]float32)
+		if is32 && allOne(st.alpha[:rows]) {
+			// No row's max moved: one call for the whole tile.
+			kernels.Accumulate32(acc, 1, pv32)
+			continue
+		}
 		for r := range rows {
 			a, alpha := acc[r*e:(r+1)*e], st.alpha[r]
 			if is32 {
@@ -380,6 +385,15 @@ func attend[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T], st 
 			}
 		}
 	}
+}
+
+func allOne(x []float64) bool {
+	for _, v := range x {
+		if v != 1 {
+			return false
+		}
+	}
+	return true
 }
 
 func scaleRow(a []float64, s float64) {
