@@ -49,9 +49,6 @@ func (m Method) workers() int {
 	return runtime.GOMAXPROCS(0)
 }
 
-// debugHook, when set by a test, sees the heads after the rows are done.
-var debugHook func(any)
-
 // minTreeBlock is the smallest key block that gets a tree in the causal
 // decomposition; shorter ranges (the tail of a prefix) are summed key by key.
 const minTreeBlock = 64
@@ -244,9 +241,6 @@ func forward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], ou
 	}
 	if p.Causal {
 		depth = int(causalDepth.Load())
-	}
-	if debugHook != nil {
-		debugHook(any(runs))
 	}
 	st := stats(p, runs, b, &total, depth)
 	var mn, mf int64
