@@ -1,0 +1,25 @@
+// Package anytemp is attention with any temperature for small or low-rank
+// head dimension (Gupta, Huang, Saha, Xu & Ye, 2025), with the project's
+// entrywise guarantee
+//
+//	|T_ij - Att_ij| <= eps * max_l |V_lj|
+//
+// for logits of any size, in float32 and float64.
+//
+// Per query row: the largest logit by branch and bound on a kd-tree of the
+// keys (centred, and projected on the top principal directions of K or Q
+// when their numerical rank is lower than d, the truncation charged to the
+// budget); keys more than t = ln(L/eps_drop) below it dropped; nodes narrow
+// in the query's direction summed through Taylor expansions about their own
+// centre (each term provably small, degree chosen per node); leaves summed
+// key by key. One-dimensional rows use the paper's cells of width
+// ln(1+eps) over sorted keys with prefix sums when that needs few cells.
+// Causal masks decompose each prefix of keys into aligned power-of-two
+// blocks with their own trees.
+//
+// Stats.ErrorBound is the certified a priori bound (<= Problem.Eps), from
+// the budget documented on type budget; every call also checks a few rows
+// against the float64 reference. Method implements attn.Planner from a
+// pilot run on a sample. See docs/anytemp.md for when it pays and the
+// measured speed-ups.
+package anytemp
