@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"slices"
 	"sync"
 
 	"github.com/fastattn/fastattn/attn"
@@ -103,6 +104,7 @@ type headPlan struct {
 	radius float64   // R >= max_j |k_j - mu|, rounded up
 	beta   []float64 // per row: s |q_i| R, rounded up
 	degree []int     // per row; exactRow for rows computed exactly
+	wanted int       // the largest certified degree before capping
 }
 
 // exactRow marks a row computed exactly: a few rows whose range needs a
@@ -146,6 +148,8 @@ func planHead[T attn.Float](p *attn.Problem[T], h int, deg *degreeTable, bump in
 	}
 	if !testNoExactRows {
 		hp.capDegree(p.D, p.E)
+	} else {
+		hp.wanted = slices.Max(hp.degree)
 	}
 	return hp, nil
 }
@@ -160,6 +164,7 @@ func (hp *headPlan) capDegree(d, e int) {
 		count[g]++
 		gmax = max(gmax, g)
 	}
+	hp.wanted = gmax
 	best, bestCost := gmax, math.Inf(1)
 	L := float64(hp.keys)
 	for capG := gmax; capG >= 0; capG-- {
@@ -498,7 +503,7 @@ func assessCost[T attn.Float](p *attn.Problem[T], plans []*headPlan, workers int
 		budget = DefaultMemoryBudget
 	}
 	var polyFlops, exactFlops float64
-	maxG, maxB := 0, 0.0
+	maxG, maxB, wanted := 0, 0.0, 0
 	for h, hp := range plans {
 		ranks := make([]int, p.N)
 		g := 0
@@ -514,6 +519,7 @@ func assessCost[T attn.Float](p *attn.Problem[T], plans []*headPlan, workers int
 			g = max(g, d)
 		}
 		maxG = max(maxG, g)
+		wanted = max(wanted, hp.wanted)
 		polyFlops += Cost(hp.keys, ranks, p.E, Rank(p.D, g))
 	}
 	r := RankFloat(p.D, maxG)
@@ -524,8 +530,8 @@ func assessCost[T attn.Float](p *attn.Problem[T], plans []*headPlan, workers int
 			maxB, maxG, r, p.D, mem/1e9, budget/1e9)
 	}
 	if polyFlops > exactFlops && !allowExpensive {
-		return c, unsupported("beta = %.3g needs degree %d and rank r = %.0f in d = %d: %.3g flops, more than exact attention's %.3g; use --method exact",
-			maxB, maxG, r, p.D, polyFlops, exactFlops)
+		return c, unsupported("beta = %.3g needs degree %d and rank r = C(d+g, g) = %.3g in d = %d: %.3g flops, more than exact attention's %.3g; use --method exact",
+			maxB, wanted, RankFloat(p.D, wanted), p.D, polyFlops, exactFlops)
 	}
 	return c, nil
 }
