@@ -424,19 +424,8 @@ func (run *runner[T]) keysBackward(ctx context.Context, st *gradState[T], j0, j1
 		k0 := j0 + b*keyBlock
 		k1 := min(k0+keyBlock, j1)
 		bs := k1 - k0
-		// Features F (r x bs) as in addMoments.
-		f := s.feat[:r*bs]
-		for j := range bs {
-			f[j] = 1
-		}
+		f := hk.features(s, k0, k1)
 		m := hk.mono
-		for a := 1; a < r; a++ {
-			par := int(m.parent[a])
-			u := hk.ut[int(m.vari[a])*hk.L+k0 : int(m.vari[a])*hk.L+k1]
-			for j := range bs {
-				f[a*bs+j] = f[par*bs+j] * u[j]
-			}
-		}
 		// dF = S [v, 1]^T; dV^T = S^T F.
 		gs := s.gradBuffers(r, d, e)
 		dF := gs.dF[:r*bs]

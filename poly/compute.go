@@ -76,6 +76,14 @@ func (run *runner[T]) parallelBlocks(ctx context.Context, b0, b1 int, work func(
 func (hk *headKeys[T]) addMoments(s *scratch, j0, j1 int, dst []float64) {
 	bs := j1 - j0
 	e1 := hk.e + 1
+	f := hk.features(s, j0, j1)
+	kernels.GemmNN64(hk.r, e1, bs, f, bs, hk.valueBlock(s, j0, j1), e1, dst, e1)
+}
+
+// features returns the monomials u_j^alpha of keys j0..j1-1 as an r x bs
+// matrix in the worker's scratch, one multiplication per entry.
+func (hk *headKeys[T]) features(s *scratch, j0, j1 int) []float64 {
+	bs := j1 - j0
 	f := s.feat[:hk.r*bs]
 	for j := range bs {
 		f[j] = 1
@@ -89,7 +97,7 @@ func (hk *headKeys[T]) addMoments(s *scratch, j0, j1 int, dst []float64) {
 			row[j] = par[j] * u[j]
 		}
 	}
-	kernels.GemmNN64(hk.r, e1, bs, f, bs, hk.valueBlock(s, j0, j1), e1, dst, e1)
+	return f
 }
 
 // valueBlock returns the values of keys j0..j1-1 as float64 rows with a

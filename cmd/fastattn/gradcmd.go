@@ -65,24 +65,11 @@ func gradCmd(args []string, stdout, stderr io.Writer) error {
 			return usagef("--%s %s is a directory", f.name, f.val)
 		}
 	}
-	in := make([]npyfile.Array, 4)
-	for i, p := range []string{qPath, kPath, vPath, doPath} {
-		a, err := npyfile.Read(p)
-		if err != nil {
-			return err
-		}
-		in[i] = a
+	in, err := readInputs([]string{"Q", "K", "V", "dO"}, []string{qPath, kPath, vPath, doPath})
+	if err != nil {
+		return err
 	}
-	for i, name := range []string{"K", "V", "dO"} {
-		if in[i+1].DType() != in[0].DType() {
-			return fmt.Errorf("Q is %s but %s is %s; convert all four to one dtype", in[0].DType(), name, in[i+1].DType())
-		}
-	}
-	d := 1
-	if s := in[0].Shape; len(s) > 0 {
-		d = max(s[len(s)-1], 1)
-	}
-	opts, err := af.options(d)
+	opts, err := af.options(headDim(in[0]))
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/fastattn/fastattn"
+	"github.com/fastattn/fastattn/internal/npyfile"
 )
 
 // attnFlags are the attention options shared by every command that computes
@@ -54,6 +55,34 @@ func (a *attnFlags) options(d int) (fastattn.Options, error) {
 		}
 	}
 	return o, nil
+}
+
+// readInputs reads .npy files that must share one dtype; names label them
+// in errors ("Q", "K", ...).
+func readInputs(names, paths []string) ([]npyfile.Array, error) {
+	in := make([]npyfile.Array, len(paths))
+	for i, p := range paths {
+		a, err := npyfile.Read(p)
+		if err != nil {
+			return nil, err
+		}
+		in[i] = a
+	}
+	for i := 1; i < len(in); i++ {
+		if in[i].DType() != in[0].DType() {
+			return nil, fmt.Errorf("%s is %s but %s is %s; convert all %d inputs to one dtype", names[0], in[0].DType(), names[i], in[i].DType(), len(in))
+		}
+	}
+	return in, nil
+}
+
+// headDim is the last dimension of a (at least 1), which sets the default
+// scale 1/sqrt(d).
+func headDim(a npyfile.Array) int {
+	if len(a.Shape) == 0 {
+		return 1
+	}
+	return max(a.Shape[len(a.Shape)-1], 1)
 }
 
 // parseInts parses a comma-separated list of positive integers.

@@ -36,24 +36,11 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 			return usagef("--%s is required", f.name)
 		}
 	}
-	in := make([]npyfile.Array, 3)
-	for i, p := range []string{qPath, kPath, vPath} {
-		a, err := npyfile.Read(p)
-		if err != nil {
-			return err
-		}
-		in[i] = a
+	in, err := readInputs([]string{"Q", "K", "V"}, []string{qPath, kPath, vPath})
+	if err != nil {
+		return err
 	}
-	for i, name := range []string{"K", "V"} {
-		if in[i+1].DType() != in[0].DType() {
-			return fmt.Errorf("Q is %s but %s is %s; convert all three to one dtype", in[0].DType(), name, in[i+1].DType())
-		}
-	}
-	d := 1
-	if s := in[0].Shape; len(s) > 0 {
-		d = max(s[len(s)-1], 1)
-	}
-	opts, err := af.options(d)
+	opts, err := af.options(headDim(in[0]))
 	if err != nil {
 		return err
 	}
