@@ -58,7 +58,7 @@ type ScalingConfig struct {
 	Progress Progress
 }
 
-// QuickScaling finishes in about a minute.
+// QuickScaling runs n up to 2^15: under a minute.
 func QuickScaling() ScalingConfig {
 	return ScalingConfig{LogNs: logRange(10, 15), Families: Families(), MaxSeconds: 10, ExactRows: 2048, Reps: 2, Seed: 1}
 }

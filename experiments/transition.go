@@ -73,9 +73,10 @@ func logRange(lo, hi int) []int {
 	return ks
 }
 
-// QuickTransition finishes in about a minute on two cores.
+// QuickTransition measures up to n = 2^14 and models up to 2^26: under a
+// minute on two cores.
 func QuickTransition() TransitionConfig {
-	return TransitionConfig{Cs: []float64{0.5, 1}, LogNs: logRange(8, 26), MaxMeasuredLogN: 13,
+	return TransitionConfig{Cs: []float64{0.5, 1}, LogNs: logRange(8, 26), MaxMeasuredLogN: 14,
 		Xs: grid(0.05, 1.2, 0.05), SlowFactor: 3, MaxSeconds: 5, ExactRows: 4096, Reps: 2, Seed: 1}
 }
 

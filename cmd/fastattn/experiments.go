@@ -110,11 +110,11 @@ func experimentOut(out string) error {
 
 func transitionCmd(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("transition", "transition [--quick] --out DIR [flags]", stdout)
-	quick := fs.Bool("quick", false, "small sizes: measured up to n = 2^13, modelled up to 2^26 (about a minute)")
+	quick := fs.Bool("quick", false, "small sizes: measured up to n = 2^14, modelled up to 2^26 (under a minute)")
 	out := fs.String("out", "", "output directory for transition.csv, crossover.csv and the plots (required)")
 	cs := fs.String("c", "", "d = ceil(c log2 n); comma-separated values of c (default 0.5,1)")
 	ns := fs.String("logn", "", "n = 2^LO .. 2^HI, as LO-HI (default 8-30, quick 8-26)")
-	measured := fs.Int("measure-up-to", 0, "run sizes up to 2^K, model beyond (default 17, quick 13)")
+	measured := fs.Int("measure-up-to", 0, "run sizes up to 2^K, model beyond (default 17, quick 14)")
 	maxSec := fs.Float64("max-seconds", 0, "longest predicted single run (default 60, quick 5)")
 	seed := fs.Uint64("seed", 1, "random seed")
 	noProgress := fs.Bool("no-progress", false, "no progress bar on stderr")
