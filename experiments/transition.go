@@ -15,10 +15,6 @@ import (
 	"github.com/fastattn/fastattn/polyexp"
 )
 
-// polyShare is the part of eps that package poly gives its polynomial
-// (eps_A = 0.45 eps; the rest covers rounding). The model's degrees use it;
-// TestModelMatchesPoly checks them against poly's own.
-const polyShare = 0.45
 
 // polyMaxDegree is the highest degree package poly runs.
 const polyMaxDegree = 40
@@ -145,7 +141,7 @@ type TransitionResult struct {
 // modelDegree is the degree poly would choose for logits in [-beta, beta]
 // at error eps, and where it comes from.
 func modelDegree(beta, eps float64) (int, string) {
-	epsA := polyShare * eps
+	epsA := poly.PolyShare * eps
 	if g, err := polyexp.DegreeFor(beta, epsA); err == nil {
 		return g, "certified"
 	}

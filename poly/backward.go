@@ -42,7 +42,7 @@ func backward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], d
 	if p.Eps < minEps {
 		return attn.Stats{}, unsupported("eps = %g is below the smallest error this method certifies for %s (%g); use --method exact", p.Eps, typeName[T](), minEps)
 	}
-	deg := newDegreeTable(polyShare * p.Eps)
+	deg := newDegreeTable(PolyShare * p.Eps)
 	run := &runner[T]{p: p, deg: deg, workers: m.workers(), uOut: uOut,
 		details: map[string]any{}, degreeRows: map[int]int{}}
 	plans := make([]*headPlan, p.Heads)

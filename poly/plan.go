@@ -29,7 +29,7 @@ func estimate[T attn.Float](m Method, p *attn.Problem[T], minEps float64) (attn.
 	if p.Eps < minEps {
 		return attn.Estimate{}, unsupported("eps = %g is below this method's floor %g for %s", p.Eps, minEps, typeName[T]())
 	}
-	deg := newDegreeTable(polyShare * p.Eps)
+	deg := newDegreeTable(PolyShare * p.Eps)
 	plans := make([]*headPlan, p.Heads)
 	for h := range p.Heads {
 		hp, err := planHead(p, h, deg, 0)

@@ -64,9 +64,10 @@ const (
 const (
 	keyBlock   = 256 // keys per feature block
 	queryBlock = 128 // query rows per block
-	// polyShare of eps goes to the polynomial's relative error eps_A (which
+	// PolyShare of eps goes to the polynomial's relative error eps_A (which
 	// costs 2 eps_A / (1 - eps_A) by Lemma 3.6); the rest covers rounding.
-	polyShare = 0.45
+	// Exported for the transition experiment's cost model.
+	PolyShare = 0.45
 	// maxDegree bounds the degree considered; the rank explodes long before.
 	maxDegree = 40
 )
@@ -400,7 +401,7 @@ func forward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], ou
 	if p.Eps < minEps {
 		return attn.Stats{}, unsupported("eps = %g is below the smallest error this method certifies for %s (%g); use --method exact", p.Eps, typeName[T](), minEps)
 	}
-	deg := newDegreeTable(polyShare * p.Eps)
+	deg := newDegreeTable(PolyShare * p.Eps)
 	run := &runner[T]{p: p, out: out, deg: deg, workers: m.workers(), uOut: uOut,
 		details: map[string]any{}, degreeRows: map[int]int{}}
 	plans := make([]*headPlan, p.Heads)
