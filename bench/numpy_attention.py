@@ -131,6 +131,7 @@ def main():
     ds = [int(x) for x in args.d.split(",")]
     dtypes = args.dtype.split(",")
 
+    peak64 = [gemm_peak(np.float64)]
     peaks = [gemm_peak(np.float32)]
     rows = []
     head = (f"{'n':>6} {'d':>4} {'dtype':>8} {'numpy s':>9} {'fastattn s':>10} {'ratio':>6} {'pairs':>6} "
@@ -174,8 +175,11 @@ def main():
                           f"{r['fa_wall']:>9.3f} {r['bench']:>10.4f} {err:>8.1e}",
                           flush=True)
     peak = max(peaks)
+    peak64.append(gemm_peak(np.float64))
     print(f"\nfloat32 GEMM peak of NumPy's BLAS in this run (np.dot, 4096^3, best of {3 * len(peaks)}): {peak:.1f} GFLOP/s "
           f"(per measurement: {', '.join(f'{p:.0f}' for p in peaks)})")
+    print(f"float64 GEMM peak, for reference (before the first size and after the last): "
+          f"{', '.join(f'{p:.0f}' for p in peak64)} GFLOP/s")
     print("\n| n | d | dtype | NumPy (s) | fastattn (s) | ratio (best) | ratio (median pair) | NumPy GFLOP/s | "
           "fastattn GFLOP/s | f32 GEMM peak next to it | fastattn / that peak | fastattn / run's peak |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")

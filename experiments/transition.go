@@ -15,7 +15,6 @@ import (
 	"github.com/fastattn/fastattn/polyexp"
 )
 
-
 // polyMaxDegree is the highest degree package poly runs.
 const polyMaxDegree = 40
 
