@@ -24,8 +24,8 @@ import (
 // and to a decoding run (1 query row against 100000 keys). The machine is
 // shared with other jobs, so they are typical rather than best figures:
 // by CPU time the SIMD kernels reach about 85 GFLOP/s float32 and 41
-// float64 per core at d = 64, and an otherwise idle machine gives up to
-// 170 GFLOP/s float32 on both cores.
+// float64 per core at d = 64, and an otherwise idle machine gives 160-180
+// GFLOP/s float32 and about 75 float64 on both cores (d = 64 to 128).
 const (
 	flopsPerSecond32 = 120e9
 	flopsPerSecond64 = 60e9
