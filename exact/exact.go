@@ -57,7 +57,7 @@ var (
 )
 
 // packRows is how many keys one packing task lays out.
-const packRows = 4096
+const packRows = 1024
 
 // Method is exact attention. Its zero value is ready to use.
 type Method struct {
