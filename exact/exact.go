@@ -6,6 +6,7 @@ package exact
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"runtime"
 	"sync"
@@ -291,6 +292,9 @@ func forward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T],
 	if err := ctx.Err(); err != nil {
 		return attn.Stats{}, err
 	}
+	if err := checkOverflow(out); err != nil {
+		return attn.Stats{}, err
+	}
 	return attn.Stats{Flops: Flops(p)}, nil
 }
 
@@ -346,8 +350,10 @@ func attend[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T], st 
 				continue
 			}
 			// scale > 0, so the largest scaled logit is scale times the
-			// largest dot product.
-			tileMax := p.Scale * float64(k.max(row[:valid]))
+			// largest dot product. It is rounded exactly as the exp kernel
+			// rounds T(scale)*x, so the largest entry's exponent is exactly 0
+			// and the row sum is at least 1, whatever the logits' size.
+			tileMax := float64(T(T(p.Scale) * k.max(row[:valid])))
 			if tileMax > st.rowMax[r] {
 				alpha := math.Exp(st.rowMax[r] - tileMax) // 0 on the first tile
 				st.alpha[r] = alpha
@@ -452,4 +458,24 @@ func merge[T attn.Float](p *attn.Problem[T], out *attn.Output[T], st *tileState[
 		}
 	}
 	finish(p, out, acc, st.rowMax, st.rowSum, h, i0, rows)
+}
+
+// checkOverflow turns logits beyond the element type's range (a dot
+// product that overflowed float32, say) into an error instead of NaN
+// outputs: every LSE is finite or -Inf (a row without keys).
+func checkOverflow[T attn.Float](out *attn.Output[T]) error {
+	for i, l := range out.LSE {
+		if math.IsNaN(l) || math.IsInf(l, 1) {
+			return fmt.Errorf("%w: the logits of row %d overflow %s (|s q.k| beyond its range); scale the inputs down or use float64", attn.ErrBadProblem, i, typeName[T]())
+		}
+	}
+	return nil
+}
+
+func typeName[T attn.Float]() string {
+	var x T
+	if _, ok := any(x).(float32); ok {
+		return "float32"
+	}
+	return "float64"
 }
