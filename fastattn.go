@@ -51,6 +51,9 @@ func (t Tensor[T]) check(name string) error {
 		if s < 0 {
 			return fmt.Errorf("%s has a negative dimension in shape %v", name, t.Shape)
 		}
+		if s > 0 && n > math.MaxInt/s {
+			return fmt.Errorf("%s has shape %v, whose size overflows an int", name, t.Shape)
+		}
 		n *= s
 	}
 	if n != len(t.Data) {
@@ -58,6 +61,9 @@ func (t Tensor[T]) check(name string) error {
 	}
 	return nil
 }
+
+// MaxOutputElements caps heads*n*e: 2^34 elements is 64 GiB of float32.
+const MaxOutputElements = 1 << 34
 
 // DefaultEps is the error target of approximate methods when Options.Eps is 0.
 const DefaultEps = 1e-3
@@ -241,6 +247,12 @@ func problem[T Float](q, k, v Tensor[T], opts Options) (*attn.Problem[T], []int,
 	}
 	if heads == 0 || n == 0 || m == 0 || d == 0 || e == 0 {
 		return nil, nil, invalid("empty input: shapes %v, %v and %v", q.Shape, k.Shape, v.Shape)
+	}
+	// The output is heads x n x e: refuse sizes no machine holds before
+	// allocating (small inputs can ask for a huge output, e.g. n x 1 and
+	// 1 x e).
+	if out := float64(heads) * float64(n) * float64(e); out > MaxOutputElements {
+		return nil, nil, invalid("the output would have %.3g elements (heads %d x n %d x e %d), above the limit of %.3g", out, heads, n, e, float64(MaxOutputElements))
 	}
 	scale := opts.Scale
 	if scale == 0 {

@@ -115,6 +115,9 @@ func TestAttendRejectsBadInput(t *testing.T) {
 		"key length range":  {q, k, v, Options{KeyLengths: []int{6}}},
 		"negative eps":      {q, k, v, Options{Eps: -0.1}},
 		"empty":             {Tensor[float64]{Shape: []int{0, 3}}, k, v, Options{}},
+		"shape overflow":    {Tensor[float64]{Shape: []int{1 << 62, 4}}, k, v, Options{}},
+		"eps 1":             {q, k, v, Options{Eps: 1}},
+		"huge output":       {randTensor[float64](r, 1<<20, 1), randTensor[float64](r, 1, 1), Tensor[float64]{Data: make([]float64, 1<<15), Shape: []int{1, 1 << 15}}, Options{}},
 	}
 	for name, c := range cases {
 		if _, err := Attend(context.Background(), c.q, c.k, c.v, c.opts); !errors.Is(err, ErrInvalidInput) {

@@ -123,6 +123,8 @@ func (p *Problem[T]) Validate() error {
 	switch {
 	case p.Heads < 1 || p.N < 1 || p.M < 1 || p.D < 1 || p.E < 1:
 		return bad("sizes must be positive, got heads=%d n=%d m=%d d=%d e=%d", p.Heads, p.N, p.M, p.D, p.E)
+	case overflows(p.Heads, max(p.N, p.M), max(p.D, p.E)):
+		return bad("sizes heads=%d n=%d m=%d d=%d e=%d overflow an int", p.Heads, p.N, p.M, p.D, p.E)
 	case len(p.Q) != p.Heads*p.N*p.D:
 		return bad("Q has %d entries, want heads*n*d = %d", len(p.Q), p.Heads*p.N*p.D)
 	case len(p.K) != p.Heads*p.M*p.D:
@@ -131,8 +133,8 @@ func (p *Problem[T]) Validate() error {
 		return bad("V has %d entries, want heads*m*e = %d", len(p.V), p.Heads*p.M*p.E)
 	case !(p.Scale > 0) || math.IsInf(p.Scale, 0):
 		return bad("scale must be positive and finite, got %g", p.Scale)
-	case p.Eps < 0 || math.IsNaN(p.Eps) || math.IsInf(p.Eps, 0):
-		return bad("eps must be a finite number >= 0, got %g", p.Eps)
+	case !(p.Eps >= 0 && p.Eps < 1):
+		return bad("eps must be in [0, 1) (an error of max|V| says nothing), got %g", p.Eps)
 	}
 	if p.KeyLens != nil {
 		if len(p.KeyLens) != p.Heads {
@@ -153,6 +155,18 @@ func (p *Problem[T]) Validate() error {
 		}
 	}
 	return nil
+}
+
+// overflows reports whether the product of positive ints overflows an int.
+func overflows(xs ...int) bool {
+	n := 1
+	for _, x := range xs {
+		if n > math.MaxInt/x {
+			return true
+		}
+		n *= x
+	}
+	return false
 }
 
 // FirstNonFinite returns the index of the first NaN or Inf in x, or -1.

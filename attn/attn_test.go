@@ -54,6 +54,7 @@ func TestValidate(t *testing.T) {
 		"scale 0":      func(p *Problem[float32]) { p.Scale = 0 },
 		"scale NaN":    func(p *Problem[float32]) { p.Scale = math.NaN() },
 		"negative eps": func(p *Problem[float32]) { p.Eps = -1 },
+		"eps 1":        func(p *Problem[float32]) { p.Eps = 1 },
 		"NaN in K":     func(p *Problem[float32]) { p.K[4] = float32(math.NaN()) },
 		"Inf in V":     func(p *Problem[float32]) { p.V[2] = float32(math.Inf(-1)) },
 		"key lens":     func(p *Problem[float32]) { p.KeyLens = []int{1, 2} },
