@@ -194,6 +194,14 @@ func Attend[T Float](ctx context.Context, q, k, v Tensor[T], opts Options) (*Res
 	out := attn.NewOutput(p)
 	start := time.Now()
 	st, err := attn.Forward(ctx, m, p, out)
+	if err != nil && opts.Method == Auto && name != DefaultMethod && errors.Is(err, attn.ErrUnsupported) {
+		// The planner's estimate was wrong about applicability: exact
+		// attention always applies, so fall back rather than fail.
+		reason += fmt.Sprintf("; %s then declined (%v), so %s ran", name, err, DefaultMethod)
+		name, m = DefaultMethod, methods[DefaultMethod]
+		start = time.Now()
+		st, err = attn.Forward(ctx, m, p, out)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("fastattn: %s: %w", name, err)
 	}

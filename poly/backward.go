@@ -56,6 +56,20 @@ func backward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], d
 	if err := run.checkCost(plans, m.MemoryBudget, m.AllowExpensive); err != nil {
 		return attn.Stats{}, err
 	}
+	// Refuse where the forward would: a gradient of an approximation whose
+	// certificate fails is not worth computing.
+	for _, hp := range plans {
+		if hp.keys == 0 {
+			continue
+		}
+		b, err := planBound(hp, deg, p.D, uOut)
+		if err != nil {
+			return attn.Stats{}, err
+		}
+		if b > p.Eps {
+			return attn.Stats{}, unsupported("the certified bound %.3g exceeds eps = %g (rounding dominates); raise eps or use --method exact", b, p.Eps)
+		}
+	}
 	clear(g.DQ)
 	clear(g.DK)
 	clear(g.DV)
@@ -115,10 +129,14 @@ func (s *scratch) gradBuffers(r, d, e int) *gradScratch {
 
 // coefficients returns c_|alpha| (|alpha|!/alpha!) for the first r
 // monomials: the query-side weights of polynomial a.
+// The polynomial may have a lower degree than asked (near the rounding
+// floor the degree thresholds saturate); its missing coefficients are 0.
 func coefficients(m *monomials, a polyexp.Approx, r int) []float64 {
 	c := make([]float64, r)
 	for al := range r {
-		c[al] = a.Coeffs[m.degree[al]] * m.multi[al]
+		if g := int(m.degree[al]); g <= a.Degree {
+			c[al] = a.Coeffs[g] * m.multi[al]
+		}
 	}
 	return c
 }

@@ -17,15 +17,18 @@ const (
 
 // Estimate32 predicts the cost on a float32 problem.
 func (m Method) Estimate32(p *attn.Problem[float32]) (attn.Estimate, error) {
-	return estimate(m, p, MinEps32)
+	return estimate(m, p, MinEps32, 0x1p-24)
 }
 
 // Estimate64 predicts the cost on a float64 problem.
 func (m Method) Estimate64(p *attn.Problem[float64]) (attn.Estimate, error) {
-	return estimate(m, p, MinEps64)
+	return estimate(m, p, MinEps64, 0x1p-53)
 }
 
-func estimate[T attn.Float](m Method, p *attn.Problem[T], minEps float64) (attn.Estimate, error) {
+// estimate plans every head as the forward would and refuses, as the
+// forward would, inputs where the certified bound exceeds eps (so auto never
+// picks a method that then fails) or where the method does not pay.
+func estimate[T attn.Float](m Method, p *attn.Problem[T], minEps, uOut float64) (attn.Estimate, error) {
 	if p.Eps < minEps {
 		return attn.Estimate{}, unsupported("eps = %g is below this method's floor %g for %s", p.Eps, minEps, typeName[T]())
 	}
@@ -41,6 +44,18 @@ func estimate[T attn.Float](m Method, p *attn.Problem[T], minEps float64) (attn.
 	c, err := assessCost(p, plans, m.workers(), m.MemoryBudget, m.AllowExpensive)
 	if err != nil {
 		return attn.Estimate{}, err
+	}
+	for _, hp := range plans {
+		if hp.keys == 0 {
+			continue
+		}
+		b, err := planBound(hp, deg, p.D, uOut)
+		if err != nil {
+			return attn.Estimate{}, err
+		}
+		if b > p.Eps {
+			return attn.Estimate{}, unsupported("the certified bound %.3g exceeds eps = %g (beta = %.3g, rounding dominates)", b, p.Eps, c.maxBeta)
+		}
 	}
 	return attn.Estimate{
 		Seconds: c.polyFlops/flopsPerSecond + setupSeconds,

@@ -394,6 +394,25 @@ func exactBound(beta float64, L, d int, uOut float64) float64 {
 	return 2*f/(1-f) + 2*uOut
 }
 
+// planBound is the certified bound of a planned head: the largest over its
+// rows of bound (polynomial rows) or exactBound (rows computed exactly). The
+// planner calls it before running, the forward while running.
+func planBound(hp *headPlan, deg *degreeTable, d int, uOut float64) (float64, error) {
+	var b float64
+	for i, g := range hp.degree {
+		if g == exactRow {
+			b = max(b, exactBound(hp.beta[i], hp.keys, d, uOut))
+			continue
+		}
+		a, err := deg.polynomial(g)
+		if err != nil {
+			return 0, err
+		}
+		b = max(b, bound(a, hp.keys, Rank(d, g), uOut))
+	}
+	return b, nil
+}
+
 func forward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], out *attn.Output[T], minEps, uOut float64) (attn.Stats, error) {
 	if err := ctx.Err(); err != nil {
 		return attn.Stats{}, err
@@ -602,13 +621,9 @@ func (run *runner[T]) prepare(h int, hp *headPlan) (*headKeys[T], map[int]polyex
 			polys[d] = a
 		}
 	}
-	var hb float64
-	for i, d := range hp.degree {
-		if d == exactRow {
-			hb = max(hb, exactBound(hp.beta[i], L, p.D, run.uOut))
-		} else {
-			hb = max(hb, bound(polys[d], L, Rank(p.D, d), run.uOut))
-		}
+	hb, err := planBound(hp, run.deg, p.D, run.uOut)
+	if err != nil {
+		return nil, nil, err
 	}
 	run.mu.Lock()
 	run.bound = max(run.bound, hb)

@@ -1,0 +1,58 @@
+package poly
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/fastattn/fastattn/attn"
+)
+
+// TestEstimateRefusesUncertifiableEps: the planner must refuse exactly
+// where the forward would (found by review: auto picked poly at eps 1e-11,
+// whose forward then failed).
+func TestEstimateRefusesUncertifiableEps(t *testing.T) {
+	n, d := 4096, 4
+	r := rand.New(rand.NewPCG(1, 1))
+	p := &attn.Problem[float64]{Heads: 1, N: n, M: n, D: d, E: d, Q: make([]float64, n*d), K: make([]float64, n*d), V: make([]float64, n*d), Scale: 1}
+	for i := range p.Q {
+		p.Q[i], p.K[i], p.V[i] = 0.6*r.Float64()-0.3, 0.6*r.Float64()-0.3, r.NormFloat64()
+	}
+	for _, eps := range []float64{1e-11, 3e-11, 1e-10, 1e-6} {
+		p.Eps = eps
+		_, estErr := Method{}.Estimate64(p)
+		_, fwdErr := Method{}.Forward64(context.Background(), p, attn.NewOutput(p))
+		t.Logf("eps %g: estimate %v; forward %v", eps, estErr, fwdErr)
+		if (estErr == nil) != (fwdErr == nil) {
+			t.Errorf("eps %g: estimate says %v, forward says %v", eps, estErr, fwdErr)
+		}
+		if estErr != nil && !errors.Is(estErr, attn.ErrUnsupported) {
+			t.Errorf("eps %g: %v", eps, estErr)
+		}
+	}
+}
+
+// TestBackwardNearFloor: near the rounding floor the degree thresholds
+// saturate; the backward's one-degree bump once read past the coefficients
+// (found by review). It must return gradients or refuse, never panic.
+func TestBackwardNearFloor(t *testing.T) {
+	n := 1000
+	p := &attn.Problem[float64]{Heads: 1, N: n, M: n, D: 1, E: 1, Q: make([]float64, n), K: make([]float64, n), V: make([]float64, n), Scale: 1}
+	for i := range n {
+		p.Q[i] = 4.153635878755578
+		p.K[i] = float64(2*(i%2) - 1)
+		p.V[i] = float64(i % 3)
+	}
+	for _, eps := range []float64{1e-12, 2e-12, 3e-12, 5e-12} {
+		p.Eps = eps
+		dO := make([]float64, n)
+		for i := range dO {
+			dO[i] = 1
+		}
+		_, err := (Method{AllowExpensive: true}).Backward64(context.Background(), p, attn.NewOutput(p), dO, attn.NewGradients(p))
+		if err != nil && !errors.Is(err, attn.ErrUnsupported) {
+			t.Fatalf("eps %g: %v", eps, err)
+		}
+	}
+}
