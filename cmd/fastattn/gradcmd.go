@@ -2,14 +2,11 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"strings"
 
 	"github.com/fastattn/fastattn"
 	"github.com/fastattn/fastattn/internal/npyfile"
@@ -42,28 +39,14 @@ func gradCmd(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	outs := []struct{ name, val string }{{"dq", dqPath}, {"dk", dkPath}, {"dv", dvPath}, {"report", reportPath}}
-	for _, f := range append([]struct{ name, val string }{{"q", qPath}, {"k", kPath}, {"v", vPath}, {"dout", doPath}}, outs[:3]...) {
+	outs := []flagPath{{"dq", dqPath}, {"dk", dkPath}, {"dv", dvPath}, {"report", reportPath}}
+	for _, f := range append([]flagPath{{"q", qPath}, {"k", kPath}, {"v", vPath}, {"dout", doPath}}, outs[:3]...) {
 		if f.val == "" {
 			return usagef("--%s is required", f.name)
 		}
 	}
-	seen := map[string]string{}
-	for _, f := range outs {
-		if f.val == "" {
-			continue
-		}
-		abs, err := filepath.Abs(f.val)
-		if err != nil {
-			return err
-		}
-		if other, ok := seen[abs]; ok {
-			return usagef("--%s and --%s name the same file %s", other, f.name, f.val)
-		}
-		seen[abs] = f.name
-		if st, err := os.Stat(f.val); err == nil && st.IsDir() {
-			return usagef("--%s %s is a directory", f.name, f.val)
-		}
+	if err := checkOutputs(outs); err != nil {
+		return err
 	}
 	in, err := readInputs([]string{"Q", "K", "V", "dO"}, []string{qPath, kPath, vPath, doPath})
 	if err != nil {
@@ -120,56 +103,11 @@ func gradFiles[T fastattn.Float](ctx context.Context, in [4]npyTensor[T], opts f
 		{paths[2], func(w io.Writer) error { return npyfile.Encode(w, g.DV.Shape, g.DV.Data) }},
 	}
 	if paths[3] != "" {
-		b, err := json.MarshalIndent(rep, "", "  ")
+		f, err := jsonFile(paths[3], rep)
 		if err != nil {
 			return gradReport{}, err
 		}
-		files = append(files, pendingFile{paths[3], func(w io.Writer) error {
-			_, err := w.Write(append(b, '\n'))
-			return err
-		}})
+		files = append(files, f)
 	}
 	return rep, writeAll(files)
-}
-
-// pendingFile is an output file and how to fill it.
-type pendingFile struct {
-	path string
-	fill func(io.Writer) error
-}
-
-// writeAll writes every file to a temporary file beside it and renames them
-// into place only once all are complete, so a failure (a full disk, a
-// missing directory) leaves none of them behind.
-func writeAll(files []pendingFile) error {
-	tmps := make([]string, 0, len(files))
-	defer func() {
-		for _, t := range tmps {
-			os.Remove(t) // no-op once renamed
-		}
-	}()
-	for _, f := range files {
-		tmp, err := os.CreateTemp(filepath.Dir(f.path), "."+filepath.Base(f.path)+".*.tmp")
-		if err != nil {
-			return err
-		}
-		tmps = append(tmps, tmp.Name())
-		if err := f.fill(tmp); err != nil {
-			tmp.Close()
-			return fmt.Errorf("writing %s: %w", f.path, err)
-		}
-		if err := tmp.Close(); err != nil {
-			return fmt.Errorf("writing %s: %w", f.path, err)
-		}
-	}
-	var failed []string
-	for i, f := range files {
-		if err := os.Rename(tmps[i], f.path); err != nil {
-			failed = append(failed, f.path)
-		}
-	}
-	if failed != nil {
-		return fmt.Errorf("could not move %s into place", strings.Join(failed, ", "))
-	}
-	return nil
 }

@@ -107,6 +107,9 @@ func TestRunMatchesReference(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if st, err := os.Stat(filepath.Join(dir, "o.npy")); err != nil || st.Mode().Perm() != 0o644 {
+			t.Fatalf("output mode %v, want 0644 as numpy.save gives", st.Mode())
+		}
 		if want := shape(c.n, c.e); !slices.Equal(out.Shape, want) {
 			t.Fatalf("case %d: output shape %v, want %v", ci, out.Shape, want)
 		}
@@ -194,6 +197,9 @@ func TestRunRejectsBadInput(t *testing.T) {
 		"missing --q":     {"--q", ""},
 		"out dir missing": {"--out", p("no/such/dir/out.npy")},
 		"stray argument":  {"extra"},
+		"lse dir missing": {"--lse", p("no/such/dir/lse.npy")},
+		"report dir gone": {"--report", p("no/such/dir/r.json")},
+		"out is lse":      {"--lse", p("out.npy")},
 		"unknown flag":    {"--temperature", "2"},
 	}
 	for name, override := range cases {
@@ -220,6 +226,10 @@ func TestRunRejectsBadInput(t *testing.T) {
 		code, stdout, stderr := cli(t, argv...)
 		if code == 0 {
 			t.Errorf("%s: exit 0, stdout %q", name, stdout)
+		}
+		// Bad input or flags exit 2; only failures writing outputs exit 1.
+		if writeFailure := strings.Contains(name, "missing") || strings.Contains(name, "gone"); code != 2 && !writeFailure {
+			t.Errorf("%s: exit %d, want 2 for bad input: %s", name, code, stderr)
 		}
 		if lines := strings.Count(strings.TrimSpace(stderr), "\n") + 1; stderr == "" || lines != 1 {
 			t.Errorf("%s: want one line on stderr, got %q", name, stderr)

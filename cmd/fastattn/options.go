@@ -58,19 +58,20 @@ func (a *attnFlags) options(d int) (fastattn.Options, error) {
 }
 
 // readInputs reads .npy files that must share one dtype; names label them
-// in errors ("Q", "K", ...).
+// in errors ("Q", "K", ...). Every error is the input's fault (a missing,
+// truncated or non-float file), so it exits with status 2.
 func readInputs(names, paths []string) ([]npyfile.Array, error) {
 	in := make([]npyfile.Array, len(paths))
 	for i, p := range paths {
 		a, err := npyfile.Read(p)
 		if err != nil {
-			return nil, err
+			return nil, usageError{err}
 		}
 		in[i] = a
 	}
 	for i := 1; i < len(in); i++ {
 		if in[i].DType() != in[0].DType() {
-			return nil, fmt.Errorf("%s is %s but %s is %s; convert all %d inputs to one dtype", names[0], in[0].DType(), names[i], in[i].DType(), len(in))
+			return nil, usagef("%s is %s but %s is %s; convert all %d inputs to one dtype", names[0], in[0].DType(), names[i], in[i].DType(), len(in))
 		}
 	}
 	return in, nil

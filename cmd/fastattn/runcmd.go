@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,7 +9,6 @@ import (
 	"os/signal"
 
 	"github.com/fastattn/fastattn"
-	"github.com/fastattn/fastattn/internal/npyfile"
 )
 
 func init() {
@@ -31,10 +29,13 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	for _, f := range []struct{ name, val string }{{"q", qPath}, {"k", kPath}, {"v", vPath}, {"out", outPath}} {
+	for _, f := range []flagPath{{"q", qPath}, {"k", kPath}, {"v", vPath}, {"out", outPath}} {
 		if f.val == "" {
 			return usagef("--%s is required", f.name)
 		}
+	}
+	if err := checkOutputs([]flagPath{{"out", outPath}, {"lse", lsePath}, {"report", reportPath}}); err != nil {
+		return err
 	}
 	in, err := readInputs([]string{"Q", "K", "V"}, []string{qPath, kPath, vPath})
 	if err != nil {
@@ -46,26 +47,25 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
+	paths := [3]string{outPath, lsePath, reportPath}
 	var rep fastattn.Report
 	if in[0].F32 != nil {
-		rep, err = attendFiles(ctx, in[0].Shape, in[0].F32, in[1].Shape, in[1].F32, in[2].Shape, in[2].F32, opts, outPath, lsePath)
+		rep, err = attendFiles(ctx, in[0].Shape, in[0].F32, in[1].Shape, in[1].F32, in[2].Shape, in[2].F32, opts, paths)
 	} else {
-		rep, err = attendFiles(ctx, in[0].Shape, in[0].F64, in[1].Shape, in[1].F64, in[2].Shape, in[2].F64, opts, outPath, lsePath)
+		rep, err = attendFiles(ctx, in[0].Shape, in[0].F64, in[1].Shape, in[1].F64, in[2].Shape, in[2].F64, opts, paths)
 	}
 	if err != nil {
 		return err
-	}
-	if reportPath != "" {
-		if err := writeJSON(reportPath, rep); err != nil {
-			return err
-		}
 	}
 	fmt.Fprintf(stdout, "%s attention, %s, %s x %d rows: %.3f s (%.2f GFLOP/s), error bound %g\n",
 		rep.Method, rep.DType, plural(rep.Batch, "head"), rep.N, rep.Seconds, rep.GFlops, rep.ErrorBound)
 	return nil
 }
 
-func attendFiles[T fastattn.Float](ctx context.Context, qs []int, q []T, ks []int, k []T, vs []int, v []T, opts fastattn.Options, outPath, lsePath string) (fastattn.Report, error) {
+// attendFiles computes attention and writes the output, the log-sum-exp
+// and the report (paths: out, lse, report; the last two optional), all or
+// none of them.
+func attendFiles[T fastattn.Float](ctx context.Context, qs []int, q []T, ks []int, k []T, vs []int, v []T, opts fastattn.Options, paths [3]string) (fastattn.Report, error) {
 	res, err := fastattn.Attend(ctx,
 		fastattn.Tensor[T]{Data: q, Shape: qs}, fastattn.Tensor[T]{Data: k, Shape: ks}, fastattn.Tensor[T]{Data: v, Shape: vs}, opts)
 	if err != nil {
@@ -74,25 +74,16 @@ func attendFiles[T fastattn.Float](ctx context.Context, qs []int, q []T, ks []in
 		}
 		return fastattn.Report{}, err
 	}
-	if err := npyfile.Write(outPath, res.Out.Shape, res.Out.Data); err != nil {
-		return fastattn.Report{}, err
+	files := []pendingFile{npyFile(paths[0], res.Out.Shape, res.Out.Data)}
+	if paths[1] != "" {
+		files = append(files, npyFile(paths[1], res.LSE.Shape, res.LSE.Data))
 	}
-	if lsePath != "" {
-		if err := npyfile.Write(lsePath, res.LSE.Shape, res.LSE.Data); err != nil {
+	if paths[2] != "" {
+		f, err := jsonFile(paths[2], res.Report)
+		if err != nil {
 			return fastattn.Report{}, err
 		}
+		files = append(files, f)
 	}
-	return res.Report, nil
-}
-
-// writeJSON writes v as indented JSON, atomically.
-func writeJSON(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	return npyfile.WriteAtomic(path, func(w io.Writer) error {
-		_, err := w.Write(append(b, '\n'))
-		return err
-	})
+	return res.Report, writeAll(files)
 }
