@@ -66,6 +66,7 @@ type tree[T attn.Float] struct {
 	keys      []float64 // n*r, tree order
 	vals      []T       // n*e, tree order
 	lo, hi    []int32
+	perm      []int32   // perm[x]: index in the head of the key at tree position x
 	centre    []float64 // nodes*r
 	half      []float64 // nodes*r
 	rad       []float64 // nodes: max_j |k_j - centre|_2 (rounded up)
@@ -104,6 +105,7 @@ func buildTree[T attn.Float](hd *head, v []T, e, start, count, g int, mo *monomi
 		perm[i] = int32(start + i)
 	}
 	tr.split(0, 0, count, perm, parallel)
+	tr.perm = perm
 	tr.vals = make([]T, count*e)
 	for i, j := range perm {
 		copy(tr.vals[i*e:(i+1)*e], v[int(j)*e:int(j+1)*e])
@@ -284,6 +286,7 @@ func (tr *tree[T]) boxes() {
 			for j := lo + 1; j < hi; j++ {
 				for k := j; k > lo && tr.keys[k] < tr.keys[k-1]; k-- {
 					tr.keys[k], tr.keys[k-1] = tr.keys[k-1], tr.keys[k]
+					tr.perm[k], tr.perm[k-1] = tr.perm[k-1], tr.perm[k]
 					e := tr.e
 					for c := range e {
 						tr.vals[k*e+c], tr.vals[(k-1)*e+c] = tr.vals[(k-1)*e+c], tr.vals[k*e+c]
