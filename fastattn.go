@@ -111,6 +111,7 @@ type Report struct {
 	E          int     `json:"e"`
 	Scale      float64 `json:"scale"`
 	Causal     bool    `json:"causal"`
+	KeyLengths []int   `json:"key_lengths,omitempty"` // per head, when padding was used
 	Eps        float64 `json:"eps"`
 	Seconds    float64 `json:"seconds"`
 	Flops      float64 `json:"flops"`
@@ -209,7 +210,7 @@ func Attend[T Float](ctx context.Context, q, k, v Tensor[T], opts Options) (*Res
 	rep := Report{
 		Method: name, DType: dtypeName[T](),
 		Batch: p.Heads, N: p.N, M: p.M, D: p.D, E: p.E,
-		Scale: p.Scale, Causal: p.Causal, Eps: p.Eps,
+		Scale: p.Scale, Causal: p.Causal, KeyLengths: p.KeyLens, Eps: p.Eps,
 		Seconds: secs, Flops: st.Flops, GFlops: st.Flops / secs / 1e9,
 		ErrorBound: st.ErrorBound, Details: st.Details, Reason: reason,
 	}

@@ -206,3 +206,42 @@ func TestFullyMaskedRows(t *testing.T) {
 		t.Fatal("row 3 sees key 0 and must have a finite LSE")
 	}
 }
+
+// TestMergeRejectsInconsistentParts: parts computed with another scale, or
+// with a NaN or +Inf log-sum-exp, would merge into garbage (found by review).
+func TestMergeRejectsInconsistentParts(t *testing.T) {
+	r := rand.New(rand.NewPCG(12, 1))
+	q := randTensor[float64](r, 3, 2)
+	k := randTensor[float64](r, 4, 2)
+	v := randTensor[float64](r, 4, 2)
+	a, _ := Attend(context.Background(), q, k, v, Options{})
+	b, _ := Attend(context.Background(), q, k, v, Options{Scale: 2})
+	if _, err := Merge(a, b); !errors.Is(err, ErrInvalidInput) {
+		t.Fatalf("different scales merged: %v", err)
+	}
+	c, _ := Attend(context.Background(), q, k, v, Options{})
+	c.LSE.Data[1] = math.NaN()
+	if _, err := Merge(a, c); !errors.Is(err, ErrInvalidInput) {
+		t.Fatalf("NaN log-sum-exp merged: %v", err)
+	}
+}
+
+// TestGradientChecksKeyLengths: a gradient with other key lengths than the
+// forward's would use mismatched log-sum-exps (found by review).
+func TestGradientChecksKeyLengths(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 1))
+	q := randTensor[float64](r, 2, 3, 2)
+	k := randTensor[float64](r, 2, 5, 2)
+	v := randTensor[float64](r, 2, 5, 2)
+	res, err := Attend(context.Background(), q, k, v, Options{KeyLengths: []int{5, 3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dOut := randTensor[float64](r, 2, 3, 2)
+	if _, err := Gradient(context.Background(), q, k, v, res, dOut, Options{KeyLengths: []int{5, 4}}); !errors.Is(err, ErrInvalidInput) {
+		t.Fatalf("mismatched key lengths: %v", err)
+	}
+	if _, err := Gradient(context.Background(), q, k, v, res, dOut, Options{KeyLengths: []int{5, 3}}); err != nil {
+		t.Fatalf("matching key lengths: %v", err)
+	}
+}

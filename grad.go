@@ -226,6 +226,9 @@ func gradMethod[T Float](p *attn.Problem[T], res *Result[T], opts Options) (stri
 		if rep.Causal != p.Causal {
 			return "", invalid("the forward result was computed with causal = %v but the options give %v", rep.Causal, p.Causal)
 		}
+		if rep.Batch != 0 && !slices.Equal(rep.KeyLengths, p.KeyLens) {
+			return "", invalid("the forward result was computed with key lengths %v (per head) but the options give %v", rep.KeyLengths, p.KeyLens)
+		}
 		if rep.ErrorBound != 0 && rep.Eps != 0 && rep.Eps != p.Eps {
 			return "", invalid("the forward result was computed with eps %g but the options give %g", rep.Eps, p.Eps)
 		}

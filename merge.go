@@ -33,6 +33,14 @@ func Merge[T Float](parts ...*Result[T]) (*Result[T], error) {
 		if err := r.LSE.check("merged LSE"); err != nil {
 			return nil, err
 		}
+		if r.Report.Scale != first.Report.Scale || r.Report.Causal != first.Report.Causal {
+			return nil, invalid("Merge: result %d was computed with scale %g, causal %v; result 0 with scale %g, causal %v", i, r.Report.Scale, r.Report.Causal, first.Report.Scale, first.Report.Causal)
+		}
+		for row, l := range r.LSE.Data {
+			if math.IsNaN(l) || math.IsInf(l, 1) {
+				return nil, invalid("Merge: result %d has log-sum-exp %g at row %d; parts must be finite or -Inf (no keys)", i, l, row)
+			}
+		}
 	}
 	rows := len(first.LSE.Data)
 	if rows == 0 || len(first.Out.Data)%rows != 0 {

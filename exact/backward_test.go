@@ -74,6 +74,9 @@ func TestBackwardRejectsBadSizes(t *testing.T) {
 // TestBackwardMemoryIsLinear checks that no n x m matrix is formed: the
 // bytes a backward call allocates are per-worker tiles plus O(n d).
 func TestBackwardMemoryIsLinear(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector's instrumentation allocates")
+	}
 	n := 6000
 	if testing.Short() {
 		n = 2000

@@ -39,6 +39,9 @@ func benchForward[T attn.Float](b *testing.B, p *attn.Problem[T]) {
 // the bytes allocated by a call are a small multiple of the inputs, far
 // below n*m.
 func TestMemoryIsLinear(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector's instrumentation allocates")
+	}
 	n := 12000
 	if testing.Short() {
 		n = 3000
