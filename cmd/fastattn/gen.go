@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/fastattn/fastattn/internal/npyfile"
 )
 
 func init() {
@@ -54,6 +53,7 @@ func genCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	w := workload{heads: *heads, n: *n, m: *m, d: *d, e: *e, qkScale: scale, uniform: dist == "uniform", seed: *seed}
 	q, k, v := w.tensors64()
+	var files []pendingFile
 	for _, f := range []struct {
 		name string
 		data []float64
@@ -68,9 +68,10 @@ func genCmd(args []string, stdout, stderr io.Writer) error {
 		if *dtype == "float32" {
 			data = to32(fastattnTensor(f.data)).Data
 		}
-		if err := npyfile.Write(filepath.Join(*out, f.name), shape, data); err != nil {
-			return err
-		}
+		files = append(files, npyFile(filepath.Join(*out, f.name), shape, data))
+	}
+	if err := writeAll(files); err != nil {
+		return err
 	}
 	fmt.Fprintf(stdout, "wrote q.npy, k.npy, v.npy (%s, %s) to %s\n", *dtype, plural(*heads, "head"), *out)
 	return nil
