@@ -149,22 +149,12 @@ func transitionCmd(args []string, stdout, stderr io.Writer) error {
 		}
 		cfg.MaxSeconds = *maxSec
 	}
-	if err := experimentOut(*out); err != nil {
-		return err
-	}
 	if !*noProgress {
 		cfg.Progress = newProgressBar(stderr).update
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	res, err := experiments.RunTransition(ctx, cfg)
-	if err != nil {
-		if errors.Is(err, context.Canceled) {
-			return fmt.Errorf("interrupted; nothing written")
-		}
-		return err
-	}
-	files, err := res.Write(*out)
+	res, files, err := runExperiment(*out, func(ctx context.Context) (*experiments.TransitionResult, error) {
+		return experiments.RunTransition(ctx, cfg)
+	})
 	if err != nil {
 		return err
 	}
@@ -180,6 +170,28 @@ func transitionCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "wrote %s\n", strings.Join(files, ", "))
 	return nil
+}
+
+// runExperiment checks the output directory, runs an experiment that Ctrl-C
+// cancels (writing nothing then), and writes its files.
+func runExperiment[R interface {
+	Write(string) ([]string, error)
+}](out string, run func(context.Context) (R, error)) (R, []string, error) {
+	var zero R
+	if err := experimentOut(out); err != nil {
+		return zero, nil, err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	res, err := run(ctx)
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return zero, nil, fmt.Errorf("interrupted; nothing written")
+		}
+		return zero, nil, err
+	}
+	files, err := res.Write(out)
+	return res, files, err
 }
 
 func countMeasured(res *experiments.TransitionResult) int {

@@ -2,12 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math"
-	"os"
-	"os/signal"
 	"slices"
 	"strings"
 
@@ -59,22 +56,12 @@ func scalingCmd(args []string, stdout, stderr io.Writer) error {
 		}
 		cfg.MaxSeconds = *maxSec
 	}
-	if err := experimentOut(*out); err != nil {
-		return err
-	}
 	if !*noProgress {
 		cfg.Progress = newProgressBar(stderr).update
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	res, err := experiments.RunScaling(ctx, cfg)
-	if err != nil {
-		if errors.Is(err, context.Canceled) {
-			return fmt.Errorf("interrupted; nothing written")
-		}
-		return err
-	}
-	files, err := res.Write(*out)
+	res, files, err := runExperiment(*out, func(ctx context.Context) (*experiments.ScalingResult, error) {
+		return experiments.RunScaling(ctx, cfg)
+	})
 	if err != nil {
 		return err
 	}
