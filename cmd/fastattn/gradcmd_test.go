@@ -167,28 +167,7 @@ func TestGradRejectsBadInput(t *testing.T) {
 			break
 		}
 	}
-	argv := func(override []string) []string {
-		args := map[string]string{}
-		for k, v := range base {
-			args[k] = v
-		}
-		var extra []string
-		for i := 0; i < len(override); i++ {
-			if strings.HasPrefix(override[i], "--") && i+1 < len(override) {
-				args[override[i]] = override[i+1]
-				i++
-			} else {
-				extra = append(extra, override[i])
-			}
-		}
-		out := []string{"grad"}
-		for k, v := range args {
-			if v != "" {
-				out = append(out, k, v)
-			}
-		}
-		return append(out, extra...)
-	}
+	argv := func(override []string) []string { return withOverrides("grad", base, override) }
 	for name, override := range cases {
 		code, stdout, stderr := cli(t, argv(override)...)
 		if code == 0 {

@@ -203,26 +203,7 @@ func TestRunRejectsBadInput(t *testing.T) {
 		"unknown flag":    {"--temperature", "2"},
 	}
 	for name, override := range cases {
-		args := map[string]string{}
-		for k, v := range base {
-			args[k] = v
-		}
-		var extra []string
-		for i := 0; i < len(override); i++ {
-			if strings.HasPrefix(override[i], "--") && i+1 < len(override) {
-				args[override[i]] = override[i+1]
-				i++
-			} else {
-				extra = append(extra, override[i])
-			}
-		}
-		argv := []string{"run"}
-		for k, v := range args {
-			if v != "" {
-				argv = append(argv, k, v)
-			}
-		}
-		argv = append(argv, extra...)
+		argv := withOverrides("run", base, override)
 		code, stdout, stderr := cli(t, argv...)
 		if code == 0 {
 			t.Errorf("%s: exit 0, stdout %q", name, stdout)
@@ -270,4 +251,30 @@ func TestUsage(t *testing.T) {
 	if code, out, _ := cli(t, "run", "-h"); code != 0 || !strings.Contains(out, "--causal") && !strings.Contains(out, "-causal") {
 		t.Fatalf("run -h: %d %q", code, out)
 	}
+}
+
+// withOverrides builds a command line: base flags, with "--flag value" pairs
+// in override replacing them (an empty value drops the flag) and any other
+// override words appended.
+func withOverrides(cmd string, base map[string]string, override []string) []string {
+	args := map[string]string{}
+	for k, v := range base {
+		args[k] = v
+	}
+	var extra []string
+	for i := 0; i < len(override); i++ {
+		if strings.HasPrefix(override[i], "--") && i+1 < len(override) {
+			args[override[i]] = override[i+1]
+			i++
+		} else {
+			extra = append(extra, override[i])
+		}
+	}
+	argv := []string{cmd}
+	for k, v := range args {
+		if v != "" {
+			argv = append(argv, k, v)
+		}
+	}
+	return append(argv, extra...)
 }
