@@ -392,14 +392,7 @@ func (run *runner[T]) exactBackward(s *scratch, st *gradState[T], w []float64, l
 	for j0 := from; j0 < end; j0 += keyBlock {
 		j1 := min(j0+keyBlock, end)
 		bs := j1 - j0
-		pm := gs.pm[:cnt*bs]
-		kernels.GemmNT64(cnt, bs, d, w, d, hk.uk[j0*d:], d, pm, bs)
-		for k, l := range limits {
-			row := pm[k*bs : (k+1)*bs]
-			valid := min(max(l-j0, 0), bs)
-			kernels.ExpShiftSum64(row[:valid], 1, 0)
-			clear(row[valid:])
-		}
+		pm := hk.exactWeights(gs.pm[:cnt*bs], w, d, limits, j0, j1)
 		dp := gs.dp[:cnt*bs]
 		kernels.GemmNT64(cnt, bs, e1, dy, e1, hk.valueBlock(s, j0, j1), e1, dp, bs)
 		for x := range dp {

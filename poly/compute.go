@@ -126,16 +126,23 @@ func (hk *headKeys[T]) addExact(s *scratch, w []float64, limits []int, from int,
 	for j0 := from; j0 < end; j0 += keyBlock {
 		j1 := min(j0+keyBlock, end)
 		bs := j1 - j0
-		sc := s.scores[:cnt*bs]
-		kernels.GemmNT64(cnt, bs, d, w, d, hk.uk[j0*d:], d, sc, bs)
-		for k, l := range limits {
-			row := sc[k*bs : (k+1)*bs]
-			valid := min(max(l-j0, 0), bs)
-			kernels.ExpShiftSum64(row[:valid], 1, 0)
-			clear(row[valid:])
-		}
+		sc := hk.exactWeights(s.scores[:cnt*bs], w, d, limits, j0, j1)
 		kernels.GemmNN64(cnt, e1, bs, sc, bs, hk.valueBlock(s, j0, j1), e1, y, e1)
 	}
+}
+
+// exactWeights fills dst (rows x (j1-j0)) with exp(w_k . u_j) for keys
+// j0..j1-1, zero past each row's limit.
+func (hk *headKeys[T]) exactWeights(dst, w []float64, d int, limits []int, j0, j1 int) []float64 {
+	bs := j1 - j0
+	kernels.GemmNT64(len(limits), bs, d, w, d, hk.uk[j0*d:], d, dst, bs)
+	for k, l := range limits {
+		row := dst[k*bs : (k+1)*bs]
+		valid := min(max(l-j0, 0), bs)
+		kernels.ExpShiftSum64(row[:valid], 1, 0)
+		clear(row[valid:])
+	}
+	return dst
 }
 
 // queryRows computes the given rows of head h from key moments over keys
