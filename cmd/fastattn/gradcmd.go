@@ -25,10 +25,9 @@ type gradReport struct {
 
 func gradCmd(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("grad", "grad --q Q.npy --k K.npy --v V.npy --dout DO.npy --dq DQ.npy --dk DK.npy --dv DV.npy [flags]", stdout)
-	var qPath, kPath, vPath, doPath, dqPath, dkPath, dvPath, reportPath string
-	fs.StringVar(&qPath, "q", "", "queries: (n, d), (heads, n, d) or (batch, heads, n, d), float32 or float64")
-	fs.StringVar(&kPath, "k", "", "keys: (..., m, d), same leading shape and dtype as Q")
-	fs.StringVar(&vPath, "v", "", "values: (..., m, e), same leading shape and dtype as Q")
+	var doPath, dqPath, dkPath, dvPath, reportPath string
+	var in inputFlags
+	in.register(fs)
 	fs.StringVar(&doPath, "dout", "", "loss gradient with respect to the attention output: (..., n, e), Q's dtype")
 	fs.StringVar(&dqPath, "dq", "", "output file for dL/dQ, shaped like Q")
 	fs.StringVar(&dkPath, "dk", "", "output file for dL/dK, shaped like K")
@@ -40,7 +39,7 @@ func gradCmd(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	outs := []flagPath{{"dq", dqPath}, {"dk", dkPath}, {"dv", dvPath}, {"report", reportPath}}
-	for _, f := range append([]flagPath{{"q", qPath}, {"k", kPath}, {"v", vPath}, {"dout", doPath}}, outs[:3]...) {
+	for _, f := range append(append(in.flags(), flagPath{"dout", doPath}), outs[:3]...) {
 		if f.val == "" {
 			return usagef("--%s is required", f.name)
 		}
@@ -48,11 +47,11 @@ func gradCmd(args []string, stdout, stderr io.Writer) error {
 	if err := checkOutputs(outs); err != nil {
 		return err
 	}
-	in, err := readInputs([]string{"Q", "K", "V", "dO"}, []string{qPath, kPath, vPath, doPath})
+	arrays, err := readInputs([]string{"Q", "K", "V", "dO"}, []string{in.q, in.k, in.v, doPath})
 	if err != nil {
 		return err
 	}
-	opts, err := af.options(headDim(in[0]))
+	opts, err := af.options(headDim(arrays[0]))
 	if err != nil {
 		return err
 	}
@@ -60,10 +59,10 @@ func gradCmd(args []string, stdout, stderr io.Writer) error {
 	defer stop()
 	paths := [4]string{dqPath, dkPath, dvPath, reportPath}
 	var rep gradReport
-	if in[0].F32 != nil {
-		rep, err = gradFiles(ctx, [4]npyTensor[float32]{{in[0].Shape, in[0].F32}, {in[1].Shape, in[1].F32}, {in[2].Shape, in[2].F32}, {in[3].Shape, in[3].F32}}, opts, paths)
+	if arrays[0].F32 != nil {
+		rep, err = gradFiles(ctx, [4]npyTensor[float32]{{arrays[0].Shape, arrays[0].F32}, {arrays[1].Shape, arrays[1].F32}, {arrays[2].Shape, arrays[2].F32}, {arrays[3].Shape, arrays[3].F32}}, opts, paths)
 	} else {
-		rep, err = gradFiles(ctx, [4]npyTensor[float64]{{in[0].Shape, in[0].F64}, {in[1].Shape, in[1].F64}, {in[2].Shape, in[2].F64}, {in[3].Shape, in[3].F64}}, opts, paths)
+		rep, err = gradFiles(ctx, [4]npyTensor[float64]{{arrays[0].Shape, arrays[0].F64}, {arrays[1].Shape, arrays[1].F64}, {arrays[2].Shape, arrays[2].F64}, {arrays[3].Shape, arrays[3].F64}}, opts, paths)
 	}
 	if err != nil {
 		return err

@@ -57,6 +57,21 @@ func (a *attnFlags) options(d int) (fastattn.Options, error) {
 	return o, nil
 }
 
+// inputFlags are the --q, --k and --v flags of the commands that read an
+// attention problem from .npy files.
+type inputFlags struct{ q, k, v string }
+
+func (f *inputFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.q, "q", "", "queries: (n, d), (heads, n, d) or (batch, heads, n, d), float32 or float64")
+	fs.StringVar(&f.k, "k", "", "keys: (..., m, d), same leading shape and dtype as Q")
+	fs.StringVar(&f.v, "v", "", "values: (..., m, e), same leading shape and dtype as Q")
+}
+
+// flags lists them for the required-flag check.
+func (f *inputFlags) flags() []flagPath {
+	return []flagPath{{"q", f.q}, {"k", f.k}, {"v", f.v}}
+}
+
 // readInputs reads .npy files that must share one dtype; names label them
 // in errors ("Q", "K", ...). Every error is the input's fault (a missing,
 // truncated or non-float file), so it exits with status 2.

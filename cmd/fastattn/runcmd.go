@@ -17,10 +17,9 @@ func init() {
 
 func runCmd(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("run", "run --q Q.npy --k K.npy --v V.npy --out OUT.npy [flags]", stdout)
-	var qPath, kPath, vPath, outPath, lsePath, reportPath string
-	fs.StringVar(&qPath, "q", "", "queries: (n, d), (heads, n, d) or (batch, heads, n, d), float32 or float64")
-	fs.StringVar(&kPath, "k", "", "keys: (..., m, d), same leading shape and dtype as Q")
-	fs.StringVar(&vPath, "v", "", "values: (..., m, e), same leading shape and dtype as Q")
+	var outPath, lsePath, reportPath string
+	var in inputFlags
+	in.register(fs)
 	fs.StringVar(&outPath, "out", "", "output file: (..., n, e) in Q's dtype")
 	fs.StringVar(&lsePath, "lse", "", "optional output file for the rows' log-sum-exp, (..., n) float64")
 	fs.StringVar(&reportPath, "report", "", "optional JSON report: method, seconds, error_bound, ...")
@@ -29,7 +28,7 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	for _, f := range []flagPath{{"q", qPath}, {"k", kPath}, {"v", vPath}, {"out", outPath}} {
+	for _, f := range append(in.flags(), flagPath{"out", outPath}) {
 		if f.val == "" {
 			return usagef("--%s is required", f.name)
 		}
@@ -37,11 +36,11 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	if err := checkOutputs([]flagPath{{"out", outPath}, {"lse", lsePath}, {"report", reportPath}}); err != nil {
 		return err
 	}
-	in, err := readInputs([]string{"Q", "K", "V"}, []string{qPath, kPath, vPath})
+	arrays, err := readInputs([]string{"Q", "K", "V"}, []string{in.q, in.k, in.v})
 	if err != nil {
 		return err
 	}
-	opts, err := af.options(headDim(in[0]))
+	opts, err := af.options(headDim(arrays[0]))
 	if err != nil {
 		return err
 	}
@@ -49,10 +48,10 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	defer stop()
 	paths := [3]string{outPath, lsePath, reportPath}
 	var rep fastattn.Report
-	if in[0].F32 != nil {
-		rep, err = attendFiles(ctx, in[0].Shape, in[0].F32, in[1].Shape, in[1].F32, in[2].Shape, in[2].F32, opts, paths)
+	if arrays[0].F32 != nil {
+		rep, err = attendFiles(ctx, arrays[0].Shape, arrays[0].F32, arrays[1].Shape, arrays[1].F32, arrays[2].Shape, arrays[2].F32, opts, paths)
 	} else {
-		rep, err = attendFiles(ctx, in[0].Shape, in[0].F64, in[1].Shape, in[1].F64, in[2].Shape, in[2].F64, opts, paths)
+		rep, err = attendFiles(ctx, arrays[0].Shape, arrays[0].F64, arrays[1].Shape, arrays[1].F64, arrays[2].Shape, arrays[2].F64, opts, paths)
 	}
 	if err != nil {
 		return err
