@@ -15,7 +15,7 @@ import (
 // The backward pass runs the forward's treecode once more, on the same
 // trees, with the weights fixed by the forward's log-sum-exp. With
 // P_ij = exp(s q_i.k_j - LSE_i), c_ij = dO_i.v_j - Delta_i and
-// Delta_i = dO_i.O_i (ALGORITHMS.md section 5),
+// Delta_i = dO_i.O_i (docs/ALGORITHMS.md section 5),
 //
 //	dQ_i = s sum_j P_ij c_ij (k_j - mu)     (mu: the key mean; sum_j P_ij c_ij = 0)
 //	dV_j = sum_i P_ij dO_i

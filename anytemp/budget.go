@@ -28,7 +28,7 @@ const (
 func gamma(n float64) float64 { return n * u64 / (1 - n*u64) }
 
 // budget splits the user's eps into the parts of the per-entry relative
-// error eta of ALGORITHMS.md section 2 and certifies the total.
+// error eta of docs/ALGORITHMS.md section 2 and certifies the total.
 //
 // Every weight the method uses for a key j of row i, alone or inside a
 // node's expansion, is A_ij (1 + delta_ij) with

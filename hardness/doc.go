@@ -66,7 +66,7 @@
 // real logits never exceed beta/4 while the dummies sit at beta/2. We keep
 // it, as the paper does, so that D_i = sum_j A_ij lies in [nb tau, 2 nb tau].
 //
-// # Maximum inner product (ALGORITHMS.md section 6, after Gupta et al.)
+// # Maximum inner product (docs/ALGORITHMS.md section 6, after Gupta et al.)
 //
 // Input: vectors a_i, b_j in R^d, a threshold tau and a gap g (g = 1 for
 // integer vectors, where there is then no gap). Yes: some <a_i, b_j> >= tau;

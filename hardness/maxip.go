@@ -78,7 +78,7 @@ func (p *MaxIP) BruteForce() []bool {
 const MaxIPSlack = 8
 
 // MaxIPReduction is the attention instance of the maximum inner product
-// reduction (ALGORITHMS.md section 6, after Gupta et al.) for na queries
+// reduction (docs/ALGORITHMS.md section 6, after Gupta et al.) for na queries
 // and nb vectors in B of dimension d, with scale 1:
 //
 //	rows 0..na-1    Q_i  = (lambda a_i, lambda (tau - gap/2))

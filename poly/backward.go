@@ -23,7 +23,7 @@ func (m Method) Backward64(ctx context.Context, p *attn.Problem[float64], out *a
 }
 
 // backward differentiates T_i = y_i[:e] / y_i[e], y_i = H_i C (+ exact
-// terms), in O((n + m) r e) like the forward (ALGORITHMS.md section 5):
+// terms), in O((n + m) r e) like the forward (docs/ALGORITHMS.md section 5):
 //
 //	dy_i = [dO_i / w_i, -(dO_i . T_i) / w_i]      (w_i = y_i[e])
 //	dH_i = C dy_i,  dC = sum_i H_i^T dy_i,  dF_j = dC [v_j, 1],  dV_j = F_j^T dC

@@ -7,7 +7,7 @@ import (
 )
 
 func TestRank(t *testing.T) {
-	// The table in ALGORITHMS.md section 3.
+	// The table in docs/ALGORITHMS.md section 3.
 	want := map[[2]int]int{{4, 2}: 15, {4, 6}: 210, {8, 3}: 165, {8, 5}: 1287, {16, 4}: 4845, {32, 2}: 561, {32, 6}: 2760681}
 	for k, r := range want {
 		if got := Rank(k[0], k[1]); got != r {

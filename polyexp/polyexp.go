@@ -1,6 +1,6 @@
 // Package polyexp builds the lowest-degree polynomial approximation of e^x
 // on an interval whose relative error carries a proof, in the monomial basis
-// that the polynomial-attention feature map (ALGORITHMS.md section 3) needs.
+// that the polynomial-attention feature map (docs/ALGORITHMS.md section 3) needs.
 //
 // Why: polynomial-method attention replaces exp(s q.k) by P(s q.k), and the
 // user-facing guarantee |T - Att| <= eps max|V| holds only if
@@ -34,7 +34,7 @@
 // Certified degree versus the measured minimum degree of the exact Chebyshev
 // interpolant (largest relative error over ~1000 sample points and the
 // Chebyshev extrema, 200-bit arithmetic; the measured column reproduces the
-// table in ALGORITHMS.md section 3):
+// table in docs/ALGORITHMS.md section 3):
 //
 //	beta    eps=1e-2   1e-3      1e-4      1e-6      (certified / measured)
 //	0.25     2 / 2      2 / 2     3 / 3     4 / 4

@@ -307,7 +307,7 @@ func measuredErrors(r float64, maxG int, stopAt float64) []float64 {
 func TestDegreeTable(t *testing.T) {
 	betas := []float64{0.25, 0.5, 1, 2, 4, 8}
 	epss := []float64{1e-2, 1e-3, 1e-4, 1e-6}
-	// Measured minimum degrees quoted in ALGORITHMS.md section 3.
+	// Measured minimum degrees quoted in docs/ALGORITHMS.md section 3.
 	quoted := map[float64][]int{
 		0.25: {2, 2, 3, 4}, 0.5: {2, 3, 4, 6}, 1: {4, 5, 6, 7},
 		2: {6, 7, 8, 10}, 4: {10, 11, 13, 15}, 8: {19, 20, 22, 24},

@@ -280,7 +280,7 @@ func hardMaxIP(args []string, stdout io.Writer) error {
 		}
 	}
 	meta := maxipFile{
-		instanceCommon: common("maxip", "Maximum inner product: does some b_j have <a_i, b_j> >= tau (yes), or do all have <a_i, b_j> <= tau - gap (no)? Attention per Gupta et al. (ALGORITHMS.md section 6).",
+		instanceCommon: common("maxip", "Maximum inner product: does some b_j have <a_i, b_j> >= tau (yes), or do all have <a_i, b_j> <= tau - gap (no)? Attention per Gupta et al. (docs/ALGORITHMS.md section 6).",
 			g.n, g.m, g.dim, g.seed, &red.Attention),
 		Tau: tau, Gap: p.Gap, Density: density, Lambda: red.Lambda,
 		Planted: nonNil(inst.Planted), Decoys: nonNil(inst.Decoys),

@@ -1,11 +1,38 @@
 // Command fastattn computes softmax attention on .npy files, exactly or with
-// a certified error bound, and runs the project's demo and benchmarks.
+// a certified entrywise error bound, and runs the project's demo,
+// benchmarks and experiments.
 //
-//	fastattn run   --q Q.npy --k K.npy --v V.npy --out O.npy [options]
-//	fastattn demo  [--quick]
-//	fastattn bench [--n 1024,4096] [--d 64] [--dtype float32,float64]
+// Commands:
 //
-// Run "fastattn help" or "fastattn COMMAND -h" for details.
+//	fastattn run        --q Q.npy --k K.npy --v V.npy --out O.npy [--lse L.npy] [--report R.json|-] [flags]
+//	fastattn grad       --q Q.npy --k K.npy --v V.npy --dout DO.npy --dq DQ.npy --dk DK.npy --dv DV.npy [flags]
+//	fastattn gen        --out DIR [--n N] [--d D] [--heads H] [--entries normal:1] [--dtype float32]
+//	fastattn demo       [--quick]
+//	fastattn bench      [--methods exact,poly] [--n 1024,4096] [--d 64] [--dtype float32,float64]
+//	fastattn hard       ann|maxip --out DIR [flags];  fastattn hard solve --dir DIR [--method M] [--check]
+//	fastattn transition [--quick] --out DIR
+//	fastattn scaling    [--quick] --out DIR
+//
+// run computes attention of three .npy files (float32 or float64,
+// (n, d), (heads, n, d) or (batch, heads, n, d)) with the method given by
+// --method (default auto: the fastest predicted to meet --eps); grad
+// computes the gradients dQ, dK, dV for a loss gradient dO; gen writes
+// random inputs to try them on. demo runs every method on built-in data
+// against a float64 reference, bench times methods against exact attention
+// over a grid of sizes. hard builds and solves the hardness reductions'
+// instances; transition and scaling run the experiments described in
+// EXPERIMENTS.md. The algorithms are described in docs/ALGORITHMS.md.
+//
+// Outputs are written all or none: every file is complete before any is
+// put in place, output directories are checked before any computation,
+// and a symbolic link is written through (its target is replaced). A
+// report path of "-" means standard output. Tables print GFLOP/s as exact
+// attention's flop count divided by the method's time, so methods compare
+// on one scale; JSON reports carry each method's own flop count.
+//
+// Exit status: 0 on success, 1 on a failure, 2 when the input files or
+// flags are wrong. Errors are one line on stderr. "fastattn help" lists the
+// commands, "fastattn COMMAND -h" prints a command's flags.
 package main
 
 import (
