@@ -25,6 +25,14 @@ type Method struct {
 	NoReduce bool
 }
 
+// Method implements the contract's method, planner and gradient interfaces;
+// dropping one would silently take it out of auto or Gradient.
+var (
+	_ attn.Method         = Method{}
+	_ attn.Planner        = Method{}
+	_ attn.Differentiable = Method{}
+)
+
 // DefaultSamples is the number of rows per call checked against the
 // float64 reference when Method.Samples is 0.
 const DefaultSamples = 4

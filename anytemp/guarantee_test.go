@@ -472,7 +472,6 @@ func TestPowers2D(t *testing.T) {
 }
 
 func TestEstimate(t *testing.T) {
-	var _ attn.Planner = Method{}
 	// A rank-3 input in d = 64 is estimated as 3-dimensional; a full-rank
 	// one in d = 16 is declined.
 	p := gen{n: 300, m: 2000, d: 64, e: 8, scale: 1, shape: lowRank(3, 0)}.make(3)

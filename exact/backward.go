@@ -2,7 +2,6 @@ package exact
 
 import (
 	"context"
-	"fmt"
 	"runtime"
 	"sort"
 	"sync"
@@ -65,35 +64,6 @@ func (m Method) Backward64(ctx context.Context, p *attn.Problem[float64], out *a
 	return backward(ctx, m.Workers, p, out, dO, g, ops[float64]{kernels.GemmNT64, kernels.GemmNN64, kernels.ExpShiftSum64, kernels.Max64})
 }
 
-// checkBackwardSizes checks the slices Backward gets against p.
-func checkBackwardSizes[T attn.Float](p *attn.Problem[T], out *attn.Output[T], dO []T, g *attn.Gradients[T]) error {
-	want := func(name string, got, n int) error {
-		if got != n {
-			return fmt.Errorf("%w: %s has %d entries, want %d", attn.ErrBadProblem, name, got, n)
-		}
-		return nil
-	}
-	if out == nil || g == nil {
-		return fmt.Errorf("%w: nil output or gradients", attn.ErrBadProblem)
-	}
-	for _, c := range []struct {
-		name   string
-		got, n int
-	}{
-		{"O", len(out.O), p.Heads * p.N * p.E},
-		{"LSE", len(out.LSE), p.Heads * p.N},
-		{"dO", len(dO), p.Heads * p.N * p.E},
-		{"DQ", len(g.DQ), len(p.Q)},
-		{"DK", len(g.DK), len(p.K)},
-		{"DV", len(g.DV), len(p.V)},
-	} {
-		if err := want(c.name, c.got, c.n); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // bwdShared is what every worker of one backward call reads or adds to.
 type bwdShared[T attn.Float] struct {
 	p     *attn.Problem[T]
@@ -122,7 +92,7 @@ type bwdState[T attn.Float] struct {
 }
 
 func backward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T], out *attn.Output[T], dO []T, g *attn.Gradients[T], k ops[T]) (attn.Stats, error) {
-	if err := checkBackwardSizes(p, out, dO, g); err != nil {
+	if err := attn.CheckGradientSizes(p, out, dO, g); err != nil {
 		return attn.Stats{}, err
 	}
 	clear(g.DQ)

@@ -53,7 +53,7 @@ func backward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], d
 		}
 		plans[h] = hp
 	}
-	if err := run.checkCost(plans, m.MemoryBudget, m.AllowExpensive); err != nil {
+	if err := run.checkCost(plans, m.MemoryBudget); err != nil {
 		return attn.Stats{}, err
 	}
 	// Refuse where the forward would: a gradient of an approximation whose

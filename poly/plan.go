@@ -26,8 +26,10 @@ func (m Method) Estimate64(p *attn.Problem[float64]) (attn.Estimate, error) {
 }
 
 // estimate plans every head as the forward would and refuses, as the
-// forward would, inputs where the certified bound exceeds eps (so auto never
-// picks a method that then fails) or where the method does not pay.
+// forward would, inputs where the certified bound exceeds eps or the
+// working memory exceeds the budget (so auto never picks a method that then
+// fails). An input where it does not pay gets an estimate all the same:
+// auto compares the seconds, and the reason says the flops.
 func estimate[T attn.Float](m Method, p *attn.Problem[T], minEps, uOut float64) (attn.Estimate, error) {
 	if p.Eps < minEps {
 		return attn.Estimate{}, unsupported("eps = %g is below this method's floor %g for %s", p.Eps, minEps, typeName[T]())
@@ -41,7 +43,7 @@ func estimate[T attn.Float](m Method, p *attn.Problem[T], minEps, uOut float64) 
 		}
 		plans[h] = hp
 	}
-	c, err := assessCost(p, plans, m.workers(), m.MemoryBudget, m.AllowExpensive)
+	c, err := assessCost(p, plans, m.workers(), m.MemoryBudget)
 	if err != nil {
 		return attn.Estimate{}, err
 	}
@@ -60,6 +62,6 @@ func estimate[T attn.Float](m Method, p *attn.Problem[T], minEps, uOut float64) 
 	return attn.Estimate{
 		Seconds: c.polyFlops/flopsPerSecond + setupSeconds,
 		Bytes:   c.memory,
-		Reason:  fmt.Sprintf("beta = %.3g, degree <= %d, rank <= %.0f: %.3g flops", c.maxBeta, c.maxDegree, c.rank, c.polyFlops),
+		Reason:  fmt.Sprintf("beta = %.3g, degree <= %d, rank <= %.0f: %.3g flops (exact: %.3g)", c.maxBeta, c.maxDegree, c.rank, c.polyFlops, c.exactFlops),
 	}, nil
 }

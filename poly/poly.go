@@ -26,7 +26,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
-	"slices"
+
 	"sync"
 
 	"github.com/fastattn/fastattn/attn"
@@ -40,15 +40,26 @@ type Method struct {
 	// MemoryBudget caps the working memory in bytes (key moments and
 	// feature blocks); 0 means DefaultMemoryBudget.
 	MemoryBudget float64
-	// AllowExpensive runs the method even where it costs more flops than
-	// exact attention (experiments and tests); by default such inputs are
-	// refused with an error wrapping attn.ErrUnsupported.
+	// AllowExpensive is kept for compatibility and has no effect: the method
+	// runs whenever it can certify eps within its memory budget, even where
+	// it is predicted to cost more than exact attention (the prediction is
+	// in the statistics, "flops_predicted" against "exact_flops").
+	//
+	// Deprecated: every call behaves as if it were true.
 	AllowExpensive bool
 	// SampleRows is how many rows per head are recomputed exactly after the
 	// run to measure the observed error (a violation of the bound is an
 	// error); 0 means 4, negative means none.
 	SampleRows int
 }
+
+// Method implements the contract's method, planner and gradient interfaces;
+// dropping one would silently take it out of auto or Gradient.
+var (
+	_ attn.Method         = Method{}
+	_ attn.Planner        = Method{}
+	_ attn.Differentiable = Method{}
+)
 
 // DefaultMemoryBudget is the working-memory cap when Method.MemoryBudget is 0.
 const DefaultMemoryBudget = 2 << 30
@@ -105,7 +116,6 @@ type headPlan struct {
 	radius float64   // R >= max_j |k_j - mu|, rounded up
 	beta   []float64 // per row: s |q_i| R, rounded up
 	degree []int     // per row; exactRow for rows computed exactly
-	wanted int       // the largest certified degree before capping
 }
 
 // exactRow marks a row computed exactly: a few rows whose range needs a
@@ -149,8 +159,6 @@ func planHead[T attn.Float](p *attn.Problem[T], h int, deg *degreeTable, bump in
 	}
 	if !testNoExactRows {
 		hp.capDegree(p.D, p.E)
-	} else {
-		hp.wanted = slices.Max(hp.degree)
 	}
 	return hp, nil
 }
@@ -165,7 +173,6 @@ func (hp *headPlan) capDegree(d, e int) {
 		count[g]++
 		gmax = max(gmax, g)
 	}
-	hp.wanted = gmax
 	best, bestCost := gmax, math.Inf(1)
 	L := float64(hp.keys)
 	for capG := gmax; capG >= 0; capG-- {
@@ -431,7 +438,7 @@ func forward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], ou
 		}
 		plans[h] = hp
 	}
-	if err := run.checkCost(plans, m.MemoryBudget, m.AllowExpensive); err != nil {
+	if err := run.checkCost(plans, m.MemoryBudget); err != nil {
 		return attn.Stats{}, err
 	}
 	for h, hp := range plans {
@@ -509,21 +516,26 @@ type costs struct {
 	maxBeta, rank                 float64
 }
 
-// checkCost refuses inputs where the method would not pay or not fit.
-func (run *runner[T]) checkCost(plans []*headPlan, budget float64, allowExpensive bool) error {
-	_, err := assessCost(run.p, plans, run.workers, budget, allowExpensive)
+// checkCost refuses inputs that would not fit the memory budget and
+// records the cost prediction in the statistics.
+func (run *runner[T]) checkCost(plans []*headPlan, budget float64) error {
+	c, err := assessCost(run.p, plans, run.workers, budget)
+	run.details["flops_predicted"] = c.polyFlops
+	run.details["exact_flops"] = c.exactFlops
+	run.details["predicted_slower_than_exact"] = c.polyFlops > c.exactFlops
 	return err
 }
 
 // assessCost estimates flops and memory of the planned call and returns an
-// error wrapping attn.ErrUnsupported if it would not fit the memory budget
-// or (unless allowExpensive) would cost more flops than exact attention.
-func assessCost[T attn.Float](p *attn.Problem[T], plans []*headPlan, workers int, budget float64, allowExpensive bool) (costs, error) {
+// error wrapping attn.ErrUnsupported if it would not fit the memory budget.
+// A call predicted to cost more flops than exact attention still runs (an
+// explicit request is honoured; auto compares the estimates).
+func assessCost[T attn.Float](p *attn.Problem[T], plans []*headPlan, workers int, budget float64) (costs, error) {
 	if budget == 0 {
 		budget = DefaultMemoryBudget
 	}
 	var polyFlops, exactFlops float64
-	maxG, maxB, wanted := 0, 0.0, 0
+	maxG, maxB := 0, 0.0
 	for h, hp := range plans {
 		ranks := make([]int, p.N)
 		g := 0
@@ -539,7 +551,6 @@ func assessCost[T attn.Float](p *attn.Problem[T], plans []*headPlan, workers int
 			g = max(g, d)
 		}
 		maxG = max(maxG, g)
-		wanted = max(wanted, hp.wanted)
 		polyFlops += Cost(hp.keys, ranks, p.E, Rank(p.D, g))
 	}
 	r := RankFloat(p.D, maxG)
@@ -548,10 +559,6 @@ func assessCost[T attn.Float](p *attn.Problem[T], plans []*headPlan, workers int
 	if mem > budget {
 		return c, unsupported("beta = %.3g needs degree %d and rank r = C(d+g, g) = %.3g in d = %d, about %.3g GB of working memory (budget %.3g GB); use --method exact",
 			maxB, maxG, r, p.D, mem/1e9, budget/1e9)
-	}
-	if polyFlops > exactFlops && !allowExpensive {
-		return c, unsupported("beta = %.3g needs degree %d and rank r = C(d+g, g) = %.3g in d = %d: %.3g flops, more than exact attention's %.3g; use --method exact",
-			maxB, wanted, RankFloat(p.D, wanted), p.D, polyFlops, exactFlops)
 	}
 	return c, nil
 }

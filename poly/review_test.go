@@ -56,3 +56,27 @@ func TestBackwardNearFloor(t *testing.T) {
 		}
 	}
 }
+
+// TestExplicitRunWhenExpensive: an explicit call runs where the method is
+// predicted to cost more than exact attention (issue: n = 700, d = 8,
+// eps = 1e-5 was refused), and says so in its statistics.
+func TestExplicitRunWhenExpensive(t *testing.T) {
+	n, d := 700, 8
+	r := rand.New(rand.NewPCG(2, 2))
+	p := &attn.Problem[float64]{Heads: 1, N: n, M: n, D: d, E: d, Q: make([]float64, n*d), K: make([]float64, n*d), V: make([]float64, n*d), Scale: 0.125, Eps: 1e-5}
+	for i := range p.Q {
+		p.Q[i], p.K[i], p.V[i] = r.NormFloat64(), r.NormFloat64(), r.NormFloat64()
+	}
+	est, err := Method{}.Estimate64(p)
+	if err != nil {
+		t.Fatalf("estimate: %v", err)
+	}
+	st, err := Method{}.Forward64(context.Background(), p, attn.NewOutput(p))
+	if err != nil {
+		t.Fatalf("forward: %v", err)
+	}
+	t.Logf("estimate %+v; predicted %v flops, exact %v", est, st.Details["flops_predicted"], st.Details["exact_flops"])
+	if st.Details["predicted_slower_than_exact"] != true {
+		t.Errorf("predicted_slower_than_exact = %v, want true", st.Details["predicted_slower_than_exact"])
+	}
+}

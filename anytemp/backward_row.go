@@ -1,0 +1,391 @@
+package anytemp
+
+import (
+	"math"
+
+	"github.com/fastattn/fastattn/attn"
+)
+
+// The backward pass, phase 1: each row walks its trees, sums its window
+// (dQ) and deposits its share of dK and dV into local expansions.
+
+// bwdCounters are what the backward pass reports.
+type bwdCounters struct {
+	rows, visited, pruned, expanded  int64
+	brute, dropped, expandedKeys     int64
+	tail, flops, maxDegreeUsed       int64
+	deposits, expandedTerms, leafOps int64
+}
+
+func (c *bwdCounters) add(o *bwdCounters) {
+	c.rows += o.rows
+	c.visited += o.visited
+	c.pruned += o.pruned
+	c.expanded += o.expanded
+	c.brute += o.brute
+	c.dropped += o.dropped
+	c.expandedKeys += o.expandedKeys
+	c.tail += o.tail
+	c.flops += o.flops
+	c.deposits += o.deposits
+	c.expandedTerms += o.expandedTerms
+	c.maxDegreeUsed = max(c.maxDegreeUsed, o.maxDegreeUsed)
+}
+
+// bwdWorker is one goroutine's state.
+type bwdWorker[T attn.Float] struct {
+	p   *attn.Problem[T]
+	g   *attn.Gradients[T]
+	dO  []T
+	rcs map[*params]*rowCtx
+	rc  *rowCtx
+
+	head int
+	hb   *bwdHead[T]
+	buf  []float64 // l*(d+e): this worker's dK, dV for the head, original order
+
+	// The current row.
+	lse, delta float64
+	do         []float64 // e: dO_i
+	sqf        []float64 // d: s q_i
+	dq         []float64 // d: sum_j P_ij c_ij (k_j - mu)
+	coef       []float64 // Taylor coefficients to degree G+1
+	coefOK     bool
+	mc, ec     []float64
+
+	// Causal: the trees of the last prefix.
+	al    int
+	trees []*bwdTree[T]
+
+	c bwdCounters
+}
+
+// startHead points the worker at head hb, with an empty buffer.
+func (w *bwdWorker[T]) startHead(hb *bwdHead[T]) {
+	w.head, w.hb = hb.h, hb
+	n := len(hb.acc)
+	if cap(w.buf) < n {
+		w.buf = make([]float64, n)
+	}
+	w.buf = w.buf[:n]
+	clear(w.buf)
+	pr := hb.hr.pr
+	w.rc = w.rcs[pr]
+	if w.rc == nil {
+		w.rc = newRowCtx(pr)
+		w.rcs[pr] = w.rc
+	}
+	d, e := hb.d, hb.e
+	if len(w.sqf) < d {
+		w.sqf, w.dq = make([]float64, d), make([]float64, d)
+	}
+	if len(w.do) < e {
+		w.do = make([]float64, e)
+	}
+	if hb.expand {
+		nt := hb.mo.terms(hb.deg + 1)
+		if len(w.coef) < nt {
+			w.coef, w.mc, w.ec = make([]float64, nt), make([]float64, nt), make([]float64, nt)
+		}
+	}
+	w.al, w.trees = -1, w.trees[:0]
+}
+
+// flush adds the worker's buffer into its head's.
+func (w *bwdWorker[T]) flush() {
+	if w.head < 0 {
+		return
+	}
+	hb := w.hb
+	hb.amu.Lock()
+	for x, v := range w.buf {
+		hb.acc[x] += v
+	}
+	hb.amu.Unlock()
+	w.head, w.hb = -1, nil
+}
+
+// row computes dQ_i and adds row i's share of dK and dV.
+func (w *bwdWorker[T]) row(i int) {
+	hb, p := w.hb, w.p
+	hd := hb.hr.hd
+	h, d, e, r := hb.h, hb.d, hb.e, hd.r
+	lim := p.KeyLimit(h, i)
+	lse := hb.lse[i]
+	if lim == 0 || math.IsInf(lse, -1) || math.IsNaN(lse) {
+		return // no valid key: dQ_i stays zero
+	}
+	rc := w.rc
+	rc.start(hd.q[i*r:(i+1)*r], p.Scale, lim)
+	w.c.rows++
+	row := h*p.N + i
+	w.lse, w.delta = lse, hb.delta[i]
+	for c := range e {
+		w.do[c] = float64(w.dO[row*e+c])
+	}
+	for t := range d {
+		w.sqf[t] = p.Scale * float64(p.Q[row*d+t])
+	}
+	clear(w.dq[:d])
+	w.coefOK = false
+	low := lse - rc.t
+	if !p.Causal {
+		w.runTree(hb.root, low)
+	} else {
+		al := lim / minTreeBlock * minTreeBlock
+		if al != w.al {
+			w.al = al
+			w.trees = w.trees[:0]
+			pos := 0
+			for bit := 62; bit >= 0; bit-- {
+				size := 1 << bit
+				if size < minTreeBlock || al&size == 0 {
+					continue
+				}
+				w.trees = append(w.trees, hb.block(pos, size))
+				pos += size
+			}
+		}
+		for _, bt := range w.trees {
+			w.runTree(bt, low)
+		}
+		w.tail(al, lim, low)
+	}
+	dq := w.g.DQ[row*d : (row+1)*d]
+	for t := range d {
+		dq[t] = T(p.Scale * w.dq[t])
+	}
+}
+
+// runTree adds the keys of bt to the current row.
+func (w *bwdWorker[T]) runTree(bt *bwdTree[T], low float64) {
+	rc, hb := w.rc, w.hb
+	tr := bt.tr
+	low -= hb.margin
+	rc.stack = append(rc.stack[:0], mkEntry(rc, tr, 0))
+	for len(rc.stack) > 0 {
+		en := rc.stack[len(rc.stack)-1]
+		rc.stack = rc.stack[:len(rc.stack)-1]
+		i := int(en.i)
+		w.c.visited++
+		lo, hi := int(tr.lo[i]), int(tr.hi[i])
+		cnt := hi - lo
+		if cnt == 0 {
+			continue
+		}
+		if en.xz+en.rhb < low {
+			w.c.pruned++
+			w.c.dropped += int64(cnt)
+			continue
+		}
+		if hb.expand {
+			if g := rc.degree(en.rho); g >= 0 && float64(cnt) >= hb.cut[g] {
+				w.expandNode(bt, i, g, en.xz, cnt)
+				continue
+			}
+		}
+		if i >= tr.firstLeaf {
+			w.bruteTree(bt, lo, hi, low+hb.margin)
+			continue
+		}
+		rc.stack = append(rc.stack, mkEntry(rc, tr, 2*i+1), mkEntry(rc, tr, 2*i+2))
+		w.c.flops += int64(8 * rc.r)
+	}
+}
+
+// expandNode adds node i of bt through its moments (dQ) and its local
+// expansion (dK, dV), at degree g.
+func (w *bwdWorker[T]) expandNode(bt *bwdTree[T], i, g int, xz float64, cnt int) {
+	hb := w.hb
+	tr, mo := bt.tr, hb.mo
+	d, e := hb.d, hb.e
+	gb := hb.deg + 1
+	ntB := mo.terms(gb)
+	nt, nt1 := mo.terms(g), mo.terms(g+1)
+	if !w.coefOK {
+		mo.coefficients(w.rc.sq, gb, w.coef)
+		w.coefOK = true
+	}
+	mom := tr.moments(i)
+	f := math.Exp(xz - w.lse)
+	// Mc = sum_c dO_c M[v_c] - Delta M[1], to degree g+1.
+	mc := w.mc[:nt1]
+	contract(mc, mom, ntB, e, w.do, -w.delta)
+	coef := w.coef[:nt]
+	s0 := dotU(coef, mc[:nt])
+	z := tr.centre[i*d : (i+1)*d]
+	for t := range d {
+		up := hb.up[t*ntB : t*ntB+nt]
+		var s1 float64
+		for a, ca := range coef {
+			s1 += ca * mc[up[a]]
+		}
+		w.dq[t] += f * (z[t]*s0 + s1)
+	}
+	// The row's share of the node's local expansion, to degree g+1.
+	ec := w.ec[:nt1]
+	for a, ca := range w.coef[:nt1] {
+		ec[a] = f * ca
+	}
+	bt.locks[i].Lock()
+	loc := bt.loc[i]
+	if loc == nil {
+		loc = make([]float64, ntB*(e+1))
+		bt.loc[i] = loc
+	}
+	deposit(loc, ntB, e, ec, w.do, w.delta)
+	bt.locks[i].Unlock()
+	w.c.expanded++
+	w.c.expandedKeys += int64(cnt)
+	w.c.deposits++
+	w.c.expandedTerms += int64(nt1 * (e + 1))
+	w.c.flops += int64(4*nt1*(e+1) + 2*(d+1)*nt + nt1)
+	w.c.maxDegreeUsed = max(w.c.maxDegreeUsed, int64(g))
+}
+
+// contract sets mc[a] = sum_c w[c] mom[c*stride+a] + wLast mom[e*stride+a]
+// for a < len(mc): the moments of the row's key weights dO.v_j - Delta.
+func contract(mc, mom []float64, stride, e int, w []float64, wLast float64) {
+	n := len(mc)
+	last := mom[e*stride : e*stride+n]
+	switch e {
+	case 1:
+		m0, w0 := mom[:n], w[0]
+		for a := range mc {
+			mc[a] = w0*m0[a] + wLast*last[a]
+		}
+	case 2:
+		m0, m1, w0, w1 := mom[:n], mom[stride:stride+n], w[0], w[1]
+		for a := range mc {
+			mc[a] = w0*m0[a] + w1*m1[a] + wLast*last[a]
+		}
+	case 3:
+		m0, m1, m2 := mom[:n], mom[stride:stride+n], mom[2*stride:2*stride+n]
+		w0, w1, w2 := w[0], w[1], w[2]
+		for a := range mc {
+			mc[a] = w0*m0[a] + w1*m1[a] + w2*m2[a] + wLast*last[a]
+		}
+	default:
+		for a, x := range last {
+			mc[a] = wLast * x
+		}
+		for c := range e {
+			axpy(mc, mom[c*stride:c*stride+n], w[c])
+		}
+	}
+}
+
+// deposit adds ec[a] (w[c], wLast) to the columns of loc (stride stride).
+func deposit(loc []float64, stride, e int, ec, w []float64, wLast float64) {
+	n := len(ec)
+	last := loc[e*stride : e*stride+n]
+	switch e {
+	case 1:
+		l0, w0 := loc[:n], w[0]
+		for a, x := range ec {
+			l0[a] += x * w0
+			last[a] += x * wLast
+		}
+	case 2:
+		l0, l1, w0, w1 := loc[:n], loc[stride:stride+n], w[0], w[1]
+		for a, x := range ec {
+			l0[a] += x * w0
+			l1[a] += x * w1
+			last[a] += x * wLast
+		}
+	case 3:
+		l0, l1, l2 := loc[:n], loc[stride:stride+n], loc[2*stride:2*stride+n]
+		w0, w1, w2 := w[0], w[1], w[2]
+		for a, x := range ec {
+			l0[a] += x * w0
+			l1[a] += x * w1
+			l2[a] += x * w2
+			last[a] += x * wLast
+		}
+	default:
+		for c := range e {
+			axpy(loc[c*stride:c*stride+n], ec, w[c])
+		}
+		axpy(last, ec, wLast)
+	}
+}
+
+// bruteTree adds keys lo..hi-1 (tree order) of bt one by one, exactly.
+func (w *bwdWorker[T]) bruteTree(bt *bwdTree[T], lo, hi int, low float64) {
+	hb := w.hb
+	d, e := hb.d, hb.e
+	tr := bt.tr
+	wd := d + e
+	for x := lo; x < hi; x++ {
+		k := bt.kf[x*d : (x+1)*d]
+		var lg float64
+		switch d {
+		case 1:
+			lg = w.sqf[0] * k[0]
+		case 2:
+			lg = w.sqf[0]*k[0] + w.sqf[1]*k[1]
+		case 3:
+			lg = w.sqf[0]*k[0] + w.sqf[1]*k[1] + w.sqf[2]*k[2]
+		default:
+			lg = dot(w.sqf[:d], k)
+		}
+		if lg < low {
+			w.c.dropped++
+			continue
+		}
+		pw := math.Exp(lg - w.lse)
+		v := tr.vals[x*e : (x+1)*e]
+		var dp float64
+		for c, vc := range v {
+			dp += w.do[c] * float64(vc)
+		}
+		pc := pw * (dp - w.delta)
+		for t, kt := range k {
+			w.dq[t] += pc * kt
+		}
+		j := int(tr.perm[x])
+		a := w.buf[j*wd : (j+1)*wd]
+		for t := range d {
+			a[t] += pc * w.sqf[t]
+		}
+		for c := range e {
+			a[d+c] += pw * w.do[c]
+		}
+	}
+	w.c.brute += int64(hi - lo)
+	w.c.flops += int64((hi - lo) * (4*(d+e) + 2*d + 20))
+}
+
+// tail adds keys a..b-1 (original order) one by one (causal prefixes).
+func (w *bwdWorker[T]) tail(a, b int, low float64) {
+	hb := w.hb
+	d, e := hb.d, hb.e
+	wd := d + e
+	v := hb.hr.v
+	for j := a; j < b; j++ {
+		k := hb.kc[j*d : (j+1)*d]
+		lg := dot(w.sqf[:d], k)
+		if lg < low {
+			w.c.dropped++
+			continue
+		}
+		pw := math.Exp(lg - w.lse)
+		var dp float64
+		for c := range e {
+			dp += w.do[c] * float64(v[j*e+c])
+		}
+		pc := pw * (dp - w.delta)
+		for t, kt := range k {
+			w.dq[t] += pc * kt
+		}
+		acc := w.buf[j*wd : (j+1)*wd]
+		for t := range d {
+			acc[t] += pc * w.sqf[t]
+		}
+		for c := range e {
+			acc[d+c] += pw * w.do[c]
+		}
+	}
+	w.c.tail += int64(b - a)
+	w.c.flops += int64((b - a) * (4*(d+e) + 2*d + 20))
+}
