@@ -101,25 +101,9 @@ func PaperScale(d int) float64 { return 1 / float64(d) }
 
 // Report describes one call: what ran, on what, how fast and how accurately.
 type Report struct {
-	Method string `json:"method"`
-	DType  string `json:"dtype"`
-	// Batch is the product of the leading dimensions (batch*heads).
-	Batch      int     `json:"batch_heads"`
-	N          int     `json:"n"`
-	M          int     `json:"m"`
-	D          int     `json:"d"`
-	E          int     `json:"e"`
-	Scale      float64 `json:"scale"`
-	Causal     bool    `json:"causal"`
+	CallReport
 	KeyLengths []int   `json:"key_lengths,omitempty"` // per head, when padding was used
-	Eps        float64 `json:"eps"`
-	Seconds    float64 `json:"seconds"`
-	Flops      float64 `json:"flops"`
-	GFlops     float64 `json:"gflops_per_second"`
 	ErrorBound float64 `json:"error_bound"`
-	// Reason says why this method was chosen.
-	Reason  string         `json:"reason,omitempty"`
-	Details map[string]any `json:"details,omitempty"`
 }
 
 // Result is the output of Attend.
@@ -192,6 +176,7 @@ func Attend[T Float](ctx context.Context, q, k, v Tensor[T], opts Options) (*Res
 	if !ok {
 		return nil, invalid("unknown method %q; choose one of %v or %s", name, Methods(), Auto)
 	}
+	note, slower := slowerThanExact(p, opts.Method)
 	out := attn.NewOutput(p)
 	start := time.Now()
 	st, err := attn.Forward(ctx, m, p, out)
@@ -207,13 +192,8 @@ func Attend[T Float](ctx context.Context, q, k, v Tensor[T], opts Options) (*Res
 		return nil, fmt.Errorf("fastattn: %s: %w", name, err)
 	}
 	secs := time.Since(start).Seconds()
-	rep := Report{
-		Method: name, DType: dtypeName[T](),
-		Batch: p.Heads, N: p.N, M: p.M, D: p.D, E: p.E,
-		Scale: p.Scale, Causal: p.Causal, KeyLengths: p.KeyLens, Eps: p.Eps,
-		Seconds: secs, Flops: st.Flops, GFlops: st.Flops / secs / 1e9,
-		ErrorBound: st.ErrorBound, Details: st.Details, Reason: reason,
-	}
+	rep := Report{CallReport: newCallReport(name, p, secs, st), KeyLengths: p.KeyLens, ErrorBound: st.ErrorBound}
+	rep.Reason, rep.Note, rep.PredictedSlowerThanExact = reason, note, slower
 	return &Result[T]{
 		Out:    Tensor[T]{Data: out.O, Shape: append(slices.Clone(lead), p.N, p.E)},
 		LSE:    Tensor[float64]{Data: out.LSE, Shape: append(slices.Clone(lead), p.N)},

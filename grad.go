@@ -22,29 +22,13 @@ type Grads[T Float] struct {
 
 // GradReport describes one Gradient call.
 type GradReport struct {
-	Method string `json:"method"`
-	DType  string `json:"dtype"`
-	// Batch is the product of the leading dimensions (batch*heads).
-	Batch  int     `json:"batch_heads"`
-	N      int     `json:"n"`
-	M      int     `json:"m"`
-	D      int     `json:"d"`
-	E      int     `json:"e"`
-	Scale  float64 `json:"scale"`
-	Causal bool    `json:"causal"`
-	Eps    float64 `json:"eps"`
-	// Seconds, Flops and GFlops are the backward pass's.
-	Seconds float64 `json:"seconds"`
-	Flops   float64 `json:"flops"`
-	GFlops  float64 `json:"gflops_per_second"`
+	// CallReport's Seconds, Flops and GFlops are the backward pass's.
+	CallReport
 	// ForwardSeconds is the forward pass's time when ForwardBackward ran it.
 	ForwardSeconds float64 `json:"forward_seconds,omitempty"`
 	// Observed is, for approximate methods, the gradients' measured error
 	// against the exact gradient on sampled rows; nil for exact methods.
 	Observed *GradCheck `json:"observed_error,omitempty"`
-	// Reason says why this method was chosen.
-	Reason  string         `json:"reason,omitempty"`
-	Details map[string]any `json:"details,omitempty"`
 }
 
 // GradCheck is the observed error of an approximate gradient. For each of
@@ -133,13 +117,8 @@ func Gradient[T Float](ctx context.Context, q, k, v Tensor[T], res *Result[T], d
 			return nil, fmt.Errorf("fastattn: %s backward produced a non-finite %s entry %v at flat index %d", name, x.name, x.g[i], i)
 		}
 	}
-	rep := GradReport{
-		Method: name, DType: dtypeName[T](),
-		Batch: p.Heads, N: p.N, M: p.M, D: p.D, E: p.E,
-		Scale: p.Scale, Causal: p.Causal, Eps: p.Eps,
-		Seconds: secs, Flops: st.Flops, GFlops: st.Flops / secs / 1e9,
-		Reason: res.Report.Reason, Details: st.Details,
-	}
+	rep := GradReport{CallReport: newCallReport(name, p, secs, st)}
+	rep.Reason = res.Report.Reason
 	if name != (exact.Method{}).Name() {
 		chk, err := checkGradient(ctx, p, dOut.Data, g)
 		if err != nil {

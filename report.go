@@ -1,0 +1,95 @@
+package fastattn
+
+import (
+	"runtime/debug"
+	"sync"
+
+	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/internal/kernels"
+)
+
+// CallReport holds what every report says about one call: what ran, on
+// what, how fast, and the build that ran it. Report and GradReport embed it,
+// so its fields appear at the top level of both, in Go and in JSON.
+type CallReport struct {
+	Method string `json:"method"`
+	DType  string `json:"dtype"`
+	// Batch is the product of the leading dimensions (batch*heads).
+	Batch  int     `json:"batch_heads"`
+	N      int     `json:"n"`
+	M      int     `json:"m"`
+	D      int     `json:"d"`
+	E      int     `json:"e"`
+	Scale  float64 `json:"scale"`
+	Causal bool    `json:"causal"`
+	Eps    float64 `json:"eps"`
+	// Seconds is the call's wall time. Flops is the number of floating-point
+	// operations the method itself performed (multiply and add counted
+	// separately), and GFlops is Flops / Seconds / 1e9: the method's own
+	// throughput, not a comparison between methods (for that, divide one
+	// method's flop count, for example exact attention's, by each time).
+	Seconds float64 `json:"seconds"`
+	Flops   float64 `json:"flops"`
+	GFlops  float64 `json:"gflops_per_second"`
+	// Reason says why this method was chosen.
+	Reason string `json:"reason,omitempty"`
+	// Note says what the caller may want to know about an explicitly
+	// chosen method, such as that it was predicted slower than exact
+	// attention on this input.
+	Note string `json:"note,omitempty"`
+	// PredictedSlowerThanExact is set when the method was named explicitly
+	// and the planners predicted it slower than exact attention; it ran
+	// anyway, and Note gives both predictions.
+	PredictedSlowerThanExact bool `json:"predicted_slower_than_exact,omitempty"`
+	// Details holds method-specific facts (degree, rank, tree depth, ...).
+	Details map[string]any `json:"details,omitempty"`
+	// Version is this library's version (see Version) and Kernels the code
+	// path of the SIMD kernels used: "avx512", "avx2" or "go".
+	Version string `json:"version"`
+	Kernels string `json:"kernels"`
+}
+
+// newCallReport fills the fields that come from the problem and the build.
+func newCallReport[T Float](method string, p *attn.Problem[T], secs float64, st attn.Stats) CallReport {
+	return CallReport{
+		Method: method, DType: dtypeName[T](),
+		Batch: p.Heads, N: p.N, M: p.M, D: p.D, E: p.E,
+		Scale: p.Scale, Causal: p.Causal, Eps: p.Eps,
+		Seconds: secs, Flops: st.Flops, GFlops: st.Flops / secs / 1e9,
+		Details: st.Details, Version: Version(), Kernels: kernels.Implementation(),
+	}
+}
+
+// Version returns the library's version: the module version when fastattn
+// is built as a dependency, or "devel" followed by the commit (and
+// "+dirty" for uncommitted changes) when it is built from its own source
+// tree, when the build recorded one.
+func Version() string { return version() }
+
+var version = sync.OnceValue(func() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "devel"
+	}
+	const path = "github.com/fastattn/fastattn"
+	for _, dep := range info.Deps {
+		if dep.Path == path && dep.Version != "" && dep.Version != "(devel)" {
+			return dep.Version
+		}
+	}
+	if info.Main.Path == path && info.Main.Version != "" && info.Main.Version != "(devel)" {
+		return info.Main.Version
+	}
+	v, dirty := "devel", ""
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			v += " " + s.Value[:min(len(s.Value), 12)]
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = "+dirty"
+			}
+		}
+	}
+	return v + dirty
+})
