@@ -1,0 +1,158 @@
+package exact
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// decodeReference is row r of u in float64, the obvious way: keys shifted
+// by the row's largest logit, plus the sink.
+func decodeReference[T float32 | float64](u *DecodeUnit[T], r int, scale float64) ([]float64, float64) {
+	kv := u.Keys
+	key := make([]float64, kv.D)
+	logits := make([]float64, 0, u.Hi[r]-u.Lo[r])
+	m := math.Inf(-1)
+	if u.Sinks != nil {
+		m = u.Sinks[r]
+	}
+	for j := u.Lo[r]; j < u.Hi[r]; j++ {
+		kv.Key(j, key)
+		var x float64
+		for t := range kv.D {
+			x += float64(u.Q[r*kv.D+t]) * key[t]
+		}
+		logits = append(logits, scale*x)
+		m = max(m, scale*x)
+	}
+	out := make([]float64, kv.E)
+	var sum float64
+	if u.Sinks != nil {
+		sum = math.Exp(u.Sinks[r] - m)
+	}
+	for i, x := range logits {
+		w := math.Exp(x - m)
+		sum += w
+		for c, v := range kv.Value(u.Lo[r] + i) {
+			out[c] += w * float64(v)
+		}
+	}
+	if sum == 0 {
+		return out, math.Inf(-1)
+	}
+	for c := range out {
+		out[c] /= sum
+	}
+	return out, m + math.Log(sum)
+}
+
+func randomUnits[T float32 | float64](rng *rand.Rand, units, keys, rows, d, e int, sinks bool) []DecodeUnit[T] {
+	us := make([]DecodeUnit[T], units)
+	for i := range us {
+		kv := NewDecodeKeys[T](d, e)
+		k, v := make([]T, d), make([]T, e)
+		for range keys + rng.IntN(keys+1) {
+			for t := range k {
+				k[t] = T(rng.NormFloat64())
+			}
+			for t := range v {
+				v[t] = T(rng.NormFloat64())
+			}
+			kv.Append(k, v)
+		}
+		u := DecodeUnit[T]{Keys: kv, Rows: rows, Q: make([]T, rows*d), Out: make([]T, rows*e), LSE: make([]float64, rows),
+			Lo: make([]int, rows), Hi: make([]int, rows)}
+		for t := range u.Q {
+			u.Q[t] = T(rng.NormFloat64() * 2)
+		}
+		for r := range rows {
+			u.Hi[r] = rng.IntN(kv.Len() + 1)
+			if rng.IntN(3) == 0 {
+				u.Hi[r] = kv.Len()
+			}
+			if rng.IntN(2) == 0 {
+				u.Lo[r] = rng.IntN(u.Hi[r] + 1)
+			}
+		}
+		if sinks {
+			u.Sinks = make([]float64, rows)
+			for r := range u.Sinks {
+				u.Sinks[r] = rng.NormFloat64() * 3
+			}
+		}
+		us[i] = u
+	}
+	return us
+}
+
+func checkUnits[T float32 | float64](t *testing.T, us []DecodeUnit[T], scale, tol float64) {
+	t.Helper()
+	for i := range us {
+		u := &us[i]
+		for r := range u.Rows {
+			want, lse := decodeReference(u, r, scale)
+			if math.IsInf(lse, -1) != math.IsInf(u.LSE[r], -1) || (!math.IsInf(lse, -1) && math.Abs(lse-u.LSE[r]) > tol*(1+math.Abs(lse))) {
+				t.Fatalf("unit %d row %d (keys [%d, %d)): LSE %g, want %g", i, r, u.Lo[r], u.Hi[r], u.LSE[r], lse)
+			}
+			for c, w := range want {
+				if got := float64(u.Out[r*u.Keys.E+c]); math.Abs(got-w) > tol {
+					t.Fatalf("unit %d row %d (keys [%d, %d)) column %d: %g, want %g", i, r, u.Lo[r], u.Hi[r], c, got, w)
+				}
+			}
+		}
+	}
+}
+
+func TestDecoderMatchesReference(t *testing.T) {
+	old := splitMinKeys
+	defer func() { splitMinKeys = old }()
+	splitMinKeys = DecodeBlock // force split-K on small caches
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, c := range []struct{ units, keys, rows, d, e int }{
+		{1, 1, 1, 3, 2}, {1, 700, 1, 16, 8}, {3, 1500, 4, 5, 7}, {2, 300, 100, 8, 8}, {1, 2000, 150, 64, 32},
+	} {
+		for _, sinks := range []bool{false, true} {
+			for _, workers := range []int{1, 3} {
+				name := fmt.Sprintf("%+v/sinks=%v/workers=%d", c, sinks, workers)
+				t.Run(name+"/float64", func(t *testing.T) {
+					us := randomUnits[float64](rng, c.units, c.keys, c.rows, c.d, c.e, sinks)
+					if err := NewDecoder[float64](workers).Attend(context.Background(), us, 0.3); err != nil {
+						t.Fatal(err)
+					}
+					checkUnits(t, us, 0.3, 1e-12)
+				})
+				t.Run(name+"/float32", func(t *testing.T) {
+					us := randomUnits[float32](rng, c.units, c.keys, c.rows, c.d, c.e, sinks)
+					if err := NewDecoder[float32](workers).Attend(context.Background(), us, 0.3); err != nil {
+						t.Fatal(err)
+					}
+					checkUnits(t, us, 0.3, 2e-5)
+				})
+			}
+		}
+	}
+}
+
+// TestDecoderAllocatesNothing: a decoding step reuses the Decoder's buffers
+// and goroutines.
+func TestDecoderAllocatesNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector's instrumentation allocates")
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	us := randomUnits[float32](rng, 2, 5000, 1, 64, 64, false)
+	dec := NewDecoder[float32](2)
+	ctx := context.Background()
+	if err := dec.Attend(ctx, us, 0.125); err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(20, func() {
+		if err := dec.Attend(ctx, us, 0.125); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Fatalf("a decoding step allocated %v times", n)
+	}
+}
