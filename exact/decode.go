@@ -35,7 +35,7 @@ type DecodeKeys[T attn.Float] struct {
 	// Keys and Values hold the blocks; block b holds keys
 	// b*DecodeBlock <= j < (b+1)*DecodeBlock.
 	Keys, Values [][]T
-	n int // keys held
+	n            int // keys held
 }
 
 // NewDecodeKeys returns an empty store for keys of d entries and values of e.
