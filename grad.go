@@ -4,13 +4,12 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"slices"
 	"time"
 
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/exact"
-	"github.com/fastattn/fastattn/internal/reference"
+	"github.com/fastattn/fastattn/internal/check"
 )
 
 // Grads is the output of Gradient: the gradients of a scalar loss with
@@ -277,103 +276,14 @@ func checkForward[T Float](p *attn.Problem[T], lead []int, res *Result[T], dOut 
 }
 
 // checkGradient measures g against the exact gradient on sampled rows of
-// up to GradCheckHeads heads.
+// up to GradCheckHeads heads (internal/check's rule: the keys with the
+// largest value and the farthest key are always sampled).
 func checkGradient[T Float](ctx context.Context, p *attn.Problem[T], dO []T, g *attn.Gradients[T]) (*GradCheck, error) {
 	start := time.Now()
-	r := rand.New(rand.NewPCG(uint64(p.Heads*p.N), uint64(p.M)))
-	heads := []int{0}
-	if p.Heads > 1 {
-		heads = append(heads, p.Heads-1)
+	res, err := check.Gradient(ctx, p, dO, g, GradCheckHeads, GradCheckRows)
+	if err != nil {
+		return nil, fmt.Errorf("fastattn: checking the gradient: %w", err)
 	}
-	heads = heads[:min(len(heads), GradCheckHeads)]
-	chk := &GradCheck{Heads: heads}
-	var errs, sizes [3]float64 // max |G - G_exact|, max of max |G|, max |G_exact|
-	for _, h := range heads {
-		sub, dO64 := headProblem(p, dO, h)
-		out := attn.NewOutput(sub)
-		if _, err := (exact.Method{}).Forward64(ctx, sub, out); err != nil {
-			return nil, fmt.Errorf("fastattn: checking the gradient: %w", err)
-		}
-		qRows := sampleRows(r, p.N, GradCheckRows)
-		kRows := sampleRows(r, max(p.KeyLimit(h, p.N-1), 1), GradCheckRows)
-		chk.QueryRows, chk.KeyRows = len(qRows), len(kRows)
-		dq := reference.GradientQueryRows(sub, dO64, 0, qRows)
-		dk, dv := reference.GradientKeyRows(sub, dO64, 0, out.LSE, out.O, kRows)
-		for x, c := range []struct {
-			got, want []float64
-		}{
-			{rowsOf(g.DQ[h*p.N*p.D:], p.D, qRows), dq},
-			{rowsOf(g.DK[h*p.M*p.D:], p.D, kRows), dk},
-			{rowsOf(g.DV[h*p.M*p.E:], p.E, kRows), dv},
-		} {
-			for i, w := range c.want {
-				errs[x] = max(errs[x], math.Abs(c.got[i]-w))
-				sizes[x] = max(sizes[x], math.Abs(c.got[i]), math.Abs(w))
-			}
-		}
-	}
-	rel := func(x int) float64 {
-		if errs[x] == 0 {
-			return 0
-		}
-		return errs[x] / sizes[x]
-	}
-	chk.DQ, chk.DK, chk.DV = rel(0), rel(1), rel(2)
-	chk.Seconds = time.Since(start).Seconds()
-	return chk, nil
-}
-
-// headProblem copies head h of p, and its dO, to a one-head float64 problem.
-func headProblem[T Float](p *attn.Problem[T], dO []T, h int) (*attn.Problem[float64], []float64) {
-	conv := func(x []T) []float64 {
-		y := make([]float64, len(x))
-		for i, v := range x {
-			y[i] = float64(v)
-		}
-		return y
-	}
-	sub := &attn.Problem[float64]{
-		Heads: 1, N: p.N, M: p.M, D: p.D, E: p.E,
-		Q:     conv(p.Q[h*p.N*p.D : (h+1)*p.N*p.D]),
-		K:     conv(p.K[h*p.M*p.D : (h+1)*p.M*p.D]),
-		V:     conv(p.V[h*p.M*p.E : (h+1)*p.M*p.E]),
-		Scale: p.Scale, Causal: p.Causal, Eps: p.Eps,
-	}
-	if p.KeyLens != nil {
-		sub.KeyLens = []int{p.KeyLens[h]}
-	}
-	return sub, conv(dO[h*p.N*p.E : (h+1)*p.N*p.E])
-}
-
-// sampleRows returns up to k distinct rows of 0..n-1: the first, the last
-// and random others, in increasing order.
-func sampleRows(r *rand.Rand, n, k int) []int {
-	if n <= k {
-		rows := make([]int, n)
-		for i := range rows {
-			rows[i] = i
-		}
-		return rows
-	}
-	set := map[int]bool{0: true, n - 1: true}
-	for len(set) < k {
-		set[r.IntN(n)] = true
-	}
-	rows := make([]int, 0, k)
-	for i := range set {
-		rows = append(rows, i)
-	}
-	slices.Sort(rows)
-	return rows
-}
-
-// rowsOf gathers rows of a row-major matrix with the given row length.
-func rowsOf[T Float](x []T, cols int, rows []int) []float64 {
-	out := make([]float64, 0, len(rows)*cols)
-	for _, i := range rows {
-		for _, v := range x[i*cols : (i+1)*cols] {
-			out = append(out, float64(v))
-		}
-	}
-	return out
+	return &GradCheck{DQ: res.DQ, DK: res.DK, DV: res.DV, Heads: res.Heads,
+		QueryRows: res.QueryRows, KeyRows: res.KeyRows, Seconds: time.Since(start).Seconds()}, nil
 }

@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/fastattn/fastattn/attn"
-	"github.com/fastattn/fastattn/internal/reference"
+	"github.com/fastattn/fastattn/internal/check"
 )
 
 // Method is any-temperature attention (Gupta et al., 2025) for small or
@@ -17,9 +17,9 @@ import (
 type Method struct {
 	// Workers caps the goroutines used; 0 means GOMAXPROCS.
 	Workers int
-	// Samples is the number of rows per call recomputed exactly and checked
-	// against the bound (a violation is an error); 0 means DefaultSamples,
-	// a negative value none.
+	// Samples is the number of rows per call recomputed with the accurate
+	// reference of internal/check and checked against the bound (a
+	// violation is an error); 0 means DefaultSamples, a negative value none.
 	Samples int
 	// NoReduce disables the low-rank reduction (all d dimensions are kept).
 	NoReduce bool
@@ -34,8 +34,8 @@ var (
 )
 
 // DefaultSamples is the number of rows per call checked against the
-// float64 reference when Method.Samples is 0.
-const DefaultSamples = 4
+// reference when Method.Samples is 0.
+const DefaultSamples = check.DefaultRows
 
 // Name returns "anytemp".
 func (Method) Name() string { return "anytemp" }
@@ -267,8 +267,11 @@ func forward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], ou
 	st.Details["moment_nodes"] = mn
 	st.Details["moment_flops"] = mf
 	st.Flops += float64(mf)
-	if err := sampleCheck(p, out, b, m.Samples, st); err != nil {
-		return st, err
+	chk, err := check.Forward(p, out, b.bound, m.Samples)
+	st.Details["sampled_rows"] = chk.Rows
+	st.Details["sampled_error"] = chk.Observed
+	if err != nil {
+		return st, fmt.Errorf("anytemp: %w", err)
 	}
 	return st, nil
 }
@@ -478,57 +481,4 @@ func stats[T attn.Float](p *attn.Problem[T], runs []*headRun[T], b *budget, c *c
 			"a_priori_bound":      b.bound,
 		},
 	}
-}
-
-// sampleCheck recomputes a few rows with the float64 reference and fails
-// if one violates the bound. It records the observed error in st.
-func sampleCheck[T attn.Float](p *attn.Problem[T], out *attn.Output[T], b *budget, samples int, st attn.Stats) error {
-	if samples == 0 {
-		samples = DefaultSamples
-	}
-	if samples < 0 {
-		return nil
-	}
-	total := p.Heads * p.N
-	var worst float64
-	checked := 0
-	for s := range min(samples, total) {
-		// Spread over heads and rows deterministically: first, last, and
-		// evenly spaced rows with an odd stride.
-		idx := int((uint64(s)*0x9e3779b97f4a7c15 + uint64(total)/2) % uint64(total))
-		if s == 0 {
-			idx = total - 1
-		}
-		h, i := idx/p.N, idx%p.N
-		lim := p.KeyLimit(h, i)
-		ref, _ := reference.Rows(p, h, []int{i})
-		colMax := attn.ColumnMaxAbs(p, h, p.KeyLen(h))
-		// The reference's own rounding: its logits (uncentred) and sums.
-		var q1, kInf float64
-		for t := range p.D {
-			q1 += math.Abs(float64(p.Q[(h*p.N+i)*p.D+t]))
-		}
-		for j := range lim {
-			for t := range p.D {
-				kInf = max(kInf, math.Abs(float64(p.K[(h*p.M+j)*p.D+t])))
-			}
-		}
-		refSlack := gamma(float64(2*lim+4*p.D+64)) * (1 + 4*p.Scale*q1*kInf)
-		row := h*p.N + i
-		for c := range p.E {
-			got := float64(out.O[row*p.E+c])
-			err := math.Abs(got - ref[c])
-			if colMax[c] > 0 {
-				worst = max(worst, err/colMax[c])
-			}
-			if !(err <= (b.bound+refSlack)*colMax[c]) {
-				return fmt.Errorf("anytemp: sampled row %d of head %d violates the bound: column %d off by %.3g, bound %.3g * max|V_col| = %.3g",
-					i, h, c, err, b.bound, b.bound*colMax[c])
-			}
-		}
-		checked++
-	}
-	st.Details["sampled_rows"] = checked
-	st.Details["sampled_error"] = worst
-	return nil
 }

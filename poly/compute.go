@@ -4,13 +4,10 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 
-	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/internal/kernels"
-	"github.com/fastattn/fastattn/internal/reference"
 	"github.com/fastattn/fastattn/polyexp"
 )
 
@@ -312,42 +309,4 @@ func (run *runner[T]) causal(ctx context.Context, h int, hp *headPlan, hk *headK
 	run.flops += 2 * float64(lastBlock+1) * float64(size) // the prefix sums
 	run.mu.Unlock()
 	return ctx.Err()
-}
-
-// sampleCheck recomputes a few rows per head exactly and returns the
-// largest observed |T_ij - Att_ij| / max_l |V_lj|; a row above the
-// certified bound is an error, never a warning.
-func sampleCheck[T attn.Float](p *attn.Problem[T], out *attn.Output[T], bound float64, perHead int) (float64, int, error) {
-	if perHead < 0 {
-		return 0, 0, nil
-	}
-	if perHead == 0 {
-		perHead = 4
-	}
-	r := rand.New(rand.NewPCG(uint64(p.N), uint64(p.M)))
-	var observed float64
-	count := 0
-	for h := range p.Heads {
-		rows := []int{0, p.N - 1}
-		for len(rows) < perHead {
-			rows = append(rows, r.IntN(p.N))
-		}
-		rows = rows[:min(perHead, len(rows))]
-		ref, _ := reference.Rows(p, h, rows)
-		colMax := attn.ColumnMaxAbs(p, h, p.KeyLen(h))
-		for k, i := range rows {
-			count++
-			for c := range p.E {
-				if colMax[c] == 0 {
-					continue
-				}
-				err := math.Abs(float64(out.O[(h*p.N+i)*p.E+c])-ref[k*p.E+c]) / colMax[c]
-				observed = max(observed, err)
-				if err > bound*(1+1e-9) {
-					return observed, count, fmt.Errorf("poly: sampled row %d of head %d has error %.3g above the certified bound %.3g: this is a bug, please report it", i, h, err, bound)
-				}
-			}
-		}
-	}
-	return observed, count, nil
 }

@@ -30,6 +30,7 @@ import (
 	"sync"
 
 	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/internal/check"
 	"github.com/fastattn/fastattn/polyexp"
 )
 
@@ -47,9 +48,10 @@ type Method struct {
 	//
 	// Deprecated: every call behaves as if it were true.
 	AllowExpensive bool
-	// SampleRows is how many rows per head are recomputed exactly after the
-	// run to measure the observed error (a violation of the bound is an
-	// error); 0 means 4, negative means none.
+	// SampleRows is how many rows per call are recomputed with the accurate
+	// reference of internal/check after the run, to measure the observed
+	// error (a row above the certified bound is an error); 0 means 16,
+	// negative means none.
 	SampleRows int
 }
 
@@ -455,9 +457,9 @@ func forward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], ou
 	if run.bound > p.Eps {
 		return attn.Stats{}, unsupported("the certified bound %.3g exceeds eps = %g (beta = %.3g, rounding dominates); raise eps or use --method exact", run.bound, p.Eps, run.maxBeta)
 	}
-	observed, rows, err := sampleCheck(p, out, run.bound, m.SampleRows)
+	chk, err := check.Forward(p, out, run.bound, m.SampleRows)
 	if err != nil {
-		return attn.Stats{}, err
+		return attn.Stats{}, fmt.Errorf("poly: %w", err)
 	}
 	run.details["beta_max"] = run.maxBeta
 	run.details["degree_max"] = run.maxDegree
@@ -465,8 +467,8 @@ func forward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], ou
 	run.details["rows_per_degree"] = run.degreeRows
 	run.details["exact_rows"] = run.exactRows
 	run.details["eps_a"] = deg.epsA
-	run.details["observed_error"] = observed
-	run.details["sampled_rows"] = rows
+	run.details["observed_error"] = chk.Observed
+	run.details["sampled_rows"] = chk.Rows
 	return attn.Stats{Flops: run.flops, ErrorBound: run.bound, Details: run.details}, nil
 }
 
