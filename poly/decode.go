@@ -38,18 +38,18 @@ type KeySource[T attn.Float] interface {
 // error target, the degree table and polynomials, and scratch space. It is
 // not safe for concurrent use.
 type DecodeWorkspace[T attn.Float] struct {
-	d, e         int
-	scale, eps   float64
-	uOut         float64
-	maxRank      int
-	deg          *degreeTable
-	mono         *monomials
-	s            *scratch
-	sRank        int
-	ut, uk, key  []float64 // a chunk's normalised keys, variable- and key-major
-	vals         []T       // a chunk's values (rebuilds)
-	idx, lim     []int // rows evaluated and their keys in the chunk
-	degrees      []int // per row of a Step
+	d, e        int
+	scale, eps  float64
+	uOut        float64
+	maxRank     int
+	deg         *degreeTable
+	mono        *monomials
+	s           *scratch
+	sRank       int
+	ut, uk, key []float64 // a chunk's normalised keys, variable- and key-major
+	vals        []T       // a chunk's values (rebuilds)
+	idx, lim    []int     // rows evaluated and their keys in the chunk
+	degrees     []int     // per row of a Step
 }
 
 // DefaultDecodeMaxRank caps the rank r = C(d+g, g) a decoding state may
