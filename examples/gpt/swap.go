@@ -1,0 +1,214 @@
+package main
+
+// Swapping the attention: the trained model evaluated and sampled with each
+// method, and training runs compared.
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// swapRow is one method's result on the validation set.
+type swapRow struct {
+	Method       string
+	Eps          float64
+	ValLoss      float64
+	Diff         float64 // ValLoss - exact's
+	EvalSeconds  float64
+	GenBytesPerS float64
+	Calls        int
+	Declined     int
+	Ran          string // per layer: the methods that ran
+	GenIdentical bool   // the generated text equals exact's
+}
+
+func swapCmd(args []string) error {
+	fs := flag.NewFlagSet("swap", flag.ContinueOnError)
+	dir := fs.String("out", "gpt-run", "training run directory holding model.safetensors")
+	dataDir := fs.String("data", defaultDataDir(), "directory of .go files (for validation windows)")
+	batches := fs.Int("batches", 4, "validation batches")
+	batch := fs.Int("batch", 8, "sequences per batch")
+	genBytes := fs.Int("gen", 64, "bytes generated per method to time generation")
+	methods := fs.String("methods", "exact,poly,anytemp,auto", "methods to compare")
+	epsList := fs.String("eps", "1e-2,1e-3,1e-4", "error targets")
+	var seed int64
+	fs.Int64Var(&seed, "seed", 1, "seed of the data split (as in training)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ck, err := LoadCheckpoint(filepath.Join(*dir, "model.safetensors"))
+	if err != nil {
+		return err
+	}
+	m := ck.Model
+	ds, err := LoadDataset(*dataDir, 0.05, uint64(seed))
+	if err != nil {
+		return err
+	}
+	var epss []float64
+	for _, s := range strings.Split(*epsList, ",") {
+		v := num(strings.TrimSpace(s))
+		if !(v > 0 && v < 1) {
+			return fmt.Errorf("swap: bad eps %q", s)
+		}
+		epss = append(epss, v)
+	}
+	rng := rand.New(rand.NewPCG(uint64(seed), 0x5a9))
+	var xs, ys [][]byte
+	for range *batches {
+		x, y := Batch(ds.Val, *batch, m.Cfg.Ctx, rng)
+		xs, ys = append(xs, x), append(ys, y)
+	}
+	ctx := context.Background()
+	prompt := ds.Val[:m.Cfg.Ctx/2]
+	run := func(method string, eps float64) (swapRow, []byte, error) {
+		m.Attn = Attention{Method: method, Eps: eps, Fallback: true}
+		m.Declined, m.Calls, m.Ran = 0, 0, map[string]int{}
+		r := swapRow{Method: method, Eps: eps}
+		start := time.Now()
+		for i := range xs {
+			_, l, err := m.Forward(ctx, xs[i], ys[i], *batch)
+			if err != nil {
+				return r, nil, err
+			}
+			r.ValLoss += l / float64(len(xs))
+		}
+		r.EvalSeconds = time.Since(start).Seconds()
+		r.Calls, r.Declined = m.Calls, m.Declined
+		r.Ran = ranSummary(m.Ran, m.Cfg.Layers)
+		start = time.Now()
+		gen, err := Generate(ctx, m, prompt, GenerateOptions{Tokens: *genBytes, Temperature: 0}, nil)
+		if err != nil {
+			return r, nil, err
+		}
+		r.GenBytesPerS = float64(*genBytes) / time.Since(start).Seconds()
+		return r, gen, nil
+	}
+	base, baseGen, err := run("exact", 0)
+	if err != nil {
+		return err
+	}
+	base.GenIdentical = true
+	rows := []swapRow{base}
+	for _, method := range strings.Split(*methods, ",") {
+		method = strings.TrimSpace(method)
+		if method == "exact" {
+			continue
+		}
+		for _, eps := range epss {
+			r, gen, err := run(method, eps)
+			if err != nil {
+				return fmt.Errorf("%s at eps %g: %w", method, eps, err)
+			}
+			r.Diff = r.ValLoss - base.ValLoss
+			r.GenIdentical = slices.Equal(gen, baseGen)
+			rows = append(rows, r)
+		}
+	}
+	f, err := openCSV(filepath.Join(*dir, "swap.csv"), false, []string{"method", "eps", "val_loss", "diff_vs_exact", "eval_seconds",
+		"gen_bytes_per_s", "attention_calls", "declined_to_exact", "greedy_text_equal", "ran_per_layer"})
+	if err != nil {
+		return err
+	}
+	defer f.close()
+	fmt.Printf("%-8s %7s %10s %11s %8s %9s %9s %6s  %s\n", "method", "eps", "val loss", "vs exact", "eval s", "gen B/s", "declined", "greedy=", "ran (per layer)")
+	for _, r := range rows {
+		fmt.Printf("%-8s %7.0e %10.5f %+11.2e %8.2f %9.1f %5d/%-3d %6v  %s\n", r.Method, r.Eps, r.ValLoss, r.Diff, r.EvalSeconds, r.GenBytesPerS, r.Declined, r.Calls, r.GenIdentical, r.Ran)
+		if err := f.write(r.Method, r.Eps, r.ValLoss, r.Diff, r.EvalSeconds, r.GenBytesPerS, r.Calls, r.Declined, r.GenIdentical, r.Ran); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ranSummary lists, per layer, which methods ran and how often.
+func ranSummary(ran map[string]int, layers int) string {
+	var parts []string
+	for l := range layers {
+		var ms []string
+		for k, n := range ran {
+			if strings.HasPrefix(k, fmt.Sprintf("%d:", l)) {
+				ms = append(ms, fmt.Sprintf("%s x%d", strings.TrimPrefix(k, fmt.Sprintf("%d:", l)), n))
+			}
+		}
+		slices.Sort(ms)
+		parts = append(parts, fmt.Sprintf("L%d %s", l, strings.Join(ms, "+")))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// compareCmd plots the validation loss of several training runs against
+// steps and against wall time, and prints them at equal steps and time.
+func compareCmd(args []string) error {
+	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
+	out := fs.String("o", "compare", "output file prefix (PREFIX_steps.png, PREFIX_time.png)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		return fmt.Errorf("compare: give training run directories")
+	}
+	var bySteps, byTime []line
+	type run struct {
+		name              string
+		steps, secs, vals []float64
+	}
+	var runs []run
+	for _, d := range fs.Args() {
+		rows, err := readCSV(filepath.Join(d, "log.csv"))
+		if err != nil {
+			return err
+		}
+		r := run{name: filepath.Base(d)}
+		for _, row := range rows {
+			if v := num(row["val_loss"]); !math.IsNaN(v) {
+				r.steps, r.secs, r.vals = append(r.steps, num(row["step"])), append(r.secs, num(row["seconds"])), append(r.vals, v)
+			}
+		}
+		if len(r.vals) == 0 {
+			return fmt.Errorf("%s has no validation losses", d)
+		}
+		runs = append(runs, r)
+		bySteps = append(bySteps, line{r.name, r.steps, r.vals})
+		byTime = append(byTime, line{r.name, r.secs, r.vals})
+	}
+	if err := savePlot(*out+"_steps.png", "validation loss at equal steps", "step", "validation loss (nats/byte)", bySteps); err != nil {
+		return err
+	}
+	if err := savePlot(*out+"_time.png", "validation loss at equal wall time", "seconds", "validation loss (nats/byte)", byTime); err != nil {
+		return err
+	}
+	// Equal steps: the last step every run reached; equal time likewise.
+	lastStep, lastSec := math.Inf(1), math.Inf(1)
+	for _, r := range runs {
+		lastStep, lastSec = min(lastStep, r.steps[len(r.steps)-1]), min(lastSec, r.secs[len(r.secs)-1])
+	}
+	fmt.Printf("%-20s %10s %14s %14s %12s\n", "run", "steps", "val@step "+fmt.Sprint(lastStep), fmt.Sprintf("val@%.0fs", lastSec), "s/step")
+	for _, r := range runs {
+		fmt.Printf("%-20s %10.0f %14.4f %14.4f %12.3f\n", r.name, r.steps[len(r.steps)-1], interp(r.steps, r.vals, lastStep), interp(r.secs, r.vals, lastSec),
+			r.secs[len(r.secs)-1]/r.steps[len(r.steps)-1])
+	}
+	fmt.Printf("wrote %s_steps.png, %s_time.png\n", *out, *out)
+	return nil
+}
+
+// interp evaluates the piecewise-linear curve (xs, ys) at x.
+func interp(xs, ys []float64, x float64) float64 {
+	for i := range xs {
+		if xs[i] >= x {
+			if i == 0 {
+				return ys[0]
+			}
+			t := (x - xs[i-1]) / (xs[i] - xs[i-1])
+			return ys[i-1] + t*(ys[i]-ys[i-1])
+		}
+	}
+	return ys[len(ys)-1]
+}
