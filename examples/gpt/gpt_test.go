@@ -246,7 +246,7 @@ func TestSwapAndStats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.Attn = Attention{Method: "poly", Eps: 1e-3, Force: true}
+	m.Attn = Attention{Method: "poly", Eps: 1e-3}
 	_, approx, err := m.Forward(ctx, x, y, 2)
 	if err != nil {
 		t.Fatal(err)

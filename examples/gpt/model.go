@@ -14,8 +14,6 @@ import (
 	"time"
 
 	"github.com/fastattn/fastattn"
-	"github.com/fastattn/fastattn/attn"
-	"github.com/fastattn/fastattn/poly"
 )
 
 // Config is the model's shape. It is stored in checkpoints.
@@ -152,10 +150,6 @@ type Model struct {
 type Attention struct {
 	Method string  // a fastattn method name or "auto"
 	Eps    float64 // error target of approximate methods
-	// Force runs poly even where it costs more than exact attention (the
-	// training comparison at short contexts), through the method's own
-	// options rather than fastattn's registry.
-	Force bool
 	// Fallback runs exact attention when the method declines an input.
 	Fallback bool
 }
@@ -328,47 +322,13 @@ func (m *Model) attend(ctx context.Context, la *layerActs) (*fastattn.Result[flo
 	q := fastattn.Tensor[float32]{Data: la.qa, Shape: la.qShape}
 	k := fastattn.Tensor[float32]{Data: la.ka, Shape: la.kShape}
 	v := fastattn.Tensor[float32]{Data: la.va, Shape: la.vShp}
-	if m.Attn.Force {
-		return forcedPolyForward(ctx, q, k, v, la.attOpts)
-	}
 	res, err := fastattn.Attend(ctx, q, k, v, la.attOpts)
-	if err != nil && m.Attn.Fallback && errors.Is(err, attn.ErrUnsupported) {
+	if err != nil && m.Attn.Fallback && errors.Is(err, fastattn.ErrUnsupported) {
 		m.Declined++
 		la.attOpts.Method = "exact"
 		return fastattn.Attend(ctx, q, k, v, la.attOpts)
 	}
 	return res, err
-}
-
-// forcedPoly is poly with AllowExpensive: at a few hundred tokens the
-// polynomial method costs more than exact attention, and the training
-// comparison wants it anyway.
-var forcedPoly = poly.Method{AllowExpensive: true}
-
-// forcedPolyForward runs forcedPoly through the attention contract
-// (package attn) and wraps the output as fastattn.Attend would.
-func forcedPolyForward(ctx context.Context, q, k, v fastattn.Tensor[float32], o fastattn.Options) (*fastattn.Result[float32], error) {
-	p := forcedProblem(q, k, v, o)
-	out := attn.NewOutput(p)
-	st, err := attn.Forward(ctx, forcedPoly, p, out)
-	if err != nil {
-		return nil, err
-	}
-	lead := q.Shape[:len(q.Shape)-1]
-	return &fastattn.Result[float32]{
-		Out:    fastattn.Tensor[float32]{Data: out.O, Shape: q.Shape},
-		LSE:    fastattn.Tensor[float64]{Data: out.LSE, Shape: lead},
-		Report: fastattn.Report{Method: "poly", ErrorBound: st.ErrorBound, Details: st.Details},
-	}, nil
-}
-
-func forcedProblem(q, k, v fastattn.Tensor[float32], o fastattn.Options) *attn.Problem[float32] {
-	r := len(q.Shape)
-	heads := len(q.Data) / (q.Shape[r-2] * q.Shape[r-1])
-	return &attn.Problem[float32]{
-		Heads: heads, N: q.Shape[r-2], M: k.Shape[r-2], D: q.Shape[r-1], E: v.Shape[r-1],
-		Q: q.Data, K: k.Data, V: v.Data, Scale: o.Scale, Causal: o.Causal, Eps: o.Eps,
-	}
 }
 
 // attendBackward returns dQ, dK, dV of a block's attention.
@@ -377,15 +337,6 @@ func (m *Model) attendBackward(ctx context.Context, la *layerActs, dOut []float3
 	k := fastattn.Tensor[float32]{Data: la.ka, Shape: la.kShape}
 	v := fastattn.Tensor[float32]{Data: la.va, Shape: la.vShp}
 	d := fastattn.Tensor[float32]{Data: dOut, Shape: la.qShape}
-	if m.Attn.Force {
-		p := forcedProblem(q, k, v, la.attOpts)
-		g := attn.NewGradients(p)
-		out := &attn.Output[float32]{O: la.res.Out.Data, LSE: la.res.LSE.Data}
-		if _, err := attn.Backward(ctx, forcedPoly, p, out, dOut, g); err != nil {
-			return nil, nil, nil, err
-		}
-		return g.DQ, g.DK, g.DV, nil
-	}
 	opts := la.attOpts
 	opts.Method = la.res.Report.Method
 	gr, err := fastattn.Gradient(ctx, q, k, v, la.res, d, opts)

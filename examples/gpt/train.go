@@ -76,7 +76,6 @@ func trainCmd(args []string) error {
 	fs.BoolVar(&o.Quiet, "quiet", false, "no progress bar")
 	fs.StringVar(&o.Attn.Method, "attn", "exact", "attention method: exact, poly, anytemp or auto")
 	fs.Float64Var(&o.Attn.Eps, "eps", 1e-3, "error target of approximate attention")
-	fs.BoolVar(&o.Attn.Force, "force-poly", false, "with -attn poly: run poly even where it costs more than exact")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
