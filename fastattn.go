@@ -45,19 +45,22 @@ func NewTensor[T Float](data []T, shape ...int) (Tensor[T], error) {
 	return t, nil
 }
 
-func (t Tensor[T]) check(name string) error {
+func (t Tensor[T]) check(name string) error { return checkShape(name, t.Shape, len(t.Data)) }
+
+// checkShape checks that shape has size elements.
+func checkShape(name string, shape []int, size int) error {
 	n := 1
-	for _, s := range t.Shape {
+	for _, s := range shape {
 		if s < 0 {
-			return fmt.Errorf("%s has a negative dimension in shape %v", name, t.Shape)
+			return fmt.Errorf("%s has a negative dimension in shape %v", name, shape)
 		}
 		if s > 0 && n > math.MaxInt/s {
-			return fmt.Errorf("%s has shape %v, whose size overflows an int", name, t.Shape)
+			return fmt.Errorf("%s has shape %v, whose size overflows an int", name, shape)
 		}
 		n *= s
 	}
-	if n != len(t.Data) {
-		return fmt.Errorf("%s has shape %v (%d elements) but %d data values", name, t.Shape, n, len(t.Data))
+	if n != size {
+		return fmt.Errorf("%s has shape %v (%d elements) but %d data values", name, shape, n, size)
 	}
 	return nil
 }
@@ -75,15 +78,40 @@ type Options struct {
 	Scale float64
 
 	// Causal masks key j for query i when j > i + L - n, L being the number
-	// of valid keys: aligned bottom-right, like FlashAttention >= 2.1 (and
-	// unlike PyTorch's is_causal, which aligns top-left). For n == L this is
-	// the usual j > i; when decoding with a key cache (n < L) the last query
-	// sees every key; when n > L the first n - L queries see none.
+	// of valid keys: aligned bottom-right, like FlashAttention >= 2.1. For
+	// n == L this is the usual j > i; when decoding with a key cache (n < L)
+	// the last query sees every key; when n > L the first n - L queries see
+	// none. CausalAlign = TopLeft gives PyTorch's is_causal (j > i).
 	Causal bool
 
+	// CausalAlign is the corner the causal mask and Window are aligned to:
+	// BottomRight (the zero value) or TopLeft.
+	CausalAlign CausalAlignment
+
+	// Window, when not nil, is a sliding window with FlashAttention-2's
+	// window_size semantics: query i sees keys j with
+	// i + L - n - Left <= j <= i + L - n + Right (i - Left <= j <= i + Right
+	// with TopLeft); -1 leaves a side unbounded. It combines with Causal
+	// (which caps Right at 0) and KeyLengths.
+	Window *Window
+
+	// Mask, when not nil, is PyTorch's attn_mask: boolean (true = takes
+	// part) or additive (added to the scaled logits, -Inf allowed), of a
+	// shape that broadcasts to (batch, query heads, n, m). See BoolMask and
+	// AdditiveMask.
+	Mask *Mask
+
+	// Sinks, when not nil, holds one logit per query head (the heads of
+	// one batch element; one entry for 2-D inputs) that joins each row's
+	// softmax denominator and carries no value, as GPT-OSS's sinks:
+	// out_i = sum_j e^{l_ij} v_j / (e^{sink} + sum_j e^{l_ij}). The LSE
+	// includes it. -Inf is no sink.
+	Sinks []float64
+
 	// KeyLengths holds the number of valid keys per sequence (the rest are
-	// padding): one entry per batch element, shared by its heads, or one per
-	// head (batch*heads entries). nil means every key is valid.
+	// padding): one entry per batch element, shared by its heads, one per
+	// query head (batch*heads entries) or one per key/value head. nil
+	// means every key is valid.
 	KeyLengths []int
 
 	// Method names the algorithm: "exact", "poly", ..., "auto" to let the
@@ -94,6 +122,112 @@ type Options struct {
 	// Eps is the entrywise error target of approximate methods, relative to
 	// each value column's largest magnitude; 0 means DefaultEps.
 	Eps float64
+
+	// Workers caps the goroutines one call uses; 0 means GOMAXPROCS. A
+	// server running several calls side by side can give each a share.
+	Workers int
+
+	// AssumeFinite promises that Q, K and V hold no NaN or Inf, so the
+	// call skips its checks for them. With a broken promise the output is
+	// unspecified.
+	AssumeFinite bool
+}
+
+// CausalAlignment is the corner the causal mask and windows are aligned
+// to: BottomRight (FlashAttention >= 2.1, the default) or TopLeft
+// (PyTorch's is_causal).
+type CausalAlignment = attn.CausalAlignment
+
+// The causal alignments.
+const (
+	BottomRight = attn.BottomRight
+	TopLeft     = attn.TopLeft
+)
+
+// Window is a sliding window, FlashAttention-2's window_size = (Left,
+// Right); -1 means unbounded on that side. See Options.Window.
+type Window = attn.Window
+
+// Mask is a mask tensor, PyTorch's attn_mask, made by BoolMask or
+// AdditiveMask.
+type Mask struct {
+	bools []bool
+	add   []float64
+	shape []int
+}
+
+// BoolMask returns a boolean mask of the given shape (rank 1 to 4,
+// broadcasting to (batch, query heads, n, m) as in PyTorch): true means
+// the key takes part. data is used, not copied.
+func BoolMask(data []bool, shape ...int) (*Mask, error) {
+	m := &Mask{bools: data, shape: slices.Clone(shape)}
+	return m, m.check(len(data))
+}
+
+// AdditiveMask returns an additive mask of the given shape (rank 1 to 4,
+// broadcasting to (batch, query heads, n, m)): its values are added to the
+// scaled logits; -Inf excludes a key. float64 data is used, not copied;
+// float32 data is converted once here. NaN and +Inf are refused.
+func AdditiveMask[T Float](data []T, shape ...int) (*Mask, error) {
+	m := &Mask{shape: slices.Clone(shape)}
+	if d, ok := any(data).([]float64); ok {
+		m.add = d
+	} else {
+		m.add = make([]float64, len(data))
+		for i, x := range data {
+			m.add[i] = float64(x)
+		}
+	}
+	if err := m.check(len(data)); err != nil {
+		return nil, err
+	}
+	for i, x := range m.add {
+		if math.IsNaN(x) || math.IsInf(x, 1) {
+			return nil, invalid("additive mask entry %d is %v; use finite values or -Inf", i, x)
+		}
+	}
+	return m, nil
+}
+
+func (m *Mask) check(n int) error {
+	if len(m.shape) < 1 || len(m.shape) > 4 {
+		return invalid("a mask has rank 1 to 4, got shape %v", m.shape)
+	}
+	if err := checkShape("mask", m.shape, n); err != nil {
+		return inputError{err}
+	}
+	return nil
+}
+
+// Shape returns the mask's shape.
+func (m *Mask) Shape() []int { return slices.Clone(m.shape) }
+
+// broadcast resolves the mask against the target shape (batch, query
+// heads, n, m) (batch and heads 1 when the inputs have no such dimension).
+func (m *Mask) broadcast(target [4]int) (*attn.Mask, error) {
+	var strides [4]int
+	stride := 1
+	for x := 1; x <= len(m.shape); x++ {
+		dim := m.shape[len(m.shape)-x]
+		t := 1
+		if x <= 4 {
+			t = target[4-x]
+		}
+		switch {
+		case dim == t && dim != 1:
+			if x <= 4 {
+				strides[4-x] = stride
+			}
+		case dim == 1:
+		default:
+			return nil, invalid("mask shape %v does not broadcast to (batch, heads, n, m) = %v", m.shape, target)
+		}
+		stride *= dim
+	}
+	return &attn.Mask{
+		Bool: m.bools, Add: m.add, HeadsPerBatch: target[1],
+		BatchStride: strides[0], HeadStride: strides[1], RowStride: strides[2], ColStride: strides[3],
+	}, nil
 }
 
 // PaperScale returns 1/d, the scale used by Alman & Song and Gupta et al.
@@ -188,6 +322,9 @@ func Attend[T Float](ctx context.Context, q, k, v Tensor[T], opts Options) (*Res
 		start = time.Now()
 		st, err = attn.Forward(ctx, m, p, out)
 	}
+	if errors.Is(err, attn.ErrBadProblem) {
+		return nil, inputError{fmt.Errorf("%s: %w", name, err)}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("fastattn: %s: %w", name, err)
 	}
@@ -201,7 +338,26 @@ func Attend[T Float](ctx context.Context, q, k, v Tensor[T], opts Options) (*Res
 	}, nil
 }
 
-// problem checks shapes and options and builds the internal problem.
+// recordOptions records p's options beyond the classic ones in r.
+func recordOptions[T Float](r *CallReport, p *attn.Problem[T]) {
+	if p.KVHeads != p.Heads {
+		r.KVHeads = p.KVHeads
+	}
+	if p.CausalAlign != BottomRight {
+		r.CausalAlign = p.CausalAlign.String()
+	}
+	if p.Window != nil {
+		w := *p.Window
+		r.Window = &w
+	}
+	r.Mask = p.Mask != nil
+	r.Sinks = p.Features()&attn.AttentionSinks != 0
+}
+
+// problem checks shapes and options and builds the internal problem. Q's
+// leading dimensions are (batch, query heads), K's and V's (batch, kv
+// heads), kv heads dividing query heads. It does not scan the values
+// (attn.Forward does, unless the method checks them itself).
 func problem[T Float](q, k, v Tensor[T], opts Options) (*attn.Problem[T], []int, error) {
 	for _, t := range []struct {
 		name string
@@ -218,9 +374,15 @@ func problem[T Float](q, k, v Tensor[T], opts Options) (*attn.Problem[T], []int,
 		return nil, nil, invalid("Q, K and V must have the same rank, got shapes %v, %v and %v", q.Shape, k.Shape, v.Shape)
 	}
 	r := len(q.Shape)
-	lead := q.Shape[:r-2]
-	if !slices.Equal(lead, k.Shape[:r-2]) || !slices.Equal(lead, v.Shape[:r-2]) {
-		return nil, nil, invalid("Q, K and V must share their leading (batch, heads) dimensions, got shapes %v, %v and %v", q.Shape, k.Shape, v.Shape)
+	lead, kvLead := q.Shape[:r-2], k.Shape[:r-2]
+	if !slices.Equal(kvLead, v.Shape[:r-2]) {
+		return nil, nil, invalid("K and V must share their leading (batch, heads) dimensions, got shapes %v and %v", k.Shape, v.Shape)
+	}
+	if r == 4 && lead[0] != kvLead[0] {
+		return nil, nil, invalid("Q has batch %d but K and V have %d (shapes %v, %v and %v)", lead[0], kvLead[0], q.Shape, k.Shape, v.Shape)
+	}
+	if r >= 3 && (kvLead[r-3] == 0 || lead[r-3]%kvLead[r-3] != 0) {
+		return nil, nil, invalid("K and V have %d heads, which does not divide Q's %d heads (grouped-query attention needs kv heads dividing query heads; shapes %v, %v and %v)", kvLead[r-3], lead[r-3], q.Shape, k.Shape, v.Shape)
 	}
 	n, d := q.Shape[r-2], q.Shape[r-1]
 	m, e := k.Shape[r-2], v.Shape[r-1]
@@ -230,10 +392,7 @@ func problem[T Float](q, k, v Tensor[T], opts Options) (*attn.Problem[T], []int,
 	if v.Shape[r-2] != m {
 		return nil, nil, invalid("V has %d rows but K has %d; every key needs a value", v.Shape[r-2], m)
 	}
-	heads := 1
-	for _, s := range lead {
-		heads *= s
-	}
+	heads, kvHeads := product(lead), product(kvLead)
 	if heads == 0 || n == 0 || m == 0 || d == 0 || e == 0 {
 		return nil, nil, invalid("empty input: shapes %v, %v and %v", q.Shape, k.Shape, v.Shape)
 	}
@@ -251,46 +410,78 @@ func problem[T Float](q, k, v Tensor[T], opts Options) (*attn.Problem[T], []int,
 	if eps == 0 {
 		eps = DefaultEps
 	}
-	keyLens, err := expandKeyLengths(opts.KeyLengths, lead, m)
+	keyLens, err := expandKeyLengths(opts.KeyLengths, lead, kvHeads, m)
 	if err != nil {
 		return nil, nil, err
 	}
+	// target is (batch, query heads, n, m) for masks and sinks.
+	target := [4]int{1, 1, n, m}
+	for x := range lead {
+		target[2-len(lead)+x] = lead[x]
+	}
 	p := &attn.Problem[T]{
 		Heads: heads, N: n, M: m, D: d, E: e,
-		Q: q.Data, K: k.Data, V: v.Data,
-		Scale: scale, Causal: opts.Causal, KeyLens: keyLens, Eps: eps,
+		Q: q.Data, K: k.Data, V: v.Data, KVHeads: kvHeads,
+		Scale: scale, Causal: opts.Causal, CausalAlign: opts.CausalAlign, KeyLens: keyLens, Eps: eps,
+		Workers: opts.Workers, AssumeFinite: opts.AssumeFinite,
 	}
-	if err := p.Validate(); err != nil {
+	if opts.Window != nil {
+		w := *opts.Window
+		p.Window = &w
+	}
+	if opts.Sinks != nil {
+		if len(opts.Sinks) != target[1] {
+			return nil, nil, invalid("%d sinks for %d query heads; give one per query head (of one batch element)", len(opts.Sinks), target[1])
+		}
+		p.Sinks = opts.Sinks
+	}
+	if opts.Mask != nil {
+		if p.Mask, err = opts.Mask.broadcast(target); err != nil {
+			return nil, nil, err
+		}
+	}
+	if err := p.ValidateShapes(); err != nil {
 		return nil, nil, inputError{err}
 	}
 	return p, lead, nil
 }
 
-// expandKeyLengths turns per-sequence lengths into per-head ones.
-func expandKeyLengths(lens []int, lead []int, m int) ([]int, error) {
+func product(xs []int) int {
+	n := 1
+	for _, x := range xs {
+		n *= x
+	}
+	return n
+}
+
+// expandKeyLengths turns per-sequence or per-kv-head lengths into per
+// query head ones.
+func expandKeyLengths(lens []int, lead []int, kvHeads, m int) ([]int, error) {
 	if lens == nil {
 		return nil, nil
 	}
-	heads := 1
-	for _, s := range lead {
-		heads *= s
-	}
+	heads := product(lead)
 	for _, l := range lens {
 		if l < 0 || l > m {
 			return nil, invalid("key length %d is outside [0, %d]", l, m)
 		}
 	}
-	switch {
-	case len(lens) == heads:
-		return lens, nil
-	case len(lead) == 2 && len(lens) == lead[0]:
+	repeat := func(each int) []int {
 		out := make([]int, 0, heads)
 		for _, l := range lens {
-			for range lead[1] {
+			for range each {
 				out = append(out, l)
 			}
 		}
-		return out, nil
+		return out
+	}
+	switch {
+	case len(lens) == heads:
+		return lens, nil
+	case len(lens) == kvHeads:
+		return repeat(heads / kvHeads), nil
+	case len(lead) == 2 && len(lens) == lead[0]:
+		return repeat(lead[1]), nil
 	}
 	return nil, invalid("%d key lengths for leading shape %v; give one per batch element or one per head", len(lens), lead)
 }

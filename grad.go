@@ -16,7 +16,10 @@ import (
 // respect to Q, K and V, each shaped like its input and in its dtype.
 type Grads[T Float] struct {
 	DQ, DK, DV Tensor[T]
-	Report     GradReport
+	// DSinks is the gradient with respect to Options.Sinks (one entry per
+	// query head, summed over the batch), nil without sinks.
+	DSinks []float64
+	Report GradReport
 }
 
 // GradReport describes one Gradient call.
@@ -89,6 +92,11 @@ func Gradient[T Float](ctx context.Context, q, k, v Tensor[T], res *Result[T], d
 	if err != nil {
 		return nil, err
 	}
+	if !p.AssumeFinite {
+		if err := p.CheckFinite(); err != nil {
+			return nil, inputError{err}
+		}
+	}
 	name, err := gradMethod(p, res, opts)
 	if err != nil {
 		return nil, err
@@ -129,6 +137,7 @@ func Gradient[T Float](ctx context.Context, q, k, v Tensor[T], res *Result[T], d
 		DQ:     Tensor[T]{Data: g.DQ, Shape: slices.Clone(q.Shape)},
 		DK:     Tensor[T]{Data: g.DK, Shape: slices.Clone(k.Shape)},
 		DV:     Tensor[T]{Data: g.DV, Shape: slices.Clone(v.Shape)},
+		DSinks: g.DSinks,
 		Report: rep,
 	}, nil
 }
@@ -204,6 +213,12 @@ func gradMethod[T Float](p *attn.Problem[T], res *Result[T], opts Options) (stri
 		if rep.Causal != p.Causal {
 			return "", invalid("the forward result was computed with causal = %v but the options give %v", rep.Causal, p.Causal)
 		}
+		var now CallReport
+		recordOptions(&now, p)
+		if rep.Batch != 0 && (rep.KVHeads != now.KVHeads || rep.CausalAlign != now.CausalAlign || !equalWindows(rep.Window, now.Window) || rep.Mask != now.Mask || rep.Sinks != now.Sinks) {
+			return "", invalid("the forward result was computed with other options (kv heads %d, causal alignment %q, window %v, mask %v, sinks %v) than these (%d, %q, %v, %v, %v)",
+				rep.KVHeads, rep.CausalAlign, rep.Window, rep.Mask, rep.Sinks, now.KVHeads, now.CausalAlign, now.Window, now.Mask, now.Sinks)
+		}
 		if rep.Batch != 0 && !slices.Equal(rep.KeyLengths, p.KeyLens) {
 			return "", invalid("the forward result was computed with key lengths %v (per head) but the options give %v", rep.KeyLengths, p.KeyLens)
 		}
@@ -225,6 +240,10 @@ func gradMethod[T Float](p *attn.Problem[T], res *Result[T], opts Options) (stri
 		return "", invalid("unknown method %q; choose one of %v", name, Methods())
 	}
 	return name, nil
+}
+
+func equalWindows(a, b *Window) bool {
+	return a == nil && b == nil || a != nil && b != nil && *a == *b
 }
 
 // noBackward is the error for a method without a backward pass; it wraps
@@ -267,7 +286,12 @@ func checkForward[T Float](p *attn.Problem[T], lead []int, res *Result[T], dOut 
 	}
 	for h := range p.Heads {
 		for i := range p.N {
-			if l := res.LSE.Data[h*p.N+i]; p.KeyLimit(h, i) > 0 && (math.IsNaN(l) || math.IsInf(l, 0)) {
+			l := res.LSE.Data[h*p.N+i]
+			if math.IsNaN(l) || math.IsInf(l, 1) {
+				return invalid("the forward log-sum-exp of row %d is %v", h*p.N+i, l)
+			}
+			// A mask tensor may exclude every key of a row's range.
+			if lo, hi := p.KeyRange(h, i); p.Mask == nil && hi > lo && math.IsInf(l, -1) {
 				return invalid("the forward log-sum-exp of row %d is %v, but the row has valid keys", h*p.N+i, l)
 			}
 		}

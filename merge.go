@@ -15,11 +15,18 @@ import (
 // the largest of the parts': each part's bound is relative to its own value
 // columns, which the union's bound dominates. Rows with no key in any part
 // stay zero with LSE -Inf.
+//
+// Attention sinks join a row's softmax once: pass Options.Sinks to exactly
+// one of the parts (any one; a part whose rows see no key then carries just
+// the sink, LSE = sink). Merge refuses parts of which more than one was
+// computed with sinks, since the union would count them twice. Grouped
+// key/value heads need nothing special: parts split the keys, not the heads.
 func Merge[T Float](parts ...*Result[T]) (*Result[T], error) {
 	if len(parts) == 0 {
 		return nil, invalid("Merge needs at least one result")
 	}
 	first := parts[0]
+	withSinks := -1
 	for i, r := range parts {
 		if r == nil {
 			return nil, invalid("Merge: result %d is nil", i)
@@ -35,6 +42,12 @@ func Merge[T Float](parts ...*Result[T]) (*Result[T], error) {
 		}
 		if r.Report.Scale != first.Report.Scale || r.Report.Causal != first.Report.Causal {
 			return nil, invalid("Merge: result %d was computed with scale %g, causal %v; result 0 with scale %g, causal %v", i, r.Report.Scale, r.Report.Causal, first.Report.Scale, first.Report.Causal)
+		}
+		if r.Report.Sinks {
+			if withSinks >= 0 {
+				return nil, invalid("Merge: results %d and %d were both computed with sinks; give Options.Sinks to one part only, so the sink joins each row's softmax once", withSinks, i)
+			}
+			withSinks = i
 		}
 		for row, l := range r.LSE.Data {
 			if math.IsNaN(l) || math.IsInf(l, 1) {
@@ -82,6 +95,7 @@ func Merge[T Float](parts ...*Result[T]) (*Result[T], error) {
 		rep.Flops += r.Report.Flops
 		rep.M += r.Report.M
 		rep.ErrorBound = max(rep.ErrorBound, r.Report.ErrorBound)
+		rep.Sinks = rep.Sinks || r.Report.Sinks
 	}
 	if rep.Seconds > 0 {
 		rep.GFlops = rep.Flops / rep.Seconds / 1e9

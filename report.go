@@ -22,7 +22,14 @@ type CallReport struct {
 	E      int     `json:"e"`
 	Scale  float64 `json:"scale"`
 	Causal bool    `json:"causal"`
-	Eps    float64 `json:"eps"`
+	// KVHeads is the number of key/value heads (batch * kv heads) when
+	// fewer than Batch (grouped-query attention), else 0.
+	KVHeads     int     `json:"kv_heads,omitempty"`
+	CausalAlign string  `json:"causal_align,omitempty"` // "top-left" when not the default
+	Window      *Window `json:"window,omitempty"`
+	Mask        bool    `json:"mask,omitempty"`  // a mask tensor was applied
+	Sinks       bool    `json:"sinks,omitempty"` // attention sinks were in the softmax
+	Eps         float64 `json:"eps"`
 	// Seconds is the call's wall time. Flops is the number of floating-point
 	// operations the method itself performed (multiply and add counted
 	// separately), and GFlops is Flops / Seconds / 1e9: the method's own
@@ -51,13 +58,15 @@ type CallReport struct {
 
 // newCallReport fills the fields that come from the problem and the build.
 func newCallReport[T Float](method string, p *attn.Problem[T], secs float64, st attn.Stats) CallReport {
-	return CallReport{
+	r := CallReport{
 		Method: method, DType: dtypeName[T](),
 		Batch: p.Heads, N: p.N, M: p.M, D: p.D, E: p.E,
 		Scale: p.Scale, Causal: p.Causal, Eps: p.Eps,
 		Seconds: secs, Flops: st.Flops, GFlops: st.Flops / secs / 1e9,
 		Details: st.Details, Version: Version(), Kernels: kernels.Implementation(),
 	}
+	recordOptions(&r, p)
+	return r
 }
 
 // Version returns the library's version: the module version when fastattn

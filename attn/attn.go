@@ -11,28 +11,59 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 )
 
 // Float is the set of element types attention is computed in.
 type Float interface{ ~float32 | ~float64 }
 
-// Problem is a batch of Heads independent attention problems. For head h,
-// Q[h] is N x D, K[h] is M x D and V[h] is M x E, all row-major and packed
-// head after head.
+// Problem is a batch of Heads independent attention problems. For query
+// head h, Q[h] is N x D; it attends key/value head KVHead(h), whose keys
+// K[KVHead(h)] are M x D and values V[KVHead(h)] are M x E. All are
+// row-major and packed head after head.
 type Problem[T Float] struct {
 	Heads, N, M, D, E int
 	Q, K, V           []T
 
+	// KVHeads is the number of key/value heads, dividing Heads; 0 means
+	// Heads. With G = Heads/KVHeads, query heads h with the same h/G share
+	// key/value head h/G: grouped-query attention (multi-query for
+	// KVHeads = 1 per batch element), as PyTorch's enable_gqa=True. With
+	// heads flattened from (batch, query heads) this maps query head hq of
+	// batch element b to key/value head b*Hkv + hq/G, PyTorch's mapping.
+	KVHeads int
+
 	// Scale multiplies Q K^T before the exponential. Must be positive.
 	Scale float64
 
-	// Causal masks key j for query i when j > i + L - N, where L is the
-	// head's number of valid keys: the mask is aligned to the bottom-right
-	// corner, as FlashAttention >= 2.1 does, so that the last query sees
-	// every valid key. For N == L it is the usual j > i.
+	// Causal masks key j for query i when j > i + offset, where offset is
+	// L - N for CausalAlign = BottomRight (L being the head's number of
+	// valid keys: FlashAttention >= 2.1, the last query sees every valid
+	// key) and 0 for TopLeft (PyTorch's is_causal). For N == L both are
+	// the usual j > i.
 	Causal bool
 
-	// KeyLens, when not nil, holds one entry per head: only keys
+	// CausalAlign says which corner the causal mask and the window are
+	// aligned to (see Causal and Window).
+	CausalAlign CausalAlignment
+
+	// Window, when not nil, restricts query i to keys
+	// i + offset - Left <= j <= i + offset + Right (offset as for Causal;
+	// -1 leaves that side unbounded): FlashAttention-2's window_size. It
+	// combines with Causal (which caps Right at 0) and KeyLens.
+	Window *Window
+
+	// Mask, when not nil, is a mask tensor (PyTorch's attn_mask): boolean,
+	// or additive on the scaled logits. It applies on top of the key range.
+	Mask *Mask
+
+	// Sinks, when not nil, holds one logit per query head of a batch
+	// element (query head h uses Sinks[h % len(Sinks)]): an extra term
+	// exp(sink) in each row's softmax denominator that carries no value,
+	// as in GPT-OSS. -Inf is no sink. The LSE includes it.
+	Sinks []float64
+
+	// KeyLens, when not nil, holds one entry per query head: only keys
 	// 0 <= j < KeyLens[h] are attended (the rest are padding).
 	KeyLens []int
 
@@ -40,6 +71,243 @@ type Problem[T Float] struct {
 	// must satisfy |T_ij - Att_ij| <= Eps * max_l |V_lj|. Exact methods
 	// ignore it.
 	Eps float64
+
+	// Workers caps the goroutines a method uses; 0 means GOMAXPROCS.
+	Workers int
+
+	// AssumeFinite is the caller's promise that Q, K and V hold no NaN or
+	// Inf: Validate and Forward skip their scans, and methods that check
+	// as they go skip that too. A broken promise gives unspecified output.
+	AssumeFinite bool
+}
+
+// CausalAlignment is the corner the causal mask and windows are aligned to.
+type CausalAlignment int
+
+const (
+	// BottomRight aligns to the last valid key: query i sees keys
+	// j <= i + L - N (FlashAttention >= 2.1). The default.
+	BottomRight CausalAlignment = iota
+	// TopLeft aligns to the first key: query i sees keys j <= i
+	// (PyTorch's is_causal).
+	TopLeft
+)
+
+func (a CausalAlignment) String() string {
+	switch a {
+	case BottomRight:
+		return "bottom-right"
+	case TopLeft:
+		return "top-left"
+	}
+	return fmt.Sprintf("CausalAlignment(%d)", int(a))
+}
+
+// Window is a sliding window, FlashAttention-2's window_size = (Left,
+// Right): query i sees keys i + offset - Left <= j <= i + offset + Right,
+// where offset aligns the window as the causal mask (see Problem.Causal).
+// -1 means unbounded on that side.
+type Window struct {
+	Left  int `json:"left"`
+	Right int `json:"right"`
+}
+
+// Mask is a mask tensor broadcast to (batch, query heads, N, M). Exactly
+// one of Bool (true: the key takes part) and Add (added to the scaled
+// logits; -Inf masks the key) is set. Entry (h, i, j), for flattened query
+// head h, is at
+//
+//	(h / HeadsPerBatch)*BatchStride + (h % HeadsPerBatch)*HeadStride + i*RowStride + j*ColStride
+//
+// A stride of 0 broadcasts that dimension.
+type Mask struct {
+	Bool []bool
+	Add  []float64
+	// HeadsPerBatch is the number of query heads per batch element; it
+	// divides Heads. 0 means Heads (one batch element).
+	HeadsPerBatch                                 int
+	BatchStride, HeadStride, RowStride, ColStride int
+}
+
+// Offset returns the index of entry (h, i, 0).
+func (m *Mask) Offset(h, i int) int {
+	hb := max(m.HeadsPerBatch, 1)
+	return (h/hb)*m.BatchStride + (h%hb)*m.HeadStride + i*m.RowStride
+}
+
+// Heads returns the mask of query heads h0..h0+count-1 alone, for a
+// problem made of those heads; they must belong to one batch element.
+func (m *Mask) Heads(h0, count int) *Mask {
+	off := m.Offset(h0, 0)
+	sub := &Mask{HeadsPerBatch: count, HeadStride: m.HeadStride, RowStride: m.RowStride, ColStride: m.ColStride}
+	if m.Bool != nil {
+		sub.Bool = m.Bool[off:]
+	} else {
+		sub.Add = m.Add[off:]
+	}
+	return sub
+}
+
+// At returns element idx of the mask as an additive term: 0 or -Inf for a
+// boolean mask, the value for an additive one.
+func (m *Mask) At(idx int) float64 {
+	if m.Bool != nil {
+		if m.Bool[idx] {
+			return 0
+		}
+		return math.Inf(-1)
+	}
+	return m.Add[idx]
+}
+
+// Logit returns the term the mask adds to logit (h, i, j).
+func (m *Mask) Logit(h, i, j int) float64 { return m.At(m.Offset(h, i) + j*m.ColStride) }
+
+// Len is the number of elements the mask holds.
+func (m *Mask) Len() int {
+	if m.Bool != nil {
+		return len(m.Bool)
+	}
+	return len(m.Add)
+}
+
+// Feature is an option of a Problem that a method may or may not support.
+// Plain attention with Causal (bottom-right) and KeyLens is supported by
+// every method; Features lists what a problem uses beyond that.
+type Feature uint
+
+const (
+	// GQA: fewer key/value heads than query heads (KVHeads).
+	GQA Feature = 1 << iota
+	// TopLeftAlign: CausalAlign = TopLeft where it differs from
+	// BottomRight (a causal mask or window on a head with N != L).
+	TopLeftAlign
+	// SlidingWindow: a Window bounded on at least one side.
+	SlidingWindow
+	// MaskTensor: a Mask.
+	MaskTensor
+	// AttentionSinks: Sinks.
+	AttentionSinks
+
+	allFeatures = GQA | TopLeftAlign | SlidingWindow | MaskTensor | AttentionSinks
+)
+
+// String names the features, each with the Problem field (and root
+// Options field) that asks for it.
+func (f Feature) String() string {
+	names := []struct {
+		f    Feature
+		name string
+	}{
+		{GQA, "grouped-query attention (KVHeads)"},
+		{TopLeftAlign, "top-left causal alignment (CausalAlign)"},
+		{SlidingWindow, "a sliding window (Window)"},
+		{MaskTensor, "a mask tensor (Mask)"},
+		{AttentionSinks, "attention sinks (Sinks)"},
+	}
+	var s []string
+	for _, n := range names {
+		if f&n.f != 0 {
+			s = append(s, n.name)
+		}
+	}
+	if len(s) == 0 {
+		return "no feature"
+	}
+	return strings.Join(s, ", ")
+}
+
+// Capable is implemented by methods that support some Features. A method
+// that does not implement it supports none of them.
+type Capable interface {
+	// Supports lists the features Forward (and Estimate) handle.
+	Supports() Feature
+}
+
+// BackwardCapable is implemented by Differentiable methods whose backward
+// pass supports fewer features than their forward; without it, Backward
+// supports what Supports says.
+type BackwardCapable interface {
+	BackwardSupports() Feature
+}
+
+// SupportedFeatures returns what m's forward pass (or, with backward, its
+// backward pass) supports.
+func SupportedFeatures(m Method, backward bool) Feature {
+	if backward {
+		if b, ok := m.(BackwardCapable); ok {
+			return b.BackwardSupports()
+		}
+	}
+	if c, ok := m.(Capable); ok {
+		return c.Supports()
+	}
+	return 0
+}
+
+// Features returns the features p uses.
+func (p *Problem[T]) Features() Feature {
+	var f Feature
+	if p.KVHeads != 0 && p.KVHeads != p.Heads {
+		f |= GQA
+	}
+	w := p.Window != nil && (p.Window.Left >= 0 || p.Window.Right >= 0)
+	if w {
+		f |= SlidingWindow
+	}
+	if p.CausalAlign == TopLeft && (p.Causal || w) {
+		for h := range p.Heads {
+			if p.KeyLen(h) != p.N {
+				f |= TopLeftAlign
+				break
+			}
+		}
+	}
+	if p.Mask != nil {
+		f |= MaskTensor
+	}
+	for _, s := range p.Sinks {
+		if !math.IsInf(s, -1) {
+			f |= AttentionSinks
+			break
+		}
+	}
+	return f
+}
+
+// UnsupportedError is the error for a problem using features a method does
+// not support. It wraps ErrUnsupported.
+type UnsupportedError struct {
+	Method   string
+	Missing  Feature
+	Backward bool
+}
+
+func (e *UnsupportedError) Error() string {
+	pass := ""
+	if e.Backward {
+		pass = "'s backward pass"
+	}
+	return fmt.Sprintf("%s%s does not support %v: %v", e.Method, pass, e.Missing, ErrUnsupported)
+}
+
+func (e *UnsupportedError) Unwrap() error { return ErrUnsupported }
+
+// CheckSupport returns an *UnsupportedError if p uses a feature m (its
+// backward pass, with backward) does not support, else nil. Forward,
+// Backward and EstimateCost call it, so methods never see such problems.
+func CheckSupport[T Float](m Method, p *Problem[T], backward bool) error {
+	if missing := p.Features() &^ SupportedFeatures(m, backward); missing != 0 {
+		return &UnsupportedError{Method: m.Name(), Missing: missing, Backward: backward}
+	}
+	return nil
+}
+
+// FiniteChecker is implemented by methods that detect non-finite inputs
+// among what they read as they compute (and return an error wrapping
+// ErrBadProblem), so Forward need not scan Q, K and V first.
+type FiniteChecker interface {
+	ChecksFinite() bool
 }
 
 // Output receives a method's results: O is Heads*N*E, LSE is Heads*N and
@@ -77,8 +345,19 @@ type Method interface {
 	Forward64(ctx context.Context, p *Problem[float64], out *Output[float64]) (Stats, error)
 }
 
-// Forward calls the Forward method of m that matches T.
+// Forward calls the Forward method of m that matches T, after checking
+// that m supports p's features (CheckSupport) and, unless m checks them
+// itself or p.AssumeFinite, that the inputs it reads are finite. p must be
+// valid (ValidateShapes).
 func Forward[T Float](ctx context.Context, m Method, p *Problem[T], out *Output[T]) (Stats, error) {
+	if err := CheckSupport(m, p, false); err != nil {
+		return Stats{}, err
+	}
+	if fc, ok := m.(FiniteChecker); !p.AssumeFinite && !(ok && fc.ChecksFinite()) {
+		if err := p.CheckFinite(); err != nil {
+			return Stats{}, err
+		}
+	}
 	switch p := any(p).(type) {
 	case *Problem[float32]:
 		return m.Forward32(ctx, p, any(out).(*Output[float32]))
@@ -88,7 +367,7 @@ func Forward[T Float](ctx context.Context, m Method, p *Problem[T], out *Output[
 	return Stats{}, fmt.Errorf("attn: unsupported element type %T", p)
 }
 
-// KeyLen is the number of valid keys of head h.
+// KeyLen is the number of valid keys of query head h.
 func (p *Problem[T]) KeyLen(h int) int {
 	if p.KeyLens == nil {
 		return p.M
@@ -96,45 +375,120 @@ func (p *Problem[T]) KeyLen(h int) int {
 	return p.KeyLens[h]
 }
 
-// KeyLimit returns how many keys query row i of head h attends: keys
-// 0 <= j < KeyLimit(h, i). Every mask this package supports keeps a prefix.
-func (p *Problem[T]) KeyLimit(h, i int) int {
-	l := p.KeyLen(h)
-	if p.Causal {
-		l = min(l, i+l-p.N+1)
+// KVHeadCount is the number of key/value heads: KVHeads, or Heads if 0.
+func (p *Problem[T]) KVHeadCount() int {
+	if p.KVHeads == 0 {
+		return p.Heads
 	}
-	return max(l, 0)
+	return p.KVHeads
+}
+
+// Group is the number of query heads per key/value head.
+func (p *Problem[T]) Group() int { return p.Heads / p.KVHeadCount() }
+
+// KVHead is the key/value head query head h attends.
+func (p *Problem[T]) KVHead(h int) int { return h / p.Group() }
+
+// Sink returns the sink logit of query head h, -Inf without sinks.
+func (p *Problem[T]) Sink(h int) float64 {
+	if len(p.Sinks) == 0 {
+		return math.Inf(-1)
+	}
+	return p.Sinks[h%len(p.Sinks)]
+}
+
+// alignOffset is the offset of the causal mask and window of head h.
+func (p *Problem[T]) alignOffset(h int) int {
+	if p.CausalAlign == TopLeft {
+		return 0
+	}
+	return p.KeyLen(h) - p.N
+}
+
+// KeyRange returns the keys query row i of head h may attend after
+// padding, the causal mask and the window: lo <= j < hi, with lo >= hi
+// for none (then lo == hi). Both ends are non-decreasing in i. The mask
+// tensor, if any, applies on top of this range.
+func (p *Problem[T]) KeyRange(h, i int) (lo, hi int) {
+	l := p.KeyLen(h)
+	off := i + p.alignOffset(h)
+	hi = l
+	if p.Causal {
+		hi = min(hi, off+1)
+	}
+	if w := p.Window; w != nil {
+		if w.Right >= 0 {
+			hi = min(hi, off+w.Right+1)
+		}
+		if w.Left >= 0 {
+			lo = max(lo, off-w.Left)
+		}
+	}
+	hi = max(hi, 0)
+	lo = min(lo, hi)
+	return lo, hi
+}
+
+// KeyLimit returns the end of row i's key range, KeyRange's hi: keys
+// 0 <= j < KeyLimit(h, i) when the range starts at 0 (no window bounded on
+// the left).
+func (p *Problem[T]) KeyLimit(h, i int) int {
+	_, hi := p.KeyRange(h, i)
+	return hi
 }
 
 // ErrUnsupported is wrapped by the error a method returns for a problem
 // outside its domain (for example entries too large for a polynomial of
-// reasonable degree). The caller can then choose another method.
+// reasonable degree, or a Feature it does not support). The caller can then
+// choose another method.
 var ErrUnsupported = errors.New("method does not apply to this input")
 
 // ErrBadProblem is wrapped by every error Validate returns.
 var ErrBadProblem = errors.New("invalid input")
 
-// Validate checks sizes, the scale, key lengths and Eps, and that every
-// input entry is finite. Methods may assume a validated problem.
+func bad(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrBadProblem, fmt.Sprintf(format, args...))
+}
+
+// Validate checks the problem (ValidateShapes) and, unless AssumeFinite,
+// that every input entry a row can attend is finite (CheckFinite). Methods
+// may assume a validated problem.
 func (p *Problem[T]) Validate() error {
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: %s", ErrBadProblem, fmt.Sprintf(format, args...))
+	if err := p.ValidateShapes(); err != nil {
+		return err
 	}
+	if p.AssumeFinite {
+		return nil
+	}
+	return p.CheckFinite()
+}
+
+// ValidateShapes checks sizes, the scale, key lengths, Eps and the
+// options, but not the values of Q, K and V.
+func (p *Problem[T]) ValidateShapes() error {
 	switch {
 	case p.Heads < 1 || p.N < 1 || p.M < 1 || p.D < 1 || p.E < 1:
 		return bad("sizes must be positive, got heads=%d n=%d m=%d d=%d e=%d", p.Heads, p.N, p.M, p.D, p.E)
 	case overflows(p.Heads, max(p.N, p.M), max(p.D, p.E)):
 		return bad("sizes heads=%d n=%d m=%d d=%d e=%d overflow an int", p.Heads, p.N, p.M, p.D, p.E)
+	case p.KVHeads < 0 || p.KVHeads > 0 && p.Heads%p.KVHeads != 0:
+		return bad("%d key/value heads do not divide %d query heads", p.KVHeads, p.Heads)
 	case len(p.Q) != p.Heads*p.N*p.D:
 		return bad("Q has %d entries, want heads*n*d = %d", len(p.Q), p.Heads*p.N*p.D)
-	case len(p.K) != p.Heads*p.M*p.D:
-		return bad("K has %d entries, want heads*m*d = %d", len(p.K), p.Heads*p.M*p.D)
-	case len(p.V) != p.Heads*p.M*p.E:
-		return bad("V has %d entries, want heads*m*e = %d", len(p.V), p.Heads*p.M*p.E)
+	case len(p.K) != p.KVHeadCount()*p.M*p.D:
+		return bad("K has %d entries, want kv heads*m*d = %d", len(p.K), p.KVHeadCount()*p.M*p.D)
+	case len(p.V) != p.KVHeadCount()*p.M*p.E:
+		return bad("V has %d entries, want kv heads*m*e = %d", len(p.V), p.KVHeadCount()*p.M*p.E)
 	case !(p.Scale > 0) || math.IsInf(p.Scale, 0):
 		return bad("scale must be positive and finite, got %g", p.Scale)
 	case !(p.Eps >= 0 && p.Eps < 1):
 		return bad("eps must be in [0, 1) (an error of max|V| says nothing), got %g", p.Eps)
+	case p.CausalAlign != BottomRight && p.CausalAlign != TopLeft:
+		return bad("unknown causal alignment %v", p.CausalAlign)
+	case p.Window != nil && (p.Window.Left < -1 || p.Window.Right < -1):
+		return bad("window (%d, %d): each side must be -1 (unbounded) or a number of keys >= 0", p.Window.Left, p.Window.Right)
+	case p.Workers < 0:
+		return bad("workers must be >= 0 (0: GOMAXPROCS), got %d", p.Workers)
 	}
 	if p.KeyLens != nil {
 		if len(p.KeyLens) != p.Heads {
@@ -146,12 +500,72 @@ func (p *Problem[T]) Validate() error {
 			}
 		}
 	}
-	for _, in := range []struct {
-		name string
-		x    []T
-	}{{"Q", p.Q}, {"K", p.K}, {"V", p.V}} {
-		if i := FirstNonFinite(in.x); i >= 0 {
-			return bad("%s has a non-finite value %v at flat index %d", in.name, in.x[i], i)
+	if p.Sinks != nil {
+		if len(p.Sinks) == 0 || p.Heads%len(p.Sinks) != 0 {
+			return bad("%d sinks for %d query heads; give one per query head", len(p.Sinks), p.Heads)
+		}
+		for h, s := range p.Sinks {
+			if math.IsNaN(s) || math.IsInf(s, 1) {
+				return bad("sink %d is %v; sinks must be finite or -Inf (none)", h, s)
+			}
+		}
+	}
+	if p.Mask != nil {
+		if err := p.Mask.validate(p.Heads, p.N, p.M); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *Mask) validate(heads, n, mk int) error {
+	if (m.Bool == nil) == (m.Add == nil) {
+		return bad("a mask needs exactly one of Bool and Add")
+	}
+	hb := m.HeadsPerBatch
+	if hb == 0 {
+		hb = heads
+	}
+	if hb < 1 || heads%hb != 0 {
+		return bad("mask: %d heads per batch element do not divide %d heads", m.HeadsPerBatch, heads)
+	}
+	if m.BatchStride < 0 || m.HeadStride < 0 || m.RowStride < 0 || m.ColStride < 0 {
+		return bad("mask strides must be >= 0")
+	}
+	last := (heads/hb-1)*m.BatchStride + (hb-1)*m.HeadStride + (n-1)*m.RowStride + (mk-1)*m.ColStride
+	if last >= m.Len() || last < 0 {
+		return bad("mask of %d elements is too small for its strides (last element %d)", m.Len(), last)
+	}
+	for i, a := range m.Add {
+		if math.IsNaN(a) || math.IsInf(a, 1) {
+			return bad("additive mask entry %d is %v; use finite values or -Inf", i, a)
+		}
+	}
+	return nil
+}
+
+// CheckFinite returns an error wrapping ErrBadProblem if Q, or a key or
+// value some row can attend (inside its head's valid keys), is NaN or Inf.
+// Padding beyond the valid keys is not read and not checked.
+func (p *Problem[T]) CheckFinite() error {
+	if i := FirstNonFinite(p.Q); i >= 0 {
+		return bad("Q has a non-finite value %v at flat index %d", p.Q[i], i)
+	}
+	g := p.Group()
+	for kh := range p.KVHeadCount() {
+		l := 0
+		for h := kh * g; h < (kh+1)*g; h++ {
+			l = max(l, p.KeyLen(h))
+		}
+		for _, in := range []struct {
+			name string
+			x    []T
+			w    int
+		}{{"K", p.K, p.D}, {"V", p.V, p.E}} {
+			base := kh * p.M * in.w
+			if i := FirstNonFinite(in.x[base : base+l*in.w]); i >= 0 {
+				return bad("%s has a non-finite value %v at flat index %d", in.name, in.x[base+i], base+i)
+			}
 		}
 	}
 	return nil
@@ -180,11 +594,11 @@ func FirstNonFinite[T Float](x []T) int {
 	return -1
 }
 
-// ColumnMaxAbs returns max_l |V_lj| over the first rows keys of head h.
-// It is the unit of the error contract.
+// ColumnMaxAbs returns max_l |V_lj| over the first rows keys of query
+// head h (of its key/value head). It is the unit of the error contract.
 func ColumnMaxAbs[T Float](p *Problem[T], h, rows int) []float64 {
 	c := make([]float64, p.E)
-	v := p.V[h*p.M*p.E:]
+	v := p.V[p.KVHead(h)*p.M*p.E:]
 	for l := range rows {
 		for j, x := range v[l*p.E : (l+1)*p.E] {
 			c[j] = max(c[j], math.Abs(float64(x)))
@@ -194,14 +608,21 @@ func ColumnMaxAbs[T Float](p *Problem[T], h, rows int) []float64 {
 }
 
 // Gradients receives the gradients of a scalar loss with respect to the
-// inputs, each shaped like its input: DQ like Q, DK like K, DV like V.
+// inputs, each shaped like its input: DQ like Q, DK like K, DV like V
+// (summed over the query heads sharing a key/value head), and DSinks like
+// p.Sinks (summed over the heads sharing a sink), nil without sinks.
 type Gradients[T Float] struct {
 	DQ, DK, DV []T
+	DSinks     []float64
 }
 
 // NewGradients allocates Gradients sized for p.
 func NewGradients[T Float](p *Problem[T]) *Gradients[T] {
-	return &Gradients[T]{DQ: make([]T, len(p.Q)), DK: make([]T, len(p.K)), DV: make([]T, len(p.V))}
+	g := &Gradients[T]{DQ: make([]T, len(p.Q)), DK: make([]T, len(p.K)), DV: make([]T, len(p.V))}
+	if p.Sinks != nil {
+		g.DSinks = make([]float64, len(p.Sinks))
+	}
+	return g
 }
 
 // Differentiable is a Method that also computes gradients. Backward gets
@@ -214,8 +635,12 @@ type Differentiable interface {
 	Backward64(ctx context.Context, p *Problem[float64], out *Output[float64], dO []float64, g *Gradients[float64]) (Stats, error)
 }
 
-// Backward calls the Backward method of m that matches T.
+// Backward calls the Backward method of m that matches T, after checking
+// that its backward pass supports p's features (CheckSupport).
 func Backward[T Float](ctx context.Context, m Differentiable, p *Problem[T], out *Output[T], dO []T, g *Gradients[T]) (Stats, error) {
+	if err := CheckSupport(m, p, true); err != nil {
+		return Stats{}, err
+	}
 	switch p := any(p).(type) {
 	case *Problem[float32]:
 		return m.Backward32(ctx, p, any(out).(*Output[float32]), any(dO).([]float32), any(g).(*Gradients[float32]))
@@ -247,8 +672,14 @@ type Planner interface {
 	Estimate64(p *Problem[float64]) (Estimate, error)
 }
 
-// EstimateCost calls the Estimate method of m that matches T.
+// EstimateCost calls the Estimate method of m that matches T, after
+// checking that m supports p's features (CheckSupport) if it is a Method.
 func EstimateCost[T Float](m Planner, p *Problem[T]) (Estimate, error) {
+	if mm, ok := m.(Method); ok {
+		if err := CheckSupport(mm, p, false); err != nil {
+			return Estimate{}, err
+		}
+	}
 	switch p := any(p).(type) {
 	case *Problem[float32]:
 		return m.Estimate32(p)

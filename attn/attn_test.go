@@ -59,6 +59,13 @@ func TestValidate(t *testing.T) {
 		"Inf in V":     func(p *Problem[float32]) { p.V[2] = float32(math.Inf(-1)) },
 		"key lens":     func(p *Problem[float32]) { p.KeyLens = []int{1, 2} },
 		"key len > m":  func(p *Problem[float32]) { p.KeyLens = []int{4} },
+		"kv heads":     func(p *Problem[float32]) { p.KVHeads = 2 },
+		"window":       func(p *Problem[float32]) { p.Window = &Window{-2, 0} },
+		"sinks":        func(p *Problem[float32]) { p.Sinks = []float64{0, 1} },
+		"sink NaN":     func(p *Problem[float32]) { p.Sinks = []float64{math.NaN()} },
+		"mask empty":   func(p *Problem[float32]) { p.Mask = &Mask{} },
+		"mask short":   func(p *Problem[float32]) { p.Mask = &Mask{Bool: make([]bool, 5), RowStride: 3, ColStride: 1} },
+		"mask +Inf":    func(p *Problem[float32]) { p.Mask = &Mask{Add: []float64{math.Inf(1)}} },
 	}
 	for name, spoil := range bad {
 		p := good()
@@ -68,3 +75,56 @@ func TestValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyRange pins the window and alignment semantics: FlashAttention-2's
+// window_size, query i sees i + L - n - left <= j <= i + L - n + right
+// (bottom-right) or i - left <= j <= i + right (top-left).
+func TestKeyRange(t *testing.T) {
+	type rng [2]int
+	cases := []struct {
+		name   string
+		n, m   int
+		causal bool
+		align  CausalAlignment
+		w      *Window
+		want   []rng
+	}{
+		{"top-left-causal-decode", 2, 5, true, TopLeft, nil, []rng{{0, 1}, {0, 2}}},
+		{"top-left-causal-tall", 4, 2, true, TopLeft, nil, []rng{{0, 1}, {0, 2}, {0, 2}, {0, 2}}},
+		{"window-1-0", 4, 4, false, BottomRight, &Window{1, 0}, []rng{{0, 1}, {0, 2}, {1, 3}, {2, 4}}},
+		{"window-causal-caps-right", 3, 3, true, BottomRight, &Window{0, 5}, []rng{{0, 1}, {1, 2}, {2, 3}}},
+		{"window-decode-bottom-right", 2, 6, false, BottomRight, &Window{1, 1}, []rng{{3, 6}, {4, 6}}},
+		{"window-unbounded-left", 2, 6, false, TopLeft, &Window{-1, 1}, []rng{{0, 2}, {0, 3}}},
+		{"window-tall-empty", 4, 2, false, BottomRight, &Window{0, 0}, []rng{{0, 0}, {0, 0}, {0, 1}, {1, 2}}},
+		{"window-unbounded", 2, 3, false, BottomRight, &Window{-1, -1}, []rng{{0, 3}, {0, 3}}},
+	}
+	for _, c := range cases {
+		p := &Problem[float64]{Heads: 1, N: c.n, M: c.m, Causal: c.causal, CausalAlign: c.align, Window: c.w}
+		for i, want := range c.want {
+			lo, hi := p.KeyRange(0, i)
+			if (rng{lo, hi}) != want {
+				t.Errorf("%s: KeyRange(0, %d) = [%d, %d), want %v", c.name, i, lo, hi, want)
+			}
+		}
+	}
+}
+
+func TestFeatures(t *testing.T) {
+	p := &Problem[float64]{Heads: 4, KVHeads: 4, N: 3, M: 3, Causal: true, CausalAlign: TopLeft}
+	if f := p.Features(); f != 0 {
+		t.Errorf("top-left with n == m and no GQA: features %v, want none", f)
+	}
+	p.KVHeads, p.M, p.Window, p.Sinks = 2, 5, &Window{-1, -1}, []float64{math.Inf(-1)}
+	if f := p.Features(); f != GQA|TopLeftAlign {
+		t.Errorf("features %v, want GQA and top-left", f)
+	}
+	err := CheckSupport(fakeMethod{}, p, false)
+	var ue *UnsupportedError
+	if !errors.Is(err, ErrUnsupported) || !errors.As(err, &ue) || ue.Missing != GQA|TopLeftAlign {
+		t.Errorf("CheckSupport = %v", err)
+	}
+}
+
+type fakeMethod struct{ Method }
+
+func (fakeMethod) Name() string { return "fake" }

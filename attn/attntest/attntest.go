@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/fastattn/fastattn/attn"
@@ -39,13 +40,34 @@ type Config struct {
 type Case struct {
 	Name              string
 	Heads, N, M, D, E int
-	Scale             float64 // 0: 1/sqrt(D)
-	Causal            bool
-	KeyLens           []int
+	// Batch is the number of batch elements the Heads query heads split
+	// into (for masks and sinks); 0 means 1.
+	Batch int
+	// KVHeads is the number of key/value heads (0: Heads).
+	KVHeads     int
+	Scale       float64 // 0: 1/sqrt(D)
+	Causal      bool
+	CausalAlign attn.CausalAlignment
+	Window      *attn.Window
+	// Mask, if set, describes a random mask tensor.
+	Mask *MaskSpec
+	// Sinks, if set, is one sink logit per query head of a batch element.
+	Sinks   []float64
+	KeyLens []int
 	// QScale, KScale and VScale multiply standard normal entries; 0 means 1.
 	QScale, KScale, VScale float64
 	// Shape, if set, rewrites the generated inputs (e.g. duplicate keys).
 	Shape func(r *rand.Rand, p *attn.Problem[float64])
+}
+
+// MaskSpec describes a random mask tensor: which of the dimensions
+// (batch, heads, rows, keys) it has (the others broadcast), whether it is
+// additive (normal values, a fifth -Inf) or boolean (a third false), and
+// whether some rows are masked entirely (every fifth row, when it has rows).
+type MaskSpec struct {
+	Additive                 bool
+	Batch, Heads, Rows, Keys bool
+	FullyMaskedRows          bool
 }
 
 // Cases returns the standard conformance inputs.
@@ -72,6 +94,91 @@ func Cases() []Case {
 		{Name: "far-keys", Heads: 1, N: 30, M: 200, D: 8, E: 8, Shape: farKeys},
 		{Name: "one-hot-values", Heads: 1, N: 30, M: 200, D: 8, E: 8, Shape: oneHotValues},
 	}
+}
+
+// OptionCases returns the conformance inputs of the options beyond plain
+// attention: grouped-query attention, causal alignment, windows, mask
+// tensors and sinks. Methods that do not support one must decline it.
+func OptionCases() []Case {
+	w := func(l, r int) *attn.Window { return &attn.Window{Left: l, Right: r} }
+	return []Case{
+		{Name: "gqa-2", Heads: 4, KVHeads: 2, N: 20, M: 70, D: 8, E: 6},
+		{Name: "gqa-4-causal", Heads: 8, KVHeads: 2, N: 33, M: 33, D: 8, E: 8, Causal: true},
+		{Name: "gqa-8-decode", Heads: 8, KVHeads: 1, N: 3, M: 300, D: 8, E: 8, Causal: true},
+		{Name: "mqa-batched-padding", Heads: 8, Batch: 2, KVHeads: 2, N: 5, M: 90, D: 4, E: 4, KeyLens: []int{90, 90, 90, 90, 7, 7, 7, 7}},
+		{Name: "gqa-2-batched-tiles", Heads: 4, Batch: 2, KVHeads: 2, N: 80, M: 300, D: 8, E: 8, Causal: true},
+		{Name: "top-left-cross", Heads: 2, N: 20, M: 50, D: 8, E: 8, Causal: true, CausalAlign: attn.TopLeft},
+		{Name: "top-left-more-queries", Heads: 2, N: 50, M: 20, D: 8, E: 8, Causal: true, CausalAlign: attn.TopLeft},
+		{Name: "top-left-padding", Heads: 2, N: 30, M: 40, D: 8, E: 8, Causal: true, CausalAlign: attn.TopLeft, KeyLens: []int{10, 40}},
+		{Name: "window-causal", Heads: 2, N: 100, M: 100, D: 8, E: 8, Causal: true, Window: w(16, -1)},
+		{Name: "window-both-sides", Heads: 1, N: 60, M: 80, D: 8, E: 8, Window: w(5, 5)},
+		{Name: "window-0-0", Heads: 1, N: 40, M: 40, D: 8, E: 8, Window: w(0, 0)},
+		{Name: "window-right-only", Heads: 1, N: 30, M: 50, D: 8, E: 8, Window: w(-1, 3)},
+		{Name: "window-top-left-more-queries", Heads: 1, N: 50, M: 30, D: 8, E: 8, Window: w(4, 0), CausalAlign: attn.TopLeft},
+		{Name: "window-wider-than-m", Heads: 2, N: 30, M: 40, D: 8, E: 8, Causal: true, Window: w(400, 400)},
+		{Name: "window-padding-decode", Heads: 3, N: 4, M: 600, D: 8, E: 8, Causal: true, Window: w(100, 0), KeyLens: []int{600, 50, 0}},
+		{Name: "window-skips-tiles", Heads: 1, N: 300, M: 900, D: 8, E: 8, Causal: true, Window: w(30, 0)},
+		{Name: "window-gqa-sinks", Heads: 4, KVHeads: 2, N: 40, M: 60, D: 8, E: 8, Window: w(7, 2), Sinks: []float64{0, 1, -2, 3}},
+		{Name: "mask-bool-rows-keys", Heads: 2, N: 30, M: 70, D: 8, E: 8, Mask: &MaskSpec{Rows: true, Keys: true}},
+		{Name: "mask-bool-key-padding", Heads: 6, Batch: 2, N: 20, M: 300, D: 8, E: 8, Mask: &MaskSpec{Batch: true, Keys: true}},
+		{Name: "mask-bool-fully-masked", Heads: 2, N: 30, M: 70, D: 8, E: 8, Mask: &MaskSpec{Heads: true, Rows: true, Keys: true, FullyMaskedRows: true}},
+		{Name: "mask-additive", Heads: 4, Batch: 2, N: 25, M: 300, D: 8, E: 8, Mask: &MaskSpec{Additive: true, Batch: true, Heads: true, Rows: true, Keys: true}},
+		{Name: "mask-additive-causal-masked-rows", Heads: 2, N: 40, M: 40, D: 8, E: 8, Causal: true, Mask: &MaskSpec{Additive: true, Rows: true, Keys: true, FullyMaskedRows: true}},
+		{Name: "mask-additive-rows", Heads: 2, N: 30, M: 50, D: 8, E: 8, Mask: &MaskSpec{Additive: true, Rows: true}},
+		{Name: "mask-gqa-window", Heads: 4, KVHeads: 1, N: 30, M: 80, D: 8, E: 8, Causal: true, Window: w(20, 0), Mask: &MaskSpec{Heads: true, Keys: true}},
+		{Name: "sinks-minus-inf", Heads: 2, N: 20, M: 50, D: 8, E: 8, Sinks: []float64{math.Inf(-1), math.Inf(-1)}},
+		{Name: "sinks-0", Heads: 2, N: 20, M: 50, D: 8, E: 8, Sinks: []float64{0, 0}},
+		{Name: "sinks-50", Heads: 2, N: 20, M: 50, D: 8, E: 8, Sinks: []float64{50, 50}},
+		{Name: "sinks-causal-padding", Heads: 4, Batch: 2, N: 30, M: 20, D: 8, E: 8, Causal: true, KeyLens: []int{20, 20, 5, 0}, Sinks: []float64{0.5, 3}},
+		{Name: "sinks-mask-fully-masked", Heads: 2, N: 30, M: 70, D: 8, E: 8, Sinks: []float64{1, math.Inf(-1)}, Mask: &MaskSpec{Rows: true, Keys: true, FullyMaskedRows: true}},
+		{Name: "sinks-large-logits", Heads: 1, N: 20, M: 300, D: 16, E: 8, QScale: 1e2, KScale: 1e2, Sinks: []float64{50}},
+	}
+}
+
+// mask builds the mask a MaskSpec describes for p.
+func (s *MaskSpec) mask(r *rand.Rand, p *attn.Problem[float64], batch int) *attn.Mask {
+	dims := [4]int{1, 1, 1, 1}
+	for x, on := range [4]bool{s.Batch, s.Heads, s.Rows, s.Keys} {
+		if on {
+			dims[x] = [4]int{batch, p.Heads / batch, p.N, p.M}[x]
+		}
+	}
+	m := &attn.Mask{HeadsPerBatch: p.Heads / batch}
+	strides := [4]int{}
+	size := 1
+	for x := 3; x >= 0; x-- {
+		if dims[x] > 1 {
+			strides[x] = size
+		}
+		size *= dims[x]
+	}
+	m.BatchStride, m.HeadStride, m.RowStride, m.ColStride = strides[0], strides[1], strides[2], strides[3]
+	if s.Additive {
+		m.Add = make([]float64, size)
+		for i := range m.Add {
+			m.Add[i] = r.NormFloat64()
+			if r.IntN(5) == 0 {
+				m.Add[i] = math.Inf(-1)
+			}
+		}
+	} else {
+		m.Bool = make([]bool, size)
+		for i := range m.Bool {
+			m.Bool[i] = r.IntN(3) != 0
+		}
+	}
+	if s.FullyMaskedRows && s.Rows {
+		for i := 0; i < size; i++ {
+			if (i/max(strides[2], 1))%dims[2]%5 == 0 {
+				if m.Bool != nil {
+					m.Bool[i] = false
+				} else {
+					m.Add[i] = math.Inf(-1)
+				}
+			}
+		}
+	}
+	return m
 }
 
 func identicalKeys(_ *rand.Rand, p *attn.Problem[float64]) {
@@ -126,16 +233,24 @@ func (c Case) Generate(seed uint64) *attn.Problem[float64] {
 		}
 		return x
 	}
+	kv := c.KVHeads
+	if kv == 0 {
+		kv = c.Heads
+	}
 	p := &attn.Problem[float64]{
-		Heads: c.Heads, N: c.N, M: c.M, D: c.D, E: c.E,
+		Heads: c.Heads, KVHeads: c.KVHeads, N: c.N, M: c.M, D: c.D, E: c.E,
 		Q:      fill(c.Heads*c.N*c.D, or1(c.QScale)),
-		K:      fill(c.Heads*c.M*c.D, or1(c.KScale)),
-		V:      fill(c.Heads*c.M*c.E, or1(c.VScale)),
+		K:      fill(kv*c.M*c.D, or1(c.KScale)),
+		V:      fill(kv*c.M*c.E, or1(c.VScale)),
 		Scale:  c.Scale,
-		Causal: c.Causal, KeyLens: c.KeyLens,
+		Causal: c.Causal, CausalAlign: c.CausalAlign, Window: c.Window,
+		Sinks: c.Sinks, KeyLens: c.KeyLens,
 	}
 	if p.Scale == 0 {
 		p.Scale = 1 / math.Sqrt(float64(c.D))
+	}
+	if c.Mask != nil {
+		p.Mask = c.Mask.mask(r, p, max(c.Batch, 1))
 	}
 	if c.Shape != nil {
 		c.Shape(r, p)
@@ -154,15 +269,18 @@ func To32(p *attn.Problem[float64]) *attn.Problem[float32] {
 		return y
 	}
 	return &attn.Problem[float32]{
-		Heads: p.Heads, N: p.N, M: p.M, D: p.D, E: p.E,
+		Heads: p.Heads, KVHeads: p.KVHeads, N: p.N, M: p.M, D: p.D, E: p.E,
 		Q: conv(p.Q), K: conv(p.K), V: conv(p.V),
-		Scale: p.Scale, Causal: p.Causal, KeyLens: p.KeyLens, Eps: p.Eps,
+		Scale: p.Scale, Causal: p.Causal, CausalAlign: p.CausalAlign, Window: p.Window,
+		Mask: p.Mask, Sinks: p.Sinks, KeyLens: p.KeyLens, Eps: p.Eps,
+		Workers: p.Workers, AssumeFinite: p.AssumeFinite,
 	}
 }
 
-// Run runs every conformance case for both element types.
+// Run runs every conformance case, plain and with options, for both
+// element types.
 func Run(t *testing.T, m attn.Method, cfg Config) {
-	for _, c := range Cases() {
+	for _, c := range append(Cases(), OptionCases()...) {
 		t.Run(c.Name, func(t *testing.T) { RunCase(t, m, cfg, c, 1) })
 	}
 	t.Run("cancelled", func(t *testing.T) { checkCancelled(t, m, cfg) })
@@ -195,9 +313,15 @@ func RunCase(t *testing.T, m attn.Method, cfg Config, c Case, seed uint64) {
 // the float64 reference. tol is relative to max_l |V_lj| for outputs; the
 // log-sum-exp must be within log(1+tol) plus rounding of the reference.
 // An ErrUnsupported from the method passes when allowUnsupported is set.
+//
+// A problem using a Feature the method does not support must be declined
+// with an error wrapping attn.ErrUnsupported that names the feature.
 func Check[T attn.Float](m attn.Method, p *attn.Problem[T], tol float64, allowUnsupported bool) error {
 	out := attn.NewOutput(p)
 	st, err := attn.Forward(context.Background(), m, p, out)
+	if missing := p.Features() &^ attn.SupportedFeatures(m, false); missing != 0 {
+		return checkDeclined(m, err, missing)
+	}
 	if err != nil {
 		if allowUnsupported && errors.Is(err, attn.ErrUnsupported) {
 			return nil
@@ -230,6 +354,17 @@ func Check[T attn.Float](m attn.Method, p *attn.Problem[T], tol float64, allowUn
 				return fmt.Errorf("head %d row %d: log-sum-exp %g, reference %g (tolerance %.3g)", h, i, got, ref, lseTol)
 			}
 		}
+	}
+	return nil
+}
+
+// checkDeclined checks that err declines the missing features by name.
+func checkDeclined(m attn.Method, err error, missing attn.Feature) error {
+	if !errors.Is(err, attn.ErrUnsupported) {
+		return fmt.Errorf("%s does not support %v but returned %v, want an error wrapping attn.ErrUnsupported", m.Name(), missing, err)
+	}
+	if !strings.Contains(err.Error(), missing.String()) {
+		return fmt.Errorf("%s declined %v with %q, which does not name it", m.Name(), missing, err)
 	}
 	return nil
 }

@@ -137,7 +137,7 @@ var gradNames = [3]string{"dQ", "dK", "dV"}
 func RunGrad(t *testing.T, m attn.Differentiable, cfg GradConfig) GradSummary {
 	tol64, tol32, fdTol := cfg.tols()
 	var sum GradSummary
-	for _, c := range append(Cases(), GradCases()...) {
+	for _, c := range append(append(Cases(), OptionCases()...), GradCases()...) {
 		t.Run(c.Name, func(t *testing.T) {
 			p64 := c.Generate(1)
 			p64.Eps = cfg.Eps
@@ -200,7 +200,11 @@ func to32(x []float64) []float32 {
 func CheckGrad[T attn.Float](m attn.Differentiable, p *attn.Problem[T], dO []T, tol float64, allowUnsupported bool) (GradError, error) {
 	ctx := context.Background()
 	out := attn.NewOutput(p)
-	if _, err := attn.Forward(ctx, m, p, out); err != nil {
+	_, err := attn.Forward(ctx, m, p, out)
+	if missing := p.Features() &^ attn.SupportedFeatures(m, false); missing != 0 {
+		return GradError{}, checkDeclined(m, err, missing)
+	}
+	if err != nil {
 		if allowUnsupported && errors.Is(err, attn.ErrUnsupported) {
 			return GradError{}, nil
 		}
@@ -215,7 +219,11 @@ func CheckGrad[T attn.Float](m attn.Differentiable, p *attn.Problem[T], dO []T, 
 	}
 	before := [][]T{slices.Clone(p.Q), slices.Clone(p.K), slices.Clone(p.V), slices.Clone(out.O), slices.Clone(dO)}
 	lseBefore := slices.Clone(out.LSE)
-	if _, err := attn.Backward(ctx, m, p, out, dO, g); err != nil {
+	_, err = attn.Backward(ctx, m, p, out, dO, g)
+	if missing := p.Features() &^ attn.SupportedFeatures(m, true); missing != 0 {
+		return GradError{}, checkDeclined(m, err, missing)
+	}
+	if err != nil {
 		if allowUnsupported && errors.Is(err, attn.ErrUnsupported) {
 			return GradError{}, nil
 		}
@@ -324,6 +332,9 @@ func compareGrad[T attn.Float](p *attn.Problem[T], got [3][]T, want *reference.G
 func CheckGradFD(m attn.Differentiable, p *attn.Problem[float64], dO []float64, tol float64, ofReference, allowUnsupported bool) (GradError, error) {
 	ctx := context.Background()
 	out := attn.NewOutput(p)
+	if p.Features()&^attn.SupportedFeatures(m, true) != 0 {
+		return GradError{}, nil // CheckGrad checks the decline
+	}
 	if _, err := m.Forward64(ctx, p, out); err != nil {
 		if allowUnsupported && errors.Is(err, attn.ErrUnsupported) {
 			return GradError{}, nil

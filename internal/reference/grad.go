@@ -6,9 +6,10 @@ import (
 	"github.com/fastattn/fastattn/attn"
 )
 
-// Grad is the gradient of a loss with respect to Q, K and V, in float64,
-// shaped like the inputs. Next to each entry it holds the magnitude of the
-// terms the entry sums, e.g. for dQ_it = s sum_j P_ij (dP_ij - Delta_i) K_jt
+// Grad is the gradient of a loss with respect to Q, K, V and the sinks, in
+// float64, shaped like the inputs. Next to each entry it holds the
+// magnitude of the terms the entry sums, e.g. for
+// dQ_it = s sum_j P_ij (dP_ij - Delta_i) K_jt
 //
 //	MagQ_it = s sum_j P_ij (|dP_ij| + |Delta_i|) |K_jt|
 //
@@ -18,20 +19,29 @@ import (
 type Grad struct {
 	DQ, DK, DV       []float64
 	MagQ, MagK, MagV []float64
+	// DSinks and MagSinks are like p.Sinks (nil without sinks).
+	DSinks, MagSinks []float64
 }
 
 // Gradient computes the gradient of the loss whose gradient with respect to
 // the output is dO (heads*n*e), the obvious way, one query row at a time:
-// with P_i = softmax of row i over its valid keys, O_i = P_i V,
+// with P_i = softmax of row i over its keys (and sink), O_i = P_i V,
 // Delta_i = dO_i . O_i, dP_ij = dO_i . V_j and dS_ij = P_ij (dP_ij - Delta_i),
 //
-//	dQ_i = s sum_j dS_ij K_j,  dK_j = s sum_i dS_ij Q_i,  dV_j = sum_i P_ij dO_i.
+//	dQ_i = s sum_j dS_ij K_j,  dK_j = s sum_i dS_ij Q_i,  dV_j = sum_i P_ij dO_i,
+//	dsink_h = -sum_i P_i,sink Delta_i
 //
-// Masked keys and rows without a valid key get zeros.
+// (dK, dV summed over the query heads of a key/value head, dsink over the
+// rows of the heads sharing the sink). Masked keys and rows without a
+// valid key get zeros.
 func Gradient[T attn.Float](p *attn.Problem[T], dO []T) *Grad {
 	g := &Grad{
 		DQ: make([]float64, len(p.Q)), DK: make([]float64, len(p.K)), DV: make([]float64, len(p.V)),
 		MagQ: make([]float64, len(p.Q)), MagK: make([]float64, len(p.K)), MagV: make([]float64, len(p.V)),
+	}
+	if p.Sinks != nil {
+		g.DSinks = make([]float64, len(p.Sinks))
+		g.MagSinks = make([]float64, len(p.Sinks))
 	}
 	for h := range p.Heads {
 		for i := range p.N {
@@ -50,42 +60,49 @@ func GradientQueryRows[T attn.Float](p *attn.Problem[T], dO []T, h int, rows []i
 	return out
 }
 
-// GradientKeyRows returns rows (keys of head h) of dK and dV: len(rows)*d
-// and len(rows)*e values. They depend on every query row's log-sum-exp and
-// output: lse (n values) and o (n*e values) give them for head h, e.g. from
-// an exact forward pass; nil means compute them here, in O(n m d) time.
-func GradientKeyRows[T attn.Float](p *attn.Problem[T], dO []T, h int, lse, o []float64, rows []int) (dk, dv []float64) {
-	d, e := p.D, p.E
+// GradientKeyRows returns rows (keys of key/value head kh) of dK and dV:
+// len(rows)*d and len(rows)*e values. They depend on the log-sum-exp and
+// output of every query row of the heads sharing kh: lse (Group()*n
+// values) and o (Group()*n*e values) give them, query head after query
+// head, e.g. from an exact forward pass; nil means compute them here, in
+// O(n m d) time.
+func GradientKeyRows[T attn.Float](p *attn.Problem[T], dO []T, kh int, lse, o []float64, rows []int) (dk, dv []float64) {
+	d, e, g := p.D, p.E, p.Group()
 	if lse == nil || o == nil {
-		lse = make([]float64, p.N)
-		o = make([]float64, p.N*e)
-		for i := range p.N {
-			Row(p, h, i, o[i*e:(i+1)*e], &lse[i])
+		lse = make([]float64, g*p.N)
+		o = make([]float64, g*p.N*e)
+		for x := range g * p.N {
+			Row(p, kh*g+x/p.N, x%p.N, o[x*e:(x+1)*e], &lse[x])
 		}
 	}
 	dk = make([]float64, len(rows)*d)
 	dv = make([]float64, len(rows)*e)
+	kj := func(j int) []T { return p.K[(kh*p.M+j)*d : (kh*p.M+j+1)*d] }
+	vj := func(j int) []T { return p.V[(kh*p.M+j)*e : (kh*p.M+j+1)*e] }
 	for r, j := range rows {
-		if j >= p.KeyLen(h) {
-			continue
-		}
-		kj := p.K[(h*p.M+j)*d : (h*p.M+j+1)*d]
-		vj := p.V[(h*p.M+j)*e : (h*p.M+j+1)*e]
-		for i := range p.N {
-			if j >= p.KeyLimit(h, i) {
+		for x := range g * p.N {
+			h, i := kh*g+x/p.N, x%p.N
+			lo, hi := p.KeyRange(h, i)
+			if j < lo || j >= hi || math.IsInf(lse[x], -1) {
 				continue
+			}
+			l := 0.0
+			if p.Mask != nil {
+				if l = p.Mask.Logit(h, i, j); math.IsInf(l, -1) {
+					continue
+				}
 			}
 			qi := p.Q[(h*p.N+i)*d : (h*p.N+i+1)*d]
 			doi := dO[(h*p.N+i)*e : (h*p.N+i+1)*e]
-			var x, dp, delta float64
+			var s, dp, delta float64
 			for t := range d {
-				x += float64(qi[t]) * float64(kj[t])
+				s += float64(qi[t]) * float64(kj(j)[t])
 			}
 			for t := range e {
-				dp += float64(doi[t]) * float64(vj[t])
-				delta += float64(doi[t]) * o[i*e+t]
+				dp += float64(doi[t]) * float64(vj(j)[t])
+				delta += float64(doi[t]) * o[x*e+t]
 			}
-			pij := math.Exp(p.Scale*x - lse[i])
+			pij := math.Exp(p.Scale*s + l - lse[x])
 			ds := pij * (dp - delta)
 			for t := range d {
 				dk[r*d+t] += p.Scale * ds * float64(qi[t])
@@ -102,45 +119,34 @@ func GradientKeyRows[T attn.Float](p *attn.Problem[T], dO []T, h int, lse, o []f
 // its dQ row to dq (when not nil).
 func gradRow[T attn.Float](p *attn.Problem[T], dO []T, h, i int, g *Grad, dq []float64) {
 	d, e := p.D, p.E
-	limit := p.KeyLimit(h, i)
 	if dq != nil {
 		clear(dq)
 	}
-	if limit == 0 {
+	lo, pr, sinkP, lse := Probabilities(p, h, i)
+	if math.IsInf(lse, -1) {
 		return
 	}
 	row := h*p.N + i
+	kh := p.KVHead(h)
 	q := p.Q[row*d : (row+1)*d]
 	do := dO[row*e : (row+1)*e]
-	keys := p.K[h*p.M*d:]
-	vals := p.V[h*p.M*e:]
+	keys := p.K[(kh*p.M+lo)*d:]
+	vals := p.V[(kh*p.M+lo)*e:]
 
-	// Softmax row and output, as Row computes them.
-	pr := make([]float64, limit)
-	mx := math.Inf(-1)
-	for j := range limit {
-		var x float64
-		for t, qt := range q {
-			x += float64(qt) * float64(keys[j*d+t])
-		}
-		pr[j] = p.Scale * x
-		mx = max(mx, pr[j])
-	}
-	var sum float64
-	for j := range pr {
-		pr[j] = math.Exp(pr[j] - mx)
-		sum += pr[j]
-	}
 	o := make([]float64, e)
-	for j := range pr {
-		pr[j] /= sum
+	for j, pj := range pr {
 		for t := range e {
-			o[t] += pr[j] * float64(vals[j*e+t])
+			o[t] += pj * float64(vals[j*e+t])
 		}
 	}
 	var delta float64
 	for t := range e {
 		delta += float64(do[t]) * o[t]
+	}
+	if g != nil && g.DSinks != nil {
+		x := h % len(p.Sinks)
+		g.DSinks[x] -= sinkP * delta
+		g.MagSinks[x] += sinkP * math.Abs(delta)
 	}
 
 	if dq == nil {
@@ -151,6 +157,9 @@ func gradRow[T attn.Float](p *attn.Problem[T], dO []T, h, i int, g *Grad, dq []f
 		magQ = g.MagQ[row*d : (row+1)*d]
 	}
 	for j, pj := range pr {
+		if pj == 0 {
+			continue
+		}
 		v := vals[j*e : (j+1)*e]
 		var dp float64
 		for t := range e {
@@ -165,8 +174,8 @@ func gradRow[T attn.Float](p *attn.Problem[T], dO []T, h, i int, g *Grad, dq []f
 		if g == nil {
 			continue
 		}
-		kr := (h*p.M + j) * d
-		vr := (h*p.M + j) * e
+		kr := (kh*p.M + lo + j) * d
+		vr := (kh*p.M + lo + j) * e
 		for t := range d {
 			magQ[t] += p.Scale * mag * math.Abs(float64(k[t]))
 			g.DK[kr+t] += p.Scale * ds * float64(q[t])

@@ -1,0 +1,108 @@
+package fastattn
+
+import (
+	"context"
+	"errors"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/fastattn/fastattn/attn"
+)
+
+// TestOptionsValidation checks the errors of the real-model options.
+func TestOptionsValidation(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 9))
+	q := randTensor[float32](r, 2, 4, 5, 8)
+	k := randTensor[float32](r, 2, 2, 7, 8)
+	v := randTensor[float32](r, 2, 2, 7, 3)
+	ctx := context.Background()
+	bm, err := BoolMask(make([]bool, 4*5*7), 4, 5, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := map[string]struct {
+		q, k, v Tensor[float32]
+		opts    Options
+		want    string
+	}{
+		"heads do not divide": {q, randTensor[float32](r, 2, 3, 7, 8), randTensor[float32](r, 2, 3, 7, 3), Options{}, "does not divide"},
+		"batch differs":       {q, randTensor[float32](r, 1, 2, 7, 8), randTensor[float32](r, 1, 2, 7, 3), Options{}, "batch"},
+		"K and V differ":      {q, k, randTensor[float32](r, 2, 1, 7, 3), Options{}, "K and V"},
+		"sinks length":        {q, k, v, Options{Sinks: []float64{0, 0}}, "2 sinks for 4 query heads"},
+		"sink NaN":            {q, k, v, Options{Sinks: []float64{0, 0, math.NaN(), 0}}, "sink 2"},
+		"window":              {q, k, v, Options{Window: &Window{Left: -3, Right: 0}}, "window"},
+		"mask shape":          {q, k, v, Options{Mask: mustBool(t, 3, 5, 7)}, "does not broadcast"},
+		"mask keys":           {q, k, v, Options{Mask: mustBool(t, 5, 6)}, "does not broadcast"},
+		"key lengths":         {q, k, v, Options{KeyLengths: []int{1, 2, 3}}, "key lengths"},
+		"workers":             {q, k, v, Options{Workers: -1}, "workers"},
+		"alignment":           {q, k, v, Options{CausalAlign: 7}, "alignment"},
+	}
+	for name, c := range bad {
+		_, err := Attend(ctx, c.q, c.k, c.v, c.opts)
+		if !errors.Is(err, ErrInvalidInput) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got %v, want ErrInvalidInput mentioning %q", name, err, c.want)
+		}
+	}
+	if _, err := BoolMask(make([]bool, 5), 2, 3); !errors.Is(err, ErrInvalidInput) {
+		t.Errorf("BoolMask with the wrong size: %v", err)
+	}
+	if _, err := AdditiveMask([]float32{0, float32(math.Inf(1))}, 2); !errors.Is(err, ErrInvalidInput) {
+		t.Errorf("AdditiveMask with +Inf: %v", err)
+	}
+	// A mask that broadcasts: (heads, n, m) against (batch, heads, n, m).
+	if _, _, err := problem(q, k, v, Options{Mask: bm}); err != nil {
+		t.Errorf("mask (4, 5, 7): %v", err)
+	}
+}
+
+func mustBool(t *testing.T, shape ...int) *Mask {
+	n := 1
+	for _, s := range shape {
+		n *= s
+	}
+	m, err := BoolMask(make([]bool, n), shape...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestMaskBroadcast checks the strides a mask shape resolves to.
+func TestMaskBroadcast(t *testing.T) {
+	target := [4]int{2, 3, 5, 7}
+	for _, c := range []struct {
+		shape []int
+		want  [4]int // batch, head, row, col strides
+	}{
+		{[]int{2, 3, 5, 7}, [4]int{105, 35, 7, 1}},
+		{[]int{5, 7}, [4]int{0, 0, 7, 1}},
+		{[]int{7}, [4]int{0, 0, 0, 1}},
+		{[]int{2, 1, 1, 7}, [4]int{7, 0, 0, 1}},
+		{[]int{3, 5, 1}, [4]int{0, 5, 1, 0}},
+		{[]int{1, 1, 1, 1, 7}[1:], [4]int{0, 0, 0, 1}},
+	} {
+		m := mustBool(t, c.shape...)
+		am, err := m.broadcast(target)
+		if err != nil {
+			t.Fatalf("%v: %v", c.shape, err)
+		}
+		if got := [4]int{am.BatchStride, am.HeadStride, am.RowStride, am.ColStride}; got != c.want {
+			t.Errorf("mask %v: strides %v, want %v", c.shape, got, c.want)
+		}
+	}
+}
+
+// TestUnsupportedOptionNamed checks that a method without a feature
+// declines it by name, and that auto then falls back to exact.
+func TestUnsupportedOptionNamed(t *testing.T) {
+	r := rand.New(rand.NewPCG(2, 9))
+	q := randTensor[float64](r, 2, 6, 4)
+	k := randTensor[float64](r, 2, 6, 4)
+	v := randTensor[float64](r, 2, 6, 4)
+	_, err := Attend(context.Background(), q, k, v, Options{Method: "poly", Mask: mustBool(t, 6, 6)})
+	if !errors.Is(err, attn.ErrUnsupported) || !strings.Contains(err.Error(), "Mask") {
+		t.Errorf("poly with a mask: %v, want ErrUnsupported naming Mask", err)
+	}
+}
