@@ -166,7 +166,7 @@ func benchMethods[T fastattn.Float](ctx context.Context, cfg benchConfig, q, k, 
 		return row, "", err
 	}
 	row.seconds["exact"] = secs * factor
-	line := fmt.Sprintf("%8d %5d %8s %11.4g%1s %9.1f", n, d, dtype, row.seconds["exact"], row.note["exact"], res.Report.Flops/secs/1e9)
+	line := fmt.Sprintf("%8d %5d %8s %11.4g%1s %9.1f", n, d, dtype, row.seconds["exact"], row.note["exact"], exactFlops(res.Report)/secs/1e9)
 	for _, m := range cfg.methods[1:] {
 		opts.Method = m
 		secs, res, err := timeMethod(ctx, cfg, q, k, v, opts)

@@ -69,8 +69,12 @@ func demoCmd(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("%s: %w", c.label, err)
 		}
 		w := c.work
+		method := rep.Method
+		if c.opts.Method == fastattn.Auto {
+			method = "auto -> " + rep.Method // the planner's choice
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d x %d x %d x %d\t%v\t%.1f\t%.1f\t%.2g\t%.2g\t\n",
-			c.label, rep.Method, rep.DType, w.heads, w.n, w.m, w.d, rep.Causal, rep.Seconds*1e3, exactFlops(rep)/rep.Seconds/1e9, errMax, rep.ErrorBound)
+			c.label, method, rep.DType, w.heads, w.n, w.m, w.d, rep.Causal, rep.Seconds*1e3, exactFlops(rep)/rep.Seconds/1e9, errMax, rep.ErrorBound)
 	}
 	return tw.Flush()
 }
@@ -86,18 +90,4 @@ func demoRun[T fastattn.Float](gen func() (q, k, v fastattn.Tensor[T]), opts fas
 		return fastattn.Report{}, 0, err
 	}
 	return res.Report, sampledError(q, k, v, opts, res.Out.Data, 32), nil
-}
-
-// exactFlops is exact attention's flop count for the report's shapes, so
-// approximate methods' speed reads on the same scale.
-func exactFlops(rep fastattn.Report) float64 {
-	pairs := float64(rep.N) * float64(rep.M)
-	if rep.Causal {
-		// Bottom-right aligned: row i sees min(m, i + m - n + 1) keys.
-		pairs = 0
-		for i := range rep.N {
-			pairs += float64(max(0, min(rep.M, i+rep.M-rep.N+1)))
-		}
-	}
-	return 2 * float64(rep.Batch) * pairs * float64(rep.D+rep.E)
 }

@@ -101,9 +101,11 @@ func parseLogRange(flagName, s string) ([]int, error) {
 	return ks, nil
 }
 
+// experimentOut checks the output directory before the experiment runs and
+// creates it.
 func experimentOut(out string) error {
-	if fi, err := os.Stat(out); err == nil && !fi.IsDir() {
-		return usagef("--out %s exists and is not a directory", out)
+	if err := checkOutDir(out); err != nil {
+		return err
 	}
 	return os.MkdirAll(out, 0o755)
 }

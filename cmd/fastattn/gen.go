@@ -3,10 +3,10 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/fastattn/fastattn/internal/outfile"
 )
 
 func init() {
@@ -47,7 +47,7 @@ func genCmd(args []string, stdout, stderr io.Writer) error {
 	if *dtype != "float32" && *dtype != "float64" {
 		return usagef("--dtype must be float32 or float64, got %q", *dtype)
 	}
-	if err := os.MkdirAll(*out, 0o755); err != nil {
+	if err := checkOutDir(*out); err != nil {
 		return err
 	}
 	w := workload{heads: *heads, n: *n, m: *m, d: *d, e: *e, qkScale: scale, uniform: dist == "uniform", seed: *seed}
@@ -67,9 +67,9 @@ func genCmd(args []string, stdout, stderr io.Writer) error {
 		if *dtype == "float32" {
 			data = to32(fastattnTensor(f.data)).Data
 		}
-		files = append(files, npyFile(filepath.Join(*out, f.name), shape, data))
+		files = append(files, npyFile(f.name, shape, data))
 	}
-	if err := writeAll(files); err != nil {
+	if err := outfile.WriteDir(*out, files); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "wrote q.npy, k.npy, v.npy (%s, %s) to %s\n", *dtype, plural(*heads, "head"), *out)

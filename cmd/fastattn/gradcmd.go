@@ -9,7 +9,6 @@ import (
 	"os/signal"
 
 	"github.com/fastattn/fastattn"
-	"github.com/fastattn/fastattn/internal/npyfile"
 )
 
 func init() {
@@ -32,7 +31,7 @@ func gradCmd(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&dqPath, "dq", "", "output file for dL/dQ, shaped like Q")
 	fs.StringVar(&dkPath, "dk", "", "output file for dL/dK, shaped like K")
 	fs.StringVar(&dvPath, "dv", "", "output file for dL/dV, shaped like V")
-	fs.StringVar(&reportPath, "report", "", "optional JSON report: method, seconds, observed_error (approximate methods), forward: {...}")
+	fs.StringVar(&reportPath, "report", "", "optional JSON report: method, seconds, observed_error (approximate methods), forward: {...}; - for standard output")
 	var af attnFlags
 	af.register(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -44,7 +43,7 @@ func gradCmd(args []string, stdout, stderr io.Writer) error {
 			return usagef("--%s is required", f.name)
 		}
 	}
-	if err := checkOutputs(outs); err != nil {
+	if err := checkOutputs(outs, "report"); err != nil {
 		return err
 	}
 	arrays, err := readInputs([]string{"Q", "K", "V", "dO"}, []string{in.q, in.k, in.v, doPath})
@@ -60,19 +59,24 @@ func gradCmd(args []string, stdout, stderr io.Writer) error {
 	paths := [4]string{dqPath, dkPath, dvPath, reportPath}
 	var rep gradReport
 	if arrays[0].F32 != nil {
-		rep, err = gradFiles(ctx, [4]npyTensor[float32]{{arrays[0].Shape, arrays[0].F32}, {arrays[1].Shape, arrays[1].F32}, {arrays[2].Shape, arrays[2].F32}, {arrays[3].Shape, arrays[3].F32}}, opts, paths)
+		rep, err = gradFiles(ctx, [4]npyTensor[float32]{{arrays[0].Shape, arrays[0].F32}, {arrays[1].Shape, arrays[1].F32}, {arrays[2].Shape, arrays[2].F32}, {arrays[3].Shape, arrays[3].F32}}, opts, paths, stdout)
 	} else {
-		rep, err = gradFiles(ctx, [4]npyTensor[float64]{{arrays[0].Shape, arrays[0].F64}, {arrays[1].Shape, arrays[1].F64}, {arrays[2].Shape, arrays[2].F64}, {arrays[3].Shape, arrays[3].F64}}, opts, paths)
+		rep, err = gradFiles(ctx, [4]npyTensor[float64]{{arrays[0].Shape, arrays[0].F64}, {arrays[1].Shape, arrays[1].F64}, {arrays[2].Shape, arrays[2].F64}, {arrays[3].Shape, arrays[3].F64}}, opts, paths, stdout)
 	}
 	if err != nil {
 		return err
 	}
-	line := fmt.Sprintf("%s gradients, %s, %s x %d rows: forward %.3f s, backward %.3f s (%.2f GFLOP/s)",
-		rep.Method, rep.DType, plural(rep.Batch, "head"), rep.N, rep.Forward.Seconds, rep.Seconds, rep.GFlops)
+	line := fmt.Sprintf("%s gradients, %s, %s x %d rows: forward %.3f s, backward %.3f s",
+		rep.Method, rep.DType, plural(rep.Batch, "head"), rep.N, rep.Forward.Seconds, rep.Seconds)
 	if o := rep.Observed; o != nil {
 		line += fmt.Sprintf(", observed error vs exact on %s: dQ %.3g, dK %.3g, dV %.3g", plural(len(o.Heads)*(o.QueryRows+o.KeyRows), "sampled row"), o.DQ, o.DK, o.DV)
 	}
-	fmt.Fprintln(stdout, line)
+	summary := stdout
+	if reportPath == "-" {
+		summary = stderr // standard output holds the report
+	}
+	fmt.Fprintln(summary, line)
+	printNote(stderr, "grad", rep.Forward.Note)
 	return nil
 }
 
@@ -87,7 +91,7 @@ func (a npyTensor[T]) tensor() fastattn.Tensor[T] {
 
 // gradFiles computes attention and its gradients and writes dQ, dK, dV and
 // the report (if paths[3] is set), all or none.
-func gradFiles[T fastattn.Float](ctx context.Context, in [4]npyTensor[T], opts fastattn.Options, paths [4]string) (gradReport, error) {
+func gradFiles[T fastattn.Float](ctx context.Context, in [4]npyTensor[T], opts fastattn.Options, paths [4]string, stdout io.Writer) (gradReport, error) {
 	res, g, err := fastattn.ForwardBackward(ctx, in[0].tensor(), in[1].tensor(), in[2].tensor(), in[3].tensor(), opts)
 	if err != nil {
 		if errors.Is(err, fastattn.ErrInvalidInput) {
@@ -97,9 +101,9 @@ func gradFiles[T fastattn.Float](ctx context.Context, in [4]npyTensor[T], opts f
 	}
 	rep := gradReport{GradReport: g.Report, Forward: res.Report}
 	files := []pendingFile{
-		{paths[0], func(w io.Writer) error { return npyfile.Encode(w, g.DQ.Shape, g.DQ.Data) }},
-		{paths[1], func(w io.Writer) error { return npyfile.Encode(w, g.DK.Shape, g.DK.Data) }},
-		{paths[2], func(w io.Writer) error { return npyfile.Encode(w, g.DV.Shape, g.DV.Data) }},
+		npyFile(paths[0], g.DQ.Shape, g.DQ.Data),
+		npyFile(paths[1], g.DK.Shape, g.DK.Data),
+		npyFile(paths[2], g.DV.Shape, g.DV.Data),
 	}
 	if paths[3] != "" {
 		f, err := jsonFile(paths[3], rep)
@@ -108,5 +112,5 @@ func gradFiles[T fastattn.Float](ctx context.Context, in [4]npyTensor[T], opts f
 		}
 		files = append(files, f)
 	}
-	return rep, writeAll(files)
+	return rep, writeAll(files, stdout)
 }

@@ -54,7 +54,7 @@ type solveResult struct {
 	AttentionEps float64         `json:"attention_eps"`
 	Certified    bool            `json:"certified"`
 	Report       fastattn.Report `json:"report"`
-	Check        *solveCheck     `json:"check"`
+	Check        *hardness.Check `json:"check"`
 }
 
 func solveDir(t *testing.T, dir string, extra ...string) (solveResult, bool) {
@@ -251,7 +251,7 @@ func TestHardRejectsBadInput(t *testing.T) {
 	broken := func(name string, edit func(dir string)) string {
 		dir := p(name)
 		os.Mkdir(dir, 0o755)
-		for _, f := range instanceFiles {
+		for _, f := range hardness.InstanceFiles {
 			b, _ := os.ReadFile(filepath.Join(good, f))
 			os.WriteFile(filepath.Join(dir, f), b, 0o644)
 		}

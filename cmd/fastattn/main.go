@@ -43,6 +43,9 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
+
+	"github.com/fastattn/fastattn"
 )
 
 // command is one subcommand: it parses its own flags from args.
@@ -76,11 +79,12 @@ func usagef(format string, args ...any) error { return usageError{fmt.Errorf(for
 // run executes the command line and returns the exit status: 0 on success,
 // 1 on failure, 2 on a usage error. Errors are one line on stderr.
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+	if len(args) == 0 {
+		printUsage(stderr)
+		return 2
+	}
+	if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		printUsage(stdout)
-		if len(args) == 0 {
-			return 2
-		}
 		return 0
 	}
 	for _, c := range commands() {
@@ -115,31 +119,73 @@ func printUsage(w io.Writer) {
 	}
 }
 
+// flagHelp holds each flag set's help printer: package flag calls Usage on
+// every parse error as well as on -h, so Usage stays silent and parseFlags
+// prints the help itself, once, only when it was asked for.
+var flagHelp sync.Map // *flag.FlagSet -> func()
+
 // newFlagSet returns a flag set that reports errors instead of exiting and
-// prints its help to stdout.
+// prints its help (on -h) to stdout.
 func newFlagSet(name, usage string, stdout io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.Usage = func() {
+	fs.Usage = func() {}
+	flagHelp.Store(fs, func() {
 		fmt.Fprintf(stdout, "Usage: fastattn %s\n\nFlags:\n", usage)
 		fs.SetOutput(stdout)
 		fs.PrintDefaults()
 		fs.SetOutput(io.Discard)
-	}
+	})
 	return fs
 }
 
-// parseFlags parses args and rejects stray positional arguments.
+// parseFlags parses args and rejects stray positional arguments. On -h it
+// prints the help and returns flag.ErrHelp (exit status 0); a wrong flag is
+// a usage error (exit status 2, one line on stderr).
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.Usage()
+			if help, ok := flagHelp.Load(fs); ok {
+				help.(func())()
+			}
 			return err
 		}
-		return usageError{err}
+		return usagef("%v (fastattn %s -h lists the flags)", err, fs.Name())
 	}
 	if fs.NArg() > 0 {
 		return usagef("unexpected argument %q (flags start with --)", fs.Arg(0))
 	}
 	return nil
+}
+
+// printNote prints a report's note (for example that an explicitly chosen
+// method was predicted slower than exact attention) on stderr.
+func printNote(stderr io.Writer, cmd, note string) {
+	if note != "" {
+		fmt.Fprintf(stderr, "fastattn %s: note: %s\n", cmd, note)
+	}
+}
+
+// exactFlops is exact attention's flop count, 2 (d + e) per unmasked
+// (query, key) pair, for the report's shapes, padding and causal mask. The
+// command line prints every method's GFLOP/s as this count over its time,
+// so methods compare on one scale (a report's own flops and
+// gflops_per_second are the method's).
+func exactFlops(rep fastattn.Report) float64 {
+	var pairs float64
+	for h := range rep.Batch {
+		l := rep.M
+		if rep.KeyLengths != nil {
+			l = rep.KeyLengths[h]
+		}
+		if !rep.Causal {
+			pairs += float64(rep.N) * float64(l)
+			continue
+		}
+		// Bottom-right aligned: row i sees min(l, i + l - n + 1) keys.
+		for i := range rep.N {
+			pairs += float64(max(0, min(l, i+l-rep.N+1)))
+		}
+	}
+	return 2 * pairs * float64(rep.D+rep.E)
 }

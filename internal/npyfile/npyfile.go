@@ -18,10 +18,11 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"codeberg.org/sbinet/npyio/npy"
+
+	"github.com/fastattn/fastattn/internal/outfile"
 )
 
 // Array is a float32 or float64 array: exactly one of F32 and F64 is set.
@@ -230,23 +231,8 @@ func Write(path string, shape []int, data any) error {
 }
 
 // WriteAtomic writes path through fill, via a temporary file in the same
-// directory renamed into place on success.
+// directory renamed into place on success (package outfile: a symbolic link
+// is written through, not replaced).
 func WriteAtomic(path string, fill func(io.Writer) error) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // no-op after a successful rename
-	if err := fill(tmp); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	// CreateTemp makes 0600 files; give outputs what numpy.save would.
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return outfile.Write(path, fill)
 }
