@@ -282,6 +282,9 @@ func (d *decoder[T]) plan(units []DecodeUnit[T]) {
 // run executes d.tasks on the calling goroutine and the helpers, which are
 // started on first use and then wait for the next call.
 func (d *decoder[T]) run() {
+	if len(d.tasks) == 0 {
+		return
+	}
 	helpers := min(d.workers, len(d.tasks)) - 1
 	for len(d.wake) < helpers {
 		c := make(chan struct{})

@@ -1,0 +1,5 @@
+//go:build !race
+
+package fastattn
+
+const cacheRaceEnabled = false

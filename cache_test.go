@@ -1,0 +1,268 @@
+package fastattn
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// seqData is one test stream: per sequence b, L[b] tokens of Q
+// (heads x L x d), K and V (kvHeads x L x d / e), stored as (B, H, Lmax, .).
+type seqData[T Float] struct {
+	B, H, Hkv, Lmax, d, e int
+	L                     []int
+	q, k, v               []T
+}
+
+func newSeqData[T Float](r *rand.Rand, B, H, Hkv, Lmax, d, e int, ragged bool, amp float64) *seqData[T] {
+	s := &seqData[T]{B: B, H: H, Hkv: Hkv, Lmax: Lmax, d: d, e: e, L: make([]int, B)}
+	for b := range B {
+		s.L[b] = Lmax
+		if ragged {
+			s.L[b] = 1 + r.IntN(Lmax)
+		}
+	}
+	fill := func(n int, a float64) []T {
+		x := make([]T, n)
+		for i := range x {
+			x[i] = T(a * (2*r.Float64() - 1))
+		}
+		return x
+	}
+	s.q, s.k, s.v = fill(B*H*Lmax*d, amp), fill(B*Hkv*Lmax*d, amp), fill(B*Hkv*Lmax*e, 1)
+	return s
+}
+
+// reference is row i of query head h of sequence b in float64: keys
+// shifted by key 0 (softmax ignores the shift, a naive sum does not), and
+// max_l |V_lc| over the keys the row sees.
+func (s *seqData[T]) reference(b, h, i int, scale float64) (out, colMax []float64) {
+	d, e := s.d, s.e
+	g := h / (s.H / s.Hkv)
+	q := s.q[((b*s.H+h)*s.Lmax+i)*d:]
+	key := func(j int) []T { return s.k[((b*s.Hkv+g)*s.Lmax+j)*d:] }
+	val := func(j int) []T { return s.v[((b*s.Hkv+g)*s.Lmax+j)*e:] }
+	logits := make([]float64, i+1)
+	m := math.Inf(-1)
+	for j := range i + 1 {
+		var x float64
+		for t := range d {
+			x += float64(q[t]) * (float64(key(j)[t]) - float64(key(0)[t]))
+		}
+		logits[j] = scale * x
+		m = max(m, logits[j])
+	}
+	out, colMax = make([]float64, e), make([]float64, e)
+	var sum float64
+	for j, x := range logits {
+		w := math.Exp(x - m)
+		sum += w
+		for c := range e {
+			out[c] += w * float64(val(j)[c])
+			colMax[c] = max(colMax[c], math.Abs(float64(val(j)[c])))
+		}
+	}
+	for c := range out {
+		out[c] /= sum
+	}
+	return out, colMax
+}
+
+// slice returns tokens t0..t0+n-1 of every sequence as (B, H, n, w)
+// tensors, and how many of them each sequence really has.
+func (s *seqData[T]) slice(x []T, heads, w, t0, n int) (Tensor[T], []int) {
+	out := make([]T, s.B*heads*n*w)
+	counts := make([]int, s.B)
+	for b := range s.B {
+		counts[b] = min(max(s.L[b]-t0, 0), n)
+		for h := range heads {
+			for i := range counts[b] {
+				copy(out[((b*heads+h)*n+i)*w:((b*heads+h)*n+i+1)*w], x[((b*heads+h)*s.Lmax+t0+i)*w:])
+			}
+		}
+	}
+	t, _ := NewTensor(out, s.B, heads, n, w)
+	return t, counts
+}
+
+// feed runs the stream through c: a prefill of p tokens, then steps of
+// step tokens, and checks every row against the reference, within tol of
+// max|V| (exact) or within each step's certified bound (approximate).
+func feed[T Float](t *testing.T, c *Cache[T], s *seqData[T], p, step int, tol float64) CacheStep {
+	return feedRange(t, c, s, 0, s.Lmax, p, step, tol)
+}
+
+// feedRange is feed for tokens from..to-1, the cache holding the tokens
+// before from.
+func feedRange[T Float](t *testing.T, c *Cache[T], s *seqData[T], from, to, p, step int, tol float64) CacheStep {
+	t.Helper()
+	var total CacheStep
+	for t0 := from; t0 < to; {
+		n := step
+		if t0 == from {
+			n = p
+		}
+		n = min(n, to-t0)
+		q, counts := s.slice(s.q, s.H, s.d, t0, n)
+		k, _ := s.slice(s.k, s.Hkv, s.d, t0, n)
+		v, _ := s.slice(s.v, s.Hkv, s.e, t0, n)
+		res, err := c.ForwardRagged(context.Background(), q, k, v, counts)
+		if err != nil {
+			t.Fatalf("tokens %d..%d: %v", t0, t0+n, err)
+		}
+		det := res.Report.Details
+		if det != nil {
+			total.PolyRows += det["poly_rows"].(int)
+			total.FallbackRows += det["fallback_rows"].(int)
+			total.Rebuilds += det["rebuilds"].(int)
+		}
+		bound := max(tol, res.Report.ErrorBound)
+		for b := range s.B {
+			if c.Len(b) != min(s.L[b], t0+n) {
+				t.Fatalf("sequence %d holds %d tokens, want %d", b, c.Len(b), min(s.L[b], t0+n))
+			}
+			for h := range s.H {
+				for i := range n {
+					o := res.Out.Data[((b*s.H+h)*n+i)*s.e:][:s.e]
+					if i >= counts[b] {
+						for _, x := range o {
+							if x != 0 {
+								t.Fatalf("padding row %d of sequence %d head %d is not zero", i, b, h)
+							}
+						}
+						continue
+					}
+					want, colMax := s.reference(b, h, t0+i, c.scale)
+					for col := range s.e {
+						if err := math.Abs(float64(o[col]) - want[col]); err > bound*colMax[col] {
+							t.Fatalf("token %d of sequence %d head %d column %d: %g, want %g (error %.3g of max|V|, bound %.3g, %s)",
+								t0+i, b, h, col, o[col], want[col], err/colMax[col], bound, res.Report.Method)
+						}
+					}
+				}
+			}
+		}
+		t0 += n
+	}
+	return total
+}
+
+func TestCacheMatchesReference(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, c := range []struct {
+		B, H, Hkv, L, d, e, prefill, step int
+		ragged                            bool
+	}{
+		{1, 1, 1, 300, 8, 4, 1, 1, false},
+		{2, 4, 2, 260, 5, 3, 100, 1, true},
+		{3, 6, 1, 700, 4, 6, 300, 7, true},
+		{1, 2, 2, 600, 16, 16, 1, 300, false},
+	} {
+		for _, method := range []string{"exact", "poly", "auto"} {
+			name := fmt.Sprintf("%+v/%s", c, method)
+			opts := CacheOptions{QueryHeads: c.H, Method: method, Scale: 1 / float64(c.d), Workers: 2}
+			t.Run(name+"/float64", func(t *testing.T) {
+				cache, err := NewCache[float64](c.B, c.Hkv, c.d, c.e, opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				s := newSeqData[float64](r, c.B, c.H, c.Hkv, c.L, c.d, c.e, c.ragged, 1)
+				st := feed(t, cache, s, c.prefill, c.step, 1e-12)
+				t.Logf("poly rows %d, fallback rows %d, rebuilds %d", st.PolyRows, st.FallbackRows, st.Rebuilds)
+			})
+			t.Run(name+"/float32", func(t *testing.T) {
+				cache, err := NewCache[float32](c.B, c.Hkv, c.d, c.e, opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				s := newSeqData[float32](r, c.B, c.H, c.Hkv, c.L, c.d, c.e, c.ragged, 1)
+				feed(t, cache, s, c.prefill, c.step, 3e-6)
+			})
+		}
+	}
+}
+
+// TestCacheTruncate: tokens of a rejected draft, dropped by Truncate, leave
+// no trace; Reset empties the cache.
+func TestCacheTruncate(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	for _, method := range []string{"exact", "poly"} {
+		t.Run(method, func(t *testing.T) {
+			s := newSeqData[float64](r, 2, 2, 1, 400, 4, 3, false, 1)
+			draft := newSeqData[float64](r, 2, 2, 1, 400, 4, 3, false, 1)
+			c, err := NewCache[float64](2, 1, 4, 3, CacheOptions{QueryHeads: 2, Method: method})
+			if err != nil {
+				t.Fatal(err)
+			}
+			feedRange(t, c, s, 0, 150, 100, 1, 1e-12)
+			// A draft of 20 tokens from another stream, rejected.
+			q, _ := draft.slice(draft.q, 2, 4, 150, 20)
+			k, _ := draft.slice(draft.k, 1, 4, 150, 20)
+			v, _ := draft.slice(draft.v, 1, 3, 150, 20)
+			if _, err := c.Forward(context.Background(), q, k, v); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Truncate(0, 171); err == nil || c.Len(0) != 170 {
+				t.Fatalf("dropping 171 tokens of 170 gave %v, length %d", err, c.Len(0))
+			}
+			if err := c.Truncate(-1, 20); err != nil {
+				t.Fatal(err)
+			}
+			feedRange(t, c, s, 150, 400, 1, 3, 1e-12)
+			c.Reset()
+			if c.Len(0) != 0 || c.Len(1) != 0 {
+				t.Fatalf("lengths %d, %d after Reset", c.Len(0), c.Len(1))
+			}
+			feedRange(t, c, s, 0, 100, 10, 1, 1e-12)
+		})
+	}
+}
+
+// TestCacheAutoSwitches: "auto" runs exact attention on a short context and
+// the polynomial state on a long one, within the guarantee throughout.
+func TestCacheAutoSwitches(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	s := newSeqData[float64](r, 1, 1, 1, 3000, 2, 2, false, 1)
+	c, err := NewCache[float64](1, 1, 2, 2, CacheOptions{Method: Auto, Scale: 0.5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := feed(t, c, s, 1, 1, 1e-12)
+	if st.PolyRows == 0 || st.PolyRows == 3000 {
+		t.Fatalf("auto computed %d of 3000 rows by the polynomial state; want some but not all", st.PolyRows)
+	}
+}
+
+// TestCacheStepAllocatesNothing: an exact decoding step into caller-owned
+// buffers allocates nothing when the cache has room.
+func TestCacheStepAllocatesNothing(t *testing.T) {
+	if cacheRaceEnabled {
+		t.Skip("the race detector's instrumentation allocates")
+	}
+	r := rand.New(rand.NewPCG(11, 12))
+	s := newSeqData[float32](r, 2, 8, 2, 4000, 64, 64, false, 1)
+	c, err := NewCache[float32](2, 2, 64, 64, CacheOptions{QueryHeads: 8, Capacity: 5000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, _ := s.slice(s.q, 8, 64, 0, 3000)
+	k, _ := s.slice(s.k, 2, 64, 0, 3000)
+	v, _ := s.slice(s.v, 2, 64, 0, 3000)
+	if _, err := c.Forward(context.Background(), q, k, v); err != nil {
+		t.Fatal(err)
+	}
+	q, _ = s.slice(s.q, 8, 64, 3000, 1)
+	k, _ = s.slice(s.k, 2, 64, 3000, 1)
+	v, _ = s.slice(s.v, 2, 64, 3000, 1)
+	out, lse := make([]float32, 2*8*64), make([]float64, 2*8)
+	ctx := context.Background()
+	if n := testing.AllocsPerRun(50, func() {
+		if _, err := c.Step(ctx, out, lse, q, k, v, nil); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Fatalf("a decoding step allocated %v times", n)
+	}
+}
