@@ -43,6 +43,9 @@ type Cache[T Float] struct {
 	capacity                           int
 	scale, eps                         float64
 	method                             string
+	window                             int // Left, or -1
+	sinks                              []float64
+	assumeFinite                       bool
 	lens                               []int // per sequence
 	keys                               []*exact.DecodeKeys[T]
 	keyNorm                            []float64 // per key head: the largest |k| appended
@@ -55,6 +58,7 @@ type Cache[T Float] struct {
 	// Buffers reused by every call, sized for the largest so far.
 	units    []exact.DecodeUnit[T]
 	lo, hi   []int
+	rowSinks []float64 // per row of a call, when there are sinks
 	fallback []bool
 	stepNew  []int
 }
@@ -78,6 +82,19 @@ type CacheOptions struct {
 	Eps float64
 	// Workers caps the goroutines of exact decoding; 0 means GOMAXPROCS.
 	Workers int
+	// Window, when not nil, is a sliding window (FlashAttention-2's
+	// window_size): the token at position p sees keys p - Left <= j <= p.
+	// Right is capped at 0 by causality; Left = -1 is unbounded. Keys
+	// leave the window as tokens arrive; the polynomial state subtracts
+	// their moments (and counts them in its rounding bound).
+	Window *Window
+	// Sinks, when not nil, holds one logit per query head that joins each
+	// row's softmax denominator without a value (as in GPT-OSS); the LSE
+	// includes it. -Inf is no sink.
+	Sinks []float64
+	// AssumeFinite promises that Q, K and V hold no NaN or Inf, so calls
+	// skip their checks for them.
+	AssumeFinite bool
 }
 
 // CacheStep describes one call of a Cache.
@@ -128,13 +145,29 @@ func NewCache[T Float](batch, kvHeads, d, e int, opts CacheOptions) (*Cache[T], 
 		return nil, invalid("scale must be positive and finite, got %g", opts.Scale)
 	case !(opts.Eps >= 0 && opts.Eps < 1):
 		return nil, invalid("eps must be in [0, 1), got %g", opts.Eps)
+	case opts.Window != nil && opts.Window.Left < -1:
+		return nil, invalid("window left %d is below -1 (unbounded)", opts.Window.Left)
+	case opts.Sinks != nil && len(opts.Sinks) != heads:
+		return nil, invalid("%d sinks for %d query heads; give one per query head", len(opts.Sinks), heads)
+	}
+	for h, s := range opts.Sinks {
+		if math.IsNaN(s) || math.IsInf(s, 1) {
+			return nil, invalid("sink %d is %g; sinks must be finite or -Inf", h, s)
+		}
 	}
 	c := &Cache[T]{batch: batch, kvHeads: kvHeads, heads: heads, group: heads / kvHeads, d: d, e: e,
-		capacity: opts.Capacity, scale: opts.Scale, eps: opts.Eps, method: opts.Method,
+		capacity: opts.Capacity, scale: opts.Scale, eps: opts.Eps, method: opts.Method, window: -1,
+		sinks: append([]float64(nil), opts.Sinks...), assumeFinite: opts.AssumeFinite,
 		lens: make([]int, batch), keyNorm: make([]float64, batch*kvHeads),
 		dec: exact.NewDecoder[T](opts.Workers), view: &prefixKeys[T]{}}
 	if c.scale == 0 {
 		c.scale = 1 / math.Sqrt(float64(d))
+	}
+	if opts.Window != nil {
+		c.window = opts.Window.Left
+	}
+	if opts.Sinks == nil {
+		c.sinks = nil
 	}
 	if c.eps == 0 {
 		c.eps = DefaultEps
@@ -323,7 +356,7 @@ func (c *Cache[T]) Step(ctx context.Context, out []T, lse []float64, q, k, v Ten
 		name string
 		x    []T
 	}{{"Q", q.Data}, {"K", k.Data}, {"V", v.Data}} {
-		if i := attn.FirstNonFinite(t.x); i >= 0 {
+		if i := attn.FirstNonFinite(t.x); !c.assumeFinite && i >= 0 {
 			return st, invalid("%s has a non-finite value %v at flat index %d", t.name, t.x[i], i)
 		}
 	}
@@ -358,24 +391,41 @@ func (c *Cache[T]) append(k, v []T, n int) {
 	}
 }
 
-// rowRanges sets the key range of every query row of the call: token i of
-// sequence b sits at position lens[b] + i and sees keys 0..that; padding
-// rows see none.
+// rowRanges sets the key range (and sink) of every query row of the call:
+// token i of sequence b sits at position p = lens[b] + i and sees keys
+// p - Left..p (0..p without a window); padding rows see none.
 func (c *Cache[T]) rowRanges(n int) {
 	rows := c.batch * c.heads * n
 	c.lo, c.hi = grow(c.lo, rows), grow(c.hi, rows)
 	c.fallback = grow(c.fallback, rows)
+	if c.sinks != nil {
+		c.rowSinks = grow(c.rowSinks, rows)
+	}
 	for b, nb := range c.stepNew {
 		for h := range c.heads {
 			for i := range n {
 				r := (b*c.heads+h)*n + i
 				c.lo[r], c.hi[r] = 0, 0
 				if i < nb {
-					c.hi[r] = c.lens[b] + i + 1
+					c.lo[r], c.hi[r] = c.keyFrom(c.lens[b]+i), c.lens[b]+i+1
+				}
+				if c.sinks != nil {
+					c.rowSinks[r] = math.Inf(-1)
+					if i < nb {
+						c.rowSinks[r] = c.sinks[h]
+					}
 				}
 			}
 		}
 	}
+}
+
+// keyFrom is the first key the token at position p sees.
+func (c *Cache[T]) keyFrom(p int) int {
+	if c.window < 0 {
+		return 0
+	}
+	return max(0, p-c.window)
 }
 
 func grow[S ~[]E, E any](s S, n int) S {
@@ -392,9 +442,13 @@ func (c *Cache[T]) attend(ctx context.Context, out []T, lse []float64, q, k, v [
 	c.units = c.units[:0]
 	// unit adds rows r0..r0+rows-1 of the call to the exact units.
 	unit := func(kv *exact.DecodeKeys[T], r0, rows int) {
-		c.units = append(c.units, exact.DecodeUnit[T]{Keys: kv, Rows: rows,
+		u := exact.DecodeUnit[T]{Keys: kv, Rows: rows,
 			Q: q[r0*d : (r0+rows)*d], Out: out[r0*e : (r0+rows)*e], LSE: lse[r0 : r0+rows],
-			Lo: c.lo[r0 : r0+rows], Hi: c.hi[r0 : r0+rows]})
+			Lo: c.lo[r0 : r0+rows], Hi: c.hi[r0 : r0+rows]}
+		if c.sinks != nil {
+			u.Sinks = c.rowSinks[r0 : r0+rows]
+		}
+		c.units = append(c.units, u)
 	}
 	usedPoly := false
 	for b, nb := range c.stepNew {
@@ -416,12 +470,21 @@ func (c *Cache[T]) attend(ctx context.Context, out []T, lse []float64, q, k, v [
 			fallbacks := 0
 			state := c.states[b*c.kvHeads+g]
 			base := (b*c.kvHeads + g) * n
-			for i0 := 0; i0 < nb; i0 += poly.DecodeChunk {
-				cn := min(poly.DecodeChunk, nb-i0)
+			// With a window the first key moves every token, so the state
+			// steps token by token.
+			chunk := poly.DecodeChunk
+			if c.window >= 0 {
+				chunk = 1
+			}
+			for i0 := 0; i0 < nb; i0 += chunk {
+				cn := min(chunk, nb-i0)
 				c.view.kv, c.view.n = kv, c.lens[b]+i0+cn
 				rows := poly.DecodeRows[T]{Q: q[(r0+i0)*d:], Out: out[(r0+i0)*e:], LSE: lse[r0+i0:],
 					Heads: G, Stride: n, Fallback: c.fallback[r0+i0:]}
-				ps, err := state.Step(c.view, 0, k[(base+i0)*d:(base+i0+cn)*d], v[(base+i0)*e:(base+i0+cn)*e], cn, &rows)
+				if c.sinks != nil {
+					rows.Sinks = c.sinks[g*G : (g+1)*G]
+				}
+				ps, err := state.Step(c.view, c.keyFrom(c.lens[b]+i0), k[(base+i0)*d:(base+i0+cn)*d], v[(base+i0)*e:(base+i0+cn)*e], cn, &rows)
 				if err != nil {
 					return st, err
 				}
@@ -475,6 +538,9 @@ func (c *Cache[T]) usePoly(b, g, nb int) bool {
 		return false
 	}
 	L := c.lens[b] + nb
+	if c.window >= 0 {
+		L = min(L, c.window+1)
+	}
 	return float64(L)*float64(c.d+c.e)*float64(c.group) > 4*float64(r)*float64(c.e+1)*float64(1+c.group)
 }
 

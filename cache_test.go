@@ -2,6 +2,7 @@ package fastattn
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -38,30 +39,36 @@ func newSeqData[T Float](r *rand.Rand, B, H, Hkv, Lmax, d, e int, ragged bool, a
 // reference is row i of query head h of sequence b in float64: keys
 // shifted by key 0 (softmax ignores the shift, a naive sum does not), and
 // max_l |V_lc| over the keys the row sees.
-func (s *seqData[T]) reference(b, h, i int, scale float64) (out, colMax []float64) {
+func (s *seqData[T]) reference(b, h, i int, scale float64, lo int, sink float64) (out, colMax []float64) {
 	d, e := s.d, s.e
 	g := h / (s.H / s.Hkv)
 	q := s.q[((b*s.H+h)*s.Lmax+i)*d:]
 	key := func(j int) []T { return s.k[((b*s.Hkv+g)*s.Lmax+j)*d:] }
 	val := func(j int) []T { return s.v[((b*s.Hkv+g)*s.Lmax+j)*e:] }
-	logits := make([]float64, i+1)
-	m := math.Inf(-1)
-	for j := range i + 1 {
+	// The sink's logit, shifted as the keys are.
+	var qk float64
+	for t := range d {
+		qk += float64(q[t]) * float64(key(lo)[t])
+	}
+	sink -= scale * qk
+	logits := make([]float64, i+1-lo)
+	m := sink
+	for j := lo; j <= i; j++ {
 		var x float64
 		for t := range d {
-			x += float64(q[t]) * (float64(key(j)[t]) - float64(key(0)[t]))
+			x += float64(q[t]) * (float64(key(j)[t]) - float64(key(lo)[t]))
 		}
-		logits[j] = scale * x
-		m = max(m, logits[j])
+		logits[j-lo] = scale * x
+		m = max(m, logits[j-lo])
 	}
 	out, colMax = make([]float64, e), make([]float64, e)
-	var sum float64
+	sum := math.Exp(sink - m)
 	for j, x := range logits {
 		w := math.Exp(x - m)
 		sum += w
 		for c := range e {
-			out[c] += w * float64(val(j)[c])
-			colMax[c] = max(colMax[c], math.Abs(float64(val(j)[c])))
+			out[c] += w * float64(val(lo + j)[c])
+			colMax[c] = max(colMax[c], math.Abs(float64(val(lo + j)[c])))
 		}
 	}
 	for c := range out {
@@ -134,7 +141,11 @@ func feedRange[T Float](t *testing.T, c *Cache[T], s *seqData[T], from, to, p, s
 						}
 						continue
 					}
-					want, colMax := s.reference(b, h, t0+i, c.scale)
+					sink := math.Inf(-1)
+					if c.sinks != nil {
+						sink = c.sinks[h]
+					}
+					want, colMax := s.reference(b, h, t0+i, c.scale, c.keyFrom(t0+i), sink)
 					for col := range s.e {
 						if err := math.Abs(float64(o[col]) - want[col]); err > bound*colMax[col] {
 							t.Fatalf("token %d of sequence %d head %d column %d: %g, want %g (error %.3g of max|V|, bound %.3g, %s)",
@@ -154,15 +165,28 @@ func TestCacheMatchesReference(t *testing.T) {
 	for _, c := range []struct {
 		B, H, Hkv, L, d, e, prefill, step int
 		ragged                            bool
+		window                            int
+		sinks                             bool
 	}{
-		{1, 1, 1, 300, 8, 4, 1, 1, false},
-		{2, 4, 2, 260, 5, 3, 100, 1, true},
-		{3, 6, 1, 700, 4, 6, 300, 7, true},
-		{1, 2, 2, 600, 16, 16, 1, 300, false},
+		{1, 1, 1, 300, 8, 4, 1, 1, false, -1, false},
+		{2, 4, 2, 260, 5, 3, 100, 1, true, -1, true},
+		{3, 6, 1, 700, 4, 6, 300, 7, true, -1, false},
+		{1, 2, 2, 600, 16, 16, 1, 300, false, -1, false},
+		{2, 4, 2, 500, 4, 3, 200, 1, true, 40, true},
+		{1, 3, 1, 400, 3, 2, 1, 5, false, 0, false},
+		{1, 2, 1, 300, 6, 2, 100, 50, false, 17, true},
 	} {
 		for _, method := range []string{"exact", "poly", "auto"} {
 			name := fmt.Sprintf("%+v/%s", c, method)
 			opts := CacheOptions{QueryHeads: c.H, Method: method, Scale: 1 / float64(c.d), Workers: 2}
+			if c.window >= 0 {
+				opts.Window = &Window{Left: c.window, Right: 0}
+			}
+			if c.sinks {
+				for h := range c.H {
+					opts.Sinks = append(opts.Sinks, float64(h)-1)
+				}
+			}
 			t.Run(name+"/float64", func(t *testing.T) {
 				cache, err := NewCache[float64](c.B, c.Hkv, c.d, c.e, opts)
 				if err != nil {
@@ -264,5 +288,72 @@ func TestCacheStepAllocatesNothing(t *testing.T) {
 		}
 	}); n != 0 {
 		t.Fatalf("a decoding step allocated %v times", n)
+	}
+}
+
+// TestCacheEqualsOneShot: prefill and decoding through the cache give the
+// one-shot causal forward (Attend) of the whole sequence, with GQA, a
+// window and sinks: exactly up to float rounding, and poly within its
+// bound.
+func TestCacheEqualsOneShot(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	compared := 0
+	allSinks := []float64{-1, 0, 1, math.Inf(-1)}
+	for _, c := range []struct{ B, H, Hkv, L, d, e int }{{2, 4, 2, 333, 8, 5}, {2, 3, 3, 300, 6, 4}} {
+		s := newSeqData[float32](r, c.B, c.H, c.Hkv, c.L, c.d, c.e, false, 1)
+		q, _ := NewTensor(s.q, c.B, c.H, c.L, c.d)
+		k, _ := NewTensor(s.k, c.B, c.Hkv, c.L, c.d)
+		v, _ := NewTensor(s.v, c.B, c.Hkv, c.L, c.e)
+		for _, method := range []string{"exact", "poly"} {
+			for _, window := range []*Window{nil, {Left: 30, Right: 0}} {
+				for _, sinks := range [][]float64{nil, allSinks[:c.H]} {
+					opts := Options{Causal: true, Window: window, Sinks: sinks, Scale: 0.2}
+					want, err := Attend(context.Background(), q, k, v, opts)
+					if errors.Is(err, ErrUnsupported) {
+						// The reference test covers this case.
+						t.Logf("%+v window %v sinks %v: the one-shot forward declines: %v", c, window, sinks, err)
+						continue
+					}
+					if err != nil {
+						t.Fatal(err)
+					}
+					cache, err := NewCache[float32](c.B, c.Hkv, c.d, c.e, CacheOptions{QueryHeads: c.H, Window: window, Sinks: sinks, Scale: 0.2, Method: method})
+					if err != nil {
+						t.Fatal(err)
+					}
+					compared++
+					for t0, n := 0, 100; t0 < c.L; t0, n = t0+n, 1+r.IntN(3) {
+						n = min(n, c.L-t0)
+						qs, _ := s.slice(s.q, c.H, c.d, t0, n)
+						ks, _ := s.slice(s.k, c.Hkv, c.d, t0, n)
+						vs, _ := s.slice(s.v, c.Hkv, c.e, t0, n)
+						res, err := cache.Forward(context.Background(), qs, ks, vs)
+						if err != nil {
+							t.Fatal(err)
+						}
+						tol := 2e-6 + res.Report.ErrorBound // max|V| <= 1
+						for bh := range c.B * c.H {
+							for i := range n {
+								for col := range c.e {
+									got := res.Out.Data[(bh*n+i)*c.e+col]
+									w := want.Out.Data[(bh*c.L+t0+i)*c.e+col]
+									if math.Abs(float64(got-w)) > tol {
+										t.Fatalf("%s window %v: head %d token %d column %d: %g, one-shot %g", method, window, bh, t0+i, col, got, w)
+									}
+								}
+								if method == "exact" {
+									if gl, wl := res.LSE.Data[bh*n+i], want.LSE.Data[bh*c.L+t0+i]; math.Abs(gl-wl) > 1e-5*(1+math.Abs(wl)) {
+										t.Fatalf("window %v: head %d token %d: LSE %g, one-shot %g", window, bh, t0+i, gl, wl)
+									}
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	if compared == 0 {
+		t.Fatal("the one-shot forward declined every case")
 	}
 }
