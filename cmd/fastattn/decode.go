@@ -1,0 +1,297 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/bits"
+	"os"
+	"os/signal"
+	"slices"
+
+	"github.com/fastattn/fastattn"
+	"github.com/fastattn/fastattn/internal/kernels"
+)
+
+func init() {
+	register(command{"decode", "feed Q, K, V .npy files through a KV cache token by token (autoregressive decoding)", decodeCmd})
+}
+
+// decodeReport is the JSON report of the decode command.
+type decodeReport struct {
+	Method    string  `json:"method"`
+	DType     string  `json:"dtype"`
+	Batch     int     `json:"batch"`
+	Heads     int     `json:"heads"`
+	KVHeads   int     `json:"kv_heads"`
+	N         int     `json:"n"`
+	D         int     `json:"d"`
+	E         int     `json:"e"`
+	Scale     float64 `json:"scale"`
+	Eps       float64 `json:"eps"`
+	Window    int     `json:"window_left"`
+	Prefill   int     `json:"prefill_tokens"`
+	PrefillS  float64 `json:"prefill_seconds"`
+	Steps     int     `json:"steps"`
+	StepsS    float64 `json:"steps_seconds"`
+	Seconds   float64 `json:"seconds"`
+	Bound     float64 `json:"error_bound"`
+	PolyRows  int     `json:"poly_rows"`
+	ExactRows int     `json:"exact_rows"`
+	Fallbacks int     `json:"fallback_rows"`
+	// FallbackSteps lists the steps (token positions) with fallback rows.
+	FallbackSteps []int   `json:"fallback_steps,omitempty"`
+	Rebuilds      int     `json:"rebuilds"`
+	DegreeMax     int     `json:"degree_max"`
+	BetaMax       float64 `json:"beta_max"`
+	// PerStep gives the step time by context length: steps whose context
+	// (tokens cached after the step) lies in [From, To), 2^k <= From.
+	PerStep []stepTimes `json:"per_step"`
+	Version string      `json:"version"`
+	Kernels string      `json:"kernels"`
+}
+
+// stepTimes summarises the decoding steps of one range of context lengths.
+type stepTimes struct {
+	ContextFrom   int     `json:"context_from"`
+	ContextTo     int     `json:"context_to"`
+	Steps         int     `json:"steps"`
+	Median        float64 `json:"median_seconds"`
+	Min           float64 `json:"min_seconds"`
+	TokensPerSec  float64 `json:"tokens_per_second"`
+	ErrorBoundMax float64 `json:"error_bound"`
+}
+
+func decodeCmd(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("decode", "decode --q Q.npy --k K.npy --v V.npy --out OUT.npy [--prefill P] [--method exact|poly|auto] [flags]", stdout)
+	var in inputFlags
+	in.register(fs)
+	var outPath, lsePath, reportPath, method, scale string
+	var prefill, window, workers int
+	var eps float64
+	fs.StringVar(&outPath, "out", "", "output file: (..., n, e) in Q's dtype, equal to run --causal on the same files")
+	fs.StringVar(&lsePath, "lse", "", "optional output file for the rows' log-sum-exp, (..., n) float64")
+	fs.StringVar(&reportPath, "report", "", "optional JSON report (per-step times by context length, bound, fallbacks); - for standard output")
+	fs.IntVar(&prefill, "prefill", 0, "tokens fed in one first call (the prompt); the rest go one per step")
+	fs.StringVar(&method, "method", fastattn.Auto, "exact, poly (the polynomial state: constant time per token, certified) or auto (exact until poly pays)")
+	fs.StringVar(&scale, "scale", "1/sqrt(d)", "logit scale: a positive number, 1/sqrt(d) (PyTorch's default) or 1/d (the papers')")
+	fs.Float64Var(&eps, "eps", fastattn.DefaultEps, "entrywise error target of poly and auto, relative to max |V| per column")
+	fs.IntVar(&window, "window", -1, "sliding window: each token sees itself and the previous W tokens (-1: all)")
+	fs.IntVar(&workers, "workers", 0, "goroutines of exact decoding (0: all cores)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	for _, f := range append(in.flags(), flagPath{"out", outPath}) {
+		if f.val == "" {
+			return usagef("--%s is required", f.name)
+		}
+	}
+	if err := checkOutputs([]flagPath{{"out", outPath}, {"lse", lsePath}, {"report", reportPath}}, "report"); err != nil {
+		return err
+	}
+	arrays, err := readInputs([]string{"Q", "K", "V"}, []string{in.q, in.k, in.v})
+	if err != nil {
+		return err
+	}
+	// The scale and eps rules of run.
+	af := attnFlags{method: method, scale: scale, eps: eps}
+	opts, err := af.options(headDim(arrays[0]))
+	if err != nil {
+		return err
+	}
+	if prefill < 0 || window < -1 || workers < 0 {
+		return usagef("--prefill, --window and --workers must be non-negative (--window -1 for none), got %d, %d, %d", prefill, window, workers)
+	}
+	copts := fastattn.CacheOptions{Method: method, Scale: opts.Scale, Eps: eps, Workers: workers}
+	if window >= 0 {
+		copts.Window = &fastattn.Window{Left: window, Right: 0}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	var rep *decodeReport
+	var files []pendingFile
+	if arrays[0].F32 != nil {
+		rep, files, err = decodeFiles(ctx, arrays[0].Shape, arrays[0].F32, arrays[1].Shape, arrays[1].F32, arrays[2].Shape, arrays[2].F32, copts, prefill, outPath, lsePath)
+	} else {
+		rep, files, err = decodeFiles(ctx, arrays[0].Shape, arrays[0].F64, arrays[1].Shape, arrays[1].F64, arrays[2].Shape, arrays[2].F64, copts, prefill, outPath, lsePath)
+	}
+	if err != nil {
+		return err
+	}
+	rep.Window = window
+	if reportPath != "" {
+		f, err := jsonFile(reportPath, rep)
+		if err != nil {
+			return err
+		}
+		files = append(files, f)
+	}
+	if err := writeAll(files, stdout); err != nil {
+		return err
+	}
+	summary := stdout
+	if reportPath == "-" {
+		summary = stderr
+	}
+	fmt.Fprintf(summary, "%s decoding, %s, %d tokens (prefill %d in %.3f s, then %d steps in %.3f s), %s, error bound %g, %d fallback rows, %d rebuilds\n",
+		rep.Method, rep.DType, rep.N, rep.Prefill, rep.PrefillS, rep.Steps, rep.StepsS, plural(rep.Batch*rep.Heads, "head"), rep.Bound, rep.Fallbacks, rep.Rebuilds)
+	for _, s := range rep.PerStep {
+		fmt.Fprintf(summary, "  context %8d-%-8d %6d steps  median %9.3g s/token  %9.0f tokens/s\n", s.ContextFrom, s.ContextTo-1, s.Steps, s.Median, s.TokensPerSec)
+	}
+	return nil
+}
+
+// cacheShape splits an input shape into (batch, heads, n, last).
+func cacheShape(s []int) (batch, heads, n, last int) {
+	batch, heads = 1, 1
+	switch len(s) {
+	case 4:
+		batch, heads = s[0], s[1]
+	case 3:
+		heads = s[0]
+	}
+	return batch, heads, s[len(s)-2], s[len(s)-1]
+}
+
+// decodeFiles feeds the sequence through a cache: the first prefill tokens
+// in one call, then one token per call. It returns the report and the
+// pending output files.
+func decodeFiles[T fastattn.Float](ctx context.Context, qs []int, q []T, ks []int, k []T, vs []int, v []T, opts fastattn.CacheOptions, prefill int, outPath, lsePath string) (*decodeReport, []pendingFile, error) {
+	if len(qs) < 2 || len(qs) > 4 || len(ks) != len(qs) || len(vs) != len(qs) {
+		return nil, nil, usagef("Q, K and V must have the same rank, 2 to 4, got shapes %s, %s and %s", fmtShape(qs), fmtShape(ks), fmtShape(vs))
+	}
+	B, H, n, d := cacheShape(qs)
+	kb, Hkv, kn, kd := cacheShape(ks)
+	vb, vh, vn, e := cacheShape(vs)
+	if kb != B || vb != B || vh != Hkv || kn != n || vn != n || kd != d {
+		return nil, nil, usagef("decode needs Q (batch, heads, n, d), K (batch, kv heads, n, d) and V (batch, kv heads, n, e) for one sequence of n tokens, got shapes %s, %s and %s", fmtShape(qs), fmtShape(ks), fmtShape(vs))
+	}
+	if prefill > n {
+		return nil, nil, usagef("--prefill %d is more than the %d tokens", prefill, n)
+	}
+	opts.QueryHeads = H
+	cache, err := fastattn.NewCache[T](B, Hkv, d, e, opts)
+	if err != nil {
+		return nil, nil, usageError{err}
+	}
+	out := make([]T, B*H*n*e)
+	lse := make([]float64, B*H*n)
+	rep := &decodeReport{Method: opts.Method, DType: fmt.Sprintf("%T", *new(T)), Batch: B, Heads: H, KVHeads: Hkv, N: n, D: d, E: e,
+		Scale: opts.Scale, Eps: opts.Eps, Prefill: prefill, Version: fastattn.Version(), Kernels: kernels.Implementation()}
+	if rep.Eps == 0 {
+		rep.Eps = fastattn.DefaultEps
+	}
+	// Buffers of one call: tokens t0..t0+c-1 of every (batch, head).
+	maxCall := max(prefill, 1)
+	qb, kbuf, vbuf := make([]T, B*H*maxCall*d), make([]T, B*Hkv*maxCall*d), make([]T, B*Hkv*maxCall*e)
+	ob, lb := make([]T, B*H*maxCall*e), make([]float64, B*H*maxCall)
+	gather := func(dst, src []T, heads, w, t0, c int) {
+		for bh := range B * heads {
+			copy(dst[bh*c*w:(bh+1)*c*w], src[(bh*n+t0)*w:(bh*n+t0+c)*w])
+		}
+	}
+	scatter := func(t0, c int) {
+		for bh := range B * H {
+			copy(out[(bh*n+t0)*e:(bh*n+t0+c)*e], ob[bh*c*e:(bh+1)*c*e])
+			copy(lse[bh*n+t0:bh*n+t0+c], lb[bh*c:(bh+1)*c])
+		}
+	}
+	call := func(t0, c int) (fastattn.CacheStep, error) {
+		gather(qb, q, H, d, t0, c)
+		gather(kbuf, k, Hkv, d, t0, c)
+		gather(vbuf, v, Hkv, e, t0, c)
+		qt := fastattn.Tensor[T]{Data: qb[:B*H*c*d], Shape: []int{B, H, c, d}}
+		kt := fastattn.Tensor[T]{Data: kbuf[:B*Hkv*c*d], Shape: []int{B, Hkv, c, d}}
+		vt := fastattn.Tensor[T]{Data: vbuf[:B*Hkv*c*e], Shape: []int{B, Hkv, c, e}}
+		st, err := cache.Step(ctx, ob[:B*H*c*e], lb[:B*H*c], qt, kt, vt, nil)
+		if err != nil {
+			return st, err
+		}
+		scatter(t0, c)
+		rep.PolyRows += st.PolyRows
+		rep.ExactRows += st.ExactRows
+		rep.Fallbacks += st.FallbackRows
+		if st.FallbackRows > 0 {
+			rep.FallbackSteps = append(rep.FallbackSteps, t0)
+		}
+		rep.Rebuilds += st.Rebuilds
+		rep.DegreeMax = max(rep.DegreeMax, st.Degree)
+		rep.BetaMax = max(rep.BetaMax, st.Beta)
+		rep.Bound = max(rep.Bound, st.ErrorBound)
+		return st, nil
+	}
+	wrap := func(err error) error {
+		if errors.Is(err, fastattn.ErrInvalidInput) {
+			return usageError{err}
+		}
+		return err
+	}
+	methods := map[string]bool{}
+	if prefill > 0 {
+		st, err := call(0, prefill)
+		if err != nil {
+			return nil, nil, wrap(err)
+		}
+		rep.PrefillS = st.Seconds
+		methods[st.Method] = true
+	}
+	times := make([]float64, 0, n-prefill)
+	bounds := make([]float64, 0, n-prefill)
+	for t := prefill; t < n; t++ {
+		st, err := call(t, 1)
+		if err != nil {
+			return nil, nil, wrap(err)
+		}
+		times = append(times, st.Seconds)
+		bounds = append(bounds, st.ErrorBound)
+		rep.StepsS += st.Seconds
+		methods[st.Method] = true
+	}
+	rep.Steps = n - prefill
+	rep.Seconds = rep.PrefillS + rep.StepsS
+	rep.PerStep = perStepTimes(times, bounds, prefill)
+	names := make([]string, 0, len(methods))
+	for m := range methods {
+		names = append(names, m)
+	}
+	slices.Sort(names)
+	if len(names) > 0 {
+		rep.Method = names[0]
+		for _, m := range names[1:] {
+			rep.Method += "," + m
+		}
+	}
+	shape := append(slices.Clone(qs[:len(qs)-1]), e)
+	files := []pendingFile{npyFile(outPath, shape, out)}
+	if lsePath != "" {
+		files = append(files, npyFile(lsePath, qs[:len(qs)-1], lse))
+	}
+	return rep, files, nil
+}
+
+// perStepTimes groups the steps by context length in octaves [2^k, 2^(k+1))
+// (the context after step i is prefill + i + 1) and summarises each.
+func perStepTimes(times, bounds []float64, prefill int) []stepTimes {
+	var out []stepTimes
+	for i := 0; i < len(times); {
+		ctx := prefill + i + 1
+		lo := 1 << (63 - bits.LeadingZeros64(uint64(ctx)))
+		hi := 2 * lo
+		j := min(len(times), hi-prefill-1)
+		ts := slices.Clone(times[i:j])
+		slices.Sort(ts)
+		med := ts[len(ts)/2]
+		if len(ts)%2 == 0 {
+			med = (ts[len(ts)/2-1] + ts[len(ts)/2]) / 2
+		}
+		bmax := 0.0
+		for _, b := range bounds[i:j] {
+			bmax = max(bmax, b)
+		}
+		out = append(out, stepTimes{ContextFrom: max(lo, ctx), ContextTo: min(hi, prefill+j+1), Steps: j - i,
+			Median: med, Min: ts[0], TokensPerSec: 1 / med, ErrorBoundMax: bmax})
+		i = j
+	}
+	return out
+}

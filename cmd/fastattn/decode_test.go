@@ -1,0 +1,148 @@
+package main
+
+import (
+	"encoding/json"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/fastattn/fastattn/internal/npyfile"
+)
+
+func readFloats(t *testing.T, path string) ([]float64, []int) {
+	t.Helper()
+	a, err := npyfile.Read(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.F64 != nil {
+		return a.F64, a.Shape
+	}
+	x := make([]float64, len(a.F32))
+	for i, v := range a.F32 {
+		x[i] = float64(v)
+	}
+	return x, a.Shape
+}
+
+// TestDecodeEqualsRunCausal: decoding the files token by token gives run
+// --causal's output: exact to float rounding, poly and auto within the
+// reported bound relative to max |V| over each row's keys.
+func TestDecodeEqualsRunCausal(t *testing.T) {
+	dir := t.TempDir()
+	r := rand.New(rand.NewPCG(3, 4))
+	p := func(name string) string { return filepath.Join(dir, name) }
+	for _, c := range []struct {
+		lead       []int
+		n, d, e    int
+		f32        bool
+		prefill    string
+		scale, eps string
+	}{
+		{nil, 300, 4, 3, false, "0", "1/d", "1e-3"},
+		{[]int{2}, 500, 8, 5, true, "100", "1/d", "1e-4"},
+		{[]int{2, 2}, 260, 6, 6, true, "259", "0.1", "1e-3"},
+	} {
+		shape := func(cols int) []int { return append(slices.Clone(c.lead), c.n, cols) }
+		writeRandom(t, p("q.npy"), r, c.f32, shape(c.d)...)
+		writeRandom(t, p("k.npy"), r, c.f32, shape(c.d)...)
+		v := writeRandom(t, p("v.npy"), r, c.f32, shape(c.e)...)
+		in := []string{"--q", p("q.npy"), "--k", p("k.npy"), "--v", p("v.npy"), "--scale", c.scale}
+		if code, _, stderr := cli(t, append([]string{"run", "--causal", "--method", "exact", "--out", p("run.npy")}, in...)...); code != 0 {
+			t.Fatalf("run: exit %d: %s", code, stderr)
+		}
+		want, _ := readFloats(t, p("run.npy"))
+		for _, method := range []string{"exact", "poly", "auto"} {
+			args := append([]string{"decode", "--method", method, "--prefill", c.prefill, "--eps", c.eps,
+				"--out", p("dec.npy"), "--lse", p("lse.npy"), "--report", p("r.json")}, in...)
+			code, stdout, stderr := cli(t, args...)
+			if code != 0 {
+				t.Fatalf("%+v %s: exit %d: %s", c, method, code, stderr)
+			}
+			got, gotShape := readFloats(t, p("dec.npy"))
+			if !slices.Equal(gotShape, shape(c.e)) {
+				t.Fatalf("output shape %v, want %v", gotShape, shape(c.e))
+			}
+			var rep decodeReport
+			b, _ := os.ReadFile(p("r.json"))
+			if err := json.Unmarshal(b, &rep); err != nil {
+				t.Fatal(err)
+			}
+			if rep.Steps != c.n-atoi(c.prefill) || len(rep.PerStep) == 0 || !strings.Contains(stdout, "tokens/s") {
+				t.Fatalf("%s: report %s, stdout %q", method, b, stdout)
+			}
+			tol := 1e-12
+			if c.f32 {
+				tol = 3e-6
+			}
+			heads := len(want) / (c.n * c.e)
+			for h := range heads {
+				colMax := make([]float64, c.e)
+				for i := range c.n {
+					for col := range c.e {
+						colMax[col] = max(colMax[col], math.Abs(v[(h*c.n+i)*c.e+col]))
+						x := (h*c.n+i)*c.e + col
+						if err := math.Abs(got[x] - want[x]); err > tol+rep.Bound*colMax[col] {
+							t.Fatalf("%+v %s: head %d token %d column %d: %g, run --causal %g (bound %g)", c, method, h, i, col, got[x], want[x], rep.Bound)
+						}
+					}
+				}
+			}
+			if method == "poly" && (rep.PolyRows == 0 || rep.Bound == 0 || rep.Bound > atof(c.eps)) {
+				t.Fatalf("poly: %d rows from the polynomial state, bound %g", rep.PolyRows, rep.Bound)
+			}
+		}
+	}
+}
+
+func atoi(s string) int {
+	n := 0
+	for _, c := range s {
+		n = 10*n + int(c-'0')
+	}
+	return n
+}
+
+func atof(s string) float64 {
+	var x float64
+	if err := json.Unmarshal([]byte(s), &x); err != nil {
+		panic(err)
+	}
+	return x
+}
+
+func TestDecodeRejectsBadInput(t *testing.T) {
+	dir := t.TempDir()
+	r := rand.New(rand.NewPCG(5, 6))
+	p := func(name string) string { return filepath.Join(dir, name) }
+	writeRandom(t, p("q.npy"), r, true, 2, 10, 4)
+	writeRandom(t, p("k.npy"), r, true, 2, 10, 4)
+	writeRandom(t, p("v.npy"), r, true, 2, 10, 3)
+	writeRandom(t, p("k9.npy"), r, true, 2, 9, 4)
+	writeRandom(t, p("k64.npy"), r, false, 2, 10, 4)
+	base := map[string]string{"--q": p("q.npy"), "--k": p("k.npy"), "--v": p("v.npy"), "--out": p("o.npy")}
+	for _, c := range []struct {
+		override []string
+		msg      string
+	}{
+		{[]string{"--k", p("k9.npy")}, "one sequence"},
+		{[]string{"--k", p("k64.npy")}, "dtype"},
+		{[]string{"--prefill", "11"}, "prefill"},
+		{[]string{"--method", "anytemp"}, "method"},
+		{[]string{"--eps", "1e-9", "--method", "poly"}, "eps"},
+		{[]string{"--window", "-2"}, "window"},
+		{[]string{"--out", ""}, "--out"},
+	} {
+		code, _, stderr := cli(t, withOverrides("decode", base, c.override)...)
+		if code != 2 || !strings.Contains(stderr, c.msg) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", c.override, code, stderr, c.msg)
+		}
+		if _, err := os.Stat(p("o.npy")); err == nil {
+			t.Fatalf("%v: wrote an output", c.override)
+		}
+	}
+}
