@@ -1,0 +1,267 @@
+"""fastattn: softmax attention, exact or approximate with a certified
+entrywise error bound, computed in-process by the Go library.
+
+    out = fastattn.attention(q, k, v, causal=True)
+
+Arrays are NumPy arrays shaped (n, d), (heads, n, d) or (batch, heads, n, d)
+(K: (..., m, d), V: (..., m, e)), float32 or float64. C-contiguous inputs
+of the right dtype are read in place; outputs are allocated here and filled
+by the library. The GIL is released while the library computes.
+
+Errors: ValueError for invalid input, UnsupportedError (a ValueError) when
+the chosen method declines the input, NotImplementedError for an option
+this build of the library lacks, RuntimeError otherwise; each carries the
+library's message.
+
+The library embeds the Go runtime: do not fork a process that has imported
+fastattn (use the "spawn" start method of multiprocessing).
+
+fastattn.torch (imported on first use) has the PyTorch operations:
+fastattn.torch.attention (differentiable) and fastattn.torch.ring_attention
+(sequence-parallel over torch.distributed).
+"""
+
+import ctypes
+import json
+import math
+
+import numpy as np
+
+from . import _lib
+
+__all__ = ["attention", "gradient", "merge", "methods", "differentiable_methods",
+           "UnsupportedError", "DEFAULT_EPS"]
+
+DEFAULT_EPS = _lib.INFO["default_eps"]
+
+
+class UnsupportedError(ValueError):
+    """The chosen method does not apply to this input (for example entries
+    too large for the polynomial method); another method, such as "exact",
+    may."""
+
+
+def methods():
+    """The method names `method` accepts, besides "auto" (the planner)."""
+    return list(_lib.INFO["methods"])
+
+
+def differentiable_methods():
+    """The methods with a backward pass (gradient accepts them)."""
+    return list(_lib.INFO["differentiable"])
+
+
+_ALIGNMENTS = ("bottom-right", "top-left")
+
+
+def _float_input(x, name, dtype=None):
+    a = np.asarray(x)
+    if dtype is None and a.dtype not in (np.float32, np.float64):
+        raise ValueError("fastattn: %s has dtype %s; use float32 or float64" % (name, a.dtype))
+    if dtype is not None and a.dtype != dtype:
+        raise ValueError("fastattn: %s has dtype %s, want %s (the inputs share Q's dtype)"
+                         % (name, a.dtype, np.dtype(dtype)))
+    # No copy when a is already C-contiguous.
+    return np.ascontiguousarray(a)
+
+
+def _options(q, *, scale, causal, causal_align, window, mask, sinks, key_lengths,
+             method, eps, workers):
+    """The JSON options object and the array options, checked as far as
+    Python must (the library checks the rest)."""
+    opts = {"Method": method, "Eps": float(eps)}
+    if scale is not None:
+        scale = float(scale)
+        # The library reads 0 as "default"; an explicit scale must be valid.
+        if not (scale > 0 and math.isfinite(scale)):
+            raise ValueError("fastattn: scale must be positive and finite, got %r" % scale)
+        opts["Scale"] = scale
+    if causal:
+        opts["Causal"] = True
+    if causal_align not in _ALIGNMENTS:
+        raise ValueError("fastattn: causal_align must be one of %s, got %r" % (_ALIGNMENTS, causal_align))
+    if causal_align != "bottom-right":
+        opts["CausalAlign"] = causal_align
+    if window is not None:
+        try:
+            left, right = window
+        except (TypeError, ValueError):
+            raise ValueError("fastattn: window must be a pair (left, right), got %r" % (window,))
+        opts["Window"] = {"Left": -1 if left is None else int(left),
+                          "Right": -1 if right is None else int(right)}
+    if workers is not None:
+        opts["Workers"] = int(workers)
+    arrays = {}
+    if key_lengths is not None:
+        kl = np.asarray(key_lengths)
+        if kl.dtype.kind not in "iu":
+            raise ValueError("fastattn: key_lengths must be integers, got dtype %s" % kl.dtype)
+        arrays["key_lengths"] = np.ascontiguousarray(kl.reshape(-1), dtype=np.int64)
+    if sinks is not None:
+        arrays["sinks"] = np.ascontiguousarray(np.asarray(sinks, dtype=np.float64).reshape(-1))
+    if mask is not None:
+        m = np.asarray(mask)
+        if m.dtype != np.bool_:
+            if m.dtype.kind not in "fiu":
+                raise ValueError("fastattn: mask must be boolean or additive (float), got dtype %s" % m.dtype)
+            m = m.astype(q.dtype, copy=False)
+        arrays["mask"] = np.ascontiguousarray(m)
+    return json.dumps(opts).encode(), arrays
+
+
+def _raise(status, err):
+    msg = _lib.take_string(err.value) or "fastattn: error status %d" % status
+    if status == _lib.INVALID:
+        raise ValueError(msg)
+    if status == _lib.UNSUPPORTED:
+        raise UnsupportedError(msg)
+    if status == _lib.UNKNOWN_OPTION:
+        raise NotImplementedError(msg)
+    raise RuntimeError(msg)
+
+
+class _Call:
+    """Argument marshalling for one library call: keeps every array and
+    shape buffer alive until the call returns."""
+
+    def __init__(self):
+        self.keep = []
+
+    def arr(self, a):
+        if a is None:
+            return None
+        desc, shape, a = _lib.describe(a)
+        self.keep.append((desc, shape, a))
+        return ctypes.byref(desc)
+
+    def arrays(self, items):
+        n = len(items)
+        descs = (_lib.Array * max(n, 1))()
+        for i, a in enumerate(items):
+            d, shape, a = _lib.describe(a)
+            descs[i] = d
+            self.keep.append((shape, a))
+        self.keep.append(descs)
+        return descs
+
+
+def _qkv(q, k, v):
+    q = _float_input(q, "Q")
+    return q, _float_input(k, "K", q.dtype), _float_input(v, "V", q.dtype)
+
+
+def attention(q, k, v, *, scale=None, causal=False, causal_align="bottom-right",
+              window=None, mask=None, sinks=None, key_lengths=None, method="exact",
+              eps=DEFAULT_EPS, workers=None, return_lse=False, return_report=False):
+    """softmax(scale * q k^T) v.
+
+    q: (..., n, d), k: (..., m, d), v: (..., m, e), with 2-4 dimensions;
+    returns (..., n, e) in q's dtype, and with return_lse each row's
+    log-sum-exp (float64, -inf for a row without keys), with return_report
+    the library's report as a dict (method, seconds, error bound, ...).
+
+    scale: default 1/sqrt(d). causal: mask key j for query i when
+    j > i + L - n (causal_align "bottom-right", FlashAttention's; "top-left"
+    is PyTorch's is_causal). window: (left, right) as FlashAttention's
+    window_size, None or -1 for unbounded. mask: PyTorch's attn_mask,
+    boolean (True takes part) or additive, broadcasting to
+    (batch, heads, n, m). sinks: one logit per query head joining each
+    softmax denominator. key_lengths: valid keys per batch element or per
+    head. method: "exact", "auto" or any of methods(); eps: the entrywise
+    error target of approximate methods, relative to max|v| per column.
+    workers: threads (default all cores).
+    """
+    q, k, v = _qkv(q, k, v)
+    opts, extra = _options(q, scale=scale, causal=causal, causal_align=causal_align,
+                           window=window, mask=mask, sinks=sinks, key_lengths=key_lengths,
+                           method=method, eps=eps, workers=workers)
+    out = np.empty(q.shape[:-1] + v.shape[-1:], dtype=q.dtype)
+    lse = np.empty(q.shape[:-1], dtype=np.float64)
+    c = _Call()
+    rep, err = ctypes.c_void_p(), ctypes.c_void_p()
+    status = _lib.lib.fastattn_attend(
+        c.arr(q), c.arr(k), c.arr(v), opts,
+        c.arr(extra.get("key_lengths")), c.arr(extra.get("sinks")), c.arr(extra.get("mask")),
+        c.arr(out), c.arr(lse), ctypes.byref(rep), ctypes.byref(err))
+    if status != _lib.OK:
+        _raise(status, err)
+    report = json.loads(_lib.take_string(rep.value))
+    if not (return_lse or return_report):
+        return out
+    result = (out,)
+    if return_lse:
+        result += (lse,)
+    if return_report:
+        result += (report,)
+    return result
+
+
+def gradient(q, k, v, dout, out, lse, report, *, scale=None, causal=False,
+             causal_align="bottom-right", window=None, mask=None, sinks=None,
+             key_lengths=None, method="exact", eps=DEFAULT_EPS, workers=None,
+             return_report=False):
+    """The gradients (dq, dk, dv) of a loss whose gradient with respect to
+    attention's output is dout, given that forward pass's out, lse and report
+    (from attention(..., return_lse=True, return_report=True)) and the same
+    inputs and options. The method is the report's; it must have a backward
+    pass (differentiable_methods()). Each block of a split computation (for
+    example over key shards) may pass the merged out and lse with its own
+    block's report: the result is the block's share of the gradient."""
+    q, k, v = _qkv(q, k, v)
+    dout = _float_input(dout, "dout", q.dtype)
+    out = _float_input(out, "out", q.dtype)
+    lse = _float_input(lse, "lse", np.float64)
+    if isinstance(report, dict):
+        report = json.dumps(report)
+    opts, extra = _options(q, scale=scale, causal=causal, causal_align=causal_align,
+                           window=window, mask=mask, sinks=sinks, key_lengths=key_lengths,
+                           method=method, eps=eps, workers=workers)
+    dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
+    c = _Call()
+    rep, err = ctypes.c_void_p(), ctypes.c_void_p()
+    status = _lib.lib.fastattn_gradient(
+        c.arr(q), c.arr(k), c.arr(v), opts,
+        c.arr(extra.get("key_lengths")), c.arr(extra.get("sinks")), c.arr(extra.get("mask")),
+        c.arr(out), c.arr(lse), report.encode(), c.arr(dout),
+        c.arr(dq), c.arr(dk), c.arr(dv), ctypes.byref(rep), ctypes.byref(err))
+    if status != _lib.OK:
+        _raise(status, err)
+    grad_report = json.loads(_lib.take_string(rep.value))
+    if return_report:
+        return dq, dk, dv, grad_report
+    return dq, dk, dv
+
+
+def merge(parts):
+    """Combines attention results over disjoint sets of keys for the same
+    queries into the result over their union, exactly, through the rows'
+    log-sum-exps. parts: a sequence of (out, lse) pairs, out (..., n, e) of
+    one float dtype and lse (..., n) float64. Returns (out, lse)."""
+    parts = list(parts)
+    if not parts:
+        raise ValueError("fastattn: merge needs at least one part")
+    outs, lses = [], []
+    for i, part in enumerate(parts):
+        try:
+            o, l = part
+        except (TypeError, ValueError):
+            raise ValueError("fastattn: merge part %d is not an (out, lse) pair" % i)
+        outs.append(_float_input(o, "part %d's output" % i, None if not outs else outs[0].dtype))
+        lses.append(_float_input(l, "part %d's log-sum-exp" % i, np.float64))
+    out = np.empty_like(outs[0])
+    lse = np.empty(outs[0].shape[:-1], dtype=np.float64)
+    c = _Call()
+    err = ctypes.c_void_p()
+    status = _lib.lib.fastattn_merge(len(parts), c.arrays(outs), c.arrays(lses),
+                                     c.arr(out), c.arr(lse), ctypes.byref(err))
+    if status != _lib.OK:
+        _raise(status, err)
+    return out, lse
+
+
+def __getattr__(name):
+    # fastattn.torch on first use, so that NumPy users need not have torch.
+    if name == "torch":
+        import importlib
+        return importlib.import_module(".torch", __name__)
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))

@@ -1,0 +1,205 @@
+"""The NumPy API against a float64 reference, its errors, and its memory use."""
+
+import threading
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import fastattn
+from fastattn import _lib
+
+import reference
+
+RNG = np.random.default_rng(1)
+
+# (q shape, k shape, v shape)
+SHAPES = [
+    ((7, 5), (9, 5), (9, 3)),
+    ((3, 17, 8), (3, 17, 8), (3, 17, 8)),
+    ((2, 3, 33, 16), (2, 3, 20, 16), (2, 3, 20, 7)),
+    ((1, 1, 64, 4), (1, 1, 129, 4), (1, 1, 129, 4)),
+]
+
+TOL = {np.float32: 3e-5, np.float64: 1e-10}
+
+
+def randn(*shape, dtype=np.float64, scale=1.0):
+    return (scale * RNG.standard_normal(shape)).astype(dtype)
+
+
+def inputs(shapes, dtype, scale=1.0):
+    return [randn(*s, dtype=dtype, scale=scale) for s in shapes]
+
+
+def check_close(got, want, v, tol):
+    # The library's contract: entrywise error relative to max|V| per column.
+    unit = np.abs(v).max(axis=-2, keepdims=True)
+    assert np.all(np.abs(got - want) <= tol * unit + 1e-300), np.abs(got - want).max()
+
+
+@pytest.mark.parametrize("shapes", SHAPES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("causal", [False, True])
+def test_exact_matches_reference(shapes, dtype, causal):
+    q, k, v = inputs(shapes, dtype)
+    out, lse, rep = fastattn.attention(q, k, v, causal=causal, return_lse=True, return_report=True)
+    want, want_lse = reference.attention(q, k, v, causal=causal)
+    assert out.dtype == dtype and out.shape == want.shape
+    assert lse.dtype == np.float64 and lse.shape == want_lse.shape
+    check_close(out, want, v, TOL[dtype])
+    fin = np.isfinite(want_lse)
+    assert np.array_equal(fin, np.isfinite(lse))
+    assert np.allclose(lse[fin], want_lse[fin], rtol=0, atol=1e-4 if dtype == np.float32 else 1e-10)
+    assert rep["method"] == "exact" and rep["dtype"] == np.dtype(dtype).name
+    assert rep["n"] == q.shape[-2] and rep["m"] == k.shape[-2] and rep["causal"] == causal
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_scale_and_key_lengths(dtype):
+    q, k, v = inputs([(2, 3, 10, 6), (2, 3, 12, 6), (2, 3, 12, 6)], dtype)
+    for lens in ([12, 5], [3, 0, 12, 7, 1, 9]):
+        per_head = np.repeat(lens, 3) if len(lens) == 2 else lens
+        out, lse = fastattn.attention(q, k, v, scale=0.7, causal=True, key_lengths=lens, return_lse=True)
+        want, want_lse = reference.attention(q, k, v, scale=0.7, causal=True, key_lengths=per_head)
+        check_close(out, want, v, TOL[dtype])
+        assert np.array_equal(np.isneginf(lse), np.isneginf(want_lse))
+        # Rows without keys are zero.
+        assert np.all(out[np.isneginf(lse)] == 0)
+
+
+@pytest.mark.parametrize("method,scale,d", [("poly", 0.25, 4), ("anytemp", 3.0, 2), ("auto", 1.0, 2)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_approximate_methods_meet_eps(method, scale, d, dtype):
+    n, eps = 2048, 1e-3
+    q, k, v = inputs([(2, n, d), (2, n, d), (2, n, 8)], dtype, scale=scale)
+    out, rep = fastattn.attention(q, k, v, method=method, eps=eps, return_report=True)
+    want, _ = reference.attention(q, k, v)
+    if method != "auto":
+        assert rep["method"] == method
+    assert rep["method"] in fastattn.methods()
+    # The certified bound, plus float32 rounding.
+    check_close(out, want, v, eps + (TOL[dtype] if dtype == np.float32 else 0))
+
+
+def test_merge_of_key_halves_is_the_whole():
+    q, k, v = inputs([(2, 9, 4), (2, 30, 4), (2, 30, 5)], np.float64)
+    a = fastattn.attention(q, k[:, :11], v[:, :11], return_lse=True)
+    b = fastattn.attention(q, k[:, 11:], v[:, 11:], return_lse=True)
+    out, lse = fastattn.merge([a, b])
+    want, want_lse = fastattn.attention(q, k, v, return_lse=True)
+    assert np.allclose(out, want, rtol=0, atol=1e-13)
+    assert np.allclose(lse, want_lse, rtol=0, atol=1e-13)
+
+
+def test_methods():
+    ms = fastattn.methods()
+    assert "exact" in ms and "poly" in ms and "anytemp" in ms
+    assert set(fastattn.differentiable_methods()) <= set(ms)
+
+
+def test_non_contiguous_inputs():
+    q, k, v = inputs([(9, 2, 5), (11, 2, 5), (11, 2, 3)], np.float64)
+    # Transposed views (strided), copied to C order by the wrapper.
+    qt, kt, vt = (x.transpose(1, 0, 2) for x in (q, k, v))
+    out = fastattn.attention(qt, kt, vt)
+    want, _ = reference.attention(qt, kt, vt)
+    check_close(out, want, vt, 1e-10)
+    out = fastattn.attention(np.asfortranarray(q[:, 0]), k[:, 0], v[:, 0])
+    check_close(out, reference.attention(q[:, 0], k[:, 0], v[:, 0])[0], v[:, 0], 1e-10)
+
+
+def test_inputs_are_not_copied():
+    # Large K and V, a small output: any copy of an input would show.
+    q, k, v = inputs([(4, 64), (1 << 16, 64), (1 << 16, 64)], np.float32)
+    fastattn.attention(q, k, v)  # warm up
+    tracemalloc.start()
+    go_before = _lib.lib.fastattn_go_total_alloc()
+    out = fastattn.attention(q, k, v)
+    go_after = _lib.lib.fastattn_go_total_alloc()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert out.shape == (4, 64)
+    # NumPy reports its allocations to tracemalloc: only the output and the
+    # log-sum-exp (about 1 KiB each) and small objects.
+    assert peak < 64 << 10, peak
+    # The Go heap: the output, working tiles, no 16 MiB input.
+    assert go_after - go_before < k.nbytes // 4, go_after - go_before
+
+
+def test_gil_is_released():
+    q, k, v = inputs([(4096, 64), (4096, 64), (4096, 64)], np.float32)
+    done = threading.Event()
+
+    def run():
+        fastattn.attention(q, k, v)
+        fastattn.attention(q, k, v)
+        done.set()
+
+    t = threading.Thread(target=run)
+    t.start()
+    spins = 0
+    while not done.is_set():
+        spins += 1
+        done.wait(0.001)
+    t.join()
+    # The main thread kept running while the library computed.
+    assert spins > 5
+
+
+def test_errors_carry_the_library_message():
+    q, k, v = inputs([(8, 4), (8, 4), (8, 4)], np.float64)
+    with pytest.raises(ValueError, match="K's last dimension is 3 but Q's is 4"):
+        fastattn.attention(q, k[:, :3], v)
+    with pytest.raises(ValueError, match="dtype float32, want float64"):
+        fastattn.attention(q, k.astype(np.float32), v)
+    with pytest.raises(ValueError, match="use float32 or float64"):
+        fastattn.attention(q.astype(np.int64), k, v)
+    bad = k.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        fastattn.attention(q, bad, v)
+    with pytest.raises(ValueError, match="unknown method"):
+        fastattn.attention(q, k, v, method="nope")
+    with pytest.raises(ValueError, match="rank 1"):
+        fastattn.attention(q[0], k[0], v[0])
+    with pytest.raises(ValueError, match="key length 9"):
+        fastattn.attention(q, k, v, key_lengths=[9])
+    with pytest.raises(ValueError, match="scale must be positive"):
+        fastattn.attention(q, k, v, scale=0)
+    with pytest.raises(ValueError, match="causal_align"):
+        fastattn.attention(q, k, v, causal_align="middle")
+    with pytest.raises(ValueError, match="same queries|output shape"):
+        fastattn.merge([fastattn.attention(q, k, v, return_lse=True),
+                        fastattn.attention(q[:4], k, v, return_lse=True)])
+
+
+def test_declining_method_raises_unsupported():
+    # Logits far too large for the polynomial method.
+    q, k, v = inputs([(256, 4), (256, 4), (256, 4)], np.float64, scale=30.0)
+    with pytest.raises(fastattn.UnsupportedError, match="poly") as e:
+        fastattn.attention(q, k, v, method="poly")
+    assert isinstance(e.value, ValueError)
+
+
+def test_gradient_matches_finite_differences():
+    q, k, v = inputs([(2, 6, 3), (2, 7, 3), (2, 7, 2)], np.float64)
+    w = randn(2, 6, 2)
+    out, lse, rep = fastattn.attention(q, k, v, causal=True, return_lse=True, return_report=True)
+    dq, dk, dv = fastattn.gradient(q, k, v, w, out, lse, rep, causal=True)
+
+    def loss(q, k, v):
+        return float((reference.attention(q, k, v, causal=True)[0] * w).sum())
+
+    h = 1e-6
+    for x, g in ((q, dq), (k, dk), (v, dv)):
+        num = np.zeros_like(x)
+        for idx in np.ndindex(x.shape):
+            old = x[idx]
+            x[idx] = old + h
+            up = loss(q, k, v)
+            x[idx] = old - h
+            down = loss(q, k, v)
+            x[idx] = old
+            num[idx] = (up - down) / (2 * h)
+        assert np.allclose(g, num, rtol=0, atol=1e-8), np.abs(g - num).max()
