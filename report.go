@@ -38,6 +38,11 @@ type CallReport struct {
 	Seconds float64 `json:"seconds"`
 	Flops   float64 `json:"flops"`
 	GFlops  float64 `json:"gflops_per_second"`
+	// ExactFlops is exact attention's forward flop count on this input,
+	// 2 (d + e) per (query, key) pair inside the rows' key ranges (padding,
+	// causal mask, window): one scale on which to compare methods' times
+	// (the command line prints ExactFlops / Seconds as GFLOP/s).
+	ExactFlops float64 `json:"exact_flops"`
 	// Reason says why this method was chosen.
 	Reason string `json:"reason,omitempty"`
 	// Note says what the caller may want to know about an explicitly
@@ -63,10 +68,27 @@ func newCallReport[T Float](method string, p *attn.Problem[T], secs float64, st 
 		Batch: p.Heads, N: p.N, M: p.M, D: p.D, E: p.E,
 		Scale: p.Scale, Causal: p.Causal, Eps: p.Eps,
 		Seconds: secs, Flops: st.Flops, GFlops: st.Flops / secs / 1e9,
-		Details: st.Details, Version: Version(), Kernels: kernels.Implementation(),
+		ExactFlops: 2 * float64(p.D+p.E) * pairs(p),
+		Details:    st.Details, Version: Version(), Kernels: kernels.Implementation(),
 	}
 	recordOptions(&r, p)
 	return r
+}
+
+// pairs counts the (query, key) pairs inside the rows' key ranges.
+func pairs[T Float](p *attn.Problem[T]) float64 {
+	var total float64
+	for h := range p.Heads {
+		if !p.Causal && p.Window == nil {
+			total += float64(p.N) * float64(p.KeyLen(h))
+			continue
+		}
+		for i := range p.N {
+			lo, hi := p.KeyRange(h, i)
+			total += float64(hi - lo)
+		}
+	}
+	return total
 }
 
 // Version returns the library's version: the module version when fastattn

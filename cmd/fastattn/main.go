@@ -166,26 +166,8 @@ func printNote(stderr io.Writer, cmd, note string) {
 	}
 }
 
-// exactFlops is exact attention's flop count, 2 (d + e) per unmasked
-// (query, key) pair, for the report's shapes, padding and causal mask. The
-// command line prints every method's GFLOP/s as this count over its time,
-// so methods compare on one scale (a report's own flops and
-// gflops_per_second are the method's).
-func exactFlops(rep fastattn.Report) float64 {
-	var pairs float64
-	for h := range rep.Batch {
-		l := rep.M
-		if rep.KeyLengths != nil {
-			l = rep.KeyLengths[h]
-		}
-		if !rep.Causal {
-			pairs += float64(rep.N) * float64(l)
-			continue
-		}
-		// Bottom-right aligned: row i sees min(l, i + l - n + 1) keys.
-		for i := range rep.N {
-			pairs += float64(max(0, min(l, i+l-rep.N+1)))
-		}
-	}
-	return 2 * pairs * float64(rep.D+rep.E)
-}
+// exactFlops is exact attention's flop count on the report's input (see
+// fastattn.CallReport.ExactFlops). The command line prints every method's
+// GFLOP/s as this count over its time, so methods compare on one scale (a
+// report's own flops and gflops_per_second are the method's).
+func exactFlops(rep fastattn.Report) float64 { return rep.ExactFlops }
