@@ -238,6 +238,11 @@ type Report struct {
 	CallReport
 	KeyLengths []int   `json:"key_lengths,omitempty"` // per head, when padding was used
 	ErrorBound float64 `json:"error_bound"`
+	// ObservedError is, for approximate methods, the largest error measured
+	// on SampledRows rows recomputed with an accurate reference, relative to
+	// max_l |V_lj| like ErrorBound; both are 0 when no row was sampled.
+	ObservedError float64 `json:"observed_error"`
+	SampledRows   int     `json:"sampled_rows"`
 }
 
 // Result is the output of Attend.
@@ -329,7 +334,8 @@ func Attend[T Float](ctx context.Context, q, k, v Tensor[T], opts Options) (*Res
 		return nil, fmt.Errorf("fastattn: %s: %w", name, err)
 	}
 	secs := time.Since(start).Seconds()
-	rep := Report{CallReport: newCallReport(name, p, secs, st), KeyLengths: p.KeyLens, ErrorBound: st.ErrorBound}
+	rep := Report{CallReport: newCallReport(name, p, secs, st), KeyLengths: p.KeyLens, ErrorBound: st.ErrorBound,
+		ObservedError: st.ObservedError, SampledRows: st.SampledRows}
 	rep.Reason, rep.Note, rep.PredictedSlowerThanExact = reason, note, slower
 	return &Result[T]{
 		Out:    Tensor[T]{Data: out.O, Shape: append(slices.Clone(lead), p.N, p.E)},

@@ -73,3 +73,31 @@ func TestReportVersionAndKernels(t *testing.T) {
 		t.Errorf("report version %q, kernels %q; want both set", res.Report.Version, res.Report.Kernels)
 	}
 }
+
+// Approximate methods report their self-check in typed fields.
+func TestReportObservedError(t *testing.T) {
+	const n, d = 256, 4
+	r := rand.New(rand.NewPCG(5, 6))
+	x := make([]float64, n*d)
+	for i := range x {
+		x[i] = 2*r.Float64() - 1
+	}
+	q := Tensor[float64]{Data: x, Shape: []int{n, d}}
+	for _, m := range []string{"poly", "anytemp"} {
+		res, err := Attend(context.Background(), q, q, q, Options{Method: m, Scale: PaperScale(d), Eps: 1e-3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep := res.Report
+		if rep.SampledRows < 1 || !(rep.ObservedError <= rep.ErrorBound) {
+			t.Errorf("%s: sampled rows %d, observed error %g, bound %g; want rows sampled and the error within the bound", m, rep.SampledRows, rep.ObservedError, rep.ErrorBound)
+		}
+	}
+	res, err := Attend(context.Background(), q, q, q, Options{Method: "exact"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Report.SampledRows != 0 || res.Report.ObservedError != 0 {
+		t.Errorf("exact: sampled rows %d, observed error %g; want none", res.Report.SampledRows, res.Report.ObservedError)
+	}
+}

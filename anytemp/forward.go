@@ -268,8 +268,7 @@ func forward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], ou
 	st.Details["moment_flops"] = mf
 	st.Flops += float64(mf)
 	chk, err := check.Forward(p, out, b.bound, m.Samples)
-	st.Details["sampled_rows"] = chk.Rows
-	st.Details["sampled_error"] = chk.Observed
+	st.SampledRows, st.ObservedError = chk.Rows, chk.Observed
 	if err != nil {
 		return st, fmt.Errorf("anytemp: %w", err)
 	}

@@ -331,6 +331,12 @@ type Stats struct {
 	// ErrorBound is the a priori bound eps such that
 	// |T_ij - Att_ij| <= eps * max_l |V_lj| for every entry; 0 for exact.
 	ErrorBound float64
+	// ObservedError is, for approximate methods, the largest error measured
+	// on SampledRows rows recomputed with an accurate reference after the
+	// call, relative to max_l |V_lj| like ErrorBound; both are 0 when no row
+	// was sampled.
+	ObservedError float64
+	SampledRows   int
 	// Details holds method-specific facts (degree, rank, tree depth, ...).
 	Details map[string]any
 }

@@ -329,9 +329,7 @@ func runPoly(ctx context.Context, seed uint64, k int, c, b, eps float64, reps in
 	}
 	exactRows, _ := st.Details["exact_rows"].(int)
 	row.ErrorBound = st.ErrorBound
-	if oe, ok := st.Details["observed_error"].(float64); ok {
-		row.ObservedError = oe
-	}
+	row.ObservedError = st.ObservedError
 	if exactRows > 0 {
 		// poly computed these rows directly because that was cheaper: the
 		// polynomial's own cost is the model's.

@@ -40,7 +40,7 @@ func backward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], d
 		return attn.Stats{}, err
 	}
 	if p.Eps < minEps {
-		return attn.Stats{}, unsupported("eps = %g is below the smallest error this method certifies for %s (%g); use --method exact", p.Eps, typeName[T](), minEps)
+		return attn.Stats{}, unsupported("eps = %g is below the smallest error this method certifies for %s (%g); use the exact method", p.Eps, typeName[T](), minEps)
 	}
 	deg := newDegreeTable(PolyShare * p.Eps)
 	run := &runner[T]{p: p, deg: deg, workers: m.workers(), uOut: uOut,
@@ -67,7 +67,7 @@ func backward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], d
 			return attn.Stats{}, err
 		}
 		if b > p.Eps {
-			return attn.Stats{}, unsupported("the certified bound %.3g exceeds eps = %g (rounding dominates); raise eps or use --method exact", b, p.Eps)
+			return attn.Stats{}, unsupported("the certified bound %.3g exceeds eps = %g (rounding dominates); raise eps or use the exact method", b, p.Eps)
 		}
 	}
 	clear(g.DQ)

@@ -311,13 +311,13 @@ func (t *degreeTable) degreeFor(beta float64) (int, error) {
 			return g, nil
 		}
 	}
-	return 0, unsupported("the logits reach |s q.k| <= beta = %.3g, which needs a polynomial of degree above %d for eps_A = %.2g; use --method exact (or anytemp for small d)", beta, maxDegree, t.epsA)
+	return 0, unsupported("the logits reach |s q.k| <= beta = %.3g, which needs a polynomial of degree above %d for eps_A = %.2g; use the exact method (or anytemp for small d)", beta, maxDegree, t.epsA)
 }
 
 // extend computes the thresholds up to degree g.
 func (t *degreeTable) extend(g int) error {
 	if g > maxDegree {
-		return unsupported("degree %d exceeds the largest considered (%d); use --method exact", g, maxDegree)
+		return unsupported("degree %d exceeds the largest considered (%d); use the exact method", g, maxDegree)
 	}
 	for len(t.maxBeta) <= g {
 		t.maxBeta = append(t.maxBeta, t.threshold(len(t.maxBeta)))
@@ -427,7 +427,7 @@ func forward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], ou
 		return attn.Stats{}, err
 	}
 	if p.Eps < minEps {
-		return attn.Stats{}, unsupported("eps = %g is below the smallest error this method certifies for %s (%g); use --method exact", p.Eps, typeName[T](), minEps)
+		return attn.Stats{}, unsupported("eps = %g is below the smallest error this method certifies for %s (%g); use the exact method", p.Eps, typeName[T](), minEps)
 	}
 	deg := newDegreeTable(PolyShare * p.Eps)
 	run := &runner[T]{p: p, out: out, deg: deg, workers: m.workers(), uOut: uOut,
@@ -455,7 +455,7 @@ func forward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], ou
 		return attn.Stats{}, err
 	}
 	if run.bound > p.Eps {
-		return attn.Stats{}, unsupported("the certified bound %.3g exceeds eps = %g (beta = %.3g, rounding dominates); raise eps or use --method exact", run.bound, p.Eps, run.maxBeta)
+		return attn.Stats{}, unsupported("the certified bound %.3g exceeds eps = %g (beta = %.3g, rounding dominates); raise eps or use the exact method", run.bound, p.Eps, run.maxBeta)
 	}
 	chk, err := check.Forward(p, out, run.bound, m.SampleRows)
 	if err != nil {
@@ -467,9 +467,7 @@ func forward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], ou
 	run.details["rows_per_degree"] = run.degreeRows
 	run.details["exact_rows"] = run.exactRows
 	run.details["eps_a"] = deg.epsA
-	run.details["observed_error"] = chk.Observed
-	run.details["sampled_rows"] = chk.Rows
-	return attn.Stats{Flops: run.flops, ErrorBound: run.bound, Details: run.details}, nil
+	return attn.Stats{Flops: run.flops, ErrorBound: run.bound, ObservedError: chk.Observed, SampledRows: chk.Rows, Details: run.details}, nil
 }
 
 func typeName[T attn.Float]() string {
@@ -559,7 +557,7 @@ func assessCost[T attn.Float](p *attn.Problem[T], plans []*headPlan, workers int
 	mem := 8 * r * (float64(p.E+1)*float64(2*workers+2) + float64(workers)*(keyBlock+queryBlock))
 	c := costs{polyFlops: polyFlops, exactFlops: exactFlops, memory: mem, maxDegree: maxG, maxBeta: maxB, rank: r}
 	if mem > budget {
-		return c, unsupported("beta = %.3g needs degree %d and rank r = C(d+g, g) = %.3g in d = %d, about %.3g GB of working memory (budget %.3g GB); use --method exact",
+		return c, unsupported("beta = %.3g needs degree %d and rank r = C(d+g, g) = %.3g in d = %d, about %.3g GB of working memory (budget %.3g GB); use the exact method",
 			maxB, maxG, r, p.D, mem/1e9, budget/1e9)
 	}
 	return c, nil
