@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/internal/reference"
 )
 
 // TestOptionsValidation checks the errors of the real-model options.
@@ -104,5 +105,60 @@ func TestUnsupportedOptionNamed(t *testing.T) {
 	_, err := Attend(context.Background(), q, k, v, Options{Method: "poly", Mask: mustBool(t, 6, 6)})
 	if !errors.Is(err, attn.ErrUnsupported) || !strings.Contains(err.Error(), "Mask") {
 		t.Errorf("poly with a mask: %v, want ErrUnsupported naming Mask", err)
+	}
+}
+
+// TestAttendOptionsMatchReference runs the real-model options end to end
+// through Attend (GQA from 4-D shapes, both alignments, windows, a
+// broadcast mask, sinks, per-batch key lengths) against the float64
+// reference on a problem built by hand.
+func TestAttendOptionsMatchReference(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 9))
+	const b, hq, hkv, n, m, d, e = 2, 4, 2, 6, 9, 8, 5
+	q := randTensor[float32](r, b, hq, n, d)
+	k := randTensor[float32](r, b, hkv, m, d)
+	v := randTensor[float32](r, b, hkv, m, e)
+	maskData := make([]bool, n*m)
+	for i := range maskData {
+		maskData[i] = r.IntN(4) != 0
+	}
+	mask, err := BoolMask(maskData, 1, n, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, opts := range map[string]Options{
+		"gqa":               {},
+		"gqa-causal-top":    {Causal: true, CausalAlign: TopLeft},
+		"gqa-causal-window": {Causal: true, Window: &Window{Left: 2, Right: -1}, KeyLengths: []int{9, 4}},
+		"mask-sinks":        {Mask: mask, Sinks: []float64{0, 1, -1, math.Inf(-1)}},
+		"auto-mask":         {Mask: mask, Method: Auto},
+	} {
+		res, err := Attend(context.Background(), q, k, v, opts)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if res.Report.Method != "exact" || res.Report.KVHeads != b*hkv {
+			t.Errorf("%s: report %+v", name, res.Report.CallReport)
+		}
+		p := &attn.Problem[float32]{Heads: b * hq, KVHeads: b * hkv, N: n, M: m, D: d, E: e,
+			Q: q.Data, K: k.Data, V: v.Data, Scale: 1 / math.Sqrt(d),
+			Causal: opts.Causal, CausalAlign: opts.CausalAlign, Window: opts.Window, Sinks: opts.Sinks}
+		if opts.KeyLengths != nil {
+			for x := range b * hq {
+				p.KeyLens = append(p.KeyLens, opts.KeyLengths[x/hq])
+			}
+		}
+		if opts.Mask != nil {
+			p.Mask = &attn.Mask{Bool: maskData, RowStride: m, ColStride: 1}
+		}
+		want, wantLSE := reference.Attention(p)
+		if d := maxAbsDiff(res.Out.Data, want); d > 1e-5 {
+			t.Errorf("%s: output differs from the reference by %g", name, d)
+		}
+		for i, l := range res.LSE.Data {
+			if math.Abs(l-wantLSE[i]) > 1e-5 && !(math.IsInf(l, -1) && math.IsInf(wantLSE[i], -1)) {
+				t.Fatalf("%s: LSE %d = %g, reference %g", name, i, l, wantLSE[i])
+			}
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -69,16 +70,30 @@ type Method struct {
 // Name returns "exact".
 func (Method) Name() string { return "exact" }
 
+// Supports lists the options beyond plain attention exact attention
+// handles: all of them.
+func (Method) Supports() attn.Feature {
+	return attn.GQA | attn.TopLeftAlign | attn.SlidingWindow | attn.MaskTensor | attn.AttentionSinks
+}
+
+// BackwardSupports lists the options the backward pass handles.
+func (Method) BackwardSupports() attn.Feature { return 0 }
+
+// ChecksFinite reports that Forward finds NaN and Inf among the inputs it
+// reads itself (unless Problem.AssumeFinite), so callers need not scan
+// them first.
+func (Method) ChecksFinite() bool { return true }
+
 // Forward32 computes float32 attention; scores and exponentials are float32
 // within a tile, while row sums and outputs accumulate across tiles in
 // float64 so long key sequences do not drift.
 func (m Method) Forward32(ctx context.Context, p *attn.Problem[float32], out *attn.Output[float32]) (attn.Stats, error) {
-	return forward(ctx, m.Workers, p, out, ops[float32]{kernels.GemmNT32, kernels.GemmNN32, kernels.ExpShiftSum32, kernels.Max32})
+	return forward(ctx, m.Workers, p, out)
 }
 
 // Forward64 computes float64 attention.
 func (m Method) Forward64(ctx context.Context, p *attn.Problem[float64], out *attn.Output[float64]) (attn.Stats, error) {
-	return forward(ctx, m.Workers, p, out, ops[float64]{kernels.GemmNT64, kernels.GemmNN64, kernels.ExpShiftSum64, kernels.Max64})
+	return forward(ctx, m.Workers, p, out)
 }
 
 // Flops is the conventional count for exact attention, 2nmd for Q K^T and
@@ -88,7 +103,8 @@ func Flops[T attn.Float](p *attn.Problem[T]) float64 {
 	var pairs float64
 	for h := range p.Heads {
 		for i := range p.N {
-			pairs += float64(p.KeyLimit(h, i))
+			lo, hi := p.KeyRange(h, i)
+			pairs += float64(hi - lo)
 		}
 	}
 	return 2 * pairs * float64(p.D+p.E)
@@ -132,6 +148,7 @@ type tileState[T attn.Float] struct {
 	rowMax []float64 // running max of the scaled logits
 	rowSum []float64 // running sum of exp(logit - rowMax)
 	alpha  []float64 // this tile's rescaling of acc, per row
+	lo, hi []int     // each row's key range
 }
 
 func newTileState[T attn.Float](e int) *tileState[T] {
@@ -142,6 +159,8 @@ func newTileState[T attn.Float](e int) *tileState[T] {
 		rowMax: make([]float64, queryTile),
 		rowSum: make([]float64, queryTile),
 		alpha:  make([]float64, queryTile),
+		lo:     make([]int, queryTile),
+		hi:     make([]int, queryTile),
 	}
 }
 
@@ -152,181 +171,387 @@ type partial struct {
 	rowMax, rowSum []float64
 }
 
+// task is one piece of a forward call: global query rows r0..r0+rows-1
+// (row r is row r%N of query head r/N), all attending key/value head kh,
+// against keys ja <= j < jb. A tile whose keys are split has chunks > 1
+// consecutive tasks, chunk c of which writes parts[part+c].
+type task struct {
+	kh, r0, rows, ja, jb int
+	part, chunk, chunks  int
+}
+
 // plan is how forward divides a problem.
 type plan struct {
-	tiles   int  // query tiles per head
-	chunks  int  // split-K chunks per query tile (1: no split)
-	pack    bool // pack each head's keys once
+	tasks   []task
+	packKV  []bool // per key/value head: pack its keys (several tiles read them)
+	parts   int    // partials needed by split tiles
+	chunks  int    // the most chunks of any tile (1: no split)
+	pack    bool   // some head's keys are packed
 	workers int
 }
 
-func makePlan[T attn.Float](p *attn.Problem[T], workers int) plan {
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
-	pl := plan{tiles: (p.N + queryTile - 1) / queryTile, chunks: 1, workers: workers}
-	pl.pack = pl.tiles >= 2 && newPacker[T]() != nil
-	units := p.Heads * pl.tiles
-	if workers > 1 && units < splitTarget*workers {
-		maxKeys := 0
-		for h := range p.Heads {
-			maxKeys = max(maxKeys, p.KeyLen(h))
+// tileRows calls f(r0, rows) for every query tile of key/value head kh. A
+// head with at least queryTile rows is tiled on its own; shorter heads
+// (decoding) share tiles with the other query heads of their group, so the
+// group reads its keys once. Causal tiles come longest first, so the short
+// ones fill in at the end.
+func tileRows[T attn.Float](p *attn.Problem[T], kh int, f func(r0, rows int)) {
+	g, n := p.Group(), p.N
+	if n < queryTile {
+		lo, hi := kh*g*n, (kh+1)*g*n
+		for r0 := lo; r0 < hi; r0 += queryTile {
+			f(r0, min(queryTile, hi-r0))
 		}
-		want := (splitTarget*workers + units - 1) / units
-		pl.chunks = max(1, min(want, maxKeys/splitMinKeys))
+		return
 	}
+	tiles := (n + queryTile - 1) / queryTile
+	for h := kh * g; h < (kh+1)*g; h++ {
+		for t := range tiles {
+			if p.Causal {
+				t = tiles - 1 - t
+			}
+			i0 := t * queryTile
+			f(h*n+i0, min(queryTile, n-i0))
+		}
+	}
+}
+
+// tileKeys is the union of the key ranges of global rows r0..r0+rows-1.
+func tileKeys[T attn.Float](p *attn.Problem[T], r0, rows int) (lo, hi int) {
+	lo, hi = p.M, 0
+	for r := r0; r < r0+rows; r++ {
+		if a, b := p.KeyRange(r/p.N, r%p.N); a < b {
+			lo, hi = min(lo, a), max(hi, b)
+		}
+	}
+	return min(lo, hi), hi
+}
+
+// makePlan fills pl (reusing its slices) for p on workers goroutines.
+func makePlan[T attn.Float](p *attn.Problem[T], workers int) plan {
+	var pl plan
+	fillPlan(&pl, p, workers)
 	return pl
 }
 
-// parallel runs f(state, t) for t = 0..total-1 on up to len(states)
-// goroutines, each with its own state, handing out tasks in order. It
-// stops handing out tasks once ctx is cancelled.
-func parallel[S any](ctx context.Context, states []S, total int, f func(s S, t int)) {
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for _, s := range states[:min(len(states), total)] {
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				t := int(next.Add(1) - 1)
-				if t >= total {
-					return
-				}
-				f(s, t)
+func fillPlan[T attn.Float](pl *plan, p *attn.Problem[T], workers int) {
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	pl.workers, pl.parts, pl.chunks, pl.pack = workers, 0, 1, false
+	pl.tasks = pl.tasks[:0]
+	kvh := p.KVHeadCount()
+	pl.packKV = slices.Grow(pl.packKV[:0], kvh)[:kvh]
+	canPack := newPacker[T]() != nil
+	tiles := 0
+	for kh := range kvh {
+		count := 0
+		tileRows(p, kh, func(int, int) { count++ })
+		pl.packKV[kh] = canPack && count >= 2
+		pl.pack = pl.pack || pl.packKV[kh]
+		tiles += count
+	}
+	want := 1
+	if workers > 1 && tiles < splitTarget*workers {
+		want = (splitTarget*workers + tiles - 1) / tiles
+	}
+	for kh := range kvh {
+		tileRows(p, kh, func(r0, rows int) {
+			lo, hi := tileKeys(p, r0, rows)
+			lo = lo / keyTile * keyTile
+			chunks := max(1, min(want, (hi-lo)/splitMinKeys))
+			size := ((hi-lo+chunks-1)/chunks + keyTile - 1) / keyTile * keyTile
+			if chunks > 1 {
+				chunks = (hi - lo + size - 1) / size
+			}
+			for c := range chunks {
+				pl.tasks = append(pl.tasks, task{kh: kh, r0: r0, rows: rows,
+					ja: min(lo+c*size, hi), jb: min(lo+(c+1)*size, hi), part: pl.parts, chunk: c, chunks: chunks})
+			}
+			if chunks > 1 {
+				pl.parts += chunks
+				pl.chunks = max(pl.chunks, chunks)
 			}
 		})
 	}
-	wg.Wait()
 }
 
-func forward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T], out *attn.Output[T], k ops[T]) (attn.Stats, error) {
-	pl := makePlan(p, workers)
+// Workspace holds the buffers and worker goroutines of forward calls so
+// that a stream of calls of one shape allocates nothing once the first has
+// sized them: the serving hot path. A Workspace must not be used by two
+// calls at once; its goroutines end when it becomes unreachable.
+type Workspace[T attn.Float] struct {
+	*workspace[T]
+}
+
+// workspace is the part of a Workspace its worker goroutines refer to.
+type workspace[T attn.Float] struct {
+	k      ops[T]
+	pl     plan
+	states []*tileState[T]
+	packed []packer[T]
+	parts  []partial
+	jobs   []packJob
+	e      int
+
+	// The current call.
+	ctx       context.Context
+	p         *attn.Problem[T]
+	out       *attn.Output[T]
+	kh0, kh1  int // key/value heads of the current batch of tasks
+	t0, t1    int // its tasks
+	packing   bool
+	check     bool        // scan inputs for NaN and Inf as they are read
+	nonFinite atomic.Bool // a scan found one
+	next      atomic.Int64
+	wg        sync.WaitGroup
+	wake      []chan struct{}
+}
+
+// packJob packs keys j0..j1 of key/value head kh.
+type packJob struct{ kh, j0, j1 int }
+
+// NewWorkspace returns an empty Workspace.
+func NewWorkspace[T attn.Float]() *Workspace[T] {
+	w := &workspace[T]{}
+	switch k := any(&w.k).(type) {
+	case *ops[float32]:
+		*k = ops[float32]{kernels.GemmNT32, kernels.GemmNN32, kernels.ExpShiftSum32, kernels.Max32}
+	case *ops[float64]:
+		*k = ops[float64]{kernels.GemmNT64, kernels.GemmNN64, kernels.ExpShiftSum64, kernels.Max64}
+	}
+	ws := &Workspace[T]{w}
+	runtime.AddCleanup(ws, func(w *workspace[T]) {
+		for _, c := range w.wake {
+			close(c)
+		}
+	}, w)
+	return ws
+}
+
+// workspaces recycles the Workspaces of Method's calls.
+var workspaces32, workspaces64 sync.Pool
+
+func getWorkspace[T attn.Float]() (*Workspace[T], *sync.Pool) {
+	pool := &workspaces64
+	if _, ok := any(T(0)).(float32); ok {
+		pool = &workspaces32
+	}
+	if ws, ok := pool.Get().(*Workspace[T]); ok {
+		return ws, pool
+	}
+	return NewWorkspace[T](), pool
+}
+
+// Forward computes exact attention for p into out (sized as
+// attn.NewOutput(p)) with the workspace's buffers, using p.Workers
+// goroutines (0: GOMAXPROCS). It supports every attn.Feature; unless
+// p.AssumeFinite it checks Q and the keys and values it reads for NaN and
+// Inf as it goes.
+func (ws *Workspace[T]) Forward(ctx context.Context, p *attn.Problem[T], out *attn.Output[T]) (attn.Stats, error) {
+	return ws.forward(ctx, p.Workers, p, out)
+}
+
+func (w *workspace[T]) forward(ctx context.Context, workers int, p *attn.Problem[T], out *attn.Output[T]) (attn.Stats, error) {
+	fillPlan(&w.pl, p, workers)
+	pl := &w.pl
 	d, e := p.D, p.E
-	states := make([]*tileState[T], min(pl.workers, p.Heads*pl.tiles*pl.chunks))
-	for i := range states {
-		states[i] = newTileState[T](e)
+	nStates := min(pl.workers, max(len(pl.tasks), 1))
+	// Buffers are sized for the widest values seen (w.e).
+	if w.e < e {
+		w.states, w.parts, w.e = w.states[:0], w.parts[:0], e
+	}
+	for len(w.states) < nStates {
+		w.states = append(w.states, newTileState[T](w.e))
+	}
+	for len(w.parts) < pl.parts {
+		w.parts = append(w.parts, partial{acc: make([]float64, queryTile*w.e), rowMax: make([]float64, queryTile), rowSum: make([]float64, queryTile)})
 	}
 
-	// Heads go in groups whose packed keys fit packBudget.
-	group := p.Heads
-	var packed []packer[T]
+	// Key/value heads go in batches whose packed keys fit packBudget.
+	batch := p.KVHeadCount()
 	if pl.pack {
 		var zero T
 		headBytes := p.M * d * int(unsafe.Sizeof(zero))
-		group = max(1, min(p.Heads, packBudget/max(headBytes, 1)))
-		packed = make([]packer[T], group)
-		for i := range packed {
-			packed[i] = newPacker[T]()
+		batch = max(1, min(batch, packBudget/max(headBytes, 1)))
+		for len(w.packed) < batch {
+			w.packed = append(w.packed, newPacker[T]())
 		}
 	}
-	var parts []partial
-	if pl.chunks > 1 {
-		parts = make([]partial, group*pl.tiles*pl.chunks)
-		for i := range parts {
-			parts[i] = partial{acc: make([]float64, queryTile*e), rowMax: make([]float64, queryTile), rowSum: make([]float64, queryTile)}
-		}
-	}
-
-	for h0 := 0; h0 < p.Heads && ctx.Err() == nil; h0 += group {
-		h1 := min(h0+group, p.Heads)
+	w.ctx, w.p, w.out, w.check = ctx, p, out, !p.AssumeFinite
+	w.nonFinite.Store(false)
+	defer func() { w.ctx, w.p, w.out = nil, nil, nil }()
+	t := 0
+	for kh0 := 0; kh0 < p.KVHeadCount() && ctx.Err() == nil; kh0 += batch {
+		kh1 := min(kh0+batch, p.KVHeadCount())
+		w.kh0, w.kh1 = kh0, kh1
 		if pl.pack {
-			// Pack every head of the group, packRows keys per task.
-			type job struct{ h, j0, j1 int }
-			var jobs []job
-			for h := h0; h < h1; h++ {
-				pk := packed[h-h0]
-				l := p.KeyLen(h)
-				pk.Reset(l, d, p.K[h*p.M*d:h*p.M*d+l*d], d)
+			w.jobs = w.jobs[:0]
+			for kh := kh0; kh < kh1; kh++ {
+				if !pl.packKV[kh] {
+					continue
+				}
+				l := w.keysOf(kh)
+				w.packed[kh-kh0].Reset(l, d, p.K[kh*p.M*d:kh*p.M*d+l*d], d)
 				for j := 0; j < l; j += packRows {
-					jobs = append(jobs, job{h, j, min(j+packRows, l)})
+					w.jobs = append(w.jobs, packJob{kh, j, min(j+packRows, l)})
 				}
 			}
-			parallel(ctx, states, len(jobs), func(_ *tileState[T], t int) {
-				jb := jobs[t]
-				packed[jb.h-h0].Pack(jb.j0, jb.j1)
-			})
+			w.packing = true
+			w.run(len(w.jobs))
+			w.packing = false
 		}
-		// Tasks are (head, query tile, chunk). Causal tiles further down
-		// see more keys: hand those out first so the short ones fill in.
-		perHead := pl.tiles * pl.chunks
-		parallel(ctx, states, (h1-h0)*perHead, func(st *tileState[T], t int) {
-			h := h0 + t/perHead
-			ti, c := (t%perHead)/pl.chunks, t%pl.chunks
-			if p.Causal {
-				ti = pl.tiles - 1 - ti
-			}
-			i0 := ti * queryTile
-			rows := min(queryTile, p.N-i0)
-			var pk packer[T]
-			if pl.pack {
-				pk = packed[h-h0]
-			}
-			// The last row of the tile has the longest prefix of keys.
-			limit := p.KeyLimit(h, i0+rows-1)
-			ja, jb := 0, limit
-			if pl.chunks > 1 {
-				size := ((limit+pl.chunks-1)/pl.chunks + keyTile - 1) / keyTile * keyTile
-				ja, jb = min(c*size, limit), min((c+1)*size, limit)
-			}
-			attend(ctx, p, k, st, pk, h, i0, rows, ja, jb)
-			if pl.chunks == 1 {
-				finish(p, out, st.acc, st.rowMax, st.rowSum, h, i0, rows)
-				return
-			}
-			pt := &parts[t]
-			copy(pt.acc, st.acc[:rows*e])
-			copy(pt.rowMax, st.rowMax[:rows])
-			copy(pt.rowSum, st.rowSum[:rows])
-		})
-		if pl.chunks > 1 && ctx.Err() == nil {
-			for t := 0; t < (h1-h0)*perHead; t += pl.chunks {
-				h := h0 + t/perHead
-				ti := (t % perHead) / pl.chunks
-				if p.Causal {
-					ti = pl.tiles - 1 - ti
-				}
-				i0 := ti * queryTile
-				merge(p, out, states[0], parts[t:t+pl.chunks], h, i0, min(queryTile, p.N-i0))
+		t1 := t
+		for t1 < len(pl.tasks) && pl.tasks[t1].kh < kh1 {
+			t1++
+		}
+		w.t0, w.t1 = t, t1
+		w.run(t1 - t)
+		if ctx.Err() != nil {
+			break
+		}
+		for ; t < t1; t += pl.tasks[t].chunks {
+			if tk := pl.tasks[t]; tk.chunks > 1 {
+				w.merge(w.states[0], tk)
 			}
 		}
 	}
 	if err := ctx.Err(); err != nil {
 		return attn.Stats{}, err
 	}
-	if err := checkOverflow(out); err != nil {
+	if err := w.checkOutput(); err != nil {
 		return attn.Stats{}, err
 	}
 	return attn.Stats{Flops: Flops(p)}, nil
+}
+
+// keysOf is how many keys of key/value head kh any of its query heads
+// attends at most (its longest valid length).
+func (w *workspace[T]) keysOf(kh int) int {
+	p, g, l := w.p, w.p.Group(), 0
+	for h := kh * g; h < (kh+1)*g; h++ {
+		l = max(l, p.KeyLen(h))
+	}
+	return l
+}
+
+// run executes tasks 0..total-1 of the current phase on the calling
+// goroutine and up to workers-1 helpers, which are started on first use
+// and then wait for the next call.
+func (w *workspace[T]) run(total int) {
+	if total == 0 {
+		return
+	}
+	helpers := min(w.pl.workers, total, len(w.states)) - 1
+	for len(w.wake) < helpers {
+		c := make(chan struct{})
+		w.wake = append(w.wake, c)
+		go w.helper(c, len(w.wake))
+	}
+	w.next.Store(0)
+	w.wg.Add(helpers)
+	for _, c := range w.wake[:helpers] {
+		c <- struct{}{}
+	}
+	w.work(w.states[0], total)
+	w.wg.Wait()
+}
+
+// helper is a worker goroutine: it takes tasks whenever woken, until the
+// Workspace is collected and its channel closed.
+func (w *workspace[T]) helper(wake chan struct{}, i int) {
+	for range wake {
+		w.work(w.states[i], w.total())
+		w.wg.Done()
+	}
+}
+
+func (w *workspace[T]) total() int {
+	if w.packing {
+		return len(w.jobs)
+	}
+	return w.t1 - w.t0
+}
+
+func (w *workspace[T]) work(st *tileState[T], total int) {
+	for w.ctx.Err() == nil {
+		t := int(w.next.Add(1) - 1)
+		if t >= total {
+			return
+		}
+		if w.packing {
+			jb := w.jobs[t]
+			w.packed[jb.kh-w.kh0].Pack(jb.j0, jb.j1)
+			continue
+		}
+		tk := w.pl.tasks[w.t0+t]
+		var pk packer[T]
+		if w.pl.packKV[tk.kh] {
+			pk = w.packed[tk.kh-w.kh0]
+		}
+		if attendRows(w.ctx, w.p, w.k, st, pk, tk.r0, tk.rows, tk.ja, tk.jb, w.check) {
+			w.nonFinite.Store(true)
+		}
+		if tk.chunks == 1 {
+			finish(w.p, w.out, st.acc, st.rowMax, st.rowSum, tk.r0, tk.rows)
+			continue
+		}
+		e := w.p.E
+		pt := &w.parts[tk.part+tk.chunk]
+		copy(pt.acc, st.acc[:tk.rows*e])
+		copy(pt.rowMax, st.rowMax[:tk.rows])
+		copy(pt.rowSum, st.rowSum[:tk.rows])
+	}
+}
+
+func forward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T], out *attn.Output[T]) (attn.Stats, error) {
+	if p.Workers > 0 {
+		workers = p.Workers
+	}
+	ws, pool := getWorkspace[T]()
+	defer pool.Put(ws)
+	return ws.forward(ctx, workers, p, out)
 }
 
 // cancelCheckTiles is how many key tiles a worker processes between looks
 // at its context, so one long row of keys still stops promptly.
 const cancelCheckTiles = 64
 
-// attend runs the online softmax of rows i0..i0+rows-1 of head h over keys
-// ja <= j < jb (ja a multiple of keyTile), leaving in st the row max and
-// row sum of the scaled logits and the unnormalised output sum_j
-// exp(logit_j - rowMax) v_j. Keys past a row's KeyLimit are skipped. pk,
-// when not nil, holds the head's packed keys. On cancellation it returns
-// early, leaving st unspecified.
-func attend[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T], st *tileState[T], pk packer[T], h, i0, rows, ja, jb int) {
+// attendRows runs the online softmax of global query rows r0..r0+rows-1
+// (row r is row r%N of query head r/N; all share key/value head
+// KVHead(r0/N)) over keys ja <= j < jb (ja a multiple of keyTile), leaving
+// in st the row max and row sum of the logits and the unnormalised output
+// sum_j exp(logit_j - rowMax) v_j. Keys outside a row's KeyRange are
+// skipped and the mask tensor applied. pk, when not nil, holds the key
+// head's packed keys. With check, it reports whether the rows' queries or
+// the scores of their keys (so the keys) hold a NaN or Inf. On
+// cancellation it returns early, leaving st unspecified. It is the kernel
+// every exact forward path shares.
+func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T], st *tileState[T], pk packer[T], r0, rows, ja, jb int, check bool) (nonFinite bool) {
 	d, e := p.D, p.E
-	q := p.Q[(h*p.N+i0)*d:]
-	keys := p.K[h*p.M*d:]
-	vals := p.V[h*p.M*e:]
+	kh := p.KVHead(r0 / p.N)
+	q := p.Q[r0*d : (r0+rows)*d]
+	keys := p.K[kh*p.M*d:]
+	vals := p.V[kh*p.M*e:]
 	acc := st.acc[:rows*e]
 	clear(acc)
+	if check && attn.FirstNonFinite(q) >= 0 {
+		nonFinite = true
+	}
 	// For float64 the P V product accumulates straight into acc.
 	acc64, direct := any(acc).([]T)
+	inside := true // every row sees every key of [ja, jb)
 	for r := range rows {
 		st.rowMax[r] = math.Inf(-1)
 		st.rowSum[r] = 0
+		st.lo[r], st.hi[r] = p.KeyRange((r0+r)/p.N, (r0+r)%p.N)
+		inside = inside && st.lo[r] <= ja && st.hi[r] >= jb
 	}
-	// Key limits grow with the row (causal) or are equal: only tiles past
-	// the first row's limit need masking.
-	firstLimit := p.KeyLimit(h, i0)
+	mask := p.Mask
+	scale := T(p.Scale)
 	for j0, n := ja, 0; j0 < jb; j0, n = j0+keyTile, n+1 {
 		if n%cancelCheckTiles == cancelCheckTiles-1 && ctx.Err() != nil {
-			return
+			return nonFinite
 		}
 		cols := min(keyTile, jb-j0)
 		s := st.scores[:(rows-1)*scoreStride+cols]
@@ -335,32 +560,42 @@ func attend[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T], st 
 		} else {
 			k.gemmNT(rows, cols, d, q, d, keys[j0*d:], d, s, scoreStride)
 		}
-		// Rows whose keys all lie past this tile (causal, padding) are
-		// cleared; they must not feed P V.
-		masked := j0+cols > firstLimit
 		for r := range rows {
 			row := s[r*scoreStride : r*scoreStride+cols]
-			valid := cols
-			if masked {
-				valid = min(max(p.KeyLimit(h, i0+r)-j0, 0), cols)
-				clear(row[valid:])
+			a, b := 0, cols
+			if !inside {
+				a, b = min(max(st.lo[r]-j0, 0), cols), min(max(st.hi[r]-j0, 0), cols)
+				// Keys outside the row's range must not feed P V.
+				clear(row[:a])
+				clear(row[b:])
 			}
 			st.alpha[r] = 1
-			if valid == 0 {
+			if a >= b {
+				continue
+			}
+			if check && !finite(row[a:b]) {
+				nonFinite = true
+			}
+			if mask != nil {
+				applyMask(mask, row, (r0+r)/p.N, (r0+r)%p.N, j0, a, b, p.Scale)
+			}
+			mx := k.max(row[a:b])
+			if math.IsInf(float64(mx), -1) {
+				clear(row[a:b]) // every key of the tile masked
 				continue
 			}
 			// scale > 0, so the largest scaled logit is scale times the
 			// largest dot product. It is rounded exactly as the exp kernel
 			// rounds T(scale)*x, so the largest entry's exponent is exactly 0
 			// and the row sum is at least 1, whatever the logits' size.
-			tileMax := float64(T(T(p.Scale) * k.max(row[:valid])))
+			tileMax := float64(T(scale * mx))
 			if tileMax > st.rowMax[r] {
 				alpha := math.Exp(st.rowMax[r] - tileMax) // 0 on the first tile
 				st.alpha[r] = alpha
 				st.rowSum[r] *= alpha
 				st.rowMax[r] = tileMax
 			}
-			st.rowSum[r] += float64(k.expShift(row[:valid], T(p.Scale), T(st.rowMax[r])))
+			st.rowSum[r] += float64(k.expShift(row[a:b], scale, T(st.rowMax[r])))
 		}
 		if direct {
 			for r := range rows {
@@ -391,6 +626,38 @@ func attend[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T], st 
 			}
 		}
 	}
+	return nonFinite
+}
+
+// finite reports whether every score is finite: x*0 is 0 for finite x and
+// NaN otherwise, and a NaN survives the sum.
+func finite[T attn.Float](x []T) bool {
+	var z T
+	for _, v := range x {
+		z += v * 0
+	}
+	return z == 0
+}
+
+// applyMask applies the mask tensor to scores a..b-1 of row (h, i), whose
+// first column is key j0: a false entry sets the score to -Inf, an additive
+// one adds its value divided by the scale (the score is scaled later).
+func applyMask[T attn.Float](m *attn.Mask, row []T, h, i, j0, a, b int, scale float64) {
+	off, cs := m.Offset(h, i)+j0*m.ColStride, m.ColStride
+	if m.Bool != nil {
+		bools := m.Bool[off:]
+		for c := a; c < b; c++ {
+			if !bools[c*cs] {
+				row[c] = T(math.Inf(-1))
+			}
+		}
+		return
+	}
+	add := m.Add[off:]
+	inv := 1 / scale
+	for c := a; c < b; c++ {
+		row[c] = T(float64(row[c]) + add[c*cs]*inv)
+	}
 }
 
 func allOne(x []float64) bool {
@@ -408,33 +675,47 @@ func scaleRow(a []float64, s float64) {
 	}
 }
 
-// finish writes rows i0..i0+rows-1 of head h from the accumulated state:
-// output acc/rowSum and LSE rowMax + log(rowSum), or a zero row and -Inf
-// for a row without keys.
-func finish[T attn.Float](p *attn.Problem[T], out *attn.Output[T], acc, rowMax, rowSum []float64, h, i0, rows int) {
+// finish writes global rows r0..r0+rows-1 from the accumulated state:
+// output acc/rowSum and LSE rowMax + log(rowSum), with each row's sink
+// joining the sum, or a zero row and -Inf for a row with neither keys nor
+// sink.
+func finish[T attn.Float](p *attn.Problem[T], out *attn.Output[T], acc, rowMax, rowSum []float64, r0, rows int) {
 	e := p.E
-	o := out.O[(h*p.N+i0)*e:]
-	lse := out.LSE[h*p.N+i0:]
+	o := out.O[r0*e:]
+	lse := out.LSE[r0:]
 	for r := range rows {
-		if rowSum[r] == 0 {
+		m, sum, w := rowMax[r], rowSum[r], 1.0
+		if sink := p.Sink((r0 + r) / p.N); !math.IsInf(sink, -1) {
+			switch {
+			case sum == 0:
+				m, sum = sink, 1
+			case sink > m:
+				w = math.Exp(m - sink)
+				m, sum = sink, sum*w+1
+			default:
+				sum += math.Exp(sink - m)
+			}
+		}
+		if sum == 0 {
 			clear(o[r*e : (r+1)*e])
 			lse[r] = math.Inf(-1)
 			continue
 		}
-		inv := 1 / rowSum[r]
+		inv := w / sum
 		for c := range e {
 			o[r*e+c] = T(acc[r*e+c] * inv)
 		}
-		lse[r] = rowMax[r] + math.Log(rowSum[r])
+		lse[r] = m + math.Log(sum)
 	}
 }
 
-// merge combines the split-K chunks of one query tile as the online
-// softmax combines tiles: with M the largest chunk max, the row sum is
-// sum_c s_c exp(m_c - M) and the output sum_c acc_c exp(m_c - M), over the
-// chunks that saw any key. st is scratch space.
-func merge[T attn.Float](p *attn.Problem[T], out *attn.Output[T], st *tileState[T], parts []partial, h, i0, rows int) {
-	e := p.E
+// merge combines the split-K chunks of one query tile (tasks tk.. of the
+// plan) as the online softmax combines tiles: with M the largest chunk max,
+// the row sum is sum_c s_c exp(m_c - M) and the output sum_c acc_c
+// exp(m_c - M), over the chunks that saw any key. st is scratch space.
+func (w *workspace[T]) merge(st *tileState[T], tk task) {
+	e, rows := w.p.E, tk.rows
+	parts := w.parts[tk.part : tk.part+tk.chunks]
 	acc := st.acc[:rows*e]
 	clear(acc)
 	for r := range rows {
@@ -450,24 +731,39 @@ func merge[T attn.Float](p *attn.Problem[T], out *attn.Output[T], st *tileState[
 			if pt.rowSum[r] == 0 {
 				continue
 			}
-			w := math.Exp(pt.rowMax[r] - m)
-			st.rowSum[r] += pt.rowSum[r] * w
+			wt := math.Exp(pt.rowMax[r] - m)
+			st.rowSum[r] += pt.rowSum[r] * wt
 			for c, v := range pt.acc[r*e : (r+1)*e] {
-				a[c] += v * w
+				a[c] += v * wt
 			}
 		}
 	}
-	finish(p, out, acc, st.rowMax, st.rowSum, h, i0, rows)
+	finish(w.p, w.out, acc, st.rowMax, st.rowSum, tk.r0, rows)
 }
 
-// checkOverflow turns logits beyond the element type's range (a dot
-// product that overflowed float32, say) into an error instead of NaN
-// outputs: every LSE is finite or -Inf (a row without keys).
-func checkOverflow[T attn.Float](out *attn.Output[T]) error {
+// checkOutput turns what the scans found, and logits beyond the element
+// type's range (a dot product that overflowed float32, say), into an error
+// instead of NaN outputs: every LSE must be finite or -Inf (a row without
+// keys) and, when checking, every output finite (a NaN or Inf among the
+// values read makes it not).
+func (w *workspace[T]) checkOutput() error {
+	p, out := w.p, w.out
+	bad := w.nonFinite.Load()
+	if w.check && !bad {
+		bad = attn.FirstNonFinite(out.O) >= 0
+	}
+	if bad {
+		if err := p.CheckFinite(); err != nil {
+			return err
+		}
+	}
 	for i, l := range out.LSE {
 		if math.IsNaN(l) || math.IsInf(l, 1) {
 			return fmt.Errorf("%w: the logits of row %d overflow %s (|s q.k| beyond its range); scale the inputs down or use float64", attn.ErrBadProblem, i, typeName[T]())
 		}
+	}
+	if bad {
+		return fmt.Errorf("%w: the logits overflow %s (|s q.k| beyond its range); scale the inputs down or use float64", attn.ErrBadProblem, typeName[T]())
 	}
 	return nil
 }

@@ -73,11 +73,14 @@ func estimate[T attn.Float](p *attn.Problem[T], r rates) attn.Estimate {
 	f := Flops(p)
 	var zero T
 	size := float64(unsafe.Sizeof(zero))
-	kv := float64(p.Heads) * float64(p.M) * float64(p.D+p.E) * size
+	// Keys and values are streamed once per tile of their query heads
+	// that reads them; with grouped heads, once per key/value head when the
+	// group's rows share tiles (decoding).
+	kv := float64(p.KVHeadCount()) * float64(p.M) * float64(p.D+p.E) * size
 	pl := makePlan(p, 0)
 	bytes := float64(pl.workers) * (float64(queryTile*scoreStride)*size + float64(queryTile*p.E)*(size+8))
 	if pl.pack {
-		bytes += min(float64(packBudget), float64(p.Heads)*float64(p.M)*float64(p.D)*size)
+		bytes += min(float64(packBudget), float64(p.KVHeadCount())*float64(p.M)*float64(p.D)*size)
 	}
 	return attn.Estimate{
 		Seconds: f/float64(2*(p.D+p.E))*r.pair + f/r.flops + kv/streamBytesPerSecond,

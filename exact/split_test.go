@@ -25,6 +25,8 @@ func splitCases() []attntest.Case {
 		{Name: "padding", Heads: 3, N: 5, M: 3000, D: 8, E: 4, KeyLens: []int{3000, 1100, 0}},
 		{Name: "padding-causal", Heads: 2, N: 30, M: 2900, D: 5, E: 4, Causal: true, KeyLens: []int{2900, 20}},
 		{Name: "large-logits", Heads: 1, N: 3, M: 3000, D: 16, E: 8, QScale: 1e3, KScale: 1e3},
+		{Name: "gqa-decode-sinks", Heads: 8, KVHeads: 2, N: 1, M: 3000, D: 16, E: 8, Sinks: []float64{0, 1, 2, 3, -1, -2, 5, 0}},
+		{Name: "gqa-window-decode", Heads: 4, KVHeads: 1, N: 2, M: 4000, D: 8, E: 8, Causal: true, Window: &attn.Window{Left: 2500, Right: 0}},
 	}
 }
 
@@ -67,7 +69,7 @@ func TestSplitKSmallChunks(t *testing.T) {
 	old := splitMinKeys
 	splitMinKeys = 1
 	defer func() { splitMinKeys = old }()
-	for _, c := range append(attntest.Cases(), splitCases()...) {
+	for _, c := range append(append(attntest.Cases(), attntest.OptionCases()...), splitCases()...) {
 		t.Run(c.Name, func(t *testing.T) {
 			attntest.RunCase(t, Method{Workers: 6}, attntest.Config{}, c, 2)
 		})

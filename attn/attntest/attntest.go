@@ -284,6 +284,48 @@ func Run(t *testing.T, m attn.Method, cfg Config) {
 		t.Run(c.Name, func(t *testing.T) { RunCase(t, m, cfg, c, 1) })
 	}
 	t.Run("cancelled", func(t *testing.T) { checkCancelled(t, m, cfg) })
+	t.Run("non-finite", func(t *testing.T) { checkNonFinite(t, m, cfg) })
+}
+
+// checkNonFinite checks that a NaN or Inf in Q, or in a key or value some
+// row attends, is an error wrapping attn.ErrBadProblem (through
+// attn.Forward, which scans for methods that do not check as they go),
+// while one in the padding beyond the valid keys is not read.
+func checkNonFinite(t *testing.T, m attn.Method, cfg Config) {
+	base := Case{Heads: 2, N: 5, M: 300, D: 4, E: 3, KeyLens: []int{300, 100}}
+	for _, c := range []struct {
+		name string
+		spoil func(p *attn.Problem[float64])
+		bad  bool
+	}{
+		{"Q", func(p *attn.Problem[float64]) { p.Q[7] = math.NaN() }, true},
+		{"K", func(p *attn.Problem[float64]) { p.K[(300+50)*4+1] = math.Inf(-1) }, true},
+		{"V", func(p *attn.Problem[float64]) { p.V[299*3] = math.Inf(1) }, true},
+		{"K padding", func(p *attn.Problem[float64]) { p.K[(300+150)*4] = math.NaN() }, false},
+		{"V padding", func(p *attn.Problem[float64]) { p.V[(300+299)*3+2] = math.Inf(1) }, false},
+	} {
+		p := base.Generate(4)
+		p.Eps = cfg.Eps
+		c.spoil(p)
+		for _, pt := range []any{p, To32(p)} {
+			var err error
+			switch pt := pt.(type) {
+			case *attn.Problem[float64]:
+				_, err = attn.Forward(context.Background(), m, pt, attn.NewOutput(pt))
+			case *attn.Problem[float32]:
+				_, err = attn.Forward(context.Background(), m, pt, attn.NewOutput(pt))
+			}
+			if cfg.AllowUnsupported && errors.Is(err, attn.ErrUnsupported) {
+				continue
+			}
+			if c.bad && !errors.Is(err, attn.ErrBadProblem) {
+				t.Errorf("%s (%T): non-finite input gave %v, want an error wrapping attn.ErrBadProblem", c.name, pt, err)
+			}
+			if !c.bad && err != nil {
+				t.Errorf("%s (%T): a non-finite value past the valid keys gave %v; padding is not read", c.name, pt, err)
+			}
+		}
+	}
 }
 
 // RunCase checks one case with the given seed in float64 and float32.
