@@ -294,9 +294,9 @@ func Run(t *testing.T, m attn.Method, cfg Config) {
 func checkNonFinite(t *testing.T, m attn.Method, cfg Config) {
 	base := Case{Heads: 2, N: 5, M: 300, D: 4, E: 3, KeyLens: []int{300, 100}}
 	for _, c := range []struct {
-		name string
+		name  string
 		spoil func(p *attn.Problem[float64])
-		bad  bool
+		bad   bool
 	}{
 		{"Q", func(p *attn.Problem[float64]) { p.Q[7] = math.NaN() }, true},
 		{"K", func(p *attn.Problem[float64]) { p.K[(300+50)*4+1] = math.Inf(-1) }, true},
