@@ -94,6 +94,7 @@ func generateCmd(args []string) error {
 	fs.Int64Var(&seed, "seed", 1, "sampling seed")
 	method := fs.String("attn", "exact", "attention method: exact, poly, anytemp or auto (falls back to exact where it declines)")
 	eps := fs.Float64("eps", 1e-3, "error target of approximate attention")
+	slowdown := fs.Float64("max-slowdown", 30, "run exact instead where -attn is predicted this many times slower than exact")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -103,7 +104,7 @@ func generateCmd(args []string) error {
 		return fmt.Errorf("%w (train first: go run ./examples/gpt train)", err)
 	}
 	m := ck.Model
-	m.Attn = Attention{Method: *method, Eps: *eps, Fallback: true}
+	m.Attn = Attention{Method: *method, Eps: *eps, Fallback: true, MaxSlowdown: *slowdown}
 	fmt.Print(*prompt)
 	start := time.Now()
 	if _, err := Generate(context.Background(), m, []byte(*prompt), o, os.Stdout); err != nil {

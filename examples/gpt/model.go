@@ -14,6 +14,10 @@ import (
 	"time"
 
 	"github.com/fastattn/fastattn"
+	"github.com/fastattn/fastattn/anytemp"
+	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/exact"
+	"github.com/fastattn/fastattn/poly"
 )
 
 // Config is the model's shape. It is stored in checkpoints.
@@ -144,6 +148,10 @@ type Model struct {
 	// ran per layer ("LAYER:METHOD").
 	Declined, Calls int
 	Ran             map[string]int
+	// PolyRows and PolyExactRows count the query rows poly attention saw
+	// and those it computed exactly (its per-row degree would have raised
+	// every key's rank); PolyMaxDegree is the largest degree it used.
+	PolyRows, PolyExactRows, PolyMaxDegree int
 }
 
 // Attention says how the model computes attention.
@@ -152,7 +160,39 @@ type Attention struct {
 	Eps    float64 // error target of approximate methods
 	// Fallback runs exact attention when the method declines an input.
 	Fallback bool
+	// MaxSlowdown, when positive, declines (and with Fallback runs exact
+	// instead of) a named approximate method that its planner predicts
+	// more than this many times slower than exact attention: fastattn runs
+	// an explicitly named method even then, and at a head dimension of 32
+	// the polynomial method's rank runs into the millions.
+	MaxSlowdown float64
 }
+
+// tooSlow reports whether the planners predict method more than
+// MaxSlowdown times slower than exact attention on the problem.
+func (a Attention) tooSlow(q, k, v fastattn.Tensor[float32], o fastattn.Options) (bool, string) {
+	pl, ok := plannerOf[a.Method]
+	if a.MaxSlowdown <= 0 || !ok {
+		return false, ""
+	}
+	r := len(q.Shape)
+	p := &attn.Problem[float32]{
+		Heads: len(q.Data) / (q.Shape[r-2] * q.Shape[r-1]), N: q.Shape[r-2], M: k.Shape[r-2], D: q.Shape[r-1], E: v.Shape[r-1],
+		Q: q.Data, K: k.Data, V: v.Data, Scale: o.Scale, Causal: o.Causal, Eps: o.Eps,
+	}
+	est, err := attn.EstimateCost(pl, p)
+	if err != nil {
+		return true, err.Error()
+	}
+	ex, err := attn.EstimateCost(exact.Method{}, p)
+	if err != nil || est.Seconds <= a.MaxSlowdown*ex.Seconds {
+		return false, ""
+	}
+	return true, fmt.Sprintf("predicted %.3g s against exact's %.3g s (%s)", est.Seconds, ex.Seconds, est.Reason)
+}
+
+// plannerOf holds the approximate methods' planners.
+var plannerOf = map[string]attn.Planner{"poly": poly.Method{}, "anytemp": anytemp.Method{}}
 
 // NewModel allocates a model with GPT-2-style initialization: N(0, 0.02)
 // matrices, output projections scaled by 1/sqrt(2 layers), unit gains.
@@ -278,6 +318,15 @@ func (m *Model) blockForward(ctx context.Context, l int, x []float32, batch, T i
 	}
 	la.res = res
 	m.Calls++
+	if res.Report.Method == "poly" {
+		m.PolyRows += batch * H * T
+		if x, ok := res.Report.Details["exact_rows"].(int); ok {
+			m.PolyExactRows += x
+		}
+		if x, ok := res.Report.Details["degree_max"].(int); ok {
+			m.PolyMaxDegree = max(m.PolyMaxDegree, x)
+		}
+	}
 	if m.Ran != nil {
 		m.Ran[fmt.Sprintf("%d:%s", l, res.Report.Method)]++
 	}
@@ -322,6 +371,14 @@ func (m *Model) attend(ctx context.Context, la *layerActs) (*fastattn.Result[flo
 	q := fastattn.Tensor[float32]{Data: la.qa, Shape: la.qShape}
 	k := fastattn.Tensor[float32]{Data: la.ka, Shape: la.kShape}
 	v := fastattn.Tensor[float32]{Data: la.va, Shape: la.vShp}
+	if slow, why := m.Attn.tooSlow(q, k, v, la.attOpts); slow {
+		if !m.Attn.Fallback {
+			return nil, fmt.Errorf("%s declined: %s", m.Attn.Method, why)
+		}
+		m.Declined++
+		la.attOpts.Method = "exact"
+		return fastattn.Attend(ctx, q, k, v, la.attOpts)
+	}
 	res, err := fastattn.Attend(ctx, q, k, v, la.attOpts)
 	if err != nil && m.Attn.Fallback && errors.Is(err, fastattn.ErrUnsupported) {
 		m.Declined++

@@ -27,6 +27,7 @@ type swapRow struct {
 	Declined     int
 	Ran          string // per layer: the methods that ran
 	GenIdentical bool   // the generated text equals exact's
+	PolyNote     string // poly: share of rows computed exactly, largest degree
 }
 
 func swapCmd(args []string) error {
@@ -38,6 +39,7 @@ func swapCmd(args []string) error {
 	genBytes := fs.Int("gen", 64, "bytes generated per method to time generation")
 	methods := fs.String("methods", "exact,poly,anytemp,auto", "methods to compare")
 	epsList := fs.String("eps", "1e-2,1e-3,1e-4", "error targets")
+	slowdown := fs.Float64("max-slowdown", 30, "run exact instead where a method is predicted this many times slower than exact")
 	var seed int64
 	fs.Int64Var(&seed, "seed", 1, "seed of the data split (as in training)")
 	if err := fs.Parse(args); err != nil {
@@ -69,8 +71,9 @@ func swapCmd(args []string) error {
 	ctx := context.Background()
 	prompt := ds.Val[:m.Cfg.Ctx/2]
 	run := func(method string, eps float64) (swapRow, []byte, error) {
-		m.Attn = Attention{Method: method, Eps: eps, Fallback: true}
+		m.Attn = Attention{Method: method, Eps: eps, Fallback: true, MaxSlowdown: *slowdown}
 		m.Declined, m.Calls, m.Ran = 0, 0, map[string]int{}
+		m.PolyRows, m.PolyExactRows, m.PolyMaxDegree = 0, 0, 0
 		r := swapRow{Method: method, Eps: eps}
 		start := time.Now()
 		for i := range xs {
@@ -83,6 +86,9 @@ func swapCmd(args []string) error {
 		r.EvalSeconds = time.Since(start).Seconds()
 		r.Calls, r.Declined = m.Calls, m.Declined
 		r.Ran = ranSummary(m.Ran, m.Cfg.Layers)
+		if m.PolyRows > 0 {
+			r.PolyNote = fmt.Sprintf("poly: %.1f%% of rows exact, degree <= %d", 100*float64(m.PolyExactRows)/float64(m.PolyRows), m.PolyMaxDegree)
+		}
 		start = time.Now()
 		gen, err := Generate(ctx, m, prompt, GenerateOptions{Tokens: *genBytes, Temperature: 0}, nil)
 		if err != nil {
@@ -113,15 +119,15 @@ func swapCmd(args []string) error {
 		}
 	}
 	f, err := openCSV(filepath.Join(*dir, "swap.csv"), false, []string{"method", "eps", "val_loss", "diff_vs_exact", "eval_seconds",
-		"gen_bytes_per_s", "attention_calls", "declined_to_exact", "greedy_text_equal", "ran_per_layer"})
+		"gen_bytes_per_s", "attention_calls", "declined_to_exact", "greedy_text_equal", "ran_per_layer", "poly_note"})
 	if err != nil {
 		return err
 	}
 	defer f.close()
 	fmt.Printf("%-8s %7s %10s %11s %8s %9s %9s %6s  %s\n", "method", "eps", "val loss", "vs exact", "eval s", "gen B/s", "declined", "greedy=", "ran (per layer)")
 	for _, r := range rows {
-		fmt.Printf("%-8s %7.0e %10.5f %+11.2e %8.2f %9.1f %5d/%-3d %6v  %s\n", r.Method, r.Eps, r.ValLoss, r.Diff, r.EvalSeconds, r.GenBytesPerS, r.Declined, r.Calls, r.GenIdentical, r.Ran)
-		if err := f.write(r.Method, r.Eps, r.ValLoss, r.Diff, r.EvalSeconds, r.GenBytesPerS, r.Calls, r.Declined, r.GenIdentical, r.Ran); err != nil {
+		fmt.Printf("%-8s %7.0e %10.5f %+11.2e %8.2f %9.1f %5d/%-3d %6v  %s %s\n", r.Method, r.Eps, r.ValLoss, r.Diff, r.EvalSeconds, r.GenBytesPerS, r.Declined, r.Calls, r.GenIdentical, r.Ran, r.PolyNote)
+		if err := f.write(r.Method, r.Eps, r.ValLoss, r.Diff, r.EvalSeconds, r.GenBytesPerS, r.Calls, r.Declined, r.GenIdentical, r.Ran, r.PolyNote); err != nil {
 			return err
 		}
 	}

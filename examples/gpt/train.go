@@ -27,7 +27,7 @@ func modelFlags(fs *flag.FlagSet) *Config {
 	fs.IntVar(&c.Dim, "dim", c.Dim, "residual width")
 	fs.IntVar(&c.Layers, "layers", c.Layers, "transformer blocks")
 	fs.IntVar(&c.Heads, "heads", c.Heads, "query heads")
-	fs.IntVar(&c.KVHeads, "kv-heads", c.KVHeads, "key/value heads (grouped-query attention; divides -heads)")
+	fs.IntVar(&c.KVHeads, "kv-heads", 0, "key/value heads (grouped-query attention; divides -heads); 0: as many as -heads")
 	fs.IntVar(&c.HeadDim, "head-dim", c.HeadDim, "head dimension")
 	fs.IntVar(&c.Hidden, "hidden", c.Hidden, "SwiGLU hidden width")
 	fs.BoolVar(&c.QKNorm, "qk-norm", c.QKNorm, "normalize query and key head vectors; the logit scale is then -temp")
@@ -60,8 +60,8 @@ func trainCmd(args []string) error {
 	var o trainOptions
 	fs.StringVar(&o.DataDir, "data", defaultDataDir(), "directory of .go files to train on")
 	fs.StringVar(&o.Out, "out", "gpt-run", "output directory: checkpoint, log.csv, stats.csv")
-	fs.IntVar(&o.Steps, "steps", 0, "training steps (0: train for -duration)")
-	fs.DurationVar(&o.Duration, "duration", 10*time.Minute, "wall-clock budget when -steps is 0; the learning-rate schedule follows elapsed time")
+	fs.IntVar(&o.Steps, "steps", 1000, "training steps (about 10 minutes on an idle 2-core machine with the default sizes)")
+	fs.DurationVar(&o.Duration, "duration", 0, "train for this wall-clock time instead of -steps; the learning-rate schedule then follows elapsed time")
 	fs.IntVar(&o.Batch, "batch", 16, "sequences per step")
 	fs.Float64Var(&o.LR, "lr", 3e-3, "peak learning rate")
 	fs.Float64Var(&o.MinLR, "min-lr", 3e-4, "final learning rate")
@@ -83,7 +83,12 @@ func trainCmd(args []string) error {
 		return fmt.Errorf("train: unexpected arguments %v", fs.Args())
 	}
 	o.Seed = uint64(seed)
-	cfg.KVHeads = min(cfg.KVHeads, cfg.Heads)
+	if o.Duration > 0 {
+		o.Steps = 0
+	}
+	if cfg.KVHeads == 0 {
+		cfg.KVHeads = cfg.Heads
+	}
 	_, err := Train(context.Background(), *cfg, o, os.Stderr)
 	return err
 }
