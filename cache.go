@@ -285,7 +285,47 @@ func (c *Cache[T]) ForwardRagged(ctx context.Context, q, k, v Tensor[T], newToke
 	return &Result[T]{Out: out, LSE: lse, Report: rep}, nil
 }
 
-// tokens checks the shapes of a call and returns its n.
+// Append adds the keys k (batch, kvHeads, n, d) and values v
+// (batch, kvHeads, n, e) of n tokens to every sequence (the first
+// newTokens[b] to sequence b; nil means all n) without attending any query:
+// a prompt whose outputs are not needed. The polynomial states take the
+// keys in too.
+func (c *Cache[T]) Append(k, v Tensor[T], newTokens []int) error {
+	n, err := c.tokens(Tensor[T]{}, k, v)
+	if err != nil {
+		return err
+	}
+	if err := c.checkTokens(n, newTokens); err != nil {
+		return err
+	}
+	if err := c.checkFinite(nil, k.Data, v.Data); err != nil {
+		return err
+	}
+	c.append(k.Data, v.Data, n)
+	for b, nb := range c.stepNew {
+		for g := range c.kvHeads {
+			if c.states == nil {
+				break
+			}
+			kv := c.keys[b*c.kvHeads+g]
+			base := (b*c.kvHeads + g) * n
+			chunk := poly.DecodeChunk
+			if c.window >= 0 {
+				chunk = 1
+			}
+			for i0 := 0; i0 < nb; i0 += chunk {
+				cn := min(chunk, nb-i0)
+				c.view.kv, c.view.n = kv, c.lens[b]+i0+cn
+				c.states[b*c.kvHeads+g].Append(c.view, c.keyFrom(c.lens[b]+i0), k.Data[(base+i0)*c.d:(base+i0+cn)*c.d], v.Data[(base+i0)*c.e:(base+i0+cn)*c.e], cn)
+			}
+		}
+		c.lens[b] += nb
+	}
+	return nil
+}
+
+// tokens checks the shapes of a call and returns its n. A q without a
+// shape is not checked (Append).
 func (c *Cache[T]) tokens(q, k, v Tensor[T]) (int, error) {
 	n := -1
 	for _, t := range []struct {
@@ -293,6 +333,9 @@ func (c *Cache[T]) tokens(q, k, v Tensor[T]) (int, error) {
 		t           Tensor[T]
 		heads, last int
 	}{{"Q", q, c.heads, c.d}, {"K", k, c.kvHeads, c.d}, {"V", v, c.kvHeads, c.e}} {
+		if t.t.Shape == nil && t.name == "Q" {
+			continue
+		}
 		if err := t.t.check(t.name); err != nil {
 			return 0, inputError{err}
 		}
@@ -313,7 +356,7 @@ func (c *Cache[T]) tokens(q, k, v Tensor[T]) (int, error) {
 		n = s[len(s)-2]
 	}
 	if n == 0 {
-		return 0, invalid("no tokens: Q has shape %v", q.Shape)
+		return 0, invalid("no tokens: K has shape %v", k.Shape)
 	}
 	return n, nil
 }
@@ -334,31 +377,14 @@ func (c *Cache[T]) Step(ctx context.Context, out []T, lse []float64, q, k, v Ten
 	if len(out) != rows*c.e || len(lse) != rows {
 		return st, invalid("the output needs %d values and the LSE %d, got %d and %d", rows*c.e, rows, len(out), len(lse))
 	}
-	if newTokens != nil && len(newTokens) != c.batch {
-		return st, invalid("%d new-token counts for %d sequences", len(newTokens), c.batch)
+	if err := c.checkTokens(n, newTokens); err != nil {
+		return st, err
 	}
-	c.stepNew = c.stepNew[:0]
-	for b := range c.batch {
-		nb := n
-		if newTokens != nil {
-			nb = newTokens[b]
-		}
-		if nb < 0 || nb > n {
-			return st, invalid("sequence %d adds %d tokens, outside [0, %d]", b, nb, n)
-		}
-		if c.capacity > 0 && c.lens[b]+nb > c.capacity {
-			return st, invalid("sequence %d holds %d tokens and adds %d, above the capacity %d", b, c.lens[b], nb, c.capacity)
-		}
-		c.stepNew = append(c.stepNew, nb)
+	for _, nb := range c.stepNew {
 		st.Tokens += nb
 	}
-	for _, t := range []struct {
-		name string
-		x    []T
-	}{{"Q", q.Data}, {"K", k.Data}, {"V", v.Data}} {
-		if i := attn.FirstNonFinite(t.x); !c.assumeFinite && i >= 0 {
-			return st, invalid("%s has a non-finite value %v at flat index %d", t.name, t.x[i], i)
-		}
+	if err := c.checkFinite(q.Data, k.Data, v.Data); err != nil {
+		return st, err
 	}
 	c.append(k.Data, v.Data, n)
 	c.rowRanges(n)
@@ -369,6 +395,45 @@ func (c *Cache[T]) Step(ctx context.Context, out []T, lse []float64, q, k, v Ten
 	}
 	st.Seconds = time.Since(start).Seconds()
 	return st, err
+}
+
+// checkTokens checks the new-token counts of a call of n tokens against
+// the capacity and sets c.stepNew.
+func (c *Cache[T]) checkTokens(n int, newTokens []int) error {
+	if newTokens != nil && len(newTokens) != c.batch {
+		return invalid("%d new-token counts for %d sequences", len(newTokens), c.batch)
+	}
+	c.stepNew = c.stepNew[:0]
+	for b := range c.batch {
+		nb := n
+		if newTokens != nil {
+			nb = newTokens[b]
+		}
+		if nb < 0 || nb > n {
+			return invalid("sequence %d adds %d tokens, outside [0, %d]", b, nb, n)
+		}
+		if c.capacity > 0 && c.lens[b]+nb > c.capacity {
+			return invalid("sequence %d holds %d tokens and adds %d, above the capacity %d", b, c.lens[b], nb, c.capacity)
+		}
+		c.stepNew = append(c.stepNew, nb)
+	}
+	return nil
+}
+
+// checkFinite refuses NaN and Inf inputs, unless the caller promised none.
+func (c *Cache[T]) checkFinite(q, k, v []T) error {
+	if c.assumeFinite {
+		return nil
+	}
+	for _, t := range []struct {
+		name string
+		x    []T
+	}{{"Q", q}, {"K", k}, {"V", v}} {
+		if i := attn.FirstNonFinite(t.x); i >= 0 {
+			return invalid("%s has a non-finite value %v at flat index %d", t.name, t.x[i], i)
+		}
+	}
+	return nil
 }
 
 // append stores the new tokens' keys and values.

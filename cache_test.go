@@ -357,3 +357,32 @@ func TestCacheEqualsOneShot(t *testing.T) {
 		t.Fatal("the one-shot forward declined every case")
 	}
 }
+
+// TestCacheAppend: keys appended without queries (a prompt whose outputs
+// are not needed) serve the following steps as if they had been attended.
+func TestCacheAppend(t *testing.T) {
+	r := rand.New(rand.NewPCG(15, 16))
+	for _, method := range []string{"exact", "poly"} {
+		for _, window := range []*Window{nil, {Left: 50, Right: 0}} {
+			s := newSeqData[float64](r, 2, 2, 1, 700, 4, 3, false, 1)
+			c, err := NewCache[float64](2, 1, 4, 3, CacheOptions{QueryHeads: 2, Method: method, Window: window})
+			if err != nil {
+				t.Fatal(err)
+			}
+			feedRange(t, c, s, 0, 10, 10, 1, 1e-12) // builds the polynomial state
+			for _, part := range [][2]int{{10, 300}, {300, 301}, {301, 600}} {
+				k, _ := s.slice(s.k, 1, 4, part[0], part[1]-part[0])
+				v, _ := s.slice(s.v, 1, 3, part[0], part[1]-part[0])
+				if err := c.Append(k, v, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			st := feedRange(t, c, s, 600, 700, 1, 1, 1e-12)
+			// The appended keys widen the range, which may call for one
+			// rebuild per head, not one per step.
+			if method == "poly" && st.Rebuilds > 2 {
+				t.Errorf("window %v: %d rebuilds in 100 steps after appending to a built state", window, st.Rebuilds)
+			}
+		}
+	}
+}

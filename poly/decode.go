@@ -274,6 +274,26 @@ func (st *DecodeState[T]) Step(src KeySource[T], lo int, k, v []T, n int, rows *
 	return res, nil
 }
 
+// Append adds a chunk of n <= DecodeChunk new keys k (n x D) and values v
+// (n x E), the last n keys of src, without queries, subtracting the keys
+// below lo first. A state that is not built, or does not match src, stays
+// so: the next Step builds it from src.
+func (st *DecodeState[T]) Append(src KeySource[T], lo int, k, v []T, n int) {
+	start := src.Len() - n
+	if !st.built || st.hi != start || lo < st.lo || n < 1 || n > DecodeChunk {
+		st.built = false
+		return
+	}
+	if lo > st.lo {
+		st.remove(src, st.lo, min(lo, st.hi))
+	}
+	st.maxDist = max(st.maxDist, st.scan(src, 0, 0, k, n))
+	hk := st.chunkKeys(k, v, n)
+	hk.addMoments(st.ws.s, 0, n, st.moments)
+	st.hi += n
+	st.added += n
+}
+
 // evaluate computes rows i0..i1-1 of head h of the chunk (those not marked
 // Fallback) with polynomial a: the moments plus the chunk's keys up to each
 // row's own, summed directly. It returns how many rows it computed.

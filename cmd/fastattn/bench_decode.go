@@ -1,0 +1,270 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"os"
+	"os/signal"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fastattn/fastattn"
+	"github.com/fastattn/fastattn/internal/kernels"
+)
+
+// decodeBenchCase is one configuration of bench --decode.
+type decodeBenchCase struct {
+	method          string
+	d, heads, kv    int
+	scale           float64
+	fromLog, toLog  int
+	label           string
+	uniformEntries  bool
+	bytesPerContext float64 // bytes of keys and values per cached token
+}
+
+// decodeBenchRow is one context length of one case.
+type decodeBenchRow struct {
+	target    int     // the context length 2^k
+	context   int     // the context of the first timed step (a little more)
+	median    float64 // seconds per token (one step of every head)
+	bound     float64
+	fallbacks int
+	rebuilds  int
+	degree    int
+}
+
+// benchDecodeCmd is bench --decode: time per decoding step against the
+// context length, exact and poly in one run, with the memory bandwidth
+// measured in the same run.
+func benchDecodeCmd(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("bench --decode", "bench --decode [--from 10] [--to 20] [--poly-to 22] [--heads 1,8] [--gqa 4] [--exact-d 128] [--poly-d 8] [--steps 15] [--eps 1e-3]", stdout)
+	from := fs.Int("from", 10, "smallest context length, as a power of two")
+	to := fs.Int("to", 20, "largest context length of exact decoding, as a power of two")
+	polyTo := fs.Int("poly-to", 22, "largest context length of poly decoding, as a power of two")
+	headList := fs.String("heads", "1,8", "query heads per run, comma-separated")
+	gqa := fs.Int("gqa", 4, "also run the largest --heads as grouped-query attention with this many query heads per key/value head (1: no such run)")
+	exactD := fs.Int("exact-d", 128, "head dimension of the exact bandwidth runs (d = e)")
+	polyD := fs.Int("poly-d", 8, "head dimension of the poly runs and of the exact runs they are compared with (d = e)")
+	steps := fs.Int("steps", 15, "decoding steps timed per context length; the median is reported")
+	eps := fs.Float64("eps", fastattn.DefaultEps, "error target of poly")
+	maxGB := fs.Float64("max-cache-gb", 4, "skip context lengths whose cache would exceed this many GB")
+	bwMB := fs.Int("bandwidth-mb", 1024, "size of the array read to measure the memory bandwidth, in MiB (far larger than the CPU caches)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	heads, err := parseInts("heads", *headList)
+	if err != nil {
+		return err
+	}
+	if *from < 1 || *to < *from || *polyTo < *from || *to > 30 || *polyTo > 30 || *steps < 1 || *gqa < 1 || *exactD < 1 || *polyD < 1 || !(*eps > 0 && *eps < 1) || !(*maxGB > 0) || *bwMB < 1 {
+		return usagef("bench --decode: need 1 <= --from <= --to, --poly-to <= 30, positive --steps, --gqa, dimensions, --max-cache-gb and eps in (0, 1)")
+	}
+	var cases []decodeBenchCase
+	add := func(method string, d, h, kv, toLog int, scale float64, uniform bool) {
+		label := fmt.Sprintf("%s d=%d heads=%d", method, d, h)
+		if kv != h {
+			label += fmt.Sprintf(" kv=%d", kv)
+		}
+		cases = append(cases, decodeBenchCase{method: method, d: d, heads: h, kv: kv, scale: scale, fromLog: *from, toLog: toLog,
+			label: label, uniformEntries: uniform, bytesPerContext: float64(kv) * float64(2*d) * 4})
+	}
+	hmax := slices.Max(heads)
+	for _, h := range heads {
+		add("exact", *exactD, h, h, *to, 1/math.Sqrt(float64(*exactD)), false)
+	}
+	if *gqa > 1 && hmax%*gqa == 0 {
+		add("exact", *exactD, hmax, hmax / *gqa, *to, 1/math.Sqrt(float64(*exactD)), false)
+	}
+	// Filling a polynomial state costs O(context r e) per key/value head:
+	// only the single-head run goes beyond --to.
+	for _, h := range heads {
+		add("exact", *polyD, h, h, *to, 1/float64(*polyD), true)
+		top := *to
+		if h == 1 {
+			top = *polyTo
+		}
+		add("poly", *polyD, h, h, top, 1/float64(*polyD), true)
+	}
+	if *gqa > 1 && hmax%*gqa == 0 {
+		add("poly", *polyD, hmax, hmax / *gqa, *to, 1/float64(*polyD), true)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+
+	fmt.Fprintf(stdout, "fastattn bench --decode: float32 caches, one query token per step (B = 1), median of %d steps per context; kernels %s, %d CPUs, load average %s\n",
+		*steps, kernels.Implementation(), runtime.GOMAXPROCS(0), loadAverage())
+	bw := streamBandwidth(runtime.GOMAXPROCS(0), *bwMB)
+	fmt.Fprintf(stdout, "memory bandwidth (streaming read of a %d MiB array, %d goroutines, best of 5): %.1f GB/s\n", *bwMB, runtime.GOMAXPROCS(0), bw/1e9)
+	fmt.Fprintf(stdout, "poly: Q and K entries uniform in [-1, 1], scale 1/d, eps %g; exact d=%d: entries uniform in [-1, 1], scale 1/sqrt(d)\n\n", *eps, *exactD)
+	fmt.Fprintf(stdout, "%-26s %9s %12s %11s %9s %7s %9s %9s\n", "case", "context", "us/token", "tokens/s", "GB/s", "% bw", "bound", "fallback")
+	results := map[string][]decodeBenchRow{}
+	for _, c := range cases {
+		rows, err := runDecodeCase(ctx, c, *steps, *eps, *maxGB*1e9, stdout, bw)
+		if err != nil {
+			return err
+		}
+		results[c.label] = rows
+	}
+	fmt.Fprintf(stdout, "\nload average at the end: %s; bandwidth again: %.1f GB/s\n", loadAverage(), streamBandwidth(runtime.GOMAXPROCS(0), *bwMB)/1e9)
+	// The targets: poly flat in the context, and far faster than exact.
+	for _, h := range heads {
+		p := results[fmt.Sprintf("poly d=%d heads=%d", *polyD, h)]
+		x := results[fmt.Sprintf("exact d=%d heads=%d", *polyD, h)]
+		fmt.Fprintf(stdout, "poly d=%d heads=%d: log-log slope of time per token from 2^12 to 2^20: %s", *polyD, h, fitSlope(p, 1<<12, 1<<20))
+		for _, r := range x {
+			if i := slices.IndexFunc(p, func(q decodeBenchRow) bool { return q.target == r.target }); i >= 0 && r.target == 1<<*to {
+				fmt.Fprintf(stdout, "; exact / poly at context 2^%d: %.0fx", *to, r.median/p[i].median)
+			}
+		}
+		fmt.Fprintln(stdout)
+	}
+	return nil
+}
+
+// runDecodeCase fills one cache context by context and times decoding
+// steps at each context length 2^k.
+func runDecodeCase(ctx context.Context, c decodeBenchCase, steps int, eps, maxBytes float64, stdout io.Writer, bw float64) ([]decodeBenchRow, error) {
+	cache, err := fastattn.NewCache[float32](1, c.kv, c.d, c.d, fastattn.CacheOptions{QueryHeads: c.heads, Method: c.method, Scale: c.scale, Eps: eps})
+	if err != nil {
+		return nil, err
+	}
+	r := rand.New(rand.NewPCG(uint64(c.d), uint64(c.heads)))
+	fill := func(x []float32) {
+		for i := range x {
+			x[i] = float32(2*r.Float64() - 1)
+		}
+	}
+	const chunk = 4096
+	kb, vb := make([]float32, c.kv*chunk*c.d), make([]float32, c.kv*chunk*c.d)
+	q1, k1, v1 := make([]float32, c.heads*c.d), make([]float32, c.kv*c.d), make([]float32, c.kv*c.d)
+	out, lse := make([]float32, c.heads*c.d), make([]float64, c.heads)
+	qt := fastattn.Tensor[float32]{Data: q1, Shape: []int{1, c.heads, 1, c.d}}
+	kt := fastattn.Tensor[float32]{Data: k1, Shape: []int{1, c.kv, 1, c.d}}
+	vt := fastattn.Tensor[float32]{Data: v1, Shape: []int{1, c.kv, 1, c.d}}
+	var rows []decodeBenchRow
+	times := make([]float64, 0, steps)
+	for lg := c.fromLog; lg <= c.toLog; lg++ {
+		target := 1 << lg
+		if float64(target)*c.bytesPerContext > maxBytes {
+			fmt.Fprintf(stdout, "%-26s %9d  skipped: the cache would take %.1f GB (--max-cache-gb)\n", c.label, target, float64(target)*c.bytesPerContext/1e9)
+			break
+		}
+		// Grow the cache to target - 1 tokens (the steps of the previous
+		// length stay: a few tokens more), so the timed steps run at
+		// contexts from target on. Append keeps the polynomial state.
+		for cache.Len(0) < target-1 {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			n := min(chunk, target-1-cache.Len(0))
+			fill(kb[:c.kv*n*c.d])
+			fill(vb[:c.kv*n*c.d])
+			k, _ := fastattn.NewTensor(kb[:c.kv*n*c.d], 1, c.kv, n, c.d)
+			v, _ := fastattn.NewTensor(vb[:c.kv*n*c.d], 1, c.kv, n, c.d)
+			if err := cache.Append(k, v, nil); err != nil {
+				return nil, err
+			}
+		}
+		// One untimed step absorbs a rebuild of the polynomial state.
+		row := decodeBenchRow{target: target, context: cache.Len(0) + 2}
+		times = times[:0]
+		for s := range steps + 1 {
+			fill(q1)
+			fill(k1)
+			fill(v1)
+			st, err := cache.Step(ctx, out, lse, qt, kt, vt, nil)
+			if err != nil {
+				return nil, err
+			}
+			if s == 0 {
+				continue
+			}
+			times = append(times, st.Seconds)
+			row.bound = max(row.bound, st.ErrorBound)
+			row.fallbacks += st.FallbackRows
+			row.rebuilds += st.Rebuilds
+			row.degree = max(row.degree, st.Degree)
+		}
+		slices.Sort(times)
+		row.median = times[len(times)/2]
+		rows = append(rows, row)
+		gbs := float64(row.context) * c.bytesPerContext / row.median
+		// Bytes streamed per second mean something for exact decoding only.
+		rate, frac := "-", "-"
+		if c.method == "exact" {
+			rate, frac = fmt.Sprintf("%.2f", gbs/1e9), fmt.Sprintf("%.0f%%", 100*gbs/bw)
+		}
+		fmt.Fprintf(stdout, "%-26s %9d %12.2f %11.0f %9s %7s %9.2g %9d\n", c.label, row.context, row.median*1e6, 1/row.median, rate, frac, row.bound, row.fallbacks)
+	}
+	return rows, nil
+}
+
+// fitSlope is the least-squares slope of log time against log context over
+// the rows with lo <= context <= hi.
+func fitSlope(rows []decodeBenchRow, lo, hi int) string {
+	var xs, ys []float64
+	for _, r := range rows {
+		if r.target >= lo && r.target <= hi {
+			xs = append(xs, math.Log(float64(r.context)))
+			ys = append(ys, math.Log(r.median))
+		}
+	}
+	if len(xs) < 2 {
+		return "n/a"
+	}
+	var mx, my float64
+	for i := range xs {
+		mx += xs[i]
+		my += ys[i]
+	}
+	mx /= float64(len(xs))
+	my /= float64(len(xs))
+	var sxy, sxx float64
+	for i := range xs {
+		sxy += (xs[i] - mx) * (ys[i] - my)
+		sxx += (xs[i] - mx) * (xs[i] - mx)
+	}
+	return fmt.Sprintf("%.3f", sxy/sxx)
+}
+
+// streamBandwidth measures the memory read bandwidth in bytes per second:
+// workers goroutines each stream over their share of an array of mb MiB
+// (far larger than the CPU caches) with the SIMD max kernel; best of 5.
+func streamBandwidth(workers, mb int) float64 {
+	x := make([]float32, mb<<18)
+	for i := range x {
+		x[i] = float32(i & 1023)
+	}
+	best := 0.0
+	per := len(x) / workers
+	for range 5 {
+		start := time.Now()
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Go(func() { kernels.Max32(x[w*per : (w+1)*per]) })
+		}
+		wg.Wait()
+		best = max(best, float64(len(x))*4/time.Since(start).Seconds())
+	}
+	return best
+}
+
+// loadAverage returns the 1, 5 and 15 minute load averages, or "unknown".
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
