@@ -1,13 +1,20 @@
 #!/usr/bin/env python3
 """Time fastattn's exact attention against blocked NumPy attention, alternately,
 on the same inputs, and print the time ratio, GFLOP/s and the fraction of the
-float32 GEMM peak of NumPy's BLAS measured in the same run.
+GEMM peak of the same dtype measured in the same run.
 
 Run it through bench/numpy_compare.sh, which builds the CLI and makes sure
 NumPy runs on OpenBLAS. Directly:
 
-    /usr/bin/python3 bench/numpy_attention.py --fastattn PATH [--n 4096,16384]
+    OPENBLAS_CORETYPE=SkylakeX /usr/bin/python3 bench/numpy_attention.py
+        --fastattn PATH [--gemmpeak PATH] [--expect-core SkylakeX] [--n 4096,16384]
         [--d 64,128] [--dtype float32,float64] [--reps 3] [--block 512]
+
+OpenBLAS 0.3.21 takes some AVX-512 CPUs for Haswell (AVX2 kernels, about
+half the GEMM throughput), and an environment may force that with
+OPENBLAS_CORETYPE; numpy_compare.sh asks for the SkylakeX (AVX-512) kernels
+on CPUs with AVX-512 and passes --expect-core, and this script refuses to
+run if OpenBLAS loaded another core.
 
 For every size and type it writes Q, K, V (standard normal, scale 1/sqrt(d))
 as .npy files, then repeats `reps` times: `fastattn run --method exact` on the
@@ -19,7 +26,9 @@ fastest runs; "pairs" is the median of the per-repetition ratios. The
 float32 GEMM peak (np.dot of two 4096 x 4096 matrices, best of 3) is measured
 before the first size and after each one; each size is compared with the
 larger of the two measurements next to it (same load) and with the run's
-best. Once per
+best. The float64 GEMM peak is measured the same way for the float64 rows,
+and --gemmpeak (bench/gemmpeak) gives the peak of fastattn's own GEMM
+kernels on all cores, at the start and at the end. Once per
 size it also runs `fastattn bench --methods exact` (the library call inside
 one process, fastest of --reps, on inputs of its own) for a second fastattn
 figure. GFLOP/s count 4nmd flops (2nmd for Q K^T, 2nmd for P V).
@@ -51,6 +60,34 @@ def blas_library():
             if "blas" in name and ".so" in name:
                 libs.add(os.path.realpath(path))
     return sorted(libs)
+
+
+def openblas_core():
+    """The OpenBLAS core (kernel set) loaded, by threadpoolctl or by asking
+    OpenBLAS directly (openblas_get_corename); None if OpenBLAS is not loaded."""
+    try:
+        from threadpoolctl import threadpool_info
+        for info in threadpool_info():
+            if info.get("internal_api") == "openblas":
+                return info.get("architecture")
+    except ImportError:
+        pass
+    import ctypes
+    for lib in blas_library():
+        if "openblas" in lib:
+            try:
+                f = ctypes.CDLL(lib).openblas_get_corename
+            except (OSError, AttributeError):
+                continue
+            f.restype = ctypes.c_char_p
+            return f().decode()
+    return None
+
+
+def fastattn_gemm_peaks(exe):
+    """{dtype: GFLOP/s} of fastattn's own GEMM kernels on all cores (bench/gemmpeak)."""
+    out = subprocess.run([exe, "-json", "-reps", "2", "-seconds", "0.2"], check=True, capture_output=True, text=True).stdout
+    return {r["dtype"]: r["gflops"] for r in (json.loads(l) for l in out.splitlines() if l.strip())}
 
 
 def numpy_attention(q, k, v, scale, block):
@@ -117,25 +154,31 @@ def main():
     ap.add_argument("--reps", type=int, default=3, help="alternating repetitions per size")
     ap.add_argument("--block", type=int, default=512, help="query rows per NumPy block")
     ap.add_argument("--no-bench", action="store_true", help="skip `fastattn bench`")
-    ap.add_argument("--any-blas", action="store_true", help="run even if NumPy is not on OpenBLAS")
+    ap.add_argument("--any-blas", action="store_true", help="run even if NumPy is not on OpenBLAS, or on another core than --expect-core")
+    ap.add_argument("--expect-core", help="the OpenBLAS core that must be loaded, e.g. SkylakeX")
+    ap.add_argument("--gemmpeak", help="path to the bench/gemmpeak binary (fastattn's own GEMM peak)")
     args = ap.parse_args()
 
     libs = blas_library()
     if not any("openblas" in lib for lib in libs) and not args.any_blas:
         sys.exit(f"NumPy is not running on OpenBLAS (mapped: {libs or 'none'}); "
                  "run bench/numpy_compare.sh, or pass --any-blas")
+    core = openblas_core()
+    if args.expect_core and (core or "").lower() != args.expect_core.lower() and not args.any_blas:
+        sys.exit(f"OpenBLAS loaded core {core!r}, not {args.expect_core!r} (OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')!r}); "
+                 "pass --any-blas to run anyway")
     threads = os.cpu_count()
-    print(f"NumPy {np.__version__} on {', '.join(os.path.basename(l) for l in libs)}; {threads} cores; "
+    print(f"NumPy {np.__version__} on {', '.join(os.path.basename(l) for l in libs)} (core {core}); {threads} cores; "
           f"NumPy block {args.block} rows; {args.reps} alternating repetitions; fastattn = `fastattn run` library-call time")
     ns = [int(x) for x in args.n.split(",")]
     ds = [int(x) for x in args.d.split(",")]
     dtypes = args.dtype.split(",")
 
-    peak64 = [gemm_peak(np.float64)]
-    peaks = [gemm_peak(np.float32)]
+    own = [fastattn_gemm_peaks(args.gemmpeak)] if args.gemmpeak else []
+    peaks = {"float32": [gemm_peak(np.float32)], "float64": [gemm_peak(np.float64)]}
     rows = []
     head = (f"{'n':>6} {'d':>4} {'dtype':>8} {'numpy s':>9} {'fastattn s':>10} {'ratio':>6} {'pairs':>6} "
-            f"{'numpy GF/s':>10} {'fa GF/s':>8} {'peak32':>6} {'fa/peak':>7} {'fa wall s':>9} {'fa bench s':>10} {'max err':>8}")
+            f"{'numpy GF/s':>10} {'fa GF/s':>8} {'peak':>6} {'fa/peak':>7} {'fa wall s':>9} {'fa bench s':>10} {'max err':>8}")
     print(head)
     with tempfile.TemporaryDirectory() as tmp:
         for dtype in dtypes:
@@ -161,11 +204,12 @@ def main():
                     got = np.load(os.path.join(tmp, "o.npy"))
                     err = float(np.max(np.abs(got.astype(np.float64) - ref)) / np.max(np.abs(v)))
                     bench = float("nan") if args.no_bench else run_fastattn_bench(args.fastattn, n, d, dtype, args.reps)
-                    peaks.append(gemm_peak(np.float32))
+                    peaks[dtype].append(gemm_peak(np.dtype(dtype).type))
                     flops = 4.0 * n * n * d
-                    # The peak measured next to this size (before and after
-                    # it), under the same load as its timings.
-                    local = max(peaks[-2:])
+                    # The peak of this dtype measured next to this size
+                    # (before and after it), under the same load as its
+                    # timings.
+                    local = max(peaks[dtype][-2:])
                     r = dict(n=n, d=d, dtype=dtype, numpy=min(npt), fa=min(fa), ratio=min(fa) / min(npt),
                              pairs=statistics.median(pairs), np_gf=flops / min(npt) / 1e9, fa_gf=flops / min(fa) / 1e9,
                              fa_wall=min(fa_wall), bench=bench, err=err, peak=local)
@@ -174,18 +218,23 @@ def main():
                           f"{r['np_gf']:>10.1f} {r['fa_gf']:>8.1f} {local:>6.0f} {r['fa_gf'] / local:>7.0%} "
                           f"{r['fa_wall']:>9.3f} {r['bench']:>10.4f} {err:>8.1e}",
                           flush=True)
-    peak = max(peaks)
-    peak64.append(gemm_peak(np.float64))
-    print(f"\nfloat32 GEMM peak of NumPy's BLAS in this run (np.dot, 4096^3, best of {3 * len(peaks)}): {peak:.1f} GFLOP/s "
-          f"(per measurement: {', '.join(f'{p:.0f}' for p in peaks)})")
-    print(f"float64 GEMM peak, for reference (before the first size and after the last): "
-          f"{', '.join(f'{p:.0f}' for p in peak64)} GFLOP/s")
+    if args.gemmpeak:
+        own.append(fastattn_gemm_peaks(args.gemmpeak))
+    best = {dt: max(ps) for dt, ps in peaks.items()}
+    print()
+    for dt, ps in peaks.items():
+        print(f"{dt} GEMM peak of OpenBLAS ({core}) in this run (np.dot, 4096^3, best of 3 per measurement): "
+              f"{best[dt]:.1f} GFLOP/s (per measurement: {', '.join(f'{p:.0f}' for p in ps)})")
+    for dt in ("float32", "float64"):
+        if own:
+            print(f"{dt} GEMM peak of fastattn's own kernels (bench/gemmpeak, all cores), start and end: "
+                  f"{', '.join(f'{o[dt]:.0f}' for o in own)} GFLOP/s")
     print("\n| n | d | dtype | NumPy (s) | fastattn (s) | ratio (best) | ratio (median pair) | NumPy GFLOP/s | "
-          "fastattn GFLOP/s | f32 GEMM peak next to it | fastattn / that peak | fastattn / run's peak |")
+          "fastattn GFLOP/s | OpenBLAS GEMM peak next to it | fastattn / that peak | fastattn / run's peak |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         print(f"| {r['n']} | {r['d']} | {r['dtype']} | {r['numpy']:.3f} | {r['fa']:.3f} | {r['ratio']:.2f} | {r['pairs']:.2f} | "
-              f"{r['np_gf']:.0f} | {r['fa_gf']:.0f} | {r['peak']:.0f} | {r['fa_gf'] / r['peak']:.0%} | {r['fa_gf'] / peak:.0%} |")
+              f"{r['np_gf']:.0f} | {r['fa_gf']:.0f} | {r['peak']:.0f} | {r['fa_gf'] / r['peak']:.0%} | {r['fa_gf'] / best[r['dtype']]:.0%} |")
 
 
 if __name__ == "__main__":
