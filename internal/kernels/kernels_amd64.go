@@ -271,7 +271,7 @@ func packNT[T float32 | float64](g *gemmKernels[T], nc, kc int, b []T, ldb int, 
 var pool32, pool64 sync.Pool
 
 // getBuf returns a pooled slice of length n; return it with pool.Put.
-func getBuf[T float32 | float64](pool *sync.Pool, n int) *[]T {
+func getBuf[T float32 | float64 | uint16 | uint32](pool *sync.Pool, n int) *[]T {
 	if p, _ := pool.Get().(*[]T); p != nil && cap(*p) >= n {
 		*p = (*p)[:n]
 		return p

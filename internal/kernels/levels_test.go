@@ -29,7 +29,7 @@ func atLevel(t testing.TB, l int, f func()) {
 }
 
 func TestLevels(t *testing.T) {
-	t.Logf("dispatch: max level %s", levelName(maxLevel))
+	t.Logf("dispatch: max level %s; AVX512_BF16: %v; bfloat16 products on VDPBF16PS: %v", levelName(maxLevel), hasBF16, BF16Dot())
 }
 
 // gemmShapes are the shapes every level is checked on: degenerate and odd

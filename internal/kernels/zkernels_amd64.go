@@ -365,6 +365,123 @@ var gemmF64AVX512 = gemmKernels[float64]{
 }
 
 //go:noescape
+func gemmBF16AVX512_1x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmBF16AVX512_2x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmBF16AVX512_3x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmBF16AVX512_4x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmBF16AVX512_5x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmBF16AVX512_6x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmBF16AVX512_7x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmBF16AVX512_8x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmBF16AVX512_9x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmBF16AVX512_10x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmBF16AVX512_11x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmBF16AVX512_12x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmBF16AVX512_1x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmBF16AVX512_2x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmBF16AVX512_3x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmBF16AVX512_4x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmBF16AVX512_5x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmBF16AVX512_6x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmBF16AVX512_7x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmBF16AVX512_8x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmBF16AVX512_9x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmBF16AVX512_10x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmBF16AVX512_11x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmBF16AVX512_12x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmBF16AVX512_1x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmBF16AVX512_2x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmBF16AVX512_3x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmBF16AVX512_4x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmBF16AVX512_5x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmBF16AVX512_6x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmBF16AVX512_7x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmBF16AVX512_8x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmBF16AVX512_9x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmBF16AVX512_10x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmBF16AVX512_11x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmBF16AVX512_12x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+var gemmBF16AVX512 = bf16Kernels{
+	mr: 12, nr: 32, w: 16,
+	full: []kernBF16{gemmBF16AVX512_1x2, gemmBF16AVX512_2x2, gemmBF16AVX512_3x2, gemmBF16AVX512_4x2, gemmBF16AVX512_5x2, gemmBF16AVX512_6x2, gemmBF16AVX512_7x2, gemmBF16AVX512_8x2, gemmBF16AVX512_9x2, gemmBF16AVX512_10x2, gemmBF16AVX512_11x2, gemmBF16AVX512_12x2},
+	part: [][]kernBF16{
+		{gemmBF16AVX512_1x1m, gemmBF16AVX512_2x1m, gemmBF16AVX512_3x1m, gemmBF16AVX512_4x1m, gemmBF16AVX512_5x1m, gemmBF16AVX512_6x1m, gemmBF16AVX512_7x1m, gemmBF16AVX512_8x1m, gemmBF16AVX512_9x1m, gemmBF16AVX512_10x1m, gemmBF16AVX512_11x1m, gemmBF16AVX512_12x1m},
+		{gemmBF16AVX512_1x2m, gemmBF16AVX512_2x2m, gemmBF16AVX512_3x2m, gemmBF16AVX512_4x2m, gemmBF16AVX512_5x2m, gemmBF16AVX512_6x2m, gemmBF16AVX512_7x2m, gemmBF16AVX512_8x2m, gemmBF16AVX512_9x2m, gemmBF16AVX512_10x2m, gemmBF16AVX512_11x2m, gemmBF16AVX512_12x2m},
+	},
+}
+
+//go:noescape
 func transpose8x8F32(kb int, b *float32, ldb int, dst *float32, ldd int)
 
 //go:noescape
@@ -390,3 +507,21 @@ func maxF64AVX2(x *float64, n int) (m float64, nan bool)
 
 //go:noescape
 func accumulateAVX2(dst *float64, src *float32, n int, alpha float64)
+
+//go:noescape
+func bf16ToF32AVX2(dst *float32, src *uint16, n int)
+
+//go:noescape
+func f16ToF32AVX2(dst *float32, src *uint16, n int)
+
+//go:noescape
+func bf16ToF32AVX512(dst *float32, src *uint16, n int)
+
+//go:noescape
+func f16ToF32AVX512(dst *float32, src *uint16, n int)
+
+//go:noescape
+func f32ToBF16AVX512(dst *uint16, src *float32, n int)
+
+//go:noescape
+func packPairsBF16AVX512(kp int, b *uint16, ldb int, dst *uint32, ldd int, groups int)

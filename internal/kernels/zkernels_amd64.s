@@ -18013,6 +18013,8862 @@ over:
 	VZEROUPPER
 	RET
 
+// func gemmBF16AVX512_1x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmBF16AVX512_1x2(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z2
+	VMOVUPS 64(DX), Z3
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z4
+	// VDPBF16PS 0, 4, 2 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VMOVUPS 0(DX), Z2
+	VMOVUPS 64(DX), Z3
+	ADDQ R9, DX
+	VPBROADCASTD 4(SI), Z4
+	// VDPBF16PS 0, 4, 2 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VMOVUPS 0(DX), Z2
+	VMOVUPS 64(DX), Z3
+	ADDQ R9, DX
+	VPBROADCASTD 8(SI), Z4
+	// VDPBF16PS 0, 4, 2 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VMOVUPS 0(DX), Z2
+	VMOVUPS 64(DX), Z3
+	ADDQ R9, DX
+	VPBROADCASTD 12(SI), Z4
+	// VDPBF16PS 0, 4, 2 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	ADDQ $16, SI
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z2
+	VMOVUPS 64(DX), Z3
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z4
+	// VDPBF16PS 0, 4, 2 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	ADDQ $4, SI
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VADDPS 64(DI), Z1, Z1
+	VMOVUPS Z1, 64(DI)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, 64(DI)
+	VZEROUPPER
+	RET
+
+// func gemmBF16AVX512_2x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmBF16AVX512_2x2(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z4
+	VMOVUPS 64(DX), Z5
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z6
+	// VDPBF16PS 0, 6, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(SI)(R8*1), Z6
+	// VDPBF16PS 2, 6, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VMOVUPS 0(DX), Z4
+	VMOVUPS 64(DX), Z5
+	ADDQ R9, DX
+	VPBROADCASTD 4(SI), Z6
+	// VDPBF16PS 0, 6, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 4(SI)(R8*1), Z6
+	// VDPBF16PS 2, 6, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VMOVUPS 0(DX), Z4
+	VMOVUPS 64(DX), Z5
+	ADDQ R9, DX
+	VPBROADCASTD 8(SI), Z6
+	// VDPBF16PS 0, 6, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 8(SI)(R8*1), Z6
+	// VDPBF16PS 2, 6, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VMOVUPS 0(DX), Z4
+	VMOVUPS 64(DX), Z5
+	ADDQ R9, DX
+	VPBROADCASTD 12(SI), Z6
+	// VDPBF16PS 0, 6, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 12(SI)(R8*1), Z6
+	// VDPBF16PS 2, 6, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	ADDQ $16, SI
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z4
+	VMOVUPS 64(DX), Z5
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z6
+	// VDPBF16PS 0, 6, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(SI)(R8*1), Z6
+	// VDPBF16PS 2, 6, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	ADDQ $4, SI
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VADDPS 64(DI), Z1, Z1
+	VMOVUPS Z1, 64(DI)
+	VADDPS 0(DI)(R10*1), Z2, Z2
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VADDPS 64(DI)(R10*1), Z3, Z3
+	VMOVUPS Z3, 64(DI)(R10*1)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, 64(DI)
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS Z3, 64(DI)(R10*1)
+	VZEROUPPER
+	RET
+
+// func gemmBF16AVX512_3x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmBF16AVX512_3x2(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z6
+	VMOVUPS 64(DX), Z7
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z8
+	// VDPBF16PS 0, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(SI)(R8*1), Z8
+	// VDPBF16PS 2, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(SI)(R8*2), Z8
+	// VDPBF16PS 4, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xef
+	VMOVUPS 0(DX), Z6
+	VMOVUPS 64(DX), Z7
+	ADDQ R9, DX
+	VPBROADCASTD 4(SI), Z8
+	// VDPBF16PS 0, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 4(SI)(R8*1), Z8
+	// VDPBF16PS 2, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 4(SI)(R8*2), Z8
+	// VDPBF16PS 4, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xef
+	VMOVUPS 0(DX), Z6
+	VMOVUPS 64(DX), Z7
+	ADDQ R9, DX
+	VPBROADCASTD 8(SI), Z8
+	// VDPBF16PS 0, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 8(SI)(R8*1), Z8
+	// VDPBF16PS 2, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 8(SI)(R8*2), Z8
+	// VDPBF16PS 4, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xef
+	VMOVUPS 0(DX), Z6
+	VMOVUPS 64(DX), Z7
+	ADDQ R9, DX
+	VPBROADCASTD 12(SI), Z8
+	// VDPBF16PS 0, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 12(SI)(R8*1), Z8
+	// VDPBF16PS 2, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 12(SI)(R8*2), Z8
+	// VDPBF16PS 4, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xef
+	ADDQ $16, SI
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z6
+	VMOVUPS 64(DX), Z7
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z8
+	// VDPBF16PS 0, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(SI)(R8*1), Z8
+	// VDPBF16PS 2, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(SI)(R8*2), Z8
+	// VDPBF16PS 4, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xef
+	ADDQ $4, SI
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VADDPS 64(DI), Z1, Z1
+	VMOVUPS Z1, 64(DI)
+	VADDPS 0(DI)(R10*1), Z2, Z2
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VADDPS 64(DI)(R10*1), Z3, Z3
+	VMOVUPS Z3, 64(DI)(R10*1)
+	VADDPS 0(DI)(R10*2), Z4, Z4
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VADDPS 64(DI)(R10*2), Z5, Z5
+	VMOVUPS Z5, 64(DI)(R10*2)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, 64(DI)
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS Z3, 64(DI)(R10*1)
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS Z5, 64(DI)(R10*2)
+	VZEROUPPER
+	RET
+
+// func gemmBF16AVX512_4x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmBF16AVX512_4x2(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z8
+	VMOVUPS 64(DX), Z9
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z10
+	// VDPBF16PS 0, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(SI)(R8*1), Z10
+	// VDPBF16PS 2, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(SI)(R8*2), Z10
+	// VDPBF16PS 4, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(SI)(R11*1), Z10
+	// VDPBF16PS 6, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf9
+	VMOVUPS 0(DX), Z8
+	VMOVUPS 64(DX), Z9
+	ADDQ R9, DX
+	VPBROADCASTD 4(SI), Z10
+	// VDPBF16PS 0, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 4(SI)(R8*1), Z10
+	// VDPBF16PS 2, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 4(SI)(R8*2), Z10
+	// VDPBF16PS 4, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 4(SI)(R11*1), Z10
+	// VDPBF16PS 6, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf9
+	VMOVUPS 0(DX), Z8
+	VMOVUPS 64(DX), Z9
+	ADDQ R9, DX
+	VPBROADCASTD 8(SI), Z10
+	// VDPBF16PS 0, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 8(SI)(R8*1), Z10
+	// VDPBF16PS 2, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 8(SI)(R8*2), Z10
+	// VDPBF16PS 4, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 8(SI)(R11*1), Z10
+	// VDPBF16PS 6, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf9
+	VMOVUPS 0(DX), Z8
+	VMOVUPS 64(DX), Z9
+	ADDQ R9, DX
+	VPBROADCASTD 12(SI), Z10
+	// VDPBF16PS 0, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 12(SI)(R8*1), Z10
+	// VDPBF16PS 2, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 12(SI)(R8*2), Z10
+	// VDPBF16PS 4, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 12(SI)(R11*1), Z10
+	// VDPBF16PS 6, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf9
+	ADDQ $16, SI
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z8
+	VMOVUPS 64(DX), Z9
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z10
+	// VDPBF16PS 0, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(SI)(R8*1), Z10
+	// VDPBF16PS 2, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(SI)(R8*2), Z10
+	// VDPBF16PS 4, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(SI)(R11*1), Z10
+	// VDPBF16PS 6, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf9
+	ADDQ $4, SI
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VADDPS 64(DI), Z1, Z1
+	VMOVUPS Z1, 64(DI)
+	VADDPS 0(DI)(R10*1), Z2, Z2
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VADDPS 64(DI)(R10*1), Z3, Z3
+	VMOVUPS Z3, 64(DI)(R10*1)
+	VADDPS 0(DI)(R10*2), Z4, Z4
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VADDPS 64(DI)(R10*2), Z5, Z5
+	VMOVUPS Z5, 64(DI)(R10*2)
+	VADDPS 0(DI)(R11*1), Z6, Z6
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VADDPS 64(DI)(R11*1), Z7, Z7
+	VMOVUPS Z7, 64(DI)(R11*1)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, 64(DI)
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS Z3, 64(DI)(R10*1)
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS Z5, 64(DI)(R10*2)
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS Z7, 64(DI)(R11*1)
+	VZEROUPPER
+	RET
+
+// func gemmBF16AVX512_5x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmBF16AVX512_5x2(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z10
+	VMOVUPS 64(DX), Z11
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z12
+	// VDPBF16PS 0, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 0(SI)(R8*1), Z12
+	// VDPBF16PS 2, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 3, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 0(SI)(R8*2), Z12
+	// VDPBF16PS 4, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 5, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 0(SI)(R11*1), Z12
+	// VDPBF16PS 6, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 7, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 0(SI)(R8*4), Z12
+	// VDPBF16PS 8, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 9, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VMOVUPS 0(DX), Z10
+	VMOVUPS 64(DX), Z11
+	ADDQ R9, DX
+	VPBROADCASTD 4(SI), Z12
+	// VDPBF16PS 0, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 4(SI)(R8*1), Z12
+	// VDPBF16PS 2, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 3, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 4(SI)(R8*2), Z12
+	// VDPBF16PS 4, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 5, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 4(SI)(R11*1), Z12
+	// VDPBF16PS 6, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 7, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 4(SI)(R8*4), Z12
+	// VDPBF16PS 8, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 9, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VMOVUPS 0(DX), Z10
+	VMOVUPS 64(DX), Z11
+	ADDQ R9, DX
+	VPBROADCASTD 8(SI), Z12
+	// VDPBF16PS 0, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 8(SI)(R8*1), Z12
+	// VDPBF16PS 2, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 3, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 8(SI)(R8*2), Z12
+	// VDPBF16PS 4, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 5, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 8(SI)(R11*1), Z12
+	// VDPBF16PS 6, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 7, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 8(SI)(R8*4), Z12
+	// VDPBF16PS 8, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 9, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VMOVUPS 0(DX), Z10
+	VMOVUPS 64(DX), Z11
+	ADDQ R9, DX
+	VPBROADCASTD 12(SI), Z12
+	// VDPBF16PS 0, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 12(SI)(R8*1), Z12
+	// VDPBF16PS 2, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 3, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 12(SI)(R8*2), Z12
+	// VDPBF16PS 4, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 5, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 12(SI)(R11*1), Z12
+	// VDPBF16PS 6, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 7, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 12(SI)(R8*4), Z12
+	// VDPBF16PS 8, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 9, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	ADDQ $16, SI
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z10
+	VMOVUPS 64(DX), Z11
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z12
+	// VDPBF16PS 0, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 0(SI)(R8*1), Z12
+	// VDPBF16PS 2, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 3, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 0(SI)(R8*2), Z12
+	// VDPBF16PS 4, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 5, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 0(SI)(R11*1), Z12
+	// VDPBF16PS 6, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 7, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 0(SI)(R8*4), Z12
+	// VDPBF16PS 8, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 9, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	ADDQ $4, SI
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VADDPS 64(DI), Z1, Z1
+	VMOVUPS Z1, 64(DI)
+	VADDPS 0(DI)(R10*1), Z2, Z2
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VADDPS 64(DI)(R10*1), Z3, Z3
+	VMOVUPS Z3, 64(DI)(R10*1)
+	VADDPS 0(DI)(R10*2), Z4, Z4
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VADDPS 64(DI)(R10*2), Z5, Z5
+	VMOVUPS Z5, 64(DI)(R10*2)
+	VADDPS 0(DI)(R11*1), Z6, Z6
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VADDPS 64(DI)(R11*1), Z7, Z7
+	VMOVUPS Z7, 64(DI)(R11*1)
+	VADDPS 0(DI)(R10*4), Z8, Z8
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VADDPS 64(DI)(R10*4), Z9, Z9
+	VMOVUPS Z9, 64(DI)(R10*4)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, 64(DI)
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS Z3, 64(DI)(R10*1)
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS Z5, 64(DI)(R10*2)
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS Z7, 64(DI)(R11*1)
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS Z9, 64(DI)(R10*4)
+	VZEROUPPER
+	RET
+
+// func gemmBF16AVX512_6x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmBF16AVX512_6x2(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	LEAQ (R8)(R8*4), AX
+	LEAQ (SI)(AX*1), R12
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z12
+	VMOVUPS 64(DX), Z13
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z14
+	// VDPBF16PS 0, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(SI)(R8*1), Z14
+	// VDPBF16PS 2, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 0(SI)(R8*2), Z14
+	// VDPBF16PS 4, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 5, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 0(SI)(R11*1), Z14
+	// VDPBF16PS 6, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 7, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 0(SI)(R8*4), Z14
+	// VDPBF16PS 8, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 9, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(R12), Z14
+	// VDPBF16PS 10, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 11, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VMOVUPS 0(DX), Z12
+	VMOVUPS 64(DX), Z13
+	ADDQ R9, DX
+	VPBROADCASTD 4(SI), Z14
+	// VDPBF16PS 0, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 4(SI)(R8*1), Z14
+	// VDPBF16PS 2, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 4(SI)(R8*2), Z14
+	// VDPBF16PS 4, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 5, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 4(SI)(R11*1), Z14
+	// VDPBF16PS 6, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 7, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 4(SI)(R8*4), Z14
+	// VDPBF16PS 8, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 9, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 4(R12), Z14
+	// VDPBF16PS 10, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 11, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VMOVUPS 0(DX), Z12
+	VMOVUPS 64(DX), Z13
+	ADDQ R9, DX
+	VPBROADCASTD 8(SI), Z14
+	// VDPBF16PS 0, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 8(SI)(R8*1), Z14
+	// VDPBF16PS 2, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 8(SI)(R8*2), Z14
+	// VDPBF16PS 4, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 5, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 8(SI)(R11*1), Z14
+	// VDPBF16PS 6, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 7, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 8(SI)(R8*4), Z14
+	// VDPBF16PS 8, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 9, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 8(R12), Z14
+	// VDPBF16PS 10, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 11, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VMOVUPS 0(DX), Z12
+	VMOVUPS 64(DX), Z13
+	ADDQ R9, DX
+	VPBROADCASTD 12(SI), Z14
+	// VDPBF16PS 0, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 12(SI)(R8*1), Z14
+	// VDPBF16PS 2, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 12(SI)(R8*2), Z14
+	// VDPBF16PS 4, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 5, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 12(SI)(R11*1), Z14
+	// VDPBF16PS 6, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 7, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 12(SI)(R8*4), Z14
+	// VDPBF16PS 8, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 9, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 12(R12), Z14
+	// VDPBF16PS 10, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 11, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	ADDQ $16, SI
+	ADDQ $16, R12
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z12
+	VMOVUPS 64(DX), Z13
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z14
+	// VDPBF16PS 0, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(SI)(R8*1), Z14
+	// VDPBF16PS 2, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 0(SI)(R8*2), Z14
+	// VDPBF16PS 4, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 5, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 0(SI)(R11*1), Z14
+	// VDPBF16PS 6, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 7, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 0(SI)(R8*4), Z14
+	// VDPBF16PS 8, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 9, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(R12), Z14
+	// VDPBF16PS 10, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 11, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	ADDQ $4, SI
+	ADDQ $4, R12
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (R10)(R10*4), AX
+	LEAQ (DI)(AX*1), R12
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VADDPS 64(DI), Z1, Z1
+	VMOVUPS Z1, 64(DI)
+	VADDPS 0(DI)(R10*1), Z2, Z2
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VADDPS 64(DI)(R10*1), Z3, Z3
+	VMOVUPS Z3, 64(DI)(R10*1)
+	VADDPS 0(DI)(R10*2), Z4, Z4
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VADDPS 64(DI)(R10*2), Z5, Z5
+	VMOVUPS Z5, 64(DI)(R10*2)
+	VADDPS 0(DI)(R11*1), Z6, Z6
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VADDPS 64(DI)(R11*1), Z7, Z7
+	VMOVUPS Z7, 64(DI)(R11*1)
+	VADDPS 0(DI)(R10*4), Z8, Z8
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VADDPS 64(DI)(R10*4), Z9, Z9
+	VMOVUPS Z9, 64(DI)(R10*4)
+	VADDPS 0(R12), Z10, Z10
+	VMOVUPS Z10, 0(R12)
+	VADDPS 64(R12), Z11, Z11
+	VMOVUPS Z11, 64(R12)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, 64(DI)
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS Z3, 64(DI)(R10*1)
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS Z5, 64(DI)(R10*2)
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS Z7, 64(DI)(R11*1)
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS Z9, 64(DI)(R10*4)
+	VMOVUPS Z10, 0(R12)
+	VMOVUPS Z11, 64(R12)
+	VZEROUPPER
+	RET
+
+// func gemmBF16AVX512_7x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmBF16AVX512_7x2(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	LEAQ (R8)(R8*4), AX
+	LEAQ (SI)(AX*1), R12
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z14
+	VMOVUPS 64(DX), Z15
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z16
+	// VDPBF16PS 0, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(SI)(R8*1), Z16
+	// VDPBF16PS 2, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(SI)(R8*2), Z16
+	// VDPBF16PS 4, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 0(SI)(R11*1), Z16
+	// VDPBF16PS 6, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 7, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 0(SI)(R8*4), Z16
+	// VDPBF16PS 8, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 9, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(R12), Z16
+	// VDPBF16PS 10, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 11, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(R12)(R8*1), Z16
+	// VDPBF16PS 12, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 13, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VMOVUPS 0(DX), Z14
+	VMOVUPS 64(DX), Z15
+	ADDQ R9, DX
+	VPBROADCASTD 4(SI), Z16
+	// VDPBF16PS 0, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 4(SI)(R8*1), Z16
+	// VDPBF16PS 2, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 4(SI)(R8*2), Z16
+	// VDPBF16PS 4, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 4(SI)(R11*1), Z16
+	// VDPBF16PS 6, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 7, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 4(SI)(R8*4), Z16
+	// VDPBF16PS 8, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 9, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 4(R12), Z16
+	// VDPBF16PS 10, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 11, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 4(R12)(R8*1), Z16
+	// VDPBF16PS 12, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 13, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VMOVUPS 0(DX), Z14
+	VMOVUPS 64(DX), Z15
+	ADDQ R9, DX
+	VPBROADCASTD 8(SI), Z16
+	// VDPBF16PS 0, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 8(SI)(R8*1), Z16
+	// VDPBF16PS 2, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 8(SI)(R8*2), Z16
+	// VDPBF16PS 4, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 8(SI)(R11*1), Z16
+	// VDPBF16PS 6, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 7, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 8(SI)(R8*4), Z16
+	// VDPBF16PS 8, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 9, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 8(R12), Z16
+	// VDPBF16PS 10, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 11, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 8(R12)(R8*1), Z16
+	// VDPBF16PS 12, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 13, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VMOVUPS 0(DX), Z14
+	VMOVUPS 64(DX), Z15
+	ADDQ R9, DX
+	VPBROADCASTD 12(SI), Z16
+	// VDPBF16PS 0, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 12(SI)(R8*1), Z16
+	// VDPBF16PS 2, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 12(SI)(R8*2), Z16
+	// VDPBF16PS 4, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 12(SI)(R11*1), Z16
+	// VDPBF16PS 6, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 7, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 12(SI)(R8*4), Z16
+	// VDPBF16PS 8, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 9, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 12(R12), Z16
+	// VDPBF16PS 10, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 11, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 12(R12)(R8*1), Z16
+	// VDPBF16PS 12, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 13, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	ADDQ $16, SI
+	ADDQ $16, R12
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z14
+	VMOVUPS 64(DX), Z15
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z16
+	// VDPBF16PS 0, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(SI)(R8*1), Z16
+	// VDPBF16PS 2, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(SI)(R8*2), Z16
+	// VDPBF16PS 4, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 0(SI)(R11*1), Z16
+	// VDPBF16PS 6, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 7, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 0(SI)(R8*4), Z16
+	// VDPBF16PS 8, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 9, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(R12), Z16
+	// VDPBF16PS 10, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 11, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(R12)(R8*1), Z16
+	// VDPBF16PS 12, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 13, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	ADDQ $4, SI
+	ADDQ $4, R12
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (R10)(R10*4), AX
+	LEAQ (DI)(AX*1), R12
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VADDPS 64(DI), Z1, Z1
+	VMOVUPS Z1, 64(DI)
+	VADDPS 0(DI)(R10*1), Z2, Z2
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VADDPS 64(DI)(R10*1), Z3, Z3
+	VMOVUPS Z3, 64(DI)(R10*1)
+	VADDPS 0(DI)(R10*2), Z4, Z4
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VADDPS 64(DI)(R10*2), Z5, Z5
+	VMOVUPS Z5, 64(DI)(R10*2)
+	VADDPS 0(DI)(R11*1), Z6, Z6
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VADDPS 64(DI)(R11*1), Z7, Z7
+	VMOVUPS Z7, 64(DI)(R11*1)
+	VADDPS 0(DI)(R10*4), Z8, Z8
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VADDPS 64(DI)(R10*4), Z9, Z9
+	VMOVUPS Z9, 64(DI)(R10*4)
+	VADDPS 0(R12), Z10, Z10
+	VMOVUPS Z10, 0(R12)
+	VADDPS 64(R12), Z11, Z11
+	VMOVUPS Z11, 64(R12)
+	VADDPS 0(R12)(R10*1), Z12, Z12
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VADDPS 64(R12)(R10*1), Z13, Z13
+	VMOVUPS Z13, 64(R12)(R10*1)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, 64(DI)
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS Z3, 64(DI)(R10*1)
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS Z5, 64(DI)(R10*2)
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS Z7, 64(DI)(R11*1)
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS Z9, 64(DI)(R10*4)
+	VMOVUPS Z10, 0(R12)
+	VMOVUPS Z11, 64(R12)
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VMOVUPS Z13, 64(R12)(R10*1)
+	VZEROUPPER
+	RET
+
+// func gemmBF16AVX512_8x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmBF16AVX512_8x2(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	LEAQ (R8)(R8*4), AX
+	LEAQ (SI)(AX*1), R12
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z16
+	VMOVUPS 64(DX), Z17
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z18
+	// VDPBF16PS 0, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(SI)(R8*1), Z18
+	// VDPBF16PS 2, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(SI)(R8*2), Z18
+	// VDPBF16PS 4, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(SI)(R11*1), Z18
+	// VDPBF16PS 6, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 0(SI)(R8*4), Z18
+	// VDPBF16PS 8, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 9, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(R12), Z18
+	// VDPBF16PS 10, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 11, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(R12)(R8*1), Z18
+	// VDPBF16PS 12, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 13, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(R12)(R8*2), Z18
+	// VDPBF16PS 14, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 15, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VMOVUPS 0(DX), Z16
+	VMOVUPS 64(DX), Z17
+	ADDQ R9, DX
+	VPBROADCASTD 4(SI), Z18
+	// VDPBF16PS 0, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 4(SI)(R8*1), Z18
+	// VDPBF16PS 2, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 4(SI)(R8*2), Z18
+	// VDPBF16PS 4, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 4(SI)(R11*1), Z18
+	// VDPBF16PS 6, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 4(SI)(R8*4), Z18
+	// VDPBF16PS 8, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 9, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 4(R12), Z18
+	// VDPBF16PS 10, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 11, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 4(R12)(R8*1), Z18
+	// VDPBF16PS 12, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 13, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 4(R12)(R8*2), Z18
+	// VDPBF16PS 14, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 15, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VMOVUPS 0(DX), Z16
+	VMOVUPS 64(DX), Z17
+	ADDQ R9, DX
+	VPBROADCASTD 8(SI), Z18
+	// VDPBF16PS 0, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 8(SI)(R8*1), Z18
+	// VDPBF16PS 2, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 8(SI)(R8*2), Z18
+	// VDPBF16PS 4, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 8(SI)(R11*1), Z18
+	// VDPBF16PS 6, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 8(SI)(R8*4), Z18
+	// VDPBF16PS 8, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 9, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 8(R12), Z18
+	// VDPBF16PS 10, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 11, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 8(R12)(R8*1), Z18
+	// VDPBF16PS 12, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 13, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 8(R12)(R8*2), Z18
+	// VDPBF16PS 14, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 15, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VMOVUPS 0(DX), Z16
+	VMOVUPS 64(DX), Z17
+	ADDQ R9, DX
+	VPBROADCASTD 12(SI), Z18
+	// VDPBF16PS 0, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 12(SI)(R8*1), Z18
+	// VDPBF16PS 2, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 12(SI)(R8*2), Z18
+	// VDPBF16PS 4, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 12(SI)(R11*1), Z18
+	// VDPBF16PS 6, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 12(SI)(R8*4), Z18
+	// VDPBF16PS 8, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 9, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 12(R12), Z18
+	// VDPBF16PS 10, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 11, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 12(R12)(R8*1), Z18
+	// VDPBF16PS 12, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 13, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 12(R12)(R8*2), Z18
+	// VDPBF16PS 14, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 15, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	ADDQ $16, SI
+	ADDQ $16, R12
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z16
+	VMOVUPS 64(DX), Z17
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z18
+	// VDPBF16PS 0, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(SI)(R8*1), Z18
+	// VDPBF16PS 2, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(SI)(R8*2), Z18
+	// VDPBF16PS 4, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(SI)(R11*1), Z18
+	// VDPBF16PS 6, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 0(SI)(R8*4), Z18
+	// VDPBF16PS 8, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 9, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(R12), Z18
+	// VDPBF16PS 10, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 11, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(R12)(R8*1), Z18
+	// VDPBF16PS 12, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 13, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(R12)(R8*2), Z18
+	// VDPBF16PS 14, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 15, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	ADDQ $4, SI
+	ADDQ $4, R12
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (R10)(R10*4), AX
+	LEAQ (DI)(AX*1), R12
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VADDPS 64(DI), Z1, Z1
+	VMOVUPS Z1, 64(DI)
+	VADDPS 0(DI)(R10*1), Z2, Z2
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VADDPS 64(DI)(R10*1), Z3, Z3
+	VMOVUPS Z3, 64(DI)(R10*1)
+	VADDPS 0(DI)(R10*2), Z4, Z4
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VADDPS 64(DI)(R10*2), Z5, Z5
+	VMOVUPS Z5, 64(DI)(R10*2)
+	VADDPS 0(DI)(R11*1), Z6, Z6
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VADDPS 64(DI)(R11*1), Z7, Z7
+	VMOVUPS Z7, 64(DI)(R11*1)
+	VADDPS 0(DI)(R10*4), Z8, Z8
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VADDPS 64(DI)(R10*4), Z9, Z9
+	VMOVUPS Z9, 64(DI)(R10*4)
+	VADDPS 0(R12), Z10, Z10
+	VMOVUPS Z10, 0(R12)
+	VADDPS 64(R12), Z11, Z11
+	VMOVUPS Z11, 64(R12)
+	VADDPS 0(R12)(R10*1), Z12, Z12
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VADDPS 64(R12)(R10*1), Z13, Z13
+	VMOVUPS Z13, 64(R12)(R10*1)
+	VADDPS 0(R12)(R10*2), Z14, Z14
+	VMOVUPS Z14, 0(R12)(R10*2)
+	VADDPS 64(R12)(R10*2), Z15, Z15
+	VMOVUPS Z15, 64(R12)(R10*2)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, 64(DI)
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS Z3, 64(DI)(R10*1)
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS Z5, 64(DI)(R10*2)
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS Z7, 64(DI)(R11*1)
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS Z9, 64(DI)(R10*4)
+	VMOVUPS Z10, 0(R12)
+	VMOVUPS Z11, 64(R12)
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VMOVUPS Z13, 64(R12)(R10*1)
+	VMOVUPS Z14, 0(R12)(R10*2)
+	VMOVUPS Z15, 64(R12)(R10*2)
+	VZEROUPPER
+	RET
+
+// func gemmBF16AVX512_9x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmBF16AVX512_9x2(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	LEAQ (R8)(R8*4), AX
+	LEAQ (SI)(AX*1), R12
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z18
+	VMOVUPS 64(DX), Z19
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z20
+	// VDPBF16PS 0, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 0(SI)(R8*1), Z20
+	// VDPBF16PS 2, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 3, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 0(SI)(R8*2), Z20
+	// VDPBF16PS 4, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 5, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 0(SI)(R11*1), Z20
+	// VDPBF16PS 6, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 7, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 0(SI)(R8*4), Z20
+	// VDPBF16PS 8, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 9, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 0(R12), Z20
+	// VDPBF16PS 10, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 11, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 0(R12)(R8*1), Z20
+	// VDPBF16PS 12, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 13, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 0(R12)(R8*2), Z20
+	// VDPBF16PS 14, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 15, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 0(R12)(R11*1), Z20
+	// VDPBF16PS 16, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 17, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VMOVUPS 0(DX), Z18
+	VMOVUPS 64(DX), Z19
+	ADDQ R9, DX
+	VPBROADCASTD 4(SI), Z20
+	// VDPBF16PS 0, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 4(SI)(R8*1), Z20
+	// VDPBF16PS 2, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 3, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 4(SI)(R8*2), Z20
+	// VDPBF16PS 4, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 5, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 4(SI)(R11*1), Z20
+	// VDPBF16PS 6, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 7, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 4(SI)(R8*4), Z20
+	// VDPBF16PS 8, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 9, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 4(R12), Z20
+	// VDPBF16PS 10, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 11, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 4(R12)(R8*1), Z20
+	// VDPBF16PS 12, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 13, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 4(R12)(R8*2), Z20
+	// VDPBF16PS 14, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 15, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 4(R12)(R11*1), Z20
+	// VDPBF16PS 16, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 17, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VMOVUPS 0(DX), Z18
+	VMOVUPS 64(DX), Z19
+	ADDQ R9, DX
+	VPBROADCASTD 8(SI), Z20
+	// VDPBF16PS 0, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 8(SI)(R8*1), Z20
+	// VDPBF16PS 2, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 3, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 8(SI)(R8*2), Z20
+	// VDPBF16PS 4, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 5, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 8(SI)(R11*1), Z20
+	// VDPBF16PS 6, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 7, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 8(SI)(R8*4), Z20
+	// VDPBF16PS 8, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 9, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 8(R12), Z20
+	// VDPBF16PS 10, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 11, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 8(R12)(R8*1), Z20
+	// VDPBF16PS 12, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 13, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 8(R12)(R8*2), Z20
+	// VDPBF16PS 14, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 15, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 8(R12)(R11*1), Z20
+	// VDPBF16PS 16, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 17, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VMOVUPS 0(DX), Z18
+	VMOVUPS 64(DX), Z19
+	ADDQ R9, DX
+	VPBROADCASTD 12(SI), Z20
+	// VDPBF16PS 0, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 12(SI)(R8*1), Z20
+	// VDPBF16PS 2, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 3, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 12(SI)(R8*2), Z20
+	// VDPBF16PS 4, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 5, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 12(SI)(R11*1), Z20
+	// VDPBF16PS 6, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 7, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 12(SI)(R8*4), Z20
+	// VDPBF16PS 8, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 9, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 12(R12), Z20
+	// VDPBF16PS 10, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 11, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 12(R12)(R8*1), Z20
+	// VDPBF16PS 12, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 13, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 12(R12)(R8*2), Z20
+	// VDPBF16PS 14, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 15, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 12(R12)(R11*1), Z20
+	// VDPBF16PS 16, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 17, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	ADDQ $16, SI
+	ADDQ $16, R12
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z18
+	VMOVUPS 64(DX), Z19
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z20
+	// VDPBF16PS 0, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 0(SI)(R8*1), Z20
+	// VDPBF16PS 2, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 3, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 0(SI)(R8*2), Z20
+	// VDPBF16PS 4, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 5, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 0(SI)(R11*1), Z20
+	// VDPBF16PS 6, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 7, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 0(SI)(R8*4), Z20
+	// VDPBF16PS 8, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 9, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 0(R12), Z20
+	// VDPBF16PS 10, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 11, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 0(R12)(R8*1), Z20
+	// VDPBF16PS 12, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 13, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 0(R12)(R8*2), Z20
+	// VDPBF16PS 14, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 15, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 0(R12)(R11*1), Z20
+	// VDPBF16PS 16, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 17, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	ADDQ $4, SI
+	ADDQ $4, R12
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (R10)(R10*4), AX
+	LEAQ (DI)(AX*1), R12
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VADDPS 64(DI), Z1, Z1
+	VMOVUPS Z1, 64(DI)
+	VADDPS 0(DI)(R10*1), Z2, Z2
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VADDPS 64(DI)(R10*1), Z3, Z3
+	VMOVUPS Z3, 64(DI)(R10*1)
+	VADDPS 0(DI)(R10*2), Z4, Z4
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VADDPS 64(DI)(R10*2), Z5, Z5
+	VMOVUPS Z5, 64(DI)(R10*2)
+	VADDPS 0(DI)(R11*1), Z6, Z6
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VADDPS 64(DI)(R11*1), Z7, Z7
+	VMOVUPS Z7, 64(DI)(R11*1)
+	VADDPS 0(DI)(R10*4), Z8, Z8
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VADDPS 64(DI)(R10*4), Z9, Z9
+	VMOVUPS Z9, 64(DI)(R10*4)
+	VADDPS 0(R12), Z10, Z10
+	VMOVUPS Z10, 0(R12)
+	VADDPS 64(R12), Z11, Z11
+	VMOVUPS Z11, 64(R12)
+	VADDPS 0(R12)(R10*1), Z12, Z12
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VADDPS 64(R12)(R10*1), Z13, Z13
+	VMOVUPS Z13, 64(R12)(R10*1)
+	VADDPS 0(R12)(R10*2), Z14, Z14
+	VMOVUPS Z14, 0(R12)(R10*2)
+	VADDPS 64(R12)(R10*2), Z15, Z15
+	VMOVUPS Z15, 64(R12)(R10*2)
+	VADDPS 0(R12)(R11*1), Z16, Z16
+	VMOVUPS Z16, 0(R12)(R11*1)
+	VADDPS 64(R12)(R11*1), Z17, Z17
+	VMOVUPS Z17, 64(R12)(R11*1)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, 64(DI)
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS Z3, 64(DI)(R10*1)
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS Z5, 64(DI)(R10*2)
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS Z7, 64(DI)(R11*1)
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS Z9, 64(DI)(R10*4)
+	VMOVUPS Z10, 0(R12)
+	VMOVUPS Z11, 64(R12)
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VMOVUPS Z13, 64(R12)(R10*1)
+	VMOVUPS Z14, 0(R12)(R10*2)
+	VMOVUPS Z15, 64(R12)(R10*2)
+	VMOVUPS Z16, 0(R12)(R11*1)
+	VMOVUPS Z17, 64(R12)(R11*1)
+	VZEROUPPER
+	RET
+
+// func gemmBF16AVX512_10x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmBF16AVX512_10x2(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	LEAQ (R8)(R8*4), AX
+	LEAQ (SI)(AX*1), R12
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z20
+	VMOVUPS 64(DX), Z21
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z22
+	// VDPBF16PS 0, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(SI)(R8*1), Z22
+	// VDPBF16PS 2, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 0(SI)(R8*2), Z22
+	// VDPBF16PS 4, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 5, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 0(SI)(R11*1), Z22
+	// VDPBF16PS 6, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 7, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 0(SI)(R8*4), Z22
+	// VDPBF16PS 8, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 9, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(R12), Z22
+	// VDPBF16PS 10, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 11, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 0(R12)(R8*1), Z22
+	// VDPBF16PS 12, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 13, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 0(R12)(R8*2), Z22
+	// VDPBF16PS 14, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 15, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 0(R12)(R11*1), Z22
+	// VDPBF16PS 16, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 17, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(R12)(R8*4), Z22
+	// VDPBF16PS 18, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 19, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VMOVUPS 0(DX), Z20
+	VMOVUPS 64(DX), Z21
+	ADDQ R9, DX
+	VPBROADCASTD 4(SI), Z22
+	// VDPBF16PS 0, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 4(SI)(R8*1), Z22
+	// VDPBF16PS 2, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 4(SI)(R8*2), Z22
+	// VDPBF16PS 4, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 5, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 4(SI)(R11*1), Z22
+	// VDPBF16PS 6, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 7, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 4(SI)(R8*4), Z22
+	// VDPBF16PS 8, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 9, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 4(R12), Z22
+	// VDPBF16PS 10, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 11, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 4(R12)(R8*1), Z22
+	// VDPBF16PS 12, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 13, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 4(R12)(R8*2), Z22
+	// VDPBF16PS 14, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 15, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 4(R12)(R11*1), Z22
+	// VDPBF16PS 16, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 17, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 4(R12)(R8*4), Z22
+	// VDPBF16PS 18, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 19, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VMOVUPS 0(DX), Z20
+	VMOVUPS 64(DX), Z21
+	ADDQ R9, DX
+	VPBROADCASTD 8(SI), Z22
+	// VDPBF16PS 0, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 8(SI)(R8*1), Z22
+	// VDPBF16PS 2, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 8(SI)(R8*2), Z22
+	// VDPBF16PS 4, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 5, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 8(SI)(R11*1), Z22
+	// VDPBF16PS 6, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 7, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 8(SI)(R8*4), Z22
+	// VDPBF16PS 8, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 9, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 8(R12), Z22
+	// VDPBF16PS 10, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 11, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 8(R12)(R8*1), Z22
+	// VDPBF16PS 12, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 13, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 8(R12)(R8*2), Z22
+	// VDPBF16PS 14, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 15, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 8(R12)(R11*1), Z22
+	// VDPBF16PS 16, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 17, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 8(R12)(R8*4), Z22
+	// VDPBF16PS 18, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 19, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VMOVUPS 0(DX), Z20
+	VMOVUPS 64(DX), Z21
+	ADDQ R9, DX
+	VPBROADCASTD 12(SI), Z22
+	// VDPBF16PS 0, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 12(SI)(R8*1), Z22
+	// VDPBF16PS 2, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 12(SI)(R8*2), Z22
+	// VDPBF16PS 4, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 5, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 12(SI)(R11*1), Z22
+	// VDPBF16PS 6, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 7, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 12(SI)(R8*4), Z22
+	// VDPBF16PS 8, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 9, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 12(R12), Z22
+	// VDPBF16PS 10, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 11, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 12(R12)(R8*1), Z22
+	// VDPBF16PS 12, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 13, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 12(R12)(R8*2), Z22
+	// VDPBF16PS 14, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 15, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 12(R12)(R11*1), Z22
+	// VDPBF16PS 16, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 17, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 12(R12)(R8*4), Z22
+	// VDPBF16PS 18, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 19, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	ADDQ $16, SI
+	ADDQ $16, R12
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z20
+	VMOVUPS 64(DX), Z21
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z22
+	// VDPBF16PS 0, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(SI)(R8*1), Z22
+	// VDPBF16PS 2, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 0(SI)(R8*2), Z22
+	// VDPBF16PS 4, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 5, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 0(SI)(R11*1), Z22
+	// VDPBF16PS 6, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 7, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 0(SI)(R8*4), Z22
+	// VDPBF16PS 8, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 9, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(R12), Z22
+	// VDPBF16PS 10, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 11, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 0(R12)(R8*1), Z22
+	// VDPBF16PS 12, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 13, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 0(R12)(R8*2), Z22
+	// VDPBF16PS 14, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 15, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 0(R12)(R11*1), Z22
+	// VDPBF16PS 16, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 17, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(R12)(R8*4), Z22
+	// VDPBF16PS 18, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 19, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	ADDQ $4, SI
+	ADDQ $4, R12
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (R10)(R10*4), AX
+	LEAQ (DI)(AX*1), R12
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VADDPS 64(DI), Z1, Z1
+	VMOVUPS Z1, 64(DI)
+	VADDPS 0(DI)(R10*1), Z2, Z2
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VADDPS 64(DI)(R10*1), Z3, Z3
+	VMOVUPS Z3, 64(DI)(R10*1)
+	VADDPS 0(DI)(R10*2), Z4, Z4
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VADDPS 64(DI)(R10*2), Z5, Z5
+	VMOVUPS Z5, 64(DI)(R10*2)
+	VADDPS 0(DI)(R11*1), Z6, Z6
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VADDPS 64(DI)(R11*1), Z7, Z7
+	VMOVUPS Z7, 64(DI)(R11*1)
+	VADDPS 0(DI)(R10*4), Z8, Z8
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VADDPS 64(DI)(R10*4), Z9, Z9
+	VMOVUPS Z9, 64(DI)(R10*4)
+	VADDPS 0(R12), Z10, Z10
+	VMOVUPS Z10, 0(R12)
+	VADDPS 64(R12), Z11, Z11
+	VMOVUPS Z11, 64(R12)
+	VADDPS 0(R12)(R10*1), Z12, Z12
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VADDPS 64(R12)(R10*1), Z13, Z13
+	VMOVUPS Z13, 64(R12)(R10*1)
+	VADDPS 0(R12)(R10*2), Z14, Z14
+	VMOVUPS Z14, 0(R12)(R10*2)
+	VADDPS 64(R12)(R10*2), Z15, Z15
+	VMOVUPS Z15, 64(R12)(R10*2)
+	VADDPS 0(R12)(R11*1), Z16, Z16
+	VMOVUPS Z16, 0(R12)(R11*1)
+	VADDPS 64(R12)(R11*1), Z17, Z17
+	VMOVUPS Z17, 64(R12)(R11*1)
+	VADDPS 0(R12)(R10*4), Z18, Z18
+	VMOVUPS Z18, 0(R12)(R10*4)
+	VADDPS 64(R12)(R10*4), Z19, Z19
+	VMOVUPS Z19, 64(R12)(R10*4)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, 64(DI)
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS Z3, 64(DI)(R10*1)
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS Z5, 64(DI)(R10*2)
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS Z7, 64(DI)(R11*1)
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS Z9, 64(DI)(R10*4)
+	VMOVUPS Z10, 0(R12)
+	VMOVUPS Z11, 64(R12)
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VMOVUPS Z13, 64(R12)(R10*1)
+	VMOVUPS Z14, 0(R12)(R10*2)
+	VMOVUPS Z15, 64(R12)(R10*2)
+	VMOVUPS Z16, 0(R12)(R11*1)
+	VMOVUPS Z17, 64(R12)(R11*1)
+	VMOVUPS Z18, 0(R12)(R10*4)
+	VMOVUPS Z19, 64(R12)(R10*4)
+	VZEROUPPER
+	RET
+
+// func gemmBF16AVX512_11x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmBF16AVX512_11x2(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	LEAQ (R8)(R8*4), AX
+	LEAQ (SI)(AX*1), R12
+	LEAQ (R12)(AX*1), R13
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	VPXORD Z21, Z21, Z21
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z22
+	VMOVUPS 64(DX), Z23
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z24
+	// VDPBF16PS 0, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(SI)(R8*1), Z24
+	// VDPBF16PS 2, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(SI)(R8*2), Z24
+	// VDPBF16PS 4, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 0(SI)(R11*1), Z24
+	// VDPBF16PS 6, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 7, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 0(SI)(R8*4), Z24
+	// VDPBF16PS 8, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 9, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(R12), Z24
+	// VDPBF16PS 10, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 11, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(R12)(R8*1), Z24
+	// VDPBF16PS 12, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 13, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 0(R12)(R8*2), Z24
+	// VDPBF16PS 14, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 15, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 0(R12)(R11*1), Z24
+	// VDPBF16PS 16, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 17, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(R12)(R8*4), Z24
+	// VDPBF16PS 18, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 19, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(R13), Z24
+	// VDPBF16PS 20, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 21, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VMOVUPS 0(DX), Z22
+	VMOVUPS 64(DX), Z23
+	ADDQ R9, DX
+	VPBROADCASTD 4(SI), Z24
+	// VDPBF16PS 0, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 4(SI)(R8*1), Z24
+	// VDPBF16PS 2, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 4(SI)(R8*2), Z24
+	// VDPBF16PS 4, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 4(SI)(R11*1), Z24
+	// VDPBF16PS 6, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 7, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 4(SI)(R8*4), Z24
+	// VDPBF16PS 8, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 9, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 4(R12), Z24
+	// VDPBF16PS 10, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 11, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 4(R12)(R8*1), Z24
+	// VDPBF16PS 12, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 13, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 4(R12)(R8*2), Z24
+	// VDPBF16PS 14, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 15, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 4(R12)(R11*1), Z24
+	// VDPBF16PS 16, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 17, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 4(R12)(R8*4), Z24
+	// VDPBF16PS 18, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 19, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 4(R13), Z24
+	// VDPBF16PS 20, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 21, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VMOVUPS 0(DX), Z22
+	VMOVUPS 64(DX), Z23
+	ADDQ R9, DX
+	VPBROADCASTD 8(SI), Z24
+	// VDPBF16PS 0, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 8(SI)(R8*1), Z24
+	// VDPBF16PS 2, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 8(SI)(R8*2), Z24
+	// VDPBF16PS 4, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 8(SI)(R11*1), Z24
+	// VDPBF16PS 6, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 7, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 8(SI)(R8*4), Z24
+	// VDPBF16PS 8, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 9, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 8(R12), Z24
+	// VDPBF16PS 10, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 11, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 8(R12)(R8*1), Z24
+	// VDPBF16PS 12, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 13, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 8(R12)(R8*2), Z24
+	// VDPBF16PS 14, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 15, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 8(R12)(R11*1), Z24
+	// VDPBF16PS 16, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 17, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 8(R12)(R8*4), Z24
+	// VDPBF16PS 18, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 19, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 8(R13), Z24
+	// VDPBF16PS 20, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 21, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VMOVUPS 0(DX), Z22
+	VMOVUPS 64(DX), Z23
+	ADDQ R9, DX
+	VPBROADCASTD 12(SI), Z24
+	// VDPBF16PS 0, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 12(SI)(R8*1), Z24
+	// VDPBF16PS 2, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 12(SI)(R8*2), Z24
+	// VDPBF16PS 4, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 12(SI)(R11*1), Z24
+	// VDPBF16PS 6, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 7, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 12(SI)(R8*4), Z24
+	// VDPBF16PS 8, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 9, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 12(R12), Z24
+	// VDPBF16PS 10, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 11, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 12(R12)(R8*1), Z24
+	// VDPBF16PS 12, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 13, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 12(R12)(R8*2), Z24
+	// VDPBF16PS 14, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 15, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 12(R12)(R11*1), Z24
+	// VDPBF16PS 16, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 17, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 12(R12)(R8*4), Z24
+	// VDPBF16PS 18, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 19, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 12(R13), Z24
+	// VDPBF16PS 20, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 21, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	ADDQ $16, SI
+	ADDQ $16, R12
+	ADDQ $16, R13
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z22
+	VMOVUPS 64(DX), Z23
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z24
+	// VDPBF16PS 0, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(SI)(R8*1), Z24
+	// VDPBF16PS 2, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(SI)(R8*2), Z24
+	// VDPBF16PS 4, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 0(SI)(R11*1), Z24
+	// VDPBF16PS 6, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 7, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 0(SI)(R8*4), Z24
+	// VDPBF16PS 8, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 9, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(R12), Z24
+	// VDPBF16PS 10, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 11, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(R12)(R8*1), Z24
+	// VDPBF16PS 12, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 13, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 0(R12)(R8*2), Z24
+	// VDPBF16PS 14, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 15, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 0(R12)(R11*1), Z24
+	// VDPBF16PS 16, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 17, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(R12)(R8*4), Z24
+	// VDPBF16PS 18, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 19, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(R13), Z24
+	// VDPBF16PS 20, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 21, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	ADDQ $4, SI
+	ADDQ $4, R12
+	ADDQ $4, R13
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (R10)(R10*4), AX
+	LEAQ (DI)(AX*1), R12
+	LEAQ (R12)(AX*1), R13
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VADDPS 64(DI), Z1, Z1
+	VMOVUPS Z1, 64(DI)
+	VADDPS 0(DI)(R10*1), Z2, Z2
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VADDPS 64(DI)(R10*1), Z3, Z3
+	VMOVUPS Z3, 64(DI)(R10*1)
+	VADDPS 0(DI)(R10*2), Z4, Z4
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VADDPS 64(DI)(R10*2), Z5, Z5
+	VMOVUPS Z5, 64(DI)(R10*2)
+	VADDPS 0(DI)(R11*1), Z6, Z6
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VADDPS 64(DI)(R11*1), Z7, Z7
+	VMOVUPS Z7, 64(DI)(R11*1)
+	VADDPS 0(DI)(R10*4), Z8, Z8
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VADDPS 64(DI)(R10*4), Z9, Z9
+	VMOVUPS Z9, 64(DI)(R10*4)
+	VADDPS 0(R12), Z10, Z10
+	VMOVUPS Z10, 0(R12)
+	VADDPS 64(R12), Z11, Z11
+	VMOVUPS Z11, 64(R12)
+	VADDPS 0(R12)(R10*1), Z12, Z12
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VADDPS 64(R12)(R10*1), Z13, Z13
+	VMOVUPS Z13, 64(R12)(R10*1)
+	VADDPS 0(R12)(R10*2), Z14, Z14
+	VMOVUPS Z14, 0(R12)(R10*2)
+	VADDPS 64(R12)(R10*2), Z15, Z15
+	VMOVUPS Z15, 64(R12)(R10*2)
+	VADDPS 0(R12)(R11*1), Z16, Z16
+	VMOVUPS Z16, 0(R12)(R11*1)
+	VADDPS 64(R12)(R11*1), Z17, Z17
+	VMOVUPS Z17, 64(R12)(R11*1)
+	VADDPS 0(R12)(R10*4), Z18, Z18
+	VMOVUPS Z18, 0(R12)(R10*4)
+	VADDPS 64(R12)(R10*4), Z19, Z19
+	VMOVUPS Z19, 64(R12)(R10*4)
+	VADDPS 0(R13), Z20, Z20
+	VMOVUPS Z20, 0(R13)
+	VADDPS 64(R13), Z21, Z21
+	VMOVUPS Z21, 64(R13)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, 64(DI)
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS Z3, 64(DI)(R10*1)
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS Z5, 64(DI)(R10*2)
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS Z7, 64(DI)(R11*1)
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS Z9, 64(DI)(R10*4)
+	VMOVUPS Z10, 0(R12)
+	VMOVUPS Z11, 64(R12)
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VMOVUPS Z13, 64(R12)(R10*1)
+	VMOVUPS Z14, 0(R12)(R10*2)
+	VMOVUPS Z15, 64(R12)(R10*2)
+	VMOVUPS Z16, 0(R12)(R11*1)
+	VMOVUPS Z17, 64(R12)(R11*1)
+	VMOVUPS Z18, 0(R12)(R10*4)
+	VMOVUPS Z19, 64(R12)(R10*4)
+	VMOVUPS Z20, 0(R13)
+	VMOVUPS Z21, 64(R13)
+	VZEROUPPER
+	RET
+
+// func gemmBF16AVX512_12x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmBF16AVX512_12x2(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	LEAQ (R8)(R8*4), AX
+	LEAQ (SI)(AX*1), R12
+	LEAQ (R12)(AX*1), R13
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	VPXORD Z21, Z21, Z21
+	VPXORD Z22, Z22, Z22
+	VPXORD Z23, Z23, Z23
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z24
+	VMOVUPS 64(DX), Z25
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z26
+	// VDPBF16PS 0, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(SI)(R8*1), Z26
+	// VDPBF16PS 2, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(SI)(R8*2), Z26
+	// VDPBF16PS 4, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(SI)(R11*1), Z26
+	// VDPBF16PS 6, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 0(SI)(R8*4), Z26
+	// VDPBF16PS 8, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 9, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(R12), Z26
+	// VDPBF16PS 10, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 11, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(R12)(R8*1), Z26
+	// VDPBF16PS 12, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 13, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(R12)(R8*2), Z26
+	// VDPBF16PS 14, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 15, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 0(R12)(R11*1), Z26
+	// VDPBF16PS 16, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 17, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(R12)(R8*4), Z26
+	// VDPBF16PS 18, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 19, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(R13), Z26
+	// VDPBF16PS 20, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 21, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(R13)(R8*1), Z26
+	// VDPBF16PS 22, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 23, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VMOVUPS 0(DX), Z24
+	VMOVUPS 64(DX), Z25
+	ADDQ R9, DX
+	VPBROADCASTD 4(SI), Z26
+	// VDPBF16PS 0, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 4(SI)(R8*1), Z26
+	// VDPBF16PS 2, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 4(SI)(R8*2), Z26
+	// VDPBF16PS 4, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 4(SI)(R11*1), Z26
+	// VDPBF16PS 6, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 4(SI)(R8*4), Z26
+	// VDPBF16PS 8, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 9, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 4(R12), Z26
+	// VDPBF16PS 10, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 11, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 4(R12)(R8*1), Z26
+	// VDPBF16PS 12, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 13, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 4(R12)(R8*2), Z26
+	// VDPBF16PS 14, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 15, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 4(R12)(R11*1), Z26
+	// VDPBF16PS 16, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 17, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 4(R12)(R8*4), Z26
+	// VDPBF16PS 18, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 19, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 4(R13), Z26
+	// VDPBF16PS 20, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 21, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 4(R13)(R8*1), Z26
+	// VDPBF16PS 22, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 23, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VMOVUPS 0(DX), Z24
+	VMOVUPS 64(DX), Z25
+	ADDQ R9, DX
+	VPBROADCASTD 8(SI), Z26
+	// VDPBF16PS 0, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 8(SI)(R8*1), Z26
+	// VDPBF16PS 2, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 8(SI)(R8*2), Z26
+	// VDPBF16PS 4, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 8(SI)(R11*1), Z26
+	// VDPBF16PS 6, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 8(SI)(R8*4), Z26
+	// VDPBF16PS 8, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 9, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 8(R12), Z26
+	// VDPBF16PS 10, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 11, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 8(R12)(R8*1), Z26
+	// VDPBF16PS 12, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 13, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 8(R12)(R8*2), Z26
+	// VDPBF16PS 14, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 15, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 8(R12)(R11*1), Z26
+	// VDPBF16PS 16, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 17, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 8(R12)(R8*4), Z26
+	// VDPBF16PS 18, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 19, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 8(R13), Z26
+	// VDPBF16PS 20, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 21, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 8(R13)(R8*1), Z26
+	// VDPBF16PS 22, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 23, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VMOVUPS 0(DX), Z24
+	VMOVUPS 64(DX), Z25
+	ADDQ R9, DX
+	VPBROADCASTD 12(SI), Z26
+	// VDPBF16PS 0, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 12(SI)(R8*1), Z26
+	// VDPBF16PS 2, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 12(SI)(R8*2), Z26
+	// VDPBF16PS 4, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 12(SI)(R11*1), Z26
+	// VDPBF16PS 6, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 12(SI)(R8*4), Z26
+	// VDPBF16PS 8, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 9, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 12(R12), Z26
+	// VDPBF16PS 10, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 11, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 12(R12)(R8*1), Z26
+	// VDPBF16PS 12, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 13, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 12(R12)(R8*2), Z26
+	// VDPBF16PS 14, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 15, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 12(R12)(R11*1), Z26
+	// VDPBF16PS 16, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 17, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 12(R12)(R8*4), Z26
+	// VDPBF16PS 18, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 19, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 12(R13), Z26
+	// VDPBF16PS 20, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 21, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 12(R13)(R8*1), Z26
+	// VDPBF16PS 22, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 23, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	ADDQ $16, SI
+	ADDQ $16, R12
+	ADDQ $16, R13
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z24
+	VMOVUPS 64(DX), Z25
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z26
+	// VDPBF16PS 0, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(SI)(R8*1), Z26
+	// VDPBF16PS 2, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(SI)(R8*2), Z26
+	// VDPBF16PS 4, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(SI)(R11*1), Z26
+	// VDPBF16PS 6, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 0(SI)(R8*4), Z26
+	// VDPBF16PS 8, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 9, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(R12), Z26
+	// VDPBF16PS 10, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 11, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(R12)(R8*1), Z26
+	// VDPBF16PS 12, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 13, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(R12)(R8*2), Z26
+	// VDPBF16PS 14, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 15, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 0(R12)(R11*1), Z26
+	// VDPBF16PS 16, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 17, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(R12)(R8*4), Z26
+	// VDPBF16PS 18, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 19, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(R13), Z26
+	// VDPBF16PS 20, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 21, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(R13)(R8*1), Z26
+	// VDPBF16PS 22, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 23, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	ADDQ $4, SI
+	ADDQ $4, R12
+	ADDQ $4, R13
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (R10)(R10*4), AX
+	LEAQ (DI)(AX*1), R12
+	LEAQ (R12)(AX*1), R13
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VADDPS 64(DI), Z1, Z1
+	VMOVUPS Z1, 64(DI)
+	VADDPS 0(DI)(R10*1), Z2, Z2
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VADDPS 64(DI)(R10*1), Z3, Z3
+	VMOVUPS Z3, 64(DI)(R10*1)
+	VADDPS 0(DI)(R10*2), Z4, Z4
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VADDPS 64(DI)(R10*2), Z5, Z5
+	VMOVUPS Z5, 64(DI)(R10*2)
+	VADDPS 0(DI)(R11*1), Z6, Z6
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VADDPS 64(DI)(R11*1), Z7, Z7
+	VMOVUPS Z7, 64(DI)(R11*1)
+	VADDPS 0(DI)(R10*4), Z8, Z8
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VADDPS 64(DI)(R10*4), Z9, Z9
+	VMOVUPS Z9, 64(DI)(R10*4)
+	VADDPS 0(R12), Z10, Z10
+	VMOVUPS Z10, 0(R12)
+	VADDPS 64(R12), Z11, Z11
+	VMOVUPS Z11, 64(R12)
+	VADDPS 0(R12)(R10*1), Z12, Z12
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VADDPS 64(R12)(R10*1), Z13, Z13
+	VMOVUPS Z13, 64(R12)(R10*1)
+	VADDPS 0(R12)(R10*2), Z14, Z14
+	VMOVUPS Z14, 0(R12)(R10*2)
+	VADDPS 64(R12)(R10*2), Z15, Z15
+	VMOVUPS Z15, 64(R12)(R10*2)
+	VADDPS 0(R12)(R11*1), Z16, Z16
+	VMOVUPS Z16, 0(R12)(R11*1)
+	VADDPS 64(R12)(R11*1), Z17, Z17
+	VMOVUPS Z17, 64(R12)(R11*1)
+	VADDPS 0(R12)(R10*4), Z18, Z18
+	VMOVUPS Z18, 0(R12)(R10*4)
+	VADDPS 64(R12)(R10*4), Z19, Z19
+	VMOVUPS Z19, 64(R12)(R10*4)
+	VADDPS 0(R13), Z20, Z20
+	VMOVUPS Z20, 0(R13)
+	VADDPS 64(R13), Z21, Z21
+	VMOVUPS Z21, 64(R13)
+	VADDPS 0(R13)(R10*1), Z22, Z22
+	VMOVUPS Z22, 0(R13)(R10*1)
+	VADDPS 64(R13)(R10*1), Z23, Z23
+	VMOVUPS Z23, 64(R13)(R10*1)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, 64(DI)
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS Z3, 64(DI)(R10*1)
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS Z5, 64(DI)(R10*2)
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS Z7, 64(DI)(R11*1)
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS Z9, 64(DI)(R10*4)
+	VMOVUPS Z10, 0(R12)
+	VMOVUPS Z11, 64(R12)
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VMOVUPS Z13, 64(R12)(R10*1)
+	VMOVUPS Z14, 0(R12)(R10*2)
+	VMOVUPS Z15, 64(R12)(R10*2)
+	VMOVUPS Z16, 0(R12)(R11*1)
+	VMOVUPS Z17, 64(R12)(R11*1)
+	VMOVUPS Z18, 0(R12)(R10*4)
+	VMOVUPS Z19, 64(R12)(R10*4)
+	VMOVUPS Z20, 0(R13)
+	VMOVUPS Z21, 64(R13)
+	VMOVUPS Z22, 0(R13)(R10*1)
+	VMOVUPS Z23, 64(R13)(R10*1)
+	VZEROUPPER
+	RET
+
+// func gemmBF16AVX512_1x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmBF16AVX512_1x1m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS.Z 0(DX), K1, Z1
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z2
+	// VDPBF16PS 0, 2, 1 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x6e; BYTE $0x48; BYTE $0x52; BYTE $0xc1
+	VMOVUPS.Z 0(DX), K1, Z1
+	ADDQ R9, DX
+	VPBROADCASTD 4(SI), Z2
+	// VDPBF16PS 0, 2, 1 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x6e; BYTE $0x48; BYTE $0x52; BYTE $0xc1
+	VMOVUPS.Z 0(DX), K1, Z1
+	ADDQ R9, DX
+	VPBROADCASTD 8(SI), Z2
+	// VDPBF16PS 0, 2, 1 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x6e; BYTE $0x48; BYTE $0x52; BYTE $0xc1
+	VMOVUPS.Z 0(DX), K1, Z1
+	ADDQ R9, DX
+	VPBROADCASTD 12(SI), Z2
+	// VDPBF16PS 0, 2, 1 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x6e; BYTE $0x48; BYTE $0x52; BYTE $0xc1
+	ADDQ $16, SI
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS.Z 0(DX), K1, Z1
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z2
+	// VDPBF16PS 0, 2, 1 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x6e; BYTE $0x48; BYTE $0x52; BYTE $0xc1
+	ADDQ $4, SI
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VMOVUPS.Z 0(DI), K1, Z2
+	VADDPS Z2, Z0, Z0
+	VMOVUPS Z0, K1, 0(DI)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, K1, 0(DI)
+	VZEROUPPER
+	RET
+
+// func gemmBF16AVX512_2x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmBF16AVX512_2x1m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS.Z 0(DX), K1, Z2
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z3
+	// VDPBF16PS 0, 3, 2 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x66; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	VPBROADCASTD 0(SI)(R8*1), Z3
+	// VDPBF16PS 1, 3, 2 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x66; BYTE $0x48; BYTE $0x52; BYTE $0xca
+	VMOVUPS.Z 0(DX), K1, Z2
+	ADDQ R9, DX
+	VPBROADCASTD 4(SI), Z3
+	// VDPBF16PS 0, 3, 2 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x66; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	VPBROADCASTD 4(SI)(R8*1), Z3
+	// VDPBF16PS 1, 3, 2 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x66; BYTE $0x48; BYTE $0x52; BYTE $0xca
+	VMOVUPS.Z 0(DX), K1, Z2
+	ADDQ R9, DX
+	VPBROADCASTD 8(SI), Z3
+	// VDPBF16PS 0, 3, 2 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x66; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	VPBROADCASTD 8(SI)(R8*1), Z3
+	// VDPBF16PS 1, 3, 2 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x66; BYTE $0x48; BYTE $0x52; BYTE $0xca
+	VMOVUPS.Z 0(DX), K1, Z2
+	ADDQ R9, DX
+	VPBROADCASTD 12(SI), Z3
+	// VDPBF16PS 0, 3, 2 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x66; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	VPBROADCASTD 12(SI)(R8*1), Z3
+	// VDPBF16PS 1, 3, 2 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x66; BYTE $0x48; BYTE $0x52; BYTE $0xca
+	ADDQ $16, SI
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS.Z 0(DX), K1, Z2
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z3
+	// VDPBF16PS 0, 3, 2 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x66; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	VPBROADCASTD 0(SI)(R8*1), Z3
+	// VDPBF16PS 1, 3, 2 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x66; BYTE $0x48; BYTE $0x52; BYTE $0xca
+	ADDQ $4, SI
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VMOVUPS.Z 0(DI), K1, Z3
+	VADDPS Z3, Z0, Z0
+	VMOVUPS Z0, K1, 0(DI)
+	VMOVUPS.Z 0(DI)(R10*1), K1, Z3
+	VADDPS Z3, Z1, Z1
+	VMOVUPS Z1, K1, 0(DI)(R10*1)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, K1, 0(DI)
+	VMOVUPS Z1, K1, 0(DI)(R10*1)
+	VZEROUPPER
+	RET
+
+// func gemmBF16AVX512_3x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmBF16AVX512_3x1m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS.Z 0(DX), K1, Z3
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z4
+	// VDPBF16PS 0, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xc3
+	VPBROADCASTD 0(SI)(R8*1), Z4
+	// VDPBF16PS 1, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 0(SI)(R8*2), Z4
+	// VDPBF16PS 2, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xd3
+	VMOVUPS.Z 0(DX), K1, Z3
+	ADDQ R9, DX
+	VPBROADCASTD 4(SI), Z4
+	// VDPBF16PS 0, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xc3
+	VPBROADCASTD 4(SI)(R8*1), Z4
+	// VDPBF16PS 1, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 4(SI)(R8*2), Z4
+	// VDPBF16PS 2, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xd3
+	VMOVUPS.Z 0(DX), K1, Z3
+	ADDQ R9, DX
+	VPBROADCASTD 8(SI), Z4
+	// VDPBF16PS 0, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xc3
+	VPBROADCASTD 8(SI)(R8*1), Z4
+	// VDPBF16PS 1, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 8(SI)(R8*2), Z4
+	// VDPBF16PS 2, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xd3
+	VMOVUPS.Z 0(DX), K1, Z3
+	ADDQ R9, DX
+	VPBROADCASTD 12(SI), Z4
+	// VDPBF16PS 0, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xc3
+	VPBROADCASTD 12(SI)(R8*1), Z4
+	// VDPBF16PS 1, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 12(SI)(R8*2), Z4
+	// VDPBF16PS 2, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xd3
+	ADDQ $16, SI
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS.Z 0(DX), K1, Z3
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z4
+	// VDPBF16PS 0, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xc3
+	VPBROADCASTD 0(SI)(R8*1), Z4
+	// VDPBF16PS 1, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 0(SI)(R8*2), Z4
+	// VDPBF16PS 2, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xd3
+	ADDQ $4, SI
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VMOVUPS.Z 0(DI), K1, Z4
+	VADDPS Z4, Z0, Z0
+	VMOVUPS Z0, K1, 0(DI)
+	VMOVUPS.Z 0(DI)(R10*1), K1, Z4
+	VADDPS Z4, Z1, Z1
+	VMOVUPS Z1, K1, 0(DI)(R10*1)
+	VMOVUPS.Z 0(DI)(R10*2), K1, Z4
+	VADDPS Z4, Z2, Z2
+	VMOVUPS Z2, K1, 0(DI)(R10*2)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, K1, 0(DI)
+	VMOVUPS Z1, K1, 0(DI)(R10*1)
+	VMOVUPS Z2, K1, 0(DI)(R10*2)
+	VZEROUPPER
+	RET
+
+// func gemmBF16AVX512_4x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmBF16AVX512_4x1m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS.Z 0(DX), K1, Z4
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z5
+	// VDPBF16PS 0, 5, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x56; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	VPBROADCASTD 0(SI)(R8*1), Z5
+	// VDPBF16PS 1, 5, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x56; BYTE $0x48; BYTE $0x52; BYTE $0xcc
+	VPBROADCASTD 0(SI)(R8*2), Z5
+	// VDPBF16PS 2, 5, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x56; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	VPBROADCASTD 0(SI)(R11*1), Z5
+	// VDPBF16PS 3, 5, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x56; BYTE $0x48; BYTE $0x52; BYTE $0xdc
+	VMOVUPS.Z 0(DX), K1, Z4
+	ADDQ R9, DX
+	VPBROADCASTD 4(SI), Z5
+	// VDPBF16PS 0, 5, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x56; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	VPBROADCASTD 4(SI)(R8*1), Z5
+	// VDPBF16PS 1, 5, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x56; BYTE $0x48; BYTE $0x52; BYTE $0xcc
+	VPBROADCASTD 4(SI)(R8*2), Z5
+	// VDPBF16PS 2, 5, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x56; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	VPBROADCASTD 4(SI)(R11*1), Z5
+	// VDPBF16PS 3, 5, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x56; BYTE $0x48; BYTE $0x52; BYTE $0xdc
+	VMOVUPS.Z 0(DX), K1, Z4
+	ADDQ R9, DX
+	VPBROADCASTD 8(SI), Z5
+	// VDPBF16PS 0, 5, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x56; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	VPBROADCASTD 8(SI)(R8*1), Z5
+	// VDPBF16PS 1, 5, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x56; BYTE $0x48; BYTE $0x52; BYTE $0xcc
+	VPBROADCASTD 8(SI)(R8*2), Z5
+	// VDPBF16PS 2, 5, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x56; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	VPBROADCASTD 8(SI)(R11*1), Z5
+	// VDPBF16PS 3, 5, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x56; BYTE $0x48; BYTE $0x52; BYTE $0xdc
+	VMOVUPS.Z 0(DX), K1, Z4
+	ADDQ R9, DX
+	VPBROADCASTD 12(SI), Z5
+	// VDPBF16PS 0, 5, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x56; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	VPBROADCASTD 12(SI)(R8*1), Z5
+	// VDPBF16PS 1, 5, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x56; BYTE $0x48; BYTE $0x52; BYTE $0xcc
+	VPBROADCASTD 12(SI)(R8*2), Z5
+	// VDPBF16PS 2, 5, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x56; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	VPBROADCASTD 12(SI)(R11*1), Z5
+	// VDPBF16PS 3, 5, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x56; BYTE $0x48; BYTE $0x52; BYTE $0xdc
+	ADDQ $16, SI
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS.Z 0(DX), K1, Z4
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z5
+	// VDPBF16PS 0, 5, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x56; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	VPBROADCASTD 0(SI)(R8*1), Z5
+	// VDPBF16PS 1, 5, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x56; BYTE $0x48; BYTE $0x52; BYTE $0xcc
+	VPBROADCASTD 0(SI)(R8*2), Z5
+	// VDPBF16PS 2, 5, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x56; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	VPBROADCASTD 0(SI)(R11*1), Z5
+	// VDPBF16PS 3, 5, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x56; BYTE $0x48; BYTE $0x52; BYTE $0xdc
+	ADDQ $4, SI
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VMOVUPS.Z 0(DI), K1, Z5
+	VADDPS Z5, Z0, Z0
+	VMOVUPS Z0, K1, 0(DI)
+	VMOVUPS.Z 0(DI)(R10*1), K1, Z5
+	VADDPS Z5, Z1, Z1
+	VMOVUPS Z1, K1, 0(DI)(R10*1)
+	VMOVUPS.Z 0(DI)(R10*2), K1, Z5
+	VADDPS Z5, Z2, Z2
+	VMOVUPS Z2, K1, 0(DI)(R10*2)
+	VMOVUPS.Z 0(DI)(R11*1), K1, Z5
+	VADDPS Z5, Z3, Z3
+	VMOVUPS Z3, K1, 0(DI)(R11*1)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, K1, 0(DI)
+	VMOVUPS Z1, K1, 0(DI)(R10*1)
+	VMOVUPS Z2, K1, 0(DI)(R10*2)
+	VMOVUPS Z3, K1, 0(DI)(R11*1)
+	VZEROUPPER
+	RET
+
+// func gemmBF16AVX512_5x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmBF16AVX512_5x1m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS.Z 0(DX), K1, Z5
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z6
+	// VDPBF16PS 0, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xc5
+	VPBROADCASTD 0(SI)(R8*1), Z6
+	// VDPBF16PS 1, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(SI)(R8*2), Z6
+	// VDPBF16PS 2, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xd5
+	VPBROADCASTD 0(SI)(R11*1), Z6
+	// VDPBF16PS 3, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 0(SI)(R8*4), Z6
+	// VDPBF16PS 4, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xe5
+	VMOVUPS.Z 0(DX), K1, Z5
+	ADDQ R9, DX
+	VPBROADCASTD 4(SI), Z6
+	// VDPBF16PS 0, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xc5
+	VPBROADCASTD 4(SI)(R8*1), Z6
+	// VDPBF16PS 1, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 4(SI)(R8*2), Z6
+	// VDPBF16PS 2, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xd5
+	VPBROADCASTD 4(SI)(R11*1), Z6
+	// VDPBF16PS 3, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 4(SI)(R8*4), Z6
+	// VDPBF16PS 4, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xe5
+	VMOVUPS.Z 0(DX), K1, Z5
+	ADDQ R9, DX
+	VPBROADCASTD 8(SI), Z6
+	// VDPBF16PS 0, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xc5
+	VPBROADCASTD 8(SI)(R8*1), Z6
+	// VDPBF16PS 1, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 8(SI)(R8*2), Z6
+	// VDPBF16PS 2, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xd5
+	VPBROADCASTD 8(SI)(R11*1), Z6
+	// VDPBF16PS 3, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 8(SI)(R8*4), Z6
+	// VDPBF16PS 4, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xe5
+	VMOVUPS.Z 0(DX), K1, Z5
+	ADDQ R9, DX
+	VPBROADCASTD 12(SI), Z6
+	// VDPBF16PS 0, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xc5
+	VPBROADCASTD 12(SI)(R8*1), Z6
+	// VDPBF16PS 1, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 12(SI)(R8*2), Z6
+	// VDPBF16PS 2, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xd5
+	VPBROADCASTD 12(SI)(R11*1), Z6
+	// VDPBF16PS 3, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 12(SI)(R8*4), Z6
+	// VDPBF16PS 4, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xe5
+	ADDQ $16, SI
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS.Z 0(DX), K1, Z5
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z6
+	// VDPBF16PS 0, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xc5
+	VPBROADCASTD 0(SI)(R8*1), Z6
+	// VDPBF16PS 1, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(SI)(R8*2), Z6
+	// VDPBF16PS 2, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xd5
+	VPBROADCASTD 0(SI)(R11*1), Z6
+	// VDPBF16PS 3, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 0(SI)(R8*4), Z6
+	// VDPBF16PS 4, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xe5
+	ADDQ $4, SI
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VMOVUPS.Z 0(DI), K1, Z6
+	VADDPS Z6, Z0, Z0
+	VMOVUPS Z0, K1, 0(DI)
+	VMOVUPS.Z 0(DI)(R10*1), K1, Z6
+	VADDPS Z6, Z1, Z1
+	VMOVUPS Z1, K1, 0(DI)(R10*1)
+	VMOVUPS.Z 0(DI)(R10*2), K1, Z6
+	VADDPS Z6, Z2, Z2
+	VMOVUPS Z2, K1, 0(DI)(R10*2)
+	VMOVUPS.Z 0(DI)(R11*1), K1, Z6
+	VADDPS Z6, Z3, Z3
+	VMOVUPS Z3, K1, 0(DI)(R11*1)
+	VMOVUPS.Z 0(DI)(R10*4), K1, Z6
+	VADDPS Z6, Z4, Z4
+	VMOVUPS Z4, K1, 0(DI)(R10*4)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, K1, 0(DI)
+	VMOVUPS Z1, K1, 0(DI)(R10*1)
+	VMOVUPS Z2, K1, 0(DI)(R10*2)
+	VMOVUPS Z3, K1, 0(DI)(R11*1)
+	VMOVUPS Z4, K1, 0(DI)(R10*4)
+	VZEROUPPER
+	RET
+
+// func gemmBF16AVX512_6x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmBF16AVX512_6x1m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	LEAQ (R8)(R8*4), AX
+	LEAQ (SI)(AX*1), R12
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS.Z 0(DX), K1, Z6
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z7
+	// VDPBF16PS 0, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xc6
+	VPBROADCASTD 0(SI)(R8*1), Z7
+	// VDPBF16PS 1, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xce
+	VPBROADCASTD 0(SI)(R8*2), Z7
+	// VDPBF16PS 2, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xd6
+	VPBROADCASTD 0(SI)(R11*1), Z7
+	// VDPBF16PS 3, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xde
+	VPBROADCASTD 0(SI)(R8*4), Z7
+	// VDPBF16PS 4, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xe6
+	VPBROADCASTD 0(R12), Z7
+	// VDPBF16PS 5, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xee
+	VMOVUPS.Z 0(DX), K1, Z6
+	ADDQ R9, DX
+	VPBROADCASTD 4(SI), Z7
+	// VDPBF16PS 0, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xc6
+	VPBROADCASTD 4(SI)(R8*1), Z7
+	// VDPBF16PS 1, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xce
+	VPBROADCASTD 4(SI)(R8*2), Z7
+	// VDPBF16PS 2, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xd6
+	VPBROADCASTD 4(SI)(R11*1), Z7
+	// VDPBF16PS 3, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xde
+	VPBROADCASTD 4(SI)(R8*4), Z7
+	// VDPBF16PS 4, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xe6
+	VPBROADCASTD 4(R12), Z7
+	// VDPBF16PS 5, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xee
+	VMOVUPS.Z 0(DX), K1, Z6
+	ADDQ R9, DX
+	VPBROADCASTD 8(SI), Z7
+	// VDPBF16PS 0, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xc6
+	VPBROADCASTD 8(SI)(R8*1), Z7
+	// VDPBF16PS 1, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xce
+	VPBROADCASTD 8(SI)(R8*2), Z7
+	// VDPBF16PS 2, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xd6
+	VPBROADCASTD 8(SI)(R11*1), Z7
+	// VDPBF16PS 3, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xde
+	VPBROADCASTD 8(SI)(R8*4), Z7
+	// VDPBF16PS 4, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xe6
+	VPBROADCASTD 8(R12), Z7
+	// VDPBF16PS 5, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xee
+	VMOVUPS.Z 0(DX), K1, Z6
+	ADDQ R9, DX
+	VPBROADCASTD 12(SI), Z7
+	// VDPBF16PS 0, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xc6
+	VPBROADCASTD 12(SI)(R8*1), Z7
+	// VDPBF16PS 1, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xce
+	VPBROADCASTD 12(SI)(R8*2), Z7
+	// VDPBF16PS 2, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xd6
+	VPBROADCASTD 12(SI)(R11*1), Z7
+	// VDPBF16PS 3, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xde
+	VPBROADCASTD 12(SI)(R8*4), Z7
+	// VDPBF16PS 4, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xe6
+	VPBROADCASTD 12(R12), Z7
+	// VDPBF16PS 5, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xee
+	ADDQ $16, SI
+	ADDQ $16, R12
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS.Z 0(DX), K1, Z6
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z7
+	// VDPBF16PS 0, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xc6
+	VPBROADCASTD 0(SI)(R8*1), Z7
+	// VDPBF16PS 1, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xce
+	VPBROADCASTD 0(SI)(R8*2), Z7
+	// VDPBF16PS 2, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xd6
+	VPBROADCASTD 0(SI)(R11*1), Z7
+	// VDPBF16PS 3, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xde
+	VPBROADCASTD 0(SI)(R8*4), Z7
+	// VDPBF16PS 4, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xe6
+	VPBROADCASTD 0(R12), Z7
+	// VDPBF16PS 5, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xee
+	ADDQ $4, SI
+	ADDQ $4, R12
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (R10)(R10*4), AX
+	LEAQ (DI)(AX*1), R12
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VMOVUPS.Z 0(DI), K1, Z7
+	VADDPS Z7, Z0, Z0
+	VMOVUPS Z0, K1, 0(DI)
+	VMOVUPS.Z 0(DI)(R10*1), K1, Z7
+	VADDPS Z7, Z1, Z1
+	VMOVUPS Z1, K1, 0(DI)(R10*1)
+	VMOVUPS.Z 0(DI)(R10*2), K1, Z7
+	VADDPS Z7, Z2, Z2
+	VMOVUPS Z2, K1, 0(DI)(R10*2)
+	VMOVUPS.Z 0(DI)(R11*1), K1, Z7
+	VADDPS Z7, Z3, Z3
+	VMOVUPS Z3, K1, 0(DI)(R11*1)
+	VMOVUPS.Z 0(DI)(R10*4), K1, Z7
+	VADDPS Z7, Z4, Z4
+	VMOVUPS Z4, K1, 0(DI)(R10*4)
+	VMOVUPS.Z 0(R12), K1, Z7
+	VADDPS Z7, Z5, Z5
+	VMOVUPS Z5, K1, 0(R12)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, K1, 0(DI)
+	VMOVUPS Z1, K1, 0(DI)(R10*1)
+	VMOVUPS Z2, K1, 0(DI)(R10*2)
+	VMOVUPS Z3, K1, 0(DI)(R11*1)
+	VMOVUPS Z4, K1, 0(DI)(R10*4)
+	VMOVUPS Z5, K1, 0(R12)
+	VZEROUPPER
+	RET
+
+// func gemmBF16AVX512_7x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmBF16AVX512_7x1m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	LEAQ (R8)(R8*4), AX
+	LEAQ (SI)(AX*1), R12
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS.Z 0(DX), K1, Z7
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z8
+	// VDPBF16PS 0, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xc7
+	VPBROADCASTD 0(SI)(R8*1), Z8
+	// VDPBF16PS 1, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(SI)(R8*2), Z8
+	// VDPBF16PS 2, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xd7
+	VPBROADCASTD 0(SI)(R11*1), Z8
+	// VDPBF16PS 3, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(SI)(R8*4), Z8
+	// VDPBF16PS 4, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xe7
+	VPBROADCASTD 0(R12), Z8
+	// VDPBF16PS 5, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 0(R12)(R8*1), Z8
+	// VDPBF16PS 6, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xf7
+	VMOVUPS.Z 0(DX), K1, Z7
+	ADDQ R9, DX
+	VPBROADCASTD 4(SI), Z8
+	// VDPBF16PS 0, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xc7
+	VPBROADCASTD 4(SI)(R8*1), Z8
+	// VDPBF16PS 1, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 4(SI)(R8*2), Z8
+	// VDPBF16PS 2, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xd7
+	VPBROADCASTD 4(SI)(R11*1), Z8
+	// VDPBF16PS 3, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 4(SI)(R8*4), Z8
+	// VDPBF16PS 4, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xe7
+	VPBROADCASTD 4(R12), Z8
+	// VDPBF16PS 5, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 4(R12)(R8*1), Z8
+	// VDPBF16PS 6, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xf7
+	VMOVUPS.Z 0(DX), K1, Z7
+	ADDQ R9, DX
+	VPBROADCASTD 8(SI), Z8
+	// VDPBF16PS 0, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xc7
+	VPBROADCASTD 8(SI)(R8*1), Z8
+	// VDPBF16PS 1, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 8(SI)(R8*2), Z8
+	// VDPBF16PS 2, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xd7
+	VPBROADCASTD 8(SI)(R11*1), Z8
+	// VDPBF16PS 3, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 8(SI)(R8*4), Z8
+	// VDPBF16PS 4, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xe7
+	VPBROADCASTD 8(R12), Z8
+	// VDPBF16PS 5, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 8(R12)(R8*1), Z8
+	// VDPBF16PS 6, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xf7
+	VMOVUPS.Z 0(DX), K1, Z7
+	ADDQ R9, DX
+	VPBROADCASTD 12(SI), Z8
+	// VDPBF16PS 0, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xc7
+	VPBROADCASTD 12(SI)(R8*1), Z8
+	// VDPBF16PS 1, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 12(SI)(R8*2), Z8
+	// VDPBF16PS 2, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xd7
+	VPBROADCASTD 12(SI)(R11*1), Z8
+	// VDPBF16PS 3, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 12(SI)(R8*4), Z8
+	// VDPBF16PS 4, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xe7
+	VPBROADCASTD 12(R12), Z8
+	// VDPBF16PS 5, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 12(R12)(R8*1), Z8
+	// VDPBF16PS 6, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xf7
+	ADDQ $16, SI
+	ADDQ $16, R12
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS.Z 0(DX), K1, Z7
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z8
+	// VDPBF16PS 0, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xc7
+	VPBROADCASTD 0(SI)(R8*1), Z8
+	// VDPBF16PS 1, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(SI)(R8*2), Z8
+	// VDPBF16PS 2, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xd7
+	VPBROADCASTD 0(SI)(R11*1), Z8
+	// VDPBF16PS 3, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(SI)(R8*4), Z8
+	// VDPBF16PS 4, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xe7
+	VPBROADCASTD 0(R12), Z8
+	// VDPBF16PS 5, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 0(R12)(R8*1), Z8
+	// VDPBF16PS 6, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xf7
+	ADDQ $4, SI
+	ADDQ $4, R12
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (R10)(R10*4), AX
+	LEAQ (DI)(AX*1), R12
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VMOVUPS.Z 0(DI), K1, Z8
+	VADDPS Z8, Z0, Z0
+	VMOVUPS Z0, K1, 0(DI)
+	VMOVUPS.Z 0(DI)(R10*1), K1, Z8
+	VADDPS Z8, Z1, Z1
+	VMOVUPS Z1, K1, 0(DI)(R10*1)
+	VMOVUPS.Z 0(DI)(R10*2), K1, Z8
+	VADDPS Z8, Z2, Z2
+	VMOVUPS Z2, K1, 0(DI)(R10*2)
+	VMOVUPS.Z 0(DI)(R11*1), K1, Z8
+	VADDPS Z8, Z3, Z3
+	VMOVUPS Z3, K1, 0(DI)(R11*1)
+	VMOVUPS.Z 0(DI)(R10*4), K1, Z8
+	VADDPS Z8, Z4, Z4
+	VMOVUPS Z4, K1, 0(DI)(R10*4)
+	VMOVUPS.Z 0(R12), K1, Z8
+	VADDPS Z8, Z5, Z5
+	VMOVUPS Z5, K1, 0(R12)
+	VMOVUPS.Z 0(R12)(R10*1), K1, Z8
+	VADDPS Z8, Z6, Z6
+	VMOVUPS Z6, K1, 0(R12)(R10*1)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, K1, 0(DI)
+	VMOVUPS Z1, K1, 0(DI)(R10*1)
+	VMOVUPS Z2, K1, 0(DI)(R10*2)
+	VMOVUPS Z3, K1, 0(DI)(R11*1)
+	VMOVUPS Z4, K1, 0(DI)(R10*4)
+	VMOVUPS Z5, K1, 0(R12)
+	VMOVUPS Z6, K1, 0(R12)(R10*1)
+	VZEROUPPER
+	RET
+
+// func gemmBF16AVX512_8x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmBF16AVX512_8x1m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	LEAQ (R8)(R8*4), AX
+	LEAQ (SI)(AX*1), R12
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS.Z 0(DX), K1, Z8
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z9
+	// VDPBF16PS 0, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xc0
+	VPBROADCASTD 0(SI)(R8*1), Z9
+	// VDPBF16PS 1, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xc8
+	VPBROADCASTD 0(SI)(R8*2), Z9
+	// VDPBF16PS 2, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xd0
+	VPBROADCASTD 0(SI)(R11*1), Z9
+	// VDPBF16PS 3, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xd8
+	VPBROADCASTD 0(SI)(R8*4), Z9
+	// VDPBF16PS 4, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xe0
+	VPBROADCASTD 0(R12), Z9
+	// VDPBF16PS 5, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xe8
+	VPBROADCASTD 0(R12)(R8*1), Z9
+	// VDPBF16PS 6, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xf0
+	VPBROADCASTD 0(R12)(R8*2), Z9
+	// VDPBF16PS 7, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xf8
+	VMOVUPS.Z 0(DX), K1, Z8
+	ADDQ R9, DX
+	VPBROADCASTD 4(SI), Z9
+	// VDPBF16PS 0, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xc0
+	VPBROADCASTD 4(SI)(R8*1), Z9
+	// VDPBF16PS 1, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xc8
+	VPBROADCASTD 4(SI)(R8*2), Z9
+	// VDPBF16PS 2, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xd0
+	VPBROADCASTD 4(SI)(R11*1), Z9
+	// VDPBF16PS 3, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xd8
+	VPBROADCASTD 4(SI)(R8*4), Z9
+	// VDPBF16PS 4, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xe0
+	VPBROADCASTD 4(R12), Z9
+	// VDPBF16PS 5, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xe8
+	VPBROADCASTD 4(R12)(R8*1), Z9
+	// VDPBF16PS 6, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xf0
+	VPBROADCASTD 4(R12)(R8*2), Z9
+	// VDPBF16PS 7, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xf8
+	VMOVUPS.Z 0(DX), K1, Z8
+	ADDQ R9, DX
+	VPBROADCASTD 8(SI), Z9
+	// VDPBF16PS 0, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xc0
+	VPBROADCASTD 8(SI)(R8*1), Z9
+	// VDPBF16PS 1, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xc8
+	VPBROADCASTD 8(SI)(R8*2), Z9
+	// VDPBF16PS 2, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xd0
+	VPBROADCASTD 8(SI)(R11*1), Z9
+	// VDPBF16PS 3, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xd8
+	VPBROADCASTD 8(SI)(R8*4), Z9
+	// VDPBF16PS 4, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xe0
+	VPBROADCASTD 8(R12), Z9
+	// VDPBF16PS 5, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xe8
+	VPBROADCASTD 8(R12)(R8*1), Z9
+	// VDPBF16PS 6, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xf0
+	VPBROADCASTD 8(R12)(R8*2), Z9
+	// VDPBF16PS 7, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xf8
+	VMOVUPS.Z 0(DX), K1, Z8
+	ADDQ R9, DX
+	VPBROADCASTD 12(SI), Z9
+	// VDPBF16PS 0, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xc0
+	VPBROADCASTD 12(SI)(R8*1), Z9
+	// VDPBF16PS 1, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xc8
+	VPBROADCASTD 12(SI)(R8*2), Z9
+	// VDPBF16PS 2, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xd0
+	VPBROADCASTD 12(SI)(R11*1), Z9
+	// VDPBF16PS 3, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xd8
+	VPBROADCASTD 12(SI)(R8*4), Z9
+	// VDPBF16PS 4, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xe0
+	VPBROADCASTD 12(R12), Z9
+	// VDPBF16PS 5, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xe8
+	VPBROADCASTD 12(R12)(R8*1), Z9
+	// VDPBF16PS 6, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xf0
+	VPBROADCASTD 12(R12)(R8*2), Z9
+	// VDPBF16PS 7, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xf8
+	ADDQ $16, SI
+	ADDQ $16, R12
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS.Z 0(DX), K1, Z8
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z9
+	// VDPBF16PS 0, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xc0
+	VPBROADCASTD 0(SI)(R8*1), Z9
+	// VDPBF16PS 1, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xc8
+	VPBROADCASTD 0(SI)(R8*2), Z9
+	// VDPBF16PS 2, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xd0
+	VPBROADCASTD 0(SI)(R11*1), Z9
+	// VDPBF16PS 3, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xd8
+	VPBROADCASTD 0(SI)(R8*4), Z9
+	// VDPBF16PS 4, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xe0
+	VPBROADCASTD 0(R12), Z9
+	// VDPBF16PS 5, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xe8
+	VPBROADCASTD 0(R12)(R8*1), Z9
+	// VDPBF16PS 6, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xf0
+	VPBROADCASTD 0(R12)(R8*2), Z9
+	// VDPBF16PS 7, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xf8
+	ADDQ $4, SI
+	ADDQ $4, R12
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (R10)(R10*4), AX
+	LEAQ (DI)(AX*1), R12
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VMOVUPS.Z 0(DI), K1, Z9
+	VADDPS Z9, Z0, Z0
+	VMOVUPS Z0, K1, 0(DI)
+	VMOVUPS.Z 0(DI)(R10*1), K1, Z9
+	VADDPS Z9, Z1, Z1
+	VMOVUPS Z1, K1, 0(DI)(R10*1)
+	VMOVUPS.Z 0(DI)(R10*2), K1, Z9
+	VADDPS Z9, Z2, Z2
+	VMOVUPS Z2, K1, 0(DI)(R10*2)
+	VMOVUPS.Z 0(DI)(R11*1), K1, Z9
+	VADDPS Z9, Z3, Z3
+	VMOVUPS Z3, K1, 0(DI)(R11*1)
+	VMOVUPS.Z 0(DI)(R10*4), K1, Z9
+	VADDPS Z9, Z4, Z4
+	VMOVUPS Z4, K1, 0(DI)(R10*4)
+	VMOVUPS.Z 0(R12), K1, Z9
+	VADDPS Z9, Z5, Z5
+	VMOVUPS Z5, K1, 0(R12)
+	VMOVUPS.Z 0(R12)(R10*1), K1, Z9
+	VADDPS Z9, Z6, Z6
+	VMOVUPS Z6, K1, 0(R12)(R10*1)
+	VMOVUPS.Z 0(R12)(R10*2), K1, Z9
+	VADDPS Z9, Z7, Z7
+	VMOVUPS Z7, K1, 0(R12)(R10*2)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, K1, 0(DI)
+	VMOVUPS Z1, K1, 0(DI)(R10*1)
+	VMOVUPS Z2, K1, 0(DI)(R10*2)
+	VMOVUPS Z3, K1, 0(DI)(R11*1)
+	VMOVUPS Z4, K1, 0(DI)(R10*4)
+	VMOVUPS Z5, K1, 0(R12)
+	VMOVUPS Z6, K1, 0(R12)(R10*1)
+	VMOVUPS Z7, K1, 0(R12)(R10*2)
+	VZEROUPPER
+	RET
+
+// func gemmBF16AVX512_9x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmBF16AVX512_9x1m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	LEAQ (R8)(R8*4), AX
+	LEAQ (SI)(AX*1), R12
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS.Z 0(DX), K1, Z9
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z10
+	// VDPBF16PS 0, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc1
+	VPBROADCASTD 0(SI)(R8*1), Z10
+	// VDPBF16PS 1, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(SI)(R8*2), Z10
+	// VDPBF16PS 2, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd1
+	VPBROADCASTD 0(SI)(R11*1), Z10
+	// VDPBF16PS 3, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(SI)(R8*4), Z10
+	// VDPBF16PS 4, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe1
+	VPBROADCASTD 0(R12), Z10
+	// VDPBF16PS 5, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(R12)(R8*1), Z10
+	// VDPBF16PS 6, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf1
+	VPBROADCASTD 0(R12)(R8*2), Z10
+	// VDPBF16PS 7, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 0(R12)(R11*1), Z10
+	// VDPBF16PS 8, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc1
+	VMOVUPS.Z 0(DX), K1, Z9
+	ADDQ R9, DX
+	VPBROADCASTD 4(SI), Z10
+	// VDPBF16PS 0, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc1
+	VPBROADCASTD 4(SI)(R8*1), Z10
+	// VDPBF16PS 1, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 4(SI)(R8*2), Z10
+	// VDPBF16PS 2, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd1
+	VPBROADCASTD 4(SI)(R11*1), Z10
+	// VDPBF16PS 3, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 4(SI)(R8*4), Z10
+	// VDPBF16PS 4, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe1
+	VPBROADCASTD 4(R12), Z10
+	// VDPBF16PS 5, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 4(R12)(R8*1), Z10
+	// VDPBF16PS 6, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf1
+	VPBROADCASTD 4(R12)(R8*2), Z10
+	// VDPBF16PS 7, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 4(R12)(R11*1), Z10
+	// VDPBF16PS 8, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc1
+	VMOVUPS.Z 0(DX), K1, Z9
+	ADDQ R9, DX
+	VPBROADCASTD 8(SI), Z10
+	// VDPBF16PS 0, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc1
+	VPBROADCASTD 8(SI)(R8*1), Z10
+	// VDPBF16PS 1, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 8(SI)(R8*2), Z10
+	// VDPBF16PS 2, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd1
+	VPBROADCASTD 8(SI)(R11*1), Z10
+	// VDPBF16PS 3, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 8(SI)(R8*4), Z10
+	// VDPBF16PS 4, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe1
+	VPBROADCASTD 8(R12), Z10
+	// VDPBF16PS 5, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 8(R12)(R8*1), Z10
+	// VDPBF16PS 6, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf1
+	VPBROADCASTD 8(R12)(R8*2), Z10
+	// VDPBF16PS 7, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 8(R12)(R11*1), Z10
+	// VDPBF16PS 8, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc1
+	VMOVUPS.Z 0(DX), K1, Z9
+	ADDQ R9, DX
+	VPBROADCASTD 12(SI), Z10
+	// VDPBF16PS 0, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc1
+	VPBROADCASTD 12(SI)(R8*1), Z10
+	// VDPBF16PS 1, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 12(SI)(R8*2), Z10
+	// VDPBF16PS 2, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd1
+	VPBROADCASTD 12(SI)(R11*1), Z10
+	// VDPBF16PS 3, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 12(SI)(R8*4), Z10
+	// VDPBF16PS 4, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe1
+	VPBROADCASTD 12(R12), Z10
+	// VDPBF16PS 5, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 12(R12)(R8*1), Z10
+	// VDPBF16PS 6, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf1
+	VPBROADCASTD 12(R12)(R8*2), Z10
+	// VDPBF16PS 7, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 12(R12)(R11*1), Z10
+	// VDPBF16PS 8, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc1
+	ADDQ $16, SI
+	ADDQ $16, R12
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS.Z 0(DX), K1, Z9
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z10
+	// VDPBF16PS 0, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc1
+	VPBROADCASTD 0(SI)(R8*1), Z10
+	// VDPBF16PS 1, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(SI)(R8*2), Z10
+	// VDPBF16PS 2, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd1
+	VPBROADCASTD 0(SI)(R11*1), Z10
+	// VDPBF16PS 3, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(SI)(R8*4), Z10
+	// VDPBF16PS 4, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe1
+	VPBROADCASTD 0(R12), Z10
+	// VDPBF16PS 5, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(R12)(R8*1), Z10
+	// VDPBF16PS 6, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf1
+	VPBROADCASTD 0(R12)(R8*2), Z10
+	// VDPBF16PS 7, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 0(R12)(R11*1), Z10
+	// VDPBF16PS 8, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc1
+	ADDQ $4, SI
+	ADDQ $4, R12
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (R10)(R10*4), AX
+	LEAQ (DI)(AX*1), R12
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VMOVUPS.Z 0(DI), K1, Z10
+	VADDPS Z10, Z0, Z0
+	VMOVUPS Z0, K1, 0(DI)
+	VMOVUPS.Z 0(DI)(R10*1), K1, Z10
+	VADDPS Z10, Z1, Z1
+	VMOVUPS Z1, K1, 0(DI)(R10*1)
+	VMOVUPS.Z 0(DI)(R10*2), K1, Z10
+	VADDPS Z10, Z2, Z2
+	VMOVUPS Z2, K1, 0(DI)(R10*2)
+	VMOVUPS.Z 0(DI)(R11*1), K1, Z10
+	VADDPS Z10, Z3, Z3
+	VMOVUPS Z3, K1, 0(DI)(R11*1)
+	VMOVUPS.Z 0(DI)(R10*4), K1, Z10
+	VADDPS Z10, Z4, Z4
+	VMOVUPS Z4, K1, 0(DI)(R10*4)
+	VMOVUPS.Z 0(R12), K1, Z10
+	VADDPS Z10, Z5, Z5
+	VMOVUPS Z5, K1, 0(R12)
+	VMOVUPS.Z 0(R12)(R10*1), K1, Z10
+	VADDPS Z10, Z6, Z6
+	VMOVUPS Z6, K1, 0(R12)(R10*1)
+	VMOVUPS.Z 0(R12)(R10*2), K1, Z10
+	VADDPS Z10, Z7, Z7
+	VMOVUPS Z7, K1, 0(R12)(R10*2)
+	VMOVUPS.Z 0(R12)(R11*1), K1, Z10
+	VADDPS Z10, Z8, Z8
+	VMOVUPS Z8, K1, 0(R12)(R11*1)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, K1, 0(DI)
+	VMOVUPS Z1, K1, 0(DI)(R10*1)
+	VMOVUPS Z2, K1, 0(DI)(R10*2)
+	VMOVUPS Z3, K1, 0(DI)(R11*1)
+	VMOVUPS Z4, K1, 0(DI)(R10*4)
+	VMOVUPS Z5, K1, 0(R12)
+	VMOVUPS Z6, K1, 0(R12)(R10*1)
+	VMOVUPS Z7, K1, 0(R12)(R10*2)
+	VMOVUPS Z8, K1, 0(R12)(R11*1)
+	VZEROUPPER
+	RET
+
+// func gemmBF16AVX512_10x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmBF16AVX512_10x1m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	LEAQ (R8)(R8*4), AX
+	LEAQ (SI)(AX*1), R12
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS.Z 0(DX), K1, Z10
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z11
+	// VDPBF16PS 0, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	VPBROADCASTD 0(SI)(R8*1), Z11
+	// VDPBF16PS 1, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xca
+	VPBROADCASTD 0(SI)(R8*2), Z11
+	// VDPBF16PS 2, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xd2
+	VPBROADCASTD 0(SI)(R11*1), Z11
+	// VDPBF16PS 3, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xda
+	VPBROADCASTD 0(SI)(R8*4), Z11
+	// VDPBF16PS 4, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xe2
+	VPBROADCASTD 0(R12), Z11
+	// VDPBF16PS 5, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xea
+	VPBROADCASTD 0(R12)(R8*1), Z11
+	// VDPBF16PS 6, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xf2
+	VPBROADCASTD 0(R12)(R8*2), Z11
+	// VDPBF16PS 7, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xfa
+	VPBROADCASTD 0(R12)(R11*1), Z11
+	// VDPBF16PS 8, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	VPBROADCASTD 0(R12)(R8*4), Z11
+	// VDPBF16PS 9, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xca
+	VMOVUPS.Z 0(DX), K1, Z10
+	ADDQ R9, DX
+	VPBROADCASTD 4(SI), Z11
+	// VDPBF16PS 0, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	VPBROADCASTD 4(SI)(R8*1), Z11
+	// VDPBF16PS 1, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xca
+	VPBROADCASTD 4(SI)(R8*2), Z11
+	// VDPBF16PS 2, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xd2
+	VPBROADCASTD 4(SI)(R11*1), Z11
+	// VDPBF16PS 3, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xda
+	VPBROADCASTD 4(SI)(R8*4), Z11
+	// VDPBF16PS 4, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xe2
+	VPBROADCASTD 4(R12), Z11
+	// VDPBF16PS 5, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xea
+	VPBROADCASTD 4(R12)(R8*1), Z11
+	// VDPBF16PS 6, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xf2
+	VPBROADCASTD 4(R12)(R8*2), Z11
+	// VDPBF16PS 7, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xfa
+	VPBROADCASTD 4(R12)(R11*1), Z11
+	// VDPBF16PS 8, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	VPBROADCASTD 4(R12)(R8*4), Z11
+	// VDPBF16PS 9, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xca
+	VMOVUPS.Z 0(DX), K1, Z10
+	ADDQ R9, DX
+	VPBROADCASTD 8(SI), Z11
+	// VDPBF16PS 0, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	VPBROADCASTD 8(SI)(R8*1), Z11
+	// VDPBF16PS 1, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xca
+	VPBROADCASTD 8(SI)(R8*2), Z11
+	// VDPBF16PS 2, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xd2
+	VPBROADCASTD 8(SI)(R11*1), Z11
+	// VDPBF16PS 3, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xda
+	VPBROADCASTD 8(SI)(R8*4), Z11
+	// VDPBF16PS 4, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xe2
+	VPBROADCASTD 8(R12), Z11
+	// VDPBF16PS 5, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xea
+	VPBROADCASTD 8(R12)(R8*1), Z11
+	// VDPBF16PS 6, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xf2
+	VPBROADCASTD 8(R12)(R8*2), Z11
+	// VDPBF16PS 7, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xfa
+	VPBROADCASTD 8(R12)(R11*1), Z11
+	// VDPBF16PS 8, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	VPBROADCASTD 8(R12)(R8*4), Z11
+	// VDPBF16PS 9, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xca
+	VMOVUPS.Z 0(DX), K1, Z10
+	ADDQ R9, DX
+	VPBROADCASTD 12(SI), Z11
+	// VDPBF16PS 0, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	VPBROADCASTD 12(SI)(R8*1), Z11
+	// VDPBF16PS 1, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xca
+	VPBROADCASTD 12(SI)(R8*2), Z11
+	// VDPBF16PS 2, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xd2
+	VPBROADCASTD 12(SI)(R11*1), Z11
+	// VDPBF16PS 3, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xda
+	VPBROADCASTD 12(SI)(R8*4), Z11
+	// VDPBF16PS 4, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xe2
+	VPBROADCASTD 12(R12), Z11
+	// VDPBF16PS 5, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xea
+	VPBROADCASTD 12(R12)(R8*1), Z11
+	// VDPBF16PS 6, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xf2
+	VPBROADCASTD 12(R12)(R8*2), Z11
+	// VDPBF16PS 7, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xfa
+	VPBROADCASTD 12(R12)(R11*1), Z11
+	// VDPBF16PS 8, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	VPBROADCASTD 12(R12)(R8*4), Z11
+	// VDPBF16PS 9, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xca
+	ADDQ $16, SI
+	ADDQ $16, R12
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS.Z 0(DX), K1, Z10
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z11
+	// VDPBF16PS 0, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	VPBROADCASTD 0(SI)(R8*1), Z11
+	// VDPBF16PS 1, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xca
+	VPBROADCASTD 0(SI)(R8*2), Z11
+	// VDPBF16PS 2, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xd2
+	VPBROADCASTD 0(SI)(R11*1), Z11
+	// VDPBF16PS 3, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xda
+	VPBROADCASTD 0(SI)(R8*4), Z11
+	// VDPBF16PS 4, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xe2
+	VPBROADCASTD 0(R12), Z11
+	// VDPBF16PS 5, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xea
+	VPBROADCASTD 0(R12)(R8*1), Z11
+	// VDPBF16PS 6, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xf2
+	VPBROADCASTD 0(R12)(R8*2), Z11
+	// VDPBF16PS 7, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xfa
+	VPBROADCASTD 0(R12)(R11*1), Z11
+	// VDPBF16PS 8, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	VPBROADCASTD 0(R12)(R8*4), Z11
+	// VDPBF16PS 9, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xca
+	ADDQ $4, SI
+	ADDQ $4, R12
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (R10)(R10*4), AX
+	LEAQ (DI)(AX*1), R12
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VMOVUPS.Z 0(DI), K1, Z11
+	VADDPS Z11, Z0, Z0
+	VMOVUPS Z0, K1, 0(DI)
+	VMOVUPS.Z 0(DI)(R10*1), K1, Z11
+	VADDPS Z11, Z1, Z1
+	VMOVUPS Z1, K1, 0(DI)(R10*1)
+	VMOVUPS.Z 0(DI)(R10*2), K1, Z11
+	VADDPS Z11, Z2, Z2
+	VMOVUPS Z2, K1, 0(DI)(R10*2)
+	VMOVUPS.Z 0(DI)(R11*1), K1, Z11
+	VADDPS Z11, Z3, Z3
+	VMOVUPS Z3, K1, 0(DI)(R11*1)
+	VMOVUPS.Z 0(DI)(R10*4), K1, Z11
+	VADDPS Z11, Z4, Z4
+	VMOVUPS Z4, K1, 0(DI)(R10*4)
+	VMOVUPS.Z 0(R12), K1, Z11
+	VADDPS Z11, Z5, Z5
+	VMOVUPS Z5, K1, 0(R12)
+	VMOVUPS.Z 0(R12)(R10*1), K1, Z11
+	VADDPS Z11, Z6, Z6
+	VMOVUPS Z6, K1, 0(R12)(R10*1)
+	VMOVUPS.Z 0(R12)(R10*2), K1, Z11
+	VADDPS Z11, Z7, Z7
+	VMOVUPS Z7, K1, 0(R12)(R10*2)
+	VMOVUPS.Z 0(R12)(R11*1), K1, Z11
+	VADDPS Z11, Z8, Z8
+	VMOVUPS Z8, K1, 0(R12)(R11*1)
+	VMOVUPS.Z 0(R12)(R10*4), K1, Z11
+	VADDPS Z11, Z9, Z9
+	VMOVUPS Z9, K1, 0(R12)(R10*4)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, K1, 0(DI)
+	VMOVUPS Z1, K1, 0(DI)(R10*1)
+	VMOVUPS Z2, K1, 0(DI)(R10*2)
+	VMOVUPS Z3, K1, 0(DI)(R11*1)
+	VMOVUPS Z4, K1, 0(DI)(R10*4)
+	VMOVUPS Z5, K1, 0(R12)
+	VMOVUPS Z6, K1, 0(R12)(R10*1)
+	VMOVUPS Z7, K1, 0(R12)(R10*2)
+	VMOVUPS Z8, K1, 0(R12)(R11*1)
+	VMOVUPS Z9, K1, 0(R12)(R10*4)
+	VZEROUPPER
+	RET
+
+// func gemmBF16AVX512_11x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmBF16AVX512_11x1m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	LEAQ (R8)(R8*4), AX
+	LEAQ (SI)(AX*1), R12
+	LEAQ (R12)(AX*1), R13
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS.Z 0(DX), K1, Z11
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z12
+	// VDPBF16PS 0, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc3
+	VPBROADCASTD 0(SI)(R8*1), Z12
+	// VDPBF16PS 1, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 0(SI)(R8*2), Z12
+	// VDPBF16PS 2, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xd3
+	VPBROADCASTD 0(SI)(R11*1), Z12
+	// VDPBF16PS 3, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 0(SI)(R8*4), Z12
+	// VDPBF16PS 4, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xe3
+	VPBROADCASTD 0(R12), Z12
+	// VDPBF16PS 5, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 0(R12)(R8*1), Z12
+	// VDPBF16PS 6, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xf3
+	VPBROADCASTD 0(R12)(R8*2), Z12
+	// VDPBF16PS 7, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 0(R12)(R11*1), Z12
+	// VDPBF16PS 8, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc3
+	VPBROADCASTD 0(R12)(R8*4), Z12
+	// VDPBF16PS 9, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 0(R13), Z12
+	// VDPBF16PS 10, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xd3
+	VMOVUPS.Z 0(DX), K1, Z11
+	ADDQ R9, DX
+	VPBROADCASTD 4(SI), Z12
+	// VDPBF16PS 0, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc3
+	VPBROADCASTD 4(SI)(R8*1), Z12
+	// VDPBF16PS 1, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 4(SI)(R8*2), Z12
+	// VDPBF16PS 2, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xd3
+	VPBROADCASTD 4(SI)(R11*1), Z12
+	// VDPBF16PS 3, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 4(SI)(R8*4), Z12
+	// VDPBF16PS 4, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xe3
+	VPBROADCASTD 4(R12), Z12
+	// VDPBF16PS 5, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 4(R12)(R8*1), Z12
+	// VDPBF16PS 6, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xf3
+	VPBROADCASTD 4(R12)(R8*2), Z12
+	// VDPBF16PS 7, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 4(R12)(R11*1), Z12
+	// VDPBF16PS 8, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc3
+	VPBROADCASTD 4(R12)(R8*4), Z12
+	// VDPBF16PS 9, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 4(R13), Z12
+	// VDPBF16PS 10, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xd3
+	VMOVUPS.Z 0(DX), K1, Z11
+	ADDQ R9, DX
+	VPBROADCASTD 8(SI), Z12
+	// VDPBF16PS 0, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc3
+	VPBROADCASTD 8(SI)(R8*1), Z12
+	// VDPBF16PS 1, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 8(SI)(R8*2), Z12
+	// VDPBF16PS 2, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xd3
+	VPBROADCASTD 8(SI)(R11*1), Z12
+	// VDPBF16PS 3, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 8(SI)(R8*4), Z12
+	// VDPBF16PS 4, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xe3
+	VPBROADCASTD 8(R12), Z12
+	// VDPBF16PS 5, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 8(R12)(R8*1), Z12
+	// VDPBF16PS 6, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xf3
+	VPBROADCASTD 8(R12)(R8*2), Z12
+	// VDPBF16PS 7, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 8(R12)(R11*1), Z12
+	// VDPBF16PS 8, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc3
+	VPBROADCASTD 8(R12)(R8*4), Z12
+	// VDPBF16PS 9, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 8(R13), Z12
+	// VDPBF16PS 10, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xd3
+	VMOVUPS.Z 0(DX), K1, Z11
+	ADDQ R9, DX
+	VPBROADCASTD 12(SI), Z12
+	// VDPBF16PS 0, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc3
+	VPBROADCASTD 12(SI)(R8*1), Z12
+	// VDPBF16PS 1, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 12(SI)(R8*2), Z12
+	// VDPBF16PS 2, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xd3
+	VPBROADCASTD 12(SI)(R11*1), Z12
+	// VDPBF16PS 3, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 12(SI)(R8*4), Z12
+	// VDPBF16PS 4, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xe3
+	VPBROADCASTD 12(R12), Z12
+	// VDPBF16PS 5, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 12(R12)(R8*1), Z12
+	// VDPBF16PS 6, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xf3
+	VPBROADCASTD 12(R12)(R8*2), Z12
+	// VDPBF16PS 7, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 12(R12)(R11*1), Z12
+	// VDPBF16PS 8, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc3
+	VPBROADCASTD 12(R12)(R8*4), Z12
+	// VDPBF16PS 9, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 12(R13), Z12
+	// VDPBF16PS 10, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xd3
+	ADDQ $16, SI
+	ADDQ $16, R12
+	ADDQ $16, R13
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS.Z 0(DX), K1, Z11
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z12
+	// VDPBF16PS 0, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc3
+	VPBROADCASTD 0(SI)(R8*1), Z12
+	// VDPBF16PS 1, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 0(SI)(R8*2), Z12
+	// VDPBF16PS 2, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xd3
+	VPBROADCASTD 0(SI)(R11*1), Z12
+	// VDPBF16PS 3, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 0(SI)(R8*4), Z12
+	// VDPBF16PS 4, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xe3
+	VPBROADCASTD 0(R12), Z12
+	// VDPBF16PS 5, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 0(R12)(R8*1), Z12
+	// VDPBF16PS 6, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xf3
+	VPBROADCASTD 0(R12)(R8*2), Z12
+	// VDPBF16PS 7, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 0(R12)(R11*1), Z12
+	// VDPBF16PS 8, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc3
+	VPBROADCASTD 0(R12)(R8*4), Z12
+	// VDPBF16PS 9, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 0(R13), Z12
+	// VDPBF16PS 10, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xd3
+	ADDQ $4, SI
+	ADDQ $4, R12
+	ADDQ $4, R13
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (R10)(R10*4), AX
+	LEAQ (DI)(AX*1), R12
+	LEAQ (R12)(AX*1), R13
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VMOVUPS.Z 0(DI), K1, Z12
+	VADDPS Z12, Z0, Z0
+	VMOVUPS Z0, K1, 0(DI)
+	VMOVUPS.Z 0(DI)(R10*1), K1, Z12
+	VADDPS Z12, Z1, Z1
+	VMOVUPS Z1, K1, 0(DI)(R10*1)
+	VMOVUPS.Z 0(DI)(R10*2), K1, Z12
+	VADDPS Z12, Z2, Z2
+	VMOVUPS Z2, K1, 0(DI)(R10*2)
+	VMOVUPS.Z 0(DI)(R11*1), K1, Z12
+	VADDPS Z12, Z3, Z3
+	VMOVUPS Z3, K1, 0(DI)(R11*1)
+	VMOVUPS.Z 0(DI)(R10*4), K1, Z12
+	VADDPS Z12, Z4, Z4
+	VMOVUPS Z4, K1, 0(DI)(R10*4)
+	VMOVUPS.Z 0(R12), K1, Z12
+	VADDPS Z12, Z5, Z5
+	VMOVUPS Z5, K1, 0(R12)
+	VMOVUPS.Z 0(R12)(R10*1), K1, Z12
+	VADDPS Z12, Z6, Z6
+	VMOVUPS Z6, K1, 0(R12)(R10*1)
+	VMOVUPS.Z 0(R12)(R10*2), K1, Z12
+	VADDPS Z12, Z7, Z7
+	VMOVUPS Z7, K1, 0(R12)(R10*2)
+	VMOVUPS.Z 0(R12)(R11*1), K1, Z12
+	VADDPS Z12, Z8, Z8
+	VMOVUPS Z8, K1, 0(R12)(R11*1)
+	VMOVUPS.Z 0(R12)(R10*4), K1, Z12
+	VADDPS Z12, Z9, Z9
+	VMOVUPS Z9, K1, 0(R12)(R10*4)
+	VMOVUPS.Z 0(R13), K1, Z12
+	VADDPS Z12, Z10, Z10
+	VMOVUPS Z10, K1, 0(R13)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, K1, 0(DI)
+	VMOVUPS Z1, K1, 0(DI)(R10*1)
+	VMOVUPS Z2, K1, 0(DI)(R10*2)
+	VMOVUPS Z3, K1, 0(DI)(R11*1)
+	VMOVUPS Z4, K1, 0(DI)(R10*4)
+	VMOVUPS Z5, K1, 0(R12)
+	VMOVUPS Z6, K1, 0(R12)(R10*1)
+	VMOVUPS Z7, K1, 0(R12)(R10*2)
+	VMOVUPS Z8, K1, 0(R12)(R11*1)
+	VMOVUPS Z9, K1, 0(R12)(R10*4)
+	VMOVUPS Z10, K1, 0(R13)
+	VZEROUPPER
+	RET
+
+// func gemmBF16AVX512_12x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmBF16AVX512_12x1m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	LEAQ (R8)(R8*4), AX
+	LEAQ (SI)(AX*1), R12
+	LEAQ (R12)(AX*1), R13
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS.Z 0(DX), K1, Z12
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z13
+	// VDPBF16PS 0, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	VPBROADCASTD 0(SI)(R8*1), Z13
+	// VDPBF16PS 1, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xcc
+	VPBROADCASTD 0(SI)(R8*2), Z13
+	// VDPBF16PS 2, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	VPBROADCASTD 0(SI)(R11*1), Z13
+	// VDPBF16PS 3, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xdc
+	VPBROADCASTD 0(SI)(R8*4), Z13
+	// VDPBF16PS 4, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xe4
+	VPBROADCASTD 0(R12), Z13
+	// VDPBF16PS 5, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xec
+	VPBROADCASTD 0(R12)(R8*1), Z13
+	// VDPBF16PS 6, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xf4
+	VPBROADCASTD 0(R12)(R8*2), Z13
+	// VDPBF16PS 7, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xfc
+	VPBROADCASTD 0(R12)(R11*1), Z13
+	// VDPBF16PS 8, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	VPBROADCASTD 0(R12)(R8*4), Z13
+	// VDPBF16PS 9, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xcc
+	VPBROADCASTD 0(R13), Z13
+	// VDPBF16PS 10, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	VPBROADCASTD 0(R13)(R8*1), Z13
+	// VDPBF16PS 11, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xdc
+	VMOVUPS.Z 0(DX), K1, Z12
+	ADDQ R9, DX
+	VPBROADCASTD 4(SI), Z13
+	// VDPBF16PS 0, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	VPBROADCASTD 4(SI)(R8*1), Z13
+	// VDPBF16PS 1, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xcc
+	VPBROADCASTD 4(SI)(R8*2), Z13
+	// VDPBF16PS 2, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	VPBROADCASTD 4(SI)(R11*1), Z13
+	// VDPBF16PS 3, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xdc
+	VPBROADCASTD 4(SI)(R8*4), Z13
+	// VDPBF16PS 4, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xe4
+	VPBROADCASTD 4(R12), Z13
+	// VDPBF16PS 5, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xec
+	VPBROADCASTD 4(R12)(R8*1), Z13
+	// VDPBF16PS 6, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xf4
+	VPBROADCASTD 4(R12)(R8*2), Z13
+	// VDPBF16PS 7, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xfc
+	VPBROADCASTD 4(R12)(R11*1), Z13
+	// VDPBF16PS 8, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	VPBROADCASTD 4(R12)(R8*4), Z13
+	// VDPBF16PS 9, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xcc
+	VPBROADCASTD 4(R13), Z13
+	// VDPBF16PS 10, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	VPBROADCASTD 4(R13)(R8*1), Z13
+	// VDPBF16PS 11, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xdc
+	VMOVUPS.Z 0(DX), K1, Z12
+	ADDQ R9, DX
+	VPBROADCASTD 8(SI), Z13
+	// VDPBF16PS 0, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	VPBROADCASTD 8(SI)(R8*1), Z13
+	// VDPBF16PS 1, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xcc
+	VPBROADCASTD 8(SI)(R8*2), Z13
+	// VDPBF16PS 2, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	VPBROADCASTD 8(SI)(R11*1), Z13
+	// VDPBF16PS 3, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xdc
+	VPBROADCASTD 8(SI)(R8*4), Z13
+	// VDPBF16PS 4, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xe4
+	VPBROADCASTD 8(R12), Z13
+	// VDPBF16PS 5, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xec
+	VPBROADCASTD 8(R12)(R8*1), Z13
+	// VDPBF16PS 6, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xf4
+	VPBROADCASTD 8(R12)(R8*2), Z13
+	// VDPBF16PS 7, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xfc
+	VPBROADCASTD 8(R12)(R11*1), Z13
+	// VDPBF16PS 8, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	VPBROADCASTD 8(R12)(R8*4), Z13
+	// VDPBF16PS 9, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xcc
+	VPBROADCASTD 8(R13), Z13
+	// VDPBF16PS 10, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	VPBROADCASTD 8(R13)(R8*1), Z13
+	// VDPBF16PS 11, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xdc
+	VMOVUPS.Z 0(DX), K1, Z12
+	ADDQ R9, DX
+	VPBROADCASTD 12(SI), Z13
+	// VDPBF16PS 0, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	VPBROADCASTD 12(SI)(R8*1), Z13
+	// VDPBF16PS 1, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xcc
+	VPBROADCASTD 12(SI)(R8*2), Z13
+	// VDPBF16PS 2, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	VPBROADCASTD 12(SI)(R11*1), Z13
+	// VDPBF16PS 3, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xdc
+	VPBROADCASTD 12(SI)(R8*4), Z13
+	// VDPBF16PS 4, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xe4
+	VPBROADCASTD 12(R12), Z13
+	// VDPBF16PS 5, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xec
+	VPBROADCASTD 12(R12)(R8*1), Z13
+	// VDPBF16PS 6, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xf4
+	VPBROADCASTD 12(R12)(R8*2), Z13
+	// VDPBF16PS 7, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xfc
+	VPBROADCASTD 12(R12)(R11*1), Z13
+	// VDPBF16PS 8, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	VPBROADCASTD 12(R12)(R8*4), Z13
+	// VDPBF16PS 9, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xcc
+	VPBROADCASTD 12(R13), Z13
+	// VDPBF16PS 10, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	VPBROADCASTD 12(R13)(R8*1), Z13
+	// VDPBF16PS 11, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xdc
+	ADDQ $16, SI
+	ADDQ $16, R12
+	ADDQ $16, R13
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS.Z 0(DX), K1, Z12
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z13
+	// VDPBF16PS 0, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	VPBROADCASTD 0(SI)(R8*1), Z13
+	// VDPBF16PS 1, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xcc
+	VPBROADCASTD 0(SI)(R8*2), Z13
+	// VDPBF16PS 2, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	VPBROADCASTD 0(SI)(R11*1), Z13
+	// VDPBF16PS 3, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xdc
+	VPBROADCASTD 0(SI)(R8*4), Z13
+	// VDPBF16PS 4, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xe4
+	VPBROADCASTD 0(R12), Z13
+	// VDPBF16PS 5, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xec
+	VPBROADCASTD 0(R12)(R8*1), Z13
+	// VDPBF16PS 6, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xf4
+	VPBROADCASTD 0(R12)(R8*2), Z13
+	// VDPBF16PS 7, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xfc
+	VPBROADCASTD 0(R12)(R11*1), Z13
+	// VDPBF16PS 8, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	VPBROADCASTD 0(R12)(R8*4), Z13
+	// VDPBF16PS 9, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xcc
+	VPBROADCASTD 0(R13), Z13
+	// VDPBF16PS 10, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	VPBROADCASTD 0(R13)(R8*1), Z13
+	// VDPBF16PS 11, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xdc
+	ADDQ $4, SI
+	ADDQ $4, R12
+	ADDQ $4, R13
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (R10)(R10*4), AX
+	LEAQ (DI)(AX*1), R12
+	LEAQ (R12)(AX*1), R13
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VMOVUPS.Z 0(DI), K1, Z13
+	VADDPS Z13, Z0, Z0
+	VMOVUPS Z0, K1, 0(DI)
+	VMOVUPS.Z 0(DI)(R10*1), K1, Z13
+	VADDPS Z13, Z1, Z1
+	VMOVUPS Z1, K1, 0(DI)(R10*1)
+	VMOVUPS.Z 0(DI)(R10*2), K1, Z13
+	VADDPS Z13, Z2, Z2
+	VMOVUPS Z2, K1, 0(DI)(R10*2)
+	VMOVUPS.Z 0(DI)(R11*1), K1, Z13
+	VADDPS Z13, Z3, Z3
+	VMOVUPS Z3, K1, 0(DI)(R11*1)
+	VMOVUPS.Z 0(DI)(R10*4), K1, Z13
+	VADDPS Z13, Z4, Z4
+	VMOVUPS Z4, K1, 0(DI)(R10*4)
+	VMOVUPS.Z 0(R12), K1, Z13
+	VADDPS Z13, Z5, Z5
+	VMOVUPS Z5, K1, 0(R12)
+	VMOVUPS.Z 0(R12)(R10*1), K1, Z13
+	VADDPS Z13, Z6, Z6
+	VMOVUPS Z6, K1, 0(R12)(R10*1)
+	VMOVUPS.Z 0(R12)(R10*2), K1, Z13
+	VADDPS Z13, Z7, Z7
+	VMOVUPS Z7, K1, 0(R12)(R10*2)
+	VMOVUPS.Z 0(R12)(R11*1), K1, Z13
+	VADDPS Z13, Z8, Z8
+	VMOVUPS Z8, K1, 0(R12)(R11*1)
+	VMOVUPS.Z 0(R12)(R10*4), K1, Z13
+	VADDPS Z13, Z9, Z9
+	VMOVUPS Z9, K1, 0(R12)(R10*4)
+	VMOVUPS.Z 0(R13), K1, Z13
+	VADDPS Z13, Z10, Z10
+	VMOVUPS Z10, K1, 0(R13)
+	VMOVUPS.Z 0(R13)(R10*1), K1, Z13
+	VADDPS Z13, Z11, Z11
+	VMOVUPS Z11, K1, 0(R13)(R10*1)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, K1, 0(DI)
+	VMOVUPS Z1, K1, 0(DI)(R10*1)
+	VMOVUPS Z2, K1, 0(DI)(R10*2)
+	VMOVUPS Z3, K1, 0(DI)(R11*1)
+	VMOVUPS Z4, K1, 0(DI)(R10*4)
+	VMOVUPS Z5, K1, 0(R12)
+	VMOVUPS Z6, K1, 0(R12)(R10*1)
+	VMOVUPS Z7, K1, 0(R12)(R10*2)
+	VMOVUPS Z8, K1, 0(R12)(R11*1)
+	VMOVUPS Z9, K1, 0(R12)(R10*4)
+	VMOVUPS Z10, K1, 0(R13)
+	VMOVUPS Z11, K1, 0(R13)(R10*1)
+	VZEROUPPER
+	RET
+
+// func gemmBF16AVX512_1x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmBF16AVX512_1x2m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z2
+	VMOVUPS.Z 64(DX), K1, Z3
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z4
+	// VDPBF16PS 0, 4, 2 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VMOVUPS 0(DX), Z2
+	VMOVUPS.Z 64(DX), K1, Z3
+	ADDQ R9, DX
+	VPBROADCASTD 4(SI), Z4
+	// VDPBF16PS 0, 4, 2 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VMOVUPS 0(DX), Z2
+	VMOVUPS.Z 64(DX), K1, Z3
+	ADDQ R9, DX
+	VPBROADCASTD 8(SI), Z4
+	// VDPBF16PS 0, 4, 2 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VMOVUPS 0(DX), Z2
+	VMOVUPS.Z 64(DX), K1, Z3
+	ADDQ R9, DX
+	VPBROADCASTD 12(SI), Z4
+	// VDPBF16PS 0, 4, 2 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	ADDQ $16, SI
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z2
+	VMOVUPS.Z 64(DX), K1, Z3
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z4
+	// VDPBF16PS 0, 4, 2 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	ADDQ $4, SI
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS.Z 64(DI), K1, Z4
+	VADDPS Z4, Z1, Z1
+	VMOVUPS Z1, K1, 64(DI)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, K1, 64(DI)
+	VZEROUPPER
+	RET
+
+// func gemmBF16AVX512_2x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmBF16AVX512_2x2m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z4
+	VMOVUPS.Z 64(DX), K1, Z5
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z6
+	// VDPBF16PS 0, 6, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(SI)(R8*1), Z6
+	// VDPBF16PS 2, 6, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VMOVUPS 0(DX), Z4
+	VMOVUPS.Z 64(DX), K1, Z5
+	ADDQ R9, DX
+	VPBROADCASTD 4(SI), Z6
+	// VDPBF16PS 0, 6, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 4(SI)(R8*1), Z6
+	// VDPBF16PS 2, 6, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VMOVUPS 0(DX), Z4
+	VMOVUPS.Z 64(DX), K1, Z5
+	ADDQ R9, DX
+	VPBROADCASTD 8(SI), Z6
+	// VDPBF16PS 0, 6, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 8(SI)(R8*1), Z6
+	// VDPBF16PS 2, 6, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VMOVUPS 0(DX), Z4
+	VMOVUPS.Z 64(DX), K1, Z5
+	ADDQ R9, DX
+	VPBROADCASTD 12(SI), Z6
+	// VDPBF16PS 0, 6, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 12(SI)(R8*1), Z6
+	// VDPBF16PS 2, 6, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	ADDQ $16, SI
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z4
+	VMOVUPS.Z 64(DX), K1, Z5
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z6
+	// VDPBF16PS 0, 6, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(SI)(R8*1), Z6
+	// VDPBF16PS 2, 6, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	ADDQ $4, SI
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS.Z 64(DI), K1, Z6
+	VADDPS Z6, Z1, Z1
+	VMOVUPS Z1, K1, 64(DI)
+	VADDPS 0(DI)(R10*1), Z2, Z2
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS.Z 64(DI)(R10*1), K1, Z6
+	VADDPS Z6, Z3, Z3
+	VMOVUPS Z3, K1, 64(DI)(R10*1)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, K1, 64(DI)
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS Z3, K1, 64(DI)(R10*1)
+	VZEROUPPER
+	RET
+
+// func gemmBF16AVX512_3x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmBF16AVX512_3x2m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z6
+	VMOVUPS.Z 64(DX), K1, Z7
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z8
+	// VDPBF16PS 0, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(SI)(R8*1), Z8
+	// VDPBF16PS 2, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(SI)(R8*2), Z8
+	// VDPBF16PS 4, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xef
+	VMOVUPS 0(DX), Z6
+	VMOVUPS.Z 64(DX), K1, Z7
+	ADDQ R9, DX
+	VPBROADCASTD 4(SI), Z8
+	// VDPBF16PS 0, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 4(SI)(R8*1), Z8
+	// VDPBF16PS 2, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 4(SI)(R8*2), Z8
+	// VDPBF16PS 4, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xef
+	VMOVUPS 0(DX), Z6
+	VMOVUPS.Z 64(DX), K1, Z7
+	ADDQ R9, DX
+	VPBROADCASTD 8(SI), Z8
+	// VDPBF16PS 0, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 8(SI)(R8*1), Z8
+	// VDPBF16PS 2, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 8(SI)(R8*2), Z8
+	// VDPBF16PS 4, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xef
+	VMOVUPS 0(DX), Z6
+	VMOVUPS.Z 64(DX), K1, Z7
+	ADDQ R9, DX
+	VPBROADCASTD 12(SI), Z8
+	// VDPBF16PS 0, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 12(SI)(R8*1), Z8
+	// VDPBF16PS 2, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 12(SI)(R8*2), Z8
+	// VDPBF16PS 4, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xef
+	ADDQ $16, SI
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z6
+	VMOVUPS.Z 64(DX), K1, Z7
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z8
+	// VDPBF16PS 0, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(SI)(R8*1), Z8
+	// VDPBF16PS 2, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(SI)(R8*2), Z8
+	// VDPBF16PS 4, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xef
+	ADDQ $4, SI
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS.Z 64(DI), K1, Z8
+	VADDPS Z8, Z1, Z1
+	VMOVUPS Z1, K1, 64(DI)
+	VADDPS 0(DI)(R10*1), Z2, Z2
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS.Z 64(DI)(R10*1), K1, Z8
+	VADDPS Z8, Z3, Z3
+	VMOVUPS Z3, K1, 64(DI)(R10*1)
+	VADDPS 0(DI)(R10*2), Z4, Z4
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS.Z 64(DI)(R10*2), K1, Z8
+	VADDPS Z8, Z5, Z5
+	VMOVUPS Z5, K1, 64(DI)(R10*2)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, K1, 64(DI)
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS Z3, K1, 64(DI)(R10*1)
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS Z5, K1, 64(DI)(R10*2)
+	VZEROUPPER
+	RET
+
+// func gemmBF16AVX512_4x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmBF16AVX512_4x2m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z8
+	VMOVUPS.Z 64(DX), K1, Z9
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z10
+	// VDPBF16PS 0, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(SI)(R8*1), Z10
+	// VDPBF16PS 2, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(SI)(R8*2), Z10
+	// VDPBF16PS 4, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(SI)(R11*1), Z10
+	// VDPBF16PS 6, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf9
+	VMOVUPS 0(DX), Z8
+	VMOVUPS.Z 64(DX), K1, Z9
+	ADDQ R9, DX
+	VPBROADCASTD 4(SI), Z10
+	// VDPBF16PS 0, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 4(SI)(R8*1), Z10
+	// VDPBF16PS 2, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 4(SI)(R8*2), Z10
+	// VDPBF16PS 4, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 4(SI)(R11*1), Z10
+	// VDPBF16PS 6, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf9
+	VMOVUPS 0(DX), Z8
+	VMOVUPS.Z 64(DX), K1, Z9
+	ADDQ R9, DX
+	VPBROADCASTD 8(SI), Z10
+	// VDPBF16PS 0, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 8(SI)(R8*1), Z10
+	// VDPBF16PS 2, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 8(SI)(R8*2), Z10
+	// VDPBF16PS 4, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 8(SI)(R11*1), Z10
+	// VDPBF16PS 6, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf9
+	VMOVUPS 0(DX), Z8
+	VMOVUPS.Z 64(DX), K1, Z9
+	ADDQ R9, DX
+	VPBROADCASTD 12(SI), Z10
+	// VDPBF16PS 0, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 12(SI)(R8*1), Z10
+	// VDPBF16PS 2, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 12(SI)(R8*2), Z10
+	// VDPBF16PS 4, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 12(SI)(R11*1), Z10
+	// VDPBF16PS 6, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf9
+	ADDQ $16, SI
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z8
+	VMOVUPS.Z 64(DX), K1, Z9
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z10
+	// VDPBF16PS 0, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(SI)(R8*1), Z10
+	// VDPBF16PS 2, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(SI)(R8*2), Z10
+	// VDPBF16PS 4, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(SI)(R11*1), Z10
+	// VDPBF16PS 6, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf9
+	ADDQ $4, SI
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS.Z 64(DI), K1, Z10
+	VADDPS Z10, Z1, Z1
+	VMOVUPS Z1, K1, 64(DI)
+	VADDPS 0(DI)(R10*1), Z2, Z2
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS.Z 64(DI)(R10*1), K1, Z10
+	VADDPS Z10, Z3, Z3
+	VMOVUPS Z3, K1, 64(DI)(R10*1)
+	VADDPS 0(DI)(R10*2), Z4, Z4
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS.Z 64(DI)(R10*2), K1, Z10
+	VADDPS Z10, Z5, Z5
+	VMOVUPS Z5, K1, 64(DI)(R10*2)
+	VADDPS 0(DI)(R11*1), Z6, Z6
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS.Z 64(DI)(R11*1), K1, Z10
+	VADDPS Z10, Z7, Z7
+	VMOVUPS Z7, K1, 64(DI)(R11*1)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, K1, 64(DI)
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS Z3, K1, 64(DI)(R10*1)
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS Z5, K1, 64(DI)(R10*2)
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS Z7, K1, 64(DI)(R11*1)
+	VZEROUPPER
+	RET
+
+// func gemmBF16AVX512_5x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmBF16AVX512_5x2m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z10
+	VMOVUPS.Z 64(DX), K1, Z11
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z12
+	// VDPBF16PS 0, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 0(SI)(R8*1), Z12
+	// VDPBF16PS 2, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 3, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 0(SI)(R8*2), Z12
+	// VDPBF16PS 4, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 5, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 0(SI)(R11*1), Z12
+	// VDPBF16PS 6, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 7, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 0(SI)(R8*4), Z12
+	// VDPBF16PS 8, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 9, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VMOVUPS 0(DX), Z10
+	VMOVUPS.Z 64(DX), K1, Z11
+	ADDQ R9, DX
+	VPBROADCASTD 4(SI), Z12
+	// VDPBF16PS 0, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 4(SI)(R8*1), Z12
+	// VDPBF16PS 2, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 3, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 4(SI)(R8*2), Z12
+	// VDPBF16PS 4, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 5, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 4(SI)(R11*1), Z12
+	// VDPBF16PS 6, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 7, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 4(SI)(R8*4), Z12
+	// VDPBF16PS 8, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 9, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VMOVUPS 0(DX), Z10
+	VMOVUPS.Z 64(DX), K1, Z11
+	ADDQ R9, DX
+	VPBROADCASTD 8(SI), Z12
+	// VDPBF16PS 0, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 8(SI)(R8*1), Z12
+	// VDPBF16PS 2, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 3, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 8(SI)(R8*2), Z12
+	// VDPBF16PS 4, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 5, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 8(SI)(R11*1), Z12
+	// VDPBF16PS 6, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 7, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 8(SI)(R8*4), Z12
+	// VDPBF16PS 8, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 9, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VMOVUPS 0(DX), Z10
+	VMOVUPS.Z 64(DX), K1, Z11
+	ADDQ R9, DX
+	VPBROADCASTD 12(SI), Z12
+	// VDPBF16PS 0, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 12(SI)(R8*1), Z12
+	// VDPBF16PS 2, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 3, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 12(SI)(R8*2), Z12
+	// VDPBF16PS 4, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 5, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 12(SI)(R11*1), Z12
+	// VDPBF16PS 6, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 7, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 12(SI)(R8*4), Z12
+	// VDPBF16PS 8, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 9, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	ADDQ $16, SI
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z10
+	VMOVUPS.Z 64(DX), K1, Z11
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z12
+	// VDPBF16PS 0, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 0(SI)(R8*1), Z12
+	// VDPBF16PS 2, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 3, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 0(SI)(R8*2), Z12
+	// VDPBF16PS 4, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 5, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 0(SI)(R11*1), Z12
+	// VDPBF16PS 6, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 7, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 0(SI)(R8*4), Z12
+	// VDPBF16PS 8, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 9, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	ADDQ $4, SI
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS.Z 64(DI), K1, Z12
+	VADDPS Z12, Z1, Z1
+	VMOVUPS Z1, K1, 64(DI)
+	VADDPS 0(DI)(R10*1), Z2, Z2
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS.Z 64(DI)(R10*1), K1, Z12
+	VADDPS Z12, Z3, Z3
+	VMOVUPS Z3, K1, 64(DI)(R10*1)
+	VADDPS 0(DI)(R10*2), Z4, Z4
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS.Z 64(DI)(R10*2), K1, Z12
+	VADDPS Z12, Z5, Z5
+	VMOVUPS Z5, K1, 64(DI)(R10*2)
+	VADDPS 0(DI)(R11*1), Z6, Z6
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS.Z 64(DI)(R11*1), K1, Z12
+	VADDPS Z12, Z7, Z7
+	VMOVUPS Z7, K1, 64(DI)(R11*1)
+	VADDPS 0(DI)(R10*4), Z8, Z8
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS.Z 64(DI)(R10*4), K1, Z12
+	VADDPS Z12, Z9, Z9
+	VMOVUPS Z9, K1, 64(DI)(R10*4)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, K1, 64(DI)
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS Z3, K1, 64(DI)(R10*1)
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS Z5, K1, 64(DI)(R10*2)
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS Z7, K1, 64(DI)(R11*1)
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS Z9, K1, 64(DI)(R10*4)
+	VZEROUPPER
+	RET
+
+// func gemmBF16AVX512_6x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmBF16AVX512_6x2m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	LEAQ (R8)(R8*4), AX
+	LEAQ (SI)(AX*1), R12
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z12
+	VMOVUPS.Z 64(DX), K1, Z13
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z14
+	// VDPBF16PS 0, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(SI)(R8*1), Z14
+	// VDPBF16PS 2, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 0(SI)(R8*2), Z14
+	// VDPBF16PS 4, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 5, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 0(SI)(R11*1), Z14
+	// VDPBF16PS 6, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 7, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 0(SI)(R8*4), Z14
+	// VDPBF16PS 8, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 9, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(R12), Z14
+	// VDPBF16PS 10, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 11, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VMOVUPS 0(DX), Z12
+	VMOVUPS.Z 64(DX), K1, Z13
+	ADDQ R9, DX
+	VPBROADCASTD 4(SI), Z14
+	// VDPBF16PS 0, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 4(SI)(R8*1), Z14
+	// VDPBF16PS 2, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 4(SI)(R8*2), Z14
+	// VDPBF16PS 4, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 5, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 4(SI)(R11*1), Z14
+	// VDPBF16PS 6, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 7, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 4(SI)(R8*4), Z14
+	// VDPBF16PS 8, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 9, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 4(R12), Z14
+	// VDPBF16PS 10, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 11, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VMOVUPS 0(DX), Z12
+	VMOVUPS.Z 64(DX), K1, Z13
+	ADDQ R9, DX
+	VPBROADCASTD 8(SI), Z14
+	// VDPBF16PS 0, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 8(SI)(R8*1), Z14
+	// VDPBF16PS 2, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 8(SI)(R8*2), Z14
+	// VDPBF16PS 4, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 5, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 8(SI)(R11*1), Z14
+	// VDPBF16PS 6, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 7, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 8(SI)(R8*4), Z14
+	// VDPBF16PS 8, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 9, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 8(R12), Z14
+	// VDPBF16PS 10, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 11, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VMOVUPS 0(DX), Z12
+	VMOVUPS.Z 64(DX), K1, Z13
+	ADDQ R9, DX
+	VPBROADCASTD 12(SI), Z14
+	// VDPBF16PS 0, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 12(SI)(R8*1), Z14
+	// VDPBF16PS 2, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 12(SI)(R8*2), Z14
+	// VDPBF16PS 4, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 5, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 12(SI)(R11*1), Z14
+	// VDPBF16PS 6, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 7, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 12(SI)(R8*4), Z14
+	// VDPBF16PS 8, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 9, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 12(R12), Z14
+	// VDPBF16PS 10, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 11, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	ADDQ $16, SI
+	ADDQ $16, R12
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z12
+	VMOVUPS.Z 64(DX), K1, Z13
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z14
+	// VDPBF16PS 0, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(SI)(R8*1), Z14
+	// VDPBF16PS 2, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 0(SI)(R8*2), Z14
+	// VDPBF16PS 4, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 5, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 0(SI)(R11*1), Z14
+	// VDPBF16PS 6, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 7, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 0(SI)(R8*4), Z14
+	// VDPBF16PS 8, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 9, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(R12), Z14
+	// VDPBF16PS 10, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 11, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	ADDQ $4, SI
+	ADDQ $4, R12
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (R10)(R10*4), AX
+	LEAQ (DI)(AX*1), R12
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS.Z 64(DI), K1, Z14
+	VADDPS Z14, Z1, Z1
+	VMOVUPS Z1, K1, 64(DI)
+	VADDPS 0(DI)(R10*1), Z2, Z2
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS.Z 64(DI)(R10*1), K1, Z14
+	VADDPS Z14, Z3, Z3
+	VMOVUPS Z3, K1, 64(DI)(R10*1)
+	VADDPS 0(DI)(R10*2), Z4, Z4
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS.Z 64(DI)(R10*2), K1, Z14
+	VADDPS Z14, Z5, Z5
+	VMOVUPS Z5, K1, 64(DI)(R10*2)
+	VADDPS 0(DI)(R11*1), Z6, Z6
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS.Z 64(DI)(R11*1), K1, Z14
+	VADDPS Z14, Z7, Z7
+	VMOVUPS Z7, K1, 64(DI)(R11*1)
+	VADDPS 0(DI)(R10*4), Z8, Z8
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS.Z 64(DI)(R10*4), K1, Z14
+	VADDPS Z14, Z9, Z9
+	VMOVUPS Z9, K1, 64(DI)(R10*4)
+	VADDPS 0(R12), Z10, Z10
+	VMOVUPS Z10, 0(R12)
+	VMOVUPS.Z 64(R12), K1, Z14
+	VADDPS Z14, Z11, Z11
+	VMOVUPS Z11, K1, 64(R12)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, K1, 64(DI)
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS Z3, K1, 64(DI)(R10*1)
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS Z5, K1, 64(DI)(R10*2)
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS Z7, K1, 64(DI)(R11*1)
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS Z9, K1, 64(DI)(R10*4)
+	VMOVUPS Z10, 0(R12)
+	VMOVUPS Z11, K1, 64(R12)
+	VZEROUPPER
+	RET
+
+// func gemmBF16AVX512_7x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmBF16AVX512_7x2m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	LEAQ (R8)(R8*4), AX
+	LEAQ (SI)(AX*1), R12
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z14
+	VMOVUPS.Z 64(DX), K1, Z15
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z16
+	// VDPBF16PS 0, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(SI)(R8*1), Z16
+	// VDPBF16PS 2, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(SI)(R8*2), Z16
+	// VDPBF16PS 4, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 0(SI)(R11*1), Z16
+	// VDPBF16PS 6, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 7, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 0(SI)(R8*4), Z16
+	// VDPBF16PS 8, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 9, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(R12), Z16
+	// VDPBF16PS 10, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 11, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(R12)(R8*1), Z16
+	// VDPBF16PS 12, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 13, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VMOVUPS 0(DX), Z14
+	VMOVUPS.Z 64(DX), K1, Z15
+	ADDQ R9, DX
+	VPBROADCASTD 4(SI), Z16
+	// VDPBF16PS 0, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 4(SI)(R8*1), Z16
+	// VDPBF16PS 2, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 4(SI)(R8*2), Z16
+	// VDPBF16PS 4, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 4(SI)(R11*1), Z16
+	// VDPBF16PS 6, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 7, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 4(SI)(R8*4), Z16
+	// VDPBF16PS 8, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 9, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 4(R12), Z16
+	// VDPBF16PS 10, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 11, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 4(R12)(R8*1), Z16
+	// VDPBF16PS 12, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 13, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VMOVUPS 0(DX), Z14
+	VMOVUPS.Z 64(DX), K1, Z15
+	ADDQ R9, DX
+	VPBROADCASTD 8(SI), Z16
+	// VDPBF16PS 0, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 8(SI)(R8*1), Z16
+	// VDPBF16PS 2, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 8(SI)(R8*2), Z16
+	// VDPBF16PS 4, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 8(SI)(R11*1), Z16
+	// VDPBF16PS 6, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 7, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 8(SI)(R8*4), Z16
+	// VDPBF16PS 8, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 9, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 8(R12), Z16
+	// VDPBF16PS 10, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 11, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 8(R12)(R8*1), Z16
+	// VDPBF16PS 12, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 13, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VMOVUPS 0(DX), Z14
+	VMOVUPS.Z 64(DX), K1, Z15
+	ADDQ R9, DX
+	VPBROADCASTD 12(SI), Z16
+	// VDPBF16PS 0, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 12(SI)(R8*1), Z16
+	// VDPBF16PS 2, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 12(SI)(R8*2), Z16
+	// VDPBF16PS 4, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 12(SI)(R11*1), Z16
+	// VDPBF16PS 6, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 7, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 12(SI)(R8*4), Z16
+	// VDPBF16PS 8, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 9, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 12(R12), Z16
+	// VDPBF16PS 10, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 11, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 12(R12)(R8*1), Z16
+	// VDPBF16PS 12, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 13, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	ADDQ $16, SI
+	ADDQ $16, R12
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z14
+	VMOVUPS.Z 64(DX), K1, Z15
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z16
+	// VDPBF16PS 0, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(SI)(R8*1), Z16
+	// VDPBF16PS 2, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(SI)(R8*2), Z16
+	// VDPBF16PS 4, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 0(SI)(R11*1), Z16
+	// VDPBF16PS 6, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 7, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 0(SI)(R8*4), Z16
+	// VDPBF16PS 8, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 9, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(R12), Z16
+	// VDPBF16PS 10, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 11, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(R12)(R8*1), Z16
+	// VDPBF16PS 12, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 13, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	ADDQ $4, SI
+	ADDQ $4, R12
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (R10)(R10*4), AX
+	LEAQ (DI)(AX*1), R12
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS.Z 64(DI), K1, Z16
+	VADDPS Z16, Z1, Z1
+	VMOVUPS Z1, K1, 64(DI)
+	VADDPS 0(DI)(R10*1), Z2, Z2
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS.Z 64(DI)(R10*1), K1, Z16
+	VADDPS Z16, Z3, Z3
+	VMOVUPS Z3, K1, 64(DI)(R10*1)
+	VADDPS 0(DI)(R10*2), Z4, Z4
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS.Z 64(DI)(R10*2), K1, Z16
+	VADDPS Z16, Z5, Z5
+	VMOVUPS Z5, K1, 64(DI)(R10*2)
+	VADDPS 0(DI)(R11*1), Z6, Z6
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS.Z 64(DI)(R11*1), K1, Z16
+	VADDPS Z16, Z7, Z7
+	VMOVUPS Z7, K1, 64(DI)(R11*1)
+	VADDPS 0(DI)(R10*4), Z8, Z8
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS.Z 64(DI)(R10*4), K1, Z16
+	VADDPS Z16, Z9, Z9
+	VMOVUPS Z9, K1, 64(DI)(R10*4)
+	VADDPS 0(R12), Z10, Z10
+	VMOVUPS Z10, 0(R12)
+	VMOVUPS.Z 64(R12), K1, Z16
+	VADDPS Z16, Z11, Z11
+	VMOVUPS Z11, K1, 64(R12)
+	VADDPS 0(R12)(R10*1), Z12, Z12
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VMOVUPS.Z 64(R12)(R10*1), K1, Z16
+	VADDPS Z16, Z13, Z13
+	VMOVUPS Z13, K1, 64(R12)(R10*1)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, K1, 64(DI)
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS Z3, K1, 64(DI)(R10*1)
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS Z5, K1, 64(DI)(R10*2)
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS Z7, K1, 64(DI)(R11*1)
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS Z9, K1, 64(DI)(R10*4)
+	VMOVUPS Z10, 0(R12)
+	VMOVUPS Z11, K1, 64(R12)
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VMOVUPS Z13, K1, 64(R12)(R10*1)
+	VZEROUPPER
+	RET
+
+// func gemmBF16AVX512_8x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmBF16AVX512_8x2m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	LEAQ (R8)(R8*4), AX
+	LEAQ (SI)(AX*1), R12
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z16
+	VMOVUPS.Z 64(DX), K1, Z17
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z18
+	// VDPBF16PS 0, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(SI)(R8*1), Z18
+	// VDPBF16PS 2, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(SI)(R8*2), Z18
+	// VDPBF16PS 4, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(SI)(R11*1), Z18
+	// VDPBF16PS 6, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 0(SI)(R8*4), Z18
+	// VDPBF16PS 8, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 9, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(R12), Z18
+	// VDPBF16PS 10, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 11, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(R12)(R8*1), Z18
+	// VDPBF16PS 12, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 13, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(R12)(R8*2), Z18
+	// VDPBF16PS 14, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 15, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VMOVUPS 0(DX), Z16
+	VMOVUPS.Z 64(DX), K1, Z17
+	ADDQ R9, DX
+	VPBROADCASTD 4(SI), Z18
+	// VDPBF16PS 0, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 4(SI)(R8*1), Z18
+	// VDPBF16PS 2, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 4(SI)(R8*2), Z18
+	// VDPBF16PS 4, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 4(SI)(R11*1), Z18
+	// VDPBF16PS 6, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 4(SI)(R8*4), Z18
+	// VDPBF16PS 8, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 9, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 4(R12), Z18
+	// VDPBF16PS 10, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 11, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 4(R12)(R8*1), Z18
+	// VDPBF16PS 12, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 13, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 4(R12)(R8*2), Z18
+	// VDPBF16PS 14, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 15, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VMOVUPS 0(DX), Z16
+	VMOVUPS.Z 64(DX), K1, Z17
+	ADDQ R9, DX
+	VPBROADCASTD 8(SI), Z18
+	// VDPBF16PS 0, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 8(SI)(R8*1), Z18
+	// VDPBF16PS 2, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 8(SI)(R8*2), Z18
+	// VDPBF16PS 4, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 8(SI)(R11*1), Z18
+	// VDPBF16PS 6, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 8(SI)(R8*4), Z18
+	// VDPBF16PS 8, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 9, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 8(R12), Z18
+	// VDPBF16PS 10, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 11, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 8(R12)(R8*1), Z18
+	// VDPBF16PS 12, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 13, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 8(R12)(R8*2), Z18
+	// VDPBF16PS 14, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 15, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VMOVUPS 0(DX), Z16
+	VMOVUPS.Z 64(DX), K1, Z17
+	ADDQ R9, DX
+	VPBROADCASTD 12(SI), Z18
+	// VDPBF16PS 0, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 12(SI)(R8*1), Z18
+	// VDPBF16PS 2, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 12(SI)(R8*2), Z18
+	// VDPBF16PS 4, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 12(SI)(R11*1), Z18
+	// VDPBF16PS 6, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 12(SI)(R8*4), Z18
+	// VDPBF16PS 8, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 9, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 12(R12), Z18
+	// VDPBF16PS 10, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 11, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 12(R12)(R8*1), Z18
+	// VDPBF16PS 12, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 13, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 12(R12)(R8*2), Z18
+	// VDPBF16PS 14, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 15, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	ADDQ $16, SI
+	ADDQ $16, R12
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z16
+	VMOVUPS.Z 64(DX), K1, Z17
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z18
+	// VDPBF16PS 0, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(SI)(R8*1), Z18
+	// VDPBF16PS 2, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(SI)(R8*2), Z18
+	// VDPBF16PS 4, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(SI)(R11*1), Z18
+	// VDPBF16PS 6, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 0(SI)(R8*4), Z18
+	// VDPBF16PS 8, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 9, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(R12), Z18
+	// VDPBF16PS 10, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 11, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(R12)(R8*1), Z18
+	// VDPBF16PS 12, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 13, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(R12)(R8*2), Z18
+	// VDPBF16PS 14, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 15, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	ADDQ $4, SI
+	ADDQ $4, R12
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (R10)(R10*4), AX
+	LEAQ (DI)(AX*1), R12
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS.Z 64(DI), K1, Z18
+	VADDPS Z18, Z1, Z1
+	VMOVUPS Z1, K1, 64(DI)
+	VADDPS 0(DI)(R10*1), Z2, Z2
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS.Z 64(DI)(R10*1), K1, Z18
+	VADDPS Z18, Z3, Z3
+	VMOVUPS Z3, K1, 64(DI)(R10*1)
+	VADDPS 0(DI)(R10*2), Z4, Z4
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS.Z 64(DI)(R10*2), K1, Z18
+	VADDPS Z18, Z5, Z5
+	VMOVUPS Z5, K1, 64(DI)(R10*2)
+	VADDPS 0(DI)(R11*1), Z6, Z6
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS.Z 64(DI)(R11*1), K1, Z18
+	VADDPS Z18, Z7, Z7
+	VMOVUPS Z7, K1, 64(DI)(R11*1)
+	VADDPS 0(DI)(R10*4), Z8, Z8
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS.Z 64(DI)(R10*4), K1, Z18
+	VADDPS Z18, Z9, Z9
+	VMOVUPS Z9, K1, 64(DI)(R10*4)
+	VADDPS 0(R12), Z10, Z10
+	VMOVUPS Z10, 0(R12)
+	VMOVUPS.Z 64(R12), K1, Z18
+	VADDPS Z18, Z11, Z11
+	VMOVUPS Z11, K1, 64(R12)
+	VADDPS 0(R12)(R10*1), Z12, Z12
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VMOVUPS.Z 64(R12)(R10*1), K1, Z18
+	VADDPS Z18, Z13, Z13
+	VMOVUPS Z13, K1, 64(R12)(R10*1)
+	VADDPS 0(R12)(R10*2), Z14, Z14
+	VMOVUPS Z14, 0(R12)(R10*2)
+	VMOVUPS.Z 64(R12)(R10*2), K1, Z18
+	VADDPS Z18, Z15, Z15
+	VMOVUPS Z15, K1, 64(R12)(R10*2)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, K1, 64(DI)
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS Z3, K1, 64(DI)(R10*1)
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS Z5, K1, 64(DI)(R10*2)
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS Z7, K1, 64(DI)(R11*1)
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS Z9, K1, 64(DI)(R10*4)
+	VMOVUPS Z10, 0(R12)
+	VMOVUPS Z11, K1, 64(R12)
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VMOVUPS Z13, K1, 64(R12)(R10*1)
+	VMOVUPS Z14, 0(R12)(R10*2)
+	VMOVUPS Z15, K1, 64(R12)(R10*2)
+	VZEROUPPER
+	RET
+
+// func gemmBF16AVX512_9x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmBF16AVX512_9x2m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	LEAQ (R8)(R8*4), AX
+	LEAQ (SI)(AX*1), R12
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z18
+	VMOVUPS.Z 64(DX), K1, Z19
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z20
+	// VDPBF16PS 0, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 0(SI)(R8*1), Z20
+	// VDPBF16PS 2, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 3, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 0(SI)(R8*2), Z20
+	// VDPBF16PS 4, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 5, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 0(SI)(R11*1), Z20
+	// VDPBF16PS 6, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 7, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 0(SI)(R8*4), Z20
+	// VDPBF16PS 8, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 9, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 0(R12), Z20
+	// VDPBF16PS 10, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 11, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 0(R12)(R8*1), Z20
+	// VDPBF16PS 12, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 13, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 0(R12)(R8*2), Z20
+	// VDPBF16PS 14, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 15, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 0(R12)(R11*1), Z20
+	// VDPBF16PS 16, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 17, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VMOVUPS 0(DX), Z18
+	VMOVUPS.Z 64(DX), K1, Z19
+	ADDQ R9, DX
+	VPBROADCASTD 4(SI), Z20
+	// VDPBF16PS 0, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 4(SI)(R8*1), Z20
+	// VDPBF16PS 2, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 3, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 4(SI)(R8*2), Z20
+	// VDPBF16PS 4, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 5, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 4(SI)(R11*1), Z20
+	// VDPBF16PS 6, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 7, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 4(SI)(R8*4), Z20
+	// VDPBF16PS 8, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 9, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 4(R12), Z20
+	// VDPBF16PS 10, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 11, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 4(R12)(R8*1), Z20
+	// VDPBF16PS 12, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 13, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 4(R12)(R8*2), Z20
+	// VDPBF16PS 14, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 15, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 4(R12)(R11*1), Z20
+	// VDPBF16PS 16, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 17, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VMOVUPS 0(DX), Z18
+	VMOVUPS.Z 64(DX), K1, Z19
+	ADDQ R9, DX
+	VPBROADCASTD 8(SI), Z20
+	// VDPBF16PS 0, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 8(SI)(R8*1), Z20
+	// VDPBF16PS 2, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 3, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 8(SI)(R8*2), Z20
+	// VDPBF16PS 4, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 5, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 8(SI)(R11*1), Z20
+	// VDPBF16PS 6, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 7, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 8(SI)(R8*4), Z20
+	// VDPBF16PS 8, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 9, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 8(R12), Z20
+	// VDPBF16PS 10, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 11, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 8(R12)(R8*1), Z20
+	// VDPBF16PS 12, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 13, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 8(R12)(R8*2), Z20
+	// VDPBF16PS 14, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 15, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 8(R12)(R11*1), Z20
+	// VDPBF16PS 16, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 17, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VMOVUPS 0(DX), Z18
+	VMOVUPS.Z 64(DX), K1, Z19
+	ADDQ R9, DX
+	VPBROADCASTD 12(SI), Z20
+	// VDPBF16PS 0, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 12(SI)(R8*1), Z20
+	// VDPBF16PS 2, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 3, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 12(SI)(R8*2), Z20
+	// VDPBF16PS 4, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 5, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 12(SI)(R11*1), Z20
+	// VDPBF16PS 6, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 7, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 12(SI)(R8*4), Z20
+	// VDPBF16PS 8, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 9, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 12(R12), Z20
+	// VDPBF16PS 10, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 11, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 12(R12)(R8*1), Z20
+	// VDPBF16PS 12, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 13, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 12(R12)(R8*2), Z20
+	// VDPBF16PS 14, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 15, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 12(R12)(R11*1), Z20
+	// VDPBF16PS 16, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 17, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	ADDQ $16, SI
+	ADDQ $16, R12
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z18
+	VMOVUPS.Z 64(DX), K1, Z19
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z20
+	// VDPBF16PS 0, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 0(SI)(R8*1), Z20
+	// VDPBF16PS 2, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 3, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 0(SI)(R8*2), Z20
+	// VDPBF16PS 4, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 5, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 0(SI)(R11*1), Z20
+	// VDPBF16PS 6, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 7, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 0(SI)(R8*4), Z20
+	// VDPBF16PS 8, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 9, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 0(R12), Z20
+	// VDPBF16PS 10, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 11, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 0(R12)(R8*1), Z20
+	// VDPBF16PS 12, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 13, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 0(R12)(R8*2), Z20
+	// VDPBF16PS 14, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 15, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 0(R12)(R11*1), Z20
+	// VDPBF16PS 16, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 17, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	ADDQ $4, SI
+	ADDQ $4, R12
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (R10)(R10*4), AX
+	LEAQ (DI)(AX*1), R12
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS.Z 64(DI), K1, Z20
+	VADDPS Z20, Z1, Z1
+	VMOVUPS Z1, K1, 64(DI)
+	VADDPS 0(DI)(R10*1), Z2, Z2
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS.Z 64(DI)(R10*1), K1, Z20
+	VADDPS Z20, Z3, Z3
+	VMOVUPS Z3, K1, 64(DI)(R10*1)
+	VADDPS 0(DI)(R10*2), Z4, Z4
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS.Z 64(DI)(R10*2), K1, Z20
+	VADDPS Z20, Z5, Z5
+	VMOVUPS Z5, K1, 64(DI)(R10*2)
+	VADDPS 0(DI)(R11*1), Z6, Z6
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS.Z 64(DI)(R11*1), K1, Z20
+	VADDPS Z20, Z7, Z7
+	VMOVUPS Z7, K1, 64(DI)(R11*1)
+	VADDPS 0(DI)(R10*4), Z8, Z8
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS.Z 64(DI)(R10*4), K1, Z20
+	VADDPS Z20, Z9, Z9
+	VMOVUPS Z9, K1, 64(DI)(R10*4)
+	VADDPS 0(R12), Z10, Z10
+	VMOVUPS Z10, 0(R12)
+	VMOVUPS.Z 64(R12), K1, Z20
+	VADDPS Z20, Z11, Z11
+	VMOVUPS Z11, K1, 64(R12)
+	VADDPS 0(R12)(R10*1), Z12, Z12
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VMOVUPS.Z 64(R12)(R10*1), K1, Z20
+	VADDPS Z20, Z13, Z13
+	VMOVUPS Z13, K1, 64(R12)(R10*1)
+	VADDPS 0(R12)(R10*2), Z14, Z14
+	VMOVUPS Z14, 0(R12)(R10*2)
+	VMOVUPS.Z 64(R12)(R10*2), K1, Z20
+	VADDPS Z20, Z15, Z15
+	VMOVUPS Z15, K1, 64(R12)(R10*2)
+	VADDPS 0(R12)(R11*1), Z16, Z16
+	VMOVUPS Z16, 0(R12)(R11*1)
+	VMOVUPS.Z 64(R12)(R11*1), K1, Z20
+	VADDPS Z20, Z17, Z17
+	VMOVUPS Z17, K1, 64(R12)(R11*1)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, K1, 64(DI)
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS Z3, K1, 64(DI)(R10*1)
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS Z5, K1, 64(DI)(R10*2)
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS Z7, K1, 64(DI)(R11*1)
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS Z9, K1, 64(DI)(R10*4)
+	VMOVUPS Z10, 0(R12)
+	VMOVUPS Z11, K1, 64(R12)
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VMOVUPS Z13, K1, 64(R12)(R10*1)
+	VMOVUPS Z14, 0(R12)(R10*2)
+	VMOVUPS Z15, K1, 64(R12)(R10*2)
+	VMOVUPS Z16, 0(R12)(R11*1)
+	VMOVUPS Z17, K1, 64(R12)(R11*1)
+	VZEROUPPER
+	RET
+
+// func gemmBF16AVX512_10x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmBF16AVX512_10x2m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	LEAQ (R8)(R8*4), AX
+	LEAQ (SI)(AX*1), R12
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z20
+	VMOVUPS.Z 64(DX), K1, Z21
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z22
+	// VDPBF16PS 0, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(SI)(R8*1), Z22
+	// VDPBF16PS 2, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 0(SI)(R8*2), Z22
+	// VDPBF16PS 4, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 5, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 0(SI)(R11*1), Z22
+	// VDPBF16PS 6, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 7, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 0(SI)(R8*4), Z22
+	// VDPBF16PS 8, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 9, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(R12), Z22
+	// VDPBF16PS 10, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 11, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 0(R12)(R8*1), Z22
+	// VDPBF16PS 12, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 13, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 0(R12)(R8*2), Z22
+	// VDPBF16PS 14, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 15, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 0(R12)(R11*1), Z22
+	// VDPBF16PS 16, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 17, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(R12)(R8*4), Z22
+	// VDPBF16PS 18, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 19, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VMOVUPS 0(DX), Z20
+	VMOVUPS.Z 64(DX), K1, Z21
+	ADDQ R9, DX
+	VPBROADCASTD 4(SI), Z22
+	// VDPBF16PS 0, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 4(SI)(R8*1), Z22
+	// VDPBF16PS 2, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 4(SI)(R8*2), Z22
+	// VDPBF16PS 4, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 5, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 4(SI)(R11*1), Z22
+	// VDPBF16PS 6, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 7, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 4(SI)(R8*4), Z22
+	// VDPBF16PS 8, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 9, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 4(R12), Z22
+	// VDPBF16PS 10, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 11, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 4(R12)(R8*1), Z22
+	// VDPBF16PS 12, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 13, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 4(R12)(R8*2), Z22
+	// VDPBF16PS 14, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 15, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 4(R12)(R11*1), Z22
+	// VDPBF16PS 16, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 17, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 4(R12)(R8*4), Z22
+	// VDPBF16PS 18, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 19, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VMOVUPS 0(DX), Z20
+	VMOVUPS.Z 64(DX), K1, Z21
+	ADDQ R9, DX
+	VPBROADCASTD 8(SI), Z22
+	// VDPBF16PS 0, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 8(SI)(R8*1), Z22
+	// VDPBF16PS 2, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 8(SI)(R8*2), Z22
+	// VDPBF16PS 4, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 5, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 8(SI)(R11*1), Z22
+	// VDPBF16PS 6, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 7, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 8(SI)(R8*4), Z22
+	// VDPBF16PS 8, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 9, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 8(R12), Z22
+	// VDPBF16PS 10, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 11, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 8(R12)(R8*1), Z22
+	// VDPBF16PS 12, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 13, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 8(R12)(R8*2), Z22
+	// VDPBF16PS 14, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 15, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 8(R12)(R11*1), Z22
+	// VDPBF16PS 16, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 17, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 8(R12)(R8*4), Z22
+	// VDPBF16PS 18, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 19, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VMOVUPS 0(DX), Z20
+	VMOVUPS.Z 64(DX), K1, Z21
+	ADDQ R9, DX
+	VPBROADCASTD 12(SI), Z22
+	// VDPBF16PS 0, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 12(SI)(R8*1), Z22
+	// VDPBF16PS 2, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 12(SI)(R8*2), Z22
+	// VDPBF16PS 4, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 5, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 12(SI)(R11*1), Z22
+	// VDPBF16PS 6, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 7, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 12(SI)(R8*4), Z22
+	// VDPBF16PS 8, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 9, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 12(R12), Z22
+	// VDPBF16PS 10, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 11, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 12(R12)(R8*1), Z22
+	// VDPBF16PS 12, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 13, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 12(R12)(R8*2), Z22
+	// VDPBF16PS 14, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 15, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 12(R12)(R11*1), Z22
+	// VDPBF16PS 16, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 17, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 12(R12)(R8*4), Z22
+	// VDPBF16PS 18, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 19, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	ADDQ $16, SI
+	ADDQ $16, R12
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z20
+	VMOVUPS.Z 64(DX), K1, Z21
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z22
+	// VDPBF16PS 0, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(SI)(R8*1), Z22
+	// VDPBF16PS 2, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 0(SI)(R8*2), Z22
+	// VDPBF16PS 4, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 5, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 0(SI)(R11*1), Z22
+	// VDPBF16PS 6, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 7, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 0(SI)(R8*4), Z22
+	// VDPBF16PS 8, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 9, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(R12), Z22
+	// VDPBF16PS 10, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 11, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 0(R12)(R8*1), Z22
+	// VDPBF16PS 12, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 13, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 0(R12)(R8*2), Z22
+	// VDPBF16PS 14, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 15, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 0(R12)(R11*1), Z22
+	// VDPBF16PS 16, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 17, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(R12)(R8*4), Z22
+	// VDPBF16PS 18, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 19, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	ADDQ $4, SI
+	ADDQ $4, R12
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (R10)(R10*4), AX
+	LEAQ (DI)(AX*1), R12
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS.Z 64(DI), K1, Z22
+	VADDPS Z22, Z1, Z1
+	VMOVUPS Z1, K1, 64(DI)
+	VADDPS 0(DI)(R10*1), Z2, Z2
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS.Z 64(DI)(R10*1), K1, Z22
+	VADDPS Z22, Z3, Z3
+	VMOVUPS Z3, K1, 64(DI)(R10*1)
+	VADDPS 0(DI)(R10*2), Z4, Z4
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS.Z 64(DI)(R10*2), K1, Z22
+	VADDPS Z22, Z5, Z5
+	VMOVUPS Z5, K1, 64(DI)(R10*2)
+	VADDPS 0(DI)(R11*1), Z6, Z6
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS.Z 64(DI)(R11*1), K1, Z22
+	VADDPS Z22, Z7, Z7
+	VMOVUPS Z7, K1, 64(DI)(R11*1)
+	VADDPS 0(DI)(R10*4), Z8, Z8
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS.Z 64(DI)(R10*4), K1, Z22
+	VADDPS Z22, Z9, Z9
+	VMOVUPS Z9, K1, 64(DI)(R10*4)
+	VADDPS 0(R12), Z10, Z10
+	VMOVUPS Z10, 0(R12)
+	VMOVUPS.Z 64(R12), K1, Z22
+	VADDPS Z22, Z11, Z11
+	VMOVUPS Z11, K1, 64(R12)
+	VADDPS 0(R12)(R10*1), Z12, Z12
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VMOVUPS.Z 64(R12)(R10*1), K1, Z22
+	VADDPS Z22, Z13, Z13
+	VMOVUPS Z13, K1, 64(R12)(R10*1)
+	VADDPS 0(R12)(R10*2), Z14, Z14
+	VMOVUPS Z14, 0(R12)(R10*2)
+	VMOVUPS.Z 64(R12)(R10*2), K1, Z22
+	VADDPS Z22, Z15, Z15
+	VMOVUPS Z15, K1, 64(R12)(R10*2)
+	VADDPS 0(R12)(R11*1), Z16, Z16
+	VMOVUPS Z16, 0(R12)(R11*1)
+	VMOVUPS.Z 64(R12)(R11*1), K1, Z22
+	VADDPS Z22, Z17, Z17
+	VMOVUPS Z17, K1, 64(R12)(R11*1)
+	VADDPS 0(R12)(R10*4), Z18, Z18
+	VMOVUPS Z18, 0(R12)(R10*4)
+	VMOVUPS.Z 64(R12)(R10*4), K1, Z22
+	VADDPS Z22, Z19, Z19
+	VMOVUPS Z19, K1, 64(R12)(R10*4)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, K1, 64(DI)
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS Z3, K1, 64(DI)(R10*1)
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS Z5, K1, 64(DI)(R10*2)
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS Z7, K1, 64(DI)(R11*1)
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS Z9, K1, 64(DI)(R10*4)
+	VMOVUPS Z10, 0(R12)
+	VMOVUPS Z11, K1, 64(R12)
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VMOVUPS Z13, K1, 64(R12)(R10*1)
+	VMOVUPS Z14, 0(R12)(R10*2)
+	VMOVUPS Z15, K1, 64(R12)(R10*2)
+	VMOVUPS Z16, 0(R12)(R11*1)
+	VMOVUPS Z17, K1, 64(R12)(R11*1)
+	VMOVUPS Z18, 0(R12)(R10*4)
+	VMOVUPS Z19, K1, 64(R12)(R10*4)
+	VZEROUPPER
+	RET
+
+// func gemmBF16AVX512_11x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmBF16AVX512_11x2m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	LEAQ (R8)(R8*4), AX
+	LEAQ (SI)(AX*1), R12
+	LEAQ (R12)(AX*1), R13
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	VPXORD Z21, Z21, Z21
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z22
+	VMOVUPS.Z 64(DX), K1, Z23
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z24
+	// VDPBF16PS 0, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(SI)(R8*1), Z24
+	// VDPBF16PS 2, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(SI)(R8*2), Z24
+	// VDPBF16PS 4, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 0(SI)(R11*1), Z24
+	// VDPBF16PS 6, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 7, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 0(SI)(R8*4), Z24
+	// VDPBF16PS 8, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 9, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(R12), Z24
+	// VDPBF16PS 10, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 11, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(R12)(R8*1), Z24
+	// VDPBF16PS 12, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 13, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 0(R12)(R8*2), Z24
+	// VDPBF16PS 14, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 15, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 0(R12)(R11*1), Z24
+	// VDPBF16PS 16, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 17, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(R12)(R8*4), Z24
+	// VDPBF16PS 18, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 19, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(R13), Z24
+	// VDPBF16PS 20, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 21, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VMOVUPS 0(DX), Z22
+	VMOVUPS.Z 64(DX), K1, Z23
+	ADDQ R9, DX
+	VPBROADCASTD 4(SI), Z24
+	// VDPBF16PS 0, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 4(SI)(R8*1), Z24
+	// VDPBF16PS 2, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 4(SI)(R8*2), Z24
+	// VDPBF16PS 4, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 4(SI)(R11*1), Z24
+	// VDPBF16PS 6, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 7, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 4(SI)(R8*4), Z24
+	// VDPBF16PS 8, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 9, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 4(R12), Z24
+	// VDPBF16PS 10, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 11, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 4(R12)(R8*1), Z24
+	// VDPBF16PS 12, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 13, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 4(R12)(R8*2), Z24
+	// VDPBF16PS 14, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 15, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 4(R12)(R11*1), Z24
+	// VDPBF16PS 16, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 17, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 4(R12)(R8*4), Z24
+	// VDPBF16PS 18, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 19, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 4(R13), Z24
+	// VDPBF16PS 20, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 21, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VMOVUPS 0(DX), Z22
+	VMOVUPS.Z 64(DX), K1, Z23
+	ADDQ R9, DX
+	VPBROADCASTD 8(SI), Z24
+	// VDPBF16PS 0, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 8(SI)(R8*1), Z24
+	// VDPBF16PS 2, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 8(SI)(R8*2), Z24
+	// VDPBF16PS 4, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 8(SI)(R11*1), Z24
+	// VDPBF16PS 6, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 7, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 8(SI)(R8*4), Z24
+	// VDPBF16PS 8, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 9, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 8(R12), Z24
+	// VDPBF16PS 10, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 11, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 8(R12)(R8*1), Z24
+	// VDPBF16PS 12, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 13, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 8(R12)(R8*2), Z24
+	// VDPBF16PS 14, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 15, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 8(R12)(R11*1), Z24
+	// VDPBF16PS 16, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 17, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 8(R12)(R8*4), Z24
+	// VDPBF16PS 18, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 19, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 8(R13), Z24
+	// VDPBF16PS 20, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 21, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VMOVUPS 0(DX), Z22
+	VMOVUPS.Z 64(DX), K1, Z23
+	ADDQ R9, DX
+	VPBROADCASTD 12(SI), Z24
+	// VDPBF16PS 0, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 12(SI)(R8*1), Z24
+	// VDPBF16PS 2, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 12(SI)(R8*2), Z24
+	// VDPBF16PS 4, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 12(SI)(R11*1), Z24
+	// VDPBF16PS 6, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 7, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 12(SI)(R8*4), Z24
+	// VDPBF16PS 8, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 9, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 12(R12), Z24
+	// VDPBF16PS 10, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 11, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 12(R12)(R8*1), Z24
+	// VDPBF16PS 12, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 13, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 12(R12)(R8*2), Z24
+	// VDPBF16PS 14, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 15, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 12(R12)(R11*1), Z24
+	// VDPBF16PS 16, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 17, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 12(R12)(R8*4), Z24
+	// VDPBF16PS 18, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 19, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 12(R13), Z24
+	// VDPBF16PS 20, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 21, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	ADDQ $16, SI
+	ADDQ $16, R12
+	ADDQ $16, R13
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z22
+	VMOVUPS.Z 64(DX), K1, Z23
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z24
+	// VDPBF16PS 0, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(SI)(R8*1), Z24
+	// VDPBF16PS 2, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(SI)(R8*2), Z24
+	// VDPBF16PS 4, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 0(SI)(R11*1), Z24
+	// VDPBF16PS 6, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 7, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 0(SI)(R8*4), Z24
+	// VDPBF16PS 8, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 9, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(R12), Z24
+	// VDPBF16PS 10, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 11, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(R12)(R8*1), Z24
+	// VDPBF16PS 12, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 13, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 0(R12)(R8*2), Z24
+	// VDPBF16PS 14, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 15, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 0(R12)(R11*1), Z24
+	// VDPBF16PS 16, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 17, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(R12)(R8*4), Z24
+	// VDPBF16PS 18, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 19, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(R13), Z24
+	// VDPBF16PS 20, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 21, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	ADDQ $4, SI
+	ADDQ $4, R12
+	ADDQ $4, R13
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (R10)(R10*4), AX
+	LEAQ (DI)(AX*1), R12
+	LEAQ (R12)(AX*1), R13
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS.Z 64(DI), K1, Z24
+	VADDPS Z24, Z1, Z1
+	VMOVUPS Z1, K1, 64(DI)
+	VADDPS 0(DI)(R10*1), Z2, Z2
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS.Z 64(DI)(R10*1), K1, Z24
+	VADDPS Z24, Z3, Z3
+	VMOVUPS Z3, K1, 64(DI)(R10*1)
+	VADDPS 0(DI)(R10*2), Z4, Z4
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS.Z 64(DI)(R10*2), K1, Z24
+	VADDPS Z24, Z5, Z5
+	VMOVUPS Z5, K1, 64(DI)(R10*2)
+	VADDPS 0(DI)(R11*1), Z6, Z6
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS.Z 64(DI)(R11*1), K1, Z24
+	VADDPS Z24, Z7, Z7
+	VMOVUPS Z7, K1, 64(DI)(R11*1)
+	VADDPS 0(DI)(R10*4), Z8, Z8
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS.Z 64(DI)(R10*4), K1, Z24
+	VADDPS Z24, Z9, Z9
+	VMOVUPS Z9, K1, 64(DI)(R10*4)
+	VADDPS 0(R12), Z10, Z10
+	VMOVUPS Z10, 0(R12)
+	VMOVUPS.Z 64(R12), K1, Z24
+	VADDPS Z24, Z11, Z11
+	VMOVUPS Z11, K1, 64(R12)
+	VADDPS 0(R12)(R10*1), Z12, Z12
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VMOVUPS.Z 64(R12)(R10*1), K1, Z24
+	VADDPS Z24, Z13, Z13
+	VMOVUPS Z13, K1, 64(R12)(R10*1)
+	VADDPS 0(R12)(R10*2), Z14, Z14
+	VMOVUPS Z14, 0(R12)(R10*2)
+	VMOVUPS.Z 64(R12)(R10*2), K1, Z24
+	VADDPS Z24, Z15, Z15
+	VMOVUPS Z15, K1, 64(R12)(R10*2)
+	VADDPS 0(R12)(R11*1), Z16, Z16
+	VMOVUPS Z16, 0(R12)(R11*1)
+	VMOVUPS.Z 64(R12)(R11*1), K1, Z24
+	VADDPS Z24, Z17, Z17
+	VMOVUPS Z17, K1, 64(R12)(R11*1)
+	VADDPS 0(R12)(R10*4), Z18, Z18
+	VMOVUPS Z18, 0(R12)(R10*4)
+	VMOVUPS.Z 64(R12)(R10*4), K1, Z24
+	VADDPS Z24, Z19, Z19
+	VMOVUPS Z19, K1, 64(R12)(R10*4)
+	VADDPS 0(R13), Z20, Z20
+	VMOVUPS Z20, 0(R13)
+	VMOVUPS.Z 64(R13), K1, Z24
+	VADDPS Z24, Z21, Z21
+	VMOVUPS Z21, K1, 64(R13)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, K1, 64(DI)
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS Z3, K1, 64(DI)(R10*1)
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS Z5, K1, 64(DI)(R10*2)
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS Z7, K1, 64(DI)(R11*1)
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS Z9, K1, 64(DI)(R10*4)
+	VMOVUPS Z10, 0(R12)
+	VMOVUPS Z11, K1, 64(R12)
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VMOVUPS Z13, K1, 64(R12)(R10*1)
+	VMOVUPS Z14, 0(R12)(R10*2)
+	VMOVUPS Z15, K1, 64(R12)(R10*2)
+	VMOVUPS Z16, 0(R12)(R11*1)
+	VMOVUPS Z17, K1, 64(R12)(R11*1)
+	VMOVUPS Z18, 0(R12)(R10*4)
+	VMOVUPS Z19, K1, 64(R12)(R10*4)
+	VMOVUPS Z20, 0(R13)
+	VMOVUPS Z21, K1, 64(R13)
+	VZEROUPPER
+	RET
+
+// func gemmBF16AVX512_12x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmBF16AVX512_12x2m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	LEAQ (R8)(R8*4), AX
+	LEAQ (SI)(AX*1), R12
+	LEAQ (R12)(AX*1), R13
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	VPXORD Z21, Z21, Z21
+	VPXORD Z22, Z22, Z22
+	VPXORD Z23, Z23, Z23
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z24
+	VMOVUPS.Z 64(DX), K1, Z25
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z26
+	// VDPBF16PS 0, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(SI)(R8*1), Z26
+	// VDPBF16PS 2, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(SI)(R8*2), Z26
+	// VDPBF16PS 4, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(SI)(R11*1), Z26
+	// VDPBF16PS 6, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 0(SI)(R8*4), Z26
+	// VDPBF16PS 8, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 9, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(R12), Z26
+	// VDPBF16PS 10, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 11, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(R12)(R8*1), Z26
+	// VDPBF16PS 12, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 13, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(R12)(R8*2), Z26
+	// VDPBF16PS 14, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 15, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 0(R12)(R11*1), Z26
+	// VDPBF16PS 16, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 17, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(R12)(R8*4), Z26
+	// VDPBF16PS 18, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 19, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(R13), Z26
+	// VDPBF16PS 20, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 21, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(R13)(R8*1), Z26
+	// VDPBF16PS 22, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 23, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VMOVUPS 0(DX), Z24
+	VMOVUPS.Z 64(DX), K1, Z25
+	ADDQ R9, DX
+	VPBROADCASTD 4(SI), Z26
+	// VDPBF16PS 0, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 4(SI)(R8*1), Z26
+	// VDPBF16PS 2, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 4(SI)(R8*2), Z26
+	// VDPBF16PS 4, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 4(SI)(R11*1), Z26
+	// VDPBF16PS 6, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 4(SI)(R8*4), Z26
+	// VDPBF16PS 8, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 9, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 4(R12), Z26
+	// VDPBF16PS 10, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 11, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 4(R12)(R8*1), Z26
+	// VDPBF16PS 12, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 13, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 4(R12)(R8*2), Z26
+	// VDPBF16PS 14, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 15, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 4(R12)(R11*1), Z26
+	// VDPBF16PS 16, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 17, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 4(R12)(R8*4), Z26
+	// VDPBF16PS 18, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 19, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 4(R13), Z26
+	// VDPBF16PS 20, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 21, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 4(R13)(R8*1), Z26
+	// VDPBF16PS 22, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 23, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VMOVUPS 0(DX), Z24
+	VMOVUPS.Z 64(DX), K1, Z25
+	ADDQ R9, DX
+	VPBROADCASTD 8(SI), Z26
+	// VDPBF16PS 0, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 8(SI)(R8*1), Z26
+	// VDPBF16PS 2, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 8(SI)(R8*2), Z26
+	// VDPBF16PS 4, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 8(SI)(R11*1), Z26
+	// VDPBF16PS 6, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 8(SI)(R8*4), Z26
+	// VDPBF16PS 8, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 9, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 8(R12), Z26
+	// VDPBF16PS 10, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 11, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 8(R12)(R8*1), Z26
+	// VDPBF16PS 12, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 13, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 8(R12)(R8*2), Z26
+	// VDPBF16PS 14, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 15, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 8(R12)(R11*1), Z26
+	// VDPBF16PS 16, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 17, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 8(R12)(R8*4), Z26
+	// VDPBF16PS 18, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 19, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 8(R13), Z26
+	// VDPBF16PS 20, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 21, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 8(R13)(R8*1), Z26
+	// VDPBF16PS 22, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 23, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VMOVUPS 0(DX), Z24
+	VMOVUPS.Z 64(DX), K1, Z25
+	ADDQ R9, DX
+	VPBROADCASTD 12(SI), Z26
+	// VDPBF16PS 0, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 12(SI)(R8*1), Z26
+	// VDPBF16PS 2, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 12(SI)(R8*2), Z26
+	// VDPBF16PS 4, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 12(SI)(R11*1), Z26
+	// VDPBF16PS 6, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 12(SI)(R8*4), Z26
+	// VDPBF16PS 8, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 9, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 12(R12), Z26
+	// VDPBF16PS 10, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 11, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 12(R12)(R8*1), Z26
+	// VDPBF16PS 12, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 13, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 12(R12)(R8*2), Z26
+	// VDPBF16PS 14, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 15, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 12(R12)(R11*1), Z26
+	// VDPBF16PS 16, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 17, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 12(R12)(R8*4), Z26
+	// VDPBF16PS 18, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 19, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 12(R13), Z26
+	// VDPBF16PS 20, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 21, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 12(R13)(R8*1), Z26
+	// VDPBF16PS 22, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 23, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	ADDQ $16, SI
+	ADDQ $16, R12
+	ADDQ $16, R13
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z24
+	VMOVUPS.Z 64(DX), K1, Z25
+	ADDQ R9, DX
+	VPBROADCASTD 0(SI), Z26
+	// VDPBF16PS 0, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(SI)(R8*1), Z26
+	// VDPBF16PS 2, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(SI)(R8*2), Z26
+	// VDPBF16PS 4, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(SI)(R11*1), Z26
+	// VDPBF16PS 6, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 0(SI)(R8*4), Z26
+	// VDPBF16PS 8, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 9, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(R12), Z26
+	// VDPBF16PS 10, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 11, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(R12)(R8*1), Z26
+	// VDPBF16PS 12, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 13, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(R12)(R8*2), Z26
+	// VDPBF16PS 14, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 15, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 0(R12)(R11*1), Z26
+	// VDPBF16PS 16, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 17, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(R12)(R8*4), Z26
+	// VDPBF16PS 18, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 19, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(R13), Z26
+	// VDPBF16PS 20, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 21, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(R13)(R8*1), Z26
+	// VDPBF16PS 22, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 23, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	ADDQ $4, SI
+	ADDQ $4, R12
+	ADDQ $4, R13
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (R10)(R10*4), AX
+	LEAQ (DI)(AX*1), R12
+	LEAQ (R12)(AX*1), R13
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS.Z 64(DI), K1, Z26
+	VADDPS Z26, Z1, Z1
+	VMOVUPS Z1, K1, 64(DI)
+	VADDPS 0(DI)(R10*1), Z2, Z2
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS.Z 64(DI)(R10*1), K1, Z26
+	VADDPS Z26, Z3, Z3
+	VMOVUPS Z3, K1, 64(DI)(R10*1)
+	VADDPS 0(DI)(R10*2), Z4, Z4
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS.Z 64(DI)(R10*2), K1, Z26
+	VADDPS Z26, Z5, Z5
+	VMOVUPS Z5, K1, 64(DI)(R10*2)
+	VADDPS 0(DI)(R11*1), Z6, Z6
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS.Z 64(DI)(R11*1), K1, Z26
+	VADDPS Z26, Z7, Z7
+	VMOVUPS Z7, K1, 64(DI)(R11*1)
+	VADDPS 0(DI)(R10*4), Z8, Z8
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS.Z 64(DI)(R10*4), K1, Z26
+	VADDPS Z26, Z9, Z9
+	VMOVUPS Z9, K1, 64(DI)(R10*4)
+	VADDPS 0(R12), Z10, Z10
+	VMOVUPS Z10, 0(R12)
+	VMOVUPS.Z 64(R12), K1, Z26
+	VADDPS Z26, Z11, Z11
+	VMOVUPS Z11, K1, 64(R12)
+	VADDPS 0(R12)(R10*1), Z12, Z12
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VMOVUPS.Z 64(R12)(R10*1), K1, Z26
+	VADDPS Z26, Z13, Z13
+	VMOVUPS Z13, K1, 64(R12)(R10*1)
+	VADDPS 0(R12)(R10*2), Z14, Z14
+	VMOVUPS Z14, 0(R12)(R10*2)
+	VMOVUPS.Z 64(R12)(R10*2), K1, Z26
+	VADDPS Z26, Z15, Z15
+	VMOVUPS Z15, K1, 64(R12)(R10*2)
+	VADDPS 0(R12)(R11*1), Z16, Z16
+	VMOVUPS Z16, 0(R12)(R11*1)
+	VMOVUPS.Z 64(R12)(R11*1), K1, Z26
+	VADDPS Z26, Z17, Z17
+	VMOVUPS Z17, K1, 64(R12)(R11*1)
+	VADDPS 0(R12)(R10*4), Z18, Z18
+	VMOVUPS Z18, 0(R12)(R10*4)
+	VMOVUPS.Z 64(R12)(R10*4), K1, Z26
+	VADDPS Z26, Z19, Z19
+	VMOVUPS Z19, K1, 64(R12)(R10*4)
+	VADDPS 0(R13), Z20, Z20
+	VMOVUPS Z20, 0(R13)
+	VMOVUPS.Z 64(R13), K1, Z26
+	VADDPS Z26, Z21, Z21
+	VMOVUPS Z21, K1, 64(R13)
+	VADDPS 0(R13)(R10*1), Z22, Z22
+	VMOVUPS Z22, 0(R13)(R10*1)
+	VMOVUPS.Z 64(R13)(R10*1), K1, Z26
+	VADDPS Z26, Z23, Z23
+	VMOVUPS Z23, K1, 64(R13)(R10*1)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, K1, 64(DI)
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS Z3, K1, 64(DI)(R10*1)
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS Z5, K1, 64(DI)(R10*2)
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS Z7, K1, 64(DI)(R11*1)
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS Z9, K1, 64(DI)(R10*4)
+	VMOVUPS Z10, 0(R12)
+	VMOVUPS Z11, K1, 64(R12)
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VMOVUPS Z13, K1, 64(R12)(R10*1)
+	VMOVUPS Z14, 0(R12)(R10*2)
+	VMOVUPS Z15, K1, 64(R12)(R10*2)
+	VMOVUPS Z16, 0(R12)(R11*1)
+	VMOVUPS Z17, K1, 64(R12)(R11*1)
+	VMOVUPS Z18, 0(R12)(R10*4)
+	VMOVUPS Z19, K1, 64(R12)(R10*4)
+	VMOVUPS Z20, 0(R13)
+	VMOVUPS Z21, K1, 64(R13)
+	VMOVUPS Z22, 0(R13)(R10*1)
+	VMOVUPS Z23, K1, 64(R13)(R10*1)
+	VZEROUPPER
+	RET
+
 // func transpose8x8F32(kb int, b *float32, ldb int, dst *float32, ldd int)
 TEXT ·transpose8x8F32(SB), NOSPLIT, $0-40
 	MOVQ kb+0(FP), CX
@@ -18127,10 +26983,10 @@ TEXT ·expShiftSumF32AVX2(SB), NOSPLIT, $0-28
 	VMOVUPS e32max<>(SB), Y11
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
-loop2:
+loopu:
 	CMPQ CX, $16
 	JLT loop1
-	VMULPS (DI), Y8, Y0
+	VMULPS 0(DI), Y8, Y0
 	VMULPS 32(DI), Y8, Y1
 	VSUBPS Y9, Y0, Y0
 	VSUBPS Y9, Y1, Y1
@@ -18180,17 +27036,17 @@ loop2:
 	VMULPS Y1, Y5, Y5
 	VMULPS Y2, Y4, Y4
 	VMULPS Y3, Y5, Y5
-	VMOVUPS Y4, (DI)
-	VMOVUPS Y5, 32(DI)
+	VMOVUPS Y4, 0(DI)
 	VADDPS Y4, Y6, Y6
+	VMOVUPS Y5, 32(DI)
 	VADDPS Y5, Y7, Y7
 	ADDQ $64, DI
 	SUBQ $16, CX
-	JMP loop2
+	JMP loopu
 loop1:
 	CMPQ CX, $8
 	JLT tail
-	VMULPS (DI), Y8, Y0
+	VMULPS 0(DI), Y8, Y0
 	VSUBPS Y9, Y0, Y0
 	VMAXPS Y0, Y10, Y0
 	VMINPS Y0, Y11, Y0
@@ -18215,10 +27071,11 @@ loop1:
 	VPSLLD $23, Y2, Y2
 	VMULPS Y0, Y4, Y4
 	VMULPS Y2, Y4, Y4
-	VMOVUPS Y4, (DI)
+	VMOVUPS Y4, 0(DI)
 	VADDPS Y4, Y6, Y6
 	ADDQ $32, DI
 	SUBQ $8, CX
+	JMP loop1
 tail:
 	TESTQ CX, CX
 	JZ reduce
@@ -18257,12 +27114,12 @@ tail:
 	VADDPS Y4, Y6, Y6
 reduce:
 	VADDPS Y7, Y6, Y6
-	VEXTRACTF128 $1, Y6, X7
-	VADDPS X7, X6, X6
-	VPERMILPD $1, X6, X7
-	VADDPS X7, X6, X6
-	VPERMILPS $0xB1, X6, X7
-	VADDPS X7, X6, X6
+	VEXTRACTF128 $1, Y6, X1
+	VADDPS X1, X6, X6
+	VPERMILPD $1, X6, X1
+	VADDPS X1, X6, X6
+	VPERMILPS $0xB1, X6, X1
+	VADDPS X1, X6, X6
 	VMOVSS X6, ret+24(FP)
 	VZEROUPPER
 	RET
@@ -18277,10 +27134,10 @@ TEXT ·expShiftSumF64AVX2(SB), NOSPLIT, $0-40
 	VMOVUPD e64max<>(SB), Y11
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
-loop2:
+loopu:
 	CMPQ CX, $8
 	JLT loop1
-	VMULPD (DI), Y8, Y0
+	VMULPD 0(DI), Y8, Y0
 	VMULPD 32(DI), Y8, Y1
 	VSUBPD Y9, Y0, Y0
 	VSUBPD Y9, Y1, Y1
@@ -18342,17 +27199,17 @@ loop2:
 	VMULPD Y1, Y5, Y5
 	VMULPD Y2, Y4, Y4
 	VMULPD Y3, Y5, Y5
-	VMOVUPD Y4, (DI)
-	VMOVUPD Y5, 32(DI)
+	VMOVUPD Y4, 0(DI)
 	VADDPD Y4, Y6, Y6
+	VMOVUPD Y5, 32(DI)
 	VADDPD Y5, Y7, Y7
 	ADDQ $64, DI
 	SUBQ $8, CX
-	JMP loop2
+	JMP loopu
 loop1:
 	CMPQ CX, $4
 	JLT tail
-	VMULPD (DI), Y8, Y0
+	VMULPD 0(DI), Y8, Y0
 	VSUBPD Y9, Y0, Y0
 	VMAXPD Y0, Y10, Y0
 	VMINPD Y0, Y11, Y0
@@ -18383,10 +27240,11 @@ loop1:
 	VPSLLQ $52, Y2, Y2
 	VMULPD Y0, Y4, Y4
 	VMULPD Y2, Y4, Y4
-	VMOVUPD Y4, (DI)
+	VMOVUPD Y4, 0(DI)
 	VADDPD Y4, Y6, Y6
 	ADDQ $32, DI
 	SUBQ $4, CX
+	JMP loop1
 tail:
 	TESTQ CX, CX
 	JZ reduce
@@ -18431,10 +27289,10 @@ tail:
 	VADDPD Y4, Y6, Y6
 reduce:
 	VADDPD Y7, Y6, Y6
-	VEXTRACTF128 $1, Y6, X7
-	VADDPD X7, X6, X6
-	VPERMILPD $1, X6, X7
-	VADDPD X7, X6, X6
+	VEXTRACTF128 $1, Y6, X1
+	VADDPD X1, X6, X6
+	VPERMILPD $1, X6, X1
+	VADDPD X1, X6, X6
 	VMOVSD X6, ret+32(FP)
 	VZEROUPPER
 	RET
@@ -18443,116 +27301,159 @@ reduce:
 TEXT ·expShiftSumF32AVX512(SB), NOSPLIT, $0-28
 	MOVQ x+0(FP), DI
 	MOVQ n+8(FP), CX
-	VBROADCASTSS scale+16(FP), Z8
-	VBROADCASTSS shift+20(FP), Z9
-	VMOVUPS e32min<>(SB), Z10
-	VMOVUPS e32max<>(SB), Z11
-	VPXORD Z6, Z6, Z6
-	VPXORD Z7, Z7, Z7
-loop2:
-	CMPQ CX, $32
+	VBROADCASTSS scale+16(FP), Z16
+	VBROADCASTSS shift+20(FP), Z17
+	VMOVUPS e32min<>(SB), Z18
+	VMOVUPS e32max<>(SB), Z19
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+loopu:
+	CMPQ CX, $64
 	JLT loop1
-	VMULPS (DI), Z8, Z0
-	VMULPS 64(DI), Z8, Z1
-	VSUBPS Z9, Z0, Z0
-	VSUBPS Z9, Z1, Z1
-	VMAXPS Z0, Z10, Z0
-	VMAXPS Z1, Z10, Z1
-	VMINPS Z0, Z11, Z0
-	VMINPS Z1, Z11, Z1
-	VMULPS e32log2e<>(SB), Z0, Z2
-	VMULPS e32log2e<>(SB), Z1, Z3
-	VRNDSCALEPS $0, Z2, Z2
-	VRNDSCALEPS $0, Z3, Z3
-	VFNMADD231PS e32ln2hi<>(SB), Z2, Z0
-	VFNMADD231PS e32ln2hi<>(SB), Z3, Z1
-	VFNMADD231PS e32ln2lo<>(SB), Z2, Z0
-	VFNMADD231PS e32ln2lo<>(SB), Z3, Z1
-	VMOVUPS e32c5<>(SB), Z4
-	VMOVUPS e32c5<>(SB), Z5
-	VFMADD213PS e32c4<>(SB), Z0, Z4
-	VFMADD213PS e32c4<>(SB), Z1, Z5
-	VFMADD213PS e32c3<>(SB), Z0, Z4
-	VFMADD213PS e32c3<>(SB), Z1, Z5
-	VFMADD213PS e32c2<>(SB), Z0, Z4
-	VFMADD213PS e32c2<>(SB), Z1, Z5
-	VFMADD213PS e32c1<>(SB), Z0, Z4
-	VFMADD213PS e32c1<>(SB), Z1, Z5
-	VFMADD213PS e32c0<>(SB), Z0, Z4
-	VFMADD213PS e32c0<>(SB), Z1, Z5
-	VFMADD213PS e32one<>(SB), Z0, Z4
-	VFMADD213PS e32one<>(SB), Z1, Z5
-	VFMADD213PS e32one<>(SB), Z0, Z4
-	VFMADD213PS e32one<>(SB), Z1, Z5
-	VSCALEFPS Z2, Z4, Z4
-	VSCALEFPS Z3, Z5, Z5
-	VMOVUPS Z4, (DI)
-	VMOVUPS Z5, 64(DI)
-	VADDPS Z4, Z6, Z6
-	VADDPS Z5, Z7, Z7
-	ADDQ $128, DI
-	SUBQ $32, CX
-	JMP loop2
+	VMULPS 0(DI), Z16, Z0
+	VMULPS 64(DI), Z16, Z1
+	VMULPS 128(DI), Z16, Z2
+	VMULPS 192(DI), Z16, Z3
+	VSUBPS Z17, Z0, Z0
+	VSUBPS Z17, Z1, Z1
+	VSUBPS Z17, Z2, Z2
+	VSUBPS Z17, Z3, Z3
+	VMAXPS Z0, Z18, Z0
+	VMAXPS Z1, Z18, Z1
+	VMAXPS Z2, Z18, Z2
+	VMAXPS Z3, Z18, Z3
+	VMINPS Z0, Z19, Z0
+	VMINPS Z1, Z19, Z1
+	VMINPS Z2, Z19, Z2
+	VMINPS Z3, Z19, Z3
+	VMULPS e32log2e<>(SB), Z0, Z4
+	VMULPS e32log2e<>(SB), Z1, Z5
+	VMULPS e32log2e<>(SB), Z2, Z6
+	VMULPS e32log2e<>(SB), Z3, Z7
+	VRNDSCALEPS $0, Z4, Z4
+	VRNDSCALEPS $0, Z5, Z5
+	VRNDSCALEPS $0, Z6, Z6
+	VRNDSCALEPS $0, Z7, Z7
+	VFNMADD231PS e32ln2hi<>(SB), Z4, Z0
+	VFNMADD231PS e32ln2hi<>(SB), Z5, Z1
+	VFNMADD231PS e32ln2hi<>(SB), Z6, Z2
+	VFNMADD231PS e32ln2hi<>(SB), Z7, Z3
+	VFNMADD231PS e32ln2lo<>(SB), Z4, Z0
+	VFNMADD231PS e32ln2lo<>(SB), Z5, Z1
+	VFNMADD231PS e32ln2lo<>(SB), Z6, Z2
+	VFNMADD231PS e32ln2lo<>(SB), Z7, Z3
+	VMOVUPS e32c5<>(SB), Z8
+	VMOVUPS e32c5<>(SB), Z9
+	VMOVUPS e32c5<>(SB), Z10
+	VMOVUPS e32c5<>(SB), Z11
+	VFMADD213PS e32c4<>(SB), Z0, Z8
+	VFMADD213PS e32c4<>(SB), Z1, Z9
+	VFMADD213PS e32c4<>(SB), Z2, Z10
+	VFMADD213PS e32c4<>(SB), Z3, Z11
+	VFMADD213PS e32c3<>(SB), Z0, Z8
+	VFMADD213PS e32c3<>(SB), Z1, Z9
+	VFMADD213PS e32c3<>(SB), Z2, Z10
+	VFMADD213PS e32c3<>(SB), Z3, Z11
+	VFMADD213PS e32c2<>(SB), Z0, Z8
+	VFMADD213PS e32c2<>(SB), Z1, Z9
+	VFMADD213PS e32c2<>(SB), Z2, Z10
+	VFMADD213PS e32c2<>(SB), Z3, Z11
+	VFMADD213PS e32c1<>(SB), Z0, Z8
+	VFMADD213PS e32c1<>(SB), Z1, Z9
+	VFMADD213PS e32c1<>(SB), Z2, Z10
+	VFMADD213PS e32c1<>(SB), Z3, Z11
+	VFMADD213PS e32c0<>(SB), Z0, Z8
+	VFMADD213PS e32c0<>(SB), Z1, Z9
+	VFMADD213PS e32c0<>(SB), Z2, Z10
+	VFMADD213PS e32c0<>(SB), Z3, Z11
+	VFMADD213PS e32one<>(SB), Z0, Z8
+	VFMADD213PS e32one<>(SB), Z1, Z9
+	VFMADD213PS e32one<>(SB), Z2, Z10
+	VFMADD213PS e32one<>(SB), Z3, Z11
+	VFMADD213PS e32one<>(SB), Z0, Z8
+	VFMADD213PS e32one<>(SB), Z1, Z9
+	VFMADD213PS e32one<>(SB), Z2, Z10
+	VFMADD213PS e32one<>(SB), Z3, Z11
+	VSCALEFPS Z4, Z8, Z8
+	VSCALEFPS Z5, Z9, Z9
+	VSCALEFPS Z6, Z10, Z10
+	VSCALEFPS Z7, Z11, Z11
+	VMOVUPS Z8, 0(DI)
+	VADDPS Z8, Z12, Z12
+	VMOVUPS Z9, 64(DI)
+	VADDPS Z9, Z13, Z13
+	VMOVUPS Z10, 128(DI)
+	VADDPS Z10, Z14, Z14
+	VMOVUPS Z11, 192(DI)
+	VADDPS Z11, Z15, Z15
+	ADDQ $256, DI
+	SUBQ $64, CX
+	JMP loopu
 loop1:
 	CMPQ CX, $16
 	JLT tail
-	VMULPS (DI), Z8, Z0
-	VSUBPS Z9, Z0, Z0
-	VMAXPS Z0, Z10, Z0
-	VMINPS Z0, Z11, Z0
-	VMULPS e32log2e<>(SB), Z0, Z2
-	VRNDSCALEPS $0, Z2, Z2
-	VFNMADD231PS e32ln2hi<>(SB), Z2, Z0
-	VFNMADD231PS e32ln2lo<>(SB), Z2, Z0
-	VMOVUPS e32c5<>(SB), Z4
-	VFMADD213PS e32c4<>(SB), Z0, Z4
-	VFMADD213PS e32c3<>(SB), Z0, Z4
-	VFMADD213PS e32c2<>(SB), Z0, Z4
-	VFMADD213PS e32c1<>(SB), Z0, Z4
-	VFMADD213PS e32c0<>(SB), Z0, Z4
-	VFMADD213PS e32one<>(SB), Z0, Z4
-	VFMADD213PS e32one<>(SB), Z0, Z4
-	VSCALEFPS Z2, Z4, Z4
-	VMOVUPS Z4, (DI)
-	VADDPS Z4, Z6, Z6
+	VMULPS 0(DI), Z16, Z0
+	VSUBPS Z17, Z0, Z0
+	VMAXPS Z0, Z18, Z0
+	VMINPS Z0, Z19, Z0
+	VMULPS e32log2e<>(SB), Z0, Z4
+	VRNDSCALEPS $0, Z4, Z4
+	VFNMADD231PS e32ln2hi<>(SB), Z4, Z0
+	VFNMADD231PS e32ln2lo<>(SB), Z4, Z0
+	VMOVUPS e32c5<>(SB), Z8
+	VFMADD213PS e32c4<>(SB), Z0, Z8
+	VFMADD213PS e32c3<>(SB), Z0, Z8
+	VFMADD213PS e32c2<>(SB), Z0, Z8
+	VFMADD213PS e32c1<>(SB), Z0, Z8
+	VFMADD213PS e32c0<>(SB), Z0, Z8
+	VFMADD213PS e32one<>(SB), Z0, Z8
+	VFMADD213PS e32one<>(SB), Z0, Z8
+	VSCALEFPS Z4, Z8, Z8
+	VMOVUPS Z8, 0(DI)
+	VADDPS Z8, Z12, Z12
 	ADDQ $64, DI
 	SUBQ $16, CX
+	JMP loop1
 tail:
 	TESTQ CX, CX
 	JZ reduce
 	LEAQ maskK<>(SB), AX
 	KMOVW (AX)(CX*2), K1
 	VMOVUPS.Z (DI), K1, Z0
-	VMULPS Z8, Z0, Z0
-	VSUBPS Z9, Z0, Z0
-	VMAXPS Z0, Z10, Z0
-	VMINPS Z0, Z11, Z0
-	VMULPS e32log2e<>(SB), Z0, Z2
-	VRNDSCALEPS $0, Z2, Z2
-	VFNMADD231PS e32ln2hi<>(SB), Z2, Z0
-	VFNMADD231PS e32ln2lo<>(SB), Z2, Z0
-	VMOVUPS e32c5<>(SB), Z4
-	VFMADD213PS e32c4<>(SB), Z0, Z4
-	VFMADD213PS e32c3<>(SB), Z0, Z4
-	VFMADD213PS e32c2<>(SB), Z0, Z4
-	VFMADD213PS e32c1<>(SB), Z0, Z4
-	VFMADD213PS e32c0<>(SB), Z0, Z4
-	VFMADD213PS e32one<>(SB), Z0, Z4
-	VFMADD213PS e32one<>(SB), Z0, Z4
-	VSCALEFPS Z2, Z4, Z4
-	VMOVUPS Z4, K1, (DI)
-	VADDPS Z4, Z6, K1, Z6
+	VMULPS Z16, Z0, Z0
+	VSUBPS Z17, Z0, Z0
+	VMAXPS Z0, Z18, Z0
+	VMINPS Z0, Z19, Z0
+	VMULPS e32log2e<>(SB), Z0, Z4
+	VRNDSCALEPS $0, Z4, Z4
+	VFNMADD231PS e32ln2hi<>(SB), Z4, Z0
+	VFNMADD231PS e32ln2lo<>(SB), Z4, Z0
+	VMOVUPS e32c5<>(SB), Z8
+	VFMADD213PS e32c4<>(SB), Z0, Z8
+	VFMADD213PS e32c3<>(SB), Z0, Z8
+	VFMADD213PS e32c2<>(SB), Z0, Z8
+	VFMADD213PS e32c1<>(SB), Z0, Z8
+	VFMADD213PS e32c0<>(SB), Z0, Z8
+	VFMADD213PS e32one<>(SB), Z0, Z8
+	VFMADD213PS e32one<>(SB), Z0, Z8
+	VSCALEFPS Z4, Z8, Z8
+	VMOVUPS Z8, K1, (DI)
+	VADDPS Z8, Z12, K1, Z12
 reduce:
-	VADDPS Z7, Z6, Z6
-	VEXTRACTF64X4 $1, Z6, Y7
-	VADDPS Y7, Y6, Y6
-	VEXTRACTF128 $1, Y6, X7
-	VADDPS X7, X6, X6
-	VPERMILPD $1, X6, X7
-	VADDPS X7, X6, X6
-	VPERMILPS $0xB1, X6, X7
-	VADDPS X7, X6, X6
-	VMOVSS X6, ret+24(FP)
+	VADDPS Z13, Z12, Z12
+	VADDPS Z14, Z12, Z12
+	VADDPS Z15, Z12, Z12
+	VEXTRACTF64X4 $1, Z12, Y1
+	VADDPS Y1, Y12, Y12
+	VEXTRACTF128 $1, Y12, X1
+	VADDPS X1, X12, X12
+	VPERMILPD $1, X12, X1
+	VADDPS X1, X12, X12
+	VPERMILPS $0xB1, X12, X1
+	VADDPS X1, X12, X12
+	VMOVSS X12, ret+24(FP)
 	VZEROUPPER
 	RET
 
@@ -18560,138 +27461,193 @@ reduce:
 TEXT ·expShiftSumF64AVX512(SB), NOSPLIT, $0-40
 	MOVQ x+0(FP), DI
 	MOVQ n+8(FP), CX
-	VBROADCASTSD scale+16(FP), Z8
-	VBROADCASTSD shift+24(FP), Z9
-	VMOVUPD e64min<>(SB), Z10
-	VMOVUPD e64max<>(SB), Z11
-	VPXORD Z6, Z6, Z6
-	VPXORD Z7, Z7, Z7
-loop2:
-	CMPQ CX, $16
+	VBROADCASTSD scale+16(FP), Z16
+	VBROADCASTSD shift+24(FP), Z17
+	VMOVUPD e64min<>(SB), Z18
+	VMOVUPD e64max<>(SB), Z19
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+loopu:
+	CMPQ CX, $32
 	JLT loop1
-	VMULPD (DI), Z8, Z0
-	VMULPD 64(DI), Z8, Z1
-	VSUBPD Z9, Z0, Z0
-	VSUBPD Z9, Z1, Z1
-	VMAXPD Z0, Z10, Z0
-	VMAXPD Z1, Z10, Z1
-	VMINPD Z0, Z11, Z0
-	VMINPD Z1, Z11, Z1
-	VMULPD e64log2e<>(SB), Z0, Z2
-	VMULPD e64log2e<>(SB), Z1, Z3
-	VRNDSCALEPD $0, Z2, Z2
-	VRNDSCALEPD $0, Z3, Z3
-	VFNMADD231PD e64ln2hi<>(SB), Z2, Z0
-	VFNMADD231PD e64ln2hi<>(SB), Z3, Z1
-	VFNMADD231PD e64ln2lo<>(SB), Z2, Z0
-	VFNMADD231PD e64ln2lo<>(SB), Z3, Z1
-	VMOVUPD e64c13<>(SB), Z4
-	VMOVUPD e64c13<>(SB), Z5
-	VFMADD213PD e64c12<>(SB), Z0, Z4
-	VFMADD213PD e64c12<>(SB), Z1, Z5
-	VFMADD213PD e64c11<>(SB), Z0, Z4
-	VFMADD213PD e64c11<>(SB), Z1, Z5
-	VFMADD213PD e64c10<>(SB), Z0, Z4
-	VFMADD213PD e64c10<>(SB), Z1, Z5
-	VFMADD213PD e64c9<>(SB), Z0, Z4
-	VFMADD213PD e64c9<>(SB), Z1, Z5
-	VFMADD213PD e64c8<>(SB), Z0, Z4
-	VFMADD213PD e64c8<>(SB), Z1, Z5
-	VFMADD213PD e64c7<>(SB), Z0, Z4
-	VFMADD213PD e64c7<>(SB), Z1, Z5
-	VFMADD213PD e64c6<>(SB), Z0, Z4
-	VFMADD213PD e64c6<>(SB), Z1, Z5
-	VFMADD213PD e64c5<>(SB), Z0, Z4
-	VFMADD213PD e64c5<>(SB), Z1, Z5
-	VFMADD213PD e64c4<>(SB), Z0, Z4
-	VFMADD213PD e64c4<>(SB), Z1, Z5
-	VFMADD213PD e64c3<>(SB), Z0, Z4
-	VFMADD213PD e64c3<>(SB), Z1, Z5
-	VFMADD213PD e64c2<>(SB), Z0, Z4
-	VFMADD213PD e64c2<>(SB), Z1, Z5
-	VFMADD213PD e64c1<>(SB), Z0, Z4
-	VFMADD213PD e64c1<>(SB), Z1, Z5
-	VFMADD213PD e64c0<>(SB), Z0, Z4
-	VFMADD213PD e64c0<>(SB), Z1, Z5
-	VSCALEFPD Z2, Z4, Z4
-	VSCALEFPD Z3, Z5, Z5
-	VMOVUPD Z4, (DI)
-	VMOVUPD Z5, 64(DI)
-	VADDPD Z4, Z6, Z6
-	VADDPD Z5, Z7, Z7
-	ADDQ $128, DI
-	SUBQ $16, CX
-	JMP loop2
+	VMULPD 0(DI), Z16, Z0
+	VMULPD 64(DI), Z16, Z1
+	VMULPD 128(DI), Z16, Z2
+	VMULPD 192(DI), Z16, Z3
+	VSUBPD Z17, Z0, Z0
+	VSUBPD Z17, Z1, Z1
+	VSUBPD Z17, Z2, Z2
+	VSUBPD Z17, Z3, Z3
+	VMAXPD Z0, Z18, Z0
+	VMAXPD Z1, Z18, Z1
+	VMAXPD Z2, Z18, Z2
+	VMAXPD Z3, Z18, Z3
+	VMINPD Z0, Z19, Z0
+	VMINPD Z1, Z19, Z1
+	VMINPD Z2, Z19, Z2
+	VMINPD Z3, Z19, Z3
+	VMULPD e64log2e<>(SB), Z0, Z4
+	VMULPD e64log2e<>(SB), Z1, Z5
+	VMULPD e64log2e<>(SB), Z2, Z6
+	VMULPD e64log2e<>(SB), Z3, Z7
+	VRNDSCALEPD $0, Z4, Z4
+	VRNDSCALEPD $0, Z5, Z5
+	VRNDSCALEPD $0, Z6, Z6
+	VRNDSCALEPD $0, Z7, Z7
+	VFNMADD231PD e64ln2hi<>(SB), Z4, Z0
+	VFNMADD231PD e64ln2hi<>(SB), Z5, Z1
+	VFNMADD231PD e64ln2hi<>(SB), Z6, Z2
+	VFNMADD231PD e64ln2hi<>(SB), Z7, Z3
+	VFNMADD231PD e64ln2lo<>(SB), Z4, Z0
+	VFNMADD231PD e64ln2lo<>(SB), Z5, Z1
+	VFNMADD231PD e64ln2lo<>(SB), Z6, Z2
+	VFNMADD231PD e64ln2lo<>(SB), Z7, Z3
+	VMOVUPD e64c13<>(SB), Z8
+	VMOVUPD e64c13<>(SB), Z9
+	VMOVUPD e64c13<>(SB), Z10
+	VMOVUPD e64c13<>(SB), Z11
+	VFMADD213PD e64c12<>(SB), Z0, Z8
+	VFMADD213PD e64c12<>(SB), Z1, Z9
+	VFMADD213PD e64c12<>(SB), Z2, Z10
+	VFMADD213PD e64c12<>(SB), Z3, Z11
+	VFMADD213PD e64c11<>(SB), Z0, Z8
+	VFMADD213PD e64c11<>(SB), Z1, Z9
+	VFMADD213PD e64c11<>(SB), Z2, Z10
+	VFMADD213PD e64c11<>(SB), Z3, Z11
+	VFMADD213PD e64c10<>(SB), Z0, Z8
+	VFMADD213PD e64c10<>(SB), Z1, Z9
+	VFMADD213PD e64c10<>(SB), Z2, Z10
+	VFMADD213PD e64c10<>(SB), Z3, Z11
+	VFMADD213PD e64c9<>(SB), Z0, Z8
+	VFMADD213PD e64c9<>(SB), Z1, Z9
+	VFMADD213PD e64c9<>(SB), Z2, Z10
+	VFMADD213PD e64c9<>(SB), Z3, Z11
+	VFMADD213PD e64c8<>(SB), Z0, Z8
+	VFMADD213PD e64c8<>(SB), Z1, Z9
+	VFMADD213PD e64c8<>(SB), Z2, Z10
+	VFMADD213PD e64c8<>(SB), Z3, Z11
+	VFMADD213PD e64c7<>(SB), Z0, Z8
+	VFMADD213PD e64c7<>(SB), Z1, Z9
+	VFMADD213PD e64c7<>(SB), Z2, Z10
+	VFMADD213PD e64c7<>(SB), Z3, Z11
+	VFMADD213PD e64c6<>(SB), Z0, Z8
+	VFMADD213PD e64c6<>(SB), Z1, Z9
+	VFMADD213PD e64c6<>(SB), Z2, Z10
+	VFMADD213PD e64c6<>(SB), Z3, Z11
+	VFMADD213PD e64c5<>(SB), Z0, Z8
+	VFMADD213PD e64c5<>(SB), Z1, Z9
+	VFMADD213PD e64c5<>(SB), Z2, Z10
+	VFMADD213PD e64c5<>(SB), Z3, Z11
+	VFMADD213PD e64c4<>(SB), Z0, Z8
+	VFMADD213PD e64c4<>(SB), Z1, Z9
+	VFMADD213PD e64c4<>(SB), Z2, Z10
+	VFMADD213PD e64c4<>(SB), Z3, Z11
+	VFMADD213PD e64c3<>(SB), Z0, Z8
+	VFMADD213PD e64c3<>(SB), Z1, Z9
+	VFMADD213PD e64c3<>(SB), Z2, Z10
+	VFMADD213PD e64c3<>(SB), Z3, Z11
+	VFMADD213PD e64c2<>(SB), Z0, Z8
+	VFMADD213PD e64c2<>(SB), Z1, Z9
+	VFMADD213PD e64c2<>(SB), Z2, Z10
+	VFMADD213PD e64c2<>(SB), Z3, Z11
+	VFMADD213PD e64c1<>(SB), Z0, Z8
+	VFMADD213PD e64c1<>(SB), Z1, Z9
+	VFMADD213PD e64c1<>(SB), Z2, Z10
+	VFMADD213PD e64c1<>(SB), Z3, Z11
+	VFMADD213PD e64c0<>(SB), Z0, Z8
+	VFMADD213PD e64c0<>(SB), Z1, Z9
+	VFMADD213PD e64c0<>(SB), Z2, Z10
+	VFMADD213PD e64c0<>(SB), Z3, Z11
+	VSCALEFPD Z4, Z8, Z8
+	VSCALEFPD Z5, Z9, Z9
+	VSCALEFPD Z6, Z10, Z10
+	VSCALEFPD Z7, Z11, Z11
+	VMOVUPD Z8, 0(DI)
+	VADDPD Z8, Z12, Z12
+	VMOVUPD Z9, 64(DI)
+	VADDPD Z9, Z13, Z13
+	VMOVUPD Z10, 128(DI)
+	VADDPD Z10, Z14, Z14
+	VMOVUPD Z11, 192(DI)
+	VADDPD Z11, Z15, Z15
+	ADDQ $256, DI
+	SUBQ $32, CX
+	JMP loopu
 loop1:
 	CMPQ CX, $8
 	JLT tail
-	VMULPD (DI), Z8, Z0
-	VSUBPD Z9, Z0, Z0
-	VMAXPD Z0, Z10, Z0
-	VMINPD Z0, Z11, Z0
-	VMULPD e64log2e<>(SB), Z0, Z2
-	VRNDSCALEPD $0, Z2, Z2
-	VFNMADD231PD e64ln2hi<>(SB), Z2, Z0
-	VFNMADD231PD e64ln2lo<>(SB), Z2, Z0
-	VMOVUPD e64c13<>(SB), Z4
-	VFMADD213PD e64c12<>(SB), Z0, Z4
-	VFMADD213PD e64c11<>(SB), Z0, Z4
-	VFMADD213PD e64c10<>(SB), Z0, Z4
-	VFMADD213PD e64c9<>(SB), Z0, Z4
-	VFMADD213PD e64c8<>(SB), Z0, Z4
-	VFMADD213PD e64c7<>(SB), Z0, Z4
-	VFMADD213PD e64c6<>(SB), Z0, Z4
-	VFMADD213PD e64c5<>(SB), Z0, Z4
-	VFMADD213PD e64c4<>(SB), Z0, Z4
-	VFMADD213PD e64c3<>(SB), Z0, Z4
-	VFMADD213PD e64c2<>(SB), Z0, Z4
-	VFMADD213PD e64c1<>(SB), Z0, Z4
-	VFMADD213PD e64c0<>(SB), Z0, Z4
-	VSCALEFPD Z2, Z4, Z4
-	VMOVUPD Z4, (DI)
-	VADDPD Z4, Z6, Z6
+	VMULPD 0(DI), Z16, Z0
+	VSUBPD Z17, Z0, Z0
+	VMAXPD Z0, Z18, Z0
+	VMINPD Z0, Z19, Z0
+	VMULPD e64log2e<>(SB), Z0, Z4
+	VRNDSCALEPD $0, Z4, Z4
+	VFNMADD231PD e64ln2hi<>(SB), Z4, Z0
+	VFNMADD231PD e64ln2lo<>(SB), Z4, Z0
+	VMOVUPD e64c13<>(SB), Z8
+	VFMADD213PD e64c12<>(SB), Z0, Z8
+	VFMADD213PD e64c11<>(SB), Z0, Z8
+	VFMADD213PD e64c10<>(SB), Z0, Z8
+	VFMADD213PD e64c9<>(SB), Z0, Z8
+	VFMADD213PD e64c8<>(SB), Z0, Z8
+	VFMADD213PD e64c7<>(SB), Z0, Z8
+	VFMADD213PD e64c6<>(SB), Z0, Z8
+	VFMADD213PD e64c5<>(SB), Z0, Z8
+	VFMADD213PD e64c4<>(SB), Z0, Z8
+	VFMADD213PD e64c3<>(SB), Z0, Z8
+	VFMADD213PD e64c2<>(SB), Z0, Z8
+	VFMADD213PD e64c1<>(SB), Z0, Z8
+	VFMADD213PD e64c0<>(SB), Z0, Z8
+	VSCALEFPD Z4, Z8, Z8
+	VMOVUPD Z8, 0(DI)
+	VADDPD Z8, Z12, Z12
 	ADDQ $64, DI
 	SUBQ $8, CX
+	JMP loop1
 tail:
 	TESTQ CX, CX
 	JZ reduce
 	LEAQ maskK<>(SB), AX
 	KMOVW (AX)(CX*2), K1
 	VMOVUPD.Z (DI), K1, Z0
-	VMULPD Z8, Z0, Z0
-	VSUBPD Z9, Z0, Z0
-	VMAXPD Z0, Z10, Z0
-	VMINPD Z0, Z11, Z0
-	VMULPD e64log2e<>(SB), Z0, Z2
-	VRNDSCALEPD $0, Z2, Z2
-	VFNMADD231PD e64ln2hi<>(SB), Z2, Z0
-	VFNMADD231PD e64ln2lo<>(SB), Z2, Z0
-	VMOVUPD e64c13<>(SB), Z4
-	VFMADD213PD e64c12<>(SB), Z0, Z4
-	VFMADD213PD e64c11<>(SB), Z0, Z4
-	VFMADD213PD e64c10<>(SB), Z0, Z4
-	VFMADD213PD e64c9<>(SB), Z0, Z4
-	VFMADD213PD e64c8<>(SB), Z0, Z4
-	VFMADD213PD e64c7<>(SB), Z0, Z4
-	VFMADD213PD e64c6<>(SB), Z0, Z4
-	VFMADD213PD e64c5<>(SB), Z0, Z4
-	VFMADD213PD e64c4<>(SB), Z0, Z4
-	VFMADD213PD e64c3<>(SB), Z0, Z4
-	VFMADD213PD e64c2<>(SB), Z0, Z4
-	VFMADD213PD e64c1<>(SB), Z0, Z4
-	VFMADD213PD e64c0<>(SB), Z0, Z4
-	VSCALEFPD Z2, Z4, Z4
-	VMOVUPD Z4, K1, (DI)
-	VADDPD Z4, Z6, K1, Z6
+	VMULPD Z16, Z0, Z0
+	VSUBPD Z17, Z0, Z0
+	VMAXPD Z0, Z18, Z0
+	VMINPD Z0, Z19, Z0
+	VMULPD e64log2e<>(SB), Z0, Z4
+	VRNDSCALEPD $0, Z4, Z4
+	VFNMADD231PD e64ln2hi<>(SB), Z4, Z0
+	VFNMADD231PD e64ln2lo<>(SB), Z4, Z0
+	VMOVUPD e64c13<>(SB), Z8
+	VFMADD213PD e64c12<>(SB), Z0, Z8
+	VFMADD213PD e64c11<>(SB), Z0, Z8
+	VFMADD213PD e64c10<>(SB), Z0, Z8
+	VFMADD213PD e64c9<>(SB), Z0, Z8
+	VFMADD213PD e64c8<>(SB), Z0, Z8
+	VFMADD213PD e64c7<>(SB), Z0, Z8
+	VFMADD213PD e64c6<>(SB), Z0, Z8
+	VFMADD213PD e64c5<>(SB), Z0, Z8
+	VFMADD213PD e64c4<>(SB), Z0, Z8
+	VFMADD213PD e64c3<>(SB), Z0, Z8
+	VFMADD213PD e64c2<>(SB), Z0, Z8
+	VFMADD213PD e64c1<>(SB), Z0, Z8
+	VFMADD213PD e64c0<>(SB), Z0, Z8
+	VSCALEFPD Z4, Z8, Z8
+	VMOVUPD Z8, K1, (DI)
+	VADDPD Z8, Z12, K1, Z12
 reduce:
-	VADDPD Z7, Z6, Z6
-	VEXTRACTF64X4 $1, Z6, Y7
-	VADDPD Y7, Y6, Y6
-	VEXTRACTF128 $1, Y6, X7
-	VADDPD X7, X6, X6
-	VPERMILPD $1, X6, X7
-	VADDPD X7, X6, X6
-	VMOVSD X6, ret+32(FP)
+	VADDPD Z13, Z12, Z12
+	VADDPD Z14, Z12, Z12
+	VADDPD Z15, Z12, Z12
+	VEXTRACTF64X4 $1, Z12, Y1
+	VADDPD Y1, Y12, Y12
+	VEXTRACTF128 $1, Y12, X1
+	VADDPD X1, X12, X12
+	VPERMILPD $1, X12, X1
+	VADDPD X1, X12, X12
+	VMOVSD X12, ret+32(FP)
 	VZEROUPPER
 	RET
 
@@ -18834,6 +27790,176 @@ acc4:
 	SUBQ $4, CX
 	JMP acc4
 accdone:
+	VZEROUPPER
+	RET
+
+// func bf16ToF32AVX2(dst *float32, src *uint16, n int)
+TEXT ·bf16ToF32AVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	SHRQ $5, CX
+	JZ done
+loop:
+	VPMOVZXWD 0(SI), Y0
+	VPMOVZXWD 16(SI), Y1
+	VPMOVZXWD 32(SI), Y2
+	VPMOVZXWD 48(SI), Y3
+	VPSLLD $16, Y0, Y0
+	VPSLLD $16, Y1, Y1
+	VPSLLD $16, Y2, Y2
+	VPSLLD $16, Y3, Y3
+	VMOVUPS Y0, 0(DI)
+	VMOVUPS Y1, 32(DI)
+	VMOVUPS Y2, 64(DI)
+	VMOVUPS Y3, 96(DI)
+	ADDQ $64, SI
+	ADDQ $128, DI
+	DECQ CX
+	JNZ loop
+done:
+	VZEROUPPER
+	RET
+
+// func f16ToF32AVX2(dst *float32, src *uint16, n int)
+TEXT ·f16ToF32AVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	SHRQ $5, CX
+	JZ done
+loop:
+	VCVTPH2PS 0(SI), Y0
+	VCVTPH2PS 16(SI), Y1
+	VCVTPH2PS 32(SI), Y2
+	VCVTPH2PS 48(SI), Y3
+	VMOVUPS Y0, 0(DI)
+	VMOVUPS Y1, 32(DI)
+	VMOVUPS Y2, 64(DI)
+	VMOVUPS Y3, 96(DI)
+	ADDQ $64, SI
+	ADDQ $128, DI
+	DECQ CX
+	JNZ loop
+done:
+	VZEROUPPER
+	RET
+
+// func bf16ToF32AVX512(dst *float32, src *uint16, n int)
+TEXT ·bf16ToF32AVX512(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	SHRQ $6, CX
+	JZ done
+loop:
+	VPMOVZXWD 0(SI), Z0
+	VPMOVZXWD 32(SI), Z1
+	VPMOVZXWD 64(SI), Z2
+	VPMOVZXWD 96(SI), Z3
+	VPSLLD $16, Z0, Z0
+	VPSLLD $16, Z1, Z1
+	VPSLLD $16, Z2, Z2
+	VPSLLD $16, Z3, Z3
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, 64(DI)
+	VMOVUPS Z2, 128(DI)
+	VMOVUPS Z3, 192(DI)
+	ADDQ $128, SI
+	ADDQ $256, DI
+	DECQ CX
+	JNZ loop
+done:
+	VZEROUPPER
+	RET
+
+// func f16ToF32AVX512(dst *float32, src *uint16, n int)
+TEXT ·f16ToF32AVX512(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	SHRQ $6, CX
+	JZ done
+loop:
+	VCVTPH2PS 0(SI), Z0
+	VCVTPH2PS 32(SI), Z1
+	VCVTPH2PS 64(SI), Z2
+	VCVTPH2PS 96(SI), Z3
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, 64(DI)
+	VMOVUPS Z2, 128(DI)
+	VMOVUPS Z3, 192(DI)
+	ADDQ $128, SI
+	ADDQ $256, DI
+	DECQ CX
+	JNZ loop
+done:
+	VZEROUPPER
+	RET
+
+// func f32ToBF16AVX512(dst *uint16, src *float32, n int)
+TEXT ·f32ToBF16AVX512(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	SHRQ $6, CX
+	JZ done
+loop:
+	VMOVUPS 0(SI), Z0
+	VMOVUPS 64(SI), Z1
+	VMOVUPS 128(SI), Z2
+	VMOVUPS 192(SI), Z3
+	// VCVTNEPS2BF16 4, 0, 0 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x7e; BYTE $0x48; BYTE $0x72; BYTE $0xe0
+	// VCVTNEPS2BF16 5, 0, 1 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x7e; BYTE $0x48; BYTE $0x72; BYTE $0xe9
+	// VCVTNEPS2BF16 6, 0, 2 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x7e; BYTE $0x48; BYTE $0x72; BYTE $0xf2
+	// VCVTNEPS2BF16 7, 0, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x7e; BYTE $0x48; BYTE $0x72; BYTE $0xfb
+	VMOVDQU Y4, 0(DI)
+	VMOVDQU Y5, 32(DI)
+	VMOVDQU Y6, 64(DI)
+	VMOVDQU Y7, 96(DI)
+	ADDQ $256, SI
+	ADDQ $128, DI
+	DECQ CX
+	JNZ loop
+done:
+	VZEROUPPER
+	RET
+
+// func packPairsBF16AVX512(kp int, b *uint16, ldb int, dst *uint32, ldd int, groups int)
+TEXT ·packPairsBF16AVX512(SB), NOSPLIT, $0-48
+	MOVQ kp+0(FP), CX
+	MOVQ b+8(FP), SI
+	MOVQ ldb+16(FP), R8
+	SHLQ $1, R8
+	MOVQ dst+24(FP), DI
+	MOVQ ldd+32(FP), R9
+	SHLQ $2, R9
+	MOVQ groups+40(FP), R10
+	TESTQ CX, CX
+	JZ done
+row:
+	MOVQ SI, AX
+	MOVQ DI, BX
+	MOVQ R10, DX
+group:
+	VPMOVZXWD (AX), Z0
+	VPMOVZXWD (AX)(R8*1), Z1
+	VPSLLD $16, Z1, Z1
+	VPORD Z1, Z0, Z0
+	VMOVDQU32 Z0, (BX)
+	ADDQ $32, AX
+	ADDQ $64, BX
+	DECQ DX
+	JNZ group
+	LEAQ (SI)(R8*2), SI
+	ADDQ R9, DI
+	DECQ CX
+	JNZ row
+done:
 	VZEROUPPER
 	RET
 

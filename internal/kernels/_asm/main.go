@@ -48,6 +48,10 @@ var (
 	avx512 = isa{"AVX512", "Z", 64, 32}
 	f32    = dtype{"F32", "float32", 4, 2, "PS", "VBROADCASTSS"}
 	f64    = dtype{"F64", "float64", 8, 3, "PD", "VBROADCASTSD"}
+	// bf16 is bfloat16 products accumulated in float32: a GEMM "element"
+	// of A or B is a pair of bfloat16 values along k (4 bytes), multiplied
+	// pairwise by VDPBF16PS into float32 lanes of C.
+	bf16 = dtype{"BF16", "uint16", 4, 2, "PS", "VPBROADCASTD"}
 )
 
 // config is the register block of one (isa, dtype) microkernel family.
@@ -66,6 +70,7 @@ var configs = []config{
 	{avx2, f64, 6, 2},
 	{avx512, f32, 12, 2},
 	{avx512, f64, 12, 2},
+	{avx512, bf16, 12, 2},
 }
 
 // ---------------------------------------------------------------- signatures
@@ -75,7 +80,7 @@ type param struct{ name, typ string }
 
 // sizes of the Go types the kernels take, for the ABI0 frame layout.
 var typeSize = map[string]int{"int": 8, "bool": 1, "float32": 4, "float64": 8, "uint16": 2,
-	"*float32": 8, "*float64": 8, "*uint16": 8}
+	"*float32": 8, "*float64": 8, "*uint16": 8, "*uint32": 8}
 
 // signature is one assembly function: the single source of its Go
 // declaration, the comment above its TEXT line, its frame size and the
@@ -187,6 +192,12 @@ func main() {
 	genMax(f32)
 	genMax(f64)
 	genAccumulate()
+	for _, is := range []isa{avx2, avx512} {
+		genWiden(is, "bf16ToF32", "VPMOVZXWD", true)
+		genWiden(is, "f16ToF32", "VCVTPH2PS", false)
+	}
+	genNarrowBF16()
+	genPackPairs()
 
 	if err := os.WriteFile(filepath.Join(*out, "zkernels_amd64.s"), s.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
@@ -319,12 +330,18 @@ func genGemmFamily(c config) {
 	if c.dt.size == 8 {
 		tb, trans = 4, "transpose4x4F64"
 	}
-	fmt.Fprintf(&gs, "var gemm%s%s = gemmKernels[%s]{\n\tmr: %d, nr: %d, w: %d, tb: %d, trans: %s,\n", c.dt.name, c.is.name, c.dt.gotyp, c.mr, c.nr(), c.w(), tb, trans)
-	fmt.Fprintf(&gs, "\tfull: []kern[%s]{", c.dt.gotyp)
+	typ, kern := fmt.Sprintf("gemmKernels[%s]", c.dt.gotyp), fmt.Sprintf("kern[%s]", c.dt.gotyp)
+	fields := fmt.Sprintf("mr: %d, nr: %d, w: %d, tb: %d, trans: %s", c.mr, c.nr(), c.w(), tb, trans)
+	if c.dt == bf16 {
+		typ, kern = "bf16Kernels", "kernBF16"
+		fields = fmt.Sprintf("mr: %d, nr: %d, w: %d", c.mr, c.nr(), c.w())
+	}
+	fmt.Fprintf(&gs, "var gemm%s%s = %s{\n\t%s,\n", c.dt.name, c.is.name, typ, fields)
+	fmt.Fprintf(&gs, "\tfull: []%s{", kern)
 	for mr := 1; mr <= c.mr; mr++ {
 		fmt.Fprintf(&gs, "%s, ", kernName(c, mr, c.nv, false))
 	}
-	fmt.Fprintf(&gs, "},\n\tpart: [][]kern[%s]{\n", c.dt.gotyp)
+	fmt.Fprintf(&gs, "},\n\tpart: [][]%s{\n", kern)
 	for nv := 1; nv <= c.nv; nv++ {
 		fmt.Fprintf(&gs, "\t\t{")
 		for mr := 1; mr <= c.mr; mr++ {
@@ -339,11 +356,50 @@ func genGemmFamily(c config) {
 // kernels_amd64.go).
 func gemmSig(name string, dt dtype) *signature {
 	p := "*" + dt.gotyp
+	if dt == bf16 {
+		// k counts pairs; lda is in bfloat16 elements; b is a panel of
+		// pairs with ldb pairs per row (kernBF16 in kernels_amd64.go).
+		return sig(name, ps("k", "int", "a", "*uint16", "lda", "int", "b", "*uint32", "ldb", "int", "c", "*float32", "ldc", "int", "tail", "int", "acc", "int"), nil)
+	}
 	return sig(name, ps("k", "int", "a", p, "lda", "int", "b", p, "ldb", "int", "c", p, "ldc", "int", "tail", "int", "acc", "int"), nil)
 }
 
+// evex512 encodes the register form of a 512-bit EVEX instruction
+// "op dst, src1, src2" (Intel order; src1 in EVEX.vvvv, src2 in ModRM.rm)
+// as BYTE directives, for the AVX512_BF16 instructions Go's assembler does
+// not know. pp: 1 = 66, 2 = F3, 3 = F2; map 2 = 0F38; W0.
+func evex512(mnemonic string, pp int, op byte, dst, src1, src2 int) {
+	inv := func(x, bit int) int { return ^(x >> bit) & 1 }
+	b := []byte{
+		0x62,
+		byte(inv(dst, 3)<<7 | inv(src2, 4)<<6 | inv(src2, 3)<<5 | inv(dst, 4)<<4 | 2),
+		byte((^src1&15)<<3 | 1<<2 | pp),
+		byte(2<<5 | inv(src1, 4)<<3),
+		op,
+		byte(3<<6 | (dst&7)<<3 | src2&7),
+	}
+	line := fmt.Sprintf("// %s %d, %d, %d (register numbers, Intel order: dst, src1, src2)\n\t", mnemonic, dst, src1, src2)
+	for i, c := range b {
+		if i > 0 {
+			line += "; "
+		}
+		line += fmt.Sprintf("BYTE $0x%02x", c)
+	}
+	emit("%s", line)
+}
+
+// vdpbf16ps adds to each float32 lane of Z<acc> the two products of the
+// bfloat16 pairs in the same lane of Z<x> and Z<y>.
+func vdpbf16ps(acc, x, y int) { evex512("VDPBF16PS", 2, 0x52, acc, x, y) }
+
 func genGemm(c config, mr, nv int, masked bool) {
 	is, dt := c.is, c.dt
+	// Strides: A's in elements (bfloat16: halves of a k step), B's and
+	// C's in their own elements; C is float32 for bfloat16.
+	aShift, bShift, cdt := dt.shift, dt.shift, dt
+	if dt == bf16 {
+		aShift, cdt = 1, f32
+	}
 	R := func(n int) string { return fmt.Sprintf("%s%d", is.reg, n) }
 	acc := func(i, v int) string { return R(i*nv + v) }
 	breg := func(v int) string { return R(mr*nv + v) }
@@ -357,10 +413,10 @@ func genGemm(c config, mr, nv int, masked bool) {
 	emit("MOVQ %s, CX", f.fp("k"))
 	emit("MOVQ %s, SI", f.fp("a"))
 	emit("MOVQ %s, R8", f.fp("lda"))
-	emit("SHLQ $%d, R8", dt.shift)
+	emit("SHLQ $%d, R8", aShift)
 	emit("MOVQ %s, DX", f.fp("b"))
 	emit("MOVQ %s, R9", f.fp("ldb"))
-	emit("SHLQ $%d, R9", dt.shift)
+	emit("SHLQ $%d, R9", bShift)
 	emit("LEAQ (R8)(R8*2), R11")
 	if mr > 5 {
 		emit("LEAQ (R8)(R8*4), AX")
@@ -406,6 +462,13 @@ func genGemm(c config, mr, nv int, masked bool) {
 		emit("ADDQ R9, DX")
 		for i := 0; i < mr; i++ {
 			a := rowAddr(i, u*dt.size, aBases, "R8", "R11")
+			if dt == bf16 {
+				emit("%s %s, %s", dt.bcast, a, bc)
+				for v := 0; v < nv; v++ {
+					vdpbf16ps(i*nv+v, mr*nv+nv, mr*nv+v)
+				}
+				continue
+			}
 			if nv == 1 && is == avx512 {
 				emit("VFMADD231%s.BCST %s, %s, %s", dt.sfx, a, breg(0), acc(i, 0))
 				continue
@@ -448,7 +511,7 @@ func genGemm(c config, mr, nv int, masked bool) {
 	label("store")
 	emit("MOVQ %s, DI", f.fp("c"))
 	emit("MOVQ %s, R10", f.fp("ldc"))
-	emit("SHLQ $%d, R10", dt.shift)
+	emit("SHLQ $%d, R10", cdt.shift)
 	emit("LEAQ (R10)(R10*2), R11")
 	if mr > 5 {
 		emit("LEAQ (R10)(R10*4), AX")
@@ -670,7 +733,10 @@ func expBody(is isa, dt dtype, xs, ks, ps []string, cmin, cmax string) {
 	each(func(x, k, q string) { emit("VMUL%s %s, %s, %s", sf, k, q, q) })
 }
 
-// genExp emits expShiftSum<dt><isa>(x *T, n int, scale, shift T) T.
+// genExp emits expShiftSum<dt><isa>(x *T, n int, scale, shift T) T. The
+// main loop works on several vectors at once so that their polynomial
+// chains (each FMA waits for the previous one) overlap: 4 on AVX-512, whose
+// 32 registers hold them, 2 on AVX2.
 func genExp(is isa, dt dtype) {
 	name := fmt.Sprintf("expShiftSum%s%s", dt.name, is.name)
 	f := sig(name, ps("x", "*"+dt.gotyp, "n", "int", "scale", dt.gotyp, "shift", dt.gotyp), ps("ret", dt.gotyp))
@@ -679,9 +745,17 @@ func genExp(is isa, dt dtype) {
 	w := is.vbytes / dt.size
 	vb := is.vbytes
 	sf := dt.sfx
-	// Registers: x/k/q for two vectors: 0..5; sums 6,7; scale 8, shift 9,
-	// min 10, max 11, AVX2 mask 12.
-	scale, shift, cmin, cmax, mask := R(8), R(9), R(10), R(11), R(12)
+	u := 2
+	if is == avx512 {
+		u = 4
+	}
+	// Registers: x, k, q of vector i at i, u+i, 2u+i; the running sums at
+	// 3u+i; then scale, shift, min, max and the AVX2 tail mask.
+	xr := func(i int) string { return R(i) }
+	kr := func(i int) string { return R(u + i) }
+	qr := func(i int) string { return R(2*u + i) }
+	sum := func(i int) string { return R(3*u + i) }
+	scale, shift, cmin, cmax, mask := R(4*u), R(4*u+1), R(4*u+2), R(4*u+3), R(4*u+4)
 	pre := "e32"
 	if dt == f64 {
 		pre = "e64"
@@ -699,74 +773,83 @@ func genExp(is isa, dt dtype) {
 			emit("VPXORD %[1]s, %[1]s, %[1]s", r)
 		}
 	}
-	zero(R(6))
-	zero(R(7))
-	label("loop2")
-	emit("CMPQ CX, $%d", 2*w)
+	for i := range u {
+		zero(sum(i))
+	}
+	// block emits the exponentials of v full vectors at DI.
+	block := func(v int) {
+		var xs, ks, qs []string
+		for i := range v {
+			emit("VMUL%s %d(DI), %s, %s", sf, i*vb, scale, xr(i))
+			xs, ks, qs = append(xs, xr(i)), append(ks, kr(i)), append(qs, qr(i))
+		}
+		for i := range v {
+			emit("VSUB%s %s, %s, %s", sf, shift, xr(i), xr(i))
+		}
+		expBody(is, dt, xs, ks, qs, cmin, cmax)
+		for i := range v {
+			emit("VMOVU%s %s, %d(DI)", sf, qr(i), i*vb)
+			emit("VADD%s %s, %s, %s", sf, qr(i), sum(i), sum(i))
+		}
+		emit("ADDQ $%d, DI", v*vb)
+		emit("SUBQ $%d, CX", v*w)
+	}
+	label("loopu")
+	emit("CMPQ CX, $%d", u*w)
 	emit("JLT loop1")
-	emit("VMUL%s (DI), %s, %s", sf, scale, R(0))
-	emit("VMUL%s %d(DI), %s, %s", sf, vb, scale, R(1))
-	emit("VSUB%s %s, %s, %s", sf, shift, R(0), R(0))
-	emit("VSUB%s %s, %s, %s", sf, shift, R(1), R(1))
-	expBody(is, dt, []string{R(0), R(1)}, []string{R(2), R(3)}, []string{R(4), R(5)}, cmin, cmax)
-	emit("VMOVU%s %s, (DI)", sf, R(4))
-	emit("VMOVU%s %s, %d(DI)", sf, R(5), vb)
-	emit("VADD%s %s, %s, %s", sf, R(4), R(6), R(6))
-	emit("VADD%s %s, %s, %s", sf, R(5), R(7), R(7))
-	emit("ADDQ $%d, DI", 2*vb)
-	emit("SUBQ $%d, CX", 2*w)
-	emit("JMP loop2")
+	block(u)
+	emit("JMP loopu")
 	label("loop1")
 	emit("CMPQ CX, $%d", w)
 	emit("JLT tail")
-	emit("VMUL%s (DI), %s, %s", sf, scale, R(0))
-	emit("VSUB%s %s, %s, %s", sf, shift, R(0), R(0))
-	expBody(is, dt, []string{R(0)}, []string{R(2)}, []string{R(4)}, cmin, cmax)
-	emit("VMOVU%s %s, (DI)", sf, R(4))
-	emit("VADD%s %s, %s, %s", sf, R(4), R(6), R(6))
-	emit("ADDQ $%d, DI", vb)
-	emit("SUBQ $%d, CX", w)
+	block(1)
+	emit("JMP loop1")
 	label("tail")
 	emit("TESTQ CX, CX")
 	emit("JZ reduce")
+	x0, q0 := xr(0), qr(0)
 	if is == avx2 {
 		emit("LEAQ maskTbl<>+32(SB), AX")
 		emit("SHLQ $%d, CX", dt.shift)
 		emit("SUBQ CX, AX")
 		emit("VMOVDQU (AX), %s", mask)
-		emit("VMASKMOV%s (DI), %s, %s", sf, mask, R(0))
+		emit("VMASKMOV%s (DI), %s, %s", sf, mask, x0)
 	} else {
 		emit("LEAQ maskK<>(SB), AX")
 		emit("KMOVW (AX)(CX*2), K1")
-		emit("VMOVU%s.Z (DI), K1, %s", sf, R(0))
+		emit("VMOVU%s.Z (DI), K1, %s", sf, x0)
 	}
-	emit("VMUL%s %s, %s, %s", sf, scale, R(0), R(0))
-	emit("VSUB%s %s, %s, %s", sf, shift, R(0), R(0))
-	expBody(is, dt, []string{R(0)}, []string{R(2)}, []string{R(4)}, cmin, cmax)
+	emit("VMUL%s %s, %s, %s", sf, scale, x0, x0)
+	emit("VSUB%s %s, %s, %s", sf, shift, x0, x0)
+	expBody(is, dt, []string{x0}, []string{kr(0)}, []string{q0}, cmin, cmax)
 	if is == avx2 {
-		emit("VANDPS %s, %s, %s", mask, R(4), R(4))
-		emit("VMASKMOV%s %s, %s, (DI)", sf, R(4), mask)
-		emit("VADD%s %s, %s, %s", sf, R(4), R(6), R(6))
+		emit("VANDPS %s, %s, %s", mask, q0, q0)
+		emit("VMASKMOV%s %s, %s, (DI)", sf, q0, mask)
+		emit("VADD%s %s, %s, %s", sf, q0, sum(0), sum(0))
 	} else {
-		emit("VMOVU%s %s, K1, (DI)", sf, R(4))
-		emit("VADD%s %s, %s, K1, %s", sf, R(4), R(6), R(6))
+		emit("VMOVU%s %s, K1, (DI)", sf, q0)
+		emit("VADD%s %s, %s, K1, %s", sf, q0, sum(0), sum(0))
 	}
 	label("reduce")
-	emit("VADD%s %s, %s, %s", sf, R(7), R(6), R(6))
-	if is == avx512 {
-		emit("VEXTRACTF64X4 $1, Z6, Y7")
-		emit("VADD%s Y7, Y6, Y6", sf)
+	for i := 1; i < u; i++ {
+		emit("VADD%s %s, %s, %s", sf, sum(i), sum(0), sum(0))
 	}
-	emit("VEXTRACTF128 $1, Y6, X7")
-	emit("VADD%s X7, X6, X6", sf)
-	emit("VPERMILPD $1, X6, X7") // swap 64-bit halves
-	emit("VADD%s X7, X6, X6", sf)
+	// Horizontal sum of sum(0), using register 1 as scratch.
+	s0 := sum(0)[1:]
+	if is == avx512 {
+		emit("VEXTRACTF64X4 $1, Z%s, Y1", s0)
+		emit("VADD%s Y1, Y%s, Y%s", sf, s0, s0)
+	}
+	emit("VEXTRACTF128 $1, Y%s, X1", s0)
+	emit("VADD%s X1, X%s, X%s", sf, s0, s0)
+	emit("VPERMILPD $1, X%s, X1", s0) // swap 64-bit halves
+	emit("VADD%s X1, X%s, X%s", sf, s0, s0)
 	if dt == f32 {
-		emit("VPERMILPS $0xB1, X6, X7")
-		emit("VADDPS X7, X6, X6")
-		emit("VMOVSS X6, %s", f.fp("ret"))
+		emit("VPERMILPS $0xB1, X%s, X1", s0)
+		emit("VADDPS X1, X%[1]s, X%[1]s", s0)
+		emit("VMOVSS X%s, %s", s0, f.fp("ret"))
 	} else {
-		emit("VMOVSD X6, %s", f.fp("ret"))
+		emit("VMOVSD X%s, %s", s0, f.fp("ret"))
 	}
 	emit("VZEROUPPER")
 	emit("RET\n")
@@ -877,6 +960,123 @@ func genAccumulate() {
 	emit("SUBQ $4, CX")
 	emit("JMP acc4")
 	label("accdone")
+	emit("VZEROUPPER")
+	emit("RET\n")
+}
+
+// ---------------------------------------------------------------- half precision
+
+// genWiden emits <name><isa>(dst *float32, src *uint16, n int) for n a
+// multiple of 4 vectors: each 16-bit value widened to float32, by ins (a
+// zero extension, then a 16-bit shift that makes bfloat16 bits float32
+// bits, when shift is set; or VCVTPH2PS for IEEE half precision).
+func genWiden(is isa, name, ins string, shift bool) {
+	f := sig(name+is.name, ps("dst", "*float32", "src", "*uint16", "n", "int"), nil)
+	text(f)
+	w := is.vbytes / 4
+	emit("MOVQ %s, DI", f.fp("dst"))
+	emit("MOVQ %s, SI", f.fp("src"))
+	emit("MOVQ %s, CX", f.fp("n"))
+	emit("SHRQ $%d, CX", bitsLen(4*w)-1)
+	emit("JZ done")
+	label("loop")
+	for i := range 4 {
+		emit("%s %d(SI), %s%d", ins, i*w*2, is.reg, i)
+	}
+	if shift {
+		for i := range 4 {
+			emit("VPSLLD $16, %[1]s%[2]d, %[1]s%[2]d", is.reg, i)
+		}
+	}
+	for i := range 4 {
+		emit("VMOVUPS %s%d, %d(DI)", is.reg, i, i*is.vbytes)
+	}
+	emit("ADDQ $%d, SI", 4*w*2)
+	emit("ADDQ $%d, DI", 4*is.vbytes)
+	emit("DECQ CX")
+	emit("JNZ loop")
+	label("done")
+	emit("VZEROUPPER")
+	emit("RET\n")
+}
+
+// bitsLen is the number of bits needed for x (x a power of two: log2 x + 1).
+func bitsLen(x int) int {
+	n := 0
+	for ; x > 0; x >>= 1 {
+		n++
+	}
+	return n
+}
+
+// genNarrowBF16 emits f32ToBF16AVX512(dst *uint16, src *float32, n int) for
+// n a multiple of 64: VCVTNEPS2BF16 (AVX512_BF16), round to nearest even,
+// NaN to a quiet NaN, and, as that instruction does, subnormal inputs to
+// zero of the same sign.
+func genNarrowBF16() {
+	f := sig("f32ToBF16AVX512", ps("dst", "*uint16", "src", "*float32", "n", "int"), nil)
+	text(f)
+	emit("MOVQ %s, DI", f.fp("dst"))
+	emit("MOVQ %s, SI", f.fp("src"))
+	emit("MOVQ %s, CX", f.fp("n"))
+	emit("SHRQ $6, CX")
+	emit("JZ done")
+	label("loop")
+	for i := range 4 {
+		emit("VMOVUPS %d(SI), Z%d", 64*i, i)
+	}
+	for i := range 4 {
+		evex512("VCVTNEPS2BF16", 2, 0x72, 4+i, 0, i) // Y(4+i) = bf16(Z i); vvvv unused
+	}
+	for i := range 4 {
+		emit("VMOVDQU Y%d, %d(DI)", 4+i, 32*i)
+	}
+	emit("ADDQ $256, SI")
+	emit("ADDQ $128, DI")
+	emit("DECQ CX")
+	emit("JNZ loop")
+	label("done")
+	emit("VZEROUPPER")
+	emit("RET\n")
+}
+
+// genPackPairs emits packPairsBF16AVX512(kp int, b *uint16, ldb int, dst
+// *uint32, ldd int, groups int): for pair rows pp < kp, the 16*groups
+// columns of B's rows 2pp and 2pp+1 interleaved, column j of the pair row
+// at dst[pp*ldd + j] = B[2pp][j] | B[2pp+1][j]<<16. This is the layout the
+// bfloat16 microkernels read B in for C += A B.
+func genPackPairs() {
+	f := sig("packPairsBF16AVX512", ps("kp", "int", "b", "*uint16", "ldb", "int", "dst", "*uint32", "ldd", "int", "groups", "int"), nil)
+	text(f)
+	emit("MOVQ %s, CX", f.fp("kp"))
+	emit("MOVQ %s, SI", f.fp("b"))
+	emit("MOVQ %s, R8", f.fp("ldb"))
+	emit("SHLQ $1, R8") // row stride in bytes
+	emit("MOVQ %s, DI", f.fp("dst"))
+	emit("MOVQ %s, R9", f.fp("ldd"))
+	emit("SHLQ $2, R9")
+	emit("MOVQ %s, R10", f.fp("groups"))
+	emit("TESTQ CX, CX")
+	emit("JZ done")
+	label("row")
+	emit("MOVQ SI, AX")
+	emit("MOVQ DI, BX")
+	emit("MOVQ R10, DX")
+	label("group")
+	emit("VPMOVZXWD (AX), Z0")
+	emit("VPMOVZXWD (AX)(R8*1), Z1")
+	emit("VPSLLD $16, Z1, Z1")
+	emit("VPORD Z1, Z0, Z0")
+	emit("VMOVDQU32 Z0, (BX)")
+	emit("ADDQ $32, AX")
+	emit("ADDQ $64, BX")
+	emit("DECQ DX")
+	emit("JNZ group")
+	emit("LEAQ (SI)(R8*2), SI")
+	emit("ADDQ R9, DI")
+	emit("DECQ CX")
+	emit("JNZ row")
+	label("done")
 	emit("VZEROUPPER")
 	emit("RET\n")
 }
