@@ -56,11 +56,14 @@ func TestGradientFiniteDifferences(t *testing.T) {
 	}{
 		{"plain", func(*Config) {}},
 		{"qk-norm", func(c *Config) { c.QKNorm, c.Temp = true, 3 }},
+		{"grouped-query", func(c *Config) { c.Heads, c.KVHeads = 4, 2 }},
+		{"multi-query", func(c *Config) { c.Heads, c.KVHeads = 4, 1 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := tinyConfig()
 			tc.cfg(&cfg)
 			m := tinyModel(t, cfg)
+			m.PrepareTraining()
 			ctx := context.Background()
 			const batch = 2
 			x, y := randomTokens(batch*cfg.Ctx, 1), randomTokens(batch*cfg.Ctx, 2)
@@ -266,5 +269,28 @@ func TestSwapAndStats(t *testing.T) {
 		if r.LogitMax > cfg.Temp+1e-4 || r.LogitMin < -cfg.Temp-1e-4 || r.Beta > 2*cfg.Temp+1e-4 || r.PolyDegree < 1 {
 			t.Errorf("layer %d head %d: logits [%g, %g], beta %g, degree %d", r.Layer, r.Head, r.LogitMin, r.LogitMax, r.Beta, r.PolyDegree)
 		}
+	}
+}
+
+// TestGroupedQueryPaths checks that the library's grouped-query attention
+// (inference) and the repeated-heads form (training while a backward pass
+// lacks grouped-query support) give the same loss.
+func TestGroupedQueryPaths(t *testing.T) {
+	cfg := tinyConfig()
+	cfg.Heads, cfg.KVHeads = 4, 2
+	m := tinyModel(t, cfg)
+	ctx := context.Background()
+	x, y := randomTokens(2*cfg.Ctx, 1), randomTokens(2*cfg.Ctx, 2)
+	_, direct, err := m.Forward(ctx, x, y, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.expandKV = true
+	_, repeated, err := m.Forward(ctx, x, y, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(direct-repeated) > 1e-5*direct {
+		t.Errorf("grouped-query loss %.7f, repeated heads %.7f", direct, repeated)
 	}
 }

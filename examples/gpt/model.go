@@ -40,7 +40,7 @@ type Config struct {
 
 // DefaultConfig is the model `train` builds without size flags.
 func DefaultConfig() Config {
-	return Config{Vocab: 256, Ctx: 256, Dim: 128, Layers: 4, Heads: 4, KVHeads: 4, HeadDim: 32, Hidden: 352, RopeBase: 10000}
+	return Config{Vocab: 256, Ctx: 256, Dim: 128, Layers: 4, Heads: 4, KVHeads: 2, HeadDim: 32, Hidden: 352, RopeBase: 10000}
 }
 
 func (c Config) validate() error {
@@ -152,6 +152,16 @@ type Model struct {
 	// and those it computed exactly (its per-row degree would have raised
 	// every key's rank); PolyMaxDegree is the largest degree it used.
 	PolyRows, PolyExactRows, PolyMaxDegree int
+	// expandKV repeats key/value heads per query head before attention
+	// (see repeatHeads): set for training when the method's backward pass
+	// does not take grouped-query attention.
+	expandKV bool
+}
+
+// PrepareTraining sets up the model for forward and backward passes with
+// its attention method.
+func (m *Model) PrepareTraining() {
+	m.expandKV = m.Cfg.KVHeads < m.Cfg.Heads && !gqaBackwardSupported(m.Attn.Method)
 }
 
 // Attention says how the model computes attention.
@@ -178,7 +188,8 @@ func (a Attention) tooSlow(q, k, v fastattn.Tensor[float32], o fastattn.Options)
 	r := len(q.Shape)
 	p := &attn.Problem[float32]{
 		Heads: len(q.Data) / (q.Shape[r-2] * q.Shape[r-1]), N: q.Shape[r-2], M: k.Shape[r-2], D: q.Shape[r-1], E: v.Shape[r-1],
-		Q: q.Data, K: k.Data, V: v.Data, Scale: o.Scale, Causal: o.Causal, Eps: o.Eps,
+		KVHeads: len(k.Data) / (k.Shape[r-2] * k.Shape[r-1]),
+		Q:       q.Data, K: k.Data, V: v.Data, Scale: o.Scale, Causal: o.Causal, Eps: o.Eps,
 	}
 	est, err := attn.EstimateCost(pl, p)
 	if err != nil {
@@ -238,6 +249,7 @@ type layerActs struct {
 	attOpts              fastattn.Options
 	batch, seq, rows     int
 	qShape, kShape, vShp []int
+	kAtt, vAtt           []float32 // the keys and values attention gets (repeated per query head with expandKV)
 }
 
 // acts is the whole forward pass's state.
@@ -309,6 +321,11 @@ func (m *Model) blockForward(ctx context.Context, l int, x []float32, batch, T i
 	splitHeads(la.ka, la.k, batch, T, KV, D, m.rope, la.kn)
 	splitHeads(la.va, la.v, batch, T, KV, D, nil, nil)
 	la.qShape, la.kShape, la.vShp = []int{batch, H, T, D}, []int{batch, KV, T, D}, []int{batch, KV, T, D}
+	la.kAtt, la.vAtt = la.ka, la.va
+	if m.expandKV && KV < H {
+		la.kAtt, la.vAtt = repeatHeads(la.ka, batch, KV, H/KV, T*D), repeatHeads(la.va, batch, KV, H/KV, T*D)
+		la.kShape, la.vShp = []int{batch, H, T, D}, []int{batch, H, T, D}
+	}
 	la.attOpts = fastattn.Options{Causal: true, Scale: c.scale(), Method: m.Attn.Method, Eps: m.Attn.Eps}
 	start := time.Now()
 	res, err := m.attend(ctx, &la)
@@ -353,6 +370,42 @@ func (m *Model) blockForward(ctx context.Context, l int, x []float32, batch, T i
 	return la, y, nil
 }
 
+// repeatHeads gives every query head of a group its own copy of the
+// group's key/value head (size floats each): grouped-query attention as
+// multi-head attention, for a backward pass without grouped-query support.
+func repeatHeads(x []float32, batch, kv, group, size int) []float32 {
+	out := make([]float32, batch*kv*group*size)
+	for b := range batch * kv {
+		for g := range group {
+			copy(out[(b*group+g)*size:(b*group+g+1)*size], x[b*size:(b+1)*size])
+		}
+	}
+	return out
+}
+
+// sumHeads is repeatHeads's backward pass: a group's gradients add up.
+func sumHeads(x []float32, batch, kv, group, size int) []float32 {
+	out := make([]float32, batch*kv*size)
+	for b := range batch * kv {
+		o := out[b*size : (b+1)*size]
+		for g := range group {
+			for i, v := range x[(b*group+g)*size : (b*group+g+1)*size] {
+				o[i] += v
+			}
+		}
+	}
+	return out
+}
+
+// gqaBackwardSupported reports whether method's backward pass accepts
+// fewer key/value heads than query heads, on a tiny problem.
+func gqaBackwardSupported(method string) bool {
+	q := fastattn.Tensor[float32]{Data: []float32{1, 0, 0, 1, 1, 1, 0, 1}, Shape: []int{1, 2, 2, 2}}
+	k := fastattn.Tensor[float32]{Data: []float32{1, 0, 0, 1}, Shape: []int{1, 1, 2, 2}}
+	_, _, err := fastattn.ForwardBackward(context.Background(), q, k, k, q, fastattn.Options{Causal: true, Method: method})
+	return err == nil
+}
+
 // joinHeads copies attention's (batch, heads, ctx, d) output into token
 // rows of heads*d (the inverse layout of splitHeads, without rotation).
 func joinHeads(dst, src []float32, batch, ctx, heads, d int) {
@@ -369,8 +422,8 @@ func joinHeads(dst, src []float32, batch, ctx, heads, d int) {
 // values.
 func (m *Model) attend(ctx context.Context, la *layerActs) (*fastattn.Result[float32], error) {
 	q := fastattn.Tensor[float32]{Data: la.qa, Shape: la.qShape}
-	k := fastattn.Tensor[float32]{Data: la.ka, Shape: la.kShape}
-	v := fastattn.Tensor[float32]{Data: la.va, Shape: la.vShp}
+	k := fastattn.Tensor[float32]{Data: la.kAtt, Shape: la.kShape}
+	v := fastattn.Tensor[float32]{Data: la.vAtt, Shape: la.vShp}
 	if slow, why := m.Attn.tooSlow(q, k, v, la.attOpts); slow {
 		if !m.Attn.Fallback {
 			return nil, fmt.Errorf("%s declined: %s", m.Attn.Method, why)
@@ -391,8 +444,8 @@ func (m *Model) attend(ctx context.Context, la *layerActs) (*fastattn.Result[flo
 // attendBackward returns dQ, dK, dV of a block's attention.
 func (m *Model) attendBackward(ctx context.Context, la *layerActs, dOut []float32) (dq, dk, dv []float32, err error) {
 	q := fastattn.Tensor[float32]{Data: la.qa, Shape: la.qShape}
-	k := fastattn.Tensor[float32]{Data: la.ka, Shape: la.kShape}
-	v := fastattn.Tensor[float32]{Data: la.va, Shape: la.vShp}
+	k := fastattn.Tensor[float32]{Data: la.kAtt, Shape: la.kShape}
+	v := fastattn.Tensor[float32]{Data: la.vAtt, Shape: la.vShp}
 	d := fastattn.Tensor[float32]{Data: dOut, Shape: la.qShape}
 	opts := la.attOpts
 	opts.Method = la.res.Report.Method
@@ -479,6 +532,9 @@ func (m *Model) blockBackward(ctx context.Context, l int, la *layerActs, dy []fl
 	}
 	dq, dk, dv := make([]float32, N*H*D), make([]float32, N*KV*D), make([]float32, N*KV*D)
 	mergeHeads(dq, dqa, B, T, H, D, m.rope, la.qn, la.qa)
+	if len(dka) != len(la.ka) { // expanded: sum each group's gradients
+		dka, dva = sumHeads(dka, B, KV, H/KV, T*D), sumHeads(dva, B, KV, H/KV, T*D)
+	}
 	mergeHeads(dk, dka, B, T, KV, D, m.rope, la.kn, la.ka)
 	mergeHeads(dv, dva, B, T, KV, D, nil, nil, nil)
 	dh1 := make([]float32, N*C)

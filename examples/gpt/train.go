@@ -27,7 +27,7 @@ func modelFlags(fs *flag.FlagSet) *Config {
 	fs.IntVar(&c.Dim, "dim", c.Dim, "residual width")
 	fs.IntVar(&c.Layers, "layers", c.Layers, "transformer blocks")
 	fs.IntVar(&c.Heads, "heads", c.Heads, "query heads")
-	fs.IntVar(&c.KVHeads, "kv-heads", 0, "key/value heads (grouped-query attention; divides -heads); 0: as many as -heads")
+	fs.IntVar(&c.KVHeads, "kv-heads", c.KVHeads, "key/value heads (grouped-query attention: divides -heads; equal to -heads for multi-head attention)")
 	fs.IntVar(&c.HeadDim, "head-dim", c.HeadDim, "head dimension")
 	fs.IntVar(&c.Hidden, "hidden", c.Hidden, "SwiGLU hidden width")
 	fs.BoolVar(&c.QKNorm, "qk-norm", c.QKNorm, "normalize query and key head vectors; the logit scale is then -temp")
@@ -86,9 +86,6 @@ func trainCmd(args []string) error {
 	if o.Duration > 0 {
 		o.Steps = 0
 	}
-	if cfg.KVHeads == 0 {
-		cfg.KVHeads = cfg.Heads
-	}
 	_, err := Train(context.Background(), *cfg, o, os.Stderr)
 	return err
 }
@@ -142,6 +139,7 @@ func Train(ctx context.Context, cfg Config, o trainOptions, log io.Writer) (*tra
 		opt = NewAdamW(len(m.W), o.WeightDecay)
 	}
 	m.Attn = o.Attn
+	m.PrepareTraining()
 	cfg = m.Cfg
 	if len(ds.Val) <= cfg.Ctx || len(ds.Train) <= cfg.Ctx {
 		return nil, fmt.Errorf("train: the data is too small for context %d", cfg.Ctx)
@@ -149,6 +147,9 @@ func Train(ctx context.Context, cfg Config, o trainOptions, log io.Writer) (*tra
 	fmt.Fprintf(log, "data: %d training files (%.1f MB), %d validation files (%.1f MB); unigram baseline %.3f bits/byte\n",
 		ds.TrainFiles, float64(len(ds.Train))/1e6, ds.ValFiles, float64(len(ds.Val))/1e6, unigram)
 	fmt.Fprintf(log, "model: %d parameters, %+v, attention %s\n", m.NumParams(), cfg, o.Attn.Method)
+	if m.expandKV {
+		fmt.Fprintf(log, "note: %s's backward pass does not take grouped-query attention yet, so each query head gets a copy of its key/value head\n", o.Attn.Method)
+	}
 
 	logCSV, err := openCSV(filepath.Join(o.Out, "log.csv"), o.Resume,
 		[]string{"step", "seconds", "train_loss", "val_loss", "val_bpb", "unigram_bpb", "tokens_per_s", "attn_share", "lr"})
