@@ -162,3 +162,74 @@ func TestAttendOptionsMatchReference(t *testing.T) {
 		}
 	}
 }
+
+// TestMergeSinksOnce splits the keys of a GQA problem with sinks in two:
+// the sinks go with one part, and the merge equals the whole call.
+func TestMergeSinksOnce(t *testing.T) {
+	r := rand.New(rand.NewPCG(4, 9))
+	const hq, hkv, n, m, split, d = 4, 2, 3, 20, 7, 8
+	q := randTensor[float64](r, hq, n, d)
+	k := randTensor[float64](r, hkv, m, d)
+	v := randTensor[float64](r, hkv, m, d)
+	part := func(t Tensor[float64], a, b int) Tensor[float64] {
+		var x []float64
+		for h := range hkv {
+			x = append(x, t.Data[(h*m+a)*d:(h*m+b)*d]...)
+		}
+		return Tensor[float64]{Data: x, Shape: []int{hkv, b - a, d}}
+	}
+	sinks := []float64{0, 2, -1, 30}
+	ctx := context.Background()
+	whole, err := Attend(ctx, q, k, v, Options{Sinks: sinks})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := Attend(ctx, q, part(k, 0, split), part(v, 0, split), Options{Sinks: sinks})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Attend(ctx, q, part(k, split, m), part(v, split, m), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	merged, err := Merge(a, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := maxAbsDiff(merged.Out.Data, whole.Out.Data); diff > 1e-13 {
+		t.Errorf("merged output differs by %g", diff)
+	}
+	if diff := maxAbsDiff(merged.LSE.Data, whole.LSE.Data); diff > 1e-12 {
+		t.Errorf("merged LSE differs by %g", diff)
+	}
+	if _, err := Merge(a, a); !errors.Is(err, ErrInvalidInput) || !strings.Contains(err.Error(), "sinks") {
+		t.Errorf("merging two parts with sinks: %v, want an error about sinks", err)
+	}
+}
+
+// TestGradientSinksGQA checks the root Gradient's dK, dV (summed over a
+// group) and dSinks against the reference.
+func TestGradientSinksGQA(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 9))
+	const b, hq, hkv, n, m, d = 2, 4, 2, 5, 7, 4
+	q := randTensor[float64](r, b, hq, n, d)
+	k := randTensor[float64](r, b, hkv, m, d)
+	v := randTensor[float64](r, b, hkv, m, d)
+	dO := randTensor[float64](r, b, hq, n, d)
+	opts := Options{Sinks: []float64{0, 1, -2, 0.5}, Causal: true, CausalAlign: TopLeft, Window: &Window{Left: 3, Right: 0}}
+	_, g, err := ForwardBackward(context.Background(), q, k, v, dO, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &attn.Problem[float64]{Heads: b * hq, KVHeads: b * hkv, N: n, M: m, D: d, E: d,
+		Q: q.Data, K: k.Data, V: v.Data, Scale: 0.5, Causal: true, CausalAlign: TopLeft, Window: opts.Window, Sinks: opts.Sinks}
+	ref := reference.Gradient(p, dO.Data)
+	for name, c := range map[string][2][]float64{"dQ": {g.DQ.Data, ref.DQ}, "dK": {g.DK.Data, ref.DK}, "dV": {g.DV.Data, ref.DV}, "dSinks": {g.DSinks, ref.DSinks}} {
+		if len(c[0]) != len(c[1]) {
+			t.Fatalf("%s has %d entries, want %d", name, len(c[0]), len(c[1]))
+		}
+		if diff := maxAbsDiff(c[0], c[1]); diff > 1e-12 {
+			t.Errorf("%s differs from the reference by %g", name, diff)
+		}
+	}
+}

@@ -19,6 +19,7 @@ func CheckGradientSizes[T Float](p *Problem[T], out *Output[T], dO []T, g *Gradi
 		{"DQ", len(g.DQ), len(p.Q)},
 		{"DK", len(g.DK), len(p.K)},
 		{"DV", len(g.DV), len(p.V)},
+		{"DSinks", len(g.DSinks), len(p.Sinks)},
 	} {
 		if c.got != c.n {
 			return fmt.Errorf("%w: %s has %d entries, want %d", ErrBadProblem, c.name, c.got, c.n)

@@ -2,6 +2,7 @@ package exact
 
 import (
 	"context"
+	"math"
 	"runtime"
 	"sort"
 	"sync"
@@ -72,7 +73,7 @@ type bwdShared[T attn.Float] struct {
 	dO    []T
 	g     *attn.Gradients[T]
 	k     ops[T]
-	dqMu  []sync.Mutex // one per head, guarding g.DQ
+	dqMu  []sync.Mutex // one per key/value head, guarding its group's g.DQ
 }
 
 // bwdState is one worker's scratch space.
@@ -83,12 +84,13 @@ type bwdState[T attn.Float] struct {
 	dk, dv   []float64 // bwdKeyTile x d, bwdKeyTile x e: the key tile's gradients
 	row      []float64 // bwdKeyTile: one row of exponents in float64 (float32 only)
 
-	head    int       // head whose dQ is in dq, or -1
-	dq      []T       // N x d: this worker's partial dQ of head, in T
-	dq64    []float64 // N x d: flushed partial sums (float32 only)
+	head    int       // key/value head whose group's dQ is in dq, or -1
+	dq      []T       // G*N x d: this worker's partial dQ of the group, in T
+	dq64    []float64 // G*N x d: flushed partial sums (float32 only)
 	dqLo    int       // first row of dq touched since the last flush
 	dqRows  int       // key rows summed into dq since the last flush
 	isFloat bool      // T is float32: partial sums go through dq64
+	pending int       // query rows summed in dkT, dvT since the last flush
 }
 
 func backward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T], out *attn.Output[T], dO []T, g *attn.Gradients[T], k ops[T]) (attn.Stats, error) {
@@ -98,7 +100,9 @@ func backward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T]
 	clear(g.DQ)
 	clear(g.DK)
 	clear(g.DV)
-	sh := &bwdShared[T]{p: p, lse: out.LSE, dO: dO, g: g, k: k, dqMu: make([]sync.Mutex, p.Heads)}
+	clear(g.DSinks)
+	kvh, group := p.KVHeadCount(), p.Group()
+	sh := &bwdShared[T]{p: p, lse: out.LSE, dO: dO, g: g, k: k, dqMu: make([]sync.Mutex, kvh)}
 	sh.delta = make([]float64, p.Heads*p.N)
 	for r := range sh.delta {
 		o, do := out.O[r*p.E:(r+1)*p.E], dO[r*p.E:(r+1)*p.E]
@@ -107,10 +111,21 @@ func backward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T]
 			s += float64(o[c]) * float64(do[c])
 		}
 		sh.delta[r] = s
+		// The sink is a logit whose value is 0: dP = 0, so its gradient
+		// is -P_sink Delta_i, summed over the rows it joins.
+		if g.DSinks != nil && !math.IsInf(out.LSE[r], -1) {
+			h := r / p.N
+			g.DSinks[h%len(g.DSinks)] -= math.Exp(p.Sink(h)-out.LSE[r]) * s
+		}
+	}
+	// keyLens[kh] is the most keys a query head of group kh attends.
+	keyLens := make([]int, kvh)
+	for h := range p.Heads {
+		keyLens[h/group] = max(keyLens[h/group], p.KeyLen(h))
 	}
 
 	tilesPerHead := (p.M + bwdKeyTile - 1) / bwdKeyTile
-	total := p.Heads * tilesPerHead
+	total := kvh * tilesPerHead
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
@@ -148,15 +163,15 @@ func backward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T]
 				if t >= total {
 					return
 				}
-				h, j0 := t/tilesPerHead, (t%tilesPerHead)*bwdKeyTile
-				if j0 >= p.KeyLen(h) {
+				kh, j0 := t/tilesPerHead, (t%tilesPerHead)*bwdKeyTile
+				if j0 >= keyLens[kh] {
 					continue // padding: the gradients stay zero
 				}
-				if st.head != h {
+				if st.head != kh {
 					sh.finishHead(st)
-					sh.startHead(st, h)
+					sh.startHead(st, kh)
 				}
-				sh.keyBlock(ctx, st, h, j0)
+				sh.keyBlock(ctx, st, kh, j0, min(bwdKeyTile, keyLens[kh]-j0))
 			}
 		}()
 	}
@@ -167,9 +182,10 @@ func backward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T]
 	return attn.Stats{Flops: BackwardFlops(p)}, nil
 }
 
-// startHead gives st an empty dQ buffer for head h.
-func (sh *bwdShared[T]) startHead(st *bwdState[T], h int) {
-	n := sh.p.N * sh.p.D
+// startHead gives st an empty dQ buffer for the query heads of key/value
+// head kh.
+func (sh *bwdShared[T]) startHead(st *bwdState[T], kh int) {
+	n := sh.p.Group() * sh.p.N * sh.p.D
 	if st.dq == nil {
 		st.dq = make([]T, n)
 		if st.isFloat {
@@ -179,7 +195,7 @@ func (sh *bwdShared[T]) startHead(st *bwdState[T], h int) {
 		clear(st.dq)
 		clear(st.dq64)
 	}
-	st.head, st.dqLo, st.dqRows = h, sh.p.N, 0
+	st.head, st.dqLo, st.dqRows = kh, sh.p.Group()*sh.p.N, 0
 }
 
 // flushDQ moves the float32 partial sums of dQ to float64.
@@ -204,7 +220,8 @@ func (sh *bwdShared[T]) finishHead(st *bwdState[T]) {
 	st.head = -1
 	p := sh.p
 	st.flushDQ(p.D)
-	dst := sh.g.DQ[h*p.N*p.D : (h+1)*p.N*p.D]
+	rows := p.Group() * p.N
+	dst := sh.g.DQ[h*rows*p.D : (h+1)*rows*p.D]
 	sh.dqMu[h].Lock()
 	defer sh.dqMu[h].Unlock()
 	if st.isFloat {
@@ -218,49 +235,82 @@ func (sh *bwdShared[T]) finishHead(st *bwdState[T]) {
 	}
 }
 
-// keyBlock computes dK and dV of keys j0.. of head h, which are complete
-// when it returns, and adds the key tile's share of dQ to st.dq.
-func (sh *bwdShared[T]) keyBlock(ctx context.Context, st *bwdState[T], h, j0 int) {
-	p, k := sh.p, sh.k
+// keyBlock computes dK and dV of keys j0..j0+cols-1 of key/value head kh,
+// which are complete when it returns, walking the query rows of every
+// query head of its group that see them, and adds the key tile's share of
+// the group's dQ to st.dq.
+func (sh *bwdShared[T]) keyBlock(ctx context.Context, st *bwdState[T], kh, j0, cols int) {
+	p := sh.p
 	d, e := p.D, p.E
-	cols := min(bwdKeyTile, p.KeyLen(h)-j0)
-	keys := p.K[(h*p.M+j0)*d:]
-	vals := p.V[(h*p.M+j0)*e:]
-	// Queries see a prefix of the keys, growing with i: the first query
-	// that sees key j0 starts the walk.
-	first := sort.Search(p.N, func(i int) bool { return p.KeyLimit(h, i) > j0 })
-	if first == p.N {
-		return
-	}
 	dkT, dvT := st.dkT[:d*cols], st.dvT[:e*cols]
 	dk, dv := st.dk[:cols*d], st.dv[:cols*e]
 	clear(dkT)
 	clear(dvT)
 	clear(dk)
 	clear(dv)
-	pending := 0 // query rows summed in dkT, dvT since the last flush
-	flushKV := func() {
-		// dkT is d x cols, dk is cols x d.
-		for t := range d {
-			for j, v := range dkT[t*cols : (t+1)*cols] {
-				dk[j*d+t] += float64(v)
-			}
-		}
-		for t := range e {
-			for j, v := range dvT[t*cols : (t+1)*cols] {
-				dv[j*e+t] += float64(v)
-			}
-		}
-		clear(dkT)
-		clear(dvT)
-		pending = 0
-	}
-	st.dqLo = min(st.dqLo, first)
-	for i0 := first; i0 < p.N; i0 += bwdQueryTile {
-		if ((i0-first)/bwdQueryTile)%cancelCheckTiles == cancelCheckTiles-1 && ctx.Err() != nil {
+	st.pending = 0
+	g := p.Group()
+	for h := kh * g; h < (kh+1)*g; h++ {
+		// Key ranges move right with i: rows first..last-1 may see the
+		// tile.
+		first := sort.Search(p.N, func(i int) bool { _, hi := p.KeyRange(h, i); return hi > j0 })
+		last := sort.Search(p.N, func(i int) bool { lo, _ := p.KeyRange(h, i); return lo >= j0+cols })
+		if first < last && !sh.queryRows(ctx, st, h, first, last, j0, cols) {
 			return
 		}
-		rows := min(bwdQueryTile, p.N-i0)
+	}
+	sh.flushKV(st, cols)
+	if st.dqRows += cols; st.dqRows >= bwdFlush {
+		st.flushDQ(d)
+	}
+	// Keys of this tile belong to this task alone: write them out.
+	gk := sh.g.DK[(kh*p.M+j0)*d:]
+	gv := sh.g.DV[(kh*p.M+j0)*e:]
+	for x, v := range dk {
+		gk[x] = T(p.Scale * v)
+	}
+	for x, v := range dv {
+		gv[x] = T(v)
+	}
+}
+
+// flushKV moves the partial sums of dK and dV from T to float64.
+func (sh *bwdShared[T]) flushKV(st *bwdState[T], cols int) {
+	d, e := sh.p.D, sh.p.E
+	dkT, dvT := st.dkT[:d*cols], st.dvT[:e*cols]
+	dk, dv := st.dk[:cols*d], st.dv[:cols*e]
+	// dkT is d x cols, dk is cols x d.
+	for t := range d {
+		for j, v := range dkT[t*cols : (t+1)*cols] {
+			dk[j*d+t] += float64(v)
+		}
+	}
+	for t := range e {
+		for j, v := range dvT[t*cols : (t+1)*cols] {
+			dv[j*e+t] += float64(v)
+		}
+	}
+	clear(dkT)
+	clear(dvT)
+	st.pending = 0
+}
+
+// queryRows adds the contributions of rows first..last-1 of query head h
+// to the key tile's dK and dV and to the group's dQ. It returns false if
+// ctx was cancelled.
+func (sh *bwdShared[T]) queryRows(ctx context.Context, st *bwdState[T], h, first, last, j0, cols int) bool {
+	p, k := sh.p, sh.k
+	d, e := p.D, p.E
+	kh := p.KVHead(h)
+	keys := p.K[(kh*p.M+j0)*d:]
+	vals := p.V[(kh*p.M+j0)*e:]
+	local := (h - kh*p.Group()) * p.N // h's first row in the group's dQ
+	st.dqLo = min(st.dqLo, local+first)
+	for i0 := first; i0 < last; i0 += bwdQueryTile {
+		if ((i0-first)/bwdQueryTile)%cancelCheckTiles == cancelCheckTiles-1 && ctx.Err() != nil {
+			return false
+		}
+		rows := min(bwdQueryTile, last-i0)
 		q := p.Q[(h*p.N+i0)*d:]
 		do := sh.dO[(h*p.N+i0)*e:]
 		s := st.s[:rows*cols]
@@ -270,20 +320,24 @@ func (sh *bwdShared[T]) keyBlock(ctx context.Context, st *bwdState[T], h, j0 int
 		for r := range rows {
 			i := i0 + r
 			sRow, dsRow := s[r*cols:(r+1)*cols], ds[r*cols:(r+1)*cols]
-			valid := min(max(p.KeyLimit(h, i)-j0, 0), cols)
-			if valid == 0 {
+			lo, hi := p.KeyRange(h, i)
+			a, b := min(max(lo-j0, 0), cols), min(max(hi-j0, 0), cols)
+			lse := sh.lse[h*p.N+i]
+			if a >= b || math.IsInf(lse, -1) {
 				clear(sRow)
 				clear(dsRow)
 				continue
 			}
-			pr := sh.expRow(st, sRow[:valid], sh.lse[h*p.N+i])
+			pr := sh.expRow(st, sRow[a:b], lse, h, i, j0+a)
 			delta := sh.delta[h*p.N+i]
 			for j, pj := range pr {
-				sRow[j] = T(pj)
-				dsRow[j] = T(pj * (float64(dsRow[j]) - delta))
+				sRow[a+j] = T(pj)
+				dsRow[a+j] = T(pj * (float64(dsRow[a+j]) - delta))
 			}
-			clear(sRow[valid:])
-			clear(dsRow[valid:])
+			clear(sRow[:a])
+			clear(dsRow[:a])
+			clear(sRow[b:])
+			clear(dsRow[b:])
 		}
 		// Transpose the query tile so that dV^T += dO^T P and
 		// dK^T += Q^T dS are plain products.
@@ -296,39 +350,30 @@ func (sh *bwdShared[T]) keyBlock(ctx context.Context, st *bwdState[T], h, j0 int
 				doT[t*rows+r] = v
 			}
 		}
-		k.gemmNN(e, cols, rows, doT, rows, s, cols, dvT, cols)
-		k.gemmNN(d, cols, rows, qT, rows, ds, cols, dkT, cols)
-		k.gemmNN(rows, d, cols, ds, cols, keys, d, st.dq[i0*d:], d)
-		if pending += rows; pending >= bwdFlush {
-			flushKV()
+		k.gemmNN(e, cols, rows, doT, rows, s, cols, st.dvT[:e*cols], cols)
+		k.gemmNN(d, cols, rows, qT, rows, ds, cols, st.dkT[:d*cols], cols)
+		k.gemmNN(rows, d, cols, ds, cols, keys, d, st.dq[(local+i0)*d:], d)
+		if st.pending += rows; st.pending >= bwdFlush {
+			sh.flushKV(st, cols)
 		}
 	}
-	flushKV()
-	if st.dqRows += cols; st.dqRows >= bwdFlush {
-		st.flushDQ(d)
-	}
-	// Keys of this tile belong to this task alone: write them out.
-	gk := sh.g.DK[(h*p.M+j0)*d:]
-	gv := sh.g.DV[(h*p.M+j0)*e:]
-	for x, v := range dk {
-		gk[x] = T(p.Scale * v)
-	}
-	for x, v := range dv {
-		gv[x] = T(v)
-	}
+	return true
 }
 
-// expRow returns exp(scale x_j - lse) for the scores x of one row, in
-// float64. For float64 the row is overwritten in place; for float32 the
-// exponent is formed in float64 in st.row.
-func (sh *bwdShared[T]) expRow(st *bwdState[T], x []T, lse float64) []float64 {
-	if y, ok := any(x).([]float64); ok {
-		kernels.ExpShiftSum64(y, sh.p.Scale, lse)
-		return y
+// expRow returns P_ij = exp(scale x_j + mask_ij - lse) for the scores x
+// of row i of head h, whose first is key j0, in float64. For float64 the
+// row is overwritten in place; for float32 the exponent is formed in
+// float64 in st.row.
+func (sh *bwdShared[T]) expRow(st *bwdState[T], x []T, lse float64, h, i, j0 int) []float64 {
+	y, ok := any(x).([]float64)
+	if !ok {
+		y = st.row[:len(x)]
+		for j, v := range x {
+			y[j] = float64(v)
+		}
 	}
-	y := st.row[:len(x)]
-	for j, v := range x {
-		y[j] = float64(v)
+	if m := sh.p.Mask; m != nil {
+		applyMask(m, y, h, i, j0, 0, len(y), sh.p.Scale)
 	}
 	kernels.ExpShiftSum64(y, sh.p.Scale, lse)
 	return y

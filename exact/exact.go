@@ -77,7 +77,7 @@ func (Method) Supports() attn.Feature {
 }
 
 // BackwardSupports lists the options the backward pass handles.
-func (Method) BackwardSupports() attn.Feature { return 0 }
+func (m Method) BackwardSupports() attn.Feature { return m.Supports() }
 
 // ChecksFinite reports that Forward finds NaN and Inf among the inputs it
 // reads itself (unless Problem.AssumeFinite), so callers need not scan

@@ -98,6 +98,17 @@ func GradCases() []Case {
 		{Name: "fd-tiny-scale", Heads: 1, N: 5, M: 7, D: 4, E: 3, Scale: 1e-4},
 		{Name: "fd-large-values", Heads: 1, N: 5, M: 7, D: 4, E: 3, VScale: 1e3},
 		{Name: "fd-tiles", Heads: 1, N: 70, M: 140, D: 2, E: 2, Causal: true},
+		{Name: "fd-gqa", Heads: 4, KVHeads: 2, N: 3, M: 5, D: 3, E: 2},
+		{Name: "fd-mqa-causal", Heads: 3, KVHeads: 1, N: 4, M: 6, D: 3, E: 2, Causal: true},
+		{Name: "fd-top-left", Heads: 1, N: 4, M: 7, D: 3, E: 2, Causal: true, CausalAlign: attn.TopLeft},
+		{Name: "fd-top-left-tall", Heads: 1, N: 7, M: 4, D: 3, E: 2, Causal: true, CausalAlign: attn.TopLeft},
+		{Name: "fd-window", Heads: 2, N: 6, M: 8, D: 3, E: 2, Window: &attn.Window{Left: 2, Right: 1}},
+		{Name: "fd-window-causal-padding", Heads: 2, N: 5, M: 8, D: 3, E: 2, Causal: true, Window: &attn.Window{Left: 1, Right: -1}, KeyLens: []int{8, 3}},
+		{Name: "fd-mask-bool", Heads: 2, N: 5, M: 6, D: 3, E: 2, Mask: &MaskSpec{Heads: true, Rows: true, Keys: true, FullyMaskedRows: true}},
+		{Name: "fd-mask-additive", Heads: 2, N: 5, M: 6, D: 3, E: 2, Causal: true, Mask: &MaskSpec{Additive: true, Rows: true, Keys: true}},
+		{Name: "fd-sinks", Heads: 2, N: 4, M: 5, D: 3, E: 2, Sinks: []float64{0.3, 2}},
+		{Name: "fd-sinks-gqa-padding", Heads: 4, Batch: 2, KVHeads: 2, N: 4, M: 5, D: 3, E: 2, Causal: true, KeyLens: []int{5, 5, 0, 0}, Sinks: []float64{-1, 1}},
+		{Name: "fd-tiles-gqa-window", Heads: 2, KVHeads: 1, N: 70, M: 300, D: 2, E: 2, Causal: true, Window: &attn.Window{Left: 140, Right: 0}, Sinks: []float64{1, -1}},
 	}
 }
 
@@ -241,15 +252,50 @@ func CheckGrad[T attn.Float](m attn.Differentiable, p *attn.Problem[T], dO []T, 
 	if err := checkStructuralZeros(p, g); err != nil {
 		return GradError{}, err
 	}
+	if err := compareSinks(g.DSinks, ref.DSinks, ref.MagSinks, nil, tol, "reference"); err != nil {
+		return GradError{}, err
+	}
 	return compareGrad(p, [3][]T{g.DQ, g.DK, g.DV}, ref, tol, "reference")
 }
 
-// checkStructuralZeros checks that keys no query of their head sees and
-// rows with no valid key have exactly zero gradients.
+// compareSinks checks the sinks' gradient against want within tol times
+// the largest magnitude plus noise (entrywise, may be nil).
+func compareSinks(got, want, mag, noise []float64, tol float64, against string) error {
+	if len(got) != len(want) {
+		return fmt.Errorf("%d sink gradients, want %d", len(got), len(want))
+	}
+	var maxMag float64
+	for _, m := range mag {
+		maxMag = max(maxMag, m)
+	}
+	for x := range want {
+		allowed := tol * maxMag
+		if noise != nil {
+			allowed += noise[x]
+		}
+		if d := math.Abs(got[x] - want[x]); !(d <= allowed) {
+			return fmt.Errorf("dSinks[%d]: got %g, %s %g: error %.3g > %.3g", x, got[x], against, want[x], d, allowed)
+		}
+	}
+	return nil
+}
+
+// checkStructuralZeros checks that keys no query of their group sees
+// (padding, causal mask, window, mask tensor) and rows with no valid key
+// have exactly zero gradients.
 func checkStructuralZeros[T attn.Float](p *attn.Problem[T], g *attn.Gradients[T]) error {
+	seen := make([]bool, p.KVHeadCount()*p.M)
 	for h := range p.Heads {
+		kh := p.KVHead(h)
 		for i := range p.N {
-			if p.KeyLimit(h, i) > 0 {
+			lo, hi := p.KeyRange(h, i)
+			any := false
+			for j := lo; j < hi; j++ {
+				if p.Mask == nil || !math.IsInf(p.Mask.Logit(h, i, j), -1) {
+					seen[kh*p.M+j], any = true, true
+				}
+			}
+			if any {
 				continue
 			}
 			for t, v := range g.DQ[(h*p.N+i)*p.D : (h*p.N+i+1)*p.D] {
@@ -258,17 +304,19 @@ func checkStructuralZeros[T attn.Float](p *attn.Problem[T], g *attn.Gradients[T]
 				}
 			}
 		}
-		seen := p.KeyLimit(h, p.N-1) // the last query sees the longest prefix
-		for j := seen; j < p.M; j++ {
-			for t, v := range g.DK[(h*p.M+j)*p.D : (h*p.M+j+1)*p.D] {
-				if v != 0 {
-					return fmt.Errorf("head %d key %d is masked for every query but dK[%d] = %g, want 0", h, j, t, v)
-				}
+	}
+	for x, s := range seen {
+		if s {
+			continue
+		}
+		for t, v := range g.DK[x*p.D : (x+1)*p.D] {
+			if v != 0 {
+				return fmt.Errorf("key/value head %d key %d is masked for every query but dK[%d] = %g, want 0", x/p.M, x%p.M, t, v)
 			}
-			for t, v := range g.DV[(h*p.M+j)*p.E : (h*p.M+j+1)*p.E] {
-				if v != 0 {
-					return fmt.Errorf("head %d key %d is masked for every query but dV[%d] = %g, want 0", h, j, t, v)
-				}
+		}
+		for t, v := range g.DV[x*p.E : (x+1)*p.E] {
+			if v != 0 {
+				return fmt.Errorf("key/value head %d key %d is masked for every query but dV[%d] = %g, want 0", x/p.M, x%p.M, t, v)
 			}
 		}
 	}
@@ -283,9 +331,10 @@ func compareGrad[T attn.Float](p *attn.Problem[T], got [3][]T, want *reference.G
 	mags := [3][]float64{want.MagQ, want.MagK, want.MagV}
 	rowLen := [3]int{p.N * p.D, p.M * p.D, p.M * p.E}
 	cols := [3]int{p.D, p.D, p.E}
+	heads := [3]int{p.Heads, p.KVHeadCount(), p.KVHeadCount()}
 	var firstErr error
 	for x := range 3 {
-		for h := range p.Heads {
+		for h := range heads[x] {
 			lo, hi := h*rowLen[x], (h+1)*rowLen[x]
 			var maxMag, maxRef, maxErr float64
 			worst := -1
@@ -392,6 +441,29 @@ func CheckGradFD(m attn.Differentiable, p *attn.Problem[float64], dO []float64, 
 			noise[x][i] = 64 * 0x1p-52 * labs * 18 / (12 * h)
 		}
 	}
+	if q.Sinks != nil {
+		q.Sinks = slices.Clone(p.Sinks)
+		fdSinks := make([]float64, len(q.Sinks))
+		noiseSinks := make([]float64, len(q.Sinks))
+		for x, v := range q.Sinks {
+			if math.IsInf(v, -1) {
+				continue // no sink: its gradient is 0
+			}
+			var l [4]float64
+			var labs float64
+			for s, k := range [4]float64{2, 1, -1, -2} {
+				q.Sinks[x] = v + k*step(v)
+				l[s], labs = loss()
+			}
+			q.Sinks[x] = v
+			h := step(v)
+			fdSinks[x] = (8*(l[1]-l[2]) - (l[0] - l[3])) / (12 * h)
+			noiseSinks[x] = 64 * 0x1p-52 * labs * 18 / (12 * h)
+		}
+		if err := compareSinks(g.DSinks, fdSinks, ref.MagSinks, noiseSinks, tol, "finite difference"); err != nil {
+			return GradError{}, err
+		}
+	}
 	if fdErr != nil {
 		return GradError{}, fdErr
 	}
@@ -410,8 +482,9 @@ func compareGradFD(p *attn.Problem[float64], got [3][]float64, fd *reference.Gra
 	mags := [3][]float64{fd.MagQ, fd.MagK, fd.MagV}
 	rowLen := [3]int{p.N * p.D, p.M * p.D, p.M * p.E}
 	cols := [3]int{p.D, p.D, p.E}
+	heads := [3]int{p.Heads, p.KVHeadCount(), p.KVHeadCount()}
 	for x := range 3 {
-		for h := range p.Heads {
+		for h := range heads[x] {
 			lo, hi := h*rowLen[x], (h+1)*rowLen[x]
 			var maxMag float64
 			for i := lo; i < hi; i++ {
