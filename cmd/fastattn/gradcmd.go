@@ -24,20 +24,21 @@ type gradReport struct {
 
 func gradCmd(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("grad", "grad --q Q.npy --k K.npy --v V.npy --dout DO.npy --dq DQ.npy --dk DK.npy --dv DV.npy [flags]", stdout)
-	var doPath, dqPath, dkPath, dvPath, reportPath string
+	var doPath, dqPath, dkPath, dvPath, dsPath, reportPath string
 	var in inputFlags
 	in.register(fs)
 	fs.StringVar(&doPath, "dout", "", "loss gradient with respect to the attention output: (..., n, e), Q's dtype")
 	fs.StringVar(&dqPath, "dq", "", "output file for dL/dQ, shaped like Q")
 	fs.StringVar(&dkPath, "dk", "", "output file for dL/dK, shaped like K")
 	fs.StringVar(&dvPath, "dv", "", "output file for dL/dV, shaped like V")
+	fs.StringVar(&dsPath, "dsinks", "", "optional output file for dL/dsinks, float64 (heads,), with --sinks")
 	fs.StringVar(&reportPath, "report", "", "optional JSON report: method, seconds, observed_error (approximate methods), forward: {...}; - for standard output")
 	var af attnFlags
 	af.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	outs := []flagPath{{"dq", dqPath}, {"dk", dkPath}, {"dv", dvPath}, {"report", reportPath}}
+	outs := []flagPath{{"dq", dqPath}, {"dk", dkPath}, {"dv", dvPath}, {"report", reportPath}, {"dsinks", dsPath}}
 	for _, f := range append(append(in.flags(), flagPath{"dout", doPath}), outs[:3]...) {
 		if f.val == "" {
 			return usagef("--%s is required", f.name)
@@ -56,7 +57,10 @@ func gradCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	paths := [4]string{dqPath, dkPath, dvPath, reportPath}
+	if dsPath != "" && af.sinks == "" {
+		return usagef("--dsinks needs --sinks")
+	}
+	paths := [5]string{dqPath, dkPath, dvPath, reportPath, dsPath}
 	var rep gradReport
 	if arrays[0].F32 != nil {
 		rep, err = gradFiles(ctx, [4]npyTensor[float32]{{arrays[0].Shape, arrays[0].F32}, {arrays[1].Shape, arrays[1].F32}, {arrays[2].Shape, arrays[2].F32}, {arrays[3].Shape, arrays[3].F32}}, opts, paths, stdout)
@@ -91,7 +95,7 @@ func (a npyTensor[T]) tensor() fastattn.Tensor[T] {
 
 // gradFiles computes attention and its gradients and writes dQ, dK, dV and
 // the report (if paths[3] is set), all or none.
-func gradFiles[T fastattn.Float](ctx context.Context, in [4]npyTensor[T], opts fastattn.Options, paths [4]string, stdout io.Writer) (gradReport, error) {
+func gradFiles[T fastattn.Float](ctx context.Context, in [4]npyTensor[T], opts fastattn.Options, paths [5]string, stdout io.Writer) (gradReport, error) {
 	res, g, err := fastattn.ForwardBackward(ctx, in[0].tensor(), in[1].tensor(), in[2].tensor(), in[3].tensor(), opts)
 	if err != nil {
 		if errors.Is(err, fastattn.ErrInvalidInput) {
@@ -104,6 +108,9 @@ func gradFiles[T fastattn.Float](ctx context.Context, in [4]npyTensor[T], opts f
 		npyFile(paths[0], g.DQ.Shape, g.DQ.Data),
 		npyFile(paths[1], g.DK.Shape, g.DK.Data),
 		npyFile(paths[2], g.DV.Shape, g.DV.Data),
+	}
+	if paths[4] != "" {
+		files = append(files, npyFile(paths[4], []int{len(g.DSinks)}, g.DSinks))
 	}
 	if paths[3] != "" {
 		f, err := jsonFile(paths[3], rep)

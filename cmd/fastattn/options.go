@@ -17,14 +17,21 @@ type attnFlags struct {
 	method, scale, keyLengths string
 	causal                    bool
 	eps                       float64
+	// The real-model options: PyTorch's is_causal alignment,
+	// FlashAttention's window_size, attn_mask and attention sinks.
+	causalAlign, window, mask, sinks string
 }
 
 func (a *attnFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&a.method, "method", fastattn.Auto, "attention method: "+strings.Join(fastattn.Methods(), ", ")+", or auto (the fastest predicted to meet --eps)")
 	fs.StringVar(&a.scale, "scale", "1/sqrt(d)", "logit scale: a positive number, 1/sqrt(d) (PyTorch's default) or 1/d (the papers')")
-	fs.BoolVar(&a.causal, "causal", false, "causal mask, aligned bottom-right: query i sees keys j <= i + m - n")
+	fs.BoolVar(&a.causal, "causal", false, "causal mask, aligned bottom-right (see --causal-align): query i sees keys j <= i + m - n")
 	fs.StringVar(&a.keyLengths, "key-lengths", "", "valid keys per batch element or per head, comma-separated (the rest are padding)")
 	fs.Float64Var(&a.eps, "eps", fastattn.DefaultEps, "entrywise error target of approximate methods, relative to max |V| per column")
+	fs.StringVar(&a.causalAlign, "causal-align", "bottom-right", "corner the causal mask and --window align to: bottom-right (FlashAttention) or top-left (PyTorch's is_causal: query i sees keys j <= i)")
+	fs.StringVar(&a.window, "window", "", "sliding window LEFT,RIGHT (FlashAttention's window_size; -1 = unbounded): query i sees keys i+m-n-LEFT <= j <= i+m-n+RIGHT")
+	fs.StringVar(&a.mask, "mask", "", "mask .npy (PyTorch's attn_mask): bool (true = attend) or float32/float64 added to the scaled logits (-inf masks), broadcasting to (batch, heads, n, m)")
+	fs.StringVar(&a.sinks, "sinks", "", "attention sinks .npy: one logit per query head, shape (heads,), float32 or float64")
 }
 
 // options converts the flags for an input of head dimension d.
@@ -45,6 +52,64 @@ func (a *attnFlags) options(d int) (fastattn.Options, error) {
 		}
 		o.Scale = v
 	}
+	switch a.causalAlign {
+	case "bottom-right", "":
+	case "top-left":
+		o.CausalAlign = fastattn.TopLeft
+	default:
+		return o, usagef("--causal-align must be top-left or bottom-right, got %q", a.causalAlign)
+	}
+	if a.window != "" {
+		f := strings.Split(a.window, ",")
+		var w [2]int
+		for x := range w {
+			var err error
+			if len(f) != 2 {
+				err = fmt.Errorf("two numbers")
+			} else {
+				w[x], err = strconv.Atoi(strings.TrimSpace(f[x]))
+			}
+			if err != nil || w[x] < -1 {
+				return o, usagef("--window must be LEFT,RIGHT with each -1 (unbounded) or a number of keys >= 0, got %q", a.window)
+			}
+		}
+		o.Window = &fastattn.Window{Left: w[0], Right: w[1]}
+	}
+	if a.mask != "" {
+		arr, err := npyfile.Read(a.mask)
+		if err != nil {
+			return o, usageError{fmt.Errorf("--mask: %w", err)}
+		}
+		switch {
+		case arr.Bool != nil:
+			o.Mask, err = fastattn.BoolMask(arr.Bool, arr.Shape...)
+		case arr.F32 != nil:
+			o.Mask, err = fastattn.AdditiveMask(arr.F32, arr.Shape...)
+		default:
+			o.Mask, err = fastattn.AdditiveMask(arr.F64, arr.Shape...)
+		}
+		if err != nil {
+			return o, usageError{fmt.Errorf("--mask %s: %w", a.mask, err)}
+		}
+	}
+	if a.sinks != "" {
+		arr, err := npyfile.Read(a.sinks)
+		if err != nil {
+			return o, usageError{fmt.Errorf("--sinks: %w", err)}
+		}
+		if len(arr.Shape) != 1 || arr.Bool != nil {
+			return o, usagef("--sinks %s must be a float array of shape (heads,), got %s %s", a.sinks, arr.DType(), fmtShape(arr.Shape))
+		}
+		o.Sinks = arr.F64
+		if arr.F32 != nil {
+			for _, x := range arr.F32 {
+				o.Sinks = append(o.Sinks, float64(x))
+			}
+		}
+		if o.Sinks == nil {
+			o.Sinks = []float64{}
+		}
+	}
 	if a.keyLengths != "" {
 		for _, f := range strings.Split(a.keyLengths, ",") {
 			l, err := strconv.Atoi(strings.TrimSpace(f))
@@ -63,8 +128,8 @@ type inputFlags struct{ q, k, v string }
 
 func (f *inputFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.q, "q", "", "queries: (n, d), (heads, n, d) or (batch, heads, n, d), float32 or float64")
-	fs.StringVar(&f.k, "k", "", "keys: (..., m, d), same leading shape and dtype as Q")
-	fs.StringVar(&f.v, "v", "", "values: (..., m, e), same leading shape and dtype as Q")
+	fs.StringVar(&f.k, "k", "", "keys: (..., m, d), Q's dtype and leading shape, or fewer heads dividing Q's (grouped-query attention)")
+	fs.StringVar(&f.v, "v", "", "values: (..., m, e), K's leading shape and Q's dtype")
 }
 
 // flags lists them for the required-flag check.
@@ -83,6 +148,11 @@ func readInputs(names, paths []string) ([]npyfile.Array, error) {
 			return nil, usageError{err}
 		}
 		in[i] = a
+	}
+	for i := range in {
+		if in[i].Bool != nil {
+			return nil, usagef("%s is a bool array; attention inputs are float32 or float64", names[i])
+		}
 	}
 	for i := 1; i < len(in); i++ {
 		if in[i].DType() != in[0].DType() {

@@ -1,5 +1,5 @@
 // Package npyfile reads and writes the float32 and float64 .npy files the
-// command line works with.
+// command line works with (and reads boolean ones, for masks).
 //
 // Reading goes through codeberg.org/sbinet/npyio, behind checks that turn
 // every malformed file into an error: npyio trusts the header's length and
@@ -25,17 +25,22 @@ import (
 	"github.com/fastattn/fastattn/internal/outfile"
 )
 
-// Array is a float32 or float64 array: exactly one of F32 and F64 is set.
+// Array is a float32, float64 or boolean array: exactly one of F32, F64
+// and Bool is set.
 type Array struct {
 	Shape []int
 	F32   []float32
 	F64   []float64
+	Bool  []bool // a |b1 file (a boolean mask)
 }
 
-// DType returns "float32" or "float64".
+// DType returns "float32", "float64" or "bool".
 func (a Array) DType() string {
-	if a.F64 != nil {
+	switch {
+	case a.F64 != nil:
 		return "float64"
+	case a.Bool != nil:
+		return "bool"
 	}
 	return "float32"
 }
@@ -122,8 +127,10 @@ func Decode(r io.Reader, size int64) (a Array, err error) {
 		esize = 4
 	case "f8":
 		esize = 8
+	case "b1":
+		esize = 1
 	default:
-		return Array{}, bad("dtype %q is not float32 or float64; convert with x.astype(numpy.float32)", h.Type)
+		return Array{}, bad("dtype %q is not float32, float64 or bool; convert with x.astype(numpy.float32)", h.Type)
 	}
 	n := int64(1)
 	for _, s := range h.Shape {
@@ -136,20 +143,27 @@ func Decode(r io.Reader, size int64) (a Array, err error) {
 		return Array{}, bad("shape %v of %s needs %d data bytes but the file has %d (truncated or padded file)", h.Shape, h.Type, n*esize, data)
 	}
 	a.Shape = append([]int{}, h.Shape...)
-	if esize == 4 {
+	switch esize {
+	case 1:
+		a.Bool = make([]bool, 0, n)
+		err = rd.Read(&a.Bool)
+	case 4:
 		a.F32 = make([]float32, 0, n)
 		err = rd.Read(&a.F32)
-	} else {
+	default:
 		a.F64 = make([]float64, 0, n)
 		err = rd.Read(&a.F64)
 	}
 	if err != nil && !(errors.Is(err, io.EOF) && n == 0) {
 		return Array{}, bad("reading data: %v", err)
 	}
-	if a.F32 == nil && a.F64 == nil { // an empty array read as nil
-		if esize == 4 {
+	if a.F32 == nil && a.F64 == nil && a.Bool == nil { // an empty array read as nil
+		switch esize {
+		case 1:
+			a.Bool = []bool{}
+		case 4:
 			a.F32 = []float32{}
-		} else {
+		default:
 			a.F64 = []float64{}
 		}
 	}

@@ -1,0 +1,153 @@
+package main
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/internal/npyfile"
+	"github.com/fastattn/fastattn/internal/reference"
+)
+
+// writeBoolNpy writes a |b1 .npy file as numpy.save does.
+func writeBoolNpy(t *testing.T, path string, data []bool, shape ...int) {
+	t.Helper()
+	dims := make([]string, len(shape))
+	for i, s := range shape {
+		dims[i] = fmt.Sprint(s)
+	}
+	sh := strings.Join(dims, ", ")
+	if len(shape) == 1 {
+		sh += ","
+	}
+	hdr := fmt.Sprintf("{'descr': '|b1', 'fortran_order': False, 'shape': (%s), }", sh)
+	for (10+len(hdr)+1)%64 != 0 {
+		hdr += " "
+	}
+	hdr += "\n"
+	var b bytes.Buffer
+	b.WriteString("\x93NUMPY\x01\x00")
+	binary.Write(&b, binary.LittleEndian, uint16(len(hdr)))
+	b.WriteString(hdr)
+	for _, x := range data {
+		if x {
+			b.WriteByte(1)
+		} else {
+			b.WriteByte(0)
+		}
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRunRealModelOptions runs `run` and `grad` with grouped-query shapes,
+// --causal-align, --window, a boolean or additive --mask and --sinks, and
+// compares with the float64 reference.
+func TestRunRealModelOptions(t *testing.T) {
+	dir := t.TempDir()
+	path := func(name string) string { return filepath.Join(dir, name) }
+	r := rand.New(rand.NewPCG(7, 8))
+	const b, hq, hkv, n, m, d = 2, 4, 2, 5, 8, 4
+	q := writeRandom(t, path("q.npy"), r, false, b, hq, n, d)
+	k := writeRandom(t, path("k.npy"), r, false, b, hkv, m, d)
+	v := writeRandom(t, path("v.npy"), r, false, b, hkv, m, d)
+	dO := writeRandom(t, path("do.npy"), r, false, b, hq, n, d)
+	sinks := writeRandom(t, path("sinks.npy"), r, false, hq)
+	boolMask := make([]bool, n*m)
+	for i := range boolMask {
+		boolMask[i] = r.IntN(3) != 0
+	}
+	writeBoolNpy(t, path("mask.npy"), boolMask, n, m)
+	addMask := writeRandom(t, path("addmask.npy"), r, true, hq, 1, m)
+	addMask[3] = math.Inf(-1)
+	if err := npyfile.Write(path("addmask.npy"), []int{hq, 1, m}, toF32(addMask)); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"--q", path("q.npy"), "--k", path("k.npy"), "--v", path("v.npy"), "--method", "exact"}
+	for _, c := range []struct {
+		name  string
+		flags []string
+		setup func(p *attn.Problem[float64])
+	}{
+		{"gqa-top-left", []string{"--causal", "--causal-align", "top-left"}, func(p *attn.Problem[float64]) {
+			p.Causal, p.CausalAlign = true, attn.TopLeft
+		}},
+		{"window", []string{"--causal", "--window", "2,-1"}, func(p *attn.Problem[float64]) {
+			p.Causal, p.Window = true, &attn.Window{Left: 2, Right: -1}
+		}},
+		{"bool-mask-sinks", []string{"--mask", path("mask.npy"), "--sinks", path("sinks.npy")}, func(p *attn.Problem[float64]) {
+			p.Mask = &attn.Mask{Bool: boolMask, RowStride: m, ColStride: 1}
+			p.Sinks = sinks
+		}},
+		{"additive-mask", []string{"--mask", path("addmask.npy")}, func(p *attn.Problem[float64]) {
+			p.Mask = &attn.Mask{Add: addMask, HeadsPerBatch: hq, HeadStride: m, ColStride: 1}
+		}},
+	} {
+		p := &attn.Problem[float64]{Heads: b * hq, KVHeads: b * hkv, N: n, M: m, D: d, E: d, Q: q, K: k, V: v, Scale: 0.5}
+		c.setup(p)
+		code, _, stderr := cli(t, append(append([]string{"run", "--out", path("o.npy")}, base...), c.flags...)...)
+		if code != 0 {
+			t.Fatalf("%s: run exit %d: %s", c.name, code, stderr)
+		}
+		want, _ := reference.Attention(p)
+		closeTo(t, c.name+" out", path("o.npy"), want)
+		args := append(append([]string{"grad", "--dout", path("do.npy"), "--dq", path("dq.npy"), "--dk", path("dk.npy"), "--dv", path("dv.npy")}, base...), c.flags...)
+		if p.Sinks != nil {
+			args = append(args, "--dsinks", path("ds.npy"))
+		}
+		if code, _, stderr := cli(t, args...); code != 0 {
+			t.Fatalf("%s: grad exit %d: %s", c.name, code, stderr)
+		}
+		g := reference.Gradient(p, dO)
+		closeTo(t, c.name+" dq", path("dq.npy"), g.DQ)
+		closeTo(t, c.name+" dk", path("dk.npy"), g.DK)
+		closeTo(t, c.name+" dv", path("dv.npy"), g.DV)
+		if p.Sinks != nil {
+			closeTo(t, c.name+" dsinks", path("ds.npy"), g.DSinks)
+		}
+	}
+	for _, bad := range [][]string{
+		{"--causal-align", "middle"}, {"--window", "3"}, {"--window", "a,b"}, {"--window", "-2,0"},
+		{"--mask", path("q.npy")}, {"--sinks", path("mask.npy")}, {"--sinks", path("q.npy")}, {"--mask", path("missing.npy")},
+	} {
+		code, _, stderr := cli(t, append(append([]string{"run", "--out", path("bad.npy")}, base...), bad...)...)
+		if code != 2 || stderr == "" {
+			t.Errorf("run %v: exit %d (%q), want 2 with a message", bad, code, stderr)
+		}
+		if _, err := os.Stat(path("bad.npy")); err == nil {
+			t.Errorf("run %v wrote an output", bad)
+		}
+	}
+}
+
+func toF32(x []float64) []float32 {
+	y := make([]float32, len(x))
+	for i, v := range x {
+		y[i] = float32(v)
+	}
+	return y
+}
+
+func closeTo(t *testing.T, what, file string, want []float64) {
+	t.Helper()
+	a, err := npyfile.Read(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.F64) != len(want) {
+		t.Fatalf("%s: %d values, want %d", what, len(a.F64), len(want))
+	}
+	for i, w := range want {
+		if math.Abs(a.F64[i]-w) > 1e-10*(1+math.Abs(w)) {
+			t.Fatalf("%s[%d] = %g, reference %g", what, i, a.F64[i], w)
+		}
+	}
+}
