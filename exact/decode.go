@@ -406,42 +406,51 @@ func (d *decoder[T]) attendKeys(st *tileState[T], u *DecodeUnit[T], i0, rows, ja
 	}
 }
 
-// finishRows writes rows i0..i0+rows-1 of u from an accumulated state,
-// adding each row's sink, if any, to its denominator.
+// finishRows writes rows i0..i0+rows-1 of u from an accumulated state.
 func (d *decoder[T]) finishRows(u *DecodeUnit[T], acc, rowMax, rowSum []float64, i0, rows int) {
 	e := u.Keys.E
 	for r := range rows {
-		o := u.Out[(i0+r)*e : (i0+r+1)*e]
-		m, sum, w := rowMax[r], rowSum[r], 1.0
+		sink := math.Inf(-1)
 		if u.Sinks != nil {
-			sink := u.Sinks[i0+r]
-			if sum == 0 {
-				m, sum = sink, 1
-			} else if sink > m {
-				w = math.Exp(m - sink)
-				m, sum = sink, sum*w+1
-			} else {
-				sum += math.Exp(sink - m)
-			}
+			sink = u.Sinks[i0+r]
 		}
-		if sum == 0 {
-			clear(o)
-			u.LSE[i0+r] = math.Inf(-1)
-			continue
-		}
-		inv := w / sum
-		for c := range e {
-			o[c] = T(acc[r*e+c] * inv)
-		}
-		u.LSE[i0+r] = m + math.Log(sum)
+		u.LSE[i0+r] = finishRow(u.Out[(i0+r)*e:(i0+r+1)*e], acc[r*e:(r+1)*e], rowMax[r], rowSum[r], sink)
 	}
 }
 
-// mergeParts combines the chunks of a split tile through their row maxima,
-// as the online softmax combines tiles, and writes the rows.
-func (d *decoder[T]) mergeParts(st *tileState[T], u *DecodeUnit[T], tk decodeTask) {
-	e, rows := u.Keys.E, tk.rows
-	parts := d.parts[tk.part : tk.part+tk.chunks]
+// finishRow writes one output row o = acc / sum from the online softmax's
+// row max m and row sum, the sink (-Inf for none) joining the sum, and
+// returns the row's LSE; a row with neither keys nor sink is zero with LSE
+// -Inf.
+func finishRow[T attn.Float](o []T, acc []float64, m, sum, sink float64) float64 {
+	w := 1.0
+	if !math.IsInf(sink, -1) {
+		switch {
+		case sum == 0:
+			m, sum = sink, 1
+		case sink > m:
+			w = math.Exp(m - sink)
+			m, sum = sink, sum*w+1
+		default:
+			sum += math.Exp(sink - m)
+		}
+	}
+	if sum == 0 {
+		clear(o)
+		return math.Inf(-1)
+	}
+	inv := w / sum
+	for c := range o {
+		o[c] = T(acc[c] * inv)
+	}
+	return m + math.Log(sum)
+}
+
+// combineParts merges split-K chunks of rows rows into st (returning its
+// accumulator) as the online softmax combines tiles: with M the largest
+// chunk max, the row sum is sum_c s_c exp(m_c - M) and the output
+// sum_c acc_c exp(m_c - M), over the chunks that saw any key.
+func combineParts[T attn.Float](st *tileState[T], parts []partial, rows, e int) []float64 {
 	acc := st.acc[:rows*e]
 	clear(acc)
 	for r := range rows {
@@ -464,5 +473,11 @@ func (d *decoder[T]) mergeParts(st *tileState[T], u *DecodeUnit[T], tk decodeTas
 			}
 		}
 	}
-	d.finishRows(u, acc, st.rowMax, st.rowSum, tk.i0, rows)
+	return acc
+}
+
+// mergeParts combines the chunks of a split tile and writes its rows.
+func (d *decoder[T]) mergeParts(st *tileState[T], u *DecodeUnit[T], tk decodeTask) {
+	acc := combineParts(st, d.parts[tk.part:tk.part+tk.chunks], tk.rows, u.Keys.E)
+	d.finishRows(u, acc, st.rowMax, st.rowSum, tk.i0, tk.rows)
 }

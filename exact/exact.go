@@ -684,28 +684,7 @@ func finish[T attn.Float](p *attn.Problem[T], out *attn.Output[T], acc, rowMax, 
 	o := out.O[r0*e:]
 	lse := out.LSE[r0:]
 	for r := range rows {
-		m, sum, w := rowMax[r], rowSum[r], 1.0
-		if sink := p.Sink((r0 + r) / p.N); !math.IsInf(sink, -1) {
-			switch {
-			case sum == 0:
-				m, sum = sink, 1
-			case sink > m:
-				w = math.Exp(m - sink)
-				m, sum = sink, sum*w+1
-			default:
-				sum += math.Exp(sink - m)
-			}
-		}
-		if sum == 0 {
-			clear(o[r*e : (r+1)*e])
-			lse[r] = math.Inf(-1)
-			continue
-		}
-		inv := w / sum
-		for c := range e {
-			o[r*e+c] = T(acc[r*e+c] * inv)
-		}
-		lse[r] = m + math.Log(sum)
+		lse[r] = finishRow(o[r*e:(r+1)*e], acc[r*e:(r+1)*e], rowMax[r], rowSum[r], p.Sink((r0+r)/p.N))
 	}
 }
 
@@ -714,30 +693,8 @@ func finish[T attn.Float](p *attn.Problem[T], out *attn.Output[T], acc, rowMax, 
 // the row sum is sum_c s_c exp(m_c - M) and the output sum_c acc_c
 // exp(m_c - M), over the chunks that saw any key. st is scratch space.
 func (w *workspace[T]) merge(st *tileState[T], tk task) {
-	e, rows := w.p.E, tk.rows
-	parts := w.parts[tk.part : tk.part+tk.chunks]
-	acc := st.acc[:rows*e]
-	clear(acc)
-	for r := range rows {
-		m := math.Inf(-1)
-		for _, pt := range parts {
-			if pt.rowSum[r] > 0 {
-				m = max(m, pt.rowMax[r])
-			}
-		}
-		st.rowMax[r], st.rowSum[r] = m, 0
-		a := acc[r*e : (r+1)*e]
-		for _, pt := range parts {
-			if pt.rowSum[r] == 0 {
-				continue
-			}
-			wt := math.Exp(pt.rowMax[r] - m)
-			st.rowSum[r] += pt.rowSum[r] * wt
-			for c, v := range pt.acc[r*e : (r+1)*e] {
-				a[c] += v * wt
-			}
-		}
-	}
+	rows := tk.rows
+	acc := combineParts(st, w.parts[tk.part:tk.part+tk.chunks], rows, w.p.E)
 	finish(w.p, w.out, acc, st.rowMax, st.rowSum, tk.r0, rows)
 }
 
