@@ -309,10 +309,7 @@ func (c *Cache[T]) Append(k, v Tensor[T], newTokens []int) error {
 			}
 			kv := c.keys[b*c.kvHeads+g]
 			base := (b*c.kvHeads + g) * n
-			chunk := poly.DecodeChunk
-			if c.window >= 0 {
-				chunk = 1
-			}
+			chunk := c.polyChunk()
 			for i0 := 0; i0 < nb; i0 += chunk {
 				cn := min(chunk, nb-i0)
 				c.view.kv, c.view.n = kv, c.lens[b]+i0+cn
@@ -535,12 +532,7 @@ func (c *Cache[T]) attend(ctx context.Context, out []T, lse []float64, q, k, v [
 			fallbacks := 0
 			state := c.states[b*c.kvHeads+g]
 			base := (b*c.kvHeads + g) * n
-			// With a window the first key moves every token, so the state
-			// steps token by token.
-			chunk := poly.DecodeChunk
-			if c.window >= 0 {
-				chunk = 1
-			}
+			chunk := c.polyChunk()
 			for i0 := 0; i0 < nb; i0 += chunk {
 				cn := min(chunk, nb-i0)
 				c.view.kv, c.view.n = kv, c.lens[b]+i0+cn
@@ -581,6 +573,15 @@ func (c *Cache[T]) attend(ctx context.Context, out []T, lse []float64, q, k, v [
 	}
 	st.Flops += exact.DecodeFlops(c.units)
 	return st, c.dec.Attend(ctx, c.units, c.scale)
+}
+
+// polyChunk is how many tokens a polynomial state takes at once: with a
+// window the first key moves every token, so one.
+func (c *Cache[T]) polyChunk() int {
+	if c.window >= 0 {
+		return 1
+	}
+	return poly.DecodeChunk
 }
 
 // usePoly decides whether key/value head g of sequence b runs through its

@@ -206,32 +206,19 @@ func runDecodeCase(ctx context.Context, c decodeBenchCase, steps int, eps, maxBy
 	return rows, nil
 }
 
-// fitSlope is the least-squares slope of log time against log context over
-// the rows with lo <= context <= hi.
+// fitSlope is bench's least-squares slope of log time against log context
+// over the rows with lo <= 2^k <= hi.
 func fitSlope(rows []decodeBenchRow, lo, hi int) string {
-	var xs, ys []float64
+	var br []benchRow
 	for _, r := range rows {
 		if r.target >= lo && r.target <= hi {
-			xs = append(xs, math.Log(float64(r.context)))
-			ys = append(ys, math.Log(r.median))
+			br = append(br, benchRow{n: r.context, seconds: map[string]float64{"step": r.median}})
 		}
 	}
-	if len(xs) < 2 {
+	if len(br) < 2 {
 		return "n/a"
 	}
-	var mx, my float64
-	for i := range xs {
-		mx += xs[i]
-		my += ys[i]
-	}
-	mx /= float64(len(xs))
-	my /= float64(len(xs))
-	var sxy, sxx float64
-	for i := range xs {
-		sxy += (xs[i] - mx) * (ys[i] - my)
-		sxx += (xs[i] - mx) * (xs[i] - mx)
-	}
-	return fmt.Sprintf("%.3f", sxy/sxx)
+	return fmt.Sprintf("%.3f", slope(br, "step"))
 }
 
 // streamBandwidth measures the memory read bandwidth in bytes per second:
