@@ -170,20 +170,37 @@ type extras struct {
 	mask       *array // bool (true = attend) or additive, of Q's dtype
 }
 
+// jsonOptions is fastattn.Options as the JSON object spells it: the same
+// field names, except that CausalAlign is a name ("bottom-right",
+// "top-left") rather than a number.
+type jsonOptions struct {
+	fastattn.Options
+	CausalAlign string
+}
+
 // options decodes the JSON object into fastattn.Options, refusing fields
 // the library does not have (the Python side reports those as not
 // implemented), and adds the array options.
 func options(js string, ex extras) (fastattn.Options, error) {
-	var opts fastattn.Options
+	var jo jsonOptions
 	if strings.TrimSpace(js) != "" {
 		dec := json.NewDecoder(strings.NewReader(js))
 		dec.DisallowUnknownFields()
-		if err := dec.Decode(&opts); err != nil {
+		if err := dec.Decode(&jo); err != nil {
 			if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-				return opts, &capiError{statusUnknownOpt, fmt.Sprintf("fastattn: this build of the library has no option %s", name)}
+				return jo.Options, &capiError{statusUnknownOpt, fmt.Sprintf("fastattn: this build of the library has no option %s", name)}
 			}
-			return opts, invalidf("bad options %s: %v", js, err)
+			return jo.Options, invalidf("bad options %s: %v", js, err)
 		}
+	}
+	opts := jo.Options
+	switch jo.CausalAlign {
+	case "", fastattn.BottomRight.String():
+		opts.CausalAlign = fastattn.BottomRight
+	case fastattn.TopLeft.String():
+		opts.CausalAlign = fastattn.TopLeft
+	default:
+		return opts, invalidf("causal alignment %q is neither %q nor %q", jo.CausalAlign, fastattn.BottomRight, fastattn.TopLeft)
 	}
 	if ex.keyLengths != nil {
 		lens, err := view[int64](*ex.keyLengths, "key lengths", int64Type)
@@ -196,12 +213,47 @@ func options(js string, ex extras) (fastattn.Options, error) {
 		}
 	}
 	if ex.sinks != nil {
-		return opts, &capiError{statusUnknownOpt, "fastattn: this build of the library has no option Sinks"}
+		// Used in place: the library reads the options during the call only.
+		sinks, err := view[float64](*ex.sinks, "sinks", float64Type)
+		if err != nil {
+			return opts, err
+		}
+		opts.Sinks = sinks
 	}
 	if ex.mask != nil {
-		return opts, &capiError{statusUnknownOpt, "fastattn: this build of the library has no option Mask"}
+		mask, err := maskOf(*ex.mask)
+		if err != nil {
+			return opts, err
+		}
+		opts.Mask = mask
 	}
 	return opts, nil
+}
+
+// maskOf wraps a boolean or additive mask array; boolean and float64 masks
+// are used in place.
+func maskOf(a array) (*fastattn.Mask, error) {
+	switch a.dtype {
+	case boolType:
+		b, err := view[bool](a, "mask", boolType)
+		if err != nil {
+			return nil, err
+		}
+		return fastattn.BoolMask(b, a.shape...)
+	case float32Type:
+		f, err := view[float32](a, "mask", float32Type)
+		if err != nil {
+			return nil, err
+		}
+		return fastattn.AdditiveMask(f, a.shape...)
+	case float64Type:
+		f, err := view[float64](a, "mask", float64Type)
+		if err != nil {
+			return nil, err
+		}
+		return fastattn.AdditiveMask(f, a.shape...)
+	}
+	return nil, invalidf("mask has dtype %v; use bool or a float type", a.dtype)
 }
 
 // reportJSON encodes a report; a report whose details hold a value JSON

@@ -66,7 +66,7 @@ def _float_input(x, name, dtype=None):
 
 
 def _options(q, *, scale, causal, causal_align, window, mask, sinks, key_lengths,
-             method, eps, workers):
+             method, eps, workers, assume_finite):
     """The JSON options object and the array options, checked as far as
     Python must (the library checks the rest)."""
     opts = {"Method": method, "Eps": float(eps)}
@@ -91,6 +91,8 @@ def _options(q, *, scale, causal, causal_align, window, mask, sinks, key_lengths
                           "Right": -1 if right is None else int(right)}
     if workers is not None:
         opts["Workers"] = int(workers)
+    if assume_finite:
+        opts["AssumeFinite"] = True
     arrays = {}
     if key_lengths is not None:
         kl = np.asarray(key_lengths)
@@ -152,11 +154,14 @@ def _qkv(q, k, v):
 
 def attention(q, k, v, *, scale=None, causal=False, causal_align="bottom-right",
               window=None, mask=None, sinks=None, key_lengths=None, method="exact",
-              eps=DEFAULT_EPS, workers=None, return_lse=False, return_report=False):
+              eps=DEFAULT_EPS, workers=None, assume_finite=False, return_lse=False,
+              return_report=False):
     """softmax(scale * q k^T) v.
 
-    q: (..., n, d), k: (..., m, d), v: (..., m, e), with 2-4 dimensions;
-    returns (..., n, e) in q's dtype, and with return_lse each row's
+    q: (..., n, d), k: (..., m, d), v: (..., m, e), with 2-4 dimensions,
+    (batch, heads, n, d) as PyTorch; k and v may have fewer heads than q
+    (grouped-query attention: query head h uses kv head h // (Hq / Hkv),
+    PyTorch's enable_gqa). Returns (..., n, e) in q's dtype, and with return_lse each row's
     log-sum-exp (float64, -inf for a row without keys), with return_report
     the library's report as a dict (method, seconds, error bound, ...).
 
@@ -167,14 +172,17 @@ def attention(q, k, v, *, scale=None, causal=False, causal_align="bottom-right",
     boolean (True takes part) or additive, broadcasting to
     (batch, heads, n, m). sinks: one logit per query head joining each
     softmax denominator. key_lengths: valid keys per batch element or per
-    head. method: "exact", "auto" or any of methods(); eps: the entrywise
-    error target of approximate methods, relative to max|v| per column.
-    workers: threads (default all cores).
+    head, or per kv head. method: "exact", "auto" or any of methods(); eps:
+    the entrywise error target of approximate methods, relative to max|v|
+    per column. workers: threads (default all cores). assume_finite: skip
+    the NaN/Inf scans of q, k and v (a broken promise gives unspecified
+    output).
     """
     q, k, v = _qkv(q, k, v)
     opts, extra = _options(q, scale=scale, causal=causal, causal_align=causal_align,
                            window=window, mask=mask, sinks=sinks, key_lengths=key_lengths,
-                           method=method, eps=eps, workers=workers)
+                           method=method, eps=eps, workers=workers,
+                           assume_finite=assume_finite)
     out = np.empty(q.shape[:-1] + v.shape[-1:], dtype=q.dtype)
     lse = np.empty(q.shape[:-1], dtype=np.float64)
     c = _Call()
@@ -199,7 +207,7 @@ def attention(q, k, v, *, scale=None, causal=False, causal_align="bottom-right",
 def gradient(q, k, v, dout, out, lse, report, *, scale=None, causal=False,
              causal_align="bottom-right", window=None, mask=None, sinks=None,
              key_lengths=None, method="exact", eps=DEFAULT_EPS, workers=None,
-             return_report=False):
+             assume_finite=False, return_report=False):
     """The gradients (dq, dk, dv) of a loss whose gradient with respect to
     attention's output is dout, given that forward pass's out, lse and report
     (from attention(..., return_lse=True, return_report=True)) and the same
@@ -215,7 +223,8 @@ def gradient(q, k, v, dout, out, lse, report, *, scale=None, causal=False,
         report = json.dumps(report)
     opts, extra = _options(q, scale=scale, causal=causal, causal_align=causal_align,
                            window=window, mask=mask, sinks=sinks, key_lengths=key_lengths,
-                           method=method, eps=eps, workers=workers)
+                           method=method, eps=eps, workers=workers,
+                           assume_finite=assume_finite)
     dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
     c = _Call()
     rep, err = ctypes.c_void_p(), ctypes.c_void_p()

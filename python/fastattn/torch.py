@@ -33,11 +33,14 @@ def _numpy(t, name):
     return t.detach().numpy()
 
 
-def _options(scale, causal, causal_align, window, mask, sinks, key_lengths, method, eps, workers):
+def _options(scale, causal, causal_align, window, mask, key_lengths, method, eps, workers,
+             assume_finite):
+    if isinstance(mask, torch.Tensor) and mask.requires_grad and torch.is_grad_enabled():
+        raise NotImplementedError("fastattn: the mask is a constant here; gradients with respect "
+                                  "to an additive mask are not computed")
     return dict(scale=scale, causal=causal, causal_align=causal_align, window=window,
-                mask=_numpy(mask, "mask"), sinks=_numpy(sinks, "sinks"),
-                key_lengths=_numpy(key_lengths, "key_lengths"), method=method, eps=eps,
-                workers=workers)
+                mask=_numpy(mask, "mask"), key_lengths=_numpy(key_lengths, "key_lengths"),
+                method=method, eps=eps, workers=workers, assume_finite=assume_finite)
 
 
 class _Attention(torch.autograd.Function):
@@ -45,39 +48,62 @@ class _Attention(torch.autograd.Function):
     (fastattn.gradient), which recomputes the softmax from them."""
 
     @staticmethod
-    def forward(ctx, q, k, v, opts, reports):
-        out, lse, report = _fa.attention(_numpy(q, "q"), _numpy(k, "k"), _numpy(v, "v"),
+    def forward(ctx, q, k, v, sinks, opts, reports):
+        sn = None if sinks is None else _numpy(sinks, "sinks").astype(np.float64, copy=False)
+        out, lse, report = _fa.attention(_numpy(q, "q"), _numpy(k, "k"), _numpy(v, "v"), sinks=sn,
                                          return_lse=True, return_report=True, **opts)
         reports.append(report)
         out, lse = torch.from_numpy(out), torch.from_numpy(lse)
-        ctx.save_for_backward(q, k, v, out, lse)
-        ctx.opts, ctx.report = opts, report
+        ctx.save_for_backward(q, k, v, sinks, out, lse)
+        ctx.opts, ctx.report, ctx.sinks = opts, report, sn
         ctx.mark_non_differentiable(lse)
         return out, lse
 
     @staticmethod
     def backward(ctx, dout, _dlse):
-        q, k, v, out, lse = ctx.saved_tensors
-        if not any(ctx.needs_input_grad[:3]):
-            return None, None, None, None, None
-        dq, dk, dv = _fa.gradient(_numpy(q, "q"), _numpy(k, "k"), _numpy(v, "v"),
-                                  _numpy(dout.contiguous(), "dout"), out.numpy(), lse.numpy(),
-                                  ctx.report, **ctx.opts)
-        grads = [torch.from_numpy(g) if need else None
-                 for g, need in zip((dq, dk, dv), ctx.needs_input_grad[:3])]
-        return grads[0], grads[1], grads[2], None, None
+        q, k, v, sinks, out, lse = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        grads = [None] * 6
+        dout = dout.contiguous()
+        if any(need[:3]):
+            dq, dk, dv = _fa.gradient(_numpy(q, "q"), _numpy(k, "k"), _numpy(v, "v"),
+                                      _numpy(dout, "dout"), out.numpy(), lse.numpy(),
+                                      ctx.report, sinks=ctx.sinks, **ctx.opts)
+            for i, g in enumerate((dq, dk, dv)):
+                if need[i]:
+                    grads[i] = torch.from_numpy(g)
+        if need[3]:
+            grads[3] = _sink_gradient(sinks, out, lse, dout)
+        return tuple(grads)
+
+
+def _sink_gradient(sinks, out, lse, dout):
+    # A sink s adds e^s to each row's denominator: d out_i / d s =
+    # -e^{s - lse_i} out_i, so dL/ds = -sum_i e^{s - lse_i} (dO_i . O_i) over
+    # the rows of the query heads that use s (head h uses s[h % len]).
+    n = lse.shape[-1]
+    lse = lse.reshape(-1, n)
+    rowdot = (dout.to(torch.float64) * out.to(torch.float64)).sum(-1).reshape(-1, n)
+    idx = torch.arange(lse.shape[0]) % sinks.numel()
+    s = sinks.detach().to(torch.float64).reshape(-1)[idx][:, None]
+    w = torch.where(torch.isfinite(lse), torch.exp(s - lse), torch.zeros_like(lse))
+    per_head = -(w * rowdot).sum(-1)
+    grad = torch.zeros(sinks.numel(), dtype=torch.float64).index_add_(0, idx, per_head)
+    return grad.to(sinks.dtype).reshape(sinks.shape)
 
 
 def attention(q, k, v, *, scale=None, causal=False, causal_align="bottom-right", window=None,
               mask=None, sinks=None, key_lengths=None, method="exact", eps=_fa.DEFAULT_EPS,
-              workers=None, return_lse=False, return_report=False):
-    """fastattn.attention on CPU tensors, differentiable in q, k and v (the
-    mask, sinks and key lengths are constants). Same arguments and results
-    as the NumPy function; the report is the forward pass's."""
-    opts = _options(scale, causal, causal_align, window, mask, sinks, key_lengths, method, eps,
-                    workers)
+              workers=None, assume_finite=False, return_lse=False, return_report=False):
+    """fastattn.attention on CPU tensors, differentiable in q, k, v and sinks
+    (the mask and key lengths are constants). Same arguments and results as
+    the NumPy function; the report is the forward pass's."""
+    opts = _options(scale, causal, causal_align, window, mask, key_lengths, method, eps, workers,
+                    assume_finite)
+    if sinks is not None and not isinstance(sinks, torch.Tensor):
+        sinks = torch.as_tensor(sinks, dtype=torch.float64)
     reports = []
-    out, lse = _Attention.apply(q, k, v, opts, reports)
+    out, lse = _Attention.apply(q, k, v, sinks, opts, reports)
     if not (return_lse or return_report):
         return out
     result = (out,)
