@@ -343,18 +343,19 @@ func load[T fastattn.Float](in inputs) (q, k, v fastattn.Tensor[T], opts fastatt
 
 // gradient runs fastattn.Gradient given the forward's output, log-sum-exp
 // and report (as JSON; its method field names the method) and the loss
-// gradient dout, writing dQ, dK and dV into the caller's arrays.
-func gradient(in inputs, out, lse array, forwardReport string, dout, dq, dk, dv array) ([]byte, error) {
+// gradient dout, writing dQ, dK and dV (and, when dsinks is not nil, the
+// sinks' gradient) into the caller's arrays.
+func gradient(in inputs, out, lse array, forwardReport string, dout, dq, dk, dv array, dsinks *array) ([]byte, error) {
 	switch in.q.dtype {
 	case float32Type:
-		return gradientT[float32](in, out, lse, forwardReport, dout, dq, dk, dv)
+		return gradientT[float32](in, out, lse, forwardReport, dout, dq, dk, dv, dsinks)
 	case float64Type:
-		return gradientT[float64](in, out, lse, forwardReport, dout, dq, dk, dv)
+		return gradientT[float64](in, out, lse, forwardReport, dout, dq, dk, dv, dsinks)
 	}
 	return nil, invalidf("Q has dtype %v; use float32 or float64", in.q.dtype)
 }
 
-func gradientT[T fastattn.Float](in inputs, out, lse array, forwardReport string, dout, dq, dk, dv array) ([]byte, error) {
+func gradientT[T fastattn.Float](in inputs, out, lse array, forwardReport string, dout, dq, dk, dv array, dsinks *array) ([]byte, error) {
 	q, k, v, opts, err := load[T](in)
 	if err != nil {
 		return nil, err
@@ -383,6 +384,14 @@ func gradientT[T fastattn.Float](in inputs, out, lse array, forwardReport string
 		src  fastattn.Tensor[T]
 	}{{"dQ", dq, g.DQ}, {"dK", dk, g.DK}, {"dV", dv, g.DV}} {
 		if err := fill(x.dst, x.name, dtypeOf[T](), x.src.Data, x.src.Shape); err != nil {
+			return nil, err
+		}
+	}
+	if dsinks != nil {
+		if g.DSinks == nil {
+			return nil, invalidf("dsinks was asked for but there are no sinks")
+		}
+		if err := fill(*dsinks, "dsinks", float64Type, g.DSinks, []int{len(g.DSinks)}); err != nil {
 			return nil, err
 		}
 	}
@@ -431,7 +440,7 @@ func mergeT[T fastattn.Float](outs, lses []array, out, lse array) error {
 
 // abiVersion changes whenever an exported function's signature changes;
 // the Python side refuses a library of another version.
-const abiVersion = 1
+const abiVersion = 2
 
 // info describes the library to the Python side.
 func info() []byte {

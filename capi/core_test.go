@@ -81,7 +81,7 @@ func TestAttendWritesIntoCallerMemory(t *testing.T) {
 	dout := randoms(r, len(out))
 	dq, dk, dv := make([]float64, len(q)), make([]float64, len(k)), make([]float64, len(v))
 	if _, err := gradient(in, arrayOf(out, 2, 5, 3), arrayOf(lse, 2, 5), string(rep), arrayOf(dout, 2, 5, 3),
-		arrayOf(dq, 2, 5, 4), arrayOf(dk, 2, 7, 4), arrayOf(dv, 2, 7, 3)); err != nil {
+		arrayOf(dq, 2, 5, 4), arrayOf(dk, 2, 7, 4), arrayOf(dv, 2, 7, 3), nil); err != nil {
 		t.Fatal(err)
 	}
 	dt, _ := fastattn.NewTensor(dout, 2, 5, 3)

@@ -99,10 +99,11 @@ func fastattn_attend(q, k, v *C.fa_array, opts *C.char, keyLengths, sinks, mask 
 
 // fastattn_gradient computes dQ, dK and dV given the forward's out, lse and
 // report (JSON, as fastattn_attend returned it) and dout, the loss gradient
-// with respect to out.
+// with respect to out; with sinks, dsinks (float64, one per sink) receives
+// their gradient unless it is NULL.
 //
 //export fastattn_gradient
-func fastattn_gradient(q, k, v *C.fa_array, opts *C.char, keyLengths, sinks, mask *C.fa_array, out, lse *C.fa_array, forwardReport *C.char, dout, dq, dk, dv *C.fa_array, report, errOut **C.char) C.int {
+func fastattn_gradient(q, k, v *C.fa_array, opts *C.char, keyLengths, sinks, mask *C.fa_array, out, lse *C.fa_array, forwardReport *C.char, dout, dq, dk, dv, dsinks *C.fa_array, report, errOut **C.char) C.int {
 	var err error
 	func() {
 		defer guard(&err)
@@ -124,7 +125,7 @@ func fastattn_gradient(q, k, v *C.fa_array, opts *C.char, keyLengths, sinks, mas
 			fwd = C.GoString(forwardReport)
 		}
 		var rep []byte
-		if rep, err = gradient(in, arrs[0], arrs[1], fwd, arrs[2], arrs[3], arrs[4], arrs[5]); err == nil && report != nil {
+		if rep, err = gradient(in, arrs[0], arrs[1], fwd, arrs[2], arrs[3], arrs[4], arrs[5], goArray(dsinks)); err == nil && report != nil {
 			*report = C.CString(string(rep))
 		}
 	}()

@@ -208,8 +208,9 @@ def gradient(q, k, v, dout, out, lse, report, *, scale=None, causal=False,
              causal_align="bottom-right", window=None, mask=None, sinks=None,
              key_lengths=None, method="exact", eps=DEFAULT_EPS, workers=None,
              assume_finite=False, return_report=False):
-    """The gradients (dq, dk, dv) of a loss whose gradient with respect to
-    attention's output is dout, given that forward pass's out, lse and report
+    """The gradients (dq, dk, dv), and with sinks dsinks (float64, summed
+    over the batch), of a loss whose gradient with respect to attention's
+    output is dout, given that forward pass's out, lse and report
     (from attention(..., return_lse=True, return_report=True)) and the same
     inputs and options. The method is the report's; it must have a backward
     pass (differentiable_methods()). Each block of a split computation (for
@@ -226,19 +227,23 @@ def gradient(q, k, v, dout, out, lse, report, *, scale=None, causal=False,
                            method=method, eps=eps, workers=workers,
                            assume_finite=assume_finite)
     dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
+    dsinks = None if sinks is None else np.empty(extra["sinks"].shape, dtype=np.float64)
     c = _Call()
     rep, err = ctypes.c_void_p(), ctypes.c_void_p()
     status = _lib.lib.fastattn_gradient(
         c.arr(q), c.arr(k), c.arr(v), opts,
         c.arr(extra.get("key_lengths")), c.arr(extra.get("sinks")), c.arr(extra.get("mask")),
         c.arr(out), c.arr(lse), report.encode(), c.arr(dout),
-        c.arr(dq), c.arr(dk), c.arr(dv), ctypes.byref(rep), ctypes.byref(err))
+        c.arr(dq), c.arr(dk), c.arr(dv), c.arr(dsinks), ctypes.byref(rep), ctypes.byref(err))
     if status != _lib.OK:
         _raise(status, err)
     grad_report = json.loads(_lib.take_string(rep.value))
+    result = (dq, dk, dv)
+    if sinks is not None:
+        result += (dsinks,)
     if return_report:
-        return dq, dk, dv, grad_report
-    return dq, dk, dv
+        result += (grad_report,)
+    return result
 
 
 def merge(parts):

@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 # dtype codes of capi/core.go.
 FLOAT32, FLOAT64, BOOL, INT64 = 1, 2, 3, 4
@@ -60,7 +60,7 @@ def _load():
     lib.fastattn_attend.argtypes = [A, A, A, ctypes.c_char_p, A, A, A, A, A, P, P]
     lib.fastattn_attend.restype = ctypes.c_int
     lib.fastattn_gradient.argtypes = [A, A, A, ctypes.c_char_p, A, A, A, A, A,
-                                      ctypes.c_char_p, A, A, A, A, P, P]
+                                      ctypes.c_char_p, A, A, A, A, A, P, P]
     lib.fastattn_gradient.restype = ctypes.c_int
     lib.fastattn_merge.argtypes = [ctypes.c_int32, A, A, A, A, P]
     lib.fastattn_merge.restype = ctypes.c_int

@@ -65,31 +65,16 @@ class _Attention(torch.autograd.Function):
         need = ctx.needs_input_grad
         grads = [None] * 6
         dout = dout.contiguous()
-        if any(need[:3]):
-            dq, dk, dv = _fa.gradient(_numpy(q, "q"), _numpy(k, "k"), _numpy(v, "v"),
-                                      _numpy(dout, "dout"), out.numpy(), lse.numpy(),
-                                      ctx.report, sinks=ctx.sinks, **ctx.opts)
-            for i, g in enumerate((dq, dk, dv)):
+        if any(need[:4]):
+            gs = _fa.gradient(_numpy(q, "q"), _numpy(k, "k"), _numpy(v, "v"),
+                              _numpy(dout, "dout"), out.numpy(), lse.numpy(),
+                              ctx.report, sinks=ctx.sinks, **ctx.opts)
+            for i, g in enumerate(gs):
                 if need[i]:
                     grads[i] = torch.from_numpy(g)
-        if need[3]:
-            grads[3] = _sink_gradient(sinks, out, lse, dout)
+            if need[3]:
+                grads[3] = grads[3].to(sinks.dtype).reshape(sinks.shape)
         return tuple(grads)
-
-
-def _sink_gradient(sinks, out, lse, dout):
-    # A sink s adds e^s to each row's denominator: d out_i / d s =
-    # -e^{s - lse_i} out_i, so dL/ds = -sum_i e^{s - lse_i} (dO_i . O_i) over
-    # the rows of the query heads that use s (head h uses s[h % len]).
-    n = lse.shape[-1]
-    lse = lse.reshape(-1, n)
-    rowdot = (dout.to(torch.float64) * out.to(torch.float64)).sum(-1).reshape(-1, n)
-    idx = torch.arange(lse.shape[0]) % sinks.numel()
-    s = sinks.detach().to(torch.float64).reshape(-1)[idx][:, None]
-    w = torch.where(torch.isfinite(lse), torch.exp(s - lse), torch.zeros_like(lse))
-    per_head = -(w * rowdot).sum(-1)
-    grad = torch.zeros(sinks.numel(), dtype=torch.float64).index_add_(0, idx, per_head)
-    return grad.to(sinks.dtype).reshape(sinks.shape)
 
 
 def attention(q, k, v, *, scale=None, causal=False, causal_align="bottom-right", window=None,

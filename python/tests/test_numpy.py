@@ -210,26 +210,16 @@ def test_gradient_matches_finite_differences():
 # The real-model options: grouped-query attention, top-left causal
 # alignment, sliding windows, masks, sinks, workers.
 
-
-def attend(*args, **kw):
-    """fastattn.attention, marking the test as an expected failure (with
-    the library's message) while exact attention declines an option."""
-    try:
-        return fastattn.attention(*args, **kw)
-    except fastattn.UnsupportedError as e:
-        assert "does not support" in str(e), e
-        pytest.xfail(str(e))
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_grouped_query_attention(dtype):
     q, k, v = inputs([(2, 6, 9, 4), (2, 2, 11, 4), (2, 2, 11, 3)], dtype)
-    out, lse, rep = attend(q, k, v, causal=True, key_lengths=[11, 5],
+    out, lse, rep = fastattn.attention(q, k, v, causal=True, key_lengths=[11, 5],
                                        return_lse=True, return_report=True)
     want, want_lse = reference.attention(q, k, v, causal=True, key_lengths=np.repeat([11, 5], 6))
     check_close(out, want, v, TOL[dtype])
     assert rep["kv_heads"] == 4
     # One key length per kv head.
-    out = attend(q, k, v, key_lengths=[3, 11, 7, 1])
+    out = fastattn.attention(q, k, v, key_lengths=[3, 11, 7, 1])
     want, _ = reference.attention(q, k, v, key_lengths=np.repeat([3, 11, 7, 1], 3))
     check_close(out, want, v, TOL[dtype])
 
@@ -241,13 +231,13 @@ def test_causal_alignment_and_windows(dtype, n, m):
     for align in ("bottom-right", "top-left"):
         top_left = align == "top-left"
         for window, causal in (((2, 1), False), ((3, -1), True), ((-1, 0), False), ((1, None), False)):
-            out, lse = attend(q, k, v, causal=causal, causal_align=align, window=window,
+            out, lse = fastattn.attention(q, k, v, causal=causal, causal_align=align, window=window,
                                           return_lse=True)
             w = tuple(-1 if x is None else x for x in window)
             want, want_lse = reference.attention(q, k, v, causal=causal, top_left=top_left, window=w)
             check_close(out, want, v, TOL[dtype])
             assert np.array_equal(np.isneginf(lse), np.isneginf(want_lse)), (align, window)
-        out = attend(q, k, v, causal=True, causal_align=align)
+        out = fastattn.attention(q, k, v, causal=True, causal_align=align)
         check_close(out, reference.attention(q, k, v, causal=True, top_left=top_left)[0], v, TOL[dtype])
 
 
@@ -258,7 +248,7 @@ def test_masks(dtype):
     additive = randn(7, 10, dtype=dtype)
     additive[2, 3:] = -np.inf
     for mask in (boolean, additive, additive.astype(np.float64), RNG.random((10,)) < 0.5):
-        out, lse = attend(q, k, v, mask=mask, causal=True, return_lse=True)
+        out, lse = fastattn.attention(q, k, v, mask=mask, causal=True, return_lse=True)
         want, want_lse = reference.attention(q, k, v, mask=mask, causal=True)
         check_close(out, want, v, TOL[dtype])
         assert np.array_equal(np.isneginf(lse), np.isneginf(want_lse))
@@ -270,7 +260,7 @@ def test_masks(dtype):
 def test_sinks(dtype):
     q, k, v = inputs([(2, 3, 7, 4), (2, 3, 9, 4), (2, 3, 9, 5)], dtype)
     sinks = np.array([0.5, -np.inf, 2.0])
-    out, lse = attend(q, k, v, sinks=sinks, causal=True, return_lse=True)
+    out, lse = fastattn.attention(q, k, v, sinks=sinks, causal=True, return_lse=True)
     want, want_lse = reference.attention(q, k, v, sinks=sinks, causal=True)
     check_close(out, want, v, TOL[dtype])
     assert np.allclose(lse, want_lse, rtol=0, atol=1e-4 if dtype == np.float32 else 1e-10)
@@ -280,6 +270,6 @@ def test_sinks(dtype):
 
 def test_workers_and_assume_finite_give_the_same_result():
     q, k, v = inputs([(4, 300, 16), (4, 300, 16), (4, 300, 16)], np.float64)
-    base = attend(q, k, v)
+    base = fastattn.attention(q, k, v)
     for kw in ({"workers": 1}, {"workers": 3}, {"assume_finite": True}):
-        assert np.array_equal(attend(q, k, v, **kw), base), kw
+        assert np.array_equal(fastattn.attention(q, k, v, **kw), base), kw
