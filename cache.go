@@ -274,7 +274,7 @@ func (c *Cache[T]) ForwardRagged(ctx context.Context, q, k, v Tensor[T], newToke
 	for _, l := range c.lens {
 		m = max(m, l)
 	}
-	rep := Report{CallReport: CallReport{Method: st.Method, DType: dtypeName[T](),
+	rep := Report{CallReport: CallReport{Method: st.Method, DType: attn.DTypeName[T](),
 		Batch: c.batch * c.heads, N: n, M: m, D: c.d, E: c.e, Scale: c.scale, Causal: true, Eps: c.eps,
 		Seconds: st.Seconds, Flops: st.Flops, GFlops: st.Flops / st.Seconds / 1e9,
 		Version: Version(), Kernels: kernels.Implementation()}, ErrorBound: st.ErrorBound}

@@ -491,11 +491,3 @@ func expandKeyLengths(lens []int, lead []int, kvHeads, m int) ([]int, error) {
 	}
 	return nil, invalid("%d key lengths for leading shape %v; give one per batch element or one per head", len(lens), lead)
 }
-
-func dtypeName[T Float]() string {
-	var x T
-	if _, ok := any(x).(float32); ok {
-		return "float32"
-	}
-	return "float64"
-}

@@ -64,7 +64,7 @@ type CallReport struct {
 // newCallReport fills the fields that come from the problem and the build.
 func newCallReport[T Float](method string, p *attn.Problem[T], secs float64, st attn.Stats) CallReport {
 	r := CallReport{
-		Method: method, DType: dtypeName[T](),
+		Method: method, DType: attn.DTypeName[T](),
 		Batch: p.Heads, N: p.N, M: p.M, D: p.D, E: p.E,
 		Scale: p.Scale, Causal: p.Causal, Eps: p.Eps,
 		Seconds: secs, Flops: st.Flops, GFlops: st.Flops / secs / 1e9,

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/internal/parallel"
 )
 
 // The backward pass runs the forward's treecode once more, on the same
@@ -141,7 +142,7 @@ func backward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], o
 	clear(g.DV)
 	workers := m.workers()
 	hbs := make([]*bwdHead[T], p.Heads)
-	parallelFor(ctx, workers, p.Heads, func(h int) {
+	parallel.For(ctx, workers, p.Heads, func(h int) {
 		hbs[h] = newBwdHead(p, runs[h], out, dO)
 		hb := hbs[h]
 		if !p.Causal && hb.hr.hd.l > 0 {
@@ -207,7 +208,7 @@ func backward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], o
 
 	// Local expansions down to the keys, then dK and dV out.
 	var locNodes, evalKeys, downFlops atomic.Int64
-	parallelFor(ctx, workers, p.Heads, func(h int) {
+	parallel.For(ctx, workers, p.Heads, func(h int) {
 		hb := hbs[h]
 		inner := max(1, workers/p.Heads)
 		for _, bt := range hb.trees() {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/internal/check"
+	"github.com/fastattn/fastattn/internal/parallel"
 )
 
 // Method is any-temperature attention (Gupta et al., 2025) for small or
@@ -112,7 +113,7 @@ func plan[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], f32 b
 	allowance := rankAllowance(p.Eps, f32)
 	hs := make([]*head, p.Heads)
 	perHead := max(1, m.workers()/p.Heads)
-	parallelFor(ctx, m.workers(), p.Heads, func(h int) {
+	parallel.For(ctx, m.workers(), p.Heads, func(h int) {
 		hs[h] = prepare(p, h, allowance, !m.NoReduce, perHead)
 	})
 	if err := ctx.Err(); err != nil {
@@ -165,7 +166,7 @@ func forward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], ou
 	if !p.Causal {
 		// One tree per head; heads in parallel, a lone head's tree built
 		// with parallel recursion.
-		parallelFor(ctx, workers, p.Heads, func(h int) {
+		parallel.For(ctx, workers, p.Heads, func(h int) {
 			hr := runs[h]
 			if hr.hd.l > 0 {
 				hr.tree = buildTree(hr.hd, hr.v, p.E, 0, hr.hd.l, hr.pr.g, hr.pr.mo, p.Heads < workers)
@@ -403,26 +404,6 @@ func causalRows[T attn.Float](ctx context.Context, rc *rowCtx, p *attn.Problem[T
 		finish(rc, o, &out.LSE[row], hd.lseShift[i])
 	}
 	return bs.depth
-}
-
-// parallelFor runs f(0..n-1) on up to workers goroutines.
-func parallelFor(ctx context.Context, workers, n int, f func(int)) {
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(workers, n) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				i := int(next.Add(1) - 1)
-				if i >= n {
-					return
-				}
-				f(i)
-			}
-		}()
-	}
-	wg.Wait()
 }
 
 // stats builds the report.

@@ -220,7 +220,7 @@ func (dec *Decoder[T]) Attend(ctx context.Context, units []DecodeUnit[T], scale 
 	for i := range units {
 		for r, l := range units[i].LSE[:units[i].Rows] {
 			if math.IsNaN(l) || math.IsInf(l, 1) {
-				return fmt.Errorf("%w: the logits of row %d of decode unit %d overflow %s (|s q.k| beyond its range); scale the inputs down or use float64", attn.ErrBadProblem, r, i, typeName[T]())
+				return fmt.Errorf("%w: the logits of row %d of decode unit %d overflow %s (|s q.k| beyond its range); scale the inputs down or use float64", attn.ErrBadProblem, r, i, attn.DTypeName[T]())
 			}
 		}
 	}

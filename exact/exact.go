@@ -716,19 +716,11 @@ func (w *workspace[T]) checkOutput() error {
 	}
 	for i, l := range out.LSE {
 		if math.IsNaN(l) || math.IsInf(l, 1) {
-			return fmt.Errorf("%w: the logits of row %d overflow %s (|s q.k| beyond its range); scale the inputs down or use float64", attn.ErrBadProblem, i, typeName[T]())
+			return fmt.Errorf("%w: the logits of row %d overflow %s (|s q.k| beyond its range); scale the inputs down or use float64", attn.ErrBadProblem, i, attn.DTypeName[T]())
 		}
 	}
 	if bad {
-		return fmt.Errorf("%w: the logits overflow %s (|s q.k| beyond its range); scale the inputs down or use float64", attn.ErrBadProblem, typeName[T]())
+		return fmt.Errorf("%w: the logits overflow %s (|s q.k| beyond its range); scale the inputs down or use float64", attn.ErrBadProblem, attn.DTypeName[T]())
 	}
 	return nil
-}
-
-func typeName[T attn.Float]() string {
-	var x T
-	if _, ok := any(x).(float32); ok {
-		return "float32"
-	}
-	return "float64"
 }

@@ -140,27 +140,6 @@ func maxError(got, want, v []float64, e int) float64 {
 	return worst
 }
 
-// fitLine fits y = a + b x by least squares and returns a, b.
-func fitLine(x, y []float64) (a, b float64) {
-	n := float64(len(x))
-	if len(x) == 0 {
-		return math.NaN(), math.NaN()
-	}
-	var sx, sy, sxx, sxy float64
-	for i := range x {
-		sx += x[i]
-		sy += y[i]
-		sxx += x[i] * x[i]
-		sxy += x[i] * y[i]
-	}
-	den := n*sxx - sx*sx
-	if den == 0 {
-		return sy / n, 0
-	}
-	b = (n*sxy - sx*sy) / den
-	return (sy - b*sx) / n, b
-}
-
 // rate is a fitted cost model seconds = Setup + Flops / PerSecond.
 type rate struct {
 	Setup, PerSecond float64

@@ -160,10 +160,6 @@ func TestScalingSmall(t *testing.T) {
 }
 
 func TestFitting(t *testing.T) {
-	a, b := fitLine([]float64{1, 2, 3, 4}, []float64{3, 5, 7, 9})
-	if math.Abs(a-1) > 1e-12 || math.Abs(b-2) > 1e-12 {
-		t.Errorf("fitLine: %g + %g x", a, b)
-	}
 	r := fitRate([]float64{1e9, 2e9, 4e9}, []float64{0.11, 0.21, 0.41}, defaultPolyRate)
 	if math.Abs(r.PerSecond/1e10-1) > 1e-9 || math.Abs(r.Setup-0.01) > 1e-9 {
 		t.Errorf("fitRate: %+v", r)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/fastattn/fastattn"
 	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/internal/fit"
 )
 
 // Family is a kind of input the scaling experiment runs every method on.
@@ -224,25 +225,13 @@ func fitSlope(rows []ScalingRow, fam Family, method string) Slope {
 	if len(use) < 2 {
 		return s
 	}
-	var slopes []float64
-	for i := range use {
-		for j := i + 1; j < len(use); j++ {
-			dx := math.Log2(float64(use[j].N)) - math.Log2(float64(use[i].N))
-			slopes = append(slopes, (math.Log2(use[j].Seconds)-math.Log2(use[i].Seconds))/dx)
-		}
+	ns, secs := make([]float64, len(use)), make([]float64, len(use))
+	for i, r := range use {
+		ns[i], secs[i] = float64(r.N), r.Seconds
 	}
-	s.Slope = median(slopes)
+	s.Slope = fit.TheilSenLogLog(ns, secs)
 	s.NMin, s.NMax = use[0].N, use[len(use)-1].N
 	return s
-}
-
-func median(x []float64) float64 {
-	y := slices.Clone(x)
-	slices.Sort(y)
-	if len(y)%2 == 1 {
-		return y[len(y)/2]
-	}
-	return (y[len(y)/2-1] + y[len(y)/2]) / 2
 }
 
 // Write saves scaling.csv, slopes.csv and one log-log plot per family.

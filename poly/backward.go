@@ -40,7 +40,7 @@ func backward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], d
 		return attn.Stats{}, err
 	}
 	if p.Eps < minEps {
-		return attn.Stats{}, unsupported("eps = %g is below the smallest error this method certifies for %s (%g); use the exact method", p.Eps, typeName[T](), minEps)
+		return attn.Stats{}, unsupported("eps = %g is below the smallest error this method certifies for %s (%g); use the exact method", p.Eps, attn.DTypeName[T](), minEps)
 	}
 	deg := newDegreeTable(PolyShare * p.Eps)
 	run := &runner[T]{p: p, deg: deg, workers: m.workers(), uOut: uOut,

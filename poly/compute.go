@@ -4,10 +4,10 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"sync"
 	"sync/atomic"
 
 	"github.com/fastattn/fastattn/internal/kernels"
+	"github.com/fastattn/fastattn/internal/parallel"
 	"github.com/fastattn/fastattn/polyexp"
 )
 
@@ -43,23 +43,7 @@ func (run *runner[T]) scratchFor(n, r int) []*scratch {
 func (run *runner[T]) parallelBlocks(ctx context.Context, b0, b1 int, work func(s *scratch, b int), reduce func(s *scratch), r int) {
 	workers := max(min(run.workers, b1-b0), 1)
 	scratches := run.scratchFor(workers, r)
-	var next atomic.Int64
-	next.Store(int64(b0))
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Add(1)
-		go func(s *scratch) {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				b := int(next.Add(1) - 1)
-				if b >= b1 {
-					return
-				}
-				work(s, b)
-			}
-		}(scratches[w])
-	}
-	wg.Wait()
+	parallel.ForEach(ctx, scratches, b0, b1, work)
 	if reduce != nil {
 		for _, s := range scratches {
 			reduce(s)

@@ -62,11 +62,11 @@ const DefaultDecodeMaxRank = 1 << 15
 // rank (0 means DefaultDecodeMaxRank).
 func NewDecodeWorkspace[T attn.Float](d, e int, scale, eps float64, maxRank int) (*DecodeWorkspace[T], error) {
 	minEps, uOut := MinEps64, 0x1p-53
-	if typeName[T]() == "float32" {
+	if attn.DTypeName[T]() == "float32" {
 		minEps, uOut = MinEps32, 0x1p-24
 	}
 	if eps < minEps {
-		return nil, unsupported("eps = %g is below the smallest error this method certifies for %s (%g); use exact", eps, typeName[T](), minEps)
+		return nil, unsupported("eps = %g is below the smallest error this method certifies for %s (%g); use exact", eps, attn.DTypeName[T](), minEps)
 	}
 	if maxRank <= 0 {
 		maxRank = DefaultDecodeMaxRank

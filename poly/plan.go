@@ -32,7 +32,7 @@ func (m Method) Estimate64(p *attn.Problem[float64]) (attn.Estimate, error) {
 // auto compares the seconds, and the reason says the flops.
 func estimate[T attn.Float](m Method, p *attn.Problem[T], minEps, uOut float64) (attn.Estimate, error) {
 	if p.Eps < minEps {
-		return attn.Estimate{}, unsupported("eps = %g is below this method's floor %g for %s", p.Eps, minEps, typeName[T]())
+		return attn.Estimate{}, unsupported("eps = %g is below this method's floor %g for %s", p.Eps, minEps, attn.DTypeName[T]())
 	}
 	deg := newDegreeTable(PolyShare * p.Eps)
 	plans := make([]*headPlan, p.Heads)

@@ -427,7 +427,7 @@ func forward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], ou
 		return attn.Stats{}, err
 	}
 	if p.Eps < minEps {
-		return attn.Stats{}, unsupported("eps = %g is below the smallest error this method certifies for %s (%g); use the exact method", p.Eps, typeName[T](), minEps)
+		return attn.Stats{}, unsupported("eps = %g is below the smallest error this method certifies for %s (%g); use the exact method", p.Eps, attn.DTypeName[T](), minEps)
 	}
 	deg := newDegreeTable(PolyShare * p.Eps)
 	run := &runner[T]{p: p, out: out, deg: deg, workers: m.workers(), uOut: uOut,
@@ -468,14 +468,6 @@ func forward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], ou
 	run.details["exact_rows"] = run.exactRows
 	run.details["eps_a"] = deg.epsA
 	return attn.Stats{Flops: run.flops, ErrorBound: run.bound, ObservedError: chk.Observed, SampledRows: chk.Rows, Details: run.details}, nil
-}
-
-func typeName[T attn.Float]() string {
-	var x T
-	if _, ok := any(x).(float32); ok {
-		return "float32"
-	}
-	return "float64"
 }
 
 // runner carries one call's state across heads.

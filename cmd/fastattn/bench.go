@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/fastattn/fastattn"
+	"github.com/fastattn/fastattn/internal/fit"
 )
 
 func init() {
@@ -229,27 +230,11 @@ func firstRows[T fastattn.Float](q fastattn.Tensor[T], rows int) fastattn.Tensor
 
 // slope fits log(seconds) = a + slope log(n) by least squares.
 func slope(rows []benchRow, method string) float64 {
-	var xs, ys []float64
+	var ns, secs []float64
 	for _, r := range rows {
 		if s, ok := r.seconds[method]; ok && s > 0 {
-			xs = append(xs, math.Log(float64(r.n)))
-			ys = append(ys, math.Log(s))
+			ns, secs = append(ns, float64(r.n)), append(secs, s)
 		}
 	}
-	if len(xs) < 2 {
-		return math.NaN()
-	}
-	var mx, my float64
-	for i := range xs {
-		mx += xs[i]
-		my += ys[i]
-	}
-	mx /= float64(len(xs))
-	my /= float64(len(xs))
-	var sxy, sxx float64
-	for i := range xs {
-		sxy += (xs[i] - mx) * (ys[i] - my)
-		sxx += (xs[i] - mx) * (xs[i] - mx)
-	}
-	return sxy / sxx
+	return fit.LogLogSlope(ns, secs)
 }
