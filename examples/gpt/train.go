@@ -152,7 +152,7 @@ func Train(ctx context.Context, cfg Config, o trainOptions, log io.Writer) (*tra
 	}
 
 	logCSV, err := openCSV(filepath.Join(o.Out, "log.csv"), o.Resume,
-		[]string{"step", "seconds", "train_loss", "val_loss", "val_bpb", "unigram_bpb", "tokens_per_s", "attn_share", "lr"})
+		[]string{"step", "seconds", "train_loss", "val_loss", "val_bpb", "unigram_bpb", "tokens_per_s", "attn_share", "lr", "cpu_seconds"})
 	if err != nil {
 		return nil, err
 	}
@@ -276,7 +276,7 @@ func Train(ctx context.Context, cfg Config, o trainOptions, log io.Writer) (*tra
 				return nil, err
 			}
 		}
-		if err := logCSV.write(step, elapsed, loss, valLoss, valLoss/math.Ln2, unigram, tps, share, lr); err != nil {
+		if err := logCSV.write(step, elapsed, loss, valLoss, valLoss/math.Ln2, unigram, tps, share, lr, cpuSeconds()); err != nil {
 			return nil, err
 		}
 		if bar != nil {
@@ -292,8 +292,8 @@ func Train(ctx context.Context, cfg Config, o trainOptions, log io.Writer) (*tra
 	if stepSec > 0 {
 		res.TokensPerSec, res.AttentionShare = float64(tokens)/stepSec, attnSec/stepSec
 	}
-	fmt.Fprintf(log, "done: %d steps, %.0f s; validation %.4f nats = %.3f bits/byte (unigram %.3f); %.0f tokens/s; attention %.1f%% of step time\n",
-		step, elapsed, lastVal, lastVal/math.Ln2, unigram, res.TokensPerSec, 100*res.AttentionShare)
+	fmt.Fprintf(log, "done: %d steps, %.0f s; validation %.4f nats = %.3f bits/byte (unigram %.3f); %.0f tokens/s; attention %.1f%% of step time; %.0f CPU seconds\n",
+		step, elapsed, lastVal, lastVal/math.Ln2, unigram, res.TokensPerSec, 100*res.AttentionShare, cpuSeconds())
 	return res, nil
 }
 
