@@ -31,6 +31,7 @@ type decodeReport struct {
 	Scale     float64 `json:"scale"`
 	Eps       float64 `json:"eps"`
 	Window    int     `json:"window_left"`
+	Sinks     bool    `json:"sinks"`
 	Prefill   int     `json:"prefill_tokens"`
 	PrefillS  float64 `json:"prefill_seconds"`
 	Steps     int     `json:"steps"`
@@ -64,20 +65,19 @@ type stepTimes struct {
 }
 
 func decodeCmd(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("decode", "decode --q Q.npy --k K.npy --v V.npy --out OUT.npy [--prefill P] [--method exact|poly|auto] [flags]", stdout)
+	fs := newFlagSet("decode", "decode --q Q.npy --k K.npy --v V.npy --out OUT.npy [--prefill P] [--method exact|poly|auto] [--eps E] [--window L,R] [--sinks S.npy] [flags]", stdout)
 	var in inputFlags
 	in.register(fs)
-	var outPath, lsePath, reportPath, method, scale string
-	var prefill, window, workers int
-	var eps float64
+	var outPath, lsePath, reportPath string
+	var prefill, workers int
+	// run's attention flags; decoding is causal, and a mask tensor or key
+	// lengths do not apply.
+	var af attnFlags
+	af.register(fs)
 	fs.StringVar(&outPath, "out", "", "output file: (..., n, e) in Q's dtype, equal to run --causal on the same files")
 	fs.StringVar(&lsePath, "lse", "", "optional output file for the rows' log-sum-exp, (..., n) float64")
 	fs.StringVar(&reportPath, "report", "", "optional JSON report (per-step times by context length, bound, fallbacks); - for standard output")
 	fs.IntVar(&prefill, "prefill", 0, "tokens fed in one first call (the prompt); the rest go one per step")
-	fs.StringVar(&method, "method", fastattn.Auto, "exact, poly (the polynomial state: constant time per token, certified) or auto (exact until poly pays)")
-	fs.StringVar(&scale, "scale", "1/sqrt(d)", "logit scale: a positive number, 1/sqrt(d) (PyTorch's default) or 1/d (the papers')")
-	fs.Float64Var(&eps, "eps", fastattn.DefaultEps, "entrywise error target of poly and auto, relative to max |V| per column")
-	fs.IntVar(&window, "window", -1, "sliding window: each token sees itself and the previous W tokens (-1: all)")
 	fs.IntVar(&workers, "workers", 0, "goroutines of exact decoding (0: all cores)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -94,18 +94,27 @@ func decodeCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	// The scale and eps rules of run.
-	af := attnFlags{method: method, scale: scale, eps: eps}
+	if af.mask != "" || af.keyLengths != "" {
+		return usagef("decode: --mask and --key-lengths do not apply (each token sees the cached tokens before it)")
+	}
+	if prefill < 0 || workers < 0 {
+		return usagef("--prefill and --workers must be non-negative, got %d and %d", prefill, workers)
+	}
 	opts, err := af.options(headDim(arrays[0]))
 	if err != nil {
 		return err
 	}
-	if prefill < 0 || window < -1 || workers < 0 {
-		return usagef("--prefill, --window and --workers must be non-negative (--window -1 for none), got %d, %d, %d", prefill, window, workers)
+	switch af.method {
+	case "exact", "poly", fastattn.Auto:
+	default:
+		return usagef("decode: --method must be exact, poly or auto, got %q", af.method)
 	}
-	copts := fastattn.CacheOptions{Method: method, Scale: opts.Scale, Eps: eps, Workers: workers}
-	if window >= 0 {
-		copts.Window = &fastattn.Window{Left: window, Right: 0}
+	// Decoding is causal: a window's right side is capped at 0 and both
+	// alignments agree (queries and keys are the same tokens).
+	copts := fastattn.CacheOptions{Method: af.method, Scale: opts.Scale, Eps: opts.Eps, Workers: workers, Window: opts.Window, Sinks: opts.Sinks}
+	window := -1
+	if opts.Window != nil {
+		window = opts.Window.Left
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -120,6 +129,7 @@ func decodeCmd(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	rep.Window = window
+	rep.Sinks = opts.Sinks != nil
 	if reportPath != "" {
 		f, err := jsonFile(reportPath, rep)
 		if err != nil {

@@ -42,16 +42,35 @@ func TestDecodeEqualsRunCausal(t *testing.T) {
 		f32        bool
 		prefill    string
 		scale, eps string
+		kvHeads    int    // grouped-query attention: K and V heads
+		window     string // --window
+		sinks      bool
 	}{
-		{nil, 300, 4, 3, false, "0", "1/d", "1e-3"},
-		{[]int{2}, 500, 8, 5, true, "100", "1/d", "1e-4"},
-		{[]int{2, 2}, 260, 6, 6, true, "259", "0.1", "1e-3"},
+		{nil, 300, 4, 3, false, "0", "1/d", "1e-3", 0, "", false},
+		{[]int{2}, 500, 8, 5, true, "100", "1/d", "1e-4", 0, "", false},
+		{[]int{2, 2}, 260, 6, 6, true, "259", "0.1", "1e-3", 0, "", false},
+		{[]int{2, 4}, 300, 5, 4, false, "50", "1/d", "1e-3", 2, "20,0", true},
+		{[]int{3}, 200, 4, 2, true, "1", "0.3", "1e-3", 1, "-1,0", true},
 	} {
 		shape := func(cols int) []int { return append(slices.Clone(c.lead), c.n, cols) }
+		kvShape := func(cols int) []int {
+			s := shape(cols)
+			if c.kvHeads > 0 {
+				s[len(s)-3] = c.kvHeads
+			}
+			return s
+		}
 		writeRandom(t, p("q.npy"), r, c.f32, shape(c.d)...)
-		writeRandom(t, p("k.npy"), r, c.f32, shape(c.d)...)
-		v := writeRandom(t, p("v.npy"), r, c.f32, shape(c.e)...)
+		writeRandom(t, p("k.npy"), r, c.f32, kvShape(c.d)...)
+		v := writeRandom(t, p("v.npy"), r, c.f32, kvShape(c.e)...)
 		in := []string{"--q", p("q.npy"), "--k", p("k.npy"), "--v", p("v.npy"), "--scale", c.scale}
+		if c.window != "" {
+			in = append(in, "--window", c.window)
+		}
+		if c.sinks {
+			writeRandom(t, p("sinks.npy"), r, false, shape(1)[len(shape(1))-3])
+			in = append(in, "--sinks", p("sinks.npy"))
+		}
 		if code, _, stderr := cli(t, append([]string{"run", "--causal", "--method", "exact", "--out", p("run.npy")}, in...)...); code != 0 {
 			t.Fatalf("run: exit %d: %s", code, stderr)
 		}
@@ -80,11 +99,23 @@ func TestDecodeEqualsRunCausal(t *testing.T) {
 				tol = 3e-6
 			}
 			heads := len(want) / (c.n * c.e)
+			group := 1
+			if c.kvHeads > 0 {
+				group = shape(1)[len(shape(1))-3] / c.kvHeads
+			}
+			left := c.n
+			if c.window != "" && !strings.HasPrefix(c.window, "-1") {
+				left = atoi(strings.Split(c.window, ",")[0])
+			}
+			colMax := make([]float64, c.e)
 			for h := range heads {
-				colMax := make([]float64, c.e)
 				for i := range c.n {
 					for col := range c.e {
-						colMax[col] = max(colMax[col], math.Abs(v[(h*c.n+i)*c.e+col]))
+						// The guarantee's unit: max |V| over the row's keys.
+						colMax[col] = 0
+						for j := max(0, i-left); j <= i; j++ {
+							colMax[col] = max(colMax[col], math.Abs(v[(h/group*c.n+j)*c.e+col]))
+						}
 						x := (h*c.n+i)*c.e + col
 						if err := math.Abs(got[x] - want[x]); err > tol+rep.Bound*colMax[col] {
 							t.Fatalf("%+v %s: head %d token %d column %d: %g, run --causal %g (bound %g)", c, method, h, i, col, got[x], want[x], rep.Bound)
@@ -134,7 +165,8 @@ func TestDecodeRejectsBadInput(t *testing.T) {
 		{[]string{"--prefill", "11"}, "prefill"},
 		{[]string{"--method", "anytemp"}, "method"},
 		{[]string{"--eps", "1e-9", "--method", "poly"}, "eps"},
-		{[]string{"--window", "-2"}, "window"},
+		{[]string{"--window", "-2,0"}, "window"},
+		{[]string{"--key-lengths", "3"}, "do not apply"},
 		{[]string{"--out", ""}, "--out"},
 	} {
 		code, _, stderr := cli(t, withOverrides("decode", base, c.override)...)
