@@ -101,24 +101,30 @@ def attention(q, k, v, *, scale=None, causal=False, causal_align="bottom-right",
 
 # Ring attention: sequence parallelism over torch.distributed.
 #
-# Rank r of P holds the r-th contiguous shard of the sequence's queries, keys
-# and values, all shards of one size. Forward: P steps; at step s the rank
-# holds the K/V shard of rank (r - s) mod P, attends its queries to it with
-# the library and merges the partial result into its running one by
-# log-sum-exp, while the shard moves on to rank r + 1 (isend/irecv,
-# overlapping the computation). Backward runs the same ring: each block's
-# dQ stays home, its dK and dV are added to accumulators that travel with
-# the K/V shard and are back at their owner after P hops. Each block's
-# gradient is the library's backward with the final output and log-sum-exp,
-# which is exactly the block's share of the full gradient.
+# Rank r of P holds a shard of the sequence's queries, keys and values, all
+# shards of one size. Forward: P steps; at step s the rank holds the K/V
+# shard of rank (r - s) mod P, attends its queries to it with the library
+# and merges the partial result into its running one by log-sum-exp, while
+# the shard moves on to rank r + 1 (isend/irecv, overlapping the
+# computation). Backward runs the same ring: each block's dQ stays home, its
+# dK and dV are added to accumulators that travel with the K/V shard and
+# are back at their owner after P hops. Each block's gradient is the
+# library's backward with the final output and log-sum-exp, which is
+# exactly the block's share of the full gradient.
 #
-# Causal: shard s is entirely visible to the queries of rank r > s, the
-# diagonal block s = r is causal and shards s > r are skipped. Shards are
-# contiguous, so the load is not balanced: rank r computes r + 1 blocks
-# (rank P - 1 does P, rank 0 one), about (P + 1) / 2 times the work of a
-# balanced (zig-zag) layout on the slowest rank.
+# Causal attention skips what a rank's queries cannot see. With the
+# "contiguous" layout (rank r holds positions [r c, (r+1) c)) the diagonal
+# block is causal, earlier shards are whole and later ones skipped: rank r
+# computes r + 1 blocks, so the last rank does P times the first one's work.
+# The "zigzag" layout balances it (as ring-flash-attention does): with the
+# sequence cut into 2P chunks, rank r holds chunks r and 2P-1-r; then at
+# every step other than the diagonal, each rank computes exactly half a
+# block (all its queries against the first half of the shard, when it comes
+# from a lower rank; the second half of its queries against the whole
+# shard, when from a higher one).
 
 _KV_TAG, _GRAD_TAG = 7301, 7302
+LAYOUTS = ("contiguous", "zigzag")
 
 
 class _Ring:
@@ -158,14 +164,34 @@ def _unpack(buf, *likes):
     return out
 
 
-def _visible(causal, src, rank):
-    """"full", "causal" or None: how rank's queries see shard src."""
-    if not causal or src < rank:
-        return "full"
-    return "causal" if src == rank else None
+_ALL = slice(None)
 
 
-def _check_shards(ring, q, k, v):
+def _blocks(layout, causal, src, rank, n):
+    """The blocks rank's queries compute against shard src: a list of
+    (query rows, key rows, causal) of the shards (n rows each)."""
+    if not causal:
+        return [(_ALL, _ALL, False)]
+    if src == rank:
+        return [(_ALL, _ALL, True)]
+    if layout == "contiguous":
+        return [(_ALL, _ALL, False)] if src < rank else []
+    half = n // 2
+    if src < rank:
+        return [(_ALL, slice(0, half), False)]
+    return [(slice(half, n), _ALL, False)]
+
+
+def _rows(x, rows, axis=-2):
+    """x's rows along axis, C-contiguous (a copy only for a part)."""
+    if rows == _ALL:
+        return x
+    index = [slice(None)] * x.ndim
+    index[axis] = rows
+    return np.ascontiguousarray(x[tuple(index)])
+
+
+def _check_shards(ring, layout, q, k, v):
     # Every rank must hold shards of one shape: check once, collectively,
     # rather than deadlock in a receive of the wrong size.
     dims = torch.tensor(list(q.shape) + list(k.shape) + list(v.shape), dtype=torch.int64)
@@ -176,15 +202,21 @@ def _check_shards(ring, q, k, v):
         raise ValueError("fastattn: ring_attention needs shards of one shape on every rank; rank %d "
                          "has q %s, k %s, v %s" % (ring.rank, tuple(q.shape), tuple(k.shape),
                                                    tuple(v.shape)))
+    if q.shape[-2] != k.shape[-2]:
+        raise ValueError("fastattn: ring_attention needs query and key shards of one length, got "
+                         "%d and %d" % (q.shape[-2], k.shape[-2]))
+    if layout == "zigzag" and q.shape[-2] % 2:
+        raise ValueError("fastattn: the zigzag layout needs shards of even length (two chunks), "
+                         "got %d" % q.shape[-2])
 
 
 class _RingAttention(torch.autograd.Function):
 
     @staticmethod
-    def forward(ctx, q, k, v, group, causal, opts):
+    def forward(ctx, q, k, v, group, causal, layout, opts):
         ring = _Ring(group)
-        _check_shards(ring, q, k, v)
-        qn = _numpy(q, "q")
+        _check_shards(ring, layout, q, k, v)
+        qn, n = _numpy(q, "q"), q.shape[-2]
         kv = _pack(k.detach(), v.detach())
         out = lse = None
         reports = {}
@@ -192,26 +224,31 @@ class _RingAttention(torch.autograd.Function):
             src = (ring.rank - step) % ring.size
             if step + 1 < ring.size:
                 nxt, wait = ring.exchange(kv, _KV_TAG)
-            how = _visible(causal, src, ring.rank)
-            if how is not None:
-                ks, vs = _unpack(kv, k, v)
-                o, l, reports[src] = _fa.attention(qn, ks.numpy(), vs.numpy(),
-                                                   causal=how == "causal", return_lse=True,
-                                                   return_report=True, **opts)
-                out, lse = (o, l) if out is None else _fa.merge([(out, lse), (o, l)])
+            ks, vs = _unpack(kv, k, v)
+            for i, (qr, kr, blk_causal) in enumerate(_blocks(layout, causal, src, ring.rank, n)):
+                o, l, reports[src, i] = _fa.attention(
+                    _rows(qn, qr), _rows(ks.numpy(), kr), _rows(vs.numpy(), kr), causal=blk_causal,
+                    return_lse=True, return_report=True, **opts)
+                if out is None:  # step 0: the diagonal block, every row
+                    out, lse = o, l
+                elif qr == _ALL:
+                    out, lse = _fa.merge([(out, lse), (o, l)])
+                else:
+                    out[..., qr, :], lse[..., qr] = _fa.merge([(_rows(out, qr), _rows(lse, qr, -1)),
+                                                               (o, l)])
             if step + 1 < ring.size:
                 kv = wait()
         out, lse = torch.from_numpy(out), torch.from_numpy(lse)
         ctx.save_for_backward(q, k, v, out, lse)
-        ctx.ring, ctx.causal, ctx.opts, ctx.reports = ring, causal, opts, reports
+        ctx.ring, ctx.causal, ctx.layout, ctx.opts, ctx.reports = ring, causal, layout, opts, reports
         ctx.mark_non_differentiable(lse)
         return out, lse
 
     @staticmethod
     def backward(ctx, dout, _dlse):
         q, k, v, out, lse = ctx.saved_tensors
-        ring, causal, opts = ctx.ring, ctx.causal, ctx.opts
-        qn, on, ln = _numpy(q, "q"), out.numpy(), lse.numpy()
+        ring, opts = ctx.ring, ctx.opts
+        qn, on, ln, n = _numpy(q, "q"), out.numpy(), lse.numpy(), q.shape[-2]
         don = _numpy(dout.contiguous(), "dout")
         dq = np.zeros(q.shape, dtype=np.float64)
         kv = _pack(k.detach(), v.detach())
@@ -222,19 +259,20 @@ class _RingAttention(torch.autograd.Function):
             src = (ring.rank - step) % ring.size
             if step + 1 < ring.size:
                 nxt, wait = ring.exchange(kv, _KV_TAG)
-            how = _visible(causal, src, ring.rank)
-            block = None
-            if how is not None:
-                ks, vs = _unpack(kv, k, v)
-                gq, gk, gv = _fa.gradient(qn, ks.numpy(), vs.numpy(), don, on, ln,
-                                          ctx.reports[src],
-                                          causal=how == "causal", **opts)
-                dq += gq
-                block = _pack(torch.from_numpy(gk), torch.from_numpy(gv))
+            ks, vs = _unpack(kv, k, v)
+            gk_sum, gv_sum = np.zeros(k.shape, dtype=np.float64), np.zeros(v.shape, dtype=np.float64)
+            blocks = _blocks(ctx.layout, ctx.causal, src, ring.rank, n)
+            for i, (qr, kr, blk_causal) in enumerate(blocks):
+                gq, gk, gv = _fa.gradient(
+                    _rows(qn, qr), _rows(ks.numpy(), kr), _rows(vs.numpy(), kr), _rows(don, qr),
+                    _rows(on, qr), _rows(ln, qr, -1), ctx.reports[src, i], causal=blk_causal, **opts)
+                dq[..., qr, :] += gq
+                gk_sum[..., kr, :] += gk
+                gv_sum[..., kr, :] += gv
             if acc_wait is not None:
                 acc = acc_wait()
-            if block is not None:
-                acc += block
+            if blocks:
+                acc += _pack(torch.from_numpy(gk_sum), torch.from_numpy(gv_sum)).to(acc.dtype)
             # The accumulator moves on with its shard; after the last step
             # it reaches the shard's owner.
             if ring.size > 1:
@@ -245,25 +283,46 @@ class _RingAttention(torch.autograd.Function):
             acc = acc_wait()
         dk, dv = _unpack(acc, k, v)
         dq = torch.from_numpy(dq.astype(qn.dtype, copy=False))
-        return dq, dk.clone(), dv.clone(), None, None, None
+        return dq, dk.clone(), dv.clone(), None, None, None, None
 
 
-def ring_attention(q, k, v, group=None, causal=False, *, scale=None, method="exact",
-                   eps=_fa.DEFAULT_EPS, workers=None, return_lse=False):
+def ring_attention(q, k, v, group=None, causal=False, *, layout="contiguous", scale=None,
+                   method="exact", eps=_fa.DEFAULT_EPS, workers=None, return_lse=False):
     """Attention over a sequence sharded across the ranks of a
     torch.distributed process group (default: the world), differentiable.
 
-    Each rank passes its contiguous shard of the sequence: q (..., n/P, d),
-    k (..., n/P, d), v (..., n/P, e), shard r holding positions
-    [r n/P, (r+1) n/P), the same shape on every rank; it gets back its shard
-    of the output (and with return_lse its rows' log-sum-exps). Every rank
-    must call it (and backward) together. causal masks key j for query i
-    when j > i in the global sequence; the shards a rank cannot see are
-    skipped (no load balancing: the last rank does the most work). The
-    point-to-point sends work on any backend with isend/irecv on CPU
-    tensors (gloo; across machines unchanged). Gradients are tested with
-    method "exact".
+    Each rank passes its shard of the sequence: q (..., c, d), k (..., c, d),
+    v (..., c, e), the same shape on every rank, and gets back its shard of
+    the output (with return_lse, and its rows' log-sum-exps). With layout
+    "contiguous", rank r holds positions [r c, (r+1) c); with "zigzag" (c
+    even), the sequence is cut into 2P chunks of c/2 and rank r holds chunks
+    r and 2P-1-r, in that order (see zigzag_shard), which balances causal
+    attention's work across ranks. causal masks key j for query i when
+    j > i in the global sequence. Every rank must call it (and backward)
+    together. The point-to-point sends work on any backend with isend/irecv
+    on CPU tensors (gloo; across machines unchanged). Tested with method
+    "exact".
     """
+    if layout not in LAYOUTS:
+        raise ValueError("fastattn: layout must be one of %s, got %r" % (LAYOUTS, layout))
     opts = dict(scale=scale, method=method, eps=eps, workers=workers)
-    out, lse = _RingAttention.apply(q, k, v, group, bool(causal), opts)
+    out, lse = _RingAttention.apply(q, k, v, group, bool(causal), layout, opts)
     return (out, lse) if return_lse else out
+
+
+def zigzag_shard(x, rank, world, dim=-2):
+    """Rank's shard of the full sequence x in the zigzag layout: chunks rank
+    and 2*world-1-rank of 2*world equal chunks along dim, concatenated."""
+    chunks = x.chunk(2 * world, dim=dim)
+    if len(chunks) != 2 * world or x.shape[dim] % (2 * world):
+        raise ValueError("fastattn: a sequence of %d cannot be cut into %d equal chunks"
+                         % (x.shape[dim], 2 * world))
+    return torch.cat([chunks[rank], chunks[2 * world - 1 - rank]], dim=dim)
+
+
+def zigzag_unshard(shards, dim=-2):
+    """The full sequence from every rank's zigzag shard (in rank order)."""
+    world = len(shards)
+    halves = [s.chunk(2, dim=dim) for s in shards]
+    order = [halves[r][0] for r in range(world)] + [halves[r][1] for r in reversed(range(world))]
+    return torch.cat(order, dim=dim)

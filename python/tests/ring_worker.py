@@ -14,16 +14,18 @@ def run(rank, world, init):
     try:
         for dtype in (torch.float32, torch.float64):
             for causal in (False, True):
-                check(rank, world, dtype, causal)
+                check(rank, world, dtype, causal, "contiguous")
+            check(rank, world, dtype, True, "zigzag")
+        check_zigzag_round_trip(world)
         check_mismatched_shards(rank)
     finally:
         dist.destroy_process_group()
 
 
-def check(rank, world, dtype, causal):
+def check(rank, world, dtype, causal, layout):
     # Every rank draws the same full sequence, then keeps its shard.
     g = torch.Generator().manual_seed(11)
-    B, H, shard, d, e = 2, 3, 9, 8, 5
+    B, H, shard, d, e = 2, 3, 10, 8, 5
     n = shard * world
     q = torch.randn(B, H, n, d, generator=g, dtype=dtype)
     k = torch.randn(B, H, n, d, generator=g, dtype=dtype)
@@ -34,21 +36,33 @@ def check(rank, world, dtype, causal):
     out = ft.attention(*full, causal=causal)
     (out * w).sum().backward()
 
-    part = slice(rank * shard, (rank + 1) * shard)
-    mine = [x[:, :, part].clone().requires_grad_() for x in (q, k, v)]
-    got, lse = ft.ring_attention(*mine, causal=causal, return_lse=True)
-    (got * w[:, :, part]).sum().backward()
+    if layout == "zigzag":
+        def part(x):
+            return ft.zigzag_shard(x, rank, world)
+    else:
+        def part(x):
+            return x[:, :, rank * shard:(rank + 1) * shard]
+    mine = [part(x).clone().requires_grad_() for x in (q, k, v)]
+    got, lse = ft.ring_attention(*mine, causal=causal, layout=layout, return_lse=True)
+    (got * part(w)).sum().backward()
 
     tol = TOL[dtype]
-    what = "rank %d of %d, %s, causal=%s" % (rank, world, dtype, causal)
-    err = (got - out[:, :, part]).abs().max().item()
+    what = "rank %d of %d, %s, causal=%s, %s" % (rank, world, dtype, causal, layout)
+    err = (got - part(out)).abs().max().item()
     assert err <= tol * v.abs().max().item(), "%s: output off by %g" % (what, err)
     _, full_lse = ft.attention(*full, causal=causal, return_lse=True)
-    assert torch.allclose(lse, full_lse[:, :, part], rtol=0, atol=1e-4 if dtype == torch.float32 else 1e-12)
+    assert torch.allclose(lse, part(full_lse[..., None])[..., 0], rtol=0,
+                          atol=1e-4 if dtype == torch.float32 else 1e-12), what
     for name, a, b in zip("qkv", mine, full):
-        want = b.grad[:, :, part]
+        want = part(b.grad)
         err = (a.grad - want).abs().max().item()
         assert err <= tol * max(1.0, want.abs().max().item()), "%s: d%s off by %g" % (what, name, err)
+
+
+def check_zigzag_round_trip(world):
+    x = torch.arange(2 * world * 3.0).reshape(1, -1, 1)
+    shards = [ft.zigzag_shard(x, r, world) for r in range(world)]
+    assert torch.equal(ft.zigzag_unshard(shards), x)
 
 
 def check_mismatched_shards(rank):
