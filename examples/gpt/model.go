@@ -267,19 +267,31 @@ type acts struct {
 // returns the state Backward needs; its probs are the next-token
 // distributions (batch*ctx x 256).
 func (m *Model) Forward(ctx context.Context, tokens, targets []byte, batch int) (*acts, float64, error) {
+	return m.forward(ctx, tokens, targets, batch, 0, nil)
+}
+
+// forward is Forward for tokens at positions pos0.. of their sequences,
+// with one key/value cache per layer when caches is not nil (decoding:
+// earlier tokens' keys and values are in the caches and not recomputed).
+func (m *Model) forward(ctx context.Context, tokens, targets []byte, batch, pos0 int, caches []*fastattn.Cache[float32]) (*acts, float64, error) {
 	c := m.Cfg
-	if batch < 1 || len(tokens) == 0 || len(tokens)%batch != 0 || len(tokens)/batch > c.Ctx || (targets != nil && len(targets) != len(tokens)) {
+	if batch < 1 || len(tokens) == 0 || len(tokens)%batch != 0 || (caches == nil && len(tokens)/batch > c.Ctx) || (targets != nil && len(targets) != len(tokens)) {
 		return nil, 0, fmt.Errorf("forward: %d tokens (%d targets) do not make %d sequences of at most %d", len(tokens), len(targets), batch, c.Ctx)
 	}
 	T, C := len(tokens)/batch, c.Dim
 	N := batch * T
+	m.rope.ensure(pos0 + T)
 	a := &acts{tokens: tokens, targets: targets, batch: batch}
 	x := make([]float32, N*C)
 	for i, t := range tokens {
 		copy(x[i*C:(i+1)*C], m.w.wte[int(t)*C:(int(t)+1)*C])
 	}
 	for l := range c.Layers {
-		la, y, err := m.blockForward(ctx, l, x, batch, T)
+		var cache *fastattn.Cache[float32]
+		if caches != nil {
+			cache = caches[l]
+		}
+		la, y, err := m.blockForward(ctx, l, x, batch, T, pos0, cache)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -301,7 +313,7 @@ func (m *Model) Forward(ctx context.Context, tokens, targets []byte, batch int) 
 
 // blockForward is one transformer block: x + attention(norm(x)), then
 // that plus MLP(norm(.)).
-func (m *Model) blockForward(ctx context.Context, l int, x []float32, batch, T int) (layerActs, []float32, error) {
+func (m *Model) blockForward(ctx context.Context, l int, x []float32, batch, T, pos0 int, cache *fastattn.Cache[float32]) (layerActs, []float32, error) {
 	c, w := m.Cfg, m.w.layers[l]
 	C, H, KV, D := c.Dim, c.Heads, c.KVHeads, c.HeadDim
 	N := batch * T
@@ -317,9 +329,9 @@ func (m *Model) blockForward(ctx context.Context, l int, x []float32, batch, T i
 	if c.QKNorm {
 		la.qn, la.kn = make([]float32, batch*H*T), make([]float32, batch*KV*T)
 	}
-	splitHeads(la.qa, la.q, batch, T, H, D, m.rope, la.qn)
-	splitHeads(la.ka, la.k, batch, T, KV, D, m.rope, la.kn)
-	splitHeads(la.va, la.v, batch, T, KV, D, nil, nil)
+	splitHeads(la.qa, la.q, batch, T, H, D, m.rope, pos0, la.qn)
+	splitHeads(la.ka, la.k, batch, T, KV, D, m.rope, pos0, la.kn)
+	splitHeads(la.va, la.v, batch, T, KV, D, nil, 0, nil)
 	la.qShape, la.kShape, la.vShp = []int{batch, H, T, D}, []int{batch, KV, T, D}, []int{batch, KV, T, D}
 	la.kAtt, la.vAtt = la.ka, la.va
 	if m.expandKV && KV < H {
@@ -328,7 +340,14 @@ func (m *Model) blockForward(ctx context.Context, l int, x []float32, batch, T i
 	}
 	la.attOpts = fastattn.Options{Causal: true, Scale: c.scale(), Method: m.Attn.Method, Eps: m.Attn.Eps}
 	start := time.Now()
-	res, err := m.attend(ctx, &la)
+	var res *fastattn.Result[float32]
+	var err error
+	if cache != nil {
+		res, err = cache.Forward(ctx, fastattn.Tensor[float32]{Data: la.qa, Shape: la.qShape},
+			fastattn.Tensor[float32]{Data: la.ka, Shape: []int{batch, KV, T, D}}, fastattn.Tensor[float32]{Data: la.va, Shape: []int{batch, KV, T, D}})
+	} else {
+		res, err = m.attend(ctx, &la)
+	}
 	m.AttnSeconds += time.Since(start).Seconds()
 	if err != nil {
 		return la, nil, fmt.Errorf("layer %d attention: %w", l, err)
@@ -523,7 +542,7 @@ func (m *Model) blockBackward(ctx context.Context, l int, la *layerActs, dy []fl
 	datt := make([]float32, N*H*D)
 	matmulBackward(datt, g.wo, dx2, la.att, w.wo, N, H*D, C)
 	dOut := make([]float32, N*H*D)
-	splitHeads(dOut, datt, B, T, H, D, nil, nil)
+	splitHeads(dOut, datt, B, T, H, D, nil, 0, nil)
 	start := time.Now()
 	dqa, dka, dva, err := m.attendBackward(ctx, la, dOut)
 	m.AttnSeconds += time.Since(start).Seconds()

@@ -115,19 +115,26 @@ func rmsnormBackward(dx, dGain, dOut, x, gain, rstd []float32, rows, c int) {
 // GPT-NeoX / Llama half-split layout).
 type rope struct {
 	d        int
-	cos, sin []float32 // ctx x d/2
+	base     float64
+	cos, sin []float32 // positions x d/2
 }
 
 func newRope(ctx, d int, base float64) *rope {
-	h := d / 2
-	r := &rope{d: d, cos: make([]float32, ctx*h), sin: make([]float32, ctx*h)}
-	for t := range ctx {
+	r := &rope{d: d, base: base}
+	r.ensure(ctx)
+	return r
+}
+
+// ensure extends the tables to positions 0..n-1 (decoding with a key/value
+// cache goes past the training context; only relative positions matter).
+func (r *rope) ensure(n int) {
+	h := r.d / 2
+	for t := len(r.cos) / h; t < n; t++ {
 		for j := range h {
-			a := float64(t) * math.Pow(base, -2*float64(j)/float64(d))
-			r.cos[t*h+j], r.sin[t*h+j] = float32(math.Cos(a)), float32(math.Sin(a))
+			a := float64(t) * math.Pow(r.base, -2*float64(j)/float64(r.d))
+			r.cos, r.sin = append(r.cos, float32(math.Cos(a))), append(r.sin, float32(math.Sin(a)))
 		}
 	}
-	return r
 }
 
 // rotate applies the rotation of position t to v in place; inverse
@@ -149,8 +156,8 @@ func (r *rope) rotate(v []float32, t int, inverse bool) {
 // splitHeads copies the heads of x (batch*ctx rows of heads*d, as a
 // linear layer writes them) into the (batch, heads, ctx, d) layout of
 // attention, applying QK-normalization (v / |v|, keeping |v| in norms) and
-// the rotary embedding when asked.
-func splitHeads(dst, x []float32, batch, ctx, heads, d int, rp *rope, norms []float32) {
+// the rotary embedding (token t at position pos0+t) when asked.
+func splitHeads(dst, x []float32, batch, ctx, heads, d int, rp *rope, pos0 int, norms []float32) {
 	for b := range batch {
 		for t := range ctx {
 			row := x[(b*ctx+t)*heads*d:]
@@ -169,7 +176,7 @@ func splitHeads(dst, x []float32, batch, ctx, heads, d int, rp *rope, norms []fl
 					}
 				}
 				if rp != nil {
-					rp.rotate(o, t, false)
+					rp.rotate(o, pos0+t, false)
 				}
 			}
 		}

@@ -97,6 +97,20 @@ func swapCmd(args []string) error {
 		r.GenBytesPerS = float64(*genBytes) / time.Since(start).Seconds()
 		return r, gen, nil
 	}
+	// Decoding with the key/value cache: generation speed only.
+	runCache := func(method string, eps float64) (swapRow, []byte, error) {
+		m.Attn = Attention{Method: "exact"}
+		m.Declined, m.Calls, m.Ran = 0, 0, map[string]int{}
+		r := swapRow{Method: "cache:" + method, Eps: eps, ValLoss: math.NaN(), Diff: math.NaN()}
+		start := time.Now()
+		gen, err := Generate(ctx, m, prompt, GenerateOptions{Tokens: *genBytes, Cache: method, Eps: eps}, nil)
+		if err != nil {
+			return r, nil, err
+		}
+		r.GenBytesPerS = float64(*genBytes) / time.Since(start).Seconds()
+		r.Calls, r.Ran = m.Calls, ranSummary(m.Ran, m.Cfg.Layers)
+		return r, gen, nil
+	}
 	base, baseGen, err := run("exact", 0)
 	if err != nil {
 		return err
@@ -118,15 +132,29 @@ func swapCmd(args []string) error {
 			rows = append(rows, r)
 		}
 	}
+	for _, method := range []string{"exact", "poly", "auto"} {
+		list := epss
+		if method == "exact" {
+			list = []float64{0}
+		}
+		for _, eps := range list {
+			r, gen, err := runCache(method, eps)
+			if err != nil {
+				return fmt.Errorf("cache %s at eps %g: %w", method, eps, err)
+			}
+			r.GenIdentical = slices.Equal(gen, baseGen)
+			rows = append(rows, r)
+		}
+	}
 	f, err := openCSV(filepath.Join(*dir, "swap.csv"), false, []string{"method", "eps", "val_loss", "diff_vs_exact", "eval_seconds",
 		"gen_bytes_per_s", "attention_calls", "declined_to_exact", "greedy_text_equal", "ran_per_layer", "poly_note"})
 	if err != nil {
 		return err
 	}
 	defer f.close()
-	fmt.Printf("%-8s %7s %10s %11s %8s %9s %9s %6s  %s\n", "method", "eps", "val loss", "vs exact", "eval s", "gen B/s", "declined", "greedy=", "ran (per layer)")
+	fmt.Printf("%-13s %7s %10s %11s %8s %9s %9s %6s  %s\n", "method", "eps", "val loss", "vs exact", "eval s", "gen B/s", "declined", "greedy=", "ran (per layer)")
 	for _, r := range rows {
-		fmt.Printf("%-8s %7.0e %10.5f %+11.2e %8.2f %9.1f %5d/%-3d %6v  %s %s\n", r.Method, r.Eps, r.ValLoss, r.Diff, r.EvalSeconds, r.GenBytesPerS, r.Declined, r.Calls, r.GenIdentical, r.Ran, r.PolyNote)
+		fmt.Printf("%-13s %7.0e %10.5f %+11.2e %8.2f %9.1f %5d/%-3d %6v  %s %s\n", r.Method, r.Eps, r.ValLoss, r.Diff, r.EvalSeconds, r.GenBytesPerS, r.Declined, r.Calls, r.GenIdentical, r.Ran, r.PolyNote)
 		if err := f.write(r.Method, r.Eps, r.ValLoss, r.Diff, r.EvalSeconds, r.GenBytesPerS, r.Calls, r.Declined, r.GenIdentical, r.Ran, r.PolyNote); err != nil {
 			return err
 		}
