@@ -365,48 +365,68 @@ func recordOptions[T Float](r *CallReport, p *attn.Problem[T]) {
 // heads), kv heads dividing query heads. It does not scan the values
 // (attn.Forward does, unless the method checks them itself).
 func problem[T Float](q, k, v Tensor[T], opts Options) (*attn.Problem[T], []int, error) {
+	p := new(attn.Problem[T])
+	lead, err := fillProblem(p, nil, q, k, v, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	return p, lead, nil
+}
+
+// problemScratch keeps what building a problem would allocate, for calls
+// that repeat with the same options (AttendInto).
+type problemScratch struct {
+	keyLens    []int
+	mask       attn.Mask
+	maskOf     *Mask
+	maskTarget [4]int
+}
+
+// fillProblem is problem writing into p, with scratch (may be nil) for the
+// expanded key lengths and the broadcast mask.
+func fillProblem[T Float](p *attn.Problem[T], scratch *problemScratch, q, k, v Tensor[T], opts Options) ([]int, error) {
 	for _, t := range []struct {
 		name string
 		t    Tensor[T]
 	}{{"Q", q}, {"K", k}, {"V", v}} {
 		if r := len(t.t.Shape); r < 2 || r > 4 {
-			return nil, nil, invalid("%s has rank %d (shape %v); use (n, d), (heads, n, d) or (batch, heads, n, d)", t.name, r, t.t.Shape)
+			return nil, invalid("%s has rank %d (shape %v); use (n, d), (heads, n, d) or (batch, heads, n, d)", t.name, r, t.t.Shape)
 		}
 		if err := t.t.check(t.name); err != nil {
-			return nil, nil, inputError{err}
+			return nil, inputError{err}
 		}
 	}
 	if len(q.Shape) != len(k.Shape) || len(q.Shape) != len(v.Shape) {
-		return nil, nil, invalid("Q, K and V must have the same rank, got shapes %v, %v and %v", q.Shape, k.Shape, v.Shape)
+		return nil, invalid("Q, K and V must have the same rank, got shapes %v, %v and %v", q.Shape, k.Shape, v.Shape)
 	}
 	r := len(q.Shape)
 	lead, kvLead := q.Shape[:r-2], k.Shape[:r-2]
 	if !slices.Equal(kvLead, v.Shape[:r-2]) {
-		return nil, nil, invalid("K and V must share their leading (batch, heads) dimensions, got shapes %v and %v", k.Shape, v.Shape)
+		return nil, invalid("K and V must share their leading (batch, heads) dimensions, got shapes %v and %v", k.Shape, v.Shape)
 	}
 	if r == 4 && lead[0] != kvLead[0] {
-		return nil, nil, invalid("Q has batch %d but K and V have %d (shapes %v, %v and %v)", lead[0], kvLead[0], q.Shape, k.Shape, v.Shape)
+		return nil, invalid("Q has batch %d but K and V have %d (shapes %v, %v and %v)", lead[0], kvLead[0], q.Shape, k.Shape, v.Shape)
 	}
 	if r >= 3 && (kvLead[r-3] == 0 || lead[r-3]%kvLead[r-3] != 0) {
-		return nil, nil, invalid("K and V have %d heads, which does not divide Q's %d heads (grouped-query attention needs kv heads dividing query heads; shapes %v, %v and %v)", kvLead[r-3], lead[r-3], q.Shape, k.Shape, v.Shape)
+		return nil, invalid("K and V have %d heads, which does not divide Q's %d heads (grouped-query attention needs kv heads dividing query heads; shapes %v, %v and %v)", kvLead[r-3], lead[r-3], q.Shape, k.Shape, v.Shape)
 	}
 	n, d := q.Shape[r-2], q.Shape[r-1]
 	m, e := k.Shape[r-2], v.Shape[r-1]
 	if k.Shape[r-1] != d {
-		return nil, nil, invalid("K's last dimension is %d but Q's is %d; queries and keys need the same head dimension", k.Shape[r-1], d)
+		return nil, invalid("K's last dimension is %d but Q's is %d; queries and keys need the same head dimension", k.Shape[r-1], d)
 	}
 	if v.Shape[r-2] != m {
-		return nil, nil, invalid("V has %d rows but K has %d; every key needs a value", v.Shape[r-2], m)
+		return nil, invalid("V has %d rows but K has %d; every key needs a value", v.Shape[r-2], m)
 	}
 	heads, kvHeads := product(lead), product(kvLead)
 	if heads == 0 || n == 0 || m == 0 || d == 0 || e == 0 {
-		return nil, nil, invalid("empty input: shapes %v, %v and %v", q.Shape, k.Shape, v.Shape)
+		return nil, invalid("empty input: shapes %v, %v and %v", q.Shape, k.Shape, v.Shape)
 	}
 	// The output is heads x n x e: refuse sizes no machine holds before
 	// allocating (small inputs can ask for a huge output, e.g. n x 1 and
 	// 1 x e).
 	if out := float64(heads) * float64(n) * float64(e); out > MaxOutputElements {
-		return nil, nil, invalid("the output would have %.3g elements (heads %d x n %d x e %d), above the limit of %.3g", out, heads, n, e, float64(MaxOutputElements))
+		return nil, invalid("the output would have %.3g elements (heads %d x n %d x e %d), above the limit of %.3g", out, heads, n, e, float64(MaxOutputElements))
 	}
 	scale := opts.Scale
 	if scale == 0 {
@@ -416,40 +436,51 @@ func problem[T Float](q, k, v Tensor[T], opts Options) (*attn.Problem[T], []int,
 	if eps == 0 {
 		eps = DefaultEps
 	}
-	keyLens, err := expandKeyLengths(opts.KeyLengths, lead, kvHeads, m)
+	var buf []int
+	if scratch != nil {
+		buf = scratch.keyLens[:0]
+	}
+	keyLens, err := expandKeyLengths(buf, opts.KeyLengths, lead, kvHeads, m)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
+	}
+	if scratch != nil && keyLens != nil {
+		scratch.keyLens = keyLens
 	}
 	// target is (batch, query heads, n, m) for masks and sinks.
 	target := [4]int{1, 1, n, m}
 	for x := range lead {
 		target[2-len(lead)+x] = lead[x]
 	}
-	p := &attn.Problem[T]{
+	*p = attn.Problem[T]{
 		Heads: heads, N: n, M: m, D: d, E: e,
 		Q: q.Data, K: k.Data, V: v.Data, KVHeads: kvHeads,
 		Scale: scale, Causal: opts.Causal, CausalAlign: opts.CausalAlign, KeyLens: keyLens, Eps: eps,
-		Workers: opts.Workers, AssumeFinite: opts.AssumeFinite,
-	}
-	if opts.Window != nil {
-		w := *opts.Window
-		p.Window = &w
+		Workers: opts.Workers, AssumeFinite: opts.AssumeFinite, Window: opts.Window,
 	}
 	if opts.Sinks != nil {
 		if len(opts.Sinks) != target[1] {
-			return nil, nil, invalid("%d sinks for %d query heads; give one per query head (of one batch element)", len(opts.Sinks), target[1])
+			return nil, invalid("%d sinks for %d query heads; give one per query head (of one batch element)", len(opts.Sinks), target[1])
 		}
 		p.Sinks = opts.Sinks
 	}
 	if opts.Mask != nil {
-		if p.Mask, err = opts.Mask.broadcast(target); err != nil {
-			return nil, nil, err
+		switch {
+		case scratch != nil && scratch.maskOf == opts.Mask && scratch.maskTarget == target:
+			p.Mask = &scratch.mask
+		default:
+			if p.Mask, err = opts.Mask.broadcast(target); err != nil {
+				return nil, err
+			}
+			if scratch != nil {
+				scratch.mask, scratch.maskOf, scratch.maskTarget = *p.Mask, opts.Mask, target
+			}
 		}
 	}
 	if err := p.ValidateShapes(); err != nil {
-		return nil, nil, inputError{err}
+		return nil, inputError{err}
 	}
-	return p, lead, nil
+	return lead, nil
 }
 
 func product(xs []int) int {
@@ -462,7 +493,8 @@ func product(xs []int) int {
 
 // expandKeyLengths turns per-sequence or per-kv-head lengths into per
 // query head ones.
-func expandKeyLengths(lens []int, lead []int, kvHeads, m int) ([]int, error) {
+// Repeated lengths are appended to buf.
+func expandKeyLengths(buf, lens []int, lead []int, kvHeads, m int) ([]int, error) {
 	if lens == nil {
 		return nil, nil
 	}
@@ -473,7 +505,7 @@ func expandKeyLengths(lens []int, lead []int, kvHeads, m int) ([]int, error) {
 		}
 	}
 	repeat := func(each int) []int {
-		out := make([]int, 0, heads)
+		out := buf
 		for _, l := range lens {
 			for range each {
 				out = append(out, l)

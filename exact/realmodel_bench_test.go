@@ -1,0 +1,121 @@
+package exact
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/attn/attntest"
+	"github.com/fastattn/fastattn/internal/kernels"
+)
+
+// The real-model benchmarks: a grouped-query decoding step against the
+// kernel alone, GQA prefill against the same call with K and V repeated,
+// and a sliding window against full causal attention. Compare the ratios
+// within one run (go test -bench 'Decode|Prefill|Window' -benchmem).
+
+var ops32 = ops[float32]{kernels.GemmNT32, kernels.GemmNN32, kernels.ExpShiftSum32, kernels.Max32}
+
+// BenchmarkDecodeGQA times one decoding step, 8 query heads sharing 2
+// key/value heads, 1 query each, d = 128, float32, against m keys:
+//
+//   - workspace: Workspace.Forward as AttendInto runs it (plan, split-K,
+//     merge, sinks, NaN and Inf looked for among the keys read);
+//   - assume-finite: the same without the scans;
+//   - kernel: the kernel alone, attendRows on the same split of the keys
+//     over the same workers, without planning, merging or checks.
+func BenchmarkDecodeGQA(b *testing.B) {
+	for _, m := range []int{4096, 32768} {
+		p := attntest.To32(attntest.Case{Heads: 8, KVHeads: 2, N: 1, M: m, D: 128, E: 128}.Generate(1))
+		out := attn.NewOutput(p)
+		ws := NewWorkspace[float32]()
+		b.Run(fmt.Sprintf("m=%d/workspace", m), func(b *testing.B) {
+			b.ReportAllocs()
+			p.AssumeFinite = false
+			for b.Loop() {
+				if _, err := ws.Forward(context.Background(), p, out); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("m=%d/assume-finite", m), func(b *testing.B) {
+			b.ReportAllocs()
+			p.AssumeFinite = true
+			for b.Loop() {
+				if _, err := ws.Forward(context.Background(), p, out); err != nil {
+					b.Fatal(err)
+				}
+			}
+			p.AssumeFinite = false
+		})
+		b.Run(fmt.Sprintf("m=%d/kernel", m), func(b *testing.B) {
+			b.ReportAllocs()
+			benchKernelOnly(b, p, ws)
+		})
+	}
+}
+
+// benchKernelOnly runs the tasks of the workspace's plan for p with
+// attendRows alone, on as many goroutines, each with its own tile state.
+func benchKernelOnly(b *testing.B, p *attn.Problem[float32], ws *Workspace[float32]) {
+	pl := makePlan(p, 0)
+	states := make([]*tileState[float32], pl.workers)
+	for i := range states {
+		states[i] = newTileState[float32](p.E)
+	}
+	ctx := context.Background()
+	for b.Loop() {
+		var wg sync.WaitGroup
+		for w := range pl.workers {
+			wg.Go(func() {
+				for t := w; t < len(pl.tasks); t += pl.workers {
+					tk := pl.tasks[t]
+					attendRows(ctx, p, ops32, states[w], nil, tk.r0, tk.rows, tk.ja, tk.jb, false)
+				}
+			})
+		}
+		wg.Wait()
+	}
+}
+
+// BenchmarkPrefillGQA times causal prefill, 8 query heads sharing 2
+// key/value heads, n = m = 4096, d = 128, float32, against the same call
+// with K and V repeated for every query head.
+func BenchmarkPrefillGQA(b *testing.B) {
+	p := attntest.To32(attntest.Case{Heads: 8, KVHeads: 2, N: 4096, M: 4096, D: 128, E: 128, Causal: true}.Generate(1))
+	rep := *p
+	rep.KVHeads = 0
+	rep.K, rep.V = nil, nil
+	for h := range p.Heads {
+		kh := p.KVHead(h)
+		rep.K = append(rep.K, p.K[kh*p.M*p.D:(kh+1)*p.M*p.D]...)
+		rep.V = append(rep.V, p.V[kh*p.M*p.E:(kh+1)*p.M*p.E]...)
+	}
+	for _, c := range []struct {
+		name string
+		p    *attn.Problem[float32]
+	}{{"gqa", p}, {"repeated-kv", &rep}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			benchForward(b, c.p)
+		})
+	}
+}
+
+// BenchmarkWindow times causal attention at n = m = 32768, d = 128,
+// float32, one head, with a window of 1024 keys and without.
+func BenchmarkWindow(b *testing.B) {
+	p := attntest.To32(attntest.Case{Heads: 1, N: 32768, M: 32768, D: 128, E: 128, Causal: true}.Generate(1))
+	for _, w := range []*attn.Window{{Left: 1024, Right: 0}, nil} {
+		name := "full-causal"
+		if w != nil {
+			name = fmt.Sprintf("window=%d", w.Left)
+		}
+		b.Run(name, func(b *testing.B) {
+			p.Window = w
+			benchForward(b, p)
+		})
+	}
+}

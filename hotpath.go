@@ -1,0 +1,107 @@
+package fastattn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/exact"
+)
+
+// Workspace is reusable state for AttendInto: the exact kernels' buffers
+// and worker goroutines and what building a call's problem would allocate.
+// A steady stream of calls of one shape through one Workspace allocates
+// nothing after the first. A Workspace must not be used by two calls at
+// once (give each serving goroutine its own, and each a share of the cores
+// through Options.Workers); it needs no closing.
+type Workspace struct {
+	p32     attn.Problem[float32]
+	p64     attn.Problem[float64]
+	o32     attn.Output[float32]
+	o64     attn.Output[float64]
+	ws32    *exact.Workspace[float32]
+	ws64    *exact.Workspace[float64]
+	lse     []float64
+	scratch problemScratch
+}
+
+// NewWorkspace returns an empty Workspace.
+func NewWorkspace() *Workspace { return &Workspace{} }
+
+// state returns the workspace's problem, output and exact workspace for T.
+func state[T Float](ws *Workspace) (*attn.Problem[T], *attn.Output[T], *exact.Workspace[T]) {
+	var p, o, w any
+	switch any(T(0)).(type) {
+	case float32:
+		if ws.ws32 == nil {
+			ws.ws32 = exact.NewWorkspace[float32]()
+		}
+		p, o, w = &ws.p32, &ws.o32, ws.ws32
+	default:
+		if ws.ws64 == nil {
+			ws.ws64 = exact.NewWorkspace[float64]()
+		}
+		p, o, w = &ws.p64, &ws.o64, ws.ws64
+	}
+	return p.(*attn.Problem[T]), o.(*attn.Output[T]), w.(*exact.Workspace[T])
+}
+
+// ErrNotExact is returned by AttendInto for a method other than exact.
+var ErrNotExact = errors.New("AttendInto computes exact attention only")
+
+// AttendInto computes exact attention of q, k and v with opts, as Attend
+// does, into caller-owned buffers: out, shaped (..., n, e) like Attend's
+// output, and lse (nil, or one log-sum-exp per row, heads*n values). It is
+// the serving hot path: with a reused Workspace, calls of one shape
+// allocate nothing, NaN and Inf are looked for only among the keys the
+// call reads, as it reads them (not at all with opts.AssumeFinite), and
+// the work runs on opts.Workers goroutines. opts.Method must be "" or
+// "exact". On error out and lse are unspecified.
+func AttendInto[T Float](ctx context.Context, ws *Workspace, out Tensor[T], lse []float64, q, k, v Tensor[T], opts Options) error {
+	if ws == nil {
+		return invalid("AttendInto needs a Workspace (NewWorkspace)")
+	}
+	if opts.Method != "" && opts.Method != DefaultMethod {
+		return inputError{fmt.Errorf("%w; got method %q", ErrNotExact, opts.Method)}
+	}
+	p, o, w := state[T](ws)
+	lead, err := fillProblem(p, &ws.scratch, q, k, v, opts)
+	if err != nil {
+		return err
+	}
+	if err := out.check("out"); err != nil {
+		return inputError{err}
+	}
+	if len(out.Shape) != len(lead)+2 || !prefixEqual(out.Shape, lead) || out.Shape[len(lead)] != p.N || out.Shape[len(lead)+1] != p.E {
+		return invalid("out has shape %v; want Q's leading shape %v then (n, e) = (%d, %d)", out.Shape, lead, p.N, p.E)
+	}
+	rows := p.Heads * p.N
+	switch {
+	case lse == nil:
+		if cap(ws.lse) < rows {
+			ws.lse = make([]float64, rows)
+		}
+		lse = ws.lse[:rows]
+	case len(lse) != rows:
+		return invalid("lse has %d entries, want one per row (heads*n = %d)", len(lse), rows)
+	}
+	o.O, o.LSE = out.Data, lse
+	defer func() { o.O, o.LSE = nil, nil }() // hold no caller buffers
+	if _, err := w.Forward(ctx, p, o); err != nil {
+		if errors.Is(err, attn.ErrBadProblem) {
+			return inputError{err}
+		}
+		return fmt.Errorf("fastattn: %w", err)
+	}
+	return nil
+}
+
+func prefixEqual(a, prefix []int) bool {
+	for i, x := range prefix {
+		if a[i] != x {
+			return false
+		}
+	}
+	return true
+}
