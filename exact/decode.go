@@ -140,13 +140,7 @@ func NewDecoder[T attn.Float](workers int) *Decoder[T] {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	d := &decoder[T]{workers: workers}
-	switch o := any(&d.ops).(type) {
-	case *ops[float32]:
-		*o = ops[float32]{kernels.GemmNT32, kernels.GemmNN32, kernels.ExpShiftSum32, kernels.Max32}
-	case *ops[float64]:
-		*o = ops[float64]{kernels.GemmNT64, kernels.GemmNN64, kernels.ExpShiftSum64, kernels.Max64}
-	}
+	d := &decoder[T]{workers: workers, ops: opsFor[T]()}
 	dec := &Decoder[T]{d}
 	runtime.AddCleanup(dec, func(d *decoder[T]) {
 		for _, c := range d.wake {

@@ -118,6 +118,18 @@ type ops[T attn.Float] struct {
 	max      func(x []T) T
 }
 
+// opsFor returns the kernels for T.
+func opsFor[T attn.Float]() ops[T] {
+	var k any
+	switch any(T(0)).(type) {
+	case float32:
+		k = ops[float32]{kernels.GemmNT32, kernels.GemmNN32, kernels.ExpShiftSum32, kernels.Max32}
+	case float64:
+		k = ops[float64]{kernels.GemmNT64, kernels.GemmNN64, kernels.ExpShiftSum64, kernels.Max64}
+	}
+	return k.(ops[T])
+}
+
 // packer is kernels.PackedNT for one element type: a head's keys laid out
 // once for every query tile's Q K^T.
 type packer[T attn.Float] interface {
@@ -313,13 +325,7 @@ type packJob struct{ kh, j0, j1 int }
 
 // NewWorkspace returns an empty Workspace.
 func NewWorkspace[T attn.Float]() *Workspace[T] {
-	w := &workspace[T]{}
-	switch k := any(&w.k).(type) {
-	case *ops[float32]:
-		*k = ops[float32]{kernels.GemmNT32, kernels.GemmNN32, kernels.ExpShiftSum32, kernels.Max32}
-	case *ops[float64]:
-		*k = ops[float64]{kernels.GemmNT64, kernels.GemmNN64, kernels.ExpShiftSum64, kernels.Max64}
-	}
+	w := &workspace[T]{k: opsFor[T]()}
 	ws := &Workspace[T]{w}
 	runtime.AddCleanup(ws, func(w *workspace[T]) {
 		for _, c := range w.wake {

@@ -8,7 +8,6 @@ import (
 
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/attn/attntest"
-	"github.com/fastattn/fastattn/internal/kernels"
 )
 
 // The real-model benchmarks: a grouped-query decoding step against the
@@ -16,7 +15,7 @@ import (
 // and a sliding window against full causal attention. Compare the ratios
 // within one run (go test -bench 'Decode|Prefill|Window' -benchmem).
 
-var ops32 = ops[float32]{kernels.GemmNT32, kernels.GemmNN32, kernels.ExpShiftSum32, kernels.Max32}
+var ops32 = opsFor[float32]()
 
 // BenchmarkDecodeGQA times one decoding step, 8 query heads sharing 2
 // key/value heads, 1 query each, d = 128, float32, against m keys:
