@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -448,7 +449,8 @@ func TestPowers2D(t *testing.T) {
 
 func TestEstimate(t *testing.T) {
 	// A rank-3 input in d = 64 is estimated as 3-dimensional; a full-rank
-	// one in d = 16 is declined.
+	// one in d = 16 is priced as brute force (it runs when asked, and auto
+	// passes it over).
 	p := gen{n: 300, m: 2000, d: 64, e: 8, scale: 1, shape: lowRank(3, 0)}.make(3)
 	p.Eps = 1e-3
 	est, err := Method{}.Estimate64(p)
@@ -460,8 +462,9 @@ func TestEstimate(t *testing.T) {
 	}
 	p = gen{n: 300, m: 2000, d: 16, e: 8, qk: 1, scale: 0.25}.make(4)
 	p.Eps = 1e-3
-	if _, err := (Method{}).Estimate32(attntest.To32(p)); !errors.Is(err, attn.ErrUnsupported) {
-		t.Errorf("full-rank d = 16: %v, want ErrUnsupported", err)
+	est, err = Method{}.Estimate32(attntest.To32(p))
+	if brute := 300 * 2000 * CostBrute / float64(runtime.GOMAXPROCS(0)); err != nil || est.Seconds < brute || !strings.Contains(est.Reason, "effective dim 16") {
+		t.Errorf("full-rank d = 16: %+v, %v; want at least the brute-force cost %.3g s", est, err, brute)
 	}
 	p.Eps = 1e-8
 	if _, err := (Method{}).Estimate32(attntest.To32(p)); !errors.Is(err, attn.ErrUnsupported) {

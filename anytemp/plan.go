@@ -25,8 +25,9 @@ const (
 )
 
 // MaxPlanDim is the largest effective dimension for which Estimate
-// predicts a cost: above it a kd-tree prunes almost nothing and the
-// expansions have too many terms, so the method does not pay.
+// measures the treecode's work on a pilot: above it a kd-tree prunes almost
+// nothing and the expansions have too many terms, so Estimate prices every
+// key as summed directly (the method does not pay, and auto passes it over).
 const MaxPlanDim = 6
 
 // Pilot sizes: Estimate runs the method on pilotRows rows against
@@ -184,8 +185,10 @@ func pilotRun[T attn.Float](p *attn.Problem[T], h, l, nk int, f32 bool) (*pilotC
 	hr := runs[0]
 	r := hr.hd.r
 	if r > MaxPlanDim {
-		return nil, fmt.Errorf("%w: effective dimension %d (rank of Q or K within the budget) is above %d: the treecode does not pay, use exact or poly",
-			attn.ErrUnsupported, r, MaxPlanDim)
+		// The forward runs (an explicit request is honoured) but a kd-tree
+		// prunes almost nothing here: price every key as summed directly,
+		// a lower bound, so that auto passes it over.
+		return &pilotCounts{r: r, side: hr.hd.side, window: b.window(nk), brute: float64(nk)}, nil
 	}
 	b.keyScale = float64(l) / float64(nk)
 	pr := hr.pr

@@ -352,7 +352,8 @@ func RunCase(t *testing.T, m attn.Method, cfg Config, c Case, seed uint64) {
 }
 
 // Check runs m on p and compares every output entry and log-sum-exp with
-// the float64 reference. tol is relative to max_l |V_lj| for outputs; the
+// the float64 reference. The output starts as NaN, so every entry must be
+// written, and Q, K and V must be left unchanged. tol is relative to max_l |V_lj| for outputs; the
 // log-sum-exp must be within log(1+tol) plus rounding of the reference.
 // An ErrUnsupported from the method passes when allowUnsupported is set.
 //
@@ -360,7 +361,12 @@ func RunCase(t *testing.T, m attn.Method, cfg Config, c Case, seed uint64) {
 // with an error wrapping attn.ErrUnsupported that names the feature.
 func Check[T attn.Float](m attn.Method, p *attn.Problem[T], tol float64, allowUnsupported bool) error {
 	out := attn.NewOutput(p)
+	poisonOutput(out)
+	inputs := snapshotInputs(p)
 	st, err := attn.Forward(context.Background(), m, p, out)
+	if err := inputs.unchanged(m, p); err != nil {
+		return err
+	}
 	if missing := p.Features() &^ attn.SupportedFeatures(m, false); missing != 0 {
 		return checkDeclined(m, err, missing)
 	}

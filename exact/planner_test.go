@@ -1,0 +1,9 @@
+package exact
+
+import (
+	"testing"
+
+	"github.com/fastattn/fastattn/attn/attntest"
+)
+
+func TestPlannerContract(t *testing.T) { attntest.RunPlanner(t, Method{}, attntest.Config{}) }
