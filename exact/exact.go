@@ -638,6 +638,12 @@ func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T],
 // finite reports whether every score is finite: x*0 is 0 for finite x and
 // NaN otherwise, and a NaN survives the sum.
 func finite[T attn.Float](x []T) bool {
+	switch x := any(x).(type) {
+	case []float32:
+		return kernels.Finite32(x) // SIMD: a scalar loop cost ~30% of the forward
+	case []float64:
+		return kernels.Finite64(x)
+	}
 	var z T
 	for _, v := range x {
 		z += v * 0

@@ -70,6 +70,12 @@ func Accumulate32(dst []float64, alpha float64, src []float32) {
 	accumulate32(dst, alpha, src)
 }
 
+// Finite32 reports whether no element of x is NaN or ±Inf.
+func Finite32(x []float32) bool { return finite32(x) }
+
+// Finite64 reports whether no element of x is NaN or ±Inf.
+func Finite64(x []float64) bool { return finite64(x) }
+
 // Implementation names the kernels in use on this machine: "avx512",
 // "avx2" (AVX2 and FMA) or "go" (portable), for reports and benchmarks.
 func Implementation() string { return levelName(level) }

@@ -329,6 +329,22 @@ func max32(x []float32) float32 {
 	return m
 }
 
+func finite32(x []float32) bool {
+	body := len(x) &^ 7
+	if level == levelGo || body == 0 {
+		return finiteGo(x)
+	}
+	return finiteF32AVX2(&x[0], body) && finiteGo(x[body:])
+}
+
+func finite64(x []float64) bool {
+	body := len(x) &^ 3
+	if level == levelGo || body == 0 {
+		return finiteGo(x)
+	}
+	return finiteF64AVX2(&x[0], body) && finiteGo(x[body:])
+}
+
 func max64(x []float64) float64 {
 	if level == levelGo || len(x) < 4 {
 		return maxGo(x)

@@ -31,6 +31,8 @@ func accumulate32(dst []float64, alpha float64, src []float32) {
 }
 
 func max32(x []float32) float32 { return maxGo(x) }
+func finite32(x []float32) bool { return finiteGo(x) }
+func finite64(x []float64) bool { return finiteGo(x) }
 func max64(x []float64) float64 { return maxGo(x) }
 
 // Dispatch levels; only levelGo exists without assembly.

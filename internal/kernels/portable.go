@@ -214,3 +214,18 @@ func accumulate32Go(dst []float64, alpha float64, src []float32) {
 		dst[i] = alpha*dst[i] + float64(v)
 	}
 }
+
+// finiteGo reports whether every element is finite: x*0 is 0 for finite x
+// and NaN otherwise; two sums so the adds overlap.
+func finiteGo[T float32 | float64](x []T) bool {
+	var z0, z1 T
+	i := 0
+	for ; i+2 <= len(x); i += 2 {
+		z0 += x[i] * 0
+		z1 += x[i+1] * 0
+	}
+	if i < len(x) {
+		z0 += x[i] * 0
+	}
+	return z0+z1 == 0
+}

@@ -27749,6 +27749,90 @@ reduce:
 	VZEROUPPER
 	RET
 
+// func finiteF32AVX2(x *float32, n int) (ok bool)
+TEXT ·finiteF32AVX2(SB), NOSPLIT, $0-17
+	MOVQ x+0(FP), SI
+	MOVQ n+8(FP), CX
+	VXORPS Y15, Y15, Y15
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+loop4:
+	CMPQ CX, $32
+	JLT loop1
+	VMULPS 0(SI), Y15, Y4
+	VMULPS 32(SI), Y15, Y5
+	VMULPS 64(SI), Y15, Y6
+	VMULPS 96(SI), Y15, Y7
+	VADDPS Y4, Y0, Y0
+	VADDPS Y5, Y1, Y1
+	VADDPS Y6, Y2, Y2
+	VADDPS Y7, Y3, Y3
+	ADDQ $128, SI
+	SUBQ $32, CX
+	JMP loop4
+loop1:
+	TESTQ CX, CX
+	JZ reduce
+	VMULPS (SI), Y15, Y4
+	VADDPS Y4, Y0, Y0
+	ADDQ $32, SI
+	SUBQ $8, CX
+	JMP loop1
+reduce:
+	VADDPS Y1, Y0, Y0
+	VADDPS Y3, Y2, Y2
+	VADDPS Y2, Y0, Y0
+	VCMPPS $3, Y0, Y0, Y0
+	VMOVMSKPS Y0, AX
+	TESTL AX, AX
+	SETEQ ok+16(FP)
+	VZEROUPPER
+	RET
+
+// func finiteF64AVX2(x *float64, n int) (ok bool)
+TEXT ·finiteF64AVX2(SB), NOSPLIT, $0-17
+	MOVQ x+0(FP), SI
+	MOVQ n+8(FP), CX
+	VXORPS Y15, Y15, Y15
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+loop4:
+	CMPQ CX, $16
+	JLT loop1
+	VMULPD 0(SI), Y15, Y4
+	VMULPD 32(SI), Y15, Y5
+	VMULPD 64(SI), Y15, Y6
+	VMULPD 96(SI), Y15, Y7
+	VADDPD Y4, Y0, Y0
+	VADDPD Y5, Y1, Y1
+	VADDPD Y6, Y2, Y2
+	VADDPD Y7, Y3, Y3
+	ADDQ $128, SI
+	SUBQ $16, CX
+	JMP loop4
+loop1:
+	TESTQ CX, CX
+	JZ reduce
+	VMULPD (SI), Y15, Y4
+	VADDPD Y4, Y0, Y0
+	ADDQ $32, SI
+	SUBQ $4, CX
+	JMP loop1
+reduce:
+	VADDPD Y1, Y0, Y0
+	VADDPD Y3, Y2, Y2
+	VADDPD Y2, Y0, Y0
+	VCMPPD $3, Y0, Y0, Y0
+	VMOVMSKPD Y0, AX
+	TESTL AX, AX
+	SETEQ ok+16(FP)
+	VZEROUPPER
+	RET
+
 // func accumulateAVX2(dst *float64, src *float32, n int, alpha float64)
 TEXT ·accumulateAVX2(SB), NOSPLIT, $0-32
 	MOVQ dst+0(FP), DI

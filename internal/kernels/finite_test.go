@@ -1,0 +1,38 @@
+package kernels
+
+import (
+	"math"
+	"testing"
+)
+
+// TestFiniteLevels puts one NaN, +Inf or -Inf at every position of slices
+// of every length up to 70 (and finite extremes elsewhere) on every level.
+func TestFiniteLevels(t *testing.T) {
+	for _, l := range levels() {
+		atLevel(t, l, func() {
+			for n := 0; n <= 70; n++ {
+				x := make([]float64, n)
+				for i := range x {
+					x[i] = []float64{math.MaxFloat32, -math.MaxFloat32, 0x1p-140, -1.5, 0}[i%5]
+				}
+				x32 := to32(x)
+				if !Finite32(x32) || !Finite64(x) {
+					t.Fatalf("%s: n = %d: finite values reported non-finite", levelName(l), n)
+				}
+				for i := range n {
+					for _, bad := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
+						y := append([]float64(nil), x...)
+						y[i] = bad
+						if Finite32(to32(y)) || Finite64(y) {
+							t.Fatalf("%s: n = %d: %g at %d not found", levelName(l), n, bad, i)
+						}
+					}
+				}
+			}
+			big := []float64{math.MaxFloat64, -math.MaxFloat64, 1, 2}
+			if !Finite64(big) {
+				t.Fatalf("%s: largest float64 reported non-finite", levelName(l))
+			}
+		})
+	}
+}
