@@ -216,15 +216,51 @@ func (st *DecodeState[T]) Step(src KeySource[T], lo int, k, v []T, n int, rows *
 		// The centre and the radius moved: the ranges again.
 		st.rowDegrees(rows, n, &res)
 	}
+	a, err := st.choose(rows, n, &res)
+	if err != nil {
+		return res, err
+	}
+	if res.FallbackRows > 0 && st.removed > 0 && res.Rebuilds == 0 && st.scan(src, st.lo, st.hi, k, n) < st.maxDist/(1+1e-9) {
+		// Keys that widened the range have left (window, truncation):
+		// rebuilt from the keys in view, the range may shrink back.
+		st.rebuild(src, st.lo, st.hi, max(want, st.degree), k, n)
+		res.Rebuilds++
+		st.rowDegrees(rows, n, &res)
+		if a, err = st.choose(rows, n, &res); err != nil {
+			return res, err
+		}
+	}
 	hk := st.chunkKeys(k, v, n)
-	// Rows the moments' degree cannot certify, and rows whose rounding
-	// (which grows like e^(2 beta)) would exceed eps, go to the caller.
-	// Every other row uses the polynomial of the largest degree left.
-	// Every term ever summed into the moments, and the chunk's keys, count
-	// for the rounding; the first row sees the fewest keys.
+	if res.FallbackRows < rows.Heads*n {
+		for h := range rows.Heads {
+			for i0 := 0; i0 < n; i0 += queryBlock {
+				cnt, err := st.evaluate(&hk, a, rows, h, i0, min(i0+queryBlock, n))
+				if err != nil {
+					return res, err
+				}
+				res.PolyRows += cnt
+			}
+		}
+	}
+	// The chunk joins the moments.
+	hk.addMoments(ws.s, 0, n, st.moments)
+	st.hi += n
+	st.added += n
+	return res, nil
+}
+
+// choose picks the polynomial of a Step and marks the rows it leaves to the
+// caller: rows the moments' degree cannot certify, and rows whose rounding
+// (which grows like e^(2 beta)) would exceed eps. Every other row uses the
+// polynomial of the largest degree left. Every term ever summed into the
+// moments, and the chunk's keys, count for the rounding; the first row
+// sees the fewest keys.
+func (st *DecodeState[T]) choose(rows *DecodeRows[T], n int, res *DecodeStep) (polyexp.Approx, error) {
+	ws := st.ws
 	terms, seen := st.added+st.removed+n, st.hi-st.lo+1
 	limit := st.degree
 	var a polyexp.Approx
+	res.Degree, res.Rank, res.Bound, res.FallbackRows = 0, 0, 0, 0
 	for {
 		g := -1
 		for _, dg := range ws.degrees {
@@ -233,13 +269,14 @@ func (st *DecodeState[T]) Step(src KeySource[T], lo int, k, v []T, n int, rows *
 			}
 		}
 		if g < 0 {
+			res.Degree, res.Rank, res.Bound = 0, 0, 0
 			break
 		}
 		var err error
 		if a, err = ws.deg.polynomial(g); err != nil {
-			return res, err
+			return a, err
 		}
-		res.Degree, res.Rank = g, Rank(d, g)
+		res.Degree, res.Rank = g, Rank(ws.d, g)
 		if res.Bound = decodeBound(a, terms, seen, res.Rank, ws.uOut); res.Bound <= ws.eps {
 			break
 		}
@@ -254,24 +291,7 @@ func (st *DecodeState[T]) Step(src KeySource[T], lo int, k, v []T, n int, rows *
 			}
 		}
 	}
-	if res.FallbackRows < rows.Heads*n {
-		for h := range rows.Heads {
-			for i0 := 0; i0 < n; i0 += queryBlock {
-				cnt, err := st.evaluate(&hk, a, rows, h, i0, min(i0+queryBlock, n))
-				if err != nil {
-					return res, err
-				}
-				res.PolyRows += cnt
-			}
-		}
-	} else {
-		res.Degree, res.Rank, res.Bound = 0, 0, 0
-	}
-	// The chunk joins the moments.
-	hk.addMoments(ws.s, 0, n, st.moments)
-	st.hi += n
-	st.added += n
-	return res, nil
+	return a, nil
 }
 
 // Append adds a chunk of n <= DecodeChunk new keys k (n x D) and values v

@@ -189,6 +189,12 @@ func TestDecodeStateAdversarial(t *testing.T) {
 			for _, maxRank := range []int{0, 40} {
 				s := &stream[float64]{d: d, e: e, heads: 2, scale: 0.5, eps: 1e-3, window: window, chunk: 1, maxRank: maxRank}
 				s.run(t, keys, uniform[float64](r, L*e, 1), uniform[float64](r, L*2*d, 1))
+				k32 := make([]float32, len(keys))
+				for i, x := range keys {
+					k32[i] = float32(x)
+				}
+				s32 := &stream[float32]{d: d, e: e, heads: 2, scale: 0.5, eps: 1e-3, window: window, chunk: 1, maxRank: maxRank}
+				s32.run(t, k32, uniform[float32](r, L*e, 1), uniform[float32](r, L*2*d, 1))
 				t.Logf("%s, window %d, max rank %d: %d rebuilds, %d fallback rows, worst error %.2g of the bound", name, window, maxRank, s.rebuilt, s.fallbacks, s.worst)
 				if name == "far key late" && maxRank == 40 && s.fallbacks == 0 {
 					t.Errorf("%s with max rank 40: no fallback", name)
