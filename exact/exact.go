@@ -61,6 +61,12 @@ var (
 // packRows is how many keys one packing task lays out.
 const packRows = 1024
 
+// keyAlign is the multiple a tile's first key is rounded down to: a
+// multiple of every panel width of the packed keys (kernels.PackedNT.Align,
+// checked by a test), and small, so that a window's tiles start close to
+// their first key.
+const keyAlign = 64
+
 // Method is exact attention. Its zero value is ready to use.
 type Method struct {
 	// Workers caps the goroutines used; 0 means GOMAXPROCS.
@@ -270,7 +276,7 @@ func fillPlan[T attn.Float](pl *plan, p *attn.Problem[T], workers int) {
 	for kh := range kvh {
 		tileRows(p, kh, func(r0, rows int) {
 			lo, hi := tileKeys(p, r0, rows)
-			lo = lo / keyTile * keyTile
+			lo = lo / keyAlign * keyAlign
 			chunks := max(1, min(want, (hi-lo)/splitMinKeys))
 			size := ((hi-lo+chunks-1)/chunks + keyTile - 1) / keyTile * keyTile
 			if chunks > 1 {
@@ -525,9 +531,9 @@ const cancelCheckTiles = 64
 
 // attendRows runs the online softmax of global query rows r0..r0+rows-1
 // (row r is row r%N of query head r/N; all share key/value head
-// KVHead(r0/N)) over keys ja <= j < jb (ja a multiple of keyTile), leaving
+// KVHead(r0/N)) over keys ja <= j < jb, leaving
 // in st the row max and row sum of the logits and the unnormalised output
-// sum_j exp(logit_j - rowMax) v_j. Keys outside a row's KeyRange are
+// sum_j exp(logit_j - rowMax) v_j. ja is a multiple of keyAlign. Keys outside a row's KeyRange are
 // skipped and the mask tensor applied. pk, when not nil, holds the key
 // head's packed keys. With check, it reports whether the rows' queries or
 // the scores of their keys (so the keys) hold a NaN or Inf. On

@@ -118,3 +118,16 @@ func BenchmarkWindow(b *testing.B) {
 		})
 	}
 }
+
+// TestKeyAlign checks that tiles may start at multiples of keyAlign: every
+// packed layout's panel width divides it.
+func TestKeyAlign(t *testing.T) {
+	p32, p64 := newPacker[float32](), newPacker[float64]()
+	p32.Reset(1000, 64, make([]float32, 64000), 64)
+	p64.Reset(1000, 64, make([]float64, 64000), 64)
+	for _, a := range []int{p32.(interface{ Align() int }).Align(), p64.(interface{ Align() int }).Align()} {
+		if keyAlign%a != 0 || keyTile%keyAlign != 0 {
+			t.Errorf("keyAlign %d, keyTile %d, panel width %d: tiles could start off a panel", keyAlign, keyTile, a)
+		}
+	}
+}
