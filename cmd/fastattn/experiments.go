@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -112,49 +113,31 @@ func experimentOut(out string) error {
 
 func transitionCmd(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("transition", "transition [--quick] --out DIR [flags]", stdout)
-	quick := fs.Bool("quick", false, "small sizes: measured up to n = 2^14, modelled up to 2^26 (under a minute)")
-	out := fs.String("out", "", "output directory for transition.csv, crossover.csv and the plots (required)")
+	var ef experimentFlags
+	ef.register(fs, "small sizes: measured up to n = 2^14, modelled up to 2^26 (under a minute)",
+		"transition.csv, crossover.csv and the plots", "default 8-30, quick 8-26", "longest predicted single run (default 60, quick 5)")
 	cs := fs.String("c", "", "d = ceil(c log2 n); comma-separated values of c (default 0.5,1)")
-	ns := fs.String("logn", "", "n = 2^LO .. 2^HI, as LO-HI (default 8-30, quick 8-26)")
 	measured := fs.Int("measure-up-to", 0, "run sizes up to 2^K, model beyond (default 17, quick 14)")
-	maxSec := fs.Float64("max-seconds", 0, "longest predicted single run (default 60, quick 5)")
-	seed := fs.Uint64("seed", 1, "random seed")
-	noProgress := fs.Bool("no-progress", false, "no progress bar on stderr")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *out == "" {
-		return usagef("--out is required")
-	}
 	cfg := experiments.FullTransition()
-	if *quick {
+	if ef.quick {
 		cfg = experiments.QuickTransition()
 	}
-	cfg.Seed = *seed
+	if err := ef.apply(&cfg.LogNs, &cfg.MaxSeconds, &cfg.Seed, &cfg.Progress, stderr); err != nil {
+		return err
+	}
 	var err error
 	if *cs != "" {
 		if cfg.Cs, err = parseFloats("c", *cs); err != nil {
 			return err
 		}
 	}
-	if *ns != "" {
-		if cfg.LogNs, err = parseLogRange("logn", *ns); err != nil {
-			return err
-		}
-	}
 	if *measured != 0 {
 		cfg.MaxMeasuredLogN = *measured
 	}
-	if *maxSec != 0 {
-		if !(*maxSec > 0) {
-			return usagef("--max-seconds must be positive")
-		}
-		cfg.MaxSeconds = *maxSec
-	}
-	if !*noProgress {
-		cfg.Progress = newProgressBar(stderr).update
-	}
-	res, files, err := runExperiment(*out, func(ctx context.Context) (*experiments.TransitionResult, error) {
+	res, files, err := runExperiment(ef.out, func(ctx context.Context) (*experiments.TransitionResult, error) {
 		return experiments.RunTransition(ctx, cfg)
 	})
 	if err != nil {
@@ -171,6 +154,48 @@ func transitionCmd(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "%-5g 2^%-4d %4d %9.3f %9.3f %8d %9s\n", c.C, int(math.Round(math.Log2(float64(c.N)))), c.D, c.BStar, c.XStar, c.DegreeStar, m)
 	}
 	fmt.Fprintf(stdout, "wrote %s\n", strings.Join(files, ", "))
+	return nil
+}
+
+// experimentFlags are the flags transition and scaling share.
+type experimentFlags struct {
+	quick, noProgress bool
+	out, logn         string
+	maxSeconds        float64
+	seed              uint64
+}
+
+func (e *experimentFlags) register(fs *flag.FlagSet, quickHelp, files, lognDefaults, maxSecHelp string) {
+	fs.BoolVar(&e.quick, "quick", false, quickHelp)
+	fs.StringVar(&e.out, "out", "", "output directory for "+files+" (required)")
+	fs.StringVar(&e.logn, "logn", "", "n = 2^LO .. 2^HI, as LO-HI ("+lognDefaults+")")
+	fs.Float64Var(&e.maxSeconds, "max-seconds", 0, maxSecHelp)
+	fs.Uint64Var(&e.seed, "seed", 1, "random seed")
+	fs.BoolVar(&e.noProgress, "no-progress", false, "no progress bar on stderr")
+}
+
+// apply checks the flags and sets the configuration fields they override.
+func (e *experimentFlags) apply(logNs *[]int, maxSeconds *float64, seed *uint64, progress *experiments.Progress, stderr io.Writer) error {
+	if e.out == "" {
+		return usagef("--out is required")
+	}
+	*seed = e.seed
+	if e.logn != "" {
+		ks, err := parseLogRange("logn", e.logn)
+		if err != nil {
+			return err
+		}
+		*logNs = ks
+	}
+	if e.maxSeconds != 0 {
+		if !(e.maxSeconds > 0) {
+			return usagef("--max-seconds must be positive")
+		}
+		*maxSeconds = e.maxSeconds
+	}
+	if !e.noProgress {
+		*progress = newProgressBar(stderr).update
+	}
 	return nil
 }
 

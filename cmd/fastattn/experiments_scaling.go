@@ -14,29 +14,19 @@ import (
 
 func scalingCmd(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("scaling", "scaling [--quick] --out DIR [flags]", stdout)
-	quick := fs.Bool("quick", false, "n up to 2^15 (about a minute)")
-	out := fs.String("out", "", "output directory for scaling.csv, slopes.csv and the plots (required)")
-	ns := fs.String("logn", "", "n = 2^LO .. 2^HI, as LO-HI (default 10-20, quick 10-15)")
+	var ef experimentFlags
+	ef.register(fs, "n up to 2^15 (about a minute)", "scaling.csv, slopes.csv and the plots", "default 10-20, quick 10-15",
+		"a method stops growing n after a run longer than a quarter of this (default 60, quick 10)")
 	methods := fs.String("methods", "", "methods besides exact, comma-separated (default: all of "+strings.Join(fastattn.Methods(), ", ")+")")
-	maxSec := fs.Float64("max-seconds", 0, "a method stops growing n after a run longer than a quarter of this (default 60, quick 10)")
-	seed := fs.Uint64("seed", 1, "random seed")
-	noProgress := fs.Bool("no-progress", false, "no progress bar on stderr")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *out == "" {
-		return usagef("--out is required")
-	}
 	cfg := experiments.FullScaling()
-	if *quick {
+	if ef.quick {
 		cfg = experiments.QuickScaling()
 	}
-	cfg.Seed = *seed
-	var err error
-	if *ns != "" {
-		if cfg.LogNs, err = parseLogRange("logn", *ns); err != nil {
-			return err
-		}
+	if err := ef.apply(&cfg.LogNs, &cfg.MaxSeconds, &cfg.Seed, &cfg.Progress, stderr); err != nil {
+		return err
 	}
 	if *methods != "" {
 		cfg.Methods = []string{"exact"}
@@ -50,16 +40,7 @@ func scalingCmd(args []string, stdout, stderr io.Writer) error {
 			}
 		}
 	}
-	if *maxSec != 0 {
-		if !(*maxSec > 0) {
-			return usagef("--max-seconds must be positive")
-		}
-		cfg.MaxSeconds = *maxSec
-	}
-	if !*noProgress {
-		cfg.Progress = newProgressBar(stderr).update
-	}
-	res, files, err := runExperiment(*out, func(ctx context.Context) (*experiments.ScalingResult, error) {
+	res, files, err := runExperiment(ef.out, func(ctx context.Context) (*experiments.ScalingResult, error) {
 		return experiments.RunScaling(ctx, cfg)
 	})
 	if err != nil {

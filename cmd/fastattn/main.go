@@ -6,6 +6,7 @@
 //
 //	fastattn run        --q Q.npy --k K.npy --v V.npy --out O.npy [--lse L.npy] [--report R.json|-] [flags]
 //	fastattn grad       --q Q.npy --k K.npy --v V.npy --dout DO.npy --dq DQ.npy --dk DK.npy --dv DV.npy [flags]
+//	fastattn decode     --q Q.npy --k K.npy --v V.npy --out O.npy [--prefill P] [--method exact|poly|auto] [flags]
 //	fastattn gen        --out DIR [--n N] [--d D] [--heads H] [--entries normal:1] [--dtype float32]
 //	fastattn demo       [--quick]
 //	fastattn bench      [--methods exact,poly] [--n 1024,4096] [--d 64] [--dtype float32,float64]
@@ -16,8 +17,9 @@
 // run computes attention of three .npy files (float32 or float64,
 // (n, d), (heads, n, d) or (batch, heads, n, d)) with the method given by
 // --method (default auto: the fastest predicted to meet --eps); grad
-// computes the gradients dQ, dK, dV for a loss gradient dO; gen writes
-// random inputs to try them on. demo runs every method on built-in data
+// computes the gradients dQ, dK, dV for a loss gradient dO; decode feeds
+// the same inputs through a KV cache one token at a time, as a model
+// generating text does; gen writes random inputs to try them on. demo runs every method on built-in data
 // against a float64 reference, bench times methods against exact attention
 // over a grid of sizes. hard builds and solves the hardness reductions'
 // instances; transition and scaling run the experiments described in
