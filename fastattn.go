@@ -298,6 +298,11 @@ func (e inputError) Is(target error) bool { return target == ErrInvalidInput }
 // v (..., m, e). The leading dimensions of the three must be equal. It
 // returns ctx.Err() if ctx is cancelled first.
 func Attend[T Float](ctx context.Context, q, k, v Tensor[T], opts Options) (*Result[T], error) {
+	return attend(ctx, q, k, v, opts, nil)
+}
+
+// attend is Attend writing into dst when it is not nil (see AttendInto).
+func attend[T Float](ctx context.Context, q, k, v Tensor[T], opts Options, dst *Result[T]) (*Result[T], error) {
 	p, lead, err := problem(q, k, v, opts)
 	if err != nil {
 		return nil, err
@@ -316,7 +321,10 @@ func Attend[T Float](ctx context.Context, q, k, v Tensor[T], opts Options) (*Res
 		return nil, invalid("unknown method %q; choose one of %v or %s", name, Methods(), Auto)
 	}
 	note, slower := slowerThanExact(p, opts.Method)
-	out := attn.NewOutput(p)
+	out, err := outputFor(p, lead, dst)
+	if err != nil {
+		return nil, err
+	}
 	start := time.Now()
 	st, err := attn.Forward(ctx, m, p, out)
 	if err != nil && opts.Method == Auto && name != DefaultMethod && errors.Is(err, attn.ErrUnsupported) {

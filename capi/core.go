@@ -297,8 +297,8 @@ type inputs struct {
 	extras
 }
 
-// attend runs fastattn.Attend on the caller's arrays and writes the output
-// and log-sum-exp into out and lse; it returns the report as JSON.
+// attend runs fastattn.AttendInto on the caller's arrays, which writes the
+// output and log-sum-exps into out and lse; it returns the report as JSON.
 func attend(in inputs, out, lse array) ([]byte, error) {
 	switch in.q.dtype {
 	case float32Type:
@@ -314,14 +314,17 @@ func attendT[T fastattn.Float](in inputs, out, lse array) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	res, err := fastattn.Attend(context.Background(), q, k, v, opts)
+	o, err := tensor[T](out, "out")
 	if err != nil {
 		return nil, err
 	}
-	if err := fill(out, "out", dtypeOf[T](), res.Out.Data, res.Out.Shape); err != nil {
+	l, err := tensor[float64](lse, "lse")
+	if err != nil {
 		return nil, err
 	}
-	if err := fill(lse, "lse", float64Type, res.LSE.Data, res.LSE.Shape); err != nil {
+	// The library writes into the caller's arrays: no copy.
+	res, err := fastattn.AttendInto(context.Background(), q, k, v, o, l, opts)
+	if err != nil {
 		return nil, err
 	}
 	return reportJSON(res.Report), nil

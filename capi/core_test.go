@@ -116,7 +116,7 @@ func TestStatuses(t *testing.T) {
 		{"shape mismatch", inputs{q: a, k: arrayOf(x, 1, 4), v: a}, out, statusInvalid, "last dimension"},
 		{"negative dim", inputs{q: arrayOf(x, -2, -2), k: a, v: a}, out, statusInvalid, "negative dimension"},
 		{"missing data", inputs{q: array{shape: []int{2, 2}, dtype: float32Type}, k: a, v: a}, out, statusInvalid, "no data"},
-		{"wrong out shape", inputs{q: a, k: a, v: a}, arrayOf(make([]float32, 4), 4), statusInvalid, "out has shape [4], want [2 2]"},
+		{"wrong out shape", inputs{q: a, k: a, v: a}, arrayOf(make([]float32, 4), 4), statusInvalid, "out has shape [4] but the output has shape [2 2]"},
 		{"unknown method", inputs{q: a, k: a, v: a, opts: `{"Method": "nope"}`}, out, statusInvalid, "unknown method"},
 		{"declines", inputs{q: arrayOf([]float32{100, 100, 100, 100}, 2, 2), k: a, v: a, opts: `{"Method": "poly"}`}, out, statusUnsupported, "poly"},
 	} {
