@@ -298,11 +298,6 @@ func (e inputError) Is(target error) bool { return target == ErrInvalidInput }
 // v (..., m, e). The leading dimensions of the three must be equal. It
 // returns ctx.Err() if ctx is cancelled first.
 func Attend[T Float](ctx context.Context, q, k, v Tensor[T], opts Options) (*Result[T], error) {
-	return attend(ctx, q, k, v, opts, nil)
-}
-
-// attend is Attend writing into dst when it is not nil (see AttendInto).
-func attend[T Float](ctx context.Context, q, k, v Tensor[T], opts Options, dst *Result[T]) (*Result[T], error) {
 	p, lead, err := problem(q, k, v, opts)
 	if err != nil {
 		return nil, err
@@ -321,10 +316,7 @@ func attend[T Float](ctx context.Context, q, k, v Tensor[T], opts Options, dst *
 		return nil, invalid("unknown method %q; choose one of %v or %s", name, Methods(), Auto)
 	}
 	note, slower := slowerThanExact(p, opts.Method)
-	out, err := outputFor(p, lead, dst)
-	if err != nil {
-		return nil, err
-	}
+	out := attn.NewOutput(p)
 	start := time.Now()
 	st, err := attn.Forward(ctx, m, p, out)
 	if err != nil && opts.Method == Auto && name != DefaultMethod && errors.Is(err, attn.ErrUnsupported) {

@@ -24,6 +24,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"unsafe"
 
 	"github.com/fastattn/fastattn"
@@ -297,34 +298,73 @@ type inputs struct {
 	extras
 }
 
-// attend runs fastattn.AttendInto on the caller's arrays, which writes the
-// output and log-sum-exps into out and lse; it returns the report as JSON.
-func attend(in inputs, out, lse array) ([]byte, error) {
+// attend computes attention of the caller's arrays into out and lse and
+// returns the report as JSON when wantReport is set. Without a report,
+// exact attention runs through fastattn.AttendInto, which writes into the
+// caller's arrays directly (and allocates nothing in steady state); other
+// calls run fastattn.Attend, whose output is copied into out and lse.
+func attend(in inputs, out, lse array, wantReport bool) ([]byte, error) {
 	switch in.q.dtype {
 	case float32Type:
-		return attendT[float32](in, out, lse)
+		return attendT[float32](in, out, lse, wantReport)
 	case float64Type:
-		return attendT[float64](in, out, lse)
+		return attendT[float64](in, out, lse, wantReport)
 	}
 	return nil, invalidf("Q has dtype %v; use float32 or float64", in.q.dtype)
 }
 
-func attendT[T fastattn.Float](in inputs, out, lse array) ([]byte, error) {
+// workspaces keeps fastattn.Workspaces for AttendInto, one per concurrent
+// call (Python threads may call at once, the GIL released). Unlike a
+// sync.Pool it keeps them across garbage collections, so that steady calls
+// allocate nothing.
+var workspaces struct {
+	sync.Mutex
+	free []*fastattn.Workspace
+}
+
+func getWorkspace() *fastattn.Workspace {
+	workspaces.Lock()
+	defer workspaces.Unlock()
+	if n := len(workspaces.free); n > 0 {
+		ws := workspaces.free[n-1]
+		workspaces.free = workspaces.free[:n-1]
+		return ws
+	}
+	return fastattn.NewWorkspace()
+}
+
+func putWorkspace(ws *fastattn.Workspace) {
+	workspaces.Lock()
+	defer workspaces.Unlock()
+	workspaces.free = append(workspaces.free, ws)
+}
+
+func attendT[T fastattn.Float](in inputs, out, lse array, wantReport bool) ([]byte, error) {
 	q, k, v, opts, err := load[T](in)
 	if err != nil {
 		return nil, err
 	}
-	o, err := tensor[T](out, "out")
+	if !wantReport && (opts.Method == "" || opts.Method == fastattn.DefaultMethod) {
+		o, err := tensor[T](out, "out")
+		if err != nil {
+			return nil, err
+		}
+		l, err := view[float64](lse, "lse", float64Type)
+		if err != nil {
+			return nil, err
+		}
+		ws := getWorkspace()
+		defer putWorkspace(ws)
+		return nil, fastattn.AttendInto(context.Background(), ws, o, l, q, k, v, opts)
+	}
+	res, err := fastattn.Attend(context.Background(), q, k, v, opts)
 	if err != nil {
 		return nil, err
 	}
-	l, err := tensor[float64](lse, "lse")
-	if err != nil {
+	if err := fill(out, "out", dtypeOf[T](), res.Out.Data, res.Out.Shape); err != nil {
 		return nil, err
 	}
-	// The library writes into the caller's arrays: no copy.
-	res, err := fastattn.AttendInto(context.Background(), q, k, v, o, l, opts)
-	if err != nil {
+	if err := fill(lse, "lse", float64Type, res.LSE.Data, res.LSE.Shape); err != nil {
 		return nil, err
 	}
 	return reportJSON(res.Report), nil

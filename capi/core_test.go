@@ -51,7 +51,13 @@ func TestAttendWritesIntoCallerMemory(t *testing.T) {
 		opts:   `{"Causal": true, "Scale": 0.5}`,
 		extras: extras{keyLengths: ptr(arrayOf(lens, 2))},
 	}
-	rep, err := attend(in, arrayOf(out, 2, 5, 3), arrayOf(lse, 2, 5))
+	// Without a report exact attention writes into out and lse directly;
+	// with one, Attend's result is copied there. Both must agree with Attend.
+	if _, err := attend(in, arrayOf(out, 2, 5, 3), arrayOf(lse, 2, 5), false); err != nil {
+		t.Fatal(err)
+	}
+	direct := append([]float64(nil), out...)
+	rep, err := attend(in, arrayOf(out, 2, 5, 3), arrayOf(lse, 2, 5), true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,8 +69,8 @@ func TestAttendWritesIntoCallerMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range out {
-		if out[i] != want.Out.Data[i] {
-			t.Fatalf("out[%d] = %v, want %v", i, out[i], want.Out.Data[i])
+		if out[i] != want.Out.Data[i] || direct[i] != want.Out.Data[i] {
+			t.Fatalf("out[%d] = %v (%v without a report), want %v", i, out[i], direct[i], want.Out.Data[i])
 		}
 	}
 	for i := range lse {
@@ -116,16 +122,18 @@ func TestStatuses(t *testing.T) {
 		{"shape mismatch", inputs{q: a, k: arrayOf(x, 1, 4), v: a}, out, statusInvalid, "last dimension"},
 		{"negative dim", inputs{q: arrayOf(x, -2, -2), k: a, v: a}, out, statusInvalid, "negative dimension"},
 		{"missing data", inputs{q: array{shape: []int{2, 2}, dtype: float32Type}, k: a, v: a}, out, statusInvalid, "no data"},
-		{"wrong out shape", inputs{q: a, k: a, v: a}, arrayOf(make([]float32, 4), 4), statusInvalid, "out has shape [4] but the output has shape [2 2]"},
+		{"wrong out shape", inputs{q: a, k: a, v: a}, arrayOf(make([]float32, 4), 4), statusInvalid, "out has shape [4]"},
 		{"unknown method", inputs{q: a, k: a, v: a, opts: `{"Method": "nope"}`}, out, statusInvalid, "unknown method"},
 		{"declines", inputs{q: arrayOf([]float32{100, 100, 100, 100}, 2, 2), k: a, v: a, opts: `{"Method": "poly"}`}, out, statusUnsupported, "poly"},
 	} {
-		_, err := attend(c.in, c.out, lse)
-		if got := status(err); got != c.status {
-			t.Errorf("%s: status %d (%v), want %d", c.name, got, err, c.status)
-		}
-		if err != nil && !strings.Contains(err.Error(), c.msg) {
-			t.Errorf("%s: error %q does not mention %q", c.name, err, c.msg)
+		for _, report := range []bool{true, false} {
+			_, err := attend(c.in, c.out, lse, report)
+			if got := status(err); got != c.status {
+				t.Errorf("%s (report %v): status %d (%v), want %d", c.name, report, got, err, c.status)
+			}
+			if err != nil && !strings.Contains(err.Error(), c.msg) {
+				t.Errorf("%s (report %v): error %q does not mention %q", c.name, report, err, c.msg)
+			}
 		}
 	}
 }
@@ -136,7 +144,7 @@ func TestMerge(t *testing.T) {
 	part := func(lo, hi int) (array, array) {
 		o, l := make([]float64, 3*2), make([]float64, 3)
 		in := inputs{q: arrayOf(q, 3, 2), k: arrayOf(k[lo*2:hi*2], hi-lo, 2), v: arrayOf(v[lo*2:hi*2], hi-lo, 2)}
-		if _, err := attend(in, arrayOf(o, 3, 2), arrayOf(l, 3)); err != nil {
+		if _, err := attend(in, arrayOf(o, 3, 2), arrayOf(l, 3), false); err != nil {
 			t.Fatal(err)
 		}
 		return arrayOf(o, 3, 2), arrayOf(l, 3)

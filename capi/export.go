@@ -70,7 +70,8 @@ func inputsOf(q, k, v *C.fa_array, opts *C.char, keyLengths, sinks, mask *C.fa_a
 // fastattn_attend computes attention of q, k, v into out and lse. Options
 // is a JSON object of fastattn.Options fields (NULL for defaults);
 // keyLengths (int64), sinks (float64) and mask (bool or of Q's dtype) may
-// be NULL. On success *report receives the report as JSON;
+// be NULL. On success *report receives the report as JSON (pass NULL when
+// it is not needed: exact attention then writes into out and lse directly);
 // on failure *err receives the message. Both are freed with fastattn_free.
 //
 //export fastattn_attend
@@ -90,7 +91,7 @@ func fastattn_attend(q, k, v *C.fa_array, opts *C.char, keyLengths, sinks, mask 
 			return
 		}
 		var rep []byte
-		if rep, err = attend(in, o, l); err == nil && report != nil {
+		if rep, err = attend(in, o, l, report != nil); err == nil && report != nil {
 			*report = C.CString(string(rep))
 		}
 	}()

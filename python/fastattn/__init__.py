@@ -6,7 +6,8 @@ entrywise error bound, computed in-process by the Go library.
 Arrays are NumPy arrays shaped (n, d), (heads, n, d) or (batch, heads, n, d)
 (K: (..., m, d), V: (..., m, e)), float32 or float64. C-contiguous inputs
 of the right dtype are read in place; outputs are allocated here and filled
-by the library. The GIL is released while the library computes.
+by the library (exact attention without a report writes into them
+directly; otherwise the library's result is copied in). The GIL is released while the library computes.
 
 Errors: ValueError for invalid input, UnsupportedError (a ValueError) when
 the chosen method declines the input, NotImplementedError for an option
@@ -190,17 +191,16 @@ def attention(q, k, v, *, scale=None, causal=False, causal_align="bottom-right",
     status = _lib.lib.fastattn_attend(
         c.arr(q), c.arr(k), c.arr(v), opts,
         c.arr(extra.get("key_lengths")), c.arr(extra.get("sinks")), c.arr(extra.get("mask")),
-        c.arr(out), c.arr(lse), ctypes.byref(rep), ctypes.byref(err))
+        c.arr(out), c.arr(lse), ctypes.byref(rep) if return_report else None, ctypes.byref(err))
     if status != _lib.OK:
         _raise(status, err)
-    report = json.loads(_lib.take_string(rep.value))
     if not (return_lse or return_report):
         return out
     result = (out,)
     if return_lse:
         result += (lse,)
     if return_report:
-        result += (report,)
+        result += (json.loads(_lib.take_string(rep.value)),)
     return result
 
 

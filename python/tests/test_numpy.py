@@ -128,8 +128,9 @@ def test_inputs_and_outputs_are_not_copied(n, m):
     # NumPy reports its allocations to tracemalloc: the output and the
     # log-sum-exps, and small objects.
     assert peak < out.nbytes + n * 8 + (64 << 10), peak
-    # The Go heap: a few small objects, not a 16 MiB input or an 8 MiB output.
-    assert go_after - go_before < 64 << 10, go_after - go_before
+    # The Go heap: small objects (typically 1.3 KB, sometimes 66 KB), not a
+    # 16 MiB input or an 8 MiB output.
+    assert go_after - go_before < 1 << 20, go_after - go_before
 
 
 def test_gil_is_released():
