@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/bits"
 	"math/rand/v2"
 	"os"
 	"os/signal"
@@ -47,7 +48,8 @@ func benchDecodeCmd(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("bench --decode", "bench --decode [--from 10] [--to 20] [--poly-to 22] [--heads 1,8] [--gqa 4] [--exact-d 128] [--poly-d 8] [--steps 15] [--eps 1e-3]", stdout)
 	from := fs.Int("from", 10, "smallest context length, as a power of two")
 	to := fs.Int("to", 20, "largest context length of exact decoding, as a power of two")
-	polyTo := fs.Int("poly-to", 22, "largest context length of poly decoding, as a power of two")
+	polyTo := fs.Int("poly-to", 22, "largest context length of single-head poly decoding, as a power of two")
+	multiTo := fs.Int("multi-to", 18, "largest context length of the runs with several heads, as a power of two")
 	headList := fs.String("heads", "1,8", "query heads per run, comma-separated")
 	gqa := fs.Int("gqa", 4, "also run the largest --heads as grouped-query attention with this many query heads per key/value head (1: no such run)")
 	exactD := fs.Int("exact-d", 128, "head dimension of the exact bandwidth runs (d = e)")
@@ -63,7 +65,7 @@ func benchDecodeCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if *from < 1 || *to < *from || *polyTo < *from || *to > 30 || *polyTo > 30 || *steps < 1 || *gqa < 1 || *exactD < 1 || *polyD < 1 || !(*eps > 0 && *eps < 1) || !(*maxGB > 0) || *bwMB < 1 {
+	if *from < 1 || *to < *from || *polyTo < *from || *to > 30 || *polyTo > 30 || *multiTo < *from || *steps < 1 || *gqa < 1 || *exactD < 1 || *polyD < 1 || !(*eps > 0 && *eps < 1) || !(*maxGB > 0) || *bwMB < 1 {
 		return usagef("bench --decode: need 1 <= --from <= --to, --poly-to <= 30, positive --steps, --gqa, dimensions, --max-cache-gb and eps in (0, 1)")
 	}
 	var cases []decodeBenchCase
@@ -76,24 +78,26 @@ func benchDecodeCmd(args []string, stdout, stderr io.Writer) error {
 			label: label, uniformEntries: uniform, bytesPerContext: float64(kv) * float64(2*d) * 4})
 	}
 	hmax := slices.Max(heads)
-	for _, h := range heads {
-		add("exact", *exactD, h, h, *to, 1/math.Sqrt(float64(*exactD)), false)
-	}
-	if *gqa > 1 && hmax%*gqa == 0 {
-		add("exact", *exactD, hmax, hmax / *gqa, *to, 1/math.Sqrt(float64(*exactD)), false)
-	}
-	// Filling a polynomial state costs O(context r e) per key/value head:
-	// only the single-head run goes beyond --to.
-	for _, h := range heads {
-		add("exact", *polyD, h, h, *to, 1/float64(*polyD), true)
-		top := *to
-		if h == 1 {
-			top = *polyTo
+	// Filling the caches costs O(context) per key/value head (O(context r e)
+	// for a polynomial state): runs with several heads stop at --multi-to.
+	top := func(h, single int) int {
+		if h > 1 {
+			return min(single, *multiTo)
 		}
-		add("poly", *polyD, h, h, top, 1/float64(*polyD), true)
+		return single
+	}
+	for _, h := range heads {
+		add("exact", *exactD, h, h, top(h, *to), 1/math.Sqrt(float64(*exactD)), false)
 	}
 	if *gqa > 1 && hmax%*gqa == 0 {
-		add("poly", *polyD, hmax, hmax / *gqa, *to, 1/float64(*polyD), true)
+		add("exact", *exactD, hmax, hmax / *gqa, top(hmax, *to), 1/math.Sqrt(float64(*exactD)), false)
+	}
+	for _, h := range heads {
+		add("exact", *polyD, h, h, top(h, *to), 1/float64(*polyD), true)
+		add("poly", *polyD, h, h, top(h, *polyTo), 1/float64(*polyD), true)
+	}
+	if *gqa > 1 && hmax%*gqa == 0 {
+		add("poly", *polyD, hmax, hmax / *gqa, top(hmax, *polyTo), 1/float64(*polyD), true)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -103,7 +107,7 @@ func benchDecodeCmd(args []string, stdout, stderr io.Writer) error {
 	bw := streamBandwidth(runtime.GOMAXPROCS(0), *bwMB)
 	fmt.Fprintf(stdout, "memory bandwidth (streaming read of a %d MiB array, %d goroutines, best of 5): %.1f GB/s\n", *bwMB, runtime.GOMAXPROCS(0), bw/1e9)
 	fmt.Fprintf(stdout, "poly: Q and K entries uniform in [-1, 1], scale 1/d, eps %g; exact d=%d: entries uniform in [-1, 1], scale 1/sqrt(d)\n\n", *eps, *exactD)
-	fmt.Fprintf(stdout, "%-26s %9s %12s %11s %9s %7s %9s %9s\n", "case", "context", "us/token", "tokens/s", "GB/s", "% bw", "bound", "fallback")
+	fmt.Fprintf(stdout, "%-26s %9s %12s %11s %9s %7s %9s %6s %9s\n", "case", "context", "us/token", "tokens/s", "GB/s", "% bw", "bound", "degree", "fallback")
 	results := map[string][]decodeBenchRow{}
 	for _, c := range cases {
 		rows, err := runDecodeCase(ctx, c, *steps, *eps, *maxGB*1e9, stdout, bw)
@@ -118,9 +122,11 @@ func benchDecodeCmd(args []string, stdout, stderr io.Writer) error {
 		p := results[fmt.Sprintf("poly d=%d heads=%d", *polyD, h)]
 		x := results[fmt.Sprintf("exact d=%d heads=%d", *polyD, h)]
 		fmt.Fprintf(stdout, "poly d=%d heads=%d: log-log slope of time per token from 2^12 to 2^20: %s", *polyD, h, fitSlope(p, 1<<12, 1<<20))
-		for _, r := range x {
-			if i := slices.IndexFunc(p, func(q decodeBenchRow) bool { return q.target == r.target }); i >= 0 && r.target == 1<<*to {
-				fmt.Fprintf(stdout, "; exact / poly at context 2^%d: %.0fx", *to, r.median/p[i].median)
+		if len(x) > 0 && len(p) > 0 {
+			// The longest context both reached.
+			r := x[len(x)-1]
+			if i := slices.IndexFunc(p, func(q decodeBenchRow) bool { return q.target == r.target }); i >= 0 {
+				fmt.Fprintf(stdout, "; exact / poly at context 2^%d: %.0fx", bits.Len(uint(r.target))-1, r.median/p[i].median)
 			}
 		}
 		fmt.Fprintln(stdout)
@@ -201,7 +207,7 @@ func runDecodeCase(ctx context.Context, c decodeBenchCase, steps int, eps, maxBy
 		if c.method == "exact" {
 			rate, frac = fmt.Sprintf("%.2f", gbs/1e9), fmt.Sprintf("%.0f%%", 100*gbs/bw)
 		}
-		fmt.Fprintf(stdout, "%-26s %9d %12.2f %11.0f %9s %7s %9.2g %9d\n", c.label, row.context, row.median*1e6, 1/row.median, rate, frac, row.bound, row.fallbacks)
+		fmt.Fprintf(stdout, "%-26s %9d %12.2f %11.0f %9s %7s %9.2g %6d %9d\n", c.label, row.context, row.median*1e6, 1/row.median, rate, frac, row.bound, row.degree, row.fallbacks)
 	}
 	return rows, nil
 }
