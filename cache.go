@@ -49,6 +49,7 @@ type Cache[T Float] struct {
 	lens                               []int // per sequence
 	keys                               []*exact.DecodeKeys[T]
 	keyNorm                            []float64 // per key head: the largest |k| appended
+	keySum                             []float64 // per key head: the sum of the keys appended (d)
 	dec                                *exact.Decoder[T]
 
 	ws     *poly.DecodeWorkspace[T] // nil: no polynomial states
@@ -158,7 +159,7 @@ func NewCache[T Float](batch, kvHeads, d, e int, opts CacheOptions) (*Cache[T], 
 	c := &Cache[T]{batch: batch, kvHeads: kvHeads, heads: heads, group: heads / kvHeads, d: d, e: e,
 		capacity: opts.Capacity, scale: opts.Scale, eps: opts.Eps, method: opts.Method, window: -1,
 		sinks: append([]float64(nil), opts.Sinks...), assumeFinite: opts.AssumeFinite,
-		lens: make([]int, batch), keyNorm: make([]float64, batch*kvHeads),
+		lens: make([]int, batch), keyNorm: make([]float64, batch*kvHeads), keySum: make([]float64, batch*kvHeads*d),
 		dec: exact.NewDecoder[T](opts.Workers), view: &prefixKeys[T]{}}
 	if c.scale == 0 {
 		c.scale = 1 / math.Sqrt(float64(d))
@@ -208,6 +209,7 @@ func (c *Cache[T]) Len(b int) int { return c.lens[b] }
 func (c *Cache[T]) Reset() {
 	clear(c.lens)
 	clear(c.keyNorm)
+	clear(c.keySum)
 	for i, kv := range c.keys {
 		kv.Truncate(0)
 		if c.states != nil {
@@ -444,8 +446,10 @@ func (c *Cache[T]) append(k, v []T, n int) {
 				key := k[(base+i)*d : (base+i+1)*d]
 				kv.Append(key, v[(base+i)*e:(base+i+1)*e])
 				var s float64
-				for _, x := range key {
+				sum := c.keySum[(b*c.kvHeads+h)*d : (b*c.kvHeads+h+1)*d]
+				for t, x := range key {
 					s += float64(x) * float64(x)
+					sum[t] += float64(x)
 				}
 				c.keyNorm[b*c.kvHeads+h] = max(c.keyNorm[b*c.kvHeads+h], math.Sqrt(s))
 			}
@@ -517,7 +521,7 @@ func (c *Cache[T]) attend(ctx context.Context, out []T, lse []float64, q, k, v [
 		for g := range c.kvHeads {
 			kv := c.keys[b*c.kvHeads+g]
 			r0 := (b*c.heads + g*G) * n // the group's first row
-			if nb == 0 || !c.usePoly(b, g, nb) {
+			if nb == 0 || !c.usePoly(b, g, nb, q[r0*d:], n) {
 				unit(kv, r0, G*n)
 				st.ExactRows += G * nb
 				continue
@@ -585,10 +589,11 @@ func (c *Cache[T]) polyChunk() int {
 }
 
 // usePoly decides whether key/value head g of sequence b runs through its
-// polynomial state this call: always for "poly"; for "auto" once the
-// state exists, or once the cached keys cost more to read than a
-// polynomial of the degree their size suggests.
-func (c *Cache[T]) usePoly(b, g, nb int) bool {
+// polynomial state this call, whose nb tokens have queries q (the group's
+// rows, n per head): always for "poly"; for "auto" once the state exists,
+// or once reading the cached keys costs more than the polynomial of the
+// degree the range suggests.
+func (c *Cache[T]) usePoly(b, g, nb int, q []T, n int) bool {
 	if c.ws == nil {
 		return false
 	}
@@ -596,14 +601,29 @@ func (c *Cache[T]) usePoly(b, g, nb int) bool {
 	if c.method == "poly" || st.Built() {
 		return true
 	}
-	// |k - mu| <= 2 max |k| and |q| is about |k| for the same layer: a
-	// rough range, enough to skip the state while the context is short.
-	beta := c.scale * 4 * c.keyNorm[b*c.kvHeads+g] * c.keyNorm[b*c.kvHeads+g]
+	// The range s |q| max |k - mean| is at most s |q| (max |k| + |mean|),
+	// from running sums: enough to skip the state while the context is
+	// short (the state certifies its own range when built).
+	d := c.d
+	var mean, qmax float64
+	L := c.lens[b] + nb
+	for _, x := range c.keySum[(b*c.kvHeads+g)*d : (b*c.kvHeads+g+1)*d] {
+		mean += (x / float64(L)) * (x / float64(L))
+	}
+	for h := range c.group {
+		for i := range nb {
+			var s float64
+			for _, x := range q[(h*n+i)*d : (h*n+i+1)*d] {
+				s += float64(x) * float64(x)
+			}
+			qmax = max(qmax, s)
+		}
+	}
+	beta := c.scale * math.Sqrt(qmax) * (c.keyNorm[b*c.kvHeads+g] + math.Sqrt(mean))
 	_, r, err := c.ws.DegreeFor(beta)
 	if err != nil {
 		return false
 	}
-	L := c.lens[b] + nb
 	if c.window >= 0 {
 		L = min(L, c.window+1)
 	}
