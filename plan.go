@@ -13,7 +13,8 @@ const Auto = "auto"
 
 // choose picks, among the methods that can estimate their cost, the one
 // predicted fastest that meets the problem's eps, and explains the choice.
-// Exact attention always qualifies, so a choice always exists.
+// When no method can meet eps (exact's rounding bound included) the error
+// wraps attn.ErrUnsupported and carries every method's reason.
 func choose[T Float](p *attn.Problem[T]) (string, string, error) {
 	best, bestSec := "", math.Inf(1)
 	var notes []string
@@ -33,7 +34,9 @@ func choose[T Float](p *attn.Problem[T]) (string, string, error) {
 		}
 	}
 	if best == "" {
-		return "", "", fmt.Errorf("fastattn: no method can estimate this input: %s", strings.Join(notes, "; "))
+		// Every method refused: none can certify eps here (each note
+		// says why, exact's which eps it can reach).
+		return "", "", fmt.Errorf("fastattn: %w: no method can certify eps = %g on this input: %s", attn.ErrUnsupported, p.Eps, strings.Join(notes, "; "))
 	}
 	return best, fmt.Sprintf("auto chose %s, predicted fastest at eps = %g: %s", best, p.Eps, strings.Join(notes, "; ")), nil
 }

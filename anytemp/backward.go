@@ -10,6 +10,7 @@ import (
 
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/internal/parallel"
+	"github.com/fastattn/fastattn/internal/vscale"
 )
 
 // The backward pass runs the forward's treecode once more, on the same
@@ -133,7 +134,7 @@ func backward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], o
 		return attn.Stats{}, err
 	}
 	// The same reduction and budget as the forward that produced out.
-	runs, b, err := plan(ctx, m, p, f32)
+	runs, b, err := plan(ctx, m, p, f32, vscale.SubnormalOutput(p))
 	if err != nil {
 		return attn.Stats{}, err
 	}

@@ -70,13 +70,14 @@ type budget struct {
 // and e^(2 rho) amplifies rounding for nothing.
 const maxRhoCap = 4.0
 
-// outputError is the rounding of the division N/D and of the output cast.
-func outputError(eps float64, float32Out bool) float64 {
+// outputError is the rounding of the division N/D and of the output cast,
+// plus extra: the half subnormal step of tiny values (vscale.SubnormalOutput).
+func outputError(eps float64, float32Out bool, extra float64) float64 {
 	r := 2 * u64
 	if float32Out {
 		r += u32
 	}
-	return r * (1 + eps)
+	return r*(1+eps) + extra
 }
 
 // etaTargetFor is the largest eta with 2 eta/(1 - eta) + out <= eps.
@@ -104,16 +105,16 @@ func checkEps(eps float64, float32Out bool) error {
 
 // rankAllowance is the largest exponent shift the low-rank reduction may
 // introduce: a quarter of the budget.
-func rankAllowance(eps float64, float32Out bool) float64 {
-	return math.Log1p(0.25 * etaTargetFor(eps, outputError(eps, float32Out)))
+func rankAllowance(eps float64, float32Out bool, extra float64) float64 {
+	return math.Log1p(0.25 * etaTargetFor(eps, outputError(eps, float32Out, extra)))
 }
 
 // newBudget splits eps once theta (exponent error), the longest row and
 // the node operation count are known. It fails with ErrUnsupported when
 // rounding alone would exceed half the budget.
-func newBudget(eps float64, float32Out bool, theta float64, lMax int, kNodeBase float64) (*budget, error) {
+func newBudget(eps float64, float32Out bool, extra, theta float64, lMax int, kNodeBase float64) (*budget, error) {
 	b := &budget{eps: eps, theta: theta, lMax: lMax}
-	b.outErr = outputError(eps, float32Out)
+	b.outErr = outputError(eps, float32Out, extra)
 	b.etaTarget = etaTargetFor(eps, b.outErr)
 	b.kNode = kNodeBase
 	acc := gamma(float64(lMax) + 16)

@@ -11,6 +11,7 @@ import (
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/internal/check"
 	"github.com/fastattn/fastattn/internal/parallel"
+	"github.com/fastattn/fastattn/internal/vscale"
 )
 
 // Method is any-temperature attention (Gupta et al., 2025) for small or
@@ -106,11 +107,13 @@ func (hr *headRun[T]) block(e, start, size int) *tree[T] {
 
 // plan prepares the heads and the budget: the part of Forward before any
 // row is computed. Estimate uses it too on a sample.
-func plan[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], f32 bool) ([]*headRun[T], *budget, error) {
+// outExtra is the bound's share for subnormal outputs (of the values before
+// any scaling: vscale.SubnormalOutput).
+func plan[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], f32 bool, outExtra float64) ([]*headRun[T], *budget, error) {
 	if err := checkEps(p.Eps, f32); err != nil {
 		return nil, nil, err
 	}
-	allowance := rankAllowance(p.Eps, f32)
+	allowance := rankAllowance(p.Eps, f32, outExtra)
 	hs := make([]*head, p.Heads)
 	perHead := max(1, m.workers()/p.Heads)
 	parallel.For(ctx, m.workers(), p.Heads, func(h int) {
@@ -127,7 +130,7 @@ func plan[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], f32 b
 		g, mo := degreeFor(hd.r, p.E, true)
 		kBase = max(kBase, kNodeBase(hd.r, g, mo, hd.l))
 	}
-	b, err := newBudget(p.Eps, f32, theta, lMax, kBase)
+	b, err := newBudget(p.Eps, f32, outExtra, theta, lMax, kBase)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -150,14 +153,35 @@ func plan[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], f32 b
 	return runs, b, nil
 }
 
+// Values whose column maxima lie outside [valueLo, valueHi] are scaled by
+// powers of two first (package vscale): float64 sums of up to 2^34 terms
+// times expansion factors stay finite, and subnormal values keep their
+// digits.
+const valueLo, valueHi = 0x1p-900, 0x1p900
+
 func forward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], out *attn.Output[T], f32 bool) (attn.Stats, error) {
 	if err := p.Validate(); err != nil {
 		return attn.Stats{}, err
 	}
+	q, sc := vscale.Fit(p, valueLo, valueHi)
+	st, err := compute(ctx, m, q, out, f32, vscale.SubnormalOutput(p))
+	if err != nil {
+		return st, err
+	}
+	vscale.Restore(sc, out)
+	if err := vscale.CheckFinite("anytemp", out); err != nil {
+		return attn.Stats{}, err
+	}
+	st.Details["values_scaled"] = sc != nil
+	return st, nil
+}
+
+// compute is forward on values in range.
+func compute[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], out *attn.Output[T], f32 bool, outExtra float64) (attn.Stats, error) {
 	if err := ctx.Err(); err != nil {
 		return attn.Stats{}, err
 	}
-	runs, b, err := plan(ctx, m, p, f32)
+	runs, b, err := plan(ctx, m, p, f32, outExtra)
 	if err != nil {
 		return attn.Stats{}, err
 	}

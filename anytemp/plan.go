@@ -7,6 +7,7 @@ import (
 	"runtime"
 
 	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/internal/vscale"
 )
 
 // Cost model of the planner: seconds per unit of work on the project's
@@ -76,7 +77,7 @@ func estimate[T attn.Float](m Method, p *attn.Problem[T], f32 bool) (attn.Estima
 	if l == 0 {
 		return attn.Estimate{Seconds: 1e-6, Reason: "no valid keys"}, nil
 	}
-	pc, err := pilot(p, h, l, f32)
+	pc, err := pilot(p, h, l, f32, vscale.SubnormalOutput(p))
 	if err != nil {
 		return attn.Estimate{}, err
 	}
@@ -131,14 +132,14 @@ func sizeOf[T attn.Float]() float64 {
 // each per-row count to l keys along its own power law (constant for
 // near one-hot rows, growing with the density of keys in the window at
 // middle temperatures).
-func pilot[T attn.Float](p *attn.Problem[T], h, l int, f32 bool) (*pilotCounts, error) {
+func pilot[T attn.Float](p *attn.Problem[T], h, l int, f32 bool, outExtra float64) (*pilotCounts, error) {
 	k2 := min(l, pilotKeys)
-	c2, err := pilotRun(p, h, l, k2, f32)
+	c2, err := pilotRun(p, h, l, k2, f32, outExtra)
 	if err != nil || k2 == l {
 		return c2, err
 	}
 	k1 := k2 / 4
-	c1, err := pilotRun(p, h, l, k1, f32)
+	c1, err := pilotRun(p, h, l, k1, f32, outExtra)
 	if err != nil {
 		return nil, err
 	}
@@ -164,7 +165,7 @@ func (pc *pilotCounts) fullMoments(keys int) float64 {
 	return float64(keys)*pc.momPerKey + float64(keys)/leafSize*pc.momPerNode
 }
 
-func pilotRun[T attn.Float](p *attn.Problem[T], h, l, nk int, f32 bool) (*pilotCounts, error) {
+func pilotRun[T attn.Float](p *attn.Problem[T], h, l, nk int, f32 bool, outExtra float64) (*pilotCounts, error) {
 	nr := min(p.N, pilotRows)
 	d, e := p.D, p.E
 	ps := &attn.Problem[T]{Heads: 1, N: nr, M: nk, D: d, E: e, Scale: p.Scale, Eps: p.Eps,
@@ -178,7 +179,7 @@ func pilotRun[T attn.Float](p *attn.Problem[T], h, l, nk int, f32 bool) (*pilotC
 		copy(ps.K[j*d:(j+1)*d], p.K[src*d:(src+1)*d])
 		copy(ps.V[j*e:(j+1)*e], p.V[src*e:(src+1)*e])
 	}
-	runs, b, err := plan(context.Background(), Method{Workers: 1}, ps, f32)
+	runs, b, err := plan(context.Background(), Method{Workers: 1}, ps, f32, outExtra)
 	if err != nil {
 		return nil, err
 	}

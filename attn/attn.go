@@ -67,9 +67,10 @@ type Problem[T Float] struct {
 	// 0 <= j < KeyLens[h] are attended (the rest are padding).
 	KeyLens []int
 
-	// Eps is the error target of approximate methods: every output entry
-	// must satisfy |T_ij - Att_ij| <= Eps * max_l |V_lj|. Exact methods
-	// ignore it.
+	// Eps is the error target: every output entry must satisfy
+	// |T_ij - Att_ij| <= Eps * max_l |V_lj|. A method that cannot certify
+	// it declines (an error wrapping ErrUnsupported); exact attention picks
+	// its arithmetic by it. 0 means no target (exact methods only).
 	Eps float64
 
 	// Workers caps the goroutines a method uses; 0 means GOMAXPROCS.
@@ -329,7 +330,8 @@ type Stats struct {
 	// (multiply and add counted separately).
 	Flops float64
 	// ErrorBound is the a priori bound eps such that
-	// |T_ij - Att_ij| <= eps * max_l |V_lj| for every entry; 0 for exact.
+	// |T_ij - Att_ij| <= eps * max_l |V_lj| for every entry, rounding
+	// included (exact attention reports its rounding bound).
 	ErrorBound float64
 	// ObservedError is, for approximate methods, the largest error measured
 	// on SampledRows rows recomputed with an accurate reference after the

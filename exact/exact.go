@@ -93,13 +93,16 @@ func (Method) ChecksFinite() bool { return true }
 // Forward32 computes float32 attention; scores and exponentials are float32
 // within a tile, while row sums and outputs accumulate across tiles in
 // float64 so long key sequences do not drift.
+//
+// Every Forward centres the keys, reports its rounding bound and meets
+// p.Eps (see bound.go).
 func (m Method) Forward32(ctx context.Context, p *attn.Problem[float32], out *attn.Output[float32]) (attn.Stats, error) {
-	return forward(ctx, m.Workers, p, out)
+	return bounded(ctx, m.Workers, p, out)
 }
 
 // Forward64 computes float64 attention.
 func (m Method) Forward64(ctx context.Context, p *attn.Problem[float64], out *attn.Output[float64]) (attn.Stats, error) {
-	return forward(ctx, m.Workers, p, out)
+	return bounded(ctx, m.Workers, p, out)
 }
 
 // Flops is the conventional count for exact attention, 2nmd for Q K^T and
@@ -167,6 +170,7 @@ type tileState[T attn.Float] struct {
 	rowSum []float64 // running sum of exp(logit - rowMax)
 	alpha  []float64 // this tile's rescaling of acc, per row
 	lo, hi []int     // each row's key range
+	keys   []T       // keyTile x d centred keys (unpacked path), on first use
 }
 
 func newTileState[T attn.Float](e int) *tileState[T] {
@@ -308,6 +312,7 @@ type workspace[T attn.Float] struct {
 	pl     plan
 	states []*tileState[T]
 	packed []packer[T]
+	kc     [][]T // per packed head: its centred keys, when centred
 	parts  []partial
 	jobs   []packJob
 	e      int
@@ -316,7 +321,8 @@ type workspace[T attn.Float] struct {
 	ctx       context.Context
 	p         *attn.Problem[T]
 	out       *attn.Output[T]
-	kh0, kh1  int // key/value heads of the current batch of tasks
+	kh0, kh1  int         // key/value heads of the current batch of tasks
+	centres   [][]float64 // per key/value head, subtracted from its keys (nil: none)
 	t0, t1    int // its tasks
 	packing   bool
 	check     bool        // scan inputs for NaN and Inf as they are read
@@ -359,12 +365,16 @@ func getWorkspace[T attn.Float]() (*Workspace[T], *sync.Pool) {
 // attn.NewOutput(p)) with the workspace's buffers, using p.Workers
 // goroutines (0: GOMAXPROCS). It supports every attn.Feature; unless
 // p.AssumeFinite it checks Q and the keys and values it reads for NaN and
-// Inf as it goes.
+// Inf as it goes. Unlike Method's Forward it neither centres the keys nor
+// states a rounding bound (Stats.ErrorBound is 0: not stated).
 func (ws *Workspace[T]) Forward(ctx context.Context, p *attn.Problem[T], out *attn.Output[T]) (attn.Stats, error) {
-	return ws.forward(ctx, p.Workers, p, out)
+	return ws.forward(ctx, p.Workers, p, out, nil)
 }
 
-func (w *workspace[T]) forward(ctx context.Context, workers int, p *attn.Problem[T], out *attn.Output[T]) (attn.Stats, error) {
+// forward computes p into out; centres[kh], when not nil, is subtracted
+// from key/value head kh's keys as they are packed or tiled (bound.go), so
+// the log-sum-exps it leaves lack s q_i.centres[kh].
+func (w *workspace[T]) forward(ctx context.Context, workers int, p *attn.Problem[T], out *attn.Output[T], centres [][]float64) (attn.Stats, error) {
 	fillPlan(&w.pl, p, workers)
 	pl := &w.pl
 	d, e := p.D, p.E
@@ -390,9 +400,9 @@ func (w *workspace[T]) forward(ctx context.Context, workers int, p *attn.Problem
 			w.packed = append(w.packed, newPacker[T]())
 		}
 	}
-	w.ctx, w.p, w.out, w.check = ctx, p, out, !p.AssumeFinite
+	w.ctx, w.p, w.out, w.check, w.centres = ctx, p, out, !p.AssumeFinite, centres
 	w.nonFinite.Store(false)
-	defer func() { w.ctx, w.p, w.out = nil, nil, nil }()
+	defer func() { w.ctx, w.p, w.out, w.centres = nil, nil, nil, nil }()
 	t := 0
 	for kh0 := 0; kh0 < p.KVHeadCount() && ctx.Err() == nil; kh0 += batch {
 		kh1 := min(kh0+batch, p.KVHeadCount())
@@ -404,7 +414,18 @@ func (w *workspace[T]) forward(ctx context.Context, workers int, p *attn.Problem
 					continue
 				}
 				l := w.keysOf(kh)
-				w.packed[kh-kh0].Reset(l, d, p.K[kh*p.M*d:kh*p.M*d+l*d], d)
+				keys := p.K[kh*p.M*d : kh*p.M*d+l*d]
+				if centres != nil && centres[kh] != nil {
+					// Centred while packing: each job shifts its rows first.
+					for len(w.kc) <= kh-kh0 {
+						w.kc = append(w.kc, nil)
+					}
+					if cap(w.kc[kh-kh0]) < l*d {
+						w.kc[kh-kh0] = make([]T, l*d)
+					}
+					keys = w.kc[kh-kh0][:l*d]
+				}
+				w.packed[kh-kh0].Reset(l, d, keys, d)
 				for j := 0; j < l; j += packRows {
 					w.jobs = append(w.jobs, packJob{kh, j, min(j+packRows, l)})
 				}
@@ -493,6 +514,11 @@ func (w *workspace[T]) work(st *tileState[T], total int) {
 		}
 		if w.packing {
 			jb := w.jobs[t]
+			if c := w.centre(jb.kh); c != nil {
+				d := w.p.D
+				src := w.p.K[jb.kh*w.p.M*d:]
+				centreRows(w.kc[jb.kh-w.kh0][jb.j0*d:jb.j1*d], src[jb.j0*d:jb.j1*d], c)
+			}
 			w.packed[jb.kh-w.kh0].Pack(jb.j0, jb.j1)
 			continue
 		}
@@ -501,7 +527,7 @@ func (w *workspace[T]) work(st *tileState[T], total int) {
 		if w.pl.packKV[tk.kh] {
 			pk = w.packed[tk.kh-w.kh0]
 		}
-		if attendRows(w.ctx, w.p, w.k, st, pk, tk.r0, tk.rows, tk.ja, tk.jb, w.check) {
+		if attendRows(w.ctx, w.p, w.k, st, pk, w.centre(tk.kh), tk.r0, tk.rows, tk.ja, tk.jb, w.check) {
 			w.nonFinite.Store(true)
 		}
 		if tk.chunks == 1 {
@@ -516,13 +542,21 @@ func (w *workspace[T]) work(st *tileState[T], total int) {
 	}
 }
 
-func forward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T], out *attn.Output[T]) (attn.Stats, error) {
+// centre is the centre of key/value head kh's keys, nil if not centred.
+func (w *workspace[T]) centre(kh int) []float64 {
+	if w.centres == nil {
+		return nil
+	}
+	return w.centres[kh]
+}
+
+func forward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T], out *attn.Output[T], centres [][]float64) (attn.Stats, error) {
 	if p.Workers > 0 {
 		workers = p.Workers
 	}
 	ws, pool := getWorkspace[T]()
 	defer pool.Put(ws)
-	return ws.forward(ctx, workers, p, out)
+	return ws.forward(ctx, workers, p, out, centres)
 }
 
 // cancelCheckTiles is how many key tiles a worker processes between looks
@@ -535,11 +569,12 @@ const cancelCheckTiles = 64
 // in st the row max and row sum of the logits and the unnormalised output
 // sum_j exp(logit_j - rowMax) v_j. ja is a multiple of keyAlign. Keys outside a row's KeyRange are
 // skipped and the mask tensor applied. pk, when not nil, holds the key
-// head's packed keys. With check, it reports whether the rows' queries or
+// head's packed keys (centred, if centre is not nil); otherwise centre,
+// when not nil, is subtracted from each key tile in scratch space. With check, it reports whether the rows' queries or
 // the scores of their keys (so the keys) hold a NaN or Inf. On
 // cancellation it returns early, leaving st unspecified. It is the kernel
 // every exact forward path shares.
-func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T], st *tileState[T], pk packer[T], r0, rows, ja, jb int, check bool) (nonFinite bool) {
+func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T], st *tileState[T], pk packer[T], centre []float64, r0, rows, ja, jb int, check bool) (nonFinite bool) {
 	d, e := p.D, p.E
 	kh := p.KVHead(r0 / p.N)
 	q := p.Q[r0*d : (r0+rows)*d]
@@ -569,6 +604,13 @@ func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T],
 		s := st.scores[:(rows-1)*scoreStride+cols]
 		if pk != nil {
 			pk.GemmNT(rows, j0, cols, q, d, s, scoreStride)
+		} else if centre != nil {
+			if len(st.keys) < keyTile*d {
+				st.keys = make([]T, keyTile*d)
+			}
+			kt := st.keys[:cols*d]
+			centreRows(kt, keys[j0*d:(j0+cols)*d], centre)
+			k.gemmNT(rows, cols, d, q, d, kt, d, s, scoreStride)
 		} else {
 			k.gemmNT(rows, cols, d, q, d, keys[j0*d:], d, s, scoreStride)
 		}

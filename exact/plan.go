@@ -1,7 +1,9 @@
 package exact
 
 import (
+	"context"
 	"fmt"
+	"runtime"
 	"unsafe"
 
 	"github.com/fastattn/fastattn/attn"
@@ -57,14 +59,59 @@ func ratesFor64() rates {
 	return rates{flopsPerSecond64, pairSeconds64}
 }
 
-// Estimate32 predicts the cost on a float32 problem.
-func (Method) Estimate32(p *attn.Problem[float32]) (attn.Estimate, error) {
-	return estimate(p, ratesFor32()), nil
+// Estimate32 predicts the cost on a float32 problem: in float32, or in
+// float64 arithmetic when the float32 rounding bound misses p.Eps (see
+// bound.go); an error wrapping attn.ErrUnsupported when neither meets it.
+func (m Method) Estimate32(p *attn.Problem[float32]) (attn.Estimate, error) {
+	pl, err := planPrecision(context.Background(), p, m.Workers)
+	if err != nil {
+		return attn.Estimate{}, err
+	}
+	if pl.arith == compensated {
+		return compensatedEstimate(p, m.Workers, pl.bound), nil
+	}
+	if pl.arith == promote {
+		est := estimate(p, ratesFor64())
+		est.Seconds *= 1.05 // converting the inputs and output
+		est.Bytes += 8 * float64(len(p.Q)+len(p.K)+len(p.V)+p.Heads*p.N*p.E)
+		est.Reason += fmt.Sprintf(", in float64: the float32 rounding bound misses eps (bound %.2g)", pl.bound)
+		return est, nil
+	}
+	est := estimate(p, ratesFor32())
+	est.Reason += fmt.Sprintf(", bound %.2g", pl.bound)
+	return est, nil
 }
 
-// Estimate64 predicts the cost on a float64 problem.
-func (Method) Estimate64(p *attn.Problem[float64]) (attn.Estimate, error) {
-	return estimate(p, ratesFor64()), nil
+// Estimate64 predicts the cost on a float64 problem, or refuses an eps the
+// rounding bound cannot meet.
+func (m Method) Estimate64(p *attn.Problem[float64]) (attn.Estimate, error) {
+	pl, err := planPrecision(context.Background(), p, m.Workers)
+	if err != nil {
+		return attn.Estimate{}, err
+	}
+	if pl.arith == compensated {
+		return compensatedEstimate(p, m.Workers, pl.bound), nil
+	}
+	est := estimate(p, ratesFor64())
+	est.Reason += fmt.Sprintf(", bound %.2g", pl.bound)
+	return est, nil
+}
+
+// compensatedPairSeconds is the time per (query, key) pair and dimension
+// of compensated arithmetic on one core (measured: see the benchmark
+// BenchmarkCompensated).
+const compensatedPairSeconds = 2e-9
+
+func compensatedEstimate[T attn.Float](p *attn.Problem[T], workers int, b float64) attn.Estimate {
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	pairs := Flops(p) / float64(2*(p.D+p.E))
+	return attn.Estimate{
+		Seconds: pairs * float64(p.D+p.E+10) * compensatedPairSeconds / float64(workers),
+		Bytes:   float64(workers) * 16 * float64(p.M),
+		Reason:  fmt.Sprintf("compensated arithmetic (the float64 bound misses eps), bound %.2g", b),
+	}
 }
 
 // estimate applies the cost model. Memory is the workers' tiles plus the

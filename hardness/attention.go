@@ -2,6 +2,7 @@ package hardness
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 
@@ -77,13 +78,22 @@ type Solution struct {
 
 // Solve computes the attention instance with the named method of the
 // library ("" for the default) and error target eps (0 means the
-// reduction's budget a.Eps), and decides every query.
+// reduction's budget a.Eps; when exact attention or auto cannot certify
+// it, exact attention at the library's default target, uncertified), and
+// decides every query.
 func (a *Attention) Solve(ctx context.Context, method string, eps float64) (*Solution, error) {
-	if eps == 0 {
+	budget := eps == 0
+	if budget {
 		eps = a.Eps
 	}
 	q, k, v := a.Tensors()
 	res, err := fastattn.Attend(ctx, q, k, v, fastattn.Options{Scale: a.Scale, Method: method, Eps: eps})
+	if budget && errors.Is(err, fastattn.ErrUnsupported) && (method == "" || method == "exact" || method == fastattn.Auto) {
+		// The budget is below what any method can certify (it can be
+		// below float64's rounding): exact attention at the default
+		// target, uncertified.
+		res, err = fastattn.Attend(ctx, q, k, v, fastattn.Options{Scale: a.Scale, Method: "exact"})
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -8,18 +8,19 @@ import (
 
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/internal/kernels"
+	"github.com/fastattn/fastattn/internal/vscale"
 	"github.com/fastattn/fastattn/polyexp"
 )
 
 // Backward32 computes the gradient of the polynomial approximation itself
 // (not of exact attention) with respect to Q, K and V; see backward.
 func (m Method) Backward32(ctx context.Context, p *attn.Problem[float32], out *attn.Output[float32], dO []float32, g *attn.Gradients[float32]) (attn.Stats, error) {
-	return backward(ctx, m, p, dO, g, MinEps32, 0x1p-24)
+	return backward(ctx, m, p, dO, g, MinEps32, 0x1p-24+vscale.SubnormalOutput(p))
 }
 
 // Backward64 computes the gradient of the polynomial approximation.
 func (m Method) Backward64(ctx context.Context, p *attn.Problem[float64], out *attn.Output[float64], dO []float64, g *attn.Gradients[float64]) (attn.Stats, error) {
-	return backward(ctx, m, p, dO, g, MinEps64, 0x1p-53)
+	return backward(ctx, m, p, dO, g, MinEps64, 0x1p-53+vscale.SubnormalOutput(p))
 }
 
 // backward differentiates T_i = y_i[:e] / y_i[e], y_i = H_i C (+ exact

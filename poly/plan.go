@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/internal/vscale"
 )
 
 // Throughput constants of the cost model, measured with the benchmark in
@@ -17,12 +18,12 @@ const (
 
 // Estimate32 predicts the cost on a float32 problem.
 func (m Method) Estimate32(p *attn.Problem[float32]) (attn.Estimate, error) {
-	return estimate(m, p, MinEps32, 0x1p-24)
+	return estimate(m, p, MinEps32, 0x1p-24+vscale.SubnormalOutput(p))
 }
 
 // Estimate64 predicts the cost on a float64 problem.
 func (m Method) Estimate64(p *attn.Problem[float64]) (attn.Estimate, error) {
-	return estimate(m, p, MinEps64, 0x1p-53)
+	return estimate(m, p, MinEps64, 0x1p-53+vscale.SubnormalOutput(p))
 }
 
 // estimate plans every head as the forward would and refuses, as the

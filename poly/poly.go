@@ -31,6 +31,7 @@ import (
 
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/internal/check"
+	"github.com/fastattn/fastattn/internal/vscale"
 	"github.com/fastattn/fastattn/polyexp"
 )
 
@@ -422,10 +423,31 @@ func planBound(hp *headPlan, deg *degreeTable, d int, uOut float64) (float64, er
 	return b, nil
 }
 
+// Values whose column maxima lie outside [valueLo, valueHi] are scaled by
+// powers of two first (package vscale), so that moments (sums of up to
+// 2^34 values times features up to e^beta) stay finite and subnormal
+// values keep their digits; uOut grows by the subnormal outputs' share.
+const valueLo, valueHi = 0x1p-900, 0x1p800
+
 func forward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], out *attn.Output[T], minEps, uOut float64) (attn.Stats, error) {
 	if err := ctx.Err(); err != nil {
 		return attn.Stats{}, err
 	}
+	q, sc := vscale.Fit(p, valueLo, valueHi)
+	st, err := compute(ctx, m, q, out, minEps, uOut+vscale.SubnormalOutput(p))
+	if err != nil {
+		return st, err
+	}
+	vscale.Restore(sc, out)
+	if err := vscale.CheckFinite("poly", out); err != nil {
+		return attn.Stats{}, err
+	}
+	st.Details["values_scaled"] = sc != nil
+	return st, nil
+}
+
+// compute is forward on values in range.
+func compute[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], out *attn.Output[T], minEps, uOut float64) (attn.Stats, error) {
 	if p.Eps < minEps {
 		return attn.Stats{}, unsupported("eps = %g is below the smallest error this method certifies for %s (%g); use the exact method", p.Eps, attn.DTypeName[T](), minEps)
 	}

@@ -3,14 +3,9 @@
 // most likely to be wrong, then random ones), a reference accurate enough
 // for the bounds it checks, and one tolerance rule.
 //
-// The forward reference forms each logit s q.k in double-double arithmetic
-// (error about u^2 |s q.k|, so a common offset of the keys or logits of
-// 1e8 cost nothing), takes exponentials of exact differences from the row
-// maximum, and sums with compensation, values scaled per column by a power
-// of two (exact) so that neither huge nor subnormal values lose digits.
-// Its own error is at most RefError(L) relative to the column's largest
-// value, about 16 units of float64 rounding: far below any bound it
-// checks.
+// The forward reference is package accurate's: within accurate.Error(L)
+// (about 16 units of float64 rounding) of the exact row, far below any
+// bound it checks.
 package check
 
 import (
@@ -21,24 +16,12 @@ import (
 	"slices"
 
 	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/internal/accurate"
 )
 
 // ErrExceeded is wrapped by the error Forward returns when a sampled row
 // is further from the reference than the reported bound allows.
 var ErrExceeded = errors.New("sampled check exceeded the reported bound")
-
-const u = 0x1p-53 // float64 unit roundoff
-
-// RefError bounds the reference's own error on a row of l keys, relative
-// to the column's largest value: each weight is within 3u of exact (the
-// logit difference to u^2, exp within an ulp, the product with 1 + lo),
-// and the compensated sums of numerator and denominator add u of the sum
-// plus gamma_l^2 of the sum of magnitudes, so the ratio is within
-// 2 (4u + gamma_l^2) + u; 16u + 4 gamma_l^2 covers it.
-func RefError(l int) float64 {
-	g := float64(l) * u / (1 - float64(l)*u)
-	return 16*u + 4*g*g
-}
 
 // Within is the tolerance rule: an observed error err (relative to the
 // column's largest value) is consistent with a reported bound when it is
@@ -46,95 +29,6 @@ func RefError(l int) float64 {
 // the reference's own error refErr.
 func Within(err, bound, refErr float64) bool {
 	return err <= bound*(1+1e-9)+refErr
-}
-
-// twoSum returns s + t = a + b exactly, s = fl(a + b).
-func twoSum(a, b float64) (s, t float64) {
-	s = a + b
-	bb := s - a
-	return s, (a - (s - bb)) + (b - bb)
-}
-
-// twoProd returns p + e = a * b exactly, p = fl(a * b).
-func twoProd(a, b float64) (p, e float64) {
-	p = a * b
-	return p, math.FMA(a, b, -p)
-}
-
-// logit returns s q.k as a double-double hi + lo (Ogita, Rump and Oishi's
-// Dot2, then the product by s).
-func logit[T attn.Float](q, k []T, s float64) (hi, lo float64) {
-	for t := range q {
-		ph, pl := twoProd(float64(q[t]), float64(k[t]))
-		var e float64
-		hi, e = twoSum(hi, ph)
-		lo += e + pl
-	}
-	hi, lo = twoSum(hi, lo)
-	ph, pl := twoProd(hi, s)
-	return twoSum(ph, pl+lo*s)
-}
-
-// neumaier is a compensated sum.
-type neumaier struct{ s, c float64 }
-
-func (n *neumaier) add(x float64) {
-	t := n.s + x
-	if math.Abs(n.s) >= math.Abs(x) {
-		n.c += (n.s - t) + x
-	} else {
-		n.c += (x - t) + n.s
-	}
-	n.s = t
-}
-
-func (n *neumaier) sum() float64 { return n.s + n.c }
-
-// Row computes output row i of head h of p accurately (see the package
-// comment) into out (length e) and returns the row's log-sum-exp, -Inf
-// for a row without keys. It reads only keys 0 <= j < p.KeyLimit(h, i).
-func Row[T attn.Float](p *attn.Problem[T], h, i int, out []float64) float64 {
-	d, e := p.D, p.E
-	limit := p.KeyLimit(h, i)
-	clear(out)
-	if limit == 0 {
-		return math.Inf(-1)
-	}
-	q := p.Q[(h*p.N+i)*d : (h*p.N+i+1)*d]
-	hi := make([]float64, limit)
-	lo := make([]float64, limit)
-	best := 0
-	for j := range limit {
-		hi[j], lo[j] = logit(q, p.K[(h*p.M+j)*d:(h*p.M+j+1)*d], p.Scale)
-		if hi[j] > hi[best] || (hi[j] == hi[best] && lo[j] > lo[best]) {
-			best = j
-		}
-	}
-	// Per-column power-of-two scales bring each column's largest value
-	// near 1, so that sums of huge values do not overflow and subnormal
-	// ones keep their digits.
-	colMax := attn.ColumnMaxAbs(p, h, limit)
-	exps := make([]int, e)
-	for c, m := range colMax {
-		_, exps[c] = math.Frexp(m)
-	}
-	var den neumaier
-	num := make([]neumaier, e)
-	for j := range limit {
-		dh, dl := twoSum(hi[j], -hi[best])
-		x := dh + (dl + (lo[j] - lo[best]))
-		w := math.Exp(x)
-		den.add(w)
-		v := p.V[(h*p.M+j)*e : (h*p.M+j+1)*e]
-		for c := range e {
-			num[c].add(w * math.Ldexp(float64(v[c]), -exps[c]))
-		}
-	}
-	dsum := den.sum()
-	for c := range e {
-		out[c] = math.Ldexp(num[c].sum()/dsum, exps[c])
-	}
-	return hi[best] + (lo[best] + math.Log(dsum))
 }
 
 // QueryRows returns up to k distinct query rows of head h, the ones most
@@ -159,7 +53,7 @@ func QueryRows[T attn.Float](p *attn.Problem[T], h, k int, r *rand.Rand) []int {
 	return pick(p.N, k, r, widest, 0, p.N-1)
 }
 
-// KeyRows returns up to k distinct keys of head h (among its valid keys)
+// KeyRows returns up to k distinct keys of query head h (among its valid keys)
 // whose gradient rows are most likely to be wrong: the key with the
 // largest |v_j| (a dropped or truncated key with a huge value dominates
 // its gradient), the key farthest from the keys' mean (the first dropped
@@ -173,16 +67,16 @@ func KeyRows[T attn.Float](p *attn.Problem[T], h, k int, r *rand.Rand) []int {
 	if k >= l {
 		return allRows(l)
 	}
-	d, e := p.D, p.E
+	d, e, kh := p.D, p.E, p.KVHead(h)
 	mu := KeyMean(p, h)
 	big, far := 0, 0
 	var bigV, farD float64
 	for j := range l {
 		var v, dist float64
-		for _, x := range p.V[(h*p.M+j)*e : (h*p.M+j+1)*e] {
+		for _, x := range p.V[(kh*p.M+j)*e : (kh*p.M+j+1)*e] {
 			v = max(v, math.Abs(float64(x)))
 		}
-		for t, x := range p.K[(h*p.M+j)*d : (h*p.M+j+1)*d] {
+		for t, x := range p.K[(kh*p.M+j)*d : (kh*p.M+j+1)*d] {
 			dist += (float64(x) - mu[t]) * (float64(x) - mu[t])
 		}
 		if v > bigV {
@@ -195,12 +89,13 @@ func KeyRows[T attn.Float](p *attn.Problem[T], h, k int, r *rand.Rand) []int {
 	return pick(l, k, r, big, far, 0, l-1)
 }
 
-// KeyMean returns the mean of the valid keys of head h (zeros if none).
+// KeyMean returns the mean of the valid keys of query head h (zeros if
+// none).
 func KeyMean[T attn.Float](p *attn.Problem[T], h int) []float64 {
-	d, l := p.D, p.KeyLen(h)
+	d, l, kh := p.D, p.KeyLen(h), p.KVHead(h)
 	mu := make([]float64, d)
 	for j := range l {
-		for t, x := range p.K[(h*p.M+j)*d : (h*p.M+j+1)*d] {
+		for t, x := range p.K[(kh*p.M+j)*d : (kh*p.M+j+1)*d] {
 			mu[t] += float64(x)
 		}
 	}
@@ -295,8 +190,8 @@ func Forward[T attn.Float](p *attn.Problem[T], out *attn.Output[T], bound float6
 	for _, h := range heads {
 		colMax := attn.ColumnMaxAbs(p, h, p.KeyLen(h))
 		for _, i := range QueryRows(p, h, perHead, r) {
-			Row(p, h, i, ref)
-			refErr := RefError(p.KeyLimit(h, i))
+			accurate.Row(p, h, i, ref)
+			refErr := accurate.Error(p.KeyLimit(h, i))
 			res.Rows++
 			res.RefError = max(res.RefError, refErr)
 			o := out.O[(h*p.N+i)*p.E : (h*p.N+i+1)*p.E]

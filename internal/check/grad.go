@@ -36,29 +36,40 @@ func Gradient[T attn.Float](ctx context.Context, p *attn.Problem[T], dO []T, g *
 	r := rand.New(rand.NewPCG(uint64(p.Heads*p.N), uint64(p.M)))
 	res := GradResult{Heads: Heads(p.Heads, heads)}
 	var errs, sizes [3]float64
-	for _, h := range res.Heads {
-		sub, dO64 := CentredHead(p, dO, h)
-		out := attn.NewOutput(sub)
-		if _, err := (exact.Method{}).Forward64(ctx, sub, out); err != nil {
-			return res, err
+	add := func(x int, got, want []float64) {
+		for i, w := range want {
+			errs[x] = max(errs[x], math.Abs(got[i]-w))
+			sizes[x] = max(sizes[x], math.Abs(got[i]), math.Abs(w))
 		}
-		qRows := QueryRows(sub, 0, rows, r)
-		kRows := KeyRows(sub, 0, rows, r)
+	}
+	for _, h := range res.Heads {
+		kh := p.KVHead(h)
+		qRows := QueryRows(p, h, rows, r)
+		kRows := KeyRows(p, h, rows, r)
 		res.QueryRows, res.KeyRows = len(qRows), len(kRows)
-		dq := reference.GradientQueryRows(sub, dO64, 0, qRows)
-		dk, dv := reference.GradientKeyRows(sub, dO64, 0, out.LSE, out.O, kRows)
-		for x, c := range []struct {
-			got, want []float64
-		}{
-			{rowsOf(g.DQ[h*p.N*p.D:], p.D, qRows), dq},
-			{rowsOf(g.DK[h*p.M*p.D:], p.D, kRows), dk},
-			{rowsOf(g.DV[h*p.M*p.E:], p.E, kRows), dv},
-		} {
-			for i, w := range c.want {
-				errs[x] = max(errs[x], math.Abs(c.got[i]-w))
-				sizes[x] = max(sizes[x], math.Abs(c.got[i]), math.Abs(w))
+		// dK and dV of a key sum over the query heads sharing its
+		// key/value head (grouped-query attention).
+		dk := make([]float64, len(kRows)*p.D)
+		dv := make([]float64, len(kRows)*p.E)
+		for hh := kh * p.Group(); hh < (kh+1)*p.Group(); hh++ {
+			sub, dO64 := CentredHead(p, dO, hh)
+			out := attn.NewOutput(sub)
+			if _, err := (exact.Method{}).Forward64(ctx, sub, out); err != nil {
+				return res, err
+			}
+			if hh == h {
+				add(0, rowsOf(g.DQ[h*p.N*p.D:], p.D, qRows), reference.GradientQueryRows(sub, dO64, 0, qRows))
+			}
+			k1, v1 := reference.GradientKeyRows(sub, dO64, 0, out.LSE, out.O, kRows)
+			for i := range dk {
+				dk[i] += k1[i]
+			}
+			for i := range dv {
+				dv[i] += v1[i]
 			}
 		}
+		add(1, rowsOf(g.DK[kh*p.M*p.D:], p.D, kRows), dk)
+		add(2, rowsOf(g.DV[kh*p.M*p.E:], p.E, kRows), dv)
 	}
 	rel := func(x int) float64 {
 		if errs[x] == 0 {
@@ -70,8 +81,9 @@ func Gradient[T attn.Float](ctx context.Context, p *attn.Problem[T], dO []T, g *
 	return res, nil
 }
 
-// CentredHead copies head h of p, and its dO, to a one-head float64
-// problem whose valid keys are shifted by their mean.
+// CentredHead copies query head h of p (with its key/value head, options
+// and dO) to a one-head float64 problem whose valid keys are shifted by
+// their mean.
 func CentredHead[T attn.Float](p *attn.Problem[T], dO []T, h int) (*attn.Problem[float64], []float64) {
 	conv := func(x []T) []float64 {
 		y := make([]float64, len(x))
@@ -80,15 +92,23 @@ func CentredHead[T attn.Float](p *attn.Problem[T], dO []T, h int) (*attn.Problem
 		}
 		return y
 	}
+	kh := p.KVHead(h)
 	sub := &attn.Problem[float64]{
 		Heads: 1, N: p.N, M: p.M, D: p.D, E: p.E,
 		Q:     conv(p.Q[h*p.N*p.D : (h+1)*p.N*p.D]),
-		K:     conv(p.K[h*p.M*p.D : (h+1)*p.M*p.D]),
-		V:     conv(p.V[h*p.M*p.E : (h+1)*p.M*p.E]),
-		Scale: p.Scale, Causal: p.Causal, Eps: p.Eps,
+		K:     conv(p.K[kh*p.M*p.D : (kh+1)*p.M*p.D]),
+		V:     conv(p.V[kh*p.M*p.E : (kh+1)*p.M*p.E]),
+		Scale: p.Scale, Causal: p.Causal, CausalAlign: p.CausalAlign, Window: p.Window,
+		Eps: p.Eps,
 	}
 	if p.KeyLens != nil {
 		sub.KeyLens = []int{p.KeyLens[h]}
+	}
+	if p.Mask != nil {
+		sub.Mask = p.Mask.Heads(h, 1)
+	}
+	if len(p.Sinks) > 0 {
+		sub.Sinks = []float64{p.Sink(h)}
 	}
 	mu := KeyMean(p, h)
 	for j := range p.KeyLen(h) {

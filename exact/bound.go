@@ -1,0 +1,455 @@
+package exact
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/internal/accurate"
+	"github.com/fastattn/fastattn/internal/vscale"
+)
+
+// Exact attention's a priori rounding bound, and the key centring that
+// keeps it small.
+//
+// Softmax does not change when every key of a head is shifted by the same
+// vector c: q.(k_j - c) = q.k_j - q.c, a constant of the row. The rounding
+// of q.k_j does change: it is about u |q| |k_j|, so a common offset of the
+// keys (1e4, say) makes float32 logits wrong by whole units. Each head's
+// keys are therefore shifted by their mean when that shrinks them (the box
+// around the keys, measured from the mean, is less than half the largest
+// key): while packing them for the Q K^T kernels, or tile by tile on the
+// unpacked (decoding) path, never by copying K otherwise.
+//
+// The bound (relative to max_l |V_lj|, as the approximate methods'): with
+// B the largest |s q_i.(k_j - c)| allowed by Cauchy-Schwarz per coordinate,
+// B = s max_i sum_t |q_it| max_j |k_jt - c_t|, each computed logit
+// s q.(k_j - c) is within gamma_T(d + 3) B of exact (the dot product's d
+// roundings, the key shift, the scale's rounding to T and the product by
+// it), and its difference y_j from the row max (measured from the computed
+// max: softmax ignores the shift) is rounded once more, by u_T y_j <= 2 u_T B.
+// So each weight is exact times (1 + tau), tau = e^delta (1 + eps_exp)
+// (1 + u_T) - 1 with delta = gamma_T(d + 5) B, where eps_exp is the
+// exp kernel's error (2 ulp in float32, 1e-15 in float64) and u_T the
+// rounding of the stored weight. The sums add gamma_T(keyTile) inside a
+// tile (P V and the row sum in T) and gamma_64(tiles + 4) across tiles in
+// float64 (float64 inputs: gamma_64(L + 4) for the whole row). With eta
+// the sum of those relative errors, numerator and denominator are each
+// within eta of exact relative to D max|V| and D, so
+//
+//	|O - Att| <= (2 eta / (1 - eta) + u_T + 2 u_64) max_l |V_lj|  (+ a
+//	subnormal output's half step, relative to its column's max).
+type keyStats struct {
+	centre []float64 // c subtracted from the keys; nil when not centred
+	box    []float64 // max_j |k_jt - c_t| per coordinate (rounded up)
+	logit  float64   // B: the largest |s q_i.(k_j - c)| possible
+}
+
+// Rounding constants of exp: the float32 kernel is within 2 ulp (4 units
+// of 2^-24), the float64 one within 1e-15 (10 units of 2^-53). See
+// internal/kernels/README.md.
+const (
+	expErr32 = 4 * 0x1p-24
+	expErr64 = 10 * 0x1p-53
+	u64      = 0x1p-53
+)
+
+// unitOf returns T's unit roundoff and its exp kernel's relative error.
+func unitOf[T attn.Float]() (u, expErr float64) {
+	var x T
+	if _, ok := any(x).(float32); ok {
+		return 0x1p-24, expErr32
+	}
+	return u64, expErr64
+}
+
+func gammaOf(n, u float64) float64 { return n * u / (1 - n*u) }
+
+// statsChunk is the number of keys one task of the key statistics reads.
+const statsChunk = 4096
+
+// kvKeys is how many keys of key/value head kh any of its query heads
+// attends at most.
+func kvKeys[T attn.Float](p *attn.Problem[T], kh int) int {
+	g, l := p.Group(), 0
+	for h := kh * g; h < (kh+1)*g; h++ {
+		l = max(l, p.KeyLen(h))
+	}
+	return l
+}
+
+// headKeyStats measures every key/value head's keys and its queries (one
+// pass over K, in parallel chunks, and one over Q) and decides the
+// centring. An additive mask's largest finite magnitude joins B: it is
+// added to the logits before their rounding.
+func headKeyStats[T attn.Float](ctx context.Context, p *attn.Problem[T], workers int) []keyStats {
+	d := p.D
+	type part struct {
+		sum, lo, hi []float64
+		norm        float64 // max_j |k_j|^2
+	}
+	type task struct{ h, j0, j1 int }
+	var tasks []task
+	kvh := p.KVHeadCount()
+	for h := range kvh {
+		for j := 0; j < kvKeys(p, h); j += statsChunk {
+			tasks = append(tasks, task{h, j, min(j+statsChunk, kvKeys(p, h))})
+		}
+	}
+	parts := make([]part, len(tasks))
+	parallelFor(ctx, workers, len(tasks), func(x int) {
+		tk := tasks[x]
+		pt := part{sum: make([]float64, d), lo: make([]float64, d), hi: make([]float64, d)}
+		for t := range d {
+			pt.lo[t], pt.hi[t] = math.Inf(1), math.Inf(-1)
+		}
+		keys := p.K[(tk.h*p.M+tk.j0)*d : (tk.h*p.M+tk.j1)*d]
+		for j := range tk.j1 - tk.j0 {
+			var n2 float64
+			for t, x := range keys[j*d : (j+1)*d] {
+				v := float64(x)
+				pt.sum[t] += v
+				pt.lo[t] = min(pt.lo[t], v)
+				pt.hi[t] = max(pt.hi[t], v)
+				n2 += v * v
+			}
+			pt.norm = max(pt.norm, n2)
+		}
+		parts[x] = pt
+	})
+	stats := make([]keyStats, kvh)
+	x := 0
+	for h := range kvh {
+		l := kvKeys(p, h)
+		sum, lo, hi := make([]float64, d), make([]float64, d), make([]float64, d)
+		for t := range d {
+			lo[t], hi[t] = math.Inf(1), math.Inf(-1)
+		}
+		var norm float64
+		for ; x < len(tasks) && tasks[x].h == h; x++ {
+			pt := parts[x]
+			if pt.sum == nil { // cancelled
+				continue
+			}
+			for t := range d {
+				sum[t] += pt.sum[t]
+				lo[t] = min(lo[t], pt.lo[t])
+				hi[t] = max(hi[t], pt.hi[t])
+			}
+			norm = max(norm, pt.norm)
+		}
+		st := &stats[h]
+		st.box = make([]float64, d)
+		if l == 0 {
+			continue
+		}
+		// The centre is the mean rounded to T (the keys are shifted in T).
+		centre := make([]float64, d)
+		var boxC2 float64
+		for t := range d {
+			centre[t] = float64(T(sum[t] / float64(l)))
+			r := max(math.Abs(hi[t]-centre[t]), math.Abs(lo[t]-centre[t]))
+			boxC2 += r * r
+		}
+		if testNoCentring || boxC2 >= 0.25*norm {
+			for t := range d {
+				st.box[t] = max(math.Abs(hi[t]), math.Abs(lo[t]))
+			}
+		} else {
+			st.centre = centre
+			for t := range d {
+				st.box[t] = max(math.Abs(hi[t]-centre[t]), math.Abs(lo[t]-centre[t])) * (1 + 2*u64)
+			}
+		}
+	}
+	// B = s max_i sum_t |q_it| box_t over the query heads of each group.
+	for h := range p.Heads {
+		st := &stats[p.KVHead(h)]
+		var best float64
+		for i := range p.N {
+			var s float64
+			for t, x := range p.Q[(h*p.N+i)*d : (h*p.N+i+1)*d] {
+				s += math.Abs(float64(x)) * st.box[t]
+			}
+			best = max(best, s)
+		}
+		st.logit = max(st.logit, p.Scale*best*(1+float64(d+2)*u64))
+	}
+	if m := p.Mask; m != nil && m.Add != nil {
+		var big float64
+		for _, x := range m.Add {
+			if !math.IsInf(x, 0) {
+				big = max(big, math.Abs(x))
+			}
+		}
+		for h := range stats {
+			stats[h].logit += big
+		}
+	}
+	return stats
+}
+
+// testNoCentring, set by tests, turns the key centring off (to show what
+// it is for).
+var testNoCentring = false
+
+// roundingBound is the bound of the comment above for element type T on
+// rows of at most l keys with logits up to b (B), before the output's
+// subnormal term.
+func roundingBound[T attn.Float](b float64, d, l int) float64 {
+	u, expErr := unitOf[T]()
+	delta := gammaOf(float64(d+5), u) * b
+	tau := math.Exp(delta)*(1+expErr)*(1+u) - 1
+	var sums float64
+	if u == u64 {
+		sums = gammaOf(float64(l+4), u64)
+	} else {
+		sums = gammaOf(keyTile, u) + gammaOf(float64(l/keyTile+4), u64)
+	}
+	eta := tau + sums
+	if !(eta < 0.5) {
+		return math.Inf(1)
+	}
+	return 2*eta/(1-eta) + u + 2*u64
+}
+
+// bound is exact attention's bound on p in element type U (T, or float64
+// for promoted arithmetic), from the key statistics: the largest over
+// key/value heads of roundingBound, plus the subnormal output term of the
+// values.
+func bound[U, T attn.Float](p *attn.Problem[T], stats []keyStats) float64 {
+	var b float64
+	for h, st := range stats {
+		if l := kvKeys(p, h); l > 0 {
+			b = max(b, roundingBound[U](st.logit, p.D, l))
+		}
+	}
+	return b + vscale.SubnormalOutput(p)
+}
+
+// Arithmetic is how exact attention computes a problem: the fastest one
+// whose bound meets eps.
+type arithmetic int
+
+const (
+	plain       arithmetic = iota // the input's type, SIMD kernels
+	promote                       // float32 input computed in float64
+	compensated                   // double-double logits, compensated sums (package accurate)
+)
+
+func (a arithmetic) String() string {
+	return [...]string{"native", "float64 (the float32 bound misses eps)", "compensated (double-double logits; the float64 bound misses eps)"}[a]
+}
+
+// planned is what the planner and the forward decide before computing:
+// the key statistics, the arithmetic and its bound.
+type planned struct {
+	stats []keyStats
+	bound float64
+	arith arithmetic
+}
+
+// planPrecision measures p and picks the arithmetic: the input's type if
+// its bound meets p.Eps (or p.Eps is 0, no target), float64 for a float32
+// input whose float32 bound does not, compensated arithmetic when neither
+// does; an error wrapping attn.ErrUnsupported when even that cannot meet
+// p.Eps, saying which eps is reachable.
+func planPrecision[T attn.Float](ctx context.Context, p *attn.Problem[T], workers int) (planned, error) {
+	pl := planned{stats: headKeyStats(ctx, p, workers)}
+	if err := ctx.Err(); err != nil {
+		return pl, err
+	}
+	pl.bound = bound[T](p, pl.stats)
+	if p.Eps == 0 || pl.bound <= p.Eps {
+		return pl, nil
+	}
+	u, _ := unitOf[T]()
+	sub := vscale.SubnormalOutput(p)
+	if u != u64 {
+		if b := bound[float64](p, pl.stats) + u; b <= p.Eps {
+			pl.bound, pl.arith = b, promote
+			return pl, nil
+		}
+	}
+	b := accurate.Error(p.M) + sub
+	if u != u64 {
+		b += u
+	}
+	if b <= p.Eps {
+		pl.bound, pl.arith = b, compensated
+		return pl, nil
+	}
+	return pl, fmt.Errorf("%w: exact attention cannot certify eps = %g here: its rounding bound is %.3g relative to max|V| in %s (logits up to %.3g after centring the keys) and %.3g with compensated arithmetic; the smallest eps it can certify is %.3g",
+		attn.ErrUnsupported, p.Eps, pl.bound, typeName[T](), maxLogit(pl.stats), b, b)
+}
+
+func maxLogit(stats []keyStats) float64 {
+	var b float64
+	for _, st := range stats {
+		b = max(b, st.logit)
+	}
+	return b
+}
+
+// centreRows writes src - c (rows of len(c) keys) into dst, in T: c is
+// already rounded to T, so each entry is rounded once.
+func centreRows[T attn.Float](dst, src []T, c []float64) {
+	d := len(c)
+	ct := make([]T, d)
+	for t, x := range c {
+		ct[t] = T(x)
+	}
+	for j := 0; j < len(src); j += d {
+		for t := range d {
+			dst[j+t] = src[j+t] - ct[t]
+		}
+	}
+}
+
+// Value ranges that keep the sums finite and exact enough (see package
+// vscale): a tile's P V in float32 sums up to keyTile values, and float64
+// accumulations up to 2^34 keys; columns outside are scaled by powers of
+// two first.
+const (
+	valueLo32, valueHi32 = 0x1p-100, 0x1p110
+	valueLo64, valueHi64 = 0x1p-960, 0x1p960
+)
+
+// bounded is Forward: it plans the precision (refusing an eps the bound
+// cannot meet), scales extreme values, computes with centred keys, and
+// reports the bound.
+func bounded[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T], out *attn.Output[T]) (attn.Stats, error) {
+	if err := ctx.Err(); err != nil {
+		return attn.Stats{}, err
+	}
+	if p.Workers > 0 {
+		workers = p.Workers
+	}
+	pl, err := planPrecision(ctx, p, workers)
+	if err != nil {
+		return attn.Stats{}, err
+	}
+	switch pl.arith {
+	case promote:
+		return promoted(ctx, workers, p, out)
+	case compensated:
+		return compensate(ctx, workers, p, out, pl.bound)
+	}
+	lo, hi := valueLo64, valueHi64
+	if u, _ := unitOf[T](); u != u64 {
+		lo, hi = valueLo32, valueHi32
+	}
+	q, sc := vscale.Fit(p, lo, hi)
+	centres := make([][]float64, len(pl.stats))
+	centred := 0
+	for h, st := range pl.stats {
+		centres[h] = st.centre
+		if st.centre != nil {
+			centred++
+		}
+	}
+	st, err := forward(ctx, workers, q, out, centres)
+	if err != nil {
+		return st, err
+	}
+	vscale.Restore(sc, out)
+	// The log-sum-exps of centred heads lack s q_i.c.
+	for h := range p.Heads {
+		c := centres[p.KVHead(h)]
+		if c == nil {
+			continue
+		}
+		for i := range p.N {
+			var s float64
+			for t, x := range p.Q[(h*p.N+i)*p.D : (h*p.N+i+1)*p.D] {
+				s += float64(x) * c[t]
+			}
+			out.LSE[h*p.N+i] += p.Scale * s
+		}
+	}
+	if err := vscale.CheckFinite("exact", out); err != nil {
+		return attn.Stats{}, err
+	}
+	st.ErrorBound = pl.bound
+	st.Details = map[string]any{"arithmetic": plain.String(), "centred_heads": centred, "max_logit": maxLogit(pl.stats), "values_scaled": sc != nil}
+	return st, nil
+}
+
+// promoted computes a float32 problem in float64 arithmetic (its float32
+// bound missed eps): inputs converted, the float64 path, outputs rounded.
+func promoted[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T], out *attn.Output[T]) (attn.Stats, error) {
+	conv := func(x []T) []float64 {
+		y := make([]float64, len(x))
+		for i, v := range x {
+			y[i] = float64(v)
+		}
+		return y
+	}
+	p64 := attn.Problem[float64]{Heads: p.Heads, N: p.N, M: p.M, D: p.D, E: p.E, KVHeads: p.KVHeads,
+		Q: conv(p.Q), K: conv(p.K), V: conv(p.V), Scale: p.Scale, Causal: p.Causal, CausalAlign: p.CausalAlign,
+		Window: p.Window, Mask: p.Mask, Sinks: p.Sinks, KeyLens: p.KeyLens, Workers: p.Workers, AssumeFinite: true}
+	out64 := attn.NewOutput(&p64)
+	st, err := bounded(ctx, workers, &p64, out64)
+	if err != nil {
+		return st, err
+	}
+	for i, v := range out64.O {
+		out.O[i] = T(v)
+	}
+	copy(out.LSE, out64.LSE)
+	u, _ := unitOf[T]()
+	st.ErrorBound += u + vscale.SubnormalOutput(p)
+	st.Details["arithmetic"] = promote.String()
+	return st, nil
+}
+
+// compensate computes every row with package accurate, in parallel over
+// blocks of rows: slow (scalar, about 20 times exact's float64 kernels) but
+// within a few units of float64 rounding whatever the logits.
+func compensate[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T], out *attn.Output[T], b float64) (attn.Stats, error) {
+	const block = 16
+	perHead := (p.N + block - 1) / block
+	parallelFor(ctx, workers, p.Heads*perHead, func(t int) {
+		row := make([]float64, p.E)
+		h, i0 := t/perHead, t%perHead*block
+		for i := i0; i < min(i0+block, p.N); i++ {
+			out.LSE[h*p.N+i] = accurate.Row(p, h, i, row)
+			for c, x := range row {
+				out.O[(h*p.N+i)*p.E+c] = T(x)
+			}
+		}
+	})
+	if err := ctx.Err(); err != nil {
+		return attn.Stats{}, err
+	}
+	if err := vscale.CheckFinite("exact", out); err != nil {
+		return attn.Stats{}, err
+	}
+	return attn.Stats{Flops: Flops(p), ErrorBound: b, Details: map[string]any{"arithmetic": compensated.String()}}, nil
+}
+
+// parallelFor runs f(0..n-1) on up to workers goroutines (0: GOMAXPROCS),
+// handing out indices in order until ctx is cancelled.
+func parallelFor(ctx context.Context, workers, n int, f func(int)) {
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(workers, n) {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				f(i)
+			}
+		})
+	}
+	wg.Wait()
+}

@@ -1,0 +1,127 @@
+// Package vscale keeps attention's sums of values finite and accurate
+// whatever the size of the values. Each output column is a convex
+// combination of its value column, so it can be computed on the column
+// scaled by any power of two (exactly, barring underflow) and scaled back:
+// values near the element type's largest number (1.7e308) would otherwise
+// overflow the running sums, and subnormal ones lose their digits in the
+// products. The methods call Fit before computing and Restore after, and
+// add SubnormalOutput to their bounds: an output entry stored as a
+// subnormal number is only known to half its step.
+package vscale
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/fastattn/fastattn/attn"
+)
+
+// Scaling records how Fit scaled a problem's values: per head and column,
+// the exponent k such that the scaled column is V_c 2^-k.
+type Scaling struct {
+	exps   []int     // heads*e
+	colMax []float64 // heads*e: the scaled columns' largest magnitudes
+	e, n   int
+}
+
+// columnMax returns max_l |V_lc| per head and column over the valid keys.
+func columnMax[T attn.Float](p *attn.Problem[T]) []float64 {
+	c := make([]float64, p.Heads*p.E)
+	for h := range p.Heads {
+		copy(c[h*p.E:], attn.ColumnMaxAbs(p, h, p.KeyLen(h)))
+	}
+	return c
+}
+
+// Fit returns p and nil when every nonzero column maximum of V lies in
+// [lo, hi]. Otherwise it returns a copy of p (sharing Q and K) whose values
+// are scaled per head and column by a power of two that brings the
+// column's largest magnitude into [0.5, 1), and the Scaling that Restore
+// undoes.
+func Fit[T attn.Float](p *attn.Problem[T], lo, hi float64) (*attn.Problem[T], *Scaling) {
+	cm := columnMax(p)
+	need := false
+	for _, m := range cm {
+		if m > 0 && (m < lo || m > hi) {
+			need = true
+			break
+		}
+	}
+	if !need {
+		return p, nil
+	}
+	sc := &Scaling{exps: make([]int, len(cm)), colMax: make([]float64, len(cm)), e: p.E, n: p.N}
+	for x, m := range cm {
+		if m > 0 {
+			_, sc.exps[x] = math.Frexp(m)
+			sc.colMax[x] = math.Ldexp(m, -sc.exps[x])
+		}
+	}
+	q := *p
+	q.V = make([]T, len(p.V))
+	for h := range p.Heads {
+		for j := range p.M {
+			row := (h*p.M + j) * p.E
+			for c := range p.E {
+				q.V[row+c] = T(math.Ldexp(float64(p.V[row+c]), -sc.exps[h*p.E+c]))
+			}
+		}
+	}
+	return &q, sc
+}
+
+// Restore scales the output of a problem Fit scaled back to the original
+// values. Each entry is first clamped to its scaled column's largest
+// magnitude (the exact output cannot exceed it, so the clamp only removes
+// rounding), so that scaling back cannot overflow. A nil Scaling does
+// nothing.
+func Restore[T attn.Float](sc *Scaling, out *attn.Output[T]) {
+	if sc == nil {
+		return
+	}
+	e := sc.e
+	for r := range len(out.O) / e {
+		h := r / sc.n
+		for c := range e {
+			x := &out.O[r*e+c]
+			m := sc.colMax[h*e+c]
+			v := min(max(float64(*x), -m), m)
+			*x = T(math.Ldexp(v, sc.exps[h*e+c]))
+		}
+	}
+}
+
+// SubnormalOutput is the part of a bound, relative to max_l |V_lj|, that
+// storing an output entry as a subnormal number costs: half a subnormal
+// step of T over the smallest nonzero column maximum (0 unless the values
+// are tiny).
+func SubnormalOutput[T attn.Float](p *attn.Problem[T]) float64 {
+	half := 0x1p-1075
+	var x T
+	if _, ok := any(x).(float32); ok {
+		half = 0x1p-150
+	}
+	var worst float64
+	for _, m := range columnMax(p) {
+		if m > 0 {
+			worst = max(worst, half/m)
+		}
+	}
+	return worst
+}
+
+// CheckFinite returns an error if an output entry or log-sum-exp is NaN or
+// +Inf (an LSE of -Inf marks a row without keys): finite inputs must give
+// finite outputs, and a method that cannot keep to that says so instead of
+// returning them.
+func CheckFinite[T attn.Float](method string, out *attn.Output[T]) error {
+	if i := attn.FirstNonFinite(out.O); i >= 0 {
+		return fmt.Errorf("%s: internal error: output entry %d is %v from finite inputs", method, i, out.O[i])
+	}
+	for i, l := range out.LSE {
+		if math.IsNaN(l) || math.IsInf(l, 1) {
+			return fmt.Errorf("%s: internal error: log-sum-exp of row %d is %v from finite inputs", method, i, l)
+		}
+	}
+	return nil
+}
