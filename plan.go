@@ -1,6 +1,7 @@
 package fastattn
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -24,6 +25,9 @@ func choose[T Float](p *attn.Problem[T]) (string, string, error) {
 			continue
 		}
 		est, err := attn.EstimateCost(pl, p)
+		if errors.Is(err, attn.ErrBadProblem) {
+			return "", "", inputError{err} // bad input, whichever method
+		}
 		if err != nil {
 			notes = append(notes, fmt.Sprintf("%s does not apply (%s)", name, strings.TrimPrefix(err.Error(), attn.ErrUnsupported.Error()+": ")))
 			continue

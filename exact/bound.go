@@ -264,6 +264,13 @@ func planPrecision[T attn.Float](ctx context.Context, p *attn.Problem[T], worker
 		return pl, err
 	}
 	pl.bound = bound[T](p, pl.stats)
+	if math.IsNaN(pl.bound) || math.IsInf(pl.bound, 1) {
+		// A NaN or Inf among the inputs (exact attention scans them as it
+		// reads them, so the caller has not): say so as the scan would.
+		if err := p.CheckFinite(); err != nil {
+			return pl, err
+		}
+	}
 	if p.Eps == 0 || pl.bound <= p.Eps {
 		return pl, nil
 	}

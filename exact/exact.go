@@ -323,7 +323,7 @@ type workspace[T attn.Float] struct {
 	out       *attn.Output[T]
 	kh0, kh1  int         // key/value heads of the current batch of tasks
 	centres   [][]float64 // per key/value head, subtracted from its keys (nil: none)
-	t0, t1    int // its tasks
+	t0, t1    int         // its tasks
 	packing   bool
 	check     bool        // scan inputs for NaN and Inf as they are read
 	nonFinite atomic.Bool // a scan found one
