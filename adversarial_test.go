@@ -201,7 +201,7 @@ func runAdversarial[T Float](t *testing.T, f32 bool, stats map[string]*advStats)
 				st.runs++
 				opts.Method = m
 				res, err := Attend(context.Background(), q, k, v, opts)
-				where := fmt.Sprintf("%s/%s/eps=%g/%s", c.name, dtypeName[T](), eps, m)
+				where := fmt.Sprintf("%s/%s/eps=%g/%s", c.name, attn.DTypeName[T](), eps, m)
 				if err != nil {
 					if !errors.Is(err, attn.ErrUnsupported) {
 						t.Errorf("%s: %v", where, err)

@@ -5,11 +5,10 @@ import (
 	"fmt"
 	"math"
 	"runtime"
-	"sync"
-	"sync/atomic"
 
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/internal/accurate"
+	"github.com/fastattn/fastattn/internal/parallel"
 	"github.com/fastattn/fastattn/internal/vscale"
 )
 
@@ -87,6 +86,9 @@ func kvKeys[T attn.Float](p *attn.Problem[T], kh int) int {
 // centring. An additive mask's largest finite magnitude joins B: it is
 // added to the logits before their rounding.
 func headKeyStats[T attn.Float](ctx context.Context, p *attn.Problem[T], workers int) []keyStats {
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
 	d := p.D
 	type part struct {
 		sum, lo, hi []float64
@@ -101,7 +103,7 @@ func headKeyStats[T attn.Float](ctx context.Context, p *attn.Problem[T], workers
 		}
 	}
 	parts := make([]part, len(tasks))
-	parallelFor(ctx, workers, len(tasks), func(x int) {
+	parallel.For(ctx, workers, len(tasks), func(x int) {
 		tk := tasks[x]
 		pt := part{sum: make([]float64, d), lo: make([]float64, d), hi: make([]float64, d)}
 		for t := range d {
@@ -291,7 +293,7 @@ func planPrecision[T attn.Float](ctx context.Context, p *attn.Problem[T], worker
 		return pl, nil
 	}
 	return pl, fmt.Errorf("%w: exact attention cannot certify eps = %g here: its rounding bound is %.3g relative to max|V| in %s (logits up to %.3g after centring the keys) and %.3g with compensated arithmetic; the smallest eps it can certify is %.3g",
-		attn.ErrUnsupported, p.Eps, pl.bound, typeName[T](), maxLogit(pl.stats), b, b)
+		attn.ErrUnsupported, p.Eps, pl.bound, attn.DTypeName[T](), maxLogit(pl.stats), b, b)
 }
 
 func maxLogit(stats []keyStats) float64 {
@@ -418,9 +420,12 @@ func promoted[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T]
 // blocks of rows: slow (scalar, about 20 times exact's float64 kernels) but
 // within a few units of float64 rounding whatever the logits.
 func compensate[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T], out *attn.Output[T], b float64) (attn.Stats, error) {
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
 	const block = 16
 	perHead := (p.N + block - 1) / block
-	parallelFor(ctx, workers, p.Heads*perHead, func(t int) {
+	parallel.For(ctx, workers, p.Heads*perHead, func(t int) {
 		row := make([]float64, p.E)
 		h, i0 := t/perHead, t%perHead*block
 		for i := i0; i < min(i0+block, p.N); i++ {
@@ -437,26 +442,4 @@ func compensate[T attn.Float](ctx context.Context, workers int, p *attn.Problem[
 		return attn.Stats{}, err
 	}
 	return attn.Stats{Flops: Flops(p), ErrorBound: b, Details: map[string]any{"arithmetic": compensated.String()}}, nil
-}
-
-// parallelFor runs f(0..n-1) on up to workers goroutines (0: GOMAXPROCS),
-// handing out indices in order until ctx is cancelled.
-func parallelFor(ctx context.Context, workers, n int, f func(int)) {
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(workers, n) {
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				i := int(next.Add(1) - 1)
-				if i >= n {
-					return
-				}
-				f(i)
-			}
-		})
-	}
-	wg.Wait()
 }

@@ -71,7 +71,7 @@ func benchKernelOnly(b *testing.B, p *attn.Problem[float32], ws *Workspace[float
 			wg.Go(func() {
 				for t := w; t < len(pl.tasks); t += pl.workers {
 					tk := pl.tasks[t]
-					attendRows(ctx, p, ops32, states[w], nil, tk.r0, tk.rows, tk.ja, tk.jb, false)
+					attendRows(ctx, p, ops32, states[w], nil, nil, tk.r0, tk.rows, tk.ja, tk.jb, false)
 				}
 			})
 		}
