@@ -96,13 +96,18 @@ func Check(path string) error {
 	if err != nil || !di.IsDir() {
 		return fmt.Errorf("%s: directory %s does not exist", path, dir)
 	}
-	// The temporary file the write will need: the only portable test.
-	probe, err := os.CreateTemp(dir, ".fastattn-probe-*")
+	return probe(path, dir)
+}
+
+// probe creates and removes a file in dir, as the write will: the only
+// portable test that dir is writable.
+func probe(path, dir string) error {
+	f, err := os.CreateTemp(dir, ".fastattn-probe-*")
 	if err != nil {
 		return fmt.Errorf("%s: cannot create files in %s: %w", path, dir, cause(err))
 	}
-	probe.Close()
-	os.Remove(probe.Name())
+	f.Close()
+	os.Remove(f.Name())
 	return nil
 }
 
@@ -281,13 +286,7 @@ func CheckDir(dir string) error {
 		}
 		probeIn = parent
 	}
-	probe, err := os.CreateTemp(probeIn, ".fastattn-probe-*")
-	if err != nil {
-		return fmt.Errorf("%s: cannot create files in %s: %w", dir, probeIn, cause(err))
-	}
-	probe.Close()
-	os.Remove(probe.Name())
-	return nil
+	return probe(dir, probeIn)
 }
 
 // WriteDir creates dir if needed and writes files (paths relative to dir)
