@@ -36,3 +36,40 @@ func TestFiniteLevels(t *testing.T) {
 		})
 	}
 }
+
+// TestMaxEveryPosition puts the largest element, then a NaN, at every
+// position of slices up to 70 long on every level, covering how the
+// AVX-512 body and the overlapping tail divide a row.
+func TestMaxEveryPosition(t *testing.T) {
+	for _, l := range levels() {
+		atLevel(t, l, func() {
+			for n := 1; n <= 70; n++ {
+				for i := range n {
+					x := make([]float32, n)
+					for j := range x {
+						x[j] = -float32(j%7) - 1
+					}
+					x[i] = 3
+					x64 := make([]float64, n)
+					for j, v := range x {
+						x64[j] = float64(v)
+					}
+					if got := Max32(x); got != 3 {
+						t.Fatalf("%s: n = %d, largest at %d: Max32 = %g", levelName(l), n, i, got)
+					}
+					if got := Max64(x64); got != 3 {
+						t.Fatalf("%s: n = %d, largest at %d: Max64 = %g", levelName(l), n, i, got)
+					}
+					x[i] = float32(math.NaN())
+					x64[i] = math.NaN()
+					if got := Max32(x); got == got {
+						t.Fatalf("%s: n = %d, NaN at %d: Max32 = %g", levelName(l), n, i, got)
+					}
+					if got := Max64(x64); got == got {
+						t.Fatalf("%s: n = %d, NaN at %d: Max64 = %g", levelName(l), n, i, got)
+					}
+				}
+			}
+		})
+	}
+}

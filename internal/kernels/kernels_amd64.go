@@ -319,7 +319,20 @@ func max32(x []float32) float32 {
 	if level == levelGo || len(x) < 8 {
 		return maxGo(x)
 	}
-	m, nan := maxF32AVX2(&x[0], len(x))
+	var m float32
+	var nan bool
+	if body := len(x) &^ 15; level == levelAVX512 && body > 0 {
+		m, nan = maxF32AVX512(&x[0], body)
+		if rest := len(x) - body; rest > 0 {
+			// At least 8 elements from the tail's start, overlapping the
+			// body when the tail is shorter: harmless for a maximum.
+			from := min(body, len(x)-8)
+			m2, nan2 := maxF32AVX2(&x[from], len(x)-from)
+			m, nan = max(m, m2), nan || nan2
+		}
+	} else {
+		m, nan = maxF32AVX2(&x[0], len(x))
+	}
 	if nan {
 		return float32(math.NaN())
 	}
@@ -349,7 +362,18 @@ func max64(x []float64) float64 {
 	if level == levelGo || len(x) < 4 {
 		return maxGo(x)
 	}
-	m, nan := maxF64AVX2(&x[0], len(x))
+	var m float64
+	var nan bool
+	if body := len(x) &^ 7; level == levelAVX512 && body > 0 {
+		m, nan = maxF64AVX512(&x[0], body)
+		if rest := len(x) - body; rest > 0 {
+			from := min(body, len(x)-4) // as in max32
+			m2, nan2 := maxF64AVX2(&x[from], len(x)-from)
+			m, nan = max(m, m2), nan || nan2
+		}
+	} else {
+		m, nan = maxF64AVX2(&x[0], len(x))
+	}
 	if nan {
 		return math.NaN()
 	}

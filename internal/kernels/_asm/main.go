@@ -193,6 +193,8 @@ func main() {
 	genMax(f64)
 	genFinite(f32)
 	genFinite(f64)
+	genMaxAVX512(f32)
+	genMaxAVX512(f64)
 	genAccumulate()
 	for _, is := range []isa{avx2, avx512} {
 		genWiden(is, "bf16ToF32", "VPMOVZXWD", true)
@@ -668,12 +670,17 @@ func genTranspose4x4F64() {
 
 // expBody emits the exponential of the vectors in regs xs (in place into
 // ps), using ks and ps as temporaries; min/max clamps are in registers.
-func expBody(is isa, dt dtype, xs, ks, ps []string, cmin, cmax string) {
+func expBody(is isa, dt dtype, xs, ks, ps []string, cmin, cmax string, regs map[string]string) {
 	p := "e32"
 	if dt == f64 {
 		p = "e64"
 	}
-	c := func(n string) string { return p + n + "<>(SB)" }
+	c := func(n string) string {
+		if r, ok := regs[n]; ok {
+			return r
+		}
+		return p + n + "<>(SB)"
+	}
 	each := func(f func(x, k, q string)) {
 		for i := range xs {
 			f(xs[i], ks[i], ps[i])
@@ -702,7 +709,13 @@ func expBody(is isa, dt dtype, xs, ks, ps []string, cmin, cmax string) {
 			coefs = append(coefs, fmt.Sprintf("c%d", i))
 		}
 	}
-	each(func(x, k, q string) { emit("VMOVU%s %s, %s", sf, c(coefs[0]), q) })
+	each(func(x, k, q string) {
+		if _, ok := regs[coefs[0]]; ok {
+			emit("VMOVAPS %s, %s", c(coefs[0]), q)
+		} else {
+			emit("VMOVU%s %s, %s", sf, c(coefs[0]), q)
+		}
+	})
 	for _, cf := range coefs[1:] {
 		each(func(x, k, q string) { emit("VFMADD213%s %s, %s, %s", sf, c(cf), x, q) })
 	}
@@ -748,7 +761,7 @@ func genExp(is isa, dt dtype) {
 	vb := is.vbytes
 	sf := dt.sfx
 	u := 2
-	if is == avx512 {
+	if is == avx512 && dt == f32 {
 		u = 4
 	}
 	// Registers: x, k, q of vector i at i, u+i, 2u+i; the running sums at
@@ -778,6 +791,30 @@ func genExp(is isa, dt dtype) {
 	for i := range u {
 		zero(sum(i))
 	}
+	// On AVX-512 the constants live in the upper registers, so the loop's
+	// loads are only its data.
+	regs := map[string]string{}
+	if is == avx512 {
+		names := []string{"log2e", "ln2hi", "ln2lo"}
+		if dt == f32 {
+			names = append(names, "one")
+			for i := 0; i <= 5; i++ {
+				names = append(names, fmt.Sprintf("c%d", i))
+			}
+		} else {
+			for i := 0; i <= expDeg64; i++ {
+				names = append(names, fmt.Sprintf("c%d", i))
+			}
+		}
+		for i, n := range names {
+			if 31-i <= 4*u+4 {
+				break
+			}
+			r := R(31 - i)
+			regs[n] = r
+			emit("VMOVU%s %s%s<>(SB), %s", sf, pre, n, r)
+		}
+	}
 	// block emits the exponentials of v full vectors at DI.
 	block := func(v int) {
 		var xs, ks, qs []string
@@ -788,7 +825,7 @@ func genExp(is isa, dt dtype) {
 		for i := range v {
 			emit("VSUB%s %s, %s, %s", sf, shift, xr(i), xr(i))
 		}
-		expBody(is, dt, xs, ks, qs, cmin, cmax)
+		expBody(is, dt, xs, ks, qs, cmin, cmax, regs)
 		for i := range v {
 			emit("VMOVU%s %s, %d(DI)", sf, qr(i), i*vb)
 			emit("VADD%s %s, %s, %s", sf, qr(i), sum(i), sum(i))
@@ -823,7 +860,7 @@ func genExp(is isa, dt dtype) {
 	}
 	emit("VMUL%s %s, %s, %s", sf, scale, x0, x0)
 	emit("VSUB%s %s, %s, %s", sf, shift, x0, x0)
-	expBody(is, dt, []string{x0}, []string{kr(0)}, []string{q0}, cmin, cmax)
+	expBody(is, dt, []string{x0}, []string{kr(0)}, []string{q0}, cmin, cmax, regs)
 	if is == avx2 {
 		emit("VANDPS %s, %s, %s", mask, q0, q0)
 		emit("VMASKMOV%s %s, %s, (DI)", sf, q0, mask)
@@ -1128,6 +1165,71 @@ func genFinite(dt dtype) {
 	emit("VMOVMSK%s Y0, AX", sf)
 	emit("TESTL AX, AX")
 	emit("SETEQ %s", f.fp("ok"))
+	emit("VZEROUPPER")
+	emit("RET\n")
+}
+
+// genMaxAVX512 emits max<dt>AVX512(x *T, n int) (m T, nan bool) for n a
+// multiple of one ZMM vector: as max<dt>AVX2 with four 512-bit running
+// maxima, and the NaN test in a mask register.
+func genMaxAVX512(dt dtype) {
+	name := fmt.Sprintf("max%sAVX512", dt.name)
+	w := 64 / dt.size
+	sf := dt.sfx
+	f := sig(name, ps("x", "*"+dt.gotyp, "n", "int"), ps("m", dt.gotyp, "nan", "bool"))
+	text(f)
+	emit("MOVQ %s, SI", f.fp("x"))
+	emit("MOVQ %s, CX", f.fp("n"))
+	emit("VMOVU%s (SI), Z0", sf)
+	for i := 1; i < 4; i++ {
+		emit("VMOVAPS Z0, Z%d", i)
+	}
+	emit("KXORW K2, K2, K2")
+	label("loop4")
+	emit("CMPQ CX, $%d", 4*w)
+	emit("JLT loop1")
+	for i := range 4 {
+		emit("VMOVU%s %d(SI), Z%d", sf, 64*i, 4+i)
+	}
+	for i := range 4 {
+		emit("VMAX%s Z%d, Z%d, Z%d", sf, 4+i, i, i)
+	}
+	for i := range 4 {
+		emit("VCMP%s $3, Z%[2]d, Z%[2]d, K1", sf, 4+i)
+		emit("KORW K1, K2, K2")
+	}
+	emit("ADDQ $256, SI")
+	emit("SUBQ $%d, CX", 4*w)
+	emit("JMP loop4")
+	label("loop1")
+	emit("TESTQ CX, CX")
+	emit("JZ reduce")
+	emit("VMOVU%s (SI), Z4", sf)
+	emit("VMAX%s Z4, Z0, Z0", sf)
+	emit("VCMP%s $3, Z4, Z4, K1", sf)
+	emit("KORW K1, K2, K2")
+	emit("ADDQ $64, SI")
+	emit("SUBQ $%d, CX", w)
+	emit("JMP loop1")
+	label("reduce")
+	emit("VMAX%s Z1, Z0, Z0", sf)
+	emit("VMAX%s Z3, Z2, Z2", sf)
+	emit("VMAX%s Z2, Z0, Z0", sf)
+	emit("VEXTRACTF64X4 $1, Z0, Y1")
+	emit("VMAX%s Y1, Y0, Y0", sf)
+	emit("VEXTRACTF128 $1, Y0, X1")
+	emit("VMAX%s X1, X0, X0", sf)
+	emit("VPERMILPD $1, X0, X1")
+	emit("VMAX%s X1, X0, X0", sf)
+	if dt == f32 {
+		emit("VPERMILPS $0xB1, X0, X1")
+		emit("VMAXPS X1, X0, X0")
+		emit("VMOVSS X0, %s", f.fp("m"))
+	} else {
+		emit("VMOVSD X0, %s", f.fp("m"))
+	}
+	emit("KORTESTW K2, K2")
+	emit("SETNE %s", f.fp("nan"))
 	emit("VZEROUPPER")
 	emit("RET\n")
 }
