@@ -294,6 +294,11 @@ func Train(ctx context.Context, cfg Config, o trainOptions, log io.Writer) (*tra
 	}
 	fmt.Fprintf(log, "done: %d steps, %.0f s; validation %.4f nats = %.3f bits/byte (unigram %.3f); %.0f tokens/s; attention %.1f%% of step time; %.0f CPU seconds\n",
 		step, elapsed, lastVal, lastVal/math.Ln2, unigram, res.TokensPerSec, 100*res.AttentionShare, cpuSeconds())
+	if m.PolyRows > 0 {
+		// Rows poly computes exactly are exact attention in all but name.
+		fmt.Fprintf(log, "poly: %.1f%% of the query rows it saw in forward passes were computed exactly; largest degree %d\n",
+			100*float64(m.PolyExactRows)/float64(m.PolyRows), m.PolyMaxDegree)
+	}
 	return res, nil
 }
 
