@@ -3,14 +3,19 @@
 
     PYTHONPATH=python python3 python/bench.py [--reps 7] [--ring 2,4] [--ring-n 4096]
 
-1. The Python call's overhead: wall time of fastattn.attention around the
-   library against the library's own time (the report's seconds), at
-   n = 1024 and 4096, d = 64, float32 and float64. The overhead is everything
-   the call adds: argument checks, the options' JSON, ctypes, the library's
-   input checks, writing the output into Python's array.
+1. The Python call's overhead: wall time of fastattn.attention(...,
+   return_report=True) around the library against the library's own time
+   (the report's seconds), at n = 1024 and 4096, d = 64, float32 and
+   float64. The overhead is everything the call adds: argument checks, the
+   options' JSON, ctypes, the library's input checks, copying the output
+   into Python's arrays, the report's JSON. The last column times the call
+   without a report (exact attention then writes into Python's arrays
+   directly), which has no library time to compare with.
 2. Ring attention: forward and forward+backward time per rank on P gloo
    processes (spawned) against one process on the whole sequence, in the
-   same run. On one machine the processes share its cores.
+   same run, for the contiguous layout (causal or not) and the zigzag one
+   (causal); ratio is the slowest rank's time over one process's. On one
+   machine the processes share its cores.
 Medians over --reps calls after a warm-up.
 """
 
@@ -35,19 +40,23 @@ def overhead(reps):
         for n in (1024, 4096):
             q, k, v = (rng.standard_normal((1, n, 64)).astype(dtype) for _ in range(3))
             fastattn.attention(q, k, v)
-            walls, libs = [], []
+            walls, libs, direct = [], [], []
             for _ in range(reps):
                 t = time.perf_counter()
                 _, rep = fastattn.attention(q, k, v, return_report=True)
                 walls.append(time.perf_counter() - t)
                 libs.append(rep["seconds"])
+                t = time.perf_counter()
+                fastattn.attention(q, k, v)
+                direct.append(time.perf_counter() - t)
             # Overhead per call, then the median: robust to load spikes
             # that hit one call's library time and wall time alike.
             over = statistics.median(w - s for w, s in zip(walls, libs))
             lib = statistics.median(libs)
             rows.append(dict(dtype=np.dtype(dtype).name, n=n, d=64, library_s=lib,
                              wall_s=statistics.median(walls), overhead_s=over,
-                             overhead_pct=100 * over / lib))
+                             overhead_pct=100 * over / lib,
+                             wall_without_report_s=statistics.median(direct)))
     return rows
 
 
@@ -58,22 +67,26 @@ def _ring_worker(rank, world, init, n, reps, results):
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
     g = torch.Generator().manual_seed(0)
     shard = n // world
-    q, k, v = (torch.randn(1, 1, shard, 64, generator=g) for _ in range(3))
+    full = [torch.randn(1, 1, n, 64, generator=g) for _ in range(3)]
     times = {"forward": [], "forward_backward": []}
-    for causal in (False, True):
+    for causal, layout in ((False, "contiguous"), (True, "contiguous"), (True, "zigzag")):
+        if layout == "zigzag":
+            q, k, v = (ft.zigzag_shard(x, rank, world) for x in full)
+        else:
+            q, k, v = (x[:, :, rank * shard:(rank + 1) * shard] for x in full)
         for i in range(reps + 1):
             dist.barrier()
             t = time.perf_counter()
-            ft.ring_attention(q, k, v, causal=causal)
+            ft.ring_attention(q, k, v, causal=causal, layout=layout)
             fwd = time.perf_counter() - t
             leaves = [x.clone().requires_grad_() for x in (q, k, v)]
             dist.barrier()
             t = time.perf_counter()
-            ft.ring_attention(*leaves, causal=causal).sum().backward()
+            ft.ring_attention(*leaves, causal=causal, layout=layout).sum().backward()
             both = time.perf_counter() - t
             if i:
-                times["forward"].append((causal, fwd))
-                times["forward_backward"].append((causal, both))
+                times["forward"].append((layout + (" causal" if causal else ""), fwd))
+                times["forward_backward"].append((layout + (" causal" if causal else ""), both))
     with open(os.path.join(results, "rank%d.json" % rank), "w") as f:
         json.dump(times, f)
     dist.destroy_process_group()
@@ -108,12 +121,13 @@ def ring(worlds, n, reps):
             for r in range(world):
                 with open(os.path.join(tmp, "rank%d.json" % r)) as f:
                     per_rank.append(json.load(f))
-        for causal in (False, True):
+        for case in ("contiguous", "contiguous causal", "zigzag causal"):
+            causal = case.endswith("causal")
             for kind, idx in (("forward", 0), ("forward_backward", 1)):
-                meds = [statistics.median(t for c, t in pr[kind] if c == causal) for pr in per_rank]
-                rows.append(dict(processes=world, n=n, d=64, causal=causal, pass_=kind,
-                                 one_process_s=single[causal][idx], slowest_rank_s=max(meds),
-                                 ratio=max(meds) / single[causal][idx]))
+                meds = [statistics.median(t for c, t in pr[kind] if c == case) for pr in per_rank]
+                rows.append(dict(processes=world, n=n, d=64, case=case, pass_=kind,
+                                 one_process_s=single[causal][idx], fastest_rank_s=min(meds),
+                                 slowest_rank_s=max(meds), ratio=max(meds) / single[causal][idx]))
     return rows
 
 
