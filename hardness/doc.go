@@ -91,4 +91,13 @@
 // derivation budgets). A Solution is Certified when the method's a priori
 // error bound is within Eps; its answers then agree with brute force on
 // every query outside the gap.
+//
+// # Instance directories
+//
+// WriteInstance stores an instance as .npy files (the vectors and the
+// attention tensors) and instance.json (NewANNFile, NewMaxIPFile), all or
+// none; ReadInstance loads one back as an Attention to solve, and
+// Instance.Check answers it by brute force from its vectors and counts the
+// disagreements outside the gap. The command fastattn hard writes, solves
+// and checks such directories.
 package hardness
