@@ -235,6 +235,10 @@ func TestDemoAndBench(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "exact") || !strings.Contains(out, "max error") {
 		t.Fatalf("demo: exit %d\n%s\n%s", code, out, stderr)
 	}
+	// Rows where auto chose say so, next to the rows of the named methods.
+	if !strings.Contains(out, "auto -> anytemp") || !strings.Contains(out, "auto -> exact") {
+		t.Errorf("demo: no auto -> METHOD rows:\n%s", out)
+	}
 	code, out, stderr = cli(t, "bench", "--methods", "poly", "--n", "64,100", "--d", "4", "--dtype", "float32", "--entries", "uniform:1", "--scale", "1/d", "--reps", "1", "--exact-rows", "80")
 	if code != 0 || !strings.Contains(out, "poly (s)") || !strings.Contains(out, "slope") || !strings.Contains(out, "*") {
 		t.Fatalf("bench: exit %d\n%s\n%s", code, out, stderr)
