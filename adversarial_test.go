@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/internal/accurate"
@@ -239,5 +240,44 @@ func TestAdversarialBounds(t *testing.T) {
 	t.Run("float32", func(t *testing.T) { runAdversarial[float32](t, true, stats) })
 	for _, m := range append(Methods(), Auto) {
 		t.Logf("%s: %v", m, stats[m])
+	}
+}
+
+// TestDeadline: every method stops soon after its context's deadline, in
+// whichever phase it is (anytemp at d = 64 once built its monomial tables
+// for seconds without looking). The allowance is generous (2 s past the
+// deadline) so that a loaded machine does not fail it; the bug it guards
+// against overshot by 7 s.
+func TestDeadline(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs each method for up to a few seconds")
+	}
+	r := rand.New(rand.NewPCG(1, 1))
+	n, d := 4096, 64
+	x := func(k int) []float32 {
+		y := make([]float32, k)
+		for i := range y {
+			y[i] = float32(r.NormFloat64())
+		}
+		return y
+	}
+	q, _ := NewTensor(x(n*d), n, d)
+	k, _ := NewTensor(x(n*d), n, d)
+	v, _ := NewTensor(x(n*d), n, d)
+	for _, m := range Methods() {
+		for _, dl := range []time.Duration{time.Millisecond, 20 * time.Millisecond, 200 * time.Millisecond} {
+			ctx, cancel := context.WithTimeout(context.Background(), dl)
+			start := time.Now()
+			_, err := Attend(ctx, q, k, v, Options{Method: m})
+			over := time.Since(start) - dl
+			cancel()
+			t.Logf("%s, deadline %v: %v, returned %v after it", m, dl, err, over)
+			if err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, attn.ErrUnsupported) {
+				t.Errorf("%s: %v", m, err)
+			}
+			if err != nil && over > 2*time.Second {
+				t.Errorf("%s returned %v after a %v deadline", m, over, dl)
+			}
+		}
 	}
 }

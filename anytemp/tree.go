@@ -38,7 +38,9 @@ func maxDegree(r int, wide bool) int {
 // value columns, and the monomial table.
 func degreeFor(r, e int, wide bool) (int, *monomials) {
 	g := maxDegree(r, wide)
-	for g > 0 && newMonomials(r, g).terms(g)*(e+1) > momentBudget {
+	// terms(g) = C(r+g, g), counted without building the table (which
+	// for r = 64 holds tens of thousands of monomials).
+	for g > 0 && binomial(r+g, g)*float64(e+1) > momentBudget {
 		g--
 	}
 	return g, newMonomials(r, g)
@@ -435,4 +437,13 @@ func dotU(a, b []float64) float64 {
 		s0 += a[k] * b[k]
 	}
 	return (s0 + s1) + (s2 + s3)
+}
+
+// binomial returns C(n, k) as a float64.
+func binomial(n, k int) float64 {
+	c := 1.0
+	for i := 1; i <= k; i++ {
+		c = c * float64(n-k+i) / float64(i)
+	}
+	return c
 }
