@@ -88,13 +88,16 @@ func Merge[T Float](parts ...*Result[T]) (*Result[T], error) {
 	}
 	rep := first.Report
 	rep.Method = "merge"
-	rep.Reason = ""
-	rep.Seconds, rep.Flops, rep.GFlops, rep.M = 0, 0, 0, 0
+	rep.Reason, rep.Note, rep.PredictedSlowerThanExact = "", "", false
+	rep.Seconds, rep.Flops, rep.GFlops, rep.ExactFlops, rep.M, rep.SampledRows = 0, 0, 0, 0, 0, 0
 	for _, r := range parts {
 		rep.Seconds += r.Report.Seconds
 		rep.Flops += r.Report.Flops
+		rep.ExactFlops += r.Report.ExactFlops
 		rep.M += r.Report.M
 		rep.ErrorBound = max(rep.ErrorBound, r.Report.ErrorBound)
+		rep.ObservedError = max(rep.ObservedError, r.Report.ObservedError)
+		rep.SampledRows += r.Report.SampledRows
 		rep.Sinks = rep.Sinks || r.Report.Sinks
 	}
 	if rep.Seconds > 0 {

@@ -101,3 +101,37 @@ func TestReportObservedError(t *testing.T) {
 		t.Errorf("exact: sampled rows %d, observed error %g; want none", res.Report.SampledRows, res.Report.ObservedError)
 	}
 }
+
+// Merge adds the parts' exact flop counts and sampled rows and keeps the
+// largest observed error.
+func TestMergeReportCounts(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	gen := func(rows int) Tensor[float64] {
+		x := make([]float64, rows*4)
+		for i := range x {
+			x[i] = 2*r.Float64() - 1
+		}
+		return Tensor[float64]{Data: x, Shape: []int{rows, 4}}
+	}
+	q := gen(64)
+	k1, v1, k2, v2 := gen(100), gen(100), gen(50), gen(50)
+	a, err := Attend(context.Background(), q, k1, v1, Options{Method: "poly", Eps: 1e-3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Attend(context.Background(), q, k2, v2, Options{Method: "exact"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Merge(a, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := m.Report
+	if rep.ExactFlops != a.Report.ExactFlops+b.Report.ExactFlops || rep.ExactFlops != 2*64*150*8 {
+		t.Errorf("merged exact flops %g, want %g", rep.ExactFlops, float64(2*64*150*8))
+	}
+	if rep.SampledRows != a.Report.SampledRows || rep.ObservedError != a.Report.ObservedError || rep.Note != "" {
+		t.Errorf("merged report %+v", rep)
+	}
+}
