@@ -111,7 +111,11 @@ func runBench(ctx context.Context, cfg benchConfig, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "fastattn bench: %s, %s, Q and K entries %s:%g, scale %s, eps %g, causal %v; fastest of %d runs of the library call\n",
 		what, plural(cfg.heads, "head"), cfg.dist, cfg.entry, cfg.scale, cfg.eps, cfg.causal, cfg.reps)
-	fmt.Fprintln(stdout, "GFLOP/s counts exact attention's 2nm(d+e) flops; x = exact's time / the method's; * = exact timed on sampled rows and scaled")
+	flops := "exact attention's 2nm(d+e) flops"
+	if cfg.grad {
+		flops = "exact attention's forward flops 2nm(d+e) over the forward + backward time"
+	}
+	fmt.Fprintf(stdout, "GFLOP/s counts %s; x = exact's time / the method's; * = exact timed on sampled rows and scaled\n", flops)
 	for _, d := range cfg.ds {
 		for _, t := range cfg.types {
 			header := fmt.Sprintf("%8s %5s %8s %12s %9s", "n", "d", "dtype", "exact (s)", "GFLOP/s")
