@@ -26,10 +26,12 @@ def check(rank, world, dtype, causal, layout):
     # Every rank draws the same full sequence, then keeps its shard.
     g = torch.Generator().manual_seed(11)
     B, H, shard, d, e = 2, 3, 10, 8, 5
+    # The zigzag cases also use grouped-query attention (one kv head).
+    Hkv = 1 if layout == "zigzag" else H
     n = shard * world
     q = torch.randn(B, H, n, d, generator=g, dtype=dtype)
-    k = torch.randn(B, H, n, d, generator=g, dtype=dtype)
-    v = torch.randn(B, H, n, e, generator=g, dtype=dtype)
+    k = torch.randn(B, Hkv, n, d, generator=g, dtype=dtype)
+    v = torch.randn(B, Hkv, n, e, generator=g, dtype=dtype)
     w = torch.randn(B, H, n, e, generator=g, dtype=dtype)
 
     full = [x.clone().requires_grad_() for x in (q, k, v)]
