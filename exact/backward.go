@@ -38,8 +38,8 @@ import (
 // formed in float64, so a large log-sum-exp loses nothing to the rounding
 // of the shift.
 const (
-	bwdQueryTile = 64
-	bwdKeyTile   = 128
+	bwdQueryTile = 96
+	bwdKeyTile   = 256
 	// bwdFlush is how many rows (queries for dK, dV; keys for dQ) are summed
 	// in the element type before the partial sums move to float64.
 	bwdFlush = 256

@@ -79,7 +79,7 @@ func TestBackwardMemoryIsLinear(t *testing.T) {
 	}
 	n := 6000
 	if testing.Short() {
-		n = 2000
+		n = 3000 // n*m/8 well above the per-worker tiles (96 x 256)
 	}
 	p := attntest.To32(attntest.Case{Heads: 1, N: n, M: n, D: 2, E: 2}.Generate(2))
 	out := attn.NewOutput(p)
