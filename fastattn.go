@@ -302,6 +302,12 @@ func Attend[T Float](ctx context.Context, q, k, v Tensor[T], opts Options) (*Res
 	if err != nil {
 		return nil, err
 	}
+	return attend(ctx, p, lead, opts)
+}
+
+// attend runs the method opts name (or the planner's choice) on p.
+func attend[T Float](ctx context.Context, p *attn.Problem[T], lead []int, opts Options) (*Result[T], error) {
+	var err error
 	name, reason := opts.Method, ""
 	if name == "" {
 		name, reason = DefaultMethod, "default method"
@@ -358,6 +364,9 @@ func recordOptions[T Float](r *CallReport, p *attn.Problem[T]) {
 	}
 	r.Mask = p.Mask != nil
 	r.Sinks = p.Features()&attn.AttentionSinks != 0
+	if p.KVFormat != attn.NoHalf {
+		r.KVFormat = p.KVFormat.String()
+	}
 }
 
 // problem checks shapes and options and builds the internal problem. Q's
@@ -366,12 +375,25 @@ func recordOptions[T Float](r *CallReport, p *attn.Problem[T]) {
 // (attn.Forward does, unless the method checks them itself).
 func problem[T Float](q, k, v Tensor[T], opts Options) (*attn.Problem[T], []int, error) {
 	p := new(attn.Problem[T])
-	lead, err := fillProblem(p, nil, q, k, v, opts)
+	lead, err := fillProblem(p, nil, q, shapeOf(k), shapeOf(v), opts)
 	if err != nil {
 		return nil, nil, err
 	}
+	p.K, p.V = k.Data, v.Data
+	if err := p.ValidateShapes(); err != nil {
+		return nil, nil, inputError{err}
+	}
 	return p, lead, nil
 }
+
+// shaped is a tensor's shape and number of values, whatever its element
+// type (K and V may be stored in 16 bits).
+type shaped struct {
+	shape []int
+	size  int
+}
+
+func shapeOf[T Float](t Tensor[T]) shaped { return shaped{t.Shape, len(t.Data)} }
 
 // problemScratch keeps what building a problem would allocate, for calls
 // that repeat with the same options (AttendInto).
@@ -383,44 +405,47 @@ type problemScratch struct {
 }
 
 // fillProblem is problem writing into p, with scratch (may be nil) for the
-// expanded key lengths and the broadcast mask.
-func fillProblem[T Float](p *attn.Problem[T], scratch *problemScratch, q, k, v Tensor[T], opts Options) ([]int, error) {
+// expanded key lengths and the broadcast mask, from Q and the shapes of K
+// and V; the caller sets p.K and p.V (or their 16-bit forms) and then
+// validates p.
+func fillProblem[T Float](p *attn.Problem[T], scratch *problemScratch, qt Tensor[T], k, v shaped, opts Options) ([]int, error) {
+	q := shapeOf(qt)
 	for _, t := range []struct {
 		name string
-		t    Tensor[T]
+		t    shaped
 	}{{"Q", q}, {"K", k}, {"V", v}} {
-		if r := len(t.t.Shape); r < 2 || r > 4 {
-			return nil, invalid("%s has rank %d (shape %v); use (n, d), (heads, n, d) or (batch, heads, n, d)", t.name, r, t.t.Shape)
+		if r := len(t.t.shape); r < 2 || r > 4 {
+			return nil, invalid("%s has rank %d (shape %v); use (n, d), (heads, n, d) or (batch, heads, n, d)", t.name, r, t.t.shape)
 		}
-		if err := t.t.check(t.name); err != nil {
+		if err := checkShape(t.name, t.t.shape, t.t.size); err != nil {
 			return nil, inputError{err}
 		}
 	}
-	if len(q.Shape) != len(k.Shape) || len(q.Shape) != len(v.Shape) {
-		return nil, invalid("Q, K and V must have the same rank, got shapes %v, %v and %v", q.Shape, k.Shape, v.Shape)
+	if len(q.shape) != len(k.shape) || len(q.shape) != len(v.shape) {
+		return nil, invalid("Q, K and V must have the same rank, got shapes %v, %v and %v", q.shape, k.shape, v.shape)
 	}
-	r := len(q.Shape)
-	lead, kvLead := q.Shape[:r-2], k.Shape[:r-2]
-	if !slices.Equal(kvLead, v.Shape[:r-2]) {
-		return nil, invalid("K and V must share their leading (batch, heads) dimensions, got shapes %v and %v", k.Shape, v.Shape)
+	r := len(q.shape)
+	lead, kvLead := q.shape[:r-2], k.shape[:r-2]
+	if !slices.Equal(kvLead, v.shape[:r-2]) {
+		return nil, invalid("K and V must share their leading (batch, heads) dimensions, got shapes %v and %v", k.shape, v.shape)
 	}
 	if r == 4 && lead[0] != kvLead[0] {
-		return nil, invalid("Q has batch %d but K and V have %d (shapes %v, %v and %v)", lead[0], kvLead[0], q.Shape, k.Shape, v.Shape)
+		return nil, invalid("Q has batch %d but K and V have %d (shapes %v, %v and %v)", lead[0], kvLead[0], q.shape, k.shape, v.shape)
 	}
 	if r >= 3 && (kvLead[r-3] == 0 || lead[r-3]%kvLead[r-3] != 0) {
-		return nil, invalid("K and V have %d heads, which does not divide Q's %d heads (grouped-query attention needs kv heads dividing query heads; shapes %v, %v and %v)", kvLead[r-3], lead[r-3], q.Shape, k.Shape, v.Shape)
+		return nil, invalid("K and V have %d heads, which does not divide Q's %d heads (grouped-query attention needs kv heads dividing query heads; shapes %v, %v and %v)", kvLead[r-3], lead[r-3], q.shape, k.shape, v.shape)
 	}
-	n, d := q.Shape[r-2], q.Shape[r-1]
-	m, e := k.Shape[r-2], v.Shape[r-1]
-	if k.Shape[r-1] != d {
-		return nil, invalid("K's last dimension is %d but Q's is %d; queries and keys need the same head dimension", k.Shape[r-1], d)
+	n, d := q.shape[r-2], q.shape[r-1]
+	m, e := k.shape[r-2], v.shape[r-1]
+	if k.shape[r-1] != d {
+		return nil, invalid("K's last dimension is %d but Q's is %d; queries and keys need the same head dimension", k.shape[r-1], d)
 	}
-	if v.Shape[r-2] != m {
-		return nil, invalid("V has %d rows but K has %d; every key needs a value", v.Shape[r-2], m)
+	if v.shape[r-2] != m {
+		return nil, invalid("V has %d rows but K has %d; every key needs a value", v.shape[r-2], m)
 	}
 	heads, kvHeads := product(lead), product(kvLead)
 	if heads == 0 || n == 0 || m == 0 || d == 0 || e == 0 {
-		return nil, invalid("empty input: shapes %v, %v and %v", q.Shape, k.Shape, v.Shape)
+		return nil, invalid("empty input: shapes %v, %v and %v", q.shape, k.shape, v.shape)
 	}
 	// The output is heads x n x e: refuse sizes no machine holds before
 	// allocating (small inputs can ask for a huge output, e.g. n x 1 and
@@ -454,7 +479,7 @@ func fillProblem[T Float](p *attn.Problem[T], scratch *problemScratch, q, k, v T
 	}
 	*p = attn.Problem[T]{
 		Heads: heads, N: n, M: m, D: d, E: e,
-		Q: q.Data, K: k.Data, V: v.Data, KVHeads: kvHeads,
+		Q: qt.Data, KVHeads: kvHeads,
 		Scale: scale, Causal: opts.Causal, CausalAlign: opts.CausalAlign, KeyLens: keyLens, Eps: eps,
 		Workers: opts.Workers, AssumeFinite: opts.AssumeFinite, Window: opts.Window,
 	}
@@ -476,9 +501,6 @@ func fillProblem[T Float](p *attn.Problem[T], scratch *problemScratch, q, k, v T
 				scratch.mask, scratch.maskOf, scratch.maskTarget = *p.Mask, opts.Mask, target
 			}
 		}
-	}
-	if err := p.ValidateShapes(); err != nil {
-		return nil, inputError{err}
 	}
 	return lead, nil
 }

@@ -62,11 +62,29 @@ func AttendInto[T Float](ctx context.Context, ws *Workspace, out Tensor[T], lse 
 	if ws == nil {
 		return invalid("AttendInto needs a Workspace (NewWorkspace)")
 	}
+	return attendInto(ctx, ws, out, lse, opts, func(p *attn.Problem[T]) ([]int, error) {
+		lead, err := fillProblem(p, &ws.scratch, q, shapeOf(k), shapeOf(v), opts)
+		if err != nil {
+			return nil, err
+		}
+		p.K, p.V = k.Data, v.Data
+		if err := p.ValidateShapes(); err != nil {
+			return nil, inputError{err}
+		}
+		return lead, nil
+	})
+}
+
+// attendInto is AttendInto with the problem built by build.
+func attendInto[T Float](ctx context.Context, ws *Workspace, out Tensor[T], lse []float64, opts Options, build func(p *attn.Problem[T]) ([]int, error)) error {
+	if ws == nil {
+		return invalid("AttendInto needs a Workspace (NewWorkspace)")
+	}
 	if opts.Method != "" && opts.Method != DefaultMethod {
 		return inputError{fmt.Errorf("%w; got method %q", ErrNotExact, opts.Method)}
 	}
 	p, o, w := state[T](ws)
-	lead, err := fillProblem(p, &ws.scratch, q, k, v, opts)
+	lead, err := build(p)
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,10 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/attn/attntest"
+	"github.com/fastattn/fastattn/internal/reference"
 )
 
 // decodeInputs is one GQA decoding step: 8 query heads, 2 key/value heads,
@@ -86,5 +90,61 @@ func TestAttendIntoAllocatesNothing(t *testing.T) {
 		if a := testing.AllocsPerRun(20, call); a != 0 {
 			t.Errorf("%+v: %v allocations per call, want 0", opts, a)
 		}
+	}
+}
+
+// TestHalfKV runs float16 and bfloat16 keys and values through Attend
+// (auto picks exact), AttendHalfKVInto (no allocations after warm-up) and
+// compares with the reference on the rounded values.
+func TestHalfKV(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 10))
+	q, k, v := decodeInputs(r, 2000)
+	for _, f := range []HalfFormat{Float16, BFloat16} {
+		round := func(x Tensor[float32]) HalfTensor {
+			h := HalfTensor{Data: make([]uint16, len(x.Data)), Shape: x.Shape, Format: f}
+			for i, v := range x.Data {
+				h.Data[i] = attntest.RoundHalf(f, v)
+			}
+			return h
+		}
+		k16, v16 := round(k), round(v)
+		opts := Options{Method: Auto, Causal: true, Sinks: []float64{0, 1, 2, 3, 4, 5, 6, 7}}
+		res, err := AttendHalfKV(context.Background(), q, k16, v16, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Report.Method != "exact" || res.Report.KVFormat != f.String() {
+			t.Errorf("%v: report method %s, kv_format %q", f, res.Report.Method, res.Report.KVFormat)
+		}
+		p := &attn.Problem[float32]{Heads: 8, KVHeads: 2, N: 1, M: 2000, D: 128, E: 128, Q: q.Data,
+			KVFormat: f, K16: k16.Data, V16: v16.Data, Scale: 1 / math.Sqrt(128), Causal: true, Sinks: opts.Sinks}
+		want, _ := reference.Attention(p)
+		if d := maxAbsDiff(res.Out.Data, want); d > 1e-5 {
+			t.Errorf("%v: differs from the reference on the rounded values by %g", f, d)
+		}
+		ws := NewWorkspace()
+		out := Tensor[float32]{Data: make([]float32, 8*128), Shape: []int{1, 8, 1, 128}}
+		opts.Method = ""
+		call := func() {
+			if err := AttendHalfKVInto(context.Background(), ws, out, nil, q, k16, v16, opts); err != nil {
+				t.Fatal(err)
+			}
+		}
+		call()
+		if d := maxAbsDiff(out.Data, want); d > 1e-5 {
+			t.Errorf("%v: AttendHalfKVInto differs from the reference by %g", f, d)
+		}
+		if a := testing.AllocsPerRun(10, call); a != 0 && !cacheRaceEnabled {
+			t.Errorf("%v: %v allocations per call", f, a)
+		}
+	}
+	k16 := HalfTensor{Data: make([]uint16, len(k.Data)), Shape: k.Shape, Format: Float16}
+	v16 := HalfTensor{Data: make([]uint16, len(v.Data)), Shape: v.Shape, Format: BFloat16}
+	if _, err := AttendHalfKV(context.Background(), q, k16, v16, Options{}); !errors.Is(err, ErrInvalidInput) {
+		t.Errorf("mixed formats: %v", err)
+	}
+	v16.Format = Float16
+	if _, err := AttendHalfKV(context.Background(), q, k16, v16, Options{Method: "poly"}); !errors.Is(err, attn.ErrUnsupported) {
+		t.Errorf("poly with 16-bit keys: %v, want ErrUnsupported", err)
 	}
 }

@@ -76,10 +76,93 @@ type Problem[T Float] struct {
 	// Workers caps the goroutines a method uses; 0 means GOMAXPROCS.
 	Workers int
 
+	// KVFormat, when not NoHalf, says K and V are stored as 16-bit floats
+	// in K16 and V16 (K and V are then nil), laid out as K and V would be;
+	// computation is in T, which must be float32. Q and the output stay in
+	// T.
+	KVFormat HalfFormat
+	K16, V16 []uint16
+
 	// AssumeFinite is the caller's promise that Q, K and V hold no NaN or
 	// Inf: Validate and Forward skip their scans, and methods that check
 	// as they go skip that too. A broken promise gives unspecified output.
 	AssumeFinite bool
+}
+
+// HalfFormat is a 16-bit floating-point storage format.
+type HalfFormat int
+
+const (
+	// NoHalf: K and V are stored in the problem's element type.
+	NoHalf HalfFormat = iota
+	// Float16 is IEEE 754 binary16 (5 exponent, 10 mantissa bits).
+	Float16
+	// BFloat16 is the upper half of a float32 (8 exponent, 7 mantissa bits).
+	BFloat16
+)
+
+func (f HalfFormat) String() string {
+	switch f {
+	case NoHalf:
+		return "none"
+	case Float16:
+		return "float16"
+	case BFloat16:
+		return "bfloat16"
+	}
+	return fmt.Sprintf("HalfFormat(%d)", int(f))
+}
+
+// HalfToFloat32 returns the value of h in format f.
+func HalfToFloat32(f HalfFormat, h uint16) float32 {
+	if f == BFloat16 {
+		return math.Float32frombits(uint32(h) << 16)
+	}
+	sign := uint32(h>>15) << 31
+	exp, man := uint32(h>>10)&0x1f, uint32(h)&0x3ff
+	switch {
+	case exp == 0x1f: // Inf or NaN
+		return math.Float32frombits(sign | 0xff<<23 | man<<13)
+	case exp == 0 && man == 0:
+		return math.Float32frombits(sign)
+	case exp == 0: // subnormal: man * 2^-24
+		v := float32(man) * (1.0 / (1 << 24))
+		if sign != 0 {
+			v = -v
+		}
+		return v
+	}
+	return math.Float32frombits(sign | (exp+127-15)<<23 | man<<13)
+}
+
+// halfFinite reports whether h is a finite number in format f.
+func halfFinite(f HalfFormat, h uint16) bool {
+	if f == BFloat16 {
+		return h&0x7f80 != 0x7f80
+	}
+	return h&0x7c00 != 0x7c00
+}
+
+// Key writes key j of key/value head kh into dst (D values), from K or K16.
+func (p *Problem[T]) Key(kh, j int, dst []float64) {
+	p.row(p.K, p.K16, (kh*p.M+j)*p.D, dst[:p.D])
+}
+
+// Value writes value j of key/value head kh into dst (E values).
+func (p *Problem[T]) Value(kh, j int, dst []float64) {
+	p.row(p.V, p.V16, (kh*p.M+j)*p.E, dst[:p.E])
+}
+
+func (p *Problem[T]) row(x []T, x16 []uint16, off int, dst []float64) {
+	if p.KVFormat != NoHalf {
+		for t := range dst {
+			dst[t] = float64(HalfToFloat32(p.KVFormat, x16[off+t]))
+		}
+		return
+	}
+	for t := range dst {
+		dst[t] = float64(x[off+t])
+	}
 }
 
 // CausalAlignment is the corner the causal mask and windows are aligned to.
@@ -189,8 +272,10 @@ const (
 	MaskTensor
 	// AttentionSinks: Sinks.
 	AttentionSinks
+	// HalfKV: K and V stored in 16 bits (KVFormat).
+	HalfKV
 
-	allFeatures = GQA | TopLeftAlign | SlidingWindow | MaskTensor | AttentionSinks
+	allFeatures = GQA | TopLeftAlign | SlidingWindow | MaskTensor | AttentionSinks | HalfKV
 )
 
 // String names the features, each with the Problem field (and root
@@ -205,6 +290,7 @@ func (f Feature) String() string {
 		{SlidingWindow, "a sliding window (Window)"},
 		{MaskTensor, "a mask tensor (Mask)"},
 		{AttentionSinks, "attention sinks (Sinks)"},
+		{HalfKV, "16-bit keys and values (KVFormat)"},
 	}
 	var s []string
 	for _, n := range names {
@@ -272,6 +358,9 @@ func (p *Problem[T]) Features() Feature {
 			f |= AttentionSinks
 			break
 		}
+	}
+	if p.KVFormat != NoHalf {
+		f |= HalfKV
 	}
 	return f
 }
@@ -483,10 +572,18 @@ func (p *Problem[T]) ValidateShapes() error {
 		return bad("%d key/value heads do not divide %d query heads", p.KVHeads, p.Heads)
 	case len(p.Q) != p.Heads*p.N*p.D:
 		return bad("Q has %d entries, want heads*n*d = %d", len(p.Q), p.Heads*p.N*p.D)
-	case len(p.K) != p.KVHeadCount()*p.M*p.D:
-		return bad("K has %d entries, want kv heads*m*d = %d", len(p.K), p.KVHeadCount()*p.M*p.D)
-	case len(p.V) != p.KVHeadCount()*p.M*p.E:
-		return bad("V has %d entries, want kv heads*m*e = %d", len(p.V), p.KVHeadCount()*p.M*p.E)
+	case p.KVFormat != NoHalf && p.KVFormat != Float16 && p.KVFormat != BFloat16:
+		return bad("unknown 16-bit format %v", p.KVFormat)
+	case p.KVFormat != NoHalf && (p.K != nil || p.V != nil):
+		return bad("with 16-bit keys and values, K and V must be nil (K16 and V16 hold them)")
+	case p.KVFormat != NoHalf && !isFloat32[T]():
+		return bad("16-bit keys and values are computed in float32, not %T", T(0))
+	case p.KVFormat == NoHalf && (p.K16 != nil || p.V16 != nil):
+		return bad("K16 and V16 need KVFormat")
+	case p.kvLen(p.K, p.K16) != p.KVHeadCount()*p.M*p.D:
+		return bad("K has %d entries, want kv heads*m*d = %d", p.kvLen(p.K, p.K16), p.KVHeadCount()*p.M*p.D)
+	case p.kvLen(p.V, p.V16) != p.KVHeadCount()*p.M*p.E:
+		return bad("V has %d entries, want kv heads*m*e = %d", p.kvLen(p.V, p.V16), p.KVHeadCount()*p.M*p.E)
 	case !(p.Scale > 0) || math.IsInf(p.Scale, 0):
 		return bad("scale must be positive and finite, got %g", p.Scale)
 	case !(p.Eps >= 0 && p.Eps < 1):
@@ -524,6 +621,18 @@ func (p *Problem[T]) ValidateShapes() error {
 		}
 	}
 	return nil
+}
+
+func (p *Problem[T]) kvLen(x []T, x16 []uint16) int {
+	if p.KVFormat != NoHalf {
+		return len(x16)
+	}
+	return len(x)
+}
+
+func isFloat32[T Float]() bool {
+	_, ok := any(T(0)).(float32)
+	return ok
 }
 
 func (m *Mask) validate(heads, n, mk int) error {
@@ -568,9 +677,18 @@ func (p *Problem[T]) CheckFinite() error {
 		for _, in := range []struct {
 			name string
 			x    []T
+			x16  []uint16
 			w    int
-		}{{"K", p.K, p.D}, {"V", p.V, p.E}} {
+		}{{"K", p.K, p.K16, p.D}, {"V", p.V, p.V16, p.E}} {
 			base := kh * p.M * in.w
+			if p.KVFormat != NoHalf {
+				for i, h := range in.x16[base : base+l*in.w] {
+					if !halfFinite(p.KVFormat, h) {
+						return bad("%s has a non-finite %v value %v at flat index %d", in.name, p.KVFormat, HalfToFloat32(p.KVFormat, h), base+i)
+					}
+				}
+				continue
+			}
 			if i := FirstNonFinite(in.x[base : base+l*in.w]); i >= 0 {
 				return bad("%s has a non-finite value %v at flat index %d", in.name, in.x[base+i], base+i)
 			}
@@ -606,10 +724,11 @@ func FirstNonFinite[T Float](x []T) int {
 // head h (of its key/value head). It is the unit of the error contract.
 func ColumnMaxAbs[T Float](p *Problem[T], h, rows int) []float64 {
 	c := make([]float64, p.E)
-	v := p.V[p.KVHead(h)*p.M*p.E:]
+	v := make([]float64, p.E)
 	for l := range rows {
-		for j, x := range v[l*p.E : (l+1)*p.E] {
-			c[j] = max(c[j], math.Abs(float64(x)))
+		p.Value(p.KVHead(h), l, v)
+		for j, x := range v {
+			c[j] = max(c[j], math.Abs(x))
 		}
 	}
 	return c

@@ -79,11 +79,12 @@ func (Method) Name() string { return "exact" }
 // Supports lists the options beyond plain attention exact attention
 // handles: all of them.
 func (Method) Supports() attn.Feature {
-	return attn.GQA | attn.TopLeftAlign | attn.SlidingWindow | attn.MaskTensor | attn.AttentionSinks
+	return attn.GQA | attn.TopLeftAlign | attn.SlidingWindow | attn.MaskTensor | attn.AttentionSinks | attn.HalfKV
 }
 
-// BackwardSupports lists the options the backward pass handles.
-func (m Method) BackwardSupports() attn.Feature { return m.Supports() }
+// BackwardSupports lists the options the backward pass handles: all but
+// 16-bit keys and values.
+func (m Method) BackwardSupports() attn.Feature { return m.Supports() &^ attn.HalfKV }
 
 // ChecksFinite reports that Forward finds NaN and Inf among the inputs it
 // reads itself (unless Problem.AssumeFinite), so callers need not scan
@@ -96,7 +97,19 @@ func (Method) ChecksFinite() bool { return true }
 //
 // Every Forward centres the keys, reports its rounding bound and meets
 // p.Eps (see bound.go).
+//
+// 16-bit keys and values are widened to float32 once here, since the bound
+// needs every key's statistics and the values' range; Workspace.Forward,
+// the serving path, widens them a tile at a time instead.
 func (m Method) Forward32(ctx context.Context, p *attn.Problem[float32], out *attn.Output[float32]) (attn.Stats, error) {
+	if p.KVFormat != attn.NoHalf {
+		w := *p
+		w.KVFormat, w.K16, w.V16 = attn.NoHalf, nil, nil
+		w.K, w.V = make([]float32, len(p.K16)), make([]float32, len(p.V16))
+		widen(p.KVFormat, w.K, p.K16)
+		widen(p.KVFormat, w.V, p.V16)
+		p = &w
+	}
 	return bounded(ctx, m.Workers, p, out)
 }
 
@@ -171,6 +184,7 @@ type tileState[T attn.Float] struct {
 	alpha  []float64 // this tile's rescaling of acc, per row
 	lo, hi []int     // each row's key range
 	keys   []T       // keyTile x d centred keys (unpacked path), on first use
+	kt, vt []T       // a key tile and a value tile widened from 16 bits
 }
 
 func newTileState[T attn.Float](e int) *tileState[T] {
@@ -315,6 +329,7 @@ type workspace[T attn.Float] struct {
 	kc     [][]T // per packed head: its centred keys, when centred
 	parts  []partial
 	jobs   []packJob
+	wide   [][]T // per packed head: its 16-bit keys widened to T
 	e      int
 
 	// The current call.
@@ -414,8 +429,17 @@ func (w *workspace[T]) forward(ctx context.Context, workers int, p *attn.Problem
 					continue
 				}
 				l := w.keysOf(kh)
-				keys := p.K[kh*p.M*d : kh*p.M*d+l*d]
-				if centres != nil && centres[kh] != nil {
+				var keys []T
+				switch {
+				case p.KVFormat != attn.NoHalf:
+					// The pack jobs widen the keys here first (16-bit
+					// problems are never centred).
+					for len(w.wide) <= kh-kh0 {
+						w.wide = append(w.wide, nil)
+					}
+					w.wide[kh-kh0] = slices.Grow(w.wide[kh-kh0][:0], l*d)[:l*d]
+					keys = w.wide[kh-kh0]
+				case centres != nil && centres[kh] != nil:
 					// Centred while packing: each job shifts its rows first.
 					for len(w.kc) <= kh-kh0 {
 						w.kc = append(w.kc, nil)
@@ -424,6 +448,8 @@ func (w *workspace[T]) forward(ctx context.Context, workers int, p *attn.Problem
 						w.kc[kh-kh0] = make([]T, l*d)
 					}
 					keys = w.kc[kh-kh0][:l*d]
+				default:
+					keys = p.K[kh*p.M*d : kh*p.M*d+l*d]
 				}
 				w.packed[kh-kh0].Reset(l, d, keys, d)
 				for j := 0; j < l; j += packRows {
@@ -514,7 +540,10 @@ func (w *workspace[T]) work(st *tileState[T], total int) {
 		}
 		if w.packing {
 			jb := w.jobs[t]
-			if c := w.centre(jb.kh); c != nil {
+			if p := w.p; p.KVFormat != attn.NoHalf {
+				d, off := p.D, jb.kh*p.M*p.D
+				widen(p.KVFormat, w.wide[jb.kh-w.kh0][jb.j0*d:jb.j1*d], p.K16[off+jb.j0*d:off+jb.j1*d])
+			} else if c := w.centre(jb.kh); c != nil {
 				d := w.p.D
 				src := w.p.K[jb.kh*w.p.M*d:]
 				centreRows(w.kc[jb.kh-w.kh0][jb.j0*d:jb.j1*d], src[jb.j0*d:jb.j1*d], c)
@@ -578,8 +607,16 @@ func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T],
 	d, e := p.D, p.E
 	kh := p.KVHead(r0 / p.N)
 	q := p.Q[r0*d : (r0+rows)*d]
-	keys := p.K[kh*p.M*d:]
-	vals := p.V[kh*p.M*e:]
+	var keys, vals []T
+	half := p.KVFormat != attn.NoHalf
+	if half {
+		// 16-bit keys and values are widened a tile at a time.
+		st.kt = slices.Grow(st.kt[:0], keyTile*d)[:keyTile*d]
+		st.vt = slices.Grow(st.vt[:0], keyTile*e)[:keyTile*e]
+	} else {
+		keys = p.K[kh*p.M*d:]
+		vals = p.V[kh*p.M*e:]
+	}
 	acc := st.acc[:rows*e]
 	clear(acc)
 	if check && attn.FirstNonFinite(q) >= 0 {
@@ -602,6 +639,18 @@ func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T],
 		}
 		cols := min(keyTile, jb-j0)
 		s := st.scores[:(rows-1)*scoreStride+cols]
+		var kt, vt []T
+		if half {
+			off := kh * p.M
+			vt = st.vt[:cols*e]
+			widen(p.KVFormat, vt, p.V16[(off+j0)*e:(off+j0+cols)*e])
+			if pk == nil {
+				kt = st.kt[:cols*d]
+				widen(p.KVFormat, kt, p.K16[(off+j0)*d:(off+j0+cols)*d])
+			}
+		} else {
+			kt, vt = keys[j0*d:], vals[j0*e:]
+		}
 		if pk != nil {
 			pk.GemmNT(rows, j0, cols, q, d, s, scoreStride)
 		} else if centre != nil {
@@ -612,7 +661,7 @@ func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T],
 			centreRows(kt, keys[j0*d:(j0+cols)*d], centre)
 			k.gemmNT(rows, cols, d, q, d, kt, d, s, scoreStride)
 		} else {
-			k.gemmNT(rows, cols, d, q, d, keys[j0*d:], d, s, scoreStride)
+			k.gemmNT(rows, cols, d, q, d, kt, d, s, scoreStride)
 		}
 		for r := range rows {
 			row := s[r*scoreStride : r*scoreStride+cols]
@@ -657,12 +706,12 @@ func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T],
 					scaleRow(acc[r*e:(r+1)*e], a)
 				}
 			}
-			k.gemmNN(rows, e, cols, s, scoreStride, vals[j0*e:], e, acc64, e)
+			k.gemmNN(rows, e, cols, s, scoreStride, vt, e, acc64, e)
 			continue
 		}
 		pv := st.pv[:rows*e]
 		clear(pv)
-		k.gemmNN(rows, e, cols, s, scoreStride, vals[j0*e:], e, pv, e)
+		k.gemmNN(rows, e, cols, s, scoreStride, vt, e, pv, e)
 		pv32, is32 := any(pv).([]float32)
 		if is32 && allOne(st.alpha[:rows]) {
 			// No row's max moved: one call for the whole tile.
@@ -681,6 +730,17 @@ func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T],
 		}
 	}
 	return nonFinite
+}
+
+// widen converts 16-bit values of format f to dst (float32; the problem
+// was validated to be float32 when it has 16-bit keys and values).
+func widen[T attn.Float](f attn.HalfFormat, dst []T, src []uint16) {
+	d := any(dst).([]float32)
+	if f == attn.BFloat16 {
+		kernels.BF16ToFloat32(d, src)
+		return
+	}
+	kernels.F16ToFloat32(d, src)
 }
 
 // finite reports whether every score is finite: x*0 is 0 for finite x and

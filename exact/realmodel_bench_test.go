@@ -24,7 +24,8 @@ var ops32 = opsFor[float32]()
 //     merge, sinks, NaN and Inf looked for among the keys read);
 //   - assume-finite: the same without the scans;
 //   - kernel: the kernel alone, attendRows on the same split of the keys
-//     over the same workers, without planning, merging or checks.
+//     over the same workers, without planning, merging or checks;
+//   - float16-kv: workspace with the keys and values stored in float16.
 func BenchmarkDecodeGQA(b *testing.B) {
 	for _, m := range []int{4096, 32768} {
 		p := attntest.To32(attntest.Case{Heads: 8, KVHeads: 2, N: 1, M: m, D: 128, E: 128}.Generate(1))
@@ -52,6 +53,15 @@ func BenchmarkDecodeGQA(b *testing.B) {
 		b.Run(fmt.Sprintf("m=%d/kernel", m), func(b *testing.B) {
 			b.ReportAllocs()
 			benchKernelOnly(b, p, ws)
+		})
+		ph := attntest.ToHalfKV(p, attn.Float16)
+		b.Run(fmt.Sprintf("m=%d/float16-kv", m), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := ws.Forward(context.Background(), ph, out); err != nil {
+					b.Fatal(err)
+				}
+			}
 		})
 	}
 }

@@ -349,6 +349,59 @@ func RunCase(t *testing.T, m attn.Method, cfg Config, c Case, seed uint64) {
 	if err := Check(m, To32(p64), cfg.Eps+floor32, cfg.AllowUnsupported); err != nil {
 		t.Errorf("float32: %v", err)
 	}
+	// 16-bit keys and values: the reference reads the rounded values, so
+	// what is measured is the computation's error, as for float32.
+	for _, f := range []attn.HalfFormat{attn.Float16, attn.BFloat16} {
+		if ph := ToHalfKV(To32(p64), f); ph != nil {
+			if err := Check(m, ph, cfg.Eps+floor32, cfg.AllowUnsupported); err != nil {
+				t.Errorf("%v keys and values: %v", f, err)
+			}
+		}
+	}
+}
+
+// ToHalfKV returns p with K and V rounded to format f (to nearest, ties to
+// even) and stored in K16 and V16, or nil if a value would overflow f.
+func ToHalfKV(p *attn.Problem[float32], f attn.HalfFormat) *attn.Problem[float32] {
+	conv := func(x []float32) []uint16 {
+		y := make([]uint16, len(x))
+		for i, v := range x {
+			y[i] = RoundHalf(f, v)
+			if math.IsInf(float64(attn.HalfToFloat32(f, y[i])), 0) && !math.IsInf(float64(v), 0) {
+				return nil
+			}
+		}
+		return y
+	}
+	h := *p
+	h.KVFormat, h.K16, h.V16, h.K, h.V = f, conv(p.K), conv(p.V), nil, nil
+	if h.K16 == nil || h.V16 == nil {
+		return nil
+	}
+	return &h
+}
+
+// RoundHalf rounds x to format f, to nearest with ties to even.
+func RoundHalf(f attn.HalfFormat, x float32) uint16 {
+	b := math.Float32bits(x)
+	if f == attn.BFloat16 {
+		if b&0x7fffffff > 0x7f800000 {
+			return uint16(b>>16) | 0x40 // quiet NaN
+		}
+		return uint16((b + 0x7fff + (b>>16)&1) >> 16)
+	}
+	sign := uint16(b>>16) & 0x8000
+	abs := b & 0x7fffffff
+	switch {
+	case abs > 0x7f800000:
+		return sign | 0x7e00
+	case abs >= 0x477ff000: // 65520 and up round to Inf
+		return sign | 0x7c00
+	case abs >= 0x38800000: // normal in float16: rebias the exponent, round 23 -> 10 bits
+		m := abs - 0x38000000
+		return sign | uint16((m+0xfff+(m>>13)&1)>>13)
+	}
+	return sign | uint16(math.RoundToEven(float64(math.Float32frombits(abs))*(1<<24)))
 }
 
 // Check runs m on p and compares every output entry and log-sum-exp with

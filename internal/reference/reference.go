@@ -50,11 +50,12 @@ func Logits[T attn.Float](p *attn.Problem[T], h, i int) (lo int, logits []float6
 	q := p.Q[(h*p.N+i)*p.D : (h*p.N+i+1)*p.D]
 	kh := p.KVHead(h)
 	logits = make([]float64, hi-lo)
+	k := make([]float64, p.D)
 	for j := lo; j < hi; j++ {
-		k := p.K[(kh*p.M+j)*p.D : (kh*p.M+j+1)*p.D]
+		p.Key(kh, j, k)
 		var s float64
 		for t := range q {
-			s += float64(q[t]) * float64(k[t])
+			s += float64(q[t]) * k[t]
 		}
 		logits[j-lo] = p.Scale * s
 		if p.Mask != nil {
@@ -94,13 +95,14 @@ func Row[T attn.Float](p *attn.Problem[T], h, i int, out []float64, lse *float64
 	lo, pr, _, l := Probabilities(p, h, i)
 	*lse = l
 	kh := p.KVHead(h)
+	v := make([]float64, p.E)
 	for j, w := range pr {
 		if w == 0 {
 			continue
 		}
-		v := p.V[(kh*p.M+lo+j)*p.E : (kh*p.M+lo+j+1)*p.E]
+		p.Value(kh, lo+j, v)
 		for c := range out {
-			out[c] += w * float64(v[c])
+			out[c] += w * v[c]
 		}
 	}
 }

@@ -1,0 +1,136 @@
+package exact
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/attn/attntest"
+	"github.com/fastattn/fastattn/internal/kernels"
+	"github.com/fastattn/fastattn/internal/reference"
+)
+
+// TestHalfConversions checks attn.HalfToFloat32 against the kernels'
+// conversions on every 16-bit pattern, and attntest.RoundHalf: it inverts
+// them on every finite value and agrees with the kernels' bfloat16
+// rounding.
+func TestHalfConversions(t *testing.T) {
+	all := make([]uint16, 1<<16)
+	for i := range all {
+		all[i] = uint16(i)
+	}
+	for _, f := range []attn.HalfFormat{attn.Float16, attn.BFloat16} {
+		got := make([]float32, len(all))
+		if f == attn.Float16 {
+			kernels.F16ToFloat32(got, all)
+		} else {
+			kernels.BF16ToFloat32(got, all)
+		}
+		for i, h := range all {
+			want := attn.HalfToFloat32(f, h)
+			if math.Float32bits(want) != math.Float32bits(got[i]) && !(want != want && got[i] != got[i]) {
+				t.Fatalf("%v %#04x: HalfToFloat32 %g, kernels %g", f, h, want, got[i])
+			}
+			if want == want && !math.IsInf(float64(want), 0) {
+				if back := attntest.RoundHalf(f, want); back != h {
+					t.Fatalf("%v %#04x = %g rounds back to %#04x", f, h, want, back)
+				}
+			}
+		}
+	}
+	r := rand.New(rand.NewPCG(1, 16))
+	x := make([]float32, 10000)
+	for i := range x {
+		x[i] = float32(r.NormFloat64() * math.Exp(8*r.NormFloat64()))
+	}
+	bf := make([]uint16, len(x))
+	kernels.Float32ToBF16(bf, x)
+	for i, v := range x {
+		if got := attntest.RoundHalf(attn.BFloat16, v); got != bf[i] && math.Abs(float64(v)) > 1e-37 {
+			t.Fatalf("RoundHalf(bfloat16, %g) = %#04x, kernels %#04x", v, got, bf[i])
+		}
+		// Nearest: no other float16 is closer.
+		h := attntest.RoundHalf(attn.Float16, v)
+		if a := math.Abs(float64(v)); a < 65504 && a > 1e-3 {
+			err := math.Abs(float64(attn.HalfToFloat32(attn.Float16, h)) - float64(v))
+			if err > a*0x1p-11*(1+1e-9) {
+				t.Fatalf("RoundHalf(float16, %g) = %g: error %g above half an ulp", v, attn.HalfToFloat32(attn.Float16, h), err)
+			}
+		}
+	}
+}
+
+// TestHalfKVAgainstFloat64 compares 16-bit keys and values with the
+// float64 reference on the unrounded inputs, within what rounding K and V
+// to the storage precision u can change: each logit moves by at most
+// s |q| |k| u, each value by |v| u, so an output entry by at most
+// (2 s max|q| max|k| u + u + float32 rounding) max|V_col|.
+func TestHalfKVAgainstFloat64(t *testing.T) {
+	for _, c := range []attntest.Case{
+		{Name: "decode-gqa", Heads: 8, KVHeads: 2, N: 1, M: 3000, D: 64, E: 64},
+		{Name: "prefill-causal-packed", Heads: 2, KVHeads: 1, N: 200, M: 200, D: 32, E: 16, Causal: true},
+		{Name: "window-sinks", Heads: 2, N: 100, M: 900, D: 16, E: 16, Window: &attn.Window{Left: 300, Right: 10}, Sinks: []float64{1, 0}},
+	} {
+		p64 := c.Generate(3)
+		want, _ := reference.Attention(p64)
+		for _, f := range []attn.HalfFormat{attn.Float16, attn.BFloat16} {
+			u := 0x1p-11
+			if f == attn.BFloat16 {
+				u = 0x1p-8
+			}
+			ph := attntest.ToHalfKV(attntest.To32(p64), f)
+			for _, m := range []attn.Method{Method{}, workspaceMethod{}} {
+				out := attn.NewOutput(ph)
+				if _, err := attn.Forward(context.Background(), m, ph, out); err != nil {
+					t.Fatalf("%s %v: %v", c.Name, f, err)
+				}
+				var qMax, kMax float64
+				for i := range p64.Heads * p64.N {
+					qMax = max(qMax, norm(p64.Q[i*p64.D:(i+1)*p64.D]))
+				}
+				for j := range p64.KVHeadCount() * p64.M {
+					kMax = max(kMax, norm(p64.K[j*p64.D:(j+1)*p64.D]))
+				}
+				tol := 2*p64.Scale*qMax*kMax*u + u + 3e-5
+				for h := range p64.Heads {
+					colMax := attn.ColumnMaxAbs(p64, h, p64.KeyLen(h))
+					for i := range p64.N {
+						for x := range p64.E {
+							got, ref := float64(out.O[(h*p64.N+i)*p64.E+x]), want[(h*p64.N+i)*p64.E+x]
+							if math.Abs(got-ref) > tol*colMax[x] {
+								t.Fatalf("%s %v %T: head %d row %d col %d: %g, float64 reference %g (tolerance %.3g)", c.Name, f, m, h, i, x, got, ref, tol*colMax[x])
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+func norm(x []float64) float64 {
+	var s float64
+	for _, v := range x {
+		s += v * v
+	}
+	return math.Sqrt(s)
+}
+
+// workspaceMethod runs Workspace.Forward, the serving path, as a Method,
+// so the conformance suite checks it too (16-bit keys and values widened a
+// tile at a time included).
+type workspaceMethod struct{ Method }
+
+func (workspaceMethod) Forward32(ctx context.Context, p *attn.Problem[float32], out *attn.Output[float32]) (attn.Stats, error) {
+	return NewWorkspace[float32]().Forward(ctx, p, out)
+}
+
+func (workspaceMethod) Forward64(ctx context.Context, p *attn.Problem[float64], out *attn.Output[float64]) (attn.Stats, error) {
+	return NewWorkspace[float64]().Forward(ctx, p, out)
+}
+
+func TestWorkspaceConformance(t *testing.T) {
+	attntest.Run(t, workspaceMethod{}, attntest.Config{})
+}
