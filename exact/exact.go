@@ -102,15 +102,21 @@ func (Method) ChecksFinite() bool { return true }
 // needs every key's statistics and the values' range; Workspace.Forward,
 // the serving path, widens them a tile at a time instead.
 func (m Method) Forward32(ctx context.Context, p *attn.Problem[float32], out *attn.Output[float32]) (attn.Stats, error) {
-	if p.KVFormat != attn.NoHalf {
-		w := *p
-		w.KVFormat, w.K16, w.V16 = attn.NoHalf, nil, nil
-		w.K, w.V = make([]float32, len(p.K16)), make([]float32, len(p.V16))
-		widen(p.KVFormat, w.K, p.K16)
-		widen(p.KVFormat, w.V, p.V16)
-		p = &w
+	return bounded(ctx, m.Workers, widened(p), out)
+}
+
+// widened returns p with its 16-bit keys and values widened to float32
+// (p itself if they are not 16-bit).
+func widened(p *attn.Problem[float32]) *attn.Problem[float32] {
+	if p.KVFormat == attn.NoHalf {
+		return p
 	}
-	return bounded(ctx, m.Workers, p, out)
+	w := *p
+	w.KVFormat, w.K16, w.V16 = attn.NoHalf, nil, nil
+	w.K, w.V = make([]float32, len(p.K16)), make([]float32, len(p.V16))
+	widen(p.KVFormat, w.K, p.K16)
+	widen(p.KVFormat, w.V, p.V16)
+	return &w
 }
 
 // Forward64 computes float64 attention.
