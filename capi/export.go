@@ -32,16 +32,28 @@ func goArray(a *C.fa_array) *array {
 	return &array{data: a.data, shape: shape, dtype: dtype(a.dtype)}
 }
 
-func mustArray(a *C.fa_array, name string) (array, error) {
-	if g := goArray(a); g != nil {
-		return *g, nil
+// mustArrays converts required array descriptors, naming a missing one.
+func mustArrays(ps []*C.fa_array, names ...string) ([]array, error) {
+	out := make([]array, len(ps))
+	for i, p := range ps {
+		g := goArray(p)
+		if g == nil {
+			return nil, invalidf("%s is missing", names[i])
+		}
+		out[i] = *g
 	}
-	return array{}, invalidf("%s is missing", name)
+	return out, nil
 }
 
-// finish stores err's message (C-allocated, freed with fastattn_free) and
-// returns its status.
-func finish(err error, errOut **C.char) C.int {
+// call runs f, turning a panic into an error, and returns its status;
+// the error's message (C-allocated, freed with fastattn_free) goes to
+// *errOut.
+func call(errOut **C.char, f func() error) C.int {
+	var err error
+	func() {
+		defer guard(&err)
+		err = f()
+	}()
 	if err != nil && errOut != nil {
 		*errOut = C.CString(err.Error())
 	}
@@ -50,16 +62,11 @@ func finish(err error, errOut **C.char) C.int {
 
 func inputsOf(q, k, v *C.fa_array, opts *C.char, keyLengths, sinks, mask *C.fa_array) (inputs, error) {
 	var in inputs
-	var err error
-	if in.q, err = mustArray(q, "Q"); err != nil {
+	qkv, err := mustArrays([]*C.fa_array{q, k, v}, "Q", "K", "V")
+	if err != nil {
 		return in, err
 	}
-	if in.k, err = mustArray(k, "K"); err != nil {
-		return in, err
-	}
-	if in.v, err = mustArray(v, "V"); err != nil {
-		return in, err
-	}
+	in.q, in.k, in.v = qkv[0], qkv[1], qkv[2]
 	if opts != nil {
 		in.opts = C.GoString(opts)
 	}
@@ -76,26 +83,21 @@ func inputsOf(q, k, v *C.fa_array, opts *C.char, keyLengths, sinks, mask *C.fa_a
 //
 //export fastattn_attend
 func fastattn_attend(q, k, v *C.fa_array, opts *C.char, keyLengths, sinks, mask *C.fa_array, out, lse *C.fa_array, report, errOut **C.char) C.int {
-	var err error
-	func() {
-		defer guard(&err)
-		var in inputs
-		if in, err = inputsOf(q, k, v, opts, keyLengths, sinks, mask); err != nil {
-			return
+	return call(errOut, func() error {
+		in, err := inputsOf(q, k, v, opts, keyLengths, sinks, mask)
+		if err != nil {
+			return err
 		}
-		var o, l array
-		if o, err = mustArray(out, "out"); err != nil {
-			return
+		ol, err := mustArrays([]*C.fa_array{out, lse}, "out", "lse")
+		if err != nil {
+			return err
 		}
-		if l, err = mustArray(lse, "lse"); err != nil {
-			return
-		}
-		var rep []byte
-		if rep, err = attend(in, o, l, report != nil); err == nil && report != nil {
+		rep, err := attend(in, ol[0], ol[1], report != nil)
+		if err == nil && report != nil {
 			*report = C.CString(string(rep))
 		}
-	}()
-	return finish(err, errOut)
+		return err
+	})
 }
 
 // fastattn_gradient computes dQ, dK and dV given the forward's out, lse and
@@ -105,32 +107,25 @@ func fastattn_attend(q, k, v *C.fa_array, opts *C.char, keyLengths, sinks, mask 
 //
 //export fastattn_gradient
 func fastattn_gradient(q, k, v *C.fa_array, opts *C.char, keyLengths, sinks, mask *C.fa_array, out, lse *C.fa_array, forwardReport *C.char, dout, dq, dk, dv, dsinks *C.fa_array, report, errOut **C.char) C.int {
-	var err error
-	func() {
-		defer guard(&err)
-		var in inputs
-		if in, err = inputsOf(q, k, v, opts, keyLengths, sinks, mask); err != nil {
-			return
+	return call(errOut, func() error {
+		in, err := inputsOf(q, k, v, opts, keyLengths, sinks, mask)
+		if err != nil {
+			return err
 		}
-		var arrs [6]array
-		for i, a := range []struct {
-			p    *C.fa_array
-			name string
-		}{{out, "out"}, {lse, "lse"}, {dout, "dout"}, {dq, "dq"}, {dk, "dk"}, {dv, "dv"}} {
-			if arrs[i], err = mustArray(a.p, a.name); err != nil {
-				return
-			}
+		a, err := mustArrays([]*C.fa_array{out, lse, dout, dq, dk, dv}, "out", "lse", "dout", "dq", "dk", "dv")
+		if err != nil {
+			return err
 		}
 		fwd := "{}"
 		if forwardReport != nil {
 			fwd = C.GoString(forwardReport)
 		}
-		var rep []byte
-		if rep, err = gradient(in, arrs[0], arrs[1], fwd, arrs[2], arrs[3], arrs[4], arrs[5], goArray(dsinks)); err == nil && report != nil {
+		rep, err := gradient(in, a[0], a[1], fwd, a[2], a[3], a[4], a[5], goArray(dsinks))
+		if err == nil && report != nil {
 			*report = C.CString(string(rep))
 		}
-	}()
-	return finish(err, errOut)
+		return err
+	})
 }
 
 // fastattn_merge merges n results over disjoint key sets, given as arrays
@@ -138,30 +133,23 @@ func fastattn_gradient(q, k, v *C.fa_array, opts *C.char, keyLengths, sinks, mas
 //
 //export fastattn_merge
 func fastattn_merge(n C.int32_t, outs, lses *C.fa_array, out, lse *C.fa_array, errOut **C.char) C.int {
-	var err error
-	func() {
-		defer guard(&err)
+	return call(errOut, func() error {
 		if n < 0 || (n > 0 && (outs == nil || lses == nil)) {
-			err = invalidf("merge: bad part count %d", int(n))
-			return
+			return invalidf("merge: bad part count %d", int(n))
 		}
 		var os, ls []array
 		if n > 0 {
-			for i, a := range unsafe.Slice(outs, int(n)) {
-				os = append(os, *goArray(&a))
+			for i := range int(n) {
+				os = append(os, *goArray(&unsafe.Slice(outs, int(n))[i]))
 				ls = append(ls, *goArray(&unsafe.Slice(lses, int(n))[i]))
 			}
 		}
-		var o, l array
-		if o, err = mustArray(out, "out"); err != nil {
-			return
+		ol, err := mustArrays([]*C.fa_array{out, lse}, "out", "lse")
+		if err != nil {
+			return err
 		}
-		if l, err = mustArray(lse, "lse"); err != nil {
-			return
-		}
-		err = merge(os, ls, o, l)
-	}()
-	return finish(err, errOut)
+		return merge(os, ls, ol[0], ol[1])
+	})
 }
 
 // fastattn_info returns a JSON object describing the library (ABI version,

@@ -10,6 +10,7 @@ python/fastattn/libfastattn.so (.dylib on macOS). Afterwards
 """
 
 import argparse
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -19,12 +20,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 
-def library_name():
-    if sys.platform == "darwin":
-        return "libfastattn.dylib"
-    if sys.platform == "win32":
-        return "fastattn.dll"
-    return "libfastattn.so"
+def _platform():
+    # fastattn/_platform.py alone: importing the package would load the
+    # library this script builds.
+    spec = importlib.util.spec_from_file_location(
+        "_fastattn_platform", os.path.join(HERE, "fastattn", "_platform.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+library_name = _platform().library_name
 
 
 def build(output=None, root=ROOT):

@@ -194,14 +194,15 @@ def attention(q, k, v, *, scale=None, causal=False, causal_align="bottom-right",
         c.arr(out), c.arr(lse), ctypes.byref(rep) if return_report else None, ctypes.byref(err))
     if status != _lib.OK:
         _raise(status, err)
+    return _results(out, lse, json.loads(_lib.take_string(rep.value)) if return_report else None,
+                    return_lse, return_report)
+
+
+def _results(out, lse, report, return_lse, return_report):
+    """out, or the tuple of out and what was asked for (lse, report)."""
     if not (return_lse or return_report):
         return out
-    result = (out,)
-    if return_lse:
-        result += (lse,)
-    if return_report:
-        result += (json.loads(_lib.take_string(rep.value)),)
-    return result
+    return (out,) + ((lse,) if return_lse else ()) + ((report,) if return_report else ())
 
 
 def gradient(q, k, v, dout, out, lse, report, *, scale=None, causal=False,

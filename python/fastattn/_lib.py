@@ -9,9 +9,10 @@ library loads: do not fork the process afterwards (use the multiprocessing
 import ctypes
 import json
 import os
-import sys
 
 import numpy as np
+
+from ._platform import library_name
 
 ABI_VERSION = 2
 
@@ -30,14 +31,6 @@ class Array(ctypes.Structure):
                 ("shape", ctypes.POINTER(ctypes.c_int64)),
                 ("rank", ctypes.c_int32),
                 ("dtype", ctypes.c_int32)]
-
-
-def library_name():
-    if sys.platform == "darwin":
-        return "libfastattn.dylib"
-    if sys.platform == "win32":
-        return "fastattn.dll"
-    return "libfastattn.so"
 
 
 def library_path():

@@ -89,14 +89,7 @@ def attention(q, k, v, *, scale=None, causal=False, causal_align="bottom-right",
         sinks = torch.as_tensor(sinks, dtype=torch.float64)
     reports = []
     out, lse = _Attention.apply(q, k, v, sinks, opts, reports)
-    if not (return_lse or return_report):
-        return out
-    result = (out,)
-    if return_lse:
-        result += (lse,)
-    if return_report:
-        result += (reports[0],)
-    return result
+    return _fa._results(out, lse, reports[0], return_lse, return_report)
 
 
 # Ring attention: sequence parallelism over torch.distributed.
