@@ -363,8 +363,9 @@ func (c *Cache[T]) tokens(q, k, v Tensor[T]) (int, error) {
 // Step is Forward writing into out (the output, batch*heads*n*e values)
 // and lse (batch*heads*n), which it does not allocate: with exact
 // attention, a decoding step allocates nothing once the cache has room.
-// It returns the step's statistics. On an error the cache is unchanged
-// unless the context was cancelled (the tokens were then appended).
+// It returns the step's statistics. An error in the input or options
+// leaves the cache unchanged; after a cancellation (or an overflow of the
+// logits) the tokens stay appended, and Truncate removes them.
 func (c *Cache[T]) Step(ctx context.Context, out []T, lse []float64, q, k, v Tensor[T], newTokens []int) (CacheStep, error) {
 	start := time.Now()
 	var st CacheStep
