@@ -537,3 +537,12 @@ func f32ToBF16AVX512(dst *uint16, src *float32, n int)
 
 //go:noescape
 func packPairsBF16AVX512(kp int, b *uint16, ldb int, dst *uint32, ldd int, groups int)
+
+//go:noescape
+func peakFMAF32AVX512(n int)
+
+//go:noescape
+func peakFMAF64AVX512(n int)
+
+//go:noescape
+func peakDPBF16AVX512(n int)

@@ -202,6 +202,9 @@ func main() {
 	}
 	genNarrowBF16()
 	genPackPairs()
+	genPeak("peakFMAF32AVX512", func(i int) { emit("VFMADD231PS Z30, Z31, Z%d", i) })
+	genPeak("peakFMAF64AVX512", func(i int) { emit("VFMADD231PD Z30, Z31, Z%d", i) })
+	genPeak("peakDPBF16AVX512", func(i int) { vdpbf16ps(i, 30, 31) })
 
 	if err := os.WriteFile(filepath.Join(*out, "zkernels_amd64.s"), s.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
@@ -1230,6 +1233,31 @@ func genMaxAVX512(dt dtype) {
 	}
 	emit("KORTESTW K2, K2")
 	emit("SETNE %s", f.fp("nan"))
+	emit("VZEROUPPER")
+	emit("RET\n")
+}
+
+// genPeak emits name(n int): n rounds of 24 independent instructions
+// (ins(i) writes register i), for benchmarks of the issue rate of FMA and
+// VDPBF16PS: the limit a microkernel can approach.
+func genPeak(name string, ins func(i int)) {
+	f := sig(name, ps("n", "int"), nil)
+	text(f)
+	emit("MOVQ %s, CX", f.fp("n"))
+	for i := range 24 {
+		emit("VPXORD Z%[1]d, Z%[1]d, Z%[1]d", i)
+	}
+	emit("VPXORD Z30, Z30, Z30")
+	emit("VPXORD Z31, Z31, Z31")
+	emit("TESTQ CX, CX")
+	emit("JZ done")
+	label("loop")
+	for i := range 24 {
+		ins(i)
+	}
+	emit("DECQ CX")
+	emit("JNZ loop")
+	label("done")
 	emit("VZEROUPPER")
 	emit("RET\n")
 }
