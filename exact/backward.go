@@ -328,11 +328,13 @@ func (sh *bwdShared[T]) queryRows(ctx context.Context, st *bwdState[T], h, first
 				clear(dsRow)
 				continue
 			}
-			pr := sh.expRow(st, sRow[a:b], lse, h, i, j0+a)
 			delta := sh.delta[h*p.N+i]
-			for j, pj := range pr {
-				sRow[a+j] = T(pj)
-				dsRow[a+j] = T(pj * (float64(dsRow[a+j]) - delta))
+			if p.Mask != nil || !softmaxGradRow(sRow[a:b], dsRow[a:b], p.Scale, lse, delta) {
+				pr := sh.expRow(st, sRow[a:b], lse, h, i, j0+a)
+				for j, pj := range pr {
+					sRow[a+j] = T(pj)
+					dsRow[a+j] = T(pj * (float64(dsRow[a+j]) - delta))
+				}
 			}
 			clear(sRow[:a])
 			clear(dsRow[:a])
@@ -358,6 +360,22 @@ func (sh *bwdShared[T]) queryRows(ctx context.Context, st *bwdState[T], h, first
 		}
 	}
 	return true
+}
+
+// softmaxGradRow is the loop above in one kernel call (the same results,
+// bit for bit) for float32 and float64 rows without a mask: P_ij into s,
+// dS_ij = P_ij (dP_ij - delta_i) into ds. It reports false for element
+// types the kernels do not take.
+func softmaxGradRow[T attn.Float](s, ds []T, scale, lse, delta float64) bool {
+	switch s := any(s).(type) {
+	case []float32:
+		kernels.SoftmaxGradRow32(s, any(ds).([]float32), scale, lse, delta)
+		return true
+	case []float64:
+		kernels.SoftmaxGradRow64(s, any(ds).([]float64), scale, lse, delta)
+		return true
+	}
+	return false
 }
 
 // expRow returns P_ij = exp(scale x_j + mask_ij - lse) for the scores x

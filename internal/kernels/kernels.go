@@ -70,6 +70,45 @@ func Accumulate32(dst []float64, alpha float64, src []float32) {
 	accumulate32(dst, alpha, src)
 }
 
+// SoftmaxGradRow32 does the elementwise step of attention's backward pass
+// for one row: on entry s holds the row's dot products q·k_j and ds its
+// dP_j = dO·v_j; for every j, with P_j = exp(scale*s[j] - lse) formed and
+// computed in float64 (rounded as the Go expression, then the exponential
+// of ExpShiftSum64), it sets s[j] = P_j and ds[j] = P_j*(ds[j] - delta),
+// each rounded to float32. len(ds) must equal len(s).
+func SoftmaxGradRow32(s, ds []float32, scale, lse, delta float64) {
+	if len(ds) != len(s) {
+		panic("kernels: SoftmaxGradRow32: lengths differ")
+	}
+	softmaxGrad(s, ds, scale, lse, delta)
+}
+
+// SoftmaxGradRow64 is SoftmaxGradRow32 for float64 rows.
+func SoftmaxGradRow64(s, ds []float64, scale, lse, delta float64) {
+	if len(ds) != len(s) {
+		panic("kernels: SoftmaxGradRow64: lengths differ")
+	}
+	softmaxGrad(s, ds, scale, lse, delta)
+}
+
+// softmaxGradChunks is the portable (and AVX2) SoftmaxGradRow: the row in
+// float64 pieces through ExpShiftSum64, then the products.
+func softmaxGradChunks[T float32 | float64](s, ds []T, scale, lse, delta float64) {
+	var buf [256]float64
+	for j0 := 0; j0 < len(s); j0 += len(buf) {
+		sc, dc := s[j0:min(j0+len(buf), len(s))], ds[j0:]
+		y := buf[:len(sc)]
+		for j, v := range sc {
+			y[j] = float64(v)
+		}
+		expShiftSum64(y, scale, lse)
+		for j, p := range y {
+			sc[j] = T(p)
+			dc[j] = T(p * (float64(dc[j]) - delta))
+		}
+	}
+}
+
 // Finite32 reports whether no element of x is NaN or ±Inf.
 func Finite32(x []float32) bool { return finite32(x) }
 

@@ -447,3 +447,16 @@ func packedGemm[T float32 | float64](p *PackedNT[T], m, j0, nb int, a []T, lda i
 	gemmAsm(family[T](p.lvl), pool[T](), true, p.data[j0*k:], m, nb, k, a, lda, nil, 0, c, ldc)
 	return true
 }
+
+func softmaxGrad[T float32 | float64](s, ds []T, scale, lse, delta float64) {
+	if level != levelAVX512 || len(s) == 0 {
+		softmaxGradChunks(s, ds, scale, lse, delta)
+		return
+	}
+	switch s := any(s).(type) {
+	case []float32:
+		softmaxGradF32AVX512(&s[0], &any(ds).([]float32)[0], len(s), scale, lse, delta)
+	case []float64:
+		softmaxGradF64AVX512(&s[0], &any(ds).([]float64)[0], len(s), scale, lse, delta)
+	}
+}

@@ -53,3 +53,7 @@ func packedPack[T float32 | float64](p *PackedNT[T], j0, j1 int) {}
 func packedGemm[T float32 | float64](p *PackedNT[T], m, j0, nb int, a []T, lda int, c []T, ldc int) bool {
 	return false
 }
+
+func softmaxGrad[T float32 | float64](s, ds []T, scale, lse, delta float64) {
+	softmaxGradChunks(s, ds, scale, lse, delta)
+}

@@ -539,6 +539,12 @@ func f32ToBF16AVX512(dst *uint16, src *float32, n int)
 func packPairsBF16AVX512(kp int, b *uint16, ldb int, dst *uint32, ldd int, groups int)
 
 //go:noescape
+func softmaxGradF32AVX512(s *float32, ds *float32, n int, scale float64, lse float64, delta float64)
+
+//go:noescape
+func softmaxGradF64AVX512(s *float64, ds *float64, n int, scale float64, lse float64, delta float64)
+
+//go:noescape
 func peakFMAF32AVX512(n int)
 
 //go:noescape

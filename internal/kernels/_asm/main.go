@@ -202,6 +202,8 @@ func main() {
 	}
 	genNarrowBF16()
 	genPackPairs()
+	genSoftmaxGrad(f32)
+	genSoftmaxGrad(f64)
 	genPeak("peakFMAF32AVX512", func(i int) { emit("VFMADD231PS Z30, Z31, Z%d", i) })
 	genPeak("peakFMAF64AVX512", func(i int) { emit("VFMADD231PD Z30, Z31, Z%d", i) })
 	genPeak("peakDPBF16AVX512", func(i int) { vdpbf16ps(i, 30, 31) })
@@ -1257,6 +1259,97 @@ func genPeak(name string, ins func(i int)) {
 	}
 	emit("DECQ CX")
 	emit("JNZ loop")
+	label("done")
+	emit("VZEROUPPER")
+	emit("RET\n")
+}
+
+// genSoftmaxGrad emits softmaxGrad<dt>AVX512(s, ds *T, n int, scale, lse,
+// delta float64) for the backward pass: per element, in float64,
+// P = exp(scale*s - lse) (rounded as the Go expression, then the exp of
+// expShiftSum), s = P and ds = P*(ds - delta), each rounded to T. The
+// exponential is the float64 one of ExpShiftSum64, so the results are
+// those of ExpShiftSum64 on the widened row followed by that loop in Go.
+func genSoftmaxGrad(dt dtype) {
+	name := fmt.Sprintf("softmaxGrad%sAVX512", dt.name)
+	f := sig(name, ps("s", "*"+dt.gotyp, "ds", "*"+dt.gotyp, "n", "int", "scale", "float64", "lse", "float64", "delta", "float64"), nil)
+	text(f)
+	// Z0 x, Z1 k, Z2 q (P), Z3 ds; Z8 scale, Z9 lse, Z10 delta, Z11 min,
+	// Z12 max; constants from Z31 down.
+	emit("MOVQ %s, SI", f.fp("s"))
+	emit("MOVQ %s, DI", f.fp("ds"))
+	emit("MOVQ %s, CX", f.fp("n"))
+	emit("VBROADCASTSD %s, Z8", f.fp("scale"))
+	emit("VBROADCASTSD %s, Z9", f.fp("lse"))
+	emit("VBROADCASTSD %s, Z10", f.fp("delta"))
+	emit("VMOVUPD e64min<>(SB), Z11")
+	emit("VMOVUPD e64max<>(SB), Z12")
+	regs := map[string]string{}
+	names := []string{"log2e", "ln2hi", "ln2lo"}
+	for i := 0; i <= expDeg64; i++ {
+		names = append(names, fmt.Sprintf("c%d", i))
+	}
+	for i, n := range names {
+		if 31-i <= 13 {
+			break
+		}
+		regs[n] = fmt.Sprintf("Z%d", 31-i)
+		emit("VMOVUPD e64%s<>(SB), %s", n, regs[n])
+	}
+	esz := dt.size
+	// body: element count in the vector is 8; masked selects K1 forms.
+	body := func(masked bool) {
+		mk := ""
+		if masked {
+			mk = ".Z"
+		}
+		ld := func(addr, dst string) {
+			kreg := ""
+			if masked {
+				kreg = "K1, "
+			}
+			if dt == f32 {
+				emit("VCVTPS2PD%s %s, %s%s", mk, addr, kreg, dst)
+			} else {
+				emit("VMOVUPD%s %s, %s%s", mk, addr, kreg, dst)
+			}
+		}
+		st := func(src, addr string) {
+			kreg := ""
+			if masked {
+				kreg = "K1, "
+			}
+			if dt == f32 {
+				emit("VCVTPD2PS %s, Y%s", src, src[1:])
+				emit("VMOVUPS Y%s, %s%s", src[1:], kreg, addr)
+			} else {
+				emit("VMOVUPD %s, %s%s", src, kreg, addr)
+			}
+		}
+		ld("(SI)", "Z0")
+		emit("VMULPD Z8, Z0, Z0")
+		emit("VSUBPD Z9, Z0, Z0")
+		expBody(avx512, f64, []string{"Z0"}, []string{"Z1"}, []string{"Z2"}, "Z11", "Z12", regs)
+		ld("(DI)", "Z3")
+		emit("VSUBPD Z10, Z3, Z3")
+		emit("VMULPD Z2, Z3, Z3")
+		st("Z2", "(SI)")
+		st("Z3", "(DI)")
+	}
+	label("loop")
+	emit("CMPQ CX, $8")
+	emit("JLT tail")
+	body(false)
+	emit("ADDQ $%d, SI", 8*esz)
+	emit("ADDQ $%d, DI", 8*esz)
+	emit("SUBQ $8, CX")
+	emit("JMP loop")
+	label("tail")
+	emit("TESTQ CX, CX")
+	emit("JZ done")
+	emit("LEAQ maskK<>(SB), AX")
+	emit("KMOVW (AX)(CX*2), K1")
+	body(true)
 	label("done")
 	emit("VZEROUPPER")
 	emit("RET\n")
