@@ -38,10 +38,12 @@ func main() {}
 type dtype int32
 
 const (
-	float32Type dtype = 1
-	float64Type dtype = 2
-	boolType    dtype = 3
-	int64Type   dtype = 4
+	float32Type  dtype = 1
+	float64Type  dtype = 2
+	boolType     dtype = 3
+	int64Type    dtype = 4
+	float16Type  dtype = 5 // IEEE binary16, as its bits
+	bfloat16Type dtype = 6 // the upper half of a float32, as its bits
 )
 
 func (t dtype) String() string {
@@ -54,6 +56,10 @@ func (t dtype) String() string {
 		return "bool"
 	case int64Type:
 		return "int64"
+	case float16Type:
+		return "float16"
+	case bfloat16Type:
+		return "bfloat16"
 	}
 	return fmt.Sprintf("dtype code %d", int32(t))
 }
@@ -64,6 +70,8 @@ func (t dtype) size() int {
 		return 4
 	case boolType:
 		return 1
+	case float16Type, bfloat16Type:
+		return 2
 	}
 	return 8
 }
@@ -304,6 +312,9 @@ type inputs struct {
 // caller's arrays directly (and allocates nothing in steady state); other
 // calls run fastattn.Attend, whose output is copied into out and lse.
 func attend(in inputs, out, lse array, wantReport bool) ([]byte, error) {
+	if in.k.dtype == float16Type || in.k.dtype == bfloat16Type {
+		return attendHalf(in, out, lse, wantReport)
+	}
 	switch in.q.dtype {
 	case float32Type:
 		return attendT[float32](in, out, lse, wantReport)
@@ -361,6 +372,68 @@ func attendT[T fastattn.Float](in inputs, out, lse array, wantReport bool) ([]by
 	if err != nil {
 		return nil, err
 	}
+	return copyResult(res, out, lse)
+}
+
+// attendHalf is attend for 16-bit keys and values (float16 or bfloat16)
+// with float32 queries and output.
+func attendHalf(in inputs, out, lse array, wantReport bool) ([]byte, error) {
+	q, err := tensor[float32](in.q, "Q")
+	if err != nil {
+		return nil, invalidf("with %v keys and values Q must be float32, got %v", in.k.dtype, in.q.dtype)
+	}
+	k, err := halfTensor(in.k, "K")
+	if err != nil {
+		return nil, err
+	}
+	v, err := halfTensor(in.v, "V")
+	if err != nil {
+		return nil, err
+	}
+	opts, err := options(in.opts, in.extras)
+	if err != nil {
+		return nil, err
+	}
+	if !wantReport && (opts.Method == "" || opts.Method == fastattn.DefaultMethod) {
+		o, err := tensor[float32](out, "out")
+		if err != nil {
+			return nil, err
+		}
+		l, err := view[float64](lse, "lse", float64Type)
+		if err != nil {
+			return nil, err
+		}
+		ws := getWorkspace()
+		defer putWorkspace(ws)
+		return nil, fastattn.AttendHalfKVInto(context.Background(), ws, o, l, q, k, v, opts)
+	}
+	res, err := fastattn.AttendHalfKV(context.Background(), q, k, v, opts)
+	if err != nil {
+		return nil, err
+	}
+	return copyResult(res, out, lse)
+}
+
+// halfTensor views a 16-bit array as a fastattn.HalfTensor.
+func halfTensor(a array, name string) (fastattn.HalfTensor, error) {
+	format := fastattn.Float16
+	switch a.dtype {
+	case float16Type:
+	case bfloat16Type:
+		format = fastattn.BFloat16
+	default:
+		return fastattn.HalfTensor{}, invalidf("%s has dtype %v; keys and values share one 16-bit format", name, a.dtype)
+	}
+	bits, err := view[uint16](a, name, a.dtype)
+	if err != nil {
+		return fastattn.HalfTensor{}, err
+	}
+	return fastattn.HalfTensor{Data: bits, Shape: slices.Clone(a.shape), Format: format}, nil
+}
+
+// copyResult copies a result into the caller's out and lse and returns
+// its report as JSON.
+func copyResult[T fastattn.Float](res *fastattn.Result[T], out, lse array) ([]byte, error) {
 	if err := fill(out, "out", dtypeOf[T](), res.Out.Data, res.Out.Shape); err != nil {
 		return nil, err
 	}
@@ -483,7 +556,7 @@ func mergeT[T fastattn.Float](outs, lses []array, out, lse array) error {
 
 // abiVersion changes whenever an exported function's signature changes;
 // the Python side refuses a library of another version.
-const abiVersion = 2
+const abiVersion = 3
 
 // info describes the library to the Python side.
 func info() []byte {

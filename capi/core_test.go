@@ -182,3 +182,49 @@ func TestInfo(t *testing.T) {
 		t.Fatalf("info %s: %v", info(), err)
 	}
 }
+
+func TestAttendHalfKeysAndValues(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	f32 := func(n int) []float32 {
+		x := make([]float32, n)
+		for i := range x {
+			x[i] = float32(r.NormFloat64())
+		}
+		return x
+	}
+	// bfloat16 bits: the upper half of a float32.
+	bf16 := func(x []float32) []uint16 {
+		b := make([]uint16, len(x))
+		for i, v := range x {
+			b[i] = uint16(math.Float32bits(v) >> 16)
+		}
+		return b
+	}
+	q, kb, vb := f32(3*4), bf16(f32(5*4)), bf16(f32(5*2))
+	half := func(b []uint16, shape ...int) array {
+		return array{data: unsafe.Pointer(&b[0]), shape: shape, dtype: bfloat16Type}
+	}
+	in := inputs{q: arrayOf(q, 3, 4), k: half(kb, 5, 4), v: half(vb, 5, 2), opts: `{"Causal": true}`}
+	qt, _ := fastattn.NewTensor(q, 3, 4)
+	want, err := fastattn.AttendHalfKV(context.Background(), qt,
+		fastattn.HalfTensor{Data: kb, Shape: []int{5, 4}, Format: fastattn.BFloat16},
+		fastattn.HalfTensor{Data: vb, Shape: []int{5, 2}, Format: fastattn.BFloat16}, fastattn.Options{Causal: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, report := range []bool{true, false} {
+		out, lse := make([]float32, 3*2), make([]float64, 3)
+		if _, err := attend(in, arrayOf(out, 3, 2), arrayOf(lse, 3), report); err != nil {
+			t.Fatal(err)
+		}
+		for i := range out {
+			if out[i] != want.Out.Data[i] {
+				t.Fatalf("report %v: out[%d] = %v, want %v", report, i, out[i], want.Out.Data[i])
+			}
+		}
+	}
+	in.q = arrayOf([]float64{1, 2, 3, 4}, 1, 4)
+	if _, err := attend(in, arrayOf(make([]float32, 2), 1, 2), arrayOf(make([]float64, 1), 1), true); status(err) != statusInvalid || !strings.Contains(err.Error(), "Q must be float32") {
+		t.Fatalf("float64 queries with bfloat16 keys: %v", err)
+	}
+}

@@ -11,7 +11,7 @@ typedef struct {
 	void *data;
 	const int64_t *shape;
 	int32_t rank;
-	int32_t dtype; // 1 float32, 2 float64, 3 bool, 4 int64
+	int32_t dtype; // 1 float32, 2 float64, 3 bool, 4 int64, 5 float16, 6 bfloat16 (as bits)
 } fa_array;
 */
 import "C"
@@ -74,7 +74,8 @@ func inputsOf(q, k, v *C.fa_array, opts *C.char, keyLengths, sinks, mask *C.fa_a
 	return in, nil
 }
 
-// fastattn_attend computes attention of q, k, v into out and lse. Options
+// fastattn_attend computes attention of q, k, v into out and lse (k and v
+// may be float16 or bfloat16 with q and out float32). Options
 // is a JSON object of fastattn.Options fields (NULL for defaults);
 // keyLengths (int64), sinks (float64) and mask (bool or of Q's dtype) may
 // be NULL. On success *report receives the report as JSON (pass NULL when

@@ -31,7 +31,7 @@ import numpy as np
 from . import _lib
 
 __all__ = ["attention", "gradient", "merge", "methods", "differentiable_methods",
-           "UnsupportedError", "DEFAULT_EPS"]
+           "bfloat16", "UnsupportedError", "DEFAULT_EPS"]
 
 DEFAULT_EPS = _lib.INFO["default_eps"]
 
@@ -53,6 +53,25 @@ def differentiable_methods():
 
 
 _ALIGNMENTS = ("bottom-right", "top-left")
+
+
+class bfloat16:
+    """Keys or values stored as bfloat16, which NumPy lacks: wraps an
+    array of their bits (uint16 or int16, for example
+    torch_tensor.view(torch.int16).numpy()). Pass fastattn.bfloat16(bits)
+    as k and v."""
+
+    def __init__(self, bits):
+        a = np.asarray(bits)
+        if a.dtype not in (np.uint16, np.int16):
+            raise ValueError("fastattn: bfloat16 wraps the bits as uint16 or int16, got dtype %s" % a.dtype)
+        self.bits = np.ascontiguousarray(a).view(np.uint16)
+        self.shape, self.ndim = self.bits.shape, self.bits.ndim
+        self.dtype = "bfloat16"
+
+
+def _is_half(x):
+    return isinstance(x, bfloat16) or (isinstance(x, np.ndarray) and x.dtype == np.float16)
 
 
 def _float_input(x, name, dtype=None):
@@ -133,7 +152,10 @@ class _Call:
     def arr(self, a):
         if a is None:
             return None
-        desc, shape, a = _lib.describe(a)
+        if isinstance(a, bfloat16):
+            desc, shape, a = _lib.describe(a.bits, _lib.BFLOAT16)
+        else:
+            desc, shape, a = _lib.describe(a)
         self.keep.append((desc, shape, a))
         return ctypes.byref(desc)
 
@@ -153,6 +175,27 @@ def _qkv(q, k, v):
     return q, _float_input(k, "K", q.dtype), _float_input(v, "V", q.dtype)
 
 
+def _half_qkv(q, k, v):
+    """q, k, v for 16-bit keys and values: q becomes float32 (the
+    library's queries and output; a float16 q is converted), k and v must
+    share one 16-bit format. Returns them and the output dtype."""
+    for name, x in (("K", k), ("V", v)):
+        if not _is_half(x):
+            raise ValueError("fastattn: K and V share one 16-bit format; %s has dtype %s"
+                             % (name, getattr(x, "dtype", type(x).__name__)))
+    if type(k) is not type(v):
+        raise ValueError("fastattn: K is %s and V is %s; give both in one 16-bit format"
+                         % (k.dtype, v.dtype))
+    q = np.asarray(q)
+    if q.dtype not in (np.float16, np.float32):
+        raise ValueError("fastattn: with 16-bit keys and values Q is float32 (or float16), got %s" % q.dtype)
+    out_dtype = q.dtype
+    q = np.ascontiguousarray(q, dtype=np.float32)
+    if not isinstance(k, bfloat16):
+        k, v = np.ascontiguousarray(k), np.ascontiguousarray(v)
+    return q, k, v, out_dtype
+
+
 def attention(q, k, v, *, scale=None, causal=False, causal_align="bottom-right",
               window=None, mask=None, sinks=None, key_lengths=None, method="exact",
               eps=DEFAULT_EPS, workers=None, assume_finite=False, return_lse=False,
@@ -162,7 +205,10 @@ def attention(q, k, v, *, scale=None, causal=False, causal_align="bottom-right",
     q: (..., n, d), k: (..., m, d), v: (..., m, e), with 2-4 dimensions,
     (batch, heads, n, d) as PyTorch; k and v may have fewer heads than q
     (grouped-query attention: query head h uses kv head h // (Hq / Hkv),
-    PyTorch's enable_gqa). Returns (..., n, e) in q's dtype, and with return_lse each row's
+    PyTorch's enable_gqa). float32 or float64; k and v may also be 16-bit
+    (float16, or fastattn.bfloat16(bits)) with a float32 or float16 q
+    (a key/value cache: exact attention, computed in float32). Returns
+    (..., n, e) in q's dtype, and with return_lse each row's
     log-sum-exp (float64, -inf for a row without keys), with return_report
     the library's report as a dict (method, seconds, error bound, ...).
 
@@ -179,7 +225,11 @@ def attention(q, k, v, *, scale=None, causal=False, causal_align="bottom-right",
     the NaN/Inf scans of q, k and v (a broken promise gives unspecified
     output).
     """
-    q, k, v = _qkv(q, k, v)
+    out_dtype = None
+    if _is_half(k) or _is_half(v):
+        q, k, v, out_dtype = _half_qkv(q, k, v)
+    else:
+        q, k, v = _qkv(q, k, v)
     opts, extra = _options(q, scale=scale, causal=causal, causal_align=causal_align,
                            window=window, mask=mask, sinks=sinks, key_lengths=key_lengths,
                            method=method, eps=eps, workers=workers,
@@ -194,6 +244,8 @@ def attention(q, k, v, *, scale=None, causal=False, causal_align="bottom-right",
         c.arr(out), c.arr(lse), ctypes.byref(rep) if return_report else None, ctypes.byref(err))
     if status != _lib.OK:
         _raise(status, err)
+    if out_dtype is not None and out_dtype != out.dtype:
+        out = out.astype(out_dtype)
     return _results(out, lse, json.loads(_lib.take_string(rep.value)) if return_report else None,
                     return_lse, return_report)
 
@@ -217,6 +269,8 @@ def gradient(q, k, v, dout, out, lse, report, *, scale=None, causal=False,
     pass (differentiable_methods()). Each block of a split computation (for
     example over key shards) may pass the merged out and lse with its own
     block's report: the result is the block's share of the gradient."""
+    if _is_half(k) or _is_half(v):
+        raise NotImplementedError("fastattn: the library has no gradients for 16-bit keys and values yet")
     q, k, v = _qkv(q, k, v)
     dout = _float_input(dout, "dout", q.dtype)
     out = _float_input(out, "out", q.dtype)

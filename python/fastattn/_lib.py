@@ -14,12 +14,12 @@ import numpy as np
 
 from ._platform import library_name
 
-ABI_VERSION = 2
+ABI_VERSION = 3
 
 # dtype codes of capi/core.go.
-FLOAT32, FLOAT64, BOOL, INT64 = 1, 2, 3, 4
+FLOAT32, FLOAT64, BOOL, INT64, FLOAT16, BFLOAT16 = 1, 2, 3, 4, 5, 6
 _CODES = {np.dtype(np.float32): FLOAT32, np.dtype(np.float64): FLOAT64,
-          np.dtype(np.bool_): BOOL, np.dtype(np.int64): INT64}
+          np.dtype(np.bool_): BOOL, np.dtype(np.int64): INT64, np.dtype(np.float16): FLOAT16}
 
 # status codes of capi/core.go.
 OK, INVALID, UNSUPPORTED, UNKNOWN_OPTION, INTERNAL = 0, 1, 2, 3, 4
@@ -86,9 +86,10 @@ if INFO.get("abi") != ABI_VERSION:
                       % (library_path(), INFO.get("abi"), ABI_VERSION))
 
 
-def describe(a):
-    """An Array for the C-contiguous NumPy array a; keep the returned tuple
-    alive during the call (it owns the shape buffer)."""
+def describe(a, code=None):
+    """An Array for the C-contiguous NumPy array a (of dtype code `code`,
+    by default a's); keep the returned tuple alive during the call (it owns
+    the shape buffer)."""
     shape = (ctypes.c_int64 * max(a.ndim, 1))(*a.shape)
-    desc = Array(a.ctypes.data if a.size else None, shape, a.ndim, _CODES[a.dtype])
+    desc = Array(a.ctypes.data if a.size else None, shape, a.ndim, code or _CODES[a.dtype])
     return desc, shape, a

@@ -29,8 +29,14 @@ def _numpy(t, name):
         return np.asarray(t)
     if t.device.type != "cpu":
         raise ValueError("fastattn: %s is on %s; fastattn computes on the CPU" % (name, t.device))
+    if t.dtype == torch.bfloat16:
+        # NumPy has no bfloat16: the bits, marked.
+        return _fa.bfloat16(t.detach().contiguous().view(torch.int16).numpy())
     # A view of the tensor's memory: no copy when it is contiguous.
     return t.detach().numpy()
+
+
+_HALF = (torch.float16, torch.bfloat16)
 
 
 def _options(scale, causal, causal_align, window, mask, key_lengths, method, eps, workers,
@@ -87,9 +93,25 @@ def attention(q, k, v, *, scale=None, causal=False, causal_align="bottom-right",
                     assume_finite)
     if sinks is not None and not isinstance(sinks, torch.Tensor):
         sinks = torch.as_tensor(sinks, dtype=torch.float64)
+    if k.dtype in _HALF or v.dtype in _HALF:
+        return _attention_half_kv(q, k, v, sinks, opts, return_lse, return_report)
     reports = []
     out, lse = _Attention.apply(q, k, v, sinks, opts, reports)
     return _fa._results(out, lse, reports[0], return_lse, return_report)
+
+
+
+def _attention_half_kv(q, k, v, sinks, opts, return_lse, return_report):
+    # 16-bit keys and values (a key/value cache): the library's forward,
+    # computed in float32; it has no backward pass for them yet.
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (q, k, v, sinks)):
+        raise NotImplementedError("fastattn: the library has no gradients for 16-bit keys and "
+                                  "values yet; call it under torch.no_grad()")
+    qf = q.float() if q.dtype in _HALF else q
+    res = _fa.attention(_numpy(qf, "q"), _numpy(k, "k"), _numpy(v, "v"), sinks=_numpy(sinks, "sinks"),
+                        return_lse=True, return_report=return_report, **opts)
+    out, lse = torch.from_numpy(res[0]).to(q.dtype), torch.from_numpy(res[1])
+    return _fa._results(out, lse, res[2] if return_report else None, return_lse, return_report)
 
 
 # Ring attention: sequence parallelism over torch.distributed.

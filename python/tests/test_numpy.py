@@ -277,3 +277,58 @@ def test_workers_and_assume_finite_give_the_same_result():
     base = fastattn.attention(q, k, v)
     for kw in ({"workers": 1}, {"workers": 3}, {"assume_finite": True}):
         assert np.array_equal(fastattn.attention(q, k, v, **kw), base), kw
+
+
+def bfloat16_bits(x):
+    """The bfloat16 numbers nearest below x's float32 values (truncation), as bits."""
+    return (np.asarray(x, dtype=np.float32).view(np.uint32) >> 16).astype(np.uint16)
+
+
+def bfloat16_values(bits):
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+@pytest.mark.parametrize("fmt", ["float16", "bfloat16"])
+def test_16_bit_keys_and_values(fmt):
+    q, k, v = inputs([(2, 3, 9, 8), (2, 1, 13, 8), (2, 1, 13, 5)], np.float32)
+    if fmt == "float16":
+        kh, vh = k.astype(np.float16), v.astype(np.float16)
+        kr, vr = kh.astype(np.float64), vh.astype(np.float64)
+    else:
+        kb, vb = bfloat16_bits(k), bfloat16_bits(v)
+        kh, vh = fastattn.bfloat16(kb), fastattn.bfloat16(vb)
+        kr, vr = bfloat16_values(kb), bfloat16_values(vb)
+    # Against the reference on the stored (rounded) values, with and
+    # without a report (the report's path copies, the other writes in place).
+    want, want_lse = reference.attention(q, kr, vr, causal=True)
+    out, lse, rep = fastattn.attention(q, kh, vh, causal=True, return_lse=True, return_report=True)
+    assert out.dtype == np.float32 and rep["method"] == "exact"
+    check_close(out, want, vr, 3e-5)
+    assert np.allclose(lse, want_lse, rtol=0, atol=1e-4)
+    check_close(fastattn.attention(q, kh, vh, causal=True), want, vr, 3e-5)
+    # float16 queries are widened; the output comes back in float16.
+    out16 = fastattn.attention(q.astype(np.float16), kh, vh, causal=True)
+    assert out16.dtype == np.float16
+    with pytest.raises(NotImplementedError, match="16-bit"):
+        fastattn.gradient(q, kh, vh, out, out, lse, rep)
+
+
+def test_16_bit_errors():
+    q, k, v = inputs([(4, 8), (6, 8), (6, 8)], np.float32)
+    with pytest.raises(ValueError, match="one 16-bit format"):
+        fastattn.attention(q, k.astype(np.float16), v)
+    with pytest.raises(ValueError, match="one 16-bit format"):
+        fastattn.attention(q, k.astype(np.float16), fastattn.bfloat16(bfloat16_bits(v)))
+    with pytest.raises(ValueError, match="float32"):
+        fastattn.attention(q.astype(np.float64), k.astype(np.float16), v.astype(np.float16))
+    with pytest.raises(ValueError, match="uint16 or int16"):
+        fastattn.bfloat16(v)
+
+
+def test_16_bit_keys_are_not_copied():
+    q, k, v = inputs([(4, 64), (1 << 16, 64), (1 << 16, 64)], np.float32)
+    k, v = k.astype(np.float16), v.astype(np.float16)
+    fastattn.attention(q, k, v)
+    before = _lib.lib.fastattn_go_total_alloc()
+    fastattn.attention(q, k, v)
+    assert _lib.lib.fastattn_go_total_alloc() - before < 1 << 20

@@ -167,3 +167,19 @@ def test_mask_gradient_is_refused():
     q = torch.randn(3, 4)
     with pytest.raises(NotImplementedError, match="mask"):
         ft.attention(q, q, q, mask=torch.zeros(3, 3, requires_grad=True))
+
+
+@pytest.mark.parametrize("half", [torch.float16, torch.bfloat16])
+def test_16_bit_keys_and_values(half):
+    g = torch.Generator().manual_seed(9)
+    q = torch.randn(1, 4, 7, 8, generator=g)
+    k, v = (torch.randn(1, 2, 11, 8, generator=g).to(half) for _ in range(2))
+    with torch.no_grad():
+        out = ft.attention(q, k, v, causal=True)
+        want = softmax_attention(q, k.float().repeat_interleave(2, 1), v.float().repeat_interleave(2, 1),
+                                 causal=True)
+        assert out.dtype == torch.float32
+        assert (out - want).abs().max() <= 1e-5 * v.float().abs().max()
+        assert ft.attention(q.to(half), k, v).dtype == half
+    with pytest.raises(NotImplementedError, match="16-bit"):
+        ft.attention(q.requires_grad_(), k, v)
