@@ -381,28 +381,9 @@ func ToHalfKV(p *attn.Problem[float32], f attn.HalfFormat) *attn.Problem[float32
 	return &h
 }
 
-// RoundHalf rounds x to format f, to nearest with ties to even.
-func RoundHalf(f attn.HalfFormat, x float32) uint16 {
-	b := math.Float32bits(x)
-	if f == attn.BFloat16 {
-		if b&0x7fffffff > 0x7f800000 {
-			return uint16(b>>16) | 0x40 // quiet NaN
-		}
-		return uint16((b + 0x7fff + (b>>16)&1) >> 16)
-	}
-	sign := uint16(b>>16) & 0x8000
-	abs := b & 0x7fffffff
-	switch {
-	case abs > 0x7f800000:
-		return sign | 0x7e00
-	case abs >= 0x477ff000: // 65520 and up round to Inf
-		return sign | 0x7c00
-	case abs >= 0x38800000: // normal in float16: rebias the exponent, round 23 -> 10 bits
-		m := abs - 0x38000000
-		return sign | uint16((m+0xfff+(m>>13)&1)>>13)
-	}
-	return sign | uint16(math.RoundToEven(float64(math.Float32frombits(abs))*(1<<24)))
-}
+// RoundHalf rounds x to format f, to nearest with ties to even
+// (attn.Float32ToHalf).
+func RoundHalf(f attn.HalfFormat, x float32) uint16 { return attn.Float32ToHalf(f, x) }
 
 // Check runs m on p and compares every output entry and log-sum-exp with
 // the float64 reference. The output starts as NaN, so every entry must be

@@ -141,6 +141,20 @@ func (f *inputFlags) flags() []flagPath {
 // in errors ("Q", "K", ...). Every error is the input's fault (a missing,
 // truncated or non-float file), so it exits with status 2.
 func readInputs(names, paths []string) ([]npyfile.Array, error) {
+	in, err := readArrays(names, paths)
+	if err != nil {
+		return nil, err
+	}
+	for i, a := range in {
+		if a.F16 != nil || a.U16 != nil {
+			return nil, usagef("%s is %s; 16-bit inputs are read by run only (keys and values, with float32 or 16-bit queries)", names[i], a.DType())
+		}
+	}
+	return in, sameDType(names, in)
+}
+
+// readArrays reads .npy files of attention inputs (no boolean arrays).
+func readArrays(names, paths []string) ([]npyfile.Array, error) {
 	in := make([]npyfile.Array, len(paths))
 	for i, p := range paths {
 		a, err := npyfile.Read(p)
@@ -154,12 +168,17 @@ func readInputs(names, paths []string) ([]npyfile.Array, error) {
 			return nil, usagef("%s is a bool array; attention inputs are float32 or float64", names[i])
 		}
 	}
+	return in, nil
+}
+
+// sameDType checks that the arrays share one dtype.
+func sameDType(names []string, in []npyfile.Array) error {
 	for i := 1; i < len(in); i++ {
 		if in[i].DType() != in[0].DType() {
-			return nil, usagef("%s is %s but %s is %s; convert all %d inputs to one dtype", names[0], in[0].DType(), names[i], in[i].DType(), len(in))
+			return usagef("%s is %s but %s is %s; convert all %d inputs to one dtype", names[0], in[0].DType(), names[i], in[i].DType(), len(in))
 		}
 	}
-	return in, nil
+	return nil
 }
 
 // headDim is the last dimension of a (at least 1), which sets the default

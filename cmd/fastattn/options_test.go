@@ -151,3 +151,85 @@ func closeTo(t *testing.T, what, file string, want []float64) {
 		}
 	}
 }
+
+// TestRunSixteenBit runs `run` on float16 (<f2) keys and values with
+// float32 and float16 queries, and on bfloat16 bits (<u2 with --bf16),
+// against the reference on the rounded values.
+func TestRunSixteenBit(t *testing.T) {
+	dir := t.TempDir()
+	path := func(name string) string { return filepath.Join(dir, name) }
+	r := rand.New(rand.NewPCG(9, 8))
+	const hq, hkv, n, m, d = 4, 2, 3, 50, 8
+	q := writeRandom(t, path("q32.npy"), r, true, hq, n, d)
+	k := writeRandom(t, path("k32.npy"), r, true, hkv, m, d)
+	v := writeRandom(t, path("v32.npy"), r, true, hkv, m, d)
+	for _, f := range []attn.HalfFormat{attn.Float16, attn.BFloat16} {
+		round := func(name string, x []float64, shape ...int) []uint16 {
+			h := make([]uint16, len(x))
+			for i, v := range x {
+				h[i] = attn.Float32ToHalf(f, float32(v))
+			}
+			var data any = h
+			if f == attn.Float16 {
+				data = npyfile.Float16(h)
+			}
+			if err := npyfile.Write(path(name), shape, data); err != nil {
+				t.Fatal(err)
+			}
+			return h
+		}
+		q16 := round("q16.npy", q, hq, n, d)
+		k16 := round("k16.npy", k, hkv, m, d)
+		v16 := round("v16.npy", v, hkv, m, d)
+		for _, qName := range []string{"q32.npy", "q16.npy"} {
+			args := []string{"run", "--q", path(qName), "--k", path("k16.npy"), "--v", path("v16.npy"), "--out", path("o.npy"), "--method", "exact", "--causal"}
+			if f == attn.BFloat16 {
+				if code, _, _ := cli(t, args...); code != 2 {
+					t.Errorf("uint16 inputs without --bf16: exit %d, want 2", code)
+				}
+				args = append(args, "--bf16")
+			}
+			if code, _, stderr := cli(t, args...); code != 0 {
+				t.Fatalf("%v %s: exit %d: %s", f, qName, code, stderr)
+			}
+			q32 := make([]float32, len(q))
+			for i := range q {
+				q32[i] = float32(q[i])
+				if qName == "q16.npy" {
+					q32[i] = attn.HalfToFloat32(f, q16[i])
+				}
+			}
+			p := &attn.Problem[float32]{Heads: hq, KVHeads: hkv, N: n, M: m, D: d, E: d, Q: q32,
+				KVFormat: f, K16: k16, V16: v16, Scale: 1 / math.Sqrt(d), Causal: true}
+			want, _ := reference.Attention(p)
+			a, err := npyfile.Read(path("o.npy"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := a.F32
+			u := 3e-6 // float32 output
+			if qName == "q16.npy" {
+				bits := a.F16
+				if f == attn.BFloat16 {
+					bits = a.U16
+				}
+				got = make([]float32, len(bits))
+				for i, h := range bits {
+					got[i] = attn.HalfToFloat32(f, h)
+				}
+				u = 0x1p-8 // rounded to the storage format
+			}
+			if len(got) != len(want) {
+				t.Fatalf("%v %s: output %s of %d values, want %d", f, qName, a.DType(), len(got), len(want))
+			}
+			for i, w := range want {
+				if math.Abs(float64(got[i])-w) > u*(1+math.Abs(w)) {
+					t.Fatalf("%v %s: out[%d] = %g, reference %g", f, qName, i, got[i], w)
+				}
+			}
+		}
+	}
+	if code, _, _ := cli(t, "run", "--q", path("q32.npy"), "--k", path("k16.npy"), "--v", path("v32.npy"), "--out", path("x.npy")); code != 2 {
+		t.Errorf("mixed K and V dtypes: exit %d, want 2", code)
+	}
+}

@@ -9,6 +9,8 @@ import (
 	"os/signal"
 
 	"github.com/fastattn/fastattn"
+	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/internal/npyfile"
 )
 
 func init() {
@@ -25,6 +27,8 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&reportPath, "report", "", "optional JSON report (method, seconds, error_bound, version, ...); - for standard output")
 	var af attnFlags
 	af.register(fs)
+	var bf16 bool
+	fs.BoolVar(&bf16, "bf16", false, "read uint16 .npy files (Q, K, V) as bfloat16 bits, as ml_dtypes' bfloat16 arrays viewed as uint16 (x.view(numpy.uint16)); the output is then bfloat16 bits too")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -36,7 +40,8 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	if err := checkOutputs([]flagPath{{"out", outPath}, {"lse", lsePath}, {"report", reportPath}}, "report"); err != nil {
 		return err
 	}
-	arrays, err := readInputs([]string{"Q", "K", "V"}, []string{in.q, in.k, in.v})
+	names := []string{"Q", "K", "V"}
+	arrays, err := readArrays(names, []string{in.q, in.k, in.v})
 	if err != nil {
 		return err
 	}
@@ -48,7 +53,13 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	defer stop()
 	paths := [3]string{outPath, lsePath, reportPath}
 	var rep fastattn.Report
-	if arrays[0].F32 != nil {
+	if arrays[1].F16 != nil || arrays[1].U16 != nil {
+		rep, err = attendHalfFiles(ctx, names, arrays, bf16, opts, paths, stdout)
+	} else if err = sameDType(names, arrays); err != nil {
+		return err
+	} else if arrays[0].F16 != nil || arrays[0].U16 != nil {
+		return usagef("Q is %s: 16-bit queries need 16-bit keys and values", arrays[0].DType())
+	} else if arrays[0].F32 != nil {
 		rep, err = attendFiles(ctx, arrays[0].Shape, arrays[0].F32, arrays[1].Shape, arrays[1].F32, arrays[2].Shape, arrays[2].F32, opts, paths, stdout)
 	} else {
 		rep, err = attendFiles(ctx, arrays[0].Shape, arrays[0].F64, arrays[1].Shape, arrays[1].F64, arrays[2].Shape, arrays[2].F64, opts, paths, stdout)
@@ -78,16 +89,71 @@ func attendFiles[T fastattn.Float](ctx context.Context, qs []int, q []T, ks []in
 		}
 		return fastattn.Report{}, err
 	}
-	files := []pendingFile{npyFile(paths[0], res.Out.Shape, res.Out.Data)}
+	return res.Report, writeResult(res.Out.Shape, res.Out.Data, res.LSE, res.Report, paths, stdout)
+}
+
+// attendHalfFiles runs attention on 16-bit keys and values (float16, or
+// uint16 bfloat16 bits with --bf16) and float32 or 16-bit queries; the
+// output has the queries' storage.
+func attendHalfFiles(ctx context.Context, names []string, arrays []npyfile.Array, bf16 bool, opts fastattn.Options, paths [3]string, stdout io.Writer) (fastattn.Report, error) {
+	q, k, v := arrays[0], arrays[1], arrays[2]
+	if k.DType() != v.DType() {
+		return fastattn.Report{}, usagef("K is %s but V is %s; keys and values need one dtype", k.DType(), v.DType())
+	}
+	format, bits := fastattn.Float16, func(a npyfile.Array) []uint16 { return a.F16 }
+	if k.U16 != nil {
+		if !bf16 {
+			return fastattn.Report{}, usagef("K and V are uint16; pass --bf16 to read them as bfloat16 bits")
+		}
+		format, bits = fastattn.BFloat16, func(a npyfile.Array) []uint16 { return a.U16 }
+	}
+	q32 := q.F32
+	switch {
+	case q.F32 != nil:
+	case q.DType() == k.DType():
+		q32 = make([]float32, len(bits(q)))
+		for i, h := range bits(q) {
+			q32[i] = attn.HalfToFloat32(format, h)
+		}
+	default:
+		return fastattn.Report{}, usagef("%s is %s with %s keys and values; give float32 queries or %s ones", names[0], q.DType(), k.DType(), k.DType())
+	}
+	res, err := fastattn.AttendHalfKV(ctx, fastattn.Tensor[float32]{Data: q32, Shape: q.Shape},
+		fastattn.HalfTensor{Data: bits(k), Shape: k.Shape, Format: format}, fastattn.HalfTensor{Data: bits(v), Shape: v.Shape, Format: format}, opts)
+	if err != nil {
+		if errors.Is(err, fastattn.ErrInvalidInput) {
+			return fastattn.Report{}, usageError{err}
+		}
+		return fastattn.Report{}, err
+	}
+	var out any = res.Out.Data
+	if q.F32 == nil {
+		o := make([]uint16, len(res.Out.Data))
+		for i, x := range res.Out.Data {
+			o[i] = attn.Float32ToHalf(format, x)
+		}
+		out = o
+		if format == fastattn.Float16 {
+			out = npyfile.Float16(o)
+		}
+	}
+	return res.Report, writeResult(res.Out.Shape, out, res.LSE, res.Report, paths, stdout)
+}
+
+// writeResult writes the output (data, any type npyfile encodes), the
+// log-sum-exp and the report to paths (out, lse, report; the last two
+// optional), all or none.
+func writeResult(shape []int, data any, lse fastattn.Tensor[float64], rep fastattn.Report, paths [3]string, stdout io.Writer) error {
+	files := []pendingFile{npyFile(paths[0], shape, data)}
 	if paths[1] != "" {
-		files = append(files, npyFile(paths[1], res.LSE.Shape, res.LSE.Data))
+		files = append(files, npyFile(paths[1], lse.Shape, lse.Data))
 	}
 	if paths[2] != "" {
-		f, err := jsonFile(paths[2], res.Report)
+		f, err := jsonFile(paths[2], rep)
 		if err != nil {
-			return fastattn.Report{}, err
+			return err
 		}
 		files = append(files, f)
 	}
-	return res.Report, writeAll(files, stdout)
+	return writeAll(files, stdout)
 }

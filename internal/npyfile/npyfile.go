@@ -25,25 +25,35 @@ import (
 	"github.com/fastattn/fastattn/internal/outfile"
 )
 
-// Array is a float32, float64 or boolean array: exactly one of F32, F64
-// and Bool is set.
+// Array is a float32, float64, float16, uint16 or boolean array: exactly
+// one of its slices is set.
 type Array struct {
 	Shape []int
 	F32   []float32
 	F64   []float64
-	Bool  []bool // a |b1 file (a boolean mask)
+	F16   []uint16 // a <f2 file: IEEE half-precision bits
+	U16   []uint16 // a <u2 file (bfloat16 bits, as ml_dtypes users save them)
+	Bool  []bool   // a |b1 file (a boolean mask)
 }
 
-// DType returns "float32", "float64" or "bool".
+// DType returns "float32", "float64", "float16", "uint16" or "bool".
 func (a Array) DType() string {
 	switch {
 	case a.F64 != nil:
 		return "float64"
+	case a.F16 != nil:
+		return "float16"
+	case a.U16 != nil:
+		return "uint16"
 	case a.Bool != nil:
 		return "bool"
 	}
 	return "float32"
 }
+
+// Float16 marks []uint16 data as IEEE half-precision bits for Encode
+// (written as <f2); plain []uint16 is written as <u2.
+type Float16 []uint16
 
 // maxHeaderLen bounds the header dictionary; NumPy's are a few hundred bytes.
 const maxHeaderLen = 1 << 16
@@ -122,15 +132,22 @@ func Decode(r io.Reader, size int64) (a Array, err error) {
 		return Array{}, bad("array is in Fortran (column-major) order; save numpy.ascontiguousarray(x) instead")
 	}
 	var esize int64
-	switch strings.TrimLeft(strings.Trim(h.Type, "'\""), "<>|=") {
+	typ := strings.Trim(h.Type, "'\"")
+	half := false
+	switch strings.TrimLeft(typ, "<>|=") {
 	case "f4":
 		esize = 4
 	case "f8":
 		esize = 8
 	case "b1":
 		esize = 1
+	case "f2", "u2":
+		esize, half = 2, true
+		if strings.HasPrefix(typ, ">") {
+			return Array{}, bad("dtype %q is big-endian; save x.astype('<%s')", h.Type, typ[1:])
+		}
 	default:
-		return Array{}, bad("dtype %q is not float32, float64 or bool; convert with x.astype(numpy.float32)", h.Type)
+		return Array{}, bad("dtype %q is not float32, float64, float16 or bool; convert with x.astype(numpy.float32)", h.Type)
 	}
 	n := int64(1)
 	for _, s := range h.Shape {
@@ -143,6 +160,23 @@ func Decode(r io.Reader, size int64) (a Array, err error) {
 		return Array{}, bad("shape %v of %s needs %d data bytes but the file has %d (truncated or padded file)", h.Shape, h.Type, n*esize, data)
 	}
 	a.Shape = append([]int{}, h.Shape...)
+	if half {
+		// npyio has no float16: the data follows the header in r.
+		raw := make([]byte, 2*n)
+		if _, err := io.ReadFull(r, raw); err != nil {
+			return Array{}, bad("reading data: %v", err)
+		}
+		x := make([]uint16, n)
+		for i := range x {
+			x[i] = binary.LittleEndian.Uint16(raw[2*i:])
+		}
+		if strings.HasSuffix(typ, "f2") {
+			a.F16 = x
+		} else {
+			a.U16 = x
+		}
+		return a, nil
+	}
 	switch esize {
 	case 1:
 		a.Bool = make([]bool, 0, n)
@@ -180,6 +214,10 @@ func Encode(w io.Writer, shape []int, data any) error {
 		descr, count = "<f4", len(d)
 	case []float64:
 		descr, count = "<f8", len(d)
+	case Float16:
+		descr, count = "<f2", len(d)
+	case []uint16:
+		descr, count = "<u2", len(d)
 	default:
 		return fmt.Errorf("npyfile: cannot encode %T", data)
 	}
@@ -233,8 +271,24 @@ func Encode(w io.Writer, shape []int, data any) error {
 			bw.Write(buf)
 			d = d[min(chunk, len(d)):]
 		}
+	case Float16:
+		write16(bw, d, buf)
+	case []uint16:
+		write16(bw, d, buf)
 	}
 	return bw.Flush()
+}
+
+func write16(bw *bufio.Writer, d []uint16, buf []byte) {
+	const chunk = 8192
+	for len(d) > 0 {
+		buf = buf[:0]
+		for _, v := range d[:min(chunk, len(d))] {
+			buf = binary.LittleEndian.AppendUint16(buf, v)
+		}
+		bw.Write(buf)
+		d = d[min(chunk, len(d)):]
+	}
 }
 
 // Write writes a .npy file atomically: to a temporary file beside path,

@@ -39,7 +39,10 @@ func TestReadNumPyFiles(t *testing.T) {
 	if err != nil || !slices.Equal(a.Shape, []int{0, 3}) || len(a.F32) != 0 {
 		t.Fatalf("empty: %+v, %v", a, err)
 	}
-	for _, name := range []string{"f32_fortran.npy", "i64.npy", "f16.npy"} {
+	if a, err := Read("testdata/f16.npy"); err != nil || a.DType() != "float16" || !slices.Equal(a.F16, []uint16{0, 0x3c00, 0x4000, 0x4200}) {
+		t.Errorf("f16.npy: %+v, %v", a, err)
+	}
+	for _, name := range []string{"f32_fortran.npy", "i64.npy"} {
 		if _, err := Read("testdata/" + name); !errors.Is(err, ErrFormat) {
 			t.Errorf("%s: got %v, want ErrFormat", name, err)
 		}
@@ -171,4 +174,29 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("accepted inconsistent array: shape %v, %d+%d values", a.Shape, len(a.F32), len(a.F64))
 		}
 	})
+}
+
+// TestSixteenBit round-trips float16 (<f2) and uint16 (<u2) arrays.
+func TestSixteenBit(t *testing.T) {
+	for _, data := range []any{Float16{0x3c00, 0xc000, 0x7c00}, []uint16{0x3f80, 1, 65535}} {
+		var b bytes.Buffer
+		if err := Encode(&b, []int{3}, data); err != nil {
+			t.Fatal(err)
+		}
+		a, err := Decode(bytes.NewReader(b.Bytes()), int64(b.Len()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := a.F16
+		if _, ok := data.([]uint16); ok {
+			got = a.U16
+		}
+		want := []uint16{0x3c00, 0xc000, 0x7c00}
+		if _, ok := data.([]uint16); ok {
+			want = []uint16{0x3f80, 1, 65535}
+		}
+		if len(got) != 3 || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] || len(a.Shape) != 1 {
+			t.Errorf("%T: read %v (%s), want %v", data, got, a.DType(), want)
+		}
+	}
 }
