@@ -147,6 +147,7 @@ class _Call:
     shape buffer alive until the call returns."""
 
     def __init__(self):
+        _lib.check_not_forked()
         self.keep = []
 
     def arr(self, a):

@@ -68,6 +68,27 @@ def _load():
 
 lib = _load()
 
+# The Go runtime's threads do not survive fork(): a forked child that calls
+# the library would hang or crash. Remember the fork and refuse instead.
+_forked = False
+
+
+def _after_fork_in_child():
+    global _forked
+    _forked = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def check_not_forked():
+    if _forked:
+        raise RuntimeError(
+            "fastattn: this process was forked after the Go library was loaded, and the Go "
+            "runtime does not survive fork(); start worker processes with the spawn method "
+            "(multiprocessing.set_start_method('spawn') or torch.multiprocessing.spawn)")
+
 
 def take_string(ptr):
     """Decodes and frees a string the library returned."""

@@ -332,3 +332,43 @@ def test_16_bit_keys_are_not_copied():
     before = _lib.lib.fastattn_go_total_alloc()
     fastattn.attention(q, k, v)
     assert _lib.lib.fastattn_go_total_alloc() - before < 1 << 20
+
+
+def test_concurrent_calls_from_threads():
+    # The GIL is released, so calls overlap in the library: each must get
+    # its own result.
+    cases = [inputs([(2, 300, 16), (2, 280, 16), (2, 280, 8)], dtype) for dtype in (np.float32, np.float64) * 3]
+    want = [fastattn.attention(*c, causal=True) for c in cases]
+    got = [None] * len(cases)
+
+    def run(i):
+        for _ in range(5):
+            got[i] = fastattn.attention(*cases[i], causal=True)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(cases))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for g, w in zip(got, want):
+        assert np.array_equal(g, w)
+
+
+def _call_in_child(queue):
+    x = np.ones((2, 2))
+    try:
+        fastattn.attention(x, x, x)
+        queue.put("ran")
+    except RuntimeError as e:
+        queue.put(str(e))
+
+
+def test_a_forked_child_gets_an_error_not_a_hang():
+    import multiprocessing
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    p = ctx.Process(target=_call_in_child, args=(queue,))
+    p.start()
+    msg = queue.get(timeout=60)
+    p.join(60)
+    assert "spawn" in msg and "fork" in msg, msg
