@@ -99,6 +99,14 @@ type bwdHead[T attn.Float] struct {
 	delta  []float64  // n: dO_i . O_i
 	margin float64    // added to node upper bounds before pruning: the rank truncation
 
+	// Value charges: a key whose value is R times row i's reference
+	// magnitude ref_i = max(|O_i|_inf, eps max|V|) is dropped only R times
+	// further below the row's maximum (its logit bound is raised by
+	// log R), so that a far key with a huge value, negligible in the
+	// output, is not dropped from the gradient it dominates.
+	vlog []float64 // l, original order: log |v_j|_inf (-Inf for zero)
+	lref []float64 // n: log ref_i
+
 	shiftFlops, evalFlops int64 // one re-centring of a local expansion; one key's evaluation
 
 	root *bwdTree[T] // non-causal: the tree over all keys
@@ -112,10 +120,11 @@ type bwdHead[T attn.Float] struct {
 
 // bwdTree is a tree with the local expansions its nodes receive.
 type bwdTree[T attn.Float] struct {
-	tr    *tree[T]
-	kf    []float64 // n*d: centred keys in d dimensions, tree order
-	loc   [][]float64
-	locks []sync.Mutex
+	tr     *tree[T]
+	charge []float64 // per node: the largest log |v_j|_inf of its keys
+	kf     []float64 // n*d: centred keys in d dimensions, tree order
+	loc    [][]float64
+	locks  []sync.Mutex
 }
 
 type bwdBlock[T attn.Float] struct {
@@ -300,7 +309,45 @@ func newBwdHead[T attn.Float](p *attn.Problem[T], hr *headRun[T], out *attn.Outp
 		}
 	}
 	hb.acc = make([]float64, l*(d+e))
+	hb.vlog = make([]float64, l)
+	var vmax float64
+	for j := range l {
+		var x float64
+		for _, y := range hr.v[j*e : (j+1)*e] {
+			x = max(x, math.Abs(float64(y)))
+		}
+		hb.vlog[j] = math.Log(x)
+		vmax = max(vmax, x)
+	}
+	hb.lref = make([]float64, n)
+	for i := range n {
+		row := hd.h*n + i
+		ref := p.Eps * vmax
+		for _, y := range out.O[row*e : (row+1)*e] {
+			ref = max(ref, math.Abs(float64(y)))
+		}
+		if ref == 0 {
+			ref = 1 // every value is 0: no charge
+		}
+		hb.lref[i] = math.Log(ref)
+	}
 	return hb
+}
+
+// chargeNodes sets each node's largest log value magnitude.
+func (bt *bwdTree[T]) chargeNodes(charge []float64) {
+	tr := bt.tr
+	bt.charge = make([]float64, len(tr.lo))
+	for i := len(tr.lo) - 1; i >= 0; i-- {
+		if i >= tr.firstLeaf {
+			bt.charge[i] = math.Inf(-1)
+			for x := tr.lo[i]; x < tr.hi[i]; x++ {
+				bt.charge[i] = max(bt.charge[i], charge[tr.perm[x]])
+			}
+			continue
+		}
+		bt.charge[i] = max(bt.charge[2*i+1], bt.charge[2*i+2])
+	}
 }
 
 // bwdForceExpand makes every node narrow enough be expanded, whatever its
@@ -338,6 +385,7 @@ func (hb *bwdHead[T]) buildTree(start, count int, parallel bool) *bwdTree[T] {
 	}
 	tr := buildTree(hd, hb.hr.v, hb.e, start, count, g, mo, parallel)
 	bt := &bwdTree[T]{tr: tr}
+	bt.chargeNodes(hb.vlog)
 	d := hb.d
 	if hd.r == d {
 		bt.kf = tr.keys

@@ -46,6 +46,7 @@ type bwdWorker[T attn.Float] struct {
 
 	// The current row.
 	lse, delta float64
+	lref       float64   // log of the row's reference value magnitude (see bwdHead.vlog)
 	do         []float64 // e: dO_i
 	sqf        []float64 // d: s q_i
 	dq         []float64 // d: sum_j P_ij c_ij (k_j - mu)
@@ -119,7 +120,7 @@ func (w *bwdWorker[T]) row(i int) {
 	rc.start(hd.q[i*r:(i+1)*r], p.Scale, lim)
 	w.c.rows++
 	row := h*p.N + i
-	w.lse, w.delta = lse, hb.delta[i]
+	w.lse, w.delta, w.lref = lse, hb.delta[i], hb.lref[i]
 	for c := range e {
 		w.do[c] = float64(w.dO[row*e+c])
 	}
@@ -173,7 +174,7 @@ func (w *bwdWorker[T]) runTree(bt *bwdTree[T], low float64) {
 		if cnt == 0 {
 			continue
 		}
-		if en.xz+en.rhb < low {
+		if en.xz+en.rhb+max(0, bt.charge[i]-w.lref) < low {
 			w.c.pruned++
 			w.c.dropped += int64(cnt)
 			continue
@@ -329,7 +330,7 @@ func (w *bwdWorker[T]) bruteTree(bt *bwdTree[T], lo, hi int, low float64) {
 		default:
 			lg = dot(w.sqf[:d], k)
 		}
-		if lg < low {
+		if lg < low && lg+max(0, hb.vlog[tr.perm[x]]-w.lref) < low {
 			w.c.dropped++
 			continue
 		}
@@ -365,7 +366,7 @@ func (w *bwdWorker[T]) tail(a, b int, low float64) {
 	for j := a; j < b; j++ {
 		k := hb.kc[j*d : (j+1)*d]
 		lg := dot(w.sqf[:d], k)
-		if lg < low {
+		if lg < low && lg+max(0, hb.vlog[j]-w.lref) < low {
 			w.c.dropped++
 			continue
 		}

@@ -57,12 +57,12 @@ func BackwardFlops[T attn.Float](p *attn.Problem[T]) float64 {
 // O and log-sum-exp of the forward pass on p. Masked keys (padding, causal)
 // get zero gradients, and rows with no valid key contribute nothing.
 func (m Method) Backward32(ctx context.Context, p *attn.Problem[float32], out *attn.Output[float32], dO []float32, g *attn.Gradients[float32]) (attn.Stats, error) {
-	return backward(ctx, m.Workers, p, out, dO, g, opsFor[float32]())
+	return centredBackward(ctx, m.Workers, p, out, dO, g, opsFor[float32]())
 }
 
 // Backward64 is Backward32 for float64.
 func (m Method) Backward64(ctx context.Context, p *attn.Problem[float64], out *attn.Output[float64], dO []float64, g *attn.Gradients[float64]) (attn.Stats, error) {
-	return backward(ctx, m.Workers, p, out, dO, g, opsFor[float64]())
+	return centredBackward(ctx, m.Workers, p, out, dO, g, opsFor[float64]())
 }
 
 // bwdShared is what every worker of one backward call reads or adds to.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"slices"
 
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/internal/accurate"
@@ -442,4 +443,52 @@ func compensate[T attn.Float](ctx context.Context, workers int, p *attn.Problem[
 		return attn.Stats{}, err
 	}
 	return attn.Stats{Flops: Flops(p), ErrorBound: b, Details: map[string]any{"arithmetic": compensated.String()}}, nil
+}
+
+// centredBackward runs the backward pass on keys shifted by their mean
+// where the forward shifts them: P_ij = exp(s q_i.(k_j - c) - (LSE_i -
+// s q_i.c)) is then formed from small numbers (a float32 key offset of 1e8
+// otherwise leaves nothing of it), dK and dV are unchanged and dQ too,
+// since sum_j dS_ij = 0. It costs a copy of the keys and log-sum-exps of
+// the centred heads.
+func centredBackward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T], out *attn.Output[T], dO []T, g *attn.Gradients[T], k ops[T]) (attn.Stats, error) {
+	if err := attn.CheckGradientSizes(p, out, dO, g); err != nil {
+		return attn.Stats{}, err
+	}
+	stats := headKeyStats(ctx, p, workers)
+	if err := ctx.Err(); err != nil {
+		return attn.Stats{}, err
+	}
+	centred := false
+	for _, st := range stats {
+		centred = centred || st.centre != nil
+	}
+	if !centred {
+		return backward(ctx, workers, p, out, dO, g, k)
+	}
+	q := *p
+	q.K = slices.Clone(p.K)
+	o := &attn.Output[T]{O: out.O, LSE: slices.Clone(out.LSE)}
+	d := p.D
+	for kh, st := range stats {
+		if st.centre == nil {
+			continue
+		}
+		l := kvKeys(p, kh)
+		centreRows(q.K[kh*p.M*d:(kh*p.M+l)*d], p.K[kh*p.M*d:(kh*p.M+l)*d], st.centre)
+	}
+	for h := range p.Heads {
+		c := stats[p.KVHead(h)].centre
+		if c == nil {
+			continue
+		}
+		for i := range p.N {
+			var s float64
+			for t, x := range p.Q[(h*p.N+i)*d : (h*p.N+i+1)*d] {
+				s += float64(x) * c[t]
+			}
+			o.LSE[h*p.N+i] -= p.Scale * s
+		}
+	}
+	return backward(ctx, workers, &q, o, dO, g, k)
 }
