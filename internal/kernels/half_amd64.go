@@ -55,7 +55,13 @@ func calibrateBF16() bool {
 		return b
 	}
 	tBF16 := best(func() { gemmBF16AVX512_12x2(kp, &a[0], 2*kp, &panel[0], 32, &c[0], 32, 16, 0) })
-	tF32 := best(func() { gemmF32AVX512_12x2(2*kp, &a32[0], 2*kp, &p32[0], 32, &c[0], 32, 16, 0) })
+	// The float32 family's full kernel on its own mr x nr block, k deep:
+	// compared per flop with the bfloat16 12 x 32 block.
+	g := &gemmF32AVX512
+	p32 = make([]float32, 2*kp*g.nr)
+	c32 := make([]float32, g.mr*g.nr)
+	tF32 := best(func() { g.full[g.mr-1](2*kp, &a32[0], 2*kp, &p32[0], g.nr, &c32[0], g.nr, g.w, 0) })
+	tF32 = tF32 * (12 * 32) / time.Duration(g.mr*g.nr)
 	return tBF16 < tF32
 }
 
@@ -251,13 +257,17 @@ func gemmBF16Odd(nt bool, m, n, k int, a []uint16, lda int, b []uint16, ldb int,
 	pool16.Put(bp)
 }
 
+// pairPanels describes the panels of pairs for packNT: 32 pairs wide, as
+// the bfloat16 microkernels read them, built by the float32 transposer.
+var pairPanels = gemmKernels[float32]{nr: 32, tb: 8, trans: transpose8x8F32}
+
 // packNTPairs lays out B's first nc rows (kc pairs each) as panels of nr
 // columns of pairs: panel q at dst[q*nr*kc:], pair p of row q*nr+jj at
 // p*nr + jj; rows past nc are zero. A pair of bfloat16 values is 32 bits,
 // so this is the float32 transpose packNT does, on B seen as a matrix of
 // pairs, when B's rows start on pair boundaries (ldb even).
 func packNTPairs(nc, kc int, b []uint16, ldb int, dst []uint32) {
-	g := &gemmF32AVX512 // same panel width (32) and transposer
+	g := &pairPanels
 	if ldb%2 == 0 {
 		bv := unsafe.Slice((*float32)(unsafe.Pointer(unsafe.SliceData(b))), len(b)/2)
 		dv := unsafe.Slice((*float32)(unsafe.Pointer(unsafe.SliceData(dst))), len(dst))

@@ -131,40 +131,22 @@ var gemmF64AVX2 = gemmKernels[float64]{
 }
 
 //go:noescape
-func gemmF32AVX512_1x2(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+func gemmF32AVX512_1x4(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
 
 //go:noescape
-func gemmF32AVX512_2x2(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+func gemmF32AVX512_2x4(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
 
 //go:noescape
-func gemmF32AVX512_3x2(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+func gemmF32AVX512_3x4(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
 
 //go:noescape
-func gemmF32AVX512_4x2(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+func gemmF32AVX512_4x4(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
 
 //go:noescape
-func gemmF32AVX512_5x2(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+func gemmF32AVX512_5x4(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
 
 //go:noescape
-func gemmF32AVX512_6x2(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
-
-//go:noescape
-func gemmF32AVX512_7x2(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
-
-//go:noescape
-func gemmF32AVX512_8x2(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
-
-//go:noescape
-func gemmF32AVX512_9x2(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
-
-//go:noescape
-func gemmF32AVX512_10x2(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
-
-//go:noescape
-func gemmF32AVX512_11x2(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
-
-//go:noescape
-func gemmF32AVX512_12x2(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+func gemmF32AVX512_6x4(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
 
 //go:noescape
 func gemmF32AVX512_1x1m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
@@ -185,24 +167,6 @@ func gemmF32AVX512_5x1m(k int, a *float32, lda int, b *float32, ldb int, c *floa
 func gemmF32AVX512_6x1m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
 
 //go:noescape
-func gemmF32AVX512_7x1m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
-
-//go:noescape
-func gemmF32AVX512_8x1m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
-
-//go:noescape
-func gemmF32AVX512_9x1m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
-
-//go:noescape
-func gemmF32AVX512_10x1m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
-
-//go:noescape
-func gemmF32AVX512_11x1m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
-
-//go:noescape
-func gemmF32AVX512_12x1m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
-
-//go:noescape
 func gemmF32AVX512_1x2m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
 
 //go:noescape
@@ -221,29 +185,49 @@ func gemmF32AVX512_5x2m(k int, a *float32, lda int, b *float32, ldb int, c *floa
 func gemmF32AVX512_6x2m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
 
 //go:noescape
-func gemmF32AVX512_7x2m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+func gemmF32AVX512_1x3m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
 
 //go:noescape
-func gemmF32AVX512_8x2m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+func gemmF32AVX512_2x3m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
 
 //go:noescape
-func gemmF32AVX512_9x2m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+func gemmF32AVX512_3x3m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
 
 //go:noescape
-func gemmF32AVX512_10x2m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+func gemmF32AVX512_4x3m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
 
 //go:noescape
-func gemmF32AVX512_11x2m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+func gemmF32AVX512_5x3m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
 
 //go:noescape
-func gemmF32AVX512_12x2m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+func gemmF32AVX512_6x3m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmF32AVX512_1x4m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmF32AVX512_2x4m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmF32AVX512_3x4m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmF32AVX512_4x4m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmF32AVX512_5x4m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmF32AVX512_6x4m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
 
 var gemmF32AVX512 = gemmKernels[float32]{
-	mr: 12, nr: 32, w: 16, tb: 8, trans: transpose8x8F32,
-	full: []kern[float32]{gemmF32AVX512_1x2, gemmF32AVX512_2x2, gemmF32AVX512_3x2, gemmF32AVX512_4x2, gemmF32AVX512_5x2, gemmF32AVX512_6x2, gemmF32AVX512_7x2, gemmF32AVX512_8x2, gemmF32AVX512_9x2, gemmF32AVX512_10x2, gemmF32AVX512_11x2, gemmF32AVX512_12x2},
+	mr: 6, nr: 64, w: 16, tb: 8, trans: transpose8x8F32,
+	full: []kern[float32]{gemmF32AVX512_1x4, gemmF32AVX512_2x4, gemmF32AVX512_3x4, gemmF32AVX512_4x4, gemmF32AVX512_5x4, gemmF32AVX512_6x4},
 	part: [][]kern[float32]{
-		{gemmF32AVX512_1x1m, gemmF32AVX512_2x1m, gemmF32AVX512_3x1m, gemmF32AVX512_4x1m, gemmF32AVX512_5x1m, gemmF32AVX512_6x1m, gemmF32AVX512_7x1m, gemmF32AVX512_8x1m, gemmF32AVX512_9x1m, gemmF32AVX512_10x1m, gemmF32AVX512_11x1m, gemmF32AVX512_12x1m},
-		{gemmF32AVX512_1x2m, gemmF32AVX512_2x2m, gemmF32AVX512_3x2m, gemmF32AVX512_4x2m, gemmF32AVX512_5x2m, gemmF32AVX512_6x2m, gemmF32AVX512_7x2m, gemmF32AVX512_8x2m, gemmF32AVX512_9x2m, gemmF32AVX512_10x2m, gemmF32AVX512_11x2m, gemmF32AVX512_12x2m},
+		{gemmF32AVX512_1x1m, gemmF32AVX512_2x1m, gemmF32AVX512_3x1m, gemmF32AVX512_4x1m, gemmF32AVX512_5x1m, gemmF32AVX512_6x1m},
+		{gemmF32AVX512_1x2m, gemmF32AVX512_2x2m, gemmF32AVX512_3x2m, gemmF32AVX512_4x2m, gemmF32AVX512_5x2m, gemmF32AVX512_6x2m},
+		{gemmF32AVX512_1x3m, gemmF32AVX512_2x3m, gemmF32AVX512_3x3m, gemmF32AVX512_4x3m, gemmF32AVX512_5x3m, gemmF32AVX512_6x3m},
+		{gemmF32AVX512_1x4m, gemmF32AVX512_2x4m, gemmF32AVX512_3x4m, gemmF32AVX512_4x4m, gemmF32AVX512_5x4m, gemmF32AVX512_6x4m},
 	},
 }
 

@@ -68,7 +68,7 @@ func (c config) nr() int { return c.nv * c.w() }
 var configs = []config{
 	{avx2, f32, 6, 2},
 	{avx2, f64, 6, 2},
-	{avx512, f32, 12, 2},
+	{avx512, f32, 6, 4},
 	{avx512, f64, 12, 2},
 	{avx512, bf16, 12, 2},
 }
