@@ -13,6 +13,14 @@
 //	|T_ij - Att_ij| <= eps * max_l |V_lj|
 //
 // and its Report says which method ran and what bound it guarantees.
+//
+// The default method is exact attention; Options.Method names another
+// ("poly", "anytemp") or "auto" for the fastest predicted to meet eps. A
+// method asked for by name runs unless it cannot certify eps (an error
+// matching ErrUnsupported); when it was predicted slower than exact
+// attention, its Report says so. The algorithms, their error bounds and the
+// hardness results behind them are described in the repository's
+// docs/ALGORITHMS.md.
 package fastattn
 
 import (
