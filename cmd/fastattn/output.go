@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"slices"
 
 	"github.com/fastattn/fastattn/internal/npyfile"
 	"github.com/fastattn/fastattn/internal/outfile"
@@ -18,7 +19,7 @@ func checkOutputs(outs []flagPath, toStdout ...string) error {
 		if f.val == "" {
 			continue
 		}
-		if f.val == outfile.Stdout && !contains(toStdout, f.name) {
+		if f.val == outfile.Stdout && !slices.Contains(toStdout, f.name) {
 			return usagef("--%s cannot be - (standard output); only --report can", f.name)
 		}
 		for _, g := range outs[:i] {
@@ -31,15 +32,6 @@ func checkOutputs(outs []flagPath, toStdout ...string) error {
 		}
 	}
 	return nil
-}
-
-func contains(xs []string, x string) bool {
-	for _, y := range xs {
-		if y == x {
-			return true
-		}
-	}
-	return false
 }
 
 // pendingFile is an output file and how to fill it.
