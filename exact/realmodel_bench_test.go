@@ -3,8 +3,11 @@ package exact
 import (
 	"context"
 	"fmt"
+	"os"
+	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/attn/attntest"
@@ -140,4 +143,104 @@ func TestKeyAlign(t *testing.T) {
 			t.Errorf("keyAlign %d, keyTile %d, panel width %d: tiles could start off a panel", keyAlign, keyTile, a)
 		}
 	}
+}
+
+// TestRealModelTimings measures the real-model benchmarks' variants
+// interleaved, round after round, so that a loaded machine slows them
+// alike, and logs the fastest and the median time of each with their
+// ratios. It runs only with FASTATTN_REALMODEL_TIMES=1 (minutes).
+func TestRealModelTimings(t *testing.T) {
+	if os.Getenv("FASTATTN_REALMODEL_TIMES") != "1" {
+		t.Skip("set FASTATTN_REALMODEL_TIMES=1 to measure")
+	}
+	ctx := context.Background()
+	type variant struct {
+		name string
+		run  func()
+	}
+	measure := func(title string, rounds int, vs []variant) {
+		times := make([][]float64, len(vs))
+		for range rounds {
+			for i, v := range vs {
+				start := time.Now()
+				v.run()
+				times[i] = append(times[i], time.Since(start).Seconds())
+			}
+		}
+		base := slices.Min(times[0])
+		for i, v := range vs {
+			slices.Sort(times[i])
+			t.Logf("%s %-14s fastest %.4g s (%.3gx the first), median %.4g s", title, v.name, times[i][0], times[i][0]/base, times[i][len(times[i])/2])
+		}
+	}
+	for _, m := range []int{4096, 32768} {
+		p := attntest.To32(attntest.Case{Heads: 8, KVHeads: 2, N: 1, M: m, D: 128, E: 128}.Generate(1))
+		pf := *p
+		pf.AssumeFinite = true
+		p16, pb16 := attntest.ToHalfKV(p, attn.Float16), attntest.ToHalfKV(p, attn.BFloat16)
+		out := attn.NewOutput(p)
+		ws := NewWorkspace[float32]()
+		fwd := func(q *attn.Problem[float32]) func() {
+			return func() {
+				if _, err := ws.Forward(ctx, q, out); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		pl := makePlan(p, 0)
+		states := make([]*tileState[float32], pl.workers)
+		for i := range states {
+			states[i] = newTileState[float32](p.E)
+		}
+		kernel := func() {
+			var wg sync.WaitGroup
+			for w := range pl.workers {
+				wg.Go(func() {
+					for x := w; x < len(pl.tasks); x += pl.workers {
+						tk := pl.tasks[x]
+						attendRows(ctx, p, ops32, states[w], nil, nil, tk.r0, tk.rows, tk.ja, tk.jb, false)
+					}
+				})
+			}
+			wg.Wait()
+		}
+		fwd(p)()
+		allocs := testing.AllocsPerRun(5, fwd(p))
+		measure(fmt.Sprintf("decode 8/2 heads m=%d (%v allocs per call):", m, allocs), 30, []variant{
+			{"kernel", kernel}, {"workspace", fwd(p)}, {"assume-finite", fwd(&pf)}, {"float16-kv", fwd(p16)}, {"bfloat16-kv", fwd(pb16)},
+		})
+	}
+	if testing.Short() {
+		return
+	}
+	pre := attntest.To32(attntest.Case{Heads: 8, KVHeads: 2, N: 4096, M: 4096, D: 128, E: 128, Causal: true}.Generate(1))
+	rep := *pre
+	rep.KVHeads, rep.K, rep.V = 0, nil, nil
+	for h := range pre.Heads {
+		kh := pre.KVHead(h)
+		rep.K = append(rep.K, pre.K[kh*pre.M*pre.D:(kh+1)*pre.M*pre.D]...)
+		rep.V = append(rep.V, pre.V[kh*pre.M*pre.E:(kh+1)*pre.M*pre.E]...)
+	}
+	ws := NewWorkspace[float32]()
+	out := attn.NewOutput(pre)
+	run := func(q *attn.Problem[float32]) func() {
+		return func() {
+			if _, err := ws.Forward(ctx, q, out); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	measure("prefill GQA causal n=4096 8/2 heads:", 3, []variant{{"repeated-kv", run(&rep)}, {"gqa", run(pre)}})
+	long := attntest.To32(attntest.Case{Heads: 1, N: 32768, M: 32768, D: 128, E: 128, Causal: true}.Generate(1))
+	win := *long
+	win.Window = &attn.Window{Left: 1024, Right: 0}
+	outL := attn.NewOutput(long)
+	runL := func(q *attn.Problem[float32]) func() {
+		return func() {
+			if _, err := ws.Forward(ctx, q, outL); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	measure("causal n=32768 d=128:", 2, []variant{{"full-causal", runL(long)}, {"window-1024", runL(&win)}})
 }
