@@ -232,40 +232,22 @@ var gemmF32AVX512 = gemmKernels[float32]{
 }
 
 //go:noescape
-func gemmF64AVX512_1x2(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+func gemmF64AVX512_1x4(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
 
 //go:noescape
-func gemmF64AVX512_2x2(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+func gemmF64AVX512_2x4(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
 
 //go:noescape
-func gemmF64AVX512_3x2(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+func gemmF64AVX512_3x4(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
 
 //go:noescape
-func gemmF64AVX512_4x2(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+func gemmF64AVX512_4x4(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
 
 //go:noescape
-func gemmF64AVX512_5x2(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+func gemmF64AVX512_5x4(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
 
 //go:noescape
-func gemmF64AVX512_6x2(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
-
-//go:noescape
-func gemmF64AVX512_7x2(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
-
-//go:noescape
-func gemmF64AVX512_8x2(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
-
-//go:noescape
-func gemmF64AVX512_9x2(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
-
-//go:noescape
-func gemmF64AVX512_10x2(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
-
-//go:noescape
-func gemmF64AVX512_11x2(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
-
-//go:noescape
-func gemmF64AVX512_12x2(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+func gemmF64AVX512_6x4(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
 
 //go:noescape
 func gemmF64AVX512_1x1m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
@@ -286,24 +268,6 @@ func gemmF64AVX512_5x1m(k int, a *float64, lda int, b *float64, ldb int, c *floa
 func gemmF64AVX512_6x1m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
 
 //go:noescape
-func gemmF64AVX512_7x1m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
-
-//go:noescape
-func gemmF64AVX512_8x1m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
-
-//go:noescape
-func gemmF64AVX512_9x1m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
-
-//go:noescape
-func gemmF64AVX512_10x1m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
-
-//go:noescape
-func gemmF64AVX512_11x1m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
-
-//go:noescape
-func gemmF64AVX512_12x1m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
-
-//go:noescape
 func gemmF64AVX512_1x2m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
 
 //go:noescape
@@ -322,29 +286,49 @@ func gemmF64AVX512_5x2m(k int, a *float64, lda int, b *float64, ldb int, c *floa
 func gemmF64AVX512_6x2m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
 
 //go:noescape
-func gemmF64AVX512_7x2m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+func gemmF64AVX512_1x3m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
 
 //go:noescape
-func gemmF64AVX512_8x2m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+func gemmF64AVX512_2x3m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
 
 //go:noescape
-func gemmF64AVX512_9x2m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+func gemmF64AVX512_3x3m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
 
 //go:noescape
-func gemmF64AVX512_10x2m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+func gemmF64AVX512_4x3m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
 
 //go:noescape
-func gemmF64AVX512_11x2m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+func gemmF64AVX512_5x3m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
 
 //go:noescape
-func gemmF64AVX512_12x2m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+func gemmF64AVX512_6x3m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmF64AVX512_1x4m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmF64AVX512_2x4m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmF64AVX512_3x4m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmF64AVX512_4x4m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmF64AVX512_5x4m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmF64AVX512_6x4m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
 
 var gemmF64AVX512 = gemmKernels[float64]{
-	mr: 12, nr: 16, w: 8, tb: 4, trans: transpose4x4F64,
-	full: []kern[float64]{gemmF64AVX512_1x2, gemmF64AVX512_2x2, gemmF64AVX512_3x2, gemmF64AVX512_4x2, gemmF64AVX512_5x2, gemmF64AVX512_6x2, gemmF64AVX512_7x2, gemmF64AVX512_8x2, gemmF64AVX512_9x2, gemmF64AVX512_10x2, gemmF64AVX512_11x2, gemmF64AVX512_12x2},
+	mr: 6, nr: 32, w: 8, tb: 4, trans: transpose4x4F64,
+	full: []kern[float64]{gemmF64AVX512_1x4, gemmF64AVX512_2x4, gemmF64AVX512_3x4, gemmF64AVX512_4x4, gemmF64AVX512_5x4, gemmF64AVX512_6x4},
 	part: [][]kern[float64]{
-		{gemmF64AVX512_1x1m, gemmF64AVX512_2x1m, gemmF64AVX512_3x1m, gemmF64AVX512_4x1m, gemmF64AVX512_5x1m, gemmF64AVX512_6x1m, gemmF64AVX512_7x1m, gemmF64AVX512_8x1m, gemmF64AVX512_9x1m, gemmF64AVX512_10x1m, gemmF64AVX512_11x1m, gemmF64AVX512_12x1m},
-		{gemmF64AVX512_1x2m, gemmF64AVX512_2x2m, gemmF64AVX512_3x2m, gemmF64AVX512_4x2m, gemmF64AVX512_5x2m, gemmF64AVX512_6x2m, gemmF64AVX512_7x2m, gemmF64AVX512_8x2m, gemmF64AVX512_9x2m, gemmF64AVX512_10x2m, gemmF64AVX512_11x2m, gemmF64AVX512_12x2m},
+		{gemmF64AVX512_1x1m, gemmF64AVX512_2x1m, gemmF64AVX512_3x1m, gemmF64AVX512_4x1m, gemmF64AVX512_5x1m, gemmF64AVX512_6x1m},
+		{gemmF64AVX512_1x2m, gemmF64AVX512_2x2m, gemmF64AVX512_3x2m, gemmF64AVX512_4x2m, gemmF64AVX512_5x2m, gemmF64AVX512_6x2m},
+		{gemmF64AVX512_1x3m, gemmF64AVX512_2x3m, gemmF64AVX512_3x3m, gemmF64AVX512_4x3m, gemmF64AVX512_5x3m, gemmF64AVX512_6x3m},
+		{gemmF64AVX512_1x4m, gemmF64AVX512_2x4m, gemmF64AVX512_3x4m, gemmF64AVX512_4x4m, gemmF64AVX512_5x4m, gemmF64AVX512_6x4m},
 	},
 }
 
