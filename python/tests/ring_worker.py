@@ -16,13 +16,17 @@ def run(rank, world, init):
             for causal in (False, True):
                 check(rank, world, dtype, causal, "contiguous")
             check(rank, world, dtype, True, "zigzag")
+        if world == 4:
+            # Two rings of two on subgroups: group ranks differ from global ones.
+            groups = [dist.new_group([0, 1]), dist.new_group([2, 3])]
+            check(rank % 2, 2, torch.float64, True, "contiguous", group=groups[rank // 2])
         check_zigzag_round_trip(world)
         check_mismatched_shards(rank)
     finally:
         dist.destroy_process_group()
 
 
-def check(rank, world, dtype, causal, layout):
+def check(rank, world, dtype, causal, layout, group=None):
     # Every rank draws the same full sequence, then keeps its shard.
     g = torch.Generator().manual_seed(11)
     B, H, shard, d, e = 2, 3, 10, 8, 5
@@ -45,11 +49,12 @@ def check(rank, world, dtype, causal, layout):
         def part(x):
             return x[:, :, rank * shard:(rank + 1) * shard]
     mine = [part(x).clone().requires_grad_() for x in (q, k, v)]
-    got, lse = ft.ring_attention(*mine, causal=causal, layout=layout, return_lse=True)
+    got, lse = ft.ring_attention(*mine, group=group, causal=causal, layout=layout, return_lse=True)
     (got * part(w)).sum().backward()
 
     tol = TOL[dtype]
-    what = "rank %d of %d, %s, causal=%s, %s" % (rank, world, dtype, causal, layout)
+    what = "rank %d of %d, %s, causal=%s, %s%s" % (rank, world, dtype, causal, layout,
+                                                   "" if group is None else ", subgroup")
     err = (got - part(out)).abs().max().item()
     assert err <= tol * v.abs().max().item(), "%s: output off by %g" % (what, err)
     _, full_lse = ft.attention(*full, causal=causal, return_lse=True)
