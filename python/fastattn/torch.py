@@ -56,9 +56,15 @@ class _Attention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, sinks, opts, reports):
         sn = None if sinks is None else _numpy(sinks, "sinks").astype(np.float64, copy=False)
-        out, lse, report = _fa.attention(_numpy(q, "q"), _numpy(k, "k"), _numpy(v, "v"), sinks=sn,
-                                         return_lse=True, return_report=True, **opts)
-        reports.append(report)
+        # The backward pass needs the report only to know an approximate
+        # method's choices; exact attention without one is written straight
+        # into the output (no copy).
+        want = reports is not None or opts["method"] not in ("exact", None, "")
+        res = _fa.attention(_numpy(q, "q"), _numpy(k, "k"), _numpy(v, "v"), sinks=sn,
+                            return_lse=True, return_report=want, **opts)
+        out, lse, report = res if want else res + ({},)
+        if reports is not None:
+            reports.append(report)
         out, lse = torch.from_numpy(out), torch.from_numpy(lse)
         ctx.save_for_backward(q, k, v, sinks, out, lse)
         ctx.opts, ctx.report, ctx.sinks = opts, report, sn
@@ -95,9 +101,9 @@ def attention(q, k, v, *, scale=None, causal=False, causal_align="bottom-right",
         sinks = torch.as_tensor(sinks, dtype=torch.float64)
     if k.dtype in _HALF or v.dtype in _HALF:
         return _attention_half_kv(q, k, v, sinks, opts, return_lse, return_report)
-    reports = []
+    reports = [] if return_report else None
     out, lse = _Attention.apply(q, k, v, sinks, opts, reports)
-    return _fa._results(out, lse, reports[0], return_lse, return_report)
+    return _fa._results(out, lse, reports[0] if return_report else None, return_lse, return_report)
 
 
 
