@@ -35,7 +35,12 @@ type DecodeKeys[T attn.Float] struct {
 	// Keys and Values hold the blocks; block b holds keys
 	// b*DecodeBlock <= j < (b+1)*DecodeBlock.
 	Keys, Values [][]T
-	n            int // keys held
+	// Format, when not attn.NoHalf, stores the blocks in 16 bits instead,
+	// in Keys16 and Values16 (see NewDecodeKeysHalf); T is float32.
+	Format           attn.HalfFormat
+	Keys16, Values16 [][]uint16
+	n                int // keys held
+	row              []T // Value's widened row
 }
 
 // NewDecodeKeys returns an empty store for keys of d entries and values of e.
@@ -45,10 +50,28 @@ func NewDecodeKeys[T attn.Float](d, e int) *DecodeKeys[T] {
 
 // Reserve allocates the blocks for n keys in all.
 func (kv *DecodeKeys[T]) Reserve(n int) {
-	for len(kv.Keys)*DecodeBlock < n {
+	for kv.blocks()*DecodeBlock < n {
+		if kv.Format != attn.NoHalf {
+			kv.Keys16 = append(kv.Keys16, make([]uint16, kv.D*DecodeBlock))
+			kv.Values16 = append(kv.Values16, make([]uint16, DecodeBlock*kv.E))
+			continue
+		}
 		kv.Keys = append(kv.Keys, make([]T, kv.D*DecodeBlock))
 		kv.Values = append(kv.Values, make([]T, DecodeBlock*kv.E))
 	}
+}
+
+func (kv *DecodeKeys[T]) blocks() int { return max(len(kv.Keys), len(kv.Keys16)) }
+
+// Round returns x as the store keeps it: rounded to its 16-bit format (in
+// place), or unchanged.
+func (kv *DecodeKeys[T]) Round(x []T) []T {
+	if kv.Format != attn.NoHalf {
+		for i, v := range x {
+			x[i] = T(attn.HalfToFloat32(kv.Format, RoundHalf(kv.Format, float32(v))))
+		}
+	}
+	return x
 }
 
 // Len is the number of keys held.
@@ -61,26 +84,57 @@ func (kv *DecodeKeys[T]) Truncate(n int) { kv.n = min(max(n, 0), kv.n) }
 func (kv *DecodeKeys[T]) Append(k, v []T) {
 	j := kv.n
 	kv.Reserve(j + 1)
-	blk, c := kv.Keys[j/DecodeBlock], j%DecodeBlock
+	b, c := j/DecodeBlock, j%DecodeBlock
+	kv.n++
+	if kv.Format != attn.NoHalf {
+		for t, x := range k[:kv.D] {
+			kv.Keys16[b][t*DecodeBlock+c] = RoundHalf(kv.Format, float32(x))
+		}
+		for t, x := range v[:kv.E] {
+			kv.Values16[b][c*kv.E+t] = RoundHalf(kv.Format, float32(x))
+		}
+		return
+	}
+	blk := kv.Keys[b]
 	for t, x := range k[:kv.D] {
 		blk[t*DecodeBlock+c] = x
 	}
-	copy(kv.Values[j/DecodeBlock][c*kv.E:(c+1)*kv.E], v[:kv.E])
-	kv.n++
+	copy(kv.Values[b][c*kv.E:(c+1)*kv.E], v[:kv.E])
 }
 
 // Key copies key j into dst (D entries) as float64.
 func (kv *DecodeKeys[T]) Key(j int, dst []float64) {
-	blk, c := kv.Keys[j/DecodeBlock], j%DecodeBlock
+	b, c := j/DecodeBlock, j%DecodeBlock
+	if kv.Format != attn.NoHalf {
+		for t := range kv.D {
+			dst[t] = float64(attn.HalfToFloat32(kv.Format, kv.Keys16[b][t*DecodeBlock+c]))
+		}
+		return
+	}
 	for t := range kv.D {
-		dst[t] = float64(blk[t*DecodeBlock+c])
+		dst[t] = float64(kv.Keys[b][t*DecodeBlock+c])
 	}
 }
 
-// Value returns the value of key j (E entries, aliasing the store).
+// Value returns the value of key j (E entries): aliasing the store, or,
+// for a 16-bit store, widened into a buffer the next call overwrites.
 func (kv *DecodeKeys[T]) Value(j int) []T {
-	c := j % DecodeBlock
-	return kv.Values[j/DecodeBlock][c*kv.E : (c+1)*kv.E]
+	b, c := j/DecodeBlock, j%DecodeBlock
+	if kv.Format != attn.NoHalf {
+		kv.row = grow(kv.row, kv.E)
+		for t, h := range kv.Values16[b][c*kv.E : (c+1)*kv.E] {
+			kv.row[t] = T(attn.HalfToFloat32(kv.Format, h))
+		}
+		return kv.row
+	}
+	return kv.Values[b][c*kv.E : (c+1)*kv.E]
+}
+
+func grow[S ~[]E, E any](s S, n int) S {
+	if cap(s) < n {
+		return make(S, n)
+	}
+	return s[:n]
 }
 
 // DecodeUnit is a group of query rows that attend the same head's cached
@@ -116,6 +170,7 @@ type decoder[T attn.Float] struct {
 	ops     ops[T]
 	workers int
 	states  []*tileState[T]
+	wide    [][2][]float32 // per worker: a widened key block and value block (16-bit stores)
 	parts   []partial
 	tasks   []decodeTask
 	units   []DecodeUnit[T]
@@ -166,6 +221,9 @@ func DecodeFlops[T attn.Float](units []DecodeUnit[T]) float64 {
 // rows are split across the workers when there are fewer tiles than
 // workers (one token per step), and the pieces merged by log-sum-exp.
 func (dec *Decoder[T]) Attend(ctx context.Context, units []DecodeUnit[T], scale float64) error {
+	// The workers' channels close when dec is collected: keep it alive
+	// until they are done (dec itself is not used past the next line).
+	defer runtime.KeepAlive(dec)
 	d := dec.decoder
 	for i := range units {
 		u := &units[i]
@@ -190,6 +248,7 @@ func (dec *Decoder[T]) Attend(ctx context.Context, units []DecodeUnit[T], scale 
 	}
 	for len(d.states) < min(d.workers, len(d.tasks)) {
 		d.states = append(d.states, newTileState[T](e))
+		d.wide = append(d.wide, [2][]float32{})
 	}
 	for _, st := range d.states {
 		if len(st.acc) < queryTile*e {
@@ -293,7 +352,7 @@ func (d *decoder[T]) run() {
 	for _, c := range d.wake[:helpers] {
 		c <- struct{}{}
 	}
-	d.work(d.states[0])
+	d.work(0)
 	d.wg.Wait()
 }
 
@@ -301,12 +360,13 @@ func (d *decoder[T]) run() {
 // Decoder is collected and its channel closed.
 func (d *decoder[T]) helper(wake chan struct{}, w int) {
 	for range wake {
-		d.work(d.states[w])
+		d.work(w)
 		d.wg.Done()
 	}
 }
 
-func (d *decoder[T]) work(st *tileState[T]) {
+func (d *decoder[T]) work(w int) {
+	st := d.states[w]
 	for d.ctx.Err() == nil {
 		t := int(d.next.Add(1) - 1)
 		if t >= len(d.tasks) {
@@ -314,7 +374,7 @@ func (d *decoder[T]) work(st *tileState[T]) {
 		}
 		tk := d.tasks[t]
 		u := &d.units[tk.unit]
-		d.attendKeys(st, u, tk.i0, tk.rows, tk.ja, tk.jb)
+		d.attendKeys(st, &d.wide[w], u, tk.i0, tk.rows, tk.ja, tk.jb)
 		if tk.chunks == 1 {
 			d.finishRows(u, st.acc, st.rowMax, st.rowSum, tk.i0, tk.rows)
 			continue
@@ -331,7 +391,7 @@ func (d *decoder[T]) work(st *tileState[T]) {
 // ja <= j < jb, block by block, leaving in st each row's max and sum of the
 // scaled logits and its unnormalised output; keys outside a row's range
 // are skipped.
-func (d *decoder[T]) attendKeys(st *tileState[T], u *DecodeUnit[T], i0, rows, ja, jb int) {
+func (d *decoder[T]) attendKeys(st *tileState[T], wide *[2][]float32, u *DecodeUnit[T], i0, rows, ja, jb int) {
 	kv := u.Keys
 	dim, e := kv.D, kv.E
 	q := u.Q[i0*dim : (i0+rows)*dim]
@@ -357,7 +417,15 @@ func (d *decoder[T]) attendKeys(st *tileState[T], u *DecodeUnit[T], i0, rows, ja
 			clear(s[r*scoreStride : r*scoreStride+cols])
 		}
 		// The block is D x DecodeBlock: its columns j0.. are the keys.
-		d.ops.gemmNN(rows, cols, dim, q, dim, kv.Keys[b][j0-start:], DecodeBlock, s, scoreStride)
+		var keys, vals []T
+		if kv.Format != attn.NoHalf {
+			wide[0], wide[1] = grow(wide[0], dim*DecodeBlock), grow(wide[1], DecodeBlock*e)
+			kv.widenBlock(b, j0-start, cols, wide[0], wide[1])
+			keys, vals = any(wide[0]).([]T), any(wide[1]).([]T)
+		} else {
+			keys, vals = kv.Keys[b], kv.Values[b]
+		}
+		d.ops.gemmNN(rows, cols, dim, q, dim, keys[j0-start:], DecodeBlock, s, scoreStride)
 		for r := range rows {
 			row := s[r*scoreStride : r*scoreStride+cols]
 			a, z := min(max(lo[r]-j0, 0), cols), min(max(hi[r]-j0, 0), cols)
@@ -378,7 +446,7 @@ func (d *decoder[T]) attendKeys(st *tileState[T], u *DecodeUnit[T], i0, rows, ja
 			}
 			st.rowSum[r] += float64(d.ops.expShift(row[a:z], scale, T(st.rowMax[r])))
 		}
-		vals := kv.Values[b][(j0-start)*e:]
+		vals = vals[(j0-start)*e:]
 		if direct {
 			for r := range rows {
 				if a := st.alpha[r]; a != 1 {

@@ -6,6 +6,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/fastattn/fastattn/attn"
 )
 
 // decodeReference is row r of u in float64, the obvious way: keys shifted
@@ -49,9 +51,14 @@ func decodeReference[T float32 | float64](u *DecodeUnit[T], r int, scale float64
 }
 
 func randomUnits[T float32 | float64](rng *rand.Rand, units, keys, rows, d, e int, sinks bool) []DecodeUnit[T] {
+	return randomUnitsIn(rng, units, keys, rows, d, e, sinks, func() *DecodeKeys[T] { return NewDecodeKeys[T](d, e) })
+}
+
+// randomUnitsIn is randomUnits with the stores newKeys returns.
+func randomUnitsIn[T float32 | float64](rng *rand.Rand, units, keys, rows, d, e int, sinks bool, newKeys func() *DecodeKeys[T]) []DecodeUnit[T] {
 	us := make([]DecodeUnit[T], units)
 	for i := range us {
-		kv := NewDecodeKeys[T](d, e)
+		kv := newKeys()
 		k, v := make([]T, d), make([]T, e)
 		for range keys + rng.IntN(keys+1) {
 			for t := range k {
@@ -130,6 +137,16 @@ func TestDecoderMatchesReference(t *testing.T) {
 					}
 					checkUnits(t, us, 0.3, 2e-5)
 				})
+				for _, f := range []attn.HalfFormat{attn.Float16, attn.BFloat16} {
+					// The reference reads the stored (rounded) keys and values.
+					t.Run(name+"/"+f.String(), func(t *testing.T) {
+						us := randomUnitsIn(rng, c.units, c.keys, c.rows, c.d, c.e, sinks, func() *DecodeKeys[float32] { return NewDecodeKeysHalf(c.d, c.e, f) })
+						if err := NewDecoder[float32](workers).Attend(context.Background(), us, 0.3); err != nil {
+							t.Fatal(err)
+						}
+						checkUnits(t, us, 0.3, 2e-5)
+					})
+				}
 			}
 		}
 	}
@@ -154,5 +171,30 @@ func TestDecoderAllocatesNothing(t *testing.T) {
 		}
 	}); n != 0 {
 		t.Fatalf("a decoding step allocated %v times", n)
+	}
+}
+
+// TestRoundHalf: rounding to float16 and bfloat16 is to nearest, ties to
+// even, against the float64 value of the neighbours.
+func TestRoundHalf(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for _, f := range []attn.HalfFormat{attn.Float16, attn.BFloat16} {
+		for range 20000 {
+			x := float32(rng.NormFloat64() * math.Pow(2, float64(rng.IntN(40)-25)))
+			h := RoundHalf(f, x)
+			got := float64(attn.HalfToFloat32(f, h))
+			if math.IsInf(got, 0) {
+				continue
+			}
+			for _, nb := range []uint16{h - 1, h + 1} {
+				y := float64(attn.HalfToFloat32(f, nb))
+				if math.IsNaN(y) || math.IsInf(y, 0) || (y < 0) != (got < 0) {
+					continue
+				}
+				if math.Abs(y-float64(x)) < math.Abs(got-float64(x)) {
+					t.Fatalf("%v: %g rounds to %g, but %g is nearer", f, x, got, y)
+				}
+			}
+		}
 	}
 }

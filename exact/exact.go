@@ -389,6 +389,9 @@ func getWorkspace[T attn.Float]() (*Workspace[T], *sync.Pool) {
 // Inf as it goes. Unlike Method's Forward it neither centres the keys nor
 // states a rounding bound (Stats.ErrorBound is 0: not stated).
 func (ws *Workspace[T]) Forward(ctx context.Context, p *attn.Problem[T], out *attn.Output[T]) (attn.Stats, error) {
+	// The workers' channels close when ws is collected: keep it alive
+	// until they are done (ws itself is not used past this call).
+	defer runtime.KeepAlive(ws)
 	return ws.forward(ctx, p.Workers, p, out, nil)
 }
 
