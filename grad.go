@@ -92,6 +92,12 @@ func Gradient[T Float](ctx context.Context, q, k, v Tensor[T], res *Result[T], d
 	if err != nil {
 		return nil, err
 	}
+	return gradient(ctx, p, lead, k.Shape, v.Shape, res, dOut, opts)
+}
+
+// gradient is Gradient on a built problem; kShape and vShape shape dK and
+// dV.
+func gradient[T Float](ctx context.Context, p *attn.Problem[T], lead, kShape, vShape []int, res *Result[T], dOut Tensor[T], opts Options) (*Grads[T], error) {
 	if !p.AssumeFinite {
 		if err := p.CheckFinite(); err != nil {
 			return nil, inputError{err}
@@ -134,9 +140,9 @@ func Gradient[T Float](ctx context.Context, q, k, v Tensor[T], res *Result[T], d
 		rep.Observed = chk
 	}
 	return &Grads[T]{
-		DQ:     Tensor[T]{Data: g.DQ, Shape: slices.Clone(q.Shape)},
-		DK:     Tensor[T]{Data: g.DK, Shape: slices.Clone(k.Shape)},
-		DV:     Tensor[T]{Data: g.DV, Shape: slices.Clone(v.Shape)},
+		DQ:     Tensor[T]{Data: g.DQ, Shape: append(slices.Clone(lead), p.N, p.D)},
+		DK:     Tensor[T]{Data: g.DK, Shape: slices.Clone(kShape)},
+		DV:     Tensor[T]{Data: g.DV, Shape: slices.Clone(vShape)},
 		DSinks: g.DSinks,
 		Report: rep,
 	}, nil

@@ -47,8 +47,8 @@ func halfProblem(p *attn.Problem[float32], scratch *problemScratch, q Tensor[flo
 // AttendHalfKV is Attend with the keys and values stored in 16 bits (a
 // float16 or bfloat16 key/value cache) and float32 queries and output,
 // computed in float32 with float32-or-better sums on the 16-bit values as
-// given. Only exact attention supports it (not yet its gradients); "auto"
-// picks exact. To state its error bound (keys centred, bound certified as
+// given. Only exact attention supports it ("auto" picks exact);
+// GradientHalfKV gives its gradients. To state its error bound (keys centred, bound certified as
 // for float32 inputs) it widens K and V to float32 once; AttendHalfKVInto,
 // the serving path, widens them a tile at a time inside the kernels and
 // never copies them whole.
@@ -67,4 +67,17 @@ func AttendHalfKVInto(ctx context.Context, ws *Workspace, out Tensor[float32], l
 	return attendInto(ctx, ws, out, lse, opts, func(p *attn.Problem[float32]) ([]int, error) {
 		return halfProblem(p, &ws.scratch, q, k, v, opts)
 	})
+}
+
+// GradientHalfKV is Gradient for a result of AttendHalfKV: the gradients
+// with respect to Q, K and V (float32, K's and V's shapes) and the sinks,
+// computed by exact attention's backward pass on the keys and values
+// widened to float32.
+func GradientHalfKV(ctx context.Context, q Tensor[float32], k, v HalfTensor, res *Result[float32], dOut Tensor[float32], opts Options) (*Grads[float32], error) {
+	p := new(attn.Problem[float32])
+	lead, err := halfProblem(p, nil, q, k, v, opts)
+	if err != nil {
+		return nil, err
+	}
+	return gradient(ctx, p, lead, k.Shape, v.Shape, res, dOut, opts)
 }

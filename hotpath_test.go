@@ -148,3 +148,44 @@ func TestHalfKV(t *testing.T) {
 		t.Errorf("poly with 16-bit keys: %v, want ErrUnsupported", err)
 	}
 }
+
+// TestGradientHalfKV checks float32 gradients of 16-bit keys and values
+// against the reference on the rounded values.
+func TestGradientHalfKV(t *testing.T) {
+	r := rand.New(rand.NewPCG(4, 10))
+	q := randTensor[float32](r, 4, 6, 8)
+	k := randTensor[float32](r, 2, 9, 8)
+	v := randTensor[float32](r, 2, 9, 8)
+	dO := randTensor[float32](r, 4, 6, 8)
+	for _, f := range []HalfFormat{Float16, BFloat16} {
+		round := func(x Tensor[float32]) HalfTensor {
+			h := HalfTensor{Data: make([]uint16, len(x.Data)), Shape: x.Shape, Format: f}
+			for i, v := range x.Data {
+				h.Data[i] = attn.Float32ToHalf(f, v)
+			}
+			return h
+		}
+		k16, v16 := round(k), round(v)
+		opts := Options{Causal: true, Sinks: []float64{0, 1, -1, 2}}
+		res, err := AttendHalfKV(context.Background(), q, k16, v16, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := GradientHalfKV(context.Background(), q, k16, v16, res, dO, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := &attn.Problem[float32]{Heads: 4, KVHeads: 2, N: 6, M: 9, D: 8, E: 8, Q: q.Data,
+			KVFormat: f, K16: k16.Data, V16: v16.Data, Scale: 1 / math.Sqrt(8), Causal: true, Sinks: opts.Sinks}
+		ref := reference.Gradient(p, dO.Data)
+		for name, c := range map[string][2]any{"dQ": {g.DQ.Data, ref.DQ}, "dK": {g.DK.Data, ref.DK}, "dV": {g.DV.Data, ref.DV}} {
+			got, want := c[0].([]float32), c[1].([]float64)
+			if d := maxAbsDiff(got, want); d > 2e-5 || len(got) != len(want) {
+				t.Errorf("%v %s: differs from the reference by %g (%d values, want %d)", f, name, d, len(got), len(want))
+			}
+		}
+		if d := maxAbsDiff(g.DSinks, ref.DSinks); d > 2e-5 {
+			t.Errorf("%v dSinks: differs by %g", f, d)
+		}
+	}
+}

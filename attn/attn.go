@@ -759,7 +759,7 @@ func ColumnMaxAbs[T Float](p *Problem[T], h, rows int) []float64 {
 }
 
 // Gradients receives the gradients of a scalar loss with respect to the
-// inputs, each shaped like its input: DQ like Q, DK like K, DV like V
+// inputs, each shaped like its input: DQ like Q, DK like K, DV like V (in T, also for 16-bit keys and values)
 // (summed over the query heads sharing a key/value head), and DSinks like
 // p.Sinks (summed over the heads sharing a sink), nil without sinks.
 type Gradients[T Float] struct {
@@ -769,7 +769,8 @@ type Gradients[T Float] struct {
 
 // NewGradients allocates Gradients sized for p.
 func NewGradients[T Float](p *Problem[T]) *Gradients[T] {
-	g := &Gradients[T]{DQ: make([]T, len(p.Q)), DK: make([]T, len(p.K)), DV: make([]T, len(p.V))}
+	kv := p.KVHeadCount() * p.M
+	g := &Gradients[T]{DQ: make([]T, len(p.Q)), DK: make([]T, kv*p.D), DV: make([]T, kv*p.E)}
 	if p.Sinks != nil {
 		g.DSinks = make([]float64, len(p.Sinks))
 	}

@@ -17,8 +17,8 @@ func CheckGradientSizes[T Float](p *Problem[T], out *Output[T], dO []T, g *Gradi
 		{"LSE", len(out.LSE), p.Heads * p.N},
 		{"dO", len(dO), p.Heads * p.N * p.E},
 		{"DQ", len(g.DQ), len(p.Q)},
-		{"DK", len(g.DK), len(p.K)},
-		{"DV", len(g.DV), len(p.V)},
+		{"DK", len(g.DK), p.KVHeadCount() * p.M * p.D},
+		{"DV", len(g.DV), p.KVHeadCount() * p.M * p.E},
 		{"DSinks", len(g.DSinks), len(p.Sinks)},
 	} {
 		if c.got != c.n {

@@ -56,8 +56,11 @@ func BackwardFlops[T attn.Float](p *attn.Problem[T]) float64 {
 // from dO, the loss gradient with respect to the output, given the output
 // O and log-sum-exp of the forward pass on p. Masked keys (padding, causal)
 // get zero gradients, and rows with no valid key contribute nothing.
+//
+// 16-bit keys and values are widened to float32 once (the keys are
+// centred as the forward centres them); dK and dV are float32.
 func (m Method) Backward32(ctx context.Context, p *attn.Problem[float32], out *attn.Output[float32], dO []float32, g *attn.Gradients[float32]) (attn.Stats, error) {
-	return centredBackward(ctx, m.Workers, p, out, dO, g, opsFor[float32]())
+	return centredBackward(ctx, m.Workers, widened(p), out, dO, g, opsFor[float32]())
 }
 
 // Backward64 is Backward32 for float64.

@@ -82,9 +82,9 @@ func (Method) Supports() attn.Feature {
 	return attn.GQA | attn.TopLeftAlign | attn.SlidingWindow | attn.MaskTensor | attn.AttentionSinks | attn.HalfKV
 }
 
-// BackwardSupports lists the options the backward pass handles: all but
-// 16-bit keys and values.
-func (m Method) BackwardSupports() attn.Feature { return m.Supports() &^ attn.HalfKV }
+// BackwardSupports lists the options the backward pass handles: all of
+// them (with 16-bit keys and values, dK and dV are float32).
+func (m Method) BackwardSupports() attn.Feature { return m.Supports() }
 
 // ChecksFinite reports that Forward finds NaN and Inf among the inputs it
 // reads itself (unless Problem.AssumeFinite), so callers need not scan

@@ -168,6 +168,17 @@ func RunGrad(t *testing.T, m attn.Differentiable, cfg GradConfig) GradSummary {
 			}
 			sum.Ref32.merge(e)
 			t.Logf("float32 vs reference: %v", e)
+			for _, f := range []attn.HalfFormat{attn.Float16, attn.BFloat16} {
+				// 16-bit keys and values, float32 gradients: against the
+				// reference on the rounded values.
+				if ph := ToHalfKV(To32(p64), f); ph != nil {
+					e, err := CheckGrad(m, ph, to32(dO), tol32, cfg.AllowUnsupported)
+					if err != nil {
+						t.Errorf("%v keys and values: %v", f, err)
+					}
+					sum.Ref32.merge(e)
+				}
+			}
 			if fdTol > 0 && len(c.Name) > 3 && c.Name[:3] == "fd-" {
 				e, err := CheckGradFD(m, p64, dO, fdTol, cfg.FDReference, cfg.AllowUnsupported)
 				if err != nil {

@@ -35,9 +35,10 @@ type Grad struct {
 // rows of the heads sharing the sink). Masked keys and rows without a
 // valid key get zeros.
 func Gradient[T attn.Float](p *attn.Problem[T], dO []T) *Grad {
+	nk, nv := p.KVHeadCount()*p.M*p.D, p.KVHeadCount()*p.M*p.E
 	g := &Grad{
-		DQ: make([]float64, len(p.Q)), DK: make([]float64, len(p.K)), DV: make([]float64, len(p.V)),
-		MagQ: make([]float64, len(p.Q)), MagK: make([]float64, len(p.K)), MagV: make([]float64, len(p.V)),
+		DQ: make([]float64, len(p.Q)), DK: make([]float64, nk), DV: make([]float64, nv),
+		MagQ: make([]float64, len(p.Q)), MagK: make([]float64, nk), MagV: make([]float64, nv),
 	}
 	if p.Sinks != nil {
 		g.DSinks = make([]float64, len(p.Sinks))
@@ -77,9 +78,10 @@ func GradientKeyRows[T attn.Float](p *attn.Problem[T], dO []T, kh int, lse, o []
 	}
 	dk = make([]float64, len(rows)*d)
 	dv = make([]float64, len(rows)*e)
-	kj := func(j int) []T { return p.K[(kh*p.M+j)*d : (kh*p.M+j+1)*d] }
-	vj := func(j int) []T { return p.V[(kh*p.M+j)*e : (kh*p.M+j+1)*e] }
+	kj, vj := make([]float64, d), make([]float64, e)
 	for r, j := range rows {
+		p.Key(kh, j, kj)
+		p.Value(kh, j, vj)
 		for x := range g * p.N {
 			h, i := kh*g+x/p.N, x%p.N
 			lo, hi := p.KeyRange(h, i)
@@ -96,10 +98,10 @@ func GradientKeyRows[T attn.Float](p *attn.Problem[T], dO []T, kh int, lse, o []
 			doi := dO[(h*p.N+i)*e : (h*p.N+i+1)*e]
 			var s, dp, delta float64
 			for t := range d {
-				s += float64(qi[t]) * float64(kj(j)[t])
+				s += float64(qi[t]) * kj[t]
 			}
 			for t := range e {
-				dp += float64(doi[t]) * float64(vj(j)[t])
+				dp += float64(doi[t]) * vj[t]
 				delta += float64(doi[t]) * o[x*e+t]
 			}
 			pij := math.Exp(p.Scale*s + l - lse[x])
@@ -130,13 +132,17 @@ func gradRow[T attn.Float](p *attn.Problem[T], dO []T, h, i int, g *Grad, dq []f
 	kh := p.KVHead(h)
 	q := p.Q[row*d : (row+1)*d]
 	do := dO[row*e : (row+1)*e]
-	keys := p.K[(kh*p.M+lo)*d:]
-	vals := p.V[(kh*p.M+lo)*e:]
+	// The row's keys and values, in float64.
+	keys, vals := make([]float64, len(pr)*d), make([]float64, len(pr)*e)
+	for j := range pr {
+		p.Key(kh, lo+j, keys[j*d:(j+1)*d])
+		p.Value(kh, lo+j, vals[j*e:(j+1)*e])
+	}
 
 	o := make([]float64, e)
 	for j, pj := range pr {
 		for t := range e {
-			o[t] += pj * float64(vals[j*e+t])
+			o[t] += pj * vals[j*e+t]
 		}
 	}
 	var delta float64
@@ -163,13 +169,13 @@ func gradRow[T attn.Float](p *attn.Problem[T], dO []T, h, i int, g *Grad, dq []f
 		v := vals[j*e : (j+1)*e]
 		var dp float64
 		for t := range e {
-			dp += float64(do[t]) * float64(v[t])
+			dp += float64(do[t]) * v[t]
 		}
 		ds := pj * (dp - delta)
 		mag := pj * (math.Abs(dp) + math.Abs(delta))
 		k := keys[j*d : (j+1)*d]
 		for t := range d {
-			dq[t] += p.Scale * ds * float64(k[t])
+			dq[t] += p.Scale * ds * k[t]
 		}
 		if g == nil {
 			continue
@@ -177,7 +183,7 @@ func gradRow[T attn.Float](p *attn.Problem[T], dO []T, h, i int, g *Grad, dq []f
 		kr := (kh*p.M + lo + j) * d
 		vr := (kh*p.M + lo + j) * e
 		for t := range d {
-			magQ[t] += p.Scale * mag * math.Abs(float64(k[t]))
+			magQ[t] += p.Scale * mag * math.Abs(k[t])
 			g.DK[kr+t] += p.Scale * ds * float64(q[t])
 			g.MagK[kr+t] += p.Scale * mag * math.Abs(float64(q[t]))
 		}
