@@ -212,16 +212,24 @@ func (run *runner[T]) degreeGroup(s *scratch, h int, hp *headPlan, hk *headKeys[
 		if !(den > 0) || math.IsInf(den, 0) {
 			return fmt.Errorf("poly: internal error: row %d of head %d has denominator %g", i, h, den)
 		}
-		o := run.out.O[(h*p.N+i)*e : (h*p.N+i+1)*e]
-		for c := range e {
-			o[c] = T(yr[c] / den)
-		}
 		var qmu float64
 		q := p.Q[(h*p.N+i)*d : (h*p.N+i+1)*d]
 		for t := range d {
 			qmu += float64(q[t]) * hp.mu[t]
 		}
-		run.out.LSE[h*p.N+i] = p.Scale*qmu + math.Log(den)
+		lse := p.Scale*qmu + math.Log(den)
+		// A sink adds exp(sink) to the denominator exactly: the output
+		// shrinks by exp(lse - lse with the sink).
+		shrink := 1.0
+		if sink := p.Sink(h); !math.IsInf(sink, -1) {
+			both := max(lse, sink) + math.Log1p(math.Exp(-math.Abs(lse-sink)))
+			shrink, lse = math.Exp(lse-both), both
+		}
+		o := run.out.O[(h*p.N+i)*e : (h*p.N+i+1)*e]
+		for c := range e {
+			o[c] = T(yr[c] / den * shrink)
+		}
+		run.out.LSE[h*p.N+i] = lse
 	}
 	flops.Add(f)
 	return nil
@@ -231,7 +239,7 @@ func (run *runner[T]) degreeGroup(s *scratch, h int, hp *headPlan, hk *headKeys[
 func (run *runner[T]) finishEmpty(h, i int) {
 	p := run.p
 	clear(run.out.O[(h*p.N+i)*p.E : (h*p.N+i+1)*p.E])
-	run.out.LSE[h*p.N+i] = math.Inf(-1)
+	run.out.LSE[h*p.N+i] = p.Sink(h) // -Inf without a sink
 }
 
 // causal computes a causal head: rows whose keys end inside key block b use

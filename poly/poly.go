@@ -89,6 +89,21 @@ const (
 // Name returns "poly".
 func (Method) Name() string { return "poly" }
 
+// Supports lists the options beyond plain attention the forward handles:
+// grouped-query attention (each query head reads its key/value head, no
+// copies), top-left causal alignment (rows attend prefixes either way) and
+// sinks (an exact term of the denominator). Windows and mask tensors are
+// declined: a window's moments would be differences of prefix sums, whose
+// cancellation the bound does not cover.
+func (Method) Supports() attn.Feature {
+	return attn.GQA | attn.TopLeftAlign | attn.AttentionSinks
+}
+
+// BackwardSupports lists the options the backward pass handles: top-left
+// alignment (grouped-query dK and dV sums and the sinks' gradient are not
+// implemented).
+func (Method) BackwardSupports() attn.Feature { return attn.TopLeftAlign }
+
 // Forward32 computes float32 attention (internally float64).
 func (m Method) Forward32(ctx context.Context, p *attn.Problem[float32], out *attn.Output[float32]) (attn.Stats, error) {
 	return forward(ctx, m, p, out, MinEps32, 0x1p-24)
@@ -136,7 +151,8 @@ func planHead[T attn.Float](p *attn.Problem[T], h int, deg *degreeTable, bump in
 	if L == 0 {
 		return hp, nil
 	}
-	keys := p.K[h*p.M*p.D : (h*p.M+L)*p.D]
+	kh := p.KVHead(h)
+	keys := p.K[kh*p.M*p.D : (kh*p.M+L)*p.D]
 	hp.mu, hp.radius = enclosingBall(keys, p.D)
 	if testCentre != nil {
 		hp.mu, hp.radius = testCentre, radiusAbout(keys, p.D, testCentre)
@@ -625,7 +641,8 @@ func (run *runner[T]) prepare(h int, hp *headPlan) (*headKeys[T], map[int]polyex
 	L := hp.keys
 	ut := make([]float64, p.D*L)
 	uk := make([]float64, L*p.D)
-	keys := p.K[h*p.M*p.D:]
+	kh := p.KVHead(h)
+	keys := p.K[kh*p.M*p.D:]
 	for j := range L {
 		for t := range p.D {
 			u := (float64(keys[j*p.D+t]) - hp.mu[t]) / hp.radius
@@ -658,7 +675,7 @@ func (run *runner[T]) prepare(h int, hp *headPlan) (*headKeys[T], map[int]polyex
 		}
 	}
 	run.mu.Unlock()
-	return &headKeys[T]{ut: ut, uk: uk, L: L, mono: mono, r: r, vals: p.V[h*p.M*p.E:], e: p.E}, polys, nil
+	return &headKeys[T]{ut: ut, uk: uk, L: L, mono: mono, r: r, vals: p.V[kh*p.M*p.E:], e: p.E}, polys, nil
 }
 
 // headKeys is one head's keys prepared for features.

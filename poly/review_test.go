@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/attn/attntest"
 )
 
 // TestEstimateRefusesUncertifiableEps: the planner must refuse exactly
@@ -78,5 +79,24 @@ func TestExplicitRunWhenExpensive(t *testing.T) {
 	t.Logf("estimate %+v; predicted %v flops, exact %v", est, st.Details["flops_predicted"], st.Details["exact_flops"])
 	if st.Details["predicted_slower_than_exact"] != true {
 		t.Errorf("predicted_slower_than_exact = %v, want true", st.Details["predicted_slower_than_exact"])
+	}
+}
+
+// TestSupportedOptions: grouped-query attention, top-left alignment and
+// sinks run on the polynomial path (no row computed exactly), checked
+// against the reference, never declined.
+func TestSupportedOptions(t *testing.T) {
+	testNoExactRows = true
+	defer func() { testNoExactRows = false }()
+	for _, c := range attntest.OptionCases() {
+		// Entries small enough for low degrees in d = 8 and 16.
+		c.QScale, c.KScale = 0.3, 0.3
+		p := c.Generate(3)
+		if p.Features()&^(Method{}).Supports() != 0 {
+			continue
+		}
+		t.Run(c.Name, func(t *testing.T) {
+			attntest.RunCase(t, Method{}, attntest.Config{Eps: 1e-3}, c, 3)
+		})
 	}
 }

@@ -16,19 +16,26 @@ import (
 	"github.com/fastattn/fastattn/attn"
 )
 
-// Scaling records how Fit scaled a problem's values: per head and column,
-// the exponent k such that the scaled column is V_c 2^-k.
+// Scaling records how Fit scaled a problem's values: per key/value head
+// and column, the exponent k such that the scaled column is V_c 2^-k.
 type Scaling struct {
-	exps   []int     // heads*e
-	colMax []float64 // heads*e: the scaled columns' largest magnitudes
+	exps   []int     // kvHeads*e
+	colMax []float64 // kvHeads*e: the scaled columns' largest magnitudes
 	e, n   int
+	group  int // query heads per key/value head
 }
 
-// columnMax returns max_l |V_lc| per head and column over the valid keys.
+// columnMax returns max_l |V_lc| per key/value head and column over the
+// keys any of its query heads attends.
 func columnMax[T attn.Float](p *attn.Problem[T]) []float64 {
-	c := make([]float64, p.Heads*p.E)
-	for h := range p.Heads {
-		copy(c[h*p.E:], attn.ColumnMaxAbs(p, h, p.KeyLen(h)))
+	g := p.Group()
+	c := make([]float64, p.KVHeadCount()*p.E)
+	for kh := range p.KVHeadCount() {
+		l := 0
+		for h := kh * g; h < (kh+1)*g; h++ {
+			l = max(l, p.KeyLen(h))
+		}
+		copy(c[kh*p.E:], attn.ColumnMaxAbs(p, kh*g, l))
 	}
 	return c
 }
@@ -50,7 +57,7 @@ func Fit[T attn.Float](p *attn.Problem[T], lo, hi float64) (*attn.Problem[T], *S
 	if !need {
 		return p, nil
 	}
-	sc := &Scaling{exps: make([]int, len(cm)), colMax: make([]float64, len(cm)), e: p.E, n: p.N}
+	sc := &Scaling{exps: make([]int, len(cm)), colMax: make([]float64, len(cm)), e: p.E, n: p.N, group: p.Group()}
 	for x, m := range cm {
 		if m > 0 {
 			_, sc.exps[x] = math.Frexp(m)
@@ -59,7 +66,7 @@ func Fit[T attn.Float](p *attn.Problem[T], lo, hi float64) (*attn.Problem[T], *S
 	}
 	q := *p
 	q.V = make([]T, len(p.V))
-	for h := range p.Heads {
+	for h := range p.KVHeadCount() {
 		for j := range p.M {
 			row := (h*p.M + j) * p.E
 			for c := range p.E {
@@ -81,7 +88,7 @@ func Restore[T attn.Float](sc *Scaling, out *attn.Output[T]) {
 	}
 	e := sc.e
 	for r := range len(out.O) / e {
-		h := r / sc.n
+		h := r / sc.n / sc.group // the row's key/value head
 		for c := range e {
 			x := &out.O[r*e+c]
 			m := sc.colMax[h*e+c]
