@@ -321,11 +321,18 @@ def ring_attention(q, k, v, group=None, causal=False, *, layout="contiguous", sc
     attention's work across ranks. causal masks key j for query i when
     j > i in the global sequence. Every rank must call it (and backward)
     together. The point-to-point sends work on any backend with isend/irecv
-    on CPU tensors (gloo; across machines unchanged). Tested with method
-    "exact".
+    on CPU tensors (gloo; across machines unchanged). Any method runs the
+    forward pass (each block within the method's eps); the backward pass
+    needs "exact".
     """
     if layout not in LAYOUTS:
         raise ValueError("fastattn: layout must be one of %s, got %r" % (LAYOUTS, layout))
+    if method != "exact" and torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
+        # Each block's backward runs with the merged output and log-sum-exp:
+        # exact's backward is right for any such block, but an approximate
+        # method's backward assumes the output its own forward produced.
+        raise NotImplementedError("fastattn: ring_attention's backward pass needs method 'exact'; "
+                                  "approximate methods run forward only here (under torch.no_grad())")
     opts = dict(scale=scale, method=method, eps=eps, workers=workers)
     out, lse = _RingAttention.apply(q, k, v, group, bool(causal), layout, opts)
     return (out, lse) if return_lse else out
