@@ -67,7 +67,7 @@ func savePlot(path, title, xLabel, yLabel string, lines []line, extra ...plot.Pl
 	for i, l := range lines {
 		var pts plotter.XYs
 		for j := range l.xs {
-			if !math.IsNaN(l.ys[j]) && !math.IsInf(l.ys[j], 0) {
+			if !math.IsNaN(l.xs[j]) && !math.IsNaN(l.ys[j]) && !math.IsInf(l.ys[j], 0) {
 				pts = append(pts, plotter.XY{X: l.xs[j], Y: l.ys[j]})
 			}
 		}

@@ -28,6 +28,10 @@ type swapRow struct {
 	Ran          string // per layer: the methods that ran
 	GenIdentical bool   // the generated text equals exact's
 	PolyNote     string // poly: share of rows computed exactly, largest degree
+	// EvalCPU and GenCPU are the CPU seconds of the evaluation and of the
+	// generation: the work done, less sensitive to a shared machine's load
+	// than the wall times.
+	EvalCPU, GenCPU float64
 }
 
 func swapCmd(args []string) error {
@@ -75,7 +79,7 @@ func swapCmd(args []string) error {
 		m.Declined, m.Calls, m.Ran = 0, 0, map[string]int{}
 		m.PolyRows, m.PolyExactRows, m.PolyMaxDegree = 0, 0, 0
 		r := swapRow{Method: method, Eps: eps}
-		start := time.Now()
+		start, cpu := time.Now(), cpuSeconds()
 		for i := range xs {
 			_, l, err := m.Forward(ctx, xs[i], ys[i], *batch)
 			if err != nil {
@@ -83,31 +87,31 @@ func swapCmd(args []string) error {
 			}
 			r.ValLoss += l / float64(len(xs))
 		}
-		r.EvalSeconds = time.Since(start).Seconds()
+		r.EvalSeconds, r.EvalCPU = time.Since(start).Seconds(), cpuSeconds()-cpu
 		r.Calls, r.Declined = m.Calls, m.Declined
 		r.Ran = ranSummary(m.Ran, m.Cfg.Layers)
 		if m.PolyRows > 0 {
 			r.PolyNote = fmt.Sprintf("poly: %.1f%% of rows exact, degree <= %d", 100*float64(m.PolyExactRows)/float64(m.PolyRows), m.PolyMaxDegree)
 		}
-		start = time.Now()
+		start, cpu = time.Now(), cpuSeconds()
 		gen, err := Generate(ctx, m, prompt, GenerateOptions{Tokens: *genBytes, Temperature: 0}, nil)
 		if err != nil {
 			return r, nil, err
 		}
-		r.GenBytesPerS = float64(*genBytes) / time.Since(start).Seconds()
+		r.GenBytesPerS, r.GenCPU = float64(*genBytes)/time.Since(start).Seconds(), cpuSeconds()-cpu
 		return r, gen, nil
 	}
 	// Decoding with the key/value cache: generation speed only.
 	runCache := func(method string, eps float64) (swapRow, []byte, error) {
 		m.Attn = Attention{Method: "exact"}
 		m.Declined, m.Calls, m.Ran = 0, 0, map[string]int{}
-		r := swapRow{Method: "cache:" + method, Eps: eps, ValLoss: math.NaN(), Diff: math.NaN()}
-		start := time.Now()
+		r := swapRow{Method: "cache:" + method, Eps: eps, ValLoss: math.NaN(), Diff: math.NaN(), EvalSeconds: math.NaN(), EvalCPU: math.NaN()}
+		start, cpu := time.Now(), cpuSeconds()
 		gen, err := Generate(ctx, m, prompt, GenerateOptions{Tokens: *genBytes, Cache: method, Eps: eps}, nil)
 		if err != nil {
 			return r, nil, err
 		}
-		r.GenBytesPerS = float64(*genBytes) / time.Since(start).Seconds()
+		r.GenBytesPerS, r.GenCPU = float64(*genBytes)/time.Since(start).Seconds(), cpuSeconds()-cpu
 		r.Calls, r.Ran = m.Calls, ranSummary(m.Ran, m.Cfg.Layers)
 		return r, gen, nil
 	}
@@ -147,15 +151,15 @@ func swapCmd(args []string) error {
 		}
 	}
 	f, err := openCSV(filepath.Join(*dir, "swap.csv"), false, []string{"method", "eps", "val_loss", "diff_vs_exact", "eval_seconds",
-		"gen_bytes_per_s", "attention_calls", "declined_to_exact", "greedy_text_equal", "ran_per_layer", "poly_note"})
+		"gen_bytes_per_s", "eval_cpu_s", "gen_cpu_s", "attention_calls", "declined_to_exact", "greedy_text_equal", "ran_per_layer", "poly_note"})
 	if err != nil {
 		return err
 	}
 	defer f.close()
-	fmt.Printf("%-13s %7s %10s %11s %8s %9s %9s %6s  %s\n", "method", "eps", "val loss", "vs exact", "eval s", "gen B/s", "declined", "greedy=", "ran (per layer)")
+	fmt.Printf("%-13s %7s %10s %11s %8s %9s %9s %9s %9s %6s  %s\n", "method", "eps", "val loss", "vs exact", "eval s", "eval cpu", "gen B/s", "gen cpu", "declined", "greedy=", "ran (per layer)")
 	for _, r := range rows {
-		fmt.Printf("%-13s %7.0e %10.5f %+11.2e %8.2f %9.1f %5d/%-3d %6v  %s %s\n", r.Method, r.Eps, r.ValLoss, r.Diff, r.EvalSeconds, r.GenBytesPerS, r.Declined, r.Calls, r.GenIdentical, r.Ran, r.PolyNote)
-		if err := f.write(r.Method, r.Eps, r.ValLoss, r.Diff, r.EvalSeconds, r.GenBytesPerS, r.Calls, r.Declined, r.GenIdentical, r.Ran, r.PolyNote); err != nil {
+		fmt.Printf("%-13s %7.0e %10.5f %+11.2e %8.2f %9.2f %9.1f %9.2f %5d/%-3d %6v  %s %s\n", r.Method, r.Eps, r.ValLoss, r.Diff, r.EvalSeconds, r.EvalCPU, r.GenBytesPerS, r.GenCPU, r.Declined, r.Calls, r.GenIdentical, r.Ran, r.PolyNote)
+		if err := f.write(r.Method, r.Eps, r.ValLoss, r.Diff, r.EvalSeconds, r.GenBytesPerS, r.EvalCPU, r.GenCPU, r.Calls, r.Declined, r.GenIdentical, r.Ran, r.PolyNote); err != nil {
 			return err
 		}
 	}
@@ -182,17 +186,17 @@ func ranSummary(ran map[string]int, layers int) string {
 // steps and against wall time, and prints them at equal steps and time.
 func compareCmd(args []string) error {
 	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
-	out := fs.String("o", "compare", "output file prefix (PREFIX_steps.png, PREFIX_time.png)")
+	out := fs.String("o", "compare", "output file prefix (PREFIX_steps.png, PREFIX_time.png, PREFIX_cpu.png)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {
 		return fmt.Errorf("compare: give training run directories")
 	}
-	var bySteps, byTime []line
+	var bySteps, byTime, byCPU []line
 	type run struct {
-		name              string
-		steps, secs, vals []float64
+		name                    string
+		steps, secs, cpus, vals []float64
 	}
 	var runs []run
 	for _, d := range fs.Args() {
@@ -204,6 +208,7 @@ func compareCmd(args []string) error {
 		for _, row := range rows {
 			if v := num(row["val_loss"]); !math.IsNaN(v) {
 				r.steps, r.secs, r.vals = append(r.steps, num(row["step"])), append(r.secs, num(row["seconds"])), append(r.vals, v)
+				r.cpus = append(r.cpus, num(row["cpu_seconds"])) // NaN in logs without the column
 			}
 		}
 		if len(r.vals) == 0 {
@@ -212,6 +217,10 @@ func compareCmd(args []string) error {
 		runs = append(runs, r)
 		bySteps = append(bySteps, line{r.name, r.steps, r.vals})
 		byTime = append(byTime, line{r.name, r.secs, r.vals})
+		byCPU = append(byCPU, line{r.name, r.cpus, r.vals})
+	}
+	if err := savePlot(*out+"_cpu.png", "validation loss at equal CPU time (work done, whatever the machine's load)", "CPU seconds", "validation loss (nats/byte)", byCPU); err != nil {
+		return err
 	}
 	if err := savePlot(*out+"_steps.png", "validation loss at equal steps", "step", "validation loss (nats/byte)", bySteps); err != nil {
 		return err
@@ -229,7 +238,7 @@ func compareCmd(args []string) error {
 		fmt.Printf("%-20s %10.0f %14.4f %14.4f %12.3f\n", r.name, r.steps[len(r.steps)-1], interp(r.steps, r.vals, lastStep), interp(r.secs, r.vals, lastSec),
 			r.secs[len(r.secs)-1]/r.steps[len(r.steps)-1])
 	}
-	fmt.Printf("wrote %s_steps.png, %s_time.png\n", *out, *out)
+	fmt.Printf("wrote %s_steps.png, %s_time.png, %s_cpu.png\n", *out, *out, *out)
 	return nil
 }
 
