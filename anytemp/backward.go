@@ -252,7 +252,7 @@ func newBwdHead[T attn.Float](p *attn.Problem[T], hr *headRun[T], out *attn.Outp
 		// The forward's centring (same sums in the same order), in d
 		// dimensions; the reduced tree serves only to prune, and its
 		// truncation error is added to every bound.
-		keys := p.K[hd.h*p.M*d:]
+		keys := p.K[p.KVHead(hd.h)*p.M*d:]
 		mu := make([]float64, d)
 		for j := range l {
 			for t := range d {

@@ -42,6 +42,20 @@ const DefaultSamples = check.DefaultRows
 // Name returns "anytemp".
 func (Method) Name() string { return "anytemp" }
 
+// Supports lists the options beyond plain attention the forward handles:
+// grouped-query attention (each query head reads its key/value head, no
+// copies), top-left causal alignment (rows attend prefixes either way) and
+// sinks (an exact term of the denominator). Windows and mask tensors are
+// declined.
+func (Method) Supports() attn.Feature {
+	return attn.GQA | attn.TopLeftAlign | attn.AttentionSinks
+}
+
+// BackwardSupports lists the options the backward pass handles: top-left
+// alignment (grouped-query dK and dV sums and the sinks' gradient are not
+// implemented).
+func (Method) BackwardSupports() attn.Feature { return attn.TopLeftAlign }
+
 // Forward32 computes float32 attention (internally in float64).
 func (m Method) Forward32(ctx context.Context, p *attn.Problem[float32], out *attn.Output[float32]) (attn.Stats, error) {
 	return forward(ctx, m, p, out, true)
@@ -148,7 +162,8 @@ func plan[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], f32 b
 			pr = newParams(hd.r, p.E, g, mo, b)
 			mos[k] = pr
 		}
-		runs[h] = &headRun[T]{hd: hd, pr: pr, v: p.V[h*p.M*p.E : (h+1)*p.M*p.E]}
+		kh := p.KVHead(h)
+		runs[h] = &headRun[T]{hd: hd, pr: pr, v: p.V[kh*p.M*p.E : (kh+1)*p.M*p.E]}
 	}
 	return runs, b, nil
 }
@@ -314,14 +329,14 @@ func plainRows[T attn.Float](rc *rowCtx, p *attn.Problem[T], hr *headRun[T], out
 		o := out.O[row*e : (row+1)*e]
 		if hd.l == 0 {
 			clear(o)
-			out.LSE[row] = math.Inf(-1)
+			out.LSE[row] = p.Sink(h) // -Inf without a sink
 			continue
 		}
 		rc.start(hd.q[i*r:(i+1)*r], p.Scale, hd.l)
 		if r != 1 || !runCells1D(rc, trees, nil, []T(nil)) {
 			runTree(rc, hr.tree)
 		}
-		finish(rc, o, &out.LSE[row], hd.lseShift[i])
+		finish(rc, o, &out.LSE[row], hd.lseShift[i], p.Sink(h))
 	}
 }
 
@@ -396,7 +411,7 @@ func causalRows[T attn.Float](ctx context.Context, rc *rowCtx, p *attn.Problem[T
 		lim := p.KeyLimit(h, i)
 		if lim == 0 {
 			clear(o)
-			out.LSE[row] = math.Inf(-1)
+			out.LSE[row] = p.Sink(h) // -Inf without a sink
 			continue
 		}
 		bs.advance(lim)
@@ -408,7 +423,7 @@ func causalRows[T attn.Float](ctx context.Context, rc *rowCtx, p *attn.Problem[T
 			trees = append(trees, bl.tr)
 		}
 		if r == 1 && runCells1D(rc, trees, tailK, tailV) {
-			finish(rc, o, &out.LSE[row], hd.lseShift[i])
+			finish(rc, o, &out.LSE[row], hd.lseShift[i], p.Sink(h))
 			continue
 		}
 		// Blocks by decreasing upper bound, so the first finds the maximum.
@@ -425,7 +440,7 @@ func causalRows[T attn.Float](ctx context.Context, rc *rowCtx, p *attn.Problem[T
 		for _, ob := range ord {
 			runTree(rc, ob.tr)
 		}
-		finish(rc, o, &out.LSE[row], hd.lseShift[i])
+		finish(rc, o, &out.LSE[row], hd.lseShift[i], p.Sink(h))
 	}
 	return bs.depth
 }

@@ -175,7 +175,7 @@ func pilotRun[T attn.Float](p *attn.Problem[T], h, l, nk int, f32 bool, outExtra
 		copy(ps.Q[i*d:(i+1)*d], p.Q[src*d:(src+1)*d])
 	}
 	for j := range nk {
-		src := h*p.M + j*l/nk
+		src := p.KVHead(h)*p.M + j*l/nk
 		copy(ps.K[j*d:(j+1)*d], p.K[src*d:(src+1)*d])
 		copy(ps.V[j*e:(j+1)*e], p.V[src*e:(src+1)*e])
 	}

@@ -39,7 +39,7 @@ func prepare[T attn.Float](p *attn.Problem[T], h int, allowance float64, reduce 
 	}
 	mu := make([]float64, d)
 	kc := make([]float64, l*d)
-	keys := p.K[h*p.M*d:]
+	keys := p.K[p.KVHead(h)*p.M*d:] // grouped-query heads read their key/value head
 	for j := range l {
 		for t := range d {
 			mu[t] += float64(keys[j*d+t])

@@ -168,20 +168,28 @@ func (rc *rowCtx) weightSlow(x float64) float64 {
 	return math.Exp(x - rc.base)
 }
 
-// finish writes the row's output and LSE (shift is s q.mu).
-func finish[T attn.Float](rc *rowCtx, o []T, lse *float64, shift float64) {
+// finish writes the row's output and LSE (shift is s q.mu). A sink
+// (-Inf: none) adds exp(sink) to the denominator exactly: the output
+// shrinks by exp(LSE without it - LSE with it).
+func finish[T attn.Float](rc *rowCtx, o []T, lse *float64, shift, sink float64) {
 	v := rc.c.visited - rc.visitedStart
 	rc.c.maxVisitedPerRow = max(rc.c.maxVisitedPerRow, v)
 	if !rc.started || !(rc.sum > 0) {
 		clear(o)
-		*lse = math.Inf(-1)
+		*lse = sink
 		return
 	}
+	l := rc.base + math.Log(rc.sum) + shift
 	inv := 1 / rc.sum
+	if !math.IsInf(sink, -1) {
+		both := max(l, sink) + math.Log1p(math.Exp(-math.Abs(l-sink)))
+		inv *= math.Exp(l - both)
+		l = both
+	}
 	for c, a := range rc.acc {
 		o[c] = T(a * inv)
 	}
-	*lse = rc.base + math.Log(rc.sum) + shift
+	*lse = l
 }
 
 // rootBound returns the upper bound of s q.k over a tree.
