@@ -355,24 +355,11 @@ func attendT[T fastattn.Float](in inputs, out, lse array, wantReport bool) ([]by
 	if err != nil {
 		return nil, err
 	}
-	if !wantReport && (opts.Method == "" || opts.Method == fastattn.DefaultMethod) {
-		o, err := tensor[T](out, "out")
-		if err != nil {
-			return nil, err
-		}
-		l, err := view[float64](lse, "lse", float64Type)
-		if err != nil {
-			return nil, err
-		}
-		ws := getWorkspace()
-		defer putWorkspace(ws)
-		return nil, fastattn.AttendInto(context.Background(), ws, o, l, q, k, v, opts)
-	}
-	res, err := fastattn.Attend(context.Background(), q, k, v, opts)
-	if err != nil {
-		return nil, err
-	}
-	return copyResult(res, out, lse)
+	return compute(opts, out, lse, wantReport,
+		func(ws *fastattn.Workspace, o fastattn.Tensor[T], l []float64) error {
+			return fastattn.AttendInto(context.Background(), ws, o, l, q, k, v, opts)
+		},
+		func() (*fastattn.Result[T], error) { return fastattn.Attend(context.Background(), q, k, v, opts) })
 }
 
 // attendHalf is attend for 16-bit keys and values (float16 or bfloat16)
@@ -394,8 +381,23 @@ func attendHalf(in inputs, out, lse array, wantReport bool) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return compute(opts, out, lse, wantReport,
+		func(ws *fastattn.Workspace, o fastattn.Tensor[float32], l []float64) error {
+			return fastattn.AttendHalfKVInto(context.Background(), ws, o, l, q, k, v, opts)
+		},
+		func() (*fastattn.Result[float32], error) {
+			return fastattn.AttendHalfKV(context.Background(), q, k, v, opts)
+		})
+}
+
+// compute runs into, exact attention writing into out and lse with a kept
+// workspace, when no report is wanted and the method is exact; otherwise
+// full, whose result is copied into out and lse, with its report.
+func compute[T fastattn.Float](opts fastattn.Options, out, lse array, wantReport bool,
+	into func(*fastattn.Workspace, fastattn.Tensor[T], []float64) error,
+	full func() (*fastattn.Result[T], error)) ([]byte, error) {
 	if !wantReport && (opts.Method == "" || opts.Method == fastattn.DefaultMethod) {
-		o, err := tensor[float32](out, "out")
+		o, err := tensor[T](out, "out")
 		if err != nil {
 			return nil, err
 		}
@@ -405,9 +407,9 @@ func attendHalf(in inputs, out, lse array, wantReport bool) ([]byte, error) {
 		}
 		ws := getWorkspace()
 		defer putWorkspace(ws)
-		return nil, fastattn.AttendHalfKVInto(context.Background(), ws, o, l, q, k, v, opts)
+		return nil, into(ws, o, l)
 	}
-	res, err := fastattn.AttendHalfKV(context.Background(), q, k, v, opts)
+	res, err := full()
 	if err != nil {
 		return nil, err
 	}
