@@ -4,18 +4,20 @@ entrywise error bound, computed in-process by the Go library.
     out = fastattn.attention(q, k, v, causal=True)
 
 Arrays are NumPy arrays shaped (n, d), (heads, n, d) or (batch, heads, n, d)
-(K: (..., m, d), V: (..., m, e)), float32 or float64. C-contiguous inputs
-of the right dtype are read in place; outputs are allocated here and filled
-by the library (exact attention without a report writes into them
-directly; otherwise the library's result is copied in). The GIL is released while the library computes.
+(K: (..., m, d), V: (..., m, e)), float32 or float64 (keys and values also
+16-bit). C-contiguous inputs of the right dtype are read in place; outputs
+are allocated here and filled by the library (exact attention without a
+report writes into them directly; otherwise the library's result is copied
+in). The GIL is released while the library computes.
 
 Errors: ValueError for invalid input, UnsupportedError (a ValueError) when
 the chosen method declines the input, NotImplementedError for an option
 this build of the library lacks, RuntimeError otherwise; each carries the
 library's message.
 
-The library embeds the Go runtime: do not fork a process that has imported
-fastattn (use the "spawn" start method of multiprocessing).
+The library embeds the Go runtime, which does not survive fork(): start
+worker processes with the "spawn" method of multiprocessing (a forked child
+that calls fastattn gets a RuntimeError).
 
 fastattn.torch (imported on first use) has the PyTorch operations:
 fastattn.torch.attention (differentiable) and fastattn.torch.ring_attention

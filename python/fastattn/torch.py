@@ -7,7 +7,9 @@ pass: a drop-in for
 
 (pass scale; the default is 1/sqrt(d)). ring_attention(q, k, v, group)
 computes attention over a sequence sharded across the processes of a
-torch.distributed group, K/V shards travelling around a ring.
+torch.distributed group, K/V shards travelling around a ring; zigzag_shard
+and zigzag_unshard lay a sequence out so that causal attention's work is
+balanced across the ranks.
 
 The library embeds the Go runtime: start worker processes with the "spawn"
 method (torch.multiprocessing.spawn does), never fork after importing.
@@ -19,7 +21,7 @@ import torch.distributed as dist
 
 import fastattn as _fa
 
-__all__ = ["attention", "ring_attention"]
+__all__ = ["attention", "ring_attention", "zigzag_shard", "zigzag_unshard"]
 
 
 def _numpy(t, name):
