@@ -43,6 +43,7 @@ type Cache[T Float] struct {
 	capacity                           int
 	scale, eps                         float64
 	method                             string
+	kvFormat                           HalfFormat
 	window                             int // Left, or -1
 	sinks                              []float64
 	assumeFinite                       bool
@@ -60,6 +61,8 @@ type Cache[T Float] struct {
 	units    []exact.DecodeUnit[T]
 	lo, hi   []int
 	rowSinks []float64 // per row of a call, when there are sinks
+	kRound   []T       // the call's keys and values rounded to kvFormat
+	vRound   []T
 	fallback []bool
 	stepNew  []int
 }
@@ -96,6 +99,12 @@ type CacheOptions struct {
 	// AssumeFinite promises that Q, K and V hold no NaN or Inf, so calls
 	// skip their checks for them.
 	AssumeFinite bool
+	// KVFormat, when Float16 or BFloat16, stores the keys and values in 16
+	// bits (a float32 cache only): each call rounds the new keys and values
+	// to it (to nearest, ties to even), and attention is computed on the
+	// stored values in float32 with float64 sums, exact decoding reading
+	// half the bytes. The zero value stores float32.
+	KVFormat HalfFormat
 }
 
 // CacheStep describes one call of a Cache.
@@ -146,6 +155,8 @@ func NewCache[T Float](batch, kvHeads, d, e int, opts CacheOptions) (*Cache[T], 
 		return nil, invalid("scale must be positive and finite, got %g", opts.Scale)
 	case !(opts.Eps >= 0 && opts.Eps < 1):
 		return nil, invalid("eps must be in [0, 1), got %g", opts.Eps)
+	case opts.KVFormat != attn.NoHalf && (attn.DTypeName[T]() != "float32" || (opts.KVFormat != Float16 && opts.KVFormat != BFloat16)):
+		return nil, invalid("16-bit key/value storage (%v) needs a float32 cache and Float16 or BFloat16", opts.KVFormat)
 	case opts.Window != nil && opts.Window.Left < -1:
 		return nil, invalid("window left %d is below -1 (unbounded)", opts.Window.Left)
 	case opts.Sinks != nil && len(opts.Sinks) != heads:
@@ -158,7 +169,7 @@ func NewCache[T Float](batch, kvHeads, d, e int, opts CacheOptions) (*Cache[T], 
 	}
 	c := &Cache[T]{batch: batch, kvHeads: kvHeads, heads: heads, group: heads / kvHeads, d: d, e: e,
 		capacity: opts.Capacity, scale: opts.Scale, eps: opts.Eps, method: opts.Method, window: -1,
-		sinks: append([]float64(nil), opts.Sinks...), assumeFinite: opts.AssumeFinite,
+		sinks: append([]float64(nil), opts.Sinks...), assumeFinite: opts.AssumeFinite, kvFormat: opts.KVFormat,
 		lens: make([]int, batch), keyNorm: make([]float64, batch*kvHeads), keySum: make([]float64, batch*kvHeads*d),
 		dec: exact.NewDecoder[T](opts.Workers), view: &prefixKeys[T]{}}
 	if c.scale == 0 {
@@ -195,6 +206,9 @@ func NewCache[T Float](batch, kvHeads, d, e int, opts CacheOptions) (*Cache[T], 
 	c.keys = make([]*exact.DecodeKeys[T], batch*kvHeads)
 	for i := range c.keys {
 		c.keys[i] = exact.NewDecodeKeys[T](d, e)
+		if c.kvFormat != attn.NoHalf {
+			c.keys[i] = any(exact.NewDecodeKeysHalf(d, e, c.kvFormat)).(*exact.DecodeKeys[T])
+		}
 		if c.capacity > 0 {
 			c.keys[i].Reserve(c.capacity)
 		}
@@ -280,6 +294,9 @@ func (c *Cache[T]) ForwardRagged(ctx context.Context, q, k, v Tensor[T], newToke
 		Batch: c.batch * c.heads, N: n, M: m, D: c.d, E: c.e, Scale: c.scale, Causal: true, Eps: c.eps,
 		Seconds: st.Seconds, Flops: st.Flops, GFlops: st.Flops / st.Seconds / 1e9,
 		Version: Version(), Kernels: kernels.Implementation()}, ErrorBound: st.ErrorBound}
+	if c.kvFormat != attn.NoHalf {
+		rep.KVFormat = c.kvFormat.String()
+	}
 	if c.ws != nil {
 		rep.Details = map[string]any{"poly_rows": st.PolyRows, "exact_rows": st.ExactRows, "fallback_rows": st.FallbackRows,
 			"rebuilds": st.Rebuilds, "degree_max": st.Degree, "beta_max": st.Beta}
@@ -303,6 +320,7 @@ func (c *Cache[T]) Append(k, v Tensor[T], newTokens []int) error {
 	if err := c.checkFinite(nil, k.Data, v.Data); err != nil {
 		return err
 	}
+	k.Data, v.Data = c.rounded(k.Data, v.Data)
 	c.append(k.Data, v.Data, n)
 	for b, nb := range c.stepNew {
 		for g := range c.kvHeads {
@@ -386,6 +404,7 @@ func (c *Cache[T]) Step(ctx context.Context, out []T, lse []float64, q, k, v Ten
 	if err := c.checkFinite(q.Data, k.Data, v.Data); err != nil {
 		return st, err
 	}
+	k.Data, v.Data = c.rounded(k.Data, v.Data)
 	c.append(k.Data, v.Data, n)
 	c.rowRanges(n)
 	st, err = c.attend(ctx, out, lse, q.Data, k.Data, v.Data, n, st)
@@ -434,6 +453,19 @@ func (c *Cache[T]) checkFinite(q, k, v []T) error {
 		}
 	}
 	return nil
+}
+
+// rounded returns the keys and values as the cache stores them: copies
+// rounded to its 16-bit format (which the polynomial states then see), or
+// k and v themselves.
+func (c *Cache[T]) rounded(k, v []T) ([]T, []T) {
+	if c.kvFormat == attn.NoHalf {
+		return k, v
+	}
+	c.kRound, c.vRound = grow(c.kRound, len(k)), grow(c.vRound, len(v))
+	copy(c.kRound, k)
+	copy(c.vRound, v)
+	return c.keys[0].Round(c.kRound), c.keys[0].Round(c.vRound)
 }
 
 // append stores the new tokens' keys and values.

@@ -7,6 +7,9 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/exact"
 )
 
 // seqData is one test stream: per sequence b, L[b] tokens of Q
@@ -267,27 +270,29 @@ func TestCacheStepAllocatesNothing(t *testing.T) {
 	}
 	r := rand.New(rand.NewPCG(11, 12))
 	s := newSeqData[float32](r, 2, 8, 2, 4000, 64, 64, false, 1)
-	c, err := NewCache[float32](2, 2, 64, 64, CacheOptions{QueryHeads: 8, Capacity: 5000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	q, _ := s.slice(s.q, 8, 64, 0, 3000)
-	k, _ := s.slice(s.k, 2, 64, 0, 3000)
-	v, _ := s.slice(s.v, 2, 64, 0, 3000)
-	if _, err := c.Forward(context.Background(), q, k, v); err != nil {
-		t.Fatal(err)
-	}
-	q, _ = s.slice(s.q, 8, 64, 3000, 1)
-	k, _ = s.slice(s.k, 2, 64, 3000, 1)
-	v, _ = s.slice(s.v, 2, 64, 3000, 1)
-	out, lse := make([]float32, 2*8*64), make([]float64, 2*8)
-	ctx := context.Background()
-	if n := testing.AllocsPerRun(50, func() {
-		if _, err := c.Step(ctx, out, lse, q, k, v, nil); err != nil {
+	for _, f := range []HalfFormat{attn.NoHalf, BFloat16} {
+		c, err := NewCache[float32](2, 2, 64, 64, CacheOptions{QueryHeads: 8, Capacity: 5000, KVFormat: f})
+		if err != nil {
 			t.Fatal(err)
 		}
-	}); n != 0 {
-		t.Fatalf("a decoding step allocated %v times", n)
+		q, _ := s.slice(s.q, 8, 64, 0, 3000)
+		k, _ := s.slice(s.k, 2, 64, 0, 3000)
+		v, _ := s.slice(s.v, 2, 64, 0, 3000)
+		if _, err := c.Forward(context.Background(), q, k, v); err != nil {
+			t.Fatal(err)
+		}
+		q, _ = s.slice(s.q, 8, 64, 3000, 1)
+		k, _ = s.slice(s.k, 2, 64, 3000, 1)
+		v, _ = s.slice(s.v, 2, 64, 3000, 1)
+		out, lse := make([]float32, 2*8*64), make([]float64, 2*8)
+		ctx := context.Background()
+		if n := testing.AllocsPerRun(50, func() {
+			if _, err := c.Step(ctx, out, lse, q, k, v, nil); err != nil {
+				t.Fatal(err)
+			}
+		}); n != 0 {
+			t.Fatalf("%v storage: a decoding step allocated %v times", f, n)
+		}
 	}
 }
 
@@ -406,5 +411,57 @@ func TestCachePolyFallback(t *testing.T) {
 			t.Fatalf("window %v: %d fallback rows, %d poly rows; want both", window, st.FallbackRows, st.PolyRows)
 		}
 		t.Logf("window %v: %d poly rows, %d fallback rows, %d rebuilds", window, st.PolyRows, st.FallbackRows, st.Rebuilds)
+	}
+}
+
+// TestCacheHalfKV: float16 and bfloat16 storage gives attention over the
+// stored (rounded) keys and values, exactly and through the polynomial
+// state, with GQA, a window and sinks.
+func TestCacheHalfKV(t *testing.T) {
+	r := rand.New(rand.NewPCG(19, 20))
+	for _, f := range []HalfFormat{Float16, BFloat16} {
+		for _, method := range []string{"exact", "poly"} {
+			s := newSeqData[float32](r, 2, 4, 2, 400, 6, 5, true, 1)
+			// The reference sees the values the cache stores.
+			for _, x := range [][]float32{s.k, s.v} {
+				for i, v := range x {
+					x[i] = attn.HalfToFloat32(f, exact.RoundHalf(f, v))
+				}
+			}
+			c, err := NewCache[float32](2, 2, 6, 5, CacheOptions{QueryHeads: 4, Method: method, KVFormat: f,
+				Window: &Window{Left: 100, Right: 0}, Sinks: []float64{0, 1, -1, 2}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			feed(t, c, s, 150, 1, 3e-6)
+		}
+	}
+	// Unrounded inputs: the cache rounds them as stored.
+	s := newSeqData[float32](r, 1, 2, 1, 300, 4, 3, false, 1)
+	c16, _ := NewCache[float32](1, 1, 4, 3, CacheOptions{QueryHeads: 2, KVFormat: Float16})
+	c32, _ := NewCache[float32](1, 1, 4, 3, CacheOptions{QueryHeads: 2})
+	q, _ := s.slice(s.q, 2, 4, 0, 300)
+	k, _ := s.slice(s.k, 1, 4, 0, 300)
+	v, _ := s.slice(s.v, 1, 3, 0, 300)
+	got, err := c16.Forward(context.Background(), q, k, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range [][]float32{k.Data, v.Data} {
+		for i, y := range x {
+			x[i] = attn.HalfToFloat32(Float16, exact.RoundHalf(Float16, y))
+		}
+	}
+	want, _ := c32.Forward(context.Background(), q, k, v)
+	for i := range want.Out.Data {
+		if math.Abs(float64(got.Out.Data[i]-want.Out.Data[i])) > 1e-6 {
+			t.Fatalf("float16 storage of unrounded inputs: entry %d = %g, with rounded float32 inputs %g", i, got.Out.Data[i], want.Out.Data[i])
+		}
+	}
+	if got.Report.KVFormat != "float16" {
+		t.Fatalf("report kv_format %q", got.Report.KVFormat)
+	}
+	if _, err := NewCache[float64](1, 1, 4, 4, CacheOptions{KVFormat: Float16}); !errors.Is(err, ErrInvalidInput) {
+		t.Fatalf("a float64 cache with float16 storage: %v", err)
 	}
 }

@@ -28,6 +28,7 @@ type decodeBenchCase struct {
 	label           string
 	uniformEntries  bool
 	bytesPerContext float64 // bytes of keys and values per cached token
+	kvFormat        fastattn.HalfFormat
 }
 
 // decodeBenchRow is one context length of one case.
@@ -88,6 +89,15 @@ func benchDecodeCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	for _, h := range heads {
 		add("exact", *exactD, h, h, top(h, *to), 1/math.Sqrt(float64(*exactD)), false)
+		if h == 1 {
+			// 16-bit caches: half the bytes per token.
+			for _, f := range []fastattn.HalfFormat{fastattn.Float16, fastattn.BFloat16} {
+				add("exact", *exactD, h, h, *to, 1/math.Sqrt(float64(*exactD)), false)
+				c := &cases[len(cases)-1]
+				c.kvFormat, c.bytesPerContext = f, c.bytesPerContext/2
+				c.label += " " + f.String()
+			}
+		}
 	}
 	if *gqa > 1 && hmax%*gqa == 0 {
 		add("exact", *exactD, hmax, hmax / *gqa, top(hmax, *to), 1/math.Sqrt(float64(*exactD)), false)
@@ -107,7 +117,7 @@ func benchDecodeCmd(args []string, stdout, stderr io.Writer) error {
 	bw := streamBandwidth(runtime.GOMAXPROCS(0), *bwMB)
 	fmt.Fprintf(stdout, "memory bandwidth (streaming read of a %d MiB array, %d goroutines, best of 5): %.1f GB/s\n", *bwMB, runtime.GOMAXPROCS(0), bw/1e9)
 	fmt.Fprintf(stdout, "poly: Q and K entries uniform in [-1, 1], scale 1/d, eps %g; exact d=%d: entries uniform in [-1, 1], scale 1/sqrt(d)\n\n", *eps, *exactD)
-	fmt.Fprintf(stdout, "%-26s %9s %12s %11s %9s %7s %9s %6s %9s\n", "case", "context", "us/token", "tokens/s", "GB/s", "% bw", "bound", "degree", "fallback")
+	fmt.Fprintf(stdout, "%-31s %9s %12s %11s %9s %7s %9s %6s %9s\n", "case", "context", "us/token", "tokens/s", "GB/s", "% bw", "bound", "degree", "fallback")
 	results := map[string][]decodeBenchRow{}
 	for _, c := range cases {
 		rows, err := runDecodeCase(ctx, c, *steps, *eps, *maxGB*1e9, stdout, bw)
@@ -117,6 +127,18 @@ func benchDecodeCmd(args []string, stdout, stderr io.Writer) error {
 		results[c.label] = rows
 	}
 	fmt.Fprintf(stdout, "\nload average at the end: %s; bandwidth again: %.1f GB/s\n", loadAverage(), streamBandwidth(runtime.GOMAXPROCS(0), *bwMB)/1e9)
+	// 16-bit caches against float32: tokens per second at each context.
+	for _, f := range []string{"float16", "bfloat16"} {
+		x32 := results[fmt.Sprintf("exact d=%d heads=1", *exactD)]
+		x16 := results[fmt.Sprintf("exact d=%d heads=1 %s", *exactD, f)]
+		fmt.Fprintf(stdout, "exact d=%d heads=1 %s cache: tokens/s against float32:", *exactD, f)
+		for i := range min(len(x32), len(x16)) {
+			if x32[i].target >= 1<<16 {
+				fmt.Fprintf(stdout, " 2^%d %.2fx", bits.Len(uint(x32[i].target))-1, x32[i].median/x16[i].median)
+			}
+		}
+		fmt.Fprintln(stdout)
+	}
 	// The targets: poly flat in the context, and far faster than exact.
 	for _, h := range heads {
 		p := results[fmt.Sprintf("poly d=%d heads=%d", *polyD, h)]
@@ -137,7 +159,7 @@ func benchDecodeCmd(args []string, stdout, stderr io.Writer) error {
 // runDecodeCase fills one cache context by context and times decoding
 // steps at each context length 2^k.
 func runDecodeCase(ctx context.Context, c decodeBenchCase, steps int, eps, maxBytes float64, stdout io.Writer, bw float64) ([]decodeBenchRow, error) {
-	cache, err := fastattn.NewCache[float32](1, c.kv, c.d, c.d, fastattn.CacheOptions{QueryHeads: c.heads, Method: c.method, Scale: c.scale, Eps: eps})
+	cache, err := fastattn.NewCache[float32](1, c.kv, c.d, c.d, fastattn.CacheOptions{QueryHeads: c.heads, Method: c.method, Scale: c.scale, Eps: eps, KVFormat: c.kvFormat})
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +181,7 @@ func runDecodeCase(ctx context.Context, c decodeBenchCase, steps int, eps, maxBy
 	for lg := c.fromLog; lg <= c.toLog; lg++ {
 		target := 1 << lg
 		if float64(target)*c.bytesPerContext > maxBytes {
-			fmt.Fprintf(stdout, "%-26s %9d  skipped: the cache would take %.1f GB (--max-cache-gb)\n", c.label, target, float64(target)*c.bytesPerContext/1e9)
+			fmt.Fprintf(stdout, "%-31s %9d  skipped: the cache would take %.1f GB (--max-cache-gb)\n", c.label, target, float64(target)*c.bytesPerContext/1e9)
 			break
 		}
 		// Grow the cache to target - 1 tokens (the steps of the previous
@@ -207,7 +229,7 @@ func runDecodeCase(ctx context.Context, c decodeBenchCase, steps int, eps, maxBy
 		if c.method == "exact" {
 			rate, frac = fmt.Sprintf("%.2f", gbs/1e9), fmt.Sprintf("%.0f%%", 100*gbs/bw)
 		}
-		fmt.Fprintf(stdout, "%-26s %9d %12.2f %11.0f %9s %7s %9.2g %6d %9d\n", c.label, row.context, row.median*1e6, 1/row.median, rate, frac, row.bound, row.degree, row.fallbacks)
+		fmt.Fprintf(stdout, "%-31s %9d %12.2f %11.0f %9s %7s %9.2g %6d %9d\n", c.label, row.context, row.median*1e6, 1/row.median, rate, frac, row.bound, row.degree, row.fallbacks)
 	}
 	return rows, nil
 }
