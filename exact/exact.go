@@ -685,13 +685,21 @@ func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T],
 			if a >= b {
 				continue
 			}
-			if check && !finite(row[a:b]) {
-				nonFinite = true
+			var mx T
+			if check && mask == nil {
+				// The scan for NaN and Inf in the max's pass.
+				var fin bool
+				mx, fin = maxFinite(row[a:b], k.max)
+				nonFinite = nonFinite || !fin
+			} else {
+				if check && !finite(row[a:b]) {
+					nonFinite = true
+				}
+				if mask != nil {
+					applyMask(mask, row, (r0+r)/p.N, (r0+r)%p.N, j0, a, b, p.Scale)
+				}
+				mx = k.max(row[a:b])
 			}
-			if mask != nil {
-				applyMask(mask, row, (r0+r)/p.N, (r0+r)%p.N, j0, a, b, p.Scale)
-			}
-			mx := k.max(row[a:b])
 			if math.IsInf(float64(mx), -1) {
 				clear(row[a:b]) // every key of the tile masked
 				continue
@@ -750,6 +758,21 @@ func widen[T attn.Float](f attn.HalfFormat, dst []T, src []uint16) {
 		return
 	}
 	kernels.F16ToFloat32(d, src)
+}
+
+// maxFinite returns the largest score and whether every score is finite,
+// in one pass (kernels.MaxFinite) for float32 and float64; max is the
+// kernel for other element types.
+func maxFinite[T attn.Float](x []T, max func([]T) T) (T, bool) {
+	switch x := any(x).(type) {
+	case []float32:
+		m, f := kernels.MaxFinite32(x)
+		return T(m), f
+	case []float64:
+		m, f := kernels.MaxFinite64(x)
+		return T(m), f
+	}
+	return max(x), finite(x)
 }
 
 // finite reports whether every score is finite: x*0 is 0 for finite x and

@@ -20,6 +20,7 @@ func TestFiniteLevels(t *testing.T) {
 				if !Finite32(x32) || !Finite64(x) {
 					t.Fatalf("%s: n = %d: finite values reported non-finite", levelName(l), n)
 				}
+				checkMaxFinite(t, levelName(l), x)
 				for i := range n {
 					for _, bad := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
 						y := append([]float64(nil), x...)
@@ -27,6 +28,7 @@ func TestFiniteLevels(t *testing.T) {
 						if Finite32(to32(y)) || Finite64(y) {
 							t.Fatalf("%s: n = %d: %g at %d not found", levelName(l), n, bad, i)
 						}
+						checkMaxFinite(t, levelName(l), y)
 					}
 				}
 			}
@@ -128,4 +130,17 @@ func seq(n int) []int {
 		s[i] = i
 	}
 	return s
+}
+
+// checkMaxFinite requires MaxFinite to agree with Max and Finite.
+func checkMaxFinite(t *testing.T, level string, x []float64) {
+	t.Helper()
+	same := func(a, b float64) bool { return a == b && math.Signbit(a) == math.Signbit(b) || a != a && b != b }
+	x32 := to32(x)
+	if m, f := MaxFinite32(x32); !same(float64(m), float64(Max32(x32))) || f != Finite32(x32) {
+		t.Fatalf("%s: MaxFinite32(%v) = %g, %v; Max32 %g, Finite32 %v", level, x32, m, f, Max32(x32), Finite32(x32))
+	}
+	if m, f := MaxFinite64(x); !same(m, Max64(x)) || f != Finite64(x) {
+		t.Fatalf("%s: MaxFinite64(%v) = %g, %v; Max64 %g, Finite64 %v", level, x, m, f, Max64(x), Finite64(x))
+	}
 }

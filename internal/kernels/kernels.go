@@ -109,6 +109,12 @@ func softmaxGradChunks[T float32 | float64](s, ds []T, scale, lse, delta float64
 	}
 }
 
+// MaxFinite32 returns Max32(x) and Finite32(x) from one pass over x.
+func MaxFinite32(x []float32) (float32, bool) { return maxFinite32(x) }
+
+// MaxFinite64 returns Max64(x) and Finite64(x) from one pass over x.
+func MaxFinite64(x []float64) (float64, bool) { return maxFinite64(x) }
+
 // Finite32 reports whether no element of x is NaN or ±Inf.
 func Finite32(x []float32) bool { return finite32(x) }
 

@@ -321,8 +321,8 @@ func max32(x []float32) float32 {
 	}
 	var m float32
 	var nan bool
-	if body := len(x) &^ 15; level == levelAVX512 && body > 0 {
-		m, nan = maxF32AVX512(&x[0], body)
+	if body := len(x) &^ 15; level == levelAVX512 && hasDQ && body > 0 {
+		m, nan, _ = maxF32AVX512(&x[0], body)
 		if rest := len(x) - body; rest > 0 {
 			// At least 8 elements from the tail's start, overlapping the
 			// body when the tail is shorter: harmless for a maximum.
@@ -364,8 +364,8 @@ func max64(x []float64) float64 {
 	}
 	var m float64
 	var nan bool
-	if body := len(x) &^ 7; level == levelAVX512 && body > 0 {
-		m, nan = maxF64AVX512(&x[0], body)
+	if body := len(x) &^ 7; level == levelAVX512 && hasDQ && body > 0 {
+		m, nan, _ = maxF64AVX512(&x[0], body)
 		if rest := len(x) - body; rest > 0 {
 			from := min(body, len(x)-4) // as in max32
 			m2, nan2 := maxF64AVX2(&x[from], len(x)-from)
@@ -459,4 +459,47 @@ func softmaxGrad[T float32 | float64](s, ds []T, scale, lse, delta float64) {
 	case []float64:
 		softmaxGradF64AVX512(&s[0], &any(ds).([]float64)[0], len(s), scale, lse, delta)
 	}
+}
+
+// hasDQ is AVX512DQ, for VFPCLASS in the AVX-512 max.
+var hasDQ = maxLevel == levelAVX512 && cpu.X86.HasAVX512DQ
+
+func maxFinite32(x []float32) (float32, bool) {
+	body := len(x) &^ 15
+	if level != levelAVX512 || !hasDQ || body == 0 {
+		return max32(x), finite32(x)
+	}
+	m, nan, fin := maxF32AVX512(&x[0], body)
+	if rest := x[body:]; len(rest) > 0 {
+		from := min(body, len(x)-8) // as in max32
+		m2, nan2 := maxF32AVX2(&x[from], len(x)-from)
+		m, nan, fin = max(m, m2), nan || nan2, fin && finiteGo(rest)
+	}
+	switch {
+	case nan:
+		return float32(math.NaN()), false
+	case m == 0:
+		return maxGo(x), fin
+	}
+	return m, fin
+}
+
+func maxFinite64(x []float64) (float64, bool) {
+	body := len(x) &^ 7
+	if level != levelAVX512 || !hasDQ || body == 0 {
+		return max64(x), finite64(x)
+	}
+	m, nan, fin := maxF64AVX512(&x[0], body)
+	if rest := x[body:]; len(rest) > 0 {
+		from := min(body, len(x)-4)
+		m2, nan2 := maxF64AVX2(&x[from], len(x)-from)
+		m, nan, fin = max(m, m2), nan || nan2, fin && finiteGo(rest)
+	}
+	switch {
+	case nan:
+		return math.NaN(), false
+	case m == 0:
+		return maxGo(x), fin
+	}
+	return m, fin
 }

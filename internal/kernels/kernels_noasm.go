@@ -57,3 +57,6 @@ func packedGemm[T float32 | float64](p *PackedNT[T], m, j0, nb int, a []T, lda i
 func softmaxGrad[T float32 | float64](s, ds []T, scale, lse, delta float64) {
 	softmaxGradChunks(s, ds, scale, lse, delta)
 }
+
+func maxFinite32(x []float32) (float32, bool) { return maxGo(x), finiteGo(x) }
+func maxFinite64(x []float64) (float64, bool) { return maxGo(x), finiteGo(x) }

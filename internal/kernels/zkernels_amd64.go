@@ -480,10 +480,10 @@ func finiteF32AVX2(x *float32, n int) (ok bool)
 func finiteF64AVX2(x *float64, n int) (ok bool)
 
 //go:noescape
-func maxF32AVX512(x *float32, n int) (m float32, nan bool)
+func maxF32AVX512(x *float32, n int) (m float32, nan bool, finite bool)
 
 //go:noescape
-func maxF64AVX512(x *float64, n int) (m float64, nan bool)
+func maxF64AVX512(x *float64, n int) (m float64, nan bool, finite bool)
 
 //go:noescape
 func accumulateAVX2(dst *float64, src *float32, n int, alpha float64)

@@ -1174,14 +1174,16 @@ func genFinite(dt dtype) {
 	emit("RET\n")
 }
 
-// genMaxAVX512 emits max<dt>AVX512(x *T, n int) (m T, nan bool) for n a
-// multiple of one ZMM vector: as max<dt>AVX2 with four 512-bit running
-// maxima, and the NaN test in a mask register.
+// genMaxAVX512 emits max<dt>AVX512(x *T, n int) (m T, nan bool, finite
+// bool) for n a multiple of one ZMM vector: as max<dt>AVX2 with four
+// 512-bit running maxima and the NaN test in a mask register, and whether
+// every element is finite (VFPCLASS, AVX512DQ), so exact attention's scan
+// for NaN and Inf rides on the max's pass.
 func genMaxAVX512(dt dtype) {
 	name := fmt.Sprintf("max%sAVX512", dt.name)
 	w := 64 / dt.size
 	sf := dt.sfx
-	f := sig(name, ps("x", "*"+dt.gotyp, "n", "int"), ps("m", dt.gotyp, "nan", "bool"))
+	f := sig(name, ps("x", "*"+dt.gotyp, "n", "int"), ps("m", dt.gotyp, "nan", "bool", "finite", "bool"))
 	text(f)
 	emit("MOVQ %s, SI", f.fp("x"))
 	emit("MOVQ %s, CX", f.fp("n"))
@@ -1190,6 +1192,12 @@ func genMaxAVX512(dt dtype) {
 		emit("VMOVAPS Z0, Z%d", i)
 	}
 	emit("KXORW K2, K2, K2")
+	emit("KXORW K4, K4, K4")
+	// VFPCLASS class bits: quiet NaN, +Inf, -Inf, signalling NaN.
+	class := func(z int) {
+		emit("VFPCLASS%sZ $0x99, Z%d, K3", sf, z)
+		emit("KORW K3, K4, K4")
+	}
 	label("loop4")
 	emit("CMPQ CX, $%d", 4*w)
 	emit("JLT loop1")
@@ -1202,6 +1210,7 @@ func genMaxAVX512(dt dtype) {
 	for i := range 4 {
 		emit("VCMP%s $3, Z%[2]d, Z%[2]d, K1", sf, 4+i)
 		emit("KORW K1, K2, K2")
+		class(4 + i)
 	}
 	emit("ADDQ $256, SI")
 	emit("SUBQ $%d, CX", 4*w)
@@ -1213,6 +1222,7 @@ func genMaxAVX512(dt dtype) {
 	emit("VMAX%s Z4, Z0, Z0", sf)
 	emit("VCMP%s $3, Z4, Z4, K1", sf)
 	emit("KORW K1, K2, K2")
+	class(4)
 	emit("ADDQ $64, SI")
 	emit("SUBQ $%d, CX", w)
 	emit("JMP loop1")
@@ -1235,6 +1245,8 @@ func genMaxAVX512(dt dtype) {
 	}
 	emit("KORTESTW K2, K2")
 	emit("SETNE %s", f.fp("nan"))
+	emit("KORTESTW K4, K4")
+	emit("SETEQ %s", f.fp("finite"))
 	emit("VZEROUPPER")
 	emit("RET\n")
 }
