@@ -139,6 +139,28 @@ func advCases(f32 bool) []advCase {
 	return cs
 }
 
+// advInputs generates case ci's inputs in T, with a loss gradient dOut of
+// standard normal entries shaped like the output (two value columns).
+func advInputs[T Float](c advCase, ci int) (q, k, v, dOut Tensor[T]) {
+	r := rand.New(rand.NewPCG(uint64(ci), 5))
+	q64, k64, v64 := make([]float64, c.n*c.d), make([]float64, c.m*c.d), make([]float64, c.m*2)
+	c.gen(r, q64, k64, v64, c.n, c.m, c.d)
+	do64 := make([]float64, c.n*2)
+	normals(r, do64, 1, 0)
+	conv := func(x []float64) []T {
+		y := make([]T, len(x))
+		for i, v := range x {
+			y[i] = T(v)
+		}
+		return y
+	}
+	q, _ = NewTensor(conv(q64), c.n, c.d)
+	k, _ = NewTensor(conv(k64), c.m, c.d)
+	v, _ = NewTensor(conv(v64), c.m, 2)
+	dOut, _ = NewTensor(conv(do64), c.n, 2)
+	return q, k, v, dOut
+}
+
 // advStats collects one method's figures over the suite.
 type advStats struct {
 	runs, declined int
@@ -182,19 +204,7 @@ func runAdversarial[T Float](t *testing.T, f32 bool, stats map[string]*advStats)
 	}
 	methods := append(Methods(), Auto)
 	for ci, c := range advCases(f32) {
-		r := rand.New(rand.NewPCG(uint64(ci), 5))
-		q64, k64, v64 := make([]float64, c.n*c.d), make([]float64, c.m*c.d), make([]float64, c.m*2)
-		c.gen(r, q64, k64, v64, c.n, c.m, c.d)
-		conv := func(x []float64) []T {
-			y := make([]T, len(x))
-			for i, v := range x {
-				y[i] = T(v)
-			}
-			return y
-		}
-		q, _ := NewTensor(conv(q64), c.n, c.d)
-		k, _ := NewTensor(conv(k64), c.m, c.d)
-		v, _ := NewTensor(conv(v64), c.m, 2)
+		q, k, v, _ := advInputs[T](c, ci)
 		for _, eps := range epss {
 			opts := Options{Scale: c.scale, Eps: eps}
 			p, _, err := problem(q, k, v, opts)
@@ -328,22 +338,7 @@ func TestAdversarialGradients(t *testing.T) {
 }
 
 func gradientCase[T Float](t *testing.T, c advCase, ci int, epss []float64, stats map[string]*gradWorst) {
-	r := rand.New(rand.NewPCG(uint64(ci), 5))
-	q64, k64, v64 := make([]float64, c.n*c.d), make([]float64, c.m*c.d), make([]float64, c.m*2)
-	c.gen(r, q64, k64, v64, c.n, c.m, c.d)
-	do64 := make([]float64, c.n*2)
-	normals(r, do64, 1, 0)
-	conv := func(x []float64) []T {
-		y := make([]T, len(x))
-		for i, v := range x {
-			y[i] = T(v)
-		}
-		return y
-	}
-	q, _ := NewTensor(conv(q64), c.n, c.d)
-	k, _ := NewTensor(conv(k64), c.m, c.d)
-	v, _ := NewTensor(conv(v64), c.m, 2)
-	dOut, _ := NewTensor(conv(do64), c.n, 2)
+	q, k, v, dOut := advInputs[T](c, ci)
 	for _, eps := range epss {
 		for _, m := range append(DifferentiableMethods(), Auto) {
 			opts := Options{Scale: c.scale, Eps: eps, Method: m}

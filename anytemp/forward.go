@@ -178,17 +178,9 @@ func forward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], ou
 	if err := p.Validate(); err != nil {
 		return attn.Stats{}, err
 	}
-	q, sc := vscale.Fit(p, valueLo, valueHi)
-	st, err := compute(ctx, m, q, out, f32, vscale.SubnormalOutput(p))
-	if err != nil {
-		return st, err
-	}
-	vscale.Restore(sc, out)
-	if err := vscale.CheckFinite("anytemp", out); err != nil {
-		return attn.Stats{}, err
-	}
-	st.Details["values_scaled"] = sc != nil
-	return st, nil
+	return vscale.Run("anytemp", p, out, valueLo, valueHi, func(q *attn.Problem[T], subnormal float64) (attn.Stats, error) {
+		return compute(ctx, m, q, out, f32, subnormal)
+	})
 }
 
 // compute is forward on values in range.

@@ -449,17 +449,9 @@ func forward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], ou
 	if err := ctx.Err(); err != nil {
 		return attn.Stats{}, err
 	}
-	q, sc := vscale.Fit(p, valueLo, valueHi)
-	st, err := compute(ctx, m, q, out, minEps, uOut+vscale.SubnormalOutput(p))
-	if err != nil {
-		return st, err
-	}
-	vscale.Restore(sc, out)
-	if err := vscale.CheckFinite("poly", out); err != nil {
-		return attn.Stats{}, err
-	}
-	st.Details["values_scaled"] = sc != nil
-	return st, nil
+	return vscale.Run("poly", p, out, valueLo, valueHi, func(q *attn.Problem[T], subnormal float64) (attn.Stats, error) {
+		return compute(ctx, m, q, out, minEps, uOut+subnormal)
+	})
 }
 
 // compute is forward on values in range.

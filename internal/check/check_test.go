@@ -6,21 +6,16 @@ import (
 	"testing"
 
 	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/attn/attntest"
 	"github.com/fastattn/fastattn/internal/accurate"
 )
 
-func offsetProblem(n, m, d int, offset, scale float64, seed uint64) *attn.Problem[float64] {
-	r := rand.New(rand.NewPCG(seed, 3))
-	p := &attn.Problem[float64]{Heads: 1, N: n, M: m, D: d, E: 2, Scale: scale,
-		Q: make([]float64, n*d), K: make([]float64, m*d), V: make([]float64, m*2)}
-	for i := range p.Q {
-		p.Q[i] = r.NormFloat64()
-	}
+// problem is a one-head problem of standard normal entries, scale 0.3,
+// with keys shifted by offset.
+func problem(n, m, d int, offset float64, seed uint64) *attn.Problem[float64] {
+	p := attntest.Case{Heads: 1, N: n, M: m, D: d, E: 2, Scale: 0.3}.Generate(seed)
 	for i := range p.K {
-		p.K[i] = offset + r.NormFloat64()
-	}
-	for i := range p.V {
-		p.V[i] = r.NormFloat64()
+		p.K[i] += offset
 	}
 	return p
 }
@@ -28,7 +23,7 @@ func offsetProblem(n, m, d int, offset, scale float64, seed uint64) *attn.Proble
 // TestForwardCatches: a correct output passes, one off by twice the bound
 // fails with ErrExceeded and a message saying what was measured.
 func TestForwardCatches(t *testing.T) {
-	p := offsetProblem(5, 50, 2, 1e6, 0.3, 1)
+	p := problem(5, 50, 2, 1e6, 1)
 	out := attn.NewOutput(p)
 	for i := range p.N {
 		out.LSE[i] = accurate.Row(p, 0, i, out.O[i*p.E:(i+1)*p.E])
@@ -51,7 +46,7 @@ func TestForwardCatches(t *testing.T) {
 
 // TestSampling: the rows and keys most likely to be wrong are sampled.
 func TestSampling(t *testing.T) {
-	p := offsetProblem(100, 200, 2, 0, 1, 2)
+	p := problem(100, 200, 2, 0, 2)
 	p.Q[37*2] = 50     // the widest row
 	p.V[123*2+1] = 1e6 // the largest value
 	p.K[77*2] = 1e3    // the farthest key

@@ -132,3 +132,27 @@ func CheckFinite[T attn.Float](method string, out *attn.Output[T]) error {
 	}
 	return nil
 }
+
+// Run computes p into out with compute, which gets the problem with its
+// values scaled into [lo, hi] (Fit) and the subnormal outputs' share of
+// the bound (SubnormalOutput of the original values); then it restores the
+// output, checks it finite and records in the statistics whether values
+// were scaled. It is the forward wrapper of the methods that compute in
+// float64 internally.
+func Run[T attn.Float](method string, p *attn.Problem[T], out *attn.Output[T], lo, hi float64,
+	compute func(q *attn.Problem[T], subnormal float64) (attn.Stats, error)) (attn.Stats, error) {
+	q, sc := Fit(p, lo, hi)
+	st, err := compute(q, SubnormalOutput(p))
+	if err != nil {
+		return st, err
+	}
+	Restore(sc, out)
+	if err := CheckFinite(method, out); err != nil {
+		return attn.Stats{}, err
+	}
+	if st.Details == nil {
+		st.Details = map[string]any{}
+	}
+	st.Details["values_scaled"] = sc != nil
+	return st, nil
+}
