@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -158,19 +159,29 @@ func TestRealModelTimings(t *testing.T) {
 		name string
 		run  func()
 	}
+	// CPU time (user + system, all threads) is measured too: on a loaded
+	// machine it varies less than the wall time.
+	scaleRounds := 1
+	if s, err := strconv.Atoi(os.Getenv("FASTATTN_REALMODEL_ROUNDS")); err == nil && s > 0 {
+		scaleRounds = s
+	}
 	measure := func(title string, rounds int, vs []variant) {
 		times := make([][]float64, len(vs))
-		for range rounds {
+		cpus := make([][]float64, len(vs))
+		for range rounds * scaleRounds {
 			for i, v := range vs {
-				start := time.Now()
+				start, c0 := time.Now(), cpu()
 				v.run()
 				times[i] = append(times[i], time.Since(start).Seconds())
+				cpus[i] = append(cpus[i], cpu()-c0)
 			}
 		}
-		base := slices.Min(times[0])
+		base, cbase := slices.Min(times[0]), slices.Min(cpus[0])
 		for i, v := range vs {
 			slices.Sort(times[i])
-			t.Logf("%s %-14s fastest %.4g s (%.3gx the first), median %.4g s", title, v.name, times[i][0], times[i][0]/base, times[i][len(times[i])/2])
+			slices.Sort(cpus[i])
+			t.Logf("%s %-14s wall: fastest %.4g s (%.3gx the first), median %.4g s; CPU: least %.4g s (%.3gx), median %.4g s", title, v.name,
+				times[i][0], times[i][0]/base, times[i][len(times[i])/2], cpus[i][0], cpus[i][0]/cbase, cpus[i][len(cpus[i])/2])
 		}
 	}
 	for _, m := range []int{4096, 32768} {
