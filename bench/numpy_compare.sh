@@ -17,8 +17,6 @@ dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 go build -o "$dir/fastattn" ./cmd/fastattn
 go build -o "$dir/gemmpeak" ./bench/gemmpeak
-echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores;" \
-  "fastattn kernels: $(go run ./bench/kernelslevel); $(go version | cut -d' ' -f3)"
-echo "load: $(uptime | sed 's/.*load average/load average/'); OpenBLAS core asked for: $core"
+banner
 run_numpy bench/numpy_attention.py \
   --fastattn "$dir/fastattn" --gemmpeak "$dir/gemmpeak" --expect-core "$core" "$@"

@@ -42,3 +42,11 @@ if grep -qw avx512f /proc/cpuinfo; then core=SkylakeX; fi
 run_numpy() {
   env -u OPENBLAS_L2_SIZE OPENBLAS_CORETYPE="$core" "$py" "$@"
 }
+
+# banner prints the machine, the kernels, Go's version, the load and the
+# OpenBLAS core asked for, for the head of a benchmark's output.
+banner() {
+  echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores;" \
+    "fastattn kernels: $(go run ./bench/kernelslevel); $(go version | cut -d' ' -f3)"
+  echo "load: $(uptime | sed 's/.*load average/load average/'); OpenBLAS core asked for: $core"
+}

@@ -14,7 +14,5 @@ dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 go build -o "$dir/peers" ./bench/peers
 go build -o "$dir/gemmpeak" ./bench/gemmpeak
-echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores;" \
-  "fastattn kernels: $(go run ./bench/kernelslevel); $(go version | cut -d' ' -f3)"
-echo "load: $(uptime | sed 's/.*load average/load average/'); OpenBLAS core asked for: $core"
+banner
 run_numpy bench/peers.py --peers "$dir/peers" --gemmpeak "$dir/gemmpeak" --expect-core "$core" "$@"

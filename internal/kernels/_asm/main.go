@@ -878,25 +878,31 @@ func genExp(is isa, dt dtype) {
 	for i := 1; i < u; i++ {
 		emit("VADD%s %s, %s, %s", sf, sum(i), sum(0), sum(0))
 	}
-	// Horizontal sum of sum(0), using register 1 as scratch.
-	s0 := sum(0)[1:]
-	if is == avx512 {
-		emit("VEXTRACTF64X4 $1, Z%s, Y1", s0)
-		emit("VADD%s Y1, Y%s, Y%s", sf, s0, s0)
-	}
-	emit("VEXTRACTF128 $1, Y%s, X1", s0)
-	emit("VADD%s X1, X%s, X%s", sf, s0, s0)
-	emit("VPERMILPD $1, X%s, X1", s0) // swap 64-bit halves
-	emit("VADD%s X1, X%s, X%s", sf, s0, s0)
-	if dt == f32 {
-		emit("VPERMILPS $0xB1, X%s, X1", s0)
-		emit("VADDPS X1, X%[1]s, X%[1]s", s0)
-		emit("VMOVSS X%s, %s", s0, f.fp("ret"))
-	} else {
-		emit("VMOVSD X%s, %s", s0, f.fp("ret"))
-	}
+	hreduce("ADD", dt, 3*u, is == avx512, f.fp("ret"))
 	emit("VZEROUPPER")
 	emit("RET\n")
+}
+
+// hreduce folds the lanes of register number r (ZMM when wide, else YMM)
+// with op ("ADD" or "MAX") into its lowest lane and stores that to the
+// result operand res, using register 1 as scratch.
+func hreduce(op string, dt dtype, r int, wide bool, res string) {
+	sf := dt.sfx
+	if wide {
+		emit("VEXTRACTF64X4 $1, Z%d, Y1", r)
+		emit("V%s%s Y1, Y%d, Y%d", op, sf, r, r)
+	}
+	emit("VEXTRACTF128 $1, Y%d, X1", r)
+	emit("V%s%s X1, X%d, X%d", op, sf, r, r)
+	emit("VPERMILPD $1, X%d, X1", r) // swap 64-bit halves
+	emit("V%s%s X1, X%d, X%d", op, sf, r, r)
+	if dt == f32 {
+		emit("VPERMILPS $0xB1, X%d, X1", r)
+		emit("V%sPS X1, X%d, X%d", op, r, r)
+		emit("VMOVSS X%d, %s", r, res)
+	} else {
+		emit("VMOVSD X%d, %s", r, res)
+	}
 }
 
 // ---------------------------------------------------------------- max
@@ -945,17 +951,7 @@ func genMax(dt dtype) {
 	label("reduce")
 	emit("VMAX%s Y1, Y0, Y0", sf)
 	emit("VORPS Y3, Y2, Y2")
-	emit("VEXTRACTF128 $1, Y0, X1")
-	emit("VMAX%s X1, X0, X0", sf)
-	emit("VPERMILPD $1, X0, X1")
-	emit("VMAX%s X1, X0, X0", sf)
-	if dt == f32 {
-		emit("VPERMILPS $0xB1, X0, X1")
-		emit("VMAXPS X1, X0, X0")
-		emit("VMOVSS X0, %s", f.fp("m"))
-	} else {
-		emit("VMOVSD X0, %s", f.fp("m"))
-	}
+	hreduce("MAX", dt, 0, false, f.fp("m"))
 	emit("VMOVMSK%s Y2, AX", sf)
 	emit("TESTL AX, AX")
 	emit("SETNE %s", f.fp("nan"))
@@ -1230,19 +1226,7 @@ func genMaxAVX512(dt dtype) {
 	emit("VMAX%s Z1, Z0, Z0", sf)
 	emit("VMAX%s Z3, Z2, Z2", sf)
 	emit("VMAX%s Z2, Z0, Z0", sf)
-	emit("VEXTRACTF64X4 $1, Z0, Y1")
-	emit("VMAX%s Y1, Y0, Y0", sf)
-	emit("VEXTRACTF128 $1, Y0, X1")
-	emit("VMAX%s X1, X0, X0", sf)
-	emit("VPERMILPD $1, X0, X1")
-	emit("VMAX%s X1, X0, X0", sf)
-	if dt == f32 {
-		emit("VPERMILPS $0xB1, X0, X1")
-		emit("VMAXPS X1, X0, X0")
-		emit("VMOVSS X0, %s", f.fp("m"))
-	} else {
-		emit("VMOVSD X0, %s", f.fp("m"))
-	}
+	hreduce("MAX", dt, 0, true, f.fp("m"))
 	emit("KORTESTW K2, K2")
 	emit("SETNE %s", f.fp("nan"))
 	emit("KORTESTW K4, K4")
