@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/fastattn/fastattn/attn"
-	"github.com/fastattn/fastattn/attn/attntest"
 	"github.com/fastattn/fastattn/internal/reference"
 )
 
@@ -100,14 +99,7 @@ func TestHalfKV(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 10))
 	q, k, v := decodeInputs(r, 2000)
 	for _, f := range []HalfFormat{Float16, BFloat16} {
-		round := func(x Tensor[float32]) HalfTensor {
-			h := HalfTensor{Data: make([]uint16, len(x.Data)), Shape: x.Shape, Format: f}
-			for i, v := range x.Data {
-				h.Data[i] = attntest.RoundHalf(f, v)
-			}
-			return h
-		}
-		k16, v16 := round(k), round(v)
+		k16, v16 := toHalf(k, f), toHalf(v, f)
 		opts := Options{Method: Auto, Causal: true, Sinks: []float64{0, 1, 2, 3, 4, 5, 6, 7}}
 		res, err := AttendHalfKV(context.Background(), q, k16, v16, opts)
 		if err != nil {
@@ -158,14 +150,7 @@ func TestGradientHalfKV(t *testing.T) {
 	v := randTensor[float32](r, 2, 9, 8)
 	dO := randTensor[float32](r, 4, 6, 8)
 	for _, f := range []HalfFormat{Float16, BFloat16} {
-		round := func(x Tensor[float32]) HalfTensor {
-			h := HalfTensor{Data: make([]uint16, len(x.Data)), Shape: x.Shape, Format: f}
-			for i, v := range x.Data {
-				h.Data[i] = attn.Float32ToHalf(f, v)
-			}
-			return h
-		}
-		k16, v16 := round(k), round(v)
+		k16, v16 := toHalf(k, f), toHalf(v, f)
 		opts := Options{Causal: true, Sinks: []float64{0, 1, -1, 2}}
 		res, err := AttendHalfKV(context.Background(), q, k16, v16, opts)
 		if err != nil {
@@ -188,4 +173,13 @@ func TestGradientHalfKV(t *testing.T) {
 			t.Errorf("%v dSinks: differs by %g", f, d)
 		}
 	}
+}
+
+// toHalf rounds x to format f.
+func toHalf(x Tensor[float32], f HalfFormat) HalfTensor {
+	h := HalfTensor{Data: make([]uint16, len(x.Data)), Shape: x.Shape, Format: f}
+	for i, v := range x.Data {
+		h.Data[i] = attn.Float32ToHalf(f, v)
+	}
+	return h
 }

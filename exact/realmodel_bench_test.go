@@ -73,13 +73,23 @@ func BenchmarkDecodeGQA(b *testing.B) {
 // benchKernelOnly runs the tasks of the workspace's plan for p with
 // attendRows alone, on as many goroutines, each with its own tile state.
 func benchKernelOnly(b *testing.B, p *attn.Problem[float32], ws *Workspace[float32]) {
+	run := kernelOnly(p)
+	for b.Loop() {
+		run()
+	}
+}
+
+// kernelOnly returns a function running the tasks of p's plan with
+// attendRows alone, on as many goroutines, each with its own tile state:
+// the kernels' share of a call.
+func kernelOnly(p *attn.Problem[float32]) func() {
 	pl := makePlan(p, 0)
 	states := make([]*tileState[float32], pl.workers)
 	for i := range states {
 		states[i] = newTileState[float32](p.E)
 	}
 	ctx := context.Background()
-	for b.Loop() {
+	return func() {
 		var wg sync.WaitGroup
 		for w := range pl.workers {
 			wg.Go(func() {
@@ -198,23 +208,7 @@ func TestRealModelTimings(t *testing.T) {
 				}
 			}
 		}
-		pl := makePlan(p, 0)
-		states := make([]*tileState[float32], pl.workers)
-		for i := range states {
-			states[i] = newTileState[float32](p.E)
-		}
-		kernel := func() {
-			var wg sync.WaitGroup
-			for w := range pl.workers {
-				wg.Go(func() {
-					for x := w; x < len(pl.tasks); x += pl.workers {
-						tk := pl.tasks[x]
-						attendRows(ctx, p, ops32, states[w], nil, nil, tk.r0, tk.rows, tk.ja, tk.jb, false)
-					}
-				})
-			}
-			wg.Wait()
-		}
+		kernel := kernelOnly(p)
 		fwd(p)()
 		allocs := testing.AllocsPerRun(5, fwd(p))
 		measure(fmt.Sprintf("decode 8/2 heads m=%d (%v allocs per call):", m, allocs), 30, []variant{
