@@ -107,9 +107,11 @@ func swapCmd(args []string) error {
 		m.Declined, m.Calls, m.Ran = 0, 0, map[string]int{}
 		r := swapRow{Method: "cache:" + method, Eps: eps, ValLoss: math.NaN(), Diff: math.NaN(), EvalSeconds: math.NaN(), EvalCPU: math.NaN()}
 		start, cpu := time.Now(), cpuSeconds()
-		gen, err := Generate(ctx, m, prompt, GenerateOptions{Tokens: *genBytes, Cache: method, Eps: eps}, nil)
+		gen, err := generateRecovering(ctx, m, prompt, GenerateOptions{Tokens: *genBytes, Cache: method, Eps: eps})
 		if err != nil {
-			return r, nil, err
+			// Report and go on: one method's failure is a result too.
+			r.GenBytesPerS, r.Ran = math.NaN(), "failed: "+err.Error()
+			return r, nil, nil
 		}
 		r.GenBytesPerS, r.GenCPU = float64(*genBytes)/time.Since(start).Seconds(), cpuSeconds()-cpu
 		r.Calls, r.Ran = m.Calls, ranSummary(m.Ran, m.Cfg.Layers)
@@ -164,6 +166,18 @@ func swapCmd(args []string) error {
 		}
 	}
 	return nil
+}
+
+// generateRecovering runs Generate and turns a panic inside the library
+// into an error, so that the table records it and the other methods still
+// run.
+func generateRecovering(ctx context.Context, m *Model, prompt []byte, o GenerateOptions) (gen []byte, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic in fastattn: %v", p)
+		}
+	}()
+	return Generate(ctx, m, prompt, o, nil)
 }
 
 // ranSummary lists, per layer, which methods ran and how often.
