@@ -27,6 +27,7 @@ import (
 	"github.com/fastattn/fastattn/anytemp"
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/internal/check"
+	"github.com/fastattn/fastattn/internal/fit"
 )
 
 func main() {
@@ -103,17 +104,15 @@ func main() {
 				}
 			}
 			if len(ptsA) >= 2 {
-				fit := func(p []point) float64 {
-					var sx, sy, sxx, sxy float64
+				slope := func(p []point) float64 {
+					var ns, ts []float64
 					for _, x := range p {
-						lx, ly := math.Log(x.n), math.Log(x.t)
-						sx, sy, sxx, sxy = sx+lx, sy+ly, sxx+lx*lx, sxy+lx*ly
+						ns, ts = append(ns, x.n), append(ts, x.t)
 					}
-					k := float64(len(p))
-					return (k*sxy - sx*sy) / (k*sxx - sx*sx)
+					return fit.LogLogSlope(ns, ts)
 				}
 				fmt.Printf("   slope d = %d, scale %g: anytemp %.2f, exact %.2f (log-log fit over n = %d..%d)\n",
-					d, s, fit(ptsA), fit(ptsX), int(ptsA[0].n), int(ptsA[len(ptsA)-1].n))
+					d, s, slope(ptsA), slope(ptsX), int(ptsA[0].n), int(ptsA[len(ptsA)-1].n))
 			}
 		}
 	}

@@ -36,7 +36,7 @@ type benchConfig struct {
 }
 
 func benchCmd(args []string, stdout, stderr io.Writer) error {
-	if i := slices.Index(args, "--decode"); i >= 0 {
+	if i := decodeFlagIndex(args); i >= 0 {
 		return benchDecodeCmd(slices.Delete(slices.Clone(args), i, i+1), stdout, stderr)
 	}
 	fs := newFlagSet("bench", "bench [--methods exact,poly] [--n 1024,4096] [--d 64] [--dtype float32,float64] [--entries normal:1] [--scale 1/sqrt(d)] [--eps 1e-3] [--exact-rows R]", stdout)
@@ -47,8 +47,9 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	entries := fs.String("entries", "normal:1", "distribution of Q and K entries: normal:SIGMA or uniform:B (uniform on [-B, B]); V is standard normal")
 	scale := fs.String("scale", "1/sqrt(d)", "logit scale: a number, 1/sqrt(d) or 1/d")
 	eps := fs.Float64("eps", fastattn.DefaultEps, "error target of approximate methods")
-	causal := fs.Bool("causal", false, "causal mask")
-	heads := fs.Int("heads", 1, "heads per run")
+	causal := fs.Bool("causal", false, "causal mask (n = m, so PyTorch's is_causal=True and flash_attn_func(causal=True) agree)")
+	fs.Bool("decode", false, "time one decoding step against the context length instead, exact and poly, next to the memory bandwidth (bench --decode -h lists its flags)")
+	heads := fs.Int("heads", 1, "heads per run (query and key/value heads alike)")
 	reps := fs.Int("reps", 3, "runs per size; the fastest is reported")
 	grad := fs.Bool("grad", false, "time forward plus backward (gradients for a random dO) instead of forward alone")
 	exactRows := fs.Int("exact-rows", 8192, "above this n, exact attention is timed on this many query rows and scaled by n/rows (its cost is linear in rows); 0 times every row")
@@ -97,6 +98,21 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	return runBench(ctx, cfg, stdout)
 }
 
+// decodeFlagIndex returns the position of bench's --decode switch in args
+// (in any spelling package flag accepts: -decode, --decode, =true), or -1.
+// bench --decode has flags of its own, so it is dispatched before parsing.
+func decodeFlagIndex(args []string) int {
+	for i, a := range args {
+		switch a {
+		case "--":
+			return -1
+		case "-decode", "--decode", "-decode=true", "--decode=true":
+			return i
+		}
+	}
+	return -1
+}
+
 // benchRow is one size's measurements.
 type benchRow struct {
 	n       int
@@ -131,6 +147,13 @@ func runBench(ctx context.Context, cfg benchConfig, stdout io.Writer) error {
 				}
 				rows = append(rows, row)
 				fmt.Fprintln(stdout, line)
+			}
+			for _, r := range rows {
+				for _, m := range cfg.methods[1:] {
+					if _, ran := r.seconds[m]; !ran {
+						fmt.Fprintf(stdout, "  n/a: %s at n = %d: %s\n", m, r.n, oneLine(strings.TrimPrefix(r.note[m], "fastattn: ")))
+					}
+				}
 			}
 			if len(rows) >= 2 {
 				fmt.Fprintf(stdout, "%s log-log slope of time in n (least squares over the sizes above):", strings.Repeat(" ", 2))
@@ -179,6 +202,9 @@ func benchMethods[T fastattn.Float](ctx context.Context, cfg benchConfig, q, k, 
 		opts.Method = m
 		secs, res, err := timeMethod(ctx, cfg, q, k, v, opts)
 		if err != nil {
+			if ctx.Err() != nil {
+				return row, "", ctx.Err()
+			}
 			line += fmt.Sprintf(" %12s %8s %10s", "n/a", "", "")
 			row.note[m] = err.Error()
 			continue
