@@ -241,7 +241,7 @@ func hardSolve(args []string, stdout io.Writer) error {
 	var check bool
 	fs.StringVar(&dir, "dir", "", "instance directory written by 'hard ann' or 'hard maxip' (required)")
 	fs.StringVar(&method, "method", fastattn.Auto, "attention method: "+strings.Join(fastattn.Methods(), ", ")+", or auto (the fastest predicted to meet the error target)")
-	fs.Float64Var(&eps, "eps", 0, "attention error target (0: the instance's attention_eps, under which every answer outside the gap is guaranteed)")
+	fs.Float64Var(&eps, "eps", 0, "attention error target (0: the instance's attention_eps, under which every answer outside the gap is guaranteed; when no method can certify that, exact attention runs at the default eps and the output says certified: false)")
 	fs.BoolVar(&check, "check", false, "also answer by brute force from a.npy and b.npy and count disagreements")
 	if err := parseFlags(fs, args); err != nil {
 		return err
