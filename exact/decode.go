@@ -68,7 +68,7 @@ func (kv *DecodeKeys[T]) blocks() int { return max(len(kv.Keys), len(kv.Keys16))
 func (kv *DecodeKeys[T]) Round(x []T) []T {
 	if kv.Format != attn.NoHalf {
 		for i, v := range x {
-			x[i] = T(attn.HalfToFloat32(kv.Format, RoundHalf(kv.Format, float32(v))))
+			x[i] = T(attn.HalfToFloat32(kv.Format, attn.Float32ToHalf(kv.Format, float32(v))))
 		}
 	}
 	return x
@@ -88,10 +88,10 @@ func (kv *DecodeKeys[T]) Append(k, v []T) {
 	kv.n++
 	if kv.Format != attn.NoHalf {
 		for t, x := range k[:kv.D] {
-			kv.Keys16[b][t*DecodeBlock+c] = RoundHalf(kv.Format, float32(x))
+			kv.Keys16[b][t*DecodeBlock+c] = attn.Float32ToHalf(kv.Format, float32(x))
 		}
 		for t, x := range v[:kv.E] {
-			kv.Values16[b][c*kv.E+t] = RoundHalf(kv.Format, float32(x))
+			kv.Values16[b][c*kv.E+t] = attn.Float32ToHalf(kv.Format, float32(x))
 		}
 		return
 	}

@@ -1,11 +1,6 @@
 package exact
 
-import (
-	"math"
-
-	"github.com/fastattn/fastattn/attn"
-	"github.com/fastattn/fastattn/internal/kernels"
-)
+import "github.com/fastattn/fastattn/attn"
 
 // A DecodeKeys with a 16-bit Format stores its keys and values as float16
 // or bfloat16 bits in Keys16 and Values16 (same layout as Keys and Values),
@@ -18,29 +13,6 @@ import (
 // rounded to it, to nearest with ties to even.
 func NewDecodeKeysHalf(d, e int, f attn.HalfFormat) *DecodeKeys[float32] {
 	return &DecodeKeys[float32]{D: d, E: e, Format: f}
-}
-
-// RoundHalf rounds x to format f, to nearest with ties to even (NaN stays
-// NaN, values beyond the format's range become Inf).
-func RoundHalf(f attn.HalfFormat, x float32) uint16 {
-	if f == attn.BFloat16 {
-		var h [1]uint16
-		kernels.Float32ToBF16(h[:], []float32{x})
-		return h[0]
-	}
-	b := math.Float32bits(x)
-	sign := uint16(b>>16) & 0x8000
-	abs := b & 0x7fffffff
-	switch {
-	case abs > 0x7f800000:
-		return sign | 0x7e00
-	case abs >= 0x477ff000: // 65520 and up round to Inf
-		return sign | 0x7c00
-	case abs >= 0x38800000: // normal: rebias the exponent, round 23 -> 10 bits
-		m := abs - 0x38000000
-		return sign | uint16((m+0xfff+(m>>13)&1)>>13)
-	}
-	return sign | uint16(math.RoundToEven(float64(math.Float32frombits(abs))*(1<<24)))
 }
 
 // widenBlock returns the float32 keys (D x DecodeBlock, columns c0..c0+cols-1

@@ -173,28 +173,3 @@ func TestDecoderAllocatesNothing(t *testing.T) {
 		t.Fatalf("a decoding step allocated %v times", n)
 	}
 }
-
-// TestRoundHalf: rounding to float16 and bfloat16 is to nearest, ties to
-// even, against the float64 value of the neighbours.
-func TestRoundHalf(t *testing.T) {
-	rng := rand.New(rand.NewPCG(7, 8))
-	for _, f := range []attn.HalfFormat{attn.Float16, attn.BFloat16} {
-		for range 20000 {
-			x := float32(rng.NormFloat64() * math.Pow(2, float64(rng.IntN(40)-25)))
-			h := RoundHalf(f, x)
-			got := float64(attn.HalfToFloat32(f, h))
-			if math.IsInf(got, 0) {
-				continue
-			}
-			for _, nb := range []uint16{h - 1, h + 1} {
-				y := float64(attn.HalfToFloat32(f, nb))
-				if math.IsNaN(y) || math.IsInf(y, 0) || (y < 0) != (got < 0) {
-					continue
-				}
-				if math.Abs(y-float64(x)) < math.Abs(got-float64(x)) {
-					t.Fatalf("%v: %g rounds to %g, but %g is nearer", f, x, got, y)
-				}
-			}
-		}
-	}
-}
