@@ -11,7 +11,9 @@ import (
 	"slices"
 
 	"github.com/fastattn/fastattn"
+	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/internal/kernels"
+	"github.com/fastattn/fastattn/internal/npyfile"
 )
 
 func init() {
@@ -22,6 +24,7 @@ func init() {
 type decodeReport struct {
 	Method    string  `json:"method"`
 	DType     string  `json:"dtype"`
+	KVFormat  string  `json:"kv_format,omitempty"`
 	Batch     int     `json:"batch"`
 	Heads     int     `json:"heads"`
 	KVHeads   int     `json:"kv_heads"`
@@ -70,6 +73,8 @@ func decodeCmd(args []string, stdout, stderr io.Writer) error {
 	in.register(fs)
 	var outPath, lsePath, reportPath string
 	var prefill, workers int
+	var bf16 bool
+	fs.BoolVar(&bf16, "bf16", false, "read uint16 .npy files as bfloat16 bits, as run does; 16-bit keys and values make a 16-bit cache")
 	// run's attention flags; decoding is causal, and a mask tensor or key
 	// lengths do not apply.
 	var af attnFlags
@@ -90,7 +95,8 @@ func decodeCmd(args []string, stdout, stderr io.Writer) error {
 	if err := checkOutputs([]flagPath{{"out", outPath}, {"lse", lsePath}, {"report", reportPath}}, "report"); err != nil {
 		return err
 	}
-	arrays, err := readInputs([]string{"Q", "K", "V"}, []string{in.q, in.k, in.v})
+	names := []string{"Q", "K", "V"}
+	arrays, err := readArrays(names, []string{in.q, in.k, in.v})
 	if err != nil {
 		return err
 	}
@@ -116,17 +122,41 @@ func decodeCmd(args []string, stdout, stderr io.Writer) error {
 	if opts.Window != nil {
 		window = opts.Window.Left
 	}
+	// 16-bit keys and values (as run reads them) make a 16-bit cache.
+	halfQ, err := halfInputs(names, arrays, bf16, &copts)
+	if err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	var rep *decodeReport
-	var files []pendingFile
+	var out any
+	var lse []float64
 	if arrays[0].F32 != nil {
-		rep, files, err = decodeFiles(ctx, arrays[0].Shape, arrays[0].F32, arrays[1].Shape, arrays[1].F32, arrays[2].Shape, arrays[2].F32, copts, prefill, outPath, lsePath)
+		var o []float32
+		rep, o, lse, err = decodeFiles(ctx, arrays[0].Shape, arrays[0].F32, arrays[1].Shape, arrays[1].F32, arrays[2].Shape, arrays[2].F32, copts, prefill)
+		out = o
+		if halfQ {
+			// 16-bit queries: the output in their format, as run writes it.
+			h := make([]uint16, len(o))
+			for i, x := range o {
+				h[i] = attn.Float32ToHalf(copts.KVFormat, x)
+			}
+			out = h
+			if copts.KVFormat == fastattn.Float16 {
+				out = npyfile.Float16(h)
+			}
+		}
 	} else {
-		rep, files, err = decodeFiles(ctx, arrays[0].Shape, arrays[0].F64, arrays[1].Shape, arrays[1].F64, arrays[2].Shape, arrays[2].F64, copts, prefill, outPath, lsePath)
+		rep, out, lse, err = decodeFiles(ctx, arrays[0].Shape, arrays[0].F64, arrays[1].Shape, arrays[1].F64, arrays[2].Shape, arrays[2].F64, copts, prefill)
 	}
 	if err != nil {
 		return err
+	}
+	qs := arrays[0].Shape
+	files := []pendingFile{npyFile(outPath, append(slices.Clone(qs[:len(qs)-1]), rep.E), out)}
+	if lsePath != "" {
+		files = append(files, npyFile(lsePath, qs[:len(qs)-1], lse))
 	}
 	rep.Window = window
 	rep.Sinks = opts.Sinks != nil
@@ -164,26 +194,66 @@ func cacheShape(s []int) (batch, heads, n, last int) {
 	return batch, heads, s[len(s)-2], s[len(s)-1]
 }
 
+// halfInputs turns 16-bit keys and values (float16, or uint16 bfloat16
+// bits with bf16) into float32 arrays in place, sets opts.KVFormat to
+// their format, and widens 16-bit queries too (reporting them); otherwise
+// it checks that the three share one dtype.
+func halfInputs(names []string, arrays []npyfile.Array, bf16 bool, opts *fastattn.CacheOptions) (halfQ bool, err error) {
+	q, k, v := &arrays[0], &arrays[1], &arrays[2]
+	if k.F16 == nil && k.U16 == nil && v.F16 == nil && v.U16 == nil {
+		if q.F16 != nil || q.U16 != nil {
+			return false, usagef("Q is %s: 16-bit queries need 16-bit keys and values", q.DType())
+		}
+		return false, sameDType(names, arrays)
+	}
+	if k.DType() != v.DType() {
+		return false, usagef("K is %s but V is %s; keys and values need one dtype", k.DType(), v.DType())
+	}
+	format, bits := fastattn.Float16, func(a *npyfile.Array) []uint16 { return a.F16 }
+	if k.U16 != nil {
+		if !bf16 {
+			return false, usagef("K and V are uint16; pass --bf16 to read them as bfloat16 bits")
+		}
+		format, bits = fastattn.BFloat16, func(a *npyfile.Array) []uint16 { return a.U16 }
+	}
+	if q.F32 == nil && q.DType() != k.DType() {
+		return false, usagef("%s is %s with %s keys and values; give float32 queries or %s ones", names[0], q.DType(), k.DType(), k.DType())
+	}
+	halfQ = q.F32 == nil
+	for _, a := range []*npyfile.Array{q, k, v} {
+		if a.F32 != nil {
+			continue
+		}
+		a.F32 = make([]float32, len(bits(a)))
+		for i, h := range bits(a) {
+			a.F32[i] = attn.HalfToFloat32(format, h)
+		}
+		a.F16, a.U16 = nil, nil
+	}
+	opts.KVFormat = format
+	return halfQ, nil
+}
+
 // decodeFiles feeds the sequence through a cache: the first prefill tokens
-// in one call, then one token per call. It returns the report and the
-// pending output files.
-func decodeFiles[T fastattn.Float](ctx context.Context, qs []int, q []T, ks []int, k []T, vs []int, v []T, opts fastattn.CacheOptions, prefill int, outPath, lsePath string) (*decodeReport, []pendingFile, error) {
+// in one call, then one token per call. It returns the report, the output
+// and the log-sum-exps.
+func decodeFiles[T fastattn.Float](ctx context.Context, qs []int, q []T, ks []int, k []T, vs []int, v []T, opts fastattn.CacheOptions, prefill int) (*decodeReport, []T, []float64, error) {
 	if len(qs) < 2 || len(qs) > 4 || len(ks) != len(qs) || len(vs) != len(qs) {
-		return nil, nil, usagef("Q, K and V must have the same rank, 2 to 4, got shapes %s, %s and %s", fmtShape(qs), fmtShape(ks), fmtShape(vs))
+		return nil, nil, nil, usagef("Q, K and V must have the same rank, 2 to 4, got shapes %s, %s and %s", fmtShape(qs), fmtShape(ks), fmtShape(vs))
 	}
 	B, H, n, d := cacheShape(qs)
 	kb, Hkv, kn, kd := cacheShape(ks)
 	vb, vh, vn, e := cacheShape(vs)
 	if kb != B || vb != B || vh != Hkv || kn != n || vn != n || kd != d {
-		return nil, nil, usagef("decode needs Q (batch, heads, n, d), K (batch, kv heads, n, d) and V (batch, kv heads, n, e) for one sequence of n tokens, got shapes %s, %s and %s", fmtShape(qs), fmtShape(ks), fmtShape(vs))
+		return nil, nil, nil, usagef("decode needs Q (batch, heads, n, d), K (batch, kv heads, n, d) and V (batch, kv heads, n, e) for one sequence of n tokens, got shapes %s, %s and %s", fmtShape(qs), fmtShape(ks), fmtShape(vs))
 	}
 	if prefill > n {
-		return nil, nil, usagef("--prefill %d is more than the %d tokens", prefill, n)
+		return nil, nil, nil, usagef("--prefill %d is more than the %d tokens", prefill, n)
 	}
 	opts.QueryHeads = H
 	cache, err := fastattn.NewCache[T](B, Hkv, d, e, opts)
 	if err != nil {
-		return nil, nil, usageError{err}
+		return nil, nil, nil, usageError{err}
 	}
 	out := make([]T, B*H*n*e)
 	lse := make([]float64, B*H*n)
@@ -241,7 +311,7 @@ func decodeFiles[T fastattn.Float](ctx context.Context, qs []int, q []T, ks []in
 	if prefill > 0 {
 		st, err := call(0, prefill)
 		if err != nil {
-			return nil, nil, wrap(err)
+			return nil, nil, nil, wrap(err)
 		}
 		rep.PrefillS = st.Seconds
 		methods[st.Method] = true
@@ -251,7 +321,7 @@ func decodeFiles[T fastattn.Float](ctx context.Context, qs []int, q []T, ks []in
 	for t := prefill; t < n; t++ {
 		st, err := call(t, 1)
 		if err != nil {
-			return nil, nil, wrap(err)
+			return nil, nil, nil, wrap(err)
 		}
 		times = append(times, st.Seconds)
 		bounds = append(bounds, st.ErrorBound)
@@ -272,12 +342,10 @@ func decodeFiles[T fastattn.Float](ctx context.Context, qs []int, q []T, ks []in
 			rep.Method += "," + m
 		}
 	}
-	shape := append(slices.Clone(qs[:len(qs)-1]), e)
-	files := []pendingFile{npyFile(outPath, shape, out)}
-	if lsePath != "" {
-		files = append(files, npyFile(lsePath, qs[:len(qs)-1], lse))
+	if opts.KVFormat != attn.NoHalf {
+		rep.KVFormat = opts.KVFormat.String()
 	}
-	return rep, files, nil
+	return rep, out, lse, nil
 }
 
 // perStepTimes groups the steps by context length in octaves [2^k, 2^(k+1))

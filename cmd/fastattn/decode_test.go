@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/internal/npyfile"
 )
 
@@ -177,4 +178,86 @@ func TestDecodeRejectsBadInput(t *testing.T) {
 			t.Fatalf("%v: wrote an output", c.override)
 		}
 	}
+}
+
+// TestDecodeSixteenBit: float16 keys and values (and bfloat16 bits with
+// --bf16) make a 16-bit cache whose output equals run --causal on the same
+// files, for float32 and 16-bit queries.
+func TestDecodeSixteenBit(t *testing.T) {
+	dir := t.TempDir()
+	p := func(name string) string { return filepath.Join(dir, name) }
+	r := rand.New(rand.NewPCG(7, 8))
+	const hq, hkv, n, d = 4, 2, 200, 8
+	q := writeRandom(t, p("q32.npy"), r, true, hq, n, d)
+	k := writeRandom(t, p("k32.npy"), r, true, hkv, n, d)
+	v := writeRandom(t, p("v32.npy"), r, true, hkv, n, d)
+	for _, f := range []attn.HalfFormat{attn.Float16, attn.BFloat16} {
+		write := func(name string, x []float64, shape ...int) {
+			h := make([]uint16, len(x))
+			for i, y := range x {
+				h[i] = attn.Float32ToHalf(f, float32(y))
+			}
+			var data any = h
+			if f == attn.Float16 {
+				data = npyfile.Float16(h)
+			}
+			if err := npyfile.Write(p(name), shape, data); err != nil {
+				t.Fatal(err)
+			}
+		}
+		write("q16.npy", q, hq, n, d)
+		write("k16.npy", k, hkv, n, d)
+		write("v16.npy", v, hkv, n, d)
+		for _, qName := range []string{"q32.npy", "q16.npy"} {
+			in := []string{"--q", p(qName), "--k", p("k16.npy"), "--v", p("v16.npy"), "--method", "exact"}
+			if f == attn.BFloat16 {
+				in = append(in, "--bf16")
+			}
+			if code, _, stderr := cli(t, append([]string{"run", "--causal", "--out", p("run.npy")}, in...)...); code != 0 {
+				t.Fatalf("run: exit %d: %s", code, stderr)
+			}
+			if code, _, stderr := cli(t, append([]string{"decode", "--prefill", "50", "--out", p("dec.npy"), "--report", p("r.json")}, in...)...); code != 0 {
+				t.Fatalf("decode %v %s: exit %d: %s", f, qName, code, stderr)
+			}
+			want, ws := npyfile.Read(p("run.npy"))
+			got, gs := npyfile.Read(p("dec.npy"))
+			if ws != nil || gs != nil || got.DType() != want.DType() || !slices.Equal(got.Shape, want.Shape) {
+				t.Fatalf("%v %s: outputs %s %v (%v) and %s %v (%v)", f, qName, got.DType(), got.Shape, gs, want.DType(), want.Shape, ws)
+			}
+			g, w := toFloats(f, got), toFloats(f, want)
+			tol := 3e-6
+			if qName == "q16.npy" {
+				tol = 1e-2 // both rounded to 16 bits: at most an ulp apart
+			}
+			for i := range w {
+				if math.Abs(g[i]-w[i]) > tol*(1+math.Abs(w[i])) {
+					t.Fatalf("%v %s: entry %d = %g, run --causal %g", f, qName, i, g[i], w[i])
+				}
+			}
+			b, _ := os.ReadFile(p("r.json"))
+			if !strings.Contains(string(b), `"kv_format": "`+f.String()+`"`) {
+				t.Fatalf("report lacks kv_format %v: %s", f, b)
+			}
+		}
+	}
+}
+
+// toFloats returns an output array's values (float32 or 16-bit in f).
+func toFloats(f attn.HalfFormat, a npyfile.Array) []float64 {
+	var x []float64
+	switch {
+	case a.F32 != nil:
+		for _, v := range a.F32 {
+			x = append(x, float64(v))
+		}
+	case a.F16 != nil:
+		for _, h := range a.F16 {
+			x = append(x, float64(attn.HalfToFloat32(attn.Float16, h)))
+		}
+	default:
+		for _, h := range a.U16 {
+			x = append(x, float64(attn.HalfToFloat32(f, h)))
+		}
+	}
+	return x
 }
