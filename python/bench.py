@@ -14,8 +14,11 @@
 2. Ring attention: forward and forward+backward time per rank on P gloo
    processes (spawned) against one process on the whole sequence, in the
    same run, for the contiguous layout (causal or not) and the zigzag one
-   (causal); ratio is the slowest rank's time over one process's. On one
-   machine the processes share its cores.
+   (causal): wall time (wall_ratio: the slowest rank's over one process's)
+   and CPU time of each rank's process (cpu_ratio: the busiest rank's over
+   one process's; 1/P is a perfect split of the work). On one machine the
+   processes share its cores, so wall times there say little; CPU times
+   show the split of the work and the ring's own costs.
 Medians over --reps calls after a warm-up.
 """
 
@@ -60,6 +63,14 @@ def overhead(reps):
     return rows
 
 
+def _timed(f):
+    """(wall seconds, CPU seconds of the whole process, Go's threads
+    included) of f()."""
+    w, c = time.perf_counter(), time.process_time()
+    f()
+    return time.perf_counter() - w, time.process_time() - c
+
+
 def _ring_worker(rank, world, init, n, reps, results):
     import torch
     import torch.distributed as dist
@@ -74,19 +85,16 @@ def _ring_worker(rank, world, init, n, reps, results):
             q, k, v = (ft.zigzag_shard(x, rank, world) for x in full)
         else:
             q, k, v = (x[:, :, rank * shard:(rank + 1) * shard] for x in full)
+        case = layout + (" causal" if causal else "")
         for i in range(reps + 1):
             dist.barrier()
-            t = time.perf_counter()
-            ft.ring_attention(q, k, v, causal=causal, layout=layout)
-            fwd = time.perf_counter() - t
+            fwd = _timed(lambda: ft.ring_attention(q, k, v, causal=causal, layout=layout))
             leaves = [x.clone().requires_grad_() for x in (q, k, v)]
             dist.barrier()
-            t = time.perf_counter()
-            ft.ring_attention(*leaves, causal=causal, layout=layout).sum().backward()
-            both = time.perf_counter() - t
+            both = _timed(lambda: ft.ring_attention(*leaves, causal=causal, layout=layout).sum().backward())
             if i:
-                times["forward"].append((layout + (" causal" if causal else ""), fwd))
-                times["forward_backward"].append((layout + (" causal" if causal else ""), both))
+                times["forward"].append((case,) + fwd)
+                times["forward_backward"].append((case,) + both)
     with open(os.path.join(results, "rank%d.json" % rank), "w") as f:
         json.dump(times, f)
     dist.destroy_process_group()
@@ -102,17 +110,13 @@ def ring(worlds, n, reps):
     for causal in (False, True):
         fwd, both = [], []
         for i in range(reps + 1):
-            t = time.perf_counter()
-            ft.attention(q, k, v, causal=causal)
-            f = time.perf_counter() - t
+            f = _timed(lambda: ft.attention(q, k, v, causal=causal))
             leaves = [x.clone().requires_grad_() for x in (q, k, v)]
-            t = time.perf_counter()
-            ft.attention(*leaves, causal=causal).sum().backward()
-            b = time.perf_counter() - t
+            b = _timed(lambda: ft.attention(*leaves, causal=causal).sum().backward())
             if i:
                 fwd.append(f)
                 both.append(b)
-        single[causal] = (statistics.median(fwd), statistics.median(both))
+        single[causal] = [[statistics.median(t[j] for t in ts) for j in (0, 1)] for ts in (fwd, both)]
     for world in worlds:
         with tempfile.TemporaryDirectory() as tmp:
             mp.spawn(_ring_worker, args=(world, "file://" + os.path.join(tmp, "store"), n, reps, tmp),
@@ -124,10 +128,14 @@ def ring(worlds, n, reps):
         for case in ("contiguous", "contiguous causal", "zigzag causal"):
             causal = case.endswith("causal")
             for kind, idx in (("forward", 0), ("forward_backward", 1)):
-                meds = [statistics.median(t for c, t in pr[kind] if c == case) for pr in per_rank]
+                wall = [statistics.median(w for c, w, _ in pr[kind] if c == case) for pr in per_rank]
+                cpu = [statistics.median(u for c, _, u in pr[kind] if c == case) for pr in per_rank]
+                one_wall, one_cpu = single[causal][idx]
                 rows.append(dict(processes=world, n=n, d=64, case=case, pass_=kind,
-                                 one_process_s=single[causal][idx], fastest_rank_s=min(meds),
-                                 slowest_rank_s=max(meds), ratio=max(meds) / single[causal][idx]))
+                                 one_process_s=one_wall, slowest_rank_s=max(wall),
+                                 wall_ratio=max(wall) / one_wall, one_process_cpu_s=one_cpu,
+                                 rank_cpu_s="/".join("%.3g" % c for c in cpu),
+                                 cpu_ratio=max(cpu) / one_cpu))
     return rows
 
 
