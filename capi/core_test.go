@@ -228,3 +228,15 @@ func TestAttendHalfKeysAndValues(t *testing.T) {
 		t.Fatalf("float64 queries with bfloat16 keys: %v", err)
 	}
 }
+
+func TestGuardTurnsAPanicIntoAnInternalError(t *testing.T) {
+	var err error
+	func() {
+		defer guard(&err)
+		var a []int
+		_ = a[3]
+	}()
+	if status(err) != statusInternal || !strings.Contains(err.Error(), "internal error") {
+		t.Fatalf("after a panic: %v (status %d)", err, status(err))
+	}
+}
