@@ -51,19 +51,22 @@ func randomTokens(n int, seed uint64) []byte {
 // the float32 weights' neighbourhood.
 func TestGradientFiniteDifferences(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		cfg  func(*Config)
+		name   string
+		cfg    func(*Config)
+		repeat bool // force the repeated-heads form of grouped-query attention
 	}{
-		{"plain", func(*Config) {}},
-		{"qk-norm", func(c *Config) { c.QKNorm, c.Temp = true, 3 }},
-		{"grouped-query", func(c *Config) { c.Heads, c.KVHeads = 4, 2 }},
-		{"multi-query", func(c *Config) { c.Heads, c.KVHeads = 4, 1 }},
+		{"plain", func(*Config) {}, false},
+		{"qk-norm", func(c *Config) { c.QKNorm, c.Temp = true, 3 }, false},
+		{"grouped-query", func(c *Config) { c.Heads, c.KVHeads = 4, 2 }, false},
+		{"grouped-query-repeated", func(c *Config) { c.Heads, c.KVHeads = 4, 2 }, true},
+		{"multi-query", func(c *Config) { c.Heads, c.KVHeads = 4, 1 }, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := tinyConfig()
 			tc.cfg(&cfg)
 			m := tinyModel(t, cfg)
 			m.PrepareTraining()
+			m.expandKV = m.expandKV || tc.repeat
 			ctx := context.Background()
 			const batch = 2
 			x, y := randomTokens(batch*cfg.Ctx, 1), randomTokens(batch*cfg.Ctx, 2)

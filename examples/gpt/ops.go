@@ -188,7 +188,7 @@ func splitHeads(dst, x []float32, batch, ctx, heads, d int, rp *rope, pos0 int, 
 // the gradient of the linear layer's output. normed holds the forward's
 // normalized, rotated vectors (needed by the normalization's gradient).
 func mergeHeads(dx, g []float32, batch, ctx, heads, d int, rp *rope, norms, normed []float32) {
-	tmp := make([]float32, d)
+	tmp, y := make([]float32, d), make([]float32, d)
 	for b := range batch {
 		for t := range ctx {
 			row := dx[(b*ctx+t)*heads*d:]
@@ -200,7 +200,6 @@ func mergeHeads(dx, g []float32, batch, ctx, heads, d int, rp *rope, norms, norm
 				}
 				if norms != nil {
 					// y = v/|v|: dv = (dy - y (y.dy)) / |v|, y unrotated.
-					y := make([]float32, d)
 					copy(y, normed[i:i+d])
 					if rp != nil {
 						rp.rotate(y, t, true)
