@@ -9,6 +9,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -21,8 +22,17 @@ type Dataset struct {
 	TrainFiles, ValFiles int
 }
 
-// defaultDataDir is $GOROOT/src.
-func defaultDataDir() string { return filepath.Join(runtime.GOROOT(), "src") }
+// defaultDataDir is $(go env GOROOT)/src: the Go distribution's own
+// source, present wherever the project builds. Without a go command on
+// the path it falls back to the GOROOT this program was built with.
+func defaultDataDir() string {
+	if out, err := exec.Command("go", "env", "GOROOT").Output(); err == nil {
+		if root := strings.TrimSpace(string(out)); root != "" {
+			return filepath.Join(root, "src")
+		}
+	}
+	return filepath.Join(runtime.GOROOT(), "src")
+}
 
 // LoadDataset reads every .go file under dir (skipping testdata), sorts
 // the paths, shuffles them with seed and puts valFrac of them (at least
