@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"math"
 	"runtime"
-	"sync"
-	"sync/atomic"
 
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/internal/kernels"
@@ -176,9 +174,7 @@ type decoder[T attn.Float] struct {
 	units   []DecodeUnit[T]
 	scale   float64
 	ctx     context.Context
-	next    atomic.Int64
-	wg      sync.WaitGroup
-	wake    []chan struct{}
+	crew    crew // the workers, kept between steps
 }
 
 // decodeTask is one worker's piece of a call: rows i0..i0+rows-1 of a unit
@@ -196,12 +192,9 @@ func NewDecoder[T attn.Float](workers int) *Decoder[T] {
 		workers = runtime.GOMAXPROCS(0)
 	}
 	d := &decoder[T]{workers: workers, ops: opsFor[T]()}
+	d.crew.work = d.work
 	dec := &Decoder[T]{d}
-	runtime.AddCleanup(dec, func(d *decoder[T]) {
-		for _, c := range d.wake {
-			close(c)
-		}
-	}, d)
+	runtime.AddCleanup(dec, func(d *decoder[T]) { d.crew.close() }, d)
 	return dec
 }
 
@@ -335,41 +328,18 @@ func (d *decoder[T]) plan(units []DecodeUnit[T]) {
 	}
 }
 
-// run executes d.tasks on the calling goroutine and the helpers, which are
-// started on first use and then wait for the next call.
+// run executes d.tasks on the calling goroutine and the crew's helpers.
 func (d *decoder[T]) run() {
-	if len(d.tasks) == 0 {
-		return
-	}
-	helpers := min(d.workers, len(d.tasks)) - 1
-	for len(d.wake) < helpers {
-		c := make(chan struct{})
-		d.wake = append(d.wake, c)
-		go d.helper(c, len(d.wake))
-	}
-	d.next.Store(0)
-	d.wg.Add(helpers)
-	for _, c := range d.wake[:helpers] {
-		c <- struct{}{}
-	}
-	d.work(0)
-	d.wg.Wait()
-}
-
-// helper is a worker goroutine: it takes tasks whenever woken, until the
-// Decoder is collected and its channel closed.
-func (d *decoder[T]) helper(wake chan struct{}, w int) {
-	for range wake {
-		d.work(w)
-		d.wg.Done()
+	if len(d.tasks) > 0 {
+		d.crew.run(min(d.workers, len(d.tasks)))
 	}
 }
 
 func (d *decoder[T]) work(w int) {
 	st := d.states[w]
 	for d.ctx.Err() == nil {
-		t := int(d.next.Add(1) - 1)
-		if t >= len(d.tasks) {
+		t, ok := d.crew.take(len(d.tasks))
+		if !ok {
 			return
 		}
 		tk := d.tasks[t]

@@ -348,9 +348,7 @@ type workspace[T attn.Float] struct {
 	packing   bool
 	check     bool        // scan inputs for NaN and Inf as they are read
 	nonFinite atomic.Bool // a scan found one
-	next      atomic.Int64
-	wg        sync.WaitGroup
-	wake      []chan struct{}
+	crew      crew        // the workers, kept between calls
 }
 
 // packJob packs keys j0..j1 of key/value head kh.
@@ -359,12 +357,9 @@ type packJob struct{ kh, j0, j1 int }
 // NewWorkspace returns an empty Workspace.
 func NewWorkspace[T attn.Float]() *Workspace[T] {
 	w := &workspace[T]{k: opsFor[T]()}
+	w.crew.work = func(i int) { w.work(w.states[i], w.total()) }
 	ws := &Workspace[T]{w}
-	runtime.AddCleanup(ws, func(w *workspace[T]) {
-		for _, c := range w.wake {
-			close(c)
-		}
-	}, w)
+	runtime.AddCleanup(ws, func(w *workspace[T]) { w.crew.close() }, w)
 	return ws
 }
 
@@ -510,28 +505,7 @@ func (w *workspace[T]) run(total int) {
 	if total == 0 {
 		return
 	}
-	helpers := min(w.pl.workers, total, len(w.states)) - 1
-	for len(w.wake) < helpers {
-		c := make(chan struct{})
-		w.wake = append(w.wake, c)
-		go w.helper(c, len(w.wake))
-	}
-	w.next.Store(0)
-	w.wg.Add(helpers)
-	for _, c := range w.wake[:helpers] {
-		c <- struct{}{}
-	}
-	w.work(w.states[0], total)
-	w.wg.Wait()
-}
-
-// helper is a worker goroutine: it takes tasks whenever woken, until the
-// Workspace is collected and its channel closed.
-func (w *workspace[T]) helper(wake chan struct{}, i int) {
-	for range wake {
-		w.work(w.states[i], w.total())
-		w.wg.Done()
-	}
+	w.crew.run(min(w.pl.workers, total, len(w.states)))
 }
 
 func (w *workspace[T]) total() int {
@@ -543,8 +517,8 @@ func (w *workspace[T]) total() int {
 
 func (w *workspace[T]) work(st *tileState[T], total int) {
 	for w.ctx.Err() == nil {
-		t := int(w.next.Add(1) - 1)
-		if t >= total {
+		t, ok := w.crew.take(total)
+		if !ok {
 			return
 		}
 		if w.packing {
