@@ -300,11 +300,7 @@ func (d *decoder[T]) plan(units []DecodeUnit[T]) {
 				}
 			}
 			lo = min(lo, hi) / DecodeBlock * DecodeBlock
-			chunks := max(1, min(want, (hi-lo)/splitMinKeys))
-			size := ((hi-lo+chunks-1)/chunks + DecodeBlock - 1) / DecodeBlock * DecodeBlock
-			if chunks > 1 {
-				chunks = (hi - lo + size - 1) / size
-			}
+			chunks, size := splitKeys(lo, hi, want)
 			for c := range chunks {
 				d.tasks = append(d.tasks, decodeTask{unit: ui, i0: i0, rows: rows,
 					ja: min(lo+c*size, hi), jb: min(lo+(c+1)*size, hi), part: parts, chunk: c, chunks: chunks})
@@ -326,6 +322,18 @@ func (d *decoder[T]) plan(units []DecodeUnit[T]) {
 			d.parts[i] = partial{acc: make([]float64, queryTile*e), rowMax: make([]float64, queryTile), rowSum: make([]float64, queryTile)}
 		}
 	}
+}
+
+// splitKeys divides keys lo..hi-1 into at most want chunks (split-K) of
+// at least splitMinKeys keys: it returns how many and their size, a
+// multiple of keyTile (= DecodeBlock), the last chunk taking the rest.
+func splitKeys(lo, hi, want int) (chunks, size int) {
+	chunks = max(1, min(want, (hi-lo)/splitMinKeys))
+	size = ((hi-lo+chunks-1)/chunks + keyTile - 1) / keyTile * keyTile
+	if chunks > 1 {
+		chunks = (hi - lo + size - 1) / size
+	}
+	return chunks, size
 }
 
 // run executes d.tasks on the calling goroutine and the crew's helpers.

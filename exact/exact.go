@@ -301,11 +301,7 @@ func fillPlan[T attn.Float](pl *plan, p *attn.Problem[T], workers int) {
 		tileRows(p, kh, func(r0, rows int) {
 			lo, hi := tileKeys(p, r0, rows)
 			lo = lo / keyAlign * keyAlign
-			chunks := max(1, min(want, (hi-lo)/splitMinKeys))
-			size := ((hi-lo+chunks-1)/chunks + keyTile - 1) / keyTile * keyTile
-			if chunks > 1 {
-				chunks = (hi - lo + size - 1) / size
-			}
+			chunks, size := splitKeys(lo, hi, want)
 			for c := range chunks {
 				pl.tasks = append(pl.tasks, task{kh: kh, r0: r0, rows: rows,
 					ja: min(lo+c*size, hi), jb: min(lo+(c+1)*size, hi), part: pl.parts, chunk: c, chunks: chunks})
