@@ -21,10 +21,13 @@ type monomials struct {
 }
 
 // Rank is C(d+g, g), the number of monomials in d variables of degree <= g.
+// It saturates at math.MaxInt, so that a rank no machine holds compares as
+// too large instead of wrapping to a negative int (d = 64 at degree 20 is
+// above 2^63).
 func Rank(d, g int) int {
-	r := 1.0
-	for i := 1; i <= g; i++ {
-		r = r * float64(d+i) / float64(i)
+	r := RankFloat(d, g)
+	if r >= math.MaxInt {
+		return math.MaxInt
 	}
 	return int(math.Round(r))
 }
