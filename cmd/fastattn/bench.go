@@ -90,6 +90,21 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	if cfg.heads < 1 || cfg.reps < 1 || cfg.exactRows < 0 {
 		return usagef("--heads and --reps must be positive, --exact-rows non-negative")
 	}
+	// Every flag is checked before the first line of the table.
+	if !(cfg.eps > 0 && cfg.eps < 1) {
+		return usagef("--eps must be in (0, 1) (an error of max|V| says nothing), got %g", cfg.eps)
+	}
+	for _, d := range cfg.ds {
+		af := attnFlags{scale: cfg.scale, causal: cfg.causal, eps: cfg.eps}
+		if _, err := af.options(d); err != nil {
+			return err
+		}
+		for _, n := range cfg.ns {
+			if err := checkWorkloadSize(cfg.heads, n, n, d, d); err != nil {
+				return err
+			}
+		}
+	}
 	if cfg.causal && cfg.exactRows > 0 {
 		cfg.exactRows = 0 // causal rows differ in cost: time them all
 	}

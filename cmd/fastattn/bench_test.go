@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -29,5 +31,31 @@ func TestBenchSaysWhyNA(t *testing.T) {
 	}
 	if !strings.Contains(out, "n/a: poly at n = 64: ") || !strings.Contains(out, "1e-12") {
 		t.Errorf("no reason for poly's n/a:\n%s", out)
+	}
+}
+
+// TestGenBenchBadFlags: bad sizes, scales and targets of gen and bench are
+// one line on stderr, exit status 2, nothing on stdout and no files; sizes
+// that would not fit in memory are refused before anything is allocated.
+func TestGenBenchBadFlags(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "g")
+	for _, args := range [][]string{
+		{"gen", "--out", out, "--n", "0"},
+		{"gen", "--out", out, "--n", "100000", "--d", "100000"},
+		{"gen", "--out", out, "--entries", "normal:-1"},
+		{"bench", "--n", "100000000", "--d", "64"},
+		{"bench", "--n", "64", "--d", "4", "--scale", "abc"},
+		{"bench", "--n", "64", "--d", "4", "--eps", "2"},
+		{"bench", "--n", "64", "--d", "4", "--eps", "0"},
+		{"bench", "--n", "64", "--d", "4", "--methods", "nope"},
+	} {
+		code, stdout, stderr := cli(t, args...)
+		if code != 2 || stdout != "" || strings.Count(stderr, "\n") != 1 || !strings.HasPrefix(stderr, "fastattn "+args[0]+": ") {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want 2, nothing, one line", args, code, stdout, stderr)
+		}
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("a refused gen left %s behind (%v)", out, err)
 	}
 }

@@ -37,7 +37,10 @@ func genCmd(args []string, stdout, stderr io.Writer) error {
 		*e = *d
 	}
 	if *n < 1 || *m < 1 || *d < 1 || *e < 1 || *heads < 1 {
-		return usagef("sizes must be positive")
+		return usagef("--n, --m, --d, --e and --heads must be positive, got %d, %d, %d, %d and %d", *n, *m, *d, *e, *heads)
+	}
+	if err := checkWorkloadSize(*heads, *n, *m, *d, *e); err != nil {
+		return err
 	}
 	dist, val, ok := strings.Cut(*entries, ":")
 	scale, err := strconv.ParseFloat(val, 64)
@@ -73,5 +76,19 @@ func genCmd(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "wrote q.npy, k.npy, v.npy (%s, %s) to %s\n", *dtype, plural(*heads, "head"), *out)
+	return nil
+}
+
+// maxWorkloadElements caps the entries of Q, K and V together that gen and
+// bench generate (float64 first, 8 bytes each): 2^30 entries take 8 GiB, so
+// a mistyped size is refused at once instead of running out of memory.
+const maxWorkloadElements = 1 << 30
+
+// checkWorkloadSize refuses a generated input above maxWorkloadElements.
+func checkWorkloadSize(heads, n, m, d, e int) error {
+	total := float64(heads) * (float64(n)*float64(d) + float64(m)*float64(d+e))
+	if total > maxWorkloadElements {
+		return usagef("Q, K and V would hold %.3g entries (heads %d, n %d, m %d, d %d, e %d); the limit is %d (8 GiB in float64)", total, heads, n, m, d, e, maxWorkloadElements)
+	}
 	return nil
 }
