@@ -18,13 +18,14 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/exact"
-	"github.com/fastattn/fastattn/internal/npyfile"
+	"github.com/fastattn/fastattn/internal/outfile"
 )
 
 // Progress is told after each step: done of total steps, and what ran.
@@ -181,8 +182,18 @@ func fitRate(flops, secs []float64, fallback rate) rate {
 func (r rate) seconds(flops float64) float64 { return r.Setup + flops/r.PerSecond }
 
 // writeCSV writes rows (the first is the header) atomically.
-func writeCSV(path string, rows [][]string) error {
-	return npyfile.WriteAtomic(path, func(w io.Writer) error {
+// outputs collects an experiment's files so that they are written all or
+// none (package outfile): a failure in the last plot leaves no CSV behind,
+// and the directory is created only when everything is ready.
+type outputs struct {
+	dir   string
+	files []outfile.File
+	names []string
+}
+
+// csv adds dir/name holding rows.
+func (o *outputs) csv(name string, rows [][]string) {
+	o.add(name, func(w io.Writer) error {
 		cw := csv.NewWriter(w)
 		if err := cw.WriteAll(rows); err != nil {
 			return err
@@ -190,6 +201,19 @@ func writeCSV(path string, rows [][]string) error {
 		cw.Flush()
 		return cw.Error()
 	})
+}
+
+func (o *outputs) add(name string, fill func(io.Writer) error) {
+	o.files = append(o.files, outfile.File{Path: name, Fill: fill})
+	o.names = append(o.names, filepath.Join(o.dir, name))
+}
+
+// write writes every file and returns their paths.
+func (o *outputs) write() ([]string, error) {
+	if err := outfile.WriteDir(o.dir, o.files); err != nil {
+		return nil, err
+	}
+	return o.names, nil
 }
 
 func ftoa(x float64) string {

@@ -4,15 +4,12 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"path/filepath"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
-
-	"github.com/fastattn/fastattn/internal/npyfile"
 )
 
 // series is one line or set of points of a plot.
@@ -100,23 +97,18 @@ func (f figure) build() (*plot.Plot, error) {
 	return p, nil
 }
 
-// save writes dir/name.png and dir/name.svg atomically.
-func (f figure) save(dir, name string) ([]string, error) {
+// save adds name.png and name.svg to o.
+func (f figure) save(o *outputs, name string) error {
 	p, err := f.build()
 	if err != nil {
-		return nil, fmt.Errorf("plot %s: %w", name, err)
+		return fmt.Errorf("plot %s: %w", name, err)
 	}
-	var files []string
 	for _, ext := range []string{"png", "svg"} {
 		w, err := p.WriterTo(8*vg.Inch, 5.5*vg.Inch, ext)
 		if err != nil {
-			return nil, fmt.Errorf("plot %s: %w", name, err)
+			return fmt.Errorf("plot %s: %w", name, err)
 		}
-		path := filepath.Join(dir, name+"."+ext)
-		if err := npyfile.WriteAtomic(path, func(out io.Writer) error { _, err := w.WriteTo(out); return err }); err != nil {
-			return nil, err
-		}
-		files = append(files, path)
+		o.add(name+"."+ext, func(out io.Writer) error { _, err := w.WriteTo(out); return err })
 	}
-	return files, nil
+	return nil
 }

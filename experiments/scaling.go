@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"path/filepath"
 	"slices"
 	"time"
 
@@ -241,17 +240,13 @@ func (res *ScalingResult) Write(dir string) ([]string, error) {
 		rows = append(rows, []string{r.Family, r.Method, itoa(r.N), itoa(r.D), itoa(r.E), ftoa(r.Seconds), r.Source, ftoa(r.Flops),
 			ftoa(r.ErrorBound), ftoa(r.ObservedError), ftoa(r.Speedup), ftoa(r.Load), r.Note})
 	}
-	files := []string{filepath.Join(dir, "scaling.csv"), filepath.Join(dir, "slopes.csv")}
-	if err := writeCSV(files[0], rows); err != nil {
-		return nil, err
-	}
+	o := &outputs{dir: dir}
+	o.csv("scaling.csv", rows)
 	sl := [][]string{{"family", "method", "slope", "points", "n_min", "n_max", "expected"}}
 	for _, s := range res.Slopes {
 		sl = append(sl, []string{s.Family, s.Method, ftoa(s.Slope), itoa(s.Points), itoa(s.NMin), itoa(s.NMax), s.Expect})
 	}
-	if err := writeCSV(files[1], sl); err != nil {
-		return nil, err
-	}
+	o.csv("slopes.csv", sl)
 	for _, fam := range res.Config.Families {
 		fig := figure{title: "Time against n: " + fam.Description, xLabel: "n", yLabel: "seconds", logX: true, logY: true,
 			note: "dashed: slopes 1 and 2 through exact's first point; exact beyond its time limit is modelled"}
@@ -286,11 +281,9 @@ func (res *ScalingResult) Write(dir string) ([]string, error) {
 				fig.series = append(fig.series, series{name: fmt.Sprintf("n^%g", p), xs: []float64{x0, nMax}, ys: []float64{y0, y0 * math.Pow(nMax/x0, p)}, style: "dashed", color: 6})
 			}
 		}
-		f, err := fig.save(dir, "scaling_"+fam.Name)
-		if err != nil {
+		if err := fig.save(o, "scaling_"+fam.Name); err != nil {
 			return nil, err
 		}
-		files = append(files, f...)
 	}
-	return files, nil
+	return o.write()
 }

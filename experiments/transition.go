@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"path/filepath"
 	"sort"
 	"time"
 
@@ -415,10 +414,8 @@ func (res *TransitionResult) Write(dir string) ([]string, error) {
 			ftoa(r.PolySeconds), r.PolySource, ftoa(r.PolyFlops), ftoa(r.ObservedError), ftoa(r.ErrorBound),
 			ftoa(r.ExactSeconds), r.ExactSource, ftoa(r.ExactFlops), ftoa(r.Speedup()), fmt.Sprint(r.PolySeconds < r.ExactSeconds), ftoa(r.Load), r.Note})
 	}
-	files := []string{filepath.Join(dir, "transition.csv"), filepath.Join(dir, "crossover.csv")}
-	if err := writeCSV(files[0], rows); err != nil {
-		return nil, err
-	}
+	o := &outputs{dir: dir}
+	o.csv("transition.csv", rows)
 	cross := [][]string{{"c", "n", "log2_n", "d", "B_star_model", "B_star_model_over_sqrt_ln_n", "degree_at_crossover", "rank_at_crossover", "B_star_measured", "B_star_measured_over_sqrt_ln_n", "exact_source"}}
 	src := map[[2]float64]string{}
 	for _, r := range res.Rows {
@@ -428,9 +425,7 @@ func (res *TransitionResult) Write(dir string) ([]string, error) {
 		cross = append(cross, []string{ftoa(c.C), itoa(c.N), itoa(int(math.Round(math.Log2(float64(c.N))))), itoa(c.D),
 			ftoa(c.BStar), ftoa(c.XStar), itoa(c.DegreeStar), ftoa(c.RankStar), ftoa(c.BMeasured), ftoa(c.XMeasured), src[[2]float64{c.C, float64(c.N)}]})
 	}
-	if err := writeCSV(files[1], cross); err != nil {
-		return nil, err
-	}
+	o.csv("crossover.csv", cross)
 	// B*(n) / sqrt(ln n) against n.
 	fig := figure{title: "Crossover of the polynomial method: B*(n) / sqrt(ln n)", xLabel: "log2 n", yLabel: "B* / sqrt(ln n)",
 		note: fmt.Sprintf("d = ceil(c log2 n), eps = 1/n, entries +-B; lines: cost model (calibrated), points: measured (n <= 2^%d)", res.Config.MaxMeasuredLogN)}
@@ -451,11 +446,9 @@ func (res *TransitionResult) Write(dir string) ([]string, error) {
 		fig.series = append(fig.series, series{name: fmt.Sprintf("c = %g, model", c), xs: xs, ys: ys, style: "linepoints", color: i},
 			series{name: fmt.Sprintf("c = %g, measured", c), xs: mx, ys: my, style: "points", color: i + len(res.Config.Cs)})
 	}
-	f, err := fig.save(dir, "crossover")
-	if err != nil {
+	if err := fig.save(o, "crossover"); err != nil {
 		return nil, err
 	}
-	files = append(files, f...)
 	// Time against B, one plot per c.
 	for _, c := range res.Config.Cs {
 		fig := figure{title: fmt.Sprintf("Polynomial method vs exact attention, c = %g (d = ceil(%g log2 n))", c, c), xLabel: "B / sqrt(ln n)", yLabel: "seconds", logY: true,
@@ -488,11 +481,9 @@ func (res *TransitionResult) Write(dir string) ([]string, error) {
 				series{xs: ex, ys: ey, style: "dashed", color: color})
 			color++
 		}
-		f, err := fig.save(dir, fmt.Sprintf("time_vs_B_c%g", c))
-		if err != nil {
+		if err := fig.save(o, fmt.Sprintf("time_vs_B_c%g", c)); err != nil {
 			return nil, err
 		}
-		files = append(files, f...)
 	}
-	return files, nil
+	return o.write()
 }

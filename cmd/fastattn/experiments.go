@@ -102,15 +102,6 @@ func parseLogRange(flagName, s string) ([]int, error) {
 	return ks, nil
 }
 
-// experimentOut checks the output directory before the experiment runs and
-// creates it.
-func experimentOut(out string) error {
-	if err := checkOutDir(out); err != nil {
-		return err
-	}
-	return os.MkdirAll(out, 0o755)
-}
-
 func transitionCmd(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("transition", "transition [--quick] --out DIR [flags]", stdout)
 	var ef experimentFlags
@@ -133,6 +124,9 @@ func transitionCmd(args []string, stdout, stderr io.Writer) error {
 		if cfg.Cs, err = parseFloats("c", *cs); err != nil {
 			return err
 		}
+	}
+	if *measured < 0 || *measured > 40 {
+		return usagef("--measure-up-to must be a power of two's exponent in [1, 40] (0: the default), got %d", *measured)
 	}
 	if *measured != 0 {
 		cfg.MaxMeasuredLogN = *measured
@@ -205,7 +199,9 @@ func runExperiment[R interface {
 	Write(string) ([]string, error)
 }](out string, run func(context.Context) (R, error)) (R, []string, error) {
 	var zero R
-	if err := experimentOut(out); err != nil {
+	// The directory is checked now and created only with the files, all
+	// or none, once the experiment has finished.
+	if err := checkOutDir(out); err != nil {
 		return zero, nil, err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestTransitionCommand(t *testing.T) {
@@ -56,6 +59,7 @@ func TestExperimentsRejectBadInput(t *testing.T) {
 		"transition bad c":     {"transition", "--c", "0,1", "--out", out},
 		"transition bad logn":  {"transition", "--logn", "9-3", "--out", out},
 		"transition bad secs":  {"transition", "--max-seconds", "-1", "--out", out},
+		"transition measure":   {"transition", "--measure-up-to", "99", "--out", out},
 		"transition out file":  {"transition", "--out", file},
 		"transition stray arg": {"transition", "--out", out, "now"},
 		"scaling no out":       {"scaling"},
@@ -72,5 +76,26 @@ func TestExperimentsRejectBadInput(t *testing.T) {
 	}
 	if _, err := os.Stat(out); err == nil {
 		t.Error("output directory created despite bad flags")
+	}
+}
+
+// TestExperimentInterruptedWritesNothing: an experiment stopped by Ctrl-C
+// leaves no output directory behind (it is created only with the files).
+func TestExperimentInterruptedWritesNothing(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out")
+	cmd := exec.Command(os.Args[0], "transition", "--out", out, "--no-progress")
+	cmd.Env = append(os.Environ(), "FASTATTN_BE_CLI=1")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	cmd.Process.Signal(os.Interrupt)
+	if err := cmd.Wait(); err == nil {
+		t.Fatalf("the full transition experiment finished within half a second?")
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("interrupted experiment left %s (%v); stderr %q", out, err, stderr.String())
 	}
 }
