@@ -39,7 +39,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	if i := decodeFlagIndex(args); i >= 0 {
 		return benchDecodeCmd(slices.Delete(slices.Clone(args), i, i+1), stdout, stderr)
 	}
-	fs := newFlagSet("bench", "bench [--methods exact,poly] [--n 1024,4096] [--d 64] [--dtype float32,float64] [--entries normal:1] [--scale 1/sqrt(d)] [--eps 1e-3] [--exact-rows R]", stdout)
+	fs := newFlagSet("bench", "bench [--methods exact,poly] [--n 1024,4096] [--d 64] [--dtype float32,float64] [--entries normal:1] [--scale 1/sqrt(d)] [--eps 1e-3] [--exact-rows R] [--grad]\n       fastattn bench --decode [flags]   (bench --decode -h lists them)", stdout)
 	methods := fs.String("methods", "exact", "methods to time, comma-separated; exact (the baseline of the ratios) is always timed")
 	nList := fs.String("n", "1024,4096", "sequence lengths (n = m), comma-separated")
 	dList := fs.String("d", "64", "head dimensions (d = e), comma-separated")

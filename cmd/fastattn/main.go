@@ -9,19 +9,22 @@
 //	fastattn decode     --q Q.npy --k K.npy --v V.npy --out O.npy [--prefill P] [--method exact|poly|auto] [flags]
 //	fastattn gen        --out DIR [--n N] [--d D] [--heads H] [--entries normal:1] [--dtype float32]
 //	fastattn demo       [--quick]
-//	fastattn bench      [--methods exact,poly] [--n 1024,4096] [--d 64] [--dtype float32,float64]
+//	fastattn bench      [--methods exact,poly] [--n 1024,4096] [--d 64] [--dtype float32,float64] [--grad]
+//	fastattn bench      --decode [--from 10] [--to 20] [--heads 1,8] [--gqa 4]
 //	fastattn hard       ann|maxip --out DIR [flags];  fastattn hard solve --dir DIR [--method M] [--check]
 //	fastattn transition [--quick] --out DIR
 //	fastattn scaling    [--quick] --out DIR
 //
-// run computes attention of three .npy files (float32 or float64,
-// (n, d), (heads, n, d) or (batch, heads, n, d)) with the method given by
+// run computes attention of three .npy files (float32 or float64, or
+// 16-bit keys and values; (n, d), (heads, n, d) or (batch, heads, n, d);
+// K and V may have fewer heads than Q) with the method given by
 // --method (default auto: the fastest predicted to meet --eps); grad
 // computes the gradients dQ, dK, dV for a loss gradient dO; decode feeds
 // the same inputs through a KV cache one token at a time, as a model
 // generating text does; gen writes random inputs to try them on. demo runs every method on built-in data
 // against a float64 reference, bench times methods against exact attention
-// over a grid of sizes. hard builds and solves the hardness reductions'
+// over a grid of sizes (forward, or with --grad forward plus backward;
+// --decode times one decoding step against the context length). hard builds and solves the hardness reductions'
 // instances; transition and scaling run the experiments described in
 // EXPERIMENTS.md. The algorithms are described in docs/ALGORITHMS.md.
 //
