@@ -37,7 +37,8 @@
 //
 // Exit status: 0 on success, 1 on a failure, 2 when the input files or
 // flags are wrong. Errors are one line on stderr. "fastattn help" lists the
-// commands, "fastattn COMMAND -h" prints a command's flags.
+// commands, "fastattn COMMAND -h" (or "fastattn help COMMAND") prints a
+// command's flags.
 package main
 
 import (
@@ -88,6 +89,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		printUsage(stderr)
 		return 2
 	}
+	if args[0] == "help" && len(args) > 1 {
+		// "fastattn help run" is "fastattn run -h".
+		return run([]string{args[1], "-h"}, stdout, stderr)
+	}
 	if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		printUsage(stdout)
 		return 0
@@ -137,11 +142,33 @@ func newFlagSet(name, usage string, stdout io.Writer) *flag.FlagSet {
 	fs.Usage = func() {}
 	flagHelp.Store(fs, func() {
 		fmt.Fprintf(stdout, "Usage: fastattn %s\n\nFlags:\n", usage)
-		fs.SetOutput(stdout)
-		fs.PrintDefaults()
-		fs.SetOutput(io.Discard)
+		printFlags(stdout, fs)
 	})
 	return fs
+}
+
+// printFlags lists fs's flags as package flag's PrintDefaults does, but
+// spelled with two dashes, as the usage lines and the documentation write
+// them (package flag accepts both).
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		kind, usage := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if kind != "" {
+			line += " " + kind
+		}
+		fmt.Fprintf(w, "%s\n    \t%s", line, strings.ReplaceAll(usage, "\n", "\n    \t"))
+		switch f.DefValue {
+		case "", "0", "false":
+		default:
+			if kind == "string" {
+				fmt.Fprintf(w, " (default %q)", f.DefValue)
+			} else {
+				fmt.Fprintf(w, " (default %v)", f.DefValue)
+			}
+		}
+		fmt.Fprintln(w)
+	})
 }
 
 // parseFlags parses args and rejects stray positional arguments. On -h it

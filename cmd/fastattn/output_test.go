@@ -171,6 +171,12 @@ func TestHelpAndUsageErrors(t *testing.T) {
 	if code, stdout, _ := cli(t, "help"); code != 0 || strings.Count(stdout, "Usage:") != 1 {
 		t.Errorf("help: exit %d, stdout %q", code, stdout)
 	}
+	// "help COMMAND" is "COMMAND -h"; flags are listed as the usage line
+	// spells them, with two dashes.
+	if code, stdout, stderr := cli(t, "help", "gen"); code != 0 || !strings.Contains(stdout, "Usage: fastattn gen") ||
+		!strings.Contains(stdout, "\n  --out string\n") || !strings.Contains(stdout, `(default "float32")`) || stderr != "" {
+		t.Errorf("help gen: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
 }
 
 // JSON outputs keep <, > and & as they are.
