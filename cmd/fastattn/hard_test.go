@@ -46,16 +46,8 @@ func readShape(t *testing.T, path string) []int {
 	return arr.Shape
 }
 
-type solveResult struct {
-	Kind         string          `json:"kind"`
-	Answers      []bool          `json:"answers"`
-	Yes          int             `json:"yes"`
-	Threshold    float64         `json:"threshold"`
-	AttentionEps float64         `json:"attention_eps"`
-	Certified    bool            `json:"certified"`
-	Report       fastattn.Report `json:"report"`
-	Check        *hardness.Check `json:"check"`
-}
+// solveResult is what hard solve prints, read back.
+type solveResult = solveOutput
 
 func solveDir(t *testing.T, dir string, extra ...string) (solveResult, bool) {
 	t.Helper()
