@@ -44,7 +44,18 @@ type bwdWorker[T attn.Float] struct {
 	hb   *bwdHead[T]
 	buf  []float64 // l*(d+e): this worker's dK, dV for the head, original order
 
-	// The current row.
+	// The current row. Delta_i = dO_i.O_i is computed by the walk itself
+	// (num/den: sum_j P_ij dO_i.v_j and sum_j P_ij over the keys it keeps),
+	// not taken from the forward's output, which may lack a far key whose
+	// huge value the backward keeps; so the parts of dQ and dK that are
+	// multiplied by Delta_i wait for the end of the row: dqB (sum_j P_ij
+	// (k_j - mu)), the kept keys' (j, P_ij, dO_i.v_j) and the expansions
+	// the row deposits.
+	num, den   float64
+	dqB        []float64
+	kept       []keptKey
+	deposits   []pendingDeposit[T]
+	ecs        []float64 // the deposits' coefficients, back to back
 	lse, delta float64
 	lref       float64   // log of the row's reference value magnitude (see bwdHead.vlog)
 	do         []float64 // e: dO_i
@@ -52,7 +63,7 @@ type bwdWorker[T attn.Float] struct {
 	dq         []float64 // d: sum_j P_ij c_ij (k_j - mu)
 	coef       []float64 // Taylor coefficients to degree G+1
 	coefOK     bool
-	mc, ec     []float64
+	mc         []float64
 
 	// Causal: the trees of the last prefix.
 	al    int
@@ -86,7 +97,7 @@ func (w *bwdWorker[T]) startHead(hb *bwdHead[T]) {
 	if hb.expand {
 		nt := hb.mo.terms(hb.deg + 1)
 		if len(w.coef) < nt {
-			w.coef, w.mc, w.ec = make([]float64, nt), make([]float64, nt), make([]float64, nt)
+			w.coef, w.mc = make([]float64, nt), make([]float64, nt)
 		}
 	}
 	w.al, w.trees = -1, w.trees[:0]
@@ -106,6 +117,20 @@ func (w *bwdWorker[T]) flush() {
 	w.head, w.hb = -1, nil
 }
 
+// keptKey is a key summed directly by the current row.
+type keptKey struct {
+	j      int // index in the head's keys, original order
+	pw, dp float64
+}
+
+// pendingDeposit is an expansion the current row adds to node i of bt once
+// Delta_i is known: coefficients ecs[off:off+n].
+type pendingDeposit[T attn.Float] struct {
+	bt     *bwdTree[T]
+	i      int
+	off, n int
+}
+
 // row computes dQ_i and adds row i's share of dK and dV.
 func (w *bwdWorker[T]) row(i int) {
 	hb, p := w.hb, w.p
@@ -121,6 +146,12 @@ func (w *bwdWorker[T]) row(i int) {
 	w.c.rows++
 	row := h*p.N + i
 	w.lse, w.delta, w.lref = lse, hb.delta[i], hb.lref[i]
+	w.num, w.den = 0, 0
+	w.kept, w.deposits, w.ecs = w.kept[:0], w.deposits[:0], w.ecs[:0]
+	if len(w.dqB) < d {
+		w.dqB = make([]float64, d)
+	}
+	clear(w.dqB[:d])
 	for c := range e {
 		w.do[c] = float64(w.dO[row*e+c])
 	}
@@ -152,9 +183,43 @@ func (w *bwdWorker[T]) row(i int) {
 		}
 		w.tail(al, lim, low)
 	}
+	w.finishRow()
 	dq := w.g.DQ[row*d : (row+1)*d]
 	for t := range d {
 		dq[t] = T(p.Scale * w.dq[t])
+	}
+}
+
+// finishRow applies the row's own Delta_i (num/den; the forward's when
+// nothing was kept) to dQ_i and to the row's deferred shares of dK.
+func (w *bwdWorker[T]) finishRow() {
+	hb := w.hb
+	d, e := hb.d, hb.e
+	delta := w.delta
+	if w.den > 0 {
+		delta = w.num / w.den
+	}
+	for t := range d {
+		w.dq[t] -= delta * w.dqB[t]
+	}
+	wd := d + e
+	for _, kk := range w.kept {
+		a := w.buf[kk.j*wd : kk.j*wd+d]
+		pc := kk.pw * (kk.dp - delta)
+		for t := range a {
+			a[t] += pc * w.sqf[t]
+		}
+	}
+	for _, pd := range w.deposits {
+		ntB := hb.mo.terms(hb.deg + 1)
+		pd.bt.locks[pd.i].Lock()
+		loc := pd.bt.loc[pd.i]
+		if loc == nil {
+			loc = make([]float64, ntB*(e+1))
+			pd.bt.loc[pd.i] = loc
+		}
+		deposit(loc, ntB, e, w.ecs[pd.off:pd.off+pd.n], w.do, delta)
+		pd.bt.locks[pd.i].Unlock()
 	}
 }
 
@@ -209,33 +274,33 @@ func (w *bwdWorker[T]) expandNode(bt *bwdTree[T], i, g int, xz float64, cnt int)
 	}
 	mom := tr.moments(i)
 	f := math.Exp(xz - w.lse)
-	// Mc = sum_c dO_c M[v_c] - Delta M[1], to degree g+1.
+	// Mc = sum_c dO_c M[v_c] (the dO.v_j part) and M[1] (the part
+	// multiplied by Delta, applied in finishRow), to degree g+1.
 	mc := w.mc[:nt1]
-	contract(mc, mom, ntB, e, w.do, -w.delta)
+	contract(mc, mom, ntB, e, w.do, 0)
+	mb := mom[e*ntB : e*ntB+nt1]
 	coef := w.coef[:nt]
-	s0 := dotU(coef, mc[:nt])
+	s0, s0b := dotU(coef, mc[:nt]), dotU(coef, mb[:nt])
+	w.num += f * s0
+	w.den += f * s0b
 	z := tr.centre[i*d : (i+1)*d]
 	for t := range d {
 		up := hb.up[t*ntB : t*ntB+nt]
-		var s1 float64
+		var s1, s1b float64
 		for a, ca := range coef {
 			s1 += ca * mc[up[a]]
+			s1b += ca * mb[up[a]]
 		}
 		w.dq[t] += f * (z[t]*s0 + s1)
+		w.dqB[t] += f * (z[t]*s0b + s1b)
 	}
-	// The row's share of the node's local expansion, to degree g+1.
-	ec := w.ec[:nt1]
-	for a, ca := range w.coef[:nt1] {
-		ec[a] = f * ca
+	// The row's share of the node's local expansion, to degree g+1,
+	// deposited in finishRow.
+	off := len(w.ecs)
+	for _, ca := range w.coef[:nt1] {
+		w.ecs = append(w.ecs, f*ca)
 	}
-	bt.locks[i].Lock()
-	loc := bt.loc[i]
-	if loc == nil {
-		loc = make([]float64, ntB*(e+1))
-		bt.loc[i] = loc
-	}
-	deposit(loc, ntB, e, ec, w.do, w.delta)
-	bt.locks[i].Unlock()
+	w.deposits = append(w.deposits, pendingDeposit[T]{bt, i, off, nt1})
 	w.c.expanded++
 	w.c.expandedKeys += int64(cnt)
 	w.c.deposits++
@@ -340,15 +405,15 @@ func (w *bwdWorker[T]) bruteTree(bt *bwdTree[T], lo, hi int, low float64) {
 		for c, vc := range v {
 			dp += w.do[c] * float64(vc)
 		}
-		pc := pw * (dp - w.delta)
+		w.num += pw * dp
+		w.den += pw
 		for t, kt := range k {
-			w.dq[t] += pc * kt
+			w.dq[t] += pw * dp * kt
+			w.dqB[t] += pw * kt
 		}
 		j := int(tr.perm[x])
+		w.kept = append(w.kept, keptKey{j, pw, dp})
 		a := w.buf[j*wd : (j+1)*wd]
-		for t := range d {
-			a[t] += pc * w.sqf[t]
-		}
 		for c := range e {
 			a[d+c] += pw * w.do[c]
 		}
@@ -375,14 +440,14 @@ func (w *bwdWorker[T]) tail(a, b int, low float64) {
 		for c := range e {
 			dp += w.do[c] * float64(v[j*e+c])
 		}
-		pc := pw * (dp - w.delta)
+		w.num += pw * dp
+		w.den += pw
 		for t, kt := range k {
-			w.dq[t] += pc * kt
+			w.dq[t] += pw * dp * kt
+			w.dqB[t] += pw * kt
 		}
+		w.kept = append(w.kept, keptKey{j, pw, dp})
 		acc := w.buf[j*wd : (j+1)*wd]
-		for t := range d {
-			acc[t] += pc * w.sqf[t]
-		}
 		for c := range e {
 			acc[d+c] += pw * w.do[c]
 		}
