@@ -278,6 +278,29 @@ func TestDeadline(t *testing.T) {
 	q, _ := NewTensor(x(n*d), n, d)
 	k, _ := NewTensor(x(n*d), n, d)
 	v, _ := NewTensor(x(n*d), n, d)
+	dOut, _ := NewTensor(x(n*d), n, d)
+	for _, m := range DifferentiableMethods() {
+		// The backward pass alone, from a complete forward.
+		res, err := Attend(context.Background(), q, k, v, Options{Method: m})
+		if err != nil {
+			t.Logf("%s: %v", m, err)
+			continue
+		}
+		for _, dl := range []time.Duration{time.Millisecond, 50 * time.Millisecond} {
+			ctx, cancel := context.WithTimeout(context.Background(), dl)
+			start := time.Now()
+			_, err := Gradient(ctx, q, k, v, res, dOut, Options{Method: m})
+			over := time.Since(start) - dl
+			cancel()
+			t.Logf("%s backward, deadline %v: %v, returned %v after it", m, dl, err, over)
+			if err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, attn.ErrUnsupported) {
+				t.Errorf("%s backward: %v", m, err)
+			}
+			if err != nil && over > 2*time.Second {
+				t.Errorf("%s backward returned %v after a %v deadline", m, over, dl)
+			}
+		}
+	}
 	for _, m := range Methods() {
 		for _, dl := range []time.Duration{time.Millisecond, 20 * time.Millisecond, 200 * time.Millisecond} {
 			ctx, cancel := context.WithTimeout(context.Background(), dl)
