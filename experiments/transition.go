@@ -326,7 +326,13 @@ func runPoly(ctx context.Context, seed uint64, k int, c, b, eps float64, reps in
 			break
 		}
 	}
-	exactRows, _ := st.Details["exact_rows"].(int)
+	// poly's report details are typed by poly (int counts, float64
+	// figures); a missing or retyped one is an error here, not a silent 0.
+	exactRows, ok := st.Details["exact_rows"].(int)
+	deg, okDeg := st.Details["degree_max"].(int)
+	if !ok || !okDeg {
+		return fmt.Errorf("poly's report lacks the int details exact_rows and degree_max: %v", st.Details)
+	}
 	row.ErrorBound = st.ErrorBound
 	row.ObservedError = st.ObservedError
 	if exactRows > 0 {
@@ -335,7 +341,6 @@ func runPoly(ctx context.Context, seed uint64, k int, c, b, eps float64, reps in
 		row.Note = fmt.Sprintf("poly computed %d rows exactly (cheaper) in %.3g s; polynomial cost modelled", exactRows, sec)
 		return nil
 	}
-	deg, _ := st.Details["degree_max"].(int)
 	row.Degree, row.DegreeSource = deg, "poly"
 	row.Rank = poly.RankFloat(row.D, deg)
 	if bm, ok := st.Details["beta_max"].(float64); ok {
