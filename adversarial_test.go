@@ -287,35 +287,37 @@ func TestDeadline(t *testing.T) {
 			continue
 		}
 		for _, dl := range []time.Duration{time.Millisecond, 50 * time.Millisecond} {
-			ctx, cancel := context.WithTimeout(context.Background(), dl)
-			start := time.Now()
-			_, err := Gradient(ctx, q, k, v, res, dOut, Options{Method: m})
-			over := time.Since(start) - dl
-			cancel()
-			t.Logf("%s backward, deadline %v: %v, returned %v after it", m, dl, err, over)
-			if err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, attn.ErrUnsupported) {
-				t.Errorf("%s backward: %v", m, err)
-			}
-			if err != nil && over > 2*time.Second {
-				t.Errorf("%s backward returned %v after a %v deadline", m, over, dl)
-			}
+			checkDeadline(t, m+" backward", dl, func(ctx context.Context) error {
+				_, err := Gradient(ctx, q, k, v, res, dOut, Options{Method: m})
+				return err
+			})
 		}
 	}
 	for _, m := range Methods() {
 		for _, dl := range []time.Duration{time.Millisecond, 20 * time.Millisecond, 200 * time.Millisecond} {
-			ctx, cancel := context.WithTimeout(context.Background(), dl)
-			start := time.Now()
-			_, err := Attend(ctx, q, k, v, Options{Method: m})
-			over := time.Since(start) - dl
-			cancel()
-			t.Logf("%s, deadline %v: %v, returned %v after it", m, dl, err, over)
-			if err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, attn.ErrUnsupported) {
-				t.Errorf("%s: %v", m, err)
-			}
-			if err != nil && over > 2*time.Second {
-				t.Errorf("%s returned %v after a %v deadline", m, over, dl)
-			}
+			checkDeadline(t, m, dl, func(ctx context.Context) error {
+				_, err := Attend(ctx, q, k, v, Options{Method: m})
+				return err
+			})
 		}
+	}
+}
+
+// checkDeadline runs call with a context of deadline dl: it must succeed,
+// decline, or stop with DeadlineExceeded within 2 s of the deadline.
+func checkDeadline(t *testing.T, what string, dl time.Duration, call func(ctx context.Context) error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), dl)
+	defer cancel()
+	start := time.Now()
+	err := call(ctx)
+	over := time.Since(start) - dl
+	t.Logf("%s, deadline %v: %v, returned %v after it", what, dl, err, over)
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, attn.ErrUnsupported) {
+		t.Errorf("%s: %v", what, err)
+	}
+	if err != nil && over > 2*time.Second {
+		t.Errorf("%s returned %v after a %v deadline", what, over, dl)
 	}
 }
 

@@ -381,7 +381,6 @@ func (w *bwdWorker[T]) bruteTree(bt *bwdTree[T], lo, hi int, low float64) {
 	hb := w.hb
 	d, e := hb.d, hb.e
 	tr := bt.tr
-	wd := d + e
 	for x := lo; x < hi; x++ {
 		k := bt.kf[x*d : (x+1)*d]
 		var lg float64
@@ -399,34 +398,38 @@ func (w *bwdWorker[T]) bruteTree(bt *bwdTree[T], lo, hi int, low float64) {
 			w.c.dropped++
 			continue
 		}
-		pw := math.Exp(lg - w.lse)
-		v := tr.vals[x*e : (x+1)*e]
-		var dp float64
-		for c, vc := range v {
-			dp += w.do[c] * float64(vc)
-		}
-		w.num += pw * dp
-		w.den += pw
-		for t, kt := range k {
-			w.dq[t] += pw * dp * kt
-			w.dqB[t] += pw * kt
-		}
-		j := int(tr.perm[x])
-		w.kept = append(w.kept, keptKey{j, pw, dp})
-		a := w.buf[j*wd : (j+1)*wd]
-		for c := range e {
-			a[d+c] += pw * w.do[c]
-		}
+		w.addKey(int(tr.perm[x]), k, tr.vals[x*e:(x+1)*e], math.Exp(lg-w.lse))
 	}
 	w.c.brute += int64(hi - lo)
 	w.c.flops += int64((hi - lo) * (4*(d+e) + 2*d + 20))
+}
+
+// addKey adds key j (original order; centred coordinates k, value v, weight
+// pw = P_ij) to the current row: its dV share now, its dQ share split into
+// the parts before and after Delta_i, its dK share at the row's end.
+func (w *bwdWorker[T]) addKey(j int, k []float64, v []T, pw float64) {
+	var dp float64
+	for c, vc := range v {
+		dp += w.do[c] * float64(vc)
+	}
+	w.num += pw * dp
+	w.den += pw
+	for t, kt := range k {
+		w.dq[t] += pw * dp * kt
+		w.dqB[t] += pw * kt
+	}
+	w.kept = append(w.kept, keptKey{j, pw, dp})
+	d := len(k)
+	acc := w.buf[j*(d+len(v))+d : (j+1)*(d+len(v))]
+	for c := range acc {
+		acc[c] += pw * w.do[c]
+	}
 }
 
 // tail adds keys a..b-1 (original order) one by one (causal prefixes).
 func (w *bwdWorker[T]) tail(a, b int, low float64) {
 	hb := w.hb
 	d, e := hb.d, hb.e
-	wd := d + e
 	v := hb.hr.v
 	for j := a; j < b; j++ {
 		k := hb.kc[j*d : (j+1)*d]
@@ -435,22 +438,7 @@ func (w *bwdWorker[T]) tail(a, b int, low float64) {
 			w.c.dropped++
 			continue
 		}
-		pw := math.Exp(lg - w.lse)
-		var dp float64
-		for c := range e {
-			dp += w.do[c] * float64(v[j*e+c])
-		}
-		w.num += pw * dp
-		w.den += pw
-		for t, kt := range k {
-			w.dq[t] += pw * dp * kt
-			w.dqB[t] += pw * kt
-		}
-		w.kept = append(w.kept, keptKey{j, pw, dp})
-		acc := w.buf[j*wd : (j+1)*wd]
-		for c := range e {
-			acc[d+c] += pw * w.do[c]
-		}
+		w.addKey(j, k, v[j*e:(j+1)*e], math.Exp(lg-w.lse))
 	}
 	w.c.tail += int64(b - a)
 	w.c.flops += int64((b - a) * (4*(d+e) + 2*d + 20))
