@@ -260,9 +260,6 @@ func (dec *Decoder[T]) Attend(ctx context.Context, units []DecodeUnit[T], scale 
 		}
 	}
 	d.units, d.ctx = nil, nil
-	// dec's cleanup closes the workers' channels: keep dec reachable until
-	// run has stopped sending on them (d alone does not keep it alive).
-	runtime.KeepAlive(dec)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
