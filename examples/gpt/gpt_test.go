@@ -148,12 +148,32 @@ func tinyTrainOptions(t *testing.T, data string) trainOptions {
 func TestTrainingReducesLoss(t *testing.T) {
 	data := writeData(t)
 	var log bytes.Buffer
-	res, err := Train(context.Background(), tinyConfig(), tinyTrainOptions(t, data), &log)
+	o := tinyTrainOptions(t, data)
+	res, err := Train(context.Background(), tinyConfig(), o, &log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !(res.LastTrainLoss < 0.7*res.FirstLoss) || !(res.ValLoss < 0.7*math.Log(256)) {
 		t.Errorf("loss went from %.3f to %.3f (validation %.3f); expected a clear drop\n%s", res.FirstLoss, res.LastTrainLoss, res.ValLoss, log.String())
+	}
+	// The other commands run on the trained model and write their files.
+	for _, cmd := range []struct {
+		run  func([]string) error
+		args []string
+	}{
+		{statsCmd, []string{"-out", o.Out, "-data", data, "-seqs", "1"}},
+		{swapCmd, []string{"-out", o.Out, "-data", data, "-batches", "1", "-batch", "2", "-gen", "4", "-eps", "1e-3"}},
+		{compareCmd, []string{"-o", filepath.Join(o.Out, "cmp"), o.Out, o.Out}},
+		{generateCmd, []string{"-out", o.Out, "-n", "8", "-prompt", "func"}},
+	} {
+		if err := cmd.run(cmd.args); err != nil {
+			t.Fatalf("%v: %v", cmd.args, err)
+		}
+	}
+	for _, f := range []string{"final_stats.csv", "logit_hist.png", "beta.png", "swap.csv", "cmp_steps.png", "cmp_time.png", "cmp_cpu.png"} {
+		if st, err := os.Stat(filepath.Join(o.Out, f)); err != nil || st.Size() == 0 {
+			t.Errorf("%s missing or empty (%v)", f, err)
+		}
 	}
 }
 
