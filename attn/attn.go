@@ -79,9 +79,14 @@ type Problem[T Float] struct {
 	// KVFormat, when not NoHalf, says K and V are stored as 16-bit floats
 	// in K16 and V16 (K and V are then nil), laid out as K and V would be;
 	// computation is in T, which must be float32. Q and the output stay in
-	// T.
+	// T unless Q16 (and Output.O16) are set.
 	KVFormat HalfFormat
 	K16, V16 []uint16
+
+	// Q16, when not nil, holds the queries in KVFormat instead of Q (Q is
+	// then nil), laid out as Q would be: 16-bit storage for Q, K and V
+	// (feature HalfQO).
+	Q16 []uint16
 
 	// AssumeFinite is the caller's promise that Q, K and V hold no NaN or
 	// Inf: Validate and Forward skip their scans, and methods that check
@@ -159,12 +164,19 @@ func Float32ToHalf(f HalfFormat, x float32) uint16 {
 	return sign | uint16(math.RoundToEven(float64(math.Float32frombits(abs))*(1<<24)))
 }
 
-// halfFinite reports whether h is a finite number in format f.
-func halfFinite(f HalfFormat, h uint16) bool {
+// FirstNonFiniteHalf returns the index of the first NaN or Inf among the
+// 16-bit values x of format f, or -1.
+func FirstNonFiniteHalf(f HalfFormat, x []uint16) int {
+	exp := uint16(0x7c00) // float16's exponent bits
 	if f == BFloat16 {
-		return h&0x7f80 != 0x7f80
+		exp = 0x7f80
 	}
-	return h&0x7c00 != 0x7c00
+	for i, h := range x {
+		if h&exp == exp {
+			return i
+		}
+	}
+	return -1
 }
 
 // Key writes key j of key/value head kh into dst (D values), from K or K16.
@@ -298,8 +310,11 @@ const (
 	AttentionSinks
 	// HalfKV: K and V stored in 16 bits (KVFormat).
 	HalfKV
+	// HalfQO: queries (Q16) or the output (Output.O16) stored in 16 bits
+	// too, in KVFormat.
+	HalfQO
 
-	allFeatures = GQA | TopLeftAlign | SlidingWindow | MaskTensor | AttentionSinks | HalfKV
+	allFeatures = GQA | TopLeftAlign | SlidingWindow | MaskTensor | AttentionSinks | HalfKV | HalfQO
 )
 
 // String names the features, each with the Problem field (and root
@@ -315,6 +330,7 @@ func (f Feature) String() string {
 		{MaskTensor, "a mask tensor (Mask)"},
 		{AttentionSinks, "attention sinks (Sinks)"},
 		{HalfKV, "16-bit keys and values (KVFormat)"},
+		{HalfQO, "16-bit queries or output (Q16, Output.O16)"},
 	}
 	var s []string
 	for _, n := range names {
@@ -386,6 +402,9 @@ func (p *Problem[T]) Features() Feature {
 	if p.KVFormat != NoHalf {
 		f |= HalfKV
 	}
+	if p.Q16 != nil {
+		f |= HalfQO
+	}
 	return f
 }
 
@@ -426,9 +445,12 @@ type FiniteChecker interface {
 
 // Output receives a method's results: O is Heads*N*E, LSE is Heads*N and
 // holds log(sum_j exp(Scale q_i.k_j)) per row, or -Inf for a row with no
-// valid key (whose output row is zero).
+// valid key (whose output row is zero). O16, when not nil, receives the
+// output rounded to the problem's KVFormat (to nearest, ties to even)
+// instead of O, which is then nil (feature HalfQO); LSE stays float64.
 type Output[T Float] struct {
 	O   []T
+	O16 []uint16
 	LSE []float64
 }
 
@@ -473,6 +495,14 @@ type Method interface {
 func Forward[T Float](ctx context.Context, m Method, p *Problem[T], out *Output[T]) (Stats, error) {
 	if err := CheckSupport(m, p, false); err != nil {
 		return Stats{}, err
+	}
+	if out.O16 != nil {
+		if p.KVFormat == NoHalf {
+			return Stats{}, bad("a 16-bit output (O16) needs KVFormat")
+		}
+		if SupportedFeatures(m, false)&HalfQO == 0 {
+			return Stats{}, &UnsupportedError{Method: m.Name(), Missing: HalfQO}
+		}
 	}
 	if fc, ok := m.(FiniteChecker); !p.AssumeFinite && !(ok && fc.ChecksFinite()) {
 		if err := p.CheckFinite(); err != nil {
@@ -594,8 +624,10 @@ func (p *Problem[T]) ValidateShapes() error {
 		return bad("sizes heads=%d n=%d m=%d d=%d e=%d overflow an int", p.Heads, p.N, p.M, p.D, p.E)
 	case p.KVHeads < 0 || p.KVHeads > 0 && p.Heads%p.KVHeads != 0:
 		return bad("%d key/value heads do not divide %d query heads", p.KVHeads, p.Heads)
-	case len(p.Q) != p.Heads*p.N*p.D:
-		return bad("Q has %d entries, want heads*n*d = %d", len(p.Q), p.Heads*p.N*p.D)
+	case p.Q16 != nil && (p.KVFormat == NoHalf || p.Q != nil):
+		return bad("16-bit queries (Q16) need KVFormat, and Q nil")
+	case len(p.Q)+len(p.Q16) != p.Heads*p.N*p.D:
+		return bad("Q has %d entries, want heads*n*d = %d", len(p.Q)+len(p.Q16), p.Heads*p.N*p.D)
 	case p.KVFormat != NoHalf && p.KVFormat != Float16 && p.KVFormat != BFloat16:
 		return bad("unknown 16-bit format %v", p.KVFormat)
 	case p.KVFormat != NoHalf && (p.K != nil || p.V != nil):
@@ -692,6 +724,9 @@ func (p *Problem[T]) CheckFinite() error {
 	if i := FirstNonFinite(p.Q); i >= 0 {
 		return bad("Q has a non-finite value %v at flat index %d", p.Q[i], i)
 	}
+	if i := FirstNonFiniteHalf(p.KVFormat, p.Q16); i >= 0 {
+		return bad("Q has a non-finite %v value %v at flat index %d", p.KVFormat, HalfToFloat32(p.KVFormat, p.Q16[i]), i)
+	}
 	g := p.Group()
 	for kh := range p.KVHeadCount() {
 		l := 0
@@ -706,10 +741,8 @@ func (p *Problem[T]) CheckFinite() error {
 		}{{"K", p.K, p.K16, p.D}, {"V", p.V, p.V16, p.E}} {
 			base := kh * p.M * in.w
 			if p.KVFormat != NoHalf {
-				for i, h := range in.x16[base : base+l*in.w] {
-					if !halfFinite(p.KVFormat, h) {
-						return bad("%s has a non-finite %v value %v at flat index %d", in.name, p.KVFormat, HalfToFloat32(p.KVFormat, h), base+i)
-					}
+				if i := FirstNonFiniteHalf(p.KVFormat, in.x16[base:base+l*in.w]); i >= 0 {
+					return bad("%s has a non-finite %v value %v at flat index %d", in.name, p.KVFormat, HalfToFloat32(p.KVFormat, in.x16[base+i]), base+i)
 				}
 				continue
 			}

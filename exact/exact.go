@@ -79,12 +79,13 @@ func (Method) Name() string { return "exact" }
 // Supports lists the options beyond plain attention exact attention
 // handles: all of them.
 func (Method) Supports() attn.Feature {
-	return attn.GQA | attn.TopLeftAlign | attn.SlidingWindow | attn.MaskTensor | attn.AttentionSinks | attn.HalfKV
+	return attn.GQA | attn.TopLeftAlign | attn.SlidingWindow | attn.MaskTensor | attn.AttentionSinks | attn.HalfKV | attn.HalfQO
 }
 
-// BackwardSupports lists the options the backward pass handles: all of
-// them (with 16-bit keys and values, dK and dV are float32).
-func (m Method) BackwardSupports() attn.Feature { return m.Supports() }
+// BackwardSupports lists the options the backward pass handles: all but
+// 16-bit queries and output (with 16-bit keys and values, dK and dV are
+// float32).
+func (m Method) BackwardSupports() attn.Feature { return m.Supports() &^ attn.HalfQO }
 
 // ChecksFinite reports that Forward finds NaN and Inf among the inputs it
 // reads itself (unless Problem.AssumeFinite), so callers need not scan
@@ -102,21 +103,78 @@ func (Method) ChecksFinite() bool { return true }
 // needs every key's statistics and the values' range; Workspace.Forward,
 // the serving path, widens them a tile at a time instead.
 func (m Method) Forward32(ctx context.Context, p *attn.Problem[float32], out *attn.Output[float32]) (attn.Stats, error) {
+	if out.O16 != nil {
+		return halfOutput(ctx, m.Workers, widened(p), out, p.KVFormat)
+	}
 	return bounded(ctx, m.Workers, widened(p), out)
 }
 
-// widened returns p with its 16-bit keys and values widened to float32
-// (p itself if they are not 16-bit).
+// widened returns p with its 16-bit queries, keys and values widened to
+// float32 (p itself if none is 16-bit).
 func widened(p *attn.Problem[float32]) *attn.Problem[float32] {
 	if p.KVFormat == attn.NoHalf {
 		return p
 	}
 	w := *p
-	w.KVFormat, w.K16, w.V16 = attn.NoHalf, nil, nil
+	w.KVFormat, w.K16, w.V16, w.Q16 = attn.NoHalf, nil, nil, nil
 	w.K, w.V = make([]float32, len(p.K16)), make([]float32, len(p.V16))
 	widen(p.KVFormat, w.K, p.K16)
 	widen(p.KVFormat, w.V, p.V16)
+	if p.Q16 != nil {
+		w.Q = make([]float32, len(p.Q16))
+		widen(p.KVFormat, w.Q, p.Q16)
+	}
 	return &w
+}
+
+// halfOutput is Forward32 of the float32 problem p into a 16-bit output
+// (out.O16, format f): computed into float32 with p.Eps lowered by the
+// output's rounding, which is then added to the stated bound.
+func halfOutput(ctx context.Context, workers int, p *attn.Problem[float32], out *attn.Output[float32], f attn.HalfFormat) (attn.Stats, error) {
+	r := outputRounding(p, f)
+	q := p
+	if p.Eps > 0 {
+		if r >= p.Eps {
+			return attn.Stats{}, fmt.Errorf("%w: eps %g is not above the %v output's rounding, %.3g of max|V|", attn.ErrBadProblem, p.Eps, f, r)
+		}
+		c := *p
+		c.Eps -= r
+		q = &c
+	}
+	o := &attn.Output[float32]{O: make([]float32, len(out.O16)), LSE: out.LSE}
+	st, err := bounded(ctx, workers, q, o)
+	if err != nil {
+		return st, err
+	}
+	for i, x := range o.O {
+		out.O16[i] = attn.Float32ToHalf(f, x)
+	}
+	st.ErrorBound += r
+	return st, nil
+}
+
+// outputRounding bounds rounding an output entry to format f relative to
+// max_l |V_lj|: an entry is a convex combination of its column's values, so
+// |out| <= max_l |V_lj| and rounding it to nearest costs at most u |out|
+// (u = 2^-11 for float16, 2^-8 for bfloat16), or half the format's least
+// subnormal step below its normal range.
+func outputRounding(p *attn.Problem[float32], f attn.HalfFormat) float64 {
+	u, tiny := 0x1p-11, 0x1p-25
+	if f == attn.BFloat16 {
+		u, tiny = 0x1p-8, 0x1p-134
+	}
+	smallest := math.Inf(1)
+	for h := range p.Heads {
+		if h%p.Group() != 0 {
+			continue // the group's first query head has the same values
+		}
+		for _, c := range attn.ColumnMaxAbs(p, h, p.KeyLen(h)) {
+			if c > 0 {
+				smallest = min(smallest, c)
+			}
+		}
+	}
+	return u + tiny/smallest
 }
 
 // Forward64 computes float64 attention.
@@ -191,6 +249,7 @@ type tileState[T attn.Float] struct {
 	lo, hi []int     // each row's key range
 	keys   []T       // keyTile x d centred keys (unpacked path), on first use
 	kt, vt []T       // a key tile and a value tile widened from 16 bits
+	qt     []T       // the query tile widened from 16 bits
 }
 
 func newTileState[T attn.Float](e int) *tileState[T] {
@@ -539,7 +598,7 @@ func (w *workspace[T]) work(st *tileState[T], total int) {
 			w.nonFinite.Store(true)
 		}
 		if tk.chunks == 1 {
-			finish(w.p, w.out, st.acc, st.rowMax, st.rowSum, tk.r0, tk.rows)
+			finish(w.p, w.out, st.acc, st.rowMax, st.rowSum, tk.r0, tk.rows, st.pv)
 			continue
 		}
 		e := w.p.E
@@ -585,7 +644,15 @@ const cancelCheckTiles = 64
 func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T], st *tileState[T], pk packer[T], centre []float64, r0, rows, ja, jb int, check bool) (nonFinite bool) {
 	d, e := p.D, p.E
 	kh := p.KVHead(r0 / p.N)
-	q := p.Q[r0*d : (r0+rows)*d]
+	var q []T
+	if p.Q16 != nil {
+		// 16-bit queries are widened a query tile at a time.
+		st.qt = slices.Grow(st.qt[:0], rows*d)[:rows*d]
+		q = st.qt
+		widen(p.KVFormat, q, p.Q16[r0*d:(r0+rows)*d])
+	} else {
+		q = p.Q[r0*d : (r0+rows)*d]
+	}
 	var keys, vals []T
 	half := p.KVFormat != attn.NoHalf
 	if half {
@@ -800,11 +867,22 @@ func scaleRow(a []float64, s float64) {
 // finish writes global rows r0..r0+rows-1 from the accumulated state:
 // output acc/rowSum and LSE rowMax + log(rowSum), with each row's sink
 // joining the sum, or a zero row and -Inf for a row with neither keys nor
-// sink.
-func finish[T attn.Float](p *attn.Problem[T], out *attn.Output[T], acc, rowMax, rowSum []float64, r0, rows int) {
+// sink. A 16-bit output (out.O16) is rounded row by row through scratch
+// (at least E values) as its tile finishes.
+func finish[T attn.Float](p *attn.Problem[T], out *attn.Output[T], acc, rowMax, rowSum []float64, r0, rows int, scratch []T) {
 	e := p.E
-	o := out.O[r0*e:]
 	lse := out.LSE[r0:]
+	if out.O16 != nil {
+		o16 := out.O16[r0*e:]
+		for r := range rows {
+			lse[r] = finishRow(scratch[:e], acc[r*e:(r+1)*e], rowMax[r], rowSum[r], p.Sink((r0+r)/p.N))
+			for c, x := range scratch[:e] {
+				o16[r*e+c] = attn.Float32ToHalf(p.KVFormat, float32(x))
+			}
+		}
+		return
+	}
+	o := out.O[r0*e:]
 	for r := range rows {
 		lse[r] = finishRow(o[r*e:(r+1)*e], acc[r*e:(r+1)*e], rowMax[r], rowSum[r], p.Sink((r0+r)/p.N))
 	}
@@ -817,7 +895,7 @@ func finish[T attn.Float](p *attn.Problem[T], out *attn.Output[T], acc, rowMax, 
 func (w *workspace[T]) merge(st *tileState[T], tk task) {
 	rows := tk.rows
 	acc := combineParts(st, w.parts[tk.part:tk.part+tk.chunks], rows, w.p.E)
-	finish(w.p, w.out, acc, st.rowMax, st.rowSum, tk.r0, rows)
+	finish(w.p, w.out, acc, st.rowMax, st.rowSum, tk.r0, rows, st.pv)
 }
 
 // checkOutput turns what the scans found, and logits beyond the element
@@ -829,7 +907,7 @@ func (w *workspace[T]) checkOutput() error {
 	p, out := w.p, w.out
 	bad := w.nonFinite.Load()
 	if w.check && !bad {
-		bad = attn.FirstNonFinite(out.O) >= 0
+		bad = attn.FirstNonFinite(out.O) >= 0 || attn.FirstNonFiniteHalf(p.KVFormat, out.O16) >= 0
 	}
 	if bad {
 		if err := p.CheckFinite(); err != nil {
