@@ -2,8 +2,10 @@ package exact
 
 import (
 	"context"
+	"errors"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/fastattn/fastattn/attn"
@@ -133,4 +135,60 @@ func (workspaceMethod) Forward64(ctx context.Context, p *attn.Problem[float64], 
 
 func TestWorkspaceConformance(t *testing.T) {
 	attntest.Run(t, workspaceMethod{}, attntest.Config{})
+}
+
+// TestHalfQOExact checks 16-bit queries and output against float32 on the
+// rounded inputs: exact attention's arithmetic is the same, so the 16-bit
+// output must be the float32 output rounded to nearest, bit for bit, on
+// both the certified path (Method) and the tiled one (Workspace.Forward).
+func TestHalfQOExact(t *testing.T) {
+	for _, c := range []attntest.Case{
+		{Name: "decode-gqa-split", Heads: 8, KVHeads: 2, N: 1, M: 3000, D: 64, E: 64},
+		{Name: "prefill-causal-packed", Heads: 2, KVHeads: 1, N: 200, M: 200, D: 32, E: 16, Causal: true, Sinks: []float64{0, 1}},
+	} {
+		for _, f := range []attn.HalfFormat{attn.Float16, attn.BFloat16} {
+			ph := attntest.ToHalf(attntest.To32(c.Generate(5)), f)
+			pr := attntest.Widened(ph)
+			for _, m := range []attn.Method{Method{}, workspaceMethod{}} {
+				want := attn.NewOutput(pr)
+				if _, err := attn.Forward(context.Background(), m, pr, want); err != nil {
+					t.Fatal(err)
+				}
+				out := &attn.Output[float32]{O16: make([]uint16, len(want.O)), LSE: make([]float64, len(want.LSE))}
+				if _, err := attn.Forward(context.Background(), m, ph, out); err != nil {
+					t.Fatal(err)
+				}
+				for i, x := range want.O {
+					if w := attn.Float32ToHalf(f, x); out.O16[i] != w {
+						t.Fatalf("%s %v %T: entry %d is %#04x, float32 %g rounds to %#04x", c.Name, f, m, i, out.O16[i], x, w)
+					}
+				}
+				for i, l := range want.LSE {
+					if out.LSE[i] != l {
+						t.Fatalf("%s %v %T: LSE %d is %g, float32 gives %g", c.Name, f, m, i, out.LSE[i], l)
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestHalfQOErrors checks that a NaN or Inf among 16-bit queries is an
+// error naming Q on both paths, and that the backward pass declines
+// 16-bit queries by name.
+func TestHalfQOErrors(t *testing.T) {
+	p := attntest.ToHalf(attntest.To32(attntest.Case{Heads: 2, N: 100, M: 50, D: 8, E: 8}.Generate(1)), attn.Float16)
+	p.Q16[8*150+3] = 0x7c00 // +Inf
+	for _, m := range []attn.Method{Method{}, workspaceMethod{}} {
+		out := &attn.Output[float32]{O16: make([]uint16, 2*100*8), LSE: make([]float64, 200)}
+		_, err := attn.Forward(context.Background(), m, p, out)
+		if !errors.Is(err, attn.ErrBadProblem) || !strings.Contains(err.Error(), "Q has a non-finite") || !strings.Contains(err.Error(), "+Inf at flat index 1203") {
+			t.Errorf("%T: an Inf in Q16 gave %v", m, err)
+		}
+	}
+	p.Q16[8*150+3] = 0
+	_, err := attn.Backward(context.Background(), Method{}, p, attn.NewOutput(p), make([]float32, 2*100*8), attn.NewGradients(p))
+	if !errors.Is(err, attn.ErrUnsupported) || !strings.Contains(err.Error(), attn.HalfQO.String()) {
+		t.Errorf("backward with 16-bit queries gave %v, want it declined by name", err)
+	}
 }

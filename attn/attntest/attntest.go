@@ -357,28 +357,33 @@ func RunCase(t *testing.T, m attn.Method, cfg Config, c Case, seed uint64) {
 				t.Errorf("%v keys and values: %v", f, err)
 			}
 		}
+		if err := CheckHalf(m, p64, f, cfg.Eps+floor32, cfg.AllowUnsupported); err != nil {
+			t.Errorf("%v queries, keys, values and output: %v", f, err)
+		}
 	}
 }
 
 // ToHalfKV returns p with K and V rounded to format f (to nearest, ties to
 // even) and stored in K16 and V16, or nil if a value would overflow f.
 func ToHalfKV(p *attn.Problem[float32], f attn.HalfFormat) *attn.Problem[float32] {
-	conv := func(x []float32) []uint16 {
-		y := make([]uint16, len(x))
-		for i, v := range x {
-			y[i] = RoundHalf(f, v)
-			if math.IsInf(float64(attn.HalfToFloat32(f, y[i])), 0) && !math.IsInf(float64(v), 0) {
-				return nil
-			}
-		}
-		return y
-	}
 	h := *p
-	h.KVFormat, h.K16, h.V16, h.K, h.V = f, conv(p.K), conv(p.V), nil, nil
+	h.KVFormat, h.K16, h.V16, h.K, h.V = f, halfBits(f, p.K), halfBits(f, p.V), nil, nil
 	if h.K16 == nil || h.V16 == nil {
 		return nil
 	}
 	return &h
+}
+
+// halfBits rounds x to format f, or returns nil if a value would overflow.
+func halfBits(f attn.HalfFormat, x []float32) []uint16 {
+	y := make([]uint16, len(x))
+	for i, v := range x {
+		y[i] = RoundHalf(f, v)
+		if math.IsInf(float64(attn.HalfToFloat32(f, y[i])), 0) && !math.IsInf(float64(v), 0) {
+			return nil
+		}
+	}
+	return y
 }
 
 // RoundHalf rounds x to format f, to nearest with ties to even
