@@ -315,6 +315,20 @@ func Attend[T Float](ctx context.Context, q, k, v Tensor[T], opts Options) (*Res
 
 // attend runs the method opts name (or the planner's choice) on p.
 func attend[T Float](ctx context.Context, p *attn.Problem[T], lead []int, opts Options) (*Result[T], error) {
+	out := attn.NewOutput(p)
+	rep, err := run(ctx, p, opts, out)
+	if err != nil {
+		return nil, err
+	}
+	return &Result[T]{
+		Out:    Tensor[T]{Data: out.O, Shape: append(slices.Clone(lead), p.N, p.E)},
+		LSE:    Tensor[float64]{Data: out.LSE, Shape: append(slices.Clone(lead), p.N)},
+		Report: rep,
+	}, nil
+}
+
+// run runs the method opts name (or the planner's choice) on p into out.
+func run[T Float](ctx context.Context, p *attn.Problem[T], opts Options, out *attn.Output[T]) (Report, error) {
 	var err error
 	name, reason := opts.Method, ""
 	if name == "" {
@@ -322,15 +336,14 @@ func attend[T Float](ctx context.Context, p *attn.Problem[T], lead []int, opts O
 	}
 	if name == Auto {
 		if name, reason, err = choose(p); err != nil {
-			return nil, err
+			return Report{}, err
 		}
 	}
 	m, ok := methods[name]
 	if !ok {
-		return nil, invalid("unknown method %q; choose one of %v or %s", name, Methods(), Auto)
+		return Report{}, invalid("unknown method %q; choose one of %v or %s", name, Methods(), Auto)
 	}
 	note, slower := slowerThanExact(p, opts.Method)
-	out := attn.NewOutput(p)
 	start := time.Now()
 	st, err := attn.Forward(ctx, m, p, out)
 	if err != nil && opts.Method == Auto && name != DefaultMethod && errors.Is(err, attn.ErrUnsupported) {
@@ -342,20 +355,16 @@ func attend[T Float](ctx context.Context, p *attn.Problem[T], lead []int, opts O
 		st, err = attn.Forward(ctx, m, p, out)
 	}
 	if errors.Is(err, attn.ErrBadProblem) {
-		return nil, inputError{fmt.Errorf("%s: %w", name, err)}
+		return Report{}, inputError{fmt.Errorf("%s: %w", name, err)}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("fastattn: %s: %w", name, err)
+		return Report{}, fmt.Errorf("fastattn: %s: %w", name, err)
 	}
 	secs := time.Since(start).Seconds()
 	rep := Report{CallReport: newCallReport(name, p, secs, st), KeyLengths: p.KeyLens, ErrorBound: st.ErrorBound,
 		ObservedError: st.ObservedError, SampledRows: st.SampledRows}
 	rep.Reason, rep.Note, rep.PredictedSlowerThanExact = reason, note, slower
-	return &Result[T]{
-		Out:    Tensor[T]{Data: out.O, Shape: append(slices.Clone(lead), p.N, p.E)},
-		LSE:    Tensor[float64]{Data: out.LSE, Shape: append(slices.Clone(lead), p.N)},
-		Report: rep,
-	}, nil
+	return rep, nil
 }
 
 // recordOptions records p's options beyond the classic ones in r.
@@ -383,11 +392,11 @@ func recordOptions[T Float](r *CallReport, p *attn.Problem[T]) {
 // (attn.Forward does, unless the method checks them itself).
 func problem[T Float](q, k, v Tensor[T], opts Options) (*attn.Problem[T], []int, error) {
 	p := new(attn.Problem[T])
-	lead, err := fillProblem(p, nil, q, shapeOf(k), shapeOf(v), opts)
+	lead, err := fillProblem(p, nil, shapeOf(q), shapeOf(k), shapeOf(v), opts)
 	if err != nil {
 		return nil, nil, err
 	}
-	p.K, p.V = k.Data, v.Data
+	p.Q, p.K, p.V = q.Data, k.Data, v.Data
 	if err := p.ValidateShapes(); err != nil {
 		return nil, nil, inputError{err}
 	}
@@ -413,11 +422,10 @@ type problemScratch struct {
 }
 
 // fillProblem is problem writing into p, with scratch (may be nil) for the
-// expanded key lengths and the broadcast mask, from Q and the shapes of K
-// and V; the caller sets p.K and p.V (or their 16-bit forms) and then
+// expanded key lengths and the broadcast mask, from the shapes of Q, K
+// and V; the caller sets p.Q, p.K and p.V (or their 16-bit forms) and then
 // validates p.
-func fillProblem[T Float](p *attn.Problem[T], scratch *problemScratch, qt Tensor[T], k, v shaped, opts Options) ([]int, error) {
-	q := shapeOf(qt)
+func fillProblem[T Float](p *attn.Problem[T], scratch *problemScratch, q, k, v shaped, opts Options) ([]int, error) {
 	for _, t := range []struct {
 		name string
 		t    shaped
@@ -487,8 +495,8 @@ func fillProblem[T Float](p *attn.Problem[T], scratch *problemScratch, qt Tensor
 	}
 	*p = attn.Problem[T]{
 		Heads: heads, N: n, M: m, D: d, E: e,
-		Q: qt.Data, KVHeads: kvHeads,
-		Scale: scale, Causal: opts.Causal, CausalAlign: opts.CausalAlign, KeyLens: keyLens, Eps: eps,
+		KVHeads: kvHeads,
+		Scale:   scale, Causal: opts.Causal, CausalAlign: opts.CausalAlign, KeyLens: keyLens, Eps: eps,
 		Workers: opts.Workers, AssumeFinite: opts.AssumeFinite, Window: opts.Window,
 	}
 	if opts.Sinks != nil {

@@ -62,21 +62,22 @@ func AttendInto[T Float](ctx context.Context, ws *Workspace, out Tensor[T], lse 
 	if ws == nil {
 		return invalid("AttendInto needs a Workspace (NewWorkspace)")
 	}
-	return attendInto(ctx, ws, out, lse, opts, func(p *attn.Problem[T]) ([]int, error) {
-		lead, err := fillProblem(p, &ws.scratch, q, shapeOf(k), shapeOf(v), opts)
+	return attendInto(ctx, ws, shapeOf(out), lse, opts, func(p *attn.Problem[T]) ([]int, error) {
+		lead, err := fillProblem(p, &ws.scratch, shapeOf(q), shapeOf(k), shapeOf(v), opts)
 		if err != nil {
 			return nil, err
 		}
-		p.K, p.V = k.Data, v.Data
+		p.Q, p.K, p.V = q.Data, k.Data, v.Data
 		if err := p.ValidateShapes(); err != nil {
 			return nil, inputError{err}
 		}
 		return lead, nil
-	})
+	}, func(o *attn.Output[T]) { o.O = out.Data })
 }
 
-// attendInto is AttendInto with the problem built by build.
-func attendInto[T Float](ctx context.Context, ws *Workspace, out Tensor[T], lse []float64, opts Options, build func(p *attn.Problem[T]) ([]int, error)) error {
+// attendInto is AttendInto with the problem built by build and the output
+// out (its shape and size) bound to the exact output by bind.
+func attendInto[T Float](ctx context.Context, ws *Workspace, out shaped, lse []float64, opts Options, build func(p *attn.Problem[T]) ([]int, error), bind func(o *attn.Output[T])) error {
 	if ws == nil {
 		return invalid("AttendInto needs a Workspace (NewWorkspace)")
 	}
@@ -88,11 +89,11 @@ func attendInto[T Float](ctx context.Context, ws *Workspace, out Tensor[T], lse 
 	if err != nil {
 		return err
 	}
-	if err := out.check("out"); err != nil {
+	if err := checkShape("out", out.shape, out.size); err != nil {
 		return inputError{err}
 	}
-	if len(out.Shape) != len(lead)+2 || !prefixEqual(out.Shape, lead) || out.Shape[len(lead)] != p.N || out.Shape[len(lead)+1] != p.E {
-		return invalid("out has shape %v; want Q's leading shape %v then (n, e) = (%d, %d)", out.Shape, lead, p.N, p.E)
+	if len(out.shape) != len(lead)+2 || !prefixEqual(out.shape, lead) || out.shape[len(lead)] != p.N || out.shape[len(lead)+1] != p.E {
+		return invalid("out has shape %v; want Q's leading shape %v then (n, e) = (%d, %d)", out.shape, lead, p.N, p.E)
 	}
 	rows := p.Heads * p.N
 	switch {
@@ -104,8 +105,9 @@ func attendInto[T Float](ctx context.Context, ws *Workspace, out Tensor[T], lse 
 	case len(lse) != rows:
 		return invalid("lse has %d entries, want one per row (heads*n = %d)", len(lse), rows)
 	}
-	o.O, o.LSE = out.Data, lse
-	defer func() { o.O, o.LSE = nil, nil }() // hold no caller buffers
+	bind(o)
+	o.LSE = lse
+	defer func() { o.O, o.O16, o.LSE = nil, nil, nil }() // hold no caller buffers
 	if _, err := w.Forward(ctx, p, o); err != nil {
 		if errors.Is(err, attn.ErrBadProblem) {
 			return inputError{err}

@@ -448,6 +448,9 @@ type FiniteChecker interface {
 // valid key (whose output row is zero). O16, when not nil, receives the
 // output rounded to the problem's KVFormat (to nearest, ties to even)
 // instead of O, which is then nil (feature HalfQO); LSE stays float64.
+// Problem.Eps then applies to the computation before that rounding, which
+// is the storage the caller chose: Stats.ErrorBound includes it (u |out|,
+// u = 2^-11 for float16 and 2^-8 for bfloat16, at most u max_l |V_lj|).
 type Output[T Float] struct {
 	O   []T
 	O16 []uint16
