@@ -9,7 +9,6 @@ import (
 	"os/signal"
 
 	"github.com/fastattn/fastattn"
-	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/internal/npyfile"
 )
 
@@ -107,37 +106,41 @@ func attendHalfFiles(ctx context.Context, names []string, arrays []npyfile.Array
 		}
 		format, bits = fastattn.BFloat16, func(a npyfile.Array) []uint16 { return a.U16 }
 	}
-	q32 := q.F32
+	kt := fastattn.HalfTensor{Data: bits(k), Shape: k.Shape, Format: format}
+	vt := fastattn.HalfTensor{Data: bits(v), Shape: v.Shape, Format: format}
+	var (
+		shape []int
+		out   any
+		lse   fastattn.Tensor[float64]
+		rep   fastattn.Report
+		err   error
+	)
 	switch {
 	case q.F32 != nil:
+		var res *fastattn.Result[float32]
+		if res, err = fastattn.AttendHalfKV(ctx, fastattn.Tensor[float32]{Data: q.F32, Shape: q.Shape}, kt, vt, opts); err == nil {
+			shape, out, lse, rep = res.Out.Shape, res.Out.Data, res.LSE, res.Report
+		}
 	case q.DType() == k.DType():
-		q32 = make([]float32, len(bits(q)))
-		for i, h := range bits(q) {
-			q32[i] = attn.HalfToFloat32(format, h)
+		// The library reads 16-bit queries and writes the output in
+		// their format.
+		var res *fastattn.HalfResult
+		if res, err = fastattn.AttendHalf(ctx, fastattn.HalfTensor{Data: bits(q), Shape: q.Shape, Format: format}, kt, vt, opts); err == nil {
+			shape, out, lse, rep = res.Out.Shape, res.Out.Data, res.LSE, res.Report
+			if format == fastattn.Float16 {
+				out = npyfile.Float16(res.Out.Data)
+			}
 		}
 	default:
 		return fastattn.Report{}, usagef("%s is %s with %s keys and values; give float32 queries or %s ones", names[0], q.DType(), k.DType(), k.DType())
 	}
-	res, err := fastattn.AttendHalfKV(ctx, fastattn.Tensor[float32]{Data: q32, Shape: q.Shape},
-		fastattn.HalfTensor{Data: bits(k), Shape: k.Shape, Format: format}, fastattn.HalfTensor{Data: bits(v), Shape: v.Shape, Format: format}, opts)
 	if err != nil {
 		if errors.Is(err, fastattn.ErrInvalidInput) {
 			return fastattn.Report{}, usageError{err}
 		}
 		return fastattn.Report{}, err
 	}
-	var out any = res.Out.Data
-	if q.F32 == nil {
-		o := make([]uint16, len(res.Out.Data))
-		for i, x := range res.Out.Data {
-			o[i] = attn.Float32ToHalf(format, x)
-		}
-		out = o
-		if format == fastattn.Float16 {
-			out = npyfile.Float16(o)
-		}
-	}
-	return res.Report, writeResult(res.Out.Shape, out, res.LSE, res.Report, paths, stdout)
+	return rep, writeResult(shape, out, lse, rep, paths, stdout)
 }
 
 // writeResult writes the output (data, any type npyfile encodes), the
