@@ -96,7 +96,10 @@ type bwdState[T attn.Float] struct {
 	pending int       // query rows summed in dkT, dvT since the last flush
 }
 
-func backward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T], out *attn.Output[T], dO []T, g *attn.Gradients[T], k ops[T]) (attn.Stats, error) {
+// sinkLSE holds the log-sum-exps each sink's weight e^(sink - LSE_i) is
+// formed against: out.LSE, unless the keys were shifted (see
+// centredBackward).
+func backward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T], out *attn.Output[T], dO []T, g *attn.Gradients[T], k ops[T], sinkLSE []float64) (attn.Stats, error) {
 	if err := attn.CheckGradientSizes(p, out, dO, g); err != nil {
 		return attn.Stats{}, err
 	}
@@ -116,9 +119,9 @@ func backward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T]
 		sh.delta[r] = s
 		// The sink is a logit whose value is 0: dP = 0, so its gradient
 		// is -P_sink Delta_i, summed over the rows it joins.
-		if g.DSinks != nil && !math.IsInf(out.LSE[r], -1) {
+		if g.DSinks != nil && !math.IsInf(sinkLSE[r], -1) {
 			h := r / p.N
-			g.DSinks[h%len(g.DSinks)] -= math.Exp(p.Sink(h)-out.LSE[r]) * s
+			g.DSinks[h%len(g.DSinks)] -= math.Exp(p.Sink(h)-sinkLSE[r]) * s
 		}
 	}
 	// keyLens[kh] is the most keys a query head of group kh attends.

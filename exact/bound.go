@@ -373,12 +373,8 @@ func bounded[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T],
 		if c == nil {
 			continue
 		}
-		for i := range p.N {
-			var s float64
-			for t, x := range p.Q[(h*p.N+i)*p.D : (h*p.N+i+1)*p.D] {
-				s += float64(x) * c[t]
-			}
-			out.LSE[h*p.N+i] += p.Scale * s
+		for r := h * p.N; r < (h+1)*p.N; r++ {
+			out.LSE[r] += centreShift(p, r, c)
 		}
 	}
 	if err := vscale.CheckFinite("exact", out); err != nil {
@@ -464,7 +460,7 @@ func centredBackward[T attn.Float](ctx context.Context, workers int, p *attn.Pro
 		centred = centred || st.centre != nil
 	}
 	if !centred {
-		return backward(ctx, workers, p, out, dO, g, k)
+		return backward(ctx, workers, p, out, dO, g, k, out.LSE)
 	}
 	q := *p
 	q.K = slices.Clone(p.K)
@@ -482,13 +478,37 @@ func centredBackward[T attn.Float](ctx context.Context, workers int, p *attn.Pro
 		if c == nil {
 			continue
 		}
-		for i := range p.N {
-			var s float64
-			for t, x := range p.Q[(h*p.N+i)*d : (h*p.N+i+1)*d] {
-				s += float64(x) * c[t]
-			}
-			o.LSE[h*p.N+i] -= p.Scale * s
+		for r := h * p.N; r < (h+1)*p.N; r++ {
+			o.LSE[r] -= centreShift(p, r, c)
 		}
 	}
-	return backward(ctx, workers, &q, o, dO, g, k)
+	// The sinks' gradient -P_sink Delta_i is formed against the forward's
+	// own log-sum-exps: the sinks are not centred.
+	st, err := backward(ctx, workers, &q, o, dO, g, k, out.LSE)
+	if err != nil || p.Sinks == nil {
+		return st, err
+	}
+	// With a sink a row's dS_ij sum to Delta_i P_sink instead of 0, so
+	// centring took s c Delta_i P_sink from dQ_i: give it back.
+	for h := range p.Heads {
+		c, sink := stats[p.KVHead(h)].centre, p.Sink(h)
+		if c == nil || math.IsInf(sink, -1) {
+			continue
+		}
+		for r := h * p.N; r < (h+1)*p.N; r++ {
+			if math.IsInf(out.LSE[r], -1) {
+				continue
+			}
+			var delta float64
+			for x, v := range out.O[r*p.E : (r+1)*p.E] {
+				delta += float64(v) * float64(dO[r*p.E+x])
+			}
+			w := p.Scale * delta * math.Exp(sink-out.LSE[r])
+			dq := g.DQ[r*d : (r+1)*d]
+			for t := range dq {
+				dq[t] += T(w * c[t])
+			}
+		}
+	}
+	return st, nil
 }

@@ -588,7 +588,7 @@ func (w *workspace[T]) work(st *tileState[T], total int) {
 			w.nonFinite.Store(true)
 		}
 		if tk.chunks == 1 {
-			finish(w.p, w.out, st.acc, st.rowMax, st.rowSum, tk.r0, tk.rows, st.pv)
+			w.finish(st.acc, st.rowMax, st.rowSum, tk.r0, tk.rows, st.pv)
 			continue
 		}
 		e := w.p.E
@@ -859,13 +859,13 @@ func scaleRow(a []float64, s float64) {
 // joining the sum, or a zero row and -Inf for a row with neither keys nor
 // sink. A 16-bit output (out.O16) is rounded row by row through scratch
 // (at least E values) as its tile finishes.
-func finish[T attn.Float](p *attn.Problem[T], out *attn.Output[T], acc, rowMax, rowSum []float64, r0, rows int, scratch []T) {
-	e := p.E
+func (w *workspace[T]) finish(acc, rowMax, rowSum []float64, r0, rows int, scratch []T) {
+	p, out, e := w.p, w.out, w.p.E
 	lse := out.LSE[r0:]
 	if out.O16 != nil {
 		o16 := out.O16[r0*e:]
 		for r := range rows {
-			lse[r] = finishRow(scratch[:e], acc[r*e:(r+1)*e], rowMax[r], rowSum[r], p.Sink((r0+r)/p.N))
+			lse[r] = finishRow(scratch[:e], acc[r*e:(r+1)*e], rowMax[r], rowSum[r], w.rowSink(r0+r))
 			for c, x := range scratch[:e] {
 				o16[r*e+c] = attn.Float32ToHalf(p.KVFormat, float32(x))
 			}
@@ -874,8 +874,31 @@ func finish[T attn.Float](p *attn.Problem[T], out *attn.Output[T], acc, rowMax, 
 	}
 	o := out.O[r0*e:]
 	for r := range rows {
-		lse[r] = finishRow(o[r*e:(r+1)*e], acc[r*e:(r+1)*e], rowMax[r], rowSum[r], p.Sink((r0+r)/p.N))
+		lse[r] = finishRow(o[r*e:(r+1)*e], acc[r*e:(r+1)*e], rowMax[r], rowSum[r], w.rowSink(r0+r))
 	}
+}
+
+// rowSink is the sink logit of global row r in the frame of the logits the
+// workspace computes: with its head's keys centred by c, every logit lacks
+// s q_r.c, and so must the sink, or it would weigh e^(s q_r.c) too much.
+func (w *workspace[T]) rowSink(r int) float64 {
+	p := w.p
+	h := r / p.N
+	sink, c := p.Sink(h), w.centre(p.KVHead(h))
+	if c == nil || math.IsInf(sink, -1) {
+		return sink
+	}
+	return sink - centreShift(p, r, c)
+}
+
+// centreShift is s q_r.c, what centring the keys by c takes from every
+// logit of global row r.
+func centreShift[T attn.Float](p *attn.Problem[T], r int, c []float64) float64 {
+	var s float64
+	for t, x := range p.Q[r*p.D : (r+1)*p.D] {
+		s += float64(x) * c[t]
+	}
+	return p.Scale * s
 }
 
 // merge combines the split-K chunks of one query tile (tasks tk.. of the
@@ -885,7 +908,7 @@ func finish[T attn.Float](p *attn.Problem[T], out *attn.Output[T], acc, rowMax, 
 func (w *workspace[T]) merge(st *tileState[T], tk task) {
 	rows := tk.rows
 	acc := combineParts(st, w.parts[tk.part:tk.part+tk.chunks], rows, w.p.E)
-	finish(w.p, w.out, acc, st.rowMax, st.rowSum, tk.r0, rows, st.pv)
+	w.finish(acc, st.rowMax, st.rowSum, tk.r0, rows, st.pv)
 }
 
 // checkOutput turns what the scans found, and logits beyond the element

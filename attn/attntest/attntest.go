@@ -131,6 +131,7 @@ func OptionCases() []Case {
 		{Name: "sinks-50", Heads: 2, N: 20, M: 50, D: 8, E: 8, Sinks: []float64{50, 50}},
 		{Name: "sinks-causal-padding", Heads: 4, Batch: 2, N: 30, M: 20, D: 8, E: 8, Causal: true, KeyLens: []int{20, 20, 5, 0}, Sinks: []float64{0.5, 3}},
 		{Name: "sinks-mask-fully-masked", Heads: 2, N: 30, M: 70, D: 8, E: 8, Sinks: []float64{1, math.Inf(-1)}, Mask: &MaskSpec{Rows: true, Keys: true, FullyMaskedRows: true}},
+		{Name: "sinks-offset-keys", Heads: 2, KVHeads: 1, N: 8, M: 16, D: 4, E: 4, Sinks: []float64{1, -0.5}, Shape: offsetKeys},
 		{Name: "sinks-large-logits", Heads: 1, N: 20, M: 300, D: 16, E: 8, QScale: 1e2, KScale: 1e2, Sinks: []float64{50}},
 	}
 }
@@ -198,6 +199,14 @@ func dominantKey(r *rand.Rand, p *attn.Problem[float64]) {
 		}
 	}
 	_ = r
+}
+
+// offsetKeys adds 3 to every key entry: enough for exact attention to
+// centre the keys, so that sinks must follow the logits' shift.
+func offsetKeys(_ *rand.Rand, p *attn.Problem[float64]) {
+	for j := range p.K {
+		p.K[j] += 3
+	}
 }
 
 func farKeys(_ *rand.Rand, p *attn.Problem[float64]) {

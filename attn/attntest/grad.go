@@ -108,6 +108,7 @@ func GradCases() []Case {
 		{Name: "fd-mask-additive", Heads: 2, N: 5, M: 6, D: 3, E: 2, Causal: true, Mask: &MaskSpec{Additive: true, Rows: true, Keys: true}},
 		{Name: "fd-sinks", Heads: 2, N: 4, M: 5, D: 3, E: 2, Sinks: []float64{0.3, 2}},
 		{Name: "fd-sinks-gqa-padding", Heads: 4, Batch: 2, KVHeads: 2, N: 4, M: 5, D: 3, E: 2, Causal: true, KeyLens: []int{5, 5, 0, 0}, Sinks: []float64{-1, 1}},
+		{Name: "fd-sinks-offset-keys", Heads: 2, N: 4, M: 6, D: 3, E: 2, Sinks: []float64{0.5, -1}, Shape: offsetKeys},
 		{Name: "fd-tiles-gqa-window", Heads: 2, KVHeads: 1, N: 70, M: 300, D: 2, E: 2, Causal: true, Window: &attn.Window{Left: 140, Right: 0}, Sinks: []float64{1, -1}},
 	}
 }
