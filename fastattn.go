@@ -384,6 +384,9 @@ func recordOptions[T Float](r *CallReport, p *attn.Problem[T]) {
 	if p.KVFormat != attn.NoHalf {
 		r.KVFormat = p.KVFormat.String()
 	}
+	if p.Q16 != nil {
+		r.QOFormat = p.KVFormat.String()
+	}
 }
 
 // problem checks shapes and options and builds the internal problem. Q's

@@ -45,7 +45,7 @@ func TestAttendHalf(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if res.Report.Method != "exact" || res.Out.Format != f || !slices.Equal(res.Out.Shape, want.Out.Shape) || !slices.Equal(res.LSE.Data, want.LSE.Data) {
+			if res.Report.Method != "exact" || res.Report.QOFormat != f.String() || want.Report.QOFormat != "" || res.Out.Format != f || !slices.Equal(res.Out.Shape, want.Out.Shape) || !slices.Equal(res.LSE.Data, want.LSE.Data) {
 				t.Fatalf("%v: method %s, format %v, shape %v (want %v), or LSE differs", f, res.Report.Method, res.Out.Format, res.Out.Shape, want.Out.Shape)
 			}
 			if u := []float64{Float16: 0x1p-11, BFloat16: 0x1p-8}[f]; res.Report.ErrorBound < want.Report.ErrorBound+u {

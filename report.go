@@ -27,9 +27,10 @@ type CallReport struct {
 	KVHeads     int     `json:"kv_heads,omitempty"`
 	CausalAlign string  `json:"causal_align,omitempty"` // "top-left" when not the default
 	Window      *Window `json:"window,omitempty"`
-	Mask        bool    `json:"mask,omitempty"`      // a mask tensor was applied
-	Sinks       bool    `json:"sinks,omitempty"`     // attention sinks were in the softmax
-	KVFormat    string  `json:"kv_format,omitempty"` // "float16" or "bfloat16" for 16-bit keys and values
+	Mask        bool    `json:"mask,omitempty"`         // a mask tensor was applied
+	Sinks       bool    `json:"sinks,omitempty"`        // attention sinks were in the softmax
+	KVFormat    string  `json:"kv_format,omitempty"`    // "float16" or "bfloat16" for 16-bit keys and values
+	QOFormat    string  `json:"q_out_format,omitempty"` // the same when the queries and output are 16-bit too (AttendHalf)
 	Eps         float64 `json:"eps"`
 	// Seconds is the call's wall time. Flops is the number of floating-point
 	// operations the method itself performed (multiply and add counted
