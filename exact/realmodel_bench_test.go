@@ -249,3 +249,30 @@ func TestRealModelTimings(t *testing.T) {
 	}
 	measure("causal n=32768 d=128:", 2, []variant{{"full-causal", runL(long)}, {"window-1024", runL(&win)}})
 }
+
+// BenchmarkHalfQO times Workspace.Forward on causal prefill, 8 query heads
+// sharing 2 key/value heads, n = m = 1024, d = 128, with float16 keys and
+// values: float32 queries and output (float16-kv) against float16 ones
+// too (float16-qkvo), whose queries are widened a tile at a time and whose
+// output rows are rounded as their tiles finish.
+func BenchmarkHalfQO(b *testing.B) {
+	p := attntest.To32(attntest.Case{Heads: 8, KVHeads: 2, N: 1024, M: 1024, D: 128, E: 128, Causal: true}.Generate(1))
+	pkv, pall := attntest.ToHalfKV(p, attn.Float16), attntest.ToHalf(p, attn.Float16)
+	ws := NewWorkspace[float32]()
+	out := attn.NewOutput(p)
+	out16 := &attn.Output[float32]{O16: make([]uint16, len(out.O)), LSE: out.LSE}
+	for _, c := range []struct {
+		name string
+		p    *attn.Problem[float32]
+		out  *attn.Output[float32]
+	}{{"float16-kv", pkv, out}, {"float16-qkvo", pall, out16}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := ws.Forward(context.Background(), c.p, c.out); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
