@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -167,6 +168,14 @@ func TestHalfQOExact(t *testing.T) {
 					if out.LSE[i] != l {
 						t.Fatalf("%s %v %T: LSE %d is %g, float32 gives %g", c.Name, f, m, i, out.LSE[i], l)
 					}
+				}
+				// 16-bit queries with a float32 output: the float32 result.
+				out32 := attn.NewOutput(pr)
+				if _, err := attn.Forward(context.Background(), m, ph, out32); err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Equal(out32.O, want.O) {
+					t.Fatalf("%s %v %T: 16-bit queries with a float32 output differ from float32 queries", c.Name, f, m)
 				}
 			}
 		}
