@@ -464,6 +464,9 @@ func load[T fastattn.Float](in inputs) (q, k, v fastattn.Tensor[T], opts fastatt
 // gradient dout, writing dQ, dK and dV (and, when dsinks is not nil, the
 // sinks' gradient) into the caller's arrays.
 func gradient(in inputs, out, lse array, forwardReport string, dout, dq, dk, dv array, dsinks *array) ([]byte, error) {
+	if in.k.dtype == float16Type || in.k.dtype == bfloat16Type {
+		return gradientHalf(in, out, lse, forwardReport, dout, dq, dk, dv, dsinks)
+	}
 	switch in.q.dtype {
 	case float32Type:
 		return gradientT[float32](in, out, lse, forwardReport, dout, dq, dk, dv, dsinks)
@@ -478,17 +481,7 @@ func gradientT[T fastattn.Float](in inputs, out, lse array, forwardReport string
 	if err != nil {
 		return nil, err
 	}
-	res := &fastattn.Result[T]{}
-	if res.Out, err = tensor[T](out, "the forward output"); err != nil {
-		return nil, err
-	}
-	if res.LSE, err = tensor[float64](lse, "the forward log-sum-exp"); err != nil {
-		return nil, err
-	}
-	if err := json.Unmarshal([]byte(forwardReport), &res.Report); err != nil {
-		return nil, invalidf("bad forward report %q: %v", forwardReport, err)
-	}
-	dOut, err := tensor[T](dout, "dO")
+	res, dOut, err := forward[T](out, lse, forwardReport, dout)
 	if err != nil {
 		return nil, err
 	}
@@ -496,6 +489,59 @@ func gradientT[T fastattn.Float](in inputs, out, lse array, forwardReport string
 	if err != nil {
 		return nil, err
 	}
+	return fillGrads(g, dq, dk, dv, dsinks)
+}
+
+// gradientHalf is gradient for 16-bit keys and values (float32 queries,
+// output and gradients).
+func gradientHalf(in inputs, out, lse array, forwardReport string, dout, dq, dk, dv array, dsinks *array) ([]byte, error) {
+	q, err := tensor[float32](in.q, "Q")
+	if err != nil {
+		return nil, invalidf("with %v keys and values Q must be float32, got %v", in.k.dtype, in.q.dtype)
+	}
+	k, err := halfTensor(in.k, "K")
+	if err != nil {
+		return nil, err
+	}
+	v, err := halfTensor(in.v, "V")
+	if err != nil {
+		return nil, err
+	}
+	opts, err := options(in.opts, in.extras)
+	if err != nil {
+		return nil, err
+	}
+	res, dOut, err := forward[float32](out, lse, forwardReport, dout)
+	if err != nil {
+		return nil, err
+	}
+	g, err := fastattn.GradientHalfKV(context.Background(), q, k, v, res, dOut, opts)
+	if err != nil {
+		return nil, err
+	}
+	return fillGrads(g, dq, dk, dv, dsinks)
+}
+
+// forward rebuilds the forward result (on the caller's arrays) and dO.
+func forward[T fastattn.Float](out, lse array, report string, dout array) (*fastattn.Result[T], fastattn.Tensor[T], error) {
+	res := &fastattn.Result[T]{}
+	var err error
+	if res.Out, err = tensor[T](out, "the forward output"); err != nil {
+		return nil, fastattn.Tensor[T]{}, err
+	}
+	if res.LSE, err = tensor[float64](lse, "the forward log-sum-exp"); err != nil {
+		return nil, fastattn.Tensor[T]{}, err
+	}
+	if err := json.Unmarshal([]byte(report), &res.Report); err != nil {
+		return nil, fastattn.Tensor[T]{}, invalidf("bad forward report %q: %v", report, err)
+	}
+	dOut, err := tensor[T](dout, "dO")
+	return res, dOut, err
+}
+
+// fillGrads copies the gradients into the caller's arrays and returns the
+// report as JSON.
+func fillGrads[T fastattn.Float](g *fastattn.Grads[T], dq, dk, dv array, dsinks *array) ([]byte, error) {
 	for _, x := range []struct {
 		name string
 		dst  array

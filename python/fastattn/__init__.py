@@ -264,17 +264,19 @@ def gradient(q, k, v, dout, out, lse, report, *, scale=None, causal=False,
              causal_align="bottom-right", window=None, mask=None, sinks=None,
              key_lengths=None, method="exact", eps=DEFAULT_EPS, workers=None,
              assume_finite=False, return_report=False):
-    """The gradients (dq, dk, dv), and with sinks dsinks (float64, summed
-    over the batch), of a loss whose gradient with respect to attention's
-    output is dout, given that forward pass's out, lse and report
+    """The gradients (dq, dk, dv; float32 for 16-bit keys and values), and
+    with sinks dsinks (float64, summed over the batch), of a loss whose
+    gradient with respect to attention's output is dout, given that forward pass's out, lse and report
     (from attention(..., return_lse=True, return_report=True)) and the same
     inputs and options. The method is the report's; it must have a backward
     pass (differentiable_methods()). Each block of a split computation (for
     example over key shards) may pass the merged out and lse with its own
     block's report: the result is the block's share of the gradient."""
     if _is_half(k) or _is_half(v):
-        raise NotImplementedError("fastattn: the library has no gradients for 16-bit keys and values yet")
-    q, k, v = _qkv(q, k, v)
+        # 16-bit keys and values: float32 queries, output and gradients.
+        q, k, v, _ = _half_qkv(q, k, v)
+    else:
+        q, k, v = _qkv(q, k, v)
     dout = _float_input(dout, "dout", q.dtype)
     out = _float_input(out, "out", q.dtype)
     lse = _float_input(lse, "lse", np.float64)
@@ -284,7 +286,7 @@ def gradient(q, k, v, dout, out, lse, report, *, scale=None, causal=False,
                            window=window, mask=mask, sinks=sinks, key_lengths=key_lengths,
                            method=method, eps=eps, workers=workers,
                            assume_finite=assume_finite)
-    dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
+    dq, dk, dv = (np.empty(x.shape, dtype=q.dtype) for x in (q, k, v))
     dsinks = None if sinks is None else np.empty(extra["sinks"].shape, dtype=np.float64)
     c = _Call()
     rep, err = ctypes.c_void_p(), ctypes.c_void_p()

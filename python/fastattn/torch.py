@@ -70,6 +70,7 @@ class _Attention(torch.autograd.Function):
         out, lse = torch.from_numpy(out), torch.from_numpy(lse)
         ctx.save_for_backward(q, k, v, sinks, out, lse)
         ctx.opts, ctx.report, ctx.sinks = opts, report, sn
+        ctx.dtypes = (q.dtype, k.dtype, v.dtype, torch.float64)
         ctx.mark_non_differentiable(lse)
         return out, lse
 
@@ -85,7 +86,8 @@ class _Attention(torch.autograd.Function):
                               ctx.report, sinks=ctx.sinks, **ctx.opts)
             for i, g in enumerate(gs):
                 if need[i]:
-                    grads[i] = torch.from_numpy(g)
+                    # float32 gradients of 16-bit keys and values, in their dtype.
+                    grads[i] = torch.from_numpy(g).to(ctx.dtypes[i])
             if need[3]:
                 grads[3] = grads[3].to(sinks.dtype).reshape(sinks.shape)
         return tuple(grads)
@@ -101,25 +103,16 @@ def attention(q, k, v, *, scale=None, causal=False, causal_align="bottom-right",
                     assume_finite)
     if sinks is not None and not isinstance(sinks, torch.Tensor):
         sinks = torch.as_tensor(sinks, dtype=torch.float64)
+    qf = q
     if k.dtype in _HALF or v.dtype in _HALF:
-        return _attention_half_kv(q, k, v, sinks, opts, return_lse, return_report)
+        # 16-bit keys and values (a key/value cache): float32 queries and
+        # output (16-bit queries are widened, the output rounded back).
+        qf = q.float() if q.dtype in _HALF else q
     reports = [] if return_report else None
-    out, lse = _Attention.apply(q, k, v, sinks, opts, reports)
+    out, lse = _Attention.apply(qf, k, v, sinks, opts, reports)
+    out = out.to(q.dtype)
     return _fa._results(out, lse, reports[0] if return_report else None, return_lse, return_report)
 
-
-
-def _attention_half_kv(q, k, v, sinks, opts, return_lse, return_report):
-    # 16-bit keys and values (a key/value cache): the library's forward,
-    # computed in float32; it has no backward pass for them yet.
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (q, k, v, sinks)):
-        raise NotImplementedError("fastattn: the library has no gradients for 16-bit keys and "
-                                  "values yet; call it under torch.no_grad()")
-    qf = q.float() if q.dtype in _HALF else q
-    res = _fa.attention(_numpy(qf, "q"), _numpy(k, "k"), _numpy(v, "v"), sinks=_numpy(sinks, "sinks"),
-                        return_lse=True, return_report=return_report, **opts)
-    out, lse = torch.from_numpy(res[0]).to(q.dtype), torch.from_numpy(res[1])
-    return _fa._results(out, lse, res[2] if return_report else None, return_lse, return_report)
 
 
 # Ring attention: sequence parallelism over torch.distributed.

@@ -309,8 +309,15 @@ def test_16_bit_keys_and_values(fmt):
     # float16 queries are widened; the output comes back in float16.
     out16 = fastattn.attention(q.astype(np.float16), kh, vh, causal=True)
     assert out16.dtype == np.float16
-    with pytest.raises(NotImplementedError, match="16-bit"):
-        fastattn.gradient(q, kh, vh, out, out, lse, rep)
+    # Gradients (float32) against those of float32 attention on the stored
+    # values: the same computation after widening.
+    dout = randn(*out.shape, dtype=np.float32)
+    dq, dk, dv = fastattn.gradient(q, kh, vh, dout, out, lse, rep, causal=True)
+    k32, v32 = kr.astype(np.float32), vr.astype(np.float32)
+    o32, l32, r32 = fastattn.attention(q, k32, v32, causal=True, return_lse=True, return_report=True)
+    for got, want in zip((dq, dk, dv), fastattn.gradient(q, k32, v32, dout, o32, l32, r32, causal=True)):
+        assert got.dtype == np.float32 and got.shape == want.shape
+        assert np.allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
 
 
 def test_16_bit_errors():

@@ -181,5 +181,13 @@ def test_16_bit_keys_and_values(half):
         assert out.dtype == torch.float32
         assert (out - want).abs().max() <= 1e-5 * v.float().abs().max()
         assert ft.attention(q.to(half), k, v).dtype == half
-    with pytest.raises(NotImplementedError, match="16-bit"):
-        ft.attention(q.requires_grad_(), k, v)
+    # Differentiable: gradients in the inputs' dtypes, equal to float32
+    # attention's on the widened values.
+    leaves = [x.clone().requires_grad_() for x in (q, k, v)]
+    w = torch.randn(1, 4, 7, 8, generator=g)
+    (ft.attention(*leaves, causal=True) * w).sum().backward()
+    wide = [x.float().clone().requires_grad_() for x in (q, k, v)]
+    (ft.attention(*wide, causal=True) * w).sum().backward()
+    for a, b in zip(leaves, wide):
+        assert a.grad.dtype == a.dtype
+        assert (a.grad.float() - b.grad.to(a.dtype).float()).abs().max() <= 1e-5 * b.grad.abs().max()
