@@ -365,19 +365,7 @@ func attendT[T fastattn.Float](in inputs, out, lse array, wantReport bool) ([]by
 // attendHalf is attend for 16-bit keys and values (float16 or bfloat16)
 // with float32 queries and output.
 func attendHalf(in inputs, out, lse array, wantReport bool) ([]byte, error) {
-	q, err := tensor[float32](in.q, "Q")
-	if err != nil {
-		return nil, invalidf("with %v keys and values Q must be float32, got %v", in.k.dtype, in.q.dtype)
-	}
-	k, err := halfTensor(in.k, "K")
-	if err != nil {
-		return nil, err
-	}
-	v, err := halfTensor(in.v, "V")
-	if err != nil {
-		return nil, err
-	}
-	opts, err := options(in.opts, in.extras)
+	q, k, v, opts, err := loadHalf(in)
 	if err != nil {
 		return nil, err
 	}
@@ -414,6 +402,22 @@ func compute[T fastattn.Float](opts fastattn.Options, out, lse array, wantReport
 		return nil, err
 	}
 	return copyResult(res, out, lse)
+}
+
+// loadHalf is load for float32 queries against 16-bit keys and values.
+func loadHalf(in inputs) (q fastattn.Tensor[float32], k, v fastattn.HalfTensor, opts fastattn.Options, err error) {
+	if q, err = tensor[float32](in.q, "Q"); err != nil {
+		err = invalidf("with %v keys and values Q must be float32, got %v", in.k.dtype, in.q.dtype)
+		return
+	}
+	if k, err = halfTensor(in.k, "K"); err != nil {
+		return
+	}
+	if v, err = halfTensor(in.v, "V"); err != nil {
+		return
+	}
+	opts, err = options(in.opts, in.extras)
+	return
 }
 
 // halfTensor views a 16-bit array as a fastattn.HalfTensor.
@@ -495,19 +499,7 @@ func gradientT[T fastattn.Float](in inputs, out, lse array, forwardReport string
 // gradientHalf is gradient for 16-bit keys and values (float32 queries,
 // output and gradients).
 func gradientHalf(in inputs, out, lse array, forwardReport string, dout, dq, dk, dv array, dsinks *array) ([]byte, error) {
-	q, err := tensor[float32](in.q, "Q")
-	if err != nil {
-		return nil, invalidf("with %v keys and values Q must be float32, got %v", in.k.dtype, in.q.dtype)
-	}
-	k, err := halfTensor(in.k, "K")
-	if err != nil {
-		return nil, err
-	}
-	v, err := halfTensor(in.v, "V")
-	if err != nil {
-		return nil, err
-	}
-	opts, err := options(in.opts, in.extras)
+	q, k, v, opts, err := loadHalf(in)
 	if err != nil {
 		return nil, err
 	}
