@@ -113,14 +113,23 @@ func headKeyStats[T attn.Float](ctx context.Context, p *attn.Problem[T], workers
 		keys := p.K[(tk.h*p.M+tk.j0)*d : (tk.h*p.M+tk.j1)*d]
 		for j := range tk.j1 - tk.j0 {
 			var n2 float64
+			// Comparisons rather than min and max, whose NaN handling
+			// (the keys are finite) doubles the cost of this pass over
+			// every key; they are rarely true, so they predict well.
 			for t, x := range keys[j*d : (j+1)*d] {
 				v := float64(x)
 				pt.sum[t] += v
-				pt.lo[t] = min(pt.lo[t], v)
-				pt.hi[t] = max(pt.hi[t], v)
+				if v < pt.lo[t] {
+					pt.lo[t] = v
+				}
+				if v > pt.hi[t] {
+					pt.hi[t] = v
+				}
 				n2 += v * v
 			}
-			pt.norm = max(pt.norm, n2)
+			if n2 > pt.norm {
+				pt.norm = n2
+			}
 		}
 		parts[x] = pt
 	})
