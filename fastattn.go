@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/fastattn/fastattn/attn"
@@ -355,10 +356,10 @@ func run[T Float](ctx context.Context, p *attn.Problem[T], opts Options, out *at
 		st, err = attn.Forward(ctx, m, p, out)
 	}
 	if errors.Is(err, attn.ErrBadProblem) {
-		return Report{}, inputError{fmt.Errorf("%s: %w", name, err)}
+		return Report{}, inputError{methodError(name, "", err)}
 	}
 	if err != nil {
-		return Report{}, fmt.Errorf("fastattn: %s: %w", name, err)
+		return Report{}, fmt.Errorf("fastattn: %w", methodError(name, "", err))
 	}
 	secs := time.Since(start).Seconds()
 	rep := Report{CallReport: newCallReport(name, p, secs, st), KeyLengths: p.KeyLens, ErrorBound: st.ErrorBound,
@@ -563,4 +564,14 @@ func expandKeyLengths(buf, lens []int, lead []int, kvHeads, m int) ([]int, error
 		return repeat(lead[1]), nil
 	}
 	return nil, invalid("%d key lengths for leading shape %v; give one per batch element or one per head", len(lens), lead)
+}
+
+// methodError names the method (and pass) err came from, unless its
+// message already starts with the method's name, as the contract's
+// UnsupportedError does ("poly does not support ...").
+func methodError(name, pass string, err error) error {
+	if strings.HasPrefix(err.Error(), name) {
+		return err
+	}
+	return fmt.Errorf("%s%s: %w", name, pass, err)
 }

@@ -119,7 +119,7 @@ func gradient[T Float](ctx context.Context, p *attn.Problem[T], lead, kShape, vS
 	start := time.Now()
 	st, err := attn.Backward(ctx, dm, p, out, dOut.Data, g)
 	if err != nil {
-		return nil, fmt.Errorf("fastattn: %s backward: %w", name, err)
+		return nil, fmt.Errorf("fastattn: %w", methodError(name, " backward", err))
 	}
 	secs := time.Since(start).Seconds()
 	for _, x := range []struct {

@@ -233,3 +233,17 @@ func TestGradientSinksGQA(t *testing.T) {
 		}
 	}
 }
+
+// A declined option's error names the method once ("fastattn: poly does
+// not support ...", not "fastattn: poly: poly does not support ...").
+func TestUnsupportedOptionNamesMethodOnce(t *testing.T) {
+	x := make([]float64, 4*2)
+	q, _ := NewTensor(x, 4, 2)
+	_, err := Attend(context.Background(), q, q, q, Options{Method: "poly", Window: &Window{Left: 1, Right: 1}})
+	if err == nil || !errors.Is(err, ErrUnsupported) {
+		t.Fatalf("err = %v, want ErrUnsupported", err)
+	}
+	if got := strings.Count(err.Error(), "poly"); got != 1 {
+		t.Errorf("error %q names poly %d times, want once", err, got)
+	}
+}

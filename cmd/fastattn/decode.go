@@ -174,7 +174,7 @@ func decodeCmd(args []string, stdout, stderr io.Writer) error {
 	if reportPath == "-" {
 		summary = stderr
 	}
-	fmt.Fprintf(summary, "%s decoding, %s, %d tokens (prefill %d in %.3f s, then %d steps in %.3f s), %s, error bound %g, %d fallback rows, %d rebuilds\n",
+	fmt.Fprintf(summary, "%s decoding, %s, %d tokens (prefill %d in %.3f s, then %d steps in %.3f s), %s, error bound %.3g, %d fallback rows, %d rebuilds\n",
 		rep.Method, rep.DType, rep.N, rep.Prefill, rep.PrefillS, rep.Steps, rep.StepsS, plural(rep.Batch*rep.Heads, "head"), rep.Bound, rep.Fallbacks, rep.Rebuilds)
 	for _, s := range rep.PerStep {
 		fmt.Fprintf(summary, "  context %8d-%-8d %6d steps  median %9.3g s/token  %9.0f tokens/s\n", s.ContextFrom, s.ContextTo-1, s.Steps, s.Median, s.TokensPerSec)

@@ -70,7 +70,7 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	if reportPath == "-" {
 		summary = stderr // standard output holds the report
 	}
-	fmt.Fprintf(summary, "%s attention, %s, %s x %d rows: %.3f s (%.2f GFLOP/s at exact attention's flop count), error bound %g\n",
+	fmt.Fprintf(summary, "%s attention, %s, %s x %d rows: %.3f s (%.2f GFLOP/s at exact attention's flop count), error bound %.3g\n",
 		rep.Method, rep.DType, plural(rep.Batch, "head"), rep.N, rep.Seconds, exactFlops(rep)/rep.Seconds/1e9, rep.ErrorBound)
 	printNote(stderr, "run", rep.Note)
 	return nil
