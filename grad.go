@@ -175,12 +175,18 @@ func ForwardBackward[T Float](ctx context.Context, q, k, v, dOut Tensor[T], opts
 		g, err := forwardBackwardGrad(ctx, q, k, v, res, dOut, opts)
 		return res, g, err
 	}
-	if opts.Method != "" {
-		if _, ok := methods[opts.Method]; ok {
-			if _, ok := methods[opts.Method].(attn.Differentiable); !ok {
-				// Refuse before spending a forward pass.
-				return nil, nil, inputError{noBackward(opts.Method)}
-			}
+	if m, ok := methods[opts.Method]; ok {
+		// Refuse before spending a forward pass: a method without a
+		// backward pass, or whose backward declines an option in use.
+		if _, ok := m.(attn.Differentiable); !ok {
+			return nil, nil, inputError{noBackward(opts.Method)}
+		}
+		p, _, err := problem(q, k, v, opts)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := attn.CheckSupport(m, p, true); err != nil {
+			return nil, nil, fmt.Errorf("fastattn: %w", err)
 		}
 	}
 	res, err := Attend(ctx, q, k, v, opts)

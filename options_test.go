@@ -247,3 +247,18 @@ func TestUnsupportedOptionNamesMethodOnce(t *testing.T) {
 		t.Errorf("error %q names poly %d times, want once", err, got)
 	}
 }
+
+// ForwardBackward refuses an option the method's backward pass declines
+// before running the forward pass (no result comes back).
+func TestForwardBackwardRefusesFirst(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	q := randTensor[float64](r, 1, 2, 6, 3)
+	v := randTensor[float64](r, 1, 2, 6, 3)
+	res, _, err := ForwardBackward(context.Background(), q, q, v, v, Options{Method: "poly", Sinks: []float64{0.5, 1}})
+	if !errors.Is(err, ErrUnsupported) {
+		t.Fatalf("err = %v, want ErrUnsupported", err)
+	}
+	if res != nil {
+		t.Error("the forward pass ran before the backward's refusal")
+	}
+}
