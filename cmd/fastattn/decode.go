@@ -87,12 +87,7 @@ func decodeCmd(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	for _, f := range append(in.flags(), flagPath{"out", outPath}) {
-		if f.val == "" {
-			return usagef("--%s is required", f.name)
-		}
-	}
-	if err := checkOutputs([]flagPath{{"out", outPath}, {"lse", lsePath}, {"report", reportPath}}, "report"); err != nil {
+	if err := requireAndCheck(append(in.flags(), flagPath{"out", outPath}), []flagPath{{"out", outPath}, {"lse", lsePath}, {"report", reportPath}}); err != nil {
 		return err
 	}
 	names := []string{"Q", "K", "V"}

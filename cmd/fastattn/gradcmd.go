@@ -39,12 +39,7 @@ func gradCmd(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	outs := []flagPath{{"dq", dqPath}, {"dk", dkPath}, {"dv", dvPath}, {"report", reportPath}, {"dsinks", dsPath}}
-	for _, f := range append(append(in.flags(), flagPath{"dout", doPath}), outs[:3]...) {
-		if f.val == "" {
-			return usagef("--%s is required", f.name)
-		}
-	}
-	if err := checkOutputs(outs, "report"); err != nil {
+	if err := requireAndCheck(append(append(in.flags(), flagPath{"dout", doPath}), outs[:3]...), outs); err != nil {
 		return err
 	}
 	arrays, err := readInputs([]string{"Q", "K", "V", "dO"}, []string{in.q, in.k, in.v, doPath})

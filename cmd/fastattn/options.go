@@ -132,6 +132,18 @@ func (f *inputFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.v, "v", "", "values: (..., m, e), K's leading shape and Q's dtype")
 }
 
+// requireAndCheck makes the checks every computing command makes before
+// any work: each required flag is set and the outputs can be written (the
+// report may be "-", standard output).
+func requireAndCheck(required, outs []flagPath) error {
+	for _, f := range required {
+		if f.val == "" {
+			return usagef("--%s is required", f.name)
+		}
+	}
+	return checkOutputs(outs, "report")
+}
+
 // flags lists them for the required-flag check.
 func (f *inputFlags) flags() []flagPath {
 	return []flagPath{{"q", f.q}, {"k", f.k}, {"v", f.v}}

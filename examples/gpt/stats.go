@@ -215,12 +215,7 @@ func statsCmd(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	ck, err := LoadCheckpoint(filepath.Join(*dir, "model.safetensors"))
-	if err != nil {
-		return err
-	}
-	m := ck.Model
-	ds, err := LoadDataset(*dataDir, 0.05, uint64(seed))
+	m, ds, err := loadTrained(*dir, *dataDir, seed)
 	if err != nil {
 		return err
 	}

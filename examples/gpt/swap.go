@@ -49,12 +49,7 @@ func swapCmd(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	ck, err := LoadCheckpoint(filepath.Join(*dir, "model.safetensors"))
-	if err != nil {
-		return err
-	}
-	m := ck.Model
-	ds, err := LoadDataset(*dataDir, 0.05, uint64(seed))
+	m, ds, err := loadTrained(*dir, *dataDir, seed)
 	if err != nil {
 		return err
 	}
@@ -268,4 +263,19 @@ func interp(xs, ys []float64, x float64) float64 {
 		}
 	}
 	return ys[len(ys)-1]
+}
+
+// loadTrained loads a training run's model from dir and the data split it
+// was trained on (the .go files under dataDir, split with seed), for the
+// commands that evaluate a trained model.
+func loadTrained(dir, dataDir string, seed int64) (*Model, *Dataset, error) {
+	ck, err := LoadCheckpoint(filepath.Join(dir, "model.safetensors"))
+	if err != nil {
+		return nil, nil, err
+	}
+	ds, err := LoadDataset(dataDir, 0.05, uint64(seed))
+	if err != nil {
+		return nil, nil, err
+	}
+	return ck.Model, ds, nil
 }
