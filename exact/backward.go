@@ -7,6 +7,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/internal/kernels"
@@ -77,15 +78,24 @@ type bwdShared[T attn.Float] struct {
 	g     *attn.Gradients[T]
 	k     ops[T]
 	dqMu  []sync.Mutex // one per key/value head, guarding its group's g.DQ
+	// qT and doT are every query head's Q and dO transposed (d x ldT and
+	// e x ldT per head), made once so that dK^T += Q^T dS and dV^T +=
+	// dO^T P are plain products on every key tile without a transpose.
+	qT, doT []T
+	ldT     int
 }
 
 // bwdState is one worker's scratch space.
 type bwdState[T attn.Float] struct {
-	s, ds    []T       // bwdQueryTile x bwdKeyTile: S then P; dP then dS
-	qT, doT  []T       // d x bwdQueryTile and e x bwdQueryTile: the query tile transposed
-	dkT, dvT []T       // d x bwdKeyTile, e x bwdKeyTile: partial sums in T
-	dk, dv   []float64 // bwdKeyTile x d, bwdKeyTile x e: the key tile's gradients
-	row      []float64 // bwdKeyTile: one row of exponents in float64 (float32 only)
+	s, ds    []T // bwdQueryTile x bwdKeyTile: S then P; dP then dS
+	dkT, dvT []T // d x bwdKeyTile, e x bwdKeyTile: the key tile's dK^T and dV^T
+	// dk64, dv64 are where float32 partial sums of dkT and dvT move to,
+	// in the same layout; for float64 dkT and dvT are the sums.
+	dk64, dv64 []float64
+	row        []float64 // bwdKeyTile: one row of exponents in float64 (float32 only)
+	// kp and vp are the key tile and value tile packed for S = Q K^T and
+	// dP = dO V^T (nil for element types the kernels do not take).
+	kp, vp packer[T]
 
 	head    int       // key/value head whose group's dQ is in dq, or -1
 	dq      []T       // G*N x d: this worker's partial dQ of the group, in T
@@ -135,6 +145,7 @@ func backward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T]
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
+	sh.transposeQueries(workers)
 	workers = min(workers, total)
 	var isF32 bool
 	if _, ok := any(T(0)).(float32); ok {
@@ -151,17 +162,17 @@ func backward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T]
 			st := &bwdState[T]{
 				s:       make([]T, bwdQueryTile*bwdKeyTile),
 				ds:      make([]T, bwdQueryTile*bwdKeyTile),
-				qT:      make([]T, d*bwdQueryTile),
-				doT:     make([]T, e*bwdQueryTile),
 				dkT:     make([]T, d*bwdKeyTile),
 				dvT:     make([]T, e*bwdKeyTile),
-				dk:      make([]float64, bwdKeyTile*d),
-				dv:      make([]float64, bwdKeyTile*e),
+				kp:      newPacker[T](),
+				vp:      newPacker[T](),
 				head:    -1,
 				isFloat: isF32,
 			}
 			if isF32 {
 				st.row = make([]float64, bwdKeyTile)
+				st.dk64 = make([]float64, d*bwdKeyTile)
+				st.dv64 = make([]float64, e*bwdKeyTile)
 			}
 			defer sh.finishHead(st)
 			for ctx.Err() == nil {
@@ -188,6 +199,60 @@ func backward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T]
 	return attn.Stats{Flops: BackwardFlops(p)}, nil
 }
 
+// transposeQueries fills sh.qT and sh.doT, one query head per task. The
+// row stride ldT is N rounded up to 16 elements, and 16 more when that is
+// a multiple of 2 KiB, whose rows would share L1 sets (the GEMM driver
+// would then copy every tile of them).
+func (sh *bwdShared[T]) transposeQueries(workers int) {
+	p := sh.p
+	ld := (p.N + 15) &^ 15
+	if ld*int(unsafe.Sizeof(T(0)))%2048 == 0 {
+		ld += 16
+	}
+	sh.ldT = ld
+	sh.qT = make([]T, p.Heads*p.D*ld)
+	sh.doT = make([]T, p.Heads*p.E*ld)
+	parallelFor(min(workers, p.Heads), p.Heads, func(h int) {
+		transposeInto(sh.qT[h*p.D*ld:], ld, p.Q[h*p.N*p.D:], p.N, p.D)
+		transposeInto(sh.doT[h*p.E*ld:], ld, sh.dO[h*p.N*p.E:], p.N, p.E)
+	})
+}
+
+// parallelFor calls f(i) for 0 <= i < n on up to workers goroutines.
+func parallelFor(workers, n int, f func(i int)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range max(workers, 1) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				f(i)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// transposeInto writes the rows x cols matrix a (row stride cols) into
+// dst as cols x rows with row stride ld, in 16 x 16 blocks so that both
+// sides stay in cache.
+func transposeInto[T attn.Float](dst []T, ld int, a []T, rows, cols int) {
+	const b = 16
+	for i0 := 0; i0 < rows; i0 += b {
+		i1 := min(i0+b, rows)
+		for t0 := 0; t0 < cols; t0 += b {
+			t1 := min(t0+b, cols)
+			for i := i0; i < i1; i++ {
+				src := a[i*cols : (i+1)*cols]
+				for t := t0; t < t1; t++ {
+					dst[t*ld+i] = src[t]
+				}
+			}
+		}
+	}
+}
+
 // startHead gives st an empty dQ buffer for the query heads of key/value
 // head kh.
 func (sh *bwdShared[T]) startHead(st *bwdState[T], kh int) {
@@ -209,12 +274,21 @@ func (st *bwdState[T]) flushDQ(d int) {
 	if !st.isFloat || st.dqLo*d >= len(st.dq) {
 		return
 	}
-	src, dst := st.dq[st.dqLo*d:], st.dq64[st.dqLo*d:]
+	src := st.dq[st.dqLo*d:]
+	addTo64(st.dq64[st.dqLo*d:], src)
+	clear(src)
+	st.dqLo, st.dqRows = len(st.dq)/d, 0
+}
+
+// addTo64 adds src to dst elementwise (as Accumulate32 for float32).
+func addTo64[T attn.Float](dst []float64, src []T) {
+	if s, ok := any(src).([]float32); ok {
+		kernels.Accumulate32(dst, 1, s)
+		return
+	}
 	for x, v := range src {
 		dst[x] += float64(v)
 	}
-	clear(src)
-	st.dqLo, st.dqRows = len(st.dq)/d, 0
 }
 
 // finishHead adds st's partial dQ, times the scale, into the shared dQ.
@@ -248,12 +322,20 @@ func (sh *bwdShared[T]) finishHead(st *bwdState[T]) {
 func (sh *bwdShared[T]) keyBlock(ctx context.Context, st *bwdState[T], kh, j0, cols int) {
 	p := sh.p
 	d, e := p.D, p.E
-	dkT, dvT := st.dkT[:d*cols], st.dvT[:e*cols]
-	dk, dv := st.dk[:cols*d], st.dv[:cols*e]
-	clear(dkT)
-	clear(dvT)
-	clear(dk)
-	clear(dv)
+	clear(st.dkT[:d*cols])
+	clear(st.dvT[:e*cols])
+	if st.isFloat {
+		clear(st.dk64[:d*cols])
+		clear(st.dv64[:e*cols])
+	}
+	if st.kp != nil {
+		// The tile's keys and values are read by every query tile of the
+		// group: lay them out for the microkernels once.
+		st.kp.Reset(cols, d, p.K[(kh*p.M+j0)*d:], d)
+		st.kp.Pack(0, cols)
+		st.vp.Reset(cols, e, p.V[(kh*p.M+j0)*e:], e)
+		st.vp.Pack(0, cols)
+	}
 	st.pending = 0
 	g := p.Group()
 	for h := kh * g; h < (kh+1)*g; h++ {
@@ -269,36 +351,47 @@ func (sh *bwdShared[T]) keyBlock(ctx context.Context, st *bwdState[T], kh, j0, c
 	if st.dqRows += cols; st.dqRows >= bwdFlush {
 		st.flushDQ(d)
 	}
-	// Keys of this tile belong to this task alone: write them out.
+	// Keys of this tile belong to this task alone: write them out,
+	// transposing dK^T and dV^T back.
 	gk := sh.g.DK[(kh*p.M+j0)*d:]
 	gv := sh.g.DV[(kh*p.M+j0)*e:]
-	for x, v := range dk {
-		gk[x] = T(p.Scale * v)
+	if st.isFloat {
+		writeTransposed(gk, st.dk64[:d*cols], d, cols, p.Scale)
+		writeTransposed(gv, st.dv64[:e*cols], e, cols, 1)
+		return
 	}
-	for x, v := range dv {
-		gv[x] = T(v)
+	writeTransposed(gk, st.dkT[:d*cols], d, cols, p.Scale)
+	writeTransposed(gv, st.dvT[:e*cols], e, cols, 1)
+}
+
+// writeTransposed sets dst[j*rows+t] = scale*src[t*cols+j], rounded to T,
+// for the rows x cols matrix src.
+func writeTransposed[T attn.Float, S attn.Float](dst []T, src []S, rows, cols int, scale float64) {
+	const b = 16
+	for j0 := 0; j0 < cols; j0 += b {
+		j1 := min(j0+b, cols)
+		for t := range rows {
+			sr := src[t*cols : (t+1)*cols]
+			for j := j0; j < j1; j++ {
+				dst[j*rows+t] = T(scale * float64(sr[j]))
+			}
+		}
 	}
 }
 
-// flushKV moves the partial sums of dK and dV from T to float64.
+// flushKV moves the float32 partial sums of dK^T and dV^T to float64 (for
+// float64 they are the sums already).
 func (sh *bwdShared[T]) flushKV(st *bwdState[T], cols int) {
+	st.pending = 0
+	if !st.isFloat {
+		return
+	}
 	d, e := sh.p.D, sh.p.E
 	dkT, dvT := st.dkT[:d*cols], st.dvT[:e*cols]
-	dk, dv := st.dk[:cols*d], st.dv[:cols*e]
-	// dkT is d x cols, dk is cols x d.
-	for t := range d {
-		for j, v := range dkT[t*cols : (t+1)*cols] {
-			dk[j*d+t] += float64(v)
-		}
-	}
-	for t := range e {
-		for j, v := range dvT[t*cols : (t+1)*cols] {
-			dv[j*e+t] += float64(v)
-		}
-	}
+	addTo64(st.dk64[:d*cols], dkT)
+	addTo64(st.dv64[:e*cols], dvT)
 	clear(dkT)
 	clear(dvT)
-	st.pending = 0
 }
 
 // queryRows adds the contributions of rows first..last-1 of query head h
@@ -311,6 +404,8 @@ func (sh *bwdShared[T]) queryRows(ctx context.Context, st *bwdState[T], h, first
 	keys := p.K[(kh*p.M+j0)*d:]
 	vals := p.V[(kh*p.M+j0)*e:]
 	local := (h - kh*p.Group()) * p.N // h's first row in the group's dQ
+	ld := sh.ldT
+	qT, doT := sh.qT[h*d*ld:], sh.doT[h*e*ld:]
 	st.dqLo = min(st.dqLo, local+first)
 	for i0 := first; i0 < last; i0 += bwdQueryTile {
 		if ((i0-first)/bwdQueryTile)%cancelCheckTiles == cancelCheckTiles-1 && ctx.Err() != nil {
@@ -321,8 +416,13 @@ func (sh *bwdShared[T]) queryRows(ctx context.Context, st *bwdState[T], h, first
 		do := sh.dO[(h*p.N+i0)*e:]
 		s := st.s[:rows*cols]
 		ds := st.ds[:rows*cols]
-		k.gemmNT(rows, cols, d, q, d, keys, d, s, cols)
-		k.gemmNT(rows, cols, e, do, e, vals, e, ds, cols)
+		if st.kp != nil {
+			st.kp.GemmNT(rows, 0, cols, q, d, s, cols)
+			st.vp.GemmNT(rows, 0, cols, do, e, ds, cols)
+		} else {
+			k.gemmNT(rows, cols, d, q, d, keys, d, s, cols)
+			k.gemmNT(rows, cols, e, do, e, vals, e, ds, cols)
+		}
 		for r := range rows {
 			i := i0 + r
 			sRow, dsRow := s[r*cols:(r+1)*cols], ds[r*cols:(r+1)*cols]
@@ -347,19 +447,9 @@ func (sh *bwdShared[T]) queryRows(ctx context.Context, st *bwdState[T], h, first
 			clear(sRow[b:])
 			clear(dsRow[b:])
 		}
-		// Transpose the query tile so that dV^T += dO^T P and
-		// dK^T += Q^T dS are plain products.
-		qT, doT := st.qT[:d*rows], st.doT[:e*rows]
-		for r := range rows {
-			for t, v := range q[r*d : (r+1)*d] {
-				qT[t*rows+r] = v
-			}
-			for t, v := range do[r*e : (r+1)*e] {
-				doT[t*rows+r] = v
-			}
-		}
-		k.gemmNN(e, cols, rows, doT, rows, s, cols, st.dvT[:e*cols], cols)
-		k.gemmNN(d, cols, rows, qT, rows, ds, cols, st.dkT[:d*cols], cols)
+		// dV^T += dO^T P, dK^T += Q^T dS, dQ += dS K.
+		k.gemmNN(e, cols, rows, doT[i0:], ld, s, cols, st.dvT[:e*cols], cols)
+		k.gemmNN(d, cols, rows, qT[i0:], ld, ds, cols, st.dkT[:d*cols], cols)
 		k.gemmNN(rows, d, cols, ds, cols, keys, d, st.dq[(local+i0)*d:], d)
 		if st.pending += rows; st.pending >= bwdFlush {
 			sh.flushKV(st, cols)
@@ -367,7 +457,6 @@ func (sh *bwdShared[T]) queryRows(ctx context.Context, st *bwdState[T], h, first
 	}
 	return true
 }
-
 // softmaxGradRow is the loop above in one kernel call (the same results,
 // bit for bit) for float32 and float64 rows without a mask: P_ij into s,
 // dS_ij = P_ij (dP_ij - delta_i) into ds. It reports false for element

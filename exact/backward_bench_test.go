@@ -1,0 +1,69 @@
+package exact
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/attn/attntest"
+)
+
+// BenchmarkBackwardRatio times the backward pass alone against the forward
+// pass alone on the same problem, alternating them in every iteration so
+// that both see the same load, and reports the ratio of their best times
+// as "bwd/fwd" (FlashAttention-2's is about 2.5: five products against
+// two). It also reports the ratio of their best CPU times (all threads)
+// as "bwd/fwd-cpu", which a loaded machine disturbs less: a pass that
+// loses a core for a while waits longer but burns no more CPU. With
+// -short it keeps to n = 4096.
+func BenchmarkBackwardRatio(b *testing.B) {
+	for _, d := range []int{64, 128} {
+		for _, n := range []int{4096, 16384} {
+			if testing.Short() && n > 4096 {
+				continue
+			}
+			p64 := attntest.Case{Heads: 1, N: n, M: n, D: d, E: d}.Generate(1)
+			dO := attntest.GradOutput(p64, 3)
+			b.Run(fmt.Sprintf("float32/d=%d/n=%d", d, n), func(b *testing.B) { benchRatio(b, attntest.To32(p64), dO) })
+			b.Run(fmt.Sprintf("float64/d=%d/n=%d", d, n), func(b *testing.B) { benchRatio(b, p64, dO) })
+		}
+	}
+}
+
+func benchRatio[T attn.Float](b *testing.B, p *attn.Problem[T], dO64 []float64) {
+	ctx := context.Background()
+	out := attn.NewOutput(p)
+	g := attn.NewGradients(p)
+	dO := make([]T, len(dO64))
+	for i, v := range dO64 {
+		dO[i] = T(v)
+	}
+	bestF, bestB := time.Duration(1<<62), time.Duration(1<<62)
+	cpuF, cpuB := math.Inf(1), math.Inf(1)
+	var flops float64
+	for b.Loop() {
+		c0, t0 := cpu(), time.Now()
+		if _, err := attn.Forward(ctx, Method{}, p, out); err != nil {
+			b.Fatal(err)
+		}
+		c1, t1 := cpu(), time.Now()
+		st, err := attn.Backward(ctx, Method{}, p, out, dO, g)
+		if err != nil {
+			b.Fatal(err)
+		}
+		c2, t2 := cpu(), time.Now()
+		bestF, bestB = min(bestF, t1.Sub(t0)), min(bestB, t2.Sub(t1))
+		cpuF, cpuB = min(cpuF, c1-c0), min(cpuB, c2-c1)
+		flops = st.Flops
+	}
+	b.ReportMetric(bestB.Seconds()/bestF.Seconds(), "bwd/fwd")
+	if cpuF > 0 {
+		b.ReportMetric(cpuB/cpuF, "bwd/fwd-cpu")
+	}
+	b.ReportMetric(float64(bestF.Microseconds())/1e3, "fwd-ms")
+	b.ReportMetric(float64(bestB.Microseconds())/1e3, "bwd-ms")
+	b.ReportMetric(flops/bestB.Seconds()/1e9, "bwd-GFLOP/s")
+}
