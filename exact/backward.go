@@ -457,6 +457,7 @@ func (sh *bwdShared[T]) queryRows(ctx context.Context, st *bwdState[T], h, first
 	}
 	return true
 }
+
 // softmaxGradRow is the loop above in one kernel call (the same results,
 // bit for bit) for float32 and float64 rows without a mask: P_ij into s,
 // dS_ij = P_ij (dP_ij - delta_i) into ds. It reports false for element
