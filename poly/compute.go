@@ -17,6 +17,8 @@ func newScratch(r, e1, d int) *scratch {
 		moments: make([]float64, r*e1), h: make([]float64, queryBlock*r),
 		y: make([]float64, queryBlock*e1), w: make([]float64, queryBlock*d),
 		scores: make([]float64, queryBlock*keyBlock),
+		yt:     make([]float64, e1*queryBlock), wt: make([]float64, d*queryBlock),
+		limits: make([]int, queryBlock),
 	}
 }
 
@@ -64,21 +66,7 @@ func (hk *headKeys[T]) addMoments(s *scratch, j0, j1 int, dst []float64) {
 // features returns the monomials u_j^alpha of keys j0..j1-1 as an r x bs
 // matrix in the worker's scratch, one multiplication per entry.
 func (hk *headKeys[T]) features(s *scratch, j0, j1 int) []float64 {
-	bs := j1 - j0
-	f := s.feat[:hk.r*bs]
-	for j := range bs {
-		f[j] = 1
-	}
-	m := hk.mono
-	for a := 1; a < hk.r; a++ {
-		row := f[a*bs : (a+1)*bs]
-		par := f[int(m.parent[a])*bs : int(m.parent[a])*bs+bs]
-		u := hk.ut[int(m.vari[a])*hk.L+j0 : int(m.vari[a])*hk.L+j1]
-		for j := range row {
-			row[j] = par[j] * u[j]
-		}
-	}
-	return f
+	return hk.mono.evalBlock(hk.ut[j0:], hk.L, j1-j0, s.feat, hk.r)
 }
 
 // valueBlock returns the values of keys j0..j1-1 as float64 rows with a
@@ -126,35 +114,53 @@ func (hk *headKeys[T]) exactWeights(dst, w []float64, d int, limits []int, j0, j
 	return dst
 }
 
-// queryRows computes the given rows of head h from key moments over keys
-// [0, cEnd) (nil moments for none) plus the keys [cEnd, limit_i) of each
-// row added exactly (causal attention's diagonal block).
+// queryRows computes the given rows of head h (none of them exactRow) from
+// key moments over keys [0, cEnd) (nil moments for none) plus the keys
+// [cEnd, limit_i) of each row added exactly (causal attention's diagonal
+// block).
 func (run *runner[T]) queryRows(ctx context.Context, h int, hp *headPlan, hk *headKeys[T], polys map[int]polyexp.Approx, rows []int, moments []float64, cEnd int) error {
 	p := run.p
 	var failed atomic.Value
 	var flops atomic.Uint64 // in units of 1 flop
+	// Each degree's moments, transposed and scaled by its query-side
+	// coefficients, once for all blocks.
+	scaled := map[int][]float64{}
+	if moments != nil {
+		for _, i := range rows {
+			if g := hp.degree[i]; scaled[g] == nil {
+				scaled[g] = hk.scaledMoments(polys[g], moments)
+			}
+		}
+	}
 	blocks := (len(rows) + queryBlock - 1) / queryBlock
 	run.parallelBlocks(ctx, 0, blocks, func(s *scratch, b int) {
 		blk := rows[b*queryBlock : min((b+1)*queryBlock, len(rows))]
-		var live []int
+		// Rows of one degree share a GEMM against a prefix of the moments.
+		groups := s.groups[:0]
 		for _, i := range blk {
 			if p.KeyLimit(h, i) == 0 {
 				run.finishEmpty(h, i)
-			} else {
-				live = append(live, i)
+				continue
 			}
-		}
-		// Rows of one degree share a GEMM against a prefix of the moments.
-		byDegree := map[int][]int{}
-		for _, i := range live {
-			byDegree[hp.degree[i]] = append(byDegree[hp.degree[i]], i)
-		}
-		for g, group := range byDegree {
-			mom, from := moments, cEnd
-			if g == exactRow {
-				mom, from = nil, 0
+			g := hp.degree[i]
+			k := 0
+			for k < len(groups) && hp.degree[groups[k][0]] != g {
+				k++
 			}
-			if err := run.degreeGroup(s, h, hp, hk, polys[g], group, mom, from, &flops); err != nil {
+			if k == len(groups) {
+				if k < cap(groups) {
+					groups = groups[:k+1]
+					groups[k] = groups[k][:0]
+				} else {
+					groups = append(groups, nil)
+				}
+			}
+			groups[k] = append(groups[k], i)
+		}
+		s.groups = groups
+		for _, group := range groups {
+			g := hp.degree[group[0]]
+			if err := run.degreeGroup(s, h, hp, hk, polys[g], group, scaled[g], cEnd, &flops); err != nil {
 				failed.Store(err)
 				return
 			}
@@ -169,43 +175,77 @@ func (run *runner[T]) queryRows(ctx context.Context, h int, hp *headPlan, hk *he
 	return ctx.Err()
 }
 
-func (run *runner[T]) degreeGroup(s *scratch, h int, hp *headPlan, hk *headKeys[T], a polyexp.Approx, group []int, moments []float64, cEnd int, flops *atomic.Uint64) error {
-	p := run.p
-	d, e, e1 := p.D, p.E, p.E+1
-	rg := Rank(d, a.Degree)
+// scaledMoments returns the first r_g rows of the key moments (r x (e+1))
+// transposed, (e+1) x r_g, each multiplied by its query-side coefficient
+// c_|alpha| |alpha|!/alpha!: then the query features are the plain
+// monomials w^alpha, built for a block of rows at once, and
+// sum_alpha w^alpha coefficient_alpha u^alpha = P(s q.(k - mu)).
+func (hk *headKeys[T]) scaledMoments(a polyexp.Approx, moments []float64) []float64 {
 	m := hk.mono
+	rg := Rank(m.d, a.Degree)
+	e1 := hk.e + 1
+	st := make([]float64, e1*rg)
+	for al := range rg {
+		c := a.Coeffs[m.degree[al]] * m.multi[al]
+		for col := range e1 {
+			st[col*rg+al] = c * moments[al*e1+col]
+		}
+	}
+	return st
+}
+
+// degreeGroup computes rows of one degree: with scaled (the moments from
+// scaledMoments) their polynomial part as one product of the scaled
+// moments by the rows' monomials (r_g x rows, monomial-major, so each
+// monomial is one vector product over the rows), then the keys from cEnd
+// on exactly.
+func (run *runner[T]) degreeGroup(s *scratch, h int, hp *headPlan, hk *headKeys[T], a polyexp.Approx, group []int, scaled []float64, cEnd int, flops *atomic.Uint64) error {
+	p := run.p
+	d, e1 := p.D, p.E+1
+	cnt := len(group)
 	// w = s R q per row: the exponent is w . u for normalised keys u.
-	w := s.w[:len(group)*d]
-	limits := make([]int, len(group))
+	w := s.w[:cnt*d]
+	wt := s.wt[:d*cnt]
+	limits := s.limits[:cnt]
 	exactFlops := 0
 	for k, i := range group {
 		q := p.Q[(h*p.N+i)*d : (h*p.N+i+1)*d]
 		for t := range d {
-			w[k*d+t] = p.Scale * hp.radius * float64(q[t])
+			x := p.Scale * hp.radius * float64(q[t])
+			w[k*d+t], wt[t*cnt+k] = x, x
 		}
 		limits[k] = p.KeyLimit(h, i)
 		exactFlops += max(limits[k]-cEnd, 0) * (2*d + 2*e1 + 1)
 	}
-	y := s.y[:len(group)*e1]
+	y := s.y[:cnt*e1]
 	clear(y)
-	var f uint64 = uint64(exactFlops)
-	if moments != nil {
-		// Query features c_|alpha| (|alpha|!/alpha!) w^alpha, so that
-		// sum_alpha H_alpha u^alpha = P(s q.(k - mu)).
-		hbuf := s.h[:len(group)*rg]
-		for k := range group {
-			row := hbuf[k*rg : (k+1)*rg]
-			m.eval(w[k*d:(k+1)*d], row, rg)
-			for al := range rg {
-				row[al] *= a.Coeffs[m.degree[al]] * m.multi[al]
+	f := uint64(exactFlops)
+	if scaled != nil {
+		rg := Rank(d, a.Degree)
+		ht := hk.mono.evalBlock(wt, cnt, cnt, s.h[:rg*cnt], rg)
+		yt := s.yt[:e1*cnt]
+		clear(yt)
+		kernels.GemmNN64(e1, cnt, rg, scaled, rg, ht, cnt, yt, cnt)
+		for k := range cnt {
+			for c := range e1 {
+				y[k*e1+c] = yt[c*cnt+k]
 			}
 		}
-		kernels.GemmNN64(len(group), e1, rg, hbuf, rg, moments, e1, y, e1)
-		f += uint64(len(group) * rg * (2*e1 + 3))
+		f += uint64(cnt * rg * (2*e1 + 1))
 	}
 	if exactFlops > 0 {
 		hk.addExact(s, w, limits, cEnd, y)
 	}
+	flops.Add(f)
+	return run.finishRows(h, hp, group, y)
+}
+
+// finishRows turns sums y (rows x (e+1): numerators, then the denominator,
+// relative to the centred keys) into output rows and log-sum-exps, adding
+// the sink.
+func (run *runner[T]) finishRows(h int, hp *headPlan, group []int, y []float64) error {
+	p := run.p
+	d, e, e1 := p.D, p.E, p.E+1
 	for k, i := range group {
 		yr := y[k*e1 : (k+1)*e1]
 		den := yr[e]
@@ -231,7 +271,75 @@ func (run *runner[T]) degreeGroup(s *scratch, h int, hp *headPlan, hk *headKeys[
 		}
 		run.out.LSE[h*p.N+i] = lse
 	}
-	flops.Add(f)
+	return nil
+}
+
+// directRows computes the rows of head h planned as exactRow directly, in
+// chunks of up to queryBlock rows: each chunk reads every key block once,
+// and its key blocks are shared among the workers (a few rows scattered
+// over the head would otherwise each cost a pass over all keys, on one
+// core). The exponents lie in [-beta_i, beta_i], so partial sums over key
+// blocks add without a shift.
+func (run *runner[T]) directRows(ctx context.Context, h int, hp *headPlan, hk *headKeys[T], rows []int) error {
+	p := run.p
+	d, e1 := p.D, p.E+1
+	type worker struct {
+		s      *scratch
+		y      []float64
+		limits []int
+	}
+	for c0 := 0; c0 < len(rows); c0 += queryBlock {
+		var chunk []int
+		for _, i := range rows[c0:min(c0+queryBlock, len(rows))] {
+			if p.KeyLimit(h, i) == 0 {
+				run.finishEmpty(h, i)
+			} else {
+				chunk = append(chunk, i)
+			}
+		}
+		cnt := len(chunk)
+		if cnt == 0 {
+			continue
+		}
+		w := make([]float64, cnt*d)
+		limits := make([]int, cnt)
+		end, flops := 0, 0.0
+		for k, i := range chunk {
+			q := p.Q[(h*p.N+i)*d : (h*p.N+i+1)*d]
+			for t := range d {
+				w[k*d+t] = p.Scale * hp.radius * float64(q[t])
+			}
+			limits[k] = p.KeyLimit(h, i)
+			end = max(end, limits[k])
+			flops += float64(limits[k]) * float64(2*d+2*e1+1)
+		}
+		blocks := (end + keyBlock - 1) / keyBlock
+		scratches := run.scratchFor(max(min(run.workers, blocks), 1), hk.r)
+		workers := make([]*worker, len(scratches))
+		for x, s := range scratches {
+			workers[x] = &worker{s: s, y: make([]float64, cnt*e1), limits: make([]int, cnt)}
+		}
+		parallel.ForEach(ctx, workers, 0, blocks, func(wk *worker, b int) {
+			j0 := b * keyBlock
+			for k, l := range limits {
+				wk.limits[k] = min(l, j0+keyBlock)
+			}
+			hk.addExact(wk.s, w, wk.limits, j0, wk.y)
+		})
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		y := workers[0].y
+		for _, wk := range workers[1:] {
+			addTo(y, wk.y)
+		}
+		if err := run.finishRows(h, hp, chunk, y); err != nil {
+			return err
+		}
+		run.mu.Lock()
+		run.flops += flops
+		run.mu.Unlock()
+	}
 	return nil
 }
 
@@ -242,17 +350,18 @@ func (run *runner[T]) finishEmpty(h, i int) {
 	run.out.LSE[h*p.N+i] = p.Sink(h) // -Inf without a sink
 }
 
-// causal computes a causal head: rows whose keys end inside key block b use
-// the moments of blocks 0..b-1 (a prefix sum) and add block b's keys
-// exactly. Blocks are processed in waves of one block per worker, so at most
-// a few moment matrices are alive at once.
-func (run *runner[T]) causal(ctx context.Context, h int, hp *headPlan, hk *headKeys[T], polys map[int]polyexp.Approx) error {
+// causal computes the given rows (none exactRow) of a causal head: rows
+// whose keys end inside key block b use the moments of blocks 0..b-1 (a
+// prefix sum) and add block b's keys exactly. Blocks are processed in waves
+// of one block per worker, so at most a few moment matrices are alive at
+// once.
+func (run *runner[T]) causal(ctx context.Context, h int, hp *headPlan, hk *headKeys[T], polys map[int]polyexp.Approx, rows []int) error {
 	p := run.p
 	e1 := p.E + 1
 	size := hk.r * e1
 	rowsOf := map[int][]int{}
 	lastBlock := 0
-	for i := range p.N {
+	for _, i := range rows {
 		if lim := p.KeyLimit(h, i); lim == 0 {
 			run.finishEmpty(h, i)
 		} else {

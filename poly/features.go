@@ -82,3 +82,23 @@ func (m *monomials) eval(x []float64, f []float64, r int) {
 		f[a] = f[m.parent[a]] * x[m.vari[a]]
 	}
 }
+
+// evalBlock fills ht (r x cnt, monomial-major) with the first r monomials
+// of cnt points given variable-major in xt (variable t's coordinates at
+// xt[t*ldx:]): each monomial is its parent's row times one variable's row,
+// a vector product over the points.
+func (m *monomials) evalBlock(xt []float64, ldx, cnt int, ht []float64, r int) []float64 {
+	ht = ht[:r*cnt]
+	for k := range cnt {
+		ht[k] = 1
+	}
+	for a := 1; a < r; a++ {
+		row := ht[a*cnt : (a+1)*cnt]
+		par := ht[int(m.parent[a])*cnt : int(m.parent[a])*cnt+cnt]
+		x := xt[int(m.vari[a])*ldx : int(m.vari[a])*ldx+cnt]
+		for k := range row {
+			row[k] = par[k] * x[k]
+		}
+	}
+	return ht
+}

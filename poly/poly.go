@@ -603,18 +603,25 @@ func (run *runner[T]) head(ctx context.Context, h int, hp *headPlan) error {
 	run.mu.Lock()
 	run.flops += float64(L) * float64(r) * float64(2*e1+1)
 	run.mu.Unlock()
+	var polyRows, direct []int
+	for i, g := range hp.degree {
+		if g == exactRow {
+			direct = append(direct, i)
+		} else {
+			polyRows = append(polyRows, i)
+		}
+	}
+	if err := run.directRows(ctx, h, hp, hk, direct); err != nil {
+		return err
+	}
 	if !p.Causal {
 		moments := make([]float64, r*e1)
 		run.parallelBlocks(ctx, 0, (L+keyBlock-1)/keyBlock, func(scratch *scratch, b int) {
 			hk.addMoments(scratch, b*keyBlock, min((b+1)*keyBlock, L), scratch.moments)
 		}, func(s *scratch) { addTo(moments, s.moments) }, r)
-		rows := make([]int, p.N)
-		for i := range rows {
-			rows[i] = i
-		}
-		return run.queryRows(ctx, h, hp, hk, polys, rows, moments, L)
+		return run.queryRows(ctx, h, hp, hk, polys, polyRows, moments, L)
 	}
-	return run.causal(ctx, h, hp, hk, polys)
+	return run.causal(ctx, h, hp, hk, polys, polyRows)
 }
 
 // prepare normalises the keys of head h (which must have some), builds the
@@ -694,6 +701,10 @@ type scratch struct {
 	moments []float64 // r x (e+1) partial key moments
 	h       []float64 // queryBlock x r query features
 	y       []float64 // queryBlock x (e+1) results
+	yt      []float64 // (e+1) x queryBlock results, transposed
+	wt      []float64 // d x queryBlock scaled queries, variable-major
+	limits  []int     // queryBlock key limits
+	groups  [][]int   // a query block's rows by degree
 	w       []float64 // queryBlock x d scaled queries
 	scores  []float64 // queryBlock x keyBlock exponents, for keys added exactly
 	grad    *gradScratch

@@ -58,13 +58,12 @@ func logit[T attn.Float](q, k []T, s float64) (hi, lo float64) {
 type neumaier struct{ s, c float64 }
 
 func (n *neumaier) add(x float64) {
-	t := n.s + x
-	if math.Abs(n.s) >= math.Abs(x) {
-		n.c += (n.s - t) + x
-	} else {
-		n.c += (x - t) + n.s
-	}
-	n.s = t
+	// Neumaier's compensation is the exact rounding error of s + x; twoSum
+	// computes the same value without the data-dependent branch, which
+	// mispredicts on sums of values of either sign.
+	var e float64
+	n.s, e = twoSum(n.s, x)
+	n.c += e
 }
 
 func (n *neumaier) sum() float64 { return n.s + n.c }
@@ -83,7 +82,7 @@ func Row[T attn.Float](p *attn.Problem[T], h, i int, out []float64) float64 {
 	// The row's keys and their logits as double-doubles; a mask adds its
 	// term (exactly: twoSum), -Inf drops the key.
 	keys := make([]int, 0, max(b-a, 0))
-	var hi, lo []float64
+	hi, lo := make([]float64, 0, max(b-a, 0)), make([]float64, 0, max(b-a, 0))
 	best := -1
 	for j := a; j < b; j++ {
 		h1, l1 := logit(q, p.K[(kh*p.M+j)*d:(kh*p.M+j+1)*d], p.Scale)
@@ -123,8 +122,15 @@ func Row[T attn.Float](p *attn.Problem[T], h, i int, out []float64) float64 {
 		}
 	}
 	exps := make([]int, e)
+	// Scaling by 2^-exps[c] is a multiplication by that power of two when
+	// it is a normal number (then both round once, identically), else
+	// math.Ldexp.
+	pow := make([]float64, e)
 	for c, m := range colMax {
 		_, exps[c] = math.Frexp(m)
+		if exps[c] > -1000 && exps[c] < 1000 {
+			pow[c] = math.Ldexp(1, -exps[c])
+		}
 	}
 	var den neumaier
 	if !math.IsInf(sink, -1) {
@@ -138,7 +144,11 @@ func Row[T attn.Float](p *attn.Problem[T], h, i int, out []float64) float64 {
 		den.add(w)
 		v := p.V[(kh*p.M+j)*e : (kh*p.M+j+1)*e]
 		for c := range e {
-			num[c].add(w * math.Ldexp(float64(v[c]), -exps[c]))
+			if pow[c] != 0 {
+				num[c].add(w * (float64(v[c]) * pow[c]))
+			} else {
+				num[c].add(w * math.Ldexp(float64(v[c]), -exps[c]))
+			}
 		}
 	}
 	dsum := den.sum()

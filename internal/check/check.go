@@ -9,14 +9,17 @@
 package check
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/internal/accurate"
+	"github.com/fastattn/fastattn/internal/parallel"
 )
 
 // ErrExceeded is wrapped by the error Forward returns when a sampled row
@@ -186,11 +189,17 @@ func Forward[T attn.Float](p *attn.Problem[T], out *attn.Output[T], bound float6
 	r := rand.New(rand.NewPCG(uint64(p.Heads)*uint64(p.N), uint64(p.M)))
 	heads := Heads(p.Heads, rows)
 	perHead := max(1, rows/len(heads))
-	ref := make([]float64, p.E)
 	for _, h := range heads {
 		colMax := attn.ColumnMaxAbs(p, h, p.KeyLen(h))
-		for _, i := range QueryRows(p, h, perHead, r) {
-			accurate.Row(p, h, i, ref)
+		sampled := QueryRows(p, h, perHead, r)
+		// The reference rows are independent: compute them on every core
+		// (each costs a pass over the keys), then compare in order.
+		refs := make([]float64, len(sampled)*p.E)
+		parallel.For(context.Background(), runtime.GOMAXPROCS(0), len(sampled), func(x int) {
+			accurate.Row(p, h, sampled[x], refs[x*p.E:(x+1)*p.E])
+		})
+		for x, i := range sampled {
+			ref := refs[x*p.E : (x+1)*p.E]
 			refErr := accurate.Error(p.KeyLimit(h, i))
 			res.Rows++
 			res.RefError = max(res.RefError, refErr)
