@@ -520,3 +520,6 @@ func peakFMAF64AVX512(n int)
 
 //go:noescape
 func peakDPBF16AVX512(n int)
+
+//go:noescape
+func amxGemmBF16(mt int, nt int, ks int, a *uint16, lda int, astep int, b *uint16, c *float32, ldc int, cstep int, acc int)

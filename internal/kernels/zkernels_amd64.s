@@ -25470,3 +25470,237 @@ done:
 	VZEROUPPER
 	RET
 
+DATA amxTileCfg<>+0(SB)/8, $0x0000000000000001
+DATA amxTileCfg<>+8(SB)/8, $0
+DATA amxTileCfg<>+16(SB)/8, $0x0040004000400040
+DATA amxTileCfg<>+24(SB)/8, $0x0040004000400040
+DATA amxTileCfg<>+32(SB)/8, $0
+DATA amxTileCfg<>+40(SB)/8, $0
+DATA amxTileCfg<>+48(SB)/8, $0x1010101010101010
+DATA amxTileCfg<>+56(SB)/8, $0
+GLOBL amxTileCfg<>(SB), RODATA|NOPTR, $64
+
+// func amxGemmBF16(mt int, nt int, ks int, a *uint16, lda int, astep int, b *uint16, c *float32, ldc int, cstep int, acc int)
+TEXT ·amxGemmBF16(SB), NOSPLIT, $0-88
+	LEAQ amxTileCfg<>(SB), AX
+	// LDTILECFG [AX]
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x78; BYTE $0x49; BYTE $0x00
+	MOVQ a+24(FP), SI
+	MOVQ c+56(FP), DI
+	MOVQ lda+32(FP), DX
+	MOVQ ldc+64(FP), R8
+	MOVQ $64, CX
+	MOVQ ks+16(FP), R13
+	SHLQ $10, R13
+	MOVQ mt+0(FP), R9
+amxRows:
+	CMPQ R9, $2
+	JLT amxRows1
+	MOVQ b+48(FP), BX
+	MOVQ DI, R12
+	MOVQ nt+8(FP), R10
+amxM2Cols:
+	CMPQ R10, $2
+	JLT amxM2Cols1
+	CMPQ acc+80(FP), $0
+	JEQ amx2x2Zero
+	// TILELOADD tmm0, [R12+R8*1+0]
+	BYTE $0xc4; BYTE $0x82; BYTE $0x7b; BYTE $0x4b; BYTE $0x04; BYTE $0x04
+	// TILELOADD tmm1, [R12+R8*1+64]
+	BYTE $0xc4; BYTE $0x82; BYTE $0x7b; BYTE $0x4b; BYTE $0x4c; BYTE $0x04; BYTE $0x40
+	ADDQ cstep+72(FP), R12
+	// TILELOADD tmm2, [R12+R8*1+0]
+	BYTE $0xc4; BYTE $0x82; BYTE $0x7b; BYTE $0x4b; BYTE $0x14; BYTE $0x04
+	// TILELOADD tmm3, [R12+R8*1+64]
+	BYTE $0xc4; BYTE $0x82; BYTE $0x7b; BYTE $0x4b; BYTE $0x5c; BYTE $0x04; BYTE $0x40
+	SUBQ cstep+72(FP), R12
+	JMP amx2x2K
+amx2x2Zero:
+	// TILEZERO tmm0
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xc0
+	// TILEZERO tmm1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xc8
+	// TILEZERO tmm2
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xd0
+	// TILEZERO tmm3
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xd8
+amx2x2K:
+	MOVQ SI, AX
+	MOVQ BX, R11
+	MOVQ ks+16(FP), R14
+amx2x2Loop:
+	// TILELOADD tmm4, [AX+DX*1+0]
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x4b; BYTE $0x24; BYTE $0x10
+	ADDQ astep+40(FP), AX
+	// TILELOADD tmm5, [AX+DX*1+0]
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x4b; BYTE $0x2c; BYTE $0x10
+	SUBQ astep+40(FP), AX
+	// TILELOADD tmm6, [R11+CX*1+0]
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x7b; BYTE $0x4b; BYTE $0x34; BYTE $0x0b
+	ADDQ R13, R11
+	// TILELOADD tmm7, [R11+CX*1+0]
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x7b; BYTE $0x4b; BYTE $0x3c; BYTE $0x0b
+	SUBQ R13, R11
+	// TDPBF16PS tmm0, tmm4, tmm6
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x4a; BYTE $0x5c; BYTE $0xc4
+	// TDPBF16PS tmm1, tmm4, tmm7
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x42; BYTE $0x5c; BYTE $0xcc
+	// TDPBF16PS tmm2, tmm5, tmm6
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x4a; BYTE $0x5c; BYTE $0xd5
+	// TDPBF16PS tmm3, tmm5, tmm7
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x42; BYTE $0x5c; BYTE $0xdd
+	ADDQ $64, AX
+	ADDQ $1024, R11
+	DECQ R14
+	JNZ amx2x2Loop
+	// TILESTORED [R12+R8*1+0], tmm0
+	BYTE $0xc4; BYTE $0x82; BYTE $0x7a; BYTE $0x4b; BYTE $0x04; BYTE $0x04
+	// TILESTORED [R12+R8*1+64], tmm1
+	BYTE $0xc4; BYTE $0x82; BYTE $0x7a; BYTE $0x4b; BYTE $0x4c; BYTE $0x04; BYTE $0x40
+	ADDQ cstep+72(FP), R12
+	// TILESTORED [R12+R8*1+0], tmm2
+	BYTE $0xc4; BYTE $0x82; BYTE $0x7a; BYTE $0x4b; BYTE $0x14; BYTE $0x04
+	// TILESTORED [R12+R8*1+64], tmm3
+	BYTE $0xc4; BYTE $0x82; BYTE $0x7a; BYTE $0x4b; BYTE $0x5c; BYTE $0x04; BYTE $0x40
+	SUBQ cstep+72(FP), R12
+	ADDQ $128, R12
+	ADDQ R13, BX
+	ADDQ R13, BX
+	SUBQ $2, R10
+	JMP amxM2Cols
+amxM2Cols1:
+	CMPQ R10, $0
+	JEQ amxM2Next
+	CMPQ acc+80(FP), $0
+	JEQ amx2x1Zero
+	// TILELOADD tmm0, [R12+R8*1+0]
+	BYTE $0xc4; BYTE $0x82; BYTE $0x7b; BYTE $0x4b; BYTE $0x04; BYTE $0x04
+	ADDQ cstep+72(FP), R12
+	// TILELOADD tmm2, [R12+R8*1+0]
+	BYTE $0xc4; BYTE $0x82; BYTE $0x7b; BYTE $0x4b; BYTE $0x14; BYTE $0x04
+	SUBQ cstep+72(FP), R12
+	JMP amx2x1K
+amx2x1Zero:
+	// TILEZERO tmm0
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xc0
+	// TILEZERO tmm2
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xd0
+amx2x1K:
+	MOVQ SI, AX
+	MOVQ BX, R11
+	MOVQ ks+16(FP), R14
+amx2x1Loop:
+	// TILELOADD tmm4, [AX+DX*1+0]
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x4b; BYTE $0x24; BYTE $0x10
+	ADDQ astep+40(FP), AX
+	// TILELOADD tmm5, [AX+DX*1+0]
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x4b; BYTE $0x2c; BYTE $0x10
+	SUBQ astep+40(FP), AX
+	// TILELOADD tmm6, [R11+CX*1+0]
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x7b; BYTE $0x4b; BYTE $0x34; BYTE $0x0b
+	// TDPBF16PS tmm0, tmm4, tmm6
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x4a; BYTE $0x5c; BYTE $0xc4
+	// TDPBF16PS tmm2, tmm5, tmm6
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x4a; BYTE $0x5c; BYTE $0xd5
+	ADDQ $64, AX
+	ADDQ $1024, R11
+	DECQ R14
+	JNZ amx2x1Loop
+	// TILESTORED [R12+R8*1+0], tmm0
+	BYTE $0xc4; BYTE $0x82; BYTE $0x7a; BYTE $0x4b; BYTE $0x04; BYTE $0x04
+	ADDQ cstep+72(FP), R12
+	// TILESTORED [R12+R8*1+0], tmm2
+	BYTE $0xc4; BYTE $0x82; BYTE $0x7a; BYTE $0x4b; BYTE $0x14; BYTE $0x04
+	SUBQ cstep+72(FP), R12
+amxM2Next:
+	ADDQ astep+40(FP), SI
+	ADDQ astep+40(FP), SI
+	ADDQ cstep+72(FP), DI
+	ADDQ cstep+72(FP), DI
+	SUBQ $2, R9
+	JMP amxRows
+amxRows1:
+	CMPQ R9, $0
+	JEQ amxDone
+	MOVQ b+48(FP), BX
+	MOVQ DI, R12
+	MOVQ nt+8(FP), R10
+amxM1Cols:
+	CMPQ R10, $2
+	JLT amxM1Cols1
+	CMPQ acc+80(FP), $0
+	JEQ amx1x2Zero
+	// TILELOADD tmm0, [R12+R8*1+0]
+	BYTE $0xc4; BYTE $0x82; BYTE $0x7b; BYTE $0x4b; BYTE $0x04; BYTE $0x04
+	// TILELOADD tmm1, [R12+R8*1+64]
+	BYTE $0xc4; BYTE $0x82; BYTE $0x7b; BYTE $0x4b; BYTE $0x4c; BYTE $0x04; BYTE $0x40
+	JMP amx1x2K
+amx1x2Zero:
+	// TILEZERO tmm0
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xc0
+	// TILEZERO tmm1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xc8
+amx1x2K:
+	MOVQ SI, AX
+	MOVQ BX, R11
+	MOVQ ks+16(FP), R14
+amx1x2Loop:
+	// TILELOADD tmm4, [AX+DX*1+0]
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x4b; BYTE $0x24; BYTE $0x10
+	// TILELOADD tmm6, [R11+CX*1+0]
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x7b; BYTE $0x4b; BYTE $0x34; BYTE $0x0b
+	ADDQ R13, R11
+	// TILELOADD tmm7, [R11+CX*1+0]
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x7b; BYTE $0x4b; BYTE $0x3c; BYTE $0x0b
+	SUBQ R13, R11
+	// TDPBF16PS tmm0, tmm4, tmm6
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x4a; BYTE $0x5c; BYTE $0xc4
+	// TDPBF16PS tmm1, tmm4, tmm7
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x42; BYTE $0x5c; BYTE $0xcc
+	ADDQ $64, AX
+	ADDQ $1024, R11
+	DECQ R14
+	JNZ amx1x2Loop
+	// TILESTORED [R12+R8*1+0], tmm0
+	BYTE $0xc4; BYTE $0x82; BYTE $0x7a; BYTE $0x4b; BYTE $0x04; BYTE $0x04
+	// TILESTORED [R12+R8*1+64], tmm1
+	BYTE $0xc4; BYTE $0x82; BYTE $0x7a; BYTE $0x4b; BYTE $0x4c; BYTE $0x04; BYTE $0x40
+	ADDQ $128, R12
+	ADDQ R13, BX
+	ADDQ R13, BX
+	SUBQ $2, R10
+	JMP amxM1Cols
+amxM1Cols1:
+	CMPQ R10, $0
+	JEQ amxM1Next
+	CMPQ acc+80(FP), $0
+	JEQ amx1x1Zero
+	// TILELOADD tmm0, [R12+R8*1+0]
+	BYTE $0xc4; BYTE $0x82; BYTE $0x7b; BYTE $0x4b; BYTE $0x04; BYTE $0x04
+	JMP amx1x1K
+amx1x1Zero:
+	// TILEZERO tmm0
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xc0
+amx1x1K:
+	MOVQ SI, AX
+	MOVQ BX, R11
+	MOVQ ks+16(FP), R14
+amx1x1Loop:
+	// TILELOADD tmm4, [AX+DX*1+0]
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x4b; BYTE $0x24; BYTE $0x10
+	// TILELOADD tmm6, [R11+CX*1+0]
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x7b; BYTE $0x4b; BYTE $0x34; BYTE $0x0b
+	// TDPBF16PS tmm0, tmm4, tmm6
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x4a; BYTE $0x5c; BYTE $0xc4
+	ADDQ $64, AX
+	ADDQ $1024, R11
+	DECQ R14
+	JNZ amx1x1Loop
+	// TILESTORED [R12+R8*1+0], tmm0
+	BYTE $0xc4; BYTE $0x82; BYTE $0x7a; BYTE $0x4b; BYTE $0x04; BYTE $0x04
+amxM1Next:
+amxDone:
+	// TILERELEASE
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x78; BYTE $0x49; BYTE $0xc0
+	RET
+

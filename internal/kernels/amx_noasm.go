@@ -1,0 +1,12 @@
+//go:build !amd64 || !gc || purego
+
+package kernels
+
+// Without assembly there is no AMX path; tests toggle amxOff everywhere.
+var amxOff bool
+
+func amxAvailable() bool { return false }
+
+func gemmPackedBF16(m, n, k int, a []uint16, lda int, bp []uint16, c []float32, ldc int, accumulate bool) {
+	gemmPackedBF16Go(m, n, k, a, lda, bp, c, ldc, accumulate)
+}

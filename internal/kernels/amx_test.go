@@ -1,0 +1,183 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// amxModes are the settings of amxOff to test: the AMX path where this
+// machine grants it, and the portable path everywhere.
+func amxModes() []bool {
+	if AMX() {
+		return []bool{false, true}
+	}
+	return []bool{true}
+}
+
+func withAMXOff(off bool, f func()) {
+	old := amxOff
+	amxOff = off
+	defer func() { amxOff = old }()
+	f()
+}
+
+func amxModeName(off bool) string {
+	if off {
+		return "portable"
+	}
+	return "amx"
+}
+
+func TestLevelsAMX(t *testing.T) {
+	t.Logf("AMX bfloat16 tiles: %v", AMX())
+}
+
+// TestGemmPackedBF16 checks both packings on both paths against float64
+// sums of the same products: every product is exact in float32, so the
+// result must be within (k+2)·2^-24 of the sum of the terms' magnitudes.
+// Entries of C outside the m x n block must stay untouched.
+func TestGemmPackedBF16(t *testing.T) {
+	r := rand.New(rand.NewPCG(21, 22))
+	shapes := [][3]int{
+		{1, 1, 1}, {16, 16, 32}, {32, 32, 64}, {48, 48, 96}, {15, 17, 31}, {17, 33, 33}, {33, 47, 65},
+		{64, 256, 128}, {64, 128, 256}, {64, 64, 256}, {72, 80, 64}, {3, 300, 7}, {100, 5, 200}, {31, 16, 32},
+	}
+	for range 20 {
+		shapes = append(shapes, [3]int{1 + r.IntN(70), 1 + r.IntN(70), 1 + r.IntN(150)})
+	}
+	for _, sz := range shapes {
+		m, n, k := sz[0], sz[1], sz[2]
+		for _, pad := range [][2]int{{0, 0}, {5, 3}} {
+			lda, ldb, ldc := k+pad[0], k+pad[1], n+pad[1]
+			a := bf16s(r, m*lda)
+			bt := bf16s(r, n*ldb)         // B^T, n x k
+			bn := make([]uint16, k*(n+1)) // the same B, k x n, stride n+1
+			for j := range n {
+				for x := range k {
+					bn[x*(n+1)+j] = bt[j*ldb+x]
+				}
+			}
+			pnt := make([]uint16, PackedBF16Len(n, k))
+			pnn := make([]uint16, PackedBF16Len(n, k))
+			PackBF16NT(pnt, n, k, bt, ldb)
+			PackBF16NN(pnn, k, n, bn, n+1)
+			for i := range pnt {
+				if pnt[i] != pnn[i] {
+					t.Fatalf("%dx%dx%d: the NT and NN packings of one B differ at %d", m, n, k, i)
+				}
+			}
+			c0 := make([]float32, m*ldc)
+			for i := range c0 {
+				c0[i] = float32(r.Float64()*2 - 1)
+			}
+			for _, off := range amxModes() {
+				for _, acc := range []bool{false, true} {
+					c := append([]float32(nil), c0...)
+					withAMXOff(off, func() { GemmPackedBF16(m, n, k, a, lda, pnt, c, ldc, acc) })
+					for i := range m {
+						for j := 0; j < ldc; j++ {
+							got := c[i*ldc+j]
+							if j >= n {
+								if !sameBits32(got, c0[i*ldc+j]) {
+									t.Fatalf("%s %dx%dx%d: C[%d,%d] outside the product changed", amxModeName(off), m, n, k, i, j)
+								}
+								continue
+							}
+							var want, mag float64
+							if acc {
+								want, mag = float64(c0[i*ldc+j]), math.Abs(float64(c0[i*ldc+j]))
+							}
+							for x := range k {
+								p := float64(bf16Value(a[i*lda+x])) * float64(bf16Value(bt[j*ldb+x]))
+								want += p
+								mag += math.Abs(p)
+							}
+							if tol := float64(k+2) * 0x1p-24 * mag; math.Abs(float64(got)-want) > tol {
+								t.Fatalf("%s %dx%dx%d acc=%v: C[%d,%d] = %g, want %g (tolerance %.3g)", amxModeName(off), m, n, k, acc, i, j, got, want, tol)
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestGemmPackedBF16Guarded runs aligned shapes (A read in place, C
+// written in place) with every operand ending right before an unmapped
+// page: the tile loads and stores must stay inside them.
+func TestGemmPackedBF16Guarded(t *testing.T) {
+	r := rand.New(rand.NewPCG(23, 24))
+	for _, sz := range [][3]int{{16, 16, 32}, {48, 80, 96}, {64, 256, 128}, {20, 40, 70}} {
+		m, n, k := sz[0], sz[1], sz[2]
+		a := guarded(bf16s(r, m*k))
+		bt := bf16s(r, n*k)
+		bp := make([]uint16, PackedBF16Len(n, k))
+		PackBF16NT(bp, n, k, bt, k)
+		bp = guarded(bp)
+		want := make([]float32, m*n)
+		withAMXOff(true, func() { GemmPackedBF16(m, n, k, a, k, bp, want, n, false) })
+		for _, off := range amxModes() {
+			c := guarded(make([]float32, m*n))
+			withAMXOff(off, func() { GemmPackedBF16(m, n, k, a, k, bp, c, n, false) })
+			for i := range c {
+				if d := math.Abs(float64(c[i] - want[i])); d > float64(k+2)*0x1p-24*float64(k)*16 {
+					t.Fatalf("%s %dx%dx%d: entry %d = %g, portable %g", amxModeName(off), m, n, k, i, c[i], want[i])
+				}
+			}
+		}
+	}
+	releaseGuarded()
+}
+
+// BenchmarkGemmBF16AMX compares, in one run, the AMX product on exact
+// attention's tile shapes (Q K^T: 64 queries x 256 keys x d; P V: 64 x d x
+// 256 keys) with the float32 GEMM (GemmNT32, GemmNN32) on the same shapes,
+// in GFLOP/s per core.
+func BenchmarkGemmBF16AMX(b *testing.B) {
+	if !AMX() {
+		b.Skip("no AMX here")
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, d := range []int{64, 128} {
+		for _, sh := range []struct {
+			name    string
+			m, n, k int
+		}{{"qk", 64, 256, d}, {"pv", 64, d, 256}} {
+			m, n, k := sh.m, sh.n, sh.k
+			flops := 2 * float64(m*n*k)
+			a := bf16s(r, m*k)
+			bt := bf16s(r, n*k)
+			bp := make([]uint16, PackedBF16Len(n, k))
+			PackBF16NT(bp, n, k, bt, k)
+			c := make([]float32, m*n)
+			a32, b32 := make([]float32, m*k), make([]float32, n*k)
+			BF16ToFloat32(a32, a)
+			BF16ToFloat32(b32, bt)
+			b.Run(fmt.Sprintf("%s-d%d/amx", sh.name, d), func(b *testing.B) {
+				for b.Loop() {
+					GemmPackedBF16(m, n, k, a, k, bp, c, n, false)
+				}
+				b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
+			b.Run(fmt.Sprintf("%s-d%d/float32", sh.name, d), func(b *testing.B) {
+				for b.Loop() {
+					if sh.name == "qk" {
+						GemmNT32(m, n, k, a32, k, b32, k, c, n)
+					} else {
+						GemmNN32(m, n, k, a32, k, b32, n, c, n)
+					}
+				}
+				b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
+		}
+	}
+}
+
+// bf16s returns n random normal values rounded to bfloat16.
+func bf16s(r *rand.Rand, n int) []uint16 {
+	x, _ := randBF16(r, n)
+	return x
+}
