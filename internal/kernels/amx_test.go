@@ -181,3 +181,43 @@ func bf16s(r *rand.Rand, n int) []uint16 {
 	x, _ := randBF16(r, n)
 	return x
 }
+
+// TestGemmPackedBF16Concurrent runs products on many goroutines at once
+// (more than GOMAXPROCS, so threads switch between them and signals for
+// preemption arrive during the products): every result must be bit for
+// bit the one computed alone, so no tile state leaks between threads or
+// is lost to a signal.
+func TestGemmPackedBF16Concurrent(t *testing.T) {
+	r := rand.New(rand.NewPCG(25, 26))
+	const m, n, k = 64, 96, 160
+	a := bf16s(r, m*k)
+	bp := make([]uint16, PackedBF16Len(n, k))
+	PackBF16NT(bp, n, k, bf16s(r, n*k), k)
+	want := make([]float32, m*n)
+	GemmPackedBF16(m, n, k, a, k, bp, want, n, false)
+	rounds := 300
+	if testing.Short() {
+		rounds = 50
+	}
+	errs := make(chan error, 8)
+	for g := range 8 {
+		go func() {
+			c := make([]float32, m*n)
+			for x := range rounds {
+				GemmPackedBF16(m, n, k, a, k, bp, c, n, false)
+				for i := range c {
+					if !sameBits32(c[i], want[i]) {
+						errs <- fmt.Errorf("goroutine %d round %d: entry %d = %g, want %g", g, x, i, c[i], want[i])
+						return
+					}
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
