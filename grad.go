@@ -95,6 +95,48 @@ func Gradient[T Float](ctx context.Context, q, k, v Tensor[T], res *Result[T], d
 	return gradient(ctx, p, lead, k.Shape, v.Shape, res, dOut, opts)
 }
 
+// GradientHalf is Gradient for a result of AttendHalf, whose queries,
+// keys, values and output are stored in one 16-bit format: the gradients
+// with respect to Q, K and V in float32 (shaped like q, k and v) and the
+// sinks, computed by exact attention's backward pass in float32 on the
+// 16-bit values as given. dOut is the loss gradient with respect to
+// res.Out, in float32 (a 16-bit gradient widens to it exactly).
+//
+// As in FlashAttention, each row's Delta_i = dOut_i . Out_i is formed from
+// the stored 16-bit output, whose rounding (at most 2^-11 of each entry
+// for float16, 2^-8 for bfloat16) moves Delta_i by at most that fraction
+// of sum_c |dOut_ic Out_ic|; dS_ij = P_ij (dP_ij - Delta_i) carries it
+// into dQ and dK (dV does not use Delta).
+func GradientHalf(ctx context.Context, q, k, v HalfTensor, res *HalfResult, dOut Tensor[float32], opts Options) (*Grads[float32], error) {
+	if res == nil {
+		return nil, invalid("GradientHalf needs the forward result of AttendHalf; got nil")
+	}
+	if res.Out.Format != q.Format {
+		return nil, invalid("the forward output is %v but Q is %v; AttendHalf stores the output in the queries' format", res.Out.Format, q.Format)
+	}
+	if q.Format != k.Format {
+		return nil, invalid("Q is %v but K and V are %v; give all three in one 16-bit format", q.Format, k.Format)
+	}
+	// The backward pass widens 16-bit inputs to float32 once anyway: the
+	// queries and the output are widened here, the keys and values there.
+	wide := &Result[float32]{Out: widen16(res.Out), LSE: res.LSE, Report: res.Report}
+	p := new(attn.Problem[float32])
+	lead, err := halfProblem(p, nil, widen16(q), HalfTensor{}, k, v, opts)
+	if err != nil {
+		return nil, err
+	}
+	return gradient(ctx, p, lead, k.Shape, v.Shape, wide, dOut, opts)
+}
+
+// widen16 returns the float32 values of a 16-bit tensor (exact).
+func widen16(h HalfTensor) Tensor[float32] {
+	x := Tensor[float32]{Data: make([]float32, len(h.Data)), Shape: h.Shape}
+	for i, b := range h.Data {
+		x.Data[i] = attn.HalfToFloat32(h.Format, b)
+	}
+	return x
+}
+
 // gradient is Gradient on a built problem; kShape and vShape shape dK and
 // dV.
 func gradient[T Float](ctx context.Context, p *attn.Problem[T], lead, kShape, vShape []int, res *Result[T], dOut Tensor[T], opts Options) (*Grads[T], error) {

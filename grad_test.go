@@ -302,3 +302,133 @@ func TestDifferentiableMethods(t *testing.T) {
 		t.Fatalf("DifferentiableMethods() = %v", DifferentiableMethods())
 	}
 }
+
+// TestGradientHalf checks the float32 gradients of 16-bit queries, keys
+// and values: against the float64 reference on the rounded inputs,
+// corrected for the one thing GradientHalf does on purpose (Delta_i from
+// the 16-bit output, as FlashAttention forms it), and bit for bit against
+// GradientHalfKV on the widened queries and output.
+func TestGradientHalf(t *testing.T) {
+	ctx := context.Background()
+	r := rand.New(rand.NewPCG(6, 10))
+	q := randTensor[float32](r, 4, 6, 8)
+	k := randTensor[float32](r, 2, 9, 8)
+	v := randTensor[float32](r, 2, 9, 5)
+	dO := randTensor[float32](r, 4, 6, 5)
+	for _, f := range []HalfFormat{Float16, BFloat16} {
+		q16, k16, v16 := toHalf(q, f), toHalf(k, f), toHalf(v, f)
+		opts := Options{Causal: true, Sinks: []float64{0, 1, -1, 2}, Workers: 1}
+		res, err := AttendHalf(ctx, q16, k16, v16, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := GradientHalf(ctx, q16, k16, v16, res, dO, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(g.DQ.Shape, q.Shape) || !slices.Equal(g.DK.Shape, k.Shape) || !slices.Equal(g.DV.Shape, v.Shape) {
+			t.Fatalf("%v: gradient shapes %v %v %v", f, g.DQ.Shape, g.DK.Shape, g.DV.Shape)
+		}
+
+		qw := widenHalf(q16)
+		p := &attn.Problem[float32]{Heads: 4, KVHeads: 2, N: 6, M: 9, D: 8, E: 5, Q: qw.Data,
+			KVFormat: f, K16: k16.Data, V16: v16.Data, Scale: 1 / math.Sqrt(8), Causal: true, Sinks: opts.Sinks}
+		ref := reference.Gradient(p, dO.Data)
+		o, _ := reference.Attention(p)
+		// Delta_i moves by delta = dO_i . (Out16_i - O_i): dS_ij by
+		// -P_ij delta, dsink by -P_sink delta.
+		var moved float64
+		key := make([]float64, p.D)
+		for h := range p.Heads {
+			kh := p.KVHead(h)
+			for i := range p.N {
+				row := h*p.N + i
+				var delta float64
+				for c := range p.E {
+					delta += float64(dO.Data[row*p.E+c]) * (float64(attn.HalfToFloat32(f, res.Out.Data[row*p.E+c])) - o[row*p.E+c])
+				}
+				lo, pr, sink, _ := reference.Probabilities(p, h, i)
+				for j, pj := range pr {
+					p.Key(kh, lo+j, key)
+					for x := range p.D {
+						ref.DQ[row*p.D+x] -= p.Scale * delta * pj * key[x]
+						ref.DK[(kh*p.M+lo+j)*p.D+x] -= p.Scale * delta * pj * float64(qw.Data[row*p.D+x])
+					}
+				}
+				ref.DSinks[h] -= sink * delta
+				moved = max(moved, math.Abs(delta))
+			}
+		}
+		t.Logf("%v: Delta moved by up to %.2g by the output's rounding", f, moved)
+		for name, c := range map[string][2]any{"dQ": {g.DQ.Data, ref.DQ}, "dK": {g.DK.Data, ref.DK}, "dV": {g.DV.Data, ref.DV}} {
+			got, want := c[0].([]float32), c[1].([]float64)
+			if d := maxAbsDiff(got, want); d > 2e-5 || len(got) != len(want) {
+				t.Errorf("%v %s: differs from the reference by %g (%d values, want %d)", f, name, d, len(got), len(want))
+			}
+		}
+		if d := maxAbsDiff(g.DSinks, ref.DSinks); d > 2e-5 {
+			t.Errorf("%v dSinks: differs by %g", f, d)
+		}
+
+		kv := &Result[float32]{Out: widenHalf(res.Out), LSE: res.LSE, Report: res.Report}
+		want, err := GradientHalfKV(ctx, qw, k16, v16, kv, dO, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(g.DQ.Data, want.DQ.Data) || !slices.Equal(g.DK.Data, want.DK.Data) || !slices.Equal(g.DV.Data, want.DV.Data) || !slices.Equal(g.DSinks, want.DSinks) {
+			t.Errorf("%v: differs from GradientHalfKV on the widened queries and output", f)
+		}
+	}
+}
+
+// TestGradientHalfRejectsBadInput checks GradientHalf's errors.
+func TestGradientHalfRejectsBadInput(t *testing.T) {
+	ctx := context.Background()
+	r := rand.New(rand.NewPCG(7, 10))
+	q16 := toHalf(randTensor[float32](r, 2, 4, 3), BFloat16)
+	k16 := toHalf(randTensor[float32](r, 2, 5, 3), BFloat16)
+	v16 := toHalf(randTensor[float32](r, 2, 5, 2), BFloat16)
+	dO := randTensor[float32](r, 2, 4, 2)
+	res, err := AttendHalf(ctx, q16, k16, v16, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := GradientHalf(ctx, q16, k16, v16, res, dO, Options{}); err != nil {
+		t.Fatalf("valid call: %v", err)
+	}
+	f16Out := *res
+	f16Out.Out.Format = Float16
+	nanQ := q16
+	nanQ.Data = slices.Clone(q16.Data)
+	nanQ.Data[1] = 0x7fc0 // bfloat16 NaN
+	nanDO := randTensor[float32](r, 2, 4, 2)
+	nanDO.Data[2] = float32(math.NaN())
+	shortOut := *res
+	shortOut.Out.Data = res.Out.Data[:5]
+	other, err := AttendHalf(ctx, q16, k16, v16, Options{Causal: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string]struct {
+		q    HalfTensor
+		res  *HalfResult
+		dO   Tensor[float32]
+		opts Options
+	}{
+		"nil result":           {q16, nil, dO, Options{}},
+		"output format":        {q16, &f16Out, dO, Options{}},
+		"Q format":             {toHalf(widenHalf(q16), Float16), res, dO, Options{}},
+		"NaN in Q":             {nanQ, res, dO, Options{}},
+		"NaN in dO":            {q16, res, nanDO, Options{}},
+		"dO shape":             {q16, res, randTensor[float32](r, 2, 4, 3), Options{}},
+		"output data/shape":    {q16, &shortOut, dO, Options{}},
+		"other causal":         {q16, other, dO, Options{}},
+		"method without half":  {q16, res, dO, Options{Method: "poly"}},
+		"queries of the other": {toHalf(randTensor[float32](r, 2, 3, 3), BFloat16), res, randTensor[float32](r, 2, 3, 2), Options{}},
+	}
+	for name, c := range cases {
+		if _, err := GradientHalf(ctx, c.q, k16, v16, c.res, c.dO, c.opts); !errors.Is(err, ErrInvalidInput) {
+			t.Errorf("%s: got %v, want ErrInvalidInput", name, err)
+		}
+	}
+}

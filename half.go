@@ -102,8 +102,8 @@ type HalfResult struct {
 // nearest (a further error of at most 2^-11 |out| for float16, 2^-8 |out|
 // for bfloat16, included in Report.ErrorBound; opts.Eps applies before
 // it). Like AttendHalfKV it widens Q, K and V once to certify its bound;
-// AttendHalfInto never copies them whole. Exact attention only; there is
-// no gradient for 16-bit queries.
+// AttendHalfInto never copies them whole. Exact attention only;
+// GradientHalf gives its gradients in float32.
 func AttendHalf(ctx context.Context, q, k, v HalfTensor, opts Options) (*HalfResult, error) {
 	p := new(attn.Problem[float32])
 	lead, err := halfProblem(p, nil, Tensor[float32]{}, q, k, v, opts)
