@@ -170,7 +170,7 @@ func planHead[T attn.Float](p *attn.Problem[T], h int, deg *degreeTable, bump in
 		}
 		if bump > 0 {
 			g += bump
-			if err := deg.extend(g); err != nil {
+			if err := deg.raise(g, bump); err != nil {
 				return nil, err
 			}
 		}
