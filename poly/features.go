@@ -1,6 +1,10 @@
 package poly
 
-import "math"
+import (
+	"math"
+
+	"github.com/fastattn/fastattn/internal/kernels"
+)
 
 // monomials lists every multi-index alpha in d variables with |alpha| <= g in
 // graded order (degree 0, then 1, ...), so the features of a lower degree are
@@ -96,9 +100,7 @@ func (m *monomials) evalBlock(xt []float64, ldx, cnt int, ht []float64, r int) [
 		row := ht[a*cnt : (a+1)*cnt]
 		par := ht[int(m.parent[a])*cnt : int(m.parent[a])*cnt+cnt]
 		x := xt[int(m.vari[a])*ldx : int(m.vari[a])*ldx+cnt]
-		for k := range row {
-			row[k] = par[k] * x[k]
-		}
+		kernels.Mul64(row, par, x)
 	}
 	return ht
 }

@@ -31,6 +31,7 @@ import (
 
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/internal/check"
+	"github.com/fastattn/fastattn/internal/parallel"
 	"github.com/fastattn/fastattn/internal/vscale"
 	"github.com/fastattn/fastattn/polyexp"
 )
@@ -242,6 +243,9 @@ func radiusAbout[T attn.Float](keys []T, d int, c []float64) float64 {
 	return radiusFloor(c, math.Sqrt(best)*(1+1e-12))
 }
 
+// ballChunk is the fewest keys per goroutine of enclosingBall's searches.
+const ballChunk = 1 << 14
+
 // enclosingBall returns a centre mu and R >= max_j |k_j - mu| (rounded up):
 // the better of the mean and a few Badoiu-Clarkson steps towards the
 // farthest key, which approach the smallest enclosing ball.
@@ -256,16 +260,29 @@ func enclosingBall[T attn.Float](keys []T, d int) ([]float64, float64) {
 	for t := range mean {
 		mean[t] /= float64(L)
 	}
+	// farthest is the first key farthest from c, searched in chunks on
+	// every core (it runs 18 times over all keys).
+	chunks := max(1, min(runtime.GOMAXPROCS(0), L/ballChunk))
+	bests, bestDs := make([]int, chunks), make([]float64, chunks)
 	farthest := func(c []float64) (int, float64) {
-		best, bestD := 0, -1.0
-		for j := range L {
-			var s float64
-			for t, x := range keys[j*d : (j+1)*d] {
-				diff := float64(x) - c[t]
-				s += diff * diff
+		parallel.For(context.Background(), chunks, chunks, func(x int) {
+			best, bestD := 0, -1.0
+			for j := x * L / chunks; j < (x+1)*L/chunks; j++ {
+				var s float64
+				for t, y := range keys[j*d : (j+1)*d] {
+					diff := float64(y) - c[t]
+					s += diff * diff
+				}
+				if s > bestD {
+					best, bestD = j, s
+				}
 			}
-			if s > bestD {
-				best, bestD = j, s
+			bests[x], bestDs[x] = best, bestD
+		})
+		best, bestD := 0, -1.0
+		for x := range chunks {
+			if bestDs[x] > bestD {
+				best, bestD = bests[x], bestDs[x]
 			}
 		}
 		return best, math.Sqrt(bestD)

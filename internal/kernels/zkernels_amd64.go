@@ -513,6 +513,9 @@ func softmaxGradF32AVX512(s *float32, ds *float32, n int, scale float64, lse flo
 func softmaxGradF64AVX512(s *float64, ds *float64, n int, scale float64, lse float64, delta float64)
 
 //go:noescape
+func mulF64AVX512(dst *float64, a *float64, b *float64, n int)
+
+//go:noescape
 func peakFMAF32AVX512(n int)
 
 //go:noescape

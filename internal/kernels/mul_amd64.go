@@ -1,0 +1,11 @@
+//go:build amd64 && gc && !purego
+
+package kernels
+
+func mul64(dst, a, b []float64) {
+	if level < levelAVX512 || len(dst) == 0 {
+		mul64Go(dst, a, b)
+		return
+	}
+	mulF64AVX512(&dst[0], &a[0], &b[0], len(dst))
+}

@@ -1,0 +1,5 @@
+//go:build !amd64 || !gc || purego
+
+package kernels
+
+func mul64(dst, a, b []float64) { mul64Go(dst, a, b) }
