@@ -168,7 +168,6 @@ type decoder[T attn.Float] struct {
 	ops     ops[T]
 	workers int
 	states  []*tileState[T]
-	wide    [][2][]float32 // per worker: a widened key block and value block (16-bit stores)
 	parts   []partial
 	tasks   []decodeTask
 	units   []DecodeUnit[T]
@@ -241,7 +240,6 @@ func (dec *Decoder[T]) Attend(ctx context.Context, units []DecodeUnit[T], scale 
 	}
 	for len(d.states) < min(d.workers, len(d.tasks)) {
 		d.states = append(d.states, newTileState[T](e))
-		d.wide = append(d.wide, [2][]float32{})
 	}
 	for _, st := range d.states {
 		if len(st.acc) < queryTile*e {
@@ -349,7 +347,7 @@ func (d *decoder[T]) work(w int) {
 		}
 		tk := d.tasks[t]
 		u := &d.units[tk.unit]
-		d.attendKeys(st, &d.wide[w], u, tk.i0, tk.rows, tk.ja, tk.jb)
+		d.attendKeys(st, u, tk.i0, tk.rows, tk.ja, tk.jb)
 		if tk.chunks == 1 {
 			d.finishRows(u, st.acc, st.rowMax, st.rowSum, tk.i0, tk.rows)
 			continue
@@ -366,7 +364,7 @@ func (d *decoder[T]) work(w int) {
 // ja <= j < jb, block by block, leaving in st each row's max and sum of the
 // scaled logits and its unnormalised output; keys outside a row's range
 // are skipped.
-func (d *decoder[T]) attendKeys(st *tileState[T], wide *[2][]float32, u *DecodeUnit[T], i0, rows, ja, jb int) {
+func (d *decoder[T]) attendKeys(st *tileState[T], u *DecodeUnit[T], i0, rows, ja, jb int) {
 	kv := u.Keys
 	dim, e := kv.D, kv.E
 	q := u.Q[i0*dim : (i0+rows)*dim]
@@ -392,15 +390,12 @@ func (d *decoder[T]) attendKeys(st *tileState[T], wide *[2][]float32, u *DecodeU
 			clear(s[r*scoreStride : r*scoreStride+cols])
 		}
 		// The block is D x DecodeBlock: its columns j0.. are the keys.
-		var keys, vals []T
-		if kv.Format != attn.NoHalf {
-			wide[0], wide[1] = grow(wide[0], dim*DecodeBlock), grow(wide[1], DecodeBlock*e)
-			kv.widenBlock(b, j0-start, cols, wide[0], wide[1])
-			keys, vals = any(wide[0]).([]T), any(wide[1]).([]T)
+		half := kv.Format != attn.NoHalf
+		if half {
+			kv.halfScores(b, j0-start, cols, rows, q, s)
 		} else {
-			keys, vals = kv.Keys[b], kv.Values[b]
+			d.ops.gemmNN(rows, cols, dim, q, dim, kv.Keys[b][j0-start:], DecodeBlock, s, scoreStride)
 		}
-		d.ops.gemmNN(rows, cols, dim, q, dim, keys[j0-start:], DecodeBlock, s, scoreStride)
 		for r := range rows {
 			row := s[r*scoreStride : r*scoreStride+cols]
 			a, z := min(max(lo[r]-j0, 0), cols), min(max(hi[r]-j0, 0), cols)
@@ -421,8 +416,8 @@ func (d *decoder[T]) attendKeys(st *tileState[T], wide *[2][]float32, u *DecodeU
 			}
 			st.rowSum[r] += float64(d.ops.expShift(row[a:z], scale, T(st.rowMax[r])))
 		}
-		vals = vals[(j0-start)*e:]
 		if direct {
+			vals := kv.Values[b][(j0-start)*e:]
 			for r := range rows {
 				if a := st.alpha[r]; a != 1 {
 					scaleRow(acc[r*e:(r+1)*e], a)
@@ -432,7 +427,11 @@ func (d *decoder[T]) attendKeys(st *tileState[T], wide *[2][]float32, u *DecodeU
 		} else {
 			pv := st.pv[:rows*e]
 			clear(pv)
-			d.ops.gemmNN(rows, e, cols, s, scoreStride, vals, e, pv, e)
+			if half {
+				kv.halfValues(b, j0-start, cols, rows, s, pv)
+			} else {
+				d.ops.gemmNN(rows, e, cols, s, scoreStride, kv.Values[b][(j0-start)*e:], e, pv, e)
+			}
 			pv32 := any(pv).([]float32)
 			if allOne(st.alpha[:rows]) {
 				kernels.Accumulate32(acc, 1, pv32)

@@ -119,6 +119,7 @@ func TestDecoderMatchesReference(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, c := range []struct{ units, keys, rows, d, e int }{
 		{1, 1, 1, 3, 2}, {1, 700, 1, 16, 8}, {3, 1500, 4, 5, 7}, {2, 300, 100, 8, 8}, {1, 2000, 150, 64, 32},
+		{2, 1100, 4, 128, 128}, // a GQA group of 4 query heads, d = e = 128
 	} {
 		for _, sinks := range []bool{false, true} {
 			for _, workers := range []int{1, 3} {

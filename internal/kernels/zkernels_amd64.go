@@ -507,6 +507,242 @@ func f32ToBF16AVX512(dst *uint16, src *float32, n int)
 func packPairsBF16AVX512(kp int, b *uint16, ldb int, dst *uint32, ldd int, groups int)
 
 //go:noescape
+func gemm32xF16AVX512_1x4(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xF16AVX512_2x4(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xF16AVX512_3x4(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xF16AVX512_4x4(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xF16AVX512_5x4(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xF16AVX512_6x4(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xF16AVX512_1x1m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xF16AVX512_2x1m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xF16AVX512_3x1m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xF16AVX512_4x1m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xF16AVX512_5x1m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xF16AVX512_6x1m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xF16AVX512_1x2m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xF16AVX512_2x2m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xF16AVX512_3x2m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xF16AVX512_4x2m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xF16AVX512_5x2m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xF16AVX512_6x2m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xF16AVX512_1x3m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xF16AVX512_2x3m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xF16AVX512_3x3m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xF16AVX512_4x3m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xF16AVX512_5x3m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xF16AVX512_6x3m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xF16AVX512_1x4m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xF16AVX512_2x4m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xF16AVX512_3x4m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xF16AVX512_4x4m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xF16AVX512_5x4m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xF16AVX512_6x4m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+var gemm32xF16AVX512 = halfBKernels{
+	mr: 6, nr: 64, w: 16,
+	full: []kernHalfB{gemm32xF16AVX512_1x4, gemm32xF16AVX512_2x4, gemm32xF16AVX512_3x4, gemm32xF16AVX512_4x4, gemm32xF16AVX512_5x4, gemm32xF16AVX512_6x4},
+	part: [][]kernHalfB{
+		{gemm32xF16AVX512_1x1m, gemm32xF16AVX512_2x1m, gemm32xF16AVX512_3x1m, gemm32xF16AVX512_4x1m, gemm32xF16AVX512_5x1m, gemm32xF16AVX512_6x1m},
+		{gemm32xF16AVX512_1x2m, gemm32xF16AVX512_2x2m, gemm32xF16AVX512_3x2m, gemm32xF16AVX512_4x2m, gemm32xF16AVX512_5x2m, gemm32xF16AVX512_6x2m},
+		{gemm32xF16AVX512_1x3m, gemm32xF16AVX512_2x3m, gemm32xF16AVX512_3x3m, gemm32xF16AVX512_4x3m, gemm32xF16AVX512_5x3m, gemm32xF16AVX512_6x3m},
+		{gemm32xF16AVX512_1x4m, gemm32xF16AVX512_2x4m, gemm32xF16AVX512_3x4m, gemm32xF16AVX512_4x4m, gemm32xF16AVX512_5x4m, gemm32xF16AVX512_6x4m},
+	},
+}
+
+//go:noescape
+func gemm32xF16AVX2_1x2(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xF16AVX2_2x2(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xF16AVX2_3x2(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xF16AVX2_4x2(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+var gemm32xF16AVX2 = halfBKernels{
+	mr: 4, nr: 16, w: 8,
+	full: []kernHalfB{gemm32xF16AVX2_1x2, gemm32xF16AVX2_2x2, gemm32xF16AVX2_3x2, gemm32xF16AVX2_4x2},
+}
+
+//go:noescape
+func gemm32xBF16AVX512_1x4(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xBF16AVX512_2x4(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xBF16AVX512_3x4(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xBF16AVX512_4x4(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xBF16AVX512_5x4(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xBF16AVX512_6x4(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xBF16AVX512_1x1m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xBF16AVX512_2x1m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xBF16AVX512_3x1m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xBF16AVX512_4x1m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xBF16AVX512_5x1m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xBF16AVX512_6x1m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xBF16AVX512_1x2m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xBF16AVX512_2x2m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xBF16AVX512_3x2m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xBF16AVX512_4x2m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xBF16AVX512_5x2m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xBF16AVX512_6x2m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xBF16AVX512_1x3m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xBF16AVX512_2x3m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xBF16AVX512_3x3m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xBF16AVX512_4x3m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xBF16AVX512_5x3m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xBF16AVX512_6x3m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xBF16AVX512_1x4m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xBF16AVX512_2x4m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xBF16AVX512_3x4m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xBF16AVX512_4x4m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xBF16AVX512_5x4m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xBF16AVX512_6x4m(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+var gemm32xBF16AVX512 = halfBKernels{
+	mr: 6, nr: 64, w: 16,
+	full: []kernHalfB{gemm32xBF16AVX512_1x4, gemm32xBF16AVX512_2x4, gemm32xBF16AVX512_3x4, gemm32xBF16AVX512_4x4, gemm32xBF16AVX512_5x4, gemm32xBF16AVX512_6x4},
+	part: [][]kernHalfB{
+		{gemm32xBF16AVX512_1x1m, gemm32xBF16AVX512_2x1m, gemm32xBF16AVX512_3x1m, gemm32xBF16AVX512_4x1m, gemm32xBF16AVX512_5x1m, gemm32xBF16AVX512_6x1m},
+		{gemm32xBF16AVX512_1x2m, gemm32xBF16AVX512_2x2m, gemm32xBF16AVX512_3x2m, gemm32xBF16AVX512_4x2m, gemm32xBF16AVX512_5x2m, gemm32xBF16AVX512_6x2m},
+		{gemm32xBF16AVX512_1x3m, gemm32xBF16AVX512_2x3m, gemm32xBF16AVX512_3x3m, gemm32xBF16AVX512_4x3m, gemm32xBF16AVX512_5x3m, gemm32xBF16AVX512_6x3m},
+		{gemm32xBF16AVX512_1x4m, gemm32xBF16AVX512_2x4m, gemm32xBF16AVX512_3x4m, gemm32xBF16AVX512_4x4m, gemm32xBF16AVX512_5x4m, gemm32xBF16AVX512_6x4m},
+	},
+}
+
+//go:noescape
+func gemm32xBF16AVX2_1x2(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xBF16AVX2_2x2(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xBF16AVX2_3x2(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemm32xBF16AVX2_4x2(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
+
+var gemm32xBF16AVX2 = halfBKernels{
+	mr: 4, nr: 16, w: 8,
+	full: []kernHalfB{gemm32xBF16AVX2_1x2, gemm32xBF16AVX2_2x2, gemm32xBF16AVX2_3x2, gemm32xBF16AVX2_4x2},
+}
+
+//go:noescape
 func softmaxGradF32AVX512(s *float32, ds *float32, n int, scale float64, lse float64, delta float64)
 
 //go:noescape

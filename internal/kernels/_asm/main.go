@@ -202,6 +202,7 @@ func main() {
 	}
 	genNarrowBF16()
 	genPackPairs()
+	genHalfB() // half_decode.go
 	genSoftmaxGrad(f32)
 	genSoftmaxGrad(f64)
 	genMul()
