@@ -140,7 +140,11 @@ func Row[T attn.Float](p *attn.Problem[T], h, i int, out []float64) float64 {
 	num := make([]neumaier, e)
 	for x, j := range keys {
 		dh, dl := twoSum(hi[x], -mh)
-		w := math.Exp(dh + (dl + (lo[x] - ml)))
+		arg := dh + (dl + (lo[x] - ml))
+		if arg < -746 {
+			continue // its weight is exactly 0: adding it changes no sum
+		}
+		w := math.Exp(arg)
 		den.add(w)
 		v := p.V[(kh*p.M+j)*e : (kh*p.M+j+1)*e]
 		for c := range e {
