@@ -217,7 +217,7 @@ func compute[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], ou
 	// Work items: chunks of rows of one head.
 	type item struct{ h, a, b int }
 	var items []item
-	chunk := 64
+	chunk := batchRows
 	if p.Causal {
 		// Each causal chunk rebuilds the blocks of its first prefix, so
 		// fewer, longer chunks: about 4 per worker over all heads.
@@ -261,6 +261,7 @@ func compute[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], ou
 					ctxs[hr.pr] = rc
 				}
 				rc.haveCand = false
+				rc.resetBatch()
 				if p.Causal {
 					d := causalRows(ctx, rc, p, hr, out, it.a, it.b)
 					for {
@@ -315,12 +316,15 @@ func plainRows[T attn.Float](rc *rowCtx, p *attn.Problem[T], hr *headRun[T], out
 	if hr.tree != nil {
 		trees = []*tree[T]{hr.tree}
 	}
+	fin := func(i int) {
+		row := h*p.N + i
+		finish(rc, out.O[row*e:(row+1)*e], &out.LSE[row], hd.lseShift[i], p.Sink(h))
+	}
 	for _, i32 := range hr.order[a:b] {
 		i := int(i32)
-		row := h*p.N + i
-		o := out.O[row*e : (row+1)*e]
 		if hd.l == 0 {
-			clear(o)
+			row := h*p.N + i
+			clear(out.O[row*e : (row+1)*e])
 			out.LSE[row] = p.Sink(h) // -Inf without a sink
 			continue
 		}
@@ -328,8 +332,12 @@ func plainRows[T attn.Float](rc *rowCtx, p *attn.Problem[T], hr *headRun[T], out
 		if r != 1 || !runCells1D(rc, trees, nil, []T(nil)) {
 			runTree(rc, hr.tree)
 		}
-		finish(rc, o, &out.LSE[row], hd.lseShift[i], p.Sink(h))
+		rc.park(i)
+		if len(rc.slots) == batchRows {
+			rc.flush(fin)
+		}
 	}
+	rc.flush(fin)
 }
 
 // blockSet is the causal decomposition of a prefix [0, lim) of one head's
@@ -394,15 +402,23 @@ func causalRows[T attn.Float](ctx context.Context, rc *rowCtx, p *attn.Problem[T
 		tr *tree[T]
 	}
 	var ord []ordered
+	fin := func(i int) {
+		row := h*p.N + i
+		finish(rc, out.O[row*e:(row+1)*e], &out.LSE[row], hd.lseShift[i], p.Sink(h))
+	}
+	defer rc.flush(fin)
 	for i := a; i < b; i++ {
 		if (i-a)%64 == 63 && ctx.Err() != nil {
+			rc.resetBatch()
 			return bs.depth
 		}
-		row := h*p.N + i
-		o := out.O[row*e : (row+1)*e]
+		if len(rc.slots) == batchRows {
+			rc.flush(fin)
+		}
 		lim := p.KeyLimit(h, i)
 		if lim == 0 {
-			clear(o)
+			row := h*p.N + i
+			clear(out.O[row*e : (row+1)*e])
 			out.LSE[row] = p.Sink(h) // -Inf without a sink
 			continue
 		}
@@ -415,7 +431,7 @@ func causalRows[T attn.Float](ctx context.Context, rc *rowCtx, p *attn.Problem[T
 			trees = append(trees, bl.tr)
 		}
 		if r == 1 && runCells1D(rc, trees, tailK, tailV) {
-			finish(rc, o, &out.LSE[row], hd.lseShift[i], p.Sink(h))
+			rc.park(i)
 			continue
 		}
 		// Blocks by decreasing upper bound, so the first finds the maximum.
@@ -432,7 +448,7 @@ func causalRows[T attn.Float](ctx context.Context, rc *rowCtx, p *attn.Problem[T
 		for _, ob := range ord {
 			runTree(rc, ob.tr)
 		}
-		finish(rc, o, &out.LSE[row], hd.lseShift[i], p.Sink(h))
+		rc.park(i)
 	}
 	return bs.depth
 }

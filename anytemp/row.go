@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/internal/kernels"
 )
 
 // counters are what a worker tallies for the report.
@@ -85,31 +86,200 @@ type rowCtx struct {
 	*params
 	sq, aq []float64 // s q', |s q'|
 	qn     float64   // |s q'|_2
-	coef   []float64 // Taylor coefficients (s q')^alpha / alpha!, on first use
-	coefOK bool
-	t      float64 // window width
+	nCoef  int       // terms(g): the length of a row's Taylor coefficients (s q')^alpha / alpha!
+	coefOK bool      // the current row's are in its slot of coefs
+	t      float64   // window width
 	mcur   float64
 
 	started      bool
 	base0, base  float64
 	baseK        int
 	sum          float64
-	acc, tmp     []float64
+	acc          []float64
 	cand         []float64 // key of the largest logit seen: a warm start for the next row
 	haveCand     bool
 	stack        []entry
 	visitedStart int64
 	c            counters
+
+	// The batch: rows walked but not finished (their sums so far, in
+	// slots), the expansions they recorded (pend, in row order) and each
+	// row's Taylor coefficients (coefs, terms(g) per slot). flush
+	// evaluates the expansions node by node, the rows that expand a node
+	// together as one matrix product, then finishes the rows.
+	slots  []rowState
+	saccs  []float64 // e per slot
+	coefs  []float64
+	pend   []pending
+	groups map[*float64]int32
+	gcount []int32
+	gorder []int32
+	gid    []int32
+	res    []float64 // (e+1) per pending expansion
+	amat   []float64
+	cmat   []float64
 }
+
+// rowState is a parked row: its sums relative to exp(base).
+type rowState struct {
+	row         int
+	started     bool
+	base0, base float64
+	baseK       int
+	sum         float64
+}
+
+// pending is an expansion recorded during a row's walk.
+type pending struct {
+	mom    []float64 // the node's moments, column-major with stride stride
+	momT   []float64 // the same transposed: stride rows of e+1
+	stride int
+	g      int
+	xz     float64
+	slot   int32
+}
+
+// batchRows is the number of rows walked before their expansions are
+// evaluated together.
+const batchRows = 256
+
+// gemmMinRows is the fewest rows expanding one node for which the matrix
+// product kernel beats dot products.
+const gemmMinRows = 3
 
 func newRowCtx(pr *params) *rowCtx {
 	return &rowCtx{
 		params: pr,
 		sq:     make([]float64, pr.r), aq: make([]float64, pr.r),
-		coef: make([]float64, pr.mo.terms(pr.g)),
-		acc:  make([]float64, pr.e), tmp: make([]float64, pr.e+1),
-		cand: make([]float64, pr.r),
+		nCoef:  pr.mo.terms(pr.g),
+		acc:    make([]float64, pr.e),
+		cand:   make([]float64, pr.r),
+		groups: map[*float64]int32{},
 	}
+}
+
+// slotCoef returns the Taylor coefficients of slot's row.
+func (rc *rowCtx) slotCoef(slot int) []float64 {
+	nt := rc.nCoef
+	if need := (slot + 1) * nt; len(rc.coefs) < need {
+		rc.coefs = append(rc.coefs, make([]float64, need-len(rc.coefs))...)
+	}
+	return rc.coefs[slot*nt : (slot+1)*nt]
+}
+
+// park ends the walk of the current row (row: its index, for flush's
+// callback) and keeps its sums in a slot until flush.
+func (rc *rowCtx) park(row int) {
+	v := rc.c.visited - rc.visitedStart
+	rc.c.maxVisitedPerRow = max(rc.c.maxVisitedPerRow, v)
+	rc.slots = append(rc.slots, rowState{row, rc.started, rc.base0, rc.base, rc.baseK, rc.sum})
+	rc.saccs = append(rc.saccs, rc.acc...)
+}
+
+// resetBatch drops parked rows (a cancelled walk).
+func (rc *rowCtx) resetBatch() {
+	rc.slots, rc.saccs, rc.pend = rc.slots[:0], rc.saccs[:0], rc.pend[:0]
+}
+
+// flush evaluates the parked rows' expansions, adds them to their rows
+// and calls fin(row) for each parked row in order, with its sums in rc.
+// Expansions of one node by several rows are one product C = A M (A:
+// the rows' Taylor coefficients, zero beyond each row's degree; M: the
+// node's moments); the rounding bound of a dot product holds in any order
+// of summation, so the certified budget is unchanged.
+func (rc *rowCtx) flush(fin func(row int)) {
+	e := rc.e
+	w := e + 1
+	np := len(rc.pend)
+	if cap(rc.res) < np*w {
+		rc.res = make([]float64, np*w)
+	}
+	res := rc.res[:np*w]
+	// Group the expansions by node (counting sort on first appearance).
+	clear(rc.groups)
+	rc.gcount, rc.gid = rc.gcount[:0], rc.gid[:0]
+	for k := range rc.pend {
+		key := &rc.pend[k].mom[0]
+		gi, ok := rc.groups[key]
+		if !ok {
+			gi = int32(len(rc.gcount))
+			rc.groups[key] = gi
+			rc.gcount = append(rc.gcount, 0)
+		}
+		rc.gcount[gi]++
+		rc.gid = append(rc.gid, gi)
+	}
+	off := int32(0)
+	for g, c := range rc.gcount {
+		rc.gcount[g] = off
+		off += c
+	}
+	if cap(rc.gorder) < np {
+		rc.gorder = make([]int32, np)
+	}
+	order := rc.gorder[:np]
+	for k, g := range rc.gid {
+		order[rc.gcount[g]] = int32(k)
+		rc.gcount[g]++
+	}
+	nt0 := rc.nCoef
+	for a := 0; a < np; {
+		b := int(rc.gcount[rc.gid[order[a]]])
+		members := order[a:b]
+		a = b
+		p0 := &rc.pend[members[0]]
+		if len(members) < gemmMinRows {
+			for _, k := range members {
+				p := &rc.pend[k]
+				nt := rc.mo.terms(p.g)
+				coef := rc.coefs[int(p.slot)*nt0 : int(p.slot)*nt0+nt]
+				t := res[int(k)*w : int(k+1)*w]
+				for col := range w {
+					t[col] = dotU(coef, p.mom[col*p.stride:col*p.stride+nt])
+				}
+			}
+			continue
+		}
+		ntN := 0
+		for _, k := range members {
+			ntN = max(ntN, rc.mo.terms(rc.pend[k].g))
+		}
+		m := len(members)
+		if cap(rc.amat) < m*ntN {
+			rc.amat = make([]float64, m*ntN)
+		}
+		if cap(rc.cmat) < m*w {
+			rc.cmat = make([]float64, m*w)
+		}
+		am, cm := rc.amat[:m*ntN], rc.cmat[:m*w]
+		clear(cm)
+		for x, k := range members {
+			p := &rc.pend[k]
+			nt := rc.mo.terms(p.g)
+			row := am[x*ntN : (x+1)*ntN]
+			copy(row, rc.coefs[int(p.slot)*nt0:int(p.slot)*nt0+nt])
+			clear(row[nt:])
+		}
+		kernels.GemmNN64(m, w, ntN, am, ntN, p0.momT, w, cm, w)
+		for x, k := range members {
+			copy(res[int(k)*w:int(k+1)*w], cm[x*w:(x+1)*w])
+		}
+	}
+	k := 0
+	for slot, st := range rc.slots {
+		rc.started, rc.base0, rc.base, rc.baseK, rc.sum = st.started, st.base0, st.base, st.baseK, st.sum
+		copy(rc.acc, rc.saccs[slot*e:(slot+1)*e])
+		for ; k < np && int(rc.pend[k].slot) == slot; k++ {
+			t := res[k*w : (k+1)*w]
+			f := rc.weight(rc.pend[k].xz)
+			rc.sum += f * t[e]
+			for col := range rc.acc {
+				rc.acc[col] += f * t[col]
+			}
+		}
+		fin(st.row)
+	}
+	rc.resetBatch()
 }
 
 // start begins row q (reduced, unscaled) attending to keys keys.
@@ -172,8 +342,6 @@ func (rc *rowCtx) weightSlow(x float64) float64 {
 // (-Inf: none) adds exp(sink) to the denominator exactly: the output
 // shrinks by exp(LSE without it - LSE with it).
 func finish[T attn.Float](rc *rowCtx, o []T, lse *float64, shift, sink float64) {
-	v := rc.c.visited - rc.visitedStart
-	rc.c.maxVisitedPerRow = max(rc.c.maxVisitedPerRow, v)
 	if !rc.started || !(rc.sum > 0) {
 		clear(o)
 		*lse = sink
@@ -270,27 +438,19 @@ func runTree[T attn.Float](rc *rowCtx, tr *tree[T]) {
 	}
 }
 
-// expand adds node i through its moments: exp(s q.z) times
-// sum_{|alpha|<=g} (s q)^alpha/alpha! sum_j (k_j - z)^alpha (v_j, 1).
+// expand records node i for the row, to be added through its moments in
+// flush: exp(s q.z) times sum_{|alpha|<=g} (s q)^alpha/alpha! sum_j
+// (k_j - z)^alpha (v_j, 1).
 func expand[T attn.Float](rc *rowCtx, tr *tree[T], i, g int, xz float64, cnt int) {
 	mom := tr.moments(i)
 	w := rc.e + 1
 	nt := rc.mo.terms(g)
-	stride := rc.mo.terms(tr.g)
-	tmp := rc.tmp
+	slot := len(rc.slots)
 	if !rc.coefOK {
-		rc.mo.coefficients(rc.sq, rc.g, rc.coef)
+		rc.mo.coefficients(rc.sq, rc.g, rc.slotCoef(slot))
 		rc.coefOK = true
 	}
-	coef := rc.coef[:nt]
-	for col := range w {
-		tmp[col] = dotU(coef, mom[col*stride:col*stride+nt])
-	}
-	f := rc.weight(xz)
-	rc.sum += f * tmp[rc.e]
-	for col := range rc.acc {
-		rc.acc[col] += f * tmp[col]
-	}
+	rc.pend = append(rc.pend, pending{mom, tr.momentsT(i), rc.mo.terms(tr.g), g, xz, int32(slot)})
 	rc.c.expanded++
 	rc.c.expTerms += int64(nt * w)
 	rc.c.expandedKeys += int64(cnt)
