@@ -150,6 +150,7 @@ func backward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], o
 	clear(g.DQ)
 	clear(g.DK)
 	clear(g.DV)
+	clear(g.DSinks)
 	workers := m.workers()
 	hbs := make([]*bwdHead[T], p.Heads)
 	parallel.For(ctx, workers, p.Heads, func(h int) {
@@ -184,11 +185,14 @@ func backward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], o
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			w := &bwdWorker[T]{p: p, g: g, dO: dO, head: -1, rcs: map[*params]*rowCtx{}}
+			w := &bwdWorker[T]{p: p, g: g, dO: dO, head: -1, rcs: map[*params]*rowCtx{}, dsinks: make([]float64, len(p.Sinks))}
 			defer func() {
 				w.flush()
 				cmu.Lock()
 				total.add(&w.c)
+				for x, v := range w.dsinks {
+					g.DSinks[x] += v
+				}
 				cmu.Unlock()
 			}()
 			for ctx.Err() == nil {
@@ -230,11 +234,11 @@ func backward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], o
 			evalKeys.Add(k)
 			downFlops.Add(f)
 		}
-		hb.write(p, g)
 	})
 	if err := ctx.Err(); err != nil {
 		return attn.Stats{}, err
 	}
+	writeKV(ctx, workers, p, hbs, g)
 	total.flops += downFlops.Load()
 	return bwdStats(hbs, b, &total, locNodes.Load(), evalKeys.Load()), nil
 }
@@ -249,19 +253,9 @@ func newBwdHead[T attn.Float](p *attn.Problem[T], hr *headRun[T], out *attn.Outp
 	if hd.r == d {
 		hb.kc = hd.k
 	} else {
-		// The forward's centring (same sums in the same order), in d
-		// dimensions; the reduced tree serves only to prune, and its
-		// truncation error is added to every bound.
-		keys := p.K[p.KVHead(hd.h)*p.M*d:]
-		mu := make([]float64, d)
-		for j := range l {
-			for t := range d {
-				mu[t] += float64(keys[j*d+t])
-			}
-		}
-		for t := range d {
-			mu[t] /= float64(l)
-		}
+		// The forward's centring in d dimensions; the reduced tree serves
+		// only to prune, and its truncation error is added to every bound.
+		keys, mu := p.K[p.KVHead(hd.h)*p.M*d:], hd.mu
 		hb.kc = make([]float64, l*d)
 		for j := range l {
 			for t := range d {
@@ -439,21 +433,38 @@ func (hb *bwdHead[T]) trees() []*bwdTree[T] {
 	return out
 }
 
-// write copies the head's accumulated dK and dV into g.
-func (hb *bwdHead[T]) write(p *attn.Problem[T], g *attn.Gradients[T]) {
-	d, e := hb.d, hb.e
+// writeKV writes dK and dV: each key/value head's are the sums, in
+// float64, of the accumulations of the query heads that read it
+// (grouped-query attention; one query head per key/value head otherwise).
+func writeKV[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T], hbs []*bwdHead[T], g *attn.Gradients[T]) {
+	d, e := p.D, p.E
 	w := d + e
-	for j := range hb.hr.hd.l {
-		a := hb.acc[j*w : (j+1)*w]
-		dk := g.DK[(hb.h*p.M+j)*d : (hb.h*p.M+j+1)*d]
-		for t := range d {
-			dk[t] = T(a[t])
+	parallel.For(ctx, workers, p.KVHeadCount(), func(kv int) {
+		var sum []float64
+		for _, hb := range hbs {
+			if p.KVHead(hb.h) != kv {
+				continue
+			}
+			l := hb.hr.hd.l
+			if sum == nil {
+				sum = make([]float64, p.M*w)
+			}
+			for x, a := range hb.acc[:l*w] {
+				sum[x] += a
+			}
 		}
-		dv := g.DV[(hb.h*p.M+j)*e : (hb.h*p.M+j+1)*e]
-		for c := range e {
-			dv[c] = T(a[d+c])
+		for j := range len(sum) / w {
+			a := sum[j*w : (j+1)*w]
+			dk := g.DK[(kv*p.M+j)*d : (kv*p.M+j+1)*d]
+			for t := range d {
+				dk[t] = T(a[t])
+			}
+			dv := g.DV[(kv*p.M+j)*e : (kv*p.M+j+1)*e]
+			for c := range e {
+				dv[c] = T(a[d+c])
+			}
 		}
-	}
+	})
 }
 
 // bwdStats builds the report.

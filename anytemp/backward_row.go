@@ -65,6 +65,9 @@ type bwdWorker[T attn.Float] struct {
 	coefOK     bool
 	mc         []float64
 
+	psink  float64   // P_i,sink = exp(sink - LSE_i), 0 without a sink
+	dsinks []float64 // this worker's share of g.DSinks
+
 	// Causal: the trees of the last prefix.
 	al    int
 	trees []*bwdTree[T]
@@ -146,6 +149,10 @@ func (w *bwdWorker[T]) row(i int) {
 	w.c.rows++
 	row := h*p.N + i
 	w.lse, w.delta, w.lref = lse, hb.delta[i], hb.lref[i]
+	w.psink = 0
+	if sink := p.Sink(h); !math.IsInf(sink, -1) {
+		w.psink = math.Exp(sink - (lse + hd.lseShift[i])) // the forward's LSE includes the sink
+	}
 	w.num, w.den = 0, 0
 	w.kept, w.deposits, w.ecs = w.kept[:0], w.deposits[:0], w.ecs[:0]
 	if len(w.dqB) < d {
@@ -160,11 +167,9 @@ func (w *bwdWorker[T]) row(i int) {
 	}
 	clear(w.dq[:d])
 	w.coefOK = false
-	low := lse - rc.t
-	if !p.Causal {
-		w.runTree(hb.root, low)
-	} else {
-		al := lim / minTreeBlock * minTreeBlock
+	var al int
+	if p.Causal {
+		al = lim / minTreeBlock * minTreeBlock
 		if al != w.al {
 			w.al = al
 			w.trees = w.trees[:0]
@@ -178,29 +183,90 @@ func (w *bwdWorker[T]) row(i int) {
 				pos += size
 			}
 		}
-		for _, bt := range w.trees {
-			w.runTree(bt, low)
-		}
+	} else {
+		w.trees = append(w.trees[:0], hb.root)
+	}
+	low := lse - rc.t
+	if w.psink > 0 {
+		// The window hangs from the keys' largest logit, not from an LSE
+		// the sink may dominate (by more than float64 resolves): the
+		// gradient's terms are relative to the keys' own weights.
+		low = min(low, w.maxLogit(al, lim)-rc.t)
+	}
+	for _, bt := range w.trees {
+		w.runTree(bt, low)
+	}
+	if p.Causal {
 		w.tail(al, lim, low)
 	}
-	w.finishRow()
+	delta := w.finishRow()
+	if w.psink > 0 {
+		// The sink's logit: dL/dsink = -P_i,sink Delta_i.
+		w.dsinks[h%len(w.dsinks)] -= w.psink * delta
+	}
 	dq := w.g.DQ[row*d : (row+1)*d]
 	for t := range d {
 		dq[t] = T(p.Scale * w.dq[t])
 	}
 }
 
-// finishRow applies the row's own Delta_i (num/den; the forward's when
-// nothing was kept) to dQ_i and to the row's deferred shares of dK.
-func (w *bwdWorker[T]) finishRow() {
+// maxLogit returns the current row's largest logit over its trees (by
+// branch and bound on the reduced keys, within the rank truncation of the
+// true one; runTree's margin covers it) and the causal tail a..b-1.
+func (w *bwdWorker[T]) maxLogit(a, b int) float64 {
+	rc, hb := w.rc, w.hb
+	r, d := rc.r, hb.d
+	best := math.Inf(-1)
+	for j := a; j < b; j++ {
+		best = max(best, dot(w.sqf[:d], hb.kc[j*d:(j+1)*d]))
+	}
+	for _, bt := range w.trees {
+		tr := bt.tr
+		rc.stack = append(rc.stack[:0], mkEntry(rc, tr, 0))
+		for len(rc.stack) > 0 {
+			en := rc.stack[len(rc.stack)-1]
+			rc.stack = rc.stack[:len(rc.stack)-1]
+			i := int(en.i)
+			if tr.hi[i] == tr.lo[i] || en.xz+en.rhb <= best {
+				continue
+			}
+			if i >= tr.firstLeaf {
+				for x := int(tr.lo[i]); x < int(tr.hi[i]); x++ {
+					best = max(best, dot(rc.sq, tr.keys[x*r:(x+1)*r]))
+				}
+				continue
+			}
+			ea, eb := mkEntry(rc, tr, 2*i+1), mkEntry(rc, tr, 2*i+2)
+			if ea.xz+ea.rhb > eb.xz+eb.rhb {
+				ea, eb = eb, ea
+			}
+			rc.stack = append(rc.stack, ea, eb)
+		}
+	}
+	return best
+}
+
+// finishRow applies the row's own Delta_i (num/(den + P_i,sink); the
+// forward's when nothing was kept) to dQ_i and to the row's deferred
+// shares of dK, and returns it.
+func (w *bwdWorker[T]) finishRow() float64 {
 	hb := w.hb
 	d, e := hb.d, hb.e
 	delta := w.delta
 	if w.den > 0 {
-		delta = w.num / w.den
+		delta = w.num / (w.den + w.psink)
 	}
 	for t := range d {
 		w.dq[t] -= delta * w.dqB[t]
+	}
+	if w.psink > 0 {
+		// dQ_i = s sum_j P_ij c_ij (k_j - mu) + s mu sum_j P_ij c_ij, and
+		// with a sink sum_j P_ij c_ij = P_i,sink Delta_i is not 0: the
+		// keys' share, num - Delta_i den, is added.
+		mu := hb.hr.hd.mu
+		for t := range d {
+			w.dq[t] += (w.num - delta*w.den) * mu[t]
+		}
 	}
 	wd := d + e
 	for _, kk := range w.kept {
@@ -221,6 +287,7 @@ func (w *bwdWorker[T]) finishRow() {
 		deposit(loc, ntB, e, w.ecs[pd.off:pd.off+pd.n], w.do, delta)
 		pd.bt.locks[pd.i].Unlock()
 	}
+	return delta
 }
 
 // runTree adds the keys of bt to the current row.

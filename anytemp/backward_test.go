@@ -467,3 +467,28 @@ func TestGradCancelMidRun(t *testing.T) {
 		}
 	}
 }
+
+// TestGradGQASinks: grouped-query heads and sinks on problems large enough
+// for trees and expansions (d = 2, 2048 keys), causal or not, with sinks
+// below, near and far above the rows' logits (a sink of 40 leaves the keys
+// weights of e^-40 that the gradient must still resolve), against the
+// float64 reference in units of the terms' magnitude.
+func TestGradGQASinks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("large")
+	}
+	for _, causal := range []bool{false, true} {
+		for _, sc := range []float64{1, 4} {
+			c := attntest.Case{Name: "gqa-sinks", Heads: 4, KVHeads: 2, N: 1024, M: 2048, D: 2, E: 3, Causal: causal,
+				QScale: sc, KScale: sc, Sinks: []float64{-2, 0.5, 3, 40}}
+			p := c.Generate(5)
+			p.Eps = 1e-3
+			dO := attntest.GradOutput(p, 6)
+			e, err := attntest.CheckGrad(Method{}, p, dO, gradTol*p.Eps, false)
+			if err != nil {
+				t.Errorf("causal %v, scale %g: %v", causal, sc, err)
+			}
+			t.Logf("causal %v, scale %g: %v", causal, sc, e)
+		}
+	}
+}

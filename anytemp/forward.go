@@ -51,10 +51,10 @@ func (Method) Supports() attn.Feature {
 	return attn.GQA | attn.TopLeftAlign | attn.AttentionSinks
 }
 
-// BackwardSupports lists the options the backward pass handles: top-left
-// alignment (grouped-query dK and dV sums and the sinks' gradient are not
-// implemented).
-func (Method) BackwardSupports() attn.Feature { return attn.TopLeftAlign }
+// BackwardSupports lists the options the backward pass handles: those of
+// the forward (grouped-query attention, with dK and dV summed over the
+// query heads of a group; top-left alignment; sinks, with their gradient).
+func (m Method) BackwardSupports() attn.Feature { return m.Supports() }
 
 // Forward32 computes float32 attention (internally in float64).
 func (m Method) Forward32(ctx context.Context, p *attn.Problem[float32], out *attn.Output[float32]) (attn.Stats, error) {

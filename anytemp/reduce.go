@@ -19,6 +19,7 @@ type head struct {
 	side       string    // "none", "keys" or "queries": which matrix's rank was used
 	q          []float64 // n*r reduced queries (unscaled)
 	k          []float64 // l*r reduced centred keys, original order
+	mu         []float64 // d: the key mean the keys are centred on
 	lseShift   []float64 // n: s q_i.mu, added back to each row's LSE
 	kMax       float64   // max_j |k'_j|_inf
 	kRad       float64   // max_j |k'_j|_2
@@ -60,6 +61,7 @@ func prepare[T attn.Float](p *attn.Problem[T], h int, allowance float64, reduce 
 		}
 		rk = max(rk, math.Sqrt(s2))
 	}
+	hd.mu = mu
 	hd.lseShift = make([]float64, n)
 	qn := make([]float64, n) // |q_i|_2
 	var qmax float64
