@@ -125,3 +125,24 @@ func gemmPackedBF16Go(m, n, k int, a []uint16, lda int, bp []uint16, c []float32
 }
 
 func bf16Value(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
+
+// SplitBF16 writes each src[i] as the sum of two bfloat16 values: hi[i] =
+// src[i] rounded to bfloat16 and lo[i] = src[i] - hi[i] (exact in float32)
+// rounded to bfloat16, both as Float32ToBF16 rounds (subnormals to zero).
+// For a normal x, |x - hi - lo| <= 2^-16 |x| (plus the flushed lo below
+// 2^-126): two AMX products, with hi and with lo, then multiply by x about
+// as accurately as float32. len(hi) and len(lo) must be at least len(src).
+func SplitBF16(hi, lo []uint16, src []float32) {
+	if len(hi) < len(src) || len(lo) < len(src) {
+		panic("kernels: SplitBF16: hi or lo shorter than src")
+	}
+	splitBF16(hi[:len(src)], lo[:len(src)], src)
+}
+
+func splitBF16Go(hi, lo []uint16, src []float32) {
+	for i, x := range src {
+		h := bf16FromFloat32(x)
+		hi[i] = h
+		lo[i] = bf16FromFloat32(x - bf16Value(h))
+	}
+}

@@ -90,3 +90,14 @@ func amxGemm(mt, nt, ks int, a []uint16, lda int, bp []uint16, c []float32, ldc 
 	}
 	amxGemmBF16(mt, nt, ks, &a[0], 2*lda, 2*amxCols*lda, &bp[0], &c[0], 4*ldc, 4*amxCols*ldc, acc)
 }
+
+func splitBF16(hi, lo []uint16, src []float32) {
+	n := 0
+	if useBF16 {
+		n = len(src) / 64 * 64
+		if n > 0 {
+			splitBF16AVX512(&hi[0], &lo[0], &src[0], n)
+		}
+	}
+	splitBF16Go(hi[n:], lo[n:], src[n:])
+}

@@ -221,3 +221,37 @@ func TestGemmPackedBF16Concurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestSplitBF16 checks the split on every class of float32 (NaN, Inf,
+// subnormal, random bits) against the portable rule, on the AVX512_BF16
+// path and off it, and the 2^-16 relative accuracy of hi + lo on normal
+// numbers.
+func TestSplitBF16(t *testing.T) {
+	r := rand.New(rand.NewPCG(27, 28))
+	src := make([]float32, 3000+45)
+	for i := range src {
+		if i%2 == 0 {
+			src[i] = math.Float32frombits(r.Uint32())
+		} else {
+			src[i] = float32(r.Float64()) // probabilities
+		}
+	}
+	for _, on := range bf16Modes() {
+		withBF16(t, level, on, func() {
+			hi, lo := make([]uint16, len(src)), make([]uint16, len(src))
+			SplitBF16(hi, lo, src)
+			for i, x := range src {
+				wh := bf16FromFloat32(x)
+				wl := bf16FromFloat32(x - bf16Value(wh))
+				if hi[i] != wh || lo[i] != wl {
+					t.Fatalf("bf16 path %v: %g (%#08x) split into %#04x + %#04x, want %#04x + %#04x", on, x, math.Float32bits(x), hi[i], lo[i], wh, wl)
+				}
+				if a := math.Abs(float64(x)); a >= 0x1p-100 && a < 0x1p120 {
+					if d := math.Abs(float64(x) - float64(bf16Value(hi[i])) - float64(bf16Value(lo[i]))); d > 0x1p-16*a {
+						t.Fatalf("%g: hi + lo off by %g", x, d)
+					}
+				}
+			}
+		})
+	}
+}

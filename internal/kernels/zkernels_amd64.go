@@ -762,3 +762,6 @@ func peakDPBF16AVX512(n int)
 
 //go:noescape
 func amxGemmBF16(mt int, nt int, ks int, a *uint16, lda int, astep int, b *uint16, c *float32, ldc int, cstep int, acc int)
+
+//go:noescape
+func splitBF16AVX512(hi *uint16, lo *uint16, src *float32, n int)

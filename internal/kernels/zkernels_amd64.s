@@ -37234,3 +37234,61 @@ amxDone:
 	BYTE $0xc4; BYTE $0xe2; BYTE $0x78; BYTE $0x49; BYTE $0xc0
 	RET
 
+// func splitBF16AVX512(hi *uint16, lo *uint16, src *float32, n int)
+TEXT ·splitBF16AVX512(SB), NOSPLIT, $0-32
+	MOVQ hi+0(FP), DI
+	MOVQ lo+8(FP), R8
+	MOVQ src+16(FP), SI
+	MOVQ n+24(FP), CX
+	SHRQ $6, CX
+	JZ done
+loop:
+	VMOVUPS 0(SI), Z0
+	VMOVUPS 64(SI), Z1
+	VMOVUPS 128(SI), Z2
+	VMOVUPS 192(SI), Z3
+	// VCVTNEPS2BF16 4, 0, 0 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x7e; BYTE $0x48; BYTE $0x72; BYTE $0xe0
+	// VCVTNEPS2BF16 5, 0, 1 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x7e; BYTE $0x48; BYTE $0x72; BYTE $0xe9
+	// VCVTNEPS2BF16 6, 0, 2 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x7e; BYTE $0x48; BYTE $0x72; BYTE $0xf2
+	// VCVTNEPS2BF16 7, 0, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x7e; BYTE $0x48; BYTE $0x72; BYTE $0xfb
+	VMOVDQU Y4, 0(DI)
+	VPMOVZXWD Y4, Z8
+	VPSLLD $16, Z8, Z8
+	VSUBPS Z8, Z0, Z12
+	VMOVDQU Y5, 32(DI)
+	VPMOVZXWD Y5, Z9
+	VPSLLD $16, Z9, Z9
+	VSUBPS Z9, Z1, Z13
+	VMOVDQU Y6, 64(DI)
+	VPMOVZXWD Y6, Z10
+	VPSLLD $16, Z10, Z10
+	VSUBPS Z10, Z2, Z14
+	VMOVDQU Y7, 96(DI)
+	VPMOVZXWD Y7, Z11
+	VPSLLD $16, Z11, Z11
+	VSUBPS Z11, Z3, Z15
+	// VCVTNEPS2BF16 4, 0, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x48; BYTE $0x72; BYTE $0xe4
+	// VCVTNEPS2BF16 5, 0, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x48; BYTE $0x72; BYTE $0xed
+	// VCVTNEPS2BF16 6, 0, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x48; BYTE $0x72; BYTE $0xf6
+	// VCVTNEPS2BF16 7, 0, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x48; BYTE $0x72; BYTE $0xff
+	VMOVDQU Y4, 0(R8)
+	VMOVDQU Y5, 32(R8)
+	VMOVDQU Y6, 64(R8)
+	VMOVDQU Y7, 96(R8)
+	ADDQ $256, SI
+	ADDQ $128, DI
+	ADDQ $128, R8
+	DECQ CX
+	JNZ loop
+done:
+	VZEROUPPER
+	RET
+

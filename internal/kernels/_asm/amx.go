@@ -118,6 +118,8 @@ func genAMX() {
 	amxVEX("TILERELEASE", 0, 0, 0, 0, 0x49, 0xc0)
 	emit("RET")
 	fmt.Fprintln(&s)
+
+	genSplitBF16()
 }
 
 // amxRowBlock emits the loop over B's panels for mt row tiles.
@@ -196,4 +198,45 @@ func amxBlock(f *signature, mt, nt int) {
 	emit("DECQ R14")
 	emit("JNZ %sLoop", l)
 	cTiles(true)
+}
+
+// genSplitBF16 emits splitBF16AVX512(hi, lo *uint16, src *float32, n int)
+// for n a multiple of 64: hi = bf16(x) and lo = bf16(x - hi), both rounded
+// to nearest even (VCVTNEPS2BF16), x - hi exact in float32.
+func genSplitBF16() {
+	f := sig("splitBF16AVX512", ps("hi", "*uint16", "lo", "*uint16", "src", "*float32", "n", "int"), nil)
+	text(f)
+	emit("MOVQ %s, DI", f.fp("hi"))
+	emit("MOVQ %s, R8", f.fp("lo"))
+	emit("MOVQ %s, SI", f.fp("src"))
+	emit("MOVQ %s, CX", f.fp("n"))
+	emit("SHRQ $6, CX")
+	emit("JZ done")
+	label("loop")
+	for i := range 4 {
+		emit("VMOVUPS %d(SI), Z%d", 64*i, i)
+	}
+	for i := range 4 {
+		evex512("VCVTNEPS2BF16", 2, 0x72, 4+i, 0, i) // Y(4+i) = bf16(Z i)
+	}
+	for i := range 4 {
+		emit("VMOVDQU Y%d, %d(DI)", 4+i, 32*i)
+		emit("VPMOVZXWD Y%d, Z%d", 4+i, 8+i)
+		emit("VPSLLD $16, Z%d, Z%d", 8+i, 8+i)
+		emit("VSUBPS Z%d, Z%d, Z%d", 8+i, i, 12+i) // Z(12+i) = x - hi
+	}
+	for i := range 4 {
+		evex512("VCVTNEPS2BF16", 2, 0x72, 4+i, 0, 12+i)
+	}
+	for i := range 4 {
+		emit("VMOVDQU Y%d, %d(R8)", 4+i, 32*i)
+	}
+	emit("ADDQ $256, SI")
+	emit("ADDQ $128, DI")
+	emit("ADDQ $128, R8")
+	emit("DECQ CX")
+	emit("JNZ loop")
+	label("done")
+	emit("VZEROUPPER")
+	emit("RET\n")
 }
