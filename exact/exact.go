@@ -103,6 +103,9 @@ func (Method) ChecksFinite() bool { return true }
 // needs every key's statistics and the values' range; Workspace.Forward,
 // the serving path, widens them a tile at a time instead.
 func (m Method) Forward32(ctx context.Context, p *attn.Problem[float32], out *attn.Output[float32]) (attn.Stats, error) {
+	if st, ok, err := forward32BF16(ctx, m.Workers, p, out); ok { // bf16.go: AMX
+		return st, err
+	}
 	if out.O16 != nil {
 		return halfOutput(ctx, m.Workers, widened(p), out, p.KVFormat)
 	}

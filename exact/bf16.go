@@ -1,0 +1,398 @@
+package exact
+
+import (
+	"context"
+	"math"
+	"runtime"
+
+	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/internal/kernels"
+	"github.com/fastattn/fastattn/internal/parallel"
+)
+
+// bfloat16 attention on AMX tiles.
+//
+// When the queries, keys, values and output are all bfloat16 and the CPU
+// has AMX (kernels.AMX), the forward pass multiplies the bfloat16 values
+// as given on AMX's tile units instead of widening them to float32: S = Q
+// K^T in float32 (each product of two bfloat16 values is exact, the sums
+// float32), the online softmax in float32 and float64 as on the float32
+// path, then P V with P in bfloat16 and float32 sums. P is stored in
+// bfloat16 one of two ways:
+//
+//   - rounded once (FlashAttention-3 rounds P to FP8 the same way): each
+//     weight gains a relative error up to 2^-8, so the bound is about
+//     2^-7 max|V| and only an eps at least that loose allows it;
+//   - split in two, P = hi + lo with hi and lo bfloat16 (kernels.SplitBF16):
+//     two products instead of one, and the weights are within 2^-16 of the
+//     float32 ones, so the bound is close to the float32 path's. This is
+//     the default: with eps = 0 (no target) and whenever eps is below the
+//     rounded storage's bound (the default eps, 1e-3, is).
+//
+// The keys are not centred (their centred values would have to be rounded
+// back to bfloat16), so the logits' bound uses the keys as given; when the
+// bound misses eps, or the inputs hold subnormal numbers (AMX reads them as
+// zero), NaN or Inf, or values beyond float32 sums' range, the problem
+// goes to the float32 path instead.
+
+// Tile sizes of the AMX path: query rows per task (a multiple of AMX's 16
+// rows) and keys per tile (a multiple of its 32-deep k step).
+const (
+	bf16QueryTile = 64
+	bf16KeyTile   = 256
+)
+
+// bf16Mode is how P is stored for the P V product.
+type bf16Mode int
+
+const (
+	bf16Rounded bf16Mode = iota // P rounded to bfloat16 once
+	bf16Split                   // P = hi + lo, two bfloat16 products
+)
+
+func (m bf16Mode) String() string {
+	return [...]string{"bfloat16 on AMX tiles, P rounded to bfloat16", "bfloat16 on AMX tiles, P split into two bfloat16 terms"}[m]
+}
+
+// Test hooks: testForceBF16Mode picks the P storage whatever eps says
+// (the bound reported is still that mode's); testNoBF16Tiles turns the
+// AMX path off, for tests of the float32 path on bfloat16 inputs.
+var (
+	testForceBF16Mode *bf16Mode
+	testNoBF16Tiles   bool
+)
+
+// bf16Plan is the AMX path's decision for one problem.
+type bf16Plan struct {
+	mode  bf16Mode
+	bound float64 // before the output's rounding to bfloat16
+	logit float64 // B, as keyStats.logit but for the keys as given
+}
+
+// bf16Applies reports whether p goes to the AMX path: bfloat16 queries,
+// keys and values (the output in bfloat16 or float32), no mask tensor, AMX
+// here.
+func bf16Applies(p *attn.Problem[float32]) bool {
+	return p.KVFormat == attn.BFloat16 && p.Q16 != nil && p.Mask == nil && !testNoBF16Tiles && kernels.AMX()
+}
+
+// bf16Inputs is one pass over a key/value head's inputs: the box of its
+// keys, its values' column maxima, and whether everything is a normal
+// number or zero.
+type bf16Inputs struct {
+	box    []float64
+	colMax []float64
+	normal bool
+}
+
+// normalBF16 reports whether x is zero or a finite normal number.
+func normalBF16(x uint16) bool {
+	e := x >> 7 & 0xff
+	return e != 0xff && (e != 0 || x&0x7f == 0)
+}
+
+func bf16f(x uint16) float64 { return float64(math.Float32frombits(uint32(x) << 16)) }
+
+// planBF16 measures p's inputs and decides: ok false sends p to the
+// float32 path. The bound follows bound.go's, with three changes: the
+// logits use the keys as given (B from their box, not the centred one),
+// each weight gains the storage's rounding (2^-8 rounded, 2^-16 split),
+// and AMX's flushing of subnormal results to zero (at most 2^-125 per
+// product and sum) adds absolute terms: s d 2^-125 to each logit, and to
+// the output, relative to its value column's max c, l 2^-126 (weights
+// below 2^-126 stored as zero) plus steps·2^-125 / c (the P V sums, steps
+// = l or 2l products per entry).
+func planBF16(ctx context.Context, p *attn.Problem[float32], workers int) (bf16Plan, bool) {
+	d, e := p.D, p.E
+	kvh := p.KVHeadCount()
+	ins := make([]bf16Inputs, kvh)
+	parallel.For(ctx, workers, kvh, func(kh int) {
+		in := bf16Inputs{box: make([]float64, d), colMax: make([]float64, e), normal: true}
+		l := kvKeys(p, kh)
+		for _, x := range p.K16[kh*p.M*d : (kh*p.M+l)*d] {
+			in.normal = in.normal && normalBF16(x)
+		}
+		for _, x := range p.V16[kh*p.M*e : (kh*p.M+l)*e] {
+			in.normal = in.normal && normalBF16(x)
+		}
+		if in.normal {
+			for j := range l {
+				for t, x := range p.K16[(kh*p.M+j)*d : (kh*p.M+j+1)*d] {
+					in.box[t] = max(in.box[t], math.Abs(bf16f(x)))
+				}
+				for c, x := range p.V16[(kh*p.M+j)*e : (kh*p.M+j+1)*e] {
+					in.colMax[c] = max(in.colMax[c], math.Abs(bf16f(x)))
+				}
+			}
+		}
+		ins[kh] = in
+	})
+	if ctx.Err() != nil {
+		return bf16Plan{}, false
+	}
+	for _, x := range p.Q16 {
+		if !normalBF16(x) {
+			return bf16Plan{}, false
+		}
+	}
+	var pl bf16Plan
+	for h := range p.Heads {
+		in := ins[p.KVHead(h)]
+		if !in.normal {
+			return bf16Plan{}, false
+		}
+		for i := range p.N {
+			var s float64
+			for t, x := range p.Q16[(h*p.N+i)*d : (h*p.N+i+1)*d] {
+				s += math.Abs(bf16f(x)) * in.box[t]
+			}
+			pl.logit = max(pl.logit, s)
+		}
+	}
+	// Dot products beyond 2^120 could overflow float32's partial sums.
+	if pl.logit*(1+float64(d+2)*u64) >= 0x1p120 {
+		return bf16Plan{}, false
+	}
+	pl.logit *= p.Scale * (1 + float64(d+2)*u64)
+	// The smallest nonzero value column max (a zero column's output is
+	// exactly zero) and the largest, which must keep a tile's float32 P V
+	// sums finite.
+	smallest, largest, l := math.Inf(1), 0.0, 0
+	for kh, in := range ins {
+		l = max(l, kvKeys(p, kh))
+		for _, c := range in.colMax {
+			if c > 0 {
+				smallest = min(smallest, c)
+			}
+			largest = max(largest, c)
+		}
+	}
+	if largest > valueHi32 {
+		return bf16Plan{}, false
+	}
+	if math.IsInf(smallest, 1) {
+		smallest = 1 // every value is zero: so is every output, exactly
+	}
+	boundOf := func(mode bf16Mode) float64 {
+		return bf16Bound(mode, pl.logit, p.Scale, d, l, smallest)
+	}
+	switch {
+	case testForceBF16Mode != nil:
+		pl.mode = *testForceBF16Mode
+	case p.Eps > 0 && boundOf(bf16Rounded) <= p.Eps:
+		pl.mode = bf16Rounded
+	case p.Eps == 0 || boundOf(bf16Split) <= p.Eps:
+		pl.mode = bf16Split
+	default:
+		return bf16Plan{}, false
+	}
+	pl.bound = boundOf(pl.mode)
+	return pl, !math.IsInf(pl.bound, 1)
+}
+
+// bf16Bound is the AMX path's bound (see planBF16) for logits up to b,
+// scale s, head dimension d, rows of at most l keys and value columns
+// whose nonzero maxima are at least smallest.
+func bf16Bound(mode bf16Mode, b, s float64, d, l int, smallest float64) float64 {
+	const u = 0x1p-24
+	uw, terms := 0x1p-8, float64(bf16KeyTile)
+	if mode == bf16Split {
+		uw, terms = 0x1p-16, 2*bf16KeyTile
+	}
+	delta := gammaOf(float64(d+5), u)*b + s*float64(d)*0x1p-125*(1+float64(d+5)*u)
+	tau := math.Exp(delta)*(1+expErr32)*(1+u)*(1+uw) - 1
+	eta := tau + gammaOf(terms, u) + gammaOf(float64(l/bf16KeyTile+4), u64)
+	if !(eta < 0.5) {
+		return math.Inf(1)
+	}
+	flush := float64(l)*0x1p-126 + terms/bf16KeyTile*float64(l)*0x1p-125/smallest
+	return 2*eta/(1-eta) + u + 2*u64 + 2*flush
+}
+
+// bf16State is one worker's scratch space.
+type bf16State struct {
+	q              []uint16  // the query tile, rows and head dimension zero-padded
+	s              []float32 // scores, then weights, bf16QueryTile x bf16KeyTile
+	hi, lo         []uint16  // the weights in bfloat16 (lo: split mode)
+	pv             []float32 // one tile's P V
+	acc            []float64 // the unnormalised output
+	out            []float64 // one output row
+	rowMax, rowSum []float64
+	alpha          []float64
+	lo0, hi0       []int // each row's key range
+}
+
+// forwardBF16 is exact attention on AMX tiles for a problem bf16Applies
+// to and planBF16 accepted, into out.O16 (rounded to bfloat16) or out.O.
+func forwardBF16(ctx context.Context, workers int, p *attn.Problem[float32], out *attn.Output[float32], pl bf16Plan) (attn.Stats, error) {
+	d, e := p.D, p.E
+	dp, ep := roundUp(d, 32), roundUp(e, 16)
+	kvh := p.KVHeadCount()
+	// Keys packed once per head for Q K^T; values packed per key tile for
+	// P V (so a tile's product starts at the tile's own k = 0).
+	blocks := (p.M + bf16KeyTile - 1) / bf16KeyTile
+	kLen, vLen := kernels.PackedBF16Len(p.M, d), blocks*kernels.PackedBF16Len(e, bf16KeyTile)
+	kp, vp := make([]uint16, kvh*kLen), make([]uint16, kvh*vLen)
+	parallel.For(ctx, workers, kvh*blocks, func(t int) {
+		kh, b := t/blocks, t%blocks
+		j0 := b * bf16KeyTile
+		// Only the keys some row attends are packed (the rest stay zero):
+		// padding beyond a head's key length may hold anything.
+		kb := min(bf16KeyTile, kvKeys(p, kh)-j0)
+		if kb <= 0 {
+			return
+		}
+		// A tile of keys is its own run of panels in the packed keys.
+		kernels.PackBF16NT(kp[kh*kLen+j0*dp:], kb, d, p.K16[(kh*p.M+j0)*d:], d)
+		kernels.PackBF16NN(vp[kh*vLen+b*vLen/blocks:], kb, e, p.V16[(kh*p.M+j0)*e:], e)
+	})
+	if err := ctx.Err(); err != nil {
+		return attn.Stats{}, err
+	}
+	tiles := (p.N + bf16QueryTile - 1) / bf16QueryTile
+	if workers <= 0 {
+		workers = 1
+	}
+	states := make([]*bf16State, min(workers, p.Heads*tiles))
+	for x := range states {
+		states[x] = &bf16State{
+			q: make([]uint16, bf16QueryTile*dp), s: make([]float32, bf16QueryTile*bf16KeyTile),
+			hi: make([]uint16, bf16QueryTile*bf16KeyTile), pv: make([]float32, bf16QueryTile*ep),
+			acc: make([]float64, bf16QueryTile*e), out: make([]float64, e),
+			rowMax: make([]float64, bf16QueryTile), rowSum: make([]float64, bf16QueryTile), alpha: make([]float64, bf16QueryTile),
+			lo0: make([]int, bf16QueryTile), hi0: make([]int, bf16QueryTile),
+		}
+		if pl.mode == bf16Split {
+			states[x].lo = make([]uint16, bf16QueryTile*bf16KeyTile)
+		}
+	}
+	parallel.ForEach(ctx, states, 0, p.Heads*tiles, func(st *bf16State, t int) {
+		h, i0 := t/tiles, t%tiles*bf16QueryTile
+		kh := p.KVHead(h)
+		st.tile(ctx, p, out, pl.mode, h, i0, kp[kh*kLen:(kh+1)*kLen], vp[kh*vLen:(kh+1)*vLen], vLen/blocks)
+	})
+	if err := ctx.Err(); err != nil {
+		return attn.Stats{}, err
+	}
+	bound := pl.bound
+	if out.O16 != nil {
+		bound += outputRounding(p, attn.BFloat16)
+	}
+	return attn.Stats{
+		Flops:      Flops(p),
+		ErrorBound: bound,
+		Details:    map[string]any{"arithmetic": pl.mode.String(), "centred_heads": 0, "max_logit": pl.logit},
+	}, nil
+}
+
+func roundUp(x, m int) int { return (x + m - 1) / m * m }
+
+// tile computes output rows i0.. of query head h (at most bf16QueryTile)
+// against the packed keys kp and values vp (vBlock values per key tile).
+func (st *bf16State) tile(ctx context.Context, p *attn.Problem[float32], out *attn.Output[float32], mode bf16Mode, h, i0 int, kp, vp []uint16, vBlock int) {
+	d, e := p.D, p.E
+	dp, ep := roundUp(d, 32), roundUp(e, 16)
+	rows := min(bf16QueryTile, p.N-i0)
+	rp := roundUp(rows, 16)
+	q := st.q[:rp*dp]
+	clear(q)
+	for r := range rows {
+		copy(q[r*dp:r*dp+d], p.Q16[(h*p.N+i0+r)*d:])
+	}
+	ja, jb := p.M, 0
+	for r := range rows {
+		lo, hi := p.KeyRange(h, i0+r)
+		st.lo0[r], st.hi0[r] = lo, hi
+		if lo < hi {
+			ja, jb = min(ja, lo), max(jb, hi)
+		}
+		st.rowMax[r], st.rowSum[r] = math.Inf(-1), 0
+	}
+	acc := st.acc[:rows*e]
+	clear(acc)
+	keys := kvKeys(p, p.KVHead(h))
+	scale := float32(p.Scale)
+	for j0, n := ja/bf16KeyTile*bf16KeyTile, 0; j0 < jb; j0, n = j0+bf16KeyTile, n+1 {
+		if n%cancelCheckTiles == cancelCheckTiles-1 && ctx.Err() != nil {
+			return
+		}
+		cols := min(bf16KeyTile, jb-j0)
+		kc := roundUp(min(bf16KeyTile, keys-j0), 32) // the P V product's depth
+		s := st.s[:rp*bf16KeyTile]
+		kernels.GemmPackedBF16(rp, roundUp(cols, 16), dp, q, dp, kp[j0*dp:], s, bf16KeyTile, false)
+		for r := range rp {
+			row := s[r*bf16KeyTile : r*bf16KeyTile+kc]
+			st.alpha[r] = 1
+			a, b := 0, 0
+			if r < rows {
+				a, b = min(max(st.lo0[r]-j0, 0), cols), min(max(st.hi0[r]-j0, 0), cols)
+			}
+			if a >= b {
+				clear(row)
+				continue
+			}
+			tileMax := float64(scale * kernels.Max32(row[a:b]))
+			if tileMax > st.rowMax[r] {
+				alpha := math.Exp(st.rowMax[r] - tileMax)
+				st.alpha[r] = alpha
+				st.rowSum[r] *= alpha
+				st.rowMax[r] = tileMax
+			}
+			st.rowSum[r] += float64(kernels.ExpShiftSum32(row[a:b], scale, float32(st.rowMax[r])))
+			// Keys outside the row's range (and the padding up to kc)
+			// weigh zero.
+			clear(row[:a])
+			clear(row[b:])
+		}
+		vt := vp[j0/bf16KeyTile*vBlock:]
+		pv := st.pv[:rp*ep]
+		if mode == bf16Split {
+			kernels.SplitBF16(st.hi, st.lo, s)
+			kernels.GemmPackedBF16(rp, ep, kc, st.hi, bf16KeyTile, vt, pv, ep, false)
+			kernels.GemmPackedBF16(rp, ep, kc, st.lo, bf16KeyTile, vt, pv, ep, true)
+		} else {
+			kernels.Float32ToBF16(st.hi, s)
+			kernels.GemmPackedBF16(rp, ep, kc, st.hi, bf16KeyTile, vt, pv, ep, false)
+		}
+		for r := range rows {
+			kernels.Accumulate32(acc[r*e:(r+1)*e], st.alpha[r], pv[r*ep:r*ep+e])
+		}
+	}
+	lse := out.LSE[h*p.N+i0:]
+	for r := range rows {
+		lse[r] = finishRow(st.out, acc[r*e:(r+1)*e], st.rowMax[r], st.rowSum[r], p.Sink(h))
+		x0 := (h*p.N + i0 + r) * e
+		if out.O16 == nil {
+			for c, x := range st.out {
+				out.O[x0+c] = float32(x)
+			}
+			continue
+		}
+		for c, x := range st.out {
+			out.O16[x0+c] = attn.Float32ToHalf(attn.BFloat16, float32(x))
+		}
+	}
+}
+
+// forward32BF16 is Forward32's AMX path: ok false when it does not apply
+// (and then nothing was written).
+func forward32BF16(ctx context.Context, workers int, p *attn.Problem[float32], out *attn.Output[float32]) (attn.Stats, bool, error) {
+	if !bf16Applies(p) {
+		return attn.Stats{}, false, nil
+	}
+	if p.Workers > 0 {
+		workers = p.Workers
+	}
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	pl, ok := planBF16(ctx, p, workers)
+	if err := ctx.Err(); err != nil {
+		return attn.Stats{}, true, err
+	}
+	if !ok {
+		return attn.Stats{}, false, nil
+	}
+	st, err := forwardBF16(ctx, workers, p, out, pl)
+	return st, true, err
+}
