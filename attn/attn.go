@@ -785,26 +785,9 @@ func FirstNonFinite[T Float](x []T) int {
 func ColumnMaxAbs[T Float](p *Problem[T], h, rows int) []float64 {
 	c := make([]float64, p.E)
 	if p.KVFormat == NoHalf {
-		// The common case reads V in place: it runs on every certified
-		// call, and for a decoding step costs as much as the attention.
-		// Compared in T without max's NaN handling (the values are
-		// finite), it runs at memory speed.
-		vals := p.V[p.KVHead(h)*p.M*p.E:][:rows*p.E]
-		ct := make([]T, p.E)
-		for l := 0; l < len(vals); l += p.E {
-			row := vals[l : l+p.E]
-			for j := range ct {
-				// Abs clears the sign bit (no branch on the sign); the
-				// comparison is rarely true, so it predicts well.
-				x := T(math.Abs(float64(row[j])))
-				if x > ct[j] {
-					ct[j] = x
-				}
-			}
-		}
-		for j, x := range ct {
-			c[j] = float64(x)
-		}
+		// The common case reads V in place, at memory speed: it runs on
+		// every certified call.
+		MaxAbsRows(p.V[p.KVHead(h)*p.M*p.E:][:rows*p.E], c)
 		return c
 	}
 	v := make([]float64, p.E)

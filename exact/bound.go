@@ -20,10 +20,11 @@ import (
 // vector c: q.(k_j - c) = q.k_j - q.c, a constant of the row. The rounding
 // of q.k_j does change: it is about u |q| |k_j|, so a common offset of the
 // keys (1e4, say) makes float32 logits wrong by whole units. Each head's
-// keys are therefore shifted by their mean when that shrinks them (the box
-// around the keys, measured from the mean, is less than half the largest
-// key): while packing them for the Q K^T kernels, or tile by tile on the
-// unpacked (decoding) path, never by copying K otherwise.
+// keys are therefore shifted by the centre of their bounding box when that
+// shrinks them (the box measured from its centre is less than half the
+// box measured from the origin): while packing them for the Q K^T kernels,
+// or tile by tile on the unpacked (decoding) path, never by copying K
+// otherwise.
 //
 // The bound (relative to max_l |V_lj|, as the approximate methods'): with
 // B the largest |s q_i.(k_j - c)| allowed by Cauchy-Schwarz per coordinate,
@@ -47,6 +48,7 @@ type keyStats struct {
 	centre []float64 // c subtracted from the keys; nil when not centred
 	box    []float64 // max_j |k_jt - c_t| per coordinate (rounded up)
 	logit  float64   // B: the largest |s q_i.(k_j - c)| possible
+	colMax []float64 // max_l |V_lc| per value column (the contract's unit)
 }
 
 // Rounding constants of exp: the float32 kernel is within 2 ulp (4 units
@@ -82,19 +84,16 @@ func kvKeys[T attn.Float](p *attn.Problem[T], kh int) int {
 	return l
 }
 
-// headKeyStats measures every key/value head's keys and its queries (one
-// pass over K, in parallel chunks, and one over Q) and decides the
-// centring. An additive mask's largest finite magnitude joins B: it is
+// headKeyStats measures every key/value head's keys and values and its
+// queries, in one parallel pass over chunks of keys (each reading its keys'
+// bounding box and its values' column maxima) and one over Q, and decides
+// the centring. An additive mask's largest finite magnitude joins B: it is
 // added to the logits before their rounding.
 func headKeyStats[T attn.Float](ctx context.Context, p *attn.Problem[T], workers int) []keyStats {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	d := p.D
-	type part struct {
-		sum, lo, hi []float64
-		norm        float64 // max_j |k_j|^2
-	}
+	d, e := p.D, p.E
 	type task struct{ h, j0, j1 int }
 	var tasks []task
 	kvh := p.KVHeadCount()
@@ -103,71 +102,65 @@ func headKeyStats[T attn.Float](ctx context.Context, p *attn.Problem[T], workers
 			tasks = append(tasks, task{h, j, min(j+statsChunk, kvKeys(p, h))})
 		}
 	}
-	parts := make([]part, len(tasks))
-	parallel.For(ctx, workers, len(tasks), func(x int) {
-		tk := tasks[x]
-		pt := part{sum: make([]float64, d), lo: make([]float64, d), hi: make([]float64, d)}
+	// Per task: lo, hi (d each) and the value maxima (e).
+	w := 2*d + e
+	parts := make([]float64, len(tasks)*w)
+	for x := range tasks {
 		for t := range d {
-			pt.lo[t], pt.hi[t] = math.Inf(1), math.Inf(-1)
+			parts[x*w+t], parts[x*w+d+t] = math.Inf(1), math.Inf(-1)
 		}
-		keys := p.K[(tk.h*p.M+tk.j0)*d : (tk.h*p.M+tk.j1)*d]
-		for j := range tk.j1 - tk.j0 {
-			var n2 float64
-			// Comparisons rather than min and max, whose NaN handling
-			// (the keys are finite) doubles the cost of this pass over
-			// every key; they are rarely true, so they predict well.
-			for t, x := range keys[j*d : (j+1)*d] {
-				v := float64(x)
-				pt.sum[t] += v
-				if v < pt.lo[t] {
-					pt.lo[t] = v
-				}
-				if v > pt.hi[t] {
-					pt.hi[t] = v
-				}
-				n2 += v * v
-			}
-			if n2 > pt.norm {
-				pt.norm = n2
-			}
+	}
+	halfKV := p.KVFormat != attn.NoHalf
+	parallel.For(ctx, min(workers, max(len(tasks), 1)), len(tasks), func(x int) {
+		tk := tasks[x]
+		pt := parts[x*w : (x+1)*w]
+		attn.RowRange(p.K[(tk.h*p.M+tk.j0)*d:(tk.h*p.M+tk.j1)*d], pt[:d], pt[d:2*d])
+		if !halfKV {
+			attn.MaxAbsRows(p.V[(tk.h*p.M+tk.j0)*e:(tk.h*p.M+tk.j1)*e], pt[2*d:])
 		}
-		parts[x] = pt
 	})
 	stats := make([]keyStats, kvh)
 	x := 0
 	for h := range kvh {
 		l := kvKeys(p, h)
-		sum, lo, hi := make([]float64, d), make([]float64, d), make([]float64, d)
+		lo, hi := make([]float64, d), make([]float64, d)
 		for t := range d {
 			lo[t], hi[t] = math.Inf(1), math.Inf(-1)
 		}
-		var norm float64
-		for ; x < len(tasks) && tasks[x].h == h; x++ {
-			pt := parts[x]
-			if pt.sum == nil { // cancelled
-				continue
-			}
-			for t := range d {
-				sum[t] += pt.sum[t]
-				lo[t] = min(lo[t], pt.lo[t])
-				hi[t] = max(hi[t], pt.hi[t])
-			}
-			norm = max(norm, pt.norm)
-		}
 		st := &stats[h]
+		st.colMax = make([]float64, e)
+		for ; x < len(tasks) && tasks[x].h == h; x++ {
+			pt := parts[x*w : (x+1)*w]
+			for t := range d {
+				lo[t] = min(lo[t], pt[t])
+				hi[t] = max(hi[t], pt[d+t])
+			}
+			for c := range e {
+				st.colMax[c] = max(st.colMax[c], pt[2*d+c])
+			}
+		}
+		if halfKV {
+			copy(st.colMax, attn.ColumnMaxAbs(p, h*p.Group(), l))
+		}
 		st.box = make([]float64, d)
 		if l == 0 {
 			continue
 		}
-		// The centre is the mean rounded to T (the keys are shifted in T).
+		// The centre is the middle of the keys' bounding box, rounded to T
+		// (the keys are shifted in T): it minimises the largest
+		// |k_jt - c_t|, which B is made of. The keys are centred when that
+		// box, measured from the centre, is less than half the box
+		// measured from the origin.
 		centre := make([]float64, d)
-		var boxC2 float64
+		var boxC2, box02 float64
 		for t := range d {
-			centre[t] = float64(T(sum[t] / float64(l)))
+			centre[t] = float64(T(lo[t]/2 + hi[t]/2))
 			r := max(math.Abs(hi[t]-centre[t]), math.Abs(lo[t]-centre[t]))
 			boxC2 += r * r
+			r0 := max(math.Abs(hi[t]), math.Abs(lo[t]))
+			box02 += r0 * r0
 		}
-		if testNoCentring || boxC2 >= 0.25*norm {
+		if testNoCentring || boxC2 >= 0.25*box02 {
 			for t := range d {
 				st.box[t] = max(math.Abs(hi[t]), math.Abs(lo[t]))
 			}
@@ -240,7 +233,22 @@ func bound[U, T attn.Float](p *attn.Problem[T], stats []keyStats) float64 {
 			b = max(b, roundingBound[U](st.logit, p.D, l))
 		}
 	}
-	return b + vscale.SubnormalOutput(p)
+	return b + subnormal[T](stats)
+}
+
+// subnormal is vscale.Subnormal from the statistics' column maxima.
+func subnormal[T attn.Float](stats []keyStats) float64 {
+	return vscale.Subnormal[T](columnMaxima(stats))
+}
+
+// columnMaxima is the statistics' value column maxima, kvHeads x e, as
+// vscale.ColumnMax returns them.
+func columnMaxima(stats []keyStats) []float64 {
+	var cm []float64
+	for _, st := range stats {
+		cm = append(cm, st.colMax...)
+	}
+	return cm
 }
 
 // Arithmetic is how exact attention computes a problem: the fastest one
@@ -287,7 +295,7 @@ func planPrecision[T attn.Float](ctx context.Context, p *attn.Problem[T], worker
 		return pl, nil
 	}
 	u, _ := unitOf[T]()
-	sub := vscale.SubnormalOutput(p)
+	sub := subnormal[T](pl.stats)
 	if u != u64 {
 		if b := bound[float64](p, pl.stats) + u; b <= p.Eps {
 			pl.bound, pl.arith = b, promote
@@ -362,7 +370,7 @@ func bounded[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T],
 	if u, _ := unitOf[T](); u != u64 {
 		lo, hi = valueLo32, valueHi32
 	}
-	q, sc := vscale.Fit(p, lo, hi)
+	q, sc := vscale.FitMax(p, columnMaxima(pl.stats), lo, hi)
 	centres := make([][]float64, len(pl.stats))
 	centred := 0
 	for h, st := range pl.stats {
@@ -450,7 +458,7 @@ func compensate[T attn.Float](ctx context.Context, workers int, p *attn.Problem[
 	return attn.Stats{Flops: Flops(p), ErrorBound: b, Details: map[string]any{"arithmetic": compensated.String()}}, nil
 }
 
-// centredBackward runs the backward pass on keys shifted by their mean
+// centredBackward runs the backward pass on keys shifted by their centre
 // where the forward shifts them: P_ij = exp(s q_i.(k_j - c) - (LSE_i -
 // s q_i.c)) is then formed from small numbers (a float32 key offset of 1e8
 // otherwise leaves nothing of it), dK and dV are unchanged and dQ too,

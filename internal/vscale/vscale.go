@@ -10,10 +10,13 @@
 package vscale
 
 import (
+	"context"
 	"fmt"
 	"math"
+	"runtime"
 
 	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/internal/parallel"
 )
 
 // Scaling records how Fit scaled a problem's values: per key/value head
@@ -25,17 +28,46 @@ type Scaling struct {
 	group  int // query heads per key/value head
 }
 
-// columnMax returns max_l |V_lc| per key/value head and column over the
-// keys any of its query heads attends.
-func columnMax[T attn.Float](p *attn.Problem[T]) []float64 {
-	g := p.Group()
-	c := make([]float64, p.KVHeadCount()*p.E)
+// chunk is the number of keys one task of ColumnMax reads.
+const chunk = 4096
+
+// ColumnMax returns max_l |V_lc| per key/value head and column (kvHeads x
+// e) over the keys any of the head's query heads attends, on up to workers
+// goroutines (0: GOMAXPROCS) in chunks of keys: it runs on every certified
+// call and reads every value.
+func ColumnMax[T attn.Float](p *attn.Problem[T], workers int) []float64 {
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	g, e := p.Group(), p.E
+	c := make([]float64, p.KVHeadCount()*e)
+	type task struct{ kh, j0, j1 int }
+	var tasks []task
 	for kh := range p.KVHeadCount() {
 		l := 0
 		for h := kh * g; h < (kh+1)*g; h++ {
 			l = max(l, p.KeyLen(h))
 		}
-		copy(c[kh*p.E:], attn.ColumnMaxAbs(p, kh*g, l))
+		if p.KVFormat != attn.NoHalf {
+			copy(c[kh*e:], attn.ColumnMaxAbs(p, kh*g, l))
+			continue
+		}
+		for j := 0; j < l; j += chunk {
+			tasks = append(tasks, task{kh, j, min(j+chunk, l)})
+		}
+	}
+	if len(tasks) == 0 {
+		return c
+	}
+	parts := make([]float64, len(tasks)*e)
+	parallel.For(context.Background(), min(workers, len(tasks)), len(tasks), func(x int) {
+		tk := tasks[x]
+		attn.MaxAbsRows(p.V[(tk.kh*p.M+tk.j0)*e:(tk.kh*p.M+tk.j1)*e], parts[x*e:(x+1)*e])
+	})
+	for x, tk := range tasks {
+		for j, m := range parts[x*e : (x+1)*e] {
+			c[tk.kh*e+j] = max(c[tk.kh*e+j], m)
+		}
 	}
 	return c
 }
@@ -46,7 +78,11 @@ func columnMax[T attn.Float](p *attn.Problem[T]) []float64 {
 // column's largest magnitude into [0.5, 1), and the Scaling that Restore
 // undoes.
 func Fit[T attn.Float](p *attn.Problem[T], lo, hi float64) (*attn.Problem[T], *Scaling) {
-	cm := columnMax(p)
+	return FitMax(p, ColumnMax(p, p.Workers), lo, hi)
+}
+
+// FitMax is Fit with the column maxima cm (ColumnMax) already measured.
+func FitMax[T attn.Float](p *attn.Problem[T], cm []float64, lo, hi float64) (*attn.Problem[T], *Scaling) {
 	need := false
 	for _, m := range cm {
 		if m > 0 && (m < lo || m > hi) {
@@ -103,13 +139,18 @@ func Restore[T attn.Float](sc *Scaling, out *attn.Output[T]) {
 // step of T over the smallest nonzero column maximum (0 unless the values
 // are tiny).
 func SubnormalOutput[T attn.Float](p *attn.Problem[T]) float64 {
+	return Subnormal[T](ColumnMax(p, p.Workers))
+}
+
+// Subnormal is SubnormalOutput from the column maxima cm (ColumnMax).
+func Subnormal[T attn.Float](cm []float64) float64 {
 	half := 0x1p-1075
 	var x T
 	if _, ok := any(x).(float32); ok {
 		half = 0x1p-150
 	}
 	var worst float64
-	for _, m := range columnMax(p) {
+	for _, m := range cm {
 		if m > 0 {
 			worst = max(worst, half/m)
 		}
@@ -141,8 +182,9 @@ func CheckFinite[T attn.Float](method string, out *attn.Output[T]) error {
 // float64 internally.
 func Run[T attn.Float](method string, p *attn.Problem[T], out *attn.Output[T], lo, hi float64,
 	compute func(q *attn.Problem[T], subnormal float64) (attn.Stats, error)) (attn.Stats, error) {
-	q, sc := Fit(p, lo, hi)
-	st, err := compute(q, SubnormalOutput(p))
+	cm := ColumnMax(p, p.Workers)
+	q, sc := FitMax(p, cm, lo, hi)
+	st, err := compute(q, Subnormal[T](cm))
 	if err != nil {
 		return st, err
 	}
