@@ -4,16 +4,8 @@ import (
 	"fmt"
 
 	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/internal/check"
 	"github.com/fastattn/fastattn/internal/vscale"
-)
-
-// Throughput constants of the cost model, measured with the benchmark in
-// this package on the project's 2-core AVX2/AVX-512 machine: flops per
-// second of the whole method (float64 GEMMs and feature building), and the
-// fixed cost of certifying the polynomials (320-bit construction).
-const (
-	flopsPerSecond = 8e9
-	setupSeconds   = 3e-3
 )
 
 // Estimate32 predicts the cost on a float32 problem.
@@ -61,8 +53,51 @@ func estimate[T attn.Float](m Method, p *attn.Problem[T], minEps, uOut float64) 
 		}
 	}
 	return attn.Estimate{
-		Seconds: c.polyFlops/flopsPerSecond + setupSeconds,
+		Seconds: predictSeconds(p, plans, m.workers(), m.SampleRows, measuredRates()),
 		Bytes:   c.memory,
 		Reason:  fmt.Sprintf("beta = %.3g, degree <= %d, rank <= %.0f: %.3g flops (exact: %.3g)", c.maxBeta, c.maxDegree, c.rank, c.polyFlops, c.exactFlops),
 	}, nil
+}
+
+// predictSeconds is the cost model: with the unit times rt measured on one
+// core (calibrate) and the work spread over the workers,
+//
+//	setup + [sum over heads of 18 L d ball + L r_max key(e) + sum_i r_i query(e)
+//	        + direct pairs (d + e + 1) pair] / workers + check
+//
+// where r_max is the head's largest rank, r_i each polynomial row's rank,
+// and check is the sampled reference rows (each a pass over its keys, the
+// rows spread over the workers).
+func predictSeconds[T attn.Float](p *attn.Problem[T], plans []*headPlan, workers, sampleRows int, rt rates) float64 {
+	e1 := float64(p.E + 1)
+	key := rt.keyBase + rt.keyPerValue*e1
+	query := rt.queryBase + rt.queryPerValue*e1
+	var work float64
+	for h, hp := range plans {
+		if hp.keys == 0 {
+			continue
+		}
+		L := float64(hp.keys)
+		g := 0
+		for i, deg := range hp.degree {
+			if deg == exactRow {
+				work += float64(p.KeyLimit(h, i)) * float64(p.D+p.E+1) * rt.pair
+				continue
+			}
+			g = max(g, deg)
+			work += RankFloat(p.D, deg) * query
+		}
+		work += 18*L*float64(p.D)*rt.ball + L*RankFloat(p.D, g)*key
+	}
+	w := float64(max(workers, 1))
+	secs := rt.setup + work/w
+	if sampleRows >= 0 {
+		rows := sampleRows
+		if rows == 0 {
+			rows = check.DefaultRows
+		}
+		rows = min(rows, p.Heads*p.N)
+		secs += float64(rows) * float64(p.M) * float64(p.D+p.E) * rt.checkKey / min(w, float64(rows))
+	}
+	return secs
 }

@@ -118,7 +118,12 @@ func Row[T attn.Float](p *attn.Problem[T], h, i int, out []float64) float64 {
 	colMax := make([]float64, e)
 	for _, j := range keys {
 		for c, x := range p.V[(kh*p.M+j)*e : (kh*p.M+j+1)*e] {
-			colMax[c] = max(colMax[c], math.Abs(float64(x)))
+			// A comparison, not the max builtin (whose NaN handling costs a
+			// quarter of the row): a NaN value makes that column's output
+			// NaN whatever its scale.
+			if a := math.Abs(float64(x)); a > colMax[c] {
+				colMax[c] = a
+			}
 		}
 	}
 	exps := make([]int, e)
