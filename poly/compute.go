@@ -104,7 +104,12 @@ func (hk *headKeys[T]) addExact(s *scratch, w []float64, limits []int, from int,
 // j0..j1-1, zero past each row's limit.
 func (hk *headKeys[T]) exactWeights(dst, w []float64, d int, limits []int, j0, j1 int) []float64 {
 	bs := j1 - j0
-	kernels.GemmNT64(len(limits), bs, d, w, d, hk.uk[j0*d:], d, dst, bs)
+	if hk.uk != nil {
+		kernels.GemmNT64(len(limits), bs, d, w, d, hk.uk[j0*d:], d, dst, bs)
+	} else {
+		clear(dst[:len(limits)*bs])
+		kernels.GemmNN64(len(limits), bs, d, w, d, hk.ut[j0:], hk.L, dst, bs)
+	}
 	for k, l := range limits {
 		row := dst[k*bs : (k+1)*bs]
 		valid := min(max(l-j0, 0), bs)

@@ -612,7 +612,7 @@ func (run *runner[T]) head(ctx context.Context, h int, hp *headPlan) error {
 		}
 		return nil
 	}
-	hk, polys, err := run.prepare(h, hp)
+	hk, polys, err := run.prepareKeys(h, hp, false)
 	if err != nil {
 		return err
 	}
@@ -645,6 +645,13 @@ func (run *runner[T]) head(ctx context.Context, h int, hp *headPlan) error {
 // monomial table and the polynomials its rows need, and records the head's
 // bound and statistics.
 func (run *runner[T]) prepare(h int, hp *headPlan) (*headKeys[T], map[int]polyexp.Approx, error) {
+	return run.prepareKeys(h, hp, true)
+}
+
+// prepareKeys is prepare, with the key-major copy of the normalised keys
+// (headKeys.uk) only if keyMajor: the forward reads the variable-major one
+// alone.
+func (run *runner[T]) prepareKeys(h int, hp *headPlan, keyMajor bool) (*headKeys[T], map[int]polyexp.Approx, error) {
 	p := run.p
 	g := 0
 	for _, d := range hp.degree {
@@ -656,15 +663,24 @@ func (run *runner[T]) prepare(h int, hp *headPlan) (*headKeys[T], map[int]polyex
 	// feature row over a block of keys is a contiguous product.
 	L := hp.keys
 	ut := make([]float64, p.D*L)
-	uk := make([]float64, L*p.D)
+	var uk []float64
+	if keyMajor {
+		uk = make([]float64, L*p.D)
+	}
 	kh := p.KVHead(h)
 	keys := p.K[kh*p.M*p.D:]
-	for j := range L {
-		for t := range p.D {
-			u := (float64(keys[j*p.D+t]) - hp.mu[t]) / hp.radius
-			ut[t*L+j], uk[j*p.D+t] = u, u
+	chunks := (L + normChunk - 1) / normChunk
+	parallel.For(context.Background(), run.workers, chunks, func(c int) {
+		for j := c * normChunk; j < min((c+1)*normChunk, L); j++ {
+			for t := range p.D {
+				u := (float64(keys[j*p.D+t]) - hp.mu[t]) / hp.radius
+				ut[t*L+j] = u
+				if uk != nil {
+					uk[j*p.D+t] = u
+				}
+			}
 		}
-	}
+	})
 	polys := map[int]polyexp.Approx{}
 	for _, d := range hp.degree {
 		if _, ok := polys[d]; !ok && d != exactRow {
@@ -694,10 +710,13 @@ func (run *runner[T]) prepare(h int, hp *headPlan) (*headKeys[T], map[int]polyex
 	return &headKeys[T]{ut: ut, uk: uk, L: L, mono: mono, r: r, vals: p.V[kh*p.M*p.E:], e: p.E}, polys, nil
 }
 
+// normChunk is the keys per task of prepare's normalisation.
+const normChunk = 1 << 14
+
 // headKeys is one head's keys prepared for features.
 type headKeys[T attn.Float] struct {
 	ut   []float64 // d x L normalised keys, variable-major
-	uk   []float64 // L x d the same, key-major, for exact tiles
+	uk   []float64 // L x d the same, key-major, or nil (exact tiles then read ut)
 	L    int
 	mono *monomials
 	r    int
