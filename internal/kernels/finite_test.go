@@ -78,14 +78,15 @@ func TestMaxEveryPosition(t *testing.T) {
 }
 
 // TestSoftmaxGradRow checks the fused backward row against ExpShiftSum64
-// on the widened row followed by the products in Go, bit for bit, on every
-// level and every length up to 40 (and one long row), with arguments down
-// to the underflow range.
+// (float64) or ExpShiftSum32 on the float64 arguments rounded (float32)
+// followed by the products in Go, bit for bit, on every level and every
+// length up to 40 (and longer rows), with arguments down to the underflow
+// range.
 func TestSoftmaxGradRow(t *testing.T) {
 	r := rand.New(rand.NewPCG(21, 22))
 	for _, l := range levels() {
 		atLevel(t, l, func() {
-			for _, n := range append(seq(41), 300, 1000) {
+			for _, n := range append(seq(41), 63, 64, 65, 79, 300, 1000) {
 				s64, ds64 := make([]float64, n), make([]float64, n)
 				for i := range s64 {
 					s64[i] = 40 * r.NormFloat64()
@@ -96,14 +97,14 @@ func TestSoftmaxGradRow(t *testing.T) {
 				// Reference: the loop the backward pass ran before.
 				want32s, want32d := make([]float32, n), make([]float32, n)
 				want64s, want64d := make([]float64, n), make([]float64, n)
-				y := make([]float64, n)
 				for i, v := range s32 {
-					y[i] = float64(v)
+					want32s[i] = float32(float64(scale*float64(v)) - lse)
 				}
-				ExpShiftSum64(y, scale, lse)
-				for i, p := range y {
-					want32s[i], want32d[i] = float32(p), float32(p*(float64(ds32[i])-delta))
+				ExpShiftSum32(want32s, 1, 0)
+				for i, p := range want32s {
+					want32d[i] = float32(float64(p) * (float64(ds32[i]) - delta))
 				}
+				y := make([]float64, n)
 				copy(y, s64)
 				ExpShiftSum64(y, scale, lse)
 				for i, p := range y {

@@ -72,10 +72,12 @@ func Accumulate32(dst []float64, alpha float64, src []float32) {
 
 // SoftmaxGradRow32 does the elementwise step of attention's backward pass
 // for one row: on entry s holds the row's dot products q·k_j and ds its
-// dP_j = dO·v_j; for every j, with P_j = exp(scale*s[j] - lse) formed and
-// computed in float64 (rounded as the Go expression, then the exponential
-// of ExpShiftSum64), it sets s[j] = P_j and ds[j] = P_j*(ds[j] - delta),
-// each rounded to float32. len(ds) must equal len(s).
+// dP_j = dO·v_j; for every j it sets s[j] = P_j = exp(scale*s[j] - lse)
+// and ds[j] = P_j*(ds[j] - delta). The argument is formed in float64
+// (rounded as the Go expression float64(scale*s[j]) - lse, so a large lse
+// loses nothing to the shift), rounded to float32 and exponentiated as
+// ExpShiftSum32 would (bit for bit at each level); ds[j] is formed in
+// float64 from that P_j and rounded to float32. len(ds) must equal len(s).
 func SoftmaxGradRow32(s, ds []float32, scale, lse, delta float64) {
 	if len(ds) != len(s) {
 		panic("kernels: SoftmaxGradRow32: lengths differ")
@@ -83,7 +85,9 @@ func SoftmaxGradRow32(s, ds []float32, scale, lse, delta float64) {
 	softmaxGrad(s, ds, scale, lse, delta)
 }
 
-// SoftmaxGradRow64 is SoftmaxGradRow32 for float64 rows.
+// SoftmaxGradRow64 is SoftmaxGradRow32 for float64 rows, all in float64:
+// P_j = exp(scale*s[j] - lse) as ExpShiftSum64 computes it, ds[j] =
+// P_j*(ds[j] - delta).
 func SoftmaxGradRow64(s, ds []float64, scale, lse, delta float64) {
 	if len(ds) != len(s) {
 		panic("kernels: SoftmaxGradRow64: lengths differ")
@@ -91,9 +95,22 @@ func SoftmaxGradRow64(s, ds []float64, scale, lse, delta float64) {
 	softmaxGrad(s, ds, scale, lse, delta)
 }
 
-// softmaxGradChunks is the portable (and AVX2) SoftmaxGradRow: the row in
-// float64 pieces through ExpShiftSum64, then the products.
+// softmaxGradChunks is the portable (and AVX2) SoftmaxGradRow, and the
+// AVX-512 one's tail: float32 rows through ExpShiftSum32 on the float64
+// arguments rounded, float64 rows in pieces through ExpShiftSum64; then
+// the products.
 func softmaxGradChunks[T float32 | float64](s, ds []T, scale, lse, delta float64) {
+	if s32, ok := any(s).([]float32); ok {
+		ds32 := any(ds).([]float32)
+		for j, v := range s32 {
+			s32[j] = float32(float64(scale*float64(v)) - lse)
+		}
+		expShiftSum32(s32, 1, 0) // scale 1 and shift 0 leave the argument as it is
+		for j, p := range s32 {
+			ds32[j] = float32(float64(p) * (float64(ds32[j]) - delta))
+		}
+		return
+	}
 	var buf [256]float64
 	for j0 := 0; j0 < len(s); j0 += len(buf) {
 		sc, dc := s[j0:min(j0+len(buf), len(s))], ds[j0:]

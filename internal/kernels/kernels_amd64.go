@@ -455,7 +455,16 @@ func softmaxGrad[T float32 | float64](s, ds []T, scale, lse, delta float64) {
 	}
 	switch s := any(s).(type) {
 	case []float32:
-		softmaxGradF32AVX512(&s[0], &any(ds).([]float32)[0], len(s), scale, lse, delta)
+		ds := any(ds).([]float32)
+		// The kernel takes whole 16-lane vectors; the tail's exponential
+		// in softmaxGradChunks is the same polynomial.
+		if body := len(s) &^ 15; body > 0 {
+			softmaxGradF32AVX512(&s[0], &ds[0], body, scale, lse, delta)
+			s, ds = s[body:], ds[body:]
+		}
+		if len(s) > 0 {
+			softmaxGradChunks(s, ds, scale, lse, delta)
+		}
 	case []float64:
 		softmaxGradF64AVX512(&s[0], &any(ds).([]float64)[0], len(s), scale, lse, delta)
 	}

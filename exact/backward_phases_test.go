@@ -1,0 +1,94 @@
+package exact
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/fastattn/fastattn/attn"
+)
+
+// BenchmarkBackwardTilePhases times each step of one backward tile as
+// keyBlock and queryRows run it (bwdQueryTile queries x bwdKeyTile keys,
+// keys and values packed, Q and dO transposed), next to the two products
+// of a forward tile of the same size, as the best of many batches (which
+// catch the core alone on a loaded machine). Metrics are microseconds per
+// step; "bwd/fwd" is the backward tile's total over the forward products'.
+func BenchmarkBackwardTilePhases(b *testing.B) {
+	for _, d := range []int{64, 128} {
+		b.Run(fmt.Sprintf("float32/d=%d", d), func(b *testing.B) { bwdPhases[float32](b, d) })
+		b.Run(fmt.Sprintf("float64/d=%d", d), func(b *testing.B) { bwdPhases[float64](b, d) })
+	}
+}
+
+func bwdPhases[T attn.Float](b *testing.B, d int) {
+	const rows, cols, ld = bwdQueryTile, bwdKeyTile, 4096 + 16
+	r := rand.New(rand.NewPCG(3, 3))
+	fill := func(n int) []T {
+		x := make([]T, n)
+		for i := range x {
+			x[i] = T(r.NormFloat64())
+		}
+		return x
+	}
+	q, do, keys, vals := fill(rows*d), fill(rows*d), fill(cols*d), fill(cols*d)
+	qT, doT := fill(d*ld), fill(d*ld)
+	s, ds := make([]T, rows*cols), make([]T, rows*cols)
+	dkT, dvT, dq, pv := make([]T, d*cols), make([]T, d*cols), make([]T, rows*d), make([]T, rows*d)
+	k := opsFor[T]()
+	kp, vp := newPacker[T](), newPacker[T]()
+	kp.Reset(cols, d, keys, d)
+	kp.Pack(0, cols)
+	vp.Reset(cols, d, vals, d)
+	vp.Pack(0, cols)
+	scale := 0.125
+	fresh := func() {
+		kp.GemmNT(rows, 0, cols, q, d, s, cols)
+		vp.GemmNT(rows, 0, cols, do, d, ds, cols)
+	}
+	phases := []struct {
+		name string
+		f    func()
+		prep func()
+	}{
+		{"S", func() { kp.GemmNT(rows, 0, cols, q, d, s, cols) }, nil},
+		{"dP", func() { vp.GemmNT(rows, 0, cols, do, d, ds, cols) }, nil},
+		{"softmax-grad", func() {
+			for i := range rows {
+				softmaxGradRow(s[i*cols:(i+1)*cols], ds[i*cols:(i+1)*cols], scale, 1, 0.5)
+			}
+		}, fresh},
+		{"dV", func() { k.gemmNN(d, cols, rows, doT, ld, s, cols, dvT, cols) }, nil},
+		{"dK", func() { k.gemmNN(d, cols, rows, qT, ld, ds, cols, dkT, cols) }, nil},
+		{"dQ", func() { k.gemmNN(rows, d, cols, ds, cols, keys, d, dq, d) }, nil},
+		// The forward tile's products, for comparison.
+		{"fwd-PV", func() { k.gemmNN(rows, d, cols, s, cols, vals, d, pv, d) }, nil},
+	}
+	best := make([]time.Duration, len(phases))
+	for b.Loop() {
+		for i := range best {
+			best[i] = time.Hour
+		}
+		for range 300 {
+			for i, ph := range phases {
+				if ph.prep != nil {
+					ph.prep()
+				}
+				t0 := time.Now()
+				ph.f()
+				best[i] = min(best[i], time.Since(t0))
+			}
+		}
+	}
+	var bwd float64
+	for i, ph := range phases {
+		us := best[i].Seconds() * 1e6
+		b.ReportMetric(us, ph.name+"-µs")
+		if i < 6 {
+			bwd += us
+		}
+	}
+	fwd := best[0].Seconds()*1e6 + best[6].Seconds()*1e6
+	b.ReportMetric(bwd/fwd, "bwd/fwd")
+}
