@@ -1262,4 +1262,3 @@ func genPeak(name string, ins func(i int)) {
 	emit("VZEROUPPER")
 	emit("RET\n")
 }
-
