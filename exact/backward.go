@@ -30,19 +30,25 @@ import (
 // their order varies from run to run, so dQ may differ in its last bits
 // between runs (as FlashAttention-2's atomic additions do). Nothing of size
 // n x m is ever held: per worker, two bwdQueryTile x bwdKeyTile tiles and
-// O(n d) for the head's dQ.
+// O(n d) for the head's dQ; per call, Q and dO transposed.
+//
+// Five products per tile and no transposes in the loop: the key tile and
+// the value tile are packed once (as the forward packs a head's keys) for
+// S = Q K^T and dP = dO V^T; dK and dV are accumulated transposed, dK^T +=
+// Q^T dS and dV^T += dO^T P, from Q^T and dO^T made once per call, and
+// transposed back once per key tile; dQ += dS K reads the keys in place.
 //
 // Precision: products within a tile use the element type; every sum across
 // tiles (dK and dV over query tiles, dQ over key tiles) is carried in
-// float64, flushed from the element type at least every bwdFlush query or
-// key rows, as the forward does. In float32 the exponent s q.k - LSE is
-// formed in float64, so a large log-sum-exp loses nothing to the rounding
-// of the shift.
+// float64, flushed from the element type at least every bwdFlush query
+// rows (dK, dV) or after each key tile (dQ), as the forward does. In
+// float32 the exponent s q.k - LSE is formed in float64, so a large
+// log-sum-exp loses nothing to the rounding of the shift.
 const (
 	bwdQueryTile = 96
 	bwdKeyTile   = 256
-	// bwdFlush is how many rows (queries for dK, dV; keys for dQ) are summed
-	// in the element type before the partial sums move to float64.
+	// bwdFlush is how many query rows are summed into dK and dV in the
+	// element type before the partial sums move to float64.
 	bwdFlush = 256
 )
 
@@ -97,13 +103,15 @@ type bwdState[T attn.Float] struct {
 	// dP = dO V^T (nil for element types the kernels do not take).
 	kp, vp packer[T]
 
-	head    int       // key/value head whose group's dQ is in dq, or -1
-	dq      []T       // G*N x d: this worker's partial dQ of the group, in T
-	dq64    []float64 // G*N x d: flushed partial sums (float32 only)
-	dqLo    int       // first row of dq touched since the last flush
-	dqRows  int       // key rows summed into dq since the last flush
-	isFloat bool      // T is float32: partial sums go through dq64
-	pending int       // query rows summed in dkT, dvT since the last flush
+	head int // key/value head whose group's dQ is in dq or dq64, or -1
+	// dq is this worker's partial dQ of the group (G*N x d) for float64.
+	// For float32 a query tile's share of one key tile's dQ (the sum over
+	// its keys) goes to dqTile and from there, while in cache, into dq64.
+	dq      []T
+	dqTile  []T
+	dq64    []float64
+	isFloat bool // T is float32: partial sums go through dq64
+	pending int  // query rows summed in dkT, dvT since the last flush
 }
 
 // sinkLSE holds the log-sum-exps each sink's weight e^(sink - LSE_i) is
@@ -257,27 +265,18 @@ func transposeInto[T attn.Float](dst []T, ld int, a []T, rows, cols int) {
 // head kh.
 func (sh *bwdShared[T]) startHead(st *bwdState[T], kh int) {
 	n := sh.p.Group() * sh.p.N * sh.p.D
-	if st.dq == nil {
-		st.dq = make([]T, n)
-		if st.isFloat {
-			st.dq64 = make([]float64, n)
-		}
-	} else {
-		clear(st.dq)
+	switch {
+	case st.isFloat && st.dq64 == nil:
+		st.dq64 = make([]float64, n)
+		st.dqTile = make([]T, bwdQueryTile*sh.p.D)
+	case st.isFloat:
 		clear(st.dq64)
+	case st.dq == nil:
+		st.dq = make([]T, n)
+	default:
+		clear(st.dq)
 	}
-	st.head, st.dqLo, st.dqRows = kh, sh.p.Group()*sh.p.N, 0
-}
-
-// flushDQ moves the float32 partial sums of dQ to float64.
-func (st *bwdState[T]) flushDQ(d int) {
-	if !st.isFloat || st.dqLo*d >= len(st.dq) {
-		return
-	}
-	src := st.dq[st.dqLo*d:]
-	addTo64(st.dq64[st.dqLo*d:], src)
-	clear(src)
-	st.dqLo, st.dqRows = len(st.dq)/d, 0
+	st.head = kh
 }
 
 // addTo64 adds src to dst elementwise (as Accumulate32 for float32).
@@ -299,7 +298,6 @@ func (sh *bwdShared[T]) finishHead(st *bwdState[T]) {
 	}
 	st.head = -1
 	p := sh.p
-	st.flushDQ(p.D)
 	rows := p.Group() * p.N
 	dst := sh.g.DQ[h*rows*p.D : (h+1)*rows*p.D]
 	sh.dqMu[h].Lock()
@@ -348,9 +346,6 @@ func (sh *bwdShared[T]) keyBlock(ctx context.Context, st *bwdState[T], kh, j0, c
 		}
 	}
 	sh.flushKV(st, cols)
-	if st.dqRows += cols; st.dqRows >= bwdFlush {
-		st.flushDQ(d)
-	}
 	// Keys of this tile belong to this task alone: write them out,
 	// transposing dK^T and dV^T back.
 	gk := sh.g.DK[(kh*p.M+j0)*d:]
@@ -406,7 +401,6 @@ func (sh *bwdShared[T]) queryRows(ctx context.Context, st *bwdState[T], h, first
 	local := (h - kh*p.Group()) * p.N // h's first row in the group's dQ
 	ld := sh.ldT
 	qT, doT := sh.qT[h*d*ld:], sh.doT[h*e*ld:]
-	st.dqLo = min(st.dqLo, local+first)
 	for i0 := first; i0 < last; i0 += bwdQueryTile {
 		if ((i0-first)/bwdQueryTile)%cancelCheckTiles == cancelCheckTiles-1 && ctx.Err() != nil {
 			return false
@@ -450,7 +444,14 @@ func (sh *bwdShared[T]) queryRows(ctx context.Context, st *bwdState[T], h, first
 		// dV^T += dO^T P, dK^T += Q^T dS, dQ += dS K.
 		k.gemmNN(e, cols, rows, doT[i0:], ld, s, cols, st.dvT[:e*cols], cols)
 		k.gemmNN(d, cols, rows, qT[i0:], ld, ds, cols, st.dkT[:d*cols], cols)
-		k.gemmNN(rows, d, cols, ds, cols, keys, d, st.dq[(local+i0)*d:], d)
+		if st.isFloat {
+			tile := st.dqTile[:rows*d]
+			clear(tile)
+			k.gemmNN(rows, d, cols, ds, cols, keys, d, tile, d)
+			addTo64(st.dq64[(local+i0)*d:(local+i0+rows)*d], tile)
+		} else {
+			k.gemmNN(rows, d, cols, ds, cols, keys, d, st.dq[(local+i0)*d:], d)
+		}
 		if st.pending += rows; st.pending >= bwdFlush {
 			sh.flushKV(st, cols)
 		}
