@@ -7,7 +7,6 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
-	"unsafe"
 
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/internal/kernels"
@@ -47,6 +46,10 @@ import (
 const (
 	bwdQueryTile = 96
 	bwdKeyTile   = 256
+	// bwdStride is the row stride of the score tiles: a row of 256 float32
+	// (1 KiB) would put the rows a product reads down a column into few L1
+	// sets, as in the forward (scoreStride).
+	bwdStride = bwdKeyTile + 16
 	// bwdFlush is how many query rows are summed into dK and dV in the
 	// element type before the partial sums move to float64.
 	bwdFlush = 256
@@ -84,11 +87,13 @@ type bwdShared[T attn.Float] struct {
 	g     *attn.Gradients[T]
 	k     ops[T]
 	dqMu  []sync.Mutex // one per key/value head, guarding its group's g.DQ
-	// qT and doT are every query head's Q and dO transposed (d x ldT and
-	// e x ldT per head), made once so that dK^T += Q^T dS and dV^T +=
+	// qT and doT are every query head's Q and dO transposed a block of
+	// bwdQueryTile rows at a time (block b of head h, d x bwdQueryTile or
+	// e x bwdQueryTile, at (h*blocks + b) times that size), made once so
+	// that dK^T += Q^T dS and dV^T +=
 	// dO^T P are plain products on every key tile without a transpose.
 	qT, doT []T
-	ldT     int
+	blocks  int // ceil(N / bwdQueryTile)
 }
 
 // bwdState is one worker's scratch space.
@@ -168,8 +173,8 @@ func backward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T]
 			defer wg.Done()
 			d, e := p.D, p.E
 			st := &bwdState[T]{
-				s:       make([]T, bwdQueryTile*bwdKeyTile),
-				ds:      make([]T, bwdQueryTile*bwdKeyTile),
+				s:       make([]T, bwdQueryTile*bwdStride),
+				ds:      make([]T, bwdQueryTile*bwdStride),
 				dkT:     make([]T, d*bwdKeyTile),
 				dvT:     make([]T, e*bwdKeyTile),
 				kp:      newPacker[T](),
@@ -207,22 +212,22 @@ func backward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T]
 	return attn.Stats{Flops: BackwardFlops(p)}, nil
 }
 
-// transposeQueries fills sh.qT and sh.doT, one query head per task. The
-// row stride ldT is N rounded up to 16 elements, and 16 more when that is
-// a multiple of 2 KiB, whose rows would share L1 sets (the GEMM driver
-// would then copy every tile of them).
+// transposeQueries fills sh.qT and sh.doT, one query head per task. Each
+// block is compact (row stride bwdQueryTile): the products read it without
+// the TLB misses of rows a whole head apart.
 func (sh *bwdShared[T]) transposeQueries(workers int) {
 	p := sh.p
-	ld := (p.N + 15) &^ 15
-	if ld*int(unsafe.Sizeof(T(0)))%2048 == 0 {
-		ld += 16
-	}
-	sh.ldT = ld
-	sh.qT = make([]T, p.Heads*p.D*ld)
-	sh.doT = make([]T, p.Heads*p.E*ld)
+	const qt = bwdQueryTile
+	sh.blocks = (p.N + qt - 1) / qt
+	sh.qT = make([]T, p.Heads*sh.blocks*p.D*qt)
+	sh.doT = make([]T, p.Heads*sh.blocks*p.E*qt)
 	parallelFor(min(workers, p.Heads), p.Heads, func(h int) {
-		transposeInto(sh.qT[h*p.D*ld:], ld, p.Q[h*p.N*p.D:], p.N, p.D)
-		transposeInto(sh.doT[h*p.E*ld:], ld, sh.dO[h*p.N*p.E:], p.N, p.E)
+		for b := range sh.blocks {
+			i0 := b * qt
+			rows := min(qt, p.N-i0)
+			transposeInto(sh.qT[(h*sh.blocks+b)*p.D*qt:], qt, p.Q[(h*p.N+i0)*p.D:], rows, p.D)
+			transposeInto(sh.doT[(h*sh.blocks+b)*p.E*qt:], qt, sh.dO[(h*p.N+i0)*p.E:], rows, p.E)
+		}
 	})
 }
 
@@ -399,27 +404,29 @@ func (sh *bwdShared[T]) queryRows(ctx context.Context, st *bwdState[T], h, first
 	keys := p.K[(kh*p.M+j0)*d:]
 	vals := p.V[(kh*p.M+j0)*e:]
 	local := (h - kh*p.Group()) * p.N // h's first row in the group's dQ
-	ld := sh.ldT
-	qT, doT := sh.qT[h*d*ld:], sh.doT[h*e*ld:]
-	for i0 := first; i0 < last; i0 += bwdQueryTile {
-		if ((i0-first)/bwdQueryTile)%cancelCheckTiles == cancelCheckTiles-1 && ctx.Err() != nil {
+	const qt = bwdQueryTile
+	// Tiles follow the blocks of qT and doT: the first may be short.
+	for i0, n := first, 0; i0 < last; i0, n = i0+qt-i0%qt, n+1 {
+		if n%cancelCheckTiles == cancelCheckTiles-1 && ctx.Err() != nil {
 			return false
 		}
-		rows := min(bwdQueryTile, last-i0)
+		rows := min(qt-i0%qt, last-i0)
+		blk := h*sh.blocks + i0/qt
+		qT, doT := sh.qT[blk*d*qt+i0%qt:], sh.doT[blk*e*qt+i0%qt:]
 		q := p.Q[(h*p.N+i0)*d:]
 		do := sh.dO[(h*p.N+i0)*e:]
-		s := st.s[:rows*cols]
-		ds := st.ds[:rows*cols]
+		const ls = bwdStride
+		s, ds := st.s, st.ds
 		if st.kp != nil {
-			st.kp.GemmNT(rows, 0, cols, q, d, s, cols)
-			st.vp.GemmNT(rows, 0, cols, do, e, ds, cols)
+			st.kp.GemmNT(rows, 0, cols, q, d, s, ls)
+			st.vp.GemmNT(rows, 0, cols, do, e, ds, ls)
 		} else {
-			k.gemmNT(rows, cols, d, q, d, keys, d, s, cols)
-			k.gemmNT(rows, cols, e, do, e, vals, e, ds, cols)
+			k.gemmNT(rows, cols, d, q, d, keys, d, s, ls)
+			k.gemmNT(rows, cols, e, do, e, vals, e, ds, ls)
 		}
 		for r := range rows {
 			i := i0 + r
-			sRow, dsRow := s[r*cols:(r+1)*cols], ds[r*cols:(r+1)*cols]
+			sRow, dsRow := s[r*ls:r*ls+cols], ds[r*ls:r*ls+cols]
 			lo, hi := p.KeyRange(h, i)
 			a, b := min(max(lo-j0, 0), cols), min(max(hi-j0, 0), cols)
 			lse := sh.lse[h*p.N+i]
@@ -442,15 +449,15 @@ func (sh *bwdShared[T]) queryRows(ctx context.Context, st *bwdState[T], h, first
 			clear(dsRow[b:])
 		}
 		// dV^T += dO^T P, dK^T += Q^T dS, dQ += dS K.
-		k.gemmNN(e, cols, rows, doT[i0:], ld, s, cols, st.dvT[:e*cols], cols)
-		k.gemmNN(d, cols, rows, qT[i0:], ld, ds, cols, st.dkT[:d*cols], cols)
+		k.gemmNN(e, cols, rows, doT, qt, s, ls, st.dvT[:e*cols], cols)
+		k.gemmNN(d, cols, rows, qT, qt, ds, ls, st.dkT[:d*cols], cols)
 		if st.isFloat {
 			tile := st.dqTile[:rows*d]
 			clear(tile)
-			k.gemmNN(rows, d, cols, ds, cols, keys, d, tile, d)
+			k.gemmNN(rows, d, cols, ds, ls, keys, d, tile, d)
 			addTo64(st.dq64[(local+i0)*d:(local+i0+rows)*d], tile)
 		} else {
-			k.gemmNN(rows, d, cols, ds, cols, keys, d, st.dq[(local+i0)*d:], d)
+			k.gemmNN(rows, d, cols, ds, ls, keys, d, st.dq[(local+i0)*d:], d)
 		}
 		if st.pending += rows; st.pending >= bwdFlush {
 			sh.flushKV(st, cols)

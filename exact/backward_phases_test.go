@@ -17,13 +17,16 @@ import (
 // step; "bwd/fwd" is the backward tile's total over the forward products'.
 func BenchmarkBackwardTilePhases(b *testing.B) {
 	for _, d := range []int{64, 128} {
-		b.Run(fmt.Sprintf("float32/d=%d", d), func(b *testing.B) { bwdPhases[float32](b, d) })
-		b.Run(fmt.Sprintf("float64/d=%d", d), func(b *testing.B) { bwdPhases[float64](b, d) })
+		for _, rows := range []int{bwdQueryTile} {
+			b.Run(fmt.Sprintf("float32/d=%d/rows=%d", d, rows), func(b *testing.B) { bwdPhases[float32](b, d, rows) })
+			b.Run(fmt.Sprintf("float64/d=%d/rows=%d", d, rows), func(b *testing.B) { bwdPhases[float64](b, d, rows) })
+		}
 	}
 }
 
-func bwdPhases[T attn.Float](b *testing.B, d int) {
-	const rows, cols, ld = bwdQueryTile, bwdKeyTile, 4096 + 16
+func bwdPhases[T attn.Float](b *testing.B, d, rows int) {
+	const cols, ls = bwdKeyTile, bwdStride
+	ld := rows // Q^T and dO^T a block at a time, as transposeQueries lays them out
 	r := rand.New(rand.NewPCG(3, 3))
 	fill := func(n int) []T {
 		x := make([]T, n)
@@ -34,7 +37,7 @@ func bwdPhases[T attn.Float](b *testing.B, d int) {
 	}
 	q, do, keys, vals := fill(rows*d), fill(rows*d), fill(cols*d), fill(cols*d)
 	qT, doT := fill(d*ld), fill(d*ld)
-	s, ds := make([]T, rows*cols), make([]T, rows*cols)
+	s, ds := make([]T, rows*ls), make([]T, rows*ls)
 	dkT, dvT, dq, pv := make([]T, d*cols), make([]T, d*cols), make([]T, rows*d), make([]T, rows*d)
 	k := opsFor[T]()
 	kp, vp := newPacker[T](), newPacker[T]()
@@ -44,26 +47,26 @@ func bwdPhases[T attn.Float](b *testing.B, d int) {
 	vp.Pack(0, cols)
 	scale := 0.125
 	fresh := func() {
-		kp.GemmNT(rows, 0, cols, q, d, s, cols)
-		vp.GemmNT(rows, 0, cols, do, d, ds, cols)
+		kp.GemmNT(rows, 0, cols, q, d, s, ls)
+		vp.GemmNT(rows, 0, cols, do, d, ds, ls)
 	}
 	phases := []struct {
 		name string
 		f    func()
 		prep func()
 	}{
-		{"S", func() { kp.GemmNT(rows, 0, cols, q, d, s, cols) }, nil},
-		{"dP", func() { vp.GemmNT(rows, 0, cols, do, d, ds, cols) }, nil},
+		{"S", func() { kp.GemmNT(rows, 0, cols, q, d, s, ls) }, nil},
+		{"dP", func() { vp.GemmNT(rows, 0, cols, do, d, ds, ls) }, nil},
 		{"softmax-grad", func() {
 			for i := range rows {
-				softmaxGradRow(s[i*cols:(i+1)*cols], ds[i*cols:(i+1)*cols], scale, 1, 0.5)
+				softmaxGradRow(s[i*ls:i*ls+cols], ds[i*ls:i*ls+cols], scale, 1, 0.5)
 			}
 		}, fresh},
-		{"dV", func() { k.gemmNN(d, cols, rows, doT, ld, s, cols, dvT, cols) }, nil},
-		{"dK", func() { k.gemmNN(d, cols, rows, qT, ld, ds, cols, dkT, cols) }, nil},
-		{"dQ", func() { k.gemmNN(rows, d, cols, ds, cols, keys, d, dq, d) }, nil},
+		{"dV", func() { k.gemmNN(d, cols, rows, doT, ld, s, ls, dvT, cols) }, nil},
+		{"dK", func() { k.gemmNN(d, cols, rows, qT, ld, ds, ls, dkT, cols) }, nil},
+		{"dQ", func() { k.gemmNN(rows, d, cols, ds, ls, keys, d, dq, d) }, nil},
 		// The forward tile's products, for comparison.
-		{"fwd-PV", func() { k.gemmNN(rows, d, cols, s, cols, vals, d, pv, d) }, nil},
+		{"fwd-PV", func() { k.gemmNN(rows, d, cols, s, ls, vals, d, pv, d) }, nil},
 	}
 	best := make([]time.Duration, len(phases))
 	for b.Loop() {
