@@ -35,6 +35,20 @@ func GemmNN64(m, n, k int, a []float64, lda int, b []float64, ldb int, c []float
 	gemmNN64(m, n, k, a, lda, b, ldb, c, ldc)
 }
 
+// GemmNNNext32 is GemmNN32 that also brings next, memory the caller reads
+// soon after (the next tile's operands), from L3 into L2 while it
+// computes: a few cache lines before each microkernel call, so the loads
+// overlap the arithmetic. next does not change the result; the portable
+// code ignores it.
+func GemmNNNext32(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, next []float32) {
+	gemmNNNext32(m, n, k, a, lda, b, ldb, c, ldc, next)
+}
+
+// GemmNNNext64 is GemmNN64 with GemmNNNext32's prefetch of next.
+func GemmNNNext64(m, n, k int, a []float64, lda int, b []float64, ldb int, c []float64, ldc int, next []float64) {
+	gemmNNNext64(m, n, k, a, lda, b, ldb, c, ldc, next)
+}
+
 // ExpShiftSum32 replaces every x_j by exp(scale*x_j - shift) and returns
 // the sum of the new values. Callers keep scale*x_j - shift <= 0 so nothing
 // overflows; arguments below about -87 may give 0 instead of a subnormal.
@@ -192,14 +206,36 @@ func (p *PackedNT[T]) Pack(j0, j1 int) {
 	}
 }
 
+// Rows returns the storage of rows j0 <= j < j1 as GemmNT reads it (the
+// packed panels, or B itself on the portable path), for prefetch hints
+// (GemmNTNext, GemmNNNext32). j0 must be a multiple of Align.
+func (p *PackedNT[T]) Rows(j0, j1 int) []T {
+	if j0 < 0 || j1 > p.n || j0 > j1 || j0%p.Align() != 0 {
+		panic("kernels: PackedNT.Rows: bad row range")
+	}
+	if j0 == j1 {
+		return nil
+	}
+	if p.nr > 0 {
+		return p.data[j0*p.k : min(len(p.data), (j1+p.nr-1)/p.nr*p.nr*p.k)]
+	}
+	return p.b[j0*p.ldb : (j1-1)*p.ldb+p.k]
+}
+
 // GemmNT sets C = A B[j0:j0+nb]^T, with A m x k and C m x nb, as GemmNT32
 // or GemmNT64 would with B's rows j0.. . j0 must be a multiple of Align
 // and j0+nb <= n; rows j0..j0+nb-1 must have been packed.
 func (p *PackedNT[T]) GemmNT(m, j0, nb int, a []T, lda int, c []T, ldc int) {
+	p.GemmNTNext(m, j0, nb, a, lda, c, ldc, nil)
+}
+
+// GemmNTNext is GemmNT that also prefetches next into L2 while it
+// computes, as GemmNNNext32 does.
+func (p *PackedNT[T]) GemmNTNext(m, j0, nb int, a []T, lda int, c []T, ldc int, next []T) {
 	if j0 < 0 || nb < 0 || j0+nb > p.n || j0%p.Align() != 0 {
 		panic("kernels: PackedNT.GemmNT: bad row range")
 	}
-	if p.nr > 0 && packedGemm(p, m, j0, nb, a, lda, c, ldc) {
+	if p.nr > 0 && packedGemm(p, m, j0, nb, a, lda, c, ldc, next) {
 		return
 	}
 	if nb == 0 {

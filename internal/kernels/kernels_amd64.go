@@ -91,9 +91,9 @@ func gemmNT32(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float
 	case level == levelGo || !ntOK(m, n, k, len(a), lda, len(b), ldb, len(c), ldc):
 		gemmNTGo(m, n, k, a, lda, b, ldb, c, ldc)
 	case level == levelAVX512:
-		gemmAsm(&gemmF32AVX512, &pool32, true, nil, m, n, k, a, lda, b, ldb, c, ldc)
+		gemmAsm(&gemmF32AVX512, &pool32, true, nil, m, n, k, a, lda, b, ldb, c, ldc, nil)
 	default:
-		gemmAsm(&gemmF32AVX2, &pool32, true, nil, m, n, k, a, lda, b, ldb, c, ldc)
+		gemmAsm(&gemmF32AVX2, &pool32, true, nil, m, n, k, a, lda, b, ldb, c, ldc, nil)
 	}
 }
 
@@ -102,31 +102,39 @@ func gemmNT64(m, n, k int, a []float64, lda int, b []float64, ldb int, c []float
 	case level == levelGo || !ntOK(m, n, k, len(a), lda, len(b), ldb, len(c), ldc):
 		gemmNTGo(m, n, k, a, lda, b, ldb, c, ldc)
 	case level == levelAVX512:
-		gemmAsm(&gemmF64AVX512, &pool64, true, nil, m, n, k, a, lda, b, ldb, c, ldc)
+		gemmAsm(&gemmF64AVX512, &pool64, true, nil, m, n, k, a, lda, b, ldb, c, ldc, nil)
 	default:
-		gemmAsm(&gemmF64AVX2, &pool64, true, nil, m, n, k, a, lda, b, ldb, c, ldc)
+		gemmAsm(&gemmF64AVX2, &pool64, true, nil, m, n, k, a, lda, b, ldb, c, ldc, nil)
 	}
 }
 
 func gemmNN32(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
+	gemmNNNext32(m, n, k, a, lda, b, ldb, c, ldc, nil)
+}
+
+func gemmNNNext32(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, next []float32) {
 	switch {
 	case level == levelGo || !nnOK(m, n, k, len(a), lda, len(b), ldb, len(c), ldc):
 		gemmNNGo(m, n, k, a, lda, b, ldb, c, ldc)
 	case level == levelAVX512:
-		gemmAsm(&gemmF32AVX512, &pool32, false, nil, m, n, k, a, lda, b, ldb, c, ldc)
+		gemmAsm(&gemmF32AVX512, &pool32, false, nil, m, n, k, a, lda, b, ldb, c, ldc, next)
 	default:
-		gemmAsm(&gemmF32AVX2, &pool32, false, nil, m, n, k, a, lda, b, ldb, c, ldc)
+		gemmAsm(&gemmF32AVX2, &pool32, false, nil, m, n, k, a, lda, b, ldb, c, ldc, next)
 	}
 }
 
 func gemmNN64(m, n, k int, a []float64, lda int, b []float64, ldb int, c []float64, ldc int) {
+	gemmNNNext64(m, n, k, a, lda, b, ldb, c, ldc, nil)
+}
+
+func gemmNNNext64(m, n, k int, a []float64, lda int, b []float64, ldb int, c []float64, ldc int, next []float64) {
 	switch {
 	case level == levelGo || !nnOK(m, n, k, len(a), lda, len(b), ldb, len(c), ldc):
 		gemmNNGo(m, n, k, a, lda, b, ldb, c, ldc)
 	case level == levelAVX512:
-		gemmAsm(&gemmF64AVX512, &pool64, false, nil, m, n, k, a, lda, b, ldb, c, ldc)
+		gemmAsm(&gemmF64AVX512, &pool64, false, nil, m, n, k, a, lda, b, ldb, c, ldc, next)
 	default:
-		gemmAsm(&gemmF64AVX2, &pool64, false, nil, m, n, k, a, lda, b, ldb, c, ldc)
+		gemmAsm(&gemmF64AVX2, &pool64, false, nil, m, n, k, a, lda, b, ldb, c, ldc, next)
 	}
 }
 
@@ -147,9 +155,16 @@ func nnOK(m, n, k, la, lda, lb, ldb, lc, ldc int) bool {
 // of g; see the blocking above. A non-nil pre is B^T already packed (nt
 // only): panels of nr rows of B holding all k columns, panel q at
 // pre[q*nr*k:], entry (p, jj) at p*nr + jj (see PackedNT); b is then unused.
-func gemmAsm[T float32 | float64](g *gemmKernels[T], pool *sync.Pool, nt bool, pre []T, m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int) {
+// next, when not empty, is memory the caller reads soon after: it is
+// prefetched into L2 a few lines before each microkernel call.
+func gemmAsm[T float32 | float64](g *gemmKernels[T], pool *sync.Pool, nt bool, pre []T, m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int, next []T) {
 	var zero T
 	size := int(unsafe.Sizeof(zero))
+	var pf prefetcher
+	if len(next) > 0 {
+		calls := ((n + g.nr - 1) / g.nr) * ((k + kcBlock - 1) / kcBlock) * ((m + g.mr - 1) / g.mr)
+		pf = newPrefetcher(unsafe.Pointer(&next[0]), len(next)*size, calls)
+	}
 	packB := pre == nil && (nt || m >= packNNRows)
 	// Rows of A whose stride is a multiple of 2 KiB fall into few L1
 	// sets; copy A when the copy is reused across enough columns.
@@ -202,6 +217,7 @@ func gemmAsm[T float32 | float64](g *gemmKernels[T], pool *sync.Pool, nt bool, p
 						pb, ld = &b[p0*ldb+j0+j], ldb
 					}
 					for i := i0; i < i1; i += g.mr {
+						pf.step()
 						kr[min(g.mr, i1-i)-1](kc, &as[ao+(i-i0)*ldA], ldA, pb, ld, &c[i*ldc+j0+j], ldc, tail, acc)
 					}
 				}
@@ -214,6 +230,27 @@ func gemmAsm[T float32 | float64](g *gemmKernels[T], pool *sync.Pool, nt bool, p
 	if ap != nil {
 		pool.Put(ap)
 	}
+}
+
+// prefetcher spreads the prefetch of a region over calls steps.
+type prefetcher struct {
+	p                unsafe.Pointer
+	off, bytes, each int // each: lines per step
+}
+
+func newPrefetcher(p unsafe.Pointer, bytes, calls int) prefetcher {
+	lines := (bytes + 63) / 64
+	return prefetcher{p: p, bytes: bytes, each: (lines + calls - 1) / max(calls, 1)}
+}
+
+// step prefetches the next batch of lines, if any are left.
+func (f *prefetcher) step() {
+	if f.off >= f.bytes {
+		return
+	}
+	l := min(f.each, (f.bytes-f.off+63)/64)
+	prefetchL2((*byte)(unsafe.Add(f.p, f.off)), l)
+	f.off += 64 * l
 }
 
 // packNN copies B's kc x nc block into panels of nr columns: panel q holds
@@ -439,12 +476,12 @@ func packedPack[T float32 | float64](p *PackedNT[T], j0, j1 int) {
 // packedGemm runs the microkernels on the packed panels; it returns false
 // for arguments the assembly does not take (empty products, short slices),
 // which the caller sends to the portable code.
-func packedGemm[T float32 | float64](p *PackedNT[T], m, j0, nb int, a []T, lda int, c []T, ldc int) bool {
+func packedGemm[T float32 | float64](p *PackedNT[T], m, j0, nb int, a []T, lda int, c []T, ldc int, next []T) bool {
 	k := p.k
 	if !ntOK(m, nb, k, len(a), lda, (nb-1)*k+k, k, len(c), ldc) {
 		return false
 	}
-	gemmAsm(family[T](p.lvl), pool[T](), true, p.data[j0*k:], m, nb, k, a, lda, nil, 0, c, ldc)
+	gemmAsm(family[T](p.lvl), pool[T](), true, p.data[j0*k:], m, nb, k, a, lda, nil, 0, c, ldc, next)
 	return true
 }
 

@@ -11,10 +11,18 @@ func gemmNT64(m, n, k int, a []float64, lda int, b []float64, ldb int, c []float
 }
 
 func gemmNN32(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
+	gemmNNNext32(m, n, k, a, lda, b, ldb, c, ldc, nil)
+}
+
+func gemmNNNext32(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, _ []float32) {
 	gemmNNGo(m, n, k, a, lda, b, ldb, c, ldc)
 }
 
 func gemmNN64(m, n, k int, a []float64, lda int, b []float64, ldb int, c []float64, ldc int) {
+	gemmNNNext64(m, n, k, a, lda, b, ldb, c, ldc, nil)
+}
+
+func gemmNNNext64(m, n, k int, a []float64, lda int, b []float64, ldb int, c []float64, ldc int, _ []float64) {
 	gemmNNGo(m, n, k, a, lda, b, ldb, c, ldc)
 }
 
@@ -50,7 +58,7 @@ func levelName(l int) string { return "go" }
 // Without assembly a PackedNT uses B in place.
 func packedSetup[T float32 | float64](p *PackedNT[T])            {}
 func packedPack[T float32 | float64](p *PackedNT[T], j0, j1 int) {}
-func packedGemm[T float32 | float64](p *PackedNT[T], m, j0, nb int, a []T, lda int, c []T, ldc int) bool {
+func packedGemm[T float32 | float64](p *PackedNT[T], m, j0, nb int, a []T, lda int, c []T, ldc int, _ []T) bool {
 	return false
 }
 

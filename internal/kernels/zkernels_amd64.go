@@ -765,3 +765,6 @@ func amxGemmBF16(mt int, nt int, ks int, a *uint16, lda int, astep int, b *uint1
 
 //go:noescape
 func splitBF16AVX512(hi *uint16, lo *uint16, src *float32, n int)
+
+//go:noescape
+func prefetchL2(p *byte, lines int)

@@ -37536,3 +37536,17 @@ done:
 	VZEROUPPER
 	RET
 
+// func prefetchL2(p *byte, lines int)
+TEXT ·prefetchL2(SB), NOSPLIT, $0-16
+	MOVQ p+0(FP), SI
+	MOVQ lines+8(FP), CX
+	TESTQ CX, CX
+	JLE done
+loop:
+	PREFETCHT1 (SI)
+	ADDQ $64, SI
+	DECQ CX
+	JNZ loop
+done:
+	RET
+

@@ -1,0 +1,101 @@
+package kernels
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+)
+
+// TestGemmNext checks the prefetching products at every level against the
+// plain ones: the prefetch must not change a bit of the result, whatever
+// next is (empty, shorter or longer than the operands, unaligned, or
+// ending right before an unmapped page).
+func TestGemmNext(t *testing.T) {
+	r := rand.New(rand.NewPCG(21, 22))
+	shapes := [][3]int{{1, 1, 1}, {7, 9, 8}, {72, 128, 256}, {144, 64, 256}, {13, 70, 300}, {400, 50, 30}}
+	defer releaseGuarded()
+	for _, sz := range shapes {
+		m, n, k := sz[0], sz[1], sz[2]
+		a := randSlice(r, m*k)
+		b := randSlice(r, k*n)
+		c0 := randSlice(r, m*n)
+		for _, l := range levels() {
+			atLevel(t, l, func() {
+				for _, nextLen := range []int{0, 1, 17, 1000, 70000} {
+					name := fmt.Sprintf("%s m=%d n=%d k=%d next=%d", levelName(l), m, n, k, nextLen)
+					next := guarded(randSlice(r, nextLen))
+					next32 := guarded(to32(randSlice(r, nextLen)))
+					want, got := append([]float64(nil), c0...), guarded(c0)
+					GemmNN64(m, n, k, a, k, b, n, want, n)
+					GemmNNNext64(m, n, k, guarded(a), k, guarded(b), n, got, n, next)
+					want32, got32 := to32(c0), guarded(to32(c0))
+					GemmNN32(m, n, k, to32(a), k, to32(b), n, want32, n)
+					GemmNNNext32(m, n, k, guarded(to32(a)), k, guarded(to32(b)), n, got32, n, next32)
+					for i := range want {
+						if got[i] != want[i] || got32[i] != want32[i] {
+							t.Fatalf("%s: entry %d = %g, %g; without prefetch %g, %g", name, i, got[i], got32[i], want[i], want32[i])
+						}
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestPackedNTNext checks GemmNTNext against GemmNT (bit-identical) and
+// Rows against the rows GemmNT reads, at every level.
+func TestPackedNTNext(t *testing.T) {
+	r := rand.New(rand.NewPCG(23, 24))
+	defer releaseGuarded()
+	for _, sz := range [][3]int{{5, 3, 7}, {144, 1000, 128}, {72, 300, 64}} {
+		m, n, k := sz[0], sz[1], sz[2]
+		ldb := k + 3
+		a := to32(randSlice(r, m*k))
+		b := to32(randSlice(r, (n-1)*ldb+k))
+		for _, l := range levels() {
+			atLevel(t, l, func() {
+				var p PackedNT[float32]
+				p.Reset(n, k, b, ldb)
+				p.Pack(0, n)
+				for j0 := 0; j0 < n; j0 += 256 {
+					nb := min(256, n-j0)
+					name := fmt.Sprintf("%s m=%d n=%d k=%d j0=%d", levelName(l), m, n, k, j0)
+					want := make([]float32, m*nb)
+					p.GemmNT(m, j0, nb, a, k, want, nb)
+					got := guarded(make([]float32, m*nb))
+					var next []float32
+					if j1 := min(j0+2*256, n); j0+256 < j1 {
+						next = p.Rows(j0+256, j1)
+					}
+					p.GemmNTNext(m, j0, nb, guarded(a), k, got, nb, guarded(next))
+					for i := range want {
+						if got[i] != want[i] {
+							t.Fatalf("%s: entry %d = %g, GemmNT %g", name, i, got[i], want[i])
+						}
+					}
+					rows := p.Rows(j0, j0+nb)
+					if p.Align() == 1 {
+						if len(rows) != (nb-1)*ldb+k || &rows[0] != &b[j0*ldb] {
+							t.Fatalf("%s: Rows is not B's rows in place", name)
+						}
+						continue
+					}
+					// Every row's k entries lie in its panel within Rows.
+					if w := (nb + p.Align() - 1) / p.Align() * p.Align() * k; len(rows) != w {
+						t.Fatalf("%s: Rows has %d entries, the panels %d", name, len(rows), w)
+					}
+				}
+				for _, bad := range [][2]int{{-1, 3}, {0, n + 1}, {5, 4}} {
+					func() {
+						defer func() {
+							if recover() == nil {
+								t.Fatalf("Rows(%d, %d) of %d rows did not panic", bad[0], bad[1], n)
+							}
+						}()
+						p.Rows(bad[0], bad[1])
+					}()
+				}
+			})
+		}
+	}
+}
