@@ -780,9 +780,14 @@ func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T],
 			continue
 		}
 		pv := st.pv[:rows*e]
-		clear(pv)
-		k.gemmNNNext(rows, e, cols, s, scoreStride, vt, e, pv, e, nextK)
 		pv32, is32 := any(pv).([]float32)
+		if is32 {
+			// Stored over the scratch tile: no clearing first.
+			kernels.GemmNNSet32(rows, e, cols, any(s).([]float32), scoreStride, any(vt).([]float32), e, pv32, e, any(nextK).([]float32))
+		} else {
+			clear(pv)
+			k.gemmNNNext(rows, e, cols, s, scoreStride, vt, e, pv, e, nextK)
+		}
 		if is32 && allOne(st.alpha[:rows]) {
 			// No row's max moved: one call for the whole tile.
 			kernels.Accumulate32(acc, 1, pv32)

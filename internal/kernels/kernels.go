@@ -41,7 +41,21 @@ func GemmNN64(m, n, k int, a []float64, lda int, b []float64, ldb int, c []float
 // overlap the arithmetic. next does not change the result; the portable
 // code ignores it.
 func GemmNNNext32(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, next []float32) {
-	gemmNNNext32(m, n, k, a, lda, b, ldb, c, ldc, next)
+	gemmNNNext32(m, n, k, a, lda, b, ldb, c, ldc, next, false)
+}
+
+// GemmNNSet32 sets C = A B (where GemmNN32 adds A B to C), prefetching
+// next as GemmNNNext32 does: a product into a scratch tile needs no
+// clearing first.
+func GemmNNSet32(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, next []float32) {
+	gemmNNNext32(m, n, k, a, lda, b, ldb, c, ldc, next, true)
+}
+
+// clearRows zeroes the m x n matrix C (row stride ldc).
+func clearRows[T float32 | float64](m, n int, c []T, ldc int) {
+	for i := range m {
+		clear(c[i*ldc : i*ldc+n])
+	}
 }
 
 // GemmNNNext64 is GemmNN64 with GemmNNNext32's prefetch of next.

@@ -109,17 +109,21 @@ func gemmNT64(m, n, k int, a []float64, lda int, b []float64, ldb int, c []float
 }
 
 func gemmNN32(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
-	gemmNNNext32(m, n, k, a, lda, b, ldb, c, ldc, nil)
+	gemmNNNext32(m, n, k, a, lda, b, ldb, c, ldc, nil, false)
 }
 
-func gemmNNNext32(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, next []float32) {
+// gemmNNNext32 adds A B to C, or with set stores it over C.
+func gemmNNNext32(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, next []float32, set bool) {
 	switch {
 	case level == levelGo || !nnOK(m, n, k, len(a), lda, len(b), ldb, len(c), ldc):
+		if set {
+			clearRows(m, n, c, ldc)
+		}
 		gemmNNGo(m, n, k, a, lda, b, ldb, c, ldc)
 	case level == levelAVX512:
-		gemmAsm(&gemmF32AVX512, &pool32, false, nil, m, n, k, a, lda, b, ldb, c, ldc, next)
+		gemmAsmSet(&gemmF32AVX512, &pool32, false, set, nil, m, n, k, a, lda, b, ldb, c, ldc, next)
 	default:
-		gemmAsm(&gemmF32AVX2, &pool32, false, nil, m, n, k, a, lda, b, ldb, c, ldc, next)
+		gemmAsmSet(&gemmF32AVX2, &pool32, false, set, nil, m, n, k, a, lda, b, ldb, c, ldc, next)
 	}
 }
 
@@ -158,6 +162,12 @@ func nnOK(m, n, k, la, lda, lb, ldb, lc, ldc int) bool {
 // next, when not empty, is memory the caller reads soon after: it is
 // prefetched into L2 a few lines before each microkernel call.
 func gemmAsm[T float32 | float64](g *gemmKernels[T], pool *sync.Pool, nt bool, pre []T, m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int, next []T) {
+	gemmAsmSet(g, pool, nt, nt, pre, m, n, k, a, lda, b, ldb, c, ldc, next)
+}
+
+// gemmAsmSet is gemmAsm that stores the product over C (set) or adds it
+// to C (!set), for either product (nt); NT always sets.
+func gemmAsmSet[T float32 | float64](g *gemmKernels[T], pool *sync.Pool, nt, set bool, pre []T, m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int, next []T) {
 	var zero T
 	size := int(unsafe.Sizeof(zero))
 	var pf prefetcher
@@ -187,7 +197,7 @@ func gemmAsm[T float32 | float64](g *gemmKernels[T], pool *sync.Pool, nt bool, p
 		for p0 := 0; p0 < k; p0 += kcBlock {
 			kc := min(kcBlock, k-p0)
 			acc := 1
-			if nt && p0 == 0 {
+			if set && p0 == 0 {
 				acc = 0
 			}
 			if pre != nil {

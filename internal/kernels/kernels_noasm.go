@@ -11,10 +11,13 @@ func gemmNT64(m, n, k int, a []float64, lda int, b []float64, ldb int, c []float
 }
 
 func gemmNN32(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
-	gemmNNNext32(m, n, k, a, lda, b, ldb, c, ldc, nil)
+	gemmNNNext32(m, n, k, a, lda, b, ldb, c, ldc, nil, false)
 }
 
-func gemmNNNext32(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, _ []float32) {
+func gemmNNNext32(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, _ []float32, set bool) {
+	if set {
+		clearRows(m, n, c, ldc)
+	}
 	gemmNNGo(m, n, k, a, lda, b, ldb, c, ldc)
 }
 

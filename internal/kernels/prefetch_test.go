@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"testing"
 )
@@ -94,6 +95,46 @@ func TestPackedNTNext(t *testing.T) {
 						}()
 						p.Rows(bad[0], bad[1])
 					}()
+				}
+			})
+		}
+	}
+}
+
+// TestGemmNNSet checks GemmNNSet32 at every level: C = A B whatever C
+// held (NaN here), bit-identical to GemmNN32 into a zeroed C, and entries
+// between C's rows untouched.
+func TestGemmNNSet(t *testing.T) {
+	r := rand.New(rand.NewPCG(25, 26))
+	defer releaseGuarded()
+	for _, sz := range [][3]int{{1, 1, 1}, {7, 9, 8}, {144, 128, 256}, {13, 70, 300}, {400, 50, 30}, {5, 6, 0}} {
+		m, n, k := sz[0], sz[1], sz[2]
+		ldc := n + 3
+		a := to32(randSlice(r, m*k))
+		b := to32(randSlice(r, k*n))
+		for _, l := range levels() {
+			atLevel(t, l, func() {
+				want := make([]float32, (m-1)*ldc+n)
+				GemmNN32(m, n, k, a, k, b, n, want, ldc)
+				got := guarded(make([]float32, len(want)))
+				for i := range got {
+					if i%ldc < n {
+						got[i] = float32(math.NaN())
+					} else {
+						got[i] = 7
+					}
+				}
+				GemmNNSet32(m, n, k, guarded(a), k, guarded(b), n, got, ldc, b)
+				for i := range want {
+					if i%ldc >= n {
+						if got[i] != 7 {
+							t.Fatalf("%s %v: entry %d outside C changed", levelName(l), sz, i)
+						}
+						continue
+					}
+					if got[i] != want[i] {
+						t.Fatalf("%s %v: entry %d = %g, GemmNN32 into zeros %g", levelName(l), sz, i, got[i], want[i])
+					}
 				}
 			})
 		}

@@ -1,0 +1,91 @@
+package exact
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"slices"
+	"testing"
+
+	"github.com/fastattn/fastattn/attn/attntest"
+)
+
+// TestLoopRates measures, on one core and in the calling thread's CPU time
+// (so other jobs on the machine count less), where the float32 forward
+// loop's time goes at d = 64 and 128 against 16384 keys:
+//
+//   - loop: attendRows as a prefill runs it (packed keys, scans, prefetch),
+//     on chunks of 4096 keys;
+//   - loop without prefetch: the same with the L2 prefetch off;
+//   - products: its Q K^T and P V alone, over the same keys;
+//   - products, L2: the same on 1024 keys reused (they stay in L2).
+//
+// The samples are interleaved and each figure is the best (and the 10th
+// percentile) of 300, in GFLOP/s per core. loop / products is the share of
+// the softmax steps; products / products-L2 the cost of streaming the
+// keys and values from L3. It runs only with FASTATTN_LOOP_RATES=1.
+func TestLoopRates(t *testing.T) {
+	if os.Getenv("FASTATTN_LOOP_RATES") != "1" {
+		t.Skip("set FASTATTN_LOOP_RATES=1 to measure")
+	}
+	if _, ok := threadCPU(); !ok {
+		t.Skip("no per-thread CPU clock here")
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	defer func(old bool) { prefetch = old }(prefetch)
+	for _, d := range []int{64, 128} {
+		const m, chunk, l2Keys = 16384, 4096, 1024
+		p := attntest.To32(attntest.Case{Heads: 1, N: 16 * queryTile, M: m, D: d, E: d}.Generate(1))
+		pk := newPacker[float32]()
+		pk.Reset(m, d, p.K, d)
+		pk.Pack(0, m)
+		st := newTileState[float32](d)
+		k := opsFor[float32]()
+		// products runs the two products of the tiles of keys ja..ja+chunk
+		// (wrapped into span keys), prefetching as attendRows does.
+		products := func(q []float32, ja, span int) {
+			pv := st.pv[:queryTile*d]
+			for j := 0; j < chunk; j += keyTile {
+				j0 := ja + j%span
+				var nextK []float32
+				if j+keyTile < chunk && j%span+keyTile < span {
+					nextK = pk.Rows(j0+keyTile, j0+2*keyTile)
+				}
+				pk.GemmNTNext(queryTile, j0, keyTile, q, d, st.scores, scoreStride, p.V[j0*d:(j0+keyTile)*d])
+				clear(pv)
+				k.gemmNNNext(queryTile, d, keyTile, st.scores, scoreStride, p.V[j0*d:], d, pv, d, nextK)
+			}
+		}
+		names := []string{"loop", "loop without prefetch", "products", "products, L2"}
+		times := make([][]float64, len(names))
+		for rep := range 300 {
+			r0 := (rep % 16) * queryTile
+			ja := (rep * 7 % (m / chunk)) * chunk
+			q := p.Q[r0*d : (r0+queryTile)*d]
+			for v := range names {
+				c0, _ := threadCPU()
+				switch v {
+				case 0, 1:
+					prefetch = v == 0
+					attendRows(context.Background(), p, k, st, pk, nil, r0, queryTile, ja, ja+chunk, true)
+					prefetch = true
+				case 2:
+					products(q, ja, chunk)
+				case 3:
+					products(q, ja, l2Keys)
+				}
+				c1, _ := threadCPU()
+				times[v] = append(times[v], c1-c0)
+			}
+		}
+		flops := 4.0 * queryTile * chunk * float64(d)
+		line := fmt.Sprintf("d = %d, %d x %d tiles, GFLOP/s per core (best, 10th percentile):", d, queryTile, keyTile)
+		for v, ts := range times {
+			slices.Sort(ts)
+			line += fmt.Sprintf("  %s %.0f, %.0f;", names[v], flops/ts[0]/1e9, flops/ts[len(ts)/10]/1e9)
+		}
+		t.Log(line)
+	}
+}
