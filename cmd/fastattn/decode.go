@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"math/bits"
@@ -78,7 +79,7 @@ func decodeCmd(args []string, stdout, stderr io.Writer) error {
 	// run's attention flags; decoding is causal, and a mask tensor or key
 	// lengths do not apply.
 	var af attnFlags
-	af.register(fs)
+	registerDecodeFlags(fs, &af)
 	fs.StringVar(&outPath, "out", "", "output file: (..., n, e) in Q's dtype, equal to run --causal on the same files")
 	fs.StringVar(&lsePath, "lse", "", "optional output file for the rows' log-sum-exp, (..., n) float64")
 	fs.StringVar(&reportPath, "report", "", "optional JSON report (per-step times by context length, bound, fallbacks); - for standard output")
@@ -175,6 +176,36 @@ func decodeCmd(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(summary, "  context %8d-%-8d %6d steps  median %9.3g s/token  %9.0f tokens/s\n", s.ContextFrom, s.ContextTo-1, s.Steps, s.Median, s.TokensPerSec)
 	}
 	return nil
+}
+
+// registerDecodeFlags registers run's attention flags on fs but for
+// --causal and --causal-align: decoding is always causal (a token sees
+// itself and the tokens before it), and the two alignments agree when the
+// queries are the cached tokens themselves. Those two are left out of the
+// help and refused with that reason, rather than accepted to no effect.
+func registerDecodeFlags(fs *flag.FlagSet, af *attnFlags) {
+	all := flag.NewFlagSet(fs.Name(), flag.ContinueOnError)
+	af.register(all)
+	all.VisitAll(func(f *flag.Flag) {
+		if f.Name == "causal" || f.Name == "causal-align" {
+			fs.Var(alwaysCausal{f.Name}, f.Name, "") // no usage: not listed
+			return
+		}
+		usage := f.Usage
+		if f.Name == "method" {
+			usage = "decoding method: exact, poly, or auto (poly once reading the cached keys costs more than the polynomial state meeting --eps)"
+		}
+		fs.Var(f.Value, f.Name, usage)
+	})
+}
+
+// alwaysCausal is a flag decode refuses: see registerDecodeFlags.
+type alwaysCausal struct{ name string }
+
+func (a alwaysCausal) String() string   { return "" }
+func (a alwaysCausal) IsBoolFlag() bool { return a.name == "causal" }
+func (a alwaysCausal) Set(string) error {
+	return fmt.Errorf("decode is always causal (each token sees itself and the tokens before it, so both alignments agree): drop --%s", a.name)
 }
 
 // cacheShape splits an input shape into (batch, heads, n, last).

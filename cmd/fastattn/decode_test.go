@@ -168,6 +168,8 @@ func TestDecodeRejectsBadInput(t *testing.T) {
 		{[]string{"--eps", "1e-9", "--method", "poly"}, "eps"},
 		{[]string{"--window", "-2,0"}, "window"},
 		{[]string{"--key-lengths", "3"}, "do not apply"},
+		{[]string{"--causal"}, "always causal"},
+		{[]string{"--causal-align", "top-left"}, "always causal"},
 		{[]string{"--out", ""}, "--out"},
 	} {
 		code, _, stderr := cli(t, withOverrides("decode", base, c.override)...)
@@ -177,6 +179,18 @@ func TestDecodeRejectsBadInput(t *testing.T) {
 		if _, err := os.Stat(p("o.npy")); err == nil {
 			t.Fatalf("%v: wrote an output", c.override)
 		}
+	}
+}
+
+// TestDecodeHelpOmitsCausal: decode's help lists run's attention flags
+// but not --causal and --causal-align, which it refuses.
+func TestDecodeHelpOmitsCausal(t *testing.T) {
+	code, stdout, _ := cli(t, "decode", "-h")
+	if code != 0 || !strings.Contains(stdout, "--window") || !strings.Contains(stdout, "--sinks") {
+		t.Fatalf("decode -h: exit %d, %q", code, stdout)
+	}
+	if strings.Contains(stdout, "\n  --causal") {
+		t.Fatalf("decode -h lists a causal flag:\n%s", stdout)
 	}
 }
 

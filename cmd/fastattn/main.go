@@ -152,6 +152,9 @@ func newFlagSet(name, usage string, stdout io.Writer) *flag.FlagSet {
 // them (package flag accepts both).
 func printFlags(w io.Writer, fs *flag.FlagSet) {
 	fs.VisitAll(func(f *flag.Flag) {
+		if f.Usage == "" {
+			return // a flag kept only to be refused with a reason (see decode)
+		}
 		kind, usage := flag.UnquoteUsage(f)
 		line := "  --" + f.Name
 		if kind != "" {
