@@ -13,7 +13,7 @@ func TestBenchDecode(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	for _, want := range []string{"memory bandwidth", "exact d=16 heads=1 ", "exact d=16 heads=2 kv=1", "poly d=4 heads=1 ", "poly d=4 heads=2 kv=1", "log-log slope", "exact / poly at context 2^8", "exact d=16 heads=1 float16 ", "float16 cache: tokens/s against float32"} {
+	for _, want := range []string{"memory bandwidth", "exact d=16 heads=1 ", "exact d=16 heads=2 kv=1", "poly d=4 heads=1 ", "poly d=4 heads=2 kv=1", "log-log slope", "exact / poly at context 2^8", "exact d=16 heads=1 float16 ", "float16 cache: time per token against float32", "exact d=16 heads=2 kv=1 bfloat16 "} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("output lacks %q:\n%s", want, stdout)
 		}
