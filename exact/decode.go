@@ -34,7 +34,8 @@ type DecodeKeys[T attn.Float] struct {
 	// b*DecodeBlock <= j < (b+1)*DecodeBlock.
 	Keys, Values [][]T
 	// Format, when not attn.NoHalf, stores the blocks in 16 bits instead,
-	// in Keys16 and Values16 (see NewDecodeKeysHalf); T is float32.
+	// in Keys16 and Values16, in panels of halfPanel keys or value entries
+	// (see NewDecodeKeysHalf); T is float32.
 	Format           attn.HalfFormat
 	Keys16, Values16 [][]uint16
 	n                int // keys held
@@ -86,10 +87,10 @@ func (kv *DecodeKeys[T]) Append(k, v []T) {
 	kv.n++
 	if kv.Format != attn.NoHalf {
 		for t, x := range k[:kv.D] {
-			kv.Keys16[b][t*DecodeBlock+c] = attn.Float32ToHalf(kv.Format, float32(x))
+			kv.Keys16[b][kv.keyAt16(c, t)] = attn.Float32ToHalf(kv.Format, float32(x))
 		}
 		for t, x := range v[:kv.E] {
-			kv.Values16[b][c*kv.E+t] = attn.Float32ToHalf(kv.Format, float32(x))
+			kv.Values16[b][kv.valueAt16(c, t)] = attn.Float32ToHalf(kv.Format, float32(x))
 		}
 		return
 	}
@@ -105,7 +106,7 @@ func (kv *DecodeKeys[T]) Key(j int, dst []float64) {
 	b, c := j/DecodeBlock, j%DecodeBlock
 	if kv.Format != attn.NoHalf {
 		for t := range kv.D {
-			dst[t] = float64(attn.HalfToFloat32(kv.Format, kv.Keys16[b][t*DecodeBlock+c]))
+			dst[t] = float64(attn.HalfToFloat32(kv.Format, kv.Keys16[b][kv.keyAt16(c, t)]))
 		}
 		return
 	}
@@ -120,8 +121,8 @@ func (kv *DecodeKeys[T]) Value(j int) []T {
 	b, c := j/DecodeBlock, j%DecodeBlock
 	if kv.Format != attn.NoHalf {
 		kv.row = grow(kv.row, kv.E)
-		for t, h := range kv.Values16[b][c*kv.E : (c+1)*kv.E] {
-			kv.row[t] = T(attn.HalfToFloat32(kv.Format, h))
+		for t := range kv.row {
+			kv.row[t] = T(attn.HalfToFloat32(kv.Format, kv.Values16[b][kv.valueAt16(c, t)]))
 		}
 		return kv.row
 	}
