@@ -10,6 +10,7 @@ import (
 
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/internal/reference"
+	"github.com/fastattn/fastattn/poly"
 )
 
 // TestOptionsValidation checks the errors of the real-model options.
@@ -248,13 +249,24 @@ func TestUnsupportedOptionNamesMethodOnce(t *testing.T) {
 	}
 }
 
+// polyNoSinkGradients is poly with a backward pass that declines sinks,
+// which its forward pass supports.
+type polyNoSinkGradients struct{ poly.Method }
+
+func (polyNoSinkGradients) Name() string { return "poly-no-sink-gradients-test" }
+
+func (polyNoSinkGradients) BackwardSupports() attn.Feature {
+	return poly.Method{}.BackwardSupports() &^ attn.AttentionSinks
+}
+
 // ForwardBackward refuses an option the method's backward pass declines
 // before running the forward pass (no result comes back).
 func TestForwardBackwardRefusesFirst(t *testing.T) {
+	withMethod(t, polyNoSinkGradients{poly.Method{AllowExpensive: true}})
 	r := rand.New(rand.NewPCG(3, 4))
 	q := randTensor[float64](r, 1, 2, 6, 3)
 	v := randTensor[float64](r, 1, 2, 6, 3)
-	res, _, err := ForwardBackward(context.Background(), q, q, v, v, Options{Method: "poly", Sinks: []float64{0.5, 1}})
+	res, _, err := ForwardBackward(context.Background(), q, q, v, v, Options{Method: "poly-no-sink-gradients-test", Sinks: []float64{0.5, 1}})
 	if !errors.Is(err, ErrUnsupported) {
 		t.Fatalf("err = %v, want ErrUnsupported", err)
 	}

@@ -80,6 +80,7 @@ func backward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], d
 	clear(g.DQ)
 	clear(g.DK)
 	clear(g.DV)
+	clear(g.DSinks)
 	for h, hp := range plans {
 		if err := ctx.Err(); err != nil {
 			return attn.Stats{}, err
@@ -111,6 +112,7 @@ type gradScratch struct {
 	feats, dH, ht   []float64 // queryBlock x r (ht transposed)
 	part            []float64 // r x (e+1)
 	dy, dw          []float64 // queryBlock x (e+1), queryBlock x d
+	dsink           []float64 // queryBlock: each row's share of the sink's gradient
 	pm, dp, dxt, pt []float64 // queryBlock x keyBlock
 	du, dv          []float64 // keyBlock x d, keyBlock x e
 	dF, dvt, dut    []float64 // r x keyBlock, (e+1) x keyBlock, d x keyBlock
@@ -125,7 +127,8 @@ func (s *scratch) gradBuffers(r, d, e int) *gradScratch {
 	s.grad = &gradScratch{
 		feats: make([]float64, queryBlock*r), dH: make([]float64, queryBlock*r), ht: make([]float64, queryBlock*r),
 		part: make([]float64, r*e1), dy: make([]float64, queryBlock*e1), dw: make([]float64, queryBlock*d),
-		pm: make([]float64, queryBlock*keyBlock), dp: make([]float64, queryBlock*keyBlock),
+		dsink: make([]float64, queryBlock),
+		pm:    make([]float64, queryBlock*keyBlock), dp: make([]float64, queryBlock*keyBlock),
 		dxt: make([]float64, queryBlock*keyBlock), pt: make([]float64, queryBlock*keyBlock),
 		du: make([]float64, keyBlock*d), dv: make([]float64, keyBlock*e),
 		dF: make([]float64, r*keyBlock), dvt: make([]float64, e1*keyBlock), dut: make([]float64, d*keyBlock),
@@ -159,10 +162,11 @@ type gradState[T attn.Float] struct {
 	dy    []float64 // N x (e+1): each row's dy
 	// Per-worker key accumulators for terms added exactly, and the sum of
 	// H_i^T dy_i of the rows processed, reduced after each parallel step.
-	mu   sync.Mutex
-	dU   []float64 // L x d, gradient with respect to u
-	dV   []float64 // L x e
-	dSum []float64 // r x (e+1)
+	mu    sync.Mutex
+	dU    []float64 // L x d, gradient with respect to u
+	dV    []float64 // L x e
+	dSum  []float64 // r x (e+1)
+	dSink float64   // the head's sink logit's gradient
 }
 
 func (run *runner[T]) headBackward(ctx context.Context, h int, hp *headPlan, dO []T, g *attn.Gradients[T]) error {
@@ -239,14 +243,20 @@ func (run *runner[T]) headBackward(ctx context.Context, h int, hp *headPlan, dO 
 			addTo(suffix, sRows[b])
 		}
 	}
-	// dK = dU / R; dV as accumulated. Padding keys keep zero gradients.
-	dk := g.DK[h*p.M*p.D:]
-	dv := g.DV[h*p.M*p.E:]
+	// dK = dU / R; dV as accumulated, summed over the query heads of the
+	// key/value head (grouped-query attention). Padding keys keep zero
+	// gradients.
+	kh := p.KVHead(h)
+	dk := g.DK[kh*p.M*p.D:]
+	dv := g.DV[kh*p.M*p.E:]
 	for j := range L * p.D {
-		dk[j] = T(st.dU[j] / hp.radius)
+		dk[j] += T(st.dU[j] / hp.radius)
 	}
 	for j := range L * p.E {
-		dv[j] = T(st.dV[j])
+		dv[j] += T(st.dV[j])
+	}
+	if g.DSinks != nil {
+		g.DSinks[h%len(g.DSinks)] += st.dSink
 	}
 	return ctx.Err()
 }
@@ -322,21 +332,41 @@ func (run *runner[T]) groupBackward(s *scratch, st *gradState[T], degree int, gr
 		kernels.GemmNN64(cnt, e1, rg, hbuf, rg, mom, e1, y, e1)
 	}
 	hk.addExact(s, w, limits, cEnd, y)
-	// dy from dO, T and w.
+	// dy from dO, T and w. A sink adds sigma_i = exp(sink - s q_i.mu) to
+	// the denominator (in the centred keys' units): w_i = y_i[e] + sigma_i,
+	// formed as the forward does through log-sum-exps, so that
+	// shrink = y_i[e] / w_i cannot overflow. sigma_i's gradient dy_i[e]
+	// reaches the sink (times sigma_i) and q_i (times -s sigma_i mu).
 	dy := gs.dy[:cnt*e1]
+	sink := p.Sink(h)
+	dsink := gs.dsink[:cnt]
+	var headSink float64
 	for k, i := range group {
 		yr := y[k*e1 : (k+1)*e1]
 		den := yr[e]
 		if !(den > 0) || math.IsInf(den, 0) {
 			return fmt.Errorf("poly: internal error: row %d of head %d has denominator %g", i, h, den)
 		}
+		shrink, rest := 1.0, 0.0 // y_i[e] / w_i and sigma_i / w_i
+		if !math.IsInf(sink, -1) {
+			var qmu float64
+			for t, x := range p.Q[(h*p.N+i)*d : (h*p.N+i+1)*d] {
+				qmu += float64(x) * hp.mu[t]
+			}
+			lse := p.Scale*qmu + math.Log(den)
+			both := max(lse, sink) + math.Log1p(math.Exp(-math.Abs(lse-sink)))
+			shrink, rest = math.Exp(lse-both), -math.Expm1(lse-both)
+		}
+		inv := shrink / den // 1 / w_i
 		do := st.dO[(h*p.N+i)*e : (h*p.N+i+1)*e]
 		var dot float64
 		for c := range e {
-			dot += float64(do[c]) * yr[c] / den
-			dy[k*e1+c] = float64(do[c]) / den
+			dot += float64(do[c]) * yr[c] * inv
+			dy[k*e1+c] = float64(do[c]) * inv
 		}
-		dy[k*e1+e] = -dot / den
+		dy[k*e1+e] = -dot * inv
+		dsink[k] = -dot * rest // dy_i[e] sigma_i
+		headSink += dsink[k]
 		copy(st.dy[i*e1:(i+1)*e1], dy[k*e1:(k+1)*e1])
 	}
 	dw := gs.dw[:cnt*d]
@@ -379,8 +409,13 @@ func (run *runner[T]) groupBackward(s *scratch, st *gradState[T], degree int, gr
 	run.exactBackward(s, st, w, limits, cEnd, dy, dw)
 	for k, i := range group {
 		for t := range d {
-			dq[(h*p.N+i)*d+t] = T(dw[k*d+t] * p.Scale * hp.radius)
+			dq[(h*p.N+i)*d+t] = T(dw[k*d+t]*p.Scale*hp.radius - p.Scale*hp.mu[t]*dsink[k])
 		}
+	}
+	if headSink != 0 {
+		st.mu.Lock()
+		st.dSink += headSink
+		st.mu.Unlock()
 	}
 	return nil
 }

@@ -34,6 +34,8 @@ func TestBackwardFiniteDifferences(t *testing.T) {
 		{Name: "causal-blocks", Heads: 1, N: 300, M: 600, D: 2, E: 2, Causal: true, QScale: 0.5, KScale: 0.5},
 		{Name: "padding", Heads: 2, N: 6, M: 10, D: 3, E: 3, KeyLens: []int{7, 0}, QScale: 0.5, KScale: 0.5},
 		{Name: "cross", Heads: 1, N: 4, M: 300, D: 4, E: 1, QScale: 0.4, KScale: 0.4},
+		{Name: "gqa-sinks", Heads: 4, KVHeads: 2, N: 5, M: 9, D: 3, E: 2, Sinks: []float64{0.5, -1, 2, 0}, QScale: 0.5, KScale: 0.5},
+		{Name: "mqa-causal-sinks", Heads: 3, KVHeads: 1, N: 300, M: 600, D: 2, E: 2, Causal: true, Sinks: []float64{1, -2, 0.3}, QScale: 0.5, KScale: 0.5},
 	}
 	for _, c := range cases {
 		t.Run(c.Name, func(t *testing.T) {
@@ -51,11 +53,16 @@ func TestBackwardFiniteDifferences(t *testing.T) {
 				t.Fatal(err)
 			}
 			r := rand.New(rand.NewPCG(5, 6))
-			for _, in := range []struct {
+			ins := []struct {
 				name string
 				x    []float64
 				grad []float64
-			}{{"Q", p.Q, g.DQ}, {"K", p.K, g.DK}, {"V", p.V, g.DV}} {
+			}{{"Q", p.Q, g.DQ}, {"K", p.K, g.DK}, {"V", p.V, g.DV}}
+			if p.Sinks != nil {
+				ins = append(ins, ins[0])
+				ins[3].name, ins[3].x, ins[3].grad = "Sinks", p.Sinks, g.DSinks
+			}
+			for _, in := range ins {
 				var scale float64
 				for _, v := range in.grad {
 					scale = max(scale, math.Abs(v))

@@ -100,10 +100,12 @@ func (Method) Supports() attn.Feature {
 	return attn.GQA | attn.TopLeftAlign | attn.AttentionSinks
 }
 
-// BackwardSupports lists the options the backward pass handles: top-left
-// alignment (grouped-query dK and dV sums and the sinks' gradient are not
-// implemented).
-func (Method) BackwardSupports() attn.Feature { return attn.TopLeftAlign }
+// BackwardSupports lists the options the backward pass handles: those of
+// the forward (dK and dV summed over a key/value head's query heads, and
+// the sinks' gradient).
+func (Method) BackwardSupports() attn.Feature {
+	return attn.GQA | attn.TopLeftAlign | attn.AttentionSinks
+}
 
 // Forward32 computes float32 attention (internally float64).
 func (m Method) Forward32(ctx context.Context, p *attn.Problem[float32], out *attn.Output[float32]) (attn.Stats, error) {
