@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"runtime"
+	"slices"
 
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/internal/kernels"
@@ -39,7 +40,7 @@ import (
 // rows) and keys per tile (a multiple of its 32-deep k step).
 const (
 	bf16QueryTile = 64
-	bf16KeyTile   = 256
+	bf16KeyTile   = 512
 )
 
 // bf16Mode is how P is stored for the P V product.
@@ -76,22 +77,53 @@ func bf16Applies(p *attn.Problem[float32]) bool {
 	return p.KVFormat == attn.BFloat16 && p.Q16 != nil && p.Mask == nil && !testNoBF16Tiles && kernels.AMX()
 }
 
-// bf16Inputs is one pass over a key/value head's inputs: the box of its
-// keys, its values' column maxima, and whether everything is a normal
-// number or zero.
-type bf16Inputs struct {
-	box    []float64
-	colMax []float64
-	normal bool
+// bf16Scan is one pass over rows of bfloat16 values: per column the
+// largest magnitude's bits (magnitudes of bfloat16 values order as their
+// bits without the sign), and the least of (bits without the sign) - 1
+// over all values. A value is NaN or Inf when its column's bits reach
+// 0x7f80 and there is a subnormal number when the least is below 0x7f, so
+// the pass needs only integer max and min.
+type bf16Scan struct {
+	colMax  []uint16
+	leastM1 uint16
 }
 
-// normalBF16 reports whether x is zero or a finite normal number.
-func normalBF16(x uint16) bool {
-	e := x >> 7 & 0xff
-	return e != 0xff && (e != 0 || x&0x7f == 0)
+func newBF16Scan(cols int) bf16Scan {
+	return bf16Scan{colMax: make([]uint16, cols), leastM1: math.MaxUint16}
+}
+
+// add scans x, whole rows of len(s.colMax) values.
+func (s *bf16Scan) add(x []uint16) {
+	c := len(s.colMax)
+	least := s.leastM1
+	for r := 0; r+c <= len(x); r += c {
+		row, cm := x[r:r+c], s.colMax[:c]
+		for t, v := range row {
+			a := v & 0x7fff
+			cm[t] = max(cm[t], a)
+			least = min(least, a-1)
+		}
+	}
+	s.leastM1 = least
+}
+
+func (s *bf16Scan) merge(o bf16Scan) {
+	for t, v := range o.colMax {
+		s.colMax[t] = max(s.colMax[t], v)
+	}
+	s.leastM1 = min(s.leastM1, o.leastM1)
+}
+
+// normal reports whether every value scanned is zero or a finite normal
+// number.
+func (s *bf16Scan) normal() bool {
+	return s.leastM1 >= 0x7f && slices.Max(append(s.colMax, 0)) < 0x7f80
 }
 
 func bf16f(x uint16) float64 { return float64(math.Float32frombits(uint32(x) << 16)) }
+
+// bf16ScanRows is how many rows one task of planBF16's scans reads.
+const bf16ScanRows = 1024
 
 // planBF16 measures p's inputs and decides: ok false sends p to the
 // float32 path. The bound follows bound.go's, with three changes: the
@@ -105,49 +137,70 @@ func bf16f(x uint16) float64 { return float64(math.Float32frombits(uint32(x) << 
 func planBF16(ctx context.Context, p *attn.Problem[float32], workers int) (bf16Plan, bool) {
 	d, e := p.D, p.E
 	kvh := p.KVHeadCount()
-	ins := make([]bf16Inputs, kvh)
-	parallel.For(ctx, workers, kvh, func(kh int) {
-		in := bf16Inputs{box: make([]float64, d), colMax: make([]float64, e), normal: true}
-		l := kvKeys(p, kh)
-		for _, x := range p.K16[kh*p.M*d : (kh*p.M+l)*d] {
-			in.normal = in.normal && normalBF16(x)
+	// Keys and values, in chunks of rows per key/value head.
+	type task struct{ kh, j0, j1 int }
+	var tasks []task
+	for kh := range kvh {
+		for j := 0; j < kvKeys(p, kh); j += bf16ScanRows {
+			tasks = append(tasks, task{kh, j, min(j+bf16ScanRows, kvKeys(p, kh))})
 		}
-		for _, x := range p.V16[kh*p.M*e : (kh*p.M+l)*e] {
-			in.normal = in.normal && normalBF16(x)
-		}
-		if in.normal {
-			for j := range l {
-				for t, x := range p.K16[(kh*p.M+j)*d : (kh*p.M+j+1)*d] {
-					in.box[t] = max(in.box[t], math.Abs(bf16f(x)))
-				}
-				for c, x := range p.V16[(kh*p.M+j)*e : (kh*p.M+j+1)*e] {
-					in.colMax[c] = max(in.colMax[c], math.Abs(bf16f(x)))
-				}
+	}
+	keys, vals := make([]bf16Scan, len(tasks)), make([]bf16Scan, len(tasks))
+	parallel.For(ctx, workers, len(tasks), func(x int) {
+		tk := tasks[x]
+		keys[x], vals[x] = newBF16Scan(d), newBF16Scan(e)
+		keys[x].add(p.K16[(tk.kh*p.M+tk.j0)*d : (tk.kh*p.M+tk.j1)*d])
+		vals[x].add(p.V16[(tk.kh*p.M+tk.j0)*e : (tk.kh*p.M+tk.j1)*e])
+	})
+	box, colMax := make([][]float64, kvh), make([][]float64, kvh)
+	for kh := range kvh {
+		k, v := newBF16Scan(d), newBF16Scan(e)
+		for x, tk := range tasks {
+			if tk.kh == kh {
+				k.merge(keys[x])
+				v.merge(vals[x])
 			}
 		}
-		ins[kh] = in
+		if !k.normal() || !v.normal() {
+			return bf16Plan{}, false
+		}
+		box[kh], colMax[kh] = make([]float64, d), make([]float64, e)
+		for t, b := range k.colMax {
+			box[kh][t] = bf16f(b)
+		}
+		for c, b := range v.colMax {
+			colMax[kh][c] = bf16f(b)
+		}
+	}
+	// B = s max_i sum_t |q_it| box_t, over chunks of query rows; the
+	// queries are checked in the same pass.
+	qTasks := (p.Heads*p.N + bf16ScanRows - 1) / bf16ScanRows
+	logits, qScans := make([]float64, qTasks), make([]bf16Scan, qTasks)
+	parallel.For(ctx, workers, qTasks, func(x int) {
+		r0, r1 := x*bf16ScanRows, min((x+1)*bf16ScanRows, p.Heads*p.N)
+		q := p.Q16[r0*d : r1*d]
+		qScans[x] = newBF16Scan(d)
+		qScans[x].add(q)
+		var big float64
+		for r := r0; r < r1; r++ {
+			bx := box[p.KVHead(r/p.N)]
+			var s float64
+			for t, v := range q[(r-r0)*d : (r-r0+1)*d] {
+				s += bf16f(v&0x7fff) * bx[t]
+			}
+			big = max(big, s)
+		}
+		logits[x] = big
 	})
 	if ctx.Err() != nil {
 		return bf16Plan{}, false
 	}
-	for _, x := range p.Q16 {
-		if !normalBF16(x) {
-			return bf16Plan{}, false
-		}
-	}
 	var pl bf16Plan
-	for h := range p.Heads {
-		in := ins[p.KVHead(h)]
-		if !in.normal {
+	for x := range qScans {
+		if !qScans[x].normal() {
 			return bf16Plan{}, false
 		}
-		for i := range p.N {
-			var s float64
-			for t, x := range p.Q16[(h*p.N+i)*d : (h*p.N+i+1)*d] {
-				s += math.Abs(bf16f(x)) * in.box[t]
-			}
-			pl.logit = max(pl.logit, s)
-		}
+		pl.logit = max(pl.logit, logits[x])
 	}
 	// Dot products beyond 2^120 could overflow float32's partial sums.
 	if pl.logit*(1+float64(d+2)*u64) >= 0x1p120 {
@@ -158,9 +211,9 @@ func planBF16(ctx context.Context, p *attn.Problem[float32], workers int) (bf16P
 	// exactly zero) and the largest, which must keep a tile's float32 P V
 	// sums finite.
 	smallest, largest, l := math.Inf(1), 0.0, 0
-	for kh, in := range ins {
+	for kh, cm := range colMax {
 		l = max(l, kvKeys(p, kh))
-		for _, c := range in.colMax {
+		for _, c := range cm {
 			if c > 0 {
 				smallest = min(smallest, c)
 			}

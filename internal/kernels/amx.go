@@ -42,33 +42,30 @@ func roundUp(x, m int) int { return (x + m - 1) / m * m }
 // C = A B^T: B's rows become C's columns (in attention, B is the keys).
 // dst must hold PackedBF16Len(n, k) values.
 func PackBF16NT(dst []uint16, n, k int, b []uint16, ldb int) {
-	packBF16(dst, n, k, func(col, depth int) uint16 { return b[col*ldb+depth] })
+	ks := roundUp(k, amxDepth) / amxDepth
+	dst = dst[:PackedBF16Len(n, k)]
+	clear(dst)
+	for j := range n {
+		// Row j of B is column j of C: pair x/2 of tile x/32, at 2(j%16).
+		panel := dst[j/amxCols*ks*amxTile+2*(j%amxCols):]
+		for x, v := range b[j*ldb : j*ldb+k] {
+			panel[x/amxDepth*amxTile+x%amxDepth/2*amxDepth+x%2] = v
+		}
+	}
 }
 
 // PackBF16NN packs the bfloat16 matrix B (k x n, row stride ldb) for
 // C = A B (in attention, B is the values). dst must hold
 // PackedBF16Len(n, k) values.
 func PackBF16NN(dst []uint16, k, n int, b []uint16, ldb int) {
-	packBF16(dst, n, k, func(col, depth int) uint16 { return b[depth*ldb+col] })
-}
-
-// packBF16 writes the packed layout of the n x k (column, depth) entries
-// at gives.
-func packBF16(dst []uint16, n, k int, at func(col, depth int) uint16) {
 	ks := roundUp(k, amxDepth) / amxDepth
 	dst = dst[:PackedBF16Len(n, k)]
-	for j0 := 0; j0 < n; j0 += amxCols {
-		cols := min(amxCols, n-j0)
-		panel := dst[j0*ks*amxDepth : (j0+amxCols)*ks*amxDepth]
-		clear(panel)
-		for s := range ks {
-			tile := panel[s*amxTile : (s+1)*amxTile]
-			depths := min(amxDepth, k-s*amxDepth)
-			for c := range cols {
-				for x := range depths {
-					tile[x/2*amxDepth+2*c+x%2] = at(j0+c, s*amxDepth+x)
-				}
-			}
+	clear(dst)
+	for x := range k {
+		// Row x of B: pair x/2 of tile x/32 in every panel.
+		off := x/amxDepth*amxTile + x%amxDepth/2*amxDepth + x%2
+		for j, v := range b[x*ldb : x*ldb+n] {
+			dst[j/amxCols*ks*amxTile+off+2*(j%amxCols)] = v
 		}
 	}
 }
