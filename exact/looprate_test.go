@@ -3,11 +3,13 @@ package exact
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"runtime"
 	"slices"
 	"testing"
 
+	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/attn/attntest"
 )
 
@@ -87,5 +89,36 @@ func TestLoopRates(t *testing.T) {
 			line += fmt.Sprintf("  %s %.0f, %.0f;", names[v], flops/ts[0]/1e9, flops/ts[len(ts)/10]/1e9)
 		}
 		t.Log(line)
+	}
+}
+
+// TestPassRates measures whole float32 forward passes at n = m = 16384 on
+// one worker, causal and not, in process CPU time (fastest of 3,
+// interleaved): the loop of TestLoopRates plus everything around it (the
+// key statistics of the bound, packing, the output), per core. It runs
+// only with FASTATTN_LOOP_RATES=1.
+func TestPassRates(t *testing.T) {
+	if os.Getenv("FASTATTN_LOOP_RATES") != "1" {
+		t.Skip("set FASTATTN_LOOP_RATES=1 to measure")
+	}
+	for _, d := range []int{64, 128} {
+		base := attntest.To32(attntest.Case{Heads: 1, N: 16384, M: 16384, D: d, E: d}.Generate(1))
+		base.Workers = 1
+		causal := *base
+		causal.Causal = true
+		probs := []*attn.Problem[float32]{base, &causal}
+		best := []float64{math.Inf(1), math.Inf(1)}
+		for range 3 {
+			for i, p := range probs {
+				out := attn.NewOutput(p)
+				c0 := cpu()
+				if _, err := (Method{}).Forward32(context.Background(), p, out); err != nil {
+					t.Fatal(err)
+				}
+				best[i] = min(best[i], cpu()-c0)
+			}
+		}
+		t.Logf("d = %d, n = 16384, one worker: %.0f GFLOP/s, causal %.0f GFLOP/s (%.0f%%)", d,
+			Flops(base)/best[0]/1e9, Flops(&causal)/best[1]/1e9, 100*Flops(&causal)/best[1]/(Flops(base)/best[0]))
 	}
 }
