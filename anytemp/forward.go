@@ -492,6 +492,7 @@ func stats[T attn.Float](p *attn.Problem[T], runs []*headRun[T], b *budget, c *c
 			"nodes_pruned":        c.pruned,
 			"keys_brute_forced":   c.brute,
 			"keys_in_expansions":  c.expandedKeys,
+			"expansion_terms":     c.expTerms,
 			"keys_dropped":        c.dropped,
 			"cells":               c.cells,
 			"rows_by_cells":       c.cellRows,

@@ -96,6 +96,7 @@ type rowCtx struct {
 	baseK        int
 	sum          float64
 	acc          []float64
+	xbuf         []float64 // bruteBlock logits, then weights
 	cand         []float64 // key of the largest logit seen: a warm start for the next row
 	haveCand     bool
 	stack        []entry
@@ -153,6 +154,7 @@ func newRowCtx(pr *params) *rowCtx {
 		sq:     make([]float64, pr.r), aq: make([]float64, pr.r),
 		nCoef:  pr.mo.terms(pr.g),
 		acc:    make([]float64, pr.e),
+		xbuf:   make([]float64, bruteBlock),
 		cand:   make([]float64, pr.r),
 		groups: map[*float64]int32{},
 	}
@@ -321,6 +323,13 @@ func (rc *rowCtx) weight(x float64) float64 {
 }
 
 func (rc *rowCtx) weightSlow(x float64) float64 {
+	rc.rebase(x)
+	return math.Exp(x - rc.base)
+}
+
+// rebase starts the base at x, or moves it up when x is more than 16 above
+// it, so that exp(x - base) and every smaller weight stay below e^16.
+func (rc *rowCtx) rebase(x float64) {
 	if !rc.started {
 		rc.started = true
 		rc.base0, rc.base, rc.baseK = x, x, 0
@@ -335,7 +344,6 @@ func (rc *rowCtx) weightSlow(x float64) float64 {
 		rc.base = rc.base0 + float64(k)*math.Ln2
 		rc.c.shifts++
 	}
-	return math.Exp(x - rc.base)
 }
 
 // finish writes the row's output and LSE (shift is s q.mu). A sink
@@ -458,43 +466,92 @@ func expand[T attn.Float](rc *rowCtx, tr *tree[T], i, g int, xz float64, cnt int
 	rc.c.maxDegreeUsed = max(rc.c.maxDegreeUsed, int64(g))
 }
 
-// brute adds keys one by one (keys: c*r reduced, vals: c*e).
+// brute adds keys directly (keys: c*r reduced, vals: c*e), a block of
+// at most bruteBlock at a time: the logits, then their exponentials in one
+// call of kernels.ExpShiftSum64 (within 2 units of float64 rounding, as
+// math.Exp: the budget's 4u per weight covers either), then the values.
+// Keys below the window are summed too: it only removes their share of
+// the dropped mass.
 func brute[T attn.Float](rc *rowCtx, keys []float64, vals []T) {
 	r, e := rc.r, rc.e
 	n := len(keys) / r
-	lowest := rc.mcur - rc.t
-	for j := range n {
-		k := keys[j*r : (j+1)*r]
-		var x float64
-		switch r {
-		case 1:
-			x = rc.sq[0] * k[0]
-		case 2:
-			x = rc.sq[0]*k[0] + rc.sq[1]*k[1]
-		case 3:
-			x = rc.sq[0]*k[0] + rc.sq[1]*k[1] + rc.sq[2]*k[2]
-		default:
-			x = dot(rc.sq, k)
-		}
-		if x < lowest {
-			rc.c.dropped++
-			continue
-		}
-		if x > rc.mcur {
-			rc.mcur = x
-			lowest = x - rc.t
-			copy(rc.cand, k)
-			rc.haveCand = true
-		}
-		f := rc.weight(x)
-		rc.sum += f
-		v := vals[j*e : (j+1)*e]
-		for c, vc := range v {
-			rc.acc[c] += f * float64(vc)
-		}
+	for a := 0; a < n; a += bruteBlock {
+		b := min(a+bruteBlock, n)
+		bruteBlockAdd(rc, keys[a*r:b*r], vals[a*e:b*e])
 	}
 	rc.c.brute += int64(n)
 	rc.c.flops += int64(n * 2 * (r + e))
+}
+
+// bruteBlock is the most keys brute sums per exponential call.
+const bruteBlock = 64
+
+func bruteBlockAdd[T attn.Float](rc *rowCtx, keys []float64, vals []T) {
+	r, e := rc.r, rc.e
+	n := len(keys) / r
+	if n == 0 {
+		return
+	}
+	xs := rc.xbuf[:n]
+	switch r {
+	case 1:
+		s0 := rc.sq[0]
+		for j := range xs {
+			xs[j] = s0 * keys[j]
+		}
+	case 2:
+		s0, s1 := rc.sq[0], rc.sq[1]
+		for j := range xs {
+			xs[j] = s0*keys[2*j] + s1*keys[2*j+1]
+		}
+	case 3:
+		s0, s1, s2 := rc.sq[0], rc.sq[1], rc.sq[2]
+		for j := range xs {
+			xs[j] = s0*keys[3*j] + s1*keys[3*j+1] + s2*keys[3*j+2]
+		}
+	default:
+		for j := range xs {
+			xs[j] = dot(rc.sq, keys[j*r:(j+1)*r])
+		}
+	}
+	best, mx := 0, xs[0]
+	for j, x := range xs {
+		if x > mx {
+			best, mx = j, x
+		}
+	}
+	if mx < rc.mcur-rc.t {
+		rc.c.dropped += int64(n)
+		return
+	}
+	if mx > rc.mcur {
+		rc.mcur = mx
+		copy(rc.cand, keys[best*r:(best+1)*r])
+		rc.haveCand = true
+	}
+	rc.rebase(mx) // every exponent <= 16
+	rc.sum += kernels.ExpShiftSum64(xs, 1, rc.base)
+	acc := rc.acc
+	if e == 8 {
+		acc = acc[:8]
+		for j, f := range xs {
+			v := vals[j*8 : j*8+8]
+			acc[0] += f * float64(v[0])
+			acc[1] += f * float64(v[1])
+			acc[2] += f * float64(v[2])
+			acc[3] += f * float64(v[3])
+			acc[4] += f * float64(v[4])
+			acc[5] += f * float64(v[5])
+			acc[6] += f * float64(v[6])
+			acc[7] += f * float64(v[7])
+		}
+		return
+	}
+	for j, f := range xs {
+		for c, vc := range vals[j*e : (j+1)*e] {
+			acc[c] += f * float64(vc)
+		}
+	}
 }
 
 // cellCut is the largest number of 1-D cells for which a row uses the
