@@ -177,45 +177,32 @@ func backward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], o
 			items = append(items, item{h, a, min(a+bwdChunk, p.N)})
 		}
 	}
-	var next atomic.Int64
-	var cmu sync.Mutex
-	var total bwdCounters
-	var wg sync.WaitGroup
-	for range min(workers, len(items)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			w := &bwdWorker[T]{p: p, g: g, dO: dO, head: -1, rcs: map[*params]*rowCtx{}, dsinks: make([]float64, len(p.Sinks))}
-			defer func() {
-				w.flush()
-				cmu.Lock()
-				total.add(&w.c)
-				for x, v := range w.dsinks {
-					g.DSinks[x] += v
-				}
-				cmu.Unlock()
-			}()
-			for ctx.Err() == nil {
-				k := int(next.Add(1) - 1)
-				if k >= len(items) {
-					return
-				}
-				it := items[k]
-				if it.h != w.head {
-					w.flush()
-					w.startHead(hbs[it.h])
-				}
-				for i := it.a; i < it.b; i++ {
-					row := i
-					if !p.Causal {
-						row = int(w.hb.hr.order[i])
-					}
-					w.row(row)
-				}
-			}
-		}()
+	ws := make([]*bwdWorker[T], workers)
+	for x := range ws {
+		ws[x] = &bwdWorker[T]{p: p, g: g, dO: dO, head: -1, rcs: map[*params]*rowCtx{}, dsinks: make([]float64, len(p.Sinks))}
 	}
-	wg.Wait()
+	parallel.ForEach(ctx, ws, 0, len(items), func(w *bwdWorker[T], k int) {
+		it := items[k]
+		if it.h != w.head {
+			w.flush()
+			w.startHead(hbs[it.h])
+		}
+		for i := it.a; i < it.b; i++ {
+			row := i
+			if !p.Causal {
+				row = int(w.hb.hr.order[i])
+			}
+			w.row(row)
+		}
+	})
+	var total bwdCounters
+	for _, w := range ws {
+		w.flush()
+		total.add(&w.c)
+		for x, v := range w.dsinks {
+			g.DSinks[x] += v
+		}
+	}
 	if err := ctx.Err(); err != nil {
 		return attn.Stats{}, err
 	}

@@ -222,26 +222,17 @@ func (w *bwdWorker[T]) maxLogit(a, b int) float64 {
 	}
 	for _, bt := range w.trees {
 		tr := bt.tr
-		rc.stack = append(rc.stack[:0], mkEntry(rc, tr, 0))
-		for len(rc.stack) > 0 {
-			en := rc.stack[len(rc.stack)-1]
-			rc.stack = rc.stack[:len(rc.stack)-1]
-			i := int(en.i)
-			if tr.hi[i] == tr.lo[i] || en.xz+en.rhb <= best {
-				continue
+		walk(rc, tr, func(en entry, lo, hi int, leaf bool) bool {
+			if en.xz+en.rhb <= best {
+				return false
 			}
-			if i >= tr.firstLeaf {
-				for x := int(tr.lo[i]); x < int(tr.hi[i]); x++ {
+			if leaf {
+				for x := lo; x < hi; x++ {
 					best = max(best, dot(rc.sq, tr.keys[x*r:(x+1)*r]))
 				}
-				continue
 			}
-			ea, eb := mkEntry(rc, tr, 2*i+1), mkEntry(rc, tr, 2*i+2)
-			if ea.xz+ea.rhb > eb.xz+eb.rhb {
-				ea, eb = eb, ea
-			}
-			rc.stack = append(rc.stack, ea, eb)
-		}
+			return true
+		})
 	}
 	return best
 }
@@ -295,35 +286,28 @@ func (w *bwdWorker[T]) runTree(bt *bwdTree[T], low float64) {
 	rc, hb := w.rc, w.hb
 	tr := bt.tr
 	low -= hb.margin
-	rc.stack = append(rc.stack[:0], mkEntry(rc, tr, 0))
-	for len(rc.stack) > 0 {
-		en := rc.stack[len(rc.stack)-1]
-		rc.stack = rc.stack[:len(rc.stack)-1]
+	walk(rc, tr, func(en entry, lo, hi int, leaf bool) bool {
 		i := int(en.i)
 		w.c.visited++
-		lo, hi := int(tr.lo[i]), int(tr.hi[i])
 		cnt := hi - lo
-		if cnt == 0 {
-			continue
-		}
 		if en.xz+en.rhb+max(0, bt.charge[i]-w.lref) < low {
 			w.c.pruned++
 			w.c.dropped += int64(cnt)
-			continue
+			return false
 		}
 		if hb.expand {
 			if g := rc.degree(en.rho); g >= 0 && float64(cnt) >= hb.cut[g] {
 				w.expandNode(bt, i, g, en.xz, cnt)
-				continue
+				return false
 			}
 		}
-		if i >= tr.firstLeaf {
+		if leaf {
 			w.bruteTree(bt, lo, hi, low+hb.margin)
-			continue
+			return false
 		}
-		rc.stack = append(rc.stack, mkEntry(rc, tr, 2*i+1), mkEntry(rc, tr, 2*i+2))
 		w.c.flops += int64(8 * rc.r)
-	}
+		return true
+	})
 }
 
 // expandNode adds node i of bt through its moments (dQ) and its local

@@ -6,7 +6,6 @@ import (
 	"math"
 	"runtime"
 	"sync"
-	"sync/atomic"
 
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/internal/check"
@@ -229,59 +228,43 @@ func compute[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], ou
 			items = append(items, item{h, a, min(a+chunk, p.N)})
 		}
 	}
-	var next atomic.Int64
-	var mu sync.Mutex
-	var total counters
-	var causalDepth atomic.Int64
-	var wg sync.WaitGroup
-	for range min(workers, len(items)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var c counters
-			ctxs := map[*params]*rowCtx{}
-			defer func() {
-				for _, rc := range ctxs {
-					c.add(&rc.c)
-				}
-				mu.Lock()
-				total.add(&c)
-				mu.Unlock()
-			}()
-			for ctx.Err() == nil {
-				k := int(next.Add(1) - 1)
-				if k >= len(items) {
-					return
-				}
-				it := items[k]
-				hr := runs[it.h]
-				rc := ctxs[hr.pr]
-				if rc == nil {
-					rc = newRowCtx(hr.pr)
-					ctxs[hr.pr] = rc
-				}
-				rc.haveCand = false
-				rc.resetBatch()
-				if p.Causal {
-					d := causalRows(ctx, rc, p, hr, out, it.a, it.b)
-					for {
-						old := causalDepth.Load()
-						if int64(d) <= old || causalDepth.CompareAndSwap(old, int64(d)) {
-							break
-						}
-					}
-				} else {
-					plainRows(rc, p, hr, out, it.a, it.b)
-				}
-			}
-		}()
+	// One state per worker: its row contexts (one per parameter set) and
+	// the deepest causal tree it built.
+	type fwdWorker struct {
+		rcs   map[*params]*rowCtx
+		depth int
 	}
-	wg.Wait()
+	ws := make([]*fwdWorker, workers)
+	for x := range ws {
+		ws[x] = &fwdWorker{rcs: map[*params]*rowCtx{}}
+	}
+	parallel.ForEach(ctx, ws, 0, len(items), func(w *fwdWorker, k int) {
+		it := items[k]
+		hr := runs[it.h]
+		rc := w.rcs[hr.pr]
+		if rc == nil {
+			rc = newRowCtx(hr.pr)
+			w.rcs[hr.pr] = rc
+		}
+		rc.haveCand = false
+		rc.resetBatch()
+		if p.Causal {
+			w.depth = max(w.depth, causalRows(ctx, rc, p, hr, out, it.a, it.b))
+		} else {
+			plainRows(rc, p, hr, out, it.a, it.b)
+		}
+	})
 	if err := ctx.Err(); err != nil {
 		return attn.Stats{}, err
 	}
-	if p.Causal {
-		depth = int(causalDepth.Load())
+	var total counters
+	for _, w := range ws {
+		for _, rc := range w.rcs {
+			total.add(&rc.c)
+		}
+		if p.Causal {
+			depth = max(depth, w.depth)
+		}
 	}
 	st := stats(p, runs, b, &total, depth)
 	var mn, mf int64

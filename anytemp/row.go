@@ -404,46 +404,59 @@ func mkEntry[T attn.Float](rc *rowCtx, tr *tree[T], i int) entry {
 	return entry{int32(i), dot(rc.sq, nd[:r]), box, min(box, rc.qn*nd[2*r])}
 }
 
-// runTree adds the keys of tr to the row: branch and bound for the
-// maximum, nodes below the window dropped, narrow nodes expanded, leaves
-// summed key by key.
-func runTree[T attn.Float](rc *rowCtx, tr *tree[T]) {
-	r, e := rc.r, rc.e
+// walk visits the non-empty nodes of tr depth first from the root, for
+// the row of rc, the child with the larger upper bound on the logits
+// first: visit(en, lo, hi, leaf) handles node en.i (its keys lo..hi-1 in
+// tree order) and returns whether to go on to its children (ignored for
+// a leaf). The forward pass, the backward pass and maxLogit share it.
+func walk[T attn.Float](rc *rowCtx, tr *tree[T], visit func(en entry, lo, hi int, leaf bool) bool) {
 	rc.stack = append(rc.stack[:0], mkEntry(rc, tr, 0))
 	for len(rc.stack) > 0 {
 		en := rc.stack[len(rc.stack)-1]
 		rc.stack = rc.stack[:len(rc.stack)-1]
 		i := int(en.i)
-		rc.c.visited++
 		lo, hi := int(tr.lo[i]), int(tr.hi[i])
-		cnt := hi - lo
-		if cnt == 0 {
+		if hi == lo {
 			continue
 		}
-		if en.xz+en.rhb < rc.mcur-rc.t {
-			rc.c.pruned++
-			rc.c.dropped += int64(cnt)
+		if leaf := i >= tr.firstLeaf; !visit(en, lo, hi, leaf) || leaf {
 			continue
 		}
-		if lb := en.xz - en.rhb; lb > rc.mcur {
-			rc.mcur = lb
-		}
-		if g := rc.degree(en.rho); g >= 0 && float64(cnt)*rc.countScale >= rc.cut[g] {
-			expand(rc, tr, i, g, en.xz, cnt)
-			continue
-		}
-		if i >= tr.firstLeaf {
-			brute(rc, tr.keys[lo*r:hi*r], tr.vals[lo*e:hi*e])
-			continue
-		}
-		a, b := 2*i+1, 2*i+2
-		ea, eb := mkEntry(rc, tr, a), mkEntry(rc, tr, b)
-		rc.c.flops += int64(8 * r)
+		ea, eb := mkEntry(rc, tr, 2*i+1), mkEntry(rc, tr, 2*i+2)
 		if ea.xz+ea.rhb > eb.xz+eb.rhb {
 			ea, eb = eb, ea
 		}
 		rc.stack = append(rc.stack, ea, eb) // the better child is popped first
 	}
+}
+
+// runTree adds the keys of tr to the row: branch and bound for the
+// maximum, nodes below the window dropped, narrow nodes expanded, leaves
+// summed key by key.
+func runTree[T attn.Float](rc *rowCtx, tr *tree[T]) {
+	r, e := rc.r, rc.e
+	walk(rc, tr, func(en entry, lo, hi int, leaf bool) bool {
+		rc.c.visited++
+		cnt := hi - lo
+		if en.xz+en.rhb < rc.mcur-rc.t {
+			rc.c.pruned++
+			rc.c.dropped += int64(cnt)
+			return false
+		}
+		if lb := en.xz - en.rhb; lb > rc.mcur {
+			rc.mcur = lb
+		}
+		if g := rc.degree(en.rho); g >= 0 && float64(cnt)*rc.countScale >= rc.cut[g] {
+			expand(rc, tr, int(en.i), g, en.xz, cnt)
+			return false
+		}
+		if leaf {
+			brute(rc, tr.keys[lo*r:hi*r], tr.vals[lo*e:hi*e])
+			return false
+		}
+		rc.c.flops += int64(8 * r)
+		return true
+	})
 }
 
 // expand records node i for the row, to be added through its moments in
