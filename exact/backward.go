@@ -471,8 +471,8 @@ func (sh *bwdShared[T]) queryRows(ctx context.Context, st *bwdState[T], h, first
 // into ds. For float64 the results are the loop's, bit for bit; for
 // float32 the exponent is formed in float64 as in the loop, then rounded
 // to float32 and exponentiated in float32 (within 2 ulp), twice as fast as
-// the float64 exponential. It reports false for element types the kernels
-// do not take.
+// the float64 exponential, and dS is formed in float32 (as FlashAttention
+// forms it). It reports false for element types the kernels do not take.
 func softmaxGradRow[T attn.Float](s, ds []T, scale, lse, delta float64) bool {
 	switch s := any(s).(type) {
 	case []float32:

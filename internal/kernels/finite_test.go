@@ -102,7 +102,7 @@ func TestSoftmaxGradRow(t *testing.T) {
 				}
 				ExpShiftSum32(want32s, 1, 0)
 				for i, p := range want32s {
-					want32d[i] = float32(float64(p) * (float64(ds32[i]) - delta))
+					want32d[i] = (ds32[i] - float32(delta)) * p
 				}
 				y := make([]float64, n)
 				copy(y, s64)

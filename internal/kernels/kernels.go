@@ -104,8 +104,9 @@ func Accumulate32(dst []float64, alpha float64, src []float32) {
 // and ds[j] = P_j*(ds[j] - delta). The argument is formed in float64
 // (rounded as the Go expression float64(scale*s[j]) - lse, so a large lse
 // loses nothing to the shift), rounded to float32 and exponentiated as
-// ExpShiftSum32 would (bit for bit at each level); ds[j] is formed in
-// float64 from that P_j and rounded to float32. len(ds) must equal len(s).
+// ExpShiftSum32 would (bit for bit at each level); ds[j] is then
+// (ds[j] - float32(delta))*P_j in float32, as FlashAttention forms dS.
+// len(ds) must equal len(s).
 func SoftmaxGradRow32(s, ds []float32, scale, lse, delta float64) {
 	if len(ds) != len(s) {
 		panic("kernels: SoftmaxGradRow32: lengths differ")
@@ -134,8 +135,9 @@ func softmaxGradChunks[T float32 | float64](s, ds []T, scale, lse, delta float64
 			s32[j] = float32(float64(scale*float64(v)) - lse)
 		}
 		expShiftSum32(s32, 1, 0) // scale 1 and shift 0 leave the argument as it is
+		d32 := float32(delta)
 		for j, p := range s32 {
-			ds32[j] = float32(float64(p) * (float64(ds32[j]) - delta))
+			ds32[j] = (ds32[j] - d32) * p
 		}
 		return
 	}

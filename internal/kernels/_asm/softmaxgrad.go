@@ -128,9 +128,9 @@ func genSoftmaxGrad(dt dtype) {
 // scale*s - lse is formed in float64 (rounded as the Go expression), so a
 // large log-sum-exp loses nothing to the shift, then rounded to float32,
 // whose exponential is ExpShiftSum32's (the same polynomial, bit for bit);
-// ds = P*(ds - delta) in float64, rounded to float32. The float32
-// exponential does twice the lanes of the float64 one per instruction
-// with a shorter polynomial.
+// ds = (ds - float32(delta))*P in float32, as FlashAttention forms dS. The
+// float32 exponential does twice the lanes of the float64 one per
+// instruction with a shorter polynomial.
 func genSoftmaxGradF32() {
 	f := sig("softmaxGradF32AVX512", ps("s", "*float32", "ds", "*float32", "n", "int", "scale", "float64", "lse", "float64", "delta", "float64"), nil)
 	text(f)
@@ -138,8 +138,8 @@ func genSoftmaxGradF32() {
 	Z := func(n int) string { return fmt.Sprintf("Z%d", n) }
 	Y := func(n int) string { return fmt.Sprintf("Y%d", n) }
 	// Vector i: x in Z(i), k in Z(u+i), q (P) in Z(2u+i); Z12-Z15
-	// float64 halves; then scale, lse, delta, min, max; constants from
-	// Z31 down.
+	// temporaries; then scale, lse, delta (float32), min, max; constants
+	// from Z31 down.
 	const t0 = 3 * u
 	scale, lse, delta, cmin, cmax := Z(t0+4), Z(t0+5), Z(t0+6), Z(t0+7), Z(t0+8)
 	emit("MOVQ %s, SI", f.fp("s"))
@@ -147,7 +147,8 @@ func genSoftmaxGradF32() {
 	emit("MOVQ %s, CX", f.fp("n"))
 	emit("VBROADCASTSD %s, %s", f.fp("scale"), scale)
 	emit("VBROADCASTSD %s, %s", f.fp("lse"), lse)
-	emit("VBROADCASTSD %s, %s", f.fp("delta"), delta)
+	emit("VCVTSD2SS %s, X%d, X%d", f.fp("delta"), t0, t0)
+	emit("VBROADCASTSS X%d, %s", t0, delta)
 	emit("VMOVUPS e32min<>(SB), %s", cmin)
 	emit("VMOVUPS e32max<>(SB), %s", cmax)
 	regs := map[string]string{}
@@ -178,19 +179,10 @@ func genSoftmaxGradF32() {
 		for i := range v {
 			q := 2*u + i
 			emit("VMOVUPS %s, %d(SI)", Z(q), i*64)
-			emit("VCVTPS2PD %s, %s", Y(q), Z(t0))
-			emit("VEXTRACTF64X4 $1, %s, %s", Z(q), Y(t0+1))
-			emit("VCVTPS2PD %s, %s", Y(t0+1), Z(t0+1))
-			emit("VCVTPS2PD %d(DI), %s", i*64, Z(t0+2))
-			emit("VCVTPS2PD %d(DI), %s", i*64+32, Z(t0+3))
-			emit("VSUBPD %s, %s, %s", delta, Z(t0+2), Z(t0+2))
-			emit("VSUBPD %s, %s, %s", delta, Z(t0+3), Z(t0+3))
-			emit("VMULPD %s, %s, %s", Z(t0), Z(t0+2), Z(t0+2))
-			emit("VMULPD %s, %s, %s", Z(t0+1), Z(t0+3), Z(t0+3))
-			emit("VCVTPD2PS %s, %s", Z(t0+2), Y(t0+2))
-			emit("VCVTPD2PS %s, %s", Z(t0+3), Y(t0+3))
-			emit("VMOVUPS %s, %d(DI)", Y(t0+2), i*64)
-			emit("VMOVUPS %s, %d(DI)", Y(t0+3), i*64+32)
+			emit("VMOVUPS %d(DI), %s", i*64, Z(t0+2))
+			emit("VSUBPS %s, %s, %s", delta, Z(t0+2), Z(t0+2))
+			emit("VMULPS %s, %s, %s", Z(q), Z(t0+2), Z(t0+2))
+			emit("VMOVUPS %s, %d(DI)", Z(t0+2), i*64)
 		}
 		emit("ADDQ $%d, SI", v*64)
 		emit("ADDQ $%d, DI", v*64)
