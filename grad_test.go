@@ -360,15 +360,7 @@ func TestGradientHalf(t *testing.T) {
 			}
 		}
 		t.Logf("%v: Delta moved by up to %.2g by the output's rounding", f, moved)
-		for name, c := range map[string][2]any{"dQ": {g.DQ.Data, ref.DQ}, "dK": {g.DK.Data, ref.DK}, "dV": {g.DV.Data, ref.DV}} {
-			got, want := c[0].([]float32), c[1].([]float64)
-			if d := maxAbsDiff(got, want); d > 2e-5 || len(got) != len(want) {
-				t.Errorf("%v %s: differs from the reference by %g (%d values, want %d)", f, name, d, len(got), len(want))
-			}
-		}
-		if d := maxAbsDiff(g.DSinks, ref.DSinks); d > 2e-5 {
-			t.Errorf("%v dSinks: differs by %g", f, d)
-		}
+		checkHalfGrad(t, f, g, ref)
 
 		kv := &Result[float32]{Out: widenHalf(res.Out), LSE: res.LSE, Report: res.Report}
 		want, err := GradientHalfKV(ctx, qw, k16, v16, kv, dO, opts)
@@ -430,5 +422,20 @@ func TestGradientHalfRejectsBadInput(t *testing.T) {
 		if _, err := GradientHalf(ctx, c.q, k16, v16, c.res, c.dO, c.opts); !errors.Is(err, ErrInvalidInput) {
 			t.Errorf("%s: got %v, want ErrInvalidInput", name, err)
 		}
+	}
+}
+
+// checkHalfGrad requires the float32 gradients g of 16-bit inputs in
+// format f to be within 2e-5 of ref (unit-size inputs and few keys).
+func checkHalfGrad(t *testing.T, f HalfFormat, g *Grads[float32], ref *reference.Grad) {
+	t.Helper()
+	for name, c := range map[string][2]any{"dQ": {g.DQ.Data, ref.DQ}, "dK": {g.DK.Data, ref.DK}, "dV": {g.DV.Data, ref.DV}} {
+		got, want := c[0].([]float32), c[1].([]float64)
+		if d := maxAbsDiff(got, want); d > 2e-5 || len(got) != len(want) {
+			t.Errorf("%v %s: differs from the reference by %g (%d values, want %d)", f, name, d, len(got), len(want))
+		}
+	}
+	if d := maxAbsDiff(g.DSinks, ref.DSinks); d > 2e-5 {
+		t.Errorf("%v dSinks: differs by %g", f, d)
 	}
 }

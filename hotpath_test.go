@@ -163,15 +163,7 @@ func TestGradientHalfKV(t *testing.T) {
 		p := &attn.Problem[float32]{Heads: 4, KVHeads: 2, N: 6, M: 9, D: 8, E: 8, Q: q.Data,
 			KVFormat: f, K16: k16.Data, V16: v16.Data, Scale: 1 / math.Sqrt(8), Causal: true, Sinks: opts.Sinks}
 		ref := reference.Gradient(p, dO.Data)
-		for name, c := range map[string][2]any{"dQ": {g.DQ.Data, ref.DQ}, "dK": {g.DK.Data, ref.DK}, "dV": {g.DV.Data, ref.DV}} {
-			got, want := c[0].([]float32), c[1].([]float64)
-			if d := maxAbsDiff(got, want); d > 2e-5 || len(got) != len(want) {
-				t.Errorf("%v %s: differs from the reference by %g (%d values, want %d)", f, name, d, len(got), len(want))
-			}
-		}
-		if d := maxAbsDiff(g.DSinks, ref.DSinks); d > 2e-5 {
-			t.Errorf("%v dSinks: differs by %g", f, d)
-		}
+		checkHalfGrad(t, f, g, ref)
 	}
 }
 
