@@ -212,8 +212,10 @@ func runAdversarial[T Float](t *testing.T, f32 bool, stats map[string]*advStats)
 		epss = []float64{1e-3, 1e-5, 1e-6}
 	}
 	methods := append(Methods(), Auto)
+	ws := NewWorkspace()
 	for ci, c := range advCases(f32) {
 		q, k, v, _ := advInputs[T](c, ci)
+		hotPathCase(t, ws, c, q, k, v, stats["AttendInto"])
 		for _, eps := range epss {
 			opts := Options{Scale: c.scale, Eps: eps}
 			p, _, err := problem(q, k, v, opts)
@@ -253,15 +255,49 @@ func runAdversarial[T Float](t *testing.T, f32 bool, stats map[string]*advStats)
 	}
 }
 
+// hotPathCase checks AttendInto's result against AttendIntoBound (where
+// it is finite: the uncentred float32 offsets give bounds above 1, values
+// near the limits +Inf).
+func hotPathCase[T Float](t *testing.T, ws *Workspace, c advCase, q, k, v Tensor[T], st *advStats) {
+	opts := Options{Scale: c.scale}
+	where := fmt.Sprintf("%s/%s/AttendInto", c.name, attn.DTypeName[T]())
+	st.runs++
+	b, err := AttendIntoBound(context.Background(), q, k, v, opts)
+	if err != nil {
+		t.Fatalf("%s: %v", where, err)
+	}
+	if math.IsInf(b, 1) {
+		// No bound: AttendInto may fail (values near the limits overflow
+		// its sums) or lose digits (subnormal values).
+		st.declined++
+		return
+	}
+	out, _ := NewTensor(make([]T, c.n*2), c.n, 2)
+	if err := AttendInto(context.Background(), ws, out, nil, q, k, v, opts); err != nil {
+		t.Fatalf("%s: %v", where, err)
+	}
+	p, _, err := problem(q, k, v, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs, refErr := observedError(p, out.Data)
+	if !(obs <= b*(1+1e-9)+refErr) {
+		t.Errorf("%s: observed error %.3g above AttendIntoBound %.3g", where, obs, b)
+	}
+	if b > 0 && obs/b > st.worst {
+		st.worst, st.worstCase = obs/b, where
+	}
+}
+
 // TestAdversarialBounds runs the suite; see advCases.
 func TestAdversarialBounds(t *testing.T) {
-	stats := map[string]*advStats{}
+	stats := map[string]*advStats{"AttendInto": {}}
 	for _, m := range append(Methods(), Auto) {
 		stats[m] = &advStats{}
 	}
 	t.Run("float64", func(t *testing.T) { runAdversarial[float64](t, false, stats) })
 	t.Run("float32", func(t *testing.T) { runAdversarial[float32](t, true, stats) })
-	for _, m := range append(Methods(), Auto) {
+	for _, m := range append(Methods(), Auto, "AttendInto") {
 		t.Logf("%s: %v", m, stats[m])
 	}
 }

@@ -117,6 +117,47 @@ func attendInto[T Float](ctx context.Context, ws *Workspace, out shaped, lse []f
 	return nil
 }
 
+// AttendIntoBound returns the a priori error bound of AttendInto's result
+// for q, k, v and opts: for every output entry
+//
+//	|O_ij - Att_ij| <= bound * max_l |V_lj|,
+//
+// rounding included, as the error contract states for Attend. AttendInto
+// does not compute it: it costs what Attend's certification costs, one
+// pass over every key and value (on opts.Workers goroutines) and one over
+// Q, which for a decoding step is as much as the attention. A server that
+// wants its hot path certified calls it when it needs the figure (say, per
+// request, or when a cache has grown by some factor: the bound only grows
+// with the keys' range and their number).
+//
+// The bound is that of AttendInto's arithmetic, which is Attend's exact
+// attention without the two steps that keep Attend's bound small: keys are
+// not shifted by their centre (a common offset of the keys costs u |q|
+// |k| per logit: for float32 keys around 1e4 the bound exceeds 1) and
+// values are not scaled. It is +Inf where that arithmetic has no bound
+// (values near the element type's largest number or subnormal; Attend
+// handles them). An input NaN or Inf is an error, unless opts.AssumeFinite
+// (which skips the check, a SIMD scan).
+func AttendIntoBound[T Float](ctx context.Context, q, k, v Tensor[T], opts Options) (float64, error) {
+	if opts.Method != "" && opts.Method != DefaultMethod {
+		return 0, inputError{fmt.Errorf("%w; got method %q", ErrNotExact, opts.Method)}
+	}
+	p, _, err := problem(q, k, v, opts)
+	if err != nil {
+		return 0, err
+	}
+	if !opts.AssumeFinite {
+		if err := p.CheckFinite(); err != nil {
+			return 0, inputError{err}
+		}
+	}
+	b := exact.UncentredBound(ctx, p, opts.Workers)
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	return b, nil
+}
+
 func prefixEqual(a, prefix []int) bool {
 	for i, x := range prefix {
 		if a[i] != x {

@@ -175,3 +175,24 @@ func toHalf(x Tensor[float32], f HalfFormat) HalfTensor {
 	}
 	return h
 }
+
+// AttendIntoBound refuses other methods and non-finite inputs, and gives
+// finite bounds, smaller in float64, on ordinary inputs.
+func TestAttendIntoBoundErrors(t *testing.T) {
+	r := rand.New(rand.NewPCG(8, 9))
+	q := randTensor[float64](r, 2, 5, 4)
+	k := randTensor[float64](r, 2, 7, 4)
+	v := randTensor[float64](r, 2, 7, 3)
+	ctx := context.Background()
+	if _, err := AttendIntoBound(ctx, q, k, v, Options{Method: "poly"}); !errors.Is(err, ErrNotExact) {
+		t.Errorf("method poly: err = %v, want ErrNotExact", err)
+	}
+	b64, err := AttendIntoBound(ctx, q, k, v, Options{})
+	if err != nil || !(b64 > 0 && b64 < 1e-13) {
+		t.Errorf("float64 bound %g, err %v; want in (0, 1e-13)", b64, err)
+	}
+	k.Data[3] = math.NaN()
+	if _, err := AttendIntoBound(ctx, q, k, v, Options{}); !errors.Is(err, ErrInvalidInput) {
+		t.Errorf("NaN key: err = %v, want ErrInvalidInput", err)
+	}
+}

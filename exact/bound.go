@@ -90,6 +90,12 @@ func kvKeys[T attn.Float](p *attn.Problem[T], kh int) int {
 // the centring. An additive mask's largest finite magnitude joins B: it is
 // added to the logits before their rounding.
 func headKeyStats[T attn.Float](ctx context.Context, p *attn.Problem[T], workers int) []keyStats {
+	return keyStatsOf(ctx, p, workers, true)
+}
+
+// keyStatsOf is headKeyStats; with mayCentre false the keys are never
+// centred (Workspace.Forward's arithmetic).
+func keyStatsOf[T attn.Float](ctx context.Context, p *attn.Problem[T], workers int, mayCentre bool) []keyStats {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
@@ -160,7 +166,7 @@ func headKeyStats[T attn.Float](ctx context.Context, p *attn.Problem[T], workers
 			r0 := max(math.Abs(hi[t]), math.Abs(lo[t]))
 			box02 += r0 * r0
 		}
-		if testNoCentring || boxC2 >= 0.25*box02 {
+		if !mayCentre || testNoCentring || boxC2 >= 0.25*box02 {
 			for t := range d {
 				st.box[t] = max(math.Abs(hi[t]), math.Abs(lo[t]))
 			}
@@ -528,4 +534,33 @@ func centredBackward[T attn.Float](ctx context.Context, workers int, p *attn.Pro
 		}
 	}
 	return st, nil
+}
+
+// UncentredBound is the a priori bound, relative to max_l |V_lj| as
+// Forward's, of exact attention computed as Workspace.Forward computes it:
+// in T with keys as given (not centred) and values as given (not scaled).
+// It costs what Forward's certification costs: one parallel pass over the
+// keys and values on workers goroutines (0: GOMAXPROCS) and one over Q.
+// It is +Inf where that arithmetic has no bound: values whose column
+// maxima lie outside the range its sums keep finite and exact (Forward
+// scales such values first), or logits too large for any. It does not
+// look for NaN (a NaN key is ignored): callers check finiteness.
+func UncentredBound[T attn.Float](ctx context.Context, p *attn.Problem[T], workers int) float64 {
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	stats := keyStatsOf(ctx, p, workers, false)
+	lo, hi := valueLo64, valueHi64
+	if u, _ := unitOf[T](); u != u64 {
+		lo, hi = valueLo32, valueHi32
+	}
+	for _, m := range columnMaxima(stats) {
+		if math.IsNaN(m) {
+			return m
+		}
+		if m > 0 && (m < lo || m > hi) {
+			return math.Inf(1)
+		}
+	}
+	return bound[T](p, stats)
 }
