@@ -104,6 +104,13 @@ type HalfResult struct {
 // it). Like AttendHalfKV it widens Q, K and V once to certify its bound;
 // AttendHalfInto never copies them whole. Exact attention only;
 // GradientHalf gives its gradients in float32.
+//
+// bfloat16 inputs on a CPU with AMX (Intel's tile units, where Linux grants
+// them) are multiplied as given on its tiles instead, with float32 sums
+// and P stored in bfloat16 (split in two, or rounded once when opts.Eps
+// allows that bound); Report.Details["arithmetic"] says so and
+// Report.ErrorBound covers it. Inputs it cannot certify there run as
+// above.
 func AttendHalf(ctx context.Context, q, k, v HalfTensor, opts Options) (*HalfResult, error) {
 	p := new(attn.Problem[float32])
 	lead, err := halfProblem(p, nil, Tensor[float32]{}, q, k, v, opts)
