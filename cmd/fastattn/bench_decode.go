@@ -125,7 +125,10 @@ func benchDecodeCmd(args []string, stdout, stderr io.Writer) error {
 		*steps, kernels.Implementation(), runtime.GOMAXPROCS(0), loadAverage())
 	bw := streamBandwidth(runtime.GOMAXPROCS(0), *bwMB)
 	fmt.Fprintf(stdout, "memory bandwidth (streaming read of a %d MiB array, %d goroutines, best of 5): %.1f GB/s\n", *bwMB, runtime.GOMAXPROCS(0), bw/1e9)
-	fmt.Fprintf(stdout, "poly: Q and K entries uniform in [-1, 1], scale 1/d, eps %g; exact d=%d: entries uniform in [-1, 1], scale 1/sqrt(d)\n\n", *eps, *exactD)
+	if !*exactOnly {
+		fmt.Fprintf(stdout, "poly: Q and K entries uniform in [-1, 1], scale 1/d, eps %g; ", *eps)
+	}
+	fmt.Fprintf(stdout, "exact d=%d: entries uniform in [-1, 1], scale 1/sqrt(d)\n\n", *exactD)
 	fmt.Fprintf(stdout, "%-34s %9s %12s %11s %9s %7s %9s %6s %9s\n", "case", "context", "us/token", "tokens/s", "GB/s", "% bw", "bound", "degree", "fallback")
 	results := map[string][]decodeBenchRow{}
 	for _, g := range groups {
