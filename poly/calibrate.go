@@ -97,7 +97,7 @@ func calibrate() rates {
 		}
 		yt := make([]float64, e1*rows)
 		query = best(reps, func() {
-			ht := mono.evalBlock(wt, rows, rows, s.h[:rk*rows], rk)
+			ht := mono.evalBlock(wt, rows, rows, s.h[:rk*rows], rk, nil)
 			kernels.GemmNN64(e1, rows, rk, scaled, rk, ht, rows, yt, rows)
 		}) / float64(rows*rk)
 		const direct = 16

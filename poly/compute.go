@@ -18,7 +18,7 @@ func newScratch(r, e1, d int) *scratch {
 		y: make([]float64, queryBlock*e1), w: make([]float64, queryBlock*d),
 		scores: make([]float64, queryBlock*keyBlock),
 		yt:     make([]float64, e1*queryBlock), wt: make([]float64, d*queryBlock),
-		limits: make([]int, queryBlock),
+		limits: make([]int, queryBlock), sums: make([]float64, r),
 	}
 }
 
@@ -55,18 +55,26 @@ func (run *runner[T]) parallelBlocks(ctx context.Context, b0, b1 int, work func(
 
 // addMoments adds sum_j u_j^alpha [v_j, 1] over keys j0..j1-1 to dst
 // (r x (e+1)): the features of the block as an r x bs matrix times the
-// block's values, one GEMM.
+// block's values, one GEMM e columns wide (a multiple of the vector width
+// for the usual e, where e+1 would add a mostly empty vector), and the
+// denominators' column as the feature rows' sums, taken while building
+// them.
 func (hk *headKeys[T]) addMoments(s *scratch, j0, j1 int, dst []float64) {
 	bs := j1 - j0
-	e1 := hk.e + 1
-	f := hk.features(s, j0, j1)
-	kernels.GemmNN64(hk.r, e1, bs, f, bs, hk.valueBlock(s, j0, j1), e1, dst, e1)
+	e, e1 := hk.e, hk.e+1
+	f := hk.mono.evalBlock(hk.ut[j0:], hk.L, bs, s.feat, hk.r, s.sums[:hk.r])
+	if e > 0 {
+		kernels.GemmNN64(hk.r, e, bs, f, bs, hk.valueBlock(s, j0, j1), e1, dst, e1)
+	}
+	for a, sum := range s.sums[:hk.r] {
+		dst[a*e1+e] += sum
+	}
 }
 
 // features returns the monomials u_j^alpha of keys j0..j1-1 as an r x bs
 // matrix in the worker's scratch, one multiplication per entry.
 func (hk *headKeys[T]) features(s *scratch, j0, j1 int) []float64 {
-	return hk.mono.evalBlock(hk.ut[j0:], hk.L, j1-j0, s.feat, hk.r)
+	return hk.mono.evalBlock(hk.ut[j0:], hk.L, j1-j0, s.feat, hk.r, nil)
 }
 
 // valueBlock returns the values of keys j0..j1-1 as float64 rows with a
@@ -227,7 +235,7 @@ func (run *runner[T]) degreeGroup(s *scratch, h int, hp *headPlan, hk *headKeys[
 	f := uint64(exactFlops)
 	if scaled != nil {
 		rg := Rank(d, a.Degree)
-		ht := hk.mono.evalBlock(wt, cnt, cnt, s.h[:rg*cnt], rg)
+		ht := hk.mono.evalBlock(wt, cnt, cnt, s.h[:rg*cnt], rg, nil)
 		yt := s.yt[:e1*cnt]
 		clear(yt)
 		kernels.GemmNN64(e1, cnt, rg, scaled, rg, ht, cnt, yt, cnt)

@@ -90,17 +90,25 @@ func (m *monomials) eval(x []float64, f []float64, r int) {
 // evalBlock fills ht (r x cnt, monomial-major) with the first r monomials
 // of cnt points given variable-major in xt (variable t's coordinates at
 // xt[t*ldx:]): each monomial is its parent's row times one variable's row,
-// a vector product over the points.
-func (m *monomials) evalBlock(xt []float64, ldx, cnt int, ht []float64, r int) []float64 {
+// a vector product over the points. A non-nil sums (length r) receives
+// each row's sum.
+func (m *monomials) evalBlock(xt []float64, ldx, cnt int, ht []float64, r int, sums []float64) []float64 {
 	ht = ht[:r*cnt]
 	for k := range cnt {
 		ht[k] = 1
+	}
+	if sums != nil {
+		sums[0] = float64(cnt)
 	}
 	for a := 1; a < r; a++ {
 		row := ht[a*cnt : (a+1)*cnt]
 		par := ht[int(m.parent[a])*cnt : int(m.parent[a])*cnt+cnt]
 		x := xt[int(m.vari[a])*ldx : int(m.vari[a])*ldx+cnt]
-		kernels.Mul64(row, par, x)
+		if sums != nil {
+			sums[a] = kernels.MulSum64(row, par, x)
+		} else {
+			kernels.Mul64(row, par, x)
+		}
 	}
 	return ht
 }

@@ -743,6 +743,7 @@ type scratch struct {
 	wt      []float64 // d x queryBlock scaled queries, variable-major
 	limits  []int     // queryBlock key limits
 	groups  [][]int   // a query block's rows by degree
+	sums    []float64 // r feature-row sums of a key block
 	w       []float64 // queryBlock x d scaled queries
 	scores  []float64 // queryBlock x keyBlock exponents, for keys added exactly
 	grad    *gradScratch

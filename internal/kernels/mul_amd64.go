@@ -9,3 +9,10 @@ func mul64(dst, a, b []float64) {
 	}
 	mulF64AVX512(&dst[0], &a[0], &b[0], len(dst))
 }
+
+func mulSum64(dst, a, b []float64) float64 {
+	if level < levelAVX512 || len(dst) == 0 {
+		return mulSum64Go(dst, a, b)
+	}
+	return mulSumF64AVX512(&dst[0], &a[0], &b[0], len(dst))
+}

@@ -752,6 +752,9 @@ func softmaxGradF64AVX512(s *float64, ds *float64, n int, scale float64, lse flo
 func mulF64AVX512(dst *float64, a *float64, b *float64, n int)
 
 //go:noescape
+func mulSumF64AVX512(dst *float64, a *float64, b *float64, n int) (s float64)
+
+//go:noescape
 func peakFMAF32AVX512(n int)
 
 //go:noescape
