@@ -81,7 +81,12 @@ func Row[T attn.Float](p *attn.Problem[T], h, i int, out []float64) float64 {
 	q := p.Q[(h*p.N+i)*d : (h*p.N+i+1)*d]
 	// The row's keys and their logits as double-doubles; a mask adds its
 	// term (exactly: twoSum), -Inf drops the key.
-	keys := make([]int, 0, max(b-a, 0))
+	// Without a mask the kept keys are a..b-1 and need no list (at a
+	// million keys the list would be 8 MB per row).
+	var keys []int
+	if p.Mask != nil {
+		keys = make([]int, 0, max(b-a, 0))
+	}
 	hi, lo := make([]float64, 0, max(b-a, 0)), make([]float64, 0, max(b-a, 0))
 	best := -1
 	for j := a; j < b; j++ {
@@ -94,8 +99,8 @@ func Row[T attn.Float](p *attn.Problem[T], h, i int, out []float64) float64 {
 			var l2 float64
 			h1, l2 = twoSum(h1, m)
 			h1, l1 = twoSum(h1, l1+l2)
+			keys = append(keys, j)
 		}
-		keys = append(keys, j)
 		hi, lo = append(hi, h1), append(lo, l1)
 		if x := len(hi) - 1; best < 0 || hi[x] > hi[best] || (hi[x] == hi[best] && lo[x] > lo[best]) {
 			best = x
@@ -116,7 +121,11 @@ func Row[T attn.Float](p *attn.Problem[T], h, i int, out []float64) float64 {
 	// near 1, so that sums of huge values do not overflow and subnormal
 	// ones keep their digits.
 	colMax := make([]float64, e)
-	for _, j := range keys {
+	for x := range hi {
+		j := a + x
+		if keys != nil {
+			j = keys[x]
+		}
 		for c, x := range p.V[(kh*p.M+j)*e : (kh*p.M+j+1)*e] {
 			// A comparison, not the max builtin (whose NaN handling costs a
 			// quarter of the row): a NaN value makes that column's output
@@ -143,7 +152,11 @@ func Row[T attn.Float](p *attn.Problem[T], h, i int, out []float64) float64 {
 		den.add(math.Exp(dh + (dl - ml)))
 	}
 	num := make([]neumaier, e)
-	for x, j := range keys {
+	for x := range hi {
+		j := a + x
+		if keys != nil {
+			j = keys[x]
+		}
 		dh, dl := twoSum(hi[x], -mh)
 		arg := dh + (dl + (lo[x] - ml))
 		if arg < -746 {
