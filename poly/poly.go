@@ -269,7 +269,30 @@ func enclosingBall[T attn.Float](keys []T, d int) ([]float64, float64) {
 	farthest := func(c []float64) (int, float64) {
 		parallel.For(context.Background(), chunks, chunks, func(x int) {
 			best, bestD := 0, -1.0
-			for j := x * L / chunks; j < (x+1)*L/chunks; j++ {
+			j, end := x*L/chunks, (x+1)*L/chunks
+			// Four keys at a time: four independent chains of additions
+			// (each key's sum in the same order as one at a time).
+			var s4 [4]float64
+			for ; j+4 <= end; j += 4 {
+				k4 := keys[j*d : (j+4)*d]
+				s4 = [4]float64{}
+				for t, ct := range c[:d] {
+					d0 := float64(k4[t]) - ct
+					d1 := float64(k4[d+t]) - ct
+					d2 := float64(k4[2*d+t]) - ct
+					d3 := float64(k4[3*d+t]) - ct
+					s4[0] += d0 * d0
+					s4[1] += d1 * d1
+					s4[2] += d2 * d2
+					s4[3] += d3 * d3
+				}
+				for y, s := range s4 {
+					if s > bestD {
+						best, bestD = j+y, s
+					}
+				}
+			}
+			for ; j < end; j++ {
 				var s float64
 				for t, y := range keys[j*d : (j+1)*d] {
 					diff := float64(y) - c[t]
