@@ -58,6 +58,11 @@ var (
 	packBudget = 64 << 20
 )
 
+// subRows is how many rows of a query tile go through a key tile at once
+// (a multiple of the microkernels' 6 rows); a variable so benchmarks can
+// compare.
+var subRows = 48
+
 // prefetch turns on the prefetch of the next operands into L2 during the
 // products; a variable so benchmarks can compare.
 var prefetch = true
@@ -670,7 +675,7 @@ func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T],
 		nonFinite = true
 	}
 	// For float64 the P V product accumulates straight into acc.
-	acc64, direct := any(acc).([]T)
+	_, direct := any(acc).([]T)
 	inside := true // every row sees every key of [ja, jb)
 	for r := range rows {
 		st.rowMax[r] = math.Inf(-1)
@@ -685,7 +690,6 @@ func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T],
 			return nonFinite
 		}
 		cols := min(keyTile, jb-j0)
-		s := st.scores[:(rows-1)*scoreStride+cols]
 		var kt, vt []T
 		if half {
 			off := kh * p.M
@@ -713,94 +717,102 @@ func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T],
 		if prefetch && !half {
 			nextV = vt[:cols*e]
 		}
-		if pk != nil {
-			pk.GemmNTNext(rows, j0, cols, q, d, s, scoreStride, nextV)
-		} else if centre != nil {
+		if pk == nil && centre != nil {
 			if len(st.keys) < keyTile*d {
 				st.keys = make([]T, keyTile*d)
 			}
-			kt := st.keys[:cols*d]
+			kt = st.keys[:cols*d]
 			centreRows(kt, keys[j0*d:(j0+cols)*d], centre)
-			k.gemmNT(rows, cols, d, q, d, kt, d, s, scoreStride)
-		} else {
-			k.gemmNT(rows, cols, d, q, d, kt, d, s, scoreStride)
 		}
-		for r := range rows {
-			row := s[r*scoreStride : r*scoreStride+cols]
-			a, b := 0, cols
-			if !inside {
-				a, b = min(max(st.lo[r]-j0, 0), cols), min(max(st.hi[r]-j0, 0), cols)
-				// Keys outside the row's range must not feed P V.
-				clear(row[:a])
-				clear(row[b:])
-			}
-			st.alpha[r] = 1
-			if a >= b {
-				continue
-			}
-			var mx T
-			if check && mask == nil {
-				// The scan for NaN and Inf in the max's pass.
-				var fin bool
-				mx, fin = maxFinite(row[a:b], k.max)
-				nonFinite = nonFinite || !fin
+		// The tile's rows go through in blocks of subRows: each block's
+		// scores stay in L1 from Q K^T through the softmax to P V.
+		for b0 := 0; b0 < rows; b0 += subRows {
+			nb := min(subRows, rows-b0)
+			s := st.scores[:(nb-1)*scoreStride+cols]
+			pfV, pfK := share(nextV, b0, nb, rows), share(nextK, b0, nb, rows)
+			if pk != nil {
+				pk.GemmNTNext(nb, j0, cols, q[b0*d:], d, s, scoreStride, pfV)
 			} else {
-				if check && !finite(row[a:b]) {
-					nonFinite = true
-				}
-				if mask != nil {
-					applyMask(mask, row, (r0+r)/p.N, (r0+r)%p.N, j0, a, b, p.Scale)
-				}
-				mx = k.max(row[a:b])
+				k.gemmNT(nb, cols, d, q[b0*d:], d, kt, d, s, scoreStride)
 			}
-			if math.IsInf(float64(mx), -1) {
-				clear(row[a:b]) // every key of the tile masked
+			for r := b0; r < b0+nb; r++ {
+				row := s[(r-b0)*scoreStride : (r-b0)*scoreStride+cols]
+				a, b := 0, cols
+				if !inside {
+					a, b = min(max(st.lo[r]-j0, 0), cols), min(max(st.hi[r]-j0, 0), cols)
+					// Keys outside the row's range must not feed P V.
+					clear(row[:a])
+					clear(row[b:])
+				}
+				st.alpha[r] = 1
+				if a >= b {
+					continue
+				}
+				var mx T
+				if check && mask == nil {
+					// The scan for NaN and Inf in the max's pass.
+					var fin bool
+					mx, fin = maxFinite(row[a:b], k.max)
+					nonFinite = nonFinite || !fin
+				} else {
+					if check && !finite(row[a:b]) {
+						nonFinite = true
+					}
+					if mask != nil {
+						applyMask(mask, row, (r0+r)/p.N, (r0+r)%p.N, j0, a, b, p.Scale)
+					}
+					mx = k.max(row[a:b])
+				}
+				if math.IsInf(float64(mx), -1) {
+					clear(row[a:b]) // every key of the tile masked
+					continue
+				}
+				// scale > 0, so the largest scaled logit is scale times the
+				// largest dot product. It is rounded exactly as the exp kernel
+				// rounds T(scale)*x, so the largest entry's exponent is exactly 0
+				// and the row sum is at least 1, whatever the logits' size.
+				tileMax := float64(T(scale * mx))
+				if tileMax > st.rowMax[r] {
+					alpha := math.Exp(st.rowMax[r] - tileMax) // 0 on the first tile
+					st.alpha[r] = alpha
+					st.rowSum[r] *= alpha
+					st.rowMax[r] = tileMax
+				}
+				st.rowSum[r] += float64(k.expShift(row[a:b], scale, T(st.rowMax[r])))
+			}
+			accb, alphas := acc[b0*e:(b0+nb)*e], st.alpha[b0:b0+nb]
+			if direct {
+				for r, a := range alphas {
+					if a != 1 {
+						scaleRow(accb[r*e:(r+1)*e], a)
+					}
+				}
+				k.gemmNNNext(nb, e, cols, s, scoreStride, vt, e, any(accb).([]T), e, pfK)
 				continue
 			}
-			// scale > 0, so the largest scaled logit is scale times the
-			// largest dot product. It is rounded exactly as the exp kernel
-			// rounds T(scale)*x, so the largest entry's exponent is exactly 0
-			// and the row sum is at least 1, whatever the logits' size.
-			tileMax := float64(T(scale * mx))
-			if tileMax > st.rowMax[r] {
-				alpha := math.Exp(st.rowMax[r] - tileMax) // 0 on the first tile
-				st.alpha[r] = alpha
-				st.rowSum[r] *= alpha
-				st.rowMax[r] = tileMax
-			}
-			st.rowSum[r] += float64(k.expShift(row[a:b], scale, T(st.rowMax[r])))
-		}
-		if direct {
-			for r := range rows {
-				if a := st.alpha[r]; a != 1 {
-					scaleRow(acc[r*e:(r+1)*e], a)
-				}
-			}
-			k.gemmNNNext(rows, e, cols, s, scoreStride, vt, e, acc64, e, nextK)
-			continue
-		}
-		pv := st.pv[:rows*e]
-		pv32, is32 := any(pv).([]float32)
-		if is32 {
-			// Stored over the scratch tile: no clearing first.
-			kernels.GemmNNSet32(rows, e, cols, any(s).([]float32), scoreStride, any(vt).([]float32), e, pv32, e, any(nextK).([]float32))
-		} else {
-			clear(pv)
-			k.gemmNNNext(rows, e, cols, s, scoreStride, vt, e, pv, e, nextK)
-		}
-		if is32 && allOne(st.alpha[:rows]) {
-			// No row's max moved: one call for the whole tile.
-			kernels.Accumulate32(acc, 1, pv32)
-			continue
-		}
-		for r := range rows {
-			a, alpha := acc[r*e:(r+1)*e], st.alpha[r]
+			pv := st.pv[:nb*e]
+			pv32, is32 := any(pv).([]float32)
 			if is32 {
-				kernels.Accumulate32(a, alpha, pv32[r*e:(r+1)*e])
+				// Stored over the scratch tile: no clearing first.
+				kernels.GemmNNSet32(nb, e, cols, any(s).([]float32), scoreStride, any(vt).([]float32), e, pv32, e, any(pfK).([]float32))
+			} else {
+				clear(pv)
+				k.gemmNNNext(nb, e, cols, s, scoreStride, vt, e, pv, e, pfK)
+			}
+			if is32 && allOne(alphas) {
+				// No row's max moved: one call for the whole block.
+				kernels.Accumulate32(accb, 1, pv32)
 				continue
 			}
-			for c, v := range pv[r*e : (r+1)*e] {
-				a[c] = a[c]*alpha + float64(v)
+			for r, alpha := range alphas {
+				a := accb[r*e : (r+1)*e]
+				if is32 {
+					kernels.Accumulate32(a, alpha, pv32[r*e:(r+1)*e])
+					continue
+				}
+				for c, v := range pv[r*e : (r+1)*e] {
+					a[c] = a[c]*alpha + float64(v)
+				}
 			}
 		}
 	}
@@ -868,6 +880,12 @@ func applyMask[T attn.Float](m *attn.Mask, row []T, h, i, j0, a, b int, scale fl
 	for c := a; c < b; c++ {
 		row[c] = T(float64(row[c]) + add[c*cs]*inv)
 	}
+}
+
+// share is the part of x that block rows b0..b0+nb-1 of a rows-row tile
+// prefetch: x split in proportion to the rows.
+func share[T any](x []T, b0, nb, rows int) []T {
+	return x[len(x)*b0/rows : len(x)*(b0+nb)/rows]
 }
 
 func allOne(x []float64) bool {

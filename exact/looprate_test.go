@@ -20,6 +20,8 @@ import (
 //   - loop: attendRows as a prefill runs it (packed keys, scans, prefetch),
 //     on chunks of 4096 keys;
 //   - loop without prefetch: the same with the L2 prefetch off;
+//   - loop without row blocks: the same with each key tile's Q K^T,
+//     softmax and P V run on the whole query tile at once;
 //   - products: its Q K^T and P V alone, over the same keys;
 //   - products, L2: the same on 1024 keys reused (they stay in L2).
 //
@@ -60,7 +62,7 @@ func TestLoopRates(t *testing.T) {
 				k.gemmNNNext(queryTile, d, keyTile, st.scores, scoreStride, p.V[j0*d:], d, pv, d, nextK)
 			}
 		}
-		names := []string{"loop", "loop without prefetch", "products", "products, L2"}
+		names := []string{"loop", "loop without prefetch", "products", "products, L2", "loop without row blocks"}
 		times := make([][]float64, len(names))
 		for rep := range 300 {
 			r0 := (rep % 16) * queryTile
@@ -77,6 +79,11 @@ func TestLoopRates(t *testing.T) {
 					products(q, ja, chunk)
 				case 3:
 					products(q, ja, l2Keys)
+				default:
+					old := subRows
+					subRows = queryTile
+					attendRows(context.Background(), p, k, st, pk, nil, r0, queryTile, ja, ja+chunk, true)
+					subRows = old
 				}
 				c1, _ := threadCPU()
 				times[v] = append(times[v], c1-c0)
