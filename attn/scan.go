@@ -1,13 +1,18 @@
 package attn
 
-import "math"
+import (
+	"math"
+
+	"github.com/fastattn/fastattn/internal/kernels"
+)
 
 // Scans of keys and values that certified calls make before computing
 // (exact attention's key ranges, every method's value column maxima).
 // They read every valid key and value once per call, so they are written
 // to run at memory speed: native comparisons without NaN handling (the
 // kernels check finiteness as they read; a NaN makes MaxAbsRows' result
-// NaN) and no conversions in the inner loops.
+// NaN), no conversions in the inner loops, and AVX-512 kernels for
+// float32 (package kernels).
 
 // MaxAbsRows raises acc[c] to max_l |x_lc| over the rows of x, each of
 // len(acc) values. A NaN among them makes acc[c] NaN.
@@ -21,14 +26,7 @@ func MaxAbsRows[T Float](x []T, acc []float64) {
 		// |x| as the bits without the sign: for finite values and Inf their
 		// order is that of the magnitudes, and NaNs compare above Inf.
 		m := make([]uint32, e)
-		for l := 0; l+e <= len(x); l += e {
-			row, m := x[l:l+e], m[:e]
-			for c, v := range row {
-				if b := math.Float32bits(v) &^ (1 << 31); b > m[c] {
-					m[c] = b
-				}
-			}
-		}
+		kernels.ColumnMaxAbsBits32(x, e, m)
 		for c, b := range m {
 			acc[c] = max(acc[c], float64(math.Float32frombits(b)))
 		}
@@ -53,6 +51,17 @@ func MaxAbsRows[T Float](x []T, acc []float64) {
 func RowRange[T Float](x []T, lo, hi []float64) {
 	d := len(lo)
 	if d == 0 || len(x) < d {
+		return
+	}
+	if x, ok := any(x).([]float32); ok {
+		l, h := make([]float32, d), make([]float32, d)
+		copy(l, x[:d])
+		copy(h, x[:d])
+		kernels.ColumnRange32(x, d, l, h)
+		for t := range d {
+			lo[t] = min(lo[t], float64(l[t]))
+			hi[t] = max(hi[t], float64(h[t]))
+		}
 		return
 	}
 	l, h := make([]T, d), make([]T, d)

@@ -770,4 +770,28 @@ func amxGemmBF16(mt int, nt int, ks int, a *uint16, lda int, astep int, b *uint1
 func splitBF16AVX512(hi *uint16, lo *uint16, src *float32, n int)
 
 //go:noescape
+func rangeF32AVX512x1(x *float32, rows int, ld int, lo *float32, hi *float32)
+
+//go:noescape
+func maxAbsBitsF32AVX512x1(x *float32, rows int, ld int, m *uint32)
+
+//go:noescape
+func rangeF32AVX512x2(x *float32, rows int, ld int, lo *float32, hi *float32)
+
+//go:noescape
+func maxAbsBitsF32AVX512x2(x *float32, rows int, ld int, m *uint32)
+
+//go:noescape
+func rangeF32AVX512x4(x *float32, rows int, ld int, lo *float32, hi *float32)
+
+//go:noescape
+func maxAbsBitsF32AVX512x4(x *float32, rows int, ld int, m *uint32)
+
+//go:noescape
+func rangeF32AVX512x8(x *float32, rows int, ld int, lo *float32, hi *float32)
+
+//go:noescape
+func maxAbsBitsF32AVX512x8(x *float32, rows int, ld int, m *uint32)
+
+//go:noescape
 func prefetchL2(p *byte, lines int)

@@ -210,6 +210,7 @@ func main() {
 	genPeak("peakFMAF64AVX512", func(i int) { emit("VFMADD231PD Z30, Z31, Z%d", i) })
 	genPeak("peakDPBF16AVX512", func(i int) { vdpbf16ps(i, 30, 31) })
 	genAMX()
+	genScans()
 	genPrefetch()
 
 	if err := os.WriteFile(filepath.Join(*out, "zkernels_amd64.s"), s.Bytes(), 0o644); err != nil {
