@@ -304,9 +304,10 @@ func TestAdversarialBounds(t *testing.T) {
 
 // TestDeadline: every method stops soon after its context's deadline, in
 // whichever phase it is (anytemp at d = 64 once built its monomial tables
-// for seconds without looking). The allowance is generous (2 s past the
-// deadline) so that a loaded machine does not fail it; the bug it guards
-// against overshot by 7 s.
+// for seconds without looking). The allowance is generous (4 s past the
+// deadline) so that a loaded machine does not fail it (anytemp overshot by
+// 2.0 s at a load average of 25); the bug it guards against overshot by
+// 7 s.
 func TestDeadline(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs each method for up to a few seconds")
@@ -349,7 +350,7 @@ func TestDeadline(t *testing.T) {
 }
 
 // checkDeadline runs call with a context of deadline dl: it must succeed,
-// decline, or stop with DeadlineExceeded within 2 s of the deadline.
+// decline, or stop with DeadlineExceeded within 4 s of the deadline.
 func checkDeadline(t *testing.T, what string, dl time.Duration, call func(ctx context.Context) error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), dl)
@@ -361,7 +362,7 @@ func checkDeadline(t *testing.T, what string, dl time.Duration, call func(ctx co
 	if err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, attn.ErrUnsupported) {
 		t.Errorf("%s: %v", what, err)
 	}
-	if err != nil && over > 2*time.Second {
+	if err != nil && over > 4*time.Second {
 		t.Errorf("%s returned %v after a %v deadline", what, over, dl)
 	}
 }
