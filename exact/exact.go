@@ -728,18 +728,34 @@ func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T],
 		// scores stay in L1 from Q K^T through the softmax to P V.
 		for b0 := 0; b0 < rows; b0 += subRows {
 			nb := min(subRows, rows-b0)
-			s := st.scores[:(nb-1)*scoreStride+cols]
+			// The block's keys end where its rows' ranges end: on a causal
+			// diagonal, the first blocks skip the columns only later rows
+			// see.
+			bcols := cols
+			if !inside {
+				bcols = 0
+				for r := b0; r < b0+nb; r++ {
+					bcols = max(bcols, min(max(st.hi[r]-j0, 0), cols))
+				}
+			}
+			if bcols == 0 {
+				for r := b0; r < b0+nb; r++ {
+					st.alpha[r] = 1 // no key of this tile for these rows
+				}
+				continue
+			}
+			s := st.scores[:(nb-1)*scoreStride+bcols]
 			pfV, pfK := share(nextV, b0, nb, rows), share(nextK, b0, nb, rows)
 			if pk != nil {
-				pk.GemmNTNext(nb, j0, cols, q[b0*d:], d, s, scoreStride, pfV)
+				pk.GemmNTNext(nb, j0, bcols, q[b0*d:], d, s, scoreStride, pfV)
 			} else {
-				k.gemmNT(nb, cols, d, q[b0*d:], d, kt, d, s, scoreStride)
+				k.gemmNT(nb, bcols, d, q[b0*d:], d, kt, d, s, scoreStride)
 			}
 			for r := b0; r < b0+nb; r++ {
-				row := s[(r-b0)*scoreStride : (r-b0)*scoreStride+cols]
-				a, b := 0, cols
+				row := s[(r-b0)*scoreStride : (r-b0)*scoreStride+bcols]
+				a, b := 0, bcols
 				if !inside {
-					a, b = min(max(st.lo[r]-j0, 0), cols), min(max(st.hi[r]-j0, 0), cols)
+					a, b = min(max(st.lo[r]-j0, 0), bcols), min(max(st.hi[r]-j0, 0), bcols)
 					// Keys outside the row's range must not feed P V.
 					clear(row[:a])
 					clear(row[b:])
@@ -787,17 +803,17 @@ func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T],
 						scaleRow(accb[r*e:(r+1)*e], a)
 					}
 				}
-				k.gemmNNNext(nb, e, cols, s, scoreStride, vt, e, any(accb).([]T), e, pfK)
+				k.gemmNNNext(nb, e, bcols, s, scoreStride, vt, e, any(accb).([]T), e, pfK)
 				continue
 			}
 			pv := st.pv[:nb*e]
 			pv32, is32 := any(pv).([]float32)
 			if is32 {
 				// Stored over the scratch tile: no clearing first.
-				kernels.GemmNNSet32(nb, e, cols, any(s).([]float32), scoreStride, any(vt).([]float32), e, pv32, e, any(pfK).([]float32))
+				kernels.GemmNNSet32(nb, e, bcols, any(s).([]float32), scoreStride, any(vt).([]float32), e, pv32, e, any(pfK).([]float32))
 			} else {
 				clear(pv)
-				k.gemmNNNext(nb, e, cols, s, scoreStride, vt, e, pv, e, pfK)
+				k.gemmNNNext(nb, e, bcols, s, scoreStride, vt, e, pv, e, pfK)
 			}
 			if is32 && allOne(alphas) {
 				// No row's max moved: one call for the whole block.
