@@ -120,6 +120,7 @@ func TestDecoderMatchesReference(t *testing.T) {
 	for _, c := range []struct{ units, keys, rows, d, e int }{
 		{1, 1, 1, 3, 2}, {1, 700, 1, 16, 8}, {3, 1500, 4, 5, 7}, {2, 300, 100, 8, 8}, {1, 2000, 150, 64, 32},
 		{2, 1100, 4, 128, 128}, // a GQA group of 4 query heads, d = e = 128
+		{1, 900, 3, 80, 100},   // a value panel of 64 columns and one of 36
 	} {
 		for _, sinks := range []bool{false, true} {
 			for _, workers := range []int{1, 3} {
@@ -160,17 +161,26 @@ func TestDecoderAllocatesNothing(t *testing.T) {
 		t.Skip("the race detector's instrumentation allocates")
 	}
 	rng := rand.New(rand.NewPCG(3, 4))
-	us := randomUnits[float32](rng, 2, 5000, 1, 64, 64, false)
-	dec := NewDecoder[float32](2)
-	ctx := context.Background()
-	if err := dec.Attend(ctx, us, 0.125); err != nil {
-		t.Fatal(err)
-	}
-	if n := testing.AllocsPerRun(20, func() {
+	for _, f := range []attn.HalfFormat{attn.NoHalf, attn.Float16, attn.BFloat16} {
+		// GQA rows (4 query heads per store) and a value width that is
+		// not a multiple of the 16-bit stores' panels.
+		us := randomUnitsIn(rng, 2, 5000, 4, 64, 72, false, func() *DecodeKeys[float32] {
+			if f == attn.NoHalf {
+				return NewDecodeKeys[float32](64, 72)
+			}
+			return NewDecodeKeysHalf(64, 72, f)
+		})
+		dec := NewDecoder[float32](2)
+		ctx := context.Background()
 		if err := dec.Attend(ctx, us, 0.125); err != nil {
 			t.Fatal(err)
 		}
-	}); n != 0 {
-		t.Fatalf("a decoding step allocated %v times", n)
+		if n := testing.AllocsPerRun(20, func() {
+			if err := dec.Attend(ctx, us, 0.125); err != nil {
+				t.Fatal(err)
+			}
+		}); n != 0 {
+			t.Fatalf("%v store: a decoding step allocated %v times", f, n)
+		}
 	}
 }
