@@ -121,8 +121,10 @@ func (kv *DecodeKeys[T]) Value(j int) []T {
 	b, c := j/DecodeBlock, j%DecodeBlock
 	if kv.Format != attn.NoHalf {
 		kv.row = grow(kv.row, kv.E)
-		for t := range kv.row {
-			kv.row[t] = T(attn.HalfToFloat32(kv.Format, kv.Values16[b][kv.valueAt16(c, t)]))
+		// The value is one contiguous row in each panel.
+		for t := 0; t < kv.E; t += halfPanel {
+			at, w := kv.valueAt16(c, t), kv.valuePanel(t/halfPanel)
+			widen(kv.Format, kv.row[t:t+w], kv.Values16[b][at:at+w])
 		}
 		return kv.row
 	}
