@@ -58,7 +58,7 @@ func best(reps int, f func()) float64 {
 // milliseconds.
 func calibrate() rates {
 	const (
-		d, g, keys, rows, reps = 8, 3, 4 * keyBlock, queryBlock, 5
+		d, g, keys, rows, reps = 8, 3, 2 * keyBlock, queryBlock, 5
 	)
 	r := rand.New(rand.NewPCG(3, 5))
 	mono := newMonomials(d, g)
