@@ -370,7 +370,10 @@ func (st *bf16State) tile(ctx context.Context, p *attn.Problem[float32], out *at
 			return
 		}
 		cols := min(bf16KeyTile, jb-j0)
-		kc := roundUp(min(bf16KeyTile, keys-j0), 32) // the P V product's depth
+		// The P V product's depth (only the tile's keys a row may attend:
+		// short on the causal diagonal) and the depth its values were
+		// packed for.
+		kc, kPacked := roundUp(cols, 32), roundUp(min(bf16KeyTile, keys-j0), 32)
 		s := st.s[:rp*bf16KeyTile]
 		kernels.GemmPackedBF16(rp, roundUp(cols, 16), dp, q, dp, kp[j0*dp:], s, bf16KeyTile, false)
 		for r := range rp {
@@ -401,11 +404,11 @@ func (st *bf16State) tile(ctx context.Context, p *attn.Problem[float32], out *at
 		pv := st.pv[:rp*ep]
 		if mode == bf16Split {
 			kernels.SplitBF16(st.hi, st.lo, s)
-			kernels.GemmPackedBF16(rp, ep, kc, st.hi, bf16KeyTile, vt, pv, ep, false)
-			kernels.GemmPackedBF16(rp, ep, kc, st.lo, bf16KeyTile, vt, pv, ep, true)
+			kernels.GemmPackedBF16Prefix(rp, ep, kc, kPacked, st.hi, bf16KeyTile, vt, pv, ep, false)
+			kernels.GemmPackedBF16Prefix(rp, ep, kc, kPacked, st.lo, bf16KeyTile, vt, pv, ep, true)
 		} else {
 			kernels.Float32ToBF16(st.hi, s)
-			kernels.GemmPackedBF16(rp, ep, kc, st.hi, bf16KeyTile, vt, pv, ep, false)
+			kernels.GemmPackedBF16Prefix(rp, ep, kc, kPacked, st.hi, bf16KeyTile, vt, pv, ep, false)
 		}
 		for r := range rows {
 			kernels.Accumulate32(acc[r*e:(r+1)*e], st.alpha[r], pv[r*ep:r*ep+e])

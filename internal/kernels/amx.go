@@ -75,10 +75,22 @@ func PackBF16NN(dst []uint16, k, n int, b []uint16, ldb int) {
 // PackBF16NT or PackBF16NN for the same n and k, into float32 C (m x n,
 // row stride ldc), with float32 sums. It runs on AMX when AMX() is true.
 func GemmPackedBF16(m, n, k int, a []uint16, lda int, bp []uint16, c []float32, ldc int, accumulate bool) {
+	GemmPackedBF16Prefix(m, n, k, k, a, lda, bp, c, ldc, accumulate)
+}
+
+// GemmPackedBF16Prefix is GemmPackedBF16 with B packed for a depth kPacked
+// >= k, of which only the first k rows are used: a tile of attention's
+// values packed once for a full tile of keys serves a shorter one (the
+// causal diagonal) without repacking. B's rows k to k rounded up to 32
+// are multiplied by zeros, so they must be finite.
+func GemmPackedBF16Prefix(m, n, k, kPacked int, a []uint16, lda int, bp []uint16, c []float32, ldc int, accumulate bool) {
 	if m <= 0 || n <= 0 {
 		return
 	}
-	if len(bp) < PackedBF16Len(n, k) {
+	if k > kPacked {
+		panic("kernels: GemmPackedBF16Prefix: k beyond the packed depth")
+	}
+	if len(bp) < PackedBF16Len(n, kPacked) {
 		panic("kernels: GemmPackedBF16: packed B shorter than PackedBF16Len(n, k)")
 	}
 	if k <= 0 {
@@ -91,7 +103,7 @@ func GemmPackedBF16(m, n, k int, a []uint16, lda int, bp []uint16, c []float32, 
 	}
 	_ = a[(m-1)*lda+k-1]
 	_ = c[(m-1)*ldc+n-1]
-	gemmPackedBF16(m, n, k, a, lda, bp, c, ldc, accumulate)
+	gemmPackedBF16(m, n, k, kPacked, a, lda, bp, c, ldc, accumulate)
 }
 
 // AMX reports whether GemmPackedBF16 runs on AMX tiles (TDPBF16PS) here:
@@ -100,8 +112,8 @@ func GemmPackedBF16(m, n, k int, a []uint16, lda int, bp []uint16, c []float32, 
 func AMX() bool { return amxAvailable() }
 
 // gemmPackedBF16Go is the portable product: float32 sums in k order.
-func gemmPackedBF16Go(m, n, k int, a []uint16, lda int, bp []uint16, c []float32, ldc int, accumulate bool) {
-	ks := roundUp(k, amxDepth) / amxDepth
+func gemmPackedBF16Go(m, n, k, kPacked int, a []uint16, lda int, bp []uint16, c []float32, ldc int, accumulate bool) {
+	ks := roundUp(kPacked, amxDepth) / amxDepth
 	for i := range m {
 		arow := a[i*lda : i*lda+k]
 		crow := c[i*ldc : i*ldc+n]

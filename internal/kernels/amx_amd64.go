@@ -23,12 +23,13 @@ var (
 
 func amxAvailable() bool { return !amxOff && amxReady() }
 
-func gemmPackedBF16(m, n, k int, a []uint16, lda int, bp []uint16, c []float32, ldc int, accumulate bool) {
+func gemmPackedBF16(m, n, k, kPacked int, a []uint16, lda int, bp []uint16, c []float32, ldc int, accumulate bool) {
 	if !amxAvailable() {
-		gemmPackedBF16Go(m, n, k, a, lda, bp, c, ldc, accumulate)
+		gemmPackedBF16Go(m, n, k, kPacked, a, lda, bp, c, ldc, accumulate)
 		return
 	}
 	ks := roundUp(k, amxDepth) / amxDepth
+	panel := roundUp(kPacked, amxDepth) * amxCols // values per packed panel
 	if k%amxDepth != 0 {
 		// A's rows are read 32 values at a time: copy them, zero-padded.
 		kp := ks * amxDepth
@@ -40,13 +41,13 @@ func gemmPackedBF16(m, n, k int, a []uint16, lda int, bp []uint16, c []float32, 
 	}
 	mFull, nFull := m/amxCols*amxCols, n/amxCols*amxCols
 	if mFull > 0 && nFull > 0 {
-		amxGemm(mFull/amxCols, nFull/amxCols, ks, a, lda, bp, c, ldc, accumulate)
+		amxGemm(mFull/amxCols, nFull/amxCols, ks, a, lda, bp, panel, c, ldc, accumulate)
 	}
 	if nFull < n && mFull > 0 {
 		// The last, partial panel: through a 16-column buffer.
 		t := make([]float32, mFull*amxCols)
 		edge(mFull, n-nFull, c[nFull:], ldc, t, amxCols, accumulate, func() {
-			amxGemm(mFull/amxCols, 1, ks, a, lda, bp[nFull*ks*amxDepth:], t, amxCols, accumulate)
+			amxGemm(mFull/amxCols, 1, ks, a, lda, bp[nFull/amxCols*panel:], panel, t, amxCols, accumulate)
 		})
 	}
 	if mFull < m {
@@ -58,7 +59,7 @@ func gemmPackedBF16(m, n, k int, a []uint16, lda int, bp []uint16, c []float32, 
 		}
 		t := make([]float32, amxCols*np)
 		edge(m-mFull, n, c[mFull*ldc:], ldc, t, np, accumulate, func() {
-			amxGemm(1, np/amxCols, ks, ta, kp, bp, t, np, accumulate)
+			amxGemm(1, np/amxCols, ks, ta, kp, bp, panel, t, np, accumulate)
 		})
 	}
 }
@@ -79,16 +80,17 @@ func edge(rows, cols int, c []float32, ldc int, t []float32, ldt int, accumulate
 }
 
 // amxGemm runs the assembly on mt x nt full tiles of C: A has ks*32
-// readable values per row, B is packed with ks tiles per panel.
-func amxGemm(mt, nt, ks int, a []uint16, lda int, bp []uint16, c []float32, ldc int, accumulate bool) {
+// readable values per row, B's panels are panel values apart and hold at
+// least ks tiles.
+func amxGemm(mt, nt, ks int, a []uint16, lda int, bp []uint16, panel int, c []float32, ldc int, accumulate bool) {
 	_ = a[((mt*amxCols)-1)*lda+ks*amxDepth-1]
-	_ = bp[nt*ks*amxTile-1]
+	_ = bp[(nt-1)*panel+ks*amxTile-1]
 	_ = c[(mt*amxCols-1)*ldc+nt*amxCols-1]
 	acc := 0
 	if accumulate {
 		acc = 1
 	}
-	amxGemmBF16(mt, nt, ks, &a[0], 2*lda, 2*amxCols*lda, &bp[0], &c[0], 4*ldc, 4*amxCols*ldc, acc)
+	amxGemmBF16(mt, nt, ks, &a[0], 2*lda, 2*amxCols*lda, &bp[0], 2*panel, &c[0], 4*ldc, 4*amxCols*ldc, acc)
 }
 
 func splitBF16(hi, lo []uint16, src []float32) {

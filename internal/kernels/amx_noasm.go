@@ -7,8 +7,8 @@ var amxOff bool
 
 func amxAvailable() bool { return false }
 
-func gemmPackedBF16(m, n, k int, a []uint16, lda int, bp []uint16, c []float32, ldc int, accumulate bool) {
-	gemmPackedBF16Go(m, n, k, a, lda, bp, c, ldc, accumulate)
+func gemmPackedBF16(m, n, k, kPacked int, a []uint16, lda int, bp []uint16, c []float32, ldc int, accumulate bool) {
+	gemmPackedBF16Go(m, n, k, kPacked, a, lda, bp, c, ldc, accumulate)
 }
 
 func splitBF16(hi, lo []uint16, src []float32) { splitBF16Go(hi, lo, src) }

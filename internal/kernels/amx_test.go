@@ -255,3 +255,42 @@ func TestSplitBF16(t *testing.T) {
 		})
 	}
 }
+
+// TestGemmPackedBF16Prefix multiplies by the first k rows of a B packed
+// for a greater depth, on both paths, against the float64 sums over those
+// rows only.
+func TestGemmPackedBF16Prefix(t *testing.T) {
+	r := rand.New(rand.NewPCG(29, 30))
+	for _, sz := range [][4]int{{16, 16, 32, 64}, {64, 128, 96, 512}, {64, 64, 100, 512}, {20, 40, 7, 70}, {33, 17, 64, 65}} {
+		m, n, k, kp := sz[0], sz[1], sz[2], sz[3]
+		a := bf16s(r, m*k)
+		b := bf16s(r, kp*n) // kp x n
+		bp := make([]uint16, PackedBF16Len(n, kp))
+		PackBF16NN(bp, kp, n, b, n)
+		for _, off := range amxModes() {
+			for _, acc := range []bool{false, true} {
+				c := make([]float32, m*n)
+				for i := range c {
+					c[i] = 1
+				}
+				withAMXOff(off, func() { GemmPackedBF16Prefix(m, n, k, kp, a, k, bp, c, n, acc) })
+				for i := range m {
+					for j := range n {
+						var want, mag float64
+						if acc {
+							want, mag = 1, 1
+						}
+						for x := range k {
+							p := float64(bf16Value(a[i*k+x])) * float64(bf16Value(b[x*n+j]))
+							want += p
+							mag += math.Abs(p)
+						}
+						if d := math.Abs(float64(c[i*n+j]) - want); d > float64(k+2)*0x1p-24*mag {
+							t.Fatalf("%s %v: %dx%dx%d of %d: C[%d,%d] = %g, want %g", amxModeName(off), sz, m, n, k, kp, i, j, c[i*n+j], want)
+						}
+					}
+				}
+			}
+		}
+	}
+}

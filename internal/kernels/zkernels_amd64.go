@@ -764,7 +764,7 @@ func peakFMAF64AVX512(n int)
 func peakDPBF16AVX512(n int)
 
 //go:noescape
-func amxGemmBF16(mt int, nt int, ks int, a *uint16, lda int, astep int, b *uint16, c *float32, ldc int, cstep int, acc int)
+func amxGemmBF16(mt int, nt int, ks int, a *uint16, lda int, astep int, b *uint16, bstride int, c *float32, ldc int, cstep int, acc int)
 
 //go:noescape
 func splitBF16AVX512(hi *uint16, lo *uint16, src *float32, n int)

@@ -37282,18 +37282,17 @@ DATA amxTileCfg<>+48(SB)/8, $0x1010101010101010
 DATA amxTileCfg<>+56(SB)/8, $0
 GLOBL amxTileCfg<>(SB), RODATA|NOPTR, $64
 
-// func amxGemmBF16(mt int, nt int, ks int, a *uint16, lda int, astep int, b *uint16, c *float32, ldc int, cstep int, acc int)
-TEXT ·amxGemmBF16(SB), NOSPLIT, $0-88
+// func amxGemmBF16(mt int, nt int, ks int, a *uint16, lda int, astep int, b *uint16, bstride int, c *float32, ldc int, cstep int, acc int)
+TEXT ·amxGemmBF16(SB), NOSPLIT, $0-96
 	LEAQ amxTileCfg<>(SB), AX
 	// LDTILECFG [AX]
 	BYTE $0xc4; BYTE $0xe2; BYTE $0x78; BYTE $0x49; BYTE $0x00
 	MOVQ a+24(FP), SI
-	MOVQ c+56(FP), DI
+	MOVQ c+64(FP), DI
 	MOVQ lda+32(FP), DX
-	MOVQ ldc+64(FP), R8
+	MOVQ ldc+72(FP), R8
 	MOVQ $64, CX
-	MOVQ ks+16(FP), R13
-	SHLQ $10, R13
+	MOVQ bstride+56(FP), R13
 	MOVQ mt+0(FP), R9
 amxRows:
 	CMPQ R9, $2
@@ -37304,18 +37303,18 @@ amxRows:
 amxM2Cols:
 	CMPQ R10, $2
 	JLT amxM2Cols1
-	CMPQ acc+80(FP), $0
+	CMPQ acc+88(FP), $0
 	JEQ amx2x2Zero
 	// TILELOADD tmm0, [R12+R8*1+0]
 	BYTE $0xc4; BYTE $0x82; BYTE $0x7b; BYTE $0x4b; BYTE $0x04; BYTE $0x04
 	// TILELOADD tmm1, [R12+R8*1+64]
 	BYTE $0xc4; BYTE $0x82; BYTE $0x7b; BYTE $0x4b; BYTE $0x4c; BYTE $0x04; BYTE $0x40
-	ADDQ cstep+72(FP), R12
+	ADDQ cstep+80(FP), R12
 	// TILELOADD tmm2, [R12+R8*1+0]
 	BYTE $0xc4; BYTE $0x82; BYTE $0x7b; BYTE $0x4b; BYTE $0x14; BYTE $0x04
 	// TILELOADD tmm3, [R12+R8*1+64]
 	BYTE $0xc4; BYTE $0x82; BYTE $0x7b; BYTE $0x4b; BYTE $0x5c; BYTE $0x04; BYTE $0x40
-	SUBQ cstep+72(FP), R12
+	SUBQ cstep+80(FP), R12
 	JMP amx2x2K
 amx2x2Zero:
 	// TILEZERO tmm0
@@ -37359,12 +37358,12 @@ amx2x2Loop:
 	BYTE $0xc4; BYTE $0x82; BYTE $0x7a; BYTE $0x4b; BYTE $0x04; BYTE $0x04
 	// TILESTORED [R12+R8*1+64], tmm1
 	BYTE $0xc4; BYTE $0x82; BYTE $0x7a; BYTE $0x4b; BYTE $0x4c; BYTE $0x04; BYTE $0x40
-	ADDQ cstep+72(FP), R12
+	ADDQ cstep+80(FP), R12
 	// TILESTORED [R12+R8*1+0], tmm2
 	BYTE $0xc4; BYTE $0x82; BYTE $0x7a; BYTE $0x4b; BYTE $0x14; BYTE $0x04
 	// TILESTORED [R12+R8*1+64], tmm3
 	BYTE $0xc4; BYTE $0x82; BYTE $0x7a; BYTE $0x4b; BYTE $0x5c; BYTE $0x04; BYTE $0x40
-	SUBQ cstep+72(FP), R12
+	SUBQ cstep+80(FP), R12
 	ADDQ $128, R12
 	ADDQ R13, BX
 	ADDQ R13, BX
@@ -37373,14 +37372,14 @@ amx2x2Loop:
 amxM2Cols1:
 	CMPQ R10, $0
 	JEQ amxM2Next
-	CMPQ acc+80(FP), $0
+	CMPQ acc+88(FP), $0
 	JEQ amx2x1Zero
 	// TILELOADD tmm0, [R12+R8*1+0]
 	BYTE $0xc4; BYTE $0x82; BYTE $0x7b; BYTE $0x4b; BYTE $0x04; BYTE $0x04
-	ADDQ cstep+72(FP), R12
+	ADDQ cstep+80(FP), R12
 	// TILELOADD tmm2, [R12+R8*1+0]
 	BYTE $0xc4; BYTE $0x82; BYTE $0x7b; BYTE $0x4b; BYTE $0x14; BYTE $0x04
-	SUBQ cstep+72(FP), R12
+	SUBQ cstep+80(FP), R12
 	JMP amx2x1K
 amx2x1Zero:
 	// TILEZERO tmm0
@@ -37410,15 +37409,15 @@ amx2x1Loop:
 	JNZ amx2x1Loop
 	// TILESTORED [R12+R8*1+0], tmm0
 	BYTE $0xc4; BYTE $0x82; BYTE $0x7a; BYTE $0x4b; BYTE $0x04; BYTE $0x04
-	ADDQ cstep+72(FP), R12
+	ADDQ cstep+80(FP), R12
 	// TILESTORED [R12+R8*1+0], tmm2
 	BYTE $0xc4; BYTE $0x82; BYTE $0x7a; BYTE $0x4b; BYTE $0x14; BYTE $0x04
-	SUBQ cstep+72(FP), R12
+	SUBQ cstep+80(FP), R12
 amxM2Next:
 	ADDQ astep+40(FP), SI
 	ADDQ astep+40(FP), SI
-	ADDQ cstep+72(FP), DI
-	ADDQ cstep+72(FP), DI
+	ADDQ cstep+80(FP), DI
+	ADDQ cstep+80(FP), DI
 	SUBQ $2, R9
 	JMP amxRows
 amxRows1:
@@ -37430,7 +37429,7 @@ amxRows1:
 amxM1Cols:
 	CMPQ R10, $2
 	JLT amxM1Cols1
-	CMPQ acc+80(FP), $0
+	CMPQ acc+88(FP), $0
 	JEQ amx1x2Zero
 	// TILELOADD tmm0, [R12+R8*1+0]
 	BYTE $0xc4; BYTE $0x82; BYTE $0x7b; BYTE $0x4b; BYTE $0x04; BYTE $0x04
@@ -37475,7 +37474,7 @@ amx1x2Loop:
 amxM1Cols1:
 	CMPQ R10, $0
 	JEQ amxM1Next
-	CMPQ acc+80(FP), $0
+	CMPQ acc+88(FP), $0
 	JEQ amx1x1Zero
 	// TILELOADD tmm0, [R12+R8*1+0]
 	BYTE $0xc4; BYTE $0x82; BYTE $0x7b; BYTE $0x4b; BYTE $0x04; BYTE $0x04

@@ -13,8 +13,9 @@ import "fmt"
 // amxGemmBF16 computes C (mt·16 x nt·16 float32, row stride ldc bytes),
 // either over C (acc == 0) or added to it, as A (mt·16 x ks·32 bfloat16,
 // row stride lda bytes, astep bytes between blocks of 16 rows) times the
-// packed B: nt panels of 16 columns, each ks consecutive 1 KiB tiles (one
-// per 32 values of k), so a tile's rows are 64 bytes apart. Blocks of 2 x 2
+// packed B: nt panels of 16 columns, bstride bytes apart, each a run of
+// consecutive 1 KiB tiles (one per 32 values of k, of which the first ks
+// are used), so a tile's rows are 64 bytes apart. Blocks of 2 x 2
 // tiles of C (tmm0-3) take two A tiles (tmm4-5) and two B tiles (tmm6-7) per
 // k step: 4 loads per 4 products. Odd row or column counts end with 2 x 1,
 // 1 x 2 or 1 x 1 blocks.
@@ -83,7 +84,7 @@ func genAMX() {
 	fmt.Fprintf(&s, "GLOBL amxTileCfg<>(SB), RODATA|NOPTR, $64\n\n")
 
 	f := sig("amxGemmBF16", ps("mt", "int", "nt", "int", "ks", "int", "a", "*uint16", "lda", "int", "astep", "int",
-		"b", "*uint16", "c", "*float32", "ldc", "int", "cstep", "int", "acc", "int"), nil)
+		"b", "*uint16", "bstride", "int", "c", "*float32", "ldc", "int", "cstep", "int", "acc", "int"), nil)
 	text(f)
 	// Registers: SI, DI the current blocks of 16/32 rows of A and C, R9 the
 	// row tiles left; BX the current B panel, R12 the current C block, R10
@@ -97,8 +98,7 @@ func genAMX() {
 	emit("MOVQ %s, DX", f.fp("lda"))
 	emit("MOVQ %s, R8", f.fp("ldc"))
 	emit("MOVQ $64, CX")
-	emit("MOVQ %s, R13", f.fp("ks"))
-	emit("SHLQ $10, R13")
+	emit("MOVQ %s, R13", f.fp("bstride"))
 	emit("MOVQ %s, R9", f.fp("mt"))
 	label("amxRows")
 	emit("CMPQ R9, $2")
