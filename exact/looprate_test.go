@@ -80,10 +80,10 @@ func TestLoopRates(t *testing.T) {
 				case 3:
 					products(q, ja, l2Keys)
 				default:
-					old := subRows
-					subRows = queryTile
+					old := blockRows32
+					blockRows32 = queryTile
 					attendRows(context.Background(), p, k, st, pk, nil, r0, queryTile, ja, ja+chunk, true)
-					subRows = old
+					blockRows32 = old
 				}
 				c1, _ := threadCPU()
 				times[v] = append(times[v], c1-c0)
