@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/internal/kernels"
 )
 
 // leafSize is the largest number of keys in a leaf: leaves are summed key
@@ -46,14 +47,20 @@ func degreeFor(r, e int, wide bool) (int, *monomials) {
 	return g, newMonomials(r, g)
 }
 
+// momentDirect is the most keys whose moments a node sums directly (one
+// matrix product of the values by the keys' monomials); larger nodes
+// translate their children's.
+const momentDirect = 256
+
 // kNodeBase is the operation count in the rounding bound of a node's
-// expansion: leaf moments summed directly (leafSize terms, g+1 products
-// per monomial, k - z), then translated up to depth log2(l) levels (r
-// passes of at most g+2 operations each), the Taylor coefficients (g+1
-// products), the sum over terms and the exponential factor.
+// expansion: moments summed directly (at most momentDirect terms, g+1
+// products per monomial, k - z), then translated up to depth log2(l)
+// levels (r passes of at most g+2 operations each), the Taylor
+// coefficients (g+1 products), the sum over terms and the exponential
+// factor.
 func kNodeBase(r, g int, mo *monomials, l int) float64 {
 	depth := math.Ceil(math.Log2(float64(max(l, 2)))) + 1
-	return float64(leafSize+2*g+r+16) + depth*float64(r*(g+3)) + float64(mo.terms(g))
+	return float64(momentDirect+2*g+r+16) + depth*float64(r*(g+3)) + float64(mo.terms(g))
 }
 
 // tree is a kd-tree over the keys of one block (a contiguous range of one
@@ -368,33 +375,47 @@ func (tr *tree[T]) momentsT(i int) []float64 {
 }
 
 func (tr *tree[T]) computeMoments(i int) []float64 {
-	if i < tr.firstLeaf && tr.hi[i]-tr.lo[i] > 4*leafSize {
+	if i < tr.firstLeaf && tr.hi[i]-tr.lo[i] > momentDirect {
 		return tr.mergeMoments(i)
 	}
+	// M^T (e+1 rows of terms(g)) = [V 1]^T (e+1 x cnt) times the keys'
+	// monomials (cnt x terms(g)): the layout of the moments.
 	r, e, g := tr.r, tr.e, tr.g
+	w := e + 1
 	nt := tr.mo.terms(g)
-	out := make([]float64, nt*(e+1))
-	mono := make([]float64, nt)
-	x := make([]float64, r)
-	z := tr.centre[i*r : (i+1)*r]
+	out := make([]float64, nt*w)
 	lo, hi := int(tr.lo[i]), int(tr.hi[i])
-	cnt := out[e*nt : (e+1)*nt]
-	for j := lo; j < hi; j++ {
-		for t := range r {
-			x[t] = tr.keys[j*r+t] - z[t]
-		}
-		tr.mo.powers(x, g, mono)
-		v := tr.vals[j*e : (j+1)*e]
-		for c, vc := range v {
-			axpy(out[c*nt:(c+1)*nt], mono, float64(vc))
-		}
-		for a, m := range mono {
-			cnt[a] += m
-		}
+	cnt := hi - lo
+	bp := momentScratch.Get().(*[]float64)
+	if need := cnt * (nt + w); cap(*bp) < need {
+		*bp = make([]float64, need)
 	}
-	tr.momFlops.Add(int64(hi-lo) * int64(nt*(2*e+3)))
+	buf := (*bp)[:cnt*(nt+w)]
+	pw, vt := buf[:cnt*nt], buf[cnt*nt:]
+	var xa [8]float64
+	x := xa[:min(r, len(xa))]
+	if r > len(xa) {
+		x = make([]float64, r)
+	}
+	z := tr.centre[i*r : (i+1)*r]
+	for j := range cnt {
+		for t := range r {
+			x[t] = tr.keys[(lo+j)*r+t] - z[t]
+		}
+		tr.mo.powers(x, g, pw[j*nt:(j+1)*nt])
+		for c, vc := range tr.vals[(lo+j)*e : (lo+j+1)*e] {
+			vt[c*cnt+j] = float64(vc)
+		}
+		vt[e*cnt+j] = 1
+	}
+	kernels.GemmNN64(w, nt, cnt, vt, cnt, pw, nt, out, nt)
+	momentScratch.Put(bp)
+	tr.momFlops.Add(int64(cnt) * int64(nt*(2*e+3)))
 	return out
 }
+
+// momentScratch holds the monomial and value buffers of computeMoments.
+var momentScratch = sync.Pool{New: func() any { return new([]float64) }}
 
 // mergeMoments computes an internal node's moments from its children's
 // (computed first if needed), each translated from the child's centre to
