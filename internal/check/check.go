@@ -189,36 +189,45 @@ func Forward[T attn.Float](p *attn.Problem[T], out *attn.Output[T], bound float6
 	r := rand.New(rand.NewPCG(uint64(p.Heads)*uint64(p.N), uint64(p.M)))
 	heads := Heads(p.Heads, rows)
 	perHead := max(1, rows/len(heads))
+	type sample struct{ h, i int }
+	var samples []sample
 	for _, h := range heads {
-		colMax := attn.ColumnMaxAbs(p, h, p.KeyLen(h))
-		sampled := QueryRows(p, h, perHead, r)
-		// The reference rows are independent: compute them on every core
-		// (each costs a pass over the keys), then compare in order.
-		refs := make([]float64, len(sampled)*p.E)
-		parallel.For(context.Background(), runtime.GOMAXPROCS(0), len(sampled), func(x int) {
-			accurate.Row(p, h, sampled[x], refs[x*p.E:(x+1)*p.E])
-		})
-		for x, i := range sampled {
-			ref := refs[x*p.E : (x+1)*p.E]
-			refErr := accurate.Error(p.KeyLimit(h, i))
-			res.Rows++
-			res.RefError = max(res.RefError, refErr)
-			o := out.O[(h*p.N+i)*p.E : (h*p.N+i+1)*p.E]
-			for c := range p.E {
-				if colMax[c] == 0 {
-					continue
-				}
-				err := math.Abs(float64(o[c])-ref[c]) / colMax[c]
-				if math.IsNaN(err) {
-					err = math.Inf(1)
-				}
-				res.Observed = max(res.Observed, err)
-				// The reference's output is rounded to float64, subnormal
-				// when the column is: half a subnormal step more.
-				if !Within(err, bound, refErr+0x1p-1075/colMax[c]) {
-					return res, fmt.Errorf("%w: row %d of head %d, column %d: |output - reference| = %.3g max|V_col|, above the reported bound %.3g "+
-						"(reference: double-double logits, compensated float64 sums, own error <= %.2g)", ErrExceeded, i, h, c, err, bound, refErr)
-				}
+		for _, i := range QueryRows(p, h, perHead, r) {
+			samples = append(samples, sample{h, i})
+		}
+	}
+	// The reference rows are independent: compute them on every core (each
+	// costs a pass over its keys; with many heads, one row per head), then
+	// compare in order.
+	refs := make([]float64, len(samples)*p.E)
+	parallel.For(context.Background(), runtime.GOMAXPROCS(0), len(samples), func(x int) {
+		accurate.Row(p, samples[x].h, samples[x].i, refs[x*p.E:(x+1)*p.E])
+	})
+	var colMax []float64
+	for x, smp := range samples {
+		h, i := smp.h, smp.i
+		if x == 0 || h != samples[x-1].h {
+			colMax = attn.ColumnMaxAbs(p, h, p.KeyLen(h))
+		}
+		ref := refs[x*p.E : (x+1)*p.E]
+		refErr := accurate.Error(p.KeyLimit(h, i))
+		res.Rows++
+		res.RefError = max(res.RefError, refErr)
+		o := out.O[(h*p.N+i)*p.E : (h*p.N+i+1)*p.E]
+		for c := range p.E {
+			if colMax[c] == 0 {
+				continue
+			}
+			err := math.Abs(float64(o[c])-ref[c]) / colMax[c]
+			if math.IsNaN(err) {
+				err = math.Inf(1)
+			}
+			res.Observed = max(res.Observed, err)
+			// The reference's output is rounded to float64, subnormal
+			// when the column is: half a subnormal step more.
+			if !Within(err, bound, refErr+0x1p-1075/colMax[c]) {
+				return res, fmt.Errorf("%w: row %d of head %d, column %d: |output - reference| = %.3g max|V_col|, above the reported bound %.3g "+
+					"(reference: double-double logits, compensated float64 sums, own error <= %.2g)", ErrExceeded, i, h, c, err, bound, refErr)
 			}
 		}
 	}
