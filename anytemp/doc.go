@@ -11,8 +11,8 @@
 // when their numerical rank is lower than d, the truncation charged to the
 // budget); keys more than t = ln(L/eps_drop) below it dropped; nodes narrow
 // in the query's direction summed through Taylor expansions about their own
-// centre (each term provably small, degree chosen per node); leaves summed
-// key by key. One-dimensional rows use the paper's cells of width
+// centre (each term provably small, degree chosen per node), evaluated for
+// batches of rows as matrix products; leaves summed directly. One-dimensional rows use the paper's cells of width
 // ln(1+eps) over sorted keys with prefix sums when that needs few cells.
 // Causal masks decompose each prefix of keys into aligned power-of-two
 // blocks with their own trees.

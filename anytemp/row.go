@@ -432,7 +432,7 @@ func walk[T attn.Float](rc *rowCtx, tr *tree[T], visit func(en entry, lo, hi int
 
 // runTree adds the keys of tr to the row: branch and bound for the
 // maximum, nodes below the window dropped, narrow nodes expanded, leaves
-// summed key by key.
+// summed directly.
 func runTree[T attn.Float](rc *rowCtx, tr *tree[T]) {
 	r, e := rc.r, rc.e
 	walk(rc, tr, func(en entry, lo, hi int, leaf bool) bool {
