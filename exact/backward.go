@@ -46,6 +46,9 @@ import (
 const (
 	bwdQueryTile = 96
 	bwdKeyTile   = 256
+	// bwdRowBlock is how many rows of a query tile go through S, dP, the
+	// softmax step and dQ together (a multiple of every GEMM row block).
+	bwdRowBlock = 48
 	// bwdStride is the row stride of the score tiles: a row of 256 float32
 	// (1 KiB) would put the rows a product reads down a column into few L1
 	// sets, as in the forward (scoreStride).
@@ -401,8 +404,6 @@ func (sh *bwdShared[T]) queryRows(ctx context.Context, st *bwdState[T], h, first
 	p, k := sh.p, sh.k
 	d, e := p.D, p.E
 	kh := p.KVHead(h)
-	keys := p.K[(kh*p.M+j0)*d:]
-	vals := p.V[(kh*p.M+j0)*e:]
 	local := (h - kh*p.Group()) * p.N // h's first row in the group's dQ
 	const qt = bwdQueryTile
 	// Tiles follow the blocks of qT and doT: the first may be short.
@@ -416,54 +417,73 @@ func (sh *bwdShared[T]) queryRows(ctx context.Context, st *bwdState[T], h, first
 		q := p.Q[(h*p.N+i0)*d:]
 		do := sh.dO[(h*p.N+i0)*e:]
 		const ls = bwdStride
-		s, ds := st.s, st.ds
-		if st.kp != nil {
-			st.kp.GemmNT(rows, 0, cols, q, d, s, ls)
-			st.vp.GemmNT(rows, 0, cols, do, e, ds, ls)
-		} else {
-			k.gemmNT(rows, cols, d, q, d, keys, d, s, ls)
-			k.gemmNT(rows, cols, e, do, e, vals, e, ds, ls)
+		// S, dP, the softmax step and dQ run on blocks of bwdRowBlock rows,
+		// whose scores stay in L1 from one step to the next (as the
+		// forward does); dK and dV, whose products sum over the rows, take
+		// the whole tile.
+		for r0 := 0; r0 < rows; r0 += bwdRowBlock {
+			sh.rowBlock(st, h, i0+r0, min(bwdRowBlock, rows-r0), j0, cols, q[r0*d:], do[r0*e:], st.s[r0*ls:], st.ds[r0*ls:], local)
 		}
-		for r := range rows {
-			i := i0 + r
-			sRow, dsRow := s[r*ls:r*ls+cols], ds[r*ls:r*ls+cols]
-			lo, hi := p.KeyRange(h, i)
-			a, b := min(max(lo-j0, 0), cols), min(max(hi-j0, 0), cols)
-			lse := sh.lse[h*p.N+i]
-			if a >= b || math.IsInf(lse, -1) {
-				clear(sRow)
-				clear(dsRow)
-				continue
-			}
-			delta := sh.delta[h*p.N+i]
-			if p.Mask != nil || !softmaxGradRow(sRow[a:b], dsRow[a:b], p.Scale, lse, delta) {
-				pr := sh.expRow(st, sRow[a:b], lse, h, i, j0+a)
-				for j, pj := range pr {
-					sRow[a+j] = T(pj)
-					dsRow[a+j] = T(pj * (float64(dsRow[a+j]) - delta))
-				}
-			}
-			clear(sRow[:a])
-			clear(dsRow[:a])
-			clear(sRow[b:])
-			clear(dsRow[b:])
-		}
-		// dV^T += dO^T P, dK^T += Q^T dS, dQ += dS K.
-		k.gemmNN(e, cols, rows, doT, qt, s, ls, st.dvT[:e*cols], cols)
-		k.gemmNN(d, cols, rows, qT, qt, ds, ls, st.dkT[:d*cols], cols)
-		if st.isFloat {
-			tile := st.dqTile[:rows*d]
-			clear(tile)
-			k.gemmNN(rows, d, cols, ds, ls, keys, d, tile, d)
-			addTo64(st.dq64[(local+i0)*d:(local+i0+rows)*d], tile)
-		} else {
-			k.gemmNN(rows, d, cols, ds, ls, keys, d, st.dq[(local+i0)*d:], d)
-		}
+		// dV^T += dO^T P, dK^T += Q^T dS.
+		k.gemmNN(e, cols, rows, doT, qt, st.s, ls, st.dvT[:e*cols], cols)
+		k.gemmNN(d, cols, rows, qT, qt, st.ds, ls, st.dkT[:d*cols], cols)
 		if st.pending += rows; st.pending >= bwdFlush {
 			sh.flushKV(st, cols)
 		}
 	}
 	return true
+}
+
+// rowBlock computes S, P, dP and dS of query rows i0..i0+rows-1 of head h
+// against the key tile at j0 into s and ds (row stride bwdStride), and
+// adds dS K to their dQ; q and do are their queries and output gradients.
+func (sh *bwdShared[T]) rowBlock(st *bwdState[T], h, i0, rows, j0, cols int, q, do, s, ds []T, local int) {
+	p, k := sh.p, sh.k
+	d, e := p.D, p.E
+	kh := p.KVHead(h)
+	keys := p.K[(kh*p.M+j0)*d:]
+	const ls = bwdStride
+	if st.kp != nil {
+		st.kp.GemmNT(rows, 0, cols, q, d, s, ls)
+		st.vp.GemmNT(rows, 0, cols, do, e, ds, ls)
+	} else {
+		vals := p.V[(kh*p.M+j0)*e:]
+		k.gemmNT(rows, cols, d, q, d, keys, d, s, ls)
+		k.gemmNT(rows, cols, e, do, e, vals, e, ds, ls)
+	}
+	for r := range rows {
+		i := i0 + r
+		sRow, dsRow := s[r*ls:r*ls+cols], ds[r*ls:r*ls+cols]
+		lo, hi := p.KeyRange(h, i)
+		a, b := min(max(lo-j0, 0), cols), min(max(hi-j0, 0), cols)
+		lse := sh.lse[h*p.N+i]
+		if a >= b || math.IsInf(lse, -1) {
+			clear(sRow)
+			clear(dsRow)
+			continue
+		}
+		delta := sh.delta[h*p.N+i]
+		if p.Mask != nil || !softmaxGradRow(sRow[a:b], dsRow[a:b], p.Scale, lse, delta) {
+			pr := sh.expRow(st, sRow[a:b], lse, h, i, j0+a)
+			for j, pj := range pr {
+				sRow[a+j] = T(pj)
+				dsRow[a+j] = T(pj * (float64(dsRow[a+j]) - delta))
+			}
+		}
+		clear(sRow[:a])
+		clear(dsRow[:a])
+		clear(sRow[b:])
+		clear(dsRow[b:])
+	}
+	// dQ += dS K.
+	if st.isFloat {
+		tile := st.dqTile[:rows*d]
+		clear(tile)
+		k.gemmNN(rows, d, cols, ds, ls, keys, d, tile, d)
+		addTo64(st.dq64[(local+i0)*d:(local+i0+rows)*d], tile)
+		return
+	}
+	k.gemmNN(rows, d, cols, ds, ls, keys, d, st.dq[(local+i0)*d:], d)
 }
 
 // softmaxGradRow is the loop above in one kernel call for float32 and
