@@ -59,13 +59,14 @@ var (
 )
 
 // blockRows32 and blockRows64 are how many rows of a query tile go through
-// a key tile at once (multiples of the microkernels' 6 rows): float32
-// scores of 48 rows (52 KB) stay in L1 from Q K^T through P V, which made
-// the float32 loop 7-15% faster than whole 144-row tiles; float64 scores do
-// not fit at any useful size, and smaller blocks only cost the reuse of
-// each packed key panel (48-row blocks: 5-11% slower). Variables so
-// benchmarks can compare.
-var blockRows32, blockRows64 = 48, queryTile
+// a key tile at once (multiples of the microkernels' 6 rows). Blocks keep
+// a block's scores in L1 from Q K^T through P V and trim a causal
+// diagonal tile's columns per block, but on the Xeon they were measured
+// on, neither type gained: float32 ran at the same speed with 48-row
+// blocks within the noise (0-3% slower), float64 5-11% slower, as smaller
+// blocks reuse each packed key panel less. So both use whole tiles;
+// variables so benchmarks can compare.
+var blockRows32, blockRows64 = queryTile, queryTile
 
 // prefetch turns on the prefetch of the next operands into L2 during the
 // products; a variable so benchmarks can compare.

@@ -20,9 +20,10 @@ import (
 //   - loop: attendRows as a prefill runs it (packed keys, scans, prefetch),
 //     on chunks of 4096 keys;
 //   - loop without prefetch: the same with the L2 prefetch off;
-//   - loop without row blocks: the same with each key tile's Q K^T,
-//     softmax and P V run on the whole query tile at once;
-//   - products: its Q K^T and P V alone, over the same keys;
+//   - loop, 48-row blocks: the same with each key tile's Q K^T, softmax
+//     and P V run on 48 rows of the query tile at a time (blockRows32);
+//   - products: its Q K^T and P V alone, over the same keys, with and
+//     without the prefetch;
 //   - products, L2: the same on 1024 keys reused (they stay in L2).
 //
 // The samples are interleaved and each figure is the best (and the 10th
@@ -53,22 +54,28 @@ func TestLoopRates(t *testing.T) {
 			pv := st.pv[:queryTile*d]
 			for j := 0; j < chunk; j += keyTile {
 				j0 := ja + j%span
-				var nextK []float32
-				if j+keyTile < chunk && j%span+keyTile < span {
+				var nextK, nextV []float32
+				if prefetch && j+keyTile < chunk && j%span+keyTile < span {
 					nextK = pk.Rows(j0+keyTile, j0+2*keyTile)
 				}
-				pk.GemmNTNext(queryTile, j0, keyTile, q, d, st.scores, scoreStride, p.V[j0*d:(j0+keyTile)*d])
+				if prefetch {
+					nextV = p.V[j0*d : (j0+keyTile)*d]
+				}
+				pk.GemmNTNext(queryTile, j0, keyTile, q, d, st.scores, scoreStride, nextV)
 				clear(pv)
 				k.gemmNNNext(queryTile, d, keyTile, st.scores, scoreStride, p.V[j0*d:], d, pv, d, nextK)
 			}
 		}
-		names := []string{"loop", "loop without prefetch", "products", "products, L2", "loop without row blocks"}
+		names := []string{"loop", "loop without prefetch", "products", "products, L2", "loop, 48-row blocks", "products without prefetch"}
 		times := make([][]float64, len(names))
 		for rep := range 300 {
 			r0 := (rep % 16) * queryTile
 			ja := (rep * 7 % (m / chunk)) * chunk
 			q := p.Q[r0*d : (r0+queryTile)*d]
-			for v := range names {
+			for i := range names {
+				// Each variant takes each place in the order in turn: the
+				// first after a change of keys finds them colder.
+				v := (rep + i) % len(names)
 				c0, _ := threadCPU()
 				switch v {
 				case 0, 1:
@@ -79,11 +86,15 @@ func TestLoopRates(t *testing.T) {
 					products(q, ja, chunk)
 				case 3:
 					products(q, ja, l2Keys)
-				default:
+				case 4:
 					old := blockRows32
-					blockRows32 = queryTile
+					blockRows32 = 48
 					attendRows(context.Background(), p, k, st, pk, nil, r0, queryTile, ja, ja+chunk, true)
 					blockRows32 = old
+				case 5:
+					prefetch = false
+					products(q, ja, chunk)
+					prefetch = true
 				}
 				c1, _ := threadCPU()
 				times[v] = append(times[v], c1-c0)
