@@ -27,8 +27,9 @@ import (
 //   - split in two, P = hi + lo with hi and lo bfloat16 (kernels.SplitBF16):
 //     two products instead of one, and the weights are within 2^-16 of the
 //     float32 ones, so the bound is close to the float32 path's. This is
-//     the default: with eps = 0 (no target) and whenever eps is below the
-//     rounded storage's bound (the default eps, 1e-3, is).
+//     the default: with eps = 0 (no target; then its bound must be at most
+//     1e-3) and whenever eps is below the rounded storage's bound (the
+//     default eps, 1e-3, is).
 //
 // The keys are not centred (their centred values would have to be rounded
 // back to bfloat16), so the logits' bound uses the keys as given; when the
@@ -62,6 +63,12 @@ var (
 	testForceBF16Mode *bf16Mode
 	testNoBF16Tiles   bool
 )
+
+// bf16NoTarget is the bound the AMX path must meet when eps is 0 (no
+// target): with values so small that AMX's flushing to zero matters, or
+// logits so large, its bound grows past what the float32 path (which
+// scales values and centres keys) would give, and that path runs instead.
+const bf16NoTarget = 1e-3
 
 // bf16Plan is the AMX path's decision for one problem.
 type bf16Plan struct {
@@ -229,12 +236,16 @@ func planBF16(ctx context.Context, p *attn.Problem[float32], workers int) (bf16P
 	boundOf := func(mode bf16Mode) float64 {
 		return bf16Bound(mode, pl.logit, p.Scale, d, l, smallest)
 	}
+	target := p.Eps
+	if target == 0 {
+		target = bf16NoTarget
+	}
 	switch {
 	case testForceBF16Mode != nil:
 		pl.mode = *testForceBF16Mode
 	case p.Eps > 0 && boundOf(bf16Rounded) <= p.Eps:
 		pl.mode = bf16Rounded
-	case p.Eps == 0 || boundOf(bf16Split) <= p.Eps:
+	case boundOf(bf16Split) <= target:
 		pl.mode = bf16Split
 	default:
 		return bf16Plan{}, false

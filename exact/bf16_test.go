@@ -15,7 +15,9 @@ import (
 // bf16Cases are the AMX path's test inputs: odd sizes (head and value
 // dimensions off AMX's 32 and 16, rows and keys off its tiles), several
 // key tiles, GQA, causal rows, windows, padding and sinks, large logits
-// and keys with a common offset (which the AMX path does not centre).
+// keys with a common offset (which the AMX path does not centre), values
+// near 1e-30 (products below float32's normal range, which AMX flushes) and
+// 1e30, and tiny queries.
 func bf16Cases() []attntest.Case {
 	return []attntest.Case{
 		{Name: "small-odd", Heads: 1, N: 5, M: 7, D: 3, E: 5},
@@ -25,6 +27,9 @@ func bf16Cases() []attntest.Case {
 		{Name: "causal-topleft-padding", Heads: 2, N: 200, M: 520, D: 32, E: 16, Causal: true, CausalAlign: attn.TopLeft, KeyLens: []int{400, 130}},
 		{Name: "window-sinks", Heads: 2, N: 150, M: 900, D: 16, E: 24, Window: &attn.Window{Left: 300, Right: 10}, Sinks: []float64{1, -2}},
 		{Name: "large-logits", Heads: 1, N: 64, M: 512, D: 64, E: 32, QScale: 3, KScale: 3},
+		{Name: "tiny-values", Heads: 1, N: 64, M: 700, D: 32, E: 16, VScale: 1e-30},
+		{Name: "huge-values", Heads: 1, N: 64, M: 700, D: 32, E: 16, VScale: 1e30},
+		{Name: "tiny-queries", Heads: 1, N: 64, M: 700, D: 32, E: 16, QScale: 1e-30},
 		{Name: "offset-keys", Heads: 1, N: 64, M: 300, D: 32, E: 32, Shape: func(_ *rand.Rand, p *attn.Problem[float64]) {
 			for i := range p.K {
 				p.K[i] += 4
@@ -152,6 +157,14 @@ func TestBF16Choice(t *testing.T) {
 		{"tight eps", with(func(p *attn.Problem[float32]) { p.Eps = 1e-5 }), promote.String()},
 		{"subnormal value", with(func(p *attn.Problem[float32]) { p.V16[17] = 0x0001 }), plain.String()},
 		{"subnormal key", with(func(p *attn.Problem[float32]) { p.K16[3] = 0x8040 }), plain.String()},
+		{"values near the least normal", with(func(p *attn.Problem[float32]) {
+			for i, x := range p.V16 {
+				if x&0x7fff != 0 {
+					p.V16[i] = x&0x807f | 0x0100 // exponent 2^-125: products with weights below 1/2 flush
+				}
+			}
+			p.Eps = 0
+		}), plain.String()},
 		{"float32 queries", with(func(p *attn.Problem[float32]) { p.Q = attntest.Widened(base).Q; p.Q16 = nil }), plain.String()},
 		{"float32 output", with(func(p *attn.Problem[float32]) { p.Eps = 1e-3 }), bf16Split.String()},
 	} {
