@@ -1,0 +1,150 @@
+package check
+
+import (
+	"math"
+	"strconv"
+	"testing"
+
+	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/attn/attntest"
+	"github.com/fastattn/fastattn/internal/accurate"
+)
+
+// TestPlainRowBound: on random and adversarial problems (keys offset by
+// up to 1e8, logits in the thousands, near-ties, grouped heads, causal
+// masks, windows, key lengths, float32 inputs) the plain reference is
+// within its own a priori error (plus the accurate reference's) of the
+// accurate reference, and declines what it cannot bound.
+func TestPlainRowBound(t *testing.T) {
+	w := &attn.Window{Left: 7, Right: 2}
+	cases := []attntest.Case{
+		{Heads: 2, N: 9, M: 300, D: 8, E: 3},
+		{Heads: 4, KVHeads: 2, N: 12, M: 200, D: 4, E: 2, Causal: true},
+		{Heads: 2, N: 20, M: 40, D: 3, E: 2, Causal: true, CausalAlign: attn.TopLeft, Window: w},
+		{Heads: 2, N: 6, M: 50, D: 2, E: 2, KeyLens: []int{50, 17}},
+		{Heads: 1, N: 8, M: 100, D: 2, E: 2, QScale: 30, KScale: 30},       // logits in the thousands
+		{Heads: 1, N: 8, M: 100, D: 16, E: 5, VScale: 1e-200, Scale: 0.01}, // tiny values
+	}
+	offsets := []float64{0, 1e2, 1e4, 1e8}
+	var runs, used int
+	worst := 0.0
+	for ci, c := range cases {
+		for _, off := range offsets {
+			p := c.Generate(uint64(ci + 1))
+			for x := range p.K {
+				p.K[x] += off
+			}
+			for _, p32 := range []bool{false, true} {
+				check := func(pr interface {
+					row(h, i int, box headBox, out []float64) (float64, bool)
+					box(h int) headBox
+					accurate(h, i int, out []float64)
+					limit(h, i int) int
+				}, heads, n, e int) {
+					for h := range heads {
+						box := pr.box(h)
+						for i := range n {
+							got, want := make([]float64, e), make([]float64, e)
+							bound, ok := pr.row(h, i, box, got)
+							runs++
+							if !ok {
+								continue
+							}
+							used++
+							pr.accurate(h, i, want)
+							for x := range e {
+								err := math.Abs(got[x]-want[x]) / box.colMax[x]
+								if box.colMax[x] == 0 {
+									continue
+								}
+								if !(err <= bound+accurate.Error(pr.limit(h, i))) {
+									t.Fatalf("case %d offset %g float32 %v head %d row %d column %d: |plain - accurate| = %.3g above the plain bound %.3g",
+										ci, off, p32, h, i, x, err, bound)
+								}
+								if bound > 0 {
+									worst = max(worst, err/bound)
+								}
+							}
+						}
+					}
+				}
+				if p32 {
+					check(probe[float32]{attntest.To32(p)}, p.Heads, p.N, p.E)
+				} else {
+					check(probe[float64]{p}, p.Heads, p.N, p.E)
+				}
+			}
+		}
+	}
+	if used < runs/2 {
+		t.Errorf("the plain reference served %d of %d rows", used, runs)
+	}
+	t.Logf("%d rows, %d served by the plain reference, worst |plain - accurate| / plain bound %.3g", runs, used, worst)
+}
+
+// probe adapts one problem's rows to the test.
+type probe[T attn.Float] struct{ p *attn.Problem[T] }
+
+func (pr probe[T]) box(h int) headBox {
+	return newHeadBox(pr.p, h, attn.ColumnMaxAbs(pr.p, h, pr.p.KeyLen(h)))
+}
+func (pr probe[T]) row(h, i int, box headBox, out []float64) (float64, bool) {
+	return plainRow(pr.p, h, i, box, out)
+}
+func (pr probe[T]) accurate(h, i int, out []float64) { accurate.Row(pr.p, h, i, out) }
+func (pr probe[T]) limit(h, i int) int               { return pr.p.KeyLimit(h, i) }
+
+// TestPlainDeclines: masks, finite sinks and huge values go to the
+// accurate reference.
+func TestPlainDeclines(t *testing.T) {
+	p := attntest.Case{Heads: 1, N: 3, M: 10, D: 2, E: 2, Sinks: []float64{0}}.Generate(1)
+	out := make([]float64, 2)
+	if _, ok := plainRow(p, 0, 0, newHeadBox(p, 0, attn.ColumnMaxAbs(p, 0, p.M)), out); ok {
+		t.Error("a finite sink was served")
+	}
+	p = attntest.Case{Heads: 1, N: 3, M: 10, D: 2, E: 2, VScale: 1e300}.Generate(1)
+	if _, ok := plainRow(p, 0, 0, newHeadBox(p, 0, attn.ColumnMaxAbs(p, 0, p.M)), out); ok {
+		t.Error("values near the float64 limit were served")
+	}
+}
+
+// TestForwardCatchesLoose: with a loose bound (served by the plain
+// reference) an output off by twice the bound still fails.
+func TestForwardCatchesLoose(t *testing.T) {
+	p := problem(6, 5000, 4, 1e4, 3)
+	out := attn.NewOutput(p)
+	for i := range p.N {
+		out.LSE[i] = accurate.Row(p, 0, i, out.O[i*p.E:(i+1)*p.E])
+	}
+	const bound = 1e-4
+	res, err := Forward(p, out, bound, 4)
+	if err != nil || res.Rows != 4 {
+		t.Fatalf("correct output: %+v, %v", res, err)
+	}
+	if res.RefError <= accurate.Error(p.M) || res.RefError > bound/64 {
+		t.Errorf("reference error %.3g: the plain reference did not serve a bound of %g", res.RefError, bound)
+	}
+	colMax := attn.ColumnMaxAbs(p, 0, p.M)
+	for i := range out.O {
+		out.O[i] -= 2 * bound * colMax[i%p.E]
+	}
+	if _, err = Forward(p, out, bound, 4); err == nil {
+		t.Fatal("an output off by twice the bound passed")
+	}
+}
+
+// BenchmarkForward times a 16-row check against 2^18 keys, d = 8, with a
+// loose bound (the plain reference) and a tight one (the accurate).
+func BenchmarkForward(b *testing.B) {
+	p := attntest.To32(attntest.Case{Heads: 1, N: 64, M: 1 << 18, D: 8, E: 8}.Generate(1))
+	out := attn.NewOutput(p)
+	for _, bound := range []float64{1e-3, 1e-12} {
+		b.Run("bound="+strconv.FormatFloat(bound, 'g', -1, 64), func(b *testing.B) {
+			for b.Loop() {
+				// The output is zeros: the check measures and fails, after
+				// computing every reference row.
+				Forward(p, out, bound, 16)
+			}
+		})
+	}
+}
