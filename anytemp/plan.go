@@ -16,17 +16,19 @@ import (
 // (least squares on the CPU seconds of one worker over d = 1..4, entry
 // scales 1, 3, 10 and n = 2^12..2^16; last fitted after expansions became
 // batched matrix products and leaves vectorised exponentials, on the
-// shared machine at load 25, so on the slow side) and checked against
-// bench/anytemp.
+// shared machine at load 25, so on the slow side; the moment constant
+// refitted after moments became matrix products; the fit is poorly
+// conditioned, so a constant is changed only when refits agree) and
+// checked against bench/anytemp.
 const (
-	CostRow        = 330e-9  // per row: setup, Taylor coefficients, batching, output
-	CostVisit      = 13e-9   // per tree node visited
-	CostBrute      = 13e-9   // per key summed directly (logit, vectorised exp, values)
-	CostTerm       = 0.8e-9  // per term x column of an expansion (matrix products of the rows sharing a node)
-	CostCell       = 65e-9   // per 1-D cell (binary search, prefix sums)
-	CostMomentFlop = 0.63e-9 // per flop of node moments
-	CostBuild      = 6.4e-9  // per key and tree level (partition, boxes), plus row order
-	CostReduce     = 0.6e-9  // per row x d x d of Q and K: Gram matrices, projection (d >= 2)
+	CostRow        = 330e-9 // per row: setup, Taylor coefficients, batching, output
+	CostVisit      = 13e-9  // per tree node visited
+	CostBrute      = 13e-9  // per key summed directly (logit, vectorised exp, values)
+	CostTerm       = 0.8e-9 // per term x column of an expansion (matrix products of the rows sharing a node)
+	CostCell       = 65e-9  // per 1-D cell (binary search, prefix sums)
+	CostMomentFlop = 0.2e-9 // per flop of node moments (matrix products up to 256 keys, then translations)
+	CostBuild      = 6.4e-9 // per key and tree level (partition, boxes), plus row order
+	CostReduce     = 0.6e-9 // per row x d x d of Q and K: Gram matrices, projection (d >= 2)
 )
 
 // MaxPlanDim is the largest effective dimension for which Estimate
