@@ -51,6 +51,8 @@ type Cache[T Float] struct {
 	keys                               []*exact.DecodeKeys[T]
 	keyNorm                            []float64 // per key head: the largest |k| appended
 	keySum                             []float64 // per key head: the sum of the keys appended (d)
+	keyBox                             []float64 // per key head: max |k_t| of the keys appended (d)
+	valueMax                           []float64 // per key head: max |v_c| of the values appended (e)
 	dec                                *exact.Decoder[T]
 
 	ws     *poly.DecodeWorkspace[T] // nil: no polynomial states
@@ -130,8 +132,15 @@ type CacheStep struct {
 	// largest row range s |q| max |k - mu|.
 	Degree int     `json:"degree"`
 	Beta   float64 `json:"beta_max"`
-	// ErrorBound is the certified entrywise bound of the step, relative
-	// to max_l |V_lj| over each row's keys: 0 when every row was exact.
+	// ErrorBound is the step's entrywise bound, relative to max_l |V_lj|
+	// over each row's keys: the polynomial rows' certified bound and, for
+	// rows computed exactly, the a priori bound of the exact Decoder's
+	// float arithmetic (exact.DecodeBound, from the largest key entries and
+	// values appended since the last Reset: truncation and windows leave
+	// it valid, if looser); +Inf when values lie where unscaled sums are
+	// not bounded (beyond about 2^110 or below 2^-100 in float32). The
+	// stored keys and values are the reference: rounding them to a 16-bit
+	// KVFormat is not counted.
 	ErrorBound float64 `json:"error_bound"`
 	Flops      float64 `json:"flops"`
 	Seconds    float64 `json:"seconds"`
@@ -171,6 +180,7 @@ func NewCache[T Float](batch, kvHeads, d, e int, opts CacheOptions) (*Cache[T], 
 		capacity: opts.Capacity, scale: opts.Scale, eps: opts.Eps, method: opts.Method, window: -1,
 		sinks: append([]float64(nil), opts.Sinks...), assumeFinite: opts.AssumeFinite, kvFormat: opts.KVFormat,
 		lens: make([]int, batch), keyNorm: make([]float64, batch*kvHeads), keySum: make([]float64, batch*kvHeads*d),
+		keyBox: make([]float64, batch*kvHeads*d), valueMax: make([]float64, batch*kvHeads*e),
 		dec: exact.NewDecoder[T](opts.Workers), view: &prefixKeys[T]{}}
 	if c.scale == 0 {
 		c.scale = 1 / math.Sqrt(float64(d))
@@ -224,6 +234,8 @@ func (c *Cache[T]) Reset() {
 	clear(c.lens)
 	clear(c.keyNorm)
 	clear(c.keySum)
+	clear(c.keyBox)
+	clear(c.valueMax)
 	for i, kv := range c.keys {
 		kv.Truncate(0)
 		if c.states != nil {
@@ -480,9 +492,15 @@ func (c *Cache[T]) append(k, v []T, n int) {
 				kv.Append(key, v[(base+i)*e:(base+i+1)*e])
 				var s float64
 				sum := c.keySum[(b*c.kvHeads+h)*d : (b*c.kvHeads+h+1)*d]
+				box := c.keyBox[(b*c.kvHeads+h)*d : (b*c.kvHeads+h+1)*d]
 				for t, x := range key {
 					s += float64(x) * float64(x)
 					sum[t] += float64(x)
+					box[t] = max(box[t], math.Abs(float64(x)))
+				}
+				vmax := c.valueMax[(b*c.kvHeads+h)*e : (b*c.kvHeads+h+1)*e]
+				for x, y := range v[(base+i)*e : (base+i+1)*e] {
+					vmax[x] = max(vmax[x], math.Abs(float64(y)))
 				}
 				c.keyNorm[b*c.kvHeads+h] = max(c.keyNorm[b*c.kvHeads+h], math.Sqrt(s))
 			}
@@ -609,7 +627,40 @@ func (c *Cache[T]) attend(ctx context.Context, out []T, lse []float64, q, k, v [
 		}
 	}
 	st.Flops += exact.DecodeFlops(c.units)
+	if st.ExactRows > 0 {
+		st.ErrorBound = max(st.ErrorBound, c.exactBound(q, n))
+	}
 	return st, c.dec.Attend(ctx, c.units, c.scale)
+}
+
+// exactBound is the a priori bound of the exact Decoder on this call's
+// rows: per (sequence, key/value head), B from the group's queries and the
+// keys' largest entries, over the sequence's keys after the call.
+func (c *Cache[T]) exactBound(q []T, n int) float64 {
+	d, e, G := c.d, c.e, c.group
+	var bound float64
+	for b, nb := range c.stepNew {
+		for g := range c.kvHeads {
+			if nb == 0 {
+				continue
+			}
+			kh := b*c.kvHeads + g
+			box := c.keyBox[kh*d : (kh+1)*d]
+			var big float64
+			r0 := (b*c.heads + g*G) * n
+			for r := r0; r < r0+G*n; r++ {
+				var s float64
+				for t, x := range q[r*d : (r+1)*d] {
+					s += math.Abs(float64(x)) * box[t]
+				}
+				big = max(big, s)
+			}
+			// The sum above rounds d times: (1 + (d+2) u) covers it.
+			big *= math.Abs(c.scale) * (1 + float64(d+2)*0x1p-53)
+			bound = max(bound, exact.DecodeBound[T](big, d, c.lens[b]+nb, c.valueMax[kh*e:(kh+1)*e]))
+		}
+	}
+	return bound
 }
 
 // polyChunk is how many tokens a polynomial state takes at once: with a

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"math/bits"
 	"os"
 	"os/signal"
@@ -23,28 +25,28 @@ func init() {
 
 // decodeReport is the JSON report of the decode command.
 type decodeReport struct {
-	Method    string  `json:"method"`
-	DType     string  `json:"dtype"`
-	KVFormat  string  `json:"kv_format,omitempty"`
-	Batch     int     `json:"batch"`
-	Heads     int     `json:"heads"`
-	KVHeads   int     `json:"kv_heads"`
-	N         int     `json:"n"`
-	D         int     `json:"d"`
-	E         int     `json:"e"`
-	Scale     float64 `json:"scale"`
-	Eps       float64 `json:"eps"`
-	Window    int     `json:"window_left"`
-	Sinks     bool    `json:"sinks"`
-	Prefill   int     `json:"prefill_tokens"`
-	PrefillS  float64 `json:"prefill_seconds"`
-	Steps     int     `json:"steps"`
-	StepsS    float64 `json:"steps_seconds"`
-	Seconds   float64 `json:"seconds"`
-	Bound     float64 `json:"error_bound"`
-	PolyRows  int     `json:"poly_rows"`
-	ExactRows int     `json:"exact_rows"`
-	Fallbacks int     `json:"fallback_rows"`
+	Method    string      `json:"method"`
+	DType     string      `json:"dtype"`
+	KVFormat  string      `json:"kv_format,omitempty"`
+	Batch     int         `json:"batch"`
+	Heads     int         `json:"heads"`
+	KVHeads   int         `json:"kv_heads"`
+	N         int         `json:"n"`
+	D         int         `json:"d"`
+	E         int         `json:"e"`
+	Scale     float64     `json:"scale"`
+	Eps       float64     `json:"eps"`
+	Window    int         `json:"window_left"`
+	Sinks     bool        `json:"sinks"`
+	Prefill   int         `json:"prefill_tokens"`
+	PrefillS  float64     `json:"prefill_seconds"`
+	Steps     int         `json:"steps"`
+	StepsS    float64     `json:"steps_seconds"`
+	Seconds   float64     `json:"seconds"`
+	Bound     reportBound `json:"error_bound"`
+	PolyRows  int         `json:"poly_rows"`
+	ExactRows int         `json:"exact_rows"`
+	Fallbacks int         `json:"fallback_rows"`
 	// FallbackSteps lists the steps (token positions) with fallback rows.
 	FallbackSteps []int   `json:"fallback_steps,omitempty"`
 	Rebuilds      int     `json:"rebuilds"`
@@ -59,13 +61,26 @@ type decodeReport struct {
 
 // stepTimes summarises the decoding steps of one range of context lengths.
 type stepTimes struct {
-	ContextFrom   int     `json:"context_from"`
-	ContextTo     int     `json:"context_to"`
-	Steps         int     `json:"steps"`
-	Median        float64 `json:"median_seconds"`
-	Min           float64 `json:"min_seconds"`
-	TokensPerSec  float64 `json:"tokens_per_second"`
-	ErrorBoundMax float64 `json:"error_bound"`
+	ContextFrom   int         `json:"context_from"`
+	ContextTo     int         `json:"context_to"`
+	Steps         int         `json:"steps"`
+	Median        float64     `json:"median_seconds"`
+	Min           float64     `json:"min_seconds"`
+	TokensPerSec  float64     `json:"tokens_per_second"`
+	ErrorBoundMax reportBound `json:"error_bound"`
+}
+
+// reportBound is an error bound in a report: null when none holds (+Inf,
+// which JSON cannot write; for example values beyond float32's unscaled
+// range in an exact step).
+type reportBound float64
+
+// MarshalJSON writes the bound, or null when it is not finite.
+func (b reportBound) MarshalJSON() ([]byte, error) {
+	if math.IsInf(float64(b), 0) || math.IsNaN(float64(b)) {
+		return []byte("null"), nil
+	}
+	return json.Marshal(float64(b))
 }
 
 func decodeCmd(args []string, stdout, stderr io.Writer) error {
@@ -324,7 +339,7 @@ func decodeFiles[T fastattn.Float](ctx context.Context, qs []int, q []T, ks []in
 		rep.Rebuilds += st.Rebuilds
 		rep.DegreeMax = max(rep.DegreeMax, st.Degree)
 		rep.BetaMax = max(rep.BetaMax, st.Beta)
-		rep.Bound = max(rep.Bound, st.ErrorBound)
+		rep.Bound = max(rep.Bound, reportBound(st.ErrorBound))
 		return st, nil
 	}
 	wrap := func(err error) error {
@@ -394,7 +409,7 @@ func perStepTimes(times, bounds []float64, prefill int) []stepTimes {
 			bmax = max(bmax, b)
 		}
 		out = append(out, stepTimes{ContextFrom: max(lo, ctx), ContextTo: min(hi, prefill+j+1), Steps: j - i,
-			Median: med, Min: ts[0], TokensPerSec: 1 / med, ErrorBoundMax: bmax})
+			Median: med, Min: ts[0], TokensPerSec: 1 / med, ErrorBoundMax: reportBound(bmax)})
 		i = j
 	}
 	return out

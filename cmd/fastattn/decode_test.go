@@ -118,13 +118,13 @@ func TestDecodeEqualsRunCausal(t *testing.T) {
 							colMax[col] = max(colMax[col], math.Abs(v[(h/group*c.n+j)*c.e+col]))
 						}
 						x := (h*c.n+i)*c.e + col
-						if err := math.Abs(got[x] - want[x]); err > tol+rep.Bound*colMax[col] {
+						if err := math.Abs(got[x] - want[x]); err > tol+float64(rep.Bound)*colMax[col] {
 							t.Fatalf("%+v %s: head %d token %d column %d: %g, run --causal %g (bound %g)", c, method, h, i, col, got[x], want[x], rep.Bound)
 						}
 					}
 				}
 			}
-			if method == "poly" && (rep.PolyRows == 0 || rep.Bound == 0 || rep.Bound > atof(c.eps)) {
+			if method == "poly" && (rep.PolyRows == 0 || rep.Bound == 0 || float64(rep.Bound) > atof(c.eps)) {
 				t.Fatalf("poly: %d rows from the polynomial state, bound %g", rep.PolyRows, rep.Bound)
 			}
 		}
