@@ -221,7 +221,14 @@ func roundingBound[T attn.Float](b float64, d, l int) float64 {
 	} else {
 		sums = gammaOf(keyTile, u) + gammaOf(float64(l/keyTile+4), u64)
 	}
-	eta := tau + sums
+	// The float32 exp kernel flushes weights below the normal range to
+	// zero (each under 2^-126), against a row sum of at least 1; float64
+	// ones underflow below 2^-1074.
+	flush := 0x1p-1074
+	if u != u64 {
+		flush = 0x1p-126
+	}
+	eta := tau + sums + float64(l)*flush
 	if !(eta < 0.5) {
 		return math.Inf(1)
 	}

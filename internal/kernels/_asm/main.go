@@ -285,6 +285,10 @@ func genData() {
 	}
 	data32("e32one", 1)
 	dataI32("e32bias", 127)
+	// Flushing results below the normal range to zero (see expBody).
+	data32("e32kmin", 126)
+	data32("e32kstep", 64)
+	data32("e32zero", 0)
 
 	data64("e64min", -750)
 	data64("e64max", 710)
@@ -731,6 +735,17 @@ func expBody(is isa, dt dtype, xs, ks, ps []string, cmin, cmax string, regs map[
 	}
 	// Scale by 2^k.
 	if is == avx512 {
+		if dt == f32 {
+			// float32 results below the normal range are flushed to zero:
+			// k < -126 is pushed down by 64 (k += 64 min(k + 126, 0)), so
+			// 2^k q underflows to 0. Subnormal weights slowed the P V
+			// products twofold (microcode assists) when logits spread over
+			// more than about 87, and a weight under 2^-126 changes a row
+			// sum of at least 1 by less than that. r (x) is free by now.
+			each(func(x, k, q string) { emit("VADD%s %s, %s, %s", sf, c("kmin"), k, x) })
+			each(func(x, k, q string) { emit("VMIN%s %s, %s, %s", sf, c("zero"), x, x) })
+			each(func(x, k, q string) { emit("VFMADD231%s %s, %s, %s", sf, c("kstep"), x, k) })
+		}
 		each(func(x, k, q string) { emit("VSCALEF%s %s, %s, %s", sf, k, q, q) })
 		return
 	}
