@@ -4,6 +4,7 @@ import (
 	"math"
 
 	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/internal/kernels"
 )
 
 // A cheaper reference for loose bounds. The accurate reference
@@ -104,12 +105,20 @@ func plainRow[T attn.Float](p *attn.Problem[T], h, i int, box headBox, out []flo
 			shift = max(shift, logit(j))
 		}
 	}
+	// Blocks of logits go through the vectorised exponential.
+	var buf [256]float64
 	var den float64
-	for j := lo; j < hi; j++ {
-		w := math.Exp(logit(j) - shift)
-		den += w
-		for x, v := range p.V[(kh*p.M+j)*e : (kh*p.M+j+1)*e] {
-			out[x] = math.FMA(w, float64(v), out[x])
+	for j0 := lo; j0 < hi; j0 += len(buf) {
+		w := buf[:min(len(buf), hi-j0)]
+		for x := range w {
+			w[x] = logit(j0 + x)
+		}
+		den += kernels.ExpShiftSum64(w, 1, shift)
+		for x, wx := range w {
+			j := j0 + x
+			for c, v := range p.V[(kh*p.M+j)*e : (kh*p.M+j+1)*e] {
+				out[c] = math.FMA(wx, float64(v), out[c])
+			}
 		}
 	}
 	for x := range out {
@@ -118,15 +127,16 @@ func plainRow[T attn.Float](p *attn.Problem[T], h, i int, box headBox, out []flo
 	// Each computed logit is within gamma(d+2) A of the centred logit (the
 	// differences k - c, d multiply-adds, the scale), and its difference to
 	// the shift (at most 2A apart) rounds by u 2A more; so each weight is
-	// the exact one times e^theta (1 + 2u), |theta| <= gamma(d+5) A,
-	// math.Exp being within an ulp. Weights off by a relative rho move the
+	// the exact one times e^theta (1 + expErr), |theta| <= gamma(d+5) A,
+	// expErr = 10u the float64 exp kernel's error (its subtraction of the
+	// shift is the rounding counted above). Weights off by a relative rho move the
 	// ratio by at most 2 rho / (1 - rho) of max|v|. The sums of l terms add
 	// gamma(l) of the sum of magnitudes (at most den max|v| for the
 	// numerator), and the division one rounding: 3 gamma(l+2) covers both.
 	// Weights and products that underflow lose at most 2^-1074 each, against
 	// a denominator of at least 1 (shift = maximum) or e^-2A (shift = A).
 	l := hi - lo
-	rho := math.Exp(gamma(d+5)*a)*(1+2*plainU) - 1
+	rho := math.Exp(gamma(d+5)*a)*(1+10*plainU) - 1
 	under := float64(l) * 0x1p-1072 / colMin
 	if small {
 		under *= math.Exp(2*a + 1)
