@@ -68,3 +68,32 @@ func slicesOf(n int, v float64) []float64 {
 	}
 	return s
 }
+
+// TestFirstNonFinite: the first NaN or Inf is found wherever it lies
+// relative to the chunks the SIMD kernels check, in both types and in a
+// type defined on float32.
+func TestFirstNonFinite(t *testing.T) {
+	type myFloat float32
+	for _, n := range []int{0, 1, 7, 4095, 4096, 4097, 10000} {
+		for _, at := range []int{-1, 0, n / 2, n - 1, 4095, 4096} {
+			if at >= n || (at < 0 && at != -1) {
+				continue
+			}
+			for _, bad := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
+				x32, x64, xm := make([]float32, n), make([]float64, n), make([]myFloat, n)
+				for i := range n {
+					x32[i], x64[i], xm[i] = float32(i), float64(i), myFloat(i)
+				}
+				if at >= 0 {
+					x32[at], x64[at], xm[at] = float32(bad), bad, myFloat(bad)
+					if at+1 < n { // a later one must not be reported
+						x32[n-1], x64[n-1], xm[n-1] = float32(bad), bad, myFloat(bad)
+					}
+				}
+				if g32, g64, gm := FirstNonFinite(x32), FirstNonFinite(x64), FirstNonFinite(xm); g32 != at || g64 != at || gm != at {
+					t.Fatalf("n %d, %g at %d: found at %d (float32), %d (float64), %d (defined type)", n, bad, at, g32, g64, gm)
+				}
+			}
+		}
+	}
+}
