@@ -21,27 +21,42 @@ func problem(n, m, d int, offset float64, seed uint64) *attn.Problem[float64] {
 }
 
 // TestForwardCatches: a correct output passes, one off by twice the bound
-// fails with ErrExceeded and a message saying what was measured.
+// fails with ErrExceeded and a message saying what was measured, whichever
+// reference serves the bound: the accurate one for tight bounds, the plain
+// one (plain.go) for loose ones.
 func TestForwardCatches(t *testing.T) {
-	p := problem(5, 50, 2, 1e6, 1)
-	out := attn.NewOutput(p)
-	for i := range p.N {
-		out.LSE[i] = accurate.Row(p, 0, i, out.O[i*p.E:(i+1)*p.E])
+	for _, c := range []struct {
+		n, m, d   int
+		offset    float64
+		bound     float64
+		wantPlain bool
+	}{
+		{5, 50, 2, 1e6, 1e-13, false},
+		{5, 50, 2, 1e6, 1e-9, true},
+		{6, 5000, 4, 1e4, 1e-4, true},
+	} {
+		p := problem(c.n, c.m, c.d, c.offset, 1)
+		out := attn.NewOutput(p)
+		for i := range p.N {
+			out.LSE[i] = accurate.Row(p, 0, i, out.O[i*p.E:(i+1)*p.E])
+		}
+		res, err := Forward(p, out, c.bound, 3)
+		if err != nil || res.Rows != 3 {
+			t.Fatalf("%+v: correct output: %+v, %v", c, res, err)
+		}
+		if plain := res.RefError > accurate.Error(p.M); plain != c.wantPlain || plain && res.RefError > c.bound/64 {
+			t.Errorf("%+v: reference error %.3g (plain reference: %v)", c, res.RefError, plain)
+		}
+		colMax := attn.ColumnMaxAbs(p, 0, p.M)
+		for i := range out.O {
+			out.O[i] += 2 * c.bound * colMax[i%p.E]
+		}
+		_, err = Forward(p, out, c.bound, 3)
+		if !errors.Is(err, ErrExceeded) {
+			t.Fatalf("%+v: an output off by twice the bound: %v", c, err)
+		}
+		t.Log(err)
 	}
-	const bound = 1e-9
-	res, err := Forward(p, out, bound, 3)
-	if err != nil || res.Rows != 3 {
-		t.Fatalf("correct output: %+v, %v", res, err)
-	}
-	colMax := attn.ColumnMaxAbs(p, 0, p.M)
-	for i := range out.O {
-		out.O[i] += 2 * bound * colMax[i%p.E]
-	}
-	_, err = Forward(p, out, bound, 3)
-	if !errors.Is(err, ErrExceeded) {
-		t.Fatalf("an output off by twice the bound: %v", err)
-	}
-	t.Log(err)
 }
 
 // TestSampling: the rows and keys most likely to be wrong are sampled.
