@@ -166,24 +166,7 @@ func genHalfBKernel(h halfB, is isa, mr, nv int, masked bool) {
 			emit("ADDQ $%d, R12", 4*elems)
 		}
 	}
-	emit("MOVQ CX, BX")
-	emit("SHRQ $2, BX")
-	emit("JZ tail")
-	label("loop4")
-	for u := range 4 {
-		step(u)
-	}
-	advanceA(4)
-	emit("DECQ BX")
-	emit("JNZ loop4")
-	label("tail")
-	emit("ANDQ $3, CX")
-	emit("JZ store")
-	label("loop1")
-	step(0)
-	advanceA(1)
-	emit("DECQ CX")
-	emit("JNZ loop1")
+	kLoop(step, advanceA)
 
 	label("store")
 	emit("MOVQ %s, DI", f.fp("c"))

@@ -506,25 +506,7 @@ func genGemm(c config, mr, nv int, masked bool) {
 			emit("ADDQ $%d, R13", elems*dt.size)
 		}
 	}
-	const unroll = 4
-	emit("MOVQ CX, BX")
-	emit("SHRQ $2, BX")
-	emit("JZ tail")
-	label("loop4")
-	for u := 0; u < unroll; u++ {
-		step(u)
-	}
-	advanceA(unroll)
-	emit("DECQ BX")
-	emit("JNZ loop4")
-	label("tail")
-	emit("ANDQ $3, CX")
-	emit("JZ store")
-	label("loop1")
-	step(0)
-	advanceA(1)
-	emit("DECQ CX")
-	emit("JNZ loop1")
+	kLoop(step, advanceA)
 
 	label("store")
 	emit("MOVQ %s, DI", f.fp("c"))
@@ -1278,4 +1260,28 @@ func genPeak(name string, ins func(i int)) {
 	label("done")
 	emit("VZEROUPPER")
 	emit("RET\n")
+}
+
+// kLoop emits a microkernel's loop over its CX steps of k: four per
+// iteration (step(0..3), then advanceA(4)), then the rest one at a time;
+// it falls through, and jumps, to the label "store" its caller emits next.
+func kLoop(step func(u int), advanceA func(elems int)) {
+	emit("MOVQ CX, BX")
+	emit("SHRQ $2, BX")
+	emit("JZ tail")
+	label("loop4")
+	for u := range 4 {
+		step(u)
+	}
+	advanceA(4)
+	emit("DECQ BX")
+	emit("JNZ loop4")
+	label("tail")
+	emit("ANDQ $3, CX")
+	emit("JZ store")
+	label("loop1")
+	step(0)
+	advanceA(1)
+	emit("DECQ CX")
+	emit("JNZ loop1")
 }
