@@ -7,57 +7,32 @@ import (
 	"unsafe"
 
 	"github.com/fastattn/fastattn/attn"
-	"github.com/fastattn/fastattn/internal/kernels"
 )
 
 // The cost model: exact attention's time is
 //
-//	pairs * pairSeconds + flops / flopsPerSecond + K,V bytes / streamBytesPerSecond
+//	(pairs * pair + flops / flopRate) / workers + K,V bytes / streamBytesPerSecond
 //
 // where pairs = sum over rows of the keys they attend and flops = 2 pairs
 // (d + e). The first term is the per-score work (row max, exp, masking,
-// and the GEMMs' short inner loops at small d), the second the two GEMMs,
-// the third one pass over the keys and values, which is what bounds
-// decoding (a few query rows against many keys). The constants were fitted
-// to `fastattn bench --methods exact` (both cores, fastest of 9 runs) on
-// the project's 2-core AMD EPYC (Zen 4) machine at n = m = 4096 (1024 for
-// the portable kernels), d = e from 4 to 128, with the SIMD kernels
-// (avx512) and with the portable ones (purego or other architectures),
-// and to a decoding run (1 query row against 100000 keys). The machine is
-// shared with other jobs, so they are typical rather than best figures:
-// by CPU time the SIMD kernels reach about 85 GFLOP/s float32 and 41
-// float64 per core at d = 64, and an otherwise idle machine gives 160-180
-// GFLOP/s float32 and about 75 float64 on both cores (d = 64 to 128).
-const (
-	flopsPerSecond32 = 120e9
-	flopsPerSecond64 = 60e9
-	pairSeconds32    = 0.4e-9
-	pairSeconds64    = 0.9e-9
+// and the GEMMs' short inner loops at small d) and the two GEMMs, with
+// per-core rates measured at first use (calibrate.go); the second is one
+// pass over the keys and values, which bounds decoding (a few query rows
+// against many keys). The streaming rate is a fixed figure: measuring it
+// would mean reading a buffer larger than the last-level cache, too much
+// for a planner's first call. 13 GB/s is the single-stream rate of the
+// project's earlier 2-core AMD EPYC machine; a slower memory only makes
+// decoding estimates optimistic, and decoding is never a case where
+// another method wins.
+const streamBytesPerSecond = 13e9
 
-	portableFlopsPerSecond32 = 6e9
-	portableFlopsPerSecond64 = 5.5e9
-	portablePairSeconds32    = 4e-9
-	portablePairSeconds64    = 10e-9
-
-	streamBytesPerSecond = 13e9
-)
-
-// rates are one element type's constants of the cost model.
+// rates are one element type's per-core constants of the cost model: the
+// GEMMs' flop rate and the seconds per score.
 type rates struct{ flops, pair float64 }
 
-func ratesFor32() rates {
-	if kernels.Implementation() == "go" {
-		return rates{portableFlopsPerSecond32, portablePairSeconds32}
-	}
-	return rates{flopsPerSecond32, pairSeconds32}
-}
+func ratesFor32() rates { return measuredRates32() }
 
-func ratesFor64() rates {
-	if kernels.Implementation() == "go" {
-		return rates{portableFlopsPerSecond64, portablePairSeconds64}
-	}
-	return rates{flopsPerSecond64, pairSeconds64}
-}
+func ratesFor64() rates { return measuredRates64() }
 
 // Estimate32 predicts the cost on a float32 problem: in float32, or in
 // float64 arithmetic when the float32 rounding bound misses p.Eps (see
@@ -72,13 +47,13 @@ func (m Method) Estimate32(p *attn.Problem[float32]) (attn.Estimate, error) {
 		return compensatedEstimate(p, m.Workers, pl.bound), nil
 	}
 	if pl.arith == promote {
-		est := estimate(p, ratesFor64())
+		est := estimate(p, m.Workers, ratesFor64())
 		est.Seconds *= 1.05 // converting the inputs and output
 		est.Bytes += 8 * float64(len(p.Q)+len(p.K)+len(p.V)+p.Heads*p.N*p.E)
 		est.Reason += fmt.Sprintf(", in float64: the float32 rounding bound misses eps (bound %.2g)", pl.bound)
 		return est, nil
 	}
-	est := estimate(p, ratesFor32())
+	est := estimate(p, m.Workers, ratesFor32())
 	est.Reason += fmt.Sprintf(", bound %.2g", pl.bound)
 	return est, nil
 }
@@ -93,7 +68,7 @@ func (m Method) Estimate64(p *attn.Problem[float64]) (attn.Estimate, error) {
 	if pl.arith == compensated {
 		return compensatedEstimate(p, m.Workers, pl.bound), nil
 	}
-	est := estimate(p, ratesFor64())
+	est := estimate(p, m.Workers, ratesFor64())
 	est.Reason += fmt.Sprintf(", bound %.2g", pl.bound)
 	return est, nil
 }
@@ -116,9 +91,9 @@ func compensatedEstimate[T attn.Float](p *attn.Problem[T], workers int, b float6
 	}
 }
 
-// estimate applies the cost model. Memory is the workers' tiles plus the
-// packed keys.
-func estimate[T attn.Float](p *attn.Problem[T], r rates) attn.Estimate {
+// estimate applies the cost model with the work spread over workers (0:
+// GOMAXPROCS). Memory is the workers' tiles plus the packed keys.
+func estimate[T attn.Float](p *attn.Problem[T], workers int, r rates) attn.Estimate {
 	f := Flops(p)
 	var zero T
 	size := float64(unsafe.Sizeof(zero))
@@ -126,13 +101,17 @@ func estimate[T attn.Float](p *attn.Problem[T], r rates) attn.Estimate {
 	// that reads them; with grouped heads, once per key/value head when the
 	// group's rows share tiles (decoding).
 	kv := float64(p.KVHeadCount()) * float64(p.M) * float64(p.D+p.E) * size
-	pl := makePlan(p, 0)
+	if p.Workers > 0 {
+		workers = p.Workers
+	}
+	pl := makePlan(p, workers)
+	busy := float64(min(pl.workers, max(len(pl.tasks), 1)))
 	bytes := float64(pl.workers) * (float64(queryTile*scoreStride)*size + float64(queryTile*p.E)*(size+8))
 	if pl.pack {
 		bytes += min(float64(packBudget), float64(p.KVHeadCount())*float64(p.M)*float64(p.D)*size)
 	}
 	return attn.Estimate{
-		Seconds: f/float64(2*(p.D+p.E))*r.pair + f/r.flops + kv/streamBytesPerSecond,
+		Seconds: (f/float64(2*(p.D+p.E))*r.pair+f/r.flops)/busy + kv/streamBytesPerSecond,
 		Bytes:   bytes,
 		Reason:  fmt.Sprintf("%.3g flops", f),
 	}

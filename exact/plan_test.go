@@ -17,7 +17,8 @@ func TestEstimate(t *testing.T) {
 	}
 	r := ratesFor32()
 	pairs := 2 * 4096 * 4096.0
-	want := pairs*r.pair + Flops(p)/r.flops + 2*4096*128*4/streamBytesPerSecond
+	busy := float64(makePlan(p, 0).workers)
+	want := (pairs*r.pair+Flops(p)/r.flops)/busy + 2*4096*128*4/streamBytesPerSecond
 	if d := est.Seconds/want - 1; d > 1e-9 || d < -1e-9 {
 		t.Errorf("estimate %g s, want %g s", est.Seconds, want)
 	}
@@ -27,7 +28,7 @@ func TestEstimate(t *testing.T) {
 
 	small := attntest.To32(attntest.Case{Heads: 1, N: 4096, M: 4096, D: 4, E: 4}.Generate(1))
 	es, _ := Method{}.Estimate32(small)
-	if perPair := es.Seconds / (4096 * 4096); perPair < r.pair {
+	if perPair := es.Seconds / (4096 * 4096); perPair < r.pair/busy {
 		t.Errorf("d = 4: %g s per score, below the per-score cost %g", perPair, r.pair)
 	}
 
@@ -35,5 +36,29 @@ func TestEstimate(t *testing.T) {
 	ed, _ := Method{}.Estimate64(decode)
 	if stream := 100000 * 128 * 8 / streamBytesPerSecond; ed.Seconds < stream || ed.Seconds > 2*stream {
 		t.Errorf("decode estimate %g s, want about the pass over K and V, %g s", ed.Seconds, stream)
+	}
+}
+
+// TestCalibratedRates checks the measured per-core rates against what any
+// core running these kernels can do: a flop rate between 0.1 and 1000
+// GFLOP/s (the portable loops, a loaded machine, the widest AVX-512 core),
+// a per-score time under a microsecond, and more seconds predicted for
+// eight times the head dimension.
+func TestCalibratedRates(t *testing.T) {
+	for name, r := range map[string]rates{"float32": ratesFor32(), "float64": ratesFor64()} {
+		if r.flops < 1e8 || r.flops > 1e12 {
+			t.Errorf("%s: %.3g flop/s per core", name, r.flops)
+		}
+		if r.pair < 0 || r.pair > 1e-6 {
+			t.Errorf("%s: %.3g s per score", name, r.pair)
+		}
+		t.Logf("%s: %.3g GFLOP/s per core, %.3g ns per score", name, r.flops/1e9, r.pair*1e9)
+	}
+	small := attntest.To32(attntest.Case{Heads: 1, N: 2048, M: 2048, D: 8, E: 8}.Generate(1))
+	large := attntest.To32(attntest.Case{Heads: 1, N: 2048, M: 2048, D: 64, E: 64}.Generate(1))
+	es, _ := Method{}.Estimate32(small)
+	el, _ := Method{}.Estimate32(large)
+	if !(el.Seconds > es.Seconds) {
+		t.Errorf("d = 64 predicted %g s, not more than d = 8's %g s", el.Seconds, es.Seconds)
 	}
 }
