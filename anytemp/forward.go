@@ -44,16 +44,18 @@ func (Method) Name() string { return "anytemp" }
 // Supports lists the options beyond plain attention the forward handles:
 // grouped-query attention (each query head reads its key/value head, no
 // copies), top-left causal alignment (rows attend prefixes either way) and
-// sinks (an exact term of the denominator). Windows and mask tensors are
-// declined.
+// sinks (an exact term of the denominator) and sliding windows (each row's
+// key range covered by aligned blocks with their own trees). Mask tensors
+// are declined.
 func (Method) Supports() attn.Feature {
-	return attn.GQA | attn.TopLeftAlign | attn.AttentionSinks
+	return attn.GQA | attn.TopLeftAlign | attn.AttentionSinks | attn.SlidingWindow
 }
 
 // BackwardSupports lists the options the backward pass handles: those of
 // the forward (grouped-query attention, with dK and dV summed over the
-// query heads of a group; top-left alignment; sinks, with their gradient).
-func (m Method) BackwardSupports() attn.Feature { return m.Supports() }
+// query heads of a group; top-left alignment; sinks, with their gradient)
+// except sliding windows.
+func (m Method) BackwardSupports() attn.Feature { return m.Supports() &^ attn.SlidingWindow }
 
 // Forward32 computes float32 attention (internally in float64).
 func (m Method) Forward32(ctx context.Context, p *attn.Problem[float32], out *attn.Output[float32]) (attn.Stats, error) {
@@ -193,7 +195,7 @@ func compute[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], ou
 	}
 	workers := m.workers()
 	var depth int
-	if !p.Causal {
+	if !ranged(p) {
 		// One tree per head; heads in parallel, a lone head's tree built
 		// with parallel recursion.
 		parallel.For(ctx, workers, p.Heads, func(h int) {
@@ -217,8 +219,8 @@ func compute[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], ou
 	type item struct{ h, a, b int }
 	var items []item
 	chunk := batchRows
-	if p.Causal {
-		// Each causal chunk rebuilds the blocks of its first prefix, so
+	if ranged(p) {
+		// Each causal or windowed chunk rebuilds the blocks of its first range, so
 		// fewer, longer chunks: about 4 per worker over all heads.
 		per := max(1, (4*workers+p.Heads-1)/p.Heads)
 		chunk = max(minTreeBlock, (p.N+per-1)/per)
@@ -248,7 +250,9 @@ func compute[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], ou
 		}
 		rc.haveCand = false
 		rc.resetBatch()
-		if p.Causal {
+		if leftBounded(p) {
+			w.depth = max(w.depth, windowRows(ctx, rc, p, hr, out, it.a, it.b))
+		} else if ranged(p) {
 			w.depth = max(w.depth, causalRows(ctx, rc, p, hr, out, it.a, it.b))
 		} else {
 			plainRows(rc, p, hr, out, it.a, it.b)
@@ -262,7 +266,7 @@ func compute[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], ou
 		for _, rc := range w.rcs {
 			total.add(&rc.c)
 		}
-		if p.Causal {
+		if ranged(p) {
 			depth = max(depth, w.depth)
 		}
 	}

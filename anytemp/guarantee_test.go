@@ -93,9 +93,10 @@ func checkT[T attn.Float](t *testing.T, m Method, p *attn.Problem[T], name strin
 			for tt := range p.D {
 				q1 += math.Abs(float64(p.Q[row*p.D+tt]))
 			}
-			for j := range p.KeyLimit(h, i) {
+			lo, hi := p.KeyRange(h, i)
+			for j := lo; j < hi; j++ {
 				for tt := range p.D {
-					k1 = max(k1, math.Abs(float64(p.K[(h*p.M+j)*p.D+tt])))
+					k1 = max(k1, math.Abs(float64(p.K[(p.KVHead(h)*p.M+j)*p.D+tt])))
 				}
 			}
 			slack := 1e-13 + 64*u64*p.Scale*q1*k1

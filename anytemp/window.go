@@ -1,0 +1,159 @@
+package anytemp
+
+import (
+	"context"
+
+	"github.com/fastattn/fastattn/attn"
+)
+
+// Sliding windows (attn.Window, FlashAttention-2's window_size) give row i
+// the keys [lo_i, hi_i) of attn.Problem.KeyRange. A window open on the left
+// (Left = -1) leaves prefixes [0, hi_i), which causalRows already handles;
+// a window bounded on the left is covered like a segment tree: the aligned
+// power-of-two blocks of at least minTreeBlock keys inside [lo_i, hi_i),
+// each with its own tree, plus fewer than minTreeBlock keys on each side
+// summed directly. Every key of the range is in exactly one block or edge,
+// so the row's sums and the budget are those of a causal row with hi_i -
+// lo_i keys.
+
+// leftBounded reports whether p's window excludes keys on the left of some
+// rows: then rows need windowRows rather than causalRows.
+func leftBounded[T attn.Float](p *attn.Problem[T]) bool {
+	return p.Window != nil && p.Window.Left >= 0
+}
+
+// ranged reports whether rows attend different key ranges (causal mask or
+// window), computed in chunks of consecutive rows over blocks of keys.
+func ranged[T attn.Float](p *attn.Problem[T]) bool {
+	return p.Causal || p.Window != nil && (p.Window.Left >= 0 || p.Window.Right >= 0)
+}
+
+// windowSet is the segment-tree cover of one row's aligned part [a, b) of
+// its key range: blocks [x, x+s) with s a power of two >= minTreeBlock and
+// x a multiple of s, the largest that fit, left to right. As both ends move
+// right (KeyRange's ends are non-decreasing in the row), each block is in
+// the cover for one run of consecutive rows, so keeping only the current
+// blocks builds each once per chunk of rows.
+type windowSet[T attn.Float] struct {
+	hr     *headRun[T]
+	e      int
+	a, b   int
+	blocks []block[T]
+	depth  int
+}
+
+// cover makes the blocks those of [a, b) (multiples of minTreeBlock; a >= b
+// means none).
+func (ws *windowSet[T]) cover(a, b int) {
+	if a >= b {
+		a, b = 0, 0
+	}
+	if a == ws.a && b == ws.b && ws.blocks != nil {
+		return
+	}
+	ws.a, ws.b = a, b
+	var want []block[T]
+	for pos := a; pos < b; {
+		size := minTreeBlock
+		for pos%(2*size) == 0 && pos+2*size <= b {
+			size *= 2
+		}
+		want = append(want, block[T]{start: pos, size: size})
+		pos += size
+	}
+	for i := range want {
+		for _, old := range ws.blocks {
+			if old.start == want[i].start && old.size == want[i].size {
+				want[i].tr = old.tr
+			}
+		}
+		if want[i].tr == nil {
+			want[i].tr = ws.hr.block(ws.e, want[i].start, want[i].size)
+			ws.depth = max(ws.depth, want[i].tr.depth)
+		}
+	}
+	if want == nil {
+		want = []block[T]{}
+	}
+	ws.blocks = want
+}
+
+// windowRows computes rows a..b-1 of a head whose window is bounded on the
+// left; it returns the deepest tree built.
+func windowRows[T attn.Float](ctx context.Context, rc *rowCtx, p *attn.Problem[T], hr *headRun[T], out *attn.Output[T], a, b int) int {
+	hd := hr.hd
+	r, e, h := hd.r, p.E, hd.h
+	ws := &windowSet[T]{hr: hr, e: e}
+	var trees []*tree[T]
+	type ordered struct {
+		ub float64
+		tr *tree[T]
+	}
+	var ord []ordered
+	// The two edges of a row, side by side (fewer than 2 minTreeBlock keys).
+	edgeK := make([]float64, 0, 2*minTreeBlock*r)
+	edgeV := make([]T, 0, 2*minTreeBlock*e)
+	fin := func(i int) {
+		row := h*p.N + i
+		finish(rc, out.O[row*e:(row+1)*e], &out.LSE[row], hd.lseShift[i], p.Sink(h))
+	}
+	defer rc.flush(fin)
+	for i := a; i < b; i++ {
+		if (i-a)%64 == 63 && ctx.Err() != nil {
+			rc.resetBatch()
+			return ws.depth
+		}
+		if len(rc.slots) == batchRows {
+			rc.flush(fin)
+		}
+		lo, hi := p.KeyRange(h, i)
+		if lo >= hi {
+			row := h*p.N + i
+			clear(out.O[row*e : (row+1)*e])
+			out.LSE[row] = p.Sink(h) // -Inf without a sink
+			continue
+		}
+		al := (lo + minTreeBlock - 1) / minTreeBlock * minTreeBlock
+		ar := hi / minTreeBlock * minTreeBlock
+		ws.cover(al, ar)
+		var tailK []float64
+		var tailV []T
+		if al >= ar {
+			// No aligned block inside: the range is one short run of keys.
+			tailK, tailV = hd.k[lo*r:hi*r], hr.v[lo*e:hi*e]
+		} else {
+			edgeK = append(append(edgeK[:0], hd.k[lo*r:al*r]...), hd.k[ar*r:hi*r]...)
+			edgeV = append(append(edgeV[:0], hr.v[lo*e:al*e]...), hr.v[ar*e:hi*e]...)
+			tailK, tailV = edgeK, edgeV
+		}
+		// The previous row's best key may have left the window: a warm
+		// start from it could exceed this row's maximum and drop keys
+		// that count.
+		rc.haveCand = false
+		rc.start(hd.q[i*r:(i+1)*r], p.Scale, hi-lo)
+		trees = trees[:0]
+		for _, bl := range ws.blocks {
+			trees = append(trees, bl.tr)
+		}
+		if r == 1 && runCells1D(rc, trees, tailK, tailV) {
+			rc.park(i)
+			continue
+		}
+		// Blocks by decreasing upper bound, so the first finds the maximum.
+		ord = ord[:0]
+		for _, tr := range trees {
+			ord = append(ord, ordered{rootBound(rc, tr), tr})
+		}
+		for x := 1; x < len(ord); x++ {
+			for y := x; y > 0 && ord[y].ub > ord[y-1].ub; y-- {
+				ord[y], ord[y-1] = ord[y-1], ord[y]
+			}
+		}
+		brute(rc, tailK, tailV)
+		for _, ob := range ord {
+			runTree(rc, ob.tr)
+		}
+		rc.park(i)
+	}
+	return ws.depth
+}

@@ -1,0 +1,233 @@
+package anytemp
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/internal/reference"
+)
+
+// windowCase is a generated problem with a window and the options it
+// combines with.
+type windowCase struct {
+	name        string
+	g           gen
+	left, right int
+	topLeft     bool
+	kvHeads     int
+	sinks       []float64
+}
+
+func (c windowCase) make(seed uint64) *attn.Problem[float64] {
+	p := c.g.make(seed)
+	p.Window = &attn.Window{Left: c.left, Right: c.right}
+	if c.topLeft {
+		p.CausalAlign = attn.TopLeft
+	}
+	if c.kvHeads > 0 {
+		p.KVHeads = c.kvHeads
+		p.K = p.K[:c.kvHeads*p.M*p.D]
+		p.V = p.V[:c.kvHeads*p.M*p.E]
+	}
+	p.Sinks = c.sinks
+	return p
+}
+
+// shiftKeys adds a common offset to every key: softmax ignores it, a
+// method that does not centre the keys loses the logits' digits to it.
+func shiftKeys(off float64) func(r *rand.Rand, p *attn.Problem[float64]) {
+	return func(_ *rand.Rand, p *attn.Problem[float64]) {
+		for j := range p.K {
+			p.K[j] += off
+		}
+	}
+}
+
+// windowCases cover windows wider and narrower than minTreeBlock (so rows
+// of blocks plus edges, and rows of edges alone), bounded on one or both
+// sides, both alignments with n < m and n > m, padding, grouped-query
+// heads and sinks.
+func windowCases() []windowCase {
+	return []windowCase{
+		{name: "causal-left-300", g: gen{heads: 1, n: 1200, m: 1200, causal: true}, left: 300, right: 0},
+		{name: "both-sides-200", g: gen{heads: 1, n: 1000, m: 1000}, left: 200, right: 200},
+		{name: "decode-n<m", g: gen{heads: 1, n: 300, m: 1500, causal: true}, left: 500, right: 0},
+		{name: "top-left-n>m", g: gen{heads: 1, n: 1500, m: 400}, left: 150, right: 70, topLeft: true},
+		{name: "bottom-right-n>m", g: gen{heads: 1, n: 900, m: 500}, left: 130, right: 3},
+		{name: "top-left-n<m-causal", g: gen{heads: 1, n: 500, m: 1300, causal: true}, left: 260, right: 5, topLeft: true},
+		{name: "narrow-20-5", g: gen{heads: 1, n: 600, m: 600}, left: 20, right: 5},
+		{name: "narrow-causal-63", g: gen{heads: 1, n: 700, m: 700, causal: true}, left: 63, right: -1},
+		{name: "zero-zero", g: gen{heads: 1, n: 300, m: 300}, left: 0, right: 0},
+		{name: "wider-than-m", g: gen{heads: 1, n: 400, m: 700}, left: 5000, right: 5000},
+		{name: "left-only", g: gen{heads: 1, n: 500, m: 900}, left: 400, right: -1},
+		{name: "gqa-padding-sinks", g: gen{heads: 4, n: 400, m: 900, causal: true, keyLens: []int{900, 700, 130, 0}},
+			left: 333, right: 0, kvHeads: 2, sinks: []float64{0, 2, -1, 40}},
+	}
+}
+
+// pathCounts tally the report's counts over a test: the inputs must
+// exercise expansions, pruning, brute force and 1-D cells inside windows.
+type pathCounts struct{ expanded, pruned, brute, cells int64 }
+
+func (c *pathCounts) add(st attn.Stats) {
+	c.expanded += st.Details["nodes_expanded"].(int64)
+	c.pruned += st.Details["nodes_pruned"].(int64)
+	c.brute += st.Details["keys_brute_forced"].(int64)
+	c.cells += st.Details["cells"].(int64)
+}
+
+func (c *pathCounts) check(t *testing.T) {
+	if c.expanded == 0 || c.pruned == 0 || c.brute == 0 || c.cells == 0 {
+		t.Errorf("paths not exercised: %+v", *c)
+	}
+}
+
+// TestWindowGuarantee checks every entry of windowed problems against the
+// float64 reference, at entry scales from nearly uniform to nearly one-hot.
+func TestWindowGuarantee(t *testing.T) {
+	scales := []float64{0.3, 3, 30}
+	if testing.Short() {
+		scales = []float64{0.3, 30}
+	}
+	var paths pathCounts
+	defer paths.check(t)
+	for _, d := range []int{1, 2, 3} {
+		for _, qk := range scales {
+			for x, c := range windowCases() {
+				c.g.d, c.g.e, c.g.qk, c.g.scale = d, 3, qk, 1
+				t.Run(fmt.Sprintf("%s/d=%d/qk=%g", c.name, d, qk), func(t *testing.T) {
+					paths.add(checkGuarantee(t, Method{}, c.make(uint64(100*d+x)), 1e-3))
+				})
+			}
+		}
+	}
+}
+
+// TestWindowAdversarial: large entries and low temperature (logits up to
+// about 1e5), keys shifted far from the origin, clustered keys, several
+// eps, on windows narrower and wider than minTreeBlock.
+func TestWindowAdversarial(t *testing.T) {
+	cluster := func(r *rand.Rand, p *attn.Problem[float64]) {
+		c := make([]float64, 4*p.D)
+		for i := range c {
+			c[i] = 20 * r.NormFloat64()
+		}
+		for j := range p.K[:len(p.K)/p.D] {
+			k := r.IntN(4)
+			for t := range p.D {
+				p.K[j*p.D+t] = c[k*p.D+t] + 1e-3*r.NormFloat64()
+			}
+		}
+	}
+	var paths pathCounts
+	defer paths.check(t)
+	for _, d := range []int{1, 2, 4} {
+		for _, a := range []struct {
+			name  string
+			qk    float64
+			scale float64
+			shape func(r *rand.Rand, p *attn.Problem[float64])
+		}{
+			{"large-entries", 100, 1, nil},
+			{"low-temperature", 3, 30, nil},
+			{"shifted-keys", 3, 1, shiftKeys(50)},
+			{"shifted-large", 30, 1, shiftKeys(1000)},
+			{"clustered", 1, 1, cluster},
+		} {
+			for x, w := range []struct{ n, m, left, right int }{
+				{700, 700, 40, 0},   // narrower than minTreeBlock
+				{700, 700, 250, 0},  // blocks and edges
+				{300, 1100, 600, 7}, // n < m
+				{1100, 300, 90, 90}, // n > m
+			} {
+				for _, topLeft := range []bool{false, true} {
+					c := windowCase{g: gen{heads: 1, n: w.n, m: w.m, d: d, e: 4, qk: a.qk, scale: a.scale, shape: a.shape},
+						left: w.left, right: w.right, topLeft: topLeft}
+					eps := []float64{1e-2, 1e-3, 1e-5}[x%3]
+					t.Run(fmt.Sprintf("%s/d=%d/n=%d/m=%d/w=%d,%d/top-left=%v", a.name, d, w.n, w.m, w.left, w.right, topLeft), func(t *testing.T) {
+						paths.add(checkGuarantee(t, Method{}, c.make(uint64(d*10+x)), eps))
+					})
+				}
+			}
+		}
+	}
+}
+
+// TestWindowLarge exercises windows wide enough for blocks shared between
+// chunks of rows (sharedBlockMin keys and more), on sampled rows.
+func TestWindowLarge(t *testing.T) {
+	n, left := 12000, 9000
+	if testing.Short() {
+		n, left = 5000, 4500
+	}
+	for _, d := range []int{1, 2, 3} {
+		for _, qk := range []float64{0.5, 3} {
+			p := windowCase{g: gen{heads: 1, n: n, m: n, d: d, e: 2, qk: qk, scale: 1, causal: true}, left: left, right: 0}.make(uint64(d))
+			t.Run(fmt.Sprintf("d=%d/qk=%g", d, qk), func(t *testing.T) {
+				p.Eps = 1e-3
+				out := attn.NewOutput(p)
+				st, err := Method{}.Forward64(context.Background(), p, out)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var rows []int
+				for i := 0; i < n; i += 97 {
+					rows = append(rows, i)
+				}
+				rows = append(rows, n-1)
+				want, wantLSE := reference.Rows(p, 0, rows)
+				colMax := attn.ColumnMaxAbs(p, 0, p.M)
+				for s, i := range rows {
+					for c := range p.E {
+						if err := math.Abs(out.O[i*p.E+c] - want[s*p.E+c]); err > st.ErrorBound*colMax[c] {
+							t.Fatalf("row %d col %d: error %g > %g", i, c, err, st.ErrorBound*colMax[c])
+						}
+					}
+					if math.Abs(out.LSE[i]-wantLSE[s]) > math.Log1p(st.ErrorBound)+1e-12*math.Abs(wantLSE[s]) {
+						t.Fatalf("row %d: LSE %g, want %g", i, out.LSE[i], wantLSE[s])
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestWindowCover checks the segment-tree cover: aligned blocks of at
+// least minTreeBlock keys, each a power of two at a multiple of its size,
+// tiling [a, b) exactly, O(log) of them.
+func TestWindowCover(t *testing.T) {
+	hd := &head{r: 1, l: 1 << 14, k: make([]float64, 1<<14)}
+	pr := newParams(1, 1, 2, newMonomials(1, 2), &budget{epsT: 1e-3, rhoCap: 1})
+	hr := &headRun[float64]{hd: hd, pr: pr, v: make([]float64, 1<<14)}
+	ws := &windowSet[float64]{hr: hr, e: 1}
+	built := map[[2]int]*tree[float64]{}
+	for a := 0; a < 1<<14; a += 3 * minTreeBlock {
+		for _, b := range []int{a, a + minTreeBlock, a + 5*minTreeBlock, a + 77*minTreeBlock, 1 << 14} {
+			if b > 1<<14 || b < a {
+				continue
+			}
+			ws.cover(a, b)
+			pos := a
+			for _, bl := range ws.blocks {
+				if bl.start != pos || bl.size < minTreeBlock || bl.size&(bl.size-1) != 0 || bl.start%bl.size != 0 || bl.tr == nil || bl.tr.n != bl.size {
+					t.Fatalf("cover of [%d, %d): bad block %d+%d at %d", a, b, bl.start, bl.size, pos)
+				}
+				if old, ok := built[[2]int{bl.start, bl.size}]; ok && bl.size >= sharedBlockMin && old != bl.tr {
+					t.Errorf("shared block %d+%d built twice", bl.start, bl.size)
+				}
+				built[[2]int{bl.start, bl.size}] = bl.tr
+				pos += bl.size
+			}
+			if end := max(a, b); pos != end {
+				t.Fatalf("cover of [%d, %d) ends at %d", a, b, pos)
+			}
+			if lim := 2 * int(math.Log2(float64(1<<14/minTreeBlock))); len(ws.blocks) > lim {
+				t.Errorf("cover of [%d, %d): %d blocks, more than %d", a, b, len(ws.blocks), lim)
+			}
+		}
+	}
+}
