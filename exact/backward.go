@@ -7,6 +7,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/internal/kernels"
@@ -55,7 +56,7 @@ const (
 	bwdStride = bwdKeyTile + 16
 	// bwdFlush is how many query rows are summed into dK and dV in the
 	// element type before the partial sums move to float64.
-	bwdFlush = 256
+	bwdFlush = 1024
 )
 
 // BackwardFlops is the conventional count of the backward pass: five
@@ -443,8 +444,17 @@ func (sh *bwdShared[T]) rowBlock(st *bwdState[T], h, i0, rows, j0, cols int, q, 
 	kh := p.KVHead(h)
 	keys := p.K[(kh*p.M+j0)*d:]
 	const ls = bwdStride
+	// The block's rows of the worker's dQ are read and written at the end
+	// of the block, and lie in a buffer of the whole head (beyond L2 at
+	// large n): bring them into L2 while S is computed.
+	var dqRows []T
+	if st.isFloat {
+		dqRows = viewAs[T](st.dq64[(local+i0)*d : (local+i0+rows)*d])
+	} else {
+		dqRows = st.dq[(local+i0)*d : (local+i0+rows)*d]
+	}
 	if st.kp != nil {
-		st.kp.GemmNT(rows, 0, cols, q, d, s, ls)
+		st.kp.GemmNTNext(rows, 0, cols, q, d, s, ls, dqRows)
 		st.vp.GemmNT(rows, 0, cols, do, e, ds, ls)
 	} else {
 		vals := p.V[(kh*p.M+j0)*e:]
@@ -478,12 +488,20 @@ func (sh *bwdShared[T]) rowBlock(st *bwdState[T], h, i0, rows, j0, cols int, q, 
 	// dQ += dS K.
 	if st.isFloat {
 		tile := st.dqTile[:rows*d]
-		clear(tile)
-		k.gemmNN(rows, d, cols, ds, ls, keys, d, tile, d)
+		kernels.GemmNNSet32(rows, d, cols, any(ds).([]float32), ls, any(keys).([]float32), d, any(tile).([]float32), d, nil)
 		addTo64(st.dq64[(local+i0)*d:(local+i0+rows)*d], tile)
 		return
 	}
 	k.gemmNN(rows, d, cols, ds, ls, keys, d, st.dq[(local+i0)*d:], d)
+}
+
+// viewAs returns the memory of x as a slice of T (for prefetching only).
+func viewAs[T attn.Float](x []float64) []T {
+	if len(x) == 0 {
+		return nil
+	}
+	var zero T
+	return unsafe.Slice((*T)(unsafe.Pointer(&x[0])), len(x)*8/int(unsafe.Sizeof(zero)))
 }
 
 // softmaxGradRow is the loop above in one kernel call for float32 and
