@@ -83,7 +83,11 @@ func estimate[T attn.Float](m Method, p *attn.Problem[T], f32 bool) (attn.Estima
 	if l == 0 {
 		return attn.Estimate{Seconds: 1e-6, Reason: "no valid keys"}, nil
 	}
-	pc, err := pilot(p, h, l, f32, vscale.SubnormalOutput(p))
+	lp := l // keys per row the pilot stands for
+	if leftBounded(p) {
+		lp = min(l, windowKeys(p, h))
+	}
+	pc, err := pilot(p, h, lp, f32, vscale.SubnormalOutput(p))
 	if err != nil {
 		return attn.Estimate{}, err
 	}
@@ -99,7 +103,9 @@ func estimate[T attn.Float](m Method, p *attn.Problem[T], f32 bool) (attn.Estima
 	rows := heads * n * perRow
 	build := heads * (CostBuild*lf*levels + CostBuild*n*math.Log2(n+1)/4)
 	moments := heads * CostMomentFlop * pc.momentFlops
-	if p.Causal {
+	if leftBounded(p) {
+		rows, build, moments = windowCost(p, rows, moments, lf, float64(lp), workers)
+	} else if ranged(p) {
 		// Each row walks about half of log2(L/64) blocks (most pruned at
 		// the root); each chunk of rows builds its small blocks.
 		blocks := math.Max(1, 0.5*math.Log2(lf/minTreeBlock))

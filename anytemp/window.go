@@ -2,6 +2,7 @@ package anytemp
 
 import (
 	"context"
+	"math"
 
 	"github.com/fastattn/fastattn/attn"
 )
@@ -156,4 +157,40 @@ func windowRows[T attn.Float](ctx context.Context, rc *rowCtx, p *attn.Problem[T
 		rc.park(i)
 	}
 	return ws.depth
+}
+
+// windowKeys returns the mean number of keys the rows of head h attend
+// (at least 1): the planner's pilot runs on that many keys.
+func windowKeys[T attn.Float](p *attn.Problem[T], h int) int {
+	var sum int
+	for i := range p.N {
+		lo, hi := p.KeyRange(h, i)
+		sum += hi - lo
+	}
+	return max(1, (sum+p.N-1)/p.N)
+}
+
+// windowCost prices a problem whose window is bounded on the left, from
+// the pilot's per-row counts at lw keys (rows and moments as estimate
+// computed them for one tree of lw keys) and the head's lf keys: each row
+// walks up to two blocks per level of its cover and sums its two edges
+// directly; each chunk of rows builds the blocks over its rows' keys plus
+// one window, every level of the cover once.
+func windowCost[T attn.Float](p *attn.Problem[T], rows, moments, lf, lw, workers float64) (rowsW, buildW, momentsW float64) {
+	heads, n := float64(p.Heads), float64(p.N)
+	if lw < 2*minTreeBlock {
+		// No aligned block fits most rows: every key summed directly.
+		return heads * n * (CostRow + CostBrute*lw), 0, 0
+	}
+	levels := math.Floor(math.Log2(lw / minTreeBlock))
+	rowsW = rows*(1+0.2*levels) + heads*n*CostBrute*minTreeBlock
+	chunks := math.Max(1, math.Min(n/minTreeBlock, math.Ceil(4*workers/heads)))
+	span := math.Min(lf+chunks*lw, lf*(levels+1))
+	var perKey float64 // build cost per key of the span, over the levels
+	for k := range int(levels) {
+		perKey += math.Log2(float64(int(minTreeBlock)<<k)/leafSize) + 1
+	}
+	buildW = heads * CostBuild * span * perKey
+	momentsW = moments * (1 + 0.2*levels) * span / lw
+	return rowsW, buildW, momentsW
 }

@@ -231,3 +231,35 @@ func TestWindowCover(t *testing.T) {
 		}
 	}
 }
+
+// TestWindowEstimate: the planner prices a window by its width: narrow
+// windows cost a fraction of full causal attention, and the estimate grows
+// with the width.
+func TestWindowEstimate(t *testing.T) {
+	n := 1 << 15
+	g := gen{heads: 1, n: n, m: n, d: 2, e: 8, qk: 1, scale: 1, causal: true}
+	est := func(left int) float64 {
+		p := windowCase{g: g, left: left, right: 0}.make(1)
+		if left < 0 {
+			p.Window = nil
+		}
+		p.Eps = 1e-3
+		e, err := Method{Workers: 1}.Estimate64(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e.Seconds
+	}
+	full, w100, w1000, w8000 := est(-1), est(100), est(1000), est(8000)
+	t.Logf("estimates: full causal %.3g s, windows 100 %.3g s, 1000 %.3g s, 8000 %.3g s", full, w100, w1000, w8000)
+	if !(w100 < w1000 && w1000 < w8000) {
+		t.Errorf("estimates do not grow with the window: %.3g, %.3g, %.3g s", w100, w1000, w8000)
+	}
+	if !(w100 < full/4) {
+		t.Errorf("window of 100 keys estimated at %.3g s, full causal %.3g s", w100, full)
+	}
+	// A window of 100 keys is summed directly: at most about its keys per row.
+	if brute := float64(n) * (CostRow + CostBrute*101); !(w100 <= 1.5*brute) {
+		t.Errorf("window of 100 keys estimated at %.3g s, direct sums %.3g s", w100, brute)
+	}
+}
