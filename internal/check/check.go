@@ -216,7 +216,27 @@ func Forward[T attn.Float](p *attn.Problem[T], out *attn.Output[T], bound float6
 	// error is below 1/64 of the bound, the accurate one otherwise.
 	refs := make([]float64, len(samples)*p.E)
 	refErrs := make([]float64, len(samples))
+	// First each head's rows together through plainRows (samples are
+	// grouped by head), then the rest one at a time.
+	done := make([]bool, len(samples))
+	for x0 := 0; x0 < len(samples); {
+		h, x1 := samples[x0].h, x0
+		var rows []int
+		for ; x1 < len(samples) && samples[x1].h == h; x1++ {
+			rows = append(rows, samples[x1].i)
+		}
+		if box, ok := boxes[h]; ok && len(rows) > 1 {
+			plainRows(p, h, rows, box, refs[x0*p.E:x1*p.E], refErrs[x0:x1], done[x0:x1])
+			for x := x0; x < x1; x++ {
+				done[x] = done[x] && refErrs[x] <= bound/64
+			}
+		}
+		x0 = x1
+	}
 	parallel.For(context.Background(), runtime.GOMAXPROCS(0), len(samples), func(x int) {
+		if done[x] {
+			return
+		}
 		h, i, ref := samples[x].h, samples[x].i, refs[x*p.E:(x+1)*p.E]
 		if box, ok := boxes[h]; ok {
 			if e, ok := plainRow(p, h, i, box, ref); ok && e <= bound/64 {

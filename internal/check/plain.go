@@ -56,30 +56,14 @@ func newHeadBox[T attn.Float](p *attn.Problem[T], h int, colMax []float64) headB
 // extreme inputs, or values so large or small that unscaled sums could
 // overflow or lose digits.
 func plainRow[T attn.Float](p *attn.Problem[T], h, i int, box headBox, out []float64) (refErr float64, ok bool) {
-	if p.Mask != nil || !math.IsInf(p.Sink(h), -1) || p.KVFormat != attn.NoHalf {
-		return 0, false
-	}
-	colMin := math.Inf(1)
-	for _, m := range box.colMax {
-		if math.IsNaN(m) || m > 0x1p900 {
-			return 0, false
-		}
-		if m > 0 {
-			colMin = min(colMin, m)
-		}
-	}
-	if colMin < 0x1p-900 {
+	colMin, ok := plainHead(p, h, box)
+	if !ok {
 		return 0, false
 	}
 	d, e, kh := p.D, p.E, p.KVHead(h)
 	q := p.Q[(h*p.N+i)*d : (h*p.N+i+1)*d]
-	// A bounds |s q.(k - c)| for every key of the head.
-	var a float64
-	for t, x := range q {
-		a += math.Abs(float64(x)) * box.radius[t]
-	}
-	a *= math.Abs(p.Scale) * (1 + gamma(d+1))
-	if math.IsNaN(a) || a > 1e300 {
+	a, ok := logitBound(p, q, box)
+	if !ok {
 		return 0, false
 	}
 	clear(out)
@@ -98,7 +82,7 @@ func plainRow[T attn.Float](p *attn.Problem[T], h, i int, box headBox, out []flo
 	// The weights are exp(logit - shift). A bounds every logit, so for a
 	// small A it is a shift that needs no pass of its own (the weights stay
 	// above e^-2A, far from underflow); otherwise the row's maximum is.
-	shift, small := a, a <= 64
+	shift, small := a, a <= plainSmall
 	if !small {
 		shift = math.Inf(-1)
 		for j := lo; j < hi; j++ {
@@ -124,24 +108,69 @@ func plainRow[T attn.Float](p *attn.Problem[T], h, i int, box headBox, out []flo
 	for x := range out {
 		out[x] /= den
 	}
-	// Each computed logit is within gamma(d+2) A of the centred logit (the
-	// differences k - c, d multiply-adds, the scale), and its difference to
-	// the shift (at most 2A apart) rounds by u 2A more; so each weight is
-	// the exact one times e^theta (1 + expErr), |theta| <= gamma(d+5) A,
-	// expErr = 10u the float64 exp kernel's error (its subtraction of the
-	// shift is the rounding counted above). Weights off by a relative rho move the
-	// ratio by at most 2 rho / (1 - rho) of max|v|. The sums of l terms add
-	// gamma(l) of the sum of magnitudes (at most den max|v| for the
-	// numerator), and the division one rounding: 3 gamma(l+2) covers both.
-	// Weights and products that underflow lose at most 2^-1074 each, against
-	// a denominator of at least 1 (shift = maximum) or e^-2A (shift = A).
-	l := hi - lo
+	return plainError(d, hi-lo, a, colMin, small), true
+}
+
+// plainSmall is the largest logit bound A whose rows are shifted by A
+// itself (no pass for the maximum): their weights stay above e^-2A.
+const plainSmall = 64
+
+// plainHead reports whether the plain reference can serve rows of head h
+// at all, and the smallest nonzero column maximum of its values: not for
+// a mask tensor or a finite sink (logits in the uncentred frame), 16-bit
+// keys, non-finite column maxima, or values so large or small that
+// unscaled sums could overflow or lose digits.
+func plainHead[T attn.Float](p *attn.Problem[T], h int, box headBox) (colMin float64, ok bool) {
+	if p.Mask != nil || !math.IsInf(p.Sink(h), -1) || p.KVFormat != attn.NoHalf {
+		return 0, false
+	}
+	colMin = math.Inf(1)
+	for _, m := range box.colMax {
+		if math.IsNaN(m) || m > 0x1p900 {
+			return 0, false
+		}
+		if m > 0 {
+			colMin = min(colMin, m)
+		}
+	}
+	return colMin, colMin >= 0x1p-900
+}
+
+// logitBound returns A >= |s q.(k - c)| for every key k of the box, or
+// false for non-finite or extreme queries.
+func logitBound[T attn.Float](p *attn.Problem[T], q []T, box headBox) (float64, bool) {
+	var a float64
+	for t, x := range q {
+		a += math.Abs(float64(x)) * box.radius[t]
+	}
+	a *= math.Abs(p.Scale) * (1 + gamma(len(q)+1))
+	return a, !math.IsNaN(a) && a <= 1e300
+}
+
+// plainError is the a priori error of a plain reference row over l keys
+// with logit bound a (shifted by a when small, by the row's maximum
+// otherwise), relative to each column's largest |v| (the smallest nonzero
+// being colMin).
+//
+// Each computed logit is within gamma(d+2) A of the centred logit (the
+// differences k - c, d multiply-adds in any order, the scale), and its
+// difference to the shift (at most 2A apart) rounds by u 2A more; so each
+// weight is the exact one times e^theta (1 + expErr), |theta| <= gamma(d+5)
+// A, expErr = 10u the float64 exp kernel's error (its subtraction of the
+// shift is the rounding counted above). Weights off by a relative rho move
+// the ratio by at most 2 rho / (1 - rho) of max|v|. The sums of l terms (in
+// any order and grouping) add gamma(l) of the sum of magnitudes (at most
+// den max|v| for the numerator), and the division one rounding: 3
+// gamma(l+2) covers both. Weights and products that underflow lose at most
+// 2^-1074 each, against a denominator of at least 1 (shift = maximum) or
+// e^-2A (shift = A).
+func plainError(d, l int, a, colMin float64, small bool) float64 {
 	rho := math.Exp(gamma(d+5)*a)*(1+10*plainU) - 1
 	under := float64(l) * 0x1p-1072 / colMin
 	if small {
 		under *= math.Exp(2*a + 1)
 	}
-	return 2*rho/(1-rho) + 3*gamma(l+2) + under, true
+	return 2*rho/(1-rho) + 3*gamma(l+2) + under
 }
 
 // plainMayDo reports whether the plain reference can serve a check of

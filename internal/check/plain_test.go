@@ -16,15 +16,7 @@ import (
 // within its own a priori error (plus the accurate reference's) of the
 // accurate reference, and declines what it cannot bound.
 func TestPlainRowBound(t *testing.T) {
-	w := &attn.Window{Left: 7, Right: 2}
-	cases := []attntest.Case{
-		{Heads: 2, N: 9, M: 300, D: 8, E: 3},
-		{Heads: 4, KVHeads: 2, N: 12, M: 200, D: 4, E: 2, Causal: true},
-		{Heads: 2, N: 20, M: 40, D: 3, E: 2, Causal: true, CausalAlign: attn.TopLeft, Window: w},
-		{Heads: 2, N: 6, M: 50, D: 2, E: 2, KeyLens: []int{50, 17}},
-		{Heads: 1, N: 8, M: 100, D: 2, E: 2, QScale: 30, KScale: 30},       // logits in the thousands
-		{Heads: 1, N: 8, M: 100, D: 16, E: 5, VScale: 1e-200, Scale: 0.01}, // tiny values
-	}
+	cases := plainCases()
 	offsets := []float64{0, 1e2, 1e4, 1e8}
 	var runs, used int
 	worst := 0.0
@@ -122,4 +114,74 @@ func BenchmarkForward(b *testing.B) {
 			}
 		})
 	}
+}
+
+// plainCases are the problems the plain reference is tested on.
+func plainCases() []attntest.Case {
+	w := &attn.Window{Left: 7, Right: 2}
+	return []attntest.Case{
+		{Heads: 2, N: 9, M: 300, D: 8, E: 3},
+		{Heads: 4, KVHeads: 2, N: 12, M: 200, D: 4, E: 2, Causal: true},
+		{Heads: 2, N: 20, M: 40, D: 3, E: 2, Causal: true, CausalAlign: attn.TopLeft, Window: w},
+		{Heads: 2, N: 6, M: 50, D: 2, E: 2, KeyLens: []int{50, 17}},
+		{Heads: 1, N: 8, M: 100, D: 2, E: 2, QScale: 30, KScale: 30},       // logits in the thousands
+		{Heads: 1, N: 8, M: 100, D: 16, E: 5, VScale: 1e-200, Scale: 0.01}, // tiny values
+		{Heads: 1, N: 5, M: 40000, D: 8, E: 8, KScale: 3},                  // several tasks of keys
+	}
+}
+
+// TestPlainRowsBound: the rows plainRows serves (all rows of a head at
+// once, keys in blocks shared among the cores) are within their a priori
+// error of the accurate reference, on the problems of TestPlainRowBound
+// with their key offsets, and it serves every row with a small logit
+// bound that plainRow serves.
+func TestPlainRowsBound(t *testing.T) {
+	var served, total int
+	for ci, c := range plainCases() {
+		for _, off := range []float64{0, 1e4, 1e8} {
+			p := c.Generate(uint64(ci + 1))
+			for x := range p.K {
+				p.K[x] += off
+			}
+			p32 := attntest.To32(p)
+			for h := range p.Heads {
+				box := newHeadBox(p32, h, attn.ColumnMaxAbs(p32, h, p32.KeyLen(h)))
+				rows := allRows(p.N)
+				out, refErr, ok := make([]float64, p.N*p.E), make([]float64, p.N), make([]bool, p.N)
+				plainRows(p32, h, rows, box, out, refErr, ok)
+				for i := range p.N {
+					one := make([]float64, p.E)
+					oneErr, oneOK := plainRow(p32, h, i, box, one)
+					q := p32.Q[(h*p.N+i)*p.D : (h*p.N+i+1)*p.D]
+					if a, _ := logitBound(p32, q, box); oneOK && a <= plainSmall && !ok[i] {
+						t.Errorf("case %d offset %g head %d row %d: plainRow serves it, plainRows does not", ci, off, h, i)
+					}
+					total++
+					if !ok[i] {
+						continue
+					}
+					served++
+					if refErr[i] != oneErr {
+						t.Errorf("case %d head %d row %d: a priori error %.3g, plainRow's %.3g", ci, h, i, refErr[i], oneErr)
+					}
+					want := make([]float64, p.E)
+					accurate.Row(p32, h, i, want)
+					for x := range p.E {
+						if box.colMax[x] == 0 {
+							continue
+						}
+						err := math.Abs(out[i*p.E+x]-want[x]) / box.colMax[x]
+						if !(err <= refErr[i]+accurate.Error(p32.KeyLimit(h, i))) {
+							t.Fatalf("case %d offset %g head %d row %d column %d: |plainRows - accurate| = %.3g above its bound %.3g",
+								ci, off, h, i, x, err, refErr[i])
+						}
+					}
+				}
+			}
+		}
+	}
+	if served < total/2 {
+		t.Errorf("plainRows served %d of %d rows", served, total)
+	}
+	t.Logf("plainRows served %d of %d rows", served, total)
 }
