@@ -666,6 +666,7 @@ func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T],
 	}
 	var keys, vals []T
 	half := p.KVFormat != attn.NoHalf
+	inPlace := readsHalfInPlace(p, pk, rows) // halfkv_direct.go
 	if half {
 		// 16-bit keys and values are widened a tile at a time.
 		st.kt = slices.Grow(st.kt[:0], keyTile*d)[:keyTile*d]
@@ -700,7 +701,7 @@ func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T],
 		}
 		cols := min(keyTile, jb-j0)
 		var kt, vt []T
-		if half {
+		if half && !inPlace {
 			off := kh * p.M
 			vt = st.vt[:cols*e]
 			widen(p.KVFormat, vt, p.V16[(off+j0)*e:(off+j0+cols)*e])
@@ -708,7 +709,7 @@ func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T],
 				kt = st.kt[:cols*d]
 				widen(p.KVFormat, kt, p.K16[(off+j0)*d:(off+j0+cols)*d])
 			}
-		} else {
+		} else if !half {
 			kt, vt = keys[j0*d:], vals[j0*e:]
 		}
 		// While one product computes, the operands of the next are
@@ -756,6 +757,8 @@ func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T],
 			pfV, pfK := share(nextV, b0, nb, rows), share(nextK, b0, nb, rows)
 			if pk != nil {
 				pk.GemmNTNext(nb, j0, bcols, q[b0*d:], d, s, scoreStride, pfV)
+			} else if inPlace {
+				halfScores(p, kh, j0, nb, bcols, q[b0*d:], s)
 			} else {
 				k.gemmNT(nb, bcols, d, q[b0*d:], d, kt, d, s, scoreStride)
 			}
@@ -816,7 +819,9 @@ func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T],
 			}
 			pv := st.pv[:nb*e]
 			pv32, is32 := any(pv).([]float32)
-			if is32 {
+			if inPlace {
+				halfValues(p, kh, j0, nb, bcols, s, pv)
+			} else if is32 {
 				// Stored over the scratch tile: no clearing first.
 				kernels.GemmNNSet32(nb, e, bcols, any(s).([]float32), scoreStride, any(vt).([]float32), e, pv32, e, any(pfK).([]float32))
 			} else {

@@ -142,9 +142,13 @@ func TestWorkspaceConformance(t *testing.T) {
 // rounded inputs: exact attention's arithmetic is the same, so the 16-bit
 // output must be the float32 output rounded to nearest, bit for bit, on
 // both the certified path (Method) and the tiled one (Workspace.Forward).
+// (Reading 16-bit keys in place sums the dot products in another order:
+// TestHalfInPlace checks that path.)
 func TestHalfQOExact(t *testing.T) {
 	testNoBF16Tiles = true // bfloat16 on AMX tiles (bf16.go) computes differently
 	defer func() { testNoBF16Tiles = false }()
+	defer func(r int) { halfInPlaceRows = r }(halfInPlaceRows)
+	halfInPlaceRows = 0
 	for _, c := range []attntest.Case{
 		{Name: "decode-gqa-split", Heads: 8, KVHeads: 2, N: 1, M: 3000, D: 64, E: 64},
 		{Name: "prefill-causal-packed", Heads: 2, KVHeads: 1, N: 200, M: 200, D: 32, E: 16, Causal: true, Sinks: []float64{0, 1}},

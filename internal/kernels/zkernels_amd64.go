@@ -743,6 +743,34 @@ var gemm32xBF16AVX2 = halfBKernels{
 }
 
 //go:noescape
+func gemmNT32xF16AVX512_1(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int)
+
+//go:noescape
+func gemmNT32xF16AVX512_2(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int)
+
+//go:noescape
+func gemmNT32xF16AVX512_3(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int)
+
+//go:noescape
+func gemmNT32xF16AVX512_4(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int)
+
+var gemmNT32xF16AVX512 = [...]kernHalfNT{gemmNT32xF16AVX512_1, gemmNT32xF16AVX512_2, gemmNT32xF16AVX512_3, gemmNT32xF16AVX512_4}
+
+//go:noescape
+func gemmNT32xBF16AVX512_1(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int)
+
+//go:noescape
+func gemmNT32xBF16AVX512_2(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int)
+
+//go:noescape
+func gemmNT32xBF16AVX512_3(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int)
+
+//go:noescape
+func gemmNT32xBF16AVX512_4(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int)
+
+var gemmNT32xBF16AVX512 = [...]kernHalfNT{gemmNT32xBF16AVX512_1, gemmNT32xBF16AVX512_2, gemmNT32xBF16AVX512_3, gemmNT32xBF16AVX512_4}
+
+//go:noescape
 func softmaxGradF32AVX512(s *float32, ds *float32, n int, scale float64, lse float64, delta float64)
 
 //go:noescape

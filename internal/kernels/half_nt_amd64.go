@@ -1,0 +1,42 @@
+//go:build amd64 && gc && !purego
+
+package kernels
+
+// kernHalfNT is the signature of the 16-bit-B NT kernels (see
+// _asm/half_nt.go): mr rows of A against blocks of 4 rows of B, ldb
+// counting 16-bit elements.
+type kernHalfNT func(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int)
+
+// halfNTFamily returns the kernels, by rows-1, for the current level and
+// format, or nil where there are none (below AVX-512, and bfloat16
+// without AVX512BW's 512-bit VPMOVZXWD).
+func halfNTFamily(bf bool) *[halfNTRows]kernHalfNT {
+	switch {
+	case level == levelAVX512 && bf && hasBW:
+		return &gemmNT32xBF16AVX512
+	case level == levelAVX512 && !bf:
+		return &gemmNT32xF16AVX512
+	}
+	return nil
+}
+
+// halfNTRows is the most rows of A one kernel call takes.
+const halfNTRows = 4
+
+func gemmNT32Half(bf bool, m, n, k int, a []float32, lda int, b []uint16, ldb int, c []float32, ldc int) {
+	g := halfNTFamily(bf)
+	if g == nil || n < 4 || !ntOK(m, n, k, len(a), lda, len(b), ldb, len(c), ldc) {
+		gemmNT32HalfGo(bf, m, n, k, a, lda, b, ldb, c, ldc)
+		return
+	}
+	// Blocks of 4 keys; the last n mod 4 keys come from one more block
+	// ending at key n-1, which sets some scores again to the same values.
+	blocks := n / 4
+	for i := 0; i < m; i += halfNTRows {
+		kr := g[min(halfNTRows, m-i)-1]
+		kr(k, &a[i*lda], lda, &b[0], ldb, &c[i*ldc], ldc, blocks)
+		if n%4 != 0 {
+			kr(k, &a[i*lda], lda, &b[(n-4)*ldb], ldb, &c[i*ldc+n-4], ldc, 1)
+		}
+	}
+}

@@ -1,0 +1,119 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// halfNTShapes are the NT product's (m, n, k): decoding's (GQA groups of
+// 1 to 8 query rows against a tile of 256 keys of 128 entries), every row
+// count around the kernels' 4, key counts below and around the blocks of
+// 4, k around the vectors of 16, and random ones.
+func halfNTShapes() [][3]int {
+	shapes := [][3]int{
+		{4, 256, 128}, {1, 256, 128}, {2, 256, 64}, {8, 256, 128}, {3, 255, 128}, {5, 257, 96},
+		{4, 1, 128}, {4, 3, 16}, {1, 4, 1}, {7, 5, 15}, {6, 6, 17}, {9, 7, 31}, {4, 9, 33},
+		{1, 1, 1}, {2, 2, 2}, {13, 61, 80}, {12, 64, 48},
+	}
+	r := rand.New(rand.NewPCG(21, 22))
+	for range 30 {
+		shapes = append(shapes, [3]int{1 + r.IntN(14), 1 + r.IntN(140), 1 + r.IntN(150)})
+	}
+	return shapes
+}
+
+// TestGemmNT32Half checks GemmNT32F16 and GemmNT32BF16 against float64
+// products of the same (exactly widened) operands on every level: every
+// shape class, padded strides, operands ending right before an unmapped
+// page, and entries outside C untouched.
+func TestGemmNT32Half(t *testing.T) {
+	r := rand.New(rand.NewPCG(19, 20))
+	defer releaseGuarded()
+	for _, bf := range []bool{false, true} {
+		gemm := GemmNT32F16
+		if bf {
+			gemm = GemmNT32BF16
+		}
+		for _, sz := range halfNTShapes() {
+			m, n, k := sz[0], sz[1], sz[2]
+			for _, pad := range [][3]int{{0, 0, 0}, {3, 1, 2}, {5, 16, 256}} {
+				lda, ldb, ldc := k+pad[0], k+pad[1], n+pad[2]
+				a := to32(randSlice(r, (m-1)*lda+k))
+				b, bw := randHalf(r, bf, (n-1)*ldb+k)
+				// C starts as NaN: the product overwrites it.
+				c0 := to32(randSlice(r, (m-1)*ldc+n))
+				for i := range m {
+					for j := range n {
+						c0[i*ldc+j] = float32(math.NaN())
+					}
+				}
+				want, bound := make([]float64, len(c0)), make([]float64, len(c0))
+				for i := range m {
+					for j := range n {
+						var s, sa float64
+						for p := range k {
+							x := float64(a[i*lda+p]) * bw[j*ldb+p]
+							s, sa = s+x, sa+math.Abs(x)
+						}
+						want[i*ldc+j], bound[i*ldc+j] = s, sa
+					}
+				}
+				for _, l := range levels() {
+					name := fmt.Sprintf("%s bf16=%v %v ld=%d,%d,%d", levelName(l), bf, sz, lda, ldb, ldc)
+					atLevel(t, l, func() {
+						ga, gb, got := guarded(a), guarded(b), guarded(c0)
+						gemm(m, n, k, ga, lda, gb, ldb, got, ldc)
+						checkBF16(t, name, c0, want, bound, got, ldc, n, k)
+					})
+				}
+			}
+		}
+	}
+}
+
+// TestGemmNT32HalfSpecials: infinities and NaNs in B reach C as in a
+// float32 product of the widened B, in the key and row they belong to.
+func TestGemmNT32HalfSpecials(t *testing.T) {
+	for _, bf := range []bool{false, true} {
+		inf, nan := uint16(0x7c00), uint16(0x7e00)
+		gemm := GemmNT32F16
+		if bf {
+			inf, nan, gemm = 0x7f80, 0x7fc0, GemmNT32BF16
+		}
+		const m, n, k = 2, 7, 20
+		a := make([]float32, m*k)
+		for p := range k {
+			a[p], a[k+p] = 1, 1
+		}
+		a[k+19] = 0 // row 1 skips entry 19: 0 * Inf is NaN
+		b := make([]uint16, n*k)
+		b[1*k+19], b[3*k+2], b[6*k+5] = inf, nan, inf|0x8000
+		for _, l := range levels() {
+			atLevel(t, l, func() {
+				c := make([]float32, m*n)
+				gemm(m, n, k, a, k, b, k, c, n)
+				for i := range m {
+					for j := range n {
+						x := float64(c[i*n+j])
+						var ok bool
+						switch {
+						case j == 1 && i == 0:
+							ok = math.IsInf(x, 1)
+						case j == 1 || j == 3:
+							ok = math.IsNaN(x)
+						case j == 6:
+							ok = math.IsInf(x, -1)
+						default:
+							ok = x == 0
+						}
+						if !ok {
+							t.Errorf("%s bf16=%v: C[%d][%d] = %v", levelName(l), bf, i, j, x)
+						}
+					}
+				}
+			})
+		}
+	}
+}
