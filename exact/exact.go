@@ -820,7 +820,7 @@ func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T],
 			pv := st.pv[:nb*e]
 			pv32, is32 := any(pv).([]float32)
 			if inPlace {
-				halfValues(p, kh, j0, nb, bcols, s, pv)
+				halfValues(p, kh, j0, jb, nb, bcols, s, pv)
 			} else if is32 {
 				// Stored over the scratch tile: no clearing first.
 				kernels.GemmNNSet32(nb, e, bcols, any(s).([]float32), scoreStride, any(vt).([]float32), e, pv32, e, any(pfK).([]float32))

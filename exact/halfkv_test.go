@@ -207,3 +207,48 @@ func TestHalfQOErrors(t *testing.T) {
 		t.Errorf("backward with 16-bit queries gave %v, want it declined by name", err)
 	}
 }
+
+// TestHalfInPlace checks Workspace.Forward reading decoding-shaped 16-bit
+// keys and values in place against the same calls widening them a tile at
+// a time (halfInPlaceRows = 0): the same float32 arithmetic but for the
+// order of the dot products' sums, so they agree to float32 rounding, over
+// GQA groups, MHA, several queries, split keys, causal masks, windows,
+// sinks, padding, a mask tensor, odd D and E and key counts off the
+// kernels' blocks.
+func TestHalfInPlace(t *testing.T) {
+	defer func(r int) { halfInPlaceRows = r }(halfInPlaceRows)
+	for _, c := range []attntest.Case{
+		{Name: "decode-gqa-split", Heads: 8, KVHeads: 2, N: 1, M: 3000, D: 128, E: 128},
+		{Name: "decode-mha", Heads: 3, N: 1, M: 1027, D: 64, E: 40},
+		{Name: "few-queries-causal-sinks", Heads: 4, KVHeads: 1, N: 5, M: 700, D: 37, E: 19, Causal: true, Sinks: []float64{0, 1, -3, 2}},
+		{Name: "window-padding", Heads: 6, Batch: 2, KVHeads: 2, N: 2, M: 900, D: 48, E: 64, Causal: true, Window: &attn.Window{Left: 300, Right: 0}, KeyLens: []int{900, 900, 900, 511, 511, 511}},
+		{Name: "mask", Heads: 2, N: 3, M: 333, D: 16, E: 16, Mask: &attntest.MaskSpec{Heads: true, Rows: true, Keys: true, FullyMaskedRows: true}},
+		{Name: "additive-mask", Heads: 4, KVHeads: 2, N: 1, M: 258, D: 20, E: 8, Mask: &attntest.MaskSpec{Additive: true, Keys: true}},
+	} {
+		for _, f := range []attn.HalfFormat{attn.Float16, attn.BFloat16} {
+			p := attntest.ToHalfKV(attntest.To32(c.Generate(9)), f)
+			got, want := attn.NewOutput(p), attn.NewOutput(p)
+			halfInPlaceRows = 24
+			if !readsHalfInPlace(p, nil, p.Group()*p.N) {
+				t.Fatalf("%s: not read in place", c.Name)
+			}
+			if _, err := NewWorkspace[float32]().Forward(context.Background(), p, got); err != nil {
+				t.Fatal(err)
+			}
+			halfInPlaceRows = 0
+			if _, err := NewWorkspace[float32]().Forward(context.Background(), p, want); err != nil {
+				t.Fatal(err)
+			}
+			for i, x := range want.O {
+				if d := math.Abs(float64(got.O[i] - x)); d > 1e-5*(1+math.Abs(float64(x))) {
+					t.Fatalf("%s %v: entry %d is %g in place, %g widened", c.Name, f, i, got.O[i], x)
+				}
+			}
+			for i, l := range want.LSE {
+				if d := math.Abs(got.LSE[i] - l); !(d <= 1e-5*(1+math.Abs(l))) && got.LSE[i] != l {
+					t.Fatalf("%s %v: LSE %d is %g in place, %g widened", c.Name, f, i, got.LSE[i], l)
+				}
+			}
+		}
+	}
+}

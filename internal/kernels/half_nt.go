@@ -9,12 +9,38 @@ import "math"
 // query rows against row-major 16-bit keys this way, reading each key
 // once and writing no widened copy.
 func GemmNT32F16(m, n, k int, a []float32, lda int, b []uint16, ldb int, c []float32, ldc int) {
-	gemmNT32Half(false, m, n, k, a, lda, b, ldb, c, ldc)
+	gemmNT32Half(false, m, n, k, a, lda, b, ldb, c, ldc, nil)
 }
 
 // GemmNT32BF16 is GemmNT32F16 for bfloat16 B.
 func GemmNT32BF16(m, n, k int, a []float32, lda int, b []uint16, ldb int, c []float32, ldc int) {
-	gemmNT32Half(true, m, n, k, a, lda, b, ldb, c, ldc)
+	gemmNT32Half(true, m, n, k, a, lda, b, ldb, c, ldc, nil)
+}
+
+// GemmNT32F16Next is GemmNT32F16 that also brings next, memory the caller
+// reads soon after, from L3 into L2 while it computes, a few cache lines
+// between groups of keys, as GemmNNNext32 does. next does not change the
+// result; the portable code ignores it.
+func GemmNT32F16Next(m, n, k int, a []float32, lda int, b []uint16, ldb int, c []float32, ldc int, next []uint16) {
+	gemmNT32Half(false, m, n, k, a, lda, b, ldb, c, ldc, next)
+}
+
+// GemmNT32BF16Next is GemmNT32F16Next for bfloat16 B.
+func GemmNT32BF16Next(m, n, k int, a []float32, lda int, b []uint16, ldb int, c []float32, ldc int, next []uint16) {
+	gemmNT32Half(true, m, n, k, a, lda, b, ldb, c, ldc, next)
+}
+
+// GemmNN32F16Next is GemmNN32F16 that also prefetches next into L2 as
+// GemmNT32F16Next does. It adds to C a group of 32 rows of B at a time
+// (the steps of the prefetch), so its sums may round differently from
+// GemmNN32F16's.
+func GemmNN32F16Next(m, n, k int, a []float32, lda int, b []uint16, ldb int, c []float32, ldc int, next []uint16) {
+	gemmNN32HalfNext(false, m, n, k, a, lda, b, ldb, c, ldc, next)
+}
+
+// GemmNN32BF16Next is GemmNN32F16Next for bfloat16 B.
+func GemmNN32BF16Next(m, n, k int, a []float32, lda int, b []uint16, ldb int, c []float32, ldc int, next []uint16) {
+	gemmNN32HalfNext(true, m, n, k, a, lda, b, ldb, c, ldc, next)
 }
 
 // gemmNT32HalfGo is the portable product: a float32 dot product of each
@@ -36,5 +62,19 @@ func gemmNT32HalfGo(bf bool, m, n, k int, a []float32, lda int, b []uint16, ldb 
 			}
 			c[i*ldc+j] = s
 		}
+	}
+}
+
+// halfNextKeys is how many rows of B (keys, or values along k) go through
+// the 16-bit kernels between two steps of a prefetch.
+const halfNextKeys = 32
+
+// gemmNN32HalfNext is gemmNN32Half a group of halfNextKeys rows of B (k)
+// at a time, with a step of next's prefetch before each group.
+func gemmNN32HalfNext(bf bool, m, n, k int, a []float32, lda int, b []uint16, ldb int, c []float32, ldc int, next []uint16) {
+	pf := newHalfPrefetch(next, (k+halfNextKeys-1)/halfNextKeys)
+	for p := 0; p < k; p += halfNextKeys {
+		pf.step()
+		gemmNN32Half(bf, m, n, min(halfNextKeys, k-p), a[p:], lda, b[p*ldb:], ldb, c, ldc)
 	}
 }

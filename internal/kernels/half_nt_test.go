@@ -117,3 +117,48 @@ func TestGemmNT32HalfSpecials(t *testing.T) {
 		}
 	}
 }
+
+// TestHalfNext checks the prefetching 16-bit products at every level
+// against the plain ones (P V a group of halfNextKeys rows of B at a time,
+// as it sums): bit for bit, whatever next is (empty, shorter or
+// longer than the operands, ending right before an unmapped page).
+func TestHalfNext(t *testing.T) {
+	r := rand.New(rand.NewPCG(23, 24))
+	defer releaseGuarded()
+	for _, bf := range []bool{false, true} {
+		nt, ntNext, nn, nnNext := GemmNT32F16, GemmNT32F16Next, GemmNN32F16, GemmNN32F16Next
+		if bf {
+			nt, ntNext, nn, nnNext = GemmNT32BF16, GemmNT32BF16Next, GemmNN32BF16, GemmNN32BF16Next
+		}
+		for _, sz := range [][3]int{{1, 1, 1}, {4, 256, 128}, {4, 70, 33}, {9, 131, 65}, {2, 3, 300}} {
+			m, n, k := sz[0], sz[1], sz[2]
+			a := to32(randSlice(r, m*max(n, k)))
+			b, _ := randHalf(r, bf, n*k)
+			c0 := to32(randSlice(r, m*max(n, k)))
+			for _, l := range levels() {
+				atLevel(t, l, func() {
+					for _, nextLen := range []int{0, 1, 17, 1000, 70000} {
+						name := fmt.Sprintf("%s bf16=%v %v next=%d", levelName(l), bf, sz, nextLen)
+						next, _ := randHalf(r, bf, nextLen)
+						next = guarded(next)
+						want, got := append([]float32(nil), c0...), guarded(c0)
+						nt(m, n, k, a, k, b, k, want, n)
+						ntNext(m, n, k, guarded(a), k, guarded(b), k, got, n, next)
+						want2, got2 := append([]float32(nil), c0...), guarded(c0)
+						// The prefetching P V adds to C halfNextKeys rows
+						// of B at a time.
+						for p := 0; p < n; p += halfNextKeys {
+							nn(m, k, min(halfNextKeys, n-p), a[p:], n, b[p*k:], k, want2, k)
+						}
+						nnNext(m, k, n, guarded(a), n, guarded(b), k, got2, k, next)
+						for i := range want {
+							if !sameBits32(got[i], want[i]) || !sameBits32(got2[i], want2[i]) {
+								t.Fatalf("%s: entry %d = %g, %g; without prefetch %g, %g", name, i, got[i], got2[i], want[i], want2[i])
+							}
+						}
+					}
+				})
+			}
+		}
+	}
+}

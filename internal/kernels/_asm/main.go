@@ -203,7 +203,7 @@ func main() {
 	genNarrowBF16()
 	genPackPairs()
 	genHalfB() // half_decode.go
-	genHalfNT() // half_nt.go
+	genHalfNT()
 	genSoftmaxGrad(f32)
 	genSoftmaxGrad(f64)
 	genMul()
