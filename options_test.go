@@ -240,7 +240,8 @@ func TestGradientSinksGQA(t *testing.T) {
 func TestUnsupportedOptionNamesMethodOnce(t *testing.T) {
 	x := make([]float64, 4*2)
 	q, _ := NewTensor(x, 4, 2)
-	_, err := Attend(context.Background(), q, q, q, Options{Method: "poly", Window: &Window{Left: 1, Right: 1}})
+	mask, _ := BoolMask(make([]bool, 4), 4)
+	_, err := Attend(context.Background(), q, q, q, Options{Method: "poly", Mask: mask})
 	if err == nil || !errors.Is(err, ErrUnsupported) {
 		t.Fatalf("err = %v, want ErrUnsupported", err)
 	}

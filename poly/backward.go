@@ -46,6 +46,9 @@ func backward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], d
 	if err := ctx.Err(); err != nil {
 		return attn.Stats{}, err
 	}
+	if err := attn.CheckSupport(attn.Method(m), p, true); err != nil {
+		return attn.Stats{}, err // a window, called directly rather than through attn.Backward
+	}
 	if p.Eps < minEps {
 		return attn.Stats{}, unsupported("eps = %g is below the smallest error this method certifies for %s (%g); use the exact method", p.Eps, attn.DTypeName[T](), minEps)
 	}

@@ -95,17 +95,7 @@ func (hk *headKeys[T]) valueBlock(s *scratch, j0, j1 int) []float64 {
 // row k of the group to y, tile by tile as exact attention does: the range
 // of every exponent is within [-beta_i, beta_i], so no shift is needed.
 func (hk *headKeys[T]) addExact(s *scratch, w []float64, limits []int, from int, y []float64) {
-	cnt, d, e1 := len(limits), len(w)/len(limits), hk.e+1
-	end := 0
-	for _, l := range limits {
-		end = max(end, l)
-	}
-	for j0 := from; j0 < end; j0 += keyBlock {
-		j1 := min(j0+keyBlock, end)
-		bs := j1 - j0
-		sc := hk.exactWeights(s.scores[:cnt*bs], w, d, limits, j0, j1)
-		kernels.GemmNN64(cnt, e1, bs, sc, bs, hk.valueBlock(s, j0, j1), e1, y, e1)
-	}
+	hk.addExactRange(s, w, nil, limits, from, y)
 }
 
 // exactWeights fills dst (rows x (j1-j0)) with exp(w_k . u_j) for keys
@@ -132,7 +122,6 @@ func (hk *headKeys[T]) exactWeights(dst, w []float64, d int, limits []int, j0, j
 // [cEnd, limit_i) of each row added exactly (causal attention's diagonal
 // block).
 func (run *runner[T]) queryRows(ctx context.Context, h int, hp *headPlan, hk *headKeys[T], polys map[int]polyexp.Approx, rows []int, moments []float64, cEnd int) error {
-	p := run.p
 	var failed atomic.Value
 	var flops atomic.Uint64 // in units of 1 flop
 	// Each degree's moments, transposed and scaled by its query-side
@@ -148,35 +137,8 @@ func (run *runner[T]) queryRows(ctx context.Context, h int, hp *headPlan, hk *he
 	blocks := (len(rows) + queryBlock - 1) / queryBlock
 	run.parallelBlocks(ctx, 0, blocks, func(s *scratch, b int) {
 		blk := rows[b*queryBlock : min((b+1)*queryBlock, len(rows))]
-		// Rows of one degree share a GEMM against a prefix of the moments.
-		groups := s.groups[:0]
-		for _, i := range blk {
-			if p.KeyLimit(h, i) == 0 {
-				run.finishEmpty(h, i)
-				continue
-			}
-			g := hp.degree[i]
-			k := 0
-			for k < len(groups) && hp.degree[groups[k][0]] != g {
-				k++
-			}
-			if k == len(groups) {
-				if k < cap(groups) {
-					groups = groups[:k+1]
-					groups[k] = groups[k][:0]
-				} else {
-					groups = append(groups, nil)
-				}
-			}
-			groups[k] = append(groups[k], i)
-		}
-		s.groups = groups
-		for _, group := range groups {
-			g := hp.degree[group[0]]
-			if err := run.degreeGroup(s, h, hp, hk, polys[g], group, scaled[g], cEnd, &flops); err != nil {
-				failed.Store(err)
-				return
-			}
+		if err := run.rowBlock(s, h, hp, hk, polys, blk, scaled, 0, cEnd, &flops); err != nil {
+			failed.Store(err)
 		}
 	}, nil, hk.r)
 	run.mu.Lock()
@@ -186,6 +148,43 @@ func (run *runner[T]) queryRows(ctx context.Context, h int, hp *headPlan, hk *he
 		return err
 	}
 	return ctx.Err()
+}
+
+// rowBlock computes a block of rows (none of them exactRow) from the
+// scaled key moments over keys [cStart, cEnd) (nil for none) plus each
+// row's keys [lo_i, cStart) and [cEnd, limit_i) added exactly.
+func (run *runner[T]) rowBlock(s *scratch, h int, hp *headPlan, hk *headKeys[T], polys map[int]polyexp.Approx, blk []int, scaled map[int][]float64, cStart, cEnd int, flops *atomic.Uint64) error {
+	p := run.p
+	// Rows of one degree share a GEMM against a prefix of the moments.
+	groups := s.groups[:0]
+	for _, i := range blk {
+		if p.KeyLimit(h, i) == 0 {
+			run.finishEmpty(h, i)
+			continue
+		}
+		g := hp.degree[i]
+		k := 0
+		for k < len(groups) && hp.degree[groups[k][0]] != g {
+			k++
+		}
+		if k == len(groups) {
+			if k < cap(groups) {
+				groups = groups[:k+1]
+				groups[k] = groups[k][:0]
+			} else {
+				groups = append(groups, nil)
+			}
+		}
+		groups[k] = append(groups[k], i)
+	}
+	s.groups = groups
+	for _, group := range groups {
+		g := hp.degree[group[0]]
+		if err := run.degreeGroup(s, h, hp, hk, polys[g], group, scaled[g], cStart, cEnd, flops); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // scaledMoments returns the first r_g rows of the key moments (r x (e+1))
@@ -211,8 +210,8 @@ func (hk *headKeys[T]) scaledMoments(a polyexp.Approx, moments []float64) []floa
 // scaledMoments) their polynomial part as one product of the scaled
 // moments by the rows' monomials (r_g x rows, monomial-major, so each
 // monomial is one vector product over the rows), then the keys from cEnd
-// on exactly.
-func (run *runner[T]) degreeGroup(s *scratch, h int, hp *headPlan, hk *headKeys[T], a polyexp.Approx, group []int, scaled []float64, cEnd int, flops *atomic.Uint64) error {
+// on and (windows) before cStart exactly.
+func (run *runner[T]) degreeGroup(s *scratch, h int, hp *headPlan, hk *headKeys[T], a polyexp.Approx, group []int, scaled []float64, cStart, cEnd int, flops *atomic.Uint64) error {
 	p := run.p
 	d, e1 := p.D, p.E+1
 	cnt := len(group)
@@ -248,6 +247,9 @@ func (run *runner[T]) degreeGroup(s *scratch, h int, hp *headPlan, hk *headKeys[
 	}
 	if exactFlops > 0 {
 		hk.addExact(s, w, limits, cEnd, y)
+	}
+	if cStart > 0 {
+		f += run.leftEdges(s, h, hk, w, group, cStart, y)
 	}
 	flops.Add(f)
 	return run.finishRows(h, hp, group, y)
@@ -301,10 +303,11 @@ func (run *runner[T]) directRows(ctx context.Context, h int, hp *headPlan, hk *h
 		y      []float64
 		limits []int
 	}
-	for c0 := 0; c0 < len(rows); c0 += queryBlock {
+	for c0, c1 := 0, 0; c0 < len(rows); c0 = c1 {
+		c1 = run.directChunkEnd(h, rows, c0)
 		var chunk []int
-		for _, i := range rows[c0:min(c0+queryBlock, len(rows))] {
-			if p.KeyLimit(h, i) == 0 {
+		for _, i := range rows[c0:c1] {
+			if rowKeys(p, h, i) == 0 {
 				run.finishEmpty(h, i)
 			} else {
 				chunk = append(chunk, i)
@@ -316,7 +319,8 @@ func (run *runner[T]) directRows(ctx context.Context, h int, hp *headPlan, hk *h
 		}
 		w := make([]float64, cnt*d)
 		limits := make([]int, cnt)
-		end, flops := 0, 0.0
+		starts := run.rowStarts(h, chunk) // nil without a window
+		begin, end, flops := 0, 0, 0.0
 		for k, i := range chunk {
 			q := p.Q[(h*p.N+i)*d : (h*p.N+i+1)*d]
 			for t := range d {
@@ -324,20 +328,23 @@ func (run *runner[T]) directRows(ctx context.Context, h int, hp *headPlan, hk *h
 			}
 			limits[k] = p.KeyLimit(h, i)
 			end = max(end, limits[k])
-			flops += float64(limits[k]) * float64(2*d+2*e1+1)
+			flops += float64(rowKeys(p, h, i)) * float64(2*d+2*e1+1)
+		}
+		if starts != nil {
+			begin = starts[0] // rows' ranges start in order
 		}
 		blocks := (end + keyBlock - 1) / keyBlock
-		scratches := run.scratchFor(max(min(run.workers, blocks), 1), hk.r)
+		scratches := run.scratchFor(max(min(run.workers, blocks-begin/keyBlock), 1), hk.r)
 		workers := make([]*worker, len(scratches))
 		for x, s := range scratches {
 			workers[x] = &worker{s: s, y: make([]float64, cnt*e1), limits: make([]int, cnt)}
 		}
-		parallel.ForEach(ctx, workers, 0, blocks, func(wk *worker, b int) {
+		parallel.ForEach(ctx, workers, begin/keyBlock, blocks, func(wk *worker, b int) {
 			j0 := b * keyBlock
 			for k, l := range limits {
 				wk.limits[k] = min(l, j0+keyBlock)
 			}
-			hk.addExact(wk.s, w, wk.limits, j0, wk.y)
+			hk.addExactRange(wk.s, w, starts, wk.limits, j0, wk.y)
 		})
 		if err := ctx.Err(); err != nil {
 			return err

@@ -81,13 +81,13 @@ func predictSeconds[T attn.Float](p *attn.Problem[T], plans []*headPlan, workers
 		g := 0
 		for i, deg := range hp.degree {
 			if deg == exactRow {
-				work += float64(p.KeyLimit(h, i)) * float64(p.D+p.E+1) * rt.pair
+				work += float64(rowKeys(p, h, i)) * float64(p.D+p.E+1) * rt.pair
 				continue
 			}
 			g = max(g, deg)
 			work += RankFloat(p.D, deg) * query
 		}
-		work += 18*L*float64(p.D)*rt.ball + L*RankFloat(p.D, g)*key
+		work += 18*L*float64(p.D)*rt.ball + float64(hp.momentKeys())*RankFloat(p.D, g)*key + hp.edgePairs()*float64(p.D+p.E+1)*rt.pair
 	}
 	w := float64(max(workers, 1))
 	secs := rt.setup + work/w

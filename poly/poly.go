@@ -18,7 +18,9 @@
 //     is bounded and charged: see bound.
 //
 // Causal attention sums key moments over prefixes of key blocks and adds the
-// diagonal block's keys exactly.
+// diagonal block's keys exactly; a sliding window sums the moments of the
+// key blocks inside each row's window and adds the keys at both edges
+// exactly.
 package poly
 
 import (
@@ -92,17 +94,19 @@ func (Method) Name() string { return "poly" }
 
 // Supports lists the options beyond plain attention the forward handles:
 // grouped-query attention (each query head reads its key/value head, no
-// copies), top-left causal alignment (rows attend prefixes either way) and
-// sinks (an exact term of the denominator). Windows and mask tensors are
-// declined: a window's moments would be differences of prefix sums, whose
-// cancellation the bound does not cover.
+// copies), top-left causal alignment (rows attend prefixes either way),
+// sinks (an exact term of the denominator) and sliding windows (moments of
+// the key blocks inside a row's window summed directly, the edges added
+// exactly: see window.go). Mask tensors are declined: a row's own mask
+// would need moments of its own keys.
 func (Method) Supports() attn.Feature {
-	return attn.GQA | attn.TopLeftAlign | attn.AttentionSinks
+	return attn.GQA | attn.TopLeftAlign | attn.AttentionSinks | attn.SlidingWindow
 }
 
 // BackwardSupports lists the options the backward pass handles: those of
 // the forward (dK and dV summed over a key/value head's query heads, and
-// the sinks' gradient).
+// the sinks' gradient) except sliding windows, whose backward sweep is not
+// written.
 func (Method) BackwardSupports() attn.Feature {
 	return attn.GQA | attn.TopLeftAlign | attn.AttentionSinks
 }
@@ -137,6 +141,9 @@ type headPlan struct {
 	radius float64   // R >= max_j |k_j - mu|, rounded up
 	beta   []float64 // per row: s |q_i| R, rounded up
 	degree []int     // per row; exactRow for rows computed exactly
+
+	// win is a sliding window's sweep over key blocks, or nil.
+	win *windowPlan
 }
 
 // exactRow marks a row computed exactly: a few rows whose range needs a
@@ -179,7 +186,9 @@ func planHead[T attn.Float](p *attn.Problem[T], h int, deg *degreeTable, bump in
 		}
 		hp.beta[i], hp.degree[i] = b, g
 	}
-	if !testNoExactRows {
+	if windowed(p) {
+		planWindow(p, h, hp, !testNoExactRows)
+	} else if !testNoExactRows {
 		hp.capDegree(p.D, p.E)
 	}
 	return hp, nil
@@ -469,14 +478,14 @@ func planBound(hp *headPlan, deg *degreeTable, d int, uOut float64) (float64, er
 	var b float64
 	for i, g := range hp.degree {
 		if g == exactRow {
-			b = max(b, exactBound(hp.beta[i], hp.keys, d, uOut))
+			b = max(b, exactBound(hp.beta[i], hp.sumTerms(), d, uOut))
 			continue
 		}
 		a, err := deg.polynomial(g)
 		if err != nil {
 			return 0, err
 		}
-		b = max(b, bound(a, hp.keys, Rank(d, g), uOut))
+		b = max(b, bound(a, hp.sumTerms(), Rank(d, g), uOut))
 	}
 	return b, nil
 }
@@ -604,7 +613,7 @@ func assessCost[T attn.Float](p *attn.Problem[T], plans []*headPlan, workers int
 		ranks := make([]int, p.N)
 		g := 0
 		for i, d := range hp.degree {
-			rowExact := 2 * float64(p.KeyLimit(h, i)) * float64(p.D+p.E)
+			rowExact := 2 * float64(rowKeys(p, h, i)) * float64(p.D+p.E)
 			exactFlops += rowExact
 			maxB = max(maxB, hp.beta[i])
 			if d == exactRow {
@@ -615,10 +624,10 @@ func assessCost[T attn.Float](p *attn.Problem[T], plans []*headPlan, workers int
 			g = max(g, d)
 		}
 		maxG = max(maxG, g)
-		polyFlops += Cost(hp.keys, ranks, p.E, Rank(p.D, g))
+		polyFlops += Cost(hp.momentKeys(), ranks, p.E, Rank(p.D, g)) + hp.edgeFlops(p.D, p.E)
 	}
 	r := RankFloat(p.D, maxG)
-	mem := 8 * r * (float64(p.E+1)*float64(2*workers+2) + float64(workers)*(keyBlock+queryBlock))
+	mem := 8 * r * (float64(p.E+1)*float64(2*workers+2+windowMatrices(plans, workers)) + float64(workers)*(keyBlock+queryBlock))
 	c := costs{polyFlops: polyFlops, exactFlops: exactFlops, memory: mem, maxDegree: maxG, maxBeta: maxB, rank: r}
 	if mem > budget {
 		return c, unsupported("beta = %.3g needs degree %d and rank r = C(d+g, g) = %.3g in d = %d, about %.3g GB of working memory (budget %.3g GB); use the exact method",
@@ -643,7 +652,7 @@ func (run *runner[T]) head(ctx context.Context, h int, hp *headPlan) error {
 	}
 	L, r := hk.L, hk.r
 	run.mu.Lock()
-	run.flops += float64(L) * float64(r) * float64(2*e1+1)
+	run.flops += float64(hp.momentKeys()) * float64(r) * float64(2*e1+1)
 	run.mu.Unlock()
 	var polyRows, direct []int
 	for i, g := range hp.degree {
@@ -655,6 +664,9 @@ func (run *runner[T]) head(ctx context.Context, h int, hp *headPlan) error {
 	}
 	if err := run.directRows(ctx, h, hp, hk, direct); err != nil {
 		return err
+	}
+	if hp.win != nil {
+		return run.window(ctx, h, hp, hk, polys, polyRows)
 	}
 	if !p.Causal {
 		moments := make([]float64, r*e1)

@@ -1,0 +1,518 @@
+package poly
+
+import (
+	"context"
+	"math"
+	"slices"
+	"sync/atomic"
+
+	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/internal/kernels"
+	"github.com/fastattn/fastattn/polyexp"
+)
+
+// Sliding windows (FlashAttention-2's window_size). Row i attends keys
+// [lo_i, hi_i) (attn.Problem.KeyRange), both ends non-decreasing in i. The
+// key blocks lying wholly inside that range, [bLo, bHi), contribute through
+// their moments; the keys at the two edges, [lo_i, bLo keyBlock) and
+// [bHi keyBlock, hi_i), fewer than a block each, are added exactly. A row
+// whose range holds no whole block is computed exactly.
+//
+// The moments of [bLo, bHi) are sums of block moments, never differences
+// of prefix sums: a prefix difference cancels, and its rounding error is
+// relative to the whole prefix rather than to the row's own keys. The
+// ranges slide forward monotonically, so the sum is kept as a queue of two
+// stacks (the back stack with its running sum, the front stack as suffix
+// sums, refilled from the back when it runs out): each block is added a
+// bounded number of times and every sum is of non-negative-rounding terms
+// (the same terms, in some order, as the full-head moments). Blocks no
+// later row leaves (from the last row's bLo on) go into one plain sum. The
+// sweep runs backwards (from the last block) when that keeps fewer block
+// matrices, as for windows unbounded on the right.
+
+// windowed reports whether p restricts rows by a sliding window.
+func windowed[T attn.Float](p *attn.Problem[T]) bool {
+	w := p.Window
+	return w != nil && (w.Left >= 0 || w.Right >= 0)
+}
+
+// rowKeys is the number of keys row i of head h attends.
+func rowKeys[T attn.Float](p *attn.Problem[T], h, i int) int {
+	lo, hi := p.KeyRange(h, i)
+	return hi - lo
+}
+
+// fullBlocks returns the key blocks [bLo, bHi) lying wholly inside keys
+// [lo, hi) of a head of L keys (block b holds keys [b keyBlock,
+// min((b+1) keyBlock, L))); bLo >= bHi when there is none.
+func fullBlocks(lo, hi, L int) (bLo, bHi int) {
+	bLo = (lo + keyBlock - 1) / keyBlock
+	bHi = hi / keyBlock
+	if hi == L {
+		bHi = (L + keyBlock - 1) / keyBlock
+	}
+	return bLo, bHi
+}
+
+// blockKeys is the number of keys in blocks [bLo, bHi) of a head of L keys.
+func blockKeys(bLo, bHi, L int) int {
+	if bLo >= bHi {
+		return 0
+	}
+	return min(bHi*keyBlock, L) - bLo*keyBlock
+}
+
+// windowPlan is what the planner knows of a windowed head's sweep.
+type windowPlan struct {
+	usedKeys int     // keys of the blocks whose moments are built
+	edgeKeys float64 // keys the polynomial rows add exactly at their edges
+	stored   int     // most block moment matrices the sweep keeps at once
+	reverse  bool    // sweep from the last block down (keeps fewer)
+}
+
+// planWindow makes the rows of a windowed head whose range holds no whole
+// key block exact and, with capRows, picks the degree cap that minimises
+// the head's flops, as capDegree does without a window: key moments cost
+// about 2 K r_cap (e+1) over the K keys of the blocks used, a polynomial
+// row of degree g 2 r_g (e+1) plus its edge keys exactly, 2 (d+e) each, and
+// an exact row 2 (d+e) per key of its range. A row is also exact where its
+// whole blocks hold fewer keys than its polynomial costs.
+func planWindow[T attn.Float](p *attn.Problem[T], h int, hp *headPlan, capRows bool) {
+	L, d, e := hp.keys, p.D, p.E
+	lo, hi := make([]int, p.N), make([]int, p.N)
+	for i := range p.N {
+		lo[i], hi[i] = p.KeyRange(h, i)
+		if bLo, bHi := fullBlocks(lo[i], hi[i], L); bLo >= bHi {
+			hp.degree[i] = exactRow
+		}
+	}
+	polyRow := func(i, capG int) bool {
+		g := hp.degree[i]
+		if g == exactRow || g > capG {
+			return false
+		}
+		bLo, bHi := fullBlocks(lo[i], hi[i], L)
+		return float64(blockKeys(bLo, bHi, L)*(d+e)) > RankFloat(d, g)*float64(e+1)
+	}
+	if capRows {
+		gmax := exactRow
+		for _, g := range hp.degree {
+			gmax = max(gmax, g)
+		}
+		best, bestCost := gmax, math.Inf(1)
+		for capG := gmax; capG >= exactRow; capG-- {
+			var cost float64
+			used, covered := 0, 0
+			for i := range p.N {
+				w := hi[i] - lo[i]
+				if !polyRow(i, capG) {
+					cost += 2 * float64(w*(d+e))
+					continue
+				}
+				bLo, bHi := fullBlocks(lo[i], hi[i], L)
+				cost += 2*RankFloat(d, hp.degree[i])*float64(e+1) + 2*float64((w-blockKeys(bLo, bHi, L))*(d+e))
+				used += blockKeys(max(bLo, covered), bHi, L)
+				covered = max(covered, bHi)
+			}
+			if capG >= 0 {
+				cost += float64(used) * RankFloat(d, capG) * float64(2*(e+1)+1)
+			}
+			if cost < bestCost {
+				best, bestCost = capG, cost
+			}
+		}
+		for i := range hp.degree {
+			if !polyRow(i, best) {
+				hp.degree[i] = exactRow
+			}
+		}
+	}
+	win := &windowPlan{}
+	var spans [][2]int
+	covered := 0
+	for i, g := range hp.degree {
+		if g == exactRow {
+			continue
+		}
+		bLo, bHi := fullBlocks(lo[i], hi[i], L)
+		win.edgeKeys += float64(hi[i] - lo[i] - blockKeys(bLo, bHi, L))
+		win.usedKeys += blockKeys(max(bLo, covered), bHi, L)
+		covered = max(covered, bHi)
+		if n := len(spans); n == 0 || spans[n-1] != [2]int{bLo, bHi} {
+			spans = append(spans, [2]int{bLo, bHi})
+		}
+	}
+	if len(spans) > 0 {
+		// The matrices kept are the blocks of the queue that a later range
+		// leaves: forwards, those below the last range's start; backwards,
+		// those at or above the first range's end.
+		var fwd, rev int
+		keepF, keepR := spans[len(spans)-1][0], spans[0][1]
+		for _, s := range spans {
+			fwd = max(fwd, min(s[1], keepF)-s[0])
+			rev = max(rev, s[1]-max(s[0], keepR))
+		}
+		win.reverse = rev < fwd
+		win.stored = min(fwd, rev)
+	}
+	hp.win = win
+}
+
+// sumTerms is the number of additions charged along a term's path in the
+// rounding bounds (bound, exactBound): the head's L keys without a window.
+// A window's sums take other paths: a block's moments (< keyBlock terms),
+// the sweep's stacks (at most one addition per block, plus two), the
+// polynomial's products, then the two edges (< keyBlock terms each) added
+// onto the result; rows computed exactly sum at most L keys plus one
+// partial sum per block. Charging L + 3 keyBlock + blocks + 8 covers both.
+func (hp *headPlan) sumTerms() int {
+	if hp.win == nil {
+		return hp.keys
+	}
+	return hp.keys + 3*keyBlock + (hp.keys+keyBlock-1)/keyBlock + 8
+}
+
+// momentKeys is the number of keys whose moments the head builds.
+func (hp *headPlan) momentKeys() int {
+	if hp.win != nil {
+		return hp.win.usedKeys
+	}
+	return hp.keys
+}
+
+// edgePairs is the number of (row, key) pairs the polynomial rows of a
+// windowed head add exactly at their edges.
+func (hp *headPlan) edgePairs() float64 {
+	if hp.win == nil {
+		return 0
+	}
+	return hp.win.edgeKeys
+}
+
+// edgeFlops is the flops of edgePairs.
+func (hp *headPlan) edgeFlops(d, e int) float64 { return 2 * hp.edgePairs() * float64(d+e) }
+
+// windowWave is the number of row groups whose moments a windowed head
+// sums before computing their rows in parallel.
+func windowWave(workers int) int { return max(4*workers, 8) }
+
+// windowBatch is the number of key blocks whose moments are built at once.
+func windowBatch(workers int) int { return 2 * max(workers, 1) }
+
+// windowMatrices is the most r x (e+1) matrices a windowed head holds at
+// once beyond those of the plain forward: the sweep's kept blocks, a batch
+// of new blocks, its three sums and a wave's scaled moments (two degrees
+// per group, as a margin).
+func windowMatrices(plans []*headPlan, workers int) int {
+	most := 0
+	for _, hp := range plans {
+		if hp.win != nil {
+			most = max(most, hp.win.stored+windowBatch(workers)+3+2*windowWave(workers))
+		}
+	}
+	return most
+}
+
+// directChunkEnd returns the end of the chunk of rows[c0:] that directRows
+// computes together: queryBlock rows, and, with a window, no more than
+// spans twice its widest row's range (a chunk reads every key block
+// between its first row's start and its last row's end).
+func (run *runner[T]) directChunkEnd(h int, rows []int, c0 int) int {
+	p := run.p
+	end := min(c0+queryBlock, len(rows))
+	if !windowed(p) {
+		return end
+	}
+	lo0, _ := p.KeyRange(h, rows[c0])
+	widest := keyBlock
+	for c := c0; c < end; c++ {
+		lo, hi := p.KeyRange(h, rows[c])
+		widest = max(widest, hi-lo)
+		if c > c0 && hi-lo0 > 2*widest {
+			return c
+		}
+	}
+	return end
+}
+
+// rowStarts returns the first key of each row's range, or nil without a
+// window (every range starts at 0).
+func (run *runner[T]) rowStarts(h int, rows []int) []int {
+	if !windowed(run.p) {
+		return nil
+	}
+	starts := make([]int, len(rows))
+	for k, i := range rows {
+		starts[k], _ = run.p.KeyRange(h, i)
+	}
+	return starts
+}
+
+// addExactRange adds sum_j exp(w_k . u_j) [v_j, 1] over keys
+// max(from, starts_k)..limit_k-1 of each row k to y (rows x (e+1)), tile by
+// tile as exact attention does (starts nil: from on): the range of every
+// exponent is within [-beta_i, beta_i], so no shift is needed.
+func (hk *headKeys[T]) addExactRange(s *scratch, w []float64, starts, limits []int, from int, y []float64) {
+	cnt, d, e1 := len(limits), len(w)/len(limits), hk.e+1
+	end := 0
+	for _, l := range limits {
+		end = max(end, l)
+	}
+	for j0 := from; j0 < end; j0 += keyBlock {
+		j1 := min(j0+keyBlock, end)
+		bs := j1 - j0
+		sc := hk.exactWeights(s.scores[:cnt*bs], w, d, limits, j0, j1)
+		for k, st := range starts {
+			clear(sc[k*bs : k*bs+min(max(st-j0, 0), bs)])
+		}
+		kernels.GemmNN64(cnt, e1, bs, sc, bs, hk.valueBlock(s, j0, j1), e1, y, e1)
+	}
+}
+
+// leftEdges adds the keys [lo_i, cStart) of each row of group (scaled
+// queries w) to y exactly, and returns their flops.
+func (run *runner[T]) leftEdges(s *scratch, h int, hk *headKeys[T], w []float64, group []int, cStart int, y []float64) uint64 {
+	cnt := len(group)
+	starts := make([]int, 2*cnt)
+	ends := starts[cnt:]
+	from, keys := cStart, 0
+	for k, i := range group {
+		starts[k], _ = run.p.KeyRange(h, i)
+		ends[k] = cStart
+		from = min(from, starts[k])
+		keys += cStart - starts[k]
+	}
+	if from < cStart {
+		hk.addExactRange(s, w, starts[:cnt], ends, from, y)
+	}
+	return uint64(keys * (2*run.p.D + 2*hk.e + 3))
+}
+
+// rowGroup is consecutive polynomial rows of a windowed head that share
+// their whole key blocks [bLo, bHi), and the moments of those blocks
+// scaled per degree (scaledMoments).
+type rowGroup struct {
+	rows     []int
+	bLo, bHi int
+	scaled   map[int][]float64
+}
+
+// window computes the polynomial rows (ascending, none exactRow, each with
+// a whole block in its range) of a windowed head: groups of rows sharing
+// their blocks, in waves, each wave's block moments built in parallel
+// batches, summed through the sweep's queue, then its rows in parallel.
+func (run *runner[T]) window(ctx context.Context, h int, hp *headPlan, hk *headKeys[T], polys map[int]polyexp.Approx, rows []int) error {
+	p := run.p
+	L := hk.L
+	nb := (L + keyBlock - 1) / keyBlock
+	var groups []rowGroup
+	for _, i := range rows {
+		lo, hi := p.KeyRange(h, i)
+		bLo, bHi := fullBlocks(lo, hi, L)
+		if n := len(groups); n > 0 && groups[n-1].bLo == bLo && groups[n-1].bHi == bHi {
+			groups[n-1].rows = append(groups[n-1].rows, i)
+		} else {
+			groups = append(groups, rowGroup{rows: []int{i}, bLo: bLo, bHi: bHi})
+		}
+	}
+	if len(groups) == 0 {
+		return ctx.Err()
+	}
+	// Positions are blocks in the sweep's order.
+	rev := hp.win.reverse
+	if rev {
+		slices.Reverse(groups)
+	}
+	span := func(g *rowGroup) (int, int) {
+		if rev {
+			return nb - g.bHi, nb - g.bLo
+		}
+		return g.bLo, g.bHi
+	}
+	block := func(t int) int {
+		if rev {
+			return nb - 1 - t
+		}
+		return t
+	}
+	size := hk.r * (p.E + 1)
+	keep, _ := span(&groups[len(groups)-1])
+	q := newMomentQueue(size, keep)
+	// The positions pushed, in order, so that blocks are built in batches
+	// ahead of the sweep.
+	var need []int
+	top := 0
+	for x := range groups {
+		a, b := span(&groups[x])
+		for t := max(a, top); t < b; t++ {
+			need = append(need, t)
+		}
+		top = max(top, b)
+	}
+	ready := map[int][]float64{}
+	next := 0
+	blockMoments := func(t int) []float64 {
+		if _, ok := ready[t]; !ok {
+			ts := need[next:min(next+windowBatch(run.workers), len(need))]
+			next += len(ts)
+			mats := make([][]float64, len(ts))
+			for x := range mats {
+				mats[x] = q.get()
+			}
+			run.parallelBlocks(ctx, 0, len(ts), func(s *scratch, x int) {
+				b := block(ts[x])
+				hk.addMoments(s, b*keyBlock, min((b+1)*keyBlock, L), mats[x])
+			}, nil, hk.r)
+			for x, u := range ts {
+				ready[u] = mats[x]
+			}
+		}
+		m := ready[t]
+		delete(ready, t)
+		return m
+	}
+	sum := make([]float64, size)
+	var flops atomic.Uint64
+	var failed atomic.Value
+	type task struct {
+		g   *rowGroup
+		blk []int
+	}
+	var tasks []task
+	for g0 := 0; g0 < len(groups); g0 += windowWave(run.workers) {
+		wave := groups[g0:min(g0+windowWave(run.workers), len(groups))]
+		tasks = tasks[:0]
+		for x := range wave {
+			g := &wave[x]
+			a, b := span(g)
+			if a >= q.hi {
+				q.reset(a)
+			}
+			for q.lo < a {
+				q.pop()
+			}
+			for q.hi < b {
+				q.push(blockMoments(q.hi))
+			}
+			q.sum(sum)
+			g.scaled = map[int][]float64{}
+			for _, i := range g.rows {
+				if d := hp.degree[i]; g.scaled[d] == nil {
+					g.scaled[d] = hk.scaledMoments(polys[d], sum)
+				}
+			}
+			for b0 := 0; b0 < len(g.rows); b0 += queryBlock {
+				tasks = append(tasks, task{g, g.rows[b0:min(b0+queryBlock, len(g.rows))]})
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		run.parallelBlocks(ctx, 0, len(tasks), func(s *scratch, x int) {
+			t := tasks[x]
+			cStart, cEnd := t.g.bLo*keyBlock, min(t.g.bHi*keyBlock, L)
+			if err := run.rowBlock(s, h, hp, hk, polys, t.blk, t.g.scaled, cStart, cEnd, &flops); err != nil {
+				failed.Store(err)
+			}
+		}, nil, hk.r)
+		if err, ok := failed.Load().(error); ok {
+			return err
+		}
+		for x := range wave {
+			wave[x].scaled = nil
+		}
+	}
+	run.mu.Lock()
+	run.flops += float64(flops.Load()) + float64(q.adds)*float64(size)
+	run.details["window_blocks_kept_max"] = max(q.peak, intDetail(run.details["window_blocks_kept_max"]))
+	run.mu.Unlock()
+	return ctx.Err()
+}
+
+// intDetail reads an int statistic, 0 if unset.
+func intDetail(v any) int {
+	n, _ := v.(int)
+	return n
+}
+
+// momentQueue sums the moment matrices of a sliding range of positions
+// [lo, hi) without subtracting (a queue of two stacks). Positions from
+// keep on are never removed and go into one sum.
+type momentQueue struct {
+	size, keep int
+	lo, hi     int
+	back       [][]float64 // the newest positions below keep, one matrix each
+	backSum    []float64   // their sum
+	front      [][]float64 // front[k]: the sum of front positions k.. (front[0] is lo)
+	perm       []float64   // positions >= keep
+	pool       [][]float64
+	adds       int // matrix additions, for the flop count
+	peak       int // most matrices kept (back and front)
+}
+
+func newMomentQueue(size, keep int) *momentQueue {
+	return &momentQueue{size: size, keep: keep, backSum: make([]float64, size), perm: make([]float64, size)}
+}
+
+// get returns a zeroed matrix.
+func (q *momentQueue) get() []float64 {
+	if n := len(q.pool); n > 0 {
+		m := q.pool[n-1]
+		q.pool = q.pool[:n-1]
+		clear(m)
+		return m
+	}
+	return make([]float64, q.size)
+}
+
+// push appends position hi with moments m (the queue takes m).
+func (q *momentQueue) push(m []float64) {
+	q.adds++
+	if q.hi >= q.keep {
+		addTo(q.perm, m)
+		q.pool = append(q.pool, m)
+	} else {
+		addTo(q.backSum, m)
+		q.back = append(q.back, m)
+		q.peak = max(q.peak, len(q.back)+len(q.front))
+	}
+	q.hi++
+}
+
+// pop removes position lo (below keep, so in a stack). When the front is
+// empty the back becomes the front as suffix sums, newest first.
+func (q *momentQueue) pop() {
+	if len(q.front) == 0 {
+		for k := len(q.back) - 2; k >= 0; k-- {
+			addTo(q.back[k], q.back[k+1])
+			q.adds++
+		}
+		q.front, q.back = q.back, q.front[:0]
+		clear(q.backSum)
+	}
+	if len(q.front) > 0 {
+		q.pool = append(q.pool, q.front[0])
+		q.front = q.front[1:]
+	}
+	q.lo++
+}
+
+// reset empties the queue to the empty range at t.
+func (q *momentQueue) reset(t int) {
+	q.pool = append(q.pool, q.front...)
+	q.pool = append(q.pool, q.back...)
+	q.front, q.back = nil, nil
+	clear(q.backSum)
+	clear(q.perm)
+	q.lo, q.hi = t, t
+}
+
+// sum writes the moments of positions [lo, hi) to dst.
+func (q *momentQueue) sum(dst []float64) {
+	copy(dst, q.perm)
+	addTo(dst, q.backSum)
+	q.adds += 2
+	if len(q.front) > 0 {
+		addTo(dst, q.front[0])
+	}
+}

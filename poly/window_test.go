@@ -1,0 +1,186 @@
+package poly
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/attn/attntest"
+)
+
+// windowCases are windows over several key blocks, so that rows take the
+// polynomial path (the conformance suite's windows are narrower than a
+// block and computed exactly): windows wider than a block, narrower, wider
+// than m, one-sided either way (the sweep runs backwards for a window
+// unbounded on the right), both alignments with n < m and n > m, padding,
+// grouped heads with sinks, a decode step. Keys are shifted far from the
+// origin (softmax ignores a common offset, a naive polynomial in k does
+// not), one far key holds a huge value.
+func windowCases() []attntest.Case {
+	w := func(l, r int) *attn.Window { return &attn.Window{Left: l, Right: r} }
+	shifted := func(r *rand.Rand, p *attn.Problem[float64]) {
+		for j := range p.K {
+			p.K[j] += 20
+		}
+		// A far key with a huge value in every key/value head.
+		for kh := range p.KVHeadCount() {
+			j := r.IntN(p.M)
+			for t := range p.D {
+				p.K[(kh*p.M+j)*p.D+t] += 1.5
+			}
+			p.V[(kh*p.M+j)*p.E] = 1e4
+		}
+	}
+	cs := []attntest.Case{
+		{Name: "causal-700", Heads: 2, N: 2000, M: 2000, D: 4, E: 3, Causal: true, Window: w(700, 0)},
+		{Name: "both-sides-bottom-right", Heads: 1, N: 1500, M: 1800, D: 4, E: 3, Window: w(900, 300)},
+		{Name: "top-left-more-queries", Heads: 1, N: 2500, M: 1300, D: 3, E: 2, Window: w(600, 200), CausalAlign: attn.TopLeft},
+		{Name: "bottom-right-more-queries-causal", Heads: 1, N: 2500, M: 1300, D: 3, E: 2, Causal: true, Window: w(600, -1)},
+		{Name: "left-only", Heads: 1, N: 1200, M: 2000, D: 4, E: 3, Window: w(300, -1)},
+		{Name: "right-only-top-left", Heads: 1, N: 1200, M: 2000, D: 4, E: 3, Window: w(-1, 500), CausalAlign: attn.TopLeft},
+		{Name: "narrower-than-a-block", Heads: 1, N: 1000, M: 1000, D: 4, E: 3, Window: w(100, 50)},
+		{Name: "wider-than-m", Heads: 1, N: 700, M: 900, D: 4, E: 3, Causal: true, Window: w(5000, 5000)},
+		{Name: "0-0", Heads: 1, N: 600, M: 600, D: 4, E: 3, Window: w(0, 0)},
+		{Name: "gqa-sinks-padding", Heads: 4, KVHeads: 2, N: 900, M: 1500, D: 4, E: 3, Window: w(400, 100),
+			Sinks: []float64{0, 2, -1, 30}, KeyLens: []int{1500, 1500, 1000, 3}},
+		{Name: "decode", Heads: 2, N: 3, M: 3000, D: 4, E: 3, Causal: true, Window: w(1500, 0)},
+	}
+	for x := range cs {
+		cs[x].QScale, cs[x].KScale, cs[x].Shape = 0.3, 0.3, shifted
+	}
+	return cs
+}
+
+// TestWindowAgainstReference checks windowed poly against the float64
+// reference, both element types, with rows forced onto the polynomial
+// path and as planned, and that the polynomial path ran.
+func TestWindowAgainstReference(t *testing.T) {
+	epss := []float64{1e-3, 1e-6}
+	for _, c := range windowCases() {
+		for _, force := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/force=%v", c.Name, force), func(t *testing.T) {
+				testNoExactRows = force
+				defer func() { testNoExactRows = false }()
+				for _, eps := range epss {
+					p := c.Generate(7)
+					p.Eps = eps
+					m := Method{Workers: 1 + int(eps*1e3)} // 2 and 1 workers
+					if err := attntest.Check(m, p, eps, false); err != nil {
+						t.Errorf("float64 eps %g: %v", eps, err)
+					}
+					p32 := attntest.To32(p)
+					p32.Eps = max(eps, 1e-4) // float32 output rounding alone is 2^-24 relative
+					if err := attntest.Check(m, p32, p32.Eps+3e-5, false); err != nil {
+						t.Errorf("float32 eps %g: %v", eps, err)
+					}
+					st, err := m.Forward64(context.Background(), p, attn.NewOutput(p))
+					if err != nil {
+						t.Fatal(err)
+					}
+					polyRows := 0
+					for _, n := range st.Details["rows_per_degree"].(map[int]int) {
+						polyRows += n
+					}
+					t.Logf("eps %g: %d rows polynomial, %d exact, bound %.3g, observed %.3g, blocks kept %v",
+						eps, polyRows, st.Details["exact_rows"], st.ErrorBound, st.ObservedError, st.Details["window_blocks_kept_max"])
+					if force && c.Name != "narrower-than-a-block" && c.Name != "0-0" && polyRows == 0 {
+						t.Errorf("eps %g: no row took the polynomial path", eps)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestWindowEstimate: the planner agrees with the forward on windows and
+// counts the exact method's flops over the window only.
+func TestWindowEstimate(t *testing.T) {
+	c := attntest.Case{Heads: 1, N: 4096, M: 4096, D: 4, E: 4, Causal: true, Window: &attn.Window{Left: 1024, Right: 0}, QScale: 0.3, KScale: 0.3}
+	p := c.Generate(1)
+	p.Eps = 1e-3
+	est, err := Method{}.Estimate64(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := Method{}.Forward64(context.Background(), p, attn.NewOutput(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("estimate %+v; stats flops %.3g predicted %v exact %v", est, st.Flops, st.Details["flops_predicted"], st.Details["exact_flops"])
+	if got, want := st.Details["exact_flops"].(float64), 2*float64(8)*(4096*1025-1024*1025/2); math.Abs(got-want) > 1e-9*want {
+		t.Errorf("exact flops %g, want %g (the window's pairs only)", got, want)
+	}
+}
+
+// TestMomentQueue checks the queue's sums against direct sums over random
+// monotone ranges, with resets and the kept tail.
+func TestMomentQueue(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for it := range 200 {
+		n := 1 + r.IntN(60)
+		val := make([]float64, n)
+		for i := range val {
+			val[i] = float64(r.IntN(1000)) // integers: sums are exact in any order
+		}
+		var spans [][2]int
+		lo, hi := 0, 0
+		for lo < n {
+			lo += r.IntN(4)
+			hi = max(hi, lo) + r.IntN(6)
+			if hi > n {
+				hi = n
+			}
+			if lo >= hi {
+				break
+			}
+			spans = append(spans, [2]int{lo, hi})
+		}
+		if len(spans) == 0 {
+			continue
+		}
+		q := newMomentQueue(1, spans[len(spans)-1][0])
+		dst := make([]float64, 1)
+		for _, s := range spans {
+			if s[0] >= q.hi {
+				q.reset(s[0])
+			}
+			for q.lo < s[0] {
+				q.pop()
+			}
+			for q.hi < s[1] {
+				m := q.get()
+				m[0] = val[q.hi]
+				q.push(m)
+			}
+			q.sum(dst)
+			var want float64
+			for _, v := range val[s[0]:s[1]] {
+				want += v
+			}
+			if dst[0] != want {
+				t.Fatalf("case %d, range %v: sum %g, want %g", it, s, dst[0], want)
+			}
+		}
+	}
+}
+
+// TestWindowBackwardDeclines: the backward pass declines windows by name,
+// also when called directly.
+func TestWindowBackwardDeclines(t *testing.T) {
+	p := attntest.Case{Heads: 1, N: 30, M: 30, D: 4, E: 4, Window: &attn.Window{Left: 3, Right: 0}}.Generate(1)
+	p.Eps = 1e-3
+	out := attn.NewOutput(p)
+	if _, err := (Method{}).Forward64(context.Background(), p, out); err != nil {
+		t.Fatal(err)
+	}
+	dO := make([]float64, len(out.O))
+	_, err := Method{}.Backward64(context.Background(), p, out, dO, attn.NewGradients(p))
+	if !errors.Is(err, attn.ErrUnsupported) || !strings.Contains(err.Error(), attn.SlidingWindow.String()) {
+		t.Fatalf("backward with a window: %v", err)
+	}
+}
