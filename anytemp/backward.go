@@ -58,7 +58,8 @@ import (
 // the window exactly in d dimensions. Causal rows use the forward's
 // decomposition of a prefix into aligned power-of-two blocks (each block's
 // tree built once per head and shared by all rows) plus a tail summed
-// directly.
+// directly; rows of a sliding window, the forward's cover of their key
+// range (window.go) with its two edges summed directly.
 //
 // All arithmetic is in float64 (float32 inputs are converted); the
 // exponents are s q.k - LSE_i <= O(eps) and s q.z - LSE_i <= rho + O(eps)
@@ -156,7 +157,7 @@ func backward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], o
 	parallel.For(ctx, workers, p.Heads, func(h int) {
 		hbs[h] = newBwdHead(p, runs[h], out, dO)
 		hb := hbs[h]
-		if !p.Causal && hb.hr.hd.l > 0 {
+		if !ranged(p) && hb.hr.hd.l > 0 {
 			hb.root = hb.buildTree(0, hb.hr.hd.l, p.Heads < workers)
 			hb.hr.order = rowOrder(hb.hr.hd.q, p.N, hb.hr.hd.r)
 		}
@@ -189,7 +190,7 @@ func backward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], o
 		}
 		for i := it.a; i < it.b; i++ {
 			row := i
-			if !p.Causal {
+			if !ranged(p) {
 				row = int(w.hb.hr.order[i])
 			}
 			w.row(row)

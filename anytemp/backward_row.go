@@ -68,9 +68,10 @@ type bwdWorker[T attn.Float] struct {
 	psink  float64   // P_i,sink = exp(sink - LSE_i), 0 without a sink
 	dsinks []float64 // this worker's share of g.DSinks
 
-	// Causal: the trees of the last prefix.
-	al    int
-	trees []*bwdTree[T]
+	// Causal: the trees of the last prefix (al: its aligned part); windows:
+	// those of the last cover of [al, ar).
+	al, ar int
+	trees  []*bwdTree[T]
 
 	c bwdCounters
 }
@@ -139,13 +140,13 @@ func (w *bwdWorker[T]) row(i int) {
 	hb, p := w.hb, w.p
 	hd := hb.hr.hd
 	h, d, e, r := hb.h, hb.d, hb.e, hd.r
-	lim := p.KeyLimit(h, i)
+	lo, lim := p.KeyRange(h, i)
 	lse := hb.lse[i]
-	if lim == 0 || math.IsInf(lse, -1) || math.IsNaN(lse) {
+	if lim <= lo || math.IsInf(lse, -1) || math.IsNaN(lse) {
 		return // no valid key: dQ_i stays zero
 	}
 	rc := w.rc
-	rc.start(hd.q[i*r:(i+1)*r], p.Scale, lim)
+	rc.start(hd.q[i*r:(i+1)*r], p.Scale, lim-lo)
 	w.c.rows++
 	row := h*p.N + i
 	w.lse, w.delta, w.lref = lse, hb.delta[i], hb.lref[i]
@@ -167,9 +168,12 @@ func (w *bwdWorker[T]) row(i int) {
 	}
 	clear(w.dq[:d])
 	w.coefOK = false
-	var al int
-	if p.Causal {
-		al = lim / minTreeBlock * minTreeBlock
+	var tails [2][2]int // keys summed directly, original order: [a, b) twice
+	if leftBounded(p) {
+		tails = w.windowTrees(lo, lim)
+	} else if ranged(p) {
+		al := lim / minTreeBlock * minTreeBlock
+		tails[0] = [2]int{al, lim}
 		if al != w.al {
 			w.al = al
 			w.trees = w.trees[:0]
@@ -191,13 +195,13 @@ func (w *bwdWorker[T]) row(i int) {
 		// The window hangs from the keys' largest logit, not from an LSE
 		// the sink may dominate (by more than float64 resolves): the
 		// gradient's terms are relative to the keys' own weights.
-		low = min(low, w.maxLogit(al, lim)-rc.t)
+		low = min(low, w.maxLogit(tails)-rc.t)
 	}
 	for _, bt := range w.trees {
 		w.runTree(bt, low)
 	}
-	if p.Causal {
-		w.tail(al, lim, low)
+	for _, tl := range tails {
+		w.tail(tl[0], tl[1], low)
 	}
 	delta := w.finishRow()
 	if w.psink > 0 {
@@ -212,13 +216,16 @@ func (w *bwdWorker[T]) row(i int) {
 
 // maxLogit returns the current row's largest logit over its trees (by
 // branch and bound on the reduced keys, within the rank truncation of the
-// true one; runTree's margin covers it) and the causal tail a..b-1.
-func (w *bwdWorker[T]) maxLogit(a, b int) float64 {
+// true one; runTree's margin covers it) and the keys of tails (causal tail,
+// window edges).
+func (w *bwdWorker[T]) maxLogit(tails [2][2]int) float64 {
 	rc, hb := w.rc, w.hb
 	r, d := rc.r, hb.d
 	best := math.Inf(-1)
-	for j := a; j < b; j++ {
-		best = max(best, dot(w.sqf[:d], hb.kc[j*d:(j+1)*d]))
+	for _, tl := range tails {
+		for j := tl[0]; j < tl[1]; j++ {
+			best = max(best, dot(w.sqf[:d], hb.kc[j*d:(j+1)*d]))
+		}
 	}
 	for _, bt := range w.trees {
 		tr := bt.tr

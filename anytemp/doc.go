@@ -15,9 +15,9 @@
 // batches of rows as matrix products; leaves summed directly. One-dimensional rows use the paper's cells of width
 // ln(1+eps) over sorted keys with prefix sums when that needs few cells.
 // Causal masks decompose each prefix of keys into aligned power-of-two
-// blocks with their own trees; sliding windows (forward only) cover each
-// row's key range the same way, as a segment tree would, with short
-// unaligned edges summed directly.
+// blocks with their own trees; sliding windows cover each row's key range
+// the same way, as a segment tree would, with short unaligned edges summed
+// directly (forward and backward).
 //
 // Stats.ErrorBound is the certified a priori bound (<= Problem.Eps), from
 // the budget documented on type budget; every call also checks sampled rows

@@ -53,9 +53,9 @@ func (Method) Supports() attn.Feature {
 
 // BackwardSupports lists the options the backward pass handles: those of
 // the forward (grouped-query attention, with dK and dV summed over the
-// query heads of a group; top-left alignment; sinks, with their gradient)
-// except sliding windows.
-func (m Method) BackwardSupports() attn.Feature { return m.Supports() &^ attn.SlidingWindow }
+// query heads of a group; top-left alignment; sinks, with their gradient;
+// sliding windows).
+func (m Method) BackwardSupports() attn.Feature { return m.Supports() }
 
 // Forward32 computes float32 attention (internally in float64).
 func (m Method) Forward32(ctx context.Context, p *attn.Problem[float32], out *attn.Output[float32]) (attn.Stats, error) {

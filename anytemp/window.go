@@ -43,6 +43,34 @@ type windowSet[T attn.Float] struct {
 	depth  int
 }
 
+// windowSplit splits the key range [lo, hi) into its aligned part [al, ar)
+// (multiples of minTreeBlock; al = ar = 0 when none fits) and the keys
+// summed directly: the edges [lo, al) and [ar, hi), or all of [lo, hi).
+func windowSplit(lo, hi int) (al, ar int, edges [2][2]int) {
+	al = (lo + minTreeBlock - 1) / minTreeBlock * minTreeBlock
+	ar = hi / minTreeBlock * minTreeBlock
+	if al >= ar {
+		return 0, 0, [2][2]int{{lo, hi}}
+	}
+	return al, ar, [2][2]int{{lo, al}, {ar, hi}}
+}
+
+// dyadicCover returns the blocks (start, size) covering [a, b), multiples
+// of minTreeBlock: at each position the largest power of two that is
+// aligned there and fits.
+func dyadicCover(a, b int) [][2]int {
+	var out [][2]int
+	for pos := a; pos < b; {
+		size := minTreeBlock
+		for pos%(2*size) == 0 && pos+2*size <= b {
+			size *= 2
+		}
+		out = append(out, [2]int{pos, size})
+		pos += size
+	}
+	return out
+}
+
 // cover makes the blocks those of [a, b) (multiples of minTreeBlock; a >= b
 // means none).
 func (ws *windowSet[T]) cover(a, b int) {
@@ -53,14 +81,9 @@ func (ws *windowSet[T]) cover(a, b int) {
 		return
 	}
 	ws.a, ws.b = a, b
-	var want []block[T]
-	for pos := a; pos < b; {
-		size := minTreeBlock
-		for pos%(2*size) == 0 && pos+2*size <= b {
-			size *= 2
-		}
-		want = append(want, block[T]{start: pos, size: size})
-		pos += size
+	want := []block[T]{}
+	for _, c := range dyadicCover(a, b) {
+		want = append(want, block[T]{start: c[0], size: c[1]})
 	}
 	for i := range want {
 		for _, old := range ws.blocks {
@@ -72,9 +95,6 @@ func (ws *windowSet[T]) cover(a, b int) {
 			want[i].tr = ws.hr.block(ws.e, want[i].start, want[i].size)
 			ws.depth = max(ws.depth, want[i].tr.depth)
 		}
-	}
-	if want == nil {
-		want = []block[T]{}
 	}
 	ws.blocks = want
 }
@@ -91,7 +111,7 @@ func windowRows[T attn.Float](ctx context.Context, rc *rowCtx, p *attn.Problem[T
 		tr *tree[T]
 	}
 	var ord []ordered
-	// The two edges of a row, side by side (fewer than 2 minTreeBlock keys).
+	// The keys a row sums directly, side by side (fewer than 2 minTreeBlock).
 	edgeK := make([]float64, 0, 2*minTreeBlock*r)
 	edgeV := make([]T, 0, 2*minTreeBlock*e)
 	fin := func(i int) {
@@ -114,19 +134,14 @@ func windowRows[T attn.Float](ctx context.Context, rc *rowCtx, p *attn.Problem[T
 			out.LSE[row] = p.Sink(h) // -Inf without a sink
 			continue
 		}
-		al := (lo + minTreeBlock - 1) / minTreeBlock * minTreeBlock
-		ar := hi / minTreeBlock * minTreeBlock
+		al, ar, edges := windowSplit(lo, hi)
 		ws.cover(al, ar)
-		var tailK []float64
-		var tailV []T
-		if al >= ar {
-			// No aligned block inside: the range is one short run of keys.
-			tailK, tailV = hd.k[lo*r:hi*r], hr.v[lo*e:hi*e]
-		} else {
-			edgeK = append(append(edgeK[:0], hd.k[lo*r:al*r]...), hd.k[ar*r:hi*r]...)
-			edgeV = append(append(edgeV[:0], hr.v[lo*e:al*e]...), hr.v[ar*e:hi*e]...)
-			tailK, tailV = edgeK, edgeV
+		edgeK, edgeV = edgeK[:0], edgeV[:0]
+		for _, ed := range edges {
+			edgeK = append(edgeK, hd.k[ed[0]*r:ed[1]*r]...)
+			edgeV = append(edgeV, hr.v[ed[0]*e:ed[1]*e]...)
 		}
+		tailK, tailV := edgeK, edgeV
 		// The previous row's best key may have left the window: a warm
 		// start from it could exceed this row's maximum and drop keys
 		// that count.
@@ -193,4 +208,19 @@ func windowCost[T attn.Float](p *attn.Problem[T], rows, moments, lf, lw, workers
 	buildW = heads * CostBuild * span * perKey
 	momentsW = moments * (1 + 0.2*levels) * span / lw
 	return rowsW, buildW, momentsW
+}
+
+// windowTrees points the backward worker at the trees of the cover of row
+// range [lo, hi) (built once per head, shared by every row, as causal
+// blocks) and returns the keys the row sums directly.
+func (w *bwdWorker[T]) windowTrees(lo, hi int) [2][2]int {
+	al, ar, edges := windowSplit(lo, hi)
+	if al != w.al || ar != w.ar {
+		w.al, w.ar = al, ar
+		w.trees = w.trees[:0]
+		for _, c := range dyadicCover(al, ar) {
+			w.trees = append(w.trees, w.hb.block(c[0], c[1]))
+		}
+	}
+	return edges
 }

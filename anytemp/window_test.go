@@ -263,3 +263,47 @@ func TestWindowEstimate(t *testing.T) {
 		t.Errorf("window of 100 keys estimated at %.3g s, direct sums %.3g s", w100, brute)
 	}
 }
+
+// TestGradWindow checks dQ, dK and dV of windowed problems against the
+// float64 reference gradient: the cover's blocks (shared by every row of
+// a head, with local expansions) and the edges summed directly.
+func TestGradWindow(t *testing.T) {
+	scales := []float64{0.3, 3, 30}
+	if testing.Short() {
+		scales = []float64{0.3, 30}
+	}
+	var expanded int64
+	defer func() {
+		if expanded == 0 {
+			t.Error("no expansion in any windowed gradient")
+		}
+	}()
+	for _, d := range []int{1, 2, 3} {
+		for _, qk := range scales {
+			for x, c := range windowCases() {
+				c.g.d, c.g.e, c.g.qk, c.g.scale = d, 3, qk, 1
+				t.Run(fmt.Sprintf("%s/d=%d/qk=%g", c.name, d, qk), func(t *testing.T) {
+					r64, _ := checkGrad(t, Method{}, c.make(uint64(100*d+x)), 1e-3)
+					expanded += r64.st.Details["nodes_expanded"].(int64)
+				})
+			}
+		}
+	}
+}
+
+// TestGradWindowLarge checks sampled rows of the gradient of a long
+// windowed problem (covers of blocks up to 2048 keys and more).
+func TestGradWindowLarge(t *testing.T) {
+	n, left := 6000, 2500
+	if testing.Short() {
+		n, left = 2500, 700
+	}
+	for _, d := range []int{1, 2, 3} {
+		for _, qk := range []float64{0.3, 3} {
+			g := gen{heads: 1, n: n, m: n, d: d, e: 2, qk: qk, scale: 1, causal: true}
+			t.Run(fmt.Sprintf("d=%d/qk=%g", d, qk), func(t *testing.T) {
+				checkGradSampled(t, windowCase{g: g, left: left, right: 0}.make(uint64(d)))
+			})
+		}
+	}
+}
