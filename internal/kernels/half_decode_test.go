@@ -72,25 +72,8 @@ func TestGemmNN32Half(t *testing.T) {
 				a := to32(randSlice(r, (m-1)*lda+k))
 				b, bw := randHalf(r, bf, (k-1)*ldb+n)
 				c0 := to32(randSlice(r, (m-1)*ldc+n))
-				want, bound := make([]float64, len(c0)), make([]float64, len(c0))
-				for i := range m {
-					for j := range n {
-						s, sa := float64(c0[i*ldc+j]), math.Abs(float64(c0[i*ldc+j]))
-						for p := range k {
-							x := float64(a[i*lda+p]) * bw[p*ldb+j]
-							s, sa = s+x, sa+math.Abs(x)
-						}
-						want[i*ldc+j], bound[i*ldc+j] = s, sa
-					}
-				}
-				for _, l := range levels() {
-					name := fmt.Sprintf("%s bf16=%v %v ld=%d,%d,%d", levelName(l), bf, sz, lda, ldb, ldc)
-					atLevel(t, l, func() {
-						ga, gb, got := guarded(a), guarded(b), guarded(c0)
-						gemm(m, n, k, ga, lda, gb, ldb, got, ldc)
-						checkBF16(t, name, c0, want, bound, got, ldc, n, k)
-					})
-				}
+				checkHalfProduct(t, fmt.Sprintf("bf16=%v %v ld=%d,%d,%d", bf, sz, lda, ldb, ldc), gemm, m, n, k, a, lda, b, ldb,
+					func(p, j int) float64 { return bw[p*ldb+j] }, c0, ldc, true)
 			}
 		}
 	}

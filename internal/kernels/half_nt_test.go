@@ -49,27 +49,41 @@ func TestGemmNT32Half(t *testing.T) {
 						c0[i*ldc+j] = float32(math.NaN())
 					}
 				}
-				want, bound := make([]float64, len(c0)), make([]float64, len(c0))
-				for i := range m {
-					for j := range n {
-						var s, sa float64
-						for p := range k {
-							x := float64(a[i*lda+p]) * bw[j*ldb+p]
-							s, sa = s+x, sa+math.Abs(x)
-						}
-						want[i*ldc+j], bound[i*ldc+j] = s, sa
-					}
-				}
-				for _, l := range levels() {
-					name := fmt.Sprintf("%s bf16=%v %v ld=%d,%d,%d", levelName(l), bf, sz, lda, ldb, ldc)
-					atLevel(t, l, func() {
-						ga, gb, got := guarded(a), guarded(b), guarded(c0)
-						gemm(m, n, k, ga, lda, gb, ldb, got, ldc)
-						checkBF16(t, name, c0, want, bound, got, ldc, n, k)
-					})
-				}
+				checkHalfProduct(t, fmt.Sprintf("bf16=%v %v ld=%d,%d,%d", bf, sz, lda, ldb, ldc), gemm, m, n, k, a, lda, b, ldb,
+					func(p, j int) float64 { return bw[j*ldb+p] }, c0, ldc, false)
 			}
 		}
+	}
+}
+
+// checkHalfProduct runs gemm on every level on copies of a, b and c0
+// ending right before an unmapped page, and checks C against the float64
+// product of a and B (entry (p, j) of B, p along k, is bAt(p, j)), added
+// to c0 or (add false) over it, within float32 rounding, and that entries
+// outside C are untouched.
+func checkHalfProduct(t *testing.T, name string, gemm func(m, n, k int, a []float32, lda int, b []uint16, ldb int, c []float32, ldc int),
+	m, n, k int, a []float32, lda int, b []uint16, ldb int, bAt func(p, j int) float64, c0 []float32, ldc int, add bool) {
+	t.Helper()
+	want, bound := make([]float64, len(c0)), make([]float64, len(c0))
+	for i := range m {
+		for j := range n {
+			var s, sa float64
+			if add {
+				s, sa = float64(c0[i*ldc+j]), math.Abs(float64(c0[i*ldc+j]))
+			}
+			for p := range k {
+				x := float64(a[i*lda+p]) * bAt(p, j)
+				s, sa = s+x, sa+math.Abs(x)
+			}
+			want[i*ldc+j], bound[i*ldc+j] = s, sa
+		}
+	}
+	for _, l := range levels() {
+		atLevel(t, l, func() {
+			ga, gb, got := guarded(a), guarded(b), guarded(c0)
+			gemm(m, n, k, ga, lda, gb, ldb, got, ldc)
+			checkBF16(t, levelName(l)+" "+name, c0, want, bound, got, ldc, n, k)
+		})
 	}
 }
 
