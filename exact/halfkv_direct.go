@@ -33,9 +33,10 @@ const halfAhead = 2
 
 // readsHalfInPlace reports whether attendRows reads p's 16-bit keys and
 // values in place for a tile of rows query rows: unpacked keys (a packed
-// head has several tiles, so many rows) and few rows.
+// head has several tiles, so many rows), few rows, and vector kernels for
+// the scores (the portable code is slower than widening).
 func readsHalfInPlace[T attn.Float](p *attn.Problem[T], pk packer[T], rows int) bool {
-	return p.KVFormat != attn.NoHalf && pk == nil && rows <= halfInPlaceRows
+	return p.KVFormat != attn.NoHalf && pk == nil && rows <= halfInPlaceRows && kernels.HalfNTVector(p.KVFormat == attn.BFloat16)
 }
 
 // halfScores sets s (nb x cols, row stride scoreStride) to the products of

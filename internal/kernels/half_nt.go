@@ -43,6 +43,12 @@ func GemmNN32BF16Next(m, n, k int, a []float32, lda int, b []uint16, ldb int, c 
 	gemmNN32HalfNext(true, m, n, k, a, lda, b, ldb, c, ldc, next)
 }
 
+// HalfNTVector reports whether GemmNT32F16 (bf false) or GemmNT32BF16
+// (bf true) runs on vector kernels on this CPU, rather than the portable
+// code: callers with another way to their products (widening B first)
+// prefer it otherwise.
+func HalfNTVector(bf bool) bool { return halfNTVector(bf) }
+
 // gemmNT32HalfGo is the portable product: a float32 dot product of each
 // row of A with each widened row of B.
 func gemmNT32HalfGo(bf bool, m, n, k int, a []float32, lda int, b []uint16, ldb int, c []float32, ldc int) {

@@ -22,6 +22,8 @@ func halfNTFamily(bf bool) *[halfNTRows]kernHalfNT {
 	return nil
 }
 
+func halfNTVector(bf bool) bool { return halfNTFamily(bf) != nil }
+
 // halfNTRows is the most rows of A one kernel call takes.
 const halfNTRows = 4
 

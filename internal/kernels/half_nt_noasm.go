@@ -6,6 +6,8 @@ func gemmNT32Half(bf bool, m, n, k int, a []float32, lda int, b []uint16, ldb in
 	gemmNT32HalfGo(bf, m, n, k, a, lda, b, ldb, c, ldc)
 }
 
+func halfNTVector(bool) bool { return false }
+
 // noPrefetch stands for the prefetch the portable code does without.
 type noPrefetch struct{}
 
