@@ -136,17 +136,28 @@ func backward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T]
 	clear(g.DSinks)
 	kvh, group := p.KVHeadCount(), p.Group()
 	sh := &bwdShared[T]{p: p, lse: out.LSE, dO: dO, g: g, k: k, dqMu: make([]sync.Mutex, kvh)}
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
 	sh.delta = make([]float64, p.Heads*p.N)
-	for r := range sh.delta {
-		o, do := out.O[r*p.E:(r+1)*p.E], dO[r*p.E:(r+1)*p.E]
-		var s float64
-		for c := range o {
-			s += float64(o[c]) * float64(do[c])
+	const deltaRows = 1024
+	parallelFor(workers, (len(sh.delta)+deltaRows-1)/deltaRows, func(c int) {
+		for r := c * deltaRows; r < min((c+1)*deltaRows, len(sh.delta)); r++ {
+			o, do := out.O[r*p.E:(r+1)*p.E], dO[r*p.E:(r+1)*p.E]
+			var s float64
+			for c := range o {
+				s += float64(o[c]) * float64(do[c])
+			}
+			sh.delta[r] = s
 		}
-		sh.delta[r] = s
-		// The sink is a logit whose value is 0: dP = 0, so its gradient
-		// is -P_sink Delta_i, summed over the rows it joins.
-		if g.DSinks != nil && !math.IsInf(sinkLSE[r], -1) {
+	})
+	// The sink is a logit whose value is 0: dP = 0, so its gradient is
+	// -P_sink Delta_i, summed over the rows it joins.
+	for r, s := range sh.delta {
+		if g.DSinks == nil {
+			break
+		}
+		if !math.IsInf(sinkLSE[r], -1) {
 			h := r / p.N
 			g.DSinks[h%len(g.DSinks)] -= math.Exp(p.Sink(h)-sinkLSE[r]) * s
 		}
@@ -159,9 +170,6 @@ func backward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T]
 
 	tilesPerHead := (p.M + bwdKeyTile - 1) / bwdKeyTile
 	total := kvh * tilesPerHead
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
 	sh.transposeQueries(workers)
 	workers = min(workers, total)
 	var isF32 bool
@@ -216,22 +224,21 @@ func backward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T]
 	return attn.Stats{Flops: BackwardFlops(p)}, nil
 }
 
-// transposeQueries fills sh.qT and sh.doT, one query head per task. Each
-// block is compact (row stride bwdQueryTile): the products read it without
-// the TLB misses of rows a whole head apart.
+// transposeQueries fills sh.qT and sh.doT. Each block is compact (row
+// stride bwdQueryTile): the products read it without the TLB misses of
+// rows a whole head apart.
 func (sh *bwdShared[T]) transposeQueries(workers int) {
 	p := sh.p
 	const qt = bwdQueryTile
 	sh.blocks = (p.N + qt - 1) / qt
 	sh.qT = make([]T, p.Heads*sh.blocks*p.D*qt)
 	sh.doT = make([]T, p.Heads*sh.blocks*p.E*qt)
-	parallelFor(min(workers, p.Heads), p.Heads, func(h int) {
-		for b := range sh.blocks {
-			i0 := b * qt
-			rows := min(qt, p.N-i0)
-			transposeInto(sh.qT[(h*sh.blocks+b)*p.D*qt:], qt, p.Q[(h*p.N+i0)*p.D:], rows, p.D)
-			transposeInto(sh.doT[(h*sh.blocks+b)*p.E*qt:], qt, sh.dO[(h*p.N+i0)*p.E:], rows, p.E)
-		}
+	// One task per block: a single head must keep every worker busy.
+	parallelFor(workers, p.Heads*sh.blocks, func(hb int) {
+		h, i0 := hb/sh.blocks, hb%sh.blocks*qt
+		rows := min(qt, p.N-i0)
+		transposeInto(sh.qT[hb*p.D*qt:], qt, p.Q[(h*p.N+i0)*p.D:], rows, p.D)
+		transposeInto(sh.doT[hb*p.E*qt:], qt, sh.dO[(h*p.N+i0)*p.E:], rows, p.E)
 	})
 }
 
@@ -425,9 +432,15 @@ func (sh *bwdShared[T]) queryRows(ctx context.Context, st *bwdState[T], h, first
 		for r0 := 0; r0 < rows; r0 += bwdRowBlock {
 			sh.rowBlock(st, h, i0+r0, min(bwdRowBlock, rows-r0), j0, cols, q[r0*d:], do[r0*e:], st.s[r0*ls:], st.ds[r0*ls:], local)
 		}
-		// dV^T += dO^T P, dK^T += Q^T dS.
-		k.gemmNN(e, cols, rows, doT, qt, st.s, ls, st.dvT[:e*cols], cols)
-		k.gemmNN(d, cols, rows, qT, qt, st.ds, ls, st.dkT[:d*cols], cols)
+		// dV^T += dO^T P, dK^T += Q^T dS, bringing the next tile's blocks
+		// of dO^T and Q^T into L2 meanwhile.
+		var nextDoT, nextQT []T
+		if (blk+1)*qt*e < len(sh.doT) {
+			nextDoT = sh.doT[(blk+1)*e*qt : (blk+2)*e*qt]
+			nextQT = sh.qT[(blk+1)*d*qt : (blk+2)*d*qt]
+		}
+		k.gemmNNNext(e, cols, rows, doT, qt, st.s, ls, st.dvT[:e*cols], cols, nextDoT)
+		k.gemmNNNext(d, cols, rows, qT, qt, st.ds, ls, st.dkT[:d*cols], cols, nextQT)
 		if st.pending += rows; st.pending >= bwdFlush {
 			sh.flushKV(st, cols)
 		}
@@ -455,7 +468,9 @@ func (sh *bwdShared[T]) rowBlock(st *bwdState[T], h, i0, rows, j0, cols int, q, 
 	}
 	if st.kp != nil {
 		st.kp.GemmNTNext(rows, 0, cols, q, d, s, ls, dqRows)
-		st.vp.GemmNT(rows, 0, cols, do, e, ds, ls)
+		// The next block's queries, likewise.
+		nextQ := q[min(rows*d, len(q)):min(2*rows*d, len(q))]
+		st.vp.GemmNTNext(rows, 0, cols, do, e, ds, ls, nextQ)
 	} else {
 		vals := p.V[(kh*p.M+j0)*e:]
 		k.gemmNT(rows, cols, d, q, d, keys, d, s, ls)
@@ -485,14 +500,15 @@ func (sh *bwdShared[T]) rowBlock(st *bwdState[T], h, i0, rows, j0, cols int, q, 
 		clear(sRow[b:])
 		clear(dsRow[b:])
 	}
-	// dQ += dS K.
+	// dQ += dS K, bringing the next block's output gradients into L2.
+	nextDo := do[min(rows*e, len(do)):min(2*rows*e, len(do))]
 	if st.isFloat {
 		tile := st.dqTile[:rows*d]
-		kernels.GemmNNSet32(rows, d, cols, any(ds).([]float32), ls, any(keys).([]float32), d, any(tile).([]float32), d, nil)
+		kernels.GemmNNSet32(rows, d, cols, any(ds).([]float32), ls, any(keys).([]float32), d, any(tile).([]float32), d, any(nextDo).([]float32))
 		addTo64(st.dq64[(local+i0)*d:(local+i0+rows)*d], tile)
 		return
 	}
-	k.gemmNN(rows, d, cols, ds, ls, keys, d, st.dq[(local+i0)*d:], d)
+	k.gemmNNNext(rows, d, cols, ds, ls, keys, d, st.dq[(local+i0)*d:], d, nextDo)
 }
 
 // viewAs returns the memory of x as a slice of T (for prefetching only).
