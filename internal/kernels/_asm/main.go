@@ -287,9 +287,7 @@ func genData() {
 	data32("e32one", 1)
 	dataI32("e32bias", 127)
 	// Flushing results below the normal range to zero (see expBody).
-	data32("e32kmin", 126)
-	data32("e32kstep", 64)
-	data32("e32zero", 0)
+	data32("e32kfloor", -126)
 
 	data64("e64min", -750)
 	data64("e64max", 710)
@@ -684,7 +682,13 @@ func expBody(is isa, dt dtype, xs, ks, ps []string, cmin, cmax string, regs map[
 		}
 	}
 	sf := dt.sfx
-	each(func(x, k, q string) { emit("VMAX%s %s, %s, %s", sf, x, cmin, x) })
+	// The AVX-512 float32 form needs no lower clamp: a lane whose k falls
+	// below -126 (every x under about -87.7, -Inf included) is zeroed by
+	// the flush mask at the end whatever its polynomial gave.
+	flushMask := is == avx512 && dt == f32
+	if !flushMask {
+		each(func(x, k, q string) { emit("VMAX%s %s, %s, %s", sf, x, cmin, x) })
+	}
 	each(func(x, k, q string) { emit("VMIN%s %s, %s, %s", sf, x, cmax, x) })
 	each(func(x, k, q string) { emit("VMUL%s %s, %s, %s", sf, c("log2e"), x, k) })
 	if is == avx2 {
@@ -718,16 +722,23 @@ func expBody(is isa, dt dtype, xs, ks, ps []string, cmin, cmax string, regs map[
 	}
 	// Scale by 2^k.
 	if is == avx512 {
-		if dt == f32 {
+		if flushMask {
 			// float32 results below the normal range are flushed to zero:
-			// k < -126 is pushed down by 64 (k += 64 min(k + 126, 0)), so
-			// 2^k q underflows to 0. Subnormal weights slowed the P V
-			// products twofold (microcode assists) when logits spread over
-			// more than about 87, and a weight under 2^-126 changes a row
-			// sum of at least 1 by less than that. r (x) is free by now.
-			each(func(x, k, q string) { emit("VADD%s %s, %s, %s", sf, c("kmin"), k, x) })
-			each(func(x, k, q string) { emit("VMIN%s %s, %s, %s", sf, c("zero"), x, x) })
-			each(func(x, k, q string) { emit("VFMADD231%s %s, %s, %s", sf, c("kstep"), x, k) })
+			// lanes with k < -126 are zeroed by the scaling (a compare into
+			// mask register K2.. and a zeroing VSCALEF, one instruction
+			// where pushing k down took three). Subnormal weights slowed
+			// the P V products twofold (microcode assists) when logits
+			// spread over more than about 87, and a weight under 2^-126
+			// changes a row sum of at least 1 by less than that. The
+			// compare is "not less than, unordered": a NaN lane keeps its
+			// NaN.
+			for i := range ks {
+				emit("VCMP%s $5, %s, %s, K%d", sf, c("kfloor"), ks[i], 2+i)
+			}
+			for i := range ks {
+				emit("VSCALEF%s.Z %s, %s, K%d, %s", sf, ks[i], ps[i], 2+i, ps[i])
+			}
+			return
 		}
 		each(func(x, k, q string) { emit("VSCALEF%s %s, %s, %s", sf, k, q, q) })
 		return
@@ -809,6 +820,7 @@ func genExp(is isa, dt dtype) {
 			for i := 0; i <= 5; i++ {
 				names = append(names, fmt.Sprintf("c%d", i))
 			}
+			names = append(names, "kfloor")
 		} else {
 			for i := 0; i <= expDeg64; i++ {
 				names = append(names, fmt.Sprintf("c%d", i))
