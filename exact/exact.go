@@ -68,6 +68,14 @@ var (
 // variables so benchmarks can compare.
 var blockRows32, blockRows64 = queryTile, queryTile
 
+// edgeRows is the block size of a key tile some row of the query tile
+// sees only in part (a causal diagonal, a sliding window's edges, padding):
+// each block computes only the columns its own rows see, from the first
+// multiple of keyAlign at or below its rows' first key to its rows' last,
+// so a window's tiles compute about window + edgeRows keys per row rather
+// than window + queryTile. A variable so benchmarks can compare.
+var edgeRows = 48
+
 // prefetch turns on the prefetch of the next operands into L2 during the
 // products; a variable so benchmarks can compare.
 var prefetch = true
@@ -686,12 +694,14 @@ func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T],
 	if _, is32 := any(T(0)).(float32); is32 {
 		subRows = blockRows32
 	}
-	inside := true // every row sees every key of [ja, jb)
+	// Every row sees every key of [maxLo, minHi); a key tile inside that
+	// range needs no per-row trimming.
+	maxLo, minHi := 0, p.M
 	for r := range rows {
 		st.rowMax[r] = math.Inf(-1)
 		st.rowSum[r] = 0
 		st.lo[r], st.hi[r] = p.KeyRange((r0+r)/p.N, (r0+r)%p.N)
-		inside = inside && st.lo[r] <= ja && st.hi[r] >= jb
+		maxLo, minHi = max(maxLo, st.lo[r]), min(minHi, st.hi[r])
 	}
 	mask := p.Mask
 	scale := T(p.Scale)
@@ -734,20 +744,30 @@ func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T],
 			kt = st.keys[:cols*d]
 			centreRows(kt, keys[j0*d:(j0+cols)*d], centre)
 		}
-		// The tile's rows go through in blocks of subRows rows.
-		for b0 := 0; b0 < rows; b0 += subRows {
-			nb := min(subRows, rows-b0)
-			// The block's keys end where its rows' ranges end: on a causal
-			// diagonal, the first blocks skip the columns only later rows
-			// see.
-			bcols := cols
+		inside := maxLo <= j0 && j0+cols <= minHi
+		blockRows := subRows
+		if !inside {
+			blockRows = edgeRows
+		}
+		// The tile's rows go through in blocks of blockRows rows.
+		for b0 := 0; b0 < rows; b0 += blockRows {
+			nb := min(blockRows, rows-b0)
+			// The block computes columns c0..bcols-1: from its rows' first
+			// key (rounded down to keyAlign, where packed panels start) to
+			// their last. On a causal diagonal the first blocks skip the
+			// columns only later rows see; in a window each block skips
+			// the keys left of its rows' windows.
+			c0, bcols := 0, cols
 			if !inside {
-				bcols = 0
+				c0, bcols = cols, 0
 				for r := b0; r < b0+nb; r++ {
-					bcols = max(bcols, min(max(st.hi[r]-j0, 0), cols))
+					if a, b := max(st.lo[r]-j0, 0), min(st.hi[r]-j0, cols); a < b {
+						c0, bcols = min(c0, a), max(bcols, b)
+					}
 				}
+				c0 = c0 / keyAlign * keyAlign
 			}
-			if bcols == 0 {
+			if c0 >= bcols {
 				for r := b0; r < b0+nb; r++ {
 					st.alpha[r] = 1 // no key of this tile for these rows
 				}
@@ -756,19 +776,19 @@ func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T],
 			s := st.scores[:(nb-1)*scoreStride+bcols]
 			pfV, pfK := share(nextV, b0, nb, rows), share(nextK, b0, nb, rows)
 			if pk != nil {
-				pk.GemmNTNext(nb, j0, bcols, q[b0*d:], d, s, scoreStride, pfV)
+				pk.GemmNTNext(nb, j0+c0, bcols-c0, q[b0*d:], d, s[c0:], scoreStride, pfV)
 			} else if inPlace {
-				halfScores(p, kh, j0, nb, bcols, q[b0*d:], s)
+				halfScores(p, kh, j0+c0, nb, bcols-c0, q[b0*d:], s[c0:])
 			} else {
-				k.gemmNT(nb, bcols, d, q[b0*d:], d, kt, d, s, scoreStride)
+				k.gemmNT(nb, bcols-c0, d, q[b0*d:], d, kt[c0*d:], d, s[c0:], scoreStride)
 			}
 			for r := b0; r < b0+nb; r++ {
 				row := s[(r-b0)*scoreStride : (r-b0)*scoreStride+bcols]
 				a, b := 0, bcols
 				if !inside {
-					a, b = min(max(st.lo[r]-j0, 0), bcols), min(max(st.hi[r]-j0, 0), bcols)
+					a, b = min(max(st.lo[r]-j0, c0), bcols), min(max(st.hi[r]-j0, c0), bcols)
 					// Keys outside the row's range must not feed P V.
-					clear(row[:a])
+					clear(row[c0:a])
 					clear(row[b:])
 				}
 				st.alpha[r] = 1
@@ -814,19 +834,19 @@ func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T],
 						scaleRow(accb[r*e:(r+1)*e], a)
 					}
 				}
-				k.gemmNNNext(nb, e, bcols, s, scoreStride, vt, e, any(accb).([]T), e, pfK)
+				k.gemmNNNext(nb, e, bcols-c0, s[c0:], scoreStride, vt[c0*e:], e, any(accb).([]T), e, pfK)
 				continue
 			}
 			pv := st.pv[:nb*e]
 			pv32, is32 := any(pv).([]float32)
 			if inPlace {
-				halfValues(p, kh, j0, jb, nb, bcols, s, pv)
+				halfValues(p, kh, j0+c0, jb, nb, bcols-c0, s[c0:], pv)
 			} else if is32 {
 				// Stored over the scratch tile: no clearing first.
-				kernels.GemmNNSet32(nb, e, bcols, any(s).([]float32), scoreStride, any(vt).([]float32), e, pv32, e, any(pfK).([]float32))
+				kernels.GemmNNSet32(nb, e, bcols-c0, any(s[c0:]).([]float32), scoreStride, any(vt[c0*e:]).([]float32), e, pv32, e, any(pfK).([]float32))
 			} else {
 				clear(pv)
-				k.gemmNNNext(nb, e, bcols, s, scoreStride, vt, e, pv, e, pfK)
+				k.gemmNNNext(nb, e, bcols-c0, s[c0:], scoreStride, vt[c0*e:], e, pv, e, pfK)
 			}
 			if is32 && allOne(alphas) {
 				// No row's max moved: one call for the whole block.
