@@ -22,6 +22,7 @@ func TestEdgeTiles(t *testing.T) {
 		{Name: "window-70-both-sides", Heads: 2, N: 400, M: 650, D: 8, E: 12, Window: w(70, 90)},
 		{Name: "window-top-left", Heads: 1, N: 600, M: 450, D: 8, E: 8, Causal: true, CausalAlign: attn.TopLeft, Window: w(130, 0)},
 		{Name: "gqa-short-window", Heads: 4, KVHeads: 1, N: 100, M: 900, D: 8, E: 8, Causal: true, Window: w(200, 0)},
+		{Name: "decode-window-gqa", Heads: 8, KVHeads: 2, N: 3, M: 900, D: 16, E: 16, Causal: true, Window: w(200, 0)},
 		{Name: "causal-padding", Heads: 2, N: 500, M: 500, D: 8, E: 8, Causal: true, KeyLens: []int{500, 333}},
 		{Name: "window-mask-sinks", Heads: 2, N: 320, M: 320, D: 8, E: 8, Causal: true, Window: w(100, 0),
 			Mask: &attntest.MaskSpec{Rows: true, Keys: true, FullyMaskedRows: true}, Sinks: []float64{0.5, -1}},
