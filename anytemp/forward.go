@@ -381,62 +381,17 @@ func (bs *blockSet[T]) advance(lim int) {
 // returns the deepest tree built.
 func causalRows[T attn.Float](ctx context.Context, rc *rowCtx, p *attn.Problem[T], hr *headRun[T], out *attn.Output[T], a, b int) int {
 	hd := hr.hd
-	r, e, h := hd.r, p.E, hd.h
+	r, e := hd.r, p.E
 	bs := &blockSet[T]{hr: hr, e: e}
-	var trees []*tree[T]
-	type ordered struct {
-		ub float64
-		tr *tree[T]
-	}
-	var ord []ordered
-	fin := func(i int) {
-		row := h*p.N + i
-		finish(rc, out.O[row*e:(row+1)*e], &out.LSE[row], hd.lseShift[i], p.Sink(h))
-	}
-	defer rc.flush(fin)
-	for i := a; i < b; i++ {
-		if (i-a)%64 == 63 && ctx.Err() != nil {
-			rc.resetBatch()
-			return bs.depth
-		}
-		if len(rc.slots) == batchRows {
-			rc.flush(fin)
-		}
-		lim := p.KeyLimit(h, i)
+	rangeRows(ctx, rc, p, hr, out, a, b, func(i int) (int, []block[T], []float64, []T) {
+		lim := p.KeyLimit(hd.h, i)
 		if lim == 0 {
-			row := h*p.N + i
-			clear(out.O[row*e : (row+1)*e])
-			out.LSE[row] = p.Sink(h) // -Inf without a sink
-			continue
+			return 0, nil, nil, nil
 		}
 		bs.advance(lim)
 		tail := bs.lim / minTreeBlock * minTreeBlock
-		tailK, tailV := hd.k[tail*r:lim*r], hr.v[tail*e:lim*e]
-		rc.start(hd.q[i*r:(i+1)*r], p.Scale, lim)
-		trees = trees[:0]
-		for _, bl := range bs.blocks {
-			trees = append(trees, bl.tr)
-		}
-		if r == 1 && runCells1D(rc, trees, tailK, tailV) {
-			rc.park(i)
-			continue
-		}
-		// Blocks by decreasing upper bound, so the first finds the maximum.
-		ord = ord[:0]
-		for _, tr := range trees {
-			ord = append(ord, ordered{rootBound(rc, tr), tr})
-		}
-		for x := 1; x < len(ord); x++ {
-			for y := x; y > 0 && ord[y].ub > ord[y-1].ub; y-- {
-				ord[y], ord[y-1] = ord[y-1], ord[y]
-			}
-		}
-		brute(rc, tailK, tailV)
-		for _, ob := range ord {
-			runTree(rc, ob.tr)
-		}
-		rc.park(i)
-	}
+		return lim, bs.blocks, hd.k[tail*r : lim*r], hr.v[tail*e : lim*e]
+	})
 	return bs.depth
 }
 

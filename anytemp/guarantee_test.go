@@ -484,33 +484,39 @@ func TestCausalLarge(t *testing.T) {
 		for _, qk := range []float64{0.5, 2, 10} {
 			g := gen{heads: 1, n: n, m: n, d: d, e: 2, qk: qk, scale: 1, causal: true}
 			t.Run(fmt.Sprintf("d=%d/qk=%g", d, qk), func(t *testing.T) {
-				p := g.make(uint64(d*10) + uint64(qk))
-				p.Eps = 1e-3
-				// Check a sample of rows against the reference (every row
-				// would be quadratic in the test).
-				out := attn.NewOutput(p)
-				st, err := Method{}.Forward64(context.Background(), p, out)
-				if err != nil {
-					t.Fatal(err)
-				}
-				var rows []int
-				for i := 0; i < n; i += 37 {
-					rows = append(rows, i)
-				}
-				rows = append(rows, n-1)
-				want, wantLSE := reference.Rows(p, 0, rows)
-				colMax := attn.ColumnMaxAbs(p, 0, p.M)
-				for s, i := range rows {
-					for c := range p.E {
-						if err := math.Abs(out.O[i*p.E+c] - want[s*p.E+c]); err > st.ErrorBound*colMax[c] {
-							t.Fatalf("row %d col %d: error %g > %g", i, c, err, st.ErrorBound*colMax[c])
-						}
-					}
-					if math.Abs(out.LSE[i]-wantLSE[s]) > math.Log1p(st.ErrorBound)+1e-12*math.Abs(wantLSE[s]) {
-						t.Fatalf("row %d: LSE %g, want %g", i, out.LSE[i], wantLSE[s])
-					}
-				}
+				checkRowsSampled(t, g.make(uint64(d*10)+uint64(qk)), 37)
 			})
+		}
+	}
+}
+
+// checkRowsSampled checks every step-th row of head 0 of p (eps 1e-3) and
+// the last one against the reference.
+func checkRowsSampled(t *testing.T, p *attn.Problem[float64], step int) {
+	n := p.N
+	p.Eps = 1e-3
+	// Check a sample of rows against the reference (every row
+	// would be quadratic in the test).
+	out := attn.NewOutput(p)
+	st, err := Method{}.Forward64(context.Background(), p, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []int
+	for i := 0; i < n; i += step {
+		rows = append(rows, i)
+	}
+	rows = append(rows, n-1)
+	want, wantLSE := reference.Rows(p, 0, rows)
+	colMax := attn.ColumnMaxAbs(p, 0, p.M)
+	for s, i := range rows {
+		for c := range p.E {
+			if err := math.Abs(out.O[i*p.E+c] - want[s*p.E+c]); err > st.ErrorBound*colMax[c] {
+				t.Fatalf("row %d col %d: error %g > %g", i, c, err, st.ErrorBound*colMax[c])
+			}
+		}
+		if math.Abs(out.LSE[i]-wantLSE[s]) > math.Log1p(st.ErrorBound)+1e-12*math.Abs(wantLSE[s]) {
+			t.Fatalf("row %d: LSE %g, want %g", i, out.LSE[i], wantLSE[s])
 		}
 	}
 }

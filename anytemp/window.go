@@ -99,21 +99,55 @@ func (ws *windowSet[T]) cover(a, b int) {
 	ws.blocks = want
 }
 
-// windowRows computes rows a..b-1 of a head whose window is bounded on the
-// left; it returns the deepest tree built.
-func windowRows[T attn.Float](ctx context.Context, rc *rowCtx, p *attn.Problem[T], hr *headRun[T], out *attn.Output[T], a, b int) int {
+// blockRow is a worker's scratch for rows over blocks of keys (causal
+// prefixes, window covers).
+type blockRow[T attn.Float] struct {
+	trees []*tree[T]
+	ord   []orderedTree[T]
+}
+
+type orderedTree[T attn.Float] struct {
+	ub float64 // upper bound of the row's logits over the tree
+	tr *tree[T]
+}
+
+// sum adds the keys of the started row: the trees of blocks and tailK,
+// tailV summed directly; then parks it as row i.
+func (br *blockRow[T]) sum(rc *rowCtx, blocks []block[T], tailK []float64, tailV []T, i int) {
+	br.trees = br.trees[:0]
+	for _, bl := range blocks {
+		br.trees = append(br.trees, bl.tr)
+	}
+	if rc.r == 1 && runCells1D(rc, br.trees, tailK, tailV) {
+		rc.park(i)
+		return
+	}
+	// Blocks by decreasing upper bound, so the first finds the maximum.
+	ord := br.ord[:0]
+	for _, tr := range br.trees {
+		ord = append(ord, orderedTree[T]{rootBound(rc, tr), tr})
+	}
+	for x := 1; x < len(ord); x++ {
+		for y := x; y > 0 && ord[y].ub > ord[y-1].ub; y-- {
+			ord[y], ord[y-1] = ord[y-1], ord[y]
+		}
+	}
+	br.ord = ord
+	brute(rc, tailK, tailV)
+	for _, ob := range ord {
+		runTree(rc, ob.tr)
+	}
+	rc.park(i)
+}
+
+// rangeRows computes rows a..b-1 of a head whose rows attend ranges of
+// keys: keys(i) returns row i's number of keys (0: none), its blocks and
+// the keys it sums directly.
+func rangeRows[T attn.Float](ctx context.Context, rc *rowCtx, p *attn.Problem[T], hr *headRun[T], out *attn.Output[T], a, b int,
+	keys func(i int) (int, []block[T], []float64, []T)) {
 	hd := hr.hd
 	r, e, h := hd.r, p.E, hd.h
-	ws := &windowSet[T]{hr: hr, e: e}
-	var trees []*tree[T]
-	type ordered struct {
-		ub float64
-		tr *tree[T]
-	}
-	var ord []ordered
-	// The keys a row sums directly, side by side (fewer than 2 minTreeBlock).
-	edgeK := make([]float64, 0, 2*minTreeBlock*r)
-	edgeV := make([]T, 0, 2*minTreeBlock*e)
+	var br blockRow[T]
 	fin := func(i int) {
 		row := h*p.N + i
 		finish(rc, out.O[row*e:(row+1)*e], &out.LSE[row], hd.lseShift[i], p.Sink(h))
@@ -122,17 +156,36 @@ func windowRows[T attn.Float](ctx context.Context, rc *rowCtx, p *attn.Problem[T
 	for i := a; i < b; i++ {
 		if (i-a)%64 == 63 && ctx.Err() != nil {
 			rc.resetBatch()
-			return ws.depth
+			return
 		}
 		if len(rc.slots) == batchRows {
 			rc.flush(fin)
 		}
-		lo, hi := p.KeyRange(h, i)
-		if lo >= hi {
+		n, blocks, tailK, tailV := keys(i)
+		if n == 0 {
 			row := h*p.N + i
 			clear(out.O[row*e : (row+1)*e])
 			out.LSE[row] = p.Sink(h) // -Inf without a sink
 			continue
+		}
+		rc.start(hd.q[i*r:(i+1)*r], p.Scale, n)
+		br.sum(rc, blocks, tailK, tailV, i)
+	}
+}
+
+// windowRows computes rows a..b-1 of a head whose window is bounded on the
+// left; it returns the deepest tree built.
+func windowRows[T attn.Float](ctx context.Context, rc *rowCtx, p *attn.Problem[T], hr *headRun[T], out *attn.Output[T], a, b int) int {
+	hd := hr.hd
+	r, e := hd.r, p.E
+	ws := &windowSet[T]{hr: hr, e: e}
+	// The keys a row sums directly, side by side (fewer than 2 minTreeBlock).
+	edgeK := make([]float64, 0, 2*minTreeBlock*r)
+	edgeV := make([]T, 0, 2*minTreeBlock*e)
+	rangeRows(ctx, rc, p, hr, out, a, b, func(i int) (int, []block[T], []float64, []T) {
+		lo, hi := p.KeyRange(hd.h, i)
+		if lo >= hi {
+			return 0, nil, nil, nil
 		}
 		al, ar, edges := windowSplit(lo, hi)
 		ws.cover(al, ar)
@@ -141,36 +194,12 @@ func windowRows[T attn.Float](ctx context.Context, rc *rowCtx, p *attn.Problem[T
 			edgeK = append(edgeK, hd.k[ed[0]*r:ed[1]*r]...)
 			edgeV = append(edgeV, hr.v[ed[0]*e:ed[1]*e]...)
 		}
-		tailK, tailV := edgeK, edgeV
 		// The previous row's best key may have left the window: a warm
 		// start from it could exceed this row's maximum and drop keys
 		// that count.
 		rc.haveCand = false
-		rc.start(hd.q[i*r:(i+1)*r], p.Scale, hi-lo)
-		trees = trees[:0]
-		for _, bl := range ws.blocks {
-			trees = append(trees, bl.tr)
-		}
-		if r == 1 && runCells1D(rc, trees, tailK, tailV) {
-			rc.park(i)
-			continue
-		}
-		// Blocks by decreasing upper bound, so the first finds the maximum.
-		ord = ord[:0]
-		for _, tr := range trees {
-			ord = append(ord, ordered{rootBound(rc, tr), tr})
-		}
-		for x := 1; x < len(ord); x++ {
-			for y := x; y > 0 && ord[y].ub > ord[y-1].ub; y-- {
-				ord[y], ord[y-1] = ord[y-1], ord[y]
-			}
-		}
-		brute(rc, tailK, tailV)
-		for _, ob := range ord {
-			runTree(rc, ob.tr)
-		}
-		rc.park(i)
-	}
+		return hi - lo, ws.blocks, edgeK, edgeV
+	})
 	return ws.depth
 }
 
