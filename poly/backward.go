@@ -185,9 +185,40 @@ func (run *runner[T]) headBackward(ctx context.Context, h int, hp *headPlan, dO 
 		st.coefs[g] = coefficients(hk.mono, a, Rank(p.D, g))
 	}
 	run.mu.Lock()
-	run.flops += float64(L) * float64(r) * float64(2*e1+1)
+	run.flops += float64(hp.momentKeys()) * float64(r) * float64(2*e1+1)
 	run.mu.Unlock()
 
+	if hp.win != nil {
+		err = run.windowBackward(ctx, st, g.DQ)
+	} else {
+		err = run.blocksBackward(ctx, st, g.DQ)
+	}
+	if err != nil {
+		return err
+	}
+	// dK = dU / R; dV as accumulated, summed over the query heads of the
+	// key/value head (grouped-query attention). Padding keys keep zero
+	// gradients.
+	kh := p.KVHead(h)
+	dk := g.DK[kh*p.M*p.D:]
+	dv := g.DV[kh*p.M*p.E:]
+	for j := range L * p.D {
+		dk[j] += T(st.dU[j] / hp.radius)
+	}
+	for j := range L * p.E {
+		dv[j] += T(st.dV[j])
+	}
+	if g.DSinks != nil {
+		g.DSinks[h%len(g.DSinks)] += st.dSink
+	}
+	return ctx.Err()
+}
+
+// blocksBackward is headBackward's pass over the rows and key blocks
+// without a window.
+func (run *runner[T]) blocksBackward(ctx context.Context, st *gradState[T], dq []T) error {
+	p, hk, h := run.p, st.hk, st.h
+	L, r, e1 := hk.L, hk.r, p.E+1
 	// Forward: moments (all keys, or prefixes of key blocks), each row's y,
 	// dy, dq and its exact terms.
 	var rowsOf [][]int // rows whose moments end at block b (causal) or all rows
@@ -224,7 +255,7 @@ func (run *runner[T]) headBackward(ctx context.Context, h int, hp *headPlan, dO 
 			}
 		}
 		st.dSum = make([]float64, r*e1)
-		if err := run.rowsBackward(ctx, st, rows, mom, cEnd, g.DQ); err != nil {
+		if err := run.rowsBackward(ctx, st, rows, mom, cEnd, dq); err != nil {
 			return err
 		}
 		sRows[b] = st.dSum
@@ -246,22 +277,7 @@ func (run *runner[T]) headBackward(ctx context.Context, h int, hp *headPlan, dO 
 			addTo(suffix, sRows[b])
 		}
 	}
-	// dK = dU / R; dV as accumulated, summed over the query heads of the
-	// key/value head (grouped-query attention). Padding keys keep zero
-	// gradients.
-	kh := p.KVHead(h)
-	dk := g.DK[kh*p.M*p.D:]
-	dv := g.DV[kh*p.M*p.E:]
-	for j := range L * p.D {
-		dk[j] += T(st.dU[j] / hp.radius)
-	}
-	for j := range L * p.E {
-		dv[j] += T(st.dV[j])
-	}
-	if g.DSinks != nil {
-		g.DSinks[h%len(g.DSinks)] += st.dSink
-	}
-	return ctx.Err()
+	return nil
 }
 
 // rowsBackward processes rows whose moments cover keys [0, cEnd) (mom nil
@@ -274,23 +290,10 @@ func (run *runner[T]) rowsBackward(ctx context.Context, st *gradState[T], rows [
 	blocks := (len(rows) + queryBlock - 1) / queryBlock
 	run.parallelBlocks(ctx, 0, blocks, func(s *scratch, b int) {
 		blk := rows[b*queryBlock : min((b+1)*queryBlock, len(rows))]
-		byDegree := map[int][]int{}
-		for _, i := range blk {
-			if run.p.KeyLimit(st.h, i) > 0 {
-				byDegree[st.hp.degree[i]] = append(byDegree[st.hp.degree[i]], i)
-			}
-		}
-		for gdeg, group := range byDegree {
-			m, from := mom, cEnd
-			if gdeg == exactRow {
-				m, from = nil, 0
-			}
-			if err := run.groupBackward(s, st, gdeg, group, m, from, dq); err != nil {
-				fmu.Lock()
-				failed = err
-				fmu.Unlock()
-				return
-			}
+		if err := run.blockBackward(s, st, blk, mom, 0, cEnd, st.dSum, dq); err != nil {
+			fmu.Lock()
+			failed = err
+			fmu.Unlock()
 		}
 	}, nil, st.hk.r)
 	if failed != nil {
@@ -299,7 +302,31 @@ func (run *runner[T]) rowsBackward(ctx context.Context, st *gradState[T], rows [
 	return ctx.Err()
 }
 
-func (run *runner[T]) groupBackward(s *scratch, st *gradState[T], degree int, group []int, mom []float64, cEnd int, dq []T) error {
+// blockBackward processes a block of rows, by degree, as groupBackward;
+// rows computed exactly read no moments.
+func (run *runner[T]) blockBackward(s *scratch, st *gradState[T], blk []int, mom []float64, cStart, cEnd int, dSum []float64, dq []T) error {
+	byDegree := map[int][]int{}
+	for _, i := range blk {
+		if rowKeys(run.p, st.h, i) > 0 {
+			byDegree[st.hp.degree[i]] = append(byDegree[st.hp.degree[i]], i)
+		}
+	}
+	for gdeg, group := range byDegree {
+		m, c0, c1 := mom, cStart, cEnd
+		if gdeg == exactRow {
+			m, c0, c1 = nil, 0, 0
+		}
+		if err := run.groupBackward(s, st, gdeg, group, m, c0, c1, dSum, dq); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// groupBackward processes rows of one degree whose moments cover keys
+// [cStart, cEnd) (mom nil for none) and whose keys [lo_i, cStart) and
+// [cEnd, limit_i) are exact terms, adding H^T dy to dSum.
+func (run *runner[T]) groupBackward(s *scratch, st *gradState[T], degree int, group []int, mom []float64, cStart, cEnd int, dSum []float64, dq []T) error {
 	p, hk, hp, h := run.p, st.hk, st.hp, st.h
 	d, e, e1 := p.D, p.E, p.E+1
 	cnt := len(group)
@@ -334,7 +361,11 @@ func (run *runner[T]) groupBackward(s *scratch, st *gradState[T], degree int, gr
 		}
 		kernels.GemmNN64(cnt, e1, rg, hbuf, rg, mom, e1, y, e1)
 	}
-	hk.addExact(s, w, limits, cEnd, y)
+	starts := run.rowStarts(h, group) // nil without a window
+	edges := run.exactEdges(starts, limits, cStart, cEnd)
+	for _, x := range edges {
+		hk.addExactRange(s, w, starts, x.limits, x.from, y)
+	}
 	// dy from dO, T and w. A sink adds sigma_i = exp(sink - s q_i.mu) to
 	// the denominator (in the centred keys' units): w_i = y_i[e] + sigma_i,
 	// formed as the forward does through log-sum-exps, so that
@@ -406,10 +437,12 @@ func (run *runner[T]) groupBackward(s *scratch, st *gradState[T], degree int, gr
 		clear(part)
 		kernels.GemmNN64(rg, e1, cnt, ht, cnt, dy, e1, part, e1)
 		st.mu.Lock()
-		addTo(st.dSum[:rg*e1], part)
+		addTo(dSum[:rg*e1], part)
 		st.mu.Unlock()
 	}
-	run.exactBackward(s, st, w, limits, cEnd, dy, dw)
+	for _, x := range edges {
+		run.exactBackward(s, st, w, starts, x.limits, x.from, dy, dw)
+	}
 	for k, i := range group {
 		for t := range d {
 			dq[(h*p.N+i)*d+t] = T(dw[k*d+t]*p.Scale*hp.radius - p.Scale*hp.mu[t]*dsink[k])
@@ -424,9 +457,9 @@ func (run *runner[T]) groupBackward(s *scratch, st *gradState[T], degree int, gr
 }
 
 // exactBackward differentiates the exact terms exp(w_k . u_j) [v_j, 1] for
-// keys from..limit_k-1: dx = p (dy . [v_j, 1]), dw_k += dx u_j, du_j += dx w_k,
+// keys max(from, starts_k)..limit_k-1 (starts nil: from on): dx = p (dy . [v_j, 1]), dw_k += dx u_j, du_j += dx w_k,
 // dv_j += p dy_k[:e].
-func (run *runner[T]) exactBackward(s *scratch, st *gradState[T], w []float64, limits []int, from int, dy, dw []float64) {
+func (run *runner[T]) exactBackward(s *scratch, st *gradState[T], w []float64, starts, limits []int, from int, dy, dw []float64) {
 	hk := st.hk
 	cnt, d, e, e1 := len(limits), run.p.D, run.p.E, run.p.E+1
 	gs := s.gradBuffers(hk.r, d, e)
@@ -438,6 +471,7 @@ func (run *runner[T]) exactBackward(s *scratch, st *gradState[T], w []float64, l
 		j1 := min(j0+keyBlock, end)
 		bs := j1 - j0
 		pm := hk.exactWeights(gs.pm[:cnt*bs], w, d, limits, j0, j1)
+		clearBefore(pm, bs, starts, j0)
 		dp := gs.dp[:cnt*bs]
 		kernels.GemmNT64(cnt, bs, e1, dy, e1, hk.valueBlock(s, j0, j1), e1, dp, bs)
 		for x := range dp {
@@ -467,51 +501,52 @@ func (run *runner[T]) exactBackward(s *scratch, st *gradState[T], w []float64, l
 // keysBackward adds the gradients that keys j0..j1-1 receive through their
 // moments, given S = the sum of H_i^T dy_i over the rows that read them.
 func (run *runner[T]) keysBackward(ctx context.Context, st *gradState[T], j0, j1 int, S []float64) {
-	hk := st.hk
-	r, d, e, e1 := hk.r, run.p.D, run.p.E, run.p.E+1
-	st1 := make([]float64, e1*r) // S^T
-	for a := range r {
-		for c := range e1 {
-			st1[c*r+a] = S[a*e1+c]
-		}
-	}
+	r := st.hk.r
+	st1 := transposed(S, r, run.p.E+1)
 	blocks := (j1 - j0 + keyBlock - 1) / keyBlock
 	run.parallelBlocks(ctx, 0, blocks, func(s *scratch, b int) {
 		k0 := j0 + b*keyBlock
-		k1 := min(k0+keyBlock, j1)
-		bs := k1 - k0
-		f := hk.features(s, k0, k1)
-		m := hk.mono
-		// dF = S [v, 1]^T; dV^T = S^T F.
-		gs := s.gradBuffers(r, d, e)
-		dF := gs.dF[:r*bs]
-		kernels.GemmNT64(r, bs, e1, S, e1, hk.valueBlock(s, k0, k1), e1, dF, bs)
-		dvt := gs.dvt[:e1*bs]
-		clear(dvt)
-		kernels.GemmNN64(e1, bs, r, st1, r, f, bs, dvt, bs)
-		// Back through F_a = F_parent(a) * u_t(a).
-		dut := gs.dut[:d*bs]
-		clear(dut)
-		for a := r - 1; a >= 1; a-- {
-			par, t := int(m.parent[a]), int(m.vari[a])
-			u := hk.ut[t*hk.L+k0 : t*hk.L+k1]
-			ga, gp, fp, ut := dF[a*bs:(a+1)*bs], dF[par*bs:(par+1)*bs], f[par*bs:(par+1)*bs], dut[t*bs:(t+1)*bs]
-			for j, g := range ga {
-				gp[j] += g * u[j]
-				ut[j] += g * fp[j]
-			}
-		}
-		st.mu.Lock()
-		for j := range bs {
-			for t := range d {
-				st.dU[(k0+j)*d+t] += dut[t*bs+j]
-			}
-			for c := range e {
-				st.dV[(k0+j)*e+c] += dvt[c*bs+j]
-			}
-		}
-		st.mu.Unlock()
+		run.keyBlockBackward(s, st, k0, min(k0+keyBlock, j1), S, st1)
 	}, nil, r)
+}
+
+// keyBlockBackward adds the gradients keys k0..k1-1 (one block) receive
+// through their moments, given S and its transpose st1.
+func (run *runner[T]) keyBlockBackward(s *scratch, st *gradState[T], k0, k1 int, S, st1 []float64) {
+	hk := st.hk
+	r, d, e, e1 := hk.r, run.p.D, run.p.E, run.p.E+1
+	bs := k1 - k0
+	f := hk.features(s, k0, k1)
+	m := hk.mono
+	// dF = S [v, 1]^T; dV^T = S^T F.
+	gs := s.gradBuffers(r, d, e)
+	dF := gs.dF[:r*bs]
+	kernels.GemmNT64(r, bs, e1, S, e1, hk.valueBlock(s, k0, k1), e1, dF, bs)
+	dvt := gs.dvt[:e1*bs]
+	clear(dvt)
+	kernels.GemmNN64(e1, bs, r, st1, r, f, bs, dvt, bs)
+	// Back through F_a = F_parent(a) * u_t(a).
+	dut := gs.dut[:d*bs]
+	clear(dut)
+	for a := r - 1; a >= 1; a-- {
+		par, t := int(m.parent[a]), int(m.vari[a])
+		u := hk.ut[t*hk.L+k0 : t*hk.L+k1]
+		ga, gp, fp, ut := dF[a*bs:(a+1)*bs], dF[par*bs:(par+1)*bs], f[par*bs:(par+1)*bs], dut[t*bs:(t+1)*bs]
+		for j, g := range ga {
+			gp[j] += g * u[j]
+			ut[j] += g * fp[j]
+		}
+	}
+	st.mu.Lock()
+	for j := range bs {
+		for t := range d {
+			st.dU[(k0+j)*d+t] += dut[t*bs+j]
+		}
+		for c := range e {
+			st.dV[(k0+j)*e+c] += dvt[c*bs+j]
+		}
+	}
+	st.mu.Unlock()
 }
 
 // raise prepares degree g for rows whose forward degree is g - bump: it

@@ -38,51 +38,57 @@ func TestBackwardFiniteDifferences(t *testing.T) {
 		{Name: "mqa-causal-sinks", Heads: 3, KVHeads: 1, N: 300, M: 600, D: 2, E: 2, Causal: true, Sinks: []float64{1, -2, 0.3}, QScale: 0.5, KScale: 0.5},
 	}
 	for _, c := range cases {
-		t.Run(c.Name, func(t *testing.T) {
-			p := c.Generate(3)
-			p.Eps = 1e-4
-			testCentre = make([]float64, p.D)
-			for t := range p.D {
-				testCentre[t] = 0.1 * float64(t+1)
+		t.Run(c.Name, func(t *testing.T) { checkFiniteDifferences(t, c) })
+	}
+}
+
+// checkFiniteDifferences checks poly's backward pass on case c against
+// central differences of its forward, on the polynomial path with the key
+// centre held fixed.
+func checkFiniteDifferences(t *testing.T, c attntest.Case) {
+	t.Helper()
+	p := c.Generate(3)
+	p.Eps = 1e-4
+	testCentre = make([]float64, p.D)
+	for t := range p.D {
+		testCentre[t] = 0.1 * float64(t+1)
+	}
+	testNoExactRows, testForwardBump = true, 1
+	defer func() { testCentre, testNoExactRows, testForwardBump = nil, false, 0 }()
+	dO := attntest.GradOutput(p, 4)
+	g := attn.NewGradients(p)
+	if _, err := (Method{AllowExpensive: true}).Backward64(context.Background(), p, attn.NewOutput(p), dO, g); err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	ins := []struct {
+		name string
+		x    []float64
+		grad []float64
+	}{{"Q", p.Q, g.DQ}, {"K", p.K, g.DK}, {"V", p.V, g.DV}}
+	if p.Sinks != nil {
+		ins = append(ins, ins[0])
+		ins[3].name, ins[3].x, ins[3].grad = "Sinks", p.Sinks, g.DSinks
+	}
+	for _, in := range ins {
+		var scale float64
+		for _, v := range in.grad {
+			scale = max(scale, math.Abs(v))
+		}
+		for range 25 {
+			i := r.IntN(len(in.x))
+			x0 := in.x[i]
+			const step = 1e-5
+			in.x[i] = x0 + step
+			lp := lossOf(t, p, dO)
+			in.x[i] = x0 - step
+			lm := lossOf(t, p, dO)
+			in.x[i] = x0
+			fd := (lp - lm) / (2 * step)
+			if math.Abs(fd-in.grad[i]) > 1e-6*(1+scale) {
+				t.Fatalf("d%s[%d] = %g, finite difference %g", in.name, i, in.grad[i], fd)
 			}
-			testNoExactRows, testForwardBump = true, 1
-			defer func() { testCentre, testNoExactRows, testForwardBump = nil, false, 0 }()
-			dO := attntest.GradOutput(p, 4)
-			g := attn.NewGradients(p)
-			if _, err := (Method{AllowExpensive: true}).Backward64(context.Background(), p, attn.NewOutput(p), dO, g); err != nil {
-				t.Fatal(err)
-			}
-			r := rand.New(rand.NewPCG(5, 6))
-			ins := []struct {
-				name string
-				x    []float64
-				grad []float64
-			}{{"Q", p.Q, g.DQ}, {"K", p.K, g.DK}, {"V", p.V, g.DV}}
-			if p.Sinks != nil {
-				ins = append(ins, ins[0])
-				ins[3].name, ins[3].x, ins[3].grad = "Sinks", p.Sinks, g.DSinks
-			}
-			for _, in := range ins {
-				var scale float64
-				for _, v := range in.grad {
-					scale = max(scale, math.Abs(v))
-				}
-				for range 25 {
-					i := r.IntN(len(in.x))
-					x0 := in.x[i]
-					const step = 1e-5
-					in.x[i] = x0 + step
-					lp := lossOf(t, p, dO)
-					in.x[i] = x0 - step
-					lm := lossOf(t, p, dO)
-					in.x[i] = x0
-					fd := (lp - lm) / (2 * step)
-					if math.Abs(fd-in.grad[i]) > 1e-6*(1+scale) {
-						t.Fatalf("d%s[%d] = %g, finite difference %g", in.name, i, in.grad[i], fd)
-					}
-				}
-			}
-		})
+		}
 	}
 }
 

@@ -104,11 +104,11 @@ func (Method) Supports() attn.Feature {
 }
 
 // BackwardSupports lists the options the backward pass handles: those of
-// the forward (dK and dV summed over a key/value head's query heads, and
-// the sinks' gradient) except sliding windows, whose backward sweep is not
-// written.
+// the forward (dK and dV summed over a key/value head's query heads, the
+// sinks' gradient, and windows: a key block's moments receive the sum over
+// the rows that read them, summed by a second sweep).
 func (Method) BackwardSupports() attn.Feature {
-	return attn.GQA | attn.TopLeftAlign | attn.AttentionSinks
+	return attn.GQA | attn.TopLeftAlign | attn.AttentionSinks | attn.SlidingWindow
 }
 
 // Forward32 computes float32 attention (internally float64).

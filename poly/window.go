@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"slices"
+	"sort"
 	"sync/atomic"
 
 	"github.com/fastattn/fastattn/attn"
@@ -262,9 +263,7 @@ func (hk *headKeys[T]) addExactRange(s *scratch, w []float64, starts, limits []i
 		j1 := min(j0+keyBlock, end)
 		bs := j1 - j0
 		sc := hk.exactWeights(s.scores[:cnt*bs], w, d, limits, j0, j1)
-		for k, st := range starts {
-			clear(sc[k*bs : k*bs+min(max(st-j0, 0), bs)])
-		}
+		clearBefore(sc, bs, starts, j0)
 		kernels.GemmNN64(cnt, e1, bs, sc, bs, hk.valueBlock(s, j0, j1), e1, y, e1)
 	}
 }
@@ -295,83 +294,132 @@ type rowGroup struct {
 	rows     []int
 	bLo, bHi int
 	scaled   map[int][]float64
+	mom      []float64 // backward: the moments
+	dSum     []float64 // backward: sum of H_i^T dy_i over the rows
 }
 
-// window computes the polynomial rows (ascending, none exactRow, each with
-// a whole block in its range) of a windowed head: groups of rows sharing
-// their blocks, in waves, each wave's block moments built in parallel
-// batches, summed through the sweep's queue, then its rows in parallel.
-func (run *runner[T]) window(ctx context.Context, h int, hp *headPlan, hk *headKeys[T], polys map[int]polyexp.Approx, rows []int) error {
+// windowSweep walks the row groups of a windowed head in the sweep's
+// order and sums each group's block moments through a momentQueue, the
+// blocks built in parallel batches ahead of the sweep. Positions are key
+// blocks in the sweep's order (mirrored when it runs backwards), so that
+// the groups' position ranges are non-decreasing at both ends.
+type windowSweep[T attn.Float] struct {
+	run    *runner[T]
+	hk     *headKeys[T]
+	groups []rowGroup // in the sweep's order
+	rev    bool
+	nb     int
+	q      *momentQueue
+	need   []int // the positions pushed, in order
+	next   int   // need[next] is the next position to build
+	ready  map[int][]float64
+}
+
+// newSweep groups the polynomial rows (ascending, none exactRow, each with
+// a whole block in its range) of a windowed head by their blocks.
+func (run *runner[T]) newSweep(h int, hp *headPlan, hk *headKeys[T], rows []int) *windowSweep[T] {
 	p := run.p
-	L := hk.L
-	nb := (L + keyBlock - 1) / keyBlock
-	var groups []rowGroup
+	sw := &windowSweep[T]{run: run, hk: hk, rev: hp.win.reverse, nb: (hk.L + keyBlock - 1) / keyBlock, ready: map[int][]float64{}}
 	for _, i := range rows {
 		lo, hi := p.KeyRange(h, i)
-		bLo, bHi := fullBlocks(lo, hi, L)
-		if n := len(groups); n > 0 && groups[n-1].bLo == bLo && groups[n-1].bHi == bHi {
-			groups[n-1].rows = append(groups[n-1].rows, i)
+		bLo, bHi := fullBlocks(lo, hi, hk.L)
+		if n := len(sw.groups); n > 0 && sw.groups[n-1].bLo == bLo && sw.groups[n-1].bHi == bHi {
+			sw.groups[n-1].rows = append(sw.groups[n-1].rows, i)
 		} else {
-			groups = append(groups, rowGroup{rows: []int{i}, bLo: bLo, bHi: bHi})
+			sw.groups = append(sw.groups, rowGroup{rows: []int{i}, bLo: bLo, bHi: bHi})
 		}
 	}
-	if len(groups) == 0 {
-		return ctx.Err()
+	if sw.rev {
+		slices.Reverse(sw.groups)
 	}
-	// Positions are blocks in the sweep's order.
-	rev := hp.win.reverse
-	if rev {
-		slices.Reverse(groups)
+	keep := 0
+	if n := len(sw.groups); n > 0 {
+		keep, _ = sw.span(&sw.groups[n-1])
 	}
-	span := func(g *rowGroup) (int, int) {
-		if rev {
-			return nb - g.bHi, nb - g.bLo
-		}
-		return g.bLo, g.bHi
-	}
-	block := func(t int) int {
-		if rev {
-			return nb - 1 - t
-		}
-		return t
-	}
-	size := hk.r * (p.E + 1)
-	keep, _ := span(&groups[len(groups)-1])
-	q := newMomentQueue(size, keep)
-	// The positions pushed, in order, so that blocks are built in batches
-	// ahead of the sweep.
-	var need []int
+	sw.q = newMomentQueue(hk.r*(p.E+1), keep)
 	top := 0
-	for x := range groups {
-		a, b := span(&groups[x])
+	for x := range sw.groups {
+		a, b := sw.span(&sw.groups[x])
 		for t := max(a, top); t < b; t++ {
-			need = append(need, t)
+			sw.need = append(sw.need, t)
 		}
 		top = max(top, b)
 	}
-	ready := map[int][]float64{}
-	next := 0
-	blockMoments := func(t int) []float64 {
-		if _, ok := ready[t]; !ok {
-			ts := need[next:min(next+windowBatch(run.workers), len(need))]
-			next += len(ts)
-			mats := make([][]float64, len(ts))
-			for x := range mats {
-				mats[x] = q.get()
-			}
-			run.parallelBlocks(ctx, 0, len(ts), func(s *scratch, x int) {
-				b := block(ts[x])
-				hk.addMoments(s, b*keyBlock, min((b+1)*keyBlock, L), mats[x])
-			}, nil, hk.r)
-			for x, u := range ts {
-				ready[u] = mats[x]
-			}
-		}
-		m := ready[t]
-		delete(ready, t)
-		return m
+	return sw
+}
+
+// span is group g's range of positions.
+func (sw *windowSweep[T]) span(g *rowGroup) (int, int) {
+	if sw.rev {
+		return sw.nb - g.bHi, sw.nb - g.bLo
 	}
-	sum := make([]float64, size)
+	return g.bLo, g.bHi
+}
+
+// keys is the range of keys of position t's block.
+func (sw *windowSweep[T]) keys(t int) (int, int) {
+	b := t
+	if sw.rev {
+		b = sw.nb - 1 - t
+	}
+	return b * keyBlock, min((b+1)*keyBlock, sw.hk.L)
+}
+
+// moments writes group g's moments (the groups in the sweep's order) to
+// dst.
+func (sw *windowSweep[T]) moments(ctx context.Context, g *rowGroup, dst []float64) {
+	q := sw.q
+	a, b := sw.span(g)
+	if a >= q.hi {
+		q.reset(a)
+	}
+	for q.lo < a {
+		q.pop()
+	}
+	for q.hi < b {
+		q.push(sw.block(ctx, q.hi))
+	}
+	q.sum(dst)
+}
+
+// block returns position t's moments, building the next batch of
+// positions in parallel when t is not built yet.
+func (sw *windowSweep[T]) block(ctx context.Context, t int) []float64 {
+	if _, ok := sw.ready[t]; !ok {
+		ts := sw.need[sw.next:min(sw.next+windowBatch(sw.run.workers), len(sw.need))]
+		sw.next += len(ts)
+		mats := make([][]float64, len(ts))
+		for x := range mats {
+			mats[x] = sw.q.get()
+		}
+		sw.run.parallelBlocks(ctx, 0, len(ts), func(s *scratch, x int) {
+			j0, j1 := sw.keys(ts[x])
+			sw.hk.addMoments(s, j0, j1, mats[x])
+		}, nil, sw.hk.r)
+		for x, u := range ts {
+			sw.ready[u] = mats[x]
+		}
+	}
+	m := sw.ready[t]
+	delete(sw.ready, t)
+	return m
+}
+
+// finish records the sweep's matrix additions and its most kept blocks.
+func (sw *windowSweep[T]) finish(adds, peak int) {
+	run := sw.run
+	run.mu.Lock()
+	run.flops += float64(sw.q.adds+adds) * float64(sw.q.size)
+	run.details["window_blocks_kept_max"] = max(sw.q.peak, peak, intDetail(run.details["window_blocks_kept_max"]))
+	run.mu.Unlock()
+}
+
+// window computes the polynomial rows of a windowed head: in waves of
+// groups, each group's moments summed by the sweep and scaled per degree,
+// then the wave's rows in parallel.
+func (run *runner[T]) window(ctx context.Context, h int, hp *headPlan, hk *headKeys[T], polys map[int]polyexp.Approx, rows []int) error {
+	sw := run.newSweep(h, hp, hk, rows)
+	sum := make([]float64, sw.q.size)
 	var flops atomic.Uint64
 	var failed atomic.Value
 	type task struct {
@@ -379,22 +427,12 @@ func (run *runner[T]) window(ctx context.Context, h int, hp *headPlan, hk *headK
 		blk []int
 	}
 	var tasks []task
-	for g0 := 0; g0 < len(groups); g0 += windowWave(run.workers) {
-		wave := groups[g0:min(g0+windowWave(run.workers), len(groups))]
+	for g0 := 0; g0 < len(sw.groups); g0 += windowWave(run.workers) {
+		wave := sw.groups[g0:min(g0+windowWave(run.workers), len(sw.groups))]
 		tasks = tasks[:0]
 		for x := range wave {
 			g := &wave[x]
-			a, b := span(g)
-			if a >= q.hi {
-				q.reset(a)
-			}
-			for q.lo < a {
-				q.pop()
-			}
-			for q.hi < b {
-				q.push(blockMoments(q.hi))
-			}
-			q.sum(sum)
+			sw.moments(ctx, g, sum)
 			g.scaled = map[int][]float64{}
 			for _, i := range g.rows {
 				if d := hp.degree[i]; g.scaled[d] == nil {
@@ -410,7 +448,7 @@ func (run *runner[T]) window(ctx context.Context, h int, hp *headPlan, hk *headK
 		}
 		run.parallelBlocks(ctx, 0, len(tasks), func(s *scratch, x int) {
 			t := tasks[x]
-			cStart, cEnd := t.g.bLo*keyBlock, min(t.g.bHi*keyBlock, L)
+			cStart, cEnd := t.g.bLo*keyBlock, min(t.g.bHi*keyBlock, hk.L)
 			if err := run.rowBlock(s, h, hp, hk, polys, t.blk, t.g.scaled, cStart, cEnd, &flops); err != nil {
 				failed.Store(err)
 			}
@@ -423,10 +461,197 @@ func (run *runner[T]) window(ctx context.Context, h int, hp *headPlan, hk *headK
 		}
 	}
 	run.mu.Lock()
-	run.flops += float64(flops.Load()) + float64(q.adds)*float64(size)
-	run.details["window_blocks_kept_max"] = max(q.peak, intDetail(run.details["window_blocks_kept_max"]))
+	run.flops += float64(flops.Load())
 	run.mu.Unlock()
+	sw.finish(0, 0)
 	return ctx.Err()
+}
+
+// windowBackward is headBackward's pass over a windowed head. Rows
+// computed exactly go as without a window. The polynomial rows go in waves
+// of groups as in the forward: each group's moments from the sweep, its
+// rows' dy, dQ and edge terms, and its sum S_G of H_i^T dy_i. The moments
+// of the block at position t were read by the groups whose range holds t,
+// consecutive groups [gLo(t), gHi(t)) with both ends non-decreasing in t:
+// a second queue, over groups, sums their S_G for t as soon as every
+// group starting at or before t is done (again no differences).
+func (run *runner[T]) windowBackward(ctx context.Context, st *gradState[T], dq []T) error {
+	p, hp, hk, h := run.p, st.hp, st.hk, st.h
+	var polyRows, direct []int
+	for i, g := range hp.degree {
+		if g == exactRow {
+			direct = append(direct, i)
+		} else {
+			polyRows = append(polyRows, i)
+		}
+	}
+	st.dSum = make([]float64, hk.r*(p.E+1))
+	if err := run.rowsBackward(ctx, st, direct, nil, 0, dq); err != nil {
+		return err
+	}
+	sw := run.newSweep(h, hp, hk, polyRows)
+	groups := sw.groups
+	if len(groups) == 0 {
+		return ctx.Err()
+	}
+	size := sw.q.size
+	r, e1 := hk.r, p.E+1
+	// The key side: positions t, the groups' queue kq (positions are
+	// group indices), the next group to push and the first not popped.
+	_, tEnd := sw.span(&groups[len(groups)-1])
+	tNext, _ := sw.span(&groups[0])
+	// Groups [gA, gB) read position tNext: gA is the first whose range
+	// ends after it, gB the first starting after it (or not done).
+	gA, gB := 0, 0
+	keep := sort.Search(len(groups), func(x int) bool { _, b := sw.span(&groups[x]); return b > tEnd-1 })
+	kq := newMomentQueue(size, keep)
+	var failed atomic.Value
+	type task struct {
+		g   *rowGroup
+		blk []int
+	}
+	var tasks []task
+	type keyTask struct {
+		t     int
+		S, St []float64
+	}
+	var keyTasks []keyTask
+	// keysUpTo computes the key gradients of positions before tStop.
+	keysUpTo := func(tStop, done int) {
+		keyTasks = keyTasks[:0]
+		flush := func() {
+			run.parallelBlocks(ctx, 0, len(keyTasks), func(s *scratch, x int) {
+				j0, j1 := sw.keys(keyTasks[x].t)
+				run.keyBlockBackward(s, st, j0, j1, keyTasks[x].S, keyTasks[x].St)
+			}, nil, r)
+			for _, kt := range keyTasks {
+				kq.pool = append(kq.pool, kt.S)
+			}
+			keyTasks = keyTasks[:0]
+		}
+		for ; tNext < tStop; tNext++ {
+			for gA < len(groups) {
+				if _, hi := sw.span(&groups[gA]); hi > tNext {
+					break
+				}
+				gA++
+			}
+			for gB < done {
+				if lo, _ := sw.span(&groups[gB]); lo > tNext {
+					break
+				}
+				gB++
+			}
+			a, b := gA, gB
+			if a >= b {
+				continue // no group reads this block
+			}
+			if a >= kq.hi {
+				kq.reset(a)
+			}
+			for kq.lo < a {
+				kq.pop()
+			}
+			for kq.hi < b {
+				kq.push(groups[kq.hi].dSum)
+				groups[kq.hi-1].dSum = nil
+			}
+			S := kq.get()
+			kq.sum(S)
+			keyTasks = append(keyTasks, keyTask{tNext, S, transposed(S, r, e1)})
+			if len(keyTasks) == windowBatch(run.workers) {
+				flush()
+			}
+		}
+		flush()
+	}
+	for g0 := 0; g0 < len(groups); g0 += windowWave(run.workers) {
+		g1 := min(g0+windowWave(run.workers), len(groups))
+		wave := groups[g0:g1]
+		tasks = tasks[:0]
+		for x := range wave {
+			g := &wave[x]
+			g.mom = sw.q.get()
+			sw.moments(ctx, g, g.mom)
+			g.dSum = kq.get()
+			for b0 := 0; b0 < len(g.rows); b0 += queryBlock {
+				tasks = append(tasks, task{g, g.rows[b0:min(b0+queryBlock, len(g.rows))]})
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		run.parallelBlocks(ctx, 0, len(tasks), func(s *scratch, x int) {
+			t := tasks[x]
+			cStart, cEnd := t.g.bLo*keyBlock, min(t.g.bHi*keyBlock, hk.L)
+			if err := run.blockBackward(s, st, t.blk, t.g.mom, cStart, cEnd, t.g.dSum, dq); err != nil {
+				failed.Store(err)
+			}
+		}, nil, r)
+		if err, ok := failed.Load().(error); ok {
+			return err
+		}
+		for x := range wave {
+			sw.q.pool = append(sw.q.pool, wave[x].mom)
+			wave[x].mom = nil
+		}
+		// Positions before the next group's start are read by no later
+		// group.
+		stop := tEnd
+		if g1 < len(groups) {
+			stop, _ = sw.span(&groups[g1])
+		}
+		keysUpTo(stop, g1)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	sw.finish(kq.adds, kq.peak)
+	return ctx.Err()
+}
+
+// transposed returns S (r x e1) transposed.
+func transposed(S []float64, r, e1 int) []float64 {
+	t := make([]float64, e1*r)
+	for a := range r {
+		for c := range e1 {
+			t[c*r+a] = S[a*e1+c]
+		}
+	}
+	return t
+}
+
+// exactEdge is one range of keys rows add exactly: max(from, start_k) to
+// limits_k.
+type exactEdge struct {
+	from   int
+	limits []int
+}
+
+// exactEdges returns the key ranges rows (with their starts, nil without a
+// window, and limits) add exactly around moments over [cStart, cEnd): from
+// cEnd to each limit, and, with a window, from each start to cStart.
+func (run *runner[T]) exactEdges(starts, limits []int, cStart, cEnd int) []exactEdge {
+	if starts == nil {
+		return []exactEdge{{cEnd, limits}}
+	}
+	edges := []exactEdge{{max(cEnd, starts[0]), limits}}
+	if cStart > starts[0] {
+		ends := make([]int, len(limits))
+		for k := range ends {
+			ends[k] = cStart
+		}
+		edges = append(edges, exactEdge{starts[0], ends})
+	}
+	return edges
+}
+
+// clearBefore zeroes, in each row k of the rows x bs weights of keys from
+// j0 on, the keys before starts_k (nil: none).
+func clearBefore(sc []float64, bs int, starts []int, j0 int) {
+	for k, st := range starts {
+		clear(sc[k*bs : k*bs+min(max(st-j0, 0), bs)])
+	}
 }
 
 // intDetail reads an int statistic, 0 if unset.

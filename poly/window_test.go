@@ -2,15 +2,14 @@ package poly
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"strings"
 	"testing"
 
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/attn/attntest"
+	"github.com/fastattn/fastattn/internal/reference"
 )
 
 // windowCases are windows over several key blocks, so that rows take the
@@ -169,18 +168,65 @@ func TestMomentQueue(t *testing.T) {
 	}
 }
 
-// TestWindowBackwardDeclines: the backward pass declines windows by name,
-// also when called directly.
-func TestWindowBackwardDeclines(t *testing.T) {
-	p := attntest.Case{Heads: 1, N: 30, M: 30, D: 4, E: 4, Window: &attn.Window{Left: 3, Right: 0}}.Generate(1)
-	p.Eps = 1e-3
-	out := attn.NewOutput(p)
-	if _, err := (Method{}).Forward64(context.Background(), p, out); err != nil {
-		t.Fatal(err)
+// TestWindowBackwardFiniteDifferences checks the windowed backward pass
+// against central differences of the windowed forward: forward and
+// backward sweeps, one-sided windows either way, both alignments, n > m,
+// grouped heads with sinks and padding.
+func TestWindowBackwardFiniteDifferences(t *testing.T) {
+	w := func(l, r int) *attn.Window { return &attn.Window{Left: l, Right: r} }
+	for _, c := range []attntest.Case{
+		{Name: "causal", Heads: 1, N: 1000, M: 1000, D: 2, E: 2, Causal: true, Window: w(300, 0)},
+		{Name: "left-only", Heads: 1, N: 600, M: 1200, D: 2, E: 2, Window: w(300, -1)},
+		{Name: "right-only-top-left", Heads: 1, N: 800, M: 1200, D: 2, E: 2, Window: w(-1, 300), CausalAlign: attn.TopLeft},
+		{Name: "top-left-more-queries", Heads: 1, N: 1300, M: 900, D: 2, E: 1, Window: w(400, 200), CausalAlign: attn.TopLeft},
+		{Name: "gqa-sinks-padding", Heads: 2, KVHeads: 1, N: 500, M: 1100, D: 2, E: 2, Window: w(500, 100),
+			Sinks: []float64{0.5, -1}, KeyLens: []int{1100, 700}},
+	} {
+		c.QScale, c.KScale = 0.5, 0.5
+		t.Run(c.Name, func(t *testing.T) { checkFiniteDifferences(t, c) })
 	}
-	dO := make([]float64, len(out.O))
-	_, err := Method{}.Backward64(context.Background(), p, out, dO, attn.NewGradients(p))
-	if !errors.Is(err, attn.ErrUnsupported) || !strings.Contains(err.Error(), attn.SlidingWindow.String()) {
-		t.Fatalf("backward with a window: %v", err)
+}
+
+// TestWindowBackwardNearExactGradient: the windowed gradient of the
+// approximation is within eps of the true gradient (float64 reference),
+// relative to each gradient's largest entry, on the polynomial path and
+// as planned.
+func TestWindowBackwardNearExactGradient(t *testing.T) {
+	for _, c := range windowCases() {
+		if c.Name == "gqa-sinks-padding" || c.Name == "decode" {
+			c.VScale = 1 // the huge value on a far key makes the unit meaningless
+		}
+		c.Shape = nil
+		for _, force := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/force=%v", c.Name, force), func(t *testing.T) {
+				testNoExactRows = force
+				defer func() { testNoExactRows = false }()
+				const eps = 1e-4
+				p := c.Generate(9)
+				p.Eps = eps
+				dO := attntest.GradOutput(p, 10)
+				g := attn.NewGradients(p)
+				if _, err := (Method{}).Backward64(context.Background(), p, attn.NewOutput(p), dO, g); err != nil {
+					t.Fatal(err)
+				}
+				ref := reference.Gradient(p, dO)
+				for _, pair := range []struct {
+					name      string
+					got, want []float64
+				}{{"dQ", g.DQ, ref.DQ}, {"dK", g.DK, ref.DK}, {"dV", g.DV, ref.DV}, {"dSinks", g.DSinks, ref.DSinks}} {
+					var errMax, scale float64
+					for i := range pair.got {
+						errMax = max(errMax, math.Abs(pair.got[i]-pair.want[i]))
+						scale = max(scale, math.Abs(pair.want[i]))
+					}
+					if scale == 0 {
+						continue
+					}
+					if rel := errMax / scale; rel > eps {
+						t.Errorf("%s relative error %.3g > eps", pair.name, rel)
+					}
+				}
+			})
+		}
 	}
 }
