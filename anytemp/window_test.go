@@ -62,6 +62,7 @@ func windowCases() []windowCase {
 		{name: "zero-zero", g: gen{heads: 1, n: 300, m: 300}, left: 0, right: 0},
 		{name: "wider-than-m", g: gen{heads: 1, n: 400, m: 700}, left: 5000, right: 5000},
 		{name: "left-only", g: gen{heads: 1, n: 500, m: 900}, left: 400, right: -1},
+		{name: "right-only-top-left", g: gen{heads: 1, n: 500, m: 900}, left: -1, right: 300, topLeft: true},
 		{name: "gqa-padding-sinks", g: gen{heads: 4, n: 400, m: 900, causal: true, keyLens: []int{900, 700, 130, 0}},
 			left: 333, right: 0, kvHeads: 2, sinks: []float64{0, 2, -1, 40}},
 	}
@@ -280,4 +281,10 @@ func TestGradWindowLarge(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestWindowCancel cancels a long windowed run after it started.
+func TestWindowCancel(t *testing.T) {
+	g := gen{heads: 1, n: 30000, m: 30000, d: 3, e: 2, qk: 1, scale: 1, causal: true}
+	cancelMidRun(t, windowCase{g: g, left: 5000, right: 0}.make(5))
 }
