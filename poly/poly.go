@@ -187,7 +187,7 @@ func planHead[T attn.Float](p *attn.Problem[T], h int, deg *degreeTable, bump in
 		hp.beta[i], hp.degree[i] = b, g
 	}
 	if windowed(p) {
-		planWindow(p, h, hp, !testNoExactRows)
+		planWindow(p, h, hp, !testNoExactRows, bump > 0)
 	} else if !testNoExactRows {
 		hp.capDegree(p.D, p.E)
 	}

@@ -69,6 +69,33 @@ type windowPlan struct {
 	edgeKeys float64 // keys the polynomial rows add exactly at their edges
 	stored   int     // most block moment matrices the sweep keeps at once
 	reverse  bool    // sweep from the last block down (keeps fewer)
+	// backward: planned for the backward pass, whose second queue (over
+	// groups of rows) keeps at most keyStored matrices.
+	backward  bool
+	keyStored int
+}
+
+// keyQueuePeak is the most matrices the backward's queue over groups
+// keeps, for groups of position ranges spans (in the sweep's order): at
+// position t the groups [a, b) read it, and those from keep on (reading
+// the last position) are never removed.
+func keyQueuePeak(spans [][2]int) int {
+	if len(spans) == 0 {
+		return 0
+	}
+	tEnd := spans[len(spans)-1][1]
+	keep := sort.Search(len(spans), func(x int) bool { return spans[x][1] > tEnd-1 })
+	peak, a, b := 0, 0, 0
+	for t := spans[0][0]; t < tEnd; t++ {
+		for a < len(spans) && spans[a][1] <= t {
+			a++
+		}
+		for b < len(spans) && spans[b][0] <= t {
+			b++
+		}
+		peak = max(peak, min(b, keep)-a)
+	}
+	return peak
 }
 
 // planWindow makes the rows of a windowed head whose range holds no whole
@@ -78,7 +105,7 @@ type windowPlan struct {
 // row of degree g 2 r_g (e+1) plus its edge keys exactly, 2 (d+e) each, and
 // an exact row 2 (d+e) per key of its range. A row is also exact where its
 // whole blocks hold fewer keys than its polynomial costs.
-func planWindow[T attn.Float](p *attn.Problem[T], h int, hp *headPlan, capRows bool) {
+func planWindow[T attn.Float](p *attn.Problem[T], h int, hp *headPlan, capRows, backward bool) {
 	L, d, e := hp.keys, p.D, p.E
 	lo, hi := make([]int, p.N), make([]int, p.N)
 	for i := range p.N {
@@ -128,7 +155,7 @@ func planWindow[T attn.Float](p *attn.Problem[T], h int, hp *headPlan, capRows b
 			}
 		}
 	}
-	win := &windowPlan{}
+	win := &windowPlan{backward: backward}
 	var spans [][2]int
 	covered := 0
 	for i, g := range hp.degree {
@@ -155,6 +182,16 @@ func planWindow[T attn.Float](p *attn.Problem[T], h int, hp *headPlan, capRows b
 		}
 		win.reverse = rev < fwd
 		win.stored = min(fwd, rev)
+		if backward {
+			nb := (L + keyBlock - 1) / keyBlock
+			if win.reverse {
+				slices.Reverse(spans)
+				for x, s := range spans {
+					spans[x] = [2]int{nb - s[1], nb - s[0]}
+				}
+			}
+			win.keyStored = keyQueuePeak(spans)
+		}
 	}
 	hp.win = win
 }
@@ -203,12 +240,18 @@ func windowBatch(workers int) int { return 2 * max(workers, 1) }
 // windowMatrices is the most r x (e+1) matrices a windowed head holds at
 // once beyond those of the plain forward: the sweep's kept blocks, a batch
 // of new blocks, its three sums and a wave's scaled moments (two degrees
-// per group, as a margin).
+// per group, as a margin), and the backward's.
 func windowMatrices(plans []*headPlan, workers int) int {
 	most := 0
 	for _, hp := range plans {
-		if hp.win != nil {
-			most = max(most, hp.win.stored+windowBatch(workers)+3+2*windowWave(workers))
+		if w := hp.win; w != nil {
+			n := w.stored + windowBatch(workers) + 3 + 2*windowWave(workers)
+			if w.backward {
+				// The groups' moments and sums, the key queue and a
+				// batch of its sums with their transposes.
+				n += w.keyStored + 2*windowWave(workers) + 2*windowBatch(workers) + 3
+			}
+			most = max(most, n)
 		}
 	}
 	return most
