@@ -15,9 +15,12 @@ import (
 // Sliding windows (FlashAttention-2's window_size). Row i attends keys
 // [lo_i, hi_i) (attn.Problem.KeyRange), both ends non-decreasing in i. The
 // key blocks lying wholly inside that range, [bLo, bHi), contribute through
-// their moments; the keys at the two edges, [lo_i, bLo keyBlock) and
-// [bHi keyBlock, hi_i), fewer than a block each, are added exactly. A row
-// whose range holds no whole block is computed exactly.
+// their moments; the keys at the two edges, [lo_i, bLo kb) and
+// [bHi kb, hi_i), fewer than a block each, are added exactly. A row
+// whose range holds no whole block is computed exactly. The blocks are of
+// kb = 64 to 256 keys (windowBlock), narrower for narrower windows: the
+// edges cost about kb exact keys per row, the sweep one moment matrix per
+// block of the window.
 //
 // The moments of [bLo, bHi) are sums of block moments, never differences
 // of prefix sums: a prefix difference cancels, and its rounding error is
@@ -43,28 +46,42 @@ func rowKeys[T attn.Float](p *attn.Problem[T], h, i int) int {
 	return hi - lo
 }
 
-// fullBlocks returns the key blocks [bLo, bHi) lying wholly inside keys
-// [lo, hi) of a head of L keys (block b holds keys [b keyBlock,
-// min((b+1) keyBlock, L))); bLo >= bHi when there is none.
-func fullBlocks(lo, hi, L int) (bLo, bHi int) {
-	bLo = (lo + keyBlock - 1) / keyBlock
-	bHi = hi / keyBlock
+// fullBlocks returns the blocks of kb keys [bLo, bHi) lying wholly inside
+// keys [lo, hi) of a head of L keys (block b holds keys [b kb,
+// min((b+1) kb, L))); bLo >= bHi when there is none.
+func fullBlocks(lo, hi, L, kb int) (bLo, bHi int) {
+	bLo = (lo + kb - 1) / kb
+	bHi = hi / kb
 	if hi == L {
-		bHi = (L + keyBlock - 1) / keyBlock
+		bHi = (L + kb - 1) / kb
 	}
 	return bLo, bHi
 }
 
-// blockKeys is the number of keys in blocks [bLo, bHi) of a head of L keys.
-func blockKeys(bLo, bHi, L int) int {
+// blockKeys is the number of keys in blocks [bLo, bHi) of kb keys of a
+// head of L keys.
+func blockKeys(bLo, bHi, L, kb int) int {
 	if bLo >= bHi {
 		return 0
 	}
-	return min(bHi*keyBlock, L) - bLo*keyBlock
+	return min(bHi*kb, L) - bLo*kb
+}
+
+// windowBlock is the block size of a window whose widest row range is
+// width keys: 64 keys up to 4096, 128 up to 16384, keyBlock beyond.
+func windowBlock(width int) int {
+	switch {
+	case width <= 4096:
+		return 64
+	case width <= 16384:
+		return 128
+	}
+	return keyBlock
 }
 
 // windowPlan is what the planner knows of a windowed head's sweep.
 type windowPlan struct {
+	block    int     // keys per block (windowBlock)
 	usedKeys int     // keys of the blocks whose moments are built
 	edgeKeys float64 // keys the polynomial rows add exactly at their edges
 	stored   int     // most block moment matrices the sweep keeps at once
@@ -108,9 +125,14 @@ func keyQueuePeak(spans [][2]int) int {
 func planWindow[T attn.Float](p *attn.Problem[T], h int, hp *headPlan, capRows, backward bool) {
 	L, d, e := hp.keys, p.D, p.E
 	lo, hi := make([]int, p.N), make([]int, p.N)
+	width := 0
 	for i := range p.N {
 		lo[i], hi[i] = p.KeyRange(h, i)
-		if bLo, bHi := fullBlocks(lo[i], hi[i], L); bLo >= bHi {
+		width = max(width, hi[i]-lo[i])
+	}
+	kb := windowBlock(width)
+	for i := range p.N {
+		if bLo, bHi := fullBlocks(lo[i], hi[i], L, kb); bLo >= bHi {
 			hp.degree[i] = exactRow
 		}
 	}
@@ -119,8 +141,8 @@ func planWindow[T attn.Float](p *attn.Problem[T], h int, hp *headPlan, capRows, 
 		if g == exactRow || g > capG {
 			return false
 		}
-		bLo, bHi := fullBlocks(lo[i], hi[i], L)
-		return float64(blockKeys(bLo, bHi, L)*(d+e)) > RankFloat(d, g)*float64(e+1)
+		bLo, bHi := fullBlocks(lo[i], hi[i], L, kb)
+		return float64(blockKeys(bLo, bHi, L, kb)*(d+e)) > RankFloat(d, g)*float64(e+1)
 	}
 	if capRows {
 		gmax := exactRow
@@ -137,9 +159,9 @@ func planWindow[T attn.Float](p *attn.Problem[T], h int, hp *headPlan, capRows, 
 					cost += 2 * float64(w*(d+e))
 					continue
 				}
-				bLo, bHi := fullBlocks(lo[i], hi[i], L)
-				cost += 2*RankFloat(d, hp.degree[i])*float64(e+1) + 2*float64((w-blockKeys(bLo, bHi, L))*(d+e))
-				used += blockKeys(max(bLo, covered), bHi, L)
+				bLo, bHi := fullBlocks(lo[i], hi[i], L, kb)
+				cost += 2*RankFloat(d, hp.degree[i])*float64(e+1) + 2*float64((w-blockKeys(bLo, bHi, L, kb))*(d+e))
+				used += blockKeys(max(bLo, covered), bHi, L, kb)
 				covered = max(covered, bHi)
 			}
 			if capG >= 0 {
@@ -155,16 +177,16 @@ func planWindow[T attn.Float](p *attn.Problem[T], h int, hp *headPlan, capRows, 
 			}
 		}
 	}
-	win := &windowPlan{backward: backward}
+	win := &windowPlan{block: kb, backward: backward}
 	var spans [][2]int
 	covered := 0
 	for i, g := range hp.degree {
 		if g == exactRow {
 			continue
 		}
-		bLo, bHi := fullBlocks(lo[i], hi[i], L)
-		win.edgeKeys += float64(hi[i] - lo[i] - blockKeys(bLo, bHi, L))
-		win.usedKeys += blockKeys(max(bLo, covered), bHi, L)
+		bLo, bHi := fullBlocks(lo[i], hi[i], L, kb)
+		win.edgeKeys += float64(hi[i] - lo[i] - blockKeys(bLo, bHi, L, kb))
+		win.usedKeys += blockKeys(max(bLo, covered), bHi, L, kb)
 		covered = max(covered, bHi)
 		if n := len(spans); n == 0 || spans[n-1] != [2]int{bLo, bHi} {
 			spans = append(spans, [2]int{bLo, bHi})
@@ -183,7 +205,7 @@ func planWindow[T attn.Float](p *attn.Problem[T], h int, hp *headPlan, capRows, 
 		win.reverse = rev < fwd
 		win.stored = min(fwd, rev)
 		if backward {
-			nb := (L + keyBlock - 1) / keyBlock
+			nb := (L + kb - 1) / kb
 			if win.reverse {
 				slices.Reverse(spans)
 				for x, s := range spans {
@@ -198,16 +220,17 @@ func planWindow[T attn.Float](p *attn.Problem[T], h int, hp *headPlan, capRows, 
 
 // sumTerms is the number of additions charged along a term's path in the
 // rounding bounds (bound, exactBound): the head's L keys without a window.
-// A window's sums take other paths: a block's moments (< keyBlock terms),
-// the sweep's stacks (at most one addition per block, plus two), the
-// polynomial's products, then the two edges (< keyBlock terms each) added
+// A window's sums take other paths: a block's moments (< kb <= keyBlock
+// terms), the sweep's stacks (at most one addition per block, plus two),
+// the polynomial's products, then the two edges (< kb terms each) added
 // onto the result; rows computed exactly sum at most L keys plus one
-// partial sum per block. Charging L + 3 keyBlock + blocks + 8 covers both.
+// partial sum per block of keyBlock. Charging L + 3 keyBlock + blocks of kb
+// + 8 covers both.
 func (hp *headPlan) sumTerms() int {
 	if hp.win == nil {
 		return hp.keys
 	}
-	return hp.keys + 3*keyBlock + (hp.keys+keyBlock-1)/keyBlock + 8
+	return hp.keys + 3*keyBlock + (hp.keys+hp.win.block-1)/hp.win.block + 8
 }
 
 // momentKeys is the number of keys whose moments the head builds.
@@ -351,7 +374,7 @@ type windowSweep[T attn.Float] struct {
 	hk     *headKeys[T]
 	groups []rowGroup // in the sweep's order
 	rev    bool
-	nb     int
+	kb, nb int // keys per block, blocks
 	q      *momentQueue
 	need   []int // the positions pushed, in order
 	next   int   // need[next] is the next position to build
@@ -362,10 +385,11 @@ type windowSweep[T attn.Float] struct {
 // a whole block in its range) of a windowed head by their blocks.
 func (run *runner[T]) newSweep(h int, hp *headPlan, hk *headKeys[T], rows []int) *windowSweep[T] {
 	p := run.p
-	sw := &windowSweep[T]{run: run, hk: hk, rev: hp.win.reverse, nb: (hk.L + keyBlock - 1) / keyBlock, ready: map[int][]float64{}}
+	kb := hp.win.block
+	sw := &windowSweep[T]{run: run, hk: hk, rev: hp.win.reverse, kb: kb, nb: (hk.L + kb - 1) / kb, ready: map[int][]float64{}}
 	for _, i := range rows {
 		lo, hi := p.KeyRange(h, i)
-		bLo, bHi := fullBlocks(lo, hi, hk.L)
+		bLo, bHi := fullBlocks(lo, hi, hk.L, kb)
 		if n := len(sw.groups); n > 0 && sw.groups[n-1].bLo == bLo && sw.groups[n-1].bHi == bHi {
 			sw.groups[n-1].rows = append(sw.groups[n-1].rows, i)
 		} else {
@@ -405,7 +429,7 @@ func (sw *windowSweep[T]) keys(t int) (int, int) {
 	if sw.rev {
 		b = sw.nb - 1 - t
 	}
-	return b * keyBlock, min((b+1)*keyBlock, sw.hk.L)
+	return b * sw.kb, min((b+1)*sw.kb, sw.hk.L)
 }
 
 // moments writes group g's moments (the groups in the sweep's order) to
@@ -491,7 +515,7 @@ func (run *runner[T]) window(ctx context.Context, h int, hp *headPlan, hk *headK
 		}
 		run.parallelBlocks(ctx, 0, len(tasks), func(s *scratch, x int) {
 			t := tasks[x]
-			cStart, cEnd := t.g.bLo*keyBlock, min(t.g.bHi*keyBlock, hk.L)
+			cStart, cEnd := t.g.bLo*sw.kb, min(t.g.bHi*sw.kb, hk.L)
 			if err := run.rowBlock(s, h, hp, hk, polys, t.blk, t.g.scaled, cStart, cEnd, &flops); err != nil {
 				failed.Store(err)
 			}
@@ -626,7 +650,7 @@ func (run *runner[T]) windowBackward(ctx context.Context, st *gradState[T], dq [
 		}
 		run.parallelBlocks(ctx, 0, len(tasks), func(s *scratch, x int) {
 			t := tasks[x]
-			cStart, cEnd := t.g.bLo*keyBlock, min(t.g.bHi*keyBlock, hk.L)
+			cStart, cEnd := t.g.bLo*sw.kb, min(t.g.bHi*sw.kb, hk.L)
 			if err := run.blockBackward(s, st, t.blk, t.g.mom, cStart, cEnd, t.g.dSum, dq); err != nil {
 				failed.Store(err)
 			}
