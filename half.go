@@ -64,8 +64,9 @@ func halfProblem(p *attn.Problem[float32], scratch *problemScratch, q Tensor[flo
 // given. Only exact attention supports it ("auto" picks exact);
 // GradientHalfKV gives its gradients. To state its error bound (keys centred, bound certified as
 // for float32 inputs) it widens K and V to float32 once; AttendHalfKVInto,
-// the serving path, widens them a tile at a time inside the kernels and
-// never copies them whole.
+// the serving path, never copies them whole: a decoding step's products
+// read them in place, widening in registers, and larger calls widen them a
+// tile at a time.
 func AttendHalfKV(ctx context.Context, q Tensor[float32], k, v HalfTensor, opts Options) (*Result[float32], error) {
 	p := new(attn.Problem[float32])
 	lead, err := halfProblem(p, nil, q, HalfTensor{}, k, v, opts)

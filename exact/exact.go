@@ -123,7 +123,8 @@ func (Method) ChecksFinite() bool { return true }
 //
 // 16-bit keys and values are widened to float32 once here, since the bound
 // needs every key's statistics and the values' range; Workspace.Forward,
-// the serving path, widens them a tile at a time instead.
+// the serving path, reads them in place in decoding-shaped calls
+// (halfkv_direct.go) and widens them a tile at a time otherwise.
 func (m Method) Forward32(ctx context.Context, p *attn.Problem[float32], out *attn.Output[float32]) (attn.Stats, error) {
 	if st, ok, err := forward32BF16(ctx, m.Workers, p, out); ok { // bf16.go: AMX
 		return st, err
@@ -676,7 +677,8 @@ func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T],
 	half := p.KVFormat != attn.NoHalf
 	inPlace := readsHalfInPlace(p, pk, rows) // halfkv_direct.go
 	if half {
-		// 16-bit keys and values are widened a tile at a time.
+		// 16-bit keys and values are widened a tile at a time (unless
+		// read in place).
 		st.kt = slices.Grow(st.kt[:0], keyTile*d)[:keyTile*d]
 		st.vt = slices.Grow(st.vt[:0], keyTile*e)[:keyTile*e]
 	} else {

@@ -122,8 +122,8 @@ func norm(x []float64) float64 {
 }
 
 // workspaceMethod runs Workspace.Forward, the serving path, as a Method,
-// so the conformance suite checks it too (16-bit keys and values widened a
-// tile at a time included).
+// so the conformance suite checks it too (16-bit keys and values read in
+// place or widened a tile at a time included).
 type workspaceMethod struct{ Method }
 
 func (workspaceMethod) Forward32(ctx context.Context, p *attn.Problem[float32], out *attn.Output[float32]) (attn.Stats, error) {
