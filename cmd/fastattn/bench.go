@@ -23,6 +23,7 @@ func init() {
 type benchConfig struct {
 	methods   []string
 	ns, ds    []int
+	e         int // value dimension; 0 means d
 	types     []string
 	dist      string
 	entry     float64
@@ -39,10 +40,11 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	if i := decodeFlagIndex(args); i >= 0 {
 		return benchDecodeCmd(slices.Delete(slices.Clone(args), i, i+1), stdout, stderr)
 	}
-	fs := newFlagSet("bench", "bench [--methods exact,poly] [--n 1024,4096] [--d 64] [--dtype float32,float64] [--entries normal:1] [--scale 1/sqrt(d)] [--eps 1e-3] [--exact-rows R] [--grad]\n       fastattn bench --decode [flags]   (bench --decode -h lists them)", stdout)
+	fs := newFlagSet("bench", "bench [--methods exact,poly] [--n 1024,4096] [--d 64] [--e E] [--dtype float32,float64] [--entries normal:1] [--scale 1/sqrt(d)] [--eps 1e-3] [--exact-rows R] [--grad]\n       fastattn bench --decode [flags]   (bench --decode -h lists them)", stdout)
 	methods := fs.String("methods", "exact", "methods to time, comma-separated; exact (the baseline of the ratios) is always timed")
 	nList := fs.String("n", "1024,4096", "sequence lengths (n = m), comma-separated")
-	dList := fs.String("d", "64", "head dimensions (d = e), comma-separated")
+	dList := fs.String("d", "64", "head dimensions, comma-separated")
+	eDim := fs.Int("e", 0, "value dimension (default d)")
 	dtypes := fs.String("dtype", "float32,float64", "element types, comma-separated")
 	entries := fs.String("entries", "normal:1", "distribution of Q and K entries: normal:SIGMA or uniform:B (uniform on [-B, B]); V is standard normal")
 	scale := fs.String("scale", "1/sqrt(d)", "logit scale (PyTorch's scale): a positive number, 1/sqrt(d) (PyTorch's default) or 1/d (the papers')")
@@ -56,7 +58,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg := benchConfig{scale: *scale, eps: *eps, causal: *causal, heads: *heads, reps: *reps, exactRows: *exactRows, grad: *grad}
+	cfg := benchConfig{scale: *scale, eps: *eps, causal: *causal, heads: *heads, reps: *reps, exactRows: *exactRows, grad: *grad, e: *eDim}
 	var err error
 	if cfg.ns, err = parseInts("n", *nList); err != nil {
 		return err
@@ -87,8 +89,8 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 		return usagef("--entries must be normal:SIGMA or uniform:B with a positive number, got %q", *entries)
 	}
 	cfg.dist = dist
-	if cfg.heads < 1 || cfg.reps < 1 || cfg.exactRows < 0 {
-		return usagef("--heads and --reps must be positive, --exact-rows non-negative")
+	if cfg.heads < 1 || cfg.reps < 1 || cfg.exactRows < 0 || cfg.e < 0 {
+		return usagef("--heads and --reps must be positive, --exact-rows and --e non-negative")
 	}
 	// Every flag is checked before the first line of the table.
 	if !(cfg.eps > 0 && cfg.eps < 1) {
@@ -100,7 +102,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		for _, n := range cfg.ns {
-			if err := checkWorkloadSize(cfg.heads, n, n, d, d); err != nil {
+			if err := checkWorkloadSize(cfg.heads, n, n, d, cfg.valueDim(d)); err != nil {
 				return err
 			}
 		}
@@ -111,6 +113,14 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	return runBench(ctx, cfg, stdout)
+}
+
+// valueDim is the value dimension e for head dimension d.
+func (c benchConfig) valueDim(d int) int {
+	if c.e > 0 {
+		return c.e
+	}
+	return d
 }
 
 // decodeFlagIndex returns the position of bench's --decode switch in args
@@ -183,7 +193,7 @@ func runBench(ctx context.Context, cfg benchConfig, stdout io.Writer) error {
 }
 
 func benchSize(ctx context.Context, cfg benchConfig, n, d int, dtype string) (benchRow, string, error) {
-	w := workload{heads: cfg.heads, n: n, m: n, d: d, e: d, qkScale: cfg.entry, uniform: cfg.dist == "uniform", seed: uint64(n + d)}
+	w := workload{heads: cfg.heads, n: n, m: n, d: d, e: cfg.valueDim(d), qkScale: cfg.entry, uniform: cfg.dist == "uniform", seed: uint64(n + d)}
 	af := attnFlags{scale: cfg.scale, causal: cfg.causal, eps: cfg.eps}
 	opts, err := af.options(d)
 	if err != nil {

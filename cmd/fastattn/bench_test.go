@@ -34,6 +34,15 @@ func TestBenchSaysWhyNA(t *testing.T) {
 	}
 }
 
+// TestBenchValueDim: --e sets a value dimension of its own (anytemp's
+// shape d = 2, e = 8).
+func TestBenchValueDim(t *testing.T) {
+	code, out, stderr := cli(t, "bench", "--methods", "anytemp", "--n", "64", "--d", "2", "--e", "8", "--dtype", "float32", "--reps", "1")
+	if code != 0 || !strings.Contains(out, "anytemp (s)") || strings.Contains(out, "n/a") {
+		t.Fatalf("exit %d:\n%s\n%s", code, out, stderr)
+	}
+}
+
 // TestGenBenchBadFlags: bad sizes, scales and targets of gen and bench are
 // one line on stderr, exit status 2, nothing on stdout and no files; sizes
 // that would not fit in memory are refused before anything is allocated.
@@ -49,6 +58,7 @@ func TestGenBenchBadFlags(t *testing.T) {
 		{"bench", "--n", "64", "--d", "4", "--eps", "2"},
 		{"bench", "--n", "64", "--d", "4", "--eps", "0"},
 		{"bench", "--n", "64", "--d", "4", "--methods", "nope"},
+		{"bench", "--n", "64", "--d", "4", "--e", "-1"},
 	} {
 		code, stdout, stderr := cli(t, args...)
 		if code != 2 || stdout != "" || strings.Count(stderr, "\n") != 1 || !strings.HasPrefix(stderr, "fastattn "+args[0]+": ") {
