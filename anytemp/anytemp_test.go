@@ -1,6 +1,7 @@
 package anytemp
 
 import (
+	"math"
 	"testing"
 
 	"github.com/fastattn/fastattn/attn/attntest"
@@ -12,5 +13,43 @@ func TestConformance(t *testing.T) {
 		t.Run("", func(t *testing.T) {
 			attntest.Run(t, Method{}, attntest.Config{Eps: eps, AllowUnsupported: allow})
 		})
+	}
+}
+
+// TestSpread2: the Morton key's bit spreading matches the bit loop.
+func TestSpread2(t *testing.T) {
+	for _, c := range []uint64{0, 1, 2, 3, 0xFFFFF, 0x12345, 0xABCDE} {
+		var want uint64
+		for b := range 20 {
+			want |= (c >> b & 1) << (2 * b)
+		}
+		if spread2(c) != want {
+			t.Fatalf("%x: %x want %x", c, spread2(c), want)
+		}
+	}
+}
+
+// TestCoefficientsFrom: the coefficients built degree range by degree
+// range from the quotients agree with coefficients to rounding.
+func TestCoefficientsFrom(t *testing.T) {
+	for _, r := range []int{1, 2, 3} {
+		g := 12
+		mo := newMonomials(r, g)
+		y := []float64{1.7, -0.3, 2.9}[:r]
+		want := make([]float64, mo.terms(g))
+		mo.coefficients(y, g, want)
+		got := make([]float64, mo.terms(g))
+		yk := make([]float64, r*(g+1))
+		from := -1
+		for _, to := range []int{0, 3, 4, 12} {
+			mo.quotients(y, from, to, yk)
+			mo.coefficientsFrom(yk, from, to, got)
+			from = to
+		}
+		for a := range want {
+			if d := math.Abs(got[a] - want[a]); d > 1e-14*math.Abs(want[a]) {
+				t.Fatalf("r=%d term %d: %g, want %g", r, a, got[a], want[a])
+			}
+		}
 	}
 }

@@ -200,10 +200,17 @@ func compute[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], ou
 		// with parallel recursion.
 		parallel.For(ctx, workers, p.Heads, func(h int) {
 			hr := runs[h]
+			var wg sync.WaitGroup
+			if p.Heads < workers {
+				// A spare worker orders the rows while the tree is built.
+				wg.Go(func() { hr.order = rowOrder(hr.hd.q, p.N, hr.hd.r) })
+			} else {
+				hr.order = rowOrder(hr.hd.q, p.N, hr.hd.r)
+			}
 			if hr.hd.l > 0 {
 				hr.tree = buildTree(hr.hd, hr.v, p.E, 0, hr.hd.l, hr.pr.g, hr.pr.mo, p.Heads < workers)
 			}
-			hr.order = rowOrder(hr.hd.q, p.N, hr.hd.r)
+			wg.Wait()
 		})
 		for _, hr := range runs {
 			if hr.tree != nil {
@@ -296,6 +303,10 @@ func compute[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], ou
 }
 
 // plainRows computes rows order[a:b] of a head without causal mask.
+// The rows come in rowOrder's order, scattered in memory: their queries
+// and shifts are gathered first and their outputs staged and scattered
+// after each flush, in tight loops whose cache misses overlap, instead of
+// one at a time inside the walk.
 func plainRows[T attn.Float](rc *rowCtx, p *attn.Problem[T], hr *headRun[T], out *attn.Output[T], a, b int) {
 	hd := hr.hd
 	r, e, h := hd.r, p.E, hd.h
@@ -303,28 +314,67 @@ func plainRows[T attn.Float](rc *rowCtx, p *attn.Problem[T], hr *headRun[T], out
 	if hr.tree != nil {
 		trees = []*tree[T]{hr.tree}
 	}
-	fin := func(i int) {
-		row := h*p.N + i
-		finish(rc, out.O[row*e:(row+1)*e], &out.LSE[row], hd.lseShift[i], p.Sink(h))
-	}
-	for _, i32 := range hr.order[a:b] {
-		i := int(i32)
+	sink := p.Sink(h)
+	for c := a; c < b; c += batchRows {
+		rows := hr.order[c:min(c+batchRows, b)]
+		st := rc.stageFor(len(rows), r, e)
+		for x, i32 := range rows {
+			i := int(i32)
+			copy(st.q[x*r:(x+1)*r], hd.q[i*r:(i+1)*r])
+			st.shift[x] = hd.lseShift[i]
+		}
+		o := stageOut[T](st, len(rows)*e)
 		if hd.l == 0 {
-			row := h*p.N + i
-			clear(out.O[row*e : (row+1)*e])
-			out.LSE[row] = p.Sink(h) // -Inf without a sink
-			continue
+			clear(o)
+			for x := range rows {
+				st.lse[x] = sink // -Inf without a sink
+			}
+		} else {
+			for x := range rows {
+				rc.start(st.q[x*r:(x+1)*r], p.Scale, hd.l)
+				if r != 1 || !runCells1D(rc, trees, nil, []T(nil)) {
+					runTree(rc, hr.tree)
+				}
+				rc.park(x)
+			}
+			rc.flush(func(x int) {
+				finish(rc, o[x*e:(x+1)*e], &st.lse[x], st.shift[x], sink)
+			})
 		}
-		rc.start(hd.q[i*r:(i+1)*r], p.Scale, hd.l)
-		if r != 1 || !runCells1D(rc, trees, nil, []T(nil)) {
-			runTree(rc, hr.tree)
-		}
-		rc.park(i)
-		if len(rc.slots) == batchRows {
-			rc.flush(fin)
+		for x, i32 := range rows {
+			row := h*p.N + int(i32)
+			copy(out.O[row*e:(row+1)*e], o[x*e:(x+1)*e])
+			out.LSE[row] = st.lse[x]
 		}
 	}
-	rc.flush(fin)
+}
+
+// rowStage is plainRows' buffers for one batch of rows in walk order.
+type rowStage struct {
+	q, shift, lse []float64
+	out           any // []T
+}
+
+// stageFor returns the stage sized for n rows.
+func (rc *rowCtx) stageFor(n, r, e int) *rowStage {
+	st := &rc.stage
+	if cap(st.shift) < n {
+		st.q = make([]float64, n*r)
+		st.shift = make([]float64, n)
+		st.lse = make([]float64, n)
+	}
+	st.q, st.shift, st.lse = st.q[:n*r], st.shift[:n], st.lse[:n]
+	return st
+}
+
+// stageOut returns the stage's output buffer of n elements.
+func stageOut[T attn.Float](st *rowStage, n int) []T {
+	o, _ := st.out.([]T)
+	if cap(o) < n {
+		o = make([]T, n)
+		st.out = o
+	}
+	return o[:n]
 }
 
 // blockSet is the causal decomposition of a prefix [0, lim) of one head's

@@ -134,6 +134,38 @@ func (mo *monomials) coefficients(y []float64, g int, c []float64) {
 	}
 }
 
+// quotients fills yk[t*(maxDeg+1)+k] = y_t / k for k = from+1..g, the
+// factors of coefficientsFrom.
+func (mo *monomials) quotients(y []float64, from, g int, yk []float64) {
+	stride := mo.maxDeg + 1
+	for t, yt := range y {
+		row := yk[t*stride : (t+1)*stride]
+		for k := max(from+1, 1); k <= g; k++ {
+			row[k] = yt / float64(k)
+		}
+	}
+}
+
+// coefficientsFrom fills the Taylor coefficients of degrees from+1..g into
+// c, those of degree <= from being there already (from = -1: none), from
+// the quotients yk of quotients: c_alpha = c_parent * (y_t / alpha_t),
+// two roundings per degree as in coefficients, with one division per
+// coordinate and degree instead of one per term.
+func (mo *monomials) coefficientsFrom(yk []float64, from, g int, c []float64) {
+	a := 1
+	if from >= 0 {
+		a = mo.upTo[from]
+	} else {
+		c[0] = 1
+	}
+	stride := int32(mo.maxDeg + 1)
+	parent, dim, pow := mo.parent, mo.dim, mo.pow
+	c = c[:mo.upTo[g]]
+	for ; a < len(c); a++ {
+		c[a] = c[parent[a]] * yk[dim[a]*stride+pow[a]]
+	}
+}
+
 // powers fills x (length terms(g)) with x^alpha for the point w.
 func (mo *monomials) powers(w []float64, g int, x []float64) {
 	x[0] = 1

@@ -1,6 +1,7 @@
 package anytemp
 
 import (
+	"sync/atomic"
 	"math"
 	"slices"
 
@@ -87,7 +88,8 @@ type rowCtx struct {
 	sq, aq []float64 // s q', |s q'|
 	qn     float64   // |s q'|_2
 	nCoef  int       // terms(g): the length of a row's Taylor coefficients (s q')^alpha / alpha!
-	coefOK bool      // the current row's are in its slot of coefs
+	coefDeg int       // the current row's are in its slot of coefs up to this degree (-1: none)
+	yk      []float64 // the current row's s q_t / k (quotients), r rows of g+1
 	t      float64   // window width
 	mcur   float64
 
@@ -119,6 +121,8 @@ type rowCtx struct {
 	res    []float64 // (e+1) per pending expansion
 	amat   []float64
 	cmat   []float64
+
+	stage rowStage // plainRows' gathered queries and staged outputs
 }
 
 // rowState is a parked row: its sums relative to exp(base).
@@ -156,6 +160,7 @@ func newRowCtx(pr *params) *rowCtx {
 		acc:    make([]float64, pr.e),
 		xbuf:   make([]float64, bruteBlock),
 		cand:   make([]float64, pr.r),
+		yk:     make([]float64, pr.r*(pr.mo.maxDeg+1)),
 		groups: map[*float64]int32{},
 	}
 }
@@ -230,6 +235,7 @@ func (rc *rowCtx) flush(fin func(row int)) {
 		members := order[a:b]
 		a = b
 		p0 := &rc.pend[members[0]]
+		ZZgroups.Add(1); ZZmembers.Add(int64(len(members))); if len(members) < gemmMinRows { ZZsmall.Add(int64(len(members))) }
 		if len(members) < gemmMinRows {
 			for _, k := range members {
 				p := &rc.pend[k]
@@ -291,7 +297,7 @@ func (rc *rowCtx) start(q []float64, s float64, keys int) {
 		rc.aq[t] = math.Abs(s * x)
 	}
 	rc.qn = math.Sqrt(dot(rc.sq, rc.sq)) * (1 + float64(2*len(q)+8)*u64)
-	rc.coefOK = false
+	rc.coefDeg = -1
 	rc.t = rc.b.window(keys)
 	rc.mcur = math.Inf(-1)
 	if rc.haveCand {
@@ -467,9 +473,11 @@ func expand[T attn.Float](rc *rowCtx, tr *tree[T], i, g int, xz float64, cnt int
 	w := rc.e + 1
 	nt := rc.mo.terms(g)
 	slot := len(rc.slots)
-	if !rc.coefOK {
-		rc.mo.coefficients(rc.sq, rc.g, rc.slotCoef(slot))
-		rc.coefOK = true
+	if g > rc.coefDeg {
+		// Only the degrees the row's expansions use so far.
+		rc.mo.quotients(rc.sq, rc.coefDeg, g, rc.yk)
+		rc.mo.coefficientsFrom(rc.yk, rc.coefDeg, g, rc.slotCoef(slot))
+		rc.coefDeg = g
 	}
 	rc.pend = append(rc.pend, pending{mom, tr.momentsT(i), rc.mo.terms(tr.g), g, xz, int32(slot)})
 	rc.c.expanded++
@@ -717,10 +725,16 @@ func rowOrder(q []float64, n, r int) []int32 {
 			inv = 1 / math.Sqrt(s2)
 		}
 		var key uint64
-		for t := range r {
-			c := uint64((q[i*r+t]*inv + 1) * 0.5 * scale)
-			for b := range bits {
-				key |= (c >> b & 1) << (b*r + t)
+		if r == 2 {
+			c0 := uint64((q[i*2]*inv + 1) * 0.5 * scale)
+			c1 := uint64((q[i*2+1]*inv + 1) * 0.5 * scale)
+			key = spread2(c0) | spread2(c1)<<1
+		} else {
+			for t := range r {
+				c := uint64((q[i*r+t]*inv + 1) * 0.5 * scale)
+				for b := range bits {
+					key |= (c >> b & 1) << (b*r + t)
+				}
 			}
 		}
 		keys[i] = key>>(bits*r-min(bits*r, 32))<<32 | uint64(i)
@@ -731,4 +745,17 @@ func rowOrder(q []float64, n, r int) []int32 {
 		order[i] = int32(uint32(k))
 	}
 	return order
+}
+
+var ZZgroups, ZZmembers, ZZsmall atomic.Int64
+
+// spread2 moves bit b of x (below 2^32) to bit 2b: one coordinate of a
+// two-dimensional Morton key.
+func spread2(x uint64) uint64 {
+	x &= 0xFFFFFFFF
+	x = (x | x<<16) & 0x0000FFFF0000FFFF
+	x = (x | x<<8) & 0x00FF00FF00FF00FF
+	x = (x | x<<4) & 0x0F0F0F0F0F0F0F0F
+	x = (x | x<<2) & 0x3333333333333333
+	return (x | x<<1) & 0x5555555555555555
 }
