@@ -12,7 +12,8 @@
 // budget); keys more than t = ln(L/eps_drop) below it dropped; nodes narrow
 // in the query's direction summed through Taylor expansions about their own
 // centre (each term provably small, degree chosen per node), evaluated for
-// batches of rows as matrix products; leaves summed directly. One-dimensional rows use the paper's cells of width
+// batches of rows node by node with a SIMD kernel of dot products; leaves
+// summed directly. One-dimensional rows use the paper's cells of width
 // ln(1+eps) over sorted keys with prefix sums when that needs few cells.
 // Causal masks decompose each prefix of keys into aligned power-of-two
 // blocks with their own trees; sliding windows cover each row's key range

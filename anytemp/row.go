@@ -1,7 +1,6 @@
 package anytemp
 
 import (
-	"sync/atomic"
 	"math"
 	"slices"
 
@@ -85,13 +84,13 @@ type entry struct {
 // sums N and D relative to the accumulation base exp(base).
 type rowCtx struct {
 	*params
-	sq, aq []float64 // s q', |s q'|
-	qn     float64   // |s q'|_2
-	nCoef  int       // terms(g): the length of a row's Taylor coefficients (s q')^alpha / alpha!
+	sq, aq  []float64 // s q', |s q'|
+	qn      float64   // |s q'|_2
+	nCoef   int       // terms(g): the length of a row's Taylor coefficients (s q')^alpha / alpha!
 	coefDeg int       // the current row's are in its slot of coefs up to this degree (-1: none)
 	yk      []float64 // the current row's s q_t / k (quotients), r rows of g+1
-	t      float64   // window width
-	mcur   float64
+	t       float64   // window width
+	mcur    float64
 
 	started      bool
 	base0, base  float64
@@ -107,9 +106,9 @@ type rowCtx struct {
 
 	// The batch: rows walked but not finished (their sums so far, in
 	// slots), the expansions they recorded (pend, in row order) and each
-	// row's Taylor coefficients (coefs, terms(g) per slot). flush
-	// evaluates the expansions node by node, the rows that expand a node
-	// together as one matrix product, then finishes the rows.
+	// row's Taylor coefficients (coefs, terms(g) per slot, filled up to
+	// the degrees the row used). flush evaluates the expansions node by
+	// node, then finishes the rows.
 	slots  []rowState
 	saccs  []float64 // e per slot
 	coefs  []float64
@@ -119,8 +118,6 @@ type rowCtx struct {
 	gorder []int32
 	gid    []int32
 	res    []float64 // (e+1) per pending expansion
-	amat   []float64
-	cmat   []float64
 
 	stage rowStage // plainRows' gathered queries and staged outputs
 }
@@ -137,7 +134,6 @@ type rowState struct {
 // pending is an expansion recorded during a row's walk.
 type pending struct {
 	mom    []float64 // the node's moments, column-major with stride stride
-	momT   []float64 // the same transposed: stride rows of e+1
 	stride int
 	g      int
 	xz     float64
@@ -147,10 +143,6 @@ type pending struct {
 // batchRows is the number of rows walked before their expansions are
 // evaluated together.
 const batchRows = 256
-
-// gemmMinRows is the fewest rows expanding one node for which the matrix
-// product kernel beats dot products.
-const gemmMinRows = 3
 
 func newRowCtx(pr *params) *rowCtx {
 	return &rowCtx{
@@ -190,10 +182,11 @@ func (rc *rowCtx) resetBatch() {
 
 // flush evaluates the parked rows' expansions, adds them to their rows
 // and calls fin(row) for each parked row in order, with its sums in rc.
-// Expansions of one node by several rows are one product C = A M (A:
-// the rows' Taylor coefficients, zero beyond each row's degree; M: the
-// node's moments); the rounding bound of a dot product holds in any order
-// of summation, so the certified budget is unchanged.
+// Expansions are evaluated node by node (the node's moments stay in cache
+// while its rows read them), each as the e+1 dot products of the row's
+// Taylor coefficients with the moment columns in one kernels.MultiDot64
+// call; the rounding bound of a dot product holds in any order of
+// summation, so the certified budget is unchanged.
 func (rc *rowCtx) flush(fin func(row int)) {
 	e := rc.e
 	w := e + 1
@@ -230,48 +223,11 @@ func (rc *rowCtx) flush(fin func(row int)) {
 		rc.gcount[g]++
 	}
 	nt0 := rc.nCoef
-	for a := 0; a < np; {
-		b := int(rc.gcount[rc.gid[order[a]]])
-		members := order[a:b]
-		a = b
-		p0 := &rc.pend[members[0]]
-		ZZgroups.Add(1); ZZmembers.Add(int64(len(members))); if len(members) < gemmMinRows { ZZsmall.Add(int64(len(members))) }
-		if len(members) < gemmMinRows {
-			for _, k := range members {
-				p := &rc.pend[k]
-				nt := rc.mo.terms(p.g)
-				coef := rc.coefs[int(p.slot)*nt0 : int(p.slot)*nt0+nt]
-				t := res[int(k)*w : int(k+1)*w]
-				for col := range w {
-					t[col] = dotU(coef, p.mom[col*p.stride:col*p.stride+nt])
-				}
-			}
-			continue
-		}
-		ntN := 0
-		for _, k := range members {
-			ntN = max(ntN, rc.mo.terms(rc.pend[k].g))
-		}
-		m := len(members)
-		if cap(rc.amat) < m*ntN {
-			rc.amat = make([]float64, m*ntN)
-		}
-		if cap(rc.cmat) < m*w {
-			rc.cmat = make([]float64, m*w)
-		}
-		am, cm := rc.amat[:m*ntN], rc.cmat[:m*w]
-		clear(cm)
-		for x, k := range members {
-			p := &rc.pend[k]
-			nt := rc.mo.terms(p.g)
-			row := am[x*ntN : (x+1)*ntN]
-			copy(row, rc.coefs[int(p.slot)*nt0:int(p.slot)*nt0+nt])
-			clear(row[nt:])
-		}
-		kernels.GemmNN64(m, w, ntN, am, ntN, p0.momT, w, cm, w)
-		for x, k := range members {
-			copy(res[int(k)*w:int(k+1)*w], cm[x*w:(x+1)*w])
-		}
+	for _, k := range order {
+		p := &rc.pend[k]
+		nt := rc.mo.terms(p.g)
+		coef := rc.coefs[int(p.slot)*nt0 : int(p.slot)*nt0+nt]
+		kernels.MultiDot64(res[int(k)*w:int(k+1)*w], coef, p.mom, p.stride)
 	}
 	k := 0
 	for slot, st := range rc.slots {
@@ -479,7 +435,7 @@ func expand[T attn.Float](rc *rowCtx, tr *tree[T], i, g int, xz float64, cnt int
 		rc.mo.coefficientsFrom(rc.yk, rc.coefDeg, g, rc.slotCoef(slot))
 		rc.coefDeg = g
 	}
-	rc.pend = append(rc.pend, pending{mom, tr.momentsT(i), rc.mo.terms(tr.g), g, xz, int32(slot)})
+	rc.pend = append(rc.pend, pending{mom, rc.mo.terms(tr.g), g, xz, int32(slot)})
 	rc.c.expanded++
 	rc.c.expTerms += int64(nt * w)
 	rc.c.expandedKeys += int64(cnt)
@@ -746,8 +702,6 @@ func rowOrder(q []float64, n, r int) []int32 {
 	}
 	return order
 }
-
-var ZZgroups, ZZmembers, ZZsmall atomic.Int64
 
 // spread2 moves bit b of x (below 2^32) to bit 2b: one coordinate of a
 // two-dimensional Morton key.

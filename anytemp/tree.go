@@ -83,8 +83,7 @@ type tree[T attn.Float] struct {
 	g         int       // moment degree
 	mo        *monomials
 	mom       []atomic.Pointer[[]float64]
-	momT      []atomic.Pointer[[]float64] // the moments transposed: row a holds alpha_a's e+1 columns
-	momNodes  atomic.Int64                // nodes whose moments were computed
+	momNodes  atomic.Int64 // nodes whose moments were computed
 	momFlops  atomic.Int64
 
 	// r == 1 only: keys sorted ascending, with double-double prefix sums
@@ -108,7 +107,6 @@ func buildTree[T attn.Float](hd *head, v []T, e, start, count, g int, mo *monomi
 	tr.half = make([]float64, nodes*r)
 	tr.rad = make([]float64, nodes)
 	tr.mom = make([]atomic.Pointer[[]float64], nodes)
-	tr.momT = make([]atomic.Pointer[[]float64], nodes)
 	tr.keys = make([]float64, count*r)
 	copy(tr.keys, hd.k[start*r:(start+count)*r])
 	perm := make([]int32, count)
@@ -354,24 +352,6 @@ func (tr *tree[T]) moments(i int) []float64 {
 		tr.momNodes.Add(1)
 	}
 	return *tr.mom[i].Load()
-}
-
-// momentsT returns node i's moments transposed (terms(g) rows of e+1),
-// the layout the matrix product of rowCtx.flush reads in place.
-func (tr *tree[T]) momentsT(i int) []float64 {
-	if p := tr.momT[i].Load(); p != nil {
-		return *p
-	}
-	m := tr.moments(i)
-	nt, w := tr.mo.terms(tr.g), tr.e+1
-	t := make([]float64, len(m))
-	for c := range w {
-		for a, x := range m[c*nt : (c+1)*nt] {
-			t[a*w+c] = x
-		}
-	}
-	tr.momT[i].CompareAndSwap(nil, &t)
-	return *tr.momT[i].Load()
 }
 
 func (tr *tree[T]) computeMoments(i int) []float64 {

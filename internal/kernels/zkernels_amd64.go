@@ -783,6 +783,9 @@ func mulF64AVX512(dst *float64, a *float64, b *float64, n int)
 func mulSumF64AVX512(dst *float64, a *float64, b *float64, n int) (s float64)
 
 //go:noescape
+func dotsF64AVX512(c *float64, a *float64, b *float64, ldb int, k int, n int)
+
+//go:noescape
 func peakFMAF32AVX512(n int)
 
 //go:noescape
