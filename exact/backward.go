@@ -46,18 +46,34 @@ import (
 // log-sum-exp loses nothing to the rounding of the shift.
 const (
 	bwdQueryTile = 96
-	bwdKeyTile   = 256
+	// bwdKeyTile is the widest key tile; see bwdKeyTileFor.
+	bwdKeyTile = 256
 	// bwdRowBlock is how many rows of a query tile go through S, dP, the
 	// softmax step and dQ together (a multiple of every GEMM row block).
 	bwdRowBlock = 48
-	// bwdStride is the row stride of the score tiles: a row of 256 float32
-	// (1 KiB) would put the rows a product reads down a column into few L1
-	// sets, as in the forward (scoreStride).
-	bwdStride = bwdKeyTile + 16
+	// bwdStridePad is what the row stride of the score tiles adds to the
+	// key tile's width: a row of 256 float32 (1 KiB) would put the rows a
+	// product reads down a column into few L1 sets, as in the forward
+	// (scoreStride).
+	bwdStridePad = 16
 	// bwdFlush is how many query rows are summed into dK and dV in the
 	// element type before the partial sums move to float64.
 	bwdFlush = 1024
 )
+
+// bwdKeyTileFor returns the key tile width for elements of size bytes
+// and head dimensions d and e. A worker's operands per key tile (the keys,
+// packed and as they are, the packed values, dK^T, dV^T and the two score
+// tiles: about cols (3d + 2e + 2 bwdQueryTile) elements) must stay in L2
+// with room for the query rows streaming through: 256 keys while a key
+// and a value take at most 1 KiB (float32 at d = e = 128, float64 at 64),
+// else 128 (float64 at d = 128 ran about 5% faster with 128).
+func bwdKeyTileFor(size, d, e int) int {
+	if size*(d+e) > 1024 {
+		return bwdKeyTile / 2
+	}
+	return bwdKeyTile
+}
 
 // BackwardFlops is the conventional count of the backward pass: five
 // products per valid (query, key) pair, S = Q K^T, dP = dO V^T, dV = P^T dO,
@@ -98,16 +114,19 @@ type bwdShared[T attn.Float] struct {
 	// dO^T P are plain products on every key tile without a transpose.
 	qT, doT []T
 	blocks  int // ceil(N / bwdQueryTile)
+	// keyTile is the key tile width (bwdKeyTileFor), stride the score
+	// tiles' row stride.
+	keyTile, stride int
 }
 
 // bwdState is one worker's scratch space.
 type bwdState[T attn.Float] struct {
-	s, ds    []T // bwdQueryTile x bwdKeyTile: S then P; dP then dS
-	dkT, dvT []T // d x bwdKeyTile, e x bwdKeyTile: the key tile's dK^T and dV^T
+	s, ds    []T // bwdQueryTile x keyTile: S then P; dP then dS
+	dkT, dvT []T // d x keyTile, e x keyTile: the key tile's dK^T and dV^T
 	// dk64, dv64 are where float32 partial sums of dkT and dvT move to,
 	// in the same layout; for float64 dkT and dvT are the sums.
 	dk64, dv64 []float64
-	row        []float64 // bwdKeyTile: one row of exponents in float64 (float32 only)
+	row        []float64 // keyTile: one row of exponents in float64 (float32 only)
 	// kp and vp are the key tile and value tile packed for S = Q K^T and
 	// dP = dO V^T (nil for element types the kernels do not take).
 	kp, vp packer[T]
@@ -168,7 +187,10 @@ func backward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T]
 		keyLens[h/group] = max(keyLens[h/group], p.KeyLen(h))
 	}
 
-	tilesPerHead := (p.M + bwdKeyTile - 1) / bwdKeyTile
+	var zero T
+	kt := bwdKeyTileFor(int(unsafe.Sizeof(zero)), p.D, p.E)
+	sh.keyTile, sh.stride = kt, kt+bwdStridePad
+	tilesPerHead := (p.M + kt - 1) / kt
 	total := kvh * tilesPerHead
 	sh.transposeQueries(workers)
 	workers = min(workers, total)
@@ -185,19 +207,19 @@ func backward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T]
 			defer wg.Done()
 			d, e := p.D, p.E
 			st := &bwdState[T]{
-				s:       make([]T, bwdQueryTile*bwdStride),
-				ds:      make([]T, bwdQueryTile*bwdStride),
-				dkT:     make([]T, d*bwdKeyTile),
-				dvT:     make([]T, e*bwdKeyTile),
+				s:       make([]T, bwdQueryTile*sh.stride),
+				ds:      make([]T, bwdQueryTile*sh.stride),
+				dkT:     make([]T, d*kt),
+				dvT:     make([]T, e*kt),
 				kp:      newPacker[T](),
 				vp:      newPacker[T](),
 				head:    -1,
 				isFloat: isF32,
 			}
 			if isF32 {
-				st.row = make([]float64, bwdKeyTile)
-				st.dk64 = make([]float64, d*bwdKeyTile)
-				st.dv64 = make([]float64, e*bwdKeyTile)
+				st.row = make([]float64, kt)
+				st.dk64 = make([]float64, d*kt)
+				st.dv64 = make([]float64, e*kt)
 			}
 			defer sh.finishHead(st)
 			for ctx.Err() == nil {
@@ -205,7 +227,7 @@ func backward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T]
 				if t >= total {
 					return
 				}
-				kh, j0 := t/tilesPerHead, (t%tilesPerHead)*bwdKeyTile
+				kh, j0 := t/tilesPerHead, (t%tilesPerHead)*kt
 				if j0 >= keyLens[kh] {
 					continue // padding: the gradients stay zero
 				}
@@ -213,7 +235,7 @@ func backward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T]
 					sh.finishHead(st)
 					sh.startHead(st, kh)
 				}
-				sh.keyBlock(ctx, st, kh, j0, min(bwdKeyTile, keyLens[kh]-j0))
+				sh.keyBlock(ctx, st, kh, j0, min(kt, keyLens[kh]-j0))
 			}
 		}()
 	}
@@ -424,7 +446,7 @@ func (sh *bwdShared[T]) queryRows(ctx context.Context, st *bwdState[T], h, first
 		qT, doT := sh.qT[blk*d*qt+i0%qt:], sh.doT[blk*e*qt+i0%qt:]
 		q := p.Q[(h*p.N+i0)*d:]
 		do := sh.dO[(h*p.N+i0)*e:]
-		const ls = bwdStride
+		ls := sh.stride
 		// S, dP, the softmax step and dQ run on blocks of bwdRowBlock rows,
 		// whose scores stay in L1 from one step to the next (as the
 		// forward does); dK and dV, whose products sum over the rows, take
@@ -449,14 +471,14 @@ func (sh *bwdShared[T]) queryRows(ctx context.Context, st *bwdState[T], h, first
 }
 
 // rowBlock computes S, P, dP and dS of query rows i0..i0+rows-1 of head h
-// against the key tile at j0 into s and ds (row stride bwdStride), and
+// against the key tile at j0 into s and ds (row stride sh.stride), and
 // adds dS K to their dQ; q and do are their queries and output gradients.
 func (sh *bwdShared[T]) rowBlock(st *bwdState[T], h, i0, rows, j0, cols int, q, do, s, ds []T, local int) {
 	p, k := sh.p, sh.k
 	d, e := p.D, p.E
 	kh := p.KVHead(h)
 	keys := p.K[(kh*p.M+j0)*d:]
-	const ls = bwdStride
+	ls := sh.stride
 	// The block's rows of the worker's dQ are read and written at the end
 	// of the block, and lie in a buffer of the whole head (beyond L2 at
 	// large n): bring them into L2 while S is computed.

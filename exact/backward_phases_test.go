@@ -5,12 +5,13 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/fastattn/fastattn/attn"
 )
 
 // BenchmarkBackwardTilePhases times each step of one backward tile as
-// keyBlock and queryRows run it (bwdQueryTile queries x bwdKeyTile keys,
+// keyBlock and queryRows run it (bwdQueryTile queries x bwdKeyTileFor keys,
 // keys and values packed, Q and dO transposed), next to the two products
 // of a forward tile of the same size, as the best of many batches (which
 // catch the core alone on a loaded machine). Metrics are microseconds per
@@ -25,7 +26,8 @@ func BenchmarkBackwardTilePhases(b *testing.B) {
 }
 
 func bwdPhases[T attn.Float](b *testing.B, d, rows int) {
-	const cols, ls = bwdKeyTile, bwdStride
+	cols := bwdKeyTileFor(int(unsafe.Sizeof(T(0))), d, d)
+	ls := cols + bwdStridePad
 	ld := rows // Q^T and dO^T a block at a time, as transposeQueries lays them out
 	r := rand.New(rand.NewPCG(3, 3))
 	fill := func(n int) []T {
