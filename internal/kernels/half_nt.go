@@ -19,7 +19,8 @@ func GemmNT32BF16(m, n, k int, a []float32, lda int, b []uint16, ldb int, c []fl
 
 // GemmNT32F16Next is GemmNT32F16 that also brings next, memory the caller
 // reads soon after, from L3 into L2 while it computes, a few cache lines
-// between groups of keys, as GemmNNNext32 does. next does not change the
+// before each block of 4 keys (so the loads overlap the arithmetic, as in
+// GemmNNNext32). next does not change the
 // result; the portable code ignores it.
 func GemmNT32F16Next(m, n, k int, a []float32, lda int, b []uint16, ldb int, c []float32, ldc int, next []uint16) {
 	gemmNT32Half(false, m, n, k, a, lda, b, ldb, c, ldc, next)
@@ -71,8 +72,8 @@ func gemmNT32HalfGo(bf bool, m, n, k int, a []float32, lda int, b []uint16, ldb 
 	}
 }
 
-// halfNextKeys is how many rows of B (keys, or values along k) go through
-// the 16-bit kernels between two steps of a prefetch.
+// halfNextKeys is how many rows of B (values, along k) the prefetching
+// 16-bit P V takes between two steps of its prefetch.
 const halfNextKeys = 32
 
 // gemmNN32HalfNext is gemmNN32Half a group of halfNextKeys rows of B (k)

@@ -7,7 +7,7 @@ import "unsafe"
 // kernHalfNT is the signature of the 16-bit-B NT kernels (see
 // _asm/half_nt.go): mr rows of A against blocks of 4 rows of B, ldb
 // counting 16-bit elements.
-type kernHalfNT func(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int)
+type kernHalfNT func(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
 
 // halfNTFamily returns the kernels, by rows-1, for the current level and
 // format, or nil where there are none (below AVX-512, and bfloat16
@@ -33,24 +33,19 @@ func gemmNT32Half(bf bool, m, n, k int, a []float32, lda int, b []uint16, ldb in
 		gemmNT32HalfGo(bf, m, n, k, a, lda, b, ldb, c, ldc)
 		return
 	}
-	// Groups of halfNextKeys keys (the last group taking the remainder)
-	// in blocks of 4; a group's last n mod 4 keys come from one more block
-	// ending at its last key, which sets some scores again to the same
-	// values.
-	groups := max(n/halfNextKeys, 1)
-	pf := newHalfPrefetch(next, groups*((m+halfNTRows-1)/halfNTRows))
+	// Blocks of 4 keys, each prefetching its share of next; the last
+	// n mod 4 keys come from one more block ending at key n-1, which
+	// sets some scores again to the same values.
+	blocks := n / 4
+	lines := (2*len(next) + 63) / 64
+	pfl := (lines + blocks - 1) / blocks
+	pf := unsafe.SliceData(next)
 	for i := 0; i < m; i += halfNTRows {
 		kr := g[min(halfNTRows, m-i)-1]
-		for q := range groups {
-			j0, j1 := q*halfNextKeys, (q+1)*halfNextKeys
-			if q == groups-1 {
-				j1 = n
-			}
-			pf.step()
-			kr(k, &a[i*lda], lda, &b[j0*ldb], ldb, &c[i*ldc+j0], ldc, (j1-j0)/4)
-			if (j1-j0)%4 != 0 {
-				kr(k, &a[i*lda], lda, &b[(j1-4)*ldb], ldb, &c[i*ldc+j1-4], ldc, 1)
-			}
+		kr(k, &a[i*lda], lda, &b[0], ldb, &c[i*ldc], ldc, blocks, pf, pfl)
+		pfl = 0
+		if n%4 != 0 {
+			kr(k, &a[i*lda], lda, &b[(n-4)*ldb], ldb, &c[i*ldc+n-4], ldc, 1, nil, 0)
 		}
 	}
 }

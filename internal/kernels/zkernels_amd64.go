@@ -743,30 +743,30 @@ var gemm32xBF16AVX2 = halfBKernels{
 }
 
 //go:noescape
-func gemmNT32xF16AVX512_1(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int)
+func gemmNT32xF16AVX512_1(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
 
 //go:noescape
-func gemmNT32xF16AVX512_2(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int)
+func gemmNT32xF16AVX512_2(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
 
 //go:noescape
-func gemmNT32xF16AVX512_3(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int)
+func gemmNT32xF16AVX512_3(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
 
 //go:noescape
-func gemmNT32xF16AVX512_4(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int)
+func gemmNT32xF16AVX512_4(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
 
 var gemmNT32xF16AVX512 = [...]kernHalfNT{gemmNT32xF16AVX512_1, gemmNT32xF16AVX512_2, gemmNT32xF16AVX512_3, gemmNT32xF16AVX512_4}
 
 //go:noescape
-func gemmNT32xBF16AVX512_1(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int)
+func gemmNT32xBF16AVX512_1(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
 
 //go:noescape
-func gemmNT32xBF16AVX512_2(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int)
+func gemmNT32xBF16AVX512_2(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
 
 //go:noescape
-func gemmNT32xBF16AVX512_3(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int)
+func gemmNT32xBF16AVX512_3(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
 
 //go:noescape
-func gemmNT32xBF16AVX512_4(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int)
+func gemmNT32xBF16AVX512_4(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
 
 var gemmNT32xBF16AVX512 = [...]kernHalfNT{gemmNT32xBF16AVX512_1, gemmNT32xBF16AVX512_2, gemmNT32xBF16AVX512_3, gemmNT32xBF16AVX512_4}
 

@@ -36543,8 +36543,8 @@ over:
 	VZEROUPPER
 	RET
 
-// func gemmNT32xF16AVX512_1(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int)
-TEXT ·gemmNT32xF16AVX512_1(SB), NOSPLIT, $0-64
+// func gemmNT32xF16AVX512_1(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
+TEXT ·gemmNT32xF16AVX512_1(SB), NOSPLIT, $0-80
 	MOVQ a+8(FP), R14
 	MOVQ lda+16(FP), R8
 	SHLQ $2, R8
@@ -36564,6 +36564,17 @@ TEXT ·gemmNT32xF16AVX512_1(SB), NOSPLIT, $0-64
 	TESTQ R13, R13
 	JZ done
 block:
+	MOVQ pflines+72(FP), CX
+	TESTQ CX, CX
+	JLE nopf
+	MOVQ pf+64(FP), BX
+pfloop:
+	PREFETCHT1 (BX)
+	ADDQ $64, BX
+	DECQ CX
+	JNZ pfloop
+	MOVQ BX, pf+64(FP)
+nopf:
 	MOVQ R14, SI
 	MOVQ R12, DX
 	VPXORD Z0, Z0, Z0
@@ -36713,8 +36724,8 @@ done:
 	VZEROUPPER
 	RET
 
-// func gemmNT32xF16AVX512_2(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int)
-TEXT ·gemmNT32xF16AVX512_2(SB), NOSPLIT, $0-64
+// func gemmNT32xF16AVX512_2(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
+TEXT ·gemmNT32xF16AVX512_2(SB), NOSPLIT, $0-80
 	MOVQ a+8(FP), R14
 	MOVQ lda+16(FP), R8
 	SHLQ $2, R8
@@ -36734,6 +36745,17 @@ TEXT ·gemmNT32xF16AVX512_2(SB), NOSPLIT, $0-64
 	TESTQ R13, R13
 	JZ done
 block:
+	MOVQ pflines+72(FP), CX
+	TESTQ CX, CX
+	JLE nopf
+	MOVQ pf+64(FP), BX
+pfloop:
+	PREFETCHT1 (BX)
+	ADDQ $64, BX
+	DECQ CX
+	JNZ pfloop
+	MOVQ BX, pf+64(FP)
+nopf:
 	MOVQ R14, SI
 	MOVQ R12, DX
 	VPXORD Z0, Z0, Z0
@@ -36915,8 +36937,8 @@ done:
 	VZEROUPPER
 	RET
 
-// func gemmNT32xF16AVX512_3(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int)
-TEXT ·gemmNT32xF16AVX512_3(SB), NOSPLIT, $0-64
+// func gemmNT32xF16AVX512_3(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
+TEXT ·gemmNT32xF16AVX512_3(SB), NOSPLIT, $0-80
 	MOVQ a+8(FP), R14
 	MOVQ lda+16(FP), R8
 	SHLQ $2, R8
@@ -36936,6 +36958,17 @@ TEXT ·gemmNT32xF16AVX512_3(SB), NOSPLIT, $0-64
 	TESTQ R13, R13
 	JZ done
 block:
+	MOVQ pflines+72(FP), CX
+	TESTQ CX, CX
+	JLE nopf
+	MOVQ pf+64(FP), BX
+pfloop:
+	PREFETCHT1 (BX)
+	ADDQ $64, BX
+	DECQ CX
+	JNZ pfloop
+	MOVQ BX, pf+64(FP)
+nopf:
 	MOVQ R14, SI
 	MOVQ R12, DX
 	VPXORD Z0, Z0, Z0
@@ -37149,8 +37182,8 @@ done:
 	VZEROUPPER
 	RET
 
-// func gemmNT32xF16AVX512_4(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int)
-TEXT ·gemmNT32xF16AVX512_4(SB), NOSPLIT, $0-64
+// func gemmNT32xF16AVX512_4(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
+TEXT ·gemmNT32xF16AVX512_4(SB), NOSPLIT, $0-80
 	MOVQ a+8(FP), R14
 	MOVQ lda+16(FP), R8
 	SHLQ $2, R8
@@ -37170,6 +37203,17 @@ TEXT ·gemmNT32xF16AVX512_4(SB), NOSPLIT, $0-64
 	TESTQ R13, R13
 	JZ done
 block:
+	MOVQ pflines+72(FP), CX
+	TESTQ CX, CX
+	JLE nopf
+	MOVQ pf+64(FP), BX
+pfloop:
+	PREFETCHT1 (BX)
+	ADDQ $64, BX
+	DECQ CX
+	JNZ pfloop
+	MOVQ BX, pf+64(FP)
+nopf:
 	MOVQ R14, SI
 	MOVQ R12, DX
 	VPXORD Z0, Z0, Z0
@@ -37415,8 +37459,8 @@ done:
 	VZEROUPPER
 	RET
 
-// func gemmNT32xBF16AVX512_1(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int)
-TEXT ·gemmNT32xBF16AVX512_1(SB), NOSPLIT, $0-64
+// func gemmNT32xBF16AVX512_1(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
+TEXT ·gemmNT32xBF16AVX512_1(SB), NOSPLIT, $0-80
 	MOVQ a+8(FP), R14
 	MOVQ lda+16(FP), R8
 	SHLQ $2, R8
@@ -37436,6 +37480,17 @@ TEXT ·gemmNT32xBF16AVX512_1(SB), NOSPLIT, $0-64
 	TESTQ R13, R13
 	JZ done
 block:
+	MOVQ pflines+72(FP), CX
+	TESTQ CX, CX
+	JLE nopf
+	MOVQ pf+64(FP), BX
+pfloop:
+	PREFETCHT1 (BX)
+	ADDQ $64, BX
+	DECQ CX
+	JNZ pfloop
+	MOVQ BX, pf+64(FP)
+nopf:
 	MOVQ R14, SI
 	MOVQ R12, DX
 	VPXORD Z0, Z0, Z0
@@ -37609,8 +37664,8 @@ done:
 	VZEROUPPER
 	RET
 
-// func gemmNT32xBF16AVX512_2(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int)
-TEXT ·gemmNT32xBF16AVX512_2(SB), NOSPLIT, $0-64
+// func gemmNT32xBF16AVX512_2(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
+TEXT ·gemmNT32xBF16AVX512_2(SB), NOSPLIT, $0-80
 	MOVQ a+8(FP), R14
 	MOVQ lda+16(FP), R8
 	SHLQ $2, R8
@@ -37630,6 +37685,17 @@ TEXT ·gemmNT32xBF16AVX512_2(SB), NOSPLIT, $0-64
 	TESTQ R13, R13
 	JZ done
 block:
+	MOVQ pflines+72(FP), CX
+	TESTQ CX, CX
+	JLE nopf
+	MOVQ pf+64(FP), BX
+pfloop:
+	PREFETCHT1 (BX)
+	ADDQ $64, BX
+	DECQ CX
+	JNZ pfloop
+	MOVQ BX, pf+64(FP)
+nopf:
 	MOVQ R14, SI
 	MOVQ R12, DX
 	VPXORD Z0, Z0, Z0
@@ -37835,8 +37901,8 @@ done:
 	VZEROUPPER
 	RET
 
-// func gemmNT32xBF16AVX512_3(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int)
-TEXT ·gemmNT32xBF16AVX512_3(SB), NOSPLIT, $0-64
+// func gemmNT32xBF16AVX512_3(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
+TEXT ·gemmNT32xBF16AVX512_3(SB), NOSPLIT, $0-80
 	MOVQ a+8(FP), R14
 	MOVQ lda+16(FP), R8
 	SHLQ $2, R8
@@ -37856,6 +37922,17 @@ TEXT ·gemmNT32xBF16AVX512_3(SB), NOSPLIT, $0-64
 	TESTQ R13, R13
 	JZ done
 block:
+	MOVQ pflines+72(FP), CX
+	TESTQ CX, CX
+	JLE nopf
+	MOVQ pf+64(FP), BX
+pfloop:
+	PREFETCHT1 (BX)
+	ADDQ $64, BX
+	DECQ CX
+	JNZ pfloop
+	MOVQ BX, pf+64(FP)
+nopf:
 	MOVQ R14, SI
 	MOVQ R12, DX
 	VPXORD Z0, Z0, Z0
@@ -38093,8 +38170,8 @@ done:
 	VZEROUPPER
 	RET
 
-// func gemmNT32xBF16AVX512_4(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int)
-TEXT ·gemmNT32xBF16AVX512_4(SB), NOSPLIT, $0-64
+// func gemmNT32xBF16AVX512_4(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
+TEXT ·gemmNT32xBF16AVX512_4(SB), NOSPLIT, $0-80
 	MOVQ a+8(FP), R14
 	MOVQ lda+16(FP), R8
 	SHLQ $2, R8
@@ -38114,6 +38191,17 @@ TEXT ·gemmNT32xBF16AVX512_4(SB), NOSPLIT, $0-64
 	TESTQ R13, R13
 	JZ done
 block:
+	MOVQ pflines+72(FP), CX
+	TESTQ CX, CX
+	JLE nopf
+	MOVQ pf+64(FP), BX
+pfloop:
+	PREFETCHT1 (BX)
+	ADDQ $64, BX
+	DECQ CX
+	JNZ pfloop
+	MOVQ BX, pf+64(FP)
+nopf:
 	MOVQ R14, SI
 	MOVQ R12, DX
 	VPXORD Z0, Z0, Z0

@@ -12,8 +12,10 @@ import "fmt"
 // Each block of 4 keys keeps 16 accumulators, one per (row, key) pair, of
 // 16 lanes along k; a transpose-and-add tree then reduces them to the 4 x 4
 // scores. The kernels loop over `blocks` consecutive blocks of 4 keys
-// (B advancing 4 rows, C 4 columns); the last vector of k is masked, so
-// any k is covered. Rows past mr are left at zero and not stored.
+// (B advancing 4 rows, C 4 columns), each block first prefetching the
+// next pflines cache lines from pf into L2; the last vector of k is
+// masked, so any k is covered. Rows past mr are left at zero and not
+// stored.
 
 // halfNTRows is the most rows of A per kernel call.
 const halfNTRows = 4
@@ -43,7 +45,7 @@ func genHalfNTKernel(h halfB, mr int) {
 	acc := func(i, j int) string { return Z(i*4 + j) } // row i, key j
 	key := func(j int) string { return Z(16 + j) }
 	row := func(i int) string { return Z(20 + i) }
-	f := sig(halfNTName(h, mr), ps("k", "int", "a", "*float32", "lda", "int", "b", "*uint16", "ldb", "int", "c", "*float32", "ldc", "int", "blocks", "int"), nil)
+	f := sig(halfNTName(h, mr), ps("k", "int", "a", "*float32", "lda", "int", "b", "*uint16", "ldb", "int", "c", "*float32", "ldc", "int", "blocks", "int", "pf", "*uint16", "pflines", "int"), nil)
 	text(f)
 	// SI: A (R14 its start), R8 lda and R11 3*lda in bytes; DX: B within
 	// the block (R12 the block's first key), R9 ldb and R10 3*ldb in bytes;
@@ -69,6 +71,20 @@ func genHalfNTKernel(h halfB, mr int) {
 	emit("JZ done")
 
 	label("block")
+	// Each block first prefetches the next pflines lines at pf into L2
+	// (PREFETCHT1 never faults), so the caller's prefetch is spread evenly
+	// over the blocks.
+	emit("MOVQ %s, CX", f.fp("pflines"))
+	emit("TESTQ CX, CX")
+	emit("JLE nopf")
+	emit("MOVQ %s, BX", f.fp("pf"))
+	label("pfloop")
+	emit("PREFETCHT1 (BX)")
+	emit("ADDQ $64, BX")
+	emit("DECQ CX")
+	emit("JNZ pfloop")
+	emit("MOVQ BX, %s", f.fp("pf"))
+	label("nopf")
 	emit("MOVQ R14, SI")
 	emit("MOVQ R12, DX")
 	for r := range 16 {
