@@ -44,7 +44,7 @@ func TestMemoryIsLinear(t *testing.T) {
 	}
 	n := 12000
 	if testing.Short() {
-		n = 3000
+		n = 5000
 	}
 	p := attntest.To32(attntest.Case{Heads: 1, N: n, M: n, D: 2, E: 2}.Generate(2))
 	out := attn.NewOutput(p)

@@ -53,3 +53,45 @@ func TestEdgeTilesWorkspace(t *testing.T) {
 		}
 	}
 }
+
+// TestTileRows checks that the query tiles of every key/value head cover
+// each row once, in tiles of at most queryTile rows (windowTile with a
+// sliding window), with half tiles at the end of a long head, for causal
+// and not.
+func TestTileRows(t *testing.T) {
+	for _, n := range []int{1, 100, 143, 144, 200, 288, 300, 576, 577, 865, 4096, 16384} {
+		for x, causal := range []bool{false, true, false, true} {
+			p := &attn.Problem[float32]{Heads: 4, KVHeads: 2, N: n, M: n, D: 4, E: 4, Causal: causal}
+			most := queryTile
+			if x >= 2 {
+				p.Window, most = &attn.Window{Left: 100, Right: -1}, windowTile
+				if n < queryTile/2 {
+					most = queryTile // short heads share tiles as without a window
+				}
+			}
+			cover := make([]int, p.Heads*n)
+			last := 0
+			for kh := range 2 {
+				tileRows(p, kh, func(r0, rows int) {
+					if rows < 1 || rows > most {
+						t.Fatalf("n=%d: a tile of %d rows", n, rows)
+					}
+					for r := r0; r < r0+rows; r++ {
+						cover[r]++
+					}
+					if !causal && r0%n+rows == n {
+						last = rows
+					}
+				})
+			}
+			for r, c := range cover {
+				if c != 1 {
+					t.Fatalf("n=%d causal=%v: row %d in %d tiles", n, causal, r, c)
+				}
+			}
+			if n > 2*queryTile && p.Window == nil && last > queryTile/2 {
+				t.Errorf("n=%d: the last tile has %d rows, want at most %d", n, last, queryTile/2)
+			}
+		}
+	}
+}
