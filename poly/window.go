@@ -473,13 +473,22 @@ func (sw *windowSweep[T]) block(ctx context.Context, t int) []float64 {
 	return m
 }
 
-// finish records the sweep's matrix additions and its most kept blocks.
-func (sw *windowSweep[T]) finish(adds, peak int) {
+// finish records the sweep's matrix additions, its most kept blocks and,
+// in the backward pass, the second queue's (kq) most kept group sums, each
+// with the planner's figure (hp.win).
+func (sw *windowSweep[T]) finish(hp *headPlan, kq *momentQueue) {
 	run := sw.run
 	run.mu.Lock()
-	run.flops += float64(sw.q.adds+adds) * float64(sw.q.size)
-	run.details["window_blocks_kept_max"] = max(sw.q.peak, peak, intDetail(run.details["window_blocks_kept_max"]))
-	run.mu.Unlock()
+	defer run.mu.Unlock()
+	run.flops += float64(sw.q.adds) * float64(sw.q.size)
+	most := func(key string, n int) { run.details[key] = max(n, intDetail(run.details[key])) }
+	most("window_blocks_kept_max", sw.q.peak)
+	most("window_blocks_planned_max", hp.win.stored)
+	if kq != nil {
+		run.flops += float64(kq.adds) * float64(kq.size)
+		most("window_group_sums_kept_max", kq.peak)
+		most("window_group_sums_planned_max", hp.win.keyStored)
+	}
 }
 
 // window computes the polynomial rows of a windowed head: in waves of
@@ -531,7 +540,7 @@ func (run *runner[T]) window(ctx context.Context, h int, hp *headPlan, hk *headK
 	run.mu.Lock()
 	run.flops += float64(flops.Load())
 	run.mu.Unlock()
-	sw.finish(0, 0)
+	sw.finish(hp, nil)
 	return ctx.Err()
 }
 
@@ -674,7 +683,7 @@ func (run *runner[T]) windowBackward(ctx context.Context, st *gradState[T], dq [
 			return err
 		}
 	}
-	sw.finish(kq.adds, kq.peak)
+	sw.finish(hp, kq)
 	return ctx.Err()
 }
 

@@ -91,6 +91,9 @@ func TestWindowAgainstReference(t *testing.T) {
 					if force && c.Name != "narrower-than-a-block" && c.Name != "0-0" && polyRows == 0 {
 						t.Errorf("eps %g: no row took the polynomial path", eps)
 					}
+					if kept, planned := intDetail(st.Details["window_blocks_kept_max"]), intDetail(st.Details["window_blocks_planned_max"]); kept > planned {
+						t.Errorf("the sweep kept %d block moments, the planner counted %d", kept, planned)
+					}
 				}
 			})
 		}
@@ -207,8 +210,15 @@ func TestWindowBackwardNearExactGradient(t *testing.T) {
 				p.Eps = eps
 				dO := attntest.GradOutput(p, 10)
 				g := attn.NewGradients(p)
-				if _, err := (Method{}).Backward64(context.Background(), p, attn.NewOutput(p), dO, g); err != nil {
+				st, err := (Method{}).Backward64(context.Background(), p, attn.NewOutput(p), dO, g)
+				if err != nil {
 					t.Fatal(err)
+				}
+				// The planner's memory counts hold what the sweeps kept.
+				for _, k := range []string{"window_blocks", "window_group_sums"} {
+					if kept, planned := intDetail(st.Details[k+"_kept_max"]), intDetail(st.Details[k+"_planned_max"]); kept > planned {
+						t.Errorf("%s: kept %d, planned %d", k, kept, planned)
+					}
 				}
 				ref := reference.Gradient(p, dO)
 				for _, pair := range []struct {
