@@ -26,7 +26,7 @@ type rates struct {
 	// d + e + 1.
 	pair float64
 	// ball is the time per key and coordinate of one farthest-key search
-	// of the enclosing ball (18 searches per head).
+	// of the enclosing ball (ballWork).
 	ball float64
 	// checkKey is the time per key and unit of d + e of a sampled row of
 	// the reference check (package accurate).
@@ -125,7 +125,8 @@ func calibrate() rates {
 	for x := range kv {
 		kv[x] = float32(r.NormFloat64())
 	}
-	rt.ball = best(reps, func() { enclosingBall(kv, d) }) / (18 * keys * d)
+	c := make([]float64, d)
+	rt.ball = best(reps, func() { farthestKey(kv, d, c, math.Inf(1), nil) }) / (keys * d)
 	p := &attn.Problem[float32]{Heads: 1, N: 1, M: keys, D: d, E: d, Q: kv[:d], K: kv, V: kv, Scale: 1}
 	out := make([]float64, d)
 	rt.checkKey = best(reps, func() { accurate.Row(p, 0, 0, out) }) / (keys * 2 * d)

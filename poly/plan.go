@@ -62,7 +62,7 @@ func estimate[T attn.Float](m Method, p *attn.Problem[T], minEps, uOut float64) 
 // predictSeconds is the cost model: with the unit times rt measured on one
 // core (calibrate) and the work spread over the workers,
 //
-//	setup + [sum over heads of 18 L d ball + L r_max key(e) + sum_i r_i query(e)
+//	setup + [sum over heads of ballWork ball + L r_max key(e) + sum_i r_i query(e)
 //	        + direct pairs (d + e + 1) pair] / workers + check
 //
 // where r_max is the head's largest rank, r_i each polynomial row's rank,
@@ -77,7 +77,6 @@ func predictSeconds[T attn.Float](p *attn.Problem[T], plans []*headPlan, workers
 		if hp.keys == 0 {
 			continue
 		}
-		L := float64(hp.keys)
 		g := 0
 		for i, deg := range hp.degree {
 			if deg == exactRow {
@@ -87,7 +86,7 @@ func predictSeconds[T attn.Float](p *attn.Problem[T], plans []*headPlan, workers
 			g = max(g, deg)
 			work += RankFloat(p.D, deg) * query
 		}
-		work += 18*L*float64(p.D)*rt.ball + float64(hp.momentKeys())*RankFloat(p.D, g)*key + hp.edgePairs()*float64(p.D+p.E+1)*rt.pair
+		work += ballWork(hp.keys, p.D)*rt.ball + float64(hp.momentKeys())*RankFloat(p.D, g)*key + hp.edgePairs()*float64(p.D+p.E+1)*rt.pair
 	}
 	w := float64(max(workers, 1))
 	secs := rt.setup + work/w

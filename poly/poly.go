@@ -257,9 +257,33 @@ func radiusAbout[T attn.Float](keys []T, d int, c []float64) float64 {
 // ballChunk is the fewest keys per goroutine of enclosingBall's searches.
 const ballChunk = 1 << 14
 
+// Enclosing-ball search: a sample of about ballSample / d keys (at least
+// 256, so the steps on it cost a few passes over 2^16 keys), ballSteps
+// Badoiu-Clarkson steps on it per round, at most ballRounds passes over
+// every key after the mean's.
+const (
+	ballSample = 1 << 15
+	ballSteps  = 64
+	ballRounds = 4
+	ballGrow   = 256 // keys per chunk added to the sample per round
+)
+
+// ballWork is the most key coordinates enclosingBall reads for L keys in
+// d dimensions, for the cost model: the mean, the search about it and one
+// per round over every key, and the steps on the sample.
+func ballWork(L, d int) float64 {
+	sample := min(L, max(ballSample/d, 256)+1) + ballRounds*(ballGrow*runtime.GOMAXPROCS(0)+1)
+	return float64(d) * (float64(2+ballRounds)*float64(L) + float64(ballRounds*ballSteps*sample))
+}
+
 // enclosingBall returns a centre mu and R >= max_j |k_j - mu| (rounded up):
-// the better of the mean and a few Badoiu-Clarkson steps towards the
-// farthest key, which approach the smallest enclosing ball.
+// the better of the mean and a centre found by Badoiu-Clarkson steps
+// towards the farthest point, which approach the smallest enclosing ball.
+// The steps run on a sample of the keys (a core set): each round takes
+// them on the sample, measures the true radius about the centre they reach
+// in one pass over every key, and adds the key found farthest to the
+// sample, until that key is barely outside the sample's ball. The radius
+// returned is always such a pass's, so the sample only steers the centre.
 func enclosingBall[T attn.Float](keys []T, d int) ([]float64, float64) {
 	L := len(keys) / d
 	mean := make([]float64, d)
@@ -272,46 +296,20 @@ func enclosingBall[T attn.Float](keys []T, d int) ([]float64, float64) {
 		mean[t] /= float64(L)
 	}
 	// farthest is the first key farthest from c, searched in chunks on
-	// every core (it runs 18 times over all keys).
+	// every core; it also lists up to ballGrow keys per chunk further
+	// than sqrt(beyond) from c.
 	chunks := max(1, min(runtime.GOMAXPROCS(0), L/ballChunk))
 	bests, bestDs := make([]int, chunks), make([]float64, chunks)
-	farthest := func(c []float64) (int, float64) {
+	outside := make([][]int, chunks)
+	farthest := func(c []float64, beyond float64) (int, float64, [][]int) {
 		parallel.For(context.Background(), chunks, chunks, func(x int) {
-			best, bestD := 0, -1.0
-			j, end := x*L/chunks, (x+1)*L/chunks
-			// Four keys at a time: four independent chains of additions
-			// (each key's sum in the same order as one at a time).
-			var s4 [4]float64
-			for ; j+4 <= end; j += 4 {
-				k4 := keys[j*d : (j+4)*d]
-				s4 = [4]float64{}
-				for t, ct := range c[:d] {
-					d0 := float64(k4[t]) - ct
-					d1 := float64(k4[d+t]) - ct
-					d2 := float64(k4[2*d+t]) - ct
-					d3 := float64(k4[3*d+t]) - ct
-					s4[0] += d0 * d0
-					s4[1] += d1 * d1
-					s4[2] += d2 * d2
-					s4[3] += d3 * d3
-				}
-				for y, s := range s4 {
-					if s > bestD {
-						best, bestD = j+y, s
-					}
-				}
+			j0, j1 := x*L/chunks, (x+1)*L/chunks
+			outside[x] = outside[x][:0]
+			bests[x], bestDs[x] = farthestKey(keys[j0*d:j1*d], d, c, beyond, &outside[x])
+			bests[x] += j0
+			for y := range outside[x] {
+				outside[x][y] += j0
 			}
-			for ; j < end; j++ {
-				var s float64
-				for t, y := range keys[j*d : (j+1)*d] {
-					diff := float64(y) - c[t]
-					s += diff * diff
-				}
-				if s > bestD {
-					best, bestD = j, s
-				}
-			}
-			bests[x], bestDs[x] = best, bestD
 		})
 		best, bestD := 0, -1.0
 		for x := range chunks {
@@ -319,27 +317,104 @@ func enclosingBall[T attn.Float](keys []T, d int) ([]float64, float64) {
 				best, bestD = bests[x], bestDs[x]
 			}
 		}
-		return best, math.Sqrt(bestD)
+		return best, math.Sqrt(bestD), outside
 	}
 	bestC := append([]float64(nil), mean...)
-	_, bestR := farthest(mean)
-	c := append([]float64(nil), mean...)
-	for it := 1; it <= 16 && L > 1; it++ {
-		j, r := farthest(c)
-		if r < bestR {
-			bestR = r
-			copy(bestC, c)
+	_, bestR, _ := farthest(mean, math.Inf(1))
+	if L > 1 {
+		// The sample, in float64: every stride-th key.
+		stride := max(1, L/max(ballSample/d, 256))
+		var sample []float64
+		for j := 0; j < L; j += stride {
+			for _, x := range keys[j*d : (j+1)*d] {
+				sample = append(sample, float64(x))
+			}
 		}
-		for t, x := range keys[j*d : (j+1)*d] {
-			c[t] += (float64(x) - c[t]) / float64(it+1)
+		c, cs := make([]float64, d), make([]float64, d)
+		for range ballRounds {
+			// The steps' best centre on the sample, cs, with its radius
+			// there.
+			copy(c, mean)
+			sampleD := math.Inf(1)
+			for it := 1; it <= ballSteps; it++ {
+				j, s := farthestKey(sample, d, c, math.Inf(1), nil)
+				if s < sampleD {
+					sampleD = s
+					copy(cs, c)
+				}
+				for t, x := range sample[j*d : (j+1)*d] {
+					c[t] += (x - c[t]) / float64(it+1)
+				}
+			}
+			// That centre measured on every key; the keys outside the
+			// sample's ball about it join the sample.
+			j, r, out := farthest(cs, sampleD*(1+2e-3))
+			if r < bestR {
+				bestR = r
+				copy(bestC, cs)
+			}
+			if r <= math.Sqrt(sampleD)*(1+1e-3) {
+				break // the sample's ball is (nearly) every key's
+			}
+			for _, js := range append(out, []int{j}) {
+				for _, j := range js {
+					for _, x := range keys[j*d : (j+1)*d] {
+						sample = append(sample, float64(x))
+					}
+				}
+			}
 		}
-	}
-	if _, r := farthest(c); r < bestR {
-		bestR = r
-		copy(bestC, c)
 	}
 	// Round up so that |k - mu| <= R holds for the exact values.
 	return bestC, radiusFloor(bestC, bestR*(1+1e-12))
+}
+
+// farthestKey returns the first of the keys (rows of d) farthest from c
+// and its squared distance, and appends to outside (if not nil) up to
+// ballGrow keys at a squared distance above beyond.
+func farthestKey[T attn.Float](keys []T, d int, c []float64, beyond float64, outside *[]int) (int, float64) {
+	best, bestD := 0, -1.0
+	end := len(keys) / d
+	j := 0
+	// Four keys at a time: four independent chains of additions (each
+	// key's sum in the same order as one at a time).
+	var s4 [4]float64
+	for ; j+4 <= end; j += 4 {
+		k4 := keys[j*d : (j+4)*d]
+		s4 = [4]float64{}
+		for t, ct := range c[:d] {
+			d0 := float64(k4[t]) - ct
+			d1 := float64(k4[d+t]) - ct
+			d2 := float64(k4[2*d+t]) - ct
+			d3 := float64(k4[3*d+t]) - ct
+			s4[0] += d0 * d0
+			s4[1] += d1 * d1
+			s4[2] += d2 * d2
+			s4[3] += d3 * d3
+		}
+		for y, s := range s4 {
+			if s > bestD {
+				best, bestD = j+y, s
+			}
+			if s > beyond && outside != nil && len(*outside) < ballGrow {
+				*outside = append(*outside, j+y)
+			}
+		}
+	}
+	for ; j < end; j++ {
+		var s float64
+		for t, y := range keys[j*d : (j+1)*d] {
+			diff := float64(y) - c[t]
+			s += diff * diff
+		}
+		if s > bestD {
+			best, bestD = j, s
+		}
+		if s > beyond && outside != nil && len(*outside) < ballGrow {
+			*outside = append(*outside, j)
+		}
+	}
+	return best, bestD
 }
 
 // radiusFloor keeps R away from zero (identical keys): any R >= max |k - mu|

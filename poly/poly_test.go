@@ -163,3 +163,50 @@ func TestDeclinesLargeEntries(t *testing.T) {
 		t.Fatalf("eps below the floor: got %v", err)
 	}
 }
+
+// TestEnclosingBall: the radius covers every key, including far keys the
+// search's sample does not hold (a lone outlier, a cluster off to one
+// side), and is no larger than the radius about the mean.
+func TestEnclosingBall(t *testing.T) {
+	r := rand.New(rand.NewPCG(4, 4))
+	for _, d := range []int{1, 3, 8, 64} {
+		for kind := range 4 {
+			L := 1<<16 + 7
+			keys := make([]float32, L*d)
+			for x := range keys {
+				keys[x] = float32(r.NormFloat64())
+			}
+			switch kind {
+			case 1: // one outlier between sampled keys
+				for t := range d {
+					keys[(L/2+1)*d+t] = 40
+				}
+			case 2: // a far cluster of a few keys
+				for j := 100; j < 110; j++ {
+					keys[j*d] = 25 + float32(j)
+				}
+			case 3: // identical keys
+				clear(keys)
+			}
+			mu, R := enclosingBall(keys, d)
+			var maxD, meanD float64
+			mean := make([]float64, d)
+			for j := range L {
+				for t := range d {
+					mean[t] += float64(keys[j*d+t]) / float64(L)
+				}
+			}
+			for j := range L {
+				var s, sm float64
+				for t := range d {
+					s += (float64(keys[j*d+t]) - mu[t]) * (float64(keys[j*d+t]) - mu[t])
+					sm += (float64(keys[j*d+t]) - mean[t]) * (float64(keys[j*d+t]) - mean[t])
+				}
+				maxD, meanD = max(maxD, math.Sqrt(s)), max(meanD, math.Sqrt(sm))
+			}
+			if !(R >= maxD) || R > meanD*(1+1e-9)+1e-9 {
+				t.Errorf("d = %d, kind %d: R = %.6g, farthest key %.6g, radius about the mean %.6g", d, kind, R, maxD, meanD)
+			}
+		}
+	}
+}
