@@ -167,13 +167,15 @@ func planHead[T attn.Float](p *attn.Problem[T], h int, deg *degreeTable, bump in
 	if testCentre != nil {
 		hp.mu, hp.radius = testCentre, radiusAbout(keys, p.D, testCentre)
 	}
+	// The forward also bounds each row's range through the keys'
+	// bounding box (see rowBeta); the backward keeps Cauchy-Schwarz's.
+	var half []float64
+	if bump == 0 {
+		half = halfWidths(keys, p.D, hp.mu)
+	}
 	q := p.Q[h*p.N*p.D : (h+1)*p.N*p.D]
 	for i := range p.N {
-		var nq float64
-		for _, x := range q[i*p.D : (i+1)*p.D] {
-			nq += float64(x) * float64(x)
-		}
-		b := p.Scale * math.Sqrt(nq) * hp.radius * (1 + 1e-12)
+		b := rowBeta(q[i*p.D:(i+1)*p.D], p.Scale, hp.radius, half)
 		g, err := deg.degreeFor(b)
 		if err != nil {
 			return nil, err
@@ -192,6 +194,44 @@ func planHead[T attn.Float](p *attn.Problem[T], h int, deg *degreeTable, bump in
 		hp.capDegree(p.D, p.E)
 	}
 	return hp, nil
+}
+
+// rowBeta returns beta >= sum_t |w_t u_t| for the row's w = s R q and
+// every normalised key u = (k - mu)/R, which bounds both the exponent
+// |w.u| the polynomial must cover and the sums of absolute values of the
+// terms bound charges (sum_alpha |c_alpha w^alpha u^alpha| <= sum_k |c_k|
+// beta^k): the smaller of Cauchy-Schwarz's s |q| R (|u| <= 1) and, if half
+// is not nil, the box's s sum_t |q_t| half_t (|k_t - mu_t| <= half_t),
+// rounded up.
+func rowBeta[T attn.Float](q []T, scale, radius float64, half []float64) float64 {
+	var nq, box float64
+	for t, x := range q {
+		nq += float64(x) * float64(x)
+		if half != nil {
+			box += math.Abs(float64(x)) * half[t]
+		}
+	}
+	b := scale * math.Sqrt(nq) * radius * (1 + 1e-12)
+	if half != nil {
+		b = min(b, scale*box*(1+float64(len(q)+4)*0x1p-52))
+	}
+	return b
+}
+
+// halfWidths returns half_t >= |k_t - mu_t| for every key (rows of d),
+// rounded up.
+func halfWidths[T attn.Float](keys []T, d int, mu []float64) []float64 {
+	lo, hi := make([]float64, d), make([]float64, d)
+	for t := range d {
+		lo[t], hi[t] = math.Inf(1), math.Inf(-1)
+	}
+	attn.RowRange(keys, lo, hi)
+	half := make([]float64, d)
+	for t := range d {
+		// Each difference is within a rounding of the exact one.
+		half[t] = max(hi[t]-mu[t], mu[t]-lo[t]) * (1 + 0x1p-50)
+	}
+	return half
 }
 
 // capDegree picks the degree cap that minimises the head's flops: key
@@ -550,17 +590,29 @@ func exactBound(beta float64, L, d int, uOut float64) float64 {
 // rows of bound (polynomial rows) or exactBound (rows computed exactly). The
 // planner calls it before running, the forward while running.
 func planBound(hp *headPlan, deg *degreeTable, d int, uOut float64) (float64, error) {
+	// bound depends on the row's degree alone and exactBound grows with
+	// beta: one evaluation per degree and one for the widest exact row.
 	var b float64
+	var seen []bool
+	exactBeta := math.Inf(-1)
 	for i, g := range hp.degree {
 		if g == exactRow {
-			b = max(b, exactBound(hp.beta[i], hp.sumTerms(), d, uOut))
+			exactBeta = max(exactBeta, hp.beta[i])
 			continue
 		}
+		if g < len(seen) && seen[g] {
+			continue
+		}
+		seen = append(seen, make([]bool, max(g+1-len(seen), 0))...)
+		seen[g] = true
 		a, err := deg.polynomial(g)
 		if err != nil {
 			return 0, err
 		}
 		b = max(b, bound(a, hp.sumTerms(), Rank(d, g), uOut))
+	}
+	if !math.IsInf(exactBeta, -1) {
+		b = max(b, exactBound(exactBeta, hp.sumTerms(), d, uOut))
 	}
 	return b, nil
 }
