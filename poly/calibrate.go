@@ -8,7 +8,6 @@ import (
 
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/internal/accurate"
-	"github.com/fastattn/fastattn/internal/kernels"
 )
 
 // rates are the planner's unit times on one core, measured once per process
@@ -96,10 +95,7 @@ func calibrate() rates {
 			scaled[x] = r.NormFloat64()
 		}
 		yt := make([]float64, e1*rows)
-		query = best(reps, func() {
-			ht := mono.evalBlock(wt, rows, rows, s.h[:rk*rows], rk, nil)
-			kernels.GemmNN64(e1, rows, rk, scaled, rk, ht, rows, yt, rows)
-		}) / float64(rows*rk)
+		query = best(reps, func() { hk.queryProducts(s, scaled, wt, rows, rk, yt) }) / float64(rows*rk)
 		const direct = 16
 		w := make([]float64, direct*d)
 		for x := range w {

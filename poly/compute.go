@@ -187,29 +187,54 @@ func (run *runner[T]) rowBlock(s *scratch, h int, hp *headPlan, hk *headKeys[T],
 	return nil
 }
 
-// scaledMoments returns the first r_g rows of the key moments (r x (e+1))
-// transposed, (e+1) x r_g, each multiplied by its query-side coefficient
-// c_|alpha| |alpha|!/alpha!: then the query features are the plain
-// monomials w^alpha, built for a block of rows at once, and
-// sum_alpha w^alpha coefficient_alpha u^alpha = P(s q.(k - mu)).
+// scaledMoments returns the first r_g rows of the key moments (r x (e+1)),
+// each multiplied by its query-side coefficient c_|alpha| |alpha|!/alpha!:
+// then the query features are the plain monomials w^alpha, built for a
+// block of rows at once, and sum_alpha w^alpha coefficient_alpha u^alpha =
+// P(s q.(k - mu)). They are laid out for queryProducts: r_g x (e+1) as
+// they are for kernels.MonoApply64, else transposed, (e+1) x r_g, for a
+// GEMM.
 func (hk *headKeys[T]) scaledMoments(a polyexp.Approx, moments []float64) []float64 {
 	m := hk.mono
 	rg := Rank(m.d, a.Degree)
 	e1 := hk.e + 1
 	st := make([]float64, e1*rg)
+	fused := kernels.MonoApplyFast(e1)
 	for al := range rg {
 		c := a.Coeffs[m.degree[al]] * m.multi[al]
 		for col := range e1 {
-			st[col*rg+al] = c * moments[al*e1+col]
+			if fused {
+				st[al*e1+col] = c * moments[al*e1+col]
+			} else {
+				st[col*rg+al] = c * moments[al*e1+col]
+			}
 		}
 	}
 	return st
 }
 
+// queryProducts sets yt ((e+1) x cnt) to the scaled moments (from
+// scaledMoments, r_g monomials) applied to the monomials of the cnt rows
+// wt (d x cnt, variable-major): with the vector kernel, blocks of rows
+// whose monomials meet the moments as they are built; else the rows'
+// monomials as an r_g x cnt matrix (each monomial one vector product over
+// the rows) times the moments.
+func (hk *headKeys[T]) queryProducts(s *scratch, scaled, wt []float64, cnt, rg int, yt []float64) {
+	e1 := hk.e + 1
+	if kernels.MonoApplyFast(e1) {
+		for k0 := 0; k0 < cnt; k0 += kernels.MonoApplyBlock {
+			n := min(kernels.MonoApplyBlock, cnt-k0)
+			kernels.MonoApply64(yt[k0:], cnt, scaled, e1, wt[k0:], cnt, n, hk.mono.table, rg, s.h)
+		}
+		return
+	}
+	ht := hk.mono.evalBlock(wt, cnt, cnt, s.h[:rg*cnt], rg, nil)
+	clear(yt)
+	kernels.GemmNN64(e1, cnt, rg, scaled, rg, ht, cnt, yt, cnt)
+}
+
 // degreeGroup computes rows of one degree: with scaled (the moments from
-// scaledMoments) their polynomial part as one product of the scaled
-// moments by the rows' monomials (r_g x rows, monomial-major, so each
-// monomial is one vector product over the rows), then the keys from cEnd
+// scaledMoments) their polynomial part (queryProducts), then the keys from cEnd
 // on and (windows) before cStart exactly.
 func (run *runner[T]) degreeGroup(s *scratch, h int, hp *headPlan, hk *headKeys[T], a polyexp.Approx, group []int, scaled []float64, cStart, cEnd int, flops *atomic.Uint64) error {
 	p := run.p
@@ -234,10 +259,8 @@ func (run *runner[T]) degreeGroup(s *scratch, h int, hp *headPlan, hk *headKeys[
 	f := uint64(exactFlops)
 	if scaled != nil {
 		rg := Rank(d, a.Degree)
-		ht := hk.mono.evalBlock(wt, cnt, cnt, s.h[:rg*cnt], rg, nil)
 		yt := s.yt[:e1*cnt]
-		clear(yt)
-		kernels.GemmNN64(e1, cnt, rg, scaled, rg, ht, cnt, yt, cnt)
+		hk.queryProducts(s, scaled, wt, cnt, rg, yt)
 		for k := range cnt {
 			for c := range e1 {
 				y[k*e1+c] = yt[c*cnt+k]

@@ -22,6 +22,7 @@ type monomials struct {
 	degree []int32   // |alpha|
 	multi  []float64 // |alpha|! / alpha!, the multinomial coefficient
 	starts []int     // starts[j] = number of monomials of degree < j; starts[g+1] = total
+	table  *kernels.MonoTable
 }
 
 // Rank is C(d+g, g), the number of monomials in d variables of degree <= g.
@@ -76,6 +77,7 @@ func newMonomials(d, g int) *monomials {
 		lo, hi = hi, len(m.parent)
 	}
 	m.starts = append(m.starts, len(m.parent))
+	m.table = kernels.NewMonoTable(m.parent, m.vari, d)
 	return m
 }
 

@@ -786,6 +786,57 @@ func mulSumF64AVX512(dst *float64, a *float64, b *float64, n int) (s float64)
 func dotsF64AVX512(c *float64, a *float64, b *float64, ldb int, k int, n int)
 
 //go:noescape
+func monoApplyF64AVX512_1(y *float64, ldy int, s *float64, x *float64, ldx int, parent *int32, vari *int32, r int, h *float64, m1 int, m2 int)
+
+//go:noescape
+func monoApplyF64AVX512_2(y *float64, ldy int, s *float64, x *float64, ldx int, parent *int32, vari *int32, r int, h *float64, m1 int, m2 int)
+
+//go:noescape
+func monoApplyF64AVX512_3(y *float64, ldy int, s *float64, x *float64, ldx int, parent *int32, vari *int32, r int, h *float64, m1 int, m2 int)
+
+//go:noescape
+func monoApplyF64AVX512_4(y *float64, ldy int, s *float64, x *float64, ldx int, parent *int32, vari *int32, r int, h *float64, m1 int, m2 int)
+
+//go:noescape
+func monoApplyF64AVX512_5(y *float64, ldy int, s *float64, x *float64, ldx int, parent *int32, vari *int32, r int, h *float64, m1 int, m2 int)
+
+//go:noescape
+func monoApplyF64AVX512_6(y *float64, ldy int, s *float64, x *float64, ldx int, parent *int32, vari *int32, r int, h *float64, m1 int, m2 int)
+
+//go:noescape
+func monoApplyF64AVX512_7(y *float64, ldy int, s *float64, x *float64, ldx int, parent *int32, vari *int32, r int, h *float64, m1 int, m2 int)
+
+//go:noescape
+func monoApplyF64AVX512_8(y *float64, ldy int, s *float64, x *float64, ldx int, parent *int32, vari *int32, r int, h *float64, m1 int, m2 int)
+
+//go:noescape
+func monoApplyF64AVX512_9(y *float64, ldy int, s *float64, x *float64, ldx int, parent *int32, vari *int32, r int, h *float64, m1 int, m2 int)
+
+//go:noescape
+func monoApplyF64AVX512_10(y *float64, ldy int, s *float64, x *float64, ldx int, parent *int32, vari *int32, r int, h *float64, m1 int, m2 int)
+
+//go:noescape
+func monoApplyF64AVX512_11(y *float64, ldy int, s *float64, x *float64, ldx int, parent *int32, vari *int32, r int, h *float64, m1 int, m2 int)
+
+//go:noescape
+func monoApplyF64AVX512_12(y *float64, ldy int, s *float64, x *float64, ldx int, parent *int32, vari *int32, r int, h *float64, m1 int, m2 int)
+
+var monoApplyF64AVX512 = [...]func(y *float64, ldy int, s *float64, x *float64, ldx int, parent *int32, vari *int32, r int, h *float64, m1 int, m2 int){
+	monoApplyF64AVX512_1,
+	monoApplyF64AVX512_2,
+	monoApplyF64AVX512_3,
+	monoApplyF64AVX512_4,
+	monoApplyF64AVX512_5,
+	monoApplyF64AVX512_6,
+	monoApplyF64AVX512_7,
+	monoApplyF64AVX512_8,
+	monoApplyF64AVX512_9,
+	monoApplyF64AVX512_10,
+	monoApplyF64AVX512_11,
+	monoApplyF64AVX512_12,
+}
+
+//go:noescape
 func peakFMAF32AVX512(n int)
 
 //go:noescape

@@ -80,7 +80,7 @@ type param struct{ name, typ string }
 
 // sizes of the Go types the kernels take, for the ABI0 frame layout.
 var typeSize = map[string]int{"int": 8, "bool": 1, "float32": 4, "float64": 8, "uint16": 2,
-	"*float32": 8, "*float64": 8, "*uint16": 8, "*uint32": 8}
+	"*float32": 8, "*float64": 8, "*uint16": 8, "*uint32": 8, "*int32": 8}
 
 // signature is one assembly function: the single source of its Go
 // declaration, the comment above its TEXT line, its frame size and the
@@ -208,6 +208,7 @@ func main() {
 	genSoftmaxGrad(f64)
 	genMul()
 	genDots() // dots.go
+	genMono() // mono.go
 	genPeak("peakFMAF32AVX512", func(i int) { emit("VFMADD231PS Z30, Z31, Z%d", i) })
 	genPeak("peakFMAF64AVX512", func(i int) { emit("VFMADD231PD Z30, Z31, Z%d", i) })
 	genPeak("peakDPBF16AVX512", func(i int) { vdpbf16ps(i, 30, 31) })

@@ -1,0 +1,16 @@
+//go:build amd64 && gc && !purego
+
+package kernels
+
+func monoApplyFast(nc int) bool {
+	return level >= levelAVX512 && nc >= 1 && nc <= len(monoApplyF64AVX512)
+}
+
+func monoApply64(y []float64, ldy int, s []float64, nc int, x []float64, ldx, cnt int, parent, vari []int32, r int, h []float64) {
+	if !monoApplyFast(nc) {
+		monoApply64Go(y, ldy, s, nc, x, ldx, cnt, parent, vari, r, h)
+		return
+	}
+	m1, m2 := 1<<min(cnt, 8)-1, 1<<max(cnt-8, 0)-1
+	monoApplyF64AVX512[nc-1](&y[0], ldy, &s[0], &x[0], ldx, &parent[0], &vari[0], r, &h[0], m1, m2)
+}

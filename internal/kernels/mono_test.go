@@ -1,0 +1,83 @@
+package kernels
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// TestMonoApply64Levels checks MonoApply64 at every dispatch level against
+// a direct evaluation of each monomial, for every column count the vector
+// kernels cover and one beyond, point counts 1..16 (both lane masks), and
+// canaries past each output row and after the last.
+func TestMonoApply64Levels(t *testing.T) {
+	r := rand.New(rand.NewPCG(21, 22))
+	const d = 5
+	// A graded table in d variables up to degree 3, as the polynomial
+	// method builds it: parents first, each child one variable more.
+	parent, vari := []int32{0}, []int32{0}
+	last := []int{-1}
+	lo, hi := 0, 1
+	for range 3 {
+		for p := lo; p < hi; p++ {
+			for v := max(last[p], 0); v < d; v++ {
+				parent, vari, last = append(parent, int32(p)), append(vari, int32(v)), append(last, v)
+			}
+		}
+		lo, hi = hi, len(parent)
+	}
+	rk := len(parent)
+	table := NewMonoTable(parent, vari, d)
+	for _, l := range levels() {
+		atLevel(t, l, func() {
+			for _, nc := range []int{1, 2, 5, 9, 12, 13} {
+				for cnt := 1; cnt <= MonoApplyBlock; cnt++ {
+					for _, rr := range []int{1, 6, rk} {
+						ldx, ldy := cnt+3, cnt+2
+						x := make([]float64, d*ldx)
+						for i := range x {
+							x[i] = 2*r.Float64() - 1
+						}
+						s := make([]float64, rr*nc)
+						for i := range s {
+							s[i] = r.NormFloat64()
+						}
+						y := make([]float64, nc*ldy+1)
+						for i := range y {
+							y[i] = 42
+						}
+						h := make([]float64, rk*MonoApplyBlock)
+						MonoApply64(y, ldy, s, nc, x, ldx, cnt, table, rr, h)
+						for c := range nc {
+							for i := range ldy {
+								got := y[c*ldy+i]
+								if i >= cnt {
+									if got != 42 {
+										t.Fatalf("level %s, nc %d, cnt %d: canary y[%d][%d] = %g", levelName(l), nc, cnt, c, i, got)
+									}
+									continue
+								}
+								var want, abs float64
+								mono := make([]float64, rr)
+								for a := range rr {
+									mono[a] = 1
+									if a > 0 {
+										mono[a] = mono[parent[a]] * x[int(vari[a])*ldx+i]
+									}
+									want += s[a*nc+c] * mono[a]
+									abs += math.Abs(s[a*nc+c] * mono[a])
+								}
+								if math.Abs(got-want) > 1e-14*abs {
+									t.Fatalf("level %s, nc %d, cnt %d, r %d: y[%d][%d] = %.17g, want %.17g", levelName(l), nc, cnt, rr, c, i, got, want)
+								}
+							}
+						}
+						if y[nc*ldy] != 42 {
+							t.Fatalf("level %s, nc %d, cnt %d: canary after the last row overwritten", levelName(l), nc, cnt)
+						}
+					}
+				}
+			}
+		})
+	}
+}
