@@ -19,6 +19,7 @@ func newScratch(r, e1, d int) *scratch {
 		scores: make([]float64, queryBlock*keyBlock),
 		yt:     make([]float64, e1*queryBlock), wt: make([]float64, d*queryBlock),
 		limits: make([]int, queryBlock), sums: make([]float64, r),
+		vt: make([]float64, e1*kernels.MonoMomentsBlock), upad: make([]float64, d*kernels.MonoMomentsBlock),
 	}
 }
 
@@ -60,6 +61,10 @@ func (run *runner[T]) parallelBlocks(ctx context.Context, b0, b1 int, work func(
 // denominators' column as the feature rows' sums, taken while building
 // them.
 func (hk *headKeys[T]) addMoments(s *scratch, j0, j1 int, dst []float64) {
+	if kernels.MonoMomentsFast() {
+		hk.addMomentsFused(s, j0, j1, dst)
+		return
+	}
 	bs := j1 - j0
 	e, e1 := hk.e, hk.e+1
 	f := hk.mono.evalBlock(hk.ut[j0:], hk.L, bs, s.feat, hk.r, s.sums[:hk.r])
@@ -68,6 +73,43 @@ func (hk *headKeys[T]) addMoments(s *scratch, j0, j1 int, dst []float64) {
 	}
 	for a, sum := range s.sums[:hk.r] {
 		dst[a*e1+e] += sum
+	}
+}
+
+// addMomentsFused is addMoments by kernels.MonoMoments64, 128 keys at a
+// time: each monomial meets the block's values (transposed, with a row of
+// ones for the denominators) as it is built, the features never written
+// out as a matrix. A block past the last key is padded with zero keys of
+// zero weight.
+func (hk *headKeys[T]) addMomentsFused(s *scratch, j0, j1 int, dst []float64) {
+	const w = kernels.MonoMomentsBlock
+	e, e1, d := hk.e, hk.e+1, hk.mono.d
+	for k0 := j0; k0 < j1; k0 += w {
+		n := min(w, j1-k0)
+		vt := s.vt[:e1*w]
+		for c := range e {
+			row := vt[c*w : (c+1)*w]
+			for j := range n {
+				row[j] = float64(hk.vals[(k0+j)*e+c])
+			}
+			clear(row[n:])
+		}
+		ones := vt[e*w : e1*w]
+		for j := range ones {
+			ones[j] = 0
+			if j < n {
+				ones[j] = 1
+			}
+		}
+		u, ldu := hk.ut[k0:], hk.L
+		if k0+w > hk.L || len(hk.ut) < (d-1)*hk.L+k0+w {
+			u, ldu = s.upad[:d*w], w
+			for t := range d {
+				copy(u[t*w:t*w+n], hk.ut[t*hk.L+k0:t*hk.L+k0+n])
+				clear(u[t*w+n : (t+1)*w])
+			}
+		}
+		kernels.MonoMoments64(dst, e1, vt, u, ldu, hk.mono.table, hk.r, s.feat)
 	}
 }
 

@@ -906,6 +906,8 @@ type scratch struct {
 	limits  []int     // queryBlock key limits
 	groups  [][]int   // a query block's rows by degree
 	sums    []float64 // r feature-row sums of a key block
+	vt      []float64 // (e+1) x 128 values of a key block, transposed, with ones
+	upad    []float64 // d x 128 normalised keys of a last, partial block
 	w       []float64 // queryBlock x d scaled queries
 	scores  []float64 // queryBlock x keyBlock exponents, for keys added exactly
 	grad    *gradScratch

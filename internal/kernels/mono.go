@@ -75,3 +75,52 @@ func monoApply64Go(y []float64, ldy int, s []float64, nc int, x []float64, ldx, 
 		}
 	}
 }
+
+// MonoMomentsBlock is the number of points MonoMoments64 takes per call.
+const MonoMomentsBlock = 128
+
+// MonoMoments64 evaluates the first r monomials of table m at
+// MonoMomentsBlock points given variable-major (variable t of point j at
+// u[t*ldu+j]) and adds to mom[a*e1+c] the sum over the points of h_a(point
+// j) vt[c*MonoMomentsBlock+j], for the e1 rows of vt: the moments of the
+// points' monomials against e1 weights per point (points to leave out get
+// zero weights). Each sum is over the block's points in an order of the
+// implementation's choosing, then added to mom. h is scratch of at least
+// r*MonoMomentsBlock.
+func MonoMoments64(mom []float64, e1 int, vt, u []float64, ldu int, m *MonoTable, r int, h []float64) {
+	const w = MonoMomentsBlock
+	if e1 <= 0 || r <= 0 {
+		return
+	}
+	if r > len(m.parent) || len(mom) < r*e1 || len(vt) < e1*w || len(h) < r*w || ldu < w || len(u) < (m.d-1)*ldu+w {
+		panic("kernels: MonoMoments64: bad sizes")
+	}
+	monoMoments64(mom, e1, vt, u, ldu, m.parent, m.vari, r, h)
+}
+
+// MonoMomentsFast reports whether MonoMoments64 runs a vector kernel.
+func MonoMomentsFast() bool { return monoMomentsFast() }
+
+func monoMoments64Go(mom []float64, e1 int, vt, u []float64, ldu int, parent, vari []int32, r int, h []float64) {
+	const w = MonoMomentsBlock
+	for j := range w {
+		h[j] = 1
+	}
+	for a := range r {
+		ha := h[a*w : (a+1)*w]
+		if a > 0 {
+			hp := h[int(parent[a])*w : int(parent[a])*w+w]
+			ut := u[int(vari[a])*ldu : int(vari[a])*ldu+w]
+			for j := range w {
+				ha[j] = hp[j] * ut[j]
+			}
+		}
+		for c := range e1 {
+			var sum float64
+			for j, x := range vt[c*w : (c+1)*w] {
+				sum += ha[j] * x
+			}
+			mom[a*e1+c] += sum
+		}
+	}
+}

@@ -81,3 +81,67 @@ func TestMonoApply64Levels(t *testing.T) {
 		})
 	}
 }
+
+// TestMonoMoments64Levels checks MonoMoments64 at every dispatch level
+// against direct sums of each monomial, for several weight-row counts and
+// prefixes of the table, with a canary after the moments, adding to what
+// the moments held.
+func TestMonoMoments64Levels(t *testing.T) {
+	r := rand.New(rand.NewPCG(23, 24))
+	const d, w = 4, MonoMomentsBlock
+	parent, vari := []int32{0}, []int32{0}
+	last := []int{-1}
+	lo, hi := 0, 1
+	for range 4 {
+		for p := lo; p < hi; p++ {
+			for v := max(last[p], 0); v < d; v++ {
+				parent, vari, last = append(parent, int32(p)), append(vari, int32(v)), append(last, v)
+			}
+		}
+		lo, hi = hi, len(parent)
+	}
+	rk := len(parent)
+	table := NewMonoTable(parent, vari, d)
+	for _, l := range levels() {
+		atLevel(t, l, func() {
+			for _, e1 := range []int{1, 2, 9, 17} {
+				for _, rr := range []int{1, 5, rk} {
+					ldu := w + 5
+					u := make([]float64, d*ldu)
+					for i := range u {
+						u[i] = 2*r.Float64() - 1
+					}
+					vt := make([]float64, e1*w)
+					for i := range vt {
+						vt[i] = r.NormFloat64()
+					}
+					mom := make([]float64, rr*e1+1)
+					for i := range mom {
+						mom[i] = 0.5
+					}
+					h := make([]float64, rk*w)
+					MonoMoments64(mom, e1, vt, u, ldu, table, rr, h)
+					if mom[rr*e1] != 0.5 {
+						t.Fatalf("level %s, e1 %d, r %d: canary overwritten", levelName(l), e1, rr)
+					}
+					for a := range rr {
+						for c := range e1 {
+							want, abs := 0.5, 0.5
+							for j := range w {
+								m := 1.0
+								for b := a; b > 0; b = int(parent[b]) {
+									m *= u[int(vari[b])*ldu+j]
+								}
+								want += m * vt[c*w+j]
+								abs += math.Abs(m * vt[c*w+j])
+							}
+							if got := mom[a*e1+c]; math.Abs(got-want) > 1e-13*abs {
+								t.Fatalf("level %s, e1 %d, r %d: mom[%d][%d] = %.17g, want %.17g", levelName(l), e1, rr, a, c, got, want)
+							}
+						}
+					}
+				}
+			}
+		})
+	}
+}

@@ -837,6 +837,9 @@ var monoApplyF64AVX512 = [...]func(y *float64, ldy int, s *float64, x *float64, 
 }
 
 //go:noescape
+func monoMomentsF64AVX512(mom *float64, e1 int, vt *float64, u *float64, ldu int, parent *int32, vari *int32, r int, h *float64)
+
+//go:noescape
 func peakFMAF32AVX512(n int)
 
 //go:noescape

@@ -209,6 +209,7 @@ func main() {
 	genMul()
 	genDots() // dots.go
 	genMono() // mono.go
+	genMonoMoments()
 	genPeak("peakFMAF32AVX512", func(i int) { emit("VFMADD231PS Z30, Z31, Z%d", i) })
 	genPeak("peakFMAF64AVX512", func(i int) { emit("VFMADD231PD Z30, Z31, Z%d", i) })
 	genPeak("peakDPBF16AVX512", func(i int) { vdpbf16ps(i, 30, 31) })

@@ -102,3 +102,87 @@ func genMonoCols(nc int) {
 		fmt.Fprintf(&gs, "}\n\n")
 	}
 }
+
+// genMonoMoments emits monoMomentsF64AVX512(mom, e1, vt, u, ldu, parent,
+// vari, r, h): for a block of 128 points (16 vectors, held in Z16-Z31),
+// the monomials h_a of the table as genMono builds them (written to the
+// caller's r x 128 scratch h, where children read their parents), and
+// mom[a*e1+c] += sum over the points of h_a vt[c] for each of the e1
+// rows of vt (128 apart): each a 16-term product accumulated in two
+// vectors, then added across lanes. The polynomial method's key moments,
+// without a feature matrix between the features and a GEMM whose narrow
+// e+1 side runs its slowest microkernel.
+func genMonoMoments() {
+	name := "monoMomentsF64AVX512"
+	f := sig(name, ps("mom", "*float64", "e1", "int", "vt", "*float64", "u", "*float64", "ldu", "int",
+		"parent", "*int32", "vari", "*int32", "r", "int", "h", "*float64"), nil)
+	text(f)
+	emit("MOVQ %s, R8", f.fp("mom"))
+	emit("MOVQ %s, SI", f.fp("vt"))
+	emit("MOVQ %s, DX", f.fp("u"))
+	emit("MOVQ %s, R9", f.fp("ldu"))
+	emit("SHLQ $3, R9")
+	emit("MOVQ %s, R10", f.fp("parent"))
+	emit("ADDQ $4, R10")
+	emit("MOVQ %s, R11", f.fp("vari"))
+	emit("ADDQ $4, R11")
+	emit("MOVQ %s, CX", f.fp("r"))
+	emit("DECQ CX")
+	emit("MOVQ %s, R12", f.fp("h"))
+	// h_0 = 1.
+	emit("MOVQ $0x3ff0000000000000, AX")
+	emit("VPBROADCASTQ AX, Z16")
+	for v := range 16 {
+		if v > 0 {
+			emit("VMOVAPD Z16, Z%d", 16+v)
+		}
+		emit("VMOVUPD Z16, %d(R12)", 64*v)
+	}
+	emit("LEAQ 1024(R12), DI")
+	emit("JMP %scols", name)
+	label(name + "loop")
+	emit("MOVLQSX (R10), AX")
+	emit("ADDQ $4, R10")
+	emit("MOVLQSX (R11), BX")
+	emit("ADDQ $4, R11")
+	emit("SHLQ $10, AX")
+	emit("IMULQ R9, BX")
+	emit("ADDQ R12, AX")
+	emit("ADDQ DX, BX")
+	for v := range 16 {
+		emit("VMOVUPD %d(AX), Z%d", 64*v, 16+v)
+		emit("VMULPD %d(BX), Z%d, Z%d", 64*v, 16+v, 16+v)
+		emit("VMOVUPD Z%d, %d(DI)", 16+v, 64*v)
+	}
+	emit("ADDQ $1024, DI")
+	label(name + "cols")
+	emit("MOVQ SI, BX")
+	emit("MOVQ %s, R13", f.fp("e1"))
+	label(name + "col")
+	emit("VMULPD (BX), Z16, Z0")
+	emit("VMULPD 64(BX), Z17, Z1")
+	for v := 2; v < 16; v++ {
+		emit("VFMADD231PD %d(BX), Z%d, Z%d", 64*v, 16+v, v%2)
+	}
+	emit("VADDPD Z1, Z0, Z0")
+	emit("VEXTRACTF64X4 $1, Z0, Y1")
+	emit("VADDPD Y1, Y0, Y0")
+	emit("VEXTRACTF128 $1, Y0, X1")
+	emit("VADDPD X1, X0, X0")
+	emit("VPERMILPD $1, X0, X1")
+	emit("VADDSD X1, X0, X0")
+	emit("VADDSD (R8), X0, X0")
+	emit("VMOVSD X0, (R8)")
+	emit("ADDQ $8, R8")
+	emit("ADDQ $1024, BX")
+	emit("DECQ R13")
+	emit("JNZ %scol", name)
+	emit("TESTQ CX, CX")
+	emit("JZ %sdone", name)
+	emit("DECQ CX")
+	emit("JMP %sloop", name)
+	label(name + "done")
+	emit("VZEROUPPER")
+	emit("RET")
+	fmt.Fprintf(&s, "\n")
+}
