@@ -104,7 +104,7 @@ func TestMonoMoments64Levels(t *testing.T) {
 	table := NewMonoTable(parent, vari, d)
 	for _, l := range levels() {
 		atLevel(t, l, func() {
-			for _, e1 := range []int{1, 2, 9, 17} {
+			for _, e1 := range []int{1, 2, 4, 7, 8, 9, 17} {
 				for _, rr := range []int{1, 5, rk} {
 					ldu := w + 5
 					u := make([]float64, d*ldu)

@@ -158,6 +158,40 @@ func genMonoMoments() {
 	label(name + "cols")
 	emit("MOVQ SI, BX")
 	emit("MOVQ %s, R13", f.fp("e1"))
+	// Four rows of vt at a time (two accumulators each), their lane sums
+	// gathered into one vector: a quarter of the across-lane work of one
+	// row at a time.
+	label(name + "quad")
+	emit("CMPQ R13, $4")
+	emit("JLT %sone", name)
+	for i := range 4 {
+		emit("VMULPD %d(BX), Z16, Z%d", 1024*i, 2*i)
+		emit("VMULPD %d(BX), Z17, Z%d", 1024*i+64, 2*i+1)
+	}
+	for v := 2; v < 16; v++ {
+		for i := range 4 {
+			emit("VFMADD231PD %d(BX), Z%d, Z%d", 1024*i+64*v, 16+v, 2*i+v%2)
+		}
+	}
+	for i := range 4 {
+		emit("VADDPD Z%d, Z%d, Z%d", 2*i+1, 2*i, 2*i)
+		emit("VEXTRACTF64X4 $1, Z%d, Y%d", 2*i, 2*i+1)
+		emit("VADDPD Y%d, Y%d, Y%d", 2*i+1, 2*i, 2*i)
+	}
+	emit("VHADDPD Y2, Y0, Y0") // rows 0, 1: [0 lanes 01, 1 lanes 01, 0 lanes 23, 1 lanes 23]
+	emit("VHADDPD Y6, Y4, Y4") // rows 2, 3 likewise
+	emit("VPERM2F128 $0x20, Y4, Y0, Y1")
+	emit("VPERM2F128 $0x31, Y4, Y0, Y2")
+	emit("VADDPD Y2, Y1, Y1")
+	emit("VADDPD (R8), Y1, Y1")
+	emit("VMOVUPD Y1, (R8)")
+	emit("ADDQ $32, R8")
+	emit("ADDQ $4096, BX")
+	emit("SUBQ $4, R13")
+	emit("JMP %squad", name)
+	label(name + "one")
+	emit("TESTQ R13, R13")
+	emit("JZ %snext", name)
 	label(name + "col")
 	emit("VMULPD (BX), Z16, Z0")
 	emit("VMULPD 64(BX), Z17, Z1")
@@ -177,6 +211,7 @@ func genMonoMoments() {
 	emit("ADDQ $1024, BX")
 	emit("DECQ R13")
 	emit("JNZ %scol", name)
+	label(name + "next")
 	emit("TESTQ CX, CX")
 	emit("JZ %sdone", name)
 	emit("DECQ CX")
