@@ -736,6 +736,7 @@ func assessCost[T attn.Float](p *attn.Problem[T], plans []*headPlan, workers int
 	}
 	var polyFlops, exactFlops float64
 	maxG, maxB := 0, 0.0
+	var rankOf []int // Rank(p.D, g) by degree, computed once each
 	for h, hp := range plans {
 		ranks := make([]int, p.N)
 		g := 0
@@ -747,7 +748,10 @@ func assessCost[T attn.Float](p *attn.Problem[T], plans []*headPlan, workers int
 				polyFlops += rowExact
 				continue
 			}
-			ranks[i] = Rank(p.D, d)
+			for len(rankOf) <= d {
+				rankOf = append(rankOf, Rank(p.D, len(rankOf)))
+			}
+			ranks[i] = rankOf[d]
 			g = max(g, d)
 		}
 		maxG = max(maxG, g)
