@@ -13,19 +13,7 @@ import (
 func TestMonoApply64Levels(t *testing.T) {
 	r := rand.New(rand.NewPCG(21, 22))
 	const d = 5
-	// A graded table in d variables up to degree 3, as the polynomial
-	// method builds it: parents first, each child one variable more.
-	parent, vari := []int32{0}, []int32{0}
-	last := []int{-1}
-	lo, hi := 0, 1
-	for range 3 {
-		for p := lo; p < hi; p++ {
-			for v := max(last[p], 0); v < d; v++ {
-				parent, vari, last = append(parent, int32(p)), append(vari, int32(v)), append(last, v)
-			}
-		}
-		lo, hi = hi, len(parent)
-	}
+	parent, vari := gradedTable(d, 3)
 	rk := len(parent)
 	table := NewMonoTable(parent, vari, d)
 	for _, l := range levels() {
@@ -89,17 +77,7 @@ func TestMonoApply64Levels(t *testing.T) {
 func TestMonoMoments64Levels(t *testing.T) {
 	r := rand.New(rand.NewPCG(23, 24))
 	const d, w = 4, MonoMomentsBlock
-	parent, vari := []int32{0}, []int32{0}
-	last := []int{-1}
-	lo, hi := 0, 1
-	for range 4 {
-		for p := lo; p < hi; p++ {
-			for v := max(last[p], 0); v < d; v++ {
-				parent, vari, last = append(parent, int32(p)), append(vari, int32(v)), append(last, v)
-			}
-		}
-		lo, hi = hi, len(parent)
-	}
+	parent, vari := gradedTable(d, 4)
 	rk := len(parent)
 	table := NewMonoTable(parent, vari, d)
 	for _, l := range levels() {
@@ -144,4 +122,22 @@ func TestMonoMoments64Levels(t *testing.T) {
 			}
 		})
 	}
+}
+
+// gradedTable is the monomial table in d variables up to degree g as the
+// polynomial method builds it: parents first, each child one variable
+// more, at or after its parent's last.
+func gradedTable(d, g int) (parent, vari []int32) {
+	parent, vari = []int32{0}, []int32{0}
+	last := []int{-1}
+	lo, hi := 0, 1
+	for range g {
+		for p := lo; p < hi; p++ {
+			for v := max(last[p], 0); v < d; v++ {
+				parent, vari, last = append(parent, int32(p)), append(vari, int32(v)), append(last, v)
+			}
+		}
+		lo, hi = hi, len(parent)
+	}
+	return parent, vari
 }
