@@ -221,10 +221,10 @@ func roundingBound[T attn.Float](b float64, d, l int) float64 {
 	} else {
 		sums = gammaOf(keyTile, u) + gammaOf(float64(l/keyTile+4), u64)
 	}
-	// The float32 exp kernel flushes weights below the normal range to
-	// zero (each under 2^-126), against a row sum of at least 1; float64
-	// ones underflow below 2^-1074.
-	flush := 0x1p-1074
+	// The AVX-512 exp kernels flush weights below the normal range to
+	// zero (each under 2^-126 in float32, 2^-1022 in float64), against a
+	// row sum of at least 1.
+	flush := 0x1p-1022
 	if u != u64 {
 		flush = 0x1p-126
 	}

@@ -304,6 +304,8 @@ func genData() {
 		}
 		data64(fmt.Sprintf("e64c%d", n), 1/f)
 	}
+	// Flushing results below the normal range to zero (see expBody).
+	data64("e64kfloor", -1022)
 	data64("e64half", 0.5)
 	data64("e64magic", 1<<52+1023)
 }
@@ -685,10 +687,11 @@ func expBody(is isa, dt dtype, xs, ks, ps []string, cmin, cmax string, regs map[
 		}
 	}
 	sf := dt.sfx
-	// The AVX-512 float32 form needs no lower clamp: a lane whose k falls
-	// below -126 (every x under about -87.7, -Inf included) is zeroed by
-	// the flush mask at the end whatever its polynomial gave.
-	flushMask := is == avx512 && dt == f32
+	// The AVX-512 forms need no lower clamp: a lane whose k falls below
+	// kfloor (float32 -126: every x under about -87.7; float64 -1022:
+	// under about -708.7; -Inf included) is zeroed by the flush mask at the
+	// end whatever its polynomial gave.
+	flushMask := is == avx512
 	if !flushMask {
 		each(func(x, k, q string) { emit("VMAX%s %s, %s, %s", sf, x, cmin, x) })
 	}
@@ -726,15 +729,16 @@ func expBody(is isa, dt dtype, xs, ks, ps []string, cmin, cmax string, regs map[
 	// Scale by 2^k.
 	if is == avx512 {
 		if flushMask {
-			// float32 results below the normal range are flushed to zero:
-			// lanes with k < -126 are zeroed by the scaling (a compare into
+			// Results below the normal range are flushed to zero: lanes
+			// with k < kfloor are zeroed by the scaling (a compare into
 			// mask register K2.. and a zeroing VSCALEF, one instruction
 			// where pushing k down took three). Subnormal weights slowed
-			// the P V products twofold (microcode assists) when logits
-			// spread over more than about 87, and a weight under 2^-126
-			// changes a row sum of at least 1 by less than that. The
-			// compare is "not less than, unordered": a NaN lane keeps its
-			// NaN.
+			// the float32 P V products twofold (microcode assists) when
+			// logits spread over more than about 87, and float64 exact
+			// attention at d = 2 tenfold when they spread over more than
+			// about 708; a weight under 2^-126 (2^-1022 in float64)
+			// changes a row sum of at least 1 by less than that. The compare
+			// is "not less than, unordered": a NaN lane keeps its NaN.
 			for i := range ks {
 				emit("VCMP%s $5, %s, %s, K%d", sf, c("kfloor"), ks[i], 2+i)
 			}
