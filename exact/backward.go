@@ -24,8 +24,8 @@ import (
 // The work is split by key tiles: a worker owns a tile of keys, walks every
 // query tile that sees it, and accumulates that tile's dK and dV locally
 // (they are complete when the walk ends) and its contribution to dQ in a
-// per-worker buffer for the whole head, added into the shared dQ under a
-// lock when the worker moves to another head. Workers take key tiles in
+// per-worker buffer for the whole head, added into the shared dQ (under a
+// lock per chunk of rows) when the worker moves to another head. Workers take key tiles in
 // head order, so each head's dQ receives at most one addition per worker;
 // their order varies from run to run, so dQ may differ in its last bits
 // between runs (as FlashAttention-2's atomic additions do). Nothing of size
@@ -59,6 +59,9 @@ const (
 	// bwdFlush is how many query rows are summed into dK and dV in the
 	// element type before the partial sums move to float64.
 	bwdFlush = 1024
+	// bwdDQChunks is how many pieces a worker adds its partial dQ in,
+	// each under its own lock.
+	bwdDQChunks = 16
 )
 
 // bwdKeyTileFor returns the key tile width for elements of size bytes
@@ -106,7 +109,9 @@ type bwdShared[T attn.Float] struct {
 	dO    []T
 	g     *attn.Gradients[T]
 	k     ops[T]
-	dqMu  []sync.Mutex // one per key/value head, guarding its group's g.DQ
+	// dqMu guards g.DQ: bwdDQChunks locks per key/value head, one per
+	// chunk of its group's rows.
+	dqMu []sync.Mutex
 	// qT and doT are every query head's Q and dO transposed a block of
 	// bwdQueryTile rows at a time (block b of head h, d x bwdQueryTile or
 	// e x bwdQueryTile, at (h*blocks + b) times that size), made once so
@@ -139,6 +144,7 @@ type bwdState[T attn.Float] struct {
 	dqTile  []T
 	dq64    []float64
 	isFloat bool // T is float32: partial sums go through dq64
+	first   int  // the chunk of dQ (see bwdDQChunks) finishHead adds first
 	pending int  // query rows summed in dkT, dvT since the last flush
 }
 
@@ -154,7 +160,7 @@ func backward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T]
 	clear(g.DV)
 	clear(g.DSinks)
 	kvh, group := p.KVHeadCount(), p.Group()
-	sh := &bwdShared[T]{p: p, lse: out.LSE, dO: dO, g: g, k: k, dqMu: make([]sync.Mutex, kvh)}
+	sh := &bwdShared[T]{p: p, lse: out.LSE, dO: dO, g: g, k: k, dqMu: make([]sync.Mutex, kvh*bwdDQChunks)}
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
@@ -201,12 +207,13 @@ func backward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T]
 
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	for range workers {
+	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			d, e := p.D, p.E
 			st := &bwdState[T]{
+				first:   w * bwdDQChunks / workers,
 				s:       make([]T, bwdQueryTile*sh.stride),
 				ds:      make([]T, bwdQueryTile*sh.stride),
 				dkT:     make([]T, d*kt),
@@ -338,16 +345,23 @@ func (sh *bwdShared[T]) finishHead(st *bwdState[T]) {
 	p := sh.p
 	rows := p.Group() * p.N
 	dst := sh.g.DQ[h*rows*p.D : (h+1)*rows*p.D]
-	sh.dqMu[h].Lock()
-	defer sh.dqMu[h].Unlock()
-	if st.isFloat {
-		for x, v := range st.dq64 {
-			dst[x] = T(float64(dst[x]) + p.Scale*v)
+	// Workers start at different chunks: those finishing together (at
+	// the end of the call) add in parallel instead of in turn.
+	for c := range bwdDQChunks {
+		c = (c + st.first) % bwdDQChunks
+		lo, hi := c*len(dst)/bwdDQChunks, (c+1)*len(dst)/bwdDQChunks
+		mu := &sh.dqMu[h*bwdDQChunks+c]
+		mu.Lock()
+		if st.isFloat {
+			for x, v := range st.dq64[lo:hi] {
+				dst[lo+x] = T(float64(dst[lo+x]) + p.Scale*v)
+			}
+		} else {
+			for x, v := range st.dq[lo:hi] {
+				dst[lo+x] = T(float64(dst[lo+x]) + p.Scale*float64(v))
+			}
 		}
-		return
-	}
-	for x, v := range st.dq {
-		dst[x] = T(float64(dst[x]) + p.Scale*float64(v))
+		mu.Unlock()
 	}
 }
 
