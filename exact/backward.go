@@ -164,18 +164,7 @@ func backward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T]
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	sh.delta = make([]float64, p.Heads*p.N)
-	const deltaRows = 1024
-	parallelFor(workers, (len(sh.delta)+deltaRows-1)/deltaRows, func(c int) {
-		for r := c * deltaRows; r < min((c+1)*deltaRows, len(sh.delta)); r++ {
-			o, do := out.O[r*p.E:(r+1)*p.E], dO[r*p.E:(r+1)*p.E]
-			var s float64
-			for c := range o {
-				s += float64(o[c]) * float64(do[c])
-			}
-			sh.delta[r] = s
-		}
-	})
+	sh.prepareQueries(workers, out.O)
 	// The sink is a logit whose value is 0: dP = 0, so its gradient is
 	// -P_sink Delta_i, summed over the rows it joins.
 	for r, s := range sh.delta {
@@ -198,7 +187,6 @@ func backward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T]
 	sh.keyTile, sh.stride = kt, kt+bwdStridePad
 	tilesPerHead := (p.M + kt - 1) / kt
 	total := kvh * tilesPerHead
-	sh.transposeQueries(workers)
 	workers = min(workers, total)
 	var isF32 bool
 	if _, ok := any(T(0)).(float32); ok {
@@ -253,11 +241,12 @@ func backward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T]
 	return attn.Stats{Flops: BackwardFlops(p)}, nil
 }
 
-// transposeQueries fills sh.qT and sh.doT. Each block is compact (row
-// stride bwdQueryTile): the products read it without the TLB misses of
-// rows a whole head apart.
-func (sh *bwdShared[T]) transposeQueries(workers int) {
+// prepareQueries fills sh.delta from the output o, and sh.qT and sh.doT.
+// Each block of qT and doT is compact (row stride bwdQueryTile): the
+// products read it without the TLB misses of rows a whole head apart.
+func (sh *bwdShared[T]) prepareQueries(workers int, o []T) {
 	p := sh.p
+	sh.delta = make([]float64, p.Heads*p.N)
 	const qt = bwdQueryTile
 	sh.blocks = (p.N + qt - 1) / qt
 	sh.qT = make([]T, p.Heads*sh.blocks*p.D*qt)
@@ -266,6 +255,13 @@ func (sh *bwdShared[T]) transposeQueries(workers int) {
 	parallelFor(workers, p.Heads*sh.blocks, func(hb int) {
 		h, i0 := hb/sh.blocks, hb%sh.blocks*qt
 		rows := min(qt, p.N-i0)
+		for r := h*p.N + i0; r < h*p.N+i0+rows; r++ {
+			var s float64
+			for c, v := range o[r*p.E : (r+1)*p.E] {
+				s += float64(v) * float64(sh.dO[r*p.E+c])
+			}
+			sh.delta[r] = s
+		}
 		transposeInto(sh.qT[hb*p.D*qt:], qt, p.Q[(h*p.N+i0)*p.D:], rows, p.D)
 		transposeInto(sh.doT[hb*p.E*qt:], qt, sh.dO[(h*p.N+i0)*p.E:], rows, p.E)
 	})
