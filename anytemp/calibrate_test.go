@@ -10,9 +10,11 @@ import (
 	"github.com/fastattn/fastattn/attn"
 )
 
-// TestCalibrate (CALIBRATE=1) fits the planner's cost constants: one
-// worker, CPU-bound, on the benchmark's workload, then prints measured
-// against predicted seconds for the default workers.
+// TestCalibrate (CALIBRATE=1) checks the planner's rates (measured at
+// first use, calibrate.go) against a least-squares fit of the same cost
+// model to whole runs: one worker, CPU-bound, on the benchmark's workload,
+// printing the fitted rates, then measured seconds against the fit and
+// the planner's prediction.
 func TestCalibrate(t *testing.T) {
 	if os.Getenv("CALIBRATE") == "" {
 		t.Skip("set CALIBRATE=1")

@@ -464,7 +464,7 @@ func TestEstimate(t *testing.T) {
 	p = gen{n: 300, m: 2000, d: 16, e: 8, qk: 1, scale: 0.25}.make(4)
 	p.Eps = 1e-3
 	est, err = Method{}.Estimate32(attntest.To32(p))
-	if brute := 300 * 2000 * CostBrute / float64(runtime.GOMAXPROCS(0)); err != nil || est.Seconds < brute || !strings.Contains(est.Reason, "effective dim 16") {
+	if brute := 300 * 2000 * measuredRates().brute / float64(runtime.GOMAXPROCS(0)); err != nil || est.Seconds < brute || !strings.Contains(est.Reason, "effective dim 16") {
 		t.Errorf("full-rank d = 16: %+v, %v; want at least the brute-force cost %.3g s", est, err, brute)
 	}
 	p.Eps = 1e-8

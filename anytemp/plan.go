@@ -10,27 +10,6 @@ import (
 	"github.com/fastattn/fastattn/internal/vscale"
 )
 
-// Cost model of the planner: seconds per unit of work on the project's
-// 2-core machine (one core's worth; rows and moments are divided by the
-// workers), fitted by `CALIBRATE=1 go test -run TestCalibrate ./anytemp`
-// (least squares on the CPU seconds of one worker over d = 1..4, entry
-// scales 1, 3, 10 and n = 2^12..2^16; last fitted after expansions became
-// batched matrix products and leaves vectorised exponentials, on the
-// shared machine at load 25, so on the slow side; the moment constant
-// refitted after moments became matrix products; the fit is poorly
-// conditioned, so a constant is changed only when refits agree) and
-// checked against bench/anytemp.
-const (
-	CostRow        = 330e-9 // per row: setup, Taylor coefficients, batching, output
-	CostVisit      = 13e-9  // per tree node visited
-	CostBrute      = 13e-9  // per key summed directly (logit, vectorised exp, values)
-	CostTerm       = 0.8e-9 // per term x column of an expansion (matrix products of the rows sharing a node)
-	CostCell       = 65e-9  // per 1-D cell (binary search, prefix sums)
-	CostMomentFlop = 0.2e-9 // per flop of node moments (matrix products up to 256 keys, then translations)
-	CostBuild      = 6.4e-9 // per key and tree level (partition, boxes), plus row order
-	CostReduce     = 0.6e-9 // per row x d x d of Q and K: Gram matrices, projection (d >= 2)
-)
-
 // MaxPlanDim is the largest effective dimension for which Estimate
 // measures the treecode's work on a pilot: above it a kd-tree prunes almost
 // nothing and the expansions have too many terms, so Estimate prices every
@@ -99,10 +78,11 @@ func estimate[T attn.Float](m Method, p *attn.Problem[T], f32 bool) (attn.Estima
 	n := float64(p.N)
 	lf := float64(l)
 	levels := math.Max(1, math.Log2(lf/leafSize)+1)
-	perRow := CostRow + CostVisit*pc.visited + CostBrute*pc.brute + CostTerm*pc.expTerms + CostCell*pc.cells
+	rt := measuredRates()
+	perRow := rt.row + rt.visit*pc.visited + rt.brute*pc.brute + rt.term*pc.expTerms + rt.cell*pc.cells
 	rows := heads * n * perRow
-	build := heads * (CostBuild*lf*levels + CostBuild*n*math.Log2(n+1)/4)
-	moments := heads * CostMomentFlop * pc.momentFlops
+	build := heads * (rt.build*lf*levels + rt.build*n*math.Log2(n+1)/4)
+	moments := heads * rt.momentFlop * pc.momentFlops
 	if leftBounded(p) {
 		rows, build, moments = windowCost(p, rows, moments, lf, float64(lp), workers)
 	} else if ranged(p) {
@@ -116,7 +96,7 @@ func estimate[T attn.Float](m Method, p *attn.Problem[T], f32 bool) (attn.Estima
 	}
 	secs := (rows+moments)/workers + build/math.Min(workers, 1.5)
 	if p.D >= 2 && !m.NoReduce {
-		secs += heads * CostReduce * (n + lf) * float64(p.D*p.D) / workers
+		secs += heads * rt.reduce * (n + lf) * float64(p.D*p.D) / workers
 	}
 	nodes := 2 * lf / leafSize * 2
 	bytes := heads * (lf*(float64(pc.r)*8+float64(p.E)*sizeOf[T]()+4) + nodes*float64(2*pc.r+3)*8)

@@ -222,19 +222,20 @@ func windowKeys[T attn.Float](p *attn.Problem[T], h int) int {
 // one window, every level of the cover once.
 func windowCost[T attn.Float](p *attn.Problem[T], rows, moments, lf, lw, workers float64) (rowsW, buildW, momentsW float64) {
 	heads, n := float64(p.Heads), float64(p.N)
+	rt := measuredRates()
 	if lw < 2*minTreeBlock {
 		// No aligned block fits most rows: every key summed directly.
-		return heads * n * (CostRow + CostBrute*lw), 0, 0
+		return heads * n * (rt.row + rt.brute*lw), 0, 0
 	}
 	levels := math.Floor(math.Log2(lw / minTreeBlock))
-	rowsW = rows*(1+0.2*levels) + heads*n*CostBrute*minTreeBlock
+	rowsW = rows*(1+0.2*levels) + heads*n*rt.brute*minTreeBlock
 	chunks := math.Max(1, math.Min(n/minTreeBlock, math.Ceil(4*workers/heads)))
 	span := math.Min(lf+chunks*lw, lf*(levels+1))
 	var perKey float64 // build cost per key of the span, over the levels
 	for k := range int(levels) {
 		perKey += math.Log2(float64(int(minTreeBlock)<<k)/leafSize) + 1
 	}
-	buildW = heads * CostBuild * span * perKey
+	buildW = heads * rt.build * span * perKey
 	momentsW = moments * (1 + 0.2*levels) * span / lw
 	return rowsW, buildW, momentsW
 }

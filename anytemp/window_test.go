@@ -234,7 +234,7 @@ func TestWindowEstimate(t *testing.T) {
 		t.Errorf("window of 100 keys estimated at %.3g s, full causal %.3g s", w100, full)
 	}
 	// A window of 100 keys is summed directly: at most about its keys per row.
-	if brute := float64(n) * (CostRow + CostBrute*101); !(w100 <= 1.5*brute) {
+	if brute := float64(n) * (measuredRates().row + measuredRates().brute*101); !(w100 <= 1.5*brute) {
 		t.Errorf("window of 100 keys estimated at %.3g s, direct sums %.3g s", w100, brute)
 	}
 }
