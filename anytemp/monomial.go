@@ -98,23 +98,34 @@ func (mo *monomials) translate(m []float64, cols, g int, a, pw []float64) {
 			pw[k] = pw[k-1] * a[t]
 		}
 		down := mo.down[t*len(mo.parent):]
-		for c := range cols {
-			col := m[c*nt : (c+1)*nt]
-			// Higher indices first: alpha - k e_t comes earlier in the
-			// graded order, so it still holds the old value.
-			for al := nt - 1; al > 0; al-- {
-				at := int(mo.exps[al*r+t])
-				if at == 0 {
-					continue
+		// Higher indices first: alpha - k e_t comes earlier in the
+		// graded order, so it still holds the old value. The index chain
+		// and the factors are shared by the columns, the sums (in the
+		// same order as column by column) kept in s.
+		var sa [16]float64
+		s := sa[:min(cols, len(sa))]
+		if cols > len(sa) {
+			s = make([]float64, cols)
+		}
+		for al := nt - 1; al > 0; al-- {
+			at := int(mo.exps[al*r+t])
+			if at == 0 {
+				continue
+			}
+			b := mo.binom[at]
+			for c := range s {
+				s[c] = m[c*nt+al]
+			}
+			j := al
+			for k := 1; k <= at; k++ {
+				j = int(down[j])
+				f := b[k] * pw[k]
+				for c := range s {
+					s[c] += f * m[c*nt+j]
 				}
-				b := mo.binom[at]
-				s := col[al]
-				j := al
-				for k := 1; k <= at; k++ {
-					j = int(down[j])
-					s += b[k] * pw[k] * col[j]
-				}
-				col[al] = s
+			}
+			for c := range s {
+				m[c*nt+al] = s[c]
 			}
 		}
 	}

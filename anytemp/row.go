@@ -63,15 +63,21 @@ func newParams(r, e, g int, mo *monomials, b *budget) *params {
 }
 
 func (pr *params) degree(rho float64) int {
-	if rho > pr.rhoMax[len(pr.rhoMax)-1] {
+	rm := pr.rhoMax
+	if !(rho <= rm[len(rm)-1]) {
 		return -1
 	}
-	for d, m := range pr.rhoMax {
-		if rho <= m {
-			return d
+	// The smallest d with rho <= rhoMax[d] (rhoMax increases with d).
+	lo, hi := 0, len(rm)-1
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if rho <= rm[mid] {
+			hi = mid
+		} else {
+			lo = mid + 1
 		}
 	}
-	return -1
+	return lo
 }
 
 type entry struct {

@@ -359,7 +359,10 @@ func (tr *tree[T]) computeMoments(i int) []float64 {
 		return tr.mergeMoments(i)
 	}
 	// M^T (e+1 rows of terms(g)) = [V 1]^T (e+1 x cnt) times the keys'
-	// monomials (cnt x terms(g)): the layout of the moments.
+	// monomials (cnt x terms(g)): the layout of the moments. The
+	// monomials are built a monomial at a time over all the node's keys
+	// (each its parent's times one coordinate, vectorised), so they are
+	// held transposed (terms(g) x cnt) and the product is A B^T.
 	r, e, g := tr.r, tr.e, tr.g
 	w := e + 1
 	nt := tr.mo.terms(g)
@@ -367,28 +370,28 @@ func (tr *tree[T]) computeMoments(i int) []float64 {
 	lo, hi := int(tr.lo[i]), int(tr.hi[i])
 	cnt := hi - lo
 	bp := momentScratch.Get().(*[]float64)
-	if need := cnt * (nt + w); cap(*bp) < need {
+	if need := cnt * (nt + w + r); cap(*bp) < need {
 		*bp = make([]float64, need)
 	}
-	buf := (*bp)[:cnt*(nt+w)]
-	pw, vt := buf[:cnt*nt], buf[cnt*nt:]
-	var xa [8]float64
-	x := xa[:min(r, len(xa))]
-	if r > len(xa) {
-		x = make([]float64, r)
-	}
+	buf := (*bp)[:cnt*(nt+w+r)]
+	pwT, vt, xT := buf[:cnt*nt], buf[cnt*nt:cnt*(nt+w)], buf[cnt*(nt+w):]
 	z := tr.centre[i*r : (i+1)*r]
 	for j := range cnt {
 		for t := range r {
-			x[t] = tr.keys[(lo+j)*r+t] - z[t]
+			xT[t*cnt+j] = tr.keys[(lo+j)*r+t] - z[t]
 		}
-		tr.mo.powers(x, g, pw[j*nt:(j+1)*nt])
 		for c, vc := range tr.vals[(lo+j)*e : (lo+j+1)*e] {
 			vt[c*cnt+j] = float64(vc)
 		}
 		vt[e*cnt+j] = 1
+		pwT[j] = 1
 	}
-	kernels.GemmNN64(w, nt, cnt, vt, cnt, pw, nt, out, nt)
+	mo := tr.mo
+	for a := 1; a < nt; a++ {
+		t, par := int(mo.dim[a]), int(mo.parent[a])
+		kernels.Mul64(pwT[a*cnt:(a+1)*cnt], pwT[par*cnt:(par+1)*cnt], xT[t*cnt:(t+1)*cnt])
+	}
+	kernels.GemmNT64(w, nt, cnt, vt, cnt, pwT, cnt, out, nt)
 	momentScratch.Put(bp)
 	tr.momFlops.Add(int64(cnt) * int64(nt*(2*e+3)))
 	return out

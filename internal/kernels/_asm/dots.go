@@ -9,8 +9,8 @@ import "fmt"
 // vector of a loaded once per eight fused multiply-adds, the last k mod 8
 // terms under a mask (nothing past a row is read); the eight accumulators
 // are summed across lanes together (a transpose by unpacks and 128-bit
-// shuffles) into one vector of eight results. Remaining columns one by
-// one.
+// shuffles) into one vector of eight results. Nine columns left (e+1 for
+// e a multiple of 8) go in one pass, fewer one by one.
 func genDots() {
 	name := "dotsF64AVX512"
 	f := sig(name, ps("c", "*float64", "a", "*float64", "b", "*float64", "ldb", "int", "k", "int", "n", "int"), nil)
@@ -36,14 +36,23 @@ func genDots() {
 	// ptr[j%4] (+ 4 ldb for j >= 4).
 	ptrs := []string{"R14", "BX", "R12", "R13"}
 	col := func(j int) string {
+		if j == 8 {
+			return "(R14)(R8*8)"
+		}
 		if j >= 4 {
 			return fmt.Sprintf("(%s)(R8*4)", ptrs[j-4])
 		}
 		return fmt.Sprintf("(%s)", ptrs[j])
 	}
+	acc := func(j int) int {
+		if j == 8 {
+			return 10 // Z8 and Z9 hold a and B vectors
+		}
+		return j
+	}
 	chunks := func(lbl string, cols int) {
 		for j := range cols {
-			emit("VPXORQ Z%d, Z%d, Z%d", j, j, j)
+			emit("VPXORQ Z%d, Z%d, Z%d", acc(j), acc(j), acc(j))
 		}
 		emit("MOVQ SI, AX")
 		emit("MOVQ DX, R14")
@@ -58,7 +67,7 @@ func genDots() {
 		label(name + "loop" + lbl)
 		emit("VMOVUPD (AX), Z8")
 		for j := range cols {
-			emit("VFMADD231PD %s, Z8, Z%d", col(j), j)
+			emit("VFMADD231PD %s, Z8, Z%d", col(j), acc(j))
 		}
 		emit("ADDQ $64, AX")
 		for _, p := range ptrs[:min(cols, 4)] {
@@ -72,37 +81,52 @@ func genDots() {
 		emit("VMOVUPD.Z (AX), K1, Z8")
 		for j := range cols {
 			emit("VMOVUPD.Z %s, K1, Z9", col(j))
-			emit("VFMADD231PD Z9, Z8, Z%d", j)
+			emit("VFMADD231PD Z9, Z8, Z%d", acc(j))
 		}
 		label(name + "red" + lbl)
 	}
 
+	// sum8 adds up the lanes of Z0..Z7 and stores column j's sum at
+	// j*8(DI): pairs interleaved and added, then 128-bit lanes shuffled
+	// and added twice, leaving column j's sum in lane j.
+	sum8 := func() {
+		for p := range 4 {
+			a, b := 2*p, 2*p+1
+			emit("VUNPCKLPD Z%d, Z%d, Z%d", b, a, 16+2*p)
+			emit("VUNPCKHPD Z%d, Z%d, Z%d", b, a, 17+2*p)
+			emit("VADDPD Z%d, Z%d, Z%d", 17+2*p, 16+2*p, 16+2*p)
+		}
+		emit("VSHUFF64X2 $0x88, Z18, Z16, Z24")
+		emit("VSHUFF64X2 $0xDD, Z18, Z16, Z25")
+		emit("VADDPD Z25, Z24, Z24")
+		emit("VSHUFF64X2 $0x88, Z22, Z20, Z26")
+		emit("VSHUFF64X2 $0xDD, Z22, Z20, Z27")
+		emit("VADDPD Z27, Z26, Z26")
+		emit("VSHUFF64X2 $0x88, Z26, Z24, Z28")
+		emit("VSHUFF64X2 $0xDD, Z26, Z24, Z29")
+		emit("VADDPD Z29, Z28, Z28")
+		emit("VMOVUPD Z28, (DI)")
+	}
+
 	label(name + "block8")
+	emit("CMPQ R9, $9")
+	emit("JEQ %sblock9", name)
 	emit("CMPQ R9, $8")
 	emit("JLT %sone", name)
 	chunks("8", 8)
-	// Lanes of Z0..Z7 summed: pairs interleaved and added, then 128-bit
-	// lanes shuffled and added twice, leaving column j's sum in lane j.
-	for p := range 4 {
-		a, b := 2*p, 2*p+1
-		emit("VUNPCKLPD Z%d, Z%d, Z%d", b, a, 16+2*p)
-		emit("VUNPCKHPD Z%d, Z%d, Z%d", b, a, 17+2*p)
-		emit("VADDPD Z%d, Z%d, Z%d", 17+2*p, 16+2*p, 16+2*p)
-	}
-	emit("VSHUFF64X2 $0x88, Z18, Z16, Z24")
-	emit("VSHUFF64X2 $0xDD, Z18, Z16, Z25")
-	emit("VADDPD Z25, Z24, Z24")
-	emit("VSHUFF64X2 $0x88, Z22, Z20, Z26")
-	emit("VSHUFF64X2 $0xDD, Z22, Z20, Z27")
-	emit("VADDPD Z27, Z26, Z26")
-	emit("VSHUFF64X2 $0x88, Z26, Z24, Z28")
-	emit("VSHUFF64X2 $0xDD, Z26, Z24, Z29")
-	emit("VADDPD Z29, Z28, Z28")
-	emit("VMOVUPD Z28, (DI)")
+	sum8()
 	emit("ADDQ $64, DI")
 	emit("LEAQ (DX)(R8*8), DX")
 	emit("SUBQ $8, R9")
 	emit("JMP %sblock8", name)
+
+	// Exactly nine columns left (e+1 for e a multiple of 8: the values and
+	// the ones column): the ninth in the same pass, in Z10.
+	label(name + "block9")
+	chunks("9", 9)
+	sum8()
+	hreduce("ADD", f64, 10, true, "64(DI)")
+	emit("JMP %sdone", name)
 
 	label(name + "one")
 	emit("TESTQ R9, R9")
