@@ -54,22 +54,25 @@ func HalfNTVector(bf bool) bool { return halfNTVector(bf) }
 // row of A with each widened row of B.
 func gemmNT32HalfGo(bf bool, m, n, k int, a []float32, lda int, b []uint16, ldb int, c []float32, ldc int) {
 	for i := range m {
-		ai := a[i*lda : i*lda+k]
 		for j := range n {
-			bj := b[j*ldb : j*ldb+k]
-			var s float32
-			if bf {
-				for p, h := range bj {
-					s += ai[p] * math.Float32frombits(uint32(h)<<16)
-				}
-			} else {
-				for p, h := range bj {
-					s += ai[p] * f16ToFloat32(h)
-				}
-			}
-			c[i*ldc+j] = s
+			c[i*ldc+j] = dotHalf(bf, a[i*lda:i*lda+k], b[j*ldb:j*ldb+k])
 		}
 	}
+}
+
+// dotHalf is the float32 dot product of a and the widened b.
+func dotHalf(bf bool, a []float32, b []uint16) float32 {
+	var s float32
+	if bf {
+		for p, h := range b {
+			s += a[p] * math.Float32frombits(uint32(h)<<16)
+		}
+		return s
+	}
+	for p, h := range b {
+		s += a[p] * f16ToFloat32(h)
+	}
+	return s
 }
 
 // halfNextKeys is how many rows of B (values, along k) the prefetching

@@ -757,6 +757,20 @@ func gemmNT32xF16AVX512_4(k int, a *float32, lda int, b *uint16, ldb int, c *flo
 var gemmNT32xF16AVX512 = [...]kernHalfNT{gemmNT32xF16AVX512_1, gemmNT32xF16AVX512_2, gemmNT32xF16AVX512_3, gemmNT32xF16AVX512_4}
 
 //go:noescape
+func gemmNT32xF16AVX2_1(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
+
+//go:noescape
+func gemmNT32xF16AVX2_2(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
+
+//go:noescape
+func gemmNT32xF16AVX2_3(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
+
+//go:noescape
+func gemmNT32xF16AVX2_4(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
+
+var gemmNT32xF16AVX2 = [...]kernHalfNT{gemmNT32xF16AVX2_1, gemmNT32xF16AVX2_2, gemmNT32xF16AVX2_3, gemmNT32xF16AVX2_4}
+
+//go:noescape
 func gemmNT32xBF16AVX512_1(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
 
 //go:noescape
@@ -769,6 +783,20 @@ func gemmNT32xBF16AVX512_3(k int, a *float32, lda int, b *uint16, ldb int, c *fl
 func gemmNT32xBF16AVX512_4(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
 
 var gemmNT32xBF16AVX512 = [...]kernHalfNT{gemmNT32xBF16AVX512_1, gemmNT32xBF16AVX512_2, gemmNT32xBF16AVX512_3, gemmNT32xBF16AVX512_4}
+
+//go:noescape
+func gemmNT32xBF16AVX2_1(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
+
+//go:noescape
+func gemmNT32xBF16AVX2_2(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
+
+//go:noescape
+func gemmNT32xBF16AVX2_3(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
+
+//go:noescape
+func gemmNT32xBF16AVX2_4(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
+
+var gemmNT32xBF16AVX2 = [...]kernHalfNT{gemmNT32xBF16AVX2_1, gemmNT32xBF16AVX2_2, gemmNT32xBF16AVX2_3, gemmNT32xBF16AVX2_4}
 
 //go:noescape
 func softmaxGradF32AVX512(s *float32, ds *float32, n int, scale float64, lse float64, delta float64)

@@ -9,48 +9,63 @@ import "fmt"
 // them out, one row per key; a few query rows (a grouped-query group) read
 // each key once this way, without a widened or packed copy.
 //
-// Each block of 4 keys keeps 16 accumulators, one per (row, key) pair, of
-// 16 lanes along k; a transpose-and-add tree then reduces them to the 4 x 4
-// scores. The kernels loop over `blocks` consecutive blocks of 4 keys
-// (B advancing 4 rows, C 4 columns), each block first prefetching the
-// next pflines cache lines from pf into L2; the last vector of k is
-// masked, so any k is covered. Rows past mr are left at zero and not
-// stored.
+// Each block of keys keeps one accumulator per (row, key) pair, of W
+// lanes along k; a transpose-and-add tree then reduces them to the rows x
+// keys scores. The kernels loop over `blocks` consecutive blocks (B
+// advancing a block's rows, C as many columns), each block first
+// prefetching the next pflines cache lines from pf into L2. AVX-512
+// kernels take blocks of 4 keys (16 accumulators) and mask the last vector
+// of k, so any k is covered; AVX2 kernels (16 registers) take blocks of 2
+// keys and whole vectors of k only, the caller adding the last k mod 8
+// products. Rows past mr are left at zero and not stored.
 
 // halfNTRows is the most rows of A per kernel call.
 const halfNTRows = 4
 
-func halfNTName(h halfB, mr int) string {
-	return fmt.Sprintf("gemmNT32x%sAVX512_%d", h.name, mr)
+// halfNTISAs are the kernels' instruction sets and keys per block.
+var halfNTISAs = []struct {
+	is   isa
+	keys int
+}{{avx512, 4}, {avx2, 2}}
+
+func halfNTName(h halfB, is isa, mr int) string {
+	return fmt.Sprintf("gemmNT32x%s%s_%d", h.name, is.name, mr)
 }
 
 // genHalfNT writes the kernels and their tables (halfNTKernels in
 // half_nt_amd64.go).
 func genHalfNT() {
 	for _, h := range []halfB{halfF16, halfBF16} {
-		for mr := 1; mr <= halfNTRows; mr++ {
-			genHalfNTKernel(h, mr)
+		for _, c := range halfNTISAs {
+			for mr := 1; mr <= halfNTRows; mr++ {
+				genHalfNTKernel(h, c.is, c.keys, mr)
+			}
+			fmt.Fprintf(&gs, "var gemmNT32x%s%s = [...]kernHalfNT{", h.name, c.is.name)
+			for mr := 1; mr <= halfNTRows; mr++ {
+				fmt.Fprintf(&gs, "%s, ", halfNTName(h, c.is, mr))
+			}
+			fmt.Fprintf(&gs, "}\n\n")
 		}
-		fmt.Fprintf(&gs, "var gemmNT32x%sAVX512 = [...]kernHalfNT{", h.name)
-		for mr := 1; mr <= halfNTRows; mr++ {
-			fmt.Fprintf(&gs, "%s, ", halfNTName(h, mr))
-		}
-		fmt.Fprintf(&gs, "}\n\n")
 	}
 }
 
-func genHalfNTKernel(h halfB, mr int) {
-	is := avx512
-	Z := func(n int) string { return fmt.Sprintf("Z%d", n) }
-	acc := func(i, j int) string { return Z(i*4 + j) } // row i, key j
-	key := func(j int) string { return Z(16 + j) }
-	row := func(i int) string { return Z(20 + i) }
-	f := sig(halfNTName(h, mr), ps("k", "int", "a", "*float32", "lda", "int", "b", "*uint16", "ldb", "int", "c", "*float32", "ldc", "int", "blocks", "int", "pf", "*uint16", "pflines", "int"), nil)
+func genHalfNTKernel(h halfB, is isa, nk, mr int) {
+	R := func(n int) string { return fmt.Sprintf("%s%d", is.reg, n) }
+	X := func(n int) string { return fmt.Sprintf("X%d", n) }
+	w := is.vbytes / 4 // float32 lanes, 16-bit values per load
+	// Registers: the accumulators first (row i, key j), then the widened
+	// keys and the rows of A, then two scratch registers.
+	acc := func(i, j int) string { return R(i*nk + j) }
+	key := func(j int) string { return R(halfNTRows*nk + j) }
+	row := func(i int) string { return R(halfNTRows*nk + nk + i) }
+	t0, t1 := R(is.nregs-2), R(is.nregs-1)
+	avx512 := is.nregs == 32
+	f := sig(halfNTName(h, is, mr), ps("k", "int", "a", "*float32", "lda", "int", "b", "*uint16", "ldb", "int", "c", "*float32", "ldc", "int", "blocks", "int", "pf", "*uint16", "pflines", "int"), nil)
 	text(f)
 	// SI: A (R14 its start), R8 lda and R11 3*lda in bytes; DX: B within
 	// the block (R12 the block's first key), R9 ldb and R10 3*ldb in bytes;
 	// DI: C, AX ldc in bytes; R13: blocks left; K1: the lanes of k's last
-	// vector.
+	// vector (AVX-512).
 	emit("MOVQ %s, R14", f.fp("a"))
 	emit("MOVQ %s, R8", f.fp("lda"))
 	emit("SHLQ $2, R8")
@@ -63,10 +78,12 @@ func genHalfNTKernel(h halfB, mr int) {
 	emit("MOVQ %s, AX", f.fp("ldc"))
 	emit("SHLQ $2, AX")
 	emit("MOVQ %s, R13", f.fp("blocks"))
-	emit("MOVQ %s, BX", f.fp("k"))
-	emit("ANDQ $15, BX")
-	emit("LEAQ maskK<>(SB), CX")
-	emit("KMOVW (CX)(BX*2), K1")
+	if avx512 {
+		emit("MOVQ %s, BX", f.fp("k"))
+		emit("ANDQ $15, BX")
+		emit("LEAQ maskK<>(SB), CX")
+		emit("KMOVW (CX)(BX*2), K1")
+	}
 	emit("TESTQ R13, R13")
 	emit("JZ done")
 
@@ -87,11 +104,13 @@ func genHalfNTKernel(h halfB, mr int) {
 	label("nopf")
 	emit("MOVQ R14, SI")
 	emit("MOVQ R12, DX")
-	for r := range 16 {
-		emit("VPXORD %[1]s, %[1]s, %[1]s", Z(r))
+	for i := range halfNTRows {
+		for j := range nk {
+			emit("VXORPS %[1]s, %[1]s, %[1]s", acc(i, j))
+		}
 	}
 	emit("MOVQ %s, CX", f.fp("k"))
-	emit("SHRQ $4, CX")
+	emit("SHRQ $%d, CX", bitsLen(w)-1)
 	keyAddr := func(j, off int) string {
 		switch j {
 		case 0:
@@ -102,13 +121,14 @@ func genHalfNTKernel(h halfB, mr int) {
 		return fmt.Sprintf("%d(DX)(R9*%d)", off, j)
 	}
 	aBases := [3]string{"SI", "", ""}
-	// step does 16 entries of k (the vector at element 16u), masked to K1.
+	// step does w entries of k (the vector at element w*u), masked to
+	// kmask when not "".
 	step := func(u int, kmask string) {
-		for j := range 4 {
-			h.widen(is, keyAddr(j, 32*u), kmask, key(j))
+		for j := range nk {
+			h.widen(is, keyAddr(j, 2*w*u), kmask, key(j))
 		}
 		for i := range mr {
-			a := rowAddr(i, 64*u, aBases, "R8", "R11")
+			a := rowAddr(i, 4*w*u, aBases, "R8", "R11")
 			if kmask != "" {
 				emit("VMOVUPS.Z %s, %s, %s", a, kmask, row(i))
 			} else {
@@ -116,55 +136,81 @@ func genHalfNTKernel(h halfB, mr int) {
 			}
 		}
 		for i := range mr {
-			for j := range 4 {
+			for j := range nk {
 				emit("VFMADD231PS %s, %s, %s", key(j), row(i), acc(i, j))
 			}
 		}
 	}
 	kLoop(func(u int) { step(u, "") }, func(vectors int) {
-		emit("ADDQ $%d, SI", 64*vectors)
-		emit("ADDQ $%d, DX", 32*vectors)
+		emit("ADDQ $%d, SI", 4*w*vectors)
+		emit("ADDQ $%d, DX", 2*w*vectors)
 	})
 	label("store")
-	emit("KORTESTW K1, K1")
-	emit("JZ reduce")
-	step(0, "K1")
-
-	label("reduce")
+	if avx512 {
+		emit("KORTESTW K1, K1")
+		emit("JZ reduce")
+		step(0, "K1")
+		label("reduce")
+	}
 	// pairAdd sets dst to lo+hi, where lo and hi are the shuffles of x and
-	// y by ins with immediates ilo and ihi (Z28, Z29 scratch).
+	// y by ins with immediates ilo and ihi.
 	pairAdd := func(ins string, ilo, ihi int, x, y, dst string) {
-		emit("%s $0x%02x, %s, %s, Z28", ins, ilo, y, x)
-		emit("%s $0x%02x, %s, %s, Z29", ins, ihi, y, x)
-		emit("VADDPS Z29, Z28, %s", dst)
+		emit("%s $0x%02x, %s, %s, %s", ins, ilo, y, x, t0)
+		emit("%s $0x%02x, %s, %s, %s", ins, ihi, y, x, t1)
+		emit("VADDPS %s, %s, %s", t1, t0, dst)
 	}
-	// 256-bit halves: Z16+2j holds rows 0 and 1 of key j (128-bit blocks
-	// 0-1 and 2-3), Z17+2j rows 2 and 3.
-	for j := range 4 {
-		pairAdd("VSHUFF32X4", 0x44, 0xee, acc(0, j), acc(1, j), Z(16+2*j))
-		pairAdd("VSHUFF32X4", 0x44, 0xee, acc(2, j), acc(3, j), Z(17+2*j))
-	}
-	// 128-bit blocks: Z24+j holds row i's 4 partial sums of key j in
-	// block i.
-	for j := range 4 {
-		pairAdd("VSHUFF32X4", 0x88, 0xdd, Z(16+2*j), Z(17+2*j), Z(24+j))
-	}
-	// Within blocks: lane j of block i is the score of row i and key j.
-	pairAdd("VSHUFPS", 0x44, 0xee, Z(24), Z(25), Z(16))
-	pairAdd("VSHUFPS", 0x44, 0xee, Z(26), Z(27), Z(17))
-	pairAdd("VSHUFPS", 0x88, 0xdd, Z(16), Z(17), Z(18))
 	emit("LEAQ (AX)(AX*2), BX")
 	cBases := [3]string{"DI", "", ""}
-	for i := range mr {
-		x := "X18"
-		if i > 0 {
-			emit("VEXTRACTF32X4 $%d, Z18, X19", i)
-			x = "X19"
+	cRow := func(i int) string { return rowAddr(i, 0, cBases, "AX", "BX") }
+	if avx512 {
+		// 256-bit halves: Z16+2j holds rows 0 and 1 of key j (128-bit
+		// blocks 0-1 and 2-3), Z17+2j rows 2 and 3.
+		for j := range 4 {
+			pairAdd("VSHUFF32X4", 0x44, 0xee, acc(0, j), acc(1, j), R(16+2*j))
+			pairAdd("VSHUFF32X4", 0x44, 0xee, acc(2, j), acc(3, j), R(17+2*j))
 		}
-		emit("VMOVUPS %s, %s", x, rowAddr(i, 0, cBases, "AX", "BX"))
+		// 128-bit blocks: Z24+j holds row i's 4 partial sums of key j in
+		// block i.
+		for j := range 4 {
+			pairAdd("VSHUFF32X4", 0x88, 0xdd, R(16+2*j), R(17+2*j), R(24+j))
+		}
+		// Within blocks: lane j of block i is the score of row i and key j.
+		pairAdd("VSHUFPS", 0x44, 0xee, R(24), R(25), R(16))
+		pairAdd("VSHUFPS", 0x44, 0xee, R(26), R(27), R(17))
+		pairAdd("VSHUFPS", 0x88, 0xdd, R(16), R(17), R(18))
+		for i := range mr {
+			x := X(18)
+			if i > 0 {
+				emit("VEXTRACTF32X4 $%d, Z18, X19", i)
+				x = X(19)
+			}
+			emit("VMOVUPS %s, %s", x, cRow(i))
+		}
+	} else {
+		// 128-bit halves: Y8 holds (row 0, key 0) in its low half and
+		// (row 2, key 0) in its high half, Y9 key 1 of the same rows, Y10
+		// and Y11 rows 1 and 3.
+		for r := range 2 {
+			for j := range 2 {
+				pairAdd("VPERM2F128", 0x20, 0x31, acc(r, j), acc(r+2, j), R(8+2*r+j))
+			}
+		}
+		// Within halves: lanes 0-1 of the low half are row 0's scores of
+		// keys 0 and 1, lanes 2-3 row 1's; the high half rows 2 and 3.
+		pairAdd("VSHUFPS", 0x44, 0xee, R(8), R(9), R(12))
+		pairAdd("VSHUFPS", 0x44, 0xee, R(10), R(11), R(13))
+		pairAdd("VSHUFPS", 0x88, 0xdd, R(12), R(13), R(8))
+		emit("VEXTRACTF128 $1, Y8, X9")
+		for i := range mr {
+			ins := "VMOVLPS"
+			if i%2 == 1 {
+				ins = "VMOVHPS"
+			}
+			emit("%s %s, %s", ins, X(8+i/2), cRow(i))
+		}
 	}
-	emit("ADDQ $16, DI")
-	emit("LEAQ (R12)(R9*4), R12")
+	emit("ADDQ $%d, DI", 4*nk)
+	emit("LEAQ (R12)(R9*%d), R12", nk)
 	emit("DECQ R13")
 	emit("JNZ block")
 	label("done")
