@@ -785,14 +785,7 @@ func (run *runner[T]) head(ctx context.Context, h int, hp *headPlan) error {
 	run.mu.Lock()
 	run.flops += float64(hp.momentKeys()) * float64(r) * float64(2*e1+1)
 	run.mu.Unlock()
-	var polyRows, direct []int
-	for i, g := range hp.degree {
-		if g == exactRow {
-			direct = append(direct, i)
-		} else {
-			polyRows = append(polyRows, i)
-		}
-	}
+	polyRows, direct := hp.splitRows()
 	if err := run.directRows(ctx, h, hp, hk, direct); err != nil {
 		return err
 	}

@@ -28,11 +28,12 @@ import (
 // ranges slide forward monotonically, so the sum is kept as a queue of two
 // stacks (the back stack with its running sum, the front stack as suffix
 // sums, refilled from the back when it runs out): each block is added a
-// bounded number of times and every sum is of non-negative-rounding terms
-// (the same terms, in some order, as the full-head moments). Blocks no
-// later row leaves (from the last row's bLo on) go into one plain sum. The
-// sweep runs backwards (from the last block) when that keeps fewer block
-// matrices, as for windows unbounded on the right.
+// bounded number of times, and a row's moments are a sum of exactly its
+// blocks' terms, in some order, so the rounding analysis of bound holds
+// with the additions counted by sumTerms. Blocks no later row leaves (from
+// the last row's bLo on) go into one plain sum. The sweep runs backwards
+// (from the last block) when that keeps fewer block matrices, as for
+// windows unbounded on the right.
 
 // windowed reports whether p restricts rows by a sliding window.
 func windowed[T attn.Float](p *attn.Problem[T]) bool {
@@ -473,6 +474,50 @@ func (sw *windowSweep[T]) block(ctx context.Context, t int) []float64 {
 	return m
 }
 
+// rows runs work on the rows of the wave's groups, a block of up to
+// queryBlock rows of one group per task, in parallel; work gets the keys
+// [cStart, cEnd) of its group's whole blocks.
+func (sw *windowSweep[T]) rows(ctx context.Context, wave []rowGroup, work func(s *scratch, g *rowGroup, blk []int, cStart, cEnd int) error) error {
+	type task struct {
+		g   *rowGroup
+		blk []int
+	}
+	var tasks []task
+	for x := range wave {
+		g := &wave[x]
+		for b0 := 0; b0 < len(g.rows); b0 += queryBlock {
+			tasks = append(tasks, task{g, g.rows[b0:min(b0+queryBlock, len(g.rows))]})
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var failed atomic.Value
+	sw.run.parallelBlocks(ctx, 0, len(tasks), func(s *scratch, x int) {
+		t := tasks[x]
+		if err := work(s, t.g, t.blk, t.g.bLo*sw.kb, min(t.g.bHi*sw.kb, sw.hk.L)); err != nil {
+			failed.Store(err)
+		}
+	}, nil, sw.hk.r)
+	if err, ok := failed.Load().(error); ok {
+		return err
+	}
+	return ctx.Err()
+}
+
+// splitRows returns the head's rows on the polynomial path and those
+// computed exactly, each ascending.
+func (hp *headPlan) splitRows() (polyRows, direct []int) {
+	for i, g := range hp.degree {
+		if g == exactRow {
+			direct = append(direct, i)
+		} else {
+			polyRows = append(polyRows, i)
+		}
+	}
+	return polyRows, direct
+}
+
 // finish records the sweep's matrix additions, its most kept blocks and,
 // in the backward pass, the second queue's (kq) most kept group sums, each
 // with the planner's figure (hp.win).
@@ -498,15 +543,8 @@ func (run *runner[T]) window(ctx context.Context, h int, hp *headPlan, hk *headK
 	sw := run.newSweep(h, hp, hk, rows)
 	sum := make([]float64, sw.q.size)
 	var flops atomic.Uint64
-	var failed atomic.Value
-	type task struct {
-		g   *rowGroup
-		blk []int
-	}
-	var tasks []task
 	for g0 := 0; g0 < len(sw.groups); g0 += windowWave(run.workers) {
 		wave := sw.groups[g0:min(g0+windowWave(run.workers), len(sw.groups))]
-		tasks = tasks[:0]
 		for x := range wave {
 			g := &wave[x]
 			sw.moments(ctx, g, sum)
@@ -516,21 +554,11 @@ func (run *runner[T]) window(ctx context.Context, h int, hp *headPlan, hk *headK
 					g.scaled[d] = hk.scaledMoments(polys[d], sum)
 				}
 			}
-			for b0 := 0; b0 < len(g.rows); b0 += queryBlock {
-				tasks = append(tasks, task{g, g.rows[b0:min(b0+queryBlock, len(g.rows))]})
-			}
 		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		run.parallelBlocks(ctx, 0, len(tasks), func(s *scratch, x int) {
-			t := tasks[x]
-			cStart, cEnd := t.g.bLo*sw.kb, min(t.g.bHi*sw.kb, hk.L)
-			if err := run.rowBlock(s, h, hp, hk, polys, t.blk, t.g.scaled, cStart, cEnd, &flops); err != nil {
-				failed.Store(err)
-			}
-		}, nil, hk.r)
-		if err, ok := failed.Load().(error); ok {
+		err := sw.rows(ctx, wave, func(s *scratch, g *rowGroup, blk []int, cStart, cEnd int) error {
+			return run.rowBlock(s, h, hp, hk, polys, blk, g.scaled, cStart, cEnd, &flops)
+		})
+		if err != nil {
 			return err
 		}
 		for x := range wave {
@@ -554,14 +582,7 @@ func (run *runner[T]) window(ctx context.Context, h int, hp *headPlan, hk *headK
 // group starting at or before t is done (again no differences).
 func (run *runner[T]) windowBackward(ctx context.Context, st *gradState[T], dq []T) error {
 	p, hp, hk, h := run.p, st.hp, st.hk, st.h
-	var polyRows, direct []int
-	for i, g := range hp.degree {
-		if g == exactRow {
-			direct = append(direct, i)
-		} else {
-			polyRows = append(polyRows, i)
-		}
-	}
+	polyRows, direct := hp.splitRows()
 	st.dSum = make([]float64, hk.r*(p.E+1))
 	if err := run.rowsBackward(ctx, st, direct, nil, 0, dq); err != nil {
 		return err
@@ -582,12 +603,6 @@ func (run *runner[T]) windowBackward(ctx context.Context, st *gradState[T], dq [
 	gA, gB := 0, 0
 	keep := sort.Search(len(groups), func(x int) bool { _, b := sw.span(&groups[x]); return b > tEnd-1 })
 	kq := newMomentQueue(size, keep)
-	var failed atomic.Value
-	type task struct {
-		g   *rowGroup
-		blk []int
-	}
-	var tasks []task
 	type keyTask struct {
 		t     int
 		S, St []float64
@@ -645,27 +660,16 @@ func (run *runner[T]) windowBackward(ctx context.Context, st *gradState[T], dq [
 	for g0 := 0; g0 < len(groups); g0 += windowWave(run.workers) {
 		g1 := min(g0+windowWave(run.workers), len(groups))
 		wave := groups[g0:g1]
-		tasks = tasks[:0]
 		for x := range wave {
 			g := &wave[x]
 			g.mom = sw.q.get()
 			sw.moments(ctx, g, g.mom)
 			g.dSum = kq.get()
-			for b0 := 0; b0 < len(g.rows); b0 += queryBlock {
-				tasks = append(tasks, task{g, g.rows[b0:min(b0+queryBlock, len(g.rows))]})
-			}
 		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		run.parallelBlocks(ctx, 0, len(tasks), func(s *scratch, x int) {
-			t := tasks[x]
-			cStart, cEnd := t.g.bLo*sw.kb, min(t.g.bHi*sw.kb, hk.L)
-			if err := run.blockBackward(s, st, t.blk, t.g.mom, cStart, cEnd, t.g.dSum, dq); err != nil {
-				failed.Store(err)
-			}
-		}, nil, r)
-		if err, ok := failed.Load().(error); ok {
+		err := sw.rows(ctx, wave, func(s *scratch, g *rowGroup, blk []int, cStart, cEnd int) error {
+			return run.blockBackward(s, st, blk, g.mom, cStart, cEnd, g.dSum, dq)
+		})
+		if err != nil {
 			return err
 		}
 		for x := range wave {
