@@ -31,12 +31,7 @@ import (
 // the softmax steps; products / products-L2 the cost of streaming the
 // keys and values from L3. It runs only with FASTATTN_LOOP_RATES=1.
 func TestLoopRates(t *testing.T) {
-	if os.Getenv("FASTATTN_LOOP_RATES") != "1" {
-		t.Skip("set FASTATTN_LOOP_RATES=1 to measure")
-	}
-	if _, ok := threadCPU(); !ok {
-		t.Skip("no per-thread CPU clock here")
-	}
+	needThreadCPU(t)
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	defer func(old bool) { prefetch = old }(prefetch)
@@ -138,5 +133,17 @@ func TestPassRates(t *testing.T) {
 		}
 		t.Logf("d = %d, n = 16384, one worker: %.0f GFLOP/s, causal %.0f GFLOP/s (%.0f%%)", d,
 			Flops(base)/best[0]/1e9, Flops(&causal)/best[1]/1e9, 100*Flops(&causal)/best[1]/(Flops(base)/best[0]))
+	}
+}
+
+// needThreadCPU skips a measurement unless FASTATTN_LOOP_RATES=1 asks for
+// it and the thread's CPU clock is there to time it.
+func needThreadCPU(t *testing.T) {
+	t.Helper()
+	if os.Getenv("FASTATTN_LOOP_RATES") != "1" {
+		t.Skip("set FASTATTN_LOOP_RATES=1 to measure")
+	}
+	if _, ok := threadCPU(); !ok {
+		t.Skip("no per-thread CPU clock here")
 	}
 }

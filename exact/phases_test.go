@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"os"
 	"runtime"
 	"slices"
 	"strings"
@@ -37,12 +36,7 @@ import (
 // the step's time, the speed the pass would run at if that step were all
 // it did. It runs only with FASTATTN_LOOP_RATES=1.
 func TestForwardPhases(t *testing.T) {
-	if os.Getenv("FASTATTN_LOOP_RATES") != "1" {
-		t.Skip("set FASTATTN_LOOP_RATES=1 to measure")
-	}
-	if _, ok := threadCPU(); !ok {
-		t.Skip("no per-thread CPU clock here")
-	}
+	needThreadCPU(t)
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	for _, d := range []int{64, 128} {
