@@ -241,3 +241,113 @@ func TestWindowBackwardNearExactGradient(t *testing.T) {
 		}
 	}
 }
+
+// TestWindowRandom checks random windows (each side -1, 0, small, a few
+// blocks or wider than m), alignments, causal masks, padding, n and m
+// against the float64 reference, on the polynomial path or as planned, in
+// both element types.
+func TestWindowRandom(t *testing.T) {
+	count := 60
+	if testing.Short() {
+		count = 20
+	}
+	r := rand.New(rand.NewPCG(21, 22))
+	side := func() int {
+		switch r.IntN(5) {
+		case 0:
+			return -1
+		case 1:
+			return 0
+		case 2:
+			return r.IntN(100)
+		case 3:
+			return 100 + r.IntN(700)
+		}
+		return 3000
+	}
+	polyRows := 0
+	for it := range count {
+		n, m := 1+r.IntN(1500), 1+r.IntN(1500)
+		c := attntest.Case{Heads: 1 + r.IntN(2), N: n, M: m, D: 1 + r.IntN(5), E: 1 + r.IntN(3),
+			Causal: r.IntN(2) == 0, Window: &attn.Window{Left: side(), Right: side()}, QScale: 0.4, KScale: 0.4}
+		if r.IntN(2) == 0 {
+			c.CausalAlign = attn.TopLeft
+		}
+		if r.IntN(3) == 0 {
+			c.KeyLens = make([]int, c.Heads)
+			for h := range c.KeyLens {
+				c.KeyLens[h] = r.IntN(m + 1)
+			}
+		}
+		eps := []float64{1e-2, 1e-4, 1e-8}[r.IntN(3)]
+		testNoExactRows = r.IntN(2) == 0
+		p := c.Generate(uint64(it))
+		p.Eps = eps
+		where := fmt.Sprintf("input %d (n=%d m=%d d=%d heads=%d causal=%v %v window %+v keys %v eps %g force %v)",
+			it, n, m, c.D, c.Heads, c.Causal, c.CausalAlign, *c.Window, c.KeyLens, eps, testNoExactRows)
+		if err := attntest.Check(Method{Workers: 1 + it%3}, p, eps, false); err != nil {
+			t.Fatalf("%s float64: %v", where, err)
+		}
+		if eps >= 1e-4 {
+			if err := attntest.Check(Method{}, attntest.To32(p), eps+3e-5, false); err != nil {
+				t.Fatalf("%s float32: %v", where, err)
+			}
+		}
+		st, err := Method{}.Forward64(context.Background(), p, attn.NewOutput(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range st.Details["rows_per_degree"].(map[int]int) {
+			polyRows += k
+		}
+	}
+	testNoExactRows = false
+	t.Logf("%d rows on the polynomial path", polyRows)
+	if polyRows == 0 {
+		t.Fatal("no row took the polynomial path")
+	}
+}
+
+// TestWindowBackwardRandom checks the windowed gradient on random windows
+// against the float64 reference gradient, within eps of each gradient's
+// largest entry.
+func TestWindowBackwardRandom(t *testing.T) {
+	r := rand.New(rand.NewPCG(31, 32))
+	side := func() int { return []int{-1, 0, 40, 300, 900}[r.IntN(5)] }
+	for it := range 12 {
+		n, m := 1+r.IntN(1200), 1+r.IntN(1200)
+		c := attntest.Case{Heads: 2, KVHeads: 1 + r.IntN(2), N: n, M: m, D: 1 + r.IntN(4), E: 1 + r.IntN(3),
+			Causal: r.IntN(2) == 0, Window: &attn.Window{Left: side(), Right: side()}, QScale: 0.4, KScale: 0.4}
+		if r.IntN(2) == 0 {
+			c.CausalAlign = attn.TopLeft
+		}
+		if r.IntN(2) == 0 {
+			c.Sinks = []float64{r.NormFloat64(), r.NormFloat64()}
+		}
+		testNoExactRows = r.IntN(2) == 0
+		const eps = 1e-4
+		p := c.Generate(uint64(it))
+		p.Eps = eps
+		dO := attntest.GradOutput(p, uint64(it))
+		g := attn.NewGradients(p)
+		if _, err := (Method{}).Backward64(context.Background(), p, attn.NewOutput(p), dO, g); err != nil {
+			t.Fatal(err)
+		}
+		ref := reference.Gradient(p, dO)
+		for _, pair := range []struct {
+			name      string
+			got, want []float64
+		}{{"dQ", g.DQ, ref.DQ}, {"dK", g.DK, ref.DK}, {"dV", g.DV, ref.DV}, {"dSinks", g.DSinks, ref.DSinks}} {
+			var errMax, scale float64
+			for i := range pair.got {
+				errMax = max(errMax, math.Abs(pair.got[i]-pair.want[i]))
+				scale = max(scale, math.Abs(pair.want[i]))
+			}
+			if scale > 0 && errMax > eps*scale {
+				t.Errorf("input %d (n=%d m=%d %+v causal=%v %v force %v): %s relative error %.3g > eps",
+					it, n, m, *c.Window, c.Causal, c.CausalAlign, testNoExactRows, pair.name, errMax/scale)
+			}
+		}
+	}
+	testNoExactRows = false
+}
