@@ -25,12 +25,13 @@ import (
 // query tile that sees it, and accumulates that tile's dK and dV locally
 // (they are complete when the walk ends) and its contribution to dQ in a
 // per-worker buffer for the whole head, added into the shared dQ (under a
-// lock per chunk of rows) when the worker moves to another head. Workers take key tiles in
-// head order, so each head's dQ receives at most one addition per worker;
-// their order varies from run to run, so dQ may differ in its last bits
-// between runs (as FlashAttention-2's atomic additions do). Nothing of size
-// n x m is ever held: per worker, two bwdQueryTile x bwdKeyTile tiles and
-// O(n d) for the head's dQ; per call, Q and dO transposed.
+// lock per chunk of rows) when the worker moves to another head. Workers
+// take key tiles in head order, so each head's dQ receives at most one
+// addition per worker; their order varies from run to run, so dQ may
+// differ in its last bits between runs (as FlashAttention-2's atomic
+// additions do). Nothing of size n x m is ever held: per worker, two
+// bwdQueryTile x bwdKeyTile tiles and O(n d) for the head's dQ; per call,
+// Q and dO transposed.
 //
 // Five products per tile and no transposes in the loop: the key tile and
 // the value tile are packed once (as the forward packs a head's keys) for
