@@ -73,6 +73,10 @@ func predictSeconds[T attn.Float](p *attn.Problem[T], plans []*headPlan, workers
 	key := rt.keyBase + rt.keyPerValue*e1
 	query := rt.queryBase + rt.queryPerValue*e1
 	var work float64
+	checkKeys := p.M // the most keys a sampled reference row reads
+	if windowed(p) {
+		checkKeys = widestRow(p)
+	}
 	for h, hp := range plans {
 		if hp.keys == 0 {
 			continue
@@ -96,7 +100,7 @@ func predictSeconds[T attn.Float](p *attn.Problem[T], plans []*headPlan, workers
 			rows = check.DefaultRows
 		}
 		rows = min(rows, p.Heads*p.N)
-		secs += float64(rows) * float64(p.M) * float64(p.D+p.E) * rt.checkKey / min(w, float64(rows))
+		secs += float64(rows) * float64(checkKeys) * float64(p.D+p.E) * rt.checkKey / min(w, float64(rows))
 	}
 	return secs
 }

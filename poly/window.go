@@ -47,6 +47,17 @@ func rowKeys[T attn.Float](p *attn.Problem[T], h, i int) int {
 	return hi - lo
 }
 
+// widestRow is the most keys a row of p attends.
+func widestRow[T attn.Float](p *attn.Problem[T]) int {
+	widest := 0
+	for h := range p.Heads {
+		for i := range p.N {
+			widest = max(widest, rowKeys(p, h, i))
+		}
+	}
+	return widest
+}
+
 // fullBlocks returns the blocks of kb keys [bLo, bHi) lying wholly inside
 // keys [lo, hi) of a head of L keys (block b holds keys [b kb,
 // min((b+1) kb, L))); bLo >= bHi when there is none.
