@@ -19,18 +19,6 @@ func MultiDot64(c, a, b []float64, ldb int) {
 
 func multiDot64Go(c, a, b []float64, ldb int) {
 	for j := range c {
-		row := b[j*ldb : j*ldb+len(a)]
-		var s0, s1, s2, s3 float64
-		t := 0
-		for ; t+4 <= len(a); t += 4 {
-			s0 += a[t] * row[t]
-			s1 += a[t+1] * row[t+1]
-			s2 += a[t+2] * row[t+2]
-			s3 += a[t+3] * row[t+3]
-		}
-		for ; t < len(a); t++ {
-			s0 += a[t] * row[t]
-		}
-		c[j] = (s0 + s1) + (s2 + s3)
+		c[j] = dot(a, b[j*ldb:j*ldb+len(a)])
 	}
 }
