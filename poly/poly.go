@@ -173,9 +173,16 @@ func planHead[T attn.Float](p *attn.Problem[T], h int, deg *degreeTable, bump in
 	if bump == 0 {
 		half = halfWidths(keys, p.D, hp.mu)
 	}
+	// The ranges on every core (a pass over the queries), then the
+	// degrees (the table extends itself, one goroutine at a time).
 	q := p.Q[h*p.N*p.D : (h+1)*p.N*p.D]
-	for i := range p.N {
-		b := rowBeta(q[i*p.D:(i+1)*p.D], p.Scale, hp.radius, half)
+	chunks := (p.N + normChunk - 1) / normChunk
+	parallel.For(context.Background(), runtime.GOMAXPROCS(0), chunks, func(c int) {
+		for i := c * normChunk; i < min((c+1)*normChunk, p.N); i++ {
+			hp.beta[i] = rowBeta(q[i*p.D:(i+1)*p.D], p.Scale, hp.radius, half)
+		}
+	})
+	for i, b := range hp.beta {
 		g, err := deg.degreeFor(b)
 		if err != nil {
 			return nil, err
@@ -186,7 +193,7 @@ func planHead[T attn.Float](p *attn.Problem[T], h int, deg *degreeTable, bump in
 				return nil, err
 			}
 		}
-		hp.beta[i], hp.degree[i] = b, g
+		hp.degree[i] = g
 	}
 	if windowed(p) {
 		planWindow(p, h, hp, !testNoExactRows, bump > 0)
@@ -238,9 +245,12 @@ func halfWidths[T attn.Float](keys []T, d int, mu []float64) []float64 {
 // moments cost about 2 L r_cap (e+1), each row of degree g <= cap costs
 // 2 r_g (e+1), and each row above the cap costs 2 L (d+e) exactly.
 func (hp *headPlan) capDegree(d, e int) {
-	count := map[int]int{}
+	var count []int // rows per degree
 	gmax := 0
 	for _, g := range hp.degree {
+		for len(count) <= g {
+			count = append(count, 0)
+		}
 		count[g]++
 		gmax = max(gmax, g)
 	}
@@ -249,6 +259,9 @@ func (hp *headPlan) capDegree(d, e int) {
 	for capG := gmax; capG >= 0; capG-- {
 		cost := 2 * L * RankFloat(d, capG) * float64(e+1)
 		for g, c := range count {
+			if c == 0 {
+				continue
+			}
 			if g <= capG {
 				cost += 2 * float64(c) * RankFloat(d, g) * float64(e+1)
 			} else {
@@ -326,10 +339,22 @@ func ballWork(L, d int) float64 {
 // returned is always such a pass's, so the sample only steers the centre.
 func enclosingBall[T attn.Float](keys []T, d int) ([]float64, float64) {
 	L := len(keys) / d
+	// The mean on every core, in chunks of a fixed size added in order
+	// (the same sums whatever the core count).
+	parts := (L + ballChunk - 1) / ballChunk
+	sums := make([]float64, parts*d)
+	parallel.For(context.Background(), runtime.GOMAXPROCS(0), parts, func(x int) {
+		s := sums[x*d : (x+1)*d]
+		for j := x * ballChunk; j < min((x+1)*ballChunk, L); j++ {
+			for t, v := range keys[j*d : (j+1)*d] {
+				s[t] += float64(v)
+			}
+		}
+	})
 	mean := make([]float64, d)
-	for j := range L {
-		for t, x := range keys[j*d : (j+1)*d] {
-			mean[t] += float64(x)
+	for x := range parts {
+		for t := range d {
+			mean[t] += sums[x*d+t]
 		}
 	}
 	for t := range mean {
