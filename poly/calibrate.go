@@ -8,6 +8,7 @@ import (
 
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/internal/accurate"
+	"github.com/fastattn/fastattn/internal/check"
 )
 
 // rates are the planner's unit times on one core, measured once per process
@@ -30,6 +31,10 @@ type rates struct {
 	// checkKey is the time per key and unit of d + e of a sampled row of
 	// the reference check (package accurate).
 	checkKey float64
+	// checkPlainKey is the same for the plain reference, which serves
+	// loose bounds (plainCheckServes) with a head's sampled rows together,
+	// on every core.
+	checkPlainKey float64
 	// setup is the fixed cost of a call: the degree thresholds and the
 	// certified polynomials (multi-precision construction).
 	setup float64
@@ -126,6 +131,17 @@ func calibrate() rates {
 	p := &attn.Problem[float32]{Heads: 1, N: 1, M: keys, D: d, E: d, Q: kv[:d], K: kv, V: kv, Scale: 1}
 	out := make([]float64, d)
 	rt.checkKey = best(reps, func() { accurate.Row(p, 0, 0, out) }) / (keys * 2 * d)
+	// The plain reference's rows, 16 of 4096 keys (one task of its key
+	// blocks, so one core) against a zero output (the check measures every
+	// row, then fails).
+	const checkRows, checkKeys = 16, 4096
+	kc := make([]float32, checkKeys*d)
+	for x := range kc {
+		kc[x] = float32(r.NormFloat64())
+	}
+	pc := &attn.Problem[float32]{Heads: 1, N: checkRows, M: checkKeys, D: d, E: d, Q: kc[:checkRows*d], K: kc, V: kc, Scale: 1}
+	outc := attn.NewOutput(pc)
+	rt.checkPlainKey = best(reps, func() { check.Forward(pc, outc, 1e-3, checkRows) }) / (checkRows * checkKeys * 2 * d)
 	rt.setup = best(2, func() {
 		t := newDegreeTable(PolyShare * 1e-3)
 		if t.extend(4) == nil {

@@ -12,7 +12,7 @@ func TestCalibration(t *testing.T) {
 	rt := measuredRates()
 	for name, v := range map[string]float64{
 		"key": rt.keyBase + rt.keyPerValue, "query": rt.queryBase + rt.queryPerValue,
-		"pair": rt.pair, "ball": rt.ball, "check": rt.checkKey, "setup": rt.setup,
+		"pair": rt.pair, "ball": rt.ball, "check": rt.checkKey, "check plain": rt.checkPlainKey, "setup": rt.setup,
 	} {
 		if !(v > 0) || math.IsInf(v, 0) {
 			t.Errorf("unit time %s = %g, want positive and finite", name, v)

@@ -100,7 +100,19 @@ func predictSeconds[T attn.Float](p *attn.Problem[T], plans []*headPlan, workers
 			rows = check.DefaultRows
 		}
 		rows = min(rows, p.Heads*p.N)
-		secs += float64(rows) * float64(checkKeys) * float64(p.D+p.E) * rt.checkKey / min(w, float64(rows))
+		rate, par := rt.checkKey, min(w, float64(rows))
+		if plainCheckServes(p.Eps, checkKeys, p.D) {
+			rate, par = rt.checkPlainKey, w
+		}
+		secs += float64(rows) * float64(checkKeys) * float64(p.D+p.E) * rate / par
 	}
 	return secs
+}
+
+// plainCheckServes tells, for the cost model, whether the sampled check's
+// plain reference (accurate to about (3 L + 2 d) units of float64 rounding
+// at moderate logits) serves a bound near eps: it does when its error is
+// under 1/64 of the bound.
+func plainCheckServes(eps float64, L, d int) bool {
+	return eps/64 > float64(4*L+4*d+64)*0x1p-53
 }
