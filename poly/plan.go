@@ -90,6 +90,7 @@ func predictSeconds[T attn.Float](p *attn.Problem[T], plans []*headPlan, workers
 			g = max(g, deg)
 			work += RankFloat(p.D, deg) * query
 		}
+		work += hp.groupRows() * RankFloat(p.D, g) * query
 		work += ballWork(hp.keys, p.D)*rt.ball + float64(hp.momentKeys())*RankFloat(p.D, g)*key + hp.edgePairs()*float64(p.D+p.E+1)*rt.pair
 	}
 	w := float64(max(workers, 1))

@@ -98,6 +98,7 @@ type windowPlan struct {
 	usedKeys int     // keys of the blocks whose moments are built
 	edgeKeys float64 // keys the polynomial rows add exactly at their edges
 	stored   int     // most block moment matrices the sweep keeps at once
+	groups   int     // groups of rows sharing their blocks
 	reverse  bool    // sweep from the last block down (keeps fewer)
 	// backward: planned for the backward pass, whose second queue (over
 	// groups of rows) keeps at most keyStored matrices.
@@ -205,6 +206,7 @@ func planWindow[T attn.Float](p *attn.Problem[T], h int, hp *headPlan, capRows, 
 			spans = append(spans, [2]int{bLo, bHi})
 		}
 	}
+	win.groups = len(spans)
 	if len(spans) > 0 {
 		// The matrices kept are the blocks of the queue that a later range
 		// leaves: forwards, those below the last range's start; backwards,
@@ -261,6 +263,17 @@ func (hp *headPlan) edgePairs() float64 {
 		return 0
 	}
 	return hp.win.edgeKeys
+}
+
+// groupRows is the cost of a windowed head's groups of rows in units of
+// polynomial rows of rank r: each group's moments summed (three matrix
+// additions) and scaled for each degree (about two), r x (e+1) each, like
+// a row's product with the moments.
+func (hp *headPlan) groupRows() float64 {
+	if hp.win == nil {
+		return 0
+	}
+	return 5 * float64(hp.win.groups)
 }
 
 // edgeFlops is the flops of edgePairs.
