@@ -16,20 +16,18 @@ import (
 // whose higher arithmetic rate pays for the copies.
 //
 // As on the float32 path, each product prefetches the other's next
-// operand into L2, here halfAhead tiles ahead: the scores bring in values,
-// P V keys.
+// operand into L2: the scores bring in the tile's values, P V the next
+// tile's keys. In decoding steps at 32768 keys (8/2 heads, d = 128, a
+// loaded machine, variants in rotation, least CPU time of 40 rounds) this
+// took 0.86x the time of no prefetch with the keys and values in memory
+// (caches flushed before each call), and prefetching two tiles further
+// 1.07x; with them warm in the caches no prefetch was fastest (0.76-0.84x).
 
 // halfInPlaceRows is the most query rows of a tile whose 16-bit keys and
 // values are read in place. At 4096 keys, d = 128, reading in place took
 // 0.67x the widening path's CPU time for 8 rows, 0.91x for 16, 1.05x for
 // 32 and 1.34x for 128. A variable so tests can turn the path off.
 var halfInPlaceRows = 24
-
-// halfAhead is how many tiles past the operands the products need next
-// they prefetch. In decoding steps at 32768 keys (8/2 heads, d = 128, two
-// runs on a loaded machine), 2 took 0.85-0.93x the CPU time of 0 and
-// 0.68-0.71x that of no prefetch.
-const halfAhead = 2
 
 // readsHalfInPlace reports whether attendRows reads p's 16-bit keys and
 // values in place for a tile of rows query rows: unpacked keys (a packed
@@ -50,10 +48,7 @@ func halfScores[T attn.Float](p *attn.Problem[T], kh, j0, nb, cols int, q, s []T
 	d, e, off := p.D, p.E, kh*p.M+j0
 	var next []uint16
 	if prefetch {
-		// The values of the tile halfAhead tiles on.
-		a := min(j0+halfAhead*keyTile, p.M)
-		b := min(a+keyTile, p.M)
-		next = p.V16[(kh*p.M+a)*e : (kh*p.M+b)*e]
+		next = p.V16[off*e : (off+cols)*e]
 	}
 	gemm(nb, cols, d, any(q).([]float32), d, p.K16[off*d:], d, any(s).([]float32), scoreStride, next)
 }
@@ -61,7 +56,7 @@ func halfScores[T attn.Float](p *attn.Problem[T], kh, j0, nb, cols int, q, s []T
 // halfValues sets pv (nb x E) to the products of the probabilities s
 // (nb x cols, row stride scoreStride) with the values of keys
 // j0..j0+cols-1 of key/value head kh, read from p.V16 in place, and
-// prefetches keys (up to key jb) halfAhead tiles past the next one.
+// prefetches the next tile's keys (up to key jb).
 func halfValues[T attn.Float](p *attn.Problem[T], kh, j0, jb, nb, cols int, s, pv []T) {
 	gemm := kernels.GemmNN32F16Next
 	if p.KVFormat == attn.BFloat16 {
@@ -69,8 +64,8 @@ func halfValues[T attn.Float](p *attn.Problem[T], kh, j0, jb, nb, cols int, s, p
 	}
 	d, e, off, pv32 := p.D, p.E, kh*p.M, any(pv).([]float32)
 	var next []uint16
-	if a, b := j0+(1+halfAhead)*keyTile, min(j0+(2+halfAhead)*keyTile, jb); prefetch && a < b {
-		next = p.K16[(off+a)*d : (off+b)*d]
+	if j1 := min(j0+2*keyTile, jb); prefetch && j0+keyTile < j1 {
+		next = p.K16[(off+j0+keyTile)*d : (off+j1)*d]
 	}
 	clear(pv32)
 	gemm(nb, e, cols, any(s).([]float32), scoreStride, p.V16[(off+j0)*e:], e, pv32, e, next)

@@ -175,11 +175,20 @@ func TestRealModelTimings(t *testing.T) {
 	if s, err := strconv.Atoi(os.Getenv("FASTATTN_REALMODEL_ROUNDS")); err == nil && s > 0 {
 		scaleRounds = s
 	}
+	// warm has measure run each variant once, untimed, right before its
+	// timed run, so that its inputs are as warm in the caches as those of
+	// the variants before it: decoding variants read 16-128 MiB each,
+	// which the variant before may have evicted (float32 decoding at
+	// 32768 keys ran three times in a row, each 16-bit variant once).
+	warm := false
 	measure := func(title string, rounds int, vs []variant) {
 		times := make([][]float64, len(vs))
 		cpus := make([][]float64, len(vs))
 		for range rounds * scaleRounds {
 			for i, v := range vs {
+				if warm {
+					v.run()
+				}
 				start, c0 := time.Now(), cpu()
 				v.run()
 				times[i] = append(times[i], time.Since(start).Seconds())
@@ -211,9 +220,11 @@ func TestRealModelTimings(t *testing.T) {
 		kernel := kernelOnly(p)
 		fwd(p)()
 		allocs := testing.AllocsPerRun(5, fwd(p))
+		warm = true
 		measure(fmt.Sprintf("decode 8/2 heads m=%d (%v allocs per call):", m, allocs), 30, []variant{
 			{"kernel", kernel}, {"workspace", fwd(p)}, {"assume-finite", fwd(&pf)}, {"float16-kv", fwd(p16)}, {"bfloat16-kv", fwd(pb16)},
 		})
+		warm = false
 	}
 	if testing.Short() {
 		return
