@@ -7,8 +7,8 @@ import (
 )
 
 // TestEstimate checks the cost model's shape: the three terms, the
-// per-score term dominating at small d, decoding bounded by the pass over
-// K and V, and memory linear in the keys.
+// per-score term dominating at small d, decoding's pass over K and V, and
+// memory linear in the keys.
 func TestEstimate(t *testing.T) {
 	p := attntest.To32(attntest.Case{Heads: 2, N: 4096, M: 4096, D: 64, E: 64}.Generate(1))
 	est, err := Method{}.Estimate32(p)
@@ -32,10 +32,17 @@ func TestEstimate(t *testing.T) {
 		t.Errorf("d = 4: %g s per score, below the per-score cost %g", perPair, r.pair)
 	}
 
+	// Decoding: the pass over K and V plus the scores' work, which the
+	// plan splits over the workers by keys.
 	decode := attntest.Case{Heads: 1, N: 1, M: 100000, D: 64, E: 64}.Generate(1)
 	ed, _ := Method{}.Estimate64(decode)
-	if stream := 100000 * 128 * 8 / streamBytesPerSecond; ed.Seconds < stream || ed.Seconds > 2*stream {
-		t.Errorf("decode estimate %g s, want about the pass over K and V, %g s", ed.Seconds, stream)
+	r64 := ratesFor64()
+	pl := makePlan(decode, 0)
+	busyDecode := float64(min(pl.workers, max(len(pl.tasks), 1)))
+	stream := 100000 * 128 * 8 / streamBytesPerSecond
+	wantDecode := (100000*r64.pair+Flops(decode)/r64.flops)/busyDecode + stream
+	if d := ed.Seconds/wantDecode - 1; d > 1e-9 || d < -1e-9 || ed.Seconds < stream {
+		t.Errorf("decode estimate %g s, want %g s (the pass over K and V: %g s)", ed.Seconds, wantDecode, stream)
 	}
 }
 
