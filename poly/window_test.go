@@ -220,23 +220,7 @@ func TestWindowBackwardNearExactGradient(t *testing.T) {
 						t.Errorf("%s: kept %d, planned %d", k, kept, planned)
 					}
 				}
-				ref := reference.Gradient(p, dO)
-				for _, pair := range []struct {
-					name      string
-					got, want []float64
-				}{{"dQ", g.DQ, ref.DQ}, {"dK", g.DK, ref.DK}, {"dV", g.DV, ref.DV}, {"dSinks", g.DSinks, ref.DSinks}} {
-					var errMax, scale float64
-					for i := range pair.got {
-						errMax = max(errMax, math.Abs(pair.got[i]-pair.want[i]))
-						scale = max(scale, math.Abs(pair.want[i]))
-					}
-					if scale == 0 {
-						continue
-					}
-					if rel := errMax / scale; rel > eps {
-						t.Errorf("%s relative error %.3g > eps", pair.name, rel)
-					}
-				}
+				checkGradient(t, "", p, dO, g, eps)
 			})
 		}
 	}
@@ -333,21 +317,27 @@ func TestWindowBackwardRandom(t *testing.T) {
 		if _, err := (Method{}).Backward64(context.Background(), p, attn.NewOutput(p), dO, g); err != nil {
 			t.Fatal(err)
 		}
-		ref := reference.Gradient(p, dO)
-		for _, pair := range []struct {
-			name      string
-			got, want []float64
-		}{{"dQ", g.DQ, ref.DQ}, {"dK", g.DK, ref.DK}, {"dV", g.DV, ref.DV}, {"dSinks", g.DSinks, ref.DSinks}} {
-			var errMax, scale float64
-			for i := range pair.got {
-				errMax = max(errMax, math.Abs(pair.got[i]-pair.want[i]))
-				scale = max(scale, math.Abs(pair.want[i]))
-			}
-			if scale > 0 && errMax > eps*scale {
-				t.Errorf("input %d (n=%d m=%d %+v causal=%v %v force %v): %s relative error %.3g > eps",
-					it, n, m, *c.Window, c.Causal, c.CausalAlign, testNoExactRows, pair.name, errMax/scale)
-			}
-		}
+		checkGradient(t, fmt.Sprintf("input %d (n=%d m=%d %+v causal=%v %v force %v): ", it, n, m, *c.Window, c.Causal, c.CausalAlign, testNoExactRows), p, dO, g, eps)
 	}
 	testNoExactRows = false
+}
+
+// checkGradient fails t where a gradient in g is further from the float64
+// reference gradient than eps times the reference's largest entry.
+func checkGradient(t *testing.T, where string, p *attn.Problem[float64], dO []float64, g *attn.Gradients[float64], eps float64) {
+	t.Helper()
+	ref := reference.Gradient(p, dO)
+	for _, pair := range []struct {
+		name      string
+		got, want []float64
+	}{{"dQ", g.DQ, ref.DQ}, {"dK", g.DK, ref.DK}, {"dV", g.DV, ref.DV}, {"dSinks", g.DSinks, ref.DSinks}} {
+		var errMax, scale float64
+		for i := range pair.got {
+			errMax = max(errMax, math.Abs(pair.got[i]-pair.want[i]))
+			scale = max(scale, math.Abs(pair.want[i]))
+		}
+		if scale > 0 && errMax > eps*scale {
+			t.Errorf("%s%s relative error %.3g > eps %g", where, pair.name, errMax/scale, eps)
+		}
+	}
 }
