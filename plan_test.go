@@ -22,10 +22,13 @@ func uniformTensor(r *rand.Rand, scale float64, shape ...int) Tensor[float32] {
 
 // TestAutoPicksPolyForBoundedEntries checks the planner's two regimes: small
 // entries (the polynomial method pays) and large ones (it cannot), and that
-// the chosen method's guarantee holds.
+// the chosen method's guarantee holds. d = 8 at n = 8192 puts poly about
+// 3x ahead of exact by either's measured rates and keeps anytemp, which
+// at d = 4 predicts within 15% of poly, out of the race (at d = 8 it sums
+// every key directly).
 func TestAutoPicksPolyForBoundedEntries(t *testing.T) {
 	r := rand.New(rand.NewPCG(8, 8))
-	n, d := 4096, 4
+	n, d := 8192, 8
 	q := uniformTensor(r, 1, n, d)
 	k := uniformTensor(r, 1, n, d)
 	v := uniformTensor(r, 1, n, d)
