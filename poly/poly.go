@@ -163,7 +163,8 @@ func planHead[T attn.Float](p *attn.Problem[T], h int, deg *degreeTable, bump in
 	}
 	kh := p.KVHead(h)
 	keys := p.K[kh*p.M*p.D : (kh*p.M+L)*p.D]
-	hp.mu, hp.radius = enclosingBall(keys, p.D)
+	st := scanKeys(keys, p.D)
+	hp.mu, hp.radius = ballAbout(keys, p.D, st.mean)
 	if testCentre != nil {
 		hp.mu, hp.radius = testCentre, radiusAbout(keys, p.D, testCentre)
 	}
@@ -171,7 +172,7 @@ func planHead[T attn.Float](p *attn.Problem[T], h int, deg *degreeTable, bump in
 	// bounding box (see rowBeta); the backward keeps Cauchy-Schwarz's.
 	var half []float64
 	if bump == 0 {
-		half = halfWidths(keys, p.D, hp.mu)
+		half = halfWidths(st.lo, st.hi, hp.mu)
 	}
 	// The ranges on every core (a pass over the queries), then the
 	// degrees (the table extends itself, one goroutine at a time).
@@ -225,16 +226,11 @@ func rowBeta[T attn.Float](q []T, scale, radius float64, half []float64) float64
 	return b
 }
 
-// halfWidths returns half_t >= |k_t - mu_t| for every key (rows of d),
-// rounded up.
-func halfWidths[T attn.Float](keys []T, d int, mu []float64) []float64 {
-	lo, hi := make([]float64, d), make([]float64, d)
-	for t := range d {
-		lo[t], hi[t] = math.Inf(1), math.Inf(-1)
-	}
-	attn.RowRange(keys, lo, hi)
-	half := make([]float64, d)
-	for t := range d {
+// halfWidths returns half_t >= |k_t - mu_t| for every key whose
+// coordinates t lie in [lo_t, hi_t], rounded up.
+func halfWidths(lo, hi, mu []float64) []float64 {
+	half := make([]float64, len(mu))
+	for t := range mu {
 		// Each difference is within a rounding of the exact one.
 		half[t] = max(hi[t]-mu[t], mu[t]-lo[t]) * (1 + 0x1p-50)
 	}
@@ -338,28 +334,57 @@ func ballWork(L, d int) float64 {
 // sample, until that key is barely outside the sample's ball. The radius
 // returned is always such a pass's, so the sample only steers the centre.
 func enclosingBall[T attn.Float](keys []T, d int) ([]float64, float64) {
+	return ballAbout(keys, d, scanKeys(keys, d).mean)
+}
+
+// keyScan is what one pass over a head's keys gives the plan: their mean
+// and bounding box [lo, hi].
+type keyScan struct{ mean, lo, hi []float64 }
+
+// scanKeys makes that pass on every core, in chunks of a fixed size whose
+// sums are added in order (the same mean whatever the core count).
+func scanKeys[T attn.Float](keys []T, d int) keyScan {
 	L := len(keys) / d
-	// The mean on every core, in chunks of a fixed size added in order
-	// (the same sums whatever the core count).
 	parts := (L + ballChunk - 1) / ballChunk
-	sums := make([]float64, parts*d)
+	sums, los, his := make([]float64, parts*d), make([]float64, parts*d), make([]float64, parts*d)
 	parallel.For(context.Background(), runtime.GOMAXPROCS(0), parts, func(x int) {
-		s := sums[x*d : (x+1)*d]
+		s, lo, hi := sums[x*d:(x+1)*d], los[x*d:(x+1)*d], his[x*d:(x+1)*d]
+		for t := range d {
+			lo[t], hi[t] = math.Inf(1), math.Inf(-1)
+		}
 		for j := x * ballChunk; j < min((x+1)*ballChunk, L); j++ {
 			for t, v := range keys[j*d : (j+1)*d] {
-				s[t] += float64(v)
+				f := float64(v)
+				s[t] += f
+				if f < lo[t] {
+					lo[t] = f
+				}
+				if f > hi[t] {
+					hi[t] = f
+				}
 			}
 		}
 	})
-	mean := make([]float64, d)
+	st := keyScan{mean: make([]float64, d), lo: make([]float64, d), hi: make([]float64, d)}
+	for t := range d {
+		st.lo[t], st.hi[t] = math.Inf(1), math.Inf(-1)
+	}
 	for x := range parts {
 		for t := range d {
-			mean[t] += sums[x*d+t]
+			st.mean[t] += sums[x*d+t]
+			st.lo[t] = min(st.lo[t], los[x*d+t])
+			st.hi[t] = max(st.hi[t], his[x*d+t])
 		}
 	}
-	for t := range mean {
-		mean[t] /= float64(L)
+	for t := range d {
+		st.mean[t] /= float64(L)
 	}
+	return st
+}
+
+// ballAbout is enclosingBall given the keys' mean.
+func ballAbout[T attn.Float](keys []T, d int, mean []float64) ([]float64, float64) {
+	L := len(keys) / d
 	// farthest is the first key farthest from c, searched in chunks on
 	// every core; it also lists up to ballGrow keys per chunk further
 	// than sqrt(beyond) from c.
