@@ -5,9 +5,9 @@ import (
 	"math"
 	"math/rand/v2"
 	"sync"
-	"time"
 
 	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/internal/timing"
 )
 
 // The planner's per-core rates are measured once per process, on first
@@ -58,14 +58,7 @@ func calibrate[T attn.Float]() rates {
 			// a failed run would only show as a slow one.
 			_, _ = forward(ctx, 1, p, out, nil)
 		}
-		run() // warm the caches, the workspace pool and the page tables
-		seconds = math.Inf(1)
-		for range calibrateReps {
-			start := time.Now()
-			run()
-			seconds = min(seconds, time.Since(start).Seconds())
-		}
-		return seconds, Flops(p)
+		return timing.Best(calibrateReps, run), Flops(p)
 	}
 	ts, fs := timeAt(calibrateDimSmall)
 	tl, fl := timeAt(calibrateDimLarge)
