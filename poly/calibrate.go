@@ -4,11 +4,11 @@ import (
 	"math"
 	"math/rand/v2"
 	"sync"
-	"time"
 
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/internal/accurate"
 	"github.com/fastattn/fastattn/internal/check"
+	"github.com/fastattn/fastattn/internal/timing"
 )
 
 // rates are the planner's unit times on one core, measured once per process
@@ -42,19 +42,6 @@ type rates struct {
 
 // measuredRates calibrates once, on first use by the planner.
 var measuredRates = sync.OnceValue(calibrate)
-
-// best returns the least time of reps runs of f: on a shared machine the
-// fastest run is the one least disturbed.
-func best(reps int, f func()) float64 {
-	f() // warm the caches and fault the pages in
-	t := math.Inf(1)
-	for range reps {
-		start := time.Now()
-		f()
-		t = min(t, time.Since(start).Seconds())
-	}
-	return t
-}
 
 // calibrate times, on one goroutine, each loop of the forward on a small
 // input of its own shape (d = 8, degree 3, a few hundred keys; value
@@ -90,7 +77,7 @@ func calibrate() rates {
 		}
 		hk := &headKeys[float64]{ut: ut, uk: uk, L: keys, mono: mono, r: rk, vals: vals, e: e}
 		s := newScratch(rk, e1, d)
-		key = best(reps, func() {
+		key = timing.Best(reps, func() {
 			for j0 := 0; j0 < keys; j0 += keyBlock {
 				hk.addMoments(s, j0, j0+keyBlock, s.moments)
 			}
@@ -100,7 +87,7 @@ func calibrate() rates {
 			scaled[x] = r.NormFloat64()
 		}
 		yt := make([]float64, e1*rows)
-		query = best(reps, func() { hk.queryProducts(s, scaled, wt, rows, rk, yt) }) / float64(rows*rk)
+		query = timing.Best(reps, func() { hk.queryProducts(s, scaled, wt, rows, rk, yt) }) / float64(rows*rk)
 		const direct = 16
 		w := make([]float64, direct*d)
 		for x := range w {
@@ -111,7 +98,7 @@ func calibrate() rates {
 			limits[x] = keys
 		}
 		y := make([]float64, direct*e1)
-		pair = best(reps, func() { hk.addExact(s, w, limits, 0, y) }) / float64(direct*keys*(d+e1))
+		pair = timing.Best(reps, func() { hk.addExact(s, w, limits, 0, y) }) / float64(direct*keys*(d+e1))
 		return key, query, pair
 	}
 	k8, q8, p8 := perValue(8)
@@ -127,10 +114,10 @@ func calibrate() rates {
 		kv[x] = float32(r.NormFloat64())
 	}
 	c := make([]float64, d)
-	rt.ball = best(reps, func() { farthestKey(kv, d, c, math.Inf(1), nil) }) / (keys * d)
+	rt.ball = timing.Best(reps, func() { farthestKey(kv, d, c, math.Inf(1), nil) }) / (keys * d)
 	p := &attn.Problem[float32]{Heads: 1, N: 1, M: keys, D: d, E: d, Q: kv[:d], K: kv, V: kv, Scale: 1}
 	out := make([]float64, d)
-	rt.checkKey = best(reps, func() { accurate.Row(p, 0, 0, out) }) / (keys * 2 * d)
+	rt.checkKey = timing.Best(reps, func() { accurate.Row(p, 0, 0, out) }) / (keys * 2 * d)
 	// The plain reference's rows, 16 of 4096 keys (one task of its key
 	// blocks, so one core) against a zero output (the check measures every
 	// row, then fails).
@@ -141,8 +128,8 @@ func calibrate() rates {
 	}
 	pc := &attn.Problem[float32]{Heads: 1, N: checkRows, M: checkKeys, D: d, E: d, Q: kc[:checkRows*d], K: kc, V: kc, Scale: 1}
 	outc := attn.NewOutput(pc)
-	rt.checkPlainKey = best(reps, func() { check.Forward(pc, outc, 1e-3, checkRows) }) / (checkRows * checkKeys * 2 * d)
-	rt.setup = best(2, func() {
+	rt.checkPlainKey = timing.Best(reps, func() { check.Forward(pc, outc, 1e-3, checkRows) }) / (checkRows * checkKeys * 2 * d)
+	rt.setup = timing.Best(2, func() {
 		t := newDegreeTable(PolyShare * 1e-3)
 		if t.extend(4) == nil {
 			for g := range 5 {
