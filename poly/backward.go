@@ -463,15 +463,8 @@ func (run *runner[T]) exactBackward(s *scratch, st *gradState[T], w []float64, s
 	hk := st.hk
 	cnt, d, e, e1 := len(limits), run.p.D, run.p.E, run.p.E+1
 	gs := s.gradBuffers(hk.r, d, e)
-	end := 0
-	for _, l := range limits {
-		end = max(end, l)
-	}
-	for j0 := from; j0 < end; j0 += keyBlock {
-		j1 := min(j0+keyBlock, end)
+	hk.exactBlocks(w, starts, limits, from, gs.pm, func(j0, j1 int, pm []float64) {
 		bs := j1 - j0
-		pm := hk.exactWeights(gs.pm[:cnt*bs], w, d, limits, j0, j1)
-		clearBefore(pm, bs, starts, j0)
 		dp := gs.dp[:cnt*bs]
 		kernels.GemmNT64(cnt, bs, e1, dy, e1, hk.valueBlock(s, j0, j1), e1, dp, bs)
 		for x := range dp {
@@ -495,7 +488,7 @@ func (run *runner[T]) exactBackward(s *scratch, st *gradState[T], w []float64, s
 		addTo(st.dU[j0*d:j1*d], du)
 		addTo(st.dV[j0*e:j1*e], dv)
 		st.mu.Unlock()
-	}
+	})
 }
 
 // keysBackward adds the gradients that keys j0..j1-1 receive through their

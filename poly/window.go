@@ -346,7 +346,20 @@ func (run *runner[T]) rowStarts(h int, rows []int) []int {
 // tile as exact attention does (starts nil: from on): the range of every
 // exponent is within [-beta_i, beta_i], so no shift is needed.
 func (hk *headKeys[T]) addExactRange(s *scratch, w []float64, starts, limits []int, from int, y []float64) {
-	cnt, d, e1 := len(limits), len(w)/len(limits), hk.e+1
+	cnt, e1 := len(limits), hk.e+1
+	hk.exactBlocks(w, starts, limits, from, s.scores, func(j0, j1 int, p []float64) {
+		kernels.GemmNN64(cnt, e1, j1-j0, p, j1-j0, hk.valueBlock(s, j0, j1), e1, y, e1)
+	})
+}
+
+// exactBlocks calls f for each block of keys j0..j1-1 (keyBlock at a time,
+// from `from` to the largest limit) with p (rows x (j1-j0), in buf) holding
+// exp(w_k . u_j) for the keys each row k takes, max(from, starts_k) <= j <
+// limit_k, and zeros elsewhere: the exact terms the forward adds and the
+// backward differentiates.
+func (hk *headKeys[T]) exactBlocks(w []float64, starts, limits []int, from int, buf []float64, f func(j0, j1 int, p []float64)) {
+	cnt := len(limits)
+	d := len(w) / cnt
 	end := 0
 	for _, l := range limits {
 		end = max(end, l)
@@ -354,9 +367,9 @@ func (hk *headKeys[T]) addExactRange(s *scratch, w []float64, starts, limits []i
 	for j0 := from; j0 < end; j0 += keyBlock {
 		j1 := min(j0+keyBlock, end)
 		bs := j1 - j0
-		sc := hk.exactWeights(s.scores[:cnt*bs], w, d, limits, j0, j1)
-		clearBefore(sc, bs, starts, j0)
-		kernels.GemmNN64(cnt, e1, bs, sc, bs, hk.valueBlock(s, j0, j1), e1, y, e1)
+		p := hk.exactWeights(buf[:cnt*bs], w, d, limits, j0, j1)
+		clearBefore(p, bs, starts, j0)
+		f(j0, j1, p)
 	}
 }
 
