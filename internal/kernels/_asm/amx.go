@@ -93,10 +93,7 @@ func genAMX() {
 	// bytes of one B panel.
 	emit("LEAQ amxTileCfg<>(SB), AX")
 	amxVEX("LDTILECFG [AX]", 0, 0, 0, 0, 0x49, 0x00)
-	emit("MOVQ %s, SI", f.fp("a"))
-	emit("MOVQ %s, DI", f.fp("c"))
-	emit("MOVQ %s, DX", f.fp("lda"))
-	emit("MOVQ %s, R8", f.fp("ldc"))
+	f.load("a", "SI", "c", "DI", "lda", "DX", "ldc", "R8")
 	emit("MOVQ $64, CX")
 	emit("MOVQ %s, R13", f.fp("bstride"))
 	emit("MOVQ %s, R9", f.fp("mt"))
@@ -206,10 +203,7 @@ func amxBlock(f *signature, mt, nt int) {
 func genSplitBF16() {
 	f := sig("splitBF16AVX512", ps("hi", "*uint16", "lo", "*uint16", "src", "*float32", "n", "int"), nil)
 	text(f)
-	emit("MOVQ %s, DI", f.fp("hi"))
-	emit("MOVQ %s, R8", f.fp("lo"))
-	emit("MOVQ %s, SI", f.fp("src"))
-	emit("MOVQ %s, CX", f.fp("n"))
+	f.load("hi", "DI", "lo", "R8", "src", "SI", "n", "CX")
 	emit("SHRQ $6, CX")
 	emit("JZ done")
 	label("loop")

@@ -15,10 +15,7 @@ func genDots() {
 	name := "dotsF64AVX512"
 	f := sig(name, ps("c", "*float64", "a", "*float64", "b", "*float64", "ldb", "int", "k", "int", "n", "int"), nil)
 	text(f)
-	emit("MOVQ %s, DI", f.fp("c"))
-	emit("MOVQ %s, SI", f.fp("a"))
-	emit("MOVQ %s, DX", f.fp("b"))
-	emit("MOVQ %s, R8", f.fp("ldb"))
+	f.load("c", "DI", "a", "SI", "b", "DX", "ldb", "R8")
 	emit("SHLQ $3, R8") // column stride in bytes
 	emit("MOVQ %s, R9", f.fp("n"))
 	emit("MOVQ %s, R11", f.fp("k"))

@@ -116,13 +116,7 @@ func genHalfBKernel(h halfB, is isa, mr, nv int, masked bool) {
 	w := is.vbytes / 4 // float32 lanes per vector, 16-bit values per load
 	f := sig(halfBName(h, is, mr, nv, masked), ps("k", "int", "a", "*float32", "lda", "int", "b", "*uint16", "ldb", "int", "c", "*float32", "ldc", "int", "tail", "int", "acc", "int"), nil)
 	text(f)
-	emit("MOVQ %s, CX", f.fp("k"))
-	emit("MOVQ %s, SI", f.fp("a"))
-	emit("MOVQ %s, R8", f.fp("lda"))
-	emit("SHLQ $2, R8")
-	emit("MOVQ %s, DX", f.fp("b"))
-	emit("MOVQ %s, R9", f.fp("ldb"))
-	emit("SHLQ $1, R9")
+	f.load("k", "CX", "a", "SI", "lda", "R8<<2", "b", "DX", "ldb", "R9<<1")
 	emit("LEAQ (R8)(R8*2), R11")
 	if mr > 5 {
 		emit("LEAQ (R8)(R8*4), AX")

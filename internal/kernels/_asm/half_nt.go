@@ -74,10 +74,7 @@ func genHalfNTKernel(h halfB, is isa, nk, mr int) {
 	emit("MOVQ %s, R9", f.fp("ldb"))
 	emit("SHLQ $1, R9")
 	emit("LEAQ (R9)(R9*2), R10")
-	emit("MOVQ %s, DI", f.fp("c"))
-	emit("MOVQ %s, AX", f.fp("ldc"))
-	emit("SHLQ $2, AX")
-	emit("MOVQ %s, R13", f.fp("blocks"))
+	f.load("c", "DI", "ldc", "AX<<2", "blocks", "R13")
 	if avx512 {
 		emit("MOVQ %s, BX", f.fp("k"))
 		emit("ANDQ $15, BX")

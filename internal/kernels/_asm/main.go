@@ -25,6 +25,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 type isa struct {
@@ -432,9 +433,7 @@ func genGemm(c config, mr, nv int, masked bool) {
 	}
 	f := gemmSig(kernName(c, mr, nv, masked), dt)
 	text(f)
-	emit("MOVQ %s, CX", f.fp("k"))
-	emit("MOVQ %s, SI", f.fp("a"))
-	emit("MOVQ %s, R8", f.fp("lda"))
+	f.load("k", "CX", "a", "SI", "lda", "R8")
 	emit("SHLQ $%d, R8", aShift)
 	emit("MOVQ %s, DX", f.fp("b"))
 	emit("MOVQ %s, R9", f.fp("ldb"))
@@ -575,10 +574,7 @@ func genGemm(c config, mr, nv int, masked bool) {
 func genTranspose8x8F32() {
 	f := sig("transpose8x8F32", ps("kb", "int", "b", "*float32", "ldb", "int", "dst", "*float32", "ldd", "int"), nil)
 	text(f)
-	emit("MOVQ %s, CX", f.fp("kb"))
-	emit("MOVQ %s, SI", f.fp("b"))
-	emit("MOVQ %s, R8", f.fp("ldb"))
-	emit("SHLQ $2, R8")
+	f.load("kb", "CX", "b", "SI", "ldb", "R8<<2")
 	emit("LEAQ (R8)(R8*2), R11")
 	emit("LEAQ (SI)(R8*4), R12")
 	emit("MOVQ %s, DI", f.fp("dst"))
@@ -629,10 +625,7 @@ func genTranspose8x8F32() {
 func genTranspose4x4F64() {
 	f := sig("transpose4x4F64", ps("kb", "int", "b", "*float64", "ldb", "int", "dst", "*float64", "ldd", "int"), nil)
 	text(f)
-	emit("MOVQ %s, CX", f.fp("kb"))
-	emit("MOVQ %s, SI", f.fp("b"))
-	emit("MOVQ %s, R8", f.fp("ldb"))
-	emit("SHLQ $3, R8")
+	f.load("kb", "CX", "b", "SI", "ldb", "R8<<3")
 	emit("LEAQ (R8)(R8*2), R11")
 	emit("MOVQ %s, DI", f.fp("dst"))
 	emit("MOVQ %s, R9", f.fp("ldd"))
@@ -987,9 +980,7 @@ func genMax(dt dtype) {
 func genAccumulate() {
 	f := sig("accumulateAVX2", ps("dst", "*float64", "src", "*float32", "n", "int", "alpha", "float64"), nil)
 	text(f)
-	emit("MOVQ %s, DI", f.fp("dst"))
-	emit("MOVQ %s, SI", f.fp("src"))
-	emit("MOVQ %s, CX", f.fp("n"))
+	f.load("dst", "DI", "src", "SI", "n", "CX")
 	emit("VBROADCASTSD %s, Y15", f.fp("alpha"))
 	label("acc16")
 	emit("CMPQ CX, $16")
@@ -1036,9 +1027,7 @@ func genWiden(is isa, name, ins string, shift bool) {
 	f := sig(name+is.name, ps("dst", "*float32", "src", "*uint16", "n", "int"), nil)
 	text(f)
 	w := is.vbytes / 4
-	emit("MOVQ %s, DI", f.fp("dst"))
-	emit("MOVQ %s, SI", f.fp("src"))
-	emit("MOVQ %s, CX", f.fp("n"))
+	f.load("dst", "DI", "src", "SI", "n", "CX")
 	emit("SHRQ $%d, CX", bitsLen(4*w)-1)
 	emit("JZ done")
 	label("loop")
@@ -1078,9 +1067,7 @@ func bitsLen(x int) int {
 func genNarrowBF16() {
 	f := sig("f32ToBF16AVX512", ps("dst", "*uint16", "src", "*float32", "n", "int"), nil)
 	text(f)
-	emit("MOVQ %s, DI", f.fp("dst"))
-	emit("MOVQ %s, SI", f.fp("src"))
-	emit("MOVQ %s, CX", f.fp("n"))
+	f.load("dst", "DI", "src", "SI", "n", "CX")
 	emit("SHRQ $6, CX")
 	emit("JZ done")
 	label("loop")
@@ -1110,14 +1097,9 @@ func genNarrowBF16() {
 func genPackPairs() {
 	f := sig("packPairsBF16AVX512", ps("kp", "int", "b", "*uint16", "ldb", "int", "dst", "*uint32", "ldd", "int", "groups", "int"), nil)
 	text(f)
-	emit("MOVQ %s, CX", f.fp("kp"))
-	emit("MOVQ %s, SI", f.fp("b"))
-	emit("MOVQ %s, R8", f.fp("ldb"))
+	f.load("kp", "CX", "b", "SI", "ldb", "R8")
 	emit("SHLQ $1, R8") // row stride in bytes
-	emit("MOVQ %s, DI", f.fp("dst"))
-	emit("MOVQ %s, R9", f.fp("ldd"))
-	emit("SHLQ $2, R9")
-	emit("MOVQ %s, R10", f.fp("groups"))
+	f.load("dst", "DI", "ldd", "R9<<2", "groups", "R10")
 	emit("TESTQ CX, CX")
 	emit("JZ done")
 	label("row")
@@ -1304,4 +1286,17 @@ func kLoop(step func(u int), advanceA func(elems int)) {
 	advanceA(1)
 	emit("DECQ CX")
 	emit("JNZ loop1")
+}
+
+// load emits the loads of arguments into registers, in order: pairs of an
+// argument's name and its register; a register written "R9<<3" is shifted
+// left by 3 after the load (an element stride made a byte stride).
+func (f *signature) load(pairs ...string) {
+	for i := 0; i+1 < len(pairs); i += 2 {
+		reg, shift, _ := strings.Cut(pairs[i+1], "<<")
+		emit("MOVQ %s, %s", f.fp(pairs[i]), reg)
+		if shift != "" {
+			emit("SHLQ $%s, %s", shift, reg)
+		}
+	}
 }

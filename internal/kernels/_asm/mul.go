@@ -32,10 +32,7 @@ func genMulSum(sum bool) {
 			emit("VPXORQ Z%d, Z%d, Z%d", 4+i, 4+i, 4+i) // AVX512F, unlike VXORPD
 		}
 	}
-	emit("MOVQ %s, DI", f.fp("dst"))
-	emit("MOVQ %s, SI", f.fp("a"))
-	emit("MOVQ %s, DX", f.fp("b"))
-	emit("MOVQ %s, CX", f.fp("n"))
+	f.load("dst", "DI", "a", "SI", "b", "DX", "n", "CX")
 	label(name + "32")
 	emit("CMPQ CX, $32")
 	emit("JLT %s8", name)

@@ -15,12 +15,7 @@ import "fmt"
 func genRange(s int) {
 	f := sig(fmt.Sprintf("rangeF32AVX512x%d", s), ps("x", "*float32", "rows", "int", "ld", "int", "lo", "*float32", "hi", "*float32"), nil)
 	text(f)
-	emit("MOVQ %s, SI", f.fp("x"))
-	emit("MOVQ %s, CX", f.fp("rows"))
-	emit("MOVQ %s, DX", f.fp("ld"))
-	emit("SHLQ $2, DX")
-	emit("MOVQ %s, DI", f.fp("lo"))
-	emit("MOVQ %s, R8", f.fp("hi"))
+	f.load("x", "SI", "rows", "CX", "ld", "DX<<2", "lo", "DI", "hi", "R8")
 	for i := range s {
 		emit("VMOVUPS %d(DI), Z%d", 64*i, i)
 		emit("VMOVUPS %d(R8), Z%d", 64*i, 8+i)
@@ -50,11 +45,7 @@ func genRange(s int) {
 func genMaxAbsBits(s int) {
 	f := sig(fmt.Sprintf("maxAbsBitsF32AVX512x%d", s), ps("x", "*float32", "rows", "int", "ld", "int", "m", "*uint32"), nil)
 	text(f)
-	emit("MOVQ %s, SI", f.fp("x"))
-	emit("MOVQ %s, CX", f.fp("rows"))
-	emit("MOVQ %s, DX", f.fp("ld"))
-	emit("SHLQ $2, DX")
-	emit("MOVQ %s, DI", f.fp("m"))
+	f.load("x", "SI", "rows", "CX", "ld", "DX<<2", "m", "DI")
 	emit("MOVL $0x7fffffff, AX")
 	emit("VPBROADCASTD AX, Z31")
 	for i := range s {

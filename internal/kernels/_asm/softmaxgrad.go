@@ -32,9 +32,7 @@ func genSoftmaxGrad(dt dtype) {
 	kr := func(i int) string { return Z(u + i) }
 	qr := func(i int) string { return Z(2*u + i) }
 	scale, lse, delta, cmin, cmax := Z(3*u), Z(3*u+1), Z(3*u+2), Z(3*u+3), Z(3*u+4)
-	emit("MOVQ %s, SI", f.fp("s"))
-	emit("MOVQ %s, DI", f.fp("ds"))
-	emit("MOVQ %s, CX", f.fp("n"))
+	f.load("s", "SI", "ds", "DI", "n", "CX")
 	emit("VBROADCASTSD %s, %s", f.fp("scale"), scale)
 	emit("VBROADCASTSD %s, %s", f.fp("lse"), lse)
 	emit("VBROADCASTSD %s, %s", f.fp("delta"), delta)
@@ -142,9 +140,7 @@ func genSoftmaxGradF32() {
 	// from Z31 down.
 	const t0 = 3 * u
 	scale, lse, delta, cmin, cmax := Z(t0+4), Z(t0+5), Z(t0+6), Z(t0+7), Z(t0+8)
-	emit("MOVQ %s, SI", f.fp("s"))
-	emit("MOVQ %s, DI", f.fp("ds"))
-	emit("MOVQ %s, CX", f.fp("n"))
+	f.load("s", "SI", "ds", "DI", "n", "CX")
 	emit("VBROADCASTSD %s, %s", f.fp("scale"), scale)
 	emit("VBROADCASTSD %s, %s", f.fp("lse"), lse)
 	emit("VCVTSD2SS %s, X%d, X%d", f.fp("delta"), t0, t0)
