@@ -22,18 +22,9 @@ func TestMonoApply64Levels(t *testing.T) {
 				for cnt := 1; cnt <= MonoApplyBlock; cnt++ {
 					for _, rr := range []int{1, 6, rk} {
 						ldx, ldy := cnt+3, cnt+2
-						x := make([]float64, d*ldx)
-						for i := range x {
-							x[i] = 2*r.Float64() - 1
-						}
-						s := make([]float64, rr*nc)
-						for i := range s {
-							s[i] = r.NormFloat64()
-						}
-						y := make([]float64, nc*ldy+1)
-						for i := range y {
-							y[i] = 42
-						}
+						x := uniformSlice(r, d*ldx)
+						s := randSlice(r, rr*nc)
+						y := constSlice(nc*ldy+1, 42)
 						h := make([]float64, rk*MonoApplyBlock)
 						MonoApply64(y, ldy, s, nc, x, ldx, cnt, table, rr, h)
 						for c := range nc {
@@ -85,18 +76,9 @@ func TestMonoMoments64Levels(t *testing.T) {
 			for _, e1 := range []int{1, 2, 4, 7, 8, 9, 17} {
 				for _, rr := range []int{1, 5, rk} {
 					ldu := w + 5
-					u := make([]float64, d*ldu)
-					for i := range u {
-						u[i] = 2*r.Float64() - 1
-					}
-					vt := make([]float64, e1*w)
-					for i := range vt {
-						vt[i] = r.NormFloat64()
-					}
-					mom := make([]float64, rr*e1+1)
-					for i := range mom {
-						mom[i] = 0.5
-					}
+					u := uniformSlice(r, d*ldu)
+					vt := randSlice(r, e1*w)
+					mom := constSlice(rr*e1+1, 0.5)
 					h := make([]float64, rk*w)
 					MonoMoments64(mom, e1, vt, u, ldu, table, rr, h)
 					if mom[rr*e1] != 0.5 {
@@ -140,4 +122,22 @@ func gradedTable(d, g int) (parent, vari []int32) {
 		lo, hi = hi, len(parent)
 	}
 	return parent, vari
+}
+
+// uniformSlice returns n entries uniform in [-1, 1).
+func uniformSlice(r *rand.Rand, n int) []float64 {
+	x := make([]float64, n)
+	for i := range x {
+		x[i] = 2*r.Float64() - 1
+	}
+	return x
+}
+
+// constSlice returns n copies of v (canaries, or sums to add to).
+func constSlice(n int, v float64) []float64 {
+	x := make([]float64, n)
+	for i := range x {
+		x[i] = v
+	}
+	return x
 }
