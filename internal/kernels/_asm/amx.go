@@ -200,37 +200,4 @@ func amxBlock(f *signature, mt, nt int) {
 // genSplitBF16 emits splitBF16AVX512(hi, lo *uint16, src *float32, n int)
 // for n a multiple of 64: hi = bf16(x) and lo = bf16(x - hi), both rounded
 // to nearest even (VCVTNEPS2BF16), x - hi exact in float32.
-func genSplitBF16() {
-	f := sig("splitBF16AVX512", ps("hi", "*uint16", "lo", "*uint16", "src", "*float32", "n", "int"), nil)
-	text(f)
-	f.load("hi", "DI", "lo", "R8", "src", "SI", "n", "CX")
-	emit("SHRQ $6, CX")
-	emit("JZ done")
-	label("loop")
-	for i := range 4 {
-		emit("VMOVUPS %d(SI), Z%d", 64*i, i)
-	}
-	for i := range 4 {
-		evex512("VCVTNEPS2BF16", 2, 0x72, 4+i, 0, i) // Y(4+i) = bf16(Z i)
-	}
-	for i := range 4 {
-		emit("VMOVDQU Y%d, %d(DI)", 4+i, 32*i)
-		emit("VPMOVZXWD Y%d, Z%d", 4+i, 8+i)
-		emit("VPSLLD $16, Z%d, Z%d", 8+i, 8+i)
-		emit("VSUBPS Z%d, Z%d, Z%d", 8+i, i, 12+i) // Z(12+i) = x - hi
-	}
-	for i := range 4 {
-		evex512("VCVTNEPS2BF16", 2, 0x72, 4+i, 0, 12+i)
-	}
-	for i := range 4 {
-		emit("VMOVDQU Y%d, %d(R8)", 4+i, 32*i)
-	}
-	emit("ADDQ $256, SI")
-	emit("ADDQ $128, DI")
-	emit("ADDQ $128, R8")
-	emit("DECQ CX")
-	emit("JNZ loop")
-	label("done")
-	emit("VZEROUPPER")
-	emit("RET\n")
-}
+func genSplitBF16() { genRoundBF16(true) }

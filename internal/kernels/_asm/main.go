@@ -1064,10 +1064,20 @@ func bitsLen(x int) int {
 // n a multiple of 64: VCVTNEPS2BF16 (AVX512_BF16), round to nearest even,
 // NaN to a quiet NaN, and, as that instruction does, subnormal inputs to
 // zero of the same sign.
-func genNarrowBF16() {
-	f := sig("f32ToBF16AVX512", ps("dst", "*uint16", "src", "*float32", "n", "int"), nil)
-	text(f)
-	f.load("dst", "DI", "src", "SI", "n", "CX")
+func genNarrowBF16() { genRoundBF16(false) }
+
+// genRoundBF16 emits the loop of genNarrowBF16 and, with split, of
+// genSplitBF16 (amx.go), which also stores the rounding's remainder.
+func genRoundBF16(split bool) {
+	if split {
+		f := sig("splitBF16AVX512", ps("hi", "*uint16", "lo", "*uint16", "src", "*float32", "n", "int"), nil)
+		text(f)
+		f.load("hi", "DI", "lo", "R8", "src", "SI", "n", "CX")
+	} else {
+		f := sig("f32ToBF16AVX512", ps("dst", "*uint16", "src", "*float32", "n", "int"), nil)
+		text(f)
+		f.load("dst", "DI", "src", "SI", "n", "CX")
+	}
 	emit("SHRQ $6, CX")
 	emit("JZ done")
 	label("loop")
@@ -1079,9 +1089,25 @@ func genNarrowBF16() {
 	}
 	for i := range 4 {
 		emit("VMOVDQU Y%d, %d(DI)", 4+i, 32*i)
+		if split {
+			emit("VPMOVZXWD Y%d, Z%d", 4+i, 8+i)
+			emit("VPSLLD $16, Z%d, Z%d", 8+i, 8+i)
+			emit("VSUBPS Z%d, Z%d, Z%d", 8+i, i, 12+i) // Z(12+i) = x - hi
+		}
+	}
+	if split {
+		for i := range 4 {
+			evex512("VCVTNEPS2BF16", 2, 0x72, 4+i, 0, 12+i)
+		}
+		for i := range 4 {
+			emit("VMOVDQU Y%d, %d(R8)", 4+i, 32*i)
+		}
 	}
 	emit("ADDQ $256, SI")
 	emit("ADDQ $128, DI")
+	if split {
+		emit("ADDQ $128, R8")
+	}
 	emit("DECQ CX")
 	emit("JNZ loop")
 	label("done")
