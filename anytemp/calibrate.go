@@ -77,7 +77,7 @@ func calibrate() rates {
 	hr := runs[0]
 	hd, pr, e := hr.hd, hr.pr, p.E
 	levels := math.Max(1, math.Log2(l/leafSize)+1)
-	rt.build = timing.Best(calibrateReps, func() {
+	rt.build = timing.BestOnThread(calibrateReps, func() {
 		buildTree(hd, hr.v, e, 0, l, pr.g, pr.mo, false)
 		rowOrder(hd.q, n, hd.r)
 	}) / (l*levels + n*math.Log2(n+1)/4)
@@ -96,7 +96,7 @@ func calibrate() rates {
 
 	// Keys summed directly: every key of the tree for each of 16 rows.
 	const bruteRows = 16
-	rt.brute = timing.Best(calibrateReps, func() {
+	rt.brute = timing.BestOnThread(calibrateReps, func() {
 		for i := range bruteRows {
 			rc.start(hd.q[i*hd.r:(i+1)*hd.r], p.Scale, l)
 			brute(rc, tr.keys, tr.vals)
@@ -106,7 +106,7 @@ func calibrate() rates {
 	// Nodes visited: the walk over the whole tree with the forward's
 	// per-node tests.
 	var nodes int
-	rt.visit = timing.Best(calibrateReps, func() {
+	rt.visit = timing.BestOnThread(calibrateReps, func() {
 		nodes = 0
 		for i := range bruteRows {
 			rc.start(hd.q[i*hd.r:(i+1)*hd.r], p.Scale, l)
@@ -130,7 +130,7 @@ func calibrate() rates {
 	nt, w := pr.mo.terms(pr.g), e+1
 	coef := make([]float64, nt)
 	res := make([]float64, w)
-	rt.term = timing.Best(calibrateReps, func() {
+	rt.term = timing.BestOnThread(calibrateReps, func() {
 		for i := range n {
 			rc.start(hd.q[i*hd.r:(i+1)*hd.r], p.Scale, l)
 			pr.mo.quotients(rc.sq, -1, pr.g, rc.yk)
@@ -147,14 +147,14 @@ func calibrate() rates {
 	out := attn.NewOutput(p)
 	hr.tree, hr.order = tr, rowOrder(hd.q, n, hd.r)
 	var c counters
-	full := timing.Best(calibrateReps, func() {
+	full := timing.BestOnThread(calibrateReps, func() {
 		rc.c = counters{}
 		plainRows(rc, p, hr, out, 0, n)
 		c = rc.c
 	})
 	st := rc.stageFor(n, hd.r, e)
 	o := make([]float32, n*e)
-	bare := timing.Best(calibrateReps, func() {
+	bare := timing.BestOnThread(calibrateReps, func() {
 		for x := range n {
 			copy(st.q[x*hd.r:(x+1)*hd.r], hd.q[x*hd.r:(x+1)*hd.r])
 			rc.start(st.q[x*hd.r:(x+1)*hd.r], p.Scale, l)
@@ -172,7 +172,7 @@ func calibrate() rates {
 		t1 := buildTree(h1.hd, h1.v, p1.E, 0, l, h1.pr.g, h1.pr.mo, false)
 		rc1 := newRowCtx(h1.pr)
 		trees := []*tree[float32]{t1}
-		rt.cell = timing.Best(calibrateReps, func() {
+		rt.cell = timing.BestOnThread(calibrateReps, func() {
 			rc1.c.cells = 0
 			for i := range n {
 				rc1.start(h1.hd.q[i:i+1], p1.Scale, l)
@@ -184,7 +184,7 @@ func calibrate() rates {
 	// Reduction: the head's preparation at d = 4 (centring, Gram
 	// matrices, eigenvectors, projection).
 	p4 := gen(n, 4, 8, 0.5)
-	rt.reduce = timing.Best(calibrateReps, func() {
+	rt.reduce = timing.BestOnThread(calibrateReps, func() {
 		prepare(p4, 0, rankAllowance(p4.Eps, true, 0), true, 1)
 	}) / float64((n+l)*4*4)
 

@@ -58,7 +58,7 @@ func calibrate[T attn.Float]() rates {
 			// a failed run would only show as a slow one.
 			_, _ = forward(ctx, 1, p, out, nil)
 		}
-		return timing.Best(calibrateReps, run), Flops(p)
+		return timing.BestOnThread(calibrateReps, run), Flops(p)
 	}
 	ts, fs := timeAt(calibrateDimSmall)
 	tl, fl := timeAt(calibrateDimLarge)

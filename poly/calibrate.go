@@ -77,7 +77,7 @@ func calibrate() rates {
 		}
 		hk := &headKeys[float64]{ut: ut, uk: uk, L: keys, mono: mono, r: rk, vals: vals, e: e}
 		s := newScratch(rk, e1, d)
-		key = timing.Best(reps, func() {
+		key = timing.BestOnThread(reps, func() {
 			for j0 := 0; j0 < keys; j0 += keyBlock {
 				hk.addMoments(s, j0, j0+keyBlock, s.moments)
 			}
@@ -87,7 +87,7 @@ func calibrate() rates {
 			scaled[x] = r.NormFloat64()
 		}
 		yt := make([]float64, e1*rows)
-		query = timing.Best(reps, func() { hk.queryProducts(s, scaled, wt, rows, rk, yt) }) / float64(rows*rk)
+		query = timing.BestOnThread(reps, func() { hk.queryProducts(s, scaled, wt, rows, rk, yt) }) / float64(rows*rk)
 		const direct = 16
 		w := make([]float64, direct*d)
 		for x := range w {
@@ -98,7 +98,7 @@ func calibrate() rates {
 			limits[x] = keys
 		}
 		y := make([]float64, direct*e1)
-		pair = timing.Best(reps, func() { hk.addExact(s, w, limits, 0, y) }) / float64(direct*keys*(d+e1))
+		pair = timing.BestOnThread(reps, func() { hk.addExact(s, w, limits, 0, y) }) / float64(direct*keys*(d+e1))
 		return key, query, pair
 	}
 	k8, q8, p8 := perValue(8)
@@ -114,10 +114,10 @@ func calibrate() rates {
 		kv[x] = float32(r.NormFloat64())
 	}
 	c := make([]float64, d)
-	rt.ball = timing.Best(reps, func() { farthestKey(kv, d, c, math.Inf(1), nil) }) / (keys * d)
+	rt.ball = timing.BestOnThread(reps, func() { farthestKey(kv, d, c, math.Inf(1), nil) }) / (keys * d)
 	p := &attn.Problem[float32]{Heads: 1, N: 1, M: keys, D: d, E: d, Q: kv[:d], K: kv, V: kv, Scale: 1}
 	out := make([]float64, d)
-	rt.checkKey = timing.Best(reps, func() { accurate.Row(p, 0, 0, out) }) / (keys * 2 * d)
+	rt.checkKey = timing.BestOnThread(reps, func() { accurate.Row(p, 0, 0, out) }) / (keys * 2 * d)
 	// The plain reference's rows, 16 of 4096 keys (one task of its key
 	// blocks, so one core) against a zero output (the check measures every
 	// row, then fails).
@@ -128,8 +128,9 @@ func calibrate() rates {
 	}
 	pc := &attn.Problem[float32]{Heads: 1, N: checkRows, M: checkKeys, D: d, E: d, Q: kc[:checkRows*d], K: kc, V: kc, Scale: 1}
 	outc := attn.NewOutput(pc)
+	// The plain check spreads its rows over the cores: wall time.
 	rt.checkPlainKey = timing.Best(reps, func() { check.Forward(pc, outc, 1e-3, checkRows) }) / (checkRows * checkKeys * 2 * d)
-	rt.setup = timing.Best(2, func() {
+	rt.setup = timing.BestOnThread(2, func() {
 		t := newDegreeTable(PolyShare * 1e-3)
 		if t.extend(4) == nil {
 			for g := range 5 {

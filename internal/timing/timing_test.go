@@ -21,3 +21,25 @@ func TestBest(t *testing.T) {
 		t.Errorf("best %g s, want the 1 ms run's time", got)
 	}
 }
+
+// TestBestOnThread checks that a busy loop's time is measured (close to its
+// wall time when the machine is not overloaded: within a factor of 20 of
+// it either way) and that sleeping, which takes no CPU, counts as much
+// less than its wall time where thread CPU time is available.
+func TestBestOnThread(t *testing.T) {
+	spin := func() {
+		end := time.Now().Add(2 * time.Millisecond)
+		for time.Now().Before(end) {
+		}
+	}
+	got := BestOnThread(3, spin)
+	if got <= 0 || got > 0.04 {
+		t.Errorf("2 ms busy loop: %g s", got)
+	}
+	if _, ok := threadCPU(); !ok {
+		t.Skip("no thread CPU time on this system: BestOnThread is Best")
+	}
+	if s := BestOnThread(2, func() { time.Sleep(20 * time.Millisecond) }); s > 0.01 {
+		t.Errorf("20 ms sleep counted %g s of thread CPU time", s)
+	}
+}
