@@ -358,11 +358,12 @@ func (tr *tree[T]) computeMoments(i int) []float64 {
 	if i < tr.firstLeaf && tr.hi[i]-tr.lo[i] > momentDirect {
 		return tr.mergeMoments(i)
 	}
-	// M^T (e+1 rows of terms(g)) = [V 1]^T (e+1 x cnt) times the keys'
-	// monomials (cnt x terms(g)): the layout of the moments. The
-	// monomials are built a monomial at a time over all the node's keys
-	// (each its parent's times one coordinate, vectorised), so they are
-	// held transposed (terms(g) x cnt) and the product is A B^T.
+	// The keys' monomials are built a monomial at a time over all the
+	// node's keys (each its parent's times one coordinate, vectorised), so
+	// they are held transposed (terms(g) x cnt), and M (terms(g) x e+1) =
+	// monomials times [V 1] (cnt x e+1) is a product whose wide operand
+	// needs no packing (as A B^T it did: 8% of a run at d = 2, e = 8); M
+	// is then transposed into the moments' column-major layout.
 	r, e, g := tr.r, tr.e, tr.g
 	w := e + 1
 	nt := tr.mo.terms(g)
@@ -370,20 +371,20 @@ func (tr *tree[T]) computeMoments(i int) []float64 {
 	lo, hi := int(tr.lo[i]), int(tr.hi[i])
 	cnt := hi - lo
 	bp := momentScratch.Get().(*[]float64)
-	if need := cnt * (nt + w + r); cap(*bp) < need {
+	if need := cnt*(nt+w+r) + nt*w; cap(*bp) < need {
 		*bp = make([]float64, need)
 	}
-	buf := (*bp)[:cnt*(nt+w+r)]
-	pwT, vt, xT := buf[:cnt*nt], buf[cnt*nt:cnt*(nt+w)], buf[cnt*(nt+w):]
+	buf := (*bp)[:cnt*(nt+w+r)+nt*w]
+	pwT, vt, xT, m := buf[:cnt*nt], buf[cnt*nt:cnt*(nt+w)], buf[cnt*(nt+w):cnt*(nt+w+r)], buf[cnt*(nt+w+r):]
 	z := tr.centre[i*r : (i+1)*r]
 	for j := range cnt {
 		for t := range r {
 			xT[t*cnt+j] = tr.keys[(lo+j)*r+t] - z[t]
 		}
 		for c, vc := range tr.vals[(lo+j)*e : (lo+j+1)*e] {
-			vt[c*cnt+j] = float64(vc)
+			vt[j*w+c] = float64(vc)
 		}
-		vt[e*cnt+j] = 1
+		vt[j*w+e] = 1
 		pwT[j] = 1
 	}
 	mo := tr.mo
@@ -391,7 +392,13 @@ func (tr *tree[T]) computeMoments(i int) []float64 {
 		t, par := int(mo.dim[a]), int(mo.parent[a])
 		kernels.Mul64(pwT[a*cnt:(a+1)*cnt], pwT[par*cnt:(par+1)*cnt], xT[t*cnt:(t+1)*cnt])
 	}
-	kernels.GemmNT64(w, nt, cnt, vt, cnt, pwT, cnt, out, nt)
+	clear(m)
+	kernels.GemmNN64(nt, w, cnt, pwT, cnt, vt, w, m, w)
+	for a := range nt {
+		for c := range w {
+			out[c*nt+a] = m[a*w+c]
+		}
+	}
 	momentScratch.Put(bp)
 	tr.momFlops.Add(int64(cnt) * int64(nt*(2*e+3)))
 	return out
