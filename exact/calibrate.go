@@ -54,8 +54,8 @@ func calibrate[T attn.Float]() rates {
 			Scale: 1 / math.Sqrt(float64(d)), AssumeFinite: true}
 		out := attn.NewOutput(p)
 		run := func() {
-			// Errors cannot occur on this well-formed, finite input;
-			// a failed run would only show as a slow one.
+			// The input is well formed and finite and the context
+			// never ends, so forward has no error to return.
 			_, _ = forward(ctx, 1, p, out, nil)
 		}
 		return timing.BestOnThread(calibrateReps, run), Flops(p)
