@@ -83,6 +83,8 @@ type tree[T attn.Float] struct {
 	g         int       // moment degree
 	mo        *monomials
 	mom       []atomic.Pointer[[]float64]
+	momOnce   []sync.Once // one computation per node: racing workers wait for it
+	parallel  bool        // large nodes' moments may use a second goroutine
 	momNodes  atomic.Int64 // nodes whose moments were computed
 	momFlops  atomic.Int64
 
@@ -95,7 +97,7 @@ type tree[T attn.Float] struct {
 // values from v (the head's m x e values).
 func buildTree[T attn.Float](hd *head, v []T, e, start, count, g int, mo *monomials, parallel bool) *tree[T] {
 	r := hd.r
-	tr := &tree[T]{r: r, e: e, n: count, g: g, mo: mo}
+	tr := &tree[T]{r: r, e: e, n: count, g: g, mo: mo, parallel: parallel}
 	for (count+(1<<tr.depth)-1)>>tr.depth > leafSize {
 		tr.depth++
 	}
@@ -107,6 +109,7 @@ func buildTree[T attn.Float](hd *head, v []T, e, start, count, g int, mo *monomi
 	tr.half = make([]float64, nodes*r)
 	tr.rad = make([]float64, nodes)
 	tr.mom = make([]atomic.Pointer[[]float64], nodes)
+	tr.momOnce = make([]sync.Once, nodes)
 	tr.keys = make([]float64, count*r)
 	copy(tr.keys, hd.k[start*r:(start+count)*r])
 	perm := make([]int32, count)
@@ -342,17 +345,26 @@ func fastTwoSum(a, b float64) (float64, float64) {
 // moments returns node i's moments about its centre z, computed on first
 // use, column-major: mom[c*terms(g) + a] is sum_j (k_j - z)^alpha_a v_jc
 // for c < e and sum_j (k_j - z)^alpha_a for c = e, alpha in graded order.
-// Workers racing on the same node compute identical slices; one is kept.
+// A worker that needs a node another is computing waits for it rather
+// than computing it again (the first rows of a run all want the root's);
+// a large node's two halves are then computed by two goroutines, so the
+// waiting worker's core is not idle.
 func (tr *tree[T]) moments(i int) []float64 {
 	if p := tr.mom[i].Load(); p != nil {
 		return *p
 	}
-	m := tr.computeMoments(i)
-	if tr.mom[i].CompareAndSwap(nil, &m) {
+	tr.momOnce[i].Do(func() {
+		m := tr.computeMoments(i)
+		tr.mom[i].Store(&m)
 		tr.momNodes.Add(1)
-	}
+	})
 	return *tr.mom[i].Load()
 }
+
+// momentSplit is the fewest keys of a node whose children's moments are
+// computed by two goroutines (in a parallel tree): about a millisecond of
+// work each at d = 2, e = 8.
+const momentSplit = 1 << 12
 
 func (tr *tree[T]) computeMoments(i int) []float64 {
 	if i < tr.firstLeaf && tr.hi[i]-tr.lo[i] > momentDirect {
@@ -420,6 +432,12 @@ func (tr *tree[T]) mergeMoments(i int) []float64 {
 	a := make([]float64, r)
 	pw := make([]float64, g+1)
 	z := tr.centre[i*r : (i+1)*r]
+	if tr.parallel && tr.hi[i]-tr.lo[i] >= momentSplit {
+		var wg sync.WaitGroup
+		wg.Go(func() { tr.moments(2*i + 1) })
+		tr.moments(2*i + 2)
+		wg.Wait()
+	}
 	for _, c := range []int{2*i + 1, 2*i + 2} {
 		if tr.hi[c] == tr.lo[c] {
 			continue
