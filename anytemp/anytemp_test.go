@@ -51,5 +51,16 @@ func TestCoefficientsFrom(t *testing.T) {
 				t.Fatalf("r=%d term %d: %g, want %g", r, a, got[a], want[a])
 			}
 		}
+		// The r = 2 path does the table loop's products (the rounding
+		// bound counts them): bit for bit the same.
+		chain := make([]float64, mo.terms(g))
+		chain[0] = 1
+		mo.quotients(y, -1, g, yk)
+		mo.coefficientsChain(yk, -1, g, chain)
+		for a := range chain {
+			if got[a] != chain[a] {
+				t.Fatalf("r=%d term %d: %g, the table loop gives %g", r, a, got[a], chain[a])
+			}
+		}
 	}
 }

@@ -163,11 +163,36 @@ func (mo *monomials) quotients(y []float64, from, g int, yk []float64) {
 // two roundings per degree as in coefficients, with one division per
 // coordinate and degree instead of one per term.
 func (mo *monomials) coefficientsFrom(yk []float64, from, g int, c []float64) {
+	if from < 0 {
+		c[0] = 1
+	}
+	if mo.r == 2 {
+		// Degree k is (k,0), (k-1,1), ..., (0,k): (k,0)'s parent is
+		// (k-1,0), (k-j,j)'s is (k-j,j-1), entry j-1 of degree k-1, so the
+		// same products as the loop below run without its index tables.
+		stride := mo.maxDeg + 1
+		q0, q1 := yk[:stride], yk[stride:2*stride]
+		for k := max(from+1, 1); k <= g; k++ {
+			prev := (k - 1) * k / 2
+			src := c[prev : prev+k]
+			dst := c[prev+k : prev+2*k+1]
+			dst[0] = src[0] * q0[k]
+			q := q1[1 : k+1]
+			for j, x := range src {
+				dst[j+1] = x * q[j]
+			}
+		}
+		return
+	}
+	mo.coefficientsChain(yk, from, g, c)
+}
+
+// coefficientsChain is coefficientsFrom through the parent and dimension
+// tables, for any r (c[0] set already).
+func (mo *monomials) coefficientsChain(yk []float64, from, g int, c []float64) {
 	a := 1
 	if from >= 0 {
-		a = mo.upTo[from]
-	} else {
-		c[0] = 1
+		a = max(a, mo.upTo[from])
 	}
 	stride := int32(mo.maxDeg + 1)
 	parent, dim, pow := mo.parent, mo.dim, mo.pow
