@@ -83,8 +83,8 @@ type tree[T attn.Float] struct {
 	g         int       // moment degree
 	mo        *monomials
 	mom       []atomic.Pointer[[]float64]
-	momOnce   []sync.Once // one computation per node: racing workers wait for it
-	parallel  bool        // large nodes' moments may use a second goroutine
+	momOnce   []sync.Once  // one computation per node: racing workers wait for it
+	parallel  bool         // large nodes' moments may use a second goroutine
 	momNodes  atomic.Int64 // nodes whose moments were computed
 	momFlops  atomic.Int64
 
