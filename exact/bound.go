@@ -36,7 +36,7 @@ import (
 // So each weight is exact times (1 + tau), tau = e^delta (1 + eps_exp)
 // (1 + u_T) - 1 with delta = gamma_T(d + 5) B, where eps_exp is the
 // exp kernel's error (2 ulp in float32, 1e-15 in float64) and u_T the
-// rounding of the stored weight. The sums add gamma_T(keyTile) inside a
+// rounding of the stored weight. The sums add gamma_T(wideTile) inside a
 // tile (P V and the row sum in T) and gamma_64(tiles + 4) across tiles in
 // float64 (float64 inputs: gamma_64(L + 4) for the whole row). With eta
 // the sum of those relative errors, numerator and denominator are each
@@ -219,7 +219,10 @@ func roundingBound[T attn.Float](b float64, d, l int) float64 {
 	if u == u64 {
 		sums = gammaOf(float64(l+4), u64)
 	} else {
-		sums = gammaOf(keyTile, u) + gammaOf(float64(l/keyTile+4), u64)
+		// float32 tiles hold up to wideTile keys; counting the float64
+		// steps per keyTile keys overcounts them for the forward and is
+		// what the Decoder's bound (decode_bound.go) passes l for.
+		sums = gammaOf(wideTile, u) + gammaOf(float64(l/keyTile+4), u64)
 	}
 	// The AVX-512 exp kernels flush weights below the normal range to
 	// zero (each under 2^-126 in float32, 2^-1022 in float64), against a
@@ -351,7 +354,7 @@ func centreRows[T attn.Float](dst, src []T, c []float64) {
 }
 
 // Value ranges that keep the sums finite and exact enough (see package
-// vscale): a tile's P V in float32 sums up to keyTile values, and float64
+// vscale): a tile's P V in float32 sums up to wideTile values, and float64
 // accumulations up to 2^34 keys; columns outside are scaled by powers of
 // two first.
 const (

@@ -30,15 +30,38 @@ import (
 // and so is its half; keyTile is a multiple of every panel width
 // (kernels.PackedNT.Align) and of the GEMM's k block, so a tile of P V is
 // one pass of the kernels.
+//
+// float32 tiles with d + e <= 128 span wideTile keys instead: per score,
+// the softmax steps cost the same whatever the width, but a wider tile
+// halves the per-row calls and the float64 accumulations of P V (one per
+// tile), which weigh twice as much next to the products at d = 64 as at
+// d = 128. At d = e = 64 the loop ran 3% faster with them (one core,
+// thread CPU time, alternating in one process); at d = e = 128, where a
+// tile's keys, values and scores then fill most of L2, 2% slower.
 const (
 	queryTile = 288
 	keyTile   = 256
+	wideTile  = 2 * keyTile
 
-	// scoreStride is the row stride of the score tile: keyTile plus a
-	// little, so that float64 rows (2 KiB at keyTile = 256) do not all map
-	// to the same L1 sets when the P V product reads down a column.
-	scoreStride = keyTile + 16
+	// scoreStride is the row stride of the score tile: the widest tile
+	// plus a little, so that rows (2 KiB for float32 at wideTile, float64
+	// at keyTile) do not all map to the same L1 sets when the P V product
+	// reads down a column.
+	scoreStride = wideTile + 16
 )
+
+// wideKeys32 is the key tile width of float32 problems with d + e <= 128:
+// wideTile, or keyTile; a variable so benchmarks can compare.
+var wideKeys32 = wideTile
+
+// tileWidth is the key tile width of element type T at head dimensions d
+// and e: wideKeys32 for float32 with d + e <= 128, keyTile otherwise.
+func tileWidth[T attn.Float](d, e int) int {
+	if _, ok := any(T(0)).(float32); ok && d+e <= 2*64 {
+		return wideKeys32
+	}
+	return keyTile
+}
 
 // Work split, in order of preference:
 //
@@ -280,7 +303,7 @@ type tileState[T attn.Float] struct {
 	rowSum []float64 // running sum of exp(logit - rowMax)
 	alpha  []float64 // this tile's rescaling of acc, per row
 	lo, hi []int     // each row's key range
-	keys   []T       // keyTile x d centred keys (unpacked path), on first use
+	keys   []T       // tileWidth x d centred keys (unpacked path), on first use
 	kt, vt []T       // a key tile and a value tile widened from 16 bits
 	qt     []T       // the query tile widened from 16 bits
 }
@@ -698,6 +721,8 @@ const cancelCheckTiles = 64
 func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T], st *tileState[T], pk packer[T], centre []float64, r0, rows, ja, jb int, check bool) (nonFinite bool) {
 	d, e := p.D, p.E
 	kh := p.KVHead(r0 / p.N)
+	tile := tileWidth[T](d, e)
+	stride := tile + scoreStride - wideTile // rows of the score tile
 	var q []T
 	if p.Q16 != nil {
 		// 16-bit queries are widened a query tile at a time.
@@ -713,8 +738,8 @@ func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T],
 	if half {
 		// 16-bit keys and values are widened a tile at a time (unless
 		// read in place).
-		st.kt = slices.Grow(st.kt[:0], keyTile*d)[:keyTile*d]
-		st.vt = slices.Grow(st.vt[:0], keyTile*e)[:keyTile*e]
+		st.kt = slices.Grow(st.kt[:0], tile*d)[:tile*d]
+		st.vt = slices.Grow(st.vt[:0], tile*e)[:tile*e]
 	} else {
 		keys = p.K[kh*p.M*d:]
 		vals = p.V[kh*p.M*e:]
@@ -741,11 +766,11 @@ func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T],
 	}
 	mask := p.Mask
 	scale := T(p.Scale)
-	for j0, n := ja, 0; j0 < jb; j0, n = j0+keyTile, n+1 {
+	for j0, n := ja, 0; j0 < jb; j0, n = j0+tile, n+1 {
 		if n%cancelCheckTiles == cancelCheckTiles-1 && ctx.Err() != nil {
 			return nonFinite
 		}
-		cols := min(keyTile, jb-j0)
+		cols := min(tile, jb-j0)
 		var kt, vt []T
 		if half && !inPlace {
 			off := kh * p.M
@@ -763,19 +788,19 @@ func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T],
 		// next tile's keys during P V. Streaming them in on demand cost
 		// about a quarter of the products' speed at n = 16384.
 		var nextV, nextK []T
-		if j1 := min(j0+2*keyTile, jb); prefetch && j0+keyTile < j1 {
+		if j1 := min(j0+2*tile, jb); prefetch && j0+tile < j1 {
 			if pk != nil {
-				nextK = pk.Rows(j0+keyTile, j1)
+				nextK = pk.Rows(j0+tile, j1)
 			} else if !half {
-				nextK = keys[(j0+keyTile)*d : j1*d]
+				nextK = keys[(j0+tile)*d : j1*d]
 			}
 		}
 		if prefetch && !half {
 			nextV = vt[:cols*e]
 		}
 		if pk == nil && centre != nil {
-			if len(st.keys) < keyTile*d {
-				st.keys = make([]T, keyTile*d)
+			if len(st.keys) < tile*d {
+				st.keys = make([]T, tile*d)
 			}
 			kt = st.keys[:cols*d]
 			centreRows(kt, keys[j0*d:(j0+cols)*d], centre)
@@ -809,17 +834,17 @@ func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T],
 				}
 				continue
 			}
-			s := st.scores[:(nb-1)*scoreStride+bcols]
+			s := st.scores[:(nb-1)*stride+bcols]
 			pfV, pfK := share(nextV, b0, nb, rows), share(nextK, b0, nb, rows)
 			if pk != nil {
-				pk.GemmNTNext(nb, j0+c0, bcols-c0, q[b0*d:], d, s[c0:], scoreStride, pfV)
+				pk.GemmNTNext(nb, j0+c0, bcols-c0, q[b0*d:], d, s[c0:], stride, pfV)
 			} else if inPlace {
-				halfScores(p, kh, j0+c0, nb, bcols-c0, q[b0*d:], s[c0:])
+				halfScores(p, kh, j0+c0, nb, bcols-c0, q[b0*d:], s[c0:], stride)
 			} else {
-				k.gemmNT(nb, bcols-c0, d, q[b0*d:], d, kt[c0*d:], d, s[c0:], scoreStride)
+				k.gemmNT(nb, bcols-c0, d, q[b0*d:], d, kt[c0*d:], d, s[c0:], stride)
 			}
 			for r := b0; r < b0+nb; r++ {
-				row := s[(r-b0)*scoreStride : (r-b0)*scoreStride+bcols]
+				row := s[(r-b0)*stride : (r-b0)*stride+bcols]
 				a, b := 0, bcols
 				if !inside {
 					a, b = min(max(st.lo[r]-j0, c0), bcols), min(max(st.hi[r]-j0, c0), bcols)
@@ -870,19 +895,19 @@ func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T],
 						scaleRow(accb[r*e:(r+1)*e], a)
 					}
 				}
-				k.gemmNNNext(nb, e, bcols-c0, s[c0:], scoreStride, vt[c0*e:], e, any(accb).([]T), e, pfK)
+				k.gemmNNNext(nb, e, bcols-c0, s[c0:], stride, vt[c0*e:], e, any(accb).([]T), e, pfK)
 				continue
 			}
 			pv := st.pv[:nb*e]
 			pv32, is32 := any(pv).([]float32)
 			if inPlace {
-				halfValues(p, kh, j0+c0, jb, nb, bcols-c0, s[c0:], pv)
+				halfValues(p, kh, j0+c0, jb, nb, bcols-c0, s[c0:], stride, pv)
 			} else if is32 {
 				// Stored over the scratch tile: no clearing first.
-				kernels.GemmNNSet32(nb, e, bcols-c0, any(s[c0:]).([]float32), scoreStride, any(vt[c0*e:]).([]float32), e, pv32, e, any(pfK).([]float32))
+				kernels.GemmNNSet32(nb, e, bcols-c0, any(s[c0:]).([]float32), stride, any(vt[c0*e:]).([]float32), e, pv32, e, any(pfK).([]float32))
 			} else {
 				clear(pv)
-				k.gemmNNNext(nb, e, bcols-c0, s[c0:], scoreStride, vt[c0*e:], e, pv, e, pfK)
+				k.gemmNNNext(nb, e, bcols-c0, s[c0:], stride, vt[c0*e:], e, pv, e, pfK)
 			}
 			if is32 && allOne(alphas) {
 				// No row's max moved: one call for the whole block.

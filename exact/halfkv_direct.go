@@ -37,10 +37,10 @@ func readsHalfInPlace[T attn.Float](p *attn.Problem[T], pk packer[T], rows int) 
 	return p.KVFormat != attn.NoHalf && pk == nil && rows <= halfInPlaceRows && kernels.HalfNTVector(p.KVFormat == attn.BFloat16)
 }
 
-// halfScores sets s (nb x cols, row stride scoreStride) to the products of
+// halfScores sets s (nb x cols, row stride ld) to the products of
 // the nb x D queries q with keys j0..j0+cols-1 of key/value head kh, read
 // from p.K16 in place.
-func halfScores[T attn.Float](p *attn.Problem[T], kh, j0, nb, cols int, q, s []T) {
+func halfScores[T attn.Float](p *attn.Problem[T], kh, j0, nb, cols int, q, s []T, ld int) {
 	gemm := kernels.GemmNT32F16Next
 	if p.KVFormat == attn.BFloat16 {
 		gemm = kernels.GemmNT32BF16Next
@@ -50,23 +50,23 @@ func halfScores[T attn.Float](p *attn.Problem[T], kh, j0, nb, cols int, q, s []T
 	if prefetch {
 		next = p.V16[off*e : (off+cols)*e]
 	}
-	gemm(nb, cols, d, any(q).([]float32), d, p.K16[off*d:], d, any(s).([]float32), scoreStride, next)
+	gemm(nb, cols, d, any(q).([]float32), d, p.K16[off*d:], d, any(s).([]float32), ld, next)
 }
 
 // halfValues sets pv (nb x E) to the products of the probabilities s
-// (nb x cols, row stride scoreStride) with the values of keys
+// (nb x cols, row stride ld) with the values of keys
 // j0..j0+cols-1 of key/value head kh, read from p.V16 in place, and
 // prefetches the next tile's keys (up to key jb).
-func halfValues[T attn.Float](p *attn.Problem[T], kh, j0, jb, nb, cols int, s, pv []T) {
+func halfValues[T attn.Float](p *attn.Problem[T], kh, j0, jb, nb, cols int, s []T, ld int, pv []T) {
 	gemm := kernels.GemmNN32F16Next
 	if p.KVFormat == attn.BFloat16 {
 		gemm = kernels.GemmNN32BF16Next
 	}
 	d, e, off, pv32 := p.D, p.E, kh*p.M, any(pv).([]float32)
 	var next []uint16
-	if j1 := min(j0+2*keyTile, jb); prefetch && j0+keyTile < j1 {
-		next = p.K16[(off+j0+keyTile)*d : (off+j1)*d]
+	if t := tileWidth[T](d, e); prefetch && j0+t < jb {
+		next = p.K16[(off+j0+t)*d : (off+min(j0+2*t, jb))*d]
 	}
 	clear(pv32)
-	gemm(nb, e, cols, any(s).([]float32), scoreStride, p.V16[(off+j0)*e:], e, pv32, e, next)
+	gemm(nb, e, cols, any(s).([]float32), ld, p.V16[(off+j0)*e:], e, pv32, e, next)
 }

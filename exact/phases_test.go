@@ -46,6 +46,8 @@ func TestForwardPhases(t *testing.T) {
 
 func forwardPhases(t *testing.T, d int) string {
 	const m, chunk, tiles = 16384, 4096, 16
+	kt := tileWidth[float32](d, d) // the loop's key tile
+	ss := kt + scoreStride - wideTile
 	p := attntest.To32(attntest.Case{Heads: 1, N: tiles * queryTile, M: m, D: d, E: d}.Generate(1))
 	pk := newPacker[float32]()
 	pk.Reset(m, d, p.K, d)
@@ -54,14 +56,14 @@ func forwardPhases(t *testing.T, d int) string {
 	k := opsFor[float32]()
 	scale := float32(p.Scale)
 	// A tile of scores to run the softmax steps on.
-	pk.GemmNT(queryTile, 0, keyTile, p.Q, d, st.scores, scoreStride)
+	pk.GemmNT(queryTile, 0, kt, p.Q, d, st.scores, ss)
 	fresh := slices.Clone(st.scores)
 	pv := make([]float32, queryTile*d)
 	acc := make([]float64, queryTile*d)
-	keyTiles := chunk / keyTile
+	kts := chunk / kt
 	rowsOf := func(s []float32, f func(row []float32)) {
 		for r := range queryTile {
-			f(s[r*scoreStride : r*scoreStride+keyTile])
+			f(s[r*ss : r*ss+kt])
 		}
 	}
 	steps := []struct {
@@ -72,33 +74,33 @@ func forwardPhases(t *testing.T, d int) string {
 			attendRows(context.Background(), p, k, st, pk, nil, r0, queryTile, ja, ja+chunk, true)
 		}},
 		{"QK^T", func(q []float32, _, ja int) {
-			for j0 := ja; j0 < ja+chunk; j0 += keyTile {
-				pk.GemmNTNext(queryTile, j0, keyTile, q, d, st.scores, scoreStride, p.V[j0*d:(j0+keyTile)*d])
+			for j0 := ja; j0 < ja+chunk; j0 += kt {
+				pk.GemmNTNext(queryTile, j0, kt, q, d, st.scores, ss, p.V[j0*d:(j0+kt)*d])
 			}
 			copy(st.scores, fresh)
 		}},
 		{"max", func(_ []float32, _, _ int) {
-			for range keyTiles {
+			for range kts {
 				rowsOf(st.scores, func(row []float32) { kernels.MaxFinite32(row) })
 			}
 		}},
 		{"exp", func(_ []float32, _, _ int) {
-			for range keyTiles {
+			for range kts {
 				rowsOf(st.scores, func(row []float32) { kernels.ExpShiftSum32(row, scale, 0) })
 			}
 			copy(st.scores, fresh)
 		}},
 		{"PV", func(_ []float32, _, ja int) {
-			for j0 := ja; j0 < ja+chunk; j0 += keyTile {
+			for j0 := ja; j0 < ja+chunk; j0 += kt {
 				var next []float32
-				if j0+2*keyTile <= m {
-					next = pk.Rows(j0+keyTile, j0+2*keyTile)
+				if j0+2*kt <= m {
+					next = pk.Rows(j0+kt, j0+2*kt)
 				}
-				kernels.GemmNNSet32(queryTile, d, keyTile, st.scores, scoreStride, p.V[j0*d:], d, pv, d, next)
+				kernels.GemmNNSet32(queryTile, d, kt, st.scores, ss, p.V[j0*d:], d, pv, d, next)
 			}
 		}},
 		{"accumulate", func(_ []float32, _, _ int) {
-			for range keyTiles {
+			for range kts {
 				kernels.Accumulate32(acc, 1, pv) // no row's max moved: the usual case
 			}
 		}},
@@ -138,7 +140,7 @@ func forwardPhases(t *testing.T, d int) string {
 	loop := best[0]
 	flops := 4.0 * queryTile * chunk * float64(d)
 	var b strings.Builder
-	fmt.Fprintf(&b, "d = %d, %d x %d tiles, n = m = %d, one core (thread CPU time, best of 200):\n", d, queryTile, keyTile, m)
+	fmt.Fprintf(&b, "d = %d, %d x %d tiles, n = m = %d, one core (thread CPU time, best of 200):\n", d, queryTile, kt, m)
 	row := func(name string, sec float64) {
 		fmt.Fprintf(&b, "  %-11s %6.1f us  %5.1f%%  %6.0f GFLOP/s-equivalent\n", name, sec*1e6, 100*sec/loop, flops/sec/1e9)
 	}
