@@ -8,7 +8,7 @@ NumPy runs on OpenBLAS. Directly:
 
     OPENBLAS_CORETYPE=SkylakeX /usr/bin/python3 bench/numpy_attention.py
         --fastattn PATH [--gemmpeak PATH] [--expect-core SkylakeX] [--n 4096,16384]
-        [--d 64,128] [--dtype float32,float64] [--reps 3] [--block 512]
+        [--d 64,128] [--dtype float32,float64] [--reps 3] [--block 512] [--causal]
 
 OpenBLAS 0.3.21 takes some AVX-512 CPUs for Haswell (AVX2 kernels, about
 half the GEMM throughput), and an environment may force that with
@@ -23,15 +23,22 @@ files, then NumPy on the same arrays. fastattn's time is the library call as
 process's wall time is shown too. NumPy's time is its attention computation
 (arrays already in memory). The ratio column is fastattn / NumPy of the
 fastest runs; "pairs" is the median of the per-repetition ratios. The
-float32 GEMM peak (np.dot of two 4096 x 4096 matrices, best of 3) is measured
-before the first size and after each one; each size is compared with the
-larger of the two measurements next to it (same load) and with the run's
-best. The float64 GEMM peak is measured the same way for the float64 rows,
-and --gemmpeak (bench/gemmpeak) gives the peak of fastattn's own GEMM
-kernels on all cores, at the start and at the end. Once per
-size it also runs `fastattn bench --methods exact` (the library call inside
-one process, fastest of --reps, on inputs of its own) for a second fastattn
-figure. GFLOP/s count 4nmd flops (2nmd for Q K^T, 2nmd for P V).
+GEMM peak of the row's dtype (OpenBLAS's: np.dot of two 4096 x 4096
+matrices, one timed call on warm operands) is measured in every
+repetition, right before fastattn runs, so the peak and fastattn take
+turns under the same load and get the same number of tries. Each row gives
+fastattn's best GFLOP/s over the best of its peaks ("fa/peak"), the median
+over repetitions of fastattn's GFLOP/s over the peak measured just before
+it (the second "pairs"), and the spread (slowest/fastest - 1) of fastattn's
+times and of the peaks ("fa spr", "pk spr"), so the noise of each shows.
+With --causal every repetition also runs fastattn with --causal
+(bottom-right, n = m), whose GFLOP/s count only the pairs the mask leaves
+(the flops of its report), against the same peaks. --gemmpeak
+(bench/gemmpeak) gives the peak of fastattn's own GEMM kernels on all
+cores, at the start and at the end. Once per size it also runs `fastattn
+bench --methods exact` (the library call inside one process, fastest of
+--reps, on inputs of its own) for a second fastattn figure. GFLOP/s count
+4nmd flops (2nmd for Q K^T, 2nmd for P V).
 
 NumPy attention: for each block of query rows, S = (scale Q_blk) @ K.T,
 subtract the row max, exp in place, row sums, (P @ V) / sums. OpenBLAS uses
@@ -120,18 +127,45 @@ def gemm_peak(dtype, size=4096, reps=3):
     return 2 * size**3 / best / 1e9
 
 
-def run_fastattn(exe, tmp):
+class Peak:
+    """OpenBLAS's GEMM rate on two size x size matrices of one dtype, kept
+    warm, so that single timed calls can take turns with other runs."""
+
+    def __init__(self, dtype, size=4096):
+        rng = np.random.default_rng(1)
+        self.a = rng.standard_normal((size, size)).astype(dtype)
+        self.b = rng.standard_normal((size, size)).astype(dtype)
+        self.c = np.empty((size, size), dtype=dtype)
+        self.flops = 2.0 * size**3
+        np.dot(self.a, self.b, out=self.c)
+
+    def measure(self):
+        t = time.perf_counter()
+        np.dot(self.a, self.b, out=self.c)
+        return self.flops / (time.perf_counter() - t) / 1e9
+
+
+def run_fastattn(exe, tmp, causal=False):
+    """Seconds of the library call, the process's wall time and the flops
+    the report counts (only the pairs a mask leaves)."""
     report = os.path.join(tmp, "report.json")
     args = [exe, "run", "--method", "exact", "--scale", "1/sqrt(d)",
             "--q", os.path.join(tmp, "q.npy"), "--k", os.path.join(tmp, "k.npy"), "--v", os.path.join(tmp, "v.npy"),
-            "--out", os.path.join(tmp, "o.npy"), "--report", report]
+            "--out", os.path.join(tmp, "o_causal.npy" if causal else "o.npy"), "--report", report]
+    if causal:
+        args.append("--causal")
     t = time.perf_counter()
     subprocess.run(args, check=True, capture_output=True)
     wall = time.perf_counter() - t
     with open(report) as f:
         rep = json.load(f)
     assert rep["method"] == "exact", rep
-    return rep["seconds"], wall
+    return rep["seconds"], wall, rep["flops"]
+
+
+def spread(xs):
+    """slowest/fastest - 1 of positive times or rates."""
+    return max(xs) / min(xs) - 1
 
 
 def run_fastattn_bench(exe, n, d, dtype, reps):
@@ -157,6 +191,7 @@ def main():
     ap.add_argument("--any-blas", action="store_true", help="run even if NumPy is not on OpenBLAS, or on another core than --expect-core")
     ap.add_argument("--expect-core", help="the OpenBLAS core that must be loaded, e.g. SkylakeX")
     ap.add_argument("--gemmpeak", help="path to the bench/gemmpeak binary (fastattn's own GEMM peak)")
+    ap.add_argument("--causal", action="store_true", help="also time fastattn with --causal in every repetition")
     args = ap.parse_args()
 
     libs = blas_library()
@@ -175,13 +210,18 @@ def main():
     dtypes = args.dtype.split(",")
 
     own = [fastattn_gemm_peaks(args.gemmpeak)] if args.gemmpeak else []
-    peaks = {"float32": [gemm_peak(np.float32)], "float64": [gemm_peak(np.float64)]}
+    peakers = {dt: Peak(np.dtype(dt).type) for dt in dtypes}
+    peaks = {dt: [] for dt in dtypes}
     rows = []
     head = (f"{'n':>6} {'d':>4} {'dtype':>8} {'numpy s':>9} {'fastattn s':>10} {'ratio':>6} {'pairs':>6} "
-            f"{'numpy GF/s':>10} {'fa GF/s':>8} {'peak':>6} {'fa/peak':>7} {'fa wall s':>9} {'fa bench s':>10} {'max err':>8}")
+            f"{'numpy GF/s':>10} {'fa GF/s':>8} {'peak':>6} {'fa/peak':>7} {'pairs':>6} {'fa spr':>6} {'pk spr':>6} "
+            f"{'fa wall s':>9} {'fa bench s':>10} {'max err':>8}")
+    if args.causal:
+        head += f" {'causal GF/s':>11} {'c/peak':>6} {'pairs':>6} {'c/non-c':>7}"
     print(head)
     with tempfile.TemporaryDirectory() as tmp:
         for dtype in dtypes:
+            peaker = peakers[dtype]
             for d in ds:
                 for n in ns:
                     rng = np.random.default_rng(n + d)
@@ -190,10 +230,15 @@ def main():
                         np.save(os.path.join(tmp, name + ".npy"), x)
                     scale = 1 / np.sqrt(d)
                     numpy_attention(q[:64], k, v, scale, args.block)  # warm up OpenBLAS threads
-                    fa, fa_wall, npt, pairs = [], [], [], []
+                    fa, fa_wall, npt, pairs, pk, ca, cflops = [], [], [], [], [], [], 0.0
                     ref = None
                     for _ in range(args.reps):
-                        s, w = run_fastattn(args.fastattn, tmp)
+                        # The peak, then fastattn right after it (same load).
+                        pk.append(peaker.measure())
+                        s, w, _ = run_fastattn(args.fastattn, tmp)
+                        if args.causal:
+                            cs, _, cflops = run_fastattn(args.fastattn, tmp, causal=True)
+                            ca.append(cs)
                         t = time.perf_counter()
                         ref = numpy_attention(q, k, v, scale, args.block)
                         t = time.perf_counter() - t
@@ -204,37 +249,52 @@ def main():
                     got = np.load(os.path.join(tmp, "o.npy"))
                     err = float(np.max(np.abs(got.astype(np.float64) - ref)) / np.max(np.abs(v)))
                     bench = float("nan") if args.no_bench else run_fastattn_bench(args.fastattn, n, d, dtype, args.reps)
-                    peaks[dtype].append(gemm_peak(np.dtype(dtype).type))
+                    peaks[dtype] += pk
                     flops = 4.0 * n * n * d
-                    # The peak of this dtype measured next to this size
-                    # (before and after it), under the same load as its
-                    # timings.
-                    local = max(peaks[dtype][-2:])
+                    # fastattn's best against the peak's best (as many tries,
+                    # taking turns), and the median of each repetition's
+                    # fastattn rate over the peak measured just before it.
+                    fa_gf = flops / min(fa) / 1e9
                     r = dict(n=n, d=d, dtype=dtype, numpy=min(npt), fa=min(fa), ratio=min(fa) / min(npt),
-                             pairs=statistics.median(pairs), np_gf=flops / min(npt) / 1e9, fa_gf=flops / min(fa) / 1e9,
-                             fa_wall=min(fa_wall), bench=bench, err=err, peak=local)
+                             pairs=statistics.median(pairs), np_gf=flops / min(npt) / 1e9, fa_gf=fa_gf,
+                             fa_wall=min(fa_wall), bench=bench, err=err, peak=max(pk), frac=fa_gf / max(pk),
+                             frac_pairs=statistics.median(flops / f / 1e9 / p for f, p in zip(fa, pk)),
+                             fa_spread=spread(fa), pk_spread=spread(pk))
+                    line = (f"{n:>6} {d:>4} {dtype:>8} {r['numpy']:>9.4f} {r['fa']:>10.4f} {r['ratio']:>6.2f} {r['pairs']:>6.2f} "
+                            f"{r['np_gf']:>10.1f} {fa_gf:>8.1f} {r['peak']:>6.0f} {r['frac']:>7.0%} {r['frac_pairs']:>6.0%} "
+                            f"{r['fa_spread']:>6.0%} {r['pk_spread']:>6.0%} "
+                            f"{r['fa_wall']:>9.3f} {r['bench']:>10.4f} {err:>8.1e}")
+                    if args.causal:
+                        c_gf = cflops / min(ca) / 1e9
+                        r.update(c_gf=c_gf, c_frac=c_gf / max(pk), c_rel=c_gf / fa_gf,
+                                 c_pairs=statistics.median(cflops / c / 1e9 / p for c, p in zip(ca, pk)))
+                        line += f" {c_gf:>11.1f} {r['c_frac']:>6.0%} {r['c_pairs']:>6.0%} {r['c_rel']:>7.0%}"
                     rows.append(r)
-                    print(f"{n:>6} {d:>4} {dtype:>8} {r['numpy']:>9.4f} {r['fa']:>10.4f} {r['ratio']:>6.2f} {r['pairs']:>6.2f} "
-                          f"{r['np_gf']:>10.1f} {r['fa_gf']:>8.1f} {local:>6.0f} {r['fa_gf'] / local:>7.0%} "
-                          f"{r['fa_wall']:>9.3f} {r['bench']:>10.4f} {err:>8.1e}",
-                          flush=True)
+                    print(line, flush=True)
     if args.gemmpeak:
         own.append(fastattn_gemm_peaks(args.gemmpeak))
-    best = {dt: max(ps) for dt, ps in peaks.items()}
     print()
     for dt, ps in peaks.items():
-        print(f"{dt} GEMM peak of OpenBLAS ({core}) in this run (np.dot, 4096^3, best of 3 per measurement): "
-              f"{best[dt]:.1f} GFLOP/s (per measurement: {', '.join(f'{p:.0f}' for p in ps)})")
+        print(f"{dt} GEMM peak of OpenBLAS ({core}) in this run (np.dot, 4096^3, one call per repetition): "
+              f"best {max(ps):.1f} GFLOP/s (per measurement: {', '.join(f'{p:.0f}' for p in ps)})")
     for dt in ("float32", "float64"):
         if own:
             print(f"{dt} GEMM peak of fastattn's own kernels (bench/gemmpeak, all cores), start and end: "
                   f"{', '.join(f'{o[dt]:.0f}' for o in own)} GFLOP/s")
-    print("\n| n | d | dtype | NumPy (s) | fastattn (s) | ratio (best) | ratio (median pair) | NumPy GFLOP/s | "
-          "fastattn GFLOP/s | OpenBLAS GEMM peak next to it | fastattn / that peak | fastattn / run's peak |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    cols = ["n", "d", "dtype", "NumPy (s)", "fastattn (s)", "ratio (best)", "ratio (median pair)", "NumPy GFLOP/s",
+            "fastattn GFLOP/s", "OpenBLAS GEMM peak (best of the row's)", "fastattn / peak (best)",
+            "fastattn / peak (median pair)", "spread of fastattn, of the peak"]
+    if args.causal:
+        cols += ["causal GFLOP/s", "causal / peak (best)", "causal / peak (median pair)", "causal / non-causal"]
+    print("\n| " + " | ".join(cols) + " |")
+    print("| --- " * len(cols) + "|")
     for r in rows:
-        print(f"| {r['n']} | {r['d']} | {r['dtype']} | {r['numpy']:.3f} | {r['fa']:.3f} | {r['ratio']:.2f} | {r['pairs']:.2f} | "
-              f"{r['np_gf']:.0f} | {r['fa_gf']:.0f} | {r['peak']:.0f} | {r['fa_gf'] / r['peak']:.0%} | {r['fa_gf'] / best[r['dtype']]:.0%} |")
+        line = (f"| {r['n']} | {r['d']} | {r['dtype']} | {r['numpy']:.3f} | {r['fa']:.3f} | {r['ratio']:.2f} | {r['pairs']:.2f} | "
+                f"{r['np_gf']:.0f} | {r['fa_gf']:.0f} | {r['peak']:.0f} | {r['frac']:.0%} | {r['frac_pairs']:.0%} | "
+                f"{r['fa_spread']:.0%}, {r['pk_spread']:.0%} |")
+        if args.causal:
+            line += f" {r['c_gf']:.0f} | {r['c_frac']:.0%} | {r['c_pairs']:.0%} | {r['c_rel']:.0%} |"
+        print(line)
 
 
 if __name__ == "__main__":
