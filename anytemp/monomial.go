@@ -82,13 +82,15 @@ func newMonomials(r, maxDeg int) *monomials {
 	return mo
 }
 
-// translate rewrites moments about a centre z (column-major, cols columns
-// of stride terms(g)) as moments about z - a, in place:
+// translate rewrites moments about a centre z (term-major: the w columns
+// of term alpha at m[alpha*w:(alpha+1)*w]) as moments about z - a, in
+// place:
 // sum_j (k_j - z + a)^alpha = sum_{beta <= alpha} C(alpha, beta) a^(alpha-beta) sum_j (k_j - z)^beta,
 // one coordinate at a time. pw is scratch of length g+1.
-func (mo *monomials) translate(m []float64, cols, g int, a, pw []float64) {
+func (mo *monomials) translate(m []float64, w, g int, a, pw []float64) {
 	nt := mo.upTo[g]
 	r := mo.r
+	var sa [16]float64
 	for t := range r {
 		if a[t] == 0 {
 			continue
@@ -99,34 +101,50 @@ func (mo *monomials) translate(m []float64, cols, g int, a, pw []float64) {
 		}
 		down := mo.down[t*len(mo.parent):]
 		// Higher indices first: alpha - k e_t comes earlier in the
-		// graded order, so it still holds the old value. The index chain
-		// and the factors are shared by the columns, the sums (in the
-		// same order as column by column) kept in s.
-		var sa [16]float64
-		s := sa[:min(cols, len(sa))]
-		if cols > len(sa) {
-			s = make([]float64, cols)
-		}
+		// graded order, so it still holds the old value. Each sum starts
+		// from the term's own moment and adds the k = 1, 2, ... terms in
+		// order (the rounding bound counts on it), the w columns side by
+		// side.
 		for al := nt - 1; al > 0; al-- {
 			at := int(mo.exps[al*r+t])
 			if at == 0 {
 				continue
 			}
 			b := mo.binom[at]
-			for c := range s {
-				s[c] = m[c*nt+al]
-			}
+			dst := m[al*w : (al+1)*w]
 			j := al
+			if w == 9 {
+				s := *(*[9]float64)(dst)
+				for k := 1; k <= at; k++ {
+					j = int(down[j])
+					f := b[k] * pw[k]
+					x := (*[9]float64)(m[j*9 : j*9+9])
+					s[0] += f * x[0]
+					s[1] += f * x[1]
+					s[2] += f * x[2]
+					s[3] += f * x[3]
+					s[4] += f * x[4]
+					s[5] += f * x[5]
+					s[6] += f * x[6]
+					s[7] += f * x[7]
+					s[8] += f * x[8]
+				}
+				*(*[9]float64)(dst) = s
+				continue
+			}
+			s := sa[:min(w, len(sa))]
+			if w > len(sa) {
+				s = make([]float64, w)
+			}
+			copy(s, dst)
 			for k := 1; k <= at; k++ {
 				j = int(down[j])
 				f := b[k] * pw[k]
-				for c := range s {
-					s[c] += f * m[c*nt+j]
+				for c, x := range m[j*w : j*w+w] {
+					s[c] += f * x
 				}
 			}
-			for c := range s {
-				m[c*nt+al] = s[c]
-			}
+			copy(dst, s)
 		}
 	}
 }

@@ -116,7 +116,19 @@ func buildTree[T attn.Float](hd *head, v []T, e, start, count, g int, mo *monomi
 	for i := range perm {
 		perm[i] = int32(start + i)
 	}
-	tr.split(0, 0, count, perm, parallel)
+	if r == 2 {
+		// Keys and their indices side by side: a swap moves one record.
+		pts := make([]point2, count)
+		for j := range pts {
+			pts[j] = point2{[2]float64{tr.keys[2*j], tr.keys[2*j+1]}, perm[j]}
+		}
+		tr.split2(0, 0, count, pts, parallel)
+		for j, pt := range pts {
+			tr.keys[2*j], tr.keys[2*j+1], perm[j] = pt.k[0], pt.k[1], pt.p
+		}
+	} else {
+		tr.split(0, 0, count, perm, parallel)
+	}
 	tr.perm = perm
 	tr.vals = make([]T, count*e)
 	for i, j := range perm {
@@ -169,6 +181,84 @@ func (tr *tree[T]) split(i, lo, hi int, perm []int32, parallel bool) {
 	}
 	tr.split(2*i+1, lo, mid, perm, parallel)
 	tr.split(2*i+2, mid, hi, perm, parallel)
+}
+
+// point2 is a key of a two-dimensional tree and its index in the head.
+type point2 struct {
+	k [2]float64
+	p int32
+}
+
+// split2 is split for r = 2 on key records.
+func (tr *tree[T]) split2(i, lo, hi int, pts []point2, parallel bool) {
+	tr.lo[i], tr.hi[i] = int32(lo), int32(hi)
+	if i >= tr.firstLeaf {
+		return
+	}
+	a0, b0 := math.Inf(1), math.Inf(-1)
+	a1, b1 := a0, b0
+	for _, pt := range pts[lo:hi] {
+		a0, b0 = min(a0, pt.k[0]), max(b0, pt.k[0])
+		a1, b1 = min(a1, pt.k[1]), max(b1, pt.k[1])
+	}
+	dim, widest := 0, b0-a0
+	if b1-a1 > widest {
+		dim, widest = 1, b1-a1
+	}
+	mid := lo + (hi-lo)/2
+	if widest > 0 {
+		selectKth2(pts[lo:hi], mid-lo, dim)
+	}
+	if parallel && hi-lo > 1<<15 {
+		var wg sync.WaitGroup
+		wg.Go(func() { tr.split2(2*i+1, lo, mid, pts, true) })
+		tr.split2(2*i+2, mid, hi, pts, true)
+		wg.Wait()
+		return
+	}
+	tr.split2(2*i+1, lo, mid, pts, parallel)
+	tr.split2(2*i+2, mid, hi, pts, parallel)
+}
+
+// selectKth2 is selectKth on key records: pts[k] gets the k-th smallest
+// coordinate dim, those before it are <= and those after >=.
+func selectKth2(pts []point2, k, dim int) {
+	lo, hi := 0, len(pts)-1
+	for hi > lo {
+		m := lo + (hi-lo)/2
+		if pts[m].k[dim] < pts[lo].k[dim] {
+			pts[m], pts[lo] = pts[lo], pts[m]
+		}
+		if pts[hi].k[dim] < pts[lo].k[dim] {
+			pts[hi], pts[lo] = pts[lo], pts[hi]
+		}
+		if pts[hi].k[dim] < pts[m].k[dim] {
+			pts[hi], pts[m] = pts[m], pts[hi]
+		}
+		pivot := pts[m].k[dim]
+		i, j := lo, hi
+		for i <= j {
+			for pts[i].k[dim] < pivot {
+				i++
+			}
+			for pts[j].k[dim] > pivot {
+				j--
+			}
+			if i <= j {
+				pts[i], pts[j] = pts[j], pts[i]
+				i++
+				j--
+			}
+		}
+		switch {
+		case k <= j:
+			hi = j
+		case k >= i:
+			lo = i
+		default:
+			return
+		}
+	}
 }
 
 func (tr *tree[T]) swap(a, b int, perm []int32) {
@@ -426,9 +516,12 @@ var momentScratch = sync.Pool{New: func() any { return new([]float64) }}
 // is bounded by the parent's monomial bound: no cancellation.
 func (tr *tree[T]) mergeMoments(i int) []float64 {
 	r, e, g := tr.r, tr.e, tr.g
+	w := e + 1
 	nt := tr.mo.terms(g)
-	out := make([]float64, nt*(e+1))
-	buf := make([]float64, nt*(e+1))
+	// Translated and summed term-major (a term's columns side by side),
+	// then transposed to the moments' column-major layout.
+	sum := make([]float64, nt*w)
+	buf := make([]float64, nt*w)
 	a := make([]float64, r)
 	pw := make([]float64, g+1)
 	z := tr.centre[i*r : (i+1)*r]
@@ -442,13 +535,24 @@ func (tr *tree[T]) mergeMoments(i int) []float64 {
 		if tr.hi[c] == tr.lo[c] {
 			continue
 		}
-		copy(buf, tr.moments(c))
+		m := tr.moments(c)
+		for col := range w {
+			for al, x := range m[col*nt : (col+1)*nt] {
+				buf[al*w+col] = x
+			}
+		}
 		for t := range r {
 			a[t] = tr.centre[c*r+t] - z[t]
 		}
-		tr.mo.translate(buf, e+1, g, a, pw)
+		tr.mo.translate(buf, w, g, a, pw)
 		for k, x := range buf {
-			out[k] += x
+			sum[k] += x
+		}
+	}
+	out := make([]float64, nt*w)
+	for al := range nt {
+		for col, x := range sum[al*w : (al+1)*w] {
+			out[col*nt+al] = x
 		}
 	}
 	tr.momFlops.Add(int64(2 * 2 * r * (e + 1) * nt * (g + 3) / 3))
