@@ -2,6 +2,8 @@ package anytemp
 
 import (
 	"math"
+	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/fastattn/fastattn/attn/attntest"
@@ -61,6 +63,28 @@ func TestCoefficientsFrom(t *testing.T) {
 			if got[a] != chain[a] {
 				t.Fatalf("r=%d term %d: %g, the table loop gives %g", r, a, got[a], chain[a])
 			}
+		}
+	}
+}
+
+// TestSortHigh32: rowOrder's radix sort orders words as a full sort does
+// when their low halves ascend, with ties, bytes all equal (skipped
+// passes) and short inputs.
+func TestSortHigh32(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(3, 4))
+	for _, c := range []struct {
+		n    int
+		mask uint64
+	}{{0, 0}, {1, 0}, {5, 0xFFFFFFFF}, {1000, 0xFFFFFFFF}, {1000, 0x00FF00F0}, {3000, 0x7}, {100, 0}} {
+		x := make([]uint64, c.n)
+		for i := range x {
+			x[i] = (rnd.Uint64()&c.mask)<<32 | uint64(i)
+		}
+		want := slices.Clone(x)
+		slices.Sort(want)
+		sortHigh32(x)
+		if !slices.Equal(x, want) {
+			t.Fatalf("n=%d mask %x: radix order differs from the full sort", c.n, c.mask)
 		}
 	}
 }

@@ -2,7 +2,6 @@ package anytemp
 
 import (
 	"math"
-	"slices"
 
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/internal/kernels"
@@ -701,12 +700,54 @@ func rowOrder(q []float64, n, r int) []int32 {
 		}
 		keys[i] = key>>(bits*r-min(bits*r, 32))<<32 | uint64(i)
 	}
-	slices.Sort(keys)
+	sortHigh32(keys)
 	order := make([]int32, n)
 	for i, k := range keys {
 		order[i] = int32(uint32(k))
 	}
 	return order
+}
+
+// sortHigh32 sorts x by its high 32 bits, keeping the order of equal
+// ones: for x in ascending order of the low 32 bits (rowOrder's row
+// indices), the same order as sorting the whole words. A least
+// significant digit radix sort, a byte per pass (passes where every word
+// has the same byte skipped): a few linear passes instead of a
+// comparison sort's n log n branches.
+func sortHigh32(x []uint64) {
+	if len(x) < 2 {
+		return
+	}
+	var counts [4][256]int
+	for _, v := range x {
+		counts[0][byte(v>>32)]++
+		counts[1][byte(v>>40)]++
+		counts[2][byte(v>>48)]++
+		counts[3][byte(v>>56)]++
+	}
+	tmp := make([]uint64, len(x))
+	src, dst := x, tmp
+	for pass := range 4 {
+		c := &counts[pass]
+		shift := 32 + 8*uint(pass)
+		if c[byte(src[0]>>shift)] == len(src) {
+			continue
+		}
+		off := 0
+		for b, k := range c {
+			c[b] = off
+			off += k
+		}
+		for _, v := range src {
+			b := byte(v >> shift)
+			dst[c[b]] = v
+			c[b]++
+		}
+		src, dst = dst, src
+	}
+	if &src[0] != &x[0] {
+		copy(x, src)
+	}
 }
 
 // spread2 moves bit b of x (below 2^32) to bit 2b: one coordinate of a

@@ -117,14 +117,15 @@ func buildTree[T attn.Float](hd *head, v []T, e, start, count, g int, mo *monomi
 		perm[i] = int32(start + i)
 	}
 	if r == 2 {
-		// Keys and their indices side by side: a swap moves one record.
-		pts := make([]point2, count)
-		for j := range pts {
-			pts[j] = point2{[2]float64{tr.keys[2*j], tr.keys[2*j+1]}, perm[j]}
+		// Coordinates in two arrays: a partition compares one and moves
+		// both with the indices, without branches.
+		xs, ys := make([]float64, count), make([]float64, count)
+		for j := range xs {
+			xs[j], ys[j] = tr.keys[2*j], tr.keys[2*j+1]
 		}
-		tr.split2(0, 0, count, pts, parallel)
-		for j, pt := range pts {
-			tr.keys[2*j], tr.keys[2*j+1], perm[j] = pt.k[0], pt.k[1], pt.p
+		tr.split2(0, 0, count, [2][]float64{xs, ys}, perm, parallel)
+		for j := range xs {
+			tr.keys[2*j], tr.keys[2*j+1] = xs[j], ys[j]
 		}
 	} else {
 		tr.split(0, 0, count, perm, parallel)
@@ -183,23 +184,29 @@ func (tr *tree[T]) split(i, lo, hi int, perm []int32, parallel bool) {
 	tr.split(2*i+2, mid, hi, perm, parallel)
 }
 
-// point2 is a key of a two-dimensional tree and its index in the head.
-type point2 struct {
-	k [2]float64
-	p int32
-}
-
-// split2 is split for r = 2 on key records.
-func (tr *tree[T]) split2(i, lo, hi int, pts []point2, parallel bool) {
+// split2 is split for r = 2, the coordinates in xy[0] and xy[1].
+func (tr *tree[T]) split2(i, lo, hi int, xy [2][]float64, perm []int32, parallel bool) {
 	tr.lo[i], tr.hi[i] = int32(lo), int32(hi)
 	if i >= tr.firstLeaf {
 		return
 	}
 	a0, b0 := math.Inf(1), math.Inf(-1)
 	a1, b1 := a0, b0
-	for _, pt := range pts[lo:hi] {
-		a0, b0 = min(a0, pt.k[0]), max(b0, pt.k[0])
-		a1, b1 = min(a1, pt.k[1]), max(b1, pt.k[1])
+	ys := xy[1][lo:hi]
+	for j, x := range xy[0][lo:hi] {
+		y := ys[j]
+		if x < a0 {
+			a0 = x
+		}
+		if x > b0 {
+			b0 = x
+		}
+		if y < a1 {
+			a1 = y
+		}
+		if y > b1 {
+			b1 = y
+		}
 	}
 	dim, widest := 0, b0-a0
 	if b1-a1 > widest {
@@ -207,56 +214,69 @@ func (tr *tree[T]) split2(i, lo, hi int, pts []point2, parallel bool) {
 	}
 	mid := lo + (hi-lo)/2
 	if widest > 0 {
-		selectKth2(pts[lo:hi], mid-lo, dim)
+		selectKth2(xy[dim][lo:hi], xy[1-dim][lo:hi], perm[lo:hi], mid-lo)
 	}
 	if parallel && hi-lo > 1<<15 {
 		var wg sync.WaitGroup
-		wg.Go(func() { tr.split2(2*i+1, lo, mid, pts, true) })
-		tr.split2(2*i+2, mid, hi, pts, true)
+		wg.Go(func() { tr.split2(2*i+1, lo, mid, xy, perm, true) })
+		tr.split2(2*i+2, mid, hi, xy, perm, true)
 		wg.Wait()
 		return
 	}
-	tr.split2(2*i+1, lo, mid, pts, parallel)
-	tr.split2(2*i+2, mid, hi, pts, parallel)
+	tr.split2(2*i+1, lo, mid, xy, perm, parallel)
+	tr.split2(2*i+2, mid, hi, xy, perm, parallel)
 }
 
-// selectKth2 is selectKth on key records: pts[k] gets the k-th smallest
-// coordinate dim, those before it are <= and those after >=.
-func selectKth2(pts []point2, k, dim int) {
-	lo, hi := 0, len(pts)-1
-	for hi > lo {
+// selectKth2 is selectKth for two coordinates: c (the one compared) and o
+// are moved with perm so that c[k] is the k-th smallest of c, those before
+// it are <= and those after >=. Partitions are branch-free (Lomuto's
+// scheme with an unconditional swap, the sign of c - pivot counting the
+// smaller ones: random keys would mispredict half the branches of
+// Hoare's), the pivot the median of three.
+func selectKth2(c, o []float64, perm []int32, k int) {
+	swap := func(a, b int) {
+		c[a], c[b] = c[b], c[a]
+		o[a], o[b] = o[b], o[a]
+		perm[a], perm[b] = perm[b], perm[a]
+	}
+	lo, hi := 0, len(c)-1
+	for hi-lo > 16 {
 		m := lo + (hi-lo)/2
-		if pts[m].k[dim] < pts[lo].k[dim] {
-			pts[m], pts[lo] = pts[lo], pts[m]
+		if c[m] < c[lo] {
+			swap(m, lo)
 		}
-		if pts[hi].k[dim] < pts[lo].k[dim] {
-			pts[hi], pts[lo] = pts[lo], pts[hi]
+		if c[hi] < c[lo] {
+			swap(hi, lo)
 		}
-		if pts[hi].k[dim] < pts[m].k[dim] {
-			pts[hi], pts[m] = pts[m], pts[hi]
+		if c[hi] < c[m] {
+			swap(hi, m)
 		}
-		pivot := pts[m].k[dim]
-		i, j := lo, hi
-		for i <= j {
-			for pts[i].k[dim] < pivot {
-				i++
-			}
-			for pts[j].k[dim] > pivot {
-				j--
-			}
-			if i <= j {
-				pts[i], pts[j] = pts[j], pts[i]
-				i++
-				j--
-			}
+		// c[lo] <= pivot <= c[hi]: lo+1..hi-2 partitioned around the
+		// pivot, parked at hi-1. Equal keys may go either way (x - x is
+		// +0, -0 - +0 is -0): both sides of a median may hold them.
+		swap(m, hi-1)
+		pivot := c[hi-1]
+		i := lo + 1
+		cs, os, ps := c[:hi-1], o[:hi-1], perm[:hi-1]
+		for j := lo + 1; j < len(cs); j++ {
+			tc, to, tp := cs[j], os[j], ps[j]
+			cs[j], os[j], ps[j] = cs[i], os[i], ps[i]
+			cs[i], os[i], ps[i] = tc, to, tp
+			i += int(math.Float64bits(tc-pivot) >> 63)
 		}
+		swap(i, hi-1)
 		switch {
-		case k <= j:
-			hi = j
-		case k >= i:
-			lo = i
+		case k < i:
+			hi = i - 1
+		case k > i:
+			lo = i + 1
 		default:
 			return
+		}
+	}
+	for a := lo + 1; a <= hi; a++ {
+		for b := a; b > lo && c[b] < c[b-1]; b-- {
+			swap(b, b-1)
 		}
 	}
 }
