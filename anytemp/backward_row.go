@@ -335,8 +335,8 @@ func (w *bwdWorker[T]) expandNode(bt *bwdTree[T], i, g int, xz float64, cnt int)
 	// Mc = sum_c dO_c M[v_c] (the dO.v_j part) and M[1] (the part
 	// multiplied by Delta, applied in finishRow), to degree g+1.
 	mc := w.mc[:nt1]
-	contract(mc, mom, ntB, e, w.do, 0)
-	mb := mom[e*ntB : e*ntB+nt1]
+	contract(mc, mom, tr.ld, e, w.do, 0)
+	mb := mom[e*tr.ld : e*tr.ld+nt1]
 	coef := w.coef[:nt]
 	s0, s0b := dotU(coef, mc[:nt]), dotU(coef, mb[:nt])
 	w.num += f * s0

@@ -136,7 +136,7 @@ func calibrate() rates {
 			pr.mo.quotients(rc.sq, -1, pr.g, rc.yk)
 			pr.mo.coefficientsFrom(rc.yk, -1, pr.g, coef)
 			for _, mom := range nodeMom {
-				kernels.MultiDot64(res, coef, mom, nt)
+				kernels.MultiDot64(res, coef, mom, tr.ld)
 			}
 		}
 	}) / float64(n*len(nodeMom)*nt*w)

@@ -56,9 +56,10 @@ func TestMomentsMerged(t *testing.T) {
 					}
 				}
 				for k := range want {
-					if d := math.Abs(got[k] - want[k]); !(d <= 1e-11*scale[k]) {
-						t.Fatalf("r=%d e=%d parallel=%v node %d (%d keys) moment %d: %g, want %g (scale %g)",
-							c.r, c.e, par, i, hi-lo, k, got[k], want[k], scale[k])
+					col, a := k/nt, k%nt
+					if d := math.Abs(got[col*tr.ld+a] - want[k]); !(d <= 1e-11*scale[k]) {
+						t.Fatalf("r=%d e=%d parallel=%v node %d (%d keys) column %d moment %d: %g, want %g (scale %g)",
+							c.r, c.e, par, i, hi-lo, col, a, got[col*tr.ld+a], want[k], scale[k])
 					}
 				}
 			}

@@ -91,7 +91,7 @@ type rowCtx struct {
 	*params
 	sq, aq  []float64 // s q', |s q'|
 	qn      float64   // |s q'|_2
-	nCoef   int       // terms(g): the length of a row's Taylor coefficients (s q')^alpha / alpha!
+	nCoef   int       // terms(g) rounded up to 8: the stride of the rows' Taylor coefficients (s q')^alpha / alpha!
 	coefDeg int       // the current row's are in its slot of coefs up to this degree (-1: none)
 	yk      []float64 // the current row's s q_t / k (quotients), r rows of g+1
 	t       float64   // window width
@@ -153,7 +153,7 @@ func newRowCtx(pr *params) *rowCtx {
 	return &rowCtx{
 		params: pr,
 		sq:     make([]float64, pr.r), aq: make([]float64, pr.r),
-		nCoef:  pr.mo.terms(pr.g),
+		nCoef:  alignedStride(pr.mo.terms(pr.g)),
 		acc:    make([]float64, pr.e),
 		xbuf:   make([]float64, bruteBlock),
 		cand:   make([]float64, pr.r),
@@ -166,7 +166,9 @@ func newRowCtx(pr *params) *rowCtx {
 func (rc *rowCtx) slotCoef(slot int) []float64 {
 	nt := rc.nCoef
 	if need := (slot + 1) * nt; len(rc.coefs) < need {
-		rc.coefs = append(rc.coefs, make([]float64, need-len(rc.coefs))...)
+		c := alignedFloats(max(need, 2*len(rc.coefs)))
+		copy(c, rc.coefs)
+		rc.coefs = c
 	}
 	return rc.coefs[slot*nt : (slot+1)*nt]
 }
@@ -440,7 +442,7 @@ func expand[T attn.Float](rc *rowCtx, tr *tree[T], i, g int, xz float64, cnt int
 		rc.mo.coefficientsFrom(rc.yk, rc.coefDeg, g, rc.slotCoef(slot))
 		rc.coefDeg = g
 	}
-	rc.pend = append(rc.pend, pending{mom, rc.mo.terms(tr.g), g, xz, int32(slot)})
+	rc.pend = append(rc.pend, pending{mom, tr.ld, g, xz, int32(slot)})
 	rc.c.expanded++
 	rc.c.expTerms += int64(nt * w)
 	rc.c.expandedKeys += int64(cnt)

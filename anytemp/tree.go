@@ -4,6 +4,7 @@ import (
 	"math"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/internal/kernels"
@@ -81,6 +82,7 @@ type tree[T attn.Float] struct {
 	rad       []float64 // nodes: max_j |k_j - centre|_2 (rounded up)
 	nd        []float64 // nodes*(2r+1): centre, half, rad packed for the traversal
 	g         int       // moment degree
+	ld        int       // column stride of the moments: terms(g) rounded up to 8
 	mo        *monomials
 	mom       []atomic.Pointer[[]float64]
 	momOnce   []sync.Once  // one computation per node: racing workers wait for it
@@ -97,7 +99,7 @@ type tree[T attn.Float] struct {
 // values from v (the head's m x e values).
 func buildTree[T attn.Float](hd *head, v []T, e, start, count, g int, mo *monomials, parallel bool) *tree[T] {
 	r := hd.r
-	tr := &tree[T]{r: r, e: e, n: count, g: g, mo: mo, parallel: parallel}
+	tr := &tree[T]{r: r, e: e, n: count, g: g, ld: alignedStride(mo.terms(g)), mo: mo, parallel: parallel}
 	for (count+(1<<tr.depth)-1)>>tr.depth > leafSize {
 		tr.depth++
 	}
@@ -453,7 +455,7 @@ func fastTwoSum(a, b float64) (float64, float64) {
 }
 
 // moments returns node i's moments about its centre z, computed on first
-// use, column-major: mom[c*terms(g) + a] is sum_j (k_j - z)^alpha_a v_jc
+// use, column-major: mom[c*ld + a] is sum_j (k_j - z)^alpha_a v_jc
 // for c < e and sum_j (k_j - z)^alpha_a for c = e, alpha in graded order.
 // A worker that needs a node another is computing waits for it rather
 // than computing it again (the first rows of a run all want the root's);
@@ -488,8 +490,8 @@ func (tr *tree[T]) computeMoments(i int) []float64 {
 	// is then transposed into the moments' column-major layout.
 	r, e, g := tr.r, tr.e, tr.g
 	w := e + 1
-	nt := tr.mo.terms(g)
-	out := make([]float64, nt*w)
+	nt, ld := tr.mo.terms(g), tr.ld
+	out := alignedFloats(ld * w)
 	lo, hi := int(tr.lo[i]), int(tr.hi[i])
 	cnt := hi - lo
 	bp := momentScratch.Get().(*[]float64)
@@ -518,7 +520,7 @@ func (tr *tree[T]) computeMoments(i int) []float64 {
 	kernels.GemmNN64(nt, w, cnt, pwT, cnt, vt, w, m, w)
 	for a := range nt {
 		for c := range w {
-			out[c*nt+a] = m[a*w+c]
+			out[c*ld+a] = m[a*w+c]
 		}
 	}
 	momentScratch.Put(bp)
@@ -537,7 +539,7 @@ var momentScratch = sync.Pool{New: func() any { return new([]float64) }}
 func (tr *tree[T]) mergeMoments(i int) []float64 {
 	r, e, g := tr.r, tr.e, tr.g
 	w := e + 1
-	nt := tr.mo.terms(g)
+	nt, ld := tr.mo.terms(g), tr.ld
 	// Translated and summed term-major (a term's columns side by side),
 	// then transposed to the moments' column-major layout.
 	sum := make([]float64, nt*w)
@@ -557,7 +559,7 @@ func (tr *tree[T]) mergeMoments(i int) []float64 {
 		}
 		m := tr.moments(c)
 		for col := range w {
-			for al, x := range m[col*nt : (col+1)*nt] {
+			for al, x := range m[col*ld : col*ld+nt] {
 				buf[al*w+col] = x
 			}
 		}
@@ -569,14 +571,26 @@ func (tr *tree[T]) mergeMoments(i int) []float64 {
 			sum[k] += x
 		}
 	}
-	out := make([]float64, nt*w)
+	out := alignedFloats(ld * w)
 	for al := range nt {
 		for col, x := range sum[al*w : (al+1)*w] {
-			out[col*nt+al] = x
+			out[col*ld+al] = x
 		}
 	}
 	tr.momFlops.Add(int64(2 * 2 * r * (e + 1) * nt * (g + 3) / 3))
 	return out
+}
+
+// alignedStride rounds a column length up to a whole number of 64-byte
+// vectors, so that with an aligned base every column of the moments starts
+// on a cache line (a dot product's vector loads then never straddle two).
+func alignedStride(n int) int { return (n + 7) &^ 7 }
+
+// alignedFloats returns n zeros starting on a 64-byte boundary.
+func alignedFloats(n int) []float64 {
+	x := make([]float64, n+7)
+	off := int(uintptr(unsafe.Pointer(unsafe.SliceData(x))) / 8 % 8)
+	return x[(8-off)%8:][:n:n]
 }
 
 // axpy adds a*x to y (len(x) == len(y)).
