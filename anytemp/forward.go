@@ -320,7 +320,11 @@ func plainRows[T attn.Float](rc *rowCtx, p *attn.Problem[T], hr *headRun[T], out
 		st := rc.stageFor(len(rows), r, e)
 		for x, i32 := range rows {
 			i := int(i32)
-			copy(st.q[x*r:(x+1)*r], hd.q[i*r:(i+1)*r])
+			if r == 2 { // a call of copy per row cost more than the move
+				st.q[2*x], st.q[2*x+1] = hd.q[2*i], hd.q[2*i+1]
+			} else {
+				copy(st.q[x*r:(x+1)*r], hd.q[i*r:(i+1)*r])
+			}
 			st.shift[x] = hd.lseShift[i]
 		}
 		o := stageOut[T](st, len(rows)*e)

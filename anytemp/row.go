@@ -95,6 +95,9 @@ type rowCtx struct {
 	coefDeg int       // the current row's are in its slot of coefs up to this degree (-1: none)
 	yk      []float64 // the current row's s q_t / k (quotients), r rows of g+1
 	t       float64   // window width
+	tKeyed  float64   // the window for tKeys keys under budget tB
+	tKeys   int
+	tB      *budget
 	mcur    float64
 
 	started      bool
@@ -261,7 +264,13 @@ func (rc *rowCtx) start(q []float64, s float64, keys int) {
 	}
 	rc.qn = math.Sqrt(dot(rc.sq, rc.sq)) * (1 + float64(2*len(q)+8)*u64)
 	rc.coefDeg = -1
-	rc.t = rc.b.window(keys)
+	if keys != rc.tKeys || rc.tB != rc.b {
+		// The window depends on the row's number of keys alone (and the
+		// budget, which the planner's pilot changes): rows of one block
+		// share it.
+		rc.tKeys, rc.tB, rc.tKeyed = keys, rc.b, rc.b.window(keys)
+	}
+	rc.t = rc.tKeyed
 	rc.mcur = math.Inf(-1)
 	if rc.haveCand {
 		rc.mcur = dot(rc.sq, rc.cand)
