@@ -36,7 +36,11 @@ import (
 // So each weight is exact times (1 + tau), tau = e^delta (1 + eps_exp)
 // (1 + u_T) - 1 with delta = gamma_T(d + 5) B, where eps_exp is the
 // exp kernel's error (2 ulp in float32, 1e-15 in float64) and u_T the
-// rounding of the stored weight. The sums add gamma_T(wideTile) inside a
+// rounding of the stored weight. float32 weights come from a base-2
+// exponential of the logits times log2 e (attendRows): the same float32
+// roundings in base-2 units, where the scale s log2 e is formed in
+// float64 (with log2 e itself rounded) before its rounding to float32, so
+// delta gains 2 u_64 B. The sums add gamma_T(wideTile) inside a
 // tile (P V and the row sum in T) and gamma_64(tiles + 4) across tiles in
 // float64 (float64 inputs: gamma_64(L + 4) for the whole row). With eta
 // the sum of those relative errors, numerator and denominator are each
@@ -214,6 +218,9 @@ var testNoCentring = false
 func roundingBound[T attn.Float](b float64, d, l int) float64 {
 	u, expErr := unitOf[T]()
 	delta := gammaOf(float64(d+5), u) * b
+	if u != u64 {
+		delta += 2 * u64 * b // s log2 e in float64 (see above)
+	}
 	tau := math.Exp(delta)*(1+expErr)*(1+u) - 1
 	var sums float64
 	if u == u64 {

@@ -256,6 +256,11 @@ type ops[T attn.Float] struct {
 	max      func(x []T) T
 	// gemmNNNext is gemmNN that prefetches next into L2 as it computes.
 	gemmNNNext func(m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int, next []T)
+	// exp2Shift, when not nil, is expShift in base 2
+	// (kernels.Exp2ShiftSum32), which attendRows uses with log2 e folded
+	// into the scale: it skips the natural exponential's argument
+	// reduction, about a quarter of its work.
+	exp2Shift func(x []T, scale, shift T) T
 }
 
 // opsFor returns the kernels for T.
@@ -263,9 +268,9 @@ func opsFor[T attn.Float]() ops[T] {
 	var k any
 	switch any(T(0)).(type) {
 	case float32:
-		k = ops[float32]{kernels.GemmNT32, kernels.GemmNN32, kernels.ExpShiftSum32, kernels.Max32, kernels.GemmNNNext32}
+		k = ops[float32]{kernels.GemmNT32, kernels.GemmNN32, kernels.ExpShiftSum32, kernels.Max32, kernels.GemmNNNext32, kernels.Exp2ShiftSum32}
 	case float64:
-		k = ops[float64]{kernels.GemmNT64, kernels.GemmNN64, kernels.ExpShiftSum64, kernels.Max64, kernels.GemmNNNext64}
+		k = ops[float64]{kernels.GemmNT64, kernels.GemmNN64, kernels.ExpShiftSum64, kernels.Max64, kernels.GemmNNNext64, nil}
 	}
 	return k.(ops[T])
 }
@@ -300,6 +305,9 @@ type tileState[T attn.Float] struct {
 	pv     []T       // queryTile x e, P V of the current key tile (float32)
 	acc    []float64 // queryTile x e, output accumulated over key tiles
 	rowMax []float64 // running max of the scaled logits
+	// natMax is rowMax in natural units when attendRows keeps rowMax in
+	// base 2 (see there).
+	natMax []float64
 	rowSum []float64 // running sum of exp(logit - rowMax)
 	alpha  []float64 // this tile's rescaling of acc, per row
 	lo, hi []int     // each row's key range
@@ -314,6 +322,7 @@ func newTileState[T attn.Float](e int) *tileState[T] {
 		pv:     make([]T, queryTile*e),
 		acc:    make([]float64, queryTile*e),
 		rowMax: make([]float64, queryTile),
+		natMax: make([]float64, queryTile),
 		rowSum: make([]float64, queryTile),
 		alpha:  make([]float64, queryTile),
 		lo:     make([]int, queryTile),
@@ -765,7 +774,20 @@ func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T],
 		maxLo, minHi = max(maxLo, st.lo[r]), min(minHi, st.hi[r])
 	}
 	mask := p.Mask
-	scale := T(p.Scale)
+	// With a base-2 exponential the running maxima are kept in base-2
+	// units (logits times log2 e), so that the largest entry's exponent
+	// is exactly 0; the weights and sums mean the same either way. Each
+	// row's largest logit is also kept as the natural exponential would
+	// have rounded it (natMax), and that is the row max the tile reports:
+	// the backward pass recomputes the weights as exp(T(scale)*s - LSE)
+	// and must get exactly 1/sum for the largest, whatever the logits'
+	// size.
+	base2 := k.exp2Shift != nil
+	expShift, exp, logScale := k.expShift, math.Exp, p.Scale
+	if base2 {
+		expShift, exp, logScale = k.exp2Shift, math.Exp2, p.Scale*math.Log2E
+	}
+	scale, natScale := T(logScale), T(p.Scale)
 	for j0, n := ja, 0; j0 < jb; j0, n = j0+tile, n+1 {
 		if n%cancelCheckTiles == cancelCheckTiles-1 && ctx.Err() != nil {
 			return nonFinite
@@ -881,12 +903,15 @@ func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T],
 				// and the row sum is at least 1, whatever the logits' size.
 				tileMax := float64(T(scale * mx))
 				if tileMax > st.rowMax[r] {
-					alpha := math.Exp(st.rowMax[r] - tileMax) // 0 on the first tile
+					alpha := exp(st.rowMax[r] - tileMax) // 0 on the first tile
 					st.alpha[r] = alpha
 					st.rowSum[r] *= alpha
 					st.rowMax[r] = tileMax
+					if base2 {
+						st.natMax[r] = float64(T(natScale * mx))
+					}
 				}
-				st.rowSum[r] += float64(k.expShift(row[a:b], scale, T(st.rowMax[r])))
+				st.rowSum[r] += float64(expShift(row[a:b], scale, T(st.rowMax[r])))
 			}
 			accb, alphas := acc[b0*e:(b0+nb)*e], st.alpha[b0:b0+nb]
 			if direct {
@@ -923,6 +948,13 @@ func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T],
 				for c, v := range pv[r*e : (r+1)*e] {
 					a[c] = a[c]*alpha + float64(v)
 				}
+			}
+		}
+	}
+	if base2 {
+		for r := range rows {
+			if !math.IsInf(st.rowMax[r], -1) {
+				st.rowMax[r] = st.natMax[r]
 			}
 		}
 	}

@@ -86,7 +86,7 @@ func forwardPhases(t *testing.T, d int) string {
 		}},
 		{"exp", func(_ []float32, _, _ int) {
 			for range kts {
-				rowsOf(st.scores, func(row []float32) { kernels.ExpShiftSum32(row, scale, 0) })
+				rowsOf(st.scores, func(row []float32) { kernels.Exp2ShiftSum32(row, scale, 0) })
 			}
 			copy(st.scores, fresh)
 		}},

@@ -72,6 +72,18 @@ func ExpShiftSum32(x []float32, scale, shift float32) float32 {
 	return expShiftSum32(x, scale, shift)
 }
 
+// Exp2ShiftSum32 replaces every x_j by 2^(scale*x_j - shift) and returns
+// the sum of the new values: ExpShiftSum32 in base 2, for callers that fold
+// log2 e into scale and shift, which saves the exponential its argument
+// reduction (a quarter of its operations on AVX-512). Callers keep
+// scale*x_j - shift <= 0; results below 2^-126 may be 0 instead of
+// subnormal. The argument is rounded as the Go expression
+// float32(scale*x_j) - shift would be (no fused multiply-add), and each
+// result is within 2 ulp of the correctly rounded one.
+func Exp2ShiftSum32(x []float32, scale, shift float32) float32 {
+	return exp2ShiftSum32(x, scale, shift)
+}
+
 // ExpShiftSum64 replaces every x_j by exp(scale*x_j - shift) and returns
 // the sum of the new values.
 func ExpShiftSum64(x []float64, scale, shift float64) float64 {

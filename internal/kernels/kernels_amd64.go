@@ -339,6 +339,18 @@ func expShiftSum32(x []float32, scale, shift float32) float32 {
 	return expShiftSum32Go(x, scale, shift)
 }
 
+func exp2ShiftSum32(x []float32, scale, shift float32) float32 {
+	switch {
+	case len(x) == 0:
+		return 0
+	case level == levelAVX512:
+		return exp2ShiftSumF32AVX512(&x[0], len(x), scale, shift)
+	case level == levelAVX2:
+		return exp2ShiftSumF32AVX2(&x[0], len(x), scale, shift)
+	}
+	return exp2ShiftSum32Go(x, scale, shift)
+}
+
 func expShiftSum64(x []float64, scale, shift float64) float64 {
 	switch {
 	case len(x) == 0:

@@ -33,6 +33,10 @@ func expShiftSum32(x []float32, scale, shift float32) float32 {
 	return expShiftSum32Go(x, scale, shift)
 }
 
+func exp2ShiftSum32(x []float32, scale, shift float32) float32 {
+	return exp2ShiftSum32Go(x, scale, shift)
+}
+
 func expShiftSum64(x []float64, scale, shift float64) float64 {
 	return expShiftSum64Go(x, scale, shift)
 }

@@ -183,6 +183,18 @@ func exp32(v float32) float32 {
 	return float32(p * exp2Tab[k&31] * math.Float64frombits(uint64((k>>5)+1023)<<52))
 }
 
+// exp2ShiftSum32Go is Exp2ShiftSum32 through math.Exp2 in float64, whose
+// result rounded to float32 is within 1 ulp.
+func exp2ShiftSum32Go(x []float32, scale, shift float32) float32 {
+	var sum float32
+	for j, v := range x {
+		e := float32(math.Exp2(float64(float32(scale*v) - shift)))
+		x[j] = e
+		sum += e
+	}
+	return sum
+}
+
 // expShiftSum64Go uses math.Exp.
 func expShiftSum64Go(x []float64, scale, shift float64) float64 {
 	var sum float64

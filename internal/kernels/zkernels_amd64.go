@@ -908,3 +908,9 @@ func maxAbsBitsF32AVX512x8(x *float32, rows int, ld int, m *uint32)
 
 //go:noescape
 func prefetchL2(p *byte, lines int)
+
+//go:noescape
+func exp2ShiftSumF32AVX2(x *float32, n int, scale float32, shift float32) (ret float32)
+
+//go:noescape
+func exp2ShiftSumF32AVX512(x *float32, n int, scale float32, shift float32) (ret float32)

@@ -217,6 +217,7 @@ func main() {
 	genAMX()
 	genScans()
 	genPrefetch()
+	genExp2All() // exp2.go
 
 	if err := os.WriteFile(filepath.Join(*out, "zkernels_amd64.s"), s.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
