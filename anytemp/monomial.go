@@ -1,6 +1,9 @@
 package anytemp
 
-import "fmt"
+import (
+	"fmt"
+	"sync"
+)
 
 // monomials lists the multi-indices alpha in r dimensions with
 // |alpha| <= maxDeg in graded order (all of degree 0, then 1, ...), so the
@@ -18,6 +21,20 @@ type monomials struct {
 	exps      []int32 // exps[a*r+t] = alpha_t
 	down      []int32 // down[t*terms+a] = index of alpha - e_t, or -1
 	binom     [][]float64
+}
+
+// monomialTables holds the tables built by cachedMonomials, by [r, maxDeg].
+var monomialTables sync.Map
+
+// cachedMonomials is newMonomials built once per process for each r and
+// maxDeg (tables are read-only once built; a plan asks for them per head).
+func cachedMonomials(r, maxDeg int) *monomials {
+	key := [2]int{r, maxDeg}
+	if mo, ok := monomialTables.Load(key); ok {
+		return mo.(*monomials)
+	}
+	mo, _ := monomialTables.LoadOrStore(key, newMonomials(r, maxDeg))
+	return mo.(*monomials)
 }
 
 func newMonomials(r, maxDeg int) *monomials {
@@ -114,22 +131,24 @@ func (mo *monomials) translate(m []float64, w, g int, a, pw []float64) {
 			dst := m[al*w : (al+1)*w]
 			j := al
 			if w == 9 {
-				s := *(*[9]float64)(dst)
+				// Nine scalars (an array would live in memory).
+				d := (*[9]float64)(dst)
+				s0, s1, s2, s3, s4, s5, s6, s7, s8 := d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8]
 				for k := 1; k <= at; k++ {
 					j = int(down[j])
 					f := b[k] * pw[k]
 					x := (*[9]float64)(m[j*9 : j*9+9])
-					s[0] += f * x[0]
-					s[1] += f * x[1]
-					s[2] += f * x[2]
-					s[3] += f * x[3]
-					s[4] += f * x[4]
-					s[5] += f * x[5]
-					s[6] += f * x[6]
-					s[7] += f * x[7]
-					s[8] += f * x[8]
+					s0 += f * x[0]
+					s1 += f * x[1]
+					s2 += f * x[2]
+					s3 += f * x[3]
+					s4 += f * x[4]
+					s5 += f * x[5]
+					s6 += f * x[6]
+					s7 += f * x[7]
+					s8 += f * x[8]
 				}
-				*(*[9]float64)(dst) = s
+				d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8] = s0, s1, s2, s3, s4, s5, s6, s7, s8
 				continue
 			}
 			s := sa[:min(w, len(sa))]

@@ -2,6 +2,7 @@ package anytemp
 
 import (
 	"math"
+	"slices"
 	"sync"
 
 	"gonum.org/v1/gonum/mat"
@@ -35,9 +36,12 @@ func prepare[T attn.Float](p *attn.Problem[T], h int, allowance float64, reduce 
 	n, d, l := p.N, p.D, p.KeyLen(h)
 	hd := &head{h: h, n: n, l: l, side: "none", workers: workers}
 	q := make([]float64, n*d)
-	for i, x := range p.Q[h*n*d : (h+1)*n*d] {
-		q[i] = float64(x)
-	}
+	qs := p.Q[h*n*d : (h+1)*n*d]
+	spans(workers, n, func(a, b int) {
+		for i, x := range qs[a*d : b*d] {
+			q[a*d+i] = float64(x)
+		}
+	})
 	mu := make([]float64, d)
 	kc := make([]float64, l*d)
 	keys := p.K[p.KVHead(h)*p.M*d:] // grouped-query heads read their key/value head
@@ -51,30 +55,36 @@ func prepare[T attn.Float](p *attn.Problem[T], h int, allowance float64, reduce 
 			mu[t] /= float64(l)
 		}
 	}
-	var rk float64 // max |k_j - mu|_2
-	for j := range l {
-		var s2 float64
-		for t := range d {
-			x := float64(keys[j*d+t]) - mu[t]
-			kc[j*d+t] = x
-			s2 += x * x
+	rk := spanMax(workers, l, func(a, b int) float64 { // max |k_j - mu|_2
+		var rk float64
+		for j := a; j < b; j++ {
+			var s2 float64
+			for t := range d {
+				x := float64(keys[j*d+t]) - mu[t]
+				kc[j*d+t] = x
+				s2 += x * x
+			}
+			rk = max(rk, math.Sqrt(s2))
 		}
-		rk = max(rk, math.Sqrt(s2))
-	}
+		return rk
+	})
 	hd.mu = mu
 	hd.lseShift = make([]float64, n)
 	qn := make([]float64, n) // |q_i|_2
-	var qmax float64
-	for i := range n {
-		var dot, s2 float64
-		for t := range d {
-			dot += q[i*d+t] * mu[t]
-			s2 += q[i*d+t] * q[i*d+t]
+	qmax := spanMax(workers, n, func(a, b int) float64 {
+		var qmax float64
+		for i := a; i < b; i++ {
+			var dot, s2 float64
+			for t := range d {
+				dot += q[i*d+t] * mu[t]
+				s2 += q[i*d+t] * q[i*d+t]
+			}
+			hd.lseShift[i] = p.Scale * dot
+			qn[i] = math.Sqrt(s2)
+			qmax = max(qmax, qn[i])
 		}
-		hd.lseShift[i] = p.Scale * dot
-		qn[i] = math.Sqrt(s2)
-		qmax = max(qmax, qn[i])
-	}
+		return qmax
+	})
 	s := p.Scale
 	// Rounding of the projection itself (W^T q, W^T k, the residuals).
 	slack := gamma(float64(2*d+8)) * s * qmax * (math.Sqrt(float64(d)) + 1) * rk
@@ -93,22 +103,35 @@ func prepare[T attn.Float](p *attn.Problem[T], h int, allowance float64, reduce 
 		hd.k = project(kc, l, d, w)
 	}
 	r := hd.r
-	for j := range l {
-		var s2 float64
-		for _, x := range hd.k[j*r : (j+1)*r] {
-			hd.kMax = max(hd.kMax, math.Abs(x))
-			s2 += x * x
+	hd.kMax = spanMax(workers, l, func(a, b int) float64 {
+		var m float64
+		for _, x := range hd.k[a*r : b*r] {
+			m = max(m, math.Abs(x))
 		}
-		hd.kRad = max(hd.kRad, math.Sqrt(s2))
-	}
-	for i := range n {
-		var q1 float64
-		for t := range r {
-			q1 += math.Abs(hd.q[i*r+t])
+		return m
+	})
+	hd.kRad = spanMax(workers, l, func(a, b int) float64 {
+		var m float64
+		for j := a; j < b; j++ {
+			var s2 float64
+			for _, x := range hd.k[j*r : (j+1)*r] {
+				s2 += x * x
+			}
+			m = max(m, math.Sqrt(s2))
 		}
-		lam := s * q1 * hd.kMax
-		hd.lambdaMax = max(hd.lambdaMax, lam)
-	}
+		return m
+	})
+	hd.lambdaMax = spanMax(workers, n, func(a, b int) float64 {
+		var m float64
+		for i := a; i < b; i++ {
+			var q1 float64
+			for t := range r {
+				q1 += math.Abs(hd.q[i*r+t])
+			}
+			m = max(m, s*q1*hd.kMax)
+		}
+		return m
+	})
 	// Exponent error, absolute, common to every weight of a row:
 	//   centring, scaling and the r-term dot product   gamma(r+2) Lambda
 	//   the accumulation base (base0 + k ln 2)          u (5 Lambda + 300)
@@ -116,6 +139,38 @@ func prepare[T attn.Float](p *attn.Problem[T], h int, allowance float64, reduce 
 	// which gamma(r+12) (Lambda + 400) covers.
 	hd.theta = hd.rankErr + gamma(float64(r+12))*(hd.lambdaMax+400)
 	return hd
+}
+
+// spanRows is the fewest rows (or keys) per goroutine in prepare's loops.
+const spanRows = 1 << 14
+
+// spans runs f on consecutive parts of [0, n), on up to workers goroutines
+// with at least spanRows each.
+func spans(workers, n int, f func(a, b int)) {
+	spanParts(workers, n, func(_, a, b int) { f(a, b) })
+}
+
+// spanParts is spans with the part's number passed to f.
+func spanParts(workers, n int, f func(part, a, b int)) int {
+	parts := max(1, min(workers, n/spanRows))
+	if parts == 1 {
+		f(0, 0, n)
+		return 1
+	}
+	var wg sync.WaitGroup
+	for w := range parts {
+		wg.Go(func() { f(w, w*n/parts, (w+1)*n/parts) })
+	}
+	wg.Wait()
+	return parts
+}
+
+// spanMax is spans for a loop that returns the largest of a non-negative
+// quantity over its part: the largest over all (0 for n = 0).
+func spanMax(workers, n int, f func(a, b int) float64) float64 {
+	var out [64]float64
+	parts := spanParts(min(workers, len(out)), n, func(w, a, b int) { out[w] = f(a, b) })
+	return slices.Max(out[:parts])
 }
 
 // lowRank looks for the smallest r < d such that projecting the keys (or

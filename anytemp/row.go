@@ -95,9 +95,9 @@ type rowCtx struct {
 	coefDeg int       // the current row's are in its slot of coefs up to this degree (-1: none)
 	yk      []float64 // the current row's s q_t / k (quotients), r rows of g+1
 	t       float64   // window width
-	tKeyed  float64   // the window for tKeys keys under budget tB
+	tKeyed  float64   // the window for tKeys keys at key scale tScale
 	tKeys   int
-	tB      *budget
+	tScale  float64
 	mcur    float64
 
 	started      bool
@@ -162,6 +162,7 @@ func newRowCtx(pr *params) *rowCtx {
 		cand:   make([]float64, pr.r),
 		yk:     make([]float64, pr.r*(pr.mo.maxDeg+1)),
 		groups: map[*float64]int32{},
+		tKeys:  -1, // no window cached
 	}
 }
 
@@ -264,11 +265,11 @@ func (rc *rowCtx) start(q []float64, s float64, keys int) {
 	}
 	rc.qn = math.Sqrt(dot(rc.sq, rc.sq)) * (1 + float64(2*len(q)+8)*u64)
 	rc.coefDeg = -1
-	if keys != rc.tKeys || rc.tB != rc.b {
+	if keys != rc.tKeys || rc.b.keyScale != rc.tScale {
 		// The window depends on the row's number of keys alone (and the
-		// budget, which the planner's pilot changes): rows of one block
-		// share it.
-		rc.tKeys, rc.tB, rc.tKeyed = keys, rc.b, rc.b.window(keys)
+		// budget's key scale, which the planner's pilot sets): rows of one
+		// block share it.
+		rc.tKeys, rc.tScale, rc.tKeyed = keys, rc.b.keyScale, rc.b.window(keys)
 	}
 	rc.t = rc.tKeyed
 	rc.mcur = math.Inf(-1)

@@ -45,7 +45,7 @@ func degreeFor(r, e int, wide bool) (int, *monomials) {
 	for g > 0 && binomial(r+g, g)*float64(e+1) > momentBudget {
 		g--
 	}
-	return g, newMonomials(r, g)
+	return g, cachedMonomials(r, g)
 }
 
 // momentDirect is the most keys whose moments a node sums directly (one
