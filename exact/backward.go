@@ -42,7 +42,10 @@ import (
 // Precision: products within a tile use the element type; every sum across
 // tiles (dK and dV over query tiles, dQ over key tiles) is carried in
 // float64, flushed from the element type at least every bwdFlush query
-// rows (dK, dV) or after each key tile (dQ), as the forward does. In
+// rows (dK, dV) or keys (dQ), as the forward does: in float32, a sum of
+// at most bwdFlush terms is rounded in float32 before it joins the float64
+// total. (dQ went to float64 after every key tile; summing four tiles in
+// float32 first removed most of its conversions and additions.) In
 // float32 the exponent s q.k - LSE is formed in float64, so a large
 // log-sum-exp loses nothing to the rounding of the shift.
 const (
@@ -57,8 +60,9 @@ const (
 	// product reads down a column into few L1 sets, as in the forward
 	// (scoreStride).
 	bwdStridePad = 16
-	// bwdFlush is how many query rows are summed into dK and dV in the
-	// element type before the partial sums move to float64.
+	// bwdFlush is how many query rows are summed into dK and dV, and how
+	// many keys into dQ, in the element type before the partial sums move
+	// to float64.
 	bwdFlush = 1024
 	// bwdDQChunks is how many pieces a worker adds its partial dQ in,
 	// each under its own lock.
@@ -137,16 +141,80 @@ type bwdState[T attn.Float] struct {
 	// dP = dO V^T (nil for element types the kernels do not take).
 	kp, vp packer[T]
 
-	head int // key/value head whose group's dQ is in dq or dq64, or -1
-	// dq is this worker's partial dQ of the group (G*N x d) for float64.
-	// For float32 a query tile's share of one key tile's dQ (the sum over
-	// its keys) goes to dqTile and from there, while in cache, into dq64.
-	dq      []T
-	dqTile  []T
-	dq64    []float64
-	isFloat bool // T is float32: partial sums go through dq64
-	first   int  // the chunk of dQ (see bwdDQChunks) finishHead adds first
-	pending int  // query rows summed in dkT, dvT since the last flush
+	head int // key/value head whose group's dQ is in dq (and dq64), or -1
+	// dq is this worker's partial dQ of the group (G*N x d), the sum over
+	// its key tiles. For float32 it sums at most bwdFlush keys and then
+	// moves to dq64 (flushDQ), as dK and dV do.
+	dq   []T
+	dq64 []float64
+	// dqKeys is how many keys dq sums since the last flush; dqLo and dqHi
+	// bound the rows it touched meanwhile.
+	dqKeys, dqLo, dqHi int
+	isFloat            bool // T is float32: partial sums go through dq64
+	first              int  // the chunk of dQ (see bwdDQChunks) finishHead adds first
+	pending            int  // query rows summed in dkT, dvT since the last flush
+}
+
+// bwdBuffers are a backward call's buffers, kept for the next call (see
+// bwdPool): delta, Q^T and dO^T, and each worker's state.
+type bwdBuffers[T attn.Float] struct {
+	delta   []float64
+	qT, doT []T
+	states  []*bwdState[T]
+}
+
+// bwdPools hold bwdBuffers for float32 and float64. A training loop calls
+// the backward pass with the same sizes step after step; buffers of O(n d)
+// made afresh each time cost their zeroing and page faults, a few percent
+// of a call at n = 4096.
+var bwdPools [2]sync.Pool
+
+func bwdPool[T attn.Float]() *sync.Pool {
+	if _, ok := any(T(0)).(float32); ok {
+		return &bwdPools[0]
+	}
+	return &bwdPools[1]
+}
+
+// resized returns x with length n, reallocated if its capacity is short;
+// the contents are unspecified.
+func resized[S any](x []S, n int) []S {
+	if cap(x) < n {
+		return make([]S, n)
+	}
+	return x[:n]
+}
+
+// state returns worker w's state with tiles for key tiles of kt keys and
+// head dimensions d and e, and no head started.
+func (b *bwdBuffers[T]) state(w, d, e, kt int, isF32 bool) *bwdState[T] {
+	for len(b.states) <= w {
+		b.states = append(b.states, &bwdState[T]{kp: newPacker[T](), vp: newPacker[T]()})
+	}
+	st := b.states[w]
+	stride := kt + bwdStridePad
+	st.s = resized(st.s, bwdQueryTile*stride)
+	st.ds = resized(st.ds, bwdQueryTile*stride)
+	st.dkT = resized(st.dkT, d*kt)
+	st.dvT = resized(st.dvT, e*kt)
+	st.head, st.isFloat = -1, isF32
+	if isF32 {
+		st.row = resized(st.row, kt)
+		st.dk64 = resized(st.dk64, d*kt)
+		st.dv64 = resized(st.dv64, e*kt)
+	}
+	return st
+}
+
+// release drops the buffers' references to the caller's data (the
+// packers hold the last keys and values they packed).
+func (b *bwdBuffers[T]) release() {
+	for _, st := range b.states {
+		if st.kp != nil {
+			st.kp.Reset(0, 0, nil, 0)
+			st.vp.Reset(0, 0, nil, 0)
+		}
+	}
 }
 
 // sinkLSE holds the log-sum-exps each sink's weight e^(sink - LSE_i) is
@@ -165,7 +233,16 @@ func backward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T]
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	sh.prepareQueries(workers, out.O)
+	pool := bwdPool[T]()
+	buf, _ := pool.Get().(*bwdBuffers[T])
+	if buf == nil {
+		buf = new(bwdBuffers[T])
+	}
+	defer func() {
+		buf.release()
+		pool.Put(buf)
+	}()
+	sh.prepareQueries(workers, out.O, buf)
 	// The sink is a logit whose value is 0: dP = 0, so its gradient is
 	// -P_sink Delta_i, summed over the rows it joins.
 	for r, s := range sh.delta {
@@ -198,25 +275,10 @@ func backward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T]
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Add(1)
+		st := buf.state(w, p.D, p.E, kt, isF32)
+		st.first = w * bwdDQChunks / workers
 		go func() {
 			defer wg.Done()
-			d, e := p.D, p.E
-			st := &bwdState[T]{
-				first:   w * bwdDQChunks / workers,
-				s:       make([]T, bwdQueryTile*sh.stride),
-				ds:      make([]T, bwdQueryTile*sh.stride),
-				dkT:     make([]T, d*kt),
-				dvT:     make([]T, e*kt),
-				kp:      newPacker[T](),
-				vp:      newPacker[T](),
-				head:    -1,
-				isFloat: isF32,
-			}
-			if isF32 {
-				st.row = make([]float64, kt)
-				st.dk64 = make([]float64, d*kt)
-				st.dv64 = make([]float64, e*kt)
-			}
 			defer sh.finishHead(st)
 			for ctx.Err() == nil {
 				t := int(next.Add(1) - 1)
@@ -245,13 +307,16 @@ func backward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T]
 // prepareQueries fills sh.delta from the output o, and sh.qT and sh.doT.
 // Each block of qT and doT is compact (row stride bwdQueryTile): the
 // products read it without the TLB misses of rows a whole head apart.
-func (sh *bwdShared[T]) prepareQueries(workers int, o []T) {
+func (sh *bwdShared[T]) prepareQueries(workers int, o []T, buf *bwdBuffers[T]) {
 	p := sh.p
-	sh.delta = make([]float64, p.Heads*p.N)
 	const qt = bwdQueryTile
 	sh.blocks = (p.N + qt - 1) / qt
-	sh.qT = make([]T, p.Heads*sh.blocks*p.D*qt)
-	sh.doT = make([]T, p.Heads*sh.blocks*p.E*qt)
+	// Every entry of delta is written, and every entry of qT and doT a
+	// product reads: no clearing.
+	buf.delta = resized(buf.delta, p.Heads*p.N)
+	buf.qT = resized(buf.qT, p.Heads*sh.blocks*p.D*qt)
+	buf.doT = resized(buf.doT, p.Heads*sh.blocks*p.E*qt)
+	sh.delta, sh.qT, sh.doT = buf.delta, buf.qT, buf.doT
 	// One task per block: a single head must keep every worker busy.
 	parallelFor(workers, p.Heads*sh.blocks, func(hb int) {
 		h, i0 := hb/sh.blocks, hb%sh.blocks*qt
@@ -307,18 +372,27 @@ func transposeInto[T attn.Float](dst []T, ld int, a []T, rows, cols int) {
 // head kh.
 func (sh *bwdShared[T]) startHead(st *bwdState[T], kh int) {
 	n := sh.p.Group() * sh.p.N * sh.p.D
-	switch {
-	case st.isFloat && st.dq64 == nil:
-		st.dq64 = make([]float64, n)
-		st.dqTile = make([]T, bwdQueryTile*sh.p.D)
-	case st.isFloat:
+	// For float32, finishHead leaves all of dq's array clear.
+	st.dq = resized(st.dq, n)
+	if st.isFloat {
+		st.dq64 = resized(st.dq64, n)
 		clear(st.dq64)
-	case st.dq == nil:
-		st.dq = make([]T, n)
-	default:
+	} else {
 		clear(st.dq)
 	}
 	st.head = kh
+	st.dqKeys, st.dqLo, st.dqHi = 0, n, 0
+}
+
+// flushDQ moves the float32 partial dQ to float64 (for float64 dq is the
+// sum already) and clears it.
+func (sh *bwdShared[T]) flushDQ(st *bwdState[T]) {
+	if st.isFloat && st.dqLo < st.dqHi {
+		part := st.dq[st.dqLo:st.dqHi]
+		addTo64(st.dq64[st.dqLo:st.dqHi], part)
+		clear(part)
+	}
+	st.dqKeys, st.dqLo, st.dqHi = 0, len(st.dq), 0
 }
 
 // addTo64 adds src to dst elementwise (as Accumulate32 for float32).
@@ -350,9 +424,13 @@ func (sh *bwdShared[T]) finishHead(st *bwdState[T]) {
 		mu := &sh.dqMu[h*bwdDQChunks+c]
 		mu.Lock()
 		if st.isFloat {
-			for x, v := range st.dq64[lo:hi] {
-				dst[lo+x] = T(float64(dst[lo+x]) + p.Scale*v)
+			// The float32 partial sums not flushed yet are added here,
+			// and cleared for the next head.
+			part, sum, out := st.dq[lo:hi], st.dq64[lo:hi], dst[lo:hi]
+			for x, v := range sum {
+				out[x] = T(float64(out[x]) + p.Scale*(v+float64(part[x])))
 			}
+			clear(part)
 		} else {
 			for x, v := range st.dq[lo:hi] {
 				dst[lo+x] = T(float64(dst[lo+x]) + p.Scale*float64(v))
@@ -360,6 +438,7 @@ func (sh *bwdShared[T]) finishHead(st *bwdState[T]) {
 		}
 		mu.Unlock()
 	}
+	st.dqKeys, st.dqLo, st.dqHi = 0, len(st.dq), 0
 }
 
 // keyBlock computes dK and dV of keys j0..j0+cols-1 of key/value head kh,
@@ -395,6 +474,9 @@ func (sh *bwdShared[T]) keyBlock(ctx context.Context, st *bwdState[T], kh, j0, c
 		}
 	}
 	sh.flushKV(st, cols)
+	if st.dqKeys += cols; st.dqKeys+sh.keyTile > bwdFlush {
+		sh.flushDQ(st)
+	}
 	// Keys of this tile belong to this task alone: write them out,
 	// transposing dK^T and dV^T back.
 	gk := sh.g.DK[(kh*p.M+j0)*d:]
@@ -493,12 +575,9 @@ func (sh *bwdShared[T]) rowBlock(st *bwdState[T], h, i0, rows, j0, cols int, q, 
 	// The block's rows of the worker's dQ are read and written at the end
 	// of the block, and lie in a buffer of the whole head (beyond L2 at
 	// large n): bring them into L2 while S is computed.
-	var dqRows []T
-	if st.isFloat {
-		dqRows = viewAs[T](st.dq64[(local+i0)*d : (local+i0+rows)*d])
-	} else {
-		dqRows = st.dq[(local+i0)*d : (local+i0+rows)*d]
-	}
+	lo, hi := (local+i0)*d, (local+i0+rows)*d
+	dqRows := st.dq[lo:hi]
+	st.dqLo, st.dqHi = min(st.dqLo, lo), max(st.dqHi, hi)
 	if st.kp != nil {
 		st.kp.GemmNTNext(rows, 0, cols, q, d, s, ls, dqRows)
 		// The next block's queries, likewise.
@@ -535,22 +614,7 @@ func (sh *bwdShared[T]) rowBlock(st *bwdState[T], h, i0, rows, j0, cols int, q, 
 	}
 	// dQ += dS K, bringing the next block's output gradients into L2.
 	nextDo := do[min(rows*e, len(do)):min(2*rows*e, len(do))]
-	if st.isFloat {
-		tile := st.dqTile[:rows*d]
-		kernels.GemmNNSet32(rows, d, cols, any(ds).([]float32), ls, any(keys).([]float32), d, any(tile).([]float32), d, any(nextDo).([]float32))
-		addTo64(st.dq64[(local+i0)*d:(local+i0+rows)*d], tile)
-		return
-	}
-	k.gemmNNNext(rows, d, cols, ds, ls, keys, d, st.dq[(local+i0)*d:], d, nextDo)
-}
-
-// viewAs returns the memory of x as a slice of T (for prefetching only).
-func viewAs[T attn.Float](x []float64) []T {
-	if len(x) == 0 {
-		return nil
-	}
-	var zero T
-	return unsafe.Slice((*T)(unsafe.Pointer(&x[0])), len(x)*8/int(unsafe.Sizeof(zero)))
+	k.gemmNNNext(rows, d, cols, ds, ls, keys, d, dqRows, d, nextDo)
 }
 
 // softmaxGradRow is the loop above in one kernel call for float32 and
