@@ -24,7 +24,7 @@ type rates struct {
 	brute      float64 // per key summed directly (logit, vectorised exp, values)
 	term       float64 // per term x column of an expansion (coefficients, dot products)
 	cell       float64 // per 1-D cell (binary search, prefix sums)
-	momentFlop float64 // per flop of node moments (products up to 256 keys, then translations)
+	momentFlop float64 // per flop of node moments (products up to momentDirect keys, then translations)
 	build      float64 // per key and tree level (partition, boxes), plus row order
 	reduce     float64 // per row x d x d of Q and K: Gram matrices, projection (d >= 2)
 }
@@ -83,7 +83,7 @@ func calibrate() rates {
 	}) / (l*levels + n*math.Log2(n+1)/4)
 
 	// Moments of the whole tree (the root's, translated from those of its
-	// 256-key nodes), on a fresh tree each time.
+	// momentDirect-key nodes), on a fresh tree each time.
 	rt.momentFlop = math.Inf(1)
 	for range calibrateReps {
 		tr := buildTree(hd, hr.v, e, 0, l, pr.g, pr.mo, false)
