@@ -112,6 +112,11 @@ var edgeRows = 48
 // At most queryTile; a variable so benchmarks can compare.
 var windowTile = queryTile / 2
 
+// rowKernels turns on the row-block softmax kernels (kernels.MaxRows32,
+// kernels.Exp2Rows32) for float32 blocks whose rows all see every key of
+// the tile; a variable so benchmarks and tests can compare.
+var rowKernels = true
+
 // prefetch turns on the prefetch of the next operands into L2 during the
 // products; a variable so benchmarks can compare.
 var prefetch = true
@@ -308,25 +313,31 @@ type tileState[T attn.Float] struct {
 	// natMax is rowMax in natural units when attendRows keeps rowMax in
 	// base 2 (see there).
 	natMax []float64
-	rowSum []float64 // running sum of exp(logit - rowMax)
-	alpha  []float64 // this tile's rescaling of acc, per row
-	lo, hi []int     // each row's key range
-	keys   []T       // tileWidth x d centred keys (unpacked path), on first use
-	kt, vt []T       // a key tile and a value tile widened from 16 bits
-	qt     []T       // the query tile widened from 16 bits
+	// blockMax, shifts and sums are a block's row maxima, exponent shifts
+	// and row sums for the row-block kernels (float32).
+	blockMax, shifts, sums []float32
+	rowSum                 []float64 // running sum of exp(logit - rowMax)
+	alpha                  []float64 // this tile's rescaling of acc, per row
+	lo, hi                 []int     // each row's key range
+	keys                   []T       // tileWidth x d centred keys (unpacked path), on first use
+	kt, vt                 []T       // a key tile and a value tile widened from 16 bits
+	qt                     []T       // the query tile widened from 16 bits
 }
 
 func newTileState[T attn.Float](e int) *tileState[T] {
 	return &tileState[T]{
-		scores: make([]T, queryTile*scoreStride),
-		pv:     make([]T, queryTile*e),
-		acc:    make([]float64, queryTile*e),
-		rowMax: make([]float64, queryTile),
-		natMax: make([]float64, queryTile),
-		rowSum: make([]float64, queryTile),
-		alpha:  make([]float64, queryTile),
-		lo:     make([]int, queryTile),
-		hi:     make([]int, queryTile),
+		scores:   make([]T, queryTile*scoreStride),
+		pv:       make([]T, queryTile*e),
+		acc:      make([]float64, queryTile*e),
+		rowMax:   make([]float64, queryTile),
+		natMax:   make([]float64, queryTile),
+		blockMax: make([]float32, queryTile),
+		shifts:   make([]float32, queryTile),
+		sums:     make([]float32, queryTile),
+		rowSum:   make([]float64, queryTile),
+		alpha:    make([]float64, queryTile),
+		lo:       make([]int, queryTile),
+		hi:       make([]int, queryTile),
 	}
 }
 
@@ -788,6 +799,25 @@ func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T],
 		expShift, exp, logScale = k.exp2Shift, math.Exp2, p.Scale*math.Log2E
 	}
 	scale, natScale := T(logScale), T(p.Scale)
+	// grow folds the largest dot product mx of row r's keys in this tile
+	// into the row's running max, rescaling its sum (st.alpha[r] says by
+	// how much). scale > 0, so the largest scaled logit is scale times the
+	// largest dot product. It is rounded exactly as the exp kernel rounds
+	// T(scale)*x, so the largest entry's exponent is exactly 0 and the row
+	// sum is at least 1, whatever the logits' size.
+	grow := func(r int, mx T) {
+		st.alpha[r] = 1
+		tileMax := float64(T(scale * mx))
+		if tileMax > st.rowMax[r] {
+			alpha := exp(st.rowMax[r] - tileMax) // 0 on the first tile
+			st.alpha[r] = alpha
+			st.rowSum[r] *= alpha
+			st.rowMax[r] = tileMax
+			if base2 {
+				st.natMax[r] = float64(T(natScale * mx))
+			}
+		}
+	}
 	for j0, n := ja, 0; j0 < jb; j0, n = j0+tile, n+1 {
 		if n%cancelCheckTiles == cancelCheckTiles-1 && ctx.Err() != nil {
 			return nonFinite
@@ -865,53 +895,54 @@ func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T],
 			} else {
 				k.gemmNT(nb, bcols-c0, d, q[b0*d:], d, kt[c0*d:], d, s[c0:], stride)
 			}
-			for r := b0; r < b0+nb; r++ {
-				row := s[(r-b0)*stride : (r-b0)*stride+bcols]
-				a, b := 0, bcols
-				if !inside {
-					a, b = min(max(st.lo[r]-j0, c0), bcols), min(max(st.hi[r]-j0, c0), bcols)
-					// Keys outside the row's range must not feed P V.
-					clear(row[c0:a])
-					clear(row[b:])
+			// A block all of whose rows see every key, with finite scores
+			// and no mask, goes through the softmax steps in two calls for
+			// all its rows (the row-block kernels) instead of two per row.
+			if base2 && inside && mask == nil && rowKernels && kernels.MaxRows32(any(s).([]float32), stride, nb, bcols, st.blockMax[:nb]) {
+				for i, mx := range st.blockMax[:nb] {
+					grow(b0+i, T(mx))
+					st.shifts[i] = float32(st.rowMax[b0+i])
 				}
-				st.alpha[r] = 1
-				if a >= b {
-					continue
+				kernels.Exp2Rows32(any(s).([]float32), stride, nb, bcols, float32(scale), st.shifts[:nb], st.sums[:nb])
+				for i, sum := range st.sums[:nb] {
+					st.rowSum[b0+i] += float64(sum)
 				}
-				var mx T
-				if check && mask == nil {
-					// The scan for NaN and Inf in the max's pass.
-					var fin bool
-					mx, fin = maxFinite(row[a:b], k.max)
-					nonFinite = nonFinite || !fin
-				} else {
-					if check && !finite(row[a:b]) {
-						nonFinite = true
+			} else {
+				for r := b0; r < b0+nb; r++ {
+					row := s[(r-b0)*stride : (r-b0)*stride+bcols]
+					a, b := 0, bcols
+					if !inside {
+						a, b = min(max(st.lo[r]-j0, c0), bcols), min(max(st.hi[r]-j0, c0), bcols)
+						// Keys outside the row's range must not feed P V.
+						clear(row[c0:a])
+						clear(row[b:])
 					}
-					if mask != nil {
-						applyMask(mask, row, (r0+r)/p.N, (r0+r)%p.N, j0, a, b, p.Scale)
+					st.alpha[r] = 1
+					if a >= b {
+						continue
 					}
-					mx = k.max(row[a:b])
-				}
-				if math.IsInf(float64(mx), -1) {
-					clear(row[a:b]) // every key of the tile masked
-					continue
-				}
-				// scale > 0, so the largest scaled logit is scale times the
-				// largest dot product. It is rounded exactly as the exp kernel
-				// rounds T(scale)*x, so the largest entry's exponent is exactly 0
-				// and the row sum is at least 1, whatever the logits' size.
-				tileMax := float64(T(scale * mx))
-				if tileMax > st.rowMax[r] {
-					alpha := exp(st.rowMax[r] - tileMax) // 0 on the first tile
-					st.alpha[r] = alpha
-					st.rowSum[r] *= alpha
-					st.rowMax[r] = tileMax
-					if base2 {
-						st.natMax[r] = float64(T(natScale * mx))
+					var mx T
+					if check && mask == nil {
+						// The scan for NaN and Inf in the max's pass.
+						var fin bool
+						mx, fin = maxFinite(row[a:b], k.max)
+						nonFinite = nonFinite || !fin
+					} else {
+						if check && !finite(row[a:b]) {
+							nonFinite = true
+						}
+						if mask != nil {
+							applyMask(mask, row, (r0+r)/p.N, (r0+r)%p.N, j0, a, b, p.Scale)
+						}
+						mx = k.max(row[a:b])
 					}
+					if math.IsInf(float64(mx), -1) {
+						clear(row[a:b]) // every key of the tile masked
+						continue
+					}
+					grow(r, mx)
+					st.rowSum[r] += float64(expShift(row[a:b], scale, T(st.rowMax[r])))
 				}
-				st.rowSum[r] += float64(expShift(row[a:b], scale, T(st.rowMax[r])))
 			}
 			accb, alphas := acc[b0*e:(b0+nb)*e], st.alpha[b0:b0+nb]
 			if direct {

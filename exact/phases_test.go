@@ -21,8 +21,9 @@ import (
 //     runs it (packed keys, scans, prefetch);
 //   - QK^T and PV: the two products of those tiles alone, prefetching as
 //     the loop does;
-//   - max (with the NaN/Inf scan) and exp (with the row sums), row by row,
-//     and accumulate (P V into the float64 accumulator, one call per tile
+//   - max (with the NaN/Inf scan) and exp (base 2, with the row sums), on
+//     all the tile's rows in one call each as the loop runs them, and
+//     accumulate (P V into the float64 accumulator, one call per tile
 //     as when no row's maximum moved): the softmax steps alone on a tile
 //     of scores;
 //   - other: loop minus the steps (per-row bookkeeping in Go, calls,
@@ -61,11 +62,6 @@ func forwardPhases(t *testing.T, d int) string {
 	pv := make([]float32, queryTile*d)
 	acc := make([]float64, queryTile*d)
 	kts := chunk / kt
-	rowsOf := func(s []float32, f func(row []float32)) {
-		for r := range queryTile {
-			f(s[r*ss : r*ss+kt])
-		}
-	}
 	steps := []struct {
 		name string
 		run  func(q []float32, r0, ja int)
@@ -81,12 +77,12 @@ func forwardPhases(t *testing.T, d int) string {
 		}},
 		{"max", func(_ []float32, _, _ int) {
 			for range kts {
-				rowsOf(st.scores, func(row []float32) { kernels.MaxFinite32(row) })
+				kernels.MaxRows32(st.scores, ss, queryTile, kt, st.blockMax) // as the loop runs it
 			}
 		}},
 		{"exp", func(_ []float32, _, _ int) {
 			for range kts {
-				rowsOf(st.scores, func(row []float32) { kernels.Exp2ShiftSum32(row, scale, 0) })
+				kernels.Exp2Rows32(st.scores, ss, queryTile, kt, scale, st.shifts, st.sums)
 			}
 			copy(st.scores, fresh)
 		}},

@@ -35,3 +35,33 @@ func TestExp2Guarded(t *testing.T) {
 		}
 	}
 }
+
+// TestRowsGuarded runs MaxRows32 and Exp2Rows32 at every level on blocks
+// whose last row ends right before an unmapped page.
+func TestRowsGuarded(t *testing.T) {
+	defer releaseGuarded()
+	for _, l := range levels() {
+		for _, cols := range []int{16, 48, 64, 80, 512} {
+			const rows, pad = 3, 8
+			ld := cols + pad
+			src := make([]float32, (rows-1)*ld+cols)
+			for i := range src {
+				src[i] = -float32(i%50) / 7
+			}
+			s := guarded(src)
+			out := make([]float32, rows)
+			sums := make([]float32, rows)
+			atLevel(t, l, func() {
+				if !MaxRows32(s, ld, rows, cols, out) {
+					t.Fatalf("%s: finite rows reported non-finite", levelName(l))
+				}
+				Exp2Rows32(s, ld, rows, cols, 1, out, sums)
+			})
+			for i := range rows {
+				if !(sums[i] >= 1) {
+					t.Fatalf("%s cols=%d row %d: sum %g, want at least 1", levelName(l), cols, i, sums[i])
+				}
+			}
+		}
+	}
+}

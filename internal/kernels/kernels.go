@@ -84,6 +84,51 @@ func Exp2ShiftSum32(x []float32, scale, shift float32) float32 {
 	return exp2ShiftSum32(x, scale, shift)
 }
 
+// MaxRows32 sets out[i] to the largest of the first cols entries of row i
+// (row stride ld) of s, for i < rows, and reports whether all those
+// entries are finite: MaxFinite32 on each row, in one call for a block of
+// rows. A row with a NaN gets an unspecified maximum.
+func MaxRows32(s []float32, ld, rows, cols int, out []float32) bool {
+	if rows <= 0 || cols <= 0 {
+		return true
+	}
+	if ld < cols || len(s) < (rows-1)*ld+cols || len(out) < rows {
+		panic("kernels: MaxRows32: bad dimensions")
+	}
+	return maxRows32(s, ld, rows, cols, out)
+}
+
+// Exp2Rows32 does Exp2ShiftSum32 on the first cols entries of each row i <
+// rows of s (row stride ld), with shift shifts[i], and stores the row's
+// sum in sums[i]: in one call for a block of rows, with the same values
+// and sums as one call per row.
+func Exp2Rows32(s []float32, ld, rows, cols int, scale float32, shifts, sums []float32) {
+	if rows <= 0 || cols <= 0 {
+		return
+	}
+	if ld < cols || len(s) < (rows-1)*ld+cols || len(shifts) < rows || len(sums) < rows {
+		panic("kernels: Exp2Rows32: bad dimensions")
+	}
+	exp2Rows32(s, ld, rows, cols, scale, shifts, sums)
+}
+
+// maxRows32Go and exp2Rows32Go are MaxRows32 and Exp2Rows32 one row at a
+// time.
+func maxRows32Go(s []float32, ld, rows, cols int, out []float32) bool {
+	all := true
+	for i := range rows {
+		m, fin := maxFinite32(s[i*ld : i*ld+cols])
+		out[i], all = m, all && fin
+	}
+	return all
+}
+
+func exp2Rows32Go(s []float32, ld, rows, cols int, scale float32, shifts, sums []float32) {
+	for i := range rows {
+		sums[i] = exp2ShiftSum32(s[i*ld:i*ld+cols], scale, shifts[i])
+	}
+}
+
 // ExpShiftSum64 replaces every x_j by exp(scale*x_j - shift) and returns
 // the sum of the new values.
 func ExpShiftSum64(x []float64, scale, shift float64) float64 {

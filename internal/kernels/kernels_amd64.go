@@ -351,6 +351,27 @@ func exp2ShiftSum32(x []float32, scale, shift float32) float32 {
 	return exp2ShiftSum32Go(x, scale, shift)
 }
 
+// rowsAVX512 reports whether the row-block kernels take rows of cols
+// entries: whole ZMM vectors, and VFPCLASS (AVX512DQ) for the scan.
+func rowsAVX512(cols int) bool {
+	return level == levelAVX512 && hasDQ && cols%16 == 0
+}
+
+func maxRows32(s []float32, ld, rows, cols int, out []float32) bool {
+	if !rowsAVX512(cols) {
+		return maxRows32Go(s, ld, rows, cols, out)
+	}
+	return maxRowsF32AVX512(&s[0], ld, rows, cols, &out[0])
+}
+
+func exp2Rows32(s []float32, ld, rows, cols int, scale float32, shifts, sums []float32) {
+	if !rowsAVX512(cols) {
+		exp2Rows32Go(s, ld, rows, cols, scale, shifts, sums)
+		return
+	}
+	exp2RowsF32AVX512(&s[0], ld, rows, cols, scale, &shifts[0], &sums[0])
+}
+
 func expShiftSum64(x []float64, scale, shift float64) float64 {
 	switch {
 	case len(x) == 0:

@@ -37,6 +37,14 @@ func exp2ShiftSum32(x []float32, scale, shift float32) float32 {
 	return exp2ShiftSum32Go(x, scale, shift)
 }
 
+func maxRows32(s []float32, ld, rows, cols int, out []float32) bool {
+	return maxRows32Go(s, ld, rows, cols, out)
+}
+
+func exp2Rows32(s []float32, ld, rows, cols int, scale float32, shifts, sums []float32) {
+	exp2Rows32Go(s, ld, rows, cols, scale, shifts, sums)
+}
+
 func expShiftSum64(x []float64, scale, shift float64) float64 {
 	return expShiftSum64Go(x, scale, shift)
 }

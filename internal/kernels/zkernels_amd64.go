@@ -914,3 +914,9 @@ func exp2ShiftSumF32AVX2(x *float32, n int, scale float32, shift float32) (ret f
 
 //go:noescape
 func exp2ShiftSumF32AVX512(x *float32, n int, scale float32, shift float32) (ret float32)
+
+//go:noescape
+func maxRowsF32AVX512(s *float32, ld int, rows int, cols int, out *float32) (finite bool)
+
+//go:noescape
+func exp2RowsF32AVX512(s *float32, ld int, rows int, cols int, scale float32, shifts *float32, sums *float32)

@@ -86,52 +86,7 @@ func genExp2(is isa) {
 	} else {
 		emit("VMOVUPS x2min<>(SB), %s", cmin)
 	}
-	deg := len(exp2Coefs) - 1
-	// body computes 2^y of the vectors ys in place into qs.
-	body := func(ys, ks, qs []string) {
-		each := func(f func(y, k, q string)) {
-			for i := range ys {
-				f(ys[i], ks[i], qs[i])
-			}
-		}
-		if is == avx2 {
-			each(func(y, k, q string) { emit("VMAXPS %s, %s, %s", y, cmin, y) }) // a NaN stays NaN
-			each(func(y, k, q string) { emit("VROUNDPS $0, %s, %s", y, k) })
-		} else {
-			each(func(y, k, q string) { emit("VRNDSCALEPS $0, %s, %s", y, k) })
-		}
-		each(func(y, k, q string) { emit("VSUBPS %s, %s, %s", k, y, y) }) // f = y - k, exact
-		each(func(y, k, q string) {
-			if is == avx512 {
-				emit("VMOVAPS %s, %s", c(fmt.Sprintf("c%d", deg)), q)
-			} else {
-				emit("VMOVUPS %s, %s", c(fmt.Sprintf("c%d", deg)), q)
-			}
-		})
-		for i := deg - 1; i >= 0; i-- {
-			each(func(y, k, q string) { emit("VFMADD213PS %s, %s, %s", c(fmt.Sprintf("c%d", i)), y, q) })
-		}
-		if is == avx512 {
-			for i := range ks {
-				emit("VCMPPS $5, %s, %s, K%d", c("kfloor"), ks[i], 2+i)
-			}
-			for i := range ks {
-				emit("VSCALEFPS.Z %s, %s, K%d, %s", ks[i], qs[i], 2+i, qs[i])
-			}
-			return
-		}
-		// AVX2: 2^k = 2^k1 2^k2 with k1 = floor(k/2), as expShiftSum does,
-		// so that results down in the subnormal range round once.
-		each(func(y, k, q string) { emit("VCVTPS2DQ %s, %s", k, k) })
-		each(func(y, k, q string) { emit("VPSRAD $1, %s, %s", k, y) })
-		each(func(y, k, q string) { emit("VPSUBD %s, %s, %s", y, k, k) })
-		each(func(y, k, q string) { emit("VPADDD e32bias<>(SB), %s, %s", y, y) })
-		each(func(y, k, q string) { emit("VPADDD e32bias<>(SB), %s, %s", k, k) })
-		each(func(y, k, q string) { emit("VPSLLD $23, %s, %s", y, y) })
-		each(func(y, k, q string) { emit("VPSLLD $23, %s, %s", k, k) })
-		each(func(y, k, q string) { emit("VMULPS %s, %s, %s", y, q, q) })
-		each(func(y, k, q string) { emit("VMULPS %s, %s, %s", k, q, q) })
-	}
+	body := func(ys, ks, qs []string) { exp2Body(is, ys, ks, qs, c, cmin) }
 	block := func(v int) {
 		var ys, ks, qs []string
 		for i := range v {
@@ -192,4 +147,53 @@ func genExp2(is isa) {
 	hreduce("ADD", dt, 3*u, is == avx512, f.fp("ret"))
 	emit("VZEROUPPER")
 	emit("RET\n")
+}
+
+// exp2Body emits 2^y of the vectors ys (as genExp2 describes) into qs,
+// using ks and ys as temporaries; c names a constant (a register on
+// AVX-512), cmin is the AVX2 clamp's register.
+func exp2Body(is isa, ys, ks, qs []string, c func(string) string, cmin string) {
+	deg := len(exp2Coefs) - 1
+	each := func(f func(y, k, q string)) {
+		for i := range ys {
+			f(ys[i], ks[i], qs[i])
+		}
+	}
+	if is == avx2 {
+		each(func(y, k, q string) { emit("VMAXPS %s, %s, %s", y, cmin, y) }) // a NaN stays NaN
+		each(func(y, k, q string) { emit("VROUNDPS $0, %s, %s", y, k) })
+	} else {
+		each(func(y, k, q string) { emit("VRNDSCALEPS $0, %s, %s", y, k) })
+	}
+	each(func(y, k, q string) { emit("VSUBPS %s, %s, %s", k, y, y) }) // f = y - k, exact
+	each(func(y, k, q string) {
+		if is == avx512 {
+			emit("VMOVAPS %s, %s", c(fmt.Sprintf("c%d", deg)), q)
+		} else {
+			emit("VMOVUPS %s, %s", c(fmt.Sprintf("c%d", deg)), q)
+		}
+	})
+	for i := deg - 1; i >= 0; i-- {
+		each(func(y, k, q string) { emit("VFMADD213PS %s, %s, %s", c(fmt.Sprintf("c%d", i)), y, q) })
+	}
+	if is == avx512 {
+		for i := range ks {
+			emit("VCMPPS $5, %s, %s, K%d", c("kfloor"), ks[i], 2+i)
+		}
+		for i := range ks {
+			emit("VSCALEFPS.Z %s, %s, K%d, %s", ks[i], qs[i], 2+i, qs[i])
+		}
+		return
+	}
+	// AVX2: 2^k = 2^k1 2^k2 with k1 = floor(k/2), as expShiftSum does,
+	// so that results down in the subnormal range round once.
+	each(func(y, k, q string) { emit("VCVTPS2DQ %s, %s", k, k) })
+	each(func(y, k, q string) { emit("VPSRAD $1, %s, %s", k, y) })
+	each(func(y, k, q string) { emit("VPSUBD %s, %s, %s", y, k, k) })
+	each(func(y, k, q string) { emit("VPADDD e32bias<>(SB), %s, %s", y, y) })
+	each(func(y, k, q string) { emit("VPADDD e32bias<>(SB), %s, %s", k, k) })
+	each(func(y, k, q string) { emit("VPSLLD $23, %s, %s", y, y) })
+	each(func(y, k, q string) { emit("VPSLLD $23, %s, %s", k, k) })
+	each(func(y, k, q string) { emit("VMULPS %s, %s, %s", y, q, q) })
+	each(func(y, k, q string) { emit("VMULPS %s, %s, %s", k, q, q) })
 }

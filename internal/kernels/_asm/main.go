@@ -218,6 +218,7 @@ func main() {
 	genScans()
 	genPrefetch()
 	genExp2All() // exp2.go
+	genRows()    // rows.go
 
 	if err := os.WriteFile(filepath.Join(*out, "zkernels_amd64.s"), s.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
