@@ -182,23 +182,41 @@ func (mo *monomials) coefficients(y []float64, g int, c []float64) {
 	}
 }
 
-// quotients fills yk[t*(maxDeg+1)+k] = y_t / k for k = from+1..g, the
-// factors of coefficientsFrom.
+// quotients fills yk[t*(maxDeg+1)+k] = y_t * (1/k) for k = from+1..g,
+// the factors of coefficientsFrom: a product by the rounded reciprocal
+// instead of a division (a division per coordinate and degree was 2% of a
+// run), so two roundings, which kNodeBase counts.
 func (mo *monomials) quotients(y []float64, from, g int, yk []float64) {
 	stride := mo.maxDeg + 1
+	inv := reciprocals[:]
+	if g >= len(inv) {
+		inv = make([]float64, g+1)
+		for k := 1; k <= g; k++ {
+			inv[k] = 1 / float64(k)
+		}
+	}
 	for t, yt := range y {
 		row := yk[t*stride : (t+1)*stride]
 		for k := max(from+1, 1); k <= g; k++ {
-			row[k] = yt / float64(k)
+			row[k] = yt * inv[k]
 		}
 	}
 }
 
+// reciprocals[k] is 1/k rounded, for the degrees of most trees.
+var reciprocals = func() (r [33]float64) {
+	for k := 1; k < len(r); k++ {
+		r[k] = 1 / float64(k)
+	}
+	return r
+}()
+
 // coefficientsFrom fills the Taylor coefficients of degrees from+1..g into
 // c, those of degree <= from being there already (from = -1: none), from
 // the quotients yk of quotients: c_alpha = c_parent * (y_t / alpha_t),
-// two roundings per degree as in coefficients, with one division per
-// coordinate and degree instead of one per term.
+// three roundings per degree (the reciprocal, the quotient, the product),
+// with one product per coordinate and degree for the quotients instead of
+// a division per term.
 func (mo *monomials) coefficientsFrom(yk []float64, from, g int, c []float64) {
 	if from < 0 {
 		c[0] = 1

@@ -59,11 +59,12 @@ const momentDirect = 512
 // expansion: moments summed directly (at most momentDirect terms, g+1
 // products per monomial, k - z), then translated up to depth log2(l)
 // levels (r passes of at most g+2 operations each), the Taylor
-// coefficients (g+1 products), the sum over terms and the exponential
-// factor.
+// coefficients (g+1 products; their quotients y_t (1/k) add a rounding
+// per degree, hence 3g rather than 2g), the sum over terms and the
+// exponential factor.
 func kNodeBase(r, g int, mo *monomials, l int) float64 {
 	depth := math.Ceil(math.Log2(float64(max(l, 2)))) + 1
-	return float64(momentDirect+2*g+r+16) + depth*float64(r*(g+3)) + float64(mo.terms(g))
+	return float64(momentDirect+3*g+r+16) + depth*float64(r*(g+3)) + float64(mo.terms(g))
 }
 
 // tree is a kd-tree over the keys of one block (a contiguous range of one
