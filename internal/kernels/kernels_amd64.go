@@ -226,7 +226,15 @@ func gemmAsmSet[T float32 | float64](g *gemmKernels[T], pool *sync.Pool, nt, set
 					} else {
 						pb, ld = &b[p0*ldb+j0+j], ldb
 					}
-					for i := i0; i < i1; i += g.mr {
+					i := i0
+					if strips := (i1 - i0) / g.mr; strips > 0 && acc == 0 && stripsOK(g, nc-j, ld) {
+						// Whole strips of a whole panel in one call.
+						ptr, lines := pf.take(strips)
+						gemmStripsF32AVX512(strips, kc, (*float32)(unsafe.Pointer(&as[ao])), ldA, (*float32)(unsafe.Pointer(pb)),
+							(*float32)(unsafe.Pointer(&c[i0*ldc+j0+j])), ldc, ptr, lines)
+						i += strips * g.mr
+					}
+					for ; i < i1; i += g.mr {
 						pf.step()
 						kr[min(g.mr, i1-i)-1](kc, &as[ao+(i-i0)*ldA], ldA, pb, ld, &c[i*ldc+j0+j], ldc, tail, acc)
 					}
@@ -240,6 +248,30 @@ func gemmAsmSet[T float32 | float64](g *gemmKernels[T], pool *sync.Pool, nt, set
 	if ap != nil {
 		pool.Put(ap)
 	}
+}
+
+// stripsOK reports whether gemmStripsF32AVX512 computes the strips of a
+// panel of cols columns of B with row stride ld: the float32 AVX-512
+// family (6 x 64 blocks), a whole panel of B packed 64 wide.
+func stripsOK[T float32 | float64](g *gemmKernels[T], cols, ld int) bool {
+	return useStrips && any(g) == any(&gemmF32AVX512) && cols >= g.nr && ld == g.nr
+}
+
+// useStrips turns gemmStripsF32AVX512 on; a variable so tests and
+// benchmarks can compare.
+var useStrips = true
+
+// take returns the next lines of steps calls' share of the prefetch, as
+// steps calls of step would prefetch them (nil, 0 when none are left),
+// for a kernel that prefetches between strips itself.
+func (f *prefetcher) take(steps int) (*byte, int) {
+	if f.off >= f.bytes {
+		return nil, 0
+	}
+	l := min(f.each, (f.bytes-f.off+63)/64)
+	p := (*byte)(unsafe.Add(f.p, f.off))
+	f.off = min(f.bytes, f.off+64*l*steps)
+	return p, l
 }
 
 // prefetcher spreads the prefetch of a region over calls steps.

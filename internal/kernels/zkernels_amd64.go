@@ -920,3 +920,6 @@ func maxRowsF32AVX512(s *float32, ld int, rows int, cols int, out *float32) (fin
 
 //go:noescape
 func exp2RowsF32AVX512(s *float32, ld int, rows int, cols int, scale float32, shifts *float32, sums *float32)
+
+//go:noescape
+func gemmStripsF32AVX512(strips int, k int, a *float32, lda int, b *float32, c *float32, ldc int, pf *byte, lines int)

@@ -1,0 +1,87 @@
+package main
+
+import "fmt"
+
+// genStrips emits gemmStripsF32AVX512(strips int, k int, a *float32, lda
+// int, b *float32, c *float32, ldc int, pf *byte, lines int): the float32
+// AVX-512 6x4 microkernel (gemmF32AVX512_6x4, storing over C) run on
+// strips consecutive strips of 6 rows of A and C against one packed panel
+// of B (k rows of 64 floats), in one call instead of one per strip; before
+// each strip it prefetches lines cache lines from pf on into L2, as the
+// driver's prefetcher does between calls. At d = 64 a strip of Q K^T is 64
+// steps of the k loop, so the per-call cost of the Go driver (the call,
+// its argument spills, the prefetch call) was a noticeable part of it.
+// The loop state lives in the argument slots (a, c, pf, strips), which
+// the callee owns in ABI0.
+func genStrips() {
+	typeSize["*byte"] = 8
+	const mr, nv = 6, 4
+	f := sig("gemmStripsF32AVX512", ps("strips", "int", "k", "int", "a", "*float32", "lda", "int", "b", "*float32",
+		"c", "*float32", "ldc", "int", "pf", "*byte", "lines", "int"), nil)
+	text(f)
+	acc := func(i, v int) string { return fmt.Sprintf("Z%d", i*nv+v) }
+	breg := func(v int) string { return fmt.Sprintf("Z%d", mr*nv+v) }
+	bc := fmt.Sprintf("Z%d", mr*nv+nv)
+	label("strip")
+	// The prefetch of this strip's share of the next operands.
+	f.load("pf", "AX", "lines", "BX")
+	emit("TESTQ BX, BX")
+	emit("JLE compute")
+	label("pfloop")
+	emit("PREFETCHT1 (AX)")
+	emit("ADDQ $64, AX")
+	emit("DECQ BX")
+	emit("JNZ pfloop")
+	emit("MOVQ AX, %s", f.fp("pf"))
+	label("compute")
+	f.load("k", "CX", "a", "SI", "lda", "R8<<2", "b", "DX")
+	emit("MOVQ $%d, R9", nv*64)
+	emit("LEAQ (R8)(R8*2), R11")
+	emit("LEAQ (R8)(R8*4), AX")
+	emit("LEAQ (SI)(AX*1), R12")
+	for i := range mr {
+		for v := range nv {
+			emit("VPXORD %[1]s, %[1]s, %[1]s", acc(i, v))
+		}
+	}
+	aBases := [3]string{"SI", "R12", "R13"}
+	step := func(u int) {
+		for v := range nv {
+			emit("VMOVUPS %d(DX), %s", v*64, breg(v))
+		}
+		emit("ADDQ R9, DX")
+		for i := range mr {
+			emit("VBROADCASTSS %s, %s", rowAddr(i, u*4, aBases, "R8", "R11"), bc)
+			for v := range nv {
+				emit("VFMADD231PS %s, %s, %s", breg(v), bc, acc(i, v))
+			}
+		}
+	}
+	advanceA := func(elems int) {
+		emit("ADDQ $%d, SI", elems*4)
+		emit("ADDQ $%d, R12", elems*4)
+	}
+	kLoop(step, advanceA)
+	label("store")
+	f.load("c", "DI", "ldc", "R10<<2")
+	emit("LEAQ (R10)(R10*2), R11")
+	emit("LEAQ (R10)(R10*4), AX")
+	emit("LEAQ (DI)(AX*1), R12")
+	cBases := [3]string{"DI", "R12", "R13"}
+	for i := range mr {
+		for v := range nv {
+			emit("VMOVUPS %s, %s", acc(i, v), rowAddr(i, v*64, cBases, "R10", "R11"))
+		}
+	}
+	// The next strip: a and c move down 6 rows.
+	emit("LEAQ (R10)(R10*2), AX")
+	emit("ADDQ AX, AX")
+	emit("ADDQ AX, %s", f.fp("c"))
+	emit("LEAQ (R8)(R8*2), AX")
+	emit("ADDQ AX, AX")
+	emit("ADDQ AX, %s", f.fp("a"))
+	emit("DECQ %s", f.fp("strips"))
+	emit("JNZ strip")
+	emit("VZEROUPPER")
+	emit("RET\n")
+}
