@@ -88,3 +88,27 @@ func TestSortHigh32(t *testing.T) {
 		}
 	}
 }
+
+// TestDegree: the branch-free degree rule is the smallest d with
+// rho <= rhoMax[d], -1 above the last or for NaN, at and around every
+// threshold.
+func TestDegree(t *testing.T) {
+	pr := &params{rhoMax: taylorRho(4e-4, 4, 16)}
+	want := func(rho float64) int {
+		for d, x := range pr.rhoMax {
+			if rho <= x {
+				return d
+			}
+		}
+		return -1
+	}
+	rhos := []float64{0, -0.0, 1e-300, 5, math.Inf(1), math.NaN()}
+	for _, x := range pr.rhoMax {
+		rhos = append(rhos, x, math.Nextafter(x, 0), math.Nextafter(x, 10))
+	}
+	for _, rho := range rhos {
+		if got, w := pr.degree(rho), want(rho); got != w {
+			t.Fatalf("rho %g: degree %d, want %d", rho, got, w)
+		}
+	}
+}

@@ -230,11 +230,12 @@ func (mo *monomials) coefficientsFrom(yk []float64, from, g int, c []float64) {
 		for k := max(from+1, 1); k <= g; k++ {
 			prev := (k - 1) * k / 2
 			src := c[prev : prev+k]
-			dst := c[prev+k : prev+2*k+1]
-			dst[0] = src[0] * q0[k]
+			c[prev+k] = src[0] * q0[k]
+			dst := c[prev+k+1 : prev+2*k+1]
 			q := q1[1 : k+1]
+			dst, q = dst[:len(src)], q[:len(src)]
 			for j, x := range src {
-				dst[j+1] = x * q[j]
+				dst[j] = x * q[j]
 			}
 		}
 		return

@@ -66,17 +66,15 @@ func (pr *params) degree(rho float64) int {
 	if !(rho <= rm[len(rm)-1]) {
 		return -1
 	}
-	// The smallest d with rho <= rhoMax[d] (rhoMax increases with d).
-	lo, hi := 0, len(rm)-1
-	for lo < hi {
-		mid := int(uint(lo+hi) >> 1)
-		if rho <= rm[mid] {
-			hi = mid
-		} else {
-			lo = mid + 1
-		}
+	// The smallest d with rho <= rhoMax[d], rhoMax increasing with d: the
+	// number of d with rhoMax[d] < rho, counted without branches (the
+	// sign of rhoMax[d] - rho; a binary search mispredicted about half
+	// its branches).
+	n := 0
+	for _, x := range rm {
+		n += int(math.Float64bits(x-rho) >> 63)
 	}
-	return lo
+	return n
 }
 
 type entry struct {
