@@ -227,11 +227,11 @@ func gemmAsmSet[T float32 | float64](g *gemmKernels[T], pool *sync.Pool, nt, set
 						pb, ld = &b[p0*ldb+j0+j], ldb
 					}
 					i := i0
-					if strips := (i1 - i0) / g.mr; strips > 0 && acc == 0 && stripsOK(g, nc-j, ld) {
+					if strips := (i1 - i0) / g.mr; strips > 0 && stripsOK(g, nc-j) {
 						// Whole strips of a whole panel in one call.
 						ptr, lines := pf.take(strips)
-						gemmStripsF32AVX512(strips, kc, (*float32)(unsafe.Pointer(&as[ao])), ldA, (*float32)(unsafe.Pointer(pb)),
-							(*float32)(unsafe.Pointer(&c[i0*ldc+j0+j])), ldc, ptr, lines)
+						gemmStripsF32AVX512(strips, kc, (*float32)(unsafe.Pointer(&as[ao])), ldA, (*float32)(unsafe.Pointer(pb)), ld,
+							(*float32)(unsafe.Pointer(&c[i0*ldc+j0+j])), ldc, acc, ptr, lines)
 						i += strips * g.mr
 					}
 					for ; i < i1; i += g.mr {
@@ -251,10 +251,10 @@ func gemmAsmSet[T float32 | float64](g *gemmKernels[T], pool *sync.Pool, nt, set
 }
 
 // stripsOK reports whether gemmStripsF32AVX512 computes the strips of a
-// panel of cols columns of B with row stride ld: the float32 AVX-512
-// family (6 x 64 blocks), a whole panel of B packed 64 wide.
-func stripsOK[T float32 | float64](g *gemmKernels[T], cols, ld int) bool {
-	return useStrips && any(g) == any(&gemmF32AVX512) && cols >= g.nr && ld == g.nr
+// panel of cols columns: the float32 AVX-512 family (6 x 64 blocks) and a
+// whole panel.
+func stripsOK[T float32 | float64](g *gemmKernels[T], cols int) bool {
+	return useStrips && any(g) == any(&gemmF32AVX512) && cols >= g.nr
 }
 
 // useStrips turns gemmStripsF32AVX512 on; a variable so tests and

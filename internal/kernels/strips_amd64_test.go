@@ -10,7 +10,8 @@ import (
 
 // TestStripsSameResult checks that the GEMM driver gives the same products,
 // bit for bit, with gemmStripsF32AVX512 as with one microkernel call per
-// strip, for packed and unpacked Q K^T shapes and P V with 64 columns, with
+// strip, for packed and unpacked Q K^T shapes and P V (stored or added,
+// B in place with 64 columns or a stride of 130), with
 // and without a prefetch region, on rows that leave a partial strip.
 func TestStripsSameResult(t *testing.T) {
 	if maxLevel < levelAVX512 {
@@ -31,8 +32,8 @@ func TestStripsSameResult(t *testing.T) {
 		var pk PackedNT[float32]
 		pk.Reset(n, k, b, k)
 		pk.Pack(0, n)
-		bn := fill(k * 64)
-		var got [2][3][]float32
+		bn := fill(k * 130)
+		var got [2][4][]float32
 		for v, on := range []bool{false, true} {
 			useStrips = on
 			got[v][0] = make([]float32, m*n)
@@ -41,8 +42,10 @@ func TestStripsSameResult(t *testing.T) {
 			GemmNT32(m, n, k, a, k, b, k, got[v][1], n)
 			got[v][2] = make([]float32, m*64)
 			GemmNNSet32(m, 64, k, a, k, bn, 64, got[v][2], 64, next)
+			got[v][3] = make([]float32, m*130)
+			GemmNNNext32(m, 128, k, a, k, bn, 130, got[v][3], 130, next) // B in place, two panels, stride 130
 		}
-		for p := range 3 {
+		for p := range 4 {
 			for i := range got[0][p] {
 				if math.Float32bits(got[0][p][i]) != math.Float32bits(got[1][p][i]) {
 					t.Fatalf("m=%d n=%d k=%d product %d: entry %d is %g per strip, %g in strips", m, n, k, p, i, got[0][p][i], got[1][p][i])

@@ -43237,11 +43237,11 @@ reduce:
 	VZEROUPPER
 	RET
 
-// func gemmStripsF32AVX512(strips int, k int, a *float32, lda int, b *float32, c *float32, ldc int, pf *byte, lines int)
-TEXT ·gemmStripsF32AVX512(SB), NOSPLIT, $0-72
+// func gemmStripsF32AVX512(strips int, k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, acc int, pf *byte, lines int)
+TEXT ·gemmStripsF32AVX512(SB), NOSPLIT, $0-88
 strip:
-	MOVQ pf+56(FP), AX
-	MOVQ lines+64(FP), BX
+	MOVQ pf+72(FP), AX
+	MOVQ lines+80(FP), BX
 	TESTQ BX, BX
 	JLE compute
 pfloop:
@@ -43249,14 +43249,15 @@ pfloop:
 	ADDQ $64, AX
 	DECQ BX
 	JNZ pfloop
-	MOVQ AX, pf+56(FP)
+	MOVQ AX, pf+72(FP)
 compute:
 	MOVQ k+8(FP), CX
 	MOVQ a+16(FP), SI
 	MOVQ lda+24(FP), R8
 	SHLQ $2, R8
 	MOVQ b+32(FP), DX
-	MOVQ $256, R9
+	MOVQ ldb+40(FP), R9
+	SHLQ $2, R9
 	LEAQ (R8)(R8*2), R11
 	LEAQ (R8)(R8*4), AX
 	LEAQ (SI)(AX*1), R12
@@ -43476,12 +43477,40 @@ loop1:
 	DECQ CX
 	JNZ loop1
 store:
-	MOVQ c+40(FP), DI
-	MOVQ ldc+48(FP), R10
+	MOVQ c+48(FP), DI
+	MOVQ ldc+56(FP), R10
 	SHLQ $2, R10
 	LEAQ (R10)(R10*2), R11
 	LEAQ (R10)(R10*4), AX
 	LEAQ (DI)(AX*1), R12
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VADDPS 64(DI), Z1, Z1
+	VADDPS 128(DI), Z2, Z2
+	VADDPS 192(DI), Z3, Z3
+	VADDPS 0(DI)(R10*1), Z4, Z4
+	VADDPS 64(DI)(R10*1), Z5, Z5
+	VADDPS 128(DI)(R10*1), Z6, Z6
+	VADDPS 192(DI)(R10*1), Z7, Z7
+	VADDPS 0(DI)(R10*2), Z8, Z8
+	VADDPS 64(DI)(R10*2), Z9, Z9
+	VADDPS 128(DI)(R10*2), Z10, Z10
+	VADDPS 192(DI)(R10*2), Z11, Z11
+	VADDPS 0(DI)(R11*1), Z12, Z12
+	VADDPS 64(DI)(R11*1), Z13, Z13
+	VADDPS 128(DI)(R11*1), Z14, Z14
+	VADDPS 192(DI)(R11*1), Z15, Z15
+	VADDPS 0(DI)(R10*4), Z16, Z16
+	VADDPS 64(DI)(R10*4), Z17, Z17
+	VADDPS 128(DI)(R10*4), Z18, Z18
+	VADDPS 192(DI)(R10*4), Z19, Z19
+	VADDPS 0(R12), Z20, Z20
+	VADDPS 64(R12), Z21, Z21
+	VADDPS 128(R12), Z22, Z22
+	VADDPS 192(R12), Z23, Z23
+over:
 	VMOVUPS Z0, 0(DI)
 	VMOVUPS Z1, 64(DI)
 	VMOVUPS Z2, 128(DI)
@@ -43508,7 +43537,7 @@ store:
 	VMOVUPS Z23, 192(R12)
 	LEAQ (R10)(R10*2), AX
 	ADDQ AX, AX
-	ADDQ AX, c+40(FP)
+	ADDQ AX, c+48(FP)
 	LEAQ (R8)(R8*2), AX
 	ADDQ AX, AX
 	ADDQ AX, a+16(FP)

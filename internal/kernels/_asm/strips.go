@@ -3,10 +3,11 @@ package main
 import "fmt"
 
 // genStrips emits gemmStripsF32AVX512(strips int, k int, a *float32, lda
-// int, b *float32, c *float32, ldc int, pf *byte, lines int): the float32
-// AVX-512 6x4 microkernel (gemmF32AVX512_6x4, storing over C) run on
-// strips consecutive strips of 6 rows of A and C against one packed panel
-// of B (k rows of 64 floats), in one call instead of one per strip; before
+// int, b *float32, ldb int, c *float32, ldc int, acc int, pf *byte, lines
+// int): the float32 AVX-512 6x4 microkernel (gemmF32AVX512_6x4, adding to
+// C when acc != 0, else storing over it) run on strips consecutive strips
+// of 6 rows of A and C against one panel of B (k rows of 64 floats, row
+// stride ldb), in one call instead of one per strip; before
 // each strip it prefetches lines cache lines from pf on into L2, as the
 // driver's prefetcher does between calls. At d = 64 a strip of Q K^T is 64
 // steps of the k loop, so the per-call cost of the Go driver (the call,
@@ -16,8 +17,8 @@ import "fmt"
 func genStrips() {
 	typeSize["*byte"] = 8
 	const mr, nv = 6, 4
-	f := sig("gemmStripsF32AVX512", ps("strips", "int", "k", "int", "a", "*float32", "lda", "int", "b", "*float32",
-		"c", "*float32", "ldc", "int", "pf", "*byte", "lines", "int"), nil)
+	f := sig("gemmStripsF32AVX512", ps("strips", "int", "k", "int", "a", "*float32", "lda", "int", "b", "*float32", "ldb", "int",
+		"c", "*float32", "ldc", "int", "acc", "int", "pf", "*byte", "lines", "int"), nil)
 	text(f)
 	acc := func(i, v int) string { return fmt.Sprintf("Z%d", i*nv+v) }
 	breg := func(v int) string { return fmt.Sprintf("Z%d", mr*nv+v) }
@@ -34,8 +35,7 @@ func genStrips() {
 	emit("JNZ pfloop")
 	emit("MOVQ AX, %s", f.fp("pf"))
 	label("compute")
-	f.load("k", "CX", "a", "SI", "lda", "R8<<2", "b", "DX")
-	emit("MOVQ $%d, R9", nv*64)
+	f.load("k", "CX", "a", "SI", "lda", "R8<<2", "b", "DX", "ldb", "R9<<2")
 	emit("LEAQ (R8)(R8*2), R11")
 	emit("LEAQ (R8)(R8*4), AX")
 	emit("LEAQ (SI)(AX*1), R12")
@@ -68,6 +68,15 @@ func genStrips() {
 	emit("LEAQ (R10)(R10*4), AX")
 	emit("LEAQ (DI)(AX*1), R12")
 	cBases := [3]string{"DI", "R12", "R13"}
+	emit("MOVQ %s, BX", f.fp("acc"))
+	emit("TESTQ BX, BX")
+	emit("JZ over")
+	for i := range mr {
+		for v := range nv {
+			emit("VADDPS %s, %s, %s", rowAddr(i, v*64, cBases, "R10", "R11"), acc(i, v), acc(i, v))
+		}
+	}
+	label("over")
 	for i := range mr {
 		for v := range nv {
 			emit("VMOVUPS %s, %s", acc(i, v), rowAddr(i, v*64, cBases, "R10", "R11"))
