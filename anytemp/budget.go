@@ -67,8 +67,12 @@ type budget struct {
 }
 
 // maxRhoCap caps the radius of an expansion: beyond it the degrees grow
-// and e^(2 rho) amplifies rounding for nothing.
-const maxRhoCap = 4.0
+// and e^(2 rho) amplifies rounding for nothing. 5 rather than 4: at d = 2,
+// e = 8, n = 2^16 with entries N(0, 1), rows then cover their keys with
+// 148 thousand expansions instead of 258 thousand, 17% fewer terms in
+// all, for 44% more moment work, about 6% less CPU in the forward pass
+// (single worker, alternating, load 6-8) and less in the backward.
+const maxRhoCap = 5.0
 
 // outputError is the rounding of the division N/D and of the output cast,
 // plus extra: the half subnormal step of tiny values (vscale.SubnormalOutput).

@@ -25,7 +25,7 @@ const momentBudget = 4096
 // temperature: few rows expand, and computing moments of high degree for
 // the nodes they touch would dominate).
 func maxDegree(r int, wide bool) int {
-	hi := []int{0, 24, 16, 9, 7, 5, 5}
+	hi := []int{0, 24, 20, 9, 7, 5, 5}
 	lo := []int{0, 12, 10, 5, 4, 3, 3}
 	if r >= len(hi) {
 		return 3
