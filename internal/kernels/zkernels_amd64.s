@@ -43196,8 +43196,8 @@ loopu:
 	SUBQ $64, CX
 	JMP loopu
 loop1:
-	TESTQ CX, CX
-	JZ reduce
+	CMPQ CX, $16
+	JLT tail
 	VMULPS 0(DI), Z16, Z0
 	VSUBPS Z17, Z0, Z0
 	VRNDSCALEPS $0, Z0, Z4
@@ -43216,6 +43216,7 @@ loop1:
 	ADDQ $64, DI
 	SUBQ $16, CX
 	JMP loop1
+tail:
 reduce:
 	VADDPS Z13, Z12, Z12
 	VADDPS Z14, Z12, Z12

@@ -45,8 +45,6 @@ func genExp2(is isa) {
 	f := sig(name, ps("x", "*float32", "n", "int", "scale", "float32", "shift", "float32"), ps("ret", "float32"))
 	text(f)
 	R := func(n int) string { return fmt.Sprintf("%s%d", is.reg, n) }
-	w := is.vbytes / dt.size
-	vb := is.vbytes
 	u := 2
 	if is == avx512 {
 		u = 4
@@ -87,33 +85,7 @@ func genExp2(is isa) {
 		emit("VMOVUPS x2min<>(SB), %s", cmin)
 	}
 	body := func(ys, ks, qs []string) { exp2Body(is, ys, ks, qs, c, cmin) }
-	block := func(v int) {
-		var ys, ks, qs []string
-		for i := range v {
-			emit("VMULPS %d(DI), %s, %s", i*vb, scale, yr(i))
-			ys, ks, qs = append(ys, yr(i)), append(ks, kr(i)), append(qs, qr(i))
-		}
-		for i := range v {
-			emit("VSUBPS %s, %s, %s", shift, yr(i), yr(i))
-		}
-		body(ys, ks, qs)
-		for i := range v {
-			emit("VMOVUPS %s, %d(DI)", qr(i), i*vb)
-			emit("VADDPS %s, %s, %s", qr(i), sum(i), sum(i))
-		}
-		emit("ADDQ $%d, DI", v*vb)
-		emit("SUBQ $%d, CX", v*w)
-	}
-	label("loopu")
-	emit("CMPQ CX, $%d", u*w)
-	emit("JLT loop1")
-	block(u)
-	emit("JMP loopu")
-	label("loop1")
-	emit("CMPQ CX, $%d", w)
-	emit("JLT tail")
-	block(1)
-	emit("JMP loop1")
+	expLoop(is, dt, u, scale, shift, yr, kr, qr, sum, body)
 	label("tail")
 	emit("TESTQ CX, CX")
 	emit("JZ reduce")
@@ -196,4 +168,41 @@ func exp2Body(is isa, ys, ks, qs []string, c func(string) string, cmin string) {
 	each(func(y, k, q string) { emit("VPSLLD $23, %s, %s", k, k) })
 	each(func(y, k, q string) { emit("VMULPS %s, %s, %s", y, q, q) })
 	each(func(y, k, q string) { emit("VMULPS %s, %s, %s", k, q, q) })
+}
+
+// expLoop emits the main loops of the exponential-sum kernels (genExp,
+// genExp2, genExp2Rows) over CX elements at DI: u vectors at a time, then
+// one at a time, each y = scale*x - shift (two roundings, no FMA), body
+// from y (in xr's registers, with kr's as temporaries) into qr's
+// registers, stored back over x and added to the running sums; it jumps
+// to the label tail when less than a vector is left.
+func expLoop(is isa, dt dtype, u int, scale, shift string, xr, kr, qr, sum func(int) string, body func(xs, ks, qs []string)) {
+	w, vb, sf := is.vbytes/dt.size, is.vbytes, dt.sfx
+	block := func(v int) {
+		var xs, ks, qs []string
+		for i := range v {
+			emit("VMUL%s %d(DI), %s, %s", sf, i*vb, scale, xr(i))
+			xs, ks, qs = append(xs, xr(i)), append(ks, kr(i)), append(qs, qr(i))
+		}
+		for i := range v {
+			emit("VSUB%s %s, %s, %s", sf, shift, xr(i), xr(i))
+		}
+		body(xs, ks, qs)
+		for i := range v {
+			emit("VMOVU%s %s, %d(DI)", sf, qr(i), i*vb)
+			emit("VADD%s %s, %s, %s", sf, qr(i), sum(i), sum(i))
+		}
+		emit("ADDQ $%d, DI", v*vb)
+		emit("SUBQ $%d, CX", v*w)
+	}
+	label("loopu")
+	emit("CMPQ CX, $%d", u*w)
+	emit("JLT loop1")
+	block(u)
+	emit("JMP loopu")
+	label("loop1")
+	emit("CMPQ CX, $%d", w)
+	emit("JLT tail")
+	block(1)
+	emit("JMP loop1")
 }

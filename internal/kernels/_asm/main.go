@@ -779,8 +779,6 @@ func genExp(is isa, dt dtype) {
 	f := sig(name, ps("x", "*"+dt.gotyp, "n", "int", "scale", dt.gotyp, "shift", dt.gotyp), ps("ret", dt.gotyp))
 	text(f)
 	R := func(n int) string { return fmt.Sprintf("%s%d", is.reg, n) }
-	w := is.vbytes / dt.size
-	vb := is.vbytes
 	sf := dt.sfx
 	u := 2
 	if is == avx512 && dt == f32 {
@@ -838,34 +836,9 @@ func genExp(is isa, dt dtype) {
 			emit("VMOVU%s %s%s<>(SB), %s", sf, pre, n, r)
 		}
 	}
-	// block emits the exponentials of v full vectors at DI.
-	block := func(v int) {
-		var xs, ks, qs []string
-		for i := range v {
-			emit("VMUL%s %d(DI), %s, %s", sf, i*vb, scale, xr(i))
-			xs, ks, qs = append(xs, xr(i)), append(ks, kr(i)), append(qs, qr(i))
-		}
-		for i := range v {
-			emit("VSUB%s %s, %s, %s", sf, shift, xr(i), xr(i))
-		}
+	expLoop(is, dt, u, scale, shift, xr, kr, qr, sum, func(xs, ks, qs []string) {
 		expBody(is, dt, xs, ks, qs, cmin, cmax, regs)
-		for i := range v {
-			emit("VMOVU%s %s, %d(DI)", sf, qr(i), i*vb)
-			emit("VADD%s %s, %s, %s", sf, qr(i), sum(i), sum(i))
-		}
-		emit("ADDQ $%d, DI", v*vb)
-		emit("SUBQ $%d, CX", v*w)
-	}
-	label("loopu")
-	emit("CMPQ CX, $%d", u*w)
-	emit("JLT loop1")
-	block(u)
-	emit("JMP loopu")
-	label("loop1")
-	emit("CMPQ CX, $%d", w)
-	emit("JLT tail")
-	block(1)
-	emit("JMP loop1")
+	})
 	label("tail")
 	emit("TESTQ CX, CX")
 	emit("JZ reduce")

@@ -82,7 +82,7 @@ func genExp2Rows() {
 	f := sig("exp2RowsF32AVX512", ps("s", "*float32", "ld", "int", "rows", "int", "cols", "int", "scale", "float32", "shifts", "*float32", "sums", "*float32"), nil)
 	text(f)
 	R := func(n int) string { return fmt.Sprintf("Z%d", n) }
-	const u, w, vb = 4, 16, 64
+	const u = 4
 	yr := func(i int) string { return R(i) }
 	kr := func(i int) string { return R(u + i) }
 	qr := func(i int) string { return R(2*u + i) }
@@ -101,23 +101,6 @@ func genExp2Rows() {
 		emit("VMOVUPS x2%s<>(SB), %s", n, r)
 	}
 	c := func(n string) string { return regs[n] }
-	block := func(v int) {
-		var ys, ks, qs []string
-		for i := range v {
-			emit("VMULPS %d(DI), %s, %s", i*vb, scale, yr(i))
-			ys, ks, qs = append(ys, yr(i)), append(ks, kr(i)), append(qs, qr(i))
-		}
-		for i := range v {
-			emit("VSUBPS %s, %s, %s", shift, yr(i), yr(i))
-		}
-		exp2Body(is, ys, ks, qs, c, "")
-		for i := range v {
-			emit("VMOVUPS %s, %d(DI)", qr(i), i*vb)
-			emit("VADDPS %s, %s, %s", qr(i), sum(i), sum(i))
-		}
-		emit("ADDQ $%d, DI", v*vb)
-		emit("SUBQ $%d, CX", v*w)
-	}
 	label("row")
 	emit("VBROADCASTSS (R10), %s", shift)
 	emit("MOVQ SI, DI")
@@ -125,16 +108,8 @@ func genExp2Rows() {
 	for i := range u {
 		emit("VPXORD %[1]s, %[1]s, %[1]s", sum(i))
 	}
-	label("loopu")
-	emit("CMPQ CX, $%d", u*w)
-	emit("JLT loop1")
-	block(u)
-	emit("JMP loopu")
-	label("loop1")
-	emit("TESTQ CX, CX")
-	emit("JZ reduce")
-	block(1)
-	emit("JMP loop1")
+	expLoop(is, f32, u, scale, shift, yr, kr, qr, sum, func(ys, ks, qs []string) { exp2Body(is, ys, ks, qs, c, "") })
+	label("tail") // cols is a multiple of 16: nothing is left
 	label("reduce")
 	for i := 1; i < u; i++ {
 		emit("VADDPS %s, %s, %s", sum(i), sum(0), sum(0))
