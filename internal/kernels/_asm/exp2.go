@@ -70,17 +70,7 @@ func genExp2(is isa) {
 	// On AVX-512 the constants live in the upper registers.
 	c := func(n string) string { return "x2" + n + "<>(SB)" }
 	if is == avx512 {
-		names := []string{"kfloor"}
-		for i := range exp2Coefs {
-			names = append(names, fmt.Sprintf("c%d", i))
-		}
-		regs := map[string]string{}
-		for i, n := range names {
-			r := R(31 - i)
-			regs[n] = r
-			emit("VMOVUPS x2%s<>(SB), %s", n, r)
-		}
-		c = func(n string) string { return regs[n] }
+		c = exp2Consts()
 	} else {
 		emit("VMOVUPS x2min<>(SB), %s", cmin)
 	}
@@ -205,4 +195,19 @@ func expLoop(is isa, dt dtype, u int, scale, shift string, xr, kr, qr, sum func(
 	emit("JLT tail")
 	block(1)
 	emit("JMP loop1")
+}
+
+// exp2Consts loads exp2Body's constants into Z31 and down (AVX-512) and
+// returns the register of each.
+func exp2Consts() func(string) string {
+	names := []string{"kfloor"}
+	for i := range exp2Coefs {
+		names = append(names, fmt.Sprintf("c%d", i))
+	}
+	regs := map[string]string{}
+	for i, n := range names {
+		regs[n] = fmt.Sprintf("Z%d", 31-i)
+		emit("VMOVUPS x2%s<>(SB), %s", n, regs[n])
+	}
+	return func(n string) string { return regs[n] }
 }

@@ -90,17 +90,7 @@ func genExp2Rows() {
 	scale, shift := R(4*u), R(4*u+1)
 	f.load("s", "SI", "ld", "R8<<2", "rows", "R9", "cols", "R12", "shifts", "R10", "sums", "R11")
 	emit("VBROADCASTSS %s, %s", f.fp("scale"), scale)
-	names := []string{"kfloor"}
-	for i := range exp2Coefs {
-		names = append(names, fmt.Sprintf("c%d", i))
-	}
-	regs := map[string]string{}
-	for i, n := range names {
-		r := R(31 - i)
-		regs[n] = r
-		emit("VMOVUPS x2%s<>(SB), %s", n, r)
-	}
-	c := func(n string) string { return regs[n] }
+	c := exp2Consts()
 	label("row")
 	emit("VBROADCASTSS (R10), %s", shift)
 	emit("MOVQ SI, DI")
