@@ -426,7 +426,8 @@ func (sh *bwdShared[T]) finishHead(st *bwdState[T]) {
 		if st.isFloat {
 			// The float32 partial sums not flushed yet are added here,
 			// and cleared for the next head.
-			part, sum, out := st.dq[lo:hi], st.dq64[lo:hi], dst[lo:hi]
+			sum := st.dq64[lo:hi]
+			part, out := st.dq[lo:hi][:len(sum)], dst[lo:hi][:len(sum)]
 			for x, v := range sum {
 				out[x] = T(float64(out[x]) + p.Scale*(v+float64(part[x])))
 			}
@@ -473,33 +474,42 @@ func (sh *bwdShared[T]) keyBlock(ctx context.Context, st *bwdState[T], kh, j0, c
 			return
 		}
 	}
-	sh.flushKV(st, cols)
+	st.pending = 0
 	if st.dqKeys += cols; st.dqKeys+sh.keyTile > bwdFlush {
 		sh.flushDQ(st)
 	}
 	// Keys of this tile belong to this task alone: write them out,
-	// transposing dK^T and dV^T back.
+	// transposing dK^T and dV^T back (for float32, with the partial sums
+	// since the last flush added on the way).
 	gk := sh.g.DK[(kh*p.M+j0)*d:]
 	gv := sh.g.DV[(kh*p.M+j0)*e:]
 	if st.isFloat {
-		writeTransposed(gk, st.dk64[:d*cols], d, cols, p.Scale)
-		writeTransposed(gv, st.dv64[:e*cols], e, cols, 1)
+		writeTransposed(gk, st.dk64[:d*cols], st.dkT[:d*cols], d, cols, p.Scale)
+		writeTransposed(gv, st.dv64[:e*cols], st.dvT[:e*cols], e, cols, 1)
 		return
 	}
-	writeTransposed(gk, st.dkT[:d*cols], d, cols, p.Scale)
-	writeTransposed(gv, st.dvT[:e*cols], e, cols, 1)
+	writeTransposed(gk, st.dkT[:d*cols], nil, d, cols, p.Scale)
+	writeTransposed(gv, st.dvT[:e*cols], nil, e, cols, 1)
 }
 
-// writeTransposed sets dst[j*rows+t] = scale*src[t*cols+j], rounded to T,
-// for the rows x cols matrix src.
-func writeTransposed[T attn.Float, S attn.Float](dst []T, src []S, rows, cols int, scale float64) {
+// writeTransposed sets dst[j*rows+t] = scale*(src[t*cols+j] +
+// part[t*cols+j]), rounded to T, for the rows x cols matrices src and part
+// (part may be nil).
+func writeTransposed[T attn.Float, S attn.Float](dst []T, src []S, part []T, rows, cols int, scale float64) {
 	const b = 16
 	for j0 := 0; j0 < cols; j0 += b {
 		j1 := min(j0+b, cols)
 		for t := range rows {
 			sr := src[t*cols : (t+1)*cols]
+			if part == nil {
+				for j := j0; j < j1; j++ {
+					dst[j*rows+t] = T(scale * float64(sr[j]))
+				}
+				continue
+			}
+			pr := part[t*cols : (t+1)*cols]
 			for j := j0; j < j1; j++ {
-				dst[j*rows+t] = T(scale * float64(sr[j]))
+				dst[j*rows+t] = T(scale * (float64(sr[j]) + float64(pr[j])))
 			}
 		}
 	}
