@@ -103,24 +103,20 @@ func prepare[T attn.Float](p *attn.Problem[T], h int, allowance float64, reduce 
 		hd.k = project(kc, l, d, w)
 	}
 	r := hd.r
-	hd.kMax = spanMax(workers, l, func(a, b int) float64 {
-		var m float64
-		for _, x := range hd.k[a*r : b*r] {
-			m = max(m, math.Abs(x))
-		}
-		return m
-	})
-	hd.kRad = spanMax(workers, l, func(a, b int) float64 {
-		var m float64
+	var kMax, kRad [64]float64 // per part: max_j |k'_j|_inf and |k'_j|_2
+	parts := spanParts(min(workers, len(kMax)), l, func(w, a, b int) {
+		var m, rad float64
 		for j := a; j < b; j++ {
 			var s2 float64
 			for _, x := range hd.k[j*r : (j+1)*r] {
+				m = max(m, math.Abs(x))
 				s2 += x * x
 			}
-			m = max(m, math.Sqrt(s2))
+			rad = max(rad, math.Sqrt(s2))
 		}
-		return m
+		kMax[w], kRad[w] = m, rad
 	})
+	hd.kMax, hd.kRad = slices.Max(kMax[:parts]), slices.Max(kRad[:parts])
 	hd.lambdaMax = spanMax(workers, n, func(a, b int) float64 {
 		var m float64
 		for i := a; i < b; i++ {
