@@ -183,16 +183,38 @@ func exp32(v float32) float32 {
 	return float32(p * exp2Tab[k&31] * math.Float64frombits(uint64((k>>5)+1023)<<52))
 }
 
-// exp2ShiftSum32Go is Exp2ShiftSum32 through math.Exp2 in float64, whose
-// result rounded to float32 is within 1 ulp.
+// exp2ShiftSum32Go computes each float32 power of two as exp32 does its
+// exponentials, in float64: y = (32k + j)/32 + r with |r| <= 1/64 (no
+// rounding: y is a float32), so 2^y = 2^k 2^(j/32) e^(r ln2), the middle
+// factor from the table and the last from its degree-4 Taylor polynomial;
+// the result rounded to float32 is within 1 ulp.
 func exp2ShiftSum32Go(x []float32, scale, shift float32) float32 {
 	var sum float32
 	for j, v := range x {
-		e := float32(math.Exp2(float64(float32(scale*v) - shift)))
+		e := exp2f(float32(scale*v) - shift)
 		x[j] = e
 		sum += e
 	}
 	return sum
+}
+
+func exp2f(v float32) float32 {
+	y := float64(v)
+	if !(y > -160) { // also -Inf
+		if y != y {
+			return v
+		}
+		return 0
+	}
+	if y >= 128 {
+		return float32(math.Inf(1))
+	}
+	const magic = 0x1.8p52 // adding it rounds to an integer
+	kf := y*32 + magic - magic
+	k := int64(kf)
+	r := (y - kf/32) * math.Ln2
+	p := 1 + r*(1+r*(1.0/2+r*(1.0/6+r*(1.0/24))))
+	return float32(p * exp2Tab[k&31] * math.Float64frombits(uint64((k>>5)+1023)<<52))
 }
 
 // expShiftSum64Go uses math.Exp.
