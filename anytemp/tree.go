@@ -555,12 +555,6 @@ func (tr *tree[T]) mergeMoments(i int) []float64 {
 	r, e, g := tr.r, tr.e, tr.g
 	w := e + 1
 	nt, ld := tr.mo.terms(g), tr.ld
-	// Translated and summed term-major (a term's columns side by side),
-	// then transposed to the moments' column-major layout.
-	sum := make([]float64, nt*w)
-	buf := make([]float64, nt*w)
-	a := make([]float64, r)
-	pw := make([]float64, g+1)
 	z := tr.centre[i*r : (i+1)*r]
 	if tr.parallel && tr.hi[i]-tr.lo[i] >= momentSplit {
 		var wg sync.WaitGroup
@@ -568,22 +562,38 @@ func (tr *tree[T]) mergeMoments(i int) []float64 {
 		tr.moments(2*i + 2)
 		wg.Wait()
 	}
-	for _, c := range []int{2*i + 1, 2*i + 2} {
-		if tr.hi[c] == tr.lo[c] {
+	var kids [2][]float64
+	for x, c := range []int{2*i + 1, 2*i + 2} {
+		if tr.hi[c] > tr.lo[c] {
+			kids[x] = tr.moments(c)
+		}
+	}
+	// Translated and summed term-major (a term's columns side by side),
+	// then transposed to the moments' column-major layout; the scratch is
+	// taken once the children's moments (which use their own) are done.
+	bp := momentScratch.Get().(*[]float64)
+	if need := 2*nt*w + r + g + 1; cap(*bp) < need {
+		*bp = make([]float64, need)
+	}
+	sum, buf := (*bp)[:nt*w], (*bp)[nt*w:2*nt*w]
+	a, pw := (*bp)[2*nt*w:2*nt*w+r], (*bp)[2*nt*w+r:2*nt*w+r+g+1]
+	clear(sum)
+	for x, c := range []int{2*i + 1, 2*i + 2} {
+		m := kids[x]
+		if m == nil {
 			continue
 		}
-		m := tr.moments(c)
 		for col := range w {
-			for al, x := range m[col*ld : col*ld+nt] {
-				buf[al*w+col] = x
+			for al, v := range m[col*ld : col*ld+nt] {
+				buf[al*w+col] = v
 			}
 		}
 		for t := range r {
 			a[t] = tr.centre[c*r+t] - z[t]
 		}
 		tr.mo.translate(buf, w, g, a, pw)
-		for k, x := range buf {
-			sum[k] += x
+		for k, v := range buf {
+			sum[k] += v
 		}
 	}
 	out := alignedFloats(ld * w)
@@ -592,6 +602,7 @@ func (tr *tree[T]) mergeMoments(i int) []float64 {
 			out[col*ld+al] = x
 		}
 	}
+	momentScratch.Put(bp)
 	tr.momFlops.Add(int64(2 * 2 * r * (e + 1) * nt * (g + 3) / 3))
 	return out
 }
