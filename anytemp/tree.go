@@ -50,10 +50,12 @@ func degreeFor(r, e int, wide bool) (int, *monomials) {
 
 // momentDirect is the most keys whose moments a node sums directly (one
 // matrix product of the values by the keys' monomials); larger nodes
-// translate their children's. 512 took about 3% less CPU than 256 or 1024
-// in a whole run at d = 2, e = 8, n = 2^16: half the translations, while
-// most nodes rows expand below it still come out of the merges.
-const momentDirect = 512
+// translate their children's. In whole runs at d = 2, e = 8, n = 2^16
+// (single worker, alternating, under load), 512 took about 3% less CPU
+// than 256 or 1024 at degree 16, and 1024 about 2% less than 512 at
+// degree 20, whose translations cost more: fewer of them, while most nodes
+// rows expand below it still come out of the merges.
+const momentDirect = 1024
 
 // kNodeBase is the operation count in the rounding bound of a node's
 // expansion: moments summed directly (at most momentDirect terms, g+1
