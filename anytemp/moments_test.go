@@ -68,18 +68,37 @@ func TestMomentsMerged(t *testing.T) {
 	}
 }
 
-// TestSplit: every internal node of a tree (two dimensions, the keyed
-// records' path, and three, the general one) halves its keys at a median:
+// TestSplit: every internal node of a tree (two dimensions, the
+// two-array path, and three, the general one), on keys with many ties
+// (the widest coordinate equal but for one key, or a few values), halves
+// its keys at a median:
 // children's sizes differ by at most one, and along some coordinate no
 // key of the left child exceeds a key of the right; the tree order holds
 // every key with its own index.
 func TestSplit(t *testing.T) {
-	for _, r := range []int{2, 3} {
+	for _, c := range []struct {
+		r    int
+		keys string
+	}{{2, "rounded"}, {3, "rounded"}, {2, "one apart"}, {2, "few values"}} {
+		r := c.r
 		rnd := rand.New(rand.NewPCG(uint64(r), 5))
 		n := 3000
 		hd := &head{r: r, l: n, k: make([]float64, n*r)}
 		for j := range hd.k {
-			hd.k[j] = math.Round(rnd.NormFloat64() * 4) // ties
+			switch c.keys {
+			case "rounded":
+				hd.k[j] = math.Round(rnd.NormFloat64() * 4) // ties
+			case "one apart": // the widest coordinate equal but for one key
+				hd.k[j] = rnd.NormFloat64() * 0.01
+				if j%r == 0 {
+					hd.k[j] = 0
+					if j/r == n/2 {
+						hd.k[j] = 1
+					}
+				}
+			case "few values":
+				hd.k[j] = float64(rnd.IntN(3))
+			}
 		}
 		v := make([]float32, n)
 		for j := range v {
@@ -88,14 +107,14 @@ func TestSplit(t *testing.T) {
 		tr := buildTree(hd, v, 1, 0, n, 2, newMonomials(r, 2), true)
 		for x, j := range tr.perm {
 			if tr.vals[x] != float32(j) || !slices.Equal(tr.keys[x*r:(x+1)*r], hd.k[int(j)*r:int(j+1)*r]) {
-				t.Fatalf("r=%d position %d: key or value of index %d misplaced", r, x, j)
+				t.Fatalf("r=%d %s: position %d: key or value of index %d misplaced", r, c.keys, x, j)
 			}
 		}
 		for i := range tr.firstLeaf {
 			a, b := 2*i+1, 2*i+2
 			na, nb := tr.hi[a]-tr.lo[a], tr.hi[b]-tr.lo[b]
 			if tr.hi[a] != tr.lo[b] || tr.lo[a] != tr.lo[i] || tr.hi[b] != tr.hi[i] || nb-na > 1 || na > nb {
-				t.Fatalf("r=%d node %d: children [%d,%d) and [%d,%d) of [%d,%d)", r, i, tr.lo[a], tr.hi[a], tr.lo[b], tr.hi[b], tr.lo[i], tr.hi[i])
+				t.Fatalf("r=%d %s: node %d: children [%d,%d) and [%d,%d) of [%d,%d)", r, c.keys, i, tr.lo[a], tr.hi[a], tr.lo[b], tr.hi[b], tr.lo[i], tr.hi[i])
 			}
 			ok := false
 			for d := range r {
@@ -109,7 +128,7 @@ func TestSplit(t *testing.T) {
 				ok = ok || lmax <= rmin
 			}
 			if !ok {
-				t.Fatalf("r=%d node %d: no coordinate separates its children", r, i)
+				t.Fatalf("r=%d %s: node %d: no coordinate separates its children", r, c.keys, i)
 			}
 		}
 	}

@@ -272,6 +272,26 @@ func selectKth2(c, o []float64, perm []int32, k int) {
 			i += int(math.Float64bits(tc-pivot) >> 63)
 		}
 		swap(i, hi-1)
+		if k > i && i-lo < (hi-lo)/16 {
+			// Few keys below the pivot: it may be a value many keys
+			// share, which the strict partition leaves all on the right
+			// (a range of equal keys would then shrink by one key a
+			// pass). Gather the keys equal to it after it, branch-free:
+			// if k falls among them, it is placed.
+			e := i + 1
+			cs, os, ps := c[:hi+1], o[:hi+1], perm[:hi+1]
+			for j := i + 1; j < len(cs); j++ {
+				tc, to, tp := cs[j], os[j], ps[j]
+				cs[j], os[j], ps[j] = cs[e], os[e], ps[e]
+				cs[e], os[e], ps[e] = tc, to, tp
+				e += int(math.Float64bits(pivot-tc)>>63) ^ 1 // tc <= pivot
+			}
+			if k < e {
+				return
+			}
+			lo = e
+			continue
+		}
 		switch {
 		case k < i:
 			hi = i - 1
