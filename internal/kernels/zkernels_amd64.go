@@ -923,3 +923,205 @@ func exp2RowsF32AVX512(s *float32, ld int, rows int, cols int, scale float32, sh
 
 //go:noescape
 func gemmStripsF32AVX512(strips int, k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, acc int, pf *byte, lines int)
+
+//go:noescape
+func gemmTNF32AVX512_1x4(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF32AVX512_2x4(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF32AVX512_3x4(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF32AVX512_4x4(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF32AVX512_5x4(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF32AVX512_6x4(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF32AVX512_1x1m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF32AVX512_2x1m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF32AVX512_3x1m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF32AVX512_4x1m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF32AVX512_5x1m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF32AVX512_6x1m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF32AVX512_1x2m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF32AVX512_2x2m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF32AVX512_3x2m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF32AVX512_4x2m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF32AVX512_5x2m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF32AVX512_6x2m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF32AVX512_1x3m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF32AVX512_2x3m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF32AVX512_3x3m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF32AVX512_4x3m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF32AVX512_5x3m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF32AVX512_6x3m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF32AVX512_1x4m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF32AVX512_2x4m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF32AVX512_3x4m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF32AVX512_4x4m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF32AVX512_5x4m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF32AVX512_6x4m(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
+
+var gemmTNF32AVX512 = gemmKernels[float32]{
+	mr: 6, nr: 64, w: 16,
+	full: []kern[float32]{gemmTNF32AVX512_1x4, gemmTNF32AVX512_2x4, gemmTNF32AVX512_3x4, gemmTNF32AVX512_4x4, gemmTNF32AVX512_5x4, gemmTNF32AVX512_6x4},
+	part: [][]kern[float32]{
+		{gemmTNF32AVX512_1x1m, gemmTNF32AVX512_2x1m, gemmTNF32AVX512_3x1m, gemmTNF32AVX512_4x1m, gemmTNF32AVX512_5x1m, gemmTNF32AVX512_6x1m},
+		{gemmTNF32AVX512_1x2m, gemmTNF32AVX512_2x2m, gemmTNF32AVX512_3x2m, gemmTNF32AVX512_4x2m, gemmTNF32AVX512_5x2m, gemmTNF32AVX512_6x2m},
+		{gemmTNF32AVX512_1x3m, gemmTNF32AVX512_2x3m, gemmTNF32AVX512_3x3m, gemmTNF32AVX512_4x3m, gemmTNF32AVX512_5x3m, gemmTNF32AVX512_6x3m},
+		{gemmTNF32AVX512_1x4m, gemmTNF32AVX512_2x4m, gemmTNF32AVX512_3x4m, gemmTNF32AVX512_4x4m, gemmTNF32AVX512_5x4m, gemmTNF32AVX512_6x4m},
+	},
+}
+
+//go:noescape
+func gemmTNF64AVX512_1x4(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF64AVX512_2x4(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF64AVX512_3x4(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF64AVX512_4x4(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF64AVX512_5x4(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF64AVX512_6x4(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF64AVX512_1x1m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF64AVX512_2x1m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF64AVX512_3x1m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF64AVX512_4x1m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF64AVX512_5x1m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF64AVX512_6x1m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF64AVX512_1x2m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF64AVX512_2x2m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF64AVX512_3x2m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF64AVX512_4x2m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF64AVX512_5x2m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF64AVX512_6x2m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF64AVX512_1x3m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF64AVX512_2x3m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF64AVX512_3x3m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF64AVX512_4x3m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF64AVX512_5x3m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF64AVX512_6x3m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF64AVX512_1x4m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF64AVX512_2x4m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF64AVX512_3x4m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF64AVX512_4x4m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF64AVX512_5x4m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmTNF64AVX512_6x4m(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, tail int, acc int)
+
+var gemmTNF64AVX512 = gemmKernels[float64]{
+	mr: 6, nr: 32, w: 8,
+	full: []kern[float64]{gemmTNF64AVX512_1x4, gemmTNF64AVX512_2x4, gemmTNF64AVX512_3x4, gemmTNF64AVX512_4x4, gemmTNF64AVX512_5x4, gemmTNF64AVX512_6x4},
+	part: [][]kern[float64]{
+		{gemmTNF64AVX512_1x1m, gemmTNF64AVX512_2x1m, gemmTNF64AVX512_3x1m, gemmTNF64AVX512_4x1m, gemmTNF64AVX512_5x1m, gemmTNF64AVX512_6x1m},
+		{gemmTNF64AVX512_1x2m, gemmTNF64AVX512_2x2m, gemmTNF64AVX512_3x2m, gemmTNF64AVX512_4x2m, gemmTNF64AVX512_5x2m, gemmTNF64AVX512_6x2m},
+		{gemmTNF64AVX512_1x3m, gemmTNF64AVX512_2x3m, gemmTNF64AVX512_3x3m, gemmTNF64AVX512_4x3m, gemmTNF64AVX512_5x3m, gemmTNF64AVX512_6x3m},
+		{gemmTNF64AVX512_1x4m, gemmTNF64AVX512_2x4m, gemmTNF64AVX512_3x4m, gemmTNF64AVX512_4x4m, gemmTNF64AVX512_5x4m, gemmTNF64AVX512_6x4m},
+	},
+}

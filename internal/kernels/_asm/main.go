@@ -220,6 +220,7 @@ func main() {
 	genExp2All() // exp2.go
 	genRows()    // rows.go
 	genStrips()  // strips.go
+	genTN()      // tn.go
 
 	if err := os.WriteFile(filepath.Join(*out, "zkernels_amd64.s"), s.Bytes(), 0o644); err != nil {
 		log.Fatal(err)

@@ -1,0 +1,160 @@
+package main
+
+import (
+	"fmt"
+	"log"
+)
+
+// ---------------------------------------------------------------- TN GEMM
+
+// The TN microkernels add A^T B to an mr x nr block of C, where A is given
+// as it is stored, k x m (row stride lda): row p of C's block takes the
+// mr consecutive elements of A's row p as its broadcasts. The backward
+// pass's dK += dS^T Q and dV += P^T dO read the score tiles and the query
+// rows in place this way, with no transposed copy of Q or dO.
+
+var tnConfigs = []config{
+	{avx512, f32, 6, 4},
+	{avx512, f64, 6, 4},
+}
+
+func tnName(c config, mr, nv int, masked bool) string {
+	n := fmt.Sprintf("gemmTN%s%s_%dx%d", c.dt.name, c.is.name, mr, nv)
+	if masked {
+		n += "m"
+	}
+	return n
+}
+
+func genTN() {
+	for _, c := range tnConfigs {
+		for mr := 1; mr <= c.mr; mr++ {
+			genTNKernel(c, mr, c.nv, false)
+		}
+		for nv := 1; nv <= c.nv; nv++ {
+			for mr := 1; mr <= c.mr; mr++ {
+				genTNKernel(c, mr, nv, true)
+			}
+		}
+		fmt.Fprintf(&gs, "var gemmTN%s%s = gemmKernels[%s]{\n\tmr: %d, nr: %d, w: %d,\n", c.dt.name, c.is.name, c.dt.gotyp, c.mr, c.nr(), c.w())
+		fmt.Fprintf(&gs, "\tfull: []kern[%s]{", c.dt.gotyp)
+		for mr := 1; mr <= c.mr; mr++ {
+			fmt.Fprintf(&gs, "%s, ", tnName(c, mr, c.nv, false))
+		}
+		fmt.Fprintf(&gs, "},\n\tpart: [][]kern[%s]{\n", c.dt.gotyp)
+		for nv := 1; nv <= c.nv; nv++ {
+			fmt.Fprintf(&gs, "\t\t{")
+			for mr := 1; mr <= c.mr; mr++ {
+				fmt.Fprintf(&gs, "%s, ", tnName(c, mr, nv, true))
+			}
+			fmt.Fprintf(&gs, "},\n")
+		}
+		fmt.Fprintf(&gs, "\t},\n}\n\n")
+	}
+}
+
+// genTNKernel is genGemm (AVX-512 only) with A read down its columns:
+// element (i, p) of the block's A^T at byte i*size + p*lda.
+func genTNKernel(c config, mr, nv int, masked bool) {
+	is, dt := c.is, c.dt
+	R := func(n int) string { return fmt.Sprintf("%s%d", is.reg, n) }
+	acc := func(i, v int) string { return R(i*nv + v) }
+	breg := func(v int) string { return R(mr*nv + v) }
+	bc := R(mr*nv + nv)
+	if need := mr*nv + nv + 1; need > is.nregs {
+		log.Fatalf("%s: %d registers needed", tnName(c, mr, nv, masked), need)
+	}
+	f := gemmSig(tnName(c, mr, nv, masked), dt)
+	text(f)
+	f.load("k", "CX", "a", "SI", "lda", "R8")
+	emit("SHLQ $%d, R8", dt.shift)
+	emit("MOVQ %s, DX", f.fp("b"))
+	emit("MOVQ %s, R9", f.fp("ldb"))
+	emit("SHLQ $%d, R9", dt.shift)
+	emit("LEAQ (R8)(R8*2), R11")
+	if masked {
+		emit("MOVQ %s, BX", f.fp("tail"))
+		emit("LEAQ maskK<>(SB), AX")
+		emit("KMOVW (AX)(BX*2), K1")
+	}
+	for i := 0; i < mr; i++ {
+		for v := 0; v < nv; v++ {
+			emit("VPXORD %[1]s, %[1]s, %[1]s", acc(i, v))
+		}
+	}
+	// Step u of an unrolled group reads A's row u: SI + u*lda.
+	rowOf := [4]string{"(SI)", "(SI)(R8*1)", "(SI)(R8*2)", "(SI)(R11*1)"}
+	step := func(u int) {
+		for v := 0; v < nv; v++ {
+			addr := fmt.Sprintf("%d(DX)", v*is.vbytes)
+			if masked && v == nv-1 {
+				emit("VMOVU%s.Z %s, K1, %s", dt.sfx, addr, breg(v))
+			} else {
+				emit("VMOVU%s %s, %s", dt.sfx, addr, breg(v))
+			}
+		}
+		emit("ADDQ R9, DX")
+		for i := 0; i < mr; i++ {
+			a := fmt.Sprintf("%d%s", i*dt.size, rowOf[u])
+			if nv == 1 {
+				emit("VFMADD231%s.BCST %s, %s, %s", dt.sfx, a, breg(0), acc(i, 0))
+				continue
+			}
+			emit("%s %s, %s", dt.bcast, a, bc)
+			for v := 0; v < nv; v++ {
+				emit("VFMADD231%s %s, %s, %s", dt.sfx, breg(v), bc, acc(i, v))
+			}
+		}
+	}
+	advanceA := func(rows int) {
+		if rows == 4 {
+			emit("LEAQ (SI)(R8*4), SI")
+		} else {
+			emit("ADDQ R8, SI")
+		}
+	}
+	kLoop(step, advanceA)
+
+	label("store")
+	emit("MOVQ %s, DI", f.fp("c"))
+	emit("MOVQ %s, R10", f.fp("ldc"))
+	emit("SHLQ $%d, R10", dt.shift)
+	emit("LEAQ (R10)(R10*2), R11")
+	if mr > 5 {
+		emit("LEAQ (R10)(R10*4), AX")
+		emit("LEAQ (DI)(AX*1), R12")
+	}
+	cBases := [3]string{"DI", "R12", "R13"}
+	emit("MOVQ %s, BX", f.fp("acc"))
+	emit("TESTQ BX, BX")
+	emit("JZ over")
+	for i := 0; i < mr; i++ {
+		for v := 0; v < nv; v++ {
+			a := rowAddr(i, v*is.vbytes, cBases, "R10", "R11")
+			if masked && v == nv-1 {
+				emit("VMOVU%s.Z %s, K1, %s", dt.sfx, a, bc)
+				emit("VADD%s %s, %s, %s", dt.sfx, bc, acc(i, v), acc(i, v))
+				emit("VMOVU%s %s, K1, %s", dt.sfx, acc(i, v), a)
+			} else {
+				emit("VADD%s %s, %s, %s", dt.sfx, a, acc(i, v), acc(i, v))
+				emit("VMOVU%s %s, %s", dt.sfx, acc(i, v), a)
+			}
+		}
+	}
+	emit("VZEROUPPER")
+	emit("RET")
+	label("over")
+	for i := 0; i < mr; i++ {
+		for v := 0; v < nv; v++ {
+			a := rowAddr(i, v*is.vbytes, cBases, "R10", "R11")
+			if masked && v == nv-1 {
+				emit("VMOVU%s %s, K1, %s", dt.sfx, acc(i, v), a)
+			} else {
+				emit("VMOVU%s %s, %s", dt.sfx, acc(i, v), a)
+			}
+		}
+	}
+	emit("VZEROUPPER")
+	emit("RET")
+	s.WriteString("\n")
+}
