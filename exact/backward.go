@@ -30,14 +30,16 @@ import (
 // addition per worker; their order varies from run to run, so dQ may
 // differ in its last bits between runs (as FlashAttention-2's atomic
 // additions do). Nothing of size n x m is ever held: per worker, two
-// bwdQueryTile x bwdKeyTile tiles and O(n d) for the head's dQ; per call,
-// Q and dO transposed.
+// bwdQueryTile x bwdKeyTile tiles and O(n d) for the head's dQ.
 //
-// Five products per tile and no transposes in the loop: the key tile and
-// the value tile are packed once (as the forward packs a head's keys) for
-// S = Q K^T and dP = dO V^T; dK and dV are accumulated transposed, dK^T +=
-// Q^T dS and dV^T += dO^T P, from Q^T and dO^T made once per call, and
-// transposed back once per key tile; dQ += dS K reads the keys in place.
+// Five products per tile and no transposes: the key tile and the value
+// tile are packed once (as the forward packs a head's keys) for S = Q K^T
+// and dP = dO V^T; dK += dS^T Q and dV += P^T dO read the score tiles down
+// their columns and Q and dO as they are (kernels.GemmTN32/64), so the
+// query rows S and dP bring into cache serve these products too; dQ += dS
+// K reads the keys in place. (dK and dV were accumulated transposed from
+// copies of Q^T and dO^T made once per call: twice the query-side data
+// streamed from L3 for every key tile.)
 //
 // Precision: products within a tile use the element type; every sum across
 // tiles (dK and dV over query tiles, dQ over key tiles) is carried in
@@ -71,7 +73,7 @@ const (
 
 // bwdKeyTileFor returns the key tile width for elements of size bytes
 // and head dimensions d and e. A worker's operands per key tile (the keys,
-// packed and as they are, the packed values, dK^T, dV^T and the two score
+// packed and as they are, the packed values, dK, dV and the two score
 // tiles: about cols (3d + 2e + 2 bwdQueryTile) elements) must stay in L2
 // with room for the query rows streaming through: 256 keys while a key
 // and a value take at most 1 KiB (float32 at d = e = 128, float64 at 64),
@@ -114,16 +116,11 @@ type bwdShared[T attn.Float] struct {
 	dO    []T
 	g     *attn.Gradients[T]
 	k     ops[T]
+	// gemmTN is kernels.GemmTN32 or GemmTN64: C += A^T B.
+	gemmTN func(m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int)
 	// dqMu guards g.DQ: bwdDQChunks locks per key/value head, one per
 	// chunk of its group's rows.
 	dqMu []sync.Mutex
-	// qT and doT are every query head's Q and dO transposed a block of
-	// bwdQueryTile rows at a time (block b of head h, d x bwdQueryTile or
-	// e x bwdQueryTile, at (h*blocks + b) times that size), made once so
-	// that dK^T += Q^T dS and dV^T +=
-	// dO^T P are plain products on every key tile without a transpose.
-	qT, doT []T
-	blocks  int // ceil(N / bwdQueryTile)
 	// keyTile is the key tile width (bwdKeyTileFor), stride the score
 	// tiles' row stride.
 	keyTile, stride int
@@ -131,10 +128,10 @@ type bwdShared[T attn.Float] struct {
 
 // bwdState is one worker's scratch space.
 type bwdState[T attn.Float] struct {
-	s, ds    []T // bwdQueryTile x keyTile: S then P; dP then dS
-	dkT, dvT []T // d x keyTile, e x keyTile: the key tile's dK^T and dV^T
-	// dk64, dv64 are where float32 partial sums of dkT and dvT move to,
-	// in the same layout; for float64 dkT and dvT are the sums.
+	s, ds  []T // bwdQueryTile x keyTile: S then P; dP then dS
+	dk, dv []T // keyTile x d, keyTile x e: the key tile's dK and dV
+	// dk64, dv64 are where float32 partial sums of dk and dv move to,
+	// in the same layout; for float64 dk and dv are the sums.
 	dk64, dv64 []float64
 	row        []float64 // keyTile: one row of exponents in float64 (float32 only)
 	// kp and vp are the key tile and value tile packed for S = Q K^T and
@@ -152,15 +149,14 @@ type bwdState[T attn.Float] struct {
 	dqKeys, dqLo, dqHi int
 	isFloat            bool // T is float32: partial sums go through dq64
 	first              int  // the chunk of dQ (see bwdDQChunks) finishHead adds first
-	pending            int  // query rows summed in dkT, dvT since the last flush
+	pending            int  // query rows summed in dk, dv since the last flush
 }
 
 // bwdBuffers are a backward call's buffers, kept for the next call (see
-// bwdPool): delta, Q^T and dO^T, and each worker's state.
+// bwdPool): delta and each worker's state.
 type bwdBuffers[T attn.Float] struct {
-	delta   []float64
-	qT, doT []T
-	states  []*bwdState[T]
+	delta  []float64
+	states []*bwdState[T]
 }
 
 // bwdPools hold bwdBuffers for float32 and float64. A training loop calls
@@ -195,8 +191,8 @@ func (b *bwdBuffers[T]) state(w, d, e, kt int, isF32 bool) *bwdState[T] {
 	stride := kt + bwdStridePad
 	st.s = resized(st.s, bwdQueryTile*stride)
 	st.ds = resized(st.ds, bwdQueryTile*stride)
-	st.dkT = resized(st.dkT, d*kt)
-	st.dvT = resized(st.dvT, e*kt)
+	st.dk = resized(st.dk, kt*d)
+	st.dv = resized(st.dv, kt*e)
 	st.head, st.isFloat = -1, isF32
 	if isF32 {
 		st.row = resized(st.row, kt)
@@ -229,7 +225,7 @@ func backward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T]
 	clear(g.DV)
 	clear(g.DSinks)
 	kvh, group := p.KVHeadCount(), p.Group()
-	sh := &bwdShared[T]{p: p, lse: out.LSE, dO: dO, g: g, k: k, dqMu: make([]sync.Mutex, kvh*bwdDQChunks)}
+	sh := &bwdShared[T]{p: p, lse: out.LSE, dO: dO, g: g, k: k, gemmTN: gemmTNFor[T](), dqMu: make([]sync.Mutex, kvh*bwdDQChunks)}
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
@@ -304,22 +300,29 @@ func backward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T]
 	return attn.Stats{Flops: BackwardFlops(p)}, nil
 }
 
-// prepareQueries fills sh.delta from the output o, and sh.qT and sh.doT.
-// Each block of qT and doT is compact (row stride bwdQueryTile): the
-// products read it without the TLB misses of rows a whole head apart.
+// gemmTNFor returns kernels.GemmTN32 or GemmTN64 for T.
+func gemmTNFor[T attn.Float]() func(m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int) {
+	var f any
+	switch any(T(0)).(type) {
+	case float32:
+		f = kernels.GemmTN32
+	case float64:
+		f = kernels.GemmTN64
+	}
+	return f.(func(m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int))
+}
+
+// prepareQueries fills sh.delta from the output o.
 func (sh *bwdShared[T]) prepareQueries(workers int, o []T, buf *bwdBuffers[T]) {
 	p := sh.p
 	const qt = bwdQueryTile
-	sh.blocks = (p.N + qt - 1) / qt
-	// Every entry of delta is written, and every entry of qT and doT a
-	// product reads: no clearing.
+	blocks := (p.N + qt - 1) / qt
+	// Every entry of delta is written: no clearing.
 	buf.delta = resized(buf.delta, p.Heads*p.N)
-	buf.qT = resized(buf.qT, p.Heads*sh.blocks*p.D*qt)
-	buf.doT = resized(buf.doT, p.Heads*sh.blocks*p.E*qt)
-	sh.delta, sh.qT, sh.doT = buf.delta, buf.qT, buf.doT
+	sh.delta = buf.delta
 	// One task per block: a single head must keep every worker busy.
-	parallelFor(workers, p.Heads*sh.blocks, func(hb int) {
-		h, i0 := hb/sh.blocks, hb%sh.blocks*qt
+	parallelFor(workers, p.Heads*blocks, func(hb int) {
+		h, i0 := hb/blocks, hb%blocks*qt
 		rows := min(qt, p.N-i0)
 		for r := h*p.N + i0; r < h*p.N+i0+rows; r++ {
 			var s float64
@@ -328,8 +331,6 @@ func (sh *bwdShared[T]) prepareQueries(workers int, o []T, buf *bwdBuffers[T]) {
 			}
 			sh.delta[r] = s
 		}
-		transposeInto(sh.qT[hb*p.D*qt:], qt, p.Q[(h*p.N+i0)*p.D:], rows, p.D)
-		transposeInto(sh.doT[hb*p.E*qt:], qt, sh.dO[(h*p.N+i0)*p.E:], rows, p.E)
 	})
 }
 
@@ -347,25 +348,6 @@ func parallelFor(workers, n int, f func(i int)) {
 		}()
 	}
 	wg.Wait()
-}
-
-// transposeInto writes the rows x cols matrix a (row stride cols) into
-// dst as cols x rows with row stride ld, in 16 x 16 blocks so that both
-// sides stay in cache.
-func transposeInto[T attn.Float](dst []T, ld int, a []T, rows, cols int) {
-	const b = 16
-	for i0 := 0; i0 < rows; i0 += b {
-		i1 := min(i0+b, rows)
-		for t0 := 0; t0 < cols; t0 += b {
-			t1 := min(t0+b, cols)
-			for i := i0; i < i1; i++ {
-				src := a[i*cols : (i+1)*cols]
-				for t := t0; t < t1; t++ {
-					dst[t*ld+i] = src[t]
-				}
-			}
-		}
-	}
 }
 
 // startHead gives st an empty dQ buffer for the query heads of key/value
@@ -449,8 +431,8 @@ func (sh *bwdShared[T]) finishHead(st *bwdState[T]) {
 func (sh *bwdShared[T]) keyBlock(ctx context.Context, st *bwdState[T], kh, j0, cols int) {
 	p := sh.p
 	d, e := p.D, p.E
-	clear(st.dkT[:d*cols])
-	clear(st.dvT[:e*cols])
+	clear(st.dk[:cols*d])
+	clear(st.dv[:cols*e])
 	if st.isFloat {
 		clear(st.dk64[:d*cols])
 		clear(st.dv64[:e*cols])
@@ -478,44 +460,37 @@ func (sh *bwdShared[T]) keyBlock(ctx context.Context, st *bwdState[T], kh, j0, c
 	if st.dqKeys += cols; st.dqKeys+sh.keyTile > bwdFlush {
 		sh.flushDQ(st)
 	}
-	// Keys of this tile belong to this task alone: write them out,
-	// transposing dK^T and dV^T back (for float32, with the partial sums
-	// since the last flush added on the way).
-	gk := sh.g.DK[(kh*p.M+j0)*d:]
-	gv := sh.g.DV[(kh*p.M+j0)*e:]
+	// Keys of this tile belong to this task alone: write them out (for
+	// float32, with the partial sums since the last flush added on the
+	// way).
+	gk := sh.g.DK[(kh*p.M+j0)*d : (kh*p.M+j0+cols)*d]
+	gv := sh.g.DV[(kh*p.M+j0)*e : (kh*p.M+j0+cols)*e]
 	if st.isFloat {
-		writeTransposed(gk, st.dk64[:d*cols], st.dkT[:d*cols], d, cols, p.Scale)
-		writeTransposed(gv, st.dv64[:e*cols], st.dvT[:e*cols], e, cols, 1)
+		writeScaled(gk, st.dk64, st.dk, p.Scale)
+		writeScaled(gv, st.dv64, st.dv, 1)
 		return
 	}
-	writeTransposed(gk, st.dkT[:d*cols], nil, d, cols, p.Scale)
-	writeTransposed(gv, st.dvT[:e*cols], nil, e, cols, 1)
+	writeScaled(gk, st.dk, nil, p.Scale)
+	writeScaled(gv, st.dv, nil, 1)
 }
 
-// writeTransposed sets dst[j*rows+t] = scale*(src[t*cols+j] +
-// part[t*cols+j]), rounded to T, for the rows x cols matrices src and part
-// (part may be nil).
-func writeTransposed[T attn.Float, S attn.Float](dst []T, src []S, part []T, rows, cols int, scale float64) {
-	const b = 16
-	for j0 := 0; j0 < cols; j0 += b {
-		j1 := min(j0+b, cols)
-		for t := range rows {
-			sr := src[t*cols : (t+1)*cols]
-			if part == nil {
-				for j := j0; j < j1; j++ {
-					dst[j*rows+t] = T(scale * float64(sr[j]))
-				}
-				continue
-			}
-			pr := part[t*cols : (t+1)*cols]
-			for j := j0; j < j1; j++ {
-				dst[j*rows+t] = T(scale * (float64(sr[j]) + float64(pr[j])))
-			}
+// writeScaled sets dst[x] = scale*(src[x] + part[x]), rounded to T (part
+// may be nil).
+func writeScaled[T attn.Float, S attn.Float](dst []T, src []S, part []T, scale float64) {
+	src = src[:len(dst)]
+	if part == nil {
+		for x, v := range src {
+			dst[x] = T(scale * float64(v))
 		}
+		return
+	}
+	part = part[:len(dst)]
+	for x, v := range src {
+		dst[x] = T(scale * (float64(v) + float64(part[x])))
 	}
 }
 
-// flushKV moves the float32 partial sums of dK^T and dV^T to float64 (for
+// flushKV moves the float32 partial sums of dK and dV to float64 (for
 // float64 they are the sums already).
 func (sh *bwdShared[T]) flushKV(st *bwdState[T], cols int) {
 	st.pending = 0
@@ -523,30 +498,27 @@ func (sh *bwdShared[T]) flushKV(st *bwdState[T], cols int) {
 		return
 	}
 	d, e := sh.p.D, sh.p.E
-	dkT, dvT := st.dkT[:d*cols], st.dvT[:e*cols]
-	addTo64(st.dk64[:d*cols], dkT)
-	addTo64(st.dv64[:e*cols], dvT)
-	clear(dkT)
-	clear(dvT)
+	dk, dv := st.dk[:cols*d], st.dv[:cols*e]
+	addTo64(st.dk64[:cols*d], dk)
+	addTo64(st.dv64[:cols*e], dv)
+	clear(dk)
+	clear(dv)
 }
 
 // queryRows adds the contributions of rows first..last-1 of query head h
 // to the key tile's dK and dV and to the group's dQ. It returns false if
 // ctx was cancelled.
 func (sh *bwdShared[T]) queryRows(ctx context.Context, st *bwdState[T], h, first, last, j0, cols int) bool {
-	p, k := sh.p, sh.k
+	p := sh.p
 	d, e := p.D, p.E
 	kh := p.KVHead(h)
 	local := (h - kh*p.Group()) * p.N // h's first row in the group's dQ
 	const qt = bwdQueryTile
-	// Tiles follow the blocks of qT and doT: the first may be short.
-	for i0, n := first, 0; i0 < last; i0, n = i0+qt-i0%qt, n+1 {
+	for i0, n := first, 0; i0 < last; i0, n = i0+qt, n+1 {
 		if n%cancelCheckTiles == cancelCheckTiles-1 && ctx.Err() != nil {
 			return false
 		}
-		rows := min(qt-i0%qt, last-i0)
-		blk := h*sh.blocks + i0/qt
-		qT, doT := sh.qT[blk*d*qt+i0%qt:], sh.doT[blk*e*qt+i0%qt:]
+		rows := min(qt, last-i0)
 		q := p.Q[(h*p.N+i0)*d:]
 		do := sh.dO[(h*p.N+i0)*e:]
 		ls := sh.stride
@@ -557,15 +529,10 @@ func (sh *bwdShared[T]) queryRows(ctx context.Context, st *bwdState[T], h, first
 		for r0 := 0; r0 < rows; r0 += bwdRowBlock {
 			sh.rowBlock(st, h, i0+r0, min(bwdRowBlock, rows-r0), j0, cols, q[r0*d:], do[r0*e:], st.s[r0*ls:], st.ds[r0*ls:], local)
 		}
-		// dV^T += dO^T P, dK^T += Q^T dS, bringing the next tile's blocks
-		// of dO^T and Q^T into L2 meanwhile.
-		var nextDoT, nextQT []T
-		if (blk+1)*qt*e < len(sh.doT) {
-			nextDoT = sh.doT[(blk+1)*e*qt : (blk+2)*e*qt]
-			nextQT = sh.qT[(blk+1)*d*qt : (blk+2)*d*qt]
-		}
-		k.gemmNNNext(e, cols, rows, doT, qt, st.s, ls, st.dvT[:e*cols], cols, nextDoT)
-		k.gemmNNNext(d, cols, rows, qT, qt, st.ds, ls, st.dkT[:d*cols], cols, nextQT)
+		// dV += P^T dO, dK += dS^T Q, on the query rows the blocks above
+		// brought into cache.
+		sh.gemmTN(cols, e, rows, st.s, ls, do, e, st.dv[:cols*e], e)
+		sh.gemmTN(cols, d, rows, st.ds, ls, q, d, st.dk[:cols*d], d)
 		if st.pending += rows; st.pending >= bwdFlush {
 			sh.flushKV(st, cols)
 		}

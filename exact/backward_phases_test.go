@@ -12,7 +12,7 @@ import (
 
 // BenchmarkBackwardTilePhases times each step of one backward tile as
 // keyBlock and queryRows run it (bwdQueryTile queries x bwdKeyTileFor keys,
-// keys and values packed, Q and dO transposed), next to the two products
+// keys and values packed), next to the two products
 // of a forward tile of the same size, as the best of many batches (which
 // catch the core alone on a loaded machine). Metrics are microseconds per
 // step; "bwd/fwd" is the backward tile's total over the forward products'.
@@ -28,7 +28,6 @@ func BenchmarkBackwardTilePhases(b *testing.B) {
 func bwdPhases[T attn.Float](b *testing.B, d, rows int) {
 	cols := bwdKeyTileFor(int(unsafe.Sizeof(T(0))), d, d)
 	ls := cols + bwdStridePad
-	ld := rows // Q^T and dO^T a block at a time, as transposeQueries lays them out
 	r := rand.New(rand.NewPCG(3, 3))
 	fill := func(n int) []T {
 		x := make([]T, n)
@@ -38,10 +37,9 @@ func bwdPhases[T attn.Float](b *testing.B, d, rows int) {
 		return x
 	}
 	q, do, keys, vals := fill(rows*d), fill(rows*d), fill(cols*d), fill(cols*d)
-	qT, doT := fill(d*ld), fill(d*ld)
 	s, ds := make([]T, rows*ls), make([]T, rows*ls)
-	dkT, dvT, dq, pv := make([]T, d*cols), make([]T, d*cols), make([]T, rows*d), make([]T, rows*d)
-	k := opsFor[T]()
+	dk, dv, dq, pv := make([]T, cols*d), make([]T, cols*d), make([]T, rows*d), make([]T, rows*d)
+	k, tn := opsFor[T](), gemmTNFor[T]()
 	kp, vp := newPacker[T](), newPacker[T]()
 	kp.Reset(cols, d, keys, d)
 	kp.Pack(0, cols)
@@ -64,8 +62,8 @@ func bwdPhases[T attn.Float](b *testing.B, d, rows int) {
 				softmaxGradRow(s[i*ls:i*ls+cols], ds[i*ls:i*ls+cols], scale, 1, 0.5)
 			}
 		}, fresh},
-		{"dV", func() { k.gemmNN(d, cols, rows, doT, ld, s, ls, dvT, cols) }, nil},
-		{"dK", func() { k.gemmNN(d, cols, rows, qT, ld, ds, ls, dkT, cols) }, nil},
+		{"dV", func() { tn(cols, d, rows, s, ls, do, d, dv, d) }, nil},
+		{"dK", func() { tn(cols, d, rows, ds, ls, q, d, dk, d) }, nil},
 		{"dQ", func() { k.gemmNN(rows, d, cols, ds, ls, keys, d, dq, d) }, nil},
 		// The forward tile's products, for comparison.
 		{"fwd-PV", func() { k.gemmNN(rows, d, cols, s, ls, vals, d, pv, d) }, nil},
