@@ -5,24 +5,23 @@ package kernels
 import "sync"
 
 func gemmTN32(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
-	switch {
-	case level == levelGo || !tnOK(m, n, k, len(a), lda, len(b), ldb, len(c), ldc):
-		gemmTNGo(m, n, k, a, lda, b, ldb, c, ldc)
-	case level == levelAVX512:
-		gemmTNAsm(&gemmTNF32AVX512, m, n, k, a, lda, b, ldb, c, ldc)
-	default:
-		gemmTNViaNN(&gemmF32AVX2, &pool32, m, n, k, a, lda, b, ldb, c, ldc)
-	}
+	gemmTNLevel(&gemmTNF32AVX512, &gemmF32AVX2, &pool32, m, n, k, a, lda, b, ldb, c, ldc)
 }
 
 func gemmTN64(m, n, k int, a []float64, lda int, b []float64, ldb int, c []float64, ldc int) {
+	gemmTNLevel(&gemmTNF64AVX512, &gemmF64AVX2, &pool64, m, n, k, a, lda, b, ldb, c, ldc)
+}
+
+// gemmTNLevel dispatches C += A^T B: the TN microkernels tn on AVX-512, a
+// transposed copy of A and the NN kernels nn on AVX2, else portable Go.
+func gemmTNLevel[T float32 | float64](tn, nn *gemmKernels[T], pool *sync.Pool, m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int) {
 	switch {
 	case level == levelGo || !tnOK(m, n, k, len(a), lda, len(b), ldb, len(c), ldc):
 		gemmTNGo(m, n, k, a, lda, b, ldb, c, ldc)
 	case level == levelAVX512:
-		gemmTNAsm(&gemmTNF64AVX512, m, n, k, a, lda, b, ldb, c, ldc)
+		gemmTNAsm(tn, m, n, k, a, lda, b, ldb, c, ldc)
 	default:
-		gemmTNViaNN(&gemmF64AVX2, &pool64, m, n, k, a, lda, b, ldb, c, ldc)
+		gemmTNViaNN(nn, pool, m, n, k, a, lda, b, ldb, c, ldc)
 	}
 }
 
