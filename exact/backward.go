@@ -533,7 +533,9 @@ func (sh *bwdShared[T]) queryRows(ctx context.Context, st *bwdState[T], h, first
 		// brought into cache.
 		sh.gemmTN(cols, e, rows, st.s, ls, do, e, st.dv[:cols*e], e)
 		sh.gemmTN(cols, d, rows, st.ds, ls, q, d, st.dk[:cols*d], d)
-		if st.pending += rows; st.pending >= bwdFlush {
+		// Flush before the next tile could take the float32 sums past
+		// bwdFlush rows (flushing once they reached it let them sum 1056).
+		if st.pending += rows; st.pending+qt > bwdFlush {
 			sh.flushKV(st, cols)
 		}
 	}
