@@ -515,10 +515,20 @@ func genGemm(c config, mr, nv int, masked bool) {
 	}
 	kLoop(step, advanceA)
 
+	genStore(f, is, dt.sfx, cdt.shift, mr, nv, masked, acc, bc, mask)
+	s.WriteString("\n")
+}
+
+// genStore writes a GEMM microkernel's epilogue, from label "store": the
+// mr x nv accumulator vectors added to C (when the argument acc is not 0)
+// or stored over it, C's rows ldc elements of 1<<cShift bytes apart; when
+// masked, each row's last vector goes through K1 (AVX-512) or the mask
+// register (AVX2). bc is a free vector register.
+func genStore(f *signature, is isa, sfx string, cShift, mr, nv int, masked bool, acc func(i, v int) string, bc, mask string) {
 	label("store")
 	emit("MOVQ %s, DI", f.fp("c"))
 	emit("MOVQ %s, R10", f.fp("ldc"))
-	emit("SHLQ $%d, R10", cdt.shift)
+	emit("SHLQ $%d, R10", cShift)
 	emit("LEAQ (R10)(R10*2), R11")
 	if mr > 5 {
 		emit("LEAQ (R10)(R10*4), AX")
@@ -536,16 +546,16 @@ func genGemm(c config, mr, nv int, masked bool) {
 			a := rowAddr(i, v*is.vbytes, cBases, "R10", "R11")
 			switch {
 			case masked && v == nv-1 && is == avx2:
-				emit("VMASKMOV%s %s, %s, %s", dt.sfx, a, mask, bc)
-				emit("VADD%s %s, %s, %s", dt.sfx, bc, acc(i, v), acc(i, v))
-				emit("VMASKMOV%s %s, %s, %s", dt.sfx, acc(i, v), mask, a)
+				emit("VMASKMOV%s %s, %s, %s", sfx, a, mask, bc)
+				emit("VADD%s %s, %s, %s", sfx, bc, acc(i, v), acc(i, v))
+				emit("VMASKMOV%s %s, %s, %s", sfx, acc(i, v), mask, a)
 			case masked && v == nv-1:
-				emit("VMOVU%s.Z %s, K1, %s", dt.sfx, a, bc)
-				emit("VADD%s %s, %s, %s", dt.sfx, bc, acc(i, v), acc(i, v))
-				emit("VMOVU%s %s, K1, %s", dt.sfx, acc(i, v), a)
+				emit("VMOVU%s.Z %s, K1, %s", sfx, a, bc)
+				emit("VADD%s %s, %s, %s", sfx, bc, acc(i, v), acc(i, v))
+				emit("VMOVU%s %s, K1, %s", sfx, acc(i, v), a)
 			default:
-				emit("VADD%s %s, %s, %s", dt.sfx, a, acc(i, v), acc(i, v))
-				emit("VMOVU%s %s, %s", dt.sfx, acc(i, v), a)
+				emit("VADD%s %s, %s, %s", sfx, a, acc(i, v), acc(i, v))
+				emit("VMOVU%s %s, %s", sfx, acc(i, v), a)
 			}
 		}
 	}
@@ -557,17 +567,16 @@ func genGemm(c config, mr, nv int, masked bool) {
 			a := rowAddr(i, v*is.vbytes, cBases, "R10", "R11")
 			switch {
 			case masked && v == nv-1 && is == avx2:
-				emit("VMASKMOV%s %s, %s, %s", dt.sfx, acc(i, v), mask, a)
+				emit("VMASKMOV%s %s, %s, %s", sfx, acc(i, v), mask, a)
 			case masked && v == nv-1:
-				emit("VMOVU%s %s, K1, %s", dt.sfx, acc(i, v), a)
+				emit("VMOVU%s %s, K1, %s", sfx, acc(i, v), a)
 			default:
-				emit("VMOVU%s %s, %s", dt.sfx, acc(i, v), a)
+				emit("VMOVU%s %s, %s", sfx, acc(i, v), a)
 			}
 		}
 	}
 	emit("VZEROUPPER")
 	emit("RET")
-	s.WriteString("\n")
 }
 
 // ---------------------------------------------------------------- packing

@@ -115,46 +115,6 @@ func genTNKernel(c config, mr, nv int, masked bool) {
 	}
 	kLoop(step, advanceA)
 
-	label("store")
-	emit("MOVQ %s, DI", f.fp("c"))
-	emit("MOVQ %s, R10", f.fp("ldc"))
-	emit("SHLQ $%d, R10", dt.shift)
-	emit("LEAQ (R10)(R10*2), R11")
-	if mr > 5 {
-		emit("LEAQ (R10)(R10*4), AX")
-		emit("LEAQ (DI)(AX*1), R12")
-	}
-	cBases := [3]string{"DI", "R12", "R13"}
-	emit("MOVQ %s, BX", f.fp("acc"))
-	emit("TESTQ BX, BX")
-	emit("JZ over")
-	for i := 0; i < mr; i++ {
-		for v := 0; v < nv; v++ {
-			a := rowAddr(i, v*is.vbytes, cBases, "R10", "R11")
-			if masked && v == nv-1 {
-				emit("VMOVU%s.Z %s, K1, %s", dt.sfx, a, bc)
-				emit("VADD%s %s, %s, %s", dt.sfx, bc, acc(i, v), acc(i, v))
-				emit("VMOVU%s %s, K1, %s", dt.sfx, acc(i, v), a)
-			} else {
-				emit("VADD%s %s, %s, %s", dt.sfx, a, acc(i, v), acc(i, v))
-				emit("VMOVU%s %s, %s", dt.sfx, acc(i, v), a)
-			}
-		}
-	}
-	emit("VZEROUPPER")
-	emit("RET")
-	label("over")
-	for i := 0; i < mr; i++ {
-		for v := 0; v < nv; v++ {
-			a := rowAddr(i, v*is.vbytes, cBases, "R10", "R11")
-			if masked && v == nv-1 {
-				emit("VMOVU%s %s, K1, %s", dt.sfx, acc(i, v), a)
-			} else {
-				emit("VMOVU%s %s, %s", dt.sfx, acc(i, v), a)
-			}
-		}
-	}
-	emit("VZEROUPPER")
-	emit("RET")
+	genStore(f, is, dt.sfx, dt.shift, mr, nv, masked, acc, bc, "")
 	s.WriteString("\n")
 }
