@@ -11,7 +11,10 @@ what numpy_attention.py does for a forward (blocks of 512 query rows,
 S = scale Q K^T, exp, row sums, P V) and, for the backward, the five
 products per block with the forward's log-sum-exp (P = exp(S - lse),
 dV += P^T dO, dP = dO V^T, dS = P (dP - delta), dQ = dS K, dK += dS^T Q).
-fastattn's time is the library call (bench/peers). Flops are 4nmd for a
+fastattn's time is the library call (bench/peers): "decode" is the
+certified call, which also scans the keys and values for its rounding
+bound, and "decode-hot" the serving hot path (exact.Workspace.Forward, as
+AttendInto and Cache run it), which states no bound. Flops are 4nmd for a
 forward and 10nmd for a backward. The peaks are the best of the
 measurements before the first row and after the last.
 """
@@ -109,6 +112,7 @@ def main():
         for d in (64, 128):
             rows.append(("prefill", big, big, d, dtype))
         rows.append(("decode", 1, dec, 128, dtype))
+        rows.append(("decode-hot", 1, dec, 128, dtype))
         for d in (64, 128):
             rows.append(("backward", big, big, d, dtype))
 

@@ -4,10 +4,14 @@
 // flops. bench/peers.py
 // runs it next to NumPy doing the same operation.
 //
-//	go run ./bench/peers -op prefill|decode|backward -n N -m M -d D -dtype float32|float64 [-reps 3]
+//	go run ./bench/peers -op prefill|decode|decode-hot|backward -n N -m M -d D -dtype float32|float64 [-reps 3]
 //
 // prefill: n queries against m keys (n = m for self-attention); decode: n
-// queries (1 for one token) against m cached keys; backward: the gradients
+// queries (1 for one token) against m cached keys, through the certified
+// call (attn.Forward: it also scans the keys and values for the rounding
+// bound it states); decode-hot: the same through the serving hot path
+// (exact.Workspace.Forward, as fastattn.AttendInto and Cache run it: no
+// bound stated, no scan); backward: the gradients
 // of a prefill of n queries and m keys (the forward's output and LSE
 // computed beforehand, not timed). Every flop count is the conventional
 // one: 4nmd for a forward, 10nmd for a backward (five products), d = e.
@@ -40,7 +44,7 @@ type result struct {
 }
 
 func main() {
-	op := flag.String("op", "prefill", "prefill, decode or backward")
+	op := flag.String("op", "prefill", "prefill, decode, decode-hot or backward")
 	n := flag.Int("n", 4096, "queries")
 	m := flag.Int("m", 0, "keys (0: n)")
 	d := flag.Int("d", 64, "head dimension (d = e)")
@@ -50,7 +54,7 @@ func main() {
 	if *m == 0 {
 		*m = *n
 	}
-	if *n < 1 || *m < 1 || *d < 1 || *reps < 1 || (*op != "prefill" && *op != "decode" && *op != "backward") {
+	if *n < 1 || *m < 1 || *d < 1 || *reps < 1 || (*op != "prefill" && *op != "decode" && *op != "decode-hot" && *op != "backward") {
 		fmt.Fprintln(os.Stderr, "peers: bad arguments")
 		os.Exit(2)
 	}
@@ -96,13 +100,17 @@ func run[T float32 | float64](op string, n, m, d, reps int) (result, error) {
 		}
 		g, dO = attn.NewGradients(p), normal[T](r, n*d)
 	}
+	ws := exact.NewWorkspace[T]()
 	for i := range reps + 1 { // the first run warms up (workers, buffers) untimed
 		t := time.Now()
 		var st attn.Stats
 		var err error
-		if op == "backward" {
+		switch op {
+		case "backward":
 			st, err = attn.Backward(ctx, exact.Method{}, p, out, dO, g)
-		} else {
+		case "decode-hot":
+			st, err = ws.Forward(ctx, p, out)
+		default:
 			st, err = attn.Forward(ctx, exact.Method{}, p, out)
 		}
 		if err != nil {
