@@ -26,23 +26,7 @@ func TestExp2Ulp(t *testing.T) {
 	if testing.Short() {
 		step = 997
 	}
-	args := exp2Args(step)
-	for _, l := range levels() {
-		xs := append([]float32(nil), args...)
-		atLevel(t, l, func() { Exp2ShiftSum32(xs, 1, 0) })
-		var worst int64
-		var worstX float32
-		for i, x := range args {
-			want := float32(math.Exp2(float64(x)))
-			if d := ulp32(xs[i], want); d > worst {
-				worst, worstX = d, x
-			}
-		}
-		t.Logf("%s: float32 exp2 max error %d ulp (at %g) over %d args in [-126, 0]", levelName(l), worst, worstX, len(args))
-		if worst > 2 {
-			t.Errorf("%s: float32 exp2 error %d ulp at %g", levelName(l), worst, worstX)
-		}
-	}
+	checkUlp32(t, "exp2", "[-126, 0]", exp2Args(step), func(xs []float32) { Exp2ShiftSum32(xs, 1, 0) }, math.Exp2)
 }
 
 // TestExp2ShiftScale checks the argument's rounding (float32(scale*x) -

@@ -186,21 +186,26 @@ func TestExp32Ulp(t *testing.T) {
 	if testing.Short() {
 		step = 997
 	}
-	args := exp32Args(step)
+	checkUlp32(t, "exp", "[-87, 0]", exp32Args(step), func(xs []float32) { ExpShiftSum32(xs, 1, 0) }, math.Exp)
+}
+
+// checkUlp32 runs kernel on a copy of args at every level and fails if a
+// result is more than 2 ulp from ref's, computed in float64 and rounded.
+func checkUlp32(t *testing.T, name, span string, args []float32, kernel func(xs []float32), ref func(float64) float64) {
+	t.Helper()
 	for _, l := range levels() {
 		xs := append([]float32(nil), args...)
-		atLevel(t, l, func() { ExpShiftSum32(xs, 1, 0) })
+		atLevel(t, l, func() { kernel(xs) })
 		var worst int64
 		var worstX float32
 		for i, x := range args {
-			want := float32(math.Exp(float64(x)))
-			if d := ulp32(xs[i], want); d > worst {
+			if d := ulp32(xs[i], float32(ref(float64(x)))); d > worst {
 				worst, worstX = d, x
 			}
 		}
-		t.Logf("%s: float32 exp max error %d ulp (at %g) over %d args in [-87, 0]", levelName(l), worst, worstX, len(args))
+		t.Logf("%s: float32 %s max error %d ulp (at %g) over %d args in %s", levelName(l), name, worst, worstX, len(args), span)
 		if worst > 2 {
-			t.Errorf("%s: float32 exp error %d ulp at %g", levelName(l), worst, worstX)
+			t.Errorf("%s: float32 %s error %d ulp at %g", levelName(l), name, worst, worstX)
 		}
 	}
 }
