@@ -230,7 +230,9 @@ func TestWindowEstimate(t *testing.T) {
 	if !(w100 < w1000 && w1000 < w8000) {
 		t.Errorf("estimates do not grow with the window: %.3g, %.3g, %.3g s", w100, w1000, w8000)
 	}
-	if !(w100 < full/4) {
+	// The race detector distorts the measured rates this comparison rests
+	// on (see raceEnabled).
+	if !(w100 < full/4) && !raceEnabled {
 		t.Errorf("window of 100 keys estimated at %.3g s, full causal %.3g s", w100, full)
 	}
 	// A window of 100 keys is summed directly: at most about its keys per row.

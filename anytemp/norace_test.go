@@ -1,0 +1,5 @@
+//go:build !race
+
+package anytemp
+
+const raceEnabled = false
