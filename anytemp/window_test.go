@@ -230,9 +230,12 @@ func TestWindowEstimate(t *testing.T) {
 	if !(w100 < w1000 && w1000 < w8000) {
 		t.Errorf("estimates do not grow with the window: %.3g, %.3g, %.3g s", w100, w1000, w8000)
 	}
-	// The race detector distorts the measured rates this comparison rests
-	// on (see raceEnabled).
-	if !(w100 < full/4) && !raceEnabled {
+	// Full causal attention costs anytemp polylogarithmically per row and
+	// a window of 100 keys about 100 direct terms, so the margin is a
+	// factor of a few (about 4 here), not an order of magnitude; half is
+	// what load during the start-up calibration cannot blur. The race
+	// detector distorts the measured rates further (see raceEnabled).
+	if !(w100 < full/2) && !raceEnabled {
 		t.Errorf("window of 100 keys estimated at %.3g s, full causal %.3g s", w100, full)
 	}
 	// A window of 100 keys is summed directly: at most about its keys per row.
