@@ -11,10 +11,10 @@ import (
 
 // bwdCounters are what the backward pass reports.
 type bwdCounters struct {
-	rows, visited, pruned, expanded  int64
-	brute, dropped, expandedKeys     int64
-	tail, flops, maxDegreeUsed       int64
-	deposits, expandedTerms, leafOps int64
+	rows, visited, pruned, expanded int64
+	brute, dropped, expandedKeys    int64
+	tail, flops, maxDegreeUsed      int64
+	deposits, expandedTerms         int64
 }
 
 func (c *bwdCounters) add(o *bwdCounters) {

@@ -35,13 +35,6 @@ func (r gradResult) String() string {
 	return fmt.Sprintf("dQ %.2g dK %.2g dV %.2g (plain %.2g %.2g %.2g)", r.rel[0], r.rel[1], r.rel[2], r.plain[0], r.plain[1], r.plain[2])
 }
 
-func (r *gradResult) merge(o gradResult) {
-	for x := range 3 {
-		r.rel[x] = max(r.rel[x], o.rel[x])
-		r.plain[x] = max(r.plain[x], o.plain[x])
-	}
-}
-
 // runGrad runs m's forward and backward on p and compares the gradients
 // with the float64 reference.
 func runGrad[T attn.Float](t *testing.T, m Method, p *attn.Problem[T], dO []T) gradResult {

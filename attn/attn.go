@@ -315,8 +315,6 @@ const (
 	// HalfQO: queries (Q16) or the output (Output.O16) stored in 16 bits
 	// too, in KVFormat.
 	HalfQO
-
-	allFeatures = GQA | TopLeftAlign | SlidingWindow | MaskTensor | AttentionSinks | HalfKV | HalfQO
 )
 
 // String names the features, each with the Problem field (and root
