@@ -119,8 +119,10 @@ type bwdShared[T attn.Float] struct {
 	// gemmTN is kernels.GemmTN32 or GemmTN64: C += A^T B.
 	gemmTN func(m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int)
 	// dqMu guards g.DQ: bwdDQChunks locks per key/value head, one per
-	// chunk of its group's rows.
-	dqMu []sync.Mutex
+	// chunk of its group's rows; dqSet[c] is whether chunk c holds a sum
+	// yet (the first worker to finish the head sets it, the others add).
+	dqMu  []sync.Mutex
+	dqSet []bool
 	// keyTile is the key tile width (bwdKeyTileFor), stride the score
 	// tiles' row stride.
 	keyTile, stride int
@@ -141,15 +143,20 @@ type bwdState[T attn.Float] struct {
 	head int // key/value head whose group's dQ is in dq (and dq64), or -1
 	// dq is this worker's partial dQ of the group (G*N x d), the sum over
 	// its key tiles. For float32 it sums at most bwdFlush keys and then
-	// moves to dq64 (flushDQ), as dK and dV do.
+	// moves to dq64, as dK and dV do: each row block of the key tile
+	// flushDQ marks adds its rows to dq64 right after its dQ product,
+	// while they are in L1 (a pass over the whole buffer, far beyond L2
+	// at large n, cost 2-3% of the call).
 	dq   []T
 	dq64 []float64
-	// dqKeys is how many keys dq sums since the last flush; dqLo and dqHi
-	// bound the rows it touched meanwhile.
-	dqKeys, dqLo, dqHi int
-	isFloat            bool // T is float32: partial sums go through dq64
-	first              int  // the chunk of dQ (see bwdDQChunks) finishHead adds first
-	pending            int  // query rows summed in dk, dv since the last flush
+	// dqKeys is how many keys dq sums since the last flush.
+	dqKeys int
+	// flushDQ is set while the worker walks the key tile after which dq
+	// could exceed bwdFlush keys.
+	flushDQ bool
+	isFloat bool // T is float32: partial sums go through dq64
+	first   int  // the chunk of dQ (see bwdDQChunks) finishHead adds first
+	pending int  // query rows summed in dk, dv since the last flush
 }
 
 // bwdBuffers are a backward call's buffers, kept for the next call (see
@@ -220,12 +227,12 @@ func backward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T]
 	if err := attn.CheckGradientSizes(p, out, dO, g); err != nil {
 		return attn.Stats{}, err
 	}
-	clear(g.DQ)
-	clear(g.DK)
-	clear(g.DV)
+	// dQ, dK and dV are written where the work reaches (below) and
+	// cleared elsewhere: clearing them first cost a pass over each.
 	clear(g.DSinks)
 	kvh, group := p.KVHeadCount(), p.Group()
-	sh := &bwdShared[T]{p: p, lse: out.LSE, dO: dO, g: g, k: k, gemmTN: gemmTNFor[T](), dqMu: make([]sync.Mutex, kvh*bwdDQChunks)}
+	sh := &bwdShared[T]{p: p, lse: out.LSE, dO: dO, g: g, k: k, gemmTN: gemmTNFor[T](),
+		dqMu: make([]sync.Mutex, kvh*bwdDQChunks), dqSet: make([]bool, kvh*bwdDQChunks)}
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
@@ -254,6 +261,11 @@ func backward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T]
 	keyLens := make([]int, kvh)
 	for h := range p.Heads {
 		keyLens[h/group] = max(keyLens[h/group], p.KeyLen(h))
+	}
+	// Keys no query sees get zero gradients; keyBlock writes the others.
+	for kh, n := range keyLens {
+		clear(g.DK[(kh*p.M+n)*p.D : (kh+1)*p.M*p.D])
+		clear(g.DV[(kh*p.M+n)*p.E : (kh+1)*p.M*p.E])
 	}
 
 	var zero T
@@ -296,6 +308,14 @@ func backward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T]
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
 		return attn.Stats{}, err
+	}
+	// Chunks of dQ no worker wrote belong to heads without a valid key.
+	rows := group * p.N * p.D
+	for x, set := range sh.dqSet {
+		if !set {
+			kh, c := x/bwdDQChunks, x%bwdDQChunks
+			clear(g.DQ[kh*rows+c*rows/bwdDQChunks : kh*rows+(c+1)*rows/bwdDQChunks])
+		}
 	}
 	return attn.Stats{Flops: BackwardFlops(p)}, nil
 }
@@ -363,18 +383,7 @@ func (sh *bwdShared[T]) startHead(st *bwdState[T], kh int) {
 		clear(st.dq)
 	}
 	st.head = kh
-	st.dqKeys, st.dqLo, st.dqHi = 0, n, 0
-}
-
-// flushDQ moves the float32 partial dQ to float64 (for float64 dq is the
-// sum already) and clears it.
-func (sh *bwdShared[T]) flushDQ(st *bwdState[T]) {
-	if st.isFloat && st.dqLo < st.dqHi {
-		part := st.dq[st.dqLo:st.dqHi]
-		addTo64(st.dq64[st.dqLo:st.dqHi], part)
-		clear(part)
-	}
-	st.dqKeys, st.dqLo, st.dqHi = 0, len(st.dq), 0
+	st.dqKeys = 0
 }
 
 // addTo64 adds src to dst elementwise (as Accumulate32 for float32).
@@ -405,23 +414,39 @@ func (sh *bwdShared[T]) finishHead(st *bwdState[T]) {
 		lo, hi := c*len(dst)/bwdDQChunks, (c+1)*len(dst)/bwdDQChunks
 		mu := &sh.dqMu[h*bwdDQChunks+c]
 		mu.Lock()
+		set := sh.dqSet[h*bwdDQChunks+c]
+		sh.dqSet[h*bwdDQChunks+c] = true
+		out := dst[lo:hi]
 		if st.isFloat {
 			// The float32 partial sums not flushed yet are added here,
 			// and cleared for the next head.
-			sum := st.dq64[lo:hi]
-			part, out := st.dq[lo:hi][:len(sum)], dst[lo:hi][:len(sum)]
-			for x, v := range sum {
-				out[x] = T(float64(out[x]) + p.Scale*(v+float64(part[x])))
+			sum := st.dq64[lo:hi][:len(out)]
+			part := st.dq[lo:hi][:len(out)]
+			if set {
+				for x, v := range sum {
+					out[x] = T(float64(out[x]) + p.Scale*(v+float64(part[x])))
+				}
+			} else {
+				for x, v := range sum {
+					out[x] = T(p.Scale * (v + float64(part[x])))
+				}
 			}
 			clear(part)
 		} else {
-			for x, v := range st.dq[lo:hi] {
-				dst[lo+x] = T(float64(dst[lo+x]) + p.Scale*float64(v))
+			sum := st.dq[lo:hi][:len(out)]
+			if set {
+				for x, v := range sum {
+					out[x] = T(float64(out[x]) + p.Scale*float64(v))
+				}
+			} else {
+				for x, v := range sum {
+					out[x] = T(p.Scale * float64(v))
+				}
 			}
 		}
 		mu.Unlock()
 	}
-	st.dqKeys, st.dqLo, st.dqHi = 0, len(st.dq), 0
+	st.dqKeys = 0
 }
 
 // keyBlock computes dK and dV of keys j0..j0+cols-1 of key/value head kh,
@@ -446,6 +471,15 @@ func (sh *bwdShared[T]) keyBlock(ctx context.Context, st *bwdState[T], kh, j0, c
 		st.vp.Pack(0, cols)
 	}
 	st.pending = 0
+	// Flush dQ's float32 sums with this tile if the next one could take
+	// them past bwdFlush keys. A row this tile does not see keeps its sum
+	// until finishHead, and no later tile of the head adds to it: a worker
+	// takes a head's key tiles in order, and the rows that see a tile
+	// move down as the tile moves right (key ranges are nondecreasing in
+	// the row), so the rows before this tile's first are past every later
+	// tile's, and a row after its last sees no tile before it.
+	st.dqKeys += cols
+	st.flushDQ = st.isFloat && st.dqKeys+sh.keyTile > bwdFlush
 	g := p.Group()
 	for h := kh * g; h < (kh+1)*g; h++ {
 		// Key ranges move right with i: rows first..last-1 may see the
@@ -457,8 +491,8 @@ func (sh *bwdShared[T]) keyBlock(ctx context.Context, st *bwdState[T], kh, j0, c
 		}
 	}
 	st.pending = 0
-	if st.dqKeys += cols; st.dqKeys+sh.keyTile > bwdFlush {
-		sh.flushDQ(st)
+	if st.flushDQ {
+		st.dqKeys = 0
 	}
 	// Keys of this tile belong to this task alone: write them out (for
 	// float32, with the partial sums since the last flush added on the
@@ -556,7 +590,6 @@ func (sh *bwdShared[T]) rowBlock(st *bwdState[T], h, i0, rows, j0, cols int, q, 
 	// large n): bring them into L2 while S is computed.
 	lo, hi := (local+i0)*d, (local+i0+rows)*d
 	dqRows := st.dq[lo:hi]
-	st.dqLo, st.dqHi = min(st.dqLo, lo), max(st.dqHi, hi)
 	if st.kp != nil {
 		st.kp.GemmNTNext(rows, 0, cols, q, d, s, ls, dqRows)
 		// The next block's queries, likewise.
@@ -594,6 +627,10 @@ func (sh *bwdShared[T]) rowBlock(st *bwdState[T], h, i0, rows, j0, cols int, q, 
 	// dQ += dS K, bringing the next block's output gradients into L2.
 	nextDo := do[min(rows*e, len(do)):min(2*rows*e, len(do))]
 	k.gemmNNNext(rows, d, cols, ds, ls, keys, d, dqRows, d, nextDo)
+	if st.flushDQ {
+		addTo64(st.dq64[lo:hi], dqRows)
+		clear(dqRows)
+	}
 }
 
 // softmaxGradRow is the loop above in one kernel call for float32 and

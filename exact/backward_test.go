@@ -239,8 +239,14 @@ func TestBackwardLargeSampled(t *testing.T) {
 	if testing.Short() {
 		n = 1100 // still past bwdFlush keys, so dQ is flushed to float64 once
 	}
-	for _, causal := range []bool{false, true} {
-		p64 := attntest.Case{Heads: 2, N: n, M: n + 37, D: 16, E: 8, Causal: causal}.Generate(9)
+	for _, c := range []attntest.Case{
+		{Heads: 2, N: n, M: n + 37, D: 16, E: 8},
+		{Heads: 2, N: n, M: n + 37, D: 16, E: 8, Causal: true},
+		// A window moves the rows that see a key tile down with the tile:
+		// rows a flushing tile no longer sees keep their float32 dQ sums.
+		{Heads: 2, N: n, M: n, D: 16, E: 8, Causal: true, Window: &attn.Window{Left: 300}},
+	} {
+		p64 := c.Generate(9)
 		dO := attntest.GradOutput(p64, 10)
 		checkSampled(t, p64, dO, 1e-12)
 		dO32 := make([]float32, len(dO))
