@@ -590,6 +590,10 @@ func (sh *bwdShared[T]) rowBlock(st *bwdState[T], h, i0, rows, j0, cols int, q, 
 	// large n): bring them into L2 while S is computed.
 	lo, hi := (local+i0)*d, (local+i0+rows)*d
 	dqRows := st.dq[lo:hi]
+	if st.flushDQ {
+		// The flush at the end of the block reads their float64 sums too.
+		kernels.PrefetchL2(st.dq64[lo:hi])
+	}
 	if st.kp != nil {
 		st.kp.GemmNTNext(rows, 0, cols, q, d, s, ls, dqRows)
 		// The next block's queries, likewise.

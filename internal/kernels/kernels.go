@@ -15,6 +15,8 @@
 // within 1.
 package kernels
 
+import "unsafe"
+
 // GemmNT32 sets C = A B^T, with A m x k, B n x k and C m x n.
 func GemmNT32(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
 	gemmNT32(m, n, k, a, lda, b, ldb, c, ldc)
@@ -55,6 +57,16 @@ func GemmNNSet32(m, n, k int, a []float32, lda int, b []float32, ldb int, c []fl
 func clearRows[T float32 | float64](m, n int, c []T, ldc int) {
 	for i := range m {
 		clear(c[i*ldc : i*ldc+n])
+	}
+}
+
+// PrefetchL2 asks the CPU to bring x into L2 (as the products' next
+// operands are), for data a caller will read soon but no product call
+// comes before; a hint, which never faults and is dropped in the portable
+// build.
+func PrefetchL2[T any](x []T) {
+	if len(x) > 0 {
+		prefetch(unsafe.Pointer(unsafe.SliceData(x)), len(x)*int(unsafe.Sizeof(x[0])))
 	}
 }
 

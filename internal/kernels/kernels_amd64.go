@@ -274,6 +274,11 @@ func (f *prefetcher) take(steps int) (*byte, int) {
 	return p, l
 }
 
+// prefetch is PrefetchL2 on the bytes at p.
+func prefetch(p unsafe.Pointer, bytes int) {
+	prefetchL2((*byte)(p), (bytes+63)/64)
+}
+
 // prefetcher spreads the prefetch of a region over calls steps.
 type prefetcher struct {
 	p                unsafe.Pointer

@@ -2,6 +2,10 @@
 
 package kernels
 
+import "unsafe"
+
+func prefetch(unsafe.Pointer, int) {}
+
 func gemmNT32(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
 	gemmNTGo(m, n, k, a, lda, b, ldb, c, ldc)
 }

@@ -140,3 +140,23 @@ func TestGemmNNSet(t *testing.T) {
 		}
 	}
 }
+
+// TestPrefetchL2 checks that PrefetchL2 neither faults (on slices that end
+// right before an unmapped page, where a prefetch rounded past the end
+// would land) nor changes what it prefetches.
+func TestPrefetchL2(t *testing.T) {
+	defer releaseGuarded()
+	r := rand.New(rand.NewPCG(23, 24))
+	for _, n := range []int{0, 1, 15, 16, 17, 1000, 3072} {
+		x := randSlice(r, n)
+		g32, g64 := guarded(to32(x)), guarded(x)
+		PrefetchL2(g32)
+		PrefetchL2(g64)
+		PrefetchL2(g64[:0])
+		for i, v := range x {
+			if g64[i] != v || g32[i] != float32(v) {
+				t.Fatalf("n=%d: entry %d changed", n, i)
+			}
+		}
+	}
+}
