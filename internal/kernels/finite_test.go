@@ -2,7 +2,6 @@ package kernels
 
 import (
 	"math"
-	"math/rand/v2"
 	"testing"
 )
 
@@ -70,54 +69,6 @@ func TestMaxEveryPosition(t *testing.T) {
 					}
 					if got := Max64(x64); got == got {
 						t.Fatalf("%s: n = %d, NaN at %d: Max64 = %g", levelName(l), n, i, got)
-					}
-				}
-			}
-		})
-	}
-}
-
-// TestSoftmaxGradRow checks the fused backward row against ExpShiftSum64
-// (float64) or ExpShiftSum32 on the float64 arguments rounded (float32)
-// followed by the products in Go, bit for bit, on every level and every
-// length up to 40 (and longer rows), with arguments down to the underflow
-// range.
-func TestSoftmaxGradRow(t *testing.T) {
-	r := rand.New(rand.NewPCG(21, 22))
-	for _, l := range levels() {
-		atLevel(t, l, func() {
-			for _, n := range append(seq(41), 63, 64, 65, 79, 300, 1000) {
-				s64, ds64 := make([]float64, n), make([]float64, n)
-				for i := range s64 {
-					s64[i] = 40 * r.NormFloat64()
-					ds64[i] = r.NormFloat64()
-				}
-				scale, lse, delta := 0.3, 5.0+r.Float64(), r.NormFloat64()
-				s32, ds32 := to32(s64), to32(ds64)
-				// Reference: the loop the backward pass ran before.
-				want32s, want32d := make([]float32, n), make([]float32, n)
-				want64s, want64d := make([]float64, n), make([]float64, n)
-				for i, v := range s32 {
-					want32s[i] = float32(float64(scale*float64(v)) - lse)
-				}
-				ExpShiftSum32(want32s, 1, 0)
-				for i, p := range want32s {
-					want32d[i] = (ds32[i] - float32(delta)) * p
-				}
-				y := make([]float64, n)
-				copy(y, s64)
-				ExpShiftSum64(y, scale, lse)
-				for i, p := range y {
-					want64s[i], want64d[i] = p, p*(ds64[i]-delta)
-				}
-				SoftmaxGradRow32(s32, ds32, scale, lse, delta)
-				SoftmaxGradRow64(s64, ds64, scale, lse, delta)
-				for i := range n {
-					if !sameBits32(s32[i], want32s[i]) || !sameBits32(ds32[i], want32d[i]) {
-						t.Fatalf("%s n=%d: float32 entry %d: (%g, %g), want (%g, %g)", levelName(l), n, i, s32[i], ds32[i], want32s[i], want32d[i])
-					}
-					if s64[i] != want64s[i] || ds64[i] != want64d[i] {
-						t.Fatalf("%s n=%d: float64 entry %d: (%g, %g), want (%g, %g)", levelName(l), n, i, s64[i], ds64[i], want64s[i], want64d[i])
 					}
 				}
 			}

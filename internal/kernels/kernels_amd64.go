@@ -565,27 +565,46 @@ func packedGemm[T float32 | float64](p *PackedNT[T], m, j0, nb int, a []T, lda i
 	return true
 }
 
-func softmaxGrad[T float32 | float64](s, ds []T, scale, lse, delta float64) {
-	if level != levelAVX512 || len(s) == 0 {
-		softmaxGradChunks(s, ds, scale, lse, delta)
+func softmaxGrad64(s, ds []float64, scale, lse, delta float64) {
+	if level != levelAVX512 {
+		softmaxGrad64Go(s, ds, scale, lse, delta)
 		return
 	}
-	switch s := any(s).(type) {
-	case []float32:
-		ds := any(ds).([]float32)
-		// The kernel takes whole 16-lane vectors; the tail's exponential
-		// in softmaxGradChunks is the same polynomial.
-		if body := len(s) &^ 15; body > 0 {
-			softmaxGradF32AVX512(&s[0], &ds[0], body, scale, lse, delta)
-			s, ds = s[body:], ds[body:]
+	softmaxGradF64AVX512(&s[0], &ds[0], len(s), scale, lse, delta)
+}
+
+func softmaxGradRows32(s, ds []float32, ld, rows, cols int, scale float64, lse, delta []float64) {
+	if level != levelAVX512 {
+		softmaxGradRows32Go(s, ds, ld, rows, cols, scale, lse, delta)
+		return
+	}
+	chi, clo := split32(scale * math.Log2E)
+	// Runs of rows whose lse the assembly takes go to it in one call; a
+	// row with a larger (or non-finite) lse takes the portable path.
+	for i := 0; i < rows; {
+		j := i
+		for j < rows && math.Abs(lse[j]) < softmaxGradMaxLSE {
+			j++
 		}
-		if len(s) > 0 {
-			softmaxGradChunks(s, ds, scale, lse, delta)
+		if j > i {
+			softmaxGradRowsF32AVX512(&s[i*ld], &ds[i*ld], ld, j-i, cols, chi, clo, &lse[i], &delta[i])
 		}
-	case []float64:
-		softmaxGradF64AVX512(&s[0], &any(ds).([]float64)[0], len(s), scale, lse, delta)
+		if j < rows {
+			softmaxGradRows32Go(s[j*ld:], ds[j*ld:], ld, 1, cols, scale, lse[j:], delta[j:])
+			j++
+		}
+		i = j
 	}
 }
+
+// softmaxGradMaxLSE bounds the |lse| softmaxGradRowsF32AVX512 takes: its
+// correction c_lo x - L_lo, added to the reduced argument after k is
+// rounded, is at most about 2^-24 (|t| + 2 |L|), so below 2^18 it moves
+// the polynomial's argument by at most 0.03 past [-1/2, 1/2]. Beyond,
+// the float64 argument of the portable path keeps the result right
+// (logits that large come from queries and keys scaled far from
+// attention's usual range).
+const softmaxGradMaxLSE = 1 << 18
 
 // hasDQ is AVX512DQ, for VFPCLASS in the AVX-512 max.
 var hasDQ = maxLevel == levelAVX512 && cpu.X86.HasAVX512DQ

@@ -81,8 +81,12 @@ func packedGemm[T float32 | float64](p *PackedNT[T], m, j0, nb int, a []T, lda i
 	return false
 }
 
-func softmaxGrad[T float32 | float64](s, ds []T, scale, lse, delta float64) {
-	softmaxGradChunks(s, ds, scale, lse, delta)
+func softmaxGrad64(s, ds []float64, scale, lse, delta float64) {
+	softmaxGrad64Go(s, ds, scale, lse, delta)
+}
+
+func softmaxGradRows32(s, ds []float32, ld, rows, cols int, scale float64, lse, delta []float64) {
+	softmaxGradRows32Go(s, ds, ld, rows, cols, scale, lse, delta)
 }
 
 func maxFinite32(x []float32) (float32, bool) { return maxGo(x), finiteGo(x) }

@@ -799,7 +799,7 @@ func gemmNT32xBF16AVX2_4(k int, a *float32, lda int, b *uint16, ldb int, c *floa
 var gemmNT32xBF16AVX2 = [...]kernHalfNT{gemmNT32xBF16AVX2_1, gemmNT32xBF16AVX2_2, gemmNT32xBF16AVX2_3, gemmNT32xBF16AVX2_4}
 
 //go:noescape
-func softmaxGradF32AVX512(s *float32, ds *float32, n int, scale float64, lse float64, delta float64)
+func softmaxGradRowsF32AVX512(s *float32, ds *float32, ld int, rows int, cols int, chi float32, clo float32, lse *float64, delta *float64)
 
 //go:noescape
 func softmaxGradF64AVX512(s *float64, ds *float64, n int, scale float64, lse float64, delta float64)

@@ -115,6 +115,13 @@ func genExp2(is isa) {
 // using ks and ys as temporaries; c names a constant (a register on
 // AVX-512), cmin is the AVX2 clamp's register.
 func exp2Body(is isa, ys, ks, qs []string, c func(string) string, cmin string) {
+	exp2BodyAdd(is, ys, ks, qs, nil, c, cmin)
+}
+
+// exp2BodyAdd is exp2Body that adds adds[i] (when adds is not nil) to
+// the reduced argument f = y - k of vector i: 2^(y + adds[i]) for a small
+// correction, with k rounded from y alone.
+func exp2BodyAdd(is isa, ys, ks, qs, adds []string, c func(string) string, cmin string) {
 	deg := len(exp2Coefs) - 1
 	each := func(f func(y, k, q string)) {
 		for i := range ys {
@@ -128,6 +135,9 @@ func exp2Body(is isa, ys, ks, qs []string, c func(string) string, cmin string) {
 		each(func(y, k, q string) { emit("VRNDSCALEPS $0, %s, %s", y, k) })
 	}
 	each(func(y, k, q string) { emit("VSUBPS %s, %s, %s", k, y, y) }) // f = y - k, exact
+	for i := range adds {
+		emit("VADDPS %s, %s, %s", adds[i], ys[i], ys[i])
+	}
 	each(func(y, k, q string) {
 		if is == avx512 {
 			emit("VMOVAPS %s, %s", c(fmt.Sprintf("c%d", deg)), q)

@@ -121,80 +121,125 @@ func genSoftmaxGrad(dt dtype) {
 	emit("RET\n")
 }
 
-// genSoftmaxGradF32 emits softmaxGradF32AVX512(s, ds *float32, n int,
-// scale, lse, delta float64), n a multiple of 16: the argument
-// scale*s - lse is formed in float64 (rounded as the Go expression), so a
-// large log-sum-exp loses nothing to the shift, then rounded to float32,
-// whose exponential is ExpShiftSum32's (the same polynomial, bit for bit);
-// ds = (ds - float32(delta))*P in float32, as FlashAttention forms dS. The
-// float32 exponential does twice the lanes of the float64 one per
-// instruction with a shorter polynomial.
+// genSoftmaxGradF32 emits softmaxGradRowsF32AVX512(s, ds *float32, ld,
+// rows, cols int, chi, clo float32, lse, delta *float64), rows and cols at
+// least 1: for each row i < rows of s and ds (row stride ld elements) and
+// each j < cols,
+//
+//	P = 2^(c x - L), c = scale log2 e = chi + clo, L = lse[i] log2 e,
+//	s = P,  ds = (ds - float32(delta[i])) P,
+//
+// all in float32 but for L, which is formed per row in float64 and split
+// into float32 L_hi + L_lo. The argument keeps the accuracy of one
+// rounding however large L is: t_hi = c_hi x - L_hi is one FMA (one
+// rounding, relative to the result), k = round(t_hi), f = t_hi - k
+// exactly, and the small remainder c_lo x - L_lo (a second FMA) is added
+// to f before exp2Body's polynomial, which it moves at most slightly past
+// [-1/2, 1/2] (the caller keeps |lse| below 2^18: see softmaxGradMaxLSE). Each vector of 16 costs about 20
+// instructions (the widening to float64 and the base-e reduction this
+// replaces cost 34); the row loop saves the per-row calls. A last partial
+// vector of a row is masked.
 func genSoftmaxGradF32() {
-	f := sig("softmaxGradF32AVX512", ps("s", "*float32", "ds", "*float32", "n", "int", "scale", "float64", "lse", "float64", "delta", "float64"), nil)
+	f := sig("softmaxGradRowsF32AVX512", ps("s", "*float32", "ds", "*float32", "ld", "int", "rows", "int", "cols", "int",
+		"chi", "float32", "clo", "float32", "lse", "*float64", "delta", "*float64"), nil)
 	text(f)
-	const u = 4 // 16-lane vectors at once, as expShiftSumF32AVX512
+	const u = 4 // 16-lane vectors at once
 	Z := func(n int) string { return fmt.Sprintf("Z%d", n) }
-	Y := func(n int) string { return fmt.Sprintf("Y%d", n) }
-	// Vector i: x in Z(i), k in Z(u+i), q (P) in Z(2u+i); Z12-Z15
-	// temporaries; then scale, lse, delta (float32), min, max; constants
-	// from Z31 down.
-	const t0 = 3 * u
-	scale, lse, delta, cmin, cmax := Z(t0+4), Z(t0+5), Z(t0+6), Z(t0+7), Z(t0+8)
-	f.load("s", "SI", "ds", "DI", "n", "CX")
-	emit("VBROADCASTSD %s, %s", f.fp("scale"), scale)
-	emit("VBROADCASTSD %s, %s", f.fp("lse"), lse)
-	emit("VCVTSD2SS %s, X%d, X%d", f.fp("delta"), t0, t0)
-	emit("VBROADCASTSS X%d, %s", t0, delta)
-	emit("VMOVUPS e32min<>(SB), %s", cmin)
-	emit("VMOVUPS e32max<>(SB), %s", cmax)
-	regs := map[string]string{}
-	names := []string{"log2e", "ln2hi", "ln2lo", "one"}
-	for i := 0; i <= 5; i++ {
-		names = append(names, fmt.Sprintf("c%d", i))
-	}
-	for i, n := range names {
-		regs[n] = Z(31 - i)
-		emit("VMOVUPS e32%s<>(SB), %s", n, regs[n])
-	}
-	body := func(v int) {
-		var xs, ks, qs []string
-		for i := range v {
-			lo, hi := t0, t0+1
-			emit("VCVTPS2PD %d(SI), %s", i*64, Z(lo))
-			emit("VCVTPS2PD %d(SI), %s", i*64+32, Z(hi))
-			emit("VMULPD %s, %s, %s", scale, Z(lo), Z(lo))
-			emit("VMULPD %s, %s, %s", scale, Z(hi), Z(hi))
-			emit("VSUBPD %s, %s, %s", lse, Z(lo), Z(lo))
-			emit("VSUBPD %s, %s, %s", lse, Z(hi), Z(hi))
-			emit("VCVTPD2PS %s, %s", Z(lo), Y(i))
-			emit("VCVTPD2PS %s, %s", Z(hi), Y(hi))
-			emit("VINSERTF64X4 $1, %s, %s, %s", Y(hi), Z(i), Z(i))
-			xs, ks, qs = append(xs, Z(i)), append(ks, Z(u+i)), append(qs, Z(2*u+i))
+	// Vector i: y in Z(i), k in Z(u+i), q (P) in Z(2u+i), the correction
+	// and then dP in Z(3u+i); c_hi, c_lo, the row's L_hi, L_lo and delta,
+	// the tail's x; exp2Body's constants from Z31 down.
+	yr := func(i int) string { return Z(i) }
+	kr := func(i int) string { return Z(u + i) }
+	qr := func(i int) string { return Z(2*u + i) }
+	cr := func(i int) string { return Z(3*u + i) }
+	chi, clo, lhi, llo, delta, xt := Z(4*u), Z(4*u+1), Z(4*u+2), Z(4*u+3), Z(4*u+4), Z(4*u+5)
+	f.load("s", "BX", "ds", "DX", "ld", "R8<<2", "rows", "R9", "cols", "R12", "lse", "R10", "delta", "R11")
+	emit("VBROADCASTSS %s, %s", f.fp("chi"), chi)
+	emit("VBROADCASTSS %s, %s", f.fp("clo"), clo)
+	c := exp2Consts()
+	// K1: the lanes of a row's last partial vector.
+	emit("MOVQ R12, AX")
+	emit("ANDQ $15, AX")
+	emit("LEAQ maskK<>(SB), R13")
+	emit("KMOVW (R13)(AX*2), K1")
+	body := func(v int, masked bool) {
+		src := func(i int) string { return fmt.Sprintf("%d(SI)", 64*i) }
+		if masked {
+			emit("VMOVUPS.Z (SI), K1, %s", xt)
+			src = func(int) string { return xt }
 		}
-		expBody(avx512, f32, xs, ks, qs, cmin, cmax, regs)
+		var ys, ks, qs, cs []string
 		for i := range v {
-			q := 2*u + i
-			emit("VMOVUPS %s, %d(SI)", Z(q), i*64)
-			emit("VMOVUPS %d(DI), %s", i*64, Z(t0+2))
-			emit("VSUBPS %s, %s, %s", delta, Z(t0+2), Z(t0+2))
-			emit("VMULPS %s, %s, %s", Z(q), Z(t0+2), Z(t0+2))
-			emit("VMOVUPS %s, %d(DI)", Z(t0+2), i*64)
+			emit("VMOVAPS %s, %s", lhi, yr(i))
+			emit("VMOVAPS %s, %s", llo, cr(i))
+			ys, ks, qs, cs = append(ys, yr(i)), append(ks, kr(i)), append(qs, qr(i)), append(cs, cr(i))
 		}
-		emit("ADDQ $%d, SI", v*64)
-		emit("ADDQ $%d, DI", v*64)
-		emit("SUBQ $%d, CX", v*16)
+		for i := range v {
+			emit("VFMSUB231PS %s, %s, %s", src(i), chi, yr(i)) // t_hi = c_hi x - L_hi
+		}
+		for i := range v {
+			emit("VFMSUB231PS %s, %s, %s", src(i), clo, cr(i)) // c_lo x - L_lo
+		}
+		exp2BodyAdd(avx512, ys, ks, qs, cs, c, "")
+		for i := range v {
+			if masked {
+				emit("VMOVUPS %s, K1, (SI)", qr(i))
+				emit("VMOVUPS.Z (DI), K1, %s", cr(i))
+			} else {
+				emit("VMOVUPS %s, %d(SI)", qr(i), 64*i)
+				emit("VMOVUPS %d(DI), %s", 64*i, cr(i))
+			}
+			emit("VSUBPS %s, %s, %s", delta, cr(i), cr(i))
+			emit("VMULPS %s, %s, %s", qr(i), cr(i), cr(i))
+			if masked {
+				emit("VMOVUPS %s, K1, (DI)", cr(i))
+			} else {
+				emit("VMOVUPS %s, %d(DI)", cr(i), 64*i)
+			}
+		}
+		if !masked {
+			emit("ADDQ $%d, SI", v*64)
+			emit("ADDQ $%d, DI", v*64)
+			emit("SUBQ $%d, CX", v*16)
+		}
 	}
+	label("row")
+	// L = lse log2 e in float64, split into float32 L_hi + L_lo (the
+	// difference L - L_hi is exact in float64).
+	emit("VMOVSD (R10), X0")
+	emit("VMULSD e64log2e<>(SB), X0, X0")
+	emit("VCVTSD2SS X0, X1, X1")
+	emit("VCVTSS2SD X1, X2, X2")
+	emit("VSUBSD X2, X0, X0")
+	emit("VCVTSD2SS X0, X0, X0")
+	emit("VBROADCASTSS X1, %s", lhi)
+	emit("VBROADCASTSS X0, %s", llo)
+	emit("VCVTSD2SS (R11), X2, X2")
+	emit("VBROADCASTSS X2, %s", delta)
+	emit("MOVQ BX, SI")
+	emit("MOVQ DX, DI")
+	emit("MOVQ R12, CX")
 	label("loopu")
 	emit("CMPQ CX, $%d", u*16)
 	emit("JLT loop1")
-	body(u)
+	body(u, false)
 	emit("JMP loopu")
 	label("loop1")
 	emit("CMPQ CX, $16")
-	emit("JLT done")
-	body(1)
+	emit("JLT tail")
+	body(1, false)
 	emit("JMP loop1")
-	label("done")
+	label("tail")
+	emit("TESTQ CX, CX")
+	emit("JZ next")
+	body(1, true)
+	label("next")
+	emit("ADDQ R8, BX")
+	emit("ADDQ R8, DX")
+	emit("ADDQ $8, R10")
+	emit("ADDQ $8, R11")
+	emit("DECQ R9")
+	emit("JNZ row")
 	emit("VZEROUPPER")
 	emit("RET\n")
 }
