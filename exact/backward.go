@@ -48,8 +48,12 @@ import (
 // at most bwdFlush terms is rounded in float32 before it joins the float64
 // total. (dQ went to float64 after every key tile; summing four tiles in
 // float32 first removed most of its conversions and additions.) In
-// float32 the exponent s q.k - LSE is formed in float64, so a large
-// log-sum-exp loses nothing to the rounding of the shift.
+// float32, P = exp(s q.k - LSE) is exponentiated in base 2 from an
+// argument formed in float32 with FMAs on hi/lo splits of s log2 e and
+// LSE log2 e (kernels.SoftmaxGradRows32), so a large log-sum-exp loses
+// almost nothing to the shift: each P is within 2^-24 (|a| + 0.35 +
+// 2^-20 |LSE|) of exp(a) relatively, a = s q.k - LSE, plus 2.5 ulp, about
+// what rounding a itself to float32 costs.
 const (
 	bwdQueryTile = 96
 	// bwdKeyTile is the widest key tile; see bwdKeyTileFor.
@@ -604,7 +608,13 @@ func (sh *bwdShared[T]) rowBlock(st *bwdState[T], h, i0, rows, j0, cols int, q, 
 		k.gemmNT(rows, cols, d, q, d, keys, d, s, ls)
 		k.gemmNT(rows, cols, e, do, e, vals, e, ds, ls)
 	}
-	for r := range rows {
+	// P and dS: the whole block in one kernel call when it can, else row
+	// by row.
+	perRow := rows
+	if sh.softmaxGradBlock(h, i0, rows, j0, cols, s, ds) {
+		perRow = 0
+	}
+	for r := range perRow {
 		i := i0 + r
 		sRow, dsRow := s[r*ls:r*ls+cols], ds[r*ls:r*ls+cols]
 		lo, hi := p.KeyRange(h, i)
@@ -637,13 +647,44 @@ func (sh *bwdShared[T]) rowBlock(st *bwdState[T], h, i0, rows, j0, cols int, q, 
 	}
 }
 
+// softmaxGradBlock is the row loop above in one kernel call
+// (kernels.SoftmaxGradRows32) for a float32 block of rows i0..i0+rows-1
+// without a mask tensor, whose rows all see the whole key tile and have a
+// finite log-sum-exp; it reports whether it ran. KeyRange's ends are
+// non-decreasing in the row, so the last row's start and the first row's
+// end decide the first condition.
+func (sh *bwdShared[T]) softmaxGradBlock(h, i0, rows, j0, cols int, s, ds []T) bool {
+	p := sh.p
+	s32, ok := any(s).([]float32)
+	if !ok || p.Mask != nil {
+		return false
+	}
+	if lo, _ := p.KeyRange(h, i0+rows-1); lo > j0 {
+		return false
+	}
+	if _, hi := p.KeyRange(h, i0); hi < j0+cols {
+		return false
+	}
+	at := h*p.N + i0
+	lse := sh.lse[at : at+rows]
+	for _, v := range lse {
+		if math.IsInf(v, 0) || math.IsNaN(v) {
+			return false
+		}
+	}
+	kernels.SoftmaxGradRows32(s32, any(ds).([]float32), sh.stride, rows, cols, p.Scale, lse, sh.delta[at:at+rows])
+	return true
+}
+
 // softmaxGradRow is the loop above in one kernel call for float32 and
 // float64 rows without a mask: P_ij into s, dS_ij = P_ij (dP_ij - delta_i)
 // into ds. For float64 the results are the loop's, bit for bit; for
-// float32 the exponent is formed in float64 as in the loop, then rounded
-// to float32 and exponentiated in float32 (within 2 ulp), twice as fast as
-// the float64 exponential, and dS is formed in float32 (as FlashAttention
-// forms it). It reports false for element types the kernels do not take.
+// float32 the exponential is kernels.SoftmaxGradRow32's, in base 2 from
+// an argument formed with float32 FMAs on hi/lo splits of s log2 e and
+// LSE log2 e (about as accurate as the float64 argument rounded to
+// float32, whatever the log-sum-exp; the same bits as the block call),
+// and dS is formed in float32 (as FlashAttention forms it). It reports
+// false for element types the kernels do not take.
 func softmaxGradRow[T attn.Float](s, ds []T, scale, lse, delta float64) bool {
 	switch s := any(s).(type) {
 	case []float32:

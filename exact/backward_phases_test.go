@@ -8,6 +8,7 @@ import (
 	"unsafe"
 
 	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/internal/kernels"
 )
 
 // BenchmarkBackwardTilePhases times each step of one backward tile as
@@ -50,6 +51,26 @@ func bwdPhases[T attn.Float](b *testing.B, d, rows int) {
 		kp.GemmNT(rows, 0, cols, q, d, s, ls)
 		vp.GemmNT(rows, 0, cols, do, d, ds, ls)
 	}
+	perRow := func() {
+		for i := range rows {
+			softmaxGradRow(s[i*ls:i*ls+cols], ds[i*ls:i*ls+cols], scale, 1, 0.5)
+		}
+	}
+	// softmaxGrad is the step as rowBlock runs it on a whole tile: in
+	// float32 one kernel call per block of bwdRowBlock rows.
+	softmaxGrad := perRow
+	if s32, ok := any(s).([]float32); ok {
+		lse, delta := make([]float64, bwdRowBlock), make([]float64, bwdRowBlock)
+		for i := range lse {
+			lse[i], delta[i] = 1, 0.5
+		}
+		softmaxGrad = func() {
+			for r0 := 0; r0 < rows; r0 += bwdRowBlock {
+				n := min(bwdRowBlock, rows-r0)
+				kernels.SoftmaxGradRows32(s32[r0*ls:], any(ds).([]float32)[r0*ls:], ls, n, cols, scale, lse, delta)
+			}
+		}
+	}
 	phases := []struct {
 		name string
 		f    func()
@@ -57,16 +78,14 @@ func bwdPhases[T attn.Float](b *testing.B, d, rows int) {
 	}{
 		{"S", func() { kp.GemmNT(rows, 0, cols, q, d, s, ls) }, nil},
 		{"dP", func() { vp.GemmNT(rows, 0, cols, do, d, ds, ls) }, nil},
-		{"softmax-grad", func() {
-			for i := range rows {
-				softmaxGradRow(s[i*ls:i*ls+cols], ds[i*ls:i*ls+cols], scale, 1, 0.5)
-			}
-		}, fresh},
+		{"softmax-grad", softmaxGrad, fresh},
 		{"dV", func() { tn(cols, d, rows, s, ls, do, d, dv, d) }, nil},
 		{"dK", func() { tn(cols, d, rows, ds, ls, q, d, dk, d) }, nil},
 		{"dQ", func() { k.gemmNN(rows, d, cols, ds, ls, keys, d, dq, d) }, nil},
 		// The forward tile's products, for comparison.
 		{"fwd-PV", func() { k.gemmNN(rows, d, cols, s, ls, vals, d, pv, d) }, nil},
+		// The softmax step one row at a time (causal diagonal tiles).
+		{"softmax-grad-per-row", perRow, fresh},
 	}
 	best := make([]time.Duration, len(phases))
 	for b.Loop() {
