@@ -2,6 +2,8 @@ package attn
 
 import (
 	"math"
+	"slices"
+	"unsafe"
 
 	"github.com/fastattn/fastattn/internal/kernels"
 )
@@ -11,8 +13,8 @@ import (
 // They read every valid key and value once per call, so they are written
 // to run at memory speed: native comparisons without NaN handling (the
 // kernels check finiteness as they read; a NaN makes MaxAbsRows' result
-// NaN), no conversions in the inner loops, and AVX-512 kernels for
-// float32 (package kernels).
+// NaN), no conversions in the inner loops, and AVX-512 kernels for both
+// float32 and float64 (package kernels).
 
 // MaxAbsRows raises acc[c] to max_l |x_lc| over the rows of x, each of
 // len(acc) values. A NaN among them makes acc[c] NaN.
@@ -21,25 +23,19 @@ func MaxAbsRows[T Float](x []T, acc []float64) {
 	if e == 0 || len(x) == 0 {
 		return
 	}
-	switch x := any(x).(type) {
-	case []float32:
+	x32, x64 := floats(x)
+	switch {
+	case x32 != nil:
 		// |x| as the bits without the sign: for finite values and Inf their
 		// order is that of the magnitudes, and NaNs compare above Inf.
 		m := make([]uint32, e)
-		kernels.ColumnMaxAbsBits32(x, e, m)
+		kernels.ColumnMaxAbsBits32(x32, e, m)
 		for c, b := range m {
 			acc[c] = max(acc[c], float64(math.Float32frombits(b)))
 		}
-	case []float64:
+	default:
 		m := make([]uint64, e)
-		for l := 0; l+e <= len(x); l += e {
-			row, m := x[l:l+e], m[:e]
-			for c, v := range row {
-				if b := math.Float64bits(v) &^ (1 << 63); b > m[c] {
-					m[c] = b
-				}
-			}
-		}
+		kernels.ColumnMaxAbsBits64(x64, e, m)
 		for c, b := range m {
 			acc[c] = max(acc[c], math.Float64frombits(b))
 		}
@@ -53,34 +49,32 @@ func RowRange[T Float](x []T, lo, hi []float64) {
 	if d == 0 || len(x) < d {
 		return
 	}
-	if x, ok := any(x).([]float32); ok {
-		l, h := make([]float32, d), make([]float32, d)
-		copy(l, x[:d])
-		copy(h, x[:d])
-		kernels.ColumnRange32(x, d, l, h)
-		for t := range d {
-			lo[t] = min(lo[t], float64(l[t]))
-			hi[t] = max(hi[t], float64(h[t]))
-		}
+	x32, x64 := floats(x)
+	if x32 != nil {
+		l, h := slices.Clone(x32[:d]), slices.Clone(x32[:d])
+		kernels.ColumnRange32(x32, d, l, h)
+		widen(lo, hi, l, h)
 		return
 	}
-	l, h := make([]T, d), make([]T, d)
-	copy(l, x[:d])
-	copy(h, x[:d])
-	for j := d; j+d <= len(x); j += d {
-		row, l, h := x[j:j+d], l[:d], h[:d]
-		// Comparisons rather than min and max, whose NaN handling doubles
-		// the cost; they are rarely true, so they predict well.
-		for t, v := range row {
-			if v < l[t] {
-				l[t] = v
-			}
-			if v > h[t] {
-				h[t] = v
-			}
-		}
+	l, h := slices.Clone(x64[:d]), slices.Clone(x64[:d])
+	kernels.ColumnRange64(x64, d, l, h)
+	widen(lo, hi, l, h)
+}
+
+// floats returns x as a slice of its underlying type, float32 or float64
+// (the other result nil), for the kernels: a type defined on float32 or
+// float64 has its layout.
+func floats[T Float](x []T) ([]float32, []float64) {
+	p := unsafe.Pointer(unsafe.SliceData(x))
+	if unsafe.Sizeof(T(0)) == 4 {
+		return unsafe.Slice((*float32)(p), len(x)), nil
 	}
-	for t := range d {
+	return nil, unsafe.Slice((*float64)(p), len(x))
+}
+
+// widen widens [lo[t], hi[t]] to hold [l[t], h[t]].
+func widen[T Float](lo, hi []float64, l, h []T) {
+	for t := range lo {
 		lo[t] = min(lo[t], float64(l[t]))
 		hi[t] = max(hi[t], float64(h[t]))
 	}

@@ -3,15 +3,20 @@ package attn
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
-// TestScans checks the fast scans against plain loops, on odd widths, with
-// negative values, an Inf and (for MaxAbsRows) a NaN.
+// TestScans checks the fast scans against plain loops, on odd widths and
+// widths around the kernels' vectors of 8 float64 and 16 float32, with
+// negative values, an Inf and (for MaxAbsRows) a NaN, in float64, float32
+// and types defined on them.
 func TestScans(t *testing.T) {
+	type myFloat32 float32
+	type myFloat64 float64
 	r := rand.New(rand.NewPCG(3, 4))
-	for _, e := range []int{1, 3, 16, 17, 128} {
-		rows := 1 + r.IntN(50)
+	for _, e := range []int{1, 3, 8, 9, 16, 17, 64, 100, 128, 200} {
+		rows := 1 + r.IntN(300)
 		x := make([]float64, rows*e)
 		for i := range x {
 			x[i] = r.NormFloat64() * math.Pow(10, float64(r.IntN(6)-3))
@@ -29,9 +34,15 @@ func TestScans(t *testing.T) {
 				wlo[c], whi[c] = min(wlo[c], v), max(whi[c], v)
 			}
 		}
-		x32 := make([]float32, len(x))
+		x32, xm32, xm64 := make([]float32, len(x)), make([]myFloat32, len(x)), make([]myFloat64, len(x))
 		for i, v := range x {
-			x32[i] = float32(v)
+			x32[i], xm32[i], xm64[i] = float32(v), myFloat32(v), myFloat64(v)
+		}
+		check := func(name string, got, want []float64) {
+			t.Helper()
+			if !slices.Equal(got, want) {
+				t.Fatalf("e=%d %s: %v, want %v", e, name, got, want)
+			}
 		}
 		got, got32 := make([]float64, e), make([]float64, e)
 		MaxAbsRows(x, got)
@@ -40,6 +51,19 @@ func TestScans(t *testing.T) {
 		lo32, hi32 := slicesOf(e, math.Inf(1)), slicesOf(e, math.Inf(-1))
 		RowRange(x, lo, hi)
 		RowRange(x32, lo32, hi32)
+		gotm32, gotm64 := make([]float64, e), make([]float64, e)
+		MaxAbsRows(xm32, gotm32)
+		MaxAbsRows(xm64, gotm64)
+		check("MaxAbsRows of a type defined on float32", gotm32, got32)
+		check("MaxAbsRows of a type defined on float64", gotm64, got)
+		lom, him := slicesOf(e, math.Inf(1)), slicesOf(e, math.Inf(-1))
+		RowRange(xm32, lom, him)
+		check("RowRange lo of a type defined on float32", lom, lo32)
+		check("RowRange hi of a type defined on float32", him, hi32)
+		lom, him = slicesOf(e, math.Inf(1)), slicesOf(e, math.Inf(-1))
+		RowRange(xm64, lom, him)
+		check("RowRange lo of a type defined on float64", lom, lo)
+		check("RowRange hi of a type defined on float64", him, hi)
 		for c := range e {
 			if got[c] != want[c] || got32[c] != float64(float32(want[c])) {
 				t.Fatalf("e=%d column %d: max |x| %g (float32 %g), want %g", e, c, got[c], got32[c], want[c])

@@ -16,7 +16,7 @@ var (
 // guarded returns a copy of x whose last element is followed directly by
 // an unmapped page, so any access past the slice's end faults. The
 // mappings are released by releaseGuarded.
-func guarded[T float32 | float64 | uint16](x []T) []T {
+func guarded[T float32 | float64 | uint16 | uint32 | uint64](x []T) []T {
 	var zero T
 	size := int(unsafe.Sizeof(zero))
 	page := syscall.Getpagesize()

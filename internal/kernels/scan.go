@@ -1,29 +1,41 @@
 package kernels
 
-import "math"
+import "unsafe"
 
 // ColumnRange32 widens lo[c] and hi[c] (c < d) to hold x[r*d + c] for
 // every row r of x (rows of d values): the bounding box of a set of keys.
 // NaNs are ignored. lo and hi have at least d entries.
 func ColumnRange32(x []float32, d int, lo, hi []float32) {
-	if d <= 0 || len(x) < d {
-		return
+	if d > 0 && len(x) >= d {
+		columnRange32(x[:len(x)/d*d], d, lo[:d], hi[:d])
 	}
-	columnRange32(x[:len(x)/d*d], d, lo[:d], hi[:d])
+}
+
+// ColumnRange64 is ColumnRange32 for float64.
+func ColumnRange64(x []float64, d int, lo, hi []float64) {
+	if d > 0 && len(x) >= d {
+		columnRange64(x[:len(x)/d*d], d, lo[:d], hi[:d])
+	}
 }
 
 // ColumnMaxAbsBits32 raises m[c] (c < d) to the bits of |x[r*d + c]| for
 // every row r of x: unsigned, their order is that of the magnitudes, and a
 // NaN compares above Inf. m has at least d entries.
 func ColumnMaxAbsBits32(x []float32, d int, m []uint32) {
-	if d <= 0 || len(x) < d {
-		return
+	if d > 0 && len(x) >= d {
+		columnMaxAbsBits32(x[:len(x)/d*d], d, m[:d])
 	}
-	columnMaxAbsBits32(x[:len(x)/d*d], d, m[:d])
 }
 
-// columnRangeGo is ColumnRange32 on columns c0..c1-1.
-func columnRangeGo(x []float32, d, c0, c1 int, lo, hi []float32) {
+// ColumnMaxAbsBits64 is ColumnMaxAbsBits32 for float64.
+func ColumnMaxAbsBits64(x []float64, d int, m []uint64) {
+	if d > 0 && len(x) >= d {
+		columnMaxAbsBits64(x[:len(x)/d*d], d, m[:d])
+	}
+}
+
+// columnRangeGo is ColumnRange32 or 64 on columns c0..c1-1.
+func columnRangeGo[T float32 | float64](x []T, d, c0, c1 int, lo, hi []T) {
 	for j := 0; j+d <= len(x); j += d {
 		row, l, h := x[j+c0:j+c1], lo[c0:c1], hi[c0:c1]
 		h = h[:len(row)]
@@ -41,13 +53,17 @@ func columnRangeGo(x []float32, d, c0, c1 int, lo, hi []float32) {
 	}
 }
 
-// columnMaxAbsBitsGo is ColumnMaxAbsBits32 on columns c0..c1-1.
-func columnMaxAbsBitsGo(x []float32, d, c0, c1 int, m []uint32) {
-	for j := 0; j+d <= len(x); j += d {
-		row, mm := x[j+c0:j+c1], m[c0:c1]
+// columnMaxAbsBitsGo is ColumnMaxAbsBits32 or 64 on columns c0..c1-1. U
+// has T's size (the callers pair float32 with uint32, float64 with
+// uint64), so x read as U is the floats' bits.
+func columnMaxAbsBitsGo[T float32 | float64, U uint32 | uint64](x []T, d, c0, c1 int, m []U) {
+	xb := unsafe.Slice((*U)(unsafe.Pointer(unsafe.SliceData(x))), len(x))
+	noSign := ^U(0) >> 1
+	for j := 0; j+d <= len(xb); j += d {
+		row, mm := xb[j+c0:j+c1], m[c0:c1]
 		mm = mm[:len(row)]
 		for c, v := range row {
-			if b := math.Float32bits(v) &^ (1 << 31); b > mm[c] {
+			if b := v & noSign; b > mm[c] {
 				mm[c] = b
 			}
 		}

@@ -2,27 +2,30 @@
 
 package kernels
 
+import "unsafe"
+
 // scanRows is how many rows one call of the scan kernels reads before the
 // next block of columns: with rows wider than the registers hold (128
-// columns), each block of rows is read once per 128 columns while it is
-// in cache.
+// float32 or 64 float64 columns), each block of rows is read once per
+// register block while it is in cache.
 const scanRows = 256
 
 // scanBlocks splits a rows x d scan into blocks of up to scanRows rows and
-// 16 s columns (s = 8, 4, 2 or 1 vectors, the kernels' widths), passed to
-// vec, and the last d % 16 columns of each block of rows, passed to tail.
-func scanBlocks(rows, d int, vec func(r0, nr, c, s int), tail func(r0, nr, c int)) {
-	body := d &^ 15
+// w s columns (s = 8, 4, 2 or 1 vectors of w lanes, the kernels' widths),
+// passed to vec, and the last d % w columns of each block of rows, passed
+// to tail.
+func scanBlocks(rows, d, w int, vec func(r0, nr, c, s int), tail func(r0, nr, c int)) {
+	body := d / w * w
 	for r0 := 0; r0 < rows; r0 += scanRows {
 		nr := min(scanRows, rows-r0)
 		c := 0
 		for c < body {
 			s := 8
-			for 16*s > body-c {
+			for w*s > body-c {
 				s /= 2
 			}
 			vec(r0, nr, c, s)
-			c += 16 * s
+			c += w * s
 		}
 		if c < d {
 			tail(r0, nr, c)
@@ -30,42 +33,56 @@ func scanBlocks(rows, d int, vec func(r0, nr, c, s int), tail func(r0, nr, c int
 	}
 }
 
-func columnRange32(x []float32, d int, lo, hi []float32) {
-	if level != levelAVX512 || d < 16 {
+// The kernels of s = 1, 2, 4 and 8 vectors, at index log2(s).
+type (
+	rangeKernel[T float32 | float64]                         func(x *T, rows, ld int, lo, hi *T)
+	maxAbsBitsKernel[T float32 | float64, U uint32 | uint64] func(x *T, rows, ld int, m *U)
+)
+
+var (
+	rangeF32 = [4]rangeKernel[float32]{rangeF32AVX512x1, rangeF32AVX512x2, rangeF32AVX512x4, rangeF32AVX512x8}
+	rangeF64 = [4]rangeKernel[float64]{rangeF64AVX512x1, rangeF64AVX512x2, rangeF64AVX512x4, rangeF64AVX512x8}
+
+	maxAbsBitsF32 = [4]maxAbsBitsKernel[float32, uint32]{maxAbsBitsF32AVX512x1, maxAbsBitsF32AVX512x2, maxAbsBitsF32AVX512x4, maxAbsBitsF32AVX512x8}
+	maxAbsBitsF64 = [4]maxAbsBitsKernel[float64, uint64]{maxAbsBitsF64AVX512x1, maxAbsBitsF64AVX512x2, maxAbsBitsF64AVX512x4, maxAbsBitsF64AVX512x8}
+)
+
+// vecIndex is the index of the kernel of s vectors.
+var vecIndex = [9]int{1: 0, 2: 1, 4: 2, 8: 3}
+
+// lanes is how many values of x one 512-bit vector holds.
+func lanes[T float32 | float64](x []T) int { return 64 / int(unsafe.Sizeof(x[0])) }
+
+func columnRange32(x []float32, d int, lo, hi []float32) { columnRangeAVX512(x, d, lo, hi, &rangeF32) }
+
+func columnRange64(x []float64, d int, lo, hi []float64) { columnRangeAVX512(x, d, lo, hi, &rangeF64) }
+
+func columnMaxAbsBits32(x []float32, d int, m []uint32) {
+	columnMaxAbsBitsAVX512(x, d, m, &maxAbsBitsF32)
+}
+
+func columnMaxAbsBits64(x []float64, d int, m []uint64) {
+	columnMaxAbsBitsAVX512(x, d, m, &maxAbsBitsF64)
+}
+
+func columnRangeAVX512[T float32 | float64](x []T, d int, lo, hi []T, kern *[4]rangeKernel[T]) {
+	w := lanes(x)
+	if level != levelAVX512 || d < w {
 		columnRangeGo(x, d, 0, d, lo, hi)
 		return
 	}
-	scanBlocks(len(x)/d, d, func(r0, nr, c, s int) {
-		p, l, h := &x[r0*d+c], &lo[c], &hi[c]
-		switch s {
-		case 8:
-			rangeF32AVX512x8(p, nr, d, l, h)
-		case 4:
-			rangeF32AVX512x4(p, nr, d, l, h)
-		case 2:
-			rangeF32AVX512x2(p, nr, d, l, h)
-		default:
-			rangeF32AVX512x1(p, nr, d, l, h)
-		}
+	scanBlocks(len(x)/d, d, w, func(r0, nr, c, s int) {
+		kern[vecIndex[s]](&x[r0*d+c], nr, d, &lo[c], &hi[c])
 	}, func(r0, nr, c int) { columnRangeGo(x[r0*d:(r0+nr)*d], d, c, d, lo, hi) })
 }
 
-func columnMaxAbsBits32(x []float32, d int, m []uint32) {
-	if level != levelAVX512 || d < 16 {
+func columnMaxAbsBitsAVX512[T float32 | float64, U uint32 | uint64](x []T, d int, m []U, kern *[4]maxAbsBitsKernel[T, U]) {
+	w := lanes(x)
+	if level != levelAVX512 || d < w {
 		columnMaxAbsBitsGo(x, d, 0, d, m)
 		return
 	}
-	scanBlocks(len(x)/d, d, func(r0, nr, c, s int) {
-		p, mm := &x[r0*d+c], &m[c]
-		switch s {
-		case 8:
-			maxAbsBitsF32AVX512x8(p, nr, d, mm)
-		case 4:
-			maxAbsBitsF32AVX512x4(p, nr, d, mm)
-		case 2:
-			maxAbsBitsF32AVX512x2(p, nr, d, mm)
-		default:
-			maxAbsBitsF32AVX512x1(p, nr, d, mm)
-		}
+	scanBlocks(len(x)/d, d, w, func(r0, nr, c, s int) {
+		kern[vecIndex[s]](&x[r0*d+c], nr, d, &m[c])
 	}, func(r0, nr, c int) { columnMaxAbsBitsGo(x[r0*d:(r0+nr)*d], d, c, d, m) })
 }

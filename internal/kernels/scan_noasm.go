@@ -4,4 +4,8 @@ package kernels
 
 func columnRange32(x []float32, d int, lo, hi []float32) { columnRangeGo(x, d, 0, d, lo, hi) }
 
+func columnRange64(x []float64, d int, lo, hi []float64) { columnRangeGo(x, d, 0, d, lo, hi) }
+
 func columnMaxAbsBits32(x []float32, d int, m []uint32) { columnMaxAbsBitsGo(x, d, 0, d, m) }
+
+func columnMaxAbsBits64(x []float64, d int, m []uint64) { columnMaxAbsBitsGo(x, d, 0, d, m) }

@@ -1,83 +1,125 @@
 package kernels
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
+	"unsafe"
 )
 
-// TestColumnScansLevels checks the column scans at every dispatch level
-// against plain loops: widths around the vector and register blocks,
-// row counts around the row block, negative values, Inf and NaN.
+// TestColumnScansLevels checks the column scans of both types at every
+// dispatch level against plain loops over the whole matrix, bit for bit:
+// every width from 1 to 300 (every register block of 1, 2, 4 and 8
+// vectors and every tail), row counts around the row block, and NaN (of
+// either sign), Inf, signed zeros and subnormals among normal values of
+// widely varying magnitude. The matrix ends right before an unmapped page,
+// as do the outputs, so a read past either faults.
 func TestColumnScansLevels(t *testing.T) {
-	r := rand.New(rand.NewPCG(11, 12))
-	for _, l := range levels() {
-		for _, d := range []int{1, 15, 16, 17, 32, 48, 64, 100, 128, 130, 144, 300} {
-			for _, rows := range []int{1, 2, 255, 256, 257, 600} {
-				x := make([]float32, rows*d)
-				for i := range x {
-					x[i] = float32(r.NormFloat64() * math.Pow(10, float64(r.IntN(8)-4)))
+	testColumnScans(t, ColumnRange32, ColumnMaxAbsBits32)
+	testColumnScans(t, ColumnRange64, ColumnMaxAbsBits64)
+}
+
+func testColumnScans[T float32 | float64, U uint32 | uint64](t *testing.T, scanRange func([]T, int, []T, []T), scanBits func([]T, int, []U)) {
+	r := rand.New(rand.NewPCG(11, uint64(unsafe.Sizeof(T(0)))))
+	bitsOf := func(v T) U { return *(*U)(unsafe.Pointer(&v)) }
+	negZero, nan := T(math.Copysign(0, -1)), T(math.NaN())
+	special := []T{nan, -nan, T(math.Inf(1)), T(math.Inf(-1)), 0, negZero,
+		T(math.SmallestNonzeroFloat64), T(math.SmallestNonzeroFloat32), -T(math.SmallestNonzeroFloat32) * 3}
+	name := fmt.Sprintf("%T", T(0))
+	for d := 1; d <= 300; d++ {
+		rowCounts := []int{1, 2, scanRowsTest + 1}
+		if d%16 == 0 || d%37 == 0 {
+			rowCounts = append(rowCounts, scanRowsTest-1, scanRowsTest, 2*scanRowsTest+88)
+		}
+		for _, rows := range rowCounts {
+			x := make([]T, rows*d)
+			for i := range x {
+				x[i] = T(r.NormFloat64() * math.Pow(10, float64(r.IntN(8)-4)))
+			}
+			for range 1 + len(x)/50 {
+				x[r.IntN(len(x))] = special[r.IntN(len(special))]
+			}
+			if r.IntN(2) == 0 {
+				x[r.IntN(d)] = nan // in the first row: the range must still ignore it
+			}
+			// Starting ranges: empty, or random values some entries fall outside.
+			lo0, hi0, m0 := make([]T, d), make([]T, d), make([]U, d)
+			for c := range d {
+				lo0[c], hi0[c] = T(math.Inf(1)), T(math.Inf(-1))
+				if rows > 2 && c%3 == 1 {
+					lo0[c], hi0[c] = T(r.NormFloat64()), T(r.NormFloat64())+10
+					m0[c] = bitsOf(T(r.Float64()))
 				}
-				x[r.IntN(len(x))] = float32(math.Inf(1 - 2*r.IntN(2)))
-				nan := r.IntN(len(x))
-				x[nan] = float32(math.NaN())
-				lo, hi, m := make([]float32, d), make([]float32, d), make([]uint32, d)
-				wlo, whi, wm := make([]float32, d), make([]float32, d), make([]uint32, d)
-				for c := range d {
-					lo[c], hi[c] = float32(math.Inf(1)), float32(math.Inf(-1))
-					wlo[c], whi[c] = lo[c], hi[c]
+			}
+			wlo, whi, wm := append([]T(nil), lo0...), append([]T(nil), hi0...), append([]U(nil), m0...)
+			sign := U(1) << (8*unsafe.Sizeof(U(0)) - 1)
+			for i, v := range x {
+				c := i % d
+				if b := bitsOf(v) &^ sign; b > wm[c] {
+					wm[c] = b
 				}
-				for i, v := range x {
-					c := i % d
-					if b := math.Float32bits(v) &^ (1 << 31); b > wm[c] {
-						wm[c] = b
-					}
-					if v < wlo[c] {
-						wlo[c] = v
-					}
-					if v > whi[c] {
-						whi[c] = v
-					}
+				if v < wlo[c] {
+					wlo[c] = v
 				}
+				if v > whi[c] {
+					whi[c] = v
+				}
+			}
+			for _, l := range levels() {
+				gx, lo, hi, m := guarded(x), guarded(lo0), guarded(hi0), guarded(m0)
 				atLevel(t, l, func() {
-					ColumnRange32(x, d, lo, hi)
-					ColumnMaxAbsBits32(x, d, m)
+					scanRange(gx, d, lo, hi)
+					scanBits(gx, d, m)
 				})
 				for c := range d {
-					if lo[c] != wlo[c] || hi[c] != whi[c] || m[c] != wm[c] {
-						t.Fatalf("%s d=%d rows=%d column %d: range [%g, %g] max bits %#x, want [%g, %g] %#x",
-							levelName(l), d, rows, c, lo[c], hi[c], m[c], wlo[c], whi[c], wm[c])
+					if bitsOf(lo[c]) != bitsOf(wlo[c]) || bitsOf(hi[c]) != bitsOf(whi[c]) || m[c] != wm[c] {
+						t.Fatalf("%s %s d=%d rows=%d column %d: range [%g, %g] max bits %#x, want [%g, %g] %#x",
+							name, levelName(l), d, rows, c, lo[c], hi[c], m[c], wlo[c], whi[c], wm[c])
 					}
 				}
 			}
+			releaseGuarded()
 		}
 	}
 }
 
-// BenchmarkColumnScans times the scans at every level on 4096 rows of 128
-// float32 columns (2 MiB, a decoding step's chunk of keys).
+// scanRowsTest is the scans' row block on amd64 (scanRows), the row counts
+// around which the tests look.
+const scanRowsTest = 256
+
+// BenchmarkColumnScans times the scans of both types at every level on
+// 4096 rows of 128 columns (2 MiB of float32, 4 MiB of float64: a decoding
+// step's chunk of keys), and the plain loop they replace, in the same run.
 func BenchmarkColumnScans(b *testing.B) {
+	benchColumnScans(b, ColumnRange32, ColumnMaxAbsBits32)
+	benchColumnScans(b, ColumnRange64, ColumnMaxAbsBits64)
+}
+
+func benchColumnScans[T float32 | float64, U uint32 | uint64](b *testing.B, scanRange func([]T, int, []T, []T), scanBits func([]T, int, []U)) {
 	const rows, d = 4096, 128
-	x := make([]float32, rows*d)
+	x := make([]T, rows*d)
 	r := rand.New(rand.NewPCG(1, 2))
 	for i := range x {
-		x[i] = float32(r.NormFloat64())
+		x[i] = T(r.NormFloat64())
 	}
-	lo, hi, m := make([]float32, d), make([]float32, d), make([]uint32, d)
+	lo, hi, m := make([]T, d), make([]T, d), make([]U, d)
+	size := int64(len(x)) * int64(unsafe.Sizeof(T(0)))
+	name := fmt.Sprintf("%T", T(0))
 	for _, l := range levels() {
-		b.Run("range/"+levelName(l), func(b *testing.B) {
-			b.SetBytes(int64(4 * len(x)))
+		b.Run(name+"/range/"+levelName(l), func(b *testing.B) {
+			b.SetBytes(size)
 			atLevel(b, l, func() {
 				for b.Loop() {
-					ColumnRange32(x, d, lo, hi)
+					scanRange(x, d, lo, hi)
 				}
 			})
 		})
-		b.Run("maxabs/"+levelName(l), func(b *testing.B) {
-			b.SetBytes(int64(4 * len(x)))
+		b.Run(name+"/maxabs/"+levelName(l), func(b *testing.B) {
+			b.SetBytes(size)
 			atLevel(b, l, func() {
 				for b.Loop() {
-					ColumnMaxAbsBits32(x, d, m)
+					scanBits(x, d, m)
 				}
 			})
 		})

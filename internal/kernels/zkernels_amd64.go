@@ -907,6 +907,30 @@ func rangeF32AVX512x8(x *float32, rows int, ld int, lo *float32, hi *float32)
 func maxAbsBitsF32AVX512x8(x *float32, rows int, ld int, m *uint32)
 
 //go:noescape
+func rangeF64AVX512x1(x *float64, rows int, ld int, lo *float64, hi *float64)
+
+//go:noescape
+func maxAbsBitsF64AVX512x1(x *float64, rows int, ld int, m *uint64)
+
+//go:noescape
+func rangeF64AVX512x2(x *float64, rows int, ld int, lo *float64, hi *float64)
+
+//go:noescape
+func maxAbsBitsF64AVX512x2(x *float64, rows int, ld int, m *uint64)
+
+//go:noescape
+func rangeF64AVX512x4(x *float64, rows int, ld int, lo *float64, hi *float64)
+
+//go:noescape
+func maxAbsBitsF64AVX512x4(x *float64, rows int, ld int, m *uint64)
+
+//go:noescape
+func rangeF64AVX512x8(x *float64, rows int, ld int, lo *float64, hi *float64)
+
+//go:noescape
+func maxAbsBitsF64AVX512x8(x *float64, rows int, ld int, m *uint64)
+
+//go:noescape
 func prefetchL2(p *byte, lines int)
 
 //go:noescape

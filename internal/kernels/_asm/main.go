@@ -81,7 +81,7 @@ type param struct{ name, typ string }
 
 // sizes of the Go types the kernels take, for the ABI0 frame layout.
 var typeSize = map[string]int{"int": 8, "bool": 1, "float32": 4, "float64": 8, "uint16": 2,
-	"*float32": 8, "*float64": 8, "*uint16": 8, "*uint32": 8, "*int32": 8}
+	"*float32": 8, "*float64": 8, "*uint16": 8, "*uint32": 8, "*uint64": 8, "*int32": 8}
 
 // signature is one assembly function: the single source of its Go
 // declaration, the comment above its TEXT line, its frame size and the
