@@ -98,6 +98,7 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--block", type=int, default=512, help="query rows per NumPy block")
     ap.add_argument("--quick", action="store_true", help="smaller sizes (a smoke test)")
+    ap.add_argument("--ops", default="prefill,decode,decode-hot,backward", help="the operations to time, comma-separated")
     args = ap.parse_args()
 
     core = openblas_core()
@@ -108,6 +109,9 @@ def main():
 
     big, dec = (4096, 65536) if not args.quick else (512, 4096)
     rows = []
+    ops = args.ops.split(",")
+    if bad := set(ops) - {"prefill", "decode", "decode-hot", "backward"}:
+        ap.error(f"unknown operations {sorted(bad)}")
     for dtype in ("float32", "float64"):
         for d in (64, 128):
             rows.append(("prefill", big, big, d, dtype))
@@ -115,6 +119,7 @@ def main():
         rows.append(("decode-hot", 1, dec, 128, dtype))
         for d in (64, 128):
             rows.append(("backward", big, big, d, dtype))
+    rows = [r for r in rows if r[0] in ops]
 
     peaks = {dt: [gemm_peak(np.dtype(dt).type)] for dt in ("float32", "float64")}
     own = [fastattn_gemm_peaks(args.gemmpeak)]

@@ -5,7 +5,7 @@
 # of OpenBLAS and of fastattn's own kernels measured in the same run.
 # bench/peers.py does the timing; bench/peers (Go) runs fastattn.
 #
-# Usage: bench/peers.sh [peers.py flags, e.g. --reps 5 --quick]
+# Usage: bench/peers.sh [peers.py flags, e.g. --reps 5 --quick --ops decode,decode-hot]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/numpy_env.sh
