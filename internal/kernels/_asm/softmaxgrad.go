@@ -135,10 +135,11 @@ func genSoftmaxGrad(dt dtype) {
 // rounding, relative to the result), k = round(t_hi), f = t_hi - k
 // exactly, and the small remainder c_lo x - L_lo (a second FMA) is added
 // to f before exp2Body's polynomial, which it moves at most slightly past
-// [-1/2, 1/2] (the caller keeps |lse| below 2^18: see softmaxGradMaxLSE). Each vector of 16 costs about 20
-// instructions (the widening to float64 and the base-e reduction this
-// replaces cost 34); the row loop saves the per-row calls. A last partial
-// vector of a row is masked.
+// [-1/2, 1/2] (the caller keeps |lse| below 2^18: see softmaxGradMaxLSE).
+// Each vector of 16 costs 21 instructions with its loads and stores (the
+// widening to float64 and the base-e reduction this replaced cost 29);
+// the row loop saves the per-row calls. A last partial vector of a row is
+// masked.
 func genSoftmaxGradF32() {
 	f := sig("softmaxGradRowsF32AVX512", ps("s", "*float32", "ds", "*float32", "ld", "int", "rows", "int", "cols", "int",
 		"chi", "float32", "clo", "float32", "lse", "*float64", "delta", "*float64"), nil)
