@@ -194,20 +194,23 @@ func SoftmaxGradRow32(s, ds []float32, scale, lse, delta float64) {
 // product in float32 as FlashAttention forms dS. Every lse[i] must be
 // finite: the caller clears the rows that see no key (lse = -Inf) itself.
 //
-// P_j is computed in base 2: on AVX-512 all in float32, from t = c*s[j] -
-// L with c = scale*log2(e) and L = lse[i]*log2(e) formed in float64 and
-// each split into two float32 (hi + lo), so a large lse loses almost
-// nothing to the shift (rows with |lse| >= 2^18 take the float64 argument
-// of the other levels); elsewhere t is formed in float64 and rounded to
-// float32. Either way, with u = scale*s[j] - lse the exact argument, the
-// relative error of P_j against exp(u) is below
+// P_j is computed in base 2, from t = c*s[j] - L with c = scale*log2(e)
+// and L = lse[i]*log2(e) formed in float64. The assembly splits c and L
+// into float32 pairs (hi + lo) and recovers the rounding error of c_hi*s[j]
+// with an FMA, so the argument is exact to about 2^-25 while |t| <= |L|/2
+// (weights P_j >= e^(-|lse|/2): with a typical lse of 5 to 50, every
+// weight that matters) and otherwise as good as t rounded to float32; rows with |lse| >= 2^18 and the portable code form
+// t in float64 and round 2^t once. With u = scale*s[j] - lse the exact
+// argument, the relative error of P_j against exp(u) is below
 //
-//	2^-24 (|u| + 0.35 + 2^-20 |lse|) + 2.5 ulp(P_j)/P_j
+//	2^-24 (0.35 + 2^-20 |lse|) + 2.5 ulp(P_j)/P_j      if |u| <= |lse|/2,
+//	2^-24 (|u| + 0.35 + 2^-20 |lse|) + 2.5 ulp(P_j)/P_j  otherwise,
 //
-// where the first term, 2^-24 |u|, is what rounding u itself to float32
-// costs: P_j is as accurate as the exponential of the argument rounded to
-// float32 (measured: at most 1.2 ulp for |u| < 1, 6 for |u| < 10, 44 up
-// to the underflow). Results below 2^-126 may be 0 instead of subnormal.
+// where 2^-24 |u| is what rounding u itself to float32 costs (the former
+// step's argument did that everywhere). Measured: below 0.9 ulp where |u|
+// <= |lse|/2, and at most 1.2 ulp for |u| < 1, 6 for |u| < 10 and 45 up to
+// the underflow beyond it. Results below 2^-126 may be 0 instead of
+// subnormal.
 func SoftmaxGradRows32(s, ds []float32, ld, rows, cols int, scale float64, lse, delta []float64) {
 	if rows <= 0 || cols <= 0 {
 		return
@@ -218,21 +221,18 @@ func SoftmaxGradRows32(s, ds []float32, ld, rows, cols int, scale float64, lse, 
 	softmaxGradRows32(s, ds, ld, rows, cols, scale, lse, delta)
 }
 
-// softmaxGradRows32Go is the portable SoftmaxGradRows32 (and the AVX2
-// one): per row, the argument c*x - L in float64 rounded to float32, then
-// Exp2ShiftSum32 (whose AVX2 form does the exponentials), then dS.
+// softmaxGradRows32Go is the portable SoftmaxGradRows32: per row, the
+// argument c*x - L in float64, then 2^t in float64 rounded once to
+// float32 (exp2d), then dS. The assembly uses it for rows with a large
+// lse and for the AVX2 kernel's last columns.
 func softmaxGradRows32Go(s, ds []float32, ld, rows, cols int, scale float64, lse, delta []float64) {
 	c := scale * math.Log2E
 	for i := range rows {
 		row, drow := s[i*ld:i*ld+cols], ds[i*ld:i*ld+cols]
-		l := lse[i] * math.Log2E
+		l, d := lse[i]*math.Log2E, float32(delta[i])
 		for j, v := range row {
-			row[j] = float32(c*float64(v) - l)
-		}
-		exp2ShiftSum32(row, 1, 0) // scale 1 and shift 0 leave the argument as it is
-		d := float32(delta[i])
-		for j, p := range row {
-			drow[j] = (drow[j] - d) * p
+			p := exp2d(c*float64(v) - l)
+			row[j], drow[j] = p, (drow[j]-d)*p
 		}
 	}
 }

@@ -574,26 +574,37 @@ func softmaxGrad64(s, ds []float64, scale, lse, delta float64) {
 }
 
 func softmaxGradRows32(s, ds []float32, ld, rows, cols int, scale float64, lse, delta []float64) {
-	if level != levelAVX512 {
+	body := cols // the columns the assembly takes: on AVX2 whole vectors
+	if level == levelAVX2 {
+		body = cols &^ 7
+	}
+	if level == levelGo || body == 0 {
 		softmaxGradRows32Go(s, ds, ld, rows, cols, scale, lse, delta)
 		return
 	}
 	chi, clo := split32(scale * math.Log2E)
 	// Runs of rows whose lse the assembly takes go to it in one call; a
-	// row with a larger (or non-finite) lse takes the portable path.
+	// row with a larger (or non-finite) lse takes the portable path, as
+	// accurate.
 	for i := 0; i < rows; {
 		j := i
 		for j < rows && math.Abs(lse[j]) < softmaxGradMaxLSE {
 			j++
 		}
-		if j > i {
-			softmaxGradRowsF32AVX512(&s[i*ld], &ds[i*ld], ld, j-i, cols, chi, clo, &lse[i], &delta[i])
+		switch {
+		case j > i && level == levelAVX512:
+			softmaxGradRowsF32AVX512(&s[i*ld], &ds[i*ld], ld, j-i, body, chi, clo, &lse[i], &delta[i])
+		case j > i: // direct calls: a function value would make lse escape
+			softmaxGradRowsF32AVX2(&s[i*ld], &ds[i*ld], ld, j-i, body, chi, clo, &lse[i], &delta[i])
 		}
 		if j < rows {
-			softmaxGradRows32Go(s[j*ld:], ds[j*ld:], ld, 1, cols, scale, lse[j:], delta[j:])
+			softmaxGradRows32Go(s[j*ld:], ds[j*ld:], ld, 1, body, scale, lse[j:], delta[j:])
 			j++
 		}
 		i = j
+	}
+	if body < cols { // AVX2: the last columns of every row
+		softmaxGradRows32Go(s[body:], ds[body:], ld, rows, cols-body, scale, lse, delta)
 	}
 }
 

@@ -198,11 +198,14 @@ func exp2ShiftSum32Go(x []float32, scale, shift float32) float32 {
 	return sum
 }
 
-func exp2f(v float32) float32 {
-	y := float64(v)
+func exp2f(v float32) float32 { return exp2d(float64(v)) }
+
+// exp2d is exp2f for a float64 argument (y - k/32 is still exact), 2^y
+// rounded once to float32.
+func exp2d(y float64) float32 {
 	if !(y > -160) { // also -Inf
 		if y != y {
-			return v
+			return float32(y)
 		}
 		return 0
 	}

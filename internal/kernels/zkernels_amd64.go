@@ -799,6 +799,9 @@ func gemmNT32xBF16AVX2_4(k int, a *float32, lda int, b *uint16, ldb int, c *floa
 var gemmNT32xBF16AVX2 = [...]kernHalfNT{gemmNT32xBF16AVX2_1, gemmNT32xBF16AVX2_2, gemmNT32xBF16AVX2_3, gemmNT32xBF16AVX2_4}
 
 //go:noescape
+func softmaxGradRowsF32AVX2(s *float32, ds *float32, ld int, rows int, cols int, chi float32, clo float32, lse *float64, delta *float64)
+
+//go:noescape
 func softmaxGradRowsF32AVX512(s *float32, ds *float32, ld int, rows int, cols int, chi float32, clo float32, lse *float64, delta *float64)
 
 //go:noescape

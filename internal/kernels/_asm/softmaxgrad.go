@@ -18,7 +18,8 @@ const softmaxGradUnroll = 4
 // float32 rows go to genSoftmaxGradF32.
 func genSoftmaxGrad(dt dtype) {
 	if dt == f32 {
-		genSoftmaxGradF32()
+		genSoftmaxGradF32(avx2)
+		genSoftmaxGradF32(avx512)
 		return
 	}
 	name := fmt.Sprintf("softmaxGrad%sAVX512", dt.name)
@@ -121,87 +122,107 @@ func genSoftmaxGrad(dt dtype) {
 	emit("RET\n")
 }
 
-// genSoftmaxGradF32 emits softmaxGradRowsF32AVX512(s, ds *float32, ld,
+// genSoftmaxGradF32 emits softmaxGradRowsF32<isa>(s, ds *float32, ld,
 // rows, cols int, chi, clo float32, lse, delta *float64), rows and cols at
-// least 1: for each row i < rows of s and ds (row stride ld elements) and
-// each j < cols,
+// least 1 (on AVX2 cols a multiple of 8): for each row i < rows of s and
+// ds (row stride ld elements) and each j < cols,
 //
 //	P = 2^(c x - L), c = scale log2 e = chi + clo, L = lse[i] log2 e,
 //	s = P,  ds = (ds - float32(delta[i])) P,
 //
 // all in float32 but for L, which is formed per row in float64 and split
-// into float32 L_hi + L_lo. The argument keeps the accuracy of one
-// rounding however large L is: t_hi = c_hi x - L_hi is one FMA (one
-// rounding, relative to the result), k = round(t_hi), f = t_hi - k
-// exactly, and the small remainder c_lo x - L_lo (a second FMA) is added
-// to f before exp2Body's polynomial, which it moves at most slightly past
-// [-1/2, 1/2] (the caller keeps |lse| below 2^18: see softmaxGradMaxLSE).
-// Each vector of 16 costs 21 instructions with its loads and stores (the
-// widening to float64 and the base-e reduction this replaced cost 29);
-// the row loop saves the per-row calls. A last partial vector of a row is
-// masked.
-func genSoftmaxGradF32() {
-	f := sig("softmaxGradRowsF32AVX512", ps("s", "*float32", "ds", "*float32", "ld", "int", "rows", "int", "cols", "int",
+// into float32 L_hi + L_lo. The argument is exact to within 2^-25 and
+// terms of 2^-48 |L| while c x is within a factor 2 of L (|t| <= |L|/2),
+// and otherwise as good as t rounded to float32: p = c_hi x is rounded
+// and its error e = c_hi x - p recovered exactly with an FMA, y = p - L_hi
+// is exact (Sterbenz) in that range, k = round(y), f = y - k exactly, and
+// the small remainder e - L_lo + c_lo x is added to f before exp2Body's
+// polynomial, which it moves at most slightly past [-1/2, 1/2] (the
+// caller keeps |lse| below 2^18: see softmaxGradMaxLSE). On AVX-512 each
+// vector of 16 costs 23 instructions with its loads and stores (the
+// widening to float64 and the base-e reduction of the former kernel cost
+// 29), and a last partial vector of a row is masked; the row loop saves
+// the per-row calls.
+func genSoftmaxGradF32(is isa) {
+	f := sig("softmaxGradRowsF32"+is.name, ps("s", "*float32", "ds", "*float32", "ld", "int", "rows", "int", "cols", "int",
 		"chi", "float32", "clo", "float32", "lse", "*float64", "delta", "*float64"), nil)
 	text(f)
-	const u = 4 // 16-lane vectors at once
-	Z := func(n int) string { return fmt.Sprintf("Z%d", n) }
-	// Vector i: y in Z(i), k in Z(u+i), q (P) in Z(2u+i), the correction
-	// and then dP in Z(3u+i); c_hi, c_lo, the row's L_hi, L_lo and delta,
-	// the tail's x; exp2Body's constants from Z31 down.
-	yr := func(i int) string { return Z(i) }
-	kr := func(i int) string { return Z(u + i) }
-	qr := func(i int) string { return Z(2*u + i) }
-	cr := func(i int) string { return Z(3*u + i) }
-	chi, clo, lhi, llo, delta, xt := Z(4*u), Z(4*u+1), Z(4*u+2), Z(4*u+3), Z(4*u+4), Z(4*u+5)
+	R := func(n int) string { return fmt.Sprintf("%s%d", is.reg, n) }
+	u, vb, w := 2, is.vbytes, is.vbytes/4 // vectors at once, bytes and lanes per vector
+	if is == avx512 {
+		u = 4
+	}
+	// Vector i: y in R(i), k (then dP) in R(u+i), the remainder and then
+	// q (P) in R(2u+i); c_hi, c_lo, the row's L_hi, L_lo and delta, the
+	// AVX-512 tail's x or the AVX2 clamp; on AVX-512 exp2Body's constants
+	// from Z31 down.
+	yr := func(i int) string { return R(i) }
+	kr := func(i int) string { return R(u + i) }
+	qr := func(i int) string { return R(2*u + i) }
+	chi, clo, lhi, llo, delta, xt := R(3*u), R(3*u+1), R(3*u+2), R(3*u+3), R(3*u+4), R(3*u+5)
 	f.load("s", "BX", "ds", "DX", "ld", "R8<<2", "rows", "R9", "cols", "R12", "lse", "R10", "delta", "R11")
 	emit("VBROADCASTSS %s, %s", f.fp("chi"), chi)
 	emit("VBROADCASTSS %s, %s", f.fp("clo"), clo)
-	c := exp2Consts()
-	// K1: the lanes of a row's last partial vector.
-	emit("MOVQ R12, AX")
-	emit("ANDQ $15, AX")
-	emit("LEAQ maskK<>(SB), R13")
-	emit("KMOVW (R13)(AX*2), K1")
+	c := func(n string) string { return "x2" + n + "<>(SB)" }
+	if is == avx512 {
+		c = exp2Consts()
+		// K1: the lanes of a row's last partial vector.
+		emit("MOVQ R12, AX")
+		emit("ANDQ $15, AX")
+		emit("LEAQ maskK<>(SB), R13")
+		emit("KMOVW (R13)(AX*2), K1")
+	} else {
+		emit("VMOVUPS x2min<>(SB), %s", xt)
+	}
 	body := func(v int, masked bool) {
-		src := func(i int) string { return fmt.Sprintf("%d(SI)", 64*i) }
+		src := func(i int) string { return fmt.Sprintf("%d(SI)", vb*i) }
 		if masked {
 			emit("VMOVUPS.Z (SI), K1, %s", xt)
 			src = func(int) string { return xt }
 		}
-		var ys, ks, qs, cs []string
+		var ys, ks, qs []string
 		for i := range v {
-			emit("VMOVAPS %s, %s", lhi, yr(i))
-			emit("VMOVAPS %s, %s", llo, cr(i))
-			ys, ks, qs, cs = append(ys, yr(i)), append(ks, kr(i)), append(qs, qr(i)), append(cs, cr(i))
+			ys, ks, qs = append(ys, yr(i)), append(ks, kr(i)), append(qs, qr(i))
 		}
 		for i := range v {
-			emit("VFMSUB231PS %s, %s, %s", src(i), chi, yr(i)) // t_hi = c_hi x - L_hi
+			emit("VMULPS %s, %s, %s", src(i), chi, yr(i)) // p = c_hi x, rounded
 		}
 		for i := range v {
-			emit("VFMSUB231PS %s, %s, %s", src(i), clo, cr(i)) // c_lo x - L_lo
+			emit("VMOVAPS %s, %s", yr(i), qr(i))
 		}
-		exp2BodyAdd(avx512, ys, ks, qs, cs, c, "")
+		for i := range v {
+			emit("VFMSUB231PS %s, %s, %s", src(i), chi, qr(i)) // e = c_hi x - p, exact
+		}
+		for i := range v {
+			emit("VSUBPS %s, %s, %s", llo, qr(i), qr(i))
+		}
+		for i := range v {
+			emit("VFMADD231PS %s, %s, %s", src(i), clo, qr(i)) // e - L_lo + c_lo x
+		}
+		for i := range v {
+			emit("VSUBPS %s, %s, %s", lhi, yr(i), yr(i)) // y = p - L_hi
+		}
+		exp2BodyAdd(is, ys, ks, qs, qs, c, xt)
 		for i := range v {
 			if masked {
 				emit("VMOVUPS %s, K1, (SI)", qr(i))
-				emit("VMOVUPS.Z (DI), K1, %s", cr(i))
+				emit("VMOVUPS.Z (DI), K1, %s", kr(i))
 			} else {
-				emit("VMOVUPS %s, %d(SI)", qr(i), 64*i)
-				emit("VMOVUPS %d(DI), %s", 64*i, cr(i))
+				emit("VMOVUPS %s, %d(SI)", qr(i), vb*i)
+				emit("VMOVUPS %d(DI), %s", vb*i, kr(i))
 			}
-			emit("VSUBPS %s, %s, %s", delta, cr(i), cr(i))
-			emit("VMULPS %s, %s, %s", qr(i), cr(i), cr(i))
+			emit("VSUBPS %s, %s, %s", delta, kr(i), kr(i))
+			emit("VMULPS %s, %s, %s", qr(i), kr(i), kr(i))
 			if masked {
-				emit("VMOVUPS %s, K1, (DI)", cr(i))
+				emit("VMOVUPS %s, K1, (DI)", kr(i))
 			} else {
-				emit("VMOVUPS %s, %d(DI)", cr(i), 64*i)
+				emit("VMOVUPS %s, %d(DI)", kr(i), vb*i)
 			}
 		}
 		if !masked {
-			emit("ADDQ $%d, SI", v*64)
-			emit("ADDQ $%d, DI", v*64)
-			emit("SUBQ $%d, CX", v*16)
+			emit("ADDQ $%d, SI", v*vb)
+			emit("ADDQ $%d, DI", v*vb)
+			emit("SUBQ $%d, CX", v*w)
 		}
 	}
 	label("row")
@@ -221,19 +242,21 @@ func genSoftmaxGradF32() {
 	emit("MOVQ DX, DI")
 	emit("MOVQ R12, CX")
 	label("loopu")
-	emit("CMPQ CX, $%d", u*16)
+	emit("CMPQ CX, $%d", u*w)
 	emit("JLT loop1")
 	body(u, false)
 	emit("JMP loopu")
 	label("loop1")
-	emit("CMPQ CX, $16")
+	emit("CMPQ CX, $%d", w)
 	emit("JLT tail")
 	body(1, false)
 	emit("JMP loop1")
 	label("tail")
-	emit("TESTQ CX, CX")
-	emit("JZ next")
-	body(1, true)
+	if is == avx512 {
+		emit("TESTQ CX, CX")
+		emit("JZ next")
+		body(1, true)
+	}
 	label("next")
 	emit("ADDQ R8, BX")
 	emit("ADDQ R8, DX")
