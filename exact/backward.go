@@ -52,8 +52,8 @@ import (
 // argument formed in float32 with FMAs on hi/lo splits of s log2 e and
 // LSE log2 e (kernels.SoftmaxGradRows32), so a large log-sum-exp loses
 // almost nothing to the shift: with a = s q.k - LSE, each P is within
-// 2^-24 (0.35 + 2^-20 |LSE|) of exp(a) relatively plus 2.5 ulp where
-// |a| <= |LSE|/2, and within 2^-24 |a| more (what rounding a itself to
+// 2^-24 (0.7 + 2^-20 |LSE|) of exp(a) relatively plus 2.5 ulp where
+// |a| <= |LSE|, and within 2^-24 |a| more (what rounding a itself to
 // float32 costs) beyond.
 const (
 	bwdQueryTile = 96
@@ -682,8 +682,8 @@ func (sh *bwdShared[T]) softmaxGradBlock(h, i0, rows, j0, cols int, s, ds []T) b
 // into ds. For float64 the results are the loop's, bit for bit; for
 // float32 the exponential is kernels.SoftmaxGradRow32's, in base 2 from
 // an argument formed with float32 FMAs on hi/lo splits of s log2 e and
-// LSE log2 e (exact to about 2^-25 for weights P >= e^(-|LSE|/2), as
-// good as the argument rounded to float32 below them, whatever the
+// LSE log2 e (exact to about 2^-24 for weights P >= e^(-|LSE|), as good
+// as the argument rounded to float32 below them, whatever the
 // log-sum-exp; the same bits as the block call),
 // and dS is formed in float32 (as FlashAttention forms it). It reports
 // false for element types the kernels do not take.

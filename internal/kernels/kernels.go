@@ -195,22 +195,23 @@ func SoftmaxGradRow32(s, ds []float32, scale, lse, delta float64) {
 // finite: the caller clears the rows that see no key (lse = -Inf) itself.
 //
 // P_j is computed in base 2, from t = c*s[j] - L with c = scale*log2(e)
-// and L = lse[i]*log2(e) formed in float64. The assembly splits c and L
-// into float32 pairs (hi + lo) and recovers the rounding error of c_hi*s[j]
-// with an FMA, so the argument is exact to about 2^-25 while |t| <= |L|/2
-// (weights P_j >= e^(-|lse|/2): with a typical lse of 5 to 50, every
-// weight that matters) and otherwise as good as t rounded to float32; rows with |lse| >= 2^18 and the portable code form
-// t in float64 and round 2^t once. With u = scale*s[j] - lse the exact
-// argument, the relative error of P_j against exp(u) is below
+// and L = lse[i]*log2(e) formed in float64. The assembly (AVX-512, AVX2)
+// splits c and L into float32 pairs (hi + lo) and forms the reduced
+// argument t - round(t) with FMAs without rounding t itself, so it is
+// exact to about 2^-24 while |u| <= |lse| (with u = scale*s[j] - lse the
+// exact argument: every weight P_j >= e^(-|lse|), and for lse >= 0 down to
+// about e^(-2 lse)) and otherwise as good as t rounded to float32; rows
+// with |lse| >= 2^18 and the portable code form t in float64 and round
+// 2^t once. For u <= 0 (as with the row's own log-sum-exp) the relative
+// error of P_j against exp(u) is below
 //
-//	2^-24 (0.35 + 2^-20 |lse|) + 2.5 ulp(P_j)/P_j      if |u| <= |lse|/2,
-//	2^-24 (|u| + 0.35 + 2^-20 |lse|) + 2.5 ulp(P_j)/P_j  otherwise,
+//	2^-24 (0.7 + 2^-20 |lse|) + 2.5 ulp(P_j)/P_j        if |u| <= |lse|,
+//	2^-24 (|u| + 0.7 + 2^-20 |lse|) + 2.5 ulp(P_j)/P_j  otherwise,
 //
 // where 2^-24 |u| is what rounding u itself to float32 costs (the former
-// step's argument did that everywhere). Measured: below 0.9 ulp where |u|
-// <= |lse|/2, and at most 1.2 ulp for |u| < 1, 6 for |u| < 10 and 45 up to
-// the underflow beyond it. Results below 2^-126 may be 0 instead of
-// subnormal.
+// step's argument did that everywhere). Measured: at most 1 ulp where |u|
+// <= |lse|; beyond, at most 1 ulp for |u| < 1, 6 for |u| < 10 and 45 up to
+// the underflow. Results below 2^-126 may be 0 instead of subnormal.
 func SoftmaxGradRows32(s, ds []float32, ld, rows, cols int, scale float64, lse, delta []float64) {
 	if rows <= 0 || cols <= 0 {
 		return

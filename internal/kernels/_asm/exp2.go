@@ -122,7 +122,6 @@ func exp2Body(is isa, ys, ks, qs []string, c func(string) string, cmin string) {
 // the reduced argument f = y - k of vector i: 2^(y + adds[i]) for a small
 // correction, with k rounded from y alone.
 func exp2BodyAdd(is isa, ys, ks, qs, adds []string, c func(string) string, cmin string) {
-	deg := len(exp2Coefs) - 1
 	each := func(f func(y, k, q string)) {
 		for i := range ys {
 			f(ys[i], ks[i], qs[i])
@@ -137,6 +136,19 @@ func exp2BodyAdd(is isa, ys, ks, qs, adds []string, c func(string) string, cmin 
 	each(func(y, k, q string) { emit("VSUBPS %s, %s, %s", k, y, y) }) // f = y - k, exact
 	for i := range adds {
 		emit("VADDPS %s, %s, %s", adds[i], ys[i], ys[i])
+	}
+	exp2Scaled(is, ys, ks, qs, c)
+}
+
+// exp2Scaled emits 2^f 2^k into qs for reduced arguments f in ys and
+// integers k in ks (rounded by the caller, as exp2Body rounds them),
+// using both as temporaries.
+func exp2Scaled(is isa, ys, ks, qs []string, c func(string) string) {
+	deg := len(exp2Coefs) - 1
+	each := func(f func(y, k, q string)) {
+		for i := range ys {
+			f(ys[i], ks[i], qs[i])
+		}
 	}
 	each(func(y, k, q string) {
 		if is == avx512 {

@@ -18,6 +18,7 @@ const softmaxGradUnroll = 4
 // float32 rows go to genSoftmaxGradF32.
 func genSoftmaxGrad(dt dtype) {
 	if dt == f32 {
+		data32("sgfmin", -1) // AVX2's clamp of the reduced argument
 		genSoftmaxGradF32(avx2)
 		genSoftmaxGradF32(avx512)
 		return
@@ -131,18 +132,29 @@ func genSoftmaxGrad(dt dtype) {
 //	s = P,  ds = (ds - float32(delta[i])) P,
 //
 // all in float32 but for L, which is formed per row in float64 and split
-// into float32 L_hi + L_lo. The argument is exact to within 2^-25 and
-// terms of 2^-48 |L| while c x is within a factor 2 of L (|t| <= |L|/2),
-// and otherwise as good as t rounded to float32: p = c_hi x is rounded
-// and its error e = c_hi x - p recovered exactly with an FMA, y = p - L_hi
-// is exact (Sterbenz) in that range, k = round(y), f = y - k exactly, and
-// the small remainder e - L_lo + c_lo x is added to f before exp2Body's
-// polynomial, which it moves at most slightly past [-1/2, 1/2] (the
-// caller keeps |lse| below 2^18: see softmaxGradMaxLSE). On AVX-512 each
-// vector of 16 costs 23 instructions with its loads and stores (the
-// widening to float64 and the base-e reduction of the former kernel cost
-// 29), and a last partial vector of a row is masked; the row loop saves
-// the per-row calls.
+// into float32 L_hi + L_lo. The reduced argument f = t - k is formed
+// without rounding t itself, so it is exact to within about 2^-24 (and
+// terms of 2^-48 |L|) over a range of t that depends on the sign of L:
+//
+//   - L >= 0 (the usual case): t0 = c_hi x - L_hi rounded (one FMA), k =
+//     round(t0), m = L_hi + k, f = c_hi x - m (one FMA, rounded once as
+//     |f| <= 1/2) plus the remainder c_lo x - L_lo. m is exact while it
+//     stays above -2^(e+1), 2^e <= L_hi < 2^(e+1): for t down to about
+//     -2L; beyond, its rounding costs no more than rounding t would.
+//   - L < 0: p = c_hi x rounded and its error e = c_hi x - p recovered by
+//     an FMA, y = p - L_hi (exact by Sterbenz while p is within a factor 2
+//     of L_hi: t from L to 0), k = round(y), f = y - k plus e - L_lo +
+//     c_lo x. (m = L_hi + k would lose |L|'s low bits once |k| grows.)
+//
+// The remainder moves f at most slightly past [-1/2, 1/2] (the caller
+// keeps |lse| below 2^18: see softmaxGradMaxLSE); arguments t > 1/2 (P >
+// 1.4, which the row's own log-sum-exp never gives) are computed but may
+// lose accuracy. On AVX-512 a vector of 16 costs 22 (L >= 0) or 23
+// instructions with its loads and stores (the widening to float64 and the
+// base-e reduction of the former kernel cost 29), and a last partial
+// vector of a row is masked; AVX2 clamps t0 at -150 and f at -1 so that
+// results below 2^-150 still round to 0. The row loop saves the per-row
+// calls.
 func genSoftmaxGradF32(is isa) {
 	f := sig("softmaxGradRowsF32"+is.name, ps("s", "*float32", "ds", "*float32", "ld", "int", "rows", "int", "cols", "int",
 		"chi", "float32", "clo", "float32", "lse", "*float64", "delta", "*float64"), nil)
@@ -154,12 +166,12 @@ func genSoftmaxGradF32(is isa) {
 	}
 	// Vector i: y in R(i), k (then dP) in R(u+i), the remainder and then
 	// q (P) in R(2u+i); c_hi, c_lo, the row's L_hi, L_lo and delta, the
-	// AVX-512 tail's x or the AVX2 clamp; on AVX-512 exp2Body's constants
-	// from Z31 down.
+	// AVX-512 tail's x or the AVX2 clamp of t0, the AVX2 clamp of f; on
+	// AVX-512 exp2Body's constants from Z31 down.
 	yr := func(i int) string { return R(i) }
 	kr := func(i int) string { return R(u + i) }
 	qr := func(i int) string { return R(2*u + i) }
-	chi, clo, lhi, llo, delta, xt := R(3*u), R(3*u+1), R(3*u+2), R(3*u+3), R(3*u+4), R(3*u+5)
+	chi, clo, lhi, llo, delta, xt, fmin := R(3*u), R(3*u+1), R(3*u+2), R(3*u+3), R(3*u+4), R(3*u+5), R(3*u+6)
 	f.load("s", "BX", "ds", "DX", "ld", "R8<<2", "rows", "R9", "cols", "R12", "lse", "R10", "delta", "R11")
 	emit("VBROADCASTSS %s, %s", f.fp("chi"), chi)
 	emit("VBROADCASTSS %s, %s", f.fp("clo"), clo)
@@ -173,36 +185,67 @@ func genSoftmaxGradF32(is isa) {
 		emit("KMOVW (R13)(AX*2), K1")
 	} else {
 		emit("VMOVUPS x2min<>(SB), %s", xt)
+		emit("VMOVUPS sgfmin<>(SB), %s", fmin)
 	}
-	body := func(v int, masked bool) {
+	each := func(v int, f func(i int)) {
+		for i := range v {
+			f(i)
+		}
+	}
+	// argPos and argNeg leave f in ys and k in ks, from x at src(i).
+	argPos := func(v int, src func(int) string) {
+		each(v, func(i int) { emit("VMOVAPS %s, %s", lhi, yr(i)) })
+		each(v, func(i int) { emit("VFMSUB231PS %s, %s, %s", src(i), chi, yr(i)) }) // t0 = c_hi x - L_hi
+		if is == avx2 {
+			each(v, func(i int) { emit("VMAXPS %s, %s, %s", yr(i), xt, yr(i)) })
+			each(v, func(i int) { emit("VROUNDPS $0, %s, %s", yr(i), kr(i)) })
+		} else {
+			each(v, func(i int) { emit("VRNDSCALEPS $0, %s, %s", yr(i), kr(i)) })
+		}
+		each(v, func(i int) { emit("VADDPS %s, %s, %s", lhi, kr(i), yr(i)) })       // m = L_hi + k
+		each(v, func(i int) { emit("VFMSUB231PS %s, %s, %s", src(i), chi, yr(i)) }) // c_hi x - m
+		each(v, func(i int) { emit("VMOVAPS %s, %s", llo, qr(i)) })
+		each(v, func(i int) { emit("VFMSUB231PS %s, %s, %s", src(i), clo, qr(i)) }) // c_lo x - L_lo
+		each(v, func(i int) { emit("VADDPS %s, %s, %s", qr(i), yr(i), yr(i)) })
+		if is == avx2 {
+			each(v, func(i int) { emit("VMAXPS %s, %s, %s", yr(i), fmin, yr(i)) })
+		}
+	}
+	argNeg := func(v int, src func(int) string) {
+		each(v, func(i int) { emit("VMULPS %s, %s, %s", src(i), chi, yr(i)) }) // p = c_hi x, rounded
+		each(v, func(i int) { emit("VMOVAPS %s, %s", yr(i), qr(i)) })
+		each(v, func(i int) { emit("VFMSUB231PS %s, %s, %s", src(i), chi, qr(i)) }) // e = c_hi x - p, exact
+		each(v, func(i int) { emit("VSUBPS %s, %s, %s", llo, qr(i), qr(i)) })
+		each(v, func(i int) { emit("VFMADD231PS %s, %s, %s", src(i), clo, qr(i)) }) // e - L_lo + c_lo x
+		each(v, func(i int) { emit("VSUBPS %s, %s, %s", lhi, yr(i), yr(i)) })       // y = p - L_hi
+		if is == avx2 {
+			each(v, func(i int) { emit("VMAXPS %s, %s, %s", yr(i), xt, yr(i)) })
+			each(v, func(i int) { emit("VROUNDPS $0, %s, %s", yr(i), kr(i)) })
+		} else {
+			each(v, func(i int) { emit("VRNDSCALEPS $0, %s, %s", yr(i), kr(i)) })
+		}
+		each(v, func(i int) { emit("VSUBPS %s, %s, %s", kr(i), yr(i), yr(i)) }) // y - k, exact
+		each(v, func(i int) { emit("VADDPS %s, %s, %s", qr(i), yr(i), yr(i)) })
+		if is == avx2 {
+			each(v, func(i int) { emit("VMAXPS %s, %s, %s", yr(i), fmin, yr(i)) })
+		}
+	}
+	body := func(v int, masked, neg bool) {
 		src := func(i int) string { return fmt.Sprintf("%d(SI)", vb*i) }
 		if masked {
 			emit("VMOVUPS.Z (SI), K1, %s", xt)
 			src = func(int) string { return xt }
 		}
+		if neg {
+			argNeg(v, src)
+		} else {
+			argPos(v, src)
+		}
 		var ys, ks, qs []string
 		for i := range v {
 			ys, ks, qs = append(ys, yr(i)), append(ks, kr(i)), append(qs, qr(i))
 		}
-		for i := range v {
-			emit("VMULPS %s, %s, %s", src(i), chi, yr(i)) // p = c_hi x, rounded
-		}
-		for i := range v {
-			emit("VMOVAPS %s, %s", yr(i), qr(i))
-		}
-		for i := range v {
-			emit("VFMSUB231PS %s, %s, %s", src(i), chi, qr(i)) // e = c_hi x - p, exact
-		}
-		for i := range v {
-			emit("VSUBPS %s, %s, %s", llo, qr(i), qr(i))
-		}
-		for i := range v {
-			emit("VFMADD231PS %s, %s, %s", src(i), clo, qr(i)) // e - L_lo + c_lo x
-		}
-		for i := range v {
-			emit("VSUBPS %s, %s, %s", lhi, yr(i), yr(i)) // y = p - L_hi
-		}
-		exp2BodyAdd(is, ys, ks, qs, qs, c, xt)
+		exp2Scaled(is, ys, ks, qs, c)
 		for i := range v {
 			if masked {
 				emit("VMOVUPS %s, K1, (SI)", qr(i))
@@ -225,6 +268,25 @@ func genSoftmaxGradF32(is isa) {
 			emit("SUBQ $%d, CX", v*w)
 		}
 	}
+	loops := func(sfx string, neg bool) {
+		label("loopu" + sfx)
+		emit("CMPQ CX, $%d", u*w)
+		emit("JLT loop1%s", sfx)
+		body(u, false, neg)
+		emit("JMP loopu%s", sfx)
+		label("loop1" + sfx)
+		emit("CMPQ CX, $%d", w)
+		emit("JLT tail%s", sfx)
+		body(1, false, neg)
+		emit("JMP loop1%s", sfx)
+		label("tail" + sfx)
+		if is == avx512 {
+			emit("TESTQ CX, CX")
+			emit("JZ next")
+			body(1, true, neg)
+		}
+		emit("JMP next")
+	}
 	label("row")
 	// L = lse log2 e in float64, split into float32 L_hi + L_lo (the
 	// difference L - L_hi is exact in float64).
@@ -241,22 +303,12 @@ func genSoftmaxGradF32(is isa) {
 	emit("MOVQ BX, SI")
 	emit("MOVQ DX, DI")
 	emit("MOVQ R12, CX")
-	label("loopu")
-	emit("CMPQ CX, $%d", u*w)
-	emit("JLT loop1")
-	body(u, false)
-	emit("JMP loopu")
-	label("loop1")
-	emit("CMPQ CX, $%d", w)
-	emit("JLT tail")
-	body(1, false)
-	emit("JMP loop1")
-	label("tail")
-	if is == avx512 {
-		emit("TESTQ CX, CX")
-		emit("JZ next")
-		body(1, true)
-	}
+	emit("VMOVD X1, AX") // the sign of L_hi picks the reduction
+	emit("TESTL AX, AX")
+	emit("JS neg")
+	loops("", false)
+	label("neg")
+	loops("n", true)
 	label("next")
 	emit("ADDQ R8, BX")
 	emit("ADDQ R8, DX")
