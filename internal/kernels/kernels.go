@@ -238,13 +238,6 @@ func softmaxGradRows32Go(s, ds []float32, ld, rows, cols int, scale float64, lse
 	}
 }
 
-// split32 returns v as hi + lo, both float32: hi = float32(v), lo the
-// rest rounded, so hi + lo is v within 2^-48 |v|.
-func split32(v float64) (hi, lo float32) {
-	hi = float32(v)
-	return hi, float32(v - float64(hi))
-}
-
 // SoftmaxGradRow64 is SoftmaxGradRow32 for float64 rows, all in float64:
 // P_j = exp(scale*s[j] - lse) as ExpShiftSum64 computes it, ds[j] =
 // P_j*(ds[j] - delta).

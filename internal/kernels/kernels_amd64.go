@@ -608,6 +608,13 @@ func softmaxGradRows32(s, ds []float32, ld, rows, cols int, scale float64, lse, 
 	}
 }
 
+// split32 returns v as hi + lo, both float32: hi = float32(v), lo the
+// rest rounded, so hi + lo is v within 2^-48 |v|.
+func split32(v float64) (hi, lo float32) {
+	hi = float32(v)
+	return hi, float32(v - float64(hi))
+}
+
 // softmaxGradMaxLSE bounds the |lse| softmaxGradRowsF32AVX512 takes: its
 // correction c_lo x - L_lo, added to the reduced argument after k is
 // rounded, is at most about 2^-24 (|t| + 2 |L|), so below 2^18 it moves
