@@ -553,6 +553,7 @@ func (sh *bwdShared[T]) queryRows(ctx context.Context, st *bwdState[T], h, first
 	kh := p.KVHead(h)
 	local := (h - kh*p.Group()) * p.N // h's first row in the group's dQ
 	const qt = bwdQueryTile
+	st.prefetchDQ((local+first)*d, bwdRowBlock*d)
 	for i0, n := first, 0; i0 < last; i0, n = i0+qt, n+1 {
 		if n%cancelCheckTiles == cancelCheckTiles-1 && ctx.Err() != nil {
 			return false
@@ -592,7 +593,7 @@ func (sh *bwdShared[T]) rowBlock(st *bwdState[T], h, i0, rows, j0, cols int, q, 
 	ls := sh.stride
 	// The block's rows of the worker's dQ are read and written at the end
 	// of the block, and lie in a buffer of the whole head (beyond L2 at
-	// large n): bring them into L2 while S is computed.
+	// large n): the block before prefetched them (see prefetchDQ).
 	lo, hi := (local+i0)*d, (local+i0+rows)*d
 	dqRows := st.dq[lo:hi]
 	if st.flushDQ {
@@ -600,8 +601,8 @@ func (sh *bwdShared[T]) rowBlock(st *bwdState[T], h, i0, rows, j0, cols int, q, 
 		kernels.PrefetchL2(st.dq64[lo:hi])
 	}
 	if st.kp != nil {
-		st.kp.GemmNTNext(rows, 0, cols, q, d, s, ls, dqRows)
-		// The next block's queries, likewise.
+		st.kp.GemmNT(rows, 0, cols, q, d, s, ls)
+		// The next block's queries come into L2 during dP.
 		nextQ := q[min(rows*d, len(q)):min(2*rows*d, len(q))]
 		st.vp.GemmNTNext(rows, 0, cols, do, e, ds, ls, nextQ)
 	} else {
@@ -646,6 +647,17 @@ func (sh *bwdShared[T]) rowBlock(st *bwdState[T], h, i0, rows, j0, cols int, q, 
 		addTo64(st.dq64[lo:hi], dqRows)
 		clear(dqRows)
 	}
+	st.prefetchDQ(hi, rows*d)
+}
+
+// prefetchDQ brings n entries of the worker's dQ from entry x on into L2:
+// the rows the next row block's dQ product adds to. Issued as the block
+// before ends, they arrive during that block's S and dP; prefetched
+// during its own S (by the product kernel, a line at a time between its
+// strips) they still left the dQ product about 15% slower than dK's and
+// dV's, and no faster than without a prefetch, at n = 16384.
+func (st *bwdState[T]) prefetchDQ(x, n int) {
+	kernels.PrefetchL2(st.dq[min(x, len(st.dq)):min(x+n, len(st.dq))])
 }
 
 // softmaxGradBlock is the row loop above in one kernel call
