@@ -165,23 +165,28 @@ type bwdState[T attn.Float] struct {
 }
 
 // bwdBuffers are a backward call's buffers, kept for the next call (see
-// bwdPool): delta and each worker's state.
+// bwdRecycler): delta and each worker's state.
 type bwdBuffers[T attn.Float] struct {
 	delta  []float64
 	states []*bwdState[T]
 }
 
-// bwdPools hold bwdBuffers for float32 and float64. A training loop calls
-// the backward pass with the same sizes step after step; buffers of O(n d)
-// made afresh each time cost their zeroing and page faults, a few percent
-// of a call at n = 4096.
-var bwdPools [2]sync.Pool
+// bwdBuffers32 and bwdBuffers64 keep bwdBuffers between calls. A training
+// loop calls the backward pass with the same sizes step after step;
+// buffers of O(n d) made afresh each time cost their zeroing and page
+// faults, a few percent of a call at n = 4096.
+var (
+	bwdBuffers32 recycler[bwdBuffers[float32]]
+	bwdBuffers64 recycler[bwdBuffers[float64]]
+)
 
-func bwdPool[T attn.Float]() *sync.Pool {
+// bwdRecycler returns bwdBuffers32 or bwdBuffers64 for T.
+func bwdRecycler[T attn.Float]() *recycler[bwdBuffers[T]] {
+	var r any = &bwdBuffers64
 	if _, ok := any(T(0)).(float32); ok {
-		return &bwdPools[0]
+		r = &bwdBuffers32
 	}
-	return &bwdPools[1]
+	return r.(*recycler[bwdBuffers[T]])
 }
 
 // resized returns x with length n, reallocated if its capacity is short;
@@ -241,14 +246,14 @@ func backward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T]
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	pool := bwdPool[T]()
-	buf, _ := pool.Get().(*bwdBuffers[T])
+	rec := bwdRecycler[T]()
+	buf := rec.get()
 	if buf == nil {
 		buf = new(bwdBuffers[T])
 	}
 	defer func() {
 		buf.release()
-		pool.Put(buf)
+		rec.put(buf)
 	}()
 	sh.prepareQueries(workers, out.O, buf)
 	// The sink is a logit whose value is 0: dP = 0, so its gradient is

@@ -304,7 +304,7 @@ func checkSampled[T attn.Float](t *testing.T, p *attn.Problem[T], dO []T, tol fl
 }
 
 // TestBackwardReusesBuffers checks that the buffers a call leaves for the
-// next (bwdPool) carry nothing over: a float32 call repeated after calls of
+// next (bwdRecycler) carry nothing over: a float32 call repeated after calls of
 // other sizes gives the same gradients bit for bit (one worker, so the
 // order of dQ's additions is fixed).
 func TestBackwardReusesBuffers(t *testing.T) {

@@ -10,7 +10,6 @@ import (
 	"math"
 	"runtime"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"unsafe"
 
@@ -515,18 +514,24 @@ func NewWorkspace[T attn.Float]() *Workspace[T] {
 	return ws
 }
 
-// workspaces recycles the Workspaces of Method's calls.
-var workspaces32, workspaces64 sync.Pool
+// workspaces32 and workspaces64 recycle the Workspaces of Method's calls.
+var (
+	workspaces32 recycler[Workspace[float32]]
+	workspaces64 recycler[Workspace[float64]]
+)
 
-func getWorkspace[T attn.Float]() (*Workspace[T], *sync.Pool) {
-	pool := &workspaces64
+// getWorkspace returns a Workspace for a call and the recycler to put it
+// back in.
+func getWorkspace[T attn.Float]() (*Workspace[T], *recycler[Workspace[T]]) {
+	var r any = &workspaces64
 	if _, ok := any(T(0)).(float32); ok {
-		pool = &workspaces32
+		r = &workspaces32
 	}
-	if ws, ok := pool.Get().(*Workspace[T]); ok {
-		return ws, pool
+	rec := r.(*recycler[Workspace[T]])
+	if ws := rec.get(); ws != nil {
+		return ws, rec
 	}
-	return NewWorkspace[T](), pool
+	return NewWorkspace[T](), rec
 }
 
 // Forward computes exact attention for p into out (sized as
@@ -718,8 +723,8 @@ func forward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T],
 	if p.Workers > 0 {
 		workers = p.Workers
 	}
-	ws, pool := getWorkspace[T]()
-	defer pool.Put(ws)
+	ws, rec := getWorkspace[T]()
+	defer rec.put(ws)
 	return ws.forward(ctx, workers, p, out, centres)
 }
 

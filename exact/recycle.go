@@ -1,0 +1,35 @@
+package exact
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// recycler hands one call's buffers (a Workspace, a backward call's
+// bwdBuffers) to the next. A sync.Pool alone keeps what a call puts back
+// with the processor it ran on, and a call that resumes elsewhere (after
+// waiting for its workers) misses it: about half the calls did with two
+// processors, each remaking and faulting in tens of MB at n = 16384. So
+// the last buffers put back wait in a slot every processor reads, and
+// only the surplus of concurrent calls goes to the pool. The slot keeps
+// one set of buffers alive between calls, as long as the program runs.
+type recycler[B any] struct {
+	last atomic.Pointer[B]
+	pool sync.Pool
+}
+
+// get returns buffers put back earlier, or nil.
+func (r *recycler[B]) get() *B {
+	if b := r.last.Swap(nil); b != nil {
+		return b
+	}
+	b, _ := r.pool.Get().(*B)
+	return b
+}
+
+// put hands b to a later get.
+func (r *recycler[B]) put(b *B) {
+	if !r.last.CompareAndSwap(nil, b) {
+		r.pool.Put(b)
+	}
+}
