@@ -8,25 +8,30 @@ import (
 )
 
 // BenchmarkCertifiedDecode times one decode step of a grouped-query model
-// (8 query heads, 2 key/value heads, 1 query, d = e = 128, float32) through
-// Attend, which certifies its result (key statistics, value column maxima,
-// the a priori bound), against AttendInto, which does not; the difference
-// is the certification's cost outside the kernel.
+// (8 query heads, 2 key/value heads, 1 query, d = e = 128, float32 and
+// float64) through Attend, which certifies its result (key statistics,
+// value column maxima, the a priori bound), against AttendInto, which does
+// not; the difference is the certification's cost outside the kernel.
 func BenchmarkCertifiedDecode(b *testing.B) {
+	b.Run("float32", func(b *testing.B) { benchCertifiedDecode[float32](b) })
+	b.Run("float64", func(b *testing.B) { benchCertifiedDecode[float64](b) })
+}
+
+func benchCertifiedDecode[T Float](b *testing.B) {
 	for _, m := range []int{4096, 32768} {
 		const hq, hkv, d = 8, 2, 128
 		r := rand.New(rand.NewPCG(1, 2))
-		rnd := func(n int) []float32 {
-			x := make([]float32, n)
+		rnd := func(n int) []T {
+			x := make([]T, n)
 			for i := range x {
-				x[i] = float32(r.NormFloat64())
+				x[i] = T(r.NormFloat64())
 			}
 			return x
 		}
 		q, _ := NewTensor(rnd(hq*d), 1, hq, 1, d)
 		k, _ := NewTensor(rnd(hkv*m*d), 1, hkv, m, d)
 		v, _ := NewTensor(rnd(hkv*m*d), 1, hkv, m, d)
-		out, _ := NewTensor(make([]float32, hq*d), 1, hq, 1, d)
+		out, _ := NewTensor(make([]T, hq*d), 1, hq, 1, d)
 		ctx := context.Background()
 		b.Run(fmt.Sprintf("m=%d/Attend", m), func(b *testing.B) {
 			for b.Loop() {
