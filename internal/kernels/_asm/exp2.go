@@ -115,18 +115,7 @@ func genExp2(is isa) {
 // using ks and ys as temporaries; c names a constant (a register on
 // AVX-512), cmin is the AVX2 clamp's register.
 func exp2Body(is isa, ys, ks, qs []string, c func(string) string, cmin string) {
-	exp2BodyAdd(is, ys, ks, qs, nil, c, cmin)
-}
-
-// exp2BodyAdd is exp2Body that adds adds[i] (when adds is not nil) to
-// the reduced argument f = y - k of vector i: 2^(y + adds[i]) for a small
-// correction, with k rounded from y alone.
-func exp2BodyAdd(is isa, ys, ks, qs, adds []string, c func(string) string, cmin string) {
-	each := func(f func(y, k, q string)) {
-		for i := range ys {
-			f(ys[i], ks[i], qs[i])
-		}
-	}
+	each := eachVector(ys, ks, qs)
 	if is == avx2 {
 		each(func(y, k, q string) { emit("VMAXPS %s, %s, %s", y, cmin, y) }) // a NaN stays NaN
 		each(func(y, k, q string) { emit("VROUNDPS $0, %s, %s", y, k) })
@@ -134,10 +123,17 @@ func exp2BodyAdd(is isa, ys, ks, qs, adds []string, c func(string) string, cmin 
 		each(func(y, k, q string) { emit("VRNDSCALEPS $0, %s, %s", y, k) })
 	}
 	each(func(y, k, q string) { emit("VSUBPS %s, %s, %s", k, y, y) }) // f = y - k, exact
-	for i := range adds {
-		emit("VADDPS %s, %s, %s", adds[i], ys[i], ys[i])
-	}
 	exp2Scaled(is, ys, ks, qs, c)
+}
+
+// eachVector returns a function that calls f on the registers of each
+// vector i: ys[i], ks[i] and qs[i].
+func eachVector(ys, ks, qs []string) func(f func(y, k, q string)) {
+	return func(f func(y, k, q string)) {
+		for i := range ys {
+			f(ys[i], ks[i], qs[i])
+		}
+	}
 }
 
 // exp2Scaled emits 2^f 2^k into qs for reduced arguments f in ys and
@@ -145,11 +141,7 @@ func exp2BodyAdd(is isa, ys, ks, qs, adds []string, c func(string) string, cmin 
 // using both as temporaries.
 func exp2Scaled(is isa, ys, ks, qs []string, c func(string) string) {
 	deg := len(exp2Coefs) - 1
-	each := func(f func(y, k, q string)) {
-		for i := range ys {
-			f(ys[i], ks[i], qs[i])
-		}
-	}
+	each := eachVector(ys, ks, qs)
 	each(func(y, k, q string) {
 		if is == avx512 {
 			emit("VMOVAPS %s, %s", c(fmt.Sprintf("c%d", deg)), q)

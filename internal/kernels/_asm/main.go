@@ -687,11 +687,7 @@ func expBody(is isa, dt dtype, xs, ks, ps []string, cmin, cmax string, regs map[
 		}
 		return p + n + "<>(SB)"
 	}
-	each := func(f func(x, k, q string)) {
-		for i := range xs {
-			f(xs[i], ks[i], ps[i])
-		}
-	}
+	each := eachVector(xs, ks, ps)
 	sf := dt.sfx
 	// The AVX-512 forms need no lower clamp: a lane whose k falls below
 	// kfloor (float32 -126: every x under about -87.7; float64 -1022:
