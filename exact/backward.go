@@ -575,7 +575,7 @@ func (sh *bwdShared[T]) queryRows(ctx context.Context, st *bwdState[T], h, first
 	kh := p.KVHead(h)
 	local := (h - kh*p.Group()) * p.N // h's first row in the group's dQ
 	qt := sh.queryTile
-	st.prefetchDQ((local+first)*d, bwdRowBlock*d)
+	kernels.PrefetchL2(st.nextDQ((local+first)*d, bwdRowBlock*d))
 	for i0, n := first, 0; i0 < last; i0, n = i0+qt, n+1 {
 		if n%cancelCheckTiles == cancelCheckTiles-1 && ctx.Err() != nil {
 			return false
@@ -615,7 +615,7 @@ func (sh *bwdShared[T]) rowBlock(st *bwdState[T], h, i0, rows, j0, cols int, q, 
 	ls := sh.stride
 	// The block's rows of the worker's dQ are read and written at the end
 	// of the block, and lie in a buffer of the whole head (beyond L2 at
-	// large n): the block before prefetched them (see prefetchDQ).
+	// large n): the block before prefetched them (see nextDQ).
 	lo, hi := (local+i0)*d, (local+i0+rows)*d
 	dqRows := st.dq[lo:hi]
 	if st.flushDQ {
@@ -623,12 +623,13 @@ func (sh *bwdShared[T]) rowBlock(st *bwdState[T], h, i0, rows, j0, cols int, q, 
 		kernels.PrefetchL2(st.dq64[lo:hi])
 	}
 	if st.kp != nil {
-		st.kp.GemmNT(rows, 0, cols, q, d, s, ls)
+		st.kp.GemmNTNext(rows, 0, cols, q, d, s, ls, st.nextDQ(hi, rows*d))
 		// The next block's queries come into L2 during dP.
 		nextQ := q[min(rows*d, len(q)):min(2*rows*d, len(q))]
 		st.vp.GemmNTNext(rows, 0, cols, do, e, ds, ls, nextQ)
 	} else {
 		vals := p.V[(kh*p.M+j0)*e:]
+		kernels.PrefetchL2(st.nextDQ(hi, rows*d))
 		k.gemmNT(rows, cols, d, q, d, keys, d, s, ls)
 		k.gemmNT(rows, cols, e, do, e, vals, e, ds, ls)
 	}
@@ -669,17 +670,19 @@ func (sh *bwdShared[T]) rowBlock(st *bwdState[T], h, i0, rows, j0, cols int, q, 
 		addTo64(st.dq64[lo:hi], dqRows)
 		clear(dqRows)
 	}
-	st.prefetchDQ(hi, rows*d)
 }
 
-// prefetchDQ brings n entries of the worker's dQ from entry x on into L2:
-// the rows the next row block's dQ product adds to. Issued as the block
-// before ends, they have that block's S and dP to arrive in. Prefetched
-// during the block's own S (by the product kernel, a few lines between
-// its strips), they left the dQ product 11-26% slower than dK's and dV's
-// at n = 16384; this way the backward took 1-3% less time.
-func (st *bwdState[T]) prefetchDQ(x, n int) {
-	kernels.PrefetchL2(st.dq[min(x, len(st.dq)):min(x+n, len(st.dq))])
+// nextDQ returns n entries of the worker's dQ from entry x on: the rows
+// the next row block's dQ product adds to, which the block before
+// prefetches into L2 during its S product (a few lines between the
+// kernel's strips), a block ahead of their use. Prefetched during the
+// block's own S they left the dQ product 11-26% slower than dK's and
+// dV's at n = 16384; all at once as the block before ended, the prefetch
+// instructions stalled for want of fill buffers (2.4% of the samples of
+// a profile), and the backward took 1.5-3.5% longer than now (calls
+// alternating in one process, d = 64 and 128).
+func (st *bwdState[T]) nextDQ(x, n int) []T {
+	return st.dq[min(x, len(st.dq)):min(x+n, len(st.dq))]
 }
 
 // softmaxGradBlock is the row loop above in one kernel call
