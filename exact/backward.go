@@ -224,13 +224,19 @@ func (b *bwdBuffers[T]) state(w, d, e, qt, kt int, isF32 bool) *bwdState[T] {
 	stride := kt + bwdStridePad
 	st.s = resized(st.s, qt*stride)
 	st.ds = resized(st.ds, qt*stride)
+	// The key tile's sums start clear; each tile leaves them so (a tile
+	// cut short by a cancelled call does not, hence clearing here).
 	st.dk = resized(st.dk, kt*d)
 	st.dv = resized(st.dv, kt*e)
+	clear(st.dk)
+	clear(st.dv)
 	st.head, st.isFloat = -1, isF32
 	if isF32 {
 		st.row = resized(st.row, kt)
 		st.dk64 = resized(st.dk64, d*kt)
 		st.dv64 = resized(st.dv64, e*kt)
+		clear(st.dk64)
+		clear(st.dv64)
 	}
 	return st
 }
@@ -401,11 +407,12 @@ func parallelFor(workers, n int, f func(i int)) {
 // head kh.
 func (sh *bwdShared[T]) startHead(st *bwdState[T], kh int) {
 	n := sh.p.Group() * sh.p.N * sh.p.D
-	// For float32, finishHead leaves all of dq's array clear.
+	// For float32, finishHead leaves all of dq's and dq64's arrays clear
+	// (they are made zero, and it drains every head it starts, even when
+	// the call is cancelled).
 	st.dq = resized(st.dq, n)
 	if st.isFloat {
 		st.dq64 = resized(st.dq64, n)
-		clear(st.dq64)
 	} else {
 		clear(st.dq)
 	}
@@ -446,19 +453,8 @@ func (sh *bwdShared[T]) finishHead(st *bwdState[T]) {
 		out := dst[lo:hi]
 		if st.isFloat {
 			// The float32 partial sums not flushed yet are added here,
-			// and cleared for the next head.
-			sum := st.dq64[lo:hi][:len(out)]
-			part := st.dq[lo:hi][:len(out)]
-			if set {
-				for x, v := range sum {
-					out[x] = T(float64(out[x]) + p.Scale*(v+float64(part[x])))
-				}
-			} else {
-				for x, v := range sum {
-					out[x] = T(p.Scale * (v + float64(part[x])))
-				}
-			}
-			clear(part)
+			// and both parts cleared for the next head.
+			kernels.DrainScaled32(any(out).([]float32), set, p.Scale, st.dq64[lo:hi][:len(out)], any(st.dq[lo:hi][:len(out)]).([]float32))
 		} else {
 			sum := st.dq[lo:hi][:len(out)]
 			if set {
@@ -483,12 +479,8 @@ func (sh *bwdShared[T]) finishHead(st *bwdState[T]) {
 func (sh *bwdShared[T]) keyBlock(ctx context.Context, st *bwdState[T], kh, j0, cols int) {
 	p := sh.p
 	d, e := p.D, p.E
-	clear(st.dk[:cols*d])
-	clear(st.dv[:cols*e])
-	if st.isFloat {
-		clear(st.dk64[:d*cols])
-		clear(st.dv64[:e*cols])
-	}
+	// dk, dv (and dk64, dv64) are clear: state made them so, and every
+	// tile drains what it used (below).
 	if st.kp != nil {
 		// The tile's keys and values are read by every query tile of the
 		// group: lay them out for the microkernels once.
@@ -527,28 +519,20 @@ func (sh *bwdShared[T]) keyBlock(ctx context.Context, st *bwdState[T], kh, j0, c
 	gk := sh.g.DK[(kh*p.M+j0)*d : (kh*p.M+j0+cols)*d]
 	gv := sh.g.DV[(kh*p.M+j0)*e : (kh*p.M+j0+cols)*e]
 	if st.isFloat {
-		writeScaled(gk, st.dk64, st.dk, p.Scale)
-		writeScaled(gv, st.dv64, st.dv, 1)
+		kernels.DrainScaled32(any(gk).([]float32), false, p.Scale, st.dk64[:len(gk)], any(st.dk[:len(gk)]).([]float32))
+		kernels.DrainScaled32(any(gv).([]float32), false, 1, st.dv64[:len(gv)], any(st.dv[:len(gv)]).([]float32))
 		return
 	}
-	writeScaled(gk, st.dk, nil, p.Scale)
-	writeScaled(gv, st.dv, nil, 1)
+	writeScaled(gk, st.dk[:len(gk)], p.Scale)
+	writeScaled(gv, st.dv[:len(gv)], 1)
 }
 
-// writeScaled sets dst[x] = scale*(src[x] + part[x]), rounded to T (part
-// may be nil).
-func writeScaled[T attn.Float, S attn.Float](dst []T, src []S, part []T, scale float64) {
-	src = src[:len(dst)]
-	if part == nil {
-		for x, v := range src {
-			dst[x] = T(scale * float64(v))
-		}
-		return
-	}
-	part = part[:len(dst)]
+// writeScaled sets dst[x] = scale*src[x] and clears src.
+func writeScaled[T attn.Float](dst, src []T, scale float64) {
 	for x, v := range src {
-		dst[x] = T(scale * (float64(v) + float64(part[x])))
+		dst[x] = T(scale * float64(v))
 	}
+	clear(src)
 }
 
 // flushKV moves the float32 partial sums of dK and dV to float64 (for

@@ -335,3 +335,59 @@ func TestBackwardReusesBuffers(t *testing.T) {
 		}
 	}
 }
+
+// cancelAfter is a context whose Err reports context.Canceled from its
+// nth call on.
+type cancelAfter struct {
+	context.Context
+	n, calls int
+}
+
+func (c *cancelAfter) Err() error {
+	if c.calls++; c.calls >= c.n {
+		return context.Canceled
+	}
+	return nil
+}
+
+// TestBackwardAfterCancel checks that a call cancelled at any of its
+// checks, among them one inside each key tile (its query rows are
+// checked every cancelCheckTiles tiles), leaves nothing in the buffers
+// the next call reuses: the next call gives the gradients of an
+// uninterrupted one, bit for bit.
+func TestBackwardAfterCancel(t *testing.T) {
+	p := attntest.To32(attntest.Case{Heads: 1, N: (cancelCheckTiles + 2) * bwdQueryTile, M: 300, D: 8, E: 8}.Generate(5))
+	m := Method{Workers: 1}
+	out := attn.NewOutput(p)
+	if _, err := m.Forward32(context.Background(), p, out); err != nil {
+		t.Fatal(err)
+	}
+	dO := make([]float32, p.Heads*p.N*p.E)
+	for i := range dO {
+		dO[i] = float32(i%7) - 3
+	}
+	run := func(ctx context.Context) (*attn.Gradients[float32], error) {
+		g := attn.NewGradients(p)
+		_, err := m.Backward32(ctx, p, out, dO, g)
+		return g, err
+	}
+	count := &cancelAfter{Context: context.Background(), n: math.MaxInt}
+	want, err := run(count)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n := 1; n <= count.calls; n++ {
+		if _, err := run(&cancelAfter{Context: context.Background(), n: n}); err != context.Canceled {
+			t.Fatalf("cancelled at check %d of %d: got %v, want context.Canceled", n, count.calls, err)
+		}
+		got, err := run(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for x, pair := range [][2][]float32{{want.DQ, got.DQ}, {want.DK, got.DK}, {want.DV, got.DV}} {
+			if !slices.Equal(pair[0], pair[1]) {
+				t.Errorf("%s differs after a call cancelled at check %d of %d", []string{"dQ", "dK", "dV"}[x], n, count.calls)
+			}
+		}
+	}
+}

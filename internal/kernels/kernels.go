@@ -170,6 +170,22 @@ func Accumulate32(dst []float64, alpha float64, src []float32) {
 	accumulate32(dst, alpha, src)
 }
 
+// DrainScaled32 moves sums kept in two parts, a float64 total sum[i] and
+// float32 terms part[i] not yet added to it, into dst, scaled:
+//
+//	dst[i] = float32(scale*(sum[i] + part[i]))            (add false)
+//	dst[i] = float32(dst[i] + scale*(sum[i] + part[i]))   (add true)
+//
+// each operation rounded in float64 (never fused), and zeroes sum and
+// part for the next sums. It is the backward pass's last step for dQ, dK
+// and dV; the lengths must be equal.
+func DrainScaled32(dst []float32, add bool, scale float64, sum []float64, part []float32) {
+	if len(sum) != len(dst) || len(part) != len(dst) {
+		panic("kernels: DrainScaled32: lengths differ")
+	}
+	drainScaled32(dst, add, scale, sum, part)
+}
+
 // SoftmaxGradRow32 does the elementwise step of attention's backward pass
 // for one row: on entry s holds the row's dot products q·k_j and ds its
 // dP_j = dO·v_j; for every j it sets s[j] = P_j = exp(scale*s[j] - lse)

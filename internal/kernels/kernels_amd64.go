@@ -432,6 +432,28 @@ func accumulate32(dst []float64, alpha float64, src []float32) {
 	accumulate32Go(dst[body:], alpha, src[body:])
 }
 
+func drainScaled32(dst []float32, add bool, scale float64, sum []float64, part []float32) {
+	body := 0
+	switch level {
+	case levelAVX512:
+		body = len(dst) &^ 15
+	case levelAVX2:
+		body = len(dst) &^ 7
+	}
+	if body > 0 {
+		a := 0
+		if add {
+			a = 1
+		}
+		if level == levelAVX512 {
+			drainScaledAVX512(&dst[0], &sum[0], &part[0], body, scale, a)
+		} else {
+			drainScaledAVX2(&dst[0], &sum[0], &part[0], body, scale, a)
+		}
+	}
+	drainScaled32Go(dst[body:], add, scale, sum[body:], part[body:])
+}
+
 func max32(x []float32) float32 {
 	if level == levelGo || len(x) < 8 {
 		return maxGo(x)

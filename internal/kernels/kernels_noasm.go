@@ -57,6 +57,10 @@ func accumulate32(dst []float64, alpha float64, src []float32) {
 	accumulate32Go(dst, alpha, src)
 }
 
+func drainScaled32(dst []float32, add bool, scale float64, sum []float64, part []float32) {
+	drainScaled32Go(dst, add, scale, sum, part)
+}
+
 func max32(x []float32) float32 { return maxGo(x) }
 func finite32(x []float32) bool { return finiteGo(x) }
 func finite64(x []float64) bool { return finiteGo(x) }

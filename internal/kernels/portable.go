@@ -239,6 +239,24 @@ func maxGo[T float32 | float64](x []T) T {
 	return m
 }
 
+// drainScaled32Go is DrainScaled32. The conversions to float64 of the
+// products keep the compiler from fusing them with the additions (as it
+// may where FMA is available), which the assembly does not do either.
+func drainScaled32Go(dst []float32, add bool, scale float64, sum []float64, part []float32) {
+	sum, part = sum[:len(dst)], part[:len(dst)]
+	if add {
+		for i, v := range sum {
+			dst[i] = float32(float64(dst[i]) + float64(scale*(v+float64(part[i]))))
+		}
+	} else {
+		for i, v := range sum {
+			dst[i] = float32(scale * (v + float64(part[i])))
+		}
+	}
+	clear(sum)
+	clear(part)
+}
+
 func accumulate32Go(dst []float64, alpha float64, src []float32) {
 	src = src[:len(dst)]
 	if alpha == 1 {

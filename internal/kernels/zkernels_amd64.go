@@ -489,6 +489,12 @@ func maxF64AVX512(x *float64, n int) (m float64, nan bool, finite bool)
 func accumulateAVX2(dst *float64, src *float32, n int, alpha float64)
 
 //go:noescape
+func drainScaledAVX2(dst *float32, sum *float64, part *float32, n int, scale float64, add int)
+
+//go:noescape
+func drainScaledAVX512(dst *float32, sum *float64, part *float32, n int, scale float64, add int)
+
+//go:noescape
 func bf16ToF32AVX2(dst *float32, src *uint16, n int)
 
 //go:noescape

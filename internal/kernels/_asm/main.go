@@ -198,6 +198,9 @@ func main() {
 	genMaxAVX512(f64)
 	genAccumulate()
 	for _, is := range []isa{avx2, avx512} {
+		genDrain(is) // drain.go
+	}
+	for _, is := range []isa{avx2, avx512} {
 		genWiden(is, "bf16ToF32", "VPMOVZXWD", true)
 		genWiden(is, "f16ToF32", "VCVTPH2PS", false)
 	}
