@@ -312,14 +312,7 @@ func TestBackwardReusesBuffers(t *testing.T) {
 	small := attntest.To32(attntest.Case{Heads: 1, N: 50, M: 70, D: 16, E: 4, Causal: true}.Generate(4))
 	m := Method{Workers: 1}
 	run := func(p *attn.Problem[float32]) *attn.Gradients[float32] {
-		out := attn.NewOutput(p)
-		if _, err := m.Forward32(context.Background(), p, out); err != nil {
-			t.Fatal(err)
-		}
-		dO := make([]float32, p.Heads*p.N*p.E)
-		for i := range dO {
-			dO[i] = float32(i%5) - 2
-		}
+		out, dO := forwardForGrad(t, m, p, 5)
 		g := attn.NewGradients(p)
 		if _, err := m.Backward32(context.Background(), p, out, dO, g); err != nil {
 			t.Fatal(err)
@@ -358,14 +351,7 @@ func (c *cancelAfter) Err() error {
 func TestBackwardAfterCancel(t *testing.T) {
 	p := attntest.To32(attntest.Case{Heads: 1, N: (cancelCheckTiles + 2) * bwdQueryTile, M: 300, D: 8, E: 8}.Generate(5))
 	m := Method{Workers: 1}
-	out := attn.NewOutput(p)
-	if _, err := m.Forward32(context.Background(), p, out); err != nil {
-		t.Fatal(err)
-	}
-	dO := make([]float32, p.Heads*p.N*p.E)
-	for i := range dO {
-		dO[i] = float32(i%7) - 3
-	}
+	out, dO := forwardForGrad(t, m, p, 7)
 	run := func(ctx context.Context) (*attn.Gradients[float32], error) {
 		g := attn.NewGradients(p)
 		_, err := m.Backward32(ctx, p, out, dO, g)
@@ -390,4 +376,19 @@ func TestBackwardAfterCancel(t *testing.T) {
 			}
 		}
 	}
+}
+
+// forwardForGrad runs m's forward pass on p and returns its output and an
+// output gradient of integers cycling through period values around 0.
+func forwardForGrad(t *testing.T, m Method, p *attn.Problem[float32], period int) (*attn.Output[float32], []float32) {
+	t.Helper()
+	out := attn.NewOutput(p)
+	if _, err := m.Forward32(context.Background(), p, out); err != nil {
+		t.Fatal(err)
+	}
+	dO := make([]float32, p.Heads*p.N*p.E)
+	for i := range dO {
+		dO[i] = float32(i%period - period/2)
+	}
+	return out, dO
 }
