@@ -215,8 +215,9 @@ func resized[S any](x []S, n int) []S {
 }
 
 // state returns worker w's state with tiles of qt queries and kt keys
-// for head dimensions d and e, and no head started.
-func (b *bwdBuffers[T]) state(w, d, e, qt, kt int, isF32 bool) *bwdState[T] {
+// for head dimensions d and e, the sums of tiles of up to cols keys
+// clear, and no head started.
+func (b *bwdBuffers[T]) state(w, d, e, qt, kt, cols int, isF32 bool) *bwdState[T] {
 	for len(b.states) <= w {
 		b.states = append(b.states, &bwdState[T]{kp: newPacker[T](), vp: newPacker[T]()})
 	}
@@ -228,15 +229,15 @@ func (b *bwdBuffers[T]) state(w, d, e, qt, kt int, isF32 bool) *bwdState[T] {
 	// cut short by a cancelled call does not, hence clearing here).
 	st.dk = resized(st.dk, kt*d)
 	st.dv = resized(st.dv, kt*e)
-	clear(st.dk)
-	clear(st.dv)
+	clear(st.dk[:cols*d])
+	clear(st.dv[:cols*e])
 	st.head, st.isFloat = -1, isF32
 	if isF32 {
 		st.row = resized(st.row, kt)
 		st.dk64 = resized(st.dk64, d*kt)
 		st.dv64 = resized(st.dv64, e*kt)
-		clear(st.dk64)
-		clear(st.dv64)
+		clear(st.dk64[:cols*d])
+		clear(st.dv64[:cols*e])
 	}
 	return st
 }
@@ -316,7 +317,7 @@ func backward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T]
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Add(1)
-		st := buf.state(w, p.D, p.E, sh.queryTile, kt, isF32)
+		st := buf.state(w, p.D, p.E, sh.queryTile, kt, min(kt, p.M), isF32)
 		st.first = w * bwdDQChunks / workers
 		go func() {
 			defer wg.Done()
