@@ -137,8 +137,6 @@ type bwdShared[T attn.Float] struct {
 	dO    []T
 	g     *attn.Gradients[T]
 	k     ops[T]
-	// gemmTN is kernels.GemmTN32 or GemmTN64: C += A^T B.
-	gemmTN func(m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int)
 	// dqMu guards g.DQ: bwdDQChunks locks per key/value head, one per
 	// chunk of its group's rows; dqSet[c] is whether chunk c holds a sum
 	// yet (the first worker to finish the head sets it, the others add).
@@ -264,7 +262,7 @@ func backward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T]
 	// cleared elsewhere: clearing them first cost a pass over each.
 	clear(g.DSinks)
 	kvh, group := p.KVHeadCount(), p.Group()
-	sh := &bwdShared[T]{p: p, lse: out.LSE, dO: dO, g: g, k: k, gemmTN: gemmTNFor[T](),
+	sh := &bwdShared[T]{p: p, lse: out.LSE, dO: dO, g: g, k: k,
 		dqMu: make([]sync.Mutex, kvh*bwdDQChunks), dqSet: make([]bool, kvh*bwdDQChunks)}
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
@@ -352,18 +350,6 @@ func backward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T]
 		}
 	}
 	return attn.Stats{Flops: BackwardFlops(p)}, nil
-}
-
-// gemmTNFor returns kernels.GemmTN32 or GemmTN64 for T.
-func gemmTNFor[T attn.Float]() func(m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int) {
-	var f any
-	switch any(T(0)).(type) {
-	case float32:
-		f = kernels.GemmTN32
-	case float64:
-		f = kernels.GemmTN64
-	}
-	return f.(func(m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int))
 }
 
 // prepareQueries fills sh.delta from the output o.
@@ -578,8 +564,8 @@ func (sh *bwdShared[T]) queryRows(ctx context.Context, st *bwdState[T], h, first
 		}
 		// dV += P^T dO, dK += dS^T Q, on the query rows the blocks above
 		// brought into cache.
-		sh.gemmTN(cols, e, rows, st.s, ls, do, e, st.dv[:cols*e], e)
-		sh.gemmTN(cols, d, rows, st.ds, ls, q, d, st.dk[:cols*d], d)
+		sh.k.gemmTN(cols, e, rows, st.s, ls, do, e, st.dv[:cols*e], e)
+		sh.k.gemmTN(cols, d, rows, st.ds, ls, q, d, st.dk[:cols*d], d)
 		// Flush before the next tile could take the float32 sums past
 		// bwdFlush rows (flushing once they reached it let them sum 1056).
 		if st.pending += rows; st.pending+qt > bwdFlush {

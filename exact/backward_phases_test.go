@@ -40,7 +40,8 @@ func bwdPhases[T attn.Float](b *testing.B, d, rows int) {
 	q, do, keys, vals := fill(rows*d), fill(rows*d), fill(cols*d), fill(cols*d)
 	s, ds := make([]T, rows*ls), make([]T, rows*ls)
 	dk, dv, dq, pv := make([]T, cols*d), make([]T, cols*d), make([]T, rows*d), make([]T, rows*d)
-	k, tn := opsFor[T](), gemmTNFor[T]()
+	k := opsFor[T]()
+	tn := k.gemmTN
 	kp, vp := newPacker[T](), newPacker[T]()
 	kp.Reset(cols, d, keys, d)
 	kp.Pack(0, cols)

@@ -265,6 +265,9 @@ type ops[T attn.Float] struct {
 	// into the scale: it skips the natural exponential's argument
 	// reduction, about a quarter of its work.
 	exp2Shift func(x []T, scale, shift T) T
+	// gemmTN is C += A^T B with A read as it is stored (the backward's
+	// dK += dS^T Q and dV += P^T dO).
+	gemmTN func(m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int)
 }
 
 // opsFor returns the kernels for T.
@@ -272,9 +275,9 @@ func opsFor[T attn.Float]() ops[T] {
 	var k any
 	switch any(T(0)).(type) {
 	case float32:
-		k = ops[float32]{kernels.GemmNT32, kernels.GemmNN32, kernels.ExpShiftSum32, kernels.Max32, kernels.GemmNNNext32, kernels.Exp2ShiftSum32}
+		k = ops[float32]{kernels.GemmNT32, kernels.GemmNN32, kernels.ExpShiftSum32, kernels.Max32, kernels.GemmNNNext32, kernels.Exp2ShiftSum32, kernels.GemmTN32}
 	case float64:
-		k = ops[float64]{kernels.GemmNT64, kernels.GemmNN64, kernels.ExpShiftSum64, kernels.Max64, kernels.GemmNNNext64, nil}
+		k = ops[float64]{kernels.GemmNT64, kernels.GemmNN64, kernels.ExpShiftSum64, kernels.Max64, kernels.GemmNNNext64, nil, kernels.GemmTN64}
 	}
 	return k.(ops[T])
 }

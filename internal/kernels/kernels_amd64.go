@@ -433,23 +433,18 @@ func accumulate32(dst []float64, alpha float64, src []float32) {
 }
 
 func drainScaled32(dst []float32, add bool, scale float64, sum []float64, part []float32) {
-	body := 0
-	switch level {
-	case levelAVX512:
-		body = len(dst) &^ 15
-	case levelAVX2:
-		body = len(dst) &^ 7
+	a := 0
+	if add {
+		a = 1
 	}
-	if body > 0 {
-		a := 0
-		if add {
-			a = 1
-		}
-		if level == levelAVX512 {
-			drainScaledAVX512(&dst[0], &sum[0], &part[0], body, scale, a)
-		} else {
-			drainScaledAVX2(&dst[0], &sum[0], &part[0], body, scale, a)
-		}
+	body := 0
+	switch {
+	case level == levelAVX512 && len(dst) >= 16:
+		body = len(dst) &^ 15
+		drainScaledAVX512(&dst[0], &sum[0], &part[0], body, scale, a)
+	case level == levelAVX2 && len(dst) >= 8:
+		body = len(dst) &^ 7
+		drainScaledAVX2(&dst[0], &sum[0], &part[0], body, scale, a)
 	}
 	drainScaled32Go(dst[body:], add, scale, sum[body:], part[body:])
 }
