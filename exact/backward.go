@@ -70,8 +70,14 @@ const (
 	bwdStridePad = 16
 	// bwdFlush is how many query rows are summed into dK and dV, and how
 	// many keys into dQ, in the element type before the partial sums move
-	// to float64.
-	bwdFlush = 1024
+	// to float64. A float32 partial sum is a sum of F products' sums of
+	// k terms each (k = 192 query rows for dK and dV, 256 keys for dQ,
+	// each summed in registers), so its rounding error is at most about
+	// (k + F) 2^-24 times the sum of the terms' magnitudes, whatever n:
+	// with 4096, F <= 21 and 16, 211 and 270 where 1024 gave 196 and 260,
+	// for a quarter of the moves (each reads and writes float64 sums far
+	// beyond L2: 2.5-4% of a float32 call at n = 16384).
+	bwdFlush = 4096
 	// bwdDQChunks is how many pieces a worker adds its partial dQ in,
 	// each under its own lock.
 	bwdDQChunks = 16
@@ -590,13 +596,19 @@ func (sh *bwdShared[T]) rowBlock(st *bwdState[T], h, i0, rows, j0, cols int, q, 
 	lo, hi := (local+i0)*d, (local+i0+rows)*d
 	dqRows := st.dq[lo:hi]
 	// The flush at the end of the block reads their float64 sums too,
-	// which the hardware's prefetcher brings in: prefetched all at once
-	// here they made the backward 1-2.5% slower (fill buffers again).
+	// which the dP product prefetched (below); all at once here they made
+	// the backward 1-2.5% slower (fill buffers again).
 	if st.kp != nil {
 		st.kp.GemmNTNext(rows, 0, cols, q, d, s, ls, st.nextDQ(hi, rows*d))
-		// The next block's queries come into L2 during dP.
-		nextQ := q[min(rows*d, len(q)):min(2*rows*d, len(q))]
-		st.vp.GemmNTNext(rows, 0, cols, do, e, ds, ls, nextQ)
+		// The next block's queries come into L2 during dP, or on a tile
+		// that flushes dQ the next block's float64 dQ rows, which the
+		// hardware's prefetcher would bring late (it saw them last
+		// bwdFlush keys ago): the flush then took a quarter less time.
+		next := q[min(rows*d, len(q)):min(2*rows*d, len(q))]
+		if st.flushDQ {
+			next = st.nextDQ64(hi, rows*d)
+		}
+		st.vp.GemmNTNext(rows, 0, cols, do, e, ds, ls, next)
 	} else {
 		vals := p.V[(kh*p.M+j0)*e:]
 		kernels.PrefetchL2(st.nextDQ(hi, rows*d))
@@ -653,6 +665,19 @@ func (sh *bwdShared[T]) rowBlock(st *bwdState[T], h, i0, rows, j0, cols int, q, 
 // alternating in one process, d = 64 and 128).
 func (st *bwdState[T]) nextDQ(x, n int) []T {
 	return st.dq[min(x, len(st.dq)):min(x+n, len(st.dq))]
+}
+
+// nextDQ64 returns the worker's float64 dQ entries x..x+n-1 as a []T over
+// the same memory, for a product's prefetch of the next row block's rows
+// before a flush (kernels prefetch bytes, whatever their type); nil for
+// float64, which keeps no float64 copy.
+func (st *bwdState[T]) nextDQ64(x, n int) []T {
+	lo, hi := min(x, len(st.dq64)), min(x+n, len(st.dq64))
+	if lo == hi {
+		return nil
+	}
+	var zero T
+	return unsafe.Slice((*T)(unsafe.Pointer(&st.dq64[lo])), (hi-lo)*8/int(unsafe.Sizeof(zero)))
 }
 
 // softmaxGradBlock is the row loop above in one kernel call

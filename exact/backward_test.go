@@ -233,11 +233,15 @@ func TestReferenceGradient(t *testing.T) {
 }
 
 // TestBackwardLargeSampled checks a problem large enough for every flush
-// and many tiles against the reference on sampled rows, in both types.
+// and many tiles against the reference on sampled rows, in both types,
+// with one worker (which takes every key tile, so its float32 dQ sums
+// pass bwdFlush keys and are flushed to float64) and, without -short,
+// with the default.
 func TestBackwardLargeSampled(t *testing.T) {
-	n := 1500
+	n := bwdFlush + 400
+	methods := []Method{{Workers: 1}, {}}
 	if testing.Short() {
-		n = 1100 // still past bwdFlush keys, so dQ is flushed to float64 once
+		methods = methods[:1] // the other tests run the default
 	}
 	for _, c := range []attntest.Case{
 		{Heads: 2, N: n, M: n + 37, D: 16, E: 8},
@@ -248,34 +252,54 @@ func TestBackwardLargeSampled(t *testing.T) {
 	} {
 		p64 := c.Generate(9)
 		dO := attntest.GradOutput(p64, 10)
-		checkSampled(t, p64, dO, 1e-12)
 		dO32 := make([]float32, len(dO))
 		for i, v := range dO {
 			dO32[i] = float32(v)
 		}
-		checkSampled(t, attntest.To32(p64), dO32, 1e-5)
+		p32 := attntest.To32(p64)
+		want64, want32 := sampledGradients(p64, dO), sampledGradients(p32, dO32)
+		for _, m := range methods {
+			checkSampled(t, m, p64, dO, want64, 1e-12)
+			checkSampled(t, m, p32, dO32, want32, 1e-5)
+		}
 	}
 }
 
-func checkSampled[T attn.Float](t *testing.T, p *attn.Problem[T], dO []T, tol float64) {
-	t.Helper()
-	out := attn.NewOutput(p)
-	if _, err := attn.Forward(context.Background(), Method{}, p, out); err != nil {
-		t.Fatal(err)
-	}
-	g := attn.NewGradients(p)
-	if _, err := attn.Backward(context.Background(), Method{}, p, out, dO, g); err != nil {
-		t.Fatal(err)
-	}
-	rows := []int{0, 1, 63, 64, 255, 256, 257, 700 - 1, p.N - 1}
-	keys := []int{0, 127, 128, 511, 512, 640, p.M - 1}
+// sampled holds reference gradients of a few rows of dQ and of dK and dV,
+// per head.
+type sampled struct {
+	rows, keys []int
+	dq, dk, dv [][]float64
+}
+
+// sampledGradients returns the float64 reference's gradients of p's
+// sampled rows.
+func sampledGradients[T attn.Float](p *attn.Problem[T], dO []T) sampled {
+	s := sampled{rows: []int{0, 1, 63, 64, 255, 256, 257, 700 - 1, p.N / 2, p.N - 1},
+		keys: []int{0, 127, 128, 511, 512, 640, p.M / 2, p.M - 1}}
 	for h := range p.Heads {
 		lse, o := make([]float64, p.N), make([]float64, p.N*p.E)
 		for i := range p.N {
 			reference.Row(p, h, i, o[i*p.E:(i+1)*p.E], &lse[i])
 		}
-		dq := reference.GradientQueryRows(p, dO, h, rows)
-		dk, dv := reference.GradientKeyRows(p, dO, h, lse, o, keys)
+		dk, dv := reference.GradientKeyRows(p, dO, h, lse, o, s.keys)
+		s.dq = append(s.dq, reference.GradientQueryRows(p, dO, h, s.rows))
+		s.dk, s.dv = append(s.dk, dk), append(s.dv, dv)
+	}
+	return s
+}
+
+func checkSampled[T attn.Float](t *testing.T, m Method, p *attn.Problem[T], dO []T, want sampled, tol float64) {
+	t.Helper()
+	out := attn.NewOutput(p)
+	if _, err := attn.Forward(context.Background(), m, p, out); err != nil {
+		t.Fatal(err)
+	}
+	g := attn.NewGradients(p)
+	if _, err := attn.Backward(context.Background(), m, p, out, dO, g); err != nil {
+		t.Fatal(err)
+	}
+	for h := range p.Heads {
 		for _, c := range []struct {
 			name  string
 			got   []T
@@ -284,9 +308,9 @@ func checkSampled[T attn.Float](t *testing.T, p *attn.Problem[T], dO []T, tol fl
 			want  []float64
 			first int
 		}{
-			{"dQ", g.DQ, p.D, rows, dq, h * p.N},
-			{"dK", g.DK, p.D, keys, dk, h * p.M},
-			{"dV", g.DV, p.E, keys, dv, h * p.M},
+			{"dQ", g.DQ, p.D, want.rows, want.dq[h], h * p.N},
+			{"dK", g.DK, p.D, want.keys, want.dk[h], h * p.M},
+			{"dV", g.DV, p.E, want.keys, want.dv[h], h * p.M},
 		} {
 			var errMax, big float64
 			for r, i := range c.rows {
@@ -297,7 +321,7 @@ func checkSampled[T attn.Float](t *testing.T, p *attn.Problem[T], dO []T, tol fl
 				}
 			}
 			if errMax > tol*big {
-				t.Errorf("%T causal=%v head %d: %s error %g, largest entry %g", T(0), p.Causal, h, c.name, errMax, big)
+				t.Errorf("%T workers=%d causal=%v head %d: %s error %g, largest entry %g", T(0), m.Workers, p.Causal, h, c.name, errMax, big)
 			}
 		}
 	}
