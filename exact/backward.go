@@ -72,11 +72,12 @@ const (
 	// many keys into dQ, in the element type before the partial sums move
 	// to float64. A float32 partial sum is a sum of F products' sums of
 	// k terms each (k = 192 query rows for dK and dV, 256 keys for dQ,
-	// each summed in registers), so its rounding error is at most about
-	// (k + F) 2^-24 times the sum of the terms' magnitudes, whatever n:
-	// with 4096, F <= 21 and 16, 211 and 270 where 1024 gave 196 and 260,
-	// for a quarter of the moves (each reads and writes float64 sums far
-	// beyond L2: 2.5-4% of a float32 call at n = 16384).
+	// each summed in registers), so its rounding error is at most
+	// (k + F - 2) 2^-24 times the sum of the terms' magnitudes (to first
+	// order), whatever n: with 4096, F <= 21 and 16, so 211 and 270 where
+	// 1024 gave 195 and 258, for a quarter of the moves (each reads and
+	// writes float64 sums far beyond L2: 2.5-4% of a float32 call at
+	// n = 16384).
 	bwdFlush = 4096
 	// bwdDQChunks is how many pieces a worker adds its partial dQ in,
 	// each under its own lock.
