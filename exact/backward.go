@@ -186,7 +186,7 @@ type bwdState[T attn.Float] struct {
 }
 
 // bwdBuffers are a backward call's buffers, kept for the next call (see
-// bwdRecycler): delta and each worker's state.
+// bwdBuffers32): delta and each worker's state.
 type bwdBuffers[T attn.Float] struct {
 	delta  []float64
 	states []*bwdState[T]
@@ -200,15 +200,6 @@ var (
 	bwdBuffers32 recycler[bwdBuffers[float32]]
 	bwdBuffers64 recycler[bwdBuffers[float64]]
 )
-
-// bwdRecycler returns bwdBuffers32 or bwdBuffers64 for T.
-func bwdRecycler[T attn.Float]() *recycler[bwdBuffers[T]] {
-	var r any = &bwdBuffers64
-	if _, ok := any(T(0)).(float32); ok {
-		r = &bwdBuffers32
-	}
-	return r.(*recycler[bwdBuffers[T]])
-}
 
 // resized returns x with length n, reallocated if its capacity is short;
 // the contents are unspecified.
@@ -274,7 +265,7 @@ func backward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T]
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	rec := bwdRecycler[T]()
+	rec := recyclerFor[T, bwdBuffers[T]](&bwdBuffers32, &bwdBuffers64)
 	buf := rec.get()
 	if buf == nil {
 		buf = new(bwdBuffers[T])

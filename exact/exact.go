@@ -526,11 +526,7 @@ var (
 // getWorkspace returns a Workspace for a call and the recycler to put it
 // back in.
 func getWorkspace[T attn.Float]() (*Workspace[T], *recycler[Workspace[T]]) {
-	var r any = &workspaces64
-	if _, ok := any(T(0)).(float32); ok {
-		r = &workspaces32
-	}
-	rec := r.(*recycler[Workspace[T]])
+	rec := recyclerFor[T, Workspace[T]](&workspaces32, &workspaces64)
 	if ws := rec.get(); ws != nil {
 		return ws, rec
 	}

@@ -3,6 +3,8 @@ package exact
 import (
 	"sync"
 	"sync/atomic"
+
+	"github.com/fastattn/fastattn/attn"
 )
 
 // recycler hands one call's buffers (a Workspace, a backward call's
@@ -16,6 +18,16 @@ import (
 type recycler[B any] struct {
 	last atomic.Pointer[B]
 	pool sync.Pool
+}
+
+// recyclerFor returns r32 for float32 and r64 for float64: the recycler
+// of element type T's buffers B (r32 and r64 are *recycler of the float32
+// and float64 instances of B).
+func recyclerFor[T attn.Float, B any](r32, r64 any) *recycler[B] {
+	if _, ok := any(T(0)).(float32); ok {
+		return r32.(*recycler[B])
+	}
+	return r64.(*recycler[B])
 }
 
 // get returns buffers put back earlier, or nil.
