@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"testing"
 	"time"
 
@@ -17,8 +18,12 @@ import (
 // as "bwd/fwd" (FlashAttention-2's is about 2.5: five products against
 // two). It also reports the ratio of their best CPU times (all threads)
 // as "bwd/fwd-cpu", which a loaded machine disturbs less: a pass that
-// loses a core for a while waits longer but burns no more CPU. With
-// -short it keeps to n = 4096.
+// loses a core for a while waits longer but burns no more CPU, and the
+// median over iterations of each backward's time over the forward's just
+// before it as "bwd/fwd-pair", which compares calls that ran in the same
+// phase of a shared machine (a ratio of bests can pair a forward from a
+// fast phase with a backward from a slower one). With -short it keeps to
+// n = 4096.
 func BenchmarkBackwardRatio(b *testing.B) {
 	for _, d := range []int{64, 128} {
 		for _, n := range []int{4096, 16384} {
@@ -44,6 +49,7 @@ func benchRatio[T attn.Float](b *testing.B, p *attn.Problem[T], dO64 []float64) 
 	bestF, bestB := time.Duration(1<<62), time.Duration(1<<62)
 	cpuF, cpuB := math.Inf(1), math.Inf(1)
 	var flops float64
+	var pairs []float64
 	for b.Loop() {
 		c0, t0 := cpu(), time.Now()
 		if _, err := attn.Forward(ctx, Method{}, p, out); err != nil {
@@ -57,9 +63,12 @@ func benchRatio[T attn.Float](b *testing.B, p *attn.Problem[T], dO64 []float64) 
 		c2, t2 := cpu(), time.Now()
 		bestF, bestB = min(bestF, t1.Sub(t0)), min(bestB, t2.Sub(t1))
 		cpuF, cpuB = min(cpuF, c1-c0), min(cpuB, c2-c1)
+		pairs = append(pairs, t2.Sub(t1).Seconds()/t1.Sub(t0).Seconds())
 		flops = st.Flops
 	}
 	b.ReportMetric(bestB.Seconds()/bestF.Seconds(), "bwd/fwd")
+	slices.Sort(pairs)
+	b.ReportMetric((pairs[(len(pairs)-1)/2]+pairs[len(pairs)/2])/2, "bwd/fwd-pair")
 	if cpuF > 0 {
 		b.ReportMetric(cpuB/cpuF, "bwd/fwd-cpu")
 	}
