@@ -263,7 +263,9 @@ func bf16Bound(mode bf16Mode, b, s float64, d, l int, smallest float64) float64 
 	if mode == bf16Split {
 		uw, terms = 0x1p-16, 2*bf16KeyTile
 	}
-	delta := gammaOf(float64(d+5), u)*b + s*float64(d)*0x1p-125*(1+float64(d+5)*u)
+	// The last term is s log2 e formed in float64 for the base-2
+	// exponential, as roundingBound's.
+	delta := gammaOf(float64(d+5), u)*b + s*float64(d)*0x1p-125*(1+float64(d+5)*u) + 2*u64*b
 	tau := math.Exp(delta)*(1+expErr32)*(1+u)*(1+uw) - 1
 	eta := tau + gammaOf(terms, u) + gammaOf(float64(l/bf16KeyTile+4), u64)
 	if !(eta < 0.5) {
@@ -282,8 +284,11 @@ type bf16State struct {
 	acc            []float64 // the unnormalised output
 	out            []float64 // one output row
 	rowMax, rowSum []float64
+	natMax         []float64 // each row's largest logit as the natural exponential rounds it
 	alpha          []float64
 	lo0, hi0       []int // each row's key range
+	// The row-block softmax kernels' per-row maxima, shifts and sums.
+	blockMax, shifts, sums []float32
 }
 
 // forwardBF16 is exact attention on AMX tiles for a problem bf16Applies
@@ -324,7 +329,8 @@ func forwardBF16(ctx context.Context, workers int, p *attn.Problem[float32], out
 			hi: make([]uint16, bf16QueryTile*bf16KeyTile), pv: make([]float32, bf16QueryTile*ep),
 			acc: make([]float64, bf16QueryTile*e), out: make([]float64, e),
 			rowMax: make([]float64, bf16QueryTile), rowSum: make([]float64, bf16QueryTile), alpha: make([]float64, bf16QueryTile),
-			lo0: make([]int, bf16QueryTile), hi0: make([]int, bf16QueryTile),
+			natMax: make([]float64, bf16QueryTile), lo0: make([]int, bf16QueryTile), hi0: make([]int, bf16QueryTile),
+			blockMax: make([]float32, bf16QueryTile), shifts: make([]float32, bf16QueryTile), sums: make([]float32, bf16QueryTile),
 		}
 		if pl.mode == bf16Split {
 			states[x].lo = make([]uint16, bf16QueryTile*bf16KeyTile)
@@ -364,18 +370,39 @@ func (st *bf16State) tile(ctx context.Context, p *attn.Problem[float32], out *at
 		copy(q[r*dp:r*dp+d], p.Q16[(h*p.N+i0+r)*d:])
 	}
 	ja, jb := p.M, 0
+	maxLo, minHi := 0, p.M // the keys every row of the tile sees
 	for r := range rows {
 		lo, hi := p.KeyRange(h, i0+r)
 		st.lo0[r], st.hi0[r] = lo, hi
 		if lo < hi {
 			ja, jb = min(ja, lo), max(jb, hi)
 		}
+		maxLo, minHi = max(maxLo, lo), min(minHi, hi)
 		st.rowMax[r], st.rowSum[r] = math.Inf(-1), 0
 	}
 	acc := st.acc[:rows*e]
 	clear(acc)
 	keys := kvKeys(p, p.KVHead(h))
-	scale := float32(p.Scale)
+	// The weights come from a base-2 exponential of the logits times
+	// log2 e, as on the float32 path (attendRows, which says why): the
+	// running maxima are in base-2 units, rounded as the exp kernels
+	// round scale*x, and natMax keeps each row's largest logit as the
+	// natural exponential would round it, the max its log-sum-exp is
+	// built on.
+	scale, natScale := float32(p.Scale*math.Log2E), float32(p.Scale)
+	// grow folds the largest dot product mx of row r in this tile into
+	// its running max, rescaling its sum (alpha says by how much).
+	grow := func(r int, mx float32) {
+		st.alpha[r] = 1
+		tileMax := float64(scale * mx)
+		if tileMax > st.rowMax[r] {
+			alpha := math.Exp2(st.rowMax[r] - tileMax)
+			st.alpha[r] = alpha
+			st.rowSum[r] *= alpha
+			st.rowMax[r] = tileMax
+			st.natMax[r] = float64(natScale * mx)
+		}
+	}
 	for j0, n := ja/bf16KeyTile*bf16KeyTile, 0; j0 < jb; j0, n = j0+bf16KeyTile, n+1 {
 		if n%cancelCheckTiles == cancelCheckTiles-1 && ctx.Err() != nil {
 			return
@@ -387,7 +414,23 @@ func (st *bf16State) tile(ctx context.Context, p *attn.Problem[float32], out *at
 		kc, kPacked := roundUp(cols, 32), roundUp(min(bf16KeyTile, keys-j0), 32)
 		s := st.s[:rp*bf16KeyTile]
 		kernels.GemmPackedBF16(rp, roundUp(cols, 16), dp, q, dp, kp[j0*dp:], s, bf16KeyTile, false)
-		for r := range rp {
+		// A tile every row sees whole, with finite scores, goes through
+		// the softmax in two calls for all its rows (the row-block
+		// kernels, whole vectors only) instead of two per row.
+		blockRows := 0
+		if j0 >= maxLo && j0+cols <= minHi && cols%16 == 0 && kernels.MaxRows32(s, bf16KeyTile, rows, cols, st.blockMax[:rows]) {
+			for r, mx := range st.blockMax[:rows] {
+				grow(r, mx)
+				st.shifts[r] = float32(st.rowMax[r])
+			}
+			kernels.Exp2Rows32(s, bf16KeyTile, rows, cols, scale, st.shifts[:rows], st.sums[:rows])
+			for r, sum := range st.sums[:rows] {
+				st.rowSum[r] += float64(sum)
+				clear(s[r*bf16KeyTile+cols : r*bf16KeyTile+kc])
+			}
+			blockRows = rows
+		}
+		for r := blockRows; r < rp; r++ {
 			row := s[r*bf16KeyTile : r*bf16KeyTile+kc]
 			st.alpha[r] = 1
 			a, b := 0, 0
@@ -398,14 +441,8 @@ func (st *bf16State) tile(ctx context.Context, p *attn.Problem[float32], out *at
 				clear(row)
 				continue
 			}
-			tileMax := float64(scale * kernels.Max32(row[a:b]))
-			if tileMax > st.rowMax[r] {
-				alpha := math.Exp(st.rowMax[r] - tileMax)
-				st.alpha[r] = alpha
-				st.rowSum[r] *= alpha
-				st.rowMax[r] = tileMax
-			}
-			st.rowSum[r] += float64(kernels.ExpShiftSum32(row[a:b], scale, float32(st.rowMax[r])))
+			grow(r, kernels.Max32(row[a:b]))
+			st.rowSum[r] += float64(kernels.Exp2ShiftSum32(row[a:b], scale, float32(st.rowMax[r])))
 			// Keys outside the row's range (and the padding up to kc)
 			// weigh zero.
 			clear(row[:a])
@@ -423,6 +460,11 @@ func (st *bf16State) tile(ctx context.Context, p *attn.Problem[float32], out *at
 		}
 		for r := range rows {
 			kernels.Accumulate32(acc[r*e:(r+1)*e], st.alpha[r], pv[r*ep:r*ep+e])
+		}
+	}
+	for r := range rows {
+		if !math.IsInf(st.rowMax[r], -1) {
+			st.rowMax[r] = st.natMax[r]
 		}
 	}
 	lse := out.LSE[h*p.N+i0:]
