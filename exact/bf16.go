@@ -101,17 +101,7 @@ func newBF16Scan(cols int) bf16Scan {
 
 // add scans x, whole rows of len(s.colMax) values.
 func (s *bf16Scan) add(x []uint16) {
-	c := len(s.colMax)
-	least := s.leastM1
-	for r := 0; r+c <= len(x); r += c {
-		row, cm := x[r:r+c], s.colMax[:c]
-		for t, v := range row {
-			a := v & 0x7fff
-			cm[t] = max(cm[t], a)
-			least = min(least, a-1)
-		}
-	}
-	s.leastM1 = least
+	s.leastM1 = kernels.ScanBF16(x, len(s.colMax), s.colMax, s.leastM1)
 }
 
 func (s *bf16Scan) merge(o bf16Scan) {

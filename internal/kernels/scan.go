@@ -34,6 +34,35 @@ func ColumnMaxAbsBits64(x []float64, d int, m []uint64) {
 	}
 }
 
+// ScanBF16 scans whole rows of d bfloat16 values (their bits) in x, as
+// the bfloat16 inputs of exact attention's AMX path are checked and
+// measured: it raises colMax[c] (c < d) to the bits of the largest
+// magnitude in column c (the sign cleared: unsigned, their order is that
+// of the magnitudes, and NaN and Inf reach 0x7f80) and returns the least
+// of least and every value's magnitude bits minus 1 (wrapping, so zeros
+// do not count: a result below 0x7f means a subnormal number). colMax has
+// at least d entries.
+func ScanBF16(x []uint16, d int, colMax []uint16, least uint16) uint16 {
+	if d <= 0 || len(x) < d {
+		return least
+	}
+	return scanBF16(x[:len(x)/d*d], d, colMax[:d], least)
+}
+
+// scanBF16Go is ScanBF16 on columns c0..c1-1.
+func scanBF16Go(x []uint16, d, c0, c1 int, colMax []uint16, least uint16) uint16 {
+	for j := 0; j+d <= len(x); j += d {
+		row, cm := x[j+c0:j+c1], colMax[c0:c1]
+		cm = cm[:len(row)]
+		for c, v := range row {
+			a := v & 0x7fff
+			cm[c] = max(cm[c], a)
+			least = min(least, a-1)
+		}
+	}
+	return least
+}
+
 // columnRangeGo is ColumnRange32 or 64 on columns c0..c1-1.
 func columnRangeGo[T float32 | float64](x []T, d, c0, c1 int, lo, hi []T) {
 	for j := 0; j+d <= len(x); j += d {

@@ -84,6 +84,61 @@ func testColumnScans[T float32 | float64, U uint32 | uint64](t *testing.T, scanR
 	}
 }
 
+// TestScanBF16Levels checks ScanBF16 at every dispatch level against a
+// plain loop, exactly: every width from 1 to 300 (every register block
+// of 1, 2, 4 and 8 vectors of 32 columns and every tail), row counts
+// around the row block, and NaN, Inf, signed zeros and subnormals of
+// either sign among normal values, with starting maxima and least values
+// both below and above what the rows hold. The rows and colMax end right
+// before an unmapped page, so a read past either faults.
+func TestScanBF16Levels(t *testing.T) {
+	r := rand.New(rand.NewPCG(12, 16))
+	special := []uint16{0x7fc0, 0xffc0, 0x7f80, 0xff80, 0, 0x8000, 0x0001, 0x8003, 0x007f, 0x0080}
+	for d := 1; d <= 300; d++ {
+		rowCounts := []int{1, 2, scanRowsTest + 1}
+		if d%32 == 0 || d%37 == 0 {
+			rowCounts = append(rowCounts, scanRowsTest-1, scanRowsTest, 2*scanRowsTest+88)
+		}
+		for _, rows := range rowCounts {
+			x := make([]uint16, rows*d)
+			for i := range x {
+				v := float32(r.NormFloat64() * math.Pow(10, float64(r.IntN(8)-4)))
+				x[i] = uint16(math.Float32bits(v) >> 16)
+			}
+			for range 1 + len(x)/50 {
+				x[r.IntN(len(x))] = special[r.IntN(len(special))]
+			}
+			m0 := make([]uint16, d)
+			for c := range m0 {
+				if c%3 == 1 {
+					m0[c] = uint16(r.IntN(0x7f90))
+				}
+			}
+			least0 := []uint16{0xffff, 0x3f7f, 0x0002}[r.IntN(3)]
+			wm, wleast := append([]uint16(nil), m0...), least0
+			for i, v := range x {
+				a := v & 0x7fff
+				wm[i%d] = max(wm[i%d], a)
+				wleast = min(wleast, a-1)
+			}
+			for _, l := range levels() {
+				gx, m := guarded(x), guarded(m0)
+				var least uint16
+				atLevel(t, l, func() { least = ScanBF16(gx, d, m, least0) })
+				if least != wleast {
+					t.Fatalf("%s d=%d rows=%d: least %#x, want %#x", levelName(l), d, rows, least, wleast)
+				}
+				for c := range d {
+					if m[c] != wm[c] {
+						t.Fatalf("%s d=%d rows=%d column %d: max bits %#x, want %#x", levelName(l), d, rows, c, m[c], wm[c])
+					}
+				}
+			}
+			releaseGuarded()
+		}
+	}
+}
+
 // scanRowsTest is the scans' row block on amd64 (scanRows), the row counts
 // around which the tests look.
 const scanRowsTest = 256

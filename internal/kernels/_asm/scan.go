@@ -89,13 +89,61 @@ func genMaxAbsBits(o scanOps, s int) {
 	emit("RET\n")
 }
 
-// genScans emits both scans of float32 and of float64 for 1, 2, 4 and 8
-// vectors of columns.
+// genScanBF16 emits scanBF16AVX512x<s>(x *uint16, rows, ld int, m, least
+// *uint16), the bfloat16 inputs' scan (AVX512BW): m[c] (c < 32 s) is
+// raised to x[r*ld + c] & 0x7fff, the magnitude's bits, and each of the 32
+// lanes of least lowered to those bits minus 1 (wrapping: a zero gives
+// 0xffff) over all of the block's columns, so that the least over its
+// lanes is the smallest nonzero magnitude's bits minus 1.
+func genScanBF16(s int) {
+	f := sig(fmt.Sprintf("scanBF16AVX512x%d", s), ps("x", "*uint16", "rows", "int", "ld", "int", "m", "*uint16", "least", "*uint16"), nil)
+	text(f)
+	f.load("x", "SI", "rows", "CX", "ld", "DX<<1", "m", "DI", "least", "R8")
+	emit("MOVL $0x7fff, AX")
+	emit("VPBROADCASTW AX, Z31")
+	emit("MOVL $1, AX")
+	emit("VPBROADCASTW AX, Z30")
+	for i := range s {
+		emit("VMOVDQU16 %d(DI), Z%d", 64*i, i)
+	}
+	emit("VMOVDQU16 (R8), Z29")
+	emit("TESTQ CX, CX")
+	emit("JZ done")
+	label("loop")
+	for i := range s {
+		emit("VPANDD %d(SI), Z31, Z%d", 64*i, 16+i)
+	}
+	for i := range s {
+		emit("VPMAXUW Z%d, Z%d, Z%d", 16+i, i, i)
+	}
+	for i := range s {
+		emit("VPSUBW Z30, Z%d, Z%d", 16+i, 16+i)
+	}
+	for i := range s {
+		emit("VPMINUW Z%d, Z29, Z29", 16+i)
+	}
+	emit("ADDQ DX, SI")
+	emit("DECQ CX")
+	emit("JNZ loop")
+	label("done")
+	for i := range s {
+		emit("VMOVDQU16 Z%d, %d(DI)", i, 64*i)
+	}
+	emit("VMOVDQU16 Z29, (R8)")
+	emit("VZEROUPPER")
+	emit("RET\n")
+}
+
+// genScans emits both scans of float32 and of float64, and the bfloat16
+// scan, for 1, 2, 4 and 8 vectors of columns.
 func genScans() {
 	for _, o := range []scanOps{scanF32, scanF64} {
 		for _, s := range []int{1, 2, 4, 8} {
 			genRange(o, s)
 			genMaxAbsBits(o, s)
 		}
+	}
+	for _, s := range []int{1, 2, 4, 8} {
+		genScanBF16(s)
 	}
 }
