@@ -816,12 +816,12 @@ func ColumnMaxAbs[T Float](p *Problem[T], h, rows int) []float64 {
 		MaxAbsRows(p.V[p.KVHead(h)*p.M*p.E:][:rows*p.E], c)
 		return c
 	}
-	v := make([]float64, p.E)
-	for l := range rows {
-		p.Value(p.KVHead(h), l, v)
-		for j, x := range v {
-			c[j] = max(c[j], math.Abs(x))
-		}
+	// 16-bit values: the largest magnitude's bits per column, in one
+	// vector pass.
+	bits := make([]uint16, p.E)
+	kernels.ColumnMaxAbsBits16(p.V16[p.KVHead(h)*p.M*p.E:][:rows*p.E], p.E, bits, 0)
+	for j, b := range bits {
+		c[j] = float64(HalfToFloat32(p.KVFormat, b))
 	}
 	return c
 }

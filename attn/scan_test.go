@@ -121,3 +121,41 @@ func TestFirstNonFinite(t *testing.T) {
 		}
 	}
 }
+
+// TestColumnMaxAbsHalf checks ColumnMaxAbs on 16-bit values (one vector
+// pass over their bits) against the largest |value| of each column read
+// one by one, in both formats, over a prefix of the keys of the second
+// key/value head (GQA: query head 3 reads it), with zeros, signed values,
+// Inf and subnormals among them.
+func TestColumnMaxAbsHalf(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, f := range []HalfFormat{Float16, BFloat16} {
+		for _, e := range []int{1, 7, 32, 33, 100} {
+			const m, rows = 90, 77
+			v := make([]uint16, 2*m*e)
+			for i := range v {
+				switch r.IntN(20) {
+				case 0:
+					v[i] = 0x8000 // -0
+				case 1:
+					v[i] = 0x0001 // the least subnormal
+				case 2:
+					v[i] = Float32ToHalf(f, float32(math.Inf(-1)))
+				default:
+					v[i] = Float32ToHalf(f, float32(r.NormFloat64()*math.Pow(10, float64(r.IntN(5)-2))))
+				}
+			}
+			p := &Problem[float32]{Heads: 4, KVHeads: 2, N: 1, M: m, D: 1, E: e, KVFormat: f, V16: v}
+			got := ColumnMaxAbs(p, 3, rows)
+			for c := range e {
+				var want float64
+				for l := range rows {
+					want = max(want, math.Abs(float64(HalfToFloat32(f, v[(m+l)*e+c]))))
+				}
+				if got[c] != want {
+					t.Fatalf("%v e=%d column %d: %g, want %g", f, e, c, got[c], want)
+				}
+			}
+		}
+	}
+}

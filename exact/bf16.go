@@ -101,7 +101,7 @@ func newBF16Scan(cols int) bf16Scan {
 
 // add scans x, whole rows of len(s.colMax) values.
 func (s *bf16Scan) add(x []uint16) {
-	s.leastM1 = kernels.ScanBF16(x, len(s.colMax), s.colMax, s.leastM1)
+	s.leastM1 = kernels.ColumnMaxAbsBits16(x, len(s.colMax), s.colMax, s.leastM1)
 }
 
 func (s *bf16Scan) merge(o bf16Scan) {

@@ -34,23 +34,21 @@ func ColumnMaxAbsBits64(x []float64, d int, m []uint64) {
 	}
 }
 
-// ScanBF16 scans whole rows of d bfloat16 values (their bits) in x, as
-// the bfloat16 inputs of exact attention's AMX path are checked and
-// measured: it raises colMax[c] (c < d) to the bits of the largest
-// magnitude in column c (the sign cleared: unsigned, their order is that
-// of the magnitudes, and NaN and Inf reach 0x7f80) and returns the least
-// of least and every value's magnitude bits minus 1 (wrapping, so zeros
-// do not count: a result below 0x7f means a subnormal number). colMax has
-// at least d entries.
-func ScanBF16(x []uint16, d int, colMax []uint16, least uint16) uint16 {
+// ColumnMaxAbsBits16 is ColumnMaxAbsBits32 for 16-bit floating-point
+// values given as their bits (bfloat16 or IEEE half precision: in both,
+// the bits without the sign order as the magnitudes, NaN above Inf). It
+// also returns the least of least and every value's magnitude bits minus
+// 1, wrapping, so that zeros do not count: for bfloat16 a result below
+// 0x7f means a subnormal number among the values (the AMX path's check).
+func ColumnMaxAbsBits16(x []uint16, d int, colMax []uint16, least uint16) uint16 {
 	if d <= 0 || len(x) < d {
 		return least
 	}
-	return scanBF16(x[:len(x)/d*d], d, colMax[:d], least)
+	return columnMaxAbsBits16(x[:len(x)/d*d], d, colMax[:d], least)
 }
 
-// scanBF16Go is ScanBF16 on columns c0..c1-1.
-func scanBF16Go(x []uint16, d, c0, c1 int, colMax []uint16, least uint16) uint16 {
+// columnMaxAbsBits16Go is ColumnMaxAbsBits16 on columns c0..c1-1.
+func columnMaxAbsBits16Go(x []uint16, d, c0, c1 int, colMax []uint16, least uint16) uint16 {
 	for j := 0; j+d <= len(x); j += d {
 		row, cm := x[j+c0:j+c1], colMax[c0:c1]
 		cm = cm[:len(row)]

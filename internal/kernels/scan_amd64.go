@@ -50,9 +50,9 @@ var (
 	maxAbsBitsF64 = [4]maxAbsBitsKernel[float64, uint64]{maxAbsBitsF64AVX512x1, maxAbsBitsF64AVX512x2, maxAbsBitsF64AVX512x4, maxAbsBitsF64AVX512x8}
 )
 
-// scanBF16Kernels are the bfloat16 scans of s = 1, 2, 4 and 8 vectors of
+// maxAbsBits16Kernels are the bfloat16 scans of s = 1, 2, 4 and 8 vectors of
 // 32 columns, at index log2(s).
-var scanBF16Kernels = [4]func(x *uint16, rows, ld int, m, least *uint16){scanBF16AVX512x1, scanBF16AVX512x2, scanBF16AVX512x4, scanBF16AVX512x8}
+var maxAbsBits16Kernels = [4]func(x *uint16, rows, ld int, m, least *uint16){maxAbsBits16AVX512x1, maxAbsBits16AVX512x2, maxAbsBits16AVX512x4, maxAbsBits16AVX512x8}
 
 // vecIndex is the index of the kernel of s vectors.
 var vecIndex = [9]int{1: 0, 2: 1, 4: 2, 8: 3}
@@ -94,10 +94,10 @@ func columnMaxAbsBitsAVX512[T float32 | float64, U uint32 | uint64](x []T, d int
 	}, func(r0, nr, c int) { columnMaxAbsBitsGo(x[r0*d:(r0+nr)*d], d, c, d, m) })
 }
 
-func scanBF16(x []uint16, d int, colMax []uint16, least uint16) uint16 {
+func columnMaxAbsBits16(x []uint16, d int, colMax []uint16, least uint16) uint16 {
 	const w = 32
 	if !hasBW || level != levelAVX512 || d < w {
-		return scanBF16Go(x, d, 0, d, colMax, least)
+		return columnMaxAbsBits16Go(x, d, 0, d, colMax, least)
 	}
 	// The kernels keep the least per lane, over all columns.
 	var lanes [w]uint16
@@ -105,7 +105,7 @@ func scanBF16(x []uint16, d int, colMax []uint16, least uint16) uint16 {
 		lanes[i] = least
 	}
 	scanBlocks(len(x)/d, d, w, func(r0, nr, c, s int) {
-		scanBF16Kernels[vecIndex[s]](&x[r0*d+c], nr, d, &colMax[c], &lanes[0])
-	}, func(r0, nr, c int) { least = scanBF16Go(x[r0*d:(r0+nr)*d], d, c, d, colMax, least) })
+		maxAbsBits16Kernels[vecIndex[s]](&x[r0*d+c], nr, d, &colMax[c], &lanes[0])
+	}, func(r0, nr, c int) { least = columnMaxAbsBits16Go(x[r0*d:(r0+nr)*d], d, c, d, colMax, least) })
 	return min(least, slices.Min(lanes[:]))
 }

@@ -10,6 +10,6 @@ func columnMaxAbsBits32(x []float32, d int, m []uint32) { columnMaxAbsBitsGo(x, 
 
 func columnMaxAbsBits64(x []float64, d int, m []uint64) { columnMaxAbsBitsGo(x, d, 0, d, m) }
 
-func scanBF16(x []uint16, d int, colMax []uint16, least uint16) uint16 {
-	return scanBF16Go(x, d, 0, d, colMax, least)
+func columnMaxAbsBits16(x []uint16, d int, colMax []uint16, least uint16) uint16 {
+	return columnMaxAbsBits16Go(x, d, 0, d, colMax, least)
 }

@@ -84,14 +84,14 @@ func testColumnScans[T float32 | float64, U uint32 | uint64](t *testing.T, scanR
 	}
 }
 
-// TestScanBF16Levels checks ScanBF16 at every dispatch level against a
-// plain loop, exactly: every width from 1 to 300 (every register block
-// of 1, 2, 4 and 8 vectors of 32 columns and every tail), row counts
-// around the row block, and NaN, Inf, signed zeros and subnormals of
-// either sign among normal values, with starting maxima and least values
-// both below and above what the rows hold. The rows and colMax end right
-// before an unmapped page, so a read past either faults.
-func TestScanBF16Levels(t *testing.T) {
+// TestColumnMaxAbsBits16Levels checks ColumnMaxAbsBits16 at every
+// dispatch level against a plain loop, exactly: every width from 1 to 300
+// (every register block of 1, 2, 4 and 8 vectors of 32 columns and every
+// tail), row counts around the row block, and NaN, Inf, signed zeros and
+// subnormals of either sign among normal values, with starting maxima and
+// least values both below and above what the rows hold. The rows and the
+// maxima end right before an unmapped page, so a read past either faults.
+func TestColumnMaxAbsBits16Levels(t *testing.T) {
 	r := rand.New(rand.NewPCG(12, 16))
 	special := []uint16{0x7fc0, 0xffc0, 0x7f80, 0xff80, 0, 0x8000, 0x0001, 0x8003, 0x007f, 0x0080}
 	for d := 1; d <= 300; d++ {
@@ -124,7 +124,7 @@ func TestScanBF16Levels(t *testing.T) {
 			for _, l := range levels() {
 				gx, m := guarded(x), guarded(m0)
 				var least uint16
-				atLevel(t, l, func() { least = ScanBF16(gx, d, m, least0) })
+				atLevel(t, l, func() { least = ColumnMaxAbsBits16(gx, d, m, least0) })
 				if least != wleast {
 					t.Fatalf("%s d=%d rows=%d: least %#x, want %#x", levelName(l), d, rows, least, wleast)
 				}

@@ -940,16 +940,16 @@ func rangeF64AVX512x8(x *float64, rows int, ld int, lo *float64, hi *float64)
 func maxAbsBitsF64AVX512x8(x *float64, rows int, ld int, m *uint64)
 
 //go:noescape
-func scanBF16AVX512x1(x *uint16, rows int, ld int, m *uint16, least *uint16)
+func maxAbsBits16AVX512x1(x *uint16, rows int, ld int, m *uint16, least *uint16)
 
 //go:noescape
-func scanBF16AVX512x2(x *uint16, rows int, ld int, m *uint16, least *uint16)
+func maxAbsBits16AVX512x2(x *uint16, rows int, ld int, m *uint16, least *uint16)
 
 //go:noescape
-func scanBF16AVX512x4(x *uint16, rows int, ld int, m *uint16, least *uint16)
+func maxAbsBits16AVX512x4(x *uint16, rows int, ld int, m *uint16, least *uint16)
 
 //go:noescape
-func scanBF16AVX512x8(x *uint16, rows int, ld int, m *uint16, least *uint16)
+func maxAbsBits16AVX512x8(x *uint16, rows int, ld int, m *uint16, least *uint16)
 
 //go:noescape
 func prefetchL2(p *byte, lines int)

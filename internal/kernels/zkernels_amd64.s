@@ -43541,8 +43541,8 @@ done:
 	VZEROUPPER
 	RET
 
-// func scanBF16AVX512x1(x *uint16, rows int, ld int, m *uint16, least *uint16)
-TEXT ·scanBF16AVX512x1(SB), NOSPLIT, $0-40
+// func maxAbsBits16AVX512x1(x *uint16, rows int, ld int, m *uint16, least *uint16)
+TEXT ·maxAbsBits16AVX512x1(SB), NOSPLIT, $0-40
 	MOVQ x+0(FP), SI
 	MOVQ rows+8(FP), CX
 	MOVQ ld+16(FP), DX
@@ -43571,8 +43571,8 @@ done:
 	VZEROUPPER
 	RET
 
-// func scanBF16AVX512x2(x *uint16, rows int, ld int, m *uint16, least *uint16)
-TEXT ·scanBF16AVX512x2(SB), NOSPLIT, $0-40
+// func maxAbsBits16AVX512x2(x *uint16, rows int, ld int, m *uint16, least *uint16)
+TEXT ·maxAbsBits16AVX512x2(SB), NOSPLIT, $0-40
 	MOVQ x+0(FP), SI
 	MOVQ rows+8(FP), CX
 	MOVQ ld+16(FP), DX
@@ -43607,8 +43607,8 @@ done:
 	VZEROUPPER
 	RET
 
-// func scanBF16AVX512x4(x *uint16, rows int, ld int, m *uint16, least *uint16)
-TEXT ·scanBF16AVX512x4(SB), NOSPLIT, $0-40
+// func maxAbsBits16AVX512x4(x *uint16, rows int, ld int, m *uint16, least *uint16)
+TEXT ·maxAbsBits16AVX512x4(SB), NOSPLIT, $0-40
 	MOVQ x+0(FP), SI
 	MOVQ rows+8(FP), CX
 	MOVQ ld+16(FP), DX
@@ -43655,8 +43655,8 @@ done:
 	VZEROUPPER
 	RET
 
-// func scanBF16AVX512x8(x *uint16, rows int, ld int, m *uint16, least *uint16)
-TEXT ·scanBF16AVX512x8(SB), NOSPLIT, $0-40
+// func maxAbsBits16AVX512x8(x *uint16, rows int, ld int, m *uint16, least *uint16)
+TEXT ·maxAbsBits16AVX512x8(SB), NOSPLIT, $0-40
 	MOVQ x+0(FP), SI
 	MOVQ rows+8(FP), CX
 	MOVQ ld+16(FP), DX

@@ -89,14 +89,14 @@ func genMaxAbsBits(o scanOps, s int) {
 	emit("RET\n")
 }
 
-// genScanBF16 emits scanBF16AVX512x<s>(x *uint16, rows, ld int, m, least
-// *uint16), the bfloat16 inputs' scan (AVX512BW): m[c] (c < 32 s) is
-// raised to x[r*ld + c] & 0x7fff, the magnitude's bits, and each of the 32
-// lanes of least lowered to those bits minus 1 (wrapping: a zero gives
-// 0xffff) over all of the block's columns, so that the least over its
-// lanes is the smallest nonzero magnitude's bits minus 1.
-func genScanBF16(s int) {
-	f := sig(fmt.Sprintf("scanBF16AVX512x%d", s), ps("x", "*uint16", "rows", "int", "ld", "int", "m", "*uint16", "least", "*uint16"), nil)
+// genMaxAbsBits16 emits maxAbsBits16AVX512x<s>(x *uint16, rows, ld int,
+// m, least *uint16), the scan of 16-bit values (AVX512BW): m[c] (c < 32 s)
+// is raised to x[r*ld + c] & 0x7fff, the magnitude's bits, and each of
+// the 32 lanes of least lowered to those bits minus 1 (wrapping: a zero
+// gives 0xffff) over all of the block's columns, so that the least over
+// its lanes is the smallest nonzero magnitude's bits minus 1.
+func genMaxAbsBits16(s int) {
+	f := sig(fmt.Sprintf("maxAbsBits16AVX512x%d", s), ps("x", "*uint16", "rows", "int", "ld", "int", "m", "*uint16", "least", "*uint16"), nil)
 	text(f)
 	f.load("x", "SI", "rows", "CX", "ld", "DX<<1", "m", "DI", "least", "R8")
 	emit("MOVL $0x7fff, AX")
@@ -134,8 +134,8 @@ func genScanBF16(s int) {
 	emit("RET\n")
 }
 
-// genScans emits both scans of float32 and of float64, and the bfloat16
-// scan, for 1, 2, 4 and 8 vectors of columns.
+// genScans emits both scans of float32 and of float64, and the 16-bit
+// max-abs scan, for 1, 2, 4 and 8 vectors of columns.
 func genScans() {
 	for _, o := range []scanOps{scanF32, scanF64} {
 		for _, s := range []int{1, 2, 4, 8} {
@@ -144,6 +144,6 @@ func genScans() {
 		}
 	}
 	for _, s := range []int{1, 2, 4, 8} {
-		genScanBF16(s)
+		genMaxAbsBits16(s)
 	}
 }
