@@ -431,19 +431,28 @@ func (st *bf16State) tile(ctx context.Context, p *attn.Problem[float32], out *at
 		kc, kPacked := roundUp(cols, 32), roundUp(min(bf16KeyTile, keys-j0), 32)
 		s := st.s[:rp*bf16KeyTile]
 		kernels.GemmPackedBF16(rp, roundUp(cols, 16), dp, q, dp, kp[j0*dp:], s, bf16KeyTile, false)
+		var lo []uint16 // P's remainders, when P is split
+		if mode == bf16Split {
+			lo = st.lo
+		}
 		// A tile every row sees whole, with finite scores, goes through
 		// the softmax in two calls for all its rows (the row-block
-		// kernels, whole vectors only) instead of two per row.
+		// kernels, whole vectors only) instead of two per row, the second
+		// storing the weights in bfloat16 for the P V product directly.
 		blockRows := 0
 		if j0 >= maxLo && j0+cols <= minHi && cols%16 == 0 && kernels.MaxRows32(s, bf16KeyTile, rows, cols, st.blockMax[:rows]) {
 			for r, mx := range st.blockMax[:rows] {
 				grow(r, mx)
 				st.shifts[r] = float32(st.rowMax[r])
 			}
-			kernels.Exp2Rows32(s, bf16KeyTile, rows, cols, scale, st.shifts[:rows], st.sums[:rows])
+			kernels.Exp2RowsBF16(s, bf16KeyTile, rows, cols, scale, st.shifts[:rows], st.sums[:rows], st.hi, lo)
 			for r, sum := range st.sums[:rows] {
 				st.rowSum[r] += float64(sum)
-				clear(s[r*bf16KeyTile+cols : r*bf16KeyTile+kc])
+				// The padding up to kc weighs zero.
+				clear(st.hi[r*bf16KeyTile+cols : r*bf16KeyTile+kc])
+				if lo != nil {
+					clear(lo[r*bf16KeyTile+cols : r*bf16KeyTile+kc])
+				}
 			}
 			blockRows = rows
 		}
@@ -465,15 +474,19 @@ func (st *bf16State) tile(ctx context.Context, p *attn.Problem[float32], out *at
 			clear(row[:a])
 			clear(row[b:])
 		}
+		// The other rows' weights to bfloat16.
+		if rest := s[blockRows*bf16KeyTile:]; len(rest) > 0 {
+			if lo != nil {
+				kernels.SplitBF16(st.hi[blockRows*bf16KeyTile:], lo[blockRows*bf16KeyTile:], rest)
+			} else {
+				kernels.Float32ToBF16(st.hi[blockRows*bf16KeyTile:], rest)
+			}
+		}
 		vt := vp[j0/bf16KeyTile*vBlock:]
 		pv := st.pv[:rp*ep]
-		if mode == bf16Split {
-			kernels.SplitBF16(st.hi, st.lo, s)
-			kernels.GemmPackedBF16Prefix(rp, ep, kc, kPacked, st.hi, bf16KeyTile, vt, pv, ep, false)
-			kernels.GemmPackedBF16Prefix(rp, ep, kc, kPacked, st.lo, bf16KeyTile, vt, pv, ep, true)
-		} else {
-			kernels.Float32ToBF16(st.hi, s)
-			kernels.GemmPackedBF16Prefix(rp, ep, kc, kPacked, st.hi, bf16KeyTile, vt, pv, ep, false)
+		kernels.GemmPackedBF16Prefix(rp, ep, kc, kPacked, st.hi, bf16KeyTile, vt, pv, ep, false)
+		if lo != nil {
+			kernels.GemmPackedBF16Prefix(rp, ep, kc, kPacked, lo, bf16KeyTile, vt, pv, ep, true)
 		}
 		for r := range rows {
 			kernels.Accumulate32(acc[r*e:(r+1)*e], st.alpha[r], pv[r*ep:r*ep+e])

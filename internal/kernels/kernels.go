@@ -127,6 +127,37 @@ func Exp2Rows32(s []float32, ld, rows, cols int, scale float32, shifts, sums []f
 	exp2Rows32(s, ld, rows, cols, scale, shifts, sums)
 }
 
+// Exp2RowsBF16 is Exp2Rows32 with each row's weights stored not over its
+// scores but in bfloat16 in hi, rounded to nearest even (as
+// Float32ToBF16), and, when lo is not nil, their remainders in lo (as
+// SplitBF16): the P of a bfloat16 P V product, the same values as
+// Exp2Rows32 and then SplitBF16 or Float32ToBF16, without the float32
+// weights' trip through memory. hi and lo have s's layout (row stride
+// ld); the rows' entries of s are unspecified afterwards.
+func Exp2RowsBF16(s []float32, ld, rows, cols int, scale float32, shifts, sums []float32, hi, lo []uint16) {
+	if rows <= 0 || cols <= 0 {
+		return
+	}
+	n := (rows-1)*ld + cols
+	if ld < cols || len(s) < n || len(shifts) < rows || len(sums) < rows || len(hi) < n || (lo != nil && len(lo) < n) {
+		panic("kernels: Exp2RowsBF16: bad dimensions")
+	}
+	exp2RowsBF16(s, ld, rows, cols, scale, shifts, sums, hi, lo)
+}
+
+// exp2RowsBF16Go is Exp2RowsBF16 in its definition's two steps.
+func exp2RowsBF16Go(s []float32, ld, rows, cols int, scale float32, shifts, sums []float32, hi, lo []uint16) {
+	exp2Rows32(s, ld, rows, cols, scale, shifts, sums)
+	for i := range rows {
+		row, h := s[i*ld:i*ld+cols], hi[i*ld:i*ld+cols]
+		if lo != nil {
+			splitBF16(h, lo[i*ld:i*ld+cols], row)
+		} else {
+			f32ToBF16(h, row)
+		}
+	}
+}
+
 // maxRows32Go and exp2Rows32Go are MaxRows32 and Exp2Rows32 one row at a
 // time.
 func maxRows32Go(s []float32, ld, rows, cols int, out []float32) bool {

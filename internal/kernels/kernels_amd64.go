@@ -409,6 +409,17 @@ func exp2Rows32(s []float32, ld, rows, cols int, scale float32, shifts, sums []f
 	exp2RowsF32AVX512(&s[0], ld, rows, cols, scale, &shifts[0], &sums[0])
 }
 
+func exp2RowsBF16(s []float32, ld, rows, cols int, scale float32, shifts, sums []float32, hi, lo []uint16) {
+	switch {
+	case !rowsAVX512(cols) || !useBF16:
+		exp2RowsBF16Go(s, ld, rows, cols, scale, shifts, sums, hi, lo)
+	case lo != nil:
+		exp2RowsSplitBF16AVX512(&s[0], ld, rows, cols, scale, &shifts[0], &sums[0], &hi[0], &lo[0])
+	default:
+		exp2RowsRoundBF16AVX512(&s[0], ld, rows, cols, scale, &shifts[0], &sums[0], &hi[0])
+	}
+}
+
 func expShiftSum64(x []float64, scale, shift float64) float64 {
 	switch {
 	case len(x) == 0:

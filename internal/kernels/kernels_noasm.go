@@ -95,3 +95,7 @@ func softmaxGradRows32(s, ds []float32, ld, rows, cols int, scale float64, lse, 
 
 func maxFinite32(x []float32) (float32, bool) { return maxGo(x), finiteGo(x) }
 func maxFinite64(x []float64) (float64, bool) { return maxGo(x), finiteGo(x) }
+
+func exp2RowsBF16(s []float32, ld, rows, cols int, scale float32, shifts, sums []float32, hi, lo []uint16) {
+	exp2RowsBF16Go(s, ld, rows, cols, scale, shifts, sums, hi, lo)
+}

@@ -59,6 +59,72 @@ func TestRowsMatchPerRow(t *testing.T) {
 	}
 }
 
+// TestExp2RowsBF16 checks Exp2RowsBF16, split and rounded, at every
+// level and with AVX512_BF16's conversions on and off, against its
+// definition (Exp2Rows32, then SplitBF16 or Float32ToBF16 row by row), bit
+// for bit, on widths up to 512 with padded strides, and that the entries
+// of hi and lo outside the rows are untouched.
+func TestExp2RowsBF16(t *testing.T) {
+	r := rand.New(rand.NewPCG(33, 34))
+	for _, l := range levels() {
+		for _, bf16 := range []bool{true, false} {
+			for _, split := range []bool{true, false} {
+				for _, cols := range []int{1, 16, 17, 48, 64, 80, 100, 512} {
+					for _, rows := range []int{1, 5, 12} {
+						ld := cols + r.IntN(20)
+						n := (rows-1)*ld + cols + 7
+						s := make([]float32, n)
+						for i := range s {
+							s[i] = float32(r.NormFloat64() * 20)
+						}
+						shifts := make([]float32, rows)
+						const scale = float32(0.18033688)
+						for i := range rows {
+							m, _ := MaxFinite32(s[i*ld : i*ld+cols])
+							shifts[i] = scale * m
+						}
+						want, wantSums := append([]float32(nil), s...), make([]float32, rows)
+						wantHi, wantLo := make([]uint16, n), make([]uint16, n)
+						hi, lo, sums := make([]uint16, n), make([]uint16, n), make([]float32, rows)
+						for i := range n {
+							wantHi[i], wantLo[i] = uint16(i), uint16(3*i)
+							hi[i], lo[i] = wantHi[i], wantLo[i]
+						}
+						var loArg []uint16
+						if split {
+							loArg = lo
+						}
+						saved := useBF16
+						useBF16 = useBF16 && bf16
+						atLevel(t, l, func() {
+							Exp2Rows32(want, ld, rows, cols, scale, shifts, wantSums)
+							for i := range rows {
+								if split {
+									SplitBF16(wantHi[i*ld:i*ld+cols], wantLo[i*ld:i*ld+cols], want[i*ld:i*ld+cols])
+								} else {
+									Float32ToBF16(wantHi[i*ld:i*ld+cols], want[i*ld:i*ld+cols])
+								}
+							}
+							Exp2RowsBF16(s, ld, rows, cols, scale, shifts, sums, hi, loArg)
+						})
+						useBF16 = saved
+						for i := range n {
+							if hi[i] != wantHi[i] || lo[i] != wantLo[i] {
+								t.Fatalf("%s bf16 %v split %v %dx%d: entry %d is %#x, %#x, want %#x, %#x", levelName(l), bf16, split, rows, cols, i, hi[i], lo[i], wantHi[i], wantLo[i])
+							}
+						}
+						for i := range rows {
+							if math.Float32bits(sums[i]) != math.Float32bits(wantSums[i]) {
+								t.Fatalf("%s bf16 %v split %v %dx%d row %d: sum %g, want %g", levelName(l), bf16, split, rows, cols, i, sums[i], wantSums[i])
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
 // TestMaxRowsNonFinite checks that a NaN or an infinity anywhere in the
 // rows, and only there, makes MaxRows32 report non-finite entries.
 func TestMaxRowsNonFinite(t *testing.T) {

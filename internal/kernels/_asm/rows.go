@@ -9,6 +9,8 @@ import "fmt"
 func genRows() {
 	genMaxRows()
 	genExp2Rows()
+	genExp2RowsBF16(true)
+	genExp2RowsBF16(false)
 }
 
 // genMaxRows emits maxRowsF32AVX512(s *float32, ld int, rows int, cols int,
@@ -106,6 +108,109 @@ func genExp2Rows() {
 	}
 	hreduce("ADD", f32, 3*u, true, "(R11)")
 	emit("ADDQ R8, SI")
+	emit("ADDQ $4, R10")
+	emit("ADDQ $4, R11")
+	emit("DECQ R9")
+	emit("JNZ row")
+	emit("VZEROUPPER")
+	emit("RET\n")
+}
+
+// genExp2RowsBF16 emits exp2RowsSplitBF16AVX512(s *float32, ld, rows,
+// cols int, scale float32, shifts, sums *float32, hi, lo *uint16) (split)
+// or exp2RowsRoundBF16AVX512 (the same without lo): exp2RowsF32AVX512's
+// weights and sums, bit for bit, with each weight stored not over the
+// score but in bfloat16 (hi, row stride ld like s's; VCVTNEPS2BF16, to
+// nearest even) and, split, the remainder weight - hi in lo, as
+// splitBF16AVX512 stores them: the AMX path's P for its P V product,
+// without the float32 weights' trip through memory. AVX512_BF16.
+func genExp2RowsBF16(split bool) {
+	is := avx512
+	name := "exp2RowsRoundBF16AVX512"
+	params := ps("s", "*float32", "ld", "int", "rows", "int", "cols", "int", "scale", "float32", "shifts", "*float32", "sums", "*float32", "hi", "*uint16")
+	if split {
+		name = "exp2RowsSplitBF16AVX512"
+		params = append(params, ps("lo", "*uint16")...)
+	}
+	f := sig(name, params, nil)
+	text(f)
+	R := func(n int) string { return fmt.Sprintf("Z%d", n) }
+	const u = 4
+	yr := func(i int) string { return R(i) }
+	kr := func(i int) string { return R(u + i) }
+	qr := func(i int) string { return R(2*u + i) }
+	sum := func(i int) string { return R(3*u + i) }
+	scale, shift := R(4*u), R(4*u+1)
+	f.load("s", "SI", "ld", "R8<<2", "rows", "R9", "cols", "R12", "shifts", "R10", "sums", "R11", "hi", "R13")
+	if split {
+		f.load("lo", "R14")
+	}
+	emit("MOVQ %s, AX", f.fp("ld"))
+	emit("SHLQ $1, AX") // the bfloat16 rows' stride in bytes
+	emit("VBROADCASTSS %s, %s", f.fp("scale"), scale)
+	c := exp2Consts()
+	block := func(v int) {
+		var ys, ks, qs []string
+		for i := range v {
+			emit("VMULPS %d(DI), %s, %s", i*64, scale, yr(i))
+			ys, ks, qs = append(ys, yr(i)), append(ks, kr(i)), append(qs, qr(i))
+		}
+		for i := range v {
+			emit("VSUBPS %s, %s, %s", shift, yr(i), yr(i))
+		}
+		exp2Body(is, ys, ks, qs, c, "")
+		// y and k are free now: k's lower half takes the bfloat16 values,
+		// y the remainder.
+		for i := range v {
+			emit("VADDPS %s, %s, %s", qr(i), sum(i), sum(i))
+			evex512("VCVTNEPS2BF16", 2, 0x72, u+i, 0, 2*u+i)
+			emit("VMOVDQU Y%d, %d(BX)", u+i, 32*i)
+			if split {
+				emit("VPMOVZXWD Y%d, %s", u+i, yr(i))
+				emit("VPSLLD $16, %s, %s", yr(i), yr(i))
+				emit("VSUBPS %s, %s, %s", yr(i), qr(i), yr(i))
+				evex512("VCVTNEPS2BF16", 2, 0x72, u+i, 0, i)
+				emit("VMOVDQU Y%d, %d(DX)", u+i, 32*i)
+			}
+		}
+		emit("ADDQ $%d, DI", v*64)
+		emit("ADDQ $%d, BX", v*32)
+		if split {
+			emit("ADDQ $%d, DX", v*32)
+		}
+		emit("SUBQ $%d, CX", v*16)
+	}
+	label("row")
+	emit("VBROADCASTSS (R10), %s", shift)
+	emit("MOVQ SI, DI")
+	emit("MOVQ R13, BX")
+	if split {
+		emit("MOVQ R14, DX")
+	}
+	emit("MOVQ R12, CX")
+	for i := range u {
+		emit("VPXORD %[1]s, %[1]s, %[1]s", sum(i))
+	}
+	label("loopu")
+	emit("CMPQ CX, $%d", u*16)
+	emit("JLT loop1")
+	block(u)
+	emit("JMP loopu")
+	label("loop1")
+	emit("CMPQ CX, $16")
+	emit("JLT reduce") // cols is a multiple of 16: nothing is left
+	block(1)
+	emit("JMP loop1")
+	label("reduce")
+	for i := 1; i < u; i++ {
+		emit("VADDPS %s, %s, %s", sum(i), sum(0), sum(0))
+	}
+	hreduce("ADD", f32, 3*u, true, "(R11)")
+	emit("ADDQ R8, SI")
+	emit("ADDQ AX, R13")
+	if split {
+		emit("ADDQ AX, R14")
+	}
 	emit("ADDQ $4, R10")
 	emit("ADDQ $4, R11")
 	emit("DECQ R9")
