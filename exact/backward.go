@@ -128,7 +128,9 @@ func BackwardFlops[T attn.Float](p *attn.Problem[T]) float64 {
 // 16-bit keys and values are widened to float32 once (the keys are
 // centred as the forward centres them); dK and dV are float32.
 func (m Method) Backward32(ctx context.Context, p *attn.Problem[float32], out *attn.Output[float32], dO []float32, g *attn.Gradients[float32]) (attn.Stats, error) {
-	return centredBackward(ctx, m.Workers, widened(p), out, dO, g, opsFor[float32]())
+	wp, release := widened(p, m.Workers)
+	defer release()
+	return centredBackward(ctx, m.Workers, wp, out, dO, g, opsFor[float32]())
 }
 
 // Backward64 is Backward32 for float64.

@@ -38,7 +38,8 @@ func ratesFor64() rates { return measuredRates64() }
 // float64 arithmetic when the float32 rounding bound misses p.Eps (see
 // bound.go); an error wrapping attn.ErrUnsupported when neither meets it.
 func (m Method) Estimate32(p *attn.Problem[float32]) (attn.Estimate, error) {
-	p = widened(p) // the bound needs the keys' statistics
+	p, release := widened(p, m.Workers) // the bound needs the keys' statistics
+	defer release()
 	pl, err := planPrecision(context.Background(), p, m.Workers)
 	if err != nil {
 		return attn.Estimate{}, err
