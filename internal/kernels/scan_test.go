@@ -27,61 +27,55 @@ func testColumnScans[T float32 | float64, U uint32 | uint64](t *testing.T, scanR
 	special := []T{nan, -nan, T(math.Inf(1)), T(math.Inf(-1)), 0, negZero,
 		T(math.SmallestNonzeroFloat64), T(math.SmallestNonzeroFloat32), -T(math.SmallestNonzeroFloat32) * 3}
 	name := fmt.Sprintf("%T", T(0))
-	for d := 1; d <= 300; d++ {
-		rowCounts := []int{1, 2, scanRowsTest + 1}
-		if d%16 == 0 || d%37 == 0 {
-			rowCounts = append(rowCounts, scanRowsTest-1, scanRowsTest, 2*scanRowsTest+88)
+	scanShapes(16, func(d, rows int) {
+		x := make([]T, rows*d)
+		for i := range x {
+			x[i] = T(r.NormFloat64() * math.Pow(10, float64(r.IntN(8)-4)))
 		}
-		for _, rows := range rowCounts {
-			x := make([]T, rows*d)
-			for i := range x {
-				x[i] = T(r.NormFloat64() * math.Pow(10, float64(r.IntN(8)-4)))
+		for range 1 + len(x)/50 {
+			x[r.IntN(len(x))] = special[r.IntN(len(special))]
+		}
+		if r.IntN(2) == 0 {
+			x[r.IntN(d)] = nan // in the first row: the range must still ignore it
+		}
+		// Starting ranges: empty, or random values some entries fall outside.
+		lo0, hi0, m0 := make([]T, d), make([]T, d), make([]U, d)
+		for c := range d {
+			lo0[c], hi0[c] = T(math.Inf(1)), T(math.Inf(-1))
+			if rows > 2 && c%3 == 1 {
+				lo0[c], hi0[c] = T(r.NormFloat64()), T(r.NormFloat64())+10
+				m0[c] = bitsOf(T(r.Float64()))
 			}
-			for range 1 + len(x)/50 {
-				x[r.IntN(len(x))] = special[r.IntN(len(special))]
+		}
+		wlo, whi, wm := append([]T(nil), lo0...), append([]T(nil), hi0...), append([]U(nil), m0...)
+		sign := U(1) << (8*unsafe.Sizeof(U(0)) - 1)
+		for i, v := range x {
+			c := i % d
+			if b := bitsOf(v) &^ sign; b > wm[c] {
+				wm[c] = b
 			}
-			if r.IntN(2) == 0 {
-				x[r.IntN(d)] = nan // in the first row: the range must still ignore it
+			if v < wlo[c] {
+				wlo[c] = v
 			}
-			// Starting ranges: empty, or random values some entries fall outside.
-			lo0, hi0, m0 := make([]T, d), make([]T, d), make([]U, d)
+			if v > whi[c] {
+				whi[c] = v
+			}
+		}
+		for _, l := range levels() {
+			gx, lo, hi, m := guarded(x), guarded(lo0), guarded(hi0), guarded(m0)
+			atLevel(t, l, func() {
+				scanRange(gx, d, lo, hi)
+				scanBits(gx, d, m)
+			})
 			for c := range d {
-				lo0[c], hi0[c] = T(math.Inf(1)), T(math.Inf(-1))
-				if rows > 2 && c%3 == 1 {
-					lo0[c], hi0[c] = T(r.NormFloat64()), T(r.NormFloat64())+10
-					m0[c] = bitsOf(T(r.Float64()))
+				if bitsOf(lo[c]) != bitsOf(wlo[c]) || bitsOf(hi[c]) != bitsOf(whi[c]) || m[c] != wm[c] {
+					t.Fatalf("%s %s d=%d rows=%d column %d: range [%g, %g] max bits %#x, want [%g, %g] %#x",
+						name, levelName(l), d, rows, c, lo[c], hi[c], m[c], wlo[c], whi[c], wm[c])
 				}
 			}
-			wlo, whi, wm := append([]T(nil), lo0...), append([]T(nil), hi0...), append([]U(nil), m0...)
-			sign := U(1) << (8*unsafe.Sizeof(U(0)) - 1)
-			for i, v := range x {
-				c := i % d
-				if b := bitsOf(v) &^ sign; b > wm[c] {
-					wm[c] = b
-				}
-				if v < wlo[c] {
-					wlo[c] = v
-				}
-				if v > whi[c] {
-					whi[c] = v
-				}
-			}
-			for _, l := range levels() {
-				gx, lo, hi, m := guarded(x), guarded(lo0), guarded(hi0), guarded(m0)
-				atLevel(t, l, func() {
-					scanRange(gx, d, lo, hi)
-					scanBits(gx, d, m)
-				})
-				for c := range d {
-					if bitsOf(lo[c]) != bitsOf(wlo[c]) || bitsOf(hi[c]) != bitsOf(whi[c]) || m[c] != wm[c] {
-						t.Fatalf("%s %s d=%d rows=%d column %d: range [%g, %g] max bits %#x, want [%g, %g] %#x",
-							name, levelName(l), d, rows, c, lo[c], hi[c], m[c], wlo[c], whi[c], wm[c])
-					}
-				}
-			}
-			releaseGuarded()
 		}
-	}
+		releaseGuarded()
+	})
 }
 
 // TestColumnMaxAbsBits16Levels checks ColumnMaxAbsBits16 at every
@@ -94,47 +88,56 @@ func testColumnScans[T float32 | float64, U uint32 | uint64](t *testing.T, scanR
 func TestColumnMaxAbsBits16Levels(t *testing.T) {
 	r := rand.New(rand.NewPCG(12, 16))
 	special := []uint16{0x7fc0, 0xffc0, 0x7f80, 0xff80, 0, 0x8000, 0x0001, 0x8003, 0x007f, 0x0080}
+	scanShapes(32, func(d, rows int) {
+		x := make([]uint16, rows*d)
+		for i := range x {
+			v := float32(r.NormFloat64() * math.Pow(10, float64(r.IntN(8)-4)))
+			x[i] = uint16(math.Float32bits(v) >> 16)
+		}
+		for range 1 + len(x)/50 {
+			x[r.IntN(len(x))] = special[r.IntN(len(special))]
+		}
+		m0 := make([]uint16, d)
+		for c := range m0 {
+			if c%3 == 1 {
+				m0[c] = uint16(r.IntN(0x7f90))
+			}
+		}
+		least0 := []uint16{0xffff, 0x3f7f, 0x0002}[r.IntN(3)]
+		wm, wleast := append([]uint16(nil), m0...), least0
+		for i, v := range x {
+			a := v & 0x7fff
+			wm[i%d] = max(wm[i%d], a)
+			wleast = min(wleast, a-1)
+		}
+		for _, l := range levels() {
+			gx, m := guarded(x), guarded(m0)
+			var least uint16
+			atLevel(t, l, func() { least = ColumnMaxAbsBits16(gx, d, m, least0) })
+			if least != wleast {
+				t.Fatalf("%s d=%d rows=%d: least %#x, want %#x", levelName(l), d, rows, least, wleast)
+			}
+			for c := range d {
+				if m[c] != wm[c] {
+					t.Fatalf("%s d=%d rows=%d column %d: max bits %#x, want %#x", levelName(l), d, rows, c, m[c], wm[c])
+				}
+			}
+		}
+		releaseGuarded()
+	})
+}
+
+// scanShapes calls f on the scan tests' shapes: every width d from 1 to
+// 300, with 1, 2 and scanRowsTest + 1 rows, and around the row block too
+// where d is a multiple of the vector width w (or of 37).
+func scanShapes(w int, f func(d, rows int)) {
 	for d := 1; d <= 300; d++ {
 		rowCounts := []int{1, 2, scanRowsTest + 1}
-		if d%32 == 0 || d%37 == 0 {
+		if d%w == 0 || d%37 == 0 {
 			rowCounts = append(rowCounts, scanRowsTest-1, scanRowsTest, 2*scanRowsTest+88)
 		}
 		for _, rows := range rowCounts {
-			x := make([]uint16, rows*d)
-			for i := range x {
-				v := float32(r.NormFloat64() * math.Pow(10, float64(r.IntN(8)-4)))
-				x[i] = uint16(math.Float32bits(v) >> 16)
-			}
-			for range 1 + len(x)/50 {
-				x[r.IntN(len(x))] = special[r.IntN(len(special))]
-			}
-			m0 := make([]uint16, d)
-			for c := range m0 {
-				if c%3 == 1 {
-					m0[c] = uint16(r.IntN(0x7f90))
-				}
-			}
-			least0 := []uint16{0xffff, 0x3f7f, 0x0002}[r.IntN(3)]
-			wm, wleast := append([]uint16(nil), m0...), least0
-			for i, v := range x {
-				a := v & 0x7fff
-				wm[i%d] = max(wm[i%d], a)
-				wleast = min(wleast, a-1)
-			}
-			for _, l := range levels() {
-				gx, m := guarded(x), guarded(m0)
-				var least uint16
-				atLevel(t, l, func() { least = ColumnMaxAbsBits16(gx, d, m, least0) })
-				if least != wleast {
-					t.Fatalf("%s d=%d rows=%d: least %#x, want %#x", levelName(l), d, rows, least, wleast)
-				}
-				for c := range d {
-					if m[c] != wm[c] {
-						t.Fatalf("%s d=%d rows=%d column %d: max bits %#x, want %#x", levelName(l), d, rows, c, m[c], wm[c])
-					}
-				}
-			}
-			releaseGuarded()
+			f(d, rows)
 		}
 	}
 }

@@ -83,13 +83,9 @@ func genExp2Rows() {
 	is := avx512
 	f := sig("exp2RowsF32AVX512", ps("s", "*float32", "ld", "int", "rows", "int", "cols", "int", "scale", "float32", "shifts", "*float32", "sums", "*float32"), nil)
 	text(f)
-	R := func(n int) string { return fmt.Sprintf("Z%d", n) }
-	const u = 4
-	yr := func(i int) string { return R(i) }
-	kr := func(i int) string { return R(u + i) }
-	qr := func(i int) string { return R(2*u + i) }
-	sum := func(i int) string { return R(3*u + i) }
-	scale, shift := R(4*u), R(4*u+1)
+	r := newExpRows()
+	const u = expRowsU
+	yr, kr, qr, sum, scale, shift := r.y, r.k, r.q, r.sum, r.scale, r.shift
 	f.load("s", "SI", "ld", "R8<<2", "rows", "R9", "cols", "R12", "shifts", "R10", "sums", "R11")
 	emit("VBROADCASTSS %s, %s", f.fp("scale"), scale)
 	c := exp2Consts()
@@ -103,10 +99,7 @@ func genExp2Rows() {
 	expLoop(is, f32, u, scale, shift, yr, kr, qr, sum, func(ys, ks, qs []string) { exp2Body(is, ys, ks, qs, c, "") })
 	label("tail") // cols is a multiple of 16: nothing is left
 	label("reduce")
-	for i := 1; i < u; i++ {
-		emit("VADDPS %s, %s, %s", sum(i), sum(0), sum(0))
-	}
-	hreduce("ADD", f32, 3*u, true, "(R11)")
+	r.sumRow()
 	emit("ADDQ R8, SI")
 	emit("ADDQ $4, R10")
 	emit("ADDQ $4, R11")
@@ -134,13 +127,9 @@ func genExp2RowsBF16(split bool) {
 	}
 	f := sig(name, params, nil)
 	text(f)
-	R := func(n int) string { return fmt.Sprintf("Z%d", n) }
-	const u = 4
-	yr := func(i int) string { return R(i) }
-	kr := func(i int) string { return R(u + i) }
-	qr := func(i int) string { return R(2*u + i) }
-	sum := func(i int) string { return R(3*u + i) }
-	scale, shift := R(4*u), R(4*u+1)
+	r := newExpRows()
+	const u = expRowsU
+	yr, kr, qr, sum, scale, shift := r.y, r.k, r.q, r.sum, r.scale, r.shift
 	f.load("s", "SI", "ld", "R8<<2", "rows", "R9", "cols", "R12", "shifts", "R10", "sums", "R11", "hi", "R13")
 	if split {
 		f.load("lo", "R14")
@@ -202,10 +191,7 @@ func genExp2RowsBF16(split bool) {
 	block(1)
 	emit("JMP loop1")
 	label("reduce")
-	for i := 1; i < u; i++ {
-		emit("VADDPS %s, %s, %s", sum(i), sum(0), sum(0))
-	}
-	hreduce("ADD", f32, 3*u, true, "(R11)")
+	r.sumRow()
 	emit("ADDQ R8, SI")
 	emit("ADDQ AX, R13")
 	if split {
@@ -217,4 +203,35 @@ func genExp2RowsBF16(split bool) {
 	emit("JNZ row")
 	emit("VZEROUPPER")
 	emit("RET\n")
+}
+
+// expRows is the register map of the row-block exponential kernels, u = 4
+// vectors a step: y, k and q of vector i, the running sums, the scale and
+// the row's shift. The kernels that must give the same values and sums bit
+// for bit (genExp2Rows, genExp2RowsBF16) share it and sumRow.
+type expRows struct {
+	y, k, q, sum func(i int) string
+	scale, shift string
+}
+
+const expRowsU = 4
+
+func newExpRows() expRows {
+	R := func(n int) string { return fmt.Sprintf("Z%d", n) }
+	const u = expRowsU
+	return expRows{
+		y:     func(i int) string { return R(i) },
+		k:     func(i int) string { return R(u + i) },
+		q:     func(i int) string { return R(2*u + i) },
+		sum:   func(i int) string { return R(3*u + i) },
+		scale: R(4 * u), shift: R(4*u + 1),
+	}
+}
+
+// sumRow adds the row's running sums into one and stores it at (R11).
+func (r expRows) sumRow() {
+	for i := 1; i < expRowsU; i++ {
+		emit("VADDPS %s, %s, %s", r.sum(i), r.sum(0), r.sum(0))
+	}
+	hreduce("ADD", f32, 3*expRowsU, true, "(R11)")
 }
