@@ -101,12 +101,7 @@ func genExp2Rows() {
 	label("reduce")
 	r.sumRow()
 	emit("ADDQ R8, SI")
-	emit("ADDQ $4, R10")
-	emit("ADDQ $4, R11")
-	emit("DECQ R9")
-	emit("JNZ row")
-	emit("VZEROUPPER")
-	emit("RET\n")
+	r.endRows()
 }
 
 // genExp2RowsBF16 emits exp2RowsSplitBF16AVX512(s *float32, ld, rows,
@@ -197,12 +192,7 @@ func genExp2RowsBF16(split bool) {
 	if split {
 		emit("ADDQ AX, R14")
 	}
-	emit("ADDQ $4, R10")
-	emit("ADDQ $4, R11")
-	emit("DECQ R9")
-	emit("JNZ row")
-	emit("VZEROUPPER")
-	emit("RET\n")
+	r.endRows()
 }
 
 // expRows is the register map of the row-block exponential kernels, u = 4
@@ -234,4 +224,15 @@ func (r expRows) sumRow() {
 		emit("VADDPS %s, %s, %s", r.sum(i), r.sum(0), r.sum(0))
 	}
 	hreduce("ADD", f32, 3*expRowsU, true, "(R11)")
+}
+
+// endRows moves to the next row's shift and sum (R10, R11), loops over the
+// rows (R9) and returns.
+func (r expRows) endRows() {
+	emit("ADDQ $4, R10")
+	emit("ADDQ $4, R11")
+	emit("DECQ R9")
+	emit("JNZ row")
+	emit("VZEROUPPER")
+	emit("RET\n")
 }
