@@ -208,15 +208,15 @@ func widened(p *attn.Problem[float32], workers int) (wp *attn.Problem[float32], 
 		src []uint16
 	}
 	var tasks []task
-	// copyOf returns buf's copy of src (resized; every entry is written by
-	// the tasks it adds).
-	copyOf := func(buf []float32, src []uint16) []float32 {
-		buf = resized(buf, len(src))
+	// copyOf returns dst resized to hold src's widened values, which the
+	// tasks it adds write (every entry: no clearing).
+	copyOf := func(dst []float32, src []uint16) []float32 {
+		dst = resized(dst, len(src))
 		for i := 0; i < len(src); i += widenChunk {
 			j := min(i+widenChunk, len(src))
-			tasks = append(tasks, task{buf[i:j], src[i:j]})
+			tasks = append(tasks, task{dst[i:j], src[i:j]})
 		}
-		return buf
+		return dst
 	}
 	buf.k, buf.v = copyOf(buf.k, p.K16), copyOf(buf.v, p.V16)
 	w.K, w.V = buf.k, buf.v

@@ -50,8 +50,8 @@ var (
 	maxAbsBitsF64 = [4]maxAbsBitsKernel[float64, uint64]{maxAbsBitsF64AVX512x1, maxAbsBitsF64AVX512x2, maxAbsBitsF64AVX512x4, maxAbsBitsF64AVX512x8}
 )
 
-// maxAbsBits16Kernels are the bfloat16 scans of s = 1, 2, 4 and 8 vectors of
-// 32 columns, at index log2(s).
+// maxAbsBits16Kernels are the 16-bit scans of s = 1, 2, 4 and 8 vectors
+// of 32 columns, at index log2(s).
 var maxAbsBits16Kernels = [4]func(x *uint16, rows, ld int, m, least *uint16){maxAbsBits16AVX512x1, maxAbsBits16AVX512x2, maxAbsBits16AVX512x4, maxAbsBits16AVX512x8}
 
 // vecIndex is the index of the kernel of s vectors.
