@@ -85,6 +85,23 @@ func columnRangeAVX512[T float32 | float64](x []T, d int, lo, hi []T, kern *[4]r
 
 func columnMaxAbsBitsAVX512[T float32 | float64, U uint32 | uint64](x []T, d int, m []U, kern *[4]maxAbsBitsKernel[T, U]) {
 	w := lanes(x)
+	if level == levelAVX512 && d < w && w%d == 0 && len(x) >= w {
+		// Rows narrower than a vector that divide it (d = 8 in poly's
+		// problems): the kernel reads x as rows of w values, w/d of x's
+		// rows each, and lane c folds into column c % d; a max does not
+		// depend on the order it sees the values in.
+		var folded [16]U
+		for c := range w {
+			folded[c] = m[c%d]
+		}
+		body := len(x) / w * w
+		kern[0](&x[0], body/w, w, &folded[0])
+		for c := range w {
+			m[c%d] = max(m[c%d], folded[c])
+		}
+		columnMaxAbsBitsGo(x[body:], d, 0, d, m)
+		return
+	}
 	if level != levelAVX512 || d < w {
 		columnMaxAbsBitsGo(x, d, 0, d, m)
 		return
