@@ -3,6 +3,7 @@
 package kernels
 
 import (
+	"math"
 	"slices"
 	"unsafe"
 )
@@ -74,6 +75,36 @@ func columnMaxAbsBits64(x []float64, d int, m []uint64) {
 
 func columnRangeAVX512[T float32 | float64](x []T, d int, lo, hi []T, kern *[4]rangeKernel[T]) {
 	w := lanes(x)
+	if level == levelAVX512 && d < w && w%d == 0 && len(x) >= w {
+		// Narrow rows, as in columnMaxAbsBitsAVX512: lane c + k d of the
+		// kernel's vector ends with column c's range over every w/d-th row.
+		var flo, fhi [16]T
+		for c := range w {
+			flo[c], fhi[c] = lo[c%d], hi[c%d]
+		}
+		body := len(x) / w * w
+		kern[0](&x[0], body/w, w, &flo[0], &fhi[0])
+		for c := range d {
+			l, h, tie := flo[c], fhi[c], false
+			for k := c + d; k < w; k += d {
+				l, h = min(l, flo[k]), max(h, fhi[k])
+			}
+			for k := c; k < w; k += d {
+				// Of a zero of either sign the loop keeps the first it
+				// meets, which the lanes cannot tell: such a column
+				// takes the loop.
+				tie = tie || l == 0 && flo[k] == 0 && math.Signbit(float64(flo[k])) != math.Signbit(float64(l)) ||
+					h == 0 && fhi[k] == 0 && math.Signbit(float64(fhi[k])) != math.Signbit(float64(h))
+			}
+			if tie {
+				columnRangeGo(x[:body], d, c, c+1, lo, hi)
+				continue
+			}
+			lo[c], hi[c] = l, h
+		}
+		columnRangeGo(x[body:], d, 0, d, lo, hi)
+		return
+	}
 	if level != levelAVX512 || d < w {
 		columnRangeGo(x, d, 0, d, lo, hi)
 		return

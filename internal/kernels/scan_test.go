@@ -78,6 +78,51 @@ func testColumnScans[T float32 | float64, U uint32 | uint64](t *testing.T, scanR
 	})
 }
 
+// TestColumnRangeZeros checks the range scans on narrow rows whose
+// columns' least or largest value is a zero of both signs, where the
+// result is the zero the plain loop meets first (the vector kernels read
+// such rows several to a vector), at every level, bit for bit.
+func TestColumnRangeZeros(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	pick := []float32{0, float32(math.Copysign(0, -1)), 1, 2}
+	for _, d := range []int{1, 2, 4, 8} {
+		for rows := 1; rows <= 40; rows++ {
+			for trial := range 4 {
+				x := make([]float32, rows*d)
+				for i := range x {
+					x[i] = pick[r.IntN(len(pick))]
+					if trial%2 == 1 {
+						x[i] = -x[i] // the largest value a zero
+					}
+				}
+				lo0, hi0 := make([]float32, d), make([]float32, d)
+				for c := range d {
+					lo0[c], hi0[c] = float32(math.Inf(1)), float32(math.Inf(-1))
+				}
+				wlo, whi := append([]float32(nil), lo0...), append([]float32(nil), hi0...)
+				for i, v := range x {
+					if v < wlo[i%d] {
+						wlo[i%d] = v
+					}
+					if v > whi[i%d] {
+						whi[i%d] = v
+					}
+				}
+				for _, l := range levels() {
+					lo, hi := append([]float32(nil), lo0...), append([]float32(nil), hi0...)
+					atLevel(t, l, func() { ColumnRange32(x, d, lo, hi) })
+					for c := range d {
+						if math.Float32bits(lo[c]) != math.Float32bits(wlo[c]) || math.Float32bits(hi[c]) != math.Float32bits(whi[c]) {
+							t.Fatalf("%s d=%d rows=%d column %d: [%g, %g] (sign bits %v %v), want [%g, %g] (%v %v)", levelName(l), d, rows, c,
+								lo[c], hi[c], math.Signbit(float64(lo[c])), math.Signbit(float64(hi[c])), wlo[c], whi[c], math.Signbit(float64(wlo[c])), math.Signbit(float64(whi[c])))
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
 // TestColumnMaxAbsBits16Levels checks ColumnMaxAbsBits16 at every
 // dispatch level against a plain loop, exactly: every width from 1 to 300
 // (every register block of 1, 2, 4 and 8 vectors of 32 columns and every
