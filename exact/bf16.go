@@ -400,6 +400,10 @@ func (st *bf16State) tile(ctx context.Context, p *attn.Problem[float32], out *at
 	acc := st.acc[:rows*e]
 	clear(acc)
 	keys := kvKeys(p, p.KVHead(h))
+	var lo []uint16 // P's remainders, when P is split
+	if mode == bf16Split {
+		lo = st.lo
+	}
 	// The weights come from a base-2 exponential of the logits times
 	// log2 e, as on the float32 path (attendRows, which says why): the
 	// running maxima are in base-2 units, rounded as the exp kernels
@@ -431,10 +435,6 @@ func (st *bf16State) tile(ctx context.Context, p *attn.Problem[float32], out *at
 		kc, kPacked := roundUp(cols, 32), roundUp(min(bf16KeyTile, keys-j0), 32)
 		s := st.s[:rp*bf16KeyTile]
 		kernels.GemmPackedBF16(rp, roundUp(cols, 16), dp, q, dp, kp[j0*dp:], s, bf16KeyTile, false)
-		var lo []uint16 // P's remainders, when P is split
-		if mode == bf16Split {
-			lo = st.lo
-		}
 		// A tile every row sees whole, with finite scores, goes through
 		// the softmax in two calls for all its rows (the row-block
 		// kernels, whole vectors only) instead of two per row, the second

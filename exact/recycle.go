@@ -8,7 +8,8 @@ import (
 )
 
 // recycler hands one call's buffers (a Workspace, a backward call's
-// bwdBuffers) to the next. A sync.Pool alone keeps what a call puts back
+// bwdBuffers, the AMX path's bf16Buffers, widened's halfCopies) to the
+// next. A sync.Pool alone keeps what a call puts back
 // with the processor it ran on, and a call that resumes elsewhere (after
 // waiting for its workers) misses it: about half the calls did with two
 // processors, each remaking and faulting in tens of MB at n = 16384. So
