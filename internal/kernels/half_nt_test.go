@@ -61,8 +61,8 @@ func TestGemmNT32Half(t *testing.T) {
 // product of a and B (entry (p, j) of B, p along k, is bAt(p, j)), added
 // to c0 or (add false) over it, within float32 rounding, and that entries
 // outside C are untouched.
-func checkHalfProduct(t *testing.T, name string, gemm func(m, n, k int, a []float32, lda int, b []uint16, ldb int, c []float32, ldc int),
-	m, n, k int, a []float32, lda int, b []uint16, ldb int, bAt func(p, j int) float64, c0 []float32, ldc int, add bool) {
+func checkHalfProduct[B uint16 | float32](t *testing.T, name string, gemm func(m, n, k int, a []float32, lda int, b []B, ldb int, c []float32, ldc int),
+	m, n, k int, a []float32, lda int, b []B, ldb int, bAt func(p, j int) float64, c0 []float32, ldc int, add bool) {
 	t.Helper()
 	want, bound := make([]float64, len(c0)), make([]float64, len(c0))
 	for i := range m {
@@ -83,6 +83,52 @@ func checkHalfProduct(t *testing.T, name string, gemm func(m, n, k int, a []floa
 			ga, gb, got := guarded(a), guarded(b), guarded(c0)
 			gemm(m, n, k, ga, lda, gb, ldb, got, ldc)
 			checkBF16(t, levelName(l)+" "+name, c0, want, bound, got, ldc, n, k)
+		})
+	}
+}
+
+// TestGemmNT32FewRows checks GemmNT32 on the shapes of the 16-bit
+// kernels, whose float32 twins it runs for up to ntInPlaceRows rows of A
+// (reading B in place), as TestGemmNT32Half does: every level, padded
+// strides, guarded pages, entries outside C untouched; and that
+// infinities and NaNs in B reach the scores of their key.
+func TestGemmNT32FewRows(t *testing.T) {
+	r := rand.New(rand.NewPCG(25, 26))
+	defer releaseGuarded()
+	for _, sz := range halfNTShapes() {
+		m, n, k := sz[0], sz[1], sz[2]
+		for _, pad := range [][3]int{{0, 0, 0}, {3, 1, 2}, {5, 16, 256}} {
+			lda, ldb, ldc := k+pad[0], k+pad[1], n+pad[2]
+			a := to32(randSlice(r, (m-1)*lda+k))
+			b := to32(randSlice(r, (n-1)*ldb+k))
+			c0 := to32(randSlice(r, (m-1)*ldc+n))
+			for i := range m {
+				for j := range n {
+					c0[i*ldc+j] = float32(math.NaN())
+				}
+			}
+			checkHalfProduct(t, fmt.Sprintf("%v ld=%d,%d,%d", sz, lda, ldb, ldc), GemmNT32, m, n, k, a, lda, b, ldb,
+				func(p, j int) float64 { return float64(b[j*ldb+p]) }, c0, ldc, false)
+		}
+	}
+	const m, n, k = 3, 9, 40
+	a := make([]float32, m*k)
+	for x := range a {
+		a[x] = 1
+	}
+	b := make([]float32, n*k)
+	inf := float32(math.Inf(1))
+	b[2*k+39], b[5*k], b[8*k+17] = inf, float32(math.NaN()), -inf
+	for _, l := range levels() {
+		atLevel(t, l, func() {
+			c := make([]float32, m*n)
+			GemmNT32(m, n, k, a, k, b, k, c, n)
+			for x, v := range c {
+				want := map[int]float64{2: math.Inf(1), 5: math.NaN(), 8: math.Inf(-1)}[x%n]
+				if got := float64(v); got != want && !(math.IsNaN(got) && x%n == 5) {
+					t.Errorf("%s: C[%d][%d] = %v, want %v", levelName(l), x/n, x%n, v, want)
+				}
+			}
 		})
 	}
 }

@@ -87,6 +87,15 @@ const (
 )
 
 func gemmNT32(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
+	if m <= NTInPlaceRows && gemmNTRows(f32NTFamily(), m, n, k, a, lda, b, ldb, c, ldc, nil, dot[float32]) {
+		return
+	}
+	gemmNT32Packed(m, n, k, a, lda, b, ldb, c, ldc)
+}
+
+// gemmNT32Packed is gemmNT32 with B packed whatever m, the product
+// PackedNT's must match bit for bit.
+func gemmNT32Packed(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
 	switch {
 	case level == levelGo || !ntOK(m, n, k, len(a), lda, len(b), ldb, len(c), ldc):
 		gemmNTGo(m, n, k, a, lda, b, ldb, c, ldc)
@@ -98,6 +107,17 @@ func gemmNT32(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float
 }
 
 func gemmNT64(m, n, k int, a []float64, lda int, b []float64, ldb int, c []float64, ldc int) {
+	if m <= NTInPlaceRows64 && level == levelAVX512 && ntOK(m, n, k, len(a), lda, len(b), ldb, len(c), ldc) {
+		for i := range m {
+			multiDot64(c[i*ldc:i*ldc+n], a[i*lda:i*lda+k], b, ldb)
+		}
+		return
+	}
+	gemmNT64Packed(m, n, k, a, lda, b, ldb, c, ldc)
+}
+
+// gemmNT64Packed is gemmNT32Packed for float64.
+func gemmNT64Packed(m, n, k int, a []float64, lda int, b []float64, ldb int, c []float64, ldc int) {
 	switch {
 	case level == levelGo || !ntOK(m, n, k, len(a), lda, len(b), ldb, len(c), ldc):
 		gemmNTGo(m, n, k, a, lda, b, ldb, c, ldc)

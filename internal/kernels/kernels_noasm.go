@@ -14,6 +14,16 @@ func gemmNT64(m, n, k int, a []float64, lda int, b []float64, ldb int, c []float
 	gemmNTGo(m, n, k, a, lda, b, ldb, c, ldc)
 }
 
+// gemmNT32Packed and gemmNT64Packed are the products PackedNT's must match
+// bit for bit: here the same portable code.
+func gemmNT32Packed(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
+	gemmNTGo(m, n, k, a, lda, b, ldb, c, ldc)
+}
+
+func gemmNT64Packed(m, n, k int, a []float64, lda int, b []float64, ldb int, c []float64, ldc int) {
+	gemmNTGo(m, n, k, a, lda, b, ldb, c, ldc)
+}
+
 func gemmNN32(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
 	gemmNNNext32(m, n, k, a, lda, b, ldb, c, ldc, nil, false)
 }

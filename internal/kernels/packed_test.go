@@ -8,8 +8,9 @@ import (
 	"testing"
 )
 
-// TestPackedNT checks PackedNT.GemmNT against GemmNT at every level: the
-// same microkernels on the same panels, so the results must be identical.
+// TestPackedNT checks PackedNT.GemmNT against GemmNT's packed product at
+// every level (for few rows GemmNT reads B in place instead): the same
+// microkernels on the same panels, so the results must be identical.
 // B is packed by two goroutines at once, and the products cover tiles at
 // every aligned offset, including the ragged last one.
 func TestPackedNT(t *testing.T) {
@@ -40,7 +41,7 @@ func TestPackedNT(t *testing.T) {
 							nb := min(tile, n-j0)
 							name := fmt.Sprintf("%s m=%d n=%d k=%d pad=%d j0=%d nb=%d", levelName(l), m, n, k, pad, j0, nb)
 							want := make([]float64, (m-1)*ldc+nb)
-							GemmNT64(m, nb, k, a, lda, b[j0*ldb:], ldb, want, ldc)
+							gemmNT64Packed(m, nb, k, a, lda, b[j0*ldb:], ldb, want, ldc)
 							got := guarded(make([]float64, len(want)))
 							p64.GemmNT(m, j0, nb, ga, lda, got, ldc)
 							for i := range want {
@@ -54,7 +55,7 @@ func TestPackedNT(t *testing.T) {
 						nb := min(256, n-j0)
 						name := fmt.Sprintf("%s m=%d n=%d k=%d pad=%d j0=%d", levelName(l), m, n, k, pad, j0)
 						want := make([]float32, (m-1)*ldc+nb)
-						GemmNT32(m, nb, k, a32, lda, b32[j0*ldb:], ldb, want, ldc)
+						gemmNT32Packed(m, nb, k, a32, lda, b32[j0*ldb:], ldb, want, ldc)
 						got := guarded(make([]float32, len(want)))
 						p32.GemmNT(m, j0, nb, ga32, lda, got, ldc)
 						for i := range want {
@@ -95,7 +96,7 @@ func TestPackedNTReuse(t *testing.T) {
 			// Used at the top level, packed at l: the PackedNT keeps its kernels.
 			want := make([]float32, 5*n)
 			got := make([]float32, 5*n)
-			atLevel(t, l, func() { GemmNT32(5, n, k, a, k, b, k, want, n) })
+			atLevel(t, l, func() { gemmNT32Packed(5, n, k, a, k, b, k, want, n) })
 			p.GemmNT(5, 0, n, a, k, got, n)
 			for i := range want {
 				if got[i] != want[i] {

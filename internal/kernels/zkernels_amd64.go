@@ -760,7 +760,7 @@ func gemmNT32xF16AVX512_3(k int, a *float32, lda int, b *uint16, ldb int, c *flo
 //go:noescape
 func gemmNT32xF16AVX512_4(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
 
-var gemmNT32xF16AVX512 = [...]kernHalfNT{gemmNT32xF16AVX512_1, gemmNT32xF16AVX512_2, gemmNT32xF16AVX512_3, gemmNT32xF16AVX512_4}
+var gemmNT32xF16AVX512 = [...]kernNTRows[uint16]{gemmNT32xF16AVX512_1, gemmNT32xF16AVX512_2, gemmNT32xF16AVX512_3, gemmNT32xF16AVX512_4}
 
 //go:noescape
 func gemmNT32xF16AVX2_1(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
@@ -774,7 +774,7 @@ func gemmNT32xF16AVX2_3(k int, a *float32, lda int, b *uint16, ldb int, c *float
 //go:noescape
 func gemmNT32xF16AVX2_4(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
 
-var gemmNT32xF16AVX2 = [...]kernHalfNT{gemmNT32xF16AVX2_1, gemmNT32xF16AVX2_2, gemmNT32xF16AVX2_3, gemmNT32xF16AVX2_4}
+var gemmNT32xF16AVX2 = [...]kernNTRows[uint16]{gemmNT32xF16AVX2_1, gemmNT32xF16AVX2_2, gemmNT32xF16AVX2_3, gemmNT32xF16AVX2_4}
 
 //go:noescape
 func gemmNT32xBF16AVX512_1(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
@@ -788,7 +788,7 @@ func gemmNT32xBF16AVX512_3(k int, a *float32, lda int, b *uint16, ldb int, c *fl
 //go:noescape
 func gemmNT32xBF16AVX512_4(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
 
-var gemmNT32xBF16AVX512 = [...]kernHalfNT{gemmNT32xBF16AVX512_1, gemmNT32xBF16AVX512_2, gemmNT32xBF16AVX512_3, gemmNT32xBF16AVX512_4}
+var gemmNT32xBF16AVX512 = [...]kernNTRows[uint16]{gemmNT32xBF16AVX512_1, gemmNT32xBF16AVX512_2, gemmNT32xBF16AVX512_3, gemmNT32xBF16AVX512_4}
 
 //go:noescape
 func gemmNT32xBF16AVX2_1(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
@@ -802,7 +802,35 @@ func gemmNT32xBF16AVX2_3(k int, a *float32, lda int, b *uint16, ldb int, c *floa
 //go:noescape
 func gemmNT32xBF16AVX2_4(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
 
-var gemmNT32xBF16AVX2 = [...]kernHalfNT{gemmNT32xBF16AVX2_1, gemmNT32xBF16AVX2_2, gemmNT32xBF16AVX2_3, gemmNT32xBF16AVX2_4}
+var gemmNT32xBF16AVX2 = [...]kernNTRows[uint16]{gemmNT32xBF16AVX2_1, gemmNT32xBF16AVX2_2, gemmNT32xBF16AVX2_3, gemmNT32xBF16AVX2_4}
+
+//go:noescape
+func gemmNT32xF32AVX512_1(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, blocks int, pf *float32, pflines int)
+
+//go:noescape
+func gemmNT32xF32AVX512_2(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, blocks int, pf *float32, pflines int)
+
+//go:noescape
+func gemmNT32xF32AVX512_3(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, blocks int, pf *float32, pflines int)
+
+//go:noescape
+func gemmNT32xF32AVX512_4(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, blocks int, pf *float32, pflines int)
+
+var gemmNT32xF32AVX512 = [...]kernNTRows[float32]{gemmNT32xF32AVX512_1, gemmNT32xF32AVX512_2, gemmNT32xF32AVX512_3, gemmNT32xF32AVX512_4}
+
+//go:noescape
+func gemmNT32xF32AVX2_1(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, blocks int, pf *float32, pflines int)
+
+//go:noescape
+func gemmNT32xF32AVX2_2(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, blocks int, pf *float32, pflines int)
+
+//go:noescape
+func gemmNT32xF32AVX2_3(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, blocks int, pf *float32, pflines int)
+
+//go:noescape
+func gemmNT32xF32AVX2_4(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, blocks int, pf *float32, pflines int)
+
+var gemmNT32xF32AVX2 = [...]kernNTRows[float32]{gemmNT32xF32AVX2_1, gemmNT32xF32AVX2_2, gemmNT32xF32AVX2_3, gemmNT32xF32AVX2_4}
 
 //go:noescape
 func softmaxGradRowsF32AVX2(s *float32, ds *float32, ld int, rows int, cols int, chi float32, clo float32, lse *float64, delta *float64)

@@ -20,16 +20,17 @@ import (
 // covered); AVX2 kernels (F16C for float16) come full only, the caller
 // doing the last n mod nr columns.
 
-// halfB is one 16-bit B format: how a vector of it is widened.
+// halfB is one B format: how a vector of it is widened to float32.
 type halfB struct {
-	name string // F16, BF16
+	name string // F16, BF16 (and F32, plainF32)
+	size int    // bytes per element
 	// widen loads W 16-bit values at addr into register reg, widened to
 	// float32; kmask is the opmask of a masked load ("" for none).
 	widen func(is isa, addr, kmask, reg string)
 }
 
 var (
-	halfF16 = halfB{"F16", func(is isa, addr, kmask, reg string) {
+	halfF16 = halfB{"F16", 2, func(is isa, addr, kmask, reg string) {
 		if kmask != "" {
 			emit("VCVTPH2PS.Z %s, %s, %s", addr, kmask, reg)
 			return
@@ -38,7 +39,7 @@ var (
 	}}
 	// bfloat16 is a float32's high half: zero-extend each 16-bit value
 	// to 32 bits and shift it up.
-	halfBF16 = halfB{"BF16", func(is isa, addr, kmask, reg string) {
+	halfBF16 = halfB{"BF16", 2, func(is isa, addr, kmask, reg string) {
 		if kmask != "" {
 			emit("VPMOVZXWD.Z %s, %s, %s", addr, kmask, reg)
 		} else {

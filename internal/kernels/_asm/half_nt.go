@@ -28,6 +28,17 @@ var halfNTISAs = []struct {
 	keys int
 }{{avx512, 4}, {avx2, 2}}
 
+// plainF32 is float32 B, loaded as it is: the same kernels score a few
+// query rows against row-major float32 keys in place, where a packed
+// product would first copy every key into panels only to read it once.
+var plainF32 = halfB{"F32", 4, func(is isa, addr, kmask, reg string) {
+	if kmask != "" {
+		emit("VMOVUPS.Z %s, %s, %s", addr, kmask, reg)
+		return
+	}
+	emit("VMOVUPS %s, %s", addr, reg)
+}}
+
 func halfNTName(h halfB, is isa, mr int) string {
 	return fmt.Sprintf("gemmNT32x%s%s_%d", h.name, is.name, mr)
 }
@@ -35,12 +46,16 @@ func halfNTName(h halfB, is isa, mr int) string {
 // genHalfNT writes the kernels and their tables (halfNTKernels in
 // half_nt_amd64.go).
 func genHalfNT() {
-	for _, h := range []halfB{halfF16, halfBF16} {
+	for _, h := range []halfB{halfF16, halfBF16, plainF32} {
+		gotyp := "uint16"
+		if h.size == 4 {
+			gotyp = "float32"
+		}
 		for _, c := range halfNTISAs {
 			for mr := 1; mr <= halfNTRows; mr++ {
 				genHalfNTKernel(h, c.is, c.keys, mr)
 			}
-			fmt.Fprintf(&gs, "var gemmNT32x%s%s = [...]kernHalfNT{", h.name, c.is.name)
+			fmt.Fprintf(&gs, "var gemmNT32x%s%s = [...]kernNTRows[%s]{", h.name, c.is.name, gotyp)
 			for mr := 1; mr <= halfNTRows; mr++ {
 				fmt.Fprintf(&gs, "%s, ", halfNTName(h, c.is, mr))
 			}
@@ -60,7 +75,11 @@ func genHalfNTKernel(h halfB, is isa, nk, mr int) {
 	row := func(i int) string { return R(halfNTRows*nk + nk + i) }
 	t0, t1 := R(is.nregs-2), R(is.nregs-1)
 	avx512 := is.nregs == 32
-	f := sig(halfNTName(h, is, mr), ps("k", "int", "a", "*float32", "lda", "int", "b", "*uint16", "ldb", "int", "c", "*float32", "ldc", "int", "blocks", "int", "pf", "*uint16", "pflines", "int"), nil)
+	bt := "*uint16"
+	if h.size == 4 {
+		bt = "*float32"
+	}
+	f := sig(halfNTName(h, is, mr), ps("k", "int", "a", "*float32", "lda", "int", "b", bt, "ldb", "int", "c", "*float32", "ldc", "int", "blocks", "int", "pf", bt, "pflines", "int"), nil)
 	text(f)
 	// SI: A (R14 its start), R8 lda and R11 3*lda in bytes; DX: B within
 	// the block (R12 the block's first key), R9 ldb and R10 3*ldb in bytes;
@@ -72,7 +91,7 @@ func genHalfNTKernel(h halfB, is isa, nk, mr int) {
 	emit("LEAQ (R8)(R8*2), R11")
 	emit("MOVQ %s, R12", f.fp("b"))
 	emit("MOVQ %s, R9", f.fp("ldb"))
-	emit("SHLQ $1, R9")
+	emit("SHLQ $%d, R9", bitsLen(h.size)-1)
 	emit("LEAQ (R9)(R9*2), R10")
 	f.load("c", "DI", "ldc", "AX<<2", "blocks", "R13")
 	if avx512 {
@@ -122,7 +141,7 @@ func genHalfNTKernel(h halfB, is isa, nk, mr int) {
 	// kmask when not "".
 	step := func(u int, kmask string) {
 		for j := range nk {
-			h.widen(is, keyAddr(j, 2*w*u), kmask, key(j))
+			h.widen(is, keyAddr(j, h.size*w*u), kmask, key(j))
 		}
 		for i := range mr {
 			a := rowAddr(i, 4*w*u, aBases, "R8", "R11")
@@ -140,7 +159,7 @@ func genHalfNTKernel(h halfB, is isa, nk, mr int) {
 	}
 	kLoop(func(u int) { step(u, "") }, func(vectors int) {
 		emit("ADDQ $%d, SI", 4*w*vectors)
-		emit("ADDQ $%d, DX", 2*w*vectors)
+		emit("ADDQ $%d, DX", h.size*w*vectors)
 	})
 	label("store")
 	if avx512 {
