@@ -6,8 +6,13 @@ OpenBLAS and of fastattn's own kernels measured in the same run.
 Run it through bench/peers.sh, which builds bench/peers and bench/gemmpeak
 and sets OpenBLAS up (bench/numpy_env.sh). For every row both sides run
 `reps` times, alternately, each on inputs of its own (standard normal,
-scale 1/sqrt(d), d = e); times are the best of the repetitions. NumPy does
-what numpy_attention.py does for a forward (blocks of 512 query rows,
+scale 1/sqrt(d), d = e); times are the best of the repetitions. Each
+repetition makes its inputs, calls once to warm up and then times one call,
+or for the decoding rows (milliseconds a call) the best of --decode-calls
+calls back to back, as a serving loop runs them: the first passes over
+freshly written keys and values run up to twice as slow as the later ones
+on both sides, so one call timed after one warm-up measured mostly that.
+NumPy does what numpy_attention.py does for a forward (blocks of 512 query rows,
 S = scale Q K^T, exp, row sums, P V) and, for the backward, the five
 products per block with the forward's log-sum-exp (P = exp(S - lse),
 dV += P^T dO, dP = dO V^T, dS = P (dP - delta), dQ = dS K, dK += dS^T Q).
@@ -99,6 +104,7 @@ def main():
     ap.add_argument("--block", type=int, default=512, help="query rows per NumPy block")
     ap.add_argument("--quick", action="store_true", help="smaller sizes (a smoke test)")
     ap.add_argument("--ops", default="prefill,decode,decode-hot,backward", help="the operations to time, comma-separated")
+    ap.add_argument("--decode-calls", type=int, default=20, help="timed calls per repetition of the decoding rows (both sides)")
     args = ap.parse_args()
 
     core = openblas_core()
@@ -126,9 +132,10 @@ def main():
     results = []
     for op, n, m, d, dtype in rows:
         fa, npt = [], []
+        calls = max(args.decode_calls, 1) if op.startswith("decode") else 1
         for _ in range(args.reps):
-            fa.append(time_fastattn(args.peers, op, n, m, d, dtype, 1))
-            npt.append(time_numpy(op, n, m, d, dtype, 1, args.block))
+            fa.append(time_fastattn(args.peers, op, n, m, d, dtype, calls))
+            npt.append(time_numpy(op, n, m, d, dtype, calls, args.block))
         r = min(fa, key=lambda x: x["seconds"])
         results.append((op, n, m, d, dtype, min(npt), r["seconds"], r["flops"]))
         print(f"  {op} n={n} m={m} d={d} {dtype}: NumPy {min(npt):.4f} s, fastattn {r['seconds']:.4f} s", flush=True)
