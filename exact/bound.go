@@ -129,27 +129,44 @@ func keyStatsOf[T attn.Float](ctx context.Context, p *attn.Problem[T], workers i
 			attn.MaxAbsRows(p.V[(tk.h*p.M+tk.j0)*e:(tk.h*p.M+tk.j1)*e], pt[2*d:])
 		}
 	})
-	stats := make([]keyStats, kvh)
+	// Per head: its tasks' parts merged, in the same layout.
+	merged := make([]float64, kvh*w)
 	x := 0
 	for h := range kvh {
-		l := kvKeys(p, h)
-		lo, hi := make([]float64, d), make([]float64, d)
+		m := merged[h*w : (h+1)*w]
 		for t := range d {
-			lo[t], hi[t] = math.Inf(1), math.Inf(-1)
+			m[t], m[d+t] = math.Inf(1), math.Inf(-1)
 		}
-		st := &stats[h]
-		st.colMax = make([]float64, e)
 		for ; x < len(tasks) && tasks[x].h == h; x++ {
 			pt := parts[x*w : (x+1)*w]
 			for t := range d {
-				lo[t] = min(lo[t], pt[t])
-				hi[t] = max(hi[t], pt[d+t])
+				m[t] = min(m[t], pt[t])
+				m[d+t] = max(m[d+t], pt[d+t])
 			}
 			for c := range e {
-				st.colMax[c] = max(st.colMax[c], pt[2*d+c])
+				m[2*d+c] = max(m[2*d+c], pt[2*d+c])
 			}
 		}
-		if halfKV {
+	}
+	return finishKeyStats(p, merged, mayCentre)
+}
+
+// finishKeyStats makes the key statistics of p from each key/value head's
+// measurements (head h's at merged[h*(2d+e):]: the keys' lower and upper
+// ends per coordinate, d each, then the values' column maxima, e; those
+// are measured again here for 16-bit values): it decides the centring
+// (never with mayCentre false) and bounds the logits.
+func finishKeyStats[T attn.Float](p *attn.Problem[T], merged []float64, mayCentre bool) []keyStats {
+	d, e := p.D, p.E
+	w := 2*d + e
+	stats := make([]keyStats, p.KVHeadCount())
+	for h := range stats {
+		l := kvKeys(p, h)
+		m := merged[h*w : (h+1)*w]
+		lo, hi := m[:d], m[d:2*d]
+		st := &stats[h]
+		st.colMax = slices.Clone(m[2*d:])
+		if p.KVFormat != attn.NoHalf {
 			copy(st.colMax, attn.ColumnMaxAbs(p, h*p.Group(), l))
 		}
 		st.box = make([]float64, d)
@@ -378,6 +395,9 @@ func bounded[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T],
 	}
 	if p.Workers > 0 {
 		workers = p.Workers
+	}
+	if st, ok, err := speculated(ctx, workers, p, out); ok { // speculate.go
+		return st, err
 	}
 	pl, err := planPrecision(ctx, p, workers)
 	if err != nil {

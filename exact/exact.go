@@ -362,6 +362,8 @@ type tileState[T attn.Float] struct {
 	keys                   []T       // tileWidth x d centred keys (unpacked path), on first use
 	kt, vt                 []T       // a key tile and a value tile widened from 16 bits
 	qt                     []T       // the query tile widened from 16 bits
+	// scan, when on, measures every key and value tile read (speculate.go).
+	scan keyScan[T]
 }
 
 func newTileState[T attn.Float](e int) *tileState[T] {
@@ -538,6 +540,7 @@ type workspace[T attn.Float] struct {
 	centres   [][]float64 // per key/value head, subtracted from its keys (nil: none)
 	t0, t1    int         // its tasks
 	packing   bool
+	scanning  bool        // the workers measure the tiles they read (speculate.go)
 	check     bool        // scan inputs for NaN and Inf as they are read
 	nonFinite atomic.Bool // a scan found one
 	crew      crew        // the workers, kept between calls
@@ -598,6 +601,12 @@ func (w *workspace[T]) forward(ctx context.Context, workers int, p *attn.Problem
 	}
 	for len(w.states) < nStates {
 		w.states = append(w.states, newTileState[T](w.e))
+	}
+	for _, st := range w.states {
+		st.scan.on = false
+		if w.scanning {
+			st.scan.reset(p.KVHeadCount(), d, e)
+		}
 	}
 	for len(w.parts) < pl.parts {
 		w.parts = append(w.parts, partial{acc: make([]float64, queryTile*w.e), rowMax: make([]float64, queryTile), rowSum: make([]float64, queryTile)})
@@ -886,6 +895,9 @@ func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T],
 			}
 		} else if !half {
 			kt, vt = keys[j0*d:], vals[j0*e:]
+			if st.scan.on {
+				st.scan.add(kh, kt[:cols*d], vt[:cols*e])
+			}
 		}
 		// While one product computes, the operands of the next are
 		// prefetched from L3 into L2: this tile's values during Q K^T, the

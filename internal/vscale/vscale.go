@@ -81,16 +81,20 @@ func Fit[T attn.Float](p *attn.Problem[T], lo, hi float64) (*attn.Problem[T], *S
 	return FitMax(p, ColumnMax(p, p.Workers), lo, hi)
 }
 
-// FitMax is Fit with the column maxima cm (ColumnMax) already measured.
-func FitMax[T attn.Float](p *attn.Problem[T], cm []float64, lo, hi float64) (*attn.Problem[T], *Scaling) {
-	need := false
+// Needed reports whether FitMax scales any column whose maximum |V| is
+// in cm (a column of zeros never is): whether one lies outside [lo, hi].
+func Needed(cm []float64, lo, hi float64) bool {
 	for _, m := range cm {
 		if m > 0 && (m < lo || m > hi) {
-			need = true
-			break
+			return true
 		}
 	}
-	if !need {
+	return false
+}
+
+// FitMax is Fit with the column maxima cm (ColumnMax) already measured.
+func FitMax[T attn.Float](p *attn.Problem[T], cm []float64, lo, hi float64) (*attn.Problem[T], *Scaling) {
+	if !Needed(cm, lo, hi) {
 		return p, nil
 	}
 	sc := &Scaling{exps: make([]int, len(cm)), colMax: make([]float64, len(cm)), e: p.E, n: p.N, group: p.Group()}
