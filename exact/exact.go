@@ -780,7 +780,9 @@ const cancelCheckTiles = 64
 
 // keysReadInPlace reports whether the scores of a tile of rows query
 // rows read unpacked keys in place (kernels.NTInPlaceRows,
-// NTInPlaceRows64) rather than packing them first.
+// NTInPlaceRows64) rather than packing them first: on the vector levels
+// (float64 with AVX-512; GemmNT64 packs with AVX2, where skipping the
+// prefetch for so few rows was not measured).
 func keysReadInPlace[T attn.Float](rows int) bool {
 	if _, is32 := any(T(0)).(float32); is32 {
 		return rows <= kernels.NTInPlaceRows

@@ -37,7 +37,7 @@ func TestSpeculatedMatchesPlanned(t *testing.T) {
 		}
 	}
 	cases := []struct {
-		c    attntest.Case
+		c            attntest.Case
 		eps          float64
 		want, want64 bool // the one pass is kept in float32, in float64
 	}{

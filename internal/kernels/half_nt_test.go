@@ -88,7 +88,7 @@ func checkHalfProduct[B uint16 | float32](t *testing.T, name string, gemm func(m
 }
 
 // TestGemmNT32FewRows checks GemmNT32 on the shapes of the 16-bit
-// kernels, whose float32 twins it runs for up to ntInPlaceRows rows of A
+// kernels, whose float32 twins it runs for up to NTInPlaceRows rows of A
 // (reading B in place), as TestGemmNT32Half does: every level, padded
 // strides, guarded pages, entries outside C untouched; and that
 // infinities and NaNs in B reach the scores of their key.
