@@ -36,11 +36,12 @@ func TestSpeculatedMatchesPlanned(t *testing.T) {
 			}
 		}
 	}
-	cases := []struct {
+	type specCase struct {
 		c            attntest.Case
 		eps          float64
 		want, want64 bool // the one pass is kept in float32, in float64
-	}{
+	}
+	cases := []specCase{
 		{attntest.Case{Heads: 1, N: 1, M: 5000, D: 64, E: 64}, 0, true, true},
 		{attntest.Case{Heads: 8, KVHeads: 2, N: 1, M: 3000, D: 128, E: 128}, 0, true, true},
 		{attntest.Case{Heads: 4, KVHeads: 2, N: 3, M: 700, D: 16, E: 8, Causal: true}, 0, true, true},
@@ -64,11 +65,7 @@ func TestSpeculatedMatchesPlanned(t *testing.T) {
 		{attntest.Case{Heads: 1, N: 400, M: 400, D: 8, E: 8}, 0, false, false},
 	}
 	// A value only the last key has, beyond float32's range: scaled.
-	cases = append(cases, struct {
-		c            attntest.Case
-		eps          float64
-		want, want64 bool
-	}{attntest.Case{Heads: 1, N: 1, M: 700, D: 16, E: 16, Shape: func(_ *rand.Rand, p *attn.Problem[float64]) { p.V[len(p.V)-3] = 1e36 }}, 0, false, true})
+	cases = append(cases, specCase{attntest.Case{Heads: 1, N: 1, M: 700, D: 16, E: 16, Shape: func(_ *rand.Rand, p *attn.Problem[float64]) { p.V[len(p.V)-3] = 1e36 }}, 0, false, true})
 	for x, tc := range cases {
 		p64 := tc.c.Generate(uint64(x + 1))
 		p64.Eps = tc.eps
