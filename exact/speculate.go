@@ -29,7 +29,7 @@ import (
 // keyScan is one worker's measurements of the key and value tiles it
 // reads (attendRows), per key/value head: the keys' lower and upper ends
 // per coordinate (d each) and the bits of the values' largest magnitude
-// per column (e each; float32's bits widened to uint64).
+// per column (e each, in bits32 for float32 and bits64 for float64).
 type keyScan[T attn.Float] struct {
 	on     bool
 	d, e   int
@@ -46,10 +46,13 @@ func (s *keyScan[T]) reset(kvh, d, e int) {
 	for t := range s.lo {
 		s.lo[t], s.hi[t] = T(math.Inf(1)), T(math.Inf(-1))
 	}
-	s.bits32 = resized(s.bits32, kvh*e)
-	s.bits64 = resized(s.bits64, kvh*e)
-	clear(s.bits32)
-	clear(s.bits64)
+	if _, is32 := any(T(0)).(float32); is32 {
+		s.bits32 = resized(s.bits32, kvh*e)
+		clear(s.bits32)
+	} else {
+		s.bits64 = resized(s.bits64, kvh*e)
+		clear(s.bits64)
+	}
 }
 
 // add measures keys k and values v (whole rows) of key/value head kh.
@@ -80,9 +83,11 @@ func (s *keyScan[T]) mergeInto(merged []float64) {
 		}
 		for c := range e {
 			// Unsigned, the bits order the magnitudes, a NaN above Inf.
-			x := math.Float64frombits(s.bits64[h*e+c])
+			var x float64
 			if is32 {
 				x = float64(math.Float32frombits(s.bits32[h*e+c]))
+			} else {
+				x = math.Float64frombits(s.bits64[h*e+c])
 			}
 			m[2*d+c] = max(m[2*d+c], x)
 		}
