@@ -63,7 +63,8 @@ func halfProblem(p *attn.Problem[float32], scratch *problemScratch, q Tensor[flo
 // computed in float32 with float32-or-better sums on the 16-bit values as
 // given. Only exact attention supports it ("auto" picks exact);
 // GradientHalfKV gives its gradients. To state its error bound (keys centred, bound certified as
-// for float32 inputs) it widens K and V to float32 once; AttendHalfKVInto,
+// for float32 inputs) it widens K and V to float32 once (a decoding
+// step, a tile at a time as it computes); AttendHalfKVInto,
 // the serving path, never copies them whole: a decoding step's products
 // read them in place, widening in registers, and larger calls widen them a
 // tile at a time.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/fastattn/fastattn/attn"
 )
 
 // BenchmarkCertifiedDecode times one decode step of a grouped-query model
@@ -15,6 +17,46 @@ import (
 func BenchmarkCertifiedDecode(b *testing.B) {
 	b.Run("float32", func(b *testing.B) { benchCertifiedDecode[float32](b) })
 	b.Run("float64", func(b *testing.B) { benchCertifiedDecode[float64](b) })
+	b.Run("float16-kv", func(b *testing.B) { benchCertifiedDecodeHalf(b, Float16) })
+}
+
+// benchCertifiedDecodeHalf is benchCertifiedDecode with float16 or
+// bfloat16 keys and values (AttendHalfKV against AttendHalfKVInto).
+func benchCertifiedDecodeHalf(b *testing.B, f HalfFormat) {
+	for _, m := range []int{4096, 32768} {
+		const hq, hkv, d = 8, 2, 128
+		r := rand.New(rand.NewPCG(1, 2))
+		half := func(n int) HalfTensor {
+			x := make([]uint16, n)
+			for i := range x {
+				x[i] = attn.Float32ToHalf(f, float32(r.NormFloat64()))
+			}
+			return HalfTensor{Data: x, Shape: []int{1, hkv, m, d}, Format: f}
+		}
+		q := make([]float32, hq*d)
+		for i := range q {
+			q[i] = float32(r.NormFloat64())
+		}
+		qt, _ := NewTensor(q, 1, hq, 1, d)
+		k, v := half(hkv*m*d), half(hkv*m*d)
+		out, _ := NewTensor(make([]float32, hq*d), 1, hq, 1, d)
+		ctx := context.Background()
+		b.Run(fmt.Sprintf("m=%d/AttendHalfKV", m), func(b *testing.B) {
+			for b.Loop() {
+				if _, err := AttendHalfKV(ctx, qt, k, v, Options{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("m=%d/AttendHalfKVInto", m), func(b *testing.B) {
+			ws := NewWorkspace()
+			for b.Loop() {
+				if err := AttendHalfKVInto(ctx, ws, out, nil, qt, k, v, Options{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
 
 func benchCertifiedDecode[T Float](b *testing.B) {

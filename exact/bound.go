@@ -399,6 +399,12 @@ func bounded[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T],
 	if st, ok, err := speculated(ctx, workers, p, out); ok { // speculate.go
 		return st, err
 	}
+	return measuredFirst(ctx, workers, p, out)
+}
+
+// measuredFirst is bounded without speculation: the key statistics
+// first, then the computation they plan.
+func measuredFirst[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T], out *attn.Output[T]) (attn.Stats, error) {
 	pl, err := planPrecision(ctx, p, workers)
 	if err != nil {
 		return attn.Stats{}, err

@@ -163,12 +163,30 @@ func (Method) ChecksFinite() bool { return true }
 // p.Eps (see bound.go).
 //
 // 16-bit keys and values are widened to float32 once here, since the bound
-// needs every key's statistics and the values' range; Workspace.Forward,
-// the serving path, reads them in place in decoding-shaped calls
-// (halfkv_direct.go) and widens them a tile at a time otherwise.
+// needs every key's statistics and the values' range, except in
+// decoding-shaped calls, which widen them a tile at a time and measure
+// each tile as they go (speculate.go); Workspace.Forward, the serving
+// path, reads them in place in decoding-shaped calls (halfkv_direct.go)
+// and widens them a tile at a time otherwise.
 func (m Method) Forward32(ctx context.Context, p *attn.Problem[float32], out *attn.Output[float32]) (attn.Stats, error) {
 	if st, ok, err := forward32BF16(ctx, m.Workers, p, out); ok { // bf16.go: AMX
 		return st, err
+	}
+	if p.KVFormat != attn.NoHalf && out.O16 == nil {
+		// A decoding-shaped call computes in one pass, widening a tile at
+		// a time (speculate.go); if its statistics ask for more, the
+		// widened problem is planned (its own speculation would fail the
+		// same way).
+		workers := m.Workers
+		if p.Workers > 0 {
+			workers = p.Workers
+		}
+		if st, ok, err := speculated(ctx, workers, p, out); ok {
+			return st, err
+		}
+		wp, release := widened(p, m.Workers)
+		defer release()
+		return measuredFirst(ctx, workers, wp, out)
 	}
 	wp, release := widened(p, m.Workers)
 	defer release()
@@ -817,7 +835,9 @@ func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T],
 	}
 	var keys, vals []T
 	half := p.KVFormat != attn.NoHalf
-	inPlace := readsHalfInPlace(p, pk, rows) // halfkv_direct.go
+	// A scanned call widens every tile, as the planned call's widened
+	// copies hold them (speculate.go).
+	inPlace := readsHalfInPlace(p, pk, rows) && !st.scan.on // halfkv_direct.go
 	if half {
 		// 16-bit keys and values are widened a tile at a time (unless
 		// read in place).
@@ -894,6 +914,9 @@ func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T],
 			if pk == nil {
 				kt = st.kt[:cols*d]
 				widen(p.KVFormat, kt, p.K16[(off+j0)*d:(off+j0+cols)*d])
+				if st.scan.on {
+					st.scan.add(kh, kt, vt)
+				}
 			}
 		} else if !half {
 			kt, vt = keys[j0*d:], vals[j0*e:]

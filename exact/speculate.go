@@ -98,14 +98,16 @@ func (s *keyScan[T]) mergeInto(merged []float64) {
 // (to compare the two).
 var testNoSpeculation = false
 
-// decodingShaped reports whether bounded may compute p in one pass
-// (speculated): float32 or float64 keys and values that no key/value head
-// packs (its group's queries make one tile: tileRows), and tiles whose
-// keys reach every key the statistics measure (kvKeys), so that the tiles
-// read are all the keys measured.
+// decodingShaped reports whether p may be computed in one pass
+// (speculated): queries not in 16 bits, keys and values that no key/value
+// head packs (its group's queries make one tile: tileRows), and tiles
+// whose keys reach every key the statistics measure (kvKeys), so that the
+// tiles read are all the keys measured. 16-bit keys and values are
+// widened a tile at a time, so each tile is the planned call's widened
+// copy of it.
 func decodingShaped[T attn.Float](p *attn.Problem[T]) bool {
 	g, n := p.Group(), p.N
-	if p.KVFormat != attn.NoHalf || n >= queryTile/2 || g*n > queryTile {
+	if p.Q16 != nil || n >= queryTile/2 || g*n > queryTile {
 		return false
 	}
 	for kh := range p.KVHeadCount() {
@@ -177,5 +179,10 @@ func scannedForward[T attn.Float](ctx context.Context, workers int, p *attn.Prob
 			ts.scan.on = false
 		}
 	}
-	return st, finishKeyStats(p, merged, true), err
+	// The measurements are of the widened values: the statistics are
+	// those of the widened problem, which is what the planned call
+	// measures (finishKeyStats would measure 16-bit values again).
+	wide := *p
+	wide.KVFormat = attn.NoHalf
+	return st, finishKeyStats(&wide, merged, true), err
 }

@@ -18,7 +18,9 @@ import (
 // is taken where the statistics ask for nothing (else the comparison
 // would be vacuous) and not where they ask for centring, scaling, more
 // precision, or meet a NaN or an Inf, leaving the output as it was; and
-// that calls that are not decoding-shaped are not computed that way.
+// that calls that are not decoding-shaped are not computed that way. With
+// 16-bit keys and values (float32 queries) the planned call is the one on
+// their widened copies.
 func TestSpeculatedMatchesPlanned(t *testing.T) {
 	offset := func(x float64) func(*rand.Rand, *attn.Problem[float64]) {
 		return func(_ *rand.Rand, p *attn.Problem[float64]) {
@@ -70,6 +72,14 @@ func TestSpeculatedMatchesPlanned(t *testing.T) {
 		p64 := tc.c.Generate(uint64(x + 1))
 		p64.Eps = tc.eps
 		t.Run(fmt.Sprintf("%d/float32", x), func(t *testing.T) { checkSpeculated(t, attntest.To32(p64), tc.want) })
+		// 16-bit keys and values (widened a tile at a time) against the
+		// planned call on their widened copies (skipped where a value
+		// would overflow the format).
+		for _, f := range []attn.HalfFormat{attn.Float16, attn.BFloat16} {
+			if ph := attntest.ToHalfKV(attntest.To32(p64), f); ph != nil {
+				t.Run(fmt.Sprintf("%d/%v", x, f), func(t *testing.T) { checkSpeculated(t, ph, tc.want) })
+			}
+		}
 		t.Run(fmt.Sprintf("%d/float64", x), func(t *testing.T) { checkSpeculated(t, p64, tc.want64) })
 	}
 }
@@ -96,7 +106,13 @@ func checkSpeculated[T attn.Float](t *testing.T, p *attn.Problem[T], want bool) 
 	// The pass's statistics are the planned call's.
 	if decodingShaped(p) {
 		_, stats, _ := scannedForward(ctx, 0, p, attn.NewOutput(p))
-		if want := headKeyStats(ctx, p, 0); !reflect.DeepEqual(stats, want) {
+		measured := p // the planned call measures 16-bit keys and values widened
+		if p32, ok := any(p).(*attn.Problem[float32]); ok && p32.KVFormat != attn.NoHalf {
+			wp, release := widened(p32, 0)
+			defer release()
+			measured = any(wp).(*attn.Problem[T])
+		}
+		if want := headKeyStats(ctx, measured, 0); !reflect.DeepEqual(stats, want) {
 			t.Fatalf("key statistics of the pass %+v, measured first %+v", stats, want)
 		}
 	}
