@@ -24,7 +24,9 @@ import (
 // forward, and the minima and maxima do not depend on the order they are
 // taken in), with the same bound; if not (keys to centre, values to
 // scale, a bound above p.Eps, a NaN or an Inf), the output is restored
-// and the call planned as usual, after one wasted pass.
+// and the call planned as usual, after one wasted pass. 16-bit keys and
+// values (Forward32) are widened a tile at a time, and the planned call
+// they are compared with is the one on their widened copies.
 
 // keyScan is one worker's measurements of the key and value tiles it
 // reads (attendRows), per key/value head: the keys' lower and upper ends
@@ -120,8 +122,8 @@ func decodingShaped[T attn.Float](p *attn.Problem[T]) bool {
 
 // speculated is bounded for a decoding-shaped p in one pass (see above).
 // It reports false, with out as it was, when p is not decoding-shaped or
-// its statistics ask for more than the pass did; bounded then plans p as
-// usual.
+// its statistics ask for more than the pass did; the caller then plans p
+// (or its widened copy) as usual.
 func speculated[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T], out *attn.Output[T]) (attn.Stats, bool, error) {
 	if testNoSpeculation || !decodingShaped(p) {
 		return attn.Stats{}, false, nil
