@@ -14,6 +14,8 @@ import (
 // float64) through Attend, which certifies its result (key statistics,
 // value column maxima, the a priori bound), against AttendInto, which does
 // not; the difference is the certification's cost outside the kernel.
+// "float16-kv" does the same with float16 keys and values (AttendHalfKV
+// against AttendHalfKVInto).
 func BenchmarkCertifiedDecode(b *testing.B) {
 	b.Run("float32", func(b *testing.B) { benchCertifiedDecode[float32](b) })
 	b.Run("float64", func(b *testing.B) { benchCertifiedDecode[float64](b) })
