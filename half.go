@@ -103,16 +103,19 @@ type HalfResult struct {
 // computed in float32 as AttendHalfKV, each output entry then rounded to
 // nearest (a further error of at most 2^-11 |out| for float16, 2^-8 |out|
 // for bfloat16, included in Report.ErrorBound; opts.Eps applies before
-// it). Like AttendHalfKV it widens Q, K and V once to certify its bound;
-// AttendHalfInto never copies them whole. Exact attention only;
-// GradientHalf gives its gradients in float32.
+// it). Like AttendHalfKV it widens K and V once to certify its bound, or
+// a tile at a time in a decoding step; AttendHalfInto never copies them
+// whole. Exact attention only; GradientHalf gives its gradients in
+// float32.
 //
 // bfloat16 inputs on a CPU with AMX (Intel's tile units, where Linux grants
-// them) are multiplied as given on its tiles instead, with float32 sums
-// and P stored in bfloat16 (split in two, or rounded once when opts.Eps
-// allows that bound); Report.Details["arithmetic"] says so and
-// Report.ErrorBound covers it. Inputs it cannot certify there run as
-// above.
+// them) with more than 128 query rows per key/value head (query heads per
+// key/value head times the sequence length) are multiplied as given on
+// its tiles instead, with float32 sums and P stored in bfloat16 (split in
+// two, or rounded once when opts.Eps allows that bound);
+// Report.Details["arithmetic"] says so and Report.ErrorBound covers it.
+// Inputs it cannot certify there, and fewer rows, which do not repay
+// packing every key and value for the tiles, run as above.
 func AttendHalf(ctx context.Context, q, k, v HalfTensor, opts Options) (*HalfResult, error) {
 	p := new(attn.Problem[float32])
 	lead, err := halfProblem(p, nil, Tensor[float32]{}, q, k, v, opts)

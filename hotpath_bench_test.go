@@ -15,11 +15,48 @@ import (
 // value column maxima, the a priori bound), against AttendInto, which does
 // not; the difference is the certification's cost outside the kernel.
 // "float16-kv" does the same with float16 keys and values (AttendHalfKV
-// against AttendHalfKVInto).
+// against AttendHalfKVInto), and "float16" and "bfloat16" with the
+// queries and the output in 16 bits too (AttendHalf against
+// AttendHalfInto).
 func BenchmarkCertifiedDecode(b *testing.B) {
 	b.Run("float32", func(b *testing.B) { benchCertifiedDecode[float32](b) })
 	b.Run("float64", func(b *testing.B) { benchCertifiedDecode[float64](b) })
 	b.Run("float16-kv", func(b *testing.B) { benchCertifiedDecodeHalf(b, Float16) })
+	b.Run("float16", func(b *testing.B) { benchCertifiedDecodeHalfQO(b, Float16) })
+	b.Run("bfloat16", func(b *testing.B) { benchCertifiedDecodeHalfQO(b, BFloat16) })
+}
+
+// benchCertifiedDecodeHalfQO is benchCertifiedDecode with the queries,
+// keys, values and output in format f (AttendHalf against AttendHalfInto).
+func benchCertifiedDecodeHalfQO(b *testing.B, f HalfFormat) {
+	for _, m := range []int{4096, 32768} {
+		const hq, hkv, d = 8, 2, 128
+		r := rand.New(rand.NewPCG(1, 2))
+		half := func(heads, rows int) HalfTensor {
+			x := make([]uint16, heads*rows*d)
+			for i := range x {
+				x[i] = attn.Float32ToHalf(f, float32(r.NormFloat64()))
+			}
+			return HalfTensor{Data: x, Shape: []int{1, heads, rows, d}, Format: f}
+		}
+		q, k, v, out := half(hq, 1), half(hkv, m), half(hkv, m), half(hq, 1)
+		ctx := context.Background()
+		b.Run(fmt.Sprintf("m=%d/AttendHalf", m), func(b *testing.B) {
+			for b.Loop() {
+				if _, err := AttendHalf(ctx, q, k, v, Options{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("m=%d/AttendHalfInto", m), func(b *testing.B) {
+			ws := NewWorkspace()
+			for b.Loop() {
+				if err := AttendHalfInto(ctx, ws, out, nil, q, k, v, Options{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
 
 // benchCertifiedDecodeHalf is benchCertifiedDecode with float16 or

@@ -77,11 +77,23 @@ type bf16Plan struct {
 	logit float64 // B, as keyStats.logit but for the keys as given
 }
 
+// bf16MinRows is how many query rows a key/value head must have (its
+// group's heads times N) for the AMX path: it scans and packs every key
+// and value of the head, which few rows do not repay. With 8 query heads
+// on 2 key/value heads, d = 128, bfloat16 output, AMX took 2.4-2.5 ms at
+// 4096 keys and 20-21 ms at 32768 for 1-16 rows per query head (4-64
+// rows per key/value head); the float32 path, planned, took 1.7 and 13.6
+// ms at 8 rows (32 per key/value head), 2.3 and 18.7 at 16, 3.4 and 26 at
+// 32 (AMX 2.7 and 22), and in one pass (speculate.go) 2.8 and 20 at 32,
+// 5.2 and 36 at 64 (AMX 3.8 and 30). Tests set it to 0 to run the AMX
+// kernels on small shapes.
+var bf16MinRows = 128
+
 // bf16Applies reports whether p goes to the AMX path: bfloat16 queries,
-// keys and values (the output in bfloat16 or float32), no mask tensor, AMX
-// here.
+// keys and values (the output in bfloat16 or float32), no mask tensor,
+// more than bf16MinRows query rows per key/value head, AMX here.
 func bf16Applies(p *attn.Problem[float32]) bool {
-	return p.KVFormat == attn.BFloat16 && p.Q16 != nil && p.Mask == nil && !testNoBF16Tiles && kernels.AMX()
+	return p.KVFormat == attn.BFloat16 && p.Q16 != nil && p.Mask == nil && p.Group()*p.N > bf16MinRows && !testNoBF16Tiles && kernels.AMX()
 }
 
 // bf16Scan is one pass over rows of bfloat16 values: per column the

@@ -48,6 +48,9 @@ func TestBF16AgainstFloat64(t *testing.T) {
 	if !kernels.AMX() {
 		t.Skip("no AMX here: bfloat16 inputs take the float32 path")
 	}
+	// Small shapes too: the kernels' edges.
+	bf16MinRows = 0
+	defer func() { bf16MinRows = 128 }()
 	for _, c := range bf16Cases() {
 		ph := attntest.ToHalf(attntest.To32(c.Generate(41)), attn.BFloat16)
 		pr := attntest.Widened(ph)
@@ -121,13 +124,14 @@ func TestBF16AgainstFloat64(t *testing.T) {
 // TestBF16Choice checks which path bfloat16 inputs take: P split under the
 // default eps, P rounded once when eps allows it, the float32 path when
 // eps is below the AMX path's bound or the inputs hold a subnormal number
-// (which AMX would read as zero), and for 16-bit keys and values with
-// float32 queries.
+// (which AMX would read as zero), for 16-bit keys and values with
+// float32 queries, and for bf16MinRows query rows per key/value head or
+// fewer.
 func TestBF16Choice(t *testing.T) {
 	if !kernels.AMX() {
 		t.Skip("no AMX here")
 	}
-	base := attntest.ToHalf(attntest.To32(attntest.Case{Heads: 2, N: 70, M: 200, D: 32, E: 16}.Generate(43)), attn.BFloat16)
+	base := attntest.ToHalf(attntest.To32(attntest.Case{Heads: 2, N: 150, M: 200, D: 32, E: 16}.Generate(43)), attn.BFloat16)
 	run := func(p *attn.Problem[float32], o32 bool) string {
 		out := &attn.Output[float32]{O16: make([]uint16, p.Heads*p.N*p.E), LSE: make([]float64, p.Heads*p.N)}
 		if p.Q16 == nil || o32 {
@@ -170,6 +174,22 @@ func TestBF16Choice(t *testing.T) {
 	} {
 		if got := run(c.p, c.name == "float32 output"); got != c.want {
 			t.Errorf("%s: ran %q, want %q", c.name, got, c.want)
+		}
+	}
+	// Query rows per key/value head: heads of a group times N.
+	for _, c := range []struct {
+		heads, kvHeads, n int
+		want              string
+	}{
+		{1, 1, 128, plain.String()},
+		{1, 1, 129, bf16Split.String()},
+		{4, 1, 40, bf16Split.String()},
+		{8, 2, 1, plain.String()},
+		{8, 2, 32, plain.String()},
+	} {
+		p := attntest.ToHalf(attntest.To32(attntest.Case{Heads: c.heads, KVHeads: c.kvHeads, N: c.n, M: 200, D: 32, E: 16}.Generate(44)), attn.BFloat16)
+		if got := run(p, false); got != c.want {
+			t.Errorf("%d heads on %d, n = %d: ran %q, want %q", c.heads, c.kvHeads, c.n, got, c.want)
 		}
 	}
 }

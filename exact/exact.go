@@ -165,35 +165,38 @@ func (Method) ChecksFinite() bool { return true }
 // 16-bit keys and values are widened to float32 once here, since the bound
 // needs every key's statistics and the values' range, except in
 // decoding-shaped calls, which widen them a tile at a time and measure
-// each tile as they go (speculate.go); Workspace.Forward, the serving
+// each tile as they go (speculate.go; 16-bit queries, few there, are
+// widened first, and a 16-bit output rounded at the end); bfloat16
+// queries, keys and values with many query rows go to AMX (bf16.go);
+// Workspace.Forward, the serving
 // path, reads them in place in decoding-shaped calls (halfkv_direct.go)
 // and widens them a tile at a time otherwise.
 func (m Method) Forward32(ctx context.Context, p *attn.Problem[float32], out *attn.Output[float32]) (attn.Stats, error) {
 	if st, ok, err := forward32BF16(ctx, m.Workers, p, out); ok { // bf16.go: AMX
 		return st, err
 	}
-	if p.KVFormat != attn.NoHalf && out.O16 == nil {
+	workers := m.Workers
+	if p.Workers > 0 {
+		workers = p.Workers
+	}
+	if p.KVFormat != attn.NoHalf {
 		// A decoding-shaped call computes in one pass, widening a tile at
 		// a time (speculate.go); if its statistics ask for more, the
 		// widened problem is planned (its own speculation would fail the
 		// same way).
-		workers := m.Workers
-		if p.Workers > 0 {
-			workers = p.Workers
-		}
-		if st, ok, err := speculated(ctx, workers, p, out); ok {
+		if st, ok, err := speculatedHalf(ctx, workers, p, out); ok {
 			return st, err
 		}
-		wp, release := widened(p, m.Workers)
-		defer release()
-		return measuredFirst(ctx, workers, wp, out)
 	}
 	wp, release := widened(p, m.Workers)
 	defer release()
 	if out.O16 != nil {
-		return halfOutput(ctx, m.Workers, wp, out, p.KVFormat)
+		return halfOutput(ctx, workers, wp, out, p.KVFormat)
 	}
-	return bounded(ctx, m.Workers, wp, out)
+	if p.KVFormat != attn.NoHalf {
+		return measuredFirst(ctx, workers, wp, out)
+	}
+	return bounded(ctx, workers, wp, out)
 }
 
 // halfCopies are the float32 copies widened makes of 16-bit inputs, kept
@@ -251,10 +254,11 @@ func widened(p *attn.Problem[float32], workers int) (wp *attn.Problem[float32], 
 
 // halfOutput is Forward32 of the float32 problem p into a 16-bit output
 // (out.O16, format f): computed into float32 to p.Eps, then rounded; the
-// rounding is added to the stated bound (attn.Output).
+// rounding is added to the stated bound (attn.Output). p is planned
+// first: Forward32 tried the one pass already (speculatedHalf).
 func halfOutput(ctx context.Context, workers int, p *attn.Problem[float32], out *attn.Output[float32], f attn.HalfFormat) (attn.Stats, error) {
 	o := &attn.Output[float32]{O: make([]float32, len(out.O16)), LSE: out.LSE}
-	st, err := bounded(ctx, workers, p, o)
+	st, err := measuredFirst(ctx, workers, p, o)
 	if err != nil {
 		return st, err
 	}
@@ -269,18 +273,33 @@ func halfOutput(ctx context.Context, workers int, p *attn.Problem[float32], out 
 // max_l |V_lj|: an entry is a convex combination of its column's values, so
 // |out| <= max_l |V_lj| and rounding it to nearest costs at most u |out|
 // (u = 2^-11 for float16, 2^-8 for bfloat16), or half the format's least
-// subnormal step below its normal range.
+// subnormal step below its normal range. The maxima are every query
+// head's own, over its valid keys: a head that sees fewer keys of its
+// group's values may have smaller ones.
 func outputRounding(p *attn.Problem[float32], f attn.HalfFormat) float64 {
+	var colMaxes [][]float64
+	for h := range p.Heads {
+		// The query heads of a group share their values: only a head whose
+		// key length differs from the one before can have other maxima.
+		if h%p.Group() == 0 || p.KeyLen(h) != p.KeyLen(h-1) {
+			colMaxes = append(colMaxes, attn.ColumnMaxAbs(p, h, p.KeyLen(h)))
+		}
+	}
+	return roundingTo(f, colMaxes)
+}
+
+// roundingTo is outputRounding given the column maxima of every query
+// head (or of every distinct one): u plus half the least subnormal step
+// relative to the smallest positive maximum (a column of zeros gives
+// outputs of zero, which round exactly).
+func roundingTo(f attn.HalfFormat, colMaxes [][]float64) float64 {
 	u, tiny := 0x1p-11, 0x1p-25
 	if f == attn.BFloat16 {
 		u, tiny = 0x1p-8, 0x1p-134
 	}
 	smallest := math.Inf(1)
-	for h := range p.Heads {
-		if h%p.Group() != 0 {
-			continue // the group's first query head has the same values
-		}
-		for _, c := range attn.ColumnMaxAbs(p, h, p.KeyLen(h)) {
+	for _, cols := range colMaxes {
+		for _, c := range cols {
 			if c > 0 {
 				smallest = min(smallest, c)
 			}

@@ -255,3 +255,47 @@ func TestHalfInPlace(t *testing.T) {
 		}
 	}
 }
+
+// TestHalfOutputBoundPerHead checks the bound of a 16-bit output against
+// the float64 reference for query heads of one group that see different
+// numbers of keys: head 1 sees only the first 10 keys, whose values in
+// column 0 are float16 subnormals (k 2^-24), so its outputs there round
+// to a step that is a few percent of its own max|V| in that column, while
+// head 0 sees values of 1. The bound is relative to each head's own
+// maxima (attn.ColumnMaxAbs over its keys); a decoding step (one pass)
+// and a prefill (planned) alike.
+func TestHalfOutputBoundPerHead(t *testing.T) {
+	for _, n := range []int{1, 80} {
+		p64 := attntest.Case{Heads: 2, KVHeads: 1, N: n, M: 100, D: 8, E: 4, KeyLens: []int{100, 10}}.Generate(7)
+		for j := range p64.M {
+			if j < 10 {
+				p64.V[j*p64.E] = float64(10+j) * 0x1p-24
+			} else {
+				p64.V[j*p64.E] = 1
+			}
+		}
+		ph := attntest.ToHalf(attntest.To32(p64), attn.Float16)
+		pr := attntest.Widened(ph)
+		want, _ := reference.Attention(pr)
+		out := &attn.Output[float32]{O16: make([]uint16, ph.Heads*ph.N*ph.E), LSE: make([]float64, ph.Heads*ph.N)}
+		st, err := attn.Forward(context.Background(), Method{}, ph, out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var worst float64
+		for h := range ph.Heads {
+			colMax := attn.ColumnMaxAbs(pr, h, pr.KeyLen(h))
+			for i := range ph.N {
+				for c := range ph.E {
+					x := (h*ph.N+i)*ph.E + c
+					rel := math.Abs(float64(attn.HalfToFloat32(attn.Float16, out.O16[x]))-want[x]) / colMax[c]
+					worst = max(worst, rel)
+					if rel > st.ErrorBound {
+						t.Fatalf("n = %d, head %d row %d col %d: error %.3g of its max|V|, bound %.3g", n, h, i, c, rel, st.ErrorBound)
+					}
+				}
+			}
+		}
+		t.Logf("n = %d: worst error %.3g of max|V|, bound %.3g", n, worst, st.ErrorBound)
+	}
+}

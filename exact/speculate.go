@@ -125,18 +125,25 @@ func decodingShaped[T attn.Float](p *attn.Problem[T]) bool {
 // its statistics ask for more than the pass did; the caller then plans p
 // (or its widened copy) as usual.
 func speculated[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T], out *attn.Output[T]) (attn.Stats, bool, error) {
+	st, _, ok, err := speculate(ctx, workers, p, out)
+	return st, ok, err
+}
+
+// speculate is speculated, also returning the statistics of a pass it
+// kept.
+func speculate[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T], out *attn.Output[T]) (attn.Stats, []keyStats, bool, error) {
 	if testNoSpeculation || !decodingShaped(p) {
-		return attn.Stats{}, false, nil
+		return attn.Stats{}, nil, false, nil
 	}
 	savedO, savedLSE := append([]T(nil), out.O...), append([]float64(nil), out.LSE...)
-	restore := func() (attn.Stats, bool, error) {
+	restore := func() (attn.Stats, []keyStats, bool, error) {
 		copy(out.O, savedO)
 		copy(out.LSE, savedLSE)
-		return attn.Stats{}, false, nil
+		return attn.Stats{}, nil, false, nil
 	}
 	st, stats, err := scannedForward(ctx, workers, p, out)
 	if ctx.Err() != nil {
-		return attn.Stats{}, true, ctx.Err()
+		return attn.Stats{}, nil, true, ctx.Err()
 	}
 	if err != nil {
 		return restore()
@@ -156,6 +163,52 @@ func speculated[T attn.Float](ctx context.Context, workers int, p *attn.Problem[
 	}
 	st.ErrorBound = b
 	st.Details = map[string]any{"arithmetic": plain.String(), "centred_heads": 0, "max_logit": maxLogit(stats), "values_scaled": false}
+	return st, stats, true, nil
+}
+
+// speculatedHalf is speculated for 16-bit keys and values, whose queries
+// or output may be in 16 bits as well (AttendHalf): the queries, few in
+// a decoding-shaped call, are widened first, and the output is rounded
+// once the pass is kept, its rounding added to the bound as halfOutput
+// adds it. What it computes is then what halfOutput or measuredFirst
+// computes on the widened problem, bit for bit.
+func speculatedHalf(ctx context.Context, workers int, p *attn.Problem[float32], out *attn.Output[float32]) (attn.Stats, bool, error) {
+	if p.Q16 == nil && out.O16 == nil {
+		return speculated(ctx, workers, p, out)
+	}
+	if testNoSpeculation || p.N >= queryTile/2 {
+		return attn.Stats{}, false, nil // not decoding-shaped: Q need not be widened
+	}
+	wp, o := p, out
+	if p.Q16 != nil {
+		w := *p
+		w.Q, w.Q16 = make([]float32, len(p.Q16)), nil
+		widen(p.KVFormat, w.Q, p.Q16)
+		wp = &w
+	}
+	if out.O16 != nil {
+		o = &attn.Output[float32]{O: make([]float32, len(out.O16)), LSE: out.LSE}
+	}
+	st, stats, ok, err := speculate(ctx, workers, wp, o)
+	if !ok || err != nil || out.O16 == nil {
+		return st, ok, err
+	}
+	for i, x := range o.O {
+		out.O16[i] = attn.Float32ToHalf(p.KVFormat, x)
+	}
+	// The pass measured each group's values over the keys any of its
+	// heads sees: every head's own maxima when they all see as many.
+	colMaxes := make([][]float64, len(stats))
+	for kh, s := range stats {
+		colMaxes[kh] = s.colMax
+	}
+	for h := range p.Heads {
+		if p.KeyLen(h) != kvKeys(p, p.KVHead(h)) {
+			st.ErrorBound += outputRounding(p, p.KVFormat)
+			return st, true, nil
+		}
+	}
+	st.ErrorBound += roundingTo(p.KVFormat, colMaxes)
 	return st, true, nil
 }
 

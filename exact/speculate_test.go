@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/fastattn/fastattn/attn"
@@ -79,6 +80,12 @@ func TestSpeculatedMatchesPlanned(t *testing.T) {
 			if ph := attntest.ToHalfKV(attntest.To32(p64), f); ph != nil {
 				t.Run(fmt.Sprintf("%d/%v", x, f), func(t *testing.T) { checkSpeculated(t, ph, tc.want) })
 			}
+			// 16-bit queries as well, into a 16-bit output and a float32
+			// one (speculatedHalf).
+			if ph := attntest.ToHalf(attntest.To32(p64), f); ph != nil {
+				t.Run(fmt.Sprintf("%d/%v-qo", x, f), func(t *testing.T) { checkSpeculatedHalf(t, ph, true, tc.want) })
+				t.Run(fmt.Sprintf("%d/%v-q", x, f), func(t *testing.T) { checkSpeculatedHalf(t, ph, false, tc.want) })
+			}
 		}
 		t.Run(fmt.Sprintf("%d/float64", x), func(t *testing.T) { checkSpeculated(t, p64, tc.want64) })
 	}
@@ -132,6 +139,66 @@ func checkSpeculated[T attn.Float](t *testing.T, p *attn.Problem[T], want bool) 
 	}
 	for i := range ref.O {
 		if math.Float64bits(float64(out.O[i])) != math.Float64bits(float64(ref.O[i])) {
+			t.Fatalf("O[%d] = %v, planned %v", i, out.O[i], ref.O[i])
+		}
+	}
+	for i := range ref.LSE {
+		if math.Float64bits(out.LSE[i]) != math.Float64bits(ref.LSE[i]) {
+			t.Fatalf("LSE[%d] = %v, planned %v", i, out.LSE[i], ref.LSE[i])
+		}
+	}
+	if st.ErrorBound != stRef.ErrorBound || st.Flops != stRef.Flops || !reflect.DeepEqual(st.Details, stRef.Details) {
+		t.Fatalf("stats %+v, planned %+v", st, stRef)
+	}
+}
+
+// checkSpeculatedHalf is checkSpeculated for 16-bit queries, keys and
+// values, with the output in 16 bits (half) or float32: speculatedHalf
+// against the planned call on the widened problem.
+func checkSpeculatedHalf(t *testing.T, p *attn.Problem[float32], half, want bool) {
+	t.Helper()
+	ctx := context.Background()
+	newOut := func() *attn.Output[float32] {
+		if half {
+			return &attn.Output[float32]{O16: make([]uint16, p.Heads*p.N*p.E), LSE: make([]float64, p.Heads*p.N)}
+		}
+		return attn.NewOutput(p)
+	}
+	out := newOut()
+	for i := range out.O16 {
+		out.O16[i] = 7
+	}
+	for i := range out.O {
+		out.O[i] = 7
+	}
+	st, ok, err := speculatedHalf(ctx, 0, p, out)
+	if ok != want {
+		t.Fatalf("one pass kept: %v, want %v (err %v)", ok, want, err)
+	}
+	if !ok && (slices.ContainsFunc(out.O16, func(x uint16) bool { return x != 7 }) || slices.ContainsFunc(out.O, func(x float32) bool { return x != 7 })) {
+		t.Fatal("output written by a pass not kept")
+	}
+	// The planned call, on the float32 path (AMX computes otherwise).
+	testNoSpeculation, testNoBF16Tiles = true, true
+	ref := newOut()
+	stRef, errRef := attn.Forward(ctx, Method{}, p, ref)
+	testNoSpeculation, testNoBF16Tiles = false, false
+	if !ok {
+		testNoBF16Tiles = true
+		st, err = attn.Forward(ctx, Method{}, p, out)
+		testNoBF16Tiles = false
+	}
+	if (err == nil) != (errRef == nil) || (err != nil && err.Error() != errRef.Error()) {
+		t.Fatalf("error %v, planned %v", err, errRef)
+	}
+	if err != nil {
+		return
+	}
+	if !slices.Equal(out.O16, ref.O16) {
+		t.Fatal("16-bit output differs from the planned call's")
+	}
+	for i := range ref.O {
+		if math.Float32bits(out.O[i]) != math.Float32bits(ref.O[i]) {
 			t.Fatalf("O[%d] = %v, planned %v", i, out.O[i], ref.O[i])
 		}
 	}
