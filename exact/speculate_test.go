@@ -134,8 +134,17 @@ func checkSpeculated[T attn.Float](t *testing.T, p *attn.Problem[T], want bool) 
 	if (err == nil) != (errRef == nil) || (err != nil && err.Error() != errRef.Error()) {
 		t.Fatalf("error %v, planned %v", err, errRef)
 	}
-	if err != nil {
-		return
+	if err == nil {
+		checkSameCall(t, out, ref, st, stRef)
+	}
+}
+
+// checkSameCall fails t unless out and st are the planned call's ref and
+// stRef, bit for bit.
+func checkSameCall[T attn.Float](t *testing.T, out, ref *attn.Output[T], st, stRef attn.Stats) {
+	t.Helper()
+	if !slices.Equal(out.O16, ref.O16) {
+		t.Fatal("16-bit output differs from the planned call's")
 	}
 	for i := range ref.O {
 		if math.Float64bits(float64(out.O[i])) != math.Float64bits(float64(ref.O[i])) {
@@ -191,23 +200,7 @@ func checkSpeculatedHalf(t *testing.T, p *attn.Problem[float32], half, want bool
 	if (err == nil) != (errRef == nil) || (err != nil && err.Error() != errRef.Error()) {
 		t.Fatalf("error %v, planned %v", err, errRef)
 	}
-	if err != nil {
-		return
-	}
-	if !slices.Equal(out.O16, ref.O16) {
-		t.Fatal("16-bit output differs from the planned call's")
-	}
-	for i := range ref.O {
-		if math.Float32bits(out.O[i]) != math.Float32bits(ref.O[i]) {
-			t.Fatalf("O[%d] = %v, planned %v", i, out.O[i], ref.O[i])
-		}
-	}
-	for i := range ref.LSE {
-		if math.Float64bits(out.LSE[i]) != math.Float64bits(ref.LSE[i]) {
-			t.Fatalf("LSE[%d] = %v, planned %v", i, out.LSE[i], ref.LSE[i])
-		}
-	}
-	if st.ErrorBound != stRef.ErrorBound || st.Flops != stRef.Flops || !reflect.DeepEqual(st.Details, stRef.Details) {
-		t.Fatalf("stats %+v, planned %+v", st, stRef)
+	if err == nil {
+		checkSameCall(t, out, ref, st, stRef)
 	}
 }
