@@ -14,6 +14,7 @@ import (
 	"github.com/fastattn/fastattn/internal/accurate"
 	"github.com/fastattn/fastattn/internal/check"
 	"github.com/fastattn/fastattn/internal/reference"
+	"github.com/fastattn/fastattn/internal/vscale"
 )
 
 // The adversarial suite of the error contract: the inputs that broke
@@ -194,7 +195,7 @@ func observedError[T Float](p *attn.Problem[T], out []T) (float64, float64) {
 			for c := range p.E {
 				if colMax[c] > 0 {
 					e := math.Abs(float64(out[(h*p.N+i)*p.E+c])-ref[c]) / colMax[c]
-					refErr = max(refErr, 0x1p-1075/colMax[c])
+					refErr = max(refErr, vscale.HalfStepOver[float64](colMax[c]))
 					if math.IsNaN(e) {
 						e = math.Inf(1)
 					}

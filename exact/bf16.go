@@ -9,6 +9,7 @@ import (
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/internal/kernels"
 	"github.com/fastattn/fastattn/internal/parallel"
+	"github.com/fastattn/fastattn/internal/vscale"
 )
 
 // bfloat16 attention on AMX tiles.
@@ -227,6 +228,15 @@ func planBF16(ctx context.Context, p *attn.Problem[float32], workers int) (bf16P
 				smallest = min(smallest, c)
 			}
 			largest = max(largest, c)
+		}
+	}
+	// A query head that sees fewer keys than another of its group is
+	// measured in its own unit, which may be smaller (vscale.ShorterHeads).
+	for _, s := range vscale.ShorterHeads(p) {
+		for _, c := range s.Max {
+			if c > 0 {
+				smallest = min(smallest, c)
+			}
 		}
 	}
 	if largest > valueHi32 {

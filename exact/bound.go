@@ -273,12 +273,46 @@ func bound[U, T attn.Float](p *attn.Problem[T], stats []keyStats) float64 {
 			b = max(b, roundingBound[U](st.logit, p.D, l))
 		}
 	}
-	return b + subnormal[T](stats)
+	return b + subnormal[U](p, stats)
 }
 
-// subnormal is vscale.Subnormal from the statistics' column maxima.
-func subnormal[T attn.Float](stats []keyStats) float64 {
-	return vscale.Subnormal[T](columnMaxima(stats))
+// subnormal is the part of the bound (relative to max_l |V_lj|) that
+// underflow costs, in element type T computed in U: a subnormal output's
+// half step of T over its column's maximum (vscale.Subnormal of the
+// statistics' maxima); and for a query head that sees fewer keys than
+// another of its group, whose maxima over its own keys (the unit of its
+// rows) may be far below its group's, which the values are scaled by
+// (into [lo, hi]), the same over its own, plus half a subnormal step of U
+// for each of its products p_j v_j, in the scaled unit. (With the group's
+// maxima, at least lo, those products' underflow is below 2^-50 per key
+// in float32.)
+func subnormal[U, T attn.Float](p *attn.Problem[T], stats []keyStats) float64 {
+	cm := columnMaxima(stats)
+	b := vscale.Subnormal[T](cm)
+	short := vscale.ShorterHeads(p)
+	if len(short) == 0 {
+		return b
+	}
+	lo, hi := valueLo64, valueHi64
+	if u, _ := unitOf[U](); u != u64 {
+		lo, hi = valueLo32, valueHi32
+	}
+	scaled := vscale.Needed(cm, lo, hi)
+	for _, s := range short {
+		kh := p.KVHead(s.Head)
+		for c, m := range s.Max {
+			if m <= 0 {
+				continue // a column of zeros: outputs of zero, exact
+			}
+			unit := m
+			if scaled { // as vscale.FitMax scales the group's column
+				_, exp := math.Frexp(cm[kh*p.E+c])
+				unit = math.Ldexp(m, -exp)
+			}
+			b = max(b, float64(s.Keys)*vscale.HalfStepOver[U](unit)+vscale.HalfStepOver[T](m))
+		}
+	}
+	return b
 }
 
 // columnMaxima is the statistics' value column maxima, kvHeads x e, as
@@ -335,7 +369,7 @@ func planPrecision[T attn.Float](ctx context.Context, p *attn.Problem[T], worker
 		return pl, nil
 	}
 	u, _ := unitOf[T]()
-	sub := subnormal[T](pl.stats)
+	sub := subnormal[float64](p, pl.stats)
 	if u != u64 {
 		if b := bound[float64](p, pl.stats) + u; b <= p.Eps {
 			pl.bound, pl.arith = b, promote

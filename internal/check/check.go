@@ -21,6 +21,7 @@ import (
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/internal/accurate"
 	"github.com/fastattn/fastattn/internal/parallel"
+	"github.com/fastattn/fastattn/internal/vscale"
 )
 
 // ErrExceeded is wrapped by the error Forward returns when a sampled row
@@ -266,7 +267,7 @@ func Forward[T attn.Float](p *attn.Problem[T], out *attn.Output[T], bound float6
 			res.Observed = max(res.Observed, err)
 			// The reference's output is rounded to float64, subnormal
 			// when the column is: half a subnormal step more.
-			if !Within(err, bound, refErr+0x1p-1075/colMax[c]) {
+			if !Within(err, bound, refErr+vscale.HalfStepOver[float64](colMax[c])) {
 				return res, fmt.Errorf("%w: row %d of head %d, column %d: |output - reference| = %.3g max|V_col|, above the reported bound %.3g "+
 					"(reference's own error <= %.2g)", ErrExceeded, i, h, c, err, bound, refErr)
 			}

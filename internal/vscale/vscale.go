@@ -141,25 +141,69 @@ func Restore[T attn.Float](sc *Scaling, out *attn.Output[T]) {
 // SubnormalOutput is the part of a bound, relative to max_l |V_lj|, that
 // storing an output entry as a subnormal number costs: half a subnormal
 // step of T over the smallest nonzero column maximum (0 unless the values
-// are tiny).
+// are tiny), every query head's over its own keys.
 func SubnormalOutput[T attn.Float](p *attn.Problem[T]) float64 {
-	return Subnormal[T](ColumnMax(p, p.Workers))
+	cm := ColumnMax(p, p.Workers)
+	for _, s := range ShorterHeads(p) {
+		cm = append(cm, s.Max...)
+	}
+	return Subnormal[T](cm)
 }
 
 // Subnormal is SubnormalOutput from the column maxima cm (ColumnMax).
 func Subnormal[T attn.Float](cm []float64) float64 {
-	half := 0x1p-1075
-	var x T
-	if _, ok := any(x).(float32); ok {
-		half = 0x1p-150
-	}
 	var worst float64
 	for _, m := range cm {
 		if m > 0 {
-			worst = max(worst, half/m)
+			worst = max(worst, HalfStepOver[T](m))
 		}
 	}
 	return worst
+}
+
+// HalfStepOver returns half of T's least subnormal number (what rounding
+// to T can cost below its normal range) divided by m. Half of float64's,
+// 2^-1075, is not a float64 (it rounds to 0), so the step is divided
+// first.
+func HalfStepOver[T attn.Float](m float64) float64 {
+	if _, ok := any(T(0)).(float32); ok {
+		return 0x1p-150 / m
+	}
+	return 0x1p-1074 / m / 2
+}
+
+// HeadMax is one query head's value column maxima over its own keys.
+type HeadMax struct {
+	Head, Keys int
+	Max        []float64
+}
+
+// ShorterHeads returns the column maxima (attn.ColumnMaxAbs, the
+// contract's unit for the head's rows) of every query head that sees
+// fewer keys than another head of its group, over its own keys: ColumnMax
+// measures each key/value head over the most keys its query heads see,
+// and a head that sees fewer may have far smaller maxima. Of consecutive
+// heads with the same key length only the first is listed. It is empty
+// unless key lengths differ within a group.
+func ShorterHeads[T attn.Float](p *attn.Problem[T]) []HeadMax {
+	if p.KeyLens == nil {
+		return nil
+	}
+	var short []HeadMax
+	g := p.Group()
+	for kh := range p.KVHeadCount() {
+		most := 0
+		for h := kh * g; h < (kh+1)*g; h++ {
+			most = max(most, p.KeyLen(h))
+		}
+		for h := kh * g; h < (kh+1)*g; h++ {
+			l := p.KeyLen(h)
+			if l > 0 && l < most && (h == kh*g || l != p.KeyLen(h-1)) {
+				short = append(short, HeadMax{Head: h, Keys: l, Max: attn.ColumnMaxAbs(p, h, l)})
+			}
+		}
+	}
+	return short
 }
 
 // CheckFinite returns an error if an output entry or log-sum-exp is NaN or
