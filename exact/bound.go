@@ -284,8 +284,9 @@ func bound[U, T attn.Float](p *attn.Problem[T], stats []keyStats) float64 {
 // rows) may be far below its group's, which the values are scaled by
 // (into [lo, hi]), the same over its own, plus half a subnormal step of U
 // for each of its products p_j v_j, in the scaled unit. (With the group's
-// maxima, at least lo, those products' underflow is below 2^-50 per key
-// in float32.)
+// maxima, at least lo, those products' underflow is at most 2^-50 per key
+// in float32, under 1% of the smallest float32 bound, 6e-5, below 2^29
+// keys, and 2^-115 in float64: left out.)
 func subnormal[U, T attn.Float](p *attn.Problem[T], stats []keyStats) float64 {
 	cm := columnMaxima(stats)
 	b := vscale.Subnormal[T](cm)
