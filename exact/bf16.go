@@ -220,24 +220,13 @@ func planBF16(ctx context.Context, p *attn.Problem[float32], workers int) (bf16P
 	// The smallest nonzero value column max (a zero column's output is
 	// exactly zero) and the largest, which must keep a tile's float32 P V
 	// sums finite.
-	smallest, largest, l := math.Inf(1), 0.0, 0
-	for kh, cm := range colMax {
-		l = max(l, kvKeys(p, kh))
-		for _, c := range cm {
-			if c > 0 {
-				smallest = min(smallest, c)
-			}
-			largest = max(largest, c)
-		}
-	}
 	// A query head that sees fewer keys than another of its group is
 	// measured in its own unit, which may be smaller (vscale.ShorterHeads).
-	for _, s := range vscale.ShorterHeads(p) {
-		for _, c := range s.Max {
-			if c > 0 {
-				smallest = min(smallest, c)
-			}
-		}
+	smallest := smallestColumnMax(slices.Concat(colMax...), vscale.ShorterHeads(p))
+	largest, l := 0.0, 0
+	for kh, cm := range colMax {
+		l = max(l, kvKeys(p, kh))
+		largest = max(largest, slices.Max(append(cm, 0)))
 	}
 	if largest > valueHi32 {
 		return bf16Plan{}, false

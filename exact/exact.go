@@ -16,6 +16,7 @@ import (
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/internal/kernels"
 	"github.com/fastattn/fastattn/internal/parallel"
+	"github.com/fastattn/fastattn/internal/vscale"
 )
 
 // Tile sizes. A tile of scores is queryTile x keyTile values; with the
@@ -275,37 +276,42 @@ func halfOutput(ctx context.Context, workers int, p *attn.Problem[float32], out 
 // (u = 2^-11 for float16, 2^-8 for bfloat16), or half the format's least
 // subnormal step below its normal range. The maxima are every query
 // head's own, over its valid keys: a head that sees fewer keys of its
-// group's values may have smaller ones.
+// group's values may have smaller ones (vscale.ShorterHeads).
 func outputRounding(p *attn.Problem[float32], f attn.HalfFormat) float64 {
-	var colMaxes [][]float64
-	for h := range p.Heads {
-		// The query heads of a group share their values: only a head whose
-		// key length differs from the one before can have other maxima.
-		if h%p.Group() == 0 || p.KeyLen(h) != p.KeyLen(h-1) {
-			colMaxes = append(colMaxes, attn.ColumnMaxAbs(p, h, p.KeyLen(h)))
-		}
-	}
-	return roundingTo(f, colMaxes)
+	return roundingTo(f, vscale.ColumnMax(p, p.Workers), vscale.ShorterHeads(p))
 }
 
-// roundingTo is outputRounding given the column maxima of every query
-// head (or of every distinct one): u plus half the least subnormal step
-// relative to the smallest positive maximum (a column of zeros gives
-// outputs of zero, which round exactly).
-func roundingTo(f attn.HalfFormat, colMaxes [][]float64) float64 {
+// roundingTo is outputRounding given the column maxima of every
+// key/value head over the keys any of its query heads sees (groups, as
+// vscale.ColumnMax) and those of the heads that see fewer: u plus half
+// the least subnormal step relative to the smallest positive maximum (a
+// column of zeros gives outputs of zero, which round exactly).
+func roundingTo(f attn.HalfFormat, groups []float64, shorter []vscale.HeadMax) float64 {
 	u, tiny := 0x1p-11, 0x1p-25
 	if f == attn.BFloat16 {
 		u, tiny = 0x1p-8, 0x1p-134
 	}
+	return u + tiny/smallestColumnMax(groups, shorter)
+}
+
+// smallestColumnMax is the smallest positive value column maximum of
+// every query head, given its group's (groups) and those of the heads
+// that see fewer keys; +Inf if there is none.
+func smallestColumnMax(groups []float64, shorter []vscale.HeadMax) float64 {
 	smallest := math.Inf(1)
-	for _, cols := range colMaxes {
-		for _, c := range cols {
+	for _, c := range groups {
+		if c > 0 {
+			smallest = min(smallest, c)
+		}
+	}
+	for _, s := range shorter {
+		for _, c := range s.Max {
 			if c > 0 {
 				smallest = min(smallest, c)
 			}
 		}
 	}
-	return u + tiny/smallest
+	return smallest
 }
 
 // Forward64 computes float64 attention.

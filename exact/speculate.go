@@ -197,18 +197,8 @@ func speculatedHalf(ctx context.Context, workers int, p *attn.Problem[float32], 
 		out.O16[i] = attn.Float32ToHalf(p.KVFormat, x)
 	}
 	// The pass measured each group's values over the keys any of its
-	// heads sees: every head's own maxima when they all see as many.
-	colMaxes := make([][]float64, len(stats))
-	for kh, s := range stats {
-		colMaxes[kh] = s.colMax
-	}
-	for h := range p.Heads {
-		if p.KeyLen(h) != kvKeys(p, p.KVHead(h)) {
-			st.ErrorBound += outputRounding(p, p.KVFormat)
-			return st, true, nil
-		}
-	}
-	st.ErrorBound += roundingTo(p.KVFormat, colMaxes)
+	// heads sees, as vscale.ColumnMax.
+	st.ErrorBound += roundingTo(p.KVFormat, columnMaxima(stats), vscale.ShorterHeads(p))
 	return st, true, nil
 }
 
