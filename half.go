@@ -103,10 +103,10 @@ type HalfResult struct {
 // computed in float32 as AttendHalfKV, each output entry then rounded to
 // nearest (a further error of at most 2^-11 |out| for float16, 2^-8 |out|
 // for bfloat16, included in Report.ErrorBound; opts.Eps applies before
-// it). Like AttendHalfKV it widens K and V once to certify its bound, or
-// a tile at a time in a decoding step; AttendHalfInto never copies them
-// whole. Exact attention only; GradientHalf gives its gradients in
-// float32.
+// it). Like AttendHalfKV it widens Q, K and V once to certify its bound
+// (a decoding step widens its few queries, and its keys and values a tile
+// at a time); AttendHalfInto never copies them whole. Exact attention
+// only; GradientHalf gives its gradients in float32.
 //
 // bfloat16 inputs on a CPU with AMX (Intel's tile units, where Linux grants
 // them) with more than 128 query rows per key/value head (query heads per

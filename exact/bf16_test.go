@@ -49,8 +49,8 @@ func TestBF16AgainstFloat64(t *testing.T) {
 		t.Skip("no AMX here: bfloat16 inputs take the float32 path")
 	}
 	// Small shapes too: the kernels' edges.
+	defer func(old int) { bf16MinRows = old }(bf16MinRows)
 	bf16MinRows = 0
-	defer func() { bf16MinRows = 128 }()
 	for _, c := range bf16Cases() {
 		ph := attntest.ToHalf(attntest.To32(c.Generate(41)), attn.BFloat16)
 		pr := attntest.Widened(ph)
