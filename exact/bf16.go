@@ -86,7 +86,10 @@ type bf16Plan struct {
 // rows per key/value head); the float32 path, planned, took 1.7 and 13.6
 // ms at 8 rows (32 per key/value head), 2.3 and 18.7 at 16, 3.4 and 26 at
 // 32 (AMX 2.7 and 22), and in one pass (speculate.go) 2.8 and 20 at 32,
-// 5.2 and 36 at 64 (AMX 3.8 and 30). Tests set it to 0 to run the AMX
+// 5.2 and 36 at 64 (AMX 3.8 and 30). It is a constant measured here, not
+// timed at start-up as the planners' rates are: the path decides the
+// arithmetic, and a call's result should not depend on how fast the
+// machine was when the process started. Tests set it to 0 to run the AMX
 // kernels on small shapes.
 var bf16MinRows = 128
 
