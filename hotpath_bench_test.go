@@ -32,13 +32,7 @@ func benchCertifiedDecodeHalfQO(b *testing.B, f HalfFormat) {
 	for _, m := range []int{4096, 32768} {
 		const hq, hkv, d = 8, 2, 128
 		r := rand.New(rand.NewPCG(1, 2))
-		half := func(heads, rows int) HalfTensor {
-			x := make([]uint16, heads*rows*d)
-			for i := range x {
-				x[i] = attn.Float32ToHalf(f, float32(r.NormFloat64()))
-			}
-			return HalfTensor{Data: x, Shape: []int{1, heads, rows, d}, Format: f}
-		}
+		half := func(heads, rows int) HalfTensor { return randomHalf(r, f, heads, rows, d) }
 		q, k, v, out := half(hq, 1), half(hkv, m), half(hkv, m), half(hq, 1)
 		ctx := context.Background()
 		b.Run(fmt.Sprintf("m=%d/AttendHalf", m), func(b *testing.B) {
@@ -65,19 +59,12 @@ func benchCertifiedDecodeHalf(b *testing.B, f HalfFormat) {
 	for _, m := range []int{4096, 32768} {
 		const hq, hkv, d = 8, 2, 128
 		r := rand.New(rand.NewPCG(1, 2))
-		half := func(n int) HalfTensor {
-			x := make([]uint16, n)
-			for i := range x {
-				x[i] = attn.Float32ToHalf(f, float32(r.NormFloat64()))
-			}
-			return HalfTensor{Data: x, Shape: []int{1, hkv, m, d}, Format: f}
-		}
 		q := make([]float32, hq*d)
 		for i := range q {
 			q[i] = float32(r.NormFloat64())
 		}
 		qt, _ := NewTensor(q, 1, hq, 1, d)
-		k, v := half(hkv*m*d), half(hkv*m*d)
+		k, v := randomHalf(r, f, hkv, m, d), randomHalf(r, f, hkv, m, d)
 		out, _ := NewTensor(make([]float32, hq*d), 1, hq, 1, d)
 		ctx := context.Background()
 		b.Run(fmt.Sprintf("m=%d/AttendHalfKV", m), func(b *testing.B) {
@@ -130,4 +117,14 @@ func benchCertifiedDecode[T Float](b *testing.B) {
 			}
 		})
 	}
+}
+
+// randomHalf returns a [1, heads, rows, d] tensor of standard normal
+// values rounded to format f.
+func randomHalf(r *rand.Rand, f HalfFormat, heads, rows, d int) HalfTensor {
+	x := make([]uint16, heads*rows*d)
+	for i := range x {
+		x[i] = attn.Float32ToHalf(f, float32(r.NormFloat64()))
+	}
+	return HalfTensor{Data: x, Shape: []int{1, heads, rows, d}, Format: f}
 }
