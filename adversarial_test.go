@@ -33,6 +33,8 @@ type advCase struct {
 	n, m, d int
 	scale   float64
 	gen     func(r *rand.Rand, q, k, v []float64, n, m, d int)
+	// sinks, when not nil, are Options.Sinks of the forward cases.
+	sinks []float64
 }
 
 func normals(r *rand.Rand, x []float64, sigma, offset float64) {
@@ -145,8 +147,39 @@ func advCases(f32 bool) []advCase {
 				normals(r, k, 100, 0)
 				normals(r, v, 1, 0)
 			}},
+		// A sink weighed against logits as large as the keys' offset,
+		// which the methods centre: the sink's logit is shifted by s q.c
+		// in float64 arithmetic, whose rounding was not in their bounds
+		// (float64 rows off by 6e-14 against bounds of 8e-15 at 1e4;
+		// anytemp's by 6e-10 against 1e-10 at 1e6).
+		sinkAmongOffsetLogits(1e4),
+		sinkAmongOffsetLogits(1e6),
 	)
 	return cs
+}
+
+// sinkAmongOffsetLogits is a case whose keys are offset by off, with a
+// sink of logit off and rows whose logits against the first key run from
+// off - 3 to off + 3, so that the sink takes part in every row's weights.
+func sinkAmongOffsetLogits(off float64) advCase {
+	const scale = 0.5
+	return advCase{name: fmt.Sprintf("sink-among-offset-logits/offset=%g", off), n: 32, m: 8, d: 4, scale: scale, sinks: []float64{off},
+		gen: func(r *rand.Rand, q, k, v []float64, n, m, d int) {
+			normals(r, k, 1, off)
+			normals(r, v, 1, 0)
+			for i := range n {
+				qi := q[i*d : (i+1)*d]
+				var dot float64
+				for t := range qi {
+					qi[t] = 1 + r.Float64()
+					dot += qi[t] * k[t]
+				}
+				f := (off - 3 + 6*float64(i)/float64(n)) / scale / dot
+				for t := range qi {
+					qi[t] *= f
+				}
+			}
+		}}
 }
 
 // advInputs generates case ci's inputs in T, with a loss gradient dOut of
@@ -218,7 +251,7 @@ func runAdversarial[T Float](t *testing.T, f32 bool, stats map[string]*advStats)
 		q, k, v, _ := advInputs[T](c, ci)
 		hotPathCase(t, ws, c, q, k, v, stats["AttendInto"])
 		for _, eps := range epss {
-			opts := Options{Scale: c.scale, Eps: eps}
+			opts := Options{Scale: c.scale, Eps: eps, Sinks: c.sinks}
 			p, _, err := problem(q, k, v, opts)
 			if err != nil {
 				t.Fatalf("%s: %v", c.name, err)
@@ -260,7 +293,7 @@ func runAdversarial[T Float](t *testing.T, f32 bool, stats map[string]*advStats)
 // it is finite: the uncentred float32 offsets give bounds above 1, values
 // near the limits +Inf).
 func hotPathCase[T Float](t *testing.T, ws *Workspace, c advCase, q, k, v Tensor[T], st *advStats) {
-	opts := Options{Scale: c.scale}
+	opts := Options{Scale: c.scale, Sinks: c.sinks}
 	where := fmt.Sprintf("%s/%s/AttendInto", c.name, attn.DTypeName[T]())
 	st.runs++
 	b, err := AttendIntoBound(context.Background(), q, k, v, opts)

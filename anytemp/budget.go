@@ -75,7 +75,8 @@ type budget struct {
 const maxRhoCap = 5.0
 
 // outputError is the rounding of the division N/D and of the output cast,
-// plus extra: the half subnormal step of tiny values (vscale.SubnormalOutput).
+// plus extra: the half subnormal step of tiny values (vscale.SubnormalOutput)
+// and what the sinks cost (sinkShift).
 func outputError(eps float64, float32Out bool, extra float64) float64 {
 	r := 2 * u64
 	if float32Out {
@@ -120,6 +121,10 @@ func newBudget(eps float64, float32Out bool, extra, theta float64, lMax int, kNo
 	b := &budget{eps: eps, theta: theta, lMax: lMax}
 	b.outErr = outputError(eps, float32Out, extra)
 	b.etaTarget = etaTargetFor(eps, b.outErr)
+	if !(b.etaTarget > 0) {
+		return nil, fmt.Errorf("%w: eps = %g is too small for this input: rounding the outputs (and, with a sink, its logit against keys centred far from the origin) alone costs %.3g",
+			attn.ErrUnsupported, eps, b.outErr)
+	}
 	b.kNode = kNodeBase
 	acc := gamma(float64(lMax) + 16)
 	fixed := math.Expm1(theta) + 4*u64*math.Exp(theta) + 1.01*acc

@@ -10,6 +10,7 @@ import (
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/internal/check"
 	"github.com/fastattn/fastattn/internal/parallel"
+	"github.com/fastattn/fastattn/internal/sinkshift"
 	"github.com/fastattn/fastattn/internal/vscale"
 )
 
@@ -120,6 +121,19 @@ func (hr *headRun[T]) block(e, start, size int) *tree[T] {
 	return sb.tr
 }
 
+// sinkShift is what the heads' sinks cost on keys centred on their means
+// (package sinkshift): finish weighs a sink against the row's log-sum-exp
+// in the centred frame, at most lambdaMax + theta + log L in magnitude,
+// plus s q.mu.
+func sinkShift[T attn.Float](p *attn.Problem[T], hs []*head) float64 {
+	var b float64
+	for h, hd := range hs {
+		logSum := hd.lambdaMax + hd.theta + math.Log(float64(max(hd.l, 1)))
+		b = max(b, sinkshift.Bound(p, h, hd.mu, func(int) float64 { return logSum }))
+	}
+	return b
+}
+
 // plan prepares the heads and the budget: the part of Forward before any
 // row is computed. Estimate uses it too on a sample.
 // outExtra is the bound's share for subnormal outputs (of the values before
@@ -145,7 +159,7 @@ func plan[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], f32 b
 		g, mo := degreeFor(hd.r, p.E, true)
 		kBase = max(kBase, kNodeBase(hd.r, g, mo, hd.l))
 	}
-	b, err := newBudget(p.Eps, f32, outExtra, theta, lMax, kBase)
+	b, err := newBudget(p.Eps, f32, outExtra+sinkShift(p, hs), theta, lMax, kBase)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/internal/accurate"
 	"github.com/fastattn/fastattn/internal/parallel"
+	"github.com/fastattn/fastattn/internal/sinkshift"
 	"github.com/fastattn/fastattn/internal/vscale"
 )
 
@@ -276,32 +277,18 @@ func bound[U, T attn.Float](p *attn.Problem[T], stats []keyStats) float64 {
 	return b + subnormal[U](p, stats) + sinkShift(p, stats)
 }
 
-// sinkShift is the part of the bound (relative to max_l |V_lj|) that
-// centring costs a head with a sink. Centring takes s q_i.c from every
-// logit of row i exactly (a constant of the row), but the sink's logit is
-// given, not computed: it is taken s q_i.c in float64 (rowSink), which
-// rounds by at most delta = gamma_64(d + 3) (s sum_t |q_it c_t| + |sink|),
-// and c is as large as the keys' offset. A sink logit off by delta moves
-// the output by at most a (1 - a) (e^delta - 1) e^delta max_l |V_lj|, a
-// being the keys' share of the row's weight: by a quarter of it.
-// (Found by a random search: with keys offset by 2.7e4, a float64 row
-// was off by 2.3e-12 against a bound of 3.7e-15 without this term.)
+// sinkShift is the part of the bound that centring costs the heads with a
+// sink (package sinkshift): rowSink takes s q_i.c from the sink's logit in
+// float64. (Found by a random search: with keys offset by 2.7e4, a
+// float64 row was off by 2.3e-12 against a bound of 3.7e-15 without it.)
+// The row's largest logit, against which the sink is weighed, is within B
+// of 0 in the centred frame and already counted.
 func sinkShift[T attn.Float](p *attn.Problem[T], stats []keyStats) float64 {
-	var delta float64
+	var b float64
 	for h := range p.Heads {
-		c, sink := stats[p.KVHead(h)].centre, p.Sink(h)
-		if c == nil || math.IsInf(sink, -1) {
-			continue
-		}
-		for i := range p.N {
-			var x float64
-			for t, q := range p.Q[(h*p.N+i)*p.D : (h*p.N+i+1)*p.D] {
-				x += math.Abs(float64(q) * c[t])
-			}
-			delta = max(delta, gammaOf(float64(p.D+3), u64)*(p.Scale*x+math.Abs(sink)))
-		}
+		b = max(b, sinkshift.Bound(p, h, stats[p.KVHead(h)].centre, nil))
 	}
-	return math.Expm1(delta) * math.Exp(delta) / 4
+	return b
 }
 
 // subnormal is the part of the bound (relative to max_l |V_lj|) that

@@ -68,11 +68,11 @@ func backward[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], d
 	}
 	// Refuse where the forward would: a gradient of an approximation whose
 	// certificate fails is not worth computing.
-	for _, hp := range plans {
+	for h, hp := range plans {
 		if hp.keys == 0 {
 			continue
 		}
-		b, err := planBound(hp, deg, p.D, uOut)
+		b, err := planBound(p, h, hp, deg, uOut)
 		if err != nil {
 			return attn.Stats{}, err
 		}

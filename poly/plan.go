@@ -40,11 +40,11 @@ func estimate[T attn.Float](m Method, p *attn.Problem[T], minEps, uOut float64) 
 	if err != nil {
 		return attn.Estimate{}, err
 	}
-	for _, hp := range plans {
+	for h, hp := range plans {
 		if hp.keys == 0 {
 			continue
 		}
-		b, err := planBound(hp, deg, p.D, uOut)
+		b, err := planBound(p, h, hp, deg, uOut)
 		if err != nil {
 			return attn.Estimate{}, err
 		}

@@ -34,6 +34,7 @@ import (
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/internal/check"
 	"github.com/fastattn/fastattn/internal/parallel"
+	"github.com/fastattn/fastattn/internal/sinkshift"
 	"github.com/fastattn/fastattn/internal/vscale"
 	"github.com/fastattn/fastattn/polyexp"
 )
@@ -636,10 +637,14 @@ func exactBound(beta float64, L, d int, uOut float64) float64 {
 	return 2*f/(1-f) + 2*uOut
 }
 
-// planBound is the certified bound of a planned head: the largest over its
-// rows of bound (polynomial rows) or exactBound (rows computed exactly). The
-// planner calls it before running, the forward while running.
-func planBound(hp *headPlan, deg *degreeTable, d int, uOut float64) (float64, error) {
+// planBound is the certified bound of planned head h of p: the largest over
+// its rows of bound (polynomial rows) or exactBound (rows computed
+// exactly), plus what its sink costs on keys centred on mu (package
+// sinkshift: finishRows weighs the sink against s q.mu + log den, whose
+// second term is at most beta_i + log L in magnitude). The planner calls it
+// before running, the forward while running.
+func planBound[T attn.Float](p *attn.Problem[T], h int, hp *headPlan, deg *degreeTable, uOut float64) (float64, error) {
+	d := p.D
 	// bound depends on the row's degree alone and exactBound grows with
 	// beta: one evaluation per degree and one for the widest exact row.
 	var b float64
@@ -664,7 +669,8 @@ func planBound(hp *headPlan, deg *degreeTable, d int, uOut float64) (float64, er
 	if !math.IsInf(exactBeta, -1) {
 		b = max(b, exactBound(exactBeta, hp.sumTerms(), d, uOut))
 	}
-	return b, nil
+	logL := math.Log(float64(max(hp.keys, 1)))
+	return b + sinkshift.Bound(p, h, hp.mu, func(i int) float64 { return hp.beta[i] + logL }), nil
 }
 
 // Values whose column maxima lie outside [valueLo, valueHi] are scaled by
@@ -902,7 +908,7 @@ func (run *runner[T]) prepareKeys(h int, hp *headPlan, keyMajor bool) (*headKeys
 			polys[d] = a
 		}
 	}
-	hb, err := planBound(hp, run.deg, p.D, run.uOut)
+	hb, err := planBound(p, h, hp, run.deg, run.uOut)
 	if err != nil {
 		return nil, nil, err
 	}
