@@ -11,10 +11,9 @@ import (
 	"time"
 
 	"github.com/fastattn/fastattn/attn"
-	"github.com/fastattn/fastattn/internal/accurate"
+	"github.com/fastattn/fastattn/attn/attntest"
 	"github.com/fastattn/fastattn/internal/check"
 	"github.com/fastattn/fastattn/internal/reference"
-	"github.com/fastattn/fastattn/internal/vscale"
 )
 
 // The adversarial suite of the error contract: the inputs that broke
@@ -215,31 +214,6 @@ func (s *advStats) String() string {
 	return fmt.Sprintf("%d runs, %d declined, worst observed/bound %.3g (%s)", s.runs, s.declined, s.worst, s.worstCase)
 }
 
-// observedError is max |O - ref| / max_l |V_lc| over every row and column,
-// with package accurate's reference, and that reference's own error.
-func observedError[T Float](p *attn.Problem[T], out []T) (float64, float64) {
-	var worst, refErr float64
-	ref := make([]float64, p.E)
-	for h := range p.Heads {
-		colMax := attn.ColumnMaxAbs(p, h, p.KeyLen(h))
-		for i := range p.N {
-			accurate.Row(p, h, i, ref)
-			refErr = max(refErr, accurate.Error(p.KeyLimit(h, i)))
-			for c := range p.E {
-				if colMax[c] > 0 {
-					e := math.Abs(float64(out[(h*p.N+i)*p.E+c])-ref[c]) / colMax[c]
-					refErr = max(refErr, vscale.HalfStepOver[float64](colMax[c]))
-					if math.IsNaN(e) {
-						e = math.Inf(1)
-					}
-					worst = max(worst, e)
-				}
-			}
-		}
-	}
-	return worst, refErr
-}
-
 func runAdversarial[T Float](t *testing.T, f32 bool, stats map[string]*advStats) {
 	epss := []float64{1e-3, 1e-5, 1e-10, 1e-12}
 	if f32 {
@@ -277,7 +251,7 @@ func runAdversarial[T Float](t *testing.T, f32 bool, stats map[string]*advStats)
 				if !(b <= eps) {
 					t.Errorf("%s: reported bound %.3g above eps %g", where, b, eps)
 				}
-				obs, refErr := observedError(p, res.Out.Data)
+				obs, refErr := attntest.AccurateError(p, res.Out.Data)
 				if !(obs <= b*(1+1e-9)+refErr) {
 					t.Errorf("%s (ran %s): observed error %.3g above the reported bound %.3g", where, res.Report.Method, obs, b)
 				}
@@ -314,7 +288,7 @@ func hotPathCase[T Float](t *testing.T, ws *Workspace, c advCase, q, k, v Tensor
 	if err != nil {
 		t.Fatal(err)
 	}
-	obs, refErr := observedError(p, out.Data)
+	obs, refErr := attntest.AccurateError(p, out.Data)
 	if !(obs <= b*(1+1e-9)+refErr) {
 		t.Errorf("%s: observed error %.3g above AttendIntoBound %.3g", where, obs, b)
 	}

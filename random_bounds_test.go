@@ -218,7 +218,7 @@ func randomBounds[T Float](t *testing.T, r *rand.Rand, c int, worst map[string]r
 				t.Errorf("%s: %v", where, err)
 				continue
 			}
-			obs, refErr := observedError(p, res.Out.Data)
+			obs, refErr := attntest.AccurateError(p, res.Out.Data)
 			record(attn.DTypeName[T]()+"/"+res.Report.Method, where, obs, res.Report.ErrorBound, refErr)
 		}
 	}
@@ -238,7 +238,7 @@ func randomBounds[T Float](t *testing.T, r *rand.Rand, c int, worst map[string]r
 			if err != nil {
 				t.Fatalf("%s: %v", where, err)
 			}
-			obs, refErr := observedError(p, out.Data)
+			obs, refErr := attntest.AccurateError(p, out.Data)
 			record(attn.DTypeName[T]()+"/AttendInto", where, obs, b, refErr)
 		}
 	}
@@ -274,7 +274,7 @@ func randomBounds[T Float](t *testing.T, r *rand.Rand, c int, worst map[string]r
 			if err != nil {
 				t.Fatalf("%s: %v", where, err)
 			}
-			obs, refErr := observedError(p, widenHalf(res.Out).Data)
+			obs, refErr := attntest.AccurateError(p, widenHalf(res.Out).Data)
 			record(f.String(), where, obs, res.Report.ErrorBound, refErr)
 		}
 	}

@@ -2,12 +2,11 @@ package exact
 
 import (
 	"context"
-	"math"
 	"math/rand/v2"
 	"testing"
 
 	"github.com/fastattn/fastattn/attn"
-	"github.com/fastattn/fastattn/internal/accurate"
+	"github.com/fastattn/fastattn/attn/attntest"
 )
 
 // TestSinkShiftBound: a head whose keys sit 2.7e4 from the origin, so
@@ -54,16 +53,8 @@ func TestSinkShiftBound(t *testing.T) {
 	if st.Details["centred_heads"] != 1 {
 		t.Fatalf("the keys were not centred (details %v): the test needs them to be", st.Details)
 	}
-	colMax := attn.ColumnMaxAbs(p, 0, m)
-	ref := make([]float64, e)
-	var worst float64
-	for i := range n {
-		accurate.Row(p, 0, i, ref)
-		for c := range e {
-			worst = max(worst, math.Abs(out.O[i*e+c]-ref[c])/colMax[c])
-		}
-	}
-	if slack := accurate.Error(m) + 0x1p-52; !(worst <= st.ErrorBound*(1+1e-9)+slack) {
+	worst, refErr := attntest.AccurateError(p, out.O)
+	if !(worst <= st.ErrorBound*(1+1e-9)+refErr) {
 		t.Errorf("float64: observed error %.3g above the reported bound %.3g", worst, st.ErrorBound)
 	}
 	if worst < 1e-13 {
