@@ -6,6 +6,7 @@ import (
 
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/internal/kernels"
+	"github.com/fastattn/fastattn/internal/sinkshift"
 	"github.com/fastattn/fastattn/polyexp"
 )
 
@@ -258,6 +259,7 @@ func (st *DecodeState[T]) Step(src KeySource[T], lo int, k, v []T, n int, rows *
 func (st *DecodeState[T]) choose(rows *DecodeRows[T], n int, res *DecodeStep) (polyexp.Approx, error) {
 	ws := st.ws
 	terms, seen := st.added+st.removed+n, st.hi-st.lo+1
+	sink := st.sinkCost(rows, n, res.Beta, st.hi-st.lo+n)
 	limit := st.degree
 	var a polyexp.Approx
 	res.Degree, res.Rank, res.Bound, res.FallbackRows = 0, 0, 0, 0
@@ -277,7 +279,7 @@ func (st *DecodeState[T]) choose(rows *DecodeRows[T], n int, res *DecodeStep) (p
 			return a, err
 		}
 		res.Degree, res.Rank = g, Rank(ws.d, g)
-		if res.Bound = decodeBound(a, terms, seen, res.Rank, ws.uOut); res.Bound <= ws.eps {
+		if res.Bound = decodeBound(a, terms, seen, res.Rank, ws.uOut) + sink; res.Bound <= ws.eps {
 			break
 		}
 		limit = g - 1
@@ -292,6 +294,28 @@ func (st *DecodeState[T]) choose(rows *DecodeRows[T], n int, res *DecodeStep) (p
 		}
 	}
 	return a, nil
+}
+
+// sinkCost is what the sinks of the chunk's n rows cost on keys centred on
+// mu (package sinkshift): evaluate weighs a sink against s q.mu + log den,
+// whose second term is at most beta + log of the keys a row sees (keys).
+func (st *DecodeState[T]) sinkCost(rows *DecodeRows[T], n int, beta float64, keys int) float64 {
+	if rows.Sinks == nil {
+		return 0
+	}
+	d := st.ws.d
+	logSum := beta + math.Log(float64(max(keys, 1)))
+	var delta float64
+	for h, sink := range rows.Sinks[:rows.Heads] {
+		if math.IsInf(sink, -1) {
+			continue
+		}
+		for i := range n {
+			x := h*rows.Stride + i
+			delta = max(delta, sinkshift.Delta(rows.Q[x*d:(x+1)*d], st.mu, st.ws.scale, sink, logSum))
+		}
+	}
+	return sinkshift.Cost(delta)
 }
 
 // Append adds a chunk of n <= DecodeChunk new keys k (n x D) and values v

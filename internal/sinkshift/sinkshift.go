@@ -17,35 +17,47 @@ import (
 
 // Bound returns the part of an error bound (relative to max_l |V_lj|, as
 // attn.Stats.ErrorBound) that the sink of query head h of p costs when
-// the keys are centred on c (nil: not centred, no cost): with logSum(i)
-// the largest magnitude of row i's log-sum-exp in the centred frame (nil:
-// 0), the row's log-sum-exp relative to the sink is off by at most
-//
-//	delta_i = gamma_64(d + 5) (s sum_t |q_it c_t| + logSum(i) + |sink|)
-//
-// (the dot product's d roundings, the product by s, the additions), and
-// the output, which is the keys' share a of the row's weight times their
-// weighted values, moves by at most a (1 - a) (e^delta - 1) e^delta
-// max_l |V_lj|: a quarter of it, at most.
+// the keys are centred on c (nil: not centred, no cost): Cost of the
+// largest Delta over the head's rows, with logSum(i) the largest magnitude
+// of row i's log-sum-exp in the centred frame (nil: 0).
 func Bound[T attn.Float](p *attn.Problem[T], h int, c []float64, logSum func(i int) float64) float64 {
 	sink := p.Sink(h)
 	if c == nil || math.IsInf(sink, -1) {
 		return 0
 	}
-	const u = 0x1p-53
-	n := float64(p.D + 5)
-	gamma := n * u / (1 - n*u)
 	var delta float64
 	for i := range p.N {
-		var x float64
-		for t, q := range p.Q[(h*p.N+i)*p.D : (h*p.N+i+1)*p.D] {
-			x += math.Abs(float64(q) * c[t])
-		}
-		x = p.Scale*x + math.Abs(sink)
+		var l float64
 		if logSum != nil {
-			x += logSum(i)
+			l = logSum(i)
 		}
-		delta = max(delta, gamma*x)
+		delta = max(delta, Delta(p.Q[(h*p.N+i)*p.D:(h*p.N+i+1)*p.D], c, p.Scale, sink, l))
 	}
+	return Cost(delta)
+}
+
+// Delta bounds how far a row's log-sum-exp relative to its sink is off
+// when the row's logits are computed on keys centred on c and the sink is
+// brought in by s q.c in float64: with logSum the largest magnitude of the
+// row's log-sum-exp in the centred frame,
+//
+//	delta = gamma_64(d + 5) (s sum_t |q_t c_t| + logSum + |sink|)
+//
+// (the dot product's d roundings, the product by s, the additions).
+func Delta[T attn.Float](q []T, c []float64, scale, sink, logSum float64) float64 {
+	const u = 0x1p-53
+	n := float64(len(q) + 5)
+	var x float64
+	for t, v := range q {
+		x += math.Abs(float64(v) * c[t])
+	}
+	return n * u / (1 - n*u) * (math.Abs(scale)*x + logSum + math.Abs(sink))
+}
+
+// Cost is what a sink logit off by at most delta costs a row's output,
+// relative to max_l |V_lj|: the output is the keys' share a of the row's
+// weight times their weighted values, and a moves by at most
+// a (1 - a) (e^delta - 1) e^delta, a quarter of (e^delta - 1) e^delta.
+func Cost(delta float64) float64 {
 	return math.Expm1(delta) * math.Exp(delta) / 4
 }
