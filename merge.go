@@ -23,8 +23,8 @@ import (
 // log-sum-exps computed on keys centred on c, and for keys far from the
 // origin that rounding dominates. With keys offset by 4.4e5, two exact
 // float64 parts merged into rows off by 2.5e-12 against a stated 2.7e-14.
-// Until the parts report it, the merged bound holds only for keys near the
-// origin.
+// Until the parts report it, the merged bound is not certified: it is right
+// only where that rounding is negligible (keys near the origin).
 //
 // Attention sinks join a row's softmax once: pass Options.Sinks to exactly
 // one of the parts (any one; a part whose rows see no key then carries just
