@@ -246,7 +246,6 @@ func randomBounds[T Float](t *testing.T, r *rand.Rand, c int, worst map[string]r
 	if !ok {
 		return
 	}
-	shape := func(t Tensor[T]) []int { return t.Shape }
 	for _, f := range []HalfFormat{Float16, BFloat16} {
 		b, h, kvh := rc.q.Shape[0], rc.q.Shape[1], rc.k.Shape[1]
 		p32 := &attn.Problem[float32]{Heads: b * h, KVHeads: b * kvh, N: rc.q.Shape[2], M: rc.k.Shape[2], D: rc.q.Shape[3], E: rc.v.Shape[3],
@@ -255,9 +254,9 @@ func randomBounds[T Float](t *testing.T, r *rand.Rand, c int, worst map[string]r
 		if ph == nil {
 			continue // a value beyond the format's range
 		}
-		qh := HalfTensor{Data: ph.Q16, Shape: shape(rc.q), Format: f}
-		kh := HalfTensor{Data: ph.K16, Shape: shape(rc.k), Format: f}
-		vh := HalfTensor{Data: ph.V16, Shape: shape(rc.v), Format: f}
+		qh := HalfTensor{Data: ph.Q16, Shape: rc.q.Shape, Format: f}
+		kh := HalfTensor{Data: ph.K16, Shape: rc.k.Shape, Format: f}
+		vh := HalfTensor{Data: ph.V16, Shape: rc.v.Shape, Format: f}
 		for _, eps := range []float64{1e-2, 1e-3, 1e-5} {
 			opts := rc.opts
 			opts.Eps = eps
