@@ -251,9 +251,13 @@ func runAdversarial[T Float](t *testing.T, f32 bool, stats map[string]*advStats)
 				if !(b <= eps) {
 					t.Errorf("%s: reported bound %.3g above eps %g", where, b, eps)
 				}
-				obs, refErr := attntest.AccurateError(p, res.Out.Data)
-				if !(obs <= b*(1+1e-9)+refErr) {
+				errs := attntest.AccurateErrors(p, res.Out.Data, res.LSE.Data)
+				obs := errs.Out
+				if !(obs <= b*(1+1e-9)+errs.OutRef) {
 					t.Errorf("%s (ran %s): observed error %.3g above the reported bound %.3g", where, res.Report.Method, obs, b)
+				}
+				if lb := res.Report.LSEBound; !(errs.LSE <= lb*(1+1e-9)+errs.LSERef) {
+					t.Errorf("%s (ran %s): log-sum-exps off by %.3g, above the reported bound %.3g", where, res.Report.Method, errs.LSE, lb)
 				}
 				if b > 0 && obs/b > st.worst {
 					st.worst, st.worstCase = obs/b, where

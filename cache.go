@@ -8,6 +8,7 @@ import (
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/exact"
 	"github.com/fastattn/fastattn/internal/kernels"
+	"github.com/fastattn/fastattn/internal/lsebound"
 	"github.com/fastattn/fastattn/poly"
 )
 
@@ -142,8 +143,11 @@ type CacheStep struct {
 	// stored keys and values are the reference: rounding them to a 16-bit
 	// KVFormat is not counted.
 	ErrorBound float64 `json:"error_bound"`
-	Flops      float64 `json:"flops"`
-	Seconds    float64 `json:"seconds"`
+	// LSEBound bounds, in nats, the error of the step's log-sum-exps
+	// (Report.LSEBound).
+	LSEBound float64 `json:"lse_bound"`
+	Flops    float64 `json:"flops"`
+	Seconds  float64 `json:"seconds"`
 }
 
 // NewCache returns an empty cache for batch sequences of kvHeads key/value
@@ -305,7 +309,7 @@ func (c *Cache[T]) ForwardRagged(ctx context.Context, q, k, v Tensor[T], newToke
 	rep := Report{CallReport: CallReport{Method: st.Method, DType: attn.DTypeName[T](),
 		Batch: c.batch * c.heads, N: n, M: m, D: c.d, E: c.e, Scale: c.scale, Causal: true, Eps: c.eps,
 		Seconds: st.Seconds, Flops: st.Flops, GFlops: st.Flops / st.Seconds / 1e9,
-		Version: Version(), Kernels: kernels.Implementation()}, ErrorBound: st.ErrorBound}
+		Version: Version(), Kernels: kernels.Implementation()}, ErrorBound: st.ErrorBound, LSEBound: st.LSEBound}
 	if c.kvFormat != attn.NoHalf {
 		rep.KVFormat = c.kvFormat.String()
 	}
@@ -606,6 +610,7 @@ func (c *Cache[T]) attend(ctx context.Context, out []T, lse []float64, q, k, v [
 				st.Degree = max(st.Degree, ps.Degree)
 				st.Beta = max(st.Beta, ps.Beta)
 				st.ErrorBound = max(st.ErrorBound, ps.Bound)
+				st.LSEBound = max(st.LSEBound, ps.LSEBound)
 				st.Flops += 2 * float64(ps.Rank*(e+1)) * float64(cn*(1+G))
 				for h := range G {
 					for i := i0; i < i0+cn; i++ {
@@ -627,10 +632,30 @@ func (c *Cache[T]) attend(ctx context.Context, out []T, lse []float64, q, k, v [
 		}
 	}
 	st.Flops += exact.DecodeFlops(c.units)
-	if st.ExactRows > 0 {
-		st.ErrorBound = max(st.ErrorBound, c.exactBound(q, n))
+	if st.ExactRows == 0 {
+		return st, c.dec.Attend(ctx, c.units, c.scale)
 	}
-	return st, c.dec.Attend(ctx, c.units, c.scale)
+	eb := c.exactBound(q, n)
+	st.ErrorBound = max(st.ErrorBound, eb)
+	if err := c.dec.Attend(ctx, c.units, c.scale); err != nil {
+		return st, err
+	}
+	// The Decoder's bound has exact attention's form, 2 eta / (1 - eta)
+	// and more; it does not centre the keys.
+	var worst float64
+	for _, u := range c.units {
+		for r, l := range u.LSE[:u.Rows] {
+			if !math.IsInf(l, -1) {
+				sink := math.Inf(-1)
+				if u.Sinks != nil {
+					sink = u.Sinks[r]
+				}
+				worst = max(worst, lsebound.Rounding[T](nil, nil, c.scale, sink, l, u.Keys.Len(), d))
+			}
+		}
+	}
+	st.LSEBound = max(st.LSEBound, lsebound.FromOutputBound(eb)+worst)
+	return st, nil
 }
 
 // exactBound is the a priori bound of the exact Decoder on this call's

@@ -247,6 +247,11 @@ type Report struct {
 	CallReport
 	KeyLengths []int   `json:"key_lengths,omitempty"` // per head, when padding was used
 	ErrorBound float64 `json:"error_bound"`
+	// LSEBound bounds, in nats, how far each row's log-sum-exp
+	// (Result.LSE) is from the log of the row's exact sum, rounding
+	// included. Merge weighs its parts by their log-sum-exps, so their
+	// errors join its ErrorBound through it.
+	LSEBound float64 `json:"lse_bound"`
 	// ObservedError is, for approximate methods, the largest error measured
 	// on SampledRows rows recomputed with an accurate reference, relative to
 	// max_l |V_lj| like ErrorBound; both are 0 when no row was sampled.
@@ -363,7 +368,7 @@ func run[T Float](ctx context.Context, p *attn.Problem[T], opts Options, out *at
 	}
 	secs := time.Since(start).Seconds()
 	rep := Report{CallReport: newCallReport(name, p, secs, st), KeyLengths: p.KeyLens, ErrorBound: st.ErrorBound,
-		ObservedError: st.ObservedError, SampledRows: st.SampledRows}
+		LSEBound: st.LSEBound, ObservedError: st.ObservedError, SampledRows: st.SampledRows}
 	rep.Reason, rep.Note, rep.PredictedSlowerThanExact = reason, note, slower
 	return rep, nil
 }

@@ -196,6 +196,9 @@ func randomBounds[T Float](t *testing.T, r *rand.Rand, c int, worst map[string]r
 		if !(obs <= bound*(1+1e-9)+refErr) {
 			t.Errorf("%s: observed error %.3g above the reported bound %.3g", where, obs, bound)
 		}
+		if bound == 0 && obs > refErr {
+			t.Errorf("%s: no bound reported", where)
+		}
 		if bound > 0 && obs/bound > worst[key].ratio {
 			worst[key] = randomWorst{obs / bound, where}
 		}
@@ -218,8 +221,10 @@ func randomBounds[T Float](t *testing.T, r *rand.Rand, c int, worst map[string]r
 				t.Errorf("%s: %v", where, err)
 				continue
 			}
-			obs, refErr := attntest.AccurateError(p, res.Out.Data)
-			record(attn.DTypeName[T]()+"/"+res.Report.Method, where, obs, res.Report.ErrorBound, refErr)
+			errs := attntest.AccurateErrors(p, res.Out.Data, res.LSE.Data)
+			key := attn.DTypeName[T]() + "/" + res.Report.Method
+			record(key, where, errs.Out, res.Report.ErrorBound, errs.OutRef)
+			record(key+" LSE", where+" LSE", errs.LSE, res.Report.LSEBound, errs.LSERef)
 		}
 	}
 	// The hot path against the bound stated for it (+Inf where its
@@ -273,8 +278,9 @@ func randomBounds[T Float](t *testing.T, r *rand.Rand, c int, worst map[string]r
 			if err != nil {
 				t.Fatalf("%s: %v", where, err)
 			}
-			obs, refErr := attntest.AccurateError(p, widenHalf(res.Out).Data)
-			record(f.String(), where, obs, res.Report.ErrorBound, refErr)
+			errs := attntest.AccurateErrors(p, widenHalf(res.Out).Data, res.LSE.Data)
+			record(f.String(), where, errs.Out, res.Report.ErrorBound, errs.OutRef)
+			record(f.String()+" LSE", where+" LSE", errs.LSE, res.Report.LSEBound, errs.LSERef)
 		}
 	}
 }

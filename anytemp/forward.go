@@ -9,6 +9,7 @@ import (
 
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/internal/check"
+	"github.com/fastattn/fastattn/internal/lsebound"
 	"github.com/fastattn/fastattn/internal/parallel"
 	"github.com/fastattn/fastattn/internal/sinkshift"
 	"github.com/fastattn/fastattn/internal/vscale"
@@ -292,6 +293,8 @@ func compute[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], ou
 		}
 	}
 	st := stats(p, runs, b, &total, depth)
+	// Every row's sum of weights is within eta of exact, as its numerators.
+	st.LSEBound = lsebound.Bound(p, out.LSE, lsebound.SumError(b.eta), func(h int) []float64 { return runs[h].hd.mu })
 	var mn, mf int64
 	for _, hr := range runs {
 		if hr.tree != nil {

@@ -471,6 +471,11 @@ type Stats struct {
 	// |T_ij - Att_ij| <= eps * max_l |V_lj| for every entry, rounding
 	// included (exact attention reports its rounding bound).
 	ErrorBound float64
+	// LSEBound bounds, in nats, how far each row's log-sum-exp
+	// (Output.LSE) is from the log of the row's exact sum of weights
+	// (sink included), rounding included: what Merge weighs parts by.
+	// Every method sets it.
+	LSEBound float64
 	// ObservedError is, for approximate methods, the largest error measured
 	// on SampledRows rows recomputed with an accurate reference after the
 	// call, relative to max_l |V_lj| like ErrorBound; both are 0 when no row

@@ -382,6 +382,7 @@ func forwardBF16(ctx context.Context, workers int, p *attn.Problem[float32], out
 	return attn.Stats{
 		Flops:      Flops(p),
 		ErrorBound: bound,
+		LSEBound:   lseBound(p, out.LSE, pl.bound, nil),
 		Details:    map[string]any{"arithmetic": pl.mode.String(), "centred_heads": 0, "max_logit": pl.logit},
 	}, nil
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/internal/accurate"
+	"github.com/fastattn/fastattn/internal/lsebound"
 	"github.com/fastattn/fastattn/internal/parallel"
 	"github.com/fastattn/fastattn/internal/sinkshift"
 	"github.com/fastattn/fastattn/internal/vscale"
@@ -497,6 +498,7 @@ func measuredFirst[T attn.Float](ctx context.Context, workers int, p *attn.Probl
 		return attn.Stats{}, err
 	}
 	st.ErrorBound = pl.bound
+	st.LSEBound = lseBound(p, out.LSE, pl.bound, centres)
 	st.Details = map[string]any{"arithmetic": plain.String(), "centred_heads": centred, "max_logit": maxLogit(pl.stats), "values_scaled": sc != nil}
 	return st, nil
 }
@@ -554,7 +556,21 @@ func compensate[T attn.Float](ctx context.Context, workers int, p *attn.Problem[
 	if err := vscale.CheckFinite("exact", out); err != nil {
 		return attn.Stats{}, err
 	}
-	return attn.Stats{Flops: Flops(p), ErrorBound: b, Details: map[string]any{"arithmetic": compensated.String()}}, nil
+	return attn.Stats{Flops: Flops(p), ErrorBound: b, LSEBound: lseBound(p, out.LSE, b, nil), Details: map[string]any{"arithmetic": compensated.String()}}, nil
+}
+
+// lseBound is Stats.LSEBound for exact attention whose output bound is b,
+// on keys centred on centres[kvHead] (nil: none). Every arithmetic's bound
+// (roundingBound, bf16Bound, accurate.Error) is at least 2 eta / (1 - eta),
+// with eta the relative error of a row's sum, so lsebound.FromOutputBound
+// applies.
+func lseBound[T attn.Float](p *attn.Problem[T], lse []float64, b float64, centres [][]float64) float64 {
+	return lsebound.Bound(p, lse, lsebound.FromOutputBound(b), func(h int) []float64 {
+		if centres == nil {
+			return nil
+		}
+		return centres[p.KVHead(h)]
+	})
 }
 
 // centredBackward runs the backward pass on keys shifted by their centre

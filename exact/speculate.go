@@ -162,6 +162,7 @@ func speculate[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T
 		}
 	}
 	st.ErrorBound = b
+	st.LSEBound = lseBound(p, out.LSE, b, nil)
 	st.Details = map[string]any{"arithmetic": plain.String(), "centred_heads": 0, "max_logit": maxLogit(stats), "values_scaled": false}
 	return st, stats, true, nil
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/internal/kernels"
+	"github.com/fastattn/fastattn/internal/lsebound"
 	"github.com/fastattn/fastattn/internal/sinkshift"
 	"github.com/fastattn/fastattn/polyexp"
 )
@@ -145,6 +146,9 @@ type DecodeStep struct {
 	// Bound is the certified entrywise bound of the rows computed,
 	// relative to max_l |V_lj| over each row's keys.
 	Bound float64
+	// LSEBound bounds, in nats, the error of the computed rows'
+	// log-sum-exps (attn.Stats.LSEBound).
+	LSEBound float64
 }
 
 // DecodeRows are the queries of one Step: heads blocks (the query heads
@@ -233,6 +237,7 @@ func (st *DecodeState[T]) Step(src KeySource[T], lo int, k, v []T, n int, rows *
 	}
 	hk := st.chunkKeys(k, v, n)
 	if res.FallbackRows < rows.Heads*n {
+		terms, seen := st.added+st.removed+n, st.hi-st.lo+1
 		for h := range rows.Heads {
 			for i0 := 0; i0 < n; i0 += queryBlock {
 				cnt, err := st.evaluate(&hk, a, rows, h, i0, min(i0+queryBlock, n))
@@ -242,6 +247,7 @@ func (st *DecodeState[T]) Step(src KeySource[T], lo int, k, v []T, n int, rows *
 				res.PolyRows += cnt
 			}
 		}
+		res.LSEBound = st.lseBound(rows, n, a.RelErr+decodeRounding(a, terms, seen, res.Rank))
 	}
 	// The chunk joins the moments.
 	hk.addMoments(ws.s, 0, n, st.moments)
@@ -414,12 +420,36 @@ func (st *DecodeState[T]) evaluate(hk *headKeys[T], a polyexp.Approx, rows *Deco
 // times the largest, while the denominator is at least seen times the
 // smallest.
 func decodeBound(a polyexp.Approx, terms, seen, r int, uOut float64) float64 {
+	return perturbed(a.RelErr, decodeRounding(a, terms, seen, r), uOut)
+}
+
+// decodeRounding is f of decodeBound: the sums' rounding relative to the
+// denominator.
+func decodeRounding(a polyexp.Approx, terms, seen, r int) float64 {
 	const u = 0x1p-53
 	k := float64(2*a.Degree+8+terms+r) * u
-	gamma := k / (1 - k)
-	f := gamma * a.AbsSum * math.Exp(a.Radius) * float64(terms) / float64(max(seen, 1))
-	eA := a.RelErr
-	return 2*eA/(1-eA) + 2*f/(1-eA-f) + 2*uOut
+	return k / (1 - k) * a.AbsSum * math.Exp(a.Radius) * float64(terms) / float64(max(seen, 1))
+}
+
+// lseBound is DecodeStep.LSEBound of the chunk's n rows computed here (not
+// Fallback), whose denominators are within a relative eta of exact
+// (eps_A + f of decodeBound): package lsebound, on keys centred on mu.
+func (st *DecodeState[T]) lseBound(rows *DecodeRows[T], n int, eta float64) float64 {
+	d := st.ws.d
+	var worst float64
+	for h := range rows.Heads {
+		sink := math.Inf(-1)
+		if rows.Sinks != nil {
+			sink = rows.Sinks[h]
+		}
+		for i := range n {
+			x := h*rows.Stride + i
+			if !rows.Fallback[x] {
+				worst = max(worst, lsebound.Rounding(rows.Q[x*d:(x+1)*d], st.mu, st.ws.scale, sink, rows.LSE[x], st.hi-st.lo+n, d))
+			}
+		}
+	}
+	return lsebound.SumError(eta) + worst
 }
 
 // centre sets mu to the mean of the keys a (re)built state starts from

@@ -33,6 +33,7 @@ import (
 
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/internal/check"
+	"github.com/fastattn/fastattn/internal/lsebound"
 	"github.com/fastattn/fastattn/internal/parallel"
 	"github.com/fastattn/fastattn/internal/sinkshift"
 	"github.com/fastattn/fastattn/internal/vscale"
@@ -616,12 +617,27 @@ func (t *degreeTable) polynomial(g int) (polyexp.Approx, error) {
 // (1+eps_A)/(1-eps_A)); the second perturbs numerator and denominator by f;
 // the last is the conversion to the output type.
 func bound(a polyexp.Approx, L, r int, uOut float64) float64 {
+	return perturbed(a.RelErr, roundingError(a, L, r), uOut)
+}
+
+// perturbed is the bound of a row whose weights are within a relative e of
+// exp and whose sums are off by at most f of the denominator: +Inf once
+// e + f reaches 1, where the formula would turn negative. (A polynomial
+// decoding state of degree 36 on a row range of 20 once had f near 3 and
+// reported a bound of -2.6, which passed every eps; the random search over
+// Cache streams found it.)
+func perturbed(e, f, uOut float64) float64 {
+	if !(e+f < 1) {
+		return math.Inf(1)
+	}
+	return 2*e/(1-e) + 2*f/(1-e-f) + 2*uOut
+}
+
+// roundingError is f above.
+func roundingError(a polyexp.Approx, L, r int) float64 {
 	const u = 0x1p-53
 	k := float64(2*a.Degree+8+L+r) * u
-	gamma := k / (1 - k)
-	f := gamma * a.AbsSum * math.Exp(a.Radius)
-	e := a.RelErr
-	return 2*e/(1-e) + 2*f/(1-e-f) + 2*uOut
+	return k / (1 - k) * a.AbsSum * math.Exp(a.Radius)
 }
 
 // exactBound is the rounding bound for a row computed directly in float64:
@@ -631,22 +647,22 @@ func bound(a polyexp.Approx, L, r int, uOut float64) float64 {
 // L-term sums add gamma_L relative to the sums of absolute values, which
 // are at most D and D max|V|.
 func exactBound(beta float64, L, d int, uOut float64) float64 {
-	const u = 0x1p-53
-	k := float64(L+d+14) * u
-	f := k / (1 - k) * (2 + beta)
-	return 2*f/(1-f) + 2*uOut
+	return perturbed(0, exactRoundingError(beta, L, d), uOut)
 }
 
-// planBound is the certified bound of planned head h of p: the largest over
-// its rows of bound (polynomial rows) or exactBound (rows computed
-// exactly), plus what its sink costs on keys centred on mu (package
-// sinkshift: finishRows weighs the sink against s q.mu + log den, whose
-// second term is at most beta_i + log L in magnitude). The planner calls it
-// before running, the forward while running.
-func planBound[T attn.Float](p *attn.Problem[T], h int, hp *headPlan, deg *degreeTable, uOut float64) (float64, error) {
-	d := p.D
-	// bound depends on the row's degree alone and exactBound grows with
-	// beta: one evaluation per degree and one for the widest exact row.
+// exactRoundingError is f of exactBound: the relative error of both sums.
+func exactRoundingError(beta float64, L, d int) float64 {
+	const u = 0x1p-53
+	k := float64(L+d+14) * u
+	return k / (1 - k) * (2 + beta)
+}
+
+// headMax is the largest over the rows of planned head hp of perDegree(g,
+// a), a the polynomial of the row's degree g, and of exact(beta) for rows
+// computed exactly: the first depends on the row through its degree alone
+// and the second grows with beta, so each degree is evaluated once and
+// exact once, for the widest exact row.
+func headMax(hp *headPlan, deg *degreeTable, perDegree func(g int, a polyexp.Approx) float64, exact func(beta float64) float64) (float64, error) {
 	var b float64
 	var seen []bool
 	exactBeta := math.Inf(-1)
@@ -664,13 +680,41 @@ func planBound[T attn.Float](p *attn.Problem[T], h int, hp *headPlan, deg *degre
 		if err != nil {
 			return 0, err
 		}
-		b = max(b, bound(a, hp.sumTerms(), Rank(d, g), uOut))
+		b = max(b, perDegree(g, a))
 	}
 	if !math.IsInf(exactBeta, -1) {
-		b = max(b, exactBound(exactBeta, hp.sumTerms(), d, uOut))
+		b = max(b, exact(exactBeta))
+	}
+	return b, nil
+}
+
+// planBound is the certified bound of planned head h of p: the largest over
+// its rows of bound (polynomial rows) or exactBound (rows computed
+// exactly), plus what its sink costs on keys centred on mu (package
+// sinkshift: finishRows weighs the sink against s q.mu + log den, whose
+// second term is at most beta_i + log L in magnitude). The planner calls it
+// before running, the forward while running.
+func planBound[T attn.Float](p *attn.Problem[T], h int, hp *headPlan, deg *degreeTable, uOut float64) (float64, error) {
+	d, L := p.D, hp.sumTerms()
+	b, err := headMax(hp, deg,
+		func(g int, a polyexp.Approx) float64 { return bound(a, L, Rank(d, g), uOut) },
+		func(beta float64) float64 { return exactBound(beta, L, d, uOut) })
+	if err != nil {
+		return 0, err
 	}
 	logL := math.Log(float64(max(hp.keys, 1)))
 	return b + sinkshift.Bound(p, h, hp.mu, func(i int) float64 { return hp.beta[i] + logL }), nil
+}
+
+// planSumError is the largest relative error of planned head hp's rows'
+// denominators (their log-sum-exps' share of Stats.LSEBound): eps_A + f
+// for polynomial rows, as bound perturbs them, and f of exactBound for
+// rows computed exactly.
+func planSumError(d int, hp *headPlan, deg *degreeTable) (float64, error) {
+	L := hp.sumTerms()
+	return headMax(hp, deg,
+		func(g int, a polyexp.Approx) float64 { return a.RelErr + roundingError(a, L, Rank(d, g)) },
+		func(beta float64) float64 { return exactRoundingError(beta, L, d) })
 }
 
 // Values whose column maxima lie outside [valueLo, valueHi] are scaled by
@@ -731,7 +775,8 @@ func compute[T attn.Float](ctx context.Context, m Method, p *attn.Problem[T], ou
 	run.details["rows_per_degree"] = run.degreeRows
 	run.details["exact_rows"] = run.exactRows
 	run.details["eps_a"] = deg.epsA
-	return attn.Stats{Flops: run.flops, ErrorBound: run.bound, ObservedError: chk.Observed, SampledRows: chk.Rows, Details: run.details}, nil
+	lse := lsebound.Bound(p, out.LSE, lsebound.SumError(run.sumErr), func(h int) []float64 { return plans[h].mu })
+	return attn.Stats{Flops: run.flops, ErrorBound: run.bound, LSEBound: lse, ObservedError: chk.Observed, SampledRows: chk.Rows, Details: run.details}, nil
 }
 
 // runner carries one call's state across heads.
@@ -744,6 +789,7 @@ type runner[T attn.Float] struct {
 	mu         sync.Mutex // guards the statistics below
 	flops      float64
 	bound      float64
+	sumErr     float64 // largest relative error of a row's denominator
 	maxBeta    float64
 	maxDegree  int
 	degreeRows map[int]int
@@ -912,8 +958,13 @@ func (run *runner[T]) prepareKeys(h int, hp *headPlan, keyMajor bool) (*headKeys
 	if err != nil {
 		return nil, nil, err
 	}
+	se, err := planSumError(p.D, hp, run.deg)
+	if err != nil {
+		return nil, nil, err
+	}
 	run.mu.Lock()
 	run.bound = max(run.bound, hb)
+	run.sumErr = max(run.sumErr, se)
 	run.maxDegree = max(run.maxDegree, g)
 	for i, d := range hp.degree {
 		run.maxBeta = max(run.maxBeta, hp.beta[i])

@@ -166,6 +166,9 @@ func logitBound[T attn.Float](p *attn.Problem[T], q []T, box headBox) (float64, 
 // e^-2A (shift = A).
 func plainError(d, l int, a, colMin float64, small bool) float64 {
 	rho := math.Exp(gamma(d+5)*a)*(1+10*plainU) - 1
+	if !(rho < 1) {
+		return math.Inf(1) // the formula would turn negative
+	}
 	under := float64(l) * 0x1p-1072 / colMin
 	if small {
 		under *= math.Exp(2*a + 1)

@@ -1,0 +1,69 @@
+package exact
+
+import (
+	"context"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/attn/attntest"
+)
+
+// TestLSEBoundFarKeys: keys 1e7 from the origin, so that they are
+// centred, and queries almost orthogonal to their offset c, so that each
+// log-sum-exp is small while s q.c, added back to it in float64, is a sum
+// of terms of about 1e7 that cancel: its rounding (3e-9 here), not
+// the log-sum-exp's size, is what Stats.LSEBound must count
+// (lsebound.Rounding's s sum_t |q_t c_t|), against package accurate's
+// log-sum-exps. Without that term the bound was 4.1e-14 against an
+// observed error of 3.2e-9 (with it, 1.8e-7).
+func TestLSEBoundFarKeys(t *testing.T) {
+	const n, m, d, e = 32, 16, 8, 2
+	r := rand.New(rand.NewPCG(3, 11))
+	p := &attn.Problem[float64]{Heads: 1, N: n, M: m, D: d, E: e, Scale: 0.35,
+		Q: make([]float64, n*d), K: make([]float64, m*d), V: make([]float64, m*e)}
+	c := make([]float64, d)
+	var cc float64
+	for t := range c {
+		c[t] = 1e7 * (1 + r.Float64())
+		if t%2 == 1 {
+			c[t] = -c[t]
+		}
+		cc += c[t] * c[t]
+	}
+	for j := range m {
+		for t := range d {
+			p.K[j*d+t] = c[t] + r.NormFloat64()
+		}
+		for x := range e {
+			p.V[j*e+x] = r.NormFloat64()
+		}
+	}
+	for i := range n {
+		q := p.Q[i*d : (i+1)*d]
+		var qc float64
+		for t := range q {
+			q[t] = r.NormFloat64()
+			qc += q[t] * c[t]
+		}
+		for t := range q {
+			q[t] -= qc / cc * c[t]
+		}
+	}
+	out := attn.NewOutput(p)
+	st, err := attn.Forward(context.Background(), Method{}, p, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Details["centred_heads"] != 1 {
+		t.Fatalf("the keys were not centred (details %v): the test needs them to be", st.Details)
+	}
+	errs := attntest.AccurateErrors(p, out.O, out.LSE)
+	if !(errs.LSE <= st.LSEBound+errs.LSERef) {
+		t.Errorf("log-sum-exps off by %.3g, above the reported bound %.3g", errs.LSE, st.LSEBound)
+	}
+	if errs.LSE < 1e-11 {
+		t.Errorf("log-sum-exps off by only %.3g: the problem no longer shows the shift's rounding", errs.LSE)
+	}
+	t.Logf("log-sum-exp error %.3g, bound %.3g; output error %.3g, bound %.3g", errs.LSE, st.LSEBound, errs.Out, st.ErrorBound)
+}

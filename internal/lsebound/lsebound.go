@@ -1,0 +1,89 @@
+// Package lsebound bounds the error of a method's log-sum-exps
+// (attn.Stats.LSEBound), which weigh results over parts of the keys when
+// they are merged: a part's log-sum-exp off by delta moves a merged row by
+// up to (e^(2 delta) - 1) max|V|.
+//
+// Every method computes a row's log-sum-exp as m + log(sum) + s q.c: the
+// sum of the row's weights exp(y_j - m) (and a sink's), within a relative
+// eta of exact, on logits y_j of keys centred on c (no c: not centred),
+// with m a reference logit (the row's largest, or 0) and the shift s q.c
+// added back in float64. So its error is at most -log(1 - eta), the sum's,
+// plus the float64 rounding of the rest (Rounding).
+package lsebound
+
+import (
+	"math"
+
+	"github.com/fastattn/fastattn/attn"
+)
+
+// SumError is the error, in nats, of the log of a sum computed within a
+// relative eta: -log(1 - eta), +Inf when eta >= 1.
+func SumError(eta float64) float64 {
+	if !(eta < 1) {
+		return math.Inf(1)
+	}
+	return -math.Log1p(-eta)
+}
+
+// FromOutputBound is SumError for a method whose entrywise output bound b
+// is at least 2 eta / (1 - eta), with eta its rows' sums' relative error
+// (the form of every bound that perturbs numerator and denominator by eta):
+// then eta <= b / (2 + b), so -log(1 - eta) <= log(1 + b/2).
+func FromOutputBound(b float64) float64 { return math.Log1p(b / 2) }
+
+// Rounding bounds the float64 rounding of a log-sum-exp lse of a row with
+// query q (d entries, scale s; nil when c is) over l keys centred on c
+// (nil: not centred) and sink
+// logit sink (-Inf: none): s q.c's d products and sums, the sink's shift
+// by it and its exponential against m, the log of the sum and the two
+// additions. With A = |s| sum_t |q_t c_t|, each of the magnitudes these
+// roundings are relative to is at most A + |sink| + |lse| + log(l + 2) + 1
+// (|m| is at most the centred log-sum-exp plus log(l + 2), and that at
+// most |lse| + A), and no magnitude is taken more than 2d + 16 times:
+//
+//	gamma_64(2d + 16) (A + |sink| + |lse| + log(l + 2) + 1).
+func Rounding[T attn.Float](q []T, c []float64, scale, sink, lse float64, l, d int) float64 {
+	const u = 0x1p-53
+	var a float64
+	if c != nil {
+		for t, x := range q {
+			a += math.Abs(float64(x) * c[t])
+		}
+		a *= math.Abs(scale)
+	}
+	if math.IsInf(sink, -1) {
+		sink = 0
+	}
+	k := float64(2*d+16) * u
+	return k / (1 - k) * (a + math.Abs(sink) + math.Abs(lse) + math.Log(float64(l+2)) + 1)
+}
+
+// Bound is attn.Stats.LSEBound of a call on p that computed the
+// log-sum-exps lse with sums within sumErr nats (SumError or
+// FromOutputBound) on the keys of query head h centred on centre(h) (nil
+// centre, or a nil result: not centred): sumErr plus the largest Rounding
+// over the rows with keys or a sink (those with lse -Inf have none).
+func Bound[T attn.Float](p *attn.Problem[T], lse []float64, sumErr float64, centre func(h int) []float64) float64 {
+	d := p.D
+	var worst float64
+	for h := range p.Heads {
+		var c []float64
+		if centre != nil {
+			c = centre(h)
+		}
+		sink, l := p.Sink(h), p.KeyLen(h)
+		for i := range p.N {
+			r := h*p.N + i
+			if math.IsInf(lse[r], -1) {
+				continue
+			}
+			var q []T
+			if c != nil {
+				q = p.Q[r*d : (r+1)*d]
+			}
+			worst = max(worst, Rounding(q, c, p.Scale, sink, lse[r], l, d))
+		}
+	}
+	return sumErr + worst
+}

@@ -1,0 +1,43 @@
+package lsebound
+
+import (
+	"math"
+	"testing"
+
+	"github.com/fastattn/fastattn/attn"
+)
+
+func TestSumError(t *testing.T) {
+	for _, eta := range []float64{1e-16, 1e-8, 1e-3, 0.25} {
+		// An output bound of exactly 2 eta / (1 - eta) gives the sum's
+		// error back.
+		b := 2 * eta / (1 - eta)
+		if got, want := FromOutputBound(b), SumError(eta); math.Abs(got-want) > 1e-15*want {
+			t.Errorf("eta %g: FromOutputBound %g, SumError %g", eta, got, want)
+		}
+	}
+	if !math.IsInf(SumError(1), 1) {
+		t.Errorf("SumError(1) = %g, want +Inf", SumError(1))
+	}
+}
+
+func TestBound(t *testing.T) {
+	p := &attn.Problem[float64]{Heads: 2, N: 2, M: 3, D: 2, E: 1, Scale: 0.5,
+		Q: []float64{1, -1, 2, 0, 0, 0, 0, 0}, K: make([]float64, 6), V: make([]float64, 3)}
+	lse := []float64{3, -5, math.Inf(-1), math.Inf(-1)}
+	gamma := func(n int) float64 { return float64(n) * 0x1p-53 / (1 - float64(n)*0x1p-53) }
+	// Not centred: the largest |LSE| (5) and log(3 + 2) + 1; head 1's
+	// rows have no keys.
+	want := 1e-9 + gamma(20)*(5+math.Log(5)+1)
+	if got := Bound(p, lse, 1e-9, nil); got != want {
+		t.Errorf("not centred: %g, want %g", got, want)
+	}
+	// Centred on (1e6, 1e6): row 0 has s sum_t |q_t c_t| = 1e6 although
+	// s q.c = 0, row 1 1e6 as well; a sink of -7 adds 7.
+	p.Sinks = []float64{-7}
+	c := []float64{1e6, 1e6}
+	want = 1e-9 + gamma(20)*(1e6+7+5+math.Log(5)+1)
+	if got := Bound(p, lse, 1e-9, func(int) []float64 { return c }); math.Abs(got-want) > 1e-15*want {
+		t.Errorf("centred: %g, want %g", got, want)
+	}
+}
