@@ -222,16 +222,51 @@ func CheckFinite[T attn.Float](method string, out *attn.Output[T]) error {
 	return nil
 }
 
+// shorterInRange returns an error wrapping attn.ErrUnsupported if a query
+// head that sees fewer keys than its group (short) has a value column
+// whose largest magnitude over its own keys (the unit of its rows' errors)
+// lies below lo once its group's column is scaled as FitMax scales it
+// (cm): the products of its weights and values would then underflow in
+// that unit, which a method whose bound assumes values in [lo, hi] does not
+// count. (Exact attention counts it; float32 inputs never reach it.)
+func shorterInRange[T attn.Float](method string, p *attn.Problem[T], cm []float64, short []HeadMax, lo, hi float64) error {
+	scaled := Needed(cm, lo, hi)
+	for _, s := range short {
+		kh := p.KVHead(s.Head)
+		for c, m := range s.Max {
+			unit := m
+			if g := cm[kh*p.E+c]; scaled && g > 0 {
+				_, exp := math.Frexp(g)
+				unit = math.Ldexp(m, -exp)
+			}
+			if m > 0 && unit < lo {
+				return fmt.Errorf("%w: %s: query head %d sees values of at most %.3g in column %d over its %d keys, %.3g times its group's largest (%.3g): its products would underflow in float64; use the exact method",
+					attn.ErrUnsupported, method, s.Head, m, c, s.Keys, m/cm[kh*p.E+c], cm[kh*p.E+c])
+			}
+		}
+	}
+	return nil
+}
+
 // Run computes p into out with compute, which gets the problem with its
 // values scaled into [lo, hi] (Fit) and the subnormal outputs' share of
-// the bound (SubnormalOutput of the original values); then it restores the
+// the bound (SubnormalOutput of the original values, every query head's
+// over its own keys); it refuses (shorterInRange) a query head whose
+// values are too small for the method's float64 sums. Then it restores the
 // output, checks it finite and records in the statistics whether values
 // were scaled. It is the forward wrapper of the methods that compute in
 // float64 internally.
 func Run[T attn.Float](method string, p *attn.Problem[T], out *attn.Output[T], lo, hi float64,
 	compute func(q *attn.Problem[T], subnormal float64) (attn.Stats, error)) (attn.Stats, error) {
 	cm := ColumnMax(p, p.Workers)
+	short := ShorterHeads(p)
+	if err := shorterInRange(method, p, cm, short, lo, hi); err != nil {
+		return attn.Stats{}, err
+	}
 	q, sc := FitMax(p, cm, lo, hi)
+	for _, s := range short {
+		cm = append(cm, s.Max...)
+	}
 	st, err := compute(q, Subnormal[T](cm))
 	if err != nil {
 		return st, err
