@@ -45,14 +45,7 @@ func TestSinkShiftBound(t *testing.T) {
 			q[t] *= f
 		}
 	}
-	out := attn.NewOutput(p)
-	st, err := attn.Forward(context.Background(), Method{}, p, out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Details["centred_heads"] != 1 {
-		t.Fatalf("the keys were not centred (details %v): the test needs them to be", st.Details)
-	}
+	st, out := centredForward(t, p)
 	worst, refErr := attntest.AccurateError(p, out.O)
 	if !(worst <= st.ErrorBound*(1+1e-9)+refErr) {
 		t.Errorf("float64: observed error %.3g above the reported bound %.3g", worst, st.ErrorBound)
@@ -61,4 +54,19 @@ func TestSinkShiftBound(t *testing.T) {
 		t.Errorf("float64: observed error %.3g: the case no longer shows the sink's rounding", worst)
 	}
 	t.Logf("float64: observed %.3g, bound %.3g", worst, st.ErrorBound)
+}
+
+// centredForward runs exact attention on p, whose one head's keys must be
+// centred for the test to show what it is for.
+func centredForward(t *testing.T, p *attn.Problem[float64]) (attn.Stats, *attn.Output[float64]) {
+	t.Helper()
+	out := attn.NewOutput(p)
+	st, err := attn.Forward(context.Background(), Method{}, p, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Details["centred_heads"] != 1 {
+		t.Fatalf("the keys were not centred (details %v): the test needs them to be", st.Details)
+	}
+	return st, out
 }
