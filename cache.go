@@ -650,7 +650,7 @@ func (c *Cache[T]) attend(ctx context.Context, out []T, lse []float64, q, k, v [
 				if u.Sinks != nil {
 					sink = u.Sinks[r]
 				}
-				worst = max(worst, lsebound.Rounding[T](nil, nil, c.scale, sink, l, u.Keys.Len(), d))
+				worst = max(worst, lsebound.Rounding[T](nil, nil, c.scale, sink, l, u.Keys.Len()))
 			}
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"gonum.org/v1/gonum/mat"
 
 	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/internal/accurate"
 )
 
 // head is one head's problem rewritten for the method: keys centred on
@@ -74,12 +75,11 @@ func prepare[T attn.Float](p *attn.Problem[T], h int, allowance float64, reduce 
 	qmax := spanMax(workers, n, func(a, b int) float64 {
 		var qmax float64
 		for i := a; i < b; i++ {
-			var dot, s2 float64
+			var s2 float64
 			for t := range d {
-				dot += q[i*d+t] * mu[t]
 				s2 += q[i*d+t] * q[i*d+t]
 			}
-			hd.lseShift[i] = p.Scale * dot
+			hd.lseShift[i] = accurate.ScaledDot(q[i*d:(i+1)*d], mu, p.Scale)
 			qn[i] = math.Sqrt(s2)
 			qmax = max(qmax, qn[i])
 		}

@@ -14,6 +14,7 @@ import (
 	"unsafe"
 
 	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/internal/accurate"
 	"github.com/fastattn/fastattn/internal/kernels"
 	"github.com/fastattn/fastattn/internal/parallel"
 	"github.com/fastattn/fastattn/internal/vscale"
@@ -1236,11 +1237,7 @@ func (w *workspace[T]) rowSink(r int) float64 {
 // centreShift is s q_r.c, what centring the keys by c takes from every
 // logit of global row r.
 func centreShift[T attn.Float](p *attn.Problem[T], r int, c []float64) float64 {
-	var s float64
-	for t, x := range p.Q[r*p.D : (r+1)*p.D] {
-		s += float64(x) * c[t]
-	}
-	return p.Scale * s
+	return accurate.ScaledDot(p.Q[r*p.D:(r+1)*p.D], c, p.Scale)
 }
 
 // merge combines the split-K chunks of one query tile (tasks tk.. of the

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/internal/accurate"
 	"github.com/fastattn/fastattn/internal/kernels"
 	"github.com/fastattn/fastattn/internal/vscale"
 	"github.com/fastattn/fastattn/polyexp"
@@ -383,11 +384,7 @@ func (run *runner[T]) groupBackward(s *scratch, st *gradState[T], degree int, gr
 		}
 		shrink, rest := 1.0, 0.0 // y_i[e] / w_i and sigma_i / w_i
 		if !math.IsInf(sink, -1) {
-			var qmu float64
-			for t, x := range p.Q[(h*p.N+i)*d : (h*p.N+i+1)*d] {
-				qmu += float64(x) * hp.mu[t]
-			}
-			lse := p.Scale*qmu + math.Log(den)
+			lse := accurate.ScaledDot(p.Q[(h*p.N+i)*d:(h*p.N+i+1)*d], hp.mu, p.Scale) + math.Log(den)
 			both := max(lse, sink) + math.Log1p(math.Exp(-math.Abs(lse-sink)))
 			shrink, rest = math.Exp(lse-both), -math.Expm1(lse-both)
 		}

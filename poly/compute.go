@@ -6,6 +6,7 @@ import (
 	"math"
 	"sync/atomic"
 
+	"github.com/fastattn/fastattn/internal/accurate"
 	"github.com/fastattn/fastattn/internal/kernels"
 	"github.com/fastattn/fastattn/internal/parallel"
 	"github.com/fastattn/fastattn/polyexp"
@@ -332,12 +333,7 @@ func (run *runner[T]) finishRows(h int, hp *headPlan, group []int, y []float64) 
 		if !(den > 0) || math.IsInf(den, 0) {
 			return fmt.Errorf("poly: internal error: row %d of head %d has denominator %g", i, h, den)
 		}
-		var qmu float64
-		q := p.Q[(h*p.N+i)*d : (h*p.N+i+1)*d]
-		for t := range d {
-			qmu += float64(q[t]) * hp.mu[t]
-		}
-		lse := p.Scale*qmu + math.Log(den)
+		lse := accurate.ScaledDot(p.Q[(h*p.N+i)*d:(h*p.N+i+1)*d], hp.mu, p.Scale) + math.Log(den)
 		// A sink adds exp(sink) to the denominator exactly: the output
 		// shrinks by exp(lse - lse with the sink).
 		shrink := 1.0

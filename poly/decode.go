@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/internal/accurate"
 	"github.com/fastattn/fastattn/internal/kernels"
 	"github.com/fastattn/fastattn/internal/lsebound"
 	"github.com/fastattn/fastattn/internal/sinkshift"
@@ -392,11 +393,7 @@ func (st *DecodeState[T]) evaluate(hk *headKeys[T], a polyexp.Approx, rows *Deco
 		if !(den > 0) || math.IsInf(den, 0) {
 			return 0, fmt.Errorf("poly: internal error: decode row %d has denominator %g", i, den)
 		}
-		var qmu float64
-		for t, q := range rows.Q[x*d : (x+1)*d] {
-			qmu += float64(q) * st.mu[t]
-		}
-		lse := ws.scale*qmu + math.Log(den)
+		lse := accurate.ScaledDot(rows.Q[x*d:(x+1)*d], st.mu, ws.scale) + math.Log(den)
 		f := 1 / den
 		if rows.Sinks != nil {
 			sink := rows.Sinks[h]
@@ -445,7 +442,7 @@ func (st *DecodeState[T]) lseBound(rows *DecodeRows[T], n int, eta float64) floa
 		for i := range n {
 			x := h*rows.Stride + i
 			if !rows.Fallback[x] {
-				worst = max(worst, lsebound.Rounding(rows.Q[x*d:(x+1)*d], st.mu, st.ws.scale, sink, rows.LSE[x], st.hi-st.lo+n, d))
+				worst = max(worst, lsebound.Rounding(rows.Q[x*d:(x+1)*d], st.mu, st.ws.scale, sink, rows.LSE[x], st.hi-st.lo+n))
 			}
 		}
 	}

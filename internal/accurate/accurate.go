@@ -42,7 +42,7 @@ func twoProd(a, b float64) (p, e float64) {
 
 // logit returns s q.k as a double-double hi + lo (Ogita, Rump and Oishi's
 // Dot2, then the product by s).
-func logit[T attn.Float](q, k []T, s float64) (hi, lo float64) {
+func logit[T, U attn.Float](q []T, k []U, s float64) (hi, lo float64) {
 	for t := range q {
 		ph, pl := twoProd(float64(q[t]), float64(k[t]))
 		var e float64
@@ -52,6 +52,17 @@ func logit[T attn.Float](q, k []T, s float64) (hi, lo float64) {
 	hi, lo = twoSum(hi, lo)
 	ph, pl := twoProd(hi, s)
 	return twoSum(ph, pl+lo*s)
+}
+
+// ScaledDot returns s q.c rounded once from its double-double value
+// (logit): within u |s q.c| + gamma_d^2 |s| sum_t |q_t c_t| of exact (and
+// terms of order u^2 |s q.c|), where a plain float64 loop is within
+// gamma_(d+1) |s| sum_t |q_t c_t|, which cancellation can make far larger
+// than |s q.c|. The methods compute the shift that centring the keys on c
+// takes from row q's logits with it (package sinkshift bounds its error).
+func ScaledDot[T attn.Float](q []T, c []float64, s float64) float64 {
+	hi, lo := logit(q, c, s)
+	return hi + lo
 }
 
 // neumaier is a compensated sum.

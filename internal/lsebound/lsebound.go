@@ -7,14 +7,16 @@
 // sum of the row's weights exp(y_j - m) (and a sink's), within a relative
 // eta of exact, on logits y_j of keys centred on c (no c: not centred),
 // with m a reference logit (the row's largest, or 0) and the shift s q.c
-// added back in float64. So its error is at most -log(1 - eta), the sum's,
-// plus the float64 rounding of the rest (Rounding).
+// added back in float64 (sinkshift.Shift). So its error is at most
+// -log(1 - eta), the sum's, plus the float64 rounding of the rest
+// (Rounding).
 package lsebound
 
 import (
 	"math"
 
 	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/internal/sinkshift"
 )
 
 // SumError is the error, in nats, of the log of a sum computed within a
@@ -34,29 +36,25 @@ func FromOutputBound(b float64) float64 { return math.Log1p(b / 2) }
 
 // Rounding bounds the float64 rounding of a log-sum-exp lse of a row with
 // query q (d entries, scale s; nil when c is) over l keys centred on c
-// (nil: not centred) and sink
-// logit sink (-Inf: none): s q.c's d products and sums, the sink's shift
-// by it and its exponential against m, the log of the sum and the two
-// additions. With A = |s| sum_t |q_t c_t|, each of the magnitudes these
-// roundings are relative to is at most A + |sink| + |lse| + log(l + 2) + 1
-// (|m| is at most the centred log-sum-exp plus log(l + 2), and that at
-// most |lse| + A), and no magnitude is taken more than 2d + 16 times:
+// (nil: not centred) and sink logit sink (-Inf: none): the shift s q.c
+// (sinkshift.Shift, error err) added to the centred log-sum-exp m +
+// log(sum), and, with a sink, taken from the sink's logit, whose weight
+// exp(sink - s q.c - m) joins the sum. Each rounding is relative to at most
+// |s q.c| + |sink| + |lse| + log(l + 2) + 1 (|m| is at most the centred
+// log-sum-exp plus log(l + 2), and that at most |lse| + |s q.c| + err),
+// five of them at most, so
 //
-//	gamma_64(2d + 16) (A + |sink| + |lse| + log(l + 2) + 1).
-func Rounding[T attn.Float](q []T, c []float64, scale, sink, lse float64, l, d int) float64 {
-	const u = 0x1p-53
-	var a float64
-	if c != nil {
-		for t, x := range q {
-			a += math.Abs(float64(x) * c[t])
-		}
-		a *= math.Abs(scale)
-	}
+//	2 err + gamma_64(8) (|s q.c| + |sink| + |lse| + log(l + 2) + 1)
+//
+// (err twice: in the log-sum-exp and in the sink's logit).
+func Rounding[T attn.Float](q []T, c []float64, scale, sink, lse float64, l int) float64 {
+	shift, err := sinkshift.Shift(q, c, scale)
 	if math.IsInf(sink, -1) {
 		sink = 0
 	}
-	k := float64(2*d+16) * u
-	return k / (1 - k) * (a + math.Abs(sink) + math.Abs(lse) + math.Log(float64(l+2)) + 1)
+	const u = 0x1p-53
+	k := 8 * u
+	return 2*err + k/(1-k)*(math.Abs(shift)+math.Abs(sink)+math.Abs(lse)+math.Log(float64(l+2))+1)
 }
 
 // Bound is attn.Stats.LSEBound of a call on p that computed the
@@ -82,7 +80,7 @@ func Bound[T attn.Float](p *attn.Problem[T], lse []float64, sumErr float64, cent
 			if c != nil {
 				q = p.Q[r*d : (r+1)*d]
 			}
-			worst = max(worst, Rounding(q, c, p.Scale, sink, lse[r], l, d))
+			worst = max(worst, Rounding(q, c, p.Scale, sink, lse[r], l))
 		}
 	}
 	return sumErr + worst

@@ -28,15 +28,17 @@ func TestBound(t *testing.T) {
 	gamma := func(n int) float64 { return float64(n) * 0x1p-53 / (1 - float64(n)*0x1p-53) }
 	// Not centred: the largest |LSE| (5) and log(3 + 2) + 1; head 1's
 	// rows have no keys.
-	want := 1e-9 + gamma(20)*(5+math.Log(5)+1)
+	want := 1e-9 + gamma(8)*(5+math.Log(5)+1)
 	if got := Bound(p, lse, 1e-9, nil); got != want {
 		t.Errorf("not centred: %g, want %g", got, want)
 	}
-	// Centred on (1e6, 1e6): row 0 has s sum_t |q_t c_t| = 1e6 although
-	// s q.c = 0, row 1 1e6 as well; a sink of -7 adds 7.
+	// Centred on (1e6, 1e6) with a sink of -7: row 0's shift s q.c is 0
+	// (its products cancel exactly), row 1's 1e6, whose error bound is
+	// 2u 1e6 + 2 gamma_2^2 1e6, counted twice.
 	p.Sinks = []float64{-7}
 	c := []float64{1e6, 1e6}
-	want = 1e-9 + gamma(20)*(1e6+7+5+math.Log(5)+1)
+	err := 2*0x1p-53*1e6 + 2*gamma(2)*gamma(2)*1e6
+	want = 1e-9 + 2*err + gamma(8)*(1e6+7+5+math.Log(5)+1)
 	if got := Bound(p, lse, 1e-9, func(int) []float64 { return c }); math.Abs(got-want) > 1e-15*want {
 		t.Errorf("centred: %g, want %g", got, want)
 	}

@@ -13,6 +13,7 @@ import (
 	"math"
 
 	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/internal/accurate"
 )
 
 // Bound returns the part of an error bound (relative to max_l |V_lj|, as
@@ -38,21 +39,40 @@ func Bound[T attn.Float](p *attn.Problem[T], h int, c []float64, logSum func(i i
 
 // Delta bounds how far a row's log-sum-exp relative to its sink is off
 // when the row's logits are computed on keys centred on c and the sink is
-// brought in by s q.c in float64: with logSum the largest magnitude of the
+// brought in by s q.c (Shift): with logSum the largest magnitude of the
 // row's log-sum-exp in the centred frame,
 //
-//	delta = gamma_64(d + 5) (s sum_t |q_t c_t| + logSum + |sink|)
+//	delta = err + gamma_64(8) (|s q.c| + logSum + |sink| + 1)
 //
-// (the dot product's d roundings, the product by s, the additions).
+// (err the shift's own, Shift; the sink's subtraction of it, the
+// exponential's argument and the exponential itself).
 func Delta[T attn.Float](q []T, c []float64, scale, sink, logSum float64) float64 {
-	const u = 0x1p-53
-	n := float64(len(q) + 5)
-	var x float64
-	for t, v := range q {
-		x += math.Abs(float64(v) * c[t])
-	}
-	return n * u / (1 - n*u) * (math.Abs(scale)*x + logSum + math.Abs(sink))
+	shift, err := Shift(q, c, scale)
+	return err + gamma(8)*(math.Abs(shift)+logSum+math.Abs(sink)+1)
 }
+
+// Shift returns s q.c as every method computes it (accurate.ScaledDot) and
+// a bound on its error, 2u |s q.c| + 2 gamma_d^2 |s| sum_t |q_t c_t|; 0 and
+// 0 for c nil (keys not centred). (A plain float64 sum is within
+// gamma_(d+1) |s| sum_t |q_t c_t|: with keys offset by 1e7 and queries
+// almost orthogonal to the offset, log-sum-exps of a few units were off by
+// 3.2e-9 that way.)
+func Shift[T attn.Float](q []T, c []float64, scale float64) (shift, err float64) {
+	if c == nil {
+		return 0, 0
+	}
+	var a float64
+	for t, v := range q {
+		a += math.Abs(float64(v) * c[t])
+	}
+	shift = accurate.ScaledDot(q, c, scale)
+	g := gamma(len(q))
+	return shift, 2*u*math.Abs(shift) + 2*g*g*math.Abs(scale)*a
+}
+
+const u = 0x1p-53
+
+func gamma(n int) float64 { return float64(n) * u / (1 - float64(n)*u) }
 
 // Cost is what a sink logit off by at most delta costs a row's output,
 // relative to max_l |V_lj|: the output is the keys' share a of the row's

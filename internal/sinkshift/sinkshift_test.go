@@ -21,17 +21,41 @@ func TestBound(t *testing.T) {
 	if b := Bound(p, 1, c, nil); b != 0 {
 		t.Errorf("head without a sink: %g, want 0", b)
 	}
-	// Head 0: rows (1, -2) and (3, 0): s sum |q_t c_t| = 1.5e4 for both,
-	// plus |sink| = 5 and logSum(i) = i.
-	gamma := 7 * 0x1p-53 / (1 - 7*0x1p-53)
-	delta := gamma * (1.5e4 + 5 + 1)
+	// Head 0: rows (1, -2) and (3, 0): s q.c = s sum |q_t c_t| = 1.5e4
+	// for both, plus |sink| = 5 and logSum(i) = i.
+	gamma := func(n float64) float64 { return n * 0x1p-53 / (1 - n*0x1p-53) }
+	err := 2*0x1p-53*1.5e4 + 2*gamma(2)*gamma(2)*1.5e4
+	delta := err + gamma(8)*(1.5e4+1+5+1)
 	want := math.Expm1(delta) * math.Exp(delta) / 4
-	if b := Bound(p, 0, c, func(i int) float64 { return float64(i) }); b != want {
+	if b := Bound(p, 0, c, func(i int) float64 { return float64(i) }); math.Abs(b-want) > 1e-14*want {
 		t.Errorf("bound %g, want %g", b, want)
 	}
 	// Twice the offset: about twice the bound.
 	c2 := []float64{2e4, -2e4}
 	if b, b2 := Bound(p, 0, c, nil), Bound(p, 0, c2, nil); !(b2 > 1.9*b && b2 < 2.1*b) {
 		t.Errorf("offset doubled: %g against %g", b2, b)
+	}
+}
+
+// TestShift: s q.c where the products cancel, (1 + 2^-30) 1e8 - 1e8 with
+// scale 1: the plain float64 loop is off by the rounding of the first
+// product, the compensated one exact.
+func TestShift(t *testing.T) {
+	q := []float64{1 + 0x1p-30, 1}
+	c := []float64{1e8 + 1.0/3, -(1e8 + 1.0/3)}
+	want := 0x1p-30 * (1e8 + 1.0/3) // exact: c_0 is a float64, times 2^-30
+	got, err := Shift(q, c, 1)
+	if math.Abs(got-want) > 0x1p-53*math.Abs(want) {
+		t.Errorf("Shift = %.17g, want %.17g", got, want)
+	}
+	if math.Abs(got-want) > err {
+		t.Errorf("off by %g, above its bound %g", math.Abs(got-want), err)
+	}
+	plain := q[0]*c[0] + q[1]*c[1]
+	if math.Abs(plain-want) <= 0x1p-53*math.Abs(want) {
+		t.Errorf("the plain sum %.17g is as close: the case no longer shows cancellation", plain)
+	}
+	if s, e := Shift(q, nil, 1); s != 0 || e != 0 {
+		t.Errorf("not centred: %g, %g", s, e)
 	}
 }
