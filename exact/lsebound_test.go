@@ -15,7 +15,7 @@ import (
 // (the bound then counted gamma_(2d+16) s sum_t |q_t c_t|: 1.8e-7); the
 // methods now sum it with compensation (accurate.ScaledDot), within u of
 // |s q.c| and u^2 of the terms, and Stats.LSEBound counts that
-// (sinkshift.Shift). The test fails if the shift is summed plainly again
+// (sinkshift.ShiftBound). The test fails if the shift is summed plainly again
 // (the error then exceeds the bound) or the bound leaves it out.
 func TestLSEBoundFarKeys(t *testing.T) {
 	const n, m, d, e = 32, 16, 8, 2

@@ -7,7 +7,7 @@
 // sum of the row's weights exp(y_j - m) (and a sink's), within a relative
 // eta of exact, on logits y_j of keys centred on c (no c: not centred),
 // with m a reference logit (the row's largest, or 0) and the shift s q.c
-// added back in float64 (sinkshift.Shift). So its error is at most
+// added back in float64 (sinkshift.ShiftBound). So its error is at most
 // -log(1 - eta), the sum's, plus the float64 rounding of the rest
 // (Rounding).
 package lsebound
@@ -41,7 +41,7 @@ func FromOutputBound(b float64) float64 { return math.Log1p(b / 2) }
 // Rounding bounds the float64 rounding of a log-sum-exp lse of a row with
 // query q (d entries, scale s; nil when c is) over l keys centred on c
 // (nil: not centred) and sink logit sink (-Inf: none): the shift s q.c
-// (sinkshift.Shift, error err) added to the centred log-sum-exp m +
+// (accurate.ScaledDot; err its error, sinkshift.ShiftBound) added to the centred log-sum-exp m +
 // log(sum), and, with a sink, taken from the sink's logit, whose weight
 // exp(sink - s q.c - m) joins the sum. Each rounding is relative to at most
 // |s q.c| + |sink| + |lse| + log(l + 2) + 1 (|m| is at most the centred
@@ -52,13 +52,13 @@ func FromOutputBound(b float64) float64 { return math.Log1p(b / 2) }
 //
 // (err twice: in the log-sum-exp and in the sink's logit).
 func Rounding[T attn.Float](q []T, c []float64, scale, sink, lse float64, l int) float64 {
-	shift, err := sinkshift.Shift(q, c, scale)
+	mag, err := sinkshift.ShiftBound(q, c, scale)
 	if math.IsInf(sink, -1) {
 		sink = 0
 	}
 	const u = 0x1p-53
 	k := 8 * u
-	return 2*err + k/(1-k)*(math.Abs(shift)+math.Abs(sink)+math.Abs(lse)+math.Log(float64(l+2))+1)
+	return 2*err + k/(1-k)*(mag+math.Abs(sink)+math.Abs(lse)+math.Log(float64(l+2))+1)
 }
 
 // Bound is attn.Stats.LSEBound of a call on p that computed the
@@ -66,8 +66,8 @@ func Rounding[T attn.Float](q []T, c []float64, scale, sink, lse float64, l int)
 // FromOutputBound) on the keys of query head h centred on centre(h) (nil
 // centre, or a nil result: not centred): sumErr plus the largest Rounding
 // over the rows with keys or a sink (those with lse -Inf have none). Rows
-// of centred heads recompute their shifts (3 ms for 16384 rows of d = 128
-// on one core), so they are spread over GOMAXPROCS goroutines in chunks.
+// of centred heads bound their shifts again (a pass over the row's query),
+// so they are spread over GOMAXPROCS goroutines in chunks.
 func Bound[T attn.Float](p *attn.Problem[T], lse []float64, sumErr float64, centre func(h int) []float64) float64 {
 	d, rows := p.D, p.Heads*p.N
 	chunks := (rows + chunkRows - 1) / chunkRows

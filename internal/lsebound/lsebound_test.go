@@ -33,12 +33,15 @@ func TestBound(t *testing.T) {
 		t.Errorf("not centred: %g, want %g", got, want)
 	}
 	// Centred on (1e6, 1e6) with a sink of -7: row 0's shift s q.c is 0
-	// (its products cancel exactly), row 1's 1e6, whose error bound is
-	// 2u 1e6 + 2 gamma_2^2 1e6, counted twice.
+	// (its products cancel exactly), row 1's 1e6, bounded by mag (with the
+	// plain sum's own error) and its error by 2u mag + 2 gamma_2^2 a,
+	// counted twice (sinkshift.ShiftBound).
 	p.Sinks = []float64{-7}
 	c := []float64{1e6, 1e6}
-	err := 2*0x1p-53*1e6 + 2*gamma(2)*gamma(2)*1e6
-	want = 1e-9 + 2*err + gamma(8)*(1e6+7+5+math.Log(5)+1)
+	a := 1e6 * (1 + gamma(3))
+	mag := 1e6 + 2*gamma(3)*a
+	err := 2*0x1p-53*mag + 2*gamma(2)*gamma(2)*a
+	want = 1e-9 + 2*err + gamma(8)*(mag+7+5+math.Log(5)+1)
 	if got := Bound(p, lse, 1e-9, func(int) []float64 { return c }); math.Abs(got-want) > 1e-15*want {
 		t.Errorf("centred: %g, want %g", got, want)
 	}

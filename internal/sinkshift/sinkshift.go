@@ -13,7 +13,6 @@ import (
 	"math"
 
 	"github.com/fastattn/fastattn/attn"
-	"github.com/fastattn/fastattn/internal/accurate"
 )
 
 // Bound returns the part of an error bound (relative to max_l |V_lj|, as
@@ -39,35 +38,44 @@ func Bound[T attn.Float](p *attn.Problem[T], h int, c []float64, logSum func(i i
 
 // Delta bounds how far a row's log-sum-exp relative to its sink is off
 // when the row's logits are computed on keys centred on c and the sink is
-// brought in by s q.c (Shift): with logSum the largest magnitude of the
-// row's log-sum-exp in the centred frame,
+// brought in by s q.c (computed with accurate.ScaledDot): with logSum the
+// largest magnitude of the row's log-sum-exp in the centred frame,
 //
 //	delta = err + gamma_64(8) (|s q.c| + logSum + |sink| + 1)
 //
-// (err the shift's own, Shift; the sink's subtraction of it, the
+// (err the shift's own, ShiftBound; the sink's subtraction of it, the
 // exponential's argument and the exponential itself).
 func Delta[T attn.Float](q []T, c []float64, scale, sink, logSum float64) float64 {
-	shift, err := Shift(q, c, scale)
-	return err + gamma(8)*(math.Abs(shift)+logSum+math.Abs(sink)+1)
+	mag, err := ShiftBound(q, c, scale)
+	return err + gamma(8)*(mag+logSum+math.Abs(sink)+1)
 }
 
-// Shift returns s q.c as every method computes it (accurate.ScaledDot) and
-// a bound on its error, 2u |s q.c| + 2 gamma_d^2 |s| sum_t |q_t c_t|; 0 and
-// 0 for c nil (keys not centred). (A plain float64 sum is within
+// ShiftBound bounds the shift s q.c that every method computes with
+// accurate.ScaledDot (compensated): mag >= |s q.c|, and err bounds that
+// computation's error, 2u mag + 2 gamma_d^2 |s| sum_t |q_t c_t|; 0 and 0
+// for c nil (keys not centred). (A plain float64 sum is within only
 // gamma_(d+1) |s| sum_t |q_t c_t|: with keys offset by 1e7 and queries
 // almost orthogonal to the offset, log-sum-exps of a few units were off by
-// 3.2e-9 that way.)
-func Shift[T attn.Float](q []T, c []float64, scale float64) (shift, err float64) {
+// 3.2e-9 that way.) The bounds need no compensated sum themselves: mag is
+// a plain sum's magnitude plus that sum's own error bound, in one pass.
+// (lsebound.Bound over 16384 centred rows of d = 128 took 1.5 ms on two
+// cores this way, 4.2 ms with the compensated sum in its pass.)
+func ShiftBound[T attn.Float](q []T, c []float64, scale float64) (mag, err float64) {
 	if c == nil {
 		return 0, 0
 	}
-	var a float64
+	var dot, a float64
 	for t, v := range q {
-		a += math.Abs(float64(v) * c[t])
+		x := float64(v) * c[t]
+		dot += x
+		a += math.Abs(x)
 	}
-	shift = accurate.ScaledDot(q, c, scale)
-	g := gamma(len(q))
-	return shift, 2*u*math.Abs(shift) + 2*g*g*math.Abs(scale)*a
+	// a, a sum of d terms of one sign, is itself within gamma_d of exact.
+	g := gamma(len(q) + 1)
+	a *= math.Abs(scale) * (1 + g)
+	mag = math.Abs(scale*dot) + 2*g*a
+	gd := gamma(len(q))
+	return mag, 2*u*mag + 2*gd*gd*a
 }
 
 const u = 0x1p-53

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/internal/accurate"
 )
 
 func TestBound(t *testing.T) {
@@ -22,10 +23,12 @@ func TestBound(t *testing.T) {
 		t.Errorf("head without a sink: %g, want 0", b)
 	}
 	// Head 0: rows (1, -2) and (3, 0): s q.c = s sum |q_t c_t| = 1.5e4
-	// for both, plus |sink| = 5 and logSum(i) = i.
+	// for both (exact in float64), plus |sink| = 5 and logSum(i) = i.
 	gamma := func(n float64) float64 { return n * 0x1p-53 / (1 - n*0x1p-53) }
-	err := 2*0x1p-53*1.5e4 + 2*gamma(2)*gamma(2)*1.5e4
-	delta := err + gamma(8)*(1.5e4+1+5+1)
+	a := 1.5e4 * (1 + gamma(3))
+	mag := 1.5e4 + 2*gamma(3)*a
+	err := 2*0x1p-53*mag + 2*gamma(2)*gamma(2)*a
+	delta := err + gamma(8)*(mag+1+5+1)
 	want := math.Expm1(delta) * math.Exp(delta) / 4
 	if b := Bound(p, 0, c, func(i int) float64 { return float64(i) }); math.Abs(b-want) > 1e-14*want {
 		t.Errorf("bound %g, want %g", b, want)
@@ -37,25 +40,31 @@ func TestBound(t *testing.T) {
 	}
 }
 
-// TestShift: s q.c where the products cancel, (1 + 2^-30) 1e8 - 1e8 with
-// scale 1: the plain float64 loop is off by the rounding of the first
-// product, the compensated one exact.
-func TestShift(t *testing.T) {
+// TestShiftBound: s q.c where the products cancel, (1 + 2^-30) 1e8 - 1e8
+// with scale 1: the methods' compensated sum (accurate.ScaledDot) is
+// exact to its last rounding and within ShiftBound's err, where the plain
+// float64 loop is off by the rounding of the first product; mag bounds
+// |s q.c|.
+func TestShiftBound(t *testing.T) {
 	q := []float64{1 + 0x1p-30, 1}
 	c := []float64{1e8 + 1.0/3, -(1e8 + 1.0/3)}
 	want := 0x1p-30 * (1e8 + 1.0/3) // exact: c_0 is a float64, times 2^-30
-	got, err := Shift(q, c, 1)
+	got := accurate.ScaledDot(q, c, 1)
+	mag, err := ShiftBound(q, c, 1)
 	if math.Abs(got-want) > 0x1p-53*math.Abs(want) {
-		t.Errorf("Shift = %.17g, want %.17g", got, want)
+		t.Errorf("ScaledDot = %.17g, want %.17g", got, want)
 	}
 	if math.Abs(got-want) > err {
 		t.Errorf("off by %g, above its bound %g", math.Abs(got-want), err)
 	}
-	plain := q[0]*c[0] + q[1]*c[1]
-	if math.Abs(plain-want) <= 0x1p-53*math.Abs(want) {
-		t.Errorf("the plain sum %.17g is as close: the case no longer shows cancellation", plain)
+	if !(mag >= math.Abs(want)) {
+		t.Errorf("mag %g below |s q.c| = %g", mag, want)
 	}
-	if s, e := Shift(q, nil, 1); s != 0 || e != 0 {
-		t.Errorf("not centred: %g, %g", s, e)
+	plain := q[0]*c[0] + q[1]*c[1]
+	if math.Abs(plain-want) <= err {
+		t.Errorf("the plain sum %.17g is within the compensated sum's bound: the case no longer shows cancellation", plain)
+	}
+	if m, e := ShiftBound(q, nil, 1); m != 0 || e != 0 {
+		t.Errorf("not centred: %g, %g", m, e)
 	}
 }
