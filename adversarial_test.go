@@ -267,37 +267,41 @@ func runAdversarial[T Float](t *testing.T, f32 bool, stats map[string]*advStats)
 	}
 }
 
-// hotPathCase checks AttendInto's result against AttendIntoBound (where
-// it is finite: the uncentred float32 offsets give bounds above 1, values
-// near the limits +Inf).
+// hotPathCase checks AttendInto's outputs and log-sum-exps against
+// AttendIntoBounds (where they are finite: the uncentred float32 offsets
+// give output bounds above 1, values near the limits +Inf).
 func hotPathCase[T Float](t *testing.T, ws *Workspace, c advCase, q, k, v Tensor[T], st *advStats) {
 	opts := Options{Scale: c.scale, Sinks: c.sinks}
 	where := fmt.Sprintf("%s/%s/AttendInto", c.name, attn.DTypeName[T]())
 	st.runs++
-	b, err := AttendIntoBound(context.Background(), q, k, v, opts)
+	b, err := AttendIntoBounds(context.Background(), q, k, v, opts)
 	if err != nil {
 		t.Fatalf("%s: %v", where, err)
 	}
-	if math.IsInf(b, 1) {
+	if math.IsInf(b.Output, 1) {
 		// No bound: AttendInto may fail (values near the limits overflow
 		// its sums) or lose digits (subnormal values).
 		st.declined++
 		return
 	}
 	out, _ := NewTensor(make([]T, c.n*2), c.n, 2)
-	if err := AttendInto(context.Background(), ws, out, nil, q, k, v, opts); err != nil {
+	lse := make([]float64, c.n)
+	if err := AttendInto(context.Background(), ws, out, lse, q, k, v, opts); err != nil {
 		t.Fatalf("%s: %v", where, err)
 	}
 	p, _, err := problem(q, k, v, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	obs, refErr := attntest.AccurateError(p, out.Data)
-	if !(obs <= b*(1+1e-9)+refErr) {
-		t.Errorf("%s: observed error %.3g above AttendIntoBound %.3g", where, obs, b)
+	errs := attntest.AccurateErrors(p, out.Data, lse)
+	if !(errs.Out <= b.Output*(1+1e-9)+errs.OutRef) {
+		t.Errorf("%s: observed error %.3g above AttendIntoBounds' Output %.3g", where, errs.Out, b.Output)
 	}
-	if b > 0 && obs/b > st.worst {
-		st.worst, st.worstCase = obs/b, where
+	if !(errs.LSE <= b.LSE*(1+1e-9)+errs.LSERef) {
+		t.Errorf("%s: log-sum-exps off by %.3g, above AttendIntoBounds' LSE %.3g", where, errs.LSE, b.LSE)
+	}
+	if b.Output > 0 && errs.Out/b.Output > st.worst {
+		st.worst, st.worstCase = errs.Out/b.Output, where
 	}
 }
 

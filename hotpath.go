@@ -122,40 +122,62 @@ func attendInto[T Float](ctx context.Context, ws *Workspace, out shaped, lse []f
 //
 //	|O_ij - Att_ij| <= bound * max_l |V_lj|,
 //
-// rounding included, as the error contract states for Attend. AttendInto
-// does not compute it: it costs what Attend's certification costs, one
-// pass over every key and value (on opts.Workers goroutines) and one over
-// Q, which for a decoding step is as much as the attention. A server that
-// wants its hot path certified calls it when it needs the figure (say, per
-// request, or when a cache has grown by some factor: the bound only grows
-// with the keys' range and their number).
-//
-// The bound is that of AttendInto's arithmetic, which is Attend's exact
-// attention without the two steps that keep Attend's bound small: keys are
-// not shifted by their centre (a common offset of the keys costs u |q|
-// |k| per logit: for float32 keys around 1e4 the bound exceeds 1) and
-// values are not scaled. It is +Inf where that arithmetic has no bound
-// (values near the element type's largest number or subnormal; Attend
-// handles them). An input NaN or Inf is an error, unless opts.AssumeFinite
-// (which skips the check, a SIMD scan).
+// rounding included, as the error contract states for Attend. It is
+// AttendIntoBounds' Output; AttendIntoBounds also bounds the log-sum-exps.
 func AttendIntoBound[T Float](ctx context.Context, q, k, v Tensor[T], opts Options) (float64, error) {
+	b, err := AttendIntoBounds(ctx, q, k, v, opts)
+	return b.Output, err
+}
+
+// HotPathBounds are the a priori error bounds of AttendInto's results
+// (AttendIntoBounds).
+type HotPathBounds struct {
+	// Output bounds every output entry: |O_ij - Att_ij| <= Output *
+	// max_l |V_lj|, as Report.ErrorBound does for Attend.
+	Output float64
+	// LSE bounds every log-sum-exp AttendInto writes, in nats, as
+	// Report.LSEBound does for Attend: what Merge needs to weigh results
+	// over parts of the keys.
+	LSE float64
+}
+
+// AttendIntoBounds returns the a priori error bounds of AttendInto's
+// results for q, k, v and opts. AttendInto does not compute them: they
+// cost what Attend's certification costs, one pass over every key and
+// value (on opts.Workers goroutines) and one over Q, which for a decoding
+// step is as much as the attention. A server that wants its hot path
+// certified calls it when it needs the figures (say, per request, or when
+// a cache has grown by some factor: the bounds only grow with the keys'
+// range and their number).
+//
+// The bounds are those of AttendInto's arithmetic, which is Attend's exact
+// attention without the two steps that keep Attend's bounds small: keys
+// are not shifted by their centre (a common offset of the keys costs u |q|
+// |k| per logit: for float32 keys around 1e4 the output bound exceeds 1)
+// and values are not scaled. Both are +Inf where that arithmetic has no
+// bound (values near the element type's largest number or subnormal;
+// Attend handles them). The log-sum-exps' bound takes the largest logit
+// the inputs allow in place of each row's own log-sum-exp, whose float64
+// rounding it counts. An input NaN or Inf is an error, unless
+// opts.AssumeFinite (which skips the check, a SIMD scan).
+func AttendIntoBounds[T Float](ctx context.Context, q, k, v Tensor[T], opts Options) (HotPathBounds, error) {
 	if opts.Method != "" && opts.Method != DefaultMethod {
-		return 0, inputError{fmt.Errorf("%w; got method %q", ErrNotExact, opts.Method)}
+		return HotPathBounds{}, inputError{fmt.Errorf("%w; got method %q", ErrNotExact, opts.Method)}
 	}
 	p, _, err := problem(q, k, v, opts)
 	if err != nil {
-		return 0, err
+		return HotPathBounds{}, err
 	}
 	if !opts.AssumeFinite {
 		if err := p.CheckFinite(); err != nil {
-			return 0, inputError{err}
+			return HotPathBounds{}, inputError{err}
 		}
 	}
-	b := exact.UncentredBound(ctx, p, opts.Workers)
+	out, lse := exact.UncentredBounds(ctx, p, opts.Workers)
 	if err := ctx.Err(); err != nil {
-		return 0, err
+		return HotPathBounds{}, err
 	}
-	return b, nil
+	return HotPathBounds{Output: out, LSE: lse}, nil
 }
 
 func prefixEqual(a, prefix []int) bool {

@@ -230,21 +230,24 @@ func randomBounds[T Float](t *testing.T, r *rand.Rand, c int, worst map[string]r
 	// The hot path against the bound stated for it (+Inf where its
 	// arithmetic has none: values near the limits, which it may not
 	// survive).
-	if b, err := AttendIntoBound(context.Background(), rc.q, rc.k, rc.v, rc.opts); err != nil {
-		t.Errorf("%s AttendIntoBound: %v", rc.name, err)
-	} else if !math.IsInf(b, 1) {
+	if b, err := AttendIntoBounds(context.Background(), rc.q, rc.k, rc.v, rc.opts); err != nil {
+		t.Errorf("%s AttendIntoBounds: %v", rc.name, err)
+	} else if !math.IsInf(b.Output, 1) {
 		where := fmt.Sprintf("%s %s AttendInto", rc.name, attn.DTypeName[T]())
 		sh := append(slices.Clone(rc.q.Shape[:3]), rc.v.Shape[3])
 		out, _ := NewTensor(make([]T, sh[0]*sh[1]*sh[2]*sh[3]), sh...)
-		if err := AttendInto(context.Background(), NewWorkspace(), out, nil, rc.q, rc.k, rc.v, rc.opts); err != nil {
+		lse := make([]float64, sh[0]*sh[1]*sh[2])
+		if err := AttendInto(context.Background(), NewWorkspace(), out, lse, rc.q, rc.k, rc.v, rc.opts); err != nil {
 			t.Errorf("%s: %v", where, err)
 		} else {
 			p, _, err := problem(rc.q, rc.k, rc.v, rc.opts)
 			if err != nil {
 				t.Fatalf("%s: %v", where, err)
 			}
-			obs, refErr := attntest.AccurateError(p, out.Data)
-			record(attn.DTypeName[T]()+"/AttendInto", where, obs, b, refErr)
+			errs := attntest.AccurateErrors(p, out.Data, lse)
+			key := attn.DTypeName[T]() + "/AttendInto"
+			record(key, where, errs.Out, b.Output, errs.OutRef)
+			record(key+" LSE", where+" LSE", errs.LSE, b.LSE, errs.LSERef)
 		}
 	}
 	q32, ok := any(rc.q.Data).([]float32)

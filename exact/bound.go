@@ -645,16 +645,19 @@ func centredBackward[T attn.Float](ctx context.Context, workers int, p *attn.Pro
 	return st, nil
 }
 
-// UncentredBound is the a priori bound, relative to max_l |V_lj| as
-// Forward's, of exact attention computed as Workspace.Forward computes it:
-// in T with keys as given (not centred) and values as given (not scaled).
-// It costs what Forward's certification costs: one parallel pass over the
-// keys and values on workers goroutines (0: GOMAXPROCS) and one over Q.
-// It is +Inf where that arithmetic has no bound: values whose column
-// maxima lie outside the range its sums keep finite and exact (Forward
-// scales such values first), or logits too large for any. It does not
-// look for NaN (a NaN key is ignored): callers check finiteness.
-func UncentredBound[T attn.Float](ctx context.Context, p *attn.Problem[T], workers int) float64 {
+// UncentredBounds are the a priori bounds of exact attention computed as
+// Workspace.Forward computes it: in T with keys as given (not centred) and
+// values as given (not scaled). out is relative to max_l |V_lj| as
+// Forward's ErrorBound; lse bounds the log-sum-exps, in nats, as
+// Forward's LSEBound (lsebound.FromOutputBound of out plus
+// lsebound.RoundingAPriori for the largest logit possible). They cost what
+// Forward's certification costs: one parallel pass over the keys and
+// values on workers goroutines (0: GOMAXPROCS) and one over Q. Both are
+// +Inf where that arithmetic has no bound: values whose column maxima lie
+// outside the range its sums keep finite and exact (Forward scales such
+// values first), or logits too large for any. They do not look for NaN (a
+// NaN key is ignored): callers check finiteness.
+func UncentredBounds[T attn.Float](ctx context.Context, p *attn.Problem[T], workers int) (out, lse float64) {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
@@ -665,11 +668,18 @@ func UncentredBound[T attn.Float](ctx context.Context, p *attn.Problem[T], worke
 	}
 	for _, m := range columnMaxima(stats) {
 		if math.IsNaN(m) {
-			return m
+			return m, m
 		}
 		if m > 0 && (m < lo || m > hi) {
-			return math.Inf(1)
+			return math.Inf(1), math.Inf(1)
 		}
 	}
-	return bound[T](p, stats)
+	out = bound[T](p, stats)
+	var rounding float64
+	for h := range p.Heads {
+		if l := p.KeyLen(h); l > 0 || !math.IsInf(p.Sink(h), -1) {
+			rounding = max(rounding, lsebound.RoundingAPriori(stats[p.KVHead(h)].logit, p.Sink(h), l))
+		}
+	}
+	return out, lsebound.FromOutputBound(out) + rounding
 }

@@ -61,6 +61,18 @@ func Rounding[T attn.Float](q []T, c []float64, scale, sink, lse float64, l int)
 	return 2*err + k/(1-k)*(mag+math.Abs(sink)+math.Abs(lse)+math.Log(float64(l+2))+1)
 }
 
+// RoundingAPriori is Rounding for every row of a call on uncentred keys
+// whose logits all satisfy |s q.k| <= logit, over at most l keys, with
+// sink logit sink (-Inf: none): such a row's log-sum-exp lies within
+// max(logit, |sink|) + log(l + 1) of 0, which stands in for |lse|.
+func RoundingAPriori(logit, sink float64, l int) float64 {
+	bound := max(logit, 0)
+	if !math.IsInf(sink, -1) {
+		bound = max(bound, math.Abs(sink))
+	}
+	return Rounding[float64](nil, nil, 0, sink, bound+math.Log(float64(l+1)), l)
+}
+
 // Bound is attn.Stats.LSEBound of a call on p that computed the
 // log-sum-exps lse with sums within sumErr nats (SumError or
 // FromOutputBound) on the keys of query head h centred on centre(h) (nil

@@ -46,3 +46,29 @@ func TestBound(t *testing.T) {
 		t.Errorf("centred: %g, want %g", got, want)
 	}
 }
+
+// TestRoundingAPriori: the a priori rounding term covers Rounding for
+// every log-sum-exp a row can have, |lse| <= max(logit, |sink|) +
+// log(l + 1), and is exactly Rounding at that largest |lse|.
+func TestRoundingAPriori(t *testing.T) {
+	for _, logit := range []float64{0, 0.5, 30, 1e6} {
+		for _, sink := range []float64{math.Inf(-1), -2e6, 3, 40} {
+			for _, l := range []int{0, 1, 100, 1 << 20} {
+				got := RoundingAPriori(logit, sink, l)
+				top := logit
+				if !math.IsInf(sink, -1) {
+					top = max(top, math.Abs(sink))
+				}
+				top += math.Log(float64(l + 1))
+				if want := Rounding[float64](nil, nil, 0, sink, top, l); got != want {
+					t.Errorf("logit %g sink %g l %d: %g, want Rounding at |lse| = %g, %g", logit, sink, l, got, top, want)
+				}
+				for _, lse := range []float64{-top, -logit, 0, top / 2, top} {
+					if r := Rounding[float64](nil, nil, 0, sink, lse, l); r > got {
+						t.Errorf("logit %g sink %g l %d: Rounding at lse %g is %g, above %g", logit, sink, l, lse, r, got)
+					}
+				}
+			}
+		}
+	}
+}
