@@ -176,8 +176,8 @@ func toHalf(x Tensor[float32], f HalfFormat) HalfTensor {
 	return h
 }
 
-// AttendIntoBound refuses other methods and non-finite inputs, and gives
-// finite bounds, smaller in float64, on ordinary inputs.
+// AttendIntoBound and AttendIntoBounds refuse other methods and
+// non-finite inputs, and give finite bounds on ordinary inputs.
 func TestAttendIntoBoundErrors(t *testing.T) {
 	r := rand.New(rand.NewPCG(8, 9))
 	q := randTensor[float64](r, 2, 5, 4)
@@ -191,8 +191,20 @@ func TestAttendIntoBoundErrors(t *testing.T) {
 	if err != nil || !(b64 > 0 && b64 < 1e-13) {
 		t.Errorf("float64 bound %g, err %v; want in (0, 1e-13)", b64, err)
 	}
+	// AttendIntoBounds: the same output bound, and one for the
+	// log-sum-exps at least the share of the rows' sums, log(1 + b/2).
+	bs, err := AttendIntoBounds(ctx, q, k, v, Options{})
+	if err != nil || bs.Output != b64 || !(bs.LSE >= math.Log1p(b64/2) && bs.LSE < 1e-13) {
+		t.Errorf("AttendIntoBounds %+v, err %v; want Output %g and LSE in [log1p(Output/2), 1e-13)", bs, err, b64)
+	}
+	if _, err := AttendIntoBounds(ctx, q, k, v, Options{Method: "anytemp"}); !errors.Is(err, ErrNotExact) {
+		t.Errorf("AttendIntoBounds, method anytemp: err = %v, want ErrNotExact", err)
+	}
 	k.Data[3] = math.NaN()
 	if _, err := AttendIntoBound(ctx, q, k, v, Options{}); !errors.Is(err, ErrInvalidInput) {
 		t.Errorf("NaN key: err = %v, want ErrInvalidInput", err)
+	}
+	if _, err := AttendIntoBounds(ctx, q, k, v, Options{}); !errors.Is(err, ErrInvalidInput) {
+		t.Errorf("AttendIntoBounds, NaN key: err = %v, want ErrInvalidInput", err)
 	}
 }
