@@ -26,7 +26,10 @@ fastest runs; "pairs" is the median of the per-repetition ratios. The
 GEMM peak of the row's dtype (OpenBLAS's: np.dot of two 4096 x 4096
 matrices, one timed call on warm operands) is measured in every
 repetition, right before fastattn runs, so the peak and fastattn take
-turns under the same load and get the same number of tries. Each row gives
+turns under the same load and get the same number of tries. Every fastattn
+process starts only once OpenBLAS's threads have stopped spinning after the
+last product (blas_idle): started at once, it shared the cores with them for
+its first tenth of a second. Each row gives
 fastattn's best GFLOP/s over the best of its peaks ("fa/peak"), the median
 over repetitions of fastattn's GFLOP/s over the peak measured just before
 it (the second "pairs"), and the spread (slowest/fastest - 1) of fastattn's
@@ -91,9 +94,32 @@ def openblas_core():
     return None
 
 
+def blas_idle(step=0.02, limit=2.0):
+    """Wait until this process's OpenBLAS threads stop spinning. After a
+    product OpenBLAS's worker threads busy-wait for more work (here 0.10 s
+    of CPU time after each np.dot, measured with the main thread asleep),
+    so a fastattn process started at once shared the two cores with them
+    for the first tenth of a second of its run: enough to take 10% off a
+    0.2 s call. Returns once a sleep of `step` seconds sees the process use
+    under a tenth of that in CPU time, or after `limit` seconds."""
+    end = time.perf_counter() + limit
+    while time.perf_counter() < end:
+        c = time.process_time()
+        time.sleep(step)
+        if time.process_time() - c < step / 10:
+            return
+
+
+def run_alone(args):
+    """subprocess.run(args) once OpenBLAS's threads are idle (blas_idle),
+    with the output captured as text."""
+    blas_idle()
+    return subprocess.run(args, check=True, capture_output=True, text=True)
+
+
 def fastattn_gemm_peaks(exe):
     """{dtype: GFLOP/s} of fastattn's own GEMM kernels on all cores (bench/gemmpeak)."""
-    out = subprocess.run([exe, "-json", "-reps", "2", "-seconds", "0.2"], check=True, capture_output=True, text=True).stdout
+    out = run_alone([exe, "-json", "-reps", "2", "-seconds", "0.2"]).stdout
     return {r["dtype"]: r["gflops"] for r in (json.loads(l) for l in out.splitlines() if l.strip())}
 
 
@@ -154,6 +180,7 @@ def run_fastattn(exe, tmp, causal=False):
             "--out", os.path.join(tmp, "o_causal.npy" if causal else "o.npy"), "--report", report]
     if causal:
         args.append("--causal")
+    blas_idle()
     t = time.perf_counter()
     subprocess.run(args, check=True, capture_output=True)
     wall = time.perf_counter() - t
@@ -170,8 +197,8 @@ def spread(xs):
 
 def run_fastattn_bench(exe, n, d, dtype, reps):
     """Seconds of `fastattn bench --methods exact`: library call, fastest of reps."""
-    out = subprocess.run([exe, "bench", "--methods", "exact", "--n", str(n), "--d", str(d), "--dtype", dtype,
-                          "--exact-rows", "0", "--reps", str(reps)], check=True, capture_output=True, text=True).stdout
+    out = run_alone([exe, "bench", "--methods", "exact", "--n", str(n), "--d", str(d), "--dtype", dtype,
+                     "--exact-rows", "0", "--reps", str(reps)]).stdout
     for line in out.splitlines():
         f = line.split()
         if len(f) >= 4 and f[0] == str(n) and f[1] == str(d) and f[2] == dtype:

@@ -12,6 +12,8 @@ or for the decoding rows (milliseconds a call) the best of --decode-calls
 calls back to back, as a serving loop runs them: the first passes over
 freshly written keys and values run up to twice as slow as the later ones
 on both sides, so one call timed after one warm-up measured mostly that.
+fastattn's process starts once OpenBLAS's threads have stopped spinning
+after NumPy's last product (numpy_attention.blas_idle).
 NumPy does what numpy_attention.py does for a forward (blocks of 512 query rows,
 S = scale Q K^T, exp, row sums, P V) and, for the backward, the five
 products per block with the forward's log-sum-exp (P = exp(S - lse),
@@ -26,14 +28,13 @@ measurements before the first row and after the last.
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from numpy_attention import blas_library, fastattn_gemm_peaks, gemm_peak, numpy_attention, openblas_core  # noqa: E402
+from numpy_attention import blas_library, fastattn_gemm_peaks, gemm_peak, numpy_attention, openblas_core, run_alone  # noqa: E402
 
 
 def numpy_forward_lse(q, k, scale, block):
@@ -89,8 +90,7 @@ def time_numpy(op, n, m, d, dtype, reps, block):
 
 
 def time_fastattn(exe, op, n, m, d, dtype, reps):
-    out = subprocess.run([exe, "-op", op, "-n", str(n), "-m", str(m), "-d", str(d), "-dtype", dtype, "-reps", str(reps)],
-                         check=True, capture_output=True, text=True).stdout
+    out = run_alone([exe, "-op", op, "-n", str(n), "-m", str(m), "-d", str(d), "-dtype", dtype, "-reps", str(reps)]).stdout
     return json.loads(out)
 
 
