@@ -230,5 +230,5 @@ func scannedForward[T attn.Float](ctx context.Context, workers int, p *attn.Prob
 	// measures (finishKeyStats would measure 16-bit values again).
 	wide := *p
 	wide.KVFormat = attn.NoHalf
-	return st, finishKeyStats(&wide, merged, true), err
+	return st, finishKeyStats(&wide, merged, true, workers), err
 }
