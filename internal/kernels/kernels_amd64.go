@@ -400,9 +400,9 @@ func exp2ShiftSum32(x []float32, scale, shift float32) float32 {
 	switch {
 	case len(x) == 0:
 		return 0
-	case level == levelAVX512:
+	case level == levelAVX512 && hasDQ: // VREDUCEPS
 		return exp2ShiftSumF32AVX512(&x[0], len(x), scale, shift)
-	case level == levelAVX2:
+	case level >= levelAVX2:
 		return exp2ShiftSumF32AVX2(&x[0], len(x), scale, shift)
 	}
 	return exp2ShiftSum32Go(x, scale, shift)
@@ -672,7 +672,8 @@ func split32(v float64) (hi, lo float32) {
 // attention's usual range).
 const softmaxGradMaxLSE = 1 << 18
 
-// hasDQ is AVX512DQ, for VFPCLASS in the AVX-512 max.
+// hasDQ is AVX512DQ, for VFPCLASS in the AVX-512 max and VREDUCEPS in the
+// AVX-512 base-2 exponentials (without it they run on AVX2).
 var hasDQ = maxLevel == levelAVX512 && cpu.X86.HasAVX512DQ
 
 func maxFinite32(x []float32) (float32, bool) {

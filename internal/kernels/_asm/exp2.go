@@ -30,7 +30,8 @@ func genExp2Data() {
 // genExp2 emits exp2ShiftSumF32<isa>(x *float32, n int, scale, shift
 // float32) float32: x_j = 2^(scale*x_j - shift) for every j, and their sum.
 // The argument y is rounded as the Go expression float32(scale*x_j) -
-// shift is; then k = round(y), f = y - k exactly (|f| <= 1/2), 2^f from
+// shift is; then k = round(y), f = y - k exactly (|f| <= 1/2; on AVX-512
+// f = y - round(y) first, by VREDUCEPS, then k = y - f), 2^f from
 // exp2Coefs by Horner's rule, times 2^k. Base 2 saves the natural
 // exponential's Cody-Waite reduction (a multiplication by log2 e and two
 // FMAs) and a degree of the polynomial: 14 vector operations per vector
@@ -116,12 +117,20 @@ func genExp2(is isa) {
 // AVX-512), cmin is the AVX2 clamp's register.
 func exp2Body(is isa, ys, ks, qs []string, c func(string) string, cmin string) {
 	each := eachVector(ys, ks, qs)
-	if is == avx2 {
-		each(func(y, k, q string) { emit("VMAXPS %s, %s, %s", y, cmin, y) }) // a NaN stays NaN
-		each(func(y, k, q string) { emit("VROUNDPS $0, %s, %s", y, k) })
-	} else {
-		each(func(y, k, q string) { emit("VRNDSCALEPS $0, %s, %s", y, k) })
+	if is == avx512 {
+		// VREDUCEPS (AVX512DQ) gives f = y - round(y), then k = y - f,
+		// both exact: the same values, bit for bit, as VRNDSCALEPS's k and
+		// f = y - k, in as many instructions, but the float32 forward's
+		// loop at d = 64 ran about 1% faster with it on the Xeon it was
+		// measured on (TestLoopRates, four runs of each build in turn:
+		// 195-198 against 191-195 GFLOP/s per core; d = 128 unchanged).
+		each(func(y, k, q string) { emit("VREDUCEPS $0, %s, %s", y, k) })
+		each(func(y, k, q string) { emit("VSUBPS %s, %s, %s", k, y, y) })
+		exp2Scaled(is, ks, ys, qs, c)
+		return
 	}
+	each(func(y, k, q string) { emit("VMAXPS %s, %s, %s", y, cmin, y) }) // a NaN stays NaN
+	each(func(y, k, q string) { emit("VROUNDPS $0, %s, %s", y, k) })
 	each(func(y, k, q string) { emit("VSUBPS %s, %s, %s", k, y, y) }) // f = y - k, exact
 	exp2Scaled(is, ys, ks, qs, c)
 }
