@@ -234,27 +234,27 @@ func maxWeightedAbs[T attn.Float](q []T, d int, w []float64, workers int) float6
 		return 0
 	}
 	n := len(q) / d
-	tasks := (n + weightedAbsRows - 1) / weightedAbsRows
-	best := make([]float64, tasks)
 	w = w[:d]
-	sum := func(x int) {
+	// rowsMax is the largest sum over rows i0..i1-1.
+	rowsMax := func(i0, i1 int) float64 {
 		var m float64
-		for i := x * weightedAbsRows; i < min((x+1)*weightedAbsRows, n); i++ {
+		for i := i0; i < i1; i++ {
 			var s float64
 			for t, v := range q[i*d : (i+1)*d] {
 				s += math.Abs(float64(v)) * w[t]
 			}
 			m = max(m, s)
 		}
-		best[x] = m
+		return m
 	}
+	tasks := (n + weightedAbsRows - 1) / weightedAbsRows
 	if tasks <= 1 {
-		for x := range tasks {
-			sum(x) // a decoding step's few rows: no goroutines
-		}
-	} else {
-		parallelFor(min(workers, tasks), tasks, sum)
+		return rowsMax(0, n) // a decoding step's few rows: no goroutines, no allocation
 	}
+	best := make([]float64, tasks)
+	parallelFor(min(workers, tasks), tasks, func(x int) {
+		best[x] = rowsMax(x*weightedAbsRows, min((x+1)*weightedAbsRows, n))
+	})
 	var m float64
 	for _, b := range best {
 		m = max(m, b)
