@@ -250,8 +250,13 @@ func gemmAsmSet[T float32 | float64](g *gemmKernels[T], pool *sync.Pool, nt, set
 					if strips := (i1 - i0) / g.mr; strips > 0 && stripsOK(g, nc-j) {
 						// Whole strips of a whole panel in one call.
 						ptr, lines := pf.take(strips)
-						gemmStripsF32AVX512(strips, kc, (*float32)(unsafe.Pointer(&as[ao])), ldA, (*float32)(unsafe.Pointer(pb)), ld,
-							(*float32)(unsafe.Pointer(&c[i0*ldc+j0+j])), ldc, acc, ptr, lines)
+						if size == 4 {
+							gemmStripsF32AVX512(strips, kc, (*float32)(unsafe.Pointer(&as[ao])), ldA, (*float32)(unsafe.Pointer(pb)), ld,
+								(*float32)(unsafe.Pointer(&c[i0*ldc+j0+j])), ldc, acc, ptr, lines)
+						} else {
+							gemmStripsF64AVX512(strips, kc, (*float64)(unsafe.Pointer(&as[ao])), ldA, (*float64)(unsafe.Pointer(pb)), ld,
+								(*float64)(unsafe.Pointer(&c[i0*ldc+j0+j])), ldc, acc, ptr, lines)
+						}
 						i += strips * g.mr
 					}
 					for ; i < i1; i += g.mr {
@@ -270,14 +275,14 @@ func gemmAsmSet[T float32 | float64](g *gemmKernels[T], pool *sync.Pool, nt, set
 	}
 }
 
-// stripsOK reports whether gemmStripsF32AVX512 computes the strips of a
-// panel of cols columns: the float32 AVX-512 family (6 x 64 blocks) and a
-// whole panel.
+// stripsOK reports whether gemmStripsF32AVX512 or gemmStripsF64AVX512
+// computes the strips of a panel of cols columns: the AVX-512 families
+// (6 x 64 floats, 6 x 32 doubles) and a whole panel.
 func stripsOK[T float32 | float64](g *gemmKernels[T], cols int) bool {
-	return useStrips && any(g) == any(&gemmF32AVX512) && cols >= g.nr
+	return useStrips && (any(g) == any(&gemmF32AVX512) || any(g) == any(&gemmF64AVX512)) && cols >= g.nr
 }
 
-// useStrips turns gemmStripsF32AVX512 on; a variable so tests and
+// useStrips turns the strips kernels on; a variable so tests and
 // benchmarks can compare.
 var useStrips = true
 

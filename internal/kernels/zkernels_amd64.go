@@ -1004,6 +1004,9 @@ func exp2RowsRoundBF16AVX512(s *float32, ld int, rows int, cols int, scale float
 func gemmStripsF32AVX512(strips int, k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, acc int, pf *byte, lines int)
 
 //go:noescape
+func gemmStripsF64AVX512(strips int, k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, acc int, pf *byte, lines int)
+
+//go:noescape
 func gemmTNF32AVX512_1x4(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
 
 //go:noescape

@@ -222,7 +222,8 @@ func main() {
 	genPrefetch()
 	genExp2All() // exp2.go
 	genRows()    // rows.go
-	genStrips()  // strips.go
+	genStrips(f32) // strips.go
+	genStrips(f64)
 	genTN()      // tn.go
 
 	if err := os.WriteFile(filepath.Join(*out, "zkernels_amd64.s"), s.Bytes(), 0o644); err != nil {

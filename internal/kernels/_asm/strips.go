@@ -2,23 +2,25 @@ package main
 
 import "fmt"
 
-// genStrips emits gemmStripsF32AVX512(strips int, k int, a *float32, lda
-// int, b *float32, ldb int, c *float32, ldc int, acc int, pf *byte, lines
-// int): the float32 AVX-512 6x4 microkernel (gemmF32AVX512_6x4, adding to
+// genStrips emits gemmStrips<dt>AVX512(strips int, k int, a *T, lda int,
+// b *T, ldb int, c *T, ldc int, acc int, pf *byte, lines int), T float32
+// or float64: the AVX-512 6x4 microkernel (gemm<dt>AVX512_6x4, adding to
 // C when acc != 0, else storing over it) run on strips consecutive strips
-// of 6 rows of A and C against one panel of B (k rows of 64 floats, row
-// stride ldb), in one call instead of one per strip; before
+// of 6 rows of A and C against one panel of B (k rows of 4 vectors, 64
+// floats or 32 doubles, row stride ldb), in one call instead of one per
+// strip, with the microkernel's order of operations; before
 // each strip it prefetches lines cache lines from pf on into L2, as the
 // driver's prefetcher does between calls. At d = 64 a strip of Q K^T is 64
 // steps of the k loop, so the per-call cost of the Go driver (the call,
 // its argument spills, the prefetch call) was a noticeable part of it.
 // The loop state lives in the argument slots (a, c, pf, strips), which
 // the callee owns in ABI0.
-func genStrips() {
+func genStrips(dt dtype) {
 	typeSize["*byte"] = 8
 	const mr, nv = 6, 4
-	f := sig("gemmStripsF32AVX512", ps("strips", "int", "k", "int", "a", "*float32", "lda", "int", "b", "*float32", "ldb", "int",
-		"c", "*float32", "ldc", "int", "acc", "int", "pf", "*byte", "lines", "int"), nil)
+	ptr, sh, sf := "*"+dt.gotyp, fmt.Sprint(dt.shift), dt.sfx
+	f := sig("gemmStrips"+dt.name+"AVX512", ps("strips", "int", "k", "int", "a", ptr, "lda", "int", "b", ptr, "ldb", "int",
+		"c", ptr, "ldc", "int", "acc", "int", "pf", "*byte", "lines", "int"), nil)
 	text(f)
 	acc := func(i, v int) string { return fmt.Sprintf("Z%d", i*nv+v) }
 	breg := func(v int) string { return fmt.Sprintf("Z%d", mr*nv+v) }
@@ -35,7 +37,7 @@ func genStrips() {
 	emit("JNZ pfloop")
 	emit("MOVQ AX, %s", f.fp("pf"))
 	label("compute")
-	f.load("k", "CX", "a", "SI", "lda", "R8<<2", "b", "DX", "ldb", "R9<<2")
+	f.load("k", "CX", "a", "SI", "lda", "R8<<"+sh, "b", "DX", "ldb", "R9<<"+sh)
 	emit("LEAQ (R8)(R8*2), R11")
 	emit("LEAQ (R8)(R8*4), AX")
 	emit("LEAQ (SI)(AX*1), R12")
@@ -47,23 +49,23 @@ func genStrips() {
 	aBases := [3]string{"SI", "R12", "R13"}
 	step := func(u int) {
 		for v := range nv {
-			emit("VMOVUPS %d(DX), %s", v*64, breg(v))
+			emit("VMOVU%s %d(DX), %s", sf, v*64, breg(v))
 		}
 		emit("ADDQ R9, DX")
 		for i := range mr {
-			emit("VBROADCASTSS %s, %s", rowAddr(i, u*4, aBases, "R8", "R11"), bc)
+			emit("%s %s, %s", dt.bcast, rowAddr(i, u*dt.size, aBases, "R8", "R11"), bc)
 			for v := range nv {
-				emit("VFMADD231PS %s, %s, %s", breg(v), bc, acc(i, v))
+				emit("VFMADD231%s %s, %s, %s", sf, breg(v), bc, acc(i, v))
 			}
 		}
 	}
 	advanceA := func(elems int) {
-		emit("ADDQ $%d, SI", elems*4)
-		emit("ADDQ $%d, R12", elems*4)
+		emit("ADDQ $%d, SI", elems*dt.size)
+		emit("ADDQ $%d, R12", elems*dt.size)
 	}
 	kLoop(step, advanceA)
 	label("store")
-	f.load("c", "DI", "ldc", "R10<<2")
+	f.load("c", "DI", "ldc", "R10<<"+sh)
 	emit("LEAQ (R10)(R10*2), R11")
 	emit("LEAQ (R10)(R10*4), AX")
 	emit("LEAQ (DI)(AX*1), R12")
@@ -73,13 +75,13 @@ func genStrips() {
 	emit("JZ over")
 	for i := range mr {
 		for v := range nv {
-			emit("VADDPS %s, %s, %s", rowAddr(i, v*64, cBases, "R10", "R11"), acc(i, v), acc(i, v))
+			emit("VADD%s %s, %s, %s", sf, rowAddr(i, v*64, cBases, "R10", "R11"), acc(i, v), acc(i, v))
 		}
 	}
 	label("over")
 	for i := range mr {
 		for v := range nv {
-			emit("VMOVUPS %s, %s", acc(i, v), rowAddr(i, v*64, cBases, "R10", "R11"))
+			emit("VMOVU%s %s, %s", sf, acc(i, v), rowAddr(i, v*64, cBases, "R10", "R11"))
 		}
 	}
 	// The next strip: a and c move down 6 rows.
