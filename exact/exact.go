@@ -1077,12 +1077,15 @@ func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T],
 			}
 			pv := st.pv[:nb*e]
 			pv32, is32 := any(pv).([]float32)
+			if is32 && !inPlace {
+				// P V added to acc, row by row rescaled, as the
+				// microkernels finish it (pv is their scratch).
+				kernels.GemmNNAccumulate32(nb, e, bcols-c0, any(s[c0:]).([]float32), stride, any(vt[c0*e:]).([]float32), e, pv32, e, accb, e, alphas, any(pfK).([]float32))
+				continue
+			}
 			if inPlace {
 				halfValues(p, kh, j0+c0, jb, nb, bcols-c0, s[c0:], stride, pv)
-			} else if is32 {
-				// Stored over the scratch tile: no clearing first.
-				kernels.GemmNNSet32(nb, e, bcols-c0, any(s[c0:]).([]float32), stride, any(vt[c0*e:]).([]float32), e, pv32, e, any(pfK).([]float32))
-			} else {
+			} else if !is32 {
 				clear(pv)
 				k.gemmNNNext(nb, e, bcols-c0, s[c0:], stride, vt[c0*e:], e, pv, e, pfK)
 			}

@@ -75,6 +75,34 @@ func GemmNNSet32(m, n, k int, a []float32, lda int, b []float32, ldb int, c []fl
 	gemmNNNext32(m, n, k, a, lda, b, ldb, c, ldc, next, true)
 }
 
+// GemmNNAccumulate32 adds the float32 product A B (m x n, inner
+// dimension k) to the float64 rows of dst (row stride ldd), each rescaled
+// first: dst[i*ldd+j] = alphas[i]*dst[i*ldd+j] + float64((A B)[i][j]).
+// The result is bit for bit that of GemmNNSet32 into scratch (row stride
+// ldc) followed by Accumulate32 on each row; on AVX-512 the microkernels
+// add most of their results to dst directly, so that the product does not
+// go through memory in float32, and scratch is left with unspecified
+// values. It prefetches next as GemmNNNext32 does. It panics if dst or
+// alphas are too short.
+func GemmNNAccumulate32(m, n, k int, a []float32, lda int, b []float32, ldb int, scratch []float32, ldc int, dst []float64, ldd int, alphas []float64, next []float32) {
+	if m <= 0 || n <= 0 {
+		return
+	}
+	if len(alphas) < m || ldd < n || len(dst) < (m-1)*ldd+n {
+		panic("kernels: GemmNNAccumulate32: dst or alphas too short")
+	}
+	gemmNNAccumulate32(m, n, k, a, lda, b, ldb, scratch, ldc, dst, ldd, alphas, next)
+}
+
+// gemmNNAccumulate32Split is GemmNNAccumulate32 as its definition says:
+// the product stored into scratch, then added row by row.
+func gemmNNAccumulate32Split(m, n, k int, a []float32, lda int, b []float32, ldb int, scratch []float32, ldc int, dst []float64, ldd int, alphas []float64, next []float32) {
+	GemmNNSet32(m, n, k, a, lda, b, ldb, scratch, ldc, next)
+	for i := range m {
+		Accumulate32(dst[i*ldd:i*ldd+n], alphas[i], scratch[i*ldc:i*ldc+n])
+	}
+}
+
 // clearRows zeroes the m x n matrix C (row stride ldc).
 func clearRows[T float32 | float64](m, n int, c []T, ldc int) {
 	for i := range m {

@@ -147,6 +147,23 @@ func gemmNNNext32(m, n, k int, a []float32, lda int, b []float32, ldb int, c []f
 	}
 }
 
+func gemmNNAccumulate32(m, n, k int, a []float32, lda int, b []float32, ldb int, scratch []float32, ldc int, dst []float64, ldd int, alphas []float64, next []float32) {
+	if level != levelAVX512 || !useStrips || !nnOK(m, n, k, len(a), lda, len(b), ldb, len(scratch), ldc) {
+		gemmNNAccumulate32Split(m, n, k, a, lda, b, ldb, scratch, ldc, dst, ldd, alphas, next)
+		return
+	}
+	gemmAsmSetTo(&gemmF32AVX512, &pool32, false, true, nil, m, n, k, a, lda, b, ldb, scratch, ldc, next, &fusedAcc{dst, ldd, alphas})
+}
+
+// fusedAcc is where gemmAsmSetTo's last pass over k adds its float32
+// results (GemmNNAccumulate32): float64 rows of dst, stride ldd, each
+// scaled by its alphas entry first.
+type fusedAcc struct {
+	dst    []float64
+	ldd    int
+	alphas []float64
+}
+
 func gemmNN64(m, n, k int, a []float64, lda int, b []float64, ldb int, c []float64, ldc int) {
 	gemmNNNext64(m, n, k, a, lda, b, ldb, c, ldc, nil)
 }
@@ -188,6 +205,14 @@ func gemmAsm[T float32 | float64](g *gemmKernels[T], pool *sync.Pool, nt bool, p
 // gemmAsmSet is gemmAsm that stores the product over C (set) or adds it
 // to C (!set), for either product (nt); NT always sets.
 func gemmAsmSet[T float32 | float64](g *gemmKernels[T], pool *sync.Pool, nt, set bool, pre []T, m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int, next []T) {
+	gemmAsmSetTo(g, pool, nt, set, pre, m, n, k, a, lda, b, ldb, c, ldc, next, nil)
+}
+
+// gemmAsmSetTo is gemmAsmSet that, with fuse (float32 NN with the 6 x 64
+// AVX-512 family only), adds the results of the last pass over k to
+// fuse.dst as Accumulate32 would: whole strips in the microkernel
+// (gemmStripsAccF32AVX512), the rest stored into C first.
+func gemmAsmSetTo[T float32 | float64](g *gemmKernels[T], pool *sync.Pool, nt, set bool, pre []T, m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int, next []T, fuse *fusedAcc) {
 	var zero T
 	size := int(unsafe.Sizeof(zero))
 	var pf prefetcher
@@ -250,7 +275,10 @@ func gemmAsmSet[T float32 | float64](g *gemmKernels[T], pool *sync.Pool, nt, set
 					if strips := (i1 - i0) / g.mr; strips > 0 && stripsOK(g, nc-j) {
 						// Whole strips of a whole panel in one call.
 						ptr, lines := pf.take(strips)
-						if size == 4 {
+						if fuse != nil && p0+kc == k {
+							gemmStripsAccF32AVX512(strips, kc, (*float32)(unsafe.Pointer(&as[ao])), ldA, (*float32)(unsafe.Pointer(pb)), ld,
+								(*float32)(unsafe.Pointer(&c[i0*ldc+j0+j])), ldc, acc, ptr, lines, &fuse.dst[i0*fuse.ldd+j0+j], fuse.ldd, &fuse.alphas[i0])
+						} else if size == 4 {
 							gemmStripsF32AVX512(strips, kc, (*float32)(unsafe.Pointer(&as[ao])), ldA, (*float32)(unsafe.Pointer(pb)), ld,
 								(*float32)(unsafe.Pointer(&c[i0*ldc+j0+j])), ldc, acc, ptr, lines)
 						} else {
@@ -261,7 +289,15 @@ func gemmAsmSet[T float32 | float64](g *gemmKernels[T], pool *sync.Pool, nt, set
 					}
 					for ; i < i1; i += g.mr {
 						pf.step()
-						kr[min(g.mr, i1-i)-1](kc, &as[ao+(i-i0)*ldA], ldA, pb, ld, &c[i*ldc+j0+j], ldc, tail, acc)
+						rows := min(g.mr, i1-i)
+						kr[rows-1](kc, &as[ao+(i-i0)*ldA], ldA, pb, ld, &c[i*ldc+j0+j], ldc, tail, acc)
+						if fuse != nil && p0+kc == k {
+							cols := min(g.nr, nc-j)
+							for r := i; r < i+rows; r++ {
+								at, from := r*fuse.ldd+j0+j, r*ldc+j0+j
+								accumulate32(fuse.dst[at:at+cols], fuse.alphas[r], any(c[from:from+cols]).([]float32))
+							}
+						}
 					}
 				}
 			}

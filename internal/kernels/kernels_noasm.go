@@ -35,6 +35,10 @@ func gemmNNNext32(m, n, k int, a []float32, lda int, b []float32, ldb int, c []f
 	gemmNNGo(m, n, k, a, lda, b, ldb, c, ldc)
 }
 
+func gemmNNAccumulate32(m, n, k int, a []float32, lda int, b []float32, ldb int, scratch []float32, ldc int, dst []float64, ldd int, alphas []float64, next []float32) {
+	gemmNNAccumulate32Split(m, n, k, a, lda, b, ldb, scratch, ldc, dst, ldd, alphas, next)
+}
+
 func gemmNN64(m, n, k int, a []float64, lda int, b []float64, ldb int, c []float64, ldc int) {
 	gemmNNNext64(m, n, k, a, lda, b, ldb, c, ldc, nil)
 }

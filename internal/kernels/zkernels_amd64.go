@@ -1007,6 +1007,9 @@ func gemmStripsF32AVX512(strips int, k int, a *float32, lda int, b *float32, ldb
 func gemmStripsF64AVX512(strips int, k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, acc int, pf *byte, lines int)
 
 //go:noescape
+func gemmStripsAccF32AVX512(strips int, k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, acc int, pf *byte, lines int, dst *float64, ldd int, alpha *float64)
+
+//go:noescape
 func gemmTNF32AVX512_1x4(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, tail int, acc int)
 
 //go:noescape

@@ -15,12 +15,29 @@ import "fmt"
 // its argument spills, the prefetch call) was a noticeable part of it.
 // The loop state lives in the argument slots (a, c, pf, strips), which
 // the callee owns in ABI0.
-func genStrips(dt dtype) {
+//
+// With fused (float32 only) it emits gemmStripsAccF32AVX512, which takes
+// three more arguments, dst *float64, ldd int and alpha *float64, and
+// instead of storing each strip's results into C adds them to the float64
+// rows of dst: dst[i][j] = alpha[i]*dst[i][j] + float64(result[i][j]) in
+// one FMA, what Accumulate32 does with the stored results, so the tile of
+// P V never goes through memory in float32 (C is still read when acc != 0).
+func genStrips(dt dtype, fused bool) {
 	typeSize["*byte"] = 8
 	const mr, nv = 6, 4
 	ptr, sh, sf := "*"+dt.gotyp, fmt.Sprint(dt.shift), dt.sfx
-	f := sig("gemmStrips"+dt.name+"AVX512", ps("strips", "int", "k", "int", "a", ptr, "lda", "int", "b", ptr, "ldb", "int",
-		"c", ptr, "ldc", "int", "acc", "int", "pf", "*byte", "lines", "int"), nil)
+	args := ps("strips", "int", "k", "int", "a", ptr, "lda", "int", "b", ptr, "ldb", "int",
+		"c", ptr, "ldc", "int", "acc", "int", "pf", "*byte", "lines", "int")
+	name := "gemmStrips" + dt.name + "AVX512"
+	if fused {
+		if dt != f32 {
+			panic("genStrips: fused is float32 only")
+		}
+		typeSize["*float64"] = 8
+		args = append(args, ps("dst", "*float64", "ldd", "int", "alpha", "*float64")...)
+		name = "gemmStripsAccF32AVX512"
+	}
+	f := sig(name, args, nil)
 	text(f)
 	acc := func(i, v int) string { return fmt.Sprintf("Z%d", i*nv+v) }
 	breg := func(v int) string { return fmt.Sprintf("Z%d", mr*nv+v) }
@@ -79,9 +96,37 @@ func genStrips(dt dtype) {
 		}
 	}
 	label("over")
-	for i := range mr {
-		for v := range nv {
-			emit("VMOVU%s %s, %s", sf, acc(i, v), rowAddr(i, v*64, cBases, "R10", "R11"))
+	if fused {
+		// Row i's 64 results in four vectors of 16 floats: each half
+		// widened to 8 doubles, then dst = alpha[i]*dst + result.
+		f.load("dst", "DI", "ldd", "R13<<3", "alpha", "BX")
+		emit("LEAQ (R13)(R13*2), R11")
+		emit("LEAQ (R13)(R13*4), AX")
+		emit("LEAQ (DI)(AX*1), R12")
+		for i := range mr {
+			emit("VBROADCASTSD %d(BX), Z28", 8*i)
+			for v := range nv {
+				emit("VCVTPS2PD Y%s, Z29", acc(i, v)[1:])
+				emit("VEXTRACTF64X4 $1, %s, Y30", acc(i, v))
+				emit("VCVTPS2PD Y30, Z30")
+				for h, src := range []string{"Z29", "Z30"} {
+					addr := rowAddr(i, v*128+h*64, cBases, "R13", "R11")
+					emit("VMOVUPD %s, Z31", addr)
+					emit("VFMADD213PD %s, Z28, Z31", src)
+					emit("VMOVUPD Z31, %s", addr)
+				}
+			}
+		}
+		// dst and alpha move down 6 rows.
+		emit("LEAQ (R13)(R13*2), AX")
+		emit("ADDQ AX, AX")
+		emit("ADDQ AX, %s", f.fp("dst"))
+		emit("ADDQ $%d, %s", 8*mr, f.fp("alpha"))
+	} else {
+		for i := range mr {
+			for v := range nv {
+				emit("VMOVU%s %s, %s", sf, acc(i, v), rowAddr(i, v*64, cBases, "R10", "R11"))
+			}
 		}
 	}
 	// The next strip: a and c move down 6 rows.
