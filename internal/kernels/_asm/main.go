@@ -220,12 +220,12 @@ func main() {
 	genAMX()
 	genScans()
 	genPrefetch()
-	genExp2All() // exp2.go
-	genRows()    // rows.go
+	genExp2All()          // exp2.go
+	genRows()             // rows.go
 	genStrips(f32, false) // strips.go
 	genStrips(f64, false)
 	genStrips(f32, true)
-	genTN()      // tn.go
+	genTN() // tn.go
 
 	if err := os.WriteFile(filepath.Join(*out, "zkernels_amd64.s"), s.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
