@@ -14,13 +14,7 @@ import (
 // through scratch), padded strides, and rescalings of 1, 0 and others.
 func TestGemmNNAccumulate32(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
-	fill := func(n int) []float32 {
-		x := make([]float32, n)
-		for i := range x {
-			x[i] = float32(r.NormFloat64())
-		}
-		return x
-	}
+	fill := func(n int) []float32 { return normals[float32](r, n) }
 	shapes := [][3]int{{288, 64, 512}, {288, 128, 256}, {48, 64, 256}, {50, 130, 77}, {7, 70, 300}, {1, 64, 1}, {13, 200, 600}}
 	for _, l := range levels() {
 		for _, sh := range shapes {
@@ -68,4 +62,13 @@ func TestGemmNNAccumulate32(t *testing.T) {
 		}
 	}()
 	GemmNNAccumulate32(2, 4, 1, make([]float32, 2), 1, make([]float32, 4), 4, make([]float32, 8), 4, make([]float64, 8), 4, []float64{1}, nil)
+}
+
+// normals returns n standard normal values from r, rounded to T.
+func normals[T float32 | float64](r *rand.Rand, n int) []T {
+	x := make([]T, n)
+	for i := range x {
+		x[i] = T(r.NormFloat64())
+	}
+	return x
 }

@@ -36,13 +36,7 @@ type nnFunc[T float32 | float64] func(m, n, k int, a []T, lda int, b []T, ldb in
 
 func stripsSameResult[T float32 | float64](t *testing.T, nt func(m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int), nnSet, nnAdd nnFunc[T], panel int) {
 	r := rand.New(rand.NewPCG(41, 42))
-	fill := func(n int) []T {
-		x := make([]T, n)
-		for i := range x {
-			x[i] = T(r.NormFloat64())
-		}
-		return x
-	}
+	fill := func(n int) []T { return normals[T](r, n) }
 	for _, sh := range [][3]int{{288, 512, 64}, {50, 130, 128}, {7, 64, 33}, {100, 256, 300}} {
 		m, n, k := sh[0], sh[1], sh[2]
 		a, b, next := fill(m*k), fill(n*k), fill(999)
