@@ -21,10 +21,13 @@ func gonumGemm(tB blas.Transpose, m, n, k int, a []float64, lda int, b []float64
 		beta, blas64.General{Rows: m, Cols: n, Stride: ldc, Data: c})
 }
 
-func randSlice(r *rand.Rand, n int) []float64 {
-	x := make([]float64, n)
+func randSlice(r *rand.Rand, n int) []float64 { return normals[float64](r, n) }
+
+// normals returns n standard normal values from r, rounded to T.
+func normals[T float32 | float64](r *rand.Rand, n int) []T {
+	x := make([]T, n)
 	for i := range x {
-		x[i] = r.NormFloat64()
+		x[i] = T(r.NormFloat64())
 	}
 	return x
 }

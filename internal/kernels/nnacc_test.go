@@ -63,12 +63,3 @@ func TestGemmNNAccumulate32(t *testing.T) {
 	}()
 	GemmNNAccumulate32(2, 4, 1, make([]float32, 2), 1, make([]float32, 4), 4, make([]float32, 8), 4, make([]float64, 8), 4, []float64{1}, nil)
 }
-
-// normals returns n standard normal values from r, rounded to T.
-func normals[T float32 | float64](r *rand.Rand, n int) []T {
-	x := make([]T, n)
-	for i := range x {
-		x[i] = T(r.NormFloat64())
-	}
-	return x
-}
