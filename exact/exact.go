@@ -391,7 +391,7 @@ func newPacker[T attn.Float]() packer[T] {
 // tileState is one worker's scratch space, reused for every task it takes.
 type tileState[T attn.Float] struct {
 	scores []T       // queryTile x scoreStride
-	pv     []T       // queryTile x e, P V of the current key tile (float32)
+	pv     []T       // queryTile x e, P V of the current key tile (float32: the scratch of GemmNNAccumulate32, which adds most of it to acc directly)
 	acc    []float64 // queryTile x e, output accumulated over key tiles
 	rowMax []float64 // running max of the scaled logits
 	// natMax is rowMax in natural units when attendRows keeps rowMax in

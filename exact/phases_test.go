@@ -20,12 +20,12 @@ import (
 //   - loop: attendRows on one query tile against 4096 keys, as a prefill
 //     runs it (packed keys, scans, prefetch);
 //   - QK^T and PV: the two products of those tiles alone, prefetching as
-//     the loop does;
+//     the loop does; PV adds into the float64 accumulator in the
+//     microkernels (kernels.GemmNNAccumulate32, as when no row's maximum
+//     moved), as the loop does;
 //   - max (with the NaN/Inf scan) and exp (base 2, with the row sums), on
-//     all the tile's rows in one call each as the loop runs them, and
-//     accumulate (P V into the float64 accumulator, one call per tile
-//     as when no row's maximum moved): the softmax steps alone on a tile
-//     of scores;
+//     all the tile's rows in one call each as the loop runs them: the
+//     softmax steps alone on a tile of scores;
 //   - other: loop minus the steps (per-row bookkeeping in Go, calls,
 //     cache misses the steps alone do not see);
 //   - pack, stats: packing one head's keys for Q K^T, and the key
@@ -61,6 +61,10 @@ func forwardPhases(t *testing.T, d int) string {
 	fresh := slices.Clone(st.scores)
 	pv := make([]float32, queryTile*d)
 	acc := make([]float64, queryTile*d)
+	ones := make([]float64, queryTile)
+	for i := range ones {
+		ones[i] = 1
+	}
 	kts := chunk / kt
 	steps := []struct {
 		name string
@@ -92,12 +96,7 @@ func forwardPhases(t *testing.T, d int) string {
 				if j0+2*kt <= m {
 					next = pk.Rows(j0+kt, j0+2*kt)
 				}
-				kernels.GemmNNSet32(queryTile, d, kt, st.scores, ss, p.V[j0*d:], d, pv, d, next)
-			}
-		}},
-		{"accumulate", func(_ []float32, _, _ int) {
-			for range kts {
-				kernels.Accumulate32(acc, 1, pv) // no row's max moved: the usual case
+				kernels.GemmNNAccumulate32(queryTile, d, kt, st.scores, ss, p.V[j0*d:], d, pv, d, acc, d, ones, next)
 			}
 		}},
 	}
@@ -144,7 +143,7 @@ func forwardPhases(t *testing.T, d int) string {
 	for i, s := range steps {
 		row(s.name, best[i])
 		switch s.name {
-		case "QK^T", "max", "exp", "PV", "accumulate":
+		case "QK^T", "max", "exp", "PV":
 			sum += best[i]
 		}
 	}
