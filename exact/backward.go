@@ -37,9 +37,9 @@ import (
 // and dP = dO V^T; dK += dS^T Q and dV += P^T dO read the score tiles down
 // their columns and copy Q and dO into L1 a 16 KiB panel at a time
 // (kernels.GemmTN32/64), so the query rows S and dP bring into cache serve
-// these products too; dQ += dS K reads the keys in place. (dK and dV were accumulated transposed from
-// copies of Q^T and dO^T made once per call: twice the query-side data
-// streamed from L3 for every key tile.)
+// these products too; dQ += dS K reads the keys in place. (dK and dV were
+// accumulated transposed from copies of Q^T and dO^T made once per call:
+// twice the query-side data streamed from L3 for every key tile.)
 //
 // Precision: products within a tile use the element type; every sum across
 // tiles (dK and dV over query tiles, dQ over key tiles) is carried in

@@ -42,10 +42,9 @@ const tnPanelBytes = 16 << 10
 // down a column of mr x nr blocks, each reading its mr columns of A a row
 // at a time.
 func gemmTNAsm[T float32 | float64](g *gemmKernels[T], pool *sync.Pool, m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int) {
-	var zero T
-	kcMax := max(tnPanelBytes/(g.nr*int(unsafe.Sizeof(zero))), 1)
-	slices := (k + kcMax - 1) / kcMax
-	step := (k + slices - 1) / slices
+	kcMax := max(tnPanelBytes/(g.nr*int(unsafe.Sizeof(T(0)))), 1)
+	parts := (k + kcMax - 1) / kcMax
+	step := (k + parts - 1) / parts // k in equal slices
 	bp := getBuf[T](pool, step*g.nr)
 	panel := *bp
 	for j := 0; j < n; j += g.nr {
