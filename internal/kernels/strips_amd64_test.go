@@ -3,6 +3,7 @@
 package kernels
 
 import (
+	"math"
 	"math/rand/v2"
 	"testing"
 )
@@ -61,7 +62,8 @@ func stripsSameResult[T float32 | float64](t *testing.T, nt func(m, n, k int, a 
 		}
 		for p := range 4 {
 			for i := range got[0][p] {
-				if got[0][p][i] != got[1][p][i] {
+				// Widened to float64, so that the bits of either type compare (-0 against 0 too).
+				if math.Float64bits(float64(got[0][p][i])) != math.Float64bits(float64(got[1][p][i])) {
 					t.Fatalf("m=%d n=%d k=%d product %d: entry %d is %g per strip, %g in strips", m, n, k, p, i, got[0][p][i], got[1][p][i])
 				}
 			}
