@@ -52,8 +52,14 @@ func gemmTNAsm[T float32 | float64](g *gemmKernels[T], pool *sync.Pool, m, n, k 
 		kr, tail := g.pick(nb)
 		for p0 := 0; p0 < k; p0 += step {
 			kc := min(step, k-p0)
-			for p := range kc {
-				copy(panel[p*g.nr:p*g.nr+nb], b[(p0+p)*ldb+j:(p0+p)*ldb+j+nb])
+			// Whole rows by vector moves: memmove's call per row took
+			// 3.4-4.2% of backward profiles at d = 128, the moves 1.2-3%.
+			if size := int(unsafe.Sizeof(T(0))); nb*size == 256 {
+				copyRows256AVX512((*byte)(unsafe.Pointer(&panel[0])), (*byte)(unsafe.Pointer(&b[p0*ldb+j])), ldb*size, kc)
+			} else {
+				for p := range kc {
+					copy(panel[p*g.nr:p*g.nr+nb], b[(p0+p)*ldb+j:(p0+p)*ldb+j+nb])
+				}
 			}
 			for i := 0; i < m; i += g.mr {
 				kr[min(g.mr, m-i)-1](kc, &a[p0*lda+i], lda, &panel[0], g.nr, &c[i*ldc+j], ldc, tail, 1)

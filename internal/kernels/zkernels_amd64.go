@@ -983,6 +983,9 @@ func maxAbsBits16AVX512x8(x *uint16, rows int, ld int, m *uint16, least *uint16)
 func prefetchL2(p *byte, lines int)
 
 //go:noescape
+func copyRows256AVX512(dst *byte, src *byte, ld int, rows int)
+
+//go:noescape
 func exp2ShiftSumF32AVX2(x *float32, n int, scale float32, shift float32) (ret float32)
 
 //go:noescape

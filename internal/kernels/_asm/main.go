@@ -220,6 +220,7 @@ func main() {
 	genAMX()
 	genScans()
 	genPrefetch()
+	genCopyRows()         // tn.go
 	genExp2All()          // exp2.go
 	genRows()             // rows.go
 	genStrips(f32, false) // strips.go

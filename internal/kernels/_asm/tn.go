@@ -118,3 +118,30 @@ func genTNKernel(c config, mr, nv int, masked bool) {
 	genStore(f, is, dt.sfx, dt.shift, mr, nv, masked, acc, bc, "")
 	s.WriteString("\n")
 }
+
+// genCopyRows emits copyRows256AVX512(dst *byte, src *byte, ld int, rows
+// int): rows rows of 256 bytes from src (row stride ld bytes) to dst,
+// contiguous. gemmTNAsm copies its panels of B (64 float32 or 32 float64
+// columns) with it; copy's memmove call per row cost more than the move.
+func genCopyRows() {
+	typeSize["*byte"] = 8
+	f := sig("copyRows256AVX512", ps("dst", "*byte", "src", "*byte", "ld", "int", "rows", "int"), nil)
+	text(f)
+	f.load("dst", "DI", "src", "SI", "ld", "DX", "rows", "CX")
+	emit("TESTQ CX, CX")
+	emit("JLE done")
+	label("loop")
+	for v := range 4 {
+		emit("VMOVDQU64 %d(SI), Z%d", 64*v, v)
+	}
+	for v := range 4 {
+		emit("VMOVDQU64 Z%d, %d(DI)", v, 64*v)
+	}
+	emit("ADDQ DX, SI")
+	emit("ADDQ $256, DI")
+	emit("DECQ CX")
+	emit("JNZ loop")
+	emit("VZEROUPPER")
+	label("done")
+	emit("RET\n")
+}
