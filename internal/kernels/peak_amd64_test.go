@@ -4,12 +4,12 @@ package kernels
 
 import (
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
-	"time"
 	"unsafe"
+
+	"github.com/fastattn/fastattn/internal/timing"
 )
 
 // BenchmarkInstructionPeak measures the issue rate of 512-bit FMAs (float32
@@ -47,7 +47,7 @@ func BenchmarkInstructionPeak(b *testing.B) {
 // issue rate in the same moments, as a ratio, so that a shared machine's
 // changing clock and neighbours cancel: each iteration times the
 // register-only FMA loop of BenchmarkInstructionPeak and then, best of a
-// few calls each, the strips kernel on one 6-row strip whose operands stay
+// few calls each (timing.Best), the strips kernel on one 6-row strip whose operands stay
 // in L1 (k = 64), and exact attention's two tile products as exact runs
 // them (288 queries; 512 keys at d = 64, 256 at d = 128; keys packed):
 // Q K^T and P V (float32 with its float64 accumulation). It reports the
@@ -67,15 +67,6 @@ func BenchmarkKernelIssueRatio(b *testing.B) {
 
 func kernelIssueRatio[T float32 | float64](b *testing.B, peak func(int), flopsPerFMA float64,
 	pv func(m, n, k int, a []T, lda int, b []T, ldb int, scratch []T, ldc int, dst []float64, ldd int, alphas []float64, next []T)) {
-	best := func(calls int, f func()) float64 {
-		t := math.Inf(1)
-		for range calls {
-			t0 := time.Now()
-			f()
-			t = min(t, time.Since(t0).Seconds())
-		}
-		return t
-	}
 	r := rand.New(rand.NewPCG(3, 4))
 	// One strip in L1: A 6 x 64, B a 64 x 64-float32 (32-float64) panel.
 	const k = 64
@@ -113,10 +104,10 @@ func kernelIssueRatio[T float32 | float64](b *testing.B, peak func(int), flopsPe
 		b.Run(fmt.Sprintf("d=%d", d), func(b *testing.B) {
 			var rStrip, rQK, rPV []float64
 			for b.Loop() {
-				issue := 24 * 2000 * flopsPerFMA / best(5, func() { peak(2000) })
-				rStrip = append(rStrip, stripFlops/best(5, strip)/issue)
-				rQK = append(rQK, tileFlops/best(3, func() { pk.GemmNT(m, 0, n, q, d, s, stride) })/issue)
-				rPV = append(rPV, tileFlops/best(3, func() { pv(m, d, n, s, stride, v, d, scratch, d, acc, d, alphas, nil) })/issue)
+				issue := 24 * 2000 * flopsPerFMA / timing.Best(5, func() { peak(2000) })
+				rStrip = append(rStrip, stripFlops/timing.Best(5, strip)/issue)
+				rQK = append(rQK, tileFlops/timing.Best(3, func() { pk.GemmNT(m, 0, n, q, d, s, stride) })/issue)
+				rPV = append(rPV, tileFlops/timing.Best(3, func() { pv(m, d, n, s, stride, v, d, scratch, d, acc, d, alphas, nil) })/issue)
 			}
 			for _, x := range []struct {
 				name string
