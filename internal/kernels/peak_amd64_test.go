@@ -47,12 +47,12 @@ func BenchmarkInstructionPeak(b *testing.B) {
 // issue rate in the same moments, as a ratio, so that a shared machine's
 // changing clock and neighbours cancel: each iteration times the
 // register-only FMA loop of BenchmarkInstructionPeak and then, best of a
-// few calls each (timing.Best), the strips kernel on one 6-row strip whose operands stay
-// in L1 (k = 64), and exact attention's two tile products as exact runs
-// them (288 queries; 512 keys at d = 64, 256 at d = 128; keys packed):
-// Q K^T and P V (float32 with its float64 accumulation). It reports the
-// median of the per-iteration ratios ("x-issue"). Run with -benchtime
-// 30x or more.
+// few calls each (timing.Best), the strips kernel on one 6-row strip
+// whose operands stay in L1 (k = 64), and exact attention's two tile
+// products as exact runs them (288 queries; 512 keys at d = 64, 256 at
+// d = 128; keys packed): Q K^T and P V (float32 with its float64
+// accumulation). It reports the median of the per-iteration ratios
+// ("x-issue"). Run with -benchtime 30x or more.
 func BenchmarkKernelIssueRatio(b *testing.B) {
 	if maxLevel < levelAVX512 {
 		b.Skip("no AVX-512")

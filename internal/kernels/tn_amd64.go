@@ -37,6 +37,10 @@ func gemmTNLevel[T float32 | float64](tn, nn *gemmKernels[T], pool *sync.Pool, m
 // KiB ones no faster than 16.
 const tnPanelBytes = 16 << 10
 
+// copyRowBytes is the row that copyRows256AVX512 copies: a whole panel
+// row of the AVX-512 TN families (64 float32, 32 float64).
+const copyRowBytes = 256
+
 // gemmTNAsm runs the TN microkernels over C in slices of k, each a
 // kc x nr panel of B packed into a contiguous buffer that stays in L1
 // down a column of mr x nr blocks, each reading its mr columns of A a row
@@ -54,7 +58,7 @@ func gemmTNAsm[T float32 | float64](g *gemmKernels[T], pool *sync.Pool, m, n, k 
 			kc := min(step, k-p0)
 			// Whole rows by vector moves: memmove's call per row took
 			// 3.4-4.2% of backward profiles at d = 128, the moves 1.2-3%.
-			if size := int(unsafe.Sizeof(T(0))); nb*size == 256 {
+			if size := int(unsafe.Sizeof(T(0))); nb*size == copyRowBytes {
 				copyRows256AVX512((*byte)(unsafe.Pointer(&panel[0])), (*byte)(unsafe.Pointer(&b[p0*ldb+j])), ldb*size, kc)
 			} else {
 				for p := range kc {
