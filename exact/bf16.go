@@ -503,6 +503,11 @@ func (st *bf16State) tile(ctx context.Context, p *attn.Problem[float32], out *at
 		if lo != nil {
 			kernels.GemmPackedBF16Prefix(rp, ep, kc, kPacked, lo, bf16KeyTile, vt, pv, ep, true)
 		}
+		if ep == e && allOne(st.alpha[:rows]) {
+			// No row's max moved: one call for the tile.
+			kernels.Accumulate32(acc, 1, pv[:rows*e])
+			continue
+		}
 		for r := range rows {
 			kernels.Accumulate32(acc[r*e:(r+1)*e], st.alpha[r], pv[r*ep:r*ep+e])
 		}
@@ -523,7 +528,7 @@ func (st *bf16State) tile(ctx context.Context, p *attn.Problem[float32], out *at
 			continue
 		}
 		for c, x := range st.out {
-			out.O16[x0+c] = attn.Float32ToHalf(attn.BFloat16, float32(x))
+			out.O16[x0+c] = attn.Float32ToBFloat16(float32(x))
 		}
 	}
 }
