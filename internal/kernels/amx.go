@@ -44,12 +44,27 @@ func roundUp(x, m int) int { return (x + m - 1) / m * m }
 func PackBF16NT(dst []uint16, n, k int, b []uint16, ldb int) {
 	ks := roundUp(k, amxDepth) / amxDepth
 	dst = dst[:PackedBF16Len(n, k)]
-	clear(dst)
-	for j := range n {
-		// Row j of B is column j of C: pair x/2 of tile x/32, at 2(j%16).
+	// Every entry is written once, zeros beyond n and k included: each
+	// row of B fills one pair column of its panel's tiles.
+	for j := range roundUp(n, amxCols) {
+		var row []uint16
+		if j < n {
+			row = b[j*ldb : j*ldb+k]
+		}
 		panel := dst[j/amxCols*ks*amxTile+2*(j%amxCols):]
-		for x, v := range b[j*ldb : j*ldb+k] {
-			panel[x/amxDepth*amxTile+x%amxDepth/2*amxDepth+x%2] = v
+		for s := range ks {
+			tile := panel[s*amxTile : s*amxTile+amxTile-2*(j%amxCols)]
+			if x0 := s * amxDepth; x0+amxDepth <= len(row) {
+				seg := row[x0 : x0+amxDepth]
+				for r := range amxDepth / 2 {
+					tile[r*amxDepth], tile[r*amxDepth+1] = seg[2*r], seg[2*r+1]
+				}
+				continue
+			}
+			for r := range amxDepth / 2 {
+				x := s*amxDepth + 2*r
+				tile[r*amxDepth], tile[r*amxDepth+1] = at(row, x), at(row, x+1)
+			}
 		}
 	}
 }
@@ -60,14 +75,38 @@ func PackBF16NT(dst []uint16, n, k int, b []uint16, ldb int) {
 func PackBF16NN(dst []uint16, k, n int, b []uint16, ldb int) {
 	ks := roundUp(k, amxDepth) / amxDepth
 	dst = dst[:PackedBF16Len(n, k)]
-	clear(dst)
-	for x := range k {
-		// Row x of B: pair x/2 of tile x/32 in every panel.
-		off := x/amxDepth*amxTile + x%amxDepth/2*amxDepth + x%2
-		for j, v := range b[x*ldb : x*ldb+n] {
-			dst[j/amxCols*ks*amxTile+off+2*(j%amxCols)] = v
+	// Every entry is written once, zeros beyond n and k included: a tile
+	// row interleaves two rows of B over the panel's 16 columns.
+	var none [amxCols]uint16
+	for j0 := 0; j0 < n; j0 += amxCols {
+		w := min(amxCols, n-j0)
+		for s := range ks {
+			tile := dst[(j0/amxCols*ks+s)*amxTile:][:amxTile]
+			for r := range amxDepth / 2 {
+				x := s*amxDepth + 2*r
+				r0, r1 := none[:w], none[:w]
+				if x < k {
+					r0 = b[x*ldb+j0 : x*ldb+j0+w]
+				}
+				if x+1 < k {
+					r1 = b[(x+1)*ldb+j0 : (x+1)*ldb+j0+w]
+				}
+				out := tile[r*amxDepth : r*amxDepth+amxDepth]
+				for jj := range w {
+					out[2*jj], out[2*jj+1] = r0[jj], r1[jj]
+				}
+				clear(out[2*w:])
+			}
 		}
 	}
+}
+
+// at is x[i], or 0 beyond x.
+func at(x []uint16, i int) uint16 {
+	if i < len(x) {
+		return x[i]
+	}
+	return 0
 }
 
 // GemmPackedBF16 computes C = A B (accumulate false) or C += A B

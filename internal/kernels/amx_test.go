@@ -294,3 +294,47 @@ func TestGemmPackedBF16Prefix(t *testing.T) {
 		}
 	}
 }
+
+// TestPackBF16Layout checks both packings entry by entry against the
+// layout's definition, into buffers holding garbage (the packings must
+// write every entry, the zeros beyond n and k included).
+func TestPackBF16Layout(t *testing.T) {
+	r := rand.New(rand.NewPCG(23, 24))
+	shapes := [][2]int{{1, 1}, {16, 32}, {17, 33}, {512, 64}, {64, 512}, {15, 31}, {100, 7}, {3, 200}}
+	for range 20 {
+		shapes = append(shapes, [2]int{1 + r.IntN(90), 1 + r.IntN(150)})
+	}
+	for _, sz := range shapes {
+		n, k := sz[0], sz[1]
+		ldb := k + 3
+		bt := bf16s(r, n*ldb) // B^T, n x k
+		bn := make([]uint16, k*(n+2))
+		for j := range n {
+			for x := range k {
+				bn[x*(n+2)+j] = bt[j*ldb+x]
+			}
+		}
+		ks := (k + 31) / 32
+		want := make([]uint16, PackedBF16Len(n, k))
+		for j := range n {
+			for x := range k {
+				want[j/16*ks*512+x/32*512+x%32/2*32+2*(j%16)+x%2] = bt[j*ldb+x]
+			}
+		}
+		for name, pack := range map[string]func([]uint16){
+			"NT": func(dst []uint16) { PackBF16NT(dst, n, k, bt, ldb) },
+			"NN": func(dst []uint16) { PackBF16NN(dst, k, n, bn, n+2) },
+		} {
+			got := make([]uint16, len(want))
+			for i := range got {
+				got[i] = 0xffff
+			}
+			pack(got)
+			for i := range want {
+				if got[i] != want[i] {
+					t.Fatalf("Pack%s %dx%d: entry %d = %#x, want %#x", name, n, k, i, got[i], want[i])
+				}
+			}
+		}
+	}
+}
