@@ -109,9 +109,10 @@ type HalfResult struct {
 // only; GradientHalf gives its gradients in float32.
 //
 // bfloat16 inputs on a CPU with AMX (Intel's tile units, where Linux grants
-// them) with more than 128 query rows per key/value head (query heads per
-// key/value head times the sequence length) are multiplied as given on
-// its tiles instead, with float32 sums and P stored in bfloat16 (split in
+// them), or else with AVX512_BF16's VDPBF16PS where that beats widening,
+// with more than 128 query rows per key/value head (query heads per
+// key/value head times the sequence length) are multiplied as given
+// instead, with float32 sums and P stored in bfloat16 (split in
 // two, or rounded once when opts.Eps allows that bound);
 // Report.Details["arithmetic"] says so and Report.ErrorBound covers it.
 // Inputs it cannot certify there, and fewer rows, which do not repay

@@ -12,11 +12,13 @@ import (
 	"github.com/fastattn/fastattn/internal/vscale"
 )
 
-// bfloat16 attention on AMX tiles.
+// bfloat16 attention on hardware bfloat16 products.
 //
 // When the queries, keys, values and output are all bfloat16 and the CPU
-// has AMX (kernels.AMX), the forward pass multiplies the bfloat16 values
-// as given on AMX's tile units instead of widening them to float32: S = Q
+// multiplies bfloat16 in hardware (kernels.PackedBF16Fast: AMX's tile
+// units, or else AVX512_BF16's VDPBF16PS where that beats widening), the
+// forward pass multiplies the bfloat16 values as given instead of widening
+// them to float32: S = Q
 // K^T in float32 (each product of two bfloat16 values is exact, the sums
 // float32), the online softmax in float32 and float64 as on the float32
 // path, then P V with P in bfloat16 and float32 sums. P is stored in
@@ -34,12 +36,12 @@ import (
 //
 // The keys are not centred (their centred values would have to be rounded
 // back to bfloat16), so the logits' bound uses the keys as given; when the
-// bound misses eps, or the inputs hold subnormal numbers (AMX reads them as
-// zero), NaN or Inf, or values beyond float32 sums' range, the problem
+// bound misses eps, or the inputs hold subnormal numbers (AMX and
+// VDPBF16PS read them as zero), NaN or Inf, or values beyond float32 sums' range, the problem
 // goes to the float32 path instead.
 
-// Tile sizes of the AMX path: query rows per task (a multiple of AMX's 16
-// rows) and keys per tile (a multiple of its 32-deep k step).
+// Tile sizes of the bfloat16 path: query rows per task (a multiple of AMX's
+// 16 rows) and keys per tile (a multiple of its 32-deep k step).
 const (
 	bf16QueryTile = 64
 	bf16KeyTile   = 512
@@ -53,25 +55,31 @@ const (
 	bf16Split                   // P = hi + lo, two bfloat16 products
 )
 
+// String names the mode and the instructions the products run on here, as
+// the report's details give them.
 func (m bf16Mode) String() string {
-	return [...]string{"bfloat16 on AMX tiles, P rounded to bfloat16", "bfloat16 on AMX tiles, P split into two bfloat16 terms"}[m]
+	engine := "VDPBF16PS"
+	if kernels.AMX() {
+		engine = "AMX tiles"
+	}
+	return "bfloat16 on " + engine + [...]string{", P rounded to bfloat16", ", P split into two bfloat16 terms"}[m]
 }
 
 // Test hooks: testForceBF16Mode picks the P storage whatever eps says
 // (the bound reported is still that mode's); testNoBF16Tiles turns the
-// AMX path off, for tests of the float32 path on bfloat16 inputs.
+// bfloat16 path off, for tests of the float32 path on bfloat16 inputs.
 var (
 	testForceBF16Mode *bf16Mode
 	testNoBF16Tiles   bool
 )
 
-// bf16NoTarget is the bound the AMX path must meet when eps is 0 (no
-// target): with values so small that AMX's flushing to zero matters, or
+// bf16NoTarget is the bound the bfloat16 path must meet when eps is 0 (no
+// target): with values so small that flushing to zero matters, or
 // logits so large, its bound grows past what the float32 path (which
 // scales values and centres keys) would give, and that path runs instead.
 const bf16NoTarget = 1e-3
 
-// bf16Plan is the AMX path's decision for one problem.
+// bf16Plan is the bfloat16 path's decision for one problem.
 type bf16Plan struct {
 	mode  bf16Mode
 	bound float64 // before the output's rounding to bfloat16
@@ -79,8 +87,8 @@ type bf16Plan struct {
 }
 
 // bf16MinRows is how many query rows a key/value head must have (its
-// group's heads times N) for the AMX path: it scans and packs every key
-// and value of the head, which few rows do not repay. With 8 query heads
+// group's heads times N) for the bfloat16 path: it scans and packs every
+// key and value of the head, which few rows do not repay. With 8 query heads
 // on 2 key/value heads, d = 128, bfloat16 output, AMX took 2.4-2.5 ms at
 // 4096 keys and 20-21 ms at 32768 for 1-16 rows per query head (4-64
 // rows per key/value head); the float32 path, planned, took 1.7 and 13.6
@@ -89,15 +97,17 @@ type bf16Plan struct {
 // 5.2 and 36 at 64 (AMX 3.8 and 30). It is a constant measured here, not
 // timed at start-up as the planners' rates are: the path decides the
 // arithmetic, and a call's result should not depend on how fast the
-// machine was when the process started. Tests set it to 0 to run the AMX
-// kernels on small shapes.
+// machine was when the process started. (It was measured for AMX; on
+// VDPBF16PS, which packs the same way, it was kept.) Tests set it to 0 to
+// run the bfloat16 kernels on small shapes.
 var bf16MinRows = 128
 
-// bf16Applies reports whether p goes to the AMX path: bfloat16 queries,
-// keys and values (the output in bfloat16 or float32), no mask tensor,
-// more than bf16MinRows query rows per key/value head, AMX here.
+// bf16Applies reports whether p goes to the bfloat16 path: bfloat16
+// queries, keys and values (the output in bfloat16 or float32), no mask
+// tensor, more than bf16MinRows query rows per key/value head, hardware
+// bfloat16 products here.
 func bf16Applies(p *attn.Problem[float32]) bool {
-	return p.KVFormat == attn.BFloat16 && p.Q16 != nil && p.Mask == nil && p.Group()*p.N > bf16MinRows && !testNoBF16Tiles && kernels.AMX()
+	return p.KVFormat == attn.BFloat16 && p.Q16 != nil && p.Mask == nil && p.Group()*p.N > bf16MinRows && !testNoBF16Tiles && kernels.PackedBF16Fast()
 }
 
 // bf16Scan is one pass over rows of bfloat16 values: per column the
@@ -142,7 +152,8 @@ const bf16ScanRows = 1024
 // float32 path. The bound follows bound.go's, with three changes: the
 // logits use the keys as given (B from their box, not the centred one),
 // each weight gains the storage's rounding (2^-8 rounded, 2^-16 split),
-// and AMX's flushing of subnormal results to zero (at most 2^-125 per
+// and the flushing of subnormal results to zero (AMX and VDPBF16PS both
+// flush; at most 2^-125 per
 // product and sum) adds absolute terms: s d 2^-125 to each logit, and to
 // the output, relative to its value column's max c, l 2^-126 (weights
 // below 2^-126 stored as zero) plus steps·2^-125 / c (the P V sums, steps
@@ -258,7 +269,7 @@ func planBF16(ctx context.Context, p *attn.Problem[float32], workers int) (bf16P
 	return pl, !math.IsInf(pl.bound, 1)
 }
 
-// bf16Bound is the AMX path's bound (see planBF16) for logits up to b,
+// bf16Bound is the bfloat16 path's bound (see planBF16) for logits up to b,
 // scale s, head dimension d, rows of at most l keys and value columns
 // whose nonzero maxima are at least smallest.
 func bf16Bound(mode bf16Mode, b, s float64, d, l int, smallest float64) float64 {
@@ -310,7 +321,7 @@ func (st *bf16State) size(dp, ep, e int, mode bf16Mode) {
 	}
 }
 
-// bf16Buffers are an AMX call's packed keys and values and its workers'
+// bf16Buffers are a bfloat16 call's packed keys and values and its workers'
 // states, kept for the next call (a stream of calls of one shape then
 // allocates nothing: made afresh, their zeroing took 4% of a call at
 // d = 64, n = 4096).
@@ -321,7 +332,7 @@ type bf16Buffers struct {
 
 var bf16Recycled recycler[bf16Buffers]
 
-// forwardBF16 is exact attention on AMX tiles for a problem bf16Applies
+// forwardBF16 is exact attention on bfloat16 products for a problem bf16Applies
 // to and planBF16 accepted, into out.O16 (rounded to bfloat16) or out.O.
 func forwardBF16(ctx context.Context, workers int, p *attn.Problem[float32], out *attn.Output[float32], pl bf16Plan) (attn.Stats, error) {
 	d, e := p.D, p.E
@@ -533,7 +544,7 @@ func (st *bf16State) tile(ctx context.Context, p *attn.Problem[float32], out *at
 	}
 }
 
-// forward32BF16 is Forward32's AMX path: ok false when it does not apply
+// forward32BF16 is Forward32's bfloat16 path: ok false when it does not apply
 // (and then nothing was written).
 func forward32BF16(ctx context.Context, workers int, p *attn.Problem[float32], out *attn.Output[float32]) (attn.Stats, bool, error) {
 	if !bf16Applies(p) {

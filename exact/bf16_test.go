@@ -12,11 +12,11 @@ import (
 	"github.com/fastattn/fastattn/internal/reference"
 )
 
-// bf16Cases are the AMX path's test inputs: odd sizes (head and value
+// bf16Cases are the bfloat16 path's test inputs: odd sizes (head and value
 // dimensions off AMX's 32 and 16, rows and keys off its tiles), several
 // key tiles, GQA, causal rows, windows, padding and sinks, large logits
-// keys with a common offset (which the AMX path does not centre), values
-// near 1e-30 (products below float32's normal range, which AMX flushes) and
+// keys with a common offset (which the bfloat16 path does not centre), values
+// near 1e-30 (products below float32's normal range, which AMX and VDPBF16PS flush) and
 // 1e30, and tiny queries.
 func bf16Cases() []attntest.Case {
 	return []attntest.Case{
@@ -38,15 +38,16 @@ func bf16Cases() []attntest.Case {
 	}
 }
 
-// TestBF16AgainstFloat64 runs bfloat16 attention on AMX with P split and
+// TestBF16AgainstFloat64 runs bfloat16 attention on hardware bfloat16
+// products (AMX or VDPBF16PS, whichever runs here) with P split and
 // with P rounded once, and checks every output entry against the float64
 // reference on the same (rounded) inputs: within the reported bound,
 // relative to its value column's max, and each log-sum-exp within the
 // bound plus the logits' rounding. It logs the largest errors seen, the
 // measurement README's "bfloat16 on AMX" quotes.
 func TestBF16AgainstFloat64(t *testing.T) {
-	if !kernels.AMX() {
-		t.Skip("no AMX here: bfloat16 inputs take the float32 path")
+	if !kernels.PackedBF16Fast() {
+		t.Skip("no hardware bfloat16 products here: bfloat16 inputs take the float32 path")
 	}
 	// Small shapes too: the kernels' edges.
 	defer func(old int) { bf16MinRows = old }(bf16MinRows)
@@ -126,13 +127,13 @@ func TestBF16AgainstFloat64(t *testing.T) {
 
 // TestBF16Choice checks which path bfloat16 inputs take: P split under the
 // default eps, P rounded once when eps allows it, the float32 path when
-// eps is below the AMX path's bound or the inputs hold a subnormal number
-// (which AMX would read as zero), for 16-bit keys and values with
+// eps is below the bfloat16 path's bound or the inputs hold a subnormal number
+// (which AMX and VDPBF16PS would read as zero), for 16-bit keys and values with
 // float32 queries, and for bf16MinRows query rows per key/value head or
 // fewer.
 func TestBF16Choice(t *testing.T) {
-	if !kernels.AMX() {
-		t.Skip("no AMX here")
+	if !kernels.PackedBF16Fast() {
+		t.Skip("no hardware bfloat16 products here")
 	}
 	base := attntest.ToHalf(attntest.To32(attntest.Case{Heads: 2, N: 150, M: 200, D: 32, E: 16}.Generate(43)), attn.BFloat16)
 	run := func(p *attn.Problem[float32], o32 bool) string {

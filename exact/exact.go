@@ -169,12 +169,13 @@ func (Method) ChecksFinite() bool { return true }
 // decoding-shaped calls, which widen them a tile at a time and measure
 // each tile as they go (speculate.go; 16-bit queries, few there, are
 // widened first, and a 16-bit output rounded at the end); bfloat16
-// queries, keys and values with many query rows go to AMX (bf16.go);
+// queries, keys and values with many query rows go to hardware bfloat16
+// products, AMX or VDPBF16PS (bf16.go);
 // Workspace.Forward, the serving
 // path, reads them in place in decoding-shaped calls (halfkv_direct.go)
 // and widens them a tile at a time otherwise.
 func (m Method) Forward32(ctx context.Context, p *attn.Problem[float32], out *attn.Output[float32]) (attn.Stats, error) {
-	if st, ok, err := forward32BF16(ctx, m.Workers, p, out); ok { // bf16.go: AMX
+	if st, ok, err := forward32BF16(ctx, m.Workers, p, out); ok { // bf16.go: bfloat16 products
 		return st, err
 	}
 	workers := m.Workers

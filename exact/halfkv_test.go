@@ -145,7 +145,7 @@ func TestWorkspaceConformance(t *testing.T) {
 // (Reading 16-bit keys in place sums the dot products in another order:
 // TestHalfInPlace checks that path.)
 func TestHalfQOExact(t *testing.T) {
-	testNoBF16Tiles = true // bfloat16 on AMX tiles (bf16.go) computes differently
+	testNoBF16Tiles = true // bfloat16 products (bf16.go) compute differently
 	defer func() { testNoBF16Tiles = false }()
 	defer func(r int) { halfInPlaceRows = r }(halfInPlaceRows)
 	halfInPlaceRows = 0

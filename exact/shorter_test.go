@@ -20,7 +20,7 @@ import (
 // underflow, or its outputs round, by a few percent of its own unit, and
 // the bound must say so: values subnormal in float64 and float32, float16
 // subnormals rounded into a float16 output, and the least normal bfloat16
-// numbers offered to AMX (where products flush to zero; a bfloat16
+// numbers offered to the bfloat16 path (where products flush to zero; a bfloat16
 // output). A decoding step
 // (one pass) and a prefill (planned) of each, against the float64
 // reference.
@@ -43,10 +43,10 @@ func TestShorterHeadBound(t *testing.T) {
 		checkOwnUnit(t, fmt.Sprintf("float32/n=%d", n), attntest.To32(p64), p64)
 		ph := attntest.ToHalf(attntest.To32(gen(0x1p-24)), attn.Float16)
 		checkOwnUnit(t, fmt.Sprintf("float16 output/n=%d", n), ph, attntest.Widened(ph))
-		if kernels.AMX() {
+		if kernels.PackedBF16Fast() {
 			ph := attntest.ToHalf(attntest.To32(gen(0x1p-126)), attn.BFloat16)
 			old := bf16MinRows
-			bf16MinRows = 0 // offered to AMX, which must decline or bound it
+			bf16MinRows = 0 // offered to the bfloat16 path, which must decline or bound it
 			checkOwnUnit(t, fmt.Sprintf("bfloat16/n=%d", n), ph, attntest.Widened(ph))
 			bf16MinRows = old
 		}

@@ -187,7 +187,7 @@ func checkSpeculatedHalf(t *testing.T, p *attn.Problem[float32], half, want bool
 	if !ok && (slices.ContainsFunc(out.O16, func(x uint16) bool { return x != 7 }) || slices.ContainsFunc(out.O, func(x float32) bool { return x != 7 })) {
 		t.Fatal("output written by a pass not kept")
 	}
-	// The planned call, on the float32 path (AMX computes otherwise).
+	// The planned call, on the float32 path (bfloat16 products compute otherwise).
 	testNoSpeculation, testNoBF16Tiles = true, true
 	ref := newOut()
 	stRef, errRef := attn.Forward(ctx, Method{}, p, ref)

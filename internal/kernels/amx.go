@@ -112,7 +112,9 @@ func at(x []uint16, i int) uint16 {
 // GemmPackedBF16 computes C = A B (accumulate false) or C += A B
 // (accumulate true) for bfloat16 A (m x k, row stride lda) and B packed by
 // PackBF16NT or PackBF16NN for the same n and k, into float32 C (m x n,
-// row stride ldc), with float32 sums. It runs on AMX when AMX() is true.
+// row stride ldc), with float32 sums. It runs on AMX when AMX() is true,
+// else on VDPBF16PS when BF16Dot() is (PackedBF16Fast tells whether either
+// does).
 func GemmPackedBF16(m, n, k int, a []uint16, lda int, bp []uint16, c []float32, ldc int, accumulate bool) {
 	GemmPackedBF16Prefix(m, n, k, k, a, lda, bp, c, ldc, accumulate)
 }
@@ -147,8 +149,13 @@ func GemmPackedBF16Prefix(m, n, k, kPacked int, a []uint16, lda int, bp []uint16
 
 // AMX reports whether GemmPackedBF16 runs on AMX tiles (TDPBF16PS) here:
 // the CPU has AMX-TILE and AMX-BF16 and the OS lets this process use them.
-// Elsewhere it runs in portable Go (correct, but slow).
+// Elsewhere it runs on VDPBF16PS or in portable Go (see PackedBF16Fast).
 func AMX() bool { return amxAvailable() }
+
+// PackedBF16Fast reports whether GemmPackedBF16 runs on hardware bfloat16
+// products here: AMX tiles, or AVX512_BF16's VDPBF16PS where that beats
+// widening to float32 (BF16Dot). Elsewhere it runs in portable Go.
+func PackedBF16Fast() bool { return packedBF16Fast() }
 
 // gemmPackedBF16Go is the portable product: float32 sums in k order.
 func gemmPackedBF16Go(m, n, k, kPacked int, a []uint16, lda int, bp []uint16, c []float32, ldc int, accumulate bool) {

@@ -4,6 +4,7 @@ package kernels
 
 import (
 	"sync"
+	"unsafe"
 
 	"golang.org/x/sys/cpu"
 )
@@ -23,8 +24,15 @@ var (
 
 func amxAvailable() bool { return !amxOff && amxReady() }
 
+func packedBF16Fast() bool { return amxAvailable() || bf16Dot() }
+
 func gemmPackedBF16(m, n, k, kPacked int, a []uint16, lda int, bp []uint16, c []float32, ldc int, accumulate bool) {
-	if !amxAvailable() {
+	switch {
+	case amxAvailable():
+	case bf16Dot():
+		gemmPackedBF16Dot(m, n, k, kPacked, a, lda, bp, c, ldc, accumulate)
+		return
+	default:
 		gemmPackedBF16Go(m, n, k, kPacked, a, lda, bp, c, ldc, accumulate)
 		return
 	}
@@ -61,6 +69,42 @@ func gemmPackedBF16(m, n, k, kPacked int, a []uint16, lda int, bp []uint16, c []
 		edge(m-mFull, n, c[mFull*ldc:], ldc, t, np, accumulate, func() {
 			amxGemm(1, np/amxCols, ks, ta, kp, bp, panel, t, np, accumulate)
 		})
+	}
+}
+
+// gemmPackedBF16Dot is GemmPackedBF16 on VDPBF16PS: the microkernels of
+// gemmPackedBF16AVX512 read two 16-column panels of the packed layout as
+// they are (a panel's rows of pairs are 64 bytes apart, the panels
+// panel values apart), A in place, a pair of values at a time.
+func gemmPackedBF16Dot(m, n, k, kPacked int, a []uint16, lda int, bp []uint16, c []float32, ldc int, accumulate bool) {
+	if k%2 == 1 {
+		// A's rows are read two values at a time: copy them, zero-padded
+		// (B's row k is zero in the packed layout).
+		pa := make([]uint16, m*(k+1))
+		for i := range m {
+			copy(pa[i*(k+1):i*(k+1)+k], a[i*lda:i*lda+k])
+		}
+		a, lda, k = pa, k+1, k+1
+	}
+	g := &gemmPackedBF16AVX512
+	panel := roundUp(kPacked, amxDepth) * amxCols / 2 // pairs per packed panel
+	pairs := unsafe.Slice((*uint32)(unsafe.Pointer(&bp[0])), len(bp)/2)
+	acc := 0
+	if accumulate {
+		acc = 1
+	}
+	// Row blocks of nearly equal size: 64 rows as 11, 11, 11, 11, 10, 10
+	// rather than five of 12 and one of 4, whose 8 accumulators would not
+	// cover VDPBF16PS's latency.
+	blocks := (m + g.mr - 1) / g.mr
+	for j0 := 0; j0 < n; j0 += g.nr {
+		kern, tail := g.pick(min(g.nr, n-j0))
+		b := &pairs[j0/amxCols*panel]
+		for x, i0 := 0, 0; x < blocks; x++ {
+			rows := (m - i0) / (blocks - x)
+			kern[rows-1](k/2, &a[i0*lda], lda, b, panel, &c[i0*ldc+j0], ldc, tail, acc)
+			i0 += rows
+		}
 	}
 }
 

@@ -7,6 +7,8 @@ var amxOff bool
 
 func amxAvailable() bool { return false }
 
+func packedBF16Fast() bool { return false }
+
 func gemmPackedBF16(m, n, k, kPacked int, a []uint16, lda int, bp []uint16, c []float32, ldc int, accumulate bool) {
 	gemmPackedBF16Go(m, n, k, kPacked, a, lda, bp, c, ldc, accumulate)
 }

@@ -7,31 +7,35 @@ import (
 	"testing"
 )
 
-// amxModes are the settings of amxOff to test: the AMX path where this
-// machine grants it, and the portable path everywhere.
-func amxModes() []bool {
+// packedPaths are the ways GemmPackedBF16 can run, all tested where this
+// machine has them: AMX tiles where it grants them, VDPBF16PS where the
+// CPU has AVX512_BF16, and portable Go everywhere.
+func packedPaths() []string {
+	paths := []string{"portable"}
+	if hasBF16 {
+		paths = append(paths, "dot")
+	}
 	if AMX() {
-		return []bool{false, true}
+		paths = append(paths, "amx")
 	}
-	return []bool{true}
+	return paths
 }
 
-func withAMXOff(off bool, f func()) {
+// withPackedPath runs f with GemmPackedBF16 on the named path.
+func withPackedPath(t testing.TB, path string, f func()) {
+	t.Helper()
 	old := amxOff
-	amxOff = off
+	amxOff = path != "amx"
 	defer func() { amxOff = old }()
-	f()
-}
-
-func amxModeName(off bool) string {
-	if off {
-		return "portable"
+	if path == "amx" {
+		f()
+		return
 	}
-	return "amx"
+	withBF16(t, maxLevel, path == "dot", f)
 }
 
 func TestLevelsAMX(t *testing.T) {
-	t.Logf("AMX bfloat16 tiles: %v", AMX())
+	t.Logf("AMX bfloat16 tiles: %v; packed bfloat16 products on hardware: %v", AMX(), PackedBF16Fast())
 }
 
 // TestGemmPackedBF16 checks both packings on both paths against float64
@@ -72,16 +76,16 @@ func TestGemmPackedBF16(t *testing.T) {
 			for i := range c0 {
 				c0[i] = float32(r.Float64()*2 - 1)
 			}
-			for _, off := range amxModes() {
+			for _, path := range packedPaths() {
 				for _, acc := range []bool{false, true} {
 					c := append([]float32(nil), c0...)
-					withAMXOff(off, func() { GemmPackedBF16(m, n, k, a, lda, pnt, c, ldc, acc) })
+					withPackedPath(t, path, func() { GemmPackedBF16(m, n, k, a, lda, pnt, c, ldc, acc) })
 					for i := range m {
 						for j := 0; j < ldc; j++ {
 							got := c[i*ldc+j]
 							if j >= n {
 								if !sameBits32(got, c0[i*ldc+j]) {
-									t.Fatalf("%s %dx%dx%d: C[%d,%d] outside the product changed", amxModeName(off), m, n, k, i, j)
+									t.Fatalf("%s %dx%dx%d: C[%d,%d] outside the product changed", path, m, n, k, i, j)
 								}
 								continue
 							}
@@ -95,7 +99,7 @@ func TestGemmPackedBF16(t *testing.T) {
 								mag += math.Abs(p)
 							}
 							if tol := float64(k+2) * 0x1p-24 * mag; math.Abs(float64(got)-want) > tol {
-								t.Fatalf("%s %dx%dx%d acc=%v: C[%d,%d] = %g, want %g (tolerance %.3g)", amxModeName(off), m, n, k, acc, i, j, got, want, tol)
+								t.Fatalf("%s %dx%dx%d acc=%v: C[%d,%d] = %g, want %g (tolerance %.3g)", path, m, n, k, acc, i, j, got, want, tol)
 							}
 						}
 					}
@@ -118,13 +122,13 @@ func TestGemmPackedBF16Guarded(t *testing.T) {
 		PackBF16NT(bp, n, k, bt, k)
 		bp = guarded(bp)
 		want := make([]float32, m*n)
-		withAMXOff(true, func() { GemmPackedBF16(m, n, k, a, k, bp, want, n, false) })
-		for _, off := range amxModes() {
+		withPackedPath(t, "portable", func() { GemmPackedBF16(m, n, k, a, k, bp, want, n, false) })
+		for _, path := range packedPaths() {
 			c := guarded(make([]float32, m*n))
-			withAMXOff(off, func() { GemmPackedBF16(m, n, k, a, k, bp, c, n, false) })
+			withPackedPath(t, path, func() { GemmPackedBF16(m, n, k, a, k, bp, c, n, false) })
 			for i := range c {
 				if d := math.Abs(float64(c[i] - want[i])); d > float64(k+2)*0x1p-24*float64(k)*16 {
-					t.Fatalf("%s %dx%dx%d: entry %d = %g, portable %g", amxModeName(off), m, n, k, i, c[i], want[i])
+					t.Fatalf("%s %dx%dx%d: entry %d = %g, portable %g", path, m, n, k, i, c[i], want[i])
 				}
 			}
 		}
@@ -132,13 +136,14 @@ func TestGemmPackedBF16Guarded(t *testing.T) {
 	releaseGuarded()
 }
 
-// BenchmarkGemmBF16AMX compares, in one run, the AMX product on exact
-// attention's tile shapes (Q K^T: 64 queries x 256 keys x d; P V: 64 x d x
-// 256 keys) with the float32 GEMM (GemmNT32, GemmNN32) on the same shapes,
-// in GFLOP/s per core.
-func BenchmarkGemmBF16AMX(b *testing.B) {
-	if !AMX() {
-		b.Skip("no AMX here")
+// BenchmarkGemmPackedBF16 compares, in one run, the packed bfloat16
+// product on each hardware path here (AMX, VDPBF16PS) on exact attention's
+// tile shapes (Q K^T: 64 queries x 256 keys x d; P V: 64 x d x 256 keys)
+// with the float32 GEMM (GemmNT32, GemmNN32) on the same shapes, in
+// GFLOP/s per core.
+func BenchmarkGemmPackedBF16(b *testing.B) {
+	if !PackedBF16Fast() {
+		b.Skip("no hardware bfloat16 products here")
 	}
 	r := rand.New(rand.NewPCG(1, 2))
 	for _, d := range []int{64, 128} {
@@ -156,12 +161,16 @@ func BenchmarkGemmBF16AMX(b *testing.B) {
 			a32, b32 := make([]float32, m*k), make([]float32, n*k)
 			BF16ToFloat32(a32, a)
 			BF16ToFloat32(b32, bt)
-			b.Run(fmt.Sprintf("%s-d%d/amx", sh.name, d), func(b *testing.B) {
-				for b.Loop() {
-					GemmPackedBF16(m, n, k, a, k, bp, c, n, false)
-				}
-				b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-			})
+			for _, path := range packedPaths()[1:] {
+				b.Run(fmt.Sprintf("%s-d%d/%s", sh.name, d, path), func(b *testing.B) {
+					withPackedPath(b, path, func() {
+						for b.Loop() {
+							GemmPackedBF16(m, n, k, a, k, bp, c, n, false)
+						}
+					})
+					b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+				})
+			}
 			b.Run(fmt.Sprintf("%s-d%d/float32", sh.name, d), func(b *testing.B) {
 				for b.Loop() {
 					if sh.name == "qk" {
@@ -267,13 +276,13 @@ func TestGemmPackedBF16Prefix(t *testing.T) {
 		b := bf16s(r, kp*n) // kp x n
 		bp := make([]uint16, PackedBF16Len(n, kp))
 		PackBF16NN(bp, kp, n, b, n)
-		for _, off := range amxModes() {
+		for _, path := range packedPaths() {
 			for _, acc := range []bool{false, true} {
 				c := make([]float32, m*n)
 				for i := range c {
 					c[i] = 1
 				}
-				withAMXOff(off, func() { GemmPackedBF16Prefix(m, n, k, kp, a, k, bp, c, n, acc) })
+				withPackedPath(t, path, func() { GemmPackedBF16Prefix(m, n, k, kp, a, k, bp, c, n, acc) })
 				for i := range m {
 					for j := range n {
 						var want, mag float64
@@ -286,7 +295,7 @@ func TestGemmPackedBF16Prefix(t *testing.T) {
 							mag += math.Abs(p)
 						}
 						if d := math.Abs(float64(c[i*n+j]) - want); d > float64(k+2)*0x1p-24*mag {
-							t.Fatalf("%s %v: %dx%dx%d of %d: C[%d,%d] = %g, want %g", amxModeName(off), sz, m, n, k, kp, i, j, c[i*n+j], want)
+							t.Fatalf("%s %v: %dx%dx%d of %d: C[%d,%d] = %g, want %g", path, sz, m, n, k, kp, i, j, c[i*n+j], want)
 						}
 					}
 				}

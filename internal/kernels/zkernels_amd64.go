@@ -450,6 +450,123 @@ var gemmBF16AVX512 = bf16Kernels{
 }
 
 //go:noescape
+func gemmPackedBF16AVX512_1x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmPackedBF16AVX512_2x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmPackedBF16AVX512_3x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmPackedBF16AVX512_4x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmPackedBF16AVX512_5x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmPackedBF16AVX512_6x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmPackedBF16AVX512_7x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmPackedBF16AVX512_8x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmPackedBF16AVX512_9x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmPackedBF16AVX512_10x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmPackedBF16AVX512_11x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmPackedBF16AVX512_12x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmPackedBF16AVX512_1x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmPackedBF16AVX512_2x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmPackedBF16AVX512_3x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmPackedBF16AVX512_4x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmPackedBF16AVX512_5x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmPackedBF16AVX512_6x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmPackedBF16AVX512_7x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmPackedBF16AVX512_8x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmPackedBF16AVX512_9x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmPackedBF16AVX512_10x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmPackedBF16AVX512_11x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmPackedBF16AVX512_12x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmPackedBF16AVX512_1x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmPackedBF16AVX512_2x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmPackedBF16AVX512_3x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmPackedBF16AVX512_4x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmPackedBF16AVX512_5x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmPackedBF16AVX512_6x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmPackedBF16AVX512_7x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmPackedBF16AVX512_8x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmPackedBF16AVX512_9x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmPackedBF16AVX512_10x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmPackedBF16AVX512_11x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+//go:noescape
+func gemmPackedBF16AVX512_12x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+
+var gemmPackedBF16AVX512 = bf16Kernels{
+	mr: 12, nr: 32, w: 16,
+	full: []kernBF16{gemmPackedBF16AVX512_1x2, gemmPackedBF16AVX512_2x2, gemmPackedBF16AVX512_3x2, gemmPackedBF16AVX512_4x2, gemmPackedBF16AVX512_5x2, gemmPackedBF16AVX512_6x2, gemmPackedBF16AVX512_7x2, gemmPackedBF16AVX512_8x2, gemmPackedBF16AVX512_9x2, gemmPackedBF16AVX512_10x2, gemmPackedBF16AVX512_11x2, gemmPackedBF16AVX512_12x2},
+	part: [][]kernBF16{
+		{gemmPackedBF16AVX512_1x1m, gemmPackedBF16AVX512_2x1m, gemmPackedBF16AVX512_3x1m, gemmPackedBF16AVX512_4x1m, gemmPackedBF16AVX512_5x1m, gemmPackedBF16AVX512_6x1m, gemmPackedBF16AVX512_7x1m, gemmPackedBF16AVX512_8x1m, gemmPackedBF16AVX512_9x1m, gemmPackedBF16AVX512_10x1m, gemmPackedBF16AVX512_11x1m, gemmPackedBF16AVX512_12x1m},
+		{gemmPackedBF16AVX512_1x2m, gemmPackedBF16AVX512_2x2m, gemmPackedBF16AVX512_3x2m, gemmPackedBF16AVX512_4x2m, gemmPackedBF16AVX512_5x2m, gemmPackedBF16AVX512_6x2m, gemmPackedBF16AVX512_7x2m, gemmPackedBF16AVX512_8x2m, gemmPackedBF16AVX512_9x2m, gemmPackedBF16AVX512_10x2m, gemmPackedBF16AVX512_11x2m, gemmPackedBF16AVX512_12x2m},
+	},
+}
+
+//go:noescape
 func transpose8x8F32(kb int, b *float32, ldb int, dst *float32, ldd int)
 
 //go:noescape

@@ -23761,6 +23761,8862 @@ over:
 	VZEROUPPER
 	RET
 
+// func gemmPackedBF16AVX512_1x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmPackedBF16AVX512_1x2(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z2
+	VMOVUPS (DX)(R9*1), Z3
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z4
+	// VDPBF16PS 0, 4, 2 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VMOVUPS 0(DX), Z2
+	VMOVUPS (DX)(R9*1), Z3
+	ADDQ $64, DX
+	VPBROADCASTD 4(SI), Z4
+	// VDPBF16PS 0, 4, 2 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VMOVUPS 0(DX), Z2
+	VMOVUPS (DX)(R9*1), Z3
+	ADDQ $64, DX
+	VPBROADCASTD 8(SI), Z4
+	// VDPBF16PS 0, 4, 2 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VMOVUPS 0(DX), Z2
+	VMOVUPS (DX)(R9*1), Z3
+	ADDQ $64, DX
+	VPBROADCASTD 12(SI), Z4
+	// VDPBF16PS 0, 4, 2 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	ADDQ $16, SI
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z2
+	VMOVUPS (DX)(R9*1), Z3
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z4
+	// VDPBF16PS 0, 4, 2 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	ADDQ $4, SI
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VADDPS 64(DI), Z1, Z1
+	VMOVUPS Z1, 64(DI)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, 64(DI)
+	VZEROUPPER
+	RET
+
+// func gemmPackedBF16AVX512_2x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmPackedBF16AVX512_2x2(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z4
+	VMOVUPS (DX)(R9*1), Z5
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z6
+	// VDPBF16PS 0, 6, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(SI)(R8*1), Z6
+	// VDPBF16PS 2, 6, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VMOVUPS 0(DX), Z4
+	VMOVUPS (DX)(R9*1), Z5
+	ADDQ $64, DX
+	VPBROADCASTD 4(SI), Z6
+	// VDPBF16PS 0, 6, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 4(SI)(R8*1), Z6
+	// VDPBF16PS 2, 6, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VMOVUPS 0(DX), Z4
+	VMOVUPS (DX)(R9*1), Z5
+	ADDQ $64, DX
+	VPBROADCASTD 8(SI), Z6
+	// VDPBF16PS 0, 6, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 8(SI)(R8*1), Z6
+	// VDPBF16PS 2, 6, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VMOVUPS 0(DX), Z4
+	VMOVUPS (DX)(R9*1), Z5
+	ADDQ $64, DX
+	VPBROADCASTD 12(SI), Z6
+	// VDPBF16PS 0, 6, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 12(SI)(R8*1), Z6
+	// VDPBF16PS 2, 6, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	ADDQ $16, SI
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z4
+	VMOVUPS (DX)(R9*1), Z5
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z6
+	// VDPBF16PS 0, 6, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(SI)(R8*1), Z6
+	// VDPBF16PS 2, 6, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	ADDQ $4, SI
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VADDPS 64(DI), Z1, Z1
+	VMOVUPS Z1, 64(DI)
+	VADDPS 0(DI)(R10*1), Z2, Z2
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VADDPS 64(DI)(R10*1), Z3, Z3
+	VMOVUPS Z3, 64(DI)(R10*1)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, 64(DI)
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS Z3, 64(DI)(R10*1)
+	VZEROUPPER
+	RET
+
+// func gemmPackedBF16AVX512_3x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmPackedBF16AVX512_3x2(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z6
+	VMOVUPS (DX)(R9*1), Z7
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z8
+	// VDPBF16PS 0, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(SI)(R8*1), Z8
+	// VDPBF16PS 2, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(SI)(R8*2), Z8
+	// VDPBF16PS 4, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xef
+	VMOVUPS 0(DX), Z6
+	VMOVUPS (DX)(R9*1), Z7
+	ADDQ $64, DX
+	VPBROADCASTD 4(SI), Z8
+	// VDPBF16PS 0, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 4(SI)(R8*1), Z8
+	// VDPBF16PS 2, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 4(SI)(R8*2), Z8
+	// VDPBF16PS 4, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xef
+	VMOVUPS 0(DX), Z6
+	VMOVUPS (DX)(R9*1), Z7
+	ADDQ $64, DX
+	VPBROADCASTD 8(SI), Z8
+	// VDPBF16PS 0, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 8(SI)(R8*1), Z8
+	// VDPBF16PS 2, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 8(SI)(R8*2), Z8
+	// VDPBF16PS 4, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xef
+	VMOVUPS 0(DX), Z6
+	VMOVUPS (DX)(R9*1), Z7
+	ADDQ $64, DX
+	VPBROADCASTD 12(SI), Z8
+	// VDPBF16PS 0, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 12(SI)(R8*1), Z8
+	// VDPBF16PS 2, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 12(SI)(R8*2), Z8
+	// VDPBF16PS 4, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xef
+	ADDQ $16, SI
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z6
+	VMOVUPS (DX)(R9*1), Z7
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z8
+	// VDPBF16PS 0, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(SI)(R8*1), Z8
+	// VDPBF16PS 2, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(SI)(R8*2), Z8
+	// VDPBF16PS 4, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xef
+	ADDQ $4, SI
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VADDPS 64(DI), Z1, Z1
+	VMOVUPS Z1, 64(DI)
+	VADDPS 0(DI)(R10*1), Z2, Z2
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VADDPS 64(DI)(R10*1), Z3, Z3
+	VMOVUPS Z3, 64(DI)(R10*1)
+	VADDPS 0(DI)(R10*2), Z4, Z4
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VADDPS 64(DI)(R10*2), Z5, Z5
+	VMOVUPS Z5, 64(DI)(R10*2)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, 64(DI)
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS Z3, 64(DI)(R10*1)
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS Z5, 64(DI)(R10*2)
+	VZEROUPPER
+	RET
+
+// func gemmPackedBF16AVX512_4x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmPackedBF16AVX512_4x2(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z8
+	VMOVUPS (DX)(R9*1), Z9
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z10
+	// VDPBF16PS 0, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(SI)(R8*1), Z10
+	// VDPBF16PS 2, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(SI)(R8*2), Z10
+	// VDPBF16PS 4, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(SI)(R11*1), Z10
+	// VDPBF16PS 6, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf9
+	VMOVUPS 0(DX), Z8
+	VMOVUPS (DX)(R9*1), Z9
+	ADDQ $64, DX
+	VPBROADCASTD 4(SI), Z10
+	// VDPBF16PS 0, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 4(SI)(R8*1), Z10
+	// VDPBF16PS 2, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 4(SI)(R8*2), Z10
+	// VDPBF16PS 4, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 4(SI)(R11*1), Z10
+	// VDPBF16PS 6, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf9
+	VMOVUPS 0(DX), Z8
+	VMOVUPS (DX)(R9*1), Z9
+	ADDQ $64, DX
+	VPBROADCASTD 8(SI), Z10
+	// VDPBF16PS 0, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 8(SI)(R8*1), Z10
+	// VDPBF16PS 2, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 8(SI)(R8*2), Z10
+	// VDPBF16PS 4, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 8(SI)(R11*1), Z10
+	// VDPBF16PS 6, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf9
+	VMOVUPS 0(DX), Z8
+	VMOVUPS (DX)(R9*1), Z9
+	ADDQ $64, DX
+	VPBROADCASTD 12(SI), Z10
+	// VDPBF16PS 0, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 12(SI)(R8*1), Z10
+	// VDPBF16PS 2, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 12(SI)(R8*2), Z10
+	// VDPBF16PS 4, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 12(SI)(R11*1), Z10
+	// VDPBF16PS 6, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf9
+	ADDQ $16, SI
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z8
+	VMOVUPS (DX)(R9*1), Z9
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z10
+	// VDPBF16PS 0, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(SI)(R8*1), Z10
+	// VDPBF16PS 2, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(SI)(R8*2), Z10
+	// VDPBF16PS 4, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(SI)(R11*1), Z10
+	// VDPBF16PS 6, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf9
+	ADDQ $4, SI
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VADDPS 64(DI), Z1, Z1
+	VMOVUPS Z1, 64(DI)
+	VADDPS 0(DI)(R10*1), Z2, Z2
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VADDPS 64(DI)(R10*1), Z3, Z3
+	VMOVUPS Z3, 64(DI)(R10*1)
+	VADDPS 0(DI)(R10*2), Z4, Z4
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VADDPS 64(DI)(R10*2), Z5, Z5
+	VMOVUPS Z5, 64(DI)(R10*2)
+	VADDPS 0(DI)(R11*1), Z6, Z6
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VADDPS 64(DI)(R11*1), Z7, Z7
+	VMOVUPS Z7, 64(DI)(R11*1)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, 64(DI)
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS Z3, 64(DI)(R10*1)
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS Z5, 64(DI)(R10*2)
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS Z7, 64(DI)(R11*1)
+	VZEROUPPER
+	RET
+
+// func gemmPackedBF16AVX512_5x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmPackedBF16AVX512_5x2(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z10
+	VMOVUPS (DX)(R9*1), Z11
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z12
+	// VDPBF16PS 0, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 0(SI)(R8*1), Z12
+	// VDPBF16PS 2, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 3, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 0(SI)(R8*2), Z12
+	// VDPBF16PS 4, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 5, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 0(SI)(R11*1), Z12
+	// VDPBF16PS 6, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 7, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 0(SI)(R8*4), Z12
+	// VDPBF16PS 8, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 9, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VMOVUPS 0(DX), Z10
+	VMOVUPS (DX)(R9*1), Z11
+	ADDQ $64, DX
+	VPBROADCASTD 4(SI), Z12
+	// VDPBF16PS 0, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 4(SI)(R8*1), Z12
+	// VDPBF16PS 2, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 3, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 4(SI)(R8*2), Z12
+	// VDPBF16PS 4, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 5, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 4(SI)(R11*1), Z12
+	// VDPBF16PS 6, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 7, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 4(SI)(R8*4), Z12
+	// VDPBF16PS 8, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 9, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VMOVUPS 0(DX), Z10
+	VMOVUPS (DX)(R9*1), Z11
+	ADDQ $64, DX
+	VPBROADCASTD 8(SI), Z12
+	// VDPBF16PS 0, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 8(SI)(R8*1), Z12
+	// VDPBF16PS 2, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 3, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 8(SI)(R8*2), Z12
+	// VDPBF16PS 4, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 5, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 8(SI)(R11*1), Z12
+	// VDPBF16PS 6, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 7, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 8(SI)(R8*4), Z12
+	// VDPBF16PS 8, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 9, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VMOVUPS 0(DX), Z10
+	VMOVUPS (DX)(R9*1), Z11
+	ADDQ $64, DX
+	VPBROADCASTD 12(SI), Z12
+	// VDPBF16PS 0, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 12(SI)(R8*1), Z12
+	// VDPBF16PS 2, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 3, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 12(SI)(R8*2), Z12
+	// VDPBF16PS 4, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 5, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 12(SI)(R11*1), Z12
+	// VDPBF16PS 6, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 7, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 12(SI)(R8*4), Z12
+	// VDPBF16PS 8, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 9, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	ADDQ $16, SI
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z10
+	VMOVUPS (DX)(R9*1), Z11
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z12
+	// VDPBF16PS 0, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 0(SI)(R8*1), Z12
+	// VDPBF16PS 2, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 3, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 0(SI)(R8*2), Z12
+	// VDPBF16PS 4, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 5, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 0(SI)(R11*1), Z12
+	// VDPBF16PS 6, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 7, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 0(SI)(R8*4), Z12
+	// VDPBF16PS 8, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 9, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	ADDQ $4, SI
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VADDPS 64(DI), Z1, Z1
+	VMOVUPS Z1, 64(DI)
+	VADDPS 0(DI)(R10*1), Z2, Z2
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VADDPS 64(DI)(R10*1), Z3, Z3
+	VMOVUPS Z3, 64(DI)(R10*1)
+	VADDPS 0(DI)(R10*2), Z4, Z4
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VADDPS 64(DI)(R10*2), Z5, Z5
+	VMOVUPS Z5, 64(DI)(R10*2)
+	VADDPS 0(DI)(R11*1), Z6, Z6
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VADDPS 64(DI)(R11*1), Z7, Z7
+	VMOVUPS Z7, 64(DI)(R11*1)
+	VADDPS 0(DI)(R10*4), Z8, Z8
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VADDPS 64(DI)(R10*4), Z9, Z9
+	VMOVUPS Z9, 64(DI)(R10*4)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, 64(DI)
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS Z3, 64(DI)(R10*1)
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS Z5, 64(DI)(R10*2)
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS Z7, 64(DI)(R11*1)
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS Z9, 64(DI)(R10*4)
+	VZEROUPPER
+	RET
+
+// func gemmPackedBF16AVX512_6x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmPackedBF16AVX512_6x2(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	LEAQ (R8)(R8*4), AX
+	LEAQ (SI)(AX*1), R12
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z12
+	VMOVUPS (DX)(R9*1), Z13
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z14
+	// VDPBF16PS 0, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(SI)(R8*1), Z14
+	// VDPBF16PS 2, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 0(SI)(R8*2), Z14
+	// VDPBF16PS 4, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 5, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 0(SI)(R11*1), Z14
+	// VDPBF16PS 6, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 7, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 0(SI)(R8*4), Z14
+	// VDPBF16PS 8, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 9, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(R12), Z14
+	// VDPBF16PS 10, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 11, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VMOVUPS 0(DX), Z12
+	VMOVUPS (DX)(R9*1), Z13
+	ADDQ $64, DX
+	VPBROADCASTD 4(SI), Z14
+	// VDPBF16PS 0, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 4(SI)(R8*1), Z14
+	// VDPBF16PS 2, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 4(SI)(R8*2), Z14
+	// VDPBF16PS 4, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 5, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 4(SI)(R11*1), Z14
+	// VDPBF16PS 6, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 7, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 4(SI)(R8*4), Z14
+	// VDPBF16PS 8, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 9, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 4(R12), Z14
+	// VDPBF16PS 10, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 11, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VMOVUPS 0(DX), Z12
+	VMOVUPS (DX)(R9*1), Z13
+	ADDQ $64, DX
+	VPBROADCASTD 8(SI), Z14
+	// VDPBF16PS 0, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 8(SI)(R8*1), Z14
+	// VDPBF16PS 2, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 8(SI)(R8*2), Z14
+	// VDPBF16PS 4, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 5, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 8(SI)(R11*1), Z14
+	// VDPBF16PS 6, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 7, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 8(SI)(R8*4), Z14
+	// VDPBF16PS 8, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 9, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 8(R12), Z14
+	// VDPBF16PS 10, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 11, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VMOVUPS 0(DX), Z12
+	VMOVUPS (DX)(R9*1), Z13
+	ADDQ $64, DX
+	VPBROADCASTD 12(SI), Z14
+	// VDPBF16PS 0, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 12(SI)(R8*1), Z14
+	// VDPBF16PS 2, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 12(SI)(R8*2), Z14
+	// VDPBF16PS 4, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 5, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 12(SI)(R11*1), Z14
+	// VDPBF16PS 6, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 7, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 12(SI)(R8*4), Z14
+	// VDPBF16PS 8, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 9, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 12(R12), Z14
+	// VDPBF16PS 10, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 11, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	ADDQ $16, SI
+	ADDQ $16, R12
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z12
+	VMOVUPS (DX)(R9*1), Z13
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z14
+	// VDPBF16PS 0, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(SI)(R8*1), Z14
+	// VDPBF16PS 2, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 0(SI)(R8*2), Z14
+	// VDPBF16PS 4, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 5, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 0(SI)(R11*1), Z14
+	// VDPBF16PS 6, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 7, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 0(SI)(R8*4), Z14
+	// VDPBF16PS 8, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 9, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(R12), Z14
+	// VDPBF16PS 10, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 11, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	ADDQ $4, SI
+	ADDQ $4, R12
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (R10)(R10*4), AX
+	LEAQ (DI)(AX*1), R12
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VADDPS 64(DI), Z1, Z1
+	VMOVUPS Z1, 64(DI)
+	VADDPS 0(DI)(R10*1), Z2, Z2
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VADDPS 64(DI)(R10*1), Z3, Z3
+	VMOVUPS Z3, 64(DI)(R10*1)
+	VADDPS 0(DI)(R10*2), Z4, Z4
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VADDPS 64(DI)(R10*2), Z5, Z5
+	VMOVUPS Z5, 64(DI)(R10*2)
+	VADDPS 0(DI)(R11*1), Z6, Z6
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VADDPS 64(DI)(R11*1), Z7, Z7
+	VMOVUPS Z7, 64(DI)(R11*1)
+	VADDPS 0(DI)(R10*4), Z8, Z8
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VADDPS 64(DI)(R10*4), Z9, Z9
+	VMOVUPS Z9, 64(DI)(R10*4)
+	VADDPS 0(R12), Z10, Z10
+	VMOVUPS Z10, 0(R12)
+	VADDPS 64(R12), Z11, Z11
+	VMOVUPS Z11, 64(R12)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, 64(DI)
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS Z3, 64(DI)(R10*1)
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS Z5, 64(DI)(R10*2)
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS Z7, 64(DI)(R11*1)
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS Z9, 64(DI)(R10*4)
+	VMOVUPS Z10, 0(R12)
+	VMOVUPS Z11, 64(R12)
+	VZEROUPPER
+	RET
+
+// func gemmPackedBF16AVX512_7x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmPackedBF16AVX512_7x2(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	LEAQ (R8)(R8*4), AX
+	LEAQ (SI)(AX*1), R12
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z14
+	VMOVUPS (DX)(R9*1), Z15
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z16
+	// VDPBF16PS 0, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(SI)(R8*1), Z16
+	// VDPBF16PS 2, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(SI)(R8*2), Z16
+	// VDPBF16PS 4, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 0(SI)(R11*1), Z16
+	// VDPBF16PS 6, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 7, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 0(SI)(R8*4), Z16
+	// VDPBF16PS 8, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 9, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(R12), Z16
+	// VDPBF16PS 10, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 11, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(R12)(R8*1), Z16
+	// VDPBF16PS 12, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 13, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VMOVUPS 0(DX), Z14
+	VMOVUPS (DX)(R9*1), Z15
+	ADDQ $64, DX
+	VPBROADCASTD 4(SI), Z16
+	// VDPBF16PS 0, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 4(SI)(R8*1), Z16
+	// VDPBF16PS 2, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 4(SI)(R8*2), Z16
+	// VDPBF16PS 4, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 4(SI)(R11*1), Z16
+	// VDPBF16PS 6, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 7, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 4(SI)(R8*4), Z16
+	// VDPBF16PS 8, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 9, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 4(R12), Z16
+	// VDPBF16PS 10, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 11, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 4(R12)(R8*1), Z16
+	// VDPBF16PS 12, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 13, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VMOVUPS 0(DX), Z14
+	VMOVUPS (DX)(R9*1), Z15
+	ADDQ $64, DX
+	VPBROADCASTD 8(SI), Z16
+	// VDPBF16PS 0, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 8(SI)(R8*1), Z16
+	// VDPBF16PS 2, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 8(SI)(R8*2), Z16
+	// VDPBF16PS 4, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 8(SI)(R11*1), Z16
+	// VDPBF16PS 6, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 7, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 8(SI)(R8*4), Z16
+	// VDPBF16PS 8, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 9, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 8(R12), Z16
+	// VDPBF16PS 10, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 11, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 8(R12)(R8*1), Z16
+	// VDPBF16PS 12, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 13, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VMOVUPS 0(DX), Z14
+	VMOVUPS (DX)(R9*1), Z15
+	ADDQ $64, DX
+	VPBROADCASTD 12(SI), Z16
+	// VDPBF16PS 0, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 12(SI)(R8*1), Z16
+	// VDPBF16PS 2, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 12(SI)(R8*2), Z16
+	// VDPBF16PS 4, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 12(SI)(R11*1), Z16
+	// VDPBF16PS 6, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 7, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 12(SI)(R8*4), Z16
+	// VDPBF16PS 8, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 9, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 12(R12), Z16
+	// VDPBF16PS 10, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 11, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 12(R12)(R8*1), Z16
+	// VDPBF16PS 12, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 13, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	ADDQ $16, SI
+	ADDQ $16, R12
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z14
+	VMOVUPS (DX)(R9*1), Z15
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z16
+	// VDPBF16PS 0, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(SI)(R8*1), Z16
+	// VDPBF16PS 2, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(SI)(R8*2), Z16
+	// VDPBF16PS 4, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 0(SI)(R11*1), Z16
+	// VDPBF16PS 6, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 7, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 0(SI)(R8*4), Z16
+	// VDPBF16PS 8, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 9, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(R12), Z16
+	// VDPBF16PS 10, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 11, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(R12)(R8*1), Z16
+	// VDPBF16PS 12, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 13, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	ADDQ $4, SI
+	ADDQ $4, R12
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (R10)(R10*4), AX
+	LEAQ (DI)(AX*1), R12
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VADDPS 64(DI), Z1, Z1
+	VMOVUPS Z1, 64(DI)
+	VADDPS 0(DI)(R10*1), Z2, Z2
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VADDPS 64(DI)(R10*1), Z3, Z3
+	VMOVUPS Z3, 64(DI)(R10*1)
+	VADDPS 0(DI)(R10*2), Z4, Z4
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VADDPS 64(DI)(R10*2), Z5, Z5
+	VMOVUPS Z5, 64(DI)(R10*2)
+	VADDPS 0(DI)(R11*1), Z6, Z6
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VADDPS 64(DI)(R11*1), Z7, Z7
+	VMOVUPS Z7, 64(DI)(R11*1)
+	VADDPS 0(DI)(R10*4), Z8, Z8
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VADDPS 64(DI)(R10*4), Z9, Z9
+	VMOVUPS Z9, 64(DI)(R10*4)
+	VADDPS 0(R12), Z10, Z10
+	VMOVUPS Z10, 0(R12)
+	VADDPS 64(R12), Z11, Z11
+	VMOVUPS Z11, 64(R12)
+	VADDPS 0(R12)(R10*1), Z12, Z12
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VADDPS 64(R12)(R10*1), Z13, Z13
+	VMOVUPS Z13, 64(R12)(R10*1)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, 64(DI)
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS Z3, 64(DI)(R10*1)
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS Z5, 64(DI)(R10*2)
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS Z7, 64(DI)(R11*1)
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS Z9, 64(DI)(R10*4)
+	VMOVUPS Z10, 0(R12)
+	VMOVUPS Z11, 64(R12)
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VMOVUPS Z13, 64(R12)(R10*1)
+	VZEROUPPER
+	RET
+
+// func gemmPackedBF16AVX512_8x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmPackedBF16AVX512_8x2(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	LEAQ (R8)(R8*4), AX
+	LEAQ (SI)(AX*1), R12
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z16
+	VMOVUPS (DX)(R9*1), Z17
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z18
+	// VDPBF16PS 0, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(SI)(R8*1), Z18
+	// VDPBF16PS 2, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(SI)(R8*2), Z18
+	// VDPBF16PS 4, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(SI)(R11*1), Z18
+	// VDPBF16PS 6, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 0(SI)(R8*4), Z18
+	// VDPBF16PS 8, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 9, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(R12), Z18
+	// VDPBF16PS 10, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 11, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(R12)(R8*1), Z18
+	// VDPBF16PS 12, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 13, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(R12)(R8*2), Z18
+	// VDPBF16PS 14, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 15, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VMOVUPS 0(DX), Z16
+	VMOVUPS (DX)(R9*1), Z17
+	ADDQ $64, DX
+	VPBROADCASTD 4(SI), Z18
+	// VDPBF16PS 0, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 4(SI)(R8*1), Z18
+	// VDPBF16PS 2, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 4(SI)(R8*2), Z18
+	// VDPBF16PS 4, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 4(SI)(R11*1), Z18
+	// VDPBF16PS 6, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 4(SI)(R8*4), Z18
+	// VDPBF16PS 8, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 9, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 4(R12), Z18
+	// VDPBF16PS 10, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 11, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 4(R12)(R8*1), Z18
+	// VDPBF16PS 12, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 13, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 4(R12)(R8*2), Z18
+	// VDPBF16PS 14, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 15, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VMOVUPS 0(DX), Z16
+	VMOVUPS (DX)(R9*1), Z17
+	ADDQ $64, DX
+	VPBROADCASTD 8(SI), Z18
+	// VDPBF16PS 0, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 8(SI)(R8*1), Z18
+	// VDPBF16PS 2, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 8(SI)(R8*2), Z18
+	// VDPBF16PS 4, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 8(SI)(R11*1), Z18
+	// VDPBF16PS 6, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 8(SI)(R8*4), Z18
+	// VDPBF16PS 8, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 9, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 8(R12), Z18
+	// VDPBF16PS 10, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 11, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 8(R12)(R8*1), Z18
+	// VDPBF16PS 12, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 13, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 8(R12)(R8*2), Z18
+	// VDPBF16PS 14, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 15, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VMOVUPS 0(DX), Z16
+	VMOVUPS (DX)(R9*1), Z17
+	ADDQ $64, DX
+	VPBROADCASTD 12(SI), Z18
+	// VDPBF16PS 0, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 12(SI)(R8*1), Z18
+	// VDPBF16PS 2, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 12(SI)(R8*2), Z18
+	// VDPBF16PS 4, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 12(SI)(R11*1), Z18
+	// VDPBF16PS 6, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 12(SI)(R8*4), Z18
+	// VDPBF16PS 8, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 9, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 12(R12), Z18
+	// VDPBF16PS 10, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 11, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 12(R12)(R8*1), Z18
+	// VDPBF16PS 12, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 13, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 12(R12)(R8*2), Z18
+	// VDPBF16PS 14, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 15, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	ADDQ $16, SI
+	ADDQ $16, R12
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z16
+	VMOVUPS (DX)(R9*1), Z17
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z18
+	// VDPBF16PS 0, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(SI)(R8*1), Z18
+	// VDPBF16PS 2, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(SI)(R8*2), Z18
+	// VDPBF16PS 4, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(SI)(R11*1), Z18
+	// VDPBF16PS 6, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 0(SI)(R8*4), Z18
+	// VDPBF16PS 8, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 9, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(R12), Z18
+	// VDPBF16PS 10, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 11, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(R12)(R8*1), Z18
+	// VDPBF16PS 12, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 13, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(R12)(R8*2), Z18
+	// VDPBF16PS 14, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 15, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	ADDQ $4, SI
+	ADDQ $4, R12
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (R10)(R10*4), AX
+	LEAQ (DI)(AX*1), R12
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VADDPS 64(DI), Z1, Z1
+	VMOVUPS Z1, 64(DI)
+	VADDPS 0(DI)(R10*1), Z2, Z2
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VADDPS 64(DI)(R10*1), Z3, Z3
+	VMOVUPS Z3, 64(DI)(R10*1)
+	VADDPS 0(DI)(R10*2), Z4, Z4
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VADDPS 64(DI)(R10*2), Z5, Z5
+	VMOVUPS Z5, 64(DI)(R10*2)
+	VADDPS 0(DI)(R11*1), Z6, Z6
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VADDPS 64(DI)(R11*1), Z7, Z7
+	VMOVUPS Z7, 64(DI)(R11*1)
+	VADDPS 0(DI)(R10*4), Z8, Z8
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VADDPS 64(DI)(R10*4), Z9, Z9
+	VMOVUPS Z9, 64(DI)(R10*4)
+	VADDPS 0(R12), Z10, Z10
+	VMOVUPS Z10, 0(R12)
+	VADDPS 64(R12), Z11, Z11
+	VMOVUPS Z11, 64(R12)
+	VADDPS 0(R12)(R10*1), Z12, Z12
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VADDPS 64(R12)(R10*1), Z13, Z13
+	VMOVUPS Z13, 64(R12)(R10*1)
+	VADDPS 0(R12)(R10*2), Z14, Z14
+	VMOVUPS Z14, 0(R12)(R10*2)
+	VADDPS 64(R12)(R10*2), Z15, Z15
+	VMOVUPS Z15, 64(R12)(R10*2)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, 64(DI)
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS Z3, 64(DI)(R10*1)
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS Z5, 64(DI)(R10*2)
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS Z7, 64(DI)(R11*1)
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS Z9, 64(DI)(R10*4)
+	VMOVUPS Z10, 0(R12)
+	VMOVUPS Z11, 64(R12)
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VMOVUPS Z13, 64(R12)(R10*1)
+	VMOVUPS Z14, 0(R12)(R10*2)
+	VMOVUPS Z15, 64(R12)(R10*2)
+	VZEROUPPER
+	RET
+
+// func gemmPackedBF16AVX512_9x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmPackedBF16AVX512_9x2(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	LEAQ (R8)(R8*4), AX
+	LEAQ (SI)(AX*1), R12
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z18
+	VMOVUPS (DX)(R9*1), Z19
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z20
+	// VDPBF16PS 0, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 0(SI)(R8*1), Z20
+	// VDPBF16PS 2, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 3, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 0(SI)(R8*2), Z20
+	// VDPBF16PS 4, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 5, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 0(SI)(R11*1), Z20
+	// VDPBF16PS 6, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 7, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 0(SI)(R8*4), Z20
+	// VDPBF16PS 8, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 9, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 0(R12), Z20
+	// VDPBF16PS 10, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 11, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 0(R12)(R8*1), Z20
+	// VDPBF16PS 12, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 13, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 0(R12)(R8*2), Z20
+	// VDPBF16PS 14, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 15, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 0(R12)(R11*1), Z20
+	// VDPBF16PS 16, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 17, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VMOVUPS 0(DX), Z18
+	VMOVUPS (DX)(R9*1), Z19
+	ADDQ $64, DX
+	VPBROADCASTD 4(SI), Z20
+	// VDPBF16PS 0, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 4(SI)(R8*1), Z20
+	// VDPBF16PS 2, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 3, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 4(SI)(R8*2), Z20
+	// VDPBF16PS 4, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 5, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 4(SI)(R11*1), Z20
+	// VDPBF16PS 6, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 7, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 4(SI)(R8*4), Z20
+	// VDPBF16PS 8, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 9, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 4(R12), Z20
+	// VDPBF16PS 10, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 11, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 4(R12)(R8*1), Z20
+	// VDPBF16PS 12, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 13, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 4(R12)(R8*2), Z20
+	// VDPBF16PS 14, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 15, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 4(R12)(R11*1), Z20
+	// VDPBF16PS 16, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 17, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VMOVUPS 0(DX), Z18
+	VMOVUPS (DX)(R9*1), Z19
+	ADDQ $64, DX
+	VPBROADCASTD 8(SI), Z20
+	// VDPBF16PS 0, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 8(SI)(R8*1), Z20
+	// VDPBF16PS 2, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 3, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 8(SI)(R8*2), Z20
+	// VDPBF16PS 4, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 5, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 8(SI)(R11*1), Z20
+	// VDPBF16PS 6, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 7, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 8(SI)(R8*4), Z20
+	// VDPBF16PS 8, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 9, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 8(R12), Z20
+	// VDPBF16PS 10, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 11, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 8(R12)(R8*1), Z20
+	// VDPBF16PS 12, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 13, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 8(R12)(R8*2), Z20
+	// VDPBF16PS 14, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 15, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 8(R12)(R11*1), Z20
+	// VDPBF16PS 16, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 17, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VMOVUPS 0(DX), Z18
+	VMOVUPS (DX)(R9*1), Z19
+	ADDQ $64, DX
+	VPBROADCASTD 12(SI), Z20
+	// VDPBF16PS 0, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 12(SI)(R8*1), Z20
+	// VDPBF16PS 2, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 3, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 12(SI)(R8*2), Z20
+	// VDPBF16PS 4, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 5, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 12(SI)(R11*1), Z20
+	// VDPBF16PS 6, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 7, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 12(SI)(R8*4), Z20
+	// VDPBF16PS 8, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 9, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 12(R12), Z20
+	// VDPBF16PS 10, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 11, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 12(R12)(R8*1), Z20
+	// VDPBF16PS 12, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 13, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 12(R12)(R8*2), Z20
+	// VDPBF16PS 14, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 15, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 12(R12)(R11*1), Z20
+	// VDPBF16PS 16, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 17, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	ADDQ $16, SI
+	ADDQ $16, R12
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z18
+	VMOVUPS (DX)(R9*1), Z19
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z20
+	// VDPBF16PS 0, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 0(SI)(R8*1), Z20
+	// VDPBF16PS 2, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 3, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 0(SI)(R8*2), Z20
+	// VDPBF16PS 4, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 5, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 0(SI)(R11*1), Z20
+	// VDPBF16PS 6, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 7, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 0(SI)(R8*4), Z20
+	// VDPBF16PS 8, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 9, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 0(R12), Z20
+	// VDPBF16PS 10, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 11, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 0(R12)(R8*1), Z20
+	// VDPBF16PS 12, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 13, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 0(R12)(R8*2), Z20
+	// VDPBF16PS 14, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 15, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 0(R12)(R11*1), Z20
+	// VDPBF16PS 16, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 17, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	ADDQ $4, SI
+	ADDQ $4, R12
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (R10)(R10*4), AX
+	LEAQ (DI)(AX*1), R12
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VADDPS 64(DI), Z1, Z1
+	VMOVUPS Z1, 64(DI)
+	VADDPS 0(DI)(R10*1), Z2, Z2
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VADDPS 64(DI)(R10*1), Z3, Z3
+	VMOVUPS Z3, 64(DI)(R10*1)
+	VADDPS 0(DI)(R10*2), Z4, Z4
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VADDPS 64(DI)(R10*2), Z5, Z5
+	VMOVUPS Z5, 64(DI)(R10*2)
+	VADDPS 0(DI)(R11*1), Z6, Z6
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VADDPS 64(DI)(R11*1), Z7, Z7
+	VMOVUPS Z7, 64(DI)(R11*1)
+	VADDPS 0(DI)(R10*4), Z8, Z8
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VADDPS 64(DI)(R10*4), Z9, Z9
+	VMOVUPS Z9, 64(DI)(R10*4)
+	VADDPS 0(R12), Z10, Z10
+	VMOVUPS Z10, 0(R12)
+	VADDPS 64(R12), Z11, Z11
+	VMOVUPS Z11, 64(R12)
+	VADDPS 0(R12)(R10*1), Z12, Z12
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VADDPS 64(R12)(R10*1), Z13, Z13
+	VMOVUPS Z13, 64(R12)(R10*1)
+	VADDPS 0(R12)(R10*2), Z14, Z14
+	VMOVUPS Z14, 0(R12)(R10*2)
+	VADDPS 64(R12)(R10*2), Z15, Z15
+	VMOVUPS Z15, 64(R12)(R10*2)
+	VADDPS 0(R12)(R11*1), Z16, Z16
+	VMOVUPS Z16, 0(R12)(R11*1)
+	VADDPS 64(R12)(R11*1), Z17, Z17
+	VMOVUPS Z17, 64(R12)(R11*1)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, 64(DI)
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS Z3, 64(DI)(R10*1)
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS Z5, 64(DI)(R10*2)
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS Z7, 64(DI)(R11*1)
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS Z9, 64(DI)(R10*4)
+	VMOVUPS Z10, 0(R12)
+	VMOVUPS Z11, 64(R12)
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VMOVUPS Z13, 64(R12)(R10*1)
+	VMOVUPS Z14, 0(R12)(R10*2)
+	VMOVUPS Z15, 64(R12)(R10*2)
+	VMOVUPS Z16, 0(R12)(R11*1)
+	VMOVUPS Z17, 64(R12)(R11*1)
+	VZEROUPPER
+	RET
+
+// func gemmPackedBF16AVX512_10x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmPackedBF16AVX512_10x2(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	LEAQ (R8)(R8*4), AX
+	LEAQ (SI)(AX*1), R12
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z20
+	VMOVUPS (DX)(R9*1), Z21
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z22
+	// VDPBF16PS 0, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(SI)(R8*1), Z22
+	// VDPBF16PS 2, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 0(SI)(R8*2), Z22
+	// VDPBF16PS 4, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 5, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 0(SI)(R11*1), Z22
+	// VDPBF16PS 6, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 7, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 0(SI)(R8*4), Z22
+	// VDPBF16PS 8, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 9, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(R12), Z22
+	// VDPBF16PS 10, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 11, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 0(R12)(R8*1), Z22
+	// VDPBF16PS 12, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 13, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 0(R12)(R8*2), Z22
+	// VDPBF16PS 14, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 15, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 0(R12)(R11*1), Z22
+	// VDPBF16PS 16, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 17, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(R12)(R8*4), Z22
+	// VDPBF16PS 18, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 19, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VMOVUPS 0(DX), Z20
+	VMOVUPS (DX)(R9*1), Z21
+	ADDQ $64, DX
+	VPBROADCASTD 4(SI), Z22
+	// VDPBF16PS 0, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 4(SI)(R8*1), Z22
+	// VDPBF16PS 2, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 4(SI)(R8*2), Z22
+	// VDPBF16PS 4, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 5, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 4(SI)(R11*1), Z22
+	// VDPBF16PS 6, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 7, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 4(SI)(R8*4), Z22
+	// VDPBF16PS 8, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 9, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 4(R12), Z22
+	// VDPBF16PS 10, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 11, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 4(R12)(R8*1), Z22
+	// VDPBF16PS 12, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 13, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 4(R12)(R8*2), Z22
+	// VDPBF16PS 14, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 15, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 4(R12)(R11*1), Z22
+	// VDPBF16PS 16, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 17, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 4(R12)(R8*4), Z22
+	// VDPBF16PS 18, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 19, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VMOVUPS 0(DX), Z20
+	VMOVUPS (DX)(R9*1), Z21
+	ADDQ $64, DX
+	VPBROADCASTD 8(SI), Z22
+	// VDPBF16PS 0, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 8(SI)(R8*1), Z22
+	// VDPBF16PS 2, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 8(SI)(R8*2), Z22
+	// VDPBF16PS 4, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 5, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 8(SI)(R11*1), Z22
+	// VDPBF16PS 6, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 7, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 8(SI)(R8*4), Z22
+	// VDPBF16PS 8, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 9, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 8(R12), Z22
+	// VDPBF16PS 10, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 11, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 8(R12)(R8*1), Z22
+	// VDPBF16PS 12, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 13, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 8(R12)(R8*2), Z22
+	// VDPBF16PS 14, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 15, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 8(R12)(R11*1), Z22
+	// VDPBF16PS 16, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 17, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 8(R12)(R8*4), Z22
+	// VDPBF16PS 18, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 19, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VMOVUPS 0(DX), Z20
+	VMOVUPS (DX)(R9*1), Z21
+	ADDQ $64, DX
+	VPBROADCASTD 12(SI), Z22
+	// VDPBF16PS 0, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 12(SI)(R8*1), Z22
+	// VDPBF16PS 2, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 12(SI)(R8*2), Z22
+	// VDPBF16PS 4, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 5, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 12(SI)(R11*1), Z22
+	// VDPBF16PS 6, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 7, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 12(SI)(R8*4), Z22
+	// VDPBF16PS 8, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 9, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 12(R12), Z22
+	// VDPBF16PS 10, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 11, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 12(R12)(R8*1), Z22
+	// VDPBF16PS 12, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 13, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 12(R12)(R8*2), Z22
+	// VDPBF16PS 14, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 15, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 12(R12)(R11*1), Z22
+	// VDPBF16PS 16, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 17, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 12(R12)(R8*4), Z22
+	// VDPBF16PS 18, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 19, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	ADDQ $16, SI
+	ADDQ $16, R12
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z20
+	VMOVUPS (DX)(R9*1), Z21
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z22
+	// VDPBF16PS 0, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(SI)(R8*1), Z22
+	// VDPBF16PS 2, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 0(SI)(R8*2), Z22
+	// VDPBF16PS 4, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 5, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 0(SI)(R11*1), Z22
+	// VDPBF16PS 6, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 7, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 0(SI)(R8*4), Z22
+	// VDPBF16PS 8, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 9, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(R12), Z22
+	// VDPBF16PS 10, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 11, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 0(R12)(R8*1), Z22
+	// VDPBF16PS 12, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 13, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 0(R12)(R8*2), Z22
+	// VDPBF16PS 14, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 15, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 0(R12)(R11*1), Z22
+	// VDPBF16PS 16, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 17, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(R12)(R8*4), Z22
+	// VDPBF16PS 18, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 19, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	ADDQ $4, SI
+	ADDQ $4, R12
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (R10)(R10*4), AX
+	LEAQ (DI)(AX*1), R12
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VADDPS 64(DI), Z1, Z1
+	VMOVUPS Z1, 64(DI)
+	VADDPS 0(DI)(R10*1), Z2, Z2
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VADDPS 64(DI)(R10*1), Z3, Z3
+	VMOVUPS Z3, 64(DI)(R10*1)
+	VADDPS 0(DI)(R10*2), Z4, Z4
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VADDPS 64(DI)(R10*2), Z5, Z5
+	VMOVUPS Z5, 64(DI)(R10*2)
+	VADDPS 0(DI)(R11*1), Z6, Z6
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VADDPS 64(DI)(R11*1), Z7, Z7
+	VMOVUPS Z7, 64(DI)(R11*1)
+	VADDPS 0(DI)(R10*4), Z8, Z8
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VADDPS 64(DI)(R10*4), Z9, Z9
+	VMOVUPS Z9, 64(DI)(R10*4)
+	VADDPS 0(R12), Z10, Z10
+	VMOVUPS Z10, 0(R12)
+	VADDPS 64(R12), Z11, Z11
+	VMOVUPS Z11, 64(R12)
+	VADDPS 0(R12)(R10*1), Z12, Z12
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VADDPS 64(R12)(R10*1), Z13, Z13
+	VMOVUPS Z13, 64(R12)(R10*1)
+	VADDPS 0(R12)(R10*2), Z14, Z14
+	VMOVUPS Z14, 0(R12)(R10*2)
+	VADDPS 64(R12)(R10*2), Z15, Z15
+	VMOVUPS Z15, 64(R12)(R10*2)
+	VADDPS 0(R12)(R11*1), Z16, Z16
+	VMOVUPS Z16, 0(R12)(R11*1)
+	VADDPS 64(R12)(R11*1), Z17, Z17
+	VMOVUPS Z17, 64(R12)(R11*1)
+	VADDPS 0(R12)(R10*4), Z18, Z18
+	VMOVUPS Z18, 0(R12)(R10*4)
+	VADDPS 64(R12)(R10*4), Z19, Z19
+	VMOVUPS Z19, 64(R12)(R10*4)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, 64(DI)
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS Z3, 64(DI)(R10*1)
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS Z5, 64(DI)(R10*2)
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS Z7, 64(DI)(R11*1)
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS Z9, 64(DI)(R10*4)
+	VMOVUPS Z10, 0(R12)
+	VMOVUPS Z11, 64(R12)
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VMOVUPS Z13, 64(R12)(R10*1)
+	VMOVUPS Z14, 0(R12)(R10*2)
+	VMOVUPS Z15, 64(R12)(R10*2)
+	VMOVUPS Z16, 0(R12)(R11*1)
+	VMOVUPS Z17, 64(R12)(R11*1)
+	VMOVUPS Z18, 0(R12)(R10*4)
+	VMOVUPS Z19, 64(R12)(R10*4)
+	VZEROUPPER
+	RET
+
+// func gemmPackedBF16AVX512_11x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmPackedBF16AVX512_11x2(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	LEAQ (R8)(R8*4), AX
+	LEAQ (SI)(AX*1), R12
+	LEAQ (R12)(AX*1), R13
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	VPXORD Z21, Z21, Z21
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z22
+	VMOVUPS (DX)(R9*1), Z23
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z24
+	// VDPBF16PS 0, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(SI)(R8*1), Z24
+	// VDPBF16PS 2, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(SI)(R8*2), Z24
+	// VDPBF16PS 4, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 0(SI)(R11*1), Z24
+	// VDPBF16PS 6, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 7, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 0(SI)(R8*4), Z24
+	// VDPBF16PS 8, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 9, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(R12), Z24
+	// VDPBF16PS 10, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 11, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(R12)(R8*1), Z24
+	// VDPBF16PS 12, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 13, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 0(R12)(R8*2), Z24
+	// VDPBF16PS 14, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 15, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 0(R12)(R11*1), Z24
+	// VDPBF16PS 16, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 17, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(R12)(R8*4), Z24
+	// VDPBF16PS 18, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 19, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(R13), Z24
+	// VDPBF16PS 20, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 21, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VMOVUPS 0(DX), Z22
+	VMOVUPS (DX)(R9*1), Z23
+	ADDQ $64, DX
+	VPBROADCASTD 4(SI), Z24
+	// VDPBF16PS 0, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 4(SI)(R8*1), Z24
+	// VDPBF16PS 2, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 4(SI)(R8*2), Z24
+	// VDPBF16PS 4, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 4(SI)(R11*1), Z24
+	// VDPBF16PS 6, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 7, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 4(SI)(R8*4), Z24
+	// VDPBF16PS 8, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 9, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 4(R12), Z24
+	// VDPBF16PS 10, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 11, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 4(R12)(R8*1), Z24
+	// VDPBF16PS 12, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 13, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 4(R12)(R8*2), Z24
+	// VDPBF16PS 14, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 15, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 4(R12)(R11*1), Z24
+	// VDPBF16PS 16, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 17, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 4(R12)(R8*4), Z24
+	// VDPBF16PS 18, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 19, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 4(R13), Z24
+	// VDPBF16PS 20, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 21, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VMOVUPS 0(DX), Z22
+	VMOVUPS (DX)(R9*1), Z23
+	ADDQ $64, DX
+	VPBROADCASTD 8(SI), Z24
+	// VDPBF16PS 0, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 8(SI)(R8*1), Z24
+	// VDPBF16PS 2, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 8(SI)(R8*2), Z24
+	// VDPBF16PS 4, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 8(SI)(R11*1), Z24
+	// VDPBF16PS 6, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 7, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 8(SI)(R8*4), Z24
+	// VDPBF16PS 8, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 9, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 8(R12), Z24
+	// VDPBF16PS 10, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 11, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 8(R12)(R8*1), Z24
+	// VDPBF16PS 12, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 13, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 8(R12)(R8*2), Z24
+	// VDPBF16PS 14, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 15, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 8(R12)(R11*1), Z24
+	// VDPBF16PS 16, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 17, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 8(R12)(R8*4), Z24
+	// VDPBF16PS 18, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 19, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 8(R13), Z24
+	// VDPBF16PS 20, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 21, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VMOVUPS 0(DX), Z22
+	VMOVUPS (DX)(R9*1), Z23
+	ADDQ $64, DX
+	VPBROADCASTD 12(SI), Z24
+	// VDPBF16PS 0, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 12(SI)(R8*1), Z24
+	// VDPBF16PS 2, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 12(SI)(R8*2), Z24
+	// VDPBF16PS 4, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 12(SI)(R11*1), Z24
+	// VDPBF16PS 6, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 7, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 12(SI)(R8*4), Z24
+	// VDPBF16PS 8, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 9, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 12(R12), Z24
+	// VDPBF16PS 10, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 11, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 12(R12)(R8*1), Z24
+	// VDPBF16PS 12, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 13, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 12(R12)(R8*2), Z24
+	// VDPBF16PS 14, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 15, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 12(R12)(R11*1), Z24
+	// VDPBF16PS 16, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 17, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 12(R12)(R8*4), Z24
+	// VDPBF16PS 18, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 19, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 12(R13), Z24
+	// VDPBF16PS 20, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 21, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	ADDQ $16, SI
+	ADDQ $16, R12
+	ADDQ $16, R13
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z22
+	VMOVUPS (DX)(R9*1), Z23
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z24
+	// VDPBF16PS 0, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(SI)(R8*1), Z24
+	// VDPBF16PS 2, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(SI)(R8*2), Z24
+	// VDPBF16PS 4, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 0(SI)(R11*1), Z24
+	// VDPBF16PS 6, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 7, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 0(SI)(R8*4), Z24
+	// VDPBF16PS 8, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 9, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(R12), Z24
+	// VDPBF16PS 10, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 11, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(R12)(R8*1), Z24
+	// VDPBF16PS 12, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 13, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 0(R12)(R8*2), Z24
+	// VDPBF16PS 14, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 15, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 0(R12)(R11*1), Z24
+	// VDPBF16PS 16, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 17, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(R12)(R8*4), Z24
+	// VDPBF16PS 18, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 19, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(R13), Z24
+	// VDPBF16PS 20, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 21, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	ADDQ $4, SI
+	ADDQ $4, R12
+	ADDQ $4, R13
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (R10)(R10*4), AX
+	LEAQ (DI)(AX*1), R12
+	LEAQ (R12)(AX*1), R13
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VADDPS 64(DI), Z1, Z1
+	VMOVUPS Z1, 64(DI)
+	VADDPS 0(DI)(R10*1), Z2, Z2
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VADDPS 64(DI)(R10*1), Z3, Z3
+	VMOVUPS Z3, 64(DI)(R10*1)
+	VADDPS 0(DI)(R10*2), Z4, Z4
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VADDPS 64(DI)(R10*2), Z5, Z5
+	VMOVUPS Z5, 64(DI)(R10*2)
+	VADDPS 0(DI)(R11*1), Z6, Z6
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VADDPS 64(DI)(R11*1), Z7, Z7
+	VMOVUPS Z7, 64(DI)(R11*1)
+	VADDPS 0(DI)(R10*4), Z8, Z8
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VADDPS 64(DI)(R10*4), Z9, Z9
+	VMOVUPS Z9, 64(DI)(R10*4)
+	VADDPS 0(R12), Z10, Z10
+	VMOVUPS Z10, 0(R12)
+	VADDPS 64(R12), Z11, Z11
+	VMOVUPS Z11, 64(R12)
+	VADDPS 0(R12)(R10*1), Z12, Z12
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VADDPS 64(R12)(R10*1), Z13, Z13
+	VMOVUPS Z13, 64(R12)(R10*1)
+	VADDPS 0(R12)(R10*2), Z14, Z14
+	VMOVUPS Z14, 0(R12)(R10*2)
+	VADDPS 64(R12)(R10*2), Z15, Z15
+	VMOVUPS Z15, 64(R12)(R10*2)
+	VADDPS 0(R12)(R11*1), Z16, Z16
+	VMOVUPS Z16, 0(R12)(R11*1)
+	VADDPS 64(R12)(R11*1), Z17, Z17
+	VMOVUPS Z17, 64(R12)(R11*1)
+	VADDPS 0(R12)(R10*4), Z18, Z18
+	VMOVUPS Z18, 0(R12)(R10*4)
+	VADDPS 64(R12)(R10*4), Z19, Z19
+	VMOVUPS Z19, 64(R12)(R10*4)
+	VADDPS 0(R13), Z20, Z20
+	VMOVUPS Z20, 0(R13)
+	VADDPS 64(R13), Z21, Z21
+	VMOVUPS Z21, 64(R13)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, 64(DI)
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS Z3, 64(DI)(R10*1)
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS Z5, 64(DI)(R10*2)
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS Z7, 64(DI)(R11*1)
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS Z9, 64(DI)(R10*4)
+	VMOVUPS Z10, 0(R12)
+	VMOVUPS Z11, 64(R12)
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VMOVUPS Z13, 64(R12)(R10*1)
+	VMOVUPS Z14, 0(R12)(R10*2)
+	VMOVUPS Z15, 64(R12)(R10*2)
+	VMOVUPS Z16, 0(R12)(R11*1)
+	VMOVUPS Z17, 64(R12)(R11*1)
+	VMOVUPS Z18, 0(R12)(R10*4)
+	VMOVUPS Z19, 64(R12)(R10*4)
+	VMOVUPS Z20, 0(R13)
+	VMOVUPS Z21, 64(R13)
+	VZEROUPPER
+	RET
+
+// func gemmPackedBF16AVX512_12x2(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmPackedBF16AVX512_12x2(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	LEAQ (R8)(R8*4), AX
+	LEAQ (SI)(AX*1), R12
+	LEAQ (R12)(AX*1), R13
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	VPXORD Z21, Z21, Z21
+	VPXORD Z22, Z22, Z22
+	VPXORD Z23, Z23, Z23
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z24
+	VMOVUPS (DX)(R9*1), Z25
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z26
+	// VDPBF16PS 0, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(SI)(R8*1), Z26
+	// VDPBF16PS 2, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(SI)(R8*2), Z26
+	// VDPBF16PS 4, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(SI)(R11*1), Z26
+	// VDPBF16PS 6, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 0(SI)(R8*4), Z26
+	// VDPBF16PS 8, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 9, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(R12), Z26
+	// VDPBF16PS 10, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 11, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(R12)(R8*1), Z26
+	// VDPBF16PS 12, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 13, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(R12)(R8*2), Z26
+	// VDPBF16PS 14, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 15, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 0(R12)(R11*1), Z26
+	// VDPBF16PS 16, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 17, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(R12)(R8*4), Z26
+	// VDPBF16PS 18, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 19, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(R13), Z26
+	// VDPBF16PS 20, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 21, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(R13)(R8*1), Z26
+	// VDPBF16PS 22, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 23, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VMOVUPS 0(DX), Z24
+	VMOVUPS (DX)(R9*1), Z25
+	ADDQ $64, DX
+	VPBROADCASTD 4(SI), Z26
+	// VDPBF16PS 0, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 4(SI)(R8*1), Z26
+	// VDPBF16PS 2, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 4(SI)(R8*2), Z26
+	// VDPBF16PS 4, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 4(SI)(R11*1), Z26
+	// VDPBF16PS 6, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 4(SI)(R8*4), Z26
+	// VDPBF16PS 8, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 9, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 4(R12), Z26
+	// VDPBF16PS 10, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 11, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 4(R12)(R8*1), Z26
+	// VDPBF16PS 12, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 13, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 4(R12)(R8*2), Z26
+	// VDPBF16PS 14, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 15, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 4(R12)(R11*1), Z26
+	// VDPBF16PS 16, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 17, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 4(R12)(R8*4), Z26
+	// VDPBF16PS 18, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 19, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 4(R13), Z26
+	// VDPBF16PS 20, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 21, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 4(R13)(R8*1), Z26
+	// VDPBF16PS 22, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 23, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VMOVUPS 0(DX), Z24
+	VMOVUPS (DX)(R9*1), Z25
+	ADDQ $64, DX
+	VPBROADCASTD 8(SI), Z26
+	// VDPBF16PS 0, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 8(SI)(R8*1), Z26
+	// VDPBF16PS 2, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 8(SI)(R8*2), Z26
+	// VDPBF16PS 4, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 8(SI)(R11*1), Z26
+	// VDPBF16PS 6, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 8(SI)(R8*4), Z26
+	// VDPBF16PS 8, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 9, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 8(R12), Z26
+	// VDPBF16PS 10, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 11, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 8(R12)(R8*1), Z26
+	// VDPBF16PS 12, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 13, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 8(R12)(R8*2), Z26
+	// VDPBF16PS 14, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 15, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 8(R12)(R11*1), Z26
+	// VDPBF16PS 16, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 17, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 8(R12)(R8*4), Z26
+	// VDPBF16PS 18, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 19, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 8(R13), Z26
+	// VDPBF16PS 20, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 21, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 8(R13)(R8*1), Z26
+	// VDPBF16PS 22, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 23, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VMOVUPS 0(DX), Z24
+	VMOVUPS (DX)(R9*1), Z25
+	ADDQ $64, DX
+	VPBROADCASTD 12(SI), Z26
+	// VDPBF16PS 0, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 12(SI)(R8*1), Z26
+	// VDPBF16PS 2, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 12(SI)(R8*2), Z26
+	// VDPBF16PS 4, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 12(SI)(R11*1), Z26
+	// VDPBF16PS 6, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 12(SI)(R8*4), Z26
+	// VDPBF16PS 8, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 9, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 12(R12), Z26
+	// VDPBF16PS 10, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 11, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 12(R12)(R8*1), Z26
+	// VDPBF16PS 12, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 13, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 12(R12)(R8*2), Z26
+	// VDPBF16PS 14, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 15, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 12(R12)(R11*1), Z26
+	// VDPBF16PS 16, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 17, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 12(R12)(R8*4), Z26
+	// VDPBF16PS 18, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 19, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 12(R13), Z26
+	// VDPBF16PS 20, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 21, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 12(R13)(R8*1), Z26
+	// VDPBF16PS 22, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 23, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	ADDQ $16, SI
+	ADDQ $16, R12
+	ADDQ $16, R13
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z24
+	VMOVUPS (DX)(R9*1), Z25
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z26
+	// VDPBF16PS 0, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(SI)(R8*1), Z26
+	// VDPBF16PS 2, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(SI)(R8*2), Z26
+	// VDPBF16PS 4, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(SI)(R11*1), Z26
+	// VDPBF16PS 6, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 0(SI)(R8*4), Z26
+	// VDPBF16PS 8, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 9, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(R12), Z26
+	// VDPBF16PS 10, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 11, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(R12)(R8*1), Z26
+	// VDPBF16PS 12, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 13, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(R12)(R8*2), Z26
+	// VDPBF16PS 14, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 15, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 0(R12)(R11*1), Z26
+	// VDPBF16PS 16, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 17, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(R12)(R8*4), Z26
+	// VDPBF16PS 18, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 19, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(R13), Z26
+	// VDPBF16PS 20, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 21, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(R13)(R8*1), Z26
+	// VDPBF16PS 22, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 23, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	ADDQ $4, SI
+	ADDQ $4, R12
+	ADDQ $4, R13
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (R10)(R10*4), AX
+	LEAQ (DI)(AX*1), R12
+	LEAQ (R12)(AX*1), R13
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VADDPS 64(DI), Z1, Z1
+	VMOVUPS Z1, 64(DI)
+	VADDPS 0(DI)(R10*1), Z2, Z2
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VADDPS 64(DI)(R10*1), Z3, Z3
+	VMOVUPS Z3, 64(DI)(R10*1)
+	VADDPS 0(DI)(R10*2), Z4, Z4
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VADDPS 64(DI)(R10*2), Z5, Z5
+	VMOVUPS Z5, 64(DI)(R10*2)
+	VADDPS 0(DI)(R11*1), Z6, Z6
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VADDPS 64(DI)(R11*1), Z7, Z7
+	VMOVUPS Z7, 64(DI)(R11*1)
+	VADDPS 0(DI)(R10*4), Z8, Z8
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VADDPS 64(DI)(R10*4), Z9, Z9
+	VMOVUPS Z9, 64(DI)(R10*4)
+	VADDPS 0(R12), Z10, Z10
+	VMOVUPS Z10, 0(R12)
+	VADDPS 64(R12), Z11, Z11
+	VMOVUPS Z11, 64(R12)
+	VADDPS 0(R12)(R10*1), Z12, Z12
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VADDPS 64(R12)(R10*1), Z13, Z13
+	VMOVUPS Z13, 64(R12)(R10*1)
+	VADDPS 0(R12)(R10*2), Z14, Z14
+	VMOVUPS Z14, 0(R12)(R10*2)
+	VADDPS 64(R12)(R10*2), Z15, Z15
+	VMOVUPS Z15, 64(R12)(R10*2)
+	VADDPS 0(R12)(R11*1), Z16, Z16
+	VMOVUPS Z16, 0(R12)(R11*1)
+	VADDPS 64(R12)(R11*1), Z17, Z17
+	VMOVUPS Z17, 64(R12)(R11*1)
+	VADDPS 0(R12)(R10*4), Z18, Z18
+	VMOVUPS Z18, 0(R12)(R10*4)
+	VADDPS 64(R12)(R10*4), Z19, Z19
+	VMOVUPS Z19, 64(R12)(R10*4)
+	VADDPS 0(R13), Z20, Z20
+	VMOVUPS Z20, 0(R13)
+	VADDPS 64(R13), Z21, Z21
+	VMOVUPS Z21, 64(R13)
+	VADDPS 0(R13)(R10*1), Z22, Z22
+	VMOVUPS Z22, 0(R13)(R10*1)
+	VADDPS 64(R13)(R10*1), Z23, Z23
+	VMOVUPS Z23, 64(R13)(R10*1)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, 64(DI)
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS Z3, 64(DI)(R10*1)
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS Z5, 64(DI)(R10*2)
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS Z7, 64(DI)(R11*1)
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS Z9, 64(DI)(R10*4)
+	VMOVUPS Z10, 0(R12)
+	VMOVUPS Z11, 64(R12)
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VMOVUPS Z13, 64(R12)(R10*1)
+	VMOVUPS Z14, 0(R12)(R10*2)
+	VMOVUPS Z15, 64(R12)(R10*2)
+	VMOVUPS Z16, 0(R12)(R11*1)
+	VMOVUPS Z17, 64(R12)(R11*1)
+	VMOVUPS Z18, 0(R12)(R10*4)
+	VMOVUPS Z19, 64(R12)(R10*4)
+	VMOVUPS Z20, 0(R13)
+	VMOVUPS Z21, 64(R13)
+	VMOVUPS Z22, 0(R13)(R10*1)
+	VMOVUPS Z23, 64(R13)(R10*1)
+	VZEROUPPER
+	RET
+
+// func gemmPackedBF16AVX512_1x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmPackedBF16AVX512_1x1m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS.Z 0(DX), K1, Z1
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z2
+	// VDPBF16PS 0, 2, 1 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x6e; BYTE $0x48; BYTE $0x52; BYTE $0xc1
+	VMOVUPS.Z 0(DX), K1, Z1
+	ADDQ $64, DX
+	VPBROADCASTD 4(SI), Z2
+	// VDPBF16PS 0, 2, 1 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x6e; BYTE $0x48; BYTE $0x52; BYTE $0xc1
+	VMOVUPS.Z 0(DX), K1, Z1
+	ADDQ $64, DX
+	VPBROADCASTD 8(SI), Z2
+	// VDPBF16PS 0, 2, 1 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x6e; BYTE $0x48; BYTE $0x52; BYTE $0xc1
+	VMOVUPS.Z 0(DX), K1, Z1
+	ADDQ $64, DX
+	VPBROADCASTD 12(SI), Z2
+	// VDPBF16PS 0, 2, 1 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x6e; BYTE $0x48; BYTE $0x52; BYTE $0xc1
+	ADDQ $16, SI
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS.Z 0(DX), K1, Z1
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z2
+	// VDPBF16PS 0, 2, 1 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x6e; BYTE $0x48; BYTE $0x52; BYTE $0xc1
+	ADDQ $4, SI
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VMOVUPS.Z 0(DI), K1, Z2
+	VADDPS Z2, Z0, Z0
+	VMOVUPS Z0, K1, 0(DI)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, K1, 0(DI)
+	VZEROUPPER
+	RET
+
+// func gemmPackedBF16AVX512_2x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmPackedBF16AVX512_2x1m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS.Z 0(DX), K1, Z2
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z3
+	// VDPBF16PS 0, 3, 2 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x66; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	VPBROADCASTD 0(SI)(R8*1), Z3
+	// VDPBF16PS 1, 3, 2 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x66; BYTE $0x48; BYTE $0x52; BYTE $0xca
+	VMOVUPS.Z 0(DX), K1, Z2
+	ADDQ $64, DX
+	VPBROADCASTD 4(SI), Z3
+	// VDPBF16PS 0, 3, 2 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x66; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	VPBROADCASTD 4(SI)(R8*1), Z3
+	// VDPBF16PS 1, 3, 2 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x66; BYTE $0x48; BYTE $0x52; BYTE $0xca
+	VMOVUPS.Z 0(DX), K1, Z2
+	ADDQ $64, DX
+	VPBROADCASTD 8(SI), Z3
+	// VDPBF16PS 0, 3, 2 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x66; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	VPBROADCASTD 8(SI)(R8*1), Z3
+	// VDPBF16PS 1, 3, 2 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x66; BYTE $0x48; BYTE $0x52; BYTE $0xca
+	VMOVUPS.Z 0(DX), K1, Z2
+	ADDQ $64, DX
+	VPBROADCASTD 12(SI), Z3
+	// VDPBF16PS 0, 3, 2 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x66; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	VPBROADCASTD 12(SI)(R8*1), Z3
+	// VDPBF16PS 1, 3, 2 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x66; BYTE $0x48; BYTE $0x52; BYTE $0xca
+	ADDQ $16, SI
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS.Z 0(DX), K1, Z2
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z3
+	// VDPBF16PS 0, 3, 2 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x66; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	VPBROADCASTD 0(SI)(R8*1), Z3
+	// VDPBF16PS 1, 3, 2 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x66; BYTE $0x48; BYTE $0x52; BYTE $0xca
+	ADDQ $4, SI
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VMOVUPS.Z 0(DI), K1, Z3
+	VADDPS Z3, Z0, Z0
+	VMOVUPS Z0, K1, 0(DI)
+	VMOVUPS.Z 0(DI)(R10*1), K1, Z3
+	VADDPS Z3, Z1, Z1
+	VMOVUPS Z1, K1, 0(DI)(R10*1)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, K1, 0(DI)
+	VMOVUPS Z1, K1, 0(DI)(R10*1)
+	VZEROUPPER
+	RET
+
+// func gemmPackedBF16AVX512_3x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmPackedBF16AVX512_3x1m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS.Z 0(DX), K1, Z3
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z4
+	// VDPBF16PS 0, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xc3
+	VPBROADCASTD 0(SI)(R8*1), Z4
+	// VDPBF16PS 1, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 0(SI)(R8*2), Z4
+	// VDPBF16PS 2, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xd3
+	VMOVUPS.Z 0(DX), K1, Z3
+	ADDQ $64, DX
+	VPBROADCASTD 4(SI), Z4
+	// VDPBF16PS 0, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xc3
+	VPBROADCASTD 4(SI)(R8*1), Z4
+	// VDPBF16PS 1, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 4(SI)(R8*2), Z4
+	// VDPBF16PS 2, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xd3
+	VMOVUPS.Z 0(DX), K1, Z3
+	ADDQ $64, DX
+	VPBROADCASTD 8(SI), Z4
+	// VDPBF16PS 0, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xc3
+	VPBROADCASTD 8(SI)(R8*1), Z4
+	// VDPBF16PS 1, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 8(SI)(R8*2), Z4
+	// VDPBF16PS 2, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xd3
+	VMOVUPS.Z 0(DX), K1, Z3
+	ADDQ $64, DX
+	VPBROADCASTD 12(SI), Z4
+	// VDPBF16PS 0, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xc3
+	VPBROADCASTD 12(SI)(R8*1), Z4
+	// VDPBF16PS 1, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 12(SI)(R8*2), Z4
+	// VDPBF16PS 2, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xd3
+	ADDQ $16, SI
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS.Z 0(DX), K1, Z3
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z4
+	// VDPBF16PS 0, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xc3
+	VPBROADCASTD 0(SI)(R8*1), Z4
+	// VDPBF16PS 1, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 0(SI)(R8*2), Z4
+	// VDPBF16PS 2, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xd3
+	ADDQ $4, SI
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VMOVUPS.Z 0(DI), K1, Z4
+	VADDPS Z4, Z0, Z0
+	VMOVUPS Z0, K1, 0(DI)
+	VMOVUPS.Z 0(DI)(R10*1), K1, Z4
+	VADDPS Z4, Z1, Z1
+	VMOVUPS Z1, K1, 0(DI)(R10*1)
+	VMOVUPS.Z 0(DI)(R10*2), K1, Z4
+	VADDPS Z4, Z2, Z2
+	VMOVUPS Z2, K1, 0(DI)(R10*2)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, K1, 0(DI)
+	VMOVUPS Z1, K1, 0(DI)(R10*1)
+	VMOVUPS Z2, K1, 0(DI)(R10*2)
+	VZEROUPPER
+	RET
+
+// func gemmPackedBF16AVX512_4x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmPackedBF16AVX512_4x1m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS.Z 0(DX), K1, Z4
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z5
+	// VDPBF16PS 0, 5, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x56; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	VPBROADCASTD 0(SI)(R8*1), Z5
+	// VDPBF16PS 1, 5, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x56; BYTE $0x48; BYTE $0x52; BYTE $0xcc
+	VPBROADCASTD 0(SI)(R8*2), Z5
+	// VDPBF16PS 2, 5, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x56; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	VPBROADCASTD 0(SI)(R11*1), Z5
+	// VDPBF16PS 3, 5, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x56; BYTE $0x48; BYTE $0x52; BYTE $0xdc
+	VMOVUPS.Z 0(DX), K1, Z4
+	ADDQ $64, DX
+	VPBROADCASTD 4(SI), Z5
+	// VDPBF16PS 0, 5, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x56; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	VPBROADCASTD 4(SI)(R8*1), Z5
+	// VDPBF16PS 1, 5, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x56; BYTE $0x48; BYTE $0x52; BYTE $0xcc
+	VPBROADCASTD 4(SI)(R8*2), Z5
+	// VDPBF16PS 2, 5, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x56; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	VPBROADCASTD 4(SI)(R11*1), Z5
+	// VDPBF16PS 3, 5, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x56; BYTE $0x48; BYTE $0x52; BYTE $0xdc
+	VMOVUPS.Z 0(DX), K1, Z4
+	ADDQ $64, DX
+	VPBROADCASTD 8(SI), Z5
+	// VDPBF16PS 0, 5, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x56; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	VPBROADCASTD 8(SI)(R8*1), Z5
+	// VDPBF16PS 1, 5, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x56; BYTE $0x48; BYTE $0x52; BYTE $0xcc
+	VPBROADCASTD 8(SI)(R8*2), Z5
+	// VDPBF16PS 2, 5, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x56; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	VPBROADCASTD 8(SI)(R11*1), Z5
+	// VDPBF16PS 3, 5, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x56; BYTE $0x48; BYTE $0x52; BYTE $0xdc
+	VMOVUPS.Z 0(DX), K1, Z4
+	ADDQ $64, DX
+	VPBROADCASTD 12(SI), Z5
+	// VDPBF16PS 0, 5, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x56; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	VPBROADCASTD 12(SI)(R8*1), Z5
+	// VDPBF16PS 1, 5, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x56; BYTE $0x48; BYTE $0x52; BYTE $0xcc
+	VPBROADCASTD 12(SI)(R8*2), Z5
+	// VDPBF16PS 2, 5, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x56; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	VPBROADCASTD 12(SI)(R11*1), Z5
+	// VDPBF16PS 3, 5, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x56; BYTE $0x48; BYTE $0x52; BYTE $0xdc
+	ADDQ $16, SI
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS.Z 0(DX), K1, Z4
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z5
+	// VDPBF16PS 0, 5, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x56; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	VPBROADCASTD 0(SI)(R8*1), Z5
+	// VDPBF16PS 1, 5, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x56; BYTE $0x48; BYTE $0x52; BYTE $0xcc
+	VPBROADCASTD 0(SI)(R8*2), Z5
+	// VDPBF16PS 2, 5, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x56; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	VPBROADCASTD 0(SI)(R11*1), Z5
+	// VDPBF16PS 3, 5, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x56; BYTE $0x48; BYTE $0x52; BYTE $0xdc
+	ADDQ $4, SI
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VMOVUPS.Z 0(DI), K1, Z5
+	VADDPS Z5, Z0, Z0
+	VMOVUPS Z0, K1, 0(DI)
+	VMOVUPS.Z 0(DI)(R10*1), K1, Z5
+	VADDPS Z5, Z1, Z1
+	VMOVUPS Z1, K1, 0(DI)(R10*1)
+	VMOVUPS.Z 0(DI)(R10*2), K1, Z5
+	VADDPS Z5, Z2, Z2
+	VMOVUPS Z2, K1, 0(DI)(R10*2)
+	VMOVUPS.Z 0(DI)(R11*1), K1, Z5
+	VADDPS Z5, Z3, Z3
+	VMOVUPS Z3, K1, 0(DI)(R11*1)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, K1, 0(DI)
+	VMOVUPS Z1, K1, 0(DI)(R10*1)
+	VMOVUPS Z2, K1, 0(DI)(R10*2)
+	VMOVUPS Z3, K1, 0(DI)(R11*1)
+	VZEROUPPER
+	RET
+
+// func gemmPackedBF16AVX512_5x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmPackedBF16AVX512_5x1m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS.Z 0(DX), K1, Z5
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z6
+	// VDPBF16PS 0, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xc5
+	VPBROADCASTD 0(SI)(R8*1), Z6
+	// VDPBF16PS 1, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(SI)(R8*2), Z6
+	// VDPBF16PS 2, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xd5
+	VPBROADCASTD 0(SI)(R11*1), Z6
+	// VDPBF16PS 3, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 0(SI)(R8*4), Z6
+	// VDPBF16PS 4, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xe5
+	VMOVUPS.Z 0(DX), K1, Z5
+	ADDQ $64, DX
+	VPBROADCASTD 4(SI), Z6
+	// VDPBF16PS 0, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xc5
+	VPBROADCASTD 4(SI)(R8*1), Z6
+	// VDPBF16PS 1, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 4(SI)(R8*2), Z6
+	// VDPBF16PS 2, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xd5
+	VPBROADCASTD 4(SI)(R11*1), Z6
+	// VDPBF16PS 3, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 4(SI)(R8*4), Z6
+	// VDPBF16PS 4, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xe5
+	VMOVUPS.Z 0(DX), K1, Z5
+	ADDQ $64, DX
+	VPBROADCASTD 8(SI), Z6
+	// VDPBF16PS 0, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xc5
+	VPBROADCASTD 8(SI)(R8*1), Z6
+	// VDPBF16PS 1, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 8(SI)(R8*2), Z6
+	// VDPBF16PS 2, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xd5
+	VPBROADCASTD 8(SI)(R11*1), Z6
+	// VDPBF16PS 3, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 8(SI)(R8*4), Z6
+	// VDPBF16PS 4, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xe5
+	VMOVUPS.Z 0(DX), K1, Z5
+	ADDQ $64, DX
+	VPBROADCASTD 12(SI), Z6
+	// VDPBF16PS 0, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xc5
+	VPBROADCASTD 12(SI)(R8*1), Z6
+	// VDPBF16PS 1, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 12(SI)(R8*2), Z6
+	// VDPBF16PS 2, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xd5
+	VPBROADCASTD 12(SI)(R11*1), Z6
+	// VDPBF16PS 3, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 12(SI)(R8*4), Z6
+	// VDPBF16PS 4, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xe5
+	ADDQ $16, SI
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS.Z 0(DX), K1, Z5
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z6
+	// VDPBF16PS 0, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xc5
+	VPBROADCASTD 0(SI)(R8*1), Z6
+	// VDPBF16PS 1, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(SI)(R8*2), Z6
+	// VDPBF16PS 2, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xd5
+	VPBROADCASTD 0(SI)(R11*1), Z6
+	// VDPBF16PS 3, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 0(SI)(R8*4), Z6
+	// VDPBF16PS 4, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xe5
+	ADDQ $4, SI
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VMOVUPS.Z 0(DI), K1, Z6
+	VADDPS Z6, Z0, Z0
+	VMOVUPS Z0, K1, 0(DI)
+	VMOVUPS.Z 0(DI)(R10*1), K1, Z6
+	VADDPS Z6, Z1, Z1
+	VMOVUPS Z1, K1, 0(DI)(R10*1)
+	VMOVUPS.Z 0(DI)(R10*2), K1, Z6
+	VADDPS Z6, Z2, Z2
+	VMOVUPS Z2, K1, 0(DI)(R10*2)
+	VMOVUPS.Z 0(DI)(R11*1), K1, Z6
+	VADDPS Z6, Z3, Z3
+	VMOVUPS Z3, K1, 0(DI)(R11*1)
+	VMOVUPS.Z 0(DI)(R10*4), K1, Z6
+	VADDPS Z6, Z4, Z4
+	VMOVUPS Z4, K1, 0(DI)(R10*4)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, K1, 0(DI)
+	VMOVUPS Z1, K1, 0(DI)(R10*1)
+	VMOVUPS Z2, K1, 0(DI)(R10*2)
+	VMOVUPS Z3, K1, 0(DI)(R11*1)
+	VMOVUPS Z4, K1, 0(DI)(R10*4)
+	VZEROUPPER
+	RET
+
+// func gemmPackedBF16AVX512_6x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmPackedBF16AVX512_6x1m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	LEAQ (R8)(R8*4), AX
+	LEAQ (SI)(AX*1), R12
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS.Z 0(DX), K1, Z6
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z7
+	// VDPBF16PS 0, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xc6
+	VPBROADCASTD 0(SI)(R8*1), Z7
+	// VDPBF16PS 1, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xce
+	VPBROADCASTD 0(SI)(R8*2), Z7
+	// VDPBF16PS 2, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xd6
+	VPBROADCASTD 0(SI)(R11*1), Z7
+	// VDPBF16PS 3, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xde
+	VPBROADCASTD 0(SI)(R8*4), Z7
+	// VDPBF16PS 4, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xe6
+	VPBROADCASTD 0(R12), Z7
+	// VDPBF16PS 5, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xee
+	VMOVUPS.Z 0(DX), K1, Z6
+	ADDQ $64, DX
+	VPBROADCASTD 4(SI), Z7
+	// VDPBF16PS 0, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xc6
+	VPBROADCASTD 4(SI)(R8*1), Z7
+	// VDPBF16PS 1, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xce
+	VPBROADCASTD 4(SI)(R8*2), Z7
+	// VDPBF16PS 2, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xd6
+	VPBROADCASTD 4(SI)(R11*1), Z7
+	// VDPBF16PS 3, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xde
+	VPBROADCASTD 4(SI)(R8*4), Z7
+	// VDPBF16PS 4, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xe6
+	VPBROADCASTD 4(R12), Z7
+	// VDPBF16PS 5, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xee
+	VMOVUPS.Z 0(DX), K1, Z6
+	ADDQ $64, DX
+	VPBROADCASTD 8(SI), Z7
+	// VDPBF16PS 0, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xc6
+	VPBROADCASTD 8(SI)(R8*1), Z7
+	// VDPBF16PS 1, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xce
+	VPBROADCASTD 8(SI)(R8*2), Z7
+	// VDPBF16PS 2, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xd6
+	VPBROADCASTD 8(SI)(R11*1), Z7
+	// VDPBF16PS 3, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xde
+	VPBROADCASTD 8(SI)(R8*4), Z7
+	// VDPBF16PS 4, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xe6
+	VPBROADCASTD 8(R12), Z7
+	// VDPBF16PS 5, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xee
+	VMOVUPS.Z 0(DX), K1, Z6
+	ADDQ $64, DX
+	VPBROADCASTD 12(SI), Z7
+	// VDPBF16PS 0, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xc6
+	VPBROADCASTD 12(SI)(R8*1), Z7
+	// VDPBF16PS 1, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xce
+	VPBROADCASTD 12(SI)(R8*2), Z7
+	// VDPBF16PS 2, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xd6
+	VPBROADCASTD 12(SI)(R11*1), Z7
+	// VDPBF16PS 3, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xde
+	VPBROADCASTD 12(SI)(R8*4), Z7
+	// VDPBF16PS 4, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xe6
+	VPBROADCASTD 12(R12), Z7
+	// VDPBF16PS 5, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xee
+	ADDQ $16, SI
+	ADDQ $16, R12
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS.Z 0(DX), K1, Z6
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z7
+	// VDPBF16PS 0, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xc6
+	VPBROADCASTD 0(SI)(R8*1), Z7
+	// VDPBF16PS 1, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xce
+	VPBROADCASTD 0(SI)(R8*2), Z7
+	// VDPBF16PS 2, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xd6
+	VPBROADCASTD 0(SI)(R11*1), Z7
+	// VDPBF16PS 3, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xde
+	VPBROADCASTD 0(SI)(R8*4), Z7
+	// VDPBF16PS 4, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xe6
+	VPBROADCASTD 0(R12), Z7
+	// VDPBF16PS 5, 7, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xee
+	ADDQ $4, SI
+	ADDQ $4, R12
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (R10)(R10*4), AX
+	LEAQ (DI)(AX*1), R12
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VMOVUPS.Z 0(DI), K1, Z7
+	VADDPS Z7, Z0, Z0
+	VMOVUPS Z0, K1, 0(DI)
+	VMOVUPS.Z 0(DI)(R10*1), K1, Z7
+	VADDPS Z7, Z1, Z1
+	VMOVUPS Z1, K1, 0(DI)(R10*1)
+	VMOVUPS.Z 0(DI)(R10*2), K1, Z7
+	VADDPS Z7, Z2, Z2
+	VMOVUPS Z2, K1, 0(DI)(R10*2)
+	VMOVUPS.Z 0(DI)(R11*1), K1, Z7
+	VADDPS Z7, Z3, Z3
+	VMOVUPS Z3, K1, 0(DI)(R11*1)
+	VMOVUPS.Z 0(DI)(R10*4), K1, Z7
+	VADDPS Z7, Z4, Z4
+	VMOVUPS Z4, K1, 0(DI)(R10*4)
+	VMOVUPS.Z 0(R12), K1, Z7
+	VADDPS Z7, Z5, Z5
+	VMOVUPS Z5, K1, 0(R12)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, K1, 0(DI)
+	VMOVUPS Z1, K1, 0(DI)(R10*1)
+	VMOVUPS Z2, K1, 0(DI)(R10*2)
+	VMOVUPS Z3, K1, 0(DI)(R11*1)
+	VMOVUPS Z4, K1, 0(DI)(R10*4)
+	VMOVUPS Z5, K1, 0(R12)
+	VZEROUPPER
+	RET
+
+// func gemmPackedBF16AVX512_7x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmPackedBF16AVX512_7x1m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	LEAQ (R8)(R8*4), AX
+	LEAQ (SI)(AX*1), R12
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS.Z 0(DX), K1, Z7
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z8
+	// VDPBF16PS 0, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xc7
+	VPBROADCASTD 0(SI)(R8*1), Z8
+	// VDPBF16PS 1, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(SI)(R8*2), Z8
+	// VDPBF16PS 2, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xd7
+	VPBROADCASTD 0(SI)(R11*1), Z8
+	// VDPBF16PS 3, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(SI)(R8*4), Z8
+	// VDPBF16PS 4, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xe7
+	VPBROADCASTD 0(R12), Z8
+	// VDPBF16PS 5, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 0(R12)(R8*1), Z8
+	// VDPBF16PS 6, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xf7
+	VMOVUPS.Z 0(DX), K1, Z7
+	ADDQ $64, DX
+	VPBROADCASTD 4(SI), Z8
+	// VDPBF16PS 0, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xc7
+	VPBROADCASTD 4(SI)(R8*1), Z8
+	// VDPBF16PS 1, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 4(SI)(R8*2), Z8
+	// VDPBF16PS 2, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xd7
+	VPBROADCASTD 4(SI)(R11*1), Z8
+	// VDPBF16PS 3, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 4(SI)(R8*4), Z8
+	// VDPBF16PS 4, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xe7
+	VPBROADCASTD 4(R12), Z8
+	// VDPBF16PS 5, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 4(R12)(R8*1), Z8
+	// VDPBF16PS 6, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xf7
+	VMOVUPS.Z 0(DX), K1, Z7
+	ADDQ $64, DX
+	VPBROADCASTD 8(SI), Z8
+	// VDPBF16PS 0, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xc7
+	VPBROADCASTD 8(SI)(R8*1), Z8
+	// VDPBF16PS 1, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 8(SI)(R8*2), Z8
+	// VDPBF16PS 2, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xd7
+	VPBROADCASTD 8(SI)(R11*1), Z8
+	// VDPBF16PS 3, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 8(SI)(R8*4), Z8
+	// VDPBF16PS 4, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xe7
+	VPBROADCASTD 8(R12), Z8
+	// VDPBF16PS 5, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 8(R12)(R8*1), Z8
+	// VDPBF16PS 6, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xf7
+	VMOVUPS.Z 0(DX), K1, Z7
+	ADDQ $64, DX
+	VPBROADCASTD 12(SI), Z8
+	// VDPBF16PS 0, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xc7
+	VPBROADCASTD 12(SI)(R8*1), Z8
+	// VDPBF16PS 1, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 12(SI)(R8*2), Z8
+	// VDPBF16PS 2, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xd7
+	VPBROADCASTD 12(SI)(R11*1), Z8
+	// VDPBF16PS 3, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 12(SI)(R8*4), Z8
+	// VDPBF16PS 4, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xe7
+	VPBROADCASTD 12(R12), Z8
+	// VDPBF16PS 5, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 12(R12)(R8*1), Z8
+	// VDPBF16PS 6, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xf7
+	ADDQ $16, SI
+	ADDQ $16, R12
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS.Z 0(DX), K1, Z7
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z8
+	// VDPBF16PS 0, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xc7
+	VPBROADCASTD 0(SI)(R8*1), Z8
+	// VDPBF16PS 1, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(SI)(R8*2), Z8
+	// VDPBF16PS 2, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xd7
+	VPBROADCASTD 0(SI)(R11*1), Z8
+	// VDPBF16PS 3, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(SI)(R8*4), Z8
+	// VDPBF16PS 4, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xe7
+	VPBROADCASTD 0(R12), Z8
+	// VDPBF16PS 5, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 0(R12)(R8*1), Z8
+	// VDPBF16PS 6, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xf7
+	ADDQ $4, SI
+	ADDQ $4, R12
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (R10)(R10*4), AX
+	LEAQ (DI)(AX*1), R12
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VMOVUPS.Z 0(DI), K1, Z8
+	VADDPS Z8, Z0, Z0
+	VMOVUPS Z0, K1, 0(DI)
+	VMOVUPS.Z 0(DI)(R10*1), K1, Z8
+	VADDPS Z8, Z1, Z1
+	VMOVUPS Z1, K1, 0(DI)(R10*1)
+	VMOVUPS.Z 0(DI)(R10*2), K1, Z8
+	VADDPS Z8, Z2, Z2
+	VMOVUPS Z2, K1, 0(DI)(R10*2)
+	VMOVUPS.Z 0(DI)(R11*1), K1, Z8
+	VADDPS Z8, Z3, Z3
+	VMOVUPS Z3, K1, 0(DI)(R11*1)
+	VMOVUPS.Z 0(DI)(R10*4), K1, Z8
+	VADDPS Z8, Z4, Z4
+	VMOVUPS Z4, K1, 0(DI)(R10*4)
+	VMOVUPS.Z 0(R12), K1, Z8
+	VADDPS Z8, Z5, Z5
+	VMOVUPS Z5, K1, 0(R12)
+	VMOVUPS.Z 0(R12)(R10*1), K1, Z8
+	VADDPS Z8, Z6, Z6
+	VMOVUPS Z6, K1, 0(R12)(R10*1)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, K1, 0(DI)
+	VMOVUPS Z1, K1, 0(DI)(R10*1)
+	VMOVUPS Z2, K1, 0(DI)(R10*2)
+	VMOVUPS Z3, K1, 0(DI)(R11*1)
+	VMOVUPS Z4, K1, 0(DI)(R10*4)
+	VMOVUPS Z5, K1, 0(R12)
+	VMOVUPS Z6, K1, 0(R12)(R10*1)
+	VZEROUPPER
+	RET
+
+// func gemmPackedBF16AVX512_8x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmPackedBF16AVX512_8x1m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	LEAQ (R8)(R8*4), AX
+	LEAQ (SI)(AX*1), R12
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS.Z 0(DX), K1, Z8
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z9
+	// VDPBF16PS 0, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xc0
+	VPBROADCASTD 0(SI)(R8*1), Z9
+	// VDPBF16PS 1, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xc8
+	VPBROADCASTD 0(SI)(R8*2), Z9
+	// VDPBF16PS 2, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xd0
+	VPBROADCASTD 0(SI)(R11*1), Z9
+	// VDPBF16PS 3, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xd8
+	VPBROADCASTD 0(SI)(R8*4), Z9
+	// VDPBF16PS 4, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xe0
+	VPBROADCASTD 0(R12), Z9
+	// VDPBF16PS 5, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xe8
+	VPBROADCASTD 0(R12)(R8*1), Z9
+	// VDPBF16PS 6, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xf0
+	VPBROADCASTD 0(R12)(R8*2), Z9
+	// VDPBF16PS 7, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xf8
+	VMOVUPS.Z 0(DX), K1, Z8
+	ADDQ $64, DX
+	VPBROADCASTD 4(SI), Z9
+	// VDPBF16PS 0, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xc0
+	VPBROADCASTD 4(SI)(R8*1), Z9
+	// VDPBF16PS 1, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xc8
+	VPBROADCASTD 4(SI)(R8*2), Z9
+	// VDPBF16PS 2, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xd0
+	VPBROADCASTD 4(SI)(R11*1), Z9
+	// VDPBF16PS 3, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xd8
+	VPBROADCASTD 4(SI)(R8*4), Z9
+	// VDPBF16PS 4, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xe0
+	VPBROADCASTD 4(R12), Z9
+	// VDPBF16PS 5, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xe8
+	VPBROADCASTD 4(R12)(R8*1), Z9
+	// VDPBF16PS 6, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xf0
+	VPBROADCASTD 4(R12)(R8*2), Z9
+	// VDPBF16PS 7, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xf8
+	VMOVUPS.Z 0(DX), K1, Z8
+	ADDQ $64, DX
+	VPBROADCASTD 8(SI), Z9
+	// VDPBF16PS 0, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xc0
+	VPBROADCASTD 8(SI)(R8*1), Z9
+	// VDPBF16PS 1, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xc8
+	VPBROADCASTD 8(SI)(R8*2), Z9
+	// VDPBF16PS 2, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xd0
+	VPBROADCASTD 8(SI)(R11*1), Z9
+	// VDPBF16PS 3, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xd8
+	VPBROADCASTD 8(SI)(R8*4), Z9
+	// VDPBF16PS 4, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xe0
+	VPBROADCASTD 8(R12), Z9
+	// VDPBF16PS 5, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xe8
+	VPBROADCASTD 8(R12)(R8*1), Z9
+	// VDPBF16PS 6, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xf0
+	VPBROADCASTD 8(R12)(R8*2), Z9
+	// VDPBF16PS 7, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xf8
+	VMOVUPS.Z 0(DX), K1, Z8
+	ADDQ $64, DX
+	VPBROADCASTD 12(SI), Z9
+	// VDPBF16PS 0, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xc0
+	VPBROADCASTD 12(SI)(R8*1), Z9
+	// VDPBF16PS 1, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xc8
+	VPBROADCASTD 12(SI)(R8*2), Z9
+	// VDPBF16PS 2, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xd0
+	VPBROADCASTD 12(SI)(R11*1), Z9
+	// VDPBF16PS 3, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xd8
+	VPBROADCASTD 12(SI)(R8*4), Z9
+	// VDPBF16PS 4, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xe0
+	VPBROADCASTD 12(R12), Z9
+	// VDPBF16PS 5, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xe8
+	VPBROADCASTD 12(R12)(R8*1), Z9
+	// VDPBF16PS 6, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xf0
+	VPBROADCASTD 12(R12)(R8*2), Z9
+	// VDPBF16PS 7, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xf8
+	ADDQ $16, SI
+	ADDQ $16, R12
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS.Z 0(DX), K1, Z8
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z9
+	// VDPBF16PS 0, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xc0
+	VPBROADCASTD 0(SI)(R8*1), Z9
+	// VDPBF16PS 1, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xc8
+	VPBROADCASTD 0(SI)(R8*2), Z9
+	// VDPBF16PS 2, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xd0
+	VPBROADCASTD 0(SI)(R11*1), Z9
+	// VDPBF16PS 3, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xd8
+	VPBROADCASTD 0(SI)(R8*4), Z9
+	// VDPBF16PS 4, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xe0
+	VPBROADCASTD 0(R12), Z9
+	// VDPBF16PS 5, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xe8
+	VPBROADCASTD 0(R12)(R8*1), Z9
+	// VDPBF16PS 6, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xf0
+	VPBROADCASTD 0(R12)(R8*2), Z9
+	// VDPBF16PS 7, 9, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x36; BYTE $0x48; BYTE $0x52; BYTE $0xf8
+	ADDQ $4, SI
+	ADDQ $4, R12
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (R10)(R10*4), AX
+	LEAQ (DI)(AX*1), R12
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VMOVUPS.Z 0(DI), K1, Z9
+	VADDPS Z9, Z0, Z0
+	VMOVUPS Z0, K1, 0(DI)
+	VMOVUPS.Z 0(DI)(R10*1), K1, Z9
+	VADDPS Z9, Z1, Z1
+	VMOVUPS Z1, K1, 0(DI)(R10*1)
+	VMOVUPS.Z 0(DI)(R10*2), K1, Z9
+	VADDPS Z9, Z2, Z2
+	VMOVUPS Z2, K1, 0(DI)(R10*2)
+	VMOVUPS.Z 0(DI)(R11*1), K1, Z9
+	VADDPS Z9, Z3, Z3
+	VMOVUPS Z3, K1, 0(DI)(R11*1)
+	VMOVUPS.Z 0(DI)(R10*4), K1, Z9
+	VADDPS Z9, Z4, Z4
+	VMOVUPS Z4, K1, 0(DI)(R10*4)
+	VMOVUPS.Z 0(R12), K1, Z9
+	VADDPS Z9, Z5, Z5
+	VMOVUPS Z5, K1, 0(R12)
+	VMOVUPS.Z 0(R12)(R10*1), K1, Z9
+	VADDPS Z9, Z6, Z6
+	VMOVUPS Z6, K1, 0(R12)(R10*1)
+	VMOVUPS.Z 0(R12)(R10*2), K1, Z9
+	VADDPS Z9, Z7, Z7
+	VMOVUPS Z7, K1, 0(R12)(R10*2)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, K1, 0(DI)
+	VMOVUPS Z1, K1, 0(DI)(R10*1)
+	VMOVUPS Z2, K1, 0(DI)(R10*2)
+	VMOVUPS Z3, K1, 0(DI)(R11*1)
+	VMOVUPS Z4, K1, 0(DI)(R10*4)
+	VMOVUPS Z5, K1, 0(R12)
+	VMOVUPS Z6, K1, 0(R12)(R10*1)
+	VMOVUPS Z7, K1, 0(R12)(R10*2)
+	VZEROUPPER
+	RET
+
+// func gemmPackedBF16AVX512_9x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmPackedBF16AVX512_9x1m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	LEAQ (R8)(R8*4), AX
+	LEAQ (SI)(AX*1), R12
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS.Z 0(DX), K1, Z9
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z10
+	// VDPBF16PS 0, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc1
+	VPBROADCASTD 0(SI)(R8*1), Z10
+	// VDPBF16PS 1, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(SI)(R8*2), Z10
+	// VDPBF16PS 2, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd1
+	VPBROADCASTD 0(SI)(R11*1), Z10
+	// VDPBF16PS 3, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(SI)(R8*4), Z10
+	// VDPBF16PS 4, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe1
+	VPBROADCASTD 0(R12), Z10
+	// VDPBF16PS 5, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(R12)(R8*1), Z10
+	// VDPBF16PS 6, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf1
+	VPBROADCASTD 0(R12)(R8*2), Z10
+	// VDPBF16PS 7, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 0(R12)(R11*1), Z10
+	// VDPBF16PS 8, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc1
+	VMOVUPS.Z 0(DX), K1, Z9
+	ADDQ $64, DX
+	VPBROADCASTD 4(SI), Z10
+	// VDPBF16PS 0, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc1
+	VPBROADCASTD 4(SI)(R8*1), Z10
+	// VDPBF16PS 1, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 4(SI)(R8*2), Z10
+	// VDPBF16PS 2, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd1
+	VPBROADCASTD 4(SI)(R11*1), Z10
+	// VDPBF16PS 3, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 4(SI)(R8*4), Z10
+	// VDPBF16PS 4, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe1
+	VPBROADCASTD 4(R12), Z10
+	// VDPBF16PS 5, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 4(R12)(R8*1), Z10
+	// VDPBF16PS 6, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf1
+	VPBROADCASTD 4(R12)(R8*2), Z10
+	// VDPBF16PS 7, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 4(R12)(R11*1), Z10
+	// VDPBF16PS 8, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc1
+	VMOVUPS.Z 0(DX), K1, Z9
+	ADDQ $64, DX
+	VPBROADCASTD 8(SI), Z10
+	// VDPBF16PS 0, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc1
+	VPBROADCASTD 8(SI)(R8*1), Z10
+	// VDPBF16PS 1, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 8(SI)(R8*2), Z10
+	// VDPBF16PS 2, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd1
+	VPBROADCASTD 8(SI)(R11*1), Z10
+	// VDPBF16PS 3, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 8(SI)(R8*4), Z10
+	// VDPBF16PS 4, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe1
+	VPBROADCASTD 8(R12), Z10
+	// VDPBF16PS 5, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 8(R12)(R8*1), Z10
+	// VDPBF16PS 6, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf1
+	VPBROADCASTD 8(R12)(R8*2), Z10
+	// VDPBF16PS 7, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 8(R12)(R11*1), Z10
+	// VDPBF16PS 8, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc1
+	VMOVUPS.Z 0(DX), K1, Z9
+	ADDQ $64, DX
+	VPBROADCASTD 12(SI), Z10
+	// VDPBF16PS 0, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc1
+	VPBROADCASTD 12(SI)(R8*1), Z10
+	// VDPBF16PS 1, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 12(SI)(R8*2), Z10
+	// VDPBF16PS 2, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd1
+	VPBROADCASTD 12(SI)(R11*1), Z10
+	// VDPBF16PS 3, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 12(SI)(R8*4), Z10
+	// VDPBF16PS 4, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe1
+	VPBROADCASTD 12(R12), Z10
+	// VDPBF16PS 5, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 12(R12)(R8*1), Z10
+	// VDPBF16PS 6, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf1
+	VPBROADCASTD 12(R12)(R8*2), Z10
+	// VDPBF16PS 7, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 12(R12)(R11*1), Z10
+	// VDPBF16PS 8, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc1
+	ADDQ $16, SI
+	ADDQ $16, R12
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS.Z 0(DX), K1, Z9
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z10
+	// VDPBF16PS 0, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc1
+	VPBROADCASTD 0(SI)(R8*1), Z10
+	// VDPBF16PS 1, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(SI)(R8*2), Z10
+	// VDPBF16PS 2, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd1
+	VPBROADCASTD 0(SI)(R11*1), Z10
+	// VDPBF16PS 3, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(SI)(R8*4), Z10
+	// VDPBF16PS 4, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe1
+	VPBROADCASTD 0(R12), Z10
+	// VDPBF16PS 5, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(R12)(R8*1), Z10
+	// VDPBF16PS 6, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf1
+	VPBROADCASTD 0(R12)(R8*2), Z10
+	// VDPBF16PS 7, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 0(R12)(R11*1), Z10
+	// VDPBF16PS 8, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc1
+	ADDQ $4, SI
+	ADDQ $4, R12
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (R10)(R10*4), AX
+	LEAQ (DI)(AX*1), R12
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VMOVUPS.Z 0(DI), K1, Z10
+	VADDPS Z10, Z0, Z0
+	VMOVUPS Z0, K1, 0(DI)
+	VMOVUPS.Z 0(DI)(R10*1), K1, Z10
+	VADDPS Z10, Z1, Z1
+	VMOVUPS Z1, K1, 0(DI)(R10*1)
+	VMOVUPS.Z 0(DI)(R10*2), K1, Z10
+	VADDPS Z10, Z2, Z2
+	VMOVUPS Z2, K1, 0(DI)(R10*2)
+	VMOVUPS.Z 0(DI)(R11*1), K1, Z10
+	VADDPS Z10, Z3, Z3
+	VMOVUPS Z3, K1, 0(DI)(R11*1)
+	VMOVUPS.Z 0(DI)(R10*4), K1, Z10
+	VADDPS Z10, Z4, Z4
+	VMOVUPS Z4, K1, 0(DI)(R10*4)
+	VMOVUPS.Z 0(R12), K1, Z10
+	VADDPS Z10, Z5, Z5
+	VMOVUPS Z5, K1, 0(R12)
+	VMOVUPS.Z 0(R12)(R10*1), K1, Z10
+	VADDPS Z10, Z6, Z6
+	VMOVUPS Z6, K1, 0(R12)(R10*1)
+	VMOVUPS.Z 0(R12)(R10*2), K1, Z10
+	VADDPS Z10, Z7, Z7
+	VMOVUPS Z7, K1, 0(R12)(R10*2)
+	VMOVUPS.Z 0(R12)(R11*1), K1, Z10
+	VADDPS Z10, Z8, Z8
+	VMOVUPS Z8, K1, 0(R12)(R11*1)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, K1, 0(DI)
+	VMOVUPS Z1, K1, 0(DI)(R10*1)
+	VMOVUPS Z2, K1, 0(DI)(R10*2)
+	VMOVUPS Z3, K1, 0(DI)(R11*1)
+	VMOVUPS Z4, K1, 0(DI)(R10*4)
+	VMOVUPS Z5, K1, 0(R12)
+	VMOVUPS Z6, K1, 0(R12)(R10*1)
+	VMOVUPS Z7, K1, 0(R12)(R10*2)
+	VMOVUPS Z8, K1, 0(R12)(R11*1)
+	VZEROUPPER
+	RET
+
+// func gemmPackedBF16AVX512_10x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmPackedBF16AVX512_10x1m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	LEAQ (R8)(R8*4), AX
+	LEAQ (SI)(AX*1), R12
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS.Z 0(DX), K1, Z10
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z11
+	// VDPBF16PS 0, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	VPBROADCASTD 0(SI)(R8*1), Z11
+	// VDPBF16PS 1, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xca
+	VPBROADCASTD 0(SI)(R8*2), Z11
+	// VDPBF16PS 2, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xd2
+	VPBROADCASTD 0(SI)(R11*1), Z11
+	// VDPBF16PS 3, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xda
+	VPBROADCASTD 0(SI)(R8*4), Z11
+	// VDPBF16PS 4, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xe2
+	VPBROADCASTD 0(R12), Z11
+	// VDPBF16PS 5, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xea
+	VPBROADCASTD 0(R12)(R8*1), Z11
+	// VDPBF16PS 6, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xf2
+	VPBROADCASTD 0(R12)(R8*2), Z11
+	// VDPBF16PS 7, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xfa
+	VPBROADCASTD 0(R12)(R11*1), Z11
+	// VDPBF16PS 8, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	VPBROADCASTD 0(R12)(R8*4), Z11
+	// VDPBF16PS 9, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xca
+	VMOVUPS.Z 0(DX), K1, Z10
+	ADDQ $64, DX
+	VPBROADCASTD 4(SI), Z11
+	// VDPBF16PS 0, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	VPBROADCASTD 4(SI)(R8*1), Z11
+	// VDPBF16PS 1, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xca
+	VPBROADCASTD 4(SI)(R8*2), Z11
+	// VDPBF16PS 2, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xd2
+	VPBROADCASTD 4(SI)(R11*1), Z11
+	// VDPBF16PS 3, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xda
+	VPBROADCASTD 4(SI)(R8*4), Z11
+	// VDPBF16PS 4, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xe2
+	VPBROADCASTD 4(R12), Z11
+	// VDPBF16PS 5, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xea
+	VPBROADCASTD 4(R12)(R8*1), Z11
+	// VDPBF16PS 6, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xf2
+	VPBROADCASTD 4(R12)(R8*2), Z11
+	// VDPBF16PS 7, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xfa
+	VPBROADCASTD 4(R12)(R11*1), Z11
+	// VDPBF16PS 8, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	VPBROADCASTD 4(R12)(R8*4), Z11
+	// VDPBF16PS 9, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xca
+	VMOVUPS.Z 0(DX), K1, Z10
+	ADDQ $64, DX
+	VPBROADCASTD 8(SI), Z11
+	// VDPBF16PS 0, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	VPBROADCASTD 8(SI)(R8*1), Z11
+	// VDPBF16PS 1, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xca
+	VPBROADCASTD 8(SI)(R8*2), Z11
+	// VDPBF16PS 2, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xd2
+	VPBROADCASTD 8(SI)(R11*1), Z11
+	// VDPBF16PS 3, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xda
+	VPBROADCASTD 8(SI)(R8*4), Z11
+	// VDPBF16PS 4, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xe2
+	VPBROADCASTD 8(R12), Z11
+	// VDPBF16PS 5, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xea
+	VPBROADCASTD 8(R12)(R8*1), Z11
+	// VDPBF16PS 6, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xf2
+	VPBROADCASTD 8(R12)(R8*2), Z11
+	// VDPBF16PS 7, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xfa
+	VPBROADCASTD 8(R12)(R11*1), Z11
+	// VDPBF16PS 8, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	VPBROADCASTD 8(R12)(R8*4), Z11
+	// VDPBF16PS 9, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xca
+	VMOVUPS.Z 0(DX), K1, Z10
+	ADDQ $64, DX
+	VPBROADCASTD 12(SI), Z11
+	// VDPBF16PS 0, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	VPBROADCASTD 12(SI)(R8*1), Z11
+	// VDPBF16PS 1, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xca
+	VPBROADCASTD 12(SI)(R8*2), Z11
+	// VDPBF16PS 2, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xd2
+	VPBROADCASTD 12(SI)(R11*1), Z11
+	// VDPBF16PS 3, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xda
+	VPBROADCASTD 12(SI)(R8*4), Z11
+	// VDPBF16PS 4, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xe2
+	VPBROADCASTD 12(R12), Z11
+	// VDPBF16PS 5, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xea
+	VPBROADCASTD 12(R12)(R8*1), Z11
+	// VDPBF16PS 6, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xf2
+	VPBROADCASTD 12(R12)(R8*2), Z11
+	// VDPBF16PS 7, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xfa
+	VPBROADCASTD 12(R12)(R11*1), Z11
+	// VDPBF16PS 8, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	VPBROADCASTD 12(R12)(R8*4), Z11
+	// VDPBF16PS 9, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xca
+	ADDQ $16, SI
+	ADDQ $16, R12
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS.Z 0(DX), K1, Z10
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z11
+	// VDPBF16PS 0, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	VPBROADCASTD 0(SI)(R8*1), Z11
+	// VDPBF16PS 1, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xca
+	VPBROADCASTD 0(SI)(R8*2), Z11
+	// VDPBF16PS 2, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xd2
+	VPBROADCASTD 0(SI)(R11*1), Z11
+	// VDPBF16PS 3, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xda
+	VPBROADCASTD 0(SI)(R8*4), Z11
+	// VDPBF16PS 4, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xe2
+	VPBROADCASTD 0(R12), Z11
+	// VDPBF16PS 5, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xea
+	VPBROADCASTD 0(R12)(R8*1), Z11
+	// VDPBF16PS 6, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xf2
+	VPBROADCASTD 0(R12)(R8*2), Z11
+	// VDPBF16PS 7, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xfa
+	VPBROADCASTD 0(R12)(R11*1), Z11
+	// VDPBF16PS 8, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	VPBROADCASTD 0(R12)(R8*4), Z11
+	// VDPBF16PS 9, 11, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x26; BYTE $0x48; BYTE $0x52; BYTE $0xca
+	ADDQ $4, SI
+	ADDQ $4, R12
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (R10)(R10*4), AX
+	LEAQ (DI)(AX*1), R12
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VMOVUPS.Z 0(DI), K1, Z11
+	VADDPS Z11, Z0, Z0
+	VMOVUPS Z0, K1, 0(DI)
+	VMOVUPS.Z 0(DI)(R10*1), K1, Z11
+	VADDPS Z11, Z1, Z1
+	VMOVUPS Z1, K1, 0(DI)(R10*1)
+	VMOVUPS.Z 0(DI)(R10*2), K1, Z11
+	VADDPS Z11, Z2, Z2
+	VMOVUPS Z2, K1, 0(DI)(R10*2)
+	VMOVUPS.Z 0(DI)(R11*1), K1, Z11
+	VADDPS Z11, Z3, Z3
+	VMOVUPS Z3, K1, 0(DI)(R11*1)
+	VMOVUPS.Z 0(DI)(R10*4), K1, Z11
+	VADDPS Z11, Z4, Z4
+	VMOVUPS Z4, K1, 0(DI)(R10*4)
+	VMOVUPS.Z 0(R12), K1, Z11
+	VADDPS Z11, Z5, Z5
+	VMOVUPS Z5, K1, 0(R12)
+	VMOVUPS.Z 0(R12)(R10*1), K1, Z11
+	VADDPS Z11, Z6, Z6
+	VMOVUPS Z6, K1, 0(R12)(R10*1)
+	VMOVUPS.Z 0(R12)(R10*2), K1, Z11
+	VADDPS Z11, Z7, Z7
+	VMOVUPS Z7, K1, 0(R12)(R10*2)
+	VMOVUPS.Z 0(R12)(R11*1), K1, Z11
+	VADDPS Z11, Z8, Z8
+	VMOVUPS Z8, K1, 0(R12)(R11*1)
+	VMOVUPS.Z 0(R12)(R10*4), K1, Z11
+	VADDPS Z11, Z9, Z9
+	VMOVUPS Z9, K1, 0(R12)(R10*4)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, K1, 0(DI)
+	VMOVUPS Z1, K1, 0(DI)(R10*1)
+	VMOVUPS Z2, K1, 0(DI)(R10*2)
+	VMOVUPS Z3, K1, 0(DI)(R11*1)
+	VMOVUPS Z4, K1, 0(DI)(R10*4)
+	VMOVUPS Z5, K1, 0(R12)
+	VMOVUPS Z6, K1, 0(R12)(R10*1)
+	VMOVUPS Z7, K1, 0(R12)(R10*2)
+	VMOVUPS Z8, K1, 0(R12)(R11*1)
+	VMOVUPS Z9, K1, 0(R12)(R10*4)
+	VZEROUPPER
+	RET
+
+// func gemmPackedBF16AVX512_11x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmPackedBF16AVX512_11x1m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	LEAQ (R8)(R8*4), AX
+	LEAQ (SI)(AX*1), R12
+	LEAQ (R12)(AX*1), R13
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS.Z 0(DX), K1, Z11
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z12
+	// VDPBF16PS 0, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc3
+	VPBROADCASTD 0(SI)(R8*1), Z12
+	// VDPBF16PS 1, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 0(SI)(R8*2), Z12
+	// VDPBF16PS 2, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xd3
+	VPBROADCASTD 0(SI)(R11*1), Z12
+	// VDPBF16PS 3, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 0(SI)(R8*4), Z12
+	// VDPBF16PS 4, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xe3
+	VPBROADCASTD 0(R12), Z12
+	// VDPBF16PS 5, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 0(R12)(R8*1), Z12
+	// VDPBF16PS 6, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xf3
+	VPBROADCASTD 0(R12)(R8*2), Z12
+	// VDPBF16PS 7, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 0(R12)(R11*1), Z12
+	// VDPBF16PS 8, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc3
+	VPBROADCASTD 0(R12)(R8*4), Z12
+	// VDPBF16PS 9, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 0(R13), Z12
+	// VDPBF16PS 10, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xd3
+	VMOVUPS.Z 0(DX), K1, Z11
+	ADDQ $64, DX
+	VPBROADCASTD 4(SI), Z12
+	// VDPBF16PS 0, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc3
+	VPBROADCASTD 4(SI)(R8*1), Z12
+	// VDPBF16PS 1, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 4(SI)(R8*2), Z12
+	// VDPBF16PS 2, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xd3
+	VPBROADCASTD 4(SI)(R11*1), Z12
+	// VDPBF16PS 3, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 4(SI)(R8*4), Z12
+	// VDPBF16PS 4, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xe3
+	VPBROADCASTD 4(R12), Z12
+	// VDPBF16PS 5, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 4(R12)(R8*1), Z12
+	// VDPBF16PS 6, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xf3
+	VPBROADCASTD 4(R12)(R8*2), Z12
+	// VDPBF16PS 7, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 4(R12)(R11*1), Z12
+	// VDPBF16PS 8, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc3
+	VPBROADCASTD 4(R12)(R8*4), Z12
+	// VDPBF16PS 9, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 4(R13), Z12
+	// VDPBF16PS 10, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xd3
+	VMOVUPS.Z 0(DX), K1, Z11
+	ADDQ $64, DX
+	VPBROADCASTD 8(SI), Z12
+	// VDPBF16PS 0, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc3
+	VPBROADCASTD 8(SI)(R8*1), Z12
+	// VDPBF16PS 1, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 8(SI)(R8*2), Z12
+	// VDPBF16PS 2, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xd3
+	VPBROADCASTD 8(SI)(R11*1), Z12
+	// VDPBF16PS 3, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 8(SI)(R8*4), Z12
+	// VDPBF16PS 4, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xe3
+	VPBROADCASTD 8(R12), Z12
+	// VDPBF16PS 5, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 8(R12)(R8*1), Z12
+	// VDPBF16PS 6, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xf3
+	VPBROADCASTD 8(R12)(R8*2), Z12
+	// VDPBF16PS 7, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 8(R12)(R11*1), Z12
+	// VDPBF16PS 8, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc3
+	VPBROADCASTD 8(R12)(R8*4), Z12
+	// VDPBF16PS 9, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 8(R13), Z12
+	// VDPBF16PS 10, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xd3
+	VMOVUPS.Z 0(DX), K1, Z11
+	ADDQ $64, DX
+	VPBROADCASTD 12(SI), Z12
+	// VDPBF16PS 0, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc3
+	VPBROADCASTD 12(SI)(R8*1), Z12
+	// VDPBF16PS 1, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 12(SI)(R8*2), Z12
+	// VDPBF16PS 2, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xd3
+	VPBROADCASTD 12(SI)(R11*1), Z12
+	// VDPBF16PS 3, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 12(SI)(R8*4), Z12
+	// VDPBF16PS 4, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xe3
+	VPBROADCASTD 12(R12), Z12
+	// VDPBF16PS 5, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 12(R12)(R8*1), Z12
+	// VDPBF16PS 6, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xf3
+	VPBROADCASTD 12(R12)(R8*2), Z12
+	// VDPBF16PS 7, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 12(R12)(R11*1), Z12
+	// VDPBF16PS 8, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc3
+	VPBROADCASTD 12(R12)(R8*4), Z12
+	// VDPBF16PS 9, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 12(R13), Z12
+	// VDPBF16PS 10, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xd3
+	ADDQ $16, SI
+	ADDQ $16, R12
+	ADDQ $16, R13
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS.Z 0(DX), K1, Z11
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z12
+	// VDPBF16PS 0, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc3
+	VPBROADCASTD 0(SI)(R8*1), Z12
+	// VDPBF16PS 1, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 0(SI)(R8*2), Z12
+	// VDPBF16PS 2, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xd3
+	VPBROADCASTD 0(SI)(R11*1), Z12
+	// VDPBF16PS 3, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 0(SI)(R8*4), Z12
+	// VDPBF16PS 4, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xe3
+	VPBROADCASTD 0(R12), Z12
+	// VDPBF16PS 5, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 0(R12)(R8*1), Z12
+	// VDPBF16PS 6, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xf3
+	VPBROADCASTD 0(R12)(R8*2), Z12
+	// VDPBF16PS 7, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 0(R12)(R11*1), Z12
+	// VDPBF16PS 8, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc3
+	VPBROADCASTD 0(R12)(R8*4), Z12
+	// VDPBF16PS 9, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 0(R13), Z12
+	// VDPBF16PS 10, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xd3
+	ADDQ $4, SI
+	ADDQ $4, R12
+	ADDQ $4, R13
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (R10)(R10*4), AX
+	LEAQ (DI)(AX*1), R12
+	LEAQ (R12)(AX*1), R13
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VMOVUPS.Z 0(DI), K1, Z12
+	VADDPS Z12, Z0, Z0
+	VMOVUPS Z0, K1, 0(DI)
+	VMOVUPS.Z 0(DI)(R10*1), K1, Z12
+	VADDPS Z12, Z1, Z1
+	VMOVUPS Z1, K1, 0(DI)(R10*1)
+	VMOVUPS.Z 0(DI)(R10*2), K1, Z12
+	VADDPS Z12, Z2, Z2
+	VMOVUPS Z2, K1, 0(DI)(R10*2)
+	VMOVUPS.Z 0(DI)(R11*1), K1, Z12
+	VADDPS Z12, Z3, Z3
+	VMOVUPS Z3, K1, 0(DI)(R11*1)
+	VMOVUPS.Z 0(DI)(R10*4), K1, Z12
+	VADDPS Z12, Z4, Z4
+	VMOVUPS Z4, K1, 0(DI)(R10*4)
+	VMOVUPS.Z 0(R12), K1, Z12
+	VADDPS Z12, Z5, Z5
+	VMOVUPS Z5, K1, 0(R12)
+	VMOVUPS.Z 0(R12)(R10*1), K1, Z12
+	VADDPS Z12, Z6, Z6
+	VMOVUPS Z6, K1, 0(R12)(R10*1)
+	VMOVUPS.Z 0(R12)(R10*2), K1, Z12
+	VADDPS Z12, Z7, Z7
+	VMOVUPS Z7, K1, 0(R12)(R10*2)
+	VMOVUPS.Z 0(R12)(R11*1), K1, Z12
+	VADDPS Z12, Z8, Z8
+	VMOVUPS Z8, K1, 0(R12)(R11*1)
+	VMOVUPS.Z 0(R12)(R10*4), K1, Z12
+	VADDPS Z12, Z9, Z9
+	VMOVUPS Z9, K1, 0(R12)(R10*4)
+	VMOVUPS.Z 0(R13), K1, Z12
+	VADDPS Z12, Z10, Z10
+	VMOVUPS Z10, K1, 0(R13)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, K1, 0(DI)
+	VMOVUPS Z1, K1, 0(DI)(R10*1)
+	VMOVUPS Z2, K1, 0(DI)(R10*2)
+	VMOVUPS Z3, K1, 0(DI)(R11*1)
+	VMOVUPS Z4, K1, 0(DI)(R10*4)
+	VMOVUPS Z5, K1, 0(R12)
+	VMOVUPS Z6, K1, 0(R12)(R10*1)
+	VMOVUPS Z7, K1, 0(R12)(R10*2)
+	VMOVUPS Z8, K1, 0(R12)(R11*1)
+	VMOVUPS Z9, K1, 0(R12)(R10*4)
+	VMOVUPS Z10, K1, 0(R13)
+	VZEROUPPER
+	RET
+
+// func gemmPackedBF16AVX512_12x1m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmPackedBF16AVX512_12x1m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	LEAQ (R8)(R8*4), AX
+	LEAQ (SI)(AX*1), R12
+	LEAQ (R12)(AX*1), R13
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS.Z 0(DX), K1, Z12
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z13
+	// VDPBF16PS 0, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	VPBROADCASTD 0(SI)(R8*1), Z13
+	// VDPBF16PS 1, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xcc
+	VPBROADCASTD 0(SI)(R8*2), Z13
+	// VDPBF16PS 2, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	VPBROADCASTD 0(SI)(R11*1), Z13
+	// VDPBF16PS 3, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xdc
+	VPBROADCASTD 0(SI)(R8*4), Z13
+	// VDPBF16PS 4, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xe4
+	VPBROADCASTD 0(R12), Z13
+	// VDPBF16PS 5, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xec
+	VPBROADCASTD 0(R12)(R8*1), Z13
+	// VDPBF16PS 6, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xf4
+	VPBROADCASTD 0(R12)(R8*2), Z13
+	// VDPBF16PS 7, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xfc
+	VPBROADCASTD 0(R12)(R11*1), Z13
+	// VDPBF16PS 8, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	VPBROADCASTD 0(R12)(R8*4), Z13
+	// VDPBF16PS 9, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xcc
+	VPBROADCASTD 0(R13), Z13
+	// VDPBF16PS 10, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	VPBROADCASTD 0(R13)(R8*1), Z13
+	// VDPBF16PS 11, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xdc
+	VMOVUPS.Z 0(DX), K1, Z12
+	ADDQ $64, DX
+	VPBROADCASTD 4(SI), Z13
+	// VDPBF16PS 0, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	VPBROADCASTD 4(SI)(R8*1), Z13
+	// VDPBF16PS 1, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xcc
+	VPBROADCASTD 4(SI)(R8*2), Z13
+	// VDPBF16PS 2, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	VPBROADCASTD 4(SI)(R11*1), Z13
+	// VDPBF16PS 3, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xdc
+	VPBROADCASTD 4(SI)(R8*4), Z13
+	// VDPBF16PS 4, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xe4
+	VPBROADCASTD 4(R12), Z13
+	// VDPBF16PS 5, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xec
+	VPBROADCASTD 4(R12)(R8*1), Z13
+	// VDPBF16PS 6, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xf4
+	VPBROADCASTD 4(R12)(R8*2), Z13
+	// VDPBF16PS 7, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xfc
+	VPBROADCASTD 4(R12)(R11*1), Z13
+	// VDPBF16PS 8, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	VPBROADCASTD 4(R12)(R8*4), Z13
+	// VDPBF16PS 9, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xcc
+	VPBROADCASTD 4(R13), Z13
+	// VDPBF16PS 10, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	VPBROADCASTD 4(R13)(R8*1), Z13
+	// VDPBF16PS 11, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xdc
+	VMOVUPS.Z 0(DX), K1, Z12
+	ADDQ $64, DX
+	VPBROADCASTD 8(SI), Z13
+	// VDPBF16PS 0, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	VPBROADCASTD 8(SI)(R8*1), Z13
+	// VDPBF16PS 1, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xcc
+	VPBROADCASTD 8(SI)(R8*2), Z13
+	// VDPBF16PS 2, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	VPBROADCASTD 8(SI)(R11*1), Z13
+	// VDPBF16PS 3, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xdc
+	VPBROADCASTD 8(SI)(R8*4), Z13
+	// VDPBF16PS 4, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xe4
+	VPBROADCASTD 8(R12), Z13
+	// VDPBF16PS 5, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xec
+	VPBROADCASTD 8(R12)(R8*1), Z13
+	// VDPBF16PS 6, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xf4
+	VPBROADCASTD 8(R12)(R8*2), Z13
+	// VDPBF16PS 7, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xfc
+	VPBROADCASTD 8(R12)(R11*1), Z13
+	// VDPBF16PS 8, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	VPBROADCASTD 8(R12)(R8*4), Z13
+	// VDPBF16PS 9, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xcc
+	VPBROADCASTD 8(R13), Z13
+	// VDPBF16PS 10, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	VPBROADCASTD 8(R13)(R8*1), Z13
+	// VDPBF16PS 11, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xdc
+	VMOVUPS.Z 0(DX), K1, Z12
+	ADDQ $64, DX
+	VPBROADCASTD 12(SI), Z13
+	// VDPBF16PS 0, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	VPBROADCASTD 12(SI)(R8*1), Z13
+	// VDPBF16PS 1, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xcc
+	VPBROADCASTD 12(SI)(R8*2), Z13
+	// VDPBF16PS 2, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	VPBROADCASTD 12(SI)(R11*1), Z13
+	// VDPBF16PS 3, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xdc
+	VPBROADCASTD 12(SI)(R8*4), Z13
+	// VDPBF16PS 4, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xe4
+	VPBROADCASTD 12(R12), Z13
+	// VDPBF16PS 5, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xec
+	VPBROADCASTD 12(R12)(R8*1), Z13
+	// VDPBF16PS 6, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xf4
+	VPBROADCASTD 12(R12)(R8*2), Z13
+	// VDPBF16PS 7, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xfc
+	VPBROADCASTD 12(R12)(R11*1), Z13
+	// VDPBF16PS 8, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	VPBROADCASTD 12(R12)(R8*4), Z13
+	// VDPBF16PS 9, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xcc
+	VPBROADCASTD 12(R13), Z13
+	// VDPBF16PS 10, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	VPBROADCASTD 12(R13)(R8*1), Z13
+	// VDPBF16PS 11, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xdc
+	ADDQ $16, SI
+	ADDQ $16, R12
+	ADDQ $16, R13
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS.Z 0(DX), K1, Z12
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z13
+	// VDPBF16PS 0, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	VPBROADCASTD 0(SI)(R8*1), Z13
+	// VDPBF16PS 1, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xcc
+	VPBROADCASTD 0(SI)(R8*2), Z13
+	// VDPBF16PS 2, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	VPBROADCASTD 0(SI)(R11*1), Z13
+	// VDPBF16PS 3, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xdc
+	VPBROADCASTD 0(SI)(R8*4), Z13
+	// VDPBF16PS 4, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xe4
+	VPBROADCASTD 0(R12), Z13
+	// VDPBF16PS 5, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xec
+	VPBROADCASTD 0(R12)(R8*1), Z13
+	// VDPBF16PS 6, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xf4
+	VPBROADCASTD 0(R12)(R8*2), Z13
+	// VDPBF16PS 7, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xfc
+	VPBROADCASTD 0(R12)(R11*1), Z13
+	// VDPBF16PS 8, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	VPBROADCASTD 0(R12)(R8*4), Z13
+	// VDPBF16PS 9, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xcc
+	VPBROADCASTD 0(R13), Z13
+	// VDPBF16PS 10, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	VPBROADCASTD 0(R13)(R8*1), Z13
+	// VDPBF16PS 11, 13, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x16; BYTE $0x48; BYTE $0x52; BYTE $0xdc
+	ADDQ $4, SI
+	ADDQ $4, R12
+	ADDQ $4, R13
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (R10)(R10*4), AX
+	LEAQ (DI)(AX*1), R12
+	LEAQ (R12)(AX*1), R13
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VMOVUPS.Z 0(DI), K1, Z13
+	VADDPS Z13, Z0, Z0
+	VMOVUPS Z0, K1, 0(DI)
+	VMOVUPS.Z 0(DI)(R10*1), K1, Z13
+	VADDPS Z13, Z1, Z1
+	VMOVUPS Z1, K1, 0(DI)(R10*1)
+	VMOVUPS.Z 0(DI)(R10*2), K1, Z13
+	VADDPS Z13, Z2, Z2
+	VMOVUPS Z2, K1, 0(DI)(R10*2)
+	VMOVUPS.Z 0(DI)(R11*1), K1, Z13
+	VADDPS Z13, Z3, Z3
+	VMOVUPS Z3, K1, 0(DI)(R11*1)
+	VMOVUPS.Z 0(DI)(R10*4), K1, Z13
+	VADDPS Z13, Z4, Z4
+	VMOVUPS Z4, K1, 0(DI)(R10*4)
+	VMOVUPS.Z 0(R12), K1, Z13
+	VADDPS Z13, Z5, Z5
+	VMOVUPS Z5, K1, 0(R12)
+	VMOVUPS.Z 0(R12)(R10*1), K1, Z13
+	VADDPS Z13, Z6, Z6
+	VMOVUPS Z6, K1, 0(R12)(R10*1)
+	VMOVUPS.Z 0(R12)(R10*2), K1, Z13
+	VADDPS Z13, Z7, Z7
+	VMOVUPS Z7, K1, 0(R12)(R10*2)
+	VMOVUPS.Z 0(R12)(R11*1), K1, Z13
+	VADDPS Z13, Z8, Z8
+	VMOVUPS Z8, K1, 0(R12)(R11*1)
+	VMOVUPS.Z 0(R12)(R10*4), K1, Z13
+	VADDPS Z13, Z9, Z9
+	VMOVUPS Z9, K1, 0(R12)(R10*4)
+	VMOVUPS.Z 0(R13), K1, Z13
+	VADDPS Z13, Z10, Z10
+	VMOVUPS Z10, K1, 0(R13)
+	VMOVUPS.Z 0(R13)(R10*1), K1, Z13
+	VADDPS Z13, Z11, Z11
+	VMOVUPS Z11, K1, 0(R13)(R10*1)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, K1, 0(DI)
+	VMOVUPS Z1, K1, 0(DI)(R10*1)
+	VMOVUPS Z2, K1, 0(DI)(R10*2)
+	VMOVUPS Z3, K1, 0(DI)(R11*1)
+	VMOVUPS Z4, K1, 0(DI)(R10*4)
+	VMOVUPS Z5, K1, 0(R12)
+	VMOVUPS Z6, K1, 0(R12)(R10*1)
+	VMOVUPS Z7, K1, 0(R12)(R10*2)
+	VMOVUPS Z8, K1, 0(R12)(R11*1)
+	VMOVUPS Z9, K1, 0(R12)(R10*4)
+	VMOVUPS Z10, K1, 0(R13)
+	VMOVUPS Z11, K1, 0(R13)(R10*1)
+	VZEROUPPER
+	RET
+
+// func gemmPackedBF16AVX512_1x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmPackedBF16AVX512_1x2m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z2
+	VMOVUPS.Z (DX)(R9*1), K1, Z3
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z4
+	// VDPBF16PS 0, 4, 2 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VMOVUPS 0(DX), Z2
+	VMOVUPS.Z (DX)(R9*1), K1, Z3
+	ADDQ $64, DX
+	VPBROADCASTD 4(SI), Z4
+	// VDPBF16PS 0, 4, 2 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VMOVUPS 0(DX), Z2
+	VMOVUPS.Z (DX)(R9*1), K1, Z3
+	ADDQ $64, DX
+	VPBROADCASTD 8(SI), Z4
+	// VDPBF16PS 0, 4, 2 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VMOVUPS 0(DX), Z2
+	VMOVUPS.Z (DX)(R9*1), K1, Z3
+	ADDQ $64, DX
+	VPBROADCASTD 12(SI), Z4
+	// VDPBF16PS 0, 4, 2 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	ADDQ $16, SI
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z2
+	VMOVUPS.Z (DX)(R9*1), K1, Z3
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z4
+	// VDPBF16PS 0, 4, 2 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 4, 3 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	ADDQ $4, SI
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS.Z 64(DI), K1, Z4
+	VADDPS Z4, Z1, Z1
+	VMOVUPS Z1, K1, 64(DI)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, K1, 64(DI)
+	VZEROUPPER
+	RET
+
+// func gemmPackedBF16AVX512_2x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmPackedBF16AVX512_2x2m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z4
+	VMOVUPS.Z (DX)(R9*1), K1, Z5
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z6
+	// VDPBF16PS 0, 6, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(SI)(R8*1), Z6
+	// VDPBF16PS 2, 6, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VMOVUPS 0(DX), Z4
+	VMOVUPS.Z (DX)(R9*1), K1, Z5
+	ADDQ $64, DX
+	VPBROADCASTD 4(SI), Z6
+	// VDPBF16PS 0, 6, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 4(SI)(R8*1), Z6
+	// VDPBF16PS 2, 6, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VMOVUPS 0(DX), Z4
+	VMOVUPS.Z (DX)(R9*1), K1, Z5
+	ADDQ $64, DX
+	VPBROADCASTD 8(SI), Z6
+	// VDPBF16PS 0, 6, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 8(SI)(R8*1), Z6
+	// VDPBF16PS 2, 6, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VMOVUPS 0(DX), Z4
+	VMOVUPS.Z (DX)(R9*1), K1, Z5
+	ADDQ $64, DX
+	VPBROADCASTD 12(SI), Z6
+	// VDPBF16PS 0, 6, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 12(SI)(R8*1), Z6
+	// VDPBF16PS 2, 6, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	ADDQ $16, SI
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z4
+	VMOVUPS.Z (DX)(R9*1), K1, Z5
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z6
+	// VDPBF16PS 0, 6, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(SI)(R8*1), Z6
+	// VDPBF16PS 2, 6, 4 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 6, 5 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	ADDQ $4, SI
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS.Z 64(DI), K1, Z6
+	VADDPS Z6, Z1, Z1
+	VMOVUPS Z1, K1, 64(DI)
+	VADDPS 0(DI)(R10*1), Z2, Z2
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS.Z 64(DI)(R10*1), K1, Z6
+	VADDPS Z6, Z3, Z3
+	VMOVUPS Z3, K1, 64(DI)(R10*1)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, K1, 64(DI)
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS Z3, K1, 64(DI)(R10*1)
+	VZEROUPPER
+	RET
+
+// func gemmPackedBF16AVX512_3x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmPackedBF16AVX512_3x2m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z6
+	VMOVUPS.Z (DX)(R9*1), K1, Z7
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z8
+	// VDPBF16PS 0, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(SI)(R8*1), Z8
+	// VDPBF16PS 2, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(SI)(R8*2), Z8
+	// VDPBF16PS 4, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xef
+	VMOVUPS 0(DX), Z6
+	VMOVUPS.Z (DX)(R9*1), K1, Z7
+	ADDQ $64, DX
+	VPBROADCASTD 4(SI), Z8
+	// VDPBF16PS 0, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 4(SI)(R8*1), Z8
+	// VDPBF16PS 2, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 4(SI)(R8*2), Z8
+	// VDPBF16PS 4, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xef
+	VMOVUPS 0(DX), Z6
+	VMOVUPS.Z (DX)(R9*1), K1, Z7
+	ADDQ $64, DX
+	VPBROADCASTD 8(SI), Z8
+	// VDPBF16PS 0, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 8(SI)(R8*1), Z8
+	// VDPBF16PS 2, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 8(SI)(R8*2), Z8
+	// VDPBF16PS 4, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xef
+	VMOVUPS 0(DX), Z6
+	VMOVUPS.Z (DX)(R9*1), K1, Z7
+	ADDQ $64, DX
+	VPBROADCASTD 12(SI), Z8
+	// VDPBF16PS 0, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 12(SI)(R8*1), Z8
+	// VDPBF16PS 2, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 12(SI)(R8*2), Z8
+	// VDPBF16PS 4, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xef
+	ADDQ $16, SI
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z6
+	VMOVUPS.Z (DX)(R9*1), K1, Z7
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z8
+	// VDPBF16PS 0, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(SI)(R8*1), Z8
+	// VDPBF16PS 2, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(SI)(R8*2), Z8
+	// VDPBF16PS 4, 8, 6 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 8, 7 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xf2; BYTE $0x3e; BYTE $0x48; BYTE $0x52; BYTE $0xef
+	ADDQ $4, SI
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS.Z 64(DI), K1, Z8
+	VADDPS Z8, Z1, Z1
+	VMOVUPS Z1, K1, 64(DI)
+	VADDPS 0(DI)(R10*1), Z2, Z2
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS.Z 64(DI)(R10*1), K1, Z8
+	VADDPS Z8, Z3, Z3
+	VMOVUPS Z3, K1, 64(DI)(R10*1)
+	VADDPS 0(DI)(R10*2), Z4, Z4
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS.Z 64(DI)(R10*2), K1, Z8
+	VADDPS Z8, Z5, Z5
+	VMOVUPS Z5, K1, 64(DI)(R10*2)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, K1, 64(DI)
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS Z3, K1, 64(DI)(R10*1)
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS Z5, K1, 64(DI)(R10*2)
+	VZEROUPPER
+	RET
+
+// func gemmPackedBF16AVX512_4x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmPackedBF16AVX512_4x2m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z8
+	VMOVUPS.Z (DX)(R9*1), K1, Z9
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z10
+	// VDPBF16PS 0, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(SI)(R8*1), Z10
+	// VDPBF16PS 2, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(SI)(R8*2), Z10
+	// VDPBF16PS 4, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(SI)(R11*1), Z10
+	// VDPBF16PS 6, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf9
+	VMOVUPS 0(DX), Z8
+	VMOVUPS.Z (DX)(R9*1), K1, Z9
+	ADDQ $64, DX
+	VPBROADCASTD 4(SI), Z10
+	// VDPBF16PS 0, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 4(SI)(R8*1), Z10
+	// VDPBF16PS 2, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 4(SI)(R8*2), Z10
+	// VDPBF16PS 4, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 4(SI)(R11*1), Z10
+	// VDPBF16PS 6, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf9
+	VMOVUPS 0(DX), Z8
+	VMOVUPS.Z (DX)(R9*1), K1, Z9
+	ADDQ $64, DX
+	VPBROADCASTD 8(SI), Z10
+	// VDPBF16PS 0, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 8(SI)(R8*1), Z10
+	// VDPBF16PS 2, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 8(SI)(R8*2), Z10
+	// VDPBF16PS 4, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 8(SI)(R11*1), Z10
+	// VDPBF16PS 6, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf9
+	VMOVUPS 0(DX), Z8
+	VMOVUPS.Z (DX)(R9*1), K1, Z9
+	ADDQ $64, DX
+	VPBROADCASTD 12(SI), Z10
+	// VDPBF16PS 0, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 12(SI)(R8*1), Z10
+	// VDPBF16PS 2, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 12(SI)(R8*2), Z10
+	// VDPBF16PS 4, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 12(SI)(R11*1), Z10
+	// VDPBF16PS 6, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf9
+	ADDQ $16, SI
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z8
+	VMOVUPS.Z (DX)(R9*1), K1, Z9
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z10
+	// VDPBF16PS 0, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(SI)(R8*1), Z10
+	// VDPBF16PS 2, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(SI)(R8*2), Z10
+	// VDPBF16PS 4, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(SI)(R11*1), Z10
+	// VDPBF16PS 6, 10, 8 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 10, 9 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x2e; BYTE $0x48; BYTE $0x52; BYTE $0xf9
+	ADDQ $4, SI
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS.Z 64(DI), K1, Z10
+	VADDPS Z10, Z1, Z1
+	VMOVUPS Z1, K1, 64(DI)
+	VADDPS 0(DI)(R10*1), Z2, Z2
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS.Z 64(DI)(R10*1), K1, Z10
+	VADDPS Z10, Z3, Z3
+	VMOVUPS Z3, K1, 64(DI)(R10*1)
+	VADDPS 0(DI)(R10*2), Z4, Z4
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS.Z 64(DI)(R10*2), K1, Z10
+	VADDPS Z10, Z5, Z5
+	VMOVUPS Z5, K1, 64(DI)(R10*2)
+	VADDPS 0(DI)(R11*1), Z6, Z6
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS.Z 64(DI)(R11*1), K1, Z10
+	VADDPS Z10, Z7, Z7
+	VMOVUPS Z7, K1, 64(DI)(R11*1)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, K1, 64(DI)
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS Z3, K1, 64(DI)(R10*1)
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS Z5, K1, 64(DI)(R10*2)
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS Z7, K1, 64(DI)(R11*1)
+	VZEROUPPER
+	RET
+
+// func gemmPackedBF16AVX512_5x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmPackedBF16AVX512_5x2m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z10
+	VMOVUPS.Z (DX)(R9*1), K1, Z11
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z12
+	// VDPBF16PS 0, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 0(SI)(R8*1), Z12
+	// VDPBF16PS 2, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 3, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 0(SI)(R8*2), Z12
+	// VDPBF16PS 4, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 5, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 0(SI)(R11*1), Z12
+	// VDPBF16PS 6, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 7, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 0(SI)(R8*4), Z12
+	// VDPBF16PS 8, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 9, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VMOVUPS 0(DX), Z10
+	VMOVUPS.Z (DX)(R9*1), K1, Z11
+	ADDQ $64, DX
+	VPBROADCASTD 4(SI), Z12
+	// VDPBF16PS 0, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 4(SI)(R8*1), Z12
+	// VDPBF16PS 2, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 3, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 4(SI)(R8*2), Z12
+	// VDPBF16PS 4, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 5, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 4(SI)(R11*1), Z12
+	// VDPBF16PS 6, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 7, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 4(SI)(R8*4), Z12
+	// VDPBF16PS 8, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 9, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VMOVUPS 0(DX), Z10
+	VMOVUPS.Z (DX)(R9*1), K1, Z11
+	ADDQ $64, DX
+	VPBROADCASTD 8(SI), Z12
+	// VDPBF16PS 0, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 8(SI)(R8*1), Z12
+	// VDPBF16PS 2, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 3, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 8(SI)(R8*2), Z12
+	// VDPBF16PS 4, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 5, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 8(SI)(R11*1), Z12
+	// VDPBF16PS 6, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 7, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 8(SI)(R8*4), Z12
+	// VDPBF16PS 8, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 9, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VMOVUPS 0(DX), Z10
+	VMOVUPS.Z (DX)(R9*1), K1, Z11
+	ADDQ $64, DX
+	VPBROADCASTD 12(SI), Z12
+	// VDPBF16PS 0, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 12(SI)(R8*1), Z12
+	// VDPBF16PS 2, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 3, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 12(SI)(R8*2), Z12
+	// VDPBF16PS 4, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 5, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 12(SI)(R11*1), Z12
+	// VDPBF16PS 6, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 7, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 12(SI)(R8*4), Z12
+	// VDPBF16PS 8, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 9, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	ADDQ $16, SI
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z10
+	VMOVUPS.Z (DX)(R9*1), K1, Z11
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z12
+	// VDPBF16PS 0, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 0(SI)(R8*1), Z12
+	// VDPBF16PS 2, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 3, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 0(SI)(R8*2), Z12
+	// VDPBF16PS 4, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 5, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 0(SI)(R11*1), Z12
+	// VDPBF16PS 6, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 7, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 0(SI)(R8*4), Z12
+	// VDPBF16PS 8, 12, 10 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 9, 12, 11 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x48; BYTE $0x52; BYTE $0xcb
+	ADDQ $4, SI
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS.Z 64(DI), K1, Z12
+	VADDPS Z12, Z1, Z1
+	VMOVUPS Z1, K1, 64(DI)
+	VADDPS 0(DI)(R10*1), Z2, Z2
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS.Z 64(DI)(R10*1), K1, Z12
+	VADDPS Z12, Z3, Z3
+	VMOVUPS Z3, K1, 64(DI)(R10*1)
+	VADDPS 0(DI)(R10*2), Z4, Z4
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS.Z 64(DI)(R10*2), K1, Z12
+	VADDPS Z12, Z5, Z5
+	VMOVUPS Z5, K1, 64(DI)(R10*2)
+	VADDPS 0(DI)(R11*1), Z6, Z6
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS.Z 64(DI)(R11*1), K1, Z12
+	VADDPS Z12, Z7, Z7
+	VMOVUPS Z7, K1, 64(DI)(R11*1)
+	VADDPS 0(DI)(R10*4), Z8, Z8
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS.Z 64(DI)(R10*4), K1, Z12
+	VADDPS Z12, Z9, Z9
+	VMOVUPS Z9, K1, 64(DI)(R10*4)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, K1, 64(DI)
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS Z3, K1, 64(DI)(R10*1)
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS Z5, K1, 64(DI)(R10*2)
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS Z7, K1, 64(DI)(R11*1)
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS Z9, K1, 64(DI)(R10*4)
+	VZEROUPPER
+	RET
+
+// func gemmPackedBF16AVX512_6x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmPackedBF16AVX512_6x2m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	LEAQ (R8)(R8*4), AX
+	LEAQ (SI)(AX*1), R12
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z12
+	VMOVUPS.Z (DX)(R9*1), K1, Z13
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z14
+	// VDPBF16PS 0, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(SI)(R8*1), Z14
+	// VDPBF16PS 2, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 0(SI)(R8*2), Z14
+	// VDPBF16PS 4, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 5, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 0(SI)(R11*1), Z14
+	// VDPBF16PS 6, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 7, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 0(SI)(R8*4), Z14
+	// VDPBF16PS 8, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 9, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(R12), Z14
+	// VDPBF16PS 10, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 11, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VMOVUPS 0(DX), Z12
+	VMOVUPS.Z (DX)(R9*1), K1, Z13
+	ADDQ $64, DX
+	VPBROADCASTD 4(SI), Z14
+	// VDPBF16PS 0, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 4(SI)(R8*1), Z14
+	// VDPBF16PS 2, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 4(SI)(R8*2), Z14
+	// VDPBF16PS 4, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 5, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 4(SI)(R11*1), Z14
+	// VDPBF16PS 6, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 7, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 4(SI)(R8*4), Z14
+	// VDPBF16PS 8, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 9, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 4(R12), Z14
+	// VDPBF16PS 10, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 11, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VMOVUPS 0(DX), Z12
+	VMOVUPS.Z (DX)(R9*1), K1, Z13
+	ADDQ $64, DX
+	VPBROADCASTD 8(SI), Z14
+	// VDPBF16PS 0, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 8(SI)(R8*1), Z14
+	// VDPBF16PS 2, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 8(SI)(R8*2), Z14
+	// VDPBF16PS 4, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 5, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 8(SI)(R11*1), Z14
+	// VDPBF16PS 6, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 7, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 8(SI)(R8*4), Z14
+	// VDPBF16PS 8, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 9, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 8(R12), Z14
+	// VDPBF16PS 10, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 11, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VMOVUPS 0(DX), Z12
+	VMOVUPS.Z (DX)(R9*1), K1, Z13
+	ADDQ $64, DX
+	VPBROADCASTD 12(SI), Z14
+	// VDPBF16PS 0, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 12(SI)(R8*1), Z14
+	// VDPBF16PS 2, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 12(SI)(R8*2), Z14
+	// VDPBF16PS 4, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 5, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 12(SI)(R11*1), Z14
+	// VDPBF16PS 6, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 7, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 12(SI)(R8*4), Z14
+	// VDPBF16PS 8, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 9, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 12(R12), Z14
+	// VDPBF16PS 10, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 11, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	ADDQ $16, SI
+	ADDQ $16, R12
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z12
+	VMOVUPS.Z (DX)(R9*1), K1, Z13
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z14
+	// VDPBF16PS 0, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(SI)(R8*1), Z14
+	// VDPBF16PS 2, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 0(SI)(R8*2), Z14
+	// VDPBF16PS 4, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 5, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 0(SI)(R11*1), Z14
+	// VDPBF16PS 6, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 7, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 0(SI)(R8*4), Z14
+	// VDPBF16PS 8, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 9, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(R12), Z14
+	// VDPBF16PS 10, 14, 12 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 11, 14, 13 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x0e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+	ADDQ $4, SI
+	ADDQ $4, R12
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (R10)(R10*4), AX
+	LEAQ (DI)(AX*1), R12
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS.Z 64(DI), K1, Z14
+	VADDPS Z14, Z1, Z1
+	VMOVUPS Z1, K1, 64(DI)
+	VADDPS 0(DI)(R10*1), Z2, Z2
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS.Z 64(DI)(R10*1), K1, Z14
+	VADDPS Z14, Z3, Z3
+	VMOVUPS Z3, K1, 64(DI)(R10*1)
+	VADDPS 0(DI)(R10*2), Z4, Z4
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS.Z 64(DI)(R10*2), K1, Z14
+	VADDPS Z14, Z5, Z5
+	VMOVUPS Z5, K1, 64(DI)(R10*2)
+	VADDPS 0(DI)(R11*1), Z6, Z6
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS.Z 64(DI)(R11*1), K1, Z14
+	VADDPS Z14, Z7, Z7
+	VMOVUPS Z7, K1, 64(DI)(R11*1)
+	VADDPS 0(DI)(R10*4), Z8, Z8
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS.Z 64(DI)(R10*4), K1, Z14
+	VADDPS Z14, Z9, Z9
+	VMOVUPS Z9, K1, 64(DI)(R10*4)
+	VADDPS 0(R12), Z10, Z10
+	VMOVUPS Z10, 0(R12)
+	VMOVUPS.Z 64(R12), K1, Z14
+	VADDPS Z14, Z11, Z11
+	VMOVUPS Z11, K1, 64(R12)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, K1, 64(DI)
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS Z3, K1, 64(DI)(R10*1)
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS Z5, K1, 64(DI)(R10*2)
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS Z7, K1, 64(DI)(R11*1)
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS Z9, K1, 64(DI)(R10*4)
+	VMOVUPS Z10, 0(R12)
+	VMOVUPS Z11, K1, 64(R12)
+	VZEROUPPER
+	RET
+
+// func gemmPackedBF16AVX512_7x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmPackedBF16AVX512_7x2m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	LEAQ (R8)(R8*4), AX
+	LEAQ (SI)(AX*1), R12
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z14
+	VMOVUPS.Z (DX)(R9*1), K1, Z15
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z16
+	// VDPBF16PS 0, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(SI)(R8*1), Z16
+	// VDPBF16PS 2, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(SI)(R8*2), Z16
+	// VDPBF16PS 4, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 0(SI)(R11*1), Z16
+	// VDPBF16PS 6, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 7, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 0(SI)(R8*4), Z16
+	// VDPBF16PS 8, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 9, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(R12), Z16
+	// VDPBF16PS 10, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 11, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(R12)(R8*1), Z16
+	// VDPBF16PS 12, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 13, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VMOVUPS 0(DX), Z14
+	VMOVUPS.Z (DX)(R9*1), K1, Z15
+	ADDQ $64, DX
+	VPBROADCASTD 4(SI), Z16
+	// VDPBF16PS 0, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 4(SI)(R8*1), Z16
+	// VDPBF16PS 2, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 4(SI)(R8*2), Z16
+	// VDPBF16PS 4, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 4(SI)(R11*1), Z16
+	// VDPBF16PS 6, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 7, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 4(SI)(R8*4), Z16
+	// VDPBF16PS 8, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 9, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 4(R12), Z16
+	// VDPBF16PS 10, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 11, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 4(R12)(R8*1), Z16
+	// VDPBF16PS 12, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 13, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VMOVUPS 0(DX), Z14
+	VMOVUPS.Z (DX)(R9*1), K1, Z15
+	ADDQ $64, DX
+	VPBROADCASTD 8(SI), Z16
+	// VDPBF16PS 0, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 8(SI)(R8*1), Z16
+	// VDPBF16PS 2, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 8(SI)(R8*2), Z16
+	// VDPBF16PS 4, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 8(SI)(R11*1), Z16
+	// VDPBF16PS 6, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 7, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 8(SI)(R8*4), Z16
+	// VDPBF16PS 8, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 9, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 8(R12), Z16
+	// VDPBF16PS 10, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 11, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 8(R12)(R8*1), Z16
+	// VDPBF16PS 12, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 13, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VMOVUPS 0(DX), Z14
+	VMOVUPS.Z (DX)(R9*1), K1, Z15
+	ADDQ $64, DX
+	VPBROADCASTD 12(SI), Z16
+	// VDPBF16PS 0, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 12(SI)(R8*1), Z16
+	// VDPBF16PS 2, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 12(SI)(R8*2), Z16
+	// VDPBF16PS 4, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 12(SI)(R11*1), Z16
+	// VDPBF16PS 6, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 7, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 12(SI)(R8*4), Z16
+	// VDPBF16PS 8, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 9, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 12(R12), Z16
+	// VDPBF16PS 10, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 11, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 12(R12)(R8*1), Z16
+	// VDPBF16PS 12, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 13, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	ADDQ $16, SI
+	ADDQ $16, R12
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z14
+	VMOVUPS.Z (DX)(R9*1), K1, Z15
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z16
+	// VDPBF16PS 0, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(SI)(R8*1), Z16
+	// VDPBF16PS 2, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(SI)(R8*2), Z16
+	// VDPBF16PS 4, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 0(SI)(R11*1), Z16
+	// VDPBF16PS 6, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 7, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 0(SI)(R8*4), Z16
+	// VDPBF16PS 8, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 9, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(R12), Z16
+	// VDPBF16PS 10, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 11, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(R12)(R8*1), Z16
+	// VDPBF16PS 12, 16, 14 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 13, 16, 15 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	ADDQ $4, SI
+	ADDQ $4, R12
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (R10)(R10*4), AX
+	LEAQ (DI)(AX*1), R12
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS.Z 64(DI), K1, Z16
+	VADDPS Z16, Z1, Z1
+	VMOVUPS Z1, K1, 64(DI)
+	VADDPS 0(DI)(R10*1), Z2, Z2
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS.Z 64(DI)(R10*1), K1, Z16
+	VADDPS Z16, Z3, Z3
+	VMOVUPS Z3, K1, 64(DI)(R10*1)
+	VADDPS 0(DI)(R10*2), Z4, Z4
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS.Z 64(DI)(R10*2), K1, Z16
+	VADDPS Z16, Z5, Z5
+	VMOVUPS Z5, K1, 64(DI)(R10*2)
+	VADDPS 0(DI)(R11*1), Z6, Z6
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS.Z 64(DI)(R11*1), K1, Z16
+	VADDPS Z16, Z7, Z7
+	VMOVUPS Z7, K1, 64(DI)(R11*1)
+	VADDPS 0(DI)(R10*4), Z8, Z8
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS.Z 64(DI)(R10*4), K1, Z16
+	VADDPS Z16, Z9, Z9
+	VMOVUPS Z9, K1, 64(DI)(R10*4)
+	VADDPS 0(R12), Z10, Z10
+	VMOVUPS Z10, 0(R12)
+	VMOVUPS.Z 64(R12), K1, Z16
+	VADDPS Z16, Z11, Z11
+	VMOVUPS Z11, K1, 64(R12)
+	VADDPS 0(R12)(R10*1), Z12, Z12
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VMOVUPS.Z 64(R12)(R10*1), K1, Z16
+	VADDPS Z16, Z13, Z13
+	VMOVUPS Z13, K1, 64(R12)(R10*1)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, K1, 64(DI)
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS Z3, K1, 64(DI)(R10*1)
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS Z5, K1, 64(DI)(R10*2)
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS Z7, K1, 64(DI)(R11*1)
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS Z9, K1, 64(DI)(R10*4)
+	VMOVUPS Z10, 0(R12)
+	VMOVUPS Z11, K1, 64(R12)
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VMOVUPS Z13, K1, 64(R12)(R10*1)
+	VZEROUPPER
+	RET
+
+// func gemmPackedBF16AVX512_8x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmPackedBF16AVX512_8x2m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	LEAQ (R8)(R8*4), AX
+	LEAQ (SI)(AX*1), R12
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z16
+	VMOVUPS.Z (DX)(R9*1), K1, Z17
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z18
+	// VDPBF16PS 0, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(SI)(R8*1), Z18
+	// VDPBF16PS 2, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(SI)(R8*2), Z18
+	// VDPBF16PS 4, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(SI)(R11*1), Z18
+	// VDPBF16PS 6, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 0(SI)(R8*4), Z18
+	// VDPBF16PS 8, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 9, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(R12), Z18
+	// VDPBF16PS 10, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 11, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(R12)(R8*1), Z18
+	// VDPBF16PS 12, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 13, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(R12)(R8*2), Z18
+	// VDPBF16PS 14, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 15, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VMOVUPS 0(DX), Z16
+	VMOVUPS.Z (DX)(R9*1), K1, Z17
+	ADDQ $64, DX
+	VPBROADCASTD 4(SI), Z18
+	// VDPBF16PS 0, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 4(SI)(R8*1), Z18
+	// VDPBF16PS 2, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 4(SI)(R8*2), Z18
+	// VDPBF16PS 4, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 4(SI)(R11*1), Z18
+	// VDPBF16PS 6, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 4(SI)(R8*4), Z18
+	// VDPBF16PS 8, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 9, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 4(R12), Z18
+	// VDPBF16PS 10, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 11, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 4(R12)(R8*1), Z18
+	// VDPBF16PS 12, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 13, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 4(R12)(R8*2), Z18
+	// VDPBF16PS 14, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 15, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VMOVUPS 0(DX), Z16
+	VMOVUPS.Z (DX)(R9*1), K1, Z17
+	ADDQ $64, DX
+	VPBROADCASTD 8(SI), Z18
+	// VDPBF16PS 0, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 8(SI)(R8*1), Z18
+	// VDPBF16PS 2, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 8(SI)(R8*2), Z18
+	// VDPBF16PS 4, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 8(SI)(R11*1), Z18
+	// VDPBF16PS 6, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 8(SI)(R8*4), Z18
+	// VDPBF16PS 8, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 9, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 8(R12), Z18
+	// VDPBF16PS 10, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 11, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 8(R12)(R8*1), Z18
+	// VDPBF16PS 12, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 13, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 8(R12)(R8*2), Z18
+	// VDPBF16PS 14, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 15, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VMOVUPS 0(DX), Z16
+	VMOVUPS.Z (DX)(R9*1), K1, Z17
+	ADDQ $64, DX
+	VPBROADCASTD 12(SI), Z18
+	// VDPBF16PS 0, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 12(SI)(R8*1), Z18
+	// VDPBF16PS 2, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 12(SI)(R8*2), Z18
+	// VDPBF16PS 4, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 12(SI)(R11*1), Z18
+	// VDPBF16PS 6, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 12(SI)(R8*4), Z18
+	// VDPBF16PS 8, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 9, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 12(R12), Z18
+	// VDPBF16PS 10, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 11, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 12(R12)(R8*1), Z18
+	// VDPBF16PS 12, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 13, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 12(R12)(R8*2), Z18
+	// VDPBF16PS 14, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 15, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	ADDQ $16, SI
+	ADDQ $16, R12
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z16
+	VMOVUPS.Z (DX)(R9*1), K1, Z17
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z18
+	// VDPBF16PS 0, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(SI)(R8*1), Z18
+	// VDPBF16PS 2, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(SI)(R8*2), Z18
+	// VDPBF16PS 4, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(SI)(R11*1), Z18
+	// VDPBF16PS 6, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 0(SI)(R8*4), Z18
+	// VDPBF16PS 8, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 9, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(R12), Z18
+	// VDPBF16PS 10, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 11, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(R12)(R8*1), Z18
+	// VDPBF16PS 12, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 13, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(R12)(R8*2), Z18
+	// VDPBF16PS 14, 18, 16 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 15, 18, 17 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	ADDQ $4, SI
+	ADDQ $4, R12
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (R10)(R10*4), AX
+	LEAQ (DI)(AX*1), R12
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS.Z 64(DI), K1, Z18
+	VADDPS Z18, Z1, Z1
+	VMOVUPS Z1, K1, 64(DI)
+	VADDPS 0(DI)(R10*1), Z2, Z2
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS.Z 64(DI)(R10*1), K1, Z18
+	VADDPS Z18, Z3, Z3
+	VMOVUPS Z3, K1, 64(DI)(R10*1)
+	VADDPS 0(DI)(R10*2), Z4, Z4
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS.Z 64(DI)(R10*2), K1, Z18
+	VADDPS Z18, Z5, Z5
+	VMOVUPS Z5, K1, 64(DI)(R10*2)
+	VADDPS 0(DI)(R11*1), Z6, Z6
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS.Z 64(DI)(R11*1), K1, Z18
+	VADDPS Z18, Z7, Z7
+	VMOVUPS Z7, K1, 64(DI)(R11*1)
+	VADDPS 0(DI)(R10*4), Z8, Z8
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS.Z 64(DI)(R10*4), K1, Z18
+	VADDPS Z18, Z9, Z9
+	VMOVUPS Z9, K1, 64(DI)(R10*4)
+	VADDPS 0(R12), Z10, Z10
+	VMOVUPS Z10, 0(R12)
+	VMOVUPS.Z 64(R12), K1, Z18
+	VADDPS Z18, Z11, Z11
+	VMOVUPS Z11, K1, 64(R12)
+	VADDPS 0(R12)(R10*1), Z12, Z12
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VMOVUPS.Z 64(R12)(R10*1), K1, Z18
+	VADDPS Z18, Z13, Z13
+	VMOVUPS Z13, K1, 64(R12)(R10*1)
+	VADDPS 0(R12)(R10*2), Z14, Z14
+	VMOVUPS Z14, 0(R12)(R10*2)
+	VMOVUPS.Z 64(R12)(R10*2), K1, Z18
+	VADDPS Z18, Z15, Z15
+	VMOVUPS Z15, K1, 64(R12)(R10*2)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, K1, 64(DI)
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS Z3, K1, 64(DI)(R10*1)
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS Z5, K1, 64(DI)(R10*2)
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS Z7, K1, 64(DI)(R11*1)
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS Z9, K1, 64(DI)(R10*4)
+	VMOVUPS Z10, 0(R12)
+	VMOVUPS Z11, K1, 64(R12)
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VMOVUPS Z13, K1, 64(R12)(R10*1)
+	VMOVUPS Z14, 0(R12)(R10*2)
+	VMOVUPS Z15, K1, 64(R12)(R10*2)
+	VZEROUPPER
+	RET
+
+// func gemmPackedBF16AVX512_9x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmPackedBF16AVX512_9x2m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	LEAQ (R8)(R8*4), AX
+	LEAQ (SI)(AX*1), R12
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z18
+	VMOVUPS.Z (DX)(R9*1), K1, Z19
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z20
+	// VDPBF16PS 0, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 0(SI)(R8*1), Z20
+	// VDPBF16PS 2, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 3, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 0(SI)(R8*2), Z20
+	// VDPBF16PS 4, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 5, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 0(SI)(R11*1), Z20
+	// VDPBF16PS 6, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 7, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 0(SI)(R8*4), Z20
+	// VDPBF16PS 8, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 9, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 0(R12), Z20
+	// VDPBF16PS 10, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 11, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 0(R12)(R8*1), Z20
+	// VDPBF16PS 12, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 13, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 0(R12)(R8*2), Z20
+	// VDPBF16PS 14, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 15, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 0(R12)(R11*1), Z20
+	// VDPBF16PS 16, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 17, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VMOVUPS 0(DX), Z18
+	VMOVUPS.Z (DX)(R9*1), K1, Z19
+	ADDQ $64, DX
+	VPBROADCASTD 4(SI), Z20
+	// VDPBF16PS 0, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 4(SI)(R8*1), Z20
+	// VDPBF16PS 2, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 3, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 4(SI)(R8*2), Z20
+	// VDPBF16PS 4, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 5, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 4(SI)(R11*1), Z20
+	// VDPBF16PS 6, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 7, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 4(SI)(R8*4), Z20
+	// VDPBF16PS 8, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 9, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 4(R12), Z20
+	// VDPBF16PS 10, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 11, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 4(R12)(R8*1), Z20
+	// VDPBF16PS 12, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 13, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 4(R12)(R8*2), Z20
+	// VDPBF16PS 14, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 15, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 4(R12)(R11*1), Z20
+	// VDPBF16PS 16, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 17, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VMOVUPS 0(DX), Z18
+	VMOVUPS.Z (DX)(R9*1), K1, Z19
+	ADDQ $64, DX
+	VPBROADCASTD 8(SI), Z20
+	// VDPBF16PS 0, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 8(SI)(R8*1), Z20
+	// VDPBF16PS 2, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 3, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 8(SI)(R8*2), Z20
+	// VDPBF16PS 4, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 5, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 8(SI)(R11*1), Z20
+	// VDPBF16PS 6, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 7, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 8(SI)(R8*4), Z20
+	// VDPBF16PS 8, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 9, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 8(R12), Z20
+	// VDPBF16PS 10, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 11, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 8(R12)(R8*1), Z20
+	// VDPBF16PS 12, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 13, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 8(R12)(R8*2), Z20
+	// VDPBF16PS 14, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 15, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 8(R12)(R11*1), Z20
+	// VDPBF16PS 16, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 17, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VMOVUPS 0(DX), Z18
+	VMOVUPS.Z (DX)(R9*1), K1, Z19
+	ADDQ $64, DX
+	VPBROADCASTD 12(SI), Z20
+	// VDPBF16PS 0, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 12(SI)(R8*1), Z20
+	// VDPBF16PS 2, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 3, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 12(SI)(R8*2), Z20
+	// VDPBF16PS 4, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 5, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 12(SI)(R11*1), Z20
+	// VDPBF16PS 6, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 7, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 12(SI)(R8*4), Z20
+	// VDPBF16PS 8, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 9, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 12(R12), Z20
+	// VDPBF16PS 10, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 11, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 12(R12)(R8*1), Z20
+	// VDPBF16PS 12, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 13, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 12(R12)(R8*2), Z20
+	// VDPBF16PS 14, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 15, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 12(R12)(R11*1), Z20
+	// VDPBF16PS 16, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 17, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	ADDQ $16, SI
+	ADDQ $16, R12
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z18
+	VMOVUPS.Z (DX)(R9*1), K1, Z19
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z20
+	// VDPBF16PS 0, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 1, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 0(SI)(R8*1), Z20
+	// VDPBF16PS 2, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 3, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 0(SI)(R8*2), Z20
+	// VDPBF16PS 4, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 5, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 0(SI)(R11*1), Z20
+	// VDPBF16PS 6, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 7, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 0(SI)(R8*4), Z20
+	// VDPBF16PS 8, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 9, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	VPBROADCASTD 0(R12), Z20
+	// VDPBF16PS 10, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xd2
+	// VDPBF16PS 11, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xdb
+	VPBROADCASTD 0(R12)(R8*1), Z20
+	// VDPBF16PS 12, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xe2
+	// VDPBF16PS 13, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xeb
+	VPBROADCASTD 0(R12)(R8*2), Z20
+	// VDPBF16PS 14, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xf2
+	// VDPBF16PS 15, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xfb
+	VPBROADCASTD 0(R12)(R11*1), Z20
+	// VDPBF16PS 16, 20, 18 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+	// VDPBF16PS 17, 20, 19 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xcb
+	ADDQ $4, SI
+	ADDQ $4, R12
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (R10)(R10*4), AX
+	LEAQ (DI)(AX*1), R12
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS.Z 64(DI), K1, Z20
+	VADDPS Z20, Z1, Z1
+	VMOVUPS Z1, K1, 64(DI)
+	VADDPS 0(DI)(R10*1), Z2, Z2
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS.Z 64(DI)(R10*1), K1, Z20
+	VADDPS Z20, Z3, Z3
+	VMOVUPS Z3, K1, 64(DI)(R10*1)
+	VADDPS 0(DI)(R10*2), Z4, Z4
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS.Z 64(DI)(R10*2), K1, Z20
+	VADDPS Z20, Z5, Z5
+	VMOVUPS Z5, K1, 64(DI)(R10*2)
+	VADDPS 0(DI)(R11*1), Z6, Z6
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS.Z 64(DI)(R11*1), K1, Z20
+	VADDPS Z20, Z7, Z7
+	VMOVUPS Z7, K1, 64(DI)(R11*1)
+	VADDPS 0(DI)(R10*4), Z8, Z8
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS.Z 64(DI)(R10*4), K1, Z20
+	VADDPS Z20, Z9, Z9
+	VMOVUPS Z9, K1, 64(DI)(R10*4)
+	VADDPS 0(R12), Z10, Z10
+	VMOVUPS Z10, 0(R12)
+	VMOVUPS.Z 64(R12), K1, Z20
+	VADDPS Z20, Z11, Z11
+	VMOVUPS Z11, K1, 64(R12)
+	VADDPS 0(R12)(R10*1), Z12, Z12
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VMOVUPS.Z 64(R12)(R10*1), K1, Z20
+	VADDPS Z20, Z13, Z13
+	VMOVUPS Z13, K1, 64(R12)(R10*1)
+	VADDPS 0(R12)(R10*2), Z14, Z14
+	VMOVUPS Z14, 0(R12)(R10*2)
+	VMOVUPS.Z 64(R12)(R10*2), K1, Z20
+	VADDPS Z20, Z15, Z15
+	VMOVUPS Z15, K1, 64(R12)(R10*2)
+	VADDPS 0(R12)(R11*1), Z16, Z16
+	VMOVUPS Z16, 0(R12)(R11*1)
+	VMOVUPS.Z 64(R12)(R11*1), K1, Z20
+	VADDPS Z20, Z17, Z17
+	VMOVUPS Z17, K1, 64(R12)(R11*1)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, K1, 64(DI)
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS Z3, K1, 64(DI)(R10*1)
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS Z5, K1, 64(DI)(R10*2)
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS Z7, K1, 64(DI)(R11*1)
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS Z9, K1, 64(DI)(R10*4)
+	VMOVUPS Z10, 0(R12)
+	VMOVUPS Z11, K1, 64(R12)
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VMOVUPS Z13, K1, 64(R12)(R10*1)
+	VMOVUPS Z14, 0(R12)(R10*2)
+	VMOVUPS Z15, K1, 64(R12)(R10*2)
+	VMOVUPS Z16, 0(R12)(R11*1)
+	VMOVUPS Z17, K1, 64(R12)(R11*1)
+	VZEROUPPER
+	RET
+
+// func gemmPackedBF16AVX512_10x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmPackedBF16AVX512_10x2m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	LEAQ (R8)(R8*4), AX
+	LEAQ (SI)(AX*1), R12
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z20
+	VMOVUPS.Z (DX)(R9*1), K1, Z21
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z22
+	// VDPBF16PS 0, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(SI)(R8*1), Z22
+	// VDPBF16PS 2, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 0(SI)(R8*2), Z22
+	// VDPBF16PS 4, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 5, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 0(SI)(R11*1), Z22
+	// VDPBF16PS 6, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 7, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 0(SI)(R8*4), Z22
+	// VDPBF16PS 8, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 9, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(R12), Z22
+	// VDPBF16PS 10, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 11, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 0(R12)(R8*1), Z22
+	// VDPBF16PS 12, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 13, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 0(R12)(R8*2), Z22
+	// VDPBF16PS 14, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 15, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 0(R12)(R11*1), Z22
+	// VDPBF16PS 16, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 17, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(R12)(R8*4), Z22
+	// VDPBF16PS 18, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 19, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VMOVUPS 0(DX), Z20
+	VMOVUPS.Z (DX)(R9*1), K1, Z21
+	ADDQ $64, DX
+	VPBROADCASTD 4(SI), Z22
+	// VDPBF16PS 0, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 4(SI)(R8*1), Z22
+	// VDPBF16PS 2, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 4(SI)(R8*2), Z22
+	// VDPBF16PS 4, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 5, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 4(SI)(R11*1), Z22
+	// VDPBF16PS 6, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 7, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 4(SI)(R8*4), Z22
+	// VDPBF16PS 8, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 9, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 4(R12), Z22
+	// VDPBF16PS 10, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 11, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 4(R12)(R8*1), Z22
+	// VDPBF16PS 12, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 13, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 4(R12)(R8*2), Z22
+	// VDPBF16PS 14, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 15, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 4(R12)(R11*1), Z22
+	// VDPBF16PS 16, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 17, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 4(R12)(R8*4), Z22
+	// VDPBF16PS 18, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 19, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VMOVUPS 0(DX), Z20
+	VMOVUPS.Z (DX)(R9*1), K1, Z21
+	ADDQ $64, DX
+	VPBROADCASTD 8(SI), Z22
+	// VDPBF16PS 0, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 8(SI)(R8*1), Z22
+	// VDPBF16PS 2, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 8(SI)(R8*2), Z22
+	// VDPBF16PS 4, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 5, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 8(SI)(R11*1), Z22
+	// VDPBF16PS 6, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 7, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 8(SI)(R8*4), Z22
+	// VDPBF16PS 8, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 9, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 8(R12), Z22
+	// VDPBF16PS 10, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 11, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 8(R12)(R8*1), Z22
+	// VDPBF16PS 12, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 13, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 8(R12)(R8*2), Z22
+	// VDPBF16PS 14, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 15, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 8(R12)(R11*1), Z22
+	// VDPBF16PS 16, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 17, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 8(R12)(R8*4), Z22
+	// VDPBF16PS 18, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 19, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VMOVUPS 0(DX), Z20
+	VMOVUPS.Z (DX)(R9*1), K1, Z21
+	ADDQ $64, DX
+	VPBROADCASTD 12(SI), Z22
+	// VDPBF16PS 0, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 12(SI)(R8*1), Z22
+	// VDPBF16PS 2, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 12(SI)(R8*2), Z22
+	// VDPBF16PS 4, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 5, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 12(SI)(R11*1), Z22
+	// VDPBF16PS 6, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 7, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 12(SI)(R8*4), Z22
+	// VDPBF16PS 8, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 9, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 12(R12), Z22
+	// VDPBF16PS 10, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 11, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 12(R12)(R8*1), Z22
+	// VDPBF16PS 12, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 13, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 12(R12)(R8*2), Z22
+	// VDPBF16PS 14, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 15, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 12(R12)(R11*1), Z22
+	// VDPBF16PS 16, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 17, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 12(R12)(R8*4), Z22
+	// VDPBF16PS 18, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 19, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	ADDQ $16, SI
+	ADDQ $16, R12
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z20
+	VMOVUPS.Z (DX)(R9*1), K1, Z21
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z22
+	// VDPBF16PS 0, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 1, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(SI)(R8*1), Z22
+	// VDPBF16PS 2, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 3, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 0(SI)(R8*2), Z22
+	// VDPBF16PS 4, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 5, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 0(SI)(R11*1), Z22
+	// VDPBF16PS 6, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 7, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 0(SI)(R8*4), Z22
+	// VDPBF16PS 8, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 9, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(R12), Z22
+	// VDPBF16PS 10, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 11, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	VPBROADCASTD 0(R12)(R8*1), Z22
+	// VDPBF16PS 12, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xe4
+	// VDPBF16PS 13, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xed
+	VPBROADCASTD 0(R12)(R8*2), Z22
+	// VDPBF16PS 14, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xf4
+	// VDPBF16PS 15, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xfd
+	VPBROADCASTD 0(R12)(R11*1), Z22
+	// VDPBF16PS 16, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xc4
+	// VDPBF16PS 17, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xcd
+	VPBROADCASTD 0(R12)(R8*4), Z22
+	// VDPBF16PS 18, 22, 20 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xd4
+	// VDPBF16PS 19, 22, 21 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x4e; BYTE $0x40; BYTE $0x52; BYTE $0xdd
+	ADDQ $4, SI
+	ADDQ $4, R12
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (R10)(R10*4), AX
+	LEAQ (DI)(AX*1), R12
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS.Z 64(DI), K1, Z22
+	VADDPS Z22, Z1, Z1
+	VMOVUPS Z1, K1, 64(DI)
+	VADDPS 0(DI)(R10*1), Z2, Z2
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS.Z 64(DI)(R10*1), K1, Z22
+	VADDPS Z22, Z3, Z3
+	VMOVUPS Z3, K1, 64(DI)(R10*1)
+	VADDPS 0(DI)(R10*2), Z4, Z4
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS.Z 64(DI)(R10*2), K1, Z22
+	VADDPS Z22, Z5, Z5
+	VMOVUPS Z5, K1, 64(DI)(R10*2)
+	VADDPS 0(DI)(R11*1), Z6, Z6
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS.Z 64(DI)(R11*1), K1, Z22
+	VADDPS Z22, Z7, Z7
+	VMOVUPS Z7, K1, 64(DI)(R11*1)
+	VADDPS 0(DI)(R10*4), Z8, Z8
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS.Z 64(DI)(R10*4), K1, Z22
+	VADDPS Z22, Z9, Z9
+	VMOVUPS Z9, K1, 64(DI)(R10*4)
+	VADDPS 0(R12), Z10, Z10
+	VMOVUPS Z10, 0(R12)
+	VMOVUPS.Z 64(R12), K1, Z22
+	VADDPS Z22, Z11, Z11
+	VMOVUPS Z11, K1, 64(R12)
+	VADDPS 0(R12)(R10*1), Z12, Z12
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VMOVUPS.Z 64(R12)(R10*1), K1, Z22
+	VADDPS Z22, Z13, Z13
+	VMOVUPS Z13, K1, 64(R12)(R10*1)
+	VADDPS 0(R12)(R10*2), Z14, Z14
+	VMOVUPS Z14, 0(R12)(R10*2)
+	VMOVUPS.Z 64(R12)(R10*2), K1, Z22
+	VADDPS Z22, Z15, Z15
+	VMOVUPS Z15, K1, 64(R12)(R10*2)
+	VADDPS 0(R12)(R11*1), Z16, Z16
+	VMOVUPS Z16, 0(R12)(R11*1)
+	VMOVUPS.Z 64(R12)(R11*1), K1, Z22
+	VADDPS Z22, Z17, Z17
+	VMOVUPS Z17, K1, 64(R12)(R11*1)
+	VADDPS 0(R12)(R10*4), Z18, Z18
+	VMOVUPS Z18, 0(R12)(R10*4)
+	VMOVUPS.Z 64(R12)(R10*4), K1, Z22
+	VADDPS Z22, Z19, Z19
+	VMOVUPS Z19, K1, 64(R12)(R10*4)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, K1, 64(DI)
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS Z3, K1, 64(DI)(R10*1)
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS Z5, K1, 64(DI)(R10*2)
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS Z7, K1, 64(DI)(R11*1)
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS Z9, K1, 64(DI)(R10*4)
+	VMOVUPS Z10, 0(R12)
+	VMOVUPS Z11, K1, 64(R12)
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VMOVUPS Z13, K1, 64(R12)(R10*1)
+	VMOVUPS Z14, 0(R12)(R10*2)
+	VMOVUPS Z15, K1, 64(R12)(R10*2)
+	VMOVUPS Z16, 0(R12)(R11*1)
+	VMOVUPS Z17, K1, 64(R12)(R11*1)
+	VMOVUPS Z18, 0(R12)(R10*4)
+	VMOVUPS Z19, K1, 64(R12)(R10*4)
+	VZEROUPPER
+	RET
+
+// func gemmPackedBF16AVX512_11x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmPackedBF16AVX512_11x2m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	LEAQ (R8)(R8*4), AX
+	LEAQ (SI)(AX*1), R12
+	LEAQ (R12)(AX*1), R13
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	VPXORD Z21, Z21, Z21
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z22
+	VMOVUPS.Z (DX)(R9*1), K1, Z23
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z24
+	// VDPBF16PS 0, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(SI)(R8*1), Z24
+	// VDPBF16PS 2, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(SI)(R8*2), Z24
+	// VDPBF16PS 4, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 0(SI)(R11*1), Z24
+	// VDPBF16PS 6, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 7, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 0(SI)(R8*4), Z24
+	// VDPBF16PS 8, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 9, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(R12), Z24
+	// VDPBF16PS 10, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 11, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(R12)(R8*1), Z24
+	// VDPBF16PS 12, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 13, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 0(R12)(R8*2), Z24
+	// VDPBF16PS 14, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 15, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 0(R12)(R11*1), Z24
+	// VDPBF16PS 16, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 17, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(R12)(R8*4), Z24
+	// VDPBF16PS 18, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 19, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(R13), Z24
+	// VDPBF16PS 20, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 21, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VMOVUPS 0(DX), Z22
+	VMOVUPS.Z (DX)(R9*1), K1, Z23
+	ADDQ $64, DX
+	VPBROADCASTD 4(SI), Z24
+	// VDPBF16PS 0, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 4(SI)(R8*1), Z24
+	// VDPBF16PS 2, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 4(SI)(R8*2), Z24
+	// VDPBF16PS 4, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 4(SI)(R11*1), Z24
+	// VDPBF16PS 6, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 7, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 4(SI)(R8*4), Z24
+	// VDPBF16PS 8, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 9, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 4(R12), Z24
+	// VDPBF16PS 10, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 11, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 4(R12)(R8*1), Z24
+	// VDPBF16PS 12, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 13, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 4(R12)(R8*2), Z24
+	// VDPBF16PS 14, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 15, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 4(R12)(R11*1), Z24
+	// VDPBF16PS 16, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 17, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 4(R12)(R8*4), Z24
+	// VDPBF16PS 18, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 19, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 4(R13), Z24
+	// VDPBF16PS 20, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 21, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VMOVUPS 0(DX), Z22
+	VMOVUPS.Z (DX)(R9*1), K1, Z23
+	ADDQ $64, DX
+	VPBROADCASTD 8(SI), Z24
+	// VDPBF16PS 0, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 8(SI)(R8*1), Z24
+	// VDPBF16PS 2, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 8(SI)(R8*2), Z24
+	// VDPBF16PS 4, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 8(SI)(R11*1), Z24
+	// VDPBF16PS 6, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 7, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 8(SI)(R8*4), Z24
+	// VDPBF16PS 8, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 9, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 8(R12), Z24
+	// VDPBF16PS 10, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 11, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 8(R12)(R8*1), Z24
+	// VDPBF16PS 12, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 13, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 8(R12)(R8*2), Z24
+	// VDPBF16PS 14, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 15, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 8(R12)(R11*1), Z24
+	// VDPBF16PS 16, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 17, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 8(R12)(R8*4), Z24
+	// VDPBF16PS 18, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 19, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 8(R13), Z24
+	// VDPBF16PS 20, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 21, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VMOVUPS 0(DX), Z22
+	VMOVUPS.Z (DX)(R9*1), K1, Z23
+	ADDQ $64, DX
+	VPBROADCASTD 12(SI), Z24
+	// VDPBF16PS 0, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 12(SI)(R8*1), Z24
+	// VDPBF16PS 2, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 12(SI)(R8*2), Z24
+	// VDPBF16PS 4, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 12(SI)(R11*1), Z24
+	// VDPBF16PS 6, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 7, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 12(SI)(R8*4), Z24
+	// VDPBF16PS 8, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 9, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 12(R12), Z24
+	// VDPBF16PS 10, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 11, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 12(R12)(R8*1), Z24
+	// VDPBF16PS 12, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 13, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 12(R12)(R8*2), Z24
+	// VDPBF16PS 14, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 15, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 12(R12)(R11*1), Z24
+	// VDPBF16PS 16, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 17, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 12(R12)(R8*4), Z24
+	// VDPBF16PS 18, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 19, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 12(R13), Z24
+	// VDPBF16PS 20, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 21, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	ADDQ $16, SI
+	ADDQ $16, R12
+	ADDQ $16, R13
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z22
+	VMOVUPS.Z (DX)(R9*1), K1, Z23
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z24
+	// VDPBF16PS 0, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 1, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(SI)(R8*1), Z24
+	// VDPBF16PS 2, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 3, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(SI)(R8*2), Z24
+	// VDPBF16PS 4, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 5, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 0(SI)(R11*1), Z24
+	// VDPBF16PS 6, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 7, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xb2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 0(SI)(R8*4), Z24
+	// VDPBF16PS 8, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 9, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(R12), Z24
+	// VDPBF16PS 10, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 11, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(R12)(R8*1), Z24
+	// VDPBF16PS 12, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 13, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	VPBROADCASTD 0(R12)(R8*2), Z24
+	// VDPBF16PS 14, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xf6
+	// VDPBF16PS 15, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x32; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xff
+	VPBROADCASTD 0(R12)(R11*1), Z24
+	// VDPBF16PS 16, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc6
+	// VDPBF16PS 17, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xcf
+	VPBROADCASTD 0(R12)(R8*4), Z24
+	// VDPBF16PS 18, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd6
+	// VDPBF16PS 19, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xdf
+	VPBROADCASTD 0(R13), Z24
+	// VDPBF16PS 20, 24, 22 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe6
+	// VDPBF16PS 21, 24, 23 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0xa2; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xef
+	ADDQ $4, SI
+	ADDQ $4, R12
+	ADDQ $4, R13
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (R10)(R10*4), AX
+	LEAQ (DI)(AX*1), R12
+	LEAQ (R12)(AX*1), R13
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS.Z 64(DI), K1, Z24
+	VADDPS Z24, Z1, Z1
+	VMOVUPS Z1, K1, 64(DI)
+	VADDPS 0(DI)(R10*1), Z2, Z2
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS.Z 64(DI)(R10*1), K1, Z24
+	VADDPS Z24, Z3, Z3
+	VMOVUPS Z3, K1, 64(DI)(R10*1)
+	VADDPS 0(DI)(R10*2), Z4, Z4
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS.Z 64(DI)(R10*2), K1, Z24
+	VADDPS Z24, Z5, Z5
+	VMOVUPS Z5, K1, 64(DI)(R10*2)
+	VADDPS 0(DI)(R11*1), Z6, Z6
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS.Z 64(DI)(R11*1), K1, Z24
+	VADDPS Z24, Z7, Z7
+	VMOVUPS Z7, K1, 64(DI)(R11*1)
+	VADDPS 0(DI)(R10*4), Z8, Z8
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS.Z 64(DI)(R10*4), K1, Z24
+	VADDPS Z24, Z9, Z9
+	VMOVUPS Z9, K1, 64(DI)(R10*4)
+	VADDPS 0(R12), Z10, Z10
+	VMOVUPS Z10, 0(R12)
+	VMOVUPS.Z 64(R12), K1, Z24
+	VADDPS Z24, Z11, Z11
+	VMOVUPS Z11, K1, 64(R12)
+	VADDPS 0(R12)(R10*1), Z12, Z12
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VMOVUPS.Z 64(R12)(R10*1), K1, Z24
+	VADDPS Z24, Z13, Z13
+	VMOVUPS Z13, K1, 64(R12)(R10*1)
+	VADDPS 0(R12)(R10*2), Z14, Z14
+	VMOVUPS Z14, 0(R12)(R10*2)
+	VMOVUPS.Z 64(R12)(R10*2), K1, Z24
+	VADDPS Z24, Z15, Z15
+	VMOVUPS Z15, K1, 64(R12)(R10*2)
+	VADDPS 0(R12)(R11*1), Z16, Z16
+	VMOVUPS Z16, 0(R12)(R11*1)
+	VMOVUPS.Z 64(R12)(R11*1), K1, Z24
+	VADDPS Z24, Z17, Z17
+	VMOVUPS Z17, K1, 64(R12)(R11*1)
+	VADDPS 0(R12)(R10*4), Z18, Z18
+	VMOVUPS Z18, 0(R12)(R10*4)
+	VMOVUPS.Z 64(R12)(R10*4), K1, Z24
+	VADDPS Z24, Z19, Z19
+	VMOVUPS Z19, K1, 64(R12)(R10*4)
+	VADDPS 0(R13), Z20, Z20
+	VMOVUPS Z20, 0(R13)
+	VMOVUPS.Z 64(R13), K1, Z24
+	VADDPS Z24, Z21, Z21
+	VMOVUPS Z21, K1, 64(R13)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, K1, 64(DI)
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS Z3, K1, 64(DI)(R10*1)
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS Z5, K1, 64(DI)(R10*2)
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS Z7, K1, 64(DI)(R11*1)
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS Z9, K1, 64(DI)(R10*4)
+	VMOVUPS Z10, 0(R12)
+	VMOVUPS Z11, K1, 64(R12)
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VMOVUPS Z13, K1, 64(R12)(R10*1)
+	VMOVUPS Z14, 0(R12)(R10*2)
+	VMOVUPS Z15, K1, 64(R12)(R10*2)
+	VMOVUPS Z16, 0(R12)(R11*1)
+	VMOVUPS Z17, K1, 64(R12)(R11*1)
+	VMOVUPS Z18, 0(R12)(R10*4)
+	VMOVUPS Z19, K1, 64(R12)(R10*4)
+	VMOVUPS Z20, 0(R13)
+	VMOVUPS Z21, K1, 64(R13)
+	VZEROUPPER
+	RET
+
+// func gemmPackedBF16AVX512_12x2m(k int, a *uint16, lda int, b *uint32, ldb int, c *float32, ldc int, tail int, acc int)
+TEXT ·gemmPackedBF16AVX512_12x2m(SB), NOSPLIT, $0-72
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $1, R8
+	MOVQ b+24(FP), DX
+	MOVQ ldb+32(FP), R9
+	SHLQ $2, R9
+	LEAQ (R8)(R8*2), R11
+	LEAQ (R8)(R8*4), AX
+	LEAQ (SI)(AX*1), R12
+	LEAQ (R12)(AX*1), R13
+	MOVQ tail+56(FP), BX
+	LEAQ maskK<>(SB), AX
+	KMOVW (AX)(BX*2), K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	VPXORD Z21, Z21, Z21
+	VPXORD Z22, Z22, Z22
+	VPXORD Z23, Z23, Z23
+	MOVQ CX, BX
+	SHRQ $2, BX
+	JZ tail
+loop4:
+	VMOVUPS 0(DX), Z24
+	VMOVUPS.Z (DX)(R9*1), K1, Z25
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z26
+	// VDPBF16PS 0, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(SI)(R8*1), Z26
+	// VDPBF16PS 2, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(SI)(R8*2), Z26
+	// VDPBF16PS 4, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(SI)(R11*1), Z26
+	// VDPBF16PS 6, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 0(SI)(R8*4), Z26
+	// VDPBF16PS 8, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 9, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(R12), Z26
+	// VDPBF16PS 10, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 11, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(R12)(R8*1), Z26
+	// VDPBF16PS 12, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 13, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(R12)(R8*2), Z26
+	// VDPBF16PS 14, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 15, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 0(R12)(R11*1), Z26
+	// VDPBF16PS 16, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 17, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(R12)(R8*4), Z26
+	// VDPBF16PS 18, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 19, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(R13), Z26
+	// VDPBF16PS 20, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 21, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(R13)(R8*1), Z26
+	// VDPBF16PS 22, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 23, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VMOVUPS 0(DX), Z24
+	VMOVUPS.Z (DX)(R9*1), K1, Z25
+	ADDQ $64, DX
+	VPBROADCASTD 4(SI), Z26
+	// VDPBF16PS 0, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 4(SI)(R8*1), Z26
+	// VDPBF16PS 2, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 4(SI)(R8*2), Z26
+	// VDPBF16PS 4, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 4(SI)(R11*1), Z26
+	// VDPBF16PS 6, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 4(SI)(R8*4), Z26
+	// VDPBF16PS 8, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 9, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 4(R12), Z26
+	// VDPBF16PS 10, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 11, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 4(R12)(R8*1), Z26
+	// VDPBF16PS 12, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 13, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 4(R12)(R8*2), Z26
+	// VDPBF16PS 14, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 15, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 4(R12)(R11*1), Z26
+	// VDPBF16PS 16, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 17, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 4(R12)(R8*4), Z26
+	// VDPBF16PS 18, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 19, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 4(R13), Z26
+	// VDPBF16PS 20, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 21, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 4(R13)(R8*1), Z26
+	// VDPBF16PS 22, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 23, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VMOVUPS 0(DX), Z24
+	VMOVUPS.Z (DX)(R9*1), K1, Z25
+	ADDQ $64, DX
+	VPBROADCASTD 8(SI), Z26
+	// VDPBF16PS 0, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 8(SI)(R8*1), Z26
+	// VDPBF16PS 2, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 8(SI)(R8*2), Z26
+	// VDPBF16PS 4, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 8(SI)(R11*1), Z26
+	// VDPBF16PS 6, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 8(SI)(R8*4), Z26
+	// VDPBF16PS 8, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 9, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 8(R12), Z26
+	// VDPBF16PS 10, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 11, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 8(R12)(R8*1), Z26
+	// VDPBF16PS 12, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 13, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 8(R12)(R8*2), Z26
+	// VDPBF16PS 14, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 15, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 8(R12)(R11*1), Z26
+	// VDPBF16PS 16, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 17, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 8(R12)(R8*4), Z26
+	// VDPBF16PS 18, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 19, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 8(R13), Z26
+	// VDPBF16PS 20, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 21, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 8(R13)(R8*1), Z26
+	// VDPBF16PS 22, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 23, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VMOVUPS 0(DX), Z24
+	VMOVUPS.Z (DX)(R9*1), K1, Z25
+	ADDQ $64, DX
+	VPBROADCASTD 12(SI), Z26
+	// VDPBF16PS 0, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 12(SI)(R8*1), Z26
+	// VDPBF16PS 2, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 12(SI)(R8*2), Z26
+	// VDPBF16PS 4, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 12(SI)(R11*1), Z26
+	// VDPBF16PS 6, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 12(SI)(R8*4), Z26
+	// VDPBF16PS 8, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 9, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 12(R12), Z26
+	// VDPBF16PS 10, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 11, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 12(R12)(R8*1), Z26
+	// VDPBF16PS 12, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 13, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 12(R12)(R8*2), Z26
+	// VDPBF16PS 14, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 15, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 12(R12)(R11*1), Z26
+	// VDPBF16PS 16, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 17, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 12(R12)(R8*4), Z26
+	// VDPBF16PS 18, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 19, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 12(R13), Z26
+	// VDPBF16PS 20, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 21, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 12(R13)(R8*1), Z26
+	// VDPBF16PS 22, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 23, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	ADDQ $16, SI
+	ADDQ $16, R12
+	ADDQ $16, R13
+	DECQ BX
+	JNZ loop4
+tail:
+	ANDQ $3, CX
+	JZ store
+loop1:
+	VMOVUPS 0(DX), Z24
+	VMOVUPS.Z (DX)(R9*1), K1, Z25
+	ADDQ $64, DX
+	VPBROADCASTD 0(SI), Z26
+	// VDPBF16PS 0, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 1, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(SI)(R8*1), Z26
+	// VDPBF16PS 2, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 3, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(SI)(R8*2), Z26
+	// VDPBF16PS 4, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 5, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(SI)(R11*1), Z26
+	// VDPBF16PS 6, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 7, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x92; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 0(SI)(R8*4), Z26
+	// VDPBF16PS 8, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 9, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(R12), Z26
+	// VDPBF16PS 10, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 11, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(R12)(R8*1), Z26
+	// VDPBF16PS 12, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 13, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(R12)(R8*2), Z26
+	// VDPBF16PS 14, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 15, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x12; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	VPBROADCASTD 0(R12)(R11*1), Z26
+	// VDPBF16PS 16, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+	// VDPBF16PS 17, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+	VPBROADCASTD 0(R12)(R8*4), Z26
+	// VDPBF16PS 18, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+	// VDPBF16PS 19, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+	VPBROADCASTD 0(R13), Z26
+	// VDPBF16PS 20, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+	// VDPBF16PS 21, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+	VPBROADCASTD 0(R13)(R8*1), Z26
+	// VDPBF16PS 22, 26, 24 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+	// VDPBF16PS 23, 26, 25 (register numbers, Intel order: dst, src1, src2)
+	BYTE $0x62; BYTE $0x82; BYTE $0x2e; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+	ADDQ $4, SI
+	ADDQ $4, R12
+	ADDQ $4, R13
+	DECQ CX
+	JNZ loop1
+store:
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (R10)(R10*4), AX
+	LEAQ (DI)(AX*1), R12
+	LEAQ (R12)(AX*1), R13
+	MOVQ acc+64(FP), BX
+	TESTQ BX, BX
+	JZ over
+	VADDPS 0(DI), Z0, Z0
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS.Z 64(DI), K1, Z26
+	VADDPS Z26, Z1, Z1
+	VMOVUPS Z1, K1, 64(DI)
+	VADDPS 0(DI)(R10*1), Z2, Z2
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS.Z 64(DI)(R10*1), K1, Z26
+	VADDPS Z26, Z3, Z3
+	VMOVUPS Z3, K1, 64(DI)(R10*1)
+	VADDPS 0(DI)(R10*2), Z4, Z4
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS.Z 64(DI)(R10*2), K1, Z26
+	VADDPS Z26, Z5, Z5
+	VMOVUPS Z5, K1, 64(DI)(R10*2)
+	VADDPS 0(DI)(R11*1), Z6, Z6
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS.Z 64(DI)(R11*1), K1, Z26
+	VADDPS Z26, Z7, Z7
+	VMOVUPS Z7, K1, 64(DI)(R11*1)
+	VADDPS 0(DI)(R10*4), Z8, Z8
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS.Z 64(DI)(R10*4), K1, Z26
+	VADDPS Z26, Z9, Z9
+	VMOVUPS Z9, K1, 64(DI)(R10*4)
+	VADDPS 0(R12), Z10, Z10
+	VMOVUPS Z10, 0(R12)
+	VMOVUPS.Z 64(R12), K1, Z26
+	VADDPS Z26, Z11, Z11
+	VMOVUPS Z11, K1, 64(R12)
+	VADDPS 0(R12)(R10*1), Z12, Z12
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VMOVUPS.Z 64(R12)(R10*1), K1, Z26
+	VADDPS Z26, Z13, Z13
+	VMOVUPS Z13, K1, 64(R12)(R10*1)
+	VADDPS 0(R12)(R10*2), Z14, Z14
+	VMOVUPS Z14, 0(R12)(R10*2)
+	VMOVUPS.Z 64(R12)(R10*2), K1, Z26
+	VADDPS Z26, Z15, Z15
+	VMOVUPS Z15, K1, 64(R12)(R10*2)
+	VADDPS 0(R12)(R11*1), Z16, Z16
+	VMOVUPS Z16, 0(R12)(R11*1)
+	VMOVUPS.Z 64(R12)(R11*1), K1, Z26
+	VADDPS Z26, Z17, Z17
+	VMOVUPS Z17, K1, 64(R12)(R11*1)
+	VADDPS 0(R12)(R10*4), Z18, Z18
+	VMOVUPS Z18, 0(R12)(R10*4)
+	VMOVUPS.Z 64(R12)(R10*4), K1, Z26
+	VADDPS Z26, Z19, Z19
+	VMOVUPS Z19, K1, 64(R12)(R10*4)
+	VADDPS 0(R13), Z20, Z20
+	VMOVUPS Z20, 0(R13)
+	VMOVUPS.Z 64(R13), K1, Z26
+	VADDPS Z26, Z21, Z21
+	VMOVUPS Z21, K1, 64(R13)
+	VADDPS 0(R13)(R10*1), Z22, Z22
+	VMOVUPS Z22, 0(R13)(R10*1)
+	VMOVUPS.Z 64(R13)(R10*1), K1, Z26
+	VADDPS Z26, Z23, Z23
+	VMOVUPS Z23, K1, 64(R13)(R10*1)
+	VZEROUPPER
+	RET
+over:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, K1, 64(DI)
+	VMOVUPS Z2, 0(DI)(R10*1)
+	VMOVUPS Z3, K1, 64(DI)(R10*1)
+	VMOVUPS Z4, 0(DI)(R10*2)
+	VMOVUPS Z5, K1, 64(DI)(R10*2)
+	VMOVUPS Z6, 0(DI)(R11*1)
+	VMOVUPS Z7, K1, 64(DI)(R11*1)
+	VMOVUPS Z8, 0(DI)(R10*4)
+	VMOVUPS Z9, K1, 64(DI)(R10*4)
+	VMOVUPS Z10, 0(R12)
+	VMOVUPS Z11, K1, 64(R12)
+	VMOVUPS Z12, 0(R12)(R10*1)
+	VMOVUPS Z13, K1, 64(R12)(R10*1)
+	VMOVUPS Z14, 0(R12)(R10*2)
+	VMOVUPS Z15, K1, 64(R12)(R10*2)
+	VMOVUPS Z16, 0(R12)(R11*1)
+	VMOVUPS Z17, K1, 64(R12)(R11*1)
+	VMOVUPS Z18, 0(R12)(R10*4)
+	VMOVUPS Z19, K1, 64(R12)(R10*4)
+	VMOVUPS Z20, 0(R13)
+	VMOVUPS Z21, K1, 64(R13)
+	VMOVUPS Z22, 0(R13)(R10*1)
+	VMOVUPS Z23, K1, 64(R13)(R10*1)
+	VZEROUPPER
+	RET
+
 // func transpose8x8F32(kb int, b *float32, ldb int, dst *float32, ldd int)
 TEXT ·transpose8x8F32(SB), NOSPLIT, $0-40
 	MOVQ kb+0(FP), CX

@@ -61,17 +61,23 @@ type config struct {
 	dt dtype
 	mr int // rows of A per kernel
 	nv int // vectors of B per row
+	// packed (bfloat16 only): B is the AMX layout of amx.go, panels of 16
+	// columns whose rows are 64 bytes apart, and ldb is the stride from
+	// one panel to the next, so GemmPackedBF16 runs on VDPBF16PS without
+	// repacking where AMX is absent.
+	packed bool
 }
 
 func (c config) w() int  { return c.is.vbytes / c.dt.size }
 func (c config) nr() int { return c.nv * c.w() }
 
 var configs = []config{
-	{avx2, f32, 6, 2},
-	{avx2, f64, 6, 2},
-	{avx512, f32, 6, 4},
-	{avx512, f64, 6, 4},
-	{avx512, bf16, 12, 2},
+	{avx2, f32, 6, 2, false},
+	{avx2, f64, 6, 2, false},
+	{avx512, f32, 6, 4, false},
+	{avx512, f64, 6, 4, false},
+	{avx512, bf16, 12, 2, false},
+	{avx512, bf16, 12, 2, true},
 }
 
 // ---------------------------------------------------------------- signatures
@@ -351,7 +357,11 @@ func rowAddr(i, off int, b [3]string, st, st3 string) string {
 }
 
 func kernName(c config, mr, nv int, masked bool) string {
-	n := fmt.Sprintf("gemm%s%s_%dx%d", c.dt.name, c.is.name, mr, nv)
+	name := "gemm" + c.dt.name
+	if c.packed {
+		name = "gemmPacked" + c.dt.name
+	}
+	n := fmt.Sprintf("%s%s_%dx%d", name, c.is.name, mr, nv)
 	if masked {
 		n += "m"
 	}
@@ -359,6 +369,9 @@ func kernName(c config, mr, nv int, masked bool) string {
 }
 
 func genGemmFamily(c config) {
+	if c.packed && (c.dt != bf16 || c.nv > 2) {
+		log.Fatalf("%s: the packed layout is for bfloat16, at most two panels", kernName(c, c.mr, c.nv, false))
+	}
 	for mr := 1; mr <= c.mr; mr++ {
 		genGemm(c, mr, c.nv, false)
 	}
@@ -378,7 +391,7 @@ func genGemmFamily(c config) {
 		typ, kern = "bf16Kernels", "kernBF16"
 		fields = fmt.Sprintf("mr: %d, nr: %d, w: %d", c.mr, c.nr(), c.w())
 	}
-	fmt.Fprintf(&gs, "var gemm%s%s = %s{\n\t%s,\n", c.dt.name, c.is.name, typ, fields)
+	fmt.Fprintf(&gs, "var %s = %s{\n\t%s,\n", strings.Split(kernName(c, 1, 1, false), "_")[0], typ, fields)
 	fmt.Fprintf(&gs, "\tfull: []%s{", kern)
 	for mr := 1; mr <= c.mr; mr++ {
 		fmt.Fprintf(&gs, "%s, ", kernName(c, mr, c.nv, false))
@@ -490,6 +503,9 @@ func genGemm(c config, mr, nv int, masked bool) {
 	step := func(u int) {
 		for v := 0; v < nv; v++ {
 			addr := fmt.Sprintf("%d(DX)", v*is.vbytes)
+			if c.packed && v > 0 {
+				addr = "(DX)(R9*1)" // the next panel
+			}
 			switch {
 			case masked && v == nv-1 && is == avx2:
 				emit("VMASKMOV%s %s, %s, %s", dt.sfx, addr, mask, breg(v))
@@ -499,7 +515,11 @@ func genGemm(c config, mr, nv int, masked bool) {
 				emit("VMOVU%s %s, %s", dt.sfx, addr, breg(v))
 			}
 		}
-		emit("ADDQ R9, DX")
+		if c.packed {
+			emit("ADDQ $%d, DX", is.vbytes)
+		} else {
+			emit("ADDQ R9, DX")
+		}
 		for i := 0; i < mr; i++ {
 			a := rowAddr(i, u*dt.size, aBases, "R8", "R11")
 			if dt == bf16 {

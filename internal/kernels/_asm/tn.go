@@ -14,8 +14,8 @@ import (
 // rows in place this way, with no transposed copy of Q or dO.
 
 var tnConfigs = []config{
-	{avx512, f32, 6, 4},
-	{avx512, f64, 6, 4},
+	{avx512, f32, 6, 4, false},
+	{avx512, f64, 6, 4, false},
 }
 
 func tnName(c config, mr, nv int, masked bool) string {
