@@ -105,7 +105,11 @@ var bf16MinRows = 128
 // bf16Applies reports whether p goes to the bfloat16 path: bfloat16
 // queries, keys and values (the output in bfloat16 or float32), no mask
 // tensor, more than bf16MinRows query rows per key/value head, hardware
-// bfloat16 products here.
+// bfloat16 products here. Without AMX that rests on kernels.BF16Dot, which
+// times VDPBF16PS against the float32 FMAs once per process: on the cores
+// measured their flop rates differ twofold (VDPBF16PS twice as fast on Zen
+// 4, half as fast on the first Xeon), so the choice, and with it the
+// arithmetic, does not change from one process to the next.
 func bf16Applies(p *attn.Problem[float32]) bool {
 	return p.KVFormat == attn.BFloat16 && p.Q16 != nil && p.Mask == nil && p.Group()*p.N > bf16MinRows && !testNoBF16Tiles && kernels.PackedBF16Fast()
 }
