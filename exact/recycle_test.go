@@ -14,6 +14,11 @@ import (
 // buffers (megabytes at this size) come back every time, whichever
 // processor the call resumes on.
 func TestBackwardKeepsBuffers(t *testing.T) {
+	if raceEnabled {
+		// Under the race detector sync.Pool drops a quarter of what is put
+		// back, at random, and the TN products' scratch comes from one.
+		t.Skip("allocation counts are not meaningful under the race detector")
+	}
 	p := attntest.To32(attntest.Case{Heads: 1, N: 2048, M: 2048, D: 64, E: 64}.Generate(5))
 	out := attn.NewOutput(p)
 	g := attn.NewGradients(p)
