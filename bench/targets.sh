@@ -68,7 +68,8 @@ for s in d=64/n=4096 d=64/n=16384 d=128/n=4096 d=128/n=16384; do
 	if [[ -n $r ]]; then verdict "bfloat16 prefill $s" "${r}x float32 (P split: ${split}x)" ">= 1.5x" "$(ge "$r" 1.5)"; fi
 done
 if ! grep -q bf16r/float32 "$dir/bf16"; then
-	# The benchmark skips without AMX or VDPBF16PS: say so rather than drop the target.
+	# The benchmark skips without AMX or a fast VDPBF16PS: say so rather
+	# than drop the target.
 	verdict "bfloat16 prefill" "skipped: $(grep -m1 -o 'no hardware[^"]*' "$dir/bf16" || echo 'no result')" ">= 1.5x" -
 fi
 

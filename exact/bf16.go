@@ -18,11 +18,10 @@ import (
 // multiplies bfloat16 in hardware (kernels.PackedBF16Fast: AMX's tile
 // units, or else AVX512_BF16's VDPBF16PS where that beats widening), the
 // forward pass multiplies the bfloat16 values as given instead of widening
-// them to float32: S = Q
-// K^T in float32 (each product of two bfloat16 values is exact, the sums
-// float32), the online softmax in float32 and float64 as on the float32
-// path, then P V with P in bfloat16 and float32 sums. P is stored in
-// bfloat16 one of two ways:
+// them to float32: S = Q K^T in float32 (each product of two bfloat16
+// values is exact, the sums float32), the online softmax in float32 and
+// float64 as on the float32 path, then P V with P in bfloat16 and float32
+// sums. P is stored in bfloat16 one of two ways:
 //
 //   - rounded once (FlashAttention-3 rounds P to FP8 the same way): each
 //     weight gains a relative error up to 2^-8, so the bound is about
@@ -37,8 +36,8 @@ import (
 // The keys are not centred (their centred values would have to be rounded
 // back to bfloat16), so the logits' bound uses the keys as given; when the
 // bound misses eps, or the inputs hold subnormal numbers (AMX and
-// VDPBF16PS read them as zero), NaN or Inf, or values beyond float32 sums' range, the problem
-// goes to the float32 path instead.
+// VDPBF16PS read them as zero), NaN or Inf, or values beyond float32 sums'
+// range, the problem goes to the float32 path instead.
 
 // Tile sizes of the bfloat16 path: query rows per task (a multiple of AMX's
 // 16 rows) and keys per tile (a multiple of its 32-deep k step).
@@ -160,8 +159,7 @@ const bf16ScanRows = 1024
 // logits use the keys as given (B from their box, not the centred one),
 // each weight gains the storage's rounding (2^-8 rounded, 2^-16 split),
 // and the flushing of subnormal results to zero (AMX and VDPBF16PS both
-// flush; at most 2^-125 per
-// product and sum) adds absolute terms: s d 2^-125 to each logit, and to
+// flush; at most 2^-125 per product and sum) adds absolute terms: s d 2^-125 to each logit, and to
 // the output, relative to its value column's max c, l 2^-126 (weights
 // below 2^-126 stored as zero) plus steps·2^-125 / c (the P V sums, steps
 // = l or 2l products per entry).
@@ -339,8 +337,8 @@ type bf16Buffers struct {
 
 var bf16Recycled recycler[bf16Buffers]
 
-// forwardBF16 is exact attention on bfloat16 products for a problem bf16Applies
-// to and planBF16 accepted, into out.O16 (rounded to bfloat16) or out.O.
+// forwardBF16 is exact attention on bfloat16 products for a problem
+// bf16Applies to and planBF16 accepted, into out.O16 (rounded to bfloat16) or out.O.
 func forwardBF16(ctx context.Context, workers int, p *attn.Problem[float32], out *attn.Output[float32], pl bf16Plan) (attn.Stats, error) {
 	d, e := p.D, p.E
 	dp, ep := roundUp(d, 32), roundUp(e, 16)
@@ -551,8 +549,8 @@ func (st *bf16State) tile(ctx context.Context, p *attn.Problem[float32], out *at
 	}
 }
 
-// forward32BF16 is Forward32's bfloat16 path: ok false when it does not apply
-// (and then nothing was written).
+// forward32BF16 is Forward32's bfloat16 path: ok false when it does not
+// apply (and then nothing was written).
 func forward32BF16(ctx context.Context, workers int, p *attn.Problem[float32], out *attn.Output[float32]) (attn.Stats, bool, error) {
 	if !bf16Applies(p) {
 		return attn.Stats{}, false, nil

@@ -14,10 +14,10 @@ import (
 
 // bf16Cases are the bfloat16 path's test inputs: odd sizes (head and value
 // dimensions off AMX's 32 and 16, rows and keys off its tiles), several
-// key tiles, GQA, causal rows, windows, padding and sinks, large logits
-// keys with a common offset (which the bfloat16 path does not centre), values
-// near 1e-30 (products below float32's normal range, which AMX and VDPBF16PS flush) and
-// 1e30, and tiny queries.
+// key tiles, GQA, causal rows, windows, padding and sinks, large logits,
+// keys with a common offset (which the bfloat16 path does not centre),
+// values near 1e-30 (products below float32's normal range, which AMX and
+// VDPBF16PS flush) and 1e30, and tiny queries.
 func bf16Cases() []attntest.Case {
 	return []attntest.Case{
 		{Name: "small-odd", Heads: 1, N: 5, M: 7, D: 3, E: 5},

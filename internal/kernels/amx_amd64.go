@@ -78,8 +78,9 @@ func gemmPackedBF16(m, n, k, kPacked int, a []uint16, lda int, bp []uint16, c []
 // panel values apart), A in place, a pair of values at a time.
 func gemmPackedBF16Dot(m, n, k, kPacked int, a []uint16, lda int, bp []uint16, c []float32, ldc int, accumulate bool) {
 	if k%2 == 1 {
-		// A's rows are read two values at a time: copy them, zero-padded
-		// (B's row k is zero in the packed layout).
+		// A's rows are read two values at a time: copy them, zero-padded.
+		// The zero meets B's row k: zero beyond the packed depth, and
+		// finite within it (GemmPackedBF16Prefix asks that).
 		pa := make([]uint16, m*(k+1))
 		for i := range m {
 			copy(pa[i*(k+1):i*(k+1)+k], a[i*lda:i*lda+k])
@@ -94,8 +95,8 @@ func gemmPackedBF16Dot(m, n, k, kPacked int, a []uint16, lda int, bp []uint16, c
 		acc = 1
 	}
 	// Row blocks of nearly equal size: 64 rows as 11, 11, 11, 11, 10, 10
-	// rather than five of 12 and one of 4, whose 8 accumulators would not
-	// cover VDPBF16PS's latency.
+	// rather than five of 12 and one of 4, whose two loads of B serve
+	// only eight products per step.
 	blocks := (m + g.mr - 1) / g.mr
 	for j0 := 0; j0 < n; j0 += g.nr {
 		kern, tail := g.pick(min(g.nr, n-j0))
