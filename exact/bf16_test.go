@@ -127,10 +127,10 @@ func TestBF16AgainstFloat64(t *testing.T) {
 
 // TestBF16Choice checks which path bfloat16 inputs take: P split under the
 // default eps, P rounded once when eps allows it, the float32 path when
-// eps is below the bfloat16 path's bound or the inputs hold a subnormal number
-// (which AMX and VDPBF16PS would read as zero), for 16-bit keys and values with
-// float32 queries, and for bf16MinRows query rows per key/value head or
-// fewer.
+// eps is below the bfloat16 path's bound or the inputs hold a subnormal
+// number (which AMX and VDPBF16PS would read as zero), for 16-bit keys and
+// values with float32 queries, and for bf16MinRows query rows per
+// key/value head or fewer.
 func TestBF16Choice(t *testing.T) {
 	if !kernels.PackedBF16Fast() {
 		t.Skip("no hardware bfloat16 products here")

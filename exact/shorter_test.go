@@ -20,10 +20,9 @@ import (
 // underflow, or its outputs round, by a few percent of its own unit, and
 // the bound must say so: values subnormal in float64 and float32, float16
 // subnormals rounded into a float16 output, and the least normal bfloat16
-// numbers offered to the bfloat16 path (where products flush to zero; a bfloat16
-// output). A decoding step
-// (one pass) and a prefill (planned) of each, against the float64
-// reference.
+// numbers offered to the bfloat16 path (where products flush to zero; a
+// bfloat16 output). A decoding step (one pass) and a prefill (planned) of
+// each, against the float64 reference.
 func TestShorterHeadBound(t *testing.T) {
 	for _, n := range []int{1, 150} {
 		c := attntest.Case{Heads: 2, KVHeads: 1, N: n, M: 100, D: 8, E: 4, KeyLens: []int{100, 10}}
