@@ -58,12 +58,12 @@ func TestBackwardWorkers(t *testing.T) {
 // bwdKeyTile/2 wide, over several key tiles and a ragged last one, against
 // the reference.
 func TestBackwardNarrowKeyTiles(t *testing.T) {
-	if kt := bwdKeyTileFor(8, 80, 80); kt != bwdKeyTile/2 {
-		t.Fatalf("float64 key tile at d = e = 80: %d, want %d", kt, bwdKeyTile/2)
+	if kt := bwdKeyTileFor(8, 136, 136); kt != bwdKeyTile/2 {
+		t.Fatalf("float64 key tile at d = e = 136: %d, want %d", kt, bwdKeyTile/2)
 	}
 	for _, c := range []attntest.Case{
-		{Name: "plain", Heads: 2, N: 150, M: 333, D: 80, E: 80},
-		{Name: "causal-gqa", Heads: 4, KVHeads: 2, N: 290, M: 290, D: 80, E: 80, Causal: true},
+		{Name: "plain", Heads: 2, N: 150, M: 333, D: 136, E: 136},
+		{Name: "causal-gqa", Heads: 4, KVHeads: 2, N: 290, M: 290, D: 136, E: 136, Causal: true},
 	} {
 		p := c.Generate(11)
 		if _, err := attntest.CheckGrad(Method{}, p, attntest.GradOutput(p, 12), 1e-9, false); err != nil {
