@@ -13,6 +13,7 @@ import (
 	"math"
 	"strings"
 
+	"github.com/fastattn/fastattn/internal/hugepages"
 	"github.com/fastattn/fastattn/internal/kernels"
 )
 
@@ -465,9 +466,11 @@ type Output[T Float] struct {
 	LSE []float64
 }
 
-// NewOutput allocates an Output sized for p.
+// NewOutput allocates an Output sized for p (an O of 4 MiB or more in
+// 2 MiB pages where Linux provides them, which makes its first writes
+// cheaper).
 func NewOutput[T Float](p *Problem[T]) *Output[T] {
-	return &Output[T]{O: make([]T, p.Heads*p.N*p.E), LSE: make([]float64, p.Heads*p.N)}
+	return &Output[T]{O: hugepages.Make[T](p.Heads * p.N * p.E), LSE: make([]float64, p.Heads*p.N)}
 }
 
 // Stats is what a method reports about one call.
