@@ -13,7 +13,6 @@ import (
 	"math"
 	"strings"
 
-	"github.com/fastattn/fastattn/internal/hugepages"
 	"github.com/fastattn/fastattn/internal/kernels"
 )
 
@@ -466,11 +465,9 @@ type Output[T Float] struct {
 	LSE []float64
 }
 
-// NewOutput allocates an Output sized for p (an O of 4 MiB or more in
-// 2 MiB pages where Linux provides them, which makes its first writes
-// cheaper).
+// NewOutput allocates an Output sized for p.
 func NewOutput[T Float](p *Problem[T]) *Output[T] {
-	return &Output[T]{O: hugepages.Make[T](p.Heads * p.N * p.E), LSE: make([]float64, p.Heads*p.N)}
+	return &Output[T]{O: make([]T, p.Heads*p.N*p.E), LSE: make([]float64, p.Heads*p.N)}
 }
 
 // Stats is what a method reports about one call.

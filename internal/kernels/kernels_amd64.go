@@ -8,8 +8,6 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/cpu"
-
-	"github.com/fastattn/fastattn/internal/hugepages"
 )
 
 // Dispatch levels, in increasing order of capability.
@@ -632,9 +630,7 @@ func packedSetup[T float32 | float64](p *PackedNT[T]) {
 	p.nr = g.nr
 	size := (p.n + g.nr - 1) / g.nr * g.nr * p.k
 	if cap(p.data) < size {
-		// In 2 MiB pages where Linux provides them: a process's first
-		// call writes every page of the packed keys (see hugepages).
-		p.data = hugepages.Make[T](size)
+		p.data = make([]T, size)
 	}
 	p.data = p.data[:size]
 }
