@@ -101,15 +101,18 @@ func bwdQueryTileFor(size int) int {
 
 // bwdKeyTileFor returns the key tile width for elements of size bytes
 // and head dimensions d and e: 256 keys while a key and a value take at
-// most 2 KiB (float32 up to d = e = 256, float64 up to 128), else 128, to
-// keep a worker's operands per key tile (the keys, packed and as they
-// are, the packed values, dK, dV and the two score tiles: about
-// cols (3d + 2e + 2 queryTile) elements) near the core. The limit was
-// 1 KiB, from a loaded Intel Xeon with AMX on which float64 at d = 128
-// ran about 5% faster on 128 keys; on an idle AMD Zen 5 (1 MiB L2) 256
-// keys gave that row's backward / forward ratio (n = 16384, median pair)
-// 2.39-2.42 against 2.47-2.59 in five alternating runs each, and float32
-// at d = 256 a 1-4% faster backward.
+// most 2 KiB (float32 up to d = e = 256, float64 up to 128), else 128,
+// which bounds a worker's operands per key tile (the keys, packed and as
+// they are, the packed values, dK, dV and the two score tiles: about
+// cols (3d + 2e + 2 queryTile) elements) for wider heads, where no width
+// has been measured. The limit was 1 KiB, from a loaded Intel Xeon with
+// AMX on which float64 at d = 128 ran about 5% faster on 128 keys; on an
+// idle AMD Zen 5 (1 MiB L2) 256 keys gave that row's backward / forward
+// ratio (BenchmarkBackwardRatio, n = 16384, median pair) 2.39-2.42
+// against 2.47-2.59 in five alternating runs each, although its operands
+// then exceed L2; float32 at d = 256 (n = 4096, best of 8 backward calls,
+// timed once outside the benchmarks, three alternating runs) took 130-133
+// ms against 134-136.
 func bwdKeyTileFor(size, d, e int) int {
 	if size*(d+e) > 2048 {
 		return bwdKeyTile / 2

@@ -159,10 +159,10 @@ const bf16ScanRows = 1024
 // logits use the keys as given (B from their box, not the centred one),
 // each weight gains the storage's rounding (2^-8 rounded, 2^-16 split),
 // and the flushing of subnormal results to zero (AMX and VDPBF16PS both
-// flush; at most 2^-125 per product and sum) adds absolute terms: s d 2^-125 to each logit, and to
-// the output, relative to its value column's max c, l 2^-126 (weights
-// below 2^-126 stored as zero) plus steps·2^-125 / c (the P V sums, steps
-// = l or 2l products per entry).
+// flush; at most 2^-125 per product and sum) adds absolute terms:
+// s d 2^-125 to each logit, and to the output, relative to its value
+// column's max c, l 2^-126 (weights below 2^-126 stored as zero) plus
+// steps·2^-125 / c (the P V sums, steps = l or 2l products per entry).
 func planBF16(ctx context.Context, p *attn.Problem[float32], workers int) (bf16Plan, bool) {
 	d, e := p.D, p.E
 	kvh := p.KVHeadCount()
@@ -338,7 +338,8 @@ type bf16Buffers struct {
 var bf16Recycled recycler[bf16Buffers]
 
 // forwardBF16 is exact attention on bfloat16 products for a problem
-// bf16Applies to and planBF16 accepted, into out.O16 (rounded to bfloat16) or out.O.
+// bf16Applies to and planBF16 accepted, into out.O16 (rounded to
+// bfloat16) or out.O.
 func forwardBF16(ctx context.Context, workers int, p *attn.Problem[float32], out *attn.Output[float32], pl bf16Plan) (attn.Stats, error) {
 	d, e := p.D, p.E
 	dp, ep := roundUp(d, 32), roundUp(e, 16)

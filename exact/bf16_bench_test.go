@@ -15,11 +15,12 @@ import (
 // BenchmarkBF16Prefill times, in one run, exact prefill (one head, n = m,
 // d = e in {64, 128}, n in {4096, 16384}) on bfloat16 queries, keys and
 // values on hardware bfloat16 products (AMX tiles, or VDPBF16PS) against
-// the float32 prefill on the same (widened) values. The calls alternate; each path's best wall time over the b.N
-// rounds gives its GFLOP/s (4nmd): float32, bf16 (P split, the default
-// eps 1e-3) and bf16r (P rounded once, eps 0.05), and the ratios
-// bf16/float32 and bf16r/float32. On a machine other jobs share, the
-// ratios of the best process CPU times (…-cpu) are the steadier measure.
+// the float32 prefill on the same (widened) values. The calls alternate;
+// each path's best wall time over the b.N rounds gives its GFLOP/s
+// (4nmd): float32, bf16 (P split, the default eps 1e-3) and bf16r (P
+// rounded once, eps 0.05), and the ratios bf16/float32 and bf16r/float32.
+// On a machine other jobs share, the ratios of the best process CPU times
+// (…-cpu) are the steadier measure.
 func BenchmarkBF16Prefill(b *testing.B) {
 	if !kernels.PackedBF16Fast() {
 		b.Skip("no hardware bfloat16 products here")
