@@ -17,11 +17,16 @@ on CPUs with AVX-512 and passes --expect-core, and this script refuses to
 run if OpenBLAS loaded another core.
 
 For every size and type it writes Q, K, V (standard normal, scale 1/sqrt(d))
-as .npy files, then repeats `reps` times: `fastattn run --method exact` on the
-files, then NumPy on the same arrays. fastattn's time is the library call as
-`fastattn run` reports it (reading and writing the .npy files excluded); the
-process's wall time is shown too. NumPy's time is its attention computation
-(arrays already in memory). The ratio column is fastattn / NumPy of the
+as .npy files, then repeats `reps` times: `fastattn run --method exact
+--repeat 2` on the files, then NumPy on the same arrays. fastattn's time is
+the faster of the two repeated calls, which run through the serving hot
+path (AttendInto) into memory the process has already written, as the
+peak's np.dot writes into a kept output; reading and writing the .npy files
+are excluded. The first call's time, that of a process that computes once,
+is shown too ("1st/peak"): it also pays for the first writes to the fresh
+output and packed keys, which cost a virtual machine far more per page than
+a bare one. NumPy's time is its attention computation (arrays already in
+memory). The ratio column is fastattn / NumPy of the
 fastest runs; "pairs" is the median of the per-repetition ratios. The
 GEMM peak of the row's dtype (OpenBLAS's: np.dot of two 4096 x 4096
 matrices, one timed call on warm operands) is measured in every
@@ -173,22 +178,21 @@ class Peak:
 
 
 def run_fastattn(exe, tmp, causal=False):
-    """Seconds of the library call, the process's wall time and the flops
-    the report counts (only the pairs a mask leaves)."""
+    """Seconds of the faster of two warm library calls (--repeat 2), of the
+    process's first call, and the flops the report counts (only the pairs
+    a mask leaves)."""
     report = os.path.join(tmp, "report.json")
-    args = [exe, "run", "--method", "exact", "--scale", "1/sqrt(d)",
+    args = [exe, "run", "--method", "exact", "--scale", "1/sqrt(d)", "--repeat", "2",
             "--q", os.path.join(tmp, "q.npy"), "--k", os.path.join(tmp, "k.npy"), "--v", os.path.join(tmp, "v.npy"),
             "--out", os.path.join(tmp, "o_causal.npy" if causal else "o.npy"), "--report", report]
     if causal:
         args.append("--causal")
     blas_idle()
-    t = time.perf_counter()
     subprocess.run(args, check=True, capture_output=True)
-    wall = time.perf_counter() - t
     with open(report) as f:
         rep = json.load(f)
     assert rep["method"] == "exact", rep
-    return rep["seconds"], wall, rep["flops"]
+    return min(rep["repeat_seconds"]), rep["seconds"], rep["flops"]
 
 
 def spread(xs):
@@ -243,9 +247,9 @@ def main():
     rows = []
     head = (f"{'n':>6} {'d':>4} {'dtype':>8} {'numpy s':>9} {'fastattn s':>10} {'ratio':>6} {'pairs':>6} "
             f"{'numpy GF/s':>10} {'fa GF/s':>8} {'peak':>6} {'fa/peak':>7} {'pairs':>6} {'fa spr':>6} {'pk spr':>6} "
-            f"{'fa wall s':>9} {'fa bench s':>10} {'max err':>8}")
+            f"{'1st/peak':>9} {'fa bench s':>10} {'max err':>8}")
     if args.causal:
-        head += f" {'causal GF/s':>11} {'c/peak':>6} {'pairs':>6} {'c/non-c':>7}"
+        head += f" {'causal GF/s':>11} {'c/peak':>6} {'pairs':>6} {'c/non-c':>7} {'1st/peak':>8}"
     print(head)
     with tempfile.TemporaryDirectory() as tmp:
         for dtype in dtypes:
@@ -258,20 +262,21 @@ def main():
                         np.save(os.path.join(tmp, name + ".npy"), x)
                     scale = 1 / np.sqrt(d)
                     numpy_attention(q[:64], k, v, scale, args.block)  # warm up OpenBLAS threads
-                    fa, fa_wall, npt, pairs, pk, ca, cflops = [], [], [], [], [], [], 0.0
+                    fa, fa_first, npt, pairs, pk, ca, ca_first, cflops = [], [], [], [], [], [], [], 0.0
                     ref = None
                     for _ in range(args.reps):
                         # The peak, then fastattn right after it (same load).
                         pk.append(peaker.measure())
-                        s, w, _ = run_fastattn(args.fastattn, tmp)
+                        s, first, _ = run_fastattn(args.fastattn, tmp)
                         if args.causal:
-                            cs, _, cflops = run_fastattn(args.fastattn, tmp, causal=True)
+                            cs, cfirst, cflops = run_fastattn(args.fastattn, tmp, causal=True)
                             ca.append(cs)
+                            ca_first.append(cfirst)
                         t = time.perf_counter()
                         ref = numpy_attention(q, k, v, scale, args.block)
                         t = time.perf_counter() - t
                         fa.append(s)
-                        fa_wall.append(w)
+                        fa_first.append(first)
                         npt.append(t)
                         pairs.append(s / t)
                     got = np.load(os.path.join(tmp, "o.npy"))
@@ -285,18 +290,18 @@ def main():
                     fa_gf = flops / min(fa) / 1e9
                     r = dict(n=n, d=d, dtype=dtype, numpy=min(npt), fa=min(fa), ratio=min(fa) / min(npt),
                              pairs=statistics.median(pairs), np_gf=flops / min(npt) / 1e9, fa_gf=fa_gf,
-                             fa_wall=min(fa_wall), bench=bench, err=err, peak=max(pk), frac=fa_gf / max(pk),
+                             fa_first=min(fa_first), first_frac=flops / min(fa_first) / 1e9 / max(pk), bench=bench, err=err, peak=max(pk), frac=fa_gf / max(pk),
                              frac_pairs=statistics.median(flops / f / 1e9 / p for f, p in zip(fa, pk)),
                              fa_spread=spread(fa), pk_spread=spread(pk))
                     line = (f"{n:>6} {d:>4} {dtype:>8} {r['numpy']:>9.4f} {r['fa']:>10.4f} {r['ratio']:>6.2f} {r['pairs']:>6.2f} "
                             f"{r['np_gf']:>10.1f} {fa_gf:>8.1f} {r['peak']:>6.0f} {r['frac']:>7.0%} {r['frac_pairs']:>6.0%} "
                             f"{r['fa_spread']:>6.0%} {r['pk_spread']:>6.0%} "
-                            f"{r['fa_wall']:>9.3f} {r['bench']:>10.4f} {err:>8.1e}")
+                            f"{r['first_frac']:>9.0%} {r['bench']:>10.4f} {err:>8.1e}")
                     if args.causal:
                         c_gf = cflops / min(ca) / 1e9
-                        r.update(c_gf=c_gf, c_frac=c_gf / max(pk), c_rel=c_gf / fa_gf,
+                        r.update(c_gf=c_gf, c_frac=c_gf / max(pk), c_rel=c_gf / fa_gf, c_first_frac=cflops / min(ca_first) / 1e9 / max(pk),
                                  c_pairs=statistics.median(cflops / c / 1e9 / p for c, p in zip(ca, pk)))
-                        line += f" {c_gf:>11.1f} {r['c_frac']:>6.0%} {r['c_pairs']:>6.0%} {r['c_rel']:>7.0%}"
+                        line += f" {c_gf:>11.1f} {r['c_frac']:>6.0%} {r['c_pairs']:>6.0%} {r['c_rel']:>7.0%} {r['c_first_frac']:>8.0%}"
                     rows.append(r)
                     print(line, flush=True)
     if args.gemmpeak:
@@ -313,7 +318,9 @@ def main():
             "fastattn GFLOP/s", "OpenBLAS GEMM peak (best of the row's)", "fastattn / peak (best)",
             "fastattn / peak (median pair)", "spread of fastattn, of the peak"]
     if args.causal:
-        cols += ["causal GFLOP/s", "causal / peak (best)", "causal / peak (median pair)", "causal / non-causal"]
+        cols += ["causal GFLOP/s", "causal / peak (best)", "causal / peak (median pair)", "causal / non-causal",
+                 "causal first call / peak (best)"]
+    cols += ["first call / peak (best)"]
     print("\n| " + " | ".join(cols) + " |")
     print("| --- " * len(cols) + "|")
     for r in rows:
@@ -321,7 +328,8 @@ def main():
                 f"{r['np_gf']:.0f} | {r['fa_gf']:.0f} | {r['peak']:.0f} | {r['frac']:.0%} | {r['frac_pairs']:.0%} | "
                 f"{r['fa_spread']:.0%}, {r['pk_spread']:.0%} |")
         if args.causal:
-            line += f" {r['c_gf']:.0f} | {r['c_frac']:.0%} | {r['c_pairs']:.0%} | {r['c_rel']:.0%} |"
+            line += f" {r['c_gf']:.0f} | {r['c_frac']:.0%} | {r['c_pairs']:.0%} | {r['c_rel']:.0%} | {r['c_first_frac']:.0%} |"
+        line += f" {r['first_frac']:.0%} |"
         print(line)
 
 

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"encoding/json"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -28,5 +30,70 @@ func TestGenThenRun(t *testing.T) {
 	}
 	if code, _, _ := cli(t, "gen", "--out", dir, "--entries", "cauchy:1"); code != 2 {
 		t.Fatalf("bad --entries: exit %d", code)
+	}
+}
+
+// TestRunRepeat checks --repeat: the report lists one time per repeated
+// call, the output and log-sum-exp files are those of a run without it, and
+// bad uses are usage errors that write nothing.
+func TestRunRepeat(t *testing.T) {
+	dir := t.TempDir()
+	path := func(name string) string { return filepath.Join(dir, name) }
+	if code, _, stderr := cli(t, "gen", "--out", dir, "--n", "90", "--m", "130", "--d", "8", "--heads", "3"); code != 0 {
+		t.Fatalf("gen: %s", stderr)
+	}
+	in := []string{"--q", path("q.npy"), "--k", path("k.npy"), "--v", path("v.npy"), "--method", "exact", "--causal"}
+	run := func(name string, extra ...string) (out, lse []float32, rep map[string]any) {
+		t.Helper()
+		args := append([]string{"run", "--out", path(name + ".npy"), "--lse", path(name + "_lse.npy"), "--report", path(name + ".json")}, in...)
+		if code, _, stderr := cli(t, append(args, extra...)...); code != 0 {
+			t.Fatalf("run %v: exit %d: %s", extra, code, stderr)
+		}
+		o, err := npyfile.Read(path(name + ".npy"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := npyfile.Read(path(name + "_lse.npy"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(path(name + ".json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(b, &rep); err != nil {
+			t.Fatal(err)
+		}
+		lse = make([]float32, len(l.F64))
+		for i, x := range l.F64 {
+			lse[i] = float32(x)
+		}
+		return o.F32, lse, rep
+	}
+	once, onceLSE, onceRep := run("once")
+	if _, ok := onceRep["repeat_seconds"]; ok {
+		t.Errorf("report without --repeat has repeat_seconds: %v", onceRep["repeat_seconds"])
+	}
+	again, againLSE, rep := run("again", "--repeat", "3")
+	secs, _ := rep["repeat_seconds"].([]any)
+	if len(secs) != 3 {
+		t.Fatalf("repeat_seconds = %v, want 3 times", rep["repeat_seconds"])
+	}
+	for _, s := range secs {
+		if x, ok := s.(float64); !ok || !(x > 0) {
+			t.Errorf("repeat_seconds holds %v, want positive seconds", s)
+		}
+	}
+	if !slices.Equal(once, again) || !slices.Equal(onceLSE, againLSE) || len(once) != 3*90*8 {
+		t.Errorf("output with --repeat differs from the output without it")
+	}
+	for _, bad := range [][]string{{"--repeat", "-1"}, {"--repeat", "2", "--method", "poly"}, {"--repeat", "1", "--method", "auto"}} {
+		args := append(append([]string{"run", "--out", path("bad.npy")}, in...), bad...)
+		if code, _, _ := cli(t, args...); code != 2 {
+			t.Errorf("run %v: exit %d, want 2", bad, code)
+		}
+		if _, err := os.Stat(path("bad.npy")); err == nil {
+			t.Errorf("run %v wrote its output", bad)
+		}
 	}
 }
