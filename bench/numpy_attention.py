@@ -236,7 +236,7 @@ def main():
                  "pass --any-blas to run anyway")
     threads = os.cpu_count()
     print(f"NumPy {np.__version__} on {', '.join(os.path.basename(l) for l in libs)} (core {core}); {threads} cores; "
-          f"NumPy block {args.block} rows; {args.reps} alternating repetitions; fastattn = `fastattn run` library-call time")
+          f"NumPy block {args.block} rows; {args.reps} alternating repetitions; fastattn = the faster of two warm calls in `fastattn run --repeat 2`; 1st/peak = its first call")
     ns = [int(x) for x in args.n.split(",")]
     ds = [int(x) for x in args.d.split(",")]
     dtypes = args.dtype.split(",")
