@@ -235,4 +235,10 @@ func TestRunSixteenBit(t *testing.T) {
 	if code, _, _ := cli(t, "run", "--q", path("q32.npy"), "--k", path("k16.npy"), "--v", path("v32.npy"), "--out", path("x.npy")); code != 2 {
 		t.Errorf("mixed K and V dtypes: exit %d, want 2", code)
 	}
+	if code, _, _ := cli(t, "run", "--q", path("q32.npy"), "--k", path("k16.npy"), "--v", path("v16.npy"), "--out", path("x.npy"), "--method", "exact", "--bf16", "--repeat", "1"); code != 2 {
+		t.Errorf("--repeat with 16-bit keys and values: exit %d, want 2", code)
+	}
+	if _, err := os.Stat(path("x.npy")); err == nil {
+		t.Errorf("a run refused for its flags wrote its output")
+	}
 }
