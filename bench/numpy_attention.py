@@ -24,8 +24,8 @@ path (AttendInto) into memory the process has already written, as the
 peak's np.dot writes into a kept output; reading and writing the .npy files
 are excluded. The first call's time, that of a process that computes once,
 is shown too ("1st/peak"): it also pays for the first writes to the fresh
-output and packed keys, which cost a virtual machine far more per page than
-a bare one. NumPy's time is its attention computation (arrays already in
+output and packed keys, which cost 1.5-16 us per 4 KiB page on the virtual
+machines this was measured on. NumPy's time is its attention computation (arrays already in
 memory). The ratio column is fastattn / NumPy of the
 fastest runs; "pairs" is the median of the per-repetition ratios. The
 GEMM peak of the row's dtype (OpenBLAS's: np.dot of two 4096 x 4096
@@ -290,7 +290,7 @@ def main():
                     fa_gf = flops / min(fa) / 1e9
                     r = dict(n=n, d=d, dtype=dtype, numpy=min(npt), fa=min(fa), ratio=min(fa) / min(npt),
                              pairs=statistics.median(pairs), np_gf=flops / min(npt) / 1e9, fa_gf=fa_gf,
-                             fa_first=min(fa_first), first_frac=flops / min(fa_first) / 1e9 / max(pk), bench=bench, err=err, peak=max(pk), frac=fa_gf / max(pk),
+                             first_frac=flops / min(fa_first) / 1e9 / max(pk), bench=bench, err=err, peak=max(pk), frac=fa_gf / max(pk),
                              frac_pairs=statistics.median(flops / f / 1e9 / p for f, p in zip(fa, pk)),
                              fa_spread=spread(fa), pk_spread=spread(pk))
                     line = (f"{n:>6} {d:>4} {dtype:>8} {r['numpy']:>9.4f} {r['fa']:>10.4f} {r['ratio']:>6.2f} {r['pairs']:>6.2f} "

@@ -43,7 +43,7 @@ func TestRunRepeat(t *testing.T) {
 		t.Fatalf("gen: %s", stderr)
 	}
 	in := []string{"--q", path("q.npy"), "--k", path("k.npy"), "--v", path("v.npy"), "--method", "exact", "--causal"}
-	run := func(name string, extra ...string) (out, lse []float32, rep map[string]any) {
+	run := func(name string, extra ...string) (out []float32, lse []float64, rep map[string]any) {
 		t.Helper()
 		args := append([]string{"run", "--out", path(name + ".npy"), "--lse", path(name + "_lse.npy"), "--report", path(name + ".json")}, in...)
 		if code, _, stderr := cli(t, append(args, extra...)...); code != 0 {
@@ -64,11 +64,7 @@ func TestRunRepeat(t *testing.T) {
 		if err := json.Unmarshal(b, &rep); err != nil {
 			t.Fatal(err)
 		}
-		lse = make([]float32, len(l.F64))
-		for i, x := range l.F64 {
-			lse[i] = float32(x)
-		}
-		return o.F32, lse, rep
+		return o.F32, l.F64, rep
 	}
 	once, onceLSE, onceRep := run("once")
 	if _, ok := onceRep["repeat_seconds"]; ok {
