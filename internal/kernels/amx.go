@@ -44,27 +44,29 @@ func roundUp(x, m int) int { return (x + m - 1) / m * m }
 func PackBF16NT(dst []uint16, n, k int, b []uint16, ldb int) {
 	ks := roundUp(k, amxDepth) / amxDepth
 	dst = dst[:PackedBF16Len(n, k)]
+	// The assembly, where it runs, writes the whole pairs of the panels
+	// of 16 rows; the loop below writes the rest.
+	done := packBF16NTPanels(dst, n, k, b, ldb)
 	// Every entry is written once, zeros beyond n and k included: each
-	// row of B fills one pair column of its panel's tiles.
+	// row of B fills one pair column of its panel's tiles, whose pair rows
+	// are amxDepth values apart.
 	for j := range roundUp(n, amxCols) {
 		var row []uint16
 		if j < n {
 			row = b[j*ldb : j*ldb+k]
 		}
 		panel := dst[j/amxCols*ks*amxTile+2*(j%amxCols):]
-		for s := range ks {
-			tile := panel[s*amxTile : s*amxTile+amxTile-2*(j%amxCols)]
-			if x0 := s * amxDepth; x0+amxDepth <= len(row) {
-				seg := row[x0 : x0+amxDepth]
-				for r := range amxDepth / 2 {
-					tile[r*amxDepth], tile[r*amxDepth+1] = seg[2*r], seg[2*r+1]
-				}
+		from := 0
+		if j < done {
+			from = k / 2
+		}
+		for pp := from; pp < ks*amxDepth/2; pp++ {
+			x := 2 * pp
+			if x+1 < len(row) {
+				panel[pp*amxDepth], panel[pp*amxDepth+1] = row[x], row[x+1]
 				continue
 			}
-			for r := range amxDepth / 2 {
-				x := s*amxDepth + 2*r
-				tile[r*amxDepth], tile[r*amxDepth+1] = at(row, x), at(row, x+1)
-			}
+			panel[pp*amxDepth], panel[pp*amxDepth+1] = at(row, x), at(row, x+1)
 		}
 	}
 }
@@ -77,6 +79,9 @@ func PackBF16NN(dst []uint16, k, n int, b []uint16, ldb int) {
 	dst = dst[:PackedBF16Len(n, k)]
 	// Every entry is written once, zeros beyond n and k included: a tile
 	// row interleaves two rows of B over the panel's 16 columns.
+	// The assembly, where it runs, writes the whole pairs of the panels
+	// of 16 columns; the loop below writes the rest.
+	done := packBF16NNPanels(dst, k, n, b, ldb)
 	var none [amxCols]uint16
 	for j0 := 0; j0 < n; j0 += amxCols {
 		w := min(amxCols, n-j0)
@@ -84,6 +89,9 @@ func PackBF16NN(dst []uint16, k, n int, b []uint16, ldb int) {
 			tile := dst[(j0/amxCols*ks+s)*amxTile:][:amxTile]
 			for r := range amxDepth / 2 {
 				x := s*amxDepth + 2*r
+				if j0 < done && x+1 < k {
+					continue
+				}
 				r0, r1 := none[:w], none[:w]
 				if x < k {
 					r0 = b[x*ldb+j0 : x*ldb+j0+w]

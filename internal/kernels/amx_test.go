@@ -334,14 +334,21 @@ func TestPackBF16Layout(t *testing.T) {
 			"NT": func(dst []uint16) { PackBF16NT(dst, n, k, bt, ldb) },
 			"NN": func(dst []uint16) { PackBF16NN(dst, k, n, bn, n+2) },
 		} {
-			got := make([]uint16, len(want))
-			for i := range got {
-				got[i] = 0xffff
-			}
-			pack(got)
-			for i := range want {
-				if got[i] != want[i] {
-					t.Fatalf("Pack%s %dx%d: entry %d = %#x, want %#x", name, n, k, i, got[i], want[i])
+			// Every level (the assembly packs whole panels' pairs), into
+			// an aligned buffer and one 2 bytes off (which the assembly,
+			// storing pairs as uint32, leaves to Go).
+			for _, l := range levels() {
+				for _, off := range []int{0, 1} {
+					got := make([]uint16, len(want)+1)[off:][:len(want)]
+					for i := range got {
+						got[i] = 0xffff
+					}
+					atLevel(t, l, func() { pack(got) })
+					for i := range want {
+						if got[i] != want[i] {
+							t.Fatalf("Pack%s %dx%d at %s, offset %d: entry %d = %#x, want %#x", name, n, k, levelName(l), off, i, got[i], want[i])
+						}
+					}
 				}
 			}
 		}

@@ -630,6 +630,9 @@ func f32ToBF16AVX512(dst *uint16, src *float32, n int)
 func packPairsBF16AVX512(kp int, b *uint16, ldb int, dst *uint32, ldd int, groups int)
 
 //go:noescape
+func packNTBF16AVX512(kp int, b *uint16, ldb int, dst *uint32)
+
+//go:noescape
 func gemm32xF16AVX512_1x4(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, tail int, acc int)
 
 //go:noescape

@@ -33,6 +33,24 @@ DATA maskK<>+30(SB)/2, $0x7fff
 DATA maskK<>+32(SB)/2, $0xffff
 GLOBL maskK<>(SB), RODATA|NOPTR, $34
 
+DATA iota32<>+0(SB)/4, $0
+DATA iota32<>+4(SB)/4, $1
+DATA iota32<>+8(SB)/4, $2
+DATA iota32<>+12(SB)/4, $3
+DATA iota32<>+16(SB)/4, $4
+DATA iota32<>+20(SB)/4, $5
+DATA iota32<>+24(SB)/4, $6
+DATA iota32<>+28(SB)/4, $7
+DATA iota32<>+32(SB)/4, $8
+DATA iota32<>+36(SB)/4, $9
+DATA iota32<>+40(SB)/4, $10
+DATA iota32<>+44(SB)/4, $11
+DATA iota32<>+48(SB)/4, $12
+DATA iota32<>+52(SB)/4, $13
+DATA iota32<>+56(SB)/4, $14
+DATA iota32<>+60(SB)/4, $15
+GLOBL iota32<>(SB), RODATA|NOPTR, $64
+
 DATA e32min<>+0(SB)/8, $0xc2dc0000c2dc0000
 DATA e32min<>+8(SB)/8, $0xc2dc0000c2dc0000
 DATA e32min<>+16(SB)/8, $0xc2dc0000c2dc0000
@@ -34061,6 +34079,29 @@ group:
 	ADDQ R9, DI
 	DECQ CX
 	JNZ row
+done:
+	VZEROUPPER
+	RET
+
+// func packNTBF16AVX512(kp int, b *uint16, ldb int, dst *uint32)
+TEXT ·packNTBF16AVX512(SB), NOSPLIT, $0-32
+	MOVQ kp+0(FP), CX
+	MOVQ b+8(FP), SI
+	MOVQ ldb+16(FP), R8
+	MOVQ dst+24(FP), DI
+	SHLQ $1, R8
+	VPBROADCASTD R8, Z2
+	VPMULLD iota32<>(SB), Z2, Z1
+	TESTQ CX, CX
+	JZ done
+pair:
+	KXNORW K1, K1, K1
+	VPGATHERDD (SI)(Z1*1), K1, Z0
+	VMOVDQU32 Z0, (DI)
+	ADDQ $4, SI
+	ADDQ $64, DI
+	DECQ CX
+	JNZ pair
 done:
 	VZEROUPPER
 	RET

@@ -212,6 +212,7 @@ func main() {
 	}
 	genNarrowBF16()
 	genPackPairs()
+	genPackNT()
 	genHalfB() // half_decode.go
 	genHalfNT()
 	genSoftmaxGrad(f32)
@@ -305,6 +306,11 @@ func genData() {
 		fmt.Fprintf(&s, "DATA maskK<>+%d(SB)/2, $0x%04x\n", 2*t, (1<<t)-1)
 	}
 	fmt.Fprintf(&s, "GLOBL maskK<>(SB), RODATA|NOPTR, $34\n\n")
+	// iota32: int32 0..15, for gather offsets.
+	for t := range 16 {
+		fmt.Fprintf(&s, "DATA iota32<>+%d(SB)/4, $%d\n", 4*t, t)
+	}
+	fmt.Fprintf(&s, "GLOBL iota32<>(SB), RODATA|NOPTR, $64\n\n")
 
 	// float32 exp: x = k ln2 + r, |r| <= ln2/2, e^r by Cephes' expf
 	// polynomial, 2^k through the exponent bits.
@@ -1163,6 +1169,34 @@ func genPackPairs() {
 	emit("ADDQ R9, DI")
 	emit("DECQ CX")
 	emit("JNZ row")
+	label("done")
+	emit("VZEROUPPER")
+	emit("RET\n")
+}
+
+// genPackNT emits packNTBF16AVX512(kp int, b *uint16, ldb int, dst *uint32):
+// for pair columns pp < kp of 16 rows of B (row stride ldb), the pair of
+// each row side by side, dst[pp*16 + j] = B[j][2pp] | B[j][2pp+1]<<16: one
+// panel of PackBF16NT's layout (attention's keys, 16 at a time), a
+// VPGATHERDD per 64-byte row of it.
+func genPackNT() {
+	f := sig("packNTBF16AVX512", ps("kp", "int", "b", "*uint16", "ldb", "int", "dst", "*uint32"), nil)
+	text(f)
+	f.load("kp", "CX", "b", "SI", "ldb", "R8", "dst", "DI")
+	emit("SHLQ $1, R8") // row stride in bytes
+	// Z1 = the 16 rows' byte offsets, j*ldb*2.
+	emit("VPBROADCASTD R8, Z2")
+	emit("VPMULLD iota32<>(SB), Z2, Z1")
+	emit("TESTQ CX, CX")
+	emit("JZ done")
+	label("pair")
+	emit("KXNORW K1, K1, K1")
+	emit("VPGATHERDD (SI)(Z1*1), K1, Z0")
+	emit("VMOVDQU32 Z0, (DI)")
+	emit("ADDQ $4, SI")
+	emit("ADDQ $64, DI")
+	emit("DECQ CX")
+	emit("JNZ pair")
 	label("done")
 	emit("VZEROUPPER")
 	emit("RET\n")
