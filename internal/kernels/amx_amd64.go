@@ -109,37 +109,49 @@ func gemmPackedBF16Dot(m, n, k, kPacked int, a []uint16, lda int, bp []uint16, c
 	}
 }
 
-// packBF16NTPanels packs, with packNTBF16AVX512, the whole pairs (the
-// first k/2 pair rows) of PackBF16NT's panels of 16 rows of B, and returns
-// how many rows it packed: a multiple of 16, 0 without AVX-512 or where
-// dst is not 4-byte aligned (the assembly stores pairs as uint32).
-func packBF16NTPanels(dst []uint16, n, k int, b []uint16, ldb int) int {
+// asmPanels is how many of the n rows (PackBF16NT) or columns (PackBF16NN)
+// of B the packing assembly covers: its whole panels of 16, or none
+// without AVX-512, for k < 2 (no whole pair) or where dst is not 4-byte
+// aligned (the assembly stores pairs as uint32).
+func asmPanels(dst []uint16, n, k int) int {
 	full := n / amxCols * amxCols
 	if level != levelAVX512 || k < 2 || full == 0 || uintptr(unsafe.Pointer(&dst[0]))%4 != 0 {
 		return 0
 	}
+	return full
+}
+
+// panelPairs is panel j0/16 of the packed layout for depth k, as pairs.
+func panelPairs(dst []uint16, j0, k int) *uint32 {
 	ks := roundUp(k, amxDepth) / amxDepth
-	_ = b[(full-1)*ldb+k-1]
+	panel := dst[j0/amxCols*ks*amxTile:][:ks*amxTile]
+	return (*uint32)(unsafe.Pointer(&panel[0]))
+}
+
+// packBF16NTPanels packs, with packNTBF16AVX512, the whole pairs (the
+// first k/2 pair rows) of PackBF16NT's panels of 16 rows of B, and returns
+// how many rows it packed (asmPanels).
+func packBF16NTPanels(dst []uint16, n, k int, b []uint16, ldb int) int {
+	full := asmPanels(dst, n, k)
+	if full > 0 {
+		_ = b[(full-1)*ldb+k-1]
+	}
 	for j0 := 0; j0 < full; j0 += amxCols {
-		panel := dst[j0/amxCols*ks*amxTile:][:ks*amxTile]
-		packNTBF16AVX512(k/2, &b[j0*ldb], ldb, (*uint32)(unsafe.Pointer(&panel[0])))
+		packNTBF16AVX512(k/2, &b[j0*ldb], ldb, panelPairs(dst, j0, k))
 	}
 	return full
 }
 
 // packBF16NNPanels packs, with packPairsBF16AVX512, the whole pairs (the
 // first k/2 pair rows) of PackBF16NN's panels of 16 columns of B, and
-// returns how many columns it packed, as packBF16NTPanels does.
+// returns how many columns it packed (asmPanels).
 func packBF16NNPanels(dst []uint16, k, n int, b []uint16, ldb int) int {
-	full := n / amxCols * amxCols
-	if level != levelAVX512 || k < 2 || full == 0 || uintptr(unsafe.Pointer(&dst[0]))%4 != 0 {
-		return 0
+	full := asmPanels(dst, n, k)
+	if full > 0 {
+		_ = b[(k/2*2-1)*ldb+full-1]
 	}
-	ks := roundUp(k, amxDepth) / amxDepth
-	_ = b[(k/2*2-1)*ldb+full-1]
 	for j0 := 0; j0 < full; j0 += amxCols {
-		panel := dst[j0/amxCols*ks*amxTile:][:ks*amxTile]
-		packPairsBF16AVX512(k/2, &b[j0], ldb, (*uint32)(unsafe.Pointer(&panel[0])), amxCols, 1)
+		packPairsBF16AVX512(k/2, &b[j0], ldb, panelPairs(dst, j0, k), amxCols, 1)
 	}
 	return full
 }

@@ -354,3 +354,35 @@ func TestPackBF16Layout(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkPackBF16 packs one tile of attention's bfloat16 keys (512 x d,
+// PackBF16NT) and values (PackBF16NN) at every level: the assembly packs
+// whole panels at AVX-512, Go the rest and everything below it. Run e.g.
+// `go test -run - -bench PackBF16 ./internal/kernels/`.
+func BenchmarkPackBF16(b *testing.B) {
+	const rows = 512
+	for _, d := range []int{64, 128} {
+		src := make([]uint16, rows*d)
+		for i := range src {
+			src[i] = 0x3f80 + uint16(i%64)
+		}
+		dst := make([]uint16, PackedBF16Len(rows, d))
+		for _, l := range levels() {
+			for _, c := range []struct {
+				name string
+				pack func()
+			}{
+				{"keys", func() { PackBF16NT(dst, rows, d, src, d) }},
+				{"values", func() { PackBF16NN(dst, rows, d, src, d) }},
+			} {
+				b.Run(fmt.Sprintf("d=%d/%s/%s", d, levelName(l), c.name), func(b *testing.B) {
+					atLevel(b, l, func() {
+						for b.Loop() {
+							c.pack()
+						}
+					})
+				})
+			}
+		}
+	}
+}
