@@ -85,20 +85,28 @@ func Bound[T attn.Float](p *attn.Problem[T], lse []float64, sumErr float64, cent
 	chunks := (rows + chunkRows - 1) / chunkRows
 	worst := make([]float64, chunks)
 	chunk := func(x int) {
-		for r := x * chunkRows; r < min(rows, (x+1)*chunkRows); r++ {
-			if math.IsInf(lse[r], -1) {
-				continue
-			}
+		// A run of rows of one head; an uncentred head's Rounding grows
+		// with |lse| alone, so its largest |lse| stands for the run (and a
+		// NaN carries through max as it would row by row).
+		for r := x * chunkRows; r < min(rows, (x+1)*chunkRows); {
 			h := r / p.N
+			end := min(rows, (x+1)*chunkRows, (h+1)*p.N)
 			var c []float64
 			if centre != nil {
 				c = centre(h)
 			}
-			var q []T
-			if c != nil {
-				q = p.Q[r*d : (r+1)*d]
+			if c == nil {
+				if big, ok := largestFinite(lse[r:end]); ok {
+					worst[x] = max(worst[x], Rounding[T](nil, nil, p.Scale, p.Sink(h), big, p.KeyLen(h)))
+				}
+				r = end
+				continue
 			}
-			worst[x] = max(worst[x], Rounding(q, c, p.Scale, p.Sink(h), lse[r], p.KeyLen(h)))
+			for ; r < end; r++ {
+				if !math.IsInf(lse[r], -1) {
+					worst[x] = max(worst[x], Rounding(p.Q[r*d:(r+1)*d], c, p.Scale, p.Sink(h), lse[r], p.KeyLen(h)))
+				}
+			}
 		}
 	}
 	if chunks > 1 && centre != nil {
@@ -109,6 +117,18 @@ func Bound[T attn.Float](p *attn.Problem[T], lse []float64, sumErr float64, cent
 		}
 	}
 	return sumErr + slices.Max(append(worst, 0))
+}
+
+// largestFinite is the largest |x| over the entries of lse other than -Inf
+// (rows without keys or a sink), NaN if one is NaN; ok false when every
+// entry is -Inf.
+func largestFinite(lse []float64) (big float64, ok bool) {
+	for _, v := range lse {
+		if !math.IsInf(v, -1) {
+			big, ok = max(big, math.Abs(v)), true
+		}
+	}
+	return big, ok
 }
 
 // chunkRows is how many rows one task of Bound takes.

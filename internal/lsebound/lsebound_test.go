@@ -2,6 +2,7 @@ package lsebound
 
 import (
 	"math"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/fastattn/fastattn/attn"
@@ -70,5 +71,52 @@ func TestRoundingAPriori(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestBoundRowByRow checks Bound, which takes an uncentred head's rows
+// together, against Rounding row by row: heads centred and not, sinks, key
+// lengths, rows without keys, chunks that split heads, and a NaN.
+func TestBoundRowByRow(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	const heads, n, d = 3, 1500, 4
+	p := &attn.Problem[float64]{Heads: heads, N: n, M: 9, D: d, E: 1, Scale: 0.5,
+		Q: make([]float64, heads*n*d), Sinks: []float64{math.Inf(-1), 2, -7}, KeyLens: []int{9, 3, 5}}
+	for x := range p.Q {
+		p.Q[x] = rng.NormFloat64() * 10
+	}
+	centres := [][]float64{nil, {1, -2, 3, 0.5}, nil}
+	lse := make([]float64, heads*n)
+	for r := range lse {
+		lse[r] = rng.NormFloat64() * 100
+		if rng.IntN(10) == 0 {
+			lse[r] = math.Inf(-1)
+		}
+	}
+	for h := range n {
+		lse[2*n+h] = math.Inf(-1) // head 2: no row has keys
+	}
+	rowByRow := func() float64 {
+		worst := 0.0
+		for r, v := range lse {
+			if math.IsInf(v, -1) {
+				continue
+			}
+			h := r / n
+			var q []float64
+			if centres[h] != nil {
+				q = p.Q[r*d : (r+1)*d]
+			}
+			worst = max(worst, Rounding(q, centres[h], p.Scale, p.Sink(h), v, p.KeyLen(h)))
+		}
+		return worst
+	}
+	centre := func(h int) []float64 { return centres[h] }
+	if got, want := Bound(p, lse, 0.25, centre), 0.25+rowByRow(); got != want {
+		t.Errorf("Bound %g, row by row %g", got, want)
+	}
+	lse[n/2] = math.NaN()
+	if got := Bound(p, lse, 0.25, centre); !math.IsNaN(got) {
+		t.Errorf("Bound with a NaN log-sum-exp: %g, want NaN", got)
 	}
 }
