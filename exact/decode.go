@@ -465,6 +465,42 @@ func (d *decoder[T]) finishRows(u *DecodeUnit[T], acc, rowMax, rowSum []float64,
 // returns the row's LSE; a row with neither keys nor sink is zero with LSE
 // -Inf.
 func finishRow[T attn.Float](o []T, acc []float64, m, sum, sink float64) float64 {
+	inv, lse, ok := rowScale(m, sum, sink)
+	if !ok {
+		clear(o)
+		return lse
+	}
+	for c := range o {
+		o[c] = T(acc[c] * inv)
+	}
+	return lse
+}
+
+// finishRow16 is finishRow for a row of 16-bit output in format f: each
+// value rounded to float32, then to f, in one pass (through a float64 row
+// first, the rounding took three times as long).
+func finishRow16(o []uint16, f attn.HalfFormat, acc []float64, m, sum, sink float64) float64 {
+	inv, lse, ok := rowScale(m, sum, sink)
+	if !ok {
+		clear(o)
+		return lse
+	}
+	acc = acc[:len(o)]
+	if f == attn.BFloat16 {
+		for c, a := range acc {
+			o[c] = attn.Float32ToBFloat16(float32(a * inv))
+		}
+		return lse
+	}
+	for c, a := range acc {
+		o[c] = attn.Float32ToHalf(f, float32(a*inv))
+	}
+	return lse
+}
+
+// rowScale is what finishRow multiplies a row's accumulator by, and the
+// row's LSE; ok false (and LSE -Inf) for a row with neither keys nor sink.
+func rowScale(m, sum, sink float64) (inv, lse float64, ok bool) {
 	w := 1.0
 	if !math.IsInf(sink, -1) {
 		switch {
@@ -478,14 +514,9 @@ func finishRow[T attn.Float](o []T, acc []float64, m, sum, sink float64) float64
 		}
 	}
 	if sum == 0 {
-		clear(o)
-		return math.Inf(-1)
+		return 0, math.Inf(-1), false
 	}
-	inv := w / sum
-	for c := range o {
-		o[c] = T(acc[c] * inv)
-	}
-	return m + math.Log(sum)
+	return w / sum, m + math.Log(sum), true
 }
 
 // combineParts merges split-K chunks of rows rows into st (returning its

@@ -184,3 +184,33 @@ func TestDecoderAllocatesNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestFinishRow16 checks finishRow16 against finishRow into float32 and
+// the rounding of each value on its own, for both 16-bit formats: values
+// that round to subnormals, overflow float16 or are NaN, rows with a sink
+// and rows with neither keys nor sink.
+func TestFinishRow16(t *testing.T) {
+	acc := []float64{1, -3.5, 0x1p-130, -0x1p-140, 1e5, 7e4, math.NaN(), math.Inf(1), 0.1, 1e-300}
+	cases := []struct{ m, sum, sink float64 }{
+		{0, 1, math.Inf(-1)}, {2, 3.25, math.Inf(-1)}, {1, 2, 0.5}, {1, 2, 40}, {0, 0, math.Inf(-1)}, {0, 0, 1},
+	}
+	for _, f := range []attn.HalfFormat{attn.Float16, attn.BFloat16} {
+		for _, c := range cases {
+			want32 := make([]float32, len(acc))
+			wantLSE := finishRow(want32, acc, c.m, c.sum, c.sink)
+			got := make([]uint16, len(acc))
+			for x := range got {
+				got[x] = 0xffff // must be overwritten
+			}
+			lse := finishRow16(got, f, acc, c.m, c.sum, c.sink)
+			if lse != wantLSE && !(math.IsNaN(lse) && math.IsNaN(wantLSE)) {
+				t.Errorf("%v %+v: LSE %g, finishRow's %g", f, c, lse, wantLSE)
+			}
+			for x, v := range want32 {
+				if want := attn.Float32ToHalf(f, v); got[x] != want {
+					t.Errorf("%v %+v: value %d is %#04x, want %#04x (%g rounded)", f, c, x, got[x], want, v)
+				}
+			}
+		}
+	}
+}

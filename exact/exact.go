@@ -791,7 +791,7 @@ func (w *workspace[T]) work(st *tileState[T], total int) {
 			w.nonFinite.Store(true)
 		}
 		if tk.chunks == 1 {
-			w.finish(st.acc, st.rowMax, st.rowSum, tk.r0, tk.rows, st.pv)
+			w.finish(st.acc, st.rowMax, st.rowSum, tk.r0, tk.rows)
 			continue
 		}
 		e := w.p.E
@@ -1204,18 +1204,14 @@ func scaleRow(a []float64, s float64) {
 // finish writes global rows r0..r0+rows-1 from the accumulated state:
 // output acc/rowSum and LSE rowMax + log(rowSum), with each row's sink
 // joining the sum, or a zero row and -Inf for a row with neither keys nor
-// sink. A 16-bit output (out.O16) is rounded row by row through scratch
-// (at least E values) as its tile finishes.
-func (w *workspace[T]) finish(acc, rowMax, rowSum []float64, r0, rows int, scratch []T) {
+// sink. A 16-bit output (out.O16) is rounded as its tile finishes.
+func (w *workspace[T]) finish(acc, rowMax, rowSum []float64, r0, rows int) {
 	p, out, e := w.p, w.out, w.p.E
 	lse := out.LSE[r0:]
 	if out.O16 != nil {
 		o16 := out.O16[r0*e:]
 		for r := range rows {
-			lse[r] = finishRow(scratch[:e], acc[r*e:(r+1)*e], rowMax[r], rowSum[r], w.rowSink(r0+r))
-			for c, x := range scratch[:e] {
-				o16[r*e+c] = attn.Float32ToHalf(p.KVFormat, float32(x))
-			}
+			lse[r] = finishRow16(o16[r*e:(r+1)*e], p.KVFormat, acc[r*e:(r+1)*e], rowMax[r], rowSum[r], w.rowSink(r0+r))
 		}
 		return
 	}
@@ -1257,7 +1253,7 @@ func centreShift[T attn.Float](p *attn.Problem[T], r int, c []float64) float64 {
 func (w *workspace[T]) merge(st *tileState[T], tk task) {
 	rows := tk.rows
 	acc := combineParts(st, w.parts[tk.part:tk.part+tk.chunks], rows, w.p.E)
-	w.finish(acc, st.rowMax, st.rowSum, tk.r0, rows, st.pv)
+	w.finish(acc, st.rowMax, st.rowSum, tk.r0, rows)
 }
 
 // checkOutput turns what the scans found, and logits beyond the element

@@ -79,7 +79,9 @@ func RoundingAPriori(logit, sink float64, l int) float64 {
 // centre, or a nil result: not centred): sumErr plus the largest Rounding
 // over the rows with keys or a sink (those with lse -Inf have none). Rows
 // of centred heads bound their shifts again (a pass over the row's query),
-// so they are spread over GOMAXPROCS goroutines in chunks.
+// so when there are any the rows are spread over GOMAXPROCS goroutines in
+// chunks; without, a pass over the log-sum-exps is cheaper than waking
+// them.
 func Bound[T attn.Float](p *attn.Problem[T], lse []float64, sumErr float64, centre func(h int) []float64) float64 {
 	d, rows := p.D, p.Heads*p.N
 	chunks := (rows + chunkRows - 1) / chunkRows
@@ -109,7 +111,11 @@ func Bound[T attn.Float](p *attn.Problem[T], lse []float64, sumErr float64, cent
 			}
 		}
 	}
-	if chunks > 1 && centre != nil {
+	centred := false
+	for h := 0; h < p.Heads && centre != nil && !centred; h++ {
+		centred = centre(h) != nil
+	}
+	if chunks > 1 && centred {
 		parallel.For(context.Background(), runtime.GOMAXPROCS(0), chunks, chunk)
 	} else {
 		for x := range chunks {
