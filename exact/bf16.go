@@ -171,7 +171,7 @@ func absDotBF16(q []uint16, box []float64) float64 {
 	return (s0 + s1) + (s2 + s3)
 }
 
-// bf16ScanRows is how many rows one task of planBF16's scans reads.
+// bf16ScanRows is how many query rows one task of planBF16's scans reads.
 const bf16ScanRows = 1024
 
 // planBF16 measures p's inputs and decides: ok false sends p to the
@@ -183,23 +183,30 @@ const bf16ScanRows = 1024
 // s d 2^-125 to each logit, and to the output, relative to its value
 // column's max c, l 2^-126 (weights below 2^-126 stored as zero) plus
 // steps·2^-125 / c (the P V sums, steps = l or 2l products per entry).
-func planBF16(ctx context.Context, p *attn.Problem[float32], workers int) (bf16Plan, bool) {
+//
+// Each key tile is packed into buf (bf16Buffers.pack) as soon as it is
+// scanned, while it is in cache: read again after the scans, the inputs
+// came from memory, and packing them took 2% of a call at d = 64,
+// n = 4096. When ok is false that packing was for nothing.
+func planBF16(ctx context.Context, p *attn.Problem[float32], workers int, buf *bf16Buffers) (bf16Plan, bool) {
 	d, e := p.D, p.E
 	kvh := p.KVHeadCount()
-	// Keys and values, in chunks of rows per key/value head.
-	type task struct{ kh, j0, j1 int }
+	// Keys and values, a key tile per task.
+	type task struct{ kh, b, j0, j1 int }
 	var tasks []task
 	for kh := range kvh {
-		for j := 0; j < kvKeys(p, kh); j += bf16ScanRows {
-			tasks = append(tasks, task{kh, j, min(j+bf16ScanRows, kvKeys(p, kh))})
+		for j := 0; j < kvKeys(p, kh); j += bf16KeyTile {
+			tasks = append(tasks, task{kh, j / bf16KeyTile, j, min(j+bf16KeyTile, kvKeys(p, kh))})
 		}
 	}
+	buf.size(p)
 	keys, vals := make([]bf16Scan, len(tasks)), make([]bf16Scan, len(tasks))
 	parallel.For(ctx, workers, len(tasks), func(x int) {
 		tk := tasks[x]
 		keys[x], vals[x] = newBF16Scan(d), newBF16Scan(e)
 		keys[x].add(p.K16[(tk.kh*p.M+tk.j0)*d : (tk.kh*p.M+tk.j1)*d])
 		vals[x].add(p.V16[(tk.kh*p.M+tk.j0)*e : (tk.kh*p.M+tk.j1)*e])
+		buf.pack(p, tk.kh, tk.b)
 	})
 	box, colMax := make([][]float64, kvh), make([][]float64, kvh)
 	for kh := range kvh {
@@ -351,42 +358,48 @@ type bf16Buffers struct {
 
 var bf16Recycled recycler[bf16Buffers]
 
+// bf16Layout is where a problem's packed keys and values lie in
+// bf16Buffers: keys packed once per head for Q K^T, kLen values a head;
+// values packed per key tile for P V (so a tile's product starts at the
+// tile's own k = 0), vLen a head, vLen/blocks a tile.
+func bf16Layout(p *attn.Problem[float32]) (kLen, vLen, blocks int) {
+	blocks = (p.M + bf16KeyTile - 1) / bf16KeyTile
+	return kernels.PackedBF16Len(p.M, p.D), blocks * kernels.PackedBF16Len(p.E, bf16KeyTile), blocks
+}
+
+// size gives b the packed keys and values of p. They are left as the last
+// call left them: every block a product reads is packed, and packing
+// clears what it covers.
+func (b *bf16Buffers) size(p *attn.Problem[float32]) {
+	kLen, vLen, _ := bf16Layout(p)
+	kvh := p.KVHeadCount()
+	b.kp, b.vp = resized(b.kp, kvh*kLen), resized(b.vp, kvh*vLen)
+}
+
+// pack packs key tile t of key/value head kh of p into b (sized for p).
+func (b *bf16Buffers) pack(p *attn.Problem[float32], kh, t int) {
+	d, e := p.D, p.E
+	kLen, vLen, blocks := bf16Layout(p)
+	j0 := t * bf16KeyTile
+	// Only the keys some row attends are packed (the rest stay zero):
+	// padding beyond a head's key length may hold anything.
+	kb := min(bf16KeyTile, kvKeys(p, kh)-j0)
+	if kb <= 0 {
+		return
+	}
+	// A tile of keys is its own run of panels in the packed keys.
+	kernels.PackBF16NT(b.kp[kh*kLen+j0*roundUp(d, 32):], kb, d, p.K16[(kh*p.M+j0)*d:], d)
+	kernels.PackBF16NN(b.vp[kh*vLen+t*vLen/blocks:], kb, e, p.V16[(kh*p.M+j0)*e:], e)
+}
+
 // forwardBF16 is exact attention on bfloat16 products for a problem
-// bf16Applies to and planBF16 accepted, into out.O16 (rounded to
-// bfloat16) or out.O.
-func forwardBF16(ctx context.Context, workers int, p *attn.Problem[float32], out *attn.Output[float32], pl bf16Plan) (attn.Stats, error) {
+// bf16Applies to and planBF16 accepted, with the keys and values planBF16
+// packed into buf, into out.O16 (rounded to bfloat16) or out.O.
+func forwardBF16(ctx context.Context, workers int, p *attn.Problem[float32], out *attn.Output[float32], pl bf16Plan, buf *bf16Buffers) (attn.Stats, error) {
 	d, e := p.D, p.E
 	dp, ep := roundUp(d, 32), roundUp(e, 16)
-	kvh := p.KVHeadCount()
-	// Keys packed once per head for Q K^T; values packed per key tile for
-	// P V (so a tile's product starts at the tile's own k = 0).
-	blocks := (p.M + bf16KeyTile - 1) / bf16KeyTile
-	kLen, vLen := kernels.PackedBF16Len(p.M, d), blocks*kernels.PackedBF16Len(e, bf16KeyTile)
-	buf := bf16Recycled.get()
-	if buf == nil {
-		buf = new(bf16Buffers)
-	}
-	defer bf16Recycled.put(buf)
-	// Left as the last call left them: every block a product reads is
-	// packed below, and packing clears what it covers.
-	buf.kp, buf.vp = resized(buf.kp, kvh*kLen), resized(buf.vp, kvh*vLen)
+	kLen, vLen, blocks := bf16Layout(p)
 	kp, vp := buf.kp, buf.vp
-	parallel.For(ctx, workers, kvh*blocks, func(t int) {
-		kh, b := t/blocks, t%blocks
-		j0 := b * bf16KeyTile
-		// Only the keys some row attends are packed (the rest stay zero):
-		// padding beyond a head's key length may hold anything.
-		kb := min(bf16KeyTile, kvKeys(p, kh)-j0)
-		if kb <= 0 {
-			return
-		}
-		// A tile of keys is its own run of panels in the packed keys.
-		kernels.PackBF16NT(kp[kh*kLen+j0*dp:], kb, d, p.K16[(kh*p.M+j0)*d:], d)
-		kernels.PackBF16NN(vp[kh*vLen+b*vLen/blocks:], kb, e, p.V16[(kh*p.M+j0)*e:], e)
-	})
-	if err := ctx.Err(); err != nil {
-		return attn.Stats{}, err
-	}
 	tiles := (p.N + bf16QueryTile - 1) / bf16QueryTile
 	if workers <= 0 {
 		workers = 1
@@ -571,13 +584,18 @@ func forward32BF16(ctx context.Context, workers int, p *attn.Problem[float32], o
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	pl, ok := planBF16(ctx, p, workers)
+	buf := bf16Recycled.get()
+	if buf == nil {
+		buf = new(bf16Buffers)
+	}
+	defer bf16Recycled.put(buf)
+	pl, ok := planBF16(ctx, p, workers, buf)
 	if err := ctx.Err(); err != nil {
 		return attn.Stats{}, true, err
 	}
 	if !ok {
 		return attn.Stats{}, false, nil
 	}
-	st, err := forwardBF16(ctx, workers, p, out, pl)
+	st, err := forwardBF16(ctx, workers, p, out, pl, buf)
 	return st, true, err
 }
