@@ -35,6 +35,25 @@ func bf16Cases() []attntest.Case {
 				p.K[i] += 4
 			}
 		}},
+		// Keys that grow from one 512-key tile to the next, gently (the
+		// rows' maxima rise by less than bf16ShiftLag: weights above 1)
+		// and steeply (by more: rows done again with their new max).
+		{Name: "rising-keys-gently", Heads: 1, N: 128, M: 2048, D: 64, E: 32, Shape: risingKeys(0.15)},
+		{Name: "rising-keys-steeply", Heads: 1, N: 128, M: 2048, D: 64, E: 32, QScale: 2, Shape: risingKeys(1.5)},
+	}
+}
+
+// risingKeys scales key tile t (bf16KeyTile keys) by 1 + rate t.
+func risingKeys(rate float64) func(*rand.Rand, *attn.Problem[float64]) {
+	return func(_ *rand.Rand, p *attn.Problem[float64]) {
+		for j := range p.M {
+			f := 1 + rate*float64(j/bf16KeyTile)
+			for h := range p.KVHeadCount() {
+				for t := range p.D {
+					p.K[(h*p.M+j)*p.D+t] *= f
+				}
+			}
+		}
 	}
 }
 

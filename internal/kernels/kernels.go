@@ -17,6 +17,7 @@ package kernels
 
 import (
 	"math"
+	"slices"
 	"unsafe"
 )
 
@@ -190,6 +191,46 @@ func Exp2RowsBF16(s []float32, ld, rows, cols int, scale float32, shifts, sums [
 		panic("kernels: Exp2RowsBF16: bad dimensions")
 	}
 	exp2RowsBF16(s, ld, rows, cols, scale, shifts, sums, hi, lo)
+}
+
+// Exp2RowsMaxBF16 is Exp2RowsBF16 that leaves s as it is and, once row
+// i's shift is used, replaces shifts[i] by the row's largest score: the
+// softmax of a tile whose shifts come from earlier tiles learns the
+// tile's own maxima in the same pass over the scores (a row whose max
+// came out too far above its shift can then be done again). The rows'
+// scores must be finite.
+func Exp2RowsMaxBF16(s []float32, ld, rows, cols int, scale float32, shifts, sums []float32, hi, lo []uint16) {
+	if rows <= 0 || cols <= 0 {
+		return
+	}
+	n := (rows-1)*ld + cols
+	if ld < cols || len(s) < n || len(shifts) < rows || len(sums) < rows || len(hi) < n || (lo != nil && len(lo) < n) {
+		panic("kernels: Exp2RowsMaxBF16: bad dimensions")
+	}
+	exp2RowsMaxBF16(s, ld, rows, cols, scale, shifts, sums, hi, lo)
+}
+
+// exp2RowsMaxBF16Go is Exp2RowsMaxBF16 a row at a time, each row's
+// weights formed in a copy by the kernel Exp2RowsBF16 uses on this level
+// (exp2ShiftSum32, as exp2Rows32's row-block forms give the same values
+// and sums), so the two agree bit for bit.
+func exp2RowsMaxBF16Go(s []float32, ld, rows, cols int, scale float32, shifts, sums []float32, hi, lo []uint16) {
+	var stack [512]float32
+	w := stack[:min(cols, len(stack))]
+	if cols > len(stack) {
+		w = make([]float32, cols)
+	}
+	for i := range rows {
+		row, h := s[i*ld:i*ld+cols], hi[i*ld:i*ld+cols]
+		copy(w, row)
+		sums[i] = exp2ShiftSum32(w, scale, shifts[i])
+		shifts[i] = slices.Max(row)
+		if lo != nil {
+			splitBF16(h, lo[i*ld:i*ld+cols], w)
+		} else {
+			f32ToBF16(h, w)
+		}
+	}
 }
 
 // exp2RowsBF16Go is Exp2RowsBF16 in its definition's two steps.

@@ -481,6 +481,17 @@ func exp2RowsBF16(s []float32, ld, rows, cols int, scale float32, shifts, sums [
 	}
 }
 
+func exp2RowsMaxBF16(s []float32, ld, rows, cols int, scale float32, shifts, sums []float32, hi, lo []uint16) {
+	switch {
+	case !rowsAVX512(cols) || !useBF16:
+		exp2RowsMaxBF16Go(s, ld, rows, cols, scale, shifts, sums, hi, lo)
+	case lo != nil:
+		exp2RowsMaxSplitBF16AVX512(&s[0], ld, rows, cols, scale, &shifts[0], &sums[0], &hi[0], &lo[0])
+	default:
+		exp2RowsMaxRoundBF16AVX512(&s[0], ld, rows, cols, scale, &shifts[0], &sums[0], &hi[0])
+	}
+}
+
 func expShiftSum64(x []float64, scale, shift float64) float64 {
 	switch {
 	case len(x) == 0:

@@ -113,3 +113,7 @@ func maxFinite64(x []float64) (float64, bool) { return maxGo(x), finiteGo(x) }
 func exp2RowsBF16(s []float32, ld, rows, cols int, scale float32, shifts, sums []float32, hi, lo []uint16) {
 	exp2RowsBF16Go(s, ld, rows, cols, scale, shifts, sums, hi, lo)
 }
+
+func exp2RowsMaxBF16(s []float32, ld, rows, cols int, scale float32, shifts, sums []float32, hi, lo []uint16) {
+	exp2RowsMaxBF16Go(s, ld, rows, cols, scale, shifts, sums, hi, lo)
+}

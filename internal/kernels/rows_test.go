@@ -63,7 +63,10 @@ func TestRowsMatchPerRow(t *testing.T) {
 // level and with AVX512_BF16's conversions on and off, against its
 // definition (Exp2Rows32, then SplitBF16 or Float32ToBF16 row by row), bit
 // for bit, on widths up to 512 with padded strides, and that the entries
-// of hi and lo outside the rows are untouched.
+// of hi and lo outside the rows are untouched; and Exp2RowsMaxBF16 against
+// Exp2RowsBF16, bit for bit, with its rows' maxima in shifts and s as it
+// was. The shifts lie up to 4 from the rows' maxima, either side (the
+// weights exceed 1 below).
 func TestExp2RowsBF16(t *testing.T) {
 	r := rand.New(rand.NewPCG(33, 34))
 	for _, l := range levels() {
@@ -81,8 +84,9 @@ func TestExp2RowsBF16(t *testing.T) {
 						const scale = float32(0.18033688)
 						for i := range rows {
 							m, _ := MaxFinite32(s[i*ld : i*ld+cols])
-							shifts[i] = scale * m
+							shifts[i] = scale*m + float32(r.IntN(9)-4)
 						}
+						orig := append([]float32(nil), s...)
 						want, wantSums := append([]float32(nil), s...), make([]float32, rows)
 						wantHi, wantLo := make([]uint16, n), make([]uint16, n)
 						hi, lo, sums := make([]uint16, n), make([]uint16, n), make([]float32, rows)
@@ -107,7 +111,31 @@ func TestExp2RowsBF16(t *testing.T) {
 							}
 							Exp2RowsBF16(s, ld, rows, cols, scale, shifts, sums, hi, loArg)
 						})
+						s2, maxes, sums2 := append([]float32(nil), orig...), append([]float32(nil), shifts...), make([]float32, rows)
+						hi2, lo2 := make([]uint16, n), make([]uint16, n)
+						for i := range n {
+							hi2[i], lo2[i] = uint16(i), uint16(3*i)
+						}
+						var lo2Arg []uint16
+						if split {
+							lo2Arg = lo2
+						}
+						atLevel(t, l, func() { Exp2RowsMaxBF16(s2, ld, rows, cols, scale, maxes, sums2, hi2, lo2Arg) })
 						useBF16 = saved
+						for i := range n {
+							if hi2[i] != wantHi[i] || lo2[i] != wantLo[i] {
+								t.Fatalf("Exp2RowsMaxBF16 %s bf16 %v split %v %dx%d: entry %d is %#x, %#x, want %#x, %#x", levelName(l), bf16, split, rows, cols, i, hi2[i], lo2[i], wantHi[i], wantLo[i])
+							}
+							if math.Float32bits(s2[i]) != math.Float32bits(orig[i]) {
+								t.Fatalf("Exp2RowsMaxBF16 %s bf16 %v split %v %dx%d: score %d changed from %g to %g", levelName(l), bf16, split, rows, cols, i, orig[i], s2[i])
+							}
+						}
+						for i := range rows {
+							m, _ := MaxFinite32(orig[i*ld : i*ld+cols])
+							if maxes[i] != m || math.Float32bits(sums2[i]) != math.Float32bits(wantSums[i]) {
+								t.Fatalf("Exp2RowsMaxBF16 %s bf16 %v split %v %dx%d row %d: max %g, sum %g, want %g, %g", levelName(l), bf16, split, rows, cols, i, maxes[i], sums2[i], m, wantSums[i])
+							}
+						}
 						for i := range n {
 							if hi[i] != wantHi[i] || lo[i] != wantLo[i] {
 								t.Fatalf("%s bf16 %v split %v %dx%d: entry %d is %#x, %#x, want %#x, %#x", levelName(l), bf16, split, rows, cols, i, hi[i], lo[i], wantHi[i], wantLo[i])

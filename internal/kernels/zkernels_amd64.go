@@ -1124,6 +1124,12 @@ func exp2RowsSplitBF16AVX512(s *float32, ld int, rows int, cols int, scale float
 func exp2RowsRoundBF16AVX512(s *float32, ld int, rows int, cols int, scale float32, shifts *float32, sums *float32, hi *uint16)
 
 //go:noescape
+func exp2RowsMaxSplitBF16AVX512(s *float32, ld int, rows int, cols int, scale float32, shifts *float32, sums *float32, hi *uint16, lo *uint16)
+
+//go:noescape
+func exp2RowsMaxRoundBF16AVX512(s *float32, ld int, rows int, cols int, scale float32, shifts *float32, sums *float32, hi *uint16)
+
+//go:noescape
 func gemmStripsF32AVX512(strips int, k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, acc int, pf *byte, lines int)
 
 //go:noescape

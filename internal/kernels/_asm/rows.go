@@ -9,8 +9,10 @@ import "fmt"
 func genRows() {
 	genMaxRows()
 	genExp2Rows()
-	genExp2RowsBF16(true)
-	genExp2RowsBF16(false)
+	for _, withMax := range []bool{false, true} {
+		genExp2RowsBF16(true, withMax)
+		genExp2RowsBF16(false, withMax)
+	}
 }
 
 // genMaxRows emits maxRowsF32AVX512(s *float32, ld int, rows int, cols int,
@@ -112,14 +114,26 @@ func genExp2Rows() {
 // nearest even) and, split, the remainder weight - hi in lo, as
 // splitBF16AVX512 stores them: the AMX path's P for its P V product,
 // without the float32 weights' trip through memory. AVX512_BF16.
-func genExp2RowsBF16(split bool) {
+//
+// withMax (exp2RowsMaxSplitBF16AVX512, exp2RowsMaxRoundBF16AVX512) also
+// folds each score into four running maxima (VMAXPS from memory, on the
+// add pipes the exponential leaves idle) and, once the row is done,
+// stores their largest over shifts[i]: a tile whose shifts are earlier
+// tiles' maxima learns its own without a pass of its own over the scores.
+// Z18-Z21 hold the maxima.
+func genExp2RowsBF16(split, withMax bool) {
 	is := avx512
-	name := "exp2RowsRoundBF16AVX512"
+	kind := "Round"
 	params := ps("s", "*float32", "ld", "int", "rows", "int", "cols", "int", "scale", "float32", "shifts", "*float32", "sums", "*float32", "hi", "*uint16")
 	if split {
-		name = "exp2RowsSplitBF16AVX512"
+		kind = "Split"
 		params = append(params, ps("lo", "*uint16")...)
 	}
+	name := "exp2Rows" + kind + "BF16AVX512"
+	if withMax {
+		name = "exp2RowsMax" + kind + "BF16AVX512"
+	}
+	mx := func(i int) string { return fmt.Sprintf("Z%d", 18+i) }
 	f := sig(name, params, nil)
 	text(f)
 	r := newExpRows()
@@ -137,6 +151,9 @@ func genExp2RowsBF16(split bool) {
 		var ys, ks, qs []string
 		for i := range v {
 			emit("VMULPS %d(DI), %s, %s", i*64, scale, yr(i))
+			if withMax {
+				emit("VMAXPS %d(DI), %s, %s", i*64, mx(i), mx(i))
+			}
 			ys, ks, qs = append(ys, yr(i)), append(ks, kr(i)), append(qs, qr(i))
 		}
 		for i := range v {
@@ -175,6 +192,12 @@ func genExp2RowsBF16(split bool) {
 	for i := range u {
 		emit("VPXORD %[1]s, %[1]s, %[1]s", sum(i))
 	}
+	if withMax {
+		emit("VMOVUPS (DI), %s", mx(0))
+		for i := 1; i < u; i++ {
+			emit("VMOVAPS %s, %s", mx(0), mx(i))
+		}
+	}
 	label("loopu")
 	emit("CMPQ CX, $%d", u*16)
 	emit("JLT loop1")
@@ -187,6 +210,13 @@ func genExp2RowsBF16(split bool) {
 	emit("JMP loop1")
 	label("reduce")
 	r.sumRow()
+	if withMax {
+		emit("VMAXPS %s, %s, %s", mx(1), mx(0), mx(0))
+		emit("VMAXPS %s, %s, %s", mx(3), mx(2), mx(2))
+		// Into Z0 (free now): VEX forms reach only registers below 16.
+		emit("VMAXPS %s, %s, Z0", mx(2), mx(0))
+		hreduce("MAX", f32, 0, true, "(R10)")
+	}
 	emit("ADDQ R8, SI")
 	emit("ADDQ AX, R13")
 	if split {
