@@ -73,9 +73,13 @@ func BenchmarkBF16Prefill(b *testing.B) {
 	}
 }
 
-// BenchmarkBF16TilePhases times each step of one bfloat16 tile (64 queries x
-// 256 keys, d = e in {64, 128}) on one core: microseconds per step, best
-// of many batches of 4 calls.
+// BenchmarkBF16TilePhases times each step of one bfloat16 tile
+// (bf16QueryTile x bf16KeyTile, 64 queries x 512 keys, d = e in {64, 128})
+// on one core: microseconds per step, best of many batches of 4 calls.
+// The tile's softmax runs either as maxrows then exp2rows (a tile's first,
+// or one whose rows have seen no key yet) or as exp2rowsmax alone
+// (lagShifts), each with P rounded; max, exp, round and split are the
+// per-row steps of the other rows.
 func BenchmarkBF16TilePhases(b *testing.B) {
 	if !kernels.PackedBF16Fast() {
 		b.Skip("no hardware bfloat16 products here")
@@ -93,11 +97,26 @@ func BenchmarkBF16TilePhases(b *testing.B) {
 			pv := make([]float32, rows*d)
 			acc := make([]float64, rows*d)
 			scale := float32(ph.Scale)
+			// The row-block steps' shifts: the rows' maxima, as a tile's
+			// first would take them (exp2rowsmax overwrites its copy).
+			kernels.GemmPackedBF16(rows, cols, d, ph.Q16, d, kp, s, cols, false)
+			shifts, lagged, sums := make([]float32, rows), make([]float32, rows), make([]float32, rows)
+			kernels.MaxRows32(s, cols, rows, cols, shifts)
+			for r := range shifts {
+				shifts[r] *= scale
+			}
 			phases := []struct {
 				name string
 				f    func()
 			}{
 				{"qk", func() { kernels.GemmPackedBF16(rows, cols, d, ph.Q16, d, kp, s, cols, false) }},
+				// These three leave the scores as they are.
+				{"maxrows", func() { kernels.MaxRows32(s, cols, rows, cols, sums) }},
+				{"exp2rows", func() { kernels.Exp2RowsBF16(s, cols, rows, cols, scale, shifts, sums, hi, nil) }},
+				{"exp2rowsmax", func() {
+					copy(lagged, shifts)
+					kernels.Exp2RowsMaxBF16(s, cols, rows, cols, scale, lagged, sums, hi, nil)
+				}},
 				{"max", func() {
 					for r := range rows {
 						kernels.Max32(s[r*cols : (r+1)*cols])
@@ -133,8 +152,11 @@ func BenchmarkBF16TilePhases(b *testing.B) {
 				b.ReportMetric(float64(best[x].Nanoseconds())/1e3, ph.name+"-µs")
 			}
 			flops := 2 * float64(rows*cols*d)
-			b.ReportMetric(flops/best[0].Seconds()/1e9, "qk-GFLOP/s")
-			b.ReportMetric(flops/best[5].Seconds()/1e9, "pv-GFLOP/s")
+			for x, ph := range phases {
+				if ph.name == "qk" || ph.name == "pv" {
+					b.ReportMetric(flops/best[x].Seconds()/1e9, ph.name+"-GFLOP/s")
+				}
+			}
 		})
 	}
 }
