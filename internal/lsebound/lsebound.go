@@ -98,7 +98,7 @@ func Bound[T attn.Float](p *attn.Problem[T], lse []float64, sumErr float64, cent
 				c = centre(h)
 			}
 			if c == nil {
-				if big, ok := largestFinite(lse[r:end]); ok {
+				if big, ok := largestMagnitude(lse[r:end]); ok {
 					worst[x] = max(worst[x], Rounding[T](nil, nil, p.Scale, p.Sink(h), big, p.KeyLen(h)))
 				}
 				r = end
@@ -125,10 +125,10 @@ func Bound[T attn.Float](p *attn.Problem[T], lse []float64, sumErr float64, cent
 	return sumErr + slices.Max(append(worst, 0))
 }
 
-// largestFinite is the largest |x| over the entries of lse other than -Inf
+// largestMagnitude is the largest |x| over the entries of lse other than -Inf
 // (rows without keys or a sink), NaN if one is NaN; ok false when every
 // entry is -Inf.
-func largestFinite(lse []float64) (big float64, ok bool) {
+func largestMagnitude(lse []float64) (big float64, ok bool) {
 	for _, v := range lse {
 		if !math.IsInf(v, -1) {
 			big, ok = max(big, math.Abs(v)), true
