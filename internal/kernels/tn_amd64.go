@@ -8,19 +8,35 @@ import (
 )
 
 func gemmTN32(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
-	gemmTNLevel(&gemmTNF32AVX512, &gemmF32AVX2, &pool32, m, n, k, a, lda, b, ldb, c, ldc)
+	gemmTNLevel(&gemmTNF32AVX512, &gemmF32AVX2, &pool32, tnInPlace32, m, n, k, a, lda, b, ldb, c, ldc)
 }
 
 func gemmTN64(m, n, k int, a []float64, lda int, b []float64, ldb int, c []float64, ldc int) {
-	gemmTNLevel(&gemmTNF64AVX512, &gemmF64AVX2, &pool64, m, n, k, a, lda, b, ldb, c, ldc)
+	gemmTNLevel(&gemmTNF64AVX512, &gemmF64AVX2, &pool64, false, m, n, k, a, lda, b, ldb, c, ldc)
 }
 
-// gemmTNLevel dispatches C += A^T B: the TN microkernels tn on AVX-512, a
-// transposed copy of A and the NN kernels nn on AVX2, else portable Go.
-func gemmTNLevel[T float32 | float64](tn, nn *gemmKernels[T], pool *sync.Pool, m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int) {
+// tnInPlace32 is whether float32 TN products read B in place, k whole,
+// instead of copying it into panels of tnPanelBytes (see gemmTNAsm): on
+// cores whose L1 data cache holds 48 KiB or more. On a 2-vCPU Intel Xeon
+// with AMX (48 KiB L1, 2 MiB L2), a 256 x 128 x 192 product in cache
+// (dK += dS^T Q at d = 128) took 62.1 us at best read in place and 67.1
+// us through 16 KiB panels, and whole float32 backward calls (n = 16384,
+// calls alternating in one process) took 0.978-0.985 of the time (median
+// pairs) at d = 64 and 128; float64 did not gain (0.991 on the median,
+// 1.020 at best). On the Skylake-class core with a 32 KiB L1 for which
+// the panels were made, reading in place was the slower (see
+// tnPanelBytes). A variable so that tests can run both ways.
+var tnInPlace32 = l1DataBytes() >= 48<<10
+
+// gemmTNLevel dispatches C += A^T B: the TN microkernels tn on AVX-512
+// (B read in place if inPlace, else through packed panels), a transposed
+// copy of A and the NN kernels nn on AVX2, else portable Go.
+func gemmTNLevel[T float32 | float64](tn, nn *gemmKernels[T], pool *sync.Pool, inPlace bool, m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int) {
 	switch {
 	case level == levelGo || !tnOK(m, n, k, len(a), lda, len(b), ldb, len(c), ldc):
 		gemmTNGo(m, n, k, a, lda, b, ldb, c, ldc)
+	case level == levelAVX512 && inPlace:
+		gemmTNInPlace(tn, m, n, k, a, lda, b, ldb, c, ldc)
 	case level == levelAVX512:
 		gemmTNAsm(tn, pool, m, n, k, a, lda, b, ldb, c, ldc)
 	default:
@@ -71,6 +87,20 @@ func gemmTNAsm[T float32 | float64](g *gemmKernels[T], pool *sync.Pool, m, n, k 
 		}
 	}
 	pool.Put(bp)
+}
+
+// gemmTNInPlace runs the TN microkernels over C with B read in place and
+// k whole: each mr x nr block of C is loaded and stored once, after all k
+// steps, where gemmTNAsm's panels of tnPanelBytes split k into slices
+// (at 192 rows, three for float32) and add to C after each, and copy B
+// first.
+func gemmTNInPlace[T float32 | float64](g *gemmKernels[T], m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int) {
+	for j := 0; j < n; j += g.nr {
+		kr, tail := g.pick(min(g.nr, n-j))
+		for i := 0; i < m; i += g.mr {
+			kr[min(g.mr, m-i)-1](k, &a[i], lda, &b[j], ldb, &c[i*ldc+j], ldc, tail, 1)
+		}
+	}
 }
 
 // gemmTNViaNN transposes A into a pooled buffer and runs the NN driver

@@ -32,12 +32,14 @@ func TestGemmTNLevels(t *testing.T) {
 				}
 			}
 			for _, l := range levels() {
-				name := fmt.Sprintf("TN %s %v ld=%d,%d,%d", levelName(l), sz, lda, ldb, ldc)
-				atLevel(t, l, func() {
-					got, got32 := guarded(c0), guarded(to32(c0))
-					GemmTN64(m, n, k, guarded(a), lda, guarded(b), ldb, got, ldc)
-					GemmTN32(m, n, k, guarded(to32(a)), lda, guarded(to32(b)), ldb, got32, ldc)
-					checkClose2(t, name, c0, want, got, got32, ldc, n, k)
+				withTNModes(func(mode string) {
+					name := fmt.Sprintf("TN %s (%s) %v ld=%d,%d,%d", levelName(l), mode, sz, lda, ldb, ldc)
+					atLevel(t, l, func() {
+						got, got32 := guarded(c0), guarded(to32(c0))
+						GemmTN64(m, n, k, guarded(a), lda, guarded(b), ldb, got, ldc)
+						GemmTN32(m, n, k, guarded(to32(a)), lda, guarded(to32(b)), ldb, got32, ldc)
+						checkClose2(t, name, c0, want, got, got32, ldc, n, k)
+					})
 				})
 			}
 		}
@@ -59,19 +61,21 @@ func TestGemmTNAsmVsGo(t *testing.T) {
 			GemmTN64(m, d, k, a, lda, b, d, ref64, d)
 		})
 		for _, l := range levels()[1:] {
-			got, got64 := make([]float32, m*d), make([]float64, m*d)
-			atLevel(t, l, func() {
-				GemmTN32(m, d, k, a32, lda, b32, d, got, d)
-				GemmTN64(m, d, k, a, lda, b, d, got64, d)
+			withTNModes(func(mode string) {
+				got, got64 := make([]float32, m*d), make([]float64, m*d)
+				atLevel(t, l, func() {
+					GemmTN32(m, d, k, a32, lda, b32, d, got, d)
+					GemmTN64(m, d, k, a, lda, b, d, got64, d)
+				})
+				for i := range got {
+					if math.Abs(float64(got[i]-ref[i])) > 2e-6*float64(k) {
+						t.Fatalf("%s (%s) float32 d=%d: %d: %g vs go %g", levelName(l), mode, d, i, got[i], ref[i])
+					}
+					if math.Abs(got64[i]-ref64[i]) > 1e-14*float64(k) {
+						t.Fatalf("%s (%s) float64 d=%d: %d: %g vs go %g", levelName(l), mode, d, i, got64[i], ref64[i])
+					}
+				}
 			})
-			for i := range got {
-				if math.Abs(float64(got[i]-ref[i])) > 2e-6*float64(k) {
-					t.Fatalf("%s float32 d=%d: %d: %g vs go %g", levelName(l), d, i, got[i], ref[i])
-				}
-				if math.Abs(got64[i]-ref64[i]) > 1e-14*float64(k) {
-					t.Fatalf("%s float64 d=%d: %d: %g vs go %g", levelName(l), d, i, got64[i], ref64[i])
-				}
-			}
 		}
 	}
 }
