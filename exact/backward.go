@@ -35,8 +35,8 @@ import (
 // Five products per tile and no transposes: the key tile and the value
 // tile are packed once (as the forward packs a head's keys) for S = Q K^T
 // and dP = dO V^T; dK += dS^T Q and dV += P^T dO read the score tiles down
-// their columns and read Q and dO in place or, on cores with a smaller
-// L1 and in float64, copied into L1 a 16 KiB panel at a time
+// their columns and read Q and dO in place (float32 on cores with an L1
+// of 48 KiB or more) or copy them into L1 a 16 KiB panel at a time
 // (kernels.GemmTN32/64), so the query rows S and dP bring into cache serve
 // these products too; dQ += dS K reads the keys in place. (dK and dV were
 // accumulated transposed from copies of Q^T and dO^T made once per call:
