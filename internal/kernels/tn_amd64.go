@@ -17,7 +17,7 @@ func gemmTN64(m, n, k int, a []float64, lda int, b []float64, ldb int, c []float
 
 // tnInPlace32 is whether float32 TN products read B in place, k whole,
 // instead of copying it into panels of tnPanelBytes (see gemmTNAsm): on
-// cores whose L1 data cache holds 48 KiB or more. On a 2-vCPU Intel Xeon
+// cores whose L1 data cache holds 48 KiB or more (set by init). On a 2-vCPU Intel Xeon
 // with AMX (48 KiB L1, 2 MiB L2), a 256 x 128 x 192 product in cache
 // (dK += dS^T Q at d = 128) took 62.1 us at best read in place and 67.1
 // us through 16 KiB panels, and whole float32 backward calls (n = 16384,
@@ -26,7 +26,7 @@ func gemmTN64(m, n, k int, a []float64, lda int, b []float64, ldb int, c []float
 // 1.020 at best). On the Skylake-class core with a 32 KiB L1 for which
 // the panels were made, reading in place was the slower (see
 // tnPanelBytes). A variable so that tests can run both ways.
-var tnInPlace32 = l1DataBytes() >= 48<<10
+var tnInPlace32 bool
 
 // gemmTNLevel dispatches C += A^T B: the TN microkernels tn on AVX-512
 // (B read in place if inPlace, else through packed panels), a transposed
@@ -45,13 +45,24 @@ func gemmTNLevel[T float32 | float64](tn, nn *gemmKernels[T], pool *sync.Pool, i
 }
 
 // tnPanelBytes bounds the packed panel of B that gemmTNAsm keeps in L1
-// down a column of C's blocks: half of a 32 KiB L1, with room for the
-// rows of A. Read in place, a 192-row float32 panel (48 KiB, and at
-// d = 128 a 512-byte row stride that maps its lines to half of L1's sets)
-// came back from L2 for every block: on a 32 KiB-L1 Skylake, packed 16
-// KiB panels made the backward 2-4% faster (median of paired calls), 24
-// KiB ones no faster than 16.
-const tnPanelBytes = 16 << 10
+// down a column of C's blocks: half of the L1, with room for the rows of
+// A, as 16 KiB of a 32 KiB L1 or 24 KiB of 48 KiB or more. Read in place,
+// a 192-row float32 panel (48 KiB, and at d = 128 a 512-byte row stride
+// that maps its lines to half of L1's sets) came back from L2 for every
+// block: on a 32 KiB-L1 Skylake, packed 16 KiB panels made the backward
+// 2-4% faster (median of paired calls), 24 KiB ones no faster than 16.
+// On the 48 KiB-L1 Xeon of tnInPlace32, 24 KiB panels hold the float64
+// backward's 96 query rows whole (16 KiB split them in two): whole
+// float64 backward calls at d = 128, n = 16384 took 0.981-0.998 of the
+// time on the median pair in four runs of alternating calls, and at
+// d = 64 0.985-1.017 in three.
+var tnPanelBytes = 16 << 10
+
+func init() {
+	if l1DataBytes() >= 48<<10 {
+		tnPanelBytes, tnInPlace32 = 24<<10, true
+	}
+}
 
 // copyRowBytes is the row that copyRows256AVX512 copies: a whole panel
 // row of the AVX-512 TN families (64 float32, 32 float64).
