@@ -17,15 +17,17 @@ func gemmTN64(m, n, k int, a []float64, lda int, b []float64, ldb int, c []float
 
 // tnInPlace32 is whether float32 TN products read B in place, k whole,
 // instead of copying it into panels of tnPanelBytes (see gemmTNAsm): on
-// cores whose L1 data cache holds 48 KiB or more (set by init). On a 2-vCPU Intel Xeon
-// with AMX (48 KiB L1, 2 MiB L2), a 256 x 128 x 192 product in cache
-// (dK += dS^T Q at d = 128) took 62.1 us at best read in place and 67.1
-// us through 16 KiB panels, and whole float32 backward calls (n = 16384,
-// calls alternating in one process) took 0.979-0.985 of the time (median
-// pairs) at d = 64 and 128; float64 did not gain (0.991 on the median,
-// 1.020 at best). On the Skylake-class core with a 32 KiB L1 for which
+// cores whose L1 data cache holds 48 KiB or more (set by init). On a
+// 2-vCPU Intel Xeon with AMX (48 KiB L1, 2 MiB L2), a 256 x 128 x 192
+// product in cache (dK += dS^T Q at d = 128) took 62.1 us at best read
+// in place and 67.1 us through 16 KiB panels, and whole float32 backward
+// calls (n = 16384, calls alternating in one process) took 0.979-0.985
+// of the time (median pairs) at d = 64 and 128. float64 read in place
+// did not gain (0.991 on the median, 1.020 at best) and takes the larger
+// panels instead. On the Skylake-class core with a 32 KiB L1 for which
 // the panels were made, reading in place was the slower (see
-// tnPanelBytes). A variable so that tests can run both ways.
+// tnPanelBytes). A variable, as tnPanelBytes, so that tests can run
+// every mode.
 var tnInPlace32 bool
 
 // gemmTNLevel dispatches C += A^T B: the TN microkernels tn on AVX-512
