@@ -10,5 +10,6 @@ func TestParseCacheSize(t *testing.T) {
 			t.Errorf("parseCacheSize(%q) = %d, want %d", s, got, want)
 		}
 	}
+	tnSetup.Do(chooseTNModes)
 	t.Logf("L1 data cache: %d bytes; float32 TN products read B in place: %v", l1DataBytes(), tnInPlace32)
 }

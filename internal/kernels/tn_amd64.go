@@ -8,16 +8,18 @@ import (
 )
 
 func gemmTN32(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
+	tnSetup.Do(chooseTNModes)
 	gemmTNLevel(&gemmTNF32AVX512, &gemmF32AVX2, &pool32, tnInPlace32, m, n, k, a, lda, b, ldb, c, ldc)
 }
 
 func gemmTN64(m, n, k int, a []float64, lda int, b []float64, ldb int, c []float64, ldc int) {
+	tnSetup.Do(chooseTNModes)
 	gemmTNLevel(&gemmTNF64AVX512, &gemmF64AVX2, &pool64, false, m, n, k, a, lda, b, ldb, c, ldc)
 }
 
 // tnInPlace32 is whether float32 TN products read B in place, k whole,
 // instead of copying it into panels of tnPanelBytes (see gemmTNAsm): on
-// cores whose L1 data cache holds 48 KiB or more (set by init). On a
+// cores whose L1 data cache holds 48 KiB or more (see chooseTNModes). On a
 // 2-vCPU Intel Xeon with AMX (48 KiB L1, 2 MiB L2), a 256 x 128 x 192
 // product in cache (dK += dS^T Q at d = 128) took 62.1 us at best read
 // in place and 67.1 us through 16 KiB panels, and whole float32 backward
@@ -60,7 +62,14 @@ func gemmTNLevel[T float32 | float64](tn, nn *gemmKernels[T], pool *sync.Pool, i
 // d = 64 0.985-1.017 in three.
 var tnPanelBytes = 16 << 10
 
-func init() {
+// tnSetup runs chooseTNModes once, at the first TN product rather than
+// at start-up: reading sysfs takes about 65 us, which a program that
+// never runs a backward pass need not pay.
+var tnSetup sync.Once
+
+// chooseTNModes sets tnPanelBytes and tnInPlace32 from the L1 data
+// cache's size.
+func chooseTNModes() {
 	if l1DataBytes() >= 48<<10 {
 		tnPanelBytes, tnInPlace32 = 24<<10, true
 	}
