@@ -22,8 +22,9 @@ import (
 // median over iterations of each backward's time over the forward's just
 // before it as "bwd/fwd-pair", which compares calls that ran in the same
 // phase of a shared machine (a ratio of bests can pair a forward from a
-// fast phase with a backward from a slower one). With -short it keeps to
-// n = 4096.
+// fast phase with a backward from a slower one). The shapes are one head
+// at d = 64 and 128, n = 4096 and 16384 (issue 16's), then causal heads
+// and a sliding window. With -short it keeps to n <= 4096.
 func BenchmarkBackwardRatio(b *testing.B) {
 	for _, d := range []int{64, 128} {
 		for _, n := range []int{4096, 16384} {
@@ -35,6 +36,22 @@ func BenchmarkBackwardRatio(b *testing.B) {
 			b.Run(fmt.Sprintf("float32/d=%d/n=%d", d, n), func(b *testing.B) { benchRatio(b, attntest.To32(p64), dO) })
 			b.Run(fmt.Sprintf("float64/d=%d/n=%d", d, n), func(b *testing.B) { benchRatio(b, p64, dO) })
 		}
+	}
+	// Training's shapes: several heads, causal, and a sliding window,
+	// whose tiles on the diagonal and at the window's edges see only some
+	// of their keys.
+	for _, c := range []struct {
+		name string
+		c    attntest.Case
+	}{
+		{"causal/heads=8/d=64/n=2048", attntest.Case{Heads: 8, N: 2048, M: 2048, D: 64, E: 64, Causal: true}},
+		{"causal/heads=8/d=128/n=2048", attntest.Case{Heads: 8, N: 2048, M: 2048, D: 128, E: 128, Causal: true}},
+		{"window=1024/heads=4/d=128/n=4096", attntest.Case{Heads: 4, N: 4096, M: 4096, D: 128, E: 128, Causal: true, Window: &attn.Window{Left: 1024, Right: -1}}},
+	} {
+		p64 := c.c.Generate(1)
+		dO := attntest.GradOutput(p64, 3)
+		b.Run("float32/"+c.name, func(b *testing.B) { benchRatio(b, attntest.To32(p64), dO) })
+		b.Run("float64/"+c.name, func(b *testing.B) { benchRatio(b, p64, dO) })
 	}
 }
 
