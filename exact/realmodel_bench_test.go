@@ -6,7 +6,6 @@ import (
 	"os"
 	"slices"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -80,8 +79,8 @@ func benchKernelOnly(b *testing.B, p *attn.Problem[float32], ws *Workspace[float
 }
 
 // kernelOnly returns a function running the tasks of p's plan with
-// attendRows alone, on as many goroutines, each with its own tile state:
-// the kernels' share of a call.
+// attendRows alone, on as many workers (a crew, as the workspace's), each
+// with its own tile state: the kernels' share of a call.
 func kernelOnly(p *attn.Problem[float32]) func() {
 	pl := makePlan(p, 0)
 	states := make([]*tileState[float32], pl.workers)
@@ -89,18 +88,14 @@ func kernelOnly(p *attn.Problem[float32]) func() {
 		states[i] = newTileState[float32](p.E)
 	}
 	ctx := context.Background()
-	return func() {
-		var wg sync.WaitGroup
-		for w := range pl.workers {
-			wg.Go(func() {
-				for t := w; t < len(pl.tasks); t += pl.workers {
-					tk := pl.tasks[t]
-					attendRows(ctx, p, ops32, states[w], nil, nil, tk.r0, tk.rows, tk.ja, tk.jb, false)
-				}
-			})
+	c := new(crew)
+	c.work = func(w int) {
+		for t := w; t < len(pl.tasks); t += pl.workers {
+			tk := pl.tasks[t]
+			attendRows(ctx, p, ops32, states[w], nil, nil, tk.r0, tk.rows, tk.ja, tk.jb, false)
 		}
-		wg.Wait()
 	}
+	return func() { c.run(pl.workers) }
 }
 
 // BenchmarkPrefillGQA times causal prefill, 8 query heads sharing 2

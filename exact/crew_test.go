@@ -1,0 +1,156 @@
+package exact
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/attn/attntest"
+)
+
+// TestCrew runs calls of random sizes on a crew, back to back (helpers
+// still polling) and after pauses longer than crewPoll (helpers asleep),
+// and checks that every task runs exactly once per call, on no more
+// workers than asked, and that close stops the helpers.
+func TestCrew(t *testing.T) {
+	// First calls of fresh crews with many helpers and one task: a helper
+	// started early finishes while later ones are still being started,
+	// and must not be given the same call again (WaitGroup would panic).
+	for range 200 {
+		var c crew
+		var ran atomic.Int64
+		c.work = func(int) {
+			if _, ok := c.take(1); ok {
+				ran.Add(1)
+			}
+		}
+		c.run(8)
+		c.close()
+		if ran.Load() != 1 {
+			t.Fatalf("a call's one task ran %d times", ran.Load())
+		}
+	}
+
+	before := runtime.NumGoroutine()
+	const tasks = 64
+	var c crew
+	var done [tasks]atomic.Int32
+	var workersSeen atomic.Int64
+	c.work = func(w int) {
+		workersSeen.Or(1 << w)
+		for {
+			i, ok := c.take(tasks)
+			if !ok {
+				return
+			}
+			done[i].Add(1)
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for call := range 300 {
+		n := 1 + rng.IntN(4)
+		if call%10 == 9 {
+			time.Sleep(2 * crewPoll)
+		}
+		workersSeen.Store(0)
+		c.run(n)
+		for i := range done {
+			if got := done[i].Swap(0); got != 1 {
+				t.Fatalf("call %d (%d workers): task %d ran %d times", call, n, i, got)
+			}
+		}
+		if seen := workersSeen.Load(); seen >= 1<<n {
+			t.Fatalf("call %d: workers %b ran, asked for %d", call, seen, n)
+		}
+	}
+	c.close()
+	for deadline := time.Now().Add(5 * time.Second); runtime.NumGoroutine() > before; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines after close, %d before the crew", runtime.NumGoroutine(), before)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// BenchmarkCrewPoll times calls through a Workspace and a Decoder with
+// the crew's helpers polling between calls (crewPoll as set) and with
+// them asleep (crewPoll = 0), alternating in one process so that both
+// see the same machine (each timed call after an untimed one with the same
+// setting), and reports the median of each and
+// their ratio (poll/sleep). The shapes are short calls, where waking a
+// helper weighs: decoding steps (8 query heads sharing 2 key/value heads,
+// one query each, d = 128), float32 and float16 keys and values, a
+// Decoder step (one head, d = 128) and a small prefill (8 heads,
+// n = m = 256, d = 64).
+func BenchmarkCrewPoll(b *testing.B) {
+	poll := crewPoll
+	defer func() { crewPoll = poll }()
+	ctx := context.Background()
+	type shape struct {
+		name string
+		call func() error
+	}
+	var shapes []shape
+	for _, m := range []int{4096, 32768} {
+		p := attntest.To32(attntest.Case{Heads: 8, KVHeads: 2, N: 1, M: m, D: 128, E: 128}.Generate(1))
+		ph := attntest.ToHalfKV(p, attn.Float16)
+		out := attn.NewOutput(p)
+		ws := NewWorkspace[float32]()
+		shapes = append(shapes,
+			shape{fmt.Sprintf("decode-gqa/m=%d", m), func() error { _, err := ws.Forward(ctx, p, out); return err }},
+			shape{fmt.Sprintf("decode-gqa-float16-kv/m=%d", m), func() error { _, err := ws.Forward(ctx, ph, out); return err }})
+	}
+	rng := rand.New(rand.NewPCG(1, 4096))
+	units := randomUnits[float32](rng, 1, 4096, 1, 128, 128, false)
+	units[0].Lo[0], units[0].Hi[0] = 0, units[0].Keys.Len()
+	dec := NewDecoder[float32](0)
+	shapes = append(shapes, shape{"decoder/m=4096", func() error { return dec.Attend(ctx, units, 0.088) }})
+	pre := attntest.To32(attntest.Case{Heads: 8, N: 256, M: 256, D: 64, E: 64}.Generate(2))
+	preOut := attn.NewOutput(pre)
+	preWS := NewWorkspace[float32]()
+	shapes = append(shapes, shape{"prefill/n=256", func() error { _, err := preWS.Forward(ctx, pre, preOut); return err }})
+
+	// Calls back to back (a server running several sequences' steps in a
+	// row, say) and calls after 300 us of other work on the calling
+	// goroutine (a model's own products between its attention calls),
+	// longer than a helper polls.
+	for _, gap := range []time.Duration{0, 300 * time.Microsecond} {
+		for _, s := range shapes {
+			name := s.name + "/back-to-back"
+			if gap > 0 {
+				name = fmt.Sprintf("%s/after-%v-of-work", s.name, gap)
+			}
+			b.Run(name, func(b *testing.B) {
+				var times [2][]float64 // polling, asleep
+				for b.Loop() {
+					for i, d := range []time.Duration{poll, 0} {
+						// A call leaves its helpers polling or asleep for
+						// the next: one untimed call sets the stage.
+						crewPoll = d
+						if err := s.call(); err != nil {
+							b.Fatal(err)
+						}
+						for t := time.Now(); time.Since(t) < gap; {
+						}
+						t0 := time.Now()
+						if err := s.call(); err != nil {
+							b.Fatal(err)
+						}
+						times[i] = append(times[i], time.Since(t0).Seconds())
+					}
+				}
+				med := func(x []float64) float64 { slices.Sort(x); return x[len(x)/2] }
+				mp, ms := med(times[0]), med(times[1])
+				b.ReportMetric(mp*1e6, "us-poll")
+				b.ReportMetric(ms*1e6, "us-sleep")
+				b.ReportMetric(mp/ms, "poll/sleep")
+			})
+		}
+	}
+}
