@@ -14,9 +14,9 @@ import (
 // took 250 us (8 query heads, 2 key/value heads, 4096 keys, d = 128).
 // Polling for about as long as a wake costs wastes at most that much per
 // call and never more than twice what knowing the next call's time would
-// (the ski-rental bound); calls closer together than that, as decoding
-// steps and the layers of one step are, find their helpers awake. Polling
-// yields to any other goroutine that is ready (runtime.Gosched).
+// (the ski-rental bound). Calls closer together than that find their
+// helpers awake; calls further apart still pay the wake. Polling yields
+// to any other goroutine that is ready (runtime.Gosched).
 var crewPoll = 100 * time.Microsecond
 
 // crew is a set of worker goroutines kept between calls, so that a call
