@@ -81,9 +81,9 @@ func TestCrew(t *testing.T) {
 // BenchmarkCrewPoll times calls through a Workspace and a Decoder with
 // the crew's helpers polling between calls (crewPoll as set) and with
 // them asleep (crewPoll = 0), alternating in one process so that both
-// see the same machine (each timed call after an untimed one with the same
-// setting), and reports the median of each and
-// their ratio (poll/sleep). The shapes are short calls, where waking a
+// see the same machine (each timed call after an untimed one with the
+// same setting), and reports the median of each and their ratio
+// (poll/sleep). The shapes are short calls, where waking a
 // helper weighs: decoding steps (8 query heads sharing 2 key/value heads,
 // one query each, d = 128), float32 and float16 keys and values, a
 // Decoder step (one head, d = 128) and a small prefill (8 heads,

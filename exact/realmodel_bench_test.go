@@ -70,9 +70,10 @@ func BenchmarkDecodeGQA(b *testing.B) {
 }
 
 // benchKernelOnly runs the tasks of the workspace's plan for p with
-// attendRows alone, on as many goroutines, each with its own tile state.
+// attendRows alone, on as many workers, each with its own tile state.
 func benchKernelOnly(b *testing.B, p *attn.Problem[float32], ws *Workspace[float32]) {
-	run := kernelOnly(p)
+	run, stop := kernelOnly(p)
+	defer stop()
 	for b.Loop() {
 		run()
 	}
@@ -80,8 +81,9 @@ func benchKernelOnly(b *testing.B, p *attn.Problem[float32], ws *Workspace[float
 
 // kernelOnly returns a function running the tasks of p's plan with
 // attendRows alone, on as many workers (a crew, as the workspace's), each
-// with its own tile state: the kernels' share of a call.
-func kernelOnly(p *attn.Problem[float32]) func() {
+// with its own tile state: the kernels' share of a call. stop ends the
+// crew's helpers.
+func kernelOnly(p *attn.Problem[float32]) (run, stop func()) {
 	pl := makePlan(p, 0)
 	states := make([]*tileState[float32], pl.workers)
 	for i := range states {
@@ -95,7 +97,7 @@ func kernelOnly(p *attn.Problem[float32]) func() {
 			attendRows(ctx, p, ops32, states[w], nil, nil, tk.r0, tk.rows, tk.ja, tk.jb, false)
 		}
 	}
-	return func() { c.run(pl.workers) }
+	return func() { c.run(pl.workers) }, c.close
 }
 
 // BenchmarkPrefillGQA times causal prefill, 8 query heads sharing 2
@@ -227,7 +229,8 @@ func TestRealModelTimings(t *testing.T) {
 				}
 			}
 		}
-		kernel := kernelOnly(p)
+		kernel, stop := kernelOnly(p)
+		defer stop()
 		fwd(p)()
 		allocs := testing.AllocsPerRun(5, fwd(p))
 		warm = true
