@@ -10,7 +10,7 @@ import (
 )
 
 // Workspace is reusable state for AttendInto: the exact kernels' buffers
-// and worker goroutines and what building a call's problem would allocate.
+// and what building a call's problem would allocate.
 // A steady stream of calls of one shape through one Workspace allocates
 // nothing after the first. A Workspace must not be used by two calls at
 // once (give each serving goroutine its own, and each a share of the cores

@@ -6,11 +6,11 @@ import (
 	"runtime"
 	"sort"
 	"sync"
-	"sync/atomic"
 	"unsafe"
 
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/internal/kernels"
+	"github.com/fastattn/fastattn/internal/parallel"
 )
 
 // The backward pass is FlashAttention-2's (Dao 2023, algorithm 2) on the
@@ -319,33 +319,32 @@ func backward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T]
 		isF32 = true
 	}
 
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Add(1)
-		st := buf.state(w, p.D, p.E, sh.queryTile, kt, min(kt, p.M), isF32)
-		st.first = w * bwdDQChunks / workers
-		go func() {
-			defer wg.Done()
-			defer sh.finishHead(st)
-			for ctx.Err() == nil {
-				t := int(next.Add(1) - 1)
-				if t >= total {
-					return
-				}
-				kh, j0 := t/tilesPerHead, (t%tilesPerHead)*kt
-				if j0 >= keyLens[kh] {
-					continue // padding: the gradients stay zero
-				}
-				if st.head != kh {
-					sh.finishHead(st)
-					sh.startHead(st, kh)
-				}
-				sh.keyBlock(ctx, st, kh, j0, min(kt, keyLens[kh]-j0))
-			}
-		}()
+	states := make([]*bwdState[T], workers)
+	for w := range states {
+		states[w] = buf.state(w, p.D, p.E, sh.queryTile, kt, min(kt, p.M), isF32)
+		states[w].first = w * bwdDQChunks / workers
 	}
-	wg.Wait()
+	var c parallel.Crew
+	c.Work = func(w int) {
+		st := states[w]
+		defer sh.finishHead(st)
+		for ctx.Err() == nil {
+			t, ok := c.Take(total)
+			if !ok {
+				return
+			}
+			kh, j0 := t/tilesPerHead, (t%tilesPerHead)*kt
+			if j0 >= keyLens[kh] {
+				continue // padding: the gradients stay zero
+			}
+			if st.head != kh {
+				sh.finishHead(st)
+				sh.startHead(st, kh)
+			}
+			sh.keyBlock(ctx, st, kh, j0, min(kt, keyLens[kh]-j0))
+		}
+	}
+	c.Run(workers)
 	if err := ctx.Err(); err != nil {
 		return attn.Stats{}, err
 	}
@@ -369,7 +368,7 @@ func (sh *bwdShared[T]) prepareQueries(workers int, o []T, buf *bwdBuffers[T]) {
 	buf.delta = resized(buf.delta, p.Heads*p.N)
 	sh.delta = buf.delta
 	// One task per block: a single head must keep every worker busy.
-	parallelFor(workers, p.Heads*blocks, func(hb int) {
+	parallel.For(context.Background(), workers, p.Heads*blocks, func(hb int) {
 		h, i0 := hb/blocks, hb%blocks*qt
 		rows := min(qt, p.N-i0)
 		for r := h*p.N + i0; r < h*p.N+i0+rows; r++ {
@@ -380,22 +379,6 @@ func (sh *bwdShared[T]) prepareQueries(workers int, o []T, buf *bwdBuffers[T]) {
 			sh.delta[r] = s
 		}
 	})
-}
-
-// parallelFor calls f(i) for 0 <= i < n on up to workers goroutines.
-func parallelFor(workers, n int, f func(i int)) {
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range max(workers, 1) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
-				f(i)
-			}
-		}()
-	}
-	wg.Wait()
 }
 
 // startHead gives st an empty dQ buffer for the query heads of key/value

@@ -252,7 +252,7 @@ func maxWeightedAbs[T attn.Float](q []T, d int, w []float64, workers int) float6
 		return rowsMax(0, n) // a decoding step's few rows: no goroutines, no allocation
 	}
 	best := make([]float64, tasks)
-	parallelFor(min(workers, tasks), tasks, func(x int) {
+	parallel.For(context.Background(), min(workers, tasks), tasks, func(x int) {
 		best[x] = rowsMax(x*weightedAbsRows, min((x+1)*weightedAbsRows, n))
 	})
 	var m float64

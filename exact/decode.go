@@ -8,6 +8,7 @@ import (
 
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/internal/kernels"
+	"github.com/fastattn/fastattn/internal/parallel"
 )
 
 // DecodeBlock is how many keys one block of a decoding cache holds: one
@@ -158,16 +159,10 @@ type DecodeUnit[T attn.Float] struct {
 }
 
 // Decoder computes exact attention of DecodeUnits. It keeps its workers'
-// buffers and goroutines between calls, so a decoding step allocates
-// nothing once the first step has sized them. A Decoder must not be used by
-// two goroutines at once.
+// buffers between calls, so a decoding step allocates nothing once the
+// first step has sized them. A Decoder must not be used by two goroutines
+// at once.
 type Decoder[T attn.Float] struct {
-	*decoder[T]
-}
-
-// decoder is the part of a Decoder its worker goroutines refer to; the
-// Decoder's cleanup stops them when it becomes unreachable.
-type decoder[T attn.Float] struct {
 	ops     ops[T]
 	workers int
 	states  []*tileState[T]
@@ -176,7 +171,7 @@ type decoder[T attn.Float] struct {
 	units   []DecodeUnit[T]
 	scale   float64
 	ctx     context.Context
-	crew    crew // the workers, kept between steps
+	crew    parallel.Crew
 }
 
 // decodeTask is one worker's piece of a call: rows i0..i0+rows-1 of a unit
@@ -193,11 +188,9 @@ func NewDecoder[T attn.Float](workers int) *Decoder[T] {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	d := &decoder[T]{workers: workers, ops: opsFor[T]()}
-	d.crew.work = d.work
-	dec := &Decoder[T]{d}
-	runtime.AddCleanup(dec, func(d *decoder[T]) { d.crew.close() }, d)
-	return dec
+	d := &Decoder[T]{workers: workers, ops: opsFor[T]()}
+	d.crew.Work = d.work
+	return d
 }
 
 // DecodeFlops is the conventional flop count of units: 2 (d + e) per
@@ -215,11 +208,7 @@ func DecodeFlops[T attn.Float](units []DecodeUnit[T]) float64 {
 // Attend computes every unit's rows with scale s. The keys of each tile of
 // rows are split across the workers when there are fewer tiles than
 // workers (one token per step), and the pieces merged by log-sum-exp.
-func (dec *Decoder[T]) Attend(ctx context.Context, units []DecodeUnit[T], scale float64) error {
-	// The workers' channels close when dec is collected: keep it alive
-	// until they are done (dec itself is not used past the next line).
-	defer runtime.KeepAlive(dec)
-	d := dec.decoder
+func (d *Decoder[T]) Attend(ctx context.Context, units []DecodeUnit[T], scale float64) error {
 	for i := range units {
 		u := &units[i]
 		if u.Rows == 0 {
@@ -277,7 +266,7 @@ func (dec *Decoder[T]) Attend(ctx context.Context, units []DecodeUnit[T], scale 
 // plan fills d.tasks: every unit in tiles of queryTile rows, and each tile's
 // keys in chunks (multiples of DecodeBlock) when there are too few tiles to
 // keep the workers busy.
-func (d *decoder[T]) plan(units []DecodeUnit[T]) {
+func (d *Decoder[T]) plan(units []DecodeUnit[T]) {
 	tiles := 0
 	for _, u := range units {
 		tiles += (u.Rows + queryTile - 1) / queryTile
@@ -334,17 +323,17 @@ func splitKeys(lo, hi, want int) (chunks, size int) {
 	return chunks, size
 }
 
-// run executes d.tasks on the calling goroutine and the crew's helpers.
-func (d *decoder[T]) run() {
+// run executes d.tasks on the calling goroutine and pooled helpers.
+func (d *Decoder[T]) run() {
 	if len(d.tasks) > 0 {
-		d.crew.run(min(d.workers, len(d.tasks)))
+		d.crew.Run(min(d.workers, len(d.tasks)))
 	}
 }
 
-func (d *decoder[T]) work(w int) {
+func (d *Decoder[T]) work(w int) {
 	st := d.states[w]
 	for d.ctx.Err() == nil {
-		t, ok := d.crew.take(len(d.tasks))
+		t, ok := d.crew.Take(len(d.tasks))
 		if !ok {
 			return
 		}
@@ -367,7 +356,7 @@ func (d *decoder[T]) work(w int) {
 // ja <= j < jb, block by block, leaving in st each row's max and sum of the
 // scaled logits and its unnormalised output; keys outside a row's range
 // are skipped.
-func (d *decoder[T]) attendKeys(st *tileState[T], u *DecodeUnit[T], i0, rows, ja, jb int) {
+func (d *Decoder[T]) attendKeys(st *tileState[T], u *DecodeUnit[T], i0, rows, ja, jb int) {
 	kv := u.Keys
 	dim, e := kv.D, kv.E
 	q := u.Q[i0*dim : (i0+rows)*dim]
@@ -449,7 +438,7 @@ func (d *decoder[T]) attendKeys(st *tileState[T], u *DecodeUnit[T], i0, rows, ja
 }
 
 // finishRows writes rows i0..i0+rows-1 of u from an accumulated state.
-func (d *decoder[T]) finishRows(u *DecodeUnit[T], acc, rowMax, rowSum []float64, i0, rows int) {
+func (d *Decoder[T]) finishRows(u *DecodeUnit[T], acc, rowMax, rowSum []float64, i0, rows int) {
 	e := u.Keys.E
 	for r := range rows {
 		sink := math.Inf(-1)
@@ -550,7 +539,7 @@ func combineParts[T attn.Float](st *tileState[T], parts []partial, rows, e int) 
 }
 
 // mergeParts combines the chunks of a split tile and writes its rows.
-func (d *decoder[T]) mergeParts(st *tileState[T], u *DecodeUnit[T], tk decodeTask) {
+func (d *Decoder[T]) mergeParts(st *tileState[T], u *DecodeUnit[T], tk decodeTask) {
 	acc := combineParts(st, d.parts[tk.part:tk.part+tk.chunks], tk.rows, u.Keys.E)
 	d.finishRows(u, acc, st.rowMax, st.rowSum, tk.i0, tk.rows)
 }

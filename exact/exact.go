@@ -557,16 +557,10 @@ func fillPlan[T attn.Float](pl *plan, p *attn.Problem[T], workers int) {
 	}
 }
 
-// Workspace holds the buffers and worker goroutines of forward calls so
-// that a stream of calls of one shape allocates nothing once the first has
-// sized them: the serving hot path. A Workspace must not be used by two
-// calls at once; its goroutines end when it becomes unreachable.
+// Workspace holds the buffers of forward calls so that a stream of calls
+// of one shape allocates nothing once the first has sized them: the
+// serving hot path. A Workspace must not be used by two calls at once.
 type Workspace[T attn.Float] struct {
-	*workspace[T]
-}
-
-// workspace is the part of a Workspace its worker goroutines refer to.
-type workspace[T attn.Float] struct {
 	k      ops[T]
 	pl     plan
 	states []*tileState[T]
@@ -588,7 +582,7 @@ type workspace[T attn.Float] struct {
 	scanning  bool        // the workers measure the tiles they read (speculate.go)
 	check     bool        // scan inputs for NaN and Inf as they are read
 	nonFinite atomic.Bool // a scan found one
-	crew      crew        // the workers, kept between calls
+	crew      parallel.Crew
 }
 
 // packJob packs keys j0..j1 of key/value head kh.
@@ -596,11 +590,9 @@ type packJob struct{ kh, j0, j1 int }
 
 // NewWorkspace returns an empty Workspace.
 func NewWorkspace[T attn.Float]() *Workspace[T] {
-	w := &workspace[T]{k: opsFor[T]()}
-	w.crew.work = func(i int) { w.work(w.states[i], w.total()) }
-	ws := &Workspace[T]{w}
-	runtime.AddCleanup(ws, func(w *workspace[T]) { w.crew.close() }, w)
-	return ws
+	w := &Workspace[T]{k: opsFor[T]()}
+	w.crew.Work = func(i int) { w.work(w.states[i], w.total()) }
+	return w
 }
 
 // workspaces32 and workspaces64 recycle the Workspaces of Method's calls.
@@ -626,16 +618,13 @@ func getWorkspace[T attn.Float]() (*Workspace[T], *recycler[Workspace[T]]) {
 // Inf as it goes. Unlike Method's Forward it neither centres the keys nor
 // states a rounding bound (Stats.ErrorBound is 0: not stated).
 func (ws *Workspace[T]) Forward(ctx context.Context, p *attn.Problem[T], out *attn.Output[T]) (attn.Stats, error) {
-	// The workers' channels close when ws is collected: keep it alive
-	// until they are done (ws itself is not used past this call).
-	defer runtime.KeepAlive(ws)
 	return ws.forward(ctx, p.Workers, p, out, nil)
 }
 
 // forward computes p into out; centres[kh], when not nil, is subtracted
 // from key/value head kh's keys as they are packed or tiled (bound.go), so
 // the log-sum-exps it leaves lack s q_i.centres[kh].
-func (w *workspace[T]) forward(ctx context.Context, workers int, p *attn.Problem[T], out *attn.Output[T], centres [][]float64) (attn.Stats, error) {
+func (w *Workspace[T]) forward(ctx context.Context, workers int, p *attn.Problem[T], out *attn.Output[T], centres [][]float64) (attn.Stats, error) {
 	fillPlan(&w.pl, p, workers)
 	pl := &w.pl
 	d, e := p.D, p.E
@@ -738,7 +727,7 @@ func (w *workspace[T]) forward(ctx context.Context, workers int, p *attn.Problem
 
 // keysOf is how many keys of key/value head kh any of its query heads
 // attends at most (its longest valid length).
-func (w *workspace[T]) keysOf(kh int) int {
+func (w *Workspace[T]) keysOf(kh int) int {
 	p, g, l := w.p, w.p.Group(), 0
 	for h := kh * g; h < (kh+1)*g; h++ {
 		l = max(l, p.KeyLen(h))
@@ -747,25 +736,24 @@ func (w *workspace[T]) keysOf(kh int) int {
 }
 
 // run executes tasks 0..total-1 of the current phase on the calling
-// goroutine and up to workers-1 helpers, which are started on first use
-// and then wait for the next call.
-func (w *workspace[T]) run(total int) {
+// goroutine and up to workers-1 pooled helpers.
+func (w *Workspace[T]) run(total int) {
 	if total == 0 {
 		return
 	}
-	w.crew.run(min(w.pl.workers, total, len(w.states)))
+	w.crew.Run(min(w.pl.workers, total, len(w.states)))
 }
 
-func (w *workspace[T]) total() int {
+func (w *Workspace[T]) total() int {
 	if w.packing {
 		return len(w.jobs)
 	}
 	return w.t1 - w.t0
 }
 
-func (w *workspace[T]) work(st *tileState[T], total int) {
+func (w *Workspace[T]) work(st *tileState[T], total int) {
 	for w.ctx.Err() == nil {
-		t, ok := w.crew.take(total)
+		t, ok := w.crew.Take(total)
 		if !ok {
 			return
 		}
@@ -803,7 +791,7 @@ func (w *workspace[T]) work(st *tileState[T], total int) {
 }
 
 // centre is the centre of key/value head kh's keys, nil if not centred.
-func (w *workspace[T]) centre(kh int) []float64 {
+func (w *Workspace[T]) centre(kh int) []float64 {
 	if w.centres == nil {
 		return nil
 	}
@@ -1205,7 +1193,7 @@ func scaleRow(a []float64, s float64) {
 // output acc/rowSum and LSE rowMax + log(rowSum), with each row's sink
 // joining the sum, or a zero row and -Inf for a row with neither keys nor
 // sink. A 16-bit output (out.O16) is rounded as its tile finishes.
-func (w *workspace[T]) finish(acc, rowMax, rowSum []float64, r0, rows int) {
+func (w *Workspace[T]) finish(acc, rowMax, rowSum []float64, r0, rows int) {
 	p, out, e := w.p, w.out, w.p.E
 	lse := out.LSE[r0:]
 	if out.O16 != nil {
@@ -1230,7 +1218,7 @@ func (w *workspace[T]) finish(acc, rowMax, rowSum []float64, r0, rows int) {
 // rowSink is the sink logit of global row r in the frame of the logits the
 // workspace computes: with its head's keys centred by c, every logit lacks
 // s q_r.c, and so must the sink, or it would weigh e^(s q_r.c) too much.
-func (w *workspace[T]) rowSink(r int) float64 {
+func (w *Workspace[T]) rowSink(r int) float64 {
 	p := w.p
 	h := r / p.N
 	sink, c := p.Sink(h), w.centre(p.KVHead(h))
@@ -1250,7 +1238,7 @@ func centreShift[T attn.Float](p *attn.Problem[T], r int, c []float64) float64 {
 // plan) as the online softmax combines tiles: with M the largest chunk max,
 // the row sum is sum_c s_c exp(m_c - M) and the output sum_c acc_c
 // exp(m_c - M), over the chunks that saw any key. st is scratch space.
-func (w *workspace[T]) merge(st *tileState[T], tk task) {
+func (w *Workspace[T]) merge(st *tileState[T], tk task) {
 	rows := tk.rows
 	acc := combineParts(st, w.parts[tk.part:tk.part+tk.chunks], rows, w.p.E)
 	w.finish(acc, st.rowMax, st.rowSum, tk.r0, rows)
@@ -1261,7 +1249,7 @@ func (w *workspace[T]) merge(st *tileState[T], tk task) {
 // instead of NaN outputs: every LSE must be finite or -Inf (a row without
 // keys) and, when checking, every output finite (a NaN or Inf among the
 // values read makes it not).
-func (w *workspace[T]) checkOutput() error {
+func (w *Workspace[T]) checkOutput() error {
 	p, out := w.p, w.out
 	bad := w.nonFinite.Load()
 	if w.check && !bad {

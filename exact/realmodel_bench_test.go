@@ -11,6 +11,7 @@ import (
 
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/attn/attntest"
+	"github.com/fastattn/fastattn/internal/parallel"
 )
 
 // The real-model benchmarks: a grouped-query decoding step against the
@@ -72,8 +73,7 @@ func BenchmarkDecodeGQA(b *testing.B) {
 // benchKernelOnly runs the tasks of the workspace's plan for p with
 // attendRows alone, on as many workers, each with its own tile state.
 func benchKernelOnly(b *testing.B, p *attn.Problem[float32], ws *Workspace[float32]) {
-	run, stop := kernelOnly(p)
-	defer stop()
+	run := kernelOnly(p)
 	for b.Loop() {
 		run()
 	}
@@ -81,23 +81,22 @@ func benchKernelOnly(b *testing.B, p *attn.Problem[float32], ws *Workspace[float
 
 // kernelOnly returns a function running the tasks of p's plan with
 // attendRows alone, on as many workers (a crew, as the workspace's), each
-// with its own tile state: the kernels' share of a call. stop ends the
-// crew's helpers.
-func kernelOnly(p *attn.Problem[float32]) (run, stop func()) {
+// with its own tile state: the kernels' share of a call.
+func kernelOnly(p *attn.Problem[float32]) func() {
 	pl := makePlan(p, 0)
 	states := make([]*tileState[float32], pl.workers)
 	for i := range states {
 		states[i] = newTileState[float32](p.E)
 	}
 	ctx := context.Background()
-	c := new(crew)
-	c.work = func(w int) {
+	c := new(parallel.Crew)
+	c.Work = func(w int) {
 		for t := w; t < len(pl.tasks); t += pl.workers {
 			tk := pl.tasks[t]
 			attendRows(ctx, p, ops32, states[w], nil, nil, tk.r0, tk.rows, tk.ja, tk.jb, false)
 		}
 	}
-	return func() { c.run(pl.workers) }, c.close
+	return func() { c.Run(pl.workers) }
 }
 
 // BenchmarkPrefillGQA times causal prefill, 8 query heads sharing 2
@@ -229,8 +228,7 @@ func TestRealModelTimings(t *testing.T) {
 				}
 			}
 		}
-		kernel, stop := kernelOnly(p)
-		defer stop()
+		kernel := kernelOnly(p)
 		fwd(p)()
 		allocs := testing.AllocsPerRun(5, fwd(p))
 		warm = true

@@ -5,36 +5,28 @@
 // the context is cancelled.
 package parallel
 
-import (
-	"context"
-	"sync"
-	"sync/atomic"
-)
+import "context"
 
-// ForEach runs f(s, t) for every t in [first, end), on one goroutine per
-// element of states (but no more goroutines than tasks), each goroutine
-// passing its own state s. It stops handing out tasks once ctx is
-// cancelled and returns when every started task has finished; the caller
-// checks ctx.Err() afterwards.
+// ForEach runs f(s, t) for every t in [first, end), on the calling
+// goroutine and pooled helpers (see Crew), one per element of states (but
+// no more than tasks), each worker passing its own state s. It stops
+// handing out tasks once ctx is cancelled and returns when every started
+// task has finished; the caller checks ctx.Err() afterwards.
 func ForEach[S any](ctx context.Context, states []S, first, end int, f func(s S, t int)) {
 	if end <= first {
 		return
 	}
-	var next atomic.Int64
-	next.Store(int64(first))
-	var wg sync.WaitGroup
-	for _, s := range states[:min(len(states), end-first)] {
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				t := int(next.Add(1) - 1)
-				if t >= end {
-					return
-				}
-				f(s, t)
+	c := new(Crew)
+	c.Work = func(w int) {
+		for ctx.Err() == nil {
+			t, ok := c.Take(end - first)
+			if !ok {
+				return
 			}
-		})
+			f(states[w], first+t)
+		}
 	}
-	wg.Wait()
+	c.Run(min(len(states), end-first))
 }
 
 // For runs f(t) for every t in [0, n) on up to workers goroutines (at

@@ -4,93 +4,29 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"runtime"
 	"slices"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/attn/attntest"
+	"github.com/fastattn/fastattn/internal/parallel"
 )
 
-// TestCrew runs calls of random sizes on a crew, back to back (helpers
-// still polling) and after pauses longer than crewPoll (helpers asleep),
-// and checks that every task runs exactly once per call, on no more
-// workers than asked, and that close stops the helpers.
-func TestCrew(t *testing.T) {
-	// First calls of fresh crews with many helpers and one task: a helper
-	// started early finishes while later ones are still being started,
-	// and must not be given the same call again (WaitGroup would panic).
-	for range 200 {
-		var c crew
-		var ran atomic.Int64
-		c.work = func(int) {
-			if _, ok := c.take(1); ok {
-				ran.Add(1)
-			}
-		}
-		c.run(8)
-		c.close()
-		if ran.Load() != 1 {
-			t.Fatalf("a call's one task ran %d times", ran.Load())
-		}
-	}
-
-	before := runtime.NumGoroutine()
-	const tasks = 64
-	var c crew
-	var done [tasks]atomic.Int32
-	var workersSeen atomic.Int64
-	c.work = func(w int) {
-		workersSeen.Or(1 << w)
-		for {
-			i, ok := c.take(tasks)
-			if !ok {
-				return
-			}
-			done[i].Add(1)
-		}
-	}
-	rng := rand.New(rand.NewPCG(1, 2))
-	for call := range 300 {
-		n := 1 + rng.IntN(4)
-		if call%10 == 9 {
-			time.Sleep(2 * crewPoll)
-		}
-		workersSeen.Store(0)
-		c.run(n)
-		for i := range done {
-			if got := done[i].Swap(0); got != 1 {
-				t.Fatalf("call %d (%d workers): task %d ran %d times", call, n, i, got)
-			}
-		}
-		if seen := workersSeen.Load(); seen >= 1<<n {
-			t.Fatalf("call %d: workers %b ran, asked for %d", call, seen, n)
-		}
-	}
-	c.close()
-	for deadline := time.Now().Add(5 * time.Second); runtime.NumGoroutine() > before; {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutines after close, %d before the crew", runtime.NumGoroutine(), before)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // BenchmarkCrewPoll times calls through a Workspace and a Decoder with
-// the crew's helpers polling between calls (crewPoll as set) and with
-// them asleep (crewPoll = 0), alternating in one process so that both
+// the pooled helpers polling between calls (parallel.Poll as set) and
+// with them asleep (parallel.Poll = 0), alternating in one process so that both
 // see the same machine (each timed call after an untimed one with the
 // same setting), and reports the median of each and their ratio
 // (poll/sleep). The shapes are short calls, where waking a
 // helper weighs: decoding steps (8 query heads sharing 2 key/value heads,
 // one query each, d = 128), float32 and float16 keys and values, a
-// Decoder step (one head, d = 128) and a small prefill (8 heads,
-// n = m = 256, d = 64).
+// Decoder step (one head, d = 128), a small prefill (8 heads,
+// n = m = 256, d = 64) and a small causal backward (one head, n = m = 256,
+// d = 64).
 func BenchmarkCrewPoll(b *testing.B) {
-	poll := crewPoll
-	defer func() { crewPoll = poll }()
+	poll := parallel.Poll
+	defer func() { parallel.Poll = poll }()
 	ctx := context.Background()
 	type shape struct {
 		name string
@@ -115,6 +51,16 @@ func BenchmarkCrewPoll(b *testing.B) {
 	preOut := attn.NewOutput(pre)
 	preWS := NewWorkspace[float32]()
 	shapes = append(shapes, shape{"prefill/n=256", func() error { _, err := preWS.Forward(ctx, pre, preOut); return err }})
+	// A short backward: its few parallel regions each hand tasks to the
+	// pooled helpers.
+	bwd := attntest.To32(attntest.Case{Heads: 1, N: 256, M: 256, D: 64, E: 64, Causal: true}.Generate(3))
+	bwdOut := attn.NewOutput(bwd)
+	if _, err := (Method{}).Forward32(ctx, bwd, bwdOut); err != nil {
+		b.Fatal(err)
+	}
+	dO := attntest.To32(attntest.Case{Heads: 1, N: 256, M: 256, D: 64, E: 64}.Generate(4)).Q
+	grads := attn.NewGradients(bwd)
+	shapes = append(shapes, shape{"backward/n=256", func() error { _, err := (Method{}).Backward32(ctx, bwd, bwdOut, dO, grads); return err }})
 
 	// Calls back to back (a server running several sequences' steps in a
 	// row, say) and calls after 300 us of other work on the calling
@@ -132,7 +78,7 @@ func BenchmarkCrewPoll(b *testing.B) {
 					for i, d := range []time.Duration{poll, 0} {
 						// A call leaves its helpers polling or asleep for
 						// the next: one untimed call sets the stage.
-						crewPoll = d
+						parallel.Poll = d
 						if err := s.call(); err != nil {
 							b.Fatal(err)
 						}

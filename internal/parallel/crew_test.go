@@ -1,0 +1,98 @@
+package parallel
+
+import (
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestCrew runs calls of random sizes on Crews from several goroutines at
+// once, back to back (helpers still polling) and after pauses longer than
+// Poll (helpers asleep), and checks that every task runs exactly once per
+// call, on no more workers than asked, that a worker index runs once per
+// call, and that the pool's goroutines do not outgrow the calls in flight.
+func TestCrew(t *testing.T) {
+	// Calls with many workers and one task: a helper that finishes early
+	// is idle while later workers are being given out, and may be given
+	// one of them; each worker must still run once.
+	for range 200 {
+		var c Crew
+		var ran, workers atomic.Int64
+		c.Work = func(int) {
+			workers.Add(1)
+			if _, ok := c.Take(1); ok {
+				ran.Add(1)
+			}
+		}
+		c.Run(8)
+		if ran.Load() != 1 || workers.Load() != 8 {
+			t.Fatalf("a call's one task ran %d times on %d workers, want once on 8", ran.Load(), workers.Load())
+		}
+	}
+
+	const callers, tasks, maxWorkers = 3, 64, 4
+	before := runtime.NumGoroutine()
+	var wg sync.WaitGroup
+	errs := make(chan string, callers)
+	for g := range callers {
+		wg.Go(func() {
+			var c Crew
+			var done [tasks]atomic.Int32
+			var perWorker [maxWorkers]atomic.Int32
+			c.Work = func(w int) {
+				perWorker[w].Add(1)
+				for {
+					i, ok := c.Take(tasks)
+					if !ok {
+						return
+					}
+					done[i].Add(1)
+				}
+			}
+			rng := rand.New(rand.NewPCG(1, uint64(g)))
+			for call := range 300 {
+				n := 1 + rng.IntN(maxWorkers)
+				if call%10 == 9 {
+					time.Sleep(2 * Poll)
+				}
+				c.Run(n)
+				for i := range done {
+					if got := done[i].Swap(0); got != 1 {
+						errs <- "task ran more or less than once"
+						return
+					}
+				}
+				for w := range perWorker {
+					if got, want := perWorker[w].Swap(0), int32(min(1, max(n-w, 0))); got != want {
+						errs <- "a worker ran more or less than once, or one not asked for ran"
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Fatal(e)
+	}
+	// Helpers are kept, but no more than the calls in flight could use
+	// at once.
+	if extra := runtime.NumGoroutine() - before; extra > callers*(maxWorkers-1) {
+		t.Errorf("%d goroutines more than before the calls; %d callers of up to %d workers need at most %d helpers",
+			extra, callers, maxWorkers, callers*(maxWorkers-1))
+	}
+}
+
+// BenchmarkCrewRun times an empty call on two workers back to back: what
+// handing work to a polling helper costs.
+func BenchmarkCrewRun(b *testing.B) {
+	var c Crew
+	c.Work = func(int) {}
+	for b.Loop() {
+		c.Run(2)
+	}
+}
