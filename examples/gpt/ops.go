@@ -5,15 +5,18 @@ package main
 // are row-major float32 matrices with one row per token (N = batch * ctx).
 
 import (
+	"context"
 	"math"
 	"runtime"
-	"sync"
 
 	"github.com/fastattn/fastattn/internal/kernels"
+	"github.com/fastattn/fastattn/internal/parallel"
 )
 
 // parallelFor runs fn over [0, n) split into one contiguous range per
-// worker; ranges are multiples of align (except the last).
+// worker; ranges are multiples of align (except the last). The ranges run
+// on the library's pooled workers (the calling goroutine takes one), which
+// stay awake for a short while between the model's many short steps.
 func parallelFor(n, align int, fn func(lo, hi int)) {
 	w := runtime.GOMAXPROCS(0)
 	chunk := (n + w - 1) / w
@@ -22,13 +25,8 @@ func parallelFor(n, align int, fn func(lo, hi int)) {
 		fn(0, n)
 		return
 	}
-	var wg sync.WaitGroup
-	for lo := 0; lo < n; lo += chunk {
-		hi := min(lo+chunk, n)
-		wg.Add(1)
-		go func() { defer wg.Done(); fn(lo, hi) }()
-	}
-	wg.Wait()
+	parts := (n + chunk - 1) / chunk
+	parallel.For(context.Background(), parts, parts, func(i int) { fn(i*chunk, min((i+1)*chunk, n)) })
 }
 
 // matmulForward sets out = in W^T: in is rows x cin, W is cout x cin (the
@@ -59,9 +57,15 @@ func matmulBackward(dIn, dW, dOut, in, w []float32, rows, cin, cout int) {
 // transpose writes the cols x rows transpose of the rows x cols src.
 func transpose(dst, src []float32, rows, cols int) {
 	const b = 32 // cache blocks
-	for i0 := 0; i0 < rows; i0 += b {
+	parallelFor(rows, b, func(lo, hi int) { transposeRows(dst, src, rows, cols, lo, hi) })
+}
+
+// transposeRows writes rows lo..hi-1 of src into their columns of dst.
+func transposeRows(dst, src []float32, rows, cols, lo, hi int) {
+	const b = 32
+	for i0 := lo; i0 < hi; i0 += b {
 		for j0 := 0; j0 < cols; j0 += b {
-			for i := i0; i < min(i0+b, rows); i++ {
+			for i := i0; i < min(i0+b, hi); i++ {
 				for j := j0; j < min(j0+b, cols); j++ {
 					dst[j*rows+i] = src[i*cols+j]
 				}
@@ -221,20 +225,24 @@ func mergeHeads(dx, g []float32, batch, ctx, heads, d int, rp *rope, norms, norm
 
 // swigluForward sets out = silu(a) * b (Shazeer's SwiGLU, as in Llama).
 func swigluForward(out, a, b []float32) {
-	for i := range out {
-		out[i] = silu(a[i]) * b[i]
-	}
+	parallelFor(len(out), 64, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			out[i] = silu(a[i]) * b[i]
+		}
+	})
 }
 
 func silu(x float32) float32 { return x / (1 + float32(math.Exp(float64(-x)))) }
 
 // swigluBackward sets da and db from dOut.
 func swigluBackward(da, db, dOut, a, b []float32) {
-	for i := range dOut {
-		s := 1 / (1 + float32(math.Exp(float64(-a[i]))))
-		da[i] = dOut[i] * b[i] * s * (1 + a[i]*(1-s))
-		db[i] = dOut[i] * a[i] * s
-	}
+	parallelFor(len(dOut), 64, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			s := 1 / (1 + float32(math.Exp(float64(-a[i]))))
+			da[i] = dOut[i] * b[i] * s * (1 + a[i]*(1-s))
+			db[i] = dOut[i] * a[i] * s
+		}
+	})
 }
 
 // crossEntropy turns logits (rows x v) into probabilities in place and
