@@ -2,7 +2,9 @@
 // numbered tasks over workers: tasks are handed out in increasing order to
 // whichever worker is free, so uneven tasks (causal rows, padded heads,
 // other load on the machine) still balance, and no new task starts once
-// the context is cancelled.
+// the context is cancelled. The workers are the calling goroutine and
+// helpers from one pool the process shares (Crew), which poll for a while
+// after a call so that the next finds them awake.
 package parallel
 
 import "context"
