@@ -1,10 +1,10 @@
 package anytemp
 
 import (
-	"sync"
 	"sync/atomic"
 
 	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/internal/parallel"
 )
 
 // The backward pass, phase 2: local expansions translated down each tree
@@ -64,27 +64,22 @@ func (hb *bwdHead[T]) downward(bt *bwdTree[T], workers int) (held, evaluated, fl
 		}
 	}
 	walk(0, 0, ds.combine(bt, 0, 0, nil, nil))
-	var wg sync.WaitGroup
-	var next atomic.Int64
-	for range min(workers, 1<<lv) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			st := ds
-			if lv > 0 {
-				st = newDownState(hb, tr.depth)
-				defer func() { nFlops.Add(st.flops) }()
+	var c parallel.Crew
+	c.Work = func(int) {
+		st := ds
+		if lv > 0 {
+			st = newDownState(hb, tr.depth)
+			defer func() { nFlops.Add(st.flops) }()
+		}
+		for {
+			x, ok := c.Take(1 << lv)
+			if !ok {
+				return
 			}
-			for {
-				x := int(next.Add(1) - 1)
-				if x >= 1<<lv {
-					return
-				}
-				nEval.Add(st.visit(bt, sub, first+x, lv, starts[x]))
-			}
-		}()
+			nEval.Add(st.visit(bt, sub, first+x, lv, starts[x]))
+		}
 	}
-	wg.Wait()
+	c.Run(min(workers, 1<<lv))
 	return held, nEval.Load(), nFlops.Load() + ds.flops
 }
 

@@ -1,6 +1,7 @@
 package anytemp
 
 import (
+	"context"
 	"math"
 	"slices"
 	"sync"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/internal/accurate"
+	"github.com/fastattn/fastattn/internal/parallel"
 )
 
 // head is one head's problem rewritten for the method: keys centred on
@@ -153,11 +155,7 @@ func spanParts(workers, n int, f func(part, a, b int)) int {
 		f(0, 0, n)
 		return 1
 	}
-	var wg sync.WaitGroup
-	for w := range parts {
-		wg.Go(func() { f(w, w*n/parts, (w+1)*n/parts) })
-	}
-	wg.Wait()
+	parallel.For(context.Background(), parts, parts, func(w int) { f(w, w*n/parts, (w+1)*n/parts) })
 	return parts
 }
 
@@ -312,22 +310,16 @@ func (hd *head) wideWindows(s, t float64) bool {
 func gram(x []float64, rows, d, workers int) *mat.SymDense {
 	parts := max(1, min(workers, rows/4096))
 	gs := make([]*mat.SymDense, parts)
-	var wg sync.WaitGroup
-	for w := range parts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			a, b := w*rows/parts, (w+1)*rows/parts
-			var g mat.SymDense
-			if b > a {
-				g.SymOuterK(1, mat.NewDense(b-a, d, x[a*d:b*d]).T())
-			} else {
-				g = *mat.NewSymDense(d, nil)
-			}
-			gs[w] = &g
-		}()
-	}
-	wg.Wait()
+	parallel.For(context.Background(), parts, parts, func(w int) {
+		a, b := w*rows/parts, (w+1)*rows/parts
+		var g mat.SymDense
+		if b > a {
+			g.SymOuterK(1, mat.NewDense(b-a, d, x[a*d:b*d]).T())
+		} else {
+			g = *mat.NewSymDense(d, nil)
+		}
+		gs[w] = &g
+	})
 	out := gs[0]
 	for _, g := range gs[1:] {
 		out.AddSym(out, g)
