@@ -349,3 +349,21 @@ func TestCachedGenerationMatchesRecompute(t *testing.T) {
 		t.Fatalf("long cached generation: %d bytes, %v", len(long), err)
 	}
 }
+
+// TestSigmoid compares sigmoid with float64 arithmetic on random and
+// extreme arguments, across a block boundary.
+func TestSigmoid(t *testing.T) {
+	x := []float32{0, -0, 1e-30, -1e-30, 88, -88, 100, -100, 1e30, -1e30, float32(math.Inf(1)), float32(math.Inf(-1))}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for len(x) < 3*sigmoidBlock/2 {
+		x = append(x, float32(rng.NormFloat64()*8))
+	}
+	s := make([]float32, len(x))
+	sigmoid(s, x)
+	for i, v := range x {
+		want := 1 / (1 + math.Exp(-float64(v)))
+		if d := math.Abs(float64(s[i]) - want); d > 4e-7*want+1e-37 {
+			t.Errorf("sigmoid(%g) = %g, want %g", v, s[i], want)
+		}
+	}
+}

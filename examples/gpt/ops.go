@@ -226,23 +226,53 @@ func mergeHeads(dx, g []float32, batch, ctx, heads, d int, rp *rope, norms, norm
 // swigluForward sets out = silu(a) * b (Shazeer's SwiGLU, as in Llama).
 func swigluForward(out, a, b []float32) {
 	parallelFor(len(out), 64, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			out[i] = silu(a[i]) * b[i]
+		var s [sigmoidBlock]float32
+		for i0 := lo; i0 < hi; i0 += sigmoidBlock {
+			n := min(sigmoidBlock, hi-i0)
+			sigmoid(s[:n], a[i0:i0+n])
+			for j, sj := range s[:n] {
+				out[i0+j] = a[i0+j] * sj * b[i0+j]
+			}
 		}
 	})
 }
 
-func silu(x float32) float32 { return x / (1 + float32(math.Exp(float64(-x)))) }
-
 // swigluBackward sets da and db from dOut.
 func swigluBackward(da, db, dOut, a, b []float32) {
 	parallelFor(len(dOut), 64, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			s := 1 / (1 + float32(math.Exp(float64(-a[i]))))
-			da[i] = dOut[i] * b[i] * s * (1 + a[i]*(1-s))
-			db[i] = dOut[i] * a[i] * s
+		var s [sigmoidBlock]float32
+		for i0 := lo; i0 < hi; i0 += sigmoidBlock {
+			n := min(sigmoidBlock, hi-i0)
+			sigmoid(s[:n], a[i0:i0+n])
+			for j, sj := range s[:n] {
+				i := i0 + j
+				da[i] = dOut[i] * b[i] * sj * (1 + a[i]*(1-sj))
+				db[i] = dOut[i] * a[i] * sj
+			}
 		}
 	})
+}
+
+// sigmoidBlock is how many sigmoids sigmoid's callers take at a time (a
+// buffer on the stack).
+const sigmoidBlock = 256
+
+// sigmoid sets s[i] = 1 / (1 + exp(-x[i])). The exponentials go through
+// the project's vector kernel, which wants arguments <= 0: with
+// e = exp(-|x|), the sigmoid is 1 / (1 + e) for x >= 0 and e / (1 + e)
+// below, so nothing overflows.
+func sigmoid(s, x []float32) {
+	for i, v := range x {
+		s[i] = -float32(math.Abs(float64(v)))
+	}
+	kernels.ExpShiftSum32(s, 1, 0)
+	for i, e := range s {
+		if x[i] >= 0 {
+			s[i] = 1 / (1 + e)
+		} else {
+			s[i] = e / (1 + e)
+		}
+	}
 }
 
 // crossEntropy turns logits (rows x v) into probabilities in place and
