@@ -27,7 +27,9 @@ var Poll = 100 * time.Microsecond
 // them asleep. The owner sets Work once; Run(n) calls Work(0) on the
 // calling goroutine and Work(1..n-1) on helpers, and the workers share the
 // call's tasks through Take. One call at a time: Run is not safe for
-// concurrent use on one Crew (different Crews are).
+// concurrent use on one Crew (different Crews are). The pool keeps as
+// many helpers as the most calls in flight at once have needed, asleep
+// when unused.
 type Crew struct {
 	Work func(worker int)
 	next atomic.Int64
