@@ -40,38 +40,16 @@ func matmulForward(out, in, w []float32, rows, cin, cout int) {
 
 // matmulBackward adds dIn += dOut W and dW += dOut^T in. dIn may be nil
 // (the input needs no gradient). The weight gradient is a product over
-// the token dimension: dOut is transposed once so that it is an NN GEMM.
+// the token dimension, read transposed in place (a TN GEMM).
 func matmulBackward(dIn, dW, dOut, in, w []float32, rows, cin, cout int) {
 	if dIn != nil {
 		parallelFor(rows, 16, func(lo, hi int) {
 			kernels.GemmNN32(hi-lo, cin, cout, dOut[lo*cout:], cout, w, cin, dIn[lo*cin:], cin)
 		})
 	}
-	dOutT := make([]float32, rows*cout)
-	transpose(dOutT, dOut, rows, cout)
 	parallelFor(cout, 16, func(lo, hi int) {
-		kernels.GemmNN32(hi-lo, cin, rows, dOutT[lo*rows:], rows, in, cin, dW[lo*cin:], cin)
+		kernels.GemmTN32(hi-lo, cin, rows, dOut[lo:], cout, in, cin, dW[lo*cin:], cin)
 	})
-}
-
-// transpose writes the cols x rows transpose of the rows x cols src.
-func transpose(dst, src []float32, rows, cols int) {
-	const b = 32 // cache blocks
-	parallelFor(rows, b, func(lo, hi int) { transposeRows(dst, src, rows, cols, lo, hi) })
-}
-
-// transposeRows writes rows lo..hi-1 of src into their columns of dst.
-func transposeRows(dst, src []float32, rows, cols, lo, hi int) {
-	const b = 32
-	for i0 := lo; i0 < hi; i0 += b {
-		for j0 := 0; j0 < cols; j0 += b {
-			for i := i0; i < min(i0+b, hi); i++ {
-				for j := j0; j < min(j0+b, cols); j++ {
-					dst[j*rows+i] = src[i*cols+j]
-				}
-			}
-		}
-	}
 }
 
 const rmsEps = 1e-5
