@@ -238,18 +238,17 @@ const sigmoidBlock = 256
 // sigmoid sets s[i] = 1 / (1 + exp(-x[i])). The exponentials go through
 // the project's vector kernel, which wants arguments <= 0: with
 // e = exp(-|x|), the sigmoid is 1 / (1 + e) for x >= 0 and e / (1 + e)
-// below, so nothing overflows.
+// below, so nothing overflows. The sign picks the numerator through bit
+// masks: a branch on it is mispredicted half the time on real activations.
 func sigmoid(s, x []float32) {
 	for i, v := range x {
-		s[i] = -float32(math.Abs(float64(v)))
+		s[i] = math.Float32frombits(math.Float32bits(v) | 1<<31) // -|v|
 	}
 	kernels.ExpShiftSum32(s, 1, 0)
+	one := math.Float32bits(1)
 	for i, e := range s {
-		if x[i] >= 0 {
-			s[i] = 1 / (1 + e)
-		} else {
-			s[i] = e / (1 + e)
-		}
+		neg := uint32(int32(math.Float32bits(x[i])) >> 31) // all ones when x < 0
+		s[i] = math.Float32frombits(one&^neg|math.Float32bits(e)&neg) / (1 + e)
 	}
 }
 
