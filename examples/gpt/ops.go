@@ -203,37 +203,40 @@ func mergeHeads(dx, g []float32, batch, ctx, heads, d int, rp *rope, norms, norm
 
 // swigluForward sets out = silu(a) * b (Shazeer's SwiGLU, as in Llama).
 func swigluForward(out, a, b []float32) {
-	parallelFor(len(out), 64, func(lo, hi int) {
-		var s [sigmoidBlock]float32
-		for i0 := lo; i0 < hi; i0 += sigmoidBlock {
-			n := min(sigmoidBlock, hi-i0)
-			sigmoid(s[:n], a[i0:i0+n])
-			for j, sj := range s[:n] {
-				out[i0+j] = a[i0+j] * sj * b[i0+j]
-			}
+	sigmoidBlocks(a, func(i0 int, s []float32) {
+		for j, sj := range s {
+			out[i0+j] = a[i0+j] * sj * b[i0+j]
 		}
 	})
 }
 
 // swigluBackward sets da and db from dOut.
 func swigluBackward(da, db, dOut, a, b []float32) {
-	parallelFor(len(dOut), 64, func(lo, hi int) {
-		var s [sigmoidBlock]float32
-		for i0 := lo; i0 < hi; i0 += sigmoidBlock {
-			n := min(sigmoidBlock, hi-i0)
-			sigmoid(s[:n], a[i0:i0+n])
-			for j, sj := range s[:n] {
-				i := i0 + j
-				da[i] = dOut[i] * b[i] * sj * (1 + a[i]*(1-sj))
-				db[i] = dOut[i] * a[i] * sj
-			}
+	sigmoidBlocks(a, func(i0 int, s []float32) {
+		for j, sj := range s {
+			i := i0 + j
+			da[i] = dOut[i] * b[i] * sj * (1 + a[i]*(1-sj))
+			db[i] = dOut[i] * a[i] * sj
 		}
 	})
 }
 
-// sigmoidBlock is how many sigmoids sigmoid's callers take at a time (a
+// sigmoidBlock is how many sigmoids sigmoidBlocks computes at a time (a
 // buffer on the stack).
 const sigmoidBlock = 256
+
+// sigmoidBlocks calls fn(i0, s) for consecutive blocks of x, in parallel,
+// with s[j] the sigmoid of x[i0+j].
+func sigmoidBlocks(x []float32, fn func(i0 int, s []float32)) {
+	parallelFor(len(x), 64, func(lo, hi int) {
+		var s [sigmoidBlock]float32
+		for i0 := lo; i0 < hi; i0 += sigmoidBlock {
+			n := min(sigmoidBlock, hi-i0)
+			sigmoid(s[:n], x[i0:i0+n])
+			fn(i0, s[:n])
+		}
+	})
+}
 
 // sigmoid sets s[i] = 1 / (1 + exp(-x[i])). The exponentials go through
 // the project's vector kernel, which wants arguments <= 0: with
