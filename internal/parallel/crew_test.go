@@ -1,6 +1,7 @@
 package parallel
 
 import (
+	"context"
 	"math/rand/v2"
 	"runtime"
 	"sync"
@@ -94,5 +95,20 @@ func BenchmarkCrewRun(b *testing.B) {
 	c.Work = func(int) {}
 	for b.Loop() {
 		c.Run(2)
+	}
+}
+
+// TestNested runs parallel loops inside the tasks of parallel loops, as a
+// method's task may: a helper busy with the outer loop must not be waited
+// for by the inner one (the pool grows instead).
+func TestNested(t *testing.T) {
+	var ran atomic.Int64
+	For(context.Background(), 3, 6, func(int) {
+		For(context.Background(), 3, 6, func(int) {
+			For(context.Background(), 2, 2, func(int) { ran.Add(1) })
+		})
+	})
+	if ran.Load() != 6*6*2 {
+		t.Errorf("%d innermost tasks ran, want %d", ran.Load(), 6*6*2)
 	}
 }
