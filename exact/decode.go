@@ -171,7 +171,7 @@ type Decoder[T attn.Float] struct {
 	units   []DecodeUnit[T]
 	scale   float64
 	ctx     context.Context
-	crew    parallel.Crew
+	crew    parallel.Crew // the workers of a step
 }
 
 // decodeTask is one worker's piece of a call: rows i0..i0+rows-1 of a unit

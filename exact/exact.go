@@ -582,7 +582,7 @@ type Workspace[T attn.Float] struct {
 	scanning  bool        // the workers measure the tiles they read (speculate.go)
 	check     bool        // scan inputs for NaN and Inf as they are read
 	nonFinite atomic.Bool // a scan found one
-	crew      parallel.Crew
+	crew      parallel.Crew // the workers of a call
 }
 
 // packJob packs keys j0..j1 of key/value head kh.
