@@ -579,9 +579,9 @@ type Workspace[T attn.Float] struct {
 	centres   [][]float64 // per key/value head, subtracted from its keys (nil: none)
 	t0, t1    int         // its tasks
 	packing   bool
-	scanning  bool        // the workers measure the tiles they read (speculate.go)
-	check     bool        // scan inputs for NaN and Inf as they are read
-	nonFinite atomic.Bool // a scan found one
+	scanning  bool          // the workers measure the tiles they read (speculate.go)
+	check     bool          // scan inputs for NaN and Inf as they are read
+	nonFinite atomic.Bool   // a scan found one
 	crew      parallel.Crew // the workers of a call
 }
 
