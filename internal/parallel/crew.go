@@ -121,6 +121,7 @@ func give(c *Crew, w int) {
 func (h *helper) run() {
 	for {
 		c := h.crew
+		h.crew = nil // an idle helper keeps no call's data alive
 		c.Work(h.worker)
 		// Idle before Done: the next call, which may start right after
 		// this Done, finds the helper ready to claim. Once idle, h.crew

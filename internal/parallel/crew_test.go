@@ -153,3 +153,35 @@ func BenchmarkForWake(b *testing.B) {
 		})
 	}
 }
+
+// TestIdleHelpersReleaseCalls checks that the pool's idle helpers keep
+// nothing of their last call reachable: a Workspace, say, and the caller's
+// arrays its tasks refer to must be collectable once the caller drops
+// them.
+func TestIdleHelpersReleaseCalls(t *testing.T) {
+	collected := make(chan struct{})
+	func() {
+		data := make([]float64, 1<<20)
+		runtime.AddCleanup(&data[0], func(ch chan struct{}) { close(ch) }, collected)
+		c := new(Crew)
+		c.Work = func(int) {
+			for {
+				i, ok := c.Take(4)
+				if !ok {
+					return
+				}
+				data[i]++
+			}
+		}
+		c.Run(3)
+	}()
+	for range 20 {
+		runtime.GC()
+		select {
+		case <-collected:
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	t.Error("a finished call's data is still reachable through the pool's helpers")
+}
