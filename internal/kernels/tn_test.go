@@ -12,7 +12,7 @@ import (
 // operands that end at an unmapped page and entries outside C untouched.
 func TestGemmTNLevels(t *testing.T) {
 	r := rand.New(rand.NewPCG(11, 12))
-	shapes := append(gemmShapes(), [3]int{256, 64, 96}, [3]int{256, 128, 96}, [3]int{128, 128, 48}, [3]int{250, 70, 300})
+	shapes := append(gemmShapes(), [3]int{256, 64, 96}, [3]int{256, 128, 96}, [3]int{128, 128, 48}, [3]int{250, 70, 300}, [3]int{70, 130, 700})
 	defer releaseGuarded()
 	for _, sz := range shapes {
 		m, n, k := sz[0], sz[1], sz[2]
