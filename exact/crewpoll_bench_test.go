@@ -15,7 +15,7 @@ import (
 
 // BenchmarkCrewPoll times calls through a Workspace and a Decoder with
 // the pooled helpers polling between calls (parallel.Poll as set) and
-// with them asleep (parallel.Poll = 0), taking turns in one process so
+// with them asleep (parallel.SetPoll(0)), taking turns in one process so
 // that both see the same machine (runs of 20 calls with one setting, the
 // first 4 untimed), and reports the median of each and their ratio
 // (poll/sleep). The shapes are short calls, where waking a
@@ -25,8 +25,8 @@ import (
 // n = m = 256, d = 64) and a small causal backward (one head, n = m = 256,
 // d = 64).
 func BenchmarkCrewPoll(b *testing.B) {
-	poll := parallel.Poll
-	defer func() { parallel.Poll = poll }()
+	poll := parallel.Poll()
+	defer parallel.SetPoll(poll)
 	ctx := context.Background()
 	type shape struct {
 		name string
@@ -80,7 +80,7 @@ func BenchmarkCrewPoll(b *testing.B) {
 						// the next, and a woken helper queued on the
 						// caller's thread: runs of calls with one
 						// setting, the first few untimed, set the stage.
-						parallel.Poll = d
+						parallel.SetPoll(d)
 						for call := range 20 {
 							for t := time.Now(); time.Since(t) < gap; {
 							}

@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// Poll is how long a helper keeps polling for its next call after it
+// Poll returns how long a helper keeps polling for its next call after it
 // finishes one, before it sleeps, and how long Crew.Run polls for its
 // helpers before it sleeps. Waking a sleeping goroutine is slow on a VM,
 // whose idle vCPU the host has halted: on a 2-vCPU Xeon VM the helper of a
@@ -21,9 +21,20 @@ import (
 // queued on the waking caller's thread: on that VM, calls of two 20 us
 // tasks right after a pause ran both tasks on the caller's thread in
 // 77-98% of cases for each of the first six calls (40 us a call, against
-// 21 us once the helper polls on the other thread). Benchmarks set Poll
-// to compare; nothing else should.
-var Poll = 100 * time.Microsecond
+// 21 us once the helper polls on the other thread).
+func Poll() time.Duration { return time.Duration(pollNanos.Load()) }
+
+// SetPoll sets Poll to d and returns its previous value: benchmarks
+// compare polling with sleeping (d = 0); nothing else should set it.
+func SetPoll(d time.Duration) time.Duration {
+	return time.Duration(pollNanos.Swap(int64(d)))
+}
+
+// pollNanos is Poll in nanoseconds, atomic so that helpers read it while
+// a benchmark sets it; 100 us.
+var pollNanos atomic.Int64
+
+func init() { pollNanos.Store(int64(100 * time.Microsecond)) }
 
 // Crew runs calls of Work on the calling goroutine and helpers from a
 // pool the whole process shares, so a call (a decoding step, say) hands
@@ -57,7 +68,7 @@ func (c *Crew) Run(n int) {
 	// Poll for the helpers before sleeping too: a goroutine that sleeps in
 	// Wait is woken onto the last helper's P, which then runs it and leaves
 	// the helper to wait for the other P's thread, asleep meanwhile.
-	deadline := time.Now().Add(Poll)
+	deadline := time.Now().Add(Poll())
 	for c.busy.Load() > 0 && time.Now().Before(deadline) {
 		runtime.Gosched()
 	}
@@ -139,7 +150,7 @@ func (h *helper) run() {
 // await returns when h is given its next call, polling for Poll and then
 // asleep.
 func (h *helper) await() {
-	deadline := time.Now().Add(Poll)
+	deadline := time.Now().Add(Poll())
 	for h.state.Load() == helperPolling {
 		if time.Now().After(deadline) && h.state.CompareAndSwap(helperPolling, helperAsleep) {
 			<-h.wake

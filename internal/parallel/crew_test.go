@@ -59,7 +59,7 @@ func TestCrew(t *testing.T) {
 			for call := range 300 {
 				n := 1 + rng.IntN(maxWorkers)
 				if call%10 == 9 {
-					time.Sleep(2 * Poll)
+					time.Sleep(2 * Poll())
 				}
 				c.Run(n)
 				for i := range done {
@@ -118,15 +118,15 @@ func TestNested(t *testing.T) {
 // BenchmarkForWake times parallel.For with two tasks of 20 us on two
 // workers (ideally 20 us a call) after gaps of other work on the calling
 // goroutine, with the helpers polling between calls (Poll as set) and
-// with them asleep (Poll = 0), and reports the median call of each. The
+// with them asleep (SetPoll(0)), and reports the median call of each. The
 // settings take turns in runs of 100 calls, the first 10 of each run
 // untimed: a call that wakes a sleeping helper leaves it queued on the
 // caller's thread, where short calls that follow keep finding it (see
 // Poll), so alternating call by call would time polling's calls in the
 // state sleeping leaves.
 func BenchmarkForWake(b *testing.B) {
-	poll := Poll
-	defer func() { Poll = poll }()
+	poll := Poll()
+	defer SetPoll(poll)
 	spin := func(d time.Duration) {
 		for t := time.Now(); time.Since(t) < d; {
 		}
@@ -136,7 +136,7 @@ func BenchmarkForWake(b *testing.B) {
 			var times [2][]float64 // polling, asleep
 			for b.Loop() {
 				for i, d := range []time.Duration{poll, 0} {
-					Poll = d
+					SetPoll(d)
 					for call := range 100 {
 						spin(gap)
 						t0 := time.Now()
