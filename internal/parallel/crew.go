@@ -38,8 +38,8 @@ func init() { pollNanos.Store(int64(100 * time.Microsecond)) }
 
 // Crew runs calls of Work on the calling goroutine and helpers from a
 // pool the whole process shares, so a call (a decoding step, say) hands
-// out its tasks without starting goroutines, which allocates and finds
-// them asleep. The owner sets Work once; Run(n) calls Work(0) on the
+// out its tasks to goroutines that already exist, often still polling,
+// instead of starting new ones, which allocates. The owner sets Work once; Run(n) calls Work(0) on the
 // calling goroutine and Work(1..n-1) on helpers, and the workers share the
 // call's tasks through Take. One call at a time: Run is not safe for
 // concurrent use on one Crew (different Crews are). The pool keeps as
