@@ -319,14 +319,12 @@ func backward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T]
 		isF32 = true
 	}
 
-	states := make([]*bwdState[T], workers)
-	for w := range states {
-		states[w] = buf.state(w, p.D, p.E, sh.queryTile, kt, min(kt, p.M), isF32)
-		states[w].first = w * bwdDQChunks / workers
+	for w := range workers {
+		buf.state(w, p.D, p.E, sh.queryTile, kt, min(kt, p.M), isF32).first = w * bwdDQChunks / workers
 	}
 	var c parallel.Crew
 	c.Work = func(w int) {
-		st := states[w]
+		st := buf.states[w]
 		defer sh.finishHead(st)
 		for ctx.Err() == nil {
 			t, ok := c.Take(total)

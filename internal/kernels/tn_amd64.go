@@ -135,9 +135,10 @@ func gemmTNInPlace[T float32 | float64](g *gemmKernels[T], m, n, k int, a []T, l
 // k whole, a product over k = 4096 rows (a linear layer's weight gradient
 // over 4096 tokens) read B's whole column from L3 for every block: on one
 // core of a 2-vCPU Xeon with AMX, 38-72 GFLOP/s against 122-155 in
-// slices of 192 (BenchmarkGemmTNLongK); slices of 128 and 256 did about as
-// well. The backward pass's k is a query tile, at most this, and so one
-// slice: its products are unchanged.
+// slices of 192 (BenchmarkGemmTNLongK); slices of 128 and 256, tried in a
+// throw-away benchmark, did about as well. The backward pass's k is a
+// query tile, at most this, and so one slice: its products are unchanged.
+// A variable so that the benchmark can compare it with k whole.
 var tnInPlaceK = 192
 
 // gemmTNViaNN transposes A into a pooled buffer and runs the NN driver
