@@ -351,6 +351,9 @@ type ops[T attn.Float] struct {
 	// gemmTN is C += A^T B with A read as it is stored (the backward's
 	// dK += dS^T Q and dV += P^T dO).
 	gemmTN func(m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int)
+	// gemmNTNext, when not nil, is gemmNT that prefetches next into L2
+	// as it computes.
+	gemmNTNext func(m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int, next []T)
 }
 
 // opsFor returns the kernels for T.
@@ -358,9 +361,9 @@ func opsFor[T attn.Float]() ops[T] {
 	var k any
 	switch any(T(0)).(type) {
 	case float32:
-		k = ops[float32]{kernels.GemmNT32, kernels.GemmNN32, kernels.ExpShiftSum32, kernels.Max32, kernels.GemmNNNext32, kernels.Exp2ShiftSum32, kernels.GemmTN32}
+		k = ops[float32]{kernels.GemmNT32, kernels.GemmNN32, kernels.ExpShiftSum32, kernels.Max32, kernels.GemmNNNext32, kernels.Exp2ShiftSum32, kernels.GemmTN32, kernels.GemmNT32Next}
 	case float64:
-		k = ops[float64]{kernels.GemmNT64, kernels.GemmNN64, kernels.ExpShiftSum64, kernels.Max64, kernels.GemmNNNext64, nil, kernels.GemmTN64}
+		k = ops[float64]{kernels.GemmNT64, kernels.GemmNN64, kernels.ExpShiftSum64, kernels.Max64, kernels.GemmNNNext64, nil, kernels.GemmTN64, nil}
 	}
 	return k.(ops[T])
 }
@@ -823,6 +826,21 @@ func keysReadInPlace[T attn.Float](rows int) bool {
 	return rows <= kernels.NTInPlaceRows64
 }
 
+// valuePrefetchRows is the fewest query rows of a tile whose scores,
+// computed from float32 keys read in place, prefetch the tile's values
+// into L2 for P V to read. Without it the reading and the rows'
+// arithmetic add up instead of overlapping: with 8 rows per key/value
+// head a step took about the time of the same step on keys in L2 plus
+// that of the one-row step's reading. Measured on decoding steps at 32768
+// keys, d = 128, 2 key/value heads (TestRealModelTimings, best of 90
+// alternating calls, two runs): with the keys and values in memory the
+// prefetch took 0.87-0.93x the time at 2-16 rows per head and 0.91-0.96x
+// at one row; in L3, 0.93-1.01x at best and 0.90-0.97x on the median at
+// 2-16 rows but 1.05x at one row; on a 1024-key cache warm in L2 (calls
+// on one cache back to back), 1.04-1.16x at 2-16 rows. One row is left
+// without it. A variable so benchmarks can compare.
+var valuePrefetchRows = 2
+
 // attendRows runs the online softmax of global query rows r0..r0+rows-1
 // (row r is row r%N of query head r/N; all share key/value head
 // KVHead(r0/N)) over keys ja <= j < jb, leaving
@@ -948,7 +966,8 @@ func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T],
 		// with the stream, and the prefetch instructions only wait for
 		// fill buffers (decoding steps at 65536 keys, d = 128, took 9-12%
 		// less time on average without them, keys and values in L3 or in
-		// memory).
+		// memory). Their values, though, are prefetched during the scores
+		// once a tile has valuePrefetchRows rows or more (see there).
 		var nextV, nextK []T
 		if j1 := min(j0+2*tile, jb); prefetch && j0+tile < j1 {
 			if pk != nil {
@@ -1002,6 +1021,8 @@ func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T],
 				pk.GemmNTNext(nb, j0+c0, bcols-c0, q[b0*d:], d, s[c0:], stride, pfV)
 			} else if inPlace {
 				halfScores(p, kh, j0+c0, nb, bcols-c0, q[b0*d:], s[c0:], stride)
+			} else if k.gemmNTNext != nil && rows >= valuePrefetchRows {
+				k.gemmNTNext(nb, bcols-c0, d, q[b0*d:], d, kt[c0*d:], d, s[c0:], stride, pfV)
 			} else {
 				k.gemmNT(nb, bcols-c0, d, q[b0*d:], d, kt[c0*d:], d, s[c0:], stride)
 			}

@@ -3,6 +3,7 @@ package exact
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"slices"
 	"strconv"
@@ -234,6 +235,27 @@ func TestRealModelTimings(t *testing.T) {
 		warm = true
 		measure(fmt.Sprintf("decode 8/2 heads m=%d (%v allocs per call):", m, allocs), 30, []variant{
 			{"kernel", kernel}, {"workspace", fwd(p)}, {"assume-finite", fwd(&pf)}, {"float16-kv", fwd(p16)}, {"bfloat16-kv", fwd(pb16)},
+		})
+		warm = false
+	}
+	// Grouped-query decoding with g query heads per key/value head, the
+	// scores' prefetch of the values (valuePrefetchRows) on and off.
+	for _, g := range []int{1, 2, 4, 8, 16} {
+		p := attntest.To32(attntest.Case{Heads: 2 * g, KVHeads: 2, N: 1, M: 32768, D: 128, E: 128}.Generate(1))
+		out := attn.NewOutput(p)
+		ws := NewWorkspace[float32]()
+		withRows := func(rows int) func() {
+			return func() {
+				defer func(was int) { valuePrefetchRows = was }(valuePrefetchRows)
+				valuePrefetchRows = rows
+				if _, err := ws.Forward(ctx, p, out); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		warm = true
+		measure(fmt.Sprintf("decode %d/2 heads m=32768:", 2*g), 30, []variant{
+			{"no-prefetch", withRows(math.MaxInt)}, {"value-prefetch", withRows(1)},
 		})
 		warm = false
 	}

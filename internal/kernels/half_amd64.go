@@ -171,7 +171,7 @@ func gemmBF16Widen(nt bool, m, n, k int, a []uint16, lda int, b []uint16, ldb in
 	bf16ToF32(a32, a[:na])
 	bf16ToF32(b32, b[:nb])
 	if nt {
-		gemmNT32(m, n, k, a32, lda, b32, ldb, c, ldc)
+		gemmNT32(m, n, k, a32, lda, b32, ldb, c, ldc, nil)
 	} else {
 		gemmNN32(m, n, k, a32, lda, b32, ldb, c, ldc)
 	}

@@ -24,7 +24,14 @@ import (
 // GemmNT32 sets C = A B^T, with A m x k, B n x k and C m x n (see
 // NTInPlaceRows).
 func GemmNT32(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
-	gemmNT32(m, n, k, a, lda, b, ldb, c, ldc)
+	gemmNT32(m, n, k, a, lda, b, ldb, c, ldc, nil)
+}
+
+// GemmNT32Next is GemmNT32 that also brings next, memory the caller reads
+// soon after, into L2 while it computes, as GemmNNNext32 does. next does
+// not change the result; the portable code ignores it.
+func GemmNT32Next(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, next []float32) {
+	gemmNT32(m, n, k, a, lda, b, ldb, c, ldc, next)
 }
 
 // NTInPlaceRows is the most rows of A for which GemmNT32 reads B's rows

@@ -86,23 +86,28 @@ const (
 	packNNRows = 2 * mcBlock
 )
 
-func gemmNT32(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
-	if m <= NTInPlaceRows && gemmNTRows(f32NTFamily(), m, n, k, a, lda, b, ldb, c, ldc, nil, dot[float32]) {
+func gemmNT32(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, next []float32) {
+	if m <= NTInPlaceRows && gemmNTRows(f32NTFamily(), m, n, k, a, lda, b, ldb, c, ldc, next, dot[float32]) {
 		return
 	}
-	gemmNT32Packed(m, n, k, a, lda, b, ldb, c, ldc)
+	gemmNT32PackedNext(m, n, k, a, lda, b, ldb, c, ldc, next)
 }
 
 // gemmNT32Packed is gemmNT32 with B packed whatever m, the product
 // PackedNT's must match bit for bit.
 func gemmNT32Packed(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
+	gemmNT32PackedNext(m, n, k, a, lda, b, ldb, c, ldc, nil)
+}
+
+// gemmNT32PackedNext is gemmNT32Packed that prefetches next on the way.
+func gemmNT32PackedNext(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, next []float32) {
 	switch {
 	case level == levelGo || !ntOK(m, n, k, len(a), lda, len(b), ldb, len(c), ldc):
 		gemmNTGo(m, n, k, a, lda, b, ldb, c, ldc)
 	case level == levelAVX512:
-		gemmAsm(&gemmF32AVX512, &pool32, true, nil, m, n, k, a, lda, b, ldb, c, ldc, nil)
+		gemmAsm(&gemmF32AVX512, &pool32, true, nil, m, n, k, a, lda, b, ldb, c, ldc, next)
 	default:
-		gemmAsm(&gemmF32AVX2, &pool32, true, nil, m, n, k, a, lda, b, ldb, c, ldc, nil)
+		gemmAsm(&gemmF32AVX2, &pool32, true, nil, m, n, k, a, lda, b, ldb, c, ldc, next)
 	}
 }
 

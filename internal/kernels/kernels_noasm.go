@@ -6,7 +6,7 @@ import "unsafe"
 
 func prefetch(unsafe.Pointer, int) {}
 
-func gemmNT32(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
+func gemmNT32(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, _ []float32) {
 	gemmNTGo(m, n, k, a, lda, b, ldb, c, ldc)
 }
 

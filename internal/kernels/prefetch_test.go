@@ -7,8 +7,8 @@ import (
 	"testing"
 )
 
-// TestGemmNext checks the prefetching products at every level against the
-// plain ones: the prefetch must not change a bit of the result, whatever
+// TestGemmNext checks the prefetching products (GemmNNNext64,
+// GemmNNNext32, GemmNT32Next) at every level against the plain ones: the prefetch must not change a bit of the result, whatever
 // next is (empty, shorter or longer than the operands, unaligned, or
 // ending right before an unmapped page).
 func TestGemmNext(t *testing.T) {
@@ -35,6 +35,16 @@ func TestGemmNext(t *testing.T) {
 					for i := range want {
 						if got[i] != want[i] || got32[i] != want32[i] {
 							t.Fatalf("%s: entry %d = %g, %g; without prefetch %g, %g", name, i, got[i], got32[i], want[i], want32[i])
+						}
+					}
+					// C = A B^T, b read as n rows of k: in place for
+					// few rows of A, packed for more.
+					wantNT, gotNT := to32(c0), guarded(to32(c0))
+					GemmNT32(m, n, k, to32(a), k, to32(b), k, wantNT, n)
+					GemmNT32Next(m, n, k, guarded(to32(a)), k, guarded(to32(b)), k, gotNT, n, next32)
+					for i := range wantNT {
+						if gotNT[i] != wantNT[i] {
+							t.Fatalf("%s: NT entry %d = %g; without prefetch %g", name, i, gotNT[i], wantNT[i])
 						}
 					}
 				}
