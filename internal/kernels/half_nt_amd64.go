@@ -11,11 +11,15 @@ type kernNTRows[B uint16 | float32] func(k int, a *float32, lda int, b *B, ldb i
 
 // ntRows is one family of the kernels: by rows-1, each taking blocks of
 // keys keys; wholeVector is whether they cover whole vectors of w lanes
-// of k only (AVX2: the caller adds the last k mod w products).
+// of k only (AVX2: the caller adds the last k mod w products). wide, when
+// not nil, are the kernels for halfNTRows+1 to 2*halfNTRows rows (by
+// rows-halfNTRows-1), in blocks of wideKeys keys.
 type ntRows[B uint16 | float32] struct {
 	kr          *[halfNTRows]kernNTRows[B]
 	keys, w     int
 	wholeVector bool
+	wide        *[halfNTRows]kernNTRows[B]
+	wideKeys    int
 }
 
 // halfNTFamily returns the kernels for the current level and format, or
@@ -24,13 +28,13 @@ type ntRows[B uint16 | float32] struct {
 func halfNTFamily(bf bool) *ntRows[uint16] {
 	switch {
 	case level == levelAVX512 && bf && hasBW:
-		return &ntRows[uint16]{&gemmNT32xBF16AVX512, 4, 16, false}
+		return &ntRows[uint16]{&gemmNT32xBF16AVX512, 4, 16, false, &gemmNT32xBF16AVX512Wide, 2}
 	case level == levelAVX512 && !bf:
-		return &ntRows[uint16]{&gemmNT32xF16AVX512, 4, 16, false}
+		return &ntRows[uint16]{&gemmNT32xF16AVX512, 4, 16, false, &gemmNT32xF16AVX512Wide, 2}
 	case level >= levelAVX2 && bf:
-		return &ntRows[uint16]{&gemmNT32xBF16AVX2, 2, 8, true}
+		return &ntRows[uint16]{&gemmNT32xBF16AVX2, 2, 8, true, nil, 0}
 	case level >= levelAVX2 && hasF16C:
-		return &ntRows[uint16]{&gemmNT32xF16AVX2, 2, 8, true}
+		return &ntRows[uint16]{&gemmNT32xF16AVX2, 2, 8, true, nil, 0}
 	}
 	return nil
 }
@@ -40,17 +44,26 @@ func halfNTFamily(bf bool) *ntRows[uint16] {
 func f32NTFamily() *ntRows[float32] {
 	switch {
 	case level == levelAVX512:
-		return &ntRows[float32]{&gemmNT32xF32AVX512, 4, 16, false}
+		return &ntRows[float32]{&gemmNT32xF32AVX512, 4, 16, false, &gemmNT32xF32AVX512Wide, 2}
 	case level >= levelAVX2:
-		return &ntRows[float32]{&gemmNT32xF32AVX2, 2, 8, true}
+		return &ntRows[float32]{&gemmNT32xF32AVX2, 2, 8, true, nil, 0}
 	}
 	return nil
 }
 
 func halfNTVector(bf bool) bool { return halfNTFamily(bf) != nil }
 
-// halfNTRows is the most rows of A one kernel call takes.
+// halfNTRows is the most rows of A one narrow kernel call takes; a wide
+// one takes up to twice as many.
 const halfNTRows = 4
+
+// useWideNT turns the wide kernels on: a few query rows reading keys from
+// L3 take one pass over them instead of two or more. Against two passes
+// of the narrow kernels (BenchmarkNTRowsWide, float32, k = 128) a pass
+// of 5 to 8 rows over 32768 keys took about 0.8x the time, 16 rows about
+// 0.9x, with the keys in L2 the same time. A variable so tests and
+// benchmarks can compare.
+var useWideNT = true
 
 func gemmNT32Half(bf bool, m, n, k int, a []float32, lda int, b []uint16, ldb int, c []float32, ldc int, next []uint16) {
 	dot := func(a []float32, b []uint16) float32 { return dotHalf(bf, a, b) }
@@ -72,20 +85,31 @@ func gemmNTRows[B uint16 | float32](g *ntRows[B], m, n, k int, a []float32, lda 
 	if g == nil || n < g.keys || kv == 0 || !ntOK(m, n, k, len(a), lda, len(b), ldb, len(c), ldc) {
 		return false
 	}
-	// Blocks of keys, each prefetching its share of next; the last n mod
-	// g.keys keys come from one more block ending at key n-1, which sets
-	// some scores again to the same values.
+	// Passes over the keys of up to 2*halfNTRows rows (wide kernels) or
+	// halfNTRows; each in blocks of keys, each block of the first pass
+	// prefetching its share of next. The last n mod keys keys come from
+	// one more block ending at key n-1, which sets some scores again to
+	// the same values.
 	var zero B
-	blocks := n / g.keys
 	lines := (int(unsafe.Sizeof(zero))*len(next) + 63) / 64
-	pfl := (lines + blocks - 1) / blocks
 	pf := unsafe.SliceData(next)
-	for i := 0; i < m; i += halfNTRows {
-		kr := g.kr[min(halfNTRows, m-i)-1]
+	for i, rows := 0, 0; i < m; i += rows {
+		var kr kernNTRows[B]
+		keys := g.keys
+		if rows = m - i; g.wide != nil && useWideNT && rows > halfNTRows {
+			rows = min(rows, 2*halfNTRows)
+			kr, keys = g.wide[rows-halfNTRows-1], g.wideKeys
+		} else {
+			rows = min(rows, halfNTRows)
+			kr = g.kr[rows-1]
+		}
+		blocks, pfl := n/keys, 0
+		if i == 0 {
+			pfl = (lines + blocks - 1) / blocks
+		}
 		kr(kv, &a[i*lda], lda, &b[0], ldb, &c[i*ldc], ldc, blocks, pf, pfl)
-		pfl = 0
-		if n%g.keys != 0 {
-			kr(kv, &a[i*lda], lda, &b[(n-g.keys)*ldb], ldb, &c[i*ldc+n-g.keys], ldc, 1, nil, 0)
+		if n%keys != 0 {
+			kr(kv, &a[i*lda], lda, &b[(n-keys)*ldb], ldb, &c[i*ldc+n-keys], ldc, 1, nil, 0)
 		}
 	}
 	if kv < k {

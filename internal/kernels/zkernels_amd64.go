@@ -883,6 +883,20 @@ func gemmNT32xF16AVX512_4(k int, a *float32, lda int, b *uint16, ldb int, c *flo
 var gemmNT32xF16AVX512 = [...]kernNTRows[uint16]{gemmNT32xF16AVX512_1, gemmNT32xF16AVX512_2, gemmNT32xF16AVX512_3, gemmNT32xF16AVX512_4}
 
 //go:noescape
+func gemmNT32xF16AVX512_5(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
+
+//go:noescape
+func gemmNT32xF16AVX512_6(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
+
+//go:noescape
+func gemmNT32xF16AVX512_7(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
+
+//go:noescape
+func gemmNT32xF16AVX512_8(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
+
+var gemmNT32xF16AVX512Wide = [...]kernNTRows[uint16]{gemmNT32xF16AVX512_5, gemmNT32xF16AVX512_6, gemmNT32xF16AVX512_7, gemmNT32xF16AVX512_8}
+
+//go:noescape
 func gemmNT32xF16AVX2_1(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
 
 //go:noescape
@@ -911,6 +925,20 @@ func gemmNT32xBF16AVX512_4(k int, a *float32, lda int, b *uint16, ldb int, c *fl
 var gemmNT32xBF16AVX512 = [...]kernNTRows[uint16]{gemmNT32xBF16AVX512_1, gemmNT32xBF16AVX512_2, gemmNT32xBF16AVX512_3, gemmNT32xBF16AVX512_4}
 
 //go:noescape
+func gemmNT32xBF16AVX512_5(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
+
+//go:noescape
+func gemmNT32xBF16AVX512_6(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
+
+//go:noescape
+func gemmNT32xBF16AVX512_7(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
+
+//go:noescape
+func gemmNT32xBF16AVX512_8(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
+
+var gemmNT32xBF16AVX512Wide = [...]kernNTRows[uint16]{gemmNT32xBF16AVX512_5, gemmNT32xBF16AVX512_6, gemmNT32xBF16AVX512_7, gemmNT32xBF16AVX512_8}
+
+//go:noescape
 func gemmNT32xBF16AVX2_1(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
 
 //go:noescape
@@ -937,6 +965,20 @@ func gemmNT32xF32AVX512_3(k int, a *float32, lda int, b *float32, ldb int, c *fl
 func gemmNT32xF32AVX512_4(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, blocks int, pf *float32, pflines int)
 
 var gemmNT32xF32AVX512 = [...]kernNTRows[float32]{gemmNT32xF32AVX512_1, gemmNT32xF32AVX512_2, gemmNT32xF32AVX512_3, gemmNT32xF32AVX512_4}
+
+//go:noescape
+func gemmNT32xF32AVX512_5(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, blocks int, pf *float32, pflines int)
+
+//go:noescape
+func gemmNT32xF32AVX512_6(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, blocks int, pf *float32, pflines int)
+
+//go:noescape
+func gemmNT32xF32AVX512_7(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, blocks int, pf *float32, pflines int)
+
+//go:noescape
+func gemmNT32xF32AVX512_8(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, blocks int, pf *float32, pflines int)
+
+var gemmNT32xF32AVX512Wide = [...]kernNTRows[float32]{gemmNT32xF32AVX512_5, gemmNT32xF32AVX512_6, gemmNT32xF32AVX512_7, gemmNT32xF32AVX512_8}
 
 //go:noescape
 func gemmNT32xF32AVX2_1(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, blocks int, pf *float32, pflines int)

@@ -5,7 +5,7 @@ import "fmt"
 // Scores against row-major 16-bit keys: C (mr x 4 per block, float32) =
 // A (mr x k, float32) times B^T, B being 4 keys (rows of k float16 or
 // bfloat16 values, row stride ldb) per block, widened in registers as they
-// are loaded. A stateless decoding step holds its keys as the caller laid
+// are loaded (or 2 keys per block in the wide kernels, below). A stateless decoding step holds its keys as the caller laid
 // them out, one row per key; a few query rows (a grouped-query group) read
 // each key once this way, without a widened or packed copy.
 //
@@ -19,7 +19,11 @@ import "fmt"
 // keys and whole vectors of k only, the caller adding the last k mod 8
 // products. Rows past mr are left at zero and not stored.
 
-// halfNTRows is the most rows of A per kernel call.
+// halfNTRows is the most rows of A per kernel call of the narrow
+// kernels. The wide kernels (AVX-512 only) take halfNTRows+1 to
+// 2*halfNTRows rows against blocks of 2 keys, with the same 16
+// accumulators: a tile of 5-8 rows then reads each key once, where two
+// calls of the narrow kernels read it twice.
 const halfNTRows = 4
 
 // halfNTISAs are the kernels' instruction sets and keys per block.
@@ -60,6 +64,17 @@ func genHalfNT() {
 				fmt.Fprintf(&gs, "%s, ", halfNTName(h, c.is, mr))
 			}
 			fmt.Fprintf(&gs, "}\n\n")
+			if c.is.nregs < 32 {
+				continue
+			}
+			for mr := halfNTRows + 1; mr <= 2*halfNTRows; mr++ {
+				genHalfNTKernel(h, c.is, 2, mr)
+			}
+			fmt.Fprintf(&gs, "var gemmNT32x%s%sWide = [...]kernNTRows[%s]{", h.name, c.is.name, gotyp)
+			for mr := halfNTRows + 1; mr <= 2*halfNTRows; mr++ {
+				fmt.Fprintf(&gs, "%s, ", halfNTName(h, c.is, mr))
+			}
+			fmt.Fprintf(&gs, "}\n\n")
 		}
 	}
 }
@@ -68,11 +83,18 @@ func genHalfNTKernel(h halfB, is isa, nk, mr int) {
 	R := func(n int) string { return fmt.Sprintf("%s%d", is.reg, n) }
 	X := func(n int) string { return fmt.Sprintf("X%d", n) }
 	w := is.vbytes / 4 // float32 lanes, 16-bit values per load
+	// wide kernels take 5-8 rows against blocks of 2 keys (AVX-512).
+	wide := mr > halfNTRows
 	// Registers: the accumulators first (row i, key j), then the widened
-	// keys and the rows of A, then two scratch registers.
+	// keys and the rows of A, then two scratch registers. 16 accumulators
+	// on AVX-512 (4 rows x 4 keys, or 8 x 2), 8 on AVX2 (4 x 2).
+	nacc := halfNTRows * nk
+	if wide {
+		nacc = 2 * halfNTRows * nk
+	}
 	acc := func(i, j int) string { return R(i*nk + j) }
-	key := func(j int) string { return R(halfNTRows*nk + j) }
-	row := func(i int) string { return R(halfNTRows*nk + nk + i) }
+	key := func(j int) string { return R(nacc + j) }
+	row := func(i int) string { return R(nacc + nk + i) }
 	t0, t1 := R(is.nregs-2), R(is.nregs-1)
 	avx512 := is.nregs == 32
 	bt := "*uint16"
@@ -81,10 +103,12 @@ func genHalfNTKernel(h halfB, is isa, nk, mr int) {
 	}
 	f := sig(halfNTName(h, is, mr), ps("k", "int", "a", "*float32", "lda", "int", "b", bt, "ldb", "int", "c", "*float32", "ldc", "int", "blocks", "int", "pf", bt, "pflines", "int"), nil)
 	text(f)
-	// SI: A (R14 its start), R8 lda and R11 3*lda in bytes; DX: B within
-	// the block (R12 the block's first key), R9 ldb and R10 3*ldb in bytes;
-	// DI: C, AX ldc in bytes; R13: blocks left; K1: the lanes of k's last
-	// vector (AVX-512).
+	// SI: A (R14 its start; in a wide kernel R14 is rows 5-7's base,
+	// SI + 5 lda, in the loop and C's rows 5-7 in the store, and A's start
+	// is read from the argument), R8 lda and R11 3*lda in bytes; DX: B
+	// within the block (R12 the block's first key), R9 ldb and R10 3*ldb
+	// in bytes; DI: C, AX ldc in bytes; R13: blocks left; K1: the lanes
+	// of k's last vector (AVX-512).
 	emit("MOVQ %s, R14", f.fp("a"))
 	emit("MOVQ %s, R8", f.fp("lda"))
 	emit("SHLQ $2, R8")
@@ -118,12 +142,16 @@ func genHalfNTKernel(h halfB, is isa, nk, mr int) {
 	emit("JNZ pfloop")
 	emit("MOVQ BX, %s", f.fp("pf"))
 	label("nopf")
-	emit("MOVQ R14, SI")
+	if wide {
+		emit("MOVQ %s, SI", f.fp("a"))
+		emit("LEAQ (R8)(R8*4), R14")
+		emit("ADDQ SI, R14")
+	} else {
+		emit("MOVQ R14, SI")
+	}
 	emit("MOVQ R12, DX")
-	for i := range halfNTRows {
-		for j := range nk {
-			emit("VXORPS %[1]s, %[1]s, %[1]s", acc(i, j))
-		}
+	for r := range nacc {
+		emit("VXORPS %[1]s, %[1]s, %[1]s", R(r))
 	}
 	emit("MOVQ %s, CX", f.fp("k"))
 	emit("SHRQ $%d, CX", bitsLen(w)-1)
@@ -136,7 +164,7 @@ func genHalfNTKernel(h halfB, is isa, nk, mr int) {
 		}
 		return fmt.Sprintf("%d(DX)(R9*%d)", off, j)
 	}
-	aBases := [3]string{"SI", "", ""}
+	aBases := [3]string{"SI", "R14", ""}
 	// step does w entries of k (the vector at element w*u), masked to
 	// kmask when not "".
 	step := func(u int, kmask string) {
@@ -159,6 +187,9 @@ func genHalfNTKernel(h halfB, is isa, nk, mr int) {
 	}
 	kLoop(func(u int) { step(u, "") }, func(vectors int) {
 		emit("ADDQ $%d, SI", 4*w*vectors)
+		if wide {
+			emit("ADDQ $%d, R14", 4*w*vectors)
+		}
 		emit("ADDQ $%d, DX", h.size*w*vectors)
 	})
 	label("store")
@@ -176,14 +207,22 @@ func genHalfNTKernel(h halfB, is isa, nk, mr int) {
 		emit("VADDPS %s, %s, %s", t1, t0, dst)
 	}
 	emit("LEAQ (AX)(AX*2), BX")
-	cBases := [3]string{"DI", "", ""}
+	cBases := [3]string{"DI", "R14", ""}
 	cRow := func(i int) string { return rowAddr(i, 0, cBases, "AX", "BX") }
+	if wide {
+		emit("LEAQ (AX)(AX*4), R14")
+		emit("ADDQ DI, R14")
+	}
 	if avx512 {
-		// 256-bit halves: Z16+2j holds rows 0 and 1 of key j (128-bit
-		// blocks 0-1 and 2-3), Z17+2j rows 2 and 3.
+		// The tree sums slot (a, b), a, b < 4, into lane b of 128-bit
+		// block a: row a and key b in a narrow kernel, rows 2a and 2a+1
+		// and keys b%2 in a wide one (register 4a+b either way).
+		slot := func(a, b int) string { return R(4*a + b) }
+		// 256-bit halves: Z16+2j holds slots 0 and 1 of column j (128-bit
+		// blocks 0-1 and 2-3), Z17+2j slots 2 and 3.
 		for j := range 4 {
-			pairAdd("VSHUFF32X4", 0x44, 0xee, acc(0, j), acc(1, j), R(16+2*j))
-			pairAdd("VSHUFF32X4", 0x44, 0xee, acc(2, j), acc(3, j), R(17+2*j))
+			pairAdd("VSHUFF32X4", 0x44, 0xee, slot(0, j), slot(1, j), R(16+2*j))
+			pairAdd("VSHUFF32X4", 0x44, 0xee, slot(2, j), slot(3, j), R(17+2*j))
 		}
 		// 128-bit blocks: Z24+j holds row i's 4 partial sums of key j in
 		// block i.
@@ -195,12 +234,24 @@ func genHalfNTKernel(h halfB, is isa, nk, mr int) {
 		pairAdd("VSHUFPS", 0x44, 0xee, R(26), R(27), R(17))
 		pairAdd("VSHUFPS", 0x88, 0xdd, R(16), R(17), R(18))
 		for i := range mr {
-			x := X(18)
-			if i > 0 {
-				emit("VEXTRACTF32X4 $%d, Z18, X19", i)
-				x = X(19)
+			x, blk := X(18), i
+			if wide {
+				blk = i / 2
 			}
-			emit("VMOVUPS %s, %s", x, cRow(i))
+			if blk > 0 {
+				x = X(19)
+				if !wide || i%2 == 0 {
+					emit("VEXTRACTF32X4 $%d, Z18, X19", blk)
+				}
+			}
+			switch {
+			case !wide:
+				emit("VMOVUPS %s, %s", x, cRow(i))
+			case i%2 == 0:
+				emit("VMOVLPS %s, %s", x, cRow(i))
+			default:
+				emit("VMOVHPS %s, %s", x, cRow(i))
+			}
 		}
 	} else {
 		// 128-bit halves: Y8 holds (row 0, key 0) in its low half and
