@@ -42,7 +42,9 @@ func GemmNT32Next(m, n, k int, a []float32, lda int, b []float32, ldb int, c []f
 // reading in place took 0.56-0.60x the packed product's time for 1-4
 // rows, 0.71x for 8, 0.91x for 16 and 0.97-1.03x for 24-32; with B in
 // cache (256 x 128, 768 x 768, 64 x 64) 0.17-0.41x for one row and
-// 0.72-1.04x for 16.
+// 0.72-1.04x for 16. Those figures predate the wide kernels (5-8 rows in
+// one pass), which took 0.80x the time of the narrow kernels' two passes
+// for 5 and 8 rows from L3 and 0.90x for 16 (BenchmarkNTRowsWide).
 const NTInPlaceRows = 16
 
 // NTInPlaceRows64 is NTInPlaceRows for GemmNT64, which reads B in place
