@@ -4,7 +4,6 @@ package kernels
 
 import (
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -29,12 +28,7 @@ func TestGemmNTNarrowRows(t *testing.T) {
 		a := to32(randSlice(r, (m-1)*lda+k))
 		b := to32(randSlice(r, (n-1)*ldb+k))
 		h, hw := randHalf(r, true, (n-1)*ldb+k)
-		c0 := to32(randSlice(r, (m-1)*ldc+n))
-		for i := range m {
-			for j := range n {
-				c0[i*ldc+j] = float32(math.NaN())
-			}
-		}
+		c0 := nanC(r, m, n, ldc)
 		checkHalfProduct(t, fmt.Sprintf("float32 %v", sz), GemmNT32, m, n, k, a, lda, b, ldb,
 			func(p, j int) float64 { return float64(b[j*ldb+p]) }, c0, ldc, false)
 		checkHalfProduct(t, fmt.Sprintf("bfloat16 %v", sz), GemmNT32BF16, m, n, k, a, lda, h, ldb,

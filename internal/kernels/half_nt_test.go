@@ -43,18 +43,25 @@ func TestGemmNT32Half(t *testing.T) {
 				lda, ldb, ldc := k+pad[0], k+pad[1], n+pad[2]
 				a := to32(randSlice(r, (m-1)*lda+k))
 				b, bw := randHalf(r, bf, (n-1)*ldb+k)
-				// C starts as NaN: the product overwrites it.
-				c0 := to32(randSlice(r, (m-1)*ldc+n))
-				for i := range m {
-					for j := range n {
-						c0[i*ldc+j] = float32(math.NaN())
-					}
-				}
+				c0 := nanC(r, m, n, ldc)
 				checkHalfProduct(t, fmt.Sprintf("bf16=%v %v ld=%d,%d,%d", bf, sz, lda, ldb, ldc), gemm, m, n, k, a, lda, b, ldb,
 					func(p, j int) float64 { return bw[j*ldb+p] }, c0, ldc, false)
 			}
 		}
 	}
+}
+
+// nanC returns an m x n C, row stride ldc, whose entries are NaN (a
+// product that sets C must overwrite every one) and whose entries between
+// rows are random (it must leave them alone).
+func nanC(r *rand.Rand, m, n, ldc int) []float32 {
+	c := to32(randSlice(r, (m-1)*ldc+n))
+	for i := range m {
+		for j := range n {
+			c[i*ldc+j] = float32(math.NaN())
+		}
+	}
+	return c
 }
 
 // checkHalfProduct runs gemm on every level on copies of a, b and c0
@@ -102,12 +109,7 @@ func TestGemmNT32FewRows(t *testing.T) {
 			lda, ldb, ldc := k+pad[0], k+pad[1], n+pad[2]
 			a := to32(randSlice(r, (m-1)*lda+k))
 			b := to32(randSlice(r, (n-1)*ldb+k))
-			c0 := to32(randSlice(r, (m-1)*ldc+n))
-			for i := range m {
-				for j := range n {
-					c0[i*ldc+j] = float32(math.NaN())
-				}
-			}
+			c0 := nanC(r, m, n, ldc)
 			checkHalfProduct(t, fmt.Sprintf("%v ld=%d,%d,%d", sz, lda, ldb, ldc), GemmNT32, m, n, k, a, lda, b, ldb,
 				func(p, j int) float64 { return float64(b[j*ldb+p]) }, c0, ldc, false)
 		}
