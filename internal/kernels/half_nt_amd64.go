@@ -6,47 +6,58 @@ import "unsafe"
 
 // kernNTRows is the signature of the NT kernels that read B's rows in
 // place (see _asm/half_nt.go): mr rows of A against blocks of 4 rows of
-// B, 16-bit (widened as loaded) or float32, ldb counting B's elements.
-type kernNTRows[B uint16 | float32] func(k int, a *float32, lda int, b *B, ldb int, c *float32, ldc int, blocks int, pf *B, pflines int)
+// B (2 in the wide kernels), ldb counting B's elements. A and C are
+// float32 with 16-bit B (widened as loaded) or float32 B, float64 with
+// float64 B.
+type kernNTRows[A float32 | float64, B uint16 | float32 | float64] func(k int, a *A, lda int, b *B, ldb int, c *A, ldc int, blocks int, pf *B, pflines int)
 
 // ntRows is one family of the kernels: by rows-1, each taking blocks of
 // keys keys; wholeVector is whether they cover whole vectors of w lanes
 // of k only (AVX2: the caller adds the last k mod w products). wide, when
 // not nil, are the kernels for halfNTRows+1 to 2*halfNTRows rows (by
 // rows-halfNTRows-1), in blocks of wideKeys keys.
-type ntRows[B uint16 | float32] struct {
-	kr          *[halfNTRows]kernNTRows[B]
+type ntRows[A float32 | float64, B uint16 | float32 | float64] struct {
+	kr          *[halfNTRows]kernNTRows[A, B]
 	keys, w     int
 	wholeVector bool
-	wide        *[halfNTRows]kernNTRows[B]
+	wide        *[halfNTRows]kernNTRows[A, B]
 	wideKeys    int
 }
 
 // halfNTFamily returns the kernels for the current level and format, or
 // nil where there are none (bfloat16 needs AVX512BW's 512-bit VPMOVZXWD
 // on AVX-512, float16 F16C on AVX2).
-func halfNTFamily(bf bool) *ntRows[uint16] {
+func halfNTFamily(bf bool) *ntRows[float32, uint16] {
 	switch {
 	case level == levelAVX512 && bf && hasBW:
-		return &ntRows[uint16]{&gemmNT32xBF16AVX512, 4, 16, false, &gemmNT32xBF16AVX512Wide, 2}
+		return &ntRows[float32, uint16]{&gemmNT32xBF16AVX512, 4, 16, false, &gemmNT32xBF16AVX512Wide, 2}
 	case level == levelAVX512 && !bf:
-		return &ntRows[uint16]{&gemmNT32xF16AVX512, 4, 16, false, &gemmNT32xF16AVX512Wide, 2}
+		return &ntRows[float32, uint16]{&gemmNT32xF16AVX512, 4, 16, false, &gemmNT32xF16AVX512Wide, 2}
 	case level >= levelAVX2 && bf:
-		return &ntRows[uint16]{&gemmNT32xBF16AVX2, 2, 8, true, nil, 0}
+		return &ntRows[float32, uint16]{&gemmNT32xBF16AVX2, 2, 8, true, nil, 0}
 	case level >= levelAVX2 && hasF16C:
-		return &ntRows[uint16]{&gemmNT32xF16AVX2, 2, 8, true, nil, 0}
+		return &ntRows[float32, uint16]{&gemmNT32xF16AVX2, 2, 8, true, nil, 0}
 	}
 	return nil
 }
 
 // f32NTFamily returns the float32 kernels for the current level (nil for
 // the portable level).
-func f32NTFamily() *ntRows[float32] {
+func f32NTFamily() *ntRows[float32, float32] {
 	switch {
 	case level == levelAVX512:
-		return &ntRows[float32]{&gemmNT32xF32AVX512, 4, 16, false, &gemmNT32xF32AVX512Wide, 2}
+		return &ntRows[float32, float32]{&gemmNT32xF32AVX512, 4, 16, false, &gemmNT32xF32AVX512Wide, 2}
 	case level >= levelAVX2:
-		return &ntRows[float32]{&gemmNT32xF32AVX2, 2, 8, true, nil, 0}
+		return &ntRows[float32, float32]{&gemmNT32xF32AVX2, 2, 8, true, nil, 0}
+	}
+	return nil
+}
+
+// f64NTFamily returns the float64 kernels for the current level (nil
+// below AVX-512, where GemmNT64 packs).
+func f64NTFamily() *ntRows[float64, float64] {
+	if level == levelAVX512 {
+		return &ntRows[float64, float64]{&gemmNT64xF64AVX512, 4, 8, false, &gemmNT64xF64AVX512Wide, 2}
 	}
 	return nil
 }
@@ -77,7 +88,7 @@ func gemmNT32Half(bf bool, m, n, k int, a []float32, lda int, b []uint16, ldb in
 // than a block, operands outside their slices), does nothing and reports
 // false. dot is the float32 dot product of a row of A with a row of B,
 // for the products past the kernels' whole vectors of k.
-func gemmNTRows[B uint16 | float32](g *ntRows[B], m, n, k int, a []float32, lda int, b []B, ldb int, c []float32, ldc int, next []B, dot func(a []float32, b []B) float32) bool {
+func gemmNTRows[A float32 | float64, B uint16 | float32 | float64](g *ntRows[A, B], m, n, k int, a []A, lda int, b []B, ldb int, c []A, ldc int, next []B, dot func(a []A, b []B) A) bool {
 	kv := k // the k the kernels cover
 	if g != nil && g.wholeVector {
 		kv = k / g.w * g.w
@@ -94,7 +105,7 @@ func gemmNTRows[B uint16 | float32](g *ntRows[B], m, n, k int, a []float32, lda 
 	lines := (int(unsafe.Sizeof(zero))*len(next) + 63) / 64
 	pf := unsafe.SliceData(next)
 	for i, rows := 0, 0; i < m; i += rows {
-		var kr kernNTRows[B]
+		var kr kernNTRows[A, B]
 		keys := g.keys
 		if rows = m - i; g.wide != nil && useWideNT && rows > halfNTRows {
 			rows = min(rows, 2*halfNTRows)

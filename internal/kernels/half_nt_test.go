@@ -95,6 +95,51 @@ func checkHalfProduct[B uint16 | float32](t *testing.T, name string, gemm func(m
 	}
 }
 
+// TestGemmNT64FewRows checks GemmNT64 on the shapes of the few-row
+// kernels, whose float64 twins it runs for up to NTInPlaceRows64 rows of
+// A (reading B in place; the wide ones with that raised), against
+// float64 sums within their rounding, on every level: padded strides,
+// guarded pages, entries outside C untouched.
+func TestGemmNT64FewRows(t *testing.T) {
+	r := rand.New(rand.NewPCG(31, 32))
+	defer releaseGuarded()
+	for _, sz := range halfNTShapes() {
+		m, n, k := sz[0], sz[1], sz[2]
+		lda, ldb, ldc := k+3, k+1, n+2
+		a := randSlice(r, (m-1)*lda+k)
+		b := randSlice(r, (n-1)*ldb+k)
+		c0 := randSlice(r, (m-1)*ldc+n)
+		for _, l := range levels() {
+			atLevel(t, l, func() {
+				got := guarded(c0)
+				for i := range m {
+					for j := range n {
+						got[i*ldc+j] = math.NaN()
+					}
+				}
+				GemmNT64(m, n, k, guarded(a), lda, guarded(b), ldb, got, ldc)
+				for x := range got {
+					i, j := x/ldc, x%ldc
+					if j >= n {
+						if got[x] != c0[x] {
+							t.Fatalf("%s %v: entry %d outside C changed", levelName(l), sz, x)
+						}
+						continue
+					}
+					var want, mag float64
+					for p := range k {
+						want += a[i*lda+p] * b[j*ldb+p]
+						mag += math.Abs(a[i*lda+p] * b[j*ldb+p])
+					}
+					if d := math.Abs(got[x] - want); !(d <= float64(k+1)*0x1p-52*mag) {
+						t.Fatalf("%s %v: C[%d][%d] = %g, want %g", levelName(l), sz, i, j, got[x], want)
+					}
+				}
+			})
+		}
+	}
+}
+
 // TestGemmNT32FewRows checks GemmNT32 on the shapes of the 16-bit
 // kernels, whose float32 twins it runs for up to NTInPlaceRows rows of A
 // (reading B in place), as TestGemmNT32Half does: every level, padded

@@ -112,10 +112,7 @@ func gemmNT32PackedNext(m, n, k int, a []float32, lda int, b []float32, ldb int,
 }
 
 func gemmNT64(m, n, k int, a []float64, lda int, b []float64, ldb int, c []float64, ldc int) {
-	if m <= NTInPlaceRows64 && level == levelAVX512 && ntOK(m, n, k, len(a), lda, len(b), ldb, len(c), ldc) {
-		for i := range m {
-			multiDot64(c[i*ldc:i*ldc+n], a[i*lda:i*lda+k], b, ldb)
-		}
+	if m <= NTInPlaceRows64 && gemmNTRows(f64NTFamily(), m, n, k, a, lda, b, ldb, c, ldc, nil, dot[float64]) {
 		return
 	}
 	gemmNT64Packed(m, n, k, a, lda, b, ldb, c, ldc)

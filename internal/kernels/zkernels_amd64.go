@@ -880,7 +880,7 @@ func gemmNT32xF16AVX512_3(k int, a *float32, lda int, b *uint16, ldb int, c *flo
 //go:noescape
 func gemmNT32xF16AVX512_4(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
 
-var gemmNT32xF16AVX512 = [...]kernNTRows[uint16]{gemmNT32xF16AVX512_1, gemmNT32xF16AVX512_2, gemmNT32xF16AVX512_3, gemmNT32xF16AVX512_4}
+var gemmNT32xF16AVX512 = [...]kernNTRows[float32, uint16]{gemmNT32xF16AVX512_1, gemmNT32xF16AVX512_2, gemmNT32xF16AVX512_3, gemmNT32xF16AVX512_4}
 
 //go:noescape
 func gemmNT32xF16AVX512_5(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
@@ -894,7 +894,7 @@ func gemmNT32xF16AVX512_7(k int, a *float32, lda int, b *uint16, ldb int, c *flo
 //go:noescape
 func gemmNT32xF16AVX512_8(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
 
-var gemmNT32xF16AVX512Wide = [...]kernNTRows[uint16]{gemmNT32xF16AVX512_5, gemmNT32xF16AVX512_6, gemmNT32xF16AVX512_7, gemmNT32xF16AVX512_8}
+var gemmNT32xF16AVX512Wide = [...]kernNTRows[float32, uint16]{gemmNT32xF16AVX512_5, gemmNT32xF16AVX512_6, gemmNT32xF16AVX512_7, gemmNT32xF16AVX512_8}
 
 //go:noescape
 func gemmNT32xF16AVX2_1(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
@@ -908,7 +908,7 @@ func gemmNT32xF16AVX2_3(k int, a *float32, lda int, b *uint16, ldb int, c *float
 //go:noescape
 func gemmNT32xF16AVX2_4(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
 
-var gemmNT32xF16AVX2 = [...]kernNTRows[uint16]{gemmNT32xF16AVX2_1, gemmNT32xF16AVX2_2, gemmNT32xF16AVX2_3, gemmNT32xF16AVX2_4}
+var gemmNT32xF16AVX2 = [...]kernNTRows[float32, uint16]{gemmNT32xF16AVX2_1, gemmNT32xF16AVX2_2, gemmNT32xF16AVX2_3, gemmNT32xF16AVX2_4}
 
 //go:noescape
 func gemmNT32xBF16AVX512_1(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
@@ -922,7 +922,7 @@ func gemmNT32xBF16AVX512_3(k int, a *float32, lda int, b *uint16, ldb int, c *fl
 //go:noescape
 func gemmNT32xBF16AVX512_4(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
 
-var gemmNT32xBF16AVX512 = [...]kernNTRows[uint16]{gemmNT32xBF16AVX512_1, gemmNT32xBF16AVX512_2, gemmNT32xBF16AVX512_3, gemmNT32xBF16AVX512_4}
+var gemmNT32xBF16AVX512 = [...]kernNTRows[float32, uint16]{gemmNT32xBF16AVX512_1, gemmNT32xBF16AVX512_2, gemmNT32xBF16AVX512_3, gemmNT32xBF16AVX512_4}
 
 //go:noescape
 func gemmNT32xBF16AVX512_5(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
@@ -936,7 +936,7 @@ func gemmNT32xBF16AVX512_7(k int, a *float32, lda int, b *uint16, ldb int, c *fl
 //go:noescape
 func gemmNT32xBF16AVX512_8(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
 
-var gemmNT32xBF16AVX512Wide = [...]kernNTRows[uint16]{gemmNT32xBF16AVX512_5, gemmNT32xBF16AVX512_6, gemmNT32xBF16AVX512_7, gemmNT32xBF16AVX512_8}
+var gemmNT32xBF16AVX512Wide = [...]kernNTRows[float32, uint16]{gemmNT32xBF16AVX512_5, gemmNT32xBF16AVX512_6, gemmNT32xBF16AVX512_7, gemmNT32xBF16AVX512_8}
 
 //go:noescape
 func gemmNT32xBF16AVX2_1(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
@@ -950,7 +950,7 @@ func gemmNT32xBF16AVX2_3(k int, a *float32, lda int, b *uint16, ldb int, c *floa
 //go:noescape
 func gemmNT32xBF16AVX2_4(k int, a *float32, lda int, b *uint16, ldb int, c *float32, ldc int, blocks int, pf *uint16, pflines int)
 
-var gemmNT32xBF16AVX2 = [...]kernNTRows[uint16]{gemmNT32xBF16AVX2_1, gemmNT32xBF16AVX2_2, gemmNT32xBF16AVX2_3, gemmNT32xBF16AVX2_4}
+var gemmNT32xBF16AVX2 = [...]kernNTRows[float32, uint16]{gemmNT32xBF16AVX2_1, gemmNT32xBF16AVX2_2, gemmNT32xBF16AVX2_3, gemmNT32xBF16AVX2_4}
 
 //go:noescape
 func gemmNT32xF32AVX512_1(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, blocks int, pf *float32, pflines int)
@@ -964,7 +964,7 @@ func gemmNT32xF32AVX512_3(k int, a *float32, lda int, b *float32, ldb int, c *fl
 //go:noescape
 func gemmNT32xF32AVX512_4(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, blocks int, pf *float32, pflines int)
 
-var gemmNT32xF32AVX512 = [...]kernNTRows[float32]{gemmNT32xF32AVX512_1, gemmNT32xF32AVX512_2, gemmNT32xF32AVX512_3, gemmNT32xF32AVX512_4}
+var gemmNT32xF32AVX512 = [...]kernNTRows[float32, float32]{gemmNT32xF32AVX512_1, gemmNT32xF32AVX512_2, gemmNT32xF32AVX512_3, gemmNT32xF32AVX512_4}
 
 //go:noescape
 func gemmNT32xF32AVX512_5(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, blocks int, pf *float32, pflines int)
@@ -978,7 +978,7 @@ func gemmNT32xF32AVX512_7(k int, a *float32, lda int, b *float32, ldb int, c *fl
 //go:noescape
 func gemmNT32xF32AVX512_8(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, blocks int, pf *float32, pflines int)
 
-var gemmNT32xF32AVX512Wide = [...]kernNTRows[float32]{gemmNT32xF32AVX512_5, gemmNT32xF32AVX512_6, gemmNT32xF32AVX512_7, gemmNT32xF32AVX512_8}
+var gemmNT32xF32AVX512Wide = [...]kernNTRows[float32, float32]{gemmNT32xF32AVX512_5, gemmNT32xF32AVX512_6, gemmNT32xF32AVX512_7, gemmNT32xF32AVX512_8}
 
 //go:noescape
 func gemmNT32xF32AVX2_1(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, blocks int, pf *float32, pflines int)
@@ -992,7 +992,35 @@ func gemmNT32xF32AVX2_3(k int, a *float32, lda int, b *float32, ldb int, c *floa
 //go:noescape
 func gemmNT32xF32AVX2_4(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, blocks int, pf *float32, pflines int)
 
-var gemmNT32xF32AVX2 = [...]kernNTRows[float32]{gemmNT32xF32AVX2_1, gemmNT32xF32AVX2_2, gemmNT32xF32AVX2_3, gemmNT32xF32AVX2_4}
+var gemmNT32xF32AVX2 = [...]kernNTRows[float32, float32]{gemmNT32xF32AVX2_1, gemmNT32xF32AVX2_2, gemmNT32xF32AVX2_3, gemmNT32xF32AVX2_4}
+
+//go:noescape
+func gemmNT64xF64AVX512_1(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, blocks int, pf *float64, pflines int)
+
+//go:noescape
+func gemmNT64xF64AVX512_2(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, blocks int, pf *float64, pflines int)
+
+//go:noescape
+func gemmNT64xF64AVX512_3(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, blocks int, pf *float64, pflines int)
+
+//go:noescape
+func gemmNT64xF64AVX512_4(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, blocks int, pf *float64, pflines int)
+
+var gemmNT64xF64AVX512 = [...]kernNTRows[float64, float64]{gemmNT64xF64AVX512_1, gemmNT64xF64AVX512_2, gemmNT64xF64AVX512_3, gemmNT64xF64AVX512_4}
+
+//go:noescape
+func gemmNT64xF64AVX512_5(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, blocks int, pf *float64, pflines int)
+
+//go:noescape
+func gemmNT64xF64AVX512_6(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, blocks int, pf *float64, pflines int)
+
+//go:noescape
+func gemmNT64xF64AVX512_7(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, blocks int, pf *float64, pflines int)
+
+//go:noescape
+func gemmNT64xF64AVX512_8(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, blocks int, pf *float64, pflines int)
+
+var gemmNT64xF64AVX512Wide = [...]kernNTRows[float64, float64]{gemmNT64xF64AVX512_5, gemmNT64xF64AVX512_6, gemmNT64xF64AVX512_7, gemmNT64xF64AVX512_8}
 
 //go:noescape
 func softmaxGradRowsF32AVX2(s *float32, ds *float32, ld int, rows int, cols int, chi float32, clo float32, lse *float64, delta *float64)

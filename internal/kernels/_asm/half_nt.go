@@ -43,23 +43,48 @@ var plainF32 = halfB{"F32", 4, func(is isa, addr, kmask, reg string) {
 	emit("VMOVUPS %s, %s", addr, reg)
 }}
 
+// plainF64 is float64 B with float64 A and float64 sums (AVX-512 only):
+// the kernels' float64 twins, for a few float64 query rows.
+var plainF64 = halfB{"F64", 8, func(is isa, addr, kmask, reg string) {
+	if kmask != "" {
+		emit("VMOVUPD.Z %s, %s, %s", addr, kmask, reg)
+		return
+	}
+	emit("VMOVUPD %s, %s", addr, reg)
+}}
+
 func halfNTName(h halfB, is isa, mr int) string {
-	return fmt.Sprintf("gemmNT32x%s%s_%d", h.name, is.name, mr)
+	return fmt.Sprintf("gemmNT%dx%s%s_%d", ntAccBits(h), h.name, is.name, mr)
+}
+
+// ntAccBits is the width of A, C and the sums for keys of format h: 64
+// for float64 keys, else 32.
+func ntAccBits(h halfB) int {
+	if h.size == 8 {
+		return 64
+	}
+	return 32
 }
 
 // genHalfNT writes the kernels and their tables (halfNTKernels in
 // half_nt_amd64.go).
 func genHalfNT() {
-	for _, h := range []halfB{halfF16, halfBF16, plainF32} {
-		gotyp := "uint16"
-		if h.size == 4 {
+	for _, h := range []halfB{halfF16, halfBF16, plainF32, plainF64} {
+		atyp, gotyp := "float32", "uint16"
+		switch h.size {
+		case 4:
 			gotyp = "float32"
+		case 8:
+			atyp, gotyp = "float64", "float64"
 		}
 		for _, c := range halfNTISAs {
+			if h.size == 8 && c.is.nregs < 32 {
+				continue
+			}
 			for mr := 1; mr <= halfNTRows; mr++ {
 				genHalfNTKernel(h, c.is, c.keys, mr)
 			}
-			fmt.Fprintf(&gs, "var gemmNT32x%s%s = [...]kernNTRows[%s]{", h.name, c.is.name, gotyp)
+			fmt.Fprintf(&gs, "var gemmNT%dx%s%s = [...]kernNTRows[%s, %s]{", ntAccBits(h), h.name, c.is.name, atyp, gotyp)
 			for mr := 1; mr <= halfNTRows; mr++ {
 				fmt.Fprintf(&gs, "%s, ", halfNTName(h, c.is, mr))
 			}
@@ -70,7 +95,7 @@ func genHalfNT() {
 			for mr := halfNTRows + 1; mr <= 2*halfNTRows; mr++ {
 				genHalfNTKernel(h, c.is, 2, mr)
 			}
-			fmt.Fprintf(&gs, "var gemmNT32x%s%sWide = [...]kernNTRows[%s]{", h.name, c.is.name, gotyp)
+			fmt.Fprintf(&gs, "var gemmNT%dx%s%sWide = [...]kernNTRows[%s, %s]{", ntAccBits(h), h.name, c.is.name, atyp, gotyp)
 			for mr := halfNTRows + 1; mr <= 2*halfNTRows; mr++ {
 				fmt.Fprintf(&gs, "%s, ", halfNTName(h, c.is, mr))
 			}
@@ -82,7 +107,14 @@ func genHalfNT() {
 func genHalfNTKernel(h halfB, is isa, nk, mr int) {
 	R := func(n int) string { return fmt.Sprintf("%s%d", is.reg, n) }
 	X := func(n int) string { return fmt.Sprintf("X%d", n) }
-	w := is.vbytes / 4 // float32 lanes, 16-bit values per load
+	// A float64 kernel (float64 A, B and sums) has 8 lanes per vector
+	// where the others have 16 (AVX-512) or 8 (AVX2) float32 lanes.
+	f64 := h.size == 8
+	asz, sfx, at := 4, "PS", "*float32"
+	if f64 {
+		asz, sfx, at = 8, "PD", "*float64"
+	}
+	w := is.vbytes / asz // lanes of A and of the sums, B's values per load
 	// wide kernels take 5-8 rows against blocks of 2 keys (AVX-512).
 	wide := mr > halfNTRows
 	// Registers: the accumulators first (row i, key j), then the widened
@@ -98,10 +130,13 @@ func genHalfNTKernel(h halfB, is isa, nk, mr int) {
 	t0, t1 := R(is.nregs-2), R(is.nregs-1)
 	avx512 := is.nregs == 32
 	bt := "*uint16"
-	if h.size == 4 {
+	switch h.size {
+	case 4:
 		bt = "*float32"
+	case 8:
+		bt = "*float64"
 	}
-	f := sig(halfNTName(h, is, mr), ps("k", "int", "a", "*float32", "lda", "int", "b", bt, "ldb", "int", "c", "*float32", "ldc", "int", "blocks", "int", "pf", bt, "pflines", "int"), nil)
+	f := sig(halfNTName(h, is, mr), ps("k", "int", "a", at, "lda", "int", "b", bt, "ldb", "int", "c", at, "ldc", "int", "blocks", "int", "pf", bt, "pflines", "int"), nil)
 	text(f)
 	// SI: A (R14 its start; in a wide kernel R14 is rows 5-7's base,
 	// SI + 5 lda, in the loop and C's rows 5-7 in the store, and A's start
@@ -111,16 +146,16 @@ func genHalfNTKernel(h halfB, is isa, nk, mr int) {
 	// of k's last vector (AVX-512).
 	emit("MOVQ %s, R14", f.fp("a"))
 	emit("MOVQ %s, R8", f.fp("lda"))
-	emit("SHLQ $2, R8")
+	emit("SHLQ $%d, R8", bitsLen(asz)-1)
 	emit("LEAQ (R8)(R8*2), R11")
 	emit("MOVQ %s, R12", f.fp("b"))
 	emit("MOVQ %s, R9", f.fp("ldb"))
 	emit("SHLQ $%d, R9", bitsLen(h.size)-1)
 	emit("LEAQ (R9)(R9*2), R10")
-	f.load("c", "DI", "ldc", "AX<<2", "blocks", "R13")
+	f.load("c", "DI", "ldc", fmt.Sprintf("AX<<%d", bitsLen(asz)-1), "blocks", "R13")
 	if avx512 {
 		emit("MOVQ %s, BX", f.fp("k"))
-		emit("ANDQ $15, BX")
+		emit("ANDQ $%d, BX", w-1)
 		emit("LEAQ maskK<>(SB), CX")
 		emit("KMOVW (CX)(BX*2), K1")
 	}
@@ -172,23 +207,23 @@ func genHalfNTKernel(h halfB, is isa, nk, mr int) {
 			h.widen(is, keyAddr(j, h.size*w*u), kmask, key(j))
 		}
 		for i := range mr {
-			a := rowAddr(i, 4*w*u, aBases, "R8", "R11")
+			a := rowAddr(i, asz*w*u, aBases, "R8", "R11")
 			if kmask != "" {
-				emit("VMOVUPS.Z %s, %s, %s", a, kmask, row(i))
+				emit("VMOVUP%s.Z %s, %s, %s", sfx[1:], a, kmask, row(i))
 			} else {
-				emit("VMOVUPS %s, %s", a, row(i))
+				emit("VMOVUP%s %s, %s", sfx[1:], a, row(i))
 			}
 		}
 		for i := range mr {
 			for j := range nk {
-				emit("VFMADD231PS %s, %s, %s", key(j), row(i), acc(i, j))
+				emit("VFMADD231%s %s, %s, %s", sfx, key(j), row(i), acc(i, j))
 			}
 		}
 	}
 	kLoop(func(u int) { step(u, "") }, func(vectors int) {
-		emit("ADDQ $%d, SI", 4*w*vectors)
+		emit("ADDQ $%d, SI", asz*w*vectors)
 		if wide {
-			emit("ADDQ $%d, R14", 4*w*vectors)
+			emit("ADDQ $%d, R14", asz*w*vectors)
 		}
 		emit("ADDQ $%d, DX", h.size*w*vectors)
 	})
@@ -204,7 +239,7 @@ func genHalfNTKernel(h halfB, is isa, nk, mr int) {
 	pairAdd := func(ins string, ilo, ihi int, x, y, dst string) {
 		emit("%s $0x%02x, %s, %s, %s", ins, ilo, y, x, t0)
 		emit("%s $0x%02x, %s, %s, %s", ins, ihi, y, x, t1)
-		emit("VADDPS %s, %s, %s", t1, t0, dst)
+		emit("VADD%s %s, %s, %s", sfx, t1, t0, dst)
 	}
 	emit("LEAQ (AX)(AX*2), BX")
 	cBases := [3]string{"DI", "R14", ""}
@@ -214,43 +249,69 @@ func genHalfNTKernel(h halfB, is isa, nk, mr int) {
 		emit("ADDQ DI, R14")
 	}
 	if avx512 {
-		// The tree sums slot (a, b), a, b < 4, into lane b of 128-bit
-		// block a: row a and key b in a narrow kernel, rows 2a and 2a+1
-		// and keys b%2 in a wide one (register 4a+b either way).
+		// The tree sums slot (a, b), a, b < 4, into 128-bit block a:
+		// row a and key b in a narrow kernel, rows 2a and 2a+1 and keys
+		// b%2 in a wide one (register 4a+b either way).
 		slot := func(a, b int) string { return R(4*a + b) }
 		// 256-bit halves: Z16+2j holds slots 0 and 1 of column j (128-bit
-		// blocks 0-1 and 2-3), Z17+2j slots 2 and 3.
+		// blocks 0-1 and 2-3), Z17+2j slots 2 and 3. (VSHUFF32X4 moves
+		// float64 blocks as well.)
 		for j := range 4 {
 			pairAdd("VSHUFF32X4", 0x44, 0xee, slot(0, j), slot(1, j), R(16+2*j))
 			pairAdd("VSHUFF32X4", 0x44, 0xee, slot(2, j), slot(3, j), R(17+2*j))
 		}
-		// 128-bit blocks: Z24+j holds row i's 4 partial sums of key j in
-		// block i.
+		// 128-bit blocks: Z24+j holds slot (i, j)'s partial sums in block
+		// i (4 float32 or 2 float64).
 		for j := range 4 {
 			pairAdd("VSHUFF32X4", 0x88, 0xdd, R(16+2*j), R(17+2*j), R(24+j))
 		}
-		// Within blocks: lane j of block i is the score of row i and key j.
-		pairAdd("VSHUFPS", 0x44, 0xee, R(24), R(25), R(16))
-		pairAdd("VSHUFPS", 0x44, 0xee, R(26), R(27), R(17))
-		pairAdd("VSHUFPS", 0x88, 0xdd, R(16), R(17), R(18))
-		for i := range mr {
-			x, blk := X(18), i
-			if wide {
-				blk = i / 2
-			}
-			if blk > 0 {
-				x = X(19)
-				if !wide || i%2 == 0 {
-					emit("VEXTRACTF32X4 $%d, Z18, X19", blk)
+		if f64 {
+			// Within blocks: block a of Z16 holds the sums of slots (a,
+			// 0) and (a, 1), of Z17 slots (a, 2) and (a, 3). A narrow
+			// kernel's row i is block i of both, a wide one's row 2a
+			// block a of Z16 and row 2a+1 block a of Z17.
+			pairAdd("VSHUFPD", 0x00, 0xff, R(24), R(25), R(16))
+			pairAdd("VSHUFPD", 0x00, 0xff, R(26), R(27), R(17))
+			store := func(z, blk int, addr string) {
+				x := X(z)
+				if blk > 0 {
+					emit("VEXTRACTF64X2 $%d, Z%d, X19", blk, z)
+					x = X(19)
 				}
+				emit("VMOVUPD %s, %s", x, addr)
 			}
-			switch {
-			case !wide:
-				emit("VMOVUPS %s, %s", x, cRow(i))
-			case i%2 == 0:
-				emit("VMOVLPS %s, %s", x, cRow(i))
-			default:
-				emit("VMOVHPS %s, %s", x, cRow(i))
+			for i := range mr {
+				if wide {
+					store(16+i%2, i/2, cRow(i))
+					continue
+				}
+				store(16, i, cRow(i))
+				store(17, i, rowAddr(i, 16, cBases, "AX", "BX"))
+			}
+		} else {
+			// Within blocks: lane b of block a is slot (a, b)'s score.
+			pairAdd("VSHUFPS", 0x44, 0xee, R(24), R(25), R(16))
+			pairAdd("VSHUFPS", 0x44, 0xee, R(26), R(27), R(17))
+			pairAdd("VSHUFPS", 0x88, 0xdd, R(16), R(17), R(18))
+			for i := range mr {
+				x, blk := X(18), i
+				if wide {
+					blk = i / 2
+				}
+				if blk > 0 {
+					x = X(19)
+					if !wide || i%2 == 0 {
+						emit("VEXTRACTF32X4 $%d, Z18, X19", blk)
+					}
+				}
+				switch {
+				case !wide:
+					emit("VMOVUPS %s, %s", x, cRow(i))
+				case i%2 == 0:
+					emit("VMOVLPS %s, %s", x, cRow(i))
+				default:
+					emit("VMOVHPS %s, %s", x, cRow(i))
+				}
 			}
 		}
 	} else {
@@ -276,7 +337,7 @@ func genHalfNTKernel(h halfB, is isa, nk, mr int) {
 			emit("%s %s, %s", ins, X(8+i/2), cRow(i))
 		}
 	}
-	emit("ADDQ $%d, DI", 4*nk)
+	emit("ADDQ $%d, DI", asz*nk)
 	emit("LEAQ (R12)(R9*%d), R12", nk)
 	emit("DECQ R13")
 	emit("JNZ block")
