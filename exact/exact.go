@@ -363,7 +363,7 @@ func opsFor[T attn.Float]() ops[T] {
 	case float32:
 		k = ops[float32]{kernels.GemmNT32, kernels.GemmNN32, kernels.ExpShiftSum32, kernels.Max32, kernels.GemmNNNext32, kernels.Exp2ShiftSum32, kernels.GemmTN32, kernels.GemmNT32Next}
 	case float64:
-		k = ops[float64]{kernels.GemmNT64, kernels.GemmNN64, kernels.ExpShiftSum64, kernels.Max64, kernels.GemmNNNext64, nil, kernels.GemmTN64, nil}
+		k = ops[float64]{kernels.GemmNT64, kernels.GemmNN64, kernels.ExpShiftSum64, kernels.Max64, kernels.GemmNNNext64, nil, kernels.GemmTN64, kernels.GemmNT64Next}
 	}
 	return k.(ops[T])
 }
@@ -827,8 +827,8 @@ func keysReadInPlace[T attn.Float](rows int) bool {
 }
 
 // valuePrefetchRows is the fewest query rows of a tile whose scores,
-// computed from float32 keys read in place, prefetch the tile's values
-// into L2 for P V to read. Without it the reading and the rows'
+// computed from keys read in place, prefetch the tile's values into L2
+// for P V to read. Without it the reading and the rows'
 // arithmetic add up instead of overlapping: with 8 rows per key/value
 // head a step took about the time of the same step on keys in L2 plus
 // that of the one-row step's reading. Measured on decoding steps at 32768

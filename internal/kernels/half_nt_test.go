@@ -96,8 +96,8 @@ func checkHalfProduct[B uint16 | float32](t *testing.T, name string, gemm func(m
 }
 
 // TestGemmNT64FewRows checks GemmNT64 on the shapes of the few-row
-// kernels, whose float64 twins it runs for up to NTInPlaceRows64 rows of
-// A (reading B in place; the wide ones with that raised), against
+// kernels, whose float64 twins it runs (reading B in place) for 5 to
+// NTInPlaceRows64 rows of A, and MultiDot64's kernel for fewer, against
 // float64 sums within their rounding, on every level: padded strides,
 // guarded pages, entries outside C untouched.
 func TestGemmNT64FewRows(t *testing.T) {

@@ -48,15 +48,24 @@ func GemmNT32Next(m, n, k int, a []float32, lda int, b []float32, ldb int, c []f
 const NTInPlaceRows = 16
 
 // NTInPlaceRows64 is NTInPlaceRows for GemmNT64, which reads B in place
-// with AVX-512 (MultiDot64's kernel, a row of A at a time): on the same
-// keys in float64 that took 0.58x the packed product's time for one row,
-// 0.72x for 4 and 0.96x for 8.
-const NTInPlaceRows64 = 4
+// with AVX-512 only: up to 4 rows a row at a time with MultiDot64's
+// kernel, more with the float64 twins of the float32 kernels (4 rows x 4
+// keys a block, 5-8 rows 8 x 2). Against 32768 keys from L3 (k
+// = 128, tiles of 256, one core, best of 200) that took 0.52x the packed
+// product's time for one row, 0.53x for 4, 0.67x for 8 and 0.88x for 16
+// (medians 0.52x, 0.61x, 0.78x, 1.01x) with those kernels; a MultiDot64
+// call per row 0.50x, 0.76x, 0.99x and 1.27x.
+const NTInPlaceRows64 = 16
 
 // GemmNT64 sets C = A B^T, with A m x k, B n x k and C m x n (see
 // NTInPlaceRows64).
 func GemmNT64(m, n, k int, a []float64, lda int, b []float64, ldb int, c []float64, ldc int) {
-	gemmNT64(m, n, k, a, lda, b, ldb, c, ldc)
+	gemmNT64(m, n, k, a, lda, b, ldb, c, ldc, nil)
+}
+
+// GemmNT64Next is GemmNT32Next for float64.
+func GemmNT64Next(m, n, k int, a []float64, lda int, b []float64, ldb int, c []float64, ldc int, next []float64) {
+	gemmNT64(m, n, k, a, lda, b, ldb, c, ldc, next)
 }
 
 // GemmNN32 adds A B to C, with A m x k, B k x n and C m x n.

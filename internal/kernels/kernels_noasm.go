@@ -10,7 +10,7 @@ func gemmNT32(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float
 	gemmNTGo(m, n, k, a, lda, b, ldb, c, ldc)
 }
 
-func gemmNT64(m, n, k int, a []float64, lda int, b []float64, ldb int, c []float64, ldc int) {
+func gemmNT64(m, n, k int, a []float64, lda int, b []float64, ldb int, c []float64, ldc int, _ []float64) {
 	gemmNTGo(m, n, k, a, lda, b, ldb, c, ldc)
 }
 

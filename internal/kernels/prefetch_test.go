@@ -4,11 +4,12 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
 // TestGemmNext checks the prefetching products (GemmNNNext64,
-// GemmNNNext32, GemmNT32Next) at every level against the plain ones: the prefetch must not change a bit of the result, whatever
+// GemmNNNext32, GemmNT32Next, GemmNT64Next) at every level against the plain ones: the prefetch must not change a bit of the result, whatever
 // next is (empty, shorter or longer than the operands, unaligned, or
 // ending right before an unmapped page).
 func TestGemmNext(t *testing.T) {
@@ -42,9 +43,12 @@ func TestGemmNext(t *testing.T) {
 					wantNT, gotNT := to32(c0), guarded(to32(c0))
 					GemmNT32(m, n, k, to32(a), k, to32(b), k, wantNT, n)
 					GemmNT32Next(m, n, k, guarded(to32(a)), k, guarded(to32(b)), k, gotNT, n, next32)
+					wantNT64, gotNT64 := slices.Clone(c0), guarded(c0)
+					GemmNT64(m, n, k, a, k, b, k, wantNT64, n)
+					GemmNT64Next(m, n, k, guarded(a), k, guarded(b), k, gotNT64, n, next)
 					for i := range wantNT {
-						if gotNT[i] != wantNT[i] {
-							t.Fatalf("%s: NT entry %d = %g; without prefetch %g", name, i, gotNT[i], wantNT[i])
+						if gotNT[i] != wantNT[i] || gotNT64[i] != wantNT64[i] {
+							t.Fatalf("%s: NT entry %d = %g, %g; without prefetch %g, %g", name, i, gotNT[i], gotNT64[i], wantNT[i], wantNT64[i])
 						}
 					}
 				}
