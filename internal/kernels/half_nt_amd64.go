@@ -24,19 +24,31 @@ type ntRows[A float32 | float64, B uint16 | float32 | float64] struct {
 	wideKeys    int
 }
 
+// The kernel families, one per level and format; package variables, so
+// that choosing one allocates nothing.
+var (
+	ntBF16AVX512 = ntRows[float32, uint16]{&gemmNT32xBF16AVX512, 4, 16, false, &gemmNT32xBF16AVX512Wide, 2}
+	ntF16AVX512  = ntRows[float32, uint16]{&gemmNT32xF16AVX512, 4, 16, false, &gemmNT32xF16AVX512Wide, 2}
+	ntBF16AVX2   = ntRows[float32, uint16]{&gemmNT32xBF16AVX2, 2, 8, true, nil, 0}
+	ntF16AVX2    = ntRows[float32, uint16]{&gemmNT32xF16AVX2, 2, 8, true, nil, 0}
+	ntF32AVX512  = ntRows[float32, float32]{&gemmNT32xF32AVX512, 4, 16, false, &gemmNT32xF32AVX512Wide, 2}
+	ntF32AVX2    = ntRows[float32, float32]{&gemmNT32xF32AVX2, 2, 8, true, nil, 0}
+	ntF64AVX512  = ntRows[float64, float64]{&gemmNT64xF64AVX512, 4, 8, false, &gemmNT64xF64AVX512Wide, 2}
+)
+
 // halfNTFamily returns the kernels for the current level and format, or
 // nil where there are none (bfloat16 needs AVX512BW's 512-bit VPMOVZXWD
 // on AVX-512, float16 F16C on AVX2).
 func halfNTFamily(bf bool) *ntRows[float32, uint16] {
 	switch {
 	case level == levelAVX512 && bf && hasBW:
-		return &ntRows[float32, uint16]{&gemmNT32xBF16AVX512, 4, 16, false, &gemmNT32xBF16AVX512Wide, 2}
+		return &ntBF16AVX512
 	case level == levelAVX512 && !bf:
-		return &ntRows[float32, uint16]{&gemmNT32xF16AVX512, 4, 16, false, &gemmNT32xF16AVX512Wide, 2}
+		return &ntF16AVX512
 	case level >= levelAVX2 && bf:
-		return &ntRows[float32, uint16]{&gemmNT32xBF16AVX2, 2, 8, true, nil, 0}
+		return &ntBF16AVX2
 	case level >= levelAVX2 && hasF16C:
-		return &ntRows[float32, uint16]{&gemmNT32xF16AVX2, 2, 8, true, nil, 0}
+		return &ntF16AVX2
 	}
 	return nil
 }
@@ -46,9 +58,9 @@ func halfNTFamily(bf bool) *ntRows[float32, uint16] {
 func f32NTFamily() *ntRows[float32, float32] {
 	switch {
 	case level == levelAVX512:
-		return &ntRows[float32, float32]{&gemmNT32xF32AVX512, 4, 16, false, &gemmNT32xF32AVX512Wide, 2}
+		return &ntF32AVX512
 	case level >= levelAVX2:
-		return &ntRows[float32, float32]{&gemmNT32xF32AVX2, 2, 8, true, nil, 0}
+		return &ntF32AVX2
 	}
 	return nil
 }
@@ -57,7 +69,7 @@ func f32NTFamily() *ntRows[float32, float32] {
 // below AVX-512, where GemmNT64 packs).
 func f64NTFamily() *ntRows[float64, float64] {
 	if level == levelAVX512 {
-		return &ntRows[float64, float64]{&gemmNT64xF64AVX512, 4, 8, false, &gemmNT64xF64AVX512Wide, 2}
+		return &ntF64AVX512
 	}
 	return nil
 }
