@@ -19,16 +19,16 @@ const DecodeBlock = keyTile
 // in the layout the decoding kernels read, so that a decoding step streams
 // over them without repacking anything:
 //
-//   - keys in blocks of DecodeBlock, each transposed (D rows of DecodeBlock
-//     columns: entry t of key j at t*DecodeBlock + j%DecodeBlock), so the
-//     scores of a few queries against a block are one product
-//     Q (rows x D) times the block (D x DecodeBlock) that the GEMM kernels
-//     read in place;
+//   - keys in blocks of DecodeBlock rows of D, row-major (entry t of key j
+//     at (j%DecodeBlock)*D + t), so the scores of a few queries against a
+//     block are one product Q Kᵀ whose kernels read the block's rows in
+//     place, as a stateless call's scores read K (kernels.GemmNT32);
 //   - values in blocks of DecodeBlock rows of E, row-major, read in place by
 //     the P V product.
 //
-// Appending a key writes its column; blocks are allocated as keys arrive
-// (or ahead of time by Reserve) and never move, so growing never copies.
+// (16-bit stores keep other layouts: see NewDecodeKeysHalf.) Appending a
+// key writes its row; blocks are allocated as keys arrive (or ahead of
+// time by Reserve) and never move, so growing never copies.
 type DecodeKeys[T attn.Float] struct {
 	D, E int
 	// Keys and Values hold the blocks; block b holds keys
@@ -95,10 +95,7 @@ func (kv *DecodeKeys[T]) Append(k, v []T) {
 		}
 		return
 	}
-	blk := kv.Keys[b]
-	for t, x := range k[:kv.D] {
-		blk[t*DecodeBlock+c] = x
-	}
+	copy(kv.Keys[b][c*kv.D:(c+1)*kv.D], k[:kv.D])
 	copy(kv.Values[b][c*kv.E:(c+1)*kv.E], v[:kv.E])
 }
 
@@ -111,8 +108,8 @@ func (kv *DecodeKeys[T]) Key(j int, dst []float64) {
 		}
 		return
 	}
-	for t := range kv.D {
-		dst[t] = float64(kv.Keys[b][t*DecodeBlock+c])
+	for t, x := range kv.Keys[b][c*kv.D : (c+1)*kv.D] {
+		dst[t] = float64(x)
 	}
 }
 
@@ -378,15 +375,19 @@ func (d *Decoder[T]) attendKeys(st *tileState[T], u *DecodeUnit[T], i0, rows, ja
 		j1 := min(start+DecodeBlock, jb)
 		cols := j1 - j0
 		s := st.scores[:(rows-1)*scoreStride+cols]
-		for r := range rows {
-			clear(s[r*scoreStride : r*scoreStride+cols])
-		}
-		// The block is D x DecodeBlock: its columns j0.. are the keys.
 		half := kv.Format != attn.NoHalf
-		if half {
+		switch {
+		case half:
+			for r := range rows {
+				clear(s[r*scoreStride : r*scoreStride+cols])
+			}
 			kv.halfScores(b, j0-start, cols, rows, q, s)
-		} else {
-			d.ops.gemmNN(rows, cols, dim, q, dim, kv.Keys[b][j0-start:], DecodeBlock, s, scoreStride)
+		case rows >= valuePrefetchRows && d.ops.gemmNTNext != nil:
+			// As attendRows does, the scores bring the values in.
+			keys, vals := kv.Keys[b][(j0-start)*dim:], kv.Values[b][(j0-start)*e:(j1-start)*e]
+			d.ops.gemmNTNext(rows, cols, dim, q, dim, keys, dim, s, scoreStride, vals)
+		default:
+			d.ops.gemmNT(rows, cols, dim, q, dim, kv.Keys[b][(j0-start)*dim:], dim, s, scoreStride)
 		}
 		for r := range rows {
 			row := s[r*scoreStride : r*scoreStride+cols]
