@@ -162,6 +162,9 @@ type bwdShared[T attn.Float] struct {
 	// queryTile and keyTile are the tile sizes (bwdQueryTileFor,
 	// bwdKeyTileFor), stride the score tiles' row stride.
 	queryTile, keyTile, stride int
+	// inPlaceScores is scoresInPlace(p): S from keys read in place, as
+	// the forward's, instead of from the packed key tile.
+	inPlaceScores bool
 }
 
 // bwdState is one worker's scratch space.
@@ -270,7 +273,7 @@ func backward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T]
 	// cleared elsewhere: clearing them first cost a pass over each.
 	clear(g.DSinks)
 	kvh, group := p.KVHeadCount(), p.Group()
-	sh := &bwdShared[T]{p: p, lse: out.LSE, dO: dO, g: g, k: k,
+	sh := &bwdShared[T]{p: p, lse: out.LSE, dO: dO, g: g, k: k, inPlaceScores: scoresInPlace(p),
 		dqMu: make([]sync.Mutex, kvh*bwdDQChunks), dqSet: make([]bool, kvh*bwdDQChunks)}
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
@@ -459,9 +462,12 @@ func (sh *bwdShared[T]) keyBlock(ctx context.Context, st *bwdState[T], kh, j0, c
 	// tile drains what it used (below).
 	if st.kp != nil {
 		// The tile's keys and values are read by every query tile of the
-		// group: lay them out for the microkernels once.
-		st.kp.Reset(cols, d, p.K[(kh*p.M+j0)*d:], d)
-		st.kp.Pack(0, cols)
+		// group: lay them out for the microkernels once (the keys only
+		// where the forward's scores came from packed keys too).
+		if !sh.inPlaceScores {
+			st.kp.Reset(cols, d, p.K[(kh*p.M+j0)*d:], d)
+			st.kp.Pack(0, cols)
+		}
 		st.vp.Reset(cols, e, p.V[(kh*p.M+j0)*e:], e)
 		st.vp.Pack(0, cols)
 	}
@@ -616,7 +622,16 @@ func (sh *bwdShared[T]) rowBlock(st *bwdState[T], h, i0, rows, j0, cols int, q, 
 	// the softmax step below sets to zero, as the forward's blocks do.
 	c0, c1 := sh.seenCols(h, i0, rows, j0, cols)
 	if st.kp != nil {
-		st.kp.GemmNTNext(rows, c0, c1-c0, q, d, s[c0:], ls, st.nextDQ(hi, rows*d))
+		if sh.inPlaceScores {
+			// The forward read these keys in place (scoresInPlace), and
+			// so do these scores: every one rounded as there. The rows,
+			// at most a group's, are few enough for GemmNT to read the
+			// keys in place too.
+			kernels.PrefetchL2(st.nextDQ(hi, rows*d))
+			k.gemmNT(rows, c1-c0, d, q, d, keys[c0*d:], d, s[c0:], ls)
+		} else {
+			st.kp.GemmNTNext(rows, c0, c1-c0, q, d, s[c0:], ls, st.nextDQ(hi, rows*d))
+		}
 		// The next block's queries come into L2 during dP, or on a tile
 		// that flushes dQ the next block's float64 dQ rows, which the
 		// hardware's prefetcher would bring late (it saw them last

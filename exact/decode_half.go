@@ -17,10 +17,9 @@ import (
 // halfPanel (key c's entry t at keyAt16(c, t)), and the values in panels
 // of halfPanel columns, each DecodeBlock rows (valueAt16): one product of
 // the AVX-512 kernels (64 columns) then reads one contiguous stretch of
-// memory. Blocks transposed whole, as the float32 stores are, make it read
-// 128 bytes of every 512, which measured up to 1.5 times slower from
-// memory; float32 blocks read 256 bytes of every 1024 and gain nothing
-// from panels.
+// memory. Blocks transposed whole, as the float32 stores were until
+// they became row-major, make it read 128 bytes of every 512, which
+// measured up to 1.5 times slower from memory.
 
 // halfPanel is the width of a 16-bit store's panels: the AVX-512 kernels'
 // block of columns.

@@ -354,6 +354,9 @@ type ops[T attn.Float] struct {
 	// gemmNTNext, when not nil, is gemmNT that prefetches next into L2
 	// as it computes.
 	gemmNTNext func(m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int, next []T)
+	// gemmNTPacked is gemmNT that never reads B in place (see
+	// scoresInPlace).
+	gemmNTPacked func(m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int)
 }
 
 // opsFor returns the kernels for T.
@@ -361,9 +364,9 @@ func opsFor[T attn.Float]() ops[T] {
 	var k any
 	switch any(T(0)).(type) {
 	case float32:
-		k = ops[float32]{kernels.GemmNT32, kernels.GemmNN32, kernels.ExpShiftSum32, kernels.Max32, kernels.GemmNNNext32, kernels.Exp2ShiftSum32, kernels.GemmTN32, kernels.GemmNT32Next}
+		k = ops[float32]{kernels.GemmNT32, kernels.GemmNN32, kernels.ExpShiftSum32, kernels.Max32, kernels.GemmNNNext32, kernels.Exp2ShiftSum32, kernels.GemmTN32, kernels.GemmNT32Next, kernels.GemmNT32Packed}
 	case float64:
-		k = ops[float64]{kernels.GemmNT64, kernels.GemmNN64, kernels.ExpShiftSum64, kernels.Max64, kernels.GemmNNNext64, nil, kernels.GemmTN64, kernels.GemmNT64Next}
+		k = ops[float64]{kernels.GemmNT64, kernels.GemmNN64, kernels.ExpShiftSum64, kernels.Max64, kernels.GemmNNNext64, nil, kernels.GemmTN64, kernels.GemmNT64Next, kernels.GemmNT64Packed}
 	}
 	return k.(ops[T])
 }
@@ -826,6 +829,25 @@ func keysReadInPlace[T attn.Float](rows int) bool {
 	return rows <= kernels.NTInPlaceRows64
 }
 
+// scoresInPlace reports whether the scores of p's query rows are
+// computed from keys read in place (the few-row kernels) rather than from
+// packed keys, in the forward pass and the backward alike. The backward
+// recomputes every weight from its score and the forward's log-sum-exp,
+// so a score rounded otherwise in one pass than in the other moves the
+// weight by that rounding times the logits' size (dV 0.2-0.4% off at
+// logits of about 1e4, float32). The two kinds of kernel sum a dot
+// product in different orders, but each gives a query and a key the same
+// bits in every call; so the choice is made for a whole (batch,
+// key/value head) group, from its rows alone: in place when the group
+// has at most kernels.NTInPlaceRows (NTInPlaceRows64) rows, so that
+// every tile of its and every row block of the backward's is in place
+// too, and packed otherwise, even for a tile of a few rows at the end of
+// a long group. (float64 reads up to four rows a row at a time, which
+// sums in yet another order; its rounding is too small to matter.)
+func scoresInPlace[T attn.Float](p *attn.Problem[T]) bool {
+	return keysReadInPlace[T](p.Group() * p.N)
+}
+
 // valuePrefetchRows is the fewest query rows of a tile whose scores,
 // computed from keys read in place, prefetch the tile's values into L2
 // for P V to read. Without it the reading and the rows'
@@ -867,10 +889,11 @@ func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T],
 		q = p.Q[r0*d : (r0+rows)*d]
 	}
 	var keys, vals []T
+	inPlaceScores := scoresInPlace(p)
 	half := p.KVFormat != attn.NoHalf
 	// A scanned call widens every tile, as the planned call's widened
 	// copies hold them (speculate.go).
-	inPlace := readsHalfInPlace(p, pk, rows) && !st.scan.on // halfkv_direct.go
+	inPlace := readsHalfInPlace(p, pk) && !st.scan.on // halfkv_direct.go
 	if half {
 		// 16-bit keys and values are widened a tile at a time (unless
 		// read in place).
@@ -972,7 +995,7 @@ func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T],
 		if j1 := min(j0+2*tile, jb); prefetch && j0+tile < j1 {
 			if pk != nil {
 				nextK = pk.Rows(j0+tile, j1)
-			} else if !half && !keysReadInPlace[T](rows) {
+			} else if !half && !inPlaceScores {
 				nextK = keys[(j0+tile)*d : j1*d]
 			}
 		}
@@ -1021,6 +1044,8 @@ func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T],
 				pk.GemmNTNext(nb, j0+c0, bcols-c0, q[b0*d:], d, s[c0:], stride, pfV)
 			} else if inPlace {
 				halfScores(p, kh, j0+c0, nb, bcols-c0, q[b0*d:], s[c0:], stride)
+			} else if !inPlaceScores {
+				k.gemmNTPacked(nb, bcols-c0, d, q[b0*d:], d, kt[c0*d:], d, s[c0:], stride)
 			} else if k.gemmNTNext != nil && rows >= valuePrefetchRows {
 				k.gemmNTNext(nb, bcols-c0, d, q[b0*d:], d, kt[c0*d:], d, s[c0:], stride, pfV)
 			} else {

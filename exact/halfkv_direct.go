@@ -23,18 +23,22 @@ import (
 // (caches flushed before each call), and prefetching two tiles further
 // 1.07x; with them warm in the caches no prefetch was fastest (0.76-0.84x).
 
-// halfInPlaceRows is the most query rows of a tile whose 16-bit keys and
+// halfInPlaceRows is the most query rows of a group whose 16-bit keys and
 // values are read in place. At 4096 keys, d = 128, reading in place took
 // 0.67x the widening path's CPU time for 8 rows, 0.91x for 16, 1.05x for
-// 32 and 1.34x for 128. A variable so tests can turn the path off.
-var halfInPlaceRows = 24
+// 32 and 1.34x for 128; it was 24 until the backward's scores had to
+// match the forward's (scoresInPlace), which allows 16. A variable so
+// tests can turn the path off.
+var halfInPlaceRows = 16
 
 // readsHalfInPlace reports whether attendRows reads p's 16-bit keys and
-// values in place for a tile of rows query rows: unpacked keys (a packed
-// head has several tiles, so many rows), few rows, and vector kernels for
-// the scores (the portable code is slower than widening).
-func readsHalfInPlace[T attn.Float](p *attn.Problem[T], pk packer[T], rows int) bool {
-	return p.KVFormat != attn.NoHalf && pk == nil && rows <= halfInPlaceRows && kernels.HalfNTVector(p.KVFormat == attn.BFloat16)
+// values in place: unpacked keys (a packed head has several tiles, so
+// many rows), few rows in every group (scoresInPlace: the 16-bit kernels
+// give each score the bits the float32 in-place kernels give it on the
+// widened keys, which the backward uses), and vector kernels for the
+// scores (the portable code is slower than widening).
+func readsHalfInPlace[T attn.Float](p *attn.Problem[T], pk packer[T]) bool {
+	return p.KVFormat != attn.NoHalf && pk == nil && scoresInPlace(p) && p.Group()*p.N <= halfInPlaceRows && kernels.HalfNTVector(p.KVFormat == attn.BFloat16)
 }
 
 // halfScores sets s (nb x cols, row stride ld) to the products of

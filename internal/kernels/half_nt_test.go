@@ -8,7 +8,7 @@ import (
 )
 
 // halfNTShapes are the NT product's (m, n, k): decoding's (GQA groups of
-// 1 to 16 query rows against a tile of 256 keys of 128 entries), every row
+// 1 to 24 query rows against a tile of 256 keys of 128 entries), every row
 // count around the kernels' 4 and 8 (a narrow kernel's rows and a wide
 // one's), key counts below and around the blocks of 4 and 2, k around the
 // vectors of 16, and random ones.
@@ -16,7 +16,7 @@ func halfNTShapes() [][3]int {
 	shapes := [][3]int{
 		{4, 256, 128}, {1, 256, 128}, {2, 256, 64}, {8, 256, 128}, {3, 255, 128}, {5, 257, 96},
 		{4, 1, 128}, {4, 3, 16}, {1, 4, 1}, {7, 5, 15}, {6, 6, 17}, {9, 7, 31}, {4, 9, 33},
-		{1, 1, 1}, {2, 2, 2}, {13, 61, 80}, {12, 64, 48}, {16, 256, 128}, {6, 5, 128},
+		{1, 1, 1}, {2, 2, 2}, {13, 61, 80}, {12, 64, 48}, {16, 256, 128}, {6, 5, 128}, {24, 256, 128}, {21, 37, 70},
 	}
 	r := rand.New(rand.NewPCG(21, 22))
 	for range 30 {
