@@ -538,7 +538,9 @@ func fillPlan[T attn.Float](pl *plan, p *attn.Problem[T], workers int) {
 	for kh := range kvh {
 		count := 0
 		tileRows(p, kh, func(int, int) { count++ })
-		pl.packKV[kh] = canPack && count >= 2
+		// A group whose scores read keys in place never packs them
+		// (scoresInPlace: the backward reads them in place too).
+		pl.packKV[kh] = canPack && count >= 2 && !scoresInPlace(p)
 		pl.pack = pl.pack || pl.packKV[kh]
 		tiles += count
 	}
