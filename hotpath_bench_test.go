@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/fastattn/fastattn/attn"
 )
@@ -127,4 +129,50 @@ func randomHalf(r *rand.Rand, f HalfFormat, heads, rows, d int) HalfTensor {
 		x[i] = attn.Float32ToHalf(f, float32(r.NormFloat64()))
 	}
 	return HalfTensor{Data: x, Shape: []int{1, heads, rows, d}, Format: f}
+}
+
+// BenchmarkWorkerPoll times decoding steps through AttendInto (8 query
+// heads, 2 key/value heads, 1 query, d = e = 128, float32, 4096 keys),
+// each after 300 us of other work on the calling goroutine (a model's
+// products between two attention calls), with the default poll and with
+// SetWorkerPoll(1 ms), the two alternating in runs of 20 steps (the first
+// 4 untimed). It reports each one's median step and their ratio.
+func BenchmarkWorkerPoll(b *testing.B) {
+	const hq, hkv, m, d = 8, 2, 4096, 128
+	r := rand.New(rand.NewPCG(3, 4))
+	tensor := func(heads, rows int) Tensor[float32] {
+		x := make([]float32, heads*rows*d)
+		for i := range x {
+			x[i] = float32(r.NormFloat64())
+		}
+		t, _ := NewTensor(x, 1, heads, rows, d)
+		return t
+	}
+	q, k, v, out := tensor(hq, 1), tensor(hkv, m), tensor(hkv, m), tensor(hq, 1)
+	ws, ctx := NewWorkspace(), context.Background()
+	def := SetWorkerPoll(0)
+	SetWorkerPoll(def)
+	defer SetWorkerPoll(def)
+	var times [2][]float64
+	for b.Loop() {
+		for i, poll := range []time.Duration{def, time.Millisecond} {
+			SetWorkerPoll(poll)
+			for step := range 20 {
+				for t := time.Now(); time.Since(t) < 300*time.Microsecond; {
+				}
+				start := time.Now()
+				if err := AttendInto(ctx, ws, out, nil, q, k, v, Options{}); err != nil {
+					b.Fatal(err)
+				}
+				if step >= 4 {
+					times[i] = append(times[i], time.Since(start).Seconds())
+				}
+			}
+		}
+	}
+	median := func(x []float64) float64 { slices.Sort(x); return x[len(x)/2] }
+	short, long := median(times[0]), median(times[1])
+	b.ReportMetric(short*1e6, "us-default")
+	b.ReportMetric(long*1e6, "us-poll-1ms")
+	b.ReportMetric(long/short, "1ms/default")
 }

@@ -24,8 +24,9 @@ import (
 // 21 us once the helper polls on the other thread).
 func Poll() time.Duration { return time.Duration(pollNanos.Load()) }
 
-// SetPoll sets Poll to d and returns its previous value: benchmarks
-// compare polling with sleeping (d = 0); nothing else should set it.
+// SetPoll sets Poll to d and returns its previous value: for
+// fastattn.SetWorkerPoll, and for benchmarks that compare polling with
+// sleeping (d = 0).
 func SetPoll(d time.Duration) time.Duration {
 	return time.Duration(pollNanos.Swap(int64(d)))
 }
