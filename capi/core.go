@@ -25,6 +25,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/fastattn/fastattn"
@@ -594,9 +595,16 @@ func mergeT[T fastattn.Float](outs, lses []array, out, lse array) error {
 	return fill(lse, "lse", float64Type, res.LSE.Data, res.LSE.Shape)
 }
 
-// abiVersion changes whenever an exported function's signature changes;
-// the Python side refuses a library of another version.
-const abiVersion = 3
+// abiVersion changes whenever an exported function's signature changes
+// or one is added; the Python side refuses a library of another version.
+// 4: fastattn_set_worker_poll.
+const abiVersion = 4
+
+// setWorkerPoll is fastattn_set_worker_poll's body: fastattn.SetWorkerPoll
+// in nanoseconds.
+func setWorkerPoll(nanos int64) int64 {
+	return int64(fastattn.SetWorkerPoll(time.Duration(nanos)))
+}
 
 // info describes the library to the Python side.
 func info() []byte {

@@ -240,3 +240,19 @@ func TestGuardTurnsAPanicIntoAnInternalError(t *testing.T) {
 		t.Fatalf("after a panic: %v (status %d)", err, status(err))
 	}
 }
+
+// TestSetWorkerPoll checks fastattn_set_worker_poll's body: nanoseconds in
+// and out, the previous setting returned, a negative one kept as 0.
+func TestSetWorkerPoll(t *testing.T) {
+	def := setWorkerPoll(3e6)
+	defer setWorkerPoll(def)
+	if def != 1e5 {
+		t.Errorf("default poll %d ns, want 100000", def)
+	}
+	if prev := setWorkerPoll(-5); prev != 3e6 {
+		t.Errorf("returned %d ns, want the 3000000 set before", prev)
+	}
+	if prev := setWorkerPoll(def); prev != 0 {
+		t.Errorf("a negative poll was kept as %d ns, want 0", prev)
+	}
+}

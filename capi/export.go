@@ -165,6 +165,15 @@ func fastattn_info() *C.char { return C.CString(string(info())) }
 //export fastattn_go_total_alloc
 func fastattn_go_total_alloc() C.int64_t { return C.int64_t(totalAlloc()) }
 
+// fastattn_set_worker_poll sets how long the library's workers poll for
+// their next call before they sleep, in nanoseconds (negative counts as
+// 0), and returns the previous setting (fastattn.SetWorkerPoll).
+//
+//export fastattn_set_worker_poll
+func fastattn_set_worker_poll(nanos C.int64_t) C.int64_t {
+	return C.int64_t(setWorkerPoll(int64(nanos)))
+}
+
 // fastattn_free frees a string returned by this library.
 //
 //export fastattn_free

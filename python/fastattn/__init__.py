@@ -33,7 +33,7 @@ import numpy as np
 from . import _lib
 
 __all__ = ["attention", "gradient", "merge", "methods", "differentiable_methods",
-           "bfloat16", "UnsupportedError", "DEFAULT_EPS"]
+           "set_worker_poll", "bfloat16", "UnsupportedError", "DEFAULT_EPS"]
 
 DEFAULT_EPS = _lib.INFO["default_eps"]
 
@@ -52,6 +52,18 @@ def methods():
 def differentiable_methods():
     """The methods with a backward pass (gradient accepts them)."""
     return list(_lib.INFO["differentiable"])
+
+
+def set_worker_poll(seconds):
+    """Sets how long the library's worker threads keep polling for their
+    next call after finishing one, before they sleep, and returns the
+    previous setting, in seconds (1e-4 by default; negative counts as 0).
+    A call that finds its workers asleep waits for one to wake, about 1e-4
+    s on a VM: a model with other work between its attention calls can
+    keep them polling across it (1e-3 made decoding steps that each
+    followed 3e-4 s of other work take about two thirds of the time), at
+    the cost of a busy core while they poll."""
+    return _lib.lib.fastattn_set_worker_poll(int(round(float(seconds) * 1e9))) / 1e9
 
 
 _ALIGNMENTS = ("bottom-right", "top-left")

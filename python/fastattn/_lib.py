@@ -14,7 +14,7 @@ import numpy as np
 
 from ._platform import library_name
 
-ABI_VERSION = 3
+ABI_VERSION = 4
 
 # dtype codes of capi/core.go.
 FLOAT32, FLOAT64, BOOL, INT64, FLOAT16, BFLOAT16 = 1, 2, 3, 4, 5, 6
@@ -61,6 +61,8 @@ def _load():
     lib.fastattn_info.restype = ctypes.c_void_p
     lib.fastattn_go_total_alloc.argtypes = []
     lib.fastattn_go_total_alloc.restype = ctypes.c_int64
+    lib.fastattn_set_worker_poll.argtypes = [ctypes.c_int64]
+    lib.fastattn_set_worker_poll.restype = ctypes.c_int64
     lib.fastattn_free.argtypes = [ctypes.c_void_p]
     lib.fastattn_free.restype = None
     return lib

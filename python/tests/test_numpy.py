@@ -94,6 +94,24 @@ def test_merge_of_key_halves_is_the_whole():
     assert np.allclose(lse, want_lse, rtol=0, atol=1e-13)
 
 
+def test_set_worker_poll():
+    default = fastattn.set_worker_poll(2e-3)
+    try:
+        assert default == pytest.approx(1e-4)
+        assert fastattn.set_worker_poll(-1) == pytest.approx(2e-3)
+        assert fastattn.set_worker_poll(1e-3) == 0
+        # The poll changes when the work runs, not its result.
+        rng = np.random.default_rng(3)
+        q, k, v = (rng.standard_normal((2, 8, s, 64)).astype(np.float32) for s in (1, 3000, 3000))
+        fastattn.set_worker_poll(0)
+        a = fastattn.attention(q, k, v)
+        fastattn.set_worker_poll(1e-3)
+        b = fastattn.attention(q, k, v)
+        np.testing.assert_array_equal(a, b)
+    finally:
+        fastattn.set_worker_poll(default)
+
+
 def test_methods():
     ms = fastattn.methods()
     assert "exact" in ms and "poly" in ms and "anytemp" in ms
