@@ -2,7 +2,10 @@
 
 package kernels
 
-import "unsafe"
+import (
+	"sync"
+	"unsafe"
+)
 
 // kernNTRows is the signature of the NT kernels that read B's rows in
 // place (see _asm/half_nt.go): mr rows of A against blocks of 4 rows of
@@ -95,18 +98,44 @@ func gemmNT32Half(bf bool, m, n, k int, a []float32, lda int, b []uint16, ldb in
 	}
 }
 
+// fewKeysScratch holds a few-key call's row of scores (at most 4 of them,
+// float32 or float64): the kernels are called through a function value,
+// so a local array would escape and be allocated on every such call.
+var fewKeysScratch = sync.Pool{New: func() any { return new([4]float64) }}
+
 // gemmNTRows sets C = A B^T with g's kernels, prefetching next into L2 on
-// the way, and reports true; or, where g cannot (no kernels, fewer keys
-// than a block, operands outside their slices), does nothing and reports
-// false. dot is the float32 dot product of a row of A with a row of B,
+// the way, and reports true; or, where g cannot (no kernels, k shorter
+// than a vector on AVX2, operands outside their slices), does nothing and
+// reports false. dot is the float32 dot product of a row of A with a row of B,
 // for the products past the kernels' whole vectors of k.
 func gemmNTRows[A float32 | float64, B uint16 | float32 | float64](g *ntRows[A, B], m, n, k int, a []A, lda int, b []B, ldb int, c []A, ldc int, next []B, dot func(a []A, b []B) A) bool {
 	kv := k // the k the kernels cover
 	if g != nil && g.wholeVector {
 		kv = k / g.w * g.w
 	}
-	if g == nil || n < g.keys || kv == 0 || !ntOK(m, n, k, len(a), lda, len(b), ldb, len(c), ldc) {
+	if g == nil || kv == 0 || !ntOK(m, n, k, len(a), lda, len(b), ldb, len(c), ldc) {
 		return false
+	}
+	if n < g.keys {
+		// Fewer keys than a block: each key alone, read g.keys times (a
+		// row stride of 0), so that its scores get the bits the kernels
+		// give them in any call, as exact's backward needs (the sums of
+		// one query and one key do not depend on the other rows and keys
+		// of the call).
+		scratch := fewKeysScratch.Get().(*[4]float64)
+		defer fewKeysScratch.Put(scratch)
+		one := unsafe.Slice((*A)(unsafe.Pointer(scratch)), g.keys)
+		for i := range m {
+			for j := range n {
+				g.kr[0](kv, &a[i*lda], lda, &b[j*ldb], 0, &one[0], g.keys, 1, nil, 0)
+				x := one[0]
+				if kv < k {
+					x += dot(a[i*lda+kv:i*lda+k], b[j*ldb+kv:j*ldb+k])
+				}
+				c[i*ldc+j] = x
+			}
+		}
+		return true
 	}
 	// Passes over the keys of up to 2*halfNTRows rows (wide kernels) or
 	// halfNTRows; each in blocks of keys, each block of the first pass

@@ -270,3 +270,51 @@ func TestHalfNext(t *testing.T) {
 		}
 	}
 }
+
+// TestGemmNTRowsSameBits checks what exact's forward and backward rely on
+// (scoresInPlace there): reading B in place, GemmNT32 and GemmNT32F16 give
+// each entry of C the same bits whatever the call it is computed in: the
+// whole product, every stretch of rows against every stretch of keys (one
+// key, fewer keys than a kernel's block, a few blocks and a remainder), on
+// every level. So does GemmNT64 for calls of more than multiDotRows64
+// rows (fewer go through MultiDot64, which sums in another order).
+func TestGemmNTRowsSameBits(t *testing.T) {
+	r := rand.New(rand.NewPCG(33, 34))
+	const m, n = NTInPlaceRows, 37
+	for _, k := range []int{1, 7, 16, 45, 128} {
+		a := randSlice(r, m*k)
+		b := randSlice(r, n*k)
+		b16, _ := randHalf(r, false, n*k)
+		a32, b32 := to32(a), to32(b)
+		for _, l := range levels() {
+			atLevel(t, l, func() {
+				whole32, whole16, whole64 := make([]float32, m*n), make([]float32, m*n), make([]float64, m*n)
+				GemmNT32(m, n, k, a32, k, b32, k, whole32, n)
+				GemmNT32F16(m, n, k, a32, k, b16, k, whole16, n)
+				GemmNT64(m, n, k, a, k, b, k, whole64, n)
+				for rows := 1; rows <= m; rows += 5 {
+					for i0 := 0; i0+rows <= m; i0 += rows {
+						for _, w := range []int{1, 2, 3, 5, 9, 14} {
+							for j0 := 0; j0 < n; j0 += w {
+								cols := min(w, n-j0)
+								c32, c16, c64 := make([]float32, rows*cols), make([]float32, rows*cols), make([]float64, rows*cols)
+								GemmNT32(rows, cols, k, a32[i0*k:], k, b32[j0*k:], k, c32, cols)
+								GemmNT32F16(rows, cols, k, a32[i0*k:], k, b16[j0*k:], k, c16, cols)
+								GemmNT64(rows, cols, k, a[i0*k:], k, b[j0*k:], k, c64, cols)
+								for i := range rows {
+									for j := range cols {
+										x := (i0+i)*n + j0 + j
+										if c32[i*cols+j] != whole32[x] || c16[i*cols+j] != whole16[x] || (rows > 4 && c64[i*cols+j] != whole64[x]) {
+											t.Fatalf("%s k=%d: C[%d][%d] from rows %d+%d, keys %d+%d is %g, %g, %g; from the whole product %g, %g, %g",
+												levelName(l), k, i0+i, j0+j, i0, rows, j0, cols, c32[i*cols+j], c16[i*cols+j], c64[i*cols+j], whole32[x], whole16[x], whole64[x])
+										}
+									}
+								}
+							}
+						}
+					}
+				}
+			})
+		}
+	}
+}

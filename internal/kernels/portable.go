@@ -43,17 +43,30 @@ func gemmNTGo[T float32 | float64](m, n, k int, a []T, lda int, b []T, ldb int, 
 		}
 		for ; j < n; j++ {
 			y := b[j*ldb : j*ldb+k]
-			c0[j] = dot(x0, y)
-			c1[j] = dot(x1, y)
+			c0[j] = dotInOrder(x0, y)
+			c1[j] = dotInOrder(x1, y)
 		}
 	}
 	if i < m {
 		ar := a[i*lda : i*lda+k]
 		cr := c[i*ldc : i*ldc+n]
 		for j := range n {
-			cr[j] = dot(ar, b[j*ldb:j*ldb+k])
+			cr[j] = dotInOrder(ar, b[j*ldb:j*ldb+k])
 		}
 	}
+}
+
+// dotInOrder is the dot product of x and y summed in order, as gemmNTGo's
+// blocks sum each entry: so an entry's bits do not depend on where it lies
+// in a call (exact's forward and backward compute the same scores in
+// calls of different shapes and must round them alike).
+func dotInOrder[T float32 | float64](x, y []T) T {
+	y = y[:len(x)]
+	var s T
+	for i, u := range x {
+		s += u * y[i]
+	}
+	return s
 }
 
 func dot[T float32 | float64](x, y []T) T {
