@@ -844,8 +844,10 @@ func keysReadInPlace[T attn.Float](rows int) bool {
 // has at most kernels.NTInPlaceRows (NTInPlaceRows64) rows, so that
 // every tile of its and every row block of the backward's is in place
 // too, and packed otherwise, even for a tile of a few rows at the end of
-// a long group. (float64 reads up to four rows a row at a time, which
-// sums in yet another order; its rounding is too small to matter.)
+// a long group. (The kernels promise those bits for any stretch of rows
+// and keys: TestGemmNTRowsSameBits. float64 reads up to four rows a row at
+// a time, which sums in yet another order; its rounding is too small to
+// matter.)
 func scoresInPlace[T attn.Float](p *attn.Problem[T]) bool {
 	return keysReadInPlace[T](p.Group() * p.N)
 }
