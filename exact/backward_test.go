@@ -422,14 +422,17 @@ func forwardForGrad(t *testing.T, m Method, p *attn.Problem[float32], period int
 // in place: the backward must round every score as the forward did
 // (scoresInPlace), or a weight recomputed from the forward's log-sum-exp
 // moves by the difference times the logits' size (dV was 0.2-0.4% off,
-// a hundred times the conformance tolerance). Rows of one head, a GQA
-// group gathered into one tile, and 16-bit keys and values.
+// a hundred times the conformance tolerance). Rows of one head, GQA
+// groups gathered into one tile (up to kernels.NTInPlaceRows rows), and
+// 16-bit keys and values.
 func TestBackwardScoresAsForward(t *testing.T) {
 	for _, c := range []attntest.Case{
 		{Name: "rows-4", Heads: 1, N: 4, M: 300, D: 16, E: 8, QScale: 1e2, KScale: 1e2},
 		{Name: "rows-12", Heads: 1, N: 12, M: 300, D: 16, E: 8, QScale: 1e2, KScale: 1e2},
 		{Name: "rows-16-sinks", Heads: 1, N: 16, M: 300, D: 16, E: 8, QScale: 1e2, KScale: 1e2, Sinks: []float64{50}},
+		{Name: "rows-20", Heads: 1, N: 20, M: 300, D: 16, E: 8, QScale: 1e2, KScale: 1e2},
 		{Name: "gqa-4x4", Heads: 4, KVHeads: 1, N: 4, M: 300, D: 16, E: 8, QScale: 1e2, KScale: 1e2},
+		{Name: "gqa-4x6", Heads: 4, KVHeads: 1, N: 6, M: 300, D: 16, E: 8, QScale: 1e2, KScale: 1e2},
 	} {
 		p64 := c.Generate(1)
 		p, dO := attntest.To32(p64), make([]float32, c.Heads*c.N*c.E)

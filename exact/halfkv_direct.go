@@ -26,10 +26,10 @@ import (
 // halfInPlaceRows is the most query rows of a group whose 16-bit keys and
 // values are read in place. At 4096 keys, d = 128, reading in place took
 // 0.67x the widening path's CPU time for 8 rows, 0.91x for 16, 1.05x for
-// 32 and 1.34x for 128; it was 24 until the backward's scores had to
-// match the forward's (scoresInPlace), which allows 16. A variable so
-// tests can turn the path off.
-var halfInPlaceRows = 16
+// 32 and 1.34x for 128. Past kernels.NTInPlaceRows it does not count: the
+// backward's scores must match the forward's (scoresInPlace). A variable
+// so tests can turn the path off.
+var halfInPlaceRows = 24
 
 // readsHalfInPlace reports whether attendRows reads p's 16-bit keys and
 // values in place: unpacked keys (a packed head has several tiles, so

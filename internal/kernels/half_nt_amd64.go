@@ -106,8 +106,8 @@ var fewKeysScratch = sync.Pool{New: func() any { return new([4]float64) }}
 // gemmNTRows sets C = A B^T with g's kernels, prefetching next into L2 on
 // the way, and reports true; or, where g cannot (no kernels, k shorter
 // than a vector on AVX2, operands outside their slices), does nothing and
-// reports false. dot is the float32 dot product of a row of A with a row of B,
-// for the products past the kernels' whole vectors of k.
+// reports false. dot is the dot product of a row of A with a row of B,
+// in A's type, for the products past the kernels' whole vectors of k.
 func gemmNTRows[A float32 | float64, B uint16 | float32 | float64](g *ntRows[A, B], m, n, k int, a []A, lda int, b []B, ldb int, c []A, ldc int, next []B, dot func(a []A, b []B) A) bool {
 	kv := k // the k the kernels cover
 	if g != nil && g.wholeVector {

@@ -48,7 +48,7 @@ func GemmNT32Next(m, n, k int, a []float32, lda int, b []float32, ldb int, c []f
 // them, reading in place took 0.78x, 0.89x, 1.00x and 1.12x the packed
 // product's time for 16, 24, 32 and 48 rows over 32768 keys from L3, and
 // 0.78x, 0.90x, 1.03x and 1.08x over 1024 keys in L2 (best of 100).
-const NTInPlaceRows = 16
+const NTInPlaceRows = 24
 
 // NTInPlaceRows64 is NTInPlaceRows for GemmNT64, which reads B in place
 // with AVX-512 only: up to 4 rows a row at a time with MultiDot64's
