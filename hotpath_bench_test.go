@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"testing"
 	"time"
 
 	"github.com/fastattn/fastattn/attn"
+	"github.com/fastattn/fastattn/internal/parallel/polltest"
 )
 
 // BenchmarkCertifiedDecode times one decode step of a grouped-query model
@@ -152,26 +152,12 @@ func BenchmarkWorkerPoll(b *testing.B) {
 	ws, ctx := NewWorkspace(), context.Background()
 	def := SetWorkerPoll(0)
 	SetWorkerPoll(def)
-	defer SetWorkerPoll(def)
-	var times [2][]float64
-	for b.Loop() {
-		for i, poll := range []time.Duration{def, time.Millisecond} {
-			SetWorkerPoll(poll)
-			for step := range 20 {
-				for t := time.Now(); time.Since(t) < 300*time.Microsecond; {
-				}
-				start := time.Now()
-				if err := AttendInto(ctx, ws, out, nil, q, k, v, Options{}); err != nil {
-					b.Fatal(err)
-				}
-				if step >= 4 {
-					times[i] = append(times[i], time.Since(start).Seconds())
-				}
-			}
+	med := polltest.Medians(b, []time.Duration{def, time.Millisecond}, 300*time.Microsecond, 20, 4, func() {
+		if err := AttendInto(ctx, ws, out, nil, q, k, v, Options{}); err != nil {
+			b.Fatal(err)
 		}
-	}
-	median := func(x []float64) float64 { slices.Sort(x); return x[len(x)/2] }
-	short, long := median(times[0]), median(times[1])
+	})
+	short, long := med[0], med[1]
 	b.ReportMetric(short*1e6, "us-default")
 	b.ReportMetric(long*1e6, "us-poll-1ms")
 	b.ReportMetric(long/short, "1ms/default")

@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"testing"
 	"time"
 
 	"github.com/fastattn/fastattn/attn"
 	"github.com/fastattn/fastattn/attn/attntest"
 	"github.com/fastattn/fastattn/internal/parallel"
+	"github.com/fastattn/fastattn/internal/parallel/polltest"
 )
 
 // BenchmarkCrewPoll times calls through a Workspace and a Decoder with
@@ -73,29 +73,12 @@ func BenchmarkCrewPoll(b *testing.B) {
 				name = fmt.Sprintf("%s/after-%v-of-work", s.name, gap)
 			}
 			b.Run(name, func(b *testing.B) {
-				var times [2][]float64 // polling, asleep
-				for b.Loop() {
-					for i, d := range []time.Duration{poll, 0} {
-						// A call leaves its helpers polling or asleep for
-						// the next, and a woken helper queued on the
-						// caller's thread: runs of calls with one
-						// setting, the first few untimed, set the stage.
-						parallel.SetPoll(d)
-						for call := range 20 {
-							for t := time.Now(); time.Since(t) < gap; {
-							}
-							t0 := time.Now()
-							if err := s.call(); err != nil {
-								b.Fatal(err)
-							}
-							if call >= 4 {
-								times[i] = append(times[i], time.Since(t0).Seconds())
-							}
-						}
+				med := polltest.Medians(b, []time.Duration{poll, 0}, gap, 20, 4, func() {
+					if err := s.call(); err != nil {
+						b.Fatal(err)
 					}
-				}
-				med := func(x []float64) float64 { slices.Sort(x); return x[len(x)/2] }
-				mp, ms := med(times[0]), med(times[1])
+				})
+				mp, ms := med[0], med[1]
 				b.ReportMetric(mp*1e6, "us-poll")
 				b.ReportMetric(ms*1e6, "us-sleep")
 				b.ReportMetric(mp/ms, "poll/sleep")

@@ -2,10 +2,8 @@ package parallel
 
 import (
 	"context"
-	"fmt"
 	"math/rand/v2"
 	"runtime"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -112,45 +110,6 @@ func TestNested(t *testing.T) {
 	})
 	if ran.Load() != 6*6*2 {
 		t.Errorf("%d innermost tasks ran, want %d", ran.Load(), 6*6*2)
-	}
-}
-
-// BenchmarkForWake times parallel.For with two tasks of 20 us on two
-// workers (ideally 20 us a call) after gaps of other work on the calling
-// goroutine, with the helpers polling between calls (Poll as set) and
-// with them asleep (SetPoll(0)), and reports the median call of each. The
-// settings take turns in runs of 100 calls, the first 10 of each run
-// untimed: a call that wakes a sleeping helper leaves it queued on the
-// caller's thread, where short calls that follow keep finding it (see
-// Poll), so alternating call by call would time polling's calls in the
-// state sleeping leaves.
-func BenchmarkForWake(b *testing.B) {
-	poll := Poll()
-	defer SetPoll(poll)
-	spin := func(d time.Duration) {
-		for t := time.Now(); time.Since(t) < d; {
-		}
-	}
-	for _, gap := range []time.Duration{0, 20 * time.Microsecond, 300 * time.Microsecond} {
-		b.Run(fmt.Sprintf("gap=%v", gap), func(b *testing.B) {
-			var times [2][]float64 // polling, asleep
-			for b.Loop() {
-				for i, d := range []time.Duration{poll, 0} {
-					SetPoll(d)
-					for call := range 100 {
-						spin(gap)
-						t0 := time.Now()
-						For(context.Background(), 2, 2, func(int) { spin(20 * time.Microsecond) })
-						if call >= 10 {
-							times[i] = append(times[i], time.Since(t0).Seconds())
-						}
-					}
-				}
-			}
-			med := func(x []float64) float64 { slices.Sort(x); return x[len(x)/2] }
-			b.ReportMetric(med(times[0])*1e6, "us-poll")
-			b.ReportMetric(med(times[1])*1e6, "us-sleep")
-		})
 	}
 }
 
