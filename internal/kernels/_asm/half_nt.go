@@ -5,9 +5,11 @@ import "fmt"
 // Scores against row-major 16-bit keys: C (mr x 4 per block, float32) =
 // A (mr x k, float32) times B^T, B being 4 keys (rows of k float16 or
 // bfloat16 values, row stride ldb) per block, widened in registers as they
-// are loaded (or 2 keys per block in the wide kernels, below). A stateless decoding step holds its keys as the caller laid
-// them out, one row per key; a few query rows (a grouped-query group) read
-// each key once this way, without a widened or packed copy.
+// are loaded (2 keys per block in the wide kernels, below; float32 and
+// float64 keys are loaded as they are, plainF32 and plainF64). A
+// stateless decoding step holds its keys as the caller laid them out, one
+// row per key; a few query rows (a grouped-query group) read each key once
+// this way, without a widened or packed copy.
 //
 // Each block of keys keeps one accumulator per (row, key) pair, of W
 // lanes along k; a transpose-and-add tree then reduces them to the rows x
