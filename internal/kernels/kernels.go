@@ -57,8 +57,16 @@ const NTInPlaceRows = 24
 // = 128, tiles of 256, one core, best of 200) that took 0.52x the packed
 // product's time for one row, 0.53x for 4, 0.67x for 8 and 0.88x for 16
 // (medians 0.52x, 0.61x, 0.78x, 1.01x) with those kernels; a MultiDot64
-// call per row 0.50x, 0.76x, 0.99x and 1.27x.
-const NTInPlaceRows64 = 16
+// call per row 0.50x, 0.76x, 0.99x and 1.27x. Later, medians of 200
+// (same shapes, one core): 0.77-0.78x for 16 rows, 0.81x for 20, 0.90-0.91x
+// for 24 and 0.90x for 32 over 8192 keys; 0.82-0.84x, 0.85-0.86x,
+// 0.95-1.02x and 1.12-1.14x over 32768. Decoding steps of two key/value
+// heads (exact.Decoder, d = 128, 60 steps of each setting taking turns,
+// two runs) took 0.86-0.91x the time with 20 rows a head in place instead
+// of packed and 0.92-0.93x with 24 over 8192-16384 keys (from L3),
+// 0.98x and 1.00-1.01x over 32768-65536 (from memory); steps of 16 and
+// 32 rows, the same either way, moved by at most 1.1%.
+const NTInPlaceRows64 = 24
 
 // GemmNT64 sets C = A B^T, with A m x k, B n x k and C m x n (see
 // NTInPlaceRows64).
