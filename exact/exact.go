@@ -980,9 +980,6 @@ func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T],
 			}
 		} else if !half {
 			kt, vt = keys[j0*d:], vals[j0*e:]
-			if st.scan.on {
-				st.scan.add(kh, kt[:cols*d], vt[:cols*e])
-			}
 		}
 		// While one product computes, the operands of the next are
 		// prefetched from L3 into L2: this tile's values during Q K^T, the
@@ -1143,6 +1140,15 @@ func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T],
 					a[c] = a[c]*alpha + float64(v)
 				}
 			}
+		}
+		// Keys and values read as they are stored are measured after the
+		// products, which bring them in from L3 or memory (with the
+		// prefetches above) as in an uncertified call; the scans then read
+		// them from L2. Measured first, the scans did the streaming
+		// without those prefetches: certified decoding steps took 0.99-1.10x
+		// the time (docs/PERFORMANCE.md, "Certified steps measure after").
+		if st.scan.on && !half {
+			st.scan.add(kh, keys[j0*d:(j0+cols)*d], vals[j0*e:(j0+cols)*e])
 		}
 	}
 	if base2 {
