@@ -100,25 +100,48 @@ func bwdQueryTileFor(size int) int {
 	return bwdQueryTile
 }
 
-// bwdKeyTileFor returns the key tile width for elements of size bytes
-// and head dimensions d and e: 256 keys while a key and a value take at
-// most 2 KiB (float32 up to d = e = 256, float64 up to 128), else 128,
-// which bounds a worker's operands per key tile (the keys, packed and as
-// they are, the packed values, dK, dV and the two score tiles: about
-// cols (3d + 2e + 2 queryTile) elements) for wider heads, where no width
-// has been measured. The limit was 1 KiB, from a loaded Intel Xeon with
-// AMX on which float64 at d = 128 ran about 5% faster on 128 keys; on an
-// idle AMD Zen 5 (1 MiB L2) 256 keys gave that row's backward / forward
-// ratio (BenchmarkBackwardRatio, n = 16384, median pair) 2.39-2.42
-// against 2.47-2.59 in five alternating runs each, although its operands
-// then exceed L2; float32 at d = 256 (n = 4096, best of 8 backward calls,
+// bwdKeyTileFor returns the key tile width for elements of size bytes,
+// head dimensions d and e and query tiles of qt rows, on a CPU whose L2
+// holds l2 bytes (0: unknown): 256 keys, or 128 where that bounds a
+// worker's operands better.
+//
+// A key tile's operands (the keys, packed and as they are, the packed
+// values, dK, dV and the two score tiles: bwdTileBytes) take about
+// cols (3d + 2e) + 2 qt cols elements. Keys and values of more than 2 KiB
+// take 128 keys: no wider tile has been measured for such heads. The
+// limit was 1 KiB, from a loaded Intel Xeon with AMX on which float64 at
+// d = 128 ran about 5% faster on 128 keys; on an idle AMD Zen 5 (1 MiB
+// L2) 256 keys gave that row's backward / forward ratio
+// (BenchmarkBackwardRatio, n = 16384, median pair) 2.39-2.42 against
+// 2.47-2.59 in five alternating runs each, although its operands then
+// exceed L2; float32 at d = 256 (n = 4096, best of 8 backward calls,
 // timed once outside the benchmarks, three alternating runs) took 130-133
 // ms against 134-136.
-func bwdKeyTileFor(size, d, e int) int {
+//
+// Where a 256-key tile's operands exceed three quarters of the L2 and a
+// 128-key tile's fit in half of it, 128 keys: on the Xeon with AMX (2 MiB
+// L2), whole backward calls alternating in one process took 0-5.1% less
+// time at best and 0.7-3.9% on the median with 128 keys in five runs
+// (float64, d = 128, n = 16384: 1.73 MB against 0.88 MB) and 2.6-2.8% and
+// 2.1-2.4% in two (float32, d = 256, n = 4096), while float32 at d = 128
+// (1.07 MB, within three quarters) took 0.1-1.8% more with 128. On the
+// Zen 5 the 128-key tiles of those three shapes exceed half its L2, so
+// they keep 256 as measured there.
+func bwdKeyTileFor(size, d, e, qt, l2 int) int {
 	if size*(d+e) > 2048 {
 		return bwdKeyTile / 2
 	}
+	if l2 > 0 && bwdTileBytes(size, d, e, qt, bwdKeyTile) > l2*3/4 && bwdTileBytes(size, d, e, qt, bwdKeyTile/2) <= l2/2 {
+		return bwdKeyTile / 2
+	}
 	return bwdKeyTile
+}
+
+// bwdTileBytes is the size of a worker's operands for a tile of qt
+// queries and kt keys: the keys packed and as they are, the packed
+// values, dK and dV, and the two score tiles.
+func bwdTileBytes(size, d, e, qt, kt int) int {
+	return size * (kt*(3*d+2*e) + 2*qt*(kt+bwdStridePad))
 }
 
 // BackwardFlops is the conventional count of the backward pass: five
@@ -312,7 +335,7 @@ func backward[T attn.Float](ctx context.Context, workers int, p *attn.Problem[T]
 
 	var zero T
 	size := int(unsafe.Sizeof(zero))
-	kt := bwdKeyTileFor(size, p.D, p.E)
+	kt := bwdKeyTileFor(size, p.D, p.E, bwdQueryTileFor(size), kernels.L2Bytes())
 	sh.queryTile, sh.keyTile, sh.stride = bwdQueryTileFor(size), kt, kt+bwdStridePad
 	tilesPerHead := (p.M + kt - 1) / kt
 	total := kvh * tilesPerHead

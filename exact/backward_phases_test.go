@@ -27,7 +27,8 @@ func BenchmarkBackwardTilePhases(b *testing.B) {
 }
 
 func bwdPhases[T attn.Float](b *testing.B, d, rows int) {
-	cols := bwdKeyTileFor(int(unsafe.Sizeof(T(0))), d, d)
+	size := int(unsafe.Sizeof(T(0)))
+	cols := bwdKeyTileFor(size, d, d, bwdQueryTileFor(size), kernels.L2Bytes())
 	ls := cols + bwdStridePad
 	r := rand.New(rand.NewPCG(3, 3))
 	fill := func(n int) []T {

@@ -58,7 +58,7 @@ func TestBackwardWorkers(t *testing.T) {
 // bwdKeyTile/2 wide, over several key tiles and a ragged last one, against
 // the reference.
 func TestBackwardNarrowKeyTiles(t *testing.T) {
-	if kt := bwdKeyTileFor(8, 136, 136); kt != bwdKeyTile/2 {
+	if kt := bwdKeyTileFor(8, 136, 136, 96, 0); kt != bwdKeyTile/2 {
 		t.Fatalf("float64 key tile at d = e = 136: %d, want %d", kt, bwdKeyTile/2)
 	}
 	for _, c := range []attntest.Case{
@@ -68,6 +68,24 @@ func TestBackwardNarrowKeyTiles(t *testing.T) {
 		p := c.Generate(11)
 		if _, err := attntest.CheckGrad(Method{}, p, attntest.GradOutput(p, 12), 1e-9, false); err != nil {
 			t.Errorf("%s: %v", c.Name, err)
+		}
+	}
+}
+
+// TestBackwardKeyTileForL2 checks bwdKeyTileFor's choice by L2 size on
+// the shapes it was measured on: a 2 MiB L2 takes 128 keys for float64
+// at d = 128 and float32 at d = 256 and keeps 256 for float32 at
+// d = 128; a 1 MiB L2, or an unknown one, keeps 256 for all three.
+func TestBackwardKeyTileForL2(t *testing.T) {
+	for _, c := range []struct {
+		size, d, l2, want int
+	}{
+		{8, 128, 2 << 20, 128}, {4, 256, 2 << 20, 128}, {4, 128, 2 << 20, 256},
+		{8, 128, 1 << 20, 256}, {4, 256, 1 << 20, 256}, {4, 128, 1 << 20, 256},
+		{8, 128, 0, 256}, {4, 64, 2 << 20, 256}, {8, 64, 2 << 20, 256},
+	} {
+		if kt := bwdKeyTileFor(c.size, c.d, c.d, bwdQueryTileFor(c.size), c.l2); kt != c.want {
+			t.Errorf("%d-byte elements, d = %d, L2 %d bytes: %d keys, want %d", c.size, c.d, c.l2, kt, c.want)
 		}
 	}
 }

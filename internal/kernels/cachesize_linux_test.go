@@ -11,5 +11,5 @@ func TestParseCacheSize(t *testing.T) {
 		}
 	}
 	tnSetup.Do(chooseTNModes)
-	t.Logf("L1 data cache: %d bytes; float32 TN products read B in place: %v", l1DataBytes(), tnInPlace32)
+	t.Logf("L1 data cache: %d bytes, L2: %d; float32 TN products read B in place: %v", l1DataBytes(), L2Bytes(), tnInPlace32)
 }

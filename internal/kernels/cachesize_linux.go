@@ -1,5 +1,3 @@
-//go:build linux && amd64 && gc && !purego
-
 package kernels
 
 import (
@@ -9,16 +7,17 @@ import (
 	"strings"
 )
 
-// l1DataBytes returns the size of CPU 0's level-1 data cache as Linux
-// reports it in sysfs, or 0 if it does not.
-func l1DataBytes() int {
+// cacheBytes returns the size of CPU 0's cache of the level and type
+// ("Data", "Unified") given as Linux reports it in sysfs, or 0 if it does
+// not.
+func cacheBytes(level int, typ string) int {
 	dirs, _ := filepath.Glob("/sys/devices/system/cpu/cpu0/cache/index*")
 	for _, dir := range dirs {
 		read := func(name string) string {
 			b, _ := os.ReadFile(filepath.Join(dir, name))
 			return strings.TrimSpace(string(b))
 		}
-		if read("level") != "1" || read("type") != "Data" {
+		if read("level") != strconv.Itoa(level) || read("type") != typ {
 			continue
 		}
 		return parseCacheSize(read("size"))
