@@ -126,7 +126,7 @@ func bwdQueryTileFor(size int) int {
 // 2.1-2.4% in two (float32, d = 256, n = 4096), while float32 at d = 128
 // (1.07 MB, within three quarters) took 0.1-1.8% more with 128. On the
 // Zen 5 the 128-key tiles of those three shapes exceed half its L2, so
-// they keep 256 as measured there.
+// they keep 256, the width its runs were measured with.
 func bwdKeyTileFor(size, d, e, qt, l2 int) int {
 	if size*(d+e) > 2048 {
 		return bwdKeyTile / 2
