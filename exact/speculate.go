@@ -59,16 +59,29 @@ func (s *keyScan[T]) reset(kvh, d, e int) {
 
 // add measures keys k and values v (whole rows) of key/value head kh.
 func (s *keyScan[T]) add(kh int, k, v []T) {
-	d, e := s.d, s.e
+	s.addKeys(kh, k)
+	s.addValues(kh, v)
+}
+
+// addKeys measures keys k (whole rows) of key/value head kh.
+func (s *keyScan[T]) addKeys(kh int, k []T) {
+	d := s.d
 	switch k := any(k).(type) {
 	case []float32:
-		lo, hi := any(s.lo[kh*d:(kh+1)*d]).([]float32), any(s.hi[kh*d:(kh+1)*d]).([]float32)
-		kernels.ColumnRange32(k, d, lo, hi)
-		kernels.ColumnMaxAbsBits32(any(v).([]float32), e, s.bits32[kh*e:(kh+1)*e])
+		kernels.ColumnRange32(k, d, any(s.lo[kh*d:(kh+1)*d]).([]float32), any(s.hi[kh*d:(kh+1)*d]).([]float32))
 	case []float64:
-		lo, hi := any(s.lo[kh*d:(kh+1)*d]).([]float64), any(s.hi[kh*d:(kh+1)*d]).([]float64)
-		kernels.ColumnRange64(k, d, lo, hi)
-		kernels.ColumnMaxAbsBits64(any(v).([]float64), e, s.bits64[kh*e:(kh+1)*e])
+		kernels.ColumnRange64(k, d, any(s.lo[kh*d:(kh+1)*d]).([]float64), any(s.hi[kh*d:(kh+1)*d]).([]float64))
+	}
+}
+
+// addValues measures values v (whole rows) of key/value head kh.
+func (s *keyScan[T]) addValues(kh int, v []T) {
+	e := s.e
+	switch v := any(v).(type) {
+	case []float32:
+		kernels.ColumnMaxAbsBits32(v, e, s.bits32[kh*e:(kh+1)*e])
+	case []float64:
+		kernels.ColumnMaxAbsBits64(v, e, s.bits64[kh*e:(kh+1)*e])
 	}
 }
 
