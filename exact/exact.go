@@ -868,18 +868,22 @@ func scoresInPlace[T attn.Float](p *attn.Problem[T]) bool {
 var valuePrefetchRows = 2
 
 // scanKeysChunk is how many keys of d entries a certified step scores in
-// one product before measuring them (keyScan), 32 KiB of them, so that
-// the scan reads them from L1 rather than the whole tile from L2. A
-// score's bits do not depend on the call it is computed in (the same
-// kernels, which promise so, for every chunk), so the chunks give the
-// planned call's scores. Against scoring the whole tile and measuring it
+// one product before measuring them (keyScan): about 32 KiB of them, so
+// that the scan reads them from L1 rather than the whole tile from L2,
+// and a multiple of 16 keys. The chunks must give the planned call's
+// scores bit for bit: the few-row kernels do for any keys, but float64's
+// one-row kernel (MultiDot64) sums the keys of its 8-key blocks in
+// another order than those left over at a call's end, so a chunk must
+// end on a block boundary (at d = 96, 42-key chunks changed float64
+// results in their last bit; TestSpeculatedMatchesPlanned). Against
+// scoring the whole tile and measuring it
 // after (400 certified steps of each alternating in one process, two
 // runs, medians): 0.97-0.98x the time in float32 and 0.91-0.98x in
 // float64, on one query head against 65536 keys and on 8 query heads
 // over 2 or 8 key/value heads against 4096-32768 keys.
 func scanKeysChunk[T attn.Float](d int) int {
 	var zero T
-	return max(1, 32<<10/(d*int(unsafe.Sizeof(zero))))
+	return max(16, 32<<10/(d*int(unsafe.Sizeof(zero)))/16*16)
 }
 
 // attendRows runs the online softmax of global query rows r0..r0+rows-1

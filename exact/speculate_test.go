@@ -53,6 +53,10 @@ func TestSpeculatedMatchesPlanned(t *testing.T) {
 		{attntest.Case{Heads: 2, N: 4, M: 300, D: 8, E: 4, Mask: &attntest.MaskSpec{Additive: true, Heads: true, Rows: true, Keys: true}}, 0, true, true},
 		{attntest.Case{Heads: 2, N: 1, M: 300, D: 8, E: 4, Mask: &attntest.MaskSpec{Keys: true}}, 0, true, true},
 		{attntest.Case{Heads: 1, N: 1, M: 2000, D: 32, E: 32}, 1e-3, true, true},
+		// A width whose 32 KiB of keys is not a whole number of 8-key
+		// blocks (scanKeysChunk), and tiles ending in ragged blocks.
+		{attntest.Case{Heads: 2, N: 1, M: 1001, D: 96, E: 8}, 0, true, true},
+		{attntest.Case{Heads: 4, KVHeads: 2, N: 3, M: 777, D: 200, E: 8}, 0, true, true},
 		// Keys far from the origin: centred.
 		{attntest.Case{Heads: 2, N: 1, M: 1000, D: 16, E: 16, Shape: offset(300)}, 0, false, false},
 		// Values beyond float32's comfortable range: scaled.
