@@ -1067,25 +1067,28 @@ func attendRows[T attn.Float](ctx context.Context, p *attn.Problem[T], k ops[T],
 				halfScores(p, kh, j0+c0, nb, bcols-c0, q[b0*d:], s[c0:], stride)
 			} else if !inPlaceScores {
 				k.gemmNTPacked(nb, bcols-c0, d, q[b0*d:], d, kt[c0*d:], d, s[c0:], stride)
-			} else if st.scan.on && !half && centre == nil && nb == rows && c0 == 0 && bcols == cols {
-				// A certified step's tile, all of it in one block: the
-				// scores go through in chunks of keys that fit in L1, each
-				// measured right after its product (scanKeysChunk).
-				chunk := scanKeysChunk[T](d)
-				for a := 0; a < cols; a += chunk {
-					b := min(a+chunk, cols)
-					if k.gemmNTNext != nil && rows >= valuePrefetchRows {
-						k.gemmNTNext(nb, b-a, d, q, d, kt[a*d:], d, s[a:], stride, share(pfV, a, b-a, cols))
-					} else {
-						k.gemmNT(nb, b-a, d, q, d, kt[a*d:], d, s[a:], stride)
-					}
-					st.scan.addKeys(kh, kt[a*d:b*d])
-				}
-				keysScanned = true
-			} else if k.gemmNTNext != nil && rows >= valuePrefetchRows {
-				k.gemmNTNext(nb, bcols-c0, d, q[b0*d:], d, kt[c0*d:], d, s[c0:], stride, pfV)
 			} else {
-				k.gemmNT(nb, bcols-c0, d, q[b0*d:], d, kt[c0*d:], d, s[c0:], stride)
+				// A certified step's tile, all of it in one block, is
+				// scored in chunks of keys that fit in L1, each measured
+				// right after its product (scanKeysChunk); otherwise the
+				// block's columns go in one call.
+				scanChunks := st.scan.on && !half && centre == nil && nb == rows && c0 == 0 && bcols == cols
+				chunk := bcols - c0
+				if scanChunks {
+					chunk = scanKeysChunk[T](d)
+				}
+				for a := c0; a < bcols; a += chunk {
+					b := min(a+chunk, bcols)
+					if k.gemmNTNext != nil && rows >= valuePrefetchRows {
+						k.gemmNTNext(nb, b-a, d, q[b0*d:], d, kt[a*d:], d, s[a:], stride, share(pfV, a-c0, b-a, bcols-c0))
+					} else {
+						k.gemmNT(nb, b-a, d, q[b0*d:], d, kt[a*d:], d, s[a:], stride)
+					}
+					if scanChunks {
+						st.scan.addKeys(kh, kt[a*d:b*d])
+					}
+				}
+				keysScanned = scanChunks
 			}
 			// A block all of whose rows see every key, with finite scores
 			// and no mask, goes through the softmax steps in two calls for
