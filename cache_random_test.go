@@ -12,7 +12,10 @@ import (
 	"github.com/fastattn/fastattn/attn/attntest"
 )
 
-var cacheRandomStreams = flag.Int("cache.streams", 40, "random streams in TestCacheRandomBounds (12 with -short)")
+var (
+	cacheRandomStreams       = flag.Int("cache.streams", 40, "random streams in TestCacheRandomBounds (12 with -short)")
+	cacheRandomDecodeStreams = flag.Int("cache.decodestreams", 6, "random streams in TestCacheRandomDecodingBounds (2 with -short)")
+)
 
 // TestCacheRandomBounds runs random decoding streams through a Cache with
 // every option it has (grouped query heads, windows, sinks, 16-bit key and
@@ -32,9 +35,9 @@ func TestCacheRandomBounds(t *testing.T) {
 	for _, s := range append([]int{1184}, seq(streams)...) {
 		r := rand.New(rand.NewPCG(uint64(s), 17))
 		if r.IntN(2) == 0 {
-			cacheStream[float32](t, r, s)
+			cacheStream[float32](t, r, s, smallStream)
 		} else {
-			cacheStream[float64](t, r, s)
+			cacheStream[float64](t, r, s, smallStream)
 		}
 		if t.Failed() {
 			break
@@ -42,13 +45,67 @@ func TestCacheRandomBounds(t *testing.T) {
 	}
 }
 
-func cacheStream[T Float](t *testing.T, r *rand.Rand, s int) {
-	kvh, group := 1+r.IntN(2), 1+r.IntN(3)
-	heads, d, e := kvh*group, 1+r.IntN(8), 1+r.IntN(5)
+// TestCacheRandomDecodingBounds is TestCacheRandomBounds on real models'
+// shapes: groups of up to 8 query heads per key/value head, head
+// dimensions up to 256, a prefill of up to 2000 tokens, then steps of one
+// to three tokens and now and then eight (a speculative step, whose 8 to
+// 64 rows per key/value head take the packed products), so that the
+// steps span several of the cache's key blocks. -cache.decodestreams sets
+// how many streams, -random.seed the first.
+func TestCacheRandomDecodingBounds(t *testing.T) {
+	streams := *cacheRandomDecodeStreams
+	if testing.Short() && !flagSet("cache.decodestreams") {
+		streams = 2
+	}
+	for c := range streams {
+		s := int(*randomSeed) + c
+		r := rand.New(rand.NewPCG(uint64(s), 18))
+		if r.IntN(2) == 0 {
+			cacheStream[float32](t, r, s, decodingStream)
+		} else {
+			cacheStream[float64](t, r, s, decodingStream)
+		}
+		if t.Failed() {
+			break
+		}
+		if streams >= 200 && c%100 == 99 {
+			t.Logf("%d of %d streams", c+1, streams) // a long search's progress
+		}
+	}
+}
+
+// streamSizes are a random stream's key/value heads, query heads per
+// key/value head, key and value dimensions, the most tokens of its
+// prefill and of a step, the tokens of its speculative steps (0: none)
+// and its widest window.
+type streamSizes struct {
+	kvh, group, d, e, prefill, step, speculative, window int
+}
+
+// smallStream draws TestCacheRandomBounds' sizes.
+func smallStream(r *rand.Rand) streamSizes {
+	return streamSizes{kvh: 1 + r.IntN(2), group: 1 + r.IntN(3), d: 1 + r.IntN(8), e: 1 + r.IntN(5), prefill: 40, step: 3, window: 30}
+}
+
+// decodingStream draws TestCacheRandomDecodingBounds' sizes.
+func decodingStream(r *rand.Rand) streamSizes {
+	dims := []int{32, 64, 96, 128, 256, 1 + r.IntN(256)}
+	s := streamSizes{kvh: 1 + r.IntN(2), group: []int{1, 2, 4, 8}[r.IntN(4)], d: dims[r.IntN(len(dims))], prefill: 2000, step: 3, speculative: 8, window: 1000}
+	s.e = s.d
+	if r.IntN(3) == 0 {
+		s.e = dims[r.IntN(len(dims))]
+	}
+	return s
+}
+
+func cacheStream[T Float](t *testing.T, r *rand.Rand, s int, sizes func(r *rand.Rand) streamSizes) {
+	sz := sizes(r)
+	kvh, group := sz.kvh, sz.group
+	heads, d, e := kvh*group, sz.d, sz.e
 	opts := CacheOptions{QueryHeads: heads, Method: []string{"exact", "poly", "auto"}[r.IntN(3)], Eps: []float64{1e-3, 1e-6}[r.IntN(2)],
 		Scale: math.Pow(10, r.Float64()*2-1) / math.Sqrt(float64(d))}
 	if r.IntN(3) == 0 {
-		opts.Window = &Window{Left: r.IntN(30), Right: 0}
+		opts.Window = &Window{Left: r.IntN(sz.window), Right: 0}
 	}
 	if r.IntN(2) == 0 {
 		opts.Sinks = make([]float64, heads)
@@ -97,9 +154,13 @@ func cacheStream[T Float](t *testing.T, r *rand.Rand, s int) {
 		}
 		return y
 	}
-	steps := []int{1 + r.IntN(40)}
+	steps := []int{1 + r.IntN(sz.prefill)}
 	for range 1 + r.IntN(6) {
-		steps = append(steps, 1+r.IntN(3))
+		n := 1 + r.IntN(sz.step)
+		if sz.speculative > 0 && r.IntN(4) == 0 {
+			n = sz.speculative
+		}
+		steps = append(steps, n)
 	}
 	for x, n := range steps {
 		q := draw(heads*n, d, nil)

@@ -30,25 +30,54 @@ import (
 // with -short; a few thousand take a few minutes), -random.seed where they
 // start.
 var (
-	randomCases = flag.Int("random.cases", 100, "random problems in TestRandomOptionsBounds (30 with -short)")
-	randomSeed  = flag.Uint64("random.seed", 1, "first seed of TestRandomOptionsBounds")
+	randomCases        = flag.Int("random.cases", 100, "random problems in TestRandomOptionsBounds (30 with -short)")
+	randomDecodeCases  = flag.Int("random.decodecases", 8, "random problems in TestRandomDecodingBounds (3 with -short)")
+	randomPrefillCases = flag.Int("random.prefillcases", 3, "random problems in TestRandomPrefillBounds (1 with -short)")
+	randomSeed         = flag.Uint64("random.seed", 1, "first seed of TestRandomOptionsBounds, TestRandomDecodingBounds and TestRandomPrefillBounds")
 )
 
 func TestRandomOptionsBounds(t *testing.T) {
+	runRandomBounds(t, "random.cases", *randomCases, 30, smallSizes)
+}
+
+// TestRandomDecodingBounds is TestRandomOptionsBounds on decoding's
+// shapes: one to four queries per head, groups of up to 8 query heads per
+// key/value head, up to 4000 keys of up to 256 dimensions, so that the
+// calls span several key tiles, split the keys over the workers, and (in
+// the certified one-pass calls of speculate.go) score and measure a tile
+// in chunks. -random.decodecases sets how many problems.
+func TestRandomDecodingBounds(t *testing.T) {
+	runRandomBounds(t, "random.decodecases", *randomDecodeCases, 3, decodingSizes)
+}
+
+// TestRandomPrefillBounds is TestRandomOptionsBounds on prefill's shapes:
+// up to 700 queries per head against up to 1500 keys of up to 256
+// dimensions, so that the calls span several query and key tiles, pack
+// and centre their keys and split the rows over the workers.
+// -random.prefillcases sets how many problems.
+func TestRandomPrefillBounds(t *testing.T) {
+	runRandomBounds(t, "random.prefillcases", *randomPrefillCases, 1, prefillSizes)
+}
+
+// runRandomBounds checks cases problems of the given sizes (short of them
+// with -short, unless the flag named flagName was given), from -random.seed on.
+func runRandomBounds(t *testing.T, flagName string, cases, short int, sizes func(r *rand.Rand) randomSizes) {
 	worst := map[string]randomWorst{}
-	cases := *randomCases
-	if testing.Short() && !flagSet("random.cases") {
-		cases = 30
+	if testing.Short() && !flagSet(flagName) {
+		cases = short
 	}
 	for c := range cases {
 		r := rand.New(rand.NewPCG(*randomSeed+uint64(c), 99))
 		if r.IntN(2) == 0 {
-			randomBounds[float32](t, r, c, worst)
+			randomBounds[float32](t, r, c, sizes, worst)
 		} else {
-			randomBounds[float64](t, r, c, worst)
+			randomBounds[float64](t, r, c, sizes, worst)
 		}
 		if t.Failed() {
 			break
+		}
+		if cases >= 200 && c%100 == 99 {
+			t.Logf("%d of %d problems", c+1, cases) // a long search's progress
 		}
 	}
 	for _, key := range slices.Sorted(maps.Keys(worst)) {
@@ -76,14 +105,67 @@ type randomCase[T Float] struct {
 	name    string
 }
 
-// drawRandomCase draws case c's problem from r.
-func drawRandomCase[T Float](r *rand.Rand, c int) randomCase[T] {
-	b, kvh, g := 1+r.IntN(2), 1+r.IntN(2), 1+r.IntN(3)
-	h := kvh * g
-	n, m, d, e := 1+r.IntN(80), 1+r.IntN(80), 1+r.IntN(12), 1+r.IntN(6)
+// randomSizes are a drawn problem's sizes: batch, key/value heads, query
+// heads per key/value head, queries and keys per head, key and value
+// dimensions, and the widest window side.
+type randomSizes struct {
+	b, kvh, g, n, m, d, e, window int
+}
+
+// smallSizes draws the sizes of TestRandomOptionsBounds: every dimension
+// small, so that thousands of problems take minutes.
+func smallSizes(r *rand.Rand) randomSizes {
+	s := randomSizes{b: 1 + r.IntN(2), kvh: 1 + r.IntN(2), g: 1 + r.IntN(3),
+		n: 1 + r.IntN(80), m: 1 + r.IntN(80), d: 1 + r.IntN(12), e: 1 + r.IntN(6), window: 20}
 	if r.IntN(4) == 0 {
-		n = 1 // decoding
+		s.n = 1 // decoding
 	}
+	return s
+}
+
+// decodingSizes draws the sizes of TestRandomDecodingBounds: a decoding
+// step (one query per head, or up to four: a speculative step) of
+// grouped heads against up to 4000 keys, the head dimensions of real
+// models among them.
+func decodingSizes(r *rand.Rand) randomSizes {
+	dims := []int{32, 64, 80, 96, 128, 200, 256}
+	dim := func() int {
+		if r.IntN(4) == 0 {
+			return 1 + r.IntN(256)
+		}
+		return dims[r.IntN(len(dims))]
+	}
+	s := randomSizes{b: 1, kvh: 1 + r.IntN(2), g: []int{1, 2, 4, 8}[r.IntN(4)],
+		n: 1, m: 64 + r.IntN(3937), d: dim(), window: 2000}
+	s.e = s.d
+	if r.IntN(3) == 0 {
+		s.e = dim()
+	}
+	if r.IntN(4) == 0 {
+		s.n = 2 + r.IntN(3)
+	}
+	return s
+}
+
+// prefillSizes draws the sizes of TestRandomPrefillBounds: a prefill of
+// a few grouped heads, the head dimensions of real models among them.
+func prefillSizes(r *rand.Rand) randomSizes {
+	dims := []int{32, 64, 96, 128, 256, 1 + r.IntN(256)}
+	s := randomSizes{b: 1, kvh: 1 + r.IntN(2), g: 1 + r.IntN(2),
+		n: 1 + r.IntN(700), m: 1 + r.IntN(1500), d: dims[r.IntN(len(dims))], window: 1000}
+	s.e = s.d
+	if r.IntN(3) == 0 {
+		s.e = dims[r.IntN(len(dims))]
+	}
+	return s
+}
+
+// drawRandomCase draws case c's problem from r, of sizes drawn by sizes.
+func drawRandomCase[T Float](r *rand.Rand, c int, sizes func(r *rand.Rand) randomSizes) randomCase[T] {
+	sz := sizes(r)
+	b, kvh, g := sz.b, sz.kvh, sz.g
+	h := kvh * g
+	n, m, d, e := sz.n, sz.m, sz.d, sz.e
 	sinkAmongLogits := r.IntN(4) == 0
 	var opts Options
 	opts.Scale = math.Pow(10, r.Float64()*4-2) / math.Sqrt(float64(d))
@@ -94,7 +176,7 @@ func drawRandomCase[T Float](r *rand.Rand, c int) randomCase[T] {
 		}
 	}
 	if r.IntN(4) == 0 {
-		opts.Window = &Window{Left: r.IntN(20) - 1, Right: r.IntN(20) - 1}
+		opts.Window = &Window{Left: r.IntN(sz.window) - 1, Right: r.IntN(sz.window) - 1}
 	}
 	if r.IntN(3) == 0 {
 		kl := make([]int, b)
@@ -186,8 +268,8 @@ func drawRandomCase[T Float](r *rand.Rand, c int) randomCase[T] {
 
 // randomBounds draws case c and checks every method's reported bound on it,
 // and exact attention's on its 16-bit storage (float32 cases).
-func randomBounds[T Float](t *testing.T, r *rand.Rand, c int, worst map[string]randomWorst) {
-	rc := drawRandomCase[T](r, c)
+func randomBounds[T Float](t *testing.T, r *rand.Rand, c int, sizes func(r *rand.Rand) randomSizes, worst map[string]randomWorst) {
+	rc := drawRandomCase[T](r, c, sizes)
 	epss := []float64{1e-3, 1e-6}
 	if _, ok := any(T(0)).(float64); ok {
 		epss = append(epss, 1e-8, 1e-10)
