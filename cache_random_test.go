@@ -50,9 +50,10 @@ func TestCacheRandomBounds(t *testing.T) {
 // TestCacheRandomDecodingBounds is TestCacheRandomBounds on real models'
 // shapes: groups of up to 8 query heads per key/value head, head
 // dimensions up to 256, a prefill of up to 2000 tokens, then steps of one
-// to three tokens and now and then eight (a speculative step, whose 8 to
-// 64 rows per key/value head take the packed products), so that the
-// steps span several of the cache's key blocks. -cache.decodestreams sets
+// to three tokens and now and then eight (a speculative step: 8 to 64
+// rows per key/value head, past 24 of which the scores pack each key
+// block instead of reading it in place), so that the steps span several
+// of the cache's key blocks. -cache.decodestreams sets
 // how many streams, -random.seed the first.
 func TestCacheRandomDecodingBounds(t *testing.T) {
 	streams := *cacheRandomDecodeStreams
