@@ -53,8 +53,8 @@ func TestCacheRandomBounds(t *testing.T) {
 // to three tokens and now and then eight (a speculative step: 8 to 64
 // rows per key/value head, past 24 of which the scores pack each key
 // block instead of reading it in place), so that the steps span several
-// of the cache's key blocks. -cache.decodestreams sets
-// how many streams, -random.seed the first.
+// of the cache's key blocks. -cache.decodestreams sets how many streams,
+// -random.seed the first.
 func TestCacheRandomDecodingBounds(t *testing.T) {
 	streams := *cacheRandomDecodeStreams
 	if testing.Short() && !flagSet("cache.decodestreams") {
