@@ -263,7 +263,7 @@ func (polyNoSinkGradients) BackwardSupports() attn.Feature {
 // ForwardBackward refuses an option the method's backward pass declines
 // before running the forward pass (no result comes back).
 func TestForwardBackwardRefusesFirst(t *testing.T) {
-	withMethod(t, polyNoSinkGradients{poly.Method{AllowExpensive: true}})
+	withMethod(t, polyNoSinkGradients{poly.Method{}})
 	r := rand.New(rand.NewPCG(3, 4))
 	q := randTensor[float64](r, 1, 2, 6, 3)
 	v := randTensor[float64](r, 1, 2, 6, 3)

@@ -102,7 +102,7 @@ func TestDegree(t *testing.T) {
 		}
 		return -1
 	}
-	rhos := []float64{0, -0.0, 1e-300, 5, math.Inf(1), math.NaN()}
+	rhos := []float64{0, math.Copysign(0, -1), 1e-300, 5, math.Inf(1), math.NaN()}
 	for _, x := range pr.rhoMax {
 		rhos = append(rhos, x, math.Nextafter(x, 0), math.Nextafter(x, 10))
 	}

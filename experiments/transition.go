@@ -307,7 +307,7 @@ func runPoly(ctx context.Context, seed uint64, k int, c, b, eps float64, reps in
 	in := signInput(r, row.N, row.D, row.E, b)
 	p := in.problem(1/float64(row.D), eps, 0)
 	out := attn.NewOutput(p)
-	m := poly.Method{AllowExpensive: true, SampleRows: 32}
+	m := poly.Method{SampleRows: 32}
 	var st attn.Stats
 	sec := math.Inf(1)
 	for range max(reps, 1) {

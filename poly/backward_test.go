@@ -14,7 +14,7 @@ import (
 // lossOf returns sum(dO * T) for the poly forward on p.
 func lossOf(t *testing.T, p *attn.Problem[float64], dO []float64) float64 {
 	out := attn.NewOutput(p)
-	if _, err := (Method{AllowExpensive: true, SampleRows: -1}).Forward64(context.Background(), p, out); err != nil {
+	if _, err := (Method{SampleRows: -1}).Forward64(context.Background(), p, out); err != nil {
 		t.Fatal(err)
 	}
 	var l float64
@@ -57,7 +57,7 @@ func checkFiniteDifferences(t *testing.T, c attntest.Case) {
 	defer func() { testCentre, testNoExactRows, testForwardBump = nil, false, 0 }()
 	dO := attntest.GradOutput(p, 4)
 	g := attn.NewGradients(p)
-	if _, err := (Method{AllowExpensive: true}).Backward64(context.Background(), p, attn.NewOutput(p), dO, g); err != nil {
+	if _, err := (Method{}).Backward64(context.Background(), p, attn.NewOutput(p), dO, g); err != nil {
 		t.Fatal(err)
 	}
 	r := rand.New(rand.NewPCG(5, 6))
@@ -108,7 +108,7 @@ func TestBackwardNearExactGradient(t *testing.T) {
 			p.Eps = eps
 			dO := attntest.GradOutput(p, 10)
 			g := attn.NewGradients(p)
-			st, err := (Method{AllowExpensive: true}).Backward64(context.Background(), p, attn.NewOutput(p), dO, g)
+			st, err := (Method{}).Backward64(context.Background(), p, attn.NewOutput(p), dO, g)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -143,10 +143,10 @@ func TestBackwardNearExactGradient(t *testing.T) {
 func TestGradConformance(t *testing.T) {
 	const eps = 1e-4
 	cfg := attntest.GradConfig{Eps: eps, Tol64: eps, Tol32: eps, FDTol: eps, FDReference: true, AllowUnsupported: true}
-	t.Run("exact-rows", func(t *testing.T) { attntest.RunGrad(t, Method{AllowExpensive: true}, cfg) })
+	t.Run("exact-rows", func(t *testing.T) { attntest.RunGrad(t, Method{}, cfg) })
 	t.Run("polynomial", func(t *testing.T) {
 		testNoExactRows = true
 		defer func() { testNoExactRows = false }()
-		attntest.RunGrad(t, Method{AllowExpensive: true}, cfg)
+		attntest.RunGrad(t, Method{}, cfg)
 	})
 }

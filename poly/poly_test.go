@@ -15,7 +15,7 @@ import (
 func TestConformance(t *testing.T) {
 	for _, eps := range []float64{1e-1, 1e-3, 1e-6} {
 		t.Run(fmt.Sprint("eps=", eps), func(t *testing.T) {
-			attntest.Run(t, Method{AllowExpensive: true}, attntest.Config{Eps: eps, AllowUnsupported: true})
+			attntest.Run(t, Method{}, attntest.Config{Eps: eps, AllowUnsupported: true})
 		})
 	}
 }
@@ -30,7 +30,7 @@ func TestSupportsBoundedInputs(t *testing.T) {
 		c.QScale, c.KScale = 0.3, 0.3
 		p := c.Generate(5)
 		p.Eps = 1e-3
-		if err := attntest.Check(Method{AllowExpensive: true}, p, p.Eps, false); err != nil {
+		if err := attntest.Check(Method{}, p, p.Eps, false); err != nil {
 			t.Errorf("%s: %v", c.Name, err)
 		}
 	}
@@ -61,14 +61,14 @@ func TestGuaranteeRandom(t *testing.T) {
 		p.Eps = eps
 		var err error
 		if eps >= MinEps32 && r.IntN(2) == 0 {
-			err = attntest.Check(Method{AllowExpensive: true}, attntest.To32(p), eps, true)
+			err = attntest.Check(Method{}, attntest.To32(p), eps, true)
 		} else {
-			err = attntest.Check(Method{AllowExpensive: true}, p, eps, true)
+			err = attntest.Check(Method{}, p, eps, true)
 		}
 		if err != nil {
 			t.Fatalf("input %d (%s, n=%d m=%d d=%d e=%d beta~%.3g eps=%g): %v", it, shape, n, m, d, e, targetBeta, eps, err)
 		}
-		if _, ferr := attn.Forward(context.Background(), Method{AllowExpensive: true}, p, attn.NewOutput(p)); errors.Is(ferr, attn.ErrUnsupported) {
+		if _, ferr := attn.Forward(context.Background(), Method{}, p, attn.NewOutput(p)); errors.Is(ferr, attn.ErrUnsupported) {
 			declined++
 		} else {
 			ran++
