@@ -212,14 +212,22 @@ func TestAttendHalfKeysAndValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	colMax := make([]float64, 2)
+	for i, b := range vb {
+		colMax[i%2] = max(colMax[i%2], math.Abs(float64(math.Float32frombits(uint32(b)<<16))))
+	}
 	for _, report := range []bool{true, false} {
 		out, lse := make([]float32, 3*2), make([]float64, 3)
 		if _, err := attend(in, arrayOf(out, 3, 2), arrayOf(lse, 3), report); err != nil {
 			t.Fatal(err)
 		}
+		// Without a report the call is AttendHalfKVInto, which reads the
+		// 16-bit values in place; AttendHalfKV widens them first. The two
+		// agree to the bit where AVX-512 kernels run, but on AVX2 they may
+		// sum in another order: each is within the bound of the truth.
 		for i := range out {
-			if out[i] != want.Out.Data[i] {
-				t.Fatalf("report %v: out[%d] = %v, want %v", report, i, out[i], want.Out.Data[i])
+			if d := math.Abs(float64(out[i] - want.Out.Data[i])); d > 2*want.Report.ErrorBound*colMax[i%2] {
+				t.Fatalf("report %v: out[%d] = %v, want %v (bound %g)", report, i, out[i], want.Out.Data[i], want.Report.ErrorBound)
 			}
 		}
 	}
