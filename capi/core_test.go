@@ -10,6 +10,7 @@ import (
 	"unsafe"
 
 	"github.com/fastattn/fastattn"
+	"github.com/fastattn/fastattn/attn"
 )
 
 // arrayOf describes Go memory as the C side would describe its own.
@@ -214,7 +215,7 @@ func TestAttendHalfKeysAndValues(t *testing.T) {
 	}
 	colMax := make([]float64, 2)
 	for i, b := range vb {
-		colMax[i%2] = max(colMax[i%2], math.Abs(float64(math.Float32frombits(uint32(b)<<16))))
+		colMax[i%2] = max(colMax[i%2], math.Abs(float64(attn.HalfToFloat32(attn.BFloat16, b))))
 	}
 	for _, report := range []bool{true, false} {
 		out, lse := make([]float32, 3*2), make([]float64, 3)
